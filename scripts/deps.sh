@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs to build, run and test.
+# Idempotent: packages already present are not touched, so `make build` stays fast.
+set -euo pipefail
+
+pkgs=(
+  build-essential meson ninja-build pkg-config clang
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev
+  libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
+  libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
+  ffmpeg curl unzip python3
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

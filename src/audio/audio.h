@@ -1,0 +1,64 @@
+/* audio.h - decoding, resampling and writing audio (the I/O every engine uses).
+ *
+ * Decoding goes through FFmpeg (libavformat/libavcodec) and libswresample with its soxr
+ * resampler, to float32 *planar* samples at a requested rate and channel count.
+ * Containers and codecs are allow-listed; durations are capped. Writers produce WAV
+ * (16/24-bit PCM, 32-bit float) and FLAC.
+ *
+ * This module never trusts its input: every failure returns a negative SFA_E* code and a
+ * sentence in err. It has no server dependencies. Functions are thread-safe (no global
+ * state beyond FFmpeg's, which is initialised lazily and once).
+ */
+#ifndef SFA_AUDIO_AUDIO_H
+#define SFA_AUDIO_AUDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Planar float samples: channel c is data[c * n_frames .. (c+1) * n_frames). */
+struct audio_buf {
+	float *data; /* malloced; audio_buf_free releases it */
+	size_t n_frames;
+	int n_channels;
+	int sample_rate_hz;
+};
+
+struct audio_info {
+	char container[32];  /* FFmpeg short name of the format, e.g. "mp3", "flac", "wav" */
+	char codec[32];      /* e.g. "mp3", "flac", "pcm_s16le", "aac", "opus", "vorbis" */
+	int sample_rate_hz;
+	int n_channels;
+	double duration_s;   /* from decoding when probed with audio_probe */
+	int64_t bit_rate;    /* bits per second, 0 when unknown */
+	char title[256], artist[256], album[256]; /* tags, "" when absent */
+};
+
+enum audio_sample_format {
+	AUDIO_PCM16,   /* 16-bit PCM, round to nearest, clipped */
+	AUDIO_PCM24,   /* 24-bit PCM, round to nearest, clipped */
+	AUDIO_FLOAT32, /* 32-bit IEEE float, unclipped */
+};
+
+enum { AUDIO_MAX_DURATION_S = 60 * 60 }; /* default decode cap: one hour */
+
+/* Opens path, checks the container/codec allow-list and decodes the whole stream to
+ * validate it. Fills info on success. */
+int audio_probe(const char *path, struct audio_info *info, char *err, size_t n_err);
+
+/* Decodes path to planar float at rate_hz (0 = the file's rate) and n_channels
+ * (0 = the file's; 1 = mean of channels; 2 from mono duplicates; >2 to 2 keeps the first
+ * two). Fails with SFA_ETOOBIG past max_duration_s (0 = AUDIO_MAX_DURATION_S).
+ * On success *out owns malloced data; free with audio_buf_free. */
+int audio_decode(const char *path, int rate_hz, int n_channels, double max_duration_s,
+                 struct audio_buf *out, char *err, size_t n_err);
+
+void audio_buf_free(struct audio_buf *b);
+
+/* Writes b as a RIFF WAV file in fmt. Creates or truncates path. */
+int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
+                    char *err, size_t n_err);
+/* Writes b as FLAC (16 or 24 bits: AUDIO_PCM16 or AUDIO_PCM24). */
+int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
+                     char *err, size_t n_err);
+
+#endif

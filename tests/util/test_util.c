@@ -1,0 +1,116 @@
+/* Unit tests for src/util: arena caps, buffer caps, string helpers, UUIDs, JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/arena.h"
+#include "util/err.h"
+#include "util/json.h"
+#include "util/str.h"
+#include "util/uuid.h"
+
+static void arena_respects_cap(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a, 64 * 1024);
+	void *p = arena_alloc(&a, 100);
+	assert_non_null(p);
+	assert_int_equal((uintptr_t)p % 16, 0);
+	assert_non_null(arena_alloc(&a, 40000));
+	assert_null(arena_alloc(&a, 40000)); /* would pass the 64 KiB cap */
+	char *s = arena_printf(&a, "%s-%d", "x", 42);
+	assert_string_equal(s, "x-42");
+	assert_string_equal(arena_strndup(&a, "abcdef", 3), "abc");
+	arena_free(&a);
+	assert_null(a.head);
+}
+
+static void buf_caps_and_grows(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b, 10);
+	assert_int_equal(buf_puts(&b, "hello"), 0);
+	assert_int_equal(buf_printf(&b, "%d", 1234), 0);
+	assert_string_equal(b.data, "hello1234");
+	assert_int_equal(buf_puts(&b, "xy"), SFA_ETOOBIG);
+	assert_string_equal(b.data, "hello1234"); /* unchanged after a refused append */
+	char *p = buf_steal(&b);
+	assert_string_equal(p, "hello1234");
+	free(p);
+	assert_null(b.data);
+}
+
+static void str_helpers(void **state)
+{
+	(void)state;
+	char small[4];
+	assert_int_equal(str_copy(small, sizeof small, "abcdef"), 6);
+	assert_string_equal(small, "abc");
+	long v;
+	assert_int_equal(str_to_long("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(str_to_long("101", 0, 100, &v), SFA_EINVAL);
+	assert_int_equal(str_to_long("4x", 0, 100, &v), SFA_EINVAL);
+	assert_int_equal(str_to_long("", 0, 100, &v), SFA_EINVAL);
+	assert_true(str_secure_eq("abc", "abc"));
+	assert_false(str_secure_eq("abc", "abd"));
+	assert_false(str_secure_eq("abc", "abcd"));
+	assert_true(str_ieq_n("GET", "get", 3));
+	char hex[5];
+	str_hex((const unsigned char *)"\x01\xab", 2, hex);
+	assert_string_equal(hex, "01ab");
+}
+
+static void uuid_format(void **state)
+{
+	(void)state;
+	char a[UUID_STR_LEN], b[UUID_STR_LEN];
+	uuid_v4(a);
+	uuid_v4(b);
+	assert_true(uuid_valid(a));
+	assert_string_not_equal(a, b);
+	assert_int_equal(a[14], '4');
+	assert_true(strchr("89ab", a[19]) != NULL);
+	assert_false(uuid_valid("not-a-uuid"));
+	assert_false(uuid_valid("123e4567-e89b-12d3-a456-42661417400g"));
+}
+
+static void json_parse_rules(void **state)
+{
+	(void)state;
+	json_t *j = NULL;
+	char err[200];
+	assert_int_equal(json_parse_object("{\"a\":\"b\"}", 9, &j, err, sizeof err), 0);
+	assert_string_equal(json_str(j, "a"), "b");
+	assert_null(json_str(j, "missing"));
+	char *enc = json_encode(j);
+	assert_string_equal(enc, "{\"a\":\"b\"}");
+	free(enc);
+	json_decref(j);
+	j = NULL;
+	assert_int_equal(json_parse_object("[1]", 3, &j, err, sizeof err), SFA_EINVAL);
+	assert_string_equal(err, "The JSON body must be an object.");
+	assert_int_equal(json_parse_object("{\"a\":", 5, &j, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "not valid JSON"));
+	assert_int_equal(json_parse_object("{\"a\":1,\"a\":2}", 13, &j, err, sizeof err), SFA_EINVAL);
+	assert_null(j);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(arena_respects_cap), cmocka_unit_test(buf_caps_and_grows),
+		cmocka_unit_test(str_helpers),        cmocka_unit_test(uuid_format),
+		cmocka_unit_test(json_parse_rules),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
