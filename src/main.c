@@ -1,13 +1,209 @@
-/* main.c - the sfa command line: dispatch to subcommands only. */
+/* main.c - the sfa command line: dispatch to subcommands only.
+ *
+ *   sfa serve [--port N] [--bind ADDR] [--data DIR]
+ *   sfa user create --email E --password P [--data DIR]     prints the user id
+ *   sfa token create --email E [--name N] [--data DIR]      prints only the new API key
+ *   sfa version
+ *
+ * Every setting also has an SFA_* environment variable (core/config.h). Errors are one
+ * line on stderr; exit status 2 for usage errors, 1 for failures.
+ */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "api/app.h"
+#include "api/routes.h"
+#include "core/accounts.h"
+#include "http/server.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define SFA_VERSION "0.1.0"
+
+static const char usage[] =
+	"usage: sfa <command>\n"
+	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
+	"  user create --email E --password P             create a user, print its id\n"
+	"  token create --email E [--name N]              create an API key, print it\n"
+	"  version                                        print the version\n"
+	"Settings: SFA_PORT, SFA_BIND, SFA_DATA_DIR, SFA_SECRET_KEY_BASE, SFA_RATE_API,\n"
+	"SFA_RATE_HEAVY, SFA_RATE_AUTH, SFA_TRUSTED_PROXIES, SFA_HTTPS.\n";
+
+static int fail(const char *msg)
+{
+	fprintf(stderr, "sfa: %s\n", msg);
+	return 1;
+}
+
+/* Loads the configuration (env + --data) and opens the database. */
+static int open_app(struct app *app, int *argc, char **argv, bool serve)
+{
+	char err[512];
+	memset(app, 0, sizeof *app);
+	if (config_from_env(&app->cfg, err, sizeof err))
+		return fail(err);
+	if (serve ? config_parse_serve_args(&app->cfg, *argc, argv, err, sizeof err)
+	          : config_take_data_flag(&app->cfg, argc, argv, err, sizeof err)) {
+		fprintf(stderr, "sfa: %s\n", err);
+		return 2;
+	}
+	if (config_prepare_data(&app->cfg, err, sizeof err))
+		return fail(err);
+	if (db_open(app->cfg.db_path, &app->db, err, sizeof err))
+		return fail(err);
+	return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct app app;
+	int rc = open_app(&app, &argc, argv, true);
+	if (rc)
+		return rc;
+	app.rl = ratelimit_new(100000, 60);
+	if (!app.rl) {
+		db_close(app.db);
+		return fail("out of memory");
+	}
+	struct server_opts o = {
+		.bind = app.cfg.bind,
+		.port = app.cfg.port,
+		.n_threads = app.cfg.n_http_threads,
+		.grace_s = app.cfg.shutdown_grace_s,
+		.dispatch = routes_dispatch,
+		.app = &app,
+	};
+	char err[512];
+	rc = server_run(&o, err, sizeof err);
+	ratelimit_free(app.rl);
+	db_close(app.db);
+	if (rc)
+		return fail(err);
+	log_info("database closed; bye");
+	return 0;
+}
+
+static const char *flag(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i + 1 < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return argv[i + 1];
+	return NULL;
+}
+
+/* Rejects anything but the given flags (each taking a value). */
+static int check_flags(int argc, char **argv, const char *const *allowed)
+{
+	for (int i = 0; i < argc; i += 2) {
+		bool ok = false;
+		for (int j = 0; allowed[j]; j++)
+			ok |= strcmp(argv[i], allowed[j]) == 0;
+		if (!ok || i + 1 >= argc) {
+			fprintf(stderr, "sfa: %s \"%s\"\n%s", ok ? "missing value for" : "unknown option",
+			        argv[i], usage);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static int cmd_user_create(int argc, char **argv)
+{
+	struct app app;
+	int rc = open_app(&app, &argc, argv, false);
+	if (rc)
+		return rc;
+	static const char *const allowed[] = {"--email", "--password", NULL};
+	if ((rc = check_flags(argc, argv, allowed)))
+		goto out;
+	const char *email = flag(argc, argv, "--email");
+	const char *password = flag(argc, argv, "--password");
+	if (!email || !password) {
+		fprintf(stderr, "sfa: user create needs --email and --password\n");
+		rc = 2;
+		goto out;
+	}
+	struct field_errors fe = {0};
+	struct db_user u;
+	rc = accounts_register(app.db, email, password, (int64_t)time(NULL), &u, &fe);
+	if (rc == SFA_EINVAL) {
+		for (int i = 0; i < fe.n; i++)
+			fprintf(stderr, "sfa: %s %s\n", fe.e[i].field, fe.e[i].message);
+		rc = 1;
+	} else if (rc) {
+		rc = fail("could not create the user (see the log above)");
+	} else {
+		printf("%s\n", u.id);
+	}
+out:
+	db_close(app.db);
+	return rc;
+}
+
+static int cmd_token_create(int argc, char **argv)
+{
+	struct app app;
+	int rc = open_app(&app, &argc, argv, false);
+	if (rc)
+		return rc;
+	static const char *const allowed[] = {"--email", "--name", NULL};
+	if ((rc = check_flags(argc, argv, allowed)))
+		goto out;
+	const char *email = flag(argc, argv, "--email");
+	const char *name = flag(argc, argv, "--name");
+	if (!email) {
+		fprintf(stderr, "sfa: token create needs --email\n");
+		rc = 2;
+		goto out;
+	}
+	struct db_user u;
+	if (db_user_by_email(app.db, email, &u) != 0) {
+		fprintf(stderr, "sfa: no user with the email %s\n", email);
+		rc = 1;
+		goto out;
+	}
+	struct field_errors fe = {0};
+	char key[TOKEN_STR_LEN];
+	struct db_api_key rec;
+	rc = accounts_api_key_create(app.db, u.id, name ? name : "cli", (int64_t)time(NULL), key,
+	                             &rec, &fe);
+	if (rc) {
+		fprintf(stderr, "sfa: could not create the key%s%s\n", fe.n ? ": name " : "",
+		        fe.n ? fe.e[0].message : "");
+		rc = 1;
+	} else {
+		printf("%s\n", key);
+	}
+out:
+	db_close(app.db);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "version") == 0) {
-		puts("sfa 0.1.0");
+	if (sodium_init() < 0)
+		return fail("libsodium could not initialise");
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		puts("sfa " SFA_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "usage: sfa version\n");
+	if (strcmp(cmd, "serve") == 0)
+		return cmd_serve(argc - 2, argv + 2);
+	if (argc >= 3 && strcmp(cmd, "user") == 0 && strcmp(argv[2], "create") == 0)
+		return cmd_user_create(argc - 3, argv + 3);
+	if (argc >= 3 && strcmp(cmd, "token") == 0 && strcmp(argv[2], "create") == 0)
+		return cmd_token_create(argc - 3, argv + 3);
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	fprintf(stderr, "sfa: unknown command \"%s\"\n%s", cmd, usage);
 	return 2;
 }

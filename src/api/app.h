@@ -1,0 +1,19 @@
+/* app.h - the state every handler shares: configuration, database, rate limiter.
+ *
+ * Built once by `sfa serve` before the server starts and read-only afterwards (its
+ * members are themselves thread-safe), so handlers on any worker thread may use it.
+ */
+#ifndef SFA_API_APP_H
+#define SFA_API_APP_H
+
+#include "core/config.h"
+#include "core/ratelimit.h"
+#include "db/db.h"
+
+struct app {
+	struct config cfg;
+	struct db *db;
+	struct ratelimit *rl;
+};
+
+#endif

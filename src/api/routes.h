@@ -1,0 +1,34 @@
+/* routes.h - the route table and the dispatcher that applies authentication, CSRF and
+ * rate limits before calling a handler. */
+#ifndef SFA_API_ROUTES_H
+#define SFA_API_ROUTES_H
+
+#include "http/request.h"
+
+enum route_flags {
+	R_API = 1u << 0,       /* /api: bearer or session required, JSON errors, api bucket */
+	R_HEAVY = 1u << 1,     /* also counts in the heavy bucket */
+	R_PAGE_AUTH = 1u << 2, /* HTML page that needs a session: else 302 to /users/log-in */
+	R_PAGE = 1u << 3,      /* HTML page open to everyone (CSRF on writes) */
+	R_AUTH_RATE = 1u << 4, /* the auth bucket, per IP and per submitted email */
+	R_PUBLIC = 1u << 5,    /* no session, no CSRF (health, assets) */
+	R_GUEST = 1u << 6,     /* a page for logged-out visitors: logged in → 302 to / */
+};
+
+void routes_dispatch(struct http_ctx *ctx);
+
+/* Handlers, one file per resource. */
+void api_health(struct http_ctx *ctx);
+void api_health_ready(struct http_ctx *ctx);
+void api_me(struct http_ctx *ctx);
+void page_home(struct http_ctx *ctx);
+void page_asset_css(struct http_ctx *ctx);
+void page_register_form(struct http_ctx *ctx);
+void page_register(struct http_ctx *ctx);
+void page_log_in_form(struct http_ctx *ctx);
+void page_log_in(struct http_ctx *ctx);
+void page_log_out(struct http_ctx *ctx);
+void page_settings(struct http_ctx *ctx);
+void page_settings_update(struct http_ctx *ctx);
+
+#endif

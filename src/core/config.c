@@ -1,0 +1,223 @@
+/* config.c - see config.h. */
+#include "core/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/err.h"
+#include "util/str.h"
+
+static int env_int(const char *name, long min, long max, int *out, char *err, size_t n_err)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return 0;
+	long x;
+	if (str_to_long(v, min, max, &x))
+		return sfa_err(err, n_err, SFA_EINVAL, "%s must be a whole number from %ld to %ld.",
+		               name, min, max);
+	*out = (int)x;
+	return 0;
+}
+
+static int set_data_dir(struct config *c, const char *dir, char *err, size_t n_err)
+{
+	if (!*dir || strlen(dir) >= sizeof c->data_dir)
+		return sfa_err(err, n_err, SFA_EINVAL, "The data directory path is empty or too long.");
+	str_copy(c->data_dir, sizeof c->data_dir, dir);
+	snprintf(c->db_path, sizeof c->db_path, "%s/sfa.db", c->data_dir);
+	return 0;
+}
+
+static int parse_proxies(struct config *c, const char *list, char *err, size_t n_err)
+{
+	c->n_trusted_proxies = 0;
+	const char *p = list;
+	while (*p) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		size_t n = strcspn(p, ", ");
+		if (n == 0)
+			break;
+		if (c->n_trusted_proxies == CONFIG_MAX_PROXIES || n >= sizeof c->trusted_proxies[0])
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_TRUSTED_PROXIES holds at most %d addresses.",
+			               CONFIG_MAX_PROXIES);
+		memcpy(c->trusted_proxies[c->n_trusted_proxies], p, n);
+		c->trusted_proxies[c->n_trusted_proxies][n] = '\0';
+		c->n_trusted_proxies++;
+		p += n;
+	}
+	return 0;
+}
+
+int config_from_env(struct config *c, char *err, size_t n_err)
+{
+	memset(c, 0, sizeof *c);
+	str_copy(c->bind, sizeof c->bind, "127.0.0.1");
+	c->port = 4000;
+	c->rate_api = 60;
+	c->rate_heavy = 10;
+	c->rate_auth = 10;
+	c->shutdown_grace_s = 10;
+	c->n_http_threads = 8;
+	int rc = set_data_dir(c, "data", err, n_err);
+	if (rc)
+		return rc;
+	const char *v;
+	if ((v = getenv("SFA_BIND")) && *v) {
+		if (strlen(v) >= sizeof c->bind)
+			return sfa_err(err, n_err, SFA_EINVAL, "SFA_BIND is too long.");
+		str_copy(c->bind, sizeof c->bind, v);
+	}
+	if ((v = getenv("SFA_DATA_DIR")) && *v && (rc = set_data_dir(c, v, err, n_err)))
+		return rc;
+	if ((v = getenv("SFA_HTTPS")))
+		c->https = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+	if ((v = getenv("SFA_TRUSTED_PROXIES")) && (rc = parse_proxies(c, v, err, n_err)))
+		return rc;
+	if ((rc = env_int("SFA_PORT", 0, 65535, &c->port, err, n_err)) ||
+	    (rc = env_int("SFA_RATE_API", 1, 1000000, &c->rate_api, err, n_err)) ||
+	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000, &c->rate_heavy, err, n_err)) ||
+	    (rc = env_int("SFA_RATE_AUTH", 1, 1000000, &c->rate_auth, err, n_err)) ||
+	    (rc = env_int("SFA_SHUTDOWN_GRACE_S", 0, 3600, &c->shutdown_grace_s, err, n_err)) ||
+	    (rc = env_int("SFA_HTTP_THREADS", 1, 256, &c->n_http_threads, err, n_err)))
+		return rc;
+	return 0;
+}
+
+int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, size_t n_err)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--port") == 0 || strcmp(a, "--bind") == 0 || strcmp(a, "--data") == 0) {
+			if (!val)
+				return sfa_err(err, n_err, SFA_EINVAL, "%s needs a value.", a);
+			i++;
+			if (a[2] == 'p') {
+				long p;
+				if (str_to_long(val, 0, 65535, &p))
+					return sfa_err(err, n_err, SFA_EINVAL,
+					               "--port must be a number from 0 to 65535, not \"%s\".", val);
+				c->port = (int)p;
+			} else if (a[2] == 'b') {
+				if (strlen(val) >= sizeof c->bind)
+					return sfa_err(err, n_err, SFA_EINVAL, "--bind is too long.");
+				str_copy(c->bind, sizeof c->bind, val);
+			} else {
+				int rc = set_data_dir(c, val, err, n_err);
+				if (rc)
+					return rc;
+			}
+		} else {
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "Unknown option \"%s\" (serve takes --port, --bind, --data).", a);
+		}
+	}
+	return 0;
+}
+
+int config_take_data_flag(struct config *c, int *argc, char **argv, char *err, size_t n_err)
+{
+	int out = 0;
+	for (int i = 0; i < *argc; i++) {
+		if (strcmp(argv[i], "--data") == 0) {
+			if (i + 1 >= *argc)
+				return sfa_err(err, n_err, SFA_EINVAL, "--data needs a value.");
+			int rc = set_data_dir(c, argv[++i], err, n_err);
+			if (rc)
+				return rc;
+			continue;
+		}
+		argv[out++] = argv[i];
+	}
+	*argc = out;
+	return 0;
+}
+
+static int read_or_create_secret(const char *path, char *hex, size_t n_hex, char *err,
+                                 size_t n_err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, hex, n_hex - 1);
+		close(fd);
+		if (n < 32)
+			return sfa_err(err, n_err, SFA_EFORMAT,
+			               "The server secret in the data directory is shorter than 32 "
+			               "characters; delete secret.key to generate a new one.");
+		hex[n] = '\0';
+		hex[strcspn(hex, "\r\n")] = '\0';
+		return 0;
+	}
+	unsigned char raw[48];
+	randombytes_buf(raw, sizeof raw);
+	str_hex(raw, sizeof raw, hex);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sfa_err(err, n_err, SFA_EIO, "Cannot create the server secret file: %s.",
+		               strerror(errno));
+	size_t len = strlen(hex);
+	ssize_t w = write(fd, hex, len);
+	int ok = w == (ssize_t)len && fsync(fd) == 0;
+	close(fd);
+	if (!ok)
+		return sfa_err(err, n_err, SFA_EIO, "Cannot write the server secret file.");
+	return 0;
+}
+
+int config_prepare_data(struct config *c, char *err, size_t n_err)
+{
+	if (mkdir(c->data_dir, 0700) != 0 && errno != EEXIST)
+		return sfa_err(err, n_err, SFA_EIO, "Cannot create the data directory \"%s\": %s.",
+		               c->data_dir, strerror(errno));
+	char probe[PATH_MAX + 32];
+	snprintf(probe, sizeof probe, "%s/.write-test", c->data_dir);
+	int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sfa_err(err, n_err, SFA_EIO, "The data directory \"%s\" is not writable: %s.",
+		               c->data_dir, strerror(errno));
+	close(fd);
+	unlink(probe);
+
+	char secret[257];
+	const char *env = getenv("SFA_SECRET_KEY_BASE");
+	if (env && *env) {
+		if (strlen(env) < 32 || strlen(env) >= sizeof secret)
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_SECRET_KEY_BASE must be 32 to 256 characters long.");
+		str_copy(secret, sizeof secret, env);
+	} else {
+		char path[PATH_MAX + 16];
+		snprintf(path, sizeof path, "%s/secret.key", c->data_dir);
+		int rc = read_or_create_secret(path, secret, sizeof secret, err, n_err);
+		if (rc)
+			return rc;
+	}
+	/* Independent subkeys: a leak of one never reveals the other or the secret. */
+	unsigned char master[32];
+	crypto_generichash(master, sizeof master, (const unsigned char *)secret, strlen(secret),
+	                   NULL, 0);
+	crypto_generichash(c->csrf_key, sizeof c->csrf_key, (const unsigned char *)"sfa csrf v1", 11,
+	                   master, sizeof master);
+	crypto_generichash(c->box_key, sizeof c->box_key, (const unsigned char *)"sfa box v1", 10,
+	                   master, sizeof master);
+	sodium_memzero(master, sizeof master);
+	sodium_memzero(secret, sizeof secret);
+	return 0;
+}
+
+bool config_is_trusted_proxy(const struct config *c, const char *ip)
+{
+	for (int i = 0; i < c->n_trusted_proxies; i++)
+		if (strcmp(c->trusted_proxies[i], ip) == 0)
+			return true;
+	return false;
+}

@@ -1,0 +1,46 @@
+/* config.h - every setting of the service, from defaults, environment and flags.
+ *
+ * Precedence: command-line flag > environment variable > default. config_prepare_data
+ * creates the data directory, proves it writable and loads or generates the server secret
+ * (SFA_SECRET_KEY_BASE, else data/secret.key, created 0600 on first start). Subkeys for
+ * CSRF and encryption are derived from that secret, never the secret itself.
+ * A struct config is filled once at start-up and read-only afterwards (any thread).
+ */
+#ifndef SFA_CORE_CONFIG_H
+#define SFA_CORE_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum { CONFIG_MAX_PROXIES = 16 };
+
+struct config {
+	char bind[64];
+	int port;            /* 0: pick a free port (tests) */
+	char data_dir[PATH_MAX];
+	char db_path[PATH_MAX + 16];
+	bool https;          /* SFA_HTTPS=1 behind a TLS proxy: cookies get Secure */
+	int rate_api;        /* requests per minute per caller */
+	int rate_heavy;
+	int rate_auth;
+	int n_trusted_proxies;
+	char trusted_proxies[CONFIG_MAX_PROXIES][64];
+	int shutdown_grace_s;
+	int n_http_threads;
+	unsigned char csrf_key[32]; /* derived from the secret */
+	unsigned char box_key[32];  /* for secretbox-encrypted columns */
+};
+
+/* Fills c with defaults and the SFA_* environment. Errors name the variable. */
+int config_from_env(struct config *c, char *err, size_t n_err);
+/* Applies `serve` flags (--port N --bind ADDR --data DIR). Errors name the flag. */
+int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, size_t n_err);
+/* Applies --data DIR only (the admin subcommands). Other flags are left in argv for the
+ * caller: returns the new argc with --data removed. Negative code on error. */
+int config_take_data_flag(struct config *c, int *argc, char **argv, char *err, size_t n_err);
+/* Creates the data dir, checks it is writable, loads/creates the secret. */
+int config_prepare_data(struct config *c, char *err, size_t n_err);
+bool config_is_trusted_proxy(const struct config *c, const char *ip);
+
+#endif

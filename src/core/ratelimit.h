@@ -1,0 +1,41 @@
+/* ratelimit.h - fixed-window request counters per caller and bucket.
+ *
+ * A window opens at a caller's first request and lasts window_s seconds; up to `limit`
+ * requests pass in it, the rest are refused until it ends. The arithmetic is the pure
+ * function ratelimit_step (unit-tested); struct ratelimit is a mutex-guarded table of
+ * windows keyed by strings such as "api:user:<id>" or "auth:ip:1.2.3.4", holding at most
+ * max_keys entries (expired ones are swept when it fills; past that, new keys are let
+ * through and counted in n_overflow, so a flood of addresses cannot exhaust memory).
+ */
+#ifndef SFA_CORE_RATELIMIT_H
+#define SFA_CORE_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rl_window {
+	int64_t start; /* unix seconds; 0 = no window open */
+	int count;
+};
+
+struct rl_result {
+	bool allowed;
+	int limit;
+	int remaining;      /* after this request */
+	int64_t reset_at;   /* unix seconds when the window ends */
+	int retry_after_s;  /* > 0 only when refused */
+};
+
+void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
+                    struct rl_result *out);
+
+struct ratelimit;
+
+struct ratelimit *ratelimit_new(size_t max_keys, int window_s);
+void ratelimit_free(struct ratelimit *rl);
+void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
+                   struct rl_result *out);
+size_t ratelimit_overflows(struct ratelimit *rl);
+
+#endif

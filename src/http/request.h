@@ -1,0 +1,93 @@
+/* request.h - the per-request context handed to handlers, and response helpers.
+ *
+ * One struct http_ctx lives from a request's first byte to its completion. All its
+ * memory (parsed query, cookies, form, route params, response headers) comes from its
+ * arena, capped at HTTP_ARENA_MAX_BYTES, and is freed at once when the request ends.
+ * A ctx is used by one MHD worker thread at a time.
+ *
+ * Handlers build exactly one response with the http_* helpers below; the server glue
+ * turns it into an MHD response, adds the security headers and logs the access line.
+ */
+#ifndef SFA_HTTP_REQUEST_H
+#define SFA_HTTP_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/db.h"
+#include "http/form.h"
+#include "http/router.h"
+#include "util/arena.h"
+#include "util/str.h"
+
+struct app;
+struct MHD_Connection;
+struct MHD_Response;
+
+enum {
+	HTTP_ARENA_MAX_BYTES = 4 << 20,
+	HTTP_BODY_MAX_BYTES = 1 << 20, /* JSON and form bodies */
+	HTTP_MAX_RESP_HEADERS = 24,
+};
+
+enum http_auth { AUTH_NONE, AUTH_SESSION, AUTH_BEARER };
+
+struct http_ctx {
+	struct arena arena;
+	struct app *app;
+	struct MHD_Connection *conn;
+	int64_t t0_ms;
+
+	/* request */
+	const char *method; /* after a form's _method override */
+	char *path;         /* raw (still percent-encoded), without the query */
+	char *query;        /* raw, without '?', "" when absent */
+	char client_ip[64];
+	struct kv_list query_args;
+	struct kv_list cookies;
+	struct kv_list form;     /* parsed urlencoded body, when the body is a form */
+	struct buf body;
+	bool body_too_large;
+	struct route_match match;
+
+	/* authentication, filled by the dispatcher */
+	enum http_auth auth;
+	struct db_user user;
+	const char *session_token; /* cookie value when auth == AUTH_SESSION */
+	const char *csrf_cookie;   /* the browser's _sfa_csrf value (maybe freshly made) */
+	bool csrf_cookie_new;
+
+	/* response */
+	int status;
+	const char *content_type;
+	struct buf resp;
+	int n_headers;
+	const char *header_names[HTTP_MAX_RESP_HEADERS];
+	const char *header_values[HTTP_MAX_RESP_HEADERS];
+	struct MHD_Response *resp_override; /* a handler-made response (files, streams) */
+	uint64_t resp_bytes;
+};
+
+/* Request accessors. */
+const char *http_req_header(struct http_ctx *ctx, const char *name);
+const char *http_query(struct http_ctx *ctx, const char *name);
+const char *http_cookie(struct http_ctx *ctx, const char *name);
+const char *http_form(struct http_ctx *ctx, const char *name);
+const char *http_param(struct http_ctx *ctx, const char *name);
+bool http_is_write(const char *method);
+
+/* Response builders. The json_t passed in is consumed (decref'd) by the call. */
+void http_set_header(struct http_ctx *ctx, const char *name, const char *value);
+void http_json(struct http_ctx *ctx, int status, json_t *body);
+void http_data(struct http_ctx *ctx, int status, json_t *data); /* {"data": data} */
+void http_error(struct http_ctx *ctx, int status, const char *code, const char *message);
+/* Validation error: details is {"field": ["message", ...]} and is consumed. */
+void http_error_details(struct http_ctx *ctx, int status, const char *code, const char *message,
+                        json_t *details);
+void http_html(struct http_ctx *ctx, int status, char *html_malloced);
+void http_redirect(struct http_ctx *ctx, const char *location);
+void http_text(struct http_ctx *ctx, int status, const char *content_type, const char *text);
+
+#endif

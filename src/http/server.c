@@ -1,0 +1,354 @@
+/* server.c - see server.h.
+ *
+ * libmicrohttpd calls the access handler at least twice per request: first with the
+ * headers only (we set up and return), then once per body chunk, then a last time with
+ * no data, where the response is queued. Answering on the first call would break
+ * keep-alive for requests with bodies, so we always wait for the last one.
+ */
+#include "http/server.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/cookie.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/timeutil.h"
+
+static atomic_int g_in_flight;
+
+struct server_state {
+	const struct server_opts *o;
+};
+
+static const char *const secret_keys[] = {"token",  "key",         "api_key", "password",
+                                          "code",   "state",       "secret",  "access_token",
+                                          "refresh_token", "_csrf_token", NULL};
+
+void server_redact_query(const char *query, char *out, size_t n_out)
+{
+	struct buf b;
+	buf_init(&b, n_out ? n_out - 1 : 0);
+	const char *p = query;
+	while (*p) {
+		size_t n = strcspn(p, "&");
+		size_t klen = strcspn(p, "=&");
+		bool secret = false;
+		for (int i = 0; secret_keys[i]; i++)
+			if (strlen(secret_keys[i]) == klen && strncasecmp(p, secret_keys[i], klen) == 0)
+				secret = true;
+		if (b.len)
+			buf_append(&b, "&", 1);
+		if (secret && klen < n) {
+			buf_append(&b, p, klen);
+			buf_puts(&b, "=[FILTERED]");
+		} else {
+			buf_append(&b, p, n);
+		}
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	str_copy(out, n_out, b.data ? b.data : "");
+	buf_free(&b);
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct http_ctx *ctx = calloc(1, sizeof *ctx);
+	if (!ctx)
+		return NULL;
+	atomic_fetch_add(&g_in_flight, 1);
+	arena_init(&ctx->arena, HTTP_ARENA_MAX_BYTES);
+	buf_init(&ctx->body, HTTP_BODY_MAX_BYTES);
+	buf_init(&ctx->resp, 64u << 20);
+	ctx->t0_ms = time_mono_ms();
+	ctx->conn = conn;
+	const char *q = strchr(uri, '?');
+	size_t plen = q ? (size_t)(q - uri) : strlen(uri);
+	ctx->path = arena_strndup(&ctx->arena, uri, plen);
+	ctx->query = arena_strdup(&ctx->arena, q ? q + 1 : "");
+	return ctx;
+}
+
+static void client_ip(struct http_ctx *ctx)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(ctx->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	str_copy(ctx->client_ip, sizeof ctx->client_ip, "unknown");
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		          ctx->client_ip, sizeof ctx->client_ip);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		          ctx->client_ip, sizeof ctx->client_ip);
+}
+
+static enum MHD_Result queue(struct http_ctx *ctx)
+{
+	struct MHD_Response *r = ctx->resp_override;
+	if (!r) {
+		r = MHD_create_response_from_buffer(ctx->resp.len, ctx->resp.data ? ctx->resp.data : "",
+		                                    MHD_RESPMEM_MUST_COPY);
+		if (!r)
+			return MHD_NO;
+		ctx->resp_bytes = ctx->resp.len;
+		if (ctx->content_type)
+			MHD_add_response_header(r, "Content-Type", ctx->content_type);
+	}
+	for (int i = 0; i < ctx->n_headers; i++)
+		MHD_add_response_header(r, ctx->header_names[i], ctx->header_values[i]);
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Referrer-Policy", "strict-origin-when-cross-origin");
+	if (ctx->content_type && str_starts_with(ctx->content_type, "text/html"))
+		MHD_add_response_header(r, "Content-Security-Policy",
+		                        "default-src 'self'; img-src 'self' https: data:; "
+		                        "style-src 'self'; script-src 'self'; object-src 'none'; "
+		                        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+	if (!MHD_get_response_header(r, "Cache-Control"))
+		MHD_add_response_header(r, "Cache-Control", "no-store");
+	enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned)ctx->status, r);
+	MHD_destroy_response(r);
+	ctx->resp_override = NULL;
+	return ret;
+}
+
+/* Everything the dispatcher needs that is not the body: cookies and the query. */
+static int parse_head(struct http_ctx *ctx)
+{
+	const char *cookie = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Cookie");
+	if (cookie && cookie_parse(&ctx->arena, cookie, &ctx->cookies))
+		return SFA_EINVAL;
+	if (form_parse(&ctx->arena, ctx->query, strlen(ctx->query), FORM_MAX_PAIRS,
+	               &ctx->query_args))
+		return SFA_EINVAL;
+	return 0;
+}
+
+static bool is_form(struct http_ctx *ctx)
+{
+	const char *ct = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Content-Type");
+	return ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
+static enum MHD_Result finish(const struct server_opts *o, struct http_ctx *ctx)
+{
+	if (!ctx->path || !ctx->query) {
+		http_error(ctx, 500, "internal", "The server ran out of memory for this request.");
+		return queue(ctx);
+	}
+	if (ctx->body_too_large) {
+		http_error(ctx, 413, "payload_too_large",
+		           "The request body is too large (the limit is 1 MiB for forms and JSON).");
+		return queue(ctx);
+	}
+	if (parse_head(ctx)) {
+		http_error(ctx, 400, "bad_request",
+		           "The query string or Cookie header could not be parsed.");
+		return queue(ctx);
+	}
+	if (is_form(ctx)) {
+		if (form_parse(&ctx->arena, ctx->body.data ? ctx->body.data : "", ctx->body.len,
+		               FORM_MAX_PAIRS, &ctx->form)) {
+			http_error(ctx, 400, "bad_request", "The form body could not be parsed.");
+			return queue(ctx);
+		}
+		const char *m = kv_get(&ctx->form, "_method");
+		if (m && strcmp(ctx->method, "POST") == 0) {
+			if (strcasecmp(m, "put") == 0)
+				ctx->method = "PUT";
+			else if (strcasecmp(m, "patch") == 0)
+				ctx->method = "PATCH";
+			else if (strcasecmp(m, "delete") == 0)
+				ctx->method = "DELETE";
+		}
+	}
+	o->dispatch(ctx);
+	if (!ctx->status && !ctx->resp_override)
+		http_error(ctx, 500, "internal", "The server did not produce a response.");
+	return queue(ctx);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+	const struct server_opts *o = cls;
+	struct http_ctx *ctx = *con_cls;
+	if (!ctx)
+		return MHD_NO; /* out of memory in uri_logger */
+	if (!ctx->method) {
+		ctx->app = o->app;
+		ctx->method = arena_strdup(&ctx->arena, method);
+		if (!ctx->method)
+			return MHD_NO;
+		client_ip(ctx);
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		long n;
+		if (cl && str_to_long(cl, 0, (long)1 << 40, &n) == 0 && n > HTTP_BODY_MAX_BYTES)
+			ctx->body_too_large = true;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (!ctx->body_too_large && buf_append(&ctx->body, upload_data, *upload_data_size))
+			ctx->body_too_large = true;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return finish(o, ctx);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+	struct http_ctx *ctx = *con_cls;
+	if (!ctx)
+		return;
+	if (ctx->method) {
+		char q[512] = "";
+		if (ctx->query && *ctx->query)
+			server_redact_query(ctx->query, q, sizeof q);
+		log_info("http %s %s%s%s %d %llu %lldms%s", ctx->method, ctx->path ? ctx->path : "?",
+		         *q ? "?" : "", q, ctx->status, (unsigned long long)ctx->resp_bytes,
+		         (long long)(time_mono_ms() - ctx->t0_ms),
+		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	}
+	if (ctx->resp_override)
+		MHD_destroy_response(ctx->resp_override);
+	buf_free(&ctx->body);
+	buf_free(&ctx->resp);
+	arena_free(&ctx->arena);
+	free(ctx);
+	*con_cls = NULL;
+	atomic_fetch_sub(&g_in_flight, 1);
+}
+
+static int listen_socket(const char *bind_addr, int port, int *out_fd, int *out_port, char *err,
+                         size_t n_err)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	char ps[16];
+	snprintf(ps, sizeof ps, "%d", port);
+	int gai = getaddrinfo(bind_addr, ps, &hints, &res);
+	if (gai)
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "Cannot listen on \"%s\": it is not an IP address (use e.g. 127.0.0.1 or "
+		               "0.0.0.0).",
+		               bind_addr);
+	int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		freeaddrinfo(res);
+		return sfa_err(err, n_err, SFA_EIO, "Cannot create a socket: %s.", strerror(errno));
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+		int e = errno;
+		freeaddrinfo(res);
+		close(fd);
+		if (e == EADDRINUSE)
+			return sfa_err(err, n_err, SFA_EIO,
+			               "Port %d on %s is already in use; stop the other server or pick "
+			               "another port with --port.",
+			               port, bind_addr);
+		if (e == EACCES)
+			return sfa_err(err, n_err, SFA_EIO,
+			               "Permission denied to listen on port %d; use a port above 1023.", port);
+		return sfa_err(err, n_err, SFA_EIO, "Cannot listen on %s:%d: %s.", bind_addr, port,
+		               strerror(e));
+	}
+	freeaddrinfo(res);
+	if (listen(fd, 128) != 0) {
+		close(fd);
+		return sfa_err(err, n_err, SFA_EIO, "listen() failed: %s.", strerror(errno));
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*out_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	*out_fd = fd;
+	return 0;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_warn("libmicrohttpd: %s", line);
+}
+
+int server_run(const struct server_opts *o, char *err, size_t n_err)
+{
+	int fd = -1, port = 0;
+	int rc = listen_socket(o->bind, o->port, &fd, &port, err, n_err);
+	if (rc)
+		return rc;
+
+	/* Block the stop signals in every thread (libmicrohttpd's inherit this mask) and
+	 * take them synchronously below. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, access_handler, (void *)o, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+		MHD_OPTION_LISTEN_SOCKET, fd,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
+		uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(128 * 1024), MHD_OPTION_END);
+	if (!d) {
+		close(fd);
+		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
+	}
+	log_info("listening on http://%s:%d", o->bind, port);
+	if (o->on_listen)
+		o->on_listen(port, o->on_listen_arg);
+
+	int sig = 0;
+	sigwait(&set, &sig);
+	log_info("received %s: no new connections; finishing %d request(s) in flight",
+	         sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&g_in_flight));
+	MHD_socket lfd = MHD_quiesce_daemon(d);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	int64_t deadline = time_mono_ms() + (int64_t)o->grace_s * 1000;
+	while (atomic_load(&g_in_flight) > 0 && time_mono_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	int left = atomic_load(&g_in_flight);
+	if (left > 0)
+		log_warn("%d request(s) still running after %d s; closing them", left, o->grace_s);
+	MHD_stop_daemon(d);
+	log_info("HTTP server stopped");
+	return 0;
+}

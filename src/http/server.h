@@ -1,0 +1,43 @@
+/* server.h - the HTTP server: libmicrohttpd glue, request lifecycle, graceful shutdown.
+ *
+ * server_run binds the listening socket itself (so "port in use" and "permission denied"
+ * are exact errors), starts libmicrohttpd with a pool of worker threads, and blocks
+ * until SIGINT or SIGTERM. Then it stops accepting (MHD_quiesce_daemon), lets in-flight
+ * requests finish for up to grace_s seconds, and stops the daemon. The caller closes
+ * the database afterwards.
+ *
+ * Each request gets a struct http_ctx (request.h). The server reads the body up to
+ * HTTP_BODY_MAX_BYTES (past it: 413, the rest is discarded), parses the query, cookies
+ * and urlencoded forms (applying a form's _method override), calls dispatch on the final
+ * callback, adds the security headers and writes one access log line per request:
+ * method, path (secret query values redacted), status, bytes, duration.
+ *
+ * Threading: dispatch runs on libmicrohttpd's worker threads, concurrently; the app it
+ * gets must be thread-safe.
+ */
+#ifndef SFA_HTTP_SERVER_H
+#define SFA_HTTP_SERVER_H
+
+#include <stddef.h>
+
+#include "http/request.h"
+
+struct server_opts {
+	const char *bind;
+	int port; /* 0: any free port; the chosen one is logged */
+	int n_threads;
+	int grace_s;
+	void (*dispatch)(struct http_ctx *ctx);
+	struct app *app;
+	/* Called once listening, with the bound port (tests and the CLI print it). */
+	void (*on_listen)(int port, void *arg);
+	void *on_listen_arg;
+};
+
+int server_run(const struct server_opts *o, char *err, size_t n_err);
+
+/* The query string with the values of secret-looking keys (token, key, password, code,
+ * state, secret...) replaced by "[FILTERED]"; written into out. Exposed for tests. */
+void server_redact_query(const char *query, char *out, size_t n_out);
+
+#endif
