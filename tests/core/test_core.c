@@ -1,0 +1,321 @@
+/* Unit tests for src/core and src/db: tokens, CSRF, rate-limit arithmetic, account
+ * rules against a real SQLite database in a temporary directory, configuration. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/accounts.h"
+#include "core/config.h"
+#include "core/csrf.h"
+#include "core/ratelimit.h"
+#include "core/token.h"
+#include "db/db.h"
+#include "util/err.h"
+
+static void tokens(void **state)
+{
+	(void)state;
+	char a[TOKEN_STR_LEN], b[TOKEN_STR_LEN];
+	token_new("sfa_", a);
+	token_new("sfa_", b);
+	assert_int_equal(strlen(a), 4 + 43);
+	assert_true(strncmp(a, "sfa_", 4) == 0);
+	assert_string_not_equal(a, b);
+	assert_true(token_plausible(a));
+	assert_false(token_plausible("short"));
+	assert_false(token_plausible("has space in it"));
+	char h1[TOKEN_HASH_LEN], h2[TOKEN_HASH_LEN];
+	token_hash("abc", h1);
+	/* SHA-256("abc"), the FIPS 180-2 test vector. */
+	assert_string_equal(h1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	token_hash(a, h1);
+	token_hash(b, h2);
+	assert_string_not_equal(h1, h2);
+	char p[TOKEN_PREFIX_LEN + 1];
+	token_display_prefix(a, p);
+	assert_int_equal(strlen(p), TOKEN_PREFIX_LEN);
+	assert_true(strncmp(a, p, TOKEN_PREFIX_LEN) == 0);
+}
+
+static void csrf(void **state)
+{
+	(void)state;
+	unsigned char k1[32], k2[32];
+	memset(k1, 1, sizeof k1);
+	memset(k2, 2, sizeof k2);
+	char t[CSRF_TOKEN_LEN];
+	csrf_token_for(k1, "cookie-value", t);
+	assert_int_equal(strlen(t), 43);
+	assert_true(csrf_valid(k1, "cookie-value", t));
+	assert_false(csrf_valid(k2, "cookie-value", t));     /* other server secret */
+	assert_false(csrf_valid(k1, "other-cookie", t));     /* other browser */
+	assert_false(csrf_valid(k1, "cookie-value", NULL));  /* missing */
+	assert_false(csrf_valid(k1, "cookie-value", ""));
+	assert_false(csrf_valid(k1, NULL, t));
+	t[5] ^= 1;
+	assert_false(csrf_valid(k1, "cookie-value", t));
+}
+
+static void ratelimit_arithmetic(void **state)
+{
+	(void)state;
+	struct rl_window w = {0, 0};
+	struct rl_result r;
+	int64_t t0 = 1000000;
+	for (int i = 1; i <= 60; i++) {
+		ratelimit_step(&w, 60, 60, t0 + i / 10, &r);
+		assert_true(r.allowed);
+		assert_int_equal(r.remaining, 60 - i);
+		assert_int_equal(r.reset_at, t0 + 60);
+		assert_int_equal(r.limit, 60);
+	}
+	ratelimit_step(&w, 60, 60, t0 + 15, &r); /* the 61st */
+	assert_false(r.allowed);
+	assert_int_equal(r.remaining, 0);
+	assert_int_equal(r.retry_after_s, 45);
+	ratelimit_step(&w, 60, 60, t0 + 59, &r);
+	assert_false(r.allowed);
+	assert_int_equal(r.retry_after_s, 1);
+	ratelimit_step(&w, 60, 60, t0 + 60, &r); /* a new window */
+	assert_true(r.allowed);
+	assert_int_equal(r.remaining, 59);
+	assert_int_equal(r.reset_at, t0 + 120);
+}
+
+static void ratelimit_table(void **state)
+{
+	(void)state;
+	struct ratelimit *rl = ratelimit_new(4, 60);
+	struct rl_result r;
+	ratelimit_hit(rl, "api:u1", 2, 100, &r);
+	ratelimit_hit(rl, "api:u1", 2, 100, &r);
+	assert_true(r.allowed);
+	ratelimit_hit(rl, "api:u1", 2, 101, &r);
+	assert_false(r.allowed);
+	ratelimit_hit(rl, "heavy:u1", 2, 101, &r); /* separate bucket */
+	assert_true(r.allowed);
+	ratelimit_hit(rl, "api:u2", 2, 101, &r); /* separate caller */
+	assert_true(r.allowed);
+	ratelimit_hit(rl, "k4", 2, 101, &r);
+	assert_int_equal(ratelimit_overflows(rl), 0);
+	ratelimit_hit(rl, "k5", 2, 101, &r); /* table full, nothing expired */
+	assert_true(r.allowed);
+	assert_int_equal(ratelimit_overflows(rl), 1);
+	ratelimit_hit(rl, "k6", 2, 200, &r); /* expired windows are swept */
+	assert_int_equal(ratelimit_overflows(rl), 1);
+	ratelimit_hit(rl, "api:u1", 2, 200, &r);
+	assert_true(r.allowed);
+	ratelimit_free(rl);
+}
+
+static void validation(void **state)
+{
+	(void)state;
+	struct field_errors fe = {0};
+	accounts_check_email("dj@example.com", &fe, "email");
+	accounts_check_password("twelve chars", &fe, "password");
+	accounts_check_password("ünïcödé-pässwörd", &fe, "password");
+	assert_int_equal(fe.n, 0);
+	const char *bad_emails[] = {"", "no-at-sign", "@example.com", "a@b", "a@@b.co",
+	                            "a b@c.co", "a@b.", "a@.co"};
+	for (size_t i = 0; i < sizeof bad_emails / sizeof bad_emails[0]; i++) {
+		struct field_errors e = {0};
+		accounts_check_email(bad_emails[i], &e, "email");
+		assert_int_equal(e.n, 1);
+	}
+	struct field_errors e = {0};
+	accounts_check_password("eleven char", &e, "password");
+	assert_string_equal(field_errors_get(&e, "password"), "should be at least 12 characters");
+	char long_pw[80];
+	memset(long_pw, 'x', 73);
+	long_pw[73] = '\0';
+	struct field_errors e2 = {0};
+	accounts_check_password(long_pw, &e2, "password");
+	assert_string_equal(field_errors_get(&e2, "password"), "should be at most 72 characters");
+	long_pw[72] = '\0';
+	struct field_errors e3 = {0};
+	accounts_check_password(long_pw, &e3, "password");
+	assert_int_equal(e3.n, 0);
+}
+
+struct fixture {
+	char dir[64];
+	struct db *db;
+};
+
+static int db_setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	strcpy(f->dir, "/tmp/sfa-test-core-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	char path[128], err[256];
+	snprintf(path, sizeof path, "%s/sfa.db", f->dir);
+	if (db_open(path, &f->db, err, sizeof err)) {
+		fprintf(stderr, "db_open: %s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int db_teardown(void **state)
+{
+	struct fixture *f = *state;
+	db_close(f->db);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	int rc = system(cmd);
+	free(f);
+	return rc == 0 ? 0 : -1;
+}
+
+static void accounts_flow(void **state)
+{
+	struct fixture *f = *state;
+	struct db *db = f->db;
+	assert_int_equal(db_schema_version(db), 1);
+	assert_int_equal(db_ping(db, NULL, 0), 0);
+	struct field_errors fe = {0};
+	struct db_user u, v;
+	assert_int_equal(accounts_register(db, "DJ@Example.com", "correct horse battery", 1000, &u, &fe), 0);
+	/* The same email in another case is taken. */
+	assert_int_equal(accounts_register(db, "dj@example.COM", "correct horse battery", 1000, &v, &fe),
+	                 SFA_EINVAL);
+	assert_string_equal(field_errors_get(&fe, "email"), "has already been taken");
+	assert_int_equal(accounts_authenticate(db, "dj@EXAMPLE.com", "correct horse battery", &v), 0);
+	assert_string_equal(v.id, u.id);
+	assert_int_equal(accounts_authenticate(db, "dj@example.com", "wrong password!!", &v), SFA_EAUTH);
+	assert_int_equal(accounts_authenticate(db, "nobody@example.com", "whatever1234", &v), SFA_EAUTH);
+
+	/* Sessions: valid until expiry; ended by log-out; other sessions end on password change. */
+	char s1[TOKEN_STR_LEN], s2[TOKEN_STR_LEN];
+	assert_int_equal(accounts_session_start(db, u.id, false, 1000, s1), 0);
+	assert_int_equal(accounts_session_start(db, u.id, true, 1000, s2), 0);
+	assert_int_equal(accounts_session_user(db, s1, 1001, &v), 0);
+	assert_int_equal(accounts_session_user(db, s1, 1000 + ACCOUNTS_SESSION_S, &v), SFA_EAUTH);
+	assert_int_equal(accounts_session_user(db, s2, 1000 + ACCOUNTS_SESSION_S, &v), 0);
+	assert_int_equal(accounts_session_user(db, "not-a-real-session-token", 1001, &v), SFA_EAUTH);
+	struct field_errors pe = {0};
+	assert_int_equal(accounts_change_password(db, &u, "bad current", "new password 123", s2, &pe),
+	                 SFA_EINVAL);
+	assert_non_null(field_errors_get(&pe, "current_password"));
+	struct field_errors pe2 = {0};
+	assert_int_equal(
+		accounts_change_password(db, &u, "correct horse battery", "new password 123", s2, &pe2), 0);
+	assert_int_equal(accounts_session_user(db, s1, 1001, &v), SFA_EAUTH);
+	assert_int_equal(accounts_session_user(db, s2, 1001, &v), 0);
+	assert_int_equal(accounts_authenticate(db, "dj@example.com", "new password 123", &u), 0);
+	assert_int_equal(accounts_session_end(db, s2), 0);
+	assert_int_equal(accounts_session_user(db, s2, 1001, &v), SFA_EAUTH);
+
+	/* API keys: work until revoked; only the owner can revoke. */
+	char key[TOKEN_STR_LEN];
+	struct db_api_key rec;
+	struct field_errors ke = {0};
+	assert_int_equal(accounts_api_key_create(db, u.id, "", 1000, key, &rec, &ke), SFA_EINVAL);
+	struct field_errors ke2 = {0};
+	assert_int_equal(accounts_api_key_create(db, u.id, "laptop", 1000, key, &rec, &ke2), 0);
+	assert_int_equal(accounts_api_key_user(db, key, 1005, &v), 0);
+	assert_string_equal(v.id, u.id);
+	struct db_api_key list[4];
+	size_t n = 0;
+	assert_int_equal(db_api_key_list(db, u.id, list, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].name, "laptop");
+	assert_int_equal(list[0].last_used_at, 1005);
+	assert_true(strncmp(key, list[0].prefix, strlen(list[0].prefix)) == 0);
+	assert_int_equal(db_api_key_revoke(db, "someone-else", rec.id, 1006), SFA_ENOTFOUND);
+	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1006), 0);
+	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1007), SFA_ENOTFOUND);
+	assert_int_equal(accounts_api_key_user(db, key, 1008, &v), SFA_EAUTH);
+	assert_int_equal(accounts_api_key_user(db, "sfa_forged_key_value_that_is_long", 1008, &v), SFA_EAUTH);
+
+	/* Email change needs the current password and a free address. */
+	struct field_errors ee = {0};
+	assert_int_equal(accounts_change_email(db, &u, "new password 123", "fresh@example.com", &ee), 0);
+	assert_int_equal(db_user_by_email(db, "FRESH@example.com", &v), 0);
+}
+
+static void config_env(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256];
+	unsetenv("SFA_PORT");
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_int_equal(c.port, 4000);
+	assert_string_equal(c.bind, "127.0.0.1");
+	assert_int_equal(c.rate_api, 60);
+	setenv("SFA_PORT", "70000", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "SFA_PORT"));
+	setenv("SFA_PORT", "4321", 1);
+	setenv("SFA_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.2", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_int_equal(c.port, 4321);
+	assert_true(config_is_trusted_proxy(&c, "10.0.0.2"));
+	assert_false(config_is_trusted_proxy(&c, "10.0.0.3"));
+	unsetenv("SFA_PORT");
+	unsetenv("SFA_TRUSTED_PROXIES");
+	char *args[] = {"--port", "x"};
+	assert_int_equal(config_parse_serve_args(&c, 2, args, err, sizeof err), SFA_EINVAL);
+	assert_string_equal(err, "--port must be a number from 0 to 65535, not \"x\".");
+	char *args2[] = {"--colour"};
+	assert_int_equal(config_parse_serve_args(&c, 1, args2, err, sizeof err), SFA_EINVAL);
+	char *args3[] = {"--bind", "0.0.0.0", "--data", "/tmp/x", "--port", "0"};
+	assert_int_equal(config_parse_serve_args(&c, 6, args3, err, sizeof err), 0);
+	assert_string_equal(c.data_dir, "/tmp/x");
+	assert_string_equal(c.db_path, "/tmp/x/sfa.db");
+
+	/* A data directory that cannot be written is a clear error. */
+	if (geteuid() != 0) {
+		struct config d;
+		config_from_env(&d, err, sizeof err);
+		strcpy(d.data_dir, "/proc/sfa-cannot-exist");
+		assert_int_equal(config_prepare_data(&d, err, sizeof err), SFA_EIO);
+	}
+	/* The secret is generated once and then reused. */
+	char dir[] = "/tmp/sfa-test-cfg-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct config e1, e2;
+	config_from_env(&e1, err, sizeof err);
+	char *a4[] = {"--data", dir};
+	config_parse_serve_args(&e1, 2, a4, err, sizeof err);
+	e2 = e1;
+	assert_int_equal(config_prepare_data(&e1, err, sizeof err), 0);
+	assert_int_equal(config_prepare_data(&e2, err, sizeof err), 0);
+	assert_memory_equal(e1.csrf_key, e2.csrf_key, 32);
+	assert_memory_not_equal(e1.csrf_key, e1.box_key, 32);
+	char path[128];
+	snprintf(path, sizeof path, "%s/secret.key", dir);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(tokens),
+		cmocka_unit_test(csrf),
+		cmocka_unit_test(ratelimit_arithmetic),
+		cmocka_unit_test(ratelimit_table),
+		cmocka_unit_test(validation),
+		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
+		cmocka_unit_test(config_env),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

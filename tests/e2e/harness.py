@@ -1,0 +1,205 @@
+"""Helpers for the end-to-end suites: start the real `sfa serve` on a free loopback port
+with a temporary data directory, talk HTTP to it with a cookie-keeping client, and report
+results as TAP so scripts/test-summary.py can count every case.
+
+Debian's /usr/bin/python3 standard library only.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+SFA = os.environ.get("SFA_BIN", "build/sfa")
+
+
+class Server:
+    """A running `sfa serve`; stderr (the log) is collected in self.log."""
+
+    def __init__(self, data_dir=None, env=None):
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfa-e2e-")
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.log = []
+        self.port = None
+        self.proc = None
+
+    def start(self, timeout=15):
+        self.proc = subprocess.Popen(
+            [SFA, "serve", "--port", "0", "--data", self.data_dir],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env, text=True)
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.log.append(line.rstrip("\n"))
+                m = re.search(r"listening on http://[^:]+:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout):
+            self.proc.kill()
+            raise RuntimeError("sfa serve did not start: " + "\n".join(self.log[-20:]))
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def client(self):
+        return Client(self.port)
+
+    def cli(self, *args):
+        return subprocess.run([SFA, *args, "--data", self.data_dir], capture_output=True,
+                              text=True, env=self.env, timeout=60)
+
+
+class Response:
+    def __init__(self, r, body):
+        self.status = r.status
+        self.headers = r.headers
+        self.body = body
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.text)
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class Client:
+    """One browser or script: keeps cookies, never follows redirects, reuses its
+    keep-alive connection (and reconnects when the server closed it)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.cookies = {}
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None, form=None, json_body=None):
+        headers = dict(headers or {})
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                data = r.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        for value in r.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            val = rest.split(";")[0]
+            if "Max-Age=0" in value:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = val
+        if r.headers.get("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        return Response(r, data)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def csrf(self, path="/"):
+        """The CSRF token of a page (fetching it sets the CSRF cookie)."""
+        r = self.get(path)
+        m = re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text)
+        if not m:
+            raise AssertionError(f"no csrf-token meta on {path} (status {r.status})")
+        return m.group(1)
+
+    def register(self, email, password):
+        token = self.csrf("/users/register")
+        return self.post("/users/register", form={
+            "_csrf_token": token, "user[email]": email, "user[password]": password})
+
+    def log_in(self, email, password, remember=False):
+        token = self.csrf("/users/log-in")
+        form = {"_csrf_token": token, "user[email]": email, "user[password]": password}
+        if remember:
+            form["user[remember_me]"] = "true"
+        return self.post("/users/log-in", form=form)
+
+    def create_api_key(self, name):
+        token = self.csrf("/users/settings")
+        r = self.post("/users/settings", form={
+            "_method": "put", "_csrf_token": token, "action": "create_api_key", "name": name})
+        m = re.search(r'id="new-api-key">([^<]+)<', r.text)
+        if not m:
+            raise AssertionError(f"no new key on the settings page (status {r.status})")
+        return m.group(1)
+
+
+class Tap:
+    """Runs test functions and prints TAP; a raised exception is a failing case."""
+
+    def __init__(self):
+        self.cases = []
+
+    def case(self, fn):
+        self.cases.append(fn)
+        return fn
+
+    def run(self, *args):
+        print(f"1..{len(self.cases)}", flush=True)
+        failed = 0
+        for i, fn in enumerate(self.cases, 1):
+            name = fn.__name__
+            try:
+                fn(*args)
+                print(f"ok {i} - {name}", flush=True)
+            except Exception:
+                failed += 1
+                print(f"not ok {i} - {name}", flush=True)
+                for line in traceback.format_exc().splitlines():
+                    print(f"# {line}", flush=True)
+        return 1 if failed else 0
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(actual, expected, what="value"):
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
