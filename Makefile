@@ -16,6 +16,10 @@ endif
 deps:
 	@scripts/deps.sh
 
+# The JavaScript test clients (a real browser, the phoenix client), pinned by the lockfile.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
 
@@ -25,7 +29,7 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/sfa serve --data ./data
 
-test: build
+test: build node_modules/.package-lock.json
 	@rm -f $(BUILD)/meson-logs/testlog.json
 	-@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(BUILD) --no-rebuild --print-errorlogs --num-processes 2

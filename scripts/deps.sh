@@ -8,13 +8,16 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev
   libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
-  ffmpeg curl unzip python3
+  ffmpeg curl unzip python3 chromium
 )
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js may come from Debian or another vendor's package: only ask for Debian's when
+# there is no node at all (its npm conflicts with vendor builds that bundle npm).
+command -v node >/dev/null || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${missing[*]}" >&2

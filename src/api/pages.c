@@ -96,7 +96,7 @@ static void render(struct http_ctx *ctx, int status, const char *title, const ch
 	           "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
 	           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
 	           "<meta name=\"csrf-token\" content=\"%s\"><title>%s · Sound Forge Alchemy</title>"
-	           "<link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><header>"
+	           "<link rel=\"stylesheet\" href=\"/assets/app.css\"><link rel=\"icon\" href=\"data:,\"></head><body><header>"
 	           "<a class=\"brand\" href=\"/\">Sound Forge Alchemy</a>",
 	           tok, html_esc(&ctx->arena, title));
 	if (ctx->auth == AUTH_SESSION)

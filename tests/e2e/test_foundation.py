@@ -4,8 +4,10 @@
 Accounts, sessions, CSRF, API keys, rate limits, health, errors, keep-alive, the CLI and
 graceful shutdown. Each case is independent (fresh users), prints one TAP line.
 """
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -407,6 +409,23 @@ def graceful_shutdown_loses_nothing(_srv):
             s2.stop()
     finally:
         s.cleanup()
+
+
+@tap.case
+def browser_register_key_and_use_it(srv):
+    """The whole first-use path in Debian's Chromium (tests/e2e/browser_flow.mjs)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    check(shutil.which("node"), "node is not installed (scripts/deps.sh installs nodejs)")
+    check(os.path.isdir(os.path.join(root, "node_modules", "playwright-core")),
+          "node_modules/playwright-core is missing: run `npm ci` in the repository root")
+    check(os.path.exists(os.environ.get("SFA_CHROMIUM", "/usr/bin/chromium")),
+          "Chromium is missing: `apt-get install chromium` (scripts/deps.sh does)")
+    r = subprocess.run(["node", os.path.join(root, "tests", "e2e", "browser_flow.mjs"),
+                        f"http://127.0.0.1:{srv.port}"], capture_output=True, text=True,
+                       timeout=120, cwd=root)
+    eq(r.returncode, 0, f"browser flow failed: {r.stderr.strip()[-800:]}")
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    eq(seen["me_status"], 200, "the key made in the browser works on /api/me")
 
 
 def main():
