@@ -42,16 +42,36 @@ enum audio_sample_format {
 enum { AUDIO_MAX_DURATION_S = 60 * 60 }; /* default decode cap: one hour */
 
 /* Opens path, checks the container/codec allow-list and decodes the whole stream to
- * validate it. Fills info on success. */
+ * validate it (without keeping the samples). Fills info on success; container is the first
+ * name of FFmpeg's demuxer list ("mov" for mp4/m4a, "matroska" for mkv/webm, "ogg" for
+ * ogg/opus). Same errors as audio_decode. */
 int audio_probe(const char *path, struct audio_info *info, char *err, size_t n_err);
 
 /* Decodes path to planar float at rate_hz (0 = the file's rate) and n_channels
  * (0 = the file's; 1 = mean of channels; 2 from mono duplicates; >2 to 2 keeps the first
  * two). Fails with SFA_ETOOBIG past max_duration_s (0 = AUDIO_MAX_DURATION_S).
- * On success *out owns malloced data; free with audio_buf_free. */
+ * On success *out owns malloced data; free with audio_buf_free.
+ *
+ * Matches librosa.load(path, sr=rate_hz, mono=(n_channels == 1)) sample for sample on PCM
+ * input: integer PCM becomes x / 2^(bits-1); the mono mix is (L + R) / 2 in float32 (the
+ * mean, summed in channel order), done BEFORE resampling; resampling is libswresample's
+ * soxr engine at precision 20 (= libsoxr SOXR_HQ); the output has exactly
+ * ceil(n_in * rate_out / rate_in) frames (zero-padded or cut).
+ * Errors: SFA_EINVAL (bad arguments, a channel conversion other than those above, not a
+ * regular file), SFA_ENOTFOUND, SFA_EIO, SFA_ETOOBIG, SFA_ENOMEM, and SFA_EFORMAT for
+ * anything wrong with the file: unknown or disallowed container or codec, no audio stream,
+ * damaged header, no decodable samples, too many corrupt packets, truncated (shorter than
+ * its header declares by more than max(0.5 s, 2 %)). */
 int audio_decode(const char *path, int rate_hz, int n_channels, double max_duration_s,
                  struct audio_buf *out, char *err, size_t n_err);
 
+/* The same two on an open file descriptor (read from offset 0; the fd stays the caller's).
+ * For a child process handed an upload, or a fuzzer's memfd. */
+int audio_probe_fd(int fd, struct audio_info *info, char *err, size_t n_err);
+int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
+                    struct audio_buf *out, char *err, size_t n_err);
+
+/* Frees b->data and zeroes n_frames; safe on a zeroed or already freed buffer. */
 void audio_buf_free(struct audio_buf *b);
 
 /* Writes b as a RIFF WAV file in fmt. Creates or truncates path. */

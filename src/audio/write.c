@@ -1,0 +1,399 @@
+/* write.c - writing planar float audio as WAV (by hand) or FLAC (libavcodec + libavformat).
+ *
+ * Quantisation, for both writers: a float x becomes round-to-nearest(x * 2^(bits-1)),
+ * clipped to [-2^(bits-1), 2^(bits-1) - 1]; NaN becomes 0. This is the inverse of the
+ * decoder's x / 2^(bits-1), so a PCM file decoded and written back at the same depth is
+ * bit-identical. 32-bit float WAV stores the samples unchanged (and unclipped).
+ *
+ * WAV layout: RIFF/WAVE with a 16-byte PCM fmt chunk (format 1) for 1-2 channel PCM,
+ * WAVE_FORMAT_EXTENSIBLE for more channels, and format 3 (IEEE float) with a fact chunk
+ * for float. Everything is written little-endian byte by byte, so the host's byte order
+ * does not matter. RIFF sizes are 32-bit: a file that would pass 4 GiB is refused.
+ *
+ * FLAC goes through FFmpeg's native encoder (compression level 5, its default) and the flac
+ * muxer, which seeks back at the end to fill in STREAMINFO's length and MD5; output goes to
+ * our own fd through a custom AVIOContext, so the path is never parsed as an FFmpeg URL.
+ *
+ * On failure a partly written file is removed. Threading: no shared state.
+ */
+#include "audio/audio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/channel_layout.h>
+
+#include "util/err.h"
+
+enum {
+	AUDIO__WRITE_CHUNK_FRAMES = 4096,
+	AUDIO__WAV_MAX_CHANNELS = 16,
+	AUDIO__FLAC_MAX_CHANNELS = 8,
+};
+
+static int32_t audio__quantize(float x, int bits)
+{
+	double scale = (double)(1L << (bits - 1));
+	double v = (double)x * scale;
+	if (isnan(v))
+		return 0;
+	if (v >= scale - 1.0)
+		return (int32_t)(scale - 1.0);
+	if (v <= -scale)
+		return (int32_t)-scale;
+	return (int32_t)lrint(v);
+}
+
+static int audio__check_buf(const struct audio_buf *b, int max_channels, char *err, size_t n_err)
+{
+	if (!b || (b->n_frames > 0 && !b->data))
+		return sfa_err(err, n_err, SFA_EINVAL, "no audio to write");
+	if (b->n_channels < 1 || b->n_channels > max_channels)
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)",
+		               b->n_channels, max_channels);
+	if (b->sample_rate_hz < 1 || b->sample_rate_hz > 768000)
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz",
+		               b->sample_rate_hz);
+	return 0;
+}
+
+static int audio__write_all(int fd, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int audio__create(const char *path, char *err, size_t n_err)
+{
+	if (!path || !*path)
+		return sfa_err(err, n_err, SFA_EINVAL, "no file name given");
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd < 0)
+		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static unsigned char *audio__le(unsigned char *p, uint64_t v, int n_bytes)
+{
+	for (int i = 0; i < n_bytes; i++)
+		*p++ = (unsigned char)(v >> (8 * i));
+	return p;
+}
+
+static unsigned char *audio__tag(unsigned char *p, const char *fourcc)
+{
+	memcpy(p, fourcc, 4);
+	return p + 4;
+}
+
+int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
+                    char *err, size_t n_err)
+{
+	int rc = audio__check_buf(b, AUDIO__WAV_MAX_CHANNELS, err, n_err);
+	if (rc)
+		return rc;
+	int bits;
+	switch (fmt) {
+	case AUDIO_PCM16: bits = 16; break;
+	case AUDIO_PCM24: bits = 24; break;
+	case AUDIO_FLOAT32: bits = 32; break;
+	default: return sfa_err(err, n_err, SFA_EINVAL, "unknown WAV sample format");
+	}
+	bool is_float = fmt == AUDIO_FLOAT32;
+	bool extensible = !is_float && b->n_channels > 2;
+	unsigned n_ch = (unsigned)b->n_channels;
+	unsigned bytes_ps = (unsigned)bits / 8;
+	unsigned block = n_ch * bytes_ps;
+	uint64_t data_bytes = (uint64_t)b->n_frames * block;
+	unsigned fmt_bytes = extensible ? 40 : is_float ? 18 : 16;
+	unsigned fact_bytes = is_float ? 12 : 0;
+	uint64_t riff_bytes = 4 + (8 + fmt_bytes) + fact_bytes + 8 + data_bytes + (data_bytes & 1);
+	if (riff_bytes > 0xFFFFFFFFu)
+		return sfa_err(err, n_err, SFA_ETOOBIG, "the audio is too long for a WAV file (4 GiB)");
+
+	unsigned char hdr[80], *p = hdr;
+	p = audio__tag(p, "RIFF");
+	p = audio__le(p, riff_bytes, 4);
+	p = audio__tag(p, "WAVE");
+	p = audio__tag(p, "fmt ");
+	p = audio__le(p, fmt_bytes, 4);
+	p = audio__le(p, extensible ? 0xFFFE : is_float ? 3 : 1, 2);
+	p = audio__le(p, n_ch, 2);
+	p = audio__le(p, (uint64_t)b->sample_rate_hz, 4);
+	p = audio__le(p, (uint64_t)b->sample_rate_hz * block, 4);
+	p = audio__le(p, block, 2);
+	p = audio__le(p, (uint64_t)bits, 2);
+	if (is_float) {
+		p = audio__le(p, 0, 2); /* cbSize */
+	} else if (extensible) {
+		p = audio__le(p, 22, 2);           /* cbSize */
+		p = audio__le(p, (uint64_t)bits, 2); /* valid bits */
+		p = audio__le(p, 0, 4);            /* channel mask: unspecified order */
+		/* KSDATAFORMAT_SUBTYPE_PCM: 00000001-0000-0010-8000-00aa00389b71 */
+		static const unsigned char guid[16] = {1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa,
+		                                       0, 0x38, 0x9b, 0x71};
+		memcpy(p, guid, 16);
+		p += 16;
+	}
+	if (is_float) {
+		p = audio__tag(p, "fact");
+		p = audio__le(p, 4, 4);
+		p = audio__le(p, b->n_frames > 0xFFFFFFFFu ? 0xFFFFFFFFu : b->n_frames, 4);
+	}
+	p = audio__tag(p, "data");
+	p = audio__le(p, data_bytes, 4);
+
+	int fd = audio__create(path, err, n_err);
+	if (fd < 0)
+		return fd;
+	unsigned char *chunk = malloc((size_t)AUDIO__WRITE_CHUNK_FRAMES * block + 1);
+	if (!chunk) {
+		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (audio__write_all(fd, hdr, (size_t)(p - hdr)) != 0)
+		goto io_err;
+	for (size_t i0 = 0; i0 < b->n_frames; i0 += AUDIO__WRITE_CHUNK_FRAMES) {
+		size_t n = b->n_frames - i0;
+		if (n > AUDIO__WRITE_CHUNK_FRAMES)
+			n = AUDIO__WRITE_CHUNK_FRAMES;
+		unsigned char *q = chunk;
+		for (size_t i = i0; i < i0 + n; i++) {
+			for (unsigned c = 0; c < n_ch; c++) {
+				float x = b->data[(size_t)c * b->n_frames + i];
+				if (is_float) {
+					uint32_t u;
+					memcpy(&u, &x, 4);
+					q = audio__le(q, u, 4);
+				} else {
+					q = audio__le(q, (uint32_t)audio__quantize(x, bits), (int)bytes_ps);
+				}
+			}
+		}
+		if (audio__write_all(fd, chunk, (size_t)(q - chunk)) != 0)
+			goto io_err;
+	}
+	if (data_bytes & 1) {
+		unsigned char pad = 0;
+		if (audio__write_all(fd, &pad, 1) != 0)
+			goto io_err;
+	}
+	if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+		goto io_err;
+	rc = 0;
+	goto out;
+io_err:
+	rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
+out:
+	free(chunk);
+	if (close(fd) != 0 && rc == 0)
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+/* ---- FLAC ------------------------------------------------------------------------ */
+
+struct audio__wio {
+	int fd;
+	int failed_errno;
+};
+
+/* FFmpeg 7 (libavformat 61) made the buffer const; earlier versions did not. */
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+#define AUDIO__WBUF const uint8_t
+#else
+#define AUDIO__WBUF uint8_t
+#endif
+
+static int audio__wio_write(void *opaque, AUDIO__WBUF *buf, int n)
+{
+	struct audio__wio *w = opaque;
+	if (audio__write_all(w->fd, buf, (size_t)n) != 0) {
+		w->failed_errno = errno;
+		return AVERROR(errno);
+	}
+	return n;
+}
+
+static int64_t audio__wio_seek(void *opaque, int64_t offset, int whence)
+{
+	struct audio__wio *w = opaque;
+	if (whence & AVSEEK_SIZE) {
+		off_t cur = lseek(w->fd, 0, SEEK_CUR);
+		off_t end = lseek(w->fd, 0, SEEK_END);
+		if (cur < 0 || end < 0 || lseek(w->fd, cur, SEEK_SET) < 0)
+			return AVERROR(errno);
+		return (int64_t)end;
+	}
+	off_t r = lseek(w->fd, (off_t)offset, whence & ~AVSEEK_FORCE);
+	return r < 0 ? AVERROR(errno) : (int64_t)r;
+}
+
+/* Sends one frame (or the flush, f == NULL) and writes every packet that comes out. */
+static int audio__flac_encode(AVCodecContext *enc, AVFormatContext *oc, AVStream *st,
+                              AVFrame *f, AVPacket *pkt)
+{
+	int r = avcodec_send_frame(enc, f);
+	if (r < 0)
+		return r;
+	for (;;) {
+		r = avcodec_receive_packet(enc, pkt);
+		if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
+			return 0;
+		if (r < 0)
+			return r;
+		av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
+		pkt->stream_index = st->index;
+		r = av_write_frame(oc, pkt);
+		av_packet_unref(pkt);
+		if (r < 0)
+			return r;
+	}
+}
+
+int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
+                     char *err, size_t n_err)
+{
+	int rc = audio__check_buf(b, AUDIO__FLAC_MAX_CHANNELS, err, n_err);
+	if (rc)
+		return rc;
+	if (fmt != AUDIO_PCM16 && fmt != AUDIO_PCM24)
+		return sfa_err(err, n_err, SFA_EINVAL, "FLAC is written at 16 or 24 bits only");
+	int bits = fmt == AUDIO_PCM16 ? 16 : 24;
+
+	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_FLAC);
+	if (!codec)
+		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no FLAC encoder");
+
+	AVCodecContext *enc = NULL;
+	AVFormatContext *oc = NULL;
+	AVIOContext *avio = NULL;
+	AVFrame *frame = NULL;
+	AVPacket *pkt = NULL;
+	struct audio__wio wio = {.fd = -1};
+	bool header_written = false;
+
+	wio.fd = audio__create(path, err, n_err);
+	if (wio.fd < 0)
+		return wio.fd;
+
+	enc = avcodec_alloc_context3(codec);
+	frame = av_frame_alloc();
+	pkt = av_packet_alloc();
+	if (!enc || !frame || !pkt)
+		goto nomem;
+	enc->sample_fmt = bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
+	enc->bits_per_raw_sample = bits;
+	enc->sample_rate = b->sample_rate_hz;
+	enc->time_base = (AVRational){1, b->sample_rate_hz};
+	av_channel_layout_default(&enc->ch_layout, b->n_channels);
+	if (avcodec_open2(enc, codec, NULL) < 0) {
+		rc = sfa_err(err, n_err, SFA_EINVAL,
+		             "the FLAC encoder refused %d Hz, %d channels, %d bits", b->sample_rate_hz,
+		             b->n_channels, bits);
+		goto out;
+	}
+
+	if (avformat_alloc_output_context2(&oc, NULL, "flac", NULL) < 0 || !oc)
+		goto nomem;
+	unsigned char *iobuf = av_malloc(65536);
+	if (!iobuf)
+		goto nomem;
+	avio = avio_alloc_context(iobuf, 65536, 1, &wio, NULL, audio__wio_write, audio__wio_seek);
+	if (!avio) {
+		av_free(iobuf);
+		goto nomem;
+	}
+	oc->pb = avio;
+	oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+	AVStream *st = avformat_new_stream(oc, NULL);
+	if (!st || avcodec_parameters_from_context(st->codecpar, enc) < 0)
+		goto nomem;
+	st->time_base = enc->time_base;
+	if (avformat_write_header(oc, NULL) < 0)
+		goto io_err;
+	header_written = true;
+
+	int frame_size = enc->frame_size > 0 ? enc->frame_size : 4096;
+	frame->format = enc->sample_fmt;
+	frame->sample_rate = enc->sample_rate;
+	if (av_channel_layout_copy(&frame->ch_layout, &enc->ch_layout) < 0)
+		goto nomem;
+	frame->nb_samples = frame_size;
+	if (av_frame_get_buffer(frame, 0) < 0)
+		goto nomem;
+	for (size_t i0 = 0; i0 < b->n_frames; i0 += (size_t)frame_size) {
+		size_t n = b->n_frames - i0;
+		if (n > (size_t)frame_size)
+			n = (size_t)frame_size;
+		if (av_frame_make_writable(frame) < 0)
+			goto nomem;
+		frame->nb_samples = (int)n;
+		frame->pts = (int64_t)i0;
+		size_t n_ch = (size_t)b->n_channels;
+		for (size_t i = 0; i < n; i++) {
+			for (size_t c = 0; c < n_ch; c++) {
+				int32_t v = audio__quantize(b->data[c * b->n_frames + i0 + i], bits);
+				if (bits == 16)
+					((int16_t *)frame->data[0])[i * n_ch + c] = (int16_t)v;
+				else /* S32 with 24 significant bits: the sample sits in the top 24 */
+					((int32_t *)frame->data[0])[i * n_ch + c] = (int32_t)((uint32_t)v << 8);
+			}
+		}
+		if (audio__flac_encode(enc, oc, st, frame, pkt) < 0)
+			goto io_err;
+	}
+	if (audio__flac_encode(enc, oc, st, NULL, pkt) < 0)
+		goto io_err;
+	if (av_write_trailer(oc) < 0)
+		goto io_err;
+	header_written = false;
+	avio_flush(avio);
+	if (avio->error < 0 || wio.failed_errno)
+		goto io_err;
+	rc = 0;
+	goto out;
+
+nomem:
+	rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory while writing FLAC");
+	goto out;
+io_err:
+	rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s%s%s", path, wio.failed_errno ? ": " : "",
+	             wio.failed_errno ? strerror(wio.failed_errno) : "");
+out:
+	if (header_written)
+		av_write_trailer(oc);
+	if (oc)
+		avformat_free_context(oc);
+	if (avio) {
+		av_freep(&avio->buffer);
+		avio_context_free(&avio);
+	}
+	av_packet_free(&pkt);
+	av_frame_free(&frame);
+	avcodec_free_context(&enc);
+	if (close(wio.fd) != 0 && rc == 0)
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
+	if (rc)
+		unlink(path);
+	return rc;
+}
