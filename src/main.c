@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/app.h"
 #include "api/routes.h"
 #include "core/accounts.h"
 #include "http/server.h"
+#include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -27,6 +29,8 @@ static const char usage[] =
 	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
 	"  user create --email E --password P             create a user, print its id\n"
 	"  token create --email E [--name N]              create an API key, print it\n"
+	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
+	"                                                 queue a job, print its id\n"
 	"  version                                        print the version\n"
 	"Settings: SFA_PORT, SFA_BIND, SFA_DATA_DIR, SFA_SECRET_KEY_BASE, SFA_RATE_API,\n"
 	"SFA_RATE_HEAVY, SFA_RATE_AUTH, SFA_TRUSTED_PROXIES, SFA_HTTPS.\n";
@@ -76,7 +80,21 @@ static int cmd_serve(int argc, char **argv)
 		.app = &app,
 	};
 	char err[512];
+	char exe[4096];
+	ssize_t n_exe = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n_exe <= 0) {
+		ratelimit_free(app.rl);
+		db_close(app.db);
+		return fail("cannot find the sfa executable to run jobs with");
+	}
+	exe[n_exe] = '\0';
+	if (scheduler_start(&app.cfg, app.db, exe, err, sizeof err)) {
+		ratelimit_free(app.rl);
+		db_close(app.db);
+		return fail(err);
+	}
 	rc = server_run(&o, err, sizeof err);
+	scheduler_stop();
 	ratelimit_free(app.rl);
 	db_close(app.db);
 	if (rc)
@@ -181,6 +199,66 @@ out:
 	return rc;
 }
 
+static int cmd_job_enqueue(int argc, char **argv)
+{
+	struct app app;
+	int rc = open_app(&app, &argc, argv, false);
+	if (rc)
+		return rc;
+	static const char *const allowed[] = {"--email", "--type", "--track", "--payload", NULL};
+	if ((rc = check_flags(argc, argv, allowed)))
+		goto out;
+	const char *email = flag(argc, argv, "--email");
+	const char *type = flag(argc, argv, "--type");
+	const char *track = flag(argc, argv, "--track");
+	const char *payload = flag(argc, argv, "--payload");
+	struct db_user u;
+	if (!email || !type) {
+		fprintf(stderr, "sfa: job enqueue needs --email and --type\n");
+		rc = 2;
+		goto out;
+	}
+	if (db_user_by_email(app.db, email, &u) != 0) {
+		fprintf(stderr, "sfa: no user with the email %s\n", email);
+		rc = 1;
+		goto out;
+	}
+	json_error_t je;
+	json_t *p = payload ? json_loads(payload, 0, &je) : json_object();
+	if (!json_is_object(p)) {
+		json_decref(p);
+		fprintf(stderr, "sfa: --payload must be a JSON object\n");
+		rc = 2;
+		goto out;
+	}
+	struct db_job j;
+	if (job_enqueue(app.db, u.id, track, type, p, &j) != 0) {
+		rc = fail("could not queue the job");
+		goto out;
+	}
+	printf("%s\n", j.id);
+out:
+	db_close(app.db);
+	return rc;
+}
+
+static int cmd_job_exec(int argc, char **argv)
+{
+	if (argc < 1)
+		return 2;
+	const char *id = argv[0];
+	struct app app;
+	argc--;
+	argv++;
+	char err[512];
+	memset(&app, 0, sizeof app);
+	if (config_from_env(&app.cfg, err, sizeof err) ||
+	    config_take_data_flag(&app.cfg, &argc, argv, err, sizeof err) ||
+	    config_prepare_data(&app.cfg, err, sizeof err))
+		return fail(err);
+	return job_exec_main(&app.cfg, id);
+}
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
@@ -200,6 +278,10 @@ int main(int argc, char **argv)
 		return cmd_user_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "token") == 0 && strcmp(argv[2], "create") == 0)
 		return cmd_token_create(argc - 3, argv + 3);
+	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
+		return cmd_job_enqueue(argc - 3, argv + 3);
+	if (strcmp(cmd, "job-exec") == 0)
+		return cmd_job_exec(argc - 2, argv + 2);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
 		fputs(usage, stdout);
 		return 0;

@@ -33,6 +33,13 @@ static const struct route routes[] = {
 	{"GET", "/users/settings", page_settings, R_PAGE_AUTH},
 	{"PUT", "/users/settings", page_settings_update, R_PAGE_AUTH},
 	{"GET", "/api/me", api_me, R_API},
+	{"GET", "/api/tracks", api_tracks_list, R_API},
+	{"GET", "/api/tracks/:id", api_tracks_get, R_API},
+	{"PATCH", "/api/tracks/:id", api_tracks_patch, R_API},
+	{"DELETE", "/api/tracks/:id", api_tracks_delete, R_API},
+	{"GET", "/api/jobs", api_jobs_list, R_API},
+	{"GET", "/api/jobs/:id", api_jobs_get, R_API},
+	{"DELETE", "/api/jobs/:id", api_jobs_cancel, R_API},
 };
 
 static bool is_json_space(const char *path)

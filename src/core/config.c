@@ -67,6 +67,12 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->rate_auth = 10;
 	c->shutdown_grace_s = 10;
 	c->n_http_threads = 8;
+	c->jobs_download = 3;
+	c->jobs_processing = 1;
+	c->jobs_analysis = 2;
+	c->job_retry_base_s = 10;
+	c->job_memory_mb = 8192;
+	int max_upload_mb = 500;
 	int rc = set_data_dir(c, "data", err, n_err);
 	if (rc)
 		return rc;
@@ -87,8 +93,16 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000, &c->rate_heavy, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_AUTH", 1, 1000000, &c->rate_auth, err, n_err)) ||
 	    (rc = env_int("SFA_SHUTDOWN_GRACE_S", 0, 3600, &c->shutdown_grace_s, err, n_err)) ||
-	    (rc = env_int("SFA_HTTP_THREADS", 1, 256, &c->n_http_threads, err, n_err)))
+	    (rc = env_int("SFA_HTTP_THREADS", 1, 256, &c->n_http_threads, err, n_err)) ||
+	    (rc = env_int("SFA_JOBS_DOWNLOAD", 1, 64, &c->jobs_download, err, n_err)) ||
+	    (rc = env_int("SFA_JOBS_PROCESSING", 1, 64, &c->jobs_processing, err, n_err)) ||
+	    (rc = env_int("SFA_JOBS_ANALYSIS", 1, 64, &c->jobs_analysis, err, n_err)) ||
+	    (rc = env_int("SFA_JOB_RETRY_BASE_S", 0, 86400, &c->job_retry_base_s, err, n_err)) ||
+	    (rc = env_int("SFA_JOB_TIMEOUT_S", 0, 7 * 86400, &c->job_timeout_s, err, n_err)) ||
+	    (rc = env_int("SFA_JOB_MEMORY_MB", 64, 1 << 20, &c->job_memory_mb, err, n_err)) ||
+	    (rc = env_int("SFA_MAX_UPLOAD_MB", 1, 1 << 20, &max_upload_mb, err, n_err)))
 		return rc;
+	c->max_upload_bytes = (int64_t)max_upload_mb << 20;
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { CONFIG_MAX_PROXIES = 16 };
 
@@ -28,6 +29,13 @@ struct config {
 	char trusted_proxies[CONFIG_MAX_PROXIES][64];
 	int shutdown_grace_s;
 	int n_http_threads;
+	int jobs_download;   /* concurrency per job type */
+	int jobs_processing;
+	int jobs_analysis;
+	int job_retry_base_s;  /* first retry delay; doubles each attempt */
+	int job_timeout_s;     /* 0: the type's default */
+	int job_memory_mb;     /* address-space limit of a job process */
+	int64_t max_upload_bytes;
 	unsigned char csrf_key[32]; /* derived from the secret */
 	unsigned char box_key[32];  /* for secretbox-encrypted columns */
 };

@@ -75,4 +75,141 @@ int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, 
                     size_t *n_out);
 int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now);
 
+/* ---- Tracks ---------------------------------------------------------------------- */
+
+enum { DB_TEXT_MAX = 512, DB_URL_MAX = 1024, DB_PATH_MAX = 1024 };
+
+struct db_track {
+	char id[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	char spotify_id[32];    /* "" when none */
+	char title[DB_TEXT_MAX];
+	char artist[DB_TEXT_MAX];
+	char album[DB_TEXT_MAX];
+	char album_art_url[DB_URL_MAX];
+	char spotify_url[256];
+	char isrc[32];
+	int64_t duration_s;     /* 0: unknown */
+	char source[16];        /* "spotify" | "upload" */
+	char audio_path[DB_PATH_MAX]; /* relative to the data dir; "" until there is audio */
+	char audio_format[32];
+	int64_t audio_size;
+	int audio_rate_hz;
+	int audio_channels;
+	double audio_duration_s;
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+typedef void (*db_track_fn)(void *arg, const struct db_track *t);
+
+int db_track_insert(struct db *db, const struct db_track *t);
+int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out);
+/* Calls fn for the user's tracks, newest first, whose title or artist contains q (NULL: all),
+ * skipping offset and at most limit; *total receives the number matching. */
+int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
+                  int64_t limit, db_track_fn fn, void *arg, int64_t *total);
+int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
+                         const char *artist, const char *album);
+int db_track_set_audio(struct db *db, const char *id, const struct db_track *audio);
+int db_track_delete(struct db *db, const char *user_id, const char *id);
+
+/* ---- Jobs -------------------------------------------------------------------------- */
+
+enum { DB_JSON_SMALL = 4096, DB_ERROR_MAX = 1024 };
+
+struct db_job {
+	char id[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	char track_id[UUID_STR_LEN]; /* "" when none */
+	char type[16];     /* "download" | "processing" | "analysis" | "probe" */
+	char status[16];   /* "queued", a running phase ("running", "downloading",
+	                      "processing", "analyzing"), "completed" | "failed" */
+	int progress;      /* 0..100 */
+	char message[256];
+	int attempts;
+	int max_attempts;
+	int64_t run_at;
+	char error[DB_ERROR_MAX];
+	char payload[DB_JSON_SMALL]; /* JSON object */
+	char result[DB_JSON_SMALL];  /* JSON object, "" until completed */
+	bool cancel_requested;
+	int64_t created_at, started_at, finished_at; /* 0: not yet */
+};
+
+typedef void (*db_job_fn)(void *arg, const struct db_job *j);
+
+bool db_job_status_is_running(const char *status);
+
+int db_job_insert(struct db *db, const struct db_job *j);
+/* user_id NULL: any owner (the scheduler); else scoped to that user. */
+int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out);
+int db_job_owned(struct db *db, const char *user_id, const char *job_id);
+int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
+                int64_t offset, int64_t limit, db_job_fn fn, void *arg, int64_t *total);
+/* Atomically moves the oldest due queued job of type to "running" (attempts + 1). */
+int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out);
+int db_job_progress(struct db *db, const char *id, const char *status, int progress,
+                    const char *message);
+/* Final states. result may be NULL. */
+int db_job_complete(struct db *db, const char *id, const char *result_json, int64_t now);
+int db_job_fail(struct db *db, const char *id, const char *error, int64_t now);
+/* Puts a job back in the queue to run at run_at, keeping error as the last failure. */
+int db_job_requeue(struct db *db, const char *id, int64_t run_at, const char *error,
+                   bool refund_attempt);
+/* Queued: fails it with "cancelled" at once. Running: sets cancel_requested.
+ * SFA_ECONFLICT when it already finished. *was_running tells which happened. */
+int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t now,
+                  bool *was_running);
+bool db_job_cancel_requested(struct db *db, const char *id);
+/* Start-up recovery: running jobs go back to the queue, or fail when out of attempts.
+ * Returns the number of jobs touched, or a negative code. */
+int db_job_recover(struct db *db, int64_t now);
+/* Active (queued or running) job of type for the track, if any. */
+int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
+                            const char *type, struct db_job *out);
+
+/* ---- Stems and analyses ------------------------------------------------------------ */
+
+struct db_stem {
+	char id[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	char track_id[UUID_STR_LEN];
+	char job_id[UUID_STR_LEN];
+	char stem_type[32];
+	char file_path[DB_PATH_MAX]; /* relative to the data dir */
+	int64_t file_size;
+	char format[16];
+	double duration_s;
+	char engine[16];
+	char model[32];
+	int64_t created_at;
+};
+
+typedef void (*db_stem_fn)(void *arg, const struct db_stem *s);
+
+int db_stem_insert(struct db *db, const struct db_stem *s);
+int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out);
+/* Stems of one separation job (job_id), or of the track's latest job that has stems
+ * (job_id NULL), in insertion order. */
+int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
+                 db_stem_fn fn, void *arg);
+
+/* Every stem of the track, of every separation. */
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, db_stem_fn fn,
+                     void *arg);
+
+int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
+                       const char *job_id, const char *result_json, int64_t now);
+/* The latest analysis of the track: *out_json is malloced (caller frees). */
+int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
+                       char **out_json);
+/* The analysis a job produced: *out_json is malloced (caller frees). */
+int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id,
+                        char **out_json);
+
+/* Whether the user owns a file under the data dir (relative path), through a track's
+ * audio or a stem. */
+bool db_file_owned(struct db *db, const char *user_id, const char *rel_path);
+
 #endif

@@ -52,6 +52,48 @@ static const char *const migrations[] = {
 	"  last_used_at INTEGER,"
 	"  revoked_at INTEGER);"
 	"CREATE INDEX api_keys_user ON api_keys (user_id);",
+	/* 2: library and jobs */
+	"CREATE TABLE tracks ("
+	"  id TEXT PRIMARY KEY,"
+	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  spotify_id TEXT, title TEXT NOT NULL, artist TEXT NOT NULL DEFAULT '',"
+	"  album TEXT NOT NULL DEFAULT '', album_art_url TEXT, spotify_url TEXT, isrc TEXT,"
+	"  duration_s INTEGER,"
+	"  source TEXT NOT NULL CHECK (source IN ('spotify','upload')),"
+	"  audio_path TEXT, audio_format TEXT, audio_size INTEGER, audio_rate INTEGER,"
+	"  audio_channels INTEGER, audio_duration REAL,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX tracks_user_spotify ON tracks (user_id, spotify_id)"
+	"  WHERE spotify_id IS NOT NULL;"
+	"CREATE INDEX tracks_user ON tracks (user_id, created_at);"
+	"CREATE TABLE jobs ("
+	"  id TEXT PRIMARY KEY,"
+	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  track_id TEXT REFERENCES tracks(id) ON DELETE CASCADE,"
+	"  type TEXT NOT NULL, status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0,"
+	"  message TEXT, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+	"  run_at INTEGER NOT NULL, error TEXT, payload TEXT NOT NULL DEFAULT '{}', result TEXT,"
+	"  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);"
+	"CREATE INDEX jobs_queue ON jobs (type, status, run_at);"
+	"CREATE INDEX jobs_user ON jobs (user_id, created_at);"
+	"CREATE INDEX jobs_track ON jobs (track_id);"
+	"CREATE TABLE stems ("
+	"  id TEXT PRIMARY KEY,"
+	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
+	"  job_id TEXT NOT NULL, stem_type TEXT NOT NULL, file_path TEXT NOT NULL,"
+	"  file_size INTEGER NOT NULL, format TEXT NOT NULL, duration REAL NOT NULL,"
+	"  engine TEXT NOT NULL, model TEXT NOT NULL, created_at INTEGER NOT NULL);"
+	"CREATE INDEX stems_track ON stems (track_id, created_at);"
+	"CREATE INDEX stems_path ON stems (file_path);"
+	"CREATE TABLE analyses ("
+	"  id INTEGER PRIMARY KEY,"
+	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
+	"  job_id TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);"
+	"CREATE INDEX analyses_track ON analyses (track_id, id);"
+	"CREATE INDEX tracks_audio ON tracks (audio_path);",
 };
 
 static void lock(struct db *db) { pthread_mutex_lock(&db->mu); }
@@ -172,8 +214,8 @@ int db_schema_version(struct db *db)
 	return v;
 }
 
-/* Prepares sql and binds text/int arguments described by types ('t' text, 'i' int64,
- * 'n' null). Returns NULL on failure (logged). */
+/* Prepares sql and binds arguments described by types: 't' text, 'z' text or NULL when
+ * empty, 'i' int64, 'd' double, 'n' null. Returns NULL on failure (logged). */
 static sqlite3_stmt *prep(struct db *db, const char *sql, const char *types, ...)
 {
 	sqlite3_stmt *st;
@@ -189,6 +231,13 @@ static sqlite3_stmt *prep(struct db *db, const char *sql, const char *types, ...
 			rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
 		else if (types[i] == 'i')
 			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+		else if (types[i] == 'd')
+			rc = sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+		else if (types[i] == 'z') { /* text, or NULL when empty */
+			const char *z = va_arg(ap, const char *);
+			rc = z && *z ? sqlite3_bind_text(st, i + 1, z, -1, SQLITE_TRANSIENT)
+			             : sqlite3_bind_null(st, i + 1);
+		}
 		else
 			rc = sqlite3_bind_null(st, i + 1);
 		if (rc != SQLITE_OK) {
@@ -227,23 +276,35 @@ static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
 
 #define USER_COLS "u.id, u.email, u.password_hash, u.status, u.role, u.created_at"
 
-static int read_user(struct db *db, sqlite3_stmt *st, struct db_user *out)
+static void read_user_row(sqlite3_stmt *st, void *out)
+{
+	struct db_user *u = out;
+	col_text(st, 0, u->id, sizeof u->id);
+	col_text(st, 1, u->email, sizeof u->email);
+	col_text(st, 2, u->password_hash, sizeof u->password_hash);
+	col_text(st, 3, u->status, sizeof u->status);
+	col_text(st, 4, u->role, sizeof u->role);
+	u->created_at = sqlite3_column_int64(st, 5);
+}
+
+/* Steps a one-row query; 0 with the row read by read(), SFA_ENOTFOUND, or SFA_EDB. */
+static int one_row(struct db *db, sqlite3_stmt *st, void (*read)(sqlite3_stmt *, void *),
+                   void *out)
 {
 	if (!st)
 		return SFA_EDB;
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		col_text(st, 0, out->id, sizeof out->id);
-		col_text(st, 1, out->email, sizeof out->email);
-		col_text(st, 2, out->password_hash, sizeof out->password_hash);
-		col_text(st, 3, out->status, sizeof out->status);
-		col_text(st, 4, out->role, sizeof out->role);
-		out->created_at = sqlite3_column_int64(st, 5);
-	}
+	if (rc == SQLITE_ROW)
+		read(st, out);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? SFA_ENOTFOUND : fail(db, "user query");
+	return rc == SQLITE_DONE ? SFA_ENOTFOUND : fail(db, "query");
+}
+
+static int read_user(struct db *db, sqlite3_stmt *st, struct db_user *out)
+{
+	return one_row(db, st, read_user_row, out);
 }
 
 int db_user_insert(struct db *db, const struct db_user *u)
@@ -422,4 +483,606 @@ int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, in
 	             true);
 	unlock(db);
 	return rc;
+}
+
+/* ---- Tracks ------------------------------------------------------------------------ */
+
+#define TRACK_COLS                                                                          \
+	"id, user_id, coalesce(spotify_id,''), title, artist, album, coalesce(album_art_url,''), " \
+	"coalesce(spotify_url,''), coalesce(isrc,''), coalesce(duration_s,0), source, "          \
+	"coalesce(audio_path,''), coalesce(audio_format,''), coalesce(audio_size,0), "           \
+	"coalesce(audio_rate,0), coalesce(audio_channels,0), coalesce(audio_duration,0), "       \
+	"created_at, updated_at"
+
+static void read_track_row(sqlite3_stmt *st, struct db_track *t)
+{
+	col_text(st, 0, t->id, sizeof t->id);
+	col_text(st, 1, t->user_id, sizeof t->user_id);
+	col_text(st, 2, t->spotify_id, sizeof t->spotify_id);
+	col_text(st, 3, t->title, sizeof t->title);
+	col_text(st, 4, t->artist, sizeof t->artist);
+	col_text(st, 5, t->album, sizeof t->album);
+	col_text(st, 6, t->album_art_url, sizeof t->album_art_url);
+	col_text(st, 7, t->spotify_url, sizeof t->spotify_url);
+	col_text(st, 8, t->isrc, sizeof t->isrc);
+	t->duration_s = sqlite3_column_int64(st, 9);
+	col_text(st, 10, t->source, sizeof t->source);
+	col_text(st, 11, t->audio_path, sizeof t->audio_path);
+	col_text(st, 12, t->audio_format, sizeof t->audio_format);
+	t->audio_size = sqlite3_column_int64(st, 13);
+	t->audio_rate_hz = sqlite3_column_int(st, 14);
+	t->audio_channels = sqlite3_column_int(st, 15);
+	t->audio_duration_s = sqlite3_column_double(st, 16);
+	t->created_at = sqlite3_column_int64(st, 17);
+	t->updated_at = sqlite3_column_int64(st, 18);
+}
+
+static void read_track_cb(sqlite3_stmt *st, void *out) { read_track_row(st, out); }
+
+int db_track_insert(struct db *db, const struct db_track *t)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
+	                  "album_art_url, spotify_url, isrc, duration_s, source, audio_path, "
+	                  "audio_format, audio_size, audio_rate, audio_channels, audio_duration, "
+	                  "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	                  "ttzttzzzzitzziiidii", t->id, t->user_id, t->spotify_id, t->title,
+	                  t->artist, t->album, t->album_art_url, t->spotify_url, t->isrc,
+	                  t->duration_s, t->source, t->audio_path, t->audio_format, t->audio_size,
+	                  (int64_t)t->audio_rate_hz, (int64_t)t->audio_channels, t->audio_duration_s,
+	                  t->created_at, t->created_at),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db, "SELECT " TRACK_COLS " FROM tracks WHERE id = ? AND user_id = ?",
+	                      "tt", id, user_id),
+	                 read_track_cb, out);
+	unlock(db);
+	return rc;
+}
+
+/* Escapes LIKE wildcards so a search for "50%" matches literally. */
+static void like_pattern(const char *q, char *out, size_t n_out)
+{
+	size_t j = 0;
+	if (n_out < 4)
+		return;
+	out[j++] = '%';
+	for (; *q && j + 3 < n_out; q++) {
+		if (*q == '%' || *q == '_' || *q == '\\')
+			out[j++] = '\\';
+		out[j++] = *q;
+	}
+	out[j++] = '%';
+	out[j] = '\0';
+}
+
+int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
+                  int64_t limit, db_track_fn fn, void *arg, int64_t *total)
+{
+	char pat[600];
+	like_pattern(q ? q : "", pat, sizeof pat);
+	lock(db);
+	int rc = 0;
+	sqlite3_stmt *st = prep(db,
+	                        "SELECT count(*) FROM tracks WHERE user_id = ? AND "
+	                        "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\')",
+	                        "tt", user_id, pat);
+	if (!st || sqlite3_step(st) != SQLITE_ROW) {
+		rc = st ? fail(db, "count tracks") : SFA_EDB;
+		sqlite3_finalize(st);
+		goto out;
+	}
+	*total = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = prep(db,
+	          "SELECT " TRACK_COLS " FROM tracks WHERE user_id = ? AND "
+	          "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\') "
+	          "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+	          "ttii", user_id, pat, limit, offset);
+	if (!st) {
+		rc = SFA_EDB;
+		goto out;
+	}
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct db_track t;
+		read_track_row(st, &t);
+		fn(arg, &t);
+	}
+	if (step != SQLITE_DONE)
+		rc = fail(db, "list tracks");
+	sqlite3_finalize(st);
+out:
+	unlock(db);
+	return rc;
+}
+
+int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
+                         const char *artist, const char *album)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE tracks SET title = coalesce(?, title), artist = coalesce(?, artist), "
+	                  "album = coalesce(?, album), updated_at = unixepoch() "
+	                  "WHERE id = ? AND user_id = ?",
+	                  "zzztt", title, artist, album, id, user_id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_track_set_audio(struct db *db, const char *id, const struct db_track *a)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE tracks SET audio_path = ?, audio_format = ?, audio_size = ?, "
+	                  "audio_rate = ?, audio_channels = ?, audio_duration = ?, "
+	                  "updated_at = unixepoch() WHERE id = ?",
+	                  "zziiidt", a->audio_path, a->audio_format, a->audio_size,
+	                  (int64_t)a->audio_rate_hz, (int64_t)a->audio_channels, a->audio_duration_s,
+	                  id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_track_delete(struct db *db, const char *user_id, const char *id)
+{
+	lock(db);
+	int rc = run(db, prep(db, "DELETE FROM tracks WHERE id = ? AND user_id = ?", "tt", id, user_id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+/* ---- Jobs -------------------------------------------------------------------------- */
+
+bool db_job_status_is_running(const char *status)
+{
+	return strcmp(status, "queued") != 0 && strcmp(status, "completed") != 0 &&
+	       strcmp(status, "failed") != 0;
+}
+
+#define JOB_COLS                                                                           \
+	"id, user_id, coalesce(track_id,''), type, status, progress, coalesce(message,''), "    \
+	"attempts, max_attempts, run_at, coalesce(error,''), payload, coalesce(result,''), "    \
+	"cancel_requested, created_at, coalesce(started_at,0), coalesce(finished_at,0)"
+
+static void read_job_row(sqlite3_stmt *st, struct db_job *j)
+{
+	col_text(st, 0, j->id, sizeof j->id);
+	col_text(st, 1, j->user_id, sizeof j->user_id);
+	col_text(st, 2, j->track_id, sizeof j->track_id);
+	col_text(st, 3, j->type, sizeof j->type);
+	col_text(st, 4, j->status, sizeof j->status);
+	j->progress = sqlite3_column_int(st, 5);
+	col_text(st, 6, j->message, sizeof j->message);
+	j->attempts = sqlite3_column_int(st, 7);
+	j->max_attempts = sqlite3_column_int(st, 8);
+	j->run_at = sqlite3_column_int64(st, 9);
+	col_text(st, 10, j->error, sizeof j->error);
+	col_text(st, 11, j->payload, sizeof j->payload);
+	col_text(st, 12, j->result, sizeof j->result);
+	j->cancel_requested = sqlite3_column_int(st, 13) != 0;
+	j->created_at = sqlite3_column_int64(st, 14);
+	j->started_at = sqlite3_column_int64(st, 15);
+	j->finished_at = sqlite3_column_int64(st, 16);
+}
+
+static void read_job_cb(sqlite3_stmt *st, void *out) { read_job_row(st, out); }
+
+int db_job_insert(struct db *db, const struct db_job *j)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO jobs (id, user_id, track_id, type, status, progress, "
+	                  "max_attempts, run_at, payload, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+	                  "ttzttiiiti", j->id, j->user_id, j->track_id, j->type,
+	                  j->status[0] ? j->status : "queued", (int64_t)j->progress,
+	                  (int64_t)j->max_attempts, j->run_at, j->payload[0] ? j->payload : "{}",
+	                  j->created_at),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 user_id ? prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
+	                                "tt", id, user_id)
+	                         : prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", "t", id),
+	                 read_job_cb, out);
+	unlock(db);
+	return rc;
+}
+
+static void read_nothing(sqlite3_stmt *st, void *out) { (void)st, (void)out; }
+
+int db_job_owned(struct db *db, const char *user_id, const char *job_id)
+{
+	lock(db);
+	int rc = one_row(db, prep(db, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", "tt", job_id,
+	                          user_id),
+	                 read_nothing, NULL);
+	unlock(db);
+	return rc;
+}
+
+int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
+                int64_t offset, int64_t limit, db_job_fn fn, void *arg, int64_t *total)
+{
+	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
+	                            "AND (?3 IS NULL OR type = ?3)";
+	char sql[512];
+	lock(db);
+	int rc = 0;
+	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
+	sqlite3_stmt *st = prep(db, sql, "tzz", user_id, status, type);
+	if (!st || sqlite3_step(st) != SQLITE_ROW) {
+		rc = st ? fail(db, "count jobs") : SFA_EDB;
+		sqlite3_finalize(st);
+		goto out;
+	}
+	*total = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof sql,
+	         "SELECT " JOB_COLS "%s ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5",
+	         where);
+	st = prep(db, sql, "tzzii", user_id, status, type, limit, offset);
+	if (!st) {
+		rc = SFA_EDB;
+		goto out;
+	}
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct db_job *j = malloc(sizeof *j);
+		if (!j) {
+			rc = SFA_ENOMEM;
+			break;
+		}
+		read_job_row(st, j);
+		fn(arg, j);
+		free(j);
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = fail(db, "list jobs");
+	sqlite3_finalize(st);
+out:
+	unlock(db);
+	return rc;
+}
+
+int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+	                      "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0 "
+	                      "WHERE id = (SELECT id FROM jobs WHERE type = ?1 AND status = 'queued' "
+	                      "AND run_at <= ?2 ORDER BY run_at, created_at, rowid LIMIT 1) "
+	                      "RETURNING " JOB_COLS,
+	                      "ti", type, now),
+	                 read_job_cb, out);
+	unlock(db);
+	return rc;
+}
+
+int db_job_progress(struct db *db, const char *id, const char *status, int progress,
+                    const char *message)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = coalesce(?, status), progress = ?, message = ? "
+	                  "WHERE id = ? AND status NOT IN ('queued','completed','failed')",
+	                  "zizt", status, (int64_t)progress, message, id),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+int db_job_complete(struct db *db, const char *id, const char *result_json, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
+	                  "result = ?, finished_at = ? WHERE id = ?",
+	                  "zit", result_json, now, id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_job_fail(struct db *db, const char *id, const char *error, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+	                  "tit", error, now, id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_job_requeue(struct db *db, const char *id, int64_t run_at, const char *error,
+                   bool refund_attempt)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'queued', run_at = ?, error = ?, progress = 0, "
+	                  "message = NULL, attempts = attempts - ? WHERE id = ?",
+	                  "izit", run_at, error, (int64_t)(refund_attempt ? 1 : 0), id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t now,
+                  bool *was_running)
+{
+	lock(db);
+	struct db_job j;
+	int rc = one_row(db,
+	                 prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?", "tt", id,
+	                      user_id),
+	                 read_job_cb, &j);
+	if (rc)
+		goto out;
+	if (strcmp(j.status, "queued") == 0) {
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
+		              "WHERE id = ? AND status = 'queued'",
+		              "it", now, id),
+		         true);
+		*was_running = false;
+	} else if (db_job_status_is_running(j.status)) {
+		rc = run(db, prep(db, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", "t", id), true);
+		*was_running = true;
+	} else {
+		rc = SFA_ECONFLICT;
+	}
+out:
+	unlock(db);
+	return rc;
+}
+
+static void read_int_cb(sqlite3_stmt *st, void *out) { *(int *)out = sqlite3_column_int(st, 0); }
+
+bool db_job_cancel_requested(struct db *db, const char *id)
+{
+	int v = 1; /* a job whose row is gone (its track was deleted) is cancelled too */
+	lock(db);
+	one_row(db, prep(db, "SELECT cancel_requested FROM jobs WHERE id = ?", "t", id), read_int_cb,
+	        &v);
+	unlock(db);
+	return v != 0;
+}
+
+int db_job_recover(struct db *db, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'failed', finished_at = ?, error = "
+	                  "'The server stopped while this job was running and it has no attempts "
+	                  "left; start it again.' WHERE status NOT IN ('queued','completed','failed') "
+	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
+	                  "i", now),
+	             false);
+	int n = rc ? 0 : sqlite3_changes(db->conn);
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET status = 'queued', run_at = ?, progress = 0, message = NULL, "
+		              "error = 'The server stopped while this job was running; it was queued "
+		              "again.' WHERE status NOT IN ('queued','completed','failed')",
+		              "i", now),
+		         false);
+	if (!rc)
+		n += sqlite3_changes(db->conn);
+	unlock(db);
+	return rc ? rc : n;
+}
+
+int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
+                            const char *type, struct db_job *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT " JOB_COLS " FROM jobs WHERE user_id = ? AND track_id = ? AND "
+	                      "type = ? AND status NOT IN ('completed','failed') "
+	                      "ORDER BY created_at DESC LIMIT 1",
+	                      "ttt", user_id, track_id, type),
+	                 read_job_cb, out);
+	unlock(db);
+	return rc;
+}
+
+/* ---- Stems and analyses ------------------------------------------------------------ */
+
+#define STEM_COLS                                                                          \
+	"id, user_id, track_id, job_id, stem_type, file_path, file_size, format, duration, "    \
+	"engine, model, created_at"
+
+static void read_stem_row(sqlite3_stmt *st, struct db_stem *s)
+{
+	col_text(st, 0, s->id, sizeof s->id);
+	col_text(st, 1, s->user_id, sizeof s->user_id);
+	col_text(st, 2, s->track_id, sizeof s->track_id);
+	col_text(st, 3, s->job_id, sizeof s->job_id);
+	col_text(st, 4, s->stem_type, sizeof s->stem_type);
+	col_text(st, 5, s->file_path, sizeof s->file_path);
+	s->file_size = sqlite3_column_int64(st, 6);
+	col_text(st, 7, s->format, sizeof s->format);
+	s->duration_s = sqlite3_column_double(st, 8);
+	col_text(st, 9, s->engine, sizeof s->engine);
+	col_text(st, 10, s->model, sizeof s->model);
+	s->created_at = sqlite3_column_int64(st, 11);
+}
+
+static void read_stem_cb(sqlite3_stmt *st, void *out) { read_stem_row(st, out); }
+
+int db_stem_insert(struct db *db, const struct db_stem *s)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO stems (" STEM_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+	                  "ttttttitdtti", s->id, s->user_id, s->track_id, s->job_id, s->stem_type,
+	                  s->file_path, s->file_size, s->format, s->duration_s, s->engine, s->model,
+	                  s->created_at),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db, "SELECT " STEM_COLS " FROM stems WHERE id = ? AND user_id = ?", "tt",
+	                      id, user_id),
+	                 read_stem_cb, out);
+	unlock(db);
+	return rc;
+}
+
+static int each_stem(struct db *db, sqlite3_stmt *st, db_stem_fn fn, void *arg)
+{
+	if (!st)
+		return SFA_EDB;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct db_stem s;
+		read_stem_row(st, &s);
+		fn(arg, &s);
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_DONE ? 0 : fail(db, "list stems");
+}
+
+int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
+                 db_stem_fn fn, void *arg)
+{
+	lock(db);
+	int rc = each_stem(
+		db,
+		job_id ? prep(db,
+		              "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? AND "
+		              "job_id = ? ORDER BY rowid",
+		              "ttt", user_id, track_id, job_id)
+		       : prep(db,
+		              "SELECT " STEM_COLS " FROM stems WHERE user_id = ?1 AND track_id = ?2 AND "
+		              "job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND track_id = ?2 "
+		              "ORDER BY created_at DESC, rowid DESC LIMIT 1) ORDER BY rowid",
+		              "tt", user_id, track_id),
+		fn, arg);
+	unlock(db);
+	return rc;
+}
+
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, db_stem_fn fn,
+                     void *arg)
+{
+	lock(db);
+	int rc = each_stem(db,
+	                   prep(db,
+	                        "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
+	                        "ORDER BY rowid",
+	                        "tt", user_id, track_id),
+	                   fn, arg);
+	unlock(db);
+	return rc;
+}
+
+int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
+                       const char *job_id, const char *result_json, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO analyses (user_id, track_id, job_id, result, created_at) "
+	                  "VALUES (?,?,?,?,?)",
+	                  "tttti", user_id, track_id, job_id, result_json,
+	                  now),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+static void read_text_dup(sqlite3_stmt *st, void *out)
+{
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	*(char **)out = t ? strdup((const char *)t) : NULL;
+}
+
+int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
+                       char **out_json)
+{
+	char *s = NULL;
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT result FROM analyses WHERE user_id = ? AND track_id = ? "
+	                      "ORDER BY id DESC LIMIT 1",
+	                      "tt", user_id, track_id),
+	                 read_text_dup, &s);
+	unlock(db);
+	if (rc == 0 && !s)
+		return SFA_ENOMEM;
+	if (rc == 0)
+		*out_json = s;
+	return rc;
+}
+
+int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id, char **out_json)
+{
+	char *s = NULL;
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT result FROM analyses WHERE user_id = ? AND job_id = ? "
+	                      "ORDER BY id DESC LIMIT 1",
+	                      "tt", user_id, job_id),
+	                 read_text_dup, &s);
+	unlock(db);
+	if (rc == 0 && !s)
+		return SFA_ENOMEM;
+	if (rc == 0)
+		*out_json = s;
+	return rc;
+}
+
+bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT 1 WHERE EXISTS (SELECT 1 FROM tracks WHERE user_id = ?1 AND "
+	                      "audio_path = ?2) OR EXISTS (SELECT 1 FROM stems WHERE user_id = ?1 "
+	                      "AND file_path = ?2)",
+	                      "tt", user_id, rel_path),
+	                 read_nothing, NULL);
+	unlock(db);
+	return rc == 0;
 }

@@ -182,7 +182,7 @@ static void accounts_flow(void **state)
 {
 	struct fixture *f = *state;
 	struct db *db = f->db;
-	assert_int_equal(db_schema_version(db), 1);
+	assert_int_equal(db_schema_version(db), 2);
 	assert_int_equal(db_ping(db, NULL, 0), 0);
 	struct field_errors fe = {0};
 	struct db_user u, v;

@@ -1,0 +1,35 @@
+/* api.h - helpers shared by the /api handlers: JSON bodies, pagination, resource JSON. */
+#ifndef SFA_API_API_H
+#define SFA_API_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/app.h"
+#include "db/db.h"
+#include "http/request.h"
+
+/* Parses the request body as a JSON object into *out (caller decrefs). On failure it
+ * has already answered 400 and returns false. */
+bool api_json_body(struct http_ctx *ctx, json_t **out);
+
+struct page {
+	int64_t page, page_size, offset;
+};
+/* Reads ?page (>= 1, default 1) and ?page_size (1..100, default 20); answers 422 with
+ * details and returns false when they are not whole numbers in range. */
+bool api_page(struct http_ctx *ctx, struct page *p);
+/* {"data": items, "meta": {...}}; items consumed. */
+void api_list(struct http_ctx *ctx, json_t *items, const struct page *p, int64_t total);
+
+/* 404 for another user's or a missing resource: the same answer either way. */
+void api_not_found(struct http_ctx *ctx, const char *what);
+void api_db_error(struct http_ctx *ctx);
+
+/* RFC 3339 string or JSON null for 0. */
+json_t *api_time(int64_t t);
+json_t *api_track_json(const struct db_track *t);
+json_t *api_stem_json(const struct db_stem *s);
+
+#endif

@@ -1,0 +1,62 @@
+/* jobs.h - durable background jobs: enqueueing, the scheduler, and the worker side.
+ *
+ * A job is a row in the jobs table (db.h). The scheduler, a thread of the server, claims
+ * due queued jobs up to a concurrency limit per type and runs each in a child process
+ * (`sfa job-exec <id>`): in its own process group, with resource limits, killed with the
+ * server (PR_SET_PDEATHSIG). The child reports on file descriptor 3, one JSON object per
+ * line: {"progress": 0..100, "status": "...", "message": "..."}, then {"result": {...}}
+ * or {"error": "<sentence>", "retry": false}. The scheduler records progress, publishes
+ * job:progress / job:completed / job:failed on the bus (topics jobs:<id>, user:<id>),
+ * kills cancelled or timed-out jobs' process groups, and retries failed attempts with
+ * exponential backoff and jitter until max_attempts. Each job has a scratch directory,
+ * data/tmp/jobs/<id>, removed when its process ends, so no partial file outlives it.
+ *
+ * The server process never does a job's work itself; a crash of a child fails only that
+ * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover).
+ */
+#ifndef SFA_JOBS_JOBS_H
+#define SFA_JOBS_JOBS_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+#include "db/db.h"
+
+/* Creates a queued job and wakes the scheduler. payload is consumed (may be NULL). */
+int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
+                json_t *payload, struct db_job *out);
+/* The job as the API shows it (a new object). */
+json_t *job_to_json(const struct db_job *j);
+
+/* Scheduler (server side). exe is the path of the sfa binary to run children with. */
+int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
+                    size_t n_err);
+/* Kills running children (they are queued again, their attempt refunded) and joins. */
+void scheduler_stop(void);
+/* Wakes the scheduler now (after an enqueue or a cancel request). */
+void scheduler_wake(void);
+
+/* Worker side: `sfa job-exec <id>`. Returns the process exit status. */
+int job_exec_main(const struct config *cfg, const char *job_id);
+
+/* What a job type's worker function gets. */
+struct job_run {
+	const struct config *cfg;
+	struct db *db;
+	struct db_job job;
+	json_t *payload;     /* the job's payload object (borrowed) */
+	char work_dir[PATH_MAX + 64]; /* scratch, removed after the job */
+	json_t *result;      /* set by the worker on success (owned by job_run) */
+	char error[1024];    /* set by the worker on failure: a sentence for the user */
+	bool retry;          /* whether a failure may be retried (default true) */
+};
+
+/* Reports progress (clamped to 0..100; status NULL keeps the current phase). */
+void job_report(struct job_run *r, int progress, const char *status, const char *message);
+/* Worker functions return 0 or a negative code with r->error filled. */
+typedef int (*job_worker_fn)(struct job_run *r);
+
+#endif

@@ -1,0 +1,574 @@
+/* scheduler.c - the server side of the job system (see jobs.h for the design).
+ *
+ * One thread owns every child: it polls their progress pipes and a wake pipe, reaps
+ * exits, enforces cancellation and timeouts, and claims new work. All database writes
+ * about a running job happen here, so there is exactly one writer per job. The job
+ * table is the queue: polling it every tick (an indexed query) also picks up jobs that
+ * another process enqueued, such as `sfa job enqueue`.
+ */
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs/bus.h"
+#include "util/fs.h"
+#include "util/err.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+enum { MAX_CHILDREN = 64, LINE_MAX_BYTES = 64 * 1024, KILL_GRACE_MS = 3000 };
+
+struct child {
+	bool used;
+	struct db_job job; /* as claimed */
+	pid_t pid;         /* 0 once reaped */
+	int status;        /* waitpid status once reaped */
+	int fd;            /* progress pipe, -1 after EOF */
+	struct buf line;
+	char *result;      /* JSON text of the reported result */
+	char error[DB_ERROR_MAX];
+	bool no_retry;
+	bool cancelled, timed_out;
+	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms;
+	int progress;
+	char phase[16];
+	char message[256];
+};
+
+static struct {
+	pthread_t thread;
+	bool running;
+	int wake[2];
+	atomic_bool stop;
+	const struct config *cfg;
+	struct db *db;
+	char exe[PATH_MAX];
+	struct child kids[MAX_CHILDREN];
+} S = {.wake = {-1, -1}};
+
+struct job_type {
+	const char *name;
+	int limit;
+	int timeout_s;
+};
+
+static int types(struct job_type *out)
+{
+	const struct config *c = S.cfg;
+	struct job_type t[] = {
+		{"download", c->jobs_download, 1800},
+		{"processing", c->jobs_processing, 4 * 3600},
+		{"analysis", c->jobs_analysis, 1800},
+		{"probe", 2, 600},
+	};
+	int n = (int)(sizeof t / sizeof t[0]);
+	for (int i = 0; i < n; i++) {
+		out[i] = t[i];
+		if (c->job_timeout_s)
+			out[i].timeout_s = c->job_timeout_s;
+	}
+	return n;
+}
+
+void scheduler_wake(void)
+{
+	if (S.wake[1] >= 0) {
+		ssize_t w = write(S.wake[1], "x", 1);
+		(void)w;
+	}
+}
+
+static void publish(const struct db_job *j, const char *event, json_t *payload)
+{
+	char *text = json_encode(payload);
+	json_decref(payload);
+	if (!text)
+		return;
+	char topic[64];
+	snprintf(topic, sizeof topic, "jobs:%s", j->id);
+	bus_publish(topic, event, text);
+	snprintf(topic, sizeof topic, "user:%s", j->user_id);
+	bus_publish(topic, event, text);
+	free(text);
+}
+
+static void publish_progress(struct child *c)
+{
+	publish(&c->job, "job:progress",
+	        json_pack("{s:s, s:s, s:i, s:s}", "job_id", c->job.id, "status", c->phase,
+	                  "progress", c->progress, "message", c->message));
+}
+
+static void work_dir(const char *job_id, char *out, size_t n)
+{
+	snprintf(out, n, "%s/tmp/jobs/%s", S.cfg->data_dir, job_id);
+}
+
+/* Forks and execs `sfa job-exec <id>` with the progress pipe on fd 3. */
+static int spawn(struct child *c)
+{
+	char dir[PATH_MAX + 64];
+	work_dir(c->job.id, dir, sizeof dir);
+	fs_remove_tree(dir);
+	char parent[PATH_MAX + 64];
+	snprintf(parent, sizeof parent, "%s/tmp/jobs", S.cfg->data_dir);
+	if (fs_mkdirs(parent, 0700) || mkdir(dir, 0700) != 0) {
+		log_error("job %s: cannot create its scratch directory: %s", c->job.id, strerror(errno));
+		return SFA_EIO;
+	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return SFA_EIO;
+	pid_t parent_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return SFA_EIO;
+	}
+	if (pid == 0) {
+		/* Child: own process group, dies with the server, default signal handling
+		 * (the server blocks SIGTERM and ignores SIGPIPE; both are inherited). */
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent_pid)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		if (dup2(p[1], 3) < 0)
+			_exit(127);
+		int devnull = open("/dev/null", O_RDONLY);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			close(devnull);
+		}
+		close_range(4, ~0u, 0);
+		struct rlimit core = {0, 0};
+		setrlimit(RLIMIT_CORE, &core);
+		rlim_t mem = (rlim_t)S.cfg->job_memory_mb << 20;
+		struct rlimit as = {mem, mem};
+		setrlimit(RLIMIT_AS, &as);
+		char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
+		execv(S.exe, argv);
+		_exit(127);
+	}
+	close(p[1]);
+	setpgid(pid, pid);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	c->pid = pid;
+	c->fd = p[0];
+	return 0;
+}
+
+static void handle_line(struct child *c, const char *line)
+{
+	json_error_t je;
+	json_t *j = json_loads(line, 0, &je);
+	if (!json_is_object(j)) {
+		log_warn("job %s: ignoring a malformed progress line", c->job.id);
+		json_decref(j);
+		return;
+	}
+	json_t *result = json_object_get(j, "result");
+	const char *error = json_str(j, "error");
+	if (result) {
+		free(c->result);
+		c->result = json_encode(result);
+	} else if (error) {
+		str_copy(c->error, sizeof c->error, error);
+		c->no_retry = json_is_false(json_object_get(j, "retry"));
+	} else if (json_is_integer(json_object_get(j, "progress"))) {
+		json_int_t p = json_integer_value(json_object_get(j, "progress"));
+		c->progress = p < 0 ? 0 : p > 100 ? 100 : (int)p;
+		const char *phase = json_str(j, "status");
+		if (phase && *phase && db_job_status_is_running(phase))
+			str_copy(c->phase, sizeof c->phase, phase);
+		const char *msg = json_str(j, "message");
+		str_copy(c->message, sizeof c->message, msg ? msg : "");
+		int64_t now = time_mono_ms();
+		if (now - c->last_write_ms >= 250 || c->progress == 100) {
+			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
+			c->last_write_ms = now;
+		}
+		publish_progress(c);
+	}
+	json_decref(j);
+}
+
+static void read_child(struct child *c)
+{
+	char chunk[8192];
+	for (;;) {
+		ssize_t n = read(c->fd, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close(c->fd);
+			c->fd = -1;
+			return;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (chunk[i] == '\n') {
+				if (c->line.data)
+					handle_line(c, c->line.data);
+				c->line.len = 0;
+				if (c->line.data)
+					c->line.data[0] = '\0';
+			} else if (buf_append(&c->line, chunk + i, 1)) {
+				/* An overlong line is a broken worker: drop it. */
+				c->line.len = 0;
+			}
+		}
+	}
+}
+
+static int64_t backoff_s(int attempts)
+{
+	int64_t base = S.cfg->job_retry_base_s;
+	int64_t d = base;
+	for (int i = 1; i < attempts && d < 3600; i++)
+		d *= 2;
+	if (d > 3600)
+		d = 3600;
+	return d + (d > 1 ? (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1)) : 0);
+}
+
+static void finish(struct child *c)
+{
+	int64_t now = (int64_t)time(NULL);
+	struct db_job *j = &c->job;
+	bool ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0 && c->result;
+	if (c->cancelled) {
+		db_job_fail(S.db, j->id, "cancelled", now);
+		publish(j, "job:failed",
+		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
+		                  "cancelled"));
+		log_info("job %s cancelled", j->id);
+	} else if (ok) {
+		db_job_complete(S.db, j->id, c->result, now);
+		json_error_t je;
+		json_t *res = json_loads(c->result, 0, &je);
+		publish(j, "job:completed",
+		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type", j->type,
+		                  "track_id", j->track_id[0] ? j->track_id : NULL, "result",
+		                  res ? res : json_object()));
+		log_info("job %s (%s) completed", j->id, j->type);
+	} else {
+		char err[DB_ERROR_MAX];
+		if (c->timed_out)
+			snprintf(err, sizeof err,
+			         "The job ran longer than its time limit and was stopped; try a shorter "
+			         "file or raise SFA_JOB_TIMEOUT_S.");
+		else if (c->error[0])
+			str_copy(err, sizeof err, c->error);
+		else if (WIFSIGNALED(c->status))
+			snprintf(err, sizeof err,
+			         "The worker process crashed (signal %d: %s); the server log has details.",
+			         WTERMSIG(c->status), strsignal(WTERMSIG(c->status)));
+		else if (WIFEXITED(c->status) && WEXITSTATUS(c->status) == 127)
+			snprintf(err, sizeof err, "The worker process could not be started.");
+		else
+			snprintf(err, sizeof err, "The worker process stopped without a result (exit %d).",
+			         WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1);
+		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
+			db_job_fail(S.db, j->id, err, now);
+			publish(j, "job:failed",
+			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
+			                  err));
+			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type, j->attempts,
+			         err);
+		} else {
+			int64_t delay = backoff_s(j->attempts);
+			db_job_requeue(S.db, j->id, now + delay, err, false);
+			char msg[256];
+			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s", j->attempts,
+			         j->max_attempts, (long long)delay);
+			str_copy(c->phase, sizeof c->phase, "queued");
+			str_copy(c->message, sizeof c->message, msg);
+			c->progress = 0;
+			publish_progress(c);
+			log_info("job %s: %s: %s", j->id, msg, err);
+		}
+	}
+	char dir[PATH_MAX + 64];
+	work_dir(j->id, dir, sizeof dir);
+	fs_remove_tree(dir);
+	if (c->fd >= 0)
+		close(c->fd);
+	buf_free(&c->line);
+	free(c->result);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+static void signal_child(struct child *c, int64_t now)
+{
+	if (c->kill_at_ms)
+		return;
+	kill(-c->pid, SIGTERM);
+	c->kill_at_ms = now + KILL_GRACE_MS;
+}
+
+static void supervise(int64_t now)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &S.kids[i];
+		if (!c->used || c->pid <= 0)
+			continue;
+		if (now >= c->next_check_ms) {
+			c->next_check_ms = now + 300;
+			if (!c->cancelled && db_job_cancel_requested(S.db, c->job.id)) {
+				c->cancelled = true;
+				signal_child(c, now);
+			}
+		}
+		if (!c->timed_out && now >= c->deadline_ms) {
+			c->timed_out = true;
+			signal_child(c, now);
+		}
+		if (c->kill_at_ms && now >= c->kill_at_ms)
+			kill(-c->pid, SIGKILL);
+	}
+}
+
+static void reap(void)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &S.kids[i];
+		if (!c->used)
+			continue;
+		if (c->pid > 0) {
+			int st;
+			pid_t r = waitpid(c->pid, &st, WNOHANG);
+			if (r == c->pid) {
+				c->status = st;
+				c->pid = 0;
+				/* Make sure nothing of the group survives its leader. */
+				kill(-r, SIGKILL);
+			}
+		}
+		if (c->pid == 0) {
+			if (c->fd >= 0)
+				read_child(c); /* whatever is left in the pipe */
+			finish(c);
+		}
+	}
+}
+
+static void start_due(int64_t now_ms)
+{
+	struct job_type t[8];
+	int n = types(t);
+	for (int k = 0; k < n; k++) {
+		int running = 0;
+		for (int i = 0; i < MAX_CHILDREN; i++)
+			running += S.kids[i].used && strcmp(S.kids[i].job.type, t[k].name) == 0;
+		while (running < t[k].limit) {
+			int slot = -1;
+			for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
+				if (!S.kids[i].used)
+					slot = i;
+			if (slot < 0)
+				return;
+			struct child *c = &S.kids[slot];
+			memset(c, 0, sizeof *c);
+			c->fd = -1;
+			if (db_job_claim(S.db, t[k].name, (int64_t)time(NULL), &c->job) != 0)
+				break;
+			c->used = true;
+			buf_init(&c->line, LINE_MAX_BYTES);
+			str_copy(c->phase, sizeof c->phase, "running");
+			c->deadline_ms = now_ms + (int64_t)t[k].timeout_s * 1000;
+			if (spawn(c) != 0) {
+				db_job_requeue(S.db, c->job.id, (int64_t)time(NULL) + backoff_s(c->job.attempts),
+				               "The worker process could not be started.", false);
+				buf_free(&c->line);
+				memset(c, 0, sizeof *c);
+				c->fd = -1;
+				return;
+			}
+			log_info("job %s (%s) started, attempt %d of %d", c->job.id, c->job.type,
+			         c->job.attempts, c->job.max_attempts);
+			publish_progress(c);
+			running++;
+		}
+	}
+}
+
+static void *loop(void *arg)
+{
+	(void)arg;
+	struct pollfd pfd[MAX_CHILDREN + 1];
+	int owner[MAX_CHILDREN + 1];
+	while (!atomic_load(&S.stop)) {
+		int n = 0;
+		pfd[n].fd = S.wake[0];
+		pfd[n].events = POLLIN;
+		owner[n++] = -1;
+		for (int i = 0; i < MAX_CHILDREN; i++) {
+			if (S.kids[i].used && S.kids[i].fd >= 0) {
+				pfd[n].fd = S.kids[i].fd;
+				pfd[n].events = POLLIN;
+				owner[n++] = i;
+			}
+		}
+		poll(pfd, (nfds_t)n, 200);
+		if (pfd[0].revents & POLLIN) {
+			char drain[64];
+			while (read(S.wake[0], drain, sizeof drain) > 0) {
+			}
+		}
+		for (int k = 1; k < n; k++)
+			if (pfd[k].revents)
+				read_child(&S.kids[owner[k]]);
+		int64_t now = time_mono_ms();
+		reap();
+		supervise(now);
+		if (!atomic_load(&S.stop))
+			start_due(now);
+	}
+	/* Shutdown: running jobs go back to the queue, their attempt refunded. */
+	int64_t deadline = time_mono_ms() + KILL_GRACE_MS;
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (S.kids[i].used && S.kids[i].pid > 0)
+			kill(-S.kids[i].pid, SIGTERM);
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &S.kids[i];
+		if (!c->used)
+			continue;
+		while (c->pid > 0) {
+			int st;
+			if (waitpid(c->pid, &st, WNOHANG) == c->pid)
+				break;
+			if (time_mono_ms() > deadline)
+				kill(-c->pid, SIGKILL);
+			struct timespec ts = {0, 20 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		db_job_requeue(S.db, c->job.id, (int64_t)time(NULL),
+		               "The server was stopped while this job ran; it was queued again.", true);
+		char dir[PATH_MAX + 64];
+		work_dir(c->job.id, dir, sizeof dir);
+		fs_remove_tree(dir);
+		if (c->fd >= 0)
+			close(c->fd);
+		buf_free(&c->line);
+		free(c->result);
+		memset(c, 0, sizeof *c);
+	}
+	return NULL;
+}
+
+int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
+                    size_t n_err)
+{
+	S.cfg = cfg;
+	S.db = db;
+	str_copy(S.exe, sizeof S.exe, exe);
+	atomic_store(&S.stop, false);
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		S.kids[i].fd = -1;
+	int n = db_job_recover(db, (int64_t)time(NULL));
+	if (n < 0)
+		return sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
+	if (n > 0)
+		log_info("recovered %d job(s) left running by the previous run", n);
+	if (pipe2(S.wake, O_CLOEXEC | O_NONBLOCK) != 0)
+		return sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
+	if (pthread_create(&S.thread, NULL, loop, NULL) != 0)
+		return sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
+	S.running = true;
+	return 0;
+}
+
+void scheduler_stop(void)
+{
+	if (!S.running)
+		return;
+	atomic_store(&S.stop, true);
+	scheduler_wake();
+	pthread_join(S.thread, NULL);
+	close(S.wake[0]);
+	close(S.wake[1]);
+	S.wake[0] = S.wake[1] = -1;
+	S.running = false;
+}
+
+int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
+                json_t *payload, struct db_job *out)
+{
+	struct db_job j;
+	memset(&j, 0, sizeof j);
+	uuid_v4(j.id);
+	str_copy(j.user_id, sizeof j.user_id, user_id);
+	str_copy(j.track_id, sizeof j.track_id, track_id ? track_id : "");
+	str_copy(j.type, sizeof j.type, type);
+	str_copy(j.status, sizeof j.status, "queued");
+	j.max_attempts = strcmp(type, "download") == 0 ? 3 : 2;
+	j.created_at = j.run_at = (int64_t)time(NULL);
+	char *text = payload ? json_encode(payload) : NULL;
+	json_decref(payload);
+	if (text && strlen(text) >= sizeof j.payload) {
+		free(text);
+		return SFA_ETOOBIG;
+	}
+	str_copy(j.payload, sizeof j.payload, text ? text : "{}");
+	free(text);
+	int rc = db_job_insert(db, &j);
+	if (rc)
+		return rc;
+	scheduler_wake();
+	*out = j;
+	return 0;
+}
+
+static json_t *time_or_null(int64_t t)
+{
+	if (!t)
+		return json_null();
+	char s[32];
+	time_format_rfc3339((time_t)t, s, sizeof s);
+	return json_string(s);
+}
+
+json_t *job_to_json(const struct db_job *j)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}", "id",
+	                      j->id, "type", j->type, "track_id", j->track_id[0] ? j->track_id : NULL,
+	                      "status", j->status, "progress", j->progress, "message",
+	                      j->message[0] ? j->message : NULL, "error",
+	                      j->error[0] && strcmp(j->status, "completed") != 0 ? j->error : NULL,
+	                      "attempts", j->attempts, "max_attempts", j->max_attempts, "created_at",
+	                      time_or_null(j->created_at), "started_at", time_or_null(j->started_at),
+	                      "finished_at", time_or_null(j->finished_at));
+	if (o && j->result[0]) {
+		json_error_t je;
+		json_t *r = json_loads(j->result, 0, &je);
+		if (r)
+			json_object_set_new(o, "result", r);
+	}
+	return o;
+}

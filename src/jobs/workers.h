@@ -1,0 +1,13 @@
+/* workers.h - the worker function of each job type (run by job-exec, see jobs.h). */
+#ifndef SFA_JOBS_WORKERS_H
+#define SFA_JOBS_WORKERS_H
+
+#include "jobs/jobs.h"
+
+/* "probe": decodes the track's audio (when it has one) to validate it and reports its
+ * properties. A diagnostic of the job system itself: payload knobs steps (1..1000),
+ * step_ms (0..60000), fail_attempts (fail while attempts <= N) and crash (abort) let
+ * an operator or a test watch progress, retries and crash handling. */
+int job_worker_probe(struct job_run *r);
+
+#endif

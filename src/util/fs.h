@@ -1,0 +1,12 @@
+/* fs.h - small filesystem helpers (scratch space, stored files). Thread-safe. */
+#ifndef SFA_UTIL_FS_H
+#define SFA_UTIL_FS_H
+
+#include <sys/types.h>
+
+/* mkdir -p (mode for created directories). 0 or SFA_EIO. */
+int fs_mkdirs(const char *path, mode_t mode);
+/* rm -rf without following symlinks; missing paths are fine. 0 or SFA_EIO. */
+int fs_remove_tree(const char *path);
+
+#endif
