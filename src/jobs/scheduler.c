@@ -166,9 +166,11 @@ static int spawn(struct child *c)
 		close_range(4, ~0u, 0);
 		struct rlimit core = {0, 0};
 		setrlimit(RLIMIT_CORE, &core);
+#ifndef __SANITIZE_ADDRESS__ /* ASan reserves terabytes of shadow address space */
 		rlim_t mem = (rlim_t)S.cfg->job_memory_mb << 20;
 		struct rlimit as = {mem, mem};
 		setrlimit(RLIMIT_AS, &as);
+#endif
 		char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
 		execv(S.exe, argv);
 		_exit(127);

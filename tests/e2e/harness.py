@@ -180,6 +180,14 @@ class Tap:
         return fn
 
     def run(self, *args):
+        server = args[0] if args and isinstance(args[0], Server) else None
+        if server is not None:
+            def server_log_has_no_sanitizer_reports(srv):
+                time.sleep(0.2)
+                bad = [l for l in srv.log if "AddressSanitizer" in l or "LeakSanitizer" in l
+                       or "runtime error:" in l]
+                check(not bad, "sanitizer reports in the server log:\n" + "\n".join(bad[:20]))
+            self.cases.append(server_log_has_no_sanitizer_reports)
         print(f"1..{len(self.cases)}", flush=True)
         failed = 0
         for i, fn in enumerate(self.cases, 1):
