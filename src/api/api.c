@@ -95,7 +95,7 @@ json_t *api_track_json(const struct db_track *t)
 {
 	json_t *audio = json_null();
 	if (t->audio_path[0])
-		audio = json_pack("{s:s++, s:s, s:I, s:i, s:i, s:f}", "url", "/files/", t->audio_path,
+		audio = json_pack("{s:s+, s:s, s:I, s:i, s:i, s:f}", "url", "/files/", t->audio_path,
 		                  "format", t->audio_format, "file_size", (json_int_t)t->audio_size,
 		                  "sample_rate", t->audio_rate_hz, "channels", t->audio_channels,
 		                  "duration", t->audio_duration_s);
@@ -110,7 +110,7 @@ json_t *api_track_json(const struct db_track *t)
 
 json_t *api_stem_json(const struct db_stem *s)
 {
-	return json_pack("{s:s, s:s, s:s++, s:I, s:s, s:f, s:s, s:s, s:s}", "id", s->id, "stem_type",
+	return json_pack("{s:s, s:s, s:s+, s:I, s:s, s:f, s:s, s:s, s:s}", "id", s->id, "stem_type",
 	                 s->stem_type, "file_path", "/files/", s->file_path, "file_size",
 	                 (json_int_t)s->file_size, "format", s->format, "duration", s->duration_s,
 	                 "engine", s->engine, "model", s->model, "job_id", s->job_id);

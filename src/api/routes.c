@@ -40,12 +40,16 @@ static const struct route routes[] = {
 	{"GET", "/api/jobs", api_jobs_list, R_API},
 	{"GET", "/api/jobs/:id", api_jobs_get, R_API},
 	{"DELETE", "/api/jobs/:id", api_jobs_cancel, R_API},
+	{"GET", "/files/*path", api_files, R_FILES},
+	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
+	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},
+	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
 };
 
 static bool is_json_space(const char *path)
 {
 	return strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0 ||
-	       strncmp(path, "/export/", 8) == 0;
+	       strncmp(path, "/export/", 8) == 0 || strncmp(path, "/files/", 7) == 0;
 }
 
 /* The caller's address: the peer, or the last untrusted hop of X-Forwarded-For when the
@@ -199,7 +203,7 @@ void routes_dispatch(struct http_ctx *ctx)
 			http_set_header(ctx, "Set-Cookie", sc);
 	}
 	bool write = http_is_write(ctx->method);
-	if (flags & R_API) {
+	if (flags & (R_API | R_FILES)) {
 		if (ctx->auth == AUTH_NONE) {
 			http_error(ctx, 401, "unauthorized",
 			           "Authentication required: send \"Authorization: Bearer <API key>\" or log "
@@ -212,7 +216,7 @@ void routes_dispatch(struct http_ctx *ctx)
 			           "header.");
 			return;
 		}
-		if (!rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api))
+		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api))
 			return;
 		if ((flags & R_HEAVY) && !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy))
 			return;

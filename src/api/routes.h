@@ -13,6 +13,7 @@ enum route_flags {
 	R_AUTH_RATE = 1u << 4, /* the auth bucket, per IP and per submitted email */
 	R_PUBLIC = 1u << 5,    /* no session, no CSRF (health, assets) */
 	R_GUEST = 1u << 6,     /* a page for logged-out visitors: logged in → 302 to / */
+	R_FILES = 1u << 7,     /* /files and /export: like R_API, without the api bucket */
 };
 
 void routes_dispatch(struct http_ctx *ctx);
@@ -28,6 +29,10 @@ void api_tracks_delete(struct http_ctx *ctx);
 void api_jobs_list(struct http_ctx *ctx);
 void api_jobs_get(struct http_ctx *ctx);
 void api_jobs_cancel(struct http_ctx *ctx);
+void api_files(struct http_ctx *ctx);
+void api_export_stem(struct http_ctx *ctx);
+void api_export_stems(struct http_ctx *ctx);
+void api_export_analysis(struct http_ctx *ctx);
 void page_home(struct http_ctx *ctx);
 void page_asset_css(struct http_ctx *ctx);
 void page_register_form(struct http_ctx *ctx);

@@ -128,7 +128,7 @@ static void remove_stem_file(void *arg, const struct db_stem *s)
 {
 	struct stem_paths *sp = arg;
 	char path[PATH_MAX * 2];
-	snprintf(path, sizeof path, "%s/%s", sp->ctx->app->cfg.data_dir, s->file_path);
+	snprintf(path, sizeof path, "%s/uploads/%s", sp->ctx->app->cfg.data_dir, s->file_path);
 	if (unlink(path) != 0 && errno != ENOENT)
 		sp->n_failed++;
 	char *slash = strrchr(path, '/');

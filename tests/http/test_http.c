@@ -11,6 +11,7 @@
 #include "http/cookie.h"
 #include "http/form.h"
 #include "http/html.h"
+#include "http/range.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "util/err.h"
@@ -193,6 +194,35 @@ static void html_escaping(void **state)
 	arena_free(&a);
 }
 
+static void ranges(void **state)
+{
+	(void)state;
+	uint64_t f = 0, n = 0;
+	assert_int_equal(http_range_parse(NULL, 1000, &f, &n), RANGE_NONE);
+	assert_int_equal(http_range_parse("bytes=0-99", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 0 && n == 100);
+	assert_int_equal(http_range_parse("bytes=900-", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 900 && n == 100);
+	assert_int_equal(http_range_parse("bytes=-300", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 700 && n == 300);
+	assert_int_equal(http_range_parse("bytes=-3000", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 0 && n == 1000);
+	assert_int_equal(http_range_parse("bytes=990-5000", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 990 && n == 10);
+	assert_int_equal(http_range_parse("bytes=999-999", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 999 && n == 1);
+	assert_int_equal(http_range_parse(" Bytes = 5-9 ", 1000, &f, &n), RANGE_PARTIAL);
+	assert_true(f == 5 && n == 5);
+	assert_int_equal(http_range_parse("bytes=1000-", 1000, &f, &n), RANGE_UNSATISFIABLE);
+	assert_int_equal(http_range_parse("bytes=-0", 1000, &f, &n), RANGE_UNSATISFIABLE);
+	assert_int_equal(http_range_parse("bytes=0-", 0, &f, &n), RANGE_UNSATISFIABLE);
+	assert_int_equal(http_range_parse("bytes=5-1", 1000, &f, &n), RANGE_NONE);
+	assert_int_equal(http_range_parse("bytes=0-1,5-6", 1000, &f, &n), RANGE_NONE);
+	assert_int_equal(http_range_parse("items=0-1", 1000, &f, &n), RANGE_NONE);
+	assert_int_equal(http_range_parse("bytes=-", 1000, &f, &n), RANGE_NONE);
+	assert_int_equal(http_range_parse("bytes=99999999999999999999-", 1000, &f, &n), RANGE_NONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +233,7 @@ int main(void)
 		cmocka_unit_test(cookie_parsing),
 		cmocka_unit_test(query_redaction),
 		cmocka_unit_test(html_escaping),
+		cmocka_unit_test(ranges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,401 @@
+/* files.c - GET /files/(path) and the exports: /export/stem/:id, /export/stems/:track_id
+ * (a ZIP streamed while it is built) and /export/analysis/:track_id.
+ *
+ * The /files URL space is the data directory's uploads/ folder. A path is served only
+ * when the database says the caller owns it (a track's audio or a stem), it has no ".."
+ * or backslash, and the opened file - resolved without following a final symlink - is a
+ * regular file inside uploads/; anything else is the same 404, so nothing about other
+ * users' files or the server's layout leaks. Bodies go out through libmicrohttpd's fd
+ * responses (sendfile), with Range/206/416, ETag and Last-Modified.
+ *
+ * The stems ZIP is produced by libarchive pushing into a small buffer that
+ * libmicrohttpd's content reader drains: each pull writes at most one 64 KiB chunk of one
+ * stem, so memory stays constant whatever the archive's size, and no temporary file is
+ * written.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/routes.h"
+#include "http/form.h"
+#include "http/range.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+static const char *mime_for(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{".wav", "audio/wav"},  {".mp3", "audio/mpeg"}, {".flac", "audio/flac"},
+		{".m4a", "audio/mp4"},  {".ogg", "audio/ogg"},  {".opus", "audio/ogg"},
+		{".aiff", "audio/aiff"}, {".json", "application/json"}, {".zip", "application/zip"},
+	};
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+		if (strcasecmp(dot, types[i].ext) == 0)
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+static bool safe_rel_path(const char *rel)
+{
+	if (!*rel || rel[0] == '/' || strchr(rel, '\\') || strlen(rel) >= DB_PATH_MAX)
+		return false;
+	for (const char *p = rel; *p;) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+/* Sets Content-Disposition with an ASCII fallback and the exact UTF-8 name. */
+static void set_attachment(struct http_ctx *ctx, const char *name)
+{
+	char ascii[256];
+	size_t j = 0;
+	for (const char *p = name; *p && j < sizeof ascii - 1; p++) {
+		unsigned char c = (unsigned char)*p;
+		ascii[j++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '_' : (char)c;
+	}
+	ascii[j] = '\0';
+	char enc[1024];
+	if (url_encode(name, enc, sizeof enc) < 0)
+		enc[0] = '\0';
+	char v[1400];
+	snprintf(v, sizeof v, "attachment; filename=\"%s\"%s%s", ascii, *enc ? "; filename*=UTF-8''" : "",
+	         enc);
+	http_set_header(ctx, "Content-Disposition", v);
+}
+
+/* Serves uploads/<rel> to its owner, honouring Range and validators. */
+static void serve_file(struct http_ctx *ctx, const char *rel, const char *download_name)
+{
+	if (!safe_rel_path(rel) || !db_file_owned(ctx->app->db, ctx->user.id, rel)) {
+		api_not_found(ctx, "The file");
+		return;
+	}
+	char root[PATH_MAX], path[PATH_MAX * 2], real[PATH_MAX];
+	snprintf(path, sizeof path, "%s/uploads", ctx->app->cfg.data_dir);
+	if (!realpath(path, root)) {
+		api_not_found(ctx, "The file");
+		return;
+	}
+	snprintf(path, sizeof path, "%s/%s", root, rel);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	size_t n_root = strlen(root);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !realpath(path, real) ||
+	    strncmp(real, root, n_root) != 0 || real[n_root] != '/') {
+		if (fd >= 0)
+			close(fd);
+		api_not_found(ctx, "The file");
+		return;
+	}
+	char etag[64], modified[40];
+	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_size,
+	         (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec);
+	time_format_http(st.st_mtime, modified, sizeof modified);
+	http_set_header(ctx, "ETag", etag);
+	http_set_header(ctx, "Last-Modified", modified);
+	http_set_header(ctx, "Accept-Ranges", "bytes");
+	http_set_header(ctx, "Cache-Control", "private, max-age=0, must-revalidate");
+	if (download_name)
+		set_attachment(ctx, download_name);
+	const char *inm = http_req_header(ctx, "If-None-Match");
+	const char *ims = http_req_header(ctx, "If-Modified-Since");
+	if ((inm && strcmp(inm, etag) == 0) || (!inm && ims && strcmp(ims, modified) == 0)) {
+		close(fd);
+		http_text(ctx, 304, mime_for(rel), "");
+		return;
+	}
+	uint64_t size = (uint64_t)st.st_size, first = 0, len = size;
+	const char *range = http_req_header(ctx, "Range");
+	const char *if_range = http_req_header(ctx, "If-Range");
+	if (if_range && strcmp(if_range, etag) != 0 && strcmp(if_range, modified) != 0)
+		range = NULL; /* the client's copy is stale: send it all */
+	int status = 200;
+	char cr[96];
+	switch (http_range_parse(range, size, &first, &len)) {
+	case RANGE_UNSATISFIABLE:
+		close(fd);
+		snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
+		http_set_header(ctx, "Content-Range", cr);
+		http_error(ctx, 416, "range_not_satisfiable",
+		           "The requested range lies outside the file.");
+		return;
+	case RANGE_PARTIAL:
+		status = 206;
+		snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
+		         first + len - 1, size);
+		http_set_header(ctx, "Content-Range", cr);
+		break;
+	case RANGE_NONE:
+		break;
+	}
+	struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, first);
+	if (!r) {
+		close(fd);
+		http_error(ctx, 500, "internal", "The file could not be sent.");
+		return;
+	}
+	MHD_add_response_header(r, "Content-Type", mime_for(rel));
+	ctx->resp_override = r;
+	ctx->status = status;
+	ctx->resp_bytes = len;
+}
+
+void api_files(struct http_ctx *ctx) { serve_file(ctx, http_param(ctx, "path"), NULL); }
+
+/* "<artist> - <title> (<what>).<ext>", with path separators replaced. */
+static void export_name(const struct db_track *t, const char *what, const char *ext, char *out,
+                        size_t n)
+{
+	snprintf(out, n, "%s%s%s (%s).%s", t->artist, t->artist[0] ? " - " : "", t->title, what, ext);
+	for (char *p = out; *p; p++)
+		if (*p == '/' || *p == '\\')
+			*p = '_';
+}
+
+void api_export_stem(struct http_ctx *ctx)
+{
+	const char *id = http_param(ctx, "id");
+	struct db_stem s;
+	struct db_track t;
+	if (!uuid_valid(id) || db_stem_get(ctx->app->db, ctx->user.id, id, &s) != 0 ||
+	    db_track_get(ctx->app->db, ctx->user.id, s.track_id, &t) != 0) {
+		api_not_found(ctx, "The stem");
+		return;
+	}
+	char name[1200];
+	export_name(&t, s.stem_type, s.format, name, sizeof name);
+	serve_file(ctx, s.file_path, name);
+}
+
+/* ---- streamed ZIP ---------------------------------------------------------------- */
+
+enum { ZIP_MAX_ENTRIES = 16, ZIP_CHUNK = 64 * 1024 };
+
+struct zip_entry {
+	char path[PATH_MAX * 2];
+	char name[1200];
+	int64_t size;
+};
+
+struct zipstream {
+	struct archive *a;
+	unsigned char *out; /* bytes libarchive produced, not yet handed to the client */
+	size_t out_len, out_off, out_cap;
+	struct zip_entry e[ZIP_MAX_ENTRIES];
+	int n, i;
+	int fd;           /* the entry being copied, -1 between entries */
+	int64_t left;     /* bytes of it still to copy */
+	bool closed, failed;
+	unsigned char chunk[ZIP_CHUNK];
+};
+
+static la_ssize_t zs_write(struct archive *a, void *cls, const void *data, size_t n)
+{
+	(void)a;
+	struct zipstream *z = cls;
+	if (z->out_len + n > z->out_cap) {
+		size_t cap = z->out_cap ? z->out_cap : 2 * ZIP_CHUNK;
+		while (cap < z->out_len + n)
+			cap *= 2;
+		unsigned char *p = realloc(z->out, cap);
+		if (!p)
+			return -1;
+		z->out = p;
+		z->out_cap = cap;
+	}
+	memcpy(z->out + z->out_len, data, n);
+	z->out_len += n;
+	return (la_ssize_t)n;
+}
+
+/* One step of building the archive: the next header, one chunk, or the end. */
+static void zs_step(struct zipstream *z)
+{
+	if (z->fd < 0) {
+		if (z->i == z->n) {
+			if (archive_write_close(z->a) != ARCHIVE_OK)
+				z->failed = true;
+			z->closed = true;
+			return;
+		}
+		struct zip_entry *e = &z->e[z->i++];
+		z->fd = open(e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (z->fd < 0 || fstat(z->fd, &st) != 0) {
+			log_error("zip export: cannot open a stem file: %s", strerror(errno));
+			z->failed = true;
+			return;
+		}
+		z->left = st.st_size;
+		struct archive_entry *ae = archive_entry_new();
+		archive_entry_set_pathname_utf8(ae, e->name);
+		archive_entry_set_size(ae, st.st_size);
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_perm(ae, 0644);
+		archive_entry_set_mtime(ae, st.st_mtime, 0);
+		if (archive_write_header(z->a, ae) != ARCHIVE_OK)
+			z->failed = true;
+		archive_entry_free(ae);
+		return;
+	}
+	if (z->left > 0) {
+		size_t want = z->left < ZIP_CHUNK ? (size_t)z->left : ZIP_CHUNK;
+		ssize_t n = read(z->fd, z->chunk, want);
+		if (n <= 0 || archive_write_data(z->a, z->chunk, (size_t)n) != n) {
+			z->failed = true;
+			return;
+		}
+		z->left -= n;
+		return;
+	}
+	close(z->fd);
+	z->fd = -1;
+	if (archive_write_finish_entry(z->a) != ARCHIVE_OK)
+		z->failed = true;
+}
+
+static ssize_t zs_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct zipstream *z = cls;
+	while (z->out_off == z->out_len) {
+		z->out_off = z->out_len = 0;
+		if (z->failed)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (z->closed)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		zs_step(z);
+	}
+	size_t n = z->out_len - z->out_off;
+	if (n > max)
+		n = max;
+	memcpy(buf, z->out + z->out_off, n);
+	z->out_off += n;
+	return (ssize_t)n;
+}
+
+static void zs_free(void *cls)
+{
+	struct zipstream *z = cls;
+	if (z->fd >= 0)
+		close(z->fd);
+	archive_write_free(z->a);
+	free(z->out);
+	free(z);
+}
+
+struct collect {
+	struct zipstream *z;
+	const struct db_track *t;
+	const char *data_dir;
+};
+
+static void collect_stem(void *arg, const struct db_stem *s)
+{
+	struct collect *c = arg;
+	if (c->z->n == ZIP_MAX_ENTRIES || !safe_rel_path(s->file_path))
+		return;
+	struct zip_entry *e = &c->z->e[c->z->n++];
+	snprintf(e->path, sizeof e->path, "%s/uploads/%s", c->data_dir, s->file_path);
+	export_name(c->t, s->stem_type, s->format, e->name, sizeof e->name);
+	e->size = s->file_size;
+}
+
+void api_export_stems(struct http_ctx *ctx)
+{
+	const char *track_id = http_param(ctx, "track_id");
+	const char *job_id = http_query(ctx, "job_id");
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	if (job_id && !uuid_valid(job_id)) {
+		api_not_found(ctx, "The separation job");
+		return;
+	}
+	struct zipstream *z = calloc(1, sizeof *z);
+	if (!z) {
+		http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	z->fd = -1;
+	struct collect c = {z, &t, ctx->app->cfg.data_dir};
+	db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, collect_stem, &c);
+	if (z->n == 0) {
+		free(z);
+		http_error(ctx, 404, "not_found",
+		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		return;
+	}
+	z->a = archive_write_new();
+	if (!z->a || archive_write_set_format_zip(z->a) != ARCHIVE_OK ||
+	    archive_write_set_options(z->a, "zip:compression=store") != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(z->a, 0) != ARCHIVE_OK ||
+	    archive_write_open(z->a, z, NULL, zs_write, NULL) != ARCHIVE_OK) {
+		log_error("zip export: %s", z->a ? archive_error_string(z->a) : "out of memory");
+		zs_free(z);
+		http_error(ctx, 500, "internal", "The ZIP archive could not be started.");
+		return;
+	}
+	struct MHD_Response *r =
+		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, zs_read, z, zs_free);
+	if (!r) {
+		zs_free(z);
+		http_error(ctx, 500, "internal", "The ZIP archive could not be started.");
+		return;
+	}
+	MHD_add_response_header(r, "Content-Type", "application/zip");
+	char name[1200];
+	export_name(&t, "stems", "zip", name, sizeof name);
+	set_attachment(ctx, name);
+	ctx->resp_override = r;
+	ctx->status = 200;
+}
+
+void api_export_analysis(struct http_ctx *ctx)
+{
+	const char *track_id = http_param(ctx, "track_id");
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	char *text = NULL;
+	json_error_t je;
+	json_t *analysis = NULL;
+	if (db_analysis_latest(ctx->app->db, ctx->user.id, t.id, &text) != 0 ||
+	    !(analysis = json_loads(text, 0, &je))) {
+		free(text);
+		http_error(ctx, 404, "not_found",
+		           "This track has no analysis yet; run POST /api/analysis/analyze first.");
+		return;
+	}
+	free(text);
+	http_json(ctx, 200,
+	          json_pack("{s:s, s:s, s:s, s:o}", "track_id", t.id, "title", t.title, "artist",
+	                    t.artist, "analysis", analysis));
+}

@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""End-to-end tests of /files, /export and track deletion.
+
+Tracks, stems and analyses are created the way the engines will create them: files under
+data/uploads and rows in the database (through SQLite directly, as the issue allows until
+the engines land). Then everything is fetched over HTTP: ownership, traversal, Range,
+validators, the streamed stems ZIP (checked with `unzip -t`, and the server's peak memory
+measured while it streams 200 MB), and deletion.
+"""
+import hashlib
+import http.client
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Server, Tap, check, eq  # noqa: E402
+
+tap = Tap()
+PW = "correct horse battery"
+
+
+def new_user(srv):
+    email = f"files-{uuid.uuid4().hex[:10]}@example.com"
+    uid = srv.cli("user", "create", "--email", email, "--password", PW).stdout.strip()
+    key = srv.cli("token", "create", "--email", email).stdout.strip()
+    return uid, {"Authorization": f"Bearer {key}"}
+
+
+def wav_bytes(n_frames, seed=0):
+    data = bytes((i * 7 + seed) & 0xFF for i in range(n_frames * 4))
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 2, 44100, 44100 * 4, 4, 16) + b"data" + struct.pack("<I", len(data))
+    return hdr + data
+
+
+def db(srv):
+    c = sqlite3.connect(os.path.join(srv.data_dir, "sfa.db"), timeout=10)
+    c.execute("PRAGMA foreign_keys=ON")
+    return c
+
+
+def make_track(srv, uid, title="Blinding Lights", artist="The Weeknd", audio=b""):
+    tid = str(uuid.uuid4())
+    rel = f"downloads/{tid}/the-weeknd-blinding-lights.wav"
+    path = os.path.join(srv.data_dir, "uploads", rel)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(audio or wav_bytes(1000))
+    now = int(time.time())
+    with db(srv) as c:
+        c.execute("INSERT INTO tracks (id, user_id, title, artist, album, source, audio_path, "
+                  "audio_format, audio_size, audio_rate, audio_channels, audio_duration, "
+                  "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  (tid, uid, title, artist, "After Hours", "upload", rel, "wav",
+                   os.path.getsize(path), 44100, 2, 1.0, now, now))
+    return tid, rel, path
+
+
+def make_stems(srv, uid, tid, sizes, created=None):
+    jid = str(uuid.uuid4())
+    out = []
+    with db(srv) as c:
+        for i, (name, size) in enumerate(sizes):
+            rel = f"stems/{jid}/{name}.wav"
+            path = os.path.join(srv.data_dir, "uploads", rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                block = os.urandom(1 << 20)
+                left = size
+                while left > 0:
+                    f.write(block[:min(left, len(block))])
+                    left -= len(block)
+            sid = str(uuid.uuid4())
+            c.execute("INSERT INTO stems (id, user_id, track_id, job_id, stem_type, file_path, "
+                      "file_size, format, duration, engine, model, created_at) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (sid, uid, tid, jid, name, rel, size, "wav", 1.0, "local", "htdemucs",
+                       (created or int(time.time())) + i))
+            out.append((sid, rel, path))
+    return jid, out
+
+
+@tap.case
+def owner_gets_file_with_validators(srv):
+    uid, auth = new_user(srv)
+    body = wav_bytes(5000)
+    tid, rel, path = make_track(srv, uid, audio=body)
+    c = srv.client()
+    r = c.get(f"/files/{rel}", headers=auth)
+    eq(r.status, 200, "status")
+    eq(r.body, body, "bytes")
+    eq(r.header("Content-Type"), "audio/wav", "type")
+    eq(int(r.header("Content-Length")), len(body), "length")
+    eq(r.header("Accept-Ranges"), "bytes", "accept-ranges")
+    etag, lm = r.header("ETag"), r.header("Last-Modified")
+    check(etag and lm, "validators missing")
+    eq(c.get(f"/files/{rel}", headers={**auth, "If-None-Match": etag}).status, 304, "etag")
+    eq(c.get(f"/files/{rel}", headers={**auth, "If-Modified-Since": lm}).status, 304, "ims")
+    h = c.request("HEAD", f"/files/{rel}", headers=auth)
+    eq((h.status, h.body), (200, b""), "HEAD")
+    # The track JSON points at the same URL.
+    t = c.get(f"/api/tracks/{tid}", headers=auth).json()["data"]
+    eq(t["audio"]["url"], f"/files/{rel}", "audio url")
+    eq(t["audio"]["file_size"], len(body), "file size")
+
+
+@tap.case
+def ranges(srv):
+    uid, auth = new_user(srv)
+    body = wav_bytes(3000)
+    _, rel, _ = make_track(srv, uid, audio=body)
+    c = srv.client()
+    n = len(body)
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": "bytes=0-9"})
+    eq((r.status, r.body, r.header("Content-Range")), (206, body[:10], f"bytes 0-9/{n}"), "first")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": "bytes=-5"})
+    eq((r.status, r.body), (206, body[-5:]), "suffix")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": f"bytes={n - 3}-"})
+    eq((r.status, r.body, r.header("Content-Range")), (206, body[-3:], f"bytes {n-3}-{n-1}/{n}"),
+       "open end")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": f"bytes={n}-"})
+    eq((r.status, r.header("Content-Range")), (416, f"bytes */{n}"), "past the end")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": "bytes=0-1,4-5"})
+    eq((r.status, len(r.body)), (200, n), "several ranges: whole file")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": "bytes=0-9", "If-Range": '"stale"'})
+    eq((r.status, len(r.body)), (200, n), "stale If-Range: whole file")
+    etag = c.get(f"/files/{rel}", headers=auth).header("ETag")
+    r = c.get(f"/files/{rel}", headers={**auth, "Range": "bytes=0-9", "If-Range": etag})
+    eq(r.status, 206, "fresh If-Range")
+
+
+@tap.case
+def others_and_traversal_get_404(srv):
+    uid, auth = new_user(srv)
+    _, other = new_user(srv)
+    _, rel, path = make_track(srv, uid)
+    c = srv.client()
+    eq(c.get(f"/files/{rel}", headers=other).status, 404, "another user's file")
+    eq(c.get(f"/files/{rel}").status, 401, "no credentials")
+    for bad in ["/files/../sfa.db", "/files/downloads/..%2F..%2Fsfa.db", "/files/%2e%2e/sfa.db",
+                f"/files/{rel}%00", "/files/secret.key", "/files/downloads", "/files/..",
+                "/files/downloads/./x", "/files/downloads/%2e/x"]:
+        r = c.get(bad, headers=auth)
+        eq(r.status, 404, f"{bad}")
+        check(srv.data_dir not in r.text, "a server path leaked")
+    # A symlink out of the data directory is never followed, even when a row names it.
+    tid2, _, _ = make_track(srv, uid)
+    jid = str(uuid.uuid4())
+    link_rel = f"stems/{jid}/vocals.wav"
+    link = os.path.join(srv.data_dir, "uploads", link_rel)
+    os.makedirs(os.path.dirname(link))
+    os.symlink(os.path.join(srv.data_dir, "secret.key"), link)
+    with db(srv) as d:
+        d.execute("INSERT INTO stems VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                  (str(uuid.uuid4()), uid, tid2, jid, "vocals", link_rel, 10, "wav", 1.0,
+                   "local", "htdemucs", int(time.time())))
+    r = c.get(f"/files/{link_rel}", headers=auth)
+    eq(r.status, 404, "symlink")
+
+
+@tap.case
+def export_one_stem(srv):
+    uid, auth = new_user(srv)
+    tid, _, _ = make_track(srv, uid)
+    _, stems = make_stems(srv, uid, tid, [("vocals", 1000), ("drums", 2000)])
+    c = srv.client()
+    r = c.get(f"/export/stem/{stems[1][0]}", headers=auth)
+    eq(r.status, 200, "status")
+    eq(len(r.body), 2000, "bytes")
+    cd = r.header("Content-Disposition")
+    check('filename="The Weeknd - Blinding Lights (drums).wav"' in cd, cd)
+    _, other = new_user(srv)
+    eq(c.get(f"/export/stem/{stems[1][0]}", headers=other).status, 404, "another user")
+    eq(c.get(f"/export/stem/{uuid.uuid4()}", headers=auth).status, 404, "missing")
+    eq(c.get(f"/export/stem/{stems[1][0]}").status, 401, "no credentials")
+
+
+@tap.case
+def export_stems_zip_and_job_choice(srv):
+    uid, auth = new_user(srv)
+    tid, _, _ = make_track(srv, uid)
+    c = srv.client()
+    r = c.get(f"/export/stems/{tid}", headers=auth)
+    eq(r.status, 404, "no stems yet")
+    old_job, old = make_stems(srv, uid, tid, [("vocals", 3000), ("other", 100)],
+                              created=int(time.time()) - 100)
+    new_job, new = make_stems(srv, uid, tid, [("vocals", 5000), ("drums", 6000), ("bass", 7),
+                                              ("other", 0)])
+    for job, stems in ((None, new), (old_job, old), (new_job, new)):
+        q = f"?job_id={job}" if job else ""
+        r = c.get(f"/export/stems/{tid}{q}", headers=auth)
+        eq(r.status, 200, "zip status")
+        eq(r.header("Content-Type"), "application/zip", "type")
+        with tempfile.NamedTemporaryFile(suffix=".zip") as f:
+            f.write(r.body)
+            f.flush()
+            t = subprocess.run(["unzip", "-t", f.name], capture_output=True, text=True)
+            eq(t.returncode, 0, t.stdout + t.stderr)
+            z = zipfile.ZipFile(f.name)
+            names = z.namelist()
+            want = [f"The Weeknd - Blinding Lights ({os.path.basename(rel)[:-4]}).wav"
+                    for _, rel, _ in stems]
+            eq(names, want, "entry names")
+            for (_, _, path), name in zip(stems, names):
+                with open(path, "rb") as src:
+                    eq(z.read(name), src.read(), f"content of {name}")
+    eq(c.get(f"/export/stems/{tid}?job_id={uuid.uuid4()}", headers=auth).status, 404, "no job")
+
+
+def vm_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@tap.case
+def zip_of_200mb_streams_in_constant_memory(srv):
+    uid, auth = new_user(srv)
+    tid, _, _ = make_track(srv, uid)
+    mb = 1 << 20
+    _, stems = make_stems(srv, uid, tid, [(n, 50 * mb) for n in
+                                          ("vocals", "drums", "bass", "other")])
+    before = vm_hwm_kb(srv.proc.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    conn.request("GET", f"/export/stems/{tid}", headers=auth)
+    r = conn.getresponse()
+    eq(r.status, 200, "status")
+    with tempfile.NamedTemporaryFile(suffix=".zip") as f:
+        total = 0
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            f.write(chunk)
+        f.flush()
+        check(total > 200 * mb, f"archive is only {total} bytes")
+        t = subprocess.run(["unzip", "-t", f.name], capture_output=True, text=True)
+        eq(t.returncode, 0, t.stdout[-500:] + t.stderr)
+    after = vm_hwm_kb(srv.proc.pid)
+    grew = (after - before) / 1024
+    print(f"# server peak RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB while "
+          f"streaming {total / mb:.0f} MiB")
+    check(grew < 16, f"the server's peak memory grew by {grew:.1f} MiB")
+
+
+@tap.case
+def analysis_export_and_track_summary(srv):
+    uid, auth = new_user(srv)
+    tid, _, _ = make_track(srv, uid)
+    c = srv.client()
+    r = c.get(f"/export/analysis/{tid}", headers=auth)
+    eq(r.status, 404, "before analysis")
+    check("analyze" in r.json()["error"], r.text)
+    result = {"tempo": 128.0, "key": "A minor", "energy": 0.74, "spectral_centroid": 1823.4,
+              "features": {"mfcc": [[1, 2]], "chroma": [[0.5]]}, "beats": [0.5, 1.0]}
+    with db(srv) as d:
+        d.execute("INSERT INTO analyses (user_id, track_id, job_id, result, created_at) "
+                  "VALUES (?,?,?,?,?)", (uid, tid, str(uuid.uuid4()), json.dumps(result),
+                                         int(time.time())))
+    r = c.get(f"/export/analysis/{tid}", headers=auth)
+    eq(r.status, 200, "after analysis")
+    eq(r.json(), {"track_id": tid, "title": "Blinding Lights", "artist": "The Weeknd",
+                  "analysis": result}, "export body")
+    t = c.get(f"/api/tracks/{tid}", headers=auth).json()["data"]
+    eq(t["analysis"], {"tempo": 128.0, "key": "A minor", "energy": 0.74,
+                       "spectral_centroid": 1823.4}, "summary without per-frame data")
+    _, other = new_user(srv)
+    eq(c.get(f"/export/analysis/{tid}", headers=other).status, 404, "another user")
+
+
+@tap.case
+def delete_track_removes_files_rows_and_jobs(srv):
+    uid, auth = new_user(srv)
+    tid, rel, path = make_track(srv, uid)
+    _, stems = make_stems(srv, uid, tid, [("vocals", 100), ("drums", 100)])
+    c = srv.client()
+    t = c.get(f"/api/tracks/{tid}", headers=auth).json()["data"]
+    eq([s["stem_type"] for s in t["stems"]], ["vocals", "drums"], "stems listed")
+    eq(c.get("/api/tracks", headers=auth).json()["meta"]["total_count"], 1, "listed")
+    _, other = new_user(srv)
+    eq(c.request("DELETE", f"/api/tracks/{tid}", headers=other).status, 404, "not the owner")
+    r = c.request("DELETE", f"/api/tracks/{tid}", headers=auth)
+    eq(r.status, 204, "delete")
+    check(not os.path.exists(path), "the audio file is still there")
+    for _, _, p in stems:
+        check(not os.path.exists(p), f"{p} is still there")
+    eq(c.get(f"/api/tracks/{tid}", headers=auth).status, 404, "gone")
+    eq(c.get(f"/files/{rel}", headers=auth).status, 404, "file gone")
+    with db(srv) as d:
+        eq(d.execute("SELECT count(*) FROM stems WHERE track_id = ?", (tid,)).fetchone()[0], 0,
+           "stem rows")
+
+
+@tap.case
+def track_search_and_patch(srv):
+    uid, auth = new_user(srv)
+    a, _, _ = make_track(srv, uid, title="Midnight City", artist="M83")
+    make_track(srv, uid, title="Around the World", artist="Daft Punk")
+    make_track(srv, uid, title="100% Pure", artist="Someone")
+    c = srv.client()
+    eq([t["title"] for t in c.get("/api/tracks?q=daft", headers=auth).json()["data"]],
+       ["Around the World"], "search by artist")
+    eq([t["title"] for t in c.get("/api/tracks?q=100%25", headers=auth).json()["data"]],
+       ["100% Pure"], "a literal %")
+    r = c.get("/api/tracks?page_size=2&page=2", headers=auth).json()
+    eq(r["meta"], {"page": 2, "page_size": 2, "total_count": 3, "total_pages": 2}, "paging")
+    r = c.request("PATCH", f"/api/tracks/{a}", headers=auth,
+                  json_body={"title": "Midnight City (Remix)", "unknown": 1})
+    eq(r.status, 200, "patch")
+    eq((r.json()["data"]["title"], r.json()["data"]["artist"]), ("Midnight City (Remix)", "M83"),
+       "only the given field changed")
+    r = c.request("PATCH", f"/api/tracks/{a}", headers=auth, json_body={"title": ""})
+    eq(r.status, 422, "blank title")
+
+
+def main():
+    srv = Server(env={"SFA_RATE_API": "100000"}).start()
+    try:
+        rc = tap.run(srv)
+    finally:
+        srv.cleanup()
+    if rc:
+        print("# server log tail:\n# " + "\n# ".join(srv.log[-30:]))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
