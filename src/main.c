@@ -10,16 +10,19 @@
  */
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api/app.h"
+#include "audio/audio.h"
 #include "api/routes.h"
 #include "core/accounts.h"
 #include "http/server.h"
 #include "jobs/jobs.h"
 #include "util/err.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #define SFA_VERSION "0.1.0"
@@ -76,19 +79,19 @@ static int cmd_serve(int argc, char **argv)
 		.port = app.cfg.port,
 		.n_threads = app.cfg.n_http_threads,
 		.grace_s = app.cfg.shutdown_grace_s,
+		.begin = routes_begin,
 		.dispatch = routes_dispatch,
 		.app = &app,
 	};
 	char err[512];
-	char exe[4096];
-	ssize_t n_exe = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	ssize_t n_exe = readlink("/proc/self/exe", app.exe, sizeof app.exe - 1);
 	if (n_exe <= 0) {
 		ratelimit_free(app.rl);
 		db_close(app.db);
 		return fail("cannot find the sfa executable to run jobs with");
 	}
-	exe[n_exe] = '\0';
-	if (scheduler_start(&app.cfg, app.db, exe, err, sizeof err)) {
+	app.exe[n_exe] = '\0';
+	if (scheduler_start(&app.cfg, app.db, app.exe, err, sizeof err)) {
 		ratelimit_free(app.rl);
 		db_close(app.db);
 		return fail(err);
@@ -242,6 +245,34 @@ out:
 	return rc;
 }
 
+/* `sfa probe-audio FILE`: decodes FILE to validate it and prints its properties as JSON.
+ * The server runs this in a child process, so untrusted media is never decoded inside
+ * the server itself. Exit 0 with {"container",...} or 1 with {"error": "..."}. */
+static int cmd_probe_audio(int argc, char **argv)
+{
+	if (argc != 1) {
+		fprintf(stderr, "usage: sfa probe-audio FILE\n");
+		return 2;
+	}
+	struct audio_info info;
+	char err[512];
+	json_t *out;
+	int rc = audio_probe(argv[0], &info, err, sizeof err);
+	if (rc)
+		out = json_pack("{s:s}", "error", err);
+	else
+		out = json_pack("{s:s, s:s, s:i, s:i, s:f, s:I, s:s, s:s, s:s}", "container",
+		                info.container, "codec", info.codec, "sample_rate", info.sample_rate_hz,
+		                "channels", info.n_channels, "duration", info.duration_s, "bit_rate",
+		                (json_int_t)info.bit_rate, "title", info.title, "artist", info.artist,
+		                "album", info.album);
+	char *text = json_encode(out);
+	json_decref(out);
+	puts(text ? text : "{}");
+	free(text);
+	return rc ? 1 : 0;
+}
+
 static int cmd_job_exec(int argc, char **argv)
 {
 	if (argc < 1)
@@ -280,6 +311,8 @@ int main(int argc, char **argv)
 		return cmd_token_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
 		return cmd_job_enqueue(argc - 3, argv + 3);
+	if (strcmp(cmd, "probe-audio") == 0)
+		return cmd_probe_audio(argc - 2, argv + 2);
 	if (strcmp(cmd, "job-exec") == 0)
 		return cmd_job_exec(argc - 2, argv + 2);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {

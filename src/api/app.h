@@ -10,8 +10,11 @@
 #include "core/ratelimit.h"
 #include "db/db.h"
 
+#include <limits.h>
+
 struct app {
 	struct config cfg;
+	char exe[PATH_MAX]; /* this binary, to start worker processes with */
 	struct db *db;
 	struct ratelimit *rl;
 };

@@ -34,6 +34,7 @@ static const struct route routes[] = {
 	{"PUT", "/users/settings", page_settings_update, R_PAGE_AUTH},
 	{"GET", "/api/me", api_me, R_API},
 	{"GET", "/api/tracks", api_tracks_list, R_API},
+	{"POST", "/api/tracks", api_tracks_upload, R_API, api_tracks_upload_body},
 	{"GET", "/api/tracks/:id", api_tracks_get, R_API},
 	{"PATCH", "/api/tracks/:id", api_tracks_patch, R_API},
 	{"DELETE", "/api/tracks/:id", api_tracks_delete, R_API},
@@ -171,8 +172,97 @@ static bool csrf_ok(struct http_ctx *ctx)
 	       csrf_valid(ctx->app->cfg.csrf_key, ctx->csrf_cookie, presented);
 }
 
+/* Authentication, CSRF and rate limits for the matched route. Returns false after
+ * answering when the request may not reach its handler. */
+static bool gate(struct http_ctx *ctx)
+{
+	unsigned flags = ctx->match.route->flags;
+	if (flags & R_PUBLIC)
+		return true;
+	if (!authenticate(ctx))
+		return false;
+	ensure_csrf_cookie(ctx);
+	if (ctx->csrf_cookie_new) {
+		char sc[256];
+		if (cookie_format(sc, sizeof sc, "_sfa_csrf", ctx->csrf_cookie, -1,
+		                  ctx->app->cfg.https) == 0)
+			http_set_header(ctx, "Set-Cookie", sc);
+	}
+	bool write = http_is_write(ctx->method);
+	if (flags & (R_API | R_FILES)) {
+		if (ctx->auth == AUTH_NONE) {
+			http_error(ctx, 401, "unauthorized",
+			           "Authentication required: send \"Authorization: Bearer <API key>\" or log "
+			           "in.");
+			return false;
+		}
+		if (ctx->auth == AUTH_SESSION && write && !csrf_ok(ctx)) {
+			http_error(ctx, 403, "forbidden",
+			           "The CSRF token is missing or invalid; send it in the x-csrf-token "
+			           "header.");
+			return false;
+		}
+		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api))
+			return false;
+		if ((flags & R_HEAVY) && !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy))
+			return false;
+		return true;
+	}
+	/* HTML pages. */
+	if (write && !csrf_ok(ctx)) {
+		http_text(ctx, 403, "text/html; charset=utf-8",
+		          "<!doctype html><title>Forbidden</title><h1>Forbidden</h1><p>The form expired "
+		          "or did not come from this site. <a href=\"/\">Reload the page</a> and try "
+		          "again.</p>");
+		return false;
+	}
+	if ((flags & R_PAGE_AUTH) && ctx->auth == AUTH_NONE) {
+		http_redirect(ctx, "/users/log-in");
+		return false;
+	}
+	if ((flags & R_GUEST) && ctx->auth != AUTH_NONE) {
+		http_redirect(ctx, "/");
+		return false;
+	}
+	if (flags & R_AUTH_RATE) {
+		if (!rate_ok(ctx, "auth:ip", ctx->client_ip, ctx->app->cfg.rate_auth))
+			return false;
+		const char *email = http_form(ctx, "user[email]");
+		if (email && *email) {
+			char lower[DB_EMAIL_MAX + 1];
+			size_t i = 0;
+			for (; email[i] && i < DB_EMAIL_MAX; i++)
+				lower[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+			lower[i] = '\0';
+			if (!rate_ok(ctx, "auth:email", lower, ctx->app->cfg.rate_auth))
+				return false;
+		}
+	}
+	return true;
+}
+
+void routes_begin(struct http_ctx *ctx)
+{
+	struct route_match m;
+	if (router_match(routes, sizeof routes / sizeof routes[0], ctx->method, ctx->path,
+	                 &ctx->arena, &m) != ROUTER_FOUND ||
+	    !m.route->body)
+		return; /* decided once the body is in (a form's _method may change the route) */
+	resolve_client_ip(ctx);
+	ctx->match = m;
+	ctx->streaming = true;
+	if (gate(ctx))
+		ctx->body_sink = m.route->body;
+	else
+		ctx->early = true;
+}
+
 void routes_dispatch(struct http_ctx *ctx)
 {
+	if (ctx->streaming) { /* routes_begin matched and gated it already */
+		ctx->match.route->handler(ctx);
+		return;
+	}
 	resolve_client_ip(ctx);
 	int rc = router_match(routes, sizeof routes / sizeof routes[0], ctx->method, ctx->path,
 	                      &ctx->arena, &ctx->match);
@@ -188,70 +278,6 @@ void routes_dispatch(struct http_ctx *ctx)
 		http_error(ctx, 405, "method_not_allowed", msg);
 		return;
 	}
-	unsigned flags = ctx->match.route->flags;
-	if (flags & R_PUBLIC) {
+	if (gate(ctx))
 		ctx->match.route->handler(ctx);
-		return;
-	}
-	if (!authenticate(ctx))
-		return;
-	ensure_csrf_cookie(ctx);
-	if (ctx->csrf_cookie_new) {
-		char sc[256];
-		if (cookie_format(sc, sizeof sc, "_sfa_csrf", ctx->csrf_cookie, -1,
-		                  ctx->app->cfg.https) == 0)
-			http_set_header(ctx, "Set-Cookie", sc);
-	}
-	bool write = http_is_write(ctx->method);
-	if (flags & (R_API | R_FILES)) {
-		if (ctx->auth == AUTH_NONE) {
-			http_error(ctx, 401, "unauthorized",
-			           "Authentication required: send \"Authorization: Bearer <API key>\" or log "
-			           "in.");
-			return;
-		}
-		if (ctx->auth == AUTH_SESSION && write && !csrf_ok(ctx)) {
-			http_error(ctx, 403, "forbidden",
-			           "The CSRF token is missing or invalid; send it in the x-csrf-token "
-			           "header.");
-			return;
-		}
-		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api))
-			return;
-		if ((flags & R_HEAVY) && !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy))
-			return;
-		ctx->match.route->handler(ctx);
-		return;
-	}
-	/* HTML pages. */
-	if (write && !csrf_ok(ctx)) {
-		http_text(ctx, 403, "text/html; charset=utf-8",
-		          "<!doctype html><title>Forbidden</title><h1>Forbidden</h1><p>The form expired "
-		          "or did not come from this site. <a href=\"/\">Reload the page</a> and try "
-		          "again.</p>");
-		return;
-	}
-	if ((flags & R_PAGE_AUTH) && ctx->auth == AUTH_NONE) {
-		http_redirect(ctx, "/users/log-in");
-		return;
-	}
-	if ((flags & R_GUEST) && ctx->auth != AUTH_NONE) {
-		http_redirect(ctx, "/");
-		return;
-	}
-	if (flags & R_AUTH_RATE) {
-		if (!rate_ok(ctx, "auth:ip", ctx->client_ip, ctx->app->cfg.rate_auth))
-			return;
-		const char *email = http_form(ctx, "user[email]");
-		if (email && *email) {
-			char lower[DB_EMAIL_MAX + 1];
-			size_t i = 0;
-			for (; email[i] && i < DB_EMAIL_MAX; i++)
-				lower[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
-			lower[i] = '\0';
-			if (!rate_ok(ctx, "auth:email", lower, ctx->app->cfg.rate_auth))
-				return;
-		}
-	}
-	ctx->match.route->handler(ctx);
 }

@@ -16,6 +16,10 @@ enum route_flags {
 	R_FILES = 1u << 7,     /* /files and /export: like R_API, without the api bucket */
 };
 
+/* Called once the request headers are in: for a route that streams its body (its
+ * `body` function is set), matches, authenticates and rate-limits now, before any
+ * byte of the body is accepted. Other requests are decided by routes_dispatch. */
+void routes_begin(struct http_ctx *ctx);
 void routes_dispatch(struct http_ctx *ctx);
 
 /* Handlers, one file per resource. */
@@ -23,6 +27,8 @@ void api_health(struct http_ctx *ctx);
 void api_health_ready(struct http_ctx *ctx);
 void api_me(struct http_ctx *ctx);
 void api_tracks_list(struct http_ctx *ctx);
+void api_tracks_upload(struct http_ctx *ctx);
+int api_tracks_upload_body(struct http_ctx *ctx, const char *data, size_t n);
 void api_tracks_get(struct http_ctx *ctx);
 void api_tracks_patch(struct http_ctx *ctx);
 void api_tracks_delete(struct http_ctx *ctx);

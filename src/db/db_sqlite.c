@@ -528,7 +528,7 @@ int db_track_insert(struct db *db, const struct db_track *t)
 	                  "album_art_url, spotify_url, isrc, duration_s, source, audio_path, "
 	                  "audio_format, audio_size, audio_rate, audio_channels, audio_duration, "
 	                  "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	                  "ttzttzzzzitzziiidii", t->id, t->user_id, t->spotify_id, t->title,
+	                  "ttzttt" "zzzitzziiidii", t->id, t->user_id, t->spotify_id, t->title,
 	                  t->artist, t->album, t->album_art_url, t->spotify_url, t->isrc,
 	                  t->duration_s, t->source, t->audio_path, t->audio_format, t->audio_size,
 	                  (int64_t)t->audio_rate_hz, (int64_t)t->audio_channels, t->audio_duration_s,

@@ -51,6 +51,12 @@ struct http_ctx {
 	struct buf body;
 	bool body_too_large;
 	struct route_match match;
+	/* streamed bodies (routes with a body function) */
+	bool streaming;            /* matched and gated when the headers arrived */
+	bool early;                /* the response was decided then: discard the body */
+	http_body_fn body_sink;
+	void *route_state;         /* the streaming route's own state */
+	void (*route_state_free)(void *state); /* called when the request ends */
 
 	/* authentication, filled by the dispatcher */
 	enum http_auth auth;

@@ -15,12 +15,16 @@
 
 struct http_ctx;
 typedef void (*http_handler)(struct http_ctx *ctx);
+/* Consumes a chunk of a streamed request body; non-zero stops reading it (the function
+ * has set the error response). */
+typedef int (*http_body_fn)(struct http_ctx *ctx, const char *data, size_t n);
 
 struct route {
 	const char *method;
 	const char *pattern;
 	http_handler handler;
-	unsigned flags; /* interpreted by the dispatcher (api/routes.c) */
+	unsigned flags;    /* interpreted by the dispatcher (api/routes.c) */
+	http_body_fn body; /* NULL: the server buffers the body (up to 1 MiB) */
 };
 
 enum { ROUTER_MAX_PARAMS = 8, ROUTER_PATH_MAX = 4096 };

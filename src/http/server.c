@@ -155,17 +155,14 @@ static enum MHD_Result finish(const struct server_opts *o, struct http_ctx *ctx)
 		http_error(ctx, 500, "internal", "The server ran out of memory for this request.");
 		return queue(ctx);
 	}
+	if (ctx->early)
+		return queue(ctx);
 	if (ctx->body_too_large) {
 		http_error(ctx, 413, "payload_too_large",
 		           "The request body is too large (the limit is 1 MiB for forms and JSON).");
 		return queue(ctx);
 	}
-	if (parse_head(ctx)) {
-		http_error(ctx, 400, "bad_request",
-		           "The query string or Cookie header could not be parsed.");
-		return queue(ctx);
-	}
-	if (is_form(ctx)) {
+	if (!ctx->streaming && is_form(ctx)) {
 		if (form_parse(&ctx->arena, ctx->body.data ? ctx->body.data : "", ctx->body.len,
 		               FORM_MAX_PAIRS, &ctx->form)) {
 			http_error(ctx, 400, "bad_request", "The form body could not be parsed.");
@@ -202,15 +199,35 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		if (!ctx->method)
 			return MHD_NO;
 		client_ip(ctx);
+		if (!ctx->path || !ctx->query)
+			return MHD_YES; /* answered in finish() */
+		if (parse_head(ctx)) {
+			http_error(ctx, 400, "bad_request",
+			           "The query string or Cookie header could not be parsed.");
+			ctx->early = true;
+			return MHD_YES;
+		}
+		if (o->begin)
+			o->begin(ctx);
+		if (ctx->early && ctx->streaming)
+			return queue(ctx); /* refused before its (large) body: MHD closes after */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		long n;
-		if (cl && str_to_long(cl, 0, (long)1 << 40, &n) == 0 && n > HTTP_BODY_MAX_BYTES)
+		if (!ctx->body_sink && cl && str_to_long(cl, 0, (long)1 << 40, &n) == 0 &&
+		    n > HTTP_BODY_MAX_BYTES)
 			ctx->body_too_large = true;
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
-		if (!ctx->body_too_large && buf_append(&ctx->body, upload_data, *upload_data_size))
+		if (ctx->early) {
+			/* discard */
+		} else if (ctx->body_sink) {
+			if (ctx->body_sink(ctx, upload_data, *upload_data_size) != 0)
+				ctx->early = true;
+		} else if (!ctx->body_too_large &&
+		           buf_append(&ctx->body, upload_data, *upload_data_size)) {
 			ctx->body_too_large = true;
+		}
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -234,6 +251,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	if (ctx->resp_override)
 		MHD_destroy_response(ctx->resp_override);
+	if (ctx->route_state_free)
+		ctx->route_state_free(ctx->route_state);
 	buf_free(&ctx->body);
 	buf_free(&ctx->resp);
 	arena_free(&ctx->arena);

@@ -27,6 +27,9 @@ struct server_opts {
 	int port; /* 0: any free port; the chosen one is logged */
 	int n_threads;
 	int grace_s;
+	/* Called when the headers are in; may set ctx->body_sink (stream the body there)
+	 * or answer early (ctx->early). NULL: every body is buffered. */
+	void (*begin)(struct http_ctx *ctx);
 	void (*dispatch)(struct http_ctx *ctx);
 	struct app *app;
 	/* Called once listening, with the bound port (tests and the CLI print it). */

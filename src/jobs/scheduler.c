@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +29,7 @@
 #include "util/err.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
@@ -135,52 +134,9 @@ static int spawn(struct child *c)
 		log_error("job %s: cannot create its scratch directory: %s", c->job.id, strerror(errno));
 		return SFA_EIO;
 	}
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) != 0)
-		return SFA_EIO;
-	pid_t parent_pid = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return SFA_EIO;
-	}
-	if (pid == 0) {
-		/* Child: own process group, dies with the server, default signal handling
-		 * (the server blocks SIGTERM and ignores SIGPIPE; both are inherited). */
-		setpgid(0, 0);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(127);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		if (dup2(p[1], 3) < 0)
-			_exit(127);
-		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull >= 0) {
-			dup2(devnull, 0);
-			close(devnull);
-		}
-		close_range(4, ~0u, 0);
-		struct rlimit core = {0, 0};
-		setrlimit(RLIMIT_CORE, &core);
-#ifndef __SANITIZE_ADDRESS__ /* ASan reserves terabytes of shadow address space */
-		rlim_t mem = (rlim_t)S.cfg->job_memory_mb << 20;
-		struct rlimit as = {mem, mem};
-		setrlimit(RLIMIT_AS, &as);
-#endif
-		char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
-		execv(S.exe, argv);
-		_exit(127);
-	}
-	close(p[1]);
-	setpgid(pid, pid);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	c->pid = pid;
-	c->fd = p[0];
-	return 0;
+	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
+	struct proc_opts po = {.out_fd = 3, .memory_mb = S.cfg->job_memory_mb};
+	return proc_spawn(S.exe, argv, &po, &c->pid, &c->fd);
 }
 
 static void handle_line(struct child *c, const char *line)

@@ -36,7 +36,8 @@ class Server:
     def start(self, timeout=15):
         self.proc = subprocess.Popen(
             [SFA, "serve", "--port", "0", "--data", self.data_dir],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env, text=True)
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env, text=True,
+            errors="replace")
         ready = threading.Event()
 
         def pump():

@@ -324,8 +324,161 @@ def track_search_and_patch(srv):
     eq(r.status, 422, "blank title")
 
 
+def sine_wav(seconds=1.0, rate=44100, channels=2, freq=440.0):
+    import math
+    n = int(seconds * rate)
+    frames = bytearray()
+    for i in range(n):
+        v = int(12000 * math.sin(2 * math.pi * freq * i / rate))
+        frames += struct.pack("<h", v) * channels
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16) + \
+        b"data" + struct.pack("<I", len(frames))
+    return hdr + bytes(frames)
+
+
+def multipart(fields, files, boundary="sfa-test-boundary-7MA4YWxk"):
+    out = b""
+    for k, v in fields.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n"
+                f"{v}\r\n").encode()
+    for k, (name, data) in files.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; "
+                f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def upload(c, auth, fields, files, **kw):
+    body, h = multipart(fields, files, **kw)
+    return c.request("POST", "/api/tracks", body=body, headers={**auth, **h})
+
+
+def leftovers(srv):
+    """Files left in the upload scratch area and the library folders."""
+    found = []
+    for sub in ("tmp/uploads", "uploads/downloads"):
+        root = os.path.join(srv.data_dir, sub)
+        for dirpath, _, files in os.walk(root):
+            found += [os.path.join(dirpath, f) for f in files]
+    return found
+
+
+@tap.case
+def upload_wav_creates_a_track(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    before = leftovers(srv)
+    data = sine_wav(1.5)
+    r = upload(c, auth, {"title": "Sine Song", "artist": "Test Tones", "album": "Lab"},
+               {"file": ("take 1.wav", data)})
+    eq(r.status, 201, r.text)
+    t = r.json()["data"]
+    eq(r.header("Location"), f"/api/tracks/{t['id']}", "Location")
+    eq((t["title"], t["artist"], t["album"], t["source"]), ("Sine Song", "Test Tones", "Lab",
+                                                             "upload"), "fields")
+    a = t["audio"]
+    eq(a["url"], f"/files/downloads/{t['id']}/test-tones-sine-song.wav", "url")
+    eq((a["format"], a["sample_rate"], a["channels"], a["file_size"]), ("wav", 44100, 2,
+                                                                        len(data)), "audio")
+    check(abs(a["duration"] - 1.5) < 0.01, f"duration {a['duration']}")
+    eq(t["duration"], 2, "whole seconds, rounded")
+    eq(c.get(a["url"], headers=auth).body, data, "the stored file is the upload")
+    eq(len(leftovers(srv)), len(before) + 1, "exactly one new file")
+
+
+@tap.case
+def upload_mp3_takes_tags_then_filename(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    with tempfile.TemporaryDirectory() as d:
+        wav = os.path.join(d, "in.wav")
+        with open(wav, "wb") as f:
+            f.write(sine_wav(1.0))
+        mp3 = os.path.join(d, "out.mp3")
+        p = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", wav, "-metadata",
+                            "title=Tagged Title", "-metadata", "artist=Tag Artist", "-b:a",
+                            "128k", mp3], capture_output=True, text=True)
+        eq(p.returncode, 0, f"ffmpeg (needed to make the test file): {p.stderr}")
+        with open(mp3, "rb") as f:
+            mp3_bytes = f.read()
+    r = upload(c, auth, {}, {"file": ("whatever.mp3", mp3_bytes)})
+    eq(r.status, 201, r.text)
+    t = r.json()["data"]
+    eq((t["title"], t["artist"], t["audio"]["format"]), ("Tagged Title", "Tag Artist", "mp3"),
+       "from the tags")
+    r = upload(c, auth, {}, {"file": ("My Demo (final).wav", sine_wav(0.5))})
+    eq(r.status, 201, r.text)
+    eq(r.json()["data"]["title"], "My Demo (final)", "from the file name")
+    eq(r.json()["data"]["audio"]["url"].rsplit("/", 1)[1], "my-demo-final.wav", "slug")
+
+
+@tap.case
+def bad_uploads_leave_nothing(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    before = sorted(leftovers(srv))
+    n_tracks = c.get("/api/tracks", headers=auth).json()["meta"]["total_count"]
+    r = upload(c, auth, {}, {"file": ("notes.txt", b"this is not audio at all\n" * 100)})
+    eq((r.status, r.json()["code"]), (422, "invalid_audio"), "text file")
+    check("not audio" in r.json()["error"], r.text)
+    r = upload(c, auth, {}, {"file": ("empty.wav", b"")})
+    eq((r.status, r.json()["code"]), (422, "invalid_audio"), "empty file")
+    r = upload(c, auth, {"title": "x"}, {})
+    eq((r.status, r.json()["details"]), (422, {"file": ["can't be blank"]}), "no file")
+    r = upload(c, auth, {}, {"file": ("cut.wav", sine_wav(2.0)[:20000])})
+    eq((r.status, r.json()["code"]), (422, "invalid_audio"), "truncated wav")
+    body, h = multipart({}, {"file": ("a.wav", sine_wav(0.2))})
+    r = c.request("POST", "/api/tracks", body=body[:-30], headers={**auth, **h})
+    eq(r.status, 400, "body cut before the closing boundary")
+    r = c.request("POST", "/api/tracks", json_body={"file": "x"}, headers=auth)
+    eq(r.status, 415, "JSON instead of multipart")
+    r = upload(c, auth, {}, {"file": ("big.wav", b"\0" * (6 << 20))})
+    eq((r.status, r.json()["code"]), (413, "payload_too_large"), "over SFA_MAX_UPLOAD_MB")
+    r = upload(c, {}, {}, {"file": ("a.wav", sine_wav(0.2))})
+    eq(r.status, 401, "no credentials")
+    time.sleep(0.2)
+    eq(sorted(leftovers(srv)), before, "files left behind")
+    eq(c.get("/api/tracks", headers=auth).json()["meta"]["total_count"], n_tracks, "rows")
+
+
+@tap.case
+def browser_upload_needs_csrf_header(srv):
+    c = srv.client()
+    email = f"up-{uuid.uuid4().hex[:8]}@example.com"
+    eq(c.register(email, PW).status, 302, "register")
+    r = upload(c, {}, {}, {"file": ("a.wav", sine_wav(0.2))})
+    eq(r.status, 403, "session upload without x-csrf-token")
+    token = c.csrf("/")
+    r = upload(c, {"x-csrf-token": token}, {}, {"file": ("a.wav", sine_wav(0.2))})
+    eq(r.status, 201, "with the token")
+
+
+@tap.case
+def probe_job_decodes_an_uploaded_track(srv):
+    email = f"probe-{uuid.uuid4().hex[:8]}@example.com"
+    uid = srv.cli("user", "create", "--email", email, "--password", PW).stdout.strip()
+    auth = {"Authorization": "Bearer " + srv.cli("token", "create", "--email",
+                                                 email).stdout.strip()}
+    c = srv.client()
+    t = upload(c, auth, {}, {"file": ("tone.wav", sine_wav(1.0, rate=22050, channels=1))})
+    tid = t.json()["data"]["id"]
+    jid = srv.cli("job", "enqueue", "--email", email, "--type", "probe", "--track", tid,
+                  "--payload", "{}").stdout.strip()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        j = c.get(f"/api/jobs/{jid}", headers=auth).json()["data"]
+        if j["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    eq(j["status"], "completed", j.get("error"))
+    eq((j["track_id"], j["result"]["audio"]["sample_rate"], j["result"]["audio"]["channels"]),
+       (tid, 22050, 1), "probe result")
+
+
 def main():
-    srv = Server(env={"SFA_RATE_API": "100000"}).start()
+    srv = Server(env={"SFA_RATE_API": "100000", "SFA_MAX_UPLOAD_MB": "5"}).start()
     try:
         rc = tap.run(srv)
     finally:
