@@ -1,0 +1,118 @@
+/* bench_analysis - wall time and peak memory of one full analysis, single-threaded.
+ *
+ * Usage: bench_analysis [FILE] [--runs N]
+ *
+ * With FILE, decodes it (mono, 22050 Hz, as `sfa analyze` does; timed separately) and
+ * analyses it. Without, analyses a generated 4-minute song (rock drums at 120 BPM over an
+ * A minor progression, plus a little noise). Prints the decode time, the best and mean
+ * analysis wall time over N runs (default 3), seconds of analysis per minute of audio,
+ * the JSON build time and the process's peak RSS. The issue's target: a 4-minute song
+ * under 1 s on one core (the reference project's librosa path takes tens of seconds).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "audio/audio.h"
+#include "dsp/dsp.h"
+#include "synth.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static long peak_rss_kib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss; /* KiB on Linux */
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int runs = 3;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+			runs = (int)strtol(argv[++i], NULL, 10);
+			if (runs < 1 || runs > 100)
+				runs = 3;
+		} else {
+			path = argv[i];
+		}
+	}
+	float *x = NULL;
+	size_t n = 0;
+	struct audio_buf buf = {0};
+	char err[512];
+	double t_decode = 0.0;
+	if (path) {
+		double t0 = now_s();
+		if (audio_decode(path, 22050, 1, 0, &buf, err, sizeof err) != 0) {
+			fprintf(stderr, "bench_analysis: %s\n", err);
+			return 1;
+		}
+		t_decode = now_s() - t0;
+		x = buf.data;
+		n = buf.n_frames;
+	} else {
+		x = synth_alloc(240.0, &n);
+		if (!x)
+			return 1;
+		static const int prog[4] = {1, 6, 4, 5};
+		synth_drums(x, n, 120.0, SYNTH_BACKBEAT, 0.4, 1);
+		synth_chords(x, n, 9, 1, prog, 4, 2.0, 1, 0.3);
+		synth_noise(x, n, 0.01, 2);
+	}
+	long rss_input = peak_rss_kib();
+	double minutes = (double)n / 22050.0 / 60.0;
+	double best = 1e30, sum = 0.0, t_json = 0.0;
+	struct dsp_result r;
+	for (int k = 0; k < runs; k++) {
+		double t0 = now_s();
+		if (dsp_analyze(x, n, NULL, &r, err, sizeof err) != 0) {
+			fprintf(stderr, "bench_analysis: %s\n", err);
+			return 1;
+		}
+		double t = now_s() - t0;
+		best = t < best ? t : best;
+		sum += t;
+		t0 = now_s();
+		json_t *j = NULL;
+		if (dsp_result_to_json(&r, &j, err, sizeof err) == 0) {
+			char *s = json_dumps(j, JSON_COMPACT);
+			free(s);
+			json_decref(j);
+		}
+		t_json = now_s() - t0;
+		if (k + 1 < runs)
+			dsp_result_free(&r);
+	}
+	printf("input: %s, %.1f s of audio (%zu samples at 22050 Hz)\n",
+	       path ? path : "generated 4-minute song", (double)n / 22050.0, n);
+	if (path)
+		printf("decode + resample: %.3f s\n", t_decode);
+	printf("analysis (all features, 1 thread): best %.3f s, mean %.3f s over %d runs\n", best,
+	       sum / runs, runs);
+	printf("seconds per minute of audio: %.4f\n", best / minutes);
+	printf("JSON result build + encode: %.4f s\n", t_json);
+	printf("peak RSS: %.1f MiB (input alone: %.1f MiB)\n", peak_rss_kib() / 1024.0,
+	       rss_input / 1024.0);
+	printf("result: tempo %.2f BPM (librosa %.2f), key %s (%s, r %.3f), %zu beats\n",
+	       r.tempo_bpm, r.tempo_librosa_bpm, r.key_pc >= 0 ? r.key_name : "none",
+	       r.key_pc >= 0 ? r.camelot : "-", r.key_confidence, r.n_beats);
+	printf("target: a 4-minute song under 1 s -> %s\n",
+	       best / minutes * 4.0 < 1.0 ? "met" : "NOT met");
+	dsp_result_free(&r);
+	if (path)
+		audio_buf_free(&buf);
+	else
+		free(x);
+	return 0;
+}

@@ -1,0 +1,134 @@
+/* dsp.h - the audio analysis engine: tempo, beats, key, energy, spectral features, MFCC
+ * and chroma of a mono 22050 Hz signal.
+ *
+ * The definitions are librosa 0.10.2's at its defaults (n_fft 2048, hop 512, centred
+ * frames, periodic Hann), reproduced in float32 C: per-frame values agree with librosa
+ * within the tolerances of tests/fixtures/dsp/README.md, tempo and beat frames exactly.
+ * On top of librosa the engine reports an octave-corrected tempo refined off librosa's lag
+ * grid (librosa halves back-beat patterns; see tempo.c), beats tracked at that tempo, and
+ * the key by Krumhansl-Kessler correlation with a Camelot code (see key.c). librosa's own
+ * tempo and beats stay available in the result.
+ *
+ * `energy` is the mean of the per-frame RMS (librosa.feature.rms, frames of 2048), i.e.
+ * the signal's typical RMS level on a 0..1 full-scale: 0.354 for a sine of amplitude 0.5,
+ * 0.289 for uniform noise in +-0.5, 0 for silence. It is the reference project's "energy".
+ *
+ * Inputs of any length are accepted up to DSP_MAX_SECONDS. Silence, and inputs shorter
+ * than DSP_MIN_TEMPO_KEY_SECONDS, give tempo 0 with no beats and no key (key_pc -1, null
+ * in JSON); no output is ever NaN or infinite.
+ *
+ * Memory: one analysis allocates its working memory once (one arena, sized from the input
+ * length, freed before dsp_analyze returns) and its results in the result's own arena,
+ * released by dsp_result_free. Time and memory are O(N). Nothing is allocated per frame.
+ *
+ * Threading: dsp_analyze is reentrant; concurrent analyses share only the FFTW plans,
+ * which are created once under a mutex. A dsp_result belongs to one thread at a time.
+ */
+#ifndef SFA_DSP_DSP_H
+#define SFA_DSP_DSP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "util/arena.h"
+
+enum dsp_feature {
+	DSP_FEAT_TEMPO = 1u << 0,    /* tempo, beats */
+	DSP_FEAT_KEY = 1u << 1,      /* key, key_confidence, camelot */
+	DSP_FEAT_ENERGY = 1u << 2,   /* energy */
+	DSP_FEAT_SPECTRAL = 1u << 3, /* spectral_centroid, spectral_rolloff, zero_crossing_rate */
+	DSP_FEAT_MFCC = 1u << 4,     /* features.mfcc */
+	DSP_FEAT_CHROMA = 1u << 5,   /* features.chroma */
+	DSP_FEAT_ALL = (1u << 6) - 1,
+};
+
+#define DSP_SAMPLE_RATE_HZ 22050
+#define DSP_DEFAULT_FRAME_RATE 2.0
+/* features.frame_rate may not exceed the analysis frame rate, 22050 / 512 per second */
+#define DSP_MAX_FRAME_RATE (22050.0 / 512.0)
+#define DSP_MAX_SECONDS (2.0 * 3600.0)
+#define DSP_MIN_TEMPO_KEY_SECONDS 2.0
+/* samples must be finite and within +-DSP_MAX_SAMPLE_ABS (full scale is 1) */
+#define DSP_MAX_SAMPLE_ABS 1e6f
+
+struct dsp_options {
+	unsigned features;  /* DSP_FEAT_* bits; 0 means DSP_FEAT_ALL */
+	double frame_rate;  /* columns per second of features.mfcc/chroma; 0 means 2 */
+};
+
+struct dsp_result {
+	unsigned features;  /* what was computed */
+	double frame_rate;  /* pooling rate used by dsp_result_to_json */
+	size_t n_samples;
+	double duration_s;
+	size_t n_frames;    /* T = 1 + n_samples / 512 */
+
+	/* DSP_FEAT_TEMPO */
+	double tempo_bpm;           /* octave-corrected, refined tempo; 0 when there is none */
+	double tempo_librosa_bpm;   /* librosa.beat.beat_track's tempo (a lag-grid value), or 0 */
+	int tempo_librosa_lag;      /* its lag in frames, 0 when none */
+	int tempo_doubled;          /* 1 when the octave correction doubled librosa's tempo */
+	int *beats;                 /* beat frames at tempo_bpm, ascending */
+	size_t n_beats;
+	int *beats_librosa;         /* librosa's beat frames (at tempo_librosa_bpm) */
+	size_t n_beats_librosa;
+	float *onset_env;           /* [n_frames], median-aggregated onset strength */
+	double *tempogram_mean;     /* [344], mean autocorrelation per lag */
+
+	/* DSP_FEAT_KEY (and the chroma it needs) */
+	int key_pc;                 /* 0 = C .. 11 = B; -1 when there is no key */
+	int key_minor;
+	double key_confidence;      /* Pearson r of the best profile, 0 when no key */
+	double key_scores[24];      /* [2 * pc + minor], 0 when no key */
+	char key_name[12];          /* "A minor"; "" when no key */
+	char camelot[4];            /* "8A"; "" when no key */
+	double tuning;              /* estimated tuning, fractions of a semitone */
+	double chroma_mean[12];
+
+	/* DSP_FEAT_ENERGY */
+	double energy;              /* mean RMS */
+	float *rms;                 /* [n_frames] */
+
+	/* DSP_FEAT_SPECTRAL */
+	double spectral_centroid_hz;
+	double spectral_rolloff_hz;
+	double zero_crossing_rate;
+	float *zcr;                 /* [n_frames] */
+	double *centroid;           /* [n_frames], Hz */
+	double *rolloff;            /* [n_frames], Hz */
+
+	float *mfcc;                /* DSP_FEAT_MFCC: [13 * n_frames], row c at c * n_frames */
+	float *chroma;              /* DSP_FEAT_CHROMA or KEY: [12 * n_frames], rows C..B */
+
+	struct arena mem;           /* owns every array above */
+};
+
+/* Bit for one feature name ("tempo", "key", "energy", "spectral", "mfcc", "chroma",
+ * "all"), or 0 for an unknown name. */
+unsigned dsp_feature_bit(const char *name);
+
+/* Parses a comma-separated list of feature names ("tempo,key", blanks around names
+ * ignored) into a DSP_FEAT_* mask. Fails with SFA_EINVAL naming the first unknown or empty
+ * name; *mask is written only on success. */
+int dsp_features_parse(const char *csv, unsigned *mask, char *err, size_t n_err);
+
+/* Analyses n samples of mono audio at 22050 Hz. On success *out holds the results and
+ * must be released with dsp_result_free. Fails with SFA_EINVAL (bad options or a
+ * non-finite or out-of-range sample), SFA_ETOOBIG (longer than DSP_MAX_SECONDS) or SFA_ENOMEM. */
+int dsp_analyze(const float *mono_22050, size_t n, const struct dsp_options *opt,
+                struct dsp_result *out, char *err, size_t n_err);
+
+/* Decodes path with the audio module (mono, 22050 Hz, soxr) and analyses it. */
+int dsp_analyze_file(const char *path, const struct dsp_options *opt, struct dsp_result *out,
+                     char *err, size_t n_err);
+
+void dsp_result_free(struct dsp_result *r);
+
+/* Builds the API's analysis result object (API.md section 5) from r, with only the
+ * requested features. On success *out is a new reference the caller must json_decref. */
+int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size_t n_err);
+
+/* Number of pooled columns dsp_result_to_json writes for r's features.mfcc/chroma. */
+size_t dsp_pooled_columns(const struct dsp_result *r);
+
+#endif

@@ -1,0 +1,184 @@
+/* dsp_internal.h - the analysis engine's kernels, shared by its files and its unit tests.
+ *
+ * Nothing here is part of the public API (that is dsp.h). Each kernel reproduces one step
+ * of librosa 0.10.2 at its defaults, at the level of detail that makes the float32 results
+ * match librosa's within the tolerances of the reference data: where librosa rounds an
+ * intermediate to float32 we do too, and where it works in float64 so do we, when that is
+ * cheap. The comments name the librosa/numpy function each kernel stands for.
+ *
+ * Layout conventions: per-frame matrices are frame-major ([t * n_rows + row]) while they
+ * are being built, because every kernel walks frame by frame; dsp_result stores the
+ * finished mfcc/chroma row-major by coefficient ([row * n_frames + t]) like librosa.
+ *
+ * Threading: every function is reentrant. dsp_fft_plans() creates the process-wide FFTW
+ * plans once under a mutex; executing a plan on caller-owned buffers is thread-safe.
+ */
+#ifndef SFA_DSP_DSP_INTERNAL_H
+#define SFA_DSP_DSP_INTERNAL_H
+
+#include <fftw3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	DSP_SR_HZ = 22050,
+	DSP_N_FFT = 2048,
+	DSP_HOP = 512,
+	DSP_N_BINS = DSP_N_FFT / 2 + 1, /* 1025 */
+	DSP_N_MELS = 128,
+	DSP_N_MFCC = 13,
+	DSP_N_CHROMA = 12,
+	DSP_TG_WIN = 344,   /* floor(8 s * 22050 / 512): tempogram window, in frames */
+	DSP_ACF_N = 768,    /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
+	DSP_MIN_LAG = 9,    /* first lag whose bpm is below 320 */
+	DSP_PIP_LO = 14,    /* first bin at or above 150 Hz */
+	DSP_PIP_HI = 371,   /* last bin below 4000 Hz */
+	DSP_TUNING_BINS = 100,
+};
+
+/* frames per second of the analysis: 22050 / 512 */
+#define DSP_FPS (43.06640625)
+
+/* ---- fft.c ---------------------------------------------------------------------- */
+struct dsp_plans {
+	fftwf_plan stft;    /* r2c, 2048 */
+	fftwf_plan acf_fwd; /* r2c, DSP_ACF_N */
+	fftwf_plan acf_inv; /* c2r, DSP_ACF_N */
+};
+/* Returns the process-wide plans, creating them on first use. Buffers passed to
+ * fftwf_execute_dft_* with them must come from fftwf_malloc (SIMD alignment). */
+int dsp_fft_plans(const struct dsp_plans **out, char *err, size_t n_err);
+
+/* ---- numeric helpers (frames.c) ------------------------------------------------------ */
+/* numpy's pairwise summation of float32 (np.sum / np.mean of a contiguous float32 run). */
+float dsp_sum_pairwise_f32(const float *a, size_t n);
+/* numpy's float32 np.std(x, ddof=1). 0 for n < 2. */
+float dsp_std_ddof1_f32(const float *x, size_t n);
+/* numpy's float32 np.median: average of the two middle values for even n. Reorders a. */
+float dsp_median_f32(float *a, size_t n);
+/* Periodic Hann window, scipy.signal.get_window('hann', n) in double. */
+void dsp_hann_periodic(double *w, size_t n);
+
+/* ---- frames.c: STFT and per-frame features -------------------------------------------- */
+static inline size_t dsp_n_frames(size_t n_samples) { return 1 + n_samples / DSP_HOP; }
+
+/* Copies frame t of the signal, zero-padded by n_fft/2 on both sides (librosa center=True),
+ * into frame[2048]. */
+void dsp_frame_copy(const float *x, size_t n, size_t t, float *frame);
+
+struct dsp_stft {
+	const struct dsp_plans *plans;
+	float window[DSP_N_FFT];
+	float *in;            /* fftwf_malloc, 2048 */
+	fftwf_complex *spec;  /* fftwf_malloc, 1025 */
+};
+int dsp_stft_init(struct dsp_stft *s, char *err, size_t n_err);
+void dsp_stft_free(struct dsp_stft *s);
+/* Magnitude |X| (float32, as np.abs of complex64) and power |X|^2 of frame t. */
+void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag,
+                    float *pow);
+
+/* librosa.feature.rms of frame t (constant padding). */
+float dsp_rms_frame(const float *x, size_t n, size_t t);
+/* librosa.feature.zero_crossing_rate of frame t (edge padding, threshold 1e-10). */
+float dsp_zcr_frame(const float *x, size_t n, size_t t);
+/* Bin centre frequencies, np.fft.rfftfreq(2048, 1/22050). */
+void dsp_fft_freqs(double *f);
+/* spectral_centroid / spectral_rolloff(0.85) of one magnitude frame. */
+double dsp_centroid_frame(const float *mag, const double *freqs);
+double dsp_rolloff_frame(const float *mag, const double *freqs);
+
+/* ---- mel.c -------------------------------------------------------------------------- */
+/* Sparse Slaney mel filterbank: band m covers bins lo[m] .. lo[m] + len[m] - 1. */
+struct dsp_melbank {
+	uint16_t lo[DSP_N_MELS];
+	uint16_t len[DSP_N_MELS];
+	uint32_t off[DSP_N_MELS];   /* offset of band m's weights in w */
+	float w[4 * DSP_N_BINS];    /* nonzero weights, band after band */
+	size_t n_w;
+};
+/* librosa.filters.mel(sr=22050, n_fft=2048, n_mels=128), float32 like librosa. */
+void dsp_melbank_init(struct dsp_melbank *mb);
+/* Dense copy of the filterbank, for tests: dense[m * 1025 + k]. */
+void dsp_melbank_dense(const struct dsp_melbank *mb, float *dense);
+/* mel power of one power frame, then 10*log10(max(1e-10, x)) (float32), not clamped. */
+void dsp_mel_db_frame(const struct dsp_melbank *mb, const float *pow, float *db);
+/* Orthonormal DCT-II basis, 13 x 128, row-major. */
+void dsp_dct_init(double *basis);
+/* One MFCC frame from one clamped dB frame. */
+void dsp_mfcc_frame(const double *basis, const float *db, float *mfcc);
+
+/* ---- chroma.c ----------------------------------------------------------------------- */
+/* Peak collection for estimate_tuning (librosa.piptrack on the power spectrum). */
+struct dsp_peak {
+	float mag;   /* interpolated peak magnitude */
+	uint8_t bin; /* tuning-histogram bin of its pitch, 0 .. 99 */
+};
+struct dsp_peaks {
+	struct dsp_peak *p;
+	size_t n, cap; /* cap: fixed at init; see dsp_peaks_cap() */
+};
+/* Upper bound on the peaks of n_frames frames: one per two bins in 150..4000 Hz. */
+size_t dsp_peaks_cap(size_t n_frames);
+/* Appends the peaks of one power frame. Never exceeds cap (the bound is exact). */
+void dsp_peaks_frame(struct dsp_peaks *pk, const float *pow);
+/* estimate_tuning from the collected peaks; reorders them. Result in fractions of a
+ * chroma bin, a left histogram edge (-0.5, -0.49, ..., 0.49). */
+double dsp_tuning_from_peaks(struct dsp_peaks *pk);
+/* librosa.filters.chroma(sr=22050, n_fft=2048, tuning=tuning) transposed: fb[k * 12 + c]. */
+void dsp_chroma_fb(double tuning, float *fb);
+/* One chroma frame (12 values, each divided by the frame's max). */
+void dsp_chroma_frame(const float *fb, const float *pow, float *chroma);
+
+/* ---- onset.c ------------------------------------------------------------------------ */
+/* Onset strength with median aggregation from the clamped mel dB matrix db[t * 128 + m].
+ * env gets n_frames values. scratch: 128 floats. */
+void dsp_onset_env(const float *db, size_t n_frames, float *env, float *scratch);
+
+/* ---- tempo.c ------------------------------------------------------------------------ */
+/* Mean autocorrelation tempogram (librosa.feature.tempogram, win 344, then np.mean over
+ * time) in tg[344]. work: fftwf_malloc'ed buffers from dsp_tempogram_work_*. */
+struct dsp_tg_work {
+	float *frame;          /* DSP_ACF_N */
+	fftwf_complex *spec;   /* DSP_ACF_N / 2 + 1 */
+	float *acf;            /* DSP_ACF_N */
+	double window[DSP_TG_WIN];
+};
+int dsp_tg_work_init(struct dsp_tg_work *w, char *err, size_t n_err);
+void dsp_tg_work_free(struct dsp_tg_work *w);
+void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames,
+                        double *tg);
+/* bpm of a lag in frames. */
+double dsp_lag_bpm(int lag);
+/* librosa's tempo: the lag maximising log1p(1e6 tg) + log-normal prior (120 BPM, 1 oct). */
+int dsp_tempo_lag(const double *tg);
+/* Octave correction, see tempo.c. The kick-aware envelope: mean over bands of the rise of
+ * log1p(1000 * mel power / file max), from the clamped dB matrix (same frame alignment as
+ * dsp_onset_env). */
+void dsp_flux_env(const float *db, size_t n_frames, float db_max, float *flux);
+/* Normalised autocorrelation of the mean-removed envelope at a fractional lag. */
+double dsp_acf_at(const float *env, size_t n, double lag);
+/* 1 when librosa's lag is two beats and the tempo must be doubled. */
+int dsp_tempo_should_double(const float *med, const float *flux, size_t n_frames, int lag);
+/* lag refined by a parabola through tg[lag - 1 .. lag + 1] (lag itself if not a peak). */
+double dsp_refine_lag(const double *tg, int lag);
+
+/* ---- beats.c ------------------------------------------------------------------------ */
+/* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to
+ * beats (capacity n_frames) and returns their count (0 for an all-zero envelope or a bpm
+ * outside 1..4 * 344 frames per beat). work: dsp_beats_work_bytes(n_frames) bytes,
+ * 8-byte aligned. */
+size_t dsp_beats_work_bytes(size_t n_frames);
+size_t dsp_beat_track(const float *env, size_t n_frames, double bpm, void *work, int *beats);
+
+/* ---- key.c -------------------------------------------------------------------------- */
+/* Krumhansl-Kessler correlations of a mean chroma (C..B) with the 24 rotated profiles:
+ * scores[2 * pc + minor]. Returns the best index, or -1 if the correlation is undefined
+ * (constant chroma). */
+int dsp_key_kk(const double *chroma_mean, double *scores);
+/* "C#", "A", ... */
+const char *dsp_pitch_name(int pc);
+/* Camelot code ("8A") of pitch class pc and mode into out[4]. */
+void dsp_camelot(int pc, int minor, char *out);
+
+#endif

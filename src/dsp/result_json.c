@@ -1,0 +1,124 @@
+/* result_json.c - a dsp_result as the API's analysis result object (API.md section 5).
+ *
+ *   {"tempo": 128.0, "key": "A minor", "key_confidence": 0.87, "camelot": "8A",
+ *    "energy": 0.17, "spectral_centroid": 1589.2, "spectral_rolloff": 3607.2,
+ *    "zero_crossing_rate": 0.06, "beats": [0.63, 1.23, ...], "duration": 12.0,
+ *    "features": {"mfcc": [[...] x 13], "chroma": [[...] x 12], "frame_rate": 2}}
+ *
+ * Members appear only for requested features: tempo -> tempo, beats; key -> key,
+ * key_confidence, camelot (all three null when there is no key); energy -> energy;
+ * spectral -> spectral_centroid, spectral_rolloff, zero_crossing_rate; mfcc/chroma ->
+ * features.mfcc/chroma and features.frame_rate. duration (seconds) is always there.
+ *
+ * Pooling: frame t (time t * 512 / 22050 s) goes to column floor(time * frame_rate); a
+ * column is the mean of its frames. So a 12-s file at 2 columns per second has 24 columns.
+ */
+#include "dsp/dsp.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "dsp/dsp_internal.h"
+#include "util/err.h"
+
+static json_t *real(double v) { return json_real(isfinite(v) ? v : 0.0); }
+
+static size_t column_of(size_t t, double fr)
+{
+	double time_s = (double)t * DSP_HOP / DSP_SR_HZ;
+	return (size_t)floor(time_s * fr);
+}
+
+size_t dsp_pooled_columns(const struct dsp_result *r)
+{
+	if (r->n_frames == 0)
+		return 0;
+	return column_of(r->n_frames - 1, r->frame_rate) + 1;
+}
+
+/* rows x n_cols array of column means of m ([row * T + t]). NULL on allocation failure. */
+static json_t *pooled(const float *m, int rows, const struct dsp_result *r)
+{
+	size_t T = r->n_frames, n_cols = dsp_pooled_columns(r);
+	json_t *arr = json_array();
+	if (!arr)
+		return NULL;
+	for (int row = 0; row < rows; row++) {
+		json_t *jr = json_array();
+		if (!jr || json_array_append_new(arr, jr) != 0)
+			goto fail;
+		const float *x = m + (size_t)row * T;
+		size_t t = 0;
+		for (size_t c = 0; c < n_cols; c++) {
+			double s = 0.0;
+			size_t k = 0;
+			for (; t < T && column_of(t, r->frame_rate) == c; t++, k++)
+				s += x[t];
+			if (json_array_append_new(jr, real(k ? s / (double)k : 0.0)) != 0)
+				goto fail;
+		}
+	}
+	return arr;
+fail:
+	json_decref(arr);
+	return NULL;
+}
+
+static int set(json_t *o, const char *key, json_t *v)
+{
+	return v ? json_object_set_new(o, key, v) : -1;
+}
+
+int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size_t n_err)
+{
+	json_t *o = json_object();
+	int bad = !o;
+	unsigned f = r->features;
+	if (!bad && (f & DSP_FEAT_TEMPO))
+		bad |= set(o, "tempo", real(r->tempo_bpm));
+	if (!bad && (f & DSP_FEAT_KEY)) {
+		if (r->key_pc >= 0) {
+			bad |= set(o, "key", json_string(r->key_name));
+			bad |= set(o, "key_confidence", real(r->key_confidence));
+			bad |= set(o, "camelot", json_string(r->camelot));
+		} else {
+			bad |= set(o, "key", json_null());
+			bad |= set(o, "key_confidence", json_null());
+			bad |= set(o, "camelot", json_null());
+		}
+	}
+	if (!bad && (f & DSP_FEAT_ENERGY))
+		bad |= set(o, "energy", real(r->energy));
+	if (!bad && (f & DSP_FEAT_SPECTRAL)) {
+		bad |= set(o, "spectral_centroid", real(r->spectral_centroid_hz));
+		bad |= set(o, "spectral_rolloff", real(r->spectral_rolloff_hz));
+		bad |= set(o, "zero_crossing_rate", real(r->zero_crossing_rate));
+	}
+	if (!bad && (f & DSP_FEAT_TEMPO)) {
+		json_t *b = json_array();
+		bad |= set(o, "beats", b);
+		for (size_t i = 0; !bad && i < r->n_beats; i++)
+			bad |= json_array_append_new(b, real((double)r->beats[i] * DSP_HOP / DSP_SR_HZ));
+	}
+	if (!bad)
+		bad |= set(o, "duration", real(r->duration_s));
+	if (!bad && (f & (DSP_FEAT_MFCC | DSP_FEAT_CHROMA))) {
+		json_t *feats = json_object();
+		bad |= set(o, "features", feats);
+		if (!bad && (f & DSP_FEAT_MFCC))
+			bad |= set(feats, "mfcc", pooled(r->mfcc, DSP_N_MFCC, r));
+		if (!bad && (f & DSP_FEAT_CHROMA))
+			bad |= set(feats, "chroma", pooled(r->chroma, DSP_N_CHROMA, r));
+		if (!bad) {
+			double fr = r->frame_rate;
+			bad |= set(feats, "frame_rate",
+			           fr == floor(fr) ? json_integer((json_int_t)fr) : real(fr));
+		}
+	}
+	if (bad) {
+		json_decref(o);
+		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while building the JSON result.");
+	}
+	*out = o;
+	return 0;
+}

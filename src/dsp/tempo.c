@@ -1,0 +1,251 @@
+/* tempo.c - the autocorrelation tempogram, librosa's tempo estimate, and our octave
+ * correction of it.
+ *
+ * Tempogram (librosa.feature.tempogram, win_length 344 frames = 8 s, Hann window, center):
+ * the onset envelope is padded by 172 frames on each side with a linear ramp down to 0
+ * (np.pad mode="linear_ramp", the ramp computed in float64 and stored as float32); frame t
+ * is samples t .. t + 343 of that, times a periodic Hann window; its full autocorrelation
+ * (lags 0 .. 343) is divided by its largest absolute value. librosa does the
+ * autocorrelation with a float64 FFT of 687 points; we use a float32 FFTW transform of 768
+ * points (enough to keep the circular wrap out of lags 0 .. 343) and accumulate the mean
+ * over frames in float64. Frames whose window is all zeros contribute zeros, as in
+ * librosa, and skip the transforms.
+ *
+ * Tempo (librosa.feature.tempo): argmax over lags 9 .. 343 (bpm < 320) of
+ * log1p(1e6 * tg[lag]) - 0.5 * (log2(bpm) - log2(120))^2.
+ */
+#include "dsp/dsp_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "util/err.h"
+
+static float g_flux_table[8001];
+
+static void flux_table_init(void)
+{
+	for (int i = 0; i < 8001; i++) {
+		double x = -80.0 + 0.01 * i;
+		g_flux_table[i] = (float)log1p(1000.0 * pow(10.0, x / 10.0));
+	}
+}
+
+static float flux_lookup(const float *table, float x)
+{
+	double pos = ((double)x + 80.0) * 100.0;
+	if (pos <= 0.0)
+		return table[0];
+	if (pos >= 8000.0)
+		return table[8000];
+	int i = (int)pos;
+	double fr = pos - i;
+	return (float)((1.0 - fr) * table[i] + fr * table[i + 1]);
+}
+
+int dsp_tg_work_init(struct dsp_tg_work *w, char *err, size_t n_err)
+{
+	memset(w, 0, sizeof *w);
+	w->frame = fftwf_malloc(sizeof(float) * DSP_ACF_N);
+	w->acf = fftwf_malloc(sizeof(float) * DSP_ACF_N);
+	w->spec = fftwf_malloc(sizeof(fftwf_complex) * (DSP_ACF_N / 2 + 1));
+	if (!w->frame || !w->acf || !w->spec) {
+		dsp_tg_work_free(w);
+		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory for the tempogram buffers.");
+	}
+	dsp_hann_periodic(w->window, DSP_TG_WIN);
+	return 0;
+}
+
+void dsp_tg_work_free(struct dsp_tg_work *w)
+{
+	fftwf_free(w->frame);
+	fftwf_free(w->acf);
+	fftwf_free(w->spec);
+	w->frame = w->acf = NULL;
+	w->spec = NULL;
+}
+
+/* Sample i of the ramp-padded envelope, i in [0, T + 344). */
+static float padded_env(const float *env, size_t n, long i)
+{
+	enum { PAD = DSP_TG_WIN / 2 };
+	if (i < PAD) /* np.linspace(0, env[0], 172, endpoint=False)[i] */
+		return (float)((double)i * ((double)env[0] / PAD));
+	if (i < PAD + (long)n)
+		return env[i - PAD];
+	long j = i - PAD - (long)n; /* reversed ramp towards 0 */
+	return (float)((double)(PAD - 1 - j) * ((double)env[n - 1] / PAD));
+}
+
+void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames,
+                        double *tg)
+{
+	const struct dsp_plans *plans = NULL;
+	memset(tg, 0, sizeof(double) * DSP_TG_WIN);
+	if (dsp_fft_plans(&plans, NULL, 0) != 0 || n_frames == 0)
+		return;
+	/* number of nonzero padded samples inside the current window, kept incrementally */
+	long n_nz = 0;
+	for (long i = 0; i < DSP_TG_WIN; i++)
+		n_nz += padded_env(env, n_frames, i) != 0.0f;
+	for (size_t t = 0; t < n_frames; t++) {
+		if (t > 0) {
+			n_nz -= padded_env(env, n_frames, (long)t - 1) != 0.0f;
+			n_nz += padded_env(env, n_frames, (long)t + DSP_TG_WIN - 1) != 0.0f;
+		}
+		if (n_nz == 0)
+			continue;
+		for (long i = 0; i < DSP_TG_WIN; i++)
+			w->frame[i] = (float)((double)padded_env(env, n_frames, (long)t + i) *
+			                      w->window[i]);
+		memset(w->frame + DSP_TG_WIN, 0, sizeof(float) * (DSP_ACF_N - DSP_TG_WIN));
+		fftwf_execute_dft_r2c(plans->acf_fwd, w->frame, w->spec);
+		for (size_t k = 0; k < DSP_ACF_N / 2 + 1; k++) {
+			float re = w->spec[k][0], im = w->spec[k][1];
+			w->spec[k][0] = re * re + im * im;
+			w->spec[k][1] = 0.0f;
+		}
+		fftwf_execute_dft_c2r(plans->acf_inv, w->spec, w->acf);
+		double mx = 0.0;
+		for (size_t k = 0; k < DSP_TG_WIN; k++) {
+			double a = fabs((double)w->acf[k]);
+			if (a > mx)
+				mx = a;
+		}
+		if (mx < 2.2250738585072014e-308)
+			continue;
+		for (size_t k = 0; k < DSP_TG_WIN; k++)
+			tg[k] += (double)w->acf[k] / mx;
+	}
+	for (size_t k = 0; k < DSP_TG_WIN; k++)
+		tg[k] /= (double)n_frames;
+}
+
+double dsp_lag_bpm(int lag)
+{
+	if (lag <= 0)
+		return INFINITY;
+	return 60.0 * DSP_SR_HZ / ((double)DSP_HOP * (double)lag);
+}
+
+static double tempo_score(const double *tg, int lag)
+{
+	double prior = log2(dsp_lag_bpm(lag)) - log2(120.0);
+	double s = log1p(1e6 * tg[lag]) + -0.5 * (prior * prior);
+	return isnan(s) ? -INFINITY : s;
+}
+
+int dsp_tempo_lag(const double *tg)
+{
+	int best = DSP_MIN_LAG;
+	double best_s = tempo_score(tg, best);
+	for (int lag = DSP_MIN_LAG + 1; lag < DSP_TG_WIN; lag++) {
+		double s = tempo_score(tg, lag);
+		if (s > best_s) {
+			best_s = s;
+			best = lag;
+		}
+	}
+	return best;
+}
+
+/* ---- octave correction ------------------------------------------------------------
+ *
+ * librosa halves back-beat music: its onset envelope is the *median* over 128 mel bands of
+ * the dB rise, which only broadband hits (snare, clap) move; kicks and hats fill a few
+ * bands and vanish. With the snare on 2 and 4, the envelope pulses every two beats and the
+ * tempogram's half-tempo peak wins (a 120 BPM house track reads 60, drum and bass at 174
+ * reads 86). We look at the signal through a second envelope that hears the kick: the
+ * mean over bands of the rise of log(1 + 1000 p), where p is the mel power relative to the
+ * file's loudest cell (a log-power spectral flux whose knee at -30 dB ignores the rises of
+ * inaudible bands that dominate the dB envelope). If that envelope pulses at half of
+ * librosa's period, the beats librosa hears are every other beat and the tempo is doubled:
+ *
+ *   double when  a_flux(L/2) >= 0.30, or
+ *                a_flux(L/2) >= 0.15 and a_flux(L/2) - a_median(L/2) >= 0.12,
+ *   and the doubled tempo is at most 200 BPM,
+ *
+ * with a(lag) the normalised autocorrelation of the (mean-removed) envelope over the whole
+ * file at a fractional lag. The first clause catches four-on-the-floor, rock back-beats,
+ * shuffles and isochronous clicks; the second drum and bass, whose two-step kick (1 and
+ * the "and" of 3) makes a weaker pulse but one that the median envelope, which only has
+ * the snares, lacks. On the synthetic grid of tests/dsp (7 drum patterns and clicks x 17
+ * tempi, 60-180 BPM) music that librosa reads correctly stays at a_flux(L/2) <= 0.25 or has
+ * a negative contrast, so it is left alone: the correction takes librosa from 61 to 108 of
+ * 136 within 4 % and never loses one it had, and fixes the reference drum and bass file
+ * without touching the other reference signals. librosa's opposite error (doubling slow
+ * patterns, 60-100 BPM) is not corrected: the evidence for halving is ambiguous with
+ * eighth-note hats over a fast beat. Neither are half-time grooves (read at 2/3 or 1/2).
+ *
+ * The reported tempo is then refined off librosa's lag grid by a parabola through the
+ * tempogram around its peak (the grid steps are 2-4 % near 120-200 BPM). */
+
+void dsp_flux_env(const float *db, size_t n_frames, float db_max, float *flux)
+{
+	/* log1p(1000 * 10^(x / 10)) for x = db - db_max in [-80, 0], tabulated once */
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, flux_table_init);
+	const float *table = g_flux_table;
+	memset(flux, 0, sizeof(float) * n_frames);
+	for (size_t t = 3; t < n_frames; t++) {
+		const float *cur = db + (t - 2) * DSP_N_MELS, *prev = db + (t - 3) * DSP_N_MELS;
+		double s = 0.0;
+		for (int m = 0; m < DSP_N_MELS; m++) {
+			float d = flux_lookup(table, cur[m] - db_max) - flux_lookup(table, prev[m] - db_max);
+			if (d > 0.0f)
+				s += d;
+		}
+		flux[t] = (float)(s / DSP_N_MELS);
+	}
+}
+
+double dsp_acf_at(const float *env, size_t n, double lag)
+{
+	if (n < 2 || !(lag >= 0.0) || lag >= (double)(n - 1))
+		return 0.0;
+	double mean = 0.0, e0 = 0.0;
+	for (size_t t = 0; t < n; t++)
+		mean += env[t];
+	mean /= (double)n;
+	for (size_t t = 0; t < n; t++)
+		e0 += (env[t] - mean) * (env[t] - mean);
+	if (!(e0 > 0.0))
+		return 0.0;
+	size_t l0 = (size_t)floor(lag);
+	double fr = lag - (double)l0, s = 0.0;
+	for (size_t t = 0; t + l0 + 1 < n; t++) {
+		double b = (1.0 - fr) * (env[t + l0] - mean) + fr * (env[t + l0 + 1] - mean);
+		s += (env[t] - mean) * b;
+	}
+	return s / e0;
+}
+
+int dsp_tempo_should_double(const float *med, const float *flux, size_t n_frames, int lag)
+{
+	if (dsp_lag_bpm(lag) * 2.0 > 200.0 + 1e-9)
+		return 0;
+	double half = lag / 2.0;
+	double af = dsp_acf_at(flux, n_frames, half);
+	if (af >= 0.30)
+		return 1;
+	double am = dsp_acf_at(med, n_frames, half);
+	return af >= 0.15 && af - am >= 0.12;
+}
+
+double dsp_refine_lag(const double *tg, int lag)
+{
+	if (lag <= 1 || lag >= DSP_TG_WIN - 1)
+		return lag;
+	double a = tg[lag - 1], b = tg[lag], c = tg[lag + 1];
+	double den = a - 2.0 * b + c;
+	if (!(den < 0.0) || b < a || b < c)
+		return lag; /* not a peak of the tempogram: keep the grid value */
+	double off = 0.5 * (a - c) / den;
+	if (off > 0.5)
+		off = 0.5;
+	if (off < -0.5)
+		off = -0.5;
+	return lag + off;
+}

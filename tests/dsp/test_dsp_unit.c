@@ -1,0 +1,646 @@
+/* Unit tests of the analysis engine's kernels, its JSON result, the `sfa analyze` front
+ * end and its thread safety. Reference-data comparisons live in test_dsp_ref.c, accuracy
+ * on synthetic music in test_dsp_synth.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audio/audio.h"
+#include "dsp/cli.h"
+#include "dsp/dsp.h"
+#include "dsp/dsp_internal.h"
+#include "synth.h"
+#include "util/err.h"
+
+/* ---- numeric helpers -------------------------------------------------------------- */
+
+static void pairwise_sum_is_accurate(void **state)
+{
+	(void)state;
+	static float a[5000];
+	for (size_t i = 0; i < 5000; i++)
+		a[i] = (float)(0.1 + 1e-3 * (double)(i % 97));
+	static const size_t ns[] = {0, 1, 7, 8, 9, 127, 128, 129, 1000, 5000};
+	for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+		long double exact = 0;
+		for (size_t i = 0; i < ns[k]; i++)
+			exact += a[i];
+		float s = dsp_sum_pairwise_f32(a, ns[k]);
+		assert_true(fabsl((long double)s - exact) <= 1e-6L * (exact + 1));
+	}
+	/* numpy's block of 8 accumulators: 8 ones then 2^24 does not lose the ones */
+	float b[9] = {1, 1, 1, 1, 1, 1, 1, 1, 16777216.0f};
+	assert_true(dsp_sum_pairwise_f32(b, 9) == 16777224.0f);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+static void median_matches_sorting(void **state)
+{
+	(void)state;
+	uint64_t s = 88172645463325252ull;
+	for (size_t n = 1; n < 300; n += 7) {
+		float a[300], sorted[300];
+		for (size_t i = 0; i < n; i++) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			a[i] = (float)(s % 50); /* many duplicates, like the onset medians */
+			sorted[i] = a[i];
+		}
+		qsort(sorted, n, sizeof(float), cmp_float);
+		float want = (n % 2) ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0f;
+		assert_true(dsp_median_f32(a, n) == want);
+	}
+	float z[128] = {0};
+	assert_true(dsp_median_f32(z, 128) == 0.0f);
+}
+
+static void std_and_window(void **state)
+{
+	(void)state;
+	float x[4] = {1, 2, 3, 4};
+	assert_true(fabsf(dsp_std_ddof1_f32(x, 4) - 1.2909944f) < 1e-6f);
+	assert_true(dsp_std_ddof1_f32(x, 1) == 0.0f);
+	double w[2048];
+	dsp_hann_periodic(w, 2048);
+	assert_true(fabs(w[0]) < 1e-15 && fabs(w[1024] - 1.0) < 1e-15);
+	for (int i = 1; i < 1024; i++)
+		assert_true(fabs(w[i] - w[2048 - i]) < 1e-12);
+}
+
+/* ---- framing and per-frame features ----------------------------------------------- */
+
+static void framing_is_centred(void **state)
+{
+	(void)state;
+	float x[3000], fr[DSP_N_FFT];
+	for (int i = 0; i < 3000; i++)
+		x[i] = (float)(i + 1);
+	dsp_frame_copy(x, 3000, 0, fr);
+	assert_true(fr[1023] == 0.0f && fr[1024] == 1.0f && fr[2047] == 1024.0f);
+	dsp_frame_copy(x, 3000, 5, fr); /* samples 1536 .. 3583: 3000.. are zeros */
+	assert_true(fr[0] == 1537.0f && fr[1463] == 3000.0f && fr[1464] == 0.0f);
+	assert_int_equal(dsp_n_frames(0), 1);
+	assert_int_equal(dsp_n_frames(511), 1);
+	assert_int_equal(dsp_n_frames(512), 2);
+	assert_int_equal(dsp_n_frames(264600), 517);
+}
+
+static void rms_and_zcr(void **state)
+{
+	(void)state;
+	static float x[22050];
+	for (int i = 0; i < 22050; i++)
+		x[i] = 0.5f;
+	assert_true(fabsf(dsp_rms_frame(x, 22050, 10) - 0.5f) < 1e-7f);
+	/* frame 0 is half zero padding */
+	assert_true(fabsf(dsp_rms_frame(x, 22050, 0) - sqrtf(0.125f)) < 1e-7f);
+	assert_true(dsp_zcr_frame(x, 22050, 10) == 0.0f);
+	for (int i = 0; i < 22050; i++)
+		x[i] = (i % 2) ? 0.5f : -0.5f;
+	assert_true(dsp_zcr_frame(x, 22050, 10) == 2047.0f / 2048.0f);
+	/* edge padding repeats x[0]: frame 0 has crossings only inside the signal */
+	assert_true(dsp_zcr_frame(x, 22050, 0) == 1023.0f / 2048.0f);
+	/* values within 1e-10 of zero count as zero (positive) */
+	for (int i = 0; i < 22050; i++)
+		x[i] = (i % 2) ? 1e-11f : -1e-11f;
+	assert_true(dsp_zcr_frame(x, 22050, 10) == 0.0f);
+	assert_true(dsp_zcr_frame(x, 0, 0) == 0.0f);
+}
+
+static void centroid_and_rolloff(void **state)
+{
+	(void)state;
+	float mag[DSP_N_BINS] = {0};
+	double f[DSP_N_BINS];
+	dsp_fft_freqs(f);
+	assert_true(fabs(f[1] - 22050.0 / 2048) < 1e-9 && fabs(f[1024] - 11025.0) < 1e-9);
+	assert_true(dsp_centroid_frame(mag, f) == 0.0 && dsp_rolloff_frame(mag, f) == 0.0);
+	mag[100] = 3.0f;
+	assert_true(fabs(dsp_centroid_frame(mag, f) - f[100]) < 1e-9);
+	assert_true(dsp_rolloff_frame(mag, f) == f[100]);
+	mag[200] = 1.0f; /* 75 % at bin 100: rolloff at 200 */
+	assert_true(dsp_rolloff_frame(mag, f) == f[200]);
+	assert_true(fabs(dsp_centroid_frame(mag, f) - (0.75 * f[100] + 0.25 * f[200])) < 1e-3);
+}
+
+static void stft_of_a_sine(void **state)
+{
+	(void)state;
+	static float x[22050];
+	double hz = 100.0 * 22050.0 / 2048; /* bin 100 exactly */
+	for (int i = 0; i < 22050; i++)
+		x[i] = (float)sin(2 * M_PI * hz * i / 22050.0);
+	struct dsp_stft st;
+	char err[128];
+	assert_int_equal(dsp_stft_init(&st, err, sizeof err), 0);
+	float mag[DSP_N_BINS], pw[DSP_N_BINS];
+	dsp_stft_frame(&st, x, 22050, 20, mag, pw);
+	/* periodic Hann: the sine lands in bins 99..101 with 0.25, 0.5, 0.25 of N/2 */
+	assert_true(fabsf(mag[100] - 512.0f) < 0.05f);
+	assert_true(fabsf(mag[99] - 256.0f) < 0.05f && fabsf(mag[101] - 256.0f) < 0.05f);
+	assert_true(mag[300] < 1e-2f);
+	assert_true(fabsf(pw[100] - mag[100] * mag[100]) < 1e-3f);
+	dsp_stft_free(&st);
+}
+
+/* ---- mel, MFCC, chroma ------------------------------------------------------------ */
+
+static void melbank_shape(void **state)
+{
+	(void)state;
+	struct dsp_melbank *mb = malloc(sizeof *mb);
+	float *dense = malloc(sizeof(float) * DSP_N_MELS * DSP_N_BINS);
+	assert_non_null(mb);
+	assert_non_null(dense);
+	dsp_melbank_init(mb);
+	dsp_melbank_dense(mb, dense);
+	assert_true(mb->n_w < 4 * DSP_N_BINS);
+	int prev_peak = -1;
+	for (int m = 0; m < DSP_N_MELS; m++) {
+		const float *row = dense + (size_t)m * DSP_N_BINS;
+		int peak = 0;
+		double area = 0.0;
+		for (int k = 0; k < DSP_N_BINS; k++) {
+			assert_true(row[k] >= 0.0f);
+			if (row[k] > row[peak])
+				peak = k;
+			area += row[k] * (22050.0 / 2048);
+		}
+		assert_true(peak >= prev_peak); /* bands move up in frequency */
+		prev_peak = peak;
+		/* Slaney normalisation: unit area once a band spans several bins */
+		if (m >= 30)
+			assert_true(fabs(area - 1.0) < 0.05);
+	}
+	free(dense);
+	free(mb);
+}
+
+static void dct_is_orthonormal(void **state)
+{
+	(void)state;
+	double b[DSP_N_MFCC * DSP_N_MELS];
+	dsp_dct_init(b);
+	for (int i = 0; i < DSP_N_MFCC; i++)
+		for (int j = 0; j < DSP_N_MFCC; j++) {
+			double d = 0;
+			for (int k = 0; k < DSP_N_MELS; k++)
+				d += b[i * DSP_N_MELS + k] * b[j * DSP_N_MELS + k];
+			assert_true(fabs(d - (i == j)) < 1e-12);
+		}
+	float db[DSP_N_MELS], c[DSP_N_MFCC];
+	for (int k = 0; k < DSP_N_MELS; k++)
+		db[k] = -100.0f;
+	dsp_mfcc_frame(b, db, c);
+	assert_true(fabs(c[0] + 100.0 * sqrt(128.0)) < 1e-3);
+	assert_true(fabs(c[5]) < 1e-9);
+}
+
+static void chroma_fb_and_tuning(void **state)
+{
+	(void)state;
+	float *fb = malloc(sizeof(float) * DSP_N_BINS * DSP_N_CHROMA);
+	assert_non_null(fb);
+	dsp_chroma_fb(0.0, fb);
+	struct {
+		int bin, pc;
+	} cases[] = {{24, 0}, {41, 9}, {61, 4}, {36, 7}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const float *col = fb + (size_t)cases[i].bin * DSP_N_CHROMA;
+		int best = 0;
+		for (int c = 1; c < 12; c++)
+			if (col[c] > col[best])
+				best = c;
+		assert_int_equal(best, cases[i].pc);
+	}
+	/* a frame of pure power in one bin gives chroma max 1 on its pitch class */
+	float pw[DSP_N_BINS] = {0}, chroma[12];
+	pw[41] = 5.0f;
+	dsp_chroma_frame(fb, pw, chroma);
+	assert_true(chroma[9] == 1.0f);
+	memset(pw, 0, sizeof pw);
+	dsp_chroma_frame(fb, pw, chroma);
+	assert_true(chroma[0] == 0.0f && chroma[9] == 0.0f);
+
+	/* tuning of a sine 0.3 semitones sharp of A4, and of silence */
+	static float x[22050 * 3];
+	for (size_t i = 0; i < 22050 * 3; i++)
+		x[i] = (float)(0.5 * sin(2 * M_PI * 440.0 * pow(2.0, 0.3 / 12) * (double)i / 22050));
+	struct dsp_stft st;
+	char err[128];
+	assert_int_equal(dsp_stft_init(&st, err, sizeof err), 0);
+	size_t T = dsp_n_frames(22050 * 3);
+	struct dsp_peaks pk = {malloc(sizeof(struct dsp_peak) * dsp_peaks_cap(T)), 0,
+	                       dsp_peaks_cap(T)};
+	assert_non_null(pk.p);
+	float mag[DSP_N_BINS];
+	for (size_t t = 0; t < T; t++) {
+		dsp_stft_frame(&st, x, 22050 * 3, t, mag, pw);
+		dsp_peaks_frame(&pk, pw);
+	}
+	double tuning = dsp_tuning_from_peaks(&pk);
+	/* piptrack's parabola through power (not log) values is biased by a few cents on a
+	 * Hann-windowed sine (this port of it reads 0.33 here) */
+	assert_true(fabs(tuning - 0.3) <= 0.05);
+	pk.n = 0;
+	assert_true(dsp_tuning_from_peaks(&pk) == 0.0);
+	free(pk.p);
+	dsp_stft_free(&st);
+	free(fb);
+}
+
+/* ---- onset, tempo, beats ---------------------------------------------------------- */
+
+static void onset_env_alignment(void **state)
+{
+	(void)state;
+	enum { T = 40 };
+	static float db[T * DSP_N_MELS];
+	for (size_t i = 0; i < T * DSP_N_MELS; i++)
+		db[i] = -80.0f;
+	for (int m = 0; m < DSP_N_MELS; m++)
+		for (int t = 10; t < T; t++)
+			db[t * DSP_N_MELS + m] = -20.0f; /* every band rises by 60 dB at frame 10 */
+	float env[T], scratch[DSP_N_MELS];
+	dsp_onset_env(db, T, env, scratch);
+	for (int t = 0; t < T; t++)
+		assert_true(env[t] == (t == 12 ? 60.0f : 0.0f)); /* librosa's 3-frame offset */
+}
+
+static void tempo_and_beats_of_a_pulse_train(void **state)
+{
+	(void)state;
+	enum { T = 1000 };
+	static float env[T];
+	for (int t = 0; t < T; t++)
+		env[t] = (t % 22 == 5) ? 1.0f : 0.0f;
+	struct dsp_tg_work w;
+	char err[128];
+	assert_int_equal(dsp_tg_work_init(&w, err, sizeof err), 0);
+	double tg[DSP_TG_WIN];
+	dsp_tempogram_mean(&w, env, T, tg);
+	assert_true(fabs(tg[0] - 1.0) < 1e-6);
+	int lag = dsp_tempo_lag(tg);
+	assert_int_equal(lag, 22);
+	assert_true(fabs(dsp_lag_bpm(22) - 117.45383522727273) < 1e-9);
+	assert_true(fabs(dsp_refine_lag(tg, lag) - 22.0) < 0.05);
+	void *work = malloc(dsp_beats_work_bytes(T));
+	int beats[T];
+	assert_non_null(work);
+	size_t nb = dsp_beat_track(env, T, dsp_lag_bpm(22), work, beats);
+	assert_true(nb >= 40);
+	for (size_t i = 0; i < nb; i++)
+		assert_int_equal(beats[i] % 22, 5);
+	for (int t = 0; t < T; t++)
+		env[t] = 0.0f;
+	assert_int_equal(dsp_beat_track(env, T, 120.0, work, beats), 0);
+	free(work);
+	dsp_tg_work_free(&w);
+}
+
+static void acf_and_refinement(void **state)
+{
+	(void)state;
+	static float env[4000];
+	for (int t = 0; t < 4000; t++)
+		env[t] = (float)sin(2 * M_PI * t / 20.0);
+	assert_true(dsp_acf_at(env, 4000, 20.0) > 0.99);
+	assert_true(dsp_acf_at(env, 4000, 10.0) < -0.99);
+	assert_true(dsp_acf_at(env, 4000, 5000.0) == 0.0);
+	double tg[DSP_TG_WIN] = {0};
+	for (int k = 0; k < DSP_TG_WIN; k++)
+		tg[k] = 1.0 - 0.01 * (k - 30.3) * (k - 30.3);
+	assert_true(fabs(dsp_refine_lag(tg, 30) - 30.3) < 1e-9);
+	tg[31] = 2.0; /* 30 is no longer a peak: keep the grid value */
+	assert_true(dsp_refine_lag(tg, 30) == 30.0);
+}
+
+/* ---- key -------------------------------------------------------------------------- */
+
+static void key_profiles_and_camelot(void **state)
+{
+	(void)state;
+	static const double MAJOR[12] = {6.35, 2.23, 3.48, 2.33, 4.38, 4.09,
+	                                 2.52, 5.19, 2.39, 3.66, 2.29, 2.88};
+	double chroma[12], scores[24];
+	for (int i = 0; i < 12; i++)
+		chroma[(7 + i) % 12] = MAJOR[i]; /* G major's profile itself */
+	int best = dsp_key_kk(chroma, scores);
+	assert_int_equal(best, 2 * 7);
+	assert_true(fabs(scores[best] - 1.0) < 1e-12);
+	for (int i = 0; i < 12; i++)
+		chroma[i] = 0.5;
+	assert_int_equal(dsp_key_kk(chroma, scores), -1);
+	chroma[3] = NAN;
+	assert_int_equal(dsp_key_kk(chroma, scores), -1);
+
+	static const char *const MAJ[12] = {"8B", "3B", "10B", "5B", "12B", "7B",
+	                                    "2B", "9B", "4B",  "11B", "6B", "1B"};
+	static const char *const MIN[12] = {"5A", "12A", "7A", "2A", "9A", "4A",
+	                                    "11A", "6A", "1A", "8A", "3A", "10A"};
+	char buf[4];
+	for (int pc = 0; pc < 12; pc++) {
+		dsp_camelot(pc, 0, buf);
+		assert_string_equal(buf, MAJ[pc]);
+		dsp_camelot(pc, 1, buf);
+		assert_string_equal(buf, MIN[pc]);
+	}
+	assert_string_equal(dsp_pitch_name(1), "C#");
+	assert_string_equal(dsp_pitch_name(12), "?");
+}
+
+/* ---- options, JSON, CLI ----------------------------------------------------------- */
+
+static void feature_names(void **state)
+{
+	(void)state;
+	unsigned m = 0;
+	char err[256];
+	assert_int_equal(dsp_features_parse("tempo,key", &m, err, sizeof err), 0);
+	assert_int_equal(m, DSP_FEAT_TEMPO | DSP_FEAT_KEY);
+	assert_int_equal(dsp_features_parse("all", &m, err, sizeof err), 0);
+	assert_int_equal(m, DSP_FEAT_ALL);
+	assert_int_equal(dsp_features_parse("spectral,mfcc,chroma,energy", &m, err, sizeof err), 0);
+	assert_int_equal(m, DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_CHROMA | DSP_FEAT_ENERGY);
+	m = 77;
+	assert_int_equal(dsp_features_parse("tempo,bpm", &m, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "'bpm'"));
+	assert_int_equal(m, 77); /* untouched on failure */
+	assert_int_equal(dsp_features_parse("", &m, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(dsp_features_parse("tempo,", &m, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(dsp_features_parse("averyveryverylongfeaturename", &m, err, sizeof err),
+	                 SFA_EINVAL);
+	assert_int_equal(dsp_features_parse(" tempo , key", &m, err, sizeof err), 0);
+	assert_int_equal(m, DSP_FEAT_TEMPO | DSP_FEAT_KEY);
+	assert_int_equal(dsp_features_parse(NULL, &m, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(dsp_features_parse("tempo,,key", &m, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(dsp_feature_bit("chroma"), DSP_FEAT_CHROMA);
+	assert_int_equal(dsp_feature_bit("Chroma"), 0);
+}
+
+static float *make_song(double seconds, size_t *n)
+{
+	float *x = synth_alloc(seconds, n);
+	assert_non_null(x);
+	static const int prog[4] = {1, 4, 5, 1};
+	synth_drums(x, *n, 120, SYNTH_BACKBEAT, 0.4, 3);
+	synth_chords(x, *n, 9, 1, prog, 4, 2.0, 1, 0.35); /* A minor */
+	return x;
+}
+
+static void json_subset_and_pooling(void **state)
+{
+	(void)state;
+	size_t n;
+	float *x = make_song(10.0, &n);
+	struct dsp_result r;
+	char err[256];
+	struct dsp_options o = {DSP_FEAT_TEMPO | DSP_FEAT_MFCC, 4.0};
+	assert_int_equal(dsp_analyze(x, n, &o, &r, err, sizeof err), 0);
+	assert_null(r.chroma);
+	assert_null(r.rms);
+	json_t *j = NULL;
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	assert_non_null(json_object_get(j, "tempo"));
+	assert_non_null(json_object_get(j, "beats"));
+	assert_non_null(json_object_get(j, "duration"));
+	assert_null(json_object_get(j, "key"));
+	assert_null(json_object_get(j, "energy"));
+	assert_null(json_object_get(j, "spectral_centroid"));
+	json_t *f = json_object_get(j, "features");
+	assert_non_null(f);
+	assert_null(json_object_get(f, "chroma"));
+	assert_int_equal(json_integer_value(json_object_get(f, "frame_rate")), 4);
+	assert_true(fabs(json_real_value(json_object_get(j, "duration")) - 10.0) < 1e-9);
+	/* 10 s at 4 columns per second: frame 430 at 9.98 s is in column 39 */
+	json_t *mfcc = json_object_get(f, "mfcc");
+	assert_int_equal(json_array_size(mfcc), 13);
+	assert_int_equal(dsp_pooled_columns(&r), 40);
+	assert_int_equal(json_array_size(json_array_get(mfcc, 0)), 40);
+	/* column 1 is the mean of frames with 0.25 <= t * 512 / 22050 < 0.5: 11 .. 21 */
+	double s = 0;
+	for (int t = 11; t <= 21; t++)
+		s += r.mfcc[2 * r.n_frames + (size_t)t];
+	double got = json_real_value(json_array_get(json_array_get(mfcc, 2), 1));
+	assert_true(fabs(got - s / 11) < 1e-9);
+	/* beats are seconds of the beat frames */
+	json_t *beats = json_object_get(j, "beats");
+	assert_int_equal(json_array_size(beats), r.n_beats);
+	assert_true(r.n_beats > 10);
+	assert_true(fabs(json_real_value(json_array_get(beats, 3)) - r.beats[3] * 512.0 / 22050) <
+	            1e-12);
+	assert_true(fabs(json_real_value(json_object_get(j, "tempo")) - 120.0) < 120 * 0.04);
+	json_decref(j);
+	dsp_result_free(&r);
+
+	/* everything, with a fractional frame rate */
+	o.features = DSP_FEAT_ALL;
+	o.frame_rate = 0.5;
+	assert_int_equal(dsp_analyze(x, n, &o, &r, err, sizeof err), 0);
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	static const char *const keys[] = {"tempo", "key", "key_confidence", "camelot", "energy",
+	                                   "spectral_centroid", "spectral_rolloff",
+	                                   "zero_crossing_rate", "beats", "duration", "features"};
+	const char *k;
+	json_t *v;
+	size_t i = 0;
+	json_object_foreach(j, k, v) {
+		assert_true(i < sizeof keys / sizeof keys[0]);
+		assert_string_equal(k, keys[i]);
+		i++;
+	}
+	assert_string_equal(json_string_value(json_object_get(j, "key")), "A minor");
+	assert_string_equal(json_string_value(json_object_get(j, "camelot")), "8A");
+	f = json_object_get(j, "features");
+	assert_true(json_real_value(json_object_get(f, "frame_rate")) == 0.5);
+	assert_int_equal(json_array_size(json_object_get(f, "chroma")), 12);
+	assert_int_equal(json_array_size(json_array_get(json_object_get(f, "chroma"), 0)), 5);
+	json_decref(j);
+	dsp_result_free(&r);
+	free(x);
+}
+
+/* Runs dsp_cli_analyze with stdout captured into *out (malloced). Returns its status. */
+static int run_cli(int argc, char **argv, char **out)
+{
+	char path[] = "/tmp/sfa_dsp_cli_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	int saved = dup(1);
+	dup2(fd, 1);
+	int rc = dsp_cli_analyze(argc, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	off_t len = lseek(fd, 0, SEEK_END);
+	*out = calloc((size_t)len + 1, 1);
+	assert_non_null(*out);
+	assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
+	close(fd);
+	unlink(path);
+	return rc;
+}
+
+static void cli_prints_the_api_object(void **state)
+{
+	(void)state;
+	size_t n;
+	float *x = make_song(6.0, &n);
+	char wav[] = "/tmp/sfa_dsp_song_XXXXXX.wav";
+	int fd = mkstemps(wav, 4);
+	assert_true(fd >= 0);
+	close(fd);
+	struct audio_buf b = {x, n, 1, 22050};
+	char err[256];
+	assert_int_equal(audio_write_wav(wav, &b, AUDIO_PCM16, err, sizeof err), 0);
+
+	char *out = NULL;
+	char *a1[] = {"analyze", wav};
+	assert_int_equal(run_cli(2, a1, &out), 0);
+	json_error_t je;
+	json_t *j = json_loads(out, 0, &je);
+	assert_non_null(j);
+	assert_non_null(json_object_get(j, "tempo"));
+	assert_non_null(json_object_get(j, "camelot"));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "features"),
+	                                                    "frame_rate")),
+	                 2);
+	/* the same object as the library builds from the same samples */
+	struct dsp_result r;
+	assert_int_equal(dsp_analyze_file(wav, NULL, &r, err, sizeof err), 0);
+	json_t *lib = NULL;
+	assert_int_equal(dsp_result_to_json(&r, &lib, err, sizeof err), 0);
+	assert_true(json_equal(j, lib));
+	json_decref(lib);
+	dsp_result_free(&r);
+	json_decref(j);
+	free(out);
+
+	char *a2[] = {"analyze", "--features", "tempo,key", "--frame-rate=1", wav, "--pretty"};
+	assert_int_equal(run_cli(6, a2, &out), 0);
+	j = json_loads(out, 0, &je);
+	assert_non_null(j);
+	assert_null(json_object_get(j, "features"));
+	assert_null(json_object_get(j, "energy"));
+	assert_non_null(strchr(out, '\n'));
+	json_decref(j);
+	free(out);
+
+	char *bad1[] = {"analyze"};
+	char *bad2[] = {"analyze", wav, "--features", "bpm"};
+	char *bad3[] = {"analyze", wav, "--frame-rate", "0"};
+	char *bad4[] = {"analyze", wav, "--frame-rate", "99"};
+	char *bad5[] = {"analyze", wav, "--loud"};
+	char *bad6[] = {"analyze", wav, wav};
+	char *bad7[] = {"analyze", wav, "--frame-rate"};
+	char *missing[] = {"analyze", "/nonexistent/sfa/none.wav"};
+	char *help[] = {"analyze", "--help"};
+	assert_int_equal(run_cli(1, bad1, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(4, bad2, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(4, bad3, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(4, bad4, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(3, bad5, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(3, bad6, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(3, bad7, &out), 2);
+	free(out);
+	assert_int_equal(run_cli(2, missing, &out), 1);
+	assert_string_equal(out, "");
+	free(out);
+	assert_int_equal(run_cli(2, help, &out), 0);
+	assert_non_null(strstr(out, "usage"));
+	free(out);
+	unlink(wav);
+	free(x);
+}
+
+/* ---- threads ---------------------------------------------------------------------- */
+
+struct thread_job {
+	const float *x;
+	size_t n;
+	struct dsp_result r;
+	int rc;
+};
+
+static void *thread_main(void *arg)
+{
+	struct thread_job *j = arg;
+	char err[128];
+	j->rc = dsp_analyze(j->x, j->n, NULL, &j->r, err, sizeof err);
+	return NULL;
+}
+
+static void concurrent_analyses_agree(void **state)
+{
+	(void)state;
+	size_t n;
+	float *x = make_song(6.0, &n);
+	struct thread_job jobs[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i].x = x;
+		jobs[i].n = n;
+		assert_int_equal(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(jobs[i].rc, 0);
+		const struct dsp_result *a = &jobs[0].r, *b = &jobs[i].r;
+		assert_true(a->tempo_bpm == b->tempo_bpm && a->n_beats == b->n_beats);
+		assert_memory_equal(a->beats, b->beats, sizeof(int) * a->n_beats);
+		assert_memory_equal(a->mfcc, b->mfcc, sizeof(float) * DSP_N_MFCC * a->n_frames);
+		assert_memory_equal(a->chroma, b->chroma, sizeof(float) * DSP_N_CHROMA * a->n_frames);
+	}
+	for (int i = 0; i < 4; i++)
+		dsp_result_free(&jobs[i].r);
+	free(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(pairwise_sum_is_accurate),
+		cmocka_unit_test(median_matches_sorting),
+		cmocka_unit_test(std_and_window),
+		cmocka_unit_test(framing_is_centred),
+		cmocka_unit_test(rms_and_zcr),
+		cmocka_unit_test(centroid_and_rolloff),
+		cmocka_unit_test(stft_of_a_sine),
+		cmocka_unit_test(melbank_shape),
+		cmocka_unit_test(dct_is_orthonormal),
+		cmocka_unit_test(chroma_fb_and_tuning),
+		cmocka_unit_test(onset_env_alignment),
+		cmocka_unit_test(tempo_and_beats_of_a_pulse_train),
+		cmocka_unit_test(acf_and_refinement),
+		cmocka_unit_test(key_profiles_and_camelot),
+		cmocka_unit_test(feature_names),
+		cmocka_unit_test(json_subset_and_pooling),
+		cmocka_unit_test(cli_prints_the_api_object),
+		cmocka_unit_test(concurrent_analyses_agree),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
