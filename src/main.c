@@ -17,6 +17,7 @@
 
 #include "api/app.h"
 #include "audio/audio.h"
+#include "dsp/cli.h"
 #include "api/routes.h"
 #include "core/accounts.h"
 #include "http/server.h"
@@ -32,6 +33,8 @@ static const char usage[] =
 	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
 	"  user create --email E --password P             create a user, print its id\n"
 	"  token create --email E [--name N]              create an API key, print it\n"
+	"  analyze FILE [--features tempo,key,...|all] [--frame-rate N]\n"
+	"                                                 analyse a song, print JSON\n"
 	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
 	"                                                 queue a job, print its id\n"
 	"  version                                        print the version\n"
@@ -311,6 +314,8 @@ int main(int argc, char **argv)
 		return cmd_token_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
 		return cmd_job_enqueue(argc - 3, argv + 3);
+	if (strcmp(cmd, "analyze") == 0)
+		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)
 		return cmd_probe_audio(argc - 2, argv + 2);
 	if (strcmp(cmd, "job-exec") == 0)

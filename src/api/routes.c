@@ -41,6 +41,8 @@ static const struct route routes[] = {
 	{"GET", "/api/jobs", api_jobs_list, R_API},
 	{"GET", "/api/jobs/:id", api_jobs_get, R_API},
 	{"DELETE", "/api/jobs/:id", api_jobs_cancel, R_API},
+	{"POST", "/api/analysis/analyze", api_analysis_analyze, R_API | R_HEAVY},
+	{"GET", "/api/analysis/job/:id", api_analysis_job, R_API},
 	{"GET", "/files/*path", api_files, R_FILES},
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},

@@ -36,6 +36,8 @@ void api_jobs_list(struct http_ctx *ctx);
 void api_jobs_get(struct http_ctx *ctx);
 void api_jobs_cancel(struct http_ctx *ctx);
 void api_files(struct http_ctx *ctx);
+void api_analysis_analyze(struct http_ctx *ctx);
+void api_analysis_job(struct http_ctx *ctx);
 void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);

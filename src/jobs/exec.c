@@ -26,6 +26,7 @@ static const struct {
 	job_worker_fn fn;
 } workers[] = {
 	{"probe", job_worker_probe},
+	{"analysis", job_worker_analysis},
 };
 
 static void emit(json_t *obj)

@@ -10,4 +10,7 @@
  * an operator or a test watch progress, retries and crash handling. */
 int job_worker_probe(struct job_run *r);
 
+/* "analysis": the native analysis engine on the track's audio (job_analysis.c). */
+int job_worker_analysis(struct job_run *r);
+
 #endif

@@ -477,6 +477,105 @@ def probe_job_decodes_an_uploaded_track(srv):
        (tid, 22050, 1), "probe result")
 
 
+def clicks_wav(bpm=120.0, seconds=8.0, rate=22050):
+    n = int(seconds * rate)
+    period = 60.0 / bpm
+    samples = [0] * n
+    t = 0.0
+    while t < seconds:
+        start = int(t * rate)
+        for k in range(200):
+            if start + k < n:
+                samples[start + k] = int(20000 * (1 - k / 200) * (1 if k % 2 else -1))
+        t += period
+    frames = b"".join(struct.pack("<h", v) for v in samples)
+    return b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(frames)) \
+        + frames
+
+
+@tap.case
+def analysis_job_end_to_end(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    tid = upload(c, auth, {"title": "Clicks"}, {"file": ("clicks.wav", clicks_wav())}) \
+        .json()["data"]["id"]
+    r = c.request("POST", "/api/analysis/analyze", headers=auth,
+                  json_body={"track_id": tid, "features": ["tempo", "key", "energy"]})
+    eq(r.status, 201, r.text)
+    d = r.json()["data"]
+    eq((d["track_id"], d["status"]), (tid, "queued"), "enqueued")
+    eq(r.header("Location"), f"/api/analysis/job/{d['job_id']}", "Location")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        j = c.get(f"/api/analysis/job/{d['job_id']}", headers=auth).json()["data"]
+        if j["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    eq(j["status"], "completed", j.get("error"))
+    res = j["result"]
+    check(abs(res["tempo"] - 120) <= 120 * 0.04, f"tempo {res['tempo']}")
+    check("features" not in res and "spectral_centroid" not in res, "unrequested features")
+    check(isinstance(res["energy"], float), "energy")
+    check(res["beats"] and all(b2 > b1 for b1, b2 in zip(res["beats"], res["beats"][1:])),
+          "beats")
+    exp = c.get(f"/export/analysis/{tid}", headers=auth).json()
+    eq(exp["analysis"], res, "export equals the job result")
+    summary = c.get(f"/api/tracks/{tid}", headers=auth).json()["data"]["analysis"]
+    eq(summary["tempo"], res["tempo"], "track summary")
+    r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={"track_id": tid})
+    j2 = r.json()["data"]["job_id"]
+    deadline = time.time() + 30
+    while c.get(f"/api/analysis/job/{j2}", headers=auth).json()["data"]["status"] != "completed":
+        check(time.time() < deadline, "default (all features) analysis did not finish")
+        time.sleep(0.1)
+    full = c.get(f"/api/analysis/job/{j2}", headers=auth).json()["data"]["result"]
+    eq(len(full["features"]["mfcc"]), 13, "13 MFCC rows")
+    eq(len(full["features"]["chroma"]), 12, "12 chroma rows")
+    eq(len(full["features"]["mfcc"][0]), 16, "2 columns per second for 8 s")
+
+
+@tap.case
+def analysis_validation(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    tid = upload(c, auth, {}, {"file": ("a.wav", sine_wav(0.5))}).json()["data"]["id"]
+    r = c.request("POST", "/api/analysis/analyze", headers=auth,
+                  json_body={"track_id": tid, "features": ["tempo", "loudness", 3]})
+    eq(r.status, 422, "unknown features")
+    eq(sorted(r.json()["details"]), ["features[1]", "features[2]"], "details by JSON path")
+    r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={})
+    eq((r.status, list(r.json()["details"])), (422, ["track_id"]), "no track")
+    r = c.request("POST", "/api/analysis/analyze", headers=auth,
+                  json_body={"track_id": str(uuid.uuid4())})
+    eq(r.status, 404, "unknown track")
+    _, other = new_user(srv)
+    r = c.request("POST", "/api/analysis/analyze", headers=other, json_body={"track_id": tid})
+    eq(r.status, 404, "another user's track")
+    bare = str(uuid.uuid4())
+    with db(srv) as d:
+        d.execute("INSERT INTO tracks (id, user_id, spotify_id, title, source, created_at, "
+                  "updated_at) VALUES (?,?,?,?,?,?,?)", (bare, uid, "4uLU6hMCjMI75M1A2tKUQC",
+                                                         "No Audio Yet", "spotify", 1, 1))
+    r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={"track_id": bare})
+    eq((r.status, r.json()["code"]), (409, "audio_not_ready"), "no audio")
+    eq(c.get(f"/api/analysis/job/{uuid.uuid4()}", headers=auth).status, 404, "unknown job")
+
+
+@tap.case
+def heavy_bucket_limits_the_11th(srv):
+    uid, auth = new_user(srv)
+    c = srv.client()
+    tid = upload(c, auth, {}, {"file": ("a.wav", sine_wav(0.3))}).json()["data"]["id"]
+    for i in range(10):
+        r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={"track_id": tid})
+        eq(r.status, 201, f"request {i + 1}")
+    eq(r.header("X-RateLimit-Limit"), "10", "heavy limit header")
+    r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={"track_id": tid})
+    eq((r.status, r.json()["code"]), (429, "rate_limited"), "the 11th")
+    eq(c.get("/api/me", headers=auth).status, 200, "the api bucket still has room")
+
+
 def main():
     srv = Server(env={"SFA_RATE_API": "100000", "SFA_MAX_UPLOAD_MB": "5"}).start()
     try:
