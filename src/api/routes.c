@@ -33,6 +33,8 @@ static const struct route routes[] = {
 	{"GET", "/users/settings", page_settings, R_PAGE_AUTH},
 	{"PUT", "/users/settings", page_settings_update, R_PAGE_AUTH},
 	{"GET", "/api/me", api_me, R_API},
+	/* Authenticates itself (API key or session + same Origin) before the upgrade. */
+	{"GET", "/socket/websocket", api_socket, R_PUBLIC},
 };
 
 static bool is_json_space(const char *path)

@@ -21,6 +21,7 @@ void routes_dispatch(struct http_ctx *ctx);
 void api_health(struct http_ctx *ctx);
 void api_health_ready(struct http_ctx *ctx);
 void api_me(struct http_ctx *ctx);
+void api_socket(struct http_ctx *ctx); /* GET /socket/websocket (api/socket.h) */
 void page_home(struct http_ctx *ctx);
 void page_asset_css(struct http_ctx *ctx);
 void page_register_form(struct http_ctx *ctx);

@@ -75,4 +75,8 @@ int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, 
                     size_t *n_out);
 int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now);
 
+/* Jobs. 0 when job_id exists and belongs to user_id; SFA_ENOTFOUND when it does not, or
+ * when this database has no jobs table yet. */
+int db_job_owned(struct db *db, const char *user_id, const char *job_id);
+
 #endif

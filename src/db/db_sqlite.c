@@ -423,3 +423,29 @@ int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, in
 	unlock(db);
 	return rc;
 }
+
+int db_job_owned(struct db *db, const char *user_id, const char *job_id)
+{
+	lock(db);
+	sqlite3_stmt *st;
+	int rc = SFA_ENOTFOUND;
+	/* Prepared directly rather than through prep(): a database from before the jobs
+	 * migration has no such table, which is an answer ("not yours"), not an error. */
+	if (sqlite3_prepare_v2(db->conn, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", -1, &st,
+	                       NULL) != SQLITE_OK) {
+		if (!strstr(sqlite3_errmsg(db->conn), "no such table"))
+			rc = fail(db, "job owner query");
+		goto out;
+	}
+	if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, user_id, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = fail(db, "bind");
+	} else {
+		int s = sqlite3_step(st);
+		rc = s == SQLITE_ROW ? 0 : s == SQLITE_DONE ? SFA_ENOTFOUND : fail(db, "job owner query");
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(db);
+	return rc;
+}
