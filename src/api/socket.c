@@ -10,6 +10,7 @@
 #include "api/socket.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,70 @@ struct phx_session {
 	struct phx_transport tr;
 	struct phx_chan *chans;
 	int n_chans;
+	bool counted; /* holds one socket_user_acquire */
 };
+
+/* Open sockets per user: a short list, one entry per user with a socket open. */
+struct user_count {
+	struct user_count *next;
+	int n;
+	char user_id[UUID_STR_LEN];
+};
+
+static pthread_mutex_t g_users_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct user_count *g_users;
+
+int socket_user_acquire(const char *user_id)
+{
+	int rc = 0;
+	pthread_mutex_lock(&g_users_mu);
+	struct user_count *u = g_users;
+	while (u && strcmp(u->user_id, user_id) != 0)
+		u = u->next;
+	if (!u) {
+		u = calloc(1, sizeof *u);
+		if (u) {
+			str_copy(u->user_id, sizeof u->user_id, user_id);
+			u->next = g_users;
+			g_users = u;
+		}
+	}
+	if (!u)
+		rc = SFA_ENOMEM;
+	else if (u->n >= PHX_MAX_SOCKETS_PER_USER)
+		rc = SFA_ETOOBIG;
+	else
+		u->n++;
+	pthread_mutex_unlock(&g_users_mu);
+	return rc;
+}
+
+void socket_user_release(const char *user_id)
+{
+	pthread_mutex_lock(&g_users_mu);
+	for (struct user_count **pp = &g_users; *pp; pp = &(*pp)->next) {
+		struct user_count *u = *pp;
+		if (strcmp(u->user_id, user_id) == 0) {
+			if (--u->n <= 0) {
+				*pp = u->next;
+				free(u);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_users_mu);
+}
+
+int socket_user_count(const char *user_id)
+{
+	int n = 0;
+	pthread_mutex_lock(&g_users_mu);
+	for (struct user_count *u = g_users; u; u = u->next)
+		if (strcmp(u->user_id, user_id) == 0)
+			n = u->n;
+	pthread_mutex_unlock(&g_users_mu);
+	return n;
+}
 
 socket_job_owner_fn socket_job_owner_check = socket_job_owner_db;
 
@@ -81,6 +145,8 @@ void phx_session_free(struct phx_session *s)
 		s->chans = ch->next;
 		chan_free(ch);
 	}
+	if (s->counted)
+		socket_user_release(s->user_id);
 	free(s);
 }
 
@@ -361,15 +427,25 @@ void api_socket(struct http_ctx *ctx)
 			return;
 		}
 	}
+	if (socket_user_acquire(u.id) != 0) {
+		char msg[160];
+		snprintf(msg, sizeof msg,
+		         "Too many open sockets for this account (the limit is %d); close some first.",
+		         PHX_MAX_SOCKETS_PER_USER);
+		http_error(ctx, 429, "rate_limited", msg);
+		return;
+	}
 	struct ws_conn *c = ws_conn_new(&phx_ws_handler, NULL);
 	struct phx_transport tr = {ws_send, ws_close, c};
 	struct phx_session *s = c ? phx_session_new(ctx->app, u.id, &tr) : NULL;
 	if (!s) {
+		socket_user_release(u.id);
 		if (c)
 			ws_conn_discard(c);
 		http_error(ctx, 500, "internal", "Out of memory opening the socket.");
 		return;
 	}
+	s->counted = true; /* released when the session ends, however the socket does */
 	ws_conn_set_arg(c, s);
 	ws_conn_accept(ctx, c, phoenix_proto ? "phoenix" : NULL);
 }

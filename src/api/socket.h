@@ -32,6 +32,9 @@
  * string topic and event and null/string/integer refs closes it with 1007. A client
  * that sends garbage is broken, and an explicit close tells it so at once.
  *
+ * One account may hold PHX_MAX_SOCKETS_PER_USER sockets at once (429 past that), so a
+ * single key cannot take every connection slot (ws_conn.h caps the total).
+ *
  * Threading: a session's messages are handled on its connection's thread; bus
  * deliveries arrive on the publisher's thread and only queue a message (thread-safe
  * transport). socket_job_owner_check is set once at start-up (tests) and read after.
@@ -48,6 +51,7 @@ struct app;
 enum {
 	PHX_MAX_TOPICS = 100,      /* joined topics per connection */
 	PHX_MAX_TOPIC_BYTES = 128, /* a longer topic is refused, never stored */
+	PHX_MAX_SOCKETS_PER_USER = 32, /* open sockets of one user (tabs, scripts): 429 past it */
 };
 
 /* How a session talks to its client. send_text may be called from any thread; close
@@ -76,5 +80,12 @@ void phx_session_handle(struct phx_session *s, bool is_text, const uint8_t *data
 void phx_session_free(struct phx_session *s);
 /* Topics currently joined. */
 int phx_session_n_topics(const struct phx_session *s);
+
+/* Counts an open socket of user_id: SFA_ETOOBIG (nothing counted) when the user already
+ * has PHX_MAX_SOCKETS_PER_USER, so one account cannot take every connection slot.
+ * Thread-safe. Every successful acquire is matched by one release. */
+int socket_user_acquire(const char *user_id);
+void socket_user_release(const char *user_id);
+int socket_user_count(const char *user_id);
 
 #endif

@@ -81,6 +81,7 @@ struct ws_conn {
 static pthread_mutex_t g_reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ws_conn *g_conns;
 static int g_n_running;
+static int g_n_pending; /* 101 queued, upgrade_cb not yet run nor the request ended */
 static bool g_stopping;
 static atomic_int g_idle_ms = WS_IDLE_MS;
 static atomic_int g_close_wait_ms = WS_CLOSE_WAIT_MS;
@@ -408,14 +409,21 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-/* Registers c and starts its thread. On failure the caller still owns c (and its socket). */
-static int start(struct ws_conn *c)
+/* Registers c and starts its thread. from_upgrade: c was counted in g_n_pending, and is
+ * started even while stopping (with its stop flag set, so it at once says 1001 to a
+ * client that already got its 101); otherwise a stopping server refuses it. On failure
+ * the caller still owns c (and its socket). */
+static int start(struct ws_conn *c, bool from_upgrade)
 {
 	pthread_mutex_lock(&g_reg_mu);
-	if (g_stopping) {
+	if (from_upgrade)
+		g_n_pending--;
+	if (g_stopping && !from_upgrade) {
 		pthread_mutex_unlock(&g_reg_mu);
 		return SFA_EIO;
 	}
+	if (g_stopping)
+		atomic_store(&c->stop, true);
 	c->prev = NULL;
 	c->next = g_conns;
 	if (g_conns)
@@ -466,7 +474,7 @@ int ws_conn_start_fd(struct ws_conn *c, int fd, const void *extra, size_t n_extr
 	c->release_arg = release_arg;
 	int rc = set_extra(c, extra, n_extra);
 	if (!rc)
-		rc = start(c);
+		rc = start(c, false);
 	if (rc) {
 		ws_conn_discard(c);
 		if (release)
@@ -489,14 +497,26 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
 	}
 	c->fd = sock;
 	c->urh = urh;
-	if (set_extra(c, extra_in, extra_in_size) || start(c)) {
+	int rc = set_extra(c, extra_in, extra_in_size);
+	if (rc) {
+		pthread_mutex_lock(&g_reg_mu);
+		g_n_pending--;
+		pthread_mutex_unlock(&g_reg_mu);
+	}
+	if (rc || start(c, true)) {
 		ws_conn_discard(c);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 	}
 }
 
 /* The request ended without upgrade_cb: the client left before the 101 was sent. */
-static void request_done(void *arg) { ws_conn_discard(arg); }
+static void request_done(void *arg)
+{
+	pthread_mutex_lock(&g_reg_mu);
+	g_n_pending--;
+	pthread_mutex_unlock(&g_reg_mu);
+	ws_conn_discard(arg);
+}
 
 static bool has_token(const char *list, const char *token)
 {
@@ -578,6 +598,9 @@ int ws_conn_accept(struct http_ctx *ctx, struct ws_conn *c, const char *subproto
 		ws_conn_discard(c);
 		return SFA_ENOMEM;
 	}
+	pthread_mutex_lock(&g_reg_mu);
+	g_n_pending++;
+	pthread_mutex_unlock(&g_reg_mu);
 	ctx->status = 101;
 	ctx->resp_override = r;
 	ctx->on_done = request_done;
@@ -589,7 +612,7 @@ int ws_conn_shutdown_all(int wait_ms)
 {
 	pthread_mutex_lock(&g_reg_mu);
 	g_stopping = true;
-	int n = g_n_running;
+	int n = g_n_running + g_n_pending;
 	for (struct ws_conn *c = g_conns; c; c = c->next) {
 		atomic_store(&c->stop, true);
 		wake(c);
@@ -597,8 +620,15 @@ int ws_conn_shutdown_all(int wait_ms)
 	pthread_mutex_unlock(&g_reg_mu);
 	if (n)
 		log_info("closing %d WebSocket connection(s)", n);
+	/* Wait for the running ones, and for upgrades whose 101 is already on its way: those
+	 * start with their stop flag set (see start). */
 	int64_t deadline = time_mono_ms() + wait_ms;
-	while ((n = ws_conn_count()) > 0 && time_mono_ms() < deadline) {
+	for (;;) {
+		pthread_mutex_lock(&g_reg_mu);
+		n = g_n_running + g_n_pending;
+		pthread_mutex_unlock(&g_reg_mu);
+		if (n == 0 || time_mono_ms() >= deadline)
+			break;
 		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}

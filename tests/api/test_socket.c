@@ -368,6 +368,26 @@ static void db_job_owned_without_and_with_table(void **state)
 	rmdir(dir);
 }
 
+static void per_user_socket_cap(void **state)
+{
+	(void)state;
+	const char *a = "33333333-3333-4333-8333-333333333333";
+	const char *b = "44444444-4444-4444-8444-444444444444";
+	for (int i = 0; i < PHX_MAX_SOCKETS_PER_USER; i++)
+		assert_int_equal(socket_user_acquire(a), 0);
+	assert_int_equal(socket_user_acquire(a), SFA_ETOOBIG);
+	assert_int_equal(socket_user_count(a), PHX_MAX_SOCKETS_PER_USER);
+	assert_int_equal(socket_user_acquire(b), 0); /* others are not affected */
+	socket_user_release(a);
+	assert_int_equal(socket_user_acquire(a), 0);
+	for (int i = 0; i < PHX_MAX_SOCKETS_PER_USER; i++)
+		socket_user_release(a);
+	socket_user_release(b);
+	assert_int_equal(socket_user_count(a), 0);
+	assert_int_equal(socket_user_count(b), 0);
+	socket_user_release(b); /* unknown: a no-op */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +403,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(malformed_messages_close, setup, teardown),
 		cmocka_unit_test(free_unsubscribes_everything),
 		cmocka_unit_test(db_job_owned_without_and_with_table),
+		cmocka_unit_test(per_user_socket_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,12 @@ class Raw:
         self.sock.close()
 
 
+def no_sanitizer_reports(log):
+    """Under `make test SANITIZE=1` the server reports leaks and errors on stderr at exit."""
+    bad = [line for line in log if "Sanitizer" in line or "runtime error:" in line]
+    check(not bad, "sanitizer report in the server log:\n" + "\n".join(log[-60:]))
+
+
 def accept_of(key):
     return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
 
@@ -380,6 +386,43 @@ def malformed_phoenix_messages_close(srv):
 
 
 @tap.case
+def per_user_socket_cap(srv):
+    _, _, key = new_user(srv)
+    raws = []
+    try:
+        for i in range(32):
+            r = Raw(srv.port, token=key)
+            eq(r.status, 101, f"socket {i + 1}")
+            raws.append(r)
+        r = Raw(srv.port, token=key)
+        eq(r.status, 429, "the 33rd socket of one account")
+        eq(json.loads(r.body)["code"], "rate_limited", "error code")
+        r.close()
+        _, _, other_key = new_user(srv)
+        r = Raw(srv.port, token=other_key)
+        eq(r.status, 101, "another account is not affected")
+        r.close()
+        # Closing one (with the handshake) frees its slot once its thread has ended.
+        first = raws.pop(0)
+        first.send(0x8, struct.pack("!H", 1000))
+        eq(first.recv_close()[0], 1000, "close echo")
+        check(first.eof(), "no EOF after the close handshake")
+        first.close()
+        deadline = time.monotonic() + 10
+        while True:
+            r = Raw(srv.port, token=key)
+            if r.status == 101 or time.monotonic() > deadline:
+                break
+            r.close()
+            time.sleep(0.02)
+        eq(r.status, 101, "a slot freed by closing a socket")
+        raws.append(r)
+    finally:
+        for r in raws:
+            r.close()
+
+
+@tap.case
 def shutdown_closes_open_sockets(srv):
     s = Server(env={"SFA_RATE_AUTH": "100000"}).start()
     try:
@@ -398,6 +441,7 @@ def shutdown_closes_open_sockets(srv):
         check(took < 8, f"shutdown took {took:.1f} s with sockets open")
         check(any("closing 3 WebSocket" in line for line in s.log),
               "no log line about closing the sockets")
+        no_sanitizer_reports(s.log)
         for r in raws:
             r.close()
     finally:
@@ -420,8 +464,17 @@ def silent_client_does_not_block_shutdown(srv):
         check(took < 8, f"shutdown took {took:.1f} s")
         eq(r.recv_close()[0], 1001, "going away")
         r.close()
+        no_sanitizer_reports(s.log)
     finally:
         s.cleanup()
+
+
+@tap.case
+def server_stops_cleanly_after_the_suite(srv):
+    """Last: the shared server, after every case above, exits 0 with nothing leaked."""
+    eq(srv.stop(), 0, "exit status")
+    time.sleep(0.2)  # let the log pump read the last lines
+    no_sanitizer_reports(srv.log)
 
 
 def main():
