@@ -20,7 +20,8 @@
  * up to close_wait_ms for the client's, reading and discarding, then drops the socket.
  * No byte from the client for idle_ms closes with 1000 "idle timeout" (the phoenix
  * client's heartbeat is every 30 s). ws_conn_shutdown_all, called by the server before
- * it stops libmicrohttpd, closes every connection with 1001 and waits for their threads.
+ * it stops libmicrohttpd, closes every connection with 1001 and waits for their threads,
+ * including connections whose 101 was already on its way (they start, say 1001, end).
  *
  * Threading: one thread per connection (their count is capped at WS_MAX_CONNS; each is
  * idle in poll() nearly always). on_message and on_close run on that thread; they may
