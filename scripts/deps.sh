@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential meson ninja-build pkg-config clang
-  libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev nettle-dev libcmocka-dev
   libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
   ffmpeg curl unzip python3 chromium

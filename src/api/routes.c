@@ -47,6 +47,8 @@ static const struct route routes[] = {
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
+	/* Authenticates itself (API key or session + same Origin) before the upgrade. */
+	{"GET", "/socket/websocket", api_socket, R_PUBLIC},
 };
 
 static bool is_json_space(const char *path)

@@ -74,6 +74,11 @@ struct http_ctx {
 	const char *header_values[HTTP_MAX_RESP_HEADERS];
 	struct MHD_Response *resp_override; /* a handler-made response (files, streams) */
 	uint64_t resp_bytes;
+	/* Called once when the request ends, before ctx is freed, if still set then: a handler
+	 * that gave libmicrohttpd something to finish later (a WebSocket upgrade) releases it
+	 * here when that never happened. */
+	void (*on_done)(void *arg);
+	void *on_done_arg;
 };
 
 /* Request accessors. */

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "http/cookie.h"
+#include "http/ws_conn.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -249,6 +250,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		         (long long)(time_mono_ms() - ctx->t0_ms),
 		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	}
+	if (ctx->on_done)
+		ctx->on_done(ctx->on_done_arg);
 	if (ctx->resp_override)
 		MHD_destroy_response(ctx->resp_override);
 	if (ctx->route_state_free)
@@ -337,7 +340,8 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			MHD_ALLOW_UPGRADE,
 		0, NULL, NULL, access_handler, (void *)o, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
@@ -359,6 +363,9 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 	MHD_socket lfd = MHD_quiesce_daemon(d);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
+	/* Upgraded connections count as in flight until their socket is handed back, and
+	 * libmicrohttpd cannot stop while one is open: close them first (1001). */
+	ws_conn_shutdown_all(WS_CLOSE_WAIT_MS + 1000);
 	int64_t deadline = time_mono_ms() + (int64_t)o->grace_s * 1000;
 	while (atomic_load(&g_in_flight) > 0 && time_mono_ms() < deadline) {
 		struct timespec ts = {0, 20 * 1000 * 1000};

@@ -1,0 +1,111 @@
+// The official `phoenix` JavaScript client, with `ws` as its transport under Node,
+// against the real server. Usage: node phx_client.mjs '<json config>'
+//   config: {url, token?, authToken?, headers?, joins: [topic...], ping?: topic,
+//            heartbeats?: n, timeoutMs?, until?: {topic, event, job_id?}}
+// With `until`, every job:* event pushed on a joined topic is recorded in `events`
+// ([{topic, event, payload}]) and the client stays connected until that event arrives.
+// Connects, joins each topic in order (recording each reply), pushes "ping" on the
+// `ping` topic, waits until `heartbeats` heartbeat replies came back, then disconnects.
+// Prints one JSON line: {opened, errors, errorMessages, joins: {topic: {status,
+// response}}, ping, heartbeats, opens}. A refused connection prints opened: false after
+// the first error (the client would otherwise retry forever).
+import { Socket } from "phoenix";
+import { WebSocket } from "ws";
+
+const cfg = JSON.parse(process.argv[2]);
+const result = { opened: false, opens: 0, errors: 0, errorMessages: [], joins: {}, ping: null, heartbeats: 0, events: [] };
+let untilSeen = !cfg.until;
+
+// A transport that adds request headers (a browser's Cookie and Origin).
+class HeaderWebSocket extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols, { headers: cfg.headers || {} });
+  }
+}
+
+const opts = {
+  transport: cfg.headers ? HeaderWebSocket : WebSocket,
+  heartbeatIntervalMs: 100,
+  reconnectAfterMs: () => 60000,
+  rejoinAfterMs: () => 60000,
+};
+if (cfg.token) opts.params = { token: cfg.token };
+if (cfg.authToken) opts.authToken = cfg.authToken;
+const socket = new Socket(cfg.url, opts);
+
+let finished = false;
+function finish() {
+  if (finished) return;
+  finished = true;
+  clearTimeout(timer);
+  console.log(JSON.stringify(result));
+  socket.disconnect(() => process.exit(0), 1000, "done");
+  setTimeout(() => process.exit(0), 500);
+}
+const timer = setTimeout(() => {
+  result.timedOut = true;
+  finish();
+}, cfg.timeoutMs || 8000);
+
+socket.onOpen(() => {
+  result.opened = true;
+  result.opens += 1;
+});
+socket.onError((e) => {
+  result.errors += 1;
+  result.errorMessages.push(String((e && (e.message || (e.error && e.error.message))) || e));
+  if (!result.opened) finish();
+});
+socket.onMessage((m) => {
+  if (m.topic === "phoenix" && m.event === "phx_reply" && m.payload.status === "ok") {
+    result.heartbeats += 1;
+    maybeDone();
+  }
+});
+
+let pending = cfg.joins.length + (cfg.ping ? 1 : 0);
+function maybeDone() {
+  if (pending === 0 && untilSeen && result.heartbeats >= (cfg.heartbeats || 0)) finish();
+}
+
+socket.connect();
+const channels = {};
+for (const topic of cfg.joins) {
+  const ch = socket.channel(topic, {});
+  channels[topic] = ch;
+  ch.onMessage = (event, payload) => {
+    if (event.startsWith("job:")) {
+      result.events.push({ topic, event, payload });
+      if (cfg.until && cfg.until.topic === topic && cfg.until.event === event &&
+          (!cfg.until.job_id || (payload && payload.job_id === cfg.until.job_id))) {
+        untilSeen = true;
+        maybeDone();
+      }
+    }
+    return payload;
+  };
+  ch.join()
+    .receive("ok", (response) => {
+      result.joins[topic] = { status: "ok", response };
+      if (cfg.ping === topic) {
+        ch.push("ping", {})
+          .receive("ok", (r) => { result.ping = { status: "ok", response: r }; pending -= 1; maybeDone(); })
+          .receive("error", (r) => { result.ping = { status: "error", response: r }; pending -= 1; maybeDone(); });
+      }
+      pending -= 1;
+      maybeDone();
+    })
+    .receive("error", (response) => {
+      result.joins[topic] = { status: "error", response };
+      ch.leave();
+      if (cfg.ping === topic) pending -= 1;
+      pending -= 1;
+      maybeDone();
+    })
+    .receive("timeout", () => {
+      result.joins[topic] = { status: "timeout" };
+      if (cfg.ping === topic) pending -= 1;
+      pending -= 1;
+      maybeDone();
+    });
+}
