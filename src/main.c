@@ -18,6 +18,7 @@
 #include "api/app.h"
 #include "audio/audio.h"
 #include "dsp/cli.h"
+#include "nn/cli.h"
 #include "api/routes.h"
 #include "core/accounts.h"
 #include "http/server.h"
@@ -33,6 +34,10 @@ static const char usage[] =
 	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
 	"  user create --email E --password P             create a user, print its id\n"
 	"  token create --email E [--name N]              create an API key, print it\n"
+	"  separate FILE --model M [--out DIR] [--format wav|wav24|f32|flac] [--shifts N]\n"
+	"           [--overlap F] [--segment S] [--seed N] [--threads N]\n"
+	"                                                 split a song into stems\n"
+	"  models list|fetch NAME|verify                  manage Demucs model files\n"
 	"  analyze FILE [--features tempo,key,...|all] [--frame-rate N]\n"
 	"                                                 analyse a song, print JSON\n"
 	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
@@ -314,6 +319,10 @@ int main(int argc, char **argv)
 		return cmd_token_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
 		return cmd_job_enqueue(argc - 3, argv + 3);
+	if (strcmp(cmd, "separate") == 0)
+		return nn_cli_separate(argc - 1, argv + 1);
+	if (strcmp(cmd, "models") == 0)
+		return nn_cli_models(argc - 1, argv + 1);
 	if (strcmp(cmd, "analyze") == 0)
 		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)

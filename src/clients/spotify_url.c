@@ -40,17 +40,6 @@ static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <
 
 static bool is_base62(char c) { return is_alpha(c) || (c >= '0' && c <= '9'); }
 
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool spotify_id_valid(const char *s, size_t n)
 {
 	if (n != SPOTIFY_ID_LEN)
@@ -251,8 +240,8 @@ int spotify_url_parse(const char *input, struct spotify_ref *out, char *err, siz
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hex_val(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_val(s[i + 2]) : -1;
+			int hi = i + 2 < n ? str_hex_value(s[i + 1]) : -1;
+			int lo = i + 2 < n ? str_hex_value(s[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return sfa_err(err, n_err, SFA_EINVAL,
 				               "This link has a broken %%-escape.");

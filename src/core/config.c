@@ -32,6 +32,11 @@ static int set_data_dir(struct config *c, const char *dir, char *err, size_t n_e
 		return sfa_err(err, n_err, SFA_EINVAL, "The data directory path is empty or too long.");
 	str_copy(c->data_dir, sizeof c->data_dir, dir);
 	snprintf(c->db_path, sizeof c->db_path, "%s/sfa.db", c->data_dir);
+	const char *models = getenv("SFA_MODELS_DIR");
+	if (models && *models)
+		str_copy(c->models_dir, sizeof c->models_dir, models);
+	else
+		snprintf(c->models_dir, sizeof c->models_dir, "%s/models", c->data_dir);
 	return 0;
 }
 
@@ -71,7 +76,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->jobs_processing = 1;
 	c->jobs_analysis = 2;
 	c->job_retry_base_s = 10;
-	c->job_memory_mb = 8192;
+	c->job_memory_mb = 32768; /* address space: the Demucs workspaces reserve 4+ GiB each */
 	int max_upload_mb = 500;
 	int rc = set_data_dir(c, "data", err, n_err);
 	if (rc)

@@ -21,6 +21,7 @@ struct config {
 	int port;            /* 0: pick a free port (tests) */
 	char data_dir[PATH_MAX];
 	char db_path[PATH_MAX + 16];
+	char models_dir[PATH_MAX + 16]; /* SFA_MODELS_DIR, else <data_dir>/models */
 	bool https;          /* SFA_HTTPS=1 behind a TLS proxy: cookies get Secure */
 	int rate_api;        /* requests per minute per caller */
 	int rate_heavy;

@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "util/err.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "util/str.h"
 
 int url_decode(struct arena *a, const char *s, size_t n, bool plus_space, char **out)
 {
@@ -27,7 +17,7 @@ int url_decode(struct arena *a, const char *s, size_t n, bool plus_space, char *
 		if (c == '%') {
 			if (i + 2 >= n) /* fewer than two characters left */
 				return SFA_EINVAL;
-			int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+			int h = str_hex_value(s[i + 1]), l = str_hex_value(s[i + 2]);
 			if (h < 0 || l < 0)
 				return SFA_EINVAL;
 			c = (char)(h * 16 + l);

@@ -81,17 +81,6 @@ static bool is_attr_char(unsigned char c)
 	       (c != 0 && strchr("!#$&+-.^_`|~", c) != NULL);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* n bytes at s equal the NUL-terminated lower-case word w, ignoring ASCII case. */
 static bool ieq(const char *s, size_t n, const char *w) { return str_ieq_n(w, s, n); }
 
@@ -451,8 +440,8 @@ static int decode_ext_value(struct multipart *m, char *s, bool *unsupported)
 	while (*r) {
 		unsigned char c = (unsigned char)*r;
 		if (c == '%') {
-			int h = hexval(r[1]);
-			int l = h < 0 ? -1 : hexval(r[2]);
+			int h = str_hex_value(r[1]);
+			int l = h < 0 ? -1 : str_hex_value(r[2]);
 			if (l < 0)
 				return bad_header(m, "a bad %-escape in filename*");
 			c = (unsigned char)(h * 16 + l);

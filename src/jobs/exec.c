@@ -27,6 +27,7 @@ static const struct {
 } workers[] = {
 	{"probe", job_worker_probe},
 	{"analysis", job_worker_analysis},
+	{"processing", job_worker_processing},
 };
 
 static void emit(json_t *obj)

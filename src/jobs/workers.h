@@ -13,4 +13,7 @@ int job_worker_probe(struct job_run *r);
 /* "analysis": the native analysis engine on the track's audio (job_analysis.c). */
 int job_worker_analysis(struct job_run *r);
 
+/* "processing": stem separation with the native Demucs engine (job_processing.c). */
+int job_worker_processing(struct job_run *r);
+
 #endif

@@ -5,6 +5,8 @@ results as TAP so scripts/test-summary.py can count every case.
 Debian's /usr/bin/python3 standard library only.
 """
 import http.client
+import math
+import struct
 import json
 import os
 import re
@@ -170,6 +172,31 @@ class Client:
         return m.group(1)
 
 
+def sine_wav(seconds=1.0, rate=44100, channels=2, freq=440.0):
+    n = int(seconds * rate)
+    frames = bytearray()
+    for i in range(n):
+        v = int(12000 * math.sin(2 * math.pi * freq * i / rate))
+        frames += struct.pack("<h", v) * channels
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16) + \
+        b"data" + struct.pack("<I", len(frames))
+    return hdr + bytes(frames)
+
+
+def multipart(fields, files, boundary="sfa-test-boundary-7MA4YWxk"):
+    out = b""
+    for k, v in fields.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n"
+                f"{v}\r\n").encode()
+    for k, (name, data) in files.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; "
+                f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
 class Tap:
     """Runs test functions and prints TAP; a raised exception is a failing case."""
 
@@ -212,3 +239,16 @@ def check(cond, msg):
 def eq(actual, expected, what="value"):
     if actual != expected:
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def run_suite(tap, env):
+    """Starts one server with env, runs the suite's cases against it, prints the server
+    log's tail when something failed, and returns the exit status."""
+    srv = Server(env=env).start()
+    try:
+        rc = tap.run(srv)
+    finally:
+        srv.cleanup()
+    if rc:
+        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
+    return rc

@@ -21,7 +21,7 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -324,32 +324,6 @@ def track_search_and_patch(srv):
     eq(r.status, 422, "blank title")
 
 
-def sine_wav(seconds=1.0, rate=44100, channels=2, freq=440.0):
-    import math
-    n = int(seconds * rate)
-    frames = bytearray()
-    for i in range(n):
-        v = int(12000 * math.sin(2 * math.pi * freq * i / rate))
-        frames += struct.pack("<h", v) * channels
-    hdr = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16) + \
-        b"data" + struct.pack("<I", len(frames))
-    return hdr + bytes(frames)
-
-
-def multipart(fields, files, boundary="sfa-test-boundary-7MA4YWxk"):
-    out = b""
-    for k, v in fields.items():
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n"
-                f"{v}\r\n").encode()
-    for k, (name, data) in files.items():
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; "
-                f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                ).encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 def upload(c, auth, fields, files, **kw):
     body, h = multipart(fields, files, **kw)
     return c.request("POST", "/api/tracks", body=body, headers={**auth, **h})
@@ -576,16 +550,5 @@ def heavy_bucket_limits_the_11th(srv):
     eq(c.get("/api/me", headers=auth).status, 200, "the api bucket still has room")
 
 
-def main():
-    srv = Server(env={"SFA_RATE_API": "100000", "SFA_MAX_UPLOAD_MB": "5"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-30:]))
-    return rc
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(tap, {"SFA_RATE_API": "100000", "SFA_MAX_UPLOAD_MB": "5"}))

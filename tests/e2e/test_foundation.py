@@ -17,7 +17,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SFA, Server, Tap, check, eq  # noqa: E402
+from harness import SFA, Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -428,16 +428,5 @@ def browser_register_key_and_use_it(srv):
     eq(seen["me_status"], 200, "the key made in the browser works on /api/me")
 
 
-def main():
-    srv = Server(env={"SFA_RATE_AUTH": "100000"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(tap, {"SFA_RATE_AUTH": "100000"}))

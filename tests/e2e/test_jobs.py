@@ -15,7 +15,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -229,16 +229,5 @@ def graceful_stop_requeues_running_jobs(_srv):
         s.cleanup()
 
 
-def main():
-    srv = Server(env=ENV).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(tap, ENV))

@@ -20,7 +20,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -540,16 +540,5 @@ def server_stops_cleanly_after_the_suite(srv):
     no_sanitizer_reports(srv.log)
 
 
-def main():
-    srv = Server(env={"SFA_RATE_AUTH": "100000"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(tap, {"SFA_RATE_AUTH": "100000"}))

@@ -1,0 +1,216 @@
+/* processing.c - POST /api/processing/separate, GET /api/processing/job/:id,
+ * GET /api/processing/models.
+ *
+ * The request is checked completely before a job is queued: the track is the caller's
+ * and has audio, the model and engine are known, and for the local engine the model's
+ * weight files are installed (else 422 model_not_installed with the command that
+ * installs them). The work itself is the "processing" job (jobs/job_processing.c).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/routes.h"
+#include "jobs/jobs.h"
+#include "nn/bag.h"
+#include "nn/models.h"
+#include "util/err.h"
+#include "util/uuid.h"
+
+/* The reference's four models, in its order and words. */
+static const struct {
+	const char *name;
+	const char *description;
+} catalogue[] = {
+	{"htdemucs", "Hybrid Transformer Demucs - default 4-stem model"},
+	{"htdemucs_ft", "Fine-tuned Hybrid Transformer Demucs - higher quality, slower"},
+	{"htdemucs_6s", "6-stem model (vocals, drums, bass, guitar, piano, other)"},
+	{"mdx_extra", "MDX-Net Extra - alternative architecture, good for vocals"},
+};
+
+/* Whether every member file of model `name` is in dir, and whether this build can run
+ * it. A <name>.yaml in dir overrides the built-in definition, as nn_model_open does. */
+static bool model_installed(const char *dir, const struct nn_builtin *b, bool *runnable)
+{
+	*runnable = b->supported;
+	char path[PATH_MAX + 128];
+	snprintf(path, sizeof path, "%s/%s.yaml", dir, b->name);
+	char text[NN_BAG_MAX_BYTES];
+	size_t n = 0;
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		n = fread(text, 1, sizeof text, f);
+		fclose(f);
+		*runnable = true; /* a local definition names its own members */
+	} else {
+		n = strlen(b->yaml);
+		memcpy(text, b->yaml, n);
+	}
+	struct nn_bag_spec spec;
+	char err[256];
+	if (nn_bag_parse(text, n, &spec, err, sizeof err) != 0)
+		return false;
+	for (int i = 0; i < spec.n_models; i++)
+		if (nn_models_find_member(dir, spec.models[i], path, sizeof path) != 0)
+			return false;
+	return true;
+}
+
+static json_t *stem_names(const struct nn_builtin *b)
+{
+	json_t *a = json_array();
+	const char *p = b->stems;
+	while (*p) {
+		size_t k = strcspn(p, ",");
+		json_array_append_new(a, json_stringn(p, k));
+		p += k;
+		if (*p == ',')
+			p++;
+	}
+	return a;
+}
+
+void api_processing_models(struct http_ctx *ctx)
+{
+	const char *dir = ctx->app->cfg.models_dir;
+	json_t *models = json_array();
+	for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++) {
+		const struct nn_builtin *b = nn_builtin_find(catalogue[i].name);
+		if (!b)
+			continue;
+		bool runnable;
+		bool installed = model_installed(dir, b, &runnable) && runnable;
+		json_t *names = stem_names(b);
+		json_array_append_new(models,
+		                      json_pack("{s:s, s:s, s:I, s:b, s:o}", "name", b->name,
+		                                "description", catalogue[i].description, "stems",
+		                                (json_int_t)json_array_size(names), "installed",
+		                                installed, "stem_names", names));
+	}
+	http_data(ctx, 200, json_pack("{s:o}", "models", models));
+}
+
+static const char *known(const char *v, const char *const *set)
+{
+	for (int i = 0; set[i]; i++)
+		if (strcmp(v, set[i]) == 0)
+			return set[i];
+	return NULL;
+}
+
+void api_processing_separate(struct http_ctx *ctx)
+{
+	static const char *const models[] = {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
+	                                     NULL};
+	static const char *const engines[] = {"local", "lalalai", NULL};
+	static const char *const formats[] = {"wav", "flac", NULL};
+	json_t *body;
+	if (!api_json_body(ctx, &body))
+		return;
+	json_t *details = json_object();
+	char track_id[UUID_STR_LEN] = "";
+	const char *tid = json_string_value(json_object_get(body, "track_id"));
+	if (!tid)
+		json_object_set_new(details, "track_id", json_pack("[s]", "must be a track id"));
+	else if (uuid_valid(tid))
+		memcpy(track_id, tid, UUID_STR_LEN);
+	const char *fields[3] = {"model", "engine", "output_format"};
+	const char *const *sets[3] = {models, engines, formats};
+	const char *values[3] = {"htdemucs", "local", "wav"};
+	for (int i = 0; i < 3; i++) {
+		json_t *v = json_object_get(body, fields[i]);
+		if (!v || json_is_null(v))
+			continue;
+		const char *k = json_is_string(v) ? known(json_string_value(v), sets[i]) : NULL;
+		if (!k) {
+			char msg[160];
+			snprintf(msg, sizeof msg, "must be one of %s, %s%s%s", sets[i][0], sets[i][1],
+			         sets[i][2] ? ", ..." : "", "");
+			json_object_set_new(details, fields[i], json_pack("[s]", msg));
+		} else {
+			values[i] = k;
+		}
+	}
+	json_decref(body);
+	if (json_object_size(details)) {
+		http_error_details(ctx, 422, "validation_failed", "The separation request is invalid.",
+		                   details);
+		return;
+	}
+	json_decref(details);
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	if (!t.audio_path[0]) {
+		http_error(ctx, 409, "audio_not_ready",
+		           "The track has no audio yet; download or upload it first.");
+		return;
+	}
+	if (strcmp(values[1], "lalalai") == 0) {
+		http_error(ctx, 503, "not_configured",
+		           "The lal.ai engine is not configured on this server; use engine \"local\".");
+		return;
+	}
+	const char *dir = ctx->app->cfg.models_dir;
+	bool runnable;
+	const struct nn_builtin *b = nn_builtin_find(values[0]);
+	if (!b || !model_installed(dir, b, &runnable) || !runnable) {
+		char msg[300];
+		if (b && !b->supported)
+			snprintf(msg, sizeof msg,
+			         "The %s model needs the Hybrid Demucs (v3) engine, which this server does "
+			         "not have yet; use htdemucs, htdemucs_ft or htdemucs_6s.",
+			         values[0]);
+		else
+			snprintf(msg, sizeof msg,
+			         "The %s model is not installed; install it with `sfa models fetch %s`.",
+			         values[0], values[0]);
+		http_error(ctx, 422, "model_not_installed", msg);
+		return;
+	}
+	struct db_job j;
+	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "processing",
+	                json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
+	                          "output_format", values[2]),
+	                &j) != 0) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201,
+	          json_pack("{s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "model",
+	                    values[0], "status", "queued"));
+}
+
+static void add_stem(void *arg, const struct db_stem *s)
+{
+	json_array_append_new(arg, api_stem_json(s));
+}
+
+void api_processing_job(struct http_ctx *ctx)
+{
+	const char *id = http_param(ctx, "id");
+	struct db_job j;
+	if (!uuid_valid(id) || db_job_get(ctx->app->db, ctx->user.id, id, &j) != 0 ||
+	    strcmp(j.type, "processing") != 0) {
+		api_not_found(ctx, "The processing job");
+		return;
+	}
+	json_error_t je;
+	json_t *payload = json_loads(j.payload, 0, &je);
+	const char *model = payload ? json_string_value(json_object_get(payload, "model")) : NULL;
+	json_t *stems = json_array();
+	if (strcmp(j.status, "completed") == 0)
+		db_stem_list(ctx->app->db, ctx->user.id, j.track_id, j.id, add_stem, stems);
+	http_data(ctx, 200,
+	          json_pack("{s:s, s:s, s:s, s:i, s:s?, s:o, s:s?}", "id", j.id, "track_id",
+	                    j.track_id, "status", j.status, "progress", j.progress, "model", model,
+	                    "stems", stems, "error", strcmp(j.status, "failed") == 0 ? j.error : NULL));
+	json_decref(payload);
+}

@@ -1,0 +1,153 @@
+/* job_processing.c - the "processing" job type: stem separation with the native Demucs
+ * engine (src/nn).
+ *
+ * Payload: {"model", "engine": "local", "output_format": "wav"|"flac"}. The track's audio
+ * is decoded to 44.1 kHz stereo, separated (progress = forward passes done / total,
+ * mapped to 10..90 %), each stem written into the job's scratch directory, and only then
+ * moved to data/uploads/stems/<job id>/<stem>.<ext> and recorded as stem rows. A cancel
+ * (SIGTERM) at any point before that leaves nothing behind: the scheduler removes the
+ * scratch directory. Earlier separations are never touched: each job has its own folder.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audio/audio.h"
+#include "jobs/workers.h"
+#include "nn/nn.h"
+#include "util/err.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/uuid.h"
+
+static void on_progress(void *user, int done, int total)
+{
+	struct job_run *r = user;
+	char msg[64];
+	snprintf(msg, sizeof msg, "separating: %d of %d segments", done, total);
+	job_report(r, 10 + (total ? 80 * done / total : 0), "processing", msg);
+}
+
+int job_worker_processing(struct job_run *r)
+{
+	const char *model = json_string_value(json_object_get(r->payload, "model"));
+	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
+	if (!format)
+		format = "wav";
+	struct db_track t;
+	if (!model || db_track_get(r->db, r->job.user_id, r->job.track_id, &t) != 0 ||
+	    !t.audio_path[0]) {
+		snprintf(r->error, sizeof r->error, "The track or its audio no longer exists.");
+		r->retry = false;
+		return SFA_ENOTFOUND;
+	}
+	job_report(r, 1, "processing", "loading the model");
+	struct nn_model *m = NULL;
+	char err[512];
+	int rc = nn_model_open(model, r->cfg->models_dir, &m, err, sizeof err);
+	if (rc) {
+		snprintf(r->error, sizeof r->error, "The %s model could not be loaded: %s", model, err);
+		r->retry = false;
+		return rc;
+	}
+	const struct nn_model_info *info = nn_model_info(m);
+	job_report(r, 5, "processing", "decoding the audio");
+	char path[PATH_MAX * 2];
+	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t.audio_path);
+	struct audio_buf in = {0};
+	rc = audio_decode(path, info->samplerate, info->audio_channels, 0, &in, err, sizeof err);
+	if (rc) {
+		nn_model_free(m);
+		snprintf(r->error, sizeof r->error, "The track's audio could not be decoded: %s", err);
+		r->retry = false;
+		return rc;
+	}
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.progress = on_progress;
+	o.progress_user = r;
+	float *out = NULL;
+	rc = nn_separate(m, in.data, in.n_frames, &o, &out, err, sizeof err);
+	size_t n_frames = in.n_frames;
+	audio_buf_free(&in);
+	if (rc) {
+		nn_model_free(m);
+		snprintf(r->error, sizeof r->error, "The separation failed: %s", err);
+		return rc;
+	}
+	job_report(r, 92, "processing", "writing the stems");
+	const char *ext = strcmp(format, "flac") == 0 ? "flac" : "wav";
+	int n_src = info->n_sources, n_ch = info->audio_channels;
+	char names[NN_MAX_STEMS][64];
+	for (int s = 0; s < n_src && rc == 0; s++) {
+		str_copy(names[s], sizeof names[s], info->sources[s]);
+		char file[PATH_MAX + 128];
+		snprintf(file, sizeof file, "%s/%s.%s", r->work_dir, names[s], ext);
+		struct audio_buf b = {out + (size_t)s * (size_t)n_ch * n_frames, n_frames, n_ch,
+		                      info->samplerate};
+		rc = strcmp(ext, "flac") == 0 ? audio_write_flac(file, &b, AUDIO_PCM16, err, sizeof err)
+		                              : audio_write_wav(file, &b, AUDIO_PCM16, err, sizeof err);
+	}
+	free(out);
+	nn_model_free(m);
+	if (rc) {
+		snprintf(r->error, sizeof r->error, "The stems could not be written: %s", err);
+		return rc;
+	}
+	/* Publish: move the folder into place, then record the rows. */
+	char rel_dir[128], dest[PATH_MAX * 2], parent[PATH_MAX + 64];
+	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
+	snprintf(parent, sizeof parent, "%s/uploads/stems", r->cfg->data_dir);
+	snprintf(dest, sizeof dest, "%s/uploads/%s", r->cfg->data_dir, rel_dir);
+	fs_remove_tree(dest); /* a previous attempt that died mid-publish */
+	if (fs_mkdirs(parent, 0700) || mkdir(dest, 0700) != 0) {
+		snprintf(r->error, sizeof r->error, "The stems folder could not be created.");
+		return SFA_EIO;
+	}
+	json_t *list = json_array();
+	double duration = (double)n_frames / info->samplerate;
+	for (int s = 0; s < n_src; s++) {
+		char from[PATH_MAX + 256], to[PATH_MAX * 3];
+		struct stat st;
+		if (snprintf(from, sizeof from, "%s/%s.%s", r->work_dir, names[s], ext) >=
+		        (int)sizeof from ||
+		    snprintf(to, sizeof to, "%s/%s.%s", dest, names[s], ext) >= (int)sizeof to ||
+		    rename(from, to) != 0 || stat(to, &st) != 0) {
+			fs_remove_tree(dest);
+			json_decref(list);
+			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");
+			return SFA_EIO;
+		}
+		struct db_stem row = {0};
+		uuid_v4(row.id);
+		str_copy(row.user_id, sizeof row.user_id, r->job.user_id);
+		str_copy(row.track_id, sizeof row.track_id, t.id);
+		str_copy(row.job_id, sizeof row.job_id, r->job.id);
+		str_copy(row.stem_type, sizeof row.stem_type, names[s]);
+		if (snprintf(row.file_path, sizeof row.file_path, "%s/%s.%s", rel_dir, names[s], ext) >=
+		    (int)sizeof row.file_path)
+			row.file_path[0] = '\0'; /* cannot happen: rel_dir and names are short */
+		row.file_size = (int64_t)st.st_size;
+		str_copy(row.format, sizeof row.format, ext);
+		row.duration_s = duration;
+		str_copy(row.engine, sizeof row.engine, "local");
+		str_copy(row.model, sizeof row.model, model);
+		row.created_at = (int64_t)time(NULL);
+		if (db_stem_insert(r->db, &row) != 0) {
+			fs_remove_tree(dest);
+			json_decref(list);
+			snprintf(r->error, sizeof r->error, "The stems could not be recorded.");
+			return SFA_EDB;
+		}
+		json_array_append_new(list, json_pack("{s:s, s:s}", "id", row.id, "stem_type", names[s]));
+	}
+	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);
+	job_report(r, 100, "processing", "done");
+	return 0;
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""End-to-end tests of stem separation through the API, with the native Demucs engine.
+
+A tiny HTDemucs checkpoint in the official file format (random weights, from the
+reference data in tests/fixtures/nn) is installed under htdemucs's signature, exactly as
+`sfa models fetch` would place the real one. Upload -> separate -> stems downloadable,
+each as long as the input; plus the validation and model errors of the contract.
+"""
+import io
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import uuid
+import wave
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+
+tap = Tap()
+PW = "correct horse battery"
+FIXTURES = os.environ.get("SFA_FIXTURES",
+                          os.path.join(os.path.dirname(__file__), "..", "fixtures"))
+TINY = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
+HTDEMUCS_SIG = "955717e8"  # the single member of the official htdemucs bag
+
+
+def new_user(srv):
+    email = f"sep-{uuid.uuid4().hex[:10]}@example.com"
+    srv.cli("user", "create", "--email", email, "--password", PW)
+    key = srv.cli("token", "create", "--email", email).stdout.strip()
+    return {"Authorization": f"Bearer {key}"}
+
+
+def upload(srv, auth, seconds=1.0):
+    body, h = multipart({"title": "Tone", "artist": "Lab"},
+                        {"file": ("tone.wav", sine_wav(seconds))})
+    r = srv.client().request("POST", "/api/tracks", body=body, headers={**auth, **h})
+    eq(r.status, 201, r.text)
+    return r.json()["data"]
+
+
+def separate(c, auth, **body):
+    return c.request("POST", "/api/processing/separate", headers=auth, json_body=body)
+
+
+def models_dir(srv):
+    return os.path.join(srv.data_dir, "models")
+
+
+@tap.case
+def models_listing_and_install_state(srv):
+    auth = new_user(srv)
+    c = srv.client()
+    r = c.get("/api/processing/models", headers=auth)
+    eq(r.status, 200, "status")
+    models = {m["name"]: m for m in r.json()["data"]["models"]}
+    eq(list(models), ["htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra"], "the four")
+    eq((models["htdemucs_6s"]["stems"], models["htdemucs_6s"]["stem_names"]),
+       (6, ["drums", "bass", "other", "vocals", "guitar", "piano"]), "6 stems")
+    eq(models["htdemucs"]["installed"], False, "nothing installed yet")
+    track = upload(srv, auth)
+    r = separate(c, auth, track_id=track["id"])
+    eq((r.status, r.json()["code"]), (422, "model_not_installed"), "not installed")
+    check("sfa models fetch htdemucs" in r.json()["error"], r.text)
+
+
+@tap.case
+def separate_end_to_end(srv):
+    check(os.path.exists(TINY), f"missing test fixture {TINY}")
+    os.makedirs(models_dir(srv), exist_ok=True)
+    shutil.copy(TINY, os.path.join(models_dir(srv), f"{HTDEMUCS_SIG}.th"))
+    auth = new_user(srv)
+    c = srv.client()
+    eq({m["name"]: m["installed"] for m in
+        c.get("/api/processing/models", headers=auth).json()["data"]["models"]}["htdemucs"],
+       True, "installed now")
+    track = upload(srv, auth, seconds=1.0)
+    r = separate(c, auth, track_id=track["id"], model="htdemucs")
+    eq(r.status, 201, r.text)
+    d = r.json()["data"]
+    eq((d["track_id"], d["model"], d["status"]), (track["id"], "htdemucs", "queued"), "enqueued")
+    seen = set()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        j = c.get(f"/api/processing/job/{d['job_id']}", headers=auth).json()["data"]
+        seen.add(j["progress"])
+        if j["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    eq(j["status"], "completed", j.get("error"))
+    eq(j["model"], "htdemucs", "model")
+    stems = j["stems"]
+    eq([s["stem_type"] for s in stems], ["drums", "bass", "other", "vocals"], "stems")
+    n_in = 44100
+    for s in stems:
+        eq((s["engine"], s["format"]), ("local", "wav"), "engine/format")
+        check(s["file_path"].startswith(f"/files/stems/{d['job_id']}/"), s["file_path"])
+        f = c.get(s["file_path"], headers=auth)
+        eq(f.status, 200, f"download {s['stem_type']}")
+        w = wave.open(io.BytesIO(f.body))
+        eq((w.getnframes(), w.getnchannels(), w.getframerate()), (n_in, 2, 44100),
+           f"{s['stem_type']} has the input's length")
+    z = c.get(f"/export/stems/{track['id']}", headers=auth)
+    eq(z.status, 200, "zip")
+    names = zipfile.ZipFile(io.BytesIO(z.body)).namelist()
+    eq(names, [f"Lab - Tone ({s}).wav" for s in ("drums", "bass", "other", "vocals")], "zip")
+    t = c.get(f"/api/tracks/{track['id']}", headers=auth).json()["data"]
+    eq(len(t["stems"]), 4, "track shows its stems")
+    # A second separation keeps the first one's stems intact.
+    r2 = separate(c, auth, track_id=track["id"], output_format="flac")
+    j2 = r2.json()["data"]["job_id"]
+    deadline = time.time() + 60
+    while c.get(f"/api/processing/job/{j2}", headers=auth).json()["data"]["status"] not in (
+            "completed", "failed"):
+        check(time.time() < deadline, "second separation did not finish")
+        time.sleep(0.05)
+    j2d = c.get(f"/api/processing/job/{j2}", headers=auth).json()["data"]
+    eq([s["format"] for s in j2d["stems"]], ["flac"] * 4, "flac stems")
+    for s in stems:
+        eq(c.get(s["file_path"], headers=auth).status, 200, "the earlier stems remain")
+
+
+@tap.case
+def separate_validation(srv):
+    auth = new_user(srv)
+    c = srv.client()
+    track = upload(srv, auth)
+    r = separate(c, auth, track_id=track["id"], model="spleeter", engine="cloud",
+                 output_format="mp3")
+    eq(r.status, 422, "bad values")
+    eq(sorted(r.json()["details"]), ["engine", "model", "output_format"], "every field named")
+    r = separate(c, auth, track_id=track["id"], model="mdx_extra")
+    eq((r.status, r.json()["code"]), (422, "model_not_installed"), "mdx_extra (part 2)")
+    r = separate(c, auth, track_id=track["id"], engine="lalalai")
+    eq((r.status, r.json()["code"]), (503, "not_configured"), "lal.ai without a key")
+    r = separate(c, auth, track_id=str(uuid.uuid4()))
+    eq(r.status, 404, "unknown track")
+    other = new_user(srv)
+    eq(separate(c, other, track_id=track["id"]).status, 404, "another user's track")
+    eq(c.get(f"/api/processing/job/{uuid.uuid4()}", headers=auth).status, 404, "unknown job")
+
+
+if __name__ == "__main__":
+    sys.exit(run_suite(tap, {"SFA_RATE_API": "100000", "SFA_RATE_HEAVY": "100000"}))
