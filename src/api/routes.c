@@ -44,6 +44,8 @@ static const struct route routes[] = {
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
+	/* Spotify and downloads */
+	{"POST", "/api/spotify/fetch", api_spotify_fetch, R_API},
 };
 
 static bool is_json_space(const char *path)

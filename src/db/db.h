@@ -91,7 +91,8 @@ struct db_track {
 	char isrc[32];
 	int64_t duration_s;     /* 0: unknown */
 	char source[16];        /* "spotify" | "upload" */
-	char audio_path[DB_PATH_MAX]; /* relative to the data dir; "" until there is audio */
+	char audio_path[DB_PATH_MAX]; /* relative to data/uploads (the /files/ URL space);
+	                                 "" until there is audio */
 	char audio_format[32];
 	int64_t audio_size;
 	int audio_rate_hz;
@@ -207,6 +208,16 @@ int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
 /* The analysis a job produced: *out_json is malloced (caller frees). */
 int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id,
                         char **out_json);
+
+/* ---- Spotify ----------------------------------------------------------------------- */
+
+/* Inserts or refreshes n Spotify tracks of the user in one transaction, keyed by
+ * (user, spotify_id). In: each tracks[i] has spotify_id and the metadata set, and a fresh
+ * id used only when the track is new. An existing track keeps its id, audio and the
+ * title/artist/album the user may have edited; its album art, link, ISRC and duration
+ * are refreshed. Out: each tracks[i] is overwritten with the stored row. */
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
+                            size_t n, int64_t now);
 
 /* Whether the user owns a file under the data dir (relative path), through a track's
  * audio or a stem. */

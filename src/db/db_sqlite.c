@@ -1086,3 +1086,42 @@ bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 	unlock(db);
 	return rc == 0;
 }
+
+/* ---- Spotify ----------------------------------------------------------------------- */
+
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
+                            size_t n, int64_t now)
+{
+	lock(db);
+	int rc = exec(db, "BEGIN IMMEDIATE");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct db_track *t = &tracks[i];
+		struct db_track row;
+		rc = one_row(db,
+		             prep(db,
+		                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
+		                  "album_art_url, spotify_url, isrc, duration_s, source, created_at, "
+		                  "updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'spotify',?11,?11) "
+		                  "ON CONFLICT (user_id, spotify_id) WHERE spotify_id IS NOT NULL "
+		                  "DO UPDATE SET album_art_url = coalesce(excluded.album_art_url, "
+		                  "album_art_url), spotify_url = coalesce(excluded.spotify_url, "
+		                  "spotify_url), isrc = coalesce(excluded.isrc, isrc), duration_s = "
+		                  "excluded.duration_s, updated_at = excluded.updated_at "
+		                  "RETURNING " TRACK_COLS,
+		                  "ttttttzzzii", t->id, user_id, t->spotify_id, t->title, t->artist,
+		                  t->album, t->album_art_url, t->spotify_url, t->isrc, t->duration_s,
+		                  now),
+		             read_track_cb, &row);
+		if (rc == 0)
+			*t = row;
+	}
+	if (rc == 0)
+		rc = exec(db, "COMMIT");
+	if (rc) {
+		exec(db, "ROLLBACK");
+		if (rc == SFA_ENOTFOUND)
+			rc = SFA_EDB;
+	}
+	unlock(db);
+	return rc;
+}

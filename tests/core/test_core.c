@@ -304,6 +304,55 @@ static void config_env(void **state)
 	rmdir(dir);
 }
 
+static void config_spotify_and_download(void **state)
+{
+	(void)state;
+	char err[256];
+	struct config c;
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_string_equal(c.spotify_market, "US");
+	assert_string_equal(c.ytdlp, "yt-dlp");
+	assert_string_equal(c.download_query, "ytsearch5");
+	assert_int_equal(c.download_timeout_s, 600);
+	assert_string_equal(c.spotify_client_id, "");
+	static const struct {
+		const char *name, *value;
+		int rc;
+	} cases[] = {
+		{"SFA_SPOTIFY_MARKET", "SE", 0},
+		{"SFA_SPOTIFY_MARKET", "se", SFA_EINVAL},
+		{"SFA_SPOTIFY_MARKET", "USA", SFA_EINVAL},
+		{"SFA_SPOTIFY_API_URL", "http://127.0.0.1:9", 0},
+		{"SFA_SPOTIFY_API_URL", "ftp://x", SFA_EINVAL},
+		{"SFA_SPOTIFY_REDIRECT_URI", "javascript:alert(1)", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "http://127.0.0.1:8/{spotify_id}.mp3", 0},
+		{"SFA_DOWNLOAD_QUERY", "file:///etc/{spotify_id}", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "scsearch3", 0},
+		{"SFA_DOWNLOAD_QUERY", "ytsearch", 0},
+		{"SFA_DOWNLOAD_QUERY", "ytsearch0", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "--exec=rm", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "search5", SFA_EINVAL},
+		{"SFA_DOWNLOAD_TIMEOUT_S", "2", SFA_EINVAL},
+		{"SFA_DOWNLOAD_TIMEOUT_S", "30", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		setenv(cases[i].name, cases[i].value, 1);
+		int rc = config_from_env(&c, err, sizeof err);
+		if (rc != cases[i].rc)
+			fail_msg("%s=%s gave %d (%s)", cases[i].name, cases[i].value, rc, err);
+		if (rc)
+			assert_non_null(strstr(err, cases[i].name));
+		unsetenv(cases[i].name);
+	}
+	setenv("SFA_SPOTIFY_CLIENT_ID", "abc", 1);
+	setenv("SFA_YTDLP", "/opt/yt-dlp", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_string_equal(c.spotify_client_id, "abc");
+	assert_string_equal(c.ytdlp, "/opt/yt-dlp");
+	unsetenv("SFA_SPOTIFY_CLIENT_ID");
+	unsetenv("SFA_YTDLP");
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -316,6 +365,7 @@ int main(void)
 		cmocka_unit_test(validation),
 		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
 		cmocka_unit_test(config_env),
+		cmocka_unit_test(config_spotify_and_download),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
