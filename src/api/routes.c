@@ -46,6 +46,8 @@ static const struct route routes[] = {
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
 	/* Spotify and downloads */
 	{"POST", "/api/spotify/fetch", api_spotify_fetch, R_API},
+	{"POST", "/api/download/track", api_download_track, R_API | R_HEAVY},
+	{"GET", "/api/download/job/:id", api_download_job, R_API},
 };
 
 static bool is_json_space(const char *path)

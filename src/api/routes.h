@@ -34,6 +34,8 @@ void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);
 void api_spotify_fetch(struct http_ctx *ctx);
+void api_download_track(struct http_ctx *ctx);
+void api_download_job(struct http_ctx *ctx);
 void page_home(struct http_ctx *ctx);
 void page_asset_css(struct http_ctx *ctx);
 void page_register_form(struct http_ctx *ctx);

@@ -26,6 +26,7 @@ static const struct {
 	job_worker_fn fn;
 } workers[] = {
 	{"probe", job_worker_probe},
+	{"download", job_worker_download},
 };
 
 static void emit(json_t *obj)

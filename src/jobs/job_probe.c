@@ -43,7 +43,7 @@ int job_worker_probe(struct job_run *r)
 		struct db_track t;
 		if (db_track_get(r->db, r->job.user_id, r->job.track_id, &t) == 0 && t.audio_path[0]) {
 			char path[8192];
-			snprintf(path, sizeof path, "%s/%s", r->cfg->data_dir, t.audio_path);
+			snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t.audio_path);
 			struct audio_info info;
 			char err[512];
 			if (audio_probe(path, &info, err, sizeof err)) {

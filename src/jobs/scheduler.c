@@ -49,6 +49,7 @@ struct child {
 	bool no_retry;
 	bool cancelled, timed_out;
 	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms;
+	bool progress_dirty; /* a throttled update not yet written to the database */
 	int progress;
 	char phase[16];
 	char message[256];
@@ -212,6 +213,9 @@ static void handle_line(struct child *c, const char *line)
 		if (now - c->last_write_ms >= 250 || c->progress == 100) {
 			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
 			c->last_write_ms = now;
+			c->progress_dirty = false;
+		} else {
+			c->progress_dirty = true; /* written by supervise() once the interval passed */
 		}
 		publish_progress(c);
 	}
@@ -340,6 +344,11 @@ static void supervise(int64_t now)
 		struct child *c = &S.kids[i];
 		if (!c->used || c->pid <= 0)
 			continue;
+		if (c->progress_dirty && now - c->last_write_ms >= 250) {
+			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
+			c->last_write_ms = now;
+			c->progress_dirty = false;
+		}
 		if (now >= c->next_check_ms) {
 			c->next_check_ms = now + 300;
 			if (!c->cancelled && db_job_cancel_requested(S.db, c->job.id)) {
