@@ -37,4 +37,7 @@ bool api_spotify_fetch_into_library(struct http_ctx *ctx, const char *url,
  * a non-empty string. The string is borrowed from body. */
 const char *api_spotify_url_field(struct http_ctx *ctx, json_t *body);
 
+/* Appends the settings page's Spotify section (link state, link / unlink) to b. */
+void page_spotify_settings(struct http_ctx *ctx, struct buf *b, const char *csrf_token);
+
 #endif
