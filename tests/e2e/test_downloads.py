@@ -290,6 +290,49 @@ def missing_ytdlp_is_explained(_srv):
 
 
 @tap.case
+def timeout_kills_ytdlp_and_is_retried_later(_srv):
+    gate = threading.Event()  # never set while the attempt runs: the source stalls
+    audio.gates[f"/{magic('okStall')}.wav"] = gate
+    s = Server(env={**fake.env(), "SFA_DOWNLOAD_TIMEOUT_S": "5", "SFA_JOB_RETRY_BASE_S": "600",
+                    "SFA_DOWNLOAD_QUERY": f"{audio.url}/{{spotify_id}}.wav"}).start()
+    try:
+        auth = new_user(s)
+        d = start_download(s, auth, f"spotify:track:{magic('okStall')}").json()["data"]
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            full = s.client().get(f"/api/jobs/{d['job_id']}", headers=auth).json()["data"]
+            if full["status"] == "queued" and full["attempts"] == 1:
+                break
+            time.sleep(0.1)
+        eq((full["status"], full["attempts"]), ("queued", 1), "queued again after the timeout")
+        check("did not finish within 5 s" in (full["error"] or ""), full["error"])
+        scratch = os.path.join(s.data_dir, "tmp", "jobs", d["job_id"])
+        eq(processes_mentioning(scratch), [], "yt-dlp was killed with its process group")
+        no_files_left(s, d["track_id"], d["job_id"])
+    finally:
+        gate.set()
+        s.cleanup()
+
+
+@tap.case
+def missing_ffmpeg_is_explained(_srv):
+    empty = tempfile.mkdtemp(prefix="sfa-nopath-")
+    s = Server(env={**fake.env(), "PATH": empty, "SFA_YTDLP": shutil.which("yt-dlp"),
+                    "SFA_DOWNLOAD_QUERY": f"{audio.url}/{{spotify_id}}.wav"}).start()
+    try:
+        auth = new_user(s)
+        d = start_download(s, auth, f"spotify:track:{OK_TRACK}").json()["data"]
+        j = wait_done(s, auth, d["job_id"])
+        eq(j["status"], "failed", "status")
+        check("ffmpeg is not installed" in j["error"] and "apt-get install ffmpeg" in j["error"],
+              j["error"])
+        no_files_left(s, d["track_id"], d["job_id"])
+    finally:
+        s.cleanup()
+        os.rmdir(empty)
+
+
+@tap.case
 def search_mode_picks_the_closest_duration_with_a_stub_ytdlp(_srv):
     """Uses tests/e2e/stub_ytdlp.py (canned search results), NOT the real yt-dlp."""
     log = os.path.join(tmp, "stub.log")
@@ -328,7 +371,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sfa-dl-")
     wav = make_wav(os.path.join(tmp, "src.wav"), 3)
     files = {f"/{magic(n)}.wav": ("audio/wav", wav)
-             for n in ("okTrack", "okGated", "okCancel")}
+             for n in ("okTrack", "okGated", "okCancel", "okStall")}
     for i in (1, 2, 3):
         files[f"/sa{i:020d}.wav"] = ("audio/wav", wav)
     files[f"/{magic('okNotAudio')}.wav"] = ("audio/mpeg", b"this is not audio\n" * 4000)
