@@ -581,7 +581,7 @@ int job_worker_download(struct job_run *r)
 	char err[512];
 	if (audio_probe(src, &in, err, sizeof err) != 0) {
 		rc = fail(d, false, SFA_EFORMAT, "The downloaded file is not audio that can be "
-		          "decoded: %s", err);
+		          "decoded: %s.", err);
 		goto out;
 	}
 	char dst[PATH_MAX + 80];
@@ -591,7 +591,7 @@ int job_worker_download(struct job_run *r)
 		goto out;
 	report(d, PCT_CONVERT_END + 1, "processing", "validating the converted audio");
 	if (audio_probe(dst, &res, err, sizeof err) != 0) {
-		rc = fail(d, false, SFA_EFORMAT, "The converted file does not decode: %s", err);
+		rc = fail(d, false, SFA_EFORMAT, "The converted file does not decode: %s.", err);
 		goto out;
 	}
 	if (strcmp(res.codec, strcmp(d->q->ext, "flac") == 0 ? "flac" : "mp3") != 0) {

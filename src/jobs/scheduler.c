@@ -76,7 +76,9 @@ static int types(struct job_type *out)
 {
 	const struct config *c = S.cfg;
 	struct job_type t[] = {
-		{"download", c->jobs_download, 1800},
+		/* Outlasts the worker's own SFA_DOWNLOAD_TIMEOUT_S, which explains itself. */
+		{"download", c->jobs_download,
+		 c->download_timeout_s + 300 > 1800 ? c->download_timeout_s + 300 : 1800},
 		{"processing", c->jobs_processing, 4 * 3600},
 		{"analysis", c->jobs_analysis, 1800},
 		{"probe", 2, 600},
