@@ -14,6 +14,7 @@
 
 #include "api/app.h"
 #include "api/routes.h"
+#include "api/spotify_api.h"
 #include "core/accounts.h"
 #include "core/csrf.h"
 #include "http/cookie.h"
@@ -32,6 +33,10 @@ static const struct {
 	{"email_changed", "Email changed successfully."},
 	{"password_changed", "Password updated successfully."},
 	{"key_revoked", "API key revoked."},
+	{"spotify_linked", "Your Spotify account is linked."},
+	{"spotify_unlinked", "Your Spotify account was unlinked."},
+	{"spotify_denied", "Spotify log-in was cancelled; nothing was changed."},
+	{"spotify_registered", "Account created with Spotify. Welcome to Sound Forge Alchemy!"},
 };
 
 static const char css[] =
@@ -71,7 +76,7 @@ static const char *flash_text(struct http_ctx *ctx)
 	return NULL;
 }
 
-static void redirect_with_flash(struct http_ctx *ctx, const char *location, const char *code)
+void page_redirect_with_flash(struct http_ctx *ctx, const char *location, const char *code)
 {
 	char sc[128];
 	if (cookie_format(sc, sizeof sc, "_sfa_flash", code, 60, ctx->app->cfg.https) == 0)
@@ -87,7 +92,7 @@ static const char *csrf_token(struct http_ctx *ctx)
 }
 
 /* Wraps body (HTML) in the layout and sends it. */
-static void render(struct http_ctx *ctx, int status, const char *title, const char *body)
+void page_render(struct http_ctx *ctx, int status, const char *title, const char *body)
 {
 	struct buf b;
 	buf_init(&b, 1 << 20);
@@ -136,10 +141,10 @@ void page_home(struct http_ctx *ctx)
 			"<p>Create an API key in <a href=\"/users/settings\">Settings</a> to use the REST "
 			"API and the live progress socket.</p></section>",
 			html_esc(&ctx->arena, ctx->user.email));
-		render(ctx, 200, "Home", body);
+		page_render(ctx, 200, "Home", body);
 		return;
 	}
-	render(ctx, 200, "Home",
+	page_render(ctx, 200, "Home",
 	       "<section><h1>Sound Forge Alchemy</h1><p>Separate songs into stems, analyse tempo and "
 	       "key, and mix stems into new tracks.</p><p><a href=\"/users/log-in\">Log in</a> or "
 	       "<a href=\"/users/register\">create an account</a>.</p></section>");
@@ -166,7 +171,7 @@ static void register_form(struct http_ctx *ctx, int status, const char *email,
 		            : "",
 		csrf_token(ctx), html_esc(&ctx->arena, email ? email : ""),
 		field_error_html(ctx, fe, "email"), field_error_html(ctx, fe, "password"));
-	render(ctx, status, "Register", body);
+	page_render(ctx, status, "Register", body);
 }
 
 void page_register_form(struct http_ctx *ctx) { register_form(ctx, 200, NULL, NULL); }
@@ -183,7 +188,7 @@ static void start_session(struct http_ctx *ctx, const struct db_user *u, bool re
 	cookie_format(sc, sizeof sc, "_sfa_session", token, remember ? ACCOUNTS_REMEMBER_S : -1,
 	              ctx->app->cfg.https);
 	http_set_header(ctx, "Set-Cookie", sc);
-	redirect_with_flash(ctx, "/", flash);
+	page_redirect_with_flash(ctx, "/", flash);
 }
 
 void page_register(struct http_ctx *ctx)
@@ -220,13 +225,16 @@ static void log_in_form(struct http_ctx *ctx, int status, const char *email, con
 		"autocomplete=\"current-password\">"
 		"<label><input type=\"checkbox\" name=\"user[remember_me]\" value=\"true\"> Keep me "
 		"logged in for 14 days</label>"
-		"<button type=\"submit\">Log in</button></form>"
+		"<button type=\"submit\">Log in</button></form>%s"
 		"<p>No account yet? <a href=\"/users/register\">Register</a>.</p></section>",
 		error ? arena_printf(&ctx->arena, "<p class=\"alert\" role=\"alert\">%s</p>",
 		                     html_esc(&ctx->arena, error))
 		      : "",
-		csrf_token(ctx), html_esc(&ctx->arena, email ? email : ""));
-	render(ctx, status, "Log in", body);
+		csrf_token(ctx), html_esc(&ctx->arena, email ? email : ""),
+		ctx->app->cfg.spotify_client_id[0]
+			? "<p><a href=\"/auth/spotify\">Log in with Spotify</a></p>"
+			: "");
+	page_render(ctx, status, "Log in", body);
 }
 
 void page_log_in_form(struct http_ctx *ctx) { log_in_form(ctx, 200, NULL, NULL); }
@@ -255,7 +263,7 @@ void page_log_out(struct http_ctx *ctx)
 	char sc[128];
 	cookie_format(sc, sizeof sc, "_sfa_session", "", 0, ctx->app->cfg.https);
 	http_set_header(ctx, "Set-Cookie", sc);
-	redirect_with_flash(ctx, "/", "logged_out");
+	page_redirect_with_flash(ctx, "/", "logged_out");
 }
 
 static void settings_page(struct http_ctx *ctx, int status, const struct field_errors *email_fe,
@@ -341,8 +349,9 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 	           "placeholder=\"e.g. laptop script\">%s"
 	           "<button type=\"submit\">Create API key</button></form></section>",
 	           tok, field_error_html(ctx, key_fe, "name"));
+	page_spotify_settings(ctx, &b, tok);
 	char *body = buf_steal(&b);
-	render(ctx, status, "Settings", body);
+	page_render(ctx, status, "Settings", body);
 	free(body);
 }
 
@@ -364,7 +373,7 @@ void page_settings_update(struct http_ctx *ctx)
 		int rc = accounts_change_email(db, &ctx->user, current ? current : "", email ? email : "",
 		                               &fe);
 		if (rc == 0) {
-			redirect_with_flash(ctx, "/users/settings", "email_changed");
+			page_redirect_with_flash(ctx, "/users/settings", "email_changed");
 			return;
 		}
 		settings_page(ctx, rc == SFA_EINVAL ? 422 : 500, &fe, NULL, NULL, NULL, NULL);
@@ -376,7 +385,7 @@ void page_settings_update(struct http_ctx *ctx)
 		                                  next ? next : "", ctx->session_token, &fe);
 		if (rc == 0) {
 			log_info("user %s changed the password; other sessions ended", ctx->user.id);
-			redirect_with_flash(ctx, "/users/settings", "password_changed");
+			page_redirect_with_flash(ctx, "/users/settings", "password_changed");
 			return;
 		}
 		settings_page(ctx, rc == SFA_EINVAL ? 422 : 500, NULL, &fe, NULL, NULL, NULL);
@@ -400,7 +409,7 @@ void page_settings_update(struct http_ctx *ctx)
 	if (strcmp(action, "revoke_api_key") == 0) {
 		const char *id = http_form(ctx, "key_id");
 		if (id && db_api_key_revoke(db, ctx->user.id, id, (int64_t)time(NULL)) == 0) {
-			redirect_with_flash(ctx, "/users/settings", "key_revoked");
+			page_redirect_with_flash(ctx, "/users/settings", "key_revoked");
 			return;
 		}
 		field_errors_add(&fe, "name", "that key does not exist or is already revoked");

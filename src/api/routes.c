@@ -52,6 +52,14 @@ static const struct route routes[] = {
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
 	/* Authenticates itself (API key or session + same Origin) before the upgrade. */
 	{"GET", "/socket/websocket", api_socket, R_PUBLIC},
+	/* Spotify and downloads */
+	{"POST", "/api/spotify/fetch", api_spotify_fetch, R_API},
+	{"POST", "/api/download/track", api_download_track, R_API | R_HEAVY},
+	{"GET", "/api/download/job/:id", api_download_job, R_API},
+	{"GET", "/api/spotify/me", api_spotify_me, R_API},
+	{"GET", "/auth/spotify", auth_spotify_start, R_PAGE},
+	{"DELETE", "/auth/spotify", auth_spotify_unlink, R_PAGE_AUTH},
+	{"GET", "/auth/spotify/callback", auth_spotify_callback, R_PAGE},
 };
 
 static bool is_json_space(const char *path)

@@ -45,6 +45,9 @@ void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);
 void api_socket(struct http_ctx *ctx); /* GET /socket/websocket (api/socket.h) */
+void api_spotify_fetch(struct http_ctx *ctx);
+void api_download_track(struct http_ctx *ctx);
+void api_download_job(struct http_ctx *ctx);
 void page_home(struct http_ctx *ctx);
 void page_asset_css(struct http_ctx *ctx);
 void page_register_form(struct http_ctx *ctx);
@@ -54,5 +57,15 @@ void page_log_in(struct http_ctx *ctx);
 void page_log_out(struct http_ctx *ctx);
 void page_settings(struct http_ctx *ctx);
 void page_settings_update(struct http_ctx *ctx);
+void auth_spotify_start(struct http_ctx *ctx);
+void auth_spotify_callback(struct http_ctx *ctx);
+void auth_spotify_unlink(struct http_ctx *ctx);
+void api_spotify_me(struct http_ctx *ctx);
+
+/* Page helpers shared by the HTML handlers (pages.c). */
+/* Wraps body (HTML, already escaped) in the site layout and sends it with status. */
+void page_render(struct http_ctx *ctx, int status, const char *title, const char *body);
+/* 302 to location with a one-shot flash message code from pages.c's table. */
+void page_redirect_with_flash(struct http_ctx *ctx, const char *location, const char *code);
 
 #endif

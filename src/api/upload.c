@@ -242,8 +242,8 @@ void api_tracks_upload(struct http_ctx *ctx)
 	char out[8192];
 	int status = 0;
 	char *argv[] = {"sfa", "probe-audio", u->tmp_path, NULL};
-	struct proc_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb, .cpu_s = 120};
-	rc = proc_run(ctx->app->exe, argv, &po, 120 * 1000, out, sizeof out, &status);
+	struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb, .cpu_s = 120};
+	rc = proc_capture(ctx->app->exe, argv, &po, 120 * 1000, out, sizeof out, &status);
 	json_error_t je;
 	json_t *info = json_loads(out, 0, &je);
 	const char *container = json_str(info, "container");

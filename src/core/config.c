@@ -26,6 +26,77 @@ static int env_int(const char *name, long min, long max, int *out, char *err, si
 	return 0;
 }
 
+/* Copies a string variable into dst; too long is an error naming the variable. */
+static int env_str(const char *name, char *dst, size_t n_dst, char *err, size_t n_err)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return 0;
+	if (strlen(v) >= n_dst)
+		return sfa_err(err, n_err, SFA_EINVAL, "%s is longer than %zu characters.", name,
+		               n_dst - 1);
+	str_copy(dst, n_dst, v);
+	return 0;
+}
+
+/* SFA_DOWNLOAD_QUERY is either an http(s) URL template holding {spotify_id} or a yt-dlp
+ * search prefix ("ytsearch5", "scsearch3"): letters, then "search", then a count. */
+static bool download_query_valid(const char *q)
+{
+	if (strstr(q, "{spotify_id}"))
+		return str_starts_with(q, "http://") || str_starts_with(q, "https://");
+	const char *s = strstr(q, "search");
+	if (!s || s == q)
+		return false;
+	for (const char *p = q; p < s; p++)
+		if (!(*p >= 'a' && *p <= 'z'))
+			return false;
+	const char *n = s + 6;
+	if (!*n)
+		return true;
+	long count;
+	return str_to_long(n, 1, 50, &count) == 0;
+}
+
+static int spotify_from_env(struct config *c, char *err, size_t n_err)
+{
+	int rc;
+	if ((rc = env_str("SFA_SPOTIFY_CLIENT_ID", c->spotify_client_id,
+	                  sizeof c->spotify_client_id, err, n_err)) ||
+	    (rc = env_str("SFA_SPOTIFY_CLIENT_SECRET", c->spotify_client_secret,
+	                  sizeof c->spotify_client_secret, err, n_err)) ||
+	    (rc = env_str("SFA_SPOTIFY_ACCOUNTS_URL", c->spotify_accounts_url,
+	                  sizeof c->spotify_accounts_url, err, n_err)) ||
+	    (rc = env_str("SFA_SPOTIFY_API_URL", c->spotify_api_url, sizeof c->spotify_api_url, err,
+	                  n_err)) ||
+	    (rc = env_str("SFA_SPOTIFY_MARKET", c->spotify_market, sizeof c->spotify_market, err,
+	                  n_err)) ||
+	    (rc = env_str("SFA_SPOTIFY_REDIRECT_URI", c->spotify_redirect_uri,
+	                  sizeof c->spotify_redirect_uri, err, n_err)) ||
+	    (rc = env_str("SFA_YTDLP", c->ytdlp, sizeof c->ytdlp, err, n_err)) ||
+	    (rc = env_str("SFA_DOWNLOAD_QUERY", c->download_query, sizeof c->download_query, err,
+	                  n_err)) ||
+	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err, n_err)))
+		return rc;
+	const char *urls[] = {c->spotify_accounts_url, c->spotify_api_url, c->spotify_redirect_uri};
+	const char *names[] = {"SFA_SPOTIFY_ACCOUNTS_URL", "SFA_SPOTIFY_API_URL",
+	                       "SFA_SPOTIFY_REDIRECT_URI"};
+	for (int i = 0; i < 3; i++)
+		if (*urls[i] && !str_starts_with(urls[i], "http://") &&
+		    !str_starts_with(urls[i], "https://"))
+			return sfa_err(err, n_err, SFA_EINVAL, "%s must be an http:// or https:// URL.",
+			               names[i]);
+	const char *m = c->spotify_market;
+	if (strlen(m) != 2 || m[0] < 'A' || m[0] > 'Z' || m[1] < 'A' || m[1] > 'Z')
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "SFA_SPOTIFY_MARKET must be a two-letter country code such as US.");
+	if (!download_query_valid(c->download_query))
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "SFA_DOWNLOAD_QUERY must be an http(s) URL holding {spotify_id} or a "
+		               "yt-dlp search prefix such as ytsearch5.");
+	return 0;
+}
+
 static int set_data_dir(struct config *c, const char *dir, char *err, size_t n_err)
 {
 	if (!*dir || strlen(dir) >= sizeof c->data_dir)
@@ -77,6 +148,10 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->jobs_analysis = 2;
 	c->job_retry_base_s = 10;
 	c->job_memory_mb = 32768; /* address space: the Demucs workspaces reserve 4+ GiB each */
+	str_copy(c->spotify_market, sizeof c->spotify_market, "US");
+	str_copy(c->ytdlp, sizeof c->ytdlp, "yt-dlp");
+	str_copy(c->download_query, sizeof c->download_query, "ytsearch5");
+	c->download_timeout_s = 600;
 	int max_upload_mb = 500;
 	int rc = set_data_dir(c, "data", err, n_err);
 	if (rc)
@@ -108,7 +183,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_MAX_UPLOAD_MB", 1, 1 << 20, &max_upload_mb, err, n_err)))
 		return rc;
 	c->max_upload_bytes = (int64_t)max_upload_mb << 20;
-	return 0;
+	return spotify_from_env(c, err, n_err);
 }
 
 int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, size_t n_err)

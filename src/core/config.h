@@ -39,6 +39,18 @@ struct config {
 	int64_t max_upload_bytes;
 	unsigned char csrf_key[32]; /* derived from the secret */
 	unsigned char box_key[32];  /* for secretbox-encrypted columns */
+
+	/* Spotify (metadata, log-in) and the audio download. Empty strings: not set. */
+	char spotify_client_id[256];
+	char spotify_client_secret[256];
+	char spotify_accounts_url[512]; /* "" = https://accounts.spotify.com */
+	char spotify_api_url[512];      /* "" = https://api.spotify.com */
+	char spotify_market[3];         /* ISO 3166-1 alpha-2, default "US" */
+	char spotify_redirect_uri[512]; /* "" = derived from the request's Host */
+	char ytdlp[PATH_MAX];           /* yt-dlp program: a path or a name on PATH */
+	char download_query[1024];      /* URL template with {spotify_id}, or a yt-dlp search
+	                                   prefix such as "ytsearch5" (the default) */
+	int download_timeout_s;         /* wall-clock limit of one download attempt */
 };
 
 /* Fills c with defaults and the SFA_* environment. Errors name the variable. */

@@ -91,7 +91,8 @@ struct db_track {
 	char isrc[32];
 	int64_t duration_s;     /* 0: unknown */
 	char source[16];        /* "spotify" | "upload" */
-	char audio_path[DB_PATH_MAX]; /* relative to the data dir; "" until there is audio */
+	char audio_path[DB_PATH_MAX]; /* relative to data/uploads (the /files/ URL space);
+	                                 "" until there is audio */
 	char audio_format[32];
 	int64_t audio_size;
 	int audio_rate_hz;
@@ -207,6 +208,56 @@ int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
 /* The analysis a job produced: *out_json is malloced (caller frees). */
 int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id,
                         char **out_json);
+
+/* ---- Spotify ----------------------------------------------------------------------- */
+
+/* Inserts or refreshes n Spotify tracks of the user in one transaction, keyed by
+ * (user, spotify_id). In: each tracks[i] has spotify_id and the metadata set, and a fresh
+ * id used only when the track is new. An existing track keeps its id, audio and the
+ * title/artist/album the user may have edited; its album art, link, ISRC and duration
+ * are refreshed. Out: each tracks[i] is overwritten with the stored row. */
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
+                            size_t n, int64_t now);
+
+/* Pending Spotify log-ins (authorization code + PKCE), keyed by the hex SHA-256 of the
+ * state sent to Spotify. browser_hash binds the state to the browser that started it;
+ * user_id is "" when nobody was logged in. verifier is sealed (core/sealed.h). */
+struct db_oauth_state {
+	char state_hash[65];
+	char browser_hash[65];
+	char user_id[UUID_STR_LEN];
+	char verifier[256];
+	char redirect_uri[512];
+	int64_t expires_at;
+};
+/* Inserts a state, first deleting every expired one. */
+int db_oauth_state_insert(struct db *db, const struct db_oauth_state *st, int64_t now);
+/* Deletes the state and returns it (single use): SFA_ENOTFOUND when unknown or used. */
+int db_oauth_state_take(struct db *db, const char *state_hash, struct db_oauth_state *out);
+
+/* A user's linked Spotify account. Tokens are sealed texts (core/sealed.h). */
+struct db_spotify_link {
+	char user_id[UUID_STR_LEN];
+	char spotify_user_id[128];
+	char display_name[DB_TEXT_MAX];
+	char email[DB_EMAIL_MAX + 1];
+	char access_token[2048];
+	char refresh_token[2048]; /* "" when Spotify gave none */
+	char scope[512];
+	int64_t expires_at;       /* when the access token expires (unix s) */
+	int64_t created_at, updated_at;
+};
+/* Links (or re-links) l->user_id to l->spotify_user_id. An empty refresh_token keeps the
+ * stored one. SFA_ECONFLICT when that Spotify account is linked to another user. */
+int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64_t now);
+int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_link *out);
+int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,
+                                  struct db_spotify_link *out);
+/* New tokens after a refresh; refresh_token NULL or "" keeps the stored one. */
+int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *access_token,
+                               const char *refresh_token, int64_t expires_at, int64_t now);
+/* SFA_ENOTFOUND when the user had no link. */
+int db_spotify_link_delete(struct db *db, const char *user_id);
 
 /* Whether the user owns a file under the data dir (relative path), through a track's
  * audio or a stem. */

@@ -94,6 +94,21 @@ static const char *const migrations[] = {
 	"  job_id TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);"
 	"CREATE INDEX analyses_track ON analyses (track_id, id);"
 	"CREATE INDEX tracks_audio ON tracks (audio_path);",
+	/* 3: Spotify log-in: pending authorizations and linked accounts */
+	"CREATE TABLE oauth_states ("
+	"  state_hash TEXT PRIMARY KEY,"
+	"  browser_hash TEXT NOT NULL,"
+	"  user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+	"  verifier TEXT NOT NULL, redirect_uri TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);"
+	"CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);"
+	"CREATE TABLE spotify_links ("
+	"  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	"  spotify_user_id TEXT NOT NULL UNIQUE,"
+	"  display_name TEXT, email TEXT,"
+	"  access_token TEXT NOT NULL, refresh_token TEXT, scope TEXT,"
+	"  expires_at INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
 };
 
 static void lock(struct db *db) { pthread_mutex_lock(&db->mu); }
@@ -1085,4 +1100,180 @@ bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 	                 read_nothing, NULL);
 	unlock(db);
 	return rc == 0;
+}
+
+/* ---- Spotify ----------------------------------------------------------------------- */
+
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
+                            size_t n, int64_t now)
+{
+	lock(db);
+	int rc = exec(db, "BEGIN IMMEDIATE");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct db_track *t = &tracks[i];
+		struct db_track row;
+		rc = one_row(db,
+		             prep(db,
+		                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
+		                  "album_art_url, spotify_url, isrc, duration_s, source, created_at, "
+		                  "updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'spotify',?11,?11) "
+		                  "ON CONFLICT (user_id, spotify_id) WHERE spotify_id IS NOT NULL "
+		                  "DO UPDATE SET album_art_url = coalesce(excluded.album_art_url, "
+		                  "album_art_url), spotify_url = coalesce(excluded.spotify_url, "
+		                  "spotify_url), isrc = coalesce(excluded.isrc, isrc), duration_s = "
+		                  "excluded.duration_s, updated_at = excluded.updated_at "
+		                  "RETURNING " TRACK_COLS,
+		                  "ttttttzzzii", t->id, user_id, t->spotify_id, t->title, t->artist,
+		                  t->album, t->album_art_url, t->spotify_url, t->isrc, t->duration_s,
+		                  now),
+		             read_track_cb, &row);
+		if (rc == 0)
+			*t = row;
+	}
+	if (rc == 0)
+		rc = exec(db, "COMMIT");
+	if (rc) {
+		exec(db, "ROLLBACK");
+		if (rc == SFA_ENOTFOUND)
+			rc = SFA_EDB;
+	}
+	unlock(db);
+	return rc;
+}
+
+/* ---- Spotify log-in ------------------------------------------------------------------ */
+
+int db_oauth_state_insert(struct db *db, const struct db_oauth_state *st, int64_t now)
+{
+	lock(db);
+	int rc = run(db, prep(db, "DELETE FROM oauth_states WHERE expires_at <= ?", "i", now), false);
+	if (rc == 0)
+		rc = run(db,
+		         prep(db,
+		              "INSERT INTO oauth_states (state_hash, browser_hash, user_id, verifier, "
+		              "redirect_uri, created_at, expires_at) VALUES (?,?,?,?,?,?,?)",
+		              "ttzttii", st->state_hash, st->browser_hash, st->user_id, st->verifier,
+		              st->redirect_uri, now, st->expires_at),
+		         false);
+	unlock(db);
+	return rc;
+}
+
+static void read_oauth_state_cb(sqlite3_stmt *st, void *out)
+{
+	struct db_oauth_state *s = out;
+	col_text(st, 0, s->state_hash, sizeof s->state_hash);
+	col_text(st, 1, s->browser_hash, sizeof s->browser_hash);
+	col_text(st, 2, s->user_id, sizeof s->user_id);
+	col_text(st, 3, s->verifier, sizeof s->verifier);
+	col_text(st, 4, s->redirect_uri, sizeof s->redirect_uri);
+	s->expires_at = sqlite3_column_int64(st, 5);
+}
+
+int db_oauth_state_take(struct db *db, const char *state_hash, struct db_oauth_state *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "DELETE FROM oauth_states WHERE state_hash = ? RETURNING state_hash, "
+	                      "browser_hash, coalesce(user_id,''), verifier, redirect_uri, expires_at",
+	                      "t", state_hash),
+	                 read_oauth_state_cb, out);
+	unlock(db);
+	return rc;
+}
+
+#define LINK_COLS                                                                           \
+	"user_id, spotify_user_id, coalesce(display_name,''), coalesce(email,''), access_token, " \
+	"coalesce(refresh_token,''), coalesce(scope,''), expires_at, created_at, updated_at"
+
+static void read_link_cb(sqlite3_stmt *st, void *out)
+{
+	struct db_spotify_link *l = out;
+	col_text(st, 0, l->user_id, sizeof l->user_id);
+	col_text(st, 1, l->spotify_user_id, sizeof l->spotify_user_id);
+	col_text(st, 2, l->display_name, sizeof l->display_name);
+	col_text(st, 3, l->email, sizeof l->email);
+	col_text(st, 4, l->access_token, sizeof l->access_token);
+	col_text(st, 5, l->refresh_token, sizeof l->refresh_token);
+	col_text(st, 6, l->scope, sizeof l->scope);
+	l->expires_at = sqlite3_column_int64(st, 7);
+	l->created_at = sqlite3_column_int64(st, 8);
+	l->updated_at = sqlite3_column_int64(st, 9);
+}
+
+int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64_t now)
+{
+	lock(db);
+	/* The Spotify account may be linked to one user only: a link held by another user is
+	 * a conflict, never silently moved. */
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT 1 FROM spotify_links WHERE spotify_user_id = ? AND user_id <> ?",
+	                      "tt", l->spotify_user_id, l->user_id),
+	                 read_nothing, NULL);
+	if (rc == 0) {
+		rc = SFA_ECONFLICT;
+	} else if (rc == SFA_ENOTFOUND) {
+		rc = run(db,
+		         prep(db,
+		              "INSERT INTO spotify_links (user_id, spotify_user_id, display_name, email, "
+		              "access_token, refresh_token, scope, expires_at, created_at, updated_at) "
+		              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9) ON CONFLICT (user_id) DO UPDATE SET "
+		              "spotify_user_id = excluded.spotify_user_id, display_name = "
+		              "excluded.display_name, email = excluded.email, access_token = "
+		              "excluded.access_token, refresh_token = coalesce(excluded.refresh_token, "
+		              "refresh_token), scope = excluded.scope, expires_at = excluded.expires_at, "
+		              "updated_at = excluded.updated_at",
+		              "ttzztzzii", l->user_id, l->spotify_user_id, l->display_name, l->email,
+		              l->access_token, l->refresh_token, l->scope, l->expires_at, now),
+		         false);
+	}
+	unlock(db);
+	return rc;
+}
+
+int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_link *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE user_id = ?", "t",
+	                      user_id),
+	                 read_link_cb, out);
+	unlock(db);
+	return rc;
+}
+
+int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,
+                                  struct db_spotify_link *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE spotify_user_id = ?",
+	                      "t", spotify_user_id),
+	                 read_link_cb, out);
+	unlock(db);
+	return rc;
+}
+
+int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *access_token,
+                               const char *refresh_token, int64_t expires_at, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE spotify_links SET access_token = ?, refresh_token = coalesce(?, "
+	                  "refresh_token), expires_at = ?, updated_at = ? WHERE user_id = ?",
+	                  "tziit", access_token, refresh_token, expires_at, now, user_id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_spotify_link_delete(struct db *db, const char *user_id)
+{
+	lock(db);
+	int rc = run(db, prep(db, "DELETE FROM spotify_links WHERE user_id = ?", "t", user_id), true);
+	unlock(db);
+	return rc;
 }

@@ -28,6 +28,7 @@ static const struct {
 	{"probe", job_worker_probe},
 	{"analysis", job_worker_analysis},
 	{"processing", job_worker_processing},
+	{"download", job_worker_download},
 };
 
 static void emit(json_t *obj)

@@ -48,6 +48,7 @@ struct child {
 	bool no_retry;
 	bool cancelled, timed_out;
 	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms;
+	bool progress_dirty; /* a throttled update not yet written to the database */
 	int progress;
 	char phase[16];
 	char message[256];
@@ -74,7 +75,9 @@ static int types(struct job_type *out)
 {
 	const struct config *c = S.cfg;
 	struct job_type t[] = {
-		{"download", c->jobs_download, 1800},
+		/* Outlasts the worker's own SFA_DOWNLOAD_TIMEOUT_S, which explains itself. */
+		{"download", c->jobs_download,
+		 c->download_timeout_s + 300 > 1800 ? c->download_timeout_s + 300 : 1800},
 		{"processing", c->jobs_processing, 4 * 3600},
 		{"analysis", c->jobs_analysis, 1800},
 		{"probe", 2, 600},
@@ -135,7 +138,7 @@ static int spawn(struct child *c)
 		return SFA_EIO;
 	}
 	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
-	struct proc_opts po = {.out_fd = 3, .memory_mb = S.cfg->job_memory_mb};
+	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = S.cfg->job_memory_mb};
 	return proc_spawn(S.exe, argv, &po, &c->pid, &c->fd);
 }
 
@@ -168,6 +171,9 @@ static void handle_line(struct child *c, const char *line)
 		if (now - c->last_write_ms >= 250 || c->progress == 100) {
 			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
 			c->last_write_ms = now;
+			c->progress_dirty = false;
+		} else {
+			c->progress_dirty = true; /* written by supervise() once the interval passed */
 		}
 		publish_progress(c);
 	}
@@ -296,6 +302,11 @@ static void supervise(int64_t now)
 		struct child *c = &S.kids[i];
 		if (!c->used || c->pid <= 0)
 			continue;
+		if (c->progress_dirty && now - c->last_write_ms >= 250) {
+			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
+			c->last_write_ms = now;
+			c->progress_dirty = false;
+		}
 		if (now >= c->next_check_ms) {
 			c->next_check_ms = now + 300;
 			if (!c->cancelled && db_job_cancel_requested(S.db, c->job.id)) {

@@ -15,5 +15,11 @@ int job_worker_analysis(struct job_run *r);
 
 /* "processing": stem separation with the native Demucs engine (job_processing.c). */
 int job_worker_processing(struct job_run *r);
+/* "download": finds the track's audio with yt-dlp, converts it with ffmpeg to the
+ * payload's "quality" and stores it as the track's audio (see job_download.c). */
+int job_worker_download(struct job_run *r);
+/* The canonical name when name is a download quality (lossless, high, medium, low),
+ * else NULL. */
+const char *job_download_quality_valid(const char *name);
 
 #endif

@@ -149,3 +149,41 @@ bool str_secure_eq(const char *a, const char *b)
 		diff |= (unsigned char)(a[i] ^ b[i]);
 	return diff == 0;
 }
+
+size_t str_slug(const char *in, char *out, size_t n_out)
+{
+	/* U+00C0..U+00FF without their accents ('-' for the two signs among them). */
+	static const char latin1[] = "aaaaaaaceeeeiiiidnooooo-ouuuuytsaaaaaaaceeeeiiiidnooooo-ouuuuyty";
+	if (n_out == 0)
+		return 0;
+	size_t k = 0;
+	bool dash = false;
+	for (const unsigned char *p = (const unsigned char *)in; *p && k + 1 < n_out;) {
+		char c = 0;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) {
+			c = (char)*p++;
+		} else if (*p >= 'A' && *p <= 'Z') {
+			c = (char)(*p++ + 32);
+		} else if (*p == 0xC3 && p[1] >= 0x80 && p[1] <= 0xBF) {
+			c = latin1[p[1] - 0x80];
+			p += 2;
+			if (c == '-')
+				c = 0;
+		} else {
+			p++;
+		}
+		if (!c) {
+			dash = k > 0;
+			continue;
+		}
+		if (dash) {
+			if (k + 2 >= n_out)
+				break;
+			out[k++] = '-';
+			dash = false;
+		}
+		out[k++] = c;
+	}
+	out[k] = '\0';
+	return k;
+}

@@ -38,5 +38,10 @@ int str_hex_value(char c);
 void str_hex(const unsigned char *p, size_t n, char *out);
 /* Constant-time comparison of two NUL-terminated strings of possibly different length. */
 bool str_secure_eq(const char *a, const char *b);
+/* A lower-case ASCII slug of UTF-8 text for file names: letters and digits kept (Latin-1
+ * accented letters lose their accent), every other run of characters becomes one '-',
+ * no '-' at either end, at most n_out - 1 bytes. Returns the
+ * slug's length; 0 (an empty slug) when the text holds no letter or digit. */
+size_t str_slug(const char *in, char *out, size_t n_out);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "core/accounts.h"
 #include "core/config.h"
+#include "core/sealed.h"
 #include "core/csrf.h"
 #include "core/ratelimit.h"
 #include "core/token.h"
@@ -182,7 +183,7 @@ static void accounts_flow(void **state)
 {
 	struct fixture *f = *state;
 	struct db *db = f->db;
-	assert_int_equal(db_schema_version(db), 2);
+	assert_true(db_schema_version(db) >= 3); /* every migration applied (3: Spotify log-in) */
 	assert_int_equal(db_ping(db, NULL, 0), 0);
 	struct field_errors fe = {0};
 	struct db_user u, v;
@@ -304,6 +305,93 @@ static void config_env(void **state)
 	rmdir(dir);
 }
 
+static void sealed_values(void **state)
+{
+	(void)state;
+	unsigned char key[32], other[32];
+	randombytes_buf(key, sizeof key);
+	randombytes_buf(other, sizeof other);
+	const char *secret = "user-AbCdEf0123456789_-token";
+	char text[SEALED_TEXT_LEN(64)], again[SEALED_TEXT_LEN(64)], out[64];
+	assert_int_equal(sealed_seal(key, "spotify-access:u1", secret, text, sizeof text), 0);
+	assert_true(strncmp(text, "v1.", 3) == 0);
+	assert_null(strstr(text, "token"));
+	assert_int_equal(sealed_open(key, "spotify-access:u1", text, out, sizeof out), 0);
+	assert_string_equal(out, secret);
+	/* A fresh nonce each time. */
+	assert_int_equal(sealed_seal(key, "spotify-access:u1", secret, again, sizeof again), 0);
+	assert_string_not_equal(text, again);
+	/* Another context, another key, a flipped character, junk: all refused and wiped. */
+	assert_int_equal(sealed_open(key, "spotify-access:u2", text, out, sizeof out), SFA_EAUTH);
+	assert_string_equal(out, "");
+	assert_int_equal(sealed_open(other, "spotify-access:u1", text, out, sizeof out), SFA_EAUTH);
+	char tampered[sizeof text];
+	memcpy(tampered, text, sizeof text);
+	tampered[10] = tampered[10] == 'A' ? 'B' : 'A';
+	assert_int_equal(sealed_open(key, "spotify-access:u1", tampered, out, sizeof out), SFA_EAUTH);
+	assert_int_equal(sealed_open(key, "x", "v2.abc", out, sizeof out), SFA_EAUTH);
+	assert_int_equal(sealed_open(key, "x", "v1.!!!", out, sizeof out), SFA_EAUTH);
+	assert_int_equal(sealed_open(key, "x", "v1.", out, sizeof out), SFA_EAUTH);
+	/* Sizes: too small a buffer either way is SFA_ETOOBIG. */
+	char small[8];
+	assert_int_equal(sealed_seal(key, "c", secret, small, sizeof small), SFA_ETOOBIG);
+	assert_int_equal(sealed_open(key, "spotify-access:u1", text, small, sizeof small),
+	                 SFA_ETOOBIG);
+	/* The empty string round-trips. */
+	assert_int_equal(sealed_seal(key, "c", "", text, sizeof text), 0);
+	assert_int_equal(sealed_open(key, "c", text, out, sizeof out), 0);
+	assert_string_equal(out, "");
+}
+
+static void config_spotify_and_download(void **state)
+{
+	(void)state;
+	char err[256];
+	struct config c;
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_string_equal(c.spotify_market, "US");
+	assert_string_equal(c.ytdlp, "yt-dlp");
+	assert_string_equal(c.download_query, "ytsearch5");
+	assert_int_equal(c.download_timeout_s, 600);
+	assert_string_equal(c.spotify_client_id, "");
+	static const struct {
+		const char *name, *value;
+		int rc;
+	} cases[] = {
+		{"SFA_SPOTIFY_MARKET", "SE", 0},
+		{"SFA_SPOTIFY_MARKET", "se", SFA_EINVAL},
+		{"SFA_SPOTIFY_MARKET", "USA", SFA_EINVAL},
+		{"SFA_SPOTIFY_API_URL", "http://127.0.0.1:9", 0},
+		{"SFA_SPOTIFY_API_URL", "ftp://x", SFA_EINVAL},
+		{"SFA_SPOTIFY_REDIRECT_URI", "javascript:alert(1)", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "http://127.0.0.1:8/{spotify_id}.mp3", 0},
+		{"SFA_DOWNLOAD_QUERY", "file:///etc/{spotify_id}", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "scsearch3", 0},
+		{"SFA_DOWNLOAD_QUERY", "ytsearch", 0},
+		{"SFA_DOWNLOAD_QUERY", "ytsearch0", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "--exec=rm", SFA_EINVAL},
+		{"SFA_DOWNLOAD_QUERY", "search5", SFA_EINVAL},
+		{"SFA_DOWNLOAD_TIMEOUT_S", "2", SFA_EINVAL},
+		{"SFA_DOWNLOAD_TIMEOUT_S", "30", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		setenv(cases[i].name, cases[i].value, 1);
+		int rc = config_from_env(&c, err, sizeof err);
+		if (rc != cases[i].rc)
+			fail_msg("%s=%s gave %d (%s)", cases[i].name, cases[i].value, rc, err);
+		if (rc)
+			assert_non_null(strstr(err, cases[i].name));
+		unsetenv(cases[i].name);
+	}
+	setenv("SFA_SPOTIFY_CLIENT_ID", "abc", 1);
+	setenv("SFA_YTDLP", "/opt/yt-dlp", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_string_equal(c.spotify_client_id, "abc");
+	assert_string_equal(c.ytdlp, "/opt/yt-dlp");
+	unsetenv("SFA_SPOTIFY_CLIENT_ID");
+	unsetenv("SFA_YTDLP");
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -316,6 +404,8 @@ int main(void)
 		cmocka_unit_test(validation),
 		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
 		cmocka_unit_test(config_env),
+		cmocka_unit_test(config_spotify_and_download),
+		cmocka_unit_test(sealed_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,9 +17,13 @@ base62 characters of a real Spotify id (see magic()). Tracks:
   slowTrack        answers after SLOW_SECONDS, longer than the tests' client timeout
   truncatedJson    200 whose body is cut JSON (Content-Length matches what is sent)
   cutBody          200 whose connection closes before Content-Length bytes arrived
+  ok<Anything>      more normal tracks ("okSong1", "okMissing"...), each with its own
+                   title "Song <name>", one artist "Artist <name>" and 30 s long (the
+                   download tests map them to different audio sources)
   anything else    404 "Resource not found" (ids that are not 22 base62 chars: 400)
 Albums: bigAlbum (123 tracks, pages of 50 with absolute `next` links to this server),
-strayNextAlbum (its `next` link points to another host).
+smallAlbum (3 tracks "sa0...01".."sa0...03", one page), strayNextAlbum (its `next` link
+points to another host).
 Playlists:
   bigPlaylist        126 entries through /items (`item` entries, some `track` entries),
                      of which one null, one local file and one episode; /tracks is 403
@@ -39,9 +43,13 @@ Short links (GET /short/<name>): good (two hops, then open.spotify.com), page (2
 naming the link), loop (redirects to itself), elsewhere (to a non-Spotify host),
 insecure (to http://spotify.link), artist (to an open.spotify.com artist), missing (404).
 
-Test control: GET /_fake/stats -> {"token_requests", "hits": {path: n}, "last_market"};
-POST /_fake/reset clears the counters; POST /_fake/expire-tokens makes every app token
-stale, so the next catalogue call gets 401.
+Test control: GET /_fake/stats -> {"token_requests", "hits": {path: n}, "last_market",
+"refresh_tokens_used": [...]}; POST /_fake/reset clears the counters; POST
+/_fake/expire-tokens makes every app token stale, so the next catalogue call gets 401.
+POST /_fake/next-user with a JSON body {"id", "display_name", "email"} picks the Spotify
+user that the following /authorize calls log in (default the "fake-user" below; "email":
+null leaves it out of /v1/me); POST /_fake/revoke-refresh revokes every refresh token
+(the next refresh answers invalid_grant).
 """
 
 import base64
@@ -67,6 +75,10 @@ CLIENTS = {  # client id -> secret (None: a public PKCE client)
 BASE62_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
+DEFAULT_USER = {"id": "fake-user", "display_name": "Fake User",
+                "email": "fake.user@example.com"}
+
+
 def magic(name):
     return name.ljust(22, "0")
 
@@ -84,6 +96,9 @@ class State:
         self.tokens = {}  # access token -> (kind "app"|"user", monotonic expiry)
         self.codes = {}  # authorization code -> dict(client, redirect_uri, challenge, scope)
         self.refresh = {}  # refresh token -> client id
+        self.token_user = {}  # user access or refresh token -> Spotify user dict
+        self.next_user = dict(DEFAULT_USER)
+        self.refresh_used = []
         self.token_requests = 0
         self.hits = {}
         self.last_market = None
@@ -234,7 +249,8 @@ class Handler(BaseHTTPRequestHandler):
                 with STATE.lock:
                     return self.send(200, {"token_requests": STATE.token_requests,
                                            "hits": STATE.hits,
-                                           "last_market": STATE.last_market})
+                                           "last_market": STATE.last_market,
+                                           "refresh_tokens_used": STATE.refresh_used})
             if url.path.startswith("/short/"):
                 return self.short_link(url.path[len("/short/"):])
             if url.path == "/v1/me":
@@ -255,6 +271,17 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.hits.clear()
                 STATE.token_requests = 0
                 STATE.last_market = None
+                STATE.refresh_used = []
+            return self.send(200, {})
+        if url.path == "/_fake/next-user":
+            n = int(self.headers.get("Content-Length") or 0)
+            user = json.loads(self.rfile.read(n) or b"{}")
+            with STATE.lock:
+                STATE.next_user = {**DEFAULT_USER, **user}
+            return self.send(200, {})
+        if url.path == "/_fake/revoke-refresh":
+            with STATE.lock:
+                STATE.refresh.clear()
             return self.send(200, {})
         if url.path == "/_fake/expire-tokens":
             with STATE.lock:
@@ -313,27 +340,41 @@ class Handler(BaseHTTPRequestHandler):
                     or code["challenge"] != challenge):
                 return self.oauth_error("invalid_grant", "Invalid authorization code")
             refresh = f"refresh-{secrets.token_urlsafe(16)}"
+            access = STATE.new_token("user", self.user_token_life(cid))
             with STATE.lock:
                 STATE.refresh[refresh] = cid
-            return self.send(200, {"access_token": STATE.new_token("user", 3600),
+                STATE.token_user[refresh] = code["user"]
+                STATE.token_user[access] = code["user"]
+            return self.send(200, {"access_token": access,
                                    "token_type": "Bearer", "scope": code["scope"],
-                                   "expires_in": 3600, "refresh_token": refresh})
+                                   "expires_in": self.user_token_life(cid),
+                                   "refresh_token": refresh})
         if grant == "refresh_token":
             rt = form.get("refresh_token", "")
             with STATE.lock:
                 owner = STATE.refresh.get(rt)
+                user = STATE.token_user.get(rt, DEFAULT_USER)
+                STATE.refresh_used.append(rt)
             if owner != cid:
                 return self.oauth_error("invalid_grant", "Refresh token revoked")
-            answer = {"access_token": STATE.new_token("user", 3600), "token_type": "Bearer",
-                      "scope": "user-read-email", "expires_in": 3600}
+            access = STATE.new_token("user", self.user_token_life(cid))
+            with STATE.lock:
+                STATE.token_user[access] = user
+            answer = {"access_token": access, "token_type": "Bearer",
+                      "scope": "user-read-email", "expires_in": self.user_token_life(cid)}
             if cid == "rotating-client":
                 new_rt = f"refresh-{secrets.token_urlsafe(16)}"
                 with STATE.lock:
                     del STATE.refresh[rt]
                     STATE.refresh[new_rt] = cid
+                    STATE.token_user[new_rt] = user
                 answer["refresh_token"] = new_rt
             return self.send(200, answer)
         return self.oauth_error("unsupported_grant_type", f"grant_type {grant} is not supported")
+
+    @staticmethod
+    def user_token_life(cid):
+        return 2 if cid == "short-lived-client" else 3600
 
     def authorize(self, q):
         required = ["client_id", "response_type", "redirect_uri", "state", "scope",
@@ -357,7 +398,8 @@ class Handler(BaseHTTPRequestHandler):
         code = secrets.token_urlsafe(24)
         with STATE.lock:
             STATE.codes[code] = {"client": q["client_id"], "redirect_uri": redirect,
-                                 "challenge": q["code_challenge"], "scope": q["scope"]}
+                                 "challenge": q["code_challenge"], "scope": q["scope"],
+                                 "user": dict(STATE.next_user)}
         args = {"code": code, "state": q["state"]}
         self.redirect(redirect + sep + urllib.parse.urlencode(args))
 
@@ -383,11 +425,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         if kind != "user":
             return self.api_error(403, "This endpoint needs a user token")
-        self.send(200, {"id": "fake-user", "display_name": "Fake User",
-                        "email": "fake.user@example.com", "country": "SE",
-                        "product": "premium",
-                        "images": [{"url": "https://i.scdn.co/image/user-64", "width": 64},
-                                   {"url": "https://i.scdn.co/image/user-300", "width": 300}]})
+        with STATE.lock:
+            user = STATE.token_user.get(self.bearer(), DEFAULT_USER)
+        me = {"id": user["id"], "display_name": user["display_name"], "country": "SE",
+              "product": "premium",
+              "images": [{"url": "https://i.scdn.co/image/user-64", "width": 64},
+                         {"url": "https://i.scdn.co/image/user-300", "width": 300}]}
+        if user.get("email"):
+            me["email"] = user["email"]
+        self.send(200, me)
 
     def catalogue(self, parts, q):
         if self.token_kind() is None:
@@ -417,6 +463,19 @@ class Handler(BaseHTTPRequestHandler):
                     "tracks": page(self.base, path, items, 0, 50, market)})
             if sub == "tracks":
                 return self.send(200, page(self.base, path, items, offset, limit, market))
+        if kind == "albums" and sid == magic("smallAlbum"):
+            items = [album_track(n) for n in range(1, 4)]
+            for t in items:
+                t["id"] = f"sa{t['track_number']:020d}"
+                t["duration_ms"] = 30000
+            path = f"/v1/albums/{sid}/tracks"
+            if sub is None:
+                return self.send(200, {
+                    "id": sid, "name": "The Small Album", "type": "album",
+                    "artists": [{"name": "Album Artist"}], "images": images("small-album"),
+                    "total_tracks": 3, "tracks": page(self.base, path, items, 0, 50, market)})
+            if sub == "tracks":
+                return self.send(200, page(self.base, path, items, offset, limit, market))
         if kind == "albums" and sid == magic("strayNextAlbum") and sub is None:
             # A next link that leaves the API: the client must not send its token there.
             first = page(self.base, "", [album_track(1)], 0, 50, market)
@@ -432,6 +491,11 @@ class Handler(BaseHTTPRequestHandler):
         n = STATE.hit("id:" + sid)
         if sid == OK_TRACK:
             return self.send(200, full_track(sid))
+        if name.startswith("ok") and len(name) > 2:
+            t = full_track(sid)
+            t.update({"name": f"Song {name[2:]}", "duration_ms": 30000,
+                      "artists": [{"name": f"Artist {name[2:]}", "type": "artist"}]})
+            return self.send(200, t)
         if name == "rate429twice":
             if n <= 2:
                 return self.api_error(429, "API rate limit exceeded", {"Retry-After": "1"})

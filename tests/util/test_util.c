@@ -103,6 +103,34 @@ static void json_parse_rules(void **state)
 	assert_null(j);
 }
 
+static void slugs(void **state)
+{
+	(void)state;
+	char out[32];
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{"The Weeknd", "the-weeknd"},
+		{"Blinding Lights", "blinding-lights"},
+		{"  AC/DC -- Back in Black!  ", "ac-dc-back-in-black"},
+		{"Beyonc\xc3\xa9 & Jay-Z", "beyonce-jay-z"},
+		{"\xc3\x85ngstr\xc3\xb6m \xc3\x9f", "angstrom-s"},
+		{"\xe6\x9d\xb1\xe4\xba\xac", ""},       /* no Latin letters at all */
+		{"../../etc/passwd", "etc-passwd"},
+		{"a\xc3", "a"},                            /* a cut UTF-8 sequence */
+		{"x\xc3\x97y", "x-y"},                    /* the multiplication sign */
+		{"0123456789012345678901234567890123456789", "0123456789012345678901234567890"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t n = str_slug(cases[i].in, out, sizeof out);
+		assert_string_equal(out, cases[i].want);
+		assert_int_equal(n, strlen(cases[i].want));
+	}
+	/* Never ends with '-' even when cut. */
+	assert_int_equal(str_slug("abc def", out, 5), 3);
+	assert_string_equal(out, "abc");
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -110,7 +138,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(arena_respects_cap), cmocka_unit_test(buf_caps_and_grows),
 		cmocka_unit_test(str_helpers),        cmocka_unit_test(uuid_format),
-		cmocka_unit_test(json_parse_rules),
+		cmocka_unit_test(json_parse_rules),   cmocka_unit_test(slugs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
