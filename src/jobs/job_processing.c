@@ -94,8 +94,9 @@ int job_worker_processing(struct job_run *r)
 		rc = strcmp(ext, "flac") == 0 ? audio_write_flac(file, &b, AUDIO_PCM16, err, sizeof err)
 		                              : audio_write_wav(file, &b, AUDIO_PCM16, err, sizeof err);
 	}
+	int samplerate = info->samplerate;
 	free(out);
-	nn_model_free(m);
+	nn_model_free(m); /* info points into the model: not used past here */
 	if (rc) {
 		snprintf(r->error, sizeof r->error, "The stems could not be written: %s", err);
 		return rc;
@@ -111,7 +112,7 @@ int job_worker_processing(struct job_run *r)
 		return SFA_EIO;
 	}
 	json_t *list = json_array();
-	double duration = (double)n_frames / info->samplerate;
+	double duration = (double)n_frames / samplerate;
 	for (int s = 0; s < n_src; s++) {
 		char from[PATH_MAX + 256], to[PATH_MAX * 3];
 		struct stat st;
