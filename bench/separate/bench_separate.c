@@ -1,0 +1,201 @@
+/* bench_separate - times the Demucs engine on one input, by hand (never from the tests).
+ *
+ *   bench_separate MODEL [--input RAW.f32 | --seconds N] [--ref OUT.f32] [--threads N]
+ *                  [--shifts N] [--overlap F] [--segment S] [--nosplit] [--stream]
+ *
+ * MODEL is a .th/.yaml path or a model name. RAW.f32 is planar stereo float32 at 44.1 kHz
+ * (the reference-data format); without it, N seconds (default 30) of a synthetic mix are
+ * generated. Prints wall time, seconds per audio second, peak RSS, the engine's achieved
+ * GFLOP/s (sgemm work / wall time) and, with --ref, the comparison with a reference output
+ * (max |diff| and relative L2, the issue's tolerances being 1e-4 and 1e-5). Shifts default
+ * to 0 so that a run is comparable with the references. --stream hands the stems to a
+ * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
+ * so the peak RSS is the engine's own, not that of a whole-track output buffer.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "nn/nn.h"
+
+static float *read_f32(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	float *d = malloc((size_t)len);
+	if (d && fread(d, 1, (size_t)len, f) != (size_t)len) {
+		free(d);
+		d = NULL;
+	}
+	fclose(f);
+	*n = (size_t)len / sizeof(float);
+	return d;
+}
+
+static int drop_sink(void *user, const float *data, size_t stride, size_t frame0, size_t n)
+{
+	(void)user;
+	(void)data;
+	(void)stride;
+	(void)frame0;
+	(void)n;
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void on_progress(void *user, int done, int total)
+{
+	(void)user;
+	fprintf(stderr, "\r%d/%d forward passes", done, total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: bench_separate MODEL [--input RAW.f32 | --seconds N] "
+		                "[--ref OUT.f32] [--threads N] [--shifts N] [--overlap F] "
+		                "[--segment S] [--nosplit]\n");
+		return 2;
+	}
+	const char *input = NULL, *ref = NULL;
+	double seconds = 30;
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.shifts = 0;
+	int stream = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--nosplit")) {
+			o.split = false;
+			continue;
+		}
+		if (!strcmp(a, "--stream")) {
+			stream = 1;
+			continue;
+		}
+		if (!v) {
+			fprintf(stderr, "%s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--input"))
+			input = v;
+		else if (!strcmp(a, "--ref"))
+			ref = v;
+		else if (!strcmp(a, "--seconds"))
+			seconds = strtod(v, NULL);
+		else if (!strcmp(a, "--threads"))
+			o.n_threads = (int)strtol(v, NULL, 10);
+		else if (!strcmp(a, "--shifts"))
+			o.shifts = (int)strtol(v, NULL, 10);
+		else if (!strcmp(a, "--overlap"))
+			o.overlap = strtod(v, NULL);
+		else if (!strcmp(a, "--segment"))
+			o.segment_s = strtod(v, NULL);
+		else {
+			fprintf(stderr, "unknown option %s\n", a);
+			return 2;
+		}
+	}
+	char err[1024];
+	double t0 = now_s();
+	struct nn_model *m;
+	if (nn_model_open(argv[1], NULL, &m, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	double t_load = now_s() - t0;
+	const struct nn_model_info *info = nn_model_info(m);
+	size_t n = 0, frames;
+	float *mix;
+	if (input) {
+		mix = read_f32(input, &n);
+		if (!mix) {
+			fprintf(stderr, "cannot read %s\n", input);
+			return 1;
+		}
+		frames = n / 2;
+	} else {
+		frames = (size_t)(seconds * info->samplerate);
+		mix = malloc(2 * frames * sizeof *mix);
+		uint64_t s = 1;
+		for (size_t i = 0; i < frames; i++) {
+			double t = (double)i / info->samplerate;
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			double noise = ((double)(s >> 11) / 9007199254740992.0 - 0.5) * 0.05;
+			mix[i] = (float)(0.1 * sin(2 * M_PI * 220 * t) + 0.05 * sin(2 * M_PI * 1375 * t) +
+			                 noise);
+			mix[frames + i] = (float)(0.1 * sin(2 * M_PI * 277.18 * t + 1) +
+			                          0.04 * sin(2 * M_PI * 6000 * t) + noise * 0.7);
+		}
+	}
+	o.progress = on_progress;
+	if (stream) {
+		if (ref) {
+			fprintf(stderr, "--ref needs the whole output: drop --stream\n");
+			return 2;
+		}
+		o.sink = drop_sink;
+	}
+	float *out = NULL;
+	unsigned long long f0 = nn_flop_count();
+	double t1 = now_s();
+	if (nn_separate(m, mix, frames, &o, stream ? NULL : &out, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	double wall = now_s() - t1;
+	double gflop = (double)(nn_flop_count() - f0) / 1e9;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double audio_s = (double)frames / info->samplerate;
+	printf("model %s: %d member(s), %zu parameters, %d sources, load %.2f s\n", argv[1],
+	       info->n_members, info->n_params, info->n_sources, t_load);
+	printf("audio %.2f s, threads %d, shifts %d, overlap %.2f%s\n", audio_s, o.n_threads,
+	       o.shifts, o.overlap, stream ? ", streamed output" : "");
+	printf("wall %.2f s, %.3f s per audio second\n", wall, wall / audio_s);
+	printf("peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
+	printf("sgemm work %.1f GFLOP (%.1f per audio second), achieved %.1f GFLOP/s\n", gflop,
+	       gflop / audio_s, gflop / wall);
+	int rc = 0;
+	if (ref) {
+		size_t nr;
+		float *r = read_f32(ref, &nr);
+		size_t total = (size_t)info->n_sources * 2 * frames;
+		if (!r || nr != total) {
+			fprintf(stderr, "reference %s missing or of the wrong size\n", ref);
+			return 1;
+		}
+		double md = 0, num = 0, den = 0;
+		for (size_t i = 0; i < total; i++) {
+			double d = (double)out[i] - r[i];
+			md = fabs(d) > md ? fabs(d) : md;
+			num += d * d;
+			den += (double)r[i] * r[i];
+		}
+		double rel = sqrt(num / den);
+		int ok = md <= 1e-4 && rel <= 1e-5;
+		printf("reference: max|diff| %.3g, rel L2 %.3g -> %s\n", md, rel, ok ? "PASS" : "FAIL");
+		rc = !ok;
+		free(r);
+	}
+	free(out);
+	free(mix);
+	nn_model_free(m);
+	return rc;
+}

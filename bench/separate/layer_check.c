@@ -1,0 +1,136 @@
+/* layer_check - compares every named HTDemucs intermediate against a PyTorch layer dump.
+ *
+ *   layer_check CKPT INPUT.f32 DUMP_DIR
+ *
+ * INPUT.f32 is the raw stereo chunk (exactly one training segment); it is normalised the
+ * way Demucs' separate does (mono mean/std of the whole chunk) before the forward. For
+ * each hook name the file DUMP_DIR/NN_<name>.f32 is looked up; the report gives max |diff|
+ * relative to max |ref| per layer, so the first layer that goes wrong stands out. A
+ * by-hand debugging tool for the engine; it never runs in the test suite.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/ckpt.h"
+#include "nn/htdemucs.h"
+#include "nn/ws.h"
+
+static const char *dump_dir;
+
+static float *read_f32(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	float *d = malloc((size_t)len);
+	if (d && fread(d, 1, (size_t)len, f) != (size_t)len) {
+		free(d);
+		d = NULL;
+	}
+	fclose(f);
+	*n = (size_t)len / sizeof(float);
+	return d;
+}
+
+static void on_layer(const char *name, const float *data, size_t n)
+{
+	DIR *dir = opendir(dump_dir);
+	if (!dir)
+		return;
+	struct dirent *e;
+	char path[2048] = "";
+	size_t k = strlen(name);
+	while ((e = readdir(dir))) {
+		size_t l = strlen(e->d_name);
+		/* NN_<name>.f32 */
+		if (l == k + 7 && e->d_name[2] == '_' && strncmp(e->d_name + 3, name, k) == 0 &&
+		    strcmp(e->d_name + 3 + k, ".f32") == 0) {
+			snprintf(path, sizeof path, "%s/%s", dump_dir, e->d_name);
+			break;
+		}
+	}
+	closedir(dir);
+	if (!path[0]) {
+		printf("%-36s (no dump)\n", name);
+		return;
+	}
+	size_t nr;
+	float *ref = read_f32(path, &nr);
+	if (!ref || nr != n) {
+		printf("%-36s size mismatch: ours %zu, dump %zu\n", name, n, nr);
+		free(ref);
+		return;
+	}
+	double mx = 0, md = 0;
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (fabs(ref[i]) > mx)
+			mx = fabs(ref[i]);
+		double d = fabs((double)ref[i] - data[i]);
+		if (d > md) {
+			md = d;
+			at = i;
+		}
+	}
+	printf("%-36s max|ref| %-10.4g max|diff| %-10.3g rel %-10.3g at %zu (ours %g ref %g)\n",
+	       name, mx, md, mx > 0 ? md / mx : md, at, data[at], ref[at]);
+	free(ref);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 4) {
+		fprintf(stderr, "usage: layer_check CKPT INPUT.f32 DUMP_DIR\n");
+		return 2;
+	}
+	dump_dir = argv[3];
+	char err[512];
+	struct nn_ckpt c;
+	if (nn_ckpt_load(argv[1], &c, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	struct nn_htdemucs *m;
+	if (nn_htdemucs_build(&c, &m, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		nn_ckpt_free(&c);
+		return 1;
+	}
+	const struct nn_htdemucs_info *info = nn_htdemucs_info(m);
+	size_t n;
+	float *in = read_f32(argv[2], &n);
+	int L = info->training_length, C = info->audio_channels;
+	if (!in || n != (size_t)C * L) {
+		fprintf(stderr, "input must hold %d x %d floats\n", C, L);
+		return 1;
+	}
+	/* separate.py normalisation over the mono mix. */
+	double s = 0, ss = 0;
+	for (int i = 0; i < L; i++)
+		s += (in[i] + in[L + i]) / 2.0f;
+	float mean = (float)(s / L);
+	for (int i = 0; i < L; i++) {
+		double d = (in[i] + in[L + i]) / 2.0f - (double)mean;
+		ss += d * d;
+	}
+	float sd = (float)sqrt(ss / (L - 1)) + 1e-8f;
+	for (size_t i = 0; i < n; i++)
+		in[i] = (in[i] - mean) / sd;
+	float *out = malloc((size_t)info->n_sources * C * L * sizeof *out);
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_htdemucs_debug_hook = on_layer;
+	int rc = nn_htdemucs_forward(m, &ws, in, L, out, NULL);
+	printf("forward rc %d, workspace peak %.1f MB\n", rc, ws.peak_bytes / 1e6);
+	nn_ws_free(&ws);
+	free(out);
+	free(in);
+	nn_htdemucs_free(m);
+	return rc != 0;
+}

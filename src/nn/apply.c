@@ -1,0 +1,513 @@
+/* apply.c - nn_separate(): Demucs' apply_model over a whole track, in parallel.
+ *
+ * The work is a flat list of forward passes ("items") in Demucs' own order: for each bag
+ * member, for each random shift, for each chunk. A pass over one (member, shift) is the
+ * track delayed by d = max_shift - offset inside a zero-extended "virtual" signal of
+ * length N + d; chunk c starts at c*stride in it, is read centred-padded to the network's
+ * length (real neighbouring samples, zeros outside the track), and its output is trimmed
+ * back. Its contribution to the final output is
+ *
+ *     out[k][ch][p - d] += bag_w[k] / total_w[k] / n_shifts * w_c(p) / sum_c' w_c'(p) * y
+ *
+ * with w the triangle weight, which is apply_model's arithmetic regrouped so that every
+ * item can be added into the one output buffer as soon as it is done (no per-pass
+ * buffers: a 4-minute track is 340 MB of output already).
+ *
+ * Workers take items in order; each computes into its own buffers and then waits for its
+ * turn to add them into the output: additions happen in item order whatever the number
+ * of threads, so the result is bit-identical for 1 or 16 workers. Each worker owns one
+ * workspace for the whole call (sized by its first item, reused afterwards).
+ *
+ * With a streaming sink and a single pass (one network, shifts <= 1), the output is a
+ * window of one segment: after item c, every frame before chunk c+1's start is final, is
+ * denormalised, handed to the sink (from the committing thread, so in order) and slid
+ * out. Peak memory then no longer grows with the track (htdemucs: ~600 MB for 4 min).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/htdemucs.h"
+#include "nn/model_internal.h"
+#include "nn/nn.h"
+#include "nn/ops.h"
+#include "nn/ws.h"
+#include "util/err.h"
+
+enum { MAX_THREADS = 64 };
+
+struct pass {
+	int member;
+	int delay;      /* d: the track starts at d in the virtual signal */
+	long long lv;   /* virtual length N + d */
+	int seglen;     /* chunk length */
+	int stride;
+	int n_chunks;
+	int split;
+	float factor[NN_MAX_STEMS]; /* bag weight / total / shifts */
+};
+
+struct item {
+	int pass;
+	int chunk;
+};
+
+struct job {
+	const struct nn_model *m;
+	const struct nn_separate_opts *o;
+	const float *mix; /* the caller's input, C planes of n */
+	float mean, div;  /* standardisation applied on the fly: (x - mean) / div */
+	size_t n;
+	float *out;          /* planes of out_stride frames holding track frames from out_base */
+	size_t out_stride;
+	long long out_base;
+	int streaming;       /* out is a window flushed to the sink after each item */
+	struct pass *passes;
+	struct item *items;
+	int n_items;
+	int max_valid, max_seg;
+	pthread_mutex_t lock;
+	pthread_cond_t turn;
+	int next_item, next_commit;
+	int rc;
+	char err[256];
+};
+
+struct worker {
+	struct job *job;
+	struct nn_ws ws;
+	float *in, *y, *f;
+	pthread_t thread;
+};
+
+unsigned long long nn_flop_count(void)
+{
+	return nn_ops_flop_count();
+}
+
+void nn_separate_opts_init(struct nn_separate_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->shifts = 1;
+	o->overlap = 0.25;
+	o->split = true;
+	o->normalize = true;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static float *aligned_floats(size_t n)
+{
+	void *p = NULL;
+	return posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)) == 0 ? p : NULL;
+}
+
+static int available_cpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0) {
+		int n = CPU_COUNT(&set);
+		if (n > 0)
+			return n;
+	}
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+/* Triangle weight of apply_model: cat(arange(1, L//2+1), arange(L - L//2, 0, -1)) / max. */
+static float tri_weight(int i, int seglen)
+{
+	int h = seglen / 2, mx = seglen - h;
+	int v = i < h ? i + 1 : seglen - i;
+	return (float)v / (float)mx;
+}
+
+static int chunk_len(const struct pass *p, int c)
+{
+	long long off = (long long)c * p->stride;
+	long long rest = p->lv - off;
+	return (int)(rest < p->seglen ? rest : p->seglen);
+}
+
+static int run_item(struct worker *w, int idx)
+{
+	struct job *j = w->job;
+	const struct pass *p = &j->passes[j->items[idx].pass];
+	int c = j->items[idx].chunk;
+	const struct nn_model *m = j->m;
+	int C = m->info.audio_channels;
+	int valid = m->valid_len[p->member];
+	int len = p->split ? chunk_len(p, c) : (int)p->lv;
+	long long off = (long long)c * p->stride;
+	long long start = off - (valid - len) / 2; /* TensorChunk.padded: centred */
+	for (int ch = 0; ch < C; ch++) {
+		const float *src = j->mix + (size_t)ch * j->n;
+		float *dst = w->in + (size_t)ch * valid;
+		for (int i = 0; i < valid; i++) {
+			long long t = start + i - p->delay; /* index into the track */
+			dst[i] = (t >= 0 && t < (long long)j->n) ? (src[t] - j->mean) / j->div : 0.0f;
+		}
+	}
+	int rc = nn_htdemucs_forward(m->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
+	nn_ws_reset(&w->ws);
+	return rc;
+}
+
+/* Adds the finished item into the output (called in item order). */
+static void commit_item(struct worker *w, int idx)
+{
+	struct job *j = w->job;
+	const struct pass *p = &j->passes[j->items[idx].pass];
+	int c = j->items[idx].chunk;
+	const struct nn_model *m = j->m;
+	int C = m->info.audio_channels, S = m->info.n_sources;
+	int valid = m->valid_len[p->member];
+	int len = p->split ? chunk_len(p, c) : (int)p->lv;
+	long long off = (long long)c * p->stride;
+	int trim = (valid - len) / 2; /* center_trim */
+	/* Per-sample blend factor w_c / sum of the weights of every chunk covering it. */
+	for (int i = 0; i < len; i++) {
+		if (!p->split) {
+			w->f[i] = 1.0f;
+			continue;
+		}
+		long long pos = off + i;
+		float sum = 0.0f;
+		int reach = (p->seglen + p->stride - 1) / p->stride;
+		int c0 = c - reach < 0 ? 0 : c - reach;
+		int c1 = c + reach >= p->n_chunks ? p->n_chunks - 1 : c + reach;
+		for (int k = c0; k <= c1; k++) {
+			long long o2 = (long long)k * p->stride;
+			if (pos >= o2 && pos - o2 < chunk_len(p, k))
+				sum += tri_weight((int)(pos - o2), p->seglen);
+		}
+		w->f[i] = tri_weight(i, p->seglen) / sum;
+	}
+	/* Output sample index = virtual position - delay; keep [0, n). */
+	long long i0 = p->delay - off > 0 ? p->delay - off : 0;
+	long long i1 = (long long)j->n + p->delay - off;
+	if (i1 > len)
+		i1 = len;
+	for (int k = 0; k < S; k++) {
+		float fk = p->factor[k];
+		if (fk == 0.0f)
+			continue;
+		for (int ch = 0; ch < C; ch++) {
+			const float *y = w->y + ((size_t)k * C + ch) * valid + trim;
+			float *dst = j->out + ((size_t)k * C + ch) * j->out_stride;
+			long long shift = off - p->delay - j->out_base; /* out index of sample 0 */
+			for (long long i = i0; i < i1; i++)
+				dst[shift + i] += fk * (w->f[i] * y[i]);
+		}
+	}
+}
+
+/* Streaming: after item idx (chunk c of the only pass) every frame before the next chunk's
+ * start is final; hand it to the sink and slide the window. Returns 0 or SFA_EIO. */
+static int flush_window(struct job *j, int idx)
+{
+	const struct pass *p = &j->passes[j->items[idx].pass];
+	int c = j->items[idx].chunk;
+	long long end = c + 1 < p->n_chunks ? (long long)(c + 1) * p->stride - p->delay
+	                                    : (long long)j->n;
+	if (end < 0)
+		end = 0;
+	if (end > (long long)j->n)
+		end = (long long)j->n;
+	long long k = end - j->out_base;
+	if (k <= 0)
+		return 0;
+	int planes = j->m->info.n_sources * j->m->info.audio_channels;
+	for (int pl = 0; pl < planes; pl++) {
+		float *row = j->out + (size_t)pl * j->out_stride;
+		for (long long i = 0; i < k; i++)
+			row[i] = row[i] * j->div + j->mean;
+	}
+	if (j->o->sink(j->o->sink_user, j->out, j->out_stride, (size_t)j->out_base, (size_t)k))
+		return SFA_EIO;
+	for (int pl = 0; pl < planes; pl++) {
+		float *row = j->out + (size_t)pl * j->out_stride;
+		memmove(row, row + k, (j->out_stride - (size_t)k) * sizeof *row);
+		memset(row + j->out_stride - k, 0, (size_t)k * sizeof *row);
+	}
+	j->out_base = end;
+	return 0;
+}
+
+static void fail_job(struct job *j, int rc, const char *msg)
+{
+	if (!j->rc) {
+		j->rc = rc;
+		sfa_err(j->err, sizeof j->err, rc, "%s", msg);
+	}
+	pthread_cond_broadcast(&j->turn);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct job *j = w->job;
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		if (j->rc || j->next_item >= j->n_items) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		int idx = j->next_item++;
+		pthread_mutex_unlock(&j->lock);
+
+		int rc = (j->o->cancel && *j->o->cancel) ? SFA_ECANCELED : run_item(w, idx);
+
+		pthread_mutex_lock(&j->lock);
+		if (rc) {
+			fail_job(j, rc,
+			         rc == SFA_ECANCELED ? "separation cancelled"
+			         : rc == SFA_ENOMEM  ? "out of memory during separation"
+			                             : "the network refused a chunk");
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		while (j->next_commit != idx && !j->rc)
+			pthread_cond_wait(&j->turn, &j->lock);
+		if (j->rc) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		pthread_mutex_unlock(&j->lock);
+		commit_item(w, idx);
+		int frc = j->streaming ? flush_window(j, idx) : 0;
+		pthread_mutex_lock(&j->lock);
+		if (frc) {
+			fail_job(j, frc, "the output could not be written");
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		j->next_commit++;
+		if (j->o->progress)
+			j->o->progress(j->o->progress_user, j->next_commit, j->n_items);
+		pthread_cond_broadcast(&j->turn);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return NULL;
+}
+
+/* Builds the pass and item lists. */
+static int plan(struct job *j, char *err, size_t n_err)
+{
+	const struct nn_model *m = j->m;
+	const struct nn_separate_opts *o = j->o;
+	int S = m->info.n_sources, sr = m->info.samplerate;
+	int n_shift_runs = o->shifts > 0 ? o->shifts : 1;
+	int max_shift = (int)(0.5 * sr);
+	uint64_t rng = o->seed;
+	int n_pass = m->n * n_shift_runs;
+	j->passes = calloc((size_t)n_pass, sizeof *j->passes);
+	if (!j->passes)
+		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+	long long n_items = 0;
+	for (int mi = 0, pi = 0; mi < m->n; mi++) {
+		int valid = m->valid_len[mi];
+		/* int(samplerate * segment): the member's (or the bag's) segment is what its
+		 * forward runs at, so by default a chunk is exactly one forward. */
+		int seglen = o->segment_s > 0 ? (int)(o->segment_s * sr) : valid;
+		if (seglen > valid)
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "segment %.2f s is longer than the model supports (%.2f s)",
+			               (double)seglen / sr, (double)valid / sr);
+		if (seglen < 1)
+			return sfa_err(err, n_err, SFA_EINVAL, "segment too short");
+		int stride = (int)((1.0 - o->overlap) * seglen);
+		if (stride < 1)
+			return sfa_err(err, n_err, SFA_EINVAL, "overlap too large for the segment");
+		for (int s = 0; s < n_shift_runs; s++, pi++) {
+			struct pass *p = &j->passes[pi];
+			p->member = mi;
+			p->delay = 0;
+			if (o->shifts > 0)
+				p->delay = max_shift - (int)(splitmix64(&rng) % (uint64_t)(max_shift + 1));
+			p->lv = (long long)j->n + p->delay;
+			p->seglen = seglen;
+			p->stride = stride;
+			p->split = o->split;
+			if (o->split) {
+				long long nc = (p->lv + stride - 1) / stride;
+				if (nc > 1000000)
+					return sfa_err(err, n_err, SFA_ETOOBIG, "input too long");
+				p->n_chunks = (int)nc;
+			} else {
+				if (p->lv > valid)
+					return sfa_err(err, n_err, SFA_EINVAL,
+					               "without split the input (plus shift) must fit one "
+					               "segment of %.2f s",
+					               (double)valid / sr);
+				p->n_chunks = 1;
+			}
+			for (int k = 0; k < S; k++)
+				p->factor[k] = m->w[mi][k] / m->totals[k] / (float)n_shift_runs;
+			n_items += p->n_chunks;
+			if (seglen > j->max_seg)
+				j->max_seg = seglen;
+			if (valid > j->max_valid)
+				j->max_valid = valid;
+		}
+	}
+	if (n_items > 10000000)
+		return sfa_err(err, n_err, SFA_ETOOBIG, "input too long");
+	j->items = malloc((size_t)n_items * sizeof *j->items);
+	if (!j->items)
+		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+	int at = 0;
+	for (int pi = 0; pi < n_pass; pi++)
+		for (int c = 0; c < j->passes[pi].n_chunks; c++)
+			j->items[at++] = (struct item){.pass = pi, .chunk = c};
+	j->n_items = at;
+	return 0;
+}
+
+int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
+                const struct nn_separate_opts *o, float **out, char *err, size_t n_err)
+{
+	const struct nn_model_info *info = &m->info;
+	int C = info->audio_channels, S = info->n_sources;
+	if (n_frames == 0)
+		return sfa_err(err, n_err, SFA_EINVAL, "the input is empty");
+	if (n_frames > (size_t)INT32_MAX / 2)
+		return sfa_err(err, n_err, SFA_ETOOBIG, "the input is too long");
+	if (!(o->overlap >= 0.0 && o->overlap < 1.0))
+		return sfa_err(err, n_err, SFA_EINVAL, "overlap must be in [0, 1)");
+	if (o->shifts < 0 || o->shifts > 100)
+		return sfa_err(err, n_err, SFA_EINVAL, "shifts must be in [0, 100]");
+	if (!(o->segment_s >= 0.0) || o->segment_s > 3600)
+		return sfa_err(err, n_err, SFA_EINVAL, "segment must be positive");
+	nn_ops_init();
+
+	struct job j;
+	memset(&j, 0, sizeof j);
+	j.m = m;
+	j.o = o;
+	j.n = n_frames;
+	int rc = plan(&j, err, n_err);
+	float *res = NULL;
+	struct worker *ws = NULL;
+	int n_workers = 0;
+	if (rc)
+		goto out;
+
+	/* Standardise by the mono mix, as demucs.separate does (float32 results); the
+	 * workers apply it as they read their chunks, so the track is never copied. */
+	/* Streaming keeps one segment of output when a single pass covers the track. */
+	j.streaming = o->sink && m->n == 1 && o->shifts <= 1;
+	j.out_stride = j.streaming ? (size_t)j.max_seg : n_frames;
+	if (j.out_stride > n_frames)
+		j.out_stride = n_frames;
+	res = calloc((size_t)S * C * j.out_stride, sizeof *res);
+	if (!res) {
+		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for a %zu-frame track", n_frames);
+		goto out;
+	}
+	float mean = 0.0f, div = 1.0f;
+	if (o->normalize) {
+		double s = 0.0;
+		for (size_t i = 0; i < n_frames; i++) {
+			float mono = 0.0f;
+			for (int c = 0; c < C; c++)
+				mono += mix[(size_t)c * n_frames + i];
+			s += mono / (float)C;
+		}
+		mean = (float)(s / (double)n_frames);
+		double ss = 0.0;
+		for (size_t i = 0; i < n_frames; i++) {
+			float mono = 0.0f;
+			for (int c = 0; c < C; c++)
+				mono += mix[(size_t)c * n_frames + i];
+			double d = mono / (float)C - (double)mean;
+			ss += d * d;
+		}
+		float sd = n_frames > 1 ? (float)sqrt(ss / (double)(n_frames - 1)) : 0.0f;
+		div = sd + 1e-8f;
+	}
+	j.mix = mix;
+	j.mean = mean;
+	j.div = div;
+	j.out = res;
+
+	int want = o->n_threads > 0 ? o->n_threads : available_cpus();
+	if (want > MAX_THREADS)
+		want = MAX_THREADS;
+	if (want > j.n_items)
+		want = j.n_items;
+	ws = calloc((size_t)want, sizeof *ws);
+	if (!ws) {
+		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+		goto out;
+	}
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.turn, NULL);
+	for (int i = 0; i < want; i++) {
+		struct worker *w = &ws[i];
+		w->job = &j;
+		nn_ws_init(&w->ws, 0);
+		/* Aligned like the workspace, so that every worker's buffers look the same to
+		 * the kernels (bit-identical results whatever thread runs an item). */
+		w->in = aligned_floats((size_t)C * j.max_valid);
+		w->y = aligned_floats((size_t)S * C * j.max_valid);
+		w->f = aligned_floats((size_t)j.max_valid);
+		if (!w->in || !w->y || !w->f) {
+			free(w->in);
+			free(w->y);
+			free(w->f);
+			break;
+		}
+		/* The calling thread is worker 0; the others get threads. */
+		if (i > 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			free(w->in);
+			free(w->y);
+			free(w->f);
+			break;
+		}
+		n_workers = i + 1;
+	}
+	if (n_workers == 0) {
+		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for the workers");
+	} else {
+		worker_main(&ws[0]);
+		for (int i = 1; i < n_workers; i++)
+			pthread_join(ws[i].thread, NULL);
+		if (j.rc)
+			rc = sfa_err(err, n_err, j.rc, "%s", j.err);
+	}
+	for (int i = 0; i < n_workers; i++) {
+		nn_ws_free(&ws[i].ws);
+		free(ws[i].in);
+		free(ws[i].y);
+		free(ws[i].f);
+	}
+	pthread_cond_destroy(&j.turn);
+	pthread_mutex_destroy(&j.lock);
+	if (rc == 0 && !j.streaming) {
+		for (size_t i = 0; i < (size_t)S * C * n_frames; i++)
+			res[i] = res[i] * div + mean;
+		if (o->sink) {
+			if (o->sink(o->sink_user, res, n_frames, 0, n_frames))
+				rc = sfa_err(err, n_err, SFA_EIO, "the output could not be written");
+		} else {
+			*out = res;
+			res = NULL;
+		}
+	}
+out:
+	free(ws);
+	free(res);
+	free(j.passes);
+	free(j.items);
+	return rc;
+}

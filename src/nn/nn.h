@@ -1,0 +1,99 @@
+/* nn.h - the public face of the Demucs engine: load a model, separate a mix.
+ *
+ *   struct nn_model *m;
+ *   nn_model_open("htdemucs", NULL, &m, err, sizeof err);      // name, .th or .yaml
+ *   struct nn_separate_opts o;
+ *   nn_separate_opts_init(&o);                                 // Demucs defaults
+ *   float *stems;                                              // [source][channel][frame]
+ *   nn_separate(m, mix, n_frames, &o, &stems, err, sizeof err);
+ *   ... free(stems); nn_model_free(m);
+ *
+ * A model is a bag of one or more networks with per-source weights (htdemucs_ft is four
+ * HTDemucs, each owning one stem). nn_separate() is what Demucs' `separate` command does:
+ * standardise the whole track by its mono mix, apply_model (segments with overlap and
+ * triangle weights, random shifts, the bag), undo the standardisation. Segments run in
+ * parallel, one per worker thread, each worker with its own preallocated workspace; their
+ * results are overlap-added in a fixed order, so the output does not depend on the number
+ * of threads.
+ *
+ * Threading: a loaded model is read-only and may be used by several nn_separate() calls
+ * at once. The progress callback is called from worker threads, one call at a time, in
+ * increasing order of `done`. Engines never print; errors come back as SFA_* codes with a
+ * sentence in err.
+ */
+#ifndef SFA_NN_NN_H
+#define SFA_NN_NN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	NN_MAX_MEMBERS = 8,
+	NN_MAX_STEMS = 16,
+};
+
+struct nn_model;
+
+struct nn_model_info {
+	int n_sources;
+	const char *sources[NN_MAX_STEMS]; /* owned by the model */
+	int audio_channels;                /* 2 for every release model */
+	int samplerate;                    /* 44100 */
+	int n_members;
+	double segment_s;                  /* default chunk length in seconds */
+	double max_segment_s;              /* longest chunk the networks accept */
+	size_t n_params;                   /* all members */
+};
+
+/* Opens `spec`: a path to a .th checkpoint or a bag .yaml (members are looked up next to
+ * it), or a model name resolved in models_dir (NULL = $SFA_MODELS_DIR or data/models):
+ * <name>.yaml there if present, else the built-in definition of htdemucs, htdemucs_ft,
+ * htdemucs_6s or mdx_extra. A missing member file gives SFA_ENOTFOUND saying which file
+ * and how to fetch it. On success *out is the caller's (nn_model_free). */
+int nn_model_open(const char *spec, const char *models_dir, struct nn_model **out, char *err,
+                  size_t n_err);
+/* Loads one checkpoint as a one-member bag. */
+int nn_model_load(const char *path, struct nn_model **out, char *err, size_t n_err);
+void nn_model_free(struct nn_model *m);
+const struct nn_model_info *nn_model_info(const struct nn_model *m);
+
+struct nn_separate_opts {
+	int shifts;        /* random time shifts averaged (Demucs default 1; 0 = none) */
+	double overlap;    /* between segments, in [0, 1) (default 0.25) */
+	double segment_s;  /* chunk length in seconds; 0 = the model's */
+	bool split;        /* false: one forward over the whole input (must fit a segment) */
+	bool normalize;    /* standardise by the mono mix first (default true, as `separate`) */
+	uint64_t seed;     /* for the shift offsets */
+	int n_threads;     /* 0 = one per available core */
+	/* Progress: done of total forward passes. May be NULL. */
+	void (*progress)(void *user, int done, int total);
+	void *progress_user;
+	const volatile int *cancel; /* non-zero asks to stop (SFA_ECANCELED); may be NULL */
+	/* Streaming output (optional). When set, the stems are handed over as they become
+	 * final instead of being returned: frames [frame0, frame0 + n_frames) of every plane
+	 * ([source][channel] order), plane p starting at data + p * stride. Calls come in
+	 * order, cover the track exactly once, one at a time (from a worker thread). A
+	 * non-zero return aborts the separation (SFA_EIO). With one network and shifts <= 1
+	 * only one segment of output is held in memory; otherwise the whole track is
+	 * accumulated and handed over at the end. */
+	int (*sink)(void *user, const float *data, size_t stride, size_t frame0,
+	            size_t n_frames);
+	void *sink_user;
+};
+
+void nn_separate_opts_init(struct nn_separate_opts *o);
+
+/* Separates mix: audio_channels planes of n_frames samples at the model's samplerate
+ * (planar, channel c at mix + c*n_frames). On success *out is a malloced array of
+ * n_sources * audio_channels planes of n_frames samples ([source][channel][frame], in the
+ * model's source order); the caller frees it. With o->sink set, nothing is returned
+ * (out may be NULL) and the stems go to the sink. Errors: SFA_EINVAL (bad options),
+ * SFA_ENOMEM, SFA_ECANCELED, SFA_EIO (the sink failed). */
+int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
+                const struct nn_separate_opts *o, float **out, char *err, size_t n_err);
+
+/* Floating-point operations done by the engine so far (all threads): for benchmarks. */
+unsigned long long nn_flop_count(void);
+
+#endif

@@ -1,0 +1,529 @@
+/* ops.c - see ops.h.
+ *
+ * im2col layout: row r = (ci*kh + i)*kw + j of the column matrix holds, for every output
+ * position of the tile, the input value under kernel tap (i, j) of channel ci (zero in
+ * the padding). That is the order of PyTorch's weight (cout, cin, kh, kw) flattened, so
+ * the weight matrix is used as stored.
+ */
+#include "nn/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <string.h>
+
+static _Atomic unsigned long long ops_flops;
+
+unsigned long long nn_ops_flop_count(void)
+{
+	return ops_flops;
+}
+
+static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
+
+static void ops_init_once(void)
+{
+	openblas_set_num_threads(1);
+}
+
+void nn_ops_init(void)
+{
+	pthread_once(&ops_once, ops_init_once);
+}
+
+void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc)
+{
+	if (m <= 0 || n <= 0)
+		return;
+	if (k <= 0) {
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < n; j++)
+				c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+		return;
+	}
+	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+	            n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void fill_bias(float *y, int cout, const float *b, size_t n, size_t ld)
+{
+	for (int co = 0; co < cout; co++) {
+		float v = b ? b[co] : 0.0f;
+		float *row = y + (size_t)co * ld;
+		for (size_t i = 0; i < n; i++)
+			row[i] = v;
+	}
+}
+
+/* Fills the column matrix for output rows [h0, h1). */
+static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t ldx, int h0,
+                   int h1, int wo, float *col)
+{
+	size_t n = (size_t)(h1 - h0) * (size_t)wo;
+	for (int ci = 0; ci < c->cin; ci++) {
+		for (int i = 0; i < c->kh; i++) {
+			for (int j = 0; j < c->kw; j++) {
+				float *dst = col + ((size_t)(ci * c->kh + i) * c->kw + j) * n;
+				int off_w = j * c->dw - c->pw;
+				if (w == 1 && wo == 1 && off_w == 0) {
+					/* A column vector (the time branch as (C, L, 1)): a strided gather,
+					 * contiguous when the stride is 1. */
+					const float *src = x + (size_t)ci * ldx;
+					int base = -c->ph + i * c->dh;
+					if (c->sh == 1) {
+						int lo = -base - h0 > 0 ? -base - h0 : 0; /* first in-range row */
+						int hi = h - base - h0;                  /* end of in-range rows */
+						int nrow = h1 - h0;
+						lo = lo > nrow ? nrow : lo;
+						hi = hi > nrow ? nrow : (hi < lo ? lo : hi);
+						if (lo)
+							memset(dst, 0, (size_t)lo * sizeof *dst);
+						if (hi > lo)
+							memcpy(dst + lo, src + h0 + lo + base,
+							       (size_t)(hi - lo) * sizeof *dst);
+						if (nrow > hi)
+							memset(dst + hi, 0, (size_t)(nrow - hi) * sizeof *dst);
+					} else {
+						for (int oh = h0; oh < h1; oh++) {
+							int ih = oh * c->sh + base;
+							dst[oh - h0] = (ih >= 0 && ih < h) ? src[ih] : 0.0f;
+						}
+					}
+					continue;
+				}
+				for (int oh = h0; oh < h1; oh++, dst += wo) {
+					int ih = oh * c->sh - c->ph + i * c->dh;
+					if (ih < 0 || ih >= h) {
+						memset(dst, 0, (size_t)wo * sizeof *dst);
+						continue;
+					}
+					const float *src = x + (size_t)ci * ldx + (size_t)ih * w;
+					if (c->sw == 1) {
+						/* Output ow reads input ow + off_w: zero, copy, zero. */
+						int lo = off_w < 0 ? -off_w : 0;
+						if (lo > wo)
+							lo = wo;
+						int hi = w - off_w;
+						if (hi > wo)
+							hi = wo;
+						if (hi < lo)
+							hi = lo;
+						if (lo)
+							memset(dst, 0, (size_t)lo * sizeof *dst);
+						if (hi > lo)
+							memcpy(dst + lo, src + lo + off_w, (size_t)(hi - lo) * sizeof *dst);
+						if (wo > hi)
+							memset(dst + hi, 0, (size_t)(wo - hi) * sizeof *dst);
+					} else {
+						for (int ow = 0; ow < wo; ow++) {
+							int iw = ow * c->sw + off_w;
+							dst[ow] = (iw >= 0 && iw < w) ? src[iw] : 0.0f;
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+static bool is_pointwise(const struct nn_conv *c)
+{
+	return c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->ph == 0 && c->pw == 0;
+}
+
+void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
+                    size_t ldx, int h0, int h1, int wo, float *y, size_t ldy)
+{
+	int kdim = c->cin * c->kh * c->kw;
+	size_t n_all = (size_t)(h1 - h0) * wo;
+	fill_bias(y, c->cout, c->b, n_all, ldy);
+	if (is_pointwise(c) && wo == w) {
+		/* No im2col: the input rows are the columns. */
+		nn_gemm(false, false, c->cout, (int)n_all, kdim, 1.0f, c->w, kdim, x + (size_t)h0 * w,
+		        (int)ldx, 1.0f, y, (int)ldy);
+		return;
+	}
+	size_t rows = NN_OPS_TILE_FLOATS / ((size_t)kdim * wo);
+	if (rows < 1)
+		rows = 1;
+	if (rows > (size_t)(h1 - h0))
+		rows = (size_t)(h1 - h0);
+	size_t mark = nn_ws_mark(ws);
+	float *col = nn_ws_floats(ws, (size_t)kdim * rows * wo);
+	if (!col)
+		return;
+	for (int r0 = h0; r0 < h1; r0 += (int)rows) {
+		int r1 = r0 + (int)rows < h1 ? r0 + (int)rows : h1;
+		int n = (r1 - r0) * wo;
+		im2col(c, x, h, w, ldx, r0, r1, wo, col);
+		nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, col, n, 1.0f,
+		        y + (size_t)(r0 - h0) * wo, (int)ldy);
+	}
+	nn_ws_release(ws, mark);
+}
+
+void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
+               size_t ldx, float *y, int ho, int wo, size_t ldy)
+{
+	nn_conv2d_rows(ws, c, x, h, w, ldx, 0, ho, wo, y, ldy);
+}
+
+void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s,
+                      int crop, const float *x, size_t ldx, int ih0, int nrows, int w, float *y,
+                      int hout)
+{
+	size_t plane = (size_t)hout * w;
+	int m = cout * k;
+	size_t rows = NN_OPS_TILE_FLOATS / ((size_t)m * w);
+	if (rows < 1)
+		rows = 1;
+	if (rows > (size_t)nrows)
+		rows = (size_t)nrows;
+	size_t mark = nn_ws_mark(ws);
+	float *p = nn_ws_floats(ws, (size_t)m * rows * w);
+	if (!p)
+		return;
+	for (int r0 = 0; r0 < nrows; r0 += (int)rows) {
+		int r1 = r0 + (int)rows < nrows ? r0 + (int)rows : nrows;
+		int n = (r1 - r0) * w;
+		/* p (cout*k, n) = wt^T (cout*k, cin) x[:, r0:r1, :] (cin, n). */
+		nn_gemm(true, false, m, n, cin, 1.0f, wt, m, x + (size_t)r0 * w, (int)ldx, 0.0f, p, n);
+		for (int co = 0; co < cout; co++) {
+			for (int i = 0; i < k; i++) {
+				const float *src = p + (size_t)(co * k + i) * n;
+				for (int r = r0; r < r1; r++) {
+					int oh = (ih0 + r) * s + i - crop;
+					if (oh < 0 || oh >= hout)
+						continue;
+					float *dst = y + (size_t)co * plane + (size_t)oh * w;
+					const float *sr = src + (size_t)(r - r0) * w;
+					for (int j = 0; j < w; j++)
+						dst[j] += sr[j];
+				}
+			}
+		}
+	}
+	nn_ws_release(ws, mark);
+}
+
+void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k,
+                 int s, int crop, const float *x, int h, int w, float *y, int hout)
+{
+	size_t plane = (size_t)hout * w;
+	fill_bias(y, cout, b, plane, plane);
+	nn_convtr_h_rows(ws, wt, cin, cout, k, s, crop, x, (size_t)h * w, 0, h, w, y, hout);
+}
+
+/* Elementwise kernels. They are written as plain loops over independent lanes so that the
+ * compiler vectorises them, and cloned for AVX-512 and AVX2 with a runtime choice (the
+ * default build targets baseline x86-64). IEEE arithmetic throughout, no FMA contraction:
+ * results do not depend on which clone runs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
+enum { LANES = 16 };
+
+/* exp(x) for float, within 2 ulp over the whole range (flushes to 0 below -87.3).
+ * Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6 polynomial. */
+static inline float exp_f(float x)
+{
+	x = x < -87.33654f ? -87.33654f : x;
+	x = x > 88.72283f ? 88.72283f : x;
+	float fn = x * 1.44269504f + 12582912.0f; /* round to nearest via the 1.5*2^23 trick */
+	fn -= 12582912.0f;
+	float r = x - fn * 0.693359375f;
+	r = r - fn * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r;
+	p = p + 1.0f;
+	int n = (int)fn;
+	/* 2^n in two steps so that n = -127 and 128 do not overflow the exponent field. */
+	int n1 = n / 2, n2 = n - n1;
+	union {
+		uint32_t u;
+		float f;
+	} s1 = {.u = (uint32_t)(n1 + 127) << 23}, s2 = {.u = (uint32_t)(n2 + 127) << 23};
+	return p * s1.f * s2.f;
+}
+
+static inline float sigmoid_f(float x)
+{
+	return 1.0f / (1.0f + exp_f(-x));
+}
+
+/* GELU(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)), the exact (erf) form, evaluated as
+ * x/2 erfc(-x/sqrt 2) so that negative x do not lose precision to 1 + erf cancelling.
+ * erfc(z), z >= 0, is t exp(-z^2 + P(t)) with t = 1/(1 + z/2) and P the Chebyshev fit of
+ * Numerical Recipes (relative error < 1.2e-7 for every z); z^2 is split as
+ * s^2 + (z - s)(z + s) with s = z rounded to 12 bits, so that exp's argument is exact and
+ * the result keeps float precision (a few ulp) even where exp(-z^2) is tiny. Vectorised,
+ * unlike libm's erfcf, which cost 6% of a forward pass. (PyTorch's own CPU GELU uses a
+ * 1.5e-7-absolute erf approximation; this is closer to exact.) */
+static inline float gelu_f(float x)
+{
+	float y = x * -0.70710678118654752f;
+	float z = y < 0 ? -y : y;
+	float t = 1.0f / (1.0f + 0.5f * z);
+	float p = 0.17087277f;
+	p = p * t + -0.82215223f;
+	p = p * t + 1.48851587f;
+	p = p * t + -1.13520398f;
+	p = p * t + 0.27886807f;
+	p = p * t + -0.18628806f;
+	p = p * t + 0.09678418f;
+	p = p * t + 0.37409196f;
+	p = p * t + 1.00002368f;
+	p = p * t + -1.26551223f;
+	union {
+		float f;
+		uint32_t u;
+	} sv = {.f = z};
+	sv.u &= 0xfffff000u; /* s: z with 12 significant bits, s*s exact */
+	float s = sv.f;
+	float e = t * exp_f(-s * s) * exp_f((s - z) * (s + z) + p);
+	float erfc = y >= 0 ? e : 2.0f - e;
+	return 0.5f * x * erfc;
+}
+
+NN_CLONES void nn_gelu(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = gelu_f(x[i]);
+}
+
+NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] * sigmoid_f(g[i]);
+}
+
+NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst,
+                                size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += scale * (a[i] * sigmoid_f(g[i]));
+}
+
+/* Sum and sum of squared deviations from `mean` of n floats: float lanes (vectorised) over
+ * blocks of SUM_BLOCK values, each block's lanes then added in double, so that rounding
+ * does not grow with n (rows reach 10^5 values in the time branch). */
+enum { SUM_BLOCK = 1024 };
+
+NN_CLONES double nn_sum(const float *p, size_t n)
+{
+	double s = 0.0;
+	size_t i = 0;
+	while (i + LANES <= n) {
+		float acc[LANES] = {0};
+		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
+		for (; i + LANES <= end; i += LANES)
+			for (int j = 0; j < LANES; j++)
+				acc[j] += p[i + j];
+		for (int j = 0; j < LANES; j++)
+			s += acc[j];
+	}
+	for (; i < n; i++)
+		s += p[i];
+	return s;
+}
+
+NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
+{
+	double s = 0.0;
+	size_t i = 0;
+	while (i + LANES <= n) {
+		float acc[LANES] = {0};
+		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
+		for (; i + LANES <= end; i += LANES)
+			for (int j = 0; j < LANES; j++) {
+				float d = p[i + j] - mean;
+				acc[j] += d * d;
+			}
+		for (int j = 0; j < LANES; j++)
+			s += acc[j];
+	}
+	for (; i < n; i++) {
+		double d = (double)p[i] - mean;
+		s += d * d;
+	}
+	return s;
+}
+
+NN_CLONES static void affine(float *p, size_t n, float sc, float sh)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = p[i] * sc + sh;
+}
+
+void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, double var,
+                        const float *gamma, const float *beta, float eps)
+{
+	double inv = 1.0 / sqrt(var + eps);
+	for (int c = 0; c < n_c; c++) {
+		double g = gamma ? gamma[c] : 1.0;
+		affine(x + (size_t)c * ld, n, (float)(inv * g),
+		       (float)((beta ? beta[c] : 0.0) - mean * inv * g));
+	}
+}
+
+void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const float *gamma,
+                          const float *beta, float eps)
+{
+	for (int r = 0; r < rows; r++) {
+		double sum = 0.0;
+		for (int c = 0; c < n_c; c++)
+			sum += nn_sum(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t);
+		double cnt = (double)n_c * n_t;
+		double mean = sum / cnt;
+		double ss = 0.0;
+		for (int c = 0; c < n_c; c++)
+			ss += nn_ssd(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t, (float)mean);
+		double inv = 1.0 / sqrt(ss / cnt + eps);
+		for (int c = 0; c < n_c; c++) {
+			double g = gamma ? gamma[c] : 1.0;
+			float sc = (float)(inv * g);
+			float sh = (float)((beta ? beta[c] : 0.0) - mean * inv * g);
+			affine(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t, sc, sh);
+		}
+	}
+}
+
+NN_CLONES void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma,
+                            const float *beta, float eps)
+{
+	for (int i = 0; i < n; i++) {
+		const float *p = x + (size_t)i * d;
+		float *o = out + (size_t)i * d;
+		double mean = nn_sum(p, (size_t)d) / d;
+		double var = nn_ssd(p, (size_t)d, (float)mean) / d;
+		float fm = (float)mean, fi = (float)(1.0 / sqrt(var + eps));
+		for (int j = 0; j < d; j++)
+			o[j] = (p[j] - fm) * fi * gamma[j] + beta[j];
+	}
+}
+
+NN_CLONES void nn_softmax_rows(float *x, int n, int d, int ld)
+{
+	for (int i = 0; i < n; i++) {
+		float *p = x + (size_t)i * ld;
+		float mx[LANES];
+		for (int j = 0; j < LANES; j++)
+			mx[j] = p[0];
+		int k = 0;
+		for (; k + LANES <= d; k += LANES)
+			for (int j = 0; j < LANES; j++)
+				mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
+		float m = mx[0];
+		for (int j = 1; j < LANES; j++)
+			m = mx[j] > m ? mx[j] : m;
+		for (; k < d; k++)
+			m = p[k] > m ? p[k] : m;
+		float acc[LANES] = {0};
+		k = 0;
+		for (; k + LANES <= d; k += LANES)
+			for (int j = 0; j < LANES; j++) {
+				float e = exp_f(p[k + j] - m);
+				p[k + j] = e;
+				acc[j] += e;
+			}
+		double sum = 0.0;
+		for (int j = 0; j < LANES; j++)
+			sum += acc[j];
+		for (; k < d; k++) {
+			p[k] = exp_f(p[k] - m);
+			sum += p[k];
+		}
+		float inv = (float)(1.0 / sum);
+		for (k = 0; k < d; k++)
+			p[k] *= inv;
+	}
+}
+
+enum { ATTN_QBLOCK = 256 };
+
+/* exp(x - max) over each row in place; the row sums go to sums[] (no normalisation:
+ * the caller scales the much narrower output rows instead). */
+NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums)
+{
+	for (int i = 0; i < n; i++) {
+		float *p = x + (size_t)i * ld;
+		float mx[LANES];
+		for (int j = 0; j < LANES; j++)
+			mx[j] = p[0];
+		int k = 0;
+		for (; k + LANES <= d; k += LANES)
+			for (int j = 0; j < LANES; j++)
+				mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
+		float m = mx[0];
+		for (int j = 1; j < LANES; j++)
+			m = mx[j] > m ? mx[j] : m;
+		for (; k < d; k++)
+			m = p[k] > m ? p[k] : m;
+		float acc[LANES] = {0};
+		k = 0;
+		for (; k + LANES <= d; k += LANES)
+			for (int j = 0; j < LANES; j++) {
+				float e = exp_f(p[k + j] - m);
+				p[k + j] = e;
+				acc[j] += e;
+			}
+		double sum = 0.0;
+		for (int j = 0; j < LANES; j++)
+			sum += acc[j];
+		for (; k < d; k++) {
+			p[k] = exp_f(p[k] - m);
+			sum += p[k];
+		}
+		sums[i] = (float)sum;
+	}
+}
+
+void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
+                  const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo)
+{
+	int hd = dim / heads;
+	float scale = 1.0f / sqrtf((float)hd);
+	size_t mark = nn_ws_mark(ws);
+	float *s = nn_ws_floats(ws, (size_t)ATTN_QBLOCK * nk);
+	float *sums = nn_ws_floats(ws, ATTN_QBLOCK);
+	if (!s || !sums)
+		return;
+	for (int h = 0; h < heads; h++) {
+		for (int q0 = 0; q0 < nq; q0 += ATTN_QBLOCK) {
+			int nb = nq - q0 < ATTN_QBLOCK ? nq - q0 : ATTN_QBLOCK;
+			nn_gemm(false, true, nb, nk, hd, scale, q + (size_t)q0 * ldq + h * hd, ldq,
+			        k + h * hd, ldk, 0.0f, s, nk);
+			softmax_unnormalised(s, nb, nk, nk, sums);
+			float *o = out + (size_t)q0 * ldo + h * hd;
+			nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, v + h * hd, ldv, 0.0f, o, ldo);
+			for (int i = 0; i < nb; i++) {
+				float inv = 1.0f / sums[i];
+				for (int e = 0; e < hd; e++)
+					o[(size_t)i * ldo + e] *= inv;
+			}
+		}
+	}
+	nn_ws_release(ws, mark);
+}
+
+void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,
+               int ldy)
+{
+	for (int i = 0; i < n; i++) {
+		float *row = y + (size_t)i * ldy;
+		for (int j = 0; j < dout; j++)
+			row[j] = b ? b[j] : 0.0f;
+	}
+	nn_gemm(false, true, n, dout, din, 1.0f, x, din, w, din, 1.0f, y, ldy);
+}

@@ -1,0 +1,100 @@
+/* ops.h - the tensor kernels of the nn engine (batch size 1, fp32, row-major).
+ *
+ * Convolutions are im2col + sgemm, tiled over output rows so that no im2col matrix grows
+ * past NN_OPS_TILE_FLOATS (the outermost HTDemucs decoder would need ~300 MB in one go).
+ * Elementwise functions are written to vectorise and use IEEE arithmetic only (no
+ * -ffast-math anywhere): GELU is the exact erf form, normalisations accumulate in double.
+ *
+ * Every kernel takes its scratch from the caller's workspace (ws.h) and returns nothing:
+ * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
+ * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker.
+ */
+#ifndef SFA_NN_OPS_H
+#define SFA_NN_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nn/ws.h"
+
+enum { NN_OPS_TILE_FLOATS = 1 << 21 };
+
+/* Once per process: OpenBLAS to one thread. Idempotent, thread-safe. */
+void nn_ops_init(void);
+
+/* Floating-point operations done by nn_gemm since the process started (2 per multiply-add),
+ * summed over all threads: the benchmark's GFLOP/s figure. */
+unsigned long long nn_ops_flop_count(void);
+
+/* C[m][n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. */
+void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc);
+
+/* A 2-D convolution (Conv1d is h = T, w = 1, or h = 1, w = T). Weights (cout, cin*kh*kw). */
+struct nn_conv {
+	const float *w;
+	const float *b; /* cout values or NULL */
+	int cin, cout, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+static inline int nn_conv_out(int in, int k, int s, int p, int d)
+{
+	return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+/* y (cout, ho, wo) = conv(x (cin, h, w)). Channel ci of x starts at x + ci*ldx, channel co
+ * of y at y + co*ldy (ldx = h*w, ldy = ho*wo for whole tensors). y must not overlap x. */
+void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
+               size_t ldx, float *y, int ho, int wo, size_t ldy);
+/* The same for output rows [h0, h1) only; y points at row h0 of channel 0. */
+void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
+                    size_t ldx, int h0, int h1, int wo, float *y, size_t ldy);
+
+/* Transposed convolution along h with kernel (k, 1), stride (s, 1), then a crop:
+ * y[co][ho][j] = b[co] + sum over ci, hi, i with hi*s + i - crop == ho of
+ * wt[ci][co][i] * x[ci][hi][j], for ho in [0, hout). wt is (cin, cout*k). */
+void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k,
+                 int s, int crop, const float *x, int h, int w, float *y, int hout);
+
+/* The accumulation part of nn_convtr_h for input rows [ih0, ih0 + nrows): x points at row
+ * ih0 of channel 0, channels ldx apart; y must already hold the bias (or partial sums). */
+void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s,
+                      int crop, const float *x, size_t ldx, int ih0, int nrows, int w, float *y,
+                      int hout);
+
+/* In-place exact GELU, x * (1 + erf(x / sqrt 2)) / 2. */
+void nn_gelu(float *x, size_t n);
+/* out[i] = a[i] * sigmoid(g[i]) for i < n (GLU halves). out may alias a. */
+void nn_glu(const float *a, const float *g, float *out, size_t n);
+
+/* dst[i] += scale * a[i] * sigmoid(g[i]) (GLU then LayerScale, added to a residual). */
+void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n);
+
+/* GroupNorm with one group over `rows` independent slices: slice r is the n_c x n_t block
+ * x[c*ld + r*n_t + t]. gamma/beta per channel (may be NULL for none). Biased variance. */
+void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const float *gamma,
+                          const float *beta, float eps);
+/* GroupNorm(1) with known statistics over n_c channels of n values (channel stride ld). */
+void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, double var,
+                        const float *gamma, const float *beta, float eps);
+/* Sum of n floats, and sum of squared deviations from mean (vectorised, double result). */
+double nn_sum(const float *p, size_t n);
+double nn_ssd(const float *p, size_t n, float mean);
+
+/* LayerNorm over the last dim of (n, d) rows; out may alias x. */
+void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma,
+                  const float *beta, float eps);
+/* Row softmax of (n, d) in place. */
+void nn_softmax_rows(float *x, int n, int d, int ld);
+
+/* Multi-head attention core: out (nq, dim) = concat_h softmax(q_h k_h^T / sqrt(hd)) v_h.
+ * q, k, v are row-major with leading dims ldq, ldk, ldv; head h uses columns
+ * [h*hd, (h+1)*hd). out has leading dim ldo. */
+void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
+                  const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo);
+
+/* y (n, dout) = x (n, din) w^T + b, w (dout, din). */
+void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,
+               int ldy);
+
+#endif

@@ -1,0 +1,395 @@
+/* The nn kernels against naive double-precision references: convolutions (strides,
+ * padding, dilation, tiling, column vectors), transposed convolution, GELU, softmax,
+ * attention, normalisations, the STFT pair, and the workspace. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/ops.h"
+#include "nn/stft.h"
+#include "nn/ws.h"
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static float frand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static float *rand_buf(size_t n)
+{
+	float *p = malloc(n * sizeof *p);
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = frand();
+	return p;
+}
+
+static void close_to(const float *got, const double *want, size_t n, double tol, const char *w)
+{
+	double md = 0, mx = 0;
+	for (size_t i = 0; i < n; i++) {
+		md = fmax(md, fabs(got[i] - want[i]));
+		mx = fmax(mx, fabs(want[i]));
+	}
+	if (md > tol * fmax(mx, 1.0))
+		fail_msg("%s: max |diff| %.3g (scale %.3g)", w, md, mx);
+}
+
+struct conv_case {
+	int cin, cout, h, w, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+static void conv_against_naive(void **state)
+{
+	(void)state;
+	const struct conv_case cases[] = {
+		{4, 6, 64, 9, 8, 1, 4, 1, 2, 0, 1, 1},      /* frequency encoder */
+		{3, 5, 101, 1, 8, 1, 4, 1, 2, 0, 1, 1},     /* time encoder, (C, L, 1) */
+		{5, 7, 6, 33, 1, 3, 1, 1, 0, 2, 1, 2},      /* DConv, dilation 2 along w */
+		{5, 4, 77, 1, 3, 1, 1, 1, 2, 0, 2, 1},      /* DConv on a column, dilation 2 */
+		{6, 12, 10, 11, 3, 3, 1, 1, 1, 1, 1, 1},    /* decoder rewrite 3x3 */
+		{8, 16, 7, 13, 1, 1, 1, 1, 0, 0, 1, 1},     /* pointwise */
+		{16, 8, 400, 512, 8, 1, 4, 1, 2, 0, 1, 1},  /* big enough to tile */
+	};
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		const struct conv_case *k = &cases[ci];
+		int ho = nn_conv_out(k->h, k->kh, k->sh, k->ph, k->dh);
+		int wo = nn_conv_out(k->w, k->kw, k->sw, k->pw, k->dw);
+		size_t nx = (size_t)k->cin * k->h * k->w, nw = (size_t)k->cout * k->cin * k->kh * k->kw;
+		float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf((size_t)k->cout);
+		size_t ny = (size_t)k->cout * ho * wo;
+		float *y = malloc(ny * sizeof *y);
+		double *ref = calloc(ny, sizeof *ref);
+		for (int co = 0; co < k->cout; co++)
+			for (int oh = 0; oh < ho; oh++)
+				for (int ow = 0; ow < wo; ow++) {
+					double acc = b[co];
+					for (int c = 0; c < k->cin; c++)
+						for (int i = 0; i < k->kh; i++)
+							for (int j = 0; j < k->kw; j++) {
+								int ih = oh * k->sh - k->ph + i * k->dh;
+								int iw = ow * k->sw - k->pw + j * k->dw;
+								if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
+									continue;
+								acc += (double)w[((size_t)(co * k->cin + c) * k->kh + i) * k->kw + j] *
+								       x[((size_t)c * k->h + ih) * k->w + iw];
+							}
+					ref[((size_t)co * ho + oh) * wo + ow] = acc;
+				}
+		struct nn_conv c = {.w = w, .b = b, .cin = k->cin, .cout = k->cout, .kh = k->kh,
+		                    .kw = k->kw, .sh = k->sh, .sw = k->sw, .ph = k->ph, .pw = k->pw,
+		                    .dh = k->dh, .dw = k->dw};
+		nn_conv2d(&ws, &c, x, k->h, k->w, (size_t)k->h * k->w, y, ho, wo, (size_t)ho * wo);
+		assert_false(ws.failed);
+		char label[32];
+		snprintf(label, sizeof label, "conv case %zu", ci);
+		close_to(y, ref, ny, 1e-5, label);
+		/* A row range written elsewhere matches the same rows (up to sgemm's rounding,
+		 * which may differ with the column count of a call). */
+		int h0 = ho / 3, h1 = ho - ho / 4;
+		float *part = malloc((size_t)k->cout * (h1 - h0) * wo * sizeof *part);
+		nn_conv2d_rows(&ws, &c, x, k->h, k->w, (size_t)k->h * k->w, h0, h1, wo, part,
+		               (size_t)(h1 - h0) * wo);
+		for (int co = 0; co < k->cout; co++)
+			for (size_t i = 0; i < (size_t)(h1 - h0) * wo; i++)
+				assert_true(fabsf(part[(size_t)co * (h1 - h0) * wo + i] -
+				                  y[(size_t)co * ho * wo + (size_t)h0 * wo + i]) < 1e-4f);
+		free(part);
+		free(x);
+		free(w);
+		free(b);
+		free(y);
+		free(ref);
+	}
+	assert_int_equal(ws.top_bytes, 0);
+	nn_ws_free(&ws);
+}
+
+static void convtr_against_naive(void **state)
+{
+	(void)state;
+	int cin = 6, cout = 5, k = 8, s = 4, crop = 2, h = 300, w = 7;
+	int hout = (h - 1) * s + k - 2 * crop;
+	float *x = rand_buf((size_t)cin * h * w), *wt = rand_buf((size_t)cin * cout * k),
+	      *b = rand_buf((size_t)cout);
+	size_t ny = (size_t)cout * hout * w;
+	double *ref = calloc(ny, sizeof *ref);
+	for (int co = 0; co < cout; co++)
+		for (size_t i = 0; i < (size_t)hout * w; i++)
+			ref[(size_t)co * hout * w + i] = b[co];
+	for (int c = 0; c < cin; c++)
+		for (int ih = 0; ih < h; ih++)
+			for (int co = 0; co < cout; co++)
+				for (int i = 0; i < k; i++) {
+					int oh = ih * s + i - crop;
+					if (oh < 0 || oh >= hout)
+						continue;
+					for (int j = 0; j < w; j++)
+						ref[((size_t)co * hout + oh) * w + j] +=
+							(double)wt[((size_t)c * cout + co) * k + i] * x[((size_t)c * h + ih) * w + j];
+				}
+	float *y = malloc(ny * sizeof *y);
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_convtr_h(&ws, wt, b, cin, cout, k, s, crop, x, h, w, y, hout);
+	close_to(y, ref, ny, 1e-5, "convtr");
+	nn_ws_free(&ws);
+	free(x);
+	free(wt);
+	free(b);
+	free(y);
+	free(ref);
+}
+
+static void gelu_glu_are_accurate(void **state)
+{
+	(void)state;
+	enum { N = 200001 };
+	float *x = malloc(N * sizeof *x), *g = malloc(N * sizeof *g), *o = malloc(N * sizeof *o);
+	for (int i = 0; i < N; i++)
+		x[i] = g[i] = (float)(-12.0 + 24.0 * i / (N - 1));
+	nn_gelu(x, N);
+	double worst = 0;
+	for (int i = 0; i < N; i++) {
+		double v = g[i];
+		double want = 0.5 * v * erfc(-v / sqrt(2.0));
+		double err = fabs(x[i] - want);
+		/* Relative precision down into the far negative tail, where rounding x/sqrt 2 to
+		 * float alone moves erfc by about v^2 * 6e-8 relative. */
+		if (fabs(want) > 1e-35)
+			worst = fmax(worst, err / fabs(want) / (1.0 + 0.24 * v * v));
+	}
+	if (worst > 1e-6)
+		fail_msg("GELU relative error %.3g", worst);
+	/* GLU: a * sigmoid(g). */
+	for (int i = 0; i < N; i++)
+		x[i] = 0.5f;
+	nn_glu(x, g, o, N);
+	worst = 0;
+	for (int i = 0; i < N; i++) {
+		double want = 0.5 / (1.0 + exp(-(double)g[i]));
+		worst = fmax(worst, fabs(o[i] - want) / want);
+	}
+	if (worst > 1e-6)
+		fail_msg("GLU relative error %.3g", worst);
+	free(x);
+	free(g);
+	free(o);
+}
+
+static void softmax_norms_attention(void **state)
+{
+	(void)state;
+	int n = 37, d = 333;
+	float *x = rand_buf((size_t)n * d);
+	for (size_t i = 0; i < (size_t)n * d; i++)
+		x[i] *= 30.0f; /* large logits: exercises the max subtraction */
+	double *ref = malloc((size_t)n * d * sizeof *ref);
+	for (int i = 0; i < n; i++) {
+		double mx = -1e300, s = 0;
+		for (int j = 0; j < d; j++)
+			mx = fmax(mx, x[i * d + j]);
+		for (int j = 0; j < d; j++)
+			s += exp(x[i * d + j] - mx);
+		for (int j = 0; j < d; j++)
+			ref[i * d + j] = exp(x[i * d + j] - mx) / s;
+	}
+	nn_softmax_rows(x, n, d, d);
+	close_to(x, ref, (size_t)n * d, 1e-6, "softmax");
+	/* LayerNorm with an offset mean. */
+	float *y = rand_buf((size_t)n * d), *gam = rand_buf((size_t)d), *bet = rand_buf((size_t)d);
+	for (size_t i = 0; i < (size_t)n * d; i++)
+		y[i] += 50.0f;
+	for (int i = 0; i < n; i++) {
+		double m = 0, v = 0;
+		for (int j = 0; j < d; j++)
+			m += y[i * d + j];
+		m /= d;
+		for (int j = 0; j < d; j++)
+			v += (y[i * d + j] - m) * (y[i * d + j] - m);
+		v /= d;
+		for (int j = 0; j < d; j++)
+			ref[i * d + j] = (y[i * d + j] - m) / sqrt(v + 1e-5) * gam[j] + bet[j];
+	}
+	nn_layernorm(y, y, n, d, gam, bet, 1e-5f);
+	close_to(y, ref, (size_t)n * d, 2e-5, "layernorm");
+	/* GroupNorm(1) over slices (c, rows, t). */
+	int c = 5, rows = 4, t = 3000;
+	float *z = rand_buf((size_t)c * rows * t), *gg = rand_buf((size_t)c), *bb = rand_buf((size_t)c);
+	double *zr = malloc((size_t)c * rows * t * sizeof *zr);
+	for (int r = 0; r < rows; r++) {
+		double m = 0, v = 0;
+		for (int k = 0; k < c; k++)
+			for (int j = 0; j < t; j++)
+				m += z[((size_t)k * rows + r) * t + j] + 10.0;
+		m /= (double)c * t;
+		for (int k = 0; k < c; k++)
+			for (int j = 0; j < t; j++) {
+				double dd = z[((size_t)k * rows + r) * t + j] + 10.0 - m;
+				v += dd * dd;
+			}
+		v /= (double)c * t;
+		for (int k = 0; k < c; k++)
+			for (int j = 0; j < t; j++) {
+				size_t at = ((size_t)k * rows + r) * t + j;
+				zr[at] = (z[at] + 10.0 - m) / sqrt(v + 1e-5) * gg[k] + bb[k];
+			}
+	}
+	for (size_t i = 0; i < (size_t)c * rows * t; i++)
+		z[i] += 10.0f;
+	nn_groupnorm1_slices(z, c, rows, t, (size_t)rows * t, gg, bb, 1e-5f);
+	close_to(z, zr, (size_t)c * rows * t, 2e-5, "groupnorm");
+	/* Attention: 3 heads of 8 over 300 queries and 270 keys (two query blocks). */
+	int nq = 300, nk = 270, dim = 24, heads = 3, hd = 8;
+	float *q = rand_buf((size_t)nq * dim), *kk = rand_buf((size_t)nk * dim),
+	      *vv = rand_buf((size_t)nk * dim), *out = malloc((size_t)nq * dim * sizeof *out);
+	double *ar = malloc((size_t)nq * dim * sizeof *ar), *sc = malloc((size_t)nk * sizeof *sc);
+	for (int h = 0; h < heads; h++)
+		for (int i = 0; i < nq; i++) {
+			double mx = -1e300, s = 0;
+			for (int j = 0; j < nk; j++) {
+				double dot = 0;
+				for (int e = 0; e < hd; e++)
+					dot += (double)q[i * dim + h * hd + e] * kk[j * dim + h * hd + e];
+				sc[j] = dot / sqrt((double)hd);
+				mx = fmax(mx, sc[j]);
+			}
+			for (int j = 0; j < nk; j++) {
+				sc[j] = exp(sc[j] - mx);
+				s += sc[j];
+			}
+			for (int e = 0; e < hd; e++) {
+				double acc = 0;
+				for (int j = 0; j < nk; j++)
+					acc += sc[j] / s * vv[j * dim + h * hd + e];
+				ar[i * dim + h * hd + e] = acc;
+			}
+		}
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_attention(&ws, q, dim, nq, kk, dim, vv, dim, nk, dim, heads, out, dim);
+	close_to(out, ar, (size_t)nq * dim, 1e-5, "attention");
+	nn_ws_free(&ws);
+	free(q);
+	free(kk);
+	free(vv);
+	free(out);
+	free(ar);
+	free(sc);
+	free(z);
+	free(zr);
+	free(gg);
+	free(bb);
+	free(x);
+	free(ref);
+	free(y);
+	free(gam);
+	free(bet);
+}
+
+static void stft_matches_its_definition(void **state)
+{
+	(void)state;
+	int nfft = 256, hop = 64, len = 1000;
+	struct nn_stft *s;
+	char err[128];
+	assert_int_equal(nn_stft_new(nfft, &s, err, sizeof err), 0);
+	int le = nn_stft_frames(s, len);
+	assert_int_equal(le, 16);
+	float *x = malloc((size_t)len * sizeof *x);
+	for (int i = 0; i < len; i++)
+		x[i] = (float)(0.3 * sin(0.05 * i) + 0.2 * cos(0.31 * i + 1));
+	int nf = nfft / 2;
+	float *re = malloc((size_t)nf * le * sizeof *re), *im = malloc((size_t)nf * le * sizeof *im);
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_stft_spec(s, &ws, x, len, re, im);
+	/* Reflect-padded by 3*hop/2 on the left; frame t covers padded [t*hop, t*hop + nfft). */
+	int pad = hop / 2 * 3;
+	double *dre = malloc((size_t)nf * le * sizeof *dre), *dim_ = malloc((size_t)nf * le * sizeof *dim_);
+	for (int t = 0; t < le; t++)
+		for (int f = 0; f < nf; f++) {
+			double ar = 0, ai = 0;
+			for (int n = 0; n < nfft; n++) {
+				int j = t * hop + n - pad;
+				if (j < 0)
+					j = -j;
+				if (j >= len)
+					j = 2 * (len - 1) - j;
+				double w = 0.5 - 0.5 * cos(2 * M_PI * n / nfft);
+				ar += w * x[j] * cos(2 * M_PI * f * n / nfft);
+				ai -= w * x[j] * sin(2 * M_PI * f * n / nfft);
+			}
+			dre[(size_t)f * le + t] = ar / sqrt((double)nfft);
+			dim_[(size_t)f * le + t] = ai / sqrt((double)nfft);
+		}
+	close_to(re, dre, (size_t)nf * le, 1e-5, "stft re");
+	close_to(im, dim_, (size_t)nf * le, 1e-5, "stft im");
+	/* The inverse recovers the signal where four real frames overlap. Near the ends
+	 * HTDemucs' iSTFT divides by an envelope that counts its two zero frames on each
+	 * side, which attenuates the edges: that is Demucs' behaviour, matched on purpose. */
+	float *y = malloc((size_t)len * sizeof *y);
+	nn_stft_ispec(s, &ws, re, im, le, len, y);
+	double md = 0;
+	for (int i = 3 * hop - pad; i < le * hop - pad; i++)
+		md = fmax(md, fabs(y[i] - x[i]));
+	if (md > 2e-3)
+		fail_msg("istft(stft(x)) differs from x by %.3g", md);
+	nn_ws_free(&ws);
+	nn_stft_free(s);
+	free(x);
+	free(re);
+	free(im);
+	free(dre);
+	free(dim_);
+	free(y);
+}
+
+static void workspace_stack(void **state)
+{
+	(void)state;
+	struct nn_ws ws;
+	nn_ws_init(&ws, 1 << 20);
+	float *a = nn_ws_floats(&ws, 3);
+	assert_non_null(a);
+	assert_int_equal((uintptr_t)a % 64, 0);
+	size_t m = nn_ws_mark(&ws);
+	float *b = nn_ws_floats(&ws, 1000);
+	assert_int_equal((uintptr_t)b % 64, 0);
+	assert_true(b >= a + 3);
+	nn_ws_release(&ws, m);
+	float *c = nn_ws_floats(&ws, 10);
+	assert_ptr_equal(b, c); /* popped and reused */
+	assert_null(nn_ws_floats(&ws, 1 << 20)); /* past the reservation */
+	assert_true(ws.failed);
+	nn_ws_reset(&ws);
+	assert_false(ws.failed);
+	assert_int_equal(nn_ws_mark(&ws), 0);
+	nn_ws_free(&ws);
+}
+
+int main(void)
+{
+	nn_ops_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(conv_against_naive),
+		cmocka_unit_test(convtr_against_naive),
+		cmocka_unit_test(gelu_glu_are_accurate),
+		cmocka_unit_test(softmax_norms_attention),
+		cmocka_unit_test(stft_matches_its_definition),
+		cmocka_unit_test(workspace_stack),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,377 @@
+/* Numerics of the whole engine against PyTorch Demucs: every tiny HTDemucs reference case
+ * (4 and 6 sources, split and not, and the htdemucs_ft-style bag) must match within
+ * max |diff| <= 1e-4 and relative L2 <= 1e-5, the issue's tolerances. Also: the output
+ * does not depend on the thread count, shifts are seeded, progress and cancel work. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "util/err.h"
+
+static const char *fixtures;
+
+static float *read_f32(const char *name, size_t *n)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", fixtures, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("missing fixture %s (copy it from the Demucs reference data)", path);
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	float *d = malloc((size_t)len);
+	assert_non_null(d);
+	assert_int_equal(fread(d, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	*n = (size_t)len / sizeof(float);
+	return d;
+}
+
+static struct nn_model *open_model(const char *name)
+{
+	char path[1024], err[512] = "";
+	snprintf(path, sizeof path, "%s/%s", fixtures, name);
+	struct nn_model *m = NULL;
+	int rc = nn_model_open(path, NULL, &m, err, sizeof err);
+	if (rc)
+		fail_msg("cannot open %s: %s", path, err);
+	return m;
+}
+
+static float *separate(const struct nn_model *m, const float *in, size_t frames,
+                       const struct nn_separate_opts *o)
+{
+	char err[512] = "";
+	float *out = NULL;
+	int rc = nn_separate(m, in, frames, o, &out, err, sizeof err);
+	if (rc)
+		fail_msg("nn_separate: %s", err);
+	return out;
+}
+
+/* Checks out against the reference file with the tolerances. */
+static void compare(const char *label, const float *out, const char *ref_name, size_t n)
+{
+	size_t nr;
+	float *ref = read_f32(ref_name, &nr);
+	assert_int_equal(nr, n);
+	double md = 0, num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)out[i] - ref[i];
+		if (fabs(d) > md)
+			md = fabs(d);
+		num += d * d;
+		den += (double)ref[i] * ref[i];
+	}
+	double rel = sqrt(num / den);
+	printf("# %-28s max|diff| %.3g  rel L2 %.3g\n", label, md, rel);
+	if (!(md <= 1e-4 && rel <= 1e-5))
+		fail_msg("%s: max|diff| %.3g (limit 1e-4), rel L2 %.3g (limit 1e-5)", label, md, rel);
+	free(ref);
+}
+
+static void run_case(const char *model, const char *input, int split, const char *ref)
+{
+	struct nn_model *m = open_model(model);
+	const struct nn_model_info *info = nn_model_info(m);
+	size_t n;
+	float *in = read_f32(input, &n);
+	size_t frames = n / 2;
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.shifts = 0;
+	o.split = split;
+	float *out = separate(m, in, frames, &o);
+	char label[128];
+	snprintf(label, sizeof label, "%s %s", model, split ? "split" : "nosplit");
+	compare(label, out, ref, (size_t)info->n_sources * 2 * frames);
+	free(out);
+	free(in);
+	nn_model_free(m);
+}
+
+static void htdemucs_split(void **state)
+{
+	(void)state;
+	run_case("tiny_htdemucs.th", "tiny_input.f32", 1, "out_tiny_htdemucs_split.f32");
+}
+
+static void htdemucs_nosplit(void **state)
+{
+	(void)state;
+	run_case("tiny_htdemucs.th", "tiny_segment_input.f32", 0, "out_tiny_htdemucs_nosplit.f32");
+}
+
+static void htdemucs_6s_split(void **state)
+{
+	(void)state;
+	run_case("tiny_htdemucs_6s.th", "tiny_input.f32", 1, "out_tiny_htdemucs_6s_split.f32");
+}
+
+static void htdemucs_6s_nosplit(void **state)
+{
+	(void)state;
+	run_case("tiny_htdemucs_6s.th", "tiny_segment_input.f32", 0,
+	         "out_tiny_htdemucs_6s_nosplit.f32");
+}
+
+static void htdemucs_ft_bag_split(void **state)
+{
+	(void)state;
+	struct nn_model *m = open_model("tiny_htdemucs_ft.yaml");
+	const struct nn_model_info *info = nn_model_info(m);
+	assert_int_equal(info->n_members, 4);
+	assert_int_equal(info->n_sources, 4);
+	assert_string_equal(info->sources[3], "vocals");
+	nn_model_free(m);
+	run_case("tiny_htdemucs_ft.yaml", "tiny_input.f32", 1, "out_tiny_htdemucs_ft_split.f32");
+}
+
+struct prog {
+	int calls, last, total;
+	int cancel_at;
+	volatile int *cancel;
+};
+
+static void on_progress(void *user, int done, int total)
+{
+	struct prog *p = user;
+	assert_int_equal(done, p->last + 1); /* in order, one at a time */
+	p->last = done;
+	p->total = total;
+	p->calls++;
+	if (p->cancel && done == p->cancel_at)
+		*p->cancel = 1;
+}
+
+static void thread_count_does_not_change_output(void **state)
+{
+	(void)state;
+	struct nn_model *m = open_model("tiny_htdemucs.th");
+	size_t n;
+	float *in = read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2;
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.shifts = 2;
+	o.seed = 7;
+	o.overlap = 0.5;
+	o.n_threads = 1;
+	struct prog p = {0};
+	o.progress = on_progress;
+	o.progress_user = &p;
+	float *a = separate(m, in, frames, &o);
+	assert_true(p.calls > 4);
+	assert_int_equal(p.last, p.total);
+	o.progress = NULL;
+	size_t total = 4 * 2 * frames;
+	for (int t = 2; t <= 3; t++) {
+		o.n_threads = t;
+		float *b = separate(m, in, frames, &o);
+		assert_memory_equal(a, b, total * sizeof(float));
+		free(b);
+	}
+	/* Same seed, same shifts; another seed, other shifts. */
+	o.n_threads = 2;
+	float *c = separate(m, in, frames, &o);
+	assert_memory_equal(a, c, total * sizeof(float));
+	free(c);
+	o.seed = 8;
+	float *d = separate(m, in, frames, &o);
+	assert_true(memcmp(a, d, total * sizeof(float)) != 0);
+	free(d);
+	free(a);
+	free(in);
+	nn_model_free(m);
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* apply_model's shift trick: the track is delayed by d = max_shift - offset inside zeros,
+ * separated, and the first d samples dropped. With the documented offset sequence
+ * (splitmix64 of the seed, modulo max_shift + 1) and no standardisation, that must equal
+ * separating the zero-prefixed track without shifts, bit for bit. */
+static void shift_equals_zero_prefix(void **state)
+{
+	(void)state;
+	struct nn_model *m = open_model("tiny_htdemucs.th");
+	size_t n;
+	float *in = read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2;
+	uint64_t seed = 1234, s = seed;
+	int max_shift = 22050;
+	int d = max_shift - (int)(splitmix64(&s) % (uint64_t)(max_shift + 1));
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.normalize = false;
+	o.shifts = 1;
+	o.seed = seed;
+	float *a = separate(m, in, frames, &o);
+	size_t f2 = frames + (size_t)d;
+	float *pre = calloc(2 * f2, sizeof *pre);
+	assert_non_null(pre);
+	for (int c = 0; c < 2; c++)
+		memcpy(pre + c * f2 + d, in + c * frames, frames * sizeof *pre);
+	o.shifts = 0;
+	float *b = separate(m, pre, f2, &o);
+	for (int k = 0; k < 8; k++)
+		assert_memory_equal(a + k * frames, b + k * f2 + d, frames * sizeof *a);
+	free(a);
+	free(b);
+	free(pre);
+	free(in);
+	nn_model_free(m);
+}
+
+struct collect {
+	float *buf; /* planes of n frames */
+	size_t n, next;
+	int planes, calls;
+};
+
+static int collect_sink(void *user, const float *data, size_t stride, size_t frame0,
+                        size_t n_frames)
+{
+	struct collect *c = user;
+	assert_int_equal(frame0, c->next); /* in order, no gap, no overlap */
+	for (int p = 0; p < c->planes; p++)
+		memcpy(c->buf + (size_t)p * c->n + frame0, data + (size_t)p * stride,
+		       n_frames * sizeof(float));
+	c->next += n_frames;
+	c->calls++;
+	return 0;
+}
+
+/* The streaming sink sees exactly what nn_separate returns, for a single network (held
+ * as a sliding window) and for a bag (handed over at the end). */
+static void streaming_output_equals_buffered(void **state)
+{
+	(void)state;
+	const char *models[] = {"tiny_htdemucs.th", "tiny_htdemucs_ft.yaml"};
+	size_t n;
+	float *in = read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2;
+	for (int mi = 0; mi < 2; mi++) {
+		struct nn_model *m = open_model(models[mi]);
+		struct nn_separate_opts o;
+		nn_separate_opts_init(&o);
+		o.shifts = 1;
+		o.seed = 3;
+		o.overlap = 0.5;
+		o.n_threads = 2;
+		float *a = separate(m, in, frames, &o);
+		struct collect c = {.n = frames, .planes = 8};
+		c.buf = calloc(8 * frames, sizeof(float));
+		o.sink = collect_sink;
+		o.sink_user = &c;
+		char err[256];
+		assert_int_equal(nn_separate(m, in, frames, &o, NULL, err, sizeof err), 0);
+		assert_int_equal(c.next, frames);
+		if (mi == 0)
+			assert_true(c.calls > 2);
+		assert_memory_equal(a, c.buf, 8 * frames * sizeof(float));
+		free(c.buf);
+		free(a);
+		nn_model_free(m);
+	}
+	free(in);
+}
+
+static void cancel_stops_the_job(void **state)
+{
+	(void)state;
+	struct nn_model *m = open_model("tiny_htdemucs.th");
+	size_t n;
+	float *in = read_f32("tiny_input.f32", &n);
+	volatile int cancel = 0;
+	struct prog p = {.cancel = &cancel, .cancel_at = 2};
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.shifts = 3;
+	o.n_threads = 1;
+	o.cancel = &cancel;
+	o.progress = on_progress;
+	o.progress_user = &p;
+	char err[256];
+	float *out = NULL;
+	assert_int_equal(nn_separate(m, in, n / 2, &o, &out, err, sizeof err), SFA_ECANCELED);
+	assert_null(out);
+	assert_true(p.last >= 2 && p.last < p.total);
+	free(in);
+	nn_model_free(m);
+}
+
+static void bad_options_are_refused(void **state)
+{
+	(void)state;
+	struct nn_model *m = open_model("tiny_htdemucs.th");
+	size_t n;
+	float *in = read_f32("tiny_input.f32", &n);
+	struct nn_separate_opts o;
+	char err[256];
+	float *out = NULL;
+	nn_separate_opts_init(&o);
+	o.segment_s = 0.5; /* the tiny model was trained on 0.2 s */
+	assert_int_equal(nn_separate(m, in, n / 2, &o, &out, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "longer than the model"));
+	nn_separate_opts_init(&o);
+	o.overlap = 1.0;
+	assert_int_equal(nn_separate(m, in, n / 2, &o, &out, err, sizeof err), SFA_EINVAL);
+	nn_separate_opts_init(&o);
+	o.split = false; /* 0.4 s does not fit one 0.2 s forward */
+	o.shifts = 0;
+	assert_int_equal(nn_separate(m, in, n / 2, &o, &out, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(nn_separate(m, in, 0, &o, &out, err, sizeof err), SFA_EINVAL);
+	/* Very short tracks are padded like any last chunk. */
+	nn_separate_opts_init(&o);
+	for (size_t k = 1; k <= 100; k += 99) {
+		float tiny[200];
+		for (size_t i = 0; i < 2 * k; i++)
+			tiny[i] = in[i];
+		float *t = NULL;
+		assert_int_equal(nn_separate(m, tiny, k, &o, &t, err, sizeof err), 0);
+		for (size_t i = 0; i < 8 * k; i++)
+			assert_true(isfinite(t[i]));
+		free(t);
+	}
+	/* A shorter segment than the model's is fine (chunks are padded to its length). */
+	nn_separate_opts_init(&o);
+	o.segment_s = 0.1;
+	o.shifts = 0;
+	assert_int_equal(nn_separate(m, in, n / 2, &o, &out, err, sizeof err), 0);
+	free(out);
+	free(in);
+	nn_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(htdemucs_split),
+		cmocka_unit_test(htdemucs_nosplit),
+		cmocka_unit_test(htdemucs_6s_split),
+		cmocka_unit_test(htdemucs_6s_nosplit),
+		cmocka_unit_test(htdemucs_ft_bag_split),
+		cmocka_unit_test(thread_count_does_not_change_output),
+		cmocka_unit_test(shift_equals_zero_prefix),
+		cmocka_unit_test(streaming_output_equals_buffered),
+		cmocka_unit_test(cancel_stops_the_job),
+		cmocka_unit_test(bad_options_are_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
