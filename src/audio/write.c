@@ -16,6 +16,7 @@
  *
  * On failure a partly written file is removed. Threading: no shared state.
  */
+#include "util/fs.h"
 #include "audio/audio.h"
 
 #include <errno.h>
@@ -61,22 +62,6 @@ static int audio__check_buf(const struct audio_buf *b, int max_channels, char *e
 	if (b->sample_rate_hz < 1 || b->sample_rate_hz > 768000)
 		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz",
 		               b->sample_rate_hz);
-	return 0;
-}
-
-static int audio__write_all(int fd, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
 	return 0;
 }
 
@@ -168,7 +153,7 @@ int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_samp
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (audio__write_all(fd, hdr, (size_t)(p - hdr)) != 0)
+	if (fs_write_all(fd, hdr, (size_t)(p - hdr)) != 0)
 		goto io_err;
 	for (size_t i0 = 0; i0 < b->n_frames; i0 += AUDIO__WRITE_CHUNK_FRAMES) {
 		size_t n = b->n_frames - i0;
@@ -187,12 +172,12 @@ int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_samp
 				}
 			}
 		}
-		if (audio__write_all(fd, chunk, (size_t)(q - chunk)) != 0)
+		if (fs_write_all(fd, chunk, (size_t)(q - chunk)) != 0)
 			goto io_err;
 	}
 	if (data_bytes & 1) {
 		unsigned char pad = 0;
-		if (audio__write_all(fd, &pad, 1) != 0)
+		if (fs_write_all(fd, &pad, 1) != 0)
 			goto io_err;
 	}
 	if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
@@ -227,7 +212,7 @@ struct audio__wio {
 static int audio__wio_write(void *opaque, AUDIO__WBUF *buf, int n)
 {
 	struct audio__wio *w = opaque;
-	if (audio__write_all(w->fd, buf, (size_t)n) != 0) {
+	if (fs_write_all(w->fd, buf, (size_t)n) != 0) {
 		w->failed_errno = errno;
 		return AVERROR(errno);
 	}

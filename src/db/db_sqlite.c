@@ -1051,17 +1051,17 @@ static void read_text_dup(sqlite3_stmt *st, void *out)
 	*(char **)out = t ? strdup((const char *)t) : NULL;
 }
 
-int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
-                       char **out_json)
+/* The newest analysis result matching `where` (user_id and one more key). */
+static int analysis_text(struct db *db, const char *where, const char *user_id,
+                         const char *key, char **out_json)
 {
+	char sql[200];
+	snprintf(sql, sizeof sql,
+	         "SELECT result FROM analyses WHERE user_id = ? AND %s = ? ORDER BY id DESC LIMIT 1",
+	         where);
 	char *s = NULL;
 	lock(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "SELECT result FROM analyses WHERE user_id = ? AND track_id = ? "
-	                      "ORDER BY id DESC LIMIT 1",
-	                      "tt", user_id, track_id),
-	                 read_text_dup, &s);
+	int rc = one_row(db, prep(db, sql, "tt", user_id, key), read_text_dup, &s);
 	unlock(db);
 	if (rc == 0 && !s)
 		return SFA_ENOMEM;
@@ -1070,22 +1070,15 @@ int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
 	return rc;
 }
 
+int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
+                       char **out_json)
+{
+	return analysis_text(db, "track_id", user_id, track_id, out_json);
+}
+
 int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id, char **out_json)
 {
-	char *s = NULL;
-	lock(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "SELECT result FROM analyses WHERE user_id = ? AND job_id = ? "
-	                      "ORDER BY id DESC LIMIT 1",
-	                      "tt", user_id, job_id),
-	                 read_text_dup, &s);
-	unlock(db);
-	if (rc == 0 && !s)
-		return SFA_ENOMEM;
-	if (rc == 0)
-		*out_json = s;
-	return rc;
+	return analysis_text(db, "job_id", user_id, job_id, out_json);
 }
 
 bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)

@@ -17,6 +17,7 @@
 #include "jobs/jobs.h"
 #include "jobs/workers.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -39,17 +40,8 @@ static void emit(json_t *obj)
 		return;
 	size_t n = strlen(text);
 	text[n] = '\n'; /* json_encode's NUL becomes the line end */
-	const char *p = text;
-	size_t left = n + 1;
-	while (left) {
-		ssize_t w = write(3, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		p += w;
-		left -= (size_t)w;
-	}
+	if (fs_write_all(3, text, n + 1) != 0)
+		log_error("job: the progress pipe is gone: %s", strerror(errno));
 	free(text);
 }
 

@@ -4,6 +4,7 @@
  * nn.h and models.h, a JSON summary through jansson. The progress bar is drawn from the
  * engine's worker threads (its callback is serialised) and only when stderr is a tty.
  */
+#include "util/fs.h"
 #include "nn/cli.h"
 
 #include <dirent.h>
@@ -145,22 +146,6 @@ static int32_t quantize(float x, int bits)
 	return (int32_t)lrint(v);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int wavw_open(struct wavw *w, const char *path, size_t n_frames, int n_ch, int rate,
                      enum audio_sample_format fmt, char *err, size_t n_err)
 {
@@ -198,7 +183,7 @@ static int wavw_open(struct wavw *w, const char *path, size_t n_frames, int n_ch
 	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
 	if (w->fd < 0)
 		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", path, strerror(errno));
-	if (write_all(w->fd, hdr, (size_t)(p - hdr)) != 0)
+	if (fs_write_all(w->fd, hdr, (size_t)(p - hdr)) != 0)
 		return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
 	return 0;
 }
@@ -226,7 +211,7 @@ static int wavw_write(struct wavw *w, const float *data, size_t stride, size_t n
 				q = le(q, (uint32_t)quantize(x, w->bits), (int)bps);
 			}
 		}
-	return write_all(w->fd, w->buf, need);
+	return fs_write_all(w->fd, w->buf, need);
 }
 
 /* Pads, syncs and closes; removes the file when failed. Returns 0 or -1. */
@@ -236,7 +221,7 @@ static int wavw_close(struct wavw *w, size_t n_frames, int failed)
 	if (w->fd >= 0) {
 		size_t data_bytes = n_frames * (size_t)w->n_ch * (size_t)w->bits / 8;
 		unsigned char pad = 0;
-		if (!rc && (data_bytes & 1) && write_all(w->fd, &pad, 1) != 0)
+		if (!rc && (data_bytes & 1) && fs_write_all(w->fd, &pad, 1) != 0)
 			rc = -1;
 		if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
 			rc = -1;

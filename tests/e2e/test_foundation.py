@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -384,14 +385,23 @@ def graceful_shutdown_loses_nothing(_srv):
         clients = [s.client() for _ in emails]
         tokens = [c.csrf("/users/register") for c in clients]
         results = [None] * len(emails)
+        sent = [threading.Event() for _ in emails]
 
         def go(i):
-            results[i] = clients[i].post("/users/register", form={
-                "_csrf_token": tokens[i], "user[email]": emails[i], "user[password]": PW}).status
+            c = clients[i]
+            body = urllib.parse.urlencode({"_csrf_token": tokens[i], "user[email]": emails[i],
+                                           "user[password]": PW})
+            cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+            c.conn.request("POST", "/users/register", body=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            sent[i].set()
+            results[i] = c.conn.getresponse().status
         threads = [threading.Thread(target=go, args=(i,)) for i in range(len(emails))]
         for t in threads:
             t.start()
-        time.sleep(0.05)  # the registrations are hashing passwords now
+        for e in sent:
+            check(e.wait(10), "a request could not be sent")
+        time.sleep(0.2)  # read by the server; several are still hashing passwords
         rc = s.stop(signal.SIGTERM)
         for t in threads:
             t.join(30)
