@@ -37,7 +37,7 @@ static const char usage[] =
 	"  separate FILE --model M [--out DIR] [--format wav|wav24|f32|flac] [--shifts N]\n"
 	"           [--overlap F] [--segment S] [--seed N] [--threads N]\n"
 	"                                                 split a song into stems\n"
-	"  models list|fetch NAME|verify                  manage Demucs model files\n"
+	"  models list|fetch NAME|verify [--data DIR]     manage Demucs model files\n"
 	"  analyze FILE [--features tempo,key,...|all] [--frame-rate N]\n"
 	"                                                 analyse a song, print JSON\n"
 	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
@@ -281,6 +281,22 @@ static int cmd_probe_audio(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+/* `sfa separate` and `sfa models`: the Demucs engine's own command line, with the models
+ * folder the server uses (SFA_MODELS_DIR, else <data dir>/models; --data is accepted). */
+static int cmd_engine(int argc, char **argv)
+{
+	struct config cfg;
+	char err[512];
+	if (config_from_env(&cfg, err, sizeof err) ||
+	    config_take_data_flag(&cfg, &argc, argv, err, sizeof err)) {
+		fprintf(stderr, "sfa: %s\n", err);
+		return 2;
+	}
+	setenv("SFA_MODELS_DIR", cfg.models_dir, 1);
+	return strcmp(argv[0], "separate") == 0 ? nn_cli_separate(argc, argv)
+	                                         : nn_cli_models(argc, argv);
+}
+
 static int cmd_job_exec(int argc, char **argv)
 {
 	if (argc < 1)
@@ -319,10 +335,8 @@ int main(int argc, char **argv)
 		return cmd_token_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
 		return cmd_job_enqueue(argc - 3, argv + 3);
-	if (strcmp(cmd, "separate") == 0)
-		return nn_cli_separate(argc - 1, argv + 1);
-	if (strcmp(cmd, "models") == 0)
-		return nn_cli_models(argc - 1, argv + 1);
+	if (strcmp(cmd, "separate") == 0 || strcmp(cmd, "models") == 0)
+		return cmd_engine(argc - 1, argv + 1);
 	if (strcmp(cmd, "analyze") == 0)
 		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)
