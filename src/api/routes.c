@@ -43,6 +43,7 @@ static const struct route routes[] = {
 	{"DELETE", "/api/jobs/:id", api_jobs_cancel, R_API},
 	{"POST", "/api/analysis/analyze", api_analysis_analyze, R_API | R_HEAVY},
 	{"GET", "/api/analysis/job/:id", api_analysis_job, R_API},
+	{"POST", "/api/daw/export", api_daw_export, R_API | R_HEAVY, api_daw_export_body},
 	{"GET", "/files/*path", api_files, R_FILES},
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},

@@ -41,6 +41,8 @@ void api_analysis_job(struct http_ctx *ctx);
 void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);
+void api_daw_export(struct http_ctx *ctx);
+int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n);
 void api_socket(struct http_ctx *ctx); /* GET /socket/websocket (api/socket.h) */
 void page_home(struct http_ctx *ctx);
 void page_asset_css(struct http_ctx *ctx);
