@@ -22,7 +22,7 @@
 #include "audio/mixer.h"
 #include "util/err.h"
 
-enum { MIXER_CLI_MAX_SOURCES = MIXER_MAX_STEMS, MIXER_CLI_CHUNK = 4096 };
+enum { MIXER_CLI_MAX_SOURCES = MIXER_MAX_STEMS, MIXER_CLI_CHUNK = 32768 };
 
 struct mixer_cli_source {
 	const char *path;
@@ -40,6 +40,7 @@ struct mixer_cli {
 	/* the decode sink's interleaving buffer */
 	int sink_fd;
 	int64_t sink_frames;
+	size_t n_chunk;
 	float chunk[2 * MIXER_CLI_CHUNK];
 };
 
@@ -87,20 +88,28 @@ static int mixer_cli_fail(const char *code, int stem, const char *msg)
 	return 1;
 }
 
-/* The decoder's sink: interleaves, replaces non-finite values with 0, appends to sink_fd. */
+/* Writes the interleaved frames gathered so far to sink_fd. */
+static int mixer_cli_flush(struct mixer_cli *c)
+{
+	if (c->n_chunk && mixer_cli_write_all(c->sink_fd, c->chunk, c->n_chunk * 2 * sizeof(float)))
+		return SFA_EIO;
+	c->sink_frames += (int64_t)c->n_chunk;
+	c->n_chunk = 0;
+	return 0;
+}
+
+/* The decoder's sink: interleaves, replaces non-finite values with 0, and appends to
+ * sink_fd in large writes (decoders hand over a few hundred frames at a time). */
 static int mixer_cli_sink(void *arg, const float *const *planes, size_t n)
 {
 	struct mixer_cli *c = arg;
-	for (size_t i0 = 0; i0 < n; i0 += MIXER_CLI_CHUNK) {
-		size_t k = n - i0 < MIXER_CLI_CHUNK ? n - i0 : MIXER_CLI_CHUNK;
-		for (size_t j = 0; j < k; j++) {
-			float l = planes[0][i0 + j], r = planes[1][i0 + j];
-			c->chunk[2 * j] = isfinite(l) ? l : 0.0f;
-			c->chunk[2 * j + 1] = isfinite(r) ? r : 0.0f;
-		}
-		if (mixer_cli_write_all(c->sink_fd, c->chunk, k * 2 * sizeof(float)))
+	for (size_t i = 0; i < n; i++) {
+		if (c->n_chunk == MIXER_CLI_CHUNK && mixer_cli_flush(c))
 			return SFA_EIO;
-		c->sink_frames += (int64_t)k;
+		float l = planes[0][i], r = planes[1][i];
+		c->chunk[2 * c->n_chunk] = isfinite(l) ? l : 0.0f;
+		c->chunk[2 * c->n_chunk + 1] = isfinite(r) ? r : 0.0f;
+		c->n_chunk++;
 	}
 	return 0;
 }
@@ -135,9 +144,12 @@ static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int
 	}
 	c->sink_fd = fd;
 	c->sink_frames = 0;
+	c->n_chunk = 0;
 	struct audio_stream_info info;
 	int rc = audio_decode_stream_fd(in, *rate, 2, 0, mixer_cli_sink, c, &info, err, n_err);
 	close(in);
+	if (rc == 0 && mixer_cli_flush(c) != 0)
+		rc = sfa_err(err, n_err, SFA_EIO, "no room for the decoded audio");
 	if (rc) {
 		close(fd);
 		return rc;
