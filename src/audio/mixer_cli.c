@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,10 @@
 #include "util/err.h"
 
 enum { MIXER_CLI_MAX_SOURCES = MIXER_MAX_STEMS, MIXER_CLI_CHUNK = 32768 };
+/* The decoded stems of one export may take this much scratch disk in all: 16 stems of
+ * 10 minutes at 48 kHz take 2.5 GiB, and a request cannot make the server write without
+ * bound by asking for 192 kHz. */
+#define MIXER_CLI_MAX_DECODED_BYTES ((int64_t)8 << 30) /* --max-decoded-mb lowers it */
 
 struct mixer_cli_source {
 	const char *path;
@@ -40,6 +45,9 @@ struct mixer_cli {
 	/* the decode sink's interleaving buffer */
 	int sink_fd;
 	int64_t sink_frames;
+	int64_t n_decoded_bytes; /* of every source so far, against max_decoded_bytes */
+	int64_t max_decoded_bytes;
+	bool over_budget;
 	size_t n_chunk;
 	float chunk[2 * MIXER_CLI_CHUNK];
 };
@@ -91,7 +99,13 @@ static int mixer_cli_fail(const char *code, int stem, const char *msg)
 /* Writes the interleaved frames gathered so far to sink_fd. */
 static int mixer_cli_flush(struct mixer_cli *c)
 {
-	if (c->n_chunk && mixer_cli_write_all(c->sink_fd, c->chunk, c->n_chunk * 2 * sizeof(float)))
+	int64_t bytes = (int64_t)(c->n_chunk * 2 * sizeof(float));
+	if (c->n_decoded_bytes + bytes > c->max_decoded_bytes) {
+		c->over_budget = true;
+		return SFA_ETOOBIG;
+	}
+	c->n_decoded_bytes += bytes;
+	if (c->n_chunk && mixer_cli_write_all(c->sink_fd, c->chunk, (size_t)bytes))
 		return SFA_EIO;
 	c->sink_frames += (int64_t)c->n_chunk;
 	c->n_chunk = 0;
@@ -104,8 +118,9 @@ static int mixer_cli_sink(void *arg, const float *const *planes, size_t n)
 {
 	struct mixer_cli *c = arg;
 	for (size_t i = 0; i < n; i++) {
-		if (c->n_chunk == MIXER_CLI_CHUNK && mixer_cli_flush(c))
-			return SFA_EIO;
+		int rc;
+		if (c->n_chunk == MIXER_CLI_CHUNK && (rc = mixer_cli_flush(c)) != 0)
+			return rc;
 		float l = planes[0][i], r = planes[1][i];
 		c->chunk[2 * c->n_chunk] = isfinite(l) ? l : 0.0f;
 		c->chunk[2 * c->n_chunk + 1] = isfinite(r) ? r : 0.0f;
@@ -150,6 +165,13 @@ static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int
 	close(in);
 	if (rc == 0 && mixer_cli_flush(c) != 0)
 		rc = sfa_err(err, n_err, SFA_EIO, "no room for the decoded audio");
+	if (c->over_budget)
+		rc = sfa_err(err, n_err, SFA_ETOOBIG,
+		             "the stems are too long together: one export may decode at most %lld MiB "
+		             "of audio (about %.0f minutes of stereo at %d Hz)",
+		             (long long)(c->max_decoded_bytes >> 20),
+		             (double)c->max_decoded_bytes / 8.0 / (*rate ? *rate : 44100) / 60.0,
+		             *rate ? *rate : 44100);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -186,7 +208,7 @@ static int mixer_cli_usage(const char *why)
 {
 	fprintf(stderr,
 	        "sfa: %s\nusage: sfa daw-render --manifest FILE --work DIR [--file PATH]... "
-	        "[--stem ID=PATH]... [--out PATH]\n",
+	        "[--stem ID=PATH]... [--out PATH] [--max-decoded-mb N]\n",
 	        why);
 	return 2;
 }
@@ -224,6 +246,7 @@ static int mixer_cli_read_manifest(const char *path, char **text, size_t *n)
 int mixer_cli_render(int argc, char **argv)
 {
 	const char *manifest_path = NULL, *work = NULL, *out_path = NULL;
+	int64_t max_decoded = MIXER_CLI_MAX_DECODED_BYTES;
 	const char *files[MIXER_MAX_FILES];
 	const char *stem_ids[MIXER_MAX_STEMS], *stem_paths[MIXER_MAX_STEMS];
 	int n_files = 0, n_stem_ids = 0;
@@ -237,6 +260,12 @@ int mixer_cli_render(int argc, char **argv)
 			work = v;
 		} else if (strcmp(k, "--out") == 0) {
 			out_path = v;
+		} else if (strcmp(k, "--max-decoded-mb") == 0) {
+			char *end;
+			long long mb = strtoll(v, &end, 10);
+			if (*end || mb < 1 || mb > (MIXER_CLI_MAX_DECODED_BYTES >> 20))
+				return mixer_cli_usage("--max-decoded-mb takes 1 to 8192");
+			max_decoded = (int64_t)mb << 20;
 		} else if (strcmp(k, "--file") == 0) {
 			if (n_files == MIXER_MAX_FILES)
 				return mixer_cli_usage("too many --file options");
@@ -269,6 +298,7 @@ int mixer_cli_render(int argc, char **argv)
 	}
 	c->work_dir = work;
 	c->out_fd = 1;
+	c->max_decoded_bytes = max_decoded;
 	if (mixer_cli_read_manifest(manifest_path, &text, &n_text) != 0) {
 		mixer_cli_fail("internal", -1, "the manifest could not be read");
 		goto out;
@@ -308,7 +338,9 @@ int mixer_cli_render(int argc, char **argv)
 	int rate = m.sample_rate_hz; /* 0: the first stem's source decides */
 	for (int s = 0; s < c->n_src; s++) {
 		if ((rc = mixer_cli_decode(c, &c->src[s], &rate, err, sizeof err)) != 0) {
-			mixer_cli_fail(rc == SFA_EIO || rc == SFA_ENOMEM ? "internal" : "invalid_audio",
+			mixer_cli_fail(c->over_budget                      ? "too_long"
+			               : rc == SFA_EIO || rc == SFA_ENOMEM ? "internal"
+			                                                   : "invalid_audio",
 			               c->src[s].first_stem, err);
 			goto out;
 		}

@@ -1,7 +1,7 @@
 /* mixer_cli.h - `sfa daw-render`: the child process that decodes stems and renders a mix.
  *
  *   sfa daw-render --manifest FILE --work DIR [--file PATH]... [--stem ID=PATH]...
- *                  [--out PATH]
+ *                  [--out PATH] [--max-decoded-mb N]
  *
  * The server never decodes untrusted media itself: POST /api/daw/export validates the
  * manifest, resolves stem ids to files, and runs this command in a child process with
@@ -22,6 +22,8 @@
  *    [, "stem": i]}\n                                                          exit 1
  * "stem" is the index in manifest.stems of the first stem whose source failed to decode.
  * With --out the WAV goes to PATH instead (the benchmark and manual use).
+ * The decoded stems of one export may fill at most 8 GiB of scratch disk (--max-decoded-mb
+ * lowers that; tests use it): past it the answer is code "too_long".
  * Usage errors: a message on stderr, exit 2.
  */
 #ifndef SFA_AUDIO_MIXER_CLI_H

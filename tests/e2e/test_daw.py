@@ -517,7 +517,7 @@ def request_errors(srv):
     r = c.request("POST", "/api/daw/export", body=body[:-40], headers={**auth, **h})
     eq(r.status, 400, "a body cut short")
     time.sleep(0.2)
-    eq(os.listdir(os.path.join(srv.data_dir, "tmp", "daw")), [], "temporary files left")
+    eq(daw_tmp(srv), [], "temporary files left")
 
 
 @tap.case
@@ -542,6 +542,12 @@ def headers_and_session_csrf(srv):
     eq(len(r.body), 44 + round(0.25 * 44100) * 4, "size")
     eq(r.header("X-SFA-Clipped-Samples"), "0", "clipped")
     check(r.header("X-RateLimit-Limit"), "rate limit headers")
+
+
+def daw_tmp(srv):
+    """What is left in the exports' scratch directory."""
+    d = os.path.join(srv.data_dir, "tmp", "daw")
+    return os.listdir(d) if os.path.isdir(d) else []
 
 
 def vm_hwm_kb(pid):
@@ -617,7 +623,7 @@ def a_long_mix_streams_in_constant_server_memory(srv):
           f"mixing {total / (1 << 20):.0f} MiB")
     check(grew < 16, f"the server's peak memory grew by {grew:.1f} MiB")
     time.sleep(0.3)
-    eq(os.listdir(os.path.join(srv.data_dir, "tmp", "daw")), [], "temporary files left")
+    eq(daw_tmp(srv), [], "temporary files left")
     eq(renderers(srv), [], "renderer processes left")
 
 
@@ -638,17 +644,23 @@ def a_client_that_hangs_up_stops_the_renderer(srv):
     conn.close()
     deadline = time.time() + 10
     while time.time() < deadline and (renderers(srv) or
-                                      os.listdir(os.path.join(srv.data_dir, "tmp", "daw"))):
+                                      daw_tmp(srv)):
         time.sleep(0.1)
     eq(renderers(srv), [], "renderer processes left")
-    eq(os.listdir(os.path.join(srv.data_dir, "tmp", "daw")), [], "temporary files left")
+    eq(daw_tmp(srv), [], "temporary files left")
     eq(srv.client().get("/health").status, 200, "the server still answers")
 
 
 def limits_server_cases():
     """Size limits and the heavy bucket, on a server with small limits."""
     srv = Server(env={"SFA_MAX_UPLOAD_MB": "1", "SFA_RATE_HEAVY": "3",
-                      "SFA_RATE_API": "100000"}).start()
+                      "SFA_RATE_API": "100000"})
+    # What a crashed server left behind is swept before the first export.
+    stale = os.path.join(srv.data_dir, "tmp", "daw", str(uuid.uuid4()))
+    os.makedirs(stale)
+    with open(os.path.join(stale, "0.part"), "wb") as f:
+        f.write(b"left over")
+    srv.start()
     try:
         uid, auth = new_user(srv)
         tid = make_track(srv, uid)
@@ -657,6 +669,7 @@ def limits_server_cases():
         m = {"stems": [{"file": 0}]}
         r = export(c, auth, tid, m, [small] * 17)
         eq((r.status, r.json()["code"]), (413, "payload_too_large"), "17 files")
+        check(not os.path.exists(stale), "a stale scratch directory was not swept")
         check("16" in r.json()["error"], r.text)
         r = export(c, auth, tid, m, [small + b"\0" * (1 << 20)])
         eq((r.status, r.json()["code"]), (413, "payload_too_large"), "a file over 1 MB")
@@ -668,7 +681,7 @@ def limits_server_cases():
         eq((r.status, r.json()["code"]), (429, "rate_limited"), "the heavy bucket")
         check(r.header("Retry-After"), "Retry-After")
         time.sleep(0.2)
-        eq(os.listdir(os.path.join(srv.data_dir, "tmp", "daw")), [], "temporary files left")
+        eq(daw_tmp(srv), [], "temporary files left")
         bad = [l for l in srv.log if "AddressSanitizer" in l or "runtime error:" in l]
         check(not bad, "\n".join(bad[:10]))
     finally:
@@ -678,6 +691,35 @@ def limits_server_cases():
 @tap.case
 def size_limits_and_heavy_bucket(srv):
     limits_server_cases()
+
+
+@tap.case
+def the_renderer_limits_its_scratch_disk(srv):
+    """`sfa daw-render` itself, as the server runs it, with a 1 MiB decode budget."""
+    work = os.path.join(srv.data_dir, "tmp", "render-test")
+    os.makedirs(work, exist_ok=True)
+    paths = []
+    for i in range(2):
+        paths.append(os.path.join(work, f"{i}.wav"))
+        with open(paths[-1], "wb") as f:
+            f.write(stem(2.0, seed=30 + i)[0])   # 2 s: 0.7 MiB of decoded float each
+    man = os.path.join(work, "m.json")
+    with open(man, "w") as f:
+        json.dump({"stems": [{"file": 0}, {"file": 1}]}, f)
+    args = [os.environ.get("SFA_BIN", "build/sfa"), "daw-render", "--manifest", man, "--work",
+            work, "--file", paths[0], "--file", paths[1]]
+    p = subprocess.run(args + ["--max-decoded-mb", "1"], capture_output=True, timeout=60)
+    eq(p.returncode, 1, p.stderr)
+    line = json.loads(p.stdout.split(b"\n")[0])
+    eq((line["code"], line["stem"]), ("too_long", 1), line)
+    check("at most 1 MiB" in line["error"], line)
+    p = subprocess.run(args + ["--max-decoded-mb", "2"], capture_output=True, timeout=60)
+    eq(p.returncode, 0, p.stderr)
+    head, _, wav = p.stdout.partition(b"\n")
+    info = json.loads(head)
+    eq((info["frames"], info["bytes"], len(wav)), (88200, 44 + 88200 * 4, 44 + 88200 * 4),
+       "the first line announces the WAV that follows")
+    eq(sorted(os.listdir(work)), ["0.wav", "1.wav", "m.json"], "decoded files are anonymous")
 
 
 def main():
