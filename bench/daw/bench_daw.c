@@ -6,7 +6,7 @@
  * Generates N stereo 16-bit WAV stems of M minutes (default 6 x 10 min) at 44.1 kHz -
  * with --resample every other one at 48 kHz, so half the stems go through soxr - in a
  * scratch directory (timed separately), writes a manifest with edits on every stem (trim,
- * offset, region gain, fades, silence, pans, a mute) and normalisation on, then forks a
+ * offset, region gain, fades, silence, pans) and normalisation on, then forks a
  * renderer process that runs mixer_cli_render exactly as the server's child does: it
  * decodes every stem to a temporary file, scans the mix, prints its first line and
  * streams the WAV into a pipe that this process drains, as the server's relay does.
@@ -156,14 +156,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n_stems; i++) {
 		n += (size_t)snprintf(
 			manifest + n, sizeof manifest - n,
-			"%s{\"file\": %d, \"volume\": %.2f, \"pan\": %.2f%s, \"edits\": ["
+			"%s{\"file\": %d, \"volume\": %.2f, \"pan\": %.2f, \"edits\": ["
 			"{\"type\": \"trim\", \"start_ms\": %d, \"end_ms\": %.0f},"
 			"{\"type\": \"offset\", \"position_ms\": %d},"
 			"{\"type\": \"gain\", \"start_ms\": 30000, \"end_ms\": 90000, \"level\": 0.5},"
 			"{\"type\": \"fade_in\", \"duration_ms\": 2000},"
 			"{\"type\": \"fade_out\", \"duration_ms\": 5000},"
 			"{\"type\": \"silence\", \"start_ms\": 120000, \"end_ms\": 121000}]}",
-			i ? "," : "", i, 0.5 + 0.1 * i, -0.6 + 0.25 * i, i == n_stems - 1 && i ? ", \"mute\": true" : "",
+			i ? "," : "", i, 0.5 + 0.1 * i, -0.6 + 0.25 * i,
 			100 * i, ms - 100.0 * (n_stems - i), 100 * i);
 	}
 	snprintf(manifest + n, sizeof manifest - n, "]}");

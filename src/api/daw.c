@@ -66,7 +66,7 @@ struct daw_req {
 	struct http_ctx *ctx;
 	struct multipart mp;
 	bool mp_ready;
-	char dir[PATH_MAX + 64]; /* data/tmp/daw/<random>; "" before the first file or once handed over */
+	char dir[PATH_MAX + 64]; /* data/tmp/daw/<random>; "" until made, and once handed over */
 	int fd;              /* the stems[] part being written */
 	int n_files;
 	char names[MIXER_MAX_FILES][256];
@@ -491,8 +491,8 @@ static void daw_render(struct http_ctx *ctx, struct daw_req *r, const struct mix
 	char line[DAW_LINE_MAX];
 	char *rest = NULL;
 	size_t n_rest = 0;
-	int rc = daw_read_line(fd, time_mono_ms() + DAW_RENDER_TIMEOUT_S * 1000, line, sizeof line,
-	                       &rest, &n_rest);
+	int64_t deadline = time_mono_ms() + (int64_t)DAW_RENDER_TIMEOUT_S * 1000;
+	int rc = daw_read_line(fd, deadline, line, sizeof line, &rest, &n_rest);
 	json_error_t je;
 	json_t *info = rc == 0 ? json_loads(line, 0, &je) : NULL;
 	json_t *jbytes = json_object_get(info, "bytes");

@@ -339,8 +339,8 @@ static void trim_offset_and_length(void **state)
 	struct mem_src src = {{a, b}, {10, 4}, 0};
 	int64_t n;
 	/* a: keep 2..7, then 1..4 of that (source 3..5) at 3; b muted at 8: length 12. */
-	float *lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\", \"start_ms\": 2,"
-	                   " \"end_ms\": 7}, {\"type\": \"offset\", \"position_ms\": 3},"
+	float *lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\","
+	                   " \"start_ms\": 2, \"end_ms\": 7}, {\"type\": \"offset\", \"position_ms\": 3},"
 	                   " {\"type\": \"trim\", \"start_ms\": 1, \"end_ms\": 4}]},"
 	                   " {\"file\": 1, \"mute\": true, \"edits\": [{\"type\": \"offset\","
 	                   " \"position_ms\": 8}]}]}",
@@ -456,9 +456,11 @@ static void volume_pan_solo_mute(void **state)
 	for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
 		char text[512];
 		snprintf(text, sizeof text,
-		         "{\"stems\": [{\"file\": 0, \"volume\": 1 %s%s}, {\"file\": 0, \"volume\": 2 %s%s},"
+		         "{\"stems\": [{\"file\": 0, \"volume\": 1 %s%s},"
+		         " {\"file\": 0, \"volume\": 2 %s%s},"
 		         " {\"file\": 0, \"volume\": 4 %s%s}, {\"file\": 0, \"volume\": 3.5, \"edits\":"
-		         " [{\"type\": \"gain\", \"level\": 2}, {\"type\": \"gain\", \"level\": 1.142857}] %s%s}]}",
+		         " [{\"type\": \"gain\", \"level\": 2},"
+		         " {\"type\": \"gain\", \"level\": 1.142857}] %s%s}]}",
 		         *mix[i].flags[0] ? "," : "", mix[i].flags[0], *mix[i].flags[1] ? "," : "",
 		         mix[i].flags[1], *mix[i].flags[2] ? "," : "", mix[i].flags[2],
 		         *mix[i].flags[3] ? "," : "", mix[i].flags[3]);
@@ -500,7 +502,8 @@ static void blocks_do_not_change_samples(void **state)
 	         "{\"type\": \"silence\", \"start_ms\": 4095, \"end_ms\": 4097},"
 	         "{\"type\": \"fade_out\", \"duration_ms\": 4100},"
 	         "{\"type\": \"offset\", \"position_ms\": 333}]},"
-	         "{\"file\": 1, \"pan\": -0.6, \"edits\": [{\"type\": \"offset\", \"position_ms\": 4090}]}]}",
+	         "{\"file\": 1, \"pan\": -0.6, \"edits\": [{\"type\": \"offset\","
+	         " \"position_ms\": 4090}]}]}",
 	         2, &m);
 	struct mixer_plan *p;
 	char err[200];
