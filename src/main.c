@@ -17,6 +17,7 @@
 
 #include "api/app.h"
 #include "audio/audio.h"
+#include "audio/mixer_cli.h"
 #include "dsp/cli.h"
 #include "nn/cli.h"
 #include "api/routes.h"
@@ -341,6 +342,8 @@ int main(int argc, char **argv)
 		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)
 		return cmd_probe_audio(argc - 2, argv + 2);
+	if (strcmp(cmd, "daw-render") == 0) /* POST /api/daw/export's child (audio/mixer_cli.h) */
+		return mixer_cli_render(argc - 2, argv + 2);
 	if (strcmp(cmd, "job-exec") == 0)
 		return cmd_job_exec(argc - 2, argv + 2);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {

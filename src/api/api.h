@@ -32,4 +32,8 @@ json_t *api_time(int64_t t);
 json_t *api_track_json(const struct db_track *t);
 json_t *api_stem_json(const struct db_stem *s);
 
+/* Content-Disposition: attachment named "<artist> - <title> (<what>).<ext>" (files.c). */
+void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,
+                    const char *ext);
+
 #endif

@@ -175,6 +175,14 @@ static void export_name(const struct db_track *t, const char *what, const char *
 			*p = '_';
 }
 
+void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,
+                    const char *ext)
+{
+	char name[1200];
+	export_name(t, what, ext, name, sizeof name);
+	set_attachment(ctx, name);
+}
+
 void api_export_stem(struct http_ctx *ctx)
 {
 	const char *id = http_param(ctx, "id");

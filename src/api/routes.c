@@ -46,6 +46,7 @@ static const struct route routes[] = {
 	{"POST", "/api/processing/separate", api_processing_separate, R_API | R_HEAVY},
 	{"GET", "/api/processing/job/:id", api_processing_job, R_API},
 	{"GET", "/api/processing/models", api_processing_models, R_API},
+	{"POST", "/api/daw/export", api_daw_export, R_API | R_HEAVY, api_daw_export_body},
 	{"GET", "/files/*path", api_files, R_FILES},
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},

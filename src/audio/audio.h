@@ -71,6 +71,22 @@ int audio_probe_fd(int fd, struct audio_info *info, char *err, size_t n_err);
 int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
                     struct audio_buf *out, char *err, size_t n_err);
 
+/* Streaming decode: the same samples and length as audio_decode_fd, handed to sink in
+ * pieces as they are decoded instead of gathered in one buffer, so memory stays small
+ * whatever the file's length. planes[c] holds n_frames floats of channel c (valid only
+ * during the call). A sink returning non-zero stops decoding; that code (SFA_ECANCELED
+ * for a positive one) is returned. After a failure the sink may already have received
+ * part of the audio. On success info (may be NULL) describes the input and the output. */
+typedef int (*audio_sink_fn)(void *arg, const float *const *planes, size_t n_frames);
+struct audio_stream_info {
+	int in_rate_hz, in_channels; /* the file's */
+	int sample_rate_hz, n_channels; /* what the sink received */
+	uint64_t n_frames;             /* frames the sink received */
+};
+int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
+                           audio_sink_fn sink, void *arg, struct audio_stream_info *info,
+                           char *err, size_t n_err);
+
 /* Frees b->data and zeroes n_frames; safe on a zeroed or already freed buffer. */
 void audio_buf_free(struct audio_buf *b);
 

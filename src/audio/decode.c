@@ -281,6 +281,11 @@ struct audio__dec {
 	size_t n_in_frames;
 	size_t n_packets, n_bad_packets;
 	struct audio__out out;
+
+	/* audio_decode_stream_fd: out is handed to sink after every decoded frame and emptied */
+	audio_sink_fn sink;
+	void *sink_arg;
+	uint64_t n_emitted;
 };
 
 static int audio__scratch_reserve(struct audio__dec *d, size_t n)
@@ -443,6 +448,23 @@ bad_fmt:
 	return sfa_err(err, n_err, SFA_EFORMAT, "the decoder produced an unsupported sample format");
 }
 
+/* Hands the first n buffered frames to the sink and empties the buffer. */
+static int audio__emit(struct audio__dec *d, size_t n, char *err, size_t n_err)
+{
+	if (n > 0) {
+		const float *planes[AUDIO__MAX_CHANNELS];
+		for (int c = 0; c < d->out_channels; c++)
+			planes[c] = audio__out_plane(&d->out, c);
+		int rc = d->sink(d->sink_arg, planes, n);
+		if (rc)
+			return sfa_err(err, n_err, rc < 0 ? rc : SFA_ECANCELED,
+			               "the decoded audio could not be stored");
+		d->n_emitted += n;
+	}
+	d->out.n_frames = 0;
+	return 0;
+}
+
 /* Receives every frame the decoder has ready. */
 static int audio__drain(struct audio__dec *d, char *err, size_t n_err)
 {
@@ -456,6 +478,8 @@ static int audio__drain(struct audio__dec *d, char *err, size_t n_err)
 		}
 		int rc = audio__consume(d, d->frame, err, n_err);
 		av_frame_unref(d->frame);
+		if (rc == 0 && d->sink && d->out.n_frames > 0)
+			rc = audio__emit(d, d->out.n_frames, err, n_err);
 		if (rc)
 			return rc;
 	}
@@ -770,6 +794,73 @@ int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
 	out->n_channels = d.out.n_channels;
 	out->sample_rate_hz = d.out_rate_hz;
 	d.out.data = NULL;
+out:
+	audio__dec_free(&d);
+	return rc;
+}
+
+int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
+                           audio_sink_fn sink, void *arg, struct audio_stream_info *info,
+                           char *err, size_t n_err)
+{
+	pthread_once(&audio__once, audio__init_once);
+	if (!sink)
+		return sfa_err(err, n_err, SFA_EINVAL, "no sink for the decoded audio");
+	if (rate_hz != 0 && (rate_hz < AUDIO__MIN_RATE_HZ || rate_hz > AUDIO__MAX_RATE_HZ))
+		return sfa_err(err, n_err, SFA_EINVAL, "the sample rate must be 0 or in [%d, %d] Hz",
+		               AUDIO__MIN_RATE_HZ, AUDIO__MAX_RATE_HZ);
+	if (n_channels < 0 || n_channels > AUDIO__MAX_CHANNELS)
+		return sfa_err(err, n_err, SFA_EINVAL, "the channel count must be in [0, %d]",
+		               AUDIO__MAX_CHANNELS);
+	struct audio__dec d;
+	memset(&d, 0, sizeof d);
+	int rc = audio__check_cap(max_duration_s, &d.max_duration_s, err, n_err);
+	if (rc)
+		return rc;
+	d.want_rate_hz = rate_hz;
+	d.want_channels = n_channels;
+	d.store = true;
+	d.sink = sink;
+	d.sink_arg = arg;
+	if ((rc = audio__open(&d, fd, err, n_err)) != 0)
+		goto out;
+	if ((rc = audio__run(&d, err, n_err)) != 0)
+		goto out;
+	if ((rc = audio__consume(&d, NULL, err, n_err)) != 0) /* flush the resampler */
+		goto out;
+	/* The same length rule as audio_decode_fd. Before the flush the resampler has emitted
+	 * at most what its input so far allows (it lags by its filter delay), so n_emitted
+	 * cannot have passed the target yet; the flush's surplus is cut here. */
+	uint64_t n_target = ((uint64_t)d.n_in_frames * (uint64_t)d.out_rate_hz +
+	                     (uint64_t)d.in_rate_hz - 1) / (uint64_t)d.in_rate_hz;
+	if (d.n_emitted > n_target) {
+		rc = sfa_err(err, n_err, SFA_EFORMAT, "the resampler produced too many samples");
+		goto out;
+	}
+	uint64_t left = n_target - d.n_emitted;
+	if (d.out.n_frames > left)
+		d.out.n_frames = (size_t)left;
+	if ((rc = audio__emit(&d, d.out.n_frames, err, n_err)) != 0)
+		goto out;
+	while (d.n_emitted < n_target) {
+		size_t pad = n_target - d.n_emitted > 4096 ? 4096 : (size_t)(n_target - d.n_emitted);
+		if ((rc = audio__out_reserve(&d.out, pad)) != 0) {
+			rc = sfa_err(err, n_err, rc, "out of memory while decoding");
+			goto out;
+		}
+		for (int c = 0; c < d.out.n_channels; c++)
+			memset(audio__out_plane(&d.out, c), 0, pad * sizeof(float));
+		d.out.n_frames = pad;
+		if ((rc = audio__emit(&d, pad, err, n_err)) != 0)
+			goto out;
+	}
+	if (info) {
+		info->in_rate_hz = d.in_rate_hz;
+		info->in_channels = d.in_channels;
+		info->sample_rate_hz = d.out_rate_hz;
+		info->n_channels = d.out_channels;
+		info->n_frames = d.n_emitted;
+	}
 out:
 	audio__dec_free(&d);
 	return rc;
