@@ -479,7 +479,7 @@ static void daw_render(struct http_ctx *ctx, struct daw_req *r, const struct mix
 		http_error(ctx, 500, "internal", "The server could not store the manifest.");
 		return;
 	}
-	struct proc_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb,
+	struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb,
 	                       .cpu_s = DAW_CPU_S};
 	pid_t pid;
 	int fd;
