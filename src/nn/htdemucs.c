@@ -198,8 +198,8 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 {
 	if (ckpt->klass != NN_PKG_HTDEMUCS)
 		return sfa_err(err, n_err, SFA_EUNSUPP,
-		               "%s models are not supported yet (only HTDemucs: htdemucs, "
-		               "htdemucs_ft, htdemucs_6s)",
+		               "%s is not an HTDemucs checkpoint (models of that class are not "
+		               "supported)",
 		               nn_pk_global_name(ckpt->klass));
 	struct nn_htdemucs *m = calloc(1, sizeof *m);
 	if (!m)
