@@ -415,6 +415,11 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 			rc = sfa_err(err, n_err, SFA_EUNSUPP, "HDemucs channel counts not supported");
 			goto fail;
 		}
+		if (groups && (chout_z % groups || chout % groups || chin_z % groups || chin % groups)) {
+			rc = sfa_err(err, n_err, SFA_EUNSUPP,
+			             "HDemucs norm_groups %ld does not divide the channels", norm_groups);
+			goto fail;
+		}
 		m->cz[k] = (int)chin_z;
 		if (freq)
 			m->ct[k] = (int)chin;
