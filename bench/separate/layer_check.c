@@ -1,4 +1,4 @@
-/* layer_check - compares every named HTDemucs intermediate against a PyTorch layer dump.
+/* layer_check - compares every named HTDemucs/HDemucs intermediate against a PyTorch layer dump.
  *
  *   layer_check CKPT INPUT.f32 DUMP_DIR
  *
@@ -16,6 +16,7 @@
 
 #include "nn/ckpt.h"
 #include "nn/htdemucs.h"
+#include "nn/net.h"
 #include "nn/ws.h"
 
 static const char *dump_dir;
@@ -96,17 +97,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	struct nn_htdemucs *m;
-	if (nn_htdemucs_build(&c, &m, err, sizeof err)) {
+	struct nn_net *m;
+	if (nn_net_build(&c, &m, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);
 		nn_ckpt_free(&c);
 		return 1;
 	}
-	const struct nn_htdemucs_info *info = nn_htdemucs_info(m);
+	const struct nn_htdemucs_info *info = nn_net_info(m);
 	size_t n;
 	float *in = read_f32(argv[2], &n);
-	int L = info->training_length, C = info->audio_channels;
-	if (!in || n != (size_t)C * L) {
+	int C = info->audio_channels;
+	int L = nn_net_fixed_length(m) ? info->training_length : (int)(n / (size_t)C);
+	if (!in || n != (size_t)C * L || L < 1) {
 		fprintf(stderr, "input must hold %d x %d floats\n", C, L);
 		return 1;
 	}
@@ -126,11 +128,11 @@ int main(int argc, char **argv)
 	struct nn_ws ws;
 	nn_ws_init(&ws, 0);
 	nn_htdemucs_debug_hook = on_layer;
-	int rc = nn_htdemucs_forward(m, &ws, in, L, out, NULL);
+	int rc = nn_net_forward(m, &ws, in, L, out, NULL);
 	printf("forward rc %d, workspace peak %.1f MB\n", rc, ws.peak_bytes / 1e6);
 	nn_ws_free(&ws);
 	free(out);
 	free(in);
-	nn_htdemucs_free(m);
+	nn_net_free(m);
 	return rc != 0;
 }

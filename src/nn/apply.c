@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nn/htdemucs.h"
+#include "nn/net.h"
 #include "nn/model_internal.h"
 #include "nn/nn.h"
 #include "nn/ops.h"
@@ -44,6 +44,7 @@ struct pass {
 	int delay;      /* d: the track starts at d in the virtual signal */
 	long long lv;   /* virtual length N + d */
 	int seglen;     /* chunk length */
+	int valid;      /* forward length of a full chunk (fixed-length nets pad to it) */
 	int stride;
 	int n_chunks;
 	int split;
@@ -145,8 +146,8 @@ static int run_item(struct worker *w, int idx)
 	int c = j->items[idx].chunk;
 	const struct nn_model *m = j->m;
 	int C = m->info.audio_channels;
-	int valid = m->valid_len[p->member];
 	int len = p->split ? chunk_len(p, c) : (int)p->lv;
+	int valid = m->fixed_len[p->member] ? p->valid : len; /* HDemucs runs short chunks */
 	long long off = (long long)c * p->stride;
 	long long start = off - (valid - len) / 2; /* TensorChunk.padded: centred */
 	for (int ch = 0; ch < C; ch++) {
@@ -157,7 +158,7 @@ static int run_item(struct worker *w, int idx)
 			dst[i] = (t >= 0 && t < (long long)j->n) ? (src[t] - j->mean) / j->div : 0.0f;
 		}
 	}
-	int rc = nn_htdemucs_forward(m->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
+	int rc = nn_net_forward(m->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
 	nn_ws_reset(&w->ws);
 	return rc;
 }
@@ -170,8 +171,8 @@ static void commit_item(struct worker *w, int idx)
 	int c = j->items[idx].chunk;
 	const struct nn_model *m = j->m;
 	int C = m->info.audio_channels, S = m->info.n_sources;
-	int valid = m->valid_len[p->member];
 	int len = p->split ? chunk_len(p, c) : (int)p->lv;
+	int valid = m->fixed_len[p->member] ? p->valid : len;
 	long long off = (long long)c * p->stride;
 	int trim = (valid - len) / 2; /* center_trim */
 	/* Per-sample blend factor w_c / sum of the weights of every chunk covering it. */
@@ -319,6 +320,14 @@ static int plan(struct job *j, char *err, size_t n_err)
 		/* int(samplerate * segment): the member's (or the bag's) segment is what its
 		 * forward runs at, so by default a chunk is exactly one forward. */
 		int seglen = o->segment_s > 0 ? (int)(o->segment_s * sr) : valid;
+		if (!m->fixed_len[mi]) {
+			/* HDemucs: any chunk length, no padding (apply_model's valid_length is the
+			 * chunk's own length for it). */
+			if (o->segment_s > NN_MAX_SEGMENT_S)
+				return sfa_err(err, n_err, SFA_EINVAL, "segment %.2f s is too long",
+				               o->segment_s);
+			valid = seglen;
+		}
 		if (seglen > valid)
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "segment %.2f s is longer than the model supports (%.2f s)",
@@ -338,13 +347,16 @@ static int plan(struct job *j, char *err, size_t n_err)
 			p->seglen = seglen;
 			p->stride = stride;
 			p->split = o->split;
+			p->valid = valid;
 			if (o->split) {
 				long long nc = (p->lv + stride - 1) / stride;
 				if (nc > 1000000)
 					return sfa_err(err, n_err, SFA_ETOOBIG, "input too long");
 				p->n_chunks = (int)nc;
 			} else {
-				if (p->lv > valid)
+				if (!m->fixed_len[mi] && p->lv <= (long long)NN_MAX_SEGMENT_S * sr)
+					p->valid = (int)p->lv;
+				if (p->lv > p->valid)
 					return sfa_err(err, n_err, SFA_EINVAL,
 					               "without split the input (plus shift) must fit one "
 					               "segment of %.2f s",
@@ -356,8 +368,8 @@ static int plan(struct job *j, char *err, size_t n_err)
 			n_items += p->n_chunks;
 			if (seglen > j->max_seg)
 				j->max_seg = seglen;
-			if (valid > j->max_valid)
-				j->max_valid = valid;
+			if (p->valid > j->max_valid)
+				j->max_valid = p->valid;
 		}
 	}
 	if (n_items > 10000000)

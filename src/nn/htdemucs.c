@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/netutil.h"
 #include "nn/ops.h"
 #include "nn/stft.h"
 #include "util/err.h"
@@ -110,51 +111,7 @@ static void hook(const char *name, const float *data, size_t n)
 /* ---------------------------------------------------------------------------------- */
 /* Building: kwargs -> architecture -> tensor list checked against the checkpoint.     */
 
-struct binder {
-	struct nn_ckpt *c;
-	char *err;
-	size_t n_err;
-	int rc;
-};
-
-/* Returns the data of tensor `name` if its shape is exactly dims[0..nd); records the
- * first error otherwise. */
-static const float *bindv(struct binder *bd, const char *name, int nd, const long *dims)
-{
-	if (bd->rc)
-		return NULL;
-	struct nn_tensor *t = nn_ckpt_find(bd->c, name);
-	char want[128] = "", got[128] = "";
-	size_t o = 0;
-	for (int i = 0; i < nd && o < sizeof want; i++)
-		o += (size_t)snprintf(want + o, sizeof want - o, "%s%ld", i ? ", " : "", dims[i]);
-	if (!t) {
-		bd->rc = sfa_err(bd->err, bd->n_err, SFA_EFORMAT,
-		                 "checkpoint lacks tensor '%s' (%s) that its kwargs imply", name, want);
-		return NULL;
-	}
-	int ok = t->ndim == nd;
-	for (int i = 0; ok && i < nd; i++)
-		ok = t->shape[i] == dims[i];
-	if (!ok) {
-		o = 0;
-		for (int i = 0; i < t->ndim && o < sizeof got; i++)
-			o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
-			                      (long long)t->shape[i]);
-		bd->rc = sfa_err(bd->err, bd->n_err, SFA_EFORMAT,
-		                 "checkpoint tensor '%s' has shape (%s), the architecture needs (%s)",
-		                 name, got, want);
-		return NULL;
-	}
-	t->used = true;
-	return t->data;
-}
-
-#define BIND(bd, name, ...)                                                                  \
-	bindv((bd), (name), (int)(sizeof((long[]){__VA_ARGS__}) / sizeof(long)),                 \
-	      (long[]){__VA_ARGS__})
-
-static void bind_dconv(struct binder *bd, struct layer_w *l, const char *prefix, int ch,
+static void bind_dconv(struct nn_binder *bd, struct layer_w *l, const char *prefix, int ch,
                        int depth, int comp)
 {
 	int hid = (int)(ch / comp);
@@ -164,20 +121,20 @@ static void bind_dconv(struct binder *bd, struct layer_w *l, const char *prefix,
 		char n[160];
 		struct dconv_w *w = &l->dconv[d];
 #define DN(suffix) (snprintf(n, sizeof n, "%s.dconv.layers.%d.%s", prefix, d, suffix), n)
-		w->c1w = BIND(bd, DN("0.weight"), hid, ch, 3);
-		w->c1b = BIND(bd, DN("0.bias"), hid);
-		w->g1w = BIND(bd, DN("1.weight"), hid);
-		w->g1b = BIND(bd, DN("1.bias"), hid);
-		w->c2w = BIND(bd, DN("3.weight"), 2 * ch, hid, 1);
-		w->c2b = BIND(bd, DN("3.bias"), 2 * ch);
-		w->g2w = BIND(bd, DN("4.weight"), 2 * ch);
-		w->g2b = BIND(bd, DN("4.bias"), 2 * ch);
-		w->scale = BIND(bd, DN("6.scale"), ch);
+		w->c1w = NN_BIND(bd, DN("0.weight"), hid, ch, 3);
+		w->c1b = NN_BIND(bd, DN("0.bias"), hid);
+		w->g1w = NN_BIND(bd, DN("1.weight"), hid);
+		w->g1b = NN_BIND(bd, DN("1.bias"), hid);
+		w->c2w = NN_BIND(bd, DN("3.weight"), 2 * ch, hid, 1);
+		w->c2b = NN_BIND(bd, DN("3.bias"), 2 * ch);
+		w->g2w = NN_BIND(bd, DN("4.weight"), 2 * ch);
+		w->g2b = NN_BIND(bd, DN("4.bias"), 2 * ch);
+		w->scale = NN_BIND(bd, DN("6.scale"), ch);
 #undef DN
 	}
 }
 
-static void bind_tlayer(struct binder *bd, struct tlayer_w *w, const char *prefix, int cross,
+static void bind_tlayer(struct nn_binder *bd, struct tlayer_w *w, const char *prefix, int cross,
                         int dim, int hidden)
 {
 	char n[160];
@@ -185,26 +142,26 @@ static void bind_tlayer(struct binder *bd, struct tlayer_w *w, const char *prefi
 	w->cross = cross;
 #define TN(suffix) (snprintf(n, sizeof n, "%s.%s", prefix, suffix), n)
 #define AN(suffix) (snprintf(n, sizeof n, "%s.%s.%s", prefix, attn, suffix), n)
-	w->in_w = BIND(bd, AN("in_proj_weight"), 3 * dim, dim);
-	w->in_b = BIND(bd, AN("in_proj_bias"), 3 * dim);
-	w->out_w = BIND(bd, AN("out_proj.weight"), dim, dim);
-	w->out_b = BIND(bd, AN("out_proj.bias"), dim);
-	w->l1w = BIND(bd, TN("linear1.weight"), hidden, dim);
-	w->l1b = BIND(bd, TN("linear1.bias"), hidden);
-	w->l2w = BIND(bd, TN("linear2.weight"), dim, hidden);
-	w->l2b = BIND(bd, TN("linear2.bias"), dim);
-	w->n1w = BIND(bd, TN("norm1.weight"), dim);
-	w->n1b = BIND(bd, TN("norm1.bias"), dim);
-	w->n2w = BIND(bd, TN("norm2.weight"), dim);
-	w->n2b = BIND(bd, TN("norm2.bias"), dim);
+	w->in_w = NN_BIND(bd, AN("in_proj_weight"), 3 * dim, dim);
+	w->in_b = NN_BIND(bd, AN("in_proj_bias"), 3 * dim);
+	w->out_w = NN_BIND(bd, AN("out_proj.weight"), dim, dim);
+	w->out_b = NN_BIND(bd, AN("out_proj.bias"), dim);
+	w->l1w = NN_BIND(bd, TN("linear1.weight"), hidden, dim);
+	w->l1b = NN_BIND(bd, TN("linear1.bias"), hidden);
+	w->l2w = NN_BIND(bd, TN("linear2.weight"), dim, hidden);
+	w->l2b = NN_BIND(bd, TN("linear2.bias"), dim);
+	w->n1w = NN_BIND(bd, TN("norm1.weight"), dim);
+	w->n1b = NN_BIND(bd, TN("norm1.bias"), dim);
+	w->n2w = NN_BIND(bd, TN("norm2.weight"), dim);
+	w->n2b = NN_BIND(bd, TN("norm2.bias"), dim);
 	if (cross) {
-		w->n3w = BIND(bd, TN("norm3.weight"), dim);
-		w->n3b = BIND(bd, TN("norm3.bias"), dim);
+		w->n3w = NN_BIND(bd, TN("norm3.weight"), dim);
+		w->n3b = NN_BIND(bd, TN("norm3.bias"), dim);
 	}
-	w->now = BIND(bd, TN("norm_out.weight"), dim);
-	w->nob = BIND(bd, TN("norm_out.bias"), dim);
-	w->g1 = BIND(bd, TN("gamma_1.scale"), dim);
-	w->g2 = BIND(bd, TN("gamma_2.scale"), dim);
+	w->now = NN_BIND(bd, TN("norm_out.weight"), dim);
+	w->nob = NN_BIND(bd, TN("norm_out.bias"), dim);
+	w->g1 = NN_BIND(bd, TN("gamma_1.scale"), dim);
+	w->g2 = NN_BIND(bd, TN("gamma_2.scale"), dim);
 #undef TN
 #undef AN
 }
@@ -236,72 +193,13 @@ static int require_int(const struct nn_ckpt *c, const char *key, long def, long 
 	return 0;
 }
 
-static int read_sources(const struct nn_ckpt *c, struct nn_htdemucs_info *info, char *err,
-                        size_t n_err)
-{
-	const struct nn_pk *src = nn_kw(c, "sources");
-	if (!src && c->args && c->args->u.seq.n >= 1)
-		src = c->args->u.seq.items[0];
-	if (c->args && c->args->u.seq.n > 1)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs with positional arguments beyond "
-		                                        "'sources' is not supported");
-	if (!src || (src->type != NN_PK_LIST && src->type != NN_PK_TUPLE))
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwargs lack the list of sources");
-	if (src->u.seq.n < 1 || src->u.seq.n > NN_MAX_SOURCES)
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint has %zu sources (1..%d allowed)",
-		               src->u.seq.n, NN_MAX_SOURCES);
-	info->n_sources = (int)src->u.seq.n;
-	for (size_t i = 0; i < src->u.seq.n; i++) {
-		const struct nn_pk *s = src->u.seq.items[i];
-		if (s->type != NN_PK_STR || s->u.str.n == 0 || s->u.str.n >= NN_SOURCE_NAME_BYTES)
-			return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint source %zu has a bad name", i);
-		for (size_t j = 0; j < s->u.str.n; j++) {
-			char ch = s->u.str.p[j];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
-				return sfa_err(err, n_err, SFA_EFORMAT,
-				               "checkpoint source name '%s' has unsafe characters", s->u.str.p);
-		}
-		memcpy(info->sources[i], s->u.str.p, s->u.str.n + 1);
-	}
-	return 0;
-}
-
-static int read_segment(const struct nn_ckpt *c, struct nn_htdemucs_info *info, char *err,
-                        size_t n_err)
-{
-	const struct nn_pk *seg = nn_kw(c, "segment");
-	long num = 10, den = 1;
-	if (seg) {
-		if (seg->type == NN_PK_FRACTION) {
-			num = (long)seg->u.frac.num;
-			den = (long)seg->u.frac.den;
-		} else if (seg->type == NN_PK_INT) {
-			num = (long)seg->u.i;
-		} else if (seg->type == NN_PK_FLOAT && seg->u.f > 0 && seg->u.f < 3600) {
-			/* Python's int(float_segment * samplerate) truncates the product. */
-			double len = floor(seg->u.f * info->samplerate);
-			num = (long)len;
-			den = info->samplerate;
-		} else {
-			return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwarg 'segment' is not usable");
-		}
-	}
-	if (num <= 0 || den <= 0 || num / den > 3600)
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint segment %ld/%ld is out of range",
-		               num, den);
-	info->segment_num = num;
-	info->segment_den = den;
-	info->training_length = (int)((long long)num * info->samplerate / den);
-	return 0;
-}
 
 int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err, size_t n_err)
 {
 	if (ckpt->klass != NN_PKG_HTDEMUCS)
 		return sfa_err(err, n_err, SFA_EUNSUPP,
-		               "%s models are not supported yet (only HTDemucs: htdemucs, "
-		               "htdemucs_ft, htdemucs_6s)",
+		               "%s is not an HTDemucs checkpoint (models of that class are not "
+		               "supported)",
 		               nn_pk_global_name(ckpt->klass));
 	struct nn_htdemucs *m = calloc(1, sizeof *m);
 	if (!m)
@@ -402,7 +300,7 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	}
 	info->audio_channels = (int)audio_channels;
 	info->samplerate = (int)samplerate;
-	if ((rc = read_sources(ckpt, info, err, n_err)) || (rc = read_segment(ckpt, info, err, n_err)))
+	if ((rc = nn_net_read_sources(ckpt, info, err, n_err)) || (rc = nn_net_read_segment(ckpt, info, err, n_err)))
 		goto fail;
 	m->nfft = (int)nfft;
 	m->depth = (int)depth;
@@ -459,7 +357,7 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	}
 
 	/* Tensors. */
-	struct binder bd = {.c = ckpt, .err = err, .n_err = n_err};
+	struct nn_binder bd = {.c = ckpt, .err = err, .n_err = n_err};
 	char n[160];
 	for (int k = 0; k < depth; k++) {
 		int pad = (int)kernel / 4;
@@ -470,14 +368,14 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		*e = (struct layer_w){.chin = ci, .chout = co, .ker = (int)kernel, .stride = (int)stride,
 		                      .pad = pad, .rk = rk};
 		snprintf(n, sizeof n, "encoder.%d.conv.weight", k);
-		e->w = BIND(&bd, n, co, ci, kernel, 1);
+		e->w = NN_BIND(&bd, n, co, ci, kernel, 1);
 		snprintf(n, sizeof n, "encoder.%d.conv.bias", k);
-		e->b = BIND(&bd, n, co);
+		e->b = NN_BIND(&bd, n, co);
 		if (rewrite) {
 			snprintf(n, sizeof n, "encoder.%d.rewrite.weight", k);
-			e->rw = BIND(&bd, n, 2 * co, co, rk, rk);
+			e->rw = NN_BIND(&bd, n, 2 * co, co, rk, rk);
 			snprintf(n, sizeof n, "encoder.%d.rewrite.bias", k);
-			e->rb = BIND(&bd, n, 2 * co);
+			e->rb = NN_BIND(&bd, n, 2 * co);
 		}
 		if (dconv_mode & 1) {
 			snprintf(n, sizeof n, "encoder.%d", k);
@@ -490,14 +388,14 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		*te = (struct layer_w){.chin = ci, .chout = co, .ker = (int)kernel,
 		                       .stride = (int)stride, .pad = pad, .rk = rk};
 		snprintf(n, sizeof n, "tencoder.%d.conv.weight", k);
-		te->w = BIND(&bd, n, co, ci, kernel);
+		te->w = NN_BIND(&bd, n, co, ci, kernel);
 		snprintf(n, sizeof n, "tencoder.%d.conv.bias", k);
-		te->b = BIND(&bd, n, co);
+		te->b = NN_BIND(&bd, n, co);
 		if (rewrite) {
 			snprintf(n, sizeof n, "tencoder.%d.rewrite.weight", k);
-			te->rw = BIND(&bd, n, 2 * co, co, rk);
+			te->rw = NN_BIND(&bd, n, 2 * co, co, rk);
 			snprintf(n, sizeof n, "tencoder.%d.rewrite.bias", k);
-			te->rb = BIND(&bd, n, 2 * co);
+			te->rb = NN_BIND(&bd, n, 2 * co);
 		}
 		if (dconv_mode & 1) {
 			snprintf(n, sizeof n, "tencoder.%d", k);
@@ -511,14 +409,14 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		*d = (struct layer_w){.chin = chl, .chout = cod, .ker = (int)kernel,
 		                      .stride = (int)stride, .pad = pad, .rk = rkd};
 		snprintf(n, sizeof n, "decoder.%d.conv_tr.weight", di);
-		d->w = BIND(&bd, n, chl, cod, kernel, 1);
+		d->w = NN_BIND(&bd, n, chl, cod, kernel, 1);
 		snprintf(n, sizeof n, "decoder.%d.conv_tr.bias", di);
-		d->b = BIND(&bd, n, cod);
+		d->b = NN_BIND(&bd, n, cod);
 		if (rewrite) {
 			snprintf(n, sizeof n, "decoder.%d.rewrite.weight", di);
-			d->rw = BIND(&bd, n, 2 * chl, chl, rkd, rkd);
+			d->rw = NN_BIND(&bd, n, 2 * chl, chl, rkd, rkd);
 			snprintf(n, sizeof n, "decoder.%d.rewrite.bias", di);
-			d->rb = BIND(&bd, n, 2 * chl);
+			d->rb = NN_BIND(&bd, n, 2 * chl);
 		}
 		if (dconv_mode & 2) {
 			snprintf(n, sizeof n, "decoder.%d", di);
@@ -530,14 +428,14 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		*td = (struct layer_w){.chin = chl, .chout = cod, .ker = (int)kernel,
 		                       .stride = (int)stride, .pad = pad, .rk = rkd};
 		snprintf(n, sizeof n, "tdecoder.%d.conv_tr.weight", di);
-		td->w = BIND(&bd, n, chl, cod, kernel);
+		td->w = NN_BIND(&bd, n, chl, cod, kernel);
 		snprintf(n, sizeof n, "tdecoder.%d.conv_tr.bias", di);
-		td->b = BIND(&bd, n, cod);
+		td->b = NN_BIND(&bd, n, cod);
 		if (rewrite) {
 			snprintf(n, sizeof n, "tdecoder.%d.rewrite.weight", di);
-			td->rw = BIND(&bd, n, 2 * chl, chl, rkd);
+			td->rw = NN_BIND(&bd, n, 2 * chl, chl, rkd);
 			snprintf(n, sizeof n, "tdecoder.%d.rewrite.bias", di);
-			td->rb = BIND(&bd, n, 2 * chl);
+			td->rb = NN_BIND(&bd, n, 2 * chl);
 		}
 		if (dconv_mode & 2) {
 			snprintf(n, sizeof n, "tdecoder.%d", di);
@@ -547,25 +445,25 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	if (freq_emb != 0.0) {
 		m->freq_emb_w = (float)freq_emb;
 		m->freq_emb_rows = m->fz[1];
-		m->freq_emb = BIND(&bd, "freq_emb.embedding.weight", m->fz[1], m->cz[1]);
+		m->freq_emb = NN_BIND(&bd, "freq_emb.embedding.weight", m->fz[1], m->cz[1]);
 	}
 	int tc = m->cz[depth];
 	if (bottom) {
-		m->up_w = BIND(&bd, "channel_upsampler.weight", bottom, tc, 1);
-		m->up_b = BIND(&bd, "channel_upsampler.bias", bottom);
-		m->down_w = BIND(&bd, "channel_downsampler.weight", tc, bottom, 1);
-		m->down_b = BIND(&bd, "channel_downsampler.bias", tc);
-		m->upt_w = BIND(&bd, "channel_upsampler_t.weight", bottom, tc, 1);
-		m->upt_b = BIND(&bd, "channel_upsampler_t.bias", bottom);
-		m->downt_w = BIND(&bd, "channel_downsampler_t.weight", tc, bottom, 1);
-		m->downt_b = BIND(&bd, "channel_downsampler_t.bias", tc);
+		m->up_w = NN_BIND(&bd, "channel_upsampler.weight", bottom, tc, 1);
+		m->up_b = NN_BIND(&bd, "channel_upsampler.bias", bottom);
+		m->down_w = NN_BIND(&bd, "channel_downsampler.weight", tc, bottom, 1);
+		m->down_b = NN_BIND(&bd, "channel_downsampler.bias", tc);
+		m->upt_w = NN_BIND(&bd, "channel_upsampler_t.weight", bottom, tc, 1);
+		m->upt_b = NN_BIND(&bd, "channel_upsampler_t.bias", bottom);
+		m->downt_w = NN_BIND(&bd, "channel_downsampler_t.weight", tc, bottom, 1);
+		m->downt_b = NN_BIND(&bd, "channel_downsampler_t.bias", tc);
 	}
 	if (t_layers > 0) {
 		int dim = m->dim;
-		m->nin_w = BIND(&bd, "crosstransformer.norm_in.weight", dim);
-		m->nin_b = BIND(&bd, "crosstransformer.norm_in.bias", dim);
-		m->nint_w = BIND(&bd, "crosstransformer.norm_in_t.weight", dim);
-		m->nint_b = BIND(&bd, "crosstransformer.norm_in_t.bias", dim);
+		m->nin_w = NN_BIND(&bd, "crosstransformer.norm_in.weight", dim);
+		m->nin_b = NN_BIND(&bd, "crosstransformer.norm_in.bias", dim);
+		m->nint_w = NN_BIND(&bd, "crosstransformer.norm_in_t.weight", dim);
+		m->nint_b = NN_BIND(&bd, "crosstransformer.norm_in_t.bias", dim);
 		for (int l = 0; l < t_layers; l++) {
 			int cross = l % 2 != m->classic_parity;
 			snprintf(n, sizeof n, "crosstransformer.layers.%d", l);

@@ -1,4 +1,4 @@
-/* model.c - a loaded model: a bag of HTDemucs networks with per-source weights, and the
+/* model.c - a loaded model: a bag of HTDemucs/HDemucs networks with per-source weights, and the
  * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, models.h. */
 #include <dirent.h>
 #include <errno.h>
@@ -9,18 +9,17 @@
 
 #include "nn/bag.h"
 #include "nn/ckpt.h"
-#include "nn/htdemucs.h"
 #include "nn/model_internal.h"
 #include "nn/models.h"
 #include "nn/nn.h"
 #include "util/err.h"
 #include "util/str.h"
 
-static int wrap_single(struct nn_htdemucs *net, struct nn_model **out, char *err, size_t n_err)
+static int wrap_single(struct nn_net *net, struct nn_model **out, char *err, size_t n_err)
 {
 	struct nn_model *m = calloc(1, sizeof *m);
 	if (!m) {
-		nn_htdemucs_free(net);
+		nn_net_free(net);
 		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 	}
 	m->n = 1;
@@ -29,14 +28,14 @@ static int wrap_single(struct nn_htdemucs *net, struct nn_model **out, char *err
 	return 0;
 }
 
-static int load_net(const char *path, struct nn_htdemucs **net, char *err, size_t n_err)
+static int load_net(const char *path, struct nn_net **net, char *err, size_t n_err)
 {
 	struct nn_ckpt c;
 	int rc = nn_ckpt_load(path, &c, err, n_err);
 	if (rc)
 		return rc;
 	char sub[512];
-	rc = nn_htdemucs_build(&c, net, sub, sizeof sub);
+	rc = nn_net_build(&c, net, sub, sizeof sub);
 	if (rc) {
 		nn_ckpt_free(&c);
 		return sfa_err(err, n_err, rc, "%s: %s", path, sub);
@@ -47,7 +46,7 @@ static int load_net(const char *path, struct nn_htdemucs **net, char *err, size_
 /* Fills info and the per-member lengths once the nets are in place. */
 static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err, size_t n_err)
 {
-	const struct nn_htdemucs_info *first = nn_htdemucs_info(m->nets[0]);
+	const struct nn_htdemucs_info *first = nn_net_info(m->nets[0]);
 	struct nn_model_info *info = &m->info;
 	info->n_sources = first->n_sources;
 	info->audio_channels = first->audio_channels;
@@ -57,7 +56,7 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 		info->sources[s] = first->sources[s];
 	double min_seg = 1e300;
 	for (int i = 0; i < m->n; i++) {
-		const struct nn_htdemucs_info *mi = nn_htdemucs_info(m->nets[i]);
+		const struct nn_htdemucs_info *mi = nn_net_info(m->nets[i]);
 		if (mi->n_sources != first->n_sources || mi->samplerate != first->samplerate ||
 		    mi->audio_channels != first->audio_channels)
 			return sfa_err(err, n_err, SFA_EFORMAT,
@@ -69,14 +68,16 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 		int len = mi->training_length;
 		if (spec && spec->has_segment) {
 			/* BagOfModels(segment=...) overrides each member's segment, which for
-			 * HTDemucs is also the length its forward runs at. */
+			 * HTDemucs is also the length its forward runs at (HDemucs: the default
+			 * chunk length; it runs at any length). */
 			seg = spec->segment_s;
 			len = (int)(spec->segment_s * mi->samplerate);
 		}
 		m->valid_len[i] = len;
+		m->fixed_len[i] = nn_net_fixed_length(m->nets[i]);
 		info->n_params += mi->n_params;
 		m->seg_s[i] = seg;
-		if (seg < min_seg)
+		if (m->fixed_len[i] && seg < min_seg)
 			min_seg = seg;
 		for (int s = 0; s < mi->n_sources; s++)
 			m->w[i][s] = spec && spec->has_weights ? (float)spec->weights[i][s] : 1.0f;
@@ -94,13 +95,14 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 		m->totals[s] = (float)t;
 	}
 	info->segment_s = m->seg_s[0];
-	info->max_segment_s = min_seg;
+	/* HDemucs takes any length: the cap is then only the sanity limit of apply.c. */
+	info->max_segment_s = min_seg < 1e300 ? min_seg : NN_MAX_SEGMENT_S;
 	return 0;
 }
 
 int nn_model_load(const char *path, struct nn_model **out, char *err, size_t n_err)
 {
-	struct nn_htdemucs *net;
+	struct nn_net *net;
 	int rc = load_net(path, &net, err, n_err);
 	if (rc)
 		return rc;
@@ -149,7 +151,7 @@ void nn_model_free(struct nn_model *m)
 	if (!m)
 		return;
 	for (int i = 0; i < m->n; i++)
-		nn_htdemucs_free(m->nets[i]);
+		nn_net_free(m->nets[i]);
 	free(m);
 }
 

@@ -53,13 +53,13 @@ static const struct nn_builtin builtins[] = {
 	},
 	{
 		.name = "mdx_extra",
-		.description = "Hybrid Demucs v3 bag trained with extra data (needs engine part 2)",
+		.description = "Hybrid Demucs v3 bag trained with extra data",
 		.stems = "drums,bass,other,vocals",
 		.yaml = "models: ['e51eebcc', 'a1d90b5c', '5d2d6c55', 'cfa93e08']\n"
 		        "segment: 44\n",
 		.files = {"mdx_final/e51eebcc-c1b80bdd.th", "mdx_final/a1d90b5c-ae9d2452.th",
 		          "mdx_final/5d2d6c55-db83574e.th", "mdx_final/cfa93e08-61801ae1.th"},
-		.supported = false,
+		.supported = true,
 	},
 };
 

@@ -31,6 +31,7 @@
 enum {
 	NN_MAX_MEMBERS = 8,
 	NN_MAX_STEMS = 16,
+	NN_MAX_SEGMENT_S = 600, /* longest chunk for networks that take any length (HDemucs) */
 };
 
 struct nn_model;

@@ -98,6 +98,12 @@ static void pad_reflect(const float *x, int len, int pl, int pr, float *out)
 void nn_stft_spec(const struct nn_stft *s, struct nn_ws *ws, const float *x, int len, float *re,
                   float *im)
 {
+	nn_stft_spec_ex(s, ws, x, len, false, re, im);
+}
+
+void nn_stft_spec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *x, int len,
+                     bool zero_pad, float *re, float *im)
+{
 	int nfft = s->nfft, hop = s->hop, nf = nfft / 2;
 	int le = nn_stft_frames(s, len);
 	int pad = hop / 2 * 3;
@@ -108,7 +114,12 @@ void nn_stft_spec(const struct nn_stft *s, struct nn_ws *ws, const float *x, int
 	fftwf_complex *spec = nn_ws_bytes(ws, (size_t)(nf + 1) * sizeof(fftwf_complex));
 	if (!xp || !frame || !spec)
 		return;
-	pad_reflect(x, len, pad, pad + le * hop - len, xp);
+	if (zero_pad) {
+		memset(xp, 0, (size_t)total * sizeof *xp);
+		memcpy(xp + pad, x, (size_t)len * sizeof *xp);
+	} else {
+		pad_reflect(x, len, pad, pad + le * hop - len, xp);
+	}
 	float norm = 1.0f / sqrtf((float)nfft);
 	for (int t = 0; t < le; t++) {
 		const float *src = xp + (size_t)t * hop;
@@ -125,6 +136,12 @@ void nn_stft_spec(const struct nn_stft *s, struct nn_ws *ws, const float *x, int
 
 void nn_stft_ispec(const struct nn_stft *s, struct nn_ws *ws, const float *re, const float *im,
                    int le, int len, float *y)
+{
+	nn_stft_ispec_ex(s, ws, re, im, le, len, false, y);
+}
+
+void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re,
+                      const float *im, int le, int len, bool old_crop, float *y)
 {
 	int nfft = s->nfft, hop = s->hop, nf = nfft / 2;
 	int pad = hop / 2 * 3;
@@ -156,8 +173,9 @@ void nn_stft_ispec(const struct nn_stft *s, struct nn_ws *ws, const float *re, c
 		for (int n = 0; n < nfft; n++)
 			dst[n] += frame[n] * norm * s->window[n];
 	}
-	/* istft(center=True) drops nfft/2 at the start; _ispec then drops pad more. */
-	size_t start = (size_t)nf + (size_t)pad;
+	/* istft(center=True) drops nfft/2 at the start; _ispec then drops pad more (hybrid_old:
+	 * nothing more, it keeps the first len samples). */
+	size_t start = (size_t)nf + (old_crop ? 0 : (size_t)pad);
 	for (int i = 0; i < len; i++)
 		y[i] = ola[start + i] / env[start + i];
 	nn_ws_release(ws, mark);

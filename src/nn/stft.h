@@ -17,6 +17,8 @@
 #ifndef SFA_NN_STFT_H
 #define SFA_NN_STFT_H
 
+#include <stdbool.h>
+
 #include "nn/ws.h"
 
 struct nn_stft;
@@ -32,8 +34,17 @@ int nn_stft_frames(const struct nn_stft *s, int len);
 void nn_stft_spec(const struct nn_stft *s, struct nn_ws *ws, const float *x, int len, float *re,
                   float *im);
 
+/* HDemucs hybrid_old variant: zero padding instead of reflect. */
+void nn_stft_spec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *x, int len,
+                     bool zero_pad, float *re, float *im);
+
 /* re, im (nfft/2, le) -> y[0..len), with le = nn_stft_frames(len). */
 void nn_stft_ispec(const struct nn_stft *s, struct nn_ws *ws, const float *re, const float *im,
                    int le, int len, float *y);
+
+/* HDemucs hybrid_old variant: old_crop keeps istft's first len samples instead of
+ * skipping 3h/2 (hybrid_old ran istft at length h*le and cropped [:len]). */
+void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re,
+                      const float *im, int le, int len, bool old_crop, float *y);
 
 #endif
