@@ -268,6 +268,7 @@ static int poll_task(struct lj *j, struct lalalai_status *st)
 		case LALALAI_SUCCESS:
 			if (st->duration_s > 0)
 				j->task.duration_s = st->duration_s;
+			save_task(j, "success"); /* charged now, whatever happens next */
 			return 0;
 		case LALALAI_ERROR:
 			save_task(j, "error");
@@ -420,8 +421,6 @@ int job_worker_lalalai(struct job_run *r)
 		rc = poll_task(&j, st);
 	if (rc == 0)
 		rc = download_all(&j, st);
-	if (rc == SFA_ECANCELED && g_cancel)
-		rc = cancelled(&j);
 	double duration = 0;
 	for (int o = 0; rc == 0 && o < j.n_outs; o++) {
 		report(&j, PCT_DOWNLOAD_END + 8 * o / j.n_outs, "converting the %s stem", j.outs[o].name);
@@ -430,6 +429,8 @@ int job_worker_lalalai(struct job_run *r)
 		if (d > duration)
 			duration = d;
 	}
+	if (rc == 0 && g_cancel) /* nothing is published once a cancel arrived */
+		rc = cancelled(&j);
 	if (rc == 0) {
 		const char *names[MAX_OUT];
 		for (int o = 0; o < j.n_outs; o++)

@@ -7,6 +7,8 @@
  * moved to data/uploads/stems/<job id>/<stem>.<ext> and recorded as stem rows. A cancel
  * (SIGTERM) at any point before that leaves nothing behind: the scheduler removes the
  * scratch directory. Earlier separations are never touched: each job has its own folder.
+ * Payloads with engine "lalalai" go to job_worker_lalalai (job_lalalai.c), which shares
+ * the last step, job_processing_publish.
  */
 #include <errno.h>
 #include <limits.h>
