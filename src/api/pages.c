@@ -37,6 +37,8 @@ static const struct {
 	{"spotify_unlinked", "Your Spotify account was unlinked."},
 	{"spotify_denied", "Spotify log-in was cancelled; nothing was changed."},
 	{"spotify_registered", "Account created with Spotify. Welcome to Sound Forge Alchemy!"},
+	{"lalalai_key_saved", "Your lal.ai license key was saved."},
+	{"lalalai_key_removed", "Your lal.ai license key was removed."},
 };
 
 static const char css[] =
@@ -350,6 +352,7 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 	           "<button type=\"submit\">Create API key</button></form></section>",
 	           tok, field_error_html(ctx, key_fe, "name"));
 	page_spotify_settings(ctx, &b, tok);
+	page_lalalai_settings(ctx, &b, tok);
 	char *body = buf_steal(&b);
 	page_render(ctx, status, "Settings", body);
 	free(body);
@@ -416,6 +419,8 @@ void page_settings_update(struct http_ctx *ctx)
 		settings_page(ctx, 404, NULL, NULL, &fe, NULL, NULL);
 		return;
 	}
+	if (page_lalalai_settings_update(ctx, action))
+		return;
 	field_errors_add(&fe, "name", "unknown settings action");
 	settings_page(ctx, 422, NULL, NULL, &fe, NULL, NULL);
 }

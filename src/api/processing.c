@@ -7,12 +7,14 @@
  * installs them). The work itself is the "processing" job (jobs/job_processing.c).
  */
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "core/lalalai_key.h"
 #include "jobs/jobs.h"
 #include "nn/bag.h"
 #include "nn/models.h"
@@ -100,6 +102,37 @@ static const char *known(const char *v, const char *const *set)
 	return NULL;
 }
 
+/* engine "lalalai": no model files needed, only a key (the user's or the server's). The
+ * payload carries the idempotency key of the job's one lal.ai split (jobs/job_lalalai.c). */
+static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, const char *model,
+                             const char *format)
+{
+	char key[LALALAI_KEY_MAX + 1], err[512];
+	int rc = lalalai_key_resolve(ctx->app->db, &ctx->app->cfg, ctx->user.id, key, NULL, err,
+	                             sizeof err);
+	sodium_memzero(key, sizeof key);
+	if (rc) {
+		http_error(ctx, 503, "not_configured", err);
+		return;
+	}
+	char idem[UUID_STR_LEN];
+	uuid_v4(idem);
+	struct db_job j;
+	if (job_enqueue(ctx->app->db, ctx->user.id, t->id, "processing",
+	                json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
+	                          "output_format", format, "idempotency_key", idem),
+	                &j) != 0) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201,
+	          json_pack("{s:s, s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t->id, "model",
+	                    model, "engine", "lalalai", "status", "queued"));
+}
+
 void api_processing_separate(struct http_ctx *ctx)
 {
 	static const char *const models[] = {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
@@ -151,8 +184,7 @@ void api_processing_separate(struct http_ctx *ctx)
 		return;
 	}
 	if (strcmp(values[1], "lalalai") == 0) {
-		http_error(ctx, 503, "not_configured",
-		           "The lal.ai engine is not configured on this server; use engine \"local\".");
+		separate_lalalai(ctx, &t, values[0], values[2]);
 		return;
 	}
 	const char *dir = ctx->app->cfg.models_dir;
@@ -205,12 +237,19 @@ void api_processing_job(struct http_ctx *ctx)
 	json_error_t je;
 	json_t *payload = json_loads(j.payload, 0, &je);
 	const char *model = payload ? json_string_value(json_object_get(payload, "model")) : NULL;
+	const char *engine = payload ? json_string_value(json_object_get(payload, "engine")) : NULL;
+	struct db_lalalai_task lt;
+	bool cloud = engine && strcmp(engine, "lalalai") == 0 &&
+	             db_lalalai_task_get(ctx->app->db, ctx->user.id, j.id, &lt) == 0 &&
+	             lt.task_id[0];
 	json_t *stems = json_array();
 	if (strcmp(j.status, "completed") == 0)
 		db_stem_list(ctx->app->db, ctx->user.id, j.track_id, j.id, add_stem, stems);
 	http_data(ctx, 200,
-	          json_pack("{s:s, s:s, s:s, s:i, s:s?, s:o, s:s?}", "id", j.id, "track_id",
-	                    j.track_id, "status", j.status, "progress", j.progress, "model", model,
-	                    "stems", stems, "error", strcmp(j.status, "failed") == 0 ? j.error : NULL));
+	          json_pack("{s:s, s:s, s:s, s:i, s:s?, s:s, s:o, s:s?, s:s?}", "id", j.id,
+	                    "track_id", j.track_id, "status", j.status, "progress", j.progress,
+	                    "model", model, "engine", engine ? engine : "local", "stems", stems,
+	                    "error", strcmp(j.status, "failed") == 0 ? j.error : NULL,
+	                    "lalalai_task_id", cloud ? lt.task_id : NULL));
 	json_decref(payload);
 }

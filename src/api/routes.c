@@ -61,6 +61,10 @@ static const struct route routes[] = {
 	{"GET", "/auth/spotify", auth_spotify_start, R_PAGE},
 	{"DELETE", "/auth/spotify", auth_spotify_unlink, R_PAGE_AUTH},
 	{"GET", "/auth/spotify/callback", auth_spotify_callback, R_PAGE},
+	/* lal.ai */
+	{"GET", "/api/lalalai/quota", api_lalalai_quota, R_API},
+	{"POST", "/api/lalalai/cancel", api_lalalai_cancel, R_API},
+	{"POST", "/api/lalalai/cancel-all", api_lalalai_cancel_all, R_API},
 };
 
 static bool is_json_space(const char *path)

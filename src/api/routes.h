@@ -63,11 +63,20 @@ void auth_spotify_start(struct http_ctx *ctx);
 void auth_spotify_callback(struct http_ctx *ctx);
 void auth_spotify_unlink(struct http_ctx *ctx);
 void api_spotify_me(struct http_ctx *ctx);
+/* lal.ai (api/lalalai.c) */
+void api_lalalai_quota(struct http_ctx *ctx);
+void api_lalalai_cancel(struct http_ctx *ctx);
+void api_lalalai_cancel_all(struct http_ctx *ctx);
 
 /* Page helpers shared by the HTML handlers (pages.c). */
 /* Wraps body (HTML, already escaped) in the site layout and sends it with status. */
 void page_render(struct http_ctx *ctx, int status, const char *title, const char *body);
 /* 302 to location with a one-shot flash message code from pages.c's table. */
 void page_redirect_with_flash(struct http_ctx *ctx, const char *location, const char *code);
+/* The settings page's lal.ai section (api/lalalai.c), and its form actions
+ * (set_lalalai_key, remove_lalalai_key): returns false for any other action. */
+struct buf;
+void page_lalalai_settings(struct http_ctx *ctx, struct buf *b, const char *csrf_token);
+bool page_lalalai_settings_update(struct http_ctx *ctx, const char *action);
 
 #endif

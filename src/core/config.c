@@ -76,8 +76,18 @@ static int spotify_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_str("SFA_YTDLP", c->ytdlp, sizeof c->ytdlp, err, n_err)) ||
 	    (rc = env_str("SFA_DOWNLOAD_QUERY", c->download_query, sizeof c->download_query, err,
 	                  n_err)) ||
-	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err, n_err)))
+	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err, n_err)) ||
+	    (rc = env_str("SFA_LALALAI_URL", c->lalalai_url, sizeof c->lalalai_url, err, n_err)) ||
+	    (rc = env_str("SFA_LALALAI_LICENSE_KEY", c->lalalai_license_key,
+	                  sizeof c->lalalai_license_key, err, n_err)) ||
+	    (rc = env_int("SFA_LALALAI_CHECK_INTERVAL_MS", 50, 60000, &c->lalalai_check_interval_ms,
+	                  err, n_err)) ||
+	    (rc = env_int("SFA_LALALAI_DEADLINE_S", 10, 7 * 86400, &c->lalalai_deadline_s, err,
+	                  n_err)))
 		return rc;
+	if (c->lalalai_url[0] && !str_starts_with(c->lalalai_url, "http://") &&
+	    !str_starts_with(c->lalalai_url, "https://"))
+		return sfa_err(err, n_err, SFA_EINVAL, "SFA_LALALAI_URL must be an http:// or https:// URL.");
 	const char *urls[] = {c->spotify_accounts_url, c->spotify_api_url, c->spotify_redirect_uri};
 	const char *names[] = {"SFA_SPOTIFY_ACCOUNTS_URL", "SFA_SPOTIFY_API_URL",
 	                       "SFA_SPOTIFY_REDIRECT_URI"};
@@ -152,6 +162,8 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	str_copy(c->ytdlp, sizeof c->ytdlp, "yt-dlp");
 	str_copy(c->download_query, sizeof c->download_query, "ytsearch5");
 	c->download_timeout_s = 600;
+	c->lalalai_check_interval_ms = 3000;
+	c->lalalai_deadline_s = 3600;
 	int max_upload_mb = 500;
 	int rc = set_data_dir(c, "data", err, n_err);
 	if (rc)

@@ -51,6 +51,14 @@ struct config {
 	char download_query[1024];      /* URL template with {spotify_id}, or a yt-dlp search
 	                                   prefix such as "ytsearch5" (the default) */
 	int download_timeout_s;         /* wall-clock limit of one download attempt */
+
+	/* lal.ai cloud separation. */
+	char lalalai_url[512];          /* SFA_LALALAI_URL, "" = https://www.lalal.ai */
+	char lalalai_license_key[256];  /* SFA_LALALAI_LICENSE_KEY: fallback for users without
+	                                   their own key; "" = none */
+	int lalalai_check_interval_ms;  /* between check calls (default 3000: lal.ai allows
+	                                   20 a minute); lower only against a test fake */
+	int lalalai_deadline_s;         /* a lal.ai task's overall limit (default 3600) */
 };
 
 /* Fills c with defaults and the SFA_* environment. Errors name the variable. */

@@ -259,6 +259,44 @@ int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *a
 /* SFA_ENOTFOUND when the user had no link. */
 int db_spotify_link_delete(struct db *db, const char *user_id);
 
+/* ---- lal.ai ------------------------------------------------------------------------ */
+
+/* A user's own lal.ai license key: sealed text (core/sealed.h) and a masked hint. */
+int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key,
+                       const char *hint, int64_t now);
+/* Either out buffer may be NULL. SFA_ENOTFOUND when the user has no key. */
+int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t n_sealed,
+                       char *hint, size_t n_hint);
+int db_lalalai_key_delete(struct db *db, const char *user_id);
+
+/* The lal.ai side of one processing job: what a retried attempt needs so that it never
+ * uploads or pays twice, and what the cancel and quota routes read. */
+struct db_lalalai_task {
+	char job_id[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	char idempotency_key[64];
+	char source_id[128];  /* "" until uploaded */
+	char task_id[128];    /* "" until split */
+	char status[16];      /* pending | progress | success | error | cancelled */
+	double duration_s;    /* of the uploaded audio */
+	int64_t created_at, updated_at;
+	char job_status[16];  /* the job's status (read only) */
+};
+/* Creates the row for job_id unless it exists, then reads it. */
+int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_id,
+                           const char *idempotency_key, int64_t now, struct db_lalalai_task *out);
+/* Writes source_id, task_id, status and duration of t->job_id. */
+int db_lalalai_task_update(struct db *db, const struct db_lalalai_task *t, int64_t now);
+int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
+                        struct db_lalalai_task *out);
+int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *task_id,
+                               struct db_lalalai_task *out);
+/* The user's tasks whose job is queued or running, oldest first (at most n_max). */
+int db_lalalai_task_list_active(struct db *db, const char *user_id,
+                                struct db_lalalai_task *out, size_t n_max, size_t *n_out);
+/* Seconds of audio of the user's successful tasks finished at or after since. */
+int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out);
+
 /* Whether the user owns a file under the data dir (relative path), through a track's
  * audio or a stem. */
 bool db_file_owned(struct db *db, const char *user_id, const char *rel_path);

@@ -109,6 +109,19 @@ static const char *const migrations[] = {
 	"  access_token TEXT NOT NULL, refresh_token TEXT, scope TEXT,"
 	"  expires_at INTEGER NOT NULL,"
 	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
+	/* 4: lal.ai: users' own license keys (sealed) and the tasks of lal.ai jobs */
+	"CREATE TABLE lalalai_keys ("
+	"  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	"  sealed_key TEXT NOT NULL, hint TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE TABLE lalalai_tasks ("
+	"  job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,"
+	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  idempotency_key TEXT NOT NULL, source_id TEXT, task_id TEXT,"
+	"  status TEXT NOT NULL DEFAULT 'pending', duration REAL NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE INDEX lalalai_tasks_task ON lalalai_tasks (task_id);"
+	"CREATE INDEX lalalai_tasks_user ON lalalai_tasks (user_id, created_at);",
 };
 
 static void lock(struct db *db) { pthread_mutex_lock(&db->mu); }
@@ -1267,6 +1280,179 @@ int db_spotify_link_delete(struct db *db, const char *user_id)
 {
 	lock(db);
 	int rc = run(db, prep(db, "DELETE FROM spotify_links WHERE user_id = ?", "t", user_id), true);
+	unlock(db);
+	return rc;
+}
+
+/* ---- lal.ai ------------------------------------------------------------------------ */
+
+int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key,
+                       const char *hint, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO lalalai_keys (user_id, sealed_key, hint, created_at, "
+	                  "updated_at) VALUES (?1,?2,?3,?4,?4) ON CONFLICT (user_id) DO UPDATE SET "
+	                  "sealed_key = excluded.sealed_key, hint = excluded.hint, updated_at = "
+	                  "excluded.updated_at",
+	                  "ttti", user_id, sealed_key, hint, now),
+	             false);
+	unlock(db);
+	return rc;
+}
+
+struct key_out {
+	char *sealed;
+	size_t n_sealed;
+	char *hint;
+	size_t n_hint;
+};
+
+static void read_key_row(sqlite3_stmt *st, void *out)
+{
+	struct key_out *k = out;
+	if (k->sealed)
+		col_text(st, 0, k->sealed, k->n_sealed);
+	if (k->hint)
+		col_text(st, 1, k->hint, k->n_hint);
+}
+
+int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t n_sealed,
+                       char *hint, size_t n_hint)
+{
+	struct key_out k = {sealed, n_sealed, hint, n_hint};
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db, "SELECT sealed_key, hint FROM lalalai_keys WHERE user_id = ?", "t",
+	                      user_id),
+	                 read_key_row, &k);
+	unlock(db);
+	return rc;
+}
+
+int db_lalalai_key_delete(struct db *db, const char *user_id)
+{
+	lock(db);
+	int rc = run(db, prep(db, "DELETE FROM lalalai_keys WHERE user_id = ?", "t", user_id), true);
+	unlock(db);
+	return rc;
+}
+
+#define LTASK_COLS                                                                            \
+	"t.job_id, t.user_id, t.idempotency_key, t.source_id, t.task_id, t.status, t.duration, " \
+	"t.created_at, t.updated_at, j.status"
+
+static void read_ltask_row(sqlite3_stmt *st, void *out)
+{
+	struct db_lalalai_task *t = out;
+	col_text(st, 0, t->job_id, sizeof t->job_id);
+	col_text(st, 1, t->user_id, sizeof t->user_id);
+	col_text(st, 2, t->idempotency_key, sizeof t->idempotency_key);
+	col_text(st, 3, t->source_id, sizeof t->source_id);
+	col_text(st, 4, t->task_id, sizeof t->task_id);
+	col_text(st, 5, t->status, sizeof t->status);
+	t->duration_s = sqlite3_column_double(st, 6);
+	t->created_at = sqlite3_column_int64(st, 7);
+	t->updated_at = sqlite3_column_int64(st, 8);
+	col_text(st, 9, t->job_status, sizeof t->job_status);
+}
+
+int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_id,
+                           const char *idempotency_key, int64_t now, struct db_lalalai_task *out)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "INSERT INTO lalalai_tasks (job_id, user_id, idempotency_key, created_at, "
+	                  "updated_at) VALUES (?1,?2,?3,?4,?4) ON CONFLICT (job_id) DO NOTHING",
+	                  "ttti", job_id, user_id, idempotency_key, now),
+	             false);
+	if (rc == 0)
+		rc = one_row(db,
+		             prep(db,
+		                  "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+		                  "t.job_id WHERE t.job_id = ?",
+		                  "t", job_id),
+		             read_ltask_row, out);
+	unlock(db);
+	return rc;
+}
+
+int db_lalalai_task_update(struct db *db, const struct db_lalalai_task *t, int64_t now)
+{
+	lock(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE lalalai_tasks SET source_id = ?, task_id = ?, status = ?, "
+	                  "duration = ?, updated_at = ? WHERE job_id = ?",
+	                  "zztdit", t->source_id, t->task_id, t->status, t->duration_s, now,
+	                  t->job_id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
+int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
+                        struct db_lalalai_task *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+	                      "t.job_id WHERE t.job_id = ? AND t.user_id = ?",
+	                      "tt", job_id, user_id),
+	                 read_ltask_row, out);
+	unlock(db);
+	return rc;
+}
+
+int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *task_id,
+                               struct db_lalalai_task *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+	                      "t.job_id WHERE t.task_id = ? AND t.user_id = ?",
+	                      "tt", task_id, user_id),
+	                 read_ltask_row, out);
+	unlock(db);
+	return rc;
+}
+
+int db_lalalai_task_list_active(struct db *db, const char *user_id,
+                                struct db_lalalai_task *out, size_t n_max, size_t *n_out)
+{
+	lock(db);
+	*n_out = 0;
+	sqlite3_stmt *st = prep(db,
+	                        "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+	                        "t.job_id WHERE t.user_id = ? AND j.status NOT IN "
+	                        "('completed','failed') ORDER BY t.created_at, t.rowid LIMIT ?",
+	                        "ti", user_id, (int64_t)n_max);
+	int rc = st ? 0 : SFA_EDB;
+	int step;
+	while (st && (step = sqlite3_step(st)) == SQLITE_ROW && *n_out < n_max)
+		read_ltask_row(st, &out[(*n_out)++]);
+	if (st && step != SQLITE_DONE && step != SQLITE_ROW)
+		rc = fail(db, "list lal.ai tasks");
+	sqlite3_finalize(st);
+	unlock(db);
+	return rc;
+}
+
+static void read_double(sqlite3_stmt *st, void *out) { *(double *)out = sqlite3_column_double(st, 0); }
+
+int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT coalesce(sum(duration), 0) FROM lalalai_tasks WHERE user_id = ? "
+	                      "AND status = 'success' AND updated_at >= ?",
+	                      "ti", user_id, since),
+	                 read_double, out);
 	unlock(db);
 	return rc;
 }

@@ -7,6 +7,8 @@
  * moved to data/uploads/stems/<job id>/<stem>.<ext> and recorded as stem rows. A cancel
  * (SIGTERM) at any point before that leaves nothing behind: the scheduler removes the
  * scratch directory. Earlier separations are never touched: each job has its own folder.
+ * Payloads with engine "lalalai" go to job_worker_lalalai (job_lalalai.c), which shares
+ * the last step, job_processing_publish.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,8 +36,65 @@ static void on_progress(void *user, int done, int total)
 	job_report(r, 10 + (total ? 80 * done / total : 0), "processing", msg);
 }
 
+int job_processing_publish(struct job_run *r, const char *track_id, const char *const *names,
+                           int n_src, const char *ext, double duration, const char *engine,
+                           const char *model, json_t **out_list)
+{
+	/* Publish: move the folder into place, then record the rows. */
+	char rel_dir[128], dest[PATH_MAX * 2], parent[PATH_MAX + 64];
+	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
+	snprintf(parent, sizeof parent, "%s/uploads/stems", r->cfg->data_dir);
+	snprintf(dest, sizeof dest, "%s/uploads/%s", r->cfg->data_dir, rel_dir);
+	fs_remove_tree(dest); /* a previous attempt that died mid-publish */
+	if (fs_mkdirs(parent, 0700) || mkdir(dest, 0700) != 0) {
+		snprintf(r->error, sizeof r->error, "The stems folder could not be created.");
+		return SFA_EIO;
+	}
+	json_t *list = json_array();
+	for (int s = 0; s < n_src; s++) {
+		char from[PATH_MAX + 256], to[PATH_MAX * 3];
+		struct stat st;
+		if (snprintf(from, sizeof from, "%s/%s.%s", r->work_dir, names[s], ext) >=
+		        (int)sizeof from ||
+		    snprintf(to, sizeof to, "%s/%s.%s", dest, names[s], ext) >= (int)sizeof to ||
+		    rename(from, to) != 0 || stat(to, &st) != 0) {
+			fs_remove_tree(dest);
+			json_decref(list);
+			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");
+			return SFA_EIO;
+		}
+		struct db_stem row = {0};
+		uuid_v4(row.id);
+		str_copy(row.user_id, sizeof row.user_id, r->job.user_id);
+		str_copy(row.track_id, sizeof row.track_id, track_id);
+		str_copy(row.job_id, sizeof row.job_id, r->job.id);
+		str_copy(row.stem_type, sizeof row.stem_type, names[s]);
+		if (snprintf(row.file_path, sizeof row.file_path, "%s/%s.%s", rel_dir, names[s], ext) >=
+		    (int)sizeof row.file_path)
+			row.file_path[0] = '\0'; /* cannot happen: rel_dir and names are short */
+		row.file_size = (int64_t)st.st_size;
+		str_copy(row.format, sizeof row.format, ext);
+		row.duration_s = duration;
+		str_copy(row.engine, sizeof row.engine, engine);
+		str_copy(row.model, sizeof row.model, model);
+		row.created_at = (int64_t)time(NULL);
+		if (db_stem_insert(r->db, &row) != 0) {
+			fs_remove_tree(dest);
+			json_decref(list);
+			snprintf(r->error, sizeof r->error, "The stems could not be recorded.");
+			return SFA_EDB;
+		}
+		json_array_append_new(list, json_pack("{s:s, s:s}", "id", row.id, "stem_type", names[s]));
+	}
+	*out_list = list;
+	return 0;
+}
+
 int job_worker_processing(struct job_run *r)
 {
+	const char *engine = json_string_value(json_object_get(r->payload, "engine"));
+	if (engine && strcmp(engine, "lalalai") == 0)
+		return job_worker_lalalai(r);
 	const char *model = json_string_value(json_object_get(r->payload, "model"));
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
 	if (!format)
@@ -101,53 +160,14 @@ int job_worker_processing(struct job_run *r)
 		snprintf(r->error, sizeof r->error, "The stems could not be written: %s", err);
 		return rc;
 	}
-	/* Publish: move the folder into place, then record the rows. */
-	char rel_dir[128], dest[PATH_MAX * 2], parent[PATH_MAX + 64];
-	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
-	snprintf(parent, sizeof parent, "%s/uploads/stems", r->cfg->data_dir);
-	snprintf(dest, sizeof dest, "%s/uploads/%s", r->cfg->data_dir, rel_dir);
-	fs_remove_tree(dest); /* a previous attempt that died mid-publish */
-	if (fs_mkdirs(parent, 0700) || mkdir(dest, 0700) != 0) {
-		snprintf(r->error, sizeof r->error, "The stems folder could not be created.");
-		return SFA_EIO;
-	}
-	json_t *list = json_array();
+	const char *name_ptrs[NN_MAX_STEMS];
+	for (int s = 0; s < n_src; s++)
+		name_ptrs[s] = names[s];
 	double duration = (double)n_frames / samplerate;
-	for (int s = 0; s < n_src; s++) {
-		char from[PATH_MAX + 256], to[PATH_MAX * 3];
-		struct stat st;
-		if (snprintf(from, sizeof from, "%s/%s.%s", r->work_dir, names[s], ext) >=
-		        (int)sizeof from ||
-		    snprintf(to, sizeof to, "%s/%s.%s", dest, names[s], ext) >= (int)sizeof to ||
-		    rename(from, to) != 0 || stat(to, &st) != 0) {
-			fs_remove_tree(dest);
-			json_decref(list);
-			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");
-			return SFA_EIO;
-		}
-		struct db_stem row = {0};
-		uuid_v4(row.id);
-		str_copy(row.user_id, sizeof row.user_id, r->job.user_id);
-		str_copy(row.track_id, sizeof row.track_id, t.id);
-		str_copy(row.job_id, sizeof row.job_id, r->job.id);
-		str_copy(row.stem_type, sizeof row.stem_type, names[s]);
-		if (snprintf(row.file_path, sizeof row.file_path, "%s/%s.%s", rel_dir, names[s], ext) >=
-		    (int)sizeof row.file_path)
-			row.file_path[0] = '\0'; /* cannot happen: rel_dir and names are short */
-		row.file_size = (int64_t)st.st_size;
-		str_copy(row.format, sizeof row.format, ext);
-		row.duration_s = duration;
-		str_copy(row.engine, sizeof row.engine, "local");
-		str_copy(row.model, sizeof row.model, model);
-		row.created_at = (int64_t)time(NULL);
-		if (db_stem_insert(r->db, &row) != 0) {
-			fs_remove_tree(dest);
-			json_decref(list);
-			snprintf(r->error, sizeof r->error, "The stems could not be recorded.");
-			return SFA_EDB;
-		}
-		json_array_append_new(list, json_pack("{s:s, s:s}", "id", row.id, "stem_type", names[s]));
-	}
+	json_t *list = NULL;
+	rc = job_processing_publish(r, t.id, name_ptrs, n_src, ext, duration, "local", model, &list);
+	if (rc)
+		return rc;
 	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);
 	job_report(r, 100, "processing", "done");
 	return 0;

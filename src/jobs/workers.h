@@ -13,8 +13,16 @@ int job_worker_probe(struct job_run *r);
 /* "analysis": the native analysis engine on the track's audio (job_analysis.c). */
 int job_worker_analysis(struct job_run *r);
 
-/* "processing": stem separation with the native Demucs engine (job_processing.c). */
+/* "processing": stem separation with the native Demucs engine (job_processing.c), or
+ * with lal.ai when the payload's engine is "lalalai" (job_lalalai.c). */
 int job_worker_processing(struct job_run *r);
+int job_worker_lalalai(struct job_run *r);
+/* The last step of a separation: moves work_dir/<names[i]>.<ext> into
+ * data/uploads/stems/<job id>/ and records one stem row each (engine, model). On success
+ * *out_list is a new array of {"id", "stem_type"}; on failure nothing is left behind. */
+int job_processing_publish(struct job_run *r, const char *track_id, const char *const *names,
+                           int n_src, const char *ext, double duration, const char *engine,
+                           const char *model, json_t **out_list);
 /* "download": finds the track's audio with yt-dlp, converts it with ffmpeg to the
  * payload's "quality" and stores it as the track's audio (see job_download.c). */
 int job_worker_download(struct job_run *r);
