@@ -192,15 +192,9 @@ void api_processing_separate(struct http_ctx *ctx)
 	const struct nn_builtin *b = nn_builtin_find(values[0]);
 	if (!b || !model_installed(dir, b, &runnable) || !runnable) {
 		char msg[300];
-		if (b && !b->supported)
-			snprintf(msg, sizeof msg,
-			         "The %s model needs the Hybrid Demucs (v3) engine, which this server does "
-			         "not have yet; use htdemucs, htdemucs_ft or htdemucs_6s.",
-			         values[0]);
-		else
-			snprintf(msg, sizeof msg,
-			         "The %s model is not installed; install it with `sfa models fetch %s`.",
-			         values[0], values[0]);
+		snprintf(msg, sizeof msg,
+		         "The %s model is not installed; install it with `sfa models fetch %s`.",
+		         values[0], values[0]);
 		http_error(ctx, 422, "model_not_installed", msg);
 		return;
 	}
