@@ -538,8 +538,8 @@ static void parse_check_rejects_bad_answers(void **state)
 	        "", "[]", "{}", "{\"result\": []}", "{\"result\": {\"t1\": {}}}",
 	        "{\"result\": {\"t1\": {\"status\": \"weird\"}}}",
 	        "{\"result\": {\"t1\": {\"status\": \"success\"}}}",
-	        "{\"result\": {\"t1\": {\"status\": \"success\", \"result\": {\"tracks\": "
-	        "[{\"type\": \"stem\", \"label\": \"vocals\", \"url\": \"file:///etc/passwd\"}]}}}}",
+	        ("{\"result\": {\"t1\": {\"status\": \"success\", \"result\": {\"tracks\": "
+	         "[{\"type\": \"stem\", \"label\": \"vocals\", \"url\": \"file:///etc/passwd\"}]}}}}"),
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(lalalai_parse_check(bad[i], strlen(bad[i]), ids, 1, &st, err, sizeof err),
