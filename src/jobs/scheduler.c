@@ -1,4 +1,4 @@
-/* scheduler.c - the server side of the job system (see jobs.h for the design).
+/* scheduler.c - the server half of the job machinery; jobs.h explains the design.
  *
  * One thread owns every child: it polls their progress pipes and a wake pipe, reaps
  * exits, enforces cancellation and timeouts, and claims new work. All database writes
