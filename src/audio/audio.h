@@ -12,6 +12,7 @@
 #ifndef SFA_AUDIO_AUDIO_H
 #define SFA_AUDIO_AUDIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,5 +97,42 @@ int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_samp
 /* Writes b as FLAC (16 or 24 bits: AUDIO_PCM16 or AUDIO_PCM24). */
 int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
                      char *err, size_t n_err);
+
+/* ---- WAV encoding (wav.c), shared by every writer ------------------------------------ */
+
+enum { AUDIO_WAV_HEADER_MAX = 80, AUDIO_WAV_MAX_CHANNELS = 16 };
+
+/* The RIFF/WAVE header for n_frames of n_channels at rate_hz in fmt (PCM, IEEE float with a
+ * fact chunk, or EXTENSIBLE PCM above two channels). Returns its size, or 0 when the data
+ * would not fit a WAV file (4 GiB). */
+size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_frames,
+                        int n_channels, int rate_hz, enum audio_sample_format fmt);
+/* Round to nearest at `bits`, clipped to full scale, NaN to 0; true when it clipped. */
+bool audio_quantize(float x, int bits, int32_t *out);
+/* Encodes n frames, sample (c, i) read at data[c * chan_stride + i * frame_stride] and
+ * multiplied by gain, as interleaved little-endian bytes in out (non-finite floats become
+ * 0). Returns how many samples were clipped (always 0 for AUDIO_FLOAT32). */
+uint64_t audio_wav_encode(const float *data, size_t chan_stride, size_t frame_stride, size_t n,
+                          int n_channels, enum audio_sample_format fmt, float gain,
+                          unsigned char *out);
+
+/* A WAV file written as its samples arrive (so a long track never has to be in memory
+ * whole). The frame count is announced at open; close fails if it was not met and, on any
+ * failure, removes the file. One owner at a time. */
+struct audio_wav_file {
+	int fd;
+	enum audio_sample_format fmt;
+	int n_channels;
+	uint64_t n_frames, n_written;
+	unsigned char *buf;
+	char path[4400];
+};
+
+int audio_wav_open(struct audio_wav_file *w, const char *path, uint64_t n_frames, int n_channels,
+                   int rate_hz, enum audio_sample_format fmt, char *err, size_t n_err);
+/* Appends n frames from planar data: channel c at planes + c * stride. */
+int audio_wav_write(struct audio_wav_file *w, const float *planes, size_t stride, size_t n,
+                    char *err, size_t n_err);
+int audio_wav_close(struct audio_wav_file *w, bool failed, char *err, size_t n_err);
 
 #endif

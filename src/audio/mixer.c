@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audio/audio.h"
 #include "util/err.h"
 
 /* ---- errors -------------------------------------------------------------------------- */
@@ -622,93 +623,22 @@ int mixer_render_block(struct mixer_plan *p, int64_t frame, size_t n, mixer_read
 	return 0;
 }
 
-/* Quantises one sample; returns true when it had to be clipped. */
-static inline bool mixer__quantize(float x, double scale, int32_t *out)
+static enum audio_sample_format mixer__format(int bit_depth)
 {
-	double v = (double)x * scale;
-	if (isnan(v)) {
-		*out = 0;
-		return false;
-	}
-	/* lrint rounds ties to even; scale - 0.5 would round to scale, out of range. */
-	if (v >= scale - 0.5) {
-		*out = (int32_t)(scale - 1.0);
-		return true;
-	}
-	if (v < -scale - 0.5) {
-		*out = (int32_t)-scale;
-		return true;
-	}
-	*out = (int32_t)lrint(v);
-	return false;
+	return bit_depth == 24 ? AUDIO_PCM24 : bit_depth == 32 ? AUDIO_FLOAT32 : AUDIO_PCM16;
 }
 
 void mixer_encode(const float *lr, size_t n, float gain, int bit_depth, unsigned char *out,
                   uint64_t *n_clipped)
 {
-	uint64_t clipped = 0;
-	size_t ns = 2 * n;
-	if (bit_depth == 32) {
-		for (size_t i = 0; i < ns; i++) {
-			float x = lr[i] * gain;
-			if (!isfinite(x))
-				x = 0.0f;
-			uint32_t u;
-			memcpy(&u, &x, 4);
-			out[4 * i] = (unsigned char)u;
-			out[4 * i + 1] = (unsigned char)(u >> 8);
-			out[4 * i + 2] = (unsigned char)(u >> 16);
-			out[4 * i + 3] = (unsigned char)(u >> 24);
-		}
-	} else {
-		double scale = bit_depth == 24 ? 8388608.0 : 32768.0;
-		int nb = bit_depth / 8;
-		for (size_t i = 0; i < ns; i++) {
-			int32_t q;
-			clipped += mixer__quantize(lr[i] * gain, scale, &q);
-			uint32_t u = (uint32_t)q;
-			for (int b = 0; b < nb; b++)
-				out[(size_t)nb * i + (size_t)b] = (unsigned char)(u >> (8 * b));
-		}
-	}
+	uint64_t clipped = audio_wav_encode(lr, 1, 2, n, 2, mixer__format(bit_depth), gain, out);
 	if (n_clipped)
 		*n_clipped += clipped;
 }
 
-static unsigned char *mixer__le(unsigned char *p, uint64_t v, int n_bytes)
-{
-	for (int i = 0; i < n_bytes; i++)
-		*p++ = (unsigned char)(v >> (8 * i));
-	return p;
-}
-
 size_t mixer_wav_header(int rate_hz, int bit_depth, int64_t n_frames, unsigned char *hdr)
 {
-	bool is_float = bit_depth == 32;
-	unsigned block = 2u * (unsigned)bit_depth / 8u;
-	uint64_t data = (uint64_t)n_frames * block;
-	unsigned fmt_bytes = is_float ? 18 : 16, fact_bytes = is_float ? 12 : 0;
-	uint64_t riff = 4 + (8 + fmt_bytes) + fact_bytes + 8 + data;
-	unsigned char *p = hdr;
-	memcpy(p, "RIFF", 4);
-	p = mixer__le(p + 4, riff, 4);
-	memcpy(p, "WAVEfmt ", 8);
-	p = mixer__le(p + 8, fmt_bytes, 4);
-	p = mixer__le(p, is_float ? 3 : 1, 2);
-	p = mixer__le(p, 2, 2);
-	p = mixer__le(p, (uint64_t)rate_hz, 4);
-	p = mixer__le(p, (uint64_t)rate_hz * block, 4);
-	p = mixer__le(p, block, 2);
-	p = mixer__le(p, (uint64_t)bit_depth, 2);
-	if (is_float) {
-		p = mixer__le(p, 0, 2); /* cbSize */
-		memcpy(p, "fact", 4);
-		p = mixer__le(p + 4, 4, 4);
-		p = mixer__le(p, (uint64_t)n_frames, 4);
-	}
-	memcpy(p, "data", 4);
-	p = mixer__le(p + 4, data, 4);
-	return (size_t)(p - hdr);
+	return audio_wav_header(hdr, (uint64_t)n_frames, 2, rate_hz, mixer__format(bit_depth));
 }
 
 int mixer_scan(struct mixer_plan *p, mixer_read_fn read, void *arg, struct mixer_stats *st)

@@ -34,23 +34,8 @@
 #include "util/err.h"
 
 enum {
-	AUDIO__WRITE_CHUNK_FRAMES = 4096,
-	AUDIO__WAV_MAX_CHANNELS = 16,
 	AUDIO__FLAC_MAX_CHANNELS = 8,
 };
-
-static int32_t audio__quantize(float x, int bits)
-{
-	double scale = (double)(1L << (bits - 1));
-	double v = (double)x * scale;
-	if (isnan(v))
-		return 0;
-	if (v >= scale - 1.0)
-		return (int32_t)(scale - 1.0);
-	if (v <= -scale)
-		return (int32_t)-scale;
-	return (int32_t)lrint(v);
-}
 
 static int audio__check_buf(const struct audio_buf *b, int max_channels, char *err, size_t n_err)
 {
@@ -73,126 +58,6 @@ static int audio__create(const char *path, char *err, size_t n_err)
 	if (fd < 0)
 		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", path, strerror(errno));
 	return fd;
-}
-
-static unsigned char *audio__le(unsigned char *p, uint64_t v, int n_bytes)
-{
-	for (int i = 0; i < n_bytes; i++)
-		*p++ = (unsigned char)(v >> (8 * i));
-	return p;
-}
-
-static unsigned char *audio__tag(unsigned char *p, const char *fourcc)
-{
-	memcpy(p, fourcc, 4);
-	return p + 4;
-}
-
-int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
-                    char *err, size_t n_err)
-{
-	int rc = audio__check_buf(b, AUDIO__WAV_MAX_CHANNELS, err, n_err);
-	if (rc)
-		return rc;
-	int bits;
-	switch (fmt) {
-	case AUDIO_PCM16: bits = 16; break;
-	case AUDIO_PCM24: bits = 24; break;
-	case AUDIO_FLOAT32: bits = 32; break;
-	default: return sfa_err(err, n_err, SFA_EINVAL, "unknown WAV sample format");
-	}
-	bool is_float = fmt == AUDIO_FLOAT32;
-	bool extensible = !is_float && b->n_channels > 2;
-	unsigned n_ch = (unsigned)b->n_channels;
-	unsigned bytes_ps = (unsigned)bits / 8;
-	unsigned block = n_ch * bytes_ps;
-	uint64_t data_bytes = (uint64_t)b->n_frames * block;
-	unsigned fmt_bytes = extensible ? 40 : is_float ? 18 : 16;
-	unsigned fact_bytes = is_float ? 12 : 0;
-	uint64_t riff_bytes = 4 + (8 + fmt_bytes) + fact_bytes + 8 + data_bytes + (data_bytes & 1);
-	if (riff_bytes > 0xFFFFFFFFu)
-		return sfa_err(err, n_err, SFA_ETOOBIG, "the audio is too long for a WAV file (4 GiB)");
-
-	unsigned char hdr[80], *p = hdr;
-	p = audio__tag(p, "RIFF");
-	p = audio__le(p, riff_bytes, 4);
-	p = audio__tag(p, "WAVE");
-	p = audio__tag(p, "fmt ");
-	p = audio__le(p, fmt_bytes, 4);
-	p = audio__le(p, extensible ? 0xFFFE : is_float ? 3 : 1, 2);
-	p = audio__le(p, n_ch, 2);
-	p = audio__le(p, (uint64_t)b->sample_rate_hz, 4);
-	p = audio__le(p, (uint64_t)b->sample_rate_hz * block, 4);
-	p = audio__le(p, block, 2);
-	p = audio__le(p, (uint64_t)bits, 2);
-	if (is_float) {
-		p = audio__le(p, 0, 2); /* cbSize */
-	} else if (extensible) {
-		p = audio__le(p, 22, 2);           /* cbSize */
-		p = audio__le(p, (uint64_t)bits, 2); /* valid bits */
-		p = audio__le(p, 0, 4);            /* channel mask: unspecified order */
-		/* KSDATAFORMAT_SUBTYPE_PCM: 00000001-0000-0010-8000-00aa00389b71 */
-		static const unsigned char guid[16] = {1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa,
-		                                       0, 0x38, 0x9b, 0x71};
-		memcpy(p, guid, 16);
-		p += 16;
-	}
-	if (is_float) {
-		p = audio__tag(p, "fact");
-		p = audio__le(p, 4, 4);
-		p = audio__le(p, b->n_frames > 0xFFFFFFFFu ? 0xFFFFFFFFu : b->n_frames, 4);
-	}
-	p = audio__tag(p, "data");
-	p = audio__le(p, data_bytes, 4);
-
-	int fd = audio__create(path, err, n_err);
-	if (fd < 0)
-		return fd;
-	unsigned char *chunk = malloc((size_t)AUDIO__WRITE_CHUNK_FRAMES * block + 1);
-	if (!chunk) {
-		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
-		goto out;
-	}
-	if (fs_write_all(fd, hdr, (size_t)(p - hdr)) != 0)
-		goto io_err;
-	for (size_t i0 = 0; i0 < b->n_frames; i0 += AUDIO__WRITE_CHUNK_FRAMES) {
-		size_t n = b->n_frames - i0;
-		if (n > AUDIO__WRITE_CHUNK_FRAMES)
-			n = AUDIO__WRITE_CHUNK_FRAMES;
-		unsigned char *q = chunk;
-		for (size_t i = i0; i < i0 + n; i++) {
-			for (unsigned c = 0; c < n_ch; c++) {
-				float x = b->data[(size_t)c * b->n_frames + i];
-				if (is_float) {
-					uint32_t u;
-					memcpy(&u, &x, 4);
-					q = audio__le(q, u, 4);
-				} else {
-					q = audio__le(q, (uint32_t)audio__quantize(x, bits), (int)bytes_ps);
-				}
-			}
-		}
-		if (fs_write_all(fd, chunk, (size_t)(q - chunk)) != 0)
-			goto io_err;
-	}
-	if (data_bytes & 1) {
-		unsigned char pad = 0;
-		if (fs_write_all(fd, &pad, 1) != 0)
-			goto io_err;
-	}
-	if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-		goto io_err;
-	rc = 0;
-	goto out;
-io_err:
-	rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
-out:
-	free(chunk);
-	if (close(fd) != 0 && rc == 0)
-		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
-	if (rc)
-		unlink(path);
-	return rc;
 }
 
 /* ---- FLAC ------------------------------------------------------------------------ */
@@ -337,7 +202,8 @@ int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sam
 		size_t n_ch = (size_t)b->n_channels;
 		for (size_t i = 0; i < n; i++) {
 			for (size_t c = 0; c < n_ch; c++) {
-				int32_t v = audio__quantize(b->data[c * b->n_frames + i0 + i], bits);
+				int32_t v;
+				audio_quantize(b->data[c * b->n_frames + i0 + i], bits, &v);
 				if (bits == 16)
 					((int16_t *)frame->data[0])[i * n_ch + c] = (int16_t)v;
 				else /* S32 with 24 significant bits: the sample sits in the top 24 */

@@ -90,6 +90,23 @@ int job_processing_publish(struct job_run *r, const char *track_id, const char *
 	return 0;
 }
 
+struct stem_files {
+	struct audio_wav_file files[NN_MAX_STEMS];
+	int n_sources, n_ch;
+};
+
+/* The engine's sink: appends each finished stretch of every stem to its WAV file. */
+static int stem_sink(void *user, const float *data, size_t stride, size_t frame0, size_t n)
+{
+	(void)frame0; /* stretches arrive in order */
+	struct stem_files *sf = user;
+	for (int s = 0; s < sf->n_sources; s++)
+		if (audio_wav_write(&sf->files[s], data + (size_t)s * (size_t)sf->n_ch * stride, stride,
+		                    n, NULL, 0) != 0)
+			return -1;
+	return 0;
+}
+
 int job_worker_processing(struct job_run *r)
 {
 	const char *engine = json_string_value(json_object_get(r->payload, "engine"));
@@ -131,33 +148,46 @@ int job_worker_processing(struct job_run *r)
 	nn_separate_opts_init(&o);
 	o.progress = on_progress;
 	o.progress_user = r;
-	float *out = NULL;
-	rc = nn_separate(m, in.data, in.n_frames, &o, &out, err, sizeof err);
+	const bool flac = strcmp(format, "flac") == 0;
+	const char *ext = flac ? "flac" : "wav";
+	int n_src = info->n_sources, n_ch = info->audio_channels, samplerate = info->samplerate;
 	size_t n_frames = in.n_frames;
-	audio_buf_free(&in);
-	if (rc) {
-		nn_model_free(m);
-		snprintf(r->error, sizeof r->error, "The separation failed: %s", err);
-		return rc;
-	}
-	job_report(r, 92, "processing", "writing the stems");
-	const char *ext = strcmp(format, "flac") == 0 ? "flac" : "wav";
-	int n_src = info->n_sources, n_ch = info->audio_channels;
-	char names[NN_MAX_STEMS][64];
-	for (int s = 0; s < n_src && rc == 0; s++) {
+	char names[NN_MAX_STEMS][64], files[NN_MAX_STEMS][PATH_MAX + 128];
+	for (int s = 0; s < n_src; s++) {
 		str_copy(names[s], sizeof names[s], info->sources[s]);
-		char file[PATH_MAX + 128];
-		snprintf(file, sizeof file, "%s/%s.%s", r->work_dir, names[s], ext);
-		struct audio_buf b = {out + (size_t)s * (size_t)n_ch * n_frames, n_frames, n_ch,
-		                      info->samplerate};
-		rc = strcmp(ext, "flac") == 0 ? audio_write_flac(file, &b, AUDIO_PCM16, err, sizeof err)
-		                              : audio_write_wav(file, &b, AUDIO_PCM16, err, sizeof err);
+		if (snprintf(files[s], sizeof files[s], "%s/%s.%s", r->work_dir, names[s], ext) >=
+		    (int)sizeof files[s])
+			rc = sfa_err(err, sizeof err, SFA_EINVAL, "the scratch path is too long");
 	}
-	int samplerate = info->samplerate;
-	free(out);
+	/* WAV stems are written as the engine finishes segments, so the whole-track stems
+	 * never sit in memory; FLAC goes through the engine's output buffer. */
+	struct stem_files sf = {.n_sources = n_src, .n_ch = n_ch};
+	int opened = 0;
+	for (; !flac && opened < n_src && rc == 0; opened++)
+		rc = audio_wav_open(&sf.files[opened], files[opened], n_frames, n_ch, samplerate,
+		                    AUDIO_PCM16, err, sizeof err);
+	if (!flac) {
+		o.sink = stem_sink;
+		o.sink_user = &sf;
+	}
+	float *out = NULL;
+	if (rc == 0)
+		rc = nn_separate(m, in.data, n_frames, &o, flac ? &out : NULL, err, sizeof err);
+	audio_buf_free(&in);
 	nn_model_free(m); /* info points into the model: not used past here */
+	if (rc == 0)
+		job_report(r, 92, "processing", "writing the stems");
+	for (int s = 0; s < opened; s++)
+		if (audio_wav_close(&sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
+			rc = SFA_EIO;
+	for (int s = 0; flac && s < n_src && rc == 0; s++) {
+		struct audio_buf b = {out + (size_t)s * (size_t)n_ch * n_frames, n_frames, n_ch,
+		                      samplerate};
+		rc = audio_write_flac(files[s], &b, AUDIO_PCM16, err, sizeof err);
+	}
+	free(out);
 	if (rc) {
-		snprintf(r->error, sizeof r->error, "The stems could not be written: %s", err);
+		snprintf(r->error, sizeof r->error, "The separation failed: %s", err);
 		return rc;
 	}
 	const char *name_ptrs[NN_MAX_STEMS];

@@ -112,132 +112,8 @@ static void track_name(const char *path, char *out, size_t n)
 		str_copy(out, n, "track");
 }
 
-/* ---- Streaming WAV output -------------------------------------------------------------
- * The same files audio_write_wav() makes (RIFF/WAVE, format 1 PCM or 3 IEEE float with a
- * fact chunk, 1-2 channels, round-to-nearest and clipping as there), but written as the
- * engine hands the stems over, so a long track never needs all its stems in memory. */
-
-struct wavw {
-	int fd;
-	int bits;
-	int n_ch;
-	unsigned char *buf; /* interleaved bytes of one sink call, grown as needed */
-	size_t cap;
-	char path[4400];
-};
-
-static unsigned char *le(unsigned char *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		*p++ = (unsigned char)(v >> (8 * i));
-	return p;
-}
-
-static int32_t quantize(float x, int bits)
-{
-	double scale = (double)(1L << (bits - 1));
-	double v = (double)x * scale;
-	if (isnan(v))
-		return 0;
-	if (v >= scale - 1.0)
-		return (int32_t)(scale - 1.0);
-	if (v <= -scale)
-		return (int32_t)-scale;
-	return (int32_t)lrint(v);
-}
-
-static int wavw_open(struct wavw *w, const char *path, size_t n_frames, int n_ch, int rate,
-                     enum audio_sample_format fmt, char *err, size_t n_err)
-{
-	memset(w, 0, sizeof *w);
-	w->fd = -1;
-	str_copy(w->path, sizeof w->path, path);
-	w->bits = fmt == AUDIO_PCM16 ? 16 : fmt == AUDIO_PCM24 ? 24 : 32;
-	w->n_ch = n_ch;
-	int is_float = fmt == AUDIO_FLOAT32;
-	unsigned block = (unsigned)(n_ch * w->bits / 8);
-	uint64_t data_bytes = (uint64_t)n_frames * block;
-	unsigned fmt_bytes = is_float ? 18 : 16, fact_bytes = is_float ? 12 : 0;
-	uint64_t riff = 4 + (8 + fmt_bytes) + fact_bytes + 8 + data_bytes + (data_bytes & 1);
-	if (riff > 0xFFFFFFFFu)
-		return sfa_err(err, n_err, SFA_ETOOBIG, "the audio is too long for a WAV file");
-	unsigned char hdr[64], *p = hdr;
-	memcpy(p, "RIFF", 4);
-	p = le(p + 4, riff, 4);
-	memcpy(p, "WAVEfmt ", 8);
-	p = le(p + 8, fmt_bytes, 4);
-	p = le(p, is_float ? 3 : 1, 2);
-	p = le(p, (uint64_t)n_ch, 2);
-	p = le(p, (uint64_t)rate, 4);
-	p = le(p, (uint64_t)rate * block, 4);
-	p = le(p, block, 2);
-	p = le(p, (uint64_t)w->bits, 2);
-	if (is_float) {
-		p = le(p, 0, 2);
-		memcpy(p, "fact", 4);
-		p = le(p + 4, 4, 4);
-		p = le(p, n_frames > 0xFFFFFFFFu ? 0xFFFFFFFFu : n_frames, 4);
-	}
-	memcpy(p, "data", 4);
-	p = le(p + 4, data_bytes, 4);
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
-	if (w->fd < 0)
-		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", path, strerror(errno));
-	if (fs_write_all(w->fd, hdr, (size_t)(p - hdr)) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
-	return 0;
-}
-
-/* Appends n frames from n_ch planes (plane c at data + c*stride). */
-static int wavw_write(struct wavw *w, const float *data, size_t stride, size_t n)
-{
-	size_t bps = (size_t)w->bits / 8, need = n * (size_t)w->n_ch * bps;
-	if (need > w->cap) {
-		unsigned char *b = realloc(w->buf, need);
-		if (!b)
-			return -1;
-		w->buf = b;
-		w->cap = need;
-	}
-	unsigned char *q = w->buf;
-	for (size_t i = 0; i < n; i++)
-		for (int c = 0; c < w->n_ch; c++) {
-			float x = data[(size_t)c * stride + i];
-			if (w->bits == 32) {
-				uint32_t u;
-				memcpy(&u, &x, 4);
-				q = le(q, u, 4);
-			} else {
-				q = le(q, (uint32_t)quantize(x, w->bits), (int)bps);
-			}
-		}
-	return fs_write_all(w->fd, w->buf, need);
-}
-
-/* Pads, syncs and closes; removes the file when failed. Returns 0 or -1. */
-static int wavw_close(struct wavw *w, size_t n_frames, int failed)
-{
-	int rc = failed ? -1 : 0;
-	if (w->fd >= 0) {
-		size_t data_bytes = n_frames * (size_t)w->n_ch * (size_t)w->bits / 8;
-		unsigned char pad = 0;
-		if (!rc && (data_bytes & 1) && fs_write_all(w->fd, &pad, 1) != 0)
-			rc = -1;
-		if (!rc && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
-			rc = -1;
-		if (close(w->fd) != 0)
-			rc = -1;
-		if (rc)
-			unlink(w->path);
-	}
-	free(w->buf);
-	w->buf = NULL;
-	w->fd = -1;
-	return rc;
-}
-
 struct stem_sink {
-	struct wavw files[NN_MAX_STEMS];
+	struct audio_wav_file files[NN_MAX_STEMS];
 	int n_sources, n_ch;
 };
 
@@ -246,7 +122,8 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 	(void)frame0;
 	struct stem_sink *ss = user;
 	for (int s = 0; s < ss->n_sources; s++)
-		if (wavw_write(&ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n) != 0)
+		if (audio_wav_write(&ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n, NULL,
+		                    0) != 0)
 			return -1;
 	return 0;
 }
@@ -374,8 +251,8 @@ int nn_cli_separate(int argc, char **argv)
 	int rc = 0, opened = 0;
 	if (!flac) {
 		for (; opened < info->n_sources && rc == 0; opened++)
-			rc = wavw_open(&ss.files[opened], paths[opened], in.n_frames, C, info->samplerate,
-			               fmt, err, sizeof err);
+			rc = audio_wav_open(&ss.files[opened], paths[opened], in.n_frames, C,
+			                    info->samplerate, fmt, err, sizeof err);
 		o.sink = stem_sink;
 		o.sink_user = &ss;
 	}
@@ -385,7 +262,7 @@ int nn_cli_separate(int argc, char **argv)
 		rc = nn_separate(m, in.data, in.n_frames, &o, flac ? &stems : NULL, err, sizeof err);
 	double t_sep = now_s() - t1;
 	for (int s = 0; s < opened; s++)
-		if (wavw_close(&ss.files[s], in.n_frames, rc != 0) != 0 && rc == 0)
+		if (audio_wav_close(&ss.files[s], rc != 0, NULL, 0) != 0 && rc == 0)
 			rc = sfa_err(err, sizeof err, SFA_EIO, "cannot write %s", paths[s]);
 	if (rc)
 		fprintf(stderr, "sfa separate: %s\n", err);
