@@ -181,6 +181,8 @@ static int create_user(struct http_ctx *ctx, const struct spotify_me *me, struct
 		           "account.");
 		return rc ? rc : SFA_EDB;
 	}
+	if (db_user_mark_passwordless(db, out->id) == 0)
+		out->password_set = false;
 	log_info("user %s created through Spotify log-in", out->id);
 	return 0;
 }

@@ -296,12 +296,16 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 	           "<label for=\"password_new\">New password (12 to 72 characters)</label>"
 	           "<input type=\"password\" id=\"password_new\" name=\"user[password]\" required "
 	           "minlength=\"12\" maxlength=\"72\" autocomplete=\"new-password\">%s"
-	           "<label for=\"password_current\">Current password</label>"
-	           "<input type=\"password\" id=\"password_current\" name=\"current_password\" "
-	           "required autocomplete=\"current-password\">%s"
-	           "<button type=\"submit\">Change password</button></form></section>",
+	           "%s%s<button type=\"submit\">%s</button></form></section>",
 	           tok, field_error_html(ctx, pw_fe, "password"),
-	           field_error_html(ctx, pw_fe, "current_password"));
+	           ctx->user.password_set
+	               ? "<label for=\"password_current\">Current password</label>"
+	                 "<input type=\"password\" id=\"password_current\" "
+	                 "name=\"current_password\" required autocomplete=\"current-password\">"
+	               : "<p id=\"no-password\">This account logs in with Spotify and has no "
+	                 "password yet: set one to log in with your email too.</p>",
+	           field_error_html(ctx, pw_fe, "current_password"),
+	           ctx->user.password_set ? "Change password" : "Set password");
 
 	buf_puts(&b, "<section><h2>API keys</h2>");
 	if (new_key)

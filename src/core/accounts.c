@@ -102,6 +102,7 @@ int accounts_register(struct db *db, const char *email, const char *password, in
 	str_copy(u.status, sizeof u.status, "active");
 	str_copy(u.role, sizeof u.role, "user");
 	u.created_at = now;
+	u.password_set = true;
 	int rc = accounts_hash_password(password, u.password_hash);
 	if (rc)
 		return rc;
@@ -182,7 +183,8 @@ int accounts_session_end(struct db *db, const char *token)
 int accounts_change_password(struct db *db, const struct db_user *u, const char *current,
                              const char *next, const char *keep_token, struct field_errors *fe)
 {
-	if (!accounts_password_matches(u, current))
+	/* An account made by Spotify log-in sets its first password without one. */
+	if (u->password_set && !accounts_password_matches(u, current))
 		field_errors_add(fe, "current_password", "is not valid");
 	accounts_check_password(next, fe, "password");
 	if (fe->n)

@@ -61,7 +61,8 @@ int accounts_session_start(struct db *db, const char *user_id, bool remember, in
 int accounts_session_user(struct db *db, const char *token, int64_t now, struct db_user *out);
 int accounts_session_end(struct db *db, const char *token);
 
-/* Changes the password after checking the current one; ends every other session of the
+/* Changes the password after checking the current one (not asked of an account that has
+ * never had a password: one made by Spotify log-in); ends every other session of the
  * user (keep_token: the session to keep, may be NULL). */
 int accounts_change_password(struct db *db, const struct db_user *u, const char *current,
                              const char *next, const char *keep_token, struct field_errors *fe);

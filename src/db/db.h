@@ -31,6 +31,7 @@ struct db_user {
 	char status[16]; /* "active" | "suspended" */
 	char role[16];   /* "user" | "admin" */
 	int64_t created_at;
+	bool password_set; /* false for accounts made by Spotify log-in until they set one */
 };
 
 struct db_api_key {
@@ -54,6 +55,8 @@ int db_user_insert(struct db *db, const struct db_user *u);
 int db_user_by_email(struct db *db, const char *email, struct db_user *out);
 int db_user_by_id(struct db *db, const char *id, struct db_user *out);
 int db_user_set_email(struct db *db, const char *user_id, const char *email);
+/* The account has only an unknown random password (made by Spotify log-in). */
+int db_user_mark_passwordless(struct db *db, const char *user_id);
 int db_user_set_password(struct db *db, const char *user_id, const char *password_hash);
 
 /* Sessions, keyed by the hex SHA-256 of the cookie token. */

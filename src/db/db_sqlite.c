@@ -122,6 +122,8 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
 	"CREATE INDEX lalalai_tasks_task ON lalalai_tasks (task_id);"
 	"CREATE INDEX lalalai_tasks_user ON lalalai_tasks (user_id, created_at);",
+	/* 5: accounts created through Spotify log-in have no password of their own yet */
+	"ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1;",
 };
 
 static void lock(struct db *db) { pthread_mutex_lock(&db->mu); }
@@ -302,7 +304,7 @@ static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
 	str_copy(dst, n, t ? (const char *)t : "");
 }
 
-#define USER_COLS "u.id, u.email, u.password_hash, u.status, u.role, u.created_at"
+#define USER_COLS "u.id, u.email, u.password_hash, u.status, u.role, u.created_at, u.password_set"
 
 static void read_user_row(sqlite3_stmt *st, void *out)
 {
@@ -313,6 +315,7 @@ static void read_user_row(sqlite3_stmt *st, void *out)
 	col_text(st, 3, u->status, sizeof u->status);
 	col_text(st, 4, u->role, sizeof u->role);
 	u->created_at = sqlite3_column_int64(st, 5);
+	u->password_set = sqlite3_column_int(st, 6) != 0;
 }
 
 /* Steps a one-row query; 0 with the row read by read(), SFA_ENOTFOUND, or SFA_EDB. */
@@ -369,6 +372,15 @@ int db_user_by_id(struct db *db, const char *id, struct db_user *out)
 	return rc;
 }
 
+int db_user_mark_passwordless(struct db *db, const char *user_id)
+{
+	lock(db);
+	int rc = run(db, prep(db, "UPDATE users SET password_set = 0 WHERE id = ?", "t", user_id),
+	             true);
+	unlock(db);
+	return rc;
+}
+
 int db_user_set_email(struct db *db, const char *user_id, const char *email)
 {
 	lock(db);
@@ -383,7 +395,9 @@ int db_user_set_password(struct db *db, const char *user_id, const char *passwor
 {
 	lock(db);
 	int rc = run(db,
-	             prep(db, "UPDATE users SET password_hash = ?, updated_at = unixepoch() WHERE id = ?",
+	             prep(db,
+	                  "UPDATE users SET password_hash = ?, password_set = 1, "
+	                  "updated_at = unixepoch() WHERE id = ?",
 	                  "tt", password_hash, user_id),
 	             true);
 	unlock(db);

@@ -226,6 +226,28 @@ def unlink_from_the_settings_page(srv):
 
 
 @tap.case
+def spotify_made_account_sets_a_first_password(srv):
+    c = srv.client()
+    r = spotify_login(srv, c, id="nopw-sp", display_name="No Password",
+                      email="nopw@example.com")
+    eq(r.status, 302, r.text)
+    page = c.get("/users/settings").text
+    check('id="no-password"' in page and "Set password" in page, "the form offers a first password")
+    r = c.post("/users/settings", form={
+        "_method": "put", "_csrf_token": c.csrf("/users/settings"), "action": "update_password",
+        "user[password]": "a first password here"})
+    eq(r.status, 302, r.text)
+    eq(srv.client().log_in("nopw@example.com", "a first password here").status, 302,
+       "log in with the new password")
+    page = c.get("/users/settings").text
+    check('id="password_current"' in page, "from now on the current password is asked")
+    r = c.post("/users/settings", form={
+        "_method": "put", "_csrf_token": c.csrf("/users/settings"), "action": "update_password",
+        "user[password]": "another password here"})
+    eq(r.status, 422, "a second change needs the current password")
+
+
+@tap.case
 def not_configured_is_explained(_srv):
     s = Server(env=fake.env(client_id=None, secret=None)).start()
     try:
