@@ -92,6 +92,16 @@ void api_download_track(struct http_ctx *ctx)
 		http_data(ctx, created ? 201 : 200, job_ref(&j));
 		return;
 	}
+	if (r->n_tracks > (size_t)ctx->app->cfg.download_max_tracks) {
+		char msg[300];
+		snprintf(msg, sizeof msg,
+		         "This %s has %zu tracks; one download request queues at most %d. Its tracks "
+		         "are in your library now: download them in smaller batches.",
+		         spotify_kind_name(r->kind), r->n_tracks, ctx->app->cfg.download_max_tracks);
+		api_spotify_fetched_free(&f);
+		http_error(ctx, 422, "too_many_tracks", msg);
+		return;
+	}
 	json_t *jobs = json_array();
 	for (size_t i = 0; i < r->n_tracks; i++) {
 		struct db_job j;

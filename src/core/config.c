@@ -77,6 +77,8 @@ static int spotify_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_str("SFA_DOWNLOAD_QUERY", c->download_query, sizeof c->download_query, err,
 	                  n_err)) ||
 	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err, n_err)) ||
+	    (rc = env_int("SFA_DOWNLOAD_MAX_TRACKS", 1, 100000, &c->download_max_tracks, err,
+	                  n_err)) ||
 	    (rc = env_str("SFA_LALALAI_URL", c->lalalai_url, sizeof c->lalalai_url, err, n_err)) ||
 	    (rc = env_str("SFA_LALALAI_LICENSE_KEY", c->lalalai_license_key,
 	                  sizeof c->lalalai_license_key, err, n_err)) ||
@@ -162,6 +164,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	str_copy(c->ytdlp, sizeof c->ytdlp, "yt-dlp");
 	str_copy(c->download_query, sizeof c->download_query, "ytsearch5");
 	c->download_timeout_s = 600;
+	c->download_max_tracks = 500;
 	c->lalalai_check_interval_ms = 3000;
 	c->lalalai_deadline_s = 3600;
 	int max_upload_mb = 500;

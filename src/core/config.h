@@ -51,6 +51,7 @@ struct config {
 	char download_query[1024];      /* URL template with {spotify_id}, or a yt-dlp search
 	                                   prefix such as "ytsearch5" (the default) */
 	int download_timeout_s;         /* wall-clock limit of one download attempt */
+	int download_max_tracks;        /* most jobs one album/playlist request may queue */
 
 	/* lal.ai cloud separation. */
 	char lalalai_url[512];          /* SFA_LALALAI_URL, "" = https://www.lalal.ai */

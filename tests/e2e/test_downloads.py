@@ -366,6 +366,22 @@ def search_mode_picks_the_closest_duration_with_a_stub_ytdlp(_srv):
         s.cleanup()
 
 
+@tap.case
+def fan_out_is_capped(_srv):
+    s = Server(env={**fake.env(), "SFA_DOWNLOAD_MAX_TRACKS": "100"}).start()
+    try:
+        auth = new_user(s)
+        r = start_download(s, auth, f"https://open.spotify.com/album/{magic('bigAlbum')}", "low",
+                           want=422)
+        eq((r.status, r.json()["code"]), (422, "too_many_tracks"), r.text)
+        check("123 tracks" in r.json()["error"] and "at most 100" in r.json()["error"],
+              r.json()["error"])
+        jobs = s.client().get("/api/jobs", headers=auth).json()["meta"]["total_count"]
+        eq(jobs, 0, "nothing was queued")
+    finally:
+        s.cleanup()
+
+
 def main():
     global fake, audio, tmp
     for tool in ("yt-dlp", "ffmpeg", "ffprobe"):
