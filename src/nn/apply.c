@@ -353,6 +353,10 @@ static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err
 			continue;
 		if (j->o->cancel && *j->o->cancel)
 			return sfa_err(err, n_err, SFA_ECANCELED, "separation cancelled");
+		/* The previous member's activations are not needed while this one loads
+		 * (mdx_extra: ~0.8 GB of workspace against 0.5 GB of loading). */
+		for (int i = 0; i < n_workers; i++)
+			nn_ws_trim(&ws[i].ws);
 		bool owned = false;
 		int rc = nn_model_member(m, k, &j->nets[k], &owned, err, n_err);
 		if (rc)

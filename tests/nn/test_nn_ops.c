@@ -377,6 +377,18 @@ static void workspace_stack(void **state)
 	nn_ws_reset(&ws);
 	assert_false(ws.failed);
 	assert_int_equal(nn_ws_mark(&ws), 0);
+	/* Trim gives back the pages above the top: they read as zeros; below it, kept. */
+	float *keep = nn_ws_floats(&ws, 1024);
+	float *big = nn_ws_floats(&ws, 64 * 1024);
+	assert_non_null(keep);
+	assert_non_null(big);
+	keep[0] = 3.0f;
+	for (int i = 0; i < 64 * 1024; i++)
+		big[i] = 1.0f;
+	nn_ws_release(&ws, nn_ws_mark(&ws) - 64 * 1024 * sizeof(float));
+	nn_ws_trim(&ws);
+	assert_true(keep[0] == 3.0f);
+	assert_true(big[64 * 1024 - 1] == 0.0f); /* the last page is wholly above the top */
 	nn_ws_free(&ws);
 }
 
