@@ -3,7 +3,7 @@
 mdx_extra size, for measuring the engine offline (the release files cannot be fetched here).
 
     bench/make_checkpoint.py OUTDIR [--variant cac|mag|mag_old] [--name NAME] [--seed N]
-                             [--channels 48] [--bag]
+                             [--channels 48] [--segment 44] [--bag] [--list]
 
 With --bag, writes the four members of an mdx_extra-like bag (cac, mag_old, mag, cac, as the
 official e51eebcc, a1d90b5c, 5d2d6c55, cfa93e08) and OUTDIR/mdx_extra_random.yaml, which
@@ -34,8 +34,9 @@ Assumptions: the variants differ only by cac/hybrid_old (cac: cac=True; mag: cac
 mag_old: cac=False, hybrid_old=True), sources are drums, bass, other, vocals, and the
 member's own `segment` is 44 (the bag's `segment: 44` overrides it anyway). With channels 48
 this gives ~83.6 M parameters per member, the figure of the release models (DEMUCS.md).
-`--channels 4` reproduces the tiny reference configs' names and shapes exactly (a check of
-the derivation: compare with tiny_hdemucs_*.th).
+`--channels 4 --segment 0.2` reproduces the tiny reference configs' names and shapes exactly
+(checked against tiny_hdemucs_{cac,mag,mag_old}.th: same 395 tensors, same shapes, 596412
+and 596084 parameters), a check of the derivation; `--list` prints the layout.
 
 Weights are random (fixed seed) with the scale of a default init (uniform in
 ±1/sqrt(fan_in)); GroupNorm weights around 1 and LayerScale at dconv_init, so that the
@@ -118,7 +119,7 @@ class _Pickler(pickle.Pickler):
 # ---- architecture: (name, shape, init kind) in state-dict order -----------------------
 
 
-def kwargs_for(variant, channels):
+def kwargs_for(variant, channels, segment=44.0):
     return collections.OrderedDict([
         ("channels", channels), ("channels_time", None), ("growth", 2), ("nfft", 4096),
         ("wiener_iters", 0), ("end_iters", 0), ("wiener_residual", False),
@@ -129,7 +130,7 @@ def kwargs_for(variant, channels):
         ("norm_starts", 4), ("norm_groups", 4), ("dconv_mode", 1), ("dconv_depth", 2),
         ("dconv_comp", 4), ("dconv_attn", 4), ("dconv_lstm", 4), ("dconv_init", 0.001),
         ("rescale", 0.1), ("sources", ["drums", "bass", "other", "vocals"]),
-        ("segment", 44.0 if channels >= 48 else 0.2), ("audio_channels", 2),
+        ("segment", segment), ("audio_channels", 2),
         ("samplerate", 44100),
     ])
 
@@ -245,12 +246,12 @@ def state_layout(kw):
             chin = kw["audio_channels"] * n_src
             chin_z = chin * 2 if kw["cac"] else chin
         d = []
-        _dec(d, "None", chout_z, chin_z, ker, stri, freq, norm, False, dict(kw, _lstm=False,
+        _dec(d, "", chout_z, chin_z, ker, stri, freq, norm, False, dict(kw, _lstm=False,
                                                                           _attn=False))
         dec.insert(0, d)
         if kw["hybrid"] and freq:
             t = []
-            _dec(t, "None", chout, chin, kw["kernel_size"], kw["stride"], False, norm, last_freq,
+            _dec(t, "", chout, chin, kw["kernel_size"], kw["stride"], False, norm, last_freq,
                  dict(kw, _lstm=False, _attn=False))
             tdec.insert(0, t)
         chin, chin_z = chout, chout_z
@@ -264,11 +265,11 @@ def state_layout(kw):
     for group in enc:
         layout += group
     for i, group in enumerate(dec):
-        layout += [("decoder.%d%s" % (i, n[len("None"):]), s, k) for n, s, k in group]
+        layout += [("decoder.%d%s" % (i, n), s, k) for n, s, k in group]
     for group in tenc:
         layout += group
     for i, group in enumerate(tdec):
-        layout += [("tdecoder.%d%s" % (i, n[len("None"):]), s, k) for n, s, k in group]
+        layout += [("tdecoder.%d%s" % (i, n), s, k) for n, s, k in group]
     if emb:
         layout += emb
     return layout
@@ -318,8 +319,8 @@ def _write_entry(zf, name, data):
     zf.writestr(info, data)
 
 
-def write_checkpoint(path, variant, seed, channels):
-    kw = kwargs_for(variant, channels)
+def write_checkpoint(path, variant, seed, channels, segment=44.0):
+    kw = kwargs_for(variant, channels, segment)
     layout = state_layout(dict(kw))
     rng = random.Random(seed)
     state = {}
@@ -352,6 +353,7 @@ def main(argv):
     ap.add_argument("--name", default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--segment", type=float, default=44.0)
     ap.add_argument("--bag", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the state layout and exit")
     a = ap.parse_args(argv)
@@ -366,7 +368,7 @@ def main(argv):
                    ("rand_5d2d6c55", "mag"), ("rand_cfa93e08", "cac")]
         for i, (name, variant) in enumerate(members):
             n, _ = write_checkpoint(os.path.join(a.outdir, name + ".th"), variant, a.seed + i,
-                                    a.channels)
+                                    a.channels, a.segment)
             print("%s/%s.th: %s, %d params" % (a.outdir, name, variant, n))
         yaml = os.path.join(a.outdir, "mdx_extra_random.yaml")
         with open(yaml, "w") as f:
@@ -375,7 +377,7 @@ def main(argv):
     else:
         name = a.name or "rand_hdemucs_%s" % a.variant
         n, _ = write_checkpoint(os.path.join(a.outdir, name + ".th"), a.variant, a.seed,
-                                a.channels)
+                                a.channels, a.segment)
         print("%s/%s.th: %s, %d params" % (a.outdir, name, a.variant, n))
     return 0
 

@@ -13,6 +13,11 @@
  * to 0 so that a run is comparable with the references. --stream hands the stems to a
  * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
  * so the peak RSS is the engine's own, not that of a whole-track output buffer.
+ *
+ * mdx_extra offline (the release files cannot be fetched everywhere): random weights with
+ * the official architecture, ~670 MB in a temporary folder, never committed:
+ *   bench/make_checkpoint.py /tmp/mdx --bag
+ *   bench_separate /tmp/mdx/mdx_extra_random.yaml --seconds 60 --threads 2
  */
 #include <math.h>
 #include <stdio.h>
