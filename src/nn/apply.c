@@ -23,10 +23,12 @@
  * loaded, the workers run its items, the member is freed, then the next one. The items, their
  * order and the commit order are those of the one-phase run, so the output is the same bit
  * for bit; the peak holds one member's weights instead of all of them. These bags are the
- * HDemucs ones, whose segments are long (mdx_extra: 44 s, ~0.8 GB of activations each), so
- * a phase runs one segment at a time on worker 0 and the other threads join it as a GEMM
+ * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.7 GB of activations each),
+ * so from NN_TEAM_SEGMENT_S on, or when there are fewer segments than threads, an HDemucs
+ * network runs one segment at a time on worker 0 and the other threads join it as a GEMM
  * team (ops.h: the products are cut between threads, bit-identically): the working memory
- * is one workspace whatever the number of threads.
+ * is one workspace whatever the number of threads. HTDemucs is unchanged (one segment per
+ * worker).
  *
  * With a streaming sink and a single pass (one network, shifts <= 1), the output is a
  * window of one segment: after item c, every frame before chunk c+1's start is final, is
@@ -48,6 +50,8 @@
 #include "util/err.h"
 
 enum { MAX_THREADS = 64 };
+/* HDemucs segments from this length on run one at a time with a GEMM team. */
+#define NN_TEAM_SEGMENT_S 20.0
 
 struct pass {
 	int member;
@@ -329,6 +333,28 @@ static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
 		pthread_join(ws[i].thread, NULL);
 }
 
+/* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
+ * time with the other threads as its GEMM team: for HDemucs networks when the segments are
+ * long (one workspace instead of one per thread: ~0.7 GB each at 44 s) or when there are
+ * fewer segments than threads (team work is then free). HTDemucs keeps one per worker. */
+static void run_items(struct job *j, struct worker *ws, int n_workers, int at, int end)
+{
+	bool team_ok = n_workers > 1;
+	for (int i = at; i < end && team_ok; i++)
+		if (j->m->fixed_len[j->passes[j->items[i].pass].member])
+			team_ok = false;
+	double seg_s = (double)j->max_seg / j->m->info.samplerate;
+	if (!team_ok || (end - at >= n_workers && seg_s < NN_TEAM_SEGMENT_S)) {
+		run_phase(j, ws, n_workers, end);
+		return;
+	}
+	struct nn_team *team = nn_team_start(n_workers - 1);
+	nn_ops_team_attach(team);
+	run_phase(j, ws, 1, end);
+	nn_ops_team_attach(NULL);
+	nn_team_stop(team);
+}
+
 /* All the items: in one phase when every member is resident, else member by member, each
  * loaded just before its items and freed just after. */
 static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err, size_t n_err)
@@ -341,7 +367,7 @@ static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err
 	if (resident) {
 		for (int k = 0; k < m->n; k++)
 			j->nets[k] = m->nets[k];
-		run_phase(j, ws, n_workers, j->n_items);
+		run_items(j, ws, n_workers, 0, j->n_items);
 		return j->rc ? sfa_err(err, n_err, j->rc, "%s", j->err) : 0;
 	}
 	int at = 0;
@@ -361,13 +387,7 @@ static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err
 		int rc = nn_model_member(m, k, &j->nets[k], &owned, err, n_err);
 		if (rc)
 			return rc;
-		/* One segment at a time, the other threads helping inside its GEMMs: one
-		 * workspace instead of one per thread (see the top of the file). */
-		struct nn_team *team = n_workers > 1 ? nn_team_start(n_workers - 1) : NULL;
-		nn_ops_team_attach(team);
-		run_phase(j, ws, 1, end);
-		nn_ops_team_attach(NULL);
-		nn_team_stop(team);
+		run_items(j, ws, n_workers, at, end);
 		if (owned)
 			nn_net_free(j->nets[k]);
 		j->nets[k] = NULL;
