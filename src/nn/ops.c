@@ -53,6 +53,7 @@ struct nn_team {
 	int pending;              /* helper parts not finished yet */
 	unsigned long long helped; /* parts run by helpers */
 	bool quit;
+	bool splits; /* nn_ops_team_splits() */
 };
 
 static _Thread_local struct nn_team *ops_team;
@@ -91,6 +92,69 @@ static void *team_main(void *arg)
 	return NULL;
 }
 
+static int cut(const struct gemm_part *whole, int n_helpers, struct gemm_part *parts);
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static bool probe_ok;
+
+/* Whether this OpenBLAS kernel gives the same bits for a product cut in parts as whole:
+ * true of the SkylakeX SGEMM kernels, false of the Haswell and Zen ones (0.3.21: elements
+ * away from the cut change). Probed once, on every transposition, as nn_gemm would cut. */
+static void probe_splits(void)
+{
+	static const struct {
+		bool ta, tb;
+		int m, n, k;
+	} shapes[] = {
+		{false, false, 96, 1000, 192},
+		{false, true, 200, 517, 201},
+		{true, false, 600, 160, 200},
+		{true, true, 330, 300, 257},
+	};
+	probe_ok = true;
+	uint32_t rng = 12345;
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0] && probe_ok; si++) {
+		int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
+		float *a = malloc(sizeof(float) * (size_t)m * k);
+		float *b = malloc(sizeof(float) * (size_t)k * n);
+		float *c1 = malloc(sizeof(float) * (size_t)m * n);
+		float *c2 = malloc(sizeof(float) * (size_t)m * n);
+		if (!a || !b || !c1 || !c2) {
+			probe_ok = false;
+		} else {
+			for (size_t i = 0; i < (size_t)m * k; i++)
+				a[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+			for (size_t i = 0; i < (size_t)k * n; i++)
+				b[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+			struct gemm_part whole = {.ta = shapes[si].ta, .tb = shapes[si].tb, .m = m,
+			                          .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .a = a,
+			                          .b = b, .c = c1, .lda = shapes[si].ta ? m : k,
+			                          .ldb = shapes[si].tb ? k : n, .ldc = n};
+			run_part(&whole);
+			for (int helpers = 1; helpers <= 3 && probe_ok; helpers += 2) {
+				struct gemm_part parts[4];
+				whole.c = c2;
+				int np = cut(&whole, helpers, parts);
+				for (int i = 0; i < np; i++)
+					run_part(&parts[i]);
+				if (np < 2 || memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
+					probe_ok = false;
+			}
+		}
+		free(a);
+		free(b);
+		free(c1);
+		free(c2);
+	}
+}
+
+bool nn_ops_team_splits(void)
+{
+	nn_ops_init();
+	pthread_once(&probe_once, probe_splits);
+	return probe_ok;
+}
+
 struct nn_team *nn_team_start(int n_helpers)
 {
 	if (n_helpers < 0)
@@ -116,6 +180,7 @@ struct nn_team *nn_team_start(int n_helpers)
 		t->n_started = i + 1;
 	}
 	t->n_helpers = t->n_started; /* fewer helpers if some could not start */
+	t->splits = nn_ops_team_splits();
 	return t;
 }
 
@@ -196,7 +261,7 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	                          .beta = beta, .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb,
 	                          .ldc = ldc};
 	struct nn_team *t = ops_team;
-	if (!t || t->n_helpers == 0 || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
+	if (!t || t->n_helpers == 0 || !t->splits || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
 		run_part(&whole);
 		return;
 	}

@@ -432,8 +432,12 @@ static void gemm_team_is_bit_identical(void **state)
 		nn_ops_team_attach(team);
 		nn_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, cases[ci].beta, c2, n);
 		nn_ops_team_attach(NULL);
-		if (nn_team_helped(team) == before)
+		/* Where the probe found that this OpenBLAS does not cut cleanly, products are
+		 * not shared (and must still be right). */
+		if (nn_ops_team_splits() && nn_team_helped(team) == before)
 			fail_msg("case %zu: the team did not share the product", ci);
+		if (!nn_ops_team_splits() && nn_team_helped(team) != before)
+			fail_msg("case %zu: shared although cuts are not exact here", ci);
 		if (memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
 			fail_msg("case %zu (%dx%dx%d): team result differs", ci, m, n, k);
 		free(a);
@@ -452,6 +456,7 @@ static void gemm_team_is_bit_identical(void **state)
 	assert_true(nn_team_helped(team) == before);
 	nn_team_stop(team);
 	nn_team_stop(NULL);
+	printf("# GEMM team cuts products here: %s\n", nn_ops_team_splits() ? "yes" : "no");
 }
 
 int main(void)
