@@ -2,15 +2,22 @@
  *
  *   bench_separate MODEL [--input RAW.f32 | --seconds N] [--ref OUT.f32] [--threads N]
  *                  [--shifts N] [--overlap F] [--segment S] [--nosplit] [--stream]
+ *                  [--out OUT.f32]
  *
  * MODEL is a .th/.yaml path or a model name. RAW.f32 is planar stereo float32 at 44.1 kHz
  * (the reference-data format); without it, N seconds (default 30) of a synthetic mix are
  * generated. Prints wall time, seconds per audio second, peak RSS, the engine's achieved
  * GFLOP/s (sgemm work / wall time) and, with --ref, the comparison with a reference output
- * (max |diff| and relative L2, the issue's tolerances being 1e-4 and 1e-5). Shifts default
+ * (max |diff| and relative L2, the issue's tolerances being 1e-4 and 1e-5); --out writes the
+ * stems in that same raw format (to compare two builds bit for bit with cmp). Shifts default
  * to 0 so that a run is comparable with the references. --stream hands the stems to a
  * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
  * so the peak RSS is the engine's own, not that of a whole-track output buffer.
+ *
+ * mdx_extra offline (the release files cannot be fetched everywhere): random weights with
+ * the official architecture, ~670 MB in a temporary folder, never committed:
+ *   bench/make_checkpoint.py /tmp/mdx --bag
+ *   bench_separate /tmp/mdx/mdx_extra_random.yaml --seconds 60 --threads 2
  */
 #include <math.h>
 #include <stdio.h>
@@ -69,10 +76,10 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_separate MODEL [--input RAW.f32 | --seconds N] "
 		                "[--ref OUT.f32] [--threads N] [--shifts N] [--overlap F] "
-		                "[--segment S] [--nosplit]\n");
+		                "[--segment S] [--nosplit] [--stream] [--out OUT.f32]\n");
 		return 2;
 	}
-	const char *input = NULL, *ref = NULL;
+	const char *input = NULL, *ref = NULL, *out_path = NULL;
 	double seconds = 30;
 	struct nn_separate_opts o;
 	nn_separate_opts_init(&o);
@@ -97,6 +104,8 @@ int main(int argc, char **argv)
 			input = v;
 		else if (!strcmp(a, "--ref"))
 			ref = v;
+		else if (!strcmp(a, "--out"))
+			out_path = v;
 		else if (!strcmp(a, "--seconds"))
 			seconds = strtod(v, NULL);
 		else if (!strcmp(a, "--threads"))
@@ -173,6 +182,17 @@ int main(int argc, char **argv)
 	printf("sgemm work %.1f GFLOP (%.1f per audio second), achieved %.1f GFLOP/s\n", gflop,
 	       gflop / audio_s, gflop / wall);
 	int rc = 0;
+	if (out_path && out) {
+		FILE *f = fopen(out_path, "wb");
+		size_t k = (size_t)info->n_sources * 2 * frames;
+		int bad = !f || fwrite(out, sizeof *out, k, f) != k;
+		if (f && fclose(f) != 0)
+			bad = 1;
+		if (bad) {
+			fprintf(stderr, "cannot write %s\n", out_path);
+			rc = 1;
+		}
+	}
 	if (ref) {
 		size_t nr;
 		float *r = read_f32(ref, &nr);

@@ -18,6 +18,18 @@
  * of threads, so the result is bit-identical for 1 or 16 workers. Each worker owns one
  * workspace for the whole call (sized by its first item, reused afterwards).
  *
+ * Members that are not resident (bags of HDemucs, see model_internal.h) run in phases: the
+ * items of member k are all the items of its passes, consecutive in the list; the member is
+ * loaded, the workers run its items, the member is freed, then the next one. The items, their
+ * order and the commit order are those of the one-phase run, so the output is the same bit
+ * for bit; the peak holds one member's weights instead of all of them. These bags are the
+ * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.7 GB of activations each),
+ * so from NN_TEAM_SEGMENT_S on, or when there are fewer segments than threads, an HDemucs
+ * network runs one segment at a time on worker 0 and the other threads join it as a GEMM
+ * team (ops.h: the products are cut between threads, bit-identically): the working memory
+ * is one workspace whatever the number of threads. HTDemucs is unchanged (one segment per
+ * worker).
+ *
  * With a streaming sink and a single pass (one network, shifts <= 1), the output is a
  * window of one segment: after item c, every frame before chunk c+1's start is final, is
  * denormalised, handed to the sink (from the committing thread, so in order) and slid
@@ -38,6 +50,8 @@
 #include "util/err.h"
 
 enum { MAX_THREADS = 64 };
+/* HDemucs segments from this length on run one at a time with a GEMM team. */
+#define NN_TEAM_SEGMENT_S 20.0
 
 struct pass {
 	int member;
@@ -69,6 +83,8 @@ struct job {
 	struct pass *passes;
 	struct item *items;
 	int n_items;
+	int item_end;        /* the current phase runs items [.., item_end) */
+	struct nn_net *nets[NN_MAX_MEMBERS]; /* the networks of the current phase */
 	int max_valid, max_seg;
 	pthread_mutex_t lock;
 	pthread_cond_t turn;
@@ -158,7 +174,7 @@ static int run_item(struct worker *w, int idx)
 			dst[i] = (t >= 0 && t < (long long)j->n) ? (src[t] - j->mean) / j->div : 0.0f;
 		}
 	}
-	int rc = nn_net_forward(m->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
+	int rc = nn_net_forward(j->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
 	nn_ws_reset(&w->ws);
 	return rc;
 }
@@ -259,7 +275,7 @@ static void *worker_main(void *arg)
 	struct job *j = w->job;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
-		if (j->rc || j->next_item >= j->n_items) {
+		if (j->rc || j->next_item >= j->item_end) {
 			pthread_mutex_unlock(&j->lock);
 			break;
 		}
@@ -299,6 +315,87 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&j->lock);
 	}
 	return NULL;
+}
+
+/* Runs items [j->next_item, end) with the networks in j->nets: the calling thread is
+ * worker 0, the others get threads (fewer if some cannot be started). */
+static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
+{
+	j->item_end = end;
+	int started = 1;
+	for (int i = 1; i < n_workers; i++) {
+		if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0)
+			break;
+		started = i + 1;
+	}
+	worker_main(&ws[0]);
+	for (int i = 1; i < started; i++)
+		pthread_join(ws[i].thread, NULL);
+}
+
+/* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
+ * time with the other threads as its GEMM team: for HDemucs networks when the segments are
+ * long (one workspace instead of one per thread: ~0.7 GB each at 44 s) or when there are
+ * fewer segments than threads (team work is then free). HTDemucs keeps one per worker. */
+static void run_items(struct job *j, struct worker *ws, int n_workers, int at, int end)
+{
+	bool team_ok = n_workers > 1;
+	for (int i = at; i < end && team_ok; i++)
+		if (j->m->fixed_len[j->passes[j->items[i].pass].member])
+			team_ok = false;
+	double seg_s = (double)j->max_seg / j->m->info.samplerate;
+	if (!team_ok || (end - at >= n_workers && seg_s < NN_TEAM_SEGMENT_S)) {
+		run_phase(j, ws, n_workers, end);
+		return;
+	}
+	struct nn_team *team = nn_team_start(n_workers - 1);
+	nn_ops_team_attach(team);
+	run_phase(j, ws, 1, end);
+	nn_ops_team_attach(NULL);
+	nn_team_stop(team);
+}
+
+/* All the items: in one phase when every member is resident, else member by member, each
+ * loaded just before its items and freed just after. */
+static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err, size_t n_err)
+{
+	const struct nn_model *m = j->m;
+	bool resident = true;
+	for (int k = 0; k < m->n; k++)
+		if (!m->nets[k])
+			resident = false;
+	if (resident) {
+		for (int k = 0; k < m->n; k++)
+			j->nets[k] = m->nets[k];
+		run_items(j, ws, n_workers, 0, j->n_items);
+		return j->rc ? sfa_err(err, n_err, j->rc, "%s", j->err) : 0;
+	}
+	int at = 0;
+	for (int k = 0; k < m->n && at < j->n_items; k++) {
+		int end = at;
+		while (end < j->n_items && j->passes[j->items[end].pass].member == k)
+			end++;
+		if (end == at)
+			continue;
+		if (j->o->cancel && *j->o->cancel)
+			return sfa_err(err, n_err, SFA_ECANCELED, "separation cancelled");
+		/* The previous member's activations are not needed while this one loads
+		 * (mdx_extra: ~0.8 GB of workspace against 0.5 GB of loading). */
+		for (int i = 0; i < n_workers; i++)
+			nn_ws_trim(&ws[i].ws);
+		bool owned = false;
+		int rc = nn_model_member(m, k, &j->nets[k], &owned, err, n_err);
+		if (rc)
+			return rc;
+		run_items(j, ws, n_workers, at, end);
+		if (owned)
+			nn_net_free(j->nets[k]);
+		j->nets[k] = NULL;
+		if (j->rc)
+			return sfa_err(err, n_err, j->rc, "%s", j->err);
+		at = end;
+	}
+	return 0;
 }
 
 /* Builds the pass and item lists. */
@@ -477,26 +574,15 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 			free(w->in);
 			free(w->y);
 			free(w->f);
-			break;
-		}
-		/* The calling thread is worker 0; the others get threads. */
-		if (i > 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-			free(w->in);
-			free(w->y);
-			free(w->f);
+			nn_ws_free(&w->ws);
 			break;
 		}
 		n_workers = i + 1;
 	}
-	if (n_workers == 0) {
+	if (n_workers == 0)
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for the workers");
-	} else {
-		worker_main(&ws[0]);
-		for (int i = 1; i < n_workers; i++)
-			pthread_join(ws[i].thread, NULL);
-		if (j.rc)
-			rc = sfa_err(err, n_err, j.rc, "%s", j.err);
-	}
+	else
+		rc = run_phases(&j, ws, n_workers, err, n_err);
 	for (int i = 0; i < n_workers; i++) {
 		nn_ws_free(&ws[i].ws);
 		free(ws[i].in);

@@ -385,8 +385,7 @@ static int models_list(const char *dir, int as_json)
 			}
 		}
 		int installed = ok && have == spec.n_models;
-		const char *note = !ok ? err : (b && !b->supported) ? "needs engine part 2 (HDemucs)"
-		                   : b ? b->description : "bag file";
+		const char *note = !ok ? err : b ? b->description : "bag file";
 		const char *stems = b ? b->stems : "?";
 		if (as_json) {
 			json_array_append_new(

@@ -761,7 +761,8 @@ static void dconv_long(struct nn_ws *ws, const struct dconv *dc, float *x, int c
 	int hid = dc->hid;
 	size_t mark = nn_ws_mark(ws);
 	float *h = nn_ws_floats(ws, (size_t)hid * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * LONG_TILE);
+	/* A tile is never longer than the row (the deeper layers are shorter than a tile). */
+	float *z = nn_ws_floats(ws, (size_t)2 * ch * (t < LONG_TILE ? t : LONG_TILE));
 	if (!h || !z)
 		return;
 	for (int d = 0; d < dc->n; d++) {
@@ -1144,7 +1145,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		if (zf)
 			for (size_t i = 0; i < nf; i++)
 				skip[k][i] += zf[i];
-		if (k < kc) {
+		if (k < kc && zt) {
 			size_t ntk = (size_t)m->ct[k + 1] * sh.lt[k + 1];
 			for (size_t i = 0; i < ntk; i++)
 				tskip[k][i] += zt[i];
@@ -1153,13 +1154,34 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		const struct hlayer *d = &m->dec[k];
 		int ho = k <= kc ? m->fz[k] : sh.w[k];
 		int wo = k <= kc ? T : 1;
+		float *zt_new = NULL;
+		if (k < kc) {
+			/* The time branch first: its temporaries are gone before the frequency
+			 * output is allocated (at k = 0 that is the forward's peak; the two branches
+			 * are independent here, so the order changes no value). */
+			const struct hlayer *td = &m->tdec[k];
+			zt_new = nn_ws_floats(ws, (size_t)td->chout * sh.lt[k]);
+			CHECK_LAYER();
+			dec_run(ws, td, k == 0, tskip[k], sh.lt[k + 1], 1, zt_new, sh.lt[k], NULL);
+			snprintf(name, sizeof name, "tdec%d_out", kc - k);
+			hook(name, zt_new, (size_t)td->chout * sh.lt[k]);
+			if (k > 0) {
+				/* Added into the next level's skip now rather than at the start of
+				 * that level (the same additions), so that it is gone before the
+				 * frequency output is allocated. */
+				size_t ntk = (size_t)td->chout * sh.lt[k];
+				for (size_t i = 0; i < ntk; i++)
+					tskip[k - 1][i] += zt_new[i];
+				nn_ws_release(ws, mark_level[k]);
+				zt_new = NULL;
+			}
+		}
 		zf = nn_ws_floats(ws, (size_t)d->chout * ho * wo);
 		float *pre = NULL;
-		if (k == kc)
+		if (k == kc) {
 			pre = nn_ws_floats(ws, (size_t)d->chin * T);
-		float *zt_new = NULL;
-		if (k <= kc)
 			zt_new = nn_ws_floats(ws, (size_t)m->tdec[k].chout * sh.lt[k]);
+		}
 		CHECK_LAYER();
 		if (k <= kc)
 			dec_run(ws, d, k == 0, skip[k], m->fz[k + 1], T, zf, ho, pre);
@@ -1167,16 +1189,15 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 			dec_run(ws, d, k == 0, skip[k], sh.w[k + 1], 1, zf, ho, NULL);
 		snprintf(name, sizeof name, "dec%d_out", idx);
 		hook(name, zf, (size_t)d->chout * ho * wo);
-		if (k <= kc) {
+		if (k == kc) {
+			/* Its input is the frequency decoder's activation (pre). */
 			const struct hlayer *td = &m->tdec[k];
-			if (k == kc)
-				dec_run(ws, td, k == 0, pre, T, 1, zt_new, sh.lt[k], NULL);
-			else
-				dec_run(ws, td, k == 0, tskip[k], sh.lt[k + 1], 1, zt_new, sh.lt[k], NULL);
+			dec_run(ws, td, k == 0, pre, T, 1, zt_new, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
 			hook(name, zt_new, (size_t)td->chout * sh.lt[k]);
-			zt = zt_new;
 		}
+		if (k <= kc)
+			zt = zt_new;
 		CHECK_LAYER();
 	}
 

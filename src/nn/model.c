@@ -1,5 +1,9 @@
 /* model.c - a loaded model: a bag of HTDemucs/HDemucs networks with per-source weights, and the
- * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, models.h. */
+ * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, models.h.
+ *
+ * Bags whose members are all HDemucs keep only their checkpoint paths after open (each
+ * member is loaded once there, checked, and freed); apply.c loads them one at a time with
+ * nn_model_member(). See model_internal.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +28,8 @@ static int wrap_single(struct nn_net *net, struct nn_model **out, char *err, siz
 	}
 	m->n = 1;
 	m->nets[0] = net;
+	m->minfo[0] = *nn_net_info(net);
+	m->fixed_len[0] = nn_net_fixed_length(net);
 	*out = m;
 	return 0;
 }
@@ -43,20 +49,46 @@ static int load_net(const char *path, struct nn_net **net, char *err, size_t n_e
 	return 0;
 }
 
-/* Fills info and the per-member lengths once the nets are in place. */
+int nn_model_member(const struct nn_model *m, int k, struct nn_net **net, bool *owned,
+                    char *err, size_t n_err)
+{
+	if (m->nets[k]) {
+		*net = m->nets[k];
+		*owned = false;
+		return 0;
+	}
+	int rc = load_net(m->paths[k], net, err, n_err);
+	if (rc)
+		return rc;
+	/* The file may have been replaced since open: the plan was made from minfo. */
+	const struct nn_htdemucs_info *now = nn_net_info(*net);
+	if (now->n_sources != m->minfo[k].n_sources ||
+	    now->audio_channels != m->minfo[k].audio_channels ||
+	    now->samplerate != m->minfo[k].samplerate || now->n_params != m->minfo[k].n_params ||
+	    nn_net_fixed_length(*net) != m->fixed_len[k]) {
+		nn_net_free(*net);
+		*net = NULL;
+		return sfa_err(err, n_err, SFA_EFORMAT, "%s changed since the model was opened",
+		               m->paths[k]);
+	}
+	*owned = true;
+	return 0;
+}
+
+/* Fills info and the per-member lengths once minfo and fixed_len are in place. */
 static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err, size_t n_err)
 {
-	const struct nn_htdemucs_info *first = nn_net_info(m->nets[0]);
+	const struct nn_htdemucs_info *first = &m->minfo[0];
 	struct nn_model_info *info = &m->info;
 	info->n_sources = first->n_sources;
 	info->audio_channels = first->audio_channels;
 	info->samplerate = first->samplerate;
 	info->n_members = m->n;
 	for (int s = 0; s < first->n_sources; s++)
-		info->sources[s] = first->sources[s];
+		info->sources[s] = m->minfo[0].sources[s];
 	double min_seg = 1e300;
 	for (int i = 0; i < m->n; i++) {
-		const struct nn_htdemucs_info *mi = nn_net_info(m->nets[i]);
+		const struct nn_htdemucs_info *mi = &m->minfo[i];
 		if (mi->n_sources != first->n_sources || mi->samplerate != first->samplerate ||
 		    mi->audio_channels != first->audio_channels)
 			return sfa_err(err, n_err, SFA_EFORMAT,
@@ -74,7 +106,6 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 			len = (int)(spec->segment_s * mi->samplerate);
 		}
 		m->valid_len[i] = len;
-		m->fixed_len[i] = nn_net_fixed_length(m->nets[i]);
 		info->n_params += mi->n_params;
 		m->seg_s[i] = seg;
 		if (m->fixed_len[i] && seg < min_seg)
@@ -124,6 +155,9 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 	if (!m)
 		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 	int rc = 0;
+	/* Members are freed right after their check when the bag is all HDemucs and has more
+	 * than one member (decided once member 0 is known: a mixed bag keeps all resident). */
+	bool lazy = false;
 	for (int i = 0; i < spec->n_models; i++) {
 		char path[4096];
 		if (nn_models_find_member(dir, spec->models[i], path, sizeof path) != 0) {
@@ -136,6 +170,28 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 		if ((rc = load_net(path, &m->nets[i], err, n_err)))
 			goto fail;
 		m->n = i + 1;
+		m->minfo[i] = *nn_net_info(m->nets[i]);
+		m->fixed_len[i] = nn_net_fixed_length(m->nets[i]);
+		if (i == 0)
+			lazy = spec->n_models > 1 && !m->fixed_len[0];
+		if (lazy && m->fixed_len[i]) {
+			/* Mixed bag: load the ones freed so far back and keep everything. */
+			lazy = false;
+			for (int k = 0; k < i; k++) {
+				if ((rc = load_net(m->paths[k], &m->nets[k], err, n_err)))
+					goto fail;
+				free(m->paths[k]);
+				m->paths[k] = NULL;
+			}
+		}
+		if (lazy) {
+			if (!(m->paths[i] = strdup(path))) {
+				rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+				goto fail;
+			}
+			nn_net_free(m->nets[i]);
+			m->nets[i] = NULL;
+		}
 	}
 	if ((rc = finish(m, spec, err, n_err)))
 		goto fail;
@@ -150,8 +206,10 @@ void nn_model_free(struct nn_model *m)
 {
 	if (!m)
 		return;
-	for (int i = 0; i < m->n; i++)
+	for (int i = 0; i < m->n; i++) {
 		nn_net_free(m->nets[i]);
+		free(m->paths[i]);
+	}
 	free(m);
 }
 

@@ -28,7 +28,7 @@ struct nn_builtin {
 	const char *stems;          /* comma-separated, for listings */
 	const char *yaml;           /* the official bag file */
 	const char *files[NN_MAX_MEMBERS]; /* download paths under the base URL, NULL-ended */
-	bool supported;             /* false: needs HDemucs (engine part 2) */
+	bool supported;             /* false: the engine cannot run it (all built-ins can) */
 };
 
 int nn_builtin_count(void);

@@ -16,6 +16,13 @@
  * results are overlap-added in a fixed order, so the output does not depend on the number
  * of threads.
  *
+ * Bags of HDemucs networks (mdx_extra) are the exception, for memory: their members are
+ * checked at open time and then kept only as file paths; nn_separate() loads one member,
+ * runs it over the whole track (one 44 s segment at a time, the threads sharing its matrix
+ * products), adds its weighted output, frees it and loads the next. The peak is then one
+ * member's weights (335 MB) and one segment's activations, and the output is the same bit
+ * for bit as with every member resident; each separation re-reads the member files.
+ *
  * Threading: a loaded model is read-only and may be used by several nn_separate() calls
  * at once. The progress callback is called from worker threads, one call at a time, in
  * increasing order of `done`. Engines never print; errors come back as SFA_* codes with a
@@ -90,7 +97,8 @@ void nn_separate_opts_init(struct nn_separate_opts *o);
  * n_sources * audio_channels planes of n_frames samples ([source][channel][frame], in the
  * model's source order); the caller frees it. With o->sink set, nothing is returned
  * (out may be NULL) and the stems go to the sink. Errors: SFA_EINVAL (bad options),
- * SFA_ENOMEM, SFA_ECANCELED, SFA_EIO (the sink failed). */
+ * SFA_ENOMEM, SFA_ECANCELED, SFA_EIO (the sink failed), and for an HDemucs bag whatever
+ * loading a member file gives (SFA_EIO, SFA_EFORMAT, ... naming the file). */
 int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
                 const struct nn_separate_opts *o, float **out, char *err, size_t n_err);
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 static _Atomic unsigned long long ops_flops;
@@ -32,6 +33,218 @@ void nn_ops_init(void)
 	pthread_once(&ops_once, ops_init_once);
 }
 
+struct gemm_part {
+	bool ta, tb;
+	int m, n, k;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+	int lda, ldb, ldc;
+};
+
+struct nn_team {
+	pthread_mutex_t lock;
+	pthread_cond_t work, done;
+	int n_helpers, n_started;
+	pthread_t th[NN_TEAM_MAX_HELPERS];
+	struct gemm_part part[NN_TEAM_MAX_HELPERS + 1];
+	int n_parts;              /* of the current product (part 0 is the caller's) */
+	unsigned long long round; /* bumped for every product handed out */
+	int pending;              /* helper parts not finished yet */
+	unsigned long long helped; /* parts run by helpers */
+	bool quit;
+	bool splits; /* nn_ops_team_splits() */
+};
+
+static _Thread_local struct nn_team *ops_team;
+
+static void run_part(const struct gemm_part *p)
+{
+	cblas_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans,
+	            p->tb ? CblasTrans : CblasNoTrans, p->m, p->n, p->k, p->alpha, p->a, p->lda,
+	            p->b, p->ldb, p->beta, p->c, p->ldc);
+}
+
+static void *team_main(void *arg)
+{
+	struct nn_team *t = ((void **)arg)[0];
+	int index = (int)(intptr_t)((void **)arg)[1];
+	free(arg);
+	unsigned long long seen = 0;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		while (!t->quit && t->round == seen)
+			pthread_cond_wait(&t->work, &t->lock);
+		if (t->quit)
+			break;
+		seen = t->round;
+		if (index >= t->n_parts)
+			continue;
+		struct gemm_part p = t->part[index];
+		pthread_mutex_unlock(&t->lock);
+		run_part(&p);
+		pthread_mutex_lock(&t->lock);
+		t->helped++;
+		if (--t->pending == 0)
+			pthread_cond_signal(&t->done);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static int cut(const struct gemm_part *whole, int n_helpers, struct gemm_part *parts);
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static bool probe_ok;
+
+/* Whether this OpenBLAS kernel gives the same bits for a product cut in parts as whole:
+ * true of the SkylakeX SGEMM kernels, false of the Haswell and Zen ones (0.3.21: elements
+ * away from the cut change). Probed once, on every transposition, as nn_gemm would cut. */
+static void probe_splits(void)
+{
+	static const struct {
+		bool ta, tb;
+		int m, n, k;
+	} shapes[] = {
+		{false, false, 96, 1000, 192},
+		{false, true, 200, 517, 201},
+		{true, false, 600, 160, 200},
+		{true, true, 330, 300, 257},
+	};
+	probe_ok = true;
+	uint32_t rng = 12345;
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0] && probe_ok; si++) {
+		int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
+		float *a = malloc(sizeof(float) * (size_t)m * k);
+		float *b = malloc(sizeof(float) * (size_t)k * n);
+		float *c1 = malloc(sizeof(float) * (size_t)m * n);
+		float *c2 = malloc(sizeof(float) * (size_t)m * n);
+		if (!a || !b || !c1 || !c2) {
+			probe_ok = false;
+		} else {
+			for (size_t i = 0; i < (size_t)m * k; i++)
+				a[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+			for (size_t i = 0; i < (size_t)k * n; i++)
+				b[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+			struct gemm_part whole = {.ta = shapes[si].ta, .tb = shapes[si].tb, .m = m,
+			                          .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .a = a,
+			                          .b = b, .c = c1, .lda = shapes[si].ta ? m : k,
+			                          .ldb = shapes[si].tb ? k : n, .ldc = n};
+			run_part(&whole);
+			for (int helpers = 1; helpers <= 3 && probe_ok; helpers += 2) {
+				struct gemm_part parts[4];
+				whole.c = c2;
+				int np = cut(&whole, helpers, parts);
+				for (int i = 0; i < np; i++)
+					run_part(&parts[i]);
+				if (np < 2 || memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
+					probe_ok = false;
+			}
+		}
+		free(a);
+		free(b);
+		free(c1);
+		free(c2);
+	}
+}
+
+bool nn_ops_team_splits(void)
+{
+	nn_ops_init();
+	pthread_once(&probe_once, probe_splits);
+	return probe_ok;
+}
+
+struct nn_team *nn_team_start(int n_helpers)
+{
+	if (n_helpers < 0)
+		n_helpers = 0;
+	if (n_helpers > NN_TEAM_MAX_HELPERS)
+		n_helpers = NN_TEAM_MAX_HELPERS;
+	struct nn_team *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->work, NULL);
+	pthread_cond_init(&t->done, NULL);
+	for (int i = 0; i < n_helpers; i++) {
+		void **arg = malloc(2 * sizeof *arg);
+		if (!arg)
+			break;
+		arg[0] = t;
+		arg[1] = (void *)(intptr_t)(i + 1);
+		if (pthread_create(&t->th[i], NULL, team_main, arg) != 0) {
+			free(arg);
+			break;
+		}
+		t->n_started = i + 1;
+	}
+	t->n_helpers = t->n_started; /* fewer helpers if some could not start */
+	t->splits = nn_ops_team_splits();
+	return t;
+}
+
+void nn_team_stop(struct nn_team *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->quit = true;
+	pthread_cond_broadcast(&t->work);
+	pthread_mutex_unlock(&t->lock);
+	for (int i = 0; i < t->n_started; i++)
+		pthread_join(t->th[i], NULL);
+	pthread_cond_destroy(&t->done);
+	pthread_cond_destroy(&t->work);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+unsigned long long nn_team_helped(struct nn_team *t)
+{
+	pthread_mutex_lock(&t->lock);
+	unsigned long long n = t->helped;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+void nn_ops_team_attach(struct nn_team *t)
+{
+	ops_team = t;
+}
+
+/* Cuts the product into up to 1 + n_helpers parts along m or n (whichever is larger), at
+ * multiples of 64, each of at least NN_TEAM_MIN_MNK multiply-adds. Returns the count. */
+static int cut(const struct gemm_part *whole, int n_helpers, struct gemm_part *parts)
+{
+	double mnk = (double)whole->m * whole->n * whole->k;
+	bool along_n = whole->n >= whole->m;
+	int len = along_n ? whole->n : whole->m;
+	int want = 1 + n_helpers;
+	while (want > 1 && (mnk / want < (double)NN_TEAM_MIN_MNK || len / want < 64))
+		want--;
+	int step = (len / want) / 64 * 64;
+	if (want < 2 || step < 64) {
+		parts[0] = *whole;
+		return 1;
+	}
+	for (int i = 0; i < want; i++) {
+		int s0 = i * step, s1 = i + 1 < want ? s0 + step : len;
+		struct gemm_part *p = &parts[i];
+		*p = *whole;
+		if (along_n) {
+			p->n = s1 - s0;
+			p->b = whole->tb ? whole->b + (size_t)s0 * whole->ldb : whole->b + s0;
+			p->c = whole->c + s0;
+		} else {
+			p->m = s1 - s0;
+			p->a = whole->ta ? whole->a + s0 : whole->a + (size_t)s0 * whole->lda;
+			p->c = whole->c + (size_t)s0 * whole->ldc;
+		}
+	}
+	return want;
+}
+
 void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -44,8 +257,31 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 		return;
 	}
 	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-	            n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	struct gemm_part whole = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .alpha = alpha,
+	                          .beta = beta, .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb,
+	                          .ldc = ldc};
+	struct nn_team *t = ops_team;
+	if (!t || t->n_helpers == 0 || !t->splits || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
+		run_part(&whole);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->n_parts = cut(&whole, t->n_helpers, t->part);
+	if (t->n_parts < 2) {
+		pthread_mutex_unlock(&t->lock);
+		run_part(&whole);
+		return;
+	}
+	struct gemm_part mine = t->part[0];
+	t->pending = t->n_parts - 1;
+	t->round++;
+	pthread_cond_broadcast(&t->work);
+	pthread_mutex_unlock(&t->lock);
+	run_part(&mine);
+	pthread_mutex_lock(&t->lock);
+	while (t->pending > 0)
+		pthread_cond_wait(&t->done, &t->lock);
+	pthread_mutex_unlock(&t->lock);
 }
 
 static void fill_bias(float *y, int cout, const float *b, size_t n, size_t ld)

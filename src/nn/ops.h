@@ -30,6 +30,32 @@ unsigned long long nn_ops_flop_count(void);
 void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
 
+/* A GEMM team: helper threads that share the large products of one forward pass, for when
+ * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.8 GB of
+ * activations per segment). While a team is attached to a thread (nn_ops_team_attach), its
+ * nn_gemm calls of at least NN_TEAM_MIN_MNK multiply-adds per part are cut along the larger
+ * of m and n, at multiples of 64, and the parts run at once on the calling thread and the
+ * helpers. Each part is an ordinary single-threaded cblas_sgemm with the full k, at sizes
+ * where OpenBLAS takes its blocked path whole or cut (its small-matrix and "direct" SGEMM
+ * kernels stop below 28*512*512), and the k blocking does not depend on m or n; whether the
+ * kernel then gives every element the same bits is checked at run time (see
+ * nn_ops_team_splits), so results are bit-identical with or without a team. */
+enum { NN_TEAM_MAX_HELPERS = 15, NN_TEAM_MIN_MNK = 8 << 20 };
+struct nn_team;
+/* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory. */
+struct nn_team *nn_team_start(int n_helpers);
+/* Joins the helpers. NULL is ignored. */
+void nn_team_stop(struct nn_team *t);
+/* Attaches t (or NULL to detach) to the calling thread; one thread per team at a time. */
+void nn_ops_team_attach(struct nn_team *t);
+/* Whether products are really cut: OpenBLAS does not promise that a product cut in parts
+ * gives the bits of the whole (its SkylakeX SGEMM kernels do, its Haswell and Zen ones do
+ * not), so this is probed once per process on a few products; where it fails, a team's
+ * nn_gemm runs whole on the calling thread (no speed-up, same results). */
+bool nn_ops_team_splits(void);
+/* Parts run by the helpers so far (for tests: 0 means nothing was shared). */
+unsigned long long nn_team_helped(struct nn_team *t);
+
 /* A 2-D convolution (Conv1d is h = T, w = 1, or h = 1, w = T). Weights (cout, cin*kh*kw). */
 struct nn_conv {
 	const float *w;

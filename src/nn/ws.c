@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum { WS_ALIGN = 64 };
 
@@ -63,6 +64,20 @@ void nn_ws_reset(struct nn_ws *ws)
 {
 	ws->top_bytes = 0;
 	ws->failed = false;
+}
+
+void nn_ws_trim(struct nn_ws *ws)
+{
+	if (!ws->base)
+		return;
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t page = pg > 0 ? (size_t)pg : 4096;
+	size_t from = (ws->top_bytes + page - 1) / page * page;
+	size_t to = (ws->peak_bytes + page - 1) / page * page;
+	if (to > ws->reserve_bytes)
+		to = ws->reserve_bytes;
+	if (to > from)
+		madvise(ws->base + from, to - from, MADV_DONTNEED);
 }
 
 void nn_ws_free(struct nn_ws *ws)

@@ -219,7 +219,8 @@ static void copy_file(const char *from, const char *to)
 
 /* mdx_extra from its built-in definition (four members, segment 44) with the tiny networks
  * installed under the member signatures, in the release order (CaC, magnitude hybrid_old,
- * magnitude, CaC): the bag equals the average of its members run alone. */
+ * magnitude, CaC): the bag equals the average of its members run alone, does not depend on
+ * the number of threads, and loads its members per separation. */
 static void mdx_extra_bag(void **state)
 {
 	(void)state;
@@ -279,6 +280,24 @@ static void mdx_extra_bag(void **state)
 	for (size_t k = 0; k < total; k++)
 		assert_true(isfinite(z[k]));
 	free(z);
+	/* The threads share one segment at a time (GEMM team) in an HDemucs bag: 1 and 3
+	 * threads give the 2-thread output bit for bit. */
+	o.segment_s = 0.0;
+	o.shifts = 0;
+	for (int th = 1; th <= 3; th += 2) {
+		o.n_threads = th;
+		float *yt = separate(bag, in, frames, &o);
+		assert_memory_equal(yt, y, total * sizeof *y);
+		free(yt);
+	}
+	/* Members are loaded per separation (one at a time): a member file gone since the
+	 * open is reported by name, and nothing is returned. */
+	snprintf(to, sizeof to, "%s/%s-0123abcd.th", dir, sig[2]);
+	assert_int_equal(unlink(to), 0);
+	float *gone = NULL;
+	assert_int_not_equal(nn_separate(bag, in, frames, &o, &gone, err, sizeof err), 0);
+	assert_null(gone);
+	assert_non_null(strstr(err, sig[2]));
 	free(avg);
 	free(y);
 	free(in);

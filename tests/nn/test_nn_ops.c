@@ -377,7 +377,86 @@ static void workspace_stack(void **state)
 	nn_ws_reset(&ws);
 	assert_false(ws.failed);
 	assert_int_equal(nn_ws_mark(&ws), 0);
+	/* Trim gives back the pages above the top: they read as zeros; below it, kept. */
+	float *keep = nn_ws_floats(&ws, 1024);
+	float *big = nn_ws_floats(&ws, 64 * 1024);
+	assert_non_null(keep);
+	assert_non_null(big);
+	keep[0] = 3.0f;
+	for (int i = 0; i < 64 * 1024; i++)
+		big[i] = 1.0f;
+	nn_ws_release(&ws, nn_ws_mark(&ws) - 64 * 1024 * sizeof(float));
+	nn_ws_trim(&ws);
+	assert_true(keep[0] == 3.0f);
+	assert_true(big[64 * 1024 - 1] == 0.0f); /* the last page is wholly above the top */
 	nn_ws_free(&ws);
+}
+
+/* A GEMM team cuts large products between threads: the result must be the one of a
+ * single call bit for bit (every transposition, odd sizes, cuts along n and along m,
+ * beta 0 and 1), and the helpers must really have run parts of it. */
+static void gemm_team_is_bit_identical(void **state)
+{
+	(void)state;
+	nn_ops_init();
+	struct {
+		bool ta, tb;
+		int m, n, k;
+		float beta;
+	} cases[] = {
+		{false, false, 96, 5461, 384, 0.0f}, /* conv tile shape, cut along n */
+		{false, true, 200, 1037, 513, 0.0f}, /* odd sizes */
+		{true, false, 1100, 300, 129, 1.0f}, /* cut along m, accumulate */
+		{true, true, 640, 700, 257, 0.0f},
+		{false, false, 4000, 1536, 64, 0.0f}, /* cut along m into 3 with 2 helpers */
+	};
+	struct nn_team *team = nn_team_start(2);
+	assert_non_null(team);
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		int m = cases[ci].m, n = cases[ci].n, k = cases[ci].k;
+		bool ta = cases[ci].ta, tb = cases[ci].tb;
+		float *a = malloc(sizeof(float) * (size_t)m * k);
+		float *b = malloc(sizeof(float) * (size_t)k * n);
+		float *c1 = malloc(sizeof(float) * (size_t)m * n);
+		float *c2 = malloc(sizeof(float) * (size_t)m * n);
+		assert_true(a && b && c1 && c2);
+		for (size_t i = 0; i < (size_t)m * k; i++)
+			a[i] = frand();
+		for (size_t i = 0; i < (size_t)k * n; i++)
+			b[i] = frand();
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			c1[i] = c2[i] = frand();
+		int lda = ta ? m : k, ldb = tb ? k : n;
+		nn_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, cases[ci].beta, c1, n);
+		unsigned long long before = nn_team_helped(team);
+		nn_ops_team_attach(team);
+		nn_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, cases[ci].beta, c2, n);
+		nn_ops_team_attach(NULL);
+		/* Where the probe found that this OpenBLAS does not cut cleanly, products are
+		 * not shared (and must still be right). */
+		if (nn_ops_team_splits() && nn_team_helped(team) == before)
+			fail_msg("case %zu: the team did not share the product", ci);
+		if (!nn_ops_team_splits() && nn_team_helped(team) != before)
+			fail_msg("case %zu: shared although cuts are not exact here", ci);
+		if (memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
+			fail_msg("case %zu (%dx%dx%d): team result differs", ci, m, n, k);
+		free(a);
+		free(b);
+		free(c1);
+		free(c2);
+	}
+	/* Small products are not shared. */
+	float x[64 * 64], y[64 * 64];
+	for (int i = 0; i < 64 * 64; i++)
+		x[i] = frand();
+	unsigned long long before = nn_team_helped(team);
+	nn_ops_team_attach(team);
+	nn_gemm(false, false, 64, 64, 64, 1.0f, x, 64, x, 64, 0.0f, y, 64);
+	nn_ops_team_attach(NULL);
+	assert_true(nn_team_helped(team) == before);
+	nn_team_stop(team);
+	nn_team_stop(NULL);
+	printf("# GEMM team cuts products here: %s\n", nn_ops_team_splits() ? "yes" : "no");
 }
 
 int main(void)
@@ -390,6 +469,7 @@ int main(void)
 		cmocka_unit_test(softmax_norms_attention),
 		cmocka_unit_test(stft_matches_its_definition),
 		cmocka_unit_test(workspace_stack),
+		cmocka_unit_test(gemm_team_is_bit_identical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
