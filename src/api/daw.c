@@ -161,17 +161,10 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 static int on_file_data(void *arg, const char *data, size_t n)
 {
 	struct daw_req *r = arg;
-	while (n) {
-		ssize_t w = write(r->fd, data, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			log_error("daw: write failed: %s", strerror(errno));
-			return multipart_fail(&r->mp, SFA_EIO,
-			                      "The server could not store the upload (is the disk full?).");
-		}
-		data += w;
-		n -= (size_t)w;
+	if (fs_write_all(r->fd, data, n) != 0) {
+		log_error("daw: write failed: %s", strerror(errno));
+		return multipart_fail(&r->mp, SFA_EIO,
+		                      "The server could not store the upload (is the disk full?).");
 	}
 	return 0;
 }

@@ -85,19 +85,12 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 static int on_file_data(void *arg, const char *data, size_t n)
 {
 	struct upload *u = arg;
-	while (n) {
-		ssize_t w = write(u->fd, data, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			log_error("upload: write failed: %s", strerror(errno));
-			return multipart_fail(&u->mp, SFA_EIO,
-			                      "The server could not store the upload (is the disk full?).");
-		}
-		data += w;
-		n -= (size_t)w;
-		u->n_bytes += (uint64_t)w;
+	if (fs_write_all(u->fd, data, n) != 0) {
+		log_error("upload: write failed: %s", strerror(errno));
+		return multipart_fail(&u->mp, SFA_EIO,
+		                      "The server could not store the upload (is the disk full?).");
 	}
+	u->n_bytes += n;
 	return 0;
 }
 
