@@ -24,7 +24,7 @@ demucs.hdemucs in sys.modules, so the standard pickler writes them by reference.
 Architecture (the state dict's names and shapes) follows demucs/hdemucs.py (v4.1) with the
 training configuration of the mdx_extra members; the kwargs written are those of
 conf/config.yaml `hdemucs:` (the same keys as the tiny reference configs in
-../shared/ref/demucs/index.json, which use channels 4):
+the reference data's index.json, which use channels 4):
   channels 48, channels_time None, growth 2, nfft 4096, depth 6, kernel_size 8, stride 4,
   time_stride 2, context 1, context_enc 0, norm_starts 4, norm_groups 4, dconv_mode 1
   (DConv in the encoders only), dconv_depth 2, dconv_comp 4, dconv_attn 4, dconv_lstm 4,

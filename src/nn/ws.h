@@ -37,8 +37,9 @@ size_t nn_ws_mark(const struct nn_ws *ws);
 void nn_ws_release(struct nn_ws *ws, size_t mark);
 /* Pops everything and clears the failure flag; resident pages are kept for reuse. */
 void nn_ws_reset(struct nn_ws *ws);
-/* Gives the pages above the top back to the system (they read as zeros when touched
- * again): for a worker that sits idle while something else needs the memory. */
+/* Gives the pages above the top back to the kernel, which hands out zeroed pages when
+ * they are touched again: for a worker that sits idle while something else needs the
+ * memory. */
 void nn_ws_trim(struct nn_ws *ws);
 /* Unmaps the reservation. */
 void nn_ws_free(struct nn_ws *ws);
