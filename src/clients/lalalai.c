@@ -15,6 +15,7 @@
  * is wiped before it is freed; no sentence or log line ever contains it. Text that lal.ai
  * sends back (details, error strings) is made printable before it reaches a sentence.
  */
+#include "clients/http.h"
 #include "clients/lalalai.h"
 
 #include <curl/curl.h>
@@ -58,11 +59,6 @@ struct lalalai_client {
 
 /* ---- Small helpers ------------------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 static bool aborted(const struct lalalai_client *c) { return c->abort_flag && *c->abort_flag; }
 
 /* Sleeps ms in short slices so that an abort is noticed quickly. */
@@ -76,16 +72,9 @@ static void sleep_ms(const struct lalalai_client *c, long ms)
 	}
 }
 
-/* Exponential backoff with equal jitter; attempt counts from 1. */
 static long backoff_ms(const struct lalalai_client *c, int attempt)
 {
-	long d = c->backoff_base_ms;
-	for (int i = 1; i < attempt && d < c->backoff_max_ms; i++)
-		d *= 2;
-	if (d > c->backoff_max_ms)
-		d = c->backoff_max_ms;
-	long half = d / 2;
-	return half + (long)randombytes_uniform((uint32_t)half + 1);
+	return http_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt);
 }
 
 /* Copies s into out (n_out bytes), replacing control characters with spaces. */
@@ -102,18 +91,12 @@ static bool is_http_url(const char *u)
 	return str_starts_with(u, "https://") || str_starts_with(u, "http://");
 }
 
-static const char *protocols_of(const char *url)
-{
-	return str_starts_with(url, "http://") ? "http" : "https";
-}
-
 /* ---- Client ------------------------------------------------------------------------- */
 
 int lalalai_client_new(const struct lalalai_config *cfg, struct lalalai_client **out, char *err,
                        size_t n_err)
 {
-	pthread_once(&curl_once, init_curl);
-	if (curl_init_rc != CURLE_OK)
+	if (http_global_init() != CURLE_OK)
 		return sfa_err(err, n_err, SFA_EUPSTREAM, "libcurl could not be initialised.");
 	if (sodium_init() < 0)
 		return sfa_err(err, n_err, SFA_EUPSTREAM, "libsodium could not be initialised.");
@@ -241,17 +224,10 @@ static bool add_header(struct curl_slist **h, const char *line)
 	return true;
 }
 
-static void wipe_headers(struct curl_slist *h)
-{
-	for (struct curl_slist *s = h; s; s = s->next)
-		sodium_memzero(s->data, strlen(s->data));
-	curl_slist_free_all(h);
-}
-
 static void common_opts(const struct lalalai_client *c, CURL *h, const char *url, bool transfer)
 {
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols_of(url));
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, http_protocols_for(url));
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
@@ -316,28 +292,11 @@ static CURLcode la_attempt(const struct lalalai_client *c, CURL *h, const struct
 			rs->retry_after_s = ra > 1000000 ? 1000000 : (long)ra;
 	}
 out:
-	wipe_headers(hdrs);
+	http_headers_free(hdrs);
 	return cc;
 }
 
 /* ---- HTTP: retries and error answers ------------------------------------------------------ */
-
-static bool curl_retryable(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM: return true;
-	default: return false;
-	}
-}
 
 /* The sentence and code for a 4xx answer that is not retried. */
 static int answer_error(const struct la_resp *rs, char *err, size_t n_err)
@@ -439,7 +398,7 @@ static int la_request(const struct lalalai_client *c, const struct la_req *rq, s
 		if (cc != CURLE_OK) {
 			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
 			n_timeouts += timeout;
-			if (!curl_retryable(cc) || last || n_timeouts >= MAX_TIMEOUT_TRIES) {
+			if (!http_curl_retryable(cc) || last || n_timeouts >= MAX_TIMEOUT_TRIES) {
 				if (timeout)
 					rc = sfa_err(err, n_err, SFA_ETIMEOUT,
 					             "lal.ai did not answer in time (%d tries).", attempt);
@@ -958,7 +917,7 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 		} else {
 			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
 			n_timeouts += timeout;
-			if (!curl_retryable(cc) || n_timeouts >= MAX_TIMEOUT_TRIES) {
+			if (!http_curl_retryable(cc) || n_timeouts >= MAX_TIMEOUT_TRIES) {
 				rc = sfa_err(err, n_err, timeout ? SFA_ETIMEOUT : SFA_EUPSTREAM,
 				             "Downloading a lal.ai result track failed: %s%s.",
 				             timeout ? "the transfer stalled" : curl_easy_strerror(cc),

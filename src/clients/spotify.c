@@ -20,6 +20,7 @@
  * sentence. Base URLs come from configuration; pagination `next` links are followed only
  * when they point into the configured API base, so a token is never sent elsewhere.
  */
+#include "clients/http.h"
 #include "clients/spotify.h"
 
 #include <assert.h>
@@ -78,11 +79,6 @@ struct spotify_client {
 
 /* ---- Small helpers ------------------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 static char *dup_or_null(const char *s) { return (s && *s) ? strdup(s) : NULL; }
 
 /* strdup that tells an allocation failure from a NULL input. */
@@ -104,17 +100,9 @@ static void sleep_ms(long ms)
 	}
 }
 
-/* Exponential backoff with "equal jitter": half the delay fixed, half random, so that
- * clients that failed together do not retry together. attempt counts from 1. */
 static long backoff_ms(const struct spotify_client *c, int attempt)
 {
-	long d = c->backoff_base_ms;
-	for (int i = 1; i < attempt && d < c->backoff_max_ms; i++)
-		d *= 2;
-	if (d > c->backoff_max_ms)
-		d = c->backoff_max_ms;
-	long half = d / 2;
-	return half + (long)randombytes_uniform((uint32_t)half + 1);
+	return http_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt);
 }
 
 /* Appends s percent-encoded (RFC 3986 unreserved characters kept). */
@@ -200,8 +188,7 @@ static int base_url_dup(const char *url, const char *fallback, char **out, char 
 int spotify_client_new(const struct spotify_config *cfg, struct spotify_client **out, char *err,
                        size_t n_err)
 {
-	pthread_once(&curl_once, init_curl);
-	if (curl_init_rc != CURLE_OK)
+	if (http_global_init() != CURLE_OK)
 		return sfa_err(err, n_err, SFA_EUPSTREAM, "libcurl could not be initialised.");
 	if (sodium_init() < 0)
 		return sfa_err(err, n_err, SFA_EUPSTREAM, "libsodium could not be initialised.");
@@ -374,31 +361,11 @@ static CURLcode sp_attempt(const struct spotify_client *c, CURL *h, const struct
 		}
 	}
 out:
-	/* The slist holds a copy of the Authorization header: wipe it before freeing. */
-	for (struct curl_slist *s = hdrs; s; s = s->next)
-		sodium_memzero(s->data, strlen(s->data));
-	curl_slist_free_all(hdrs);
+	http_headers_free(hdrs); /* it holds a copy of the Authorization header */
 	return cc;
 }
 
 /* ---- HTTP: retry policy --------------------------------------------------------------- */
-
-static bool curl_retryable(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM: return true;
-	default: return false;
-	}
-}
 
 /* Failures that happen before the request left this machine: safe to retry anything. */
 static bool curl_before_send(CURLcode cc)
@@ -431,7 +398,7 @@ static int sp_request(const struct spotify_client *c, CURL *h, const struct sp_r
 		if (cc != CURLE_OK) {
 			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
 			n_timeouts += timeout;
-			bool again = curl_retryable(cc) &&
+			bool again = http_curl_retryable(cc) &&
 			             (rq->idempotent || curl_before_send(cc)) && !last &&
 			             n_timeouts < MAX_TIMEOUT_TRIES;
 			if (!again) {
@@ -533,11 +500,6 @@ static void upstream_error(const struct sp_resp *rs, char *code, size_t n_code, 
 
 /* ---- Tokens --------------------------------------------------------------------------- */
 
-static const char *http_protocols(const char *url)
-{
-	return str_starts_with(url, "http://") ? "http" : "https";
-}
-
 /* base64(form-encode(id) ":" form-encode(secret)) per RFC 6749 2.3.1; malloced. */
 static int basic_credentials(const struct spotify_client *c, char **out)
 {
@@ -612,7 +574,7 @@ static int token_post(const struct spotify_client *c, CURL *h, const char *form,
 	        .url = url,
 	        .basic = basic,
 	        .form = form,
-	        .protocols = http_protocols(url),
+	        .protocols = http_protocols_for(url),
 	        .max_body_bytes = 64 << 10,
 	        .idempotent = idempotent,
 	};
@@ -724,7 +686,7 @@ static int api_get(struct spotify_client *c, CURL *h, const char *url, json_t **
 		struct sp_req rq = {
 		        .url = url,
 		        .bearer = tok,
-		        .protocols = http_protocols(url),
+		        .protocols = http_protocols_for(url),
 		        .max_body_bytes = SPOTIFY_RESPONSE_MAX_BYTES,
 		        .idempotent = true,
 		};
@@ -1499,7 +1461,7 @@ int spotify_get_me(struct spotify_client *c, const char *access_token, struct sp
 	struct sp_req rq = {
 	        .url = url,
 	        .bearer = access_token,
-	        .protocols = http_protocols(url),
+	        .protocols = http_protocols_for(url),
 	        .max_body_bytes = 256 << 10,
 	        .idempotent = true,
 	};

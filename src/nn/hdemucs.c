@@ -767,38 +767,9 @@ static void dconv_long(struct nn_ws *ws, const struct dconv *dc, float *x, int c
 		return;
 	for (int d = 0; d < dc->n; d++) {
 		const struct dc_w *w = &dc->l[d];
-		int dil = 1 << d;
-		struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
-		                     .kw = 1, .sh = 1, .sw = 1, .ph = dil, .pw = 0, .dh = dil, .dw = 1};
-		nn_conv2d(ws, &c1, x, t, 1, (size_t)t, h, t, 1, (size_t)t);
-		nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, GN_EPS);
-		nn_gelu(h, (size_t)hid * t);
-		double mean = 0.0, m2 = 0.0, cnt = 0.0;
-		for (int pass = 0; pass < 2; pass++) {
-			for (int t0 = 0; t0 < t; t0 += LONG_TILE) {
-				int nt = t - t0 < LONG_TILE ? t - t0 : LONG_TILE;
-				size_t nz = (size_t)2 * ch * nt;
-				for (int c = 0; c < 2 * ch; c++)
-					for (int i = 0; i < nt; i++)
-						z[(size_t)c * nt + i] = w->c2b[c];
-				nn_gemm(false, false, 2 * ch, nt, hid, 1.0f, w->c2w, hid, h + t0, t, 1.0f, z,
-				        nt);
-				if (pass == 0) {
-					double tm = nn_sum(z, nz) / (double)nz;
-					double tm2 = nn_ssd(z, nz, (float)tm);
-					double dm = tm - mean, tot = cnt + (double)nz;
-					mean += dm * (double)nz / tot;
-					m2 += tm2 + dm * dm * cnt * (double)nz / tot;
-					cnt = tot;
-				} else {
-					nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, mean, m2 / cnt,
-					                   w->g2w, w->g2b, GN_EPS);
-					for (int c = 0; c < ch; c++)
-						nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt,
-						                 w->scale[c], x + (size_t)c * t + t0, (size_t)nt);
-				}
-			}
-		}
+		const struct nn_dconv_w lw = {w->c1w, w->c1b, w->g1w, w->g1b, w->c2w,
+		                              w->c2b, w->g2w, w->g2b, w->scale};
+		nn_dconv_long_layer(ws, &lw, x, ch, hid, t, 1 << d, h, z, LONG_TILE, GN_EPS);
 	}
 	nn_ws_release(ws, mark);
 }

@@ -38,10 +38,6 @@ enum { MAX_DEPTH = 8, MAX_DCONV = 4, MAX_TLAYERS = 16 };
 
 static const float GN_EPS = 1e-5f, LN_EPS = 1e-5f;
 
-struct dconv_w {
-	const float *c1w, *c1b, *g1w, *g1b, *c2w, *c2b, *g2w, *g2b, *scale;
-};
-
 struct layer_w {
 	int chin, chout;      /* enc: conv in/out; dec: the layer's channels in, conv_tr out */
 	int ker, stride, pad; /* main conv / conv_tr */
@@ -50,7 +46,7 @@ struct layer_w {
 	int rk;               /* rewrite kernel size (square for the frequency branch) */
 	int n_dconv;          /* 0 = no DConv */
 	int dconv_hidden;
-	struct dconv_w dconv[MAX_DCONV];
+	struct nn_dconv_w dconv[MAX_DCONV];
 };
 
 struct tlayer_w {
@@ -119,7 +115,7 @@ static void bind_dconv(struct nn_binder *bd, struct layer_w *l, const char *pref
 	l->dconv_hidden = hid;
 	for (int d = 0; d < depth; d++) {
 		char n[160];
-		struct dconv_w *w = &l->dconv[d];
+		struct nn_dconv_w *w = &l->dconv[d];
 #define DN(suffix) (snprintf(n, sizeof n, "%s.dconv.layers.%d.%s", prefix, d, suffix), n)
 		w->c1w = NN_BIND(bd, DN("0.weight"), hid, ch, 3);
 		w->c1b = NN_BIND(bd, DN("0.bias"), hid);
@@ -541,7 +537,7 @@ static void dconv_rows(struct nn_ws *ws, const struct layer_w *l, float *x, int 
 		size_t n = (size_t)nr * t;
 		float *xt = x + (size_t)f0 * t;
 		for (int d = 0; d < l->n_dconv; d++) {
-			const struct dconv_w *w = &l->dconv[d];
+			const struct nn_dconv_w *w = &l->dconv[d];
 			int dil = 1 << d;
 			struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
 			                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
@@ -574,44 +570,8 @@ static void dconv_long(struct nn_ws *ws, const struct layer_w *l, float *x, int 
 	float *z = nn_ws_floats(ws, (size_t)2 * ch * LONG_TILE);
 	if (!h || !z)
 		return;
-	for (int d = 0; d < l->n_dconv; d++) {
-		const struct dconv_w *w = &l->dconv[d];
-		int dil = 1 << d;
-		/* (ch, t, 1) orientation: the conv runs along h. */
-		struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
-		                     .kw = 1, .sh = 1, .sw = 1, .ph = dil, .pw = 0, .dh = dil, .dw = 1};
-		nn_conv2d(ws, &c1, x, t, 1, (size_t)t, h, t, 1, (size_t)t);
-		nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, GN_EPS);
-		nn_gelu(h, (size_t)hid * t);
-		/* Pass 1: mean and variance of the expansion, tile by tile (Chan's combination of
-		 * per-tile means and squared deviations). Pass 2: recompute, normalise, GLU, add. */
-		double mean = 0.0, m2 = 0.0, cnt = 0.0;
-		for (int pass = 0; pass < 2; pass++) {
-			for (int t0 = 0; t0 < t; t0 += LONG_TILE) {
-				int nt = t - t0 < LONG_TILE ? t - t0 : LONG_TILE;
-				size_t nz = (size_t)2 * ch * nt;
-				for (int c = 0; c < 2 * ch; c++)
-					for (int i = 0; i < nt; i++)
-						z[(size_t)c * nt + i] = w->c2b[c];
-				nn_gemm(false, false, 2 * ch, nt, hid, 1.0f, w->c2w, hid, h + t0, t, 1.0f, z,
-				        nt);
-				if (pass == 0) {
-					double tm = nn_sum(z, nz) / (double)nz;
-					double tm2 = nn_ssd(z, nz, (float)tm);
-					double dm = tm - mean, tot = cnt + (double)nz;
-					mean += dm * (double)nz / tot;
-					m2 += tm2 + dm * dm * cnt * (double)nz / tot;
-					cnt = tot;
-				} else {
-					nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, mean, m2 / cnt,
-					                   w->g2w, w->g2b, GN_EPS);
-					for (int c = 0; c < ch; c++)
-						nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt,
-						                 w->scale[c], x + (size_t)c * t + t0, (size_t)nt);
-				}
-			}
-		}
-	}
+	for (int d = 0; d < l->n_dconv; d++)
+		nn_dconv_long_layer(ws, &l->dconv[d], x, ch, hid, t, 1 << d, h, z, LONG_TILE, GN_EPS);
 	nn_ws_release(ws, mark);
 }
 

@@ -763,3 +763,39 @@ void nn_linear(const float *x, int n, int din, const float *w, const float *b, i
 	}
 	nn_gemm(false, true, n, dout, din, 1.0f, x, din, w, din, 1.0f, y, ldy);
 }
+
+void nn_dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
+                         int hid, int t, int dil, float *h, float *z, int tile, float eps)
+{
+	/* (ch, t, 1) orientation: the conv runs along h. */
+	struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
+	                     .kw = 1, .sh = 1, .sw = 1, .ph = dil, .pw = 0, .dh = dil, .dw = 1};
+	nn_conv2d(ws, &c1, x, t, 1, (size_t)t, h, t, 1, (size_t)t);
+	nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, eps);
+	nn_gelu(h, (size_t)hid * t);
+	double mean = 0.0, m2 = 0.0, cnt = 0.0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int t0 = 0; t0 < t; t0 += tile) {
+			int nt = t - t0 < tile ? t - t0 : tile;
+			size_t nz = (size_t)2 * ch * nt;
+			for (int c = 0; c < 2 * ch; c++)
+				for (int i = 0; i < nt; i++)
+					z[(size_t)c * nt + i] = w->c2b[c];
+			nn_gemm(false, false, 2 * ch, nt, hid, 1.0f, w->c2w, hid, h + t0, t, 1.0f, z, nt);
+			if (pass == 0) {
+				double tm = nn_sum(z, nz) / (double)nz;
+				double tm2 = nn_ssd(z, nz, (float)tm);
+				double dm = tm - mean, tot = cnt + (double)nz;
+				mean += dm * (double)nz / tot;
+				m2 += tm2 + dm * dm * cnt * (double)nz / tot;
+				cnt = tot;
+			} else {
+				nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, mean, m2 / cnt, w->g2w,
+				                   w->g2b, eps);
+				for (int c = 0; c < ch; c++)
+					nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt,
+					                 w->scale[c], x + (size_t)c * t + t0, (size_t)nt);
+			}
+		}
+	}
+}

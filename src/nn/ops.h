@@ -96,6 +96,19 @@ void nn_glu(const float *a, const float *g, float *out, size_t n);
 /* dst[i] += scale * a[i] * sigmoid(g[i]) (GLU then LayerScale, added to a residual). */
 void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n);
 
+/* The weights of one DConv residual layer (HTDemucs and HDemucs alike). */
+struct nn_dconv_w {
+	const float *c1w, *c1b, *g1w, *g1b, *c2w, *c2b, *g2w, *g2b, *scale;
+};
+
+/* One DConv layer (dilation dil) in place on a long row x (ch, t): conv3 -> GroupNorm(1)
+ * -> GELU into h (hid, t); then the 1x1 expansion to 2ch is computed per tile into z
+ * (2ch, tile) twice - statistics (Chan's combination of per-tile mean and squared
+ * deviations), then GroupNorm - GLU - LayerScale - add - so the (2ch, t) activation is
+ * never stored whole. */
+void nn_dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
+                         int hid, int t, int dil, float *h, float *z, int tile, float eps);
+
 /* GroupNorm with one group over `rows` independent slices: slice r is the n_c x n_t block
  * x[c*ld + r*n_t + t]. gamma/beta per channel (may be NULL for none). Biased variance. */
 void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const float *gamma,

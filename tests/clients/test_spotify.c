@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_server.h"
 #include "clients/spotify.h"
 #include "util/err.h"
 
@@ -70,58 +71,13 @@ static int start_fake(void **state)
 		        fake_script ? fake_script : "(none)");
 		return -1;
 	}
-	int out[2], in[2];
-	if (pipe(out) != 0 || pipe(in) != 0)
-		return -1;
-	fake_pid = fork();
-	if (fake_pid < 0)
-		return -1;
-	if (fake_pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[0]);
-		close(in[1]);
-		close(out[0]);
-		close(out[1]);
-		execl("/usr/bin/python3", "python3", fake_script, (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	fcntl(in[1], F_SETFD, FD_CLOEXEC);
-	fake_stdin = in[1];
-	/* The first line is the port; give the interpreter a generous 20 s to start. */
-	char line[32] = "";
-	size_t n = 0;
-	while (n < sizeof line - 1) {
-		struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-		if (poll(&pfd, 1, 20000) <= 0)
-			break;
-		ssize_t r = read(out[0], line + n, 1);
-		if (r <= 0 || line[n] == '\n')
-			break;
-		n++;
-	}
-	line[n] = '\0';
-	close(out[0]);
-	long port = strtol(line, NULL, 10);
-	if (port <= 0 || port > 65535) {
-		fprintf(stderr, "# the fake Spotify did not print its port (got \"%s\")\n", line);
-		return -1;
-	}
-	snprintf(base, sizeof base, "http://127.0.0.1:%ld", port);
-	return 0;
+	return fake_server_start(fake_script, "Spotify", &fake_pid, &fake_stdin, base, sizeof base);
 }
 
 static int stop_fake(void **state)
 {
 	(void)state;
-	if (fake_stdin >= 0)
-		close(fake_stdin);
-	if (fake_pid > 0) {
-		kill(fake_pid, SIGTERM);
-		waitpid(fake_pid, NULL, 0);
-	}
+	fake_server_stop(fake_pid, fake_stdin);
 	return 0;
 }
 

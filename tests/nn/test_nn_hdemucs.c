@@ -20,119 +20,39 @@
 #include "nn/hdemucs.h"
 #include "nn/net.h"
 #include "nn/nn.h"
+#include "nn_testutil.h"
 #include "util/err.h"
-
-static const char *fixtures;
-
-static float *read_f32(const char *name, size_t *n)
-{
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("missing fixture %s (copy it from the Demucs reference data)", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *d = malloc((size_t)len);
-	assert_non_null(d);
-	assert_int_equal(fread(d, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return d;
-}
-
-static struct nn_model *open_model(const char *name)
-{
-	char path[1024], err[512] = "";
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
-	struct nn_model *m = NULL;
-	if (nn_model_open(path, NULL, &m, err, sizeof err))
-		fail_msg("cannot open %s: %s", path, err);
-	return m;
-}
-
-static float *separate(const struct nn_model *m, const float *in, size_t frames,
-                       const struct nn_separate_opts *o)
-{
-	char err[512] = "";
-	float *out = NULL;
-	if (nn_separate(m, in, frames, o, &out, err, sizeof err))
-		fail_msg("nn_separate: %s", err);
-	return out;
-}
-
-static void diff(const float *a, const float *ref, size_t n, double *md, double *rel)
-{
-	double num = 0, den = 0;
-	*md = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = (double)a[i] - ref[i];
-		if (fabs(d) > *md)
-			*md = fabs(d);
-		num += d * d;
-		den += (double)ref[i] * ref[i];
-	}
-	*rel = sqrt(num / den);
-}
-
-static void run_case(const char *model, const char *input, int split, const char *ref_name)
-{
-	struct nn_model *m = open_model(model);
-	const struct nn_model_info *info = nn_model_info(m);
-	assert_int_equal(info->n_sources, 4);
-	size_t n, nr;
-	float *in = read_f32(input, &n);
-	size_t frames = n / 2;
-	struct nn_separate_opts o;
-	nn_separate_opts_init(&o);
-	o.shifts = 0;
-	o.split = split;
-	float *out = separate(m, in, frames, &o);
-	float *ref = read_f32(ref_name, &nr);
-	assert_int_equal(nr, 4 * 2 * frames);
-	double md, rel;
-	diff(out, ref, nr, &md, &rel);
-	printf("# %-32s %-8s max|diff| %.3g  rel L2 %.3g\n", model, split ? "split" : "nosplit", md,
-	       rel);
-	if (!(md <= 1e-4 && rel <= 1e-5))
-		fail_msg("%s: max|diff| %.3g (limit 1e-4), rel L2 %.3g (limit 1e-5)", model, md, rel);
-	free(ref);
-	free(out);
-	free(in);
-	nn_model_free(m);
-}
 
 static void cac_split(void **state)
 {
 	(void)state;
-	run_case("tiny_hdemucs_cac.th", "tiny_input.f32", 1, "out_tiny_hdemucs_cac_split.f32");
+	nn_test_run_case("tiny_hdemucs_cac.th", "tiny_input.f32", 1, "out_tiny_hdemucs_cac_split.f32");
 }
 
 static void cac_nosplit(void **state)
 {
 	(void)state;
-	run_case("tiny_hdemucs_cac.th", "tiny_segment_input.f32", 0,
+	nn_test_run_case("tiny_hdemucs_cac.th", "tiny_segment_input.f32", 0,
 	         "out_tiny_hdemucs_cac_nosplit.f32");
 }
 
 static void mag_split(void **state)
 {
 	(void)state;
-	run_case("tiny_hdemucs_mag.th", "tiny_input.f32", 1, "out_tiny_hdemucs_mag_split.f32");
+	nn_test_run_case("tiny_hdemucs_mag.th", "tiny_input.f32", 1, "out_tiny_hdemucs_mag_split.f32");
 }
 
 static void mag_old_split(void **state)
 {
 	(void)state;
-	run_case("tiny_hdemucs_mag_old.th", "tiny_input.f32", 1,
+	nn_test_run_case("tiny_hdemucs_mag_old.th", "tiny_input.f32", 1,
 	         "out_tiny_hdemucs_mag_old_split.f32");
 }
 
 static struct nn_hdemucs *load_hd(const char *name)
 {
 	char path[1024], err[512] = "";
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
+	snprintf(path, sizeof path, "%s/%s", nn_test_fixtures, name);
 	struct nn_ckpt c;
 	if (nn_ckpt_load(path, &c, err, sizeof err))
 		fail_msg("cannot load %s: %s", path, err);
@@ -148,15 +68,15 @@ static void dconv_blstm_framing_and_localstate(void **state)
 	(void)state;
 	struct nn_hdemucs *m = load_hd("tiny_hdemucs_cac.th");
 	size_t n, nr;
-	float *x = read_f32("unit_hdemucs_enc4_dconv_in.f32", &n);
-	float *ref = read_f32("unit_hdemucs_enc4_dconv_out.f32", &nr);
+	float *x = nn_test_read_f32("unit_hdemucs_enc4_dconv_in.f32", &n);
+	float *ref = nn_test_read_f32("unit_hdemucs_enc4_dconv_out.f32", &nr);
 	assert_int_equal(n, 64 * 301);
 	assert_int_equal(nr, n);
 	struct nn_ws ws;
 	nn_ws_init(&ws, 64u << 20);
 	assert_int_equal(nn_hdemucs_encoder_dconv(m, &ws, 4, x, 64, 301), 0);
 	double md, rel;
-	diff(x, ref, n, &md, &rel);
+	nn_test_diff(x, ref, n, &md, &rel);
 	printf("# enc4 dconv T=301  max|diff| %.3g  rel L2 %.3g\n", md, rel);
 	if (!(md <= 1e-5 && rel <= 1e-6))
 		fail_msg("encoder[4].dconv: max|diff| %.3g, rel L2 %.3g", md, rel);
@@ -173,7 +93,7 @@ static void loader_checks_every_tensor(void **state)
 {
 	(void)state;
 	char path[1024], err[512] = "";
-	snprintf(path, sizeof path, "%s/tiny_hdemucs_mag.th", fixtures);
+	snprintf(path, sizeof path, "%s/tiny_hdemucs_mag.th", nn_test_fixtures);
 	struct nn_ckpt c;
 	assert_int_equal(nn_ckpt_load(path, &c, err, sizeof err), 0);
 	assert_int_equal(c.klass, NN_PKG_HDEMUCS);
@@ -235,7 +155,7 @@ static void mdx_extra_bag(void **state)
 	assert_int_equal(nn_model_open("mdx_extra", dir, &bag, err, sizeof err), SFA_ENOTFOUND);
 	assert_non_null(strstr(err, "e51eebcc"));
 	for (int i = 0; i < 4; i++) {
-		snprintf(from, sizeof from, "%s/%s", fixtures, file[i]);
+		snprintf(from, sizeof from, "%s/%s", nn_test_fixtures, file[i]);
 		snprintf(to, sizeof to, "%s/%s-0123abcd.th", dir, sig[i]);
 		copy_file(from, to);
 	}
@@ -247,19 +167,19 @@ static void mdx_extra_bag(void **state)
 	assert_string_equal(info->sources[0], "drums");
 	assert_true(fabs(info->segment_s - 44.0) < 1e-9);
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	size_t frames = n / 2, total = 4 * 2 * frames;
 	struct nn_separate_opts o;
 	nn_separate_opts_init(&o);
 	o.shifts = 0;
 	o.n_threads = 2;
-	float *y = separate(bag, in, frames, &o);
+	float *y = nn_test_separate(bag, in, frames, &o);
 	double *avg = calloc(total, sizeof *avg);
 	assert_non_null(avg);
 	o.segment_s = 44.0; /* the bag's segment: one chunk, as in the bag */
 	for (int i = 0; i < 4; i++) {
-		struct nn_model *m = open_model(file[i]);
-		float *yi = separate(m, in, frames, &o);
+		struct nn_model *m = nn_test_open_model(file[i]);
+		float *yi = nn_test_separate(m, in, frames, &o);
 		for (size_t k = 0; k < total; k++)
 			avg[k] += yi[k] / 4.0;
 		free(yi);
@@ -276,7 +196,7 @@ static void mdx_extra_bag(void **state)
 	o.segment_s = 0.15;
 	o.shifts = 1;
 	o.seed = 5;
-	float *z = separate(bag, in, frames, &o);
+	float *z = nn_test_separate(bag, in, frames, &o);
 	for (size_t k = 0; k < total; k++)
 		assert_true(isfinite(z[k]));
 	free(z);
@@ -286,7 +206,7 @@ static void mdx_extra_bag(void **state)
 	o.shifts = 0;
 	for (int th = 1; th <= 3; th += 2) {
 		o.n_threads = th;
-		float *yt = separate(bag, in, frames, &o);
+		float *yt = nn_test_separate(bag, in, frames, &o);
 		assert_memory_equal(yt, y, total * sizeof *y);
 		free(yt);
 	}
@@ -311,7 +231,7 @@ static void mdx_extra_bag(void **state)
 
 int main(int argc, char **argv)
 {
-	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
+	nn_test_fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(cac_split),
 		cmocka_unit_test(cac_nosplit),

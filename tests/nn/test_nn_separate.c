@@ -13,126 +13,44 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "nn_testutil.h"
 #include "util/err.h"
-
-static const char *fixtures;
-
-static float *read_f32(const char *name, size_t *n)
-{
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("missing fixture %s (copy it from the Demucs reference data)", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *d = malloc((size_t)len);
-	assert_non_null(d);
-	assert_int_equal(fread(d, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return d;
-}
-
-static struct nn_model *open_model(const char *name)
-{
-	char path[1024], err[512] = "";
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
-	struct nn_model *m = NULL;
-	int rc = nn_model_open(path, NULL, &m, err, sizeof err);
-	if (rc)
-		fail_msg("cannot open %s: %s", path, err);
-	return m;
-}
-
-static float *separate(const struct nn_model *m, const float *in, size_t frames,
-                       const struct nn_separate_opts *o)
-{
-	char err[512] = "";
-	float *out = NULL;
-	int rc = nn_separate(m, in, frames, o, &out, err, sizeof err);
-	if (rc)
-		fail_msg("nn_separate: %s", err);
-	return out;
-}
-
-/* Checks out against the reference file with the tolerances. */
-static void compare(const char *label, const float *out, const char *ref_name, size_t n)
-{
-	size_t nr;
-	float *ref = read_f32(ref_name, &nr);
-	assert_int_equal(nr, n);
-	double md = 0, num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = (double)out[i] - ref[i];
-		if (fabs(d) > md)
-			md = fabs(d);
-		num += d * d;
-		den += (double)ref[i] * ref[i];
-	}
-	double rel = sqrt(num / den);
-	printf("# %-28s max|diff| %.3g  rel L2 %.3g\n", label, md, rel);
-	if (!(md <= 1e-4 && rel <= 1e-5))
-		fail_msg("%s: max|diff| %.3g (limit 1e-4), rel L2 %.3g (limit 1e-5)", label, md, rel);
-	free(ref);
-}
-
-static void run_case(const char *model, const char *input, int split, const char *ref)
-{
-	struct nn_model *m = open_model(model);
-	const struct nn_model_info *info = nn_model_info(m);
-	size_t n;
-	float *in = read_f32(input, &n);
-	size_t frames = n / 2;
-	struct nn_separate_opts o;
-	nn_separate_opts_init(&o);
-	o.shifts = 0;
-	o.split = split;
-	float *out = separate(m, in, frames, &o);
-	char label[128];
-	snprintf(label, sizeof label, "%s %s", model, split ? "split" : "nosplit");
-	compare(label, out, ref, (size_t)info->n_sources * 2 * frames);
-	free(out);
-	free(in);
-	nn_model_free(m);
-}
 
 static void htdemucs_split(void **state)
 {
 	(void)state;
-	run_case("tiny_htdemucs.th", "tiny_input.f32", 1, "out_tiny_htdemucs_split.f32");
+	nn_test_run_case("tiny_htdemucs.th", "tiny_input.f32", 1, "out_tiny_htdemucs_split.f32");
 }
 
 static void htdemucs_nosplit(void **state)
 {
 	(void)state;
-	run_case("tiny_htdemucs.th", "tiny_segment_input.f32", 0, "out_tiny_htdemucs_nosplit.f32");
+	nn_test_run_case("tiny_htdemucs.th", "tiny_segment_input.f32", 0, "out_tiny_htdemucs_nosplit.f32");
 }
 
 static void htdemucs_6s_split(void **state)
 {
 	(void)state;
-	run_case("tiny_htdemucs_6s.th", "tiny_input.f32", 1, "out_tiny_htdemucs_6s_split.f32");
+	nn_test_run_case("tiny_htdemucs_6s.th", "tiny_input.f32", 1, "out_tiny_htdemucs_6s_split.f32");
 }
 
 static void htdemucs_6s_nosplit(void **state)
 {
 	(void)state;
-	run_case("tiny_htdemucs_6s.th", "tiny_segment_input.f32", 0,
+	nn_test_run_case("tiny_htdemucs_6s.th", "tiny_segment_input.f32", 0,
 	         "out_tiny_htdemucs_6s_nosplit.f32");
 }
 
 static void htdemucs_ft_bag_split(void **state)
 {
 	(void)state;
-	struct nn_model *m = open_model("tiny_htdemucs_ft.yaml");
+	struct nn_model *m = nn_test_open_model("tiny_htdemucs_ft.yaml");
 	const struct nn_model_info *info = nn_model_info(m);
 	assert_int_equal(info->n_members, 4);
 	assert_int_equal(info->n_sources, 4);
 	assert_string_equal(info->sources[3], "vocals");
 	nn_model_free(m);
-	run_case("tiny_htdemucs_ft.yaml", "tiny_input.f32", 1, "out_tiny_htdemucs_ft_split.f32");
+	nn_test_run_case("tiny_htdemucs_ft.yaml", "tiny_input.f32", 1, "out_tiny_htdemucs_ft_split.f32");
 }
 
 struct prog {
@@ -155,9 +73,9 @@ static void on_progress(void *user, int done, int total)
 static void thread_count_does_not_change_output(void **state)
 {
 	(void)state;
-	struct nn_model *m = open_model("tiny_htdemucs.th");
+	struct nn_model *m = nn_test_open_model("tiny_htdemucs.th");
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	size_t frames = n / 2;
 	struct nn_separate_opts o;
 	nn_separate_opts_init(&o);
@@ -168,24 +86,24 @@ static void thread_count_does_not_change_output(void **state)
 	struct prog p = {0};
 	o.progress = on_progress;
 	o.progress_user = &p;
-	float *a = separate(m, in, frames, &o);
+	float *a = nn_test_separate(m, in, frames, &o);
 	assert_true(p.calls > 4);
 	assert_int_equal(p.last, p.total);
 	o.progress = NULL;
 	size_t total = 4 * 2 * frames;
 	for (int t = 2; t <= 3; t++) {
 		o.n_threads = t;
-		float *b = separate(m, in, frames, &o);
+		float *b = nn_test_separate(m, in, frames, &o);
 		assert_memory_equal(a, b, total * sizeof(float));
 		free(b);
 	}
 	/* Same seed, same shifts; another seed, other shifts. */
 	o.n_threads = 2;
-	float *c = separate(m, in, frames, &o);
+	float *c = nn_test_separate(m, in, frames, &o);
 	assert_memory_equal(a, c, total * sizeof(float));
 	free(c);
 	o.seed = 8;
-	float *d = separate(m, in, frames, &o);
+	float *d = nn_test_separate(m, in, frames, &o);
 	assert_true(memcmp(a, d, total * sizeof(float)) != 0);
 	free(d);
 	free(a);
@@ -208,9 +126,9 @@ static uint64_t splitmix64(uint64_t *s)
 static void shift_equals_zero_prefix(void **state)
 {
 	(void)state;
-	struct nn_model *m = open_model("tiny_htdemucs.th");
+	struct nn_model *m = nn_test_open_model("tiny_htdemucs.th");
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	size_t frames = n / 2;
 	uint64_t seed = 1234, s = seed;
 	int max_shift = 22050;
@@ -220,14 +138,14 @@ static void shift_equals_zero_prefix(void **state)
 	o.normalize = false;
 	o.shifts = 1;
 	o.seed = seed;
-	float *a = separate(m, in, frames, &o);
+	float *a = nn_test_separate(m, in, frames, &o);
 	size_t f2 = frames + (size_t)d;
 	float *pre = calloc(2 * f2, sizeof *pre);
 	assert_non_null(pre);
 	for (int c = 0; c < 2; c++)
 		memcpy(pre + c * f2 + d, in + c * frames, frames * sizeof *pre);
 	o.shifts = 0;
-	float *b = separate(m, pre, f2, &o);
+	float *b = nn_test_separate(m, pre, f2, &o);
 	for (int k = 0; k < 8; k++)
 		assert_memory_equal(a + k * frames, b + k * f2 + d, frames * sizeof *a);
 	free(a);
@@ -263,17 +181,17 @@ static void streaming_output_equals_buffered(void **state)
 	(void)state;
 	const char *models[] = {"tiny_htdemucs.th", "tiny_htdemucs_ft.yaml"};
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	size_t frames = n / 2;
 	for (int mi = 0; mi < 2; mi++) {
-		struct nn_model *m = open_model(models[mi]);
+		struct nn_model *m = nn_test_open_model(models[mi]);
 		struct nn_separate_opts o;
 		nn_separate_opts_init(&o);
 		o.shifts = 1;
 		o.seed = 3;
 		o.overlap = 0.5;
 		o.n_threads = 2;
-		float *a = separate(m, in, frames, &o);
+		float *a = nn_test_separate(m, in, frames, &o);
 		struct collect c = {.n = frames, .planes = 8};
 		c.buf = calloc(8 * frames, sizeof(float));
 		o.sink = collect_sink;
@@ -294,9 +212,9 @@ static void streaming_output_equals_buffered(void **state)
 static void cancel_stops_the_job(void **state)
 {
 	(void)state;
-	struct nn_model *m = open_model("tiny_htdemucs.th");
+	struct nn_model *m = nn_test_open_model("tiny_htdemucs.th");
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	volatile int cancel = 0;
 	struct prog p = {.cancel = &cancel, .cancel_at = 2};
 	struct nn_separate_opts o;
@@ -318,9 +236,9 @@ static void cancel_stops_the_job(void **state)
 static void bad_options_are_refused(void **state)
 {
 	(void)state;
-	struct nn_model *m = open_model("tiny_htdemucs.th");
+	struct nn_model *m = nn_test_open_model("tiny_htdemucs.th");
 	size_t n;
-	float *in = read_f32("tiny_input.f32", &n);
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	struct nn_separate_opts o;
 	char err[256];
 	float *out = NULL;
@@ -360,7 +278,7 @@ static void bad_options_are_refused(void **state)
 
 int main(int argc, char **argv)
 {
-	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
+	nn_test_fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(htdemucs_split),
 		cmocka_unit_test(htdemucs_nosplit),
