@@ -46,7 +46,6 @@ enum {
 	LSTM_MAX_STEPS = 200,
 	ATTN_HEADS = 4,
 	ATTN_NDECAY = 4,
-	LONG_TILE = 16384,
 	DEC_TILE = 1 << 20,
 };
 
@@ -61,15 +60,16 @@ struct attn_w {
 	const float *cw, *cb, *qw, *qb, *kw, *kb, *dw, *db, *pw, *pb;
 };
 
+/* What an HDemucs DConv layer has beyond the plain one: BiLSTM and LocalState. */
 struct dc_w {
-	const float *c1w, *c1b, *g1w, *g1b, *c2w, *c2b, *g2w, *g2b, *scale;
 	struct lstm_w lstm;
 	struct attn_w attn;
 };
 
 struct dconv {
 	int n, hid, lstm, attn;
-	struct dc_w l[MAX_DC];
+	struct nn_dconv_w w[MAX_DC]; /* the plain layer */
+	struct dc_w l[MAX_DC];       /* its BiLSTM / LocalState */
 };
 
 struct hlayer {
@@ -154,7 +154,8 @@ static void bind_dconv(struct nn_binder *bd, struct dconv *dc, const char *prefi
 	dc->attn = attn;
 	for (int d = 0; d < depth; d++) {
 		char n[192];
-		struct dc_w *w = &dc->l[d];
+		struct nn_dconv_w *w = &dc->w[d];
+		struct dc_w *e = &dc->l[d];
 		int at = 3; /* index of the module after GELU in the Sequential */
 #define DN(fmt, ...) (snprintf(n, sizeof n, "%s.dconv.layers.%d." fmt, prefix, d, __VA_ARGS__), n)
 		w->c1w = NN_BIND(bd, DN("%d.weight", 0), hid, ch, 3);
@@ -162,7 +163,7 @@ static void bind_dconv(struct nn_binder *bd, struct dconv *dc, const char *prefi
 		w->g1w = NN_BIND(bd, DN("%d.weight", 1), hid);
 		w->g1b = NN_BIND(bd, DN("%d.bias", 1), hid);
 		if (lstm) {
-			struct lstm_w *l = &w->lstm;
+			struct lstm_w *l = &e->lstm;
 			for (int layer = 0; layer < 2; layer++) {
 				for (int dir = 0; dir < 2; dir++) {
 					const char *sfx = dir ? "_reverse" : "";
@@ -182,7 +183,7 @@ static void bind_dconv(struct nn_binder *bd, struct dconv *dc, const char *prefi
 			at++;
 		}
 		if (attn) {
-			struct attn_w *a = &w->attn;
+			struct attn_w *a = &e->attn;
 			a->cw = NN_BIND(bd, DN("%d.content.weight", at), hid, hid, 1);
 			a->cb = NN_BIND(bd, DN("%d.content.bias", at), hid);
 			a->qw = NN_BIND(bd, DN("%d.query.weight", at), hid, hid, 1);
@@ -689,7 +690,8 @@ static void localstate_run(struct nn_ws *ws, const struct attn_w *w, int C, floa
 static void dconv_layer_seq(struct nn_ws *ws, const struct dconv *dc, int d, float *x, int ch,
                             int t, size_t ld)
 {
-	const struct dc_w *w = &dc->l[d];
+	const struct nn_dconv_w *w = &dc->w[d];
+	const struct dc_w *e = &dc->l[d];
 	int hid = dc->hid, dil = 1 << d;
 	size_t mark = nn_ws_mark(ws);
 	float *h = nn_ws_floats(ws, (size_t)hid * t);
@@ -702,75 +704,14 @@ static void dconv_layer_seq(struct nn_ws *ws, const struct dconv *dc, int d, flo
 	nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, GN_EPS);
 	nn_gelu(h, (size_t)hid * t);
 	if (dc->lstm)
-		blstm_run(ws, &w->lstm, hid, h, t, (size_t)t);
+		blstm_run(ws, &e->lstm, hid, h, t, (size_t)t);
 	if (dc->attn)
-		localstate_run(ws, &w->attn, hid, h, t, (size_t)t);
+		localstate_run(ws, &e->attn, hid, h, t, (size_t)t);
 	conv1x1(w->c2w, w->c2b, hid, 2 * ch, h, (size_t)t, t, z);
 	nn_groupnorm1_slices(z, 2 * ch, 1, t, (size_t)t, w->g2w, w->g2b, GN_EPS);
 	for (int c = 0; c < ch; c++)
 		nn_glu_scale_add(z + (size_t)c * t, z + (size_t)(c + ch) * t, w->scale[c],
 		                 x + (size_t)c * ld, (size_t)t);
-	nn_ws_release(ws, mark);
-}
-
-/* Plain DConv on frequency rows (ch, rows, t), in tiles of rows (as htdemucs.c). */
-static void dconv_rows(struct nn_ws *ws, const struct dconv *dc, float *x, int ch, int rows,
-                       int t, size_t ld)
-{
-	int hid = dc->hid;
-	size_t per_row = (size_t)t * 2 * ch;
-	int nf = (int)((1u << 20) / (per_row ? per_row : 1));
-	if (nf < 1)
-		nf = 1;
-	if (nf > rows)
-		nf = rows;
-	size_t mark = nn_ws_mark(ws);
-	float *h = nn_ws_floats(ws, (size_t)hid * nf * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * nf * t);
-	if (!h || !z)
-		return;
-	for (int f0 = 0; f0 < rows; f0 += nf) {
-		int nr = rows - f0 < nf ? rows - f0 : nf;
-		size_t n = (size_t)nr * t;
-		float *xt = x + (size_t)f0 * t;
-		for (int d = 0; d < dc->n; d++) {
-			const struct dc_w *w = &dc->l[d];
-			int dil = 1 << d;
-			struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
-			                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
-			                     .dw = dil};
-			nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
-			nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, GN_EPS);
-			nn_gelu(h, (size_t)hid * n);
-			struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
-			                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
-			nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
-			nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, GN_EPS);
-			for (int c = 0; c < ch; c++)
-				nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
-				                 xt + (size_t)c * ld, n);
-		}
-	}
-	nn_ws_release(ws, mark);
-}
-
-/* Plain DConv on one long time row (ch, t): the (2ch, t) expansion is recomputed per tile
- * (statistics pass, then normalise-GLU-add), as in htdemucs.c. */
-static void dconv_long(struct nn_ws *ws, const struct dconv *dc, float *x, int ch, int t)
-{
-	int hid = dc->hid;
-	size_t mark = nn_ws_mark(ws);
-	float *h = nn_ws_floats(ws, (size_t)hid * t);
-	/* A tile is never longer than the row (the deeper layers are shorter than a tile). */
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * (t < LONG_TILE ? t : LONG_TILE));
-	if (!h || !z)
-		return;
-	for (int d = 0; d < dc->n; d++) {
-		const struct dc_w *w = &dc->l[d];
-		const struct nn_dconv_w lw = {w->c1w, w->c1b, w->g1w, w->g1b, w->c2w,
-		                              w->c2b, w->g2w, w->g2b, w->scale};
-		nn_dconv_long_layer(ws, &lw, x, ch, hid, t, 1 << d, h, z, LONG_TILE, GN_EPS);
-	}
 	nn_ws_release(ws, mark);
 }
 
@@ -785,9 +726,9 @@ static void dconv_run(struct nn_ws *ws, const struct dconv *dc, float *x, int ch
 			for (int d = 0; d < dc->n; d++)
 				dconv_layer_seq(ws, dc, d, x + (size_t)r * t, ch, t, ld);
 	} else if (rows == 1) {
-		dconv_long(ws, dc, x, ch, t);
+		nn_dconv_long(ws, dc->w, dc->n, dc->hid, x, ch, t, GN_EPS);
 	} else {
-		dconv_rows(ws, dc, x, ch, rows, t, ld);
+		nn_dconv_rows(ws, dc->w, dc->n, dc->hid, x, ch, rows, t, ld, GN_EPS);
 	}
 }
 

@@ -514,76 +514,15 @@ const struct nn_htdemucs_info *nn_htdemucs_info(const struct nn_htdemucs *m)
 /* ---------------------------------------------------------------------------------- */
 /* Forward pass.                                                                      */
 
-/* DConv on frequency rows: in place on x (ch, rows, t), channel stride ld. Rows are
- * independent (HTDemucs runs DConv per frequency row, GroupNorm included), so it runs tile
- * by tile of rows, both layers per tile. */
-static void dconv_rows(struct nn_ws *ws, const struct layer_w *l, float *x, int ch, int rows,
-                       int t, size_t ld)
-{
-	int hid = l->dconv_hidden;
-	size_t per_row = (size_t)t * 2 * ch;
-	int nf = (int)((1u << 20) / (per_row ? per_row : 1));
-	if (nf < 1)
-		nf = 1;
-	if (nf > rows)
-		nf = rows;
-	size_t mark = nn_ws_mark(ws);
-	float *h = nn_ws_floats(ws, (size_t)hid * nf * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * nf * t);
-	if (!h || !z)
-		return;
-	for (int f0 = 0; f0 < rows; f0 += nf) {
-		int nr = rows - f0 < nf ? rows - f0 : nf;
-		size_t n = (size_t)nr * t;
-		float *xt = x + (size_t)f0 * t;
-		for (int d = 0; d < l->n_dconv; d++) {
-			const struct nn_dconv_w *w = &l->dconv[d];
-			int dil = 1 << d;
-			struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
-			                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
-			                     .dw = dil};
-			nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
-			nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, GN_EPS);
-			nn_gelu(h, (size_t)hid * n);
-			struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
-			                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
-			nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
-			nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, GN_EPS);
-			for (int c = 0; c < ch; c++)
-				nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
-				                 xt + (size_t)c * ld, n);
-		}
-	}
-	nn_ws_release(ws, mark);
-}
-
-enum { LONG_TILE = 16384 };
-
-/* DConv on one long time row x (ch, t): GroupNorm spans the whole row, so the expanded
- * (2ch, t) activation is never stored: it is computed per tile twice (statistics, then
- * normalise-GLU-add). The 1x1 expansion is cheap (K = ch/8). */
-static void dconv_long(struct nn_ws *ws, const struct layer_w *l, float *x, int ch, int t)
-{
-	int hid = l->dconv_hidden;
-	size_t mark = nn_ws_mark(ws);
-	float *h = nn_ws_floats(ws, (size_t)hid * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * LONG_TILE);
-	if (!h || !z)
-		return;
-	for (int d = 0; d < l->n_dconv; d++)
-		nn_dconv_long_layer(ws, &l->dconv[d], x, ch, hid, t, 1 << d, h, z, LONG_TILE, GN_EPS);
-	nn_ws_release(ws, mark);
-}
-
 static void dconv_run(struct nn_ws *ws, const struct layer_w *l, float *x, int ch, int rows,
                       int t, size_t ld)
 {
 	if (!l->n_dconv)
 		return;
 	if (rows == 1)
-		dconv_long(ws, l, x, ch, t);
+		nn_dconv_long(ws, l->dconv, l->n_dconv, l->dconv_hidden, x, ch, t, GN_EPS);
 	else
-		dconv_rows(ws, l, x, ch, rows, t, ld);
+		nn_dconv_rows(ws, l->dconv, l->n_dconv, l->dconv_hidden, x, ch, rows, t, ld, GN_EPS);
 }
 
 /* dst (ch, ho, wo) = GLU(conv(src)) for a conv with 2*ch outputs, in row tiles. src may

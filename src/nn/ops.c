@@ -764,8 +764,8 @@ void nn_linear(const float *x, int n, int din, const float *w, const float *b, i
 	nn_gemm(false, true, n, dout, din, 1.0f, x, din, w, din, 1.0f, y, ldy);
 }
 
-void nn_dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
-                         int hid, int t, int dil, float *h, float *z, int tile, float eps)
+static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
+                             int hid, int t, int dil, float *h, float *z, int tile, float eps)
 {
 	/* (ch, t, 1) orientation: the conv runs along h. */
 	struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
@@ -798,4 +798,59 @@ void nn_dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x,
 			}
 		}
 	}
+}
+
+enum { DCONV_LONG_TILE = 16384 };
+
+void nn_dconv_long(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int hid, float *x,
+                   int ch, int t, float eps)
+{
+	int tile = t < DCONV_LONG_TILE ? t : DCONV_LONG_TILE; /* no longer than the row */
+	size_t mark = nn_ws_mark(ws);
+	float *h = nn_ws_floats(ws, (size_t)hid * t);
+	float *z = nn_ws_floats(ws, (size_t)2 * ch * tile);
+	if (!h || !z)
+		return;
+	for (int d = 0; d < n; d++)
+		dconv_long_layer(ws, &layers[d], x, ch, hid, t, 1 << d, h, z, DCONV_LONG_TILE, eps);
+	nn_ws_release(ws, mark);
+}
+
+void nn_dconv_rows(struct nn_ws *ws, const struct nn_dconv_w *layers, int n_layers, int hid,
+                   float *x, int ch, int rows, int t, size_t ld, float eps)
+{
+	size_t per_row = (size_t)t * 2 * ch;
+	int nf = (int)((1u << 20) / (per_row ? per_row : 1));
+	if (nf < 1)
+		nf = 1;
+	if (nf > rows)
+		nf = rows;
+	size_t mark = nn_ws_mark(ws);
+	float *h = nn_ws_floats(ws, (size_t)hid * nf * t);
+	float *z = nn_ws_floats(ws, (size_t)2 * ch * nf * t);
+	if (!h || !z)
+		return;
+	for (int f0 = 0; f0 < rows; f0 += nf) {
+		int nr = rows - f0 < nf ? rows - f0 : nf;
+		size_t n = (size_t)nr * t;
+		float *xt = x + (size_t)f0 * t;
+		for (int d = 0; d < n_layers; d++) {
+			const struct nn_dconv_w *w = &layers[d];
+			int dil = 1 << d;
+			struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
+			                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
+			                     .dw = dil};
+			nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
+			nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, eps);
+			nn_gelu(h, (size_t)hid * n);
+			struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
+			                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+			nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
+			nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, eps);
+			for (int c = 0; c < ch; c++)
+				nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
+				                 xt + (size_t)c * ld, n);
+		}
+	}
+	nn_ws_release(ws, mark);
 }

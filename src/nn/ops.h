@@ -101,13 +101,17 @@ struct nn_dconv_w {
 	const float *c1w, *c1b, *g1w, *g1b, *c2w, *c2b, *g2w, *g2b, *scale;
 };
 
-/* One DConv layer (dilation dil) in place on a long row x (ch, t): conv3 -> GroupNorm(1)
- * -> GELU into h (hid, t); then the 1x1 expansion to 2ch is computed per tile into z
- * (2ch, tile) twice - statistics (Chan's combination of per-tile mean and squared
- * deviations), then GroupNorm - GLU - LayerScale - add - so the (2ch, t) activation is
- * never stored whole. */
-void nn_dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
-                         int hid, int t, int dil, float *h, float *z, int tile, float eps);
+/* A plain DConv (n layers, hidden width hid, layer d dilated 1 << d) in place on x
+ * (ch, rows, t), channel stride ld, for frequency rows: rows are independent (GroupNorm
+ * included), so it runs tile by tile of rows, every layer per tile. */
+void nn_dconv_rows(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int hid, float *x,
+                   int ch, int rows, int t, size_t ld, float eps);
+/* The same on one long time row x (ch, t): conv3 -> GroupNorm(1) -> GELU, then the 1x1
+ * expansion to 2ch computed per tile twice - statistics (Chan's combination of per-tile
+ * means and squared deviations), then GroupNorm - GLU - LayerScale - add - so the
+ * (2ch, t) activation is never stored whole. */
+void nn_dconv_long(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int hid, float *x,
+                   int ch, int t, float eps);
 
 /* GroupNorm with one group over `rows` independent slices: slice r is the n_c x n_t block
  * x[c*ld + r*n_t + t]. gamma/beta per channel (may be NULL for none). Biased variance. */
