@@ -22,6 +22,7 @@
 #include "audio/audio.h"
 #include "audio/mixer.h"
 #include "util/err.h"
+#include "util/fs.h"
 
 enum { MIXER_CLI_MAX_SOURCES = MIXER_MAX_STEMS, MIXER_CLI_CHUNK = 32768 };
 /* The decoded stems of one export may take this much scratch disk in all: 16 stems of
@@ -129,21 +130,6 @@ static int mixer_cli_sink(void *arg, const float *const *planes, size_t n)
 	return 0;
 }
 
-/* An anonymous file in dir: O_TMPFILE, else a named one unlinked at once. */
-static int mixer_cli_tmpfile(const char *dir)
-{
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	char path[PATH_MAX];
-	if (snprintf(path, sizeof path, "%s/raw-XXXXXX", dir) >= (int)sizeof path)
-		return -1;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
 /* Decodes source s to stereo float at rate (0: its own rate, returned in *rate). */
 static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int *rate,
                             char *err, size_t n_err)
@@ -151,7 +137,7 @@ static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int
 	int in = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (in < 0)
 		return sfa_err(err, n_err, SFA_ENOTFOUND, "the file could not be opened");
-	int fd = mixer_cli_tmpfile(c->work_dir);
+	int fd = fs_tmpfile(c->work_dir);
 	if (fd < 0) {
 		close(in);
 		return sfa_err(err, n_err, SFA_EIO, "no room for the decoded audio: %s",
@@ -190,16 +176,9 @@ static int mixer_cli_read(void *arg, int stem, int64_t frame, size_t n, float *l
 	size_t want = 0;
 	if (frame >= 0 && frame < s->n_frames)
 		want = (size_t)(s->n_frames - frame < (int64_t)n ? s->n_frames - frame : (int64_t)n);
-	size_t bytes = want * 2 * sizeof(float), got = 0;
 	off_t off = (off_t)frame * 2 * (off_t)sizeof(float);
-	while (got < bytes) {
-		ssize_t r = pread(s->fd, (char *)lr + got, bytes - got, off + (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return SFA_EIO;
-		got += (size_t)r;
-	}
+	if (want && fs_pread_all(s->fd, lr, want * 2 * sizeof(float), off) != 0)
+		return SFA_EIO;
 	memset(lr + 2 * want, 0, (n - want) * 2 * sizeof(float));
 	return 0;
 }

@@ -169,6 +169,7 @@ int job_worker_processing(struct job_run *r)
 	if (!flac) {
 		o.sink = stem_sink;
 		o.sink_user = &sf;
+		o.scratch_dir = r->work_dir; /* bags sum their members there */
 	}
 	float *out = NULL;
 	if (rc == 0)

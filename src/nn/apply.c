@@ -34,9 +34,16 @@
  * window of one segment: after item c, every frame before chunk c+1's start is final, is
  * denormalised, handed to the sink (from the committing thread, so in order) and slid
  * out. Peak memory then no longer grows with the track (htdemucs: ~600 MB for 4 min).
+ * With a sink and several passes (bags, shifts), no frame is final before the last pass,
+ * so the sum lives in an anonymous temporary file (planes of n floats, sparse zeros at
+ * first): a commit reads the chunk's span of each plane, adds exactly what the in-memory
+ * sum would add, and writes it back; the end reads the file in blocks for the sink. The
+ * output is the same bit for bit, and a 4-minute track no longer holds 340 MB of sums.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +55,9 @@
 #include "nn/ops.h"
 #include "nn/ws.h"
 #include "util/err.h"
+#include "util/fs.h"
 
-enum { MAX_THREADS = 64 };
+enum { MAX_THREADS = 64, FILE_BLOCK_FRAMES = 16384 };
 /* HDemucs segments from this length on run one at a time with a GEMM team. */
 #define NN_TEAM_SEGMENT_S 20.0
 
@@ -80,6 +88,7 @@ struct job {
 	size_t out_stride;
 	long long out_base;
 	int streaming;       /* out is a window flushed to the sink after each item */
+	int acc_fd;          /* >= 0: the sums live in this file (out is one span's scratch) */
 	struct pass *passes;
 	struct item *items;
 	int n_items;
@@ -179,8 +188,9 @@ static int run_item(struct worker *w, int idx)
 	return rc;
 }
 
-/* Adds the finished item into the output (called in item order). */
-static void commit_item(struct worker *w, int idx)
+/* Adds the finished item into the output (called in item order). 0, or SFA_EIO when the
+ * sums' file cannot be read or written. */
+static int commit_item(struct worker *w, int idx)
 {
 	struct job *j = w->job;
 	const struct pass *p = &j->passes[j->items[idx].pass];
@@ -214,18 +224,28 @@ static void commit_item(struct worker *w, int idx)
 	long long i1 = (long long)j->n + p->delay - off;
 	if (i1 > len)
 		i1 = len;
-	for (int k = 0; k < S; k++) {
+	long long shift = off - p->delay - j->out_base; /* out index of sample 0 */
+	for (int k = 0; k < S && i1 > i0; k++) {
 		float fk = p->factor[k];
 		if (fk == 0.0f)
 			continue;
 		for (int ch = 0; ch < C; ch++) {
 			const float *y = w->y + ((size_t)k * C + ch) * valid + trim;
-			float *dst = j->out + ((size_t)k * C + ch) * j->out_stride;
-			long long shift = off - p->delay - j->out_base; /* out index of sample 0 */
+			size_t plane = (size_t)k * C + ch, span = (size_t)(i1 - i0) * sizeof(float);
+			off_t at = (off_t)((plane * j->n + (size_t)(shift + i0)) * sizeof(float));
+			/* In the file, the span is read into out[0..) and written back. */
+			bool file = j->acc_fd >= 0;
+			float *dst = file ? j->out : j->out + plane * j->out_stride;
+			long long at0 = file ? -i0 : shift; /* dst index of item sample 0 */
+			if (file && fs_pread_all(j->acc_fd, j->out, span, at) != 0)
+				return SFA_EIO;
 			for (long long i = i0; i < i1; i++)
-				dst[shift + i] += fk * (w->f[i] * y[i]);
+				dst[at0 + i] += fk * (w->f[i] * y[i]);
+			if (file && fs_pwrite_all(j->acc_fd, j->out, span, at) != 0)
+				return SFA_EIO;
 		}
 	}
+	return 0;
 }
 
 /* Streaming: after item idx (chunk c of the only pass) every frame before the next chunk's
@@ -300,11 +320,14 @@ static void *worker_main(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&j->lock);
-		commit_item(w, idx);
-		int frc = j->streaming ? flush_window(j, idx) : 0;
+		int crc = commit_item(w, idx);
+		int frc = crc == 0 && j->streaming ? flush_window(j, idx) : 0;
 		pthread_mutex_lock(&j->lock);
-		if (frc) {
-			fail_job(j, frc, "the output could not be written");
+		if (crc || frc) {
+			fail_job(j, SFA_EIO,
+			         crc ? "the temporary file of the summed stems could not be read or "
+			               "written (is the scratch disk full?)"
+			             : "the output could not be written");
 			pthread_mutex_unlock(&j->lock);
 			break;
 		}
@@ -482,6 +505,52 @@ static int plan(struct job *j, char *err, size_t n_err)
 	return 0;
 }
 
+/* The sums' file: planes of n floats, all zero (a sparse file) until written. */
+static int open_sums_file(struct job *j, char *err, size_t n_err)
+{
+	const char *dir = j->o->scratch_dir;
+	if (!dir || !*dir)
+		dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	int planes = j->m->info.n_sources * j->m->info.audio_channels;
+	off_t size = (off_t)((size_t)planes * j->n * sizeof(float));
+	j->acc_fd = fs_tmpfile(dir);
+	if (j->acc_fd < 0 || ftruncate(j->acc_fd, size) != 0)
+		return sfa_err(err, n_err, SFA_EIO,
+		               "cannot make a %lld MB temporary file in %s for the summed stems: %s",
+		               (long long)(size >> 20), dir, strerror(errno));
+	return 0;
+}
+
+/* Hands the summed stems to the sink, a block of frames at a time, denormalised. */
+static int drain_sums_file(struct job *j, char *err, size_t n_err)
+{
+	int planes = j->m->info.n_sources * j->m->info.audio_channels;
+	size_t block = j->n < FILE_BLOCK_FRAMES ? j->n : FILE_BLOCK_FRAMES;
+	float *buf = malloc((size_t)planes * block * sizeof *buf);
+	if (!buf)
+		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+	int rc = 0;
+	for (size_t f0 = 0; f0 < j->n && rc == 0; f0 += block) {
+		size_t nb = j->n - f0 < block ? j->n - f0 : block;
+		for (int p = 0; p < planes && rc == 0; p++) {
+			float *row = buf + (size_t)p * block;
+			off_t at = (off_t)(((size_t)p * j->n + f0) * sizeof(float));
+			if (fs_pread_all(j->acc_fd, row, nb * sizeof *row, at) != 0)
+				rc = sfa_err(err, n_err, SFA_EIO,
+				             "the temporary file of the summed stems could not be read: %s",
+				             strerror(errno));
+			for (size_t i = 0; i < nb && rc == 0; i++)
+				row[i] = row[i] * j->div + j->mean;
+		}
+		if (rc == 0 && j->o->sink(j->o->sink_user, buf, block, f0, nb))
+			rc = sfa_err(err, n_err, SFA_EIO, "the output could not be written");
+	}
+	free(buf);
+	return rc;
+}
+
 int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
                 const struct nn_separate_opts *o, float **out, char *err, size_t n_err)
 {
@@ -504,6 +573,7 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 	j.m = m;
 	j.o = o;
 	j.n = n_frames;
+	j.acc_fd = -1;
 	int rc = plan(&j, err, n_err);
 	float *res = NULL;
 	struct worker *ws = NULL;
@@ -515,10 +585,17 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 	 * workers apply it as they read their chunks, so the track is never copied. */
 	/* Streaming keeps one segment of output when a single pass covers the track. */
 	j.streaming = o->sink && m->n == 1 && o->shifts <= 1;
-	j.out_stride = j.streaming ? (size_t)j.max_seg : n_frames;
+	j.out_stride = o->sink ? (size_t)j.max_seg : n_frames;
 	if (j.out_stride > n_frames)
 		j.out_stride = n_frames;
-	res = calloc((size_t)S * C * j.out_stride, sizeof *res);
+	size_t n_res = (size_t)S * C * j.out_stride;
+	if (o->sink && !j.streaming) {
+		rc = open_sums_file(&j, err, n_err);
+		if (rc)
+			goto out;
+		n_res = j.out_stride; /* one plane's span */
+	}
+	res = calloc(n_res, sizeof *res);
 	if (!res) {
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for a %zu-frame track", n_frames);
 		goto out;
@@ -591,7 +668,9 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 	}
 	pthread_cond_destroy(&j.turn);
 	pthread_mutex_destroy(&j.lock);
-	if (rc == 0 && !j.streaming) {
+	if (rc == 0 && j.acc_fd >= 0) {
+		rc = drain_sums_file(&j, err, n_err);
+	} else if (rc == 0 && !j.streaming) {
 		for (size_t i = 0; i < (size_t)S * C * n_frames; i++)
 			res[i] = res[i] * div + mean;
 		if (o->sink) {
@@ -603,6 +682,8 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 		}
 	}
 out:
+	if (j.acc_fd >= 0)
+		close(j.acc_fd);
 	free(ws);
 	free(res);
 	free(j.passes);

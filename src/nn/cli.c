@@ -255,6 +255,7 @@ int nn_cli_separate(int argc, char **argv)
 			                    info->samplerate, fmt, err, sizeof err);
 		o.sink = stem_sink;
 		o.sink_user = &ss;
+		o.scratch_dir = dir; /* bags sum their members next to the stems */
 	}
 	double t1 = now_s();
 	float *stems = NULL;

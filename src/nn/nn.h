@@ -83,11 +83,13 @@ struct nn_separate_opts {
 	 * ([source][channel] order), plane p starting at data + p * stride. Calls come in
 	 * order, cover the track exactly once, one at a time (from a worker thread). A
 	 * non-zero return aborts the separation (SFA_EIO). With one network and shifts <= 1
-	 * only one segment of output is held in memory; otherwise the whole track is
-	 * accumulated and handed over at the end. */
+	 * only one segment of output is held in memory; otherwise (bags, shifts) the passes
+	 * are summed in an anonymous temporary file in scratch_dir, one segment at a time,
+	 * and handed over at the end: the memory does not grow with the track either way. */
 	int (*sink)(void *user, const float *data, size_t stride, size_t frame0,
 	            size_t n_frames);
 	void *sink_user;
+	const char *scratch_dir; /* for that file; NULL = $TMPDIR, else /tmp */
 };
 
 void nn_separate_opts_init(struct nn_separate_opts *o);

@@ -2,9 +2,11 @@
 #include "util/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,4 +64,56 @@ int fs_write_all(int fd, const void *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+int fs_pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+	const unsigned char *c = p;
+	while (n > 0) {
+		ssize_t w = pwrite(fd, c, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+		off += (off_t)w;
+	}
+	return 0;
+}
+
+int fs_pread_all(int fd, void *p, size_t n, off_t off)
+{
+	unsigned char *c = p;
+	while (n > 0) {
+		ssize_t r = pread(fd, c, n, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		c += r;
+		n -= (size_t)r;
+		off += (off_t)r;
+	}
+	return 0;
+}
+
+int fs_tmpfile(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/tmp-XXXXXX", dir) >= (int)sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
 }

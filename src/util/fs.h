@@ -12,5 +12,12 @@ int fs_remove_tree(const char *path);
 
 /* write(2) until all n bytes are out, retrying on EINTR. 0, or -1 with errno set. */
 int fs_write_all(int fd, const void *p, size_t n);
+/* pwrite(2) / pread(2) of exactly n bytes at off, retrying on EINTR and short transfers.
+ * 0, or -1 with errno set (EIO for a read that meets the end of the file). */
+int fs_pwrite_all(int fd, const void *p, size_t n, off_t off);
+int fs_pread_all(int fd, void *p, size_t n, off_t off);
+/* An anonymous read-write file in dir (O_TMPFILE, else a named one unlinked at once), for
+ * scratch data that must not stay in memory; it is gone when closed. fd, or -1 (errno). */
+int fs_tmpfile(const char *dir);
 
 #endif

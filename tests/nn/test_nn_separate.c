@@ -175,19 +175,20 @@ static int collect_sink(void *user, const float *data, size_t stride, size_t fra
 }
 
 /* The streaming sink sees exactly what nn_separate returns, for a single network (held
- * as a sliding window) and for a bag (handed over at the end). */
+ * as a sliding window), and for a bag or several shifts (summed in a temporary file and
+ * handed over at the end in blocks of 16384 frames: two for this 17640-frame input). */
 static void streaming_output_equals_buffered(void **state)
 {
 	(void)state;
-	const char *models[] = {"tiny_htdemucs.th", "tiny_htdemucs_ft.yaml"};
+	const char *models[] = {"tiny_htdemucs.th", "tiny_htdemucs_ft.yaml", "tiny_htdemucs.th"};
 	size_t n;
 	float *in = nn_test_read_f32("tiny_input.f32", &n);
 	size_t frames = n / 2;
-	for (int mi = 0; mi < 2; mi++) {
+	for (int mi = 0; mi < 3; mi++) {
 		struct nn_model *m = nn_test_open_model(models[mi]);
 		struct nn_separate_opts o;
 		nn_separate_opts_init(&o);
-		o.shifts = 1;
+		o.shifts = mi == 2 ? 2 : 1;
 		o.seed = 3;
 		o.overlap = 0.5;
 		o.n_threads = 2;
@@ -199,9 +200,15 @@ static void streaming_output_equals_buffered(void **state)
 		char err[256];
 		assert_int_equal(nn_separate(m, in, frames, &o, NULL, err, sizeof err), 0);
 		assert_int_equal(c.next, frames);
-		if (mi == 0)
-			assert_true(c.calls > 2);
+		assert_true(mi == 0 ? c.calls > 2 : c.calls == 2);
 		assert_memory_equal(a, c.buf, 8 * frames * sizeof(float));
+		if (mi == 1) {
+			/* No room for the sums' file: a sentence naming the folder. */
+			o.scratch_dir = "/nonexistent/sfa-scratch";
+			assert_int_equal(nn_separate(m, in, frames, &o, NULL, err, sizeof err),
+			                 SFA_EIO);
+			assert_non_null(strstr(err, "/nonexistent/sfa-scratch"));
+		}
 		free(c.buf);
 		free(a);
 		nn_model_free(m);
