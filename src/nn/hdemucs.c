@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "nn/netutil.h"
 #include "nn/ops.h"
@@ -476,6 +477,16 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 		             depth);
 		goto fail;
 	}
+	/* The forward computes level 0 in row tiles (see enc0_rows); every release model
+	 * fits: the collapse is deeper, GroupNorm starts later, the encoder rewrite is 1x1. */
+	if (m->kc == 0 || norm_starts < 1 || context_enc != 0) {
+		rc = sfa_err(err, n_err, SFA_EUNSUPP,
+		             "HDemucs with %s is not supported",
+		             m->kc == 0        ? "the frequency axis collapsed at the first layer"
+		             : norm_starts < 1 ? "norm_starts 0"
+		                               : "context_enc > 0");
+		goto fail;
+	}
 	/* The time decoders, now that their indices are known. */
 	for (int k = 0; k <= m->kc; k++) {
 		struct layer_cfg cfg = {.dconv = (dconv_mode & 2) != 0, .ctx = (int)context,
@@ -820,8 +831,9 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 	                    .kh = l->rk, .kw = l->freq ? l->rk : 1, .sh = 1, .sw = 1, .ph = ctx,
 	                    .pw = l->freq ? ctx : 0, .dh = 1, .dw = 1};
 	size_t mark = nn_ws_mark(ws);
-	if (l->freq && !l->groups && !pre && !l->empty) {
-		/* Row tiles: everything before the transposed conv is row-local. */
+	if ((l->freq || !l->dc.n) && !l->groups && !pre && !l->empty) {
+		/* Row tiles (frequency rows, or stretches of samples for a time layer without
+		 * DConv): everything before the transposed conv is local to them. */
 		for (int co = 0; co < l->chout; co++)
 			for (size_t i = 0; i < oplane; i++)
 				z[(size_t)co * oplane + i] = l->b[co];
@@ -940,6 +952,108 @@ int nn_hdemucs_encoder_dconv(const struct nn_hdemucs *m, struct nn_ws *ws, int l
 	return ws->failed ? SFA_ENOMEM : 0;
 }
 
+/* Activations that grow with the segment (the skips, the decoder outputs, the
+ * spectrograms) are mapped for exactly their lifetime and unmapped after, so that the
+ * resident memory follows what is alive; the workspace keeps only kernel tiles. A mapping
+ * starts with a 64-byte header holding its size. */
+enum { BIG_HEADER_FLOATS = 16 };
+
+static float *big_new(size_t n)
+{
+	size_t bytes = (n + BIG_HEADER_FLOATS) * sizeof(float);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*(size_t *)p = bytes;
+	return (float *)p + BIG_HEADER_FLOATS;
+}
+
+static void big_free(float **pp)
+{
+	if (!*pp)
+		return;
+	float *base = *pp - BIG_HEADER_FLOATS;
+	munmap(base, *(size_t *)(void *)base);
+	*pp = NULL;
+}
+
+static void add_to(float *dst, const float *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += src[i];
+}
+
+/* The network's frequency input (cin planes of fz[0] x T): the mixture's spectrogram, as
+ * re/im channels (CaC) or magnitudes, standardised; its mean and std come back for the
+ * output. 0 or SFA_ENOMEM. */
+static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float *mix, int L,
+                      int T, float *xf, double *mean, double *std)
+{
+	int C = m->info.audio_channels, cin = m->cac ? 2 * C : C;
+	size_t fplane = (size_t)m->fz[0] * T;
+	float *z = m->cac ? NULL : big_new(2 * fplane);
+	if (!m->cac && !z)
+		return SFA_ENOMEM;
+	for (int c = 0; c < C; c++) {
+		float *re = m->cac ? xf + (size_t)(2 * c) * fplane : z, *im = re + fplane;
+		nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old, re, im);
+		if (!m->cac)
+			for (size_t i = 0; i < fplane; i++)
+				xf[(size_t)c * fplane + i] = hypotf(re[i], im[i]);
+	}
+	big_free(&z);
+	mean_std(xf, (size_t)cin * fplane, mean, std);
+	float fm = (float)*mean, fs = (float)(1e-5 + *std);
+	for (size_t i = 0; i < (size_t)cin * fplane; i++)
+		xf[i] = (xf[i] - fm) / fs;
+	return 0;
+}
+
+/* Encoder level 0 on its output rows [r0, r1): conv, GELU, DConv, 1x1 rewrite + GLU, into
+ * dst (chout channels ldd apart, row r0 first). Every step is local to a row at this level
+ * (nn_hdemucs_build refuses GroupNorm or a wider rewrite there), so the level can run in
+ * row tiles; the tiles are always the same (enc0_tile_rows), hence the same bits whether
+ * it runs for the encoder or again for the decoder. */
+static void enc0_rows(struct nn_ws *ws, const struct nn_hdemucs *m, const float *xf, int T,
+                      int r0, int r1, float *dst, size_t ldd)
+{
+	const struct hlayer *l = &m->enc[0];
+	struct nn_conv c = {.w = l->w, .b = l->b, .cin = l->chin, .cout = l->chout, .kh = l->ker,
+	                    .kw = 1, .sh = l->stride, .sw = 1, .ph = l->pad, .pw = 0, .dh = 1,
+	                    .dw = 1};
+	int nr = r1 - r0;
+	size_t n = (size_t)nr * T;
+	nn_conv2d_rows(ws, &c, xf, m->fz[0], T, (size_t)m->fz[0] * T, r0, r1, T, dst, ldd);
+	for (int co = 0; co < l->chout; co++)
+		nn_gelu(dst + (size_t)co * ldd, n);
+	dconv_run(ws, &l->dc, dst, l->chout, nr, T, ldd);
+	if (l->rw) {
+		struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chout, .cout = 2 * l->chout,
+		                    .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		conv_norm_glu(ws, &r, 0, NULL, NULL, dst, nr, T, ldd, dst, nr, T, ldd);
+	}
+}
+
+static int enc0_tile_rows(const struct nn_hdemucs *m, int T)
+{
+	int r = (int)(NN_OPS_TILE_FLOATS / ((size_t)m->cz[1] * T));
+	return r < 1 ? 1 : r;
+}
+
+/* Adds freq_emb (scaled) to rows [r0, r1) of x (cz[1] channels ld apart, row r0 first). */
+static void add_freq_emb(const struct nn_hdemucs *m, float *x, size_t ld, int r0, int r1, int T)
+{
+	if (!m->freq_emb)
+		return;
+	for (int c = 0; c < m->cz[1]; c++)
+		for (int f = r0; f < r1; f++) {
+			float e = m->freq_emb_scale * m->freq_emb[(size_t)f * m->cz[1] + c];
+			float *row = x + (size_t)c * ld + (size_t)(f - r0) * T;
+			for (int j = 0; j < T; j++)
+				row[j] += e;
+		}
+}
+
 #define CHECK_LAYER()                                                                        \
 	do {                                                                                     \
 		if (ws->failed) {                                                                    \
@@ -951,7 +1065,20 @@ int nn_hdemucs_encoder_dconv(const struct nn_hdemucs *m, struct nn_ws *ws, int l
 			goto out;                                                                        \
 		}                                                                                    \
 	} while (0)
+#define BIG(p, n)                                                                            \
+	do {                                                                                     \
+		if (!((p) = big_new(n))) {                                                           \
+			rc = SFA_ENOMEM;                                                                 \
+			goto out;                                                                        \
+		}                                                                                    \
+	} while (0)
 
+/* The order of the forward pass is chosen for memory (mdx_extra, 44 s segment, in MiB):
+ * the level-0 skip (178) is not kept through the U-Net but computed again, from the
+ * spectrogram, when the level-0 decoder needs it, each skip is unmapped once its decoder
+ * has run, the time decoders run before the frequency ones, and the outermost frequency
+ * decoder's output (238) is produced one source at a time and turned into audio at once.
+ * The peak is then at encoder level 1 (~400) instead of ~640. */
 int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float *mix, int len,
                        float *out, const volatile int *cancel)
 {
@@ -961,180 +1088,219 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		return SFA_EINVAL;
 	int L = len, C = info->audio_channels, S = info->n_sources;
 	int T = sh.frames, depth = m->depth, kc = m->kc;
-	int cin = m->cac ? 2 * C : C;
+	int cin = m->cac ? 2 * C : C, cz_out = m->cac ? 2 : 1;
 	int rc = 0;
 	char name[64];
 	size_t mark0 = nn_ws_mark(ws);
-	size_t fplane = (size_t)m->fz[0] * T;
-	/* The mixture's spectrogram, kept for the magnitude models' phase. */
-	float *zmix = NULL;
-	if (!m->cac)
-		zmix = nn_ws_floats(ws, (size_t)2 * C * fplane);
-	float *skip[MAX_LEVELS], *tskip[MAX_LEVELS] = {0};
-	size_t mark_level[MAX_LEVELS];
-	for (int k = 0; k < depth; k++) {
-		skip[k] = nn_ws_floats(ws, (size_t)m->cz[k + 1] * m->fz[k + 1] * sh.w[k + 1]);
-		if (k < kc)
-			tskip[k] = nn_ws_floats(ws, (size_t)m->ct[k + 1] * sh.lt[k + 1]);
-		mark_level[k] = nn_ws_mark(ws);
-	}
-	CHECK_LAYER();
-
-	size_t mark_in = nn_ws_mark(ws);
-	float *xf = nn_ws_floats(ws, (size_t)cin * fplane);
-	float *xt = nn_ws_floats(ws, (size_t)C * L);
-	CHECK_LAYER();
-	for (int c = 0; c < C; c++) {
-		float *re = m->cac ? xf + (size_t)(2 * c) * fplane : zmix + (size_t)(2 * c) * fplane;
-		float *im = re + fplane;
-		nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old, re, im);
-		if (!m->cac)
-			for (size_t i = 0; i < fplane; i++)
-				xf[(size_t)c * fplane + i] = hypotf(re[i], im[i]);
-	}
-	CHECK_LAYER();
+	size_t fplane = (size_t)m->fz[0] * T, plane1 = (size_t)m->fz[1] * T;
+	float *skip[MAX_LEVELS] = {0}, *tskip[MAX_LEVELS] = {0};
+	float *xf = NULL, *xt = NULL, *inj = NULL, *zf = NULL, *zt = NULL, *zn = NULL, *pre = NULL;
+	float *y = NULL, *zm = NULL, *zs = NULL, *dbg_dec = NULL, *dbg_istft = NULL;
+	int tile = enc0_tile_rows(m, T);
 	double fmean, fstd, tmean, tstd;
-	mean_std(xf, (size_t)cin * fplane, &fmean, &fstd);
-	float fm = (float)fmean, fs = (float)(1e-5 + fstd);
-	for (size_t i = 0; i < (size_t)cin * fplane; i++)
-		xf[i] = (xf[i] - fm) / fs;
+
+	/* Level 0: the inputs, the time encoder, then the frequency encoder in row tiles. */
+	BIG(xf, (size_t)cin * fplane);
+	BIG(xt, (size_t)C * L);
+	if ((rc = spec_input(m, ws, mix, L, T, xf, &fmean, &fstd)) != 0)
+		goto out;
 	mean_std(mix, (size_t)C * L, &tmean, &tstd);
 	float tm = (float)tmean, ts = (float)(1e-5 + tstd);
 	for (size_t i = 0; i < (size_t)C * L; i++)
 		xt[i] = (mix[i] - tm) / ts;
 	hook("time_in_norm", xt, (size_t)C * L);
+	hook("freq_in_norm", xf, (size_t)cin * fplane);
+	BIG(tskip[0], (size_t)m->ct[1] * sh.lt[1]);
+	enc_run(ws, &m->tenc[0], xt, sh.lt[0], 1, tskip[0], sh.lt[1], NULL);
+	hook("tenc0_out", tskip[0], (size_t)m->ct[1] * sh.lt[1]);
+	big_free(&xt);
+	BIG(skip[0], (size_t)m->cz[1] * plane1);
+	for (int r0 = 0; r0 < m->fz[1]; r0 += tile) {
+		int r1 = r0 + tile < m->fz[1] ? r0 + tile : m->fz[1];
+		enc0_rows(ws, m, xf, T, r0, r1, skip[0] + (size_t)r0 * T, plane1);
+	}
+	big_free(&xf);
+	hook("enc0_out", skip[0], (size_t)m->cz[1] * plane1);
+	add_freq_emb(m, skip[0], plane1, 0, m->fz[1], T);
+	hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane1);
+	CHECK_LAYER();
 
-	/* Encoders. */
-	const float *cur = xf, *curt = xt;
-	for (int k = 0; k < depth; k++) {
+	/* Encoders 1.. (kc >= 1: nn_hdemucs_build refuses a collapse at level 0). */
+	for (int k = 1; k < depth; k++) {
 		const float *inject = NULL;
-		size_t mark_k = nn_ws_mark(ws);
 		if (k < kc) {
-			enc_run(ws, &m->tenc[k], curt, sh.lt[k], 1, tskip[k], sh.lt[k + 1], NULL);
+			BIG(tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
+			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, tskip[k], sh.lt[k + 1], NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
 			hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
-			curt = tskip[k];
 		} else if (k == kc) {
-			float *inj = nn_ws_floats(ws, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
-			CHECK_LAYER();
-			enc_run(ws, &m->tenc[k], curt, sh.lt[k], 1, inj, sh.lt[k + 1], NULL);
+			BIG(inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
+			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, inj, sh.lt[k + 1], NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
 			hook(name, inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
 			inject = inj;
 		}
-		if (k == 0)
-			hook("freq_in_norm", xf, (size_t)cin * fplane);
 		size_t plane = (size_t)m->fz[k + 1] * sh.w[k + 1];
+		BIG(skip[k], (size_t)m->cz[k + 1] * plane);
 		if (k <= kc)
-			enc_run(ws, &m->enc[k], cur, m->fz[k], T, skip[k], m->fz[k + 1], inject);
+			enc_run(ws, &m->enc[k], skip[k - 1], m->fz[k], T, skip[k], m->fz[k + 1], inject);
 		else
-			enc_run(ws, &m->enc[k], cur, sh.w[k], 1, skip[k], sh.w[k + 1], NULL);
+			enc_run(ws, &m->enc[k], skip[k - 1], sh.w[k], 1, skip[k], sh.w[k + 1], NULL);
 		snprintf(name, sizeof name, "enc%d_out", k);
 		hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
-		if (k == 0 && m->freq_emb) {
-			for (int c = 0; c < m->cz[1]; c++)
-				for (int f = 0; f < m->fz[1]; f++) {
-					float e = m->freq_emb_scale * m->freq_emb[(size_t)f * m->cz[1] + c];
-					float *row = skip[0] + (size_t)c * plane + (size_t)f * T;
-					for (int j = 0; j < T; j++)
-						row[j] += e;
-				}
-			hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane);
-		}
-		nn_ws_release(ws, mark_k);
-		if (k == 0)
-			nn_ws_release(ws, mark_in);
-		cur = skip[k];
+		big_free(&inj);
+		if (k == 1)
+			big_free(&skip[0]); /* computed again for decoder level 0 */
 		CHECK_LAYER();
 	}
 
-	/* Decoders, innermost first; the bottleneck input is zero, so the innermost decoder
-	 * sees its skip alone. */
-	float *zf = NULL, *zt = NULL;
-	for (int k = depth - 1; k >= 0; k--) {
+	/* Decoders down to level 1, innermost first; the bottleneck input is zero, so the
+	 * innermost decoder sees its skip alone. zf / zt: the previous level's outputs. */
+	for (int k = depth - 1; k >= 1; k--) {
 		int idx = depth - 1 - k;
-		size_t nf = (size_t)m->cz[k + 1] * m->fz[k + 1] * sh.w[k + 1];
-		if (zf)
-			for (size_t i = 0; i < nf; i++)
-				skip[k][i] += zf[i];
-		if (k < kc && zt) {
-			size_t ntk = (size_t)m->ct[k + 1] * sh.lt[k + 1];
-			for (size_t i = 0; i < ntk; i++)
-				tskip[k][i] += zt[i];
+		if (zf) {
+			add_to(skip[k], zf, (size_t)m->cz[k + 1] * m->fz[k + 1] * sh.w[k + 1]);
+			big_free(&zf);
 		}
-		nn_ws_release(ws, mark_level[k]);
+		if (k < kc && zt) {
+			add_to(tskip[k], zt, (size_t)m->ct[k + 1] * sh.lt[k + 1]);
+			big_free(&zt);
+		}
 		const struct hlayer *d = &m->dec[k];
 		int ho = k <= kc ? m->fz[k] : sh.w[k];
 		int wo = k <= kc ? T : 1;
-		float *zt_new = NULL;
 		if (k < kc) {
-			/* The time branch first: its temporaries are gone before the frequency
-			 * output is allocated (at k = 0 that is the forward's peak; the two branches
-			 * are independent here, so the order changes no value). */
+			/* The time decoder first, added into the next level's skip at once. */
 			const struct hlayer *td = &m->tdec[k];
-			zt_new = nn_ws_floats(ws, (size_t)td->chout * sh.lt[k]);
-			CHECK_LAYER();
-			dec_run(ws, td, k == 0, tskip[k], sh.lt[k + 1], 1, zt_new, sh.lt[k], NULL);
+			BIG(zn, (size_t)td->chout * sh.lt[k]);
+			dec_run(ws, td, 0, tskip[k], sh.lt[k + 1], 1, zn, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
-			hook(name, zt_new, (size_t)td->chout * sh.lt[k]);
-			if (k > 0) {
-				/* Added into the next level's skip now rather than at the start of
-				 * that level (the same additions), so that it is gone before the
-				 * frequency output is allocated. */
-				size_t ntk = (size_t)td->chout * sh.lt[k];
-				for (size_t i = 0; i < ntk; i++)
-					tskip[k - 1][i] += zt_new[i];
-				nn_ws_release(ws, mark_level[k]);
-				zt_new = NULL;
-			}
+			hook(name, zn, (size_t)td->chout * sh.lt[k]);
+			add_to(tskip[k - 1], zn, (size_t)td->chout * sh.lt[k]);
+			big_free(&zn);
+			big_free(&tskip[k]);
 		}
-		zf = nn_ws_floats(ws, (size_t)d->chout * ho * wo);
-		float *pre = NULL;
+		BIG(zn, (size_t)d->chout * ho * wo);
 		if (k == kc) {
-			pre = nn_ws_floats(ws, (size_t)d->chin * T);
-			zt_new = nn_ws_floats(ws, (size_t)m->tdec[k].chout * sh.lt[k]);
+			BIG(pre, (size_t)d->chin * T);
+			BIG(zt, (size_t)m->tdec[k].chout * sh.lt[k]);
 		}
 		CHECK_LAYER();
 		if (k <= kc)
-			dec_run(ws, d, k == 0, skip[k], m->fz[k + 1], T, zf, ho, pre);
+			dec_run(ws, d, 0, skip[k], m->fz[k + 1], T, zn, ho, pre);
 		else
-			dec_run(ws, d, k == 0, skip[k], sh.w[k + 1], 1, zf, ho, NULL);
+			dec_run(ws, d, 0, skip[k], sh.w[k + 1], 1, zn, ho, NULL);
 		snprintf(name, sizeof name, "dec%d_out", idx);
-		hook(name, zf, (size_t)d->chout * ho * wo);
+		hook(name, zn, (size_t)d->chout * ho * wo);
+		big_free(&skip[k]);
+		zf = zn;
+		zn = NULL;
 		if (k == kc) {
 			/* Its input is the frequency decoder's activation (pre). */
 			const struct hlayer *td = &m->tdec[k];
-			dec_run(ws, td, k == 0, pre, T, 1, zt_new, sh.lt[k], NULL);
+			dec_run(ws, td, 0, pre, T, 1, zt, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
-			hook(name, zt_new, (size_t)td->chout * sh.lt[k]);
+			hook(name, zt, (size_t)td->chout * sh.lt[k]);
+			big_free(&pre);
 		}
-		if (k <= kc)
-			zt = zt_new;
 		CHECK_LAYER();
 	}
 
-	/* Output: undo the standardisation, back to complex (CaC) or mask the mixture's
-	 * phase (magnitude), iSTFT, add the time branch. */
-	int cz_out = m->cac ? 2 : 1;
-	size_t n_f = (size_t)S * C * cz_out * fplane;
-	for (size_t i = 0; i < n_f; i++)
-		zf[i] = zf[i] * (float)fstd + (float)fmean;
-	size_t mark_out = nn_ws_mark(ws);
-	float *bre = NULL, *bim = NULL;
-	if (!m->cac) {
-		bre = nn_ws_floats(ws, fplane);
-		bim = nn_ws_floats(ws, fplane);
-		CHECK_LAYER();
+	/* Level 0, time: its decoder writes the sources' time part straight into out. */
+	if (zt) {
+		add_to(tskip[0], zt, (size_t)m->ct[1] * sh.lt[1]);
+		big_free(&zt);
 	}
+	dec_run(ws, &m->tdec[0], 1, tskip[0], sh.lt[1], 1, out, L, NULL);
+	snprintf(name, sizeof name, "tdec%d_out", kc);
+	hook(name, out, (size_t)S * C * L);
+	big_free(&tskip[0]);
+	float tsd = (float)tstd;
+	for (size_t i = 0; i < (size_t)S * C * L; i++)
+		out[i] = out[i] * tsd + tm;
+	CHECK_LAYER();
+
+	/* Level 0, frequency: the decoder's input is the level-1 output plus the level-0 skip,
+	 * computed again tile by tile from the spectrogram. */
+	BIG(xf, (size_t)cin * fplane);
+	if ((rc = spec_input(m, ws, mix, L, T, xf, &fmean, &fstd)) != 0)
+		goto out;
+	{
+		size_t mark = nn_ws_mark(ws);
+		size_t ldt = (size_t)tile * T;
+		float *t0 = nn_ws_floats(ws, (size_t)m->cz[1] * ldt);
+		CHECK_LAYER();
+		for (int r0 = 0; r0 < m->fz[1]; r0 += tile) {
+			int r1 = r0 + tile < m->fz[1] ? r0 + tile : m->fz[1];
+			size_t n = (size_t)(r1 - r0) * T;
+			enc0_rows(ws, m, xf, T, r0, r1, t0, ldt);
+			add_freq_emb(m, t0, ldt, r0, r1, T);
+			for (int c = 0; c < m->cz[1]; c++)
+				add_to(zf + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * ldt, n);
+		}
+		nn_ws_release(ws, mark);
+	}
+	big_free(&xf);
+	CHECK_LAYER();
+
+	/* Its rewrite + GLU (and DConv, if any) on the whole input; then the transposed conv
+	 * one source at a time (its C * cz_out output channels), undone standardisation,
+	 * complex spectrogram (CaC) or the magnitude with the mixture's phase, iSTFT, added to
+	 * the time part. */
+	const struct hlayer *d0 = &m->dec[0];
+	BIG(y, (size_t)d0->chin * plane1);
+	if (d0->rw) {
+		int ctx = d0->rk / 2;
+		struct nn_conv r = {.w = d0->rw, .b = d0->rb, .cin = d0->chin, .cout = 2 * d0->chin,
+		                    .kh = d0->rk, .kw = d0->rk, .sh = 1, .sw = 1, .ph = ctx,
+		                    .pw = ctx, .dh = 1, .dw = 1};
+		conv_norm_glu(ws, &r, 0, NULL, NULL, zf, m->fz[1], T, plane1, y, m->fz[1], T, plane1);
+	} else {
+		memcpy(y, zf, (size_t)d0->chin * plane1 * sizeof *y);
+	}
+	big_free(&zf);
+	dconv_run(ws, &d0->dc, y, d0->chin, m->fz[1], T, plane1);
+	CHECK_LAYER();
+	int cs = C * cz_out; /* output channels of one source */
+	BIG(zs, (size_t)cs * fplane);
+	if (!m->cac) {
+		BIG(zm, (size_t)2 * C * fplane);
+		for (int c = 0; c < C; c++)
+			nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old,
+			                zm + (size_t)(2 * c) * fplane, zm + (size_t)(2 * c + 1) * fplane);
+	}
+	if (nn_htdemucs_debug_hook) {
+		BIG(dbg_dec, (size_t)S * cs * fplane);
+		BIG(dbg_istft, (size_t)S * C * L);
+	}
+	size_t mark_out = nn_ws_mark(ws);
+	float *wsub = nn_ws_floats(ws, (size_t)d0->chin * cs * d0->ker);
+	float *audio = nn_ws_floats(ws, (size_t)L);
+	float *bre = m->cac ? NULL : nn_ws_floats(ws, fplane);
+	float *bim = m->cac ? NULL : nn_ws_floats(ws, fplane);
+	CHECK_LAYER();
 	for (int s = 0; s < S; s++) {
+		/* The source's slice of the (chin, chout * ker) weights. */
+		size_t wrow = (size_t)cs * d0->ker;
+		for (int ci = 0; ci < d0->chin; ci++)
+			memcpy(wsub + (size_t)ci * wrow,
+			       d0->w + (size_t)ci * d0->chout * d0->ker + (size_t)s * wrow,
+			       wrow * sizeof *wsub);
+		nn_convtr_h(ws, wsub, d0->b + (size_t)s * cs, d0->chin, cs, d0->ker, d0->stride,
+		            d0->pad, y, m->fz[1], T, zs, m->fz[0]);
+		CHECK_LAYER();
+		if (dbg_dec)
+			memcpy(dbg_dec + (size_t)s * cs * fplane, zs, (size_t)cs * fplane * sizeof *zs);
+		for (size_t i = 0; i < (size_t)cs * fplane; i++)
+			zs[i] = zs[i] * (float)fstd + (float)fmean;
 		for (int c = 0; c < C; c++) {
 			const float *re, *im;
 			if (m->cac) {
-				re = zf + (size_t)((s * C + c) * 2) * fplane;
+				re = zs + (size_t)(2 * c) * fplane;
 				im = re + fplane;
 			} else {
-				const float *mag = zf + (size_t)(s * C + c) * fplane;
-				const float *xr = zmix + (size_t)(2 * c) * fplane, *xi = xr + fplane;
+				const float *mag = zs + (size_t)c * fplane;
+				const float *xr = zm + (size_t)(2 * c) * fplane, *xi = xr + fplane;
 				for (size_t i = 0; i < fplane; i++) {
 					float a = unmix_atan2(xi[i], xr[i]);
 					bre[i] = mag[i] * cosf(a);
@@ -1143,17 +1309,27 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 				re = bre;
 				im = bim;
 			}
-			nn_stft_ispec_ex(m->stft, ws, re, im, T, L, m->hybrid_old,
-			                 out + (size_t)(s * C + c) * L);
+			nn_stft_ispec_ex(m->stft, ws, re, im, T, L, m->hybrid_old, audio);
+			float *o = out + (size_t)(s * C + c) * L;
+			if (dbg_istft)
+				memcpy(dbg_istft + (size_t)(s * C + c) * L, audio, (size_t)L * sizeof *audio);
+			for (int i = 0; i < L; i++)
+				o[i] = audio[i] + o[i];
 		}
+		CHECK_LAYER();
 	}
 	nn_ws_release(ws, mark_out);
-	CHECK_LAYER();
-	hook("istft_out", out, (size_t)S * C * L);
-	float tsd = (float)tstd;
-	for (size_t i = 0; i < (size_t)S * C * L; i++)
-		out[i] += zt[i] * tsd + tm;
+	snprintf(name, sizeof name, "dec%d_out", depth - 1);
+	hook(name, dbg_dec, (size_t)S * cs * fplane);
+	hook("istft_out", dbg_istft, (size_t)S * C * L);
 out:
+	for (int k = 0; k < MAX_LEVELS; k++) {
+		big_free(&skip[k]);
+		big_free(&tskip[k]);
+	}
+	float **bigs[] = {&xf, &xt, &inj, &zf, &zt, &zn, &pre, &y, &zm, &zs, &dbg_dec, &dbg_istft};
+	for (size_t i = 0; i < sizeof bigs / sizeof *bigs; i++)
+		big_free(bigs[i]);
 	nn_ws_release(ws, mark0);
 	return rc;
 }
