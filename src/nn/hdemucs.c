@@ -743,35 +743,51 @@ static void dconv_run(struct nn_ws *ws, const struct dconv *dc, float *x, int ch
 	}
 }
 
+struct cng {
+	const struct nn_conv *c;
+	int groups;
+	const float *gw, *gb, *src;
+	int h, w;
+	size_t lds;
+	float *dst;
+	int ho, wo;
+	size_t ldd;
+	int rows; /* per part */
+};
+
+static void cng_part(void *arg, int part, struct nn_ws *ws)
+{
+	const struct cng *a = arg;
+	int ch = a->c->cout / 2, r0 = part * a->rows;
+	int r1 = r0 + a->rows < a->ho ? r0 + a->rows : a->ho;
+	size_t n = (size_t)(r1 - r0) * a->wo;
+	float *tmp = nn_ws_floats(ws, (size_t)a->c->cout * n);
+	if (!tmp)
+		return;
+	nn_conv2d_rows(ws, a->c, a->src, a->h, a->w, a->lds, r0, r1, a->wo, tmp, n);
+	if (a->groups)
+		groupnorm(tmp, a->c->cout, n, a->groups, a->gw, a->gb);
+	for (int k = 0; k < ch; k++)
+		nn_glu(tmp + (size_t)k * n, tmp + (size_t)(k + ch) * n,
+		       a->dst + (size_t)k * a->ldd + (size_t)r0 * a->wo, n);
+}
+
 /* dst (cout/2, ho, wo) = GLU(norm(conv(src))). Without GroupNorm the conv runs in row
- * tiles; with it the whole output is needed for the statistics. src may equal dst only
- * for a pointwise conv. */
+ * tiles (shared by a team); with it the whole output is needed for the statistics. src
+ * may equal dst only for a pointwise conv. */
 static void conv_norm_glu(struct nn_ws *ws, const struct nn_conv *c, int groups,
                           const float *gw, const float *gb, const float *src, int h, int w,
                           size_t lds, float *dst, int ho, int wo, size_t ldd)
 {
-	int ch = c->cout / 2;
 	size_t per_row = (size_t)c->cout * wo;
 	int rows = groups ? ho : (int)(NN_OPS_TILE_FLOATS / per_row);
 	if (rows < 1)
 		rows = 1;
 	if (rows > ho)
 		rows = ho;
-	size_t mark = nn_ws_mark(ws);
-	float *tmp = nn_ws_floats(ws, (size_t)rows * per_row);
-	if (!tmp)
-		return;
-	for (int r0 = 0; r0 < ho; r0 += rows) {
-		int r1 = r0 + rows < ho ? r0 + rows : ho;
-		size_t n = (size_t)(r1 - r0) * wo;
-		nn_conv2d_rows(ws, c, src, h, w, lds, r0, r1, wo, tmp, n);
-		if (groups)
-			groupnorm(tmp, c->cout, n, groups, gw, gb);
-		for (int k = 0; k < ch; k++)
-			nn_glu(tmp + (size_t)k * n, tmp + (size_t)(k + ch) * n,
-			       dst + (size_t)k * ldd + (size_t)r0 * wo, n);
-	}
-	nn_ws_release(ws, mark);
+	struct cng a = {.c = c, .groups = groups, .gw = gw, .gb = gb, .src = src, .h = h, .w = w,
+	                .lds = lds, .dst = dst, .ho = ho, .wo = wo, .ldd = ldd, .rows = rows};
+	nn_team_parts(ws, (ho + rows - 1) / rows, cng_part, &a);
 }
 
 /* HEncLayer: x (chin, h, w) -> y (chout, ho, w). Frequency layers convolve along the rows
@@ -1034,12 +1050,6 @@ static void enc0_rows(struct nn_ws *ws, const struct nn_hdemucs *m, const float 
 	}
 }
 
-static int enc0_tile_rows(const struct nn_hdemucs *m, int T)
-{
-	int r = (int)(NN_OPS_TILE_FLOATS / ((size_t)m->cz[1] * T));
-	return r < 1 ? 1 : r;
-}
-
 /* Adds freq_emb (scaled) to rows [r0, r1) of x (cz[1] channels ld apart, row r0 first). */
 static void add_freq_emb(const struct nn_hdemucs *m, float *x, size_t ld, int r0, int r1, int T)
 {
@@ -1052,6 +1062,42 @@ static void add_freq_emb(const struct nn_hdemucs *m, float *x, size_t ld, int r0
 			for (int j = 0; j < T; j++)
 				row[j] += e;
 		}
+}
+
+static int enc0_tile_rows(const struct nn_hdemucs *m, int T)
+{
+	int r = (int)(NN_OPS_TILE_FLOATS / ((size_t)m->cz[1] * T));
+	return r < 1 ? 1 : r;
+}
+
+/* Level 0 of the encoder, tile by tile (parts of a team): stored into skip0 (add = NULL),
+ * or computed again with freq_emb and added into add. */
+struct enc0_job {
+	const struct nn_hdemucs *m;
+	const float *xf;
+	int T, tile;
+	float *skip0, *add;
+};
+
+static void enc0_part(void *arg, int part, struct nn_ws *ws)
+{
+	const struct enc0_job *a = arg;
+	const struct nn_hdemucs *m = a->m;
+	int T = a->T, r0 = part * a->tile, fz1 = m->fz[1];
+	int r1 = r0 + a->tile < fz1 ? r0 + a->tile : fz1;
+	size_t plane1 = (size_t)fz1 * T;
+	if (!a->add) {
+		enc0_rows(ws, m, a->xf, T, r0, r1, a->skip0 + (size_t)r0 * T, plane1);
+		return;
+	}
+	size_t n = (size_t)(r1 - r0) * T;
+	float *t0 = nn_ws_floats(ws, (size_t)m->cz[1] * n);
+	if (!t0)
+		return;
+	enc0_rows(ws, m, a->xf, T, r0, r1, t0, n);
+	add_freq_emb(m, t0, n, r0, r1, T);
+	for (int c = 0; c < m->cz[1]; c++)
+		add_to(a->add + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * n, n);
 }
 
 #define CHECK_LAYER()                                                                        \
@@ -1115,10 +1161,8 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	hook("tenc0_out", tskip[0], (size_t)m->ct[1] * sh.lt[1]);
 	big_free(&xt);
 	BIG(skip[0], (size_t)m->cz[1] * plane1);
-	for (int r0 = 0; r0 < m->fz[1]; r0 += tile) {
-		int r1 = r0 + tile < m->fz[1] ? r0 + tile : m->fz[1];
-		enc0_rows(ws, m, xf, T, r0, r1, skip[0] + (size_t)r0 * T, plane1);
-	}
+	struct enc0_job e0 = {.m = m, .xf = xf, .T = T, .tile = tile, .skip0 = skip[0]};
+	nn_team_parts(ws, (m->fz[1] + tile - 1) / tile, enc0_part, &e0);
 	big_free(&xf);
 	hook("enc0_out", skip[0], (size_t)m->cz[1] * plane1);
 	add_freq_emb(m, skip[0], plane1, 0, m->fz[1], T);
@@ -1225,21 +1269,9 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	BIG(xf, (size_t)cin * fplane);
 	if ((rc = spec_input(m, ws, mix, L, T, xf, &fmean, &fstd)) != 0)
 		goto out;
-	{
-		size_t mark = nn_ws_mark(ws);
-		size_t ldt = (size_t)tile * T;
-		float *t0 = nn_ws_floats(ws, (size_t)m->cz[1] * ldt);
-		CHECK_LAYER();
-		for (int r0 = 0; r0 < m->fz[1]; r0 += tile) {
-			int r1 = r0 + tile < m->fz[1] ? r0 + tile : m->fz[1];
-			size_t n = (size_t)(r1 - r0) * T;
-			enc0_rows(ws, m, xf, T, r0, r1, t0, ldt);
-			add_freq_emb(m, t0, ldt, r0, r1, T);
-			for (int c = 0; c < m->cz[1]; c++)
-				add_to(zf + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * ldt, n);
-		}
-		nn_ws_release(ws, mark);
-	}
+	e0.xf = xf;
+	e0.add = zf;
+	nn_team_parts(ws, (m->fz[1] + tile - 1) / tile, enc0_part, &e0);
 	big_free(&xf);
 	CHECK_LAYER();
 

@@ -49,11 +49,17 @@ struct nn_team {
 	pthread_t th[NN_TEAM_MAX_HELPERS];
 	struct gemm_part part[NN_TEAM_MAX_HELPERS + 1];
 	int n_parts;              /* of the current product (part 0 is the caller's) */
-	unsigned long long round; /* bumped for every product handed out */
-	int pending;              /* helper parts not finished yet */
+	unsigned long long round; /* bumped for every product or nn_team_parts call */
+	int pending;              /* helpers not finished yet */
 	unsigned long long helped; /* parts run by helpers */
 	bool quit;
 	bool splits; /* nn_ops_team_splits() */
+	/* nn_team_parts: fn over parts [0, fn_n), taken in turn by whoever is free. */
+	void (*fn)(void *arg, int part, struct nn_ws *ws);
+	void *fn_arg;
+	int fn_n, fn_next;
+	bool fn_failed;                    /* a helper's workspace ran out */
+	struct nn_ws ws[NN_TEAM_MAX_HELPERS]; /* the helpers' own */
 };
 
 static _Thread_local struct nn_team *ops_team;
@@ -63,6 +69,27 @@ static void run_part(const struct gemm_part *p)
 	cblas_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans,
 	            p->tb ? CblasTrans : CblasNoTrans, p->m, p->n, p->k, p->alpha, p->a, p->lda,
 	            p->b, p->ldb, p->beta, p->c, p->ldc);
+}
+
+/* Takes parts of the current nn_team_parts call until none is left (lock held on entry and
+ * on return). */
+static void take_parts(struct nn_team *t, struct nn_ws *ws, bool helper)
+{
+	while (t->fn_next < t->fn_n) {
+		int part = t->fn_next++;
+		pthread_mutex_unlock(&t->lock);
+		size_t mark = ws ? nn_ws_mark(ws) : 0;
+		t->fn(t->fn_arg, part, ws);
+		if (ws)
+			nn_ws_release(ws, mark);
+		pthread_mutex_lock(&t->lock);
+		if (ws && ws->failed)
+			t->fn_failed = true;
+		if (helper) {
+			nn_ws_reset(ws); /* a helper's workspace holds nothing between parts */
+			t->helped++;
+		}
+	}
 }
 
 static void *team_main(void *arg)
@@ -78,6 +105,12 @@ static void *team_main(void *arg)
 		if (t->quit)
 			break;
 		seen = t->round;
+		if (t->fn) {
+			take_parts(t, &t->ws[index - 1], true);
+			if (--t->pending == 0)
+				pthread_cond_signal(&t->done);
+			continue;
+		}
 		if (index >= t->n_parts)
 			continue;
 		struct gemm_part p = t->part[index];
@@ -167,6 +200,8 @@ struct nn_team *nn_team_start(int n_helpers)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->work, NULL);
 	pthread_cond_init(&t->done, NULL);
+	for (int i = 0; i < n_helpers; i++)
+		nn_ws_init(&t->ws[i], 0);
 	for (int i = 0; i < n_helpers; i++) {
 		void **arg = malloc(2 * sizeof *arg);
 		if (!arg)
@@ -194,6 +229,8 @@ void nn_team_stop(struct nn_team *t)
 	pthread_mutex_unlock(&t->lock);
 	for (int i = 0; i < t->n_started; i++)
 		pthread_join(t->th[i], NULL);
+	for (int i = 0; i < NN_TEAM_MAX_HELPERS; i++)
+		nn_ws_free(&t->ws[i]);
 	pthread_cond_destroy(&t->done);
 	pthread_cond_destroy(&t->work);
 	pthread_mutex_destroy(&t->lock);
@@ -210,6 +247,39 @@ unsigned long long nn_team_helped(struct nn_team *t)
 
 void nn_ops_team_attach(struct nn_team *t)
 {
+	ops_team = t;
+}
+
+void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part, struct nn_ws *ws),
+                   void *arg)
+{
+	struct nn_team *t = ops_team;
+	if (!t || t->n_helpers == 0 || n_parts < 2) {
+		for (int p = 0; p < n_parts; p++) {
+			size_t mark = ws ? nn_ws_mark(ws) : 0;
+			fn(arg, p, ws);
+			if (ws)
+				nn_ws_release(ws, mark);
+		}
+		return;
+	}
+	ops_team = NULL; /* the parts' own products run whole, on their thread */
+	pthread_mutex_lock(&t->lock);
+	t->fn = fn;
+	t->fn_arg = arg;
+	t->fn_n = n_parts;
+	t->fn_next = 0;
+	t->fn_failed = false;
+	t->pending = t->n_helpers;
+	t->round++;
+	pthread_cond_broadcast(&t->work);
+	take_parts(t, ws, false);
+	while (t->pending > 0)
+		pthread_cond_wait(&t->done, &t->lock);
+	if (t->fn_failed && ws)
+		ws->failed = true;
+	t->fn = NULL;
+	pthread_mutex_unlock(&t->lock);
 	ops_team = t;
 }
 
@@ -532,10 +602,32 @@ static inline float gelu_f(float x)
 	return 0.5f * x * erfc;
 }
 
-NN_CLONES void nn_gelu(float *x, size_t n)
+NN_CLONES static void gelu_run(float *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		x[i] = gelu_f(x[i]);
+}
+
+/* Elementwise work on whole tensors is cut into parts of SPAN_FLOATS for a team. */
+enum { SPAN_FLOATS = 1 << 18 };
+
+struct span {
+	float *x;
+	size_t n;
+};
+
+static void gelu_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct span *a = arg;
+	size_t i0 = (size_t)part * SPAN_FLOATS;
+	gelu_run(a->x + i0, a->n - i0 < SPAN_FLOATS ? a->n - i0 : SPAN_FLOATS);
+}
+
+void nn_gelu(float *x, size_t n)
+{
+	struct span a = {x, n};
+	nn_team_parts(NULL, (int)((n + SPAN_FLOATS - 1) / SPAN_FLOATS), gelu_part, &a);
 }
 
 NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
@@ -816,6 +908,48 @@ void nn_dconv_long(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int
 	nn_ws_release(ws, mark);
 }
 
+struct dconv_rows {
+	const struct nn_dconv_w *layers;
+	int n_layers, hid, ch, rows, t, nf;
+	float *x;
+	size_t ld;
+	float eps;
+};
+
+/* One tile of nf rows, every layer. */
+static void dconv_rows_part(void *arg, int part, struct nn_ws *ws)
+{
+	const struct dconv_rows *a = arg;
+	const struct nn_dconv_w *layers = a->layers;
+	int hid = a->hid, ch = a->ch, t = a->t, f0 = part * a->nf;
+	size_t ld = a->ld;
+	float eps = a->eps;
+	int nr = a->rows - f0 < a->nf ? a->rows - f0 : a->nf;
+	size_t n = (size_t)nr * t;
+	float *h = nn_ws_floats(ws, (size_t)hid * n);
+	float *z = nn_ws_floats(ws, (size_t)2 * ch * n);
+	if (!h || !z)
+		return;
+	float *xt = a->x + (size_t)f0 * t;
+	for (int d = 0; d < a->n_layers; d++) {
+		const struct nn_dconv_w *w = &layers[d];
+		int dil = 1 << d;
+		struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
+		                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
+		                     .dw = dil};
+		nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
+		nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, eps);
+		nn_gelu(h, (size_t)hid * n);
+		struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
+		                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
+		nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, eps);
+		for (int c = 0; c < ch; c++)
+			nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
+			                 xt + (size_t)c * ld, n);
+	}
+}
+
 void nn_dconv_rows(struct nn_ws *ws, const struct nn_dconv_w *layers, int n_layers, int hid,
                    float *x, int ch, int rows, int t, size_t ld, float eps)
 {
@@ -825,32 +959,7 @@ void nn_dconv_rows(struct nn_ws *ws, const struct nn_dconv_w *layers, int n_laye
 		nf = 1;
 	if (nf > rows)
 		nf = rows;
-	size_t mark = nn_ws_mark(ws);
-	float *h = nn_ws_floats(ws, (size_t)hid * nf * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * nf * t);
-	if (!h || !z)
-		return;
-	for (int f0 = 0; f0 < rows; f0 += nf) {
-		int nr = rows - f0 < nf ? rows - f0 : nf;
-		size_t n = (size_t)nr * t;
-		float *xt = x + (size_t)f0 * t;
-		for (int d = 0; d < n_layers; d++) {
-			const struct nn_dconv_w *w = &layers[d];
-			int dil = 1 << d;
-			struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
-			                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
-			                     .dw = dil};
-			nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
-			nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, eps);
-			nn_gelu(h, (size_t)hid * n);
-			struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
-			                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
-			nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
-			nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, eps);
-			for (int c = 0; c < ch; c++)
-				nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
-				                 xt + (size_t)c * ld, n);
-		}
-	}
-	nn_ws_release(ws, mark);
+	struct dconv_rows a = {.layers = layers, .n_layers = n_layers, .hid = hid, .ch = ch,
+	                       .rows = rows, .t = t, .nf = nf, .x = x, .ld = ld, .eps = eps};
+	nn_team_parts(ws, (rows + nf - 1) / nf, dconv_rows_part, &a);
 }

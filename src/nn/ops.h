@@ -55,6 +55,15 @@ void nn_ops_team_attach(struct nn_team *t);
 bool nn_ops_team_splits(void);
 /* Parts run by the helpers so far (for tests: 0 means nothing was shared). */
 unsigned long long nn_team_helped(struct nn_team *t);
+/* Runs fn(arg, part, ws) for every part in [0, n_parts): with a team attached to the
+ * calling thread, the caller and the helpers take parts in turn, each with a workspace of
+ * its own (the caller's ws; a helper's own), and products inside a part run whole on its
+ * thread; without one, the parts run in order on the caller. A part's allocations are
+ * released after it; parts must write disjoint memory. Since every part is computed by
+ * the same code either way, the results are the same bits with or without a team (on
+ * any SGEMM kernel: nothing is cut). A workspace that ran out sets ws->failed. */
+void nn_team_parts(struct nn_ws *ws, int n_parts,
+                   void (*fn)(void *arg, int part, struct nn_ws *ws), void *arg);
 
 /* A 2-D convolution (Conv1d is h = T, w = 1, or h = 1, w = T). Weights (cout, cin*kh*kw). */
 struct nn_conv {

@@ -7,9 +7,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nn/ops.h"
 #include "nn/stft.h"
@@ -459,6 +462,96 @@ static void gemm_team_is_bit_identical(void **state)
 	printf("# GEMM team cuts products here: %s\n", nn_ops_team_splits() ? "yes" : "no");
 }
 
+struct parts_probe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int runs[64];
+	int started;
+	bool concurrent; /* part 0 saw another part start while it was running */
+	bool ran_out, wait; /* part 5 asks too much; part 0 waits for company */
+};
+
+static void probe_part(void *arg, int part, struct nn_ws *ws)
+{
+	struct parts_probe *p = arg;
+	pthread_mutex_lock(&p->lock);
+	p->runs[part]++;
+	p->started++;
+	pthread_cond_broadcast(&p->cond);
+	if (part == 0 && p->wait) {
+		/* Wait (at most 5 s) for a helper to take another part meanwhile. */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (p->started < 2 && pthread_cond_timedwait(&p->cond, &p->lock, &until) == 0)
+			;
+		p->concurrent = p->started >= 2;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (part == 5 && p->ran_out)
+		nn_ws_floats(ws, SIZE_MAX / 8); /* more than any workspace reserves */
+}
+
+/* nn_team_parts: every part runs once, with a team on several threads at once, without
+ * one in order on the caller; a workspace that runs out in any part reaches the caller;
+ * and the kernels cut into parts (DConv rows, GELU) give the same bits either way. */
+static void team_parts_share_work_bit_identically(void **state)
+{
+	(void)state;
+	struct nn_ws ws;
+	nn_ws_init(&ws, 64 << 20);
+	struct nn_team *team = nn_team_start(2);
+	assert_non_null(team);
+	for (int with_team = 0; with_team < 2; with_team++) {
+		struct parts_probe p = {.lock = PTHREAD_MUTEX_INITIALIZER,
+		                        .cond = PTHREAD_COND_INITIALIZER};
+		p.ran_out = p.wait = with_team == 1;
+		nn_ops_team_attach(with_team ? team : NULL);
+		nn_team_parts(&ws, 40, probe_part, &p);
+		nn_ops_team_attach(NULL);
+		for (int i = 0; i < 40; i++)
+			assert_int_equal(p.runs[i], 1);
+		assert_true(p.concurrent == (with_team == 1));
+		assert_true(ws.failed == (with_team == 1));
+		nn_ws_reset(&ws);
+	}
+	/* DConv over frequency rows (4 tiles of rows here) and a long GELU. */
+	int ch = 8, hid = 2, rows = 64, t = 3000, nl = 2;
+	struct nn_dconv_w layers[2];
+	float *wbuf[2][9];
+	for (int d = 0; d < nl; d++) {
+		size_t sizes[9] = {(size_t)hid * ch * 3, (size_t)hid, (size_t)hid, (size_t)hid,
+		                   (size_t)2 * ch * hid, (size_t)2 * ch, (size_t)2 * ch,
+		                   (size_t)2 * ch, (size_t)ch};
+		for (int i = 0; i < 9; i++)
+			wbuf[d][i] = rand_buf(sizes[i]);
+		layers[d] = (struct nn_dconv_w){wbuf[d][0], wbuf[d][1], wbuf[d][2], wbuf[d][3],
+		                                wbuf[d][4], wbuf[d][5], wbuf[d][6], wbuf[d][7],
+		                                wbuf[d][8]};
+	}
+	size_t n = (size_t)ch * rows * t;
+	float *x1 = rand_buf(n), *x2 = malloc(n * sizeof *x2);
+	assert_non_null(x2);
+	memcpy(x2, x1, n * sizeof *x2);
+	unsigned long long before = nn_team_helped(team);
+	nn_dconv_rows(&ws, layers, nl, hid, x1, ch, rows, t, (size_t)rows * t, 1e-5f);
+	nn_gelu(x1, n);
+	nn_ops_team_attach(team);
+	nn_dconv_rows(&ws, layers, nl, hid, x2, ch, rows, t, (size_t)rows * t, 1e-5f);
+	nn_gelu(x2, n);
+	nn_ops_team_attach(NULL);
+	assert_false(ws.failed);
+	assert_true(nn_team_helped(team) > before);
+	assert_memory_equal(x1, x2, n * sizeof *x1);
+	free(x1);
+	free(x2);
+	for (int d = 0; d < nl; d++)
+		for (int i = 0; i < 9; i++)
+			free(wbuf[d][i]);
+	nn_team_stop(team);
+	nn_ws_free(&ws);
+}
+
 int main(void)
 {
 	nn_ops_init();
@@ -470,6 +563,7 @@ int main(void)
 		cmocka_unit_test(stft_matches_its_definition),
 		cmocka_unit_test(workspace_stack),
 		cmocka_unit_test(gemm_team_is_bit_identical),
+		cmocka_unit_test(team_parts_share_work_bit_identically),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
