@@ -23,7 +23,7 @@
  * loaded, the workers run its items, the member is freed, then the next one. The items, their
  * order and the commit order are those of the one-phase run, so the output is the same bit
  * for bit; the peak holds one member's weights instead of all of them. These bags are the
- * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.7 GB of activations each),
+ * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.4 GB of activations each),
  * so from NN_TEAM_SEGMENT_S on, or when there are fewer segments than threads, an HDemucs
  * network runs one segment at a time on worker 0 and the other threads join it as a GEMM
  * team (ops.h: the products are cut between threads, bit-identically): the working memory
@@ -358,7 +358,7 @@ static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
 
 /* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
  * time with the other threads as its GEMM team: for HDemucs networks when the segments are
- * long (one workspace instead of one per thread: ~0.7 GB each at 44 s) or when there are
+ * long (one segment's activations instead of one per thread: ~0.4 GB each at 44 s) or when there are
  * fewer segments than threads (team work is then free). HTDemucs keeps one per worker. */
 static void run_items(struct job *j, struct worker *ws, int n_workers, int at, int end)
 {
@@ -402,8 +402,8 @@ static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err
 			continue;
 		if (j->o->cancel && *j->o->cancel)
 			return sfa_err(err, n_err, SFA_ECANCELED, "separation cancelled");
-		/* The previous member's activations are not needed while this one loads
-		 * (mdx_extra: ~0.8 GB of workspace against 0.5 GB of loading). */
+		/* The workspaces' tiles are not needed while the next member loads (which
+		 * holds its file and its fp32 weights at once: ~0.5 GB for mdx_extra). */
 		for (int i = 0; i < n_workers; i++)
 			nn_ws_trim(&ws[i].ws);
 		bool owned = false;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/str.h"
 
 /* The official bag files (the yaml files of demucs/remote) and their members' download paths. */
@@ -232,7 +233,8 @@ static int fetch_once(const char *url, const char *part_path, const char *file, 
 	int bad_close = fclose(d.f) != 0;
 	if (d.write_failed || bad_close)
 		return sfa_err(err, n_err, SFA_EIO, "cannot write %s (disk full?)", part_path);
-	if (cc == CURLE_RANGE_ERROR || (cc == CURLE_HTTP_RETURNED_ERROR && *http == 416))
+	if (cc == CURLE_RANGE_ERROR || cc == CURLE_BAD_DOWNLOAD_RESUME ||
+	    (cc == CURLE_HTTP_RETURNED_ERROR && *http == 416))
 		return SFA_ECONFLICT; /* resume refused: the caller restarts from zero */
 	if (cc != CURLE_OK)
 		return sfa_err(err, n_err, SFA_EUPSTREAM, "download of %s failed: %s", url,
@@ -240,46 +242,25 @@ static int fetch_once(const char *url, const char *part_path, const char *file, 
 	return 0;
 }
 
-static int mkdir_p(const char *dir)
+int nn_models_fetch_files(const char *const *files, int n_files, const char *dir,
+                          void (*progress)(void *user, const char *file, long long done,
+                                           long long total),
+                          void *user, char *err, size_t n_err)
 {
-	char tmp[4096];
-	str_copy(tmp, sizeof tmp, dir);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p == '/') {
-			*p = 0;
-			if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	}
-	return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-int nn_models_fetch(const char *name, const char *dir,
-                    void (*progress)(void *user, const char *file, long long done,
-                                     long long total),
-                    void *user, char *err, size_t n_err)
-{
-	const struct nn_builtin *b = nn_builtin_find(name);
-	if (!b)
-		return sfa_err(err, n_err, SFA_ENOTFOUND,
-		               "'%s' is not a built-in model (htdemucs, htdemucs_ft, htdemucs_6s, "
-		               "mdx_extra)",
-		               name);
-	if (mkdir_p(dir) != 0)
+	if (fs_mkdirs(dir, 0755) != 0)
 		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", dir, strerror(errno));
 	pthread_once(&curl_once, curl_init_once);
 	const char *base = getenv("SFA_MODELS_URL");
 	if (!base || !*base)
 		base = NN_MODELS_URL_DEFAULT;
 	size_t nb = strlen(base);
-	for (int i = 0; i < NN_MAX_MEMBERS && b->files[i]; i++) {
-		const char *rel = b->files[i];
+	for (int i = 0; i < n_files; i++) {
+		const char *rel = files[i];
 		const char *file = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
 		char sig[32], want[9], final_path[4096], part[4200], url[4096];
 		const char *dash = strchr(file, '-');
-		if (!dash || dash - file >= (long)sizeof sig)
-			return sfa_err(err, n_err, SFA_EINVAL, "bad built-in file name %s", file);
+		if (!dash || dash - file >= (long)sizeof sig || strlen(dash + 1) < 8)
+			return sfa_err(err, n_err, SFA_EINVAL, "bad model file name %s", file);
 		memcpy(sig, file, (size_t)(dash - file));
 		sig[dash - file] = 0;
 		memcpy(want, dash + 1, 8);
@@ -311,4 +292,21 @@ int nn_models_fetch(const char *name, const char *dir,
 			               strerror(errno));
 	}
 	return 0;
+}
+
+int nn_models_fetch(const char *name, const char *dir,
+                    void (*progress)(void *user, const char *file, long long done,
+                                     long long total),
+                    void *user, char *err, size_t n_err)
+{
+	const struct nn_builtin *b = nn_builtin_find(name);
+	if (!b)
+		return sfa_err(err, n_err, SFA_ENOTFOUND,
+		               "'%s' is not a built-in model (htdemucs, htdemucs_ft, htdemucs_6s, "
+		               "mdx_extra)",
+		               name);
+	int n = 0;
+	while (n < NN_MAX_MEMBERS && b->files[n])
+		n++;
+	return nn_models_fetch_files(b->files, n, dir, progress, user, err, n_err);
 }

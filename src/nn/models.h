@@ -57,5 +57,13 @@ int nn_models_fetch(const char *name, const char *dir,
                     void (*progress)(void *user, const char *file, long long done,
                                      long long total),
                     void *user, char *err, size_t n_err);
+/* What nn_models_fetch does for each file: files are paths under the base URL whose last
+ * part is <sig>-<first 8 hex digits of its sha256>.th; an installed file is skipped, a
+ * <file>.part left by an interrupted download is resumed (from zero if the server cannot
+ * resume), and the hash is checked before the file is moved into place. */
+int nn_models_fetch_files(const char *const *files, int n_files, const char *dir,
+                          void (*progress)(void *user, const char *file, long long done,
+                                           long long total),
+                          void *user, char *err, size_t n_err);
 
 #endif

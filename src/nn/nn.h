@@ -20,7 +20,8 @@
  * checked at open time and then kept only as file paths; nn_separate() loads one member,
  * runs it over the whole track (one 44 s segment at a time, the threads sharing its matrix
  * products), adds its weighted output, frees it and loads the next. The peak is then one
- * member's weights (335 MB) and one segment's activations, and the output is the same bit
+ * member's weights (335 MB) and one segment's activations (~0.4 GB at 44 s, nn/hdemucs.c),
+ * plus the input; summed outputs go to a temporary file. The output is the same bit
  * for bit as with every member resident; each separation re-reads the member files.
  *
  * Threading: a loaded model is read-only and may be used by several nn_separate() calls

@@ -31,7 +31,7 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
              const float *b, int ldb, float beta, float *c, int ldc);
 
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
- * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.8 GB of
+ * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
  * activations per segment). While a team is attached to a thread (nn_ops_team_attach), its
  * nn_gemm calls of at least NN_TEAM_MIN_MNK multiply-adds per part are cut along the larger
  * of m and n, at multiples of 64, and the parts run at once on the calling thread and the

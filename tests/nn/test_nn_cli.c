@@ -1,7 +1,8 @@
 /* The command-line front ends, in process: `sfa separate` end to end on the tiny reference
  * checkpoint installed under the htdemucs signature (stems checked against PyTorch), and
  * `sfa models list / verify / fetch` on a scratch models folder (fetch from a file://
- * mirror holding a file whose hash does not match its name: refused and removed). */
+ * mirror: a file whose hash does not match its name is refused and removed; one whose name
+ * carries its hash is installed, resuming an interrupted download). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,8 @@
 
 #include "audio/audio.h"
 #include "nn/cli.h"
+#include "nn/models.h"
+#include "util/fs.h"
 
 static const char *fixtures;
 static char tmp[256];
@@ -34,6 +37,28 @@ static void copy_file(const char *from, const char *to)
 		assert_int_equal(fwrite(buf, 1, n, b), n);
 	fclose(a);
 	fclose(b);
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot read %s", path);
+	char *buf = NULL;
+	size_t cap = 0, len = 0, k;
+	char chunk[65536];
+	while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (len + k > cap) {
+			cap = (len + k) * 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		memcpy(buf + len, chunk, k);
+		len += k;
+	}
+	fclose(f);
+	*n = len;
+	return buf;
 }
 
 static void fixture(char *out, size_t n, const char *name)
@@ -82,29 +107,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[400];
-	/* Only our own mkdtemp folder. */
-	snprintf(cmd, sizeof cmd, "%s", tmp);
-	if (strncmp(cmd, "/tmp/sfa-nn-cli-", 16) == 0) {
-		char path[600];
-		const char *sub[] = {"models/955717e8.th", "models/955717e8-8726e21a.th",
-		                     "models/tiny-1c678583.th", "stdout.txt",
-		                     "mirror/hybrid_transformer/5c90dfd2-34c22ccb.th"};
-		for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
-			snprintf(path, sizeof path, "%s/%s", tmp, sub[i]);
-			unlink(path);
-		}
-		const char *stems[] = {"drums", "bass", "other", "vocals"};
-		for (int i = 0; i < 4; i++) {
-			snprintf(path, sizeof path, "%s/out/%s.wav", tmp, stems[i]);
-			unlink(path);
-		}
-		const char *dirs[] = {"out", "models", "mirror/hybrid_transformer", "mirror", ""};
-		for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-			snprintf(path, sizeof path, "%s/%s", tmp, dirs[i]);
-			rmdir(path);
-		}
-	}
+	if (strncmp(tmp, "/tmp/sfa-nn-cli-", 16) == 0) /* only our own mkdtemp folder */
+		fs_remove_tree(tmp);
 	return 0;
 }
 
@@ -290,6 +294,85 @@ static void fetch_refuses_a_wrong_hash(void **state)
 	unsetenv("SFA_MODELS_URL");
 }
 
+struct fetch_seen {
+	int calls;
+	long long first_done;
+};
+
+static void on_fetch(void *user, const char *file, long long done, long long total)
+{
+	(void)file;
+	(void)total;
+	struct fetch_seen *s = user;
+	if (s->calls++ == 0)
+		s->first_done = done;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+	size_t na, nb;
+	char *x = read_all(a, &na), *y = read_all(b, &nb);
+	assert_int_equal(na, nb);
+	assert_memory_equal(x, y, na);
+	free(x);
+	free(y);
+}
+
+static void write_prefix(const char *from, size_t n, const char *to, int extra_garbage)
+{
+	size_t len;
+	char *data = read_all(from, &len);
+	FILE *f = fopen(to, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, n < len ? n : len, f), n < len ? n : len);
+	for (int i = 0; i < extra_garbage; i++)
+		fputc('x', f);
+	assert_int_equal(fclose(f), 0);
+	free(data);
+}
+
+/* A model file whose name carries its real hash, from a file:// mirror: an interrupted
+ * download (a .part) is resumed from where it stopped, an installed file is not fetched
+ * again, and a .part that cannot be resumed (longer than the file) starts over. */
+static void fetch_installs_and_resumes(void **state)
+{
+	(void)state;
+	char src[1024], hex[65], err[512], mirror[400], rel[64], path[600], part[620], dir[300];
+	fixture(src, sizeof src, "tiny_htdemucs.th");
+	assert_int_equal(nn_models_sha256_file(src, hex, err, sizeof err), 0);
+	snprintf(mirror, sizeof mirror, "%s/mirror/x", tmp);
+	assert_int_equal(fs_mkdirs(mirror, 0700), 0);
+	snprintf(rel, sizeof rel, "x/abcd1234-%.8s.th", hex);
+	snprintf(path, sizeof path, "%s/mirror/%s", tmp, rel);
+	copy_file(src, path);
+	snprintf(path, sizeof path, "file://%s/mirror/", tmp);
+	setenv("SFA_MODELS_URL", path, 1);
+	snprintf(dir, sizeof dir, "%s/models", tmp);
+	snprintf(path, sizeof path, "%s/abcd1234-%.8s.th", dir, hex);
+	snprintf(part, sizeof part, "%s.part", path);
+	const char *files[] = {rel};
+
+	write_prefix(src, 1000, part, 0);
+	struct fetch_seen seen = {0};
+	if (nn_models_fetch_files(files, 1, dir, on_fetch, &seen, err, sizeof err) != 0)
+		fail_msg("fetch: %s", err);
+	assert_true(seen.calls > 0);
+	assert_true(seen.first_done >= 1000); /* the progress counts what was already there */
+	assert_same_file(src, path);
+	assert_int_not_equal(access(part, F_OK), 0);
+
+	seen = (struct fetch_seen){0};
+	assert_int_equal(nn_models_fetch_files(files, 1, dir, on_fetch, &seen, err, sizeof err), 0);
+	assert_int_equal(seen.calls, 0);
+
+	assert_int_equal(unlink(path), 0);
+	write_prefix(src, (size_t)-1, part, 100);
+	if (nn_models_fetch_files(files, 1, dir, NULL, NULL, err, sizeof err) != 0)
+		fail_msg("fetch after a bad .part: %s", err);
+	assert_same_file(src, path);
+	unsetenv("SFA_MODELS_URL");
+}
+
 int main(int argc, char **argv)
 {
 	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
@@ -297,6 +380,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(separate_end_to_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(models_list_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(fetch_refuses_a_wrong_hash, setup, teardown),
+		cmocka_unit_test_setup_teardown(fetch_installs_and_resumes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
