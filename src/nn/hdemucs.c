@@ -1108,6 +1108,73 @@ static void enc0_part(void *arg, int part, struct nn_ws *ws)
 		add_to(a->add + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * n, n);
 }
 
+/* The outermost frequency decoder after its rewrite (y), one source per part of a team:
+ * the transposed conv to the source's C * cz_out channels, the standardisation undone,
+ * the complex spectrogram (CaC) or the magnitude with the mixture's phase (zm), iSTFT,
+ * added to the time part already in out. */
+struct dec0_job {
+	const struct nn_hdemucs *m;
+	const float *y, *zm;
+	float *out;
+	int T, L;
+	double fmean, fstd;
+	float *dbg_dec, *dbg_istft; /* whole copies for the debug hook, or NULL */
+};
+
+static void dec0_source(void *arg, int s, struct nn_ws *ws)
+{
+	const struct dec0_job *a = arg;
+	const struct nn_hdemucs *m = a->m;
+	const struct hlayer *d0 = &m->dec[0];
+	int C = m->info.audio_channels, T = a->T, L = a->L, cs = C * (m->cac ? 2 : 1);
+	size_t fplane = (size_t)m->fz[0] * T, wrow = (size_t)cs * d0->ker;
+	float *zs = big_new((size_t)cs * fplane);
+	float *bre = m->cac ? NULL : big_new(fplane), *bim = m->cac ? NULL : big_new(fplane);
+	float *wsub = nn_ws_floats(ws, (size_t)d0->chin * wrow);
+	float *audio = nn_ws_floats(ws, (size_t)L);
+	if (!zs || (!m->cac && (!bre || !bim)) || !wsub || !audio) {
+		ws->failed = true;
+		goto done;
+	}
+	/* The source's slice of the (chin, chout * ker) weights. */
+	for (int ci = 0; ci < d0->chin; ci++)
+		memcpy(wsub + (size_t)ci * wrow, d0->w + (size_t)ci * d0->chout * d0->ker + s * wrow,
+		       wrow * sizeof *wsub);
+	nn_convtr_h(ws, wsub, d0->b + (size_t)s * cs, d0->chin, cs, d0->ker, d0->stride, d0->pad,
+	            a->y, m->fz[1], T, zs, m->fz[0]);
+	if (a->dbg_dec)
+		memcpy(a->dbg_dec + (size_t)s * cs * fplane, zs, (size_t)cs * fplane * sizeof *zs);
+	for (size_t i = 0; i < (size_t)cs * fplane; i++)
+		zs[i] = zs[i] * (float)a->fstd + (float)a->fmean;
+	for (int c = 0; c < C; c++) {
+		const float *re, *im;
+		if (m->cac) {
+			re = zs + (size_t)(2 * c) * fplane;
+			im = re + fplane;
+		} else {
+			const float *mag = zs + (size_t)c * fplane;
+			const float *xr = a->zm + (size_t)(2 * c) * fplane, *xi = xr + fplane;
+			for (size_t i = 0; i < fplane; i++) {
+				float ang = unmix_atan2(xi[i], xr[i]);
+				bre[i] = mag[i] * cosf(ang);
+				bim[i] = mag[i] * sinf(ang);
+			}
+			re = bre;
+			im = bim;
+		}
+		nn_stft_ispec_ex(m->stft, ws, re, im, T, L, m->hybrid_old, audio);
+		float *o = a->out + (size_t)(s * C + c) * L;
+		if (a->dbg_istft)
+			memcpy(a->dbg_istft + (size_t)(s * C + c) * L, audio, (size_t)L * sizeof *audio);
+		for (int i = 0; i < L; i++)
+			o[i] = audio[i] + o[i];
+	}
+done:
+	big_free(&zs);
+	big_free(&bre);
+	big_free(&bim);
+}
+
 #define CHECK_LAYER()                                                                        \
 	do {                                                                                     \
 		if (ws->failed) {                                                                    \
@@ -1149,7 +1216,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	size_t fplane = (size_t)m->fz[0] * T, plane1 = (size_t)m->fz[1] * T;
 	float *skip[MAX_LEVELS] = {0}, *tskip[MAX_LEVELS] = {0};
 	float *xf = NULL, *xt = NULL, *inj = NULL, *zf = NULL, *zt = NULL, *zn = NULL, *pre = NULL;
-	float *y = NULL, *zm = NULL, *zs = NULL, *dbg_dec = NULL, *dbg_istft = NULL;
+	float *y = NULL, *zm = NULL, *dbg_dec = NULL, *dbg_istft = NULL;
 	int tile = enc0_tile_rows(m, T);
 	double fmean, fstd, tmean, tstd;
 
@@ -1283,10 +1350,8 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	big_free(&xf);
 	CHECK_LAYER();
 
-	/* Its rewrite + GLU (and DConv, if any) on the whole input; then the transposed conv
-	 * one source at a time (its C * cz_out output channels), undone standardisation,
-	 * complex spectrogram (CaC) or the magnitude with the mixture's phase, iSTFT, added to
-	 * the time part. */
+	/* Its rewrite + GLU (and DConv, if any) on the whole input; then the rest one source
+	 * at a time, the sources shared by a team (dec0_source). */
 	const struct hlayer *d0 = &m->dec[0];
 	BIG(y, (size_t)d0->chin * plane1);
 	if (d0->rw) {
@@ -1302,7 +1367,6 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	dconv_run(ws, &d0->dc, y, d0->chin, m->fz[1], T, plane1);
 	CHECK_LAYER();
 	int cs = C * cz_out; /* output channels of one source */
-	BIG(zs, (size_t)cs * fplane);
 	if (!m->cac) {
 		BIG(zm, (size_t)2 * C * fplane);
 		for (int c = 0; c < C; c++)
@@ -1313,52 +1377,11 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		BIG(dbg_dec, (size_t)S * cs * fplane);
 		BIG(dbg_istft, (size_t)S * C * L);
 	}
-	size_t mark_out = nn_ws_mark(ws);
-	float *wsub = nn_ws_floats(ws, (size_t)d0->chin * cs * d0->ker);
-	float *audio = nn_ws_floats(ws, (size_t)L);
-	float *bre = m->cac ? NULL : nn_ws_floats(ws, fplane);
-	float *bim = m->cac ? NULL : nn_ws_floats(ws, fplane);
+	struct dec0_job dj = {.m = m, .y = y, .zm = zm, .out = out, .T = T, .L = L,
+	                      .fmean = fmean, .fstd = fstd, .dbg_dec = dbg_dec,
+	                      .dbg_istft = dbg_istft};
+	nn_team_parts(ws, S, dec0_source, &dj);
 	CHECK_LAYER();
-	for (int s = 0; s < S; s++) {
-		/* The source's slice of the (chin, chout * ker) weights. */
-		size_t wrow = (size_t)cs * d0->ker;
-		for (int ci = 0; ci < d0->chin; ci++)
-			memcpy(wsub + (size_t)ci * wrow,
-			       d0->w + (size_t)ci * d0->chout * d0->ker + (size_t)s * wrow,
-			       wrow * sizeof *wsub);
-		nn_convtr_h(ws, wsub, d0->b + (size_t)s * cs, d0->chin, cs, d0->ker, d0->stride,
-		            d0->pad, y, m->fz[1], T, zs, m->fz[0]);
-		CHECK_LAYER();
-		if (dbg_dec)
-			memcpy(dbg_dec + (size_t)s * cs * fplane, zs, (size_t)cs * fplane * sizeof *zs);
-		for (size_t i = 0; i < (size_t)cs * fplane; i++)
-			zs[i] = zs[i] * (float)fstd + (float)fmean;
-		for (int c = 0; c < C; c++) {
-			const float *re, *im;
-			if (m->cac) {
-				re = zs + (size_t)(2 * c) * fplane;
-				im = re + fplane;
-			} else {
-				const float *mag = zs + (size_t)c * fplane;
-				const float *xr = zm + (size_t)(2 * c) * fplane, *xi = xr + fplane;
-				for (size_t i = 0; i < fplane; i++) {
-					float a = unmix_atan2(xi[i], xr[i]);
-					bre[i] = mag[i] * cosf(a);
-					bim[i] = mag[i] * sinf(a);
-				}
-				re = bre;
-				im = bim;
-			}
-			nn_stft_ispec_ex(m->stft, ws, re, im, T, L, m->hybrid_old, audio);
-			float *o = out + (size_t)(s * C + c) * L;
-			if (dbg_istft)
-				memcpy(dbg_istft + (size_t)(s * C + c) * L, audio, (size_t)L * sizeof *audio);
-			for (int i = 0; i < L; i++)
-				o[i] = audio[i] + o[i];
-		}
-		CHECK_LAYER();
-	}
-	nn_ws_release(ws, mark_out);
 	snprintf(name, sizeof name, "dec%d_out", depth - 1);
 	hook(name, dbg_dec, (size_t)S * cs * fplane);
 	hook("istft_out", dbg_istft, (size_t)S * C * L);
@@ -1367,7 +1390,7 @@ out:
 		big_free(&skip[k]);
 		big_free(&tskip[k]);
 	}
-	float **bigs[] = {&xf, &xt, &inj, &zf, &zt, &zn, &pre, &y, &zm, &zs, &dbg_dec, &dbg_istft};
+	float **bigs[] = {&xf, &xt, &inj, &zf, &zt, &zn, &pre, &y, &zm, &dbg_dec, &dbg_istft};
 	for (size_t i = 0; i < sizeof bigs / sizeof *bigs; i++)
 		big_free(bigs[i]);
 	nn_ws_release(ws, mark0);

@@ -50,11 +50,12 @@ int fs_remove_tree(const char *path)
 	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : SFA_EIO;
 }
 
-int fs_write_all(int fd, const void *p, size_t n)
+/* write(2) (off < 0) or pwrite(2) at off until all n bytes are out. */
+static int write_all_at(int fd, const void *p, size_t n, off_t off)
 {
 	const unsigned char *c = p;
 	while (n > 0) {
-		ssize_t w = write(fd, c, n);
+		ssize_t w = off < 0 ? write(fd, c, n) : pwrite(fd, c, n, off);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -62,25 +63,24 @@ int fs_write_all(int fd, const void *p, size_t n)
 		}
 		c += w;
 		n -= (size_t)w;
+		if (off >= 0)
+			off += (off_t)w;
 	}
 	return 0;
 }
 
+int fs_write_all(int fd, const void *p, size_t n)
+{
+	return write_all_at(fd, p, n, -1);
+}
+
 int fs_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
-	const unsigned char *c = p;
-	while (n > 0) {
-		ssize_t w = pwrite(fd, c, n, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-		off += (off_t)w;
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
 	}
-	return 0;
+	return write_all_at(fd, p, n, off);
 }
 
 int fs_pread_all(int fd, void *p, size_t n, off_t off)

@@ -4,12 +4,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/arena.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/json.h"
 #include "util/str.h"
 #include "util/uuid.h"
@@ -131,6 +135,39 @@ static void slugs(void **state)
 	assert_string_equal(out, "abc");
 }
 
+/* The scratch-file helpers: an anonymous file leaves no name behind, positioned writes
+ * and reads move exact byte counts, a read past the end is an error. */
+static void scratch_files(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/sfa-util-fs-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	int fd = fs_tmpfile(dir);
+	assert_true(fd >= 0);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int names = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		names += e->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(names, 0);
+	float w[1000], r[1000];
+	for (int i = 0; i < 1000; i++)
+		w[i] = (float)i * 0.5f;
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	assert_int_equal(fs_pwrite_all(fd, w, sizeof w, 4096), 0);
+	assert_int_equal(fs_pread_all(fd, r, sizeof r, 4096), 0);
+	assert_memory_equal(w, r, sizeof w);
+	assert_int_equal(fs_pread_all(fd, r, sizeof r, 0), 0); /* the sparse start reads zeros */
+	assert_true(r[0] == 0.0f && r[999] == 0.0f);
+	assert_int_equal(fs_pread_all(fd, r, sizeof r, (1 << 20) - 8), -1);
+	assert_int_equal(errno, EIO);
+	assert_int_equal(fs_pwrite_all(fd, w, 4, -1), -1);
+	close(fd);
+	assert_true(fs_tmpfile("/nonexistent/sfa") < 0);
+	assert_int_equal(fs_remove_tree(dir), 0);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -139,6 +176,7 @@ int main(void)
 		cmocka_unit_test(arena_respects_cap), cmocka_unit_test(buf_caps_and_grows),
 		cmocka_unit_test(str_helpers),        cmocka_unit_test(uuid_format),
 		cmocka_unit_test(json_parse_rules),   cmocka_unit_test(slugs),
+		cmocka_unit_test(scratch_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
