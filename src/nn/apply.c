@@ -357,9 +357,10 @@ static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
 }
 
 /* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
- * time with the other threads as its GEMM team: for HDemucs networks when the segments are
- * long (one segment's activations instead of one per thread: ~0.4 GB each at 44 s) or when there are
- * fewer segments than threads (team work is then free). HTDemucs keeps one per worker. */
+ * time with the other threads as its team (products and tiles shared): for HDemucs networks
+ * when the segments are long (one segment's activations instead of one per thread: ~0.4 GB
+ * each at 44 s) or when there are fewer segments than threads (team work is then free).
+ * HTDemucs keeps one per worker. */
 static void run_items(struct job *j, struct worker *ws, int n_workers, int at, int end)
 {
 	bool team_ok = n_workers > 1;
