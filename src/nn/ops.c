@@ -856,8 +856,51 @@ void nn_linear(const float *x, int n, int din, const float *w, const float *b, i
 	nn_gemm(false, true, n, dout, din, 1.0f, x, din, w, din, 1.0f, y, ldy);
 }
 
+/* One layer of nn_dconv_long. The (2ch, tile) expansion is computed per tile twice: first
+ * for its statistics (mean and squared deviations per tile, combined in tile order with
+ * Chan's formula), then for GroupNorm - GLU - LayerScale - add. The tiles of each pass are
+ * parts of a team; each part writes only its own tile's statistics or samples, so the
+ * result does not depend on who ran what. */
+struct dconv_long {
+	const struct nn_dconv_w *w;
+	float *x;
+	const float *h;
+	int ch, hid, t, tile, pass;
+	double *tmean, *tm2; /* per tile, pass 0 */
+	double mean, var;    /* pass 1 */
+	float eps;
+};
+
+static void dconv_long_part(void *arg, int part, struct nn_ws *ws)
+{
+	const struct dconv_long *a = arg;
+	const struct nn_dconv_w *w = a->w;
+	int ch = a->ch, t0 = part * a->tile;
+	int nt = a->t - t0 < a->tile ? a->t - t0 : a->tile;
+	size_t nz = (size_t)2 * ch * nt;
+	float *z = nn_ws_floats(ws, nz);
+	if (!z)
+		return;
+	for (int c = 0; c < 2 * ch; c++)
+		for (int i = 0; i < nt; i++)
+			z[(size_t)c * nt + i] = w->c2b[c];
+	nn_gemm(false, false, 2 * ch, nt, a->hid, 1.0f, w->c2w, a->hid, a->h + t0, a->t, 1.0f, z,
+	        nt);
+	if (a->pass == 0) {
+		double tm = nn_sum(z, nz) / (double)nz;
+		a->tmean[part] = tm;
+		a->tm2[part] = nn_ssd(z, nz, (float)tm);
+		return;
+	}
+	nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, a->mean, a->var, w->g2w, w->g2b,
+	                   a->eps);
+	for (int c = 0; c < ch; c++)
+		nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt, w->scale[c],
+		                 a->x + (size_t)c * a->t + t0, (size_t)nt);
+}
+
 static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
-                             int hid, int t, int dil, float *h, float *z, int tile, float eps)
+                             int hid, int t, int dil, float *h, int tile, float eps)
 {
 	/* (ch, t, 1) orientation: the conv runs along h. */
 	struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
@@ -865,31 +908,27 @@ static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float
 	nn_conv2d(ws, &c1, x, t, 1, (size_t)t, h, t, 1, (size_t)t);
 	nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, eps);
 	nn_gelu(h, (size_t)hid * t);
+	int n_tiles = (t + tile - 1) / tile;
+	size_t mark = nn_ws_mark(ws);
+	double *stats = nn_ws_bytes(ws, (size_t)n_tiles * 2 * sizeof *stats);
+	if (!stats)
+		return;
+	struct dconv_long a = {.w = w, .x = x, .h = h, .ch = ch, .hid = hid, .t = t, .tile = tile,
+	                       .tmean = stats, .tm2 = stats + n_tiles, .eps = eps};
+	nn_team_parts(ws, n_tiles, dconv_long_part, &a);
 	double mean = 0.0, m2 = 0.0, cnt = 0.0;
-	for (int pass = 0; pass < 2; pass++) {
-		for (int t0 = 0; t0 < t; t0 += tile) {
-			int nt = t - t0 < tile ? t - t0 : tile;
-			size_t nz = (size_t)2 * ch * nt;
-			for (int c = 0; c < 2 * ch; c++)
-				for (int i = 0; i < nt; i++)
-					z[(size_t)c * nt + i] = w->c2b[c];
-			nn_gemm(false, false, 2 * ch, nt, hid, 1.0f, w->c2w, hid, h + t0, t, 1.0f, z, nt);
-			if (pass == 0) {
-				double tm = nn_sum(z, nz) / (double)nz;
-				double tm2 = nn_ssd(z, nz, (float)tm);
-				double dm = tm - mean, tot = cnt + (double)nz;
-				mean += dm * (double)nz / tot;
-				m2 += tm2 + dm * dm * cnt * (double)nz / tot;
-				cnt = tot;
-			} else {
-				nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, mean, m2 / cnt, w->g2w,
-				                   w->g2b, eps);
-				for (int c = 0; c < ch; c++)
-					nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt,
-					                 w->scale[c], x + (size_t)c * t + t0, (size_t)nt);
-			}
-		}
+	for (int i = 0; i < n_tiles; i++) {
+		int nt = t - i * tile < tile ? t - i * tile : tile;
+		double nz = 2.0 * ch * nt, dm = a.tmean[i] - mean, tot = cnt + nz;
+		mean += dm * nz / tot;
+		m2 += a.tm2[i] + dm * dm * cnt * nz / tot;
+		cnt = tot;
 	}
+	a.pass = 1;
+	a.mean = mean;
+	a.var = m2 / cnt;
+	nn_team_parts(ws, n_tiles, dconv_long_part, &a);
+	nn_ws_release(ws, mark);
 }
 
 enum { DCONV_LONG_TILE = 16384 };
@@ -900,11 +939,10 @@ void nn_dconv_long(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int
 	int tile = t < DCONV_LONG_TILE ? t : DCONV_LONG_TILE; /* no longer than the row */
 	size_t mark = nn_ws_mark(ws);
 	float *h = nn_ws_floats(ws, (size_t)hid * t);
-	float *z = nn_ws_floats(ws, (size_t)2 * ch * tile);
-	if (!h || !z)
+	if (!h)
 		return;
 	for (int d = 0; d < n; d++)
-		dconv_long_layer(ws, &layers[d], x, ch, hid, t, 1 << d, h, z, DCONV_LONG_TILE, eps);
+		dconv_long_layer(ws, &layers[d], x, ch, hid, t, 1 << d, h, tile, eps);
 	nn_ws_release(ws, mark);
 }
 

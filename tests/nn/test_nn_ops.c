@@ -494,7 +494,8 @@ static void probe_part(void *arg, int part, struct nn_ws *ws)
 
 /* nn_team_parts: every part runs once, with a team on several threads at once, without
  * one in order on the caller; a workspace that runs out in any part reaches the caller;
- * and the kernels cut into parts (DConv rows, GELU) give the same bits either way. */
+ * and the kernels cut into parts (DConv rows, long DConv, GELU) give the same bits either
+ * way. */
 static void team_parts_share_work_bit_identically(void **state)
 {
 	(void)state;
@@ -543,6 +544,22 @@ static void team_parts_share_work_bit_identically(void **state)
 	assert_false(ws.failed);
 	assert_true(nn_team_helped(team) > before);
 	assert_memory_equal(x1, x2, n * sizeof *x1);
+	free(x1);
+	free(x2);
+	/* DConv along one long time row: 4 tiles, statistics combined in tile order. */
+	int tl = 50000;
+	x1 = rand_buf((size_t)ch * tl);
+	x2 = malloc((size_t)ch * tl * sizeof *x2);
+	assert_non_null(x2);
+	memcpy(x2, x1, (size_t)ch * tl * sizeof *x2);
+	before = nn_team_helped(team);
+	nn_dconv_long(&ws, layers, nl, hid, x1, ch, tl, 1e-5f);
+	nn_ops_team_attach(team);
+	nn_dconv_long(&ws, layers, nl, hid, x2, ch, tl, 1e-5f);
+	nn_ops_team_attach(NULL);
+	assert_false(ws.failed);
+	assert_true(nn_team_helped(team) > before);
+	assert_memory_equal(x1, x2, (size_t)ch * tl * sizeof *x1);
 	free(x1);
 	free(x2);
 	for (int d = 0; d < nl; d++)
