@@ -137,12 +137,6 @@ static int make_shapes(const struct nn_hdemucs *m, int len, struct shapes *sh)
 	return 0;
 }
 
-static void hook(const char *name, const float *data, size_t n)
-{
-	if (nn_htdemucs_debug_hook)
-		nn_htdemucs_debug_hook(name, data, n);
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* Building.                                                                          */
 
@@ -1229,19 +1223,19 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	float tm = (float)tmean, ts = (float)(1e-5 + tstd);
 	for (size_t i = 0; i < (size_t)C * L; i++)
 		xt[i] = (mix[i] - tm) / ts;
-	hook("time_in_norm", xt, (size_t)C * L);
-	hook("freq_in_norm", xf, (size_t)cin * fplane);
+	nn_debug_hook("time_in_norm", xt, (size_t)C * L);
+	nn_debug_hook("freq_in_norm", xf, (size_t)cin * fplane);
 	BIG(tskip[0], (size_t)m->ct[1] * sh.lt[1]);
 	enc_run(ws, &m->tenc[0], xt, sh.lt[0], 1, tskip[0], sh.lt[1], NULL);
-	hook("tenc0_out", tskip[0], (size_t)m->ct[1] * sh.lt[1]);
+	nn_debug_hook("tenc0_out", tskip[0], (size_t)m->ct[1] * sh.lt[1]);
 	big_free(&xt);
 	BIG(skip[0], (size_t)m->cz[1] * plane1);
 	struct enc0_job e0 = {.m = m, .xf = xf, .T = T, .tile = tile, .skip0 = skip[0]};
 	nn_team_parts(ws, (m->fz[1] + tile - 1) / tile, enc0_part, &e0);
 	big_free(&xf);
-	hook("enc0_out", skip[0], (size_t)m->cz[1] * plane1);
+	nn_debug_hook("enc0_out", skip[0], (size_t)m->cz[1] * plane1);
 	add_freq_emb(m, skip[0], plane1, 0, m->fz[1], T);
-	hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane1);
+	nn_debug_hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane1);
 	CHECK_LAYER();
 
 	/* Encoders 1.. (kc >= 1: nn_hdemucs_build refuses a collapse at level 0). */
@@ -1251,12 +1245,12 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 			BIG(tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
 			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, tskip[k], sh.lt[k + 1], NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
-			hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
+			nn_debug_hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
 		} else if (k == kc) {
 			BIG(inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
 			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, inj, sh.lt[k + 1], NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
-			hook(name, inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
+			nn_debug_hook(name, inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
 			inject = inj;
 		}
 		size_t plane = (size_t)m->fz[k + 1] * sh.w[k + 1];
@@ -1266,7 +1260,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		else
 			enc_run(ws, &m->enc[k], skip[k - 1], sh.w[k], 1, skip[k], sh.w[k + 1], NULL);
 		snprintf(name, sizeof name, "enc%d_out", k);
-		hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
+		nn_debug_hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
 		big_free(&inj);
 		if (k == 1)
 			big_free(&skip[0]); /* computed again for decoder level 0 */
@@ -1294,7 +1288,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 			BIG(zn, (size_t)td->chout * sh.lt[k]);
 			dec_run(ws, td, 0, tskip[k], sh.lt[k + 1], 1, zn, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
-			hook(name, zn, (size_t)td->chout * sh.lt[k]);
+			nn_debug_hook(name, zn, (size_t)td->chout * sh.lt[k]);
 			add_to(tskip[k - 1], zn, (size_t)td->chout * sh.lt[k]);
 			big_free(&zn);
 			big_free(&tskip[k]);
@@ -1310,7 +1304,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		else
 			dec_run(ws, d, 0, skip[k], sh.w[k + 1], 1, zn, ho, NULL);
 		snprintf(name, sizeof name, "dec%d_out", idx);
-		hook(name, zn, (size_t)d->chout * ho * wo);
+		nn_debug_hook(name, zn, (size_t)d->chout * ho * wo);
 		big_free(&skip[k]);
 		zf = zn;
 		zn = NULL;
@@ -1319,7 +1313,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 			const struct hlayer *td = &m->tdec[k];
 			dec_run(ws, td, 0, pre, T, 1, zt, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
-			hook(name, zt, (size_t)td->chout * sh.lt[k]);
+			nn_debug_hook(name, zt, (size_t)td->chout * sh.lt[k]);
 			big_free(&pre);
 		}
 		CHECK_LAYER();
@@ -1332,7 +1326,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	}
 	dec_run(ws, &m->tdec[0], 1, tskip[0], sh.lt[1], 1, out, L, NULL);
 	snprintf(name, sizeof name, "tdec%d_out", kc);
-	hook(name, out, (size_t)S * C * L);
+	nn_debug_hook(name, out, (size_t)S * C * L);
 	big_free(&tskip[0]);
 	float tsd = (float)tstd;
 	for (size_t i = 0; i < (size_t)S * C * L; i++)
@@ -1383,8 +1377,8 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	nn_team_parts(ws, S, dec0_source, &dj);
 	CHECK_LAYER();
 	snprintf(name, sizeof name, "dec%d_out", depth - 1);
-	hook(name, dbg_dec, (size_t)S * cs * fplane);
-	hook("istft_out", dbg_istft, (size_t)S * C * L);
+	nn_debug_hook(name, dbg_dec, (size_t)S * cs * fplane);
+	nn_debug_hook("istft_out", dbg_istft, (size_t)S * C * L);
 out:
 	for (int k = 0; k < MAX_LEVELS; k++) {
 		big_free(&skip[k]);

@@ -98,12 +98,6 @@ static int make_shapes(const struct nn_htdemucs *m, int len, struct shapes *sh)
 	return 0;
 }
 
-static void hook(const char *name, const float *data, size_t n)
-{
-	if (nn_htdemucs_debug_hook)
-		nn_htdemucs_debug_hook(name, data, n);
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* Building: kwargs -> architecture -> tensor list checked against the checkpoint.     */
 
@@ -812,13 +806,13 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 		struct nn_conv upt = {.w = m->upt_w, .b = m->upt_b, .cin = cb, .cout = dim, .kh = 1,
 		                      .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
 		nn_conv2d(ws, &upt, xt, 1, lb, (size_t)lb, bt, 1, lb, (size_t)lb);
-		hook("channel_upsampler_out", bf, (size_t)dim * nf);
-		hook("channel_upsampler_t_out", bt, (size_t)dim * lb);
+		nn_debug_hook("channel_upsampler_out", bf, (size_t)dim * nf);
+		nn_debug_hook("channel_upsampler_t_out", bt, (size_t)dim * lb);
 		uf = bf;
 		ut = bt;
 	}
-	hook("transformer_in_freq", uf, (size_t)dim * nf);
-	hook("transformer_in_time", ut, (size_t)dim * lb);
+	nn_debug_hook("transformer_in_freq", uf, (size_t)dim * nf);
+	nn_debug_hook("transformer_in_time", ut, (size_t)dim * lb);
 	int n1 = (int)nf, n2 = lb;
 	float *x1 = nn_ws_floats(ws, (size_t)n1 * dim);
 	float *x2 = nn_ws_floats(ws, (size_t)n2 * dim);
@@ -837,8 +831,8 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 	add_pos_2d(x1, fb, t, dim, m->t_max_period, m->t_weight_pos);
 	nn_layernorm(x2, x2, n2, dim, m->nint_w, m->nint_b, LN_EPS);
 	add_pos_1d(x2, n2, dim, m->t_max_period, m->t_weight_pos);
-	hook("transformer_layer0_in_freq", x1, (size_t)n1 * dim);
-	hook("transformer_layer0_in_time", x2, (size_t)n2 * dim);
+	nn_debug_hook("transformer_layer0_in_freq", x1, (size_t)n1 * dim);
+	nn_debug_hook("transformer_layer0_in_time", x2, (size_t)n2 * dim);
 	for (int l = 0; l < m->t_layers; l++) {
 		char name[64];
 		if (!m->tl[l].cross) {
@@ -850,16 +844,16 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 			tlayer_run(ws, m, &m->tlt[l], x2, n2, old, n1);
 		}
 		snprintf(name, sizeof name, "transformer_layer%d_out_freq", l);
-		hook(name, x1, (size_t)n1 * dim);
+		nn_debug_hook(name, x1, (size_t)n1 * dim);
 		snprintf(name, sizeof name, "transformer_layer%d_out_time", l);
-		hook(name, x2, (size_t)n2 * dim);
+		nn_debug_hook(name, x2, (size_t)n2 * dim);
 	}
 	/* Back to channels-first; reuse `old` as the (dim, fb, t) buffer. */
 	for (int c = 0; c < dim; c++)
 		for (int f = 0; f < fb; f++)
 			for (int j = 0; j < t; j++)
 				old[(size_t)c * nf + (size_t)f * t + j] = x1[((size_t)j * fb + f) * dim + c];
-	hook("transformer_out_freq", old, (size_t)dim * nf);
+	nn_debug_hook("transformer_out_freq", old, (size_t)dim * nf);
 	if (m->bottom) {
 		float *bt = nn_ws_floats(ws, (size_t)dim * n2);
 		if (!bt)
@@ -867,7 +861,7 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 		for (int c = 0; c < dim; c++)
 			for (int j = 0; j < n2; j++)
 				bt[(size_t)c * n2 + j] = x2[(size_t)j * dim + c];
-		hook("transformer_out_time", bt, (size_t)dim * n2);
+		nn_debug_hook("transformer_out_time", bt, (size_t)dim * n2);
 		struct nn_conv dn = {.w = m->down_w, .b = m->down_b, .cin = dim, .cout = cb, .kh = 1,
 		                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
 		nn_conv2d(ws, &dn, old, 1, (int)nf, nf, of, 1, (int)nf, nf);
@@ -879,10 +873,10 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 		for (int c = 0; c < dim; c++)
 			for (int j = 0; j < n2; j++)
 				ot[(size_t)c * n2 + j] = x2[(size_t)j * dim + c];
-		hook("transformer_out_time", ot, (size_t)dim * n2);
+		nn_debug_hook("transformer_out_time", ot, (size_t)dim * n2);
 	}
-	hook("channel_downsampler_out", of, (size_t)cb * nf);
-	hook("channel_downsampler_t_out", ot, (size_t)cb * n2);
+	nn_debug_hook("channel_downsampler_out", of, (size_t)cb * nf);
+	nn_debug_hook("channel_downsampler_t_out", ot, (size_t)cb * n2);
 	nn_ws_release(ws, mark);
 }
 
@@ -955,19 +949,19 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 	float tm = (float)tmean, ts = (float)(1e-5 + tstd);
 	for (size_t i = 0; i < (size_t)C * L; i++)
 		xt[i] = (mix[i] - tm) / ts;
-	hook("time_in_norm", xt, (size_t)C * L);
-	hook("freq_in_norm", xf, (size_t)2 * C * fplane);
+	nn_debug_hook("time_in_norm", xt, (size_t)C * L);
+	nn_debug_hook("freq_in_norm", xf, (size_t)2 * C * fplane);
 
 	/* Encoders. */
 	const float *cur = xf, *curt = xt;
 	for (int k = 0; k < depth; k++) {
 		encoder_run(ws, &m->tenc[k], 0, curt, sh.lt[k], 1, tskip[k], sh.lt[k + 1]);
 		snprintf(name, sizeof name, "tenc%d_out", k);
-		hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
+		nn_debug_hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
 		encoder_run(ws, &m->enc[k], 1, cur, m->fz[k], T, skip[k], m->fz[k + 1]);
 		size_t plane = (size_t)m->fz[k + 1] * T;
 		snprintf(name, sizeof name, "enc%d_out", k);
-		hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
+		nn_debug_hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
 		if (k == 0 && m->freq_emb) {
 			float scale = m->freq_emb_w * m->emb_scale;
 			for (int c = 0; c < m->cz[1]; c++)
@@ -977,7 +971,7 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 					for (int j = 0; j < T; j++)
 						row[j] += e;
 				}
-			hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane);
+			nn_debug_hook("enc0_out_plus_freq_emb", skip[0], (size_t)m->cz[1] * plane);
 		}
 		if (k == 0)
 			nn_ws_release(ws, mark_in); /* the inputs are dead */
@@ -1015,10 +1009,10 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 		CHECK_LAYER();
 		decoder_freq(ws, &m->dec[k], k == 0, skip[k], m->fz[k + 1], T, zf, fo);
 		snprintf(name, sizeof name, "dec%d_out", depth - 1 - k);
-		hook(name, zf, (size_t)m->dec[k].chout * fo * T);
+		nn_debug_hook(name, zf, (size_t)m->dec[k].chout * fo * T);
 		decoder_time(ws, &m->tdec[k], k == 0, tskip[k], sh.lt[k + 1], zt, lo);
 		snprintf(name, sizeof name, "tdec%d_out", depth - 1 - k);
-		hook(name, zt, (size_t)m->tdec[k].chout * lo);
+		nn_debug_hook(name, zt, (size_t)m->tdec[k].chout * lo);
 		CHECK_LAYER();
 	}
 
@@ -1033,7 +1027,7 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 		}
 	}
 	CHECK_LAYER();
-	hook("istft_out", out, (size_t)S * C * L);
+	nn_debug_hook("istft_out", out, (size_t)S * C * L);
 	float tsd = (float)tstd;
 	for (size_t i = 0; i < (size_t)S * C * L; i++)
 		out[i] += zt[i] * tsd + tm;

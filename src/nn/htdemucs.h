@@ -51,4 +51,11 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
  * intermediate ("tenc0_out", "enc0_out", ..., "istft_out") in execution order. */
 extern void (*nn_htdemucs_debug_hook)(const char *name, const float *data, size_t n);
 
+/* Calls the hook if one is set (HTDemucs and HDemucs forwards). */
+static inline void nn_debug_hook(const char *name, const float *data, size_t n)
+{
+	if (nn_htdemucs_debug_hook)
+		nn_htdemucs_debug_hook(name, data, n);
+}
+
 #endif

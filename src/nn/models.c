@@ -257,12 +257,10 @@ int nn_models_fetch_files(const char *const *files, int n_files, const char *dir
 	for (int i = 0; i < n_files; i++) {
 		const char *rel = files[i];
 		const char *file = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-		char sig[32], want[9], final_path[4096], part[4200], url[4096];
+		char want[9], final_path[4096], part[4200], url[4096];
 		const char *dash = strchr(file, '-');
-		if (!dash || dash - file >= (long)sizeof sig || strlen(dash + 1) < 8)
+		if (!dash || dash == file || strlen(dash + 1) < 8)
 			return sfa_err(err, n_err, SFA_EINVAL, "bad model file name %s", file);
-		memcpy(sig, file, (size_t)(dash - file));
-		sig[dash - file] = 0;
 		memcpy(want, dash + 1, 8);
 		want[8] = 0;
 		snprintf(final_path, sizeof final_path, "%s/%s", dir, file);

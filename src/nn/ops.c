@@ -741,39 +741,46 @@ NN_CLONES void nn_layernorm(const float *x, float *out, int n, int d, const floa
 	}
 }
 
+/* exp(p[k] - max) over one row in place; returns the row's sum. Inlined into each clone
+ * below so that it is vectorised for the clone's target. */
+static inline __attribute__((always_inline)) double softmax_exp_row(float *p, int d)
+{
+	float mx[LANES];
+	for (int j = 0; j < LANES; j++)
+		mx[j] = p[0];
+	int k = 0;
+	for (; k + LANES <= d; k += LANES)
+		for (int j = 0; j < LANES; j++)
+			mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
+	float m = mx[0];
+	for (int j = 1; j < LANES; j++)
+		m = mx[j] > m ? mx[j] : m;
+	for (; k < d; k++)
+		m = p[k] > m ? p[k] : m;
+	float acc[LANES] = {0};
+	k = 0;
+	for (; k + LANES <= d; k += LANES)
+		for (int j = 0; j < LANES; j++) {
+			float e = exp_f(p[k + j] - m);
+			p[k + j] = e;
+			acc[j] += e;
+		}
+	double sum = 0.0;
+	for (int j = 0; j < LANES; j++)
+		sum += acc[j];
+	for (; k < d; k++) {
+		p[k] = exp_f(p[k] - m);
+		sum += p[k];
+	}
+	return sum;
+}
+
 NN_CLONES void nn_softmax_rows(float *x, int n, int d, int ld)
 {
 	for (int i = 0; i < n; i++) {
 		float *p = x + (size_t)i * ld;
-		float mx[LANES];
-		for (int j = 0; j < LANES; j++)
-			mx[j] = p[0];
-		int k = 0;
-		for (; k + LANES <= d; k += LANES)
-			for (int j = 0; j < LANES; j++)
-				mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
-		float m = mx[0];
-		for (int j = 1; j < LANES; j++)
-			m = mx[j] > m ? mx[j] : m;
-		for (; k < d; k++)
-			m = p[k] > m ? p[k] : m;
-		float acc[LANES] = {0};
-		k = 0;
-		for (; k + LANES <= d; k += LANES)
-			for (int j = 0; j < LANES; j++) {
-				float e = exp_f(p[k + j] - m);
-				p[k + j] = e;
-				acc[j] += e;
-			}
-		double sum = 0.0;
-		for (int j = 0; j < LANES; j++)
-			sum += acc[j];
-		for (; k < d; k++) {
-			p[k] = exp_f(p[k] - m);
-			sum += p[k];
-		}
-		float inv = (float)(1.0 / sum);
-		for (k = 0; k < d; k++)
+		float inv = (float)(1.0 / softmax_exp_row(p, d));
+		for (int k = 0; k < d; k++)
 			p[k] *= inv;
 	}
 }
@@ -784,37 +791,8 @@ enum { ATTN_QBLOCK = 256 };
  * the caller scales the much narrower output rows instead). */
 NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums)
 {
-	for (int i = 0; i < n; i++) {
-		float *p = x + (size_t)i * ld;
-		float mx[LANES];
-		for (int j = 0; j < LANES; j++)
-			mx[j] = p[0];
-		int k = 0;
-		for (; k + LANES <= d; k += LANES)
-			for (int j = 0; j < LANES; j++)
-				mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
-		float m = mx[0];
-		for (int j = 1; j < LANES; j++)
-			m = mx[j] > m ? mx[j] : m;
-		for (; k < d; k++)
-			m = p[k] > m ? p[k] : m;
-		float acc[LANES] = {0};
-		k = 0;
-		for (; k + LANES <= d; k += LANES)
-			for (int j = 0; j < LANES; j++) {
-				float e = exp_f(p[k + j] - m);
-				p[k + j] = e;
-				acc[j] += e;
-			}
-		double sum = 0.0;
-		for (int j = 0; j < LANES; j++)
-			sum += acc[j];
-		for (; k < d; k++) {
-			p[k] = exp_f(p[k] - m);
-			sum += p[k];
-		}
-		sums[i] = (float)sum;
-	}
+	for (int i = 0; i < n; i++)
+		sums[i] = (float)softmax_exp_row(x + (size_t)i * ld, d);
 }
 
 void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
