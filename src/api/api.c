@@ -108,6 +108,18 @@ json_t *api_track_json(const struct db_track *t)
 	                 "updated_at", api_time(t->updated_at));
 }
 
+json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id)
+{
+	struct db_stem *s;
+	size_t n;
+	if (db_stem_list(ctx->app->db, ctx->user.id, track_id, job_id, &ctx->arena, &s, &n))
+		return NULL;
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, api_stem_json(&s[i]));
+	return a;
+}
+
 json_t *api_stem_json(const struct db_stem *s)
 {
 	return json_pack("{s:s, s:s, s:s+, s:I, s:s, s:f, s:s, s:s, s:s}", "id", s->id, "stem_type",

@@ -31,6 +31,9 @@ void api_db_error(struct http_ctx *ctx);
 json_t *api_time(int64_t t);
 json_t *api_track_json(const struct db_track *t);
 json_t *api_stem_json(const struct db_stem *s);
+/* A track's stems (one separation, or its latest with job_id NULL) as a JSON array; NULL
+ * when the database fails. */
+json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id);
 
 /* Content-Disposition: attachment named "<artist> - <title> (<what>).<ext>" (files.c). */
 void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,

@@ -315,20 +315,14 @@ static void zs_free(void *cls)
 	free(z);
 }
 
-struct collect {
-	struct zipstream *z;
-	const struct db_track *t;
-	const char *data_dir;
-};
-
-static void collect_stem(void *arg, const struct db_stem *s)
+static void collect_stem(struct zipstream *z, const struct db_track *t, const char *data_dir,
+                         const struct db_stem *s)
 {
-	struct collect *c = arg;
-	if (c->z->n == ZIP_MAX_ENTRIES || !safe_rel_path(s->file_path))
+	if (z->n == ZIP_MAX_ENTRIES || !safe_rel_path(s->file_path))
 		return;
-	struct zip_entry *e = &c->z->e[c->z->n++];
-	snprintf(e->path, sizeof e->path, "%s/uploads/%s", c->data_dir, s->file_path);
-	export_name(c->t, s->stem_type, s->format, e->name, sizeof e->name);
+	struct zip_entry *e = &z->e[z->n++];
+	snprintf(e->path, sizeof e->path, "%s/uploads/%s", data_dir, s->file_path);
+	export_name(t, s->stem_type, s->format, e->name, sizeof e->name);
 	e->size = s->file_size;
 }
 
@@ -351,8 +345,15 @@ void api_export_stems(struct http_ctx *ctx)
 		return;
 	}
 	z->fd = -1;
-	struct collect c = {z, &t, ctx->app->cfg.data_dir};
-	db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, collect_stem, &c);
+	struct db_stem *stems;
+	size_t n_stems;
+	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n_stems)) {
+		free(z);
+		api_db_error(ctx);
+		return;
+	}
+	for (size_t i = 0; i < n_stems; i++)
+		collect_stem(z, &t, ctx->app->cfg.data_dir, &stems[i]);
 	if (z->n == 0) {
 		free(z);
 		http_error(ctx, 404, "not_found",

@@ -1,4 +1,7 @@
-/* jobs.c - GET /api/jobs, GET /api/jobs/:id, DELETE /api/jobs/:id (cancel). */
+/* jobs.c - GET /api/jobs, GET /api/jobs/:id, DELETE /api/jobs/:id (cancel).
+ *
+ * The list takes ?status, ?type and ?track_id filters; an unknown status or type is 422
+ * like bad paging, since an empty page would hide the typo. */
 #include <string.h>
 #include <time.h>
 
@@ -8,23 +11,54 @@
 #include "util/err.h"
 #include "util/uuid.h"
 
-static void add_job(void *arg, const struct db_job *j) { json_array_append_new(arg, job_to_json(j)); }
+static bool one_of(const char *s, const char *const *names)
+{
+	for (; *names; names++)
+		if (strcmp(s, *names) == 0)
+			return true;
+	return false;
+}
 
 void api_jobs_list(struct http_ctx *ctx)
 {
+	static const char *const statuses[] = {"queued",   "running",   "downloading", "processing",
+	                                       "analyzing", "completed", "failed",      NULL};
+	static const char *const types[] = {"download", "processing", "analysis", "probe", NULL};
 	struct page p;
 	if (!api_page(ctx, &p))
 		return;
 	const char *status = http_query(ctx, "status");
 	const char *type = http_query(ctx, "type");
-	json_t *items = json_array();
+	const char *track_id = http_query(ctx, "track_id");
+	status = status && *status ? status : NULL;
+	type = type && *type ? type : NULL;
+	track_id = track_id && *track_id ? track_id : NULL;
+	json_t *details = json_object();
+	if (status && !one_of(status, statuses))
+		json_object_set_new(details, "status",
+		                    json_pack("[s]", "must be one of queued, running, downloading, "
+		                                     "processing, analyzing, completed, failed"));
+	if (type && !one_of(type, types))
+		json_object_set_new(details, "type",
+		                    json_pack("[s]", "must be one of download, processing, analysis, probe"));
+	if (track_id && !uuid_valid(track_id))
+		json_object_set_new(details, "track_id", json_pack("[s]", "must be a track id"));
+	if (json_object_size(details)) {
+		http_error_details(ctx, 422, "validation_failed", "The job filters are invalid.", details);
+		return;
+	}
+	json_decref(details);
+	struct db_job *jobs;
+	size_t n;
 	int64_t total = 0;
-	if (db_job_list(ctx->app->db, ctx->user.id, status && *status ? status : NULL,
-	                type && *type ? type : NULL, p.offset, p.page_size, add_job, items, &total)) {
-		json_decref(items);
+	if (db_job_list(ctx->app->db, ctx->user.id, status, type, track_id, p.offset, p.page_size,
+	                &ctx->arena, &jobs, &n, &total)) {
 		api_db_error(ctx);
 		return;
 	}
+	json_t *items = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(items, job_to_json(&jobs[i]));
 	api_list(ctx, items, &p, total);
 }
 

@@ -214,11 +214,6 @@ void api_processing_separate(struct http_ctx *ctx)
 	                    values[0], "status", "queued"));
 }
 
-static void add_stem(void *arg, const struct db_stem *s)
-{
-	json_array_append_new(arg, api_stem_json(s));
-}
-
 void api_processing_job(struct http_ctx *ctx)
 {
 	const char *id = http_param(ctx, "id");
@@ -236,9 +231,14 @@ void api_processing_job(struct http_ctx *ctx)
 	bool cloud = engine && strcmp(engine, "lalalai") == 0 &&
 	             db_lalalai_task_get(ctx->app->db, ctx->user.id, j.id, &lt) == 0 &&
 	             lt.task_id[0];
-	json_t *stems = json_array();
-	if (strcmp(j.status, "completed") == 0)
-		db_stem_list(ctx->app->db, ctx->user.id, j.track_id, j.id, add_stem, stems);
+	json_t *stems = strcmp(j.status, "completed") == 0
+	                        ? api_stems_json(ctx, j.track_id, j.id)
+	                        : json_array();
+	if (!stems) {
+		json_decref(payload);
+		api_db_error(ctx);
+		return;
+	}
 	http_data(ctx, 200,
 	          json_pack("{s:s, s:s, s:s, s:i, s:s?, s:s, s:o, s:s?, s:s?}", "id", j.id,
 	                    "track_id", j.track_id, "status", j.status, "progress", j.progress,

@@ -2,6 +2,7 @@
 #include "core/spotify_link.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,46 @@
 #include "util/log.h"
 #include "util/str.h"
 
+/* One refresh per user at a time (Spotify may rotate the refresh token, so two at once
+ * could store a dead one), without holding any lock across the HTTP call: a user's turn is
+ * an entry in this small table, and other users never wait for it. */
+enum { REFRESHING_MAX = 64 };
 static pthread_mutex_t refresh_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t refresh_done = PTHREAD_COND_INITIALIZER;
+static char refreshing[REFRESHING_MAX][UUID_STR_LEN];
+
+static bool user_refreshing(const char *user_id)
+{
+	for (int i = 0; i < REFRESHING_MAX; i++)
+		if (strcmp(refreshing[i], user_id) == 0)
+			return true;
+	return false;
+}
+
+static int user_turn_take(const char *user_id)
+{
+	pthread_mutex_lock(&refresh_mu);
+	int slot = -1;
+	while (slot < 0) {
+		if (!user_refreshing(user_id))
+			for (int i = 0; i < REFRESHING_MAX && slot < 0; i++)
+				if (!refreshing[i][0])
+					slot = i;
+		if (slot < 0)
+			pthread_cond_wait(&refresh_done, &refresh_mu);
+	}
+	str_copy(refreshing[slot], sizeof refreshing[slot], user_id);
+	pthread_mutex_unlock(&refresh_mu);
+	return slot;
+}
+
+static void user_turn_give(int slot)
+{
+	pthread_mutex_lock(&refresh_mu);
+	refreshing[slot][0] = '\0';
+	pthread_cond_broadcast(&refresh_done);
+	pthread_mutex_unlock(&refresh_mu);
+}
 
 static void context(char *out, size_t n, const char *what, const char *user_id)
 {
@@ -80,7 +120,7 @@ int spotify_link_access_token(struct db *db, struct spotify_client *c,
 	}
 	char ctx[80];
 	struct spotify_user_tokens fresh = {0};
-	pthread_mutex_lock(&refresh_mu);
+	int turn = user_turn_take(user_id);
 	int rc = db_spotify_link_get(db, user_id, l);
 	if (rc) {
 		if (rc == SFA_ENOTFOUND)
@@ -126,7 +166,7 @@ int spotify_link_access_token(struct db *db, struct spotify_client *c,
 	}
 	str_copy(token, SPOTIFY_LINK_TOKEN_MAX + 1, fresh.access_token);
 out:
-	pthread_mutex_unlock(&refresh_mu);
+	user_turn_give(turn);
 	spotify_user_tokens_free(&fresh);
 	sodium_memzero(refresh, SPOTIFY_LINK_TOKEN_MAX + 1);
 	sodium_memzero(l, sizeof *l);

@@ -2,6 +2,12 @@
  *
  * The only backend today is db_sqlite.c (SQLite in WAL mode, one connection guarded by
  * a mutex, so every function here is one atomic unit and may be called from any thread).
+ *
+ * Re-entrancy: no function here calls back into its caller. Lists are returned whole, as
+ * arrays allocated from the caller's arena, so a caller is free to call the database again
+ * for each row. The functions are not re-entrant: the backend records which thread holds
+ * its lock, and a second call on that thread while it is held (only possible from code
+ * the backend itself would call) aborts with a message naming both functions.
  * A PostgreSQL backend would be db_pg.c implementing the same functions, chosen at build
  * time, as Redis picks ae_epoll.c or ae_select.c behind ae.h.
  *
@@ -18,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/arena.h"
 #include "util/uuid.h"
 
 struct db;
@@ -105,14 +112,14 @@ struct db_track {
 	int64_t updated_at;
 };
 
-typedef void (*db_track_fn)(void *arg, const struct db_track *t);
-
 int db_track_insert(struct db *db, const struct db_track *t);
 int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out);
-/* Calls fn for the user's tracks, newest first, whose title or artist contains q (NULL: all),
- * skipping offset and at most limit; *total receives the number matching. */
+/* The user's tracks, newest first, whose title or artist contains q (NULL: all), skipping
+ * offset and at most limit: *out (from a, NULL when none) holds *n_out rows; *total
+ * receives the number matching. */
 int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
-                  int64_t limit, db_track_fn fn, void *arg, int64_t *total);
+                  int64_t limit, struct arena *a, struct db_track **out, size_t *n_out,
+                  int64_t *total);
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album);
 int db_track_set_audio(struct db *db, const char *id, const struct db_track *audio);
@@ -141,16 +148,17 @@ struct db_job {
 	int64_t created_at, started_at, finished_at; /* 0: not yet */
 };
 
-typedef void (*db_job_fn)(void *arg, const struct db_job *j);
-
 bool db_job_status_is_running(const char *status);
 
 int db_job_insert(struct db *db, const struct db_job *j);
 /* user_id NULL: any owner (the scheduler); else scoped to that user. */
 int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out);
 int db_job_owned(struct db *db, const char *user_id, const char *job_id);
+/* The user's jobs, newest first, optionally of one status, type and track (each NULL:
+ * any); as db_track_list. */
 int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
-                int64_t offset, int64_t limit, db_job_fn fn, void *arg, int64_t *total);
+                const char *track_id, int64_t offset, int64_t limit, struct arena *a,
+                struct db_job **out, size_t *n_out, int64_t *total);
 /* Atomically moves the oldest due queued job of type to "running" (attempts + 1). */
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out);
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
@@ -169,6 +177,13 @@ bool db_job_cancel_requested(struct db *db, const char *id);
 /* Start-up recovery: running jobs go back to the queue, or fail when out of attempts.
  * Returns the number of jobs touched, or a negative code. */
 int db_job_recover(struct db *db, int64_t now);
+/* Cancels every active job of the track in one transaction: queued ones fail with
+ * "cancelled" at once, running ones get cancel_requested (the scheduler stops them).
+ * *n_running receives how many were running. */
+int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
+                         int *n_running);
+/* How many of the track's jobs are still running (their worker has not ended). */
+int db_track_running_jobs(struct db *db, const char *user_id, const char *track_id, int *n);
 /* Active (queued or running) job of type for the track, if any. */
 int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
                             const char *type, struct db_job *out);
@@ -190,18 +205,15 @@ struct db_stem {
 	int64_t created_at;
 };
 
-typedef void (*db_stem_fn)(void *arg, const struct db_stem *s);
-
 int db_stem_insert(struct db *db, const struct db_stem *s);
 int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out);
 /* Stems of one separation job (job_id), or of the track's latest job that has stems
- * (job_id NULL), in insertion order. */
+ * (job_id NULL), in insertion order: *out (from a, NULL when none) holds *n_out rows. */
 int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
-                 db_stem_fn fn, void *arg);
-
-/* Every stem of the track, of every separation. */
-int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, db_stem_fn fn,
-                     void *arg);
+                 struct arena *a, struct db_stem **out, size_t *n_out);
+/* Every stem of the track, of every separation; as db_stem_list. */
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
+                     struct arena *a, struct db_stem **out, size_t *n_out);
 
 int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
                        const char *job_id, const char *result_json, int64_t now);

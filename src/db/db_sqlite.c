@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/arena.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -126,8 +127,36 @@ static const char *const migrations[] = {
 	"ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1;",
 };
 
-static void lock(struct db *db) { pthread_mutex_lock(&db->mu); }
-static void unlock(struct db *db) { pthread_mutex_unlock(&db->mu); }
+/* The lock discipline (db.h): every function takes the connection's mutex for its whole
+ * body and calls nothing outside this file while holding it. A thread that enters again
+ * while it holds the lock (a callback or a nested call that reached the database) would
+ * wait for itself forever; instead it aborts at once, naming both functions, so the
+ * mistake fails a test instead of freezing the server. */
+static _Thread_local const struct db *t_held;
+static _Thread_local const char *t_held_by;
+
+#define lock(db) lock_as(db, __func__)
+
+static void lock_as(struct db *db, const char *fn)
+{
+	if (t_held == db) {
+		fprintf(stderr,
+		        "sfa: database re-entered: %s was called while this thread holds the database "
+		        "lock taken by %s (a callback or nested call under the lock); aborting\n",
+		        fn, t_held_by);
+		abort();
+	}
+	pthread_mutex_lock(&db->mu);
+	t_held = db;
+	t_held_by = fn;
+}
+
+static void unlock(struct db *db)
+{
+	t_held = NULL;
+	t_held_by = NULL;
+	pthread_mutex_unlock(&db->mu);
+}
 
 static int fail(struct db *db, const char *what)
 {
@@ -331,6 +360,50 @@ static int one_row(struct db *db, sqlite3_stmt *st, void (*read)(sqlite3_stmt *,
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? SFA_ENOTFOUND : fail(db, "query");
+}
+
+/* Steps every row of st, reading each with read() into a growing array of row_size
+ * elements, and hands the rows over as one array allocated from a. */
+static int all_rows(struct db *db, sqlite3_stmt *st, size_t row_size,
+                    void (*read)(sqlite3_stmt *, void *), struct arena *a, void **out,
+                    size_t *n_out, const char *what)
+{
+	if (!st)
+		return SFA_EDB;
+	unsigned char *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0, step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			unsigned char *grown = realloc(rows, ncap * row_size);
+			if (!grown) {
+				rc = SFA_ENOMEM;
+				break;
+			}
+			rows = grown;
+			cap = ncap;
+		}
+		read(st, rows + n * row_size);
+		n++;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = fail(db, what);
+	sqlite3_finalize(st);
+	void *copy = NULL;
+	if (!rc && n) {
+		copy = arena_alloc(a, n * row_size);
+		if (!copy)
+			rc = SFA_ENOMEM;
+		else
+			memcpy(copy, rows, n * row_size);
+	}
+	free(rows);
+	if (!rc) {
+		*out = copy;
+		*n_out = n;
+	}
+	return rc;
 }
 
 static int read_user(struct db *db, sqlite3_stmt *st, struct db_user *out)
@@ -608,7 +681,8 @@ static void like_pattern(const char *q, char *out, size_t n_out)
 }
 
 int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
-                  int64_t limit, db_track_fn fn, void *arg, int64_t *total)
+                  int64_t limit, struct arena *a, struct db_track **out, size_t *n_out,
+                  int64_t *total)
 {
 	char pat[600];
 	like_pattern(q ? q : "", pat, sizeof pat);
@@ -634,15 +708,7 @@ int db_track_list(struct db *db, const char *user_id, const char *q, int64_t off
 		rc = SFA_EDB;
 		goto out;
 	}
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_track t;
-		read_track_row(st, &t);
-		fn(arg, &t);
-	}
-	if (step != SQLITE_DONE)
-		rc = fail(db, "list tracks");
-	sqlite3_finalize(st);
+	rc = all_rows(db, st, sizeof **out, read_track_cb, a, (void **)out, n_out, "list tracks");
 out:
 	unlock(db);
 	return rc;
@@ -765,15 +831,16 @@ int db_job_owned(struct db *db, const char *user_id, const char *job_id)
 }
 
 int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
-                int64_t offset, int64_t limit, db_job_fn fn, void *arg, int64_t *total)
+                const char *track_id, int64_t offset, int64_t limit, struct arena *a,
+                struct db_job **out, size_t *n_out, int64_t *total)
 {
 	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
-	                            "AND (?3 IS NULL OR type = ?3)";
+	                            "AND (?3 IS NULL OR type = ?3) AND (?6 IS NULL OR track_id = ?6)";
 	char sql[512];
 	lock(db);
 	int rc = 0;
 	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
-	sqlite3_stmt *st = prep(db, sql, "tzz", user_id, status, type);
+	sqlite3_stmt *st = prep(db, sql, "tzzinz", user_id, status, type, (int64_t)0, track_id);
 	if (!st || sqlite3_step(st) != SQLITE_ROW) {
 		rc = st ? fail(db, "count jobs") : SFA_EDB;
 		sqlite3_finalize(st);
@@ -784,25 +851,12 @@ int db_job_list(struct db *db, const char *user_id, const char *status, const ch
 	snprintf(sql, sizeof sql,
 	         "SELECT " JOB_COLS "%s ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5",
 	         where);
-	st = prep(db, sql, "tzzii", user_id, status, type, limit, offset);
+	st = prep(db, sql, "tzziiz", user_id, status, type, limit, offset, track_id);
 	if (!st) {
 		rc = SFA_EDB;
 		goto out;
 	}
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_job *j = malloc(sizeof *j);
-		if (!j) {
-			rc = SFA_ENOMEM;
-			break;
-		}
-		read_job_row(st, j);
-		fn(arg, j);
-		free(j);
-	}
-	if (!rc && step != SQLITE_DONE)
-		rc = fail(db, "list jobs");
-	sqlite3_finalize(st);
+	rc = all_rows(db, st, sizeof **out, read_job_cb, a, (void **)out, n_out, "list jobs");
 out:
 	unlock(db);
 	return rc;
@@ -909,6 +963,49 @@ out:
 
 static void read_int_cb(sqlite3_stmt *st, void *out) { *(int *)out = sqlite3_column_int(st, 0); }
 
+int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
+                         int *n_running)
+{
+	lock(db);
+	int rc = exec(db, "BEGIN IMMEDIATE");
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
+		              "WHERE user_id = ? AND track_id = ? AND status = 'queued'",
+		              "itt", now, user_id, track_id),
+		         false);
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET cancel_requested = 1 WHERE user_id = ? AND track_id = ? "
+		              "AND status NOT IN ('queued','completed','failed')",
+		              "tt", user_id, track_id),
+		         false);
+	int n = rc ? 0 : sqlite3_changes(db->conn);
+	if (!rc)
+		rc = exec(db, "COMMIT");
+	if (rc)
+		exec(db, "ROLLBACK");
+	else
+		*n_running = n;
+	unlock(db);
+	return rc;
+}
+
+int db_track_running_jobs(struct db *db, const char *user_id, const char *track_id, int *n)
+{
+	lock(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT count(*) FROM jobs WHERE user_id = ? AND track_id = ? AND "
+	                      "status NOT IN ('queued','completed','failed')",
+	                      "tt", user_id, track_id),
+	                 read_int_cb, n);
+	unlock(db);
+	return rc;
+}
+
 bool db_job_cancel_requested(struct db *db, const char *id)
 {
 	int v = 1; /* a job whose row is gone (its track was deleted) is cancelled too */
@@ -1009,25 +1106,11 @@ int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_st
 	return rc;
 }
 
-static int each_stem(struct db *db, sqlite3_stmt *st, db_stem_fn fn, void *arg)
-{
-	if (!st)
-		return SFA_EDB;
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_stem s;
-		read_stem_row(st, &s);
-		fn(arg, &s);
-	}
-	sqlite3_finalize(st);
-	return step == SQLITE_DONE ? 0 : fail(db, "list stems");
-}
-
 int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
-                 db_stem_fn fn, void *arg)
+                 struct arena *a, struct db_stem **out, size_t *n_out)
 {
 	lock(db);
-	int rc = each_stem(
+	int rc = all_rows(
 		db,
 		job_id ? prep(db,
 		              "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? AND "
@@ -1038,21 +1121,21 @@ int db_stem_list(struct db *db, const char *user_id, const char *track_id, const
 		              "job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND track_id = ?2 "
 		              "ORDER BY created_at DESC, rowid DESC LIMIT 1) ORDER BY rowid",
 		              "tt", user_id, track_id),
-		fn, arg);
+		sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
 	unlock(db);
 	return rc;
 }
 
-int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, db_stem_fn fn,
-                     void *arg)
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
+                     struct arena *a, struct db_stem **out, size_t *n_out)
 {
 	lock(db);
-	int rc = each_stem(db,
+	int rc = all_rows(db,
 	                   prep(db,
 	                        "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
 	                        "ORDER BY rowid",
 	                        "tt", user_id, track_id),
-	                   fn, arg);
+	                   sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
 	unlock(db);
 	return rc;
 }

@@ -39,6 +39,7 @@ struct http_ctx {
 	struct app *app;
 	struct MHD_Connection *conn;
 	int64_t t0_ms;
+	struct http_ctx *live_prev, *live_next; /* the server's list of requests in flight */
 
 	/* request */
 	const char *method; /* after a form's _method override */

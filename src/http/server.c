@@ -30,7 +30,63 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 
+/* Requests in flight, so that a shutdown can say which ones it is waiting for. */
 static atomic_int g_in_flight;
+static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct http_ctx *g_live;
+
+/* After the grace period, how long the rest of the shutdown (closing connections, the job
+ * scheduler, the database) may take before the process ends regardless. */
+enum { STUCK_EXIT_MS = 5000 };
+
+static void live_add(struct http_ctx *ctx)
+{
+	pthread_mutex_lock(&g_live_mu);
+	ctx->live_next = g_live;
+	if (g_live)
+		g_live->live_prev = ctx;
+	g_live = ctx;
+	pthread_mutex_unlock(&g_live_mu);
+	atomic_fetch_add(&g_in_flight, 1);
+}
+
+static void live_remove(struct http_ctx *ctx)
+{
+	pthread_mutex_lock(&g_live_mu);
+	if (ctx->live_prev)
+		ctx->live_prev->live_next = ctx->live_next;
+	else
+		g_live = ctx->live_next;
+	if (ctx->live_next)
+		ctx->live_next->live_prev = ctx->live_prev;
+	pthread_mutex_unlock(&g_live_mu);
+	atomic_fetch_sub(&g_in_flight, 1);
+}
+
+static void log_live(void)
+{
+	int64_t now = time_mono_ms();
+	pthread_mutex_lock(&g_live_mu);
+	for (struct http_ctx *c = g_live; c; c = c->live_next)
+		log_warn("still running: %s %s (for %lld s)", c->method ? c->method : "?",
+		         c->path ? c->path : "(request line not read yet)",
+		         (long long)((now - c->t0_ms) / 1000));
+	pthread_mutex_unlock(&g_live_mu);
+}
+
+/* Ends the process if the shutdown is itself stuck (a handler that never returns keeps
+ * libmicrohttpd from stopping): SIGTERM always ends the server. Worker processes die
+ * with it (PR_SET_PDEATHSIG) and their jobs are queued again at the next start. */
+static void *stuck_exit(void *arg)
+{
+	(void)arg;
+	struct timespec ts = {STUCK_EXIT_MS / 1000, (STUCK_EXIT_MS % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	log_error("shutdown did not finish within %d s of the grace period; exiting now",
+	          STUCK_EXIT_MS / 1000);
+	log_live();
+	_exit(1);
+}
 
 struct server_state {
 	const struct server_opts *o;
@@ -73,11 +129,11 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	struct http_ctx *ctx = calloc(1, sizeof *ctx);
 	if (!ctx)
 		return NULL;
-	atomic_fetch_add(&g_in_flight, 1);
+	ctx->t0_ms = time_mono_ms();
+	live_add(ctx);
 	arena_init(&ctx->arena, HTTP_ARENA_MAX_BYTES);
 	buf_init(&ctx->body, HTTP_BODY_MAX_BYTES);
 	buf_init(&ctx->resp, 64u << 20);
-	ctx->t0_ms = time_mono_ms();
 	ctx->conn = conn;
 	const char *q = strchr(uri, '?');
 	size_t plen = q ? (size_t)(q - uri) : strlen(uri);
@@ -259,9 +315,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	buf_free(&ctx->body);
 	buf_free(&ctx->resp);
 	arena_free(&ctx->arena);
-	free(ctx);
 	*con_cls = NULL;
-	atomic_fetch_sub(&g_in_flight, 1);
+	live_remove(ctx);
+	free(ctx);
 }
 
 static int listen_socket(const char *bind_addr, int port, int *out_fd, int *out_port, char *err,
@@ -372,8 +428,13 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		nanosleep(&ts, NULL);
 	}
 	int left = atomic_load(&g_in_flight);
-	if (left > 0)
+	if (left > 0) {
 		log_warn("%d request(s) still running after %d s; closing them", left, o->grace_s);
+		log_live();
+		pthread_t t;
+		if (pthread_create(&t, NULL, stuck_exit, NULL) == 0)
+			pthread_detach(t);
+	}
 	MHD_stop_daemon(d);
 	log_info("HTTP server stopped");
 	return 0;

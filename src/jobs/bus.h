@@ -3,9 +3,9 @@
  * The job scheduler publishes each job's events on two topics, "jobs:<job id>" and
  * "user:<user id>"; WebSocket connections subscribe to the topics their users joined.
  * Events are (topic, event name, JSON payload text). Delivery calls the subscriber's
- * function synchronously on the publisher's thread, under the bus lock: it must only copy
- * the message into its own bounded queue and return (never block, never call the bus).
- * Thread-safe; one global bus per process.
+ * function synchronously on the publisher's thread, with no bus lock held; it should copy
+ * the message into its own bounded queue and return, and must not unsubscribe itself
+ * (bus_unsubscribe waits for running deliveries). Thread-safe; one global bus per process.
  */
 #ifndef SFA_JOBS_BUS_H
 #define SFA_JOBS_BUS_H

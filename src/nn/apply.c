@@ -320,8 +320,12 @@ static void *worker_main(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&j->lock);
+		/* This thread has the turn until next_commit moves on: commits and progress
+		 * reports stay in item order without the lock held around outside code. */
 		int crc = commit_item(w, idx);
 		int frc = crc == 0 && j->streaming ? flush_window(j, idx) : 0;
+		if (!crc && !frc && j->o->progress)
+			j->o->progress(j->o->progress_user, idx + 1, j->n_items);
 		pthread_mutex_lock(&j->lock);
 		if (crc || frc) {
 			fail_job(j, SFA_EIO,
@@ -332,8 +336,6 @@ static void *worker_main(void *arg)
 			break;
 		}
 		j->next_commit++;
-		if (j->o->progress)
-			j->o->progress(j->o->progress_user, j->next_commit, j->n_items);
 		pthread_cond_broadcast(&j->turn);
 		pthread_mutex_unlock(&j->lock);
 	}

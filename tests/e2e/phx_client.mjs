@@ -6,11 +6,14 @@
 // ([{topic, event, payload}]) and the client stays connected until that event arrives.
 // Connects, joins each topic in order (recording each reply), pushes "ping" on the
 // `ping` topic, waits until `heartbeats` heartbeat replies came back, then disconnects.
+// With `readyFile`, that file is written once every join has been answered, so a test
+// can start the work whose events it waits for only after the client listens.
 // Prints one JSON line: {opened, errors, errorMessages, joins: {topic: {status,
 // response}}, ping, heartbeats, opens}. A refused connection prints opened: false after
 // the first error (the client would otherwise retry forever).
 import { Socket } from "phoenix";
 import { WebSocket } from "ws";
+import { writeFileSync } from "node:fs";
 
 const cfg = JSON.parse(process.argv[2]);
 const result = { opened: false, opens: 0, errors: 0, errorMessages: [], joins: {}, ping: null, heartbeats: 0, events: [] };
@@ -64,6 +67,11 @@ socket.onMessage((m) => {
 });
 
 let pending = cfg.joins.length + (cfg.ping ? 1 : 0);
+let joinsLeft = cfg.joins.length;
+function joinAnswered() {
+  joinsLeft -= 1;
+  if (joinsLeft === 0 && cfg.readyFile) writeFileSync(cfg.readyFile, "joined\n");
+}
 function maybeDone() {
   if (pending === 0 && untilSeen && result.heartbeats >= (cfg.heartbeats || 0)) finish();
 }
@@ -87,6 +95,7 @@ for (const topic of cfg.joins) {
   ch.join()
     .receive("ok", (response) => {
       result.joins[topic] = { status: "ok", response };
+      joinAnswered();
       if (cfg.ping === topic) {
         ch.push("ping", {})
           .receive("ok", (r) => { result.ping = { status: "ok", response: r }; pending -= 1; maybeDone(); })
@@ -97,6 +106,7 @@ for (const topic of cfg.joins) {
     })
     .receive("error", (response) => {
       result.joins[topic] = { status: "error", response };
+      joinAnswered();
       ch.leave();
       if (cfg.ping === topic) pending -= 1;
       pending -= 1;
@@ -104,6 +114,7 @@ for (const topic of cfg.joins) {
     })
     .receive("timeout", () => {
       result.joins[topic] = { status: "timeout" };
+      joinAnswered();
       if (cfg.ping === topic) pending -= 1;
       pending -= 1;
       maybeDone();

@@ -1,0 +1,105 @@
+/* library.c - see library.h. */
+#include "core/library.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs/jobs.h"
+#include "util/arena.h"
+#include "util/err.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+enum { PAGE = 100, ARENA_MAX = 16 << 20 };
+
+/* Waits until none of the track's jobs is running, polling the table the scheduler
+ * writes when a worker has ended. */
+static int wait_for_workers(struct db *db, const char *user_id, const char *track_id)
+{
+	int64_t deadline = time_mono_ms() + LIBRARY_DELETE_WAIT_MS;
+	for (;;) {
+		int n = 0;
+		int rc = db_track_running_jobs(db, user_id, track_id, &n);
+		if (rc || n == 0)
+			return rc;
+		if (time_mono_ms() > deadline)
+			return SFA_ETIMEOUT;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Removes the files of the track: each stem, each separation's folder, the audio folder. */
+static int remove_files(struct db *db, const char *data_dir, const char *user_id,
+                        const char *track_id)
+{
+	char path[PATH_MAX];
+	int n_failed = 0;
+	struct arena a;
+	arena_init(&a, ARENA_MAX);
+	struct db_stem *stems;
+	size_t n;
+	int rc = db_stem_list_all(db, user_id, track_id, &a, &stems, &n);
+	for (size_t i = 0; !rc && i < n; i++) {
+		snprintf(path, sizeof path, "%s/uploads/%s", data_dir, stems[i].file_path);
+		if (unlink(path) != 0 && errno != ENOENT)
+			n_failed++;
+	}
+	arena_free(&a);
+	/* A worker stopped half-way through publishing may have left files without rows. */
+	for (int64_t offset = 0, total = 1; !rc && offset < total; offset += PAGE) {
+		struct db_job *jobs;
+		arena_init(&a, ARENA_MAX);
+		rc = db_job_list(db, user_id, NULL, NULL, track_id, offset, PAGE, &a, &jobs, &n, &total);
+		for (size_t i = 0; !rc && i < n; i++) {
+			snprintf(path, sizeof path, "%s/uploads/stems/%s", data_dir, jobs[i].id);
+			n_failed += fs_remove_tree(path) != 0;
+		}
+		arena_free(&a);
+	}
+	if (rc)
+		return rc;
+	snprintf(path, sizeof path, "%s/uploads/downloads/%s", data_dir, track_id);
+	n_failed += fs_remove_tree(path) != 0;
+	if (n_failed)
+		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);
+	return 0;
+}
+
+int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
+                         const char *track_id, char *err, size_t n_err)
+{
+	struct db_track t;
+	int rc = db_track_get(db, user_id, track_id, &t);
+	if (rc == SFA_ENOTFOUND)
+		return sfa_err(err, n_err, rc, "The track was not found.");
+	int n_running = 0;
+	if (!rc)
+		rc = db_track_cancel_jobs(db, user_id, track_id, (int64_t)time(NULL), &n_running);
+	if (rc)
+		return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
+	if (n_running) {
+		scheduler_wake();
+		rc = wait_for_workers(db, user_id, track_id);
+		if (rc == SFA_ETIMEOUT)
+			return sfa_err(err, n_err, rc,
+			               "The track's jobs were cancelled but have not stopped yet; try "
+			               "deleting it again in a few seconds.");
+		if (rc)
+			return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
+	}
+	rc = remove_files(db, data_dir, user_id, track_id);
+	if (!rc)
+		rc = db_track_delete(db, user_id, track_id);
+	if (rc == SFA_ENOTFOUND)
+		return sfa_err(err, n_err, rc, "The track was not found.");
+	if (rc)
+		return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
+	log_info("track %s deleted", track_id);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* library.h - operations on a user's library that span rows, files and running jobs.
+ *
+ * Handlers parse and render; what a track is made of (its audio, stems, analyses, the
+ * jobs that write them) and the order in which it is safely taken apart live here.
+ */
+#ifndef SFA_CORE_LIBRARY_H
+#define SFA_CORE_LIBRARY_H
+
+#include <stddef.h>
+
+#include "db/db.h"
+
+/* How long a delete waits for the track's running jobs to stop (the scheduler ends a
+ * cancelled worker within about 3 s: SIGTERM, then SIGKILL). */
+enum { LIBRARY_DELETE_WAIT_MS = 15000 };
+
+/* Deletes the user's track and everything made from it: cancels its jobs, waits until
+ * none of their workers runs any more (so nothing writes into what is removed), removes
+ * its files (audio, every separation's stems), then its rows (jobs, stems, analyses go
+ * with the track). SFA_ENOTFOUND when the user has no such track; SFA_ETIMEOUT when its
+ * jobs did not stop in time (nothing was removed; they stay cancelled, so a second try
+ * succeeds); err says why in a sentence. */
+int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
+                         const char *track_id, char *err, size_t n_err);
+
+#endif

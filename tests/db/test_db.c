@@ -1,0 +1,167 @@
+/* test_db.c - db.h on SQLite: lists returned as arrays (the caller may call the database
+ * again for every row, which once deadlocked the server) and a track's jobs cancelled
+ * together. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "db/db.h"
+#include "util/arena.h"
+#include "util/err.h"
+#include "util/str.h"
+#include "util/uuid.h"
+
+struct fixture {
+	char dir[64];
+	struct db *db;
+	char user[UUID_STR_LEN];
+	char track[UUID_STR_LEN];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	strcpy(f->dir, "/tmp/sfa-test-db-XXXXXX");
+	if (!f || !mkdtemp(f->dir))
+		return -1;
+	char path[128], err[256];
+	snprintf(path, sizeof path, "%s/sfa.db", f->dir);
+	if (db_open(path, &f->db, err, sizeof err)) {
+		fprintf(stderr, "db_open: %s\n", err);
+		return -1;
+	}
+	struct db_user u = {0};
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "db@example.com");
+	str_copy(u.password_hash, sizeof u.password_hash, "x");
+	struct db_track t = {0};
+	uuid_v4(t.id);
+	str_copy(t.user_id, sizeof t.user_id, u.id);
+	str_copy(t.title, sizeof t.title, "Song");
+	str_copy(t.source, sizeof t.source, "upload");
+	if (db_user_insert(f->db, &u) || db_track_insert(f->db, &t))
+		return -1;
+	str_copy(f->user, sizeof f->user, u.id);
+	str_copy(f->track, sizeof f->track, t.id);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	db_close(f->db);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	int rc = system(cmd);
+	free(f);
+	return rc == 0 ? 0 : -1;
+}
+
+static void add_job(struct fixture *f, const char *type, char *id_out)
+{
+	struct db_job j = {0};
+	uuid_v4(j.id);
+	str_copy(j.user_id, sizeof j.user_id, f->user);
+	str_copy(j.track_id, sizeof j.track_id, f->track);
+	str_copy(j.type, sizeof j.type, type);
+	j.max_attempts = 2;
+	assert_int_equal(db_job_insert(f->db, &j), 0);
+	if (id_out)
+		str_copy(id_out, UUID_STR_LEN, j.id);
+}
+
+/* Every row of a list can be acted on with the database while iterating: the old
+ * callback lists held the lock here and hung. */
+static void lists_are_arrays(void **state)
+{
+	struct fixture *f = *state;
+	for (int i = 0; i < 25; i++)
+		add_job(f, i % 2 ? "analysis" : "probe", NULL);
+	struct arena a;
+	arena_init(&a, 4 << 20);
+	struct db_job *jobs;
+	size_t n;
+	int64_t total;
+	assert_int_equal(db_job_list(f->db, f->user, "queued", NULL, f->track, 0, 100, &a, &jobs, &n,
+	                             &total),
+	                 0);
+	assert_int_equal(n, 25);
+	assert_int_equal(total, 25);
+	for (size_t i = 0; i < n; i++) {
+		bool was_running = true;
+		assert_int_equal(db_job_cancel(f->db, f->user, jobs[i].id, 1, &was_running), 0);
+		assert_false(was_running);
+	}
+	assert_int_equal(db_job_list(f->db, f->user, "failed", "probe", NULL, 10, 10, &a, &jobs, &n,
+	                             &total),
+	                 0);
+	assert_int_equal(total, 13);
+	assert_int_equal(n, 3);
+	/* Another user's filter sees nothing; an empty list is NULL with n 0. */
+	assert_int_equal(db_job_list(f->db, "00000000-0000-4000-8000-000000000000", NULL, NULL, NULL,
+	                             0, 10, &a, &jobs, &n, &total),
+	                 0);
+	assert_int_equal(n, 0);
+	assert_null(jobs);
+	struct db_track *tracks;
+	assert_int_equal(db_track_list(f->db, f->user, "son", 0, 10, &a, &tracks, &n, &total), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(tracks[0].title, "Song");
+	/* A list larger than the arena allows fails cleanly. */
+	struct arena tiny;
+	arena_init(&tiny, 1024);
+	assert_int_equal(db_job_list(f->db, f->user, NULL, NULL, NULL, 0, 100, &tiny, &jobs, &n,
+	                             &total),
+	                 SFA_ENOMEM);
+	arena_free(&tiny);
+	arena_free(&a);
+}
+
+static void track_jobs_cancel_together(void **state)
+{
+	struct fixture *f = *state;
+	char queued[UUID_STR_LEN], running[UUID_STR_LEN], done[UUID_STR_LEN];
+	add_job(f, "analysis", done);
+	struct db_job claimed;
+	assert_int_equal(db_job_claim(f->db, "analysis", 100, &claimed), 0);
+	assert_int_equal(db_job_complete(f->db, done, "{}", 101), 0);
+	add_job(f, "processing", running);
+	assert_int_equal(db_job_claim(f->db, "processing", 100, &claimed), 0);
+	assert_string_equal(claimed.id, running);
+	add_job(f, "processing", queued);
+	int n_running = -1, n_now = -1;
+	assert_int_equal(db_track_cancel_jobs(f->db, f->user, f->track, 200, &n_running), 0);
+	assert_int_equal(n_running, 1);
+	struct db_job j;
+	assert_int_equal(db_job_get(f->db, f->user, queued, &j), 0);
+	assert_string_equal(j.status, "failed");
+	assert_string_equal(j.error, "cancelled");
+	assert_int_equal(db_job_get(f->db, f->user, done, &j), 0);
+	assert_string_equal(j.status, "completed");
+	assert_true(db_job_cancel_requested(f->db, running));
+	assert_int_equal(db_track_running_jobs(f->db, f->user, f->track, &n_now), 0);
+	assert_int_equal(n_now, 1);
+	assert_int_equal(db_job_fail(f->db, running, "cancelled", 201), 0);
+	assert_int_equal(db_track_running_jobs(f->db, f->user, f->track, &n_now), 0);
+	assert_int_equal(n_now, 0);
+	/* Deleting the track takes its jobs with it. */
+	assert_int_equal(db_track_delete(f->db, f->user, f->track), 0);
+	assert_int_equal(db_job_get(f->db, f->user, running, &j), SFA_ENOTFOUND);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
+		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

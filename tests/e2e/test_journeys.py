@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""User journeys end to end: what a person does, across every module at once.
+
+Each case walks a whole path through the real server (uploads, jobs in child processes,
+the Phoenix socket through the official `phoenix` client, files, ZIPs, DAW export,
+deletion), with the tiny HTDemucs checkpoint installed as `htdemucs`. Deleting a used
+track froze the whole server once while hundreds of function tests passed; these cases
+exist so that a path a user takes is never untested again.
+"""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+
+tap = Tap()
+PW = "correct horse battery"
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.environ.get("SFA_FIXTURES", os.path.join(ROOT, "tests", "fixtures"))
+TINY = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
+HTDEMUCS_SIG = "955717e8"
+
+
+def install_model(srv):
+    check(os.path.exists(TINY), f"missing test fixture {TINY}")
+    d = os.path.join(srv.data_dir, "models")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(TINY, os.path.join(d, f"{HTDEMUCS_SIG}.th"))
+
+
+def new_user(srv):
+    email = f"journey-{uuid.uuid4().hex[:10]}@example.com"
+    uid = srv.cli("user", "create", "--email", email, "--password", PW).stdout.strip()
+    key = srv.cli("token", "create", "--email", email).stdout.strip()
+    check(uid and key.startswith("sfa_"), "user and key creation failed")
+    return uid, key, {"Authorization": f"Bearer {key}"}
+
+
+def upload(srv, auth, data, name="tone.wav", title="Tone"):
+    body, h = multipart({"title": title, "artist": "Lab"}, {"file": (name, data)})
+    r = srv.client().request("POST", "/api/tracks", body=body, headers={**auth, **h})
+    eq(r.status, 201, r.text)
+    return r.json()["data"]
+
+
+def post(srv, auth, path, body):
+    return srv.client().request("POST", path, headers=auth, json_body=body)
+
+
+def wait_job(srv, auth, jid, want=("completed",), timeout=120, pred=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = srv.client().get(f"/api/jobs/{jid}", headers=auth)
+        eq(r.status, 200, r.text)
+        j = r.json()["data"]
+        if (pred and pred(j)) or (not pred and j["status"] in want):
+            return j
+        if not pred and j["status"] in ("completed", "failed"):
+            raise AssertionError(f"job {jid} ended {j['status']}: {j.get('error')}")
+        time.sleep(0.05)
+    raise AssertionError(f"job {jid} never reached {want or 'the awaited state'}")
+
+
+def phx_until(srv, key, topic, event, timeout_ms=60000):
+    """Starts the official phoenix client joined to topic until event arrives, and returns
+    (thread, result dict filled when it ends) once the join has been answered."""
+    check(os.path.isdir(os.path.join(ROOT, "node_modules", "phoenix")),
+          "node_modules/phoenix is missing: run `npm ci` in the repository root")
+    out = {}
+    ready = os.path.join(srv.data_dir, f"phx-ready-{uuid.uuid4().hex}")
+    cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
+           "until": {"topic": topic, "event": event}, "timeoutMs": timeout_ms,
+           "readyFile": ready}
+
+    def run():
+        r = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "phx_client.mjs"),
+                            json.dumps(cfg)], capture_output=True, text=True,
+                           timeout=timeout_ms / 1000 + 30, cwd=ROOT)
+        out["rc"] = r.returncode
+        out["stderr"] = r.stderr
+        lines = r.stdout.strip().splitlines()
+        out["seen"] = json.loads(lines[-1]) if lines else {}
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 30
+    while not os.path.exists(ready) and t.is_alive() and time.time() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(ready), f"the phoenix client did not join {topic}: {out}")
+    return t, out
+
+
+def job_processes(jid):
+    """Worker processes of job jid still alive (by their command line)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"job-exec" in argv and jid.encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def long_flac(srv, seconds):
+    """A FLAC of a two-tone signal made by the real ffmpeg (small on disk, long to separate)."""
+    path = os.path.join(srv.data_dir, f"long-{seconds}.flac")
+    r = subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"sine=frequency=220:duration={seconds}:sample_rate=44100", "-f", "lavfi",
+                        "-i", f"sine=frequency=330:duration={seconds}:sample_rate=44100",
+                        "-filter_complex", "[0][1]amerge=inputs=2", "-c:a", "flac", path],
+                       capture_output=True, text=True, timeout=120)
+    eq(r.returncode, 0, f"ffmpeg could not make the test audio: {r.stderr[-400:]}")
+    with open(path, "rb") as f:
+        data = f.read()
+    os.unlink(path)
+    return data
+
+
+def gone(srv, *rel):
+    for p in rel:
+        check(not os.path.exists(os.path.join(srv.data_dir, p)), f"{p} is still there")
+
+
+def server_still_answers(srv, auth):
+    eq(srv.client().get("/health").status, 200, "health after the journey")
+    eq(srv.client().get("/api/tracks", headers=auth).status, 200, "library after the journey")
+
+
+@tap.case
+def full_local_journey(srv):
+    """upload -> analyse -> separate (live progress on the socket) -> stems -> DAW export of
+    the stored stems -> ZIP -> delete, then nothing of the track is left."""
+    install_model(srv)
+    uid, key, auth = new_user(srv)
+    track = upload(srv, auth, sine_wav(3.0))
+    tid = track["id"]
+    r = post(srv, auth, "/api/analysis/analyze", {"track_id": tid, "features": ["tempo", "key"]})
+    eq(r.status, 201, r.text)
+    ajid = r.json()["data"]["job_id"]
+    wait_job(srv, auth, ajid)
+    r = srv.client().get(f"/api/analysis/job/{ajid}", headers=auth)
+    eq(r.status, 200, r.text)
+    check("tempo" in json.dumps(r.json()["data"]), "analysis result has a tempo")
+
+    t, seen = phx_until(srv, key, f"user:{uid}", "job:completed")
+    r = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
+    eq(r.status, 201, r.text)
+    sjid = r.json()["data"]["job_id"]
+    wait_job(srv, auth, sjid)
+    t.join(90)
+    eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
+    events = [e for e in seen["seen"].get("events", []) if e["payload"].get("job_id") == sjid]
+    kinds = [e["event"] for e in events]
+    check("job:progress" in kinds and kinds[-1] == "job:completed",
+          f"socket events of the separation: {kinds}")
+
+    r = srv.client().get(f"/api/processing/job/{sjid}", headers=auth)
+    stems = r.json()["data"]["stems"]
+    eq(sorted(s["stem_type"] for s in stems), ["bass", "drums", "other", "vocals"], "stems")
+    r = srv.client().get(stems[0]["file_path"], headers=auth)
+    eq((r.status, r.body[:4]), (200, b"RIFF"), "a stem downloads")
+    stem_paths = [s["file_path"][len("/files/"):] for s in stems]
+
+    manifest = {"stems": [{"stem_id": s["id"], "volume": 0.5} for s in stems]}
+    body, h = multipart({"track_id": tid, "manifest": json.dumps(manifest)}, {})
+    r = srv.client().request("POST", "/api/daw/export", body=body, headers={**auth, **h})
+    eq(r.status, 200, r.text[:300])
+    check(r.body[:4] == b"RIFF" and len(r.body) > 44 + 4 * 44100 * 2, "the mix is a whole WAV")
+
+    r = srv.client().get(f"/export/stems/{tid}", headers=auth)
+    eq(r.status, 200, r.text[:300])
+    names = zipfile.ZipFile(io.BytesIO(r.body)).namelist()
+    eq(len(names), 4, f"ZIP entries {names}")
+
+    r = srv.client().request("DELETE", f"/api/tracks/{tid}", headers=auth)
+    eq(r.status, 204, r.text)
+    eq(srv.client().get(f"/api/tracks/{tid}", headers=auth).status, 404, "track gone")
+    eq(srv.client().get(f"/api/jobs/{sjid}", headers=auth).status, 404, "its jobs gone")
+    eq(srv.client().get(f"/export/stems/{tid}", headers=auth).status, 404, "its ZIP gone")
+    eq(srv.client().get(stems[0]["file_path"], headers=auth).status, 404, "its stem URL gone")
+    gone(srv, *[os.path.join("uploads", p) for p in stem_paths],
+         os.path.join("uploads", "stems", sjid), os.path.join("uploads", "downloads", tid))
+    server_still_answers(srv, auth)
+
+
+@tap.case
+def delete_track_with_finished_jobs(srv):
+    """The journey that froze the server: a track whose jobs have all finished."""
+    uid, key, auth = new_user(srv)
+    tid = upload(srv, auth, sine_wav(1.0))["id"]
+    r = post(srv, auth, "/api/analysis/analyze", {"track_id": tid, "features": ["tempo"]})
+    eq(r.status, 201, r.text)
+    wait_job(srv, auth, r.json()["data"]["job_id"])
+    r = srv.client().request("DELETE", f"/api/tracks/{tid}", headers=auth)
+    eq(r.status, 204, r.text)
+    eq(srv.client().get(f"/api/tracks/{tid}", headers=auth).status, 404, "track gone")
+    r = srv.client().get(f"/api/jobs?track_id={tid}", headers=auth)
+    eq((r.status, r.json()["meta"]["total_count"] if r.status == 200 else None), (200, 0),
+       "no job rows of the track are left")
+    gone(srv, os.path.join("uploads", "downloads", tid))
+    server_still_answers(srv, auth)
+
+
+@tap.case
+def delete_track_during_separation(srv):
+    """Deleting while a separation runs leaves no worker process, no file and no row."""
+    install_model(srv)
+    uid, key, auth = new_user(srv)
+    tid = upload(srv, auth, long_flac(srv, 600), name="long.flac")["id"]
+    r = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
+    eq(r.status, 201, r.text)
+    jid = r.json()["data"]["job_id"]
+    wait_job(srv, auth, jid, pred=lambda j: j["status"] == "processing" and j["progress"] > 0)
+    check(job_processes(jid), "the separation's worker process is running")
+    r = srv.client().request("DELETE", f"/api/tracks/{tid}", headers=auth)
+    eq(r.status, 204, r.text)
+    eq(job_processes(jid), [], "no worker process of the job is left")
+    eq(srv.client().get(f"/api/jobs/{jid}", headers=auth).status, 404, "job row gone")
+    eq(srv.client().get(f"/api/tracks/{tid}", headers=auth).status, 404, "track gone")
+    deadline = time.time() + 10
+    while time.time() < deadline and os.path.exists(
+            os.path.join(srv.data_dir, "tmp", "jobs", jid)):
+        time.sleep(0.05)
+    gone(srv, os.path.join("uploads", "stems", jid), os.path.join("tmp", "jobs", jid),
+         os.path.join("uploads", "downloads", tid))
+    check(any(f"job {jid} cancelled" in line for line in srv.log),
+          "the server log says the running job was cancelled")
+    server_still_answers(srv, auth)
+
+
+@tap.case
+def two_users_separate_and_analyse_at_once(srv):
+    """Two users work at the same time; each sees only their own library, jobs and stems."""
+    install_model(srv)
+    users = [new_user(srv) for _ in range(2)]
+    results = [None, None]
+    errors = []
+
+    def journey(i):
+        try:
+            uid, key, auth = users[i]
+            tid = upload(srv, auth, sine_wav(2.0, freq=330 + 110 * i), title=f"User {i}")["id"]
+            a = post(srv, auth, "/api/analysis/analyze", {"track_id": tid, "features": ["key"]})
+            s = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
+            eq((a.status, s.status), (201, 201), f"{a.text} {s.text}")
+            ajid, sjid = a.json()["data"]["job_id"], s.json()["data"]["job_id"]
+            wait_job(srv, auth, ajid)
+            wait_job(srv, auth, sjid)
+            results[i] = (tid, ajid, sjid)
+        except Exception as e:  # reported below, with the thread's user
+            errors.append(f"user {i}: {e!r}")
+    threads = [threading.Thread(target=journey, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    check(not errors, "; ".join(errors))
+    for i in range(2):
+        uid, key, auth = users[i]
+        tid, ajid, sjid = results[i]
+        other = results[1 - i]
+        lib = srv.client().get("/api/tracks", headers=auth).json()
+        eq([t["id"] for t in lib["data"]], [tid], f"user {i} sees only their track")
+        jobs = srv.client().get("/api/jobs?page_size=100", headers=auth).json()["data"]
+        eq(sorted(j["id"] for j in jobs), sorted([ajid, sjid]), f"user {i} sees only their jobs")
+        for path in (f"/api/tracks/{other[0]}", f"/api/jobs/{other[2]}",
+                     f"/api/processing/job/{other[2]}", f"/export/stems/{other[0]}"):
+            eq(srv.client().get(path, headers=auth).status, 404, f"user {i} GET {path}")
+        eq(srv.client().request("DELETE", f"/api/tracks/{other[0]}", headers=auth).status, 404,
+           f"user {i} cannot delete the other's track")
+    for i in range(2):
+        eq(srv.client().request("DELETE", f"/api/tracks/{results[i][0]}",
+                                headers=users[i][2]).status, 204, f"user {i} deletes")
+    server_still_answers(srv, users[0][2])
+
+
+@tap.case
+def sigterm_ends_the_server_and_names_what_was_running(srv):
+    """A request that never finishes (a client that stalls mid-upload) cannot keep the server
+    from stopping: after the grace period it exits and its log says what was running."""
+    import socket
+    other = Server(env={"SFA_SHUTDOWN_GRACE_S": "1"}).start()
+    try:
+        uid, key, auth = new_user(other)
+        s = socket.create_connection(("127.0.0.1", other.port))
+        s.sendall((f"POST /api/tracks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}"
+                   "\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                   "Content-Length: 1000000\r\n\r\n--xyz\r\n").encode())
+        eq(other.client().get("/health").status, 200, "health while the upload stalls")
+        t0 = time.time()
+        other.proc.send_signal(15)
+        other.proc.wait(30)
+        took = time.time() - t0
+        check(took < 20, f"the server took {took:.1f} s to stop")
+        check(any("still running: POST /api/tracks" in l for l in other.log),
+              "the log names the stalled route:\n" + "\n".join(other.log[-10:]))
+        s.close()
+    finally:
+        other.cleanup()
+
+
+@tap.case
+def job_filters_are_validated(srv):
+    uid, key, auth = new_user(srv)
+    for q, field in (("status=runing", "status"), ("type=separate", "type"),
+                     ("track_id=42", "track_id")):
+        r = srv.client().get(f"/api/jobs?{q}", headers=auth)
+        eq(r.status, 422, f"{q}: {r.text}")
+        check(field in r.json().get("details", {}), f"{q}: details {r.text}")
+    eq(srv.client().get("/api/jobs?status=failed&type=probe", headers=auth).status, 200,
+       "known filters")
+
+
+if __name__ == "__main__":
+    sys.exit(run_suite(tap, {}))
