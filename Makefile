@@ -16,26 +16,28 @@ endif
 deps:
 	@scripts/deps.sh
 
-# The JavaScript test clients (a real browser, the phoenix client), pinned by the lockfile.
+# The browser libraries the studio embeds (phoenix, wavesurfer.js, uPlot) and the JavaScript
+# test clients (playwright-core, axe-core, ws), pinned by the lockfile. The build needs the
+# former, so npm ci runs before meson.
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
 
-build: deps $(BUILD)/build.ninja
+build: deps node_modules/.package-lock.json $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build
 	$(BUILD)/sfa serve --data ./data
 
-test: build node_modules/.package-lock.json
+test: build
 	@rm -f $(BUILD)/meson-logs/testlog.json
 	-@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(BUILD) --no-rebuild --print-errorlogs --num-processes 2
 	@scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
 
-fuzz:
+fuzz: node_modules/.package-lock.json
 	@scripts/deps.sh
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
 	ninja -C build-fuzz

@@ -2,6 +2,7 @@
  *
  * The list takes ?status, ?type and ?track_id filters; an unknown status or type is 422
  * like bad paging, since an empty page would hide the typo. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -96,4 +97,34 @@ void api_jobs_cancel(struct http_ctx *ctx)
 	struct db_job j;
 	db_job_get(ctx->app->db, ctx->user.id, id, &j);
 	http_data(ctx, was_running ? 202 : 200, job_to_json(&j));
+}
+
+/* POST /api/jobs/:id/retry: runs a failed (or cancelled) job again as a new job with the
+ * same type, track and options; the failed one stays in the history. */
+void api_jobs_retry(struct http_ctx *ctx)
+{
+	const char *id = http_param(ctx, "id");
+	struct db_job j;
+	if (!uuid_valid(id) || db_job_get(ctx->app->db, ctx->user.id, id, &j) != 0) {
+		api_not_found(ctx, "The job");
+		return;
+	}
+	if (strcmp(j.status, "failed") != 0) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "Only a failed job can be retried; this one is %s.", j.status);
+		http_error(ctx, 409, "conflict", msg);
+		return;
+	}
+	json_error_t je;
+	json_t *payload = json_loads(j.payload, 0, &je);
+	struct db_job again;
+	if (job_enqueue(ctx->app->db, ctx->user.id, j.track_id[0] ? j.track_id : NULL, j.type, payload,
+	                &again) != 0) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/jobs/%s", again.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201, job_to_json(&again));
 }

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "api/app.h"
+#include "api/assets.h"
 #include "api/routes.h"
 #include "api/spotify_api.h"
 #include "core/accounts.h"
@@ -40,29 +41,6 @@ static const struct {
 	{"lalalai_key_saved", "Your lal.ai license key was saved."},
 	{"lalalai_key_removed", "Your lal.ai license key was removed."},
 };
-
-static const char css[] =
-	"*{box-sizing:border-box}body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1d1d28;"
-	"background:#f6f5fb}header{background:#1d1d28;color:#fff;padding:.8rem 1.5rem;display:flex;"
-	"gap:1rem;align-items:center}header a,header button{color:#fff}header .brand{font-weight:700;"
-	"margin-right:auto;text-decoration:none}main{max-width:44rem;margin:2rem auto;padding:0 1rem}"
-	"section{background:#fff;border-radius:8px;padding:1.2rem 1.5rem;margin-bottom:1.5rem;"
-	"box-shadow:0 1px 3px #0002}label{display:block;margin:.6rem 0 .2rem;font-weight:600}"
-	"input[type=email],input[type=password],input[type=text]{width:100%;padding:.5rem;"
-	"border:1px solid #bbb;border-radius:4px}button{margin-top:.8rem;padding:.5rem 1rem;"
-	"border:0;border-radius:4px;background:#5b3cc4;color:#fff;cursor:pointer}"
-	"header button{background:none;border:1px solid #fff8;margin:0}form.inline{display:inline}"
-	".flash{background:#e3f6e8;border:1px solid #8c8;padding:.6rem 1rem;border-radius:4px}"
-	".error{color:#b00020;font-size:.9rem}.alert{background:#fde8ea;border:1px solid #e99;"
-	"padding:.6rem 1rem;border-radius:4px}.key{font-family:monospace;background:#f1eefc;"
-	"padding:.6rem;border-radius:4px;word-break:break-all}table{width:100%;border-collapse:"
-	"collapse}td,th{text-align:left;padding:.3rem;border-bottom:1px solid #eee}";
-
-void page_asset_css(struct http_ctx *ctx)
-{
-	http_set_header(ctx, "Cache-Control", "public, max-age=3600");
-	http_text(ctx, 200, "text/css; charset=utf-8", css);
-}
 
 static const char *flash_text(struct http_ctx *ctx)
 {
@@ -93,22 +71,51 @@ static const char *csrf_token(struct http_ctx *ctx)
 	return arena_strdup(&ctx->arena, t);
 }
 
-/* Wraps body (HTML) in the layout and sends it. */
-void page_render(struct http_ctx *ctx, int status, const char *title, const char *body)
+/* The studio's navigation; the current one is marked for screen readers and the eye. */
+static void nav(struct http_ctx *ctx, struct buf *b)
+{
+	static const char *const links[][2] = {
+		{"/", "Library"},     {"/import", "Import"},          {"/jobs", "Jobs"},
+		{"/models", "Models"}, {"/users/settings", "Settings"},
+	};
+	buf_puts(b, "<nav aria-label=\"Main\">");
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+		bool here = strcmp(ctx->path, links[i][0]) == 0 ||
+		            (strcmp(links[i][0], "/") == 0 && strncmp(ctx->path, "/tracks", 7) == 0);
+		buf_printf(b, "<a href=\"%s\"%s>%s</a>", links[i][0],
+		           here ? " aria-current=\"page\"" : "", links[i][1]);
+	}
+	buf_puts(b, "</nav>");
+}
+
+/* Wraps body (HTML) in the layout and sends it; script (an embedded module's name, or
+ * NULL) is loaded as the page's only script. */
+static void render(struct http_ctx *ctx, int status, const char *title, const char *body,
+                   const char *script, const char *main_attrs)
 {
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	const char *tok = csrf_token(ctx);
+	const char *css = web_asset_url("app.css");
 	buf_printf(&b,
 	           "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
 	           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
 	           "<meta name=\"csrf-token\" content=\"%s\"><title>%s · Sound Forge Alchemy</title>"
-	           "<link rel=\"stylesheet\" href=\"/assets/app.css\"><link rel=\"icon\" href=\"data:,\"></head><body><header>"
-	           "<a class=\"brand\" href=\"/\">Sound Forge Alchemy</a>",
-	           tok, html_esc(&ctx->arena, title));
+	           "<link rel=\"stylesheet\" href=\"%s\"><link rel=\"icon\" href=\"data:,\">",
+	           tok, html_esc(&ctx->arena, title), css ? css : "");
+	const char *js = script ? web_asset_url(script) : NULL;
+	const char *plots = web_asset_url("vendor/uplot.css");
+	if (js)
+		buf_printf(&b,
+		           "<link rel=\"stylesheet\" href=\"%s\">"
+		           "<script type=\"module\" src=\"%s\"></script>",
+		           plots ? plots : "", js);
+	buf_puts(&b, "</head><body><header><a class=\"brand\" href=\"/\">Sound Forge Alchemy</a>");
+	if (ctx->auth == AUTH_SESSION)
+		nav(ctx, &b);
 	if (ctx->auth == AUTH_SESSION)
 		buf_printf(&b,
-		           "<span>%s</span><a href=\"/users/settings\">Settings</a>"
+		           "<span>%s</span>"
 		           "<form class=\"inline\" method=\"post\" action=\"/users/log-out\">"
 		           "<input type=\"hidden\" name=\"_method\" value=\"delete\">"
 		           "<input type=\"hidden\" name=\"_csrf_token\" value=\"%s\">"
@@ -116,13 +123,33 @@ void page_render(struct http_ctx *ctx, int status, const char *title, const char
 		           html_esc(&ctx->arena, ctx->user.email), tok);
 	else
 		buf_puts(&b, "<a href=\"/users/log-in\">Log in</a><a href=\"/users/register\">Register</a>");
-	buf_puts(&b, "</header><main>");
+	buf_printf(&b, "</header><main%s>", main_attrs ? main_attrs : "");
 	const char *flash = flash_text(ctx);
 	if (flash)
 		buf_printf(&b, "<p class=\"flash\" role=\"status\">%s</p>", html_esc(&ctx->arena, flash));
 	buf_puts(&b, body);
-	buf_puts(&b, "</main></body></html>");
+	buf_puts(&b, "</main><div id=\"notices\" aria-live=\"polite\"></div></body></html>");
 	http_html(ctx, status, buf_steal(&b));
+}
+
+void page_render(struct http_ctx *ctx, int status, const char *title, const char *body)
+{
+	render(ctx, status, title, body, NULL, NULL);
+}
+
+/* The studio (library, import, jobs, track pages, models): one page whose script (web/)
+ * draws the view its path names, as a client of the public API and the socket. Without
+ * JavaScript it says so. */
+void page_studio(struct http_ctx *ctx)
+{
+	const char *attrs = arena_printf(&ctx->arena,
+	                                 " class=\"studio\" id=\"app\" data-user-id=\"%s\"",
+	                                 ctx->user.id);
+	render(ctx, 200, "Studio",
+	       "<noscript><section><p>The studio needs JavaScript. Everything it does is also "
+	       "available through the REST API (see <a href=\"/users/settings\">Settings</a> for "
+	       "API keys).</p></section></noscript>",
+	       "app.js", attrs);
 }
 
 static const char *field_error_html(struct http_ctx *ctx, const struct field_errors *fe,
@@ -137,13 +164,7 @@ static const char *field_error_html(struct http_ctx *ctx, const struct field_err
 void page_home(struct http_ctx *ctx)
 {
 	if (ctx->auth == AUTH_SESSION) {
-		const char *body = arena_printf(
-			&ctx->arena,
-			"<section><h1>Your studio</h1><p>Logged in as <strong>%s</strong>.</p>"
-			"<p>Create an API key in <a href=\"/users/settings\">Settings</a> to use the REST "
-			"API and the live progress socket.</p></section>",
-			html_esc(&ctx->arena, ctx->user.email));
-		page_render(ctx, 200, "Home", body);
+		page_studio(ctx);
 		return;
 	}
 	page_render(ctx, 200, "Home",

@@ -25,11 +25,14 @@
 static const struct {
 	const char *name;
 	const char *description;
+	int download_mb;
 } catalogue[] = {
-	{"htdemucs", "Hybrid Transformer Demucs - default 4-stem model"},
-	{"htdemucs_ft", "Fine-tuned Hybrid Transformer Demucs - higher quality, slower"},
-	{"htdemucs_6s", "6-stem model (vocals, drums, bass, guitar, piano, other)"},
-	{"mdx_extra", "MDX-Net Extra - alternative architecture, good for vocals"},
+	/* Download sizes of the official files, rounded (DEMUCS.md gives 84,141,911 B for htdemucs,
+	 * 54,996,327 B for htdemucs_6s; the bags have four members of ~84 and ~167 MB). */
+	{"htdemucs", "Hybrid Transformer Demucs - default 4-stem model", 84},
+	{"htdemucs_ft", "Fine-tuned Hybrid Transformer Demucs - higher quality, slower", 336},
+	{"htdemucs_6s", "6-stem model (vocals, drums, bass, guitar, piano, other)", 55},
+	{"mdx_extra", "MDX-Net Extra - alternative architecture, good for vocals", 668},
 };
 
 /* Whether every member file of model `name` is in dir, and whether this build can run
@@ -85,11 +88,14 @@ void api_processing_models(struct http_ctx *ctx)
 		bool runnable;
 		bool installed = model_installed(dir, b, &runnable) && runnable;
 		json_t *names = stem_names(b);
+		char install[64];
+		snprintf(install, sizeof install, "sfa models fetch %s", b->name);
 		json_array_append_new(models,
-		                      json_pack("{s:s, s:s, s:I, s:b, s:o}", "name", b->name,
+		                      json_pack("{s:s, s:s, s:I, s:b, s:o, s:i, s:s}", "name", b->name,
 		                                "description", catalogue[i].description, "stems",
 		                                (json_int_t)json_array_size(names), "installed",
-		                                installed, "stem_names", names));
+		                                installed, "stem_names", names, "download_mb",
+		                                catalogue[i].download_mb, "install_command", install));
 	}
 	http_data(ctx, 200, json_pack("{s:o}", "models", models));
 }

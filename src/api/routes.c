@@ -23,8 +23,14 @@
 static const struct route routes[] = {
 	{"GET", "/health", api_health, R_PUBLIC},
 	{"GET", "/health/ready", api_health_ready, R_PUBLIC},
-	{"GET", "/assets/app.css", page_asset_css, R_PUBLIC},
+	{"GET", "/assets/*name", api_asset, R_PUBLIC},
 	{"GET", "/", page_home, R_PAGE},
+	/* The studio: one app page; its script shows the view the path names. */
+	{"GET", "/tracks", page_studio, R_PAGE_AUTH},
+	{"GET", "/tracks/:id", page_studio, R_PAGE_AUTH},
+	{"GET", "/import", page_studio, R_PAGE_AUTH},
+	{"GET", "/jobs", page_studio, R_PAGE_AUTH},
+	{"GET", "/models", page_studio, R_PAGE_AUTH},
 	{"GET", "/users/register", page_register_form, R_GUEST},
 	{"POST", "/users/register", page_register, R_GUEST | R_AUTH_RATE},
 	{"GET", "/users/log-in", page_log_in_form, R_GUEST},
@@ -41,6 +47,7 @@ static const struct route routes[] = {
 	{"GET", "/api/jobs", api_jobs_list, R_API},
 	{"GET", "/api/jobs/:id", api_jobs_get, R_API},
 	{"DELETE", "/api/jobs/:id", api_jobs_cancel, R_API},
+	{"POST", "/api/jobs/:id/retry", api_jobs_retry, R_API | R_HEAVY},
 	{"POST", "/api/analysis/analyze", api_analysis_analyze, R_API | R_HEAVY},
 	{"GET", "/api/analysis/job/:id", api_analysis_job, R_API},
 	{"POST", "/api/processing/separate", api_processing_separate, R_API | R_HEAVY},

@@ -1,4 +1,8 @@
-/* tracks.c - the user's library: GET/POST /api/tracks, GET/PATCH/DELETE /api/tracks/:id. */
+/* tracks.c - the user's library: GET/POST /api/tracks, GET/PATCH/DELETE /api/tracks/:id.
+ *
+ * List items carry what a library row shows beyond the track itself: "analysis" (tempo,
+ * key, camelot of the latest analysis that has them, or null) and "stem_count" (stems of
+ * the latest separation). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -26,9 +30,25 @@ void api_tracks_list(struct http_ctx *ctx)
 		api_db_error(ctx);
 		return;
 	}
+	struct db_track_summary *sum = NULL;
+	if (db_track_summaries(ctx->app->db, ctx->user.id, t, n, &ctx->arena, &sum)) {
+		api_db_error(ctx);
+		return;
+	}
 	json_t *items = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(items, api_track_json(&t[i]));
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = api_track_json(&t[i]);
+		json_t *a = json_object();
+		if (sum[i].tempo_bpm > 0)
+			json_object_set_new(a, "tempo", json_real(sum[i].tempo_bpm));
+		if (sum[i].key[0])
+			json_object_set_new(a, "key", json_string(sum[i].key));
+		if (sum[i].camelot[0])
+			json_object_set_new(a, "camelot", json_string(sum[i].camelot));
+		json_object_set_new(o, "analysis", json_object_size(a) ? a : (json_decref(a), json_null()));
+		json_object_set_new(o, "stem_count", json_integer(sum[i].n_stems));
+		json_array_append_new(items, o);
+	}
 	api_list(ctx, items, &p, total);
 }
 

@@ -120,6 +120,18 @@ int db_track_get(struct db *db, const char *user_id, const char *id, struct db_t
 int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
                   int64_t limit, struct arena *a, struct db_track **out, size_t *n_out,
                   int64_t *total);
+/* What a library row shows of a track beyond its own columns: tempo, key and Camelot code
+ * of its latest analysis that has them (0 / "" when none), and how many stems its latest
+ * separation made. */
+struct db_track_summary {
+	double tempo_bpm;
+	char key[32];
+	char camelot[8];
+	int n_stems;
+};
+/* One summary per track of tracks[0..n), in the same order, into *out (from a). */
+int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
+                       size_t n, struct arena *a, struct db_track_summary **out);
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album);
 int db_track_set_audio(struct db *db, const char *id, const struct db_track *audio);

@@ -406,6 +406,8 @@ static int all_rows(struct db *db, sqlite3_stmt *st, size_t row_size,
 	return rc;
 }
 
+static void read_int_cb(sqlite3_stmt *st, void *out) { *(int *)out = sqlite3_column_int(st, 0); }
+
 static int read_user(struct db *db, sqlite3_stmt *st, struct db_user *out)
 {
 	return one_row(db, st, read_user_row, out);
@@ -714,6 +716,54 @@ out:
 	return rc;
 }
 
+static void read_summary_analysis(sqlite3_stmt *st, void *out)
+{
+	struct db_track_summary *s = out;
+	s->tempo_bpm = sqlite3_column_double(st, 0);
+	col_text(st, 1, s->key, sizeof s->key);
+	col_text(st, 2, s->camelot, sizeof s->camelot);
+}
+
+int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
+                       size_t n, struct arena *a, struct db_track_summary **out)
+{
+	struct db_track_summary *s = n ? arena_alloc(a, n * sizeof *s) : NULL;
+	if (n && !s)
+		return SFA_ENOMEM;
+	memset(s, 0, n * sizeof *s);
+	lock(db);
+	int rc = 0;
+	for (size_t i = 0; i < n && (rc == 0 || rc == SFA_ENOTFOUND); i++) {
+		rc = one_row(db,
+		             prep(db,
+		                  "SELECT coalesce(json_extract(result, '$.tempo'), 0), "
+		                  "coalesce((SELECT json_extract(result, '$.key') FROM analyses WHERE "
+		                  "user_id = ?1 AND track_id = ?2 AND json_extract(result, '$.key') IS "
+		                  "NOT NULL ORDER BY id DESC LIMIT 1), ''), "
+		                  "coalesce((SELECT json_extract(result, '$.camelot') FROM analyses "
+		                  "WHERE user_id = ?1 AND track_id = ?2 AND json_extract(result, "
+		                  "'$.camelot') IS NOT NULL ORDER BY id DESC LIMIT 1), '') "
+		                  "FROM (SELECT 1) LEFT JOIN (SELECT result FROM analyses WHERE user_id "
+		                  "= ?1 AND track_id = ?2 AND json_extract(result, '$.tempo') IS NOT "
+		                  "NULL ORDER BY id DESC LIMIT 1)",
+		                  "tt", user_id, tracks[i].id),
+		             read_summary_analysis, &s[i]);
+		if (rc == 0)
+			rc = one_row(db,
+			             prep(db,
+			                  "SELECT count(*) FROM stems WHERE user_id = ?1 AND track_id = ?2 "
+			                  "AND job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND "
+			                  "track_id = ?2 ORDER BY created_at DESC, rowid DESC LIMIT 1)",
+			                  "tt", user_id, tracks[i].id),
+			             read_int_cb, &s[i].n_stems);
+	}
+	unlock(db);
+	if (rc)
+		return rc == SFA_ENOTFOUND ? SFA_EDB : rc;
+	*out = s;
+	return 0;
+}
+
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album)
 {
@@ -961,7 +1011,6 @@ out:
 	return rc;
 }
 
-static void read_int_cb(sqlite3_stmt *st, void *out) { *(int *)out = sqlite3_column_int(st, 0); }
 
 int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
                          int *n_running)

@@ -7,8 +7,10 @@
  *
  * Members appear only for requested features: tempo -> tempo, beats; key -> key,
  * key_confidence, camelot (all three null when there is no key); energy -> energy;
- * spectral -> spectral_centroid, spectral_rolloff, zero_crossing_rate; mfcc/chroma ->
- * features.mfcc/chroma and features.frame_rate. duration (seconds) is always there.
+ * spectral -> spectral_centroid, spectral_rolloff, zero_crossing_rate (means) and
+ * features.spectral_centroid/spectral_rolloff (Hz, one value per column, for plots over
+ * time); mfcc/chroma -> features.mfcc/chroma; features.frame_rate comes with any of them.
+ * duration (seconds) is always there.
  *
  * Pooling: frame t (time t * 512 / 22050 s) goes to column floor(time * frame_rate); a
  * column is the mean of its frames. So a 12-s file at 2 columns per second has 24 columns.
@@ -36,32 +38,37 @@ size_t dsp_pooled_columns(const struct dsp_result *r)
 	return column_of(r->n_frames - 1, r->frame_rate) + 1;
 }
 
+/* The column means of one row of frames, read from xf (float) or else xd (double). */
+static json_t *pooled_row(const float *xf, const double *xd, const struct dsp_result *r)
+{
+	size_t T = r->n_frames, n_cols = dsp_pooled_columns(r);
+	json_t *jr = json_array();
+	size_t t = 0;
+	for (size_t c = 0; jr && c < n_cols; c++) {
+		double s = 0.0;
+		size_t k = 0;
+		for (; t < T && column_of(t, r->frame_rate) == c; t++, k++)
+			s += xf ? (double)xf[t] : xd[t];
+		if (json_array_append_new(jr, real(k ? s / (double)k : 0.0)) != 0) {
+			json_decref(jr);
+			return NULL;
+		}
+	}
+	return jr;
+}
+
 /* rows x n_cols array of column means of m ([row * T + t]). NULL on allocation failure. */
 static json_t *pooled(const float *m, int rows, const struct dsp_result *r)
 {
-	size_t T = r->n_frames, n_cols = dsp_pooled_columns(r);
 	json_t *arr = json_array();
-	if (!arr)
-		return NULL;
-	for (int row = 0; row < rows; row++) {
-		json_t *jr = json_array();
-		if (!jr || json_array_append_new(arr, jr) != 0)
-			goto fail;
-		const float *x = m + (size_t)row * T;
-		size_t t = 0;
-		for (size_t c = 0; c < n_cols; c++) {
-			double s = 0.0;
-			size_t k = 0;
-			for (; t < T && column_of(t, r->frame_rate) == c; t++, k++)
-				s += x[t];
-			if (json_array_append_new(jr, real(k ? s / (double)k : 0.0)) != 0)
-				goto fail;
+	for (int row = 0; arr && row < rows; row++) {
+		json_t *jr = pooled_row(m + (size_t)row * r->n_frames, NULL, r);
+		if (!jr || json_array_append_new(arr, jr) != 0) {
+			json_decref(arr);
+			return NULL;
 		}
 	}
 	return arr;
-fail:
-	json_decref(arr);
-	return NULL;
 }
 
 static int set(json_t *o, const char *key, json_t *v)
@@ -102,13 +109,17 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 	}
 	if (!bad)
 		bad |= set(o, "duration", real(r->duration_s));
-	if (!bad && (f & (DSP_FEAT_MFCC | DSP_FEAT_CHROMA))) {
+	if (!bad && (f & (DSP_FEAT_MFCC | DSP_FEAT_CHROMA | DSP_FEAT_SPECTRAL))) {
 		json_t *feats = json_object();
 		bad |= set(o, "features", feats);
 		if (!bad && (f & DSP_FEAT_MFCC))
 			bad |= set(feats, "mfcc", pooled(r->mfcc, DSP_N_MFCC, r));
 		if (!bad && (f & DSP_FEAT_CHROMA))
 			bad |= set(feats, "chroma", pooled(r->chroma, DSP_N_CHROMA, r));
+		if (!bad && (f & DSP_FEAT_SPECTRAL)) {
+			bad |= set(feats, "spectral_centroid", pooled_row(NULL, r->centroid, r));
+			bad |= set(feats, "spectral_rolloff", pooled_row(NULL, r->rolloff, r));
+		}
 		if (!bad) {
 			double fr = r->frame_rate;
 			bad |= set(feats, "frame_rate",

@@ -176,10 +176,14 @@ static enum MHD_Result queue(struct http_ctx *ctx)
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
 	MHD_add_response_header(r, "Referrer-Policy", "strict-origin-when-cross-origin");
 	if (ctx->content_type && str_starts_with(ctx->content_type, "text/html"))
+		/* Scripts only from this server (no inline script, no eval). Styles may also be
+		 * inline: the waveform library styles its shadow DOM with a <style> element. Media
+		 * may be blob: URLs, which it plays fetched audio from. */
 		MHD_add_response_header(r, "Content-Security-Policy",
 		                        "default-src 'self'; img-src 'self' https: data:; "
-		                        "style-src 'self'; script-src 'self'; object-src 'none'; "
-		                        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+		                        "media-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
+		                        "script-src 'self'; object-src 'none'; base-uri 'none'; "
+		                        "form-action 'self'; frame-ancestors 'none'");
 	if (!MHD_get_response_header(r, "Cache-Control"))
 		MHD_add_response_header(r, "Cache-Control", "no-store");
 	enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned)ctx->status, r);

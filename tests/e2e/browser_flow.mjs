@@ -31,8 +31,9 @@ try {
   await page.fill("#user_email", email);
   await page.fill("#user_password", password);
   await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
-  const home = await page.textContent("main");
-  if (!home.includes(email)) fail(`the home page does not greet ${email}: ${home}`);
+  const home = await page.textContent("header");
+  if (!home.includes(email)) fail(`the studio's header does not name ${email}: ${home}`);
+  await page.getByRole("region", { name: "Jobs" }).waitFor();
   if (shots) await page.screenshot({ path: `${shots}/home.png`, fullPage: true });
 
   await page.click("text=Settings");

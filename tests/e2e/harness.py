@@ -184,6 +184,21 @@ def sine_wav(seconds=1.0, rate=44100, channels=2, freq=440.0):
     return hdr + bytes(frames)
 
 
+def groove_wav(seconds, bpm, rate=44100):
+    """A tone with a decaying click on every beat: something with a tempo to find."""
+    n = int(seconds * rate)
+    beat = int(rate * 60 / bpm)
+    frames = bytearray()
+    for i in range(n):
+        k = i % beat
+        click = math.exp(-k / 300.0) * (1 if (i * 7919) % 13 < 7 else -1) if k < 3000 else 0.0
+        v = int(8000 * math.sin(2 * math.pi * 220 * i / rate) + 14000 * click)
+        frames += struct.pack("<h", max(-32768, min(32767, v))) * 2
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 2, rate, rate * 4, 4, 16) + b"data" + struct.pack("<I", len(frames))
+    return hdr + bytes(frames)
+
+
 def multipart(fields, files, boundary="sfa-test-boundary-7MA4YWxk"):
     out = b""
     for k, v in fields.items():

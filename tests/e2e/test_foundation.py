@@ -59,8 +59,14 @@ def security_headers(srv):
     check("default-src 'self'" in csp and "frame-ancestors 'none'" in csp, f"CSP: {csp}")
     check('name="_csrf_token"' in r.text, "the form has no CSRF field")
     check(c.cookies.get("_sfa_csrf"), "no CSRF cookie was set")
-    r = c.get("/assets/app.css")
-    eq(r.status, 200, "css")
+    check("script-src 'self';" in csp and "unsafe-eval" not in csp, f"scripts: {csp}")
+    m = re.search(r'<link rel="stylesheet" href="(/assets/app-[0-9a-f]{12}\.css)">', r.text)
+    check(m, "the page links its content-hashed stylesheet")
+    css = c.get(m.group(1))
+    eq((css.status, css.header("Cache-Control")), (200, "public, max-age=31536000, immutable"),
+       "embedded assets are cached for a year")
+    eq(c.get(m.group(1), headers={"If-None-Match": css.header("ETag")}).status, 304, "ETag")
+    eq(c.get("/assets/app-000000000000.css").status, 404, "another build's name")
 
 
 @tap.case

@@ -19,7 +19,7 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+from harness import Server, Tap, check, eq, groove_wav, multipart, run_suite, sine_wav  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -144,7 +144,7 @@ def full_local_journey(srv):
     the stored stems -> ZIP -> delete, then nothing of the track is left."""
     install_model(srv)
     uid, key, auth = new_user(srv)
-    track = upload(srv, auth, sine_wav(3.0))
+    track = upload(srv, auth, groove_wav(4.0, bpm=120))
     tid = track["id"]
     r = post(srv, auth, "/api/analysis/analyze", {"track_id": tid, "features": ["tempo", "key"]})
     eq(r.status, 201, r.text)
@@ -171,13 +171,16 @@ def full_local_journey(srv):
     eq(sorted(s["stem_type"] for s in stems), ["bass", "drums", "other", "vocals"], "stems")
     r = srv.client().get(stems[0]["file_path"], headers=auth)
     eq((r.status, r.body[:4]), (200, b"RIFF"), "a stem downloads")
+    row = srv.client().get("/api/tracks", headers=auth).json()["data"][0]
+    eq((row["id"], row["stem_count"], sorted(row["analysis"])), (tid, 4, ["camelot", "key", "tempo"]),
+       "the library row shows the analysis summary and the stem count")
     stem_paths = [s["file_path"][len("/files/"):] for s in stems]
 
     manifest = {"stems": [{"stem_id": s["id"], "volume": 0.5} for s in stems]}
     body, h = multipart({"track_id": tid, "manifest": json.dumps(manifest)}, {})
     r = srv.client().request("POST", "/api/daw/export", body=body, headers={**auth, **h})
     eq(r.status, 200, r.text[:300])
-    check(r.body[:4] == b"RIFF" and len(r.body) > 44 + 4 * 44100 * 2, "the mix is a whole WAV")
+    check(r.body[:4] == b"RIFF" and len(r.body) > 44 + 4 * 44100 * 4 - 1000, "the mix is a whole WAV")
 
     r = srv.client().get(f"/export/stems/{tid}", headers=auth)
     eq(r.status, 200, r.text[:300])
@@ -312,6 +315,40 @@ def sigterm_ends_the_server_and_names_what_was_running(srv):
 
 
 @tap.case
+def retry_a_failed_job(srv):
+    """A failed job runs again as a new job with the same type, track and options."""
+    uid, key, auth = new_user(srv)
+    email = srv.client().get("/api/me", headers=auth).json()["data"]["email"]
+    jid = srv.cli("job", "enqueue", "--email", email, "--type", "probe", "--payload",
+                  '{"fail_attempts": 1, "steps": 2}').stdout.strip()
+    r = srv.client().post(f"/api/jobs/{jid}/retry", headers=auth, json_body={})
+    eq((r.status, r.json().get("code")), (409, "conflict"), "a job that has not failed")
+    j = wait_job(srv, auth, jid, pred=lambda j: j["status"] in ("completed", "failed"))
+    eq((j["status"], j["attempts"]), ("completed", 2), "the probe failed once, then passed")
+    # A probe that always fails, then its retry.
+    jid = srv.cli("job", "enqueue", "--email", email, "--type", "probe", "--payload",
+                  '{"fail_attempts": 99}').stdout.strip()
+    j = wait_job(srv, auth, jid, pred=lambda j: j["status"] == "failed")
+    r = srv.client().post(f"/api/jobs/{jid}/retry", headers=auth, json_body={})
+    eq(r.status, 201, r.text)
+    again = r.json()["data"]
+    check(again["id"] != jid and r.header("Location") == f"/api/jobs/{again['id']}", r.text)
+    eq((again["type"], again["status"]), ("probe", "queued"), "the new job")
+    done = wait_job(srv, auth, again["id"], pred=lambda j: j["status"] == "failed")
+    check("attempt" in done["error"] or done["error"], f"it fails again with a sentence: {done}")
+    other = new_user(srv)[2]
+    eq(srv.client().post(f"/api/jobs/{jid}/retry", headers=other, json_body={}).status, 404,
+       "another user's job")
+
+
+@tap.case
+def me_says_what_the_account_can_use(srv):
+    uid, key, auth = new_user(srv)
+    me = srv.client().get("/api/me", headers=auth).json()["data"]
+    eq((me["id"], me["lalalai"], me["spotify"]), (uid, False, False), "nothing linked")
+
+
+@tap.case
 def job_filters_are_validated(srv):
     uid, key, auth = new_user(srv)
     for q, field in (("status=runing", "status"), ("type=separate", "type"),
@@ -324,4 +361,6 @@ def job_filters_are_validated(srv):
 
 
 if __name__ == "__main__":
-    sys.exit(run_suite(tap, {}))
+    # Journeys poll job status like a client would; the rate limits have their own tests.
+    sys.exit(run_suite(tap, {"SFA_RATE_API": "100000", "SFA_RATE_HEAVY": "100000",
+                             "SFA_JOB_RETRY_BASE_S": "1"}))

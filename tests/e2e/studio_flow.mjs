@@ -1,0 +1,205 @@
+// The studio in a real browser (Debian's Chromium through playwright-core), as a new user
+// walks it: register, import (an audio file and a file that is not audio), open the
+// track, analyse, separate with live progress in the Jobs region, play the stems in the
+// mixer (the AudioContext runs; each stem's gain follows mute, solo and volume), edit in
+// the DAW (fade, offset, undo, redo), export the mix (it equals the server's render of the
+// manifest the page shows), download all stems, delete the track. axe-core checks every
+// page at 1440 px and 390 px; screenshots of each page are kept.
+//
+// Usage: node studio_flow.mjs BASE_URL AUDIO_FILE SHOTS_DIR
+// Prints one JSON line with what it saw; exits non-zero with a sentence on failure.
+import { chromium } from "playwright-core";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const [base, audioFile, shots] = process.argv.slice(2);
+const executablePath = process.env.SFA_CHROMIUM || "/usr/bin/chromium";
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const email = `studio-${Date.now()}@example.com`;
+const password = "a studio password";
+const seen = { pages: [], axe: {} };
+mkdirSync(shots, { recursive: true });
+
+function fail(msg) {
+  throw new Error(msg);
+}
+
+let browser;
+try {
+  browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"] });
+} catch (e) {
+  console.error(`Chromium could not start from ${executablePath} (install Debian's chromium): ${e.message}`);
+  process.exit(1);
+}
+
+const errors = [];
+async function checkPage(page, name) {
+  for (const width of [1440, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.evaluate(axeSource);
+    const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+    const bad = res.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+    seen.axe[`${name}@${width}`] = bad.length;
+    if (bad.length)
+      fail(`axe found ${bad.length} serious/critical violation(s) on ${name} at ${width} px: ` +
+        bad.map((v) => `${v.id} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`).join(", "));
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 1) fail(`${name} is ${overflow} px wider than a ${width} px screen`);
+    await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1440, height: 900 });
+  seen.pages.push(name);
+}
+
+try {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("dialog", (d) => d.accept());
+
+  // Register: the studio opens on the empty library.
+  await page.goto(`${base}/users/register`);
+  await page.fill("#user_email", email);
+  await page.fill("#user_password", password);
+  await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
+  await page.getByText("Your library is empty").waitFor();
+  await page.getByRole("region", { name: "Jobs" }).waitFor();
+  await checkPage(page, "library-empty");
+
+  // Import: one real file, one that is not audio (its error is the server's sentence).
+  await page.getByRole("link", { name: "Import", exact: true }).click();
+  await page.getByLabel("Upload audio files").setInputFiles([
+    { name: audioFile.split("/").pop(), mimeType: "audio/wav", buffer: readFileSync(audioFile) },
+    { name: "notes.mp3", mimeType: "audio/mpeg", buffer: Buffer.from("these are not audio bytes".repeat(40)) }]);
+  const added = page.locator(".uploads li", { hasText: "added:" });
+  await added.waitFor();
+  const refused = page.locator(".uploads li", { hasText: "notes.mp3" }).locator("[role=alert]");
+  await refused.waitFor();
+  seen.upload_error = (await refused.textContent()).trim();
+  if (seen.upload_error.length < 20) fail(`the refused upload shows no sentence: "${seen.upload_error}"`);
+  await checkPage(page, "import");
+
+  // Library lists the track; its title links to its page.
+  await page.getByRole("link", { name: "Library" }).click();
+  const title = audioFile.split("/").pop().replace(/\.[^.]+$/, "");
+  await page.getByRole("link", { name: title }).click();
+  await page.getByRole("button", { name: "Analyze" }).waitFor();
+  await checkPage(page, "track-new");
+
+  // Record every progress bar the Jobs region shows, however briefly.
+  await page.evaluate(() => {
+    window.__progress = [];
+    const jobs = document.getElementById("jobs");
+    new MutationObserver(() => {
+      for (const b of jobs.querySelectorAll("[role=progressbar]"))
+        window.__progress.push({ label: b.getAttribute("aria-label"), now: Number(b.getAttribute("aria-valuenow")) });
+    }).observe(jobs, { childList: true, subtree: true, attributes: true });
+  });
+
+  await page.getByRole("button", { name: "Analyze" }).click();
+  await page.locator(".stat", { hasText: "Tempo" }).locator("b", { hasText: "BPM" }).waitFor({ timeout: 60000 });
+  await page.getByRole("img", { name: /Chroma heatmap/ }).waitFor();
+
+  await page.getByLabel("Model", { exact: true }).selectOption("htdemucs");
+  await page.getByLabel("Engine", { exact: true }).selectOption("local");
+  await page.getByLabel("Output format", { exact: true }).selectOption("wav");
+  await page.getByRole("button", { name: "Separate stems" }).click();
+  await page.getByRole("slider", { name: "drums volume" }).waitFor({ timeout: 90000 });
+  seen.progress = await page.evaluate(() => window.__progress);
+  if (!seen.progress.some((p) => /Separation/.test(p.label)))
+    fail(`the Jobs region never showed the separation's progress bar: ${JSON.stringify(seen.progress)}`);
+  if (!seen.progress.every((p) => p.now >= 0 && p.now <= 100)) fail("a progress bar left 0..100");
+  await page.getByText("Separation finished").first().waitFor();
+  await checkPage(page, "track-separated");
+
+  // Mixer: play; the AudioContext runs; gains follow mute, solo and volume.
+  const mixer = page.locator("section", { has: page.locator("#mixer-title") });
+  const gain = async (s) => Number(await page.locator(`.lane[data-stem="${s}"]`).getAttribute("data-gain"));
+  await page.getByRole("button", { name: "Play" }).click();
+  await page.waitForFunction(() => document.querySelector("[data-audio-context]")?.dataset.audioContext === "running");
+  seen.audio_context = await mixer.getAttribute("data-audio-context");
+  await page.getByRole("button", { name: "Mute drums" }).click();
+  if ((await gain("drums")) !== 0) fail("muting drums left its gain up");
+  if ((await page.getByRole("button", { name: "Mute drums" }).getAttribute("aria-pressed")) !== "true") fail("Mute drums is not pressed");
+  await page.getByRole("slider", { name: "bass volume" }).fill("0.5");
+  if ((await gain("bass")) !== 0.5) fail(`bass gain ${await gain("bass")} after setting its volume to 0.5`);
+  await page.getByRole("button", { name: "Solo vocals" }).click();
+  const soloGains = { drums: await gain("drums"), bass: await gain("bass"), other: await gain("other"), vocals: await gain("vocals") };
+  if (soloGains.bass !== 0 || soloGains.other !== 0 || soloGains.vocals !== 1) fail(`solo vocals gave gains ${JSON.stringify(soloGains)}`);
+  await page.getByRole("button", { name: "Solo vocals" }).click();
+  await page.getByRole("button", { name: "Mute drums" }).click();
+  if ((await gain("bass")) !== 0.5 || (await gain("drums")) !== 1) fail("gains did not come back after unsolo and unmute");
+  await page.getByRole("slider", { name: "vocals pan" }).fill("-0.5");
+  if (Number(await page.locator('.lane[data-stem="vocals"]').getAttribute("data-pan-right")) !== 0.5) fail("pan -0.5 did not halve the right channel");
+  await page.getByRole("button", { name: "Pause" }).click();
+  seen.gains = soloGains;
+
+  // DAW edits with undo/redo; the manifest on the page follows.
+  await page.getByLabel("vocals edit type").selectOption("fade_in");
+  await page.getByLabel("vocals Length (s)").fill("0.5");
+  await page.getByRole("button", { name: "Add vocals edit" }).click();
+  await page.getByLabel("vocals edit type").selectOption("offset");
+  await page.getByLabel("vocals Position (s)").fill("0.25");
+  await page.getByRole("button", { name: "Add vocals edit" }).click();
+  const vocalEdits = async () => JSON.parse(await page.locator("#manifest-json").textContent()).stems.find((s) => s.edits.length || s.pan)?.edits || [];
+  if ((await vocalEdits()).length !== 2) fail(`two edits expected, the manifest has ${JSON.stringify(await vocalEdits())}`);
+  await page.getByRole("button", { name: "Undo" }).click();
+  if ((await vocalEdits()).length !== 1) fail("undo did not remove the offset");
+  await page.getByRole("button", { name: "Redo" }).click();
+  const edits = await vocalEdits();
+  if (JSON.stringify(edits) !== JSON.stringify([{ type: "fade_in", duration_ms: 500 }, { type: "offset", position_ms: 250 }]))
+    fail(`edits after redo: ${JSON.stringify(edits)}`);
+  await page.getByLabel("Bit depth").selectOption("24");
+  await checkPage(page, "mixer-edited");
+
+  // Export: the downloaded WAV equals the server's render of the manifest shown.
+  const manifestText = await page.locator("#manifest-json").textContent();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export mix" }).click()]);
+  const mixPath = `${shots}/mix.wav`;
+  await download.saveAs(mixPath);
+  const mix = readFileSync(mixPath);
+  const trackId = page.url().split("/").pop();
+  const csrf = await page.locator('meta[name="csrf-token"]').getAttribute("content");
+  const direct = await page.request.post(`${base}/api/daw/export`, {
+    headers: { "x-csrf-token": csrf },
+    multipart: { track_id: trackId, manifest: JSON.stringify(JSON.parse(manifestText)) },
+  });
+  if (direct.status() !== 200) fail(`the server refused the page's manifest: ${direct.status()} ${await direct.text()}`);
+  const want = await direct.body();
+  if (!mix.equals(want)) fail(`the exported mix (${mix.length} B) differs from the server's render of the manifest (${want.length} B)`);
+  if (mix.readUInt16LE(34) !== 24) fail(`the mix is ${mix.readUInt16LE(34)}-bit, 24 chosen`);
+  seen.mix_bytes = mix.length;
+  writeFileSync(`${shots}/manifest.json`, manifestText);
+
+  // All stems as a ZIP.
+  const [zip] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download all stems" }).click()]);
+  const zipPath = `${shots}/stems.zip`;
+  await zip.saveAs(zipPath);
+  const z = readFileSync(zipPath);
+  if (z.readUInt32LE(0) !== 0x04034b50) fail("Download all stems did not give a ZIP");
+  seen.zip_bytes = z.length;
+
+  // Models page.
+  await page.getByRole("link", { name: "Models" }).click();
+  await page.getByText("sfa models fetch htdemucs_ft").waitFor();
+  await checkPage(page, "models");
+
+  // Delete the track from its page: back to an empty library.
+  await page.goto(`${base}/tracks/${trackId}`);
+  await page.getByRole("button", { name: "Delete track" }).click();
+  await page.getByText("Your library is empty").waitFor();
+  const gone = await page.request.get(`${base}/api/tracks/${trackId}`);
+  if (gone.status() !== 404) fail(`the deleted track still answers ${gone.status()}`);
+
+  const real = errors.filter((e) => !/Failed to load resource: the server responded with a status of 4\d\d/.test(e));
+  if (real.length) fail(`the pages logged errors: ${real.join("; ")}`);
+  seen.refused_resources = errors.length - real.length;
+  console.log(JSON.stringify(seen));
+} catch (e) {
+  console.error(e.message);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

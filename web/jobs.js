@@ -1,0 +1,149 @@
+// jobs.js - the live jobs panel: a region named "Jobs", fed by the Phoenix socket.
+//
+// The first list comes from GET /api/jobs; after that the socket (topic user:<id>, the
+// session cookie authenticates it) pushes job:progress, job:completed and job:failed. The
+// phoenix client reconnects by itself; only while it is down does the panel poll.
+
+import { Socket } from "./vendor/phoenix.js";
+import { get, post, del } from "./api.js";
+import { h, replace, notify, errorText } from "./dom.js";
+
+const RUNNING = new Set(["queued", "running", "downloading", "processing", "analyzing"]);
+const LABEL = { processing: "Separation", analysis: "Analysis", download: "Download", probe: "Probe" };
+const POLL_MS = 5000;
+
+export class JobsPanel {
+  constructor(userId) {
+    this.userId = userId;
+    this.jobs = new Map(); // id -> job (as the API shows it)
+    this.titles = new Map(); // track id -> title
+    this.listeners = new Set();
+    this.list = h("ul");
+    this.el = h("section", { id: "jobs", "aria-labelledby": "jobs-title" },
+      h("h2", { id: "jobs-title" }, "Jobs"),
+      h("p", { class: "muted", id: "jobs-status", role: "status" }, "Connecting…"),
+      this.list);
+  }
+
+  // fn(event, job) runs for every change: "progress", "completed", "failed", "added".
+  onChange(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(kind, job) {
+    for (const fn of this.listeners) fn(kind, job);
+  }
+
+  async start() {
+    await this.refresh();
+    this.socket = new Socket("/socket", {});
+    this.socket.onOpen(() => {
+      this.status("Live");
+      clearInterval(this.poll);
+      this.poll = null;
+      this.refresh(); // catch up on what happened while the socket was down
+    });
+    this.socket.onError(() => this.down());
+    this.socket.onClose(() => this.down());
+    this.socket.connect();
+    const ch = this.socket.channel(`user:${this.userId}`, {});
+    ch.on("job:progress", (p) => this.update(p.job_id, { status: p.status, progress: p.progress, message: p.message }, "progress"));
+    ch.on("job:completed", (p) => {
+      this.update(p.job_id, { status: "completed", progress: 100, result: p.result, type: p.job_type, track_id: p.track_id }, "completed");
+      notify(`${LABEL[p.job_type] || "Job"} finished${this.trackName(p.track_id)}.`, "ok");
+    });
+    ch.on("job:failed", (p) => {
+      this.update(p.job_id, { status: "failed", error: p.error, type: p.job_type }, "failed");
+      notify(`${LABEL[p.job_type] || "Job"} failed${this.trackName(this.jobs.get(p.job_id)?.track_id)}: ${p.error}`, "error");
+    });
+    ch.join();
+  }
+
+  trackName(trackId) {
+    const t = trackId && this.titles.get(trackId);
+    return t ? ` for “${t}”` : "";
+  }
+
+  down() {
+    this.status("Reconnecting… (updating every few seconds meanwhile)");
+    if (!this.poll) this.poll = setInterval(() => this.refresh(), POLL_MS);
+  }
+
+  status(text) {
+    const s = this.el.querySelector("#jobs-status");
+    if (s) s.textContent = text;
+  }
+
+  async refresh() {
+    try {
+      const res = await get("/api/jobs?page_size=20");
+      for (const j of res.data) this.jobs.set(j.id, j);
+      this.render();
+    } catch (e) {
+      this.status(errorText(e));
+    }
+  }
+
+  // A job this page just created: shown at once, before its first event.
+  add(job) {
+    this.jobs.set(job.id || job.job_id, { id: job.id || job.job_id, status: "queued", progress: 0, ...job });
+    this.render();
+    this.emit("added", this.jobs.get(job.id || job.job_id));
+  }
+
+  update(id, fields, kind) {
+    const j = { ...(this.jobs.get(id) || { id }), ...fields };
+    this.jobs.set(id, j);
+    this.render();
+    this.emit(kind, j);
+    if (!j.type) this.refresh();
+  }
+
+  render() {
+    const jobs = [...this.jobs.values()].sort((a, b) =>
+      (RUNNING.has(b.status) - RUNNING.has(a.status)) || String(b.created_at || "").localeCompare(String(a.created_at || "")));
+    if (!jobs.length) {
+      replace(this.list, h("li", { class: "muted" }, "No jobs yet."));
+      return;
+    }
+    replace(this.list, jobs.slice(0, 20).map((j) => this.item(j)));
+  }
+
+  item(j) {
+    const running = RUNNING.has(j.status);
+    const name = `${LABEL[j.type] || "Job"}${this.trackName(j.track_id)}`;
+    const li = h("li", { dataset: { jobId: j.id, status: j.status } },
+      h("div", {}, h("strong", {}, name), " ", h("span", { class: "badge" }, j.status)));
+    if (running) {
+      const pct = Math.max(0, Math.min(100, j.progress || 0));
+      li.append(h("div", { class: "bar", role: "progressbar", "aria-label": `${name} progress`,
+        "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(pct),
+        "aria-valuetext": `${pct}%${j.message ? `, ${j.message}` : ""}` },
+      h("span", { style: `width:${pct}%` })));
+      if (j.message) li.append(h("div", { class: "muted" }, j.message));
+      li.append(h("button", { type: "button", class: "secondary", onclick: () => this.cancel(j) }, `Cancel ${LABEL[j.type] || "job"}`));
+    } else if (j.status === "failed") {
+      li.append(h("div", { class: "error" }, j.error || "failed"));
+      li.append(h("button", { type: "button", class: "secondary", onclick: () => this.retry(j) }, `Retry ${LABEL[j.type] || "job"}`));
+    }
+    return li;
+  }
+
+  async cancel(j) {
+    try {
+      await del(`/api/jobs/${j.id}`);
+    } catch (e) {
+      notify(errorText(e), "error");
+    }
+  }
+
+  async retry(j) {
+    try {
+      const res = await post(`/api/jobs/${j.id}/retry`, {});
+      this.add(res.data);
+    } catch (e) {
+      notify(errorText(e), "error");
+    }
+  }
+}

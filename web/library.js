@@ -1,0 +1,144 @@
+// library.js - the library (/): the user's tracks as a list or a grid, with search, sort,
+// paging, and bulk analyse / separate / delete of the selected tracks.
+
+import { get, post, del } from "./api.js";
+import { h, replace, notify, errorText, fmtDuration } from "./dom.js";
+
+const PAGE_SIZE = 25;
+const SORTS = {
+  newest: null,
+  title: (a, b) => a.title.localeCompare(b.title),
+  artist: (a, b) => (a.artist || "").localeCompare(b.artist || ""),
+  tempo: (a, b) => (a.analysis?.tempo || 0) - (b.analysis?.tempo || 0),
+  key: (a, b) => (a.analysis?.camelot || "").localeCompare(b.analysis?.camelot || "", undefined, { numeric: true }),
+};
+
+export async function libraryView(root, ctx) {
+  const state = { page: 1, q: "", sort: "newest", layout: localStorage.getItem("sfa.layout") || "list", tracks: [], meta: null, selected: new Set() };
+  const search = h("input", { type: "search", id: "lib-q", placeholder: "Title or artist", "aria-label": "Search the library" });
+  const sort = h("select", { id: "lib-sort", "aria-label": "Sort" },
+    Object.keys(SORTS).map((k) => h("option", { value: k }, `Sort: ${k}`)));
+  const layoutBtn = h("button", { type: "button", class: "secondary", "aria-pressed": String(state.layout === "grid") }, "Grid view");
+  const body = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const bulk = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Selected tracks" });
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  replace(root, h("section", {},
+    h("div", { class: "toolbar" }, h("h1", { style: "margin:0 auto 0 0" }, "Library"),
+      h("a", { class: "button", href: "/import" }, "Import music")),
+    h("div", { class: "row" }, h("div", {}, search), h("div", {}, sort), layoutBtn),
+    bulk, body, pager));
+
+  let timer;
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { state.q = search.value.trim(); state.page = 1; load(); }, 250);
+  });
+  sort.addEventListener("change", () => { state.sort = sort.value; draw(); });
+  layoutBtn.addEventListener("click", () => {
+    state.layout = state.layout === "grid" ? "list" : "grid";
+    localStorage.setItem("sfa.layout", state.layout);
+    layoutBtn.setAttribute("aria-pressed", String(state.layout === "grid"));
+    draw();
+  });
+
+  async function load() {
+    try {
+      const q = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE });
+      if (state.q) q.set("q", state.q);
+      const res = await get(`/api/tracks?${q}`);
+      state.tracks = res.data;
+      state.meta = res.meta;
+      for (const t of res.data) ctx.jobs.titles.set(t.id, t.title);
+      state.selected.clear();
+      draw();
+    } catch (e) {
+      replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
+    }
+  }
+
+  function sorted() {
+    const f = SORTS[state.sort];
+    return f ? [...state.tracks].sort(f) : state.tracks;
+  }
+
+  function checkbox(t) {
+    return h("input", { type: "checkbox", "aria-label": `Select ${t.title}`, checked: state.selected.has(t.id),
+      onchange: (e) => { e.target.checked ? state.selected.add(t.id) : state.selected.delete(t.id); drawBulk(); } });
+  }
+
+  function art(t, cls) {
+    return t.album_art_url ? h("img", { class: cls, src: t.album_art_url, alt: "" }) : h("div", { class: cls, "aria-hidden": "true" });
+  }
+
+  function keyText(t) {
+    const a = t.analysis;
+    if (!a || !a.key) return "–";
+    return a.camelot ? `${a.key} (${a.camelot})` : a.key;
+  }
+
+  function stemText(t) {
+    return t.stem_count ? h("span", { class: "badge ok" }, `${t.stem_count} stems`) : h("span", { class: "badge" }, "no stems");
+  }
+
+  function link(t) {
+    return h("a", { href: `/tracks/${t.id}`, "data-nav": "" }, t.title);
+  }
+
+  function draw() {
+    drawBulk();
+    const tracks = sorted();
+    if (!tracks.length) {
+      replace(body, h("p", {}, state.q ? `Nothing in your library matches “${state.q}”.` : "Your library is empty. ",
+        state.q ? "" : h("a", { href: "/import" }, "Import some music.")));
+    } else if (state.layout === "grid") {
+      replace(body, h("ul", { class: "tracks-grid", "aria-label": "Tracks" }, tracks.map((t) => h("li", {},
+        art(t, "art"), h("div", {}, checkbox(t), " ", link(t)), h("div", { class: "muted" }, t.artist || "–"),
+        h("div", {}, `${fmtDuration(t.duration)} · ${t.analysis?.tempo ? `${Math.round(t.analysis.tempo)} BPM` : "– BPM"} · ${keyText(t)}`),
+        stemText(t)))));
+    } else {
+      replace(body, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Tracks" }, h("table", {},
+        h("caption", { class: "muted", style: "text-align:left" }, `${state.meta?.total_count ?? tracks.length} tracks`),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Select")), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Art")),
+          ["Title", "Artist", "Duration", "Tempo", "Key", "Stems"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, tracks.map((t) => h("tr", {},
+          h("td", {}, checkbox(t)), h("td", {}, art(t, "thumb")), h("td", {}, link(t)), h("td", {}, t.artist || "–"),
+          h("td", {}, fmtDuration(t.duration)), h("td", {}, t.analysis?.tempo ? `${Math.round(t.analysis.tempo)} BPM` : "–"),
+          h("td", {}, keyText(t)), h("td", {}, stemText(t))))))));
+    }
+    const m = state.meta;
+    replace(pager, m && m.total_pages > 1 ? [
+      h("button", { type: "button", class: "secondary", disabled: state.page <= 1, onclick: () => { state.page--; load(); } }, "Previous page"),
+      h("span", {}, `Page ${m.page} of ${m.total_pages}`),
+      h("button", { type: "button", class: "secondary", disabled: state.page >= m.total_pages, onclick: () => { state.page++; load(); } }, "Next page"),
+    ] : []);
+  }
+
+  function drawBulk() {
+    const n = state.selected.size;
+    replace(bulk, n ? [
+      h("span", {}, `${n} selected`),
+      h("button", { type: "button", onclick: () => each("Analyze", (id) => post("/api/analysis/analyze", { track_id: id, features: ["all"] })) }, "Analyze selected"),
+      h("button", { type: "button", onclick: () => each("Separate", (id) => post("/api/processing/separate", { track_id: id, model: "htdemucs" })) }, "Separate selected"),
+      h("button", { type: "button", class: "danger", onclick: () => confirm(`Delete ${n} track(s) with their stems and analyses?`) && each("Delete", (id) => del(`/api/tracks/${id}`), true) }, "Delete selected"),
+    ] : []);
+  }
+
+  async function each(what, fn, reload = false) {
+    let ok = 0;
+    for (const id of [...state.selected]) {
+      try {
+        const res = await fn(id);
+        if (res?.data?.job_id) ctx.jobs.add({ id: res.data.job_id, track_id: id, type: what === "Analyze" ? "analysis" : "processing" });
+        ok++;
+      } catch (e) {
+        const t = state.tracks.find((x) => x.id === id);
+        notify(`${t ? t.title : id}: ${errorText(e)}`, "error");
+      }
+    }
+    if (ok) notify(`${what}: ${ok} track(s) done.`, "ok");
+    if (reload) load();
+    else { state.selected.clear(); draw(); }
+  }
+
+  await load();
+}
