@@ -27,9 +27,9 @@ struct run {
 
 static void check_event(const struct ws_event *ev)
 {
-	if (ev->type == WS_EV_TEXT && !ws_utf8_valid(ev->data, ev->len))
+	if (ev->type == WS_EV_TEXT && !utf8_valid(ev->data, ev->len))
 		__builtin_trap();
-	if (ev->type == WS_EV_CLOSE && !ws_utf8_valid(ev->data, ev->len))
+	if (ev->type == WS_EV_CLOSE && !utf8_valid(ev->data, ev->len))
 		__builtin_trap();
 	if ((ev->type == WS_EV_PING || ev->type == WS_EV_PONG || ev->type == WS_EV_CLOSE) &&
 	    ev->len > WS_MAX_CONTROL_BYTES)

@@ -3,6 +3,7 @@
  *   sfa serve [--port N] [--bind ADDR] [--data DIR]
  *   sfa user create --email E --password P [--data DIR]     prints the user id
  *   sfa token create --email E [--name N] [--data DIR]      prints only the new API key
+ *   sfa routes
  *   sfa version
  *
  * Every setting also has an SFA_* environment variable (core/config.h). Errors are one
@@ -43,6 +44,7 @@ static const char usage[] =
 	"                                                 analyse a song, print JSON\n"
 	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
 	"                                                 queue a job, print its id\n"
+	"  routes                                         print the route table (JSON)\n"
 	"  version                                        print the version\n"
 	"Settings: SFA_PORT, SFA_BIND, SFA_DATA_DIR, SFA_SECRET_KEY_BASE, SFA_RATE_API,\n"
 	"SFA_RATE_HEAVY, SFA_RATE_AUTH, SFA_TRUSTED_PROXIES, SFA_HTTPS.\n";
@@ -88,6 +90,8 @@ static int cmd_serve(int argc, char **argv)
 		.port = app.cfg.port,
 		.n_threads = app.cfg.n_http_threads,
 		.grace_s = app.cfg.shutdown_grace_s,
+		.header_timeout_s = app.cfg.header_timeout_s,
+		.body_timeout_s = app.cfg.body_timeout_s,
 		.begin = routes_begin,
 		.dispatch = routes_dispatch,
 		.app = &app,
@@ -336,6 +340,16 @@ int main(int argc, char **argv)
 		return cmd_token_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "job") == 0 && strcmp(argv[2], "enqueue") == 0)
 		return cmd_job_enqueue(argc - 3, argv + 3);
+	if (strcmp(cmd, "routes") == 0) {
+		json_t *t = routes_table_json();
+		char *text = t ? json_dumps(t, JSON_INDENT(1)) : NULL;
+		json_decref(t);
+		if (!text)
+			return fail("out of memory");
+		puts(text);
+		free(text);
+		return 0;
+	}
 	if (strcmp(cmd, "separate") == 0 || strcmp(cmd, "models") == 0)
 		return cmd_engine(argc - 1, argv + 1);
 	if (strcmp(cmd, "analyze") == 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/csrf.h"
 #include "util/json.h"
 #include "util/str.h"
 #include "util/timeutil.h"
@@ -106,6 +107,25 @@ json_t *api_track_json(const struct db_track *t)
 	                 "spotify_url", str_or_null(t->spotify_url), "isrc", str_or_null(t->isrc),
 	                 "source", t->source, "audio", audio, "created_at", api_time(t->created_at),
 	                 "updated_at", api_time(t->updated_at));
+}
+
+void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n)
+{
+	char token[128];
+	if (!ctx->csrf_pending || n >= sizeof token)
+		return;
+	memcpy(token, value, n);
+	token[n] = '\0';
+	if (!ctx->csrf_cookie_new && csrf_valid(ctx->app->cfg.csrf_key, ctx->csrf_cookie, token))
+		ctx->csrf_pending = false;
+}
+
+bool api_csrf_refused(struct http_ctx *ctx)
+{
+	if (!ctx->csrf_pending)
+		return false;
+	http_error(ctx, 403, "forbidden", API_CSRF_FIRST);
+	return true;
 }
 
 json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id)

@@ -31,6 +31,16 @@ void api_db_error(struct http_ctx *ctx);
 json_t *api_time(int64_t t);
 json_t *api_track_json(const struct db_track *t);
 json_t *api_stem_json(const struct db_stem *s);
+
+/* A session's multipart request may carry the CSRF token as a "_csrf_token" field instead
+ * of the x-csrf-token header (API.md §2). The route's parser hands the field's value to
+ * api_csrf_field; a file part may start only once it was valid (API_CSRF_FIRST says so),
+ * and the handler calls api_csrf_refused first, which answers 403 when it never was. */
+#define API_CSRF_FIRST                                                                     \
+	"The CSRF token is missing or invalid; send it in the x-csrf-token header, or as a "  \
+	"_csrf_token field before the files."
+void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n);
+bool api_csrf_refused(struct http_ctx *ctx);
 /* A track's stems (one separation, or its latest with job_id NULL) as a JSON array; NULL
  * when the database fails. */
 json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -60,6 +61,7 @@ enum {
 	DAW_RELAY_STALL_MS = 120 * 1000,   /* the child silent this long mid-stream: give up */
 	DAW_CPU_S = 1800,
 	DAW_RELAY_BLOCK = 64 * 1024,
+	DAW_EXIT_WAIT_MS = 2000,           /* a renderer that sent everything, to exit */
 };
 
 struct daw_req {
@@ -140,6 +142,8 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 	struct daw_req *r = arg;
 	if (!p->filename)
 		return 0;
+	if (r->ctx->csrf_pending)
+		return multipart_fail(&r->mp, SFA_EAUTH, API_CSRF_FIRST);
 	if (strcmp(p->name, "stems[]") != 0 && strcmp(p->name, "stems") != 0)
 		return multipart_fail(&r->mp, SFA_EINVAL,
 		                      "Send the stem files in fields named \"stems[]\" (got \"%.64s\").",
@@ -182,7 +186,9 @@ static int on_part_end(void *arg)
 static int on_field(void *arg, const char *name, const char *value, size_t n)
 {
 	struct daw_req *r = arg;
-	if (strcmp(name, "track_id") == 0) {
+	if (strcmp(name, "_csrf_token") == 0) {
+		api_csrf_field(r->ctx, value, n);
+	} else if (strcmp(name, "track_id") == 0) {
 		r->have_track_id = n > 0;
 		r->track_id_too_long = n > DAW_FIELD_MAX || memchr(value, '\0', n);
 		if (!r->track_id_too_long) {
@@ -206,7 +212,9 @@ static int on_field(void *arg, const char *name, const char *value, size_t n)
 static void parse_error(struct http_ctx *ctx, struct daw_req *r, int rc)
 {
 	const char *msg = multipart_error(&r->mp);
-	if (rc == SFA_ETOOBIG)
+	if (rc == SFA_EAUTH)
+		http_error(ctx, 403, "forbidden", msg);
+	else if (rc == SFA_ETOOBIG)
 		http_error(ctx, 413, "payload_too_large", msg);
 	else if (rc == SFA_EIO)
 		http_error(ctx, 500, "internal", msg);
@@ -270,9 +278,19 @@ static void daw_stream_free(void *cls)
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->pid > 0) {
-		kill(-s->pid, SIGKILL); /* harmless when it has exited: it is not reaped yet */
+		/* After a complete mix the renderer is exiting by itself: give it a moment, so
+		 * its status says how it ended. Otherwise (a client gone mid-way) stop it now. */
 		int status = 0;
-		while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+		pid_t done = 0;
+		for (int i = 0; s->sent == s->total && i < DAW_EXIT_WAIT_MS / 10 && done == 0; i++) {
+			done = waitpid(s->pid, &status, WNOHANG);
+			if (done == 0) {
+				struct timespec ts = {0, 10 * 1000 * 1000};
+				nanosleep(&ts, NULL);
+			}
+		}
+		kill(-s->pid, SIGKILL); /* the group; harmless when it has exited */
+		while (done <= 0 && waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
 		}
 		if (s->sent == s->total && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 			log_warn("daw: the renderer ended with status %d after a complete mix", status);
@@ -571,6 +589,8 @@ void api_daw_export(struct http_ctx *ctx)
 		parse_error(ctx, r, rc);
 		return;
 	}
+	if (api_csrf_refused(ctx))
+		return;
 	struct db_track t;
 	memset(&t, 0, sizeof t);
 	if (r->have_track_id &&

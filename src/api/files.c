@@ -362,7 +362,7 @@ void api_export_stems(struct http_ctx *ctx)
 	}
 	z->a = archive_write_new();
 	if (!z->a || archive_write_set_format_zip(z->a) != ARCHIVE_OK ||
-	    archive_write_set_options(z->a, "zip:compression=store") != ARCHIVE_OK ||
+	    archive_write_set_options(z->a, "zip:compression=store,zip:hdrcharset=UTF-8") != ARCHIVE_OK ||
 	    archive_write_set_bytes_per_block(z->a, 0) != ARCHIVE_OK ||
 	    archive_write_open(z->a, z, NULL, zs_write, NULL) != ARCHIVE_OK) {
 		log_error("zip export: %s", z->a ? archive_error_string(z->a) : "out of memory");

@@ -15,6 +15,7 @@
 #include "api/app.h"
 #include "api/assets.h"
 #include "api/routes.h"
+#include "api/socket.h"
 #include "api/spotify_api.h"
 #include "core/accounts.h"
 #include "core/csrf.h"
@@ -281,8 +282,12 @@ void page_log_in(struct http_ctx *ctx)
 
 void page_log_out(struct http_ctx *ctx)
 {
-	if (ctx->session_token)
+	if (ctx->session_token) {
 		accounts_session_end(ctx->app->db, ctx->session_token);
+		char hash[TOKEN_HASH_LEN];
+		token_hash(ctx->session_token, hash);
+		socket_close_credential(hash);
+	}
 	char sc[128];
 	cookie_format(sc, sizeof sc, "_sfa_session", "", 0, ctx->app->cfg.https);
 	http_set_header(ctx, "Set-Cookie", sc);
@@ -412,6 +417,7 @@ void page_settings_update(struct http_ctx *ctx)
 		int rc = accounts_change_password(db, &ctx->user, current ? current : "",
 		                                  next ? next : "", ctx->session_token, &fe);
 		if (rc == 0) {
+			socket_close_user_sessions(ctx->user.id, ctx->session_token);
 			log_info("user %s changed the password; other sessions ended", ctx->user.id);
 			page_redirect_with_flash(ctx, "/users/settings", "password_changed");
 			return;
@@ -436,7 +442,9 @@ void page_settings_update(struct http_ctx *ctx)
 	}
 	if (strcmp(action, "revoke_api_key") == 0) {
 		const char *id = http_form(ctx, "key_id");
-		if (id && db_api_key_revoke(db, ctx->user.id, id, (int64_t)time(NULL)) == 0) {
+		char hash[TOKEN_HASH_LEN];
+		if (id && db_api_key_revoke(db, ctx->user.id, id, (int64_t)time(NULL), hash) == 0) {
+			socket_close_credential(hash);
 			page_redirect_with_flash(ctx, "/users/settings", "key_revoked");
 			return;
 		}

@@ -134,8 +134,10 @@ static void set_rate_headers(struct http_ctx *ctx, const struct rl_result *r)
 	http_set_header(ctx, "X-RateLimit-Reset", v);
 }
 
-/* Counts one request in bucket; on refusal answers 429 and returns false. */
-static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, int limit)
+/* Counts one request in bucket; on refusal answers 429 (an HTML page for the pages, JSON
+ * elsewhere) and returns false. */
+static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, int limit,
+                    bool html)
 {
 	char key[320];
 	snprintf(key, sizeof key, "%s:%s", bucket, who);
@@ -147,18 +149,31 @@ static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, i
 	char v[24];
 	snprintf(v, sizeof v, "%d", r.retry_after_s);
 	http_set_header(ctx, "Retry-After", v);
+	if (html) {
+		char page[400];
+		snprintf(page, sizeof page,
+		         "<!doctype html><title>Too many attempts</title><h1>Too many attempts</h1>"
+		         "<p>Please wait %d seconds, then <a href=\"%s\">try again</a>.</p>",
+		         r.retry_after_s, strcmp(ctx->path, "/users/register") == 0
+		                              ? "/users/register"
+		                              : "/users/log-in");
+		http_text(ctx, 429, "text/html; charset=utf-8", page);
+		return false;
+	}
 	http_json(ctx, 429,
 	          json_pack("{s:s, s:s, s:i}", "error", "rate limit exceeded", "code", "rate_limited",
 	                    "retry_after", r.retry_after_s));
 	return false;
 }
 
-/* Authenticates from Authorization: Bearer or the session cookie. Returns false after
- * answering 401 when a bearer key was presented but is not valid. */
-static bool authenticate(struct http_ctx *ctx)
+/* Authenticates from Authorization: Bearer (only where keys are accepted) or the session
+ * cookie. Returns false after answering 401 when a bearer key was presented but is not
+ * valid. HTML pages take only the session: a leaked API key must never reach the pages
+ * that create keys or change the account, so there the header is not even looked at. */
+static bool authenticate(struct http_ctx *ctx, bool keys)
 {
 	int64_t now = (int64_t)time(NULL);
-	const char *authz = http_req_header(ctx, "Authorization");
+	const char *authz = keys ? http_req_header(ctx, "Authorization") : NULL;
 	if (authz) {
 		if (strncasecmp(authz, "Bearer ", 7) != 0 ||
 		    accounts_api_key_user(ctx->app->db, authz + 7, now, &ctx->user) != 0) {
@@ -206,7 +221,7 @@ static bool gate(struct http_ctx *ctx)
 	unsigned flags = ctx->match.route->flags;
 	if (flags & R_PUBLIC)
 		return true;
-	if (!authenticate(ctx))
+	if (!authenticate(ctx, (flags & (R_API | R_FILES)) != 0))
 		return false;
 	ensure_csrf_cookie(ctx);
 	if (ctx->csrf_cookie_new) {
@@ -224,14 +239,20 @@ static bool gate(struct http_ctx *ctx)
 			return false;
 		}
 		if (ctx->auth == AUTH_SESSION && write && !csrf_ok(ctx)) {
-			http_error(ctx, 403, "forbidden",
-			           "The CSRF token is missing or invalid; send it in the x-csrf-token "
-			           "header.");
-			return false;
+			/* A multipart body may still bring it as a field (api_csrf_field). */
+			if (ctx->streaming && !http_req_header(ctx, "x-csrf-token")) {
+				ctx->csrf_pending = true;
+			} else {
+				http_error(ctx, 403, "forbidden",
+				           "The CSRF token is missing or invalid; send it in the x-csrf-token "
+				           "header.");
+				return false;
+			}
 		}
-		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api))
+		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api, false))
 			return false;
-		if ((flags & R_HEAVY) && !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy))
+		if ((flags & R_HEAVY) &&
+		    !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy, false))
 			return false;
 		return true;
 	}
@@ -252,7 +273,7 @@ static bool gate(struct http_ctx *ctx)
 		return false;
 	}
 	if (flags & R_AUTH_RATE) {
-		if (!rate_ok(ctx, "auth:ip", ctx->client_ip, ctx->app->cfg.rate_auth))
+		if (!rate_ok(ctx, "auth:ip", ctx->client_ip, ctx->app->cfg.rate_auth, true))
 			return false;
 		const char *email = http_form(ctx, "user[email]");
 		if (email && *email) {
@@ -261,11 +282,29 @@ static bool gate(struct http_ctx *ctx)
 			for (; email[i] && i < DB_EMAIL_MAX; i++)
 				lower[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
 			lower[i] = '\0';
-			if (!rate_ok(ctx, "auth:email", lower, ctx->app->cfg.rate_auth))
+			if (!rate_ok(ctx, "auth:email", lower, ctx->app->cfg.rate_auth, true))
 				return false;
 		}
 	}
 	return true;
+}
+
+json_t *routes_table_json(void)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		unsigned f = routes[i].flags;
+		const char *access = (f & R_PUBLIC)      ? "public"
+		                     : (f & R_API)       ? "api"
+		                     : (f & R_FILES)     ? "files"
+		                     : (f & R_PAGE_AUTH) ? "page_auth"
+		                     : (f & R_GUEST)     ? "guest"
+		                                         : "page";
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b}", "method", routes[i].method,
+		                                   "path", routes[i].pattern, "access", access, "heavy",
+		                                   (f & R_HEAVY) != 0));
+	}
+	return a;
 }
 
 void routes_begin(struct http_ctx *ctx)

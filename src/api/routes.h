@@ -21,6 +21,10 @@ enum route_flags {
  * byte of the body is accepted. Other requests are decided by routes_dispatch. */
 void routes_begin(struct http_ctx *ctx);
 void routes_dispatch(struct http_ctx *ctx);
+/* The route table as JSON, one object per route: {"method", "path", "access": "public" |
+ * "api" | "files" | "page" | "page_auth" | "guest", "heavy": bool}. `sfa routes` prints it;
+ * the authorization matrix test is generated from it. Returns a new array. */
+json_t *routes_table_json(void);
 
 /* Handlers, one file per resource. */
 void api_health(struct http_ctx *ctx);

@@ -20,6 +20,7 @@
 #include "api/app.h"
 #include "api/routes.h"
 #include "core/accounts.h"
+#include "core/token.h"
 #include "http/websocket.h"
 #include "http/ws_conn.h"
 #include "jobs/bus.h"
@@ -44,7 +45,74 @@ struct phx_session {
 	struct phx_chan *chans;
 	int n_chans;
 	bool counted; /* holds one socket_user_acquire */
+	/* The credential it was opened with (hash of the API key or of the session token), so
+	 * revoking that credential closes it; listed in g_open while the socket is open. */
+	char cred_hash[TOKEN_HASH_LEN];
+	bool by_session;
+	struct ws_conn *conn;
+	struct phx_session *open_next;
 };
+
+static pthread_mutex_t g_open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct phx_session *g_open;
+
+static void open_add(struct phx_session *s)
+{
+	pthread_mutex_lock(&g_open_mu);
+	s->open_next = g_open;
+	g_open = s;
+	pthread_mutex_unlock(&g_open_mu);
+}
+
+static void open_remove(struct phx_session *s)
+{
+	pthread_mutex_lock(&g_open_mu);
+	for (struct phx_session **pp = &g_open; *pp; pp = &(*pp)->open_next) {
+		if (*pp == s) {
+			*pp = s->open_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_open_mu);
+}
+
+/* Closes the open sockets matching: a credential hash, or (cred_hash NULL) every
+ * session-opened socket of user_id except the one of keep_hash. ws_conn_close only queues
+ * the close; a session leaves g_open (under the same lock) before its connection is
+ * freed, so each one is alive while it is closed here. */
+static int close_matching(const char *cred_hash, const char *user_id, const char *keep_hash)
+{
+	int n = 0;
+	pthread_mutex_lock(&g_open_mu);
+	for (struct phx_session *s = g_open; s; s = s->open_next) {
+		bool hit = cred_hash ? strcmp(s->cred_hash, cred_hash) == 0
+		                     : s->by_session && strcmp(s->user_id, user_id) == 0 &&
+		                           (!keep_hash || strcmp(s->cred_hash, keep_hash) != 0);
+		if (hit && s->conn) {
+			ws_conn_close(s->conn, WS_CLOSE_POLICY, "credentials revoked");
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&g_open_mu);
+	return n;
+}
+
+void socket_close_credential(const char *cred_hash)
+{
+	int n = close_matching(cred_hash, NULL, NULL);
+	if (n)
+		log_info("closed %d socket(s) whose credentials were revoked", n);
+}
+
+void socket_close_user_sessions(const char *user_id, const char *keep_token)
+{
+	char keep[TOKEN_HASH_LEN];
+	if (keep_token)
+		token_hash(keep_token, keep);
+	int n = close_matching(NULL, user_id, keep_token ? keep : NULL);
+	if (n)
+		log_info("closed %d socket(s) of sessions that ended", n);
+}
 
 /* Open sockets per user: a short list, one entry per user with a socket open. */
 struct user_count {
@@ -140,6 +208,7 @@ void phx_session_free(struct phx_session *s)
 {
 	if (!s)
 		return;
+	open_remove(s);
 	while (s->chans) {
 		struct phx_chan *ch = s->chans;
 		s->chans = ch->next;
@@ -446,6 +515,10 @@ void api_socket(struct http_ctx *ctx)
 		return;
 	}
 	s->counted = true; /* released when the session ends, however the socket does */
+	s->by_session = !key;
+	token_hash(key ? key : http_cookie(ctx, "_sfa_session"), s->cred_hash);
+	s->conn = c;
+	open_add(s);
 	ws_conn_set_arg(c, s);
 	ws_conn_accept(ctx, c, phoenix_proto ? "phoenix" : NULL);
 }

@@ -64,6 +64,12 @@ struct phx_transport {
 
 /* Whether job_id is one of user_id's jobs. The default, socket_job_owner_db, asks the
  * database (db_job_owned); tests may point this elsewhere before any session exists. */
+/* Closes (1008 "credentials revoked") every open socket opened with the credential whose
+ * token hash is cred_hash: a revoked API key, an ended session. */
+void socket_close_credential(const char *cred_hash);
+/* Closes the sockets opened with any session of user_id but keep_token's (NULL: all). */
+void socket_close_user_sessions(const char *user_id, const char *keep_token);
+
 typedef bool (*socket_job_owner_fn)(struct app *app, const char *user_id, const char *job_id);
 extern socket_job_owner_fn socket_job_owner_check;
 bool socket_job_owner_db(struct app *app, const char *user_id, const char *job_id);

@@ -29,6 +29,7 @@
 #include "util/log.h"
 #include "util/proc.h"
 #include "util/str.h"
+#include "util/utf8.h"
 #include "util/uuid.h"
 
 struct upload {
@@ -41,6 +42,7 @@ struct upload {
 	bool have_file;
 	uint64_t n_bytes;
 	char title[DB_TEXT_MAX], artist[DB_TEXT_MAX], album[DB_TEXT_MAX];
+	const char *not_text; /* the first field that is not valid UTF-8, if any */
 	bool failed;
 };
 
@@ -63,6 +65,8 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 	struct upload *u = arg;
 	if (!p->filename)
 		return 0;
+	if (u->ctx->csrf_pending)
+		return multipart_fail(&u->mp, SFA_EAUTH, API_CSRF_FIRST);
 	if (strcmp(p->name, "file") != 0)
 		return multipart_fail(&u->mp, SFA_EINVAL,
 		                      "Send the audio in a field named \"file\" (got \"%s\").", p->name);
@@ -97,6 +101,10 @@ static int on_file_data(void *arg, const char *data, size_t n)
 static int on_field(void *arg, const char *name, const char *value, size_t n)
 {
 	struct upload *u = arg;
+	if (strcmp(name, "_csrf_token") == 0) {
+		api_csrf_field(u->ctx, value, n);
+		return 0;
+	}
 	char *dst = strcmp(name, "title") == 0    ? u->title
 	            : strcmp(name, "artist") == 0 ? u->artist
 	            : strcmp(name, "album") == 0  ? u->album
@@ -106,6 +114,8 @@ static int on_field(void *arg, const char *name, const char *value, size_t n)
 	if (n >= DB_TEXT_MAX || memchr(value, '\0', n))
 		return multipart_fail(&u->mp, SFA_EINVAL,
 		                      "The %s field must be text of at most 500 characters.", name);
+	if (!utf8_valid(value, n) && !u->not_text)
+		u->not_text = dst == u->title ? "title" : dst == u->artist ? "artist" : "album";
 	memcpy(dst, value, n);
 	dst[n] = '\0';
 	return 0;
@@ -115,7 +125,9 @@ static int on_field(void *arg, const char *name, const char *value, size_t n)
 static void parse_error(struct http_ctx *ctx, struct upload *u, int rc)
 {
 	const char *msg = multipart_error(&u->mp);
-	if (rc == SFA_ETOOBIG)
+	if (rc == SFA_EAUTH)
+		http_error(ctx, 403, "forbidden", msg);
+	else if (rc == SFA_ETOOBIG)
 		http_error(ctx, 413, "payload_too_large", msg);
 	else if (rc == SFA_EIO)
 		http_error(ctx, 500, "internal", msg);
@@ -220,6 +232,15 @@ void api_tracks_upload(struct http_ctx *ctx)
 		parse_error(ctx, u, rc);
 		return;
 	}
+	if (api_csrf_refused(ctx))
+		return;
+	if (u->not_text) {
+		char msg[120];
+		snprintf(msg, sizeof msg, "The %s is not valid UTF-8 text.", u->not_text);
+		http_error_details(ctx, 422, "validation_failed", msg,
+		                   json_pack("{s:[s]}", u->not_text, "must be valid UTF-8 text"));
+		return;
+	}
 	if (!u->have_file) {
 		http_error_details(ctx, 422, "validation_failed", "The upload has no audio file.",
 		                   json_pack("{s:[s]}", "file", "can't be blank"));
@@ -247,6 +268,17 @@ void api_tracks_upload(struct http_ctx *ctx)
 		         why ? ": " : ".", why ? why : "");
 		json_decref(info);
 		http_error(ctx, 422, "invalid_audio", msg);
+		return;
+	}
+	double seconds = json_real_value(json_object_get(info, "duration"));
+	if (seconds > ctx->app->cfg.max_duration_s) {
+		char msg[200];
+		snprintf(msg, sizeof msg,
+		         "The audio lasts %.0f minutes; this server accepts songs of up to %d minutes "
+		         "(SFA_MAX_DURATION_S).",
+		         seconds / 60, (ctx->app->cfg.max_duration_s + 59) / 60);
+		json_decref(info);
+		http_error(ctx, 422, "too_long", msg);
 		return;
 	}
 	struct db_track t;

@@ -56,6 +56,7 @@
 
 #include "util/err.h"
 #include "util/str.h"
+#include "util/utf8.h"
 
 enum {
 	AUDIO__AVIO_BUF_BYTES = 64 * 1024,
@@ -491,7 +492,9 @@ static void audio__copy_tag(char *dst, size_t n, const AVFormatContext *fmt, con
 	const AVDictionaryEntry *e = av_dict_get(fmt->metadata, key, NULL, 0);
 	if (!e && st)
 		e = av_dict_get(st->metadata, key, NULL, 0);
-	str_copy(dst, n, e && e->value ? e->value : "");
+	/* Tags are often ISO-8859-1 (older taggers, Vorbis comments written by hand): read
+	 * leniently, so such a file keeps its title instead of failing later as text. */
+	utf8_or_latin1(e && e->value ? e->value : "", dst, n);
 }
 
 /* Copies the first name of FFmpeg's comma-separated list ("mov,mp4,m4a,..." -> "mov"). */

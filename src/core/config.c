@@ -154,6 +154,9 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->rate_heavy = 10;
 	c->rate_auth = 10;
 	c->shutdown_grace_s = 10;
+	c->max_duration_s = 1800;
+	c->header_timeout_s = 10;
+	c->body_timeout_s = 3600;
 	c->n_http_threads = 8;
 	c->jobs_download = 3;
 	c->jobs_processing = 1;
@@ -188,6 +191,8 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000, &c->rate_heavy, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_AUTH", 1, 1000000, &c->rate_auth, err, n_err)) ||
 	    (rc = env_int("SFA_SHUTDOWN_GRACE_S", 0, 3600, &c->shutdown_grace_s, err, n_err)) ||
+	    (rc = env_int("SFA_HEADER_TIMEOUT_S", 1, 600, &c->header_timeout_s, err, n_err)) ||
+	    (rc = env_int("SFA_BODY_TIMEOUT_S", 1, 86400, &c->body_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_HTTP_THREADS", 1, 256, &c->n_http_threads, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_DOWNLOAD", 1, 64, &c->jobs_download, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_PROCESSING", 1, 64, &c->jobs_processing, err, n_err)) ||
@@ -195,7 +200,8 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_JOB_RETRY_BASE_S", 0, 86400, &c->job_retry_base_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_TIMEOUT_S", 0, 7 * 86400, &c->job_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_MEMORY_MB", 64, 1 << 20, &c->job_memory_mb, err, n_err)) ||
-	    (rc = env_int("SFA_MAX_UPLOAD_MB", 1, 1 << 20, &max_upload_mb, err, n_err)))
+	    (rc = env_int("SFA_MAX_UPLOAD_MB", 1, 1 << 20, &max_upload_mb, err, n_err)) ||
+	    (rc = env_int("SFA_MAX_DURATION_S", 1, 24 * 3600, &c->max_duration_s, err, n_err)))
 		return rc;
 	c->max_upload_bytes = (int64_t)max_upload_mb << 20;
 	return spotify_from_env(c, err, n_err);

@@ -29,6 +29,8 @@ struct config {
 	int n_trusted_proxies;
 	char trusted_proxies[CONFIG_MAX_PROXIES][64];
 	int shutdown_grace_s;
+	int header_timeout_s; /* SFA_HEADER_TIMEOUT_S: a request's headers must be in by then */
+	int body_timeout_s;   /* SFA_BODY_TIMEOUT_S: and its whole body by then */
 	int n_http_threads;
 	int jobs_download;   /* concurrency per job type */
 	int jobs_processing;
@@ -37,6 +39,7 @@ struct config {
 	int job_timeout_s;     /* 0: the type's default */
 	int job_memory_mb;     /* address-space limit of a job process */
 	int64_t max_upload_bytes;
+	int max_duration_s; /* SFA_MAX_DURATION_S: the longest audio a track may have */
 	unsigned char csrf_key[32]; /* derived from the secret */
 	unsigned char box_key[32];  /* for secretbox-encrypted columns */
 

@@ -83,7 +83,10 @@ int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_
 /* Lists up to n_max keys of the user, newest first. *n_out is the number written. */
 int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, size_t n_max,
                     size_t *n_out);
-int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now);
+/* key_hash (65 bytes, may be NULL) receives the revoked key's hash, so whatever it opened
+ * (a socket) can be closed too. */
+int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now,
+                      char *key_hash);
 
 /* ---- Tracks ---------------------------------------------------------------------- */
 

@@ -8,12 +8,15 @@
  */
 #include "db/db.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/arena.h"
 #include "util/err.h"
@@ -219,6 +222,13 @@ int db_open(const char *path, struct db **out, char *err, size_t n_err)
 	if (!db)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory opening the database.");
 	pthread_mutex_init(&db->mu, NULL);
+	/* Only the server's user may read the database: it holds password hashes and sealed
+	 * tokens. SQLite gives the -wal and -shm files the database file's permissions. */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		fchmod(fd, 0600);
+		close(fd);
+	}
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
 	if (sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
 		sfa_err(err, n_err, SFA_EDB, "Cannot open the database: %s.",
@@ -589,16 +599,22 @@ out:
 	return rc;
 }
 
-int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now)
+static void read_hash_cb(sqlite3_stmt *st, void *out) { col_text(st, 0, out, 65); }
+
+int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now,
+                      char *key_hash)
 {
+	char hash[65];
 	lock(db);
-	int rc = run(db,
-	             prep(db,
-	                  "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND "
-	                  "revoked_at IS NULL",
-	                  "itt", now, key_id, user_id),
-	             true);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND "
+	                      "revoked_at IS NULL RETURNING key_hash",
+	                      "itt", now, key_id, user_id),
+	                 read_hash_cb, hash);
 	unlock(db);
+	if (rc == 0 && key_hash)
+		memcpy(key_hash, hash, sizeof hash);
 	return rc;
 }
 

@@ -28,6 +28,7 @@ struct MHD_Response;
 
 enum {
 	HTTP_ARENA_MAX_BYTES = 4 << 20,
+	HTTP_PHASE_HEADERS = 0, HTTP_PHASE_BODY = 1, HTTP_PHASE_HANDLER = 2,
 	HTTP_BODY_MAX_BYTES = 1 << 20, /* JSON and form bodies */
 	HTTP_MAX_RESP_HEADERS = 24,
 };
@@ -40,6 +41,8 @@ struct http_ctx {
 	struct MHD_Connection *conn;
 	int64_t t0_ms;
 	struct http_ctx *live_prev, *live_next; /* the server's list of requests in flight */
+	_Atomic int phase; /* HTTP_PHASE_*: what the request is waiting for */
+	bool deadline_hit; /* the reaper closed it (under the server's live-list lock) */
 
 	/* request */
 	const char *method; /* after a form's _method override */
@@ -65,6 +68,7 @@ struct http_ctx {
 	const char *session_token; /* cookie value when auth == AUTH_SESSION */
 	const char *csrf_cookie;   /* the browser's _sfa_csrf value (maybe freshly made) */
 	bool csrf_cookie_new;
+	bool csrf_pending; /* a session's multipart write whose token may still come as a field */
 
 	/* response */
 	int status;

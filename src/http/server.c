@@ -32,6 +32,12 @@
 
 /* Requests in flight, so that a shutdown can say which ones it is waiting for. */
 static atomic_int g_in_flight;
+
+struct framing {
+	int n_length;
+	char length[32];
+	bool conflict, chunked;
+};
 static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct http_ctx *g_live;
 
@@ -72,6 +78,44 @@ static void log_live(void)
 		         c->path ? c->path : "(request line not read yet)",
 		         (long long)((now - c->t0_ms) / 1000));
 	pthread_mutex_unlock(&g_live_mu);
+}
+
+/* Disconnects requests past their header or body deadline (slowloris: a client sending a
+ * header line every few seconds would otherwise hold a connection and a slot for as long
+ * as it likes, since libmicrohttpd's timeout only counts idle time). Shutting the socket
+ * down makes libmicrohttpd see the connection fail and clean it up on its own thread; the
+ * request cannot complete meanwhile, since completing takes g_live_mu. */
+static atomic_bool g_reaper_stop;
+
+static void *deadline_reaper(void *arg)
+{
+	const struct server_opts *o = arg;
+	while (!atomic_load(&g_reaper_stop)) {
+		struct timespec ts = {0, 250 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		int64_t now = time_mono_ms();
+		pthread_mutex_lock(&g_live_mu);
+		for (struct http_ctx *c = g_live; c; c = c->live_next) {
+			int phase = atomic_load(&c->phase);
+			int64_t limit_ms = phase == HTTP_PHASE_HEADERS ? (int64_t)o->header_timeout_s * 1000
+			                   : phase == HTTP_PHASE_BODY  ? (int64_t)o->body_timeout_s * 1000
+			                                               : 0;
+			if (!limit_ms || now - c->t0_ms <= limit_ms || c->deadline_hit)
+				continue;
+			const union MHD_ConnectionInfo *ci =
+				MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+			if (!ci)
+				continue;
+			c->deadline_hit = true;
+			log_warn("closing a connection from %s: its %s did not arrive within %d s",
+			         c->client_ip[0] ? c->client_ip : "?",
+			         phase == HTTP_PHASE_HEADERS ? "headers" : "body",
+			         phase == HTTP_PHASE_HEADERS ? o->header_timeout_s : o->body_timeout_s);
+			shutdown(ci->connect_fd, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&g_live_mu);
+	}
+	return NULL;
 }
 
 /* Ends the process if the shutdown is itself stuck (a handler that never returns keeps
@@ -192,6 +236,42 @@ static enum MHD_Result queue(struct http_ctx *ctx)
 	return ret;
 }
 
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+	(void)kind;
+	struct framing *f = cls;
+	if (strcasecmp(key, "Content-Length") == 0) {
+		if (f->n_length && strcmp(f->length, value ? value : "") != 0)
+			f->conflict = true;
+		str_copy(f->length, sizeof f->length, value ? value : "");
+		f->n_length++;
+	} else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+		f->chunked = true;
+	}
+	return MHD_YES;
+}
+
+/* Why a request must be refused before its body (RFC 9112 §3, §6.3), or NULL: control
+ * characters in the target, a Content-Length next to a Transfer-Encoding, or two
+ * different Content-Lengths (a request smuggling vector behind proxies). */
+static const char *bad_request_head(struct http_ctx *ctx)
+{
+	for (const char *p = ctx->path; *p; p++)
+		if ((unsigned char)*p < 0x21 || *p == 0x7f)
+			return "The request target contains control characters or spaces.";
+	for (const char *p = ctx->query; *p; p++)
+		if ((unsigned char)*p < 0x21 || *p == 0x7f)
+			return "The request target contains control characters or spaces.";
+	struct framing f = {0};
+	MHD_get_connection_values(ctx->conn, MHD_HEADER_KIND, count_framing, &f);
+	if (f.chunked && f.n_length)
+		return "The request has both Content-Length and Transfer-Encoding.";
+	if (f.conflict)
+		return "The request has two different Content-Length headers.";
+	return NULL;
+}
+
 /* Everything the dispatcher needs that is not the body: cookies and the query. */
 static int parse_head(struct http_ctx *ctx)
 {
@@ -255,6 +335,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 	if (!ctx)
 		return MHD_NO; /* out of memory in uri_logger */
 	if (!ctx->method) {
+		atomic_store(&ctx->phase, HTTP_PHASE_BODY);
 		ctx->app = o->app;
 		ctx->method = arena_strdup(&ctx->arena, method);
 		if (!ctx->method)
@@ -262,6 +343,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		client_ip(ctx);
 		if (!ctx->path || !ctx->query)
 			return MHD_YES; /* answered in finish() */
+		const char *why = bad_request_head(ctx);
+		if (why) {
+			/* RFC 9112: the message framing cannot be trusted, so nothing more is read. */
+			http_error(ctx, 400, "bad_request", why);
+			http_set_header(ctx, "Connection", "close");
+			return queue(ctx);
+		}
 		if (parse_head(ctx)) {
 			http_error(ctx, 400, "bad_request",
 			           "The query string or Cookie header could not be parsed.");
@@ -292,6 +380,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	atomic_store(&ctx->phase, HTTP_PHASE_HANDLER);
 	return finish(o, ctx);
 }
 
@@ -406,6 +495,7 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
 		uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)(128 * 1024), MHD_OPTION_END);
 	if (!d) {
@@ -413,6 +503,10 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
 	}
 	log_info("listening on http://%s:%d", o->bind, port);
+	pthread_t reaper;
+	atomic_store(&g_reaper_stop, false);
+	bool reaping = o->header_timeout_s > 0 && pthread_create(&reaper, NULL, deadline_reaper,
+	                                                         (void *)o) == 0;
 	if (o->on_listen)
 		o->on_listen(port, o->on_listen_arg);
 
@@ -440,6 +534,10 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 			pthread_detach(t);
 	}
 	MHD_stop_daemon(d);
+	if (reaping) {
+		atomic_store(&g_reaper_stop, true);
+		pthread_join(reaper, NULL);
+	}
 	log_info("HTTP server stopped");
 	return 0;
 }

@@ -27,6 +27,9 @@ struct server_opts {
 	int port; /* 0: any free port; the chosen one is logged */
 	int n_threads;
 	int grace_s;
+	/* Whole-request deadlines from the request line: the headers, then the body. A client
+	 * that trickles them (slowloris) is disconnected when one passes. */
+	int header_timeout_s, body_timeout_s;
 	/* Called when the headers are in; may set ctx->body_sink (stream the body there)
 	 * or answer early (ctx->early). NULL: every body is buffered. */
 	void (*begin)(struct http_ctx *ctx);

@@ -15,57 +15,11 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/utf8.h"
 
 enum { ST_HEADER, ST_PAYLOAD, ST_DEAD };
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-bool ws_utf8_step(struct ws_utf8 *u, uint8_t c)
-{
-	if (u->need == 0) {
-		if (c < 0x80)
-			return true;
-		u->lo = 0x80;
-		u->hi = 0xBF;
-		if (c >= 0xC2 && c <= 0xDF) {
-			u->need = 1;
-		} else if (c == 0xE0) {
-			u->need = 2;
-			u->lo = 0xA0; /* no overlong 3-byte forms */
-		} else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-			u->need = 2;
-		} else if (c == 0xED) {
-			u->need = 2;
-			u->hi = 0x9F; /* no UTF-16 surrogates */
-		} else if (c == 0xF0) {
-			u->need = 3;
-			u->lo = 0x90; /* no overlong 4-byte forms */
-		} else if (c >= 0xF1 && c <= 0xF3) {
-			u->need = 3;
-		} else if (c == 0xF4) {
-			u->need = 3;
-			u->hi = 0x8F; /* nothing past U+10FFFF */
-		} else {
-			return false;
-		}
-		return true;
-	}
-	if (c < u->lo || c > u->hi)
-		return false;
-	u->need--;
-	u->lo = 0x80;
-	u->hi = 0xBF;
-	return true;
-}
-
-bool ws_utf8_valid(const uint8_t *p, size_t n)
-{
-	struct ws_utf8 u = {0};
-	for (size_t i = 0; i < n; i++)
-		if (!ws_utf8_step(&u, p[i]))
-			return false;
-	return u.need == 0;
-}
 
 int ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN])
 {
@@ -244,7 +198,7 @@ static bool finish_frame(struct ws_parser *p, struct ws_event *ev)
 				fail(p, ev, WS_CLOSE_PROTOCOL, "invalid close code", 0);
 				return true;
 			}
-			if (!ws_utf8_valid(ev->data, ev->len)) {
+			if (!utf8_valid(ev->data, ev->len)) {
 				fail(p, ev, WS_CLOSE_INVALID_DATA, "close reason is not valid UTF-8", 0);
 				return true;
 			}
@@ -313,7 +267,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *in, size_t n, struct w
 				uint8_t c = in[i + k] ^ p->mask[p->mask_pos];
 				p->mask_pos = (p->mask_pos + 1) & 3u;
 				dst[k] = c;
-				if (text && !ws_utf8_step(&p->utf8, c))
+				if (text && !utf8_step(&p->utf8, c))
 					return fail(p, ev, WS_CLOSE_INVALID_DATA,
 					            "text message is not valid UTF-8", i + k + 1);
 			}

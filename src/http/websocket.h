@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "util/str.h"
+#include "util/utf8.h"
 
 enum {
 	WS_MAX_FRAME_BYTES = 1 << 20,   /* default cap of one client frame's payload */
@@ -73,13 +74,6 @@ struct ws_event {
 	const char *why; /* static string, WS_EV_ERROR only */
 };
 
-/* Incremental UTF-8 validation: rejects overlong forms, surrogates and code points past
- * U+10FFFF. Zero-initialise; ws_utf8_step returns false on the first invalid byte. */
-struct ws_utf8 {
-	uint8_t need; /* continuation bytes still expected */
-	uint8_t lo, hi; /* the range allowed for the next continuation byte */
-};
-
 struct ws_parser {
 	size_t max_frame_bytes;
 	size_t max_message_bytes;
@@ -96,16 +90,12 @@ struct ws_parser {
 	uint8_t msg_opcode;
 	uint8_t *msg;
 	size_t msg_len, msg_alloc;
-	struct ws_utf8 utf8;
+	struct utf8_check utf8;
 	bool msg_delivered; /* the last event pointed into msg: clear it on the next feed */
 	/* control frame payload */
 	uint8_t ctl[WS_MAX_CONTROL_BYTES];
 	size_t ctl_len;
 };
-
-bool ws_utf8_step(struct ws_utf8 *u, uint8_t c);
-/* True when p[0..n) is complete, valid UTF-8. */
-bool ws_utf8_valid(const uint8_t *p, size_t n);
 
 /* Computes Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (surrounding spaces
  * ignored). SFA_EINVAL unless the key is the base64 of exactly 16 bytes. */

@@ -584,6 +584,12 @@ int job_worker_download(struct job_run *r)
 		          "decoded: %s.", err);
 		goto out;
 	}
+	if (in.duration_s > r->cfg->max_duration_s) {
+		rc = fail(d, false, SFA_ETOOBIG, "The audio found lasts %.0f minutes; this server keeps "
+		          "songs of up to %d minutes (SFA_MAX_DURATION_S).",
+		          in.duration_s / 60, (r->cfg->max_duration_s + 59) / 60);
+		goto out;
+	}
 	char dst[PATH_MAX + 80];
 	snprintf(dst, sizeof dst, "%s/converted.%s", r->work_dir, d->q->ext);
 	report(d, PCT_CONVERT_START, "processing", d->q->label);

@@ -1,7 +1,8 @@
 /* log.h - leveled log lines on stderr.
  *
  * Lines are "<RFC 3339 time> <level> <message>", one write(2) per line so lines from
- * different threads never interleave. Thread-safe. Nothing secret is ever passed here:
+ * different threads never interleave; control characters in a message become '?', so
+ * text from outside cannot forge lines. Thread-safe. Nothing secret is ever passed here:
  * callers redact tokens, passwords and keys before logging.
  */
 #ifndef SFA_UTIL_LOG_H

@@ -234,9 +234,9 @@ static void accounts_flow(void **state)
 	assert_string_equal(list[0].name, "laptop");
 	assert_int_equal(list[0].last_used_at, 1005);
 	assert_true(strncmp(key, list[0].prefix, strlen(list[0].prefix)) == 0);
-	assert_int_equal(db_api_key_revoke(db, "someone-else", rec.id, 1006), SFA_ENOTFOUND);
-	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1006), 0);
-	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1007), SFA_ENOTFOUND);
+	assert_int_equal(db_api_key_revoke(db, "someone-else", rec.id, 1006, NULL), SFA_ENOTFOUND);
+	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1006, NULL), 0);
+	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1007, NULL), SFA_ENOTFOUND);
 	assert_int_equal(accounts_api_key_user(db, key, 1008, &v), SFA_EAUTH);
 	assert_int_equal(accounts_api_key_user(db, "sfa_forged_key_value_that_is_long", 1008, &v), SFA_EAUTH);
 

@@ -20,7 +20,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, run_suite  # noqa: E402
+from harness import Raw, Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -57,110 +57,6 @@ def phx(srv, **cfg):
 
 
 # ---- a raw WebSocket client ----
-
-class Raw:
-    """One TCP connection: sends a handshake, then frames; reads frames back."""
-
-    def __init__(self, port, path="/socket/websocket?vsn=2.0.0", token=None, headers=None,
-                 key=None, extra=b""):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-        self.key = key or base64.b64encode(os.urandom(16)).decode()
-        if token:
-            path += f"&token={token}"
-        h = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
-             "Sec-WebSocket-Key": self.key, "Sec-WebSocket-Version": "13"}
-        h.update(headers or {})
-        req = f"GET {path} HTTP/1.1\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in h.items() if v is not None) + "\r\n"
-        self.sock.sendall(req.encode() + extra)
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed during the handshake: {self.buf!r}")
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        self.body = b""
-        if self.status != 101:
-            n = int(self.headers.get("content-length", "0"))
-            while len(self.buf) < n:
-                self.buf += self.sock.recv(65536)
-            self.body = self.buf[:n]
-
-    def send(self, opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
-        n = len(payload) if length is None else length
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        if n < 126:
-            hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
-        if mask:
-            k = os.urandom(4)
-            payload = bytes(c ^ k[i % 4] for i, c in enumerate(payload))
-            hdr += k
-        self.sock.sendall(hdr + payload)
-
-    def text(self, s):
-        self.send(0x1, s.encode() if isinstance(s, str) else s)
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("the server closed the connection")
-            self.buf += chunk
-
-    def recv(self):
-        """(opcode, payload) of the next server frame; server frames are never masked."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        check(not b1 & 0x80, "a server frame was masked")
-        n, at = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, at = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, at = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(at + n)
-        payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
-        return b0 & 0x0F, payload
-
-    def recv_close(self):
-        """Skips data frames; returns (code, reason) of the server's close frame."""
-        while True:
-            op, p = self.recv()
-            if op == 0x8:
-                if len(p) < 2:
-                    return None, ""
-                return struct.unpack("!H", p[:2])[0], p[2:].decode()
-
-    def recv_json(self):
-        op, p = self.recv()
-        eq(op, 0x1, "opcode of a reply")
-        return json.loads(p)
-
-    def eof(self, timeout=5):
-        """True when the server closes the TCP connection (after its close frame)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                if not self.sock.recv(65536):
-                    return True
-        except (ConnectionResetError, socket.timeout):
-            return False
-
-    def close(self):
-        self.sock.close()
-
 
 def no_sanitizer_reports(log):
     """Under `make test SANITIZE=1` the server reports leaks and errors on stderr at exit."""

@@ -307,7 +307,7 @@ static void invalid_utf8_closes_1007(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		size_t n = client_frame(f, WS_OP_TEXT, true, bad[i], strlen(bad[i]), true, 0);
 		expect_error(f, n, WS_CLOSE_INVALID_DATA);
-		assert_false(ws_utf8_valid((const uint8_t *)bad[i], strlen(bad[i])));
+		assert_false(utf8_valid((const uint8_t *)bad[i], strlen(bad[i])));
 	}
 	/* A message that ends inside a sequence. */
 	size_t n = client_frame(f, WS_OP_TEXT, true, "ok\xe2\x82", 4, true, 0);
@@ -328,8 +328,8 @@ static void invalid_utf8_closes_1007(void **state)
 	/* Binary messages are not UTF-8 checked. */
 	n = client_frame(f, WS_OP_BINARY, true, "\xff\xfe", 2, true, 0);
 	expect_one_event_any_chunking(f, n, WS_EV_BINARY, 0, NULL);
-	assert_true(ws_utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
-	assert_true(ws_utf8_valid((const uint8_t *)"", 0));
+	assert_true(utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
+	assert_true(utf8_valid((const uint8_t *)"", 0));
 }
 
 static void size_caps_close_1009(void **state)
@@ -423,7 +423,7 @@ static void frame_builders(void **state)
 	reason[140] = '\0';
 	size_t n = ws_close_payload(pl, 1000, reason);
 	assert_int_equal(n, 2 + 122);
-	assert_true(ws_utf8_valid(pl + 2, n - 2));
+	assert_true(utf8_valid(pl + 2, n - 2));
 }
 
 /* ---- the connection thread, over a socketpair ---- */

@@ -16,6 +16,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/str.h"
+#include "util/utf8.h"
 #include "util/uuid.h"
 
 static void arena_respects_cap(void **state)
@@ -168,6 +169,31 @@ static void scratch_files(void **state)
 	assert_int_equal(fs_remove_tree(dir), 0);
 }
 
+/* Text from outside: valid UTF-8 kept (and never cut inside a character), anything else
+ * read as ISO-8859-1, so a Latin-1 tag keeps its letters. */
+static void utf8_lenient_text(void **state)
+{
+	(void)state;
+	char out[16];
+	assert_true(utf8_or_latin1("Caf\xc3\xa9", out, sizeof out));
+	assert_string_equal(out, "Caf\xc3\xa9");
+	assert_false(utf8_or_latin1("Caf\xe9", out, sizeof out));
+	assert_string_equal(out, "Caf\xc3\xa9");
+	assert_true(utf8_valid(out, strlen(out)));
+	/* Cut to fit: 6 bytes of room, "Bj\xc3\xb6rk!" must not end inside the o-umlaut. */
+	char small[4];
+	assert_true(utf8_or_latin1("Bj\xc3\xb6rk", small, sizeof small));
+	assert_string_equal(small, "Bj");
+	assert_false(utf8_or_latin1("\xff\xfe\xfd", small, sizeof small));
+	assert_string_equal(small, "\xc3\xbf");
+	assert_true(utf8_valid(small, strlen(small)));
+	/* Strictness: overlong forms, surrogates, past U+10FFFF, truncated sequences. */
+	assert_false(utf8_valid("\xc0\xaf", 2));
+	assert_false(utf8_valid("\xed\xa0\x80", 3));
+	assert_false(utf8_valid("\xf4\x90\x80\x80", 4));
+	assert_false(utf8_valid("\xe2\x82", 2));
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -176,6 +202,7 @@ int main(void)
 		cmocka_unit_test(arena_respects_cap), cmocka_unit_test(buf_caps_and_grows),
 		cmocka_unit_test(str_helpers),        cmocka_unit_test(uuid_format),
 		cmocka_unit_test(json_parse_rules),   cmocka_unit_test(slugs),
+		cmocka_unit_test(utf8_lenient_text),
 		cmocka_unit_test(scratch_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
