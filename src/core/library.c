@@ -8,12 +8,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <stdlib.h>
+
 #include "jobs/jobs.h"
 #include "util/arena.h"
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/str.h"
 #include "util/timeutil.h"
+#include "util/uuid.h"
 
 enum { PAGE = 100, ARENA_MAX = 16 << 20 };
 
@@ -68,6 +73,83 @@ static int remove_files(struct db *db, const char *data_dir, const char *user_id
 	n_failed += fs_remove_tree(path) != 0;
 	if (n_failed)
 		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);
+	return 0;
+}
+
+/* The stems list of a worker's result as rows of job j; NULL entries are refused. */
+static int stem_rows(const struct db_job *j, json_t *list, struct db_stem *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_t *s = json_array_get(list, i);
+		const char *type = json_string_value(json_object_get(s, "stem_type"));
+		const char *path = json_string_value(json_object_get(s, "file_path"));
+		const char *format = json_string_value(json_object_get(s, "format"));
+		const char *engine = json_string_value(json_object_get(s, "engine"));
+		const char *model = json_string_value(json_object_get(s, "model"));
+		json_t *size = json_object_get(s, "file_size");
+		if (!type || !path || !format || !engine || !model || !json_is_integer(size) ||
+		    strncmp(path, "stems/", 6) != 0 || strstr(path, ".."))
+			return SFA_EINVAL;
+		struct db_stem *r = &rows[i];
+		memset(r, 0, sizeof *r);
+		uuid_v4(r->id);
+		str_copy(r->user_id, sizeof r->user_id, j->user_id);
+		str_copy(r->track_id, sizeof r->track_id, j->track_id);
+		str_copy(r->job_id, sizeof r->job_id, j->id);
+		str_copy(r->stem_type, sizeof r->stem_type, type);
+		str_copy(r->file_path, sizeof r->file_path, path);
+		r->file_size = (int64_t)json_integer_value(size);
+		str_copy(r->format, sizeof r->format, format);
+		r->duration_s = json_number_value(json_object_get(s, "duration"));
+		str_copy(r->engine, sizeof r->engine, engine);
+		str_copy(r->model, sizeof r->model, model);
+		r->created_at = j->started_at ? j->started_at : j->created_at;
+	}
+	return 0;
+}
+
+int library_job_complete(struct db *db, const struct db_job *j, const char *result_json,
+                         int64_t now, char **out_result)
+{
+	json_error_t je;
+	json_t *res = json_loads(result_json, 0, &je);
+	if (!json_is_object(res)) {
+		json_decref(res);
+		return SFA_EINVAL;
+	}
+	json_t *list = json_object_get(res, "stems");
+	size_t n = json_is_array(list) ? json_array_size(list) : 0;
+	struct db_stem *rows = n ? calloc(n, sizeof *rows) : NULL;
+	int rc = n && !rows ? SFA_ENOMEM : n ? stem_rows(j, list, rows, n) : 0;
+	char *text = NULL;
+	if (!rc && n) {
+		json_t *shown = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(shown, json_pack("{s:s, s:s}", "id", rows[i].id, "stem_type",
+			                                       rows[i].stem_type));
+		json_object_set_new(res, "stems", shown);
+	}
+	if (!rc && !(text = json_dumps(res, JSON_COMPACT)))
+		rc = SFA_ENOMEM;
+	json_decref(res);
+	if (!rc && !(rc = db_tx_begin(db))) {
+		if (n)
+			rc = db_stem_delete_for_job(db, j->id);
+		for (size_t i = 0; !rc && i < n; i++)
+			rc = db_stem_insert(db, &rows[i]);
+		if (!rc)
+			rc = db_job_complete(db, j->id, text, now);
+		if (rc)
+			db_tx_rollback(db);
+		else
+			rc = db_tx_commit(db);
+	}
+	free(rows);
+	if (rc) {
+		free(text);
+		return rc;
+	}
+	*out_result = text;
 	return 0;
 }
 

@@ -23,4 +23,13 @@ enum { LIBRARY_DELETE_WAIT_MS = 15000 };
 int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
                          const char *track_id, char *err, size_t n_err);
 
+/* Completes job j with the result its worker reported, as one transaction written by the
+ * scheduler alone: a separation's stems (result "stems": [{"stem_type", "file_path",
+ * "file_size", "format", "duration", "engine", "model"}], files already in place) become
+ * stem rows, replacing any a failed attempt of the same job left, and the job is marked
+ * completed with the result listing them as [{"id", "stem_type"}]. *out_result (malloced
+ * JSON text, caller frees) is the stored result. SFA_EINVAL for a malformed stems list. */
+int library_job_complete(struct db *db, const struct db_job *j, const char *result_json,
+                         int64_t now, char **out_result);
+
 #endif

@@ -8,6 +8,12 @@
  * for each row. The functions are not re-entrant: the backend records which thread holds
  * its lock, and a second call on that thread while it is held (only possible from code
  * the backend itself would call) aborts with a message naming both functions.
+ *
+ * Transactions: between db_tx_begin and db_tx_commit (or db_tx_rollback) the calling
+ * thread holds the database; every function it calls joins the transaction, and other
+ * threads wait. So a transaction must be short and call nothing but this header: never
+ * wait for another thread inside one. Functions documented as transactions of their own
+ * (db_track_cancel_jobs, db_track_upsert_spotify, db_analysis_insert) cannot be nested.
  * A PostgreSQL backend would be db_pg.c implementing the same functions, chosen at build
  * time, as Redis picks ae_epoll.c or ae_select.c behind ae.h.
  *
@@ -49,6 +55,12 @@ struct db_api_key {
 	int64_t last_used_at; /* 0: never */
 	int64_t revoked_at;   /* 0: active */
 };
+
+/* A transaction on this thread (see above). Begin takes the write lock at once. */
+int db_tx_begin(struct db *db);
+/* Commits; on failure everything is rolled back and SFA_EDB returned. */
+int db_tx_commit(struct db *db);
+void db_tx_rollback(struct db *db);
 
 /* Opens (creating) the database at path and applies pending migrations. */
 int db_open(const char *path, struct db **out, char *err, size_t n_err);
@@ -221,6 +233,8 @@ struct db_stem {
 };
 
 int db_stem_insert(struct db *db, const struct db_stem *s);
+/* Removes the stem rows of one separation job (a retry's leftovers). */
+int db_stem_delete_for_job(struct db *db, const char *job_id);
 int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out);
 /* Stems of one separation job (job_id), or of the track's latest job that has stems
  * (job_id NULL), in insertion order: *out (from a, NULL when none) holds *n_out rows. */
@@ -230,6 +244,7 @@ int db_stem_list(struct db *db, const char *user_id, const char *track_id, const
 int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
                      struct arena *a, struct db_stem **out, size_t *n_out);
 
+/* Stores the analysis a job made, replacing one an earlier attempt of that job stored. */
 int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
                        const char *job_id, const char *result_json, int64_t now);
 /* The latest analysis of the track: *out_json is malloced (caller frees). */

@@ -137,11 +137,14 @@ static const char *const migrations[] = {
  * mistake fails a test instead of freezing the server. */
 static _Thread_local const struct db *t_held;
 static _Thread_local const char *t_held_by;
+static _Thread_local const struct db *t_tx; /* db_tx_begin on this thread: calls join it */
 
 #define lock(db) lock_as(db, __func__)
 
 static void lock_as(struct db *db, const char *fn)
 {
+	if (t_tx == db)
+		return; /* inside this thread's own transaction: the lock is already held */
 	if (t_held == db) {
 		fprintf(stderr,
 		        "sfa: database re-entered: %s was called while this thread holds the database "
@@ -156,6 +159,8 @@ static void lock_as(struct db *db, const char *fn)
 
 static void unlock(struct db *db)
 {
+	if (t_tx == db)
+		return; /* released by db_tx_commit / db_tx_rollback */
 	t_held = NULL;
 	t_held_by = NULL;
 	pthread_mutex_unlock(&db->mu);
@@ -281,6 +286,34 @@ int db_schema_version(struct db *db)
 	query_int(db, "SELECT version FROM schema_version", &v);
 	unlock(db);
 	return v;
+}
+
+int db_tx_begin(struct db *db)
+{
+	lock(db);
+	if (exec(db, "BEGIN IMMEDIATE")) {
+		unlock(db);
+		return SFA_EDB;
+	}
+	t_tx = db;
+	return 0;
+}
+
+int db_tx_commit(struct db *db)
+{
+	t_tx = NULL;
+	int rc = exec(db, "COMMIT");
+	if (rc)
+		exec(db, "ROLLBACK");
+	unlock(db);
+	return rc;
+}
+
+void db_tx_rollback(struct db *db)
+{
+	t_tx = NULL;
+	exec(db, "ROLLBACK");
+	unlock(db);
 }
 
 /* Prepares sql and binds arguments described by types: 't' text, 'z' text or NULL when
@@ -1073,12 +1106,14 @@ int db_track_running_jobs(struct db *db, const char *user_id, const char *track_
 
 bool db_job_cancel_requested(struct db *db, const char *id)
 {
-	int v = 1; /* a job whose row is gone (its track was deleted) is cancelled too */
+	int v = 0;
 	lock(db);
-	one_row(db, prep(db, "SELECT cancel_requested FROM jobs WHERE id = ?", "t", id), read_int_cb,
-	        &v);
+	int rc = one_row(db, prep(db, "SELECT cancel_requested FROM jobs WHERE id = ?", "t", id),
+	                 read_int_cb, &v);
 	unlock(db);
-	return v != 0;
+	/* A job whose row is gone (its track was deleted) is cancelled too; a database error
+	 * is not a cancel (it is logged, and asked again on the next check). */
+	return rc == SFA_ENOTFOUND || (rc == 0 && v != 0);
 }
 
 int db_job_recover(struct db *db, int64_t now)
@@ -1160,6 +1195,14 @@ int db_stem_insert(struct db *db, const struct db_stem *s)
 	return rc;
 }
 
+int db_stem_delete_for_job(struct db *db, const char *job_id)
+{
+	lock(db);
+	int rc = run(db, prep(db, "DELETE FROM stems WHERE job_id = ?", "t", job_id), false);
+	unlock(db);
+	return rc;
+}
+
 int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out)
 {
 	lock(db);
@@ -1208,16 +1251,23 @@ int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
 int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
                        const char *job_id, const char *result_json, int64_t now)
 {
-	lock(db);
-	int rc = run(db,
-	             prep(db,
-	                  "INSERT INTO analyses (user_id, track_id, job_id, result, created_at) "
-	                  "VALUES (?,?,?,?,?)",
-	                  "tttti", user_id, track_id, job_id, result_json,
-	                  now),
-	             false);
-	unlock(db);
-	return rc;
+	/* One analysis per job: a retried attempt replaces what a failed one stored. */
+	int rc = db_tx_begin(db);
+	if (rc)
+		return rc;
+	rc = run(db, prep(db, "DELETE FROM analyses WHERE job_id = ?", "t", job_id), false);
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at) "
+		              "VALUES (?,?,?,?,?)",
+		              "tttti", user_id, track_id, job_id, result_json, now),
+		         false);
+	if (rc) {
+		db_tx_rollback(db);
+		return rc;
+	}
+	return db_tx_commit(db);
 }
 
 static void read_text_dup(sqlite3_stmt *st, void *out)

@@ -436,8 +436,8 @@ int job_worker_lalalai(struct job_run *r)
 		for (int o = 0; o < j.n_outs; o++)
 			names[o] = j.outs[o].name;
 		json_t *list = NULL;
-		rc = job_processing_publish(r, j.track.id, names, j.n_outs, j.ext, duration, "lalalai",
-		                            j.model, &list);
+		rc = job_processing_publish(r, names, j.n_outs, j.ext, duration, "lalalai", j.model,
+		                            &list);
 		if (rc == 0) {
 			save_task(&j, "success");
 			r->result = json_pack("{s:s, s:s, s:s, s:o, s:f}", "model", j.model, "engine",

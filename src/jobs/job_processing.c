@@ -36,11 +36,12 @@ static void on_progress(void *user, int done, int total)
 	job_report(r, 10 + (total ? 80 * done / total : 0), "processing", msg);
 }
 
-int job_processing_publish(struct job_run *r, const char *track_id, const char *const *names,
+int job_processing_publish(struct job_run *r, const char *const *names,
                            int n_src, const char *ext, double duration, const char *engine,
                            const char *model, json_t **out_list)
 {
-	/* Publish: move the folder into place, then record the rows. */
+	/* Publish: move the folder into place. The rows are the scheduler's to write, with the
+	 * job's completion, in one transaction (library_job_complete). */
 	char rel_dir[128], dest[PATH_MAX * 2], parent[PATH_MAX + 64];
 	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
 	snprintf(parent, sizeof parent, "%s/uploads/stems", r->cfg->data_dir);
@@ -63,28 +64,12 @@ int job_processing_publish(struct job_run *r, const char *track_id, const char *
 			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");
 			return SFA_EIO;
 		}
-		struct db_stem row = {0};
-		uuid_v4(row.id);
-		str_copy(row.user_id, sizeof row.user_id, r->job.user_id);
-		str_copy(row.track_id, sizeof row.track_id, track_id);
-		str_copy(row.job_id, sizeof row.job_id, r->job.id);
-		str_copy(row.stem_type, sizeof row.stem_type, names[s]);
-		if (snprintf(row.file_path, sizeof row.file_path, "%s/%s.%s", rel_dir, names[s], ext) >=
-		    (int)sizeof row.file_path)
-			row.file_path[0] = '\0'; /* cannot happen: rel_dir and names are short */
-		row.file_size = (int64_t)st.st_size;
-		str_copy(row.format, sizeof row.format, ext);
-		row.duration_s = duration;
-		str_copy(row.engine, sizeof row.engine, engine);
-		str_copy(row.model, sizeof row.model, model);
-		row.created_at = (int64_t)time(NULL);
-		if (db_stem_insert(r->db, &row) != 0) {
-			fs_remove_tree(dest);
-			json_decref(list);
-			snprintf(r->error, sizeof r->error, "The stems could not be recorded.");
-			return SFA_EDB;
-		}
-		json_array_append_new(list, json_pack("{s:s, s:s}", "id", row.id, "stem_type", names[s]));
+		char rel[DB_PATH_MAX];
+		snprintf(rel, sizeof rel, "%s/%s.%s", rel_dir, names[s], ext);
+		json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:s, s:f, s:s, s:s}", "stem_type",
+		                                      names[s], "file_path", rel, "file_size",
+		                                      (json_int_t)st.st_size, "format", ext, "duration",
+		                                      duration, "engine", engine, "model", model));
 	}
 	*out_list = list;
 	return 0;
@@ -196,7 +181,7 @@ int job_worker_processing(struct job_run *r)
 		name_ptrs[s] = names[s];
 	double duration = (double)n_frames / samplerate;
 	json_t *list = NULL;
-	rc = job_processing_publish(r, t.id, name_ptrs, n_src, ext, duration, "local", model, &list);
+	rc = job_processing_publish(r, name_ptrs, n_src, ext, duration, "local", model, &list);
 	if (rc)
 		return rc;
 	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);

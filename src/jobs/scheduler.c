@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/library.h"
 #include "jobs/bus.h"
 #include "util/fs.h"
 #include "util/err.h"
@@ -99,6 +100,14 @@ void scheduler_wake(void)
 	}
 }
 
+/* Every write about a job is checked: a failed one is logged with the job and what it was
+ * (the row then still says "running", and the next start's recovery queues it again). */
+static void checked(int rc, const char *what, const char *job_id)
+{
+	if (rc && rc != SFA_ENOTFOUND) /* a job whose track was deleted meanwhile */
+		log_error("job %s: the database did not record %s (%d)", job_id, what, rc);
+}
+
 static void publish(const struct db_job *j, const char *event, json_t *payload)
 {
 	char *text = json_encode(payload);
@@ -169,7 +178,8 @@ static void handle_line(struct child *c, const char *line)
 		str_copy(c->message, sizeof c->message, msg ? msg : "");
 		int64_t now = time_mono_ms();
 		if (now - c->last_write_ms >= 250 || c->progress == 100) {
-			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
+			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		} else {
@@ -225,22 +235,32 @@ static void finish(struct child *c)
 	int64_t now = (int64_t)time(NULL);
 	struct db_job *j = &c->job;
 	bool ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0 && c->result;
+	int stored_rc = 0;
+	char *stored = NULL;
 	if (c->cancelled) {
-		db_job_fail(S.db, j->id, "cancelled", now);
+		checked(db_job_fail(S.db, j->id, "cancelled", now), "its cancellation", j->id);
 		publish(j, "job:failed",
 		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 		                  "cancelled"));
 		log_info("job %s cancelled", j->id);
-	} else if (ok) {
-		db_job_complete(S.db, j->id, c->result, now);
+	} else if (ok && (stored_rc = library_job_complete(S.db, j, c->result, now, &stored)) == 0) {
 		json_error_t je;
-		json_t *res = json_loads(c->result, 0, &je);
+		json_t *res = json_loads(stored, 0, &je);
+		free(stored);
 		publish(j, "job:completed",
 		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type", j->type,
 		                  "track_id", j->track_id[0] ? j->track_id : NULL, "result",
 		                  res ? res : json_object()));
 		log_info("job %s (%s) completed", j->id, j->type);
 	} else {
+		if (ok) {
+			/* The worker succeeded but its result could not be recorded: a retry redoes it
+			 * (the stems folder and rows of this job are replaced, never duplicated). */
+			log_error("job %s: its result could not be recorded (%d)", j->id, stored_rc);
+			str_copy(c->error, sizeof c->error,
+			         stored_rc == SFA_EINVAL ? "The worker reported a malformed result."
+			                                 : "The result could not be saved in the database.");
+		}
 		char err[DB_ERROR_MAX];
 		if (c->timed_out)
 			snprintf(err, sizeof err,
@@ -258,7 +278,7 @@ static void finish(struct child *c)
 			snprintf(err, sizeof err, "The worker process stopped without a result (exit %d).",
 			         WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1);
 		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
-			db_job_fail(S.db, j->id, err, now);
+			checked(db_job_fail(S.db, j->id, err, now), "its failure", j->id);
 			publish(j, "job:failed",
 			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 			                  err));
@@ -266,7 +286,7 @@ static void finish(struct child *c)
 			         err);
 		} else {
 			int64_t delay = backoff_s(j->attempts);
-			db_job_requeue(S.db, j->id, now + delay, err, false);
+			checked(db_job_requeue(S.db, j->id, now + delay, err, false), "its retry", j->id);
 			char msg[256];
 			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s", j->attempts,
 			         j->max_attempts, (long long)delay);
@@ -303,7 +323,8 @@ static void supervise(int64_t now)
 		if (!c->used || c->pid <= 0)
 			continue;
 		if (c->progress_dirty && now - c->last_write_ms >= 250) {
-			db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message);
+			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		}
@@ -372,8 +393,10 @@ static void start_due(int64_t now_ms)
 			str_copy(c->phase, sizeof c->phase, "running");
 			c->deadline_ms = now_ms + (int64_t)t[k].timeout_s * 1000;
 			if (spawn(c) != 0) {
-				db_job_requeue(S.db, c->job.id, (int64_t)time(NULL) + backoff_s(c->job.attempts),
-				               "The worker process could not be started.", false);
+				checked(db_job_requeue(S.db, c->job.id,
+				                       (int64_t)time(NULL) + backoff_s(c->job.attempts),
+				                       "The worker process could not be started.", false),
+				        "its retry", c->job.id);
 				buf_free(&c->line);
 				memset(c, 0, sizeof *c);
 				c->fd = -1;
@@ -437,8 +460,11 @@ static void *loop(void *arg)
 			struct timespec ts = {0, 20 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
-		db_job_requeue(S.db, c->job.id, (int64_t)time(NULL),
-		               "The server was stopped while this job ran; it was queued again.", true);
+		checked(db_job_requeue(S.db, c->job.id, (int64_t)time(NULL),
+		                       "The server was stopped while this job ran; it was queued again.",
+		                       true),
+		        "its return to the queue", c->job.id);
+		log_info("job %s (%s) stopped with the server; queued again", c->job.id, c->job.type);
 		char dir[PATH_MAX + 64];
 		work_dir(c->job.id, dir, sizeof dir);
 		fs_remove_tree(dir);

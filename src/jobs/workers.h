@@ -18,9 +18,11 @@ int job_worker_analysis(struct job_run *r);
 int job_worker_processing(struct job_run *r);
 int job_worker_lalalai(struct job_run *r);
 /* The last step of a separation: moves work_dir/<names[i]>.<ext> into
- * data/uploads/stems/<job id>/ and records one stem row each (engine, model). On success
- * *out_list is a new array of {"id", "stem_type"}; on failure nothing is left behind. */
-int job_processing_publish(struct job_run *r, const char *track_id, const char *const *names,
+ * data/uploads/stems/<job id>/. On success *out_list is a new array describing each stem
+ * ({"stem_type", "file_path", "file_size", "format", "duration", "engine", "model"}), for
+ * the result: the scheduler records the rows when it completes the job
+ * (library_job_complete); on failure nothing is left behind. */
+int job_processing_publish(struct job_run *r, const char *const *names,
                            int n_src, const char *ext, double duration, const char *engine,
                            const char *model, json_t **out_list);
 /* "download": finds the track's audio with yt-dlp, converts it with ffmpeg to the

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "core/library.h"
 #include "db/db.h"
 #include "util/arena.h"
 #include "util/err.h"
@@ -157,11 +158,70 @@ static void track_jobs_cancel_together(void **state)
 	assert_int_equal(db_job_get(f->db, f->user, running, &j), SFA_ENOTFOUND);
 }
 
+/* Completing a separation writes its stem rows and its status in one transaction, and a
+ * retry's completion replaces what an earlier attempt of the same job left. */
+static void completion_is_one_transaction(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	add_job(f, "processing", id);
+	struct db_job j;
+	assert_int_equal(db_job_claim(f->db, "processing", 10, &j), 0);
+	/* What a first attempt that died after writing one row would have left. */
+	struct db_stem stray = {0};
+	uuid_v4(stray.id);
+	str_copy(stray.user_id, sizeof stray.user_id, f->user);
+	str_copy(stray.track_id, sizeof stray.track_id, f->track);
+	str_copy(stray.job_id, sizeof stray.job_id, id);
+	str_copy(stray.stem_type, sizeof stray.stem_type, "drums");
+	str_copy(stray.file_path, sizeof stray.file_path, "stems/x/drums.wav");
+	str_copy(stray.format, sizeof stray.format, "wav");
+	str_copy(stray.engine, sizeof stray.engine, "local");
+	str_copy(stray.model, sizeof stray.model, "htdemucs");
+	assert_int_equal(db_stem_insert(f->db, &stray), 0);
+	const char *result =
+		"{\"model\":\"htdemucs\",\"stems\":["
+		"{\"stem_type\":\"drums\",\"file_path\":\"stems/j/drums.wav\",\"file_size\":10,"
+		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"},"
+		"{\"stem_type\":\"bass\",\"file_path\":\"stems/j/bass.wav\",\"file_size\":11,"
+		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"}]}";
+	char *stored = NULL;
+	assert_int_equal(library_job_complete(f->db, &j, result, 20, &stored), 0);
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_stem *rows;
+	size_t n;
+	assert_int_equal(db_stem_list(f->db, f->user, f->track, id, &a, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].stem_type, "drums");
+	assert_string_equal(rows[0].file_path, "stems/j/drums.wav");
+	assert_int_equal(rows[1].file_size, 11);
+	/* The stored result names the rows by id, as the API shows it. */
+	assert_non_null(strstr(stored, rows[0].id));
+	assert_null(strstr(stored, "file_path"));
+	free(stored);
+	struct db_job done;
+	assert_int_equal(db_job_get(f->db, f->user, id, &done), 0);
+	assert_string_equal(done.status, "completed");
+	/* A malformed list changes nothing. */
+	add_job(f, "processing", id);
+	assert_int_equal(db_job_claim(f->db, "processing", 10, &j), 0);
+	assert_int_equal(library_job_complete(f->db, &j,
+	                                      "{\"stems\":[{\"stem_type\":\"x\",\"file_path\":"
+	                                      "\"../../etc/passwd\"}]}",
+	                                      30, &stored),
+	                 SFA_EINVAL);
+	assert_int_equal(db_job_get(f->db, f->user, id, &done), 0);
+	assert_string_equal(done.status, "running");
+	arena_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
+		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

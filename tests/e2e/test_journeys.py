@@ -315,6 +315,64 @@ def sigterm_ends_the_server_and_names_what_was_running(srv):
 
 
 @tap.case
+def restart_in_the_middle_of_a_separation(_srv):
+    """The server stops mid-separation; started again, the job runs again and completes
+    with one set of stems, and no worker of the first run is left."""
+    srv = Server(env={"SFA_RATE_API": "100000"}).start()
+    try:
+        install_model(srv)
+        uid, key, auth = new_user(srv)
+        tid = upload(srv, auth, long_flac(srv, 600), name="long.flac")["id"]
+        r = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
+        jid = r.json()["data"]["job_id"]
+        wait_job(srv, auth, jid, pred=lambda j: j["status"] == "processing" and j["progress"] > 0)
+        eq(srv.stop(), 0, "a clean stop")
+        eq(job_processes(jid), [], "the stop ended the worker")
+        srv.start()
+        j = wait_job(srv, auth, jid, timeout=180)
+        eq(j["attempts"], 1, "the interrupted attempt was refunded")
+        stems = srv.client().get(f"/api/processing/job/{jid}", headers=auth).json()["data"]["stems"]
+        eq(sorted(s["stem_type"] for s in stems), ["bass", "drums", "other", "vocals"], "stems")
+        eq(len(srv.client().get(f"/api/tracks/{tid}", headers=auth).json()["data"]["stems"]), 4,
+           "one set of stems")
+        check(any("recovered" in line or "queued again" in line for line in srv.log),
+              "the log says the job was queued again")
+    finally:
+        srv.cleanup()
+
+
+@tap.case
+def a_failure_while_stems_are_published_then_the_retry(srv):
+    """Publishing fails (the stems folder cannot be made); the retry publishes once."""
+    install_model(srv)
+    uid, key, auth = new_user(srv)
+    tid = upload(srv, auth, sine_wav(2.0))["id"]
+    stems_dir = os.path.join(srv.data_dir, "uploads", "stems")
+    moved = os.path.exists(stems_dir)
+    if moved:
+        os.rename(stems_dir, stems_dir + ".away")
+    with open(stems_dir, "w") as f:
+        f.write("a file where the stems folder should be")
+    try:
+        r = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
+        jid = r.json()["data"]["job_id"]
+        j = wait_job(srv, auth, jid, pred=lambda j: j["status"] == "queued" and j["attempts"] == 1)
+        check("stems folder could not be created" in (j.get("error") or ""),
+              f"the first attempt says why it failed: {j}")
+    finally:
+        os.unlink(stems_dir)
+        if moved:
+            os.rename(stems_dir + ".away", stems_dir)
+    j = wait_job(srv, auth, jid)
+    eq(j["attempts"], 2, "completed on the retry")
+    stems = srv.client().get(f"/api/tracks/{tid}", headers=auth).json()["data"]["stems"]
+    eq(sorted(s["stem_type"] for s in stems), ["bass", "drums", "other", "vocals"],
+       "one set of stems, no duplicates")
+    for s in stems:
+        eq(srv.client().get(s["file_path"], headers=auth).status, 200, f"{s['stem_type']} file")
+
+
+@tap.case
 def retry_a_failed_job(srv):
     """A failed job runs again as a new job with the same type, track and options."""
     uid, key, auth = new_user(srv)
