@@ -27,6 +27,7 @@
 #include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/json.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 #define SFA_VERSION "0.1.0"
@@ -104,6 +105,13 @@ static int cmd_serve(int argc, char **argv)
 		return fail("cannot find the sfa executable to run jobs with");
 	}
 	app.exe[n_exe] = '\0';
+	/* Everything under data/tmp is scratch of a server process and its children (job work
+	 * folders, uploads and exports in progress). What a process that died (kill -9, a power
+	 * cut) left there is removed before anything new is made; its children died with it. */
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof tmp, "%s/tmp", app.cfg.data_dir);
+	if (fs_remove_tree(tmp) != 0)
+		log_warn("could not clear %s of a previous run's scratch files", tmp);
 	if (scheduler_start(&app.cfg, app.db, app.exe, err, sizeof err)) {
 		ratelimit_free(app.rl);
 		db_close(app.db);

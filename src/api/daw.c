@@ -32,7 +32,6 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,24 +101,6 @@ static void daw_req_free(void *p)
 		fs_remove_tree(r->dir);
 	free(r->manifest);
 	free(r);
-}
-
-static pthread_mutex_t daw_sweep_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool daw_swept;
-
-/* Removes what an earlier server process left in data/tmp/daw when it died mid-export
- * (its renderers died with it: PR_SET_PDEATHSIG). Runs once per process, before the first
- * export here creates anything. */
-static void daw_sweep(const char *data_dir)
-{
-	pthread_mutex_lock(&daw_sweep_lock);
-	if (!daw_swept) {
-		char path[PATH_MAX + 16];
-		snprintf(path, sizeof path, "%s/tmp/daw", data_dir);
-		fs_remove_tree(path);
-		daw_swept = true;
-	}
-	pthread_mutex_unlock(&daw_sweep_lock);
 }
 
 static int daw_make_dir(struct daw_req *r)
@@ -239,7 +220,6 @@ int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n)
 		r->ctx = ctx;
 		ctx->route_state = r;
 		ctx->route_state_free = daw_req_free;
-		daw_sweep(ctx->app->cfg.data_dir);
 		char boundary[MULTIPART_BOUNDARY_MAX + 1];
 		const char *ct = http_req_header(ctx, "Content-Type");
 		int rc = multipart_boundary(ct ? ct : "", boundary, sizeof boundary);

@@ -6,13 +6,13 @@
 // manifest the page shows), download all stems, delete the track. axe-core checks every
 // page at 1440 px and 390 px; screenshots of each page are kept.
 //
-// Usage: node studio_flow.mjs BASE_URL AUDIO_FILE SHOTS_DIR
+// Usage: node studio_flow.mjs BASE_URL AUDIO_FILE SHOTS_DIR SPOTIFY_TRACK_URL
 // Prints one JSON line with what it saw; exits non-zero with a sentence on failure.
 import { chromium } from "playwright-core";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 
-const [base, audioFile, shots] = process.argv.slice(2);
+const [base, audioFile, shots, spotifyUrl] = process.argv.slice(2);
 const executablePath = process.env.SFA_CHROMIUM || "/usr/bin/chromium";
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -79,6 +79,14 @@ try {
   await refused.waitFor();
   seen.upload_error = (await refused.textContent()).trim();
   if (seen.upload_error.length < 20) fail(`the refused upload shows no sentence: "${seen.upload_error}"`);
+  // A Spotify link: what was found, then its download at a chosen quality.
+  await page.getByLabel("Spotify link").fill(spotifyUrl);
+  await page.getByRole("button", { name: "Fetch" }).click();
+  await page.getByText("now in your library").waitFor();
+  await page.getByRole("link", { name: "Song Studio" }).waitFor();
+  await page.getByLabel("Quality").selectOption("high");
+  await page.getByRole("button", { name: "Download", exact: true }).click();
+  await page.getByText("Download finished for “Song Studio”").waitFor({ timeout: 60000 });
   await checkPage(page, "import");
 
   // Library lists the track; its title links to its page.
@@ -189,11 +197,15 @@ try {
   // Delete the track from its page: back to an empty library.
   await page.goto(`${base}/tracks/${trackId}`);
   await page.getByRole("button", { name: "Delete track" }).click();
-  await page.getByText("Your library is empty").waitFor();
+  await page.getByRole("link", { name: "Song Studio" }).waitFor();
+  if (await page.getByRole("link", { name: title }).count()) fail("the deleted track is still listed");
   const gone = await page.request.get(`${base}/api/tracks/${trackId}`);
   if (gone.status() !== 404) fail(`the deleted track still answers ${gone.status()}`);
 
-  const real = errors.filter((e) => !/Failed to load resource: the server responded with a status of 4\d\d/.test(e));
+  // The browser's own lines for refused requests (the 422 of the file that is not audio)
+  // and for the fake Spotify's album art on Spotify's image host, which this sandbox
+  // cannot reach, are not the app's errors.
+  const real = errors.filter((e) => !/Failed to load resource: (the server responded with a status of 4\d\d|net::ERR_NAME_NOT_RESOLVED)/.test(e));
   if (real.length) fail(`the pages logged errors: ${real.join("; ")}`);
   seen.refused_resources = errors.length - real.length;
   console.log(JSON.stringify(seen));

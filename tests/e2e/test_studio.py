@@ -11,13 +11,15 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Tap, check, eq, groove_wav, run_suite  # noqa: E402
+from fakes import AudioServer, FakeSpotify, magic  # noqa: E402
+from harness import Server, Tap, check, eq, groove_wav  # noqa: E402
 
 tap = Tap()
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.environ.get("SFA_FIXTURES", os.path.join(ROOT, "tests", "fixtures"))
 TINY = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
 ARTIFACTS = os.environ.get("SFA_ARTIFACTS") or tempfile.mkdtemp(prefix="sfa-studio-")
+SPOTIFY_TRACK = magic("okStudio")  # the fake Spotify's "Song Studio", 30 s
 
 
 def node_ready():
@@ -40,7 +42,8 @@ def studio_journey_in_chromium(srv):
     with open(audio, "wb") as f:
         f.write(groove_wav(6.0, bpm=120))
     r = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "studio_flow.mjs"),
-                        f"http://127.0.0.1:{srv.port}", audio, ARTIFACTS],
+                        f"http://127.0.0.1:{srv.port}", audio, ARTIFACTS,
+                        f"https://open.spotify.com/track/{SPOTIFY_TRACK}"],
                        capture_output=True, text=True, timeout=240, cwd=ROOT)
     eq(r.returncode, 0, f"studio flow failed: {r.stderr.strip()[-1500:]}")
     seen = json.loads(r.stdout.strip().splitlines()[-1])
@@ -49,6 +52,24 @@ def studio_journey_in_chromium(srv):
     print(f"# screenshots in {ARTIFACTS}: {', '.join(seen['pages'])}")
 
 
+def main():
+    """The server talks to the fake Spotify, and downloads (the real yt-dlp and ffmpeg)
+    come from a local audio server in URL-template mode."""
+    audio_src = AudioServer({f"/{SPOTIFY_TRACK}.wav": ("audio/wav", groove_wav(3.0, 100))})
+    fake = FakeSpotify()
+    srv = Server(env={**fake.env(), "SFA_RATE_AUTH": "100000", "SFA_RATE_API": "100000",
+                      "SFA_RATE_HEAVY": "100000",
+                      "SFA_DOWNLOAD_QUERY": f"{audio_src.url}/{{spotify_id}}.wav"}).start()
+    try:
+        rc = tap.run(srv)
+    finally:
+        srv.cleanup()
+        fake.stop()
+        audio_src.stop()
+    if rc:
+        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(run_suite(tap, {"SFA_RATE_AUTH": "100000", "SFA_RATE_API": "100000",
-                             "SFA_RATE_HEAVY": "100000"}))
+    sys.exit(main())
