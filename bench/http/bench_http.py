@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Load while working: `sfa serve` answers /health, /api/tracks and a job's status to 64
 keep-alive connections for 60 s while it separates a 10-minute song (the tiny test
-checkpoint stands in for htdemucs unless MODEL names a real .th file). Prints the load
-generator's req/s, p50/p99 and errors (the target: 0 errors), whether the separation
-kept running, and the server's peak RSS.
+checkpoint stands in for htdemucs unless MODELS_DIR and MODEL name a models folder and a
+model in it, e.g. the random full-size mdx_extra bag of bench/make_checkpoint.py --bag,
+linked under the official member names, so the separation lasts the whole run). Prints
+the load generator's req/s, p50/p99 and errors (the target: 0 errors), whether the
+separation kept running, and the server's peak RSS.
 
-Usage: /usr/bin/python3 bench/http/bench_http.py [SECONDS] [MODEL.th]
+Usage: /usr/bin/python3 bench/http/bench_http.py [SECONDS] [MODELS_DIR MODEL]
 (run from the repository root after `make build`; SFA_BIN overrides build/sfa).
 """
 import os
@@ -19,8 +21,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from harness import Server, multipart  # noqa: E402
 
 SECONDS = sys.argv[1] if len(sys.argv) > 1 else "60"
-MODEL = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests", "fixtures", "nn",
-                                                             "tiny_htdemucs.th")
+MODELS_DIR = sys.argv[2] if len(sys.argv) > 3 else None
+MODEL = sys.argv[3] if len(sys.argv) > 3 else "htdemucs"
+TINY = os.path.join(ROOT, "tests", "fixtures", "nn", "tiny_htdemucs.th")
 GEN = os.environ.get("BENCH_HTTP", os.path.join(ROOT, "build", "bench", "http", "bench_http"))
 
 
@@ -33,10 +36,14 @@ def peak_rss_mb(pid):
 
 
 def main():
-    srv = Server(env={"SFA_RATE_API": "100000000", "SFA_RATE_HEAVY": "100000"}).start()
+    env = {"SFA_RATE_API": "1000000", "SFA_RATE_HEAVY": "100000"}
+    if MODELS_DIR:
+        env["SFA_MODELS_DIR"] = MODELS_DIR
+    srv = Server(env=env).start()
     try:
-        os.makedirs(os.path.join(srv.data_dir, "models"), exist_ok=True)
-        shutil.copy(MODEL, os.path.join(srv.data_dir, "models", "955717e8.th"))
+        if not MODELS_DIR:
+            os.makedirs(os.path.join(srv.data_dir, "models"), exist_ok=True)
+            shutil.copy(TINY, os.path.join(srv.data_dir, "models", "955717e8.th"))
         srv.cli("user", "create", "--email", "load@example.com", "--password", "load password 1")
         key = srv.cli("token", "create", "--email", "load@example.com").stdout.strip()
         auth = {"Authorization": f"Bearer {key}"}
@@ -48,7 +55,7 @@ def main():
         tid = srv.client().request("POST", "/api/tracks", body=body,
                                    headers={**auth, **h}).json()["data"]["id"]
         jid = srv.client().post("/api/processing/separate", headers=auth, json_body={
-            "track_id": tid, "model": "htdemucs"}).json()["data"]["job_id"]
+            "track_id": tid, "model": MODEL}).json()["data"]["job_id"]
         while srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]["status"] != \
                 "processing":
             time.sleep(0.05)
