@@ -18,21 +18,13 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import Server, multipart  # noqa: E402
+from harness import Server, multipart, peak_rss_kb  # noqa: E402
 
 SECONDS = sys.argv[1] if len(sys.argv) > 1 else "60"
 MODELS_DIR = sys.argv[2] if len(sys.argv) > 3 else None
 MODEL = sys.argv[3] if len(sys.argv) > 3 else "htdemucs"
 TINY = os.path.join(ROOT, "tests", "fixtures", "nn", "tiny_htdemucs.th")
 GEN = os.environ.get("BENCH_HTTP", os.path.join(ROOT, "build", "bench", "http", "bench_http"))
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -66,7 +58,7 @@ def main():
         print(r.stdout.strip() or r.stderr.strip())
         job = srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]
         print(f"  separation meanwhile: {job['status']}, {job['progress']} % after "
-              f"{time.time() - t0:.0f} s; server peak RSS {peak_rss_mb(srv.proc.pid):.0f} MB; "
+              f"{time.time() - t0:.0f} s; server peak RSS {peak_rss_kb(srv.proc.pid) / 1024:.0f} MB; "
               f"HTTP threads {os.environ.get('SFA_HTTP_THREADS', '8 (default)')}")
         return r.returncode
     finally:

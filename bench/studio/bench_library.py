@@ -19,18 +19,10 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import Server, multipart, sine_wav  # noqa: E402
+from harness import Server, multipart, peak_rss_kb, sine_wav  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 PW = "benchmark password"
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -66,7 +58,7 @@ def main():
               f"{ms[len(ms) // 2]:.0f} ms (min {ms[0]:.0f}, max {ms[-1]:.0f}); "
               f"GET /api/tracks median {sorted(api_ms)[len(api_ms) // 2] if api_ms else '?'} ms; "
               f"per track shown {ms[len(ms) // 2] / 25:.1f} ms; "
-              f"server peak RSS {peak_rss_mb(srv.proc.pid):.0f} MB; target < 1000 ms: "
+              f"server peak RSS {peak_rss_kb(srv.proc.pid) / 1024:.0f} MB; target < 1000 ms: "
               f"{'met' if ms[len(ms) // 2] < 1000 else 'NOT met'}")
     finally:
         srv.cleanup()

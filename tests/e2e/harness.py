@@ -278,6 +278,35 @@ class Raw:
         self.sock.close()
 
 
+def processes_with(*words):
+    """Live processes (not zombies) whose command line has every one of words (bytes or
+    str) among its arguments or inside one: [(pid, command line)]."""
+    want = [w.encode() if isinstance(w, str) else w for w in words]
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                raw = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and all(w in raw for w in want):
+            found.append((int(pid), raw.replace(b"\0", b" ")[:160].decode("utf-8", "replace")))
+    return found
+
+
+def peak_rss_kb(pid):
+    """The peak resident memory of a live process (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 def sine_wav(seconds=1.0, rate=44100, channels=2, freq=440.0):
     n = int(seconds * rate)
     frames = bytearray()

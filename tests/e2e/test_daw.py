@@ -23,7 +23,7 @@ import uuid
 from array import array
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, peak_rss_kb, processes_with  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -550,28 +550,9 @@ def daw_tmp(srv):
     return os.listdir(d) if os.path.isdir(d) else []
 
 
-def vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def renderers(srv):
     """daw-render processes working for this server."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"daw-render" in argv and any(srv.data_dir.encode() in a for a in argv):
-            found.append(int(pid))
-    return found
+    return [pid for pid, _ in processes_with("daw-render", srv.data_dir)]
 
 
 def long_manifest():
@@ -594,7 +575,7 @@ def a_long_mix_streams_in_constant_server_memory(srv):
     fields = {"track_id": tid, "manifest": json.dumps(long_manifest())}
     body, h = multipart(fields, [("stems[]", f"s{i}.wav", w) for i, w in
                                  enumerate(long_stems())])
-    before = vm_hwm_kb(srv.proc.pid)
+    before = peak_rss_kb(srv.proc.pid)
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
     conn.request("POST", "/api/daw/export", body=body, headers={**auth, **h})
     r = conn.getresponse()
@@ -617,7 +598,7 @@ def a_long_mix_streams_in_constant_server_memory(srv):
     conn.close()
     eq(total, want, "bytes received")
     check(silent_middle, "the gap between the clips is not silent")
-    after = vm_hwm_kb(srv.proc.pid)
+    after = peak_rss_kb(srv.proc.pid)
     grew = (after - before) / 1024
     print(f"# server peak RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB while "
           f"mixing {total / (1 << 20):.0f} MiB")

@@ -16,7 +16,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakes import AudioServer, FakeSpotify, magic  # noqa: E402
-from harness import Server, Tap, check, eq, groove_wav, multipart  # noqa: E402
+from harness import Server, Tap, check, eq, groove_wav, multipart, processes_with  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -26,33 +26,14 @@ CYCLES = 5
 TRACK = magic("okFault")
 
 
-def processes_of(data_dir):
-    """Live processes whose command line mentions the data directory (workers, yt-dlp,
-    ffmpeg, renderers), other than zombies."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if data_dir.encode() in argv and state != "Z":
-            found.append((int(pid), argv.replace(b"\0", b" ")[:160].decode("utf-8", "replace")))
-    return found
-
-
 def wait_gone(data_dir, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        left = processes_of(data_dir)
+        left = processes_with(data_dir)
         if not left:
             return []
         time.sleep(0.05)
-    return processes_of(data_dir)
+    return processes_with(data_dir)
 
 
 def jobs_of(srv, auth):

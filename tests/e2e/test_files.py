@@ -21,7 +21,8 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+from harness import (Server, Tap, check, eq, multipart, peak_rss_kb, run_suite,  # noqa: E402
+                     sine_wav)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -215,14 +216,6 @@ def export_stems_zip_and_job_choice(srv):
     eq(c.get(f"/export/stems/{tid}?job_id={uuid.uuid4()}", headers=auth).status, 404, "no job")
 
 
-def vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 @tap.case
 def zip_of_200mb_streams_in_constant_memory(srv):
     uid, auth = new_user(srv)
@@ -230,7 +223,7 @@ def zip_of_200mb_streams_in_constant_memory(srv):
     mb = 1 << 20
     _, stems = make_stems(srv, uid, tid, [(n, 50 * mb) for n in
                                           ("vocals", "drums", "bass", "other")])
-    before = vm_hwm_kb(srv.proc.pid)
+    before = peak_rss_kb(srv.proc.pid)
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
     conn.request("GET", f"/export/stems/{tid}", headers=auth)
     r = conn.getresponse()
@@ -247,7 +240,7 @@ def zip_of_200mb_streams_in_constant_memory(srv):
         check(total > 200 * mb, f"archive is only {total} bytes")
         t = subprocess.run(["unzip", "-t", f.name], capture_output=True, text=True)
         eq(t.returncode, 0, t.stdout[-500:] + t.stderr)
-    after = vm_hwm_kb(srv.proc.pid)
+    after = peak_rss_kb(srv.proc.pid)
     grew = (after - before) / 1024
     print(f"# server peak RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB while "
           f"streaming {total / mb:.0f} MiB")

@@ -19,7 +19,8 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, groove_wav, multipart, run_suite, sine_wav  # noqa: E402
+from harness import (Server, Tap, check, eq, groove_wav, multipart, processes_with,  # noqa: E402
+                     run_suite, sine_wav)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -98,19 +99,8 @@ def phx_until(srv, key, topic, event, timeout_ms=60000):
 
 
 def job_processes(jid):
-    """Worker processes of job jid still alive (by their command line)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"job-exec" in argv and jid.encode() in argv:
-            found.append(int(pid))
-    return found
+    """Worker processes of job jid still alive."""
+    return [pid for pid, _ in processes_with("job-exec", jid)]
 
 
 def long_flac(srv, seconds):
