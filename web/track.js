@@ -192,8 +192,16 @@ export async function trackView(root, ctx, id) {
         j.status === "completed" ? h("a", { href: `/export/stems/${track.id}?job_id=${j.id}`, download: "" }, "ZIP of these stems") : null,
         j.error ? h("span", { class: "error" }, ` ${j.error}`) : null)))
         : h("p", {}, "No separations yet: choose a model and press “Separate stems”."),
-      track.stems?.length ? h("p", {}, h("a", { class: "button", href: `/export/stems/${track.id}`, download: "" }, "Download all stems")) : null);
+      track.stems?.length ? h("p", {}, h("button", { type: "button", onclick: () => download(`/export/stems/${track.id}`) }, "Download all stems")) : null);
   }
+}
+
+// Starts a download of url (the server names the file) without leaving the page.
+function download(url) {
+  const a = h("a", { href: url, download: "" }, "download");
+  document.body.append(a);
+  a.click();
+  a.remove();
 }
 
 // A rows x columns matrix as a heatmap: one pixel per cell, scaled by CSS.

@@ -776,8 +776,12 @@ static void read_summary_analysis(sqlite3_stmt *st, void *out)
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
                        size_t n, struct arena *a, struct db_track_summary **out)
 {
-	struct db_track_summary *s = n ? arena_alloc(a, n * sizeof *s) : NULL;
-	if (n && !s)
+	if (n == 0) {
+		*out = NULL;
+		return 0;
+	}
+	struct db_track_summary *s = arena_alloc(a, n * sizeof *s);
+	if (!s)
 		return SFA_ENOMEM;
 	memset(s, 0, n * sizeof *s);
 	lock(db);

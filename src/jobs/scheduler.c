@@ -237,6 +237,11 @@ static void finish(struct child *c)
 	bool ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0 && c->result;
 	int stored_rc = 0;
 	char *stored = NULL;
+	/* The scratch folder goes first: whoever sees the job's final state (a client polling,
+	 * a track being deleted) can rely on it being gone. */
+	char dir[PATH_MAX + 64];
+	work_dir(j->id, dir, sizeof dir);
+	fs_remove_tree(dir);
 	if (c->cancelled) {
 		checked(db_job_fail(S.db, j->id, "cancelled", now), "its cancellation", j->id);
 		publish(j, "job:failed",
@@ -297,9 +302,6 @@ static void finish(struct child *c)
 			log_info("job %s: %s: %s", j->id, msg, err);
 		}
 	}
-	char dir[PATH_MAX + 64];
-	work_dir(j->id, dir, sizeof dir);
-	fs_remove_tree(dir);
 	if (c->fd >= 0)
 		close(c->fd);
 	buf_free(&c->line);

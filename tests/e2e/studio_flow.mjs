@@ -182,7 +182,7 @@ try {
   writeFileSync(`${shots}/manifest.json`, manifestText);
 
   // All stems as a ZIP.
-  const [zip] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download all stems" }).click()]);
+  const [zip] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download all stems" }).click()]);
   const zipPath = `${shots}/stems.zip`;
   await zip.saveAs(zipPath);
   const z = readFileSync(zipPath);
