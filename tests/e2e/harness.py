@@ -391,14 +391,17 @@ def eq(actual, expected, what="value"):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
-def run_suite(tap, env):
+def run_suite(tap, env, stop=()):
     """Starts one server with env, runs the suite's cases against it, prints the server
-    log's tail when something failed, and returns the exit status."""
+    log's tail when something failed, and returns the exit status. stop: functions that
+    end what the suite started beside the server (fakes), called in order at the end."""
     srv = Server(env=env).start()
     try:
         rc = tap.run(srv)
     finally:
         srv.cleanup()
+        for fn in stop:
+            fn()
     if rc:
         print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
     return rc

@@ -12,7 +12,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakes import AudioServer, FakeSpotify, magic  # noqa: E402
-from harness import Server, Tap, check, eq, groove_wav  # noqa: E402
+from harness import Tap, check, eq, groove_wav, run_suite  # noqa: E402
 
 tap = Tap()
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -57,18 +57,10 @@ def main():
     come from a local audio server in URL-template mode."""
     audio_src = AudioServer({f"/{SPOTIFY_TRACK}.wav": ("audio/wav", groove_wav(3.0, 100))})
     fake = FakeSpotify()
-    srv = Server(env={**fake.env(), "SFA_RATE_AUTH": "100000", "SFA_RATE_API": "100000",
-                      "SFA_RATE_HEAVY": "100000",
-                      "SFA_DOWNLOAD_QUERY": f"{audio_src.url}/{{spotify_id}}.wav"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-        fake.stop()
-        audio_src.stop()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
+    return run_suite(tap, {**fake.env(), "SFA_RATE_AUTH": "100000", "SFA_RATE_API": "100000",
+                           "SFA_RATE_HEAVY": "100000",
+                           "SFA_DOWNLOAD_QUERY": f"{audio_src.url}/{{spotify_id}}.wav"},
+                     stop=(fake.stop, audio_src.stop))
 
 
 if __name__ == "__main__":
