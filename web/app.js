@@ -29,7 +29,7 @@ const ROUTES = [
   [/^\/$/, () => libraryView(view, ctx), "Library"],
   [/^\/tracks\/?$/, () => libraryView(view, ctx), "Library"],
   [/^\/tracks\/([0-9a-f-]{36})$/, (m) => trackView(view, ctx, m[1]), "Track"],
-  [/^\/import$/, () => importView(view, ctx), "Import"],
+  [/^\/(import|upload)$/, () => importView(view, ctx), "Import"],
   [/^\/jobs$/, () => jobsView(), "Jobs"],
   [/^\/models$/, () => modelsView(view), "Models"],
 ];

@@ -29,6 +29,7 @@ static const struct route routes[] = {
 	{"GET", "/tracks", page_studio, R_PAGE_AUTH},
 	{"GET", "/tracks/:id", page_studio, R_PAGE_AUTH},
 	{"GET", "/import", page_studio, R_PAGE_AUTH},
+	{"GET", "/upload", page_studio, R_PAGE_AUTH},
 	{"GET", "/jobs", page_studio, R_PAGE_AUTH},
 	{"GET", "/models", page_studio, R_PAGE_AUTH},
 	{"GET", "/users/register", page_register_form, R_GUEST},

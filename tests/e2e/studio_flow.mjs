@@ -60,7 +60,10 @@ try {
   page.on("dialog", (d) => d.accept());
 
   // Register: the studio opens on the empty library.
+  await page.goto(`${base}/users/log-in`);
+  await checkPage(page, "log-in");
   await page.goto(`${base}/users/register`);
+  await checkPage(page, "register");
   await page.fill("#user_email", email);
   await page.fill("#user_password", password);
   await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
@@ -189,10 +192,16 @@ try {
   if (z.readUInt32LE(0) !== 0x04034b50) fail("Download all stems did not give a ZIP");
   seen.zip_bytes = z.length;
 
-  // Models page.
+  // Models, Jobs and Settings pages.
   await page.getByRole("link", { name: "Models" }).click();
   await page.getByText("sfa models fetch htdemucs_ft").waitFor();
   await checkPage(page, "models");
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("heading", { name: "Jobs", level: 1 }).waitFor();
+  await checkPage(page, "jobs");
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Create API key" }).waitFor();
+  await checkPage(page, "settings");
 
   // Delete the track from its page: back to an empty library.
   await page.goto(`${base}/tracks/${trackId}`);
