@@ -22,6 +22,7 @@
 #include "dsp/cli.h"
 #include "nn/cli.h"
 #include "api/routes.h"
+#include "jobs/registry.h"
 #include "core/accounts.h"
 #include "http/server.h"
 #include "jobs/jobs.h"
@@ -252,6 +253,15 @@ static int cmd_job_enqueue(int argc, char **argv)
 	if (!json_is_object(p)) {
 		json_decref(p);
 		fprintf(stderr, "sfa: --payload must be a JSON object\n");
+		rc = 2;
+		goto out;
+	}
+	if (!job_type_find(type)) {
+		json_decref(p);
+		fprintf(stderr, "sfa: there is no job type \"%s\"; the types are:", type);
+		for (int i = 0; i < job_types_n; i++)
+			fprintf(stderr, " %s", job_types[i].name);
+		fputc('\n', stderr);
 		rc = 2;
 		goto out;
 	}

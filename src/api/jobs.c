@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "jobs/jobs.h"
+#include "jobs/registry.h"
 #include "util/err.h"
 #include "util/uuid.h"
 
@@ -24,7 +25,6 @@ void api_jobs_list(struct http_ctx *ctx)
 {
 	static const char *const statuses[] = {"queued",   "running",   "downloading", "processing",
 	                                       "analyzing", "completed", "failed",      NULL};
-	static const char *const types[] = {"download", "processing", "analysis", "probe", NULL};
 	struct page p;
 	if (!api_page(ctx, &p))
 		return;
@@ -39,9 +39,13 @@ void api_jobs_list(struct http_ctx *ctx)
 		json_object_set_new(details, "status",
 		                    json_pack("[s]", "must be one of queued, running, downloading, "
 		                                     "processing, analyzing, completed, failed"));
-	if (type && !one_of(type, types))
-		json_object_set_new(details, "type",
-		                    json_pack("[s]", "must be one of download, processing, analysis, probe"));
+	if (type && !job_type_find(type)) {
+		char msg[160] = "must be one of";
+		for (int i = 0; i < job_types_n; i++)
+			snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s", i ? "," : "",
+			         job_types[i].name);
+		json_object_set_new(details, "type", json_pack("[s]", msg));
+	}
 	if (track_id && !uuid_valid(track_id))
 		json_object_set_new(details, "track_id", json_pack("[s]", "must be a track id"));
 	if (json_object_size(details)) {

@@ -15,22 +15,12 @@
 #include <unistd.h>
 
 #include "jobs/jobs.h"
-#include "jobs/workers.h"
+#include "jobs/registry.h"
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/str.h"
-
-static const struct {
-	const char *type;
-	job_worker_fn fn;
-} workers[] = {
-	{"probe", job_worker_probe},
-	{"analysis", job_worker_analysis},
-	{"processing", job_worker_processing},
-	{"download", job_worker_download},
-};
 
 static void emit(json_t *obj)
 {
@@ -87,16 +77,13 @@ int job_exec_main(const struct config *cfg, const char *job_id)
 		r.payload = json_object();
 	}
 	snprintf(r.work_dir, sizeof r.work_dir, "%s/tmp/jobs/%s", cfg->data_dir, job_id);
-	job_worker_fn fn = NULL;
-	for (size_t i = 0; i < sizeof workers / sizeof workers[0]; i++)
-		if (strcmp(workers[i].type, r.job.type) == 0)
-			fn = workers[i].fn;
-	if (!fn) {
+	const struct job_type *type = job_type_find(r.job.type);
+	if (!type) {
 		snprintf(r.error, sizeof r.error, "This server cannot run %s jobs.", r.job.type);
 		r.retry = false;
 		rc = SFA_EUNSUPP;
 	} else {
-		rc = fn(&r);
+		rc = type->run(&r);
 	}
 	if (rc == 0) {
 		emit(json_pack("{s:O}", "result", r.result ? r.result : json_object()));

@@ -25,7 +25,8 @@
 #include "core/config.h"
 #include "db/db.h"
 
-/* Creates a queued job and wakes the scheduler. payload is consumed (may be NULL). */
+/* Creates a queued job and wakes the scheduler. payload is consumed (may be NULL).
+ * SFA_EINVAL for a type that is not in the registry (registry.h). */
 int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
                 json_t *payload, struct db_job *out);
 /* The job as the API shows it (a new object). */

@@ -26,6 +26,7 @@
 
 #include "core/library.h"
 #include "jobs/bus.h"
+#include "jobs/registry.h"
 #include "util/fs.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -65,32 +66,6 @@ static struct {
 	char exe[PATH_MAX];
 	struct child kids[MAX_CHILDREN];
 } S = {.wake = {-1, -1}};
-
-struct job_type {
-	const char *name;
-	int limit;
-	int timeout_s;
-};
-
-static int types(struct job_type *out)
-{
-	const struct config *c = S.cfg;
-	struct job_type t[] = {
-		/* Outlasts the worker's own SFA_DOWNLOAD_TIMEOUT_S, which explains itself. */
-		{"download", c->jobs_download,
-		 c->download_timeout_s + 300 > 1800 ? c->download_timeout_s + 300 : 1800},
-		{"processing", c->jobs_processing, 4 * 3600},
-		{"analysis", c->jobs_analysis, 1800},
-		{"probe", 2, 600},
-	};
-	int n = (int)(sizeof t / sizeof t[0]);
-	for (int i = 0; i < n; i++) {
-		out[i] = t[i];
-		if (c->job_timeout_s)
-			out[i].timeout_s = c->job_timeout_s;
-	}
-	return n;
-}
 
 void scheduler_wake(void)
 {
@@ -372,13 +347,12 @@ static void reap(void)
 
 static void start_due(int64_t now_ms)
 {
-	struct job_type t[8];
-	int n = types(t);
-	for (int k = 0; k < n; k++) {
+	for (int k = 0; k < job_types_n; k++) {
+		const struct job_type *t = &job_types[k];
 		int running = 0;
 		for (int i = 0; i < MAX_CHILDREN; i++)
-			running += S.kids[i].used && strcmp(S.kids[i].job.type, t[k].name) == 0;
-		while (running < t[k].limit) {
+			running += S.kids[i].used && strcmp(S.kids[i].job.type, t->name) == 0;
+		while (running < t->limit(S.cfg)) {
 			int slot = -1;
 			for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
 				if (!S.kids[i].used)
@@ -388,12 +362,12 @@ static void start_due(int64_t now_ms)
 			struct child *c = &S.kids[slot];
 			memset(c, 0, sizeof *c);
 			c->fd = -1;
-			if (db_job_claim(S.db, t[k].name, (int64_t)time(NULL), &c->job) != 0)
+			if (db_job_claim(S.db, t->name, (int64_t)time(NULL), &c->job) != 0)
 				break;
 			c->used = true;
 			buf_init(&c->line, LINE_MAX_BYTES);
 			str_copy(c->phase, sizeof c->phase, "running");
-			c->deadline_ms = now_ms + (int64_t)t[k].timeout_s * 1000;
+			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, S.cfg) * 1000;
 			if (spawn(c) != 0) {
 				checked(db_job_requeue(S.db, c->job.id,
 				                       (int64_t)time(NULL) + backoff_s(c->job.attempts),
@@ -524,7 +498,12 @@ int job_enqueue(struct db *db, const char *user_id, const char *track_id, const 
 	str_copy(j.track_id, sizeof j.track_id, track_id ? track_id : "");
 	str_copy(j.type, sizeof j.type, type);
 	str_copy(j.status, sizeof j.status, "queued");
-	j.max_attempts = strcmp(type, "download") == 0 ? 3 : 2;
+	const struct job_type *t = job_type_find(type);
+	if (!t) {
+		json_decref(payload);
+		return SFA_EINVAL;
+	}
+	j.max_attempts = t->max_attempts;
 	j.created_at = j.run_at = (int64_t)time(NULL);
 	char *text = payload ? json_encode(payload) : NULL;
 	json_decref(payload);
