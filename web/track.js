@@ -75,6 +75,16 @@ export async function trackView(root, ctx, id) {
       h("option", { value: "local" }, "Local (Demucs on this server)"),
       h("option", { value: "lalalai" }, quota ? `lal.ai cloud — ${Math.floor(quota.remaining_minutes)} min left` : me.lalalai ? "lal.ai cloud" : "lal.ai cloud (needs a license key in Settings)"));
     const format = h("select", { id: "sep-format" }, FORMATS.map(([v, t]) => h("option", { value: v }, t)));
+    // Demucs's --two-stems: one stem and the rest of the mix ("the song without X").
+    const two = h("select", { id: "sep-two" });
+    const fillTwo = () => {
+      const m = models.find((x) => x.name === model.value);
+      replace(two, h("option", { value: "" }, "Every stem"),
+        (m?.stem_names || []).map((n) => h("option", { value: n }, `${n} + no_${n}`)));
+      two.disabled = engine.value !== "local";
+    };
+    model.addEventListener("change", fillTwo);
+    engine.addEventListener("change", fillTwo);
     const hint = h("p", { class: "muted", "aria-live": "polite" });
     const showHint = () => {
       const m = models.find((x) => x.name === model.value);
@@ -87,6 +97,7 @@ export async function trackView(root, ctx, id) {
     const installed = models.find((m) => m.installed);
     if (installed) model.value = installed.name;
     showHint();
+    fillTwo();
     const analyze = h("button", { type: "button", onclick: async () => {
       analyze.disabled = true;
       try {
@@ -101,7 +112,9 @@ export async function trackView(root, ctx, id) {
     const separate = h("button", { type: "button", onclick: async () => {
       separate.disabled = true;
       try {
-        const r = await post("/api/processing/separate", { track_id: track.id, model: model.value, engine: engine.value, output_format: format.value });
+        const body = { track_id: track.id, model: model.value, engine: engine.value, output_format: format.value };
+        if (two.value && !two.disabled) body.two_stems = two.value;
+        const r = await post("/api/processing/separate", body);
         ctx.jobs.add({ id: r.data.job_id, type: "processing", track_id: track.id });
         drawSeparations();
       } catch (e) {
@@ -112,7 +125,8 @@ export async function trackView(root, ctx, id) {
     } }, "Separate stems");
     const label = (forId, text, el) => { el.setAttribute("aria-label", text); return h("div", {}, h("label", { for: forId }, text), el); };
     return h("div", {},
-      h("div", { class: "row" }, label("sep-model", "Model", model), label("sep-engine", "Engine", engine), label("sep-format", "Output format", format)),
+      h("div", { class: "row" }, label("sep-model", "Model", model), label("sep-engine", "Engine", engine),
+        label("sep-format", "Output format", format), label("sep-two", "Stems", two)),
       hint,
       h("div", { class: "toolbar" }, analyze, separate,
         h("button", { type: "button", class: "danger", onclick: async () => {

@@ -19,6 +19,7 @@
 #include "nn/bag.h"
 #include "nn/models.h"
 #include "util/err.h"
+#include "util/str.h"
 #include "util/uuid.h"
 
 /* The reference's four models, in its order and words. */
@@ -61,6 +62,19 @@ static bool model_installed(const char *dir, const struct nn_builtin *b, bool *r
 		if (nn_models_find_member(dir, spec.models[i], path, sizeof path) != 0)
 			return false;
 	return true;
+}
+
+/* Whether name is one of the model's stems. */
+static bool stem_of(const struct nn_builtin *b, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = b->stems; *p;) {
+		size_t k = strcspn(p, ",");
+		if (k == n && strncmp(p, name, n) == 0)
+			return true;
+		p += k + (p[k] == ',');
+	}
+	return false;
 }
 
 static json_t *stem_names(const struct nn_builtin *b)
@@ -172,6 +186,22 @@ void api_processing_separate(struct http_ctx *ctx)
 			values[i] = k;
 		}
 	}
+	/* two_stems (as Demucs's --two-stems): that stem and its complement, "no_<stem>". */
+	char two[32] = "";
+	json_t *jt = json_object_get(body, "two_stems");
+	if (jt && !json_is_null(jt)) {
+		const struct nn_builtin *mb = nn_builtin_find(values[0]);
+		const char *name = json_string_value(jt);
+		if (strcmp(values[1], "local") != 0)
+			json_object_set_new(details, "two_stems",
+			                    json_pack("[s]", "is for the local engine only"));
+		else if (!name || !mb || !stem_of(mb, name))
+			json_object_set_new(details, "two_stems",
+			                    json_pack("[s+]", "must be one of the model's stems: ",
+			                              mb ? mb->stems : "?"));
+		else
+			str_copy(two, sizeof two, name);
+	}
 	json_decref(body);
 	if (json_object_size(details)) {
 		http_error_details(ctx, 422, "validation_failed", "The separation request is invalid.",
@@ -205,10 +235,11 @@ void api_processing_separate(struct http_ctx *ctx)
 		return;
 	}
 	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "processing",
-	                json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
-	                          "output_format", values[2]),
-	                &j) != 0) {
+	json_t *payload = json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
+	                            "output_format", values[2]);
+	if (two[0])
+		json_object_set_new(payload, "two_stems", json_string(two));
+	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "processing", payload, &j) != 0) {
 		api_db_error(ctx);
 		return;
 	}

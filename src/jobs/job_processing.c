@@ -1,7 +1,9 @@
 /* job_processing.c - the "processing" job type: stem separation with the native Demucs
  * engine (src/nn).
  *
- * Payload: {"model", "engine": "local", "output_format": "wav"|"flac"}. The track's audio
+ * Payload: {"model", "engine": "local", "output_format": "wav"|"flac", "two_stems"?}. With
+ * two_stems (a source name, as Demucs's --two-stems) the stems are that source and
+ * "no_<source>", the sum of all the others in source order. The track's audio
  * is decoded to 44.1 kHz stereo, separated (progress = forward passes done / total,
  * mapped to 10..90 %), each stem written into the job's scratch directory, and only then
  * moved to data/uploads/stems/<job id>/<stem>.<ext> and recorded as stem rows. A cancel
@@ -78,16 +80,55 @@ int job_processing_publish(struct job_run *r, const char *const *names,
 struct stem_files {
 	struct audio_wav_file files[NN_MAX_STEMS];
 	int n_sources, n_ch;
+	int two;           /* two_stems: the kept source's index, else -1 */
+	float *rest;       /* two_stems: the complement of one stretch (n_ch x cap floats) */
+	size_t rest_cap;
 };
 
-/* The engine's sink: appends each finished stretch of every stem to its WAV file. */
+/* two_stems: the complement of source `two` in planes (n_src sources of n_ch rows of
+ * stride floats), summed in source order from zero as Demucs's --two-stems does, into
+ * out (n_ch rows of stride floats), for the first n frames. */
+static void complement(const float *planes, int n_src, int n_ch, size_t stride, size_t n,
+                       int two, float *out)
+{
+	for (int c = 0; c < n_ch; c++) {
+		float *o = out + (size_t)c * stride;
+		for (size_t i = 0; i < n; i++)
+			o[i] = 0.0f;
+		for (int s = 0; s < n_src; s++) {
+			if (s == two)
+				continue;
+			const float *x = planes + ((size_t)s * (size_t)n_ch + (size_t)c) * stride;
+			for (size_t i = 0; i < n; i++)
+				o[i] += x[i];
+		}
+	}
+}
+
+/* The engine's sink: appends each finished stretch of every stem (or, with two_stems, of
+ * the kept stem and its complement) to its WAV file. */
 static int stem_sink(void *user, const float *data, size_t stride, size_t frame0, size_t n)
 {
 	(void)frame0; /* stretches arrive in order */
 	struct stem_files *sf = user;
+	size_t plane = (size_t)sf->n_ch * stride;
+	if (sf->two >= 0) {
+		if (sf->rest_cap < plane) {
+			float *grown = realloc(sf->rest, plane * sizeof *grown);
+			if (!grown)
+				return -1;
+			sf->rest = grown;
+			sf->rest_cap = plane;
+		}
+		complement(data, sf->n_sources, sf->n_ch, stride, n, sf->two, sf->rest);
+		return audio_wav_write(&sf->files[0], data + (size_t)sf->two * plane, stride, n, NULL,
+		                       0) != 0 ||
+		               audio_wav_write(&sf->files[1], sf->rest, stride, n, NULL, 0) != 0
+		           ? -1
+		           : 0;
+	}
 	for (int s = 0; s < sf->n_sources; s++)
-		if (audio_wav_write(&sf->files[s], data + (size_t)s * (size_t)sf->n_ch * stride, stride,
-		                    n, NULL, 0) != 0)
+		if (audio_wav_write(&sf->files[s], data + (size_t)s * plane, stride, n, NULL, 0) != 0)
 			return -1;
 	return 0;
 }
@@ -101,6 +142,7 @@ int job_worker_processing(struct job_run *r)
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
 	if (!format)
 		format = "wav";
+	const char *two_stems = json_string_value(json_object_get(r->payload, "two_stems"));
 	struct db_track t;
 	if (!model || db_track_get(r->db, r->job.user_id, r->job.track_id, &t) != 0 ||
 	    !t.audio_path[0]) {
@@ -137,18 +179,34 @@ int job_worker_processing(struct job_run *r)
 	const char *ext = flac ? "flac" : "wav";
 	int n_src = info->n_sources, n_ch = info->audio_channels, samplerate = info->samplerate;
 	size_t n_frames = in.n_frames;
+	int two = -1;
+	for (int s = 0; two_stems && s < n_src; s++)
+		if (strcmp(info->sources[s], two_stems) == 0)
+			two = s;
+	if (two_stems && two < 0) {
+		audio_buf_free(&in);
+		nn_model_free(m);
+		snprintf(r->error, sizeof r->error, "The %s model has no %s stem.", model, two_stems);
+		r->retry = false;
+		return SFA_EINVAL;
+	}
+	/* The files written: every source, or with two_stems the kept one and "no_<it>". */
+	int n_out = two >= 0 ? 2 : n_src;
 	char names[NN_MAX_STEMS][64], files[NN_MAX_STEMS][PATH_MAX + 128];
-	for (int s = 0; s < n_src; s++) {
-		str_copy(names[s], sizeof names[s], info->sources[s]);
+	for (int s = 0; s < n_out; s++) {
+		if (two >= 0)
+			snprintf(names[s], sizeof names[s], "%s%s", s ? "no_" : "", info->sources[two]);
+		else
+			str_copy(names[s], sizeof names[s], info->sources[s]);
 		if (snprintf(files[s], sizeof files[s], "%s/%s.%s", r->work_dir, names[s], ext) >=
 		    (int)sizeof files[s])
 			rc = sfa_err(err, sizeof err, SFA_EINVAL, "the scratch path is too long");
 	}
 	/* WAV stems are written as the engine finishes segments, so the whole-track stems
 	 * never sit in memory; FLAC goes through the engine's output buffer. */
-	struct stem_files sf = {.n_sources = n_src, .n_ch = n_ch};
+	struct stem_files sf = {.n_sources = n_src, .n_ch = n_ch, .two = two};
 	int opened = 0;
-	for (; !flac && opened < n_src && rc == 0; opened++)
+	for (; !flac && opened < n_out && rc == 0; opened++)
 		rc = audio_wav_open(&sf.files[opened], files[opened], n_frames, n_ch, samplerate,
 		                    AUDIO_PCM16, err, sizeof err);
 	if (!flac) {
@@ -166,22 +224,34 @@ int job_worker_processing(struct job_run *r)
 	for (int s = 0; s < opened; s++)
 		if (audio_wav_close(&sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
 			rc = SFA_EIO;
-	for (int s = 0; flac && s < n_src && rc == 0; s++) {
-		struct audio_buf b = {out + (size_t)s * (size_t)n_ch * n_frames, n_frames, n_ch,
-		                      samplerate};
+	free(sf.rest);
+	float *rest = NULL;
+	if (flac && rc == 0 && two >= 0) {
+		rest = malloc((size_t)n_ch * n_frames * sizeof *rest);
+		if (!rest)
+			rc = sfa_err(err, sizeof err, SFA_ENOMEM, "out of memory for the second stem");
+		else
+			complement(out, n_src, n_ch, n_frames, n_frames, two, rest);
+	}
+	for (int s = 0; flac && s < n_out && rc == 0; s++) {
+		const float *src = two < 0 ? out + (size_t)s * (size_t)n_ch * n_frames
+		                   : s == 0 ? out + (size_t)two * (size_t)n_ch * n_frames
+		                            : rest;
+		struct audio_buf b = {(float *)src, n_frames, n_ch, samplerate};
 		rc = audio_write_flac(files[s], &b, AUDIO_PCM16, err, sizeof err);
 	}
+	free(rest);
 	free(out);
 	if (rc) {
 		snprintf(r->error, sizeof r->error, "The separation failed: %s", err);
 		return rc;
 	}
 	const char *name_ptrs[NN_MAX_STEMS];
-	for (int s = 0; s < n_src; s++)
+	for (int s = 0; s < n_out; s++)
 		name_ptrs[s] = names[s];
 	double duration = (double)n_frames / samplerate;
 	json_t *list = NULL;
-	rc = job_processing_publish(r, name_ptrs, n_src, ext, duration, "local", model, &list);
+	rc = job_processing_publish(r, name_ptrs, n_out, ext, duration, "local", model, &list);
 	if (rc)
 		return rc;
 	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);

@@ -124,6 +124,58 @@ def separate_end_to_end(srv):
         eq(c.get(s["file_path"], headers=auth).status, 200, "the earlier stems remain")
 
 
+def wait_sep(c, auth, jid):
+    deadline = time.time() + 60
+    while True:
+        j = c.get(f"/api/processing/job/{jid}", headers=auth).json()["data"]
+        if j["status"] in ("completed", "failed"):
+            return j
+        check(time.time() < deadline, f"separation {jid} did not finish")
+        time.sleep(0.05)
+
+
+def pcm16(c, auth, url):
+    w = wave.open(io.BytesIO(c.get(url, headers=auth).body))
+    raw = w.readframes(w.getnframes())
+    return struct.unpack(f"<{len(raw) // 2}h", raw)
+
+
+@tap.case
+def two_stems_are_the_stem_and_its_complement(srv):
+    """two_stems=vocals gives vocals (the same as a full separation's) and no_vocals, the
+    sum of drums, bass and other (within the rounding of three 16-bit files)."""
+    os.makedirs(models_dir(srv), exist_ok=True)
+    shutil.copy(TINY, os.path.join(models_dir(srv), f"{HTDEMUCS_SIG}.th"))
+    auth = new_user(srv)
+    c = srv.client()
+    track = upload(srv, auth, seconds=1.0)
+    full = wait_sep(c, auth, separate(c, auth, track_id=track["id"]).json()["data"]["job_id"])
+    r = separate(c, auth, track_id=track["id"], two_stems="vocals")
+    eq(r.status, 201, r.text)
+    two = wait_sep(c, auth, r.json()["data"]["job_id"])
+    eq(two["status"], "completed", two.get("error"))
+    eq([s["stem_type"] for s in two["stems"]], ["vocals", "no_vocals"], "the two stems")
+    by = {s["stem_type"]: pcm16(c, auth, s["file_path"]) for s in full["stems"]}
+    got = {s["stem_type"]: pcm16(c, auth, s["file_path"]) for s in two["stems"]}
+    eq(got["vocals"], by["vocals"], "vocals equal the full separation's")
+    # Where the sum passes full scale, the one 16-bit file clips it where three did not.
+    worst = max(abs(n - max(-32768, min(32767, d + b + o))) for n, d, b, o in
+                zip(got["no_vocals"], by["drums"], by["bass"], by["other"]))
+    check(worst <= 2, f"no_vocals differs from drums+bass+other by {worst} LSB")
+    check(len(got["no_vocals"]) == len(by["drums"]), "no_vocals has the input's length")
+    # FLAC too, and the refusals.
+    r = separate(c, auth, track_id=track["id"], two_stems="drums", output_format="flac")
+    j = wait_sep(c, auth, r.json()["data"]["job_id"])
+    eq([(s["stem_type"], s["format"]) for s in j["stems"]],
+       [("drums", "flac"), ("no_drums", "flac")], "flac two stems")
+    r = separate(c, auth, track_id=track["id"], two_stems="guitar")
+    eq((r.status, list(r.json()["details"])), (422, ["two_stems"]), r.text)
+    check("drums,bass,other,vocals" in r.json()["details"]["two_stems"][0], r.text)
+    r = separate(c, auth, track_id=track["id"], two_stems="vocals", engine="lalalai")
+    eq((r.status, r.json()["details"]["two_stems"]), (422, ["is for the local engine only"]),
+       r.text)
+
+
 @tap.case
 def mdx_extra_bag_end_to_end(srv):
     """The four-member Hybrid Demucs bag, installed from the tiny HDemucs checkpoints in
