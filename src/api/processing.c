@@ -158,7 +158,7 @@ void api_processing_separate(struct http_ctx *ctx)
 	static const char *const models[] = {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
 	                                     NULL};
 	static const char *const engines[] = {"local", "lalalai", NULL};
-	static const char *const formats[] = {"wav", "flac", NULL};
+	static const char *const formats[] = {"wav", "flac", "wav24", "f32", NULL};
 	json_t *body;
 	if (!api_json_body(ctx, &body))
 		return;
@@ -178,14 +178,20 @@ void api_processing_separate(struct http_ctx *ctx)
 			continue;
 		const char *k = json_is_string(v) ? known(json_string_value(v), sets[i]) : NULL;
 		if (!k) {
-			char msg[160];
-			snprintf(msg, sizeof msg, "must be one of %s, %s%s%s", sets[i][0], sets[i][1],
-			         sets[i][2] ? ", ..." : "", "");
+			char msg[160] = "must be one of";
+			for (int k2 = 0; sets[i][k2]; k2++)
+				snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s", k2 ? "," : "",
+				         sets[i][k2]);
 			json_object_set_new(details, fields[i], json_pack("[s]", msg));
 		} else {
 			values[i] = k;
 		}
 	}
+	/* 24-bit and float WAV come from the local engine; lal.ai delivers WAV or FLAC. */
+	if (strcmp(values[1], "lalalai") == 0 &&
+	    (strcmp(values[2], "wav24") == 0 || strcmp(values[2], "f32") == 0))
+		json_object_set_new(details, "output_format",
+		                    json_pack("[s]", "must be wav or flac with the lalalai engine"));
 	/* two_stems (as Demucs's --two-stems): that stem and its complement, "no_<stem>". */
 	char two[32] = "";
 	json_t *jt = json_object_get(body, "two_stems");

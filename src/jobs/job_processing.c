@@ -1,7 +1,8 @@
 /* job_processing.c - the "processing" job type: stem separation with the native Demucs
  * engine (src/nn).
  *
- * Payload: {"model", "engine": "local", "output_format": "wav"|"flac", "two_stems"?}. With
+ * Payload: {"model", "engine": "local", "output_format": "wav"|"wav24"|"f32"|"flac",
+ * "two_stems"?} (the three WAV formats are 16-bit, 24-bit and 32-bit float). With
  * two_stems (a source name, as Demucs's --two-stems) the stems are that source and
  * "no_<source>", the sum of all the others in source order. The track's audio
  * is decoded to 44.1 kHz stereo, separated (progress = forward passes done / total,
@@ -177,6 +178,10 @@ int job_worker_processing(struct job_run *r)
 	o.progress_user = r;
 	const bool flac = strcmp(format, "flac") == 0;
 	const char *ext = flac ? "flac" : "wav";
+	/* WAV samples: 16-bit ("wav"), 24-bit ("wav24") or 32-bit float ("f32"). */
+	enum audio_sample_format wav_fmt = strcmp(format, "wav24") == 0 ? AUDIO_PCM24
+	                                   : strcmp(format, "f32") == 0  ? AUDIO_FLOAT32
+	                                                                 : AUDIO_PCM16;
 	int n_src = info->n_sources, n_ch = info->audio_channels, samplerate = info->samplerate;
 	size_t n_frames = in.n_frames;
 	int two = -1;
@@ -208,7 +213,7 @@ int job_worker_processing(struct job_run *r)
 	int opened = 0;
 	for (; !flac && opened < n_out && rc == 0; opened++)
 		rc = audio_wav_open(&sf.files[opened], files[opened], n_frames, n_ch, samplerate,
-		                    AUDIO_PCM16, err, sizeof err);
+		                    wav_fmt, err, sizeof err);
 	if (!flac) {
 		o.sink = stem_sink;
 		o.sink_user = &sf;

@@ -168,6 +168,16 @@ def two_stems_are_the_stem_and_its_complement(srv):
     j = wait_sep(c, auth, r.json()["data"]["job_id"])
     eq([(s["stem_type"], s["format"]) for s in j["stems"]],
        [("drums", "flac"), ("no_drums", "flac")], "flac two stems")
+    # 24-bit and float WAV.
+    for fmt, (code, bits) in (("wav24", (1, 24)), ("f32", (3, 32))):
+        j = wait_sep(c, auth, separate(c, auth, track_id=track["id"], output_format=fmt,
+                                       two_stems="bass").json()["data"]["job_id"])
+        eq(j["status"], "completed", j.get("error"))
+        head = c.get(j["stems"][0]["file_path"], headers=auth).body[:64]
+        eq(struct.unpack("<HHIIHH", head[20:36])[0::5], (code, bits), f"{fmt} WAV header")
+    r = separate(c, auth, track_id=track["id"], output_format="f32", engine="lalalai")
+    eq((r.status, r.json()["details"]["output_format"]),
+       (422, ["must be wav or flac with the lalalai engine"]), r.text)
     r = separate(c, auth, track_id=track["id"], two_stems="guitar")
     eq((r.status, list(r.json()["details"])), (422, ["two_stems"]), r.text)
     check("drums,bass,other,vocals" in r.json()["details"]["two_stems"][0], r.text)
