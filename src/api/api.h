@@ -46,6 +46,14 @@ bool api_csrf_refused(struct http_ctx *ctx);
 json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id);
 
 /* Content-Disposition: attachment named "<artist> - <title> (<what>).<ext>" (files.c). */
+/* Sends the stored file at rel (under data/uploads) if it is safe and there, with Range,
+ * ETag and Last-Modified; download_name (or NULL) makes it an attachment. 404 otherwise. */
+void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name);
+/* No "..", no backslash, not absolute: a path that stays inside uploads/. */
+bool api_safe_rel_path(const char *rel);
+/* "<artist> - <title> (<what>).<ext>" with path separators replaced, into out. */
+void api_export_name(const struct db_track *t, const char *what, const char *ext, char *out,
+                     size_t n);
 void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,
                     const char *ext);
 
