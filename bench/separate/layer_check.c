@@ -17,7 +17,7 @@
 #include "nn/ckpt.h"
 #include "nn/htdemucs.h"
 #include "nn/net.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 static const char *dump_dir;
 

@@ -17,7 +17,7 @@
 #include "core/lalalai_key.h"
 #include "jobs/jobs.h"
 #include "nn/bag.h"
-#include "nn/models.h"
+#include "nn/catalog.h"
 #include "util/err.h"
 #include "util/str.h"
 #include "util/uuid.h"

@@ -1,9 +1,10 @@
 /* db_sqlite.c - the SQLite backend of db.h.
  *
  * One connection, opened with SQLITE_OPEN_FULLMUTEX and additionally guarded by our own
- * mutex so that a function's several statements form one unit. WAL mode with
- * synchronous=NORMAL: readers never block the writer and a crash loses at most the last
- * transaction, never corrupts. Migrations are numbered SQL scripts applied in order at
+ * mutex so that a function's several statements form one unit: inside this process every
+ * call, read or write, takes its turn (calls are short; none waits on anything outside).
+ * WAL mode with synchronous=NORMAL lets other processes (the job workers, the CLI) read
+ * while one writes, and a crash loses at most the last transaction, never corrupts. Migrations are numbered SQL scripts applied in order at
  * open inside one transaction each; schema_version holds the last applied number.
  */
 #include "db/db.h"

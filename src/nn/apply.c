@@ -18,7 +18,7 @@
  * of threads, so the result is bit-identical for 1 or 16 workers. Each worker owns one
  * workspace for the whole call (sized by its first item, reused afterwards).
  *
- * Members that are not resident (bags of HDemucs, see model_internal.h) run in phases: the
+ * Members that are not resident (bags of HDemucs, see network_internal.h) run in phases: the
  * items of member k are all the items of its passes, consecutive in the list; the member is
  * loaded, the workers run its items, the member is freed, then the next one. The items, their
  * order and the commit order are those of the one-phase run, so the output is the same bit
@@ -50,10 +50,10 @@
 #include <unistd.h>
 
 #include "nn/net.h"
-#include "nn/model_internal.h"
+#include "nn/network_internal.h"
 #include "nn/nn.h"
 #include "nn/ops.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 #include "util/err.h"
 #include "util/fs.h"
 
@@ -78,7 +78,9 @@ struct item {
 	int chunk;
 };
 
-struct job {
+/* One nn_separate call: its passes (shifts x bag members) cut into items that workers take
+ * in order and commit in order. */
+struct separation {
 	const struct nn_model *m;
 	const struct nn_separate_opts *o;
 	const float *mix; /* the caller's input, C planes of n */
@@ -103,7 +105,7 @@ struct job {
 };
 
 struct worker {
-	struct job *job;
+	struct separation *job;
 	struct nn_ws ws;
 	float *in, *y, *f;
 	pthread_t thread;
@@ -166,7 +168,7 @@ static int chunk_len(const struct pass *p, int c)
 
 static int run_item(struct worker *w, int idx)
 {
-	struct job *j = w->job;
+	struct separation *j = w->job;
 	const struct pass *p = &j->passes[j->items[idx].pass];
 	int c = j->items[idx].chunk;
 	const struct nn_model *m = j->m;
@@ -192,7 +194,7 @@ static int run_item(struct worker *w, int idx)
  * sums' file cannot be read or written. */
 static int commit_item(struct worker *w, int idx)
 {
-	struct job *j = w->job;
+	struct separation *j = w->job;
 	const struct pass *p = &j->passes[j->items[idx].pass];
 	int c = j->items[idx].chunk;
 	const struct nn_model *m = j->m;
@@ -250,7 +252,7 @@ static int commit_item(struct worker *w, int idx)
 
 /* Streaming: after item idx (chunk c of the only pass) every frame before the next chunk's
  * start is final; hand it to the sink and slide the window. Returns 0 or SFA_EIO. */
-static int flush_window(struct job *j, int idx)
+static int flush_window(struct separation *j, int idx)
 {
 	const struct pass *p = &j->passes[j->items[idx].pass];
 	int c = j->items[idx].chunk;
@@ -280,7 +282,7 @@ static int flush_window(struct job *j, int idx)
 	return 0;
 }
 
-static void fail_job(struct job *j, int rc, const char *msg)
+static void fail_job(struct separation *j, int rc, const char *msg)
 {
 	if (!j->rc) {
 		j->rc = rc;
@@ -292,7 +294,7 @@ static void fail_job(struct job *j, int rc, const char *msg)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct job *j = w->job;
+	struct separation *j = w->job;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		if (j->rc || j->next_item >= j->item_end) {
@@ -344,7 +346,7 @@ static void *worker_main(void *arg)
 
 /* Runs items [j->next_item, end) with the networks in j->nets: the calling thread is
  * worker 0, the others get threads (fewer if some cannot be started). */
-static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
+static void run_phase(struct separation *j, struct worker *ws, int n_workers, int end)
 {
 	j->item_end = end;
 	int started = 1;
@@ -363,7 +365,7 @@ static void run_phase(struct job *j, struct worker *ws, int n_workers, int end)
  * when the segments are long (one segment's activations instead of one per thread: ~0.4 GB
  * each at 44 s) or when there are fewer segments than threads (team work is then free).
  * HTDemucs keeps one per worker. */
-static void run_items(struct job *j, struct worker *ws, int n_workers, int at, int end)
+static void run_items(struct separation *j, struct worker *ws, int n_workers, int at, int end)
 {
 	bool team_ok = n_workers > 1;
 	for (int i = at; i < end && team_ok; i++)
@@ -383,7 +385,7 @@ static void run_items(struct job *j, struct worker *ws, int n_workers, int at, i
 
 /* All the items: in one phase when every member is resident, else member by member, each
  * loaded just before its items and freed just after. */
-static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err, size_t n_err)
+static int run_phases(struct separation *j, struct worker *ws, int n_workers, char *err, size_t n_err)
 {
 	const struct nn_model *m = j->m;
 	bool resident = true;
@@ -425,7 +427,7 @@ static int run_phases(struct job *j, struct worker *ws, int n_workers, char *err
 }
 
 /* Builds the pass and item lists. */
-static int plan(struct job *j, char *err, size_t n_err)
+static int plan(struct separation *j, char *err, size_t n_err)
 {
 	const struct nn_model *m = j->m;
 	const struct nn_separate_opts *o = j->o;
@@ -509,7 +511,7 @@ static int plan(struct job *j, char *err, size_t n_err)
 }
 
 /* The sums' file: planes of n floats, all zero (a sparse file) until written. */
-static int open_sums_file(struct job *j, char *err, size_t n_err)
+static int open_sums_file(struct separation *j, char *err, size_t n_err)
 {
 	const char *dir = j->o->scratch_dir;
 	if (!dir || !*dir)
@@ -527,7 +529,7 @@ static int open_sums_file(struct job *j, char *err, size_t n_err)
 }
 
 /* Hands the summed stems to the sink, a block of frames at a time, denormalised. */
-static int drain_sums_file(struct job *j, char *err, size_t n_err)
+static int drain_sums_file(struct separation *j, char *err, size_t n_err)
 {
 	int planes = j->m->info.n_sources * j->m->info.audio_channels;
 	size_t block = j->n < FILE_BLOCK_FRAMES ? j->n : FILE_BLOCK_FRAMES;
@@ -571,7 +573,7 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 		return sfa_err(err, n_err, SFA_EINVAL, "segment must be positive");
 	nn_ops_init();
 
-	struct job j;
+	struct separation j;
 	memset(&j, 0, sizeof j);
 	j.m = m;
 	j.o = o;

@@ -1,7 +1,7 @@
 /* cli.c - `sfa separate` and `sfa models`. See cli.h.
  *
  * Thin front ends: argument parsing, audio in/out through src/audio, the engine through
- * nn.h and models.h, a JSON summary through jansson. The progress bar is drawn from the
+ * nn.h and catalog.h, a JSON summary through jansson. The progress bar is drawn from the
  * engine's worker threads (its callback is serialised) and only when stderr is a tty.
  */
 #include "util/fs.h"
@@ -21,7 +21,7 @@
 
 #include "audio/audio.h"
 #include "nn/bag.h"
-#include "nn/models.h"
+#include "nn/catalog.h"
 #include "nn/nn.h"
 #include "util/err.h"
 #include "util/json.h"

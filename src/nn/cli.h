@@ -11,7 +11,7 @@
  *   sfa models fetch NAME...
  *   sfa models verify [NAME...]
  *
- * Models come from $SFA_MODELS_DIR (default data/models); see nn/models.h.
+ * Models come from $SFA_MODELS_DIR (default data/models); see nn/catalog.h.
  */
 #ifndef SFA_NN_CLI_H
 #define SFA_NN_CLI_H

@@ -23,7 +23,7 @@
 
 #include "nn/ckpt.h"
 #include "nn/htdemucs.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 struct nn_hdemucs;
 

@@ -5,7 +5,7 @@
  * (tokens, dim) rows: frequency tokens ordered frame-major then frequency ("b (t1 fr) c"),
  * as HTDemucs rearranges them.
  *
- * Workspace discipline (ws.h is a stack): the forward pass first reserves every encoder
+ * Workspace discipline (workspace.h is a stack): the forward pass first reserves every encoder
  * output, outermost level first; they double as the skip connections. The inputs and
  * each layer's temporaries are pushed above and popped when the layer ends. Decoder
  * level k adds its input into skip k in place and pops the stack down to just above

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "nn/ckpt.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 enum { NN_MAX_SOURCES = 16, NN_SOURCE_NAME_BYTES = 32 };
 

@@ -1,6 +1,6 @@
 /* net.h - one network of a bag, whatever its class (HTDemucs v4 or HDemucs v3).
  *
- * model.c and apply.c see networks only through this switch: build from a loaded
+ * network.c and apply.c see networks only through this switch: build from a loaded
  * checkpoint (dispatching on its klass), info, forward. The two classes differ in how
  * apply_model feeds them: HTDemucs always runs at its training length (chunks are padded
  * to it, centred), HDemucs runs at the chunk's own length (nn_net_fixed_length false).
@@ -13,7 +13,7 @@
 
 #include "nn/ckpt.h"
 #include "nn/htdemucs.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 struct nn_net;
 

@@ -5,7 +5,7 @@
  * Elementwise functions are written to vectorise and use IEEE arithmetic only (no
  * -ffast-math anywhere): GELU is the exact erf form, normalisations accumulate in double.
  *
- * Every kernel takes its scratch from the caller's workspace (ws.h) and returns nothing:
+ * Every kernel takes its scratch from the caller's workspace (workspace.h) and returns nothing:
  * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
  * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker.
  */
@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 enum { NN_OPS_TILE_FLOATS = 1 << 21 };
 

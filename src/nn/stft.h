@@ -19,7 +19,7 @@
 
 #include <stdbool.h>
 
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 struct nn_stft;
 

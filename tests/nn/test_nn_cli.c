@@ -19,7 +19,7 @@
 
 #include "audio/audio.h"
 #include "nn/cli.h"
-#include "nn/models.h"
+#include "nn/catalog.h"
 #include "util/fs.h"
 
 static const char *fixtures;

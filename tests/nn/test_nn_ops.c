@@ -16,7 +16,7 @@
 
 #include "nn/ops.h"
 #include "nn/stft.h"
-#include "nn/ws.h"
+#include "nn/workspace.h"
 
 static uint64_t rng_state = 88172645463325252ull;
 

@@ -1,5 +1,5 @@
-/* ws.c - see ws.h. */
-#include "nn/ws.h"
+/* workspace.c - see workspace.h. */
+#include "nn/workspace.h"
 
 #include <stdint.h>
 #include <sys/mman.h>

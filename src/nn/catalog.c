@@ -1,6 +1,6 @@
-/* models.c - the built-in model table, the models folder, sha256 checks and downloads.
- * See models.h. */
-#include "nn/models.h"
+/* catalog.c - the built-in model table, the models folder, sha256 checks and downloads.
+ * See catalog.h. */
+#include "nn/catalog.h"
 
 #include <curl/curl.h>
 #include <dirent.h>

@@ -1,9 +1,9 @@
-/* model.c - a loaded model: a bag of HTDemucs/HDemucs networks with per-source weights, and the
- * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, models.h.
+/* network.c - a loaded model: a bag of HTDemucs/HDemucs networks with per-source weights, and the
+ * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, catalog.h.
  *
  * Bags whose members are all HDemucs keep only their checkpoint paths after open (each
  * member is loaded once there, checked, and freed); apply.c loads them one at a time with
- * nn_model_member(). See model_internal.h. */
+ * nn_model_member(). See network_internal.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,8 +13,8 @@
 
 #include "nn/bag.h"
 #include "nn/ckpt.h"
-#include "nn/model_internal.h"
-#include "nn/models.h"
+#include "nn/network_internal.h"
+#include "nn/catalog.h"
 #include "nn/nn.h"
 #include "util/err.h"
 #include "util/str.h"

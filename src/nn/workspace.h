@@ -1,4 +1,4 @@
-/* ws.h - the per-worker scratch arena of the nn engine.
+/* workspace.h - the per-worker scratch arena of the nn engine.
  *
  * A forward pass allocates its activations from a stack: nn_ws_mark() remembers the top,
  * nn_ws_release() pops back to it. The stack lives in one large reservation of virtual
@@ -12,8 +12,8 @@
  * thread at a time. Allocation failure (past the reservation) sets ws->failed, which the
  * forward pass checks once per layer, so kernels do not each carry an error path.
  */
-#ifndef SFA_NN_WS_H
-#define SFA_NN_WS_H
+#ifndef SFA_NN_WORKSPACE_H
+#define SFA_NN_WORKSPACE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* models.h - where model files live and what the official names mean.
+/* catalog.h - where model files live and what the official names mean.
  *
  * Models live in a folder (SFA_MODELS_DIR, default data/models) as the official files
  * <sig>-<sha256 prefix>.th (<sig>.th is accepted too), plus optional bag files
@@ -12,8 +12,8 @@
  * not hash (84 MB per load would be wasted time), so a test may install any checkpoint
  * under a signature.
  */
-#ifndef SFA_NN_MODELS_H
-#define SFA_NN_MODELS_H
+#ifndef SFA_NN_CATALOG_H
+#define SFA_NN_CATALOG_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,12 +1,12 @@
-/* model_internal.h - the layout of struct nn_model, shared by model.c and apply.c only.
+/* network_internal.h - the layout of struct nn_model, shared by network.c and apply.c only.
  *
  * Bags of HDemucs networks (mdx_extra: four members of 83.6 M parameters, 335 MB each in
  * fp32) are not kept resident: every member is loaded once at open time to check it, then
  * freed, and nn_separate() loads one member at a time, runs it over the whole track,
  * accumulates its weighted output and frees it before the next (peak: one member's weights
  * instead of four). Single networks and HTDemucs bags stay resident as before. */
-#ifndef SFA_NN_MODEL_INTERNAL_H
-#define SFA_NN_MODEL_INTERNAL_H
+#ifndef SFA_NN_NETWORK_INTERNAL_H
+#define SFA_NN_NETWORK_INTERNAL_H
 
 #include "nn/net.h"
 #include "nn/nn.h"
