@@ -25,6 +25,7 @@
 #include "jobs/registry.h"
 #include "core/accounts.h"
 #include "http/server.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/json.h"

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "dsp/dsp.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/uuid.h"

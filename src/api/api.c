@@ -147,3 +147,22 @@ json_t *api_stem_json(const struct db_stem *s)
 	                 (json_int_t)s->file_size, "format", s->format, "duration", s->duration_s,
 	                 "engine", s->engine, "model", s->model, "job_id", s->job_id);
 }
+
+json_t *api_job_json(const struct db_job *j)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}", "id",
+	                      j->id, "type", j->type, "track_id", j->track_id[0] ? j->track_id : NULL,
+	                      "status", j->status, "progress", j->progress, "message",
+	                      j->message[0] ? j->message : NULL, "error",
+	                      j->error[0] && strcmp(j->status, "completed") != 0 ? j->error : NULL,
+	                      "attempts", j->attempts, "max_attempts", j->max_attempts, "created_at",
+	                      api_time(j->created_at), "started_at", api_time(j->started_at),
+	                      "finished_at", api_time(j->finished_at));
+	if (o && j->result[0]) {
+		json_error_t je;
+		json_t *r = json_loads(j->result, 0, &je);
+		if (r)
+			json_object_set_new(o, "result", r);
+	}
+	return o;
+}

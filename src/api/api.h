@@ -31,6 +31,8 @@ void api_db_error(struct http_ctx *ctx);
 json_t *api_time(int64_t t);
 json_t *api_track_json(const struct db_track *t);
 json_t *api_stem_json(const struct db_stem *s);
+/* A job as the API shows it (a new object). */
+json_t *api_job_json(const struct db_job *j);
 
 /* A session's multipart request may carry the CSRF token as a "_csrf_token" field instead
  * of the x-csrf-token header (API.md §2). The route's parser hands the field's value to

@@ -16,6 +16,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "api/spotify_api.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "jobs/workers.h"
 #include "util/err.h"

@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "jobs/registry.h"
 #include "util/err.h"
@@ -63,7 +64,7 @@ void api_jobs_list(struct http_ctx *ctx)
 	}
 	json_t *items = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(items, job_to_json(&jobs[i]));
+		json_array_append_new(items, api_job_json(&jobs[i]));
 	api_list(ctx, items, &p, total);
 }
 
@@ -75,7 +76,7 @@ void api_jobs_get(struct http_ctx *ctx)
 		api_not_found(ctx, "The job");
 		return;
 	}
-	http_data(ctx, 200, job_to_json(&j));
+	http_data(ctx, 200, api_job_json(&j));
 }
 
 void api_jobs_cancel(struct http_ctx *ctx)
@@ -100,7 +101,7 @@ void api_jobs_cancel(struct http_ctx *ctx)
 	scheduler_wake();
 	struct db_job j;
 	db_job_get(ctx->app->db, ctx->user.id, id, &j);
-	http_data(ctx, was_running ? 202 : 200, job_to_json(&j));
+	http_data(ctx, was_running ? 202 : 200, api_job_json(&j));
 }
 
 /* POST /api/jobs/:id/retry: runs a failed (or cancelled) job again as a new job with the
@@ -130,5 +131,5 @@ void api_jobs_retry(struct http_ctx *ctx)
 	char loc[96];
 	snprintf(loc, sizeof loc, "/api/jobs/%s", again.id);
 	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201, job_to_json(&again));
+	http_data(ctx, 201, api_job_json(&again));
 }

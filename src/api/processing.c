@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "core/lalalai_key.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "nn/bag.h"
 #include "nn/catalog.h"

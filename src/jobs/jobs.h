@@ -25,13 +25,6 @@
 #include "core/config.h"
 #include "db/db.h"
 
-/* Creates a queued job and wakes the scheduler. payload is consumed (may be NULL).
- * SFA_EINVAL for a type that is not in the registry (registry.h). */
-int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
-                json_t *payload, struct db_job *out);
-/* The job as the API shows it (a new object). */
-json_t *job_to_json(const struct db_job *j);
-
 /* Scheduler (server side). exe is the path of the sfa binary to run children with. */
 int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
                     size_t n_err);

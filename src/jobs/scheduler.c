@@ -34,7 +34,6 @@
 #include "util/proc.h"
 #include "util/str.h"
 #include "util/timeutil.h"
-#include "util/uuid.h"
 
 enum { MAX_CHILDREN = 64, LINE_MAX_BYTES = 64 * 1024, KILL_GRACE_MS = 3000 };
 
@@ -486,65 +485,4 @@ void scheduler_stop(void)
 	close(S.wake[1]);
 	S.wake[0] = S.wake[1] = -1;
 	S.running = false;
-}
-
-int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
-                json_t *payload, struct db_job *out)
-{
-	struct db_job j;
-	memset(&j, 0, sizeof j);
-	uuid_v4(j.id);
-	str_copy(j.user_id, sizeof j.user_id, user_id);
-	str_copy(j.track_id, sizeof j.track_id, track_id ? track_id : "");
-	str_copy(j.type, sizeof j.type, type);
-	str_copy(j.status, sizeof j.status, "queued");
-	const struct job_type *t = job_type_find(type);
-	if (!t) {
-		json_decref(payload);
-		return SFA_EINVAL;
-	}
-	j.max_attempts = t->max_attempts;
-	j.created_at = j.run_at = (int64_t)time(NULL);
-	char *text = payload ? json_encode(payload) : NULL;
-	json_decref(payload);
-	if (text && strlen(text) >= sizeof j.payload) {
-		free(text);
-		return SFA_ETOOBIG;
-	}
-	str_copy(j.payload, sizeof j.payload, text ? text : "{}");
-	free(text);
-	int rc = db_job_insert(db, &j);
-	if (rc)
-		return rc;
-	scheduler_wake();
-	*out = j;
-	return 0;
-}
-
-static json_t *time_or_null(int64_t t)
-{
-	if (!t)
-		return json_null();
-	char s[32];
-	time_format_rfc3339((time_t)t, s, sizeof s);
-	return json_string(s);
-}
-
-json_t *job_to_json(const struct db_job *j)
-{
-	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}", "id",
-	                      j->id, "type", j->type, "track_id", j->track_id[0] ? j->track_id : NULL,
-	                      "status", j->status, "progress", j->progress, "message",
-	                      j->message[0] ? j->message : NULL, "error",
-	                      j->error[0] && strcmp(j->status, "completed") != 0 ? j->error : NULL,
-	                      "attempts", j->attempts, "max_attempts", j->max_attempts, "created_at",
-	                      time_or_null(j->created_at), "started_at", time_or_null(j->started_at),
-	                      "finished_at", time_or_null(j->finished_at));
-	if (o && j->result[0]) {
-		json_error_t je;
-		json_t *r = json_loads(j->result, 0, &je);
-		if (r)
-			json_object_set_new(o, "result", r);
-	}
-	return o;
 }
