@@ -32,34 +32,13 @@ size_t dsp_beats_work_bytes(size_t n_frames)
 	       2 * (2 * MAX_FPB + 2) * sizeof(double) + 64;
 }
 
+DSP_DEFINE_SELECT_KTH(select_kth_f64, double, DSP_SELF)
+
+/* np.median of doubles: average of the two middle values for even n. Reorders a. */
 static double median_f64(double *a, size_t n)
 {
-	/* Wirth's selection, as in frames.c, on doubles */
 	size_t k = n / 2;
-	ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
-	while (lo < hi) {
-		double x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
-		double pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))
-		                       : ((x < z) ? x : (y < z ? z : y));
-		ptrdiff_t i = lo, j = hi;
-		do {
-			while (a[i] < pivot)
-				i++;
-			while (pivot < a[j])
-				j--;
-			if (i <= j) {
-				double tmp = a[i];
-				a[i] = a[j];
-				a[j] = tmp;
-				i++;
-				j--;
-			}
-		} while (i <= j);
-		if (j < kk)
-			lo = i;
-		if (kk < i)
-			hi = j;
-	}
+	select_kth_f64(a, (ptrdiff_t)n, (ptrdiff_t)k);
 	if (n % 2)
 		return a[k];
 	double lower = a[0];

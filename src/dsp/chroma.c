@@ -84,34 +84,9 @@ void dsp_peaks_frame(struct dsp_peaks *pk, const float *S)
 	}
 }
 
-/* Wirth's selection on the magnitudes, moving the bins along (see frames.c). */
-static void select_peak(struct dsp_peak *a, ptrdiff_t n, ptrdiff_t k)
-{
-	ptrdiff_t lo = 0, hi = n - 1;
-	while (lo < hi) {
-		float x = a[lo].mag, y = a[lo + (hi - lo) / 2].mag, z = a[hi].mag;
-		float pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))
-		                      : ((x < z) ? x : (y < z ? z : y));
-		ptrdiff_t i = lo, j = hi;
-		do {
-			while (a[i].mag < pivot)
-				i++;
-			while (pivot < a[j].mag)
-				j--;
-			if (i <= j) {
-				struct dsp_peak tmp = a[i];
-				a[i] = a[j];
-				a[j] = tmp;
-				i++;
-				j--;
-			}
-		} while (i <= j);
-		if (j < k)
-			lo = i;
-		if (k < i)
-			hi = j;
-	}
-}
+/* Selection on the magnitudes, moving the bins along. */
+#define PEAK_MAG(p) ((p).mag)
+DSP_DEFINE_SELECT_KTH(select_peak, struct dsp_peak, PEAK_MAG)
 
 double dsp_tuning_from_peaks(struct dsp_peaks *pk)
 {

@@ -54,6 +54,42 @@ int dsp_fft_plans(const struct dsp_plans **out, char *err, size_t n_err);
 float dsp_sum_pairwise_f32(const float *a, size_t n);
 /* numpy's float32 np.std(x, ddof=1). 0 for n < 2. */
 float dsp_std_ddof1_f32(const float *x, size_t n);
+/* Wirth's selection with a median-of-three pivot, for element type T ordered by KEY(x):
+ * defines `static void NAME(T *a, ptrdiff_t n, ptrdiff_t k)`, which moves the k-th
+ * smallest element of a[0..n) to a[k] with no larger element before it and no smaller one
+ * after it. One algorithm for every median the engine takes (onsets, beat thresholds,
+ * tuning peaks), so they all pick the same element for the same data. */
+#define DSP_DEFINE_SELECT_KTH(NAME, T, KEY)                                                  \
+	static void NAME(T *a, ptrdiff_t n, ptrdiff_t k)                                          \
+	{                                                                                          \
+		ptrdiff_t lo = 0, hi = n - 1;                                                          \
+		while (lo < hi) {                                                                      \
+			__typeof__(KEY(a[0])) x = KEY(a[lo]), y = KEY(a[lo + (hi - lo) / 2]),              \
+			                      z = KEY(a[hi]);                                              \
+			__typeof__(KEY(a[0])) pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))              \
+			                                      : ((x < z) ? x : (y < z ? z : y));             \
+			ptrdiff_t i = lo, j = hi;                                                          \
+			do {                                                                               \
+				while (KEY(a[i]) < pivot)                                                      \
+					i++;                                                                       \
+				while (pivot < KEY(a[j]))                                                      \
+					j--;                                                                       \
+				if (i <= j) {                                                                  \
+					T tmp = a[i];                                                              \
+					a[i] = a[j];                                                               \
+					a[j] = tmp;                                                                \
+					i++;                                                                       \
+					j--;                                                                       \
+				}                                                                              \
+			} while (i <= j);                                                                  \
+			if (j < k)                                                                         \
+				lo = i;                                                                        \
+			if (k < i)                                                                         \
+				hi = j;                                                                        \
+		}                                                                                      \
+	}
+#define DSP_SELF(x) (x)
+
 /* numpy's float32 np.median: average of the two middle values for even n. Reorders a. */
 float dsp_median_f32(float *a, size_t n);
 /* Periodic Hann window, scipy.signal.get_window('hann', n) in double. */

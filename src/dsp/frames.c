@@ -89,35 +89,7 @@ float dsp_std_ddof1_f32(const float *x, size_t n)
 	return sqrtf(var);
 }
 
-/* Moves the k-th smallest element of a[0..n) to a[k], with no larger element before it and
- * no smaller one after it (Wirth's selection, median-of-three pivot). */
-static void select_kth(float *a, ptrdiff_t n, ptrdiff_t k)
-{
-	ptrdiff_t lo = 0, hi = n - 1;
-	while (lo < hi) {
-		float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
-		float pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))
-		                      : ((x < z) ? x : (y < z ? z : y));
-		ptrdiff_t i = lo, j = hi;
-		do {
-			while (a[i] < pivot)
-				i++;
-			while (pivot < a[j])
-				j--;
-			if (i <= j) {
-				float tmp = a[i];
-				a[i] = a[j];
-				a[j] = tmp;
-				i++;
-				j--;
-			}
-		} while (i <= j);
-		if (j < k)
-			lo = i;
-		if (k < i)
-			hi = j;
-	}
-}
+DSP_DEFINE_SELECT_KTH(select_kth, float, DSP_SELF)
 
 float dsp_median_f32(float *a, size_t n)
 {
