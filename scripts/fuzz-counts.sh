@@ -29,8 +29,8 @@ run_one() {
 }
 export -f run_one
 export out runs secs
-ls "$build"/fuzz/fuzz_* | xargs -P "$jobs" -I{} bash -c 'run_one {}'
+find "$build"/fuzz -maxdepth 1 -type f -executable -name 'fuzz_*' | sort | xargs -P "$jobs" -I{} bash -c 'run_one {}'
 echo "| harness | executions | seconds | exec/s | coverage | corpus files | findings |"
 echo "|---|---|---|---|---|---|---|"
-cat "$out"/*.row
+sort "$out"/*.row
 rm -rf "$out"
