@@ -49,7 +49,7 @@ export async function libraryView(root, ctx) {
       state.tracks = res.data;
       state.meta = res.meta;
       for (const t of res.data) ctx.jobs.titles.set(t.id, t.title);
-      state.selected.clear();
+      state.selected = new Set([...state.selected].filter((id) => res.data.some((t) => t.id === id)));
       draw();
     } catch (e) {
       replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
@@ -140,5 +140,13 @@ export async function libraryView(root, ctx) {
     else { state.selected.clear(); draw(); }
   }
 
+  // A finished analysis, separation or download changes what its row shows.
+  let again;
+  const off = ctx.jobs.onChange((kind, job) => {
+    if (kind !== "completed" || !state.tracks.some((t) => t.id === job.track_id)) return;
+    clearTimeout(again);
+    again = setTimeout(load, 300);
+  });
+  ctx.onLeave(() => { off(); clearTimeout(again); clearTimeout(timer); });
   await load();
 }

@@ -92,9 +92,18 @@ try {
   await page.getByText("Download finished for “Song Studio”").waitFor({ timeout: 60000 });
   await checkPage(page, "import");
 
-  // Library lists the track; its title links to its page.
+  // Library lists the tracks; several can be analysed at once; a grid view; the title
+  // links to the track's page.
   await page.getByRole("link", { name: "Library" }).click();
   const title = audioFile.split("/").pop().replace(/\.[^.]+$/, "");
+  await page.getByRole("checkbox", { name: `Select ${title}` }).check();
+  await page.getByRole("checkbox", { name: "Select Song Studio" }).check();
+  await page.getByRole("button", { name: "Analyze selected" }).click();
+  await page.getByText("Analyze: 2 track(s) done.").waitFor();
+  await page.getByRole("button", { name: "Grid view" }).click();
+  await page.locator(".tracks-grid").waitFor();
+  await checkPage(page, "library-grid");
+  await page.getByRole("button", { name: "Grid view" }).click();
   await page.getByRole("link", { name: title }).click();
   await page.getByRole("button", { name: "Analyze" }).waitFor();
   await checkPage(page, "track-new");
