@@ -22,7 +22,10 @@ const ctx = {
   navigate,
   onLeave: (fn) => leaving.push(fn),
   // The account and what it can use (GET /api/me), asked once per page load.
-  me: () => (mePromise ||= get("/api/me").then((r) => r.data)),
+  me: () => (mePromise ||= get("/api/me").then((r) => r.data, (e) => {
+    mePromise = null; // asked again next time
+    throw e;
+  })),
 };
 
 const ROUTES = [

@@ -18,6 +18,7 @@ export class JobsPanel {
     this.jobs = new Map(); // id -> job (as the API shows it)
     this.titles = new Map(); // track id -> title
     this.listeners = new Set();
+    this.asked = new Set(); // ids of unlisted jobs already looked up
     this.list = h("ul");
     this.el = h("section", { id: "jobs", "aria-labelledby": "jobs-title" },
       h("h2", { id: "jobs-title" }, "Jobs"),
@@ -97,7 +98,11 @@ export class JobsPanel {
     this.jobs.set(id, j);
     this.render();
     this.emit(kind, j);
-    if (!j.type) this.refresh();
+    // A job this page has not listed (started elsewhere): learn what it is, once.
+    if (!j.type && !this.asked.has(id)) {
+      this.asked.add(id);
+      this.refresh();
+    }
   }
 
   render() {

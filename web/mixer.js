@@ -97,6 +97,8 @@ export class Mixer {
 
   async load(stems) {
     this.stopSources();
+    this.undoStack = []; // the steps were of the lanes being replaced
+    this.redoStack = [];
     for (const l of this.lanes) l.ws?.destroy();
     this.lanes = [];
     if (!stems.length) return;
@@ -318,12 +320,13 @@ export class Mixer {
 
   shortcut(e) {
     const tag = e.target.tagName;
+    if (["INPUT", "SELECT", "TEXTAREA"].includes(tag)) return; // their own keys, undo included
     if (e.ctrlKey || e.metaKey) {
       if (e.key === "z" && !e.shiftKey) { e.preventDefault(); this.undo(); }
       else if (e.key === "y" || (e.key === "z" && e.shiftKey) || e.key === "Z") { e.preventDefault(); this.redo(); }
       return;
     }
-    if (["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(tag) || !this.lanes.length) return;
+    if (tag === "BUTTON" || !this.lanes.length) return;
     if (e.key === " ") { e.preventDefault(); this.playing ? this.pause() : this.play(); }
     else if (e.key === "Home") { e.preventDefault(); this.seek(0); }
     else if (e.key === "l" || e.key === "L") this.toggleLoop();

@@ -13,12 +13,22 @@ import { Mixer } from "./mixer.js";
 const FORMATS = [["wav", "WAV (16-bit)"], ["wav24", "WAV (24-bit)"], ["f32", "WAV (32-bit float)"], ["flac", "FLAC"]];
 
 export async function trackView(root, ctx, id) {
+  // The user may leave while this view still waits for the server: from then on it must
+  // not draw into the page or start anything (the next view owns root).
+  let left = false;
+  let dropPlot = null; // the centroid/rolloff chart's teardown
+  const cleanups = [() => dropPlot?.()];
+  ctx.onLeave(() => {
+    left = true;
+    for (const fn of cleanups) fn();
+  });
   let track, models, quota = null;
   try {
     [track, models] = await Promise.all([get(`/api/tracks/${id}`), get("/api/processing/models")]);
     track = track.data;
     models = models.data.models;
   } catch (e) {
+    if (left) return;
     replace(root, h("section", {}, h("h1", {}, "Track"), h("p", { class: "error", role: "alert" }, errorText(e)),
       h("p", {}, h("a", { href: "/", "data-nav": "" }, "Back to the library"))));
     return;
@@ -31,6 +41,7 @@ export async function trackView(root, ctx, id) {
       notify(`lal.ai: ${errorText(e)}`, "error");
     }
   }
+  if (left) return;
   ctx.jobs.titles.set(track.id, track.title);
   document.title = `${track.title} · Sound Forge Alchemy`;
 
@@ -50,7 +61,9 @@ export async function trackView(root, ctx, id) {
     analysisBox, separations, mixerBox);
 
   const wf = track.audio ? waveform(track) : null;
+  cleanups.push(() => wf?.destroy());
   await Promise.all([drawAnalysis(), drawSeparations()]);
+  if (left) return;
   const mixer = new Mixer(mixerBox, ctx, track);
   mixer.load(track.stems || []);
 
@@ -66,7 +79,7 @@ export async function trackView(root, ctx, id) {
       }).catch((e) => notify(errorText(e), "error"));
     }
   });
-  ctx.onLeave(() => { off(); mixer.destroy(); wf?.destroy(); });
+  cleanups.push(off, () => mixer.destroy());
 
   function actions() {
     const model = h("select", { id: "sep-model" }, models.map((m) =>
@@ -181,7 +194,8 @@ export async function trackView(root, ctx, id) {
     if (f.spectral_centroid && f.spectral_rolloff) {
       const el = h("div", { role: "img", "aria-label": "Spectral centroid and rolloff over time" });
       analysisBox.append(h("h3", {}, "Spectral centroid and rolloff"), el);
-      linePlot(el, f.frame_rate, f.spectral_centroid, f.spectral_rolloff);
+      dropPlot?.();
+      dropPlot = linePlot(el, f.frame_rate, f.spectral_centroid, f.spectral_rolloff);
     }
     if (wf && full.beats) {
       const mark = () => {
@@ -251,5 +265,7 @@ function linePlot(el, frameRate, centroid, rolloff) {
     axes: [{ label: "seconds" }, { label: "Hz" }],
     series: [{ label: "Time (s)" }, { label: "Centroid", stroke: "#5b3cc4" }, { label: "Rolloff", stroke: "#c43c7a" }] },
   [xs, centroid, rolloff], el);
-  new ResizeObserver(() => plot.setSize({ width: width(), height: 200 })).observe(el);
+  const ro = new ResizeObserver(() => plot.setSize({ width: width(), height: 200 }));
+  ro.observe(el);
+  return () => { ro.disconnect(); plot.destroy(); };
 }

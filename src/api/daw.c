@@ -269,8 +269,10 @@ static void daw_stream_free(void *cls)
 				nanosleep(&ts, NULL);
 			}
 		}
-		kill(-s->pid, SIGKILL); /* the group; harmless when it has exited */
-		while (done <= 0 && waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+		if (done == 0) { /* not reaped yet, so the group id is still its own */
+			kill(-s->pid, SIGKILL);
+			while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+			}
 		}
 		if (s->sent == s->total && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 			log_warn("daw: the renderer ended with status %d after a complete mix", status);

@@ -520,5 +520,15 @@ void api_socket(struct http_ctx *ctx)
 	s->conn = c;
 	open_add(s);
 	ws_conn_set_arg(c, s);
+	/* Checked again now that a revocation would find it: one that landed between the
+	 * first check and open_add must not leave a socket open on a dead credential. */
+	struct db_user again;
+	if ((key ? accounts_api_key_user(ctx->app->db, key, now, &again)
+	         : accounts_session_user(ctx->app->db, http_cookie(ctx, "_sfa_session"), now,
+	                                 &again)) != 0) {
+		ws_conn_discard(c); /* frees s through on_close */
+		http_error(ctx, 403, "forbidden", "The credentials were revoked.");
+		return;
+	}
 	ws_conn_accept(ctx, c, phoenix_proto ? "phoenix" : NULL);
 }

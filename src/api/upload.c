@@ -81,7 +81,7 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 		log_error("upload: cannot create a temporary file: %s", strerror(errno));
 		return multipart_fail(&u->mp, SFA_EIO, "The server could not store the upload.");
 	}
-	str_copy(u->filename, sizeof u->filename, p->filename);
+	utf8_or_latin1(p->filename, u->filename, sizeof u->filename); /* cut between characters */
 	u->have_file = true;
 	return 0;
 }

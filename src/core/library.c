@@ -51,6 +51,8 @@ static int remove_files(struct db *db, const char *data_dir, const char *user_id
 	size_t n;
 	int rc = db_stem_list_all(db, user_id, track_id, &a, &stems, &n);
 	for (size_t i = 0; !rc && i < n; i++) {
+		if (stems[i].file_path[0] == '/' || strstr(stems[i].file_path, ".."))
+			continue; /* never outside uploads/, whatever a row says */
 		snprintf(path, sizeof path, "%s/uploads/%s", data_dir, stems[i].file_path);
 		if (unlink(path) != 0 && errno != ENOENT)
 			n_failed++;
@@ -87,8 +89,13 @@ static int stem_rows(const struct db_job *j, json_t *list, struct db_stem *rows,
 		const char *engine = json_string_value(json_object_get(s, "engine"));
 		const char *model = json_string_value(json_object_get(s, "model"));
 		json_t *size = json_object_get(s, "file_size");
+		/* Only a file of this job's own folder: stems/<job id>/<name>. */
+		char prefix[64];
+		snprintf(prefix, sizeof prefix, "stems/%s/", j->id);
+		size_t n_prefix = strlen(prefix);
 		if (!type || !path || !format || !engine || !model || !json_is_integer(size) ||
-		    strncmp(path, "stems/", 6) != 0 || strstr(path, ".."))
+		    strncmp(path, prefix, n_prefix) != 0 || !path[n_prefix] ||
+		    strchr(path + n_prefix, '/') || strstr(path, ".."))
 			return SFA_EINVAL;
 		struct db_stem *r = &rows[i];
 		memset(r, 0, sizeof *r);

@@ -236,6 +236,7 @@ static void finish(struct child *c)
 			/* The worker succeeded but its result could not be recorded: a retry redoes it
 			 * (the stems folder and rows of this job are replaced, never duplicated). */
 			log_error("job %s: its result could not be recorded (%d)", j->id, stored_rc);
+			c->no_retry = stored_rc == SFA_EINVAL; /* a malformed result would be again */
 			str_copy(c->error, sizeof c->error,
 			         stored_rc == SFA_EINVAL ? "The worker reported a malformed result."
 			                                 : "The result could not be saved in the database.");

@@ -179,12 +179,14 @@ static void completion_is_one_transaction(void **state)
 	str_copy(stray.engine, sizeof stray.engine, "local");
 	str_copy(stray.model, sizeof stray.model, "htdemucs");
 	assert_int_equal(db_stem_insert(f->db, &stray), 0);
-	const char *result =
-		"{\"model\":\"htdemucs\",\"stems\":["
-		"{\"stem_type\":\"drums\",\"file_path\":\"stems/j/drums.wav\",\"file_size\":10,"
-		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"},"
-		"{\"stem_type\":\"bass\",\"file_path\":\"stems/j/bass.wav\",\"file_size\":11,"
-		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"}]}";
+	char result[1024];
+	snprintf(result, sizeof result,
+	         "{\"model\":\"htdemucs\",\"stems\":["
+	         "{\"stem_type\":\"drums\",\"file_path\":\"stems/%s/drums.wav\",\"file_size\":10,"
+	         "\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"},"
+	         "{\"stem_type\":\"bass\",\"file_path\":\"stems/%s/bass.wav\",\"file_size\":11,"
+	         "\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"}]}",
+	         id, id);
 	char *stored = NULL;
 	assert_int_equal(library_job_complete(f->db, &j, result, 20, &stored), 0);
 	struct arena a;
@@ -194,7 +196,9 @@ static void completion_is_one_transaction(void **state)
 	assert_int_equal(db_stem_list(f->db, f->user, f->track, id, &a, &rows, &n), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(rows[0].stem_type, "drums");
-	assert_string_equal(rows[0].file_path, "stems/j/drums.wav");
+	char want[80];
+	snprintf(want, sizeof want, "stems/%s/drums.wav", id);
+	assert_string_equal(rows[0].file_path, want);
 	assert_int_equal(rows[1].file_size, 11);
 	/* The stored result names the rows by id, as the API shows it. */
 	assert_non_null(strstr(stored, rows[0].id));
@@ -203,6 +207,15 @@ static void completion_is_one_transaction(void **state)
 	struct db_job done;
 	assert_int_equal(db_job_get(f->db, f->user, id, &done), 0);
 	assert_string_equal(done.status, "completed");
+	/* Another job's folder, or a path leaving it, is refused and changes nothing. */
+	char other[512];
+	snprintf(other, sizeof other,
+	         "{\"stems\":[{\"stem_type\":\"x\",\"file_path\":\"stems/%s/x.wav\","
+	         "\"file_size\":1,\"format\":\"wav\",\"engine\":\"local\",\"model\":\"m\"}]}",
+	         stray.id);
+	add_job(f, "processing", id);
+	assert_int_equal(db_job_claim(f->db, "processing", 10, &j), 0);
+	assert_int_equal(library_job_complete(f->db, &j, other, 30, &stored), SFA_EINVAL);
 	/* A malformed list changes nothing. */
 	add_job(f, "processing", id);
 	assert_int_equal(db_job_claim(f->db, "processing", 10, &j), 0);
