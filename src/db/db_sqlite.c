@@ -129,6 +129,13 @@ static const char *const migrations[] = {
 	"CREATE INDEX lalalai_tasks_user ON lalalai_tasks (user_id, created_at);",
 	/* 5: accounts created through Spotify log-in have no password of their own yet */
 	"ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1;",
+	/* 6: what a library row shows of an analysis, kept beside it so a page of the library
+	 * never parses whole analyses (their per-frame features make them ~100 KB) */
+	"ALTER TABLE analyses ADD COLUMN tempo REAL;"
+	"ALTER TABLE analyses ADD COLUMN key_name TEXT;"
+	"ALTER TABLE analyses ADD COLUMN camelot TEXT;"
+	"UPDATE analyses SET tempo = json_extract(result, '$.tempo'), "
+	"  key_name = json_extract(result, '$.key'), camelot = json_extract(result, '$.camelot');",
 };
 
 /* The lock discipline (db.h): every function takes the connection's mutex for its whole
@@ -790,16 +797,12 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 	for (size_t i = 0; i < n && (rc == 0 || rc == SFA_ENOTFOUND); i++) {
 		rc = one_row(db,
 		             prep(db,
-		                  "SELECT coalesce(json_extract(result, '$.tempo'), 0), "
-		                  "coalesce((SELECT json_extract(result, '$.key') FROM analyses WHERE "
-		                  "user_id = ?1 AND track_id = ?2 AND json_extract(result, '$.key') IS "
-		                  "NOT NULL ORDER BY id DESC LIMIT 1), ''), "
-		                  "coalesce((SELECT json_extract(result, '$.camelot') FROM analyses "
-		                  "WHERE user_id = ?1 AND track_id = ?2 AND json_extract(result, "
-		                  "'$.camelot') IS NOT NULL ORDER BY id DESC LIMIT 1), '') "
-		                  "FROM (SELECT 1) LEFT JOIN (SELECT result FROM analyses WHERE user_id "
-		                  "= ?1 AND track_id = ?2 AND json_extract(result, '$.tempo') IS NOT "
-		                  "NULL ORDER BY id DESC LIMIT 1)",
+		                  "SELECT coalesce((SELECT tempo FROM analyses WHERE user_id = ?1 AND "
+		                  "track_id = ?2 AND tempo IS NOT NULL ORDER BY id DESC LIMIT 1), 0), "
+		                  "coalesce((SELECT key_name FROM analyses WHERE user_id = ?1 AND "
+		                  "track_id = ?2 AND key_name IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
+		                  "coalesce((SELECT camelot FROM analyses WHERE user_id = ?1 AND "
+		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), '')",
 		                  "tt", user_id, tracks[i].id),
 		             read_summary_analysis, &s[i]);
 		if (rc == 0)
@@ -1264,8 +1267,10 @@ int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
 	if (!rc)
 		rc = run(db,
 		         prep(db,
-		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at) "
-		              "VALUES (?,?,?,?,?)",
+		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at, "
+		              "tempo, key_name, camelot) VALUES (?1,?2,?3,?4,?5, "
+		              "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
+		              "json_extract(?4, '$.camelot'))",
 		              "tttti", user_id, track_id, job_id, result_json, now),
 		         false);
 	if (rc) {
