@@ -15,7 +15,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ import traceback
 import urllib.parse
 
 SFA = os.environ.get("SFA_BIN", "build/sfa")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Server:
@@ -51,7 +51,8 @@ class Server:
                 if m:
                     self.port = int(m.group(1))
                     ready.set()
-        threading.Thread(target=pump, daemon=True).start()
+        self.pump = threading.Thread(target=pump, daemon=True)
+        self.pump.start()
         if not ready.wait(timeout):
             self.proc.kill()
             raise RuntimeError("sfa serve did not start: " + "\n".join(self.log[-20:]))
@@ -65,7 +66,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc:
+            self.pump.join(10)  # the log is complete once its pipe is drained
         return self.proc.returncode
+
+    def wait_log(self, text, timeout=15):
+        """Whether a log line containing text arrives within timeout seconds (the log is
+        read on another thread, so a line the server has written may not be here yet)."""
+        deadline = time.time() + timeout
+        while not any(text in l for l in self.log):
+            if time.time() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def cleanup(self):
         self.stop()
@@ -389,6 +402,44 @@ def check(cond, msg):
 def eq(actual, expected, what="value"):
     if actual != expected:
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def phx_until(srv, key, topic, event, timeout_ms=60000):
+    """Starts the official phoenix client joined to topic until event arrives, and returns
+    (thread, result dict filled when it ends) once the join has been answered."""
+    for mod in ("phoenix", "ws"):
+        check(os.path.isdir(os.path.join(ROOT, "node_modules", mod)),
+              f"node_modules/{mod} is missing: run `npm ci` in the repository root")
+    out = {}
+    ready = os.path.join(srv.data_dir, f"phx-ready-{os.urandom(8).hex()}")
+    cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
+           "until": {"topic": topic, "event": event}, "timeoutMs": timeout_ms,
+           "readyFile": ready}
+
+    def run():
+        r = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "phx_client.mjs"),
+                            json.dumps(cfg)], capture_output=True, text=True,
+                           timeout=timeout_ms / 1000 + 30, cwd=ROOT)
+        out["rc"] = r.returncode
+        out["stderr"] = r.stderr
+        lines = r.stdout.strip().splitlines()
+        out["seen"] = json.loads(lines[-1]) if lines else {}
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 30
+    while not os.path.exists(ready) and t.is_alive() and time.time() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(ready), f"the phoenix client did not join {topic}: {out}")
+    return t, out
+
+
+def settles(get, expected, what="value", timeout=10):
+    """eq for state the server reaches shortly after answering (files removed, processes
+    reaped): polls get() until it returns expected, failing after timeout seconds."""
+    deadline = time.time() + timeout
+    while (actual := get()) != expected and time.time() < deadline:
+        time.sleep(0.05)
+    eq(actual, expected, what)
 
 
 def run_suite(tap, env, stop=()):

@@ -23,7 +23,7 @@ import uuid
 from array import array
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, peak_rss_kb, processes_with  # noqa: E402
+from harness import Server, Tap, check, eq, peak_rss_kb, processes_with, settles  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -516,8 +516,7 @@ def request_errors(srv):
                         [("stems[]", "a.wav", wav)])
     r = c.request("POST", "/api/daw/export", body=body[:-40], headers={**auth, **h})
     eq(r.status, 400, "a body cut short")
-    time.sleep(0.2)
-    eq(daw_tmp(srv), [], "temporary files left")
+    settles(lambda: daw_tmp(srv), [], "temporary files left")
 
 
 @tap.case
@@ -603,9 +602,8 @@ def a_long_mix_streams_in_constant_server_memory(srv):
     print(f"# server peak RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB while "
           f"mixing {total / (1 << 20):.0f} MiB")
     check(grew < 16, f"the server's peak memory grew by {grew:.1f} MiB")
-    time.sleep(0.3)
-    eq(daw_tmp(srv), [], "temporary files left")
-    eq(renderers(srv), [], "renderer processes left")
+    settles(lambda: daw_tmp(srv), [], "temporary files left")
+    settles(lambda: renderers(srv), [], "renderer processes left")
 
 
 @tap.case
@@ -661,8 +659,7 @@ def limits_server_cases():
         r = c.request("POST", "/api/daw/export", headers=auth, json_body={})
         eq((r.status, r.json()["code"]), (429, "rate_limited"), "the heavy bucket")
         check(r.header("Retry-After"), "Retry-After")
-        time.sleep(0.2)
-        eq(daw_tmp(srv), [], "temporary files left")
+        settles(lambda: daw_tmp(srv), [], "temporary files left")
         bad = [l for l in srv.log if "AddressSanitizer" in l or "runtime error:" in l]
         check(not bad, "\n".join(bad[:10]))
     finally:

@@ -22,7 +22,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakes import AudioServer, FakeSpotify, magic  # noqa: E402
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, settles  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -247,8 +247,7 @@ def cancel_stops_ytdlp_and_leaves_nothing(srv):
     eq(r.status, 202, r.text)
     j = wait_done(srv, auth, jid, timeout=10)
     eq((j["status"], j["error"]), ("failed", "cancelled"), "cancelled")
-    time.sleep(0.3)
-    eq(processes_mentioning(scratch), [], "no yt-dlp or ffmpeg survives the cancel")
+    settles(lambda: processes_mentioning(scratch), [], "no yt-dlp or ffmpeg survives the cancel")
     gate.set()
     no_files_left(srv, d["track_id"], jid)
 

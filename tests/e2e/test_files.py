@@ -7,7 +7,6 @@ the engines land). Then everything is fetched over HTTP: ownership, traversal, R
 validators, the streamed stems ZIP (checked with `unzip -t`, and the server's peak memory
 measured while it streams 200 MB), and deletion.
 """
-import hashlib
 import http.client
 import json
 import os
@@ -21,7 +20,7 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Server, Tap, check, eq, multipart, peak_rss_kb, run_suite,  # noqa: E402
+from harness import (Tap, check, eq, multipart, peak_rss_kb, run_suite, settles,  # noqa: E402
                      sine_wav)
 
 tap = Tap()
@@ -407,8 +406,7 @@ def bad_uploads_leave_nothing(srv):
     eq((r.status, r.json()["code"]), (413, "payload_too_large"), "over SFA_MAX_UPLOAD_MB")
     r = upload(c, {}, {}, {"file": ("a.wav", sine_wav(0.2))})
     eq(r.status, 401, "no credentials")
-    time.sleep(0.2)
-    eq(sorted(leftovers(srv)), before, "files left behind")
+    settles(lambda: sorted(leftovers(srv)), before, "files left behind")
     eq(c.get("/api/tracks", headers=auth).json()["meta"]["total_count"], n_tracks, "rows")
 
 
@@ -427,7 +425,7 @@ def browser_upload_needs_csrf_header(srv):
 @tap.case
 def probe_job_decodes_an_uploaded_track(srv):
     email = f"probe-{uuid.uuid4().hex[:8]}@example.com"
-    uid = srv.cli("user", "create", "--email", email, "--password", PW).stdout.strip()
+    srv.cli("user", "create", "--email", email, "--password", PW)
     auth = {"Authorization": "Bearer " + srv.cli("token", "create", "--email",
                                                  email).stdout.strip()}
     c = srv.client()

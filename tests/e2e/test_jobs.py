@@ -8,7 +8,6 @@ watched through the REST API. Covers progress, retries with backoff, crashes, ca
 """
 import json
 import os
-import re
 import signal
 import sys
 import time

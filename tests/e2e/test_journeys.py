@@ -19,8 +19,8 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Server, Tap, check, eq, groove_wav, multipart, processes_with,  # noqa: E402
-                     run_suite, sine_wav)
+from harness import (Server, Tap, check, eq, groove_wav, multipart, phx_until,  # noqa: E402
+                     processes_with, run_suite, sine_wav)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -68,34 +68,6 @@ def wait_job(srv, auth, jid, want=("completed",), timeout=120, pred=None):
             raise AssertionError(f"job {jid} ended {j['status']}: {j.get('error')}")
         time.sleep(0.05)
     raise AssertionError(f"job {jid} never reached {want or 'the awaited state'}")
-
-
-def phx_until(srv, key, topic, event, timeout_ms=60000):
-    """Starts the official phoenix client joined to topic until event arrives, and returns
-    (thread, result dict filled when it ends) once the join has been answered."""
-    check(os.path.isdir(os.path.join(ROOT, "node_modules", "phoenix")),
-          "node_modules/phoenix is missing: run `npm ci` in the repository root")
-    out = {}
-    ready = os.path.join(srv.data_dir, f"phx-ready-{uuid.uuid4().hex}")
-    cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
-           "until": {"topic": topic, "event": event}, "timeoutMs": timeout_ms,
-           "readyFile": ready}
-
-    def run():
-        r = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "phx_client.mjs"),
-                            json.dumps(cfg)], capture_output=True, text=True,
-                           timeout=timeout_ms / 1000 + 30, cwd=ROOT)
-        out["rc"] = r.returncode
-        out["stderr"] = r.stderr
-        lines = r.stdout.strip().splitlines()
-        out["seen"] = json.loads(lines[-1]) if lines else {}
-    t = threading.Thread(target=run)
-    t.start()
-    deadline = time.time() + 30
-    while not os.path.exists(ready) and t.is_alive() and time.time() < deadline:
-        time.sleep(0.02)
-    check(os.path.exists(ready), f"the phoenix client did not join {topic}: {out}")
-    return t, out
 
 
 def job_processes(jid):

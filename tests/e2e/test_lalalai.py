@@ -12,7 +12,6 @@ running job reaching lal.ai, the quota, a rejected key, and the server-wide key.
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import uuid
 import wave
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Client, Server, Tap, check, eq, multipart, sine_wav  # noqa: E402
+from harness import Server, Tap, check, eq, multipart, sine_wav  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "..", "fakes", "fake_lalalai.py")

@@ -11,14 +11,13 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 import time
 import uuid
 import wave
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+from harness import Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Raw, Server, Tap, check, eq, run_suite  # noqa: E402
+from harness import Raw, Server, Tap, check, eq, phx_until, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -411,17 +410,12 @@ def job_events_reach_the_phoenix_client(srv):
     # A cancelled job ends with job:failed, error "cancelled".
     jid2 = srv.cli("job", "enqueue", "--email", email, "--type", "probe", "--payload",
                    '{"steps": 100, "step_ms": 100}').stdout.strip()
-    import threading
-    out = {}
-    t = threading.Thread(target=lambda: out.update(phx(
-        srv, url=f"ws://127.0.0.1:{srv.port}/socket", token=key, joins=[f"jobs:{jid2}"],
-        until={"topic": f"jobs:{jid2}", "event": "job:failed"}, timeoutMs=20000)))
-    t.start()
+    t, out = phx_until(srv, key, f"jobs:{jid2}", "job:failed", timeout_ms=20000)
     wait_status(srv, auth, jid2, ("running",))
-    time.sleep(0.5)
     eq(srv.client().request("DELETE", f"/api/jobs/{jid2}", headers=auth).status, 202, "cancel")
     t.join(30)
-    failed = [e for e in out["events"] if e["event"] == "job:failed"]
+    eq(out.get("rc"), 0, f"phoenix client: {out.get('stderr', '')[-400:]}")
+    failed = [e for e in out["seen"]["events"] if e["event"] == "job:failed"]
     eq([f["payload"] for f in failed], [{"job_id": jid2, "job_type": "probe",
                                          "error": "cancelled"}], "job:failed")
     for b in blockers:
@@ -432,7 +426,6 @@ def job_events_reach_the_phoenix_client(srv):
 def server_stops_cleanly_after_the_suite(srv):
     """Last: the shared server, after every case above, exits 0 with nothing leaked."""
     eq(srv.stop(), 0, "exit status")
-    time.sleep(0.2)  # let the log pump read the last lines
     no_sanitizer_reports(srv.log)
 
 
