@@ -51,6 +51,7 @@
 #include <libavformat/avformat.h>
 #include <libavutil/avstring.h>
 #include <libavutil/channel_layout.h>
+#include <libavutil/mem.h>
 #include <libavutil/opt.h>
 #include <libswresample/swresample.h>
 
@@ -65,6 +66,11 @@ enum {
 	AUDIO__MAX_RATE_HZ = 768000,
 	AUDIO__MAX_FRAME_SAMPLES = 1 << 20, /* per decoded frame; real codecs use < 65536 */
 };
+/* The largest single allocation FFmpeg may make (av_max_alloc; its default is INT_MAX).
+ * A header can claim a chunk of gigabytes that FFmpeg would allocate and zero before finding
+ * the file too short (a 232-byte WAV with a 4 GB LIST chunk cost 1.7 GB and 4 s). The largest
+ * real need is a demuxer's index: 24 h of AAC in MP4 is about 4 million entries, under 100 MB. */
+#define AUDIO__MAX_AV_ALLOC ((size_t)256 << 20)
 #define AUDIO__MAX_CAP_S (24.0 * 3600.0) /* the largest duration cap a caller may ask */
 
 /* FFmpeg demuxer names (as in AVInputFormat.name lists) that may be opened. */
@@ -110,6 +116,7 @@ static void audio__init_once(void)
 {
 	/* Corrupt input makes decoders chatty; our callers get one sentence in err instead. */
 	av_log_set_level(AV_LOG_QUIET);
+	av_max_alloc(AUDIO__MAX_AV_ALLOC);
 }
 
 /* ---- reading our own fd through AVIO ---------------------------------------------- */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -733,6 +734,44 @@ static void expect_format_error(const char *path, const char *what)
 	assert_true(strlen(err) > 5);
 }
 
+static long peak_rss_kb(void)
+{
+	struct rusage ru;
+	return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A header may claim gigabytes (the fuzzer's find: a 232-byte WAV whose LIST chunk says
+ * 4 GB made FFmpeg allocate and zero 1.7 GB before noticing the file ends). Refused with a
+ * clean error and without that memory. */
+static void header_claiming_gigabytes_costs_no_memory(void **state)
+{
+	(void)state;
+	unsigned char h[96] = "RIFF....WAVEfmt ";
+	put_le32(h + 4, sizeof h - 8);
+	put_le32(h + 16, 16);
+	const unsigned char fmt[16] = {1, 0, 2, 0, 0x44, 0xac, 0, 0, 0x10, 0xb1, 2, 0, 4, 0, 16, 0};
+	memcpy(h + 20, fmt, sizeof fmt);
+	memcpy(h + 36, "LIST", 4);
+	put_le32(h + 40, 0xFFFFFF00u);
+	memcpy(h + 44, "INFOINAM", 8);
+	put_le32(h + 52, 0x70000000u); /* a 1.75 GB title */
+	memcpy(h + 56, "Title that ends here", 20);
+	const char *p = tmp_path("huge_list.wav");
+	write_bytes(p, h, sizeof h);
+	long before_kb = peak_rss_kb();
+	expect_format_error(p, "WAV whose LIST chunk claims 4 GB");
+	long grew_mb = (peak_rss_kb() - before_kb) / 1024;
+	printf("# peak RSS grew by %ld MB\n", grew_mb);
+	if (grew_mb > 300)
+		fail_msg("refusing a 96-byte file raised peak memory by %ld MB", grew_mb);
+}
+
 static void bad_files_give_clean_errors(void **state)
 {
 	(void)state;
@@ -933,6 +972,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(tags_are_read),
 		cmocka_unit_test(picture_and_video_streams_are_ignored),
 		cmocka_unit_test(bad_files_give_clean_errors),
+		cmocka_unit_test(header_claiming_gigabytes_costs_no_memory),
 		cmocka_unit_test(duration_cap),
 		cmocka_unit_test(decode_fd_works),
 	};
