@@ -22,60 +22,77 @@
 
 enum { PAGE = 100, ARENA_MAX = 16 << 20 };
 
-/* Waits until none of the track's jobs is running, polling the table the scheduler
- * writes when a worker has ended. */
-static int wait_for_workers(struct db *db, const char *user_id, const char *track_id)
+/* The paths (under data_dir) of the track's files: each stem, each job's stems folder, the
+ * downloaded audio's folder. Read inside the deleting transaction, removed after it. */
+static int list_files(struct db *db, const char *data_dir, const char *user_id,
+                      const char *track_id, struct arena *a, char ***paths, size_t *n_paths)
+{
+	struct db_stem *stems;
+	size_t n_stems, n_jobs;
+	struct db_job *jobs;
+	int64_t total;
+	int rc = db_stem_list_all(db, user_id, track_id, a, &stems, &n_stems);
+	if (!rc)
+		rc = db_job_list(db, user_id, NULL, NULL, track_id, 0, PAGE, a, &jobs, &n_jobs, &total);
+	if (rc)
+		return rc;
+	char **p = arena_alloc(a, (n_stems + (size_t)total + 1) * sizeof *p);
+	if (!p)
+		return SFA_ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < n_stems; i++) /* never outside uploads/, whatever a row says */
+		if (stems[i].file_path[0] != '/' && !strstr(stems[i].file_path, ".."))
+			p[n++] = arena_printf(a, "%s/uploads/%s", data_dir, stems[i].file_path);
+	for (int64_t offset = 0; !rc && offset < total; offset += PAGE) {
+		if (offset)
+			rc = db_job_list(db, user_id, NULL, NULL, track_id, offset, PAGE, a, &jobs,
+			                 &n_jobs, &total);
+		for (size_t i = 0; !rc && i < n_jobs; i++)
+			p[n++] = arena_printf(a, "%s/uploads/stems/%s", data_dir, jobs[i].id);
+	}
+	p[n++] = arena_printf(a, "%s/uploads/downloads/%s", data_dir, track_id);
+	for (size_t i = 0; !rc && i < n; i++)
+		if (!p[i])
+			rc = SFA_ENOMEM;
+	*paths = p;
+	*n_paths = n;
+	return rc;
+}
+
+/* Cancels the track's jobs until none is queued or running, then in one transaction that
+ * checks so again lists its files and deletes its rows. Cancelling again on every poll also
+ * stops a job queued or started meanwhile; once the rows are gone no new job can be queued
+ * for the track (a job's row needs its track's). */
+static int delete_rows(struct db *db, const char *data_dir, const char *user_id,
+                       const char *track_id, struct arena *a, char ***paths, size_t *n_paths)
 {
 	int64_t deadline = time_mono_ms() + LIBRARY_DELETE_WAIT_MS;
 	for (;;) {
-		int n = 0;
-		int rc = db_track_running_jobs(db, user_id, track_id, &n);
-		if (rc || n == 0)
+		int n_running = 0, n_queued = 0;
+		int rc = db_track_cancel_jobs(db, user_id, track_id, (int64_t)time(NULL), &n_running);
+		if (!rc && !n_running && !(rc = db_tx_begin(db))) {
+			rc = db_track_job_counts(db, user_id, track_id, &n_running, &n_queued);
+			if (!rc && !n_running && !n_queued) {
+				rc = list_files(db, data_dir, user_id, track_id, a, paths, n_paths);
+				if (!rc)
+					rc = db_track_delete(db, user_id, track_id);
+				if (rc) {
+					db_tx_rollback(db);
+					return rc;
+				}
+				return db_tx_commit(db);
+			}
+			db_tx_rollback(db);
+		}
+		if (rc)
 			return rc;
+		if (n_running)
+			scheduler_wake();
 		if (time_mono_ms() > deadline)
 			return SFA_ETIMEOUT;
 		struct timespec ts = {0, 50 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-}
-
-/* Removes the files of the track: each stem, each separation's folder, the audio folder. */
-static int remove_files(struct db *db, const char *data_dir, const char *user_id,
-                        const char *track_id)
-{
-	char path[PATH_MAX];
-	int n_failed = 0;
-	struct arena a;
-	arena_init(&a, ARENA_MAX);
-	struct db_stem *stems;
-	size_t n;
-	int rc = db_stem_list_all(db, user_id, track_id, &a, &stems, &n);
-	for (size_t i = 0; !rc && i < n; i++) {
-		if (stems[i].file_path[0] == '/' || strstr(stems[i].file_path, ".."))
-			continue; /* never outside uploads/, whatever a row says */
-		snprintf(path, sizeof path, "%s/uploads/%s", data_dir, stems[i].file_path);
-		if (unlink(path) != 0 && errno != ENOENT)
-			n_failed++;
-	}
-	arena_free(&a);
-	/* A worker stopped half-way through publishing may have left files without rows. */
-	for (int64_t offset = 0, total = 1; !rc && offset < total; offset += PAGE) {
-		struct db_job *jobs;
-		arena_init(&a, ARENA_MAX);
-		rc = db_job_list(db, user_id, NULL, NULL, track_id, offset, PAGE, &a, &jobs, &n, &total);
-		for (size_t i = 0; !rc && i < n; i++) {
-			snprintf(path, sizeof path, "%s/uploads/stems/%s", data_dir, jobs[i].id);
-			n_failed += fs_remove_tree(path) != 0;
-		}
-		arena_free(&a);
-	}
-	if (rc)
-		return rc;
-	snprintf(path, sizeof path, "%s/uploads/downloads/%s", data_dir, track_id);
-	n_failed += fs_remove_tree(path) != 0;
-	if (n_failed)
-		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);
-	return 0;
 }
 
 /* The stems list of a worker's result as rows of job j; NULL entries are refused. */
@@ -167,24 +184,23 @@ int library_track_delete(struct db *db, const char *data_dir, const char *user_i
 	int rc = db_track_get(db, user_id, track_id, &t);
 	if (rc == SFA_ENOTFOUND)
 		return sfa_err(err, n_err, rc, "The track was not found.");
-	int n_running = 0;
-	if (!rc)
-		rc = db_track_cancel_jobs(db, user_id, track_id, (int64_t)time(NULL), &n_running);
 	if (rc)
 		return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
-	if (n_running) {
-		scheduler_wake();
-		rc = wait_for_workers(db, user_id, track_id);
-		if (rc == SFA_ETIMEOUT)
-			return sfa_err(err, n_err, rc,
-			               "The track's jobs were cancelled but have not stopped yet; try "
-			               "deleting it again in a few seconds.");
-		if (rc)
-			return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
-	}
-	rc = remove_files(db, data_dir, user_id, track_id);
-	if (!rc)
-		rc = db_track_delete(db, user_id, track_id);
+	struct arena a;
+	arena_init(&a, ARENA_MAX);
+	char **paths = NULL;
+	size_t n_paths = 0;
+	rc = delete_rows(db, data_dir, user_id, track_id, &a, &paths, &n_paths);
+	int n_failed = 0;
+	for (size_t i = 0; !rc && i < n_paths; i++)
+		n_failed += fs_remove_tree(paths[i]) != 0;
+	arena_free(&a);
+	if (n_failed)
+		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);
+	if (rc == SFA_ETIMEOUT)
+		return sfa_err(err, n_err, rc,
+		               "The track's jobs were cancelled but have not stopped yet; try "
+		               "deleting it again in a few seconds.");
 	if (rc == SFA_ENOTFOUND)
 		return sfa_err(err, n_err, rc, "The track was not found.");
 	if (rc)

@@ -15,11 +15,12 @@
 enum { LIBRARY_DELETE_WAIT_MS = 15000 };
 
 /* Deletes the user's track and everything made from it: cancels its jobs, waits until
- * none of their workers runs any more (so nothing writes into what is removed), removes
- * its files (audio, every separation's stems), then its rows (jobs, stems, analyses go
- * with the track). SFA_ENOTFOUND when the user has no such track; SFA_ETIMEOUT when its
- * jobs did not stop in time (nothing was removed; they stay cancelled, so a second try
- * succeeds); err says why in a sentence. */
+ * none of their workers runs any more (so nothing writes into what is removed), deletes its
+ * rows in one transaction that first checks no job was queued meanwhile (jobs, stems,
+ * analyses go with the track), then removes its files (audio, every separation's stems).
+ * SFA_ENOTFOUND when the user has no such track; SFA_ETIMEOUT when its jobs did not stop in
+ * time (nothing was removed; they stay cancelled, so a second try succeeds); err says why in
+ * a sentence. */
 int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
                          const char *track_id, char *err, size_t n_err);
 

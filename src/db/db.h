@@ -209,8 +209,9 @@ int db_job_recover(struct db *db, int64_t now);
  * *n_running receives how many were running. */
 int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
                          int *n_running);
-/* How many of the track's jobs are still running (their worker has not ended). */
-int db_track_running_jobs(struct db *db, const char *user_id, const char *track_id, int *n);
+/* How many of the track's jobs are running (their worker has not ended) and queued. */
+int db_track_job_counts(struct db *db, const char *user_id, const char *track_id, int *n_running,
+                        int *n_queued);
 /* Active (queued or running) job of type for the track, if any. */
 int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
                             const char *type, struct db_job *out);

@@ -1099,7 +1099,8 @@ int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_i
 	return rc;
 }
 
-int db_track_running_jobs(struct db *db, const char *user_id, const char *track_id, int *n)
+int db_track_job_counts(struct db *db, const char *user_id, const char *track_id, int *n_running,
+                        int *n_queued)
 {
 	lock(db);
 	int rc = one_row(db,
@@ -1107,7 +1108,14 @@ int db_track_running_jobs(struct db *db, const char *user_id, const char *track_
 	                      "SELECT count(*) FROM jobs WHERE user_id = ? AND track_id = ? AND "
 	                      "status NOT IN ('queued','completed','failed')",
 	                      "tt", user_id, track_id),
-	                 read_int_cb, n);
+	                 read_int_cb, n_running);
+	if (!rc)
+		rc = one_row(db,
+		             prep(db,
+		                  "SELECT count(*) FROM jobs WHERE user_id = ? AND track_id = ? AND "
+		                  "status = 'queued'",
+		                  "tt", user_id, track_id),
+		             read_int_cb, n_queued);
 	unlock(db);
 	return rc;
 }

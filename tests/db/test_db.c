@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <pthread.h>
 
 #include <cmocka.h>
 
@@ -138,7 +142,7 @@ static void track_jobs_cancel_together(void **state)
 	assert_int_equal(db_job_claim(f->db, "processing", 100, &claimed), 0);
 	assert_string_equal(claimed.id, running);
 	add_job(f, "processing", queued);
-	int n_running = -1, n_now = -1;
+	int n_running = -1, n_now = -1, n_queued = -1;
 	assert_int_equal(db_track_cancel_jobs(f->db, f->user, f->track, 200, &n_running), 0);
 	assert_int_equal(n_running, 1);
 	struct db_job j;
@@ -148,11 +152,14 @@ static void track_jobs_cancel_together(void **state)
 	assert_int_equal(db_job_get(f->db, f->user, done, &j), 0);
 	assert_string_equal(j.status, "completed");
 	assert_true(db_job_cancel_requested(f->db, running));
-	assert_int_equal(db_track_running_jobs(f->db, f->user, f->track, &n_now), 0);
+	assert_int_equal(db_track_job_counts(f->db, f->user, f->track, &n_now, &n_queued), 0);
 	assert_int_equal(n_now, 1);
+	assert_int_equal(n_queued, 0);
 	assert_int_equal(db_job_fail(f->db, running, "cancelled", 201), 0);
-	assert_int_equal(db_track_running_jobs(f->db, f->user, f->track, &n_now), 0);
+	add_job(f, "analysis", NULL); /* queued after the cancel */
+	assert_int_equal(db_track_job_counts(f->db, f->user, f->track, &n_now, &n_queued), 0);
 	assert_int_equal(n_now, 0);
+	assert_int_equal(n_queued, 1);
 	/* Deleting the track takes its jobs with it. */
 	assert_int_equal(db_track_delete(f->db, f->user, f->track), 0);
 	assert_int_equal(db_job_get(f->db, f->user, running, &j), SFA_ENOTFOUND);
@@ -229,12 +236,93 @@ static void completion_is_one_transaction(void **state)
 	arena_free(&a);
 }
 
+/* The scheduler's part in a delete that races a new job (run on another thread): when the
+ * running job A is asked to stop, a job B of the same track starts and writes a file
+ * before A ends; B must then be asked to stop too, and its file must go with the track. */
+struct racer {
+	struct fixture *f;
+	char a[UUID_STR_LEN];
+	char b[UUID_STR_LEN];
+	const char *failure;
+};
+
+static bool wait_cancel_requested(struct db *db, const char *id)
+{
+	for (int i = 0; i < 400; i++) { /* 20 s */
+		if (db_job_cancel_requested(db, id))
+			return true;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void *racer_run(void *arg)
+{
+	struct racer *r = arg;
+	struct fixture *f = r->f;
+	if (!wait_cancel_requested(f->db, r->a)) {
+		r->failure = "the running job was never asked to stop";
+		db_job_fail(f->db, r->a, "cancelled", 300);
+		return NULL;
+	}
+	add_job(f, "analysis", r->b);
+	struct db_job j;
+	if (db_job_claim(f->db, "analysis", 300, &j) != 0) {
+		r->failure = "the new job could not start";
+		db_job_fail(f->db, r->a, "cancelled", 300);
+		return NULL;
+	}
+	char path[256];
+	snprintf(path, sizeof path, "%s/uploads", f->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/uploads/stems", f->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/uploads/stems/%s", f->dir, r->b);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/uploads/stems/%s/part.wav", f->dir, r->b);
+	FILE *fp = fopen(path, "w");
+	if (fp)
+		fclose(fp);
+	db_job_fail(f->db, r->a, "cancelled", 301);
+	if (!wait_cancel_requested(f->db, r->b))
+		r->failure = "the job started during the delete was never asked to stop";
+	db_job_fail(f->db, r->b, "cancelled", 302);
+	return NULL;
+}
+
+static void delete_stops_a_job_started_meanwhile(void **state)
+{
+	struct fixture *f = *state;
+	struct racer r = {.f = f};
+	add_job(f, "processing", r.a);
+	struct db_job j;
+	assert_int_equal(db_job_claim(f->db, "processing", 10, &j), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, racer_run, &r), 0);
+	char err[256] = "";
+	int rc = library_track_delete(f->db, f->dir, f->user, f->track, err, sizeof err);
+	pthread_join(t, NULL);
+	if (r.failure)
+		fail_msg("%s", r.failure);
+	if (rc)
+		fail_msg("the delete failed (%d): %s", rc, err);
+	struct db_track tr;
+	assert_int_equal(db_track_get(f->db, f->user, f->track, &tr), SFA_ENOTFOUND);
+	assert_int_equal(db_job_get(f->db, f->user, r.b, &j), SFA_ENOTFOUND);
+	char path[256];
+	snprintf(path, sizeof path, "%s/uploads/stems/%s", f->dir, r.b);
+	if (access(path, F_OK) == 0)
+		fail_msg("the new job's folder %s was left behind", path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
