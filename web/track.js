@@ -1,5 +1,5 @@
 // track.js - a track's page (/tracks/:id): waveform with the beat grid, the analysis (tempo,
-// key, Camelot, energy, chroma and MFCC heatmaps, spectral centroid and rolloff over time),
+// key, Camelot, energy, loudness (EBU R128), chroma and MFCC heatmaps, spectral centroid and rolloff over time),
 // starting an analysis or a separation, this track's separations, downloads, and the stem
 // mixer with its DAW editor (mixer.js).
 
@@ -186,6 +186,9 @@ export async function trackView(root, ctx, id) {
         stat("Camelot", full.camelot),
         stat("Energy (RMS)", full.energy !== undefined ? full.energy.toFixed(3) : null),
         stat("Level", full.energy > 0 ? `${(20 * Math.log10(full.energy)).toFixed(1)} dBFS RMS` : null),
+        stat("Loudness", full.loudness?.integrated_lufs != null ? `${full.loudness.integrated_lufs.toFixed(1)} LUFS` : null),
+        stat("Loudness range", full.loudness ? `${full.loudness.range_lu.toFixed(1)} LU` : null),
+        stat("True peak", full.loudness?.true_peak_dbtp != null ? `${full.loudness.true_peak_dbtp.toFixed(1)} dBTP` : null),
         stat("Beats", full.beats ? String(full.beats.length) : null)),
       h("p", {}, h("a", { href: `/export/analysis/${track.id}`, download: "" }, "Download the analysis (JSON)")));
     const f = full.features || {};

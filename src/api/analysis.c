@@ -36,8 +36,7 @@ void api_analysis_analyze(struct http_ctx *ctx)
 				char key[32];
 				snprintf(key, sizeof key, "features[%zu]", i);
 				json_object_set_new(details, key,
-				                    json_pack("[s]", "must be one of tempo, key, energy, "
-				                                     "spectral, mfcc, chroma, all"));
+				                    json_pack("[s]", "must be one of " DSP_FEATURE_NAMES));
 			} else {
 				json_array_append(list, f);
 			}

@@ -77,7 +77,10 @@ int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
  * whatever the file's length. planes[c] holds n_frames floats of channel c (valid only
  * during the call). A sink returning non-zero stops decoding; that code (SFA_ECANCELED
  * for a positive one) is returned. After a failure the sink may already have received
- * part of the audio. On success info (may be NULL) describes the input and the output. */
+ * part of the audio. info (may be NULL) describes the input and the output: from the first
+ * sink call on (so a sink given it through arg learns the rate and channels before the
+ * first samples; n_frames is then what it received before this call), and whole on
+ * success. */
 typedef int (*audio_sink_fn)(void *arg, const float *const *planes, size_t n_frames);
 struct audio_stream_info {
 	int in_rate_hz, in_channels; /* the file's */

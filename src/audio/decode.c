@@ -293,6 +293,7 @@ struct audio__dec {
 	/* audio_decode_stream_fd: out is handed to sink after every decoded frame and emptied */
 	audio_sink_fn sink;
 	void *sink_arg;
+	struct audio_stream_info *info; /* the streaming caller's, filled before each sink call */
 	uint64_t n_emitted;
 };
 
@@ -463,6 +464,13 @@ static int audio__emit(struct audio__dec *d, size_t n, char *err, size_t n_err)
 		const float *planes[AUDIO__MAX_CHANNELS];
 		for (int c = 0; c < d->out_channels; c++)
 			planes[c] = audio__out_plane(&d->out, c);
+		if (d->info) {
+			d->info->in_rate_hz = d->in_rate_hz;
+			d->info->in_channels = d->in_channels;
+			d->info->sample_rate_hz = d->out_rate_hz;
+			d->info->n_channels = d->out_channels;
+			d->info->n_frames = d->n_emitted;
+		}
 		int rc = d->sink(d->sink_arg, planes, n);
 		if (rc)
 			return sfa_err(err, n_err, rc < 0 ? rc : SFA_ECANCELED,
@@ -832,6 +840,7 @@ int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_durat
 	d.store = true;
 	d.sink = sink;
 	d.sink_arg = arg;
+	d.info = info;
 	if ((rc = audio__open(&d, fd, err, n_err)) != 0)
 		goto out;
 	if ((rc = audio__run(&d, err, n_err)) != 0)

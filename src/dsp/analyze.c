@@ -31,7 +31,7 @@ static const struct {
 } FEATURES[] = {
 	{"tempo", DSP_FEAT_TEMPO}, {"key", DSP_FEAT_KEY},       {"energy", DSP_FEAT_ENERGY},
 	{"spectral", DSP_FEAT_SPECTRAL}, {"mfcc", DSP_FEAT_MFCC}, {"chroma", DSP_FEAT_CHROMA},
-	{"all", DSP_FEAT_ALL},
+	{"loudness", DSP_FEAT_LOUDNESS}, {"all", DSP_FEAT_ALL},
 };
 
 unsigned dsp_feature_bit(const char *name)
@@ -59,16 +59,14 @@ int dsp_features_parse(const char *csv, unsigned *mask, char *err, size_t n_err)
 		char name[16];
 		if (len == 0 || len >= sizeof name)
 			return sfa_err(err, n_err, SFA_EINVAL,
-			               "Unknown feature '%.*s': use tempo, key, energy, spectral, mfcc, "
-			               "chroma or all.",
+			               "Unknown feature '%.*s': use " DSP_FEATURE_NAMES ".",
 			               (int)(len > 32 ? 32 : len), p);
 		memcpy(name, p, len);
 		name[len] = '\0';
 		unsigned bit = dsp_feature_bit(name);
 		if (!bit)
 			return sfa_err(err, n_err, SFA_EINVAL,
-			               "Unknown feature '%s': use tempo, key, energy, spectral, mfcc, "
-			               "chroma or all.",
+			               "Unknown feature '%s': use " DSP_FEATURE_NAMES ".",
 			               name);
 		m |= bit;
 		if (!comma)
@@ -227,7 +225,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 
 	struct dsp_result r;
 	memset(&r, 0, sizeof r);
-	r.features = feat;
+	r.features = feat & ~(unsigned)DSP_FEAT_LOUDNESS;
 	r.frame_rate = fr;
 	r.n_samples = n;
 	r.duration_s = (double)n / DSP_SAMPLE_RATE_HZ;
@@ -388,5 +386,13 @@ int dsp_analyze_file(const char *path, const struct dsp_options *opt, struct dsp
 		return rc;
 	rc = dsp_analyze(buf.data, buf.n_frames, opt, out, err, n_err);
 	audio_buf_free(&buf);
+	unsigned feat = (opt && opt->features) ? opt->features : DSP_FEAT_ALL;
+	if (!rc && (feat & DSP_FEAT_LOUDNESS)) {
+		rc = dsp_loudness_file(path, DSP_MAX_SECONDS, &out->loudness, err, n_err);
+		if (rc)
+			dsp_result_free(out);
+		else
+			out->features |= DSP_FEAT_LOUDNESS;
+	}
 	return rc;
 }

@@ -15,11 +15,12 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: sfa analyze FILE [--features tempo,key,energy,spectral,mfcc,chroma|all]\n"
+	fputs("usage: sfa analyze FILE [--features "
+	      "tempo,key,energy,spectral,mfcc,chroma,loudness|all]\n"
 	      "                        [--frame-rate N] [--pretty]\n"
 	      "Prints the analysis of FILE as JSON: tempo, key, energy, spectral features,\n"
-	      "beats and duration, with MFCC and chroma pooled to N columns per second\n"
-	      "(default 2).\n",
+	      "loudness (EBU R128), beats and duration, with MFCC and chroma pooled to N\n"
+	      "columns per second (default 2).\n",
 	      f);
 }
 

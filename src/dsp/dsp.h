@@ -39,7 +39,18 @@ enum dsp_feature {
 	DSP_FEAT_SPECTRAL = 1u << 3, /* spectral_centroid, spectral_rolloff, zero_crossing_rate */
 	DSP_FEAT_MFCC = 1u << 4,     /* features.mfcc */
 	DSP_FEAT_CHROMA = 1u << 5,   /* features.chroma */
-	DSP_FEAT_ALL = (1u << 6) - 1,
+	DSP_FEAT_LOUDNESS = 1u << 6, /* loudness (dsp_analyze_file only: it needs the file) */
+	DSP_FEAT_ALL = (1u << 7) - 1,
+};
+/* The names dsp_feature_bit knows, for error messages. */
+#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness or all"
+
+/* EBU R128 / ITU-R BS.1770 loudness: integrated (LUFS; -inf for digital silence), loudness
+ * range (LU) and true peak (dBTP; -inf for silence). */
+struct dsp_loudness {
+	double integrated_lufs;
+	double range_lu;
+	double true_peak_dbtp;
 };
 
 #define DSP_SAMPLE_RATE_HZ 22050
@@ -99,6 +110,7 @@ struct dsp_result {
 
 	float *mfcc;                /* DSP_FEAT_MFCC: [13 * n_frames], row c at c * n_frames */
 	float *chroma;              /* DSP_FEAT_CHROMA or KEY: [12 * n_frames], rows C..B */
+	struct dsp_loudness loudness; /* DSP_FEAT_LOUDNESS */
 
 	struct arena mem;           /* owns every array above */
 };
@@ -112,7 +124,8 @@ unsigned dsp_feature_bit(const char *name);
  * name; *mask is written only on success. */
 int dsp_features_parse(const char *csv, unsigned *mask, char *err, size_t n_err);
 
-/* Analyses n samples of mono audio at 22050 Hz. On success *out holds the results and
+/* Analyses n samples of mono audio at 22050 Hz (every feature but DSP_FEAT_LOUDNESS, which
+ * needs the file: it is left out of out->features). On success *out holds the results and
  * must be released with dsp_result_free. Fails with SFA_EINVAL (bad options or a
  * non-finite or out-of-range sample), SFA_ETOOBIG (longer than DSP_MAX_SECONDS) or SFA_ENOMEM. */
 int dsp_analyze(const float *mono_22050, size_t n, const struct dsp_options *opt,
@@ -123,6 +136,12 @@ int dsp_analyze_file(const char *path, const struct dsp_options *opt, struct dsp
                      char *err, size_t n_err);
 
 void dsp_result_free(struct dsp_result *r);
+
+/* Measures path's loudness (see struct dsp_loudness), decoding it as a stream at its own
+ * rate to two channels: mono counts as dual mono, more than two channels as their first
+ * two. Errors as audio_decode's. */
+int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out,
+                      char *err, size_t n_err);
 
 /* Builds the API's analysis result object (API.md section 5) from r, with only the
  * requested features. On success *out is a new reference the caller must json_decref. */

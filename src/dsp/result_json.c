@@ -107,6 +107,16 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 		for (size_t i = 0; !bad && i < r->n_beats; i++)
 			bad |= json_array_append_new(b, real((double)r->beats[i] * DSP_HOP / DSP_SR_HZ));
 	}
+	if (!bad && (f & DSP_FEAT_LOUDNESS)) {
+		const struct dsp_loudness *l = &r->loudness;
+		bad |= set(o, "loudness",
+		           json_pack("{s:o, s:o, s:o}", "integrated_lufs",
+		                     isfinite(l->integrated_lufs) ? json_real(l->integrated_lufs)
+		                                                  : json_null(),
+		                     "range_lu", real(l->range_lu), "true_peak_dbtp",
+		                     isfinite(l->true_peak_dbtp) ? json_real(l->true_peak_dbtp)
+		                                                 : json_null()));
+	}
 	if (!bad)
 		bad |= set(o, "duration", real(r->duration_s));
 	if (!bad && (f & (DSP_FEAT_MFCC | DSP_FEAT_CHROMA | DSP_FEAT_SPECTRAL))) {

@@ -121,6 +121,8 @@ try {
   await page.getByRole("button", { name: "Analyze" }).click();
   await page.locator(".stat", { hasText: "Tempo" }).locator("b", { hasText: "BPM" }).waitFor({ timeout: 60000 });
   await page.getByRole("img", { name: /Chroma heatmap/ }).waitFor();
+  await page.locator(".stat", { hasText: "Loudness" }).locator("b", { hasText: "LUFS" }).waitFor();
+  await page.locator(".stat", { hasText: "True peak" }).locator("b", { hasText: "dBTP" }).waitFor();
 
   await page.getByLabel("Model", { exact: true }).selectOption("htdemucs");
   await page.getByLabel("Engine", { exact: true }).selectOption("local");

@@ -500,6 +500,8 @@ def analysis_job_end_to_end(srv):
     eq(len(full["features"]["mfcc"]), 13, "13 MFCC rows")
     eq(len(full["features"]["chroma"]), 12, "12 chroma rows")
     eq(len(full["features"]["mfcc"][0]), 16, "2 columns per second for 8 s")
+    eq(sorted(full["loudness"]), ["integrated_lufs", "range_lu", "true_peak_dbtp"], "loudness")
+    check(-70 < full["loudness"]["integrated_lufs"] < 0, f"loudness {full['loudness']}")
 
 
 @tap.case
@@ -508,7 +510,7 @@ def analysis_validation(srv):
     c = srv.client()
     tid = upload(c, auth, {}, {"file": ("a.wav", sine_wav(0.5))}).json()["data"]["id"]
     r = c.request("POST", "/api/analysis/analyze", headers=auth,
-                  json_body={"track_id": tid, "features": ["tempo", "loudness", 3]})
+                  json_body={"track_id": tid, "features": ["tempo", "bpm", 3]})
     eq(r.status, 422, "unknown features")
     eq(sorted(r.json()["details"]), ["features[1]", "features[2]"], "details by JSON path")
     r = c.request("POST", "/api/analysis/analyze", headers=auth, json_body={})
