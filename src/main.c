@@ -39,7 +39,7 @@ static const char usage[] =
 	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
 	"  user create --email E --password P             create a user, print its id\n"
 	"  token create --email E [--name N]              create an API key, print it\n"
-	"  separate FILE --model M [--out DIR] [--format wav|wav24|f32|flac] [--shifts N]\n"
+	"  separate FILE --model M [--out DIR] [--format wav|wav24|f32|flac|mp3] [--shifts N]\n"
 	"           [--overlap F] [--segment S] [--seed N] [--threads N]\n"
 	"                                                 split a song into stems\n"
 	"  models list|fetch NAME|verify [--data DIR]     manage Demucs model files\n"

@@ -10,7 +10,7 @@ import { get, post, del } from "./api.js";
 import { h, replace, notify, errorText, fmtDuration, fmtBytes } from "./dom.js";
 import { Mixer } from "./mixer.js";
 
-const FORMATS = [["wav", "WAV (16-bit)"], ["wav24", "WAV (24-bit)"], ["f32", "WAV (32-bit float)"], ["flac", "FLAC"]];
+const FORMATS = [["wav", "WAV (16-bit)"], ["wav24", "WAV (24-bit)"], ["f32", "WAV (32-bit float)"], ["flac", "FLAC"], ["mp3", "MP3 (320 kbit/s)"]];
 
 export async function trackView(root, ctx, id) {
   // The user may leave while this view still waits for the server: from then on it must

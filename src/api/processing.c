@@ -159,7 +159,7 @@ void api_processing_separate(struct http_ctx *ctx)
 	static const char *const models[] = {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
 	                                     NULL};
 	static const char *const engines[] = {"local", "lalalai", NULL};
-	static const char *const formats[] = {"wav", "flac", "wav24", "f32", NULL};
+	static const char *const formats[] = {"wav", "flac", "wav24", "f32", "mp3", NULL};
 	json_t *body;
 	if (!api_json_body(ctx, &body))
 		return;
@@ -188,11 +188,12 @@ void api_processing_separate(struct http_ctx *ctx)
 			values[i] = k;
 		}
 	}
-	/* 24-bit and float WAV come from the local engine; lal.ai delivers WAV or FLAC. */
+	/* 24-bit and float WAV come from the local engine; lal.ai's stems are written as WAV,
+	 * FLAC or MP3. */
 	if (strcmp(values[1], "lalalai") == 0 &&
 	    (strcmp(values[2], "wav24") == 0 || strcmp(values[2], "f32") == 0))
 		json_object_set_new(details, "output_format",
-		                    json_pack("[s]", "must be wav or flac with the lalalai engine"));
+		                    json_pack("[s]", "must be wav, flac or mp3 with the lalalai engine"));
 	/* two_stems (as Demucs's --two-stems): that stem and its complement, "no_<stem>". */
 	char two[32] = "";
 	json_t *jt = json_object_get(body, "two_stems");

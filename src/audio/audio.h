@@ -97,9 +97,30 @@ void audio_buf_free(struct audio_buf *b);
 /* Writes b as a RIFF WAV file in fmt. Creates or truncates path. */
 int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
                     char *err, size_t n_err);
-/* Writes b as FLAC (16 or 24 bits: AUDIO_PCM16 or AUDIO_PCM24). */
-int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
-                     char *err, size_t n_err);
+/* A file written as its samples arrive, in any output container: WAV (fmt: 16/24-bit PCM or
+ * float), FLAC (fmt: 16 or 24 bits) or MP3 (AUDIO_MP3_BIT_RATE CBR, LAME; fmt ignored; 1 or
+ * 2 channels). The frame count is announced at open; close fails if it was not met and, on
+ * any failure (or when failed is set), removes the file. One owner at a time. */
+enum audio_container { AUDIO_WAV, AUDIO_FLAC, AUDIO_MP3 };
+enum { AUDIO_MP3_BIT_RATE = 320000 };
+struct audio_enc;
+int audio_enc_open(struct audio_enc **out, const char *path, enum audio_container kind,
+                   enum audio_sample_format fmt, uint64_t n_frames, int n_channels, int rate_hz,
+                   char *err, size_t n_err);
+/* Appends n frames from planar data: channel c at planes + c * stride. */
+int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n,
+                    char *err, size_t n_err);
+/* Finishes (or with failed, abandons and removes) the file and frees e; NULL is fine. */
+int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err);
+/* The stem output formats by name: "wav" (16-bit), "wav24", "f32" (32-bit float WAV),
+ * "flac" (16-bit), "mp3" (AUDIO_MP3_BIT_RATE). Fills the container, the sample format and
+ * the file extension; SFA_EINVAL for another name. */
+#define AUDIO_OUTPUT_FORMATS "wav, wav24, f32, flac or mp3"
+int audio_output_format(const char *name, enum audio_container *kind,
+                        enum audio_sample_format *fmt, const char **ext);
+/* Writes the whole of b in kind through the streaming writer. */
+int audio_write(const char *path, const struct audio_buf *b, enum audio_container kind,
+                enum audio_sample_format fmt, char *err, size_t n_err);
 
 /* ---- WAV encoding (wav.c), shared by every writer ------------------------------------ */
 

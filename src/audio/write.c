@@ -1,4 +1,5 @@
-/* write.c - writing planar float audio as WAV (by hand) or FLAC (libavcodec + libavformat).
+/* write.c - writing planar float audio as WAV (by hand), FLAC or MP3 (libavcodec +
+ * libavformat), whole or as the samples arrive.
  *
  * Quantisation, for both writers: a float x becomes round-to-nearest(x * 2^(bits-1)),
  * clipped to [-2^(bits-1), 2^(bits-1) - 1]; NaN becomes 0. This is the inverse of the
@@ -10,9 +11,14 @@
  * for float. Everything is written little-endian byte by byte, so the host's byte order
  * does not matter. RIFF sizes are 32-bit: a file that would pass 4 GiB is refused.
  *
- * FLAC goes through FFmpeg's native encoder (compression level 5, its default) and the flac
- * muxer, which seeks back at the end to fill in STREAMINFO's length and MD5; output goes to
- * our own fd through a custom AVIOContext, so the path is never parsed as an FFmpeg URL.
+ * The streaming writer (audio_enc_*) writes WAV through wav.c, FLAC through FFmpeg's native
+ * encoder (compression level 5, its default) and the flac muxer, which seeks back at the end
+ * to fill in STREAMINFO's length and MD5, and MP3 through libavcodec's LAME encoder (CBR
+ * AUDIO_MP3_BIT_RATE, fed float) and the mp3 muxer, which writes the Xing/LAME header with
+ * the encoder delay and padding so decoders give back exactly the frames written. Samples
+ * are gathered into the encoder's frame size, so memory does not grow with the length.
+ * Output goes to our own fd through a custom AVIOContext, so the path is never parsed as an
+ * FFmpeg URL.
  *
  * On failure a partly written file is removed. Threading: no shared state.
  */
@@ -37,19 +43,6 @@ enum {
 	AUDIO__FLAC_MAX_CHANNELS = 8,
 };
 
-static int audio__check_buf(const struct audio_buf *b, int max_channels, char *err, size_t n_err)
-{
-	if (!b || (b->n_frames > 0 && !b->data))
-		return sfa_err(err, n_err, SFA_EINVAL, "no audio to write");
-	if (b->n_channels < 1 || b->n_channels > max_channels)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)",
-		               b->n_channels, max_channels);
-	if (b->sample_rate_hz < 1 || b->sample_rate_hz > 768000)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz",
-		               b->sample_rate_hz);
-	return 0;
-}
-
 static int audio__create(const char *path, char *err, size_t n_err)
 {
 	if (!path || !*path)
@@ -60,7 +53,7 @@ static int audio__create(const char *path, char *err, size_t n_err)
 	return fd;
 }
 
-/* ---- FLAC ------------------------------------------------------------------------ */
+/* ---- FFmpeg's encoders on our own fd -------------------------------------------------- */
 
 struct audio__wio {
 	int fd;
@@ -99,8 +92,8 @@ static int64_t audio__wio_seek(void *opaque, int64_t offset, int whence)
 }
 
 /* Sends one frame (or the flush, f == NULL) and writes every packet that comes out. */
-static int audio__flac_encode(AVCodecContext *enc, AVFormatContext *oc, AVStream *st,
-                              AVFrame *f, AVPacket *pkt)
+static int audio__encode(AVCodecContext *enc, AVFormatContext *oc, AVStream *st, AVFrame *f,
+                         AVPacket *pkt)
 {
 	int r = avcodec_send_frame(enc, f);
 	if (r < 0)
@@ -120,131 +113,303 @@ static int audio__flac_encode(AVCodecContext *enc, AVFormatContext *oc, AVStream
 	}
 }
 
-int audio_write_flac(const char *path, const struct audio_buf *b, enum audio_sample_format fmt,
-                     char *err, size_t n_err)
+/* ---- the streaming writer (every format) -------------------------------------------- */
+
+struct audio_enc {
+	enum audio_container kind;
+	struct audio_wav_file wav; /* AUDIO_WAV */
+	/* AUDIO_FLAC, AUDIO_MP3: FFmpeg's encoder and muxer on our fd */
+	AVCodecContext *enc;
+	AVFormatContext *oc;
+	AVIOContext *avio;
+	AVStream *st;
+	AVFrame *frame;
+	AVPacket *pkt;
+	struct audio__wio wio;
+	bool header_written;
+	int bits;           /* FLAC: 16 or 24; MP3: 0 (float input) */
+	int n_channels;
+	int frame_cap;      /* frames per encoder frame */
+	int filled;         /* frames waiting in frame */
+	uint64_t n_frames, n_written;
+	char path[4400];
+};
+
+static int audio__enc_fail(struct audio_enc *e, int rc, char *err, size_t n_err)
 {
-	int rc = audio__check_buf(b, AUDIO__FLAC_MAX_CHANNELS, err, n_err);
-	if (rc)
-		return rc;
-	if (fmt != AUDIO_PCM16 && fmt != AUDIO_PCM24)
-		return sfa_err(err, n_err, SFA_EINVAL, "FLAC is written at 16 or 24 bits only");
-	int bits = fmt == AUDIO_PCM16 ? 16 : 24;
+	if (rc == SFA_ENOMEM)
+		return sfa_err(err, n_err, rc, "out of memory while writing %s", e->path);
+	return sfa_err(err, n_err, SFA_EIO, "cannot write %s%s%s", e->path,
+	               e->wio.failed_errno ? ": " : "",
+	               e->wio.failed_errno ? strerror(e->wio.failed_errno) : "");
+}
 
-	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_FLAC);
+/* Encodes the frames gathered in e->frame. */
+static int audio__enc_flush_frame(struct audio_enc *e)
+{
+	if (e->filled == 0)
+		return 0;
+	e->frame->nb_samples = e->filled;
+	e->frame->pts = (int64_t)(e->n_written - (uint64_t)e->filled);
+	int r = audio__encode(e->enc, e->oc, e->st, e->frame, e->pkt);
+	e->filled = 0;
+	if (r < 0)
+		return SFA_EIO;
+	return av_frame_make_writable(e->frame) < 0 ? SFA_ENOMEM : 0;
+}
+
+static int audio__enc_open_ff(struct audio_enc *e, int rate_hz, char *err, size_t n_err)
+{
+	bool mp3 = e->kind == AUDIO_MP3;
+	const AVCodec *codec = mp3 ? avcodec_find_encoder_by_name("libmp3lame")
+	                           : avcodec_find_encoder(AV_CODEC_ID_FLAC);
 	if (!codec)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no FLAC encoder");
-
-	AVCodecContext *enc = NULL;
-	AVFormatContext *oc = NULL;
-	AVIOContext *avio = NULL;
-	AVFrame *frame = NULL;
-	AVPacket *pkt = NULL;
-	struct audio__wio wio = {.fd = -1};
-	bool header_written = false;
-
-	wio.fd = audio__create(path, err, n_err);
-	if (wio.fd < 0)
-		return wio.fd;
-
-	enc = avcodec_alloc_context3(codec);
-	frame = av_frame_alloc();
-	pkt = av_packet_alloc();
-	if (!enc || !frame || !pkt)
-		goto nomem;
-	enc->sample_fmt = bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
-	enc->bits_per_raw_sample = bits;
-	enc->sample_rate = b->sample_rate_hz;
-	enc->time_base = (AVRational){1, b->sample_rate_hz};
-	av_channel_layout_default(&enc->ch_layout, b->n_channels);
-	if (avcodec_open2(enc, codec, NULL) < 0) {
-		rc = sfa_err(err, n_err, SFA_EINVAL,
-		             "the FLAC encoder refused %d Hz, %d channels, %d bits", b->sample_rate_hz,
-		             b->n_channels, bits);
-		goto out;
-	}
-
-	if (avformat_alloc_output_context2(&oc, NULL, "flac", NULL) < 0 || !oc)
-		goto nomem;
+		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no %s encoder",
+		               mp3 ? "MP3 (LAME)" : "FLAC");
+	e->enc = avcodec_alloc_context3(codec);
+	e->frame = av_frame_alloc();
+	e->pkt = av_packet_alloc();
+	if (!e->enc || !e->frame || !e->pkt)
+		return SFA_ENOMEM;
+	e->enc->sample_fmt = mp3 ? AV_SAMPLE_FMT_FLTP
+	                     : e->bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
+	if (!mp3)
+		e->enc->bits_per_raw_sample = e->bits;
+	else
+		e->enc->bit_rate = AUDIO_MP3_BIT_RATE;
+	e->enc->sample_rate = rate_hz;
+	e->enc->time_base = (AVRational){1, rate_hz};
+	av_channel_layout_default(&e->enc->ch_layout, e->n_channels);
+	if (avcodec_open2(e->enc, codec, NULL) < 0)
+		return sfa_err(err, n_err, SFA_EINVAL, "the %s encoder refused %d Hz, %d channels",
+		               mp3 ? "MP3" : "FLAC", rate_hz, e->n_channels);
+	if (avformat_alloc_output_context2(&e->oc, NULL, mp3 ? "mp3" : "flac", NULL) < 0 || !e->oc)
+		return SFA_ENOMEM;
 	unsigned char *iobuf = av_malloc(65536);
 	if (!iobuf)
-		goto nomem;
-	avio = avio_alloc_context(iobuf, 65536, 1, &wio, NULL, audio__wio_write, audio__wio_seek);
-	if (!avio) {
+		return SFA_ENOMEM;
+	e->avio = avio_alloc_context(iobuf, 65536, 1, &e->wio, NULL, audio__wio_write,
+	                             audio__wio_seek);
+	if (!e->avio) {
 		av_free(iobuf);
-		goto nomem;
+		return SFA_ENOMEM;
 	}
-	oc->pb = avio;
-	oc->flags |= AVFMT_FLAG_CUSTOM_IO;
-	AVStream *st = avformat_new_stream(oc, NULL);
-	if (!st || avcodec_parameters_from_context(st->codecpar, enc) < 0)
-		goto nomem;
-	st->time_base = enc->time_base;
-	if (avformat_write_header(oc, NULL) < 0)
-		goto io_err;
-	header_written = true;
+	e->oc->pb = e->avio;
+	e->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+	e->st = avformat_new_stream(e->oc, NULL);
+	if (!e->st || avcodec_parameters_from_context(e->st->codecpar, e->enc) < 0)
+		return SFA_ENOMEM;
+	e->st->time_base = e->enc->time_base;
+	if (avformat_write_header(e->oc, NULL) < 0)
+		return SFA_EIO;
+	e->header_written = true;
+	e->frame->format = e->enc->sample_fmt;
+	e->frame->sample_rate = rate_hz;
+	if (av_channel_layout_copy(&e->frame->ch_layout, &e->enc->ch_layout) < 0)
+		return SFA_ENOMEM;
+	e->frame_cap = e->enc->frame_size > 0 ? e->enc->frame_size : 4096;
+	e->frame->nb_samples = e->frame_cap;
+	if (av_frame_get_buffer(e->frame, 0) < 0)
+		return SFA_ENOMEM;
+	return 0;
+}
 
-	int frame_size = enc->frame_size > 0 ? enc->frame_size : 4096;
-	frame->format = enc->sample_fmt;
-	frame->sample_rate = enc->sample_rate;
-	if (av_channel_layout_copy(&frame->ch_layout, &enc->ch_layout) < 0)
-		goto nomem;
-	frame->nb_samples = frame_size;
-	if (av_frame_get_buffer(frame, 0) < 0)
-		goto nomem;
-	for (size_t i0 = 0; i0 < b->n_frames; i0 += (size_t)frame_size) {
-		size_t n = b->n_frames - i0;
-		if (n > (size_t)frame_size)
-			n = (size_t)frame_size;
-		if (av_frame_make_writable(frame) < 0)
-			goto nomem;
-		frame->nb_samples = (int)n;
-		frame->pts = (int64_t)i0;
-		size_t n_ch = (size_t)b->n_channels;
-		for (size_t i = 0; i < n; i++) {
-			for (size_t c = 0; c < n_ch; c++) {
+/* Frees everything; removes the file when failed or when closing it failed. Returns
+ * close's errno, or 0. */
+static int audio__enc_free(struct audio_enc *e, bool failed)
+{
+	int rc = 0;
+	if (e->header_written)
+		av_write_trailer(e->oc);
+	if (e->oc)
+		avformat_free_context(e->oc);
+	if (e->avio) {
+		av_freep(&e->avio->buffer);
+		avio_context_free(&e->avio);
+	}
+	av_packet_free(&e->pkt);
+	av_frame_free(&e->frame);
+	avcodec_free_context(&e->enc);
+	if (e->wio.fd >= 0 && close(e->wio.fd) != 0)
+		rc = errno;
+	if (failed || rc)
+		unlink(e->path);
+	free(e);
+	return rc;
+}
+
+int audio_enc_open(struct audio_enc **out, const char *path, enum audio_container kind,
+                   enum audio_sample_format fmt, uint64_t n_frames, int n_channels, int rate_hz,
+                   char *err, size_t n_err)
+{
+	*out = NULL;
+	if (kind != AUDIO_WAV && kind != AUDIO_FLAC && kind != AUDIO_MP3)
+		return sfa_err(err, n_err, SFA_EINVAL, "unknown output container");
+	int max_ch = kind == AUDIO_WAV ? AUDIO_WAV_MAX_CHANNELS
+	             : kind == AUDIO_FLAC ? AUDIO__FLAC_MAX_CHANNELS : 2;
+	if (n_channels < 1 || n_channels > max_ch)
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)", n_channels,
+		               max_ch);
+	if (rate_hz < 1 || rate_hz > 768000)
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz", rate_hz);
+	if (kind == AUDIO_FLAC && fmt != AUDIO_PCM16 && fmt != AUDIO_PCM24)
+		return sfa_err(err, n_err, SFA_EINVAL, "FLAC is written at 16 or 24 bits only");
+	struct audio_enc *e = calloc(1, sizeof *e);
+	if (!e)
+		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
+	e->kind = kind;
+	e->n_channels = n_channels;
+	e->n_frames = n_frames;
+	e->wio.fd = -1;
+	if (kind == AUDIO_WAV) {
+		int rc = audio_wav_open(&e->wav, path, n_frames, n_channels, rate_hz, fmt, err, n_err);
+		if (rc) {
+			free(e);
+			return rc;
+		}
+		*out = e;
+		return 0;
+	}
+	if (!path || !*path || snprintf(e->path, sizeof e->path, "%s", path) >= (int)sizeof e->path) {
+		free(e);
+		return sfa_err(err, n_err, SFA_EINVAL, "no file name given, or one too long");
+	}
+	e->bits = kind == AUDIO_MP3 ? 0 : fmt == AUDIO_PCM16 ? 16 : 24;
+	e->wio.fd = audio__create(path, err, n_err);
+	if (e->wio.fd < 0) {
+		int rc = e->wio.fd;
+		free(e);
+		return rc;
+	}
+	int rc = audio__enc_open_ff(e, rate_hz, err, n_err);
+	if (rc) {
+		if (rc == SFA_ENOMEM || rc == SFA_EIO)
+			audio__enc_fail(e, rc, err, n_err);
+		audio__enc_free(e, true);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n,
+                    char *err, size_t n_err)
+{
+	if (e->kind == AUDIO_WAV)
+		return audio_wav_write(&e->wav, planes, stride, n, err, n_err);
+	if (n > e->n_frames - e->n_written)
+		return sfa_err(err, n_err, SFA_EINVAL, "more frames than announced for %s", e->path);
+	size_t cap = (size_t)e->frame_cap;
+	size_t n_ch = (size_t)e->n_channels;
+	for (size_t i = 0; i < n;) {
+		size_t take = cap - (size_t)e->filled;
+		if (take > n - i)
+			take = n - i;
+		size_t at = (size_t)e->filled;
+		for (size_t c = 0; c < n_ch; c++) {
+			const float *x = planes + c * stride + i;
+			if (e->kind == AUDIO_MP3) {
+				float *dst = (float *)e->frame->data[c] + at;
+				for (size_t k = 0; k < take; k++)
+					dst[k] = isfinite(x[k]) ? x[k] : 0.0f;
+				continue;
+			}
+			for (size_t k = 0; k < take; k++) {
 				int32_t v;
-				audio_quantize(b->data[c * b->n_frames + i0 + i], bits, &v);
-				if (bits == 16)
-					((int16_t *)frame->data[0])[i * n_ch + c] = (int16_t)v;
+				audio_quantize(x[k], e->bits, &v);
+				if (e->bits == 16)
+					((int16_t *)e->frame->data[0])[(at + k) * n_ch + c] = (int16_t)v;
 				else /* S32 with 24 significant bits: the sample sits in the top 24 */
-					((int32_t *)frame->data[0])[i * n_ch + c] = (int32_t)((uint32_t)v << 8);
+					((int32_t *)e->frame->data[0])[(at + k) * n_ch + c] =
+						(int32_t)((uint32_t)v << 8);
 			}
 		}
-		if (audio__flac_encode(enc, oc, st, frame, pkt) < 0)
-			goto io_err;
+		e->filled += (int)take;
+		e->n_written += take;
+		i += take;
+		if ((size_t)e->filled == cap) {
+			int rc = audio__enc_flush_frame(e);
+			if (rc)
+				return audio__enc_fail(e, rc, err, n_err);
+		}
 	}
-	if (audio__flac_encode(enc, oc, st, NULL, pkt) < 0)
-		goto io_err;
-	if (av_write_trailer(oc) < 0)
-		goto io_err;
-	header_written = false;
-	avio_flush(avio);
-	if (avio->error < 0 || wio.failed_errno)
-		goto io_err;
-	rc = 0;
-	goto out;
+	return 0;
+}
 
-nomem:
-	rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory while writing FLAC");
-	goto out;
-io_err:
-	rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s%s%s", path, wio.failed_errno ? ": " : "",
-	             wio.failed_errno ? strerror(wio.failed_errno) : "");
-out:
-	if (header_written)
-		av_write_trailer(oc);
-	if (oc)
-		avformat_free_context(oc);
-	if (avio) {
-		av_freep(&avio->buffer);
-		avio_context_free(&avio);
+int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err)
+{
+	if (!e)
+		return 0;
+	if (e->kind == AUDIO_WAV) {
+		int rc = audio_wav_close(&e->wav, failed, err, n_err);
+		free(e);
+		return rc;
 	}
-	av_packet_free(&pkt);
-	av_frame_free(&frame);
-	avcodec_free_context(&enc);
-	if (close(wio.fd) != 0 && rc == 0)
-		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(errno));
-	if (rc)
-		unlink(path);
+	int rc = 0;
+	if (!failed && e->n_written != e->n_frames)
+		rc = sfa_err(err, n_err, SFA_EINVAL, "%s got %llu of its %llu frames", e->path,
+		             (unsigned long long)e->n_written, (unsigned long long)e->n_frames);
+	if (!failed && !rc) {
+		int r = audio__enc_flush_frame(e);
+		if (!r && audio__encode(e->enc, e->oc, e->st, NULL, e->pkt) < 0)
+			r = SFA_EIO;
+		if (!r && av_write_trailer(e->oc) < 0)
+			r = SFA_EIO;
+		e->header_written = false;
+		if (!r) {
+			avio_flush(e->avio);
+			if (e->avio->error < 0 || e->wio.failed_errno)
+				r = SFA_EIO;
+		}
+		if (r)
+			rc = audio__enc_fail(e, r, err, n_err);
+	}
+	char path[sizeof e->path];
+	memcpy(path, e->path, sizeof path);
+	int rc_close = audio__enc_free(e, failed || rc);
+	if (!failed && !rc && rc_close)
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", path, strerror(rc_close));
+	return failed ? 0 : rc;
+}
+
+int audio_output_format(const char *name, enum audio_container *kind,
+                        enum audio_sample_format *fmt, const char **ext)
+{
+	static const struct {
+		const char *name, *ext;
+		enum audio_container kind;
+		enum audio_sample_format fmt;
+	} FORMATS[] = {
+		{"wav", "wav", AUDIO_WAV, AUDIO_PCM16},     {"wav24", "wav", AUDIO_WAV, AUDIO_PCM24},
+		{"f32", "wav", AUDIO_WAV, AUDIO_FLOAT32},   {"flac", "flac", AUDIO_FLAC, AUDIO_PCM16},
+		{"mp3", "mp3", AUDIO_MP3, AUDIO_FLOAT32},
+	};
+	for (size_t i = 0; name && i < sizeof FORMATS / sizeof FORMATS[0]; i++)
+		if (strcmp(name, FORMATS[i].name) == 0) {
+			*kind = FORMATS[i].kind;
+			*fmt = FORMATS[i].fmt;
+			*ext = FORMATS[i].ext;
+			return 0;
+		}
+	return SFA_EINVAL;
+}
+
+int audio_write(const char *path, const struct audio_buf *b, enum audio_container kind,
+                enum audio_sample_format fmt, char *err, size_t n_err)
+{
+	int rc = !b || (b->n_frames > 0 && !b->data)
+	             ? sfa_err(err, n_err, SFA_EINVAL, "no audio to write")
+	             : 0;
+	struct audio_enc *e = NULL;
+	if (!rc)
+		rc = audio_enc_open(&e, path, kind, fmt, b->n_frames, b->n_channels, b->sample_rate_hz,
+		                    err, n_err);
+	if (!rc)
+		rc = audio_enc_write(e, b->data, b->n_frames, b->n_frames, err, n_err);
+	if (e) {
+		int rc2 = audio_enc_close(e, rc != 0, rc ? NULL : err, n_err);
+		if (!rc)
+			rc = rc2;
+	}
 	return rc;
 }

@@ -357,8 +357,10 @@ static int convert_one(struct lj *j, const struct out_stem *o, double *duration)
 	}
 	char out[PATH_MAX + 128];
 	snprintf(out, sizeof out, "%s/%s.%s", j->r->work_dir, o->name, j->ext);
-	int rc = strcmp(j->ext, "flac") == 0 ? audio_write_flac(out, &sum, AUDIO_PCM16, err, sizeof err)
-	                                     : audio_write_wav(out, &sum, AUDIO_PCM16, err, sizeof err);
+	enum audio_container kind = strcmp(j->ext, "flac") == 0  ? AUDIO_FLAC
+	                            : strcmp(j->ext, "mp3") == 0 ? AUDIO_MP3
+	                                                         : AUDIO_WAV;
+	int rc = audio_write(out, &sum, kind, AUDIO_PCM16, err, sizeof err);
 	if (rc == 0 && sum.sample_rate_hz > 0)
 		*duration = (double)sum.n_frames / sum.sample_rate_hz;
 	audio_buf_free(&sum);
@@ -381,7 +383,7 @@ int job_worker_lalalai(struct job_run *r)
 	j.last_pct = -1;
 	j.model = json_string_value(json_object_get(r->payload, "model"));
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
-	j.ext = format && strcmp(format, "flac") == 0 ? "flac" : "wav";
+	j.ext = format && (strcmp(format, "flac") == 0 || strcmp(format, "mp3") == 0) ? format : "wav";
 	const char *idem = json_string_value(json_object_get(r->payload, "idempotency_key"));
 	if (!j.model)
 		j.model = "htdemucs";

@@ -1,8 +1,9 @@
 /* job_processing.c - the "processing" job type: stem separation with the native Demucs
  * engine (src/nn).
  *
- * Payload: {"model", "engine": "local", "output_format": "wav"|"wav24"|"f32"|"flac",
- * "two_stems"?} (the three WAV formats are 16-bit, 24-bit and 32-bit float). With
+ * Payload: {"model", "engine": "local", "output_format": "wav"|"wav24"|"f32"|"flac"|"mp3",
+ * "two_stems"?} (the three WAV formats are 16-bit, 24-bit and 32-bit float; FLAC is 16-bit,
+ * MP3 320 kbit/s CBR). Every format is written as the engine finishes segments. With
  * two_stems (a source name, as Demucs's --two-stems) the stems are that source and
  * "no_<source>", the sum of all the others in source order. The track's audio
  * is decoded to 44.1 kHz stereo, separated (progress = forward passes done / total,
@@ -79,7 +80,7 @@ int job_processing_publish(struct job_run *r, const char *const *names,
 }
 
 struct stem_files {
-	struct audio_wav_file files[NN_MAX_STEMS];
+	struct audio_enc *files[NN_MAX_STEMS];
 	int n_sources, n_ch;
 	int two;           /* two_stems: the kept source's index, else -1 */
 	float *rest;       /* two_stems: the complement of one stretch (n_ch x cap floats) */
@@ -107,7 +108,7 @@ static void complement(const float *planes, int n_src, int n_ch, size_t stride, 
 }
 
 /* The engine's sink: appends each finished stretch of every stem (or, with two_stems, of
- * the kept stem and its complement) to its WAV file. */
+ * the kept stem and its complement) to its file. */
 static int stem_sink(void *user, const float *data, size_t stride, size_t frame0, size_t n)
 {
 	(void)frame0; /* stretches arrive in order */
@@ -122,14 +123,14 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 			sf->rest_cap = plane;
 		}
 		complement(data, sf->n_sources, sf->n_ch, stride, n, sf->two, sf->rest);
-		return audio_wav_write(&sf->files[0], data + (size_t)sf->two * plane, stride, n, NULL,
+		return audio_enc_write(sf->files[0], data + (size_t)sf->two * plane, stride, n, NULL,
 		                       0) != 0 ||
-		               audio_wav_write(&sf->files[1], sf->rest, stride, n, NULL, 0) != 0
+		               audio_enc_write(sf->files[1], sf->rest, stride, n, NULL, 0) != 0
 		           ? -1
 		           : 0;
 	}
 	for (int s = 0; s < sf->n_sources; s++)
-		if (audio_wav_write(&sf->files[s], data + (size_t)s * plane, stride, n, NULL, 0) != 0)
+		if (audio_enc_write(sf->files[s], data + (size_t)s * plane, stride, n, NULL, 0) != 0)
 			return -1;
 	return 0;
 }
@@ -176,12 +177,16 @@ int job_worker_processing(struct job_run *r)
 	nn_separate_opts_init(&o);
 	o.progress = on_progress;
 	o.progress_user = r;
-	const bool flac = strcmp(format, "flac") == 0;
-	const char *ext = flac ? "flac" : "wav";
-	/* WAV samples: 16-bit ("wav"), 24-bit ("wav24") or 32-bit float ("f32"). */
-	enum audio_sample_format wav_fmt = strcmp(format, "wav24") == 0 ? AUDIO_PCM24
-	                                   : strcmp(format, "f32") == 0  ? AUDIO_FLOAT32
-	                                                                 : AUDIO_PCM16;
+	enum audio_container kind;
+	enum audio_sample_format sample_fmt;
+	const char *ext;
+	if (audio_output_format(format, &kind, &sample_fmt, &ext) != 0) {
+		audio_buf_free(&in);
+		nn_model_free(m);
+		snprintf(r->error, sizeof r->error, "Unknown output format: use " AUDIO_OUTPUT_FORMATS ".");
+		r->retry = false;
+		return SFA_EINVAL;
+	}
 	int n_src = info->n_sources, n_ch = info->audio_channels, samplerate = info->samplerate;
 	size_t n_frames = in.n_frames;
 	int two = -1;
@@ -207,46 +212,26 @@ int job_worker_processing(struct job_run *r)
 		    (int)sizeof files[s])
 			rc = sfa_err(err, sizeof err, SFA_EINVAL, "the scratch path is too long");
 	}
-	/* WAV stems are written as the engine finishes segments, so the whole-track stems
-	 * never sit in memory; FLAC goes through the engine's output buffer. */
+	/* Stems are written as the engine finishes segments, so the whole-track stems never
+	 * sit in memory. */
 	struct stem_files sf = {.n_sources = n_src, .n_ch = n_ch, .two = two};
 	int opened = 0;
-	for (; !flac && opened < n_out && rc == 0; opened++)
-		rc = audio_wav_open(&sf.files[opened], files[opened], n_frames, n_ch, samplerate,
-		                    wav_fmt, err, sizeof err);
-	if (!flac) {
-		o.sink = stem_sink;
-		o.sink_user = &sf;
-		o.scratch_dir = r->work_dir; /* bags sum their members there */
-	}
-	float *out = NULL;
+	for (; opened < n_out && rc == 0; opened++)
+		rc = audio_enc_open(&sf.files[opened], files[opened], kind, sample_fmt, n_frames, n_ch,
+		                    samplerate, err, sizeof err);
+	o.sink = stem_sink;
+	o.sink_user = &sf;
+	o.scratch_dir = r->work_dir; /* bags sum their members there */
 	if (rc == 0)
-		rc = nn_separate(m, in.data, n_frames, &o, flac ? &out : NULL, err, sizeof err);
+		rc = nn_separate(m, in.data, n_frames, &o, NULL, err, sizeof err);
 	audio_buf_free(&in);
 	nn_model_free(m); /* info points into the model: not used past here */
 	if (rc == 0)
 		job_report(r, 92, "processing", "writing the stems");
 	for (int s = 0; s < opened; s++)
-		if (audio_wav_close(&sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
+		if (audio_enc_close(sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
 			rc = SFA_EIO;
 	free(sf.rest);
-	float *rest = NULL;
-	if (flac && rc == 0 && two >= 0) {
-		rest = malloc((size_t)n_ch * n_frames * sizeof *rest);
-		if (!rest)
-			rc = sfa_err(err, sizeof err, SFA_ENOMEM, "out of memory for the second stem");
-		else
-			complement(out, n_src, n_ch, n_frames, n_frames, two, rest);
-	}
-	for (int s = 0; flac && s < n_out && rc == 0; s++) {
-		const float *src = two < 0 ? out + (size_t)s * (size_t)n_ch * n_frames
-		                   : s == 0 ? out + (size_t)two * (size_t)n_ch * n_frames
-		                            : rest;
-		struct audio_buf b = {(float *)src, n_frames, n_ch, samplerate};
-		rc = audio_write_flac(files[s], &b, AUDIO_PCM16, err, sizeof err);
-	}
-	free(rest);
-	free(out);
 	if (rc) {
 		snprintf(r->error, sizeof r->error, "The separation failed: %s", err);
 		return rc;

@@ -37,7 +37,7 @@ static double now_s(void)
 static int usage_separate(void)
 {
 	fprintf(stderr,
-	        "usage: sfa separate FILE [--model M] [--out DIR] [--format wav|wav24|f32|flac]\n"
+	        "usage: sfa separate FILE [--model M] [--out DIR] [--format wav|wav24|f32|flac|mp3]\n"
 	        "                         [--shifts N] [--overlap F] [--segment S] [--seed N]\n"
 	        "                         [--threads N]\n"
 	        "  M is a model name (htdemucs, htdemucs_ft, htdemucs_6s, mdx_extra or a bag in\n"
@@ -113,7 +113,7 @@ static void track_name(const char *path, char *out, size_t n)
 }
 
 struct stem_sink {
-	struct audio_wav_file files[NN_MAX_STEMS];
+	struct audio_enc *files[NN_MAX_STEMS];
 	int n_sources, n_ch;
 };
 
@@ -122,7 +122,7 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 	(void)frame0;
 	struct stem_sink *ss = user;
 	for (int s = 0; s < ss->n_sources; s++)
-		if (audio_wav_write(&ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n, NULL,
+		if (audio_enc_write(ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n, NULL,
 		                    0) != 0)
 			return -1;
 	return 0;
@@ -163,8 +163,11 @@ int nn_cli_separate(int argc, char **argv)
 		} else if (!strcmp(a, "--out")) {
 			out_dir = v;
 		} else if (!strcmp(a, "--format")) {
-			if (strcmp(v, "wav") && strcmp(v, "wav24") && strcmp(v, "f32") && strcmp(v, "flac")) {
-				fprintf(stderr, "sfa separate: --format must be wav, wav24, f32 or flac\n");
+			enum audio_container kind;
+			enum audio_sample_format fmt;
+			const char *ext;
+			if (audio_output_format(v, &kind, &fmt, &ext) != 0) {
+				fprintf(stderr, "sfa separate: --format must be " AUDIO_OUTPUT_FORMATS "\n");
 				return 2;
 			}
 			format = v;
@@ -233,53 +236,36 @@ int nn_cli_separate(int argc, char **argv)
 	struct bar bar = {.tty = isatty(STDERR_FILENO), .t0 = now_s(), .what = "separating"};
 	o.progress = draw_bar;
 	o.progress_user = &bar;
-	enum audio_sample_format fmt = AUDIO_PCM16;
-	if (!strcmp(format, "wav24"))
-		fmt = AUDIO_PCM24;
-	else if (!strcmp(format, "f32"))
-		fmt = AUDIO_FLOAT32;
-	int flac = !strcmp(format, "flac");
-	const char *ext = flac ? "flac" : "wav";
+	enum audio_container kind;
+	enum audio_sample_format fmt;
+	const char *ext;
+	audio_output_format(format, &kind, &fmt, &ext); /* checked with the arguments */
 	int C = info->audio_channels;
 	json_t *files = json_object();
 	char paths[NN_MAX_STEMS][4400];
 	for (int s = 0; s < info->n_sources; s++)
 		snprintf(paths[s], sizeof paths[s], "%s/%s.%s", dir, info->sources[s], ext);
 
-	/* WAV stems are streamed to disk as segments finish; FLAC goes through a buffer. */
+	/* Stems are streamed to disk as segments finish. */
 	struct stem_sink ss = {.n_sources = info->n_sources, .n_ch = C};
 	int rc = 0, opened = 0;
-	if (!flac) {
-		for (; opened < info->n_sources && rc == 0; opened++)
-			rc = audio_wav_open(&ss.files[opened], paths[opened], in.n_frames, C,
-			                    info->samplerate, fmt, err, sizeof err);
-		o.sink = stem_sink;
-		o.sink_user = &ss;
-		o.scratch_dir = dir; /* bags sum their members next to the stems */
-	}
+	for (; opened < info->n_sources && rc == 0; opened++)
+		rc = audio_enc_open(&ss.files[opened], paths[opened], kind, fmt, in.n_frames, C,
+		                    info->samplerate, err, sizeof err);
+	o.sink = stem_sink;
+	o.sink_user = &ss;
+	o.scratch_dir = dir; /* bags sum their members next to the stems */
 	double t1 = now_s();
-	float *stems = NULL;
 	if (rc == 0)
-		rc = nn_separate(m, in.data, in.n_frames, &o, flac ? &stems : NULL, err, sizeof err);
+		rc = nn_separate(m, in.data, in.n_frames, &o, NULL, err, sizeof err);
 	double t_sep = now_s() - t1;
 	for (int s = 0; s < opened; s++)
-		if (audio_wav_close(&ss.files[s], rc != 0, NULL, 0) != 0 && rc == 0)
-			rc = sfa_err(err, sizeof err, SFA_EIO, "cannot write %s", paths[s]);
+		if (audio_enc_close(ss.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
+			rc = SFA_EIO;
 	if (rc)
 		fprintf(stderr, "sfa separate: %s\n", err);
-	for (int s = 0; s < info->n_sources && rc == 0; s++) {
-		if (flac) {
-			struct audio_buf b = {.data = stems + (size_t)s * C * in.n_frames,
-			                      .n_frames = in.n_frames,
-			                      .n_channels = C,
-			                      .sample_rate_hz = info->samplerate};
-			rc = audio_write_flac(paths[s], &b, fmt, err, sizeof err);
-			if (rc)
-				fprintf(stderr, "sfa separate: %s\n", err);
-		}
-		if (rc == 0)
-			json_object_set_new(files, info->sources[s], json_string(paths[s]));
-	}
+	for (int s = 0; s < info->n_sources && rc == 0; s++)
+		json_object_set_new(files, info->sources[s], json_string(paths[s]));
 	if (rc == 0) {
 		double dur = (double)in.n_frames / info->samplerate;
 		json_t *src = json_array();
@@ -301,7 +287,6 @@ int nn_cli_separate(int argc, char **argv)
 		json_decref(j);
 	}
 	json_decref(files);
-	free(stems);
 	audio_buf_free(&in);
 	nn_model_free(m);
 	return rc ? 1 : 0;

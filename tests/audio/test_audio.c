@@ -320,7 +320,7 @@ static void flac_round_trips_are_exact(void **state)
 		for (size_t i = 0; i < b.n_frames * 2; i++)
 			b.data[i] = (float)(nearbyint(b.data[i] * scale) / scale);
 		const char *p = tmp_path(depth ? "r24.flac" : "r16.flac");
-		assert_int_equal(audio_write_flac(p, &b, depth ? AUDIO_PCM24 : AUDIO_PCM16, err,
+		assert_int_equal(audio_write(p, &b, AUDIO_FLAC, depth ? AUDIO_PCM24 : AUDIO_PCM16, err,
 		                                  sizeof err),
 		                 0);
 		struct audio_info info;
@@ -342,13 +342,90 @@ static void flac_round_trips_are_exact(void **state)
 		audio_buf_free(&b);
 	}
 	struct audio_buf b = make_buf(10, 1, 44100);
-	assert_int_equal(audio_write_flac(tmp_path("bad.flac"), &b, AUDIO_FLOAT32, err, sizeof err),
+	assert_int_equal(audio_write(tmp_path("bad.flac"), &b, AUDIO_FLAC, AUDIO_FLOAT32, err, sizeof err),
 	                 SFA_EINVAL);
 	assert_int_equal(audio_write_wav("/nonexistent-dir/x.wav", &b, AUDIO_PCM16, err, sizeof err),
 	                 SFA_EIO);
 	assert_non_null(strstr(err, "cannot create"));
 	assert_int_equal(
-		audio_write_flac("/nonexistent-dir/x.flac", &b, AUDIO_PCM16, err, sizeof err), SFA_EIO);
+		audio_write("/nonexistent-dir/x.flac", &b, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err), SFA_EIO);
+	audio_buf_free(&b);
+}
+
+/* The streaming writer: any chunking gives the same file as one write; MP3 comes back at
+ * its exact length (the LAME header carries the encoder's delay and padding) and close to
+ * the signal; a short count is refused and leaves no file. */
+static void streaming_writer(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct audio_buf b = make_sine(1.5, 44100, 2, 1000, 0.5);
+	for (size_t i = 0; i < b.n_frames * 2; i++) /* on the 16-bit grid; -0 becomes 0 */
+		b.data[i] = (float)(nearbyint(b.data[i] * 32768.0) / 32768.0) + 0.0f;
+	const char *whole = tmp_path("whole.flac");
+	assert_int_equal(audio_write(whole, &b, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err), 0);
+	const char *parts = tmp_path("parts.flac");
+	struct audio_enc *e;
+	assert_int_equal(audio_enc_open(&e, parts, AUDIO_FLAC, AUDIO_PCM16, b.n_frames, 2, 44100,
+	                                err, sizeof err),
+	                 0);
+	static const size_t chunks[] = {1, 999, 4608, 7, 10000};
+	size_t at = 0;
+	for (size_t k = 0; at < b.n_frames; k++) {
+		size_t n = chunks[k % 5] < b.n_frames - at ? chunks[k % 5] : b.n_frames - at;
+		assert_int_equal(audio_enc_write(e, b.data + at, b.n_frames, n, err, sizeof err), 0);
+		at += n;
+	}
+	assert_int_equal(audio_enc_close(e, false, err, sizeof err), 0);
+	struct audio_buf d1, d2;
+	assert_int_equal(audio_decode(whole, 0, 0, 0, &d1, err, sizeof err), 0);
+	assert_int_equal(audio_decode(parts, 0, 0, 0, &d2, err, sizeof err), 0);
+	assert_int_equal(d2.n_frames, b.n_frames);
+	assert_memory_equal(d1.data, d2.data, b.n_frames * 2 * sizeof(float));
+	assert_memory_equal(d2.data, b.data, b.n_frames * 2 * sizeof(float));
+	audio_buf_free(&d1);
+	audio_buf_free(&d2);
+
+	const char *mp3 = tmp_path("stem.mp3");
+	assert_int_equal(audio_write(mp3, &b, AUDIO_MP3, AUDIO_PCM16, err, sizeof err), 0);
+	struct audio_info info;
+	assert_int_equal(audio_probe(mp3, &info, err, sizeof err), 0);
+	assert_string_equal(info.codec, "mp3");
+	assert_int_equal(info.bit_rate, AUDIO_MP3_BIT_RATE);
+	struct audio_buf d;
+	assert_int_equal(audio_decode(mp3, 0, 0, 0, &d, err, sizeof err), 0);
+	assert_int_equal(d.n_frames, b.n_frames);
+	assert_int_equal(d.n_channels, 2);
+	double sig = 0, noise = 0;
+	for (size_t i = 0; i < b.n_frames * 2; i++) {
+		sig += (double)b.data[i] * b.data[i];
+		noise += ((double)d.data[i] - b.data[i]) * ((double)d.data[i] - b.data[i]);
+	}
+	double snr_db = 10.0 * log10(sig / noise);
+	printf("# MP3 at 320 kbit/s: SNR %.1f dB\n", snr_db);
+	if (snr_db < 30.0)
+		fail_msg("the MP3 comes back with an SNR of %.1f dB", snr_db);
+	audio_buf_free(&d);
+
+	const char *short_file = tmp_path("short.mp3");
+	assert_int_equal(audio_enc_open(&e, short_file, AUDIO_MP3, AUDIO_PCM16, 1000, 2, 44100, err,
+	                                sizeof err),
+	                 0);
+	assert_int_equal(audio_enc_write(e, b.data, b.n_frames, 10, err, sizeof err), 0);
+	assert_int_equal(audio_enc_close(e, false, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(access(short_file, F_OK), -1);
+	assert_int_equal(audio_enc_open(&e, tmp_path("x.mp3"), AUDIO_MP3, AUDIO_PCM16, 10, 3, 44100,
+	                                err, sizeof err),
+	                 SFA_EINVAL);
+	enum audio_container kind;
+	enum audio_sample_format fmt;
+	const char *ext;
+	assert_int_equal(audio_output_format("mp3", &kind, &fmt, &ext), 0);
+	assert_int_equal(kind, AUDIO_MP3);
+	assert_string_equal(ext, "mp3");
+	assert_int_equal(audio_output_format("wav24", &kind, &fmt, &ext), 0);
+	assert_int_equal(fmt, AUDIO_PCM24);
+	assert_int_equal(audio_output_format("ogg", &kind, &fmt, &ext), SFA_EINVAL);
 	audio_buf_free(&b);
 }
 
@@ -821,7 +898,7 @@ static void bad_files_give_clean_errors(void **state)
 	copy_prefix(wav, p, 0.5);
 	expect_format_error(p, "truncated WAV");
 	const char *flac = tmp_path("tr_src.flac");
-	assert_int_equal(audio_write_flac(flac, &b, AUDIO_PCM16, err, sizeof err), 0);
+	assert_int_equal(audio_write(flac, &b, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err), 0);
 	p = tmp_path("trunc.flac");
 	copy_prefix(flac, p, 0.5);
 	expect_format_error(p, "truncated FLAC");
@@ -962,6 +1039,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(wav_float_round_trip_is_exact_and_unclipped),
 		cmocka_unit_test(wav_multichannel_uses_extensible),
 		cmocka_unit_test(flac_round_trips_are_exact),
+		cmocka_unit_test(streaming_writer),
 		cmocka_unit_test(sine_1k_44k_to_22k),
 		cmocka_unit_test(sine_1k_44k_to_48k),
 		cmocka_unit_test(output_length_is_ceil_rule),

@@ -7,10 +7,13 @@ reference data in tests/fixtures/nn) is installed under htdemucs's signature, ex
 each as long as the input; plus the validation and model errors of the contract.
 """
 import io
+import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import wave
@@ -174,9 +177,29 @@ def two_stems_are_the_stem_and_its_complement(srv):
         eq(j["status"], "completed", j.get("error"))
         head = c.get(j["stems"][0]["file_path"], headers=auth).body[:64]
         eq(struct.unpack("<HHIIHH", head[20:36])[0::5], (code, bits), f"{fmt} WAV header")
+    # MP3 at 320 kbit/s, as ffprobe sees it.
+    j = wait_sep(c, auth, separate(c, auth, track_id=track["id"], output_format="mp3")
+                 .json()["data"]["job_id"])
+    eq(j["status"], "completed", j.get("error"))
+    eq(sorted((s["stem_type"], s["format"]) for s in j["stems"]),
+       [(n, "mp3") for n in ("bass", "drums", "other", "vocals")], "mp3 stems")
+    r = c.get(j["stems"][0]["file_path"], headers=auth)
+    eq((r.status, r.header("Content-Type")), (200, "audio/mpeg"), "served as MP3")
+    with tempfile.NamedTemporaryFile(suffix=".mp3") as f:
+        f.write(r.body)
+        f.flush()
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                            "stream=codec_name,sample_rate,channels,bit_rate:format=duration",
+                            "-of", "json", f.name], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, p.stderr)
+    info = json.loads(p.stdout)
+    s = info["streams"][0]
+    eq((s["codec_name"], s["sample_rate"], s["channels"], s["bit_rate"]),
+       ("mp3", "44100", 2, "320000"), "ffprobe")
+    check(abs(float(info["format"]["duration"]) - 1.0) < 0.06, f"duration {info['format']}")
     r = separate(c, auth, track_id=track["id"], output_format="f32", engine="lalalai")
     eq((r.status, r.json()["details"]["output_format"]),
-       (422, ["must be wav or flac with the lalalai engine"]), r.text)
+       (422, ["must be wav, flac or mp3 with the lalalai engine"]), r.text)
     r = separate(c, auth, track_id=track["id"], two_stems="guitar")
     eq((r.status, list(r.json()["details"])), (422, ["two_stems"]), r.text)
     check("drums,bass,other,vocals" in r.json()["details"]["two_stems"][0], r.text)
@@ -224,7 +247,7 @@ def separate_validation(srv):
     c = srv.client()
     track = upload(srv, auth)
     r = separate(c, auth, track_id=track["id"], model="spleeter", engine="cloud",
-                 output_format="mp3")
+                 output_format="ogg")
     eq(r.status, 422, "bad values")
     eq(sorted(r.json()["details"]), ["engine", "model", "output_format"], "every field named")
     r = separate(c, auth, track_id=track["id"], model="htdemucs_6s")

@@ -205,7 +205,7 @@ static void separate_end_to_end(void **state)
 	/* Usage errors exit 2, failures 1. */
 	char *bad1[] = {"separate"};
 	assert_int_equal(nn_cli_separate(1, bad1), 2);
-	char *bad2[] = {"separate", wav, "--format", "mp3"};
+	char *bad2[] = {"separate", wav, "--format", "ogg"};
 	assert_int_equal(nn_cli_separate(4, bad2), 2);
 	char *bad3[] = {"separate", wav, "--model", "no_such_model"};
 	assert_int_equal(nn_cli_separate(4, bad3), 1);
