@@ -24,6 +24,8 @@ export async function libraryView(root, ctx) {
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   replace(root, h("section", {},
     h("div", { class: "toolbar" }, h("h1", { style: "margin:0 auto 0 0" }, "Library"),
+      h("a", { class: "button secondary", href: "/export/rekordbox.xml", download: "" }, "Rekordbox XML"),
+      h("a", { class: "button secondary", href: "/export/traktor.nml", download: "" }, "Traktor NML"),
       h("a", { class: "button", href: "/import" }, "Import music")),
     h("div", { class: "row" }, h("div", {}, search), h("div", {}, sort), layoutBtn),
     bulk, body, pager));
@@ -119,6 +121,7 @@ export async function libraryView(root, ctx) {
       h("span", {}, `${n} selected`),
       h("button", { type: "button", onclick: () => each("Analyze", (id) => post("/api/analysis/analyze", { track_id: id, features: ["all"] })) }, "Analyze selected"),
       h("button", { type: "button", onclick: () => each("Separate", (id) => post("/api/processing/separate", { track_id: id, model: "htdemucs" })) }, "Separate selected"),
+      h("a", { class: "button secondary", download: "", href: `/export/rekordbox.xml?track_ids=${[...state.selected].join(",")}` }, "Rekordbox XML of these"),
       h("button", { type: "button", class: "danger", onclick: () => confirm(`Delete ${n} track(s) with their stems and analyses?`) && each("Delete", (id) => del(`/api/tracks/${id}`), true) }, "Delete selected"),
     ] : []);
   }

@@ -58,5 +58,7 @@ void api_export_name(const struct db_track *t, const char *what, const char *ext
                      size_t n);
 void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,
                     const char *ext);
+/* Content-Disposition: attachment with an ASCII fallback and the exact UTF-8 name. */
+void api_attachment_name(struct http_ctx *ctx, const char *name);
 
 #endif

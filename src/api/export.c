@@ -1,11 +1,14 @@
 /* export.c - the exports: /export/stem/:id (one stem, named for the track),
- * /export/stems/:track_id (every stem of a separation as a ZIP streamed while it is built)
- * and /export/analysis/:track_id (the latest analysis as JSON).
+ * /export/stems/:track_id (every stem of a separation as a ZIP streamed while it is built),
+ * /export/analysis/:track_id (the latest analysis as JSON), and the library for DJ
+ * software (core/djexport.h): /export/rekordbox.xml, /export/traktor.nml and
+ * /export/library.zip (the audio under the names the collections give, with both beside
+ * it), each for the whole library or ?track_ids=a,b,... and with ?root=.
  *
- * The stems ZIP is produced by libarchive pushing into a small buffer that
- * libmicrohttpd's content reader drains: each pull writes at most one 64 KiB chunk of one
- * stem, so memory stays constant whatever the archive's size, and no temporary file is
- * written. Names are UTF-8 and flagged so (hdrcharset).
+ * The ZIPs are produced by libarchive pushing into a small buffer that libmicrohttpd's
+ * content reader drains: each pull writes at most one 64 KiB chunk of one entry, so memory
+ * stays constant whatever the archive's size, and no temporary file is written. Names are
+ * UTF-8 and flagged so (hdrcharset).
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -16,10 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "core/djexport.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/uuid.h"
 
@@ -40,22 +47,25 @@ void api_export_stem(struct http_ctx *ctx)
 
 /* ---- streamed ZIP ---------------------------------------------------------------- */
 
-enum { ZIP_MAX_ENTRIES = 16, ZIP_CHUNK = 64 * 1024 };
+enum { ZIP_CHUNK = 64 * 1024, ZIP_ARENA_MAX = 64 << 20 };
 
 struct zip_entry {
-	char path[PATH_MAX * 2];
-	char name[1200];
-	int64_t size;
+	const char *name; /* in the archive */
+	const char *path; /* a file to copy, or NULL for data */
+	const char *data; /* an entry made in memory (the stream's arena) */
+	size_t len;
 };
 
 struct zipstream {
+	struct arena mem;   /* the entries and everything they point to */
 	struct archive *a;
 	unsigned char *out; /* bytes libarchive produced, not yet handed to the client */
 	size_t out_len, out_off, out_cap;
-	struct zip_entry e[ZIP_MAX_ENTRIES];
-	int n, i;
-	int fd;           /* the entry being copied, -1 between entries */
-	int64_t left;     /* bytes of it still to copy */
+	struct zip_entry *e;
+	size_t n, cap, i;
+	int fd;           /* the file entry being copied, -1 otherwise */
+	const char *data; /* the memory entry being copied, NULL otherwise */
+	int64_t left;     /* bytes of the current entry still to copy */
 	bool closed, failed;
 	unsigned char chunk[ZIP_CHUNK];
 };
@@ -79,48 +89,69 @@ static la_ssize_t zs_write(struct archive *a, void *cls, const void *data, size_
 	return (la_ssize_t)n;
 }
 
+/* Starts entry e: its header, and the file to copy. */
+static void zs_begin(struct zipstream *z, const struct zip_entry *e)
+{
+	int64_t size = (int64_t)e->len;
+	time_t mtime = time(NULL);
+	if (e->path) {
+		z->fd = open(e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (z->fd < 0 || fstat(z->fd, &st) != 0) {
+			log_error("zip export: cannot open %s: %s", e->path, strerror(errno));
+			z->failed = true;
+			return;
+		}
+		size = st.st_size;
+		mtime = st.st_mtime;
+	} else {
+		z->data = e->data;
+	}
+	z->left = size;
+	struct archive_entry *ae = archive_entry_new();
+	archive_entry_set_pathname_utf8(ae, e->name);
+	archive_entry_set_size(ae, size);
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_mtime(ae, mtime, 0);
+	if (archive_write_header(z->a, ae) != ARCHIVE_OK)
+		z->failed = true;
+	archive_entry_free(ae);
+}
+
 /* One step of building the archive: the next header, one chunk, or the end. */
 static void zs_step(struct zipstream *z)
 {
-	if (z->fd < 0) {
+	if (z->fd < 0 && !z->data) {
 		if (z->i == z->n) {
 			if (archive_write_close(z->a) != ARCHIVE_OK)
 				z->failed = true;
 			z->closed = true;
 			return;
 		}
-		struct zip_entry *e = &z->e[z->i++];
-		z->fd = open(e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		struct stat st;
-		if (z->fd < 0 || fstat(z->fd, &st) != 0) {
-			log_error("zip export: cannot open a stem file: %s", strerror(errno));
-			z->failed = true;
-			return;
-		}
-		z->left = st.st_size;
-		struct archive_entry *ae = archive_entry_new();
-		archive_entry_set_pathname_utf8(ae, e->name);
-		archive_entry_set_size(ae, st.st_size);
-		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_perm(ae, 0644);
-		archive_entry_set_mtime(ae, st.st_mtime, 0);
-		if (archive_write_header(z->a, ae) != ARCHIVE_OK)
-			z->failed = true;
-		archive_entry_free(ae);
+		zs_begin(z, &z->e[z->i++]);
 		return;
 	}
 	if (z->left > 0) {
 		size_t want = z->left < ZIP_CHUNK ? (size_t)z->left : ZIP_CHUNK;
-		ssize_t n = read(z->fd, z->chunk, want);
+		ssize_t n = (ssize_t)want;
+		if (z->data)
+			memcpy(z->chunk, z->data, want);
+		else
+			n = read(z->fd, z->chunk, want);
 		if (n <= 0 || archive_write_data(z->a, z->chunk, (size_t)n) != n) {
 			z->failed = true;
 			return;
 		}
+		if (z->data)
+			z->data += n;
 		z->left -= n;
 		return;
 	}
-	close(z->fd);
+	if (z->fd >= 0)
+		close(z->fd);
 	z->fd = -1;
+	z->data = NULL;
 	if (archive_write_finish_entry(z->a) != ARCHIVE_OK)
 		z->failed = true;
 }
@@ -150,56 +181,50 @@ static void zs_free(void *cls)
 	struct zipstream *z = cls;
 	if (z->fd >= 0)
 		close(z->fd);
-	archive_write_free(z->a);
+	if (z->a)
+		archive_write_free(z->a);
+	arena_free(&z->mem);
 	free(z->out);
 	free(z);
 }
 
-static void collect_stem(struct zipstream *z, const struct db_track *t, const char *data_dir,
-                         const struct db_stem *s)
+/* A stream with room for cap entries; NULL when out of memory. */
+static struct zipstream *zs_new(size_t cap)
 {
-	if (z->n == ZIP_MAX_ENTRIES || !api_safe_rel_path(s->file_path))
-		return;
-	struct zip_entry *e = &z->e[z->n++];
-	snprintf(e->path, sizeof e->path, "%s/uploads/%s", data_dir, s->file_path);
-	api_export_name(t, s->stem_type, s->format, e->name, sizeof e->name);
-	e->size = s->file_size;
+	struct zipstream *z = calloc(1, sizeof *z);
+	if (!z)
+		return NULL;
+	z->fd = -1;
+	arena_init(&z->mem, ZIP_ARENA_MAX);
+	z->cap = cap;
+	z->e = cap ? arena_alloc(&z->mem, cap * sizeof *z->e) : NULL;
+	if (cap && !z->e) {
+		zs_free(z);
+		return NULL;
+	}
+	return z;
 }
 
-void api_export_stems(struct http_ctx *ctx)
+/* Adds a file (path) or, with path NULL, len bytes of data (copied) as name. */
+static bool zs_add(struct zipstream *z, const char *name, const char *path, const char *data,
+                   size_t len)
 {
-	const char *track_id = http_param(ctx, "track_id");
-	const char *job_id = http_query(ctx, "job_id");
-	struct db_track t;
-	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
-		api_not_found(ctx, "The track");
-		return;
-	}
-	if (job_id && !uuid_valid(job_id)) {
-		api_not_found(ctx, "The separation job");
-		return;
-	}
-	struct zipstream *z = calloc(1, sizeof *z);
-	if (!z) {
-		http_error(ctx, 500, "internal", "Out of memory.");
-		return;
-	}
-	z->fd = -1;
-	struct db_stem *stems;
-	size_t n_stems;
-	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n_stems)) {
-		free(z);
-		api_db_error(ctx);
-		return;
-	}
-	for (size_t i = 0; i < n_stems; i++)
-		collect_stem(z, &t, ctx->app->cfg.data_dir, &stems[i]);
-	if (z->n == 0) {
-		free(z);
-		http_error(ctx, 404, "not_found",
-		           "This track has no stems yet; separate it with POST /api/processing/separate.");
-		return;
-	}
+	if (z->n == z->cap)
+		return false;
+	struct zip_entry *e = &z->e[z->n];
+	e->name = arena_strdup(&z->mem, name);
+	e->path = path ? arena_strdup(&z->mem, path) : NULL;
+	e->data = data ? arena_strndup(&z->mem, data, len) : NULL;
+	e->len = len;
+	if (!e->name || (path && !e->path) || (data && !e->data))
+		return false;
+	z->n++;
+	return true;
+}
+
+/* Answers with the archive, named filename, streamed as it is built; frees z on failure. */
+static void zs_respond(struct http_ctx *ctx, struct zipstream *z, const char *filename)
+{
 	z->a = archive_write_new();
 	if (!z->a || archive_write_set_format_zip(z->a) != ARCHIVE_OK ||
 	    archive_write_set_options(z->a, "zip:compression=store,zip:hdrcharset=UTF-8") != ARCHIVE_OK ||
@@ -218,9 +243,165 @@ void api_export_stems(struct http_ctx *ctx)
 		return;
 	}
 	MHD_add_response_header(r, "Content-Type", "application/zip");
-	api_attachment(ctx, &t, "stems", "zip");
+	api_attachment_name(ctx, filename);
 	ctx->resp_override = r;
 	ctx->status = 200;
+}
+
+void api_export_stems(struct http_ctx *ctx)
+{
+	const char *track_id = http_param(ctx, "track_id");
+	const char *job_id = http_query(ctx, "job_id");
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	if (job_id && !uuid_valid(job_id)) {
+		api_not_found(ctx, "The separation job");
+		return;
+	}
+	struct db_stem *stems;
+	size_t n_stems;
+	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n_stems)) {
+		api_db_error(ctx);
+		return;
+	}
+	struct zipstream *z = zs_new(n_stems);
+	if (!z) {
+		http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	for (size_t i = 0; i < n_stems; i++) {
+		char path[PATH_MAX * 2], name[1200];
+		if (!api_safe_rel_path(stems[i].file_path))
+			continue;
+		snprintf(path, sizeof path, "%s/uploads/%s", ctx->app->cfg.data_dir,
+		         stems[i].file_path);
+		api_export_name(&t, stems[i].stem_type, stems[i].format, name, sizeof name);
+		if (!zs_add(z, name, path, NULL, 0)) {
+			zs_free(z);
+			http_error(ctx, 500, "internal", "Out of memory.");
+			return;
+		}
+	}
+	if (z->n == 0) {
+		zs_free(z);
+		http_error(ctx, 404, "not_found",
+		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		return;
+	}
+	char name[1200];
+	api_export_name(&t, "stems", "zip", name, sizeof name);
+	zs_respond(ctx, z, name);
+}
+
+/* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */
+
+#define DJ_PLAYLIST "Sound Forge Alchemy"
+
+/* The items ?track_ids= and ?root= ask for, or an error answered. */
+static bool dj_items(struct http_ctx *ctx, bool need_root, struct dj_item **items, size_t *n)
+{
+	const char *root = http_query(ctx, "root");
+	if (need_root && !root) {
+		http_error_details(ctx, 422, "validation_failed", "The export request is invalid.",
+		                   json_pack("{s:[s]}", "root",
+		                             "is required: the folder the bundle is unpacked into on "
+		                             "your machine"));
+		return false;
+	}
+	char err[512];
+	int rc = dj_export_collect(ctx->app->db, ctx->app->cfg.data_dir, ctx->user.id,
+	                           http_query(ctx, "track_ids"), root, &ctx->arena, items, n, err,
+	                           sizeof err);
+	if (rc == SFA_EINVAL)
+		http_error(ctx, 422, "validation_failed", err);
+	else if (rc == SFA_ENOTFOUND)
+		http_error(ctx, 404, "not_found", err);
+	else if (rc == SFA_ECONFLICT)
+		http_error(ctx, 409, "audio_not_ready", err);
+	else if (rc)
+		http_error(ctx, 500, "internal", err);
+	return rc == 0;
+}
+
+typedef int (*dj_writer)(const struct dj_track *, size_t, const char *, char **, size_t *);
+
+/* The collection document of items, or NULL (an error answered). */
+static char *dj_document(struct http_ctx *ctx, const struct dj_item *items, size_t n,
+                         dj_writer write, size_t *len)
+{
+	struct dj_track *t = n ? arena_alloc(&ctx->arena, n * sizeof *t) : NULL;
+	if (n && !t) {
+		http_error(ctx, 500, "internal", "Out of memory.");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		t[i] = items[i].t;
+	char *doc = NULL;
+	if (write(t, n, DJ_PLAYLIST, &doc, len) != 0) {
+		http_error(ctx, 500, "internal", "The collection could not be written.");
+		return NULL;
+	}
+	return doc;
+}
+
+static void dj_send(struct http_ctx *ctx, dj_writer write, const char *type, const char *name)
+{
+	struct dj_item *items;
+	size_t n, len;
+	if (!dj_items(ctx, false, &items, &n))
+		return;
+	char *doc = dj_document(ctx, items, n, write, &len);
+	if (!doc)
+		return;
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, doc, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(doc);
+		http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	MHD_add_response_header(r, "Content-Type", type);
+	api_attachment_name(ctx, name);
+	ctx->resp_override = r;
+	ctx->status = 200;
+}
+
+void api_export_rekordbox(struct http_ctx *ctx)
+{
+	dj_send(ctx, dj_rekordbox_xml, "application/xml; charset=utf-8", "rekordbox.xml");
+}
+
+void api_export_traktor(struct http_ctx *ctx)
+{
+	dj_send(ctx, dj_traktor_nml, "application/xml; charset=utf-8", "collection.nml");
+}
+
+void api_export_library(struct http_ctx *ctx)
+{
+	struct dj_item *items;
+	size_t n, len_rb, len_tk;
+	if (!dj_items(ctx, true, &items, &n))
+		return;
+	char *rb = dj_document(ctx, items, n, dj_rekordbox_xml, &len_rb);
+	char *tk = rb ? dj_document(ctx, items, n, dj_traktor_nml, &len_tk) : NULL;
+	struct zipstream *z = tk ? zs_new(n + 2) : NULL;
+	bool ok = z && zs_add(z, "rekordbox.xml", NULL, rb, len_rb) &&
+	          zs_add(z, "collection.nml", NULL, tk, len_tk);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = zs_add(z, items[i].bundle_name, items[i].audio_path, NULL, 0);
+	free(rb);
+	free(tk);
+	if (!ok) {
+		if (z)
+			zs_free(z);
+		if (tk)
+			http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	zs_respond(ctx, z, "Sound Forge Alchemy library.zip");
 }
 
 void api_export_analysis(struct http_ctx *ctx)

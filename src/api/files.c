@@ -61,7 +61,7 @@ bool api_safe_rel_path(const char *rel)
 }
 
 /* Sets Content-Disposition with an ASCII fallback and the exact UTF-8 name. */
-static void set_attachment(struct http_ctx *ctx, const char *name)
+void api_attachment_name(struct http_ctx *ctx, const char *name)
 {
 	char ascii[256];
 	size_t j = 0;
@@ -112,7 +112,7 @@ void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_n
 	http_set_header(ctx, "Accept-Ranges", "bytes");
 	http_set_header(ctx, "Cache-Control", "private, max-age=0, must-revalidate");
 	if (download_name)
-		set_attachment(ctx, download_name);
+		api_attachment_name(ctx, download_name);
 	const char *inm = http_req_header(ctx, "If-None-Match");
 	const char *ims = http_req_header(ctx, "If-Modified-Since");
 	if ((inm && strcmp(inm, etag) == 0) || (!inm && ims && strcmp(ims, modified) == 0)) {
@@ -173,5 +173,5 @@ void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *
 {
 	char name[1200];
 	api_export_name(t, what, ext, name, sizeof name);
-	set_attachment(ctx, name);
+	api_attachment_name(ctx, name);
 }

@@ -59,6 +59,9 @@ static const struct route routes[] = {
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
+	{"GET", "/export/rekordbox.xml", api_export_rekordbox, R_FILES},
+	{"GET", "/export/traktor.nml", api_export_traktor, R_FILES},
+	{"GET", "/export/library.zip", api_export_library, R_FILES},
 	/* Authenticates itself (API key or session + same Origin) before the upgrade. */
 	{"GET", "/socket/websocket", api_socket, R_PUBLIC},
 	/* Spotify and downloads */

@@ -49,6 +49,9 @@ void api_processing_models(struct http_ctx *ctx);
 void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);
+void api_export_rekordbox(struct http_ctx *ctx);
+void api_export_traktor(struct http_ctx *ctx);
+void api_export_library(struct http_ctx *ctx);
 void api_daw_export(struct http_ctx *ctx);
 int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n);
 void api_socket(struct http_ctx *ctx); /* GET /socket/websocket (api/socket.h) */

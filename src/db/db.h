@@ -140,6 +140,7 @@ int db_track_list(struct db *db, const char *user_id, const char *q, int64_t off
  * separation made. */
 struct db_track_summary {
 	double tempo_bpm;
+	double first_beat_s; /* of the analysis the tempo is from; -1 when it has no beat */
 	char key[32];
 	char camelot[8];
 	int n_stems;

@@ -136,6 +136,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE analyses ADD COLUMN camelot TEXT;"
 	"UPDATE analyses SET tempo = json_extract(result, '$.tempo'), "
 	"  key_name = json_extract(result, '$.key'), camelot = json_extract(result, '$.camelot');",
+	/* 7: the first beat, where a DJ program's beat grid is anchored */
+	("ALTER TABLE analyses ADD COLUMN first_beat REAL;"
+	 "UPDATE analyses SET first_beat = json_extract(result, '$.beats[0]');"),
 };
 
 /* The lock discipline (db.h): every function takes the connection's mutex for its whole
@@ -779,6 +782,7 @@ static void read_summary_analysis(sqlite3_stmt *st, void *out)
 	s->tempo_bpm = sqlite3_column_double(st, 0);
 	col_text(st, 1, s->key, sizeof s->key);
 	col_text(st, 2, s->camelot, sizeof s->camelot);
+	s->first_beat_s = sqlite3_column_double(st, 3);
 }
 
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
@@ -802,7 +806,9 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 		                  "coalesce((SELECT key_name FROM analyses WHERE user_id = ?1 AND "
 		                  "track_id = ?2 AND key_name IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
 		                  "coalesce((SELECT camelot FROM analyses WHERE user_id = ?1 AND "
-		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), '')",
+		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
+		                  "coalesce((SELECT first_beat FROM analyses WHERE user_id = ?1 AND "
+		                  "track_id = ?2 AND tempo IS NOT NULL ORDER BY id DESC LIMIT 1), -1)",
 		                  "tt", user_id, tracks[i].id),
 		             read_summary_analysis, &s[i]);
 		if (rc == 0)
@@ -1276,9 +1282,9 @@ int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
 		rc = run(db,
 		         prep(db,
 		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at, "
-		              "tempo, key_name, camelot) VALUES (?1,?2,?3,?4,?5, "
+		              "tempo, key_name, camelot, first_beat) VALUES (?1,?2,?3,?4,?5, "
 		              "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
-		              "json_extract(?4, '$.camelot'))",
+		              "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'))",
 		              "tttti", user_id, track_id, job_id, result_json, now),
 		         false);
 	if (rc) {

@@ -98,6 +98,11 @@ try {
   const title = audioFile.split("/").pop().replace(/\.[^.]+$/, "");
   await page.getByRole("checkbox", { name: `Select ${title}` }).check();
   await page.getByRole("checkbox", { name: "Select Song Studio" }).check();
+  // The selection goes to Rekordbox as a collection of those two tracks.
+  const rbHref = await page.getByRole("link", { name: "Rekordbox XML of these" }).getAttribute("href");
+  const rb = await page.request.get(`${base}${rbHref}`);
+  if (rb.status() !== 200) fail(`the Rekordbox export of the selection: ${rb.status()} ${await rb.text()}`);
+  if (!(await rb.text()).includes('<COLLECTION Entries="2">')) fail("the Rekordbox export does not hold the two selected tracks");
   await page.getByRole("button", { name: "Analyze selected" }).click();
   await page.getByText("Analyze: 2 track(s) done.").waitFor();
   await page.getByRole("button", { name: "Grid view" }).click();
