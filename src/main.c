@@ -19,6 +19,7 @@
 #include "api/app.h"
 #include "audio/audio.h"
 #include "audio/mixer_cli.h"
+#include "audio/transform_cli.h"
 #include "dsp/cli.h"
 #include "nn/cli.h"
 #include "api/routes.h"
@@ -45,6 +46,8 @@ static const char usage[] =
 	"  models list|fetch NAME|verify [--data DIR]     manage Demucs model files\n"
 	"  analyze FILE [--features tempo,key,...|all] [--frame-rate N]\n"
 	"                                                 analyse a song, print JSON\n"
+	"  transform FILE [--semitones N] [--tempo-ratio R] [--formants] --out FILE\n"
+	"                                                 key-shift and time-stretch a song\n"
 	"  job enqueue --email E --type T [--track ID] [--payload JSON]\n"
 	"                                                 queue a job, print its id\n"
 	"  routes                                         print the route table (JSON)\n"
@@ -375,6 +378,8 @@ int main(int argc, char **argv)
 		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)
 		return cmd_probe_audio(argc - 2, argv + 2);
+	if (strcmp(cmd, "transform") == 0)
+		return transform_cli(argc - 2, argv + 2);
 	if (strcmp(cmd, "daw-render") == 0) /* POST /api/daw/export's child (audio/mixer_cli.h) */
 		return mixer_cli_render(argc - 2, argv + 2);
 	if (strcmp(cmd, "job-exec") == 0)

@@ -122,6 +122,19 @@ int audio_output_format(const char *name, enum audio_container *kind,
 int audio_write(const char *path, const struct audio_buf *b, enum audio_container kind,
                 enum audio_sample_format fmt, char *err, size_t n_err);
 
+/* ---- key-shift and time-stretch (stretch.c) ---------------------------------------- */
+
+#define AUDIO_MIN_TEMPO_RATIO 0.5
+#define AUDIO_MAX_TEMPO_RATIO 2.0
+enum { AUDIO_MAX_SEMITONES = 12 };
+
+/* in shifted by semitones (fractions allowed, |s| <= 12) and played tempo_ratio times as
+ * fast (0.5 .. 2: 1.1 shortens it to 1/1.1), with librubberband's R3 engine, offline;
+ * keep_formants keeps a voice's timbre through the shift. *out (malloced; audio_buf_free)
+ * has round(n / tempo_ratio) frames, in's channels and rate. */
+int audio_transform(const struct audio_buf *in, double semitones, double tempo_ratio,
+                    bool keep_formants, struct audio_buf *out, char *err, size_t n_err);
+
 /* ---- WAV encoding (wav.c), shared by every writer ------------------------------------ */
 
 enum { AUDIO_WAV_HEADER_MAX = 80, AUDIO_WAV_MAX_CHANNELS = 16 };

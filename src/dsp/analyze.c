@@ -169,6 +169,7 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	} else {
 		r->n_beats = dsp_beat_track(r->onset_env, T, r->tempo_bpm, w->beat_work, r->beats);
 	}
+	r->tempo_bpm = 60.0 * DSP_FPS / dsp_refine_period_from_beats(r->beats, r->n_beats, period);
 	return 0;
 }
 

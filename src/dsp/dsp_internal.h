@@ -198,6 +198,14 @@ double dsp_acf_at(const float *env, size_t n, double lag);
 int dsp_tempo_should_double(const float *med, const float *flux, size_t n_frames, int lag);
 /* lag refined by a parabola through tg[lag - 1 .. lag + 1] (lag itself if not a peak). */
 double dsp_refine_lag(const double *tg, int lag);
+/* The beat period (frames) that best fits the tracked beats: each beat gets the index its
+ * distance from the previous one implies at the estimated period (a missed beat skips one;
+ * a beat more than an eighth of a beat off the grid is left out), and a least-squares line through
+ * (index, frame) gives the slope. The frame grid limits each beat to +-half a frame, but
+ * the slope over many beats is far finer than the tempogram's lag grid. Returns period
+ * unchanged when the beats do not fit one steady tempo (fewer than 8 on the grid, more than
+ * a fifth off it, or a slope more than 3 % away). */
+double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
 
 /* ---- beats.c ------------------------------------------------------------------------ */
 /* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to
