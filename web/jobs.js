@@ -9,7 +9,7 @@ import { get, post, del } from "./api.js";
 import { h, replace, notify, errorText } from "./dom.js";
 
 const RUNNING = new Set(["queued", "running", "downloading", "processing", "analyzing"]);
-const LABEL = { processing: "Separation", analysis: "Analysis", download: "Download", probe: "Probe" };
+const LABEL = { processing: "Separation", analysis: "Analysis", download: "Download", transform: "Render", probe: "Probe" };
 const POLL_MS = 5000;
 
 export class JobsPanel {

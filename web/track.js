@@ -136,11 +136,30 @@ export async function trackView(root, ctx, id) {
         separate.disabled = false;
       }
     } }, "Separate stems");
+    // Key-shift and time-stretch: a new track (with the latest stems rendered alike).
+    const semis = h("input", { id: "tf-semitones", type: "number", min: "-12", max: "12", step: "0.5", value: "0" });
+    const bpm = h("input", { id: "tf-bpm", type: "number", min: "20", max: "400", step: "0.1", placeholder: "unchanged" });
+    const transform = h("button", { type: "button", onclick: async () => {
+      transform.disabled = true;
+      try {
+        const body = { track_id: track.id, semitones: Number(semis.value) || 0 };
+        if (bpm.value) body.target_bpm = Number(bpm.value);
+        const r = await post("/api/processing/transform", body);
+        ctx.jobs.add({ id: r.data.job_id, type: "transform", track_id: r.data.track_id });
+        notify(`“${r.data.track.title}” is being rendered; it is in your library.`, "ok");
+      } catch (e) {
+        notify(errorText(e), "error");
+      } finally {
+        transform.disabled = false;
+      }
+    } }, "Render shifted copy");
     const label = (forId, text, el) => { el.setAttribute("aria-label", text); return h("div", {}, h("label", { for: forId }, text), el); };
     return h("div", {},
       h("div", { class: "row" }, label("sep-model", "Model", model), label("sep-engine", "Engine", engine),
         label("sep-format", "Output format", format), label("sep-two", "Stems", two)),
       hint,
+      h("div", { class: "row" }, label("tf-semitones", "Semitones", semis), label("tf-bpm", "Target BPM", bpm),
+        h("div", {}, transform)),
       h("div", { class: "toolbar" }, analyze, separate,
         h("button", { type: "button", class: "danger", onclick: async () => {
           if (!confirm(`Delete “${track.title}” with its stems and analyses?`)) return;

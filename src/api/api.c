@@ -100,13 +100,17 @@ json_t *api_track_json(const struct db_track *t)
 		                  "format", t->audio_format, "file_size", (json_int_t)t->audio_size,
 		                  "sample_rate", t->audio_rate_hz, "channels", t->audio_channels,
 		                  "duration", t->audio_duration_s);
-	return json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "id",
-	                 t->id, "spotify_id", str_or_null(t->spotify_id), "title", t->title, "artist",
-	                 t->artist, "album", t->album, "album_art_url", str_or_null(t->album_art_url),
-	                 "duration", t->duration_s ? json_integer(t->duration_s) : json_null(),
-	                 "spotify_url", str_or_null(t->spotify_url), "isrc", str_or_null(t->isrc),
-	                 "source", t->source, "audio", audio, "created_at", api_time(t->created_at),
-	                 "updated_at", api_time(t->updated_at));
+	json_t *transform = t->transform[0] ? json_loads(t->transform, 0, NULL) : NULL;
+	return json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
+	                 "s:o}",
+	                 "id", t->id, "spotify_id", str_or_null(t->spotify_id), "title", t->title,
+	                 "artist", t->artist, "album", t->album, "album_art_url",
+	                 str_or_null(t->album_art_url), "duration",
+	                 t->duration_s ? json_integer(t->duration_s) : json_null(), "spotify_url",
+	                 str_or_null(t->spotify_url), "isrc", str_or_null(t->isrc), "source",
+	                 t->source, "audio", audio, "created_at", api_time(t->created_at),
+	                 "updated_at", api_time(t->updated_at), "parent_id",
+	                 str_or_null(t->parent_id), "transform", transform ? transform : json_null());
 }
 
 void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n)

@@ -1,5 +1,7 @@
 /* processing.c - POST /api/processing/separate, GET /api/processing/job/:id,
- * GET /api/processing/models.
+ * GET /api/processing/models, and POST /api/processing/transform (a key-shifted and/or
+ * time-stretched copy as a new track: core/library.h library_transform_start, rendered by
+ * the "transform" job, jobs/job_transform.c).
  *
  * The request is checked completely before a job is queued: the track is the caller's
  * and has audio, the model and engine are known, and for the local engine the model's
@@ -14,7 +16,9 @@
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "audio/audio.h"
 #include "core/lalalai_key.h"
+#include "core/library.h"
 #include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "nn/bag.h"
@@ -257,6 +261,85 @@ void api_processing_separate(struct http_ctx *ctx)
 	http_data(ctx, 201,
 	          json_pack("{s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "model",
 	                    values[0], "status", "queued"));
+}
+
+/* A number field of body in [lo, hi] into *out (unchanged when absent); a detail when not. */
+static void number_field(json_t *body, const char *name, double lo, double hi, const char *what,
+                         double *out, json_t *details)
+{
+	json_t *v = json_object_get(body, name);
+	if (!v || json_is_null(v))
+		return;
+	double d = json_number_value(v);
+	if (!json_is_number(v) || !(d >= lo && d <= hi))
+		json_object_set_new(details, name, json_pack("[s]", what));
+	else
+		*out = d;
+}
+
+void api_processing_transform(struct http_ctx *ctx)
+{
+	json_t *body;
+	if (!api_json_body(ctx, &body))
+		return;
+	json_t *details = json_object();
+	const char *tid = json_string_value(json_object_get(body, "track_id"));
+	char track_id[UUID_STR_LEN] = "";
+	if (!tid)
+		json_object_set_new(details, "track_id", json_pack("[s]", "must be a track id"));
+	else if (uuid_valid(tid))
+		memcpy(track_id, tid, UUID_STR_LEN);
+	double semitones = 0, ratio = 1, target = 0;
+	number_field(body, "semitones", -AUDIO_MAX_SEMITONES, AUDIO_MAX_SEMITONES,
+	             "must be a number of semitones from -12 to 12", &semitones, details);
+	number_field(body, "tempo_ratio", AUDIO_MIN_TEMPO_RATIO, AUDIO_MAX_TEMPO_RATIO,
+	             "must be a number from 0.5 to 2", &ratio, details);
+	number_field(body, "target_bpm", 20, 400, "must be a tempo from 20 to 400 BPM", &target,
+	             details);
+	json_t *jr = json_object_get(body, "tempo_ratio"), *jb = json_object_get(body, "target_bpm");
+	if (jr && !json_is_null(jr) && jb && !json_is_null(jb))
+		json_object_set_new(details, "target_bpm",
+		                    json_pack("[s]", "give tempo_ratio or target_bpm, not both"));
+	json_decref(body);
+	if (json_object_size(details)) {
+		http_error_details(ctx, 422, "validation_failed", "The transform request is invalid.",
+		                   details);
+		return;
+	}
+	json_decref(details);
+	struct db_track parent, child;
+	if (!track_id[0] || db_track_get(ctx->app->db, ctx->user.id, track_id, &parent) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	if (!parent.audio_path[0]) {
+		http_error(ctx, 409, "audio_not_ready",
+		           "The track has no audio yet; download or upload it first.");
+		return;
+	}
+	struct db_job j;
+	char err[300];
+	int rc = library_transform_start(ctx->app->db, ctx->user.id, &parent, semitones, ratio,
+	                                 target, &child, &j, err, sizeof err);
+	if (rc == SFA_EINVAL) {
+		http_error(ctx, 422, "validation_failed", err);
+		return;
+	}
+	if (rc == SFA_ECONFLICT) {
+		http_error(ctx, 409, "not_analysed", err);
+		return;
+	}
+	if (rc) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/jobs/%s", j.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201,
+	          json_pack("{s:s, s:s, s:s, s:o, s:s}", "job_id", j.id, "track_id", child.id,
+	                    "parent_id", parent.id, "track", api_track_json(&child), "status",
+	                    "queued"));
 }
 
 void api_processing_job(struct http_ctx *ctx)

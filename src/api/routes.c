@@ -52,6 +52,7 @@ static const struct route routes[] = {
 	{"POST", "/api/analysis/analyze", api_analysis_analyze, R_API | R_HEAVY},
 	{"GET", "/api/analysis/job/:id", api_analysis_job, R_API},
 	{"POST", "/api/processing/separate", api_processing_separate, R_API | R_HEAVY},
+	{"POST", "/api/processing/transform", api_processing_transform, R_API | R_HEAVY},
 	{"GET", "/api/processing/job/:id", api_processing_job, R_API},
 	{"GET", "/api/processing/models", api_processing_models, R_API},
 	{"POST", "/api/daw/export", api_daw_export, R_API | R_HEAVY, api_daw_export_body},

@@ -46,6 +46,7 @@ void api_analysis_job(struct http_ctx *ctx);
 void api_processing_separate(struct http_ctx *ctx);
 void api_processing_job(struct http_ctx *ctx);
 void api_processing_models(struct http_ctx *ctx);
+void api_processing_transform(struct http_ctx *ctx);
 void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);

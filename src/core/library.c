@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "audio/audio.h"
+#include "core/jobs.h"
 #include "jobs/jobs.h"
 #include "util/arena.h"
 #include "util/err.h"
@@ -18,6 +21,7 @@
 #include "util/log.h"
 #include "util/str.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 #include "util/uuid.h"
 
 enum { PAGE = 100, ARENA_MAX = 16 << 20 };
@@ -206,5 +210,82 @@ int library_track_delete(struct db *db, const char *data_dir, const char *user_i
 	if (rc)
 		return sfa_err(err, n_err, rc, "The track could not be deleted (database error).");
 	log_info("track %s deleted", track_id);
+	return 0;
+}
+
+int library_transform_start(struct db *db, const char *user_id, const struct db_track *parent,
+                            double semitones, double tempo_ratio, double target_bpm,
+                            struct db_track *child, struct db_job *job, char *err,
+                            size_t n_err)
+{
+	char bpm_text[32] = "";
+	if (target_bpm > 0) {
+		struct arena a;
+		arena_init(&a, 1 << 16);
+		struct db_track_summary *s = NULL;
+		int rc = db_track_summaries(db, user_id, parent, 1, &a, &s);
+		double tempo = rc ? 0 : s->tempo_bpm;
+		arena_free(&a);
+		if (rc)
+			return sfa_err(err, n_err, rc, "The track could not be read (database error).");
+		if (!(tempo > 0))
+			return sfa_err(err, n_err, SFA_ECONFLICT,
+			               "The track has no tempo yet; analyse it first, or give "
+			               "tempo_ratio instead of target_bpm.");
+		tempo_ratio = target_bpm / tempo;
+		if (!(tempo_ratio >= AUDIO_MIN_TEMPO_RATIO && tempo_ratio <= AUDIO_MAX_TEMPO_RATIO))
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "From %.1f BPM, %.1f BPM needs a tempo ratio of %.2f; it must be "
+			               "from %.1f to %.1f.",
+			               tempo, target_bpm, tempo_ratio, AUDIO_MIN_TEMPO_RATIO,
+			               AUDIO_MAX_TEMPO_RATIO);
+		snprintf(bpm_text, sizeof bpm_text, "%.4g BPM", target_bpm);
+	}
+	if (semitones == 0 && tempo_ratio == 1)
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "Nothing to change: give semitones, tempo_ratio or target_bpm.");
+	char change[96] = "", part[48];
+	if (semitones != 0) {
+		snprintf(part, sizeof part, "%+.4g st", semitones);
+		str_copy(change, sizeof change, part);
+	}
+	if (tempo_ratio != 1) {
+		if (!bpm_text[0])
+			snprintf(bpm_text, sizeof bpm_text, "%.4gx", tempo_ratio);
+		snprintf(part, sizeof part, "%s%s", change[0] ? ", " : "", bpm_text);
+		size_t used = strlen(change);
+		str_copy(change + used, sizeof change - used, part);
+	}
+	memset(child, 0, sizeof *child);
+	uuid_v4(child->id);
+	str_copy(child->user_id, sizeof child->user_id, user_id);
+	char title[DB_TEXT_MAX + 128];
+	snprintf(title, sizeof title, "%s (%s)", parent->title, change);
+	utf8_or_latin1(title, child->title, sizeof child->title); /* never cut in a character */
+	str_copy(child->artist, sizeof child->artist, parent->artist);
+	str_copy(child->album, sizeof child->album, parent->album);
+	str_copy(child->source, sizeof child->source, "upload");
+	str_copy(child->parent_id, sizeof child->parent_id, parent->id);
+	snprintf(child->transform, sizeof child->transform,
+	         "{\"semitones\":%.6g,\"tempo_ratio\":%.6g}", semitones, tempo_ratio);
+	child->duration_s = parent->duration_s ? (int64_t)llround((double)parent->duration_s /
+	                                                          tempo_ratio)
+	                                       : 0;
+	child->created_at = (int64_t)time(NULL);
+	int rc = db_tx_begin(db);
+	if (!rc) {
+		rc = db_track_insert(db, child);
+		if (!rc)
+			rc = job_enqueue(db, user_id, child->id, "transform",
+			                 json_pack("{s:s, s:f, s:f}", "parent_id", parent->id, "semitones",
+			                           semitones, "tempo_ratio", tempo_ratio),
+			                 job);
+		if (rc)
+			db_tx_rollback(db);
+		else
+			rc = db_tx_commit(db);
+	}
+	if (rc)
+		return sfa_err(err, n_err, rc, "The new track could not be created (database error).");
 	return 0;
 }

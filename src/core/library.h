@@ -33,4 +33,16 @@ int library_track_delete(struct db *db, const char *data_dir, const char *user_i
 int library_job_complete(struct db *db, const struct db_job *j, const char *result_json,
                          int64_t now, char **out_result);
 
+/* Starts rendering a new track from parent shifted by semitones and played tempo_ratio
+ * times as fast, or (target_bpm > 0, tempo_ratio then ignored) as fast as the target
+ * needs from the parent's analysed tempo. In one transaction: the new track (title with
+ * the change, e.g. "Song (+2 st, 128 BPM)", parent_id and transform set, no audio yet) and
+ * a queued "transform" job for it, which renders its audio and the parent's latest stems
+ * and analyses the result (jobs/job_transform.c). SFA_EINVAL (nothing to change, or a
+ * ratio out of range), SFA_ECONFLICT (target_bpm but no analysed tempo); err says why. */
+int library_transform_start(struct db *db, const char *user_id, const struct db_track *parent,
+                            double semitones, double tempo_ratio, double target_bpm,
+                            struct db_track *child, struct db_job *job, char *err,
+                            size_t n_err);
+
 #endif

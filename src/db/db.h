@@ -125,6 +125,8 @@ struct db_track {
 	double audio_duration_s;
 	int64_t created_at;
 	int64_t updated_at;
+	char parent_id[UUID_STR_LEN]; /* the track this one was rendered from; "" when none */
+	char transform[128];          /* how, as JSON {"semitones", "tempo_ratio"}; "" when none */
 };
 
 int db_track_insert(struct db *db, const struct db_track *t);

@@ -139,6 +139,9 @@ static const char *const migrations[] = {
 	/* 7: the first beat, where a DJ program's beat grid is anchored */
 	("ALTER TABLE analyses ADD COLUMN first_beat REAL;"
 	 "UPDATE analyses SET first_beat = json_extract(result, '$.beats[0]');"),
+	/* 8: a track rendered from another (key-shift, time-stretch) and how */
+	("ALTER TABLE tracks ADD COLUMN parent_id TEXT REFERENCES tracks(id) ON DELETE SET NULL;"
+	 "ALTER TABLE tracks ADD COLUMN transform TEXT;"),
 };
 
 /* The lock discipline (db.h): every function takes the connection's mutex for its whole
@@ -669,7 +672,7 @@ int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, in
 	"coalesce(spotify_url,''), coalesce(isrc,''), coalesce(duration_s,0), source, "          \
 	"coalesce(audio_path,''), coalesce(audio_format,''), coalesce(audio_size,0), "           \
 	"coalesce(audio_rate,0), coalesce(audio_channels,0), coalesce(audio_duration,0), "       \
-	"created_at, updated_at"
+	"created_at, updated_at, coalesce(parent_id,''), coalesce(transform,'')"
 
 static void read_track_row(sqlite3_stmt *st, struct db_track *t)
 {
@@ -692,6 +695,8 @@ static void read_track_row(sqlite3_stmt *st, struct db_track *t)
 	t->audio_duration_s = sqlite3_column_double(st, 16);
 	t->created_at = sqlite3_column_int64(st, 17);
 	t->updated_at = sqlite3_column_int64(st, 18);
+	col_text(st, 19, t->parent_id, sizeof t->parent_id);
+	col_text(st, 20, t->transform, sizeof t->transform);
 }
 
 static void read_track_cb(sqlite3_stmt *st, void *out) { read_track_row(st, out); }
@@ -704,12 +709,13 @@ int db_track_insert(struct db *db, const struct db_track *t)
 	                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
 	                  "album_art_url, spotify_url, isrc, duration_s, source, audio_path, "
 	                  "audio_format, audio_size, audio_rate, audio_channels, audio_duration, "
-	                  "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	                  "ttzttt" "zzzitzziiidii", t->id, t->user_id, t->spotify_id, t->title,
+	                  "created_at, updated_at, parent_id, transform) "
+	                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	                  "ttzttt" "zzzitzziiidii" "zz", t->id, t->user_id, t->spotify_id, t->title,
 	                  t->artist, t->album, t->album_art_url, t->spotify_url, t->isrc,
 	                  t->duration_s, t->source, t->audio_path, t->audio_format, t->audio_size,
 	                  (int64_t)t->audio_rate_hz, (int64_t)t->audio_channels, t->audio_duration_s,
-	                  t->created_at, t->created_at),
+	                  t->created_at, t->created_at, t->parent_id, t->transform),
 	             false);
 	unlock(db);
 	return rc;

@@ -16,6 +16,43 @@
 #include "util/err.h"
 #include "util/json.h"
 
+int job_analysis_store(struct job_run *r, const struct db_track *t,
+                       const struct dsp_options *opt, int progress_from, int progress_to,
+                       json_t **out)
+{
+	char path[PATH_MAX * 2];
+	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
+	job_report(r, progress_from, "analyzing", "decoding the audio");
+	struct dsp_result res;
+	char err[512];
+	int rc = dsp_analyze_file(path, opt, &res, err, sizeof err);
+	if (rc) {
+		snprintf(r->error, sizeof r->error, "The analysis failed: %s", err);
+		r->retry = rc != SFA_EINVAL && rc != SFA_EFORMAT && rc != SFA_ETOOBIG;
+		return rc;
+	}
+	job_report(r, progress_to, "analyzing", "storing the result");
+	json_t *full = NULL;
+	rc = dsp_result_to_json(&res, &full, err, sizeof err);
+	dsp_result_free(&res);
+	if (rc) {
+		snprintf(r->error, sizeof r->error, "The analysis result could not be encoded: %s", err);
+		return rc;
+	}
+	char *text = json_encode(full);
+	rc = text ? db_analysis_insert(r->db, r->job.user_id, t->id, r->job.id, text,
+	                               (int64_t)time(NULL))
+	          : SFA_ENOMEM;
+	free(text);
+	if (rc) {
+		json_decref(full);
+		snprintf(r->error, sizeof r->error, "The analysis result could not be stored.");
+		return rc;
+	}
+	*out = full;
+	return 0;
+}
+
 int job_worker_analysis(struct job_run *r)
 {
 	struct db_track t;
@@ -47,35 +84,10 @@ int job_worker_analysis(struct job_run *r)
 	if (json_is_number(fr))
 		opt.frame_rate = json_number_value(fr);
 
-	char path[PATH_MAX * 2];
-	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t.audio_path);
-	job_report(r, 5, "analyzing", "decoding the audio");
-	struct dsp_result res;
-	char err[512];
-	int rc = dsp_analyze_file(path, &opt, &res, err, sizeof err);
-	if (rc) {
-		snprintf(r->error, sizeof r->error, "The analysis failed: %s", err);
-		r->retry = rc != SFA_EINVAL && rc != SFA_EFORMAT && rc != SFA_ETOOBIG;
-		return rc;
-	}
-	job_report(r, 90, "analyzing", "storing the result");
 	json_t *full = NULL;
-	rc = dsp_result_to_json(&res, &full, err, sizeof err);
-	dsp_result_free(&res);
-	if (rc) {
-		snprintf(r->error, sizeof r->error, "The analysis result could not be encoded: %s", err);
+	int rc = job_analysis_store(r, &t, &opt, 5, 90, &full);
+	if (rc)
 		return rc;
-	}
-	char *text = json_encode(full);
-	rc = text ? db_analysis_insert(r->db, r->job.user_id, t.id, r->job.id, text,
-	                               (int64_t)time(NULL))
-	          : SFA_ENOMEM;
-	free(text);
-	if (rc) {
-		json_decref(full);
-		snprintf(r->error, sizeof r->error, "The analysis result could not be stored.");
-		return rc;
-	}
 	json_object_del(full, "features");
 	json_object_del(full, "beats");
 	r->result = full;

@@ -29,6 +29,10 @@ const struct job_type job_types[] = {
 	{"analysis", job_worker_analysis, 2, analysis_limit, analysis_timeout,
 	 "the analysis without its per-frame features and beats (the whole result is stored "
 	 "as the track's analysis)"},
+	{"transform", job_worker_transform, 2, processing_limit, processing_timeout,
+	 "{\"parent_id\", \"semitones\", \"tempo_ratio\", \"duration\", \"stems\": [{\"id\", "
+	 "\"stem_type\"}], \"tempo\", \"key\", \"camelot\"} (the new track is the job's "
+	 "track_id)"},
 	{"probe", job_worker_probe, 2, probe_limit, probe_timeout,
 	 "{\"steps\", \"attempt\", and the track's audio properties when it has audio}"},
 };

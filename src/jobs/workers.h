@@ -2,6 +2,7 @@
 #ifndef SFA_JOBS_WORKERS_H
 #define SFA_JOBS_WORKERS_H
 
+#include "dsp/dsp.h"
 #include "jobs/jobs.h"
 
 /* "probe": decodes the track's audio (when it has one) to validate it and reports its
@@ -12,6 +13,16 @@ int job_worker_probe(struct job_run *r);
 
 /* "analysis": the native analysis engine on the track's audio (job_analysis.c). */
 int job_worker_analysis(struct job_run *r);
+/* Analyses track t's audio with opt and stores the result as its analysis (made by this
+ * job), reporting progress_from then progress_to. *out: the whole result (caller owns). */
+int job_analysis_store(struct job_run *r, const struct db_track *t,
+                       const struct dsp_options *opt, int progress_from, int progress_to,
+                       json_t **out);
+
+/* "transform": renders a track from its parent (payload parent_id, semitones,
+ * tempo_ratio) and the parent's latest stems with librubberband, then analyses it
+ * (job_transform.c). */
+int job_worker_transform(struct job_run *r);
 
 /* "processing": stem separation with the native Demucs engine (job_processing.c), or
  * with lal.ai when the payload's engine is "lalalai" (job_lalalai.c). */

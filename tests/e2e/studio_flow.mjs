@@ -141,6 +141,12 @@ try {
   await page.getByText("Separation finished").first().waitFor();
   await checkPage(page, "track-separated");
 
+  // A copy two semitones up renders as a new track of the library, stems and all.
+  await page.getByLabel("Semitones", { exact: true }).fill("2");
+  await page.getByRole("button", { name: "Render shifted copy" }).click();
+  await page.getByText(/is being rendered; it is in your library/).waitFor();
+  await page.getByText("Render finished").first().waitFor({ timeout: 90000 });
+
   // Mixer: play; the AudioContext runs; gains follow mute, solo and volume.
   const mixer = page.locator("section", { has: page.locator("#mixer-title") });
   const gain = async (s) => Number(await page.locator(`.lane[data-stem="${s}"]`).getAttribute("data-gain"));
@@ -223,7 +229,8 @@ try {
   await page.goto(`${base}/tracks/${trackId}`);
   await page.getByRole("button", { name: "Delete track" }).click();
   await page.getByRole("link", { name: "Song Studio" }).waitFor();
-  if (await page.getByRole("link", { name: title }).count()) fail("the deleted track is still listed");
+  if (await page.getByRole("link", { name: title, exact: true }).count()) fail("the deleted track is still listed");
+  await page.getByRole("link", { name: `${title} (+2 st)`, exact: true }).waitFor(); // its copy stays
   const gone = await page.request.get(`${base}/api/tracks/${trackId}`);
   if (gone.status() !== 404) fail(`the deleted track still answers ${gone.status()}`);
 
