@@ -19,6 +19,7 @@
 #include "api/app.h"
 #include "audio/audio.h"
 #include "audio/mixer_cli.h"
+#include "audio/nistems.h"
 #include "audio/transform_cli.h"
 #include "dsp/cli.h"
 #include "nn/cli.h"
@@ -378,6 +379,8 @@ int main(int argc, char **argv)
 		return dsp_cli_analyze(argc - 1, argv + 1);
 	if (strcmp(cmd, "probe-audio") == 0)
 		return cmd_probe_audio(argc - 2, argv + 2);
+	if (strcmp(cmd, "nistems-render") == 0) /* GET /export/nistems's child (audio/nistems.h) */
+		return nistems_cli(argc - 2, argv + 2);
 	if (strcmp(cmd, "transform") == 0)
 		return transform_cli(argc - 2, argv + 2);
 	if (strcmp(cmd, "daw-render") == 0) /* POST /api/daw/export's child (audio/mixer_cli.h) */

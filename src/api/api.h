@@ -53,7 +53,10 @@ json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *j
 void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name);
 /* No "..", no backslash, not absolute: a path that stays inside uploads/. */
 bool api_safe_rel_path(const char *rel);
-/* "<artist> - <title> (<what>).<ext>" with path separators replaced, into out. */
+/* uploads/<rel> (a file of the caller's, checked by the caller) as api_send_file sends it. */
+void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_name);
+/* "<artist> - <title> (<what>).<ext>" (without " (<what>)" when what is NULL) with path
+ * separators replaced, into out. */
 void api_export_name(const struct db_track *t, const char *what, const char *ext, char *out,
                      size_t n);
 void api_attachment(struct http_ctx *ctx, const struct db_track *t, const char *what,

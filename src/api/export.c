@@ -20,12 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "audio/nistems.h"
 #include "core/djexport.h"
+#include "util/proc.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/uuid.h"
@@ -294,6 +297,110 @@ void api_export_stems(struct http_ctx *ctx)
 	char name[1200];
 	api_export_name(&t, "stems", "zip", name, sizeof name);
 	zs_respond(ctx, z, name);
+}
+
+/* ---- NI Stems ------------------------------------------------------------------------ */
+
+enum { NISTEMS_TIMEOUT_MS = 15 * 60 * 1000, NISTEMS_CPU_S = 15 * 60 };
+
+/* The four stem paths (absolute) of a separation in NI's order, or false when its stems
+ * are not drums, bass, other and vocals. */
+static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
+                     char paths[NISTEMS_N_STEMS][PATH_MAX * 2])
+{
+	if (n != NISTEMS_N_STEMS)
+		return false;
+	for (int k = 0; k < NISTEMS_N_STEMS; k++) {
+		size_t i = 0;
+		while (i < n && strcmp(s[i].stem_type, nistems_names[k]) != 0)
+			i++;
+		if (i == n || !api_safe_rel_path(s[i].file_path))
+			return false;
+		snprintf(paths[k], sizeof paths[k], "%s/uploads/%s", data_dir, s[i].file_path);
+	}
+	return true;
+}
+
+void api_export_nistems(struct http_ctx *ctx)
+{
+	const char *track_id = http_param(ctx, "track_id");
+	const char *job_id = http_query(ctx, "job_id");
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	if (job_id && !uuid_valid(job_id)) {
+		api_not_found(ctx, "The separation job");
+		return;
+	}
+	struct db_stem *stems;
+	size_t n;
+	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n)) {
+		api_db_error(ctx);
+		return;
+	}
+	if (n == 0) {
+		http_error(ctx, 404, "not_found",
+		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		return;
+	}
+	const char *data = ctx->app->cfg.data_dir;
+	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
+	if (!ni_order(data, stems, n, paths)) {
+		char msg[300];
+		snprintf(msg, sizeof msg,
+		         "NI Stems hold four stems (drums, bass, other, vocals); this separation has "
+		         "%zu. Separate with htdemucs, htdemucs_ft or mdx_extra, without two_stems.",
+		         n);
+		http_error(ctx, 422, "not_four_stems", msg);
+		return;
+	}
+	if (!t.audio_path[0] || !api_safe_rel_path(t.audio_path)) {
+		http_error(ctx, 409, "audio_not_ready", "The track has no audio of its own.");
+		return;
+	}
+	/* Made once per separation, kept beside its stems (and deleted with them). */
+	char rel[128], cache[PATH_MAX * 2], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
+	snprintf(rel, sizeof rel, "stems/%s/%s.stem.mp4", stems[0].job_id, stems[0].job_id);
+	snprintf(cache, sizeof cache, "%s/uploads/%s", data, rel);
+	struct stat st;
+	if (stat(cache, &st) != 0) {
+		char token[UUID_STR_LEN];
+		uuid_v4(token);
+		snprintf(tmp, sizeof tmp, "%s/uploads/stems/%s/.nistems-%s.tmp", data, stems[0].job_id,
+		         token);
+		snprintf(master, sizeof master, "%s/uploads/%s", data, t.audio_path);
+		char *argv[] = {(char *)ctx->app->exe, "nistems-render", tmp, master, paths[0], paths[1],
+		                paths[2], paths[3], "--title", t.title, "--artist", t.artist, NULL};
+		struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb,
+		                             .cpu_s = NISTEMS_CPU_S};
+		char out[2048];
+		int status = 0;
+		int rc = proc_capture(ctx->app->exe, argv, &po, NISTEMS_TIMEOUT_MS, out, sizeof out,
+		                      &status);
+		json_t *res = rc == 0 ? json_loads(out, 0, NULL) : NULL;
+		bool ok = rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+		          json_is_number(json_object_get(res, "duration"));
+		if (ok && rename(tmp, cache) != 0)
+			ok = false;
+		if (!ok) {
+			const char *why = json_string_value(json_object_get(res, "error"));
+			log_error("nistems: track %s: %s", t.id,
+			          rc == SFA_ETIMEOUT ? "timed out" : why ? why : "the renderer failed");
+			unlink(tmp);
+			char msg[700];
+			snprintf(msg, sizeof msg, "The NI Stems file could not be made: %s.",
+			         rc == SFA_ETIMEOUT ? "it took too long" : why ? why : "the renderer failed");
+			json_decref(res);
+			http_error(ctx, 500, "internal", msg);
+			return;
+		}
+		json_decref(res);
+	}
+	char name[1200];
+	api_export_name(&t, NULL, "stem.mp4", name, sizeof name);
+	api_send_owned(ctx, rel, name);
 }
 
 /* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */

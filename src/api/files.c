@@ -37,6 +37,7 @@ static const char *mime_for(const char *path)
 		{".wav", "audio/wav"},  {".mp3", "audio/mpeg"}, {".flac", "audio/flac"},
 		{".m4a", "audio/mp4"},  {".ogg", "audio/ogg"},  {".opus", "audio/ogg"},
 		{".aiff", "audio/aiff"}, {".json", "application/json"}, {".zip", "application/zip"},
+		{".mp4", "audio/mp4"},
 	};
 	const char *dot = strrchr(path, '.');
 	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
@@ -83,6 +84,15 @@ void api_attachment_name(struct http_ctx *ctx, const char *name)
 void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name)
 {
 	if (!api_safe_rel_path(rel) || !db_file_owned(ctx->app->db, ctx->user.id, rel)) {
+		api_not_found(ctx, "The file");
+		return;
+	}
+	api_send_owned(ctx, rel, download_name);
+}
+
+void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_name)
+{
+	if (!api_safe_rel_path(rel)) {
 		api_not_found(ctx, "The file");
 		return;
 	}
@@ -162,7 +172,8 @@ void api_files(struct http_ctx *ctx) { api_send_file(ctx, http_param(ctx, "path"
 void api_export_name(const struct db_track *t, const char *what, const char *ext, char *out,
                      size_t n)
 {
-	snprintf(out, n, "%s%s%s (%s).%s", t->artist, t->artist[0] ? " - " : "", t->title, what, ext);
+	snprintf(out, n, "%s%s%s%s%s%s.%s", t->artist, t->artist[0] ? " - " : "", t->title,
+	         what ? " (" : "", what ? what : "", what ? ")" : "", ext);
 	for (char *p = out; *p; p++)
 		if (*p == '/' || *p == '\\')
 			*p = '_';

@@ -122,6 +122,15 @@ int audio_output_format(const char *name, enum audio_container *kind,
 int audio_write(const char *path, const struct audio_buf *b, enum audio_container kind,
                 enum audio_sample_format fmt, char *err, size_t n_err);
 
+/* Writes a Native Instruments Stems file (audio/nistems.h) to out_path: paths[0] is the
+ * master mix, paths[1..4] the drums, bass, other and vocals stems, each decoded as a stream
+ * to 44.1 kHz stereo and encoded as AAC at AUDIO_NISTEMS_BIT_RATE (the stems cut or padded
+ * to the master's length), with title and artist tags and the 'stem' box. *seconds: the
+ * length. On failure nothing is left at out_path. */
+enum { AUDIO_NISTEMS_BIT_RATE = 256000 };
+int audio_write_nistems(const char *out_path, const char *const paths[5], const char *title,
+                        const char *artist, double *seconds, char *err, size_t n_err);
+
 /* ---- key-shift and time-stretch (stretch.c) ---------------------------------------- */
 
 #define AUDIO_MIN_TEMPO_RATIO 0.5

@@ -37,6 +37,7 @@
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
 
+#include "audio/nistems.h"
 #include "util/err.h"
 
 enum {
@@ -47,7 +48,7 @@ static int audio__create(const char *path, char *err, size_t n_err)
 {
 	if (!path || !*path)
 		return sfa_err(err, n_err, SFA_EINVAL, "no file name given");
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
 	if (fd < 0)
 		return sfa_err(err, n_err, SFA_EIO, "cannot create %s: %s", path, strerror(errno));
 	return fd;
@@ -411,5 +412,211 @@ int audio_write(const char *path, const struct audio_buf *b, enum audio_containe
 		if (!rc)
 			rc = rc2;
 	}
+	return rc;
+}
+
+/* ---- NI Stems (nistems.h) ------------------------------------------------------------ */
+
+struct ni_track {
+	AVCodecContext *enc;
+	AVStream *st;
+	AVFrame *frame;
+	int filled;
+	uint64_t written; /* frames handed to the encoder */
+	uint64_t limit;   /* the master's length for a stem; UINT64_MAX for the master */
+};
+
+struct ni_sink {
+	AVFormatContext *oc;
+	AVPacket *pkt;
+	struct ni_track *t;
+	bool failed;
+};
+
+static int ni_flush_frame(struct ni_sink *s)
+{
+	struct ni_track *t = s->t;
+	if (t->filled == 0)
+		return 0;
+	t->frame->nb_samples = t->filled;
+	t->frame->pts = (int64_t)(t->written - (uint64_t)t->filled);
+	int r = audio__encode(t->enc, s->oc, t->st, t->frame, s->pkt);
+	t->filled = 0;
+	if (r < 0 || av_frame_make_writable(t->frame) < 0) {
+		s->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends n frames of planar stereo (NULL planes: silence) to the current track. */
+static int ni_push(struct ni_sink *s, const float *const *planes, size_t n)
+{
+	struct ni_track *t = s->t;
+	size_t cap = (size_t)t->enc->frame_size;
+	for (size_t i = 0; i < n && t->written < t->limit;) {
+		size_t take = cap - (size_t)t->filled;
+		if (take > n - i)
+			take = n - i;
+		if (take > t->limit - t->written)
+			take = (size_t)(t->limit - t->written);
+		for (int c = 0; c < 2; c++) {
+			float *dst = (float *)t->frame->data[c] + t->filled;
+			for (size_t k = 0; k < take; k++)
+				dst[k] = planes && isfinite(planes[c][i + k]) ? planes[c][i + k] : 0.0f;
+		}
+		t->filled += (int)take;
+		t->written += take;
+		i += take;
+		if ((size_t)t->filled == cap && ni_flush_frame(s) != 0)
+			return SFA_EIO;
+	}
+	return 0;
+}
+
+static int ni_sink_fn(void *arg, const float *const *planes, size_t n_frames)
+{
+	return ni_push(arg, planes, n_frames);
+}
+
+int audio_write_nistems(const char *out_path, const char *const paths[5], const char *title,
+                        const char *artist, double *seconds, char *err, size_t n_err)
+{
+	enum { N_TRACKS = 5, RATE = 44100 };
+	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+	if (!codec)
+		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no AAC encoder");
+	struct audio__wio wio = {.fd = audio__create(out_path, err, n_err)};
+	if (wio.fd < 0)
+		return wio.fd;
+	struct ni_track t[N_TRACKS];
+	memset(t, 0, sizeof t);
+	AVFormatContext *oc = NULL;
+	AVIOContext *avio = NULL;
+	AVPacket *pkt = av_packet_alloc();
+	bool header_written = false;
+	int rc = SFA_ENOMEM;
+	const char *what = "out of memory while writing the stems file";
+	if (!pkt || avformat_alloc_output_context2(&oc, NULL, "mp4", NULL) < 0 || !oc)
+		goto out;
+	unsigned char *iobuf = av_malloc(65536);
+	if (!iobuf)
+		goto out;
+	avio = avio_alloc_context(iobuf, 65536, 1, &wio, NULL, audio__wio_write, audio__wio_seek);
+	if (!avio) {
+		av_free(iobuf);
+		goto out;
+	}
+	oc->pb = avio;
+	oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+	if ((title && *title && av_dict_set(&oc->metadata, "title", title, 0) < 0) ||
+	    (artist && *artist && av_dict_set(&oc->metadata, "artist", artist, 0) < 0))
+		goto out;
+	for (int i = 0; i < N_TRACKS; i++) {
+		t[i].enc = avcodec_alloc_context3(codec);
+		t[i].frame = av_frame_alloc();
+		if (!t[i].enc || !t[i].frame)
+			goto out;
+		AVCodecContext *e = t[i].enc;
+		e->sample_fmt = AV_SAMPLE_FMT_FLTP;
+		e->sample_rate = RATE;
+		e->bit_rate = AUDIO_NISTEMS_BIT_RATE;
+		e->time_base = (AVRational){1, RATE};
+		av_channel_layout_default(&e->ch_layout, 2);
+		if (oc->oformat->flags & AVFMT_GLOBALHEADER)
+			e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+		if (avcodec_open2(e, codec, NULL) < 0) {
+			rc = SFA_EUNSUPP;
+			what = "the AAC encoder refused 44.1 kHz stereo";
+			goto out;
+		}
+		t[i].st = avformat_new_stream(oc, NULL);
+		if (!t[i].st || avcodec_parameters_from_context(t[i].st->codecpar, e) < 0)
+			goto out;
+		t[i].st->time_base = e->time_base;
+		t[i].st->disposition = i == 0 ? AV_DISPOSITION_DEFAULT : 0;
+		AVFrame *f = t[i].frame;
+		f->format = e->sample_fmt;
+		f->sample_rate = RATE;
+		f->nb_samples = e->frame_size;
+		if (av_channel_layout_copy(&f->ch_layout, &e->ch_layout) < 0 ||
+		    av_frame_get_buffer(f, 0) < 0)
+			goto out;
+		t[i].limit = i == 0 ? UINT64_MAX : 0;
+	}
+	if (avformat_write_header(oc, NULL) < 0) {
+		rc = SFA_EIO;
+		what = "the MP4 header could not be written";
+		goto out;
+	}
+	header_written = true;
+	struct ni_sink s = {.oc = oc, .pkt = pkt};
+	for (int i = 0; i < N_TRACKS; i++) {
+		s.t = &t[i];
+		if (i > 0)
+			t[i].limit = t[0].written;
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = sfa_err(err, n_err, SFA_ENOTFOUND, "cannot open %s: %s", paths[i],
+			             strerror(errno));
+			goto out_set;
+		}
+		char derr[300];
+		rc = audio_decode_stream_fd(fd, RATE, 2, 0, ni_sink_fn, &s, NULL, derr, sizeof derr);
+		close(fd);
+		if (rc) {
+			rc = sfa_err(err, n_err, rc, "%s: %s", i == 0 ? "the track" : nistems_names[i - 1],
+			             s.failed ? "the encoder failed" : derr);
+			goto out_set;
+		}
+		while (i > 0 && t[i].written < t[i].limit && rc == 0) /* a stem shorter than the master */
+			rc = ni_push(&s, NULL, (size_t)(t[i].limit - t[i].written > 4096
+			                                    ? 4096
+			                                    : t[i].limit - t[i].written));
+		if (rc || ni_flush_frame(&s) != 0 || audio__encode(t[i].enc, oc, t[i].st, NULL, pkt) < 0) {
+			rc = SFA_EIO;
+			what = "the AAC encoder failed";
+			goto out;
+		}
+	}
+	header_written = false;
+	if (av_write_trailer(oc) < 0) {
+		rc = SFA_EIO;
+		what = "the MP4 file could not be finished";
+		goto out;
+	}
+	avio_flush(avio);
+	if (avio->error < 0 || wio.failed_errno) {
+		rc = SFA_EIO;
+		what = "the stems file could not be written";
+		goto out;
+	}
+	char *json = nistems_metadata_json();
+	rc = json ? nistems_insert_box_fd(wio.fd, json, err, n_err) : SFA_ENOMEM;
+	free(json);
+	if (rc)
+		goto out_set;
+	*seconds = (double)t[0].written / RATE;
+	goto out_set;
+out:
+	rc = sfa_err(err, n_err, rc, "%s", what);
+out_set:
+	if (header_written)
+		av_write_trailer(oc);
+	for (int i = 0; i < N_TRACKS; i++) {
+		av_frame_free(&t[i].frame);
+		avcodec_free_context(&t[i].enc);
+	}
+	if (oc)
+		avformat_free_context(oc);
+	if (avio) {
+		av_freep(&avio->buffer);
+		avio_context_free(&avio);
+	}
+	av_packet_free(&pkt);
+	if (close(wio.fd) != 0 && rc == 0)
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", out_path, strerror(errno));
+	if (rc)
+		unlink(out_path);
 	return rc;
 }

@@ -4,9 +4,15 @@ analysis the API reports: BPM, beat grid, key, paths under the root, names with 
 characters, and the refusals.
 """
 import io
+import json
 import os
+import re
+import shutil
 import sqlite3
+import struct
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -18,6 +24,8 @@ from harness import Tap, check, eq, groove_wav, multipart, run_suite, sine_wav  
 
 tap = Tap()
 PW = "correct horse battery"
+FIXTURES = os.environ.get("SFA_FIXTURES", os.path.join(os.path.dirname(__file__), "..",
+                                                       "fixtures"))
 PITCHES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 RB_MAJOR = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 RB_MINOR = ["Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"]
@@ -182,6 +190,80 @@ def library_zip_unpacks_where_the_collection_points(srv):
     name = urllib.parse.unquote(t.get("Location"))[len("file://localhost" + root_dir) + 1:]
     original = get(srv, auth, a["audio"]["url"]).body
     check(z.read(name) == original, f"{name} does not hold the uploaded audio")
+
+
+def mp4_boxes(data, start=0, end=None):
+    """(type, body start, body end) of each box in data[start:end] - an MP4 reader of our
+    own, independent of FFmpeg's."""
+    end = len(data) if end is None else end
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        check(size >= 8 and start + size <= end, f"bad box size {size} at {start}")
+        yield kind.decode("latin-1"), start + 8, start + size
+        start += size
+
+
+def separate(srv, auth, tid, **extra):
+    r = srv.client().request("POST", "/api/processing/separate", headers=auth,
+                             json_body={"track_id": tid, "model": "htdemucs", **extra})
+    eq(r.status, 201, r.text)
+    jid = r.json()["data"]["job_id"]
+    deadline = time.time() + 90
+    while srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]["status"] != \
+            "completed":
+        check(time.time() < deadline, "the separation did not finish")
+        time.sleep(0.05)
+    return jid
+
+
+@tap.case
+def ni_stems_for_traktor(srv):
+    tiny = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
+    check(os.path.exists(tiny), f"missing test fixture {tiny}")
+    os.makedirs(os.path.join(srv.data_dir, "models"), exist_ok=True)
+    shutil.copy(tiny, os.path.join(srv.data_dir, "models", "955717e8.th"))
+    uid, auth = new_user(srv)
+    t = upload(srv, auth, "Groove", "Tester", groove_wav(3.0, 120))
+    eq(get(srv, auth, f"/export/nistems/{t['id']}").status, 404, "no stems yet")
+    four = separate(srv, auth, t["id"])
+    r = get(srv, auth, f"/export/nistems/{t['id']}")
+    eq((r.status, r.header("Content-Type")), (200, "audio/mp4"), r.text[:300])
+    check("Tester - Groove.stem.mp4" in r.header("Content-Disposition"),
+          r.header("Content-Disposition"))
+    with tempfile.NamedTemporaryFile(suffix=".stem.mp4") as f:
+        f.write(r.body)
+        f.flush()
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                            "stream=codec_name,codec_type,duration:stream_disposition=default",
+                            "-of", "json", f.name], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, p.stderr)
+    streams = json.loads(p.stdout)["streams"]
+    eq([(s["codec_type"], s["codec_name"]) for s in streams], [("audio", "aac")] * 5,
+       "five AAC tracks: the master and four stems")
+    for s in streams:
+        check(abs(float(s["duration"]) - 3.0) < 0.05, f"track length {s['duration']}")
+    eq([s["disposition"]["default"] for s in streams], [1, 0, 0, 0, 0], "the master first")
+    moov = [(b, e) for k, b, e in mp4_boxes(r.body) if k == "moov"]
+    eq(len(moov), 1, "one moov box")
+    udta = [(b, e) for k, b, e in mp4_boxes(r.body, *moov[0]) if k == "udta"]
+    eq(len(udta), 1, "one udta box")
+    stem = [r.body[b:e] for k, b, e in mp4_boxes(r.body, *udta[0]) if k == "stem"]
+    eq(len(stem), 1, "one stem box")
+    meta = json.loads(stem[0])
+    eq([s["name"] for s in meta["stems"]], ["Drums", "Bass", "Other", "Vocals"], "NI's order")
+    check(all(re.fullmatch(r"#[0-9A-F]{6}", s["color"]) for s in meta["stems"]), meta)
+    eq((meta["version"], sorted(meta["mastering_dsp"])), (1, ["compressor", "limiter"]), meta)
+    # Made once: the second answer is the same file.
+    again = get(srv, auth, f"/export/nistems/{t['id']}?job_id={four}")
+    eq((again.status, again.header("ETag")), (200, r.header("ETag")), "cached")
+    two = separate(srv, auth, t["id"], two_stems="vocals")
+    r = get(srv, auth, f"/export/nistems/{t['id']}?job_id={two}")
+    eq((r.status, r.json()["code"]), (422, "not_four_stems"), r.text)
+    _, other = new_user(srv)
+    eq(get(srv, other, f"/export/nistems/{t['id']}").status, 404, "another user's track")
+    eq(srv.client().request("DELETE", f"/api/tracks/{t['id']}", headers=auth).status, 204, "del")
+    check(not os.path.exists(os.path.join(srv.data_dir, "uploads", "stems", four)),
+          "the NI Stems file went with the track")
 
 
 @tap.case
