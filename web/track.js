@@ -240,6 +240,9 @@ export async function trackView(root, ctx, id) {
       jobs.length ? h("ul", {}, jobs.map((j) => h("li", {},
         h("span", { class: "badge" }, j.status), " ", new Date(j.created_at).toLocaleString(), " ",
         j.status === "completed" ? h("a", { href: `/export/stems/${track.id}?job_id=${j.id}`, download: "" }, "ZIP of these stems") : null,
+        // NI Stems (Traktor, Mixxx) hold four stems: offered for four-stem separations.
+        j.status === "completed" && j.result?.stems?.length === 4
+          ? [" · ", h("a", { href: `/export/nistems/${track.id}?job_id=${j.id}`, download: "" }, "NI Stems (.stem.mp4)")] : null,
         j.error ? h("span", { class: "error" }, ` ${j.error}`) : null)))
         : h("p", {}, "No separations yet: choose a model and press “Separate stems”."),
       track.stems?.length ? h("p", {}, h("button", { type: "button", onclick: () => download(`/export/stems/${track.id}`) }, "Download all stems")) : null);

@@ -403,6 +403,24 @@ void api_export_nistems(struct http_ctx *ctx)
 	api_send_owned(ctx, rel, name);
 }
 
+/* Whether the NI Stems file of the track's latest separation has been made: its path. */
+static bool ni_made(struct http_ctx *ctx, const char *track_id, char *path, size_t n_path)
+{
+	struct db_stem *stems;
+	size_t n;
+	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
+	struct stat st;
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	bool four = db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
+	            ni_order(ctx->app->cfg.data_dir, stems, n, paths);
+	if (four)
+		snprintf(path, n_path, "%s/uploads/stems/%s/%s.stem.mp4", ctx->app->cfg.data_dir,
+		         stems[0].job_id, stems[0].job_id);
+	arena_free(&a);
+	return four && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */
 
 #define DJ_PLAYLIST "Sound Forge Alchemy"
@@ -494,11 +512,19 @@ void api_export_library(struct http_ctx *ctx)
 		return;
 	char *rb = dj_document(ctx, items, n, dj_rekordbox_xml, &len_rb);
 	char *tk = rb ? dj_document(ctx, items, n, dj_traktor_nml, &len_tk) : NULL;
-	struct zipstream *z = tk ? zs_new(n + 2) : NULL;
+	struct zipstream *z = tk ? zs_new(2 * n + 2) : NULL;
 	bool ok = z && zs_add(z, "rekordbox.xml", NULL, rb, len_rb) &&
 	          zs_add(z, "collection.nml", NULL, tk, len_tk);
-	for (size_t i = 0; ok && i < n; i++)
+	for (size_t i = 0; ok && i < n; i++) {
 		ok = zs_add(z, items[i].bundle_name, items[i].audio_path, NULL, 0);
+		char ni[PATH_MAX * 2], name[1200];
+		if (ok && ni_made(ctx, items[i].track_id, ni, sizeof ni)) {
+			const char *dot = strrchr(items[i].bundle_name, '.');
+			snprintf(name, sizeof name, "%.*s.stem.mp4",
+			         (int)(dot ? dot - items[i].bundle_name : 1000), items[i].bundle_name);
+			ok = zs_add(z, name, ni, NULL, 0);
+		}
+	}
 	free(rb);
 	free(tk);
 	if (!ok) {

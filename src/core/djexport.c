@@ -142,8 +142,10 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 	d->album = arena_strdup(c->a, t->album);
 	d->kind = arena_strdup(c->a, kind);
 	it->audio_path = arena_printf(c->a, "%s/%s", c->uploads, t->audio_path);
+	it->track_id = arena_strdup(c->a, t->id);
 	it->bundle_name = bundle_name(&c->names, t, ext[0] ? ext : "audio", c->a);
-	if (!d->title || !d->artist || !d->album || !d->kind || !it->audio_path || !it->bundle_name)
+	if (!d->title || !d->artist || !d->album || !d->kind || !it->audio_path || !it->bundle_name ||
+	    !it->track_id)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 	d->location = c->root ? arena_printf(c->a, "%s%s%s", c->root, c->sep, it->bundle_name)
 	                      : it->audio_path;

@@ -17,6 +17,7 @@
 
 struct dj_item {
 	struct dj_track t;
+	const char *track_id;
 	const char *audio_path;  /* the audio, absolute, on this server */
 	const char *bundle_name; /* "<artist> - <title>.<ext>", unique within the export */
 };

@@ -140,6 +140,10 @@ try {
   if (!seen.progress.every((p) => p.now >= 0 && p.now <= 100)) fail("a progress bar left 0..100");
   await page.getByText("Separation finished").first().waitFor();
   await checkPage(page, "track-separated");
+  // The four-stem separation is offered as NI Stems for Traktor.
+  const niHref = await page.getByRole("link", { name: "NI Stems (.stem.mp4)" }).first().getAttribute("href");
+  const ni = await page.request.get(`${base}${niHref}`);
+  if (ni.status() !== 200 || ni.headers()["content-type"] !== "audio/mp4") fail(`NI Stems: ${ni.status()} ${ni.headers()["content-type"]}`);
 
   // A copy two semitones up renders as a new track of the library, stems and all.
   await page.getByLabel("Semitones", { exact: true }).fill("2");

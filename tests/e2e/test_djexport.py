@@ -1,7 +1,8 @@
 """The library for DJ software: Rekordbox XML, Traktor NML and the bundle ZIP, read back with
 Python's own XML parser (independent of libxml2, which writes them) and checked against the
 analysis the API reports: BPM, beat grid, key, paths under the root, names with special
-characters, and the refusals.
+characters, and the refusals; NI Stems files, read with ffprobe and an MP4 box reader of
+this file's own.
 """
 import io
 import json
@@ -256,6 +257,11 @@ def ni_stems_for_traktor(srv):
     # Made once: the second answer is the same file.
     again = get(srv, auth, f"/export/nistems/{t['id']}?job_id={four}")
     eq((again.status, again.header("ETag")), (200, r.header("ETag")), "cached")
+    # The bundle carries the NI Stems file made for the track, beside its audio.
+    z = zipfile.ZipFile(io.BytesIO(get(srv, auth, "/export/library.zip?root=/Music/Alchemy").body))
+    eq(sorted(z.namelist()), ["Tester - Groove.stem.mp4", "Tester - Groove.wav", "collection.nml",
+                              "rekordbox.xml"], "bundle entries")
+    eq(z.read("Tester - Groove.stem.mp4") == again.body, True, "the NI Stems file in the bundle")
     two = separate(srv, auth, t["id"], two_stems="vocals")
     r = get(srv, auth, f"/export/nistems/{t['id']}?job_id={two}")
     eq((r.status, r.json()["code"]), (422, "not_four_stems"), r.text)
