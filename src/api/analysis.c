@@ -55,17 +55,9 @@ void api_analysis_analyze(struct http_ctx *ctx)
 	}
 	json_decref(details);
 	struct db_track t;
-	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+	if (!api_track_with_audio(ctx, track_id, &t)) {
 		json_decref(list);
 		json_decref(body);
-		api_not_found(ctx, "The track");
-		return;
-	}
-	if (!t.audio_path[0]) {
-		json_decref(list);
-		json_decref(body);
-		http_error(ctx, 409, "audio_not_ready",
-		           "The track has no audio yet; download or upload it first.");
 		return;
 	}
 	json_t *payload = json_pack("{s:o}", "features", list);

@@ -92,6 +92,20 @@ json_t *api_time(int64_t t)
 
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
+bool api_track_with_audio(struct http_ctx *ctx, const char *id, struct db_track *t)
+{
+	if (!id || !uuid_valid(id) || db_track_get(ctx->app->db, ctx->user.id, id, t) != 0) {
+		api_not_found(ctx, "The track");
+		return false;
+	}
+	if (!t->audio_path[0]) {
+		http_error(ctx, 409, "audio_not_ready",
+		           "The track has no audio yet; download or upload it first.");
+		return false;
+	}
+	return true;
+}
+
 json_t *api_track_json(const struct db_track *t)
 {
 	json_t *audio = json_null();

@@ -53,6 +53,9 @@ json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *j
 void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name);
 /* No "..", no backslash, not absolute: a path that stays inside uploads/. */
 bool api_safe_rel_path(const char *rel);
+/* The caller's track id (404 when not, or not a valid id) that has audio (409 when not)
+ * into *t; false with the answer sent. */
+bool api_track_with_audio(struct http_ctx *ctx, const char *id, struct db_track *t);
 /* uploads/<rel> (a file of the caller's, checked by the caller) as api_send_file sends it. */
 void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_name);
 /* "<artist> - <title> (<what>).<ext>" (without " (<what>)" when what is NULL) with path

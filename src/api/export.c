@@ -251,25 +251,40 @@ static void zs_respond(struct http_ctx *ctx, struct zipstream *z, const char *fi
 	ctx->status = 200;
 }
 
-void api_export_stems(struct http_ctx *ctx)
+/* The caller's track and the stems of its separation ?job_id= (or its latest), or false
+ * with the 404 answered. */
+static bool separation_stems(struct http_ctx *ctx, struct db_track *t, struct db_stem **stems,
+                             size_t *n)
 {
 	const char *track_id = http_param(ctx, "track_id");
 	const char *job_id = http_query(ctx, "job_id");
-	struct db_track t;
-	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, t) != 0) {
 		api_not_found(ctx, "The track");
-		return;
+		return false;
 	}
 	if (job_id && !uuid_valid(job_id)) {
 		api_not_found(ctx, "The separation job");
-		return;
+		return false;
 	}
+	if (db_stem_list(ctx->app->db, ctx->user.id, t->id, job_id, &ctx->arena, stems, n)) {
+		api_db_error(ctx);
+		return false;
+	}
+	if (*n == 0) {
+		http_error(ctx, 404, "not_found",
+		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		return false;
+	}
+	return true;
+}
+
+void api_export_stems(struct http_ctx *ctx)
+{
+	struct db_track t;
 	struct db_stem *stems;
 	size_t n_stems;
-	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n_stems)) {
-		api_db_error(ctx);
+	if (!separation_stems(ctx, &t, &stems, &n_stems))
 		return;
-	}
 	struct zipstream *z = zs_new(n_stems);
 	if (!z) {
 		http_error(ctx, 500, "internal", "Out of memory.");
@@ -288,10 +303,9 @@ void api_export_stems(struct http_ctx *ctx)
 			return;
 		}
 	}
-	if (z->n == 0) {
+	if (z->n == 0) { /* every row's path refused */
 		zs_free(z);
-		http_error(ctx, 404, "not_found",
-		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		api_not_found(ctx, "The stems' files");
 		return;
 	}
 	char name[1200];
@@ -323,28 +337,11 @@ static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
 
 void api_export_nistems(struct http_ctx *ctx)
 {
-	const char *track_id = http_param(ctx, "track_id");
-	const char *job_id = http_query(ctx, "job_id");
 	struct db_track t;
-	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
-		api_not_found(ctx, "The track");
-		return;
-	}
-	if (job_id && !uuid_valid(job_id)) {
-		api_not_found(ctx, "The separation job");
-		return;
-	}
 	struct db_stem *stems;
 	size_t n;
-	if (db_stem_list(ctx->app->db, ctx->user.id, t.id, job_id, &ctx->arena, &stems, &n)) {
-		api_db_error(ctx);
+	if (!separation_stems(ctx, &t, &stems, &n))
 		return;
-	}
-	if (n == 0) {
-		http_error(ctx, 404, "not_found",
-		           "This track has no stems yet; separate it with POST /api/processing/separate.");
-		return;
-	}
 	const char *data = ctx->app->cfg.data_dir;
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
 	if (!ni_order(data, stems, n, paths)) {

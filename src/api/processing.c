@@ -222,15 +222,8 @@ void api_processing_separate(struct http_ctx *ctx)
 	}
 	json_decref(details);
 	struct db_track t;
-	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
-		api_not_found(ctx, "The track");
+	if (!api_track_with_audio(ctx, track_id, &t))
 		return;
-	}
-	if (!t.audio_path[0]) {
-		http_error(ctx, 409, "audio_not_ready",
-		           "The track has no audio yet; download or upload it first.");
-		return;
-	}
 	if (strcmp(values[1], "lalalai") == 0) {
 		separate_lalalai(ctx, &t, values[0], values[2]);
 		return;
@@ -308,15 +301,8 @@ void api_processing_transform(struct http_ctx *ctx)
 	}
 	json_decref(details);
 	struct db_track parent, child;
-	if (!track_id[0] || db_track_get(ctx->app->db, ctx->user.id, track_id, &parent) != 0) {
-		api_not_found(ctx, "The track");
+	if (!api_track_with_audio(ctx, track_id, &parent))
 		return;
-	}
-	if (!parent.audio_path[0]) {
-		http_error(ctx, 409, "audio_not_ready",
-		           "The track has no audio yet; download or upload it first.");
-		return;
-	}
 	struct db_job j;
 	char err[300];
 	int rc = library_transform_start(ctx->app->db, ctx->user.id, &parent, semitones, ratio,
