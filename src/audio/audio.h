@@ -125,9 +125,15 @@ int audio_write(const char *path, const struct audio_buf *b, enum audio_containe
 /* Writes a Native Instruments Stems file (audio/nistems.h) to out_path: paths[0] is the
  * master mix, paths[1..4] the drums, bass, other and vocals stems, each decoded as a stream
  * to 44.1 kHz stereo and encoded as AAC at AUDIO_NISTEMS_BIT_RATE (the stems cut or padded
- * to the master's length), with title and artist tags and the 'stem' box. *seconds: the
- * length. On failure nothing is left at out_path. */
-enum { AUDIO_NISTEMS_BIT_RATE = 256000 };
+ * to the master's length), with title and artist tags, the master's cover picture when it
+ * has one, and the 'stem' box. *seconds: the length. On failure nothing is left at
+ * out_path. */
+enum { AUDIO_NISTEMS_BIT_RATE = 256000, AUDIO_MAX_COVER_BYTES = 10 << 20 };
+/* The cover picture (JPEG or PNG, at most AUDIO_MAX_COVER_BYTES) a file carries in its
+ * tags: *data malloced, *png tells which, with its size in pixels. SFA_ENOTFOUND when it
+ * has none. */
+int audio_read_cover(const char *path, unsigned char **data, size_t *n, bool *png, int *width,
+                     int *height, char *err, size_t n_err);
 int audio_write_nistems(const char *out_path, const char *const paths[5], const char *title,
                         const char *artist, double *seconds, char *err, size_t n_err);
 

@@ -931,3 +931,40 @@ void audio_buf_free(struct audio_buf *b)
 	b->data = NULL;
 	b->n_frames = 0;
 }
+
+int audio_read_cover(const char *path, unsigned char **data, size_t *n, bool *png, int *width,
+                     int *height, char *err, size_t n_err)
+{
+	pthread_once(&audio__once, audio__init_once);
+	*data = NULL;
+	*n = 0;
+	int fd = audio__open_path(path, err, n_err);
+	if (fd < 0)
+		return fd;
+	struct audio__dec d;
+	memset(&d, 0, sizeof d);
+	d.max_duration_s = AUDIO_MAX_DURATION_S;
+	int rc = audio__open(&d, fd, err, n_err);
+	for (unsigned i = 0; rc == 0 && !*data && i < d.fmt->nb_streams; i++) {
+		const AVStream *st = d.fmt->streams[i];
+		enum AVCodecID id = st->codecpar->codec_id;
+		if (!(st->disposition & AV_DISPOSITION_ATTACHED_PIC) ||
+		    (id != AV_CODEC_ID_MJPEG && id != AV_CODEC_ID_PNG) || st->attached_pic.size <= 0 ||
+		    st->attached_pic.size > AUDIO_MAX_COVER_BYTES)
+			continue;
+		if (!(*data = malloc((size_t)st->attached_pic.size))) {
+			rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for the cover picture");
+			break;
+		}
+		memcpy(*data, st->attached_pic.data, (size_t)st->attached_pic.size);
+		*n = (size_t)st->attached_pic.size;
+		*png = id == AV_CODEC_ID_PNG;
+		*width = st->codecpar->width;
+		*height = st->codecpar->height;
+	}
+	audio__dec_free(&d);
+	close(fd);
+	if (rc == 0 && !*data)
+		rc = sfa_err(err, n_err, SFA_ENOTFOUND, "the file has no cover picture");
+	return rc;
+}

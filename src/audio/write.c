@@ -550,12 +550,51 @@ int audio_write_nistems(const char *out_path, const char *const paths[5], const 
 			goto out;
 		t[i].limit = i == 0 ? UINT64_MAX : 0;
 	}
+	/* The master's cover picture, when it has one, as the file's cover (MP4 'covr'). */
+	unsigned char *cover = NULL;
+	size_t n_cover = 0;
+	bool png = false;
+	int width = 0, height = 0;
+	char cerr[128];
+	AVStream *pic = NULL;
+	if (audio_read_cover(paths[0], &cover, &n_cover, &png, &width, &height, cerr,
+	                     sizeof cerr) == 0) {
+		pic = avformat_new_stream(oc, NULL);
+		if (pic) {
+			pic->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+			pic->codecpar->codec_id = png ? AV_CODEC_ID_PNG : AV_CODEC_ID_MJPEG;
+			/* The muxer wants a size for a picture stream; covr holds only the bytes, and
+			 * the decoder (whose allow-list has no image codec) may not have read it. */
+			pic->codecpar->width = width > 0 ? width : 1;
+			pic->codecpar->height = height > 0 ? height : 1;
+			pic->disposition = AV_DISPOSITION_ATTACHED_PIC;
+		}
+	}
 	if (avformat_write_header(oc, NULL) < 0) {
+		free(cover);
 		rc = SFA_EIO;
 		what = "the MP4 header could not be written";
 		goto out;
 	}
 	header_written = true;
+	if (pic) {
+		AVPacket *cp = av_packet_alloc();
+		bool wrote = cp && av_new_packet(cp, (int)n_cover) == 0;
+		if (wrote) {
+			memcpy(cp->data, cover, n_cover);
+			cp->stream_index = pic->index;
+			cp->flags |= AV_PKT_FLAG_KEY;
+			wrote = av_write_frame(oc, cp) >= 0;
+		}
+		av_packet_free(&cp);
+		if (!wrote) {
+			free(cover);
+			rc = SFA_EIO;
+			what = "the cover picture could not be written";
+			goto out;
+		}
+	}
+	free(cover);
 	struct ni_sink s = {.oc = oc, .pkt = pkt};
 	for (int i = 0; i < N_TRACKS; i++) {
 		s.t = &t[i];

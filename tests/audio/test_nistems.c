@@ -1,5 +1,6 @@
 /* NI Stems: the 'stem' box writer on hand-made moov boxes, and a whole file from five
- * generated WAVs read back (the box, the tracks' count and lengths through FFmpeg). */
+ * generated WAVs read back (the box, the tracks' count and lengths through FFmpeg), with the
+ * master's cover picture carried over. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libavformat/avformat.h>
@@ -120,11 +122,62 @@ static void whole_file(void **state)
 		unlink(paths[i]);
 }
 
+/* The master's cover picture becomes the file's cover (an attached picture, MP4 'covr'). */
+static void cover_is_kept(void **state)
+{
+	(void)state;
+	char jpg[64], mp3[64], out[64], err[256];
+	snprintf(jpg, sizeof jpg, "/tmp/sfa_ni_%d.jpg", (int)getpid());
+	snprintf(mp3, sizeof mp3, "/tmp/sfa_ni_%d.mp3", (int)getpid());
+	snprintf(out, sizeof out, "/tmp/sfa_ni_cover_%d.stem.mp4", (int)getpid());
+	const char *wav = tone("cover", 1.0, 220);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("ffmpeg", "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+		       "color=c=red:s=32x32:d=1", "-frames:v", "1", jpg, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("ffmpeg (needed to make the test's picture) failed");
+	if ((pid = fork()) == 0) {
+		execlp("ffmpeg", "ffmpeg", "-v", "error", "-y", "-i", wav, "-i", jpg, "-map", "0",
+		       "-map", "1", "-c:a", "libmp3lame", "-c:v", "copy", "-disposition:v",
+		       "attached_pic", mp3, (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("ffmpeg (needed to make the test's MP3) failed");
+	struct stat js;
+	assert_int_equal(stat(jpg, &js), 0);
+	const char *paths[5] = {mp3, wav, wav, wav, wav};
+	double seconds;
+	int rc = audio_write_nistems(out, paths, "T", "A", &seconds, err, sizeof err);
+	if (rc)
+		fail_msg("audio_write_nistems: %s", err);
+	AVFormatContext *fc = NULL;
+	assert_int_equal(avformat_open_input(&fc, out, NULL, NULL), 0);
+	assert_int_equal(fc->nb_streams, 6);
+	AVStream *pic = fc->streams[5];
+	assert_true(pic->disposition & AV_DISPOSITION_ATTACHED_PIC);
+	assert_int_equal(pic->attached_pic.size, (int)js.st_size);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(fc->streams[i]->codecpar->codec_type, AVMEDIA_TYPE_AUDIO);
+	avformat_close_input(&fc);
+	unlink(jpg);
+	unlink(mp3);
+	unlink(out);
+	unlink(wav);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(box_writer),
 		cmocka_unit_test(whole_file),
+		cmocka_unit_test(cover_is_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
