@@ -145,7 +145,8 @@ int nistems_insert_box(const uint8_t *moov, size_t n, const char *json, uint8_t 
 	}
 	put_be32(o + w, (uint32_t)(8 + n_json));
 	memcpy(o + w + 4, "stem", 4);
-	memcpy(o + w + 8, json, n_json);
+	if (n_json)
+		memcpy(o + w + 8, json, n_json);
 	w += 8 + n_json;
 	put_be32(o + udta_at, (uint32_t)(w - udta_at));
 	memcpy(o + udta_at + 4, "udta", 4);

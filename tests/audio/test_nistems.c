@@ -27,7 +27,8 @@ static size_t box(uint8_t *out, const char *kind, const void *body, size_t n)
 	out[0] = (uint8_t)(size >> 24), out[1] = (uint8_t)(size >> 16);
 	out[2] = (uint8_t)(size >> 8), out[3] = (uint8_t)size;
 	memcpy(out + 4, kind, 4);
-	memcpy(out + 8, body, n);
+	if (n)
+		memcpy(out + 8, body, n);
 	return 8 + n;
 }
 
