@@ -1,8 +1,6 @@
 /* transform_cli.c - see transform_cli.h. */
 #include "audio/transform_cli.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +8,7 @@
 #include <strings.h>
 
 #include "audio/audio.h"
+#include "util/str.h"
 
 static int usage(void)
 {
@@ -19,17 +18,6 @@ static int usage(void)
 	        "  --formants keeps a voice's timbre; the output is WAV, FLAC or MP3 by its\n"
 	        "  extension.\n");
 	return 2;
-}
-
-static bool number(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi))
-		return false;
-	*out = v;
-	return true;
 }
 
 int transform_cli(int argc, char **argv)
@@ -42,10 +30,10 @@ int transform_cli(int argc, char **argv)
 		if (!strcmp(a, "--formants")) {
 			formants = true;
 		} else if (!strcmp(a, "--semitones") && i + 1 < argc) {
-			if (!number(argv[++i], -AUDIO_MAX_SEMITONES, AUDIO_MAX_SEMITONES, &semitones))
+			if (str_to_double(argv[++i], -AUDIO_MAX_SEMITONES, AUDIO_MAX_SEMITONES, &semitones))
 				return usage();
 		} else if (!strcmp(a, "--tempo-ratio") && i + 1 < argc) {
-			if (!number(argv[++i], AUDIO_MIN_TEMPO_RATIO, AUDIO_MAX_TEMPO_RATIO, &ratio))
+			if (str_to_double(argv[++i], AUDIO_MIN_TEMPO_RATIO, AUDIO_MAX_TEMPO_RATIO, &ratio))
 				return usage();
 		} else if (!strcmp(a, "--out") && i + 1 < argc) {
 			out_path = argv[++i];

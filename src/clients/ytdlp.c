@@ -21,9 +21,8 @@ static bool parse_count(const char *s, size_t n, int64_t *out)
 		*out = 0;
 		return true;
 	}
-	char *end;
-	double v = strtod(tmp, &end);
-	if (end == tmp || *end || !isfinite(v) || v < 0 || v > 1e15)
+	double v;
+	if (str_to_double(tmp, 0, 1e15, &v) != 0)
 		return false;
 	*out = (int64_t)v;
 	return true;

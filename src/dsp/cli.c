@@ -5,13 +5,13 @@
  */
 #include "dsp/cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsp/dsp.h"
 #include "util/err.h"
+#include "util/str.h"
 
 static void usage(FILE *f)
 {
@@ -59,10 +59,8 @@ int dsp_cli_analyze(int argc, char **argv)
 				return 2;
 			}
 		} else if ((v = opt_value(argc, argv, &i, "--frame-rate")) != NULL) {
-			char *end = NULL;
-			errno = 0;
-			double fr = strtod(v, &end);
-			if (errno || end == v || *end != '\0' || !(fr > 0.0) || fr > DSP_MAX_FRAME_RATE) {
+			double fr = 0;
+			if (str_to_double(v, 0, DSP_MAX_FRAME_RATE, &fr) || !(fr > 0.0)) {
 				fprintf(stderr,
 				        "sfa analyze: --frame-rate wants a number above 0 and at most "
 				        "%.2f, not '%s'.\n",

@@ -8,11 +8,13 @@
 #include "nn/bag.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/err.h"
+#include "util/str.h"
 
 enum { MAX_ITEMS = 64, MAX_NEST = 3, SCALAR_BYTES = 128 };
 
@@ -181,17 +183,6 @@ static int read_block_list(struct rd *r, struct val *v)
 	}
 }
 
-static int parse_number(const char *s, double *out)
-{
-	char *end;
-	errno = 0;
-	double d = strtod(s, &end);
-	if (end == s || *end || errno || !isfinite(d))
-		return -1;
-	*out = d;
-	return 0;
-}
-
 static int valid_member(const char *s)
 {
 	size_t n = strlen(s);
@@ -229,7 +220,8 @@ static int apply_key(struct rd *r, const char *key, struct val *v, struct nn_bag
 			cols = row->n;
 			for (int j = 0; j < row->n; j++) {
 				double d;
-				if (row->items[j].is_list || parse_number(row->items[j].s, &d) || d < 0)
+				if (row->items[j].is_list ||
+				    str_to_double(row->items[j].s, -DBL_MAX, DBL_MAX, &d) || d < 0)
 					return rd_fail(r, "'weights' holds something that is not a number >= 0");
 				out->weights[i][j] = d;
 			}
@@ -239,7 +231,7 @@ static int apply_key(struct rd *r, const char *key, struct val *v, struct nn_bag
 		out->n_weight_rows = v->n;
 	} else if (strcmp(key, "segment") == 0) {
 		double d;
-		if (v->is_list || parse_number(v->s, &d) || !(d > 0) || d > 3600)
+		if (v->is_list || str_to_double(v->s, -DBL_MAX, DBL_MAX, &d) || !(d > 0) || d > 3600)
 			return rd_fail(r, "'segment' must be a number of seconds");
 		out->has_segment = true;
 		out->segment_s = d;

@@ -45,17 +45,6 @@ static int usage_separate(void)
 	return 2;
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double d = strtod(s, &end);
-	if (end == s || *end || errno || !(d >= lo && d <= hi))
-		return -1;
-	*out = d;
-	return 0;
-}
-
 struct bar {
 	int tty;
 	double t0;
@@ -172,15 +161,15 @@ int nn_cli_separate(int argc, char **argv)
 			}
 			format = v;
 		} else if (!strcmp(a, "--shifts")) {
-			if (parse_double(v, 0, 100, &d) || d != floor(d))
+			if (str_to_double(v, 0, 100, &d) || d != floor(d))
 				goto bad;
 			o.shifts = (int)d;
 		} else if (!strcmp(a, "--overlap")) {
-			if (parse_double(v, 0, 0.99, &d))
+			if (str_to_double(v, 0, 0.99, &d))
 				goto bad;
 			o.overlap = d;
 		} else if (!strcmp(a, "--segment")) {
-			if (parse_double(v, 0.01, 3600, &d))
+			if (str_to_double(v, 0.01, 3600, &d))
 				goto bad;
 			o.segment_s = d;
 		} else if (!strcmp(a, "--seed")) {
@@ -191,7 +180,7 @@ int nn_cli_separate(int argc, char **argv)
 				goto bad;
 			o.seed = s;
 		} else if (!strcmp(a, "--threads")) {
-			if (parse_double(v, 1, 256, &d) || d != floor(d))
+			if (str_to_double(v, 1, 256, &d) || d != floor(d))
 				goto bad;
 			o.n_threads = (int)d;
 		} else {

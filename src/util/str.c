@@ -119,6 +119,19 @@ int str_to_long(const char *s, long min, long max, long *out)
 	return 0;
 }
 
+int str_to_double(const char *s, double min, double max, double *out)
+{
+	if (!s || !*s)
+		return SFA_EINVAL;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !(v >= min && v <= max))
+		return SFA_EINVAL;
+	*out = v;
+	return 0;
+}
+
 int str_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')

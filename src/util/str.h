@@ -32,6 +32,8 @@ bool str_ieq_n(const char *a, const char *b, size_t n);
 bool str_starts_with(const char *s, const char *prefix);
 /* Parses a whole decimal integer in [min, max]; returns 0 or SFA_EINVAL. */
 int str_to_long(const char *s, long min, long max, long *out);
+/* Parses a whole finite number in [min, max] (strtod's syntax); returns 0 or SFA_EINVAL. */
+int str_to_double(const char *s, double min, double max, double *out);
 /* The value of hex digit c (0..15), or -1 when c is not one. */
 int str_hex_value(char c);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */

@@ -64,6 +64,18 @@ static void str_helpers(void **state)
 	assert_int_equal(str_to_long("101", 0, 100, &v), SFA_EINVAL);
 	assert_int_equal(str_to_long("4x", 0, 100, &v), SFA_EINVAL);
 	assert_int_equal(str_to_long("", 0, 100, &v), SFA_EINVAL);
+	double d = -1;
+	assert_int_equal(str_to_double("1.05", 0.5, 2, &d), 0);
+	assert_true(d == 1.05);
+	assert_int_equal(str_to_double("-2.5e0", -12, 12, &d), 0);
+	assert_true(d == -2.5);
+	assert_int_equal(str_to_double("2.5", 0.5, 2, &d), SFA_EINVAL);
+	assert_int_equal(str_to_double("nan", -1e9, 1e9, &d), SFA_EINVAL);
+	assert_int_equal(str_to_double("inf", -1e308, 1e308, &d), SFA_EINVAL);
+	assert_int_equal(str_to_double("1x", 0, 2, &d), SFA_EINVAL);
+	assert_int_equal(str_to_double("", 0, 2, &d), SFA_EINVAL);
+	assert_int_equal(str_to_double("1e999", 0, 1e308, &d), SFA_EINVAL);
+	assert_true(d == -2.5); /* untouched on failure */
 	assert_true(str_secure_eq("abc", "abc"));
 	assert_false(str_secure_eq("abc", "abd"));
 	assert_false(str_secure_eq("abc", "abcd"));
