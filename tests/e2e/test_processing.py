@@ -142,6 +142,16 @@ def pcm16(c, auth, url):
     return struct.unpack(f"<{len(raw) // 2}h", raw)
 
 
+def f32(c, auth, url):
+    """The samples of a 32-bit float WAV (format 3; Python's wave module reads PCM only)."""
+    data = c.get(url, headers=auth).body
+    at = 12
+    while data[at:at + 4] != b"data":
+        at += 8 + struct.unpack("<I", data[at + 4:at + 8])[0]
+    n = struct.unpack("<I", data[at + 4:at + 8])[0]
+    return struct.unpack(f"<{n // 4}f", data[at + 8:at + 8 + n])
+
+
 @tap.case
 def two_stems_are_the_stem_and_its_complement(srv):
     """two_stems=vocals gives vocals (the same as a full separation's) and no_vocals, the
@@ -165,6 +175,16 @@ def two_stems_are_the_stem_and_its_complement(srv):
                 zip(got["no_vocals"], by["drums"], by["bass"], by["other"]))
     check(worst <= 2, f"no_vocals differs from drums+bass+other by {worst} LSB")
     check(len(got["no_vocals"]) == len(by["drums"]), "no_vocals has the input's length")
+    # In float, without the three roundings: within 1 LSB of 16-bit.
+    full = wait_sep(c, auth, separate(c, auth, track_id=track["id"], output_format="f32")
+                    .json()["data"]["job_id"])
+    two = wait_sep(c, auth, separate(c, auth, track_id=track["id"], two_stems="vocals",
+                                     output_format="f32").json()["data"]["job_id"])
+    by = {s["stem_type"]: f32(c, auth, s["file_path"]) for s in full["stems"]}
+    nv = f32(c, auth, next(s["file_path"] for s in two["stems"] if s["stem_type"] == "no_vocals"))
+    worst = max(abs(n - (d + b + o)) for n, d, b, o in zip(nv, by["drums"], by["bass"],
+                                                          by["other"]))
+    check(worst <= 1 / 32768, f"no_vocals differs from drums+bass+other by {worst * 32768:.3f} LSB")
     # FLAC too, and the refusals.
     r = separate(c, auth, track_id=track["id"], two_stems="drums", output_format="flac")
     j = wait_sep(c, auth, r.json()["data"]["job_id"])
