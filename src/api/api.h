@@ -51,8 +51,6 @@ json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *j
 /* Sends the stored file at rel (under data/uploads) if it is safe and there, with Range,
  * ETag and Last-Modified; download_name (or NULL) makes it an attachment. 404 otherwise. */
 void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name);
-/* No "..", no backslash, not absolute: a path that stays inside uploads/. */
-bool api_safe_rel_path(const char *rel);
 /* The caller's track id (404 when not, or not a valid id) that has audio (409 when not)
  * into *t; false with the answer sent. */
 bool api_track_with_audio(struct http_ctx *ctx, const char *id, struct db_track *t);

@@ -552,7 +552,7 @@ static const char *daw_check_stem(void *arg, int i, const char *stem_id)
 	struct db_stem s;
 	if (db_stem_get(ctx->app->db, ctx->user.id, stem_id, &s) != 0)
 		return "is not one of your stems";
-	if (!s.file_path[0] || s.file_path[0] == '/' || strstr(s.file_path, ".."))
+	if (!fs_rel_path_safe(s.file_path, DB_PATH_MAX))
 		return "this stem has no audio file";
 	sc->args[i] = arena_printf(&ctx->arena, "%s=%s/uploads/%s", s.id, ctx->app->cfg.data_dir,
 	                           s.file_path);

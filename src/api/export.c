@@ -30,6 +30,7 @@
 #include "core/djexport.h"
 #include "util/proc.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/uuid.h"
 
@@ -55,7 +56,7 @@ enum { ZIP_CHUNK = 64 * 1024, ZIP_ARENA_MAX = 64 << 20 };
 struct zip_entry {
 	const char *name; /* in the archive */
 	const char *path; /* a file to copy, or NULL for data */
-	const char *data; /* an entry made in memory (the stream's arena) */
+	char *data;       /* an entry made in memory (malloced, the stream's) */
 	size_t len;
 };
 
@@ -186,6 +187,8 @@ static void zs_free(void *cls)
 		close(z->fd);
 	if (z->a)
 		archive_write_free(z->a);
+	for (size_t i = 0; i < z->n; i++)
+		free(z->e[i].data);
 	arena_free(&z->mem);
 	free(z->out);
 	free(z);
@@ -208,20 +211,28 @@ static struct zipstream *zs_new(size_t cap)
 	return z;
 }
 
-/* Adds a file (path) or, with path NULL, len bytes of data (copied) as name. */
-static bool zs_add(struct zipstream *z, const char *name, const char *path, const char *data,
-                   size_t len)
+/* Adds the file at path as name. */
+static bool zs_add(struct zipstream *z, const char *name, const char *path)
 {
 	if (z->n == z->cap)
 		return false;
-	struct zip_entry *e = &z->e[z->n];
-	e->name = arena_strdup(&z->mem, name);
-	e->path = path ? arena_strdup(&z->mem, path) : NULL;
-	e->data = data ? arena_strndup(&z->mem, data, len) : NULL;
-	e->len = len;
-	if (!e->name || (path && !e->path) || (data && !e->data))
+	const char *n_copy = arena_strdup(&z->mem, name), *p_copy = arena_strdup(&z->mem, path);
+	if (!n_copy || !p_copy)
 		return false;
-	z->n++;
+	z->e[z->n++] = (struct zip_entry){.name = n_copy, .path = p_copy};
+	return true;
+}
+
+/* Adds len bytes of data (malloced: the stream owns it from here on, even on failure) as
+ * name. */
+static bool zs_add_owned(struct zipstream *z, const char *name, char *data, size_t len)
+{
+	const char *copy = z->n < z->cap ? arena_strdup(&z->mem, name) : NULL;
+	if (!copy) {
+		free(data);
+		return false;
+	}
+	z->e[z->n++] = (struct zip_entry){.name = copy, .data = data, .len = len};
 	return true;
 }
 
@@ -292,12 +303,12 @@ void api_export_stems(struct http_ctx *ctx)
 	}
 	for (size_t i = 0; i < n_stems; i++) {
 		char path[PATH_MAX * 2], name[1200];
-		if (!api_safe_rel_path(stems[i].file_path))
+		if (!fs_rel_path_safe(stems[i].file_path, DB_PATH_MAX))
 			continue;
 		snprintf(path, sizeof path, "%s/uploads/%s", ctx->app->cfg.data_dir,
 		         stems[i].file_path);
 		api_export_name(&t, stems[i].stem_type, stems[i].format, name, sizeof name);
-		if (!zs_add(z, name, path, NULL, 0)) {
+		if (!zs_add(z, name, path)) {
 			zs_free(z);
 			http_error(ctx, 500, "internal", "Out of memory.");
 			return;
@@ -317,6 +328,12 @@ void api_export_stems(struct http_ctx *ctx)
 
 enum { NISTEMS_TIMEOUT_MS = 15 * 60 * 1000, NISTEMS_CPU_S = 15 * 60 };
 
+/* Where the NI Stems file of separation job_id is kept (under uploads/, beside its stems). */
+static void ni_file(const char *job_id, char *rel, size_t n)
+{
+	snprintf(rel, n, "stems/%s/%s.stem.mp4", job_id, job_id);
+}
+
 /* The four stem paths (absolute) of a separation in NI's order, or false when its stems
  * are not drums, bass, other and vocals. */
 static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
@@ -328,7 +345,7 @@ static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
 		size_t i = 0;
 		while (i < n && strcmp(s[i].stem_type, nistems_names[k]) != 0)
 			i++;
-		if (i == n || !api_safe_rel_path(s[i].file_path))
+		if (i == n || !fs_rel_path_safe(s[i].file_path, DB_PATH_MAX))
 			return false;
 		snprintf(paths[k], sizeof paths[k], "%s/uploads/%s", data_dir, s[i].file_path);
 	}
@@ -353,13 +370,13 @@ void api_export_nistems(struct http_ctx *ctx)
 		http_error(ctx, 422, "not_four_stems", msg);
 		return;
 	}
-	if (!t.audio_path[0] || !api_safe_rel_path(t.audio_path)) {
+	if (!fs_rel_path_safe(t.audio_path, DB_PATH_MAX)) {
 		http_error(ctx, 409, "audio_not_ready", "The track has no audio of its own.");
 		return;
 	}
 	/* Made once per separation, kept beside its stems (and deleted with them). */
 	char rel[128], cache[PATH_MAX * 2], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
-	snprintf(rel, sizeof rel, "stems/%s/%s.stem.mp4", stems[0].job_id, stems[0].job_id);
+	ni_file(stems[0].job_id, rel, sizeof rel);
 	snprintf(cache, sizeof cache, "%s/uploads/%s", data, rel);
 	struct stat st;
 	if (stat(cache, &st) != 0) {
@@ -411,9 +428,11 @@ static bool ni_made(struct http_ctx *ctx, const char *track_id, char *path, size
 	arena_init(&a, 1 << 20);
 	bool four = db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
 	            ni_order(ctx->app->cfg.data_dir, stems, n, paths);
-	if (four)
-		snprintf(path, n_path, "%s/uploads/stems/%s/%s.stem.mp4", ctx->app->cfg.data_dir,
-		         stems[0].job_id, stems[0].job_id);
+	char rel[128];
+	if (four) {
+		ni_file(stems[0].job_id, rel, sizeof rel);
+		snprintf(path, n_path, "%s/uploads/%s", ctx->app->cfg.data_dir, rel);
+	}
 	arena_free(&a);
 	return four && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
@@ -422,8 +441,8 @@ static bool ni_made(struct http_ctx *ctx, const char *track_id, char *path, size
 
 #define DJ_PLAYLIST "Sound Forge Alchemy"
 
-/* The items ?track_ids= and ?root= ask for, or an error answered. */
-static bool dj_items(struct http_ctx *ctx, bool need_root, struct dj_item **items, size_t *n)
+/* The tracks ?track_ids= and ?root= ask for, or an error answered. */
+static bool dj_tracks(struct http_ctx *ctx, bool need_root, struct dj_export *ex)
 {
 	const char *root = http_query(ctx, "root");
 	if (need_root && !root) {
@@ -435,7 +454,7 @@ static bool dj_items(struct http_ctx *ctx, bool need_root, struct dj_item **item
 	}
 	char err[512];
 	int rc = dj_export_collect(ctx->app->db, ctx->app->cfg.data_dir, ctx->user.id,
-	                           http_query(ctx, "track_ids"), root, &ctx->arena, items, n, err,
+	                           http_query(ctx, "track_ids"), root, &ctx->arena, ex, err,
 	                           sizeof err);
 	if (rc == SFA_EINVAL)
 		http_error(ctx, 422, "validation_failed", err);
@@ -450,19 +469,12 @@ static bool dj_items(struct http_ctx *ctx, bool need_root, struct dj_item **item
 
 typedef int (*dj_writer)(const struct dj_track *, size_t, const char *, char **, size_t *);
 
-/* The collection document of items, or NULL (an error answered). */
-static char *dj_document(struct http_ctx *ctx, const struct dj_item *items, size_t n,
-                         dj_writer write, size_t *len)
+/* The collection document (malloced), or NULL with the error answered. */
+static char *dj_document(struct http_ctx *ctx, const struct dj_export *ex, dj_writer write,
+                         size_t *len)
 {
-	struct dj_track *t = n ? arena_alloc(&ctx->arena, n * sizeof *t) : NULL;
-	if (n && !t) {
-		http_error(ctx, 500, "internal", "Out of memory.");
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		t[i] = items[i].t;
 	char *doc = NULL;
-	if (write(t, n, DJ_PLAYLIST, &doc, len) != 0) {
+	if (write(ex->tracks, ex->n, DJ_PLAYLIST, &doc, len) != 0) {
 		http_error(ctx, 500, "internal", "The collection could not be written.");
 		return NULL;
 	}
@@ -471,11 +483,9 @@ static char *dj_document(struct http_ctx *ctx, const struct dj_item *items, size
 
 static void dj_send(struct http_ctx *ctx, dj_writer write, const char *type, const char *name)
 {
-	struct dj_item *items;
-	size_t n, len;
-	if (!dj_items(ctx, false, &items, &n))
-		return;
-	char *doc = dj_document(ctx, items, n, write, &len);
+	struct dj_export ex;
+	size_t len;
+	char *doc = dj_tracks(ctx, false, &ex) ? dj_document(ctx, &ex, write, &len) : NULL;
 	if (!doc)
 		return;
 	struct MHD_Response *r =
@@ -503,32 +513,37 @@ void api_export_traktor(struct http_ctx *ctx)
 
 void api_export_library(struct http_ctx *ctx)
 {
-	struct dj_item *items;
-	size_t n, len_rb, len_tk;
-	if (!dj_items(ctx, true, &items, &n))
+	struct dj_export ex;
+	size_t len_rb, len_tk;
+	if (!dj_tracks(ctx, true, &ex))
 		return;
-	char *rb = dj_document(ctx, items, n, dj_rekordbox_xml, &len_rb);
-	char *tk = rb ? dj_document(ctx, items, n, dj_traktor_nml, &len_tk) : NULL;
-	struct zipstream *z = tk ? zs_new(2 * n + 2) : NULL;
-	bool ok = z && zs_add(z, "rekordbox.xml", NULL, rb, len_rb) &&
-	          zs_add(z, "collection.nml", NULL, tk, len_tk);
-	for (size_t i = 0; ok && i < n; i++) {
-		ok = zs_add(z, items[i].bundle_name, items[i].audio_path, NULL, 0);
-		char ni[PATH_MAX * 2], name[1200];
-		if (ok && ni_made(ctx, items[i].track_id, ni, sizeof ni)) {
-			const char *dot = strrchr(items[i].bundle_name, '.');
-			snprintf(name, sizeof name, "%.*s.stem.mp4",
-			         (int)(dot ? dot - items[i].bundle_name : 1000), items[i].bundle_name);
-			ok = zs_add(z, name, ni, NULL, 0);
-		}
-	}
-	free(rb);
-	free(tk);
-	if (!ok) {
-		if (z)
-			zs_free(z);
+	char *rb = dj_document(ctx, &ex, dj_rekordbox_xml, &len_rb);
+	char *tk = rb ? dj_document(ctx, &ex, dj_traktor_nml, &len_tk) : NULL;
+	struct zipstream *z = tk ? zs_new(2 * ex.n + 2) : NULL;
+	if (!z) {
+		free(rb);
+		free(tk);
 		if (tk)
 			http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	/* both handed over, even when the first fails: the stream owns each from here */
+	bool ok = zs_add_owned(z, "rekordbox.xml", rb, len_rb);
+	ok = zs_add_owned(z, "collection.nml", tk, len_tk) && ok;
+	for (size_t i = 0; ok && i < ex.n; i++) {
+		const struct dj_file *f = &ex.files[i];
+		ok = zs_add(z, f->bundle_name, f->audio_path);
+		char ni[PATH_MAX * 2], name[1200];
+		if (ok && ni_made(ctx, f->track_id, ni, sizeof ni)) {
+			const char *dot = strrchr(f->bundle_name, '.');
+			snprintf(name, sizeof name, "%.*s.stem.mp4",
+			         (int)(dot ? dot - f->bundle_name : 1000), f->bundle_name);
+			ok = zs_add(z, name, ni);
+		}
+	}
+	if (!ok) {
+		zs_free(z);
+		http_error(ctx, 500, "internal", "Out of memory.");
 		return;
 	}
 	zs_respond(ctx, z, "Sound Forge Alchemy library.zip");

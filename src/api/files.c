@@ -24,6 +24,7 @@
 #include "api/routes.h"
 #include "http/form.h"
 #include "http/range.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/timeutil.h"
@@ -44,21 +45,6 @@ static const char *mime_for(const char *path)
 		if (strcasecmp(dot, types[i].ext) == 0)
 			return types[i].type;
 	return "application/octet-stream";
-}
-
-bool api_safe_rel_path(const char *rel)
-{
-	if (!*rel || rel[0] == '/' || strchr(rel, '\\') || strlen(rel) >= DB_PATH_MAX)
-		return false;
-	for (const char *p = rel; *p;) {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return true;
 }
 
 /* Sets Content-Disposition with an ASCII fallback and the exact UTF-8 name. */
@@ -83,7 +69,8 @@ void api_attachment_name(struct http_ctx *ctx, const char *name)
 /* Serves uploads/<rel> to its owner, honouring Range and validators. */
 void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_name)
 {
-	if (!api_safe_rel_path(rel) || !db_file_owned(ctx->app->db, ctx->user.id, rel)) {
+	if (!fs_rel_path_safe(rel, DB_PATH_MAX) ||
+	    !db_file_owned(ctx->app->db, ctx->user.id, rel)) {
 		api_not_found(ctx, "The file");
 		return;
 	}
@@ -92,7 +79,7 @@ void api_send_file(struct http_ctx *ctx, const char *rel, const char *download_n
 
 void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_name)
 {
-	if (!api_safe_rel_path(rel)) {
+	if (!fs_rel_path_safe(rel, DB_PATH_MAX)) {
 		api_not_found(ctx, "The file");
 		return;
 	}

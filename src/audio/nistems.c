@@ -124,8 +124,6 @@ int nistems_insert_box(const uint8_t *moov, size_t n, const char *json, uint8_t 
 		return SFA_EFORMAT;
 	const uint8_t *ub = udta.count ? body + udta.at + 8 : NULL;
 	size_t n_ub = udta.count ? udta.size - 8 : 0;
-	if (ub && (rc = boxes(ub, n_ub, find_cb, &(struct find){.type = "stem"})) != 0)
-		return rc;
 	/* new moov: header, children before udta, udta (its children but stem, then stem),
 	 * children after udta */
 	size_t cap = n + 16 + n_json;
@@ -138,9 +136,12 @@ int nistems_insert_box(const uint8_t *moov, size_t n, const char *json, uint8_t 
 	w += before;
 	size_t udta_at = w;
 	w += 8;
-	if (ub) {
+	if (ub) { /* also checks udta's children */
 		struct copy c = {.src = ub, .out = o, .o = w};
-		boxes(ub, n_ub, copy_cb, &c);
+		if ((rc = boxes(ub, n_ub, copy_cb, &c)) != 0) {
+			free(o);
+			return rc;
+		}
 		w = c.o;
 	}
 	put_be32(o + w, (uint32_t)(8 + n_json));
@@ -172,11 +173,11 @@ int nistems_insert_box_fd(int fd, const char *json, char *err, size_t n_err)
 	uint32_t last_size = 0;
 	uint8_t h[16];
 	while (at < st.st_size) {
-		if (pread(fd, h, 8, at) != 8)
+		if (fs_pread_all(fd, h, 8, at) != 0)
 			return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file is cut short");
 		uint64_t size = be32(h);
 		if (size == 1) {
-			if (pread(fd, h + 8, 8, at + 8) != 8)
+			if (fs_pread_all(fd, h + 8, 8, at + 8) != 0)
 				return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file is cut short");
 			size = (uint64_t)be32(h + 8) << 32 | be32(h + 12);
 		} else if (size == 0) {
@@ -193,11 +194,11 @@ int nistems_insert_box_fd(int fd, const char *json, char *err, size_t n_err)
 		return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file does not end with its moov box");
 	uint8_t *moov = malloc(last_size), *out = NULL;
 	size_t n_out = 0;
-	int rc = moov && pread(fd, moov, last_size, last) == (ssize_t)last_size ? 0 : SFA_EIO;
+	int rc = moov && fs_pread_all(fd, moov, last_size, last) == 0 ? 0 : SFA_EIO;
 	if (!rc)
 		rc = nistems_insert_box(moov, last_size, json, &out, &n_out);
 	free(moov);
-	if (!rc && (pwrite(fd, out, n_out, last) != (ssize_t)n_out ||
+	if (!rc && (fs_pwrite_all(fd, out, n_out, last) != 0 ||
 	            ftruncate(fd, last + (off_t)n_out) != 0))
 		rc = SFA_EIO;
 	free(out);

@@ -92,26 +92,218 @@ static int64_t audio__wio_seek(void *opaque, int64_t offset, int whence)
 	return r < 0 ? AVERROR(errno) : (int64_t)r;
 }
 
+/* A muxer writing to our own fd: the fd, its AVIO, the format context and one packet. */
+struct audio__mux {
+	struct audio__wio wio;
+	AVFormatContext *oc;
+	AVIOContext *avio;
+	AVPacket *pkt;
+	bool header_written;
+};
+
+/* Creates path and a muxer of format on it. SFA_EIO (err says why) or SFA_ENOMEM. */
+static int audio__mux_open(struct audio__mux *m, const char *format, const char *path,
+                           char *err, size_t n_err)
+{
+	memset(m, 0, sizeof *m);
+	m->wio.fd = audio__create(path, err, n_err);
+	if (m->wio.fd < 0) {
+		int rc = m->wio.fd;
+		m->wio.fd = -1;
+		return rc;
+	}
+	m->pkt = av_packet_alloc();
+	if (!m->pkt || avformat_alloc_output_context2(&m->oc, NULL, format, NULL) < 0 || !m->oc)
+		return SFA_ENOMEM;
+	unsigned char *iobuf = av_malloc(65536);
+	if (!iobuf)
+		return SFA_ENOMEM;
+	m->avio = avio_alloc_context(iobuf, 65536, 1, &m->wio, NULL, audio__wio_write,
+	                             audio__wio_seek);
+	if (!m->avio) {
+		av_free(iobuf);
+		return SFA_ENOMEM;
+	}
+	m->oc->pb = m->avio;
+	m->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+	return 0;
+}
+
+static int audio__mux_header(struct audio__mux *m)
+{
+	if (avformat_write_header(m->oc, NULL) < 0)
+		return SFA_EIO;
+	m->header_written = true;
+	return 0;
+}
+
+/* The trailer and the last bytes onto the fd. */
+static int audio__mux_finish(struct audio__mux *m)
+{
+	m->header_written = false;
+	if (av_write_trailer(m->oc) < 0)
+		return SFA_EIO;
+	avio_flush(m->avio);
+	return m->avio->error < 0 || m->wio.failed_errno ? SFA_EIO : 0;
+}
+
+/* Frees everything and closes the fd; returns close's errno, or 0. */
+static int audio__mux_free(struct audio__mux *m)
+{
+	if (m->header_written)
+		av_write_trailer(m->oc);
+	if (m->oc)
+		avformat_free_context(m->oc);
+	if (m->avio) {
+		av_freep(&m->avio->buffer);
+		avio_context_free(&m->avio);
+	}
+	av_packet_free(&m->pkt);
+	int rc = m->wio.fd >= 0 && close(m->wio.fd) != 0 ? errno : 0;
+	m->wio.fd = -1;
+	return rc;
+}
+
 /* Sends one frame (or the flush, f == NULL) and writes every packet that comes out. */
-static int audio__encode(AVCodecContext *enc, AVFormatContext *oc, AVStream *st, AVFrame *f,
-                         AVPacket *pkt)
+static int audio__encode(AVCodecContext *enc, struct audio__mux *m, AVStream *st, AVFrame *f)
 {
 	int r = avcodec_send_frame(enc, f);
 	if (r < 0)
 		return r;
 	for (;;) {
-		r = avcodec_receive_packet(enc, pkt);
+		r = avcodec_receive_packet(enc, m->pkt);
 		if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
 			return 0;
 		if (r < 0)
 			return r;
-		av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
-		pkt->stream_index = st->index;
-		r = av_write_frame(oc, pkt);
-		av_packet_unref(pkt);
+		av_packet_rescale_ts(m->pkt, enc->time_base, st->time_base);
+		m->pkt->stream_index = st->index;
+		r = av_write_frame(m->oc, m->pkt);
+		av_packet_unref(m->pkt);
 		if (r < 0)
 			return r;
 	}
+}
+
+/* One encoded audio stream of a muxer, fed planar float: samples are gathered into the
+ * encoder's frame size, as packed integers (FLAC: bits 16 or 24) or planar float (bits 0:
+ * MP3, AAC). */
+struct audio__track {
+	AVCodecContext *enc;
+	AVStream *st;
+	AVFrame *frame;
+	int bits;
+	int n_channels;
+	int frame_cap; /* frames per encoder frame */
+	int filled;    /* frames waiting in frame */
+	uint64_t written;
+};
+
+/* A new stream of m encoded by codec (opts: its options, may be NULL). SFA_EINVAL when the
+ * encoder refuses the settings, SFA_ENOMEM. */
+static int audio__track_open(struct audio__track *t, struct audio__mux *m, const AVCodec *codec,
+                             int bits, int rate_hz, int n_channels, int64_t bit_rate,
+                             AVDictionary **opts)
+{
+	memset(t, 0, sizeof *t);
+	t->bits = bits;
+	t->n_channels = n_channels;
+	t->enc = avcodec_alloc_context3(codec);
+	t->frame = av_frame_alloc();
+	if (!t->enc || !t->frame)
+		return SFA_ENOMEM;
+	AVCodecContext *e = t->enc;
+	e->sample_fmt = bits == 0 ? AV_SAMPLE_FMT_FLTP
+	                : bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
+	if (bits)
+		e->bits_per_raw_sample = bits;
+	e->bit_rate = bit_rate;
+	e->sample_rate = rate_hz;
+	e->time_base = (AVRational){1, rate_hz};
+	av_channel_layout_default(&e->ch_layout, n_channels);
+	if (m->oc->oformat->flags & AVFMT_GLOBALHEADER)
+		e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+	if (avcodec_open2(e, codec, opts) < 0)
+		return SFA_EINVAL;
+	t->st = avformat_new_stream(m->oc, NULL);
+	if (!t->st || avcodec_parameters_from_context(t->st->codecpar, e) < 0)
+		return SFA_ENOMEM;
+	t->st->time_base = e->time_base;
+	t->frame_cap = e->frame_size > 0 ? e->frame_size : 4096;
+	t->frame->format = e->sample_fmt;
+	t->frame->sample_rate = rate_hz;
+	t->frame->nb_samples = t->frame_cap;
+	if (av_channel_layout_copy(&t->frame->ch_layout, &e->ch_layout) < 0 ||
+	    av_frame_get_buffer(t->frame, 0) < 0)
+		return SFA_ENOMEM;
+	return 0;
+}
+
+/* Encodes the frames gathered so far. */
+static int audio__track_flush(struct audio__track *t, struct audio__mux *m)
+{
+	if (t->filled == 0)
+		return 0;
+	t->frame->nb_samples = t->filled;
+	t->frame->pts = (int64_t)(t->written - (uint64_t)t->filled);
+	int r = audio__encode(t->enc, m, t->st, t->frame);
+	t->filled = 0;
+	if (r < 0)
+		return SFA_EIO;
+	return av_frame_make_writable(t->frame) < 0 ? SFA_ENOMEM : 0;
+}
+
+/* Appends n frames: channel c at ch[c] (ch NULL: silence). SFA_EIO or SFA_ENOMEM. */
+static int audio__track_push(struct audio__track *t, struct audio__mux *m,
+                             const float *const *ch, size_t n)
+{
+	size_t n_ch = (size_t)t->n_channels;
+	for (size_t i = 0; i < n;) {
+		size_t at = (size_t)t->filled, take = (size_t)t->frame_cap - at;
+		if (take > n - i)
+			take = n - i;
+		for (size_t c = 0; c < n_ch; c++) {
+			const float *x = ch ? ch[c] + i : NULL;
+			for (size_t k = 0; k < take; k++) {
+				float v = x ? x[k] : 0.0f;
+				if (t->bits == 0) { /* float codecs: a non-finite sample is silence */
+					((float *)t->frame->data[c])[at + k] = isfinite(v) ? v : 0.0f;
+					continue;
+				}
+				int32_t q;
+				audio_quantize(v, t->bits, &q);
+				if (t->bits == 16)
+					((int16_t *)t->frame->data[0])[(at + k) * n_ch + c] = (int16_t)q;
+				else /* S32 with 24 significant bits: the sample sits in the top 24 */
+					((int32_t *)t->frame->data[0])[(at + k) * n_ch + c] =
+						(int32_t)((uint32_t)q << 8);
+			}
+		}
+		t->filled += (int)take;
+		t->written += take;
+		i += take;
+		if (t->filled == t->frame_cap) {
+			int rc = audio__track_flush(t, m);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The last frames, then the encoder's flush. */
+static int audio__track_finish(struct audio__track *t, struct audio__mux *m)
+{
+	int rc = audio__track_flush(t, m);
+	if (!rc && audio__encode(t->enc, m, t->st, NULL) < 0)
+		rc = SFA_EIO;
+	return rc;
+}
+
+static void audio__track_free(struct audio__track *t)
+{
+	av_frame_free(&t->frame);
+	avcodec_free_context(&t->enc);
 }
 
 /* ---- the streaming writer (every format) -------------------------------------------- */
@@ -119,20 +311,9 @@ static int audio__encode(AVCodecContext *enc, AVFormatContext *oc, AVStream *st,
 struct audio_enc {
 	enum audio_container kind;
 	struct audio_wav_file wav; /* AUDIO_WAV */
-	/* AUDIO_FLAC, AUDIO_MP3: FFmpeg's encoder and muxer on our fd */
-	AVCodecContext *enc;
-	AVFormatContext *oc;
-	AVIOContext *avio;
-	AVStream *st;
-	AVFrame *frame;
-	AVPacket *pkt;
-	struct audio__wio wio;
-	bool header_written;
-	int bits;           /* FLAC: 16 or 24; MP3: 0 (float input) */
-	int n_channels;
-	int frame_cap;      /* frames per encoder frame */
-	int filled;         /* frames waiting in frame */
-	uint64_t n_frames, n_written;
+	struct audio__mux mux;     /* AUDIO_FLAC, AUDIO_MP3: FFmpeg's encoder and muxer */
+	struct audio__track track;
+	uint64_t n_frames;
 	char path[4400];
 };
 
@@ -141,98 +322,16 @@ static int audio__enc_fail(struct audio_enc *e, int rc, char *err, size_t n_err)
 	if (rc == SFA_ENOMEM)
 		return sfa_err(err, n_err, rc, "out of memory while writing %s", e->path);
 	return sfa_err(err, n_err, SFA_EIO, "cannot write %s%s%s", e->path,
-	               e->wio.failed_errno ? ": " : "",
-	               e->wio.failed_errno ? strerror(e->wio.failed_errno) : "");
-}
-
-/* Encodes the frames gathered in e->frame. */
-static int audio__enc_flush_frame(struct audio_enc *e)
-{
-	if (e->filled == 0)
-		return 0;
-	e->frame->nb_samples = e->filled;
-	e->frame->pts = (int64_t)(e->n_written - (uint64_t)e->filled);
-	int r = audio__encode(e->enc, e->oc, e->st, e->frame, e->pkt);
-	e->filled = 0;
-	if (r < 0)
-		return SFA_EIO;
-	return av_frame_make_writable(e->frame) < 0 ? SFA_ENOMEM : 0;
-}
-
-static int audio__enc_open_ff(struct audio_enc *e, int rate_hz, char *err, size_t n_err)
-{
-	bool mp3 = e->kind == AUDIO_MP3;
-	const AVCodec *codec = mp3 ? avcodec_find_encoder_by_name("libmp3lame")
-	                           : avcodec_find_encoder(AV_CODEC_ID_FLAC);
-	if (!codec)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no %s encoder",
-		               mp3 ? "MP3 (LAME)" : "FLAC");
-	e->enc = avcodec_alloc_context3(codec);
-	e->frame = av_frame_alloc();
-	e->pkt = av_packet_alloc();
-	if (!e->enc || !e->frame || !e->pkt)
-		return SFA_ENOMEM;
-	e->enc->sample_fmt = mp3 ? AV_SAMPLE_FMT_FLTP
-	                     : e->bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
-	if (!mp3)
-		e->enc->bits_per_raw_sample = e->bits;
-	else
-		e->enc->bit_rate = AUDIO_MP3_BIT_RATE;
-	e->enc->sample_rate = rate_hz;
-	e->enc->time_base = (AVRational){1, rate_hz};
-	av_channel_layout_default(&e->enc->ch_layout, e->n_channels);
-	if (avcodec_open2(e->enc, codec, NULL) < 0)
-		return sfa_err(err, n_err, SFA_EINVAL, "the %s encoder refused %d Hz, %d channels",
-		               mp3 ? "MP3" : "FLAC", rate_hz, e->n_channels);
-	if (avformat_alloc_output_context2(&e->oc, NULL, mp3 ? "mp3" : "flac", NULL) < 0 || !e->oc)
-		return SFA_ENOMEM;
-	unsigned char *iobuf = av_malloc(65536);
-	if (!iobuf)
-		return SFA_ENOMEM;
-	e->avio = avio_alloc_context(iobuf, 65536, 1, &e->wio, NULL, audio__wio_write,
-	                             audio__wio_seek);
-	if (!e->avio) {
-		av_free(iobuf);
-		return SFA_ENOMEM;
-	}
-	e->oc->pb = e->avio;
-	e->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
-	e->st = avformat_new_stream(e->oc, NULL);
-	if (!e->st || avcodec_parameters_from_context(e->st->codecpar, e->enc) < 0)
-		return SFA_ENOMEM;
-	e->st->time_base = e->enc->time_base;
-	if (avformat_write_header(e->oc, NULL) < 0)
-		return SFA_EIO;
-	e->header_written = true;
-	e->frame->format = e->enc->sample_fmt;
-	e->frame->sample_rate = rate_hz;
-	if (av_channel_layout_copy(&e->frame->ch_layout, &e->enc->ch_layout) < 0)
-		return SFA_ENOMEM;
-	e->frame_cap = e->enc->frame_size > 0 ? e->enc->frame_size : 4096;
-	e->frame->nb_samples = e->frame_cap;
-	if (av_frame_get_buffer(e->frame, 0) < 0)
-		return SFA_ENOMEM;
-	return 0;
+	               e->mux.wio.failed_errno ? ": " : "",
+	               e->mux.wio.failed_errno ? strerror(e->mux.wio.failed_errno) : "");
 }
 
 /* Frees everything; removes the file when failed or when closing it failed. Returns
  * close's errno, or 0. */
 static int audio__enc_free(struct audio_enc *e, bool failed)
 {
-	int rc = 0;
-	if (e->header_written)
-		av_write_trailer(e->oc);
-	if (e->oc)
-		avformat_free_context(e->oc);
-	if (e->avio) {
-		av_freep(&e->avio->buffer);
-		avio_context_free(&e->avio);
-	}
-	av_packet_free(&e->pkt);
-	av_frame_free(&e->frame);
-	avcodec_free_context(&e->enc);
-	if (e->wio.fd >= 0 && close(e->wio.fd) != 0)
-		rc = errno;
+	audio__track_free(&e->track);
+	int rc = audio__mux_free(&e->mux);
 	if (failed || rc)
 		unlink(e->path);
 	free(e);
@@ -259,9 +358,8 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 	if (!e)
 		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 	e->kind = kind;
-	e->n_channels = n_channels;
 	e->n_frames = n_frames;
-	e->wio.fd = -1;
+	e->mux.wio.fd = -1;
 	if (kind == AUDIO_WAV) {
 		int rc = audio_wav_open(&e->wav, path, n_frames, n_channels, rate_hz, fmt, err, n_err);
 		if (rc) {
@@ -275,14 +373,24 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 		free(e);
 		return sfa_err(err, n_err, SFA_EINVAL, "no file name given, or one too long");
 	}
-	e->bits = kind == AUDIO_MP3 ? 0 : fmt == AUDIO_PCM16 ? 16 : 24;
-	e->wio.fd = audio__create(path, err, n_err);
-	if (e->wio.fd < 0) {
-		int rc = e->wio.fd;
+	bool mp3 = kind == AUDIO_MP3;
+	const AVCodec *codec = mp3 ? avcodec_find_encoder_by_name("libmp3lame")
+	                           : avcodec_find_encoder(AV_CODEC_ID_FLAC);
+	if (!codec) {
 		free(e);
-		return rc;
+		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no %s encoder",
+		               mp3 ? "MP3 (LAME)" : "FLAC");
 	}
-	int rc = audio__enc_open_ff(e, rate_hz, err, n_err);
+	int rc = audio__mux_open(&e->mux, mp3 ? "mp3" : "flac", path, err, n_err);
+	if (rc == 0) {
+		rc = audio__track_open(&e->track, &e->mux, codec, mp3 ? 0 : fmt == AUDIO_PCM16 ? 16 : 24,
+		                       rate_hz, n_channels, mp3 ? AUDIO_MP3_BIT_RATE : 0, NULL);
+		if (rc == SFA_EINVAL)
+			sfa_err(err, n_err, rc, "the %s encoder refused %d Hz, %d channels",
+			        mp3 ? "MP3" : "FLAC", rate_hz, n_channels);
+	}
+	if (rc == 0)
+		rc = audio__mux_header(&e->mux);
 	if (rc) {
 		if (rc == SFA_ENOMEM || rc == SFA_EIO)
 			audio__enc_fail(e, rc, err, n_err);
@@ -298,43 +406,13 @@ int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, siz
 {
 	if (e->kind == AUDIO_WAV)
 		return audio_wav_write(&e->wav, planes, stride, n, err, n_err);
-	if (n > e->n_frames - e->n_written)
+	if (n > e->n_frames - e->track.written)
 		return sfa_err(err, n_err, SFA_EINVAL, "more frames than announced for %s", e->path);
-	size_t cap = (size_t)e->frame_cap;
-	size_t n_ch = (size_t)e->n_channels;
-	for (size_t i = 0; i < n;) {
-		size_t take = cap - (size_t)e->filled;
-		if (take > n - i)
-			take = n - i;
-		size_t at = (size_t)e->filled;
-		for (size_t c = 0; c < n_ch; c++) {
-			const float *x = planes + c * stride + i;
-			if (e->kind == AUDIO_MP3) {
-				float *dst = (float *)e->frame->data[c] + at;
-				for (size_t k = 0; k < take; k++)
-					dst[k] = isfinite(x[k]) ? x[k] : 0.0f;
-				continue;
-			}
-			for (size_t k = 0; k < take; k++) {
-				int32_t v;
-				audio_quantize(x[k], e->bits, &v);
-				if (e->bits == 16)
-					((int16_t *)e->frame->data[0])[(at + k) * n_ch + c] = (int16_t)v;
-				else /* S32 with 24 significant bits: the sample sits in the top 24 */
-					((int32_t *)e->frame->data[0])[(at + k) * n_ch + c] =
-						(int32_t)((uint32_t)v << 8);
-			}
-		}
-		e->filled += (int)take;
-		e->n_written += take;
-		i += take;
-		if ((size_t)e->filled == cap) {
-			int rc = audio__enc_flush_frame(e);
-			if (rc)
-				return audio__enc_fail(e, rc, err, n_err);
-		}
-	}
-	return 0;
+	const float *ch[AUDIO__FLAC_MAX_CHANNELS];
+	for (int c = 0; c < e->track.n_channels; c++)
+		ch[c] = planes + (size_t)c * stride;
+	int rc = audio__track_push(&e->track, &e->mux, ch, n);
+	return rc ? audio__enc_fail(e, rc, err, n_err) : 0;
 }
 
 int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err)
@@ -347,21 +425,13 @@ int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err)
 		return rc;
 	}
 	int rc = 0;
-	if (!failed && e->n_written != e->n_frames)
+	if (!failed && e->track.written != e->n_frames)
 		rc = sfa_err(err, n_err, SFA_EINVAL, "%s got %llu of its %llu frames", e->path,
-		             (unsigned long long)e->n_written, (unsigned long long)e->n_frames);
+		             (unsigned long long)e->track.written, (unsigned long long)e->n_frames);
 	if (!failed && !rc) {
-		int r = audio__enc_flush_frame(e);
-		if (!r && audio__encode(e->enc, e->oc, e->st, NULL, e->pkt) < 0)
-			r = SFA_EIO;
-		if (!r && av_write_trailer(e->oc) < 0)
-			r = SFA_EIO;
-		e->header_written = false;
-		if (!r) {
-			avio_flush(e->avio);
-			if (e->avio->error < 0 || e->wio.failed_errno)
-				r = SFA_EIO;
-		}
+		int r = audio__track_finish(&e->track, &e->mux);
+		if (!r)
+			r = audio__mux_finish(&e->mux);
 		if (r)
 			rc = audio__enc_fail(e, r, err, n_err);
 	}
@@ -417,66 +487,55 @@ int audio_write(const char *path, const struct audio_buf *b, enum audio_containe
 
 /* ---- NI Stems (nistems.h) ------------------------------------------------------------ */
 
-struct ni_track {
-	AVCodecContext *enc;
-	AVStream *st;
-	AVFrame *frame;
-	int filled;
-	uint64_t written; /* frames handed to the encoder */
-	uint64_t limit;   /* the master's length for a stem; UINT64_MAX for the master */
-};
-
 struct ni_sink {
-	AVFormatContext *oc;
-	AVPacket *pkt;
-	struct ni_track *t;
-	bool failed;
+	struct audio__mux *m;
+	struct audio__track *t;
+	uint64_t limit; /* frames the track may take: the master's length for a stem */
+	int rc;         /* the encoder's failure, when it stopped the decoder */
 };
-
-static int ni_flush_frame(struct ni_sink *s)
-{
-	struct ni_track *t = s->t;
-	if (t->filled == 0)
-		return 0;
-	t->frame->nb_samples = t->filled;
-	t->frame->pts = (int64_t)(t->written - (uint64_t)t->filled);
-	int r = audio__encode(t->enc, s->oc, t->st, t->frame, s->pkt);
-	t->filled = 0;
-	if (r < 0 || av_frame_make_writable(t->frame) < 0) {
-		s->failed = true;
-		return -1;
-	}
-	return 0;
-}
-
-/* Appends n frames of planar stereo (NULL planes: silence) to the current track. */
-static int ni_push(struct ni_sink *s, const float *const *planes, size_t n)
-{
-	struct ni_track *t = s->t;
-	size_t cap = (size_t)t->enc->frame_size;
-	for (size_t i = 0; i < n && t->written < t->limit;) {
-		size_t take = cap - (size_t)t->filled;
-		if (take > n - i)
-			take = n - i;
-		if (take > t->limit - t->written)
-			take = (size_t)(t->limit - t->written);
-		for (int c = 0; c < 2; c++) {
-			float *dst = (float *)t->frame->data[c] + t->filled;
-			for (size_t k = 0; k < take; k++)
-				dst[k] = planes && isfinite(planes[c][i + k]) ? planes[c][i + k] : 0.0f;
-		}
-		t->filled += (int)take;
-		t->written += take;
-		i += take;
-		if ((size_t)t->filled == cap && ni_flush_frame(s) != 0)
-			return SFA_EIO;
-	}
-	return 0;
-}
 
 static int ni_sink_fn(void *arg, const float *const *planes, size_t n_frames)
 {
-	return ni_push(arg, planes, n_frames);
+	struct ni_sink *s = arg;
+	uint64_t room = s->limit - s->t->written;
+	s->rc = audio__track_push(s->t, s->m, planes, n_frames < room ? n_frames : (size_t)room);
+	return s->rc;
+}
+
+/* The master's cover picture, when it has one, as the file's cover (MP4 'covr'): a picture
+ * stream made before the header, its one packet written after. */
+static AVStream *ni_cover_stream(struct audio__mux *m, const char *master, unsigned char **cover,
+                                 size_t *n_cover)
+{
+	bool png = false;
+	int width = 0, height = 0;
+	char cerr[128];
+	if (audio_read_cover(master, cover, n_cover, &png, &width, &height, cerr, sizeof cerr) != 0)
+		return NULL;
+	AVStream *pic = avformat_new_stream(m->oc, NULL);
+	if (pic) {
+		pic->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+		pic->codecpar->codec_id = png ? AV_CODEC_ID_PNG : AV_CODEC_ID_MJPEG;
+		/* The muxer wants a size for a picture stream; covr holds only the bytes, and the
+		 * decoder (whose allow-list has no image codec) may not have read it. */
+		pic->codecpar->width = width > 0 ? width : 1;
+		pic->codecpar->height = height > 0 ? height : 1;
+		pic->disposition = AV_DISPOSITION_ATTACHED_PIC;
+	}
+	return pic;
+}
+
+static int ni_write_cover(struct audio__mux *m, AVStream *pic, const unsigned char *cover,
+                          size_t n_cover)
+{
+	if (av_new_packet(m->pkt, (int)n_cover) != 0)
+		return SFA_ENOMEM;
+	memcpy(m->pkt->data, cover, n_cover);
+	m->pkt->stream_index = pic->index;
+	m->pkt->flags |= AV_PKT_FLAG_KEY;
+	int r = av_write_frame(m->oc, m->pkt);
+	av_packet_unref(m->pkt);
+	return r < 0 ? SFA_EIO : 0;
 }
 
 int audio_write_nistems(const char *out_path, const char *const paths[5], const char *title,
@@ -486,120 +545,41 @@ int audio_write_nistems(const char *out_path, const char *const paths[5], const 
 	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
 	if (!codec)
 		return sfa_err(err, n_err, SFA_EUNSUPP, "this FFmpeg build has no AAC encoder");
-	struct audio__wio wio = {.fd = audio__create(out_path, err, n_err)};
-	if (wio.fd < 0)
-		return wio.fd;
-	struct ni_track t[N_TRACKS];
+	struct audio__mux m;
+	struct audio__track t[N_TRACKS];
 	memset(t, 0, sizeof t);
-	AVFormatContext *oc = NULL;
-	AVIOContext *avio = NULL;
-	AVPacket *pkt = av_packet_alloc();
-	bool header_written = false;
-	int rc = SFA_ENOMEM;
+	unsigned char *cover = NULL;
+	size_t n_cover = 0;
+	AVStream *pic = NULL;
 	const char *what = "out of memory while writing the stems file";
-	if (!pkt || avformat_alloc_output_context2(&oc, NULL, "mp4", NULL) < 0 || !oc)
-		goto out;
-	unsigned char *iobuf = av_malloc(65536);
-	if (!iobuf)
-		goto out;
-	avio = avio_alloc_context(iobuf, 65536, 1, &wio, NULL, audio__wio_write, audio__wio_seek);
-	if (!avio) {
-		av_free(iobuf);
-		goto out;
-	}
-	oc->pb = avio;
-	oc->flags |= AVFMT_FLAG_CUSTOM_IO;
-	if ((title && *title && av_dict_set(&oc->metadata, "title", title, 0) < 0) ||
-	    (artist && *artist && av_dict_set(&oc->metadata, "artist", artist, 0) < 0))
-		goto out;
-	for (int i = 0; i < N_TRACKS; i++) {
-		t[i].enc = avcodec_alloc_context3(codec);
-		t[i].frame = av_frame_alloc();
-		if (!t[i].enc || !t[i].frame)
-			goto out;
-		AVCodecContext *e = t[i].enc;
-		e->sample_fmt = AV_SAMPLE_FMT_FLTP;
-		e->sample_rate = RATE;
-		e->bit_rate = AUDIO_NISTEMS_BIT_RATE;
-		e->time_base = (AVRational){1, RATE};
-		av_channel_layout_default(&e->ch_layout, 2);
-		if (oc->oformat->flags & AVFMT_GLOBALHEADER)
-			e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+	int rc = audio__mux_open(&m, "mp4", out_path, err, n_err);
+	if (rc == SFA_EIO)
+		goto out_set; /* err says why */
+	if (!rc && ((title && *title && av_dict_set(&m.oc->metadata, "title", title, 0) < 0) ||
+	            (artist && *artist && av_dict_set(&m.oc->metadata, "artist", artist, 0) < 0)))
+		rc = SFA_ENOMEM;
+	for (int i = 0; !rc && i < N_TRACKS; i++) {
 		/* The "fast" coder: 3x the speed of the default two-loop search, transparent at
 		 * this bit rate. */
 		AVDictionary *aac_opts = NULL;
 		av_dict_set(&aac_opts, "aac_coder", "fast", 0);
-		int opened = avcodec_open2(e, codec, &aac_opts);
+		rc = audio__track_open(&t[i], &m, codec, 0, RATE, 2, AUDIO_NISTEMS_BIT_RATE, &aac_opts);
 		av_dict_free(&aac_opts);
-		if (opened < 0) {
-			rc = SFA_EUNSUPP;
+		if (rc == SFA_EINVAL)
 			what = "the AAC encoder refused 44.1 kHz stereo";
-			goto out;
-		}
-		t[i].st = avformat_new_stream(oc, NULL);
-		if (!t[i].st || avcodec_parameters_from_context(t[i].st->codecpar, e) < 0)
-			goto out;
-		t[i].st->time_base = e->time_base;
-		t[i].st->disposition = i == 0 ? AV_DISPOSITION_DEFAULT : 0;
-		AVFrame *f = t[i].frame;
-		f->format = e->sample_fmt;
-		f->sample_rate = RATE;
-		f->nb_samples = e->frame_size;
-		if (av_channel_layout_copy(&f->ch_layout, &e->ch_layout) < 0 ||
-		    av_frame_get_buffer(f, 0) < 0)
-			goto out;
-		t[i].limit = i == 0 ? UINT64_MAX : 0;
+		else if (!rc)
+			t[i].st->disposition = i == 0 ? AV_DISPOSITION_DEFAULT : 0;
 	}
-	/* The master's cover picture, when it has one, as the file's cover (MP4 'covr'). */
-	unsigned char *cover = NULL;
-	size_t n_cover = 0;
-	bool png = false;
-	int width = 0, height = 0;
-	char cerr[128];
-	AVStream *pic = NULL;
-	if (audio_read_cover(paths[0], &cover, &n_cover, &png, &width, &height, cerr,
-	                     sizeof cerr) == 0) {
-		pic = avformat_new_stream(oc, NULL);
-		if (pic) {
-			pic->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
-			pic->codecpar->codec_id = png ? AV_CODEC_ID_PNG : AV_CODEC_ID_MJPEG;
-			/* The muxer wants a size for a picture stream; covr holds only the bytes, and
-			 * the decoder (whose allow-list has no image codec) may not have read it. */
-			pic->codecpar->width = width > 0 ? width : 1;
-			pic->codecpar->height = height > 0 ? height : 1;
-			pic->disposition = AV_DISPOSITION_ATTACHED_PIC;
-		}
-	}
-	if (avformat_write_header(oc, NULL) < 0) {
-		free(cover);
-		rc = SFA_EIO;
+	if (!rc)
+		pic = ni_cover_stream(&m, paths[0], &cover, &n_cover);
+	if (!rc && (rc = audio__mux_header(&m)) != 0)
 		what = "the MP4 header could not be written";
+	if (!rc && pic && (rc = ni_write_cover(&m, pic, cover, n_cover)) != 0)
+		what = "the cover picture could not be written";
+	if (rc)
 		goto out;
-	}
-	header_written = true;
-	if (pic) {
-		AVPacket *cp = av_packet_alloc();
-		bool wrote = cp && av_new_packet(cp, (int)n_cover) == 0;
-		if (wrote) {
-			memcpy(cp->data, cover, n_cover);
-			cp->stream_index = pic->index;
-			cp->flags |= AV_PKT_FLAG_KEY;
-			wrote = av_write_frame(oc, cp) >= 0;
-		}
-		av_packet_free(&cp);
-		if (!wrote) {
-			free(cover);
-			rc = SFA_EIO;
-			what = "the cover picture could not be written";
-			goto out;
-		}
-	}
-	free(cover);
-	struct ni_sink s = {.oc = oc, .pkt = pkt};
 	for (int i = 0; i < N_TRACKS; i++) {
-		s.t = &t[i];
-		if (i > 0)
-			t[i].limit = t[0].written;
+		struct ni_sink s = {.m = &m, .t = &t[i], .limit = i ? t[0].written : UINT64_MAX};
 		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			rc = sfa_err(err, n_err, SFA_ENOTFOUND, "cannot open %s: %s", paths[i],
@@ -611,56 +591,37 @@ int audio_write_nistems(const char *out_path, const char *const paths[5], const 
 		close(fd);
 		if (rc) {
 			rc = sfa_err(err, n_err, rc, "%s: %s", i == 0 ? "the track" : nistems_names[i - 1],
-			             s.failed ? "the encoder failed" : derr);
+			             s.rc ? "the encoder failed" : derr);
 			goto out_set;
 		}
-		while (i > 0 && t[i].written < t[i].limit && rc == 0) /* a stem shorter than the master */
-			rc = ni_push(&s, NULL, (size_t)(t[i].limit - t[i].written > 4096
-			                                    ? 4096
-			                                    : t[i].limit - t[i].written));
-		if (rc || ni_flush_frame(&s) != 0 || audio__encode(t[i].enc, oc, t[i].st, NULL, pkt) < 0) {
-			rc = SFA_EIO;
+		if (i > 0 && t[i].written < s.limit) /* a stem shorter than the master */
+			rc = audio__track_push(&t[i], &m, NULL, (size_t)(s.limit - t[i].written));
+		if (!rc)
+			rc = audio__track_finish(&t[i], &m);
+		if (rc) {
 			what = "the AAC encoder failed";
 			goto out;
 		}
 	}
-	header_written = false;
-	if (av_write_trailer(oc) < 0) {
-		rc = SFA_EIO;
-		what = "the MP4 file could not be finished";
-		goto out;
-	}
-	avio_flush(avio);
-	if (avio->error < 0 || wio.failed_errno) {
-		rc = SFA_EIO;
+	if ((rc = audio__mux_finish(&m)) != 0) {
 		what = "the stems file could not be written";
 		goto out;
 	}
 	char *json = nistems_metadata_json();
-	rc = json ? nistems_insert_box_fd(wio.fd, json, err, n_err) : SFA_ENOMEM;
+	rc = json ? nistems_insert_box_fd(m.wio.fd, json, err, n_err) : SFA_ENOMEM;
 	free(json);
-	if (rc)
-		goto out_set;
-	*seconds = (double)t[0].written / RATE;
+	if (!rc)
+		*seconds = (double)t[0].written / RATE;
 	goto out_set;
 out:
 	rc = sfa_err(err, n_err, rc, "%s", what);
 out_set:
-	if (header_written)
-		av_write_trailer(oc);
-	for (int i = 0; i < N_TRACKS; i++) {
-		av_frame_free(&t[i].frame);
-		avcodec_free_context(&t[i].enc);
-	}
-	if (oc)
-		avformat_free_context(oc);
-	if (avio) {
-		av_freep(&avio->buffer);
-		avio_context_free(&avio);
-	}
-	av_packet_free(&pkt);
-	if (close(wio.fd) != 0 && rc == 0)
-		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", out_path, strerror(errno));
+	free(cover);
+	for (int i = 0; i < N_TRACKS; i++)
+		audio__track_free(&t[i]);
+	int rc_close = audio__mux_free(&m);
+	if (rc_close && rc == 0)
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", out_path, strerror(rc_close));
 	if (rc)
 		unlink(out_path);
 	return rc;

@@ -10,25 +10,25 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dsp/dsp.h"
 #include "util/err.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
 enum { PAGE = 200, BUNDLE_NAME_MAX = 180, ARENA_PAGE = 8 << 20 };
 
-/* "C# minor" -> 1, minor; -1 when there is no key. */
+/* "C# minor" (the analysis's key name, dsp_pitch_name + mode) -> 1, minor; -1 when there
+ * is no key. */
 static void parse_key(const char *name, int *pc, int *minor)
 {
-	static const char *const NAMES[12] = {"C",  "C#", "D",  "D#", "E",  "F",
-	                                      "F#", "G",  "G#", "A",  "A#", "B"};
 	*pc = -1;
 	*minor = 0;
 	const char *space = strchr(name, ' ');
 	if (!space)
 		return;
+	size_t len = (size_t)(space - name);
 	for (int i = 0; i < 12; i++)
-		if (strlen(NAMES[i]) == (size_t)(space - name) &&
-		    strncmp(name, NAMES[i], (size_t)(space - name)) == 0)
+		if (strlen(dsp_pitch_name(i)) == len && strncmp(name, dsp_pitch_name(i), len) == 0)
 			*pc = i;
 	*minor = strcmp(space + 1, "minor") == 0;
 }
@@ -125,7 +125,7 @@ struct ctx {
 };
 
 static int add_item(struct ctx *c, const struct db_track *t, const struct db_track_summary *s,
-                    struct dj_item *it, char *err, size_t n_err)
+                    struct dj_track *d, struct dj_file *f, char *err, size_t n_err)
 {
 	char ext[16];
 	extension(t->audio_path, ext, sizeof ext);
@@ -135,20 +135,19 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 		for (char *p = kind; *p != ' '; p++)
 			*p = (char)toupper((unsigned char)*p);
 	}
-	memset(it, 0, sizeof *it);
-	struct dj_track *d = &it->t;
+	memset(d, 0, sizeof *d);
 	d->title = arena_strdup(c->a, t->title);
 	d->artist = arena_strdup(c->a, t->artist);
 	d->album = arena_strdup(c->a, t->album);
 	d->kind = arena_strdup(c->a, kind);
-	it->audio_path = arena_printf(c->a, "%s/%s", c->uploads, t->audio_path);
-	it->track_id = arena_strdup(c->a, t->id);
-	it->bundle_name = bundle_name(&c->names, t, ext[0] ? ext : "audio", c->a);
-	if (!d->title || !d->artist || !d->album || !d->kind || !it->audio_path || !it->bundle_name ||
-	    !it->track_id)
+	f->audio_path = arena_printf(c->a, "%s/%s", c->uploads, t->audio_path);
+	f->track_id = arena_strdup(c->a, t->id);
+	f->bundle_name = bundle_name(&c->names, t, ext[0] ? ext : "audio", c->a);
+	if (!d->title || !d->artist || !d->album || !d->kind || !f->audio_path || !f->bundle_name ||
+	    !f->track_id)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
-	d->location = c->root ? arena_printf(c->a, "%s%s%s", c->root, c->sep, it->bundle_name)
-	                      : it->audio_path;
+	d->location = c->root ? arena_printf(c->a, "%s%s%s", c->root, c->sep, f->bundle_name)
+	                      : f->audio_path;
 	if (!d->location)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 	if (!dj_path_valid(d->location))
@@ -170,8 +169,8 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 
 /* ---- the list ------------------------------------------------------------------------ */
 
-static int collect_listed(struct ctx *c, const char *ids_csv, struct dj_item **out, size_t *n_out,
-                          char *err, size_t n_err)
+static int collect_listed(struct ctx *c, const char *ids_csv, struct dj_export *out, char *err,
+                          size_t n_err)
 {
 	size_t n_ids = 1;
 	for (const char *p = ids_csv; *p; p++)
@@ -179,9 +178,10 @@ static int collect_listed(struct ctx *c, const char *ids_csv, struct dj_item **o
 	if (n_ids > DJ_MAX_TRACKS)
 		return sfa_err(err, n_err, SFA_EINVAL, "At most %d tracks can be exported at once.",
 		               DJ_MAX_TRACKS);
-	struct dj_item *items = arena_alloc(c->a, n_ids * sizeof *items);
+	out->tracks = arena_alloc(c->a, n_ids * sizeof *out->tracks);
+	out->files = arena_alloc(c->a, n_ids * sizeof *out->files);
 	char(*ids)[UUID_STR_LEN] = arena_alloc(c->a, n_ids * sizeof *ids);
-	if (!items || !ids)
+	if (!out->tracks || !out->files || !ids)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 	size_t n = 0;
 	const char *p = ids_csv;
@@ -215,22 +215,19 @@ static int collect_listed(struct ctx *c, const char *ids_csv, struct dj_item **o
 		rc = db_track_summaries(c->db, c->user_id, &t, 1, c->a, &s);
 		if (rc)
 			return sfa_err(err, n_err, rc, "The library could not be read (database error).");
-		if ((rc = add_item(c, &t, s, &items[n++], err, n_err)) != 0)
+		if ((rc = add_item(c, &t, s, &out->tracks[n], &out->files[n], err, n_err)) != 0)
 			return rc;
+		out->n = ++n;
 		if (!comma)
 			break;
 		p = comma + 1;
 	}
-	*out = items;
-	*n_out = n;
 	return 0;
 }
 
-static int collect_all(struct ctx *c, struct dj_item **out, size_t *n_out, char *err,
-                       size_t n_err)
+static int collect_all(struct ctx *c, struct dj_export *out, char *err, size_t n_err)
 {
-	struct dj_item *items = NULL;
-	size_t n = 0;
+	size_t cap = 0; /* tracks allocated for: the count when the first page was read */
 	int64_t total = 1;
 	for (int64_t offset = 0; offset < total; offset += PAGE) {
 		struct arena page;
@@ -246,8 +243,9 @@ static int collect_all(struct ctx *c, struct dj_item **out, size_t *n_out, char 
 				             "The library has %lld tracks; export at most %d at once with "
 				             "?track_ids=.",
 				             (long long)total, DJ_MAX_TRACKS);
-			else if (total > 0 &&
-			         !(items = arena_alloc(c->a, (size_t)total * sizeof *items)))
+			else if ((cap = (size_t)total) > 0 &&
+			         (!(out->tracks = arena_alloc(c->a, (size_t)total * sizeof *out->tracks)) ||
+			          !(out->files = arena_alloc(c->a, (size_t)total * sizeof *out->files))))
 				rc = sfa_err(err, n_err, SFA_ENOMEM,
 				             "Out of memory while listing the library.");
 		} else if (rc) {
@@ -258,22 +256,24 @@ static int collect_all(struct ctx *c, struct dj_item **out, size_t *n_out, char 
 			         ? sfa_err(err, n_err, SFA_EDB,
 			                   "The library could not be read (database error).")
 			         : 0;
-		for (size_t i = 0; !rc && i < n_page && n < (size_t)DJ_MAX_TRACKS; i++)
-			if (tracks[i].audio_path[0])
-				rc = add_item(c, &tracks[i], &s[i], &items[n++], err, n_err);
+		/* tracks added while the pages are read wait for the next export */
+		for (size_t i = 0; !rc && i < n_page && out->n < cap; i++)
+			if (tracks[i].audio_path[0] &&
+			    (rc = add_item(c, &tracks[i], &s[i], &out->tracks[out->n],
+			                   &out->files[out->n], err, n_err)) == 0)
+				out->n++;
 		arena_free(&page);
 		if (rc)
 			return rc;
 	}
-	*out = items;
-	*n_out = n;
 	return 0;
 }
 
 int dj_export_collect(struct db *db, const char *data_dir, const char *user_id,
                       const char *ids_csv, const char *root, struct arena *a,
-                      struct dj_item **out, size_t *n_out, char *err, size_t n_err)
+                      struct dj_export *out, char *err, size_t n_err)
 {
+	memset(out, 0, sizeof *out);
 	struct ctx c = {.db = db, .user_id = user_id, .a = a, .sep = "/"};
 	if (root) {
 		if (!dj_path_valid(root))
@@ -296,6 +296,6 @@ int dj_export_collect(struct db *db, const char *data_dir, const char *user_id,
 	if (!c.uploads || !c.names.slot)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
 	memset(c.names.slot, 0, c.names.cap * sizeof *c.names.slot);
-	return ids_csv ? collect_listed(&c, ids_csv, out, n_out, err, n_err)
-	               : collect_all(&c, out, n_out, err, n_err);
+	return ids_csv ? collect_listed(&c, ids_csv, out, err, n_err)
+	               : collect_all(&c, out, err, n_err);
 }

@@ -15,14 +15,21 @@
 #include "db/db.h"
 #include "util/arena.h"
 
-struct dj_item {
-	struct dj_track t;
+/* Where track i's audio is on this server and in the bundle. */
+struct dj_file {
 	const char *track_id;
 	const char *audio_path;  /* the audio, absolute, on this server */
 	const char *bundle_name; /* "<artist> - <title>.<ext>", unique within the export */
 };
 
-/* The items to export: the user's tracks that have audio, newest first, or with ids_csv
+/* n tracks, as the collection writers take them, and their files (parallel arrays). */
+struct dj_export {
+	struct dj_track *tracks;
+	struct dj_file *files;
+	size_t n;
+};
+
+/* The tracks to export: the user's tracks that have audio, newest first, or with ids_csv
  * ("id,id,...") exactly those, in that order. root: NULL, or where the bundle is unpacked
  * on the DJ's machine (dj_path_valid). Everything is allocated from a.
  * SFA_EINVAL: ids_csv or root malformed, or more than DJ_MAX_TRACKS; SFA_ENOTFOUND: an id
@@ -30,6 +37,6 @@ struct dj_item {
  * says which in a sentence. */
 int dj_export_collect(struct db *db, const char *data_dir, const char *user_id,
                       const char *ids_csv, const char *root, struct arena *a,
-                      struct dj_item **out, size_t *n_out, char *err, size_t n_err);
+                      struct dj_export *out, char *err, size_t n_err);
 
 #endif

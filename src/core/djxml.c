@@ -109,12 +109,12 @@ static void attrf(struct w *w, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void attrf(struct w *w, const char *name, const char *fmt, ...)
 {
-	char buf[128];
+	char buf[128]; /* numbers and dates: plain ASCII, nothing to clean */
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	attr(w, name, buf);
+	w->bad |= xmlTextWriterWriteAttribute(w->x, BAD_CAST name, BAD_CAST buf) < 0;
 }
 
 static int begin(struct w *w, xmlBufferPtr *buf)

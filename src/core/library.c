@@ -45,7 +45,7 @@ static int list_files(struct db *db, const char *data_dir, const char *user_id,
 		return SFA_ENOMEM;
 	size_t n = 0;
 	for (size_t i = 0; i < n_stems; i++) /* never outside uploads/, whatever a row says */
-		if (stems[i].file_path[0] != '/' && !strstr(stems[i].file_path, ".."))
+		if (fs_rel_path_safe(stems[i].file_path, DB_PATH_MAX))
 			p[n++] = arena_printf(a, "%s/uploads/%s", data_dir, stems[i].file_path);
 	for (int64_t offset = 0; !rc && offset < total; offset += PAGE) {
 		if (offset)
@@ -218,7 +218,6 @@ int library_transform_start(struct db *db, const char *user_id, const struct db_
                             struct db_track *child, struct db_job *job, char *err,
                             size_t n_err)
 {
-	char bpm_text[32] = "";
 	if (target_bpm > 0) {
 		struct arena a;
 		arena_init(&a, 1 << 16);
@@ -239,35 +238,33 @@ int library_transform_start(struct db *db, const char *user_id, const struct db_
 			               "from %.1f to %.1f.",
 			               tempo, target_bpm, tempo_ratio, AUDIO_MIN_TEMPO_RATIO,
 			               AUDIO_MAX_TEMPO_RATIO);
-		snprintf(bpm_text, sizeof bpm_text, "%.4g BPM", target_bpm);
 	}
+	/* What is recorded with the track is what is rendered. */
+	tempo_ratio = round(tempo_ratio * 1e6) / 1e6;
+	semitones = round(semitones * 1e4) / 1e4;
 	if (semitones == 0 && tempo_ratio == 1)
 		return sfa_err(err, n_err, SFA_EINVAL,
 		               "Nothing to change: give semitones, tempo_ratio or target_bpm.");
-	char change[96] = "", part[48];
-	if (semitones != 0) {
-		snprintf(part, sizeof part, "%+.4g st", semitones);
-		str_copy(change, sizeof change, part);
-	}
-	if (tempo_ratio != 1) {
-		if (!bpm_text[0])
-			snprintf(bpm_text, sizeof bpm_text, "%.4gx", tempo_ratio);
-		snprintf(part, sizeof part, "%s%s", change[0] ? ", " : "", bpm_text);
-		size_t used = strlen(change);
-		str_copy(change + used, sizeof change - used, part);
-	}
+	char shift[32] = "", speed[32] = "";
+	if (semitones != 0)
+		snprintf(shift, sizeof shift, "%+.4g st", semitones);
+	if (tempo_ratio != 1 && target_bpm > 0)
+		snprintf(speed, sizeof speed, "%.4g BPM", target_bpm);
+	else if (tempo_ratio != 1)
+		snprintf(speed, sizeof speed, "%.4gx", tempo_ratio);
 	memset(child, 0, sizeof *child);
 	uuid_v4(child->id);
 	str_copy(child->user_id, sizeof child->user_id, user_id);
 	char title[DB_TEXT_MAX + 128];
-	snprintf(title, sizeof title, "%s (%s)", parent->title, change);
+	snprintf(title, sizeof title, "%s (%s%s%s)", parent->title, shift,
+	         shift[0] && speed[0] ? ", " : "", speed);
 	utf8_or_latin1(title, child->title, sizeof child->title); /* never cut in a character */
 	str_copy(child->artist, sizeof child->artist, parent->artist);
 	str_copy(child->album, sizeof child->album, parent->album);
 	str_copy(child->source, sizeof child->source, "upload");
 	str_copy(child->parent_id, sizeof child->parent_id, parent->id);
 	snprintf(child->transform, sizeof child->transform,
-	         "{\"semitones\":%.6g,\"tempo_ratio\":%.6g}", semitones, tempo_ratio);
+	         "{\"semitones\":%.6g,\"tempo_ratio\":%.7g}", semitones, tempo_ratio);
 	child->duration_s = parent->duration_s ? (int64_t)llround((double)parent->duration_s /
 	                                                          tempo_ratio)
 	                                       : 0;

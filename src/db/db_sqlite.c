@@ -1111,24 +1111,28 @@ int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_i
 	return rc;
 }
 
+static void read_two_ints_cb(sqlite3_stmt *st, void *out)
+{
+	int *v = out;
+	v[0] = sqlite3_column_int(st, 0);
+	v[1] = sqlite3_column_int(st, 1);
+}
+
 int db_track_job_counts(struct db *db, const char *user_id, const char *track_id, int *n_running,
                         int *n_queued)
 {
+	int v[2] = {0, 0};
 	lock(db);
 	int rc = one_row(db,
 	                 prep(db,
-	                      "SELECT count(*) FROM jobs WHERE user_id = ? AND track_id = ? AND "
-	                      "status NOT IN ('queued','completed','failed')",
+	                      "SELECT coalesce(sum(status NOT IN ('queued','completed','failed')), 0), "
+	                      "coalesce(sum(status = 'queued'), 0) FROM jobs "
+	                      "WHERE user_id = ? AND track_id = ?",
 	                      "tt", user_id, track_id),
-	                 read_int_cb, n_running);
-	if (!rc)
-		rc = one_row(db,
-		             prep(db,
-		                  "SELECT count(*) FROM jobs WHERE user_id = ? AND track_id = ? AND "
-		                  "status = 'queued'",
-		                  "tt", user_id, track_id),
-		             read_int_cb, n_queued);
+	                 read_two_ints_cb, v);
 	unlock(db);
+	*n_running = v[0];
+	*n_queued = v[1];
 	return rc;
 }
 

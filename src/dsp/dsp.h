@@ -42,6 +42,9 @@ enum dsp_feature {
 	DSP_FEAT_LOUDNESS = 1u << 6, /* loudness (dsp_analyze_file only: it needs the file) */
 	DSP_FEAT_ALL = (1u << 7) - 1,
 };
+/* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it. */
+const char *dsp_pitch_name(int pc);
+
 /* The names dsp_feature_bit knows, for error messages. */
 #define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness or all"
 

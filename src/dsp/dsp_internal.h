@@ -220,8 +220,6 @@ size_t dsp_beat_track(const float *env, size_t n_frames, double bpm, void *work,
  * scores[2 * pc + minor]. Returns the best index, or -1 if the correlation is undefined
  * (constant chroma). */
 int dsp_key_kk(const double *chroma_mean, double *scores);
-/* "C#", "A", ... */
-const char *dsp_pitch_name(int pc);
 /* Camelot code ("8A") of pitch class pc and mode into out[4]. */
 void dsp_camelot(int pc, int minor, char *out);
 

@@ -8,6 +8,7 @@
  *
  * Camelot wheel: C major = 8B, A minor = 8A, each fifth up adds one hour (mod 12).
  */
+#include "dsp/dsp.h"
 #include "dsp/dsp_internal.h"
 
 #include <math.h>

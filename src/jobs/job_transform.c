@@ -35,12 +35,13 @@ static int fail(struct job_run *r, bool retry, int rc, const char *msg)
 	return rc;
 }
 
-/* Renders data/uploads/<rel> into work_dir/<name>.flac; *duration_s receives its length. */
+/* Renders data/uploads/<rel> into work_dir/<name>.flac; audio (may be NULL) receives its
+ * rate, channels and length. */
 static int render(struct job_run *r, const char *rel, const char *name, double semitones,
-                  double ratio, bool formants, double *duration_s)
+                  double ratio, bool formants, struct db_track *audio)
 {
 	char in_path[PATH_MAX * 2], out_path[PATH_MAX + 128], err[512];
-	if (strstr(rel, "..") || rel[0] == '/')
+	if (!fs_rel_path_safe(rel, DB_PATH_MAX))
 		return fail(r, false, SFA_EINVAL, "A file of the original track is outside the library.");
 	snprintf(in_path, sizeof in_path, "%s/uploads/%s", r->cfg->data_dir, rel);
 	snprintf(out_path, sizeof out_path, "%s/%s.flac", r->work_dir, name);
@@ -51,8 +52,11 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
 	audio_buf_free(&in);
 	if (!rc)
 		rc = audio_write(out_path, &out, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err);
-	if (!rc)
-		*duration_s = (double)out.n_frames / out.sample_rate_hz;
+	if (!rc && audio) {
+		audio->audio_rate_hz = out.sample_rate_hz;
+		audio->audio_channels = out.n_channels;
+		audio->audio_duration_s = (double)out.n_frames / out.sample_rate_hz;
+	}
 	audio_buf_free(&out);
 	if (rc) {
 		snprintf(r->error, sizeof r->error, "The %s could not be rendered: %s",
@@ -62,31 +66,21 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
 	return rc;
 }
 
-/* Moves work_dir/audio.flac to uploads/downloads/<track>/ and records it as the track's. */
-static int publish_audio(struct job_run *r, const struct db_track *t, double duration_s)
+/* Moves work_dir/audio.flac to uploads/downloads/<track>/ and records it (with what the
+ * render found out, in t's audio fields) as t's audio. */
+static int publish_audio(struct job_run *r, struct db_track *t)
 {
-	char dir[PATH_MAX + 128], from[PATH_MAX + 128], to[PATH_MAX + DB_PATH_MAX + 16],
-	     rel[DB_PATH_MAX];
+	char dir[PATH_MAX + 128], from[PATH_MAX + 128], to[PATH_MAX + DB_PATH_MAX + 16];
 	snprintf(dir, sizeof dir, "%s/uploads/downloads/%s", r->cfg->data_dir, t->id);
 	snprintf(from, sizeof from, "%s/audio.flac", r->work_dir);
-	snprintf(rel, sizeof rel, "downloads/%s/transformed.flac", t->id);
-	snprintf(to, sizeof to, "%s/uploads/%s", r->cfg->data_dir, rel);
+	snprintf(t->audio_path, sizeof t->audio_path, "downloads/%s/transformed.flac", t->id);
+	snprintf(to, sizeof to, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
 	struct stat st;
 	if (fs_mkdirs(dir, 0700) != 0 || rename(from, to) != 0 || stat(to, &st) != 0)
 		return fail(r, true, SFA_EIO, "The new track's audio could not be stored.");
-	struct audio_info info;
-	char err[256];
-	if (audio_probe(to, &info, err, sizeof err) != 0)
-		return fail(r, false, SFA_EFORMAT, "The new track's audio could not be read back.");
-	struct db_track audio;
-	memset(&audio, 0, sizeof audio);
-	str_copy(audio.audio_path, sizeof audio.audio_path, rel);
-	str_copy(audio.audio_format, sizeof audio.audio_format, "flac");
-	audio.audio_size = (int64_t)st.st_size;
-	audio.audio_rate_hz = info.sample_rate_hz;
-	audio.audio_channels = info.n_channels;
-	audio.audio_duration_s = duration_s;
-	int rc = db_track_set_audio(r->db, t->id, &audio);
+	str_copy(t->audio_format, sizeof t->audio_format, "flac");
+	t->audio_size = (int64_t)st.st_size;
+	int rc = db_track_set_audio(r->db, t->id, t);
 	if (rc == SFA_ENOTFOUND)
 		return fail(r, false, rc, "The track was deleted while it was rendered.");
 	if (rc)
@@ -122,8 +116,7 @@ int job_worker_transform(struct job_run *r)
 		n_stems = NN_MAX_STEMS;
 	int steps = 2 + (int)n_stems, done = 0;
 	job_report(r, 5, "processing", "rendering the track");
-	double duration = 0, d;
-	int rc = render(r, p.audio_path, "audio", semitones, ratio, false, &duration);
+	int rc = render(r, p.audio_path, "audio", semitones, ratio, false, &t);
 	const char *names[NN_MAX_STEMS];
 	char model[32] = "";
 	for (size_t i = 0; !rc && i < n_stems; i++) {
@@ -133,10 +126,11 @@ int job_worker_transform(struct job_run *r)
 		names[i] = stems[i].stem_type;
 		str_copy(model, sizeof model, stems[i].model);
 		rc = render(r, stems[i].file_path, stems[i].stem_type, semitones, ratio,
-		            strcmp(stems[i].stem_type, "vocals") == 0, &d);
+		            strcmp(stems[i].stem_type, "vocals") == 0, NULL);
 	}
 	if (!rc)
-		rc = publish_audio(r, &t, duration);
+		rc = publish_audio(r, &t);
+	double duration = t.audio_duration_s;
 	json_t *list = NULL;
 	if (!rc && n_stems)
 		rc = job_processing_publish(r, names, (int)n_stems, "flac", duration, "rubberband",
@@ -144,10 +138,6 @@ int job_worker_transform(struct job_run *r)
 	arena_free(&a);
 	if (rc)
 		return rc;
-	if (db_track_get(r->db, r->job.user_id, t.id, &t) != 0) {
-		json_decref(list);
-		return fail(r, false, SFA_ENOTFOUND, "The track was deleted while it was rendered.");
-	}
 	json_t *analysis = NULL;
 	rc = job_analysis_store(r, &t, NULL, 85, 95, &analysis);
 	if (rc) {

@@ -117,3 +117,18 @@ int fs_tmpfile(const char *dir)
 		unlink(path);
 	return fd;
 }
+
+bool fs_rel_path_safe(const char *rel, size_t max)
+{
+	if (!rel || !*rel || rel[0] == '/' || strchr(rel, '\\') || strlen(rel) >= max)
+		return false;
+	for (const char *p = rel; *p;) {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}

@@ -2,8 +2,13 @@
 #ifndef SFA_UTIL_FS_H
 #define SFA_UTIL_FS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/* Whether rel stays inside the folder it is relative to: not absolute, no backslash, no
+ * empty, "." or ".." component, shorter than max bytes. */
+bool fs_rel_path_safe(const char *rel, size_t max);
 
 /* mkdir -p (mode for created directories). 0 or SFA_EIO. */
 int fs_mkdirs(const char *path, mode_t mode);

@@ -178,6 +178,14 @@ static void scratch_files(void **state)
 	assert_int_equal(fs_pwrite_all(fd, w, 4, -1), -1);
 	close(fd);
 	assert_true(fs_tmpfile("/nonexistent/sfa") < 0);
+	/* paths that stay inside their folder */
+	assert_true(fs_rel_path_safe("stems/job/drums.wav", 64));
+	assert_true(fs_rel_path_safe("a..b/c", 64));
+	static const char *const escaping[] = {"", "/etc/passwd", "../x", "a/../b", "a/./b",
+	                                       "a//b", "a\\b", "..", "."};
+	for (size_t i = 0; i < sizeof escaping / sizeof escaping[0]; i++)
+		assert_false(fs_rel_path_safe(escaping[i], 64));
+	assert_false(fs_rel_path_safe("stems/job/drums.wav", 8)); /* too long */
 	assert_int_equal(fs_remove_tree(dir), 0);
 }
 
