@@ -433,6 +433,28 @@ def phx_until(srv, key, topic, event, timeout_ms=60000):
     return t, out
 
 
+def job_finished(srv, auth, jid, timeout=120):
+    """Polls GET /api/jobs/<jid> until the job is completed or failed; returns it."""
+    deadline = time.time() + timeout
+    while True:
+        j = srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]
+        if j["status"] in ("completed", "failed"):
+            return j
+        check(time.time() < deadline, f"job {jid} did not finish: {j}")
+        time.sleep(0.05)
+
+
+def ffprobe(data, suffix, entries):
+    """ffprobe's JSON for the file data (written with suffix) and -show_entries entries."""
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json",
+                            f.name], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, f"ffprobe: {p.stderr}")
+    return json.loads(p.stdout)
+
+
 def settles(get, expected, what="value", timeout=10):
     """eq for state the server reaches shortly after answering (files removed, processes
     reaped): polls get() until it returns expected, failing after timeout seconds."""

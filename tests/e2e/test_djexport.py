@@ -11,9 +11,7 @@ import re
 import shutil
 import sqlite3
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -21,7 +19,8 @@ import xml.etree.ElementTree as ET
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Tap, check, eq, groove_wav, multipart, run_suite, sine_wav  # noqa: E402
+from harness import (Tap, check, eq, ffprobe, groove_wav, job_finished, multipart,  # noqa: E402
+                     run_suite, sine_wav)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -208,13 +207,9 @@ def separate(srv, auth, tid, **extra):
     r = srv.client().request("POST", "/api/processing/separate", headers=auth,
                              json_body={"track_id": tid, "model": "htdemucs", **extra})
     eq(r.status, 201, r.text)
-    jid = r.json()["data"]["job_id"]
-    deadline = time.time() + 90
-    while srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]["status"] != \
-            "completed":
-        check(time.time() < deadline, "the separation did not finish")
-        time.sleep(0.05)
-    return jid
+    j = job_finished(srv, auth, r.json()["data"]["job_id"])
+    eq(j["status"], "completed", j.get("error"))
+    return j["id"]
 
 
 @tap.case
@@ -231,14 +226,8 @@ def ni_stems_for_traktor(srv):
     eq((r.status, r.header("Content-Type")), (200, "audio/mp4"), r.text[:300])
     check("Tester - Groove.stem.mp4" in r.header("Content-Disposition"),
           r.header("Content-Disposition"))
-    with tempfile.NamedTemporaryFile(suffix=".stem.mp4") as f:
-        f.write(r.body)
-        f.flush()
-        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                            "stream=codec_name,codec_type,duration:stream_disposition=default",
-                            "-of", "json", f.name], capture_output=True, text=True, timeout=30)
-    eq(p.returncode, 0, p.stderr)
-    streams = json.loads(p.stdout)["streams"]
+    streams = ffprobe(r.body, ".stem.mp4",
+                      "stream=codec_name,codec_type,duration:stream_disposition=default")["streams"]
     eq([(s["codec_type"], s["codec_name"]) for s in streams], [("audio", "aac")] * 5,
        "five AAC tracks: the master and four stems")
     for s in streams:

@@ -7,20 +7,17 @@ reference data in tests/fixtures/nn) is installed under htdemucs's signature, ex
 each as long as the input; plus the validation and model errors of the contract.
 """
 import io
-import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import wave
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Tap, check, eq, multipart, run_suite, sine_wav  # noqa: E402
+from harness import Tap, check, eq, ffprobe, multipart, run_suite, sine_wav  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -205,14 +202,8 @@ def two_stems_are_the_stem_and_its_complement(srv):
        [(n, "mp3") for n in ("bass", "drums", "other", "vocals")], "mp3 stems")
     r = c.get(j["stems"][0]["file_path"], headers=auth)
     eq((r.status, r.header("Content-Type")), (200, "audio/mpeg"), "served as MP3")
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as f:
-        f.write(r.body)
-        f.flush()
-        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                            "stream=codec_name,sample_rate,channels,bit_rate:format=duration",
-                            "-of", "json", f.name], capture_output=True, text=True, timeout=30)
-    eq(p.returncode, 0, p.stderr)
-    info = json.loads(p.stdout)
+    info = ffprobe(r.body, ".mp3",
+                   "stream=codec_name,sample_rate,channels,bit_rate:format=duration")
     s = info["streams"][0]
     eq((s["codec_name"], s["sample_rate"], s["channels"], s["bit_rate"]),
        ("mp3", "44100", 2, "320000"), "ffprobe")

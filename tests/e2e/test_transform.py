@@ -7,12 +7,12 @@ import io
 import os
 import shutil
 import sys
-import time
 import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Tap, check, eq, groove_wav, multipart, run_suite  # noqa: E402
+from harness import (Tap, check, eq, groove_wav, job_finished, multipart,  # noqa: E402
+                     run_suite)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -29,16 +29,6 @@ def new_user(srv):
 
 def post(srv, auth, path, body):
     return srv.client().request("POST", path, headers=auth, json_body=body)
-
-
-def wait_job(srv, auth, jid, timeout=120):
-    deadline = time.time() + timeout
-    while True:
-        j = srv.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]
-        if j["status"] in ("completed", "failed"):
-            return j
-        check(time.time() < deadline, f"job {jid} did not finish: {j}")
-        time.sleep(0.05)
 
 
 def track(srv, auth, tid):
@@ -59,12 +49,12 @@ def shift_and_stretch_a_separated_track(srv):
     eq(r.status, 201, r.text)
     parent = r.json()["data"]
     r = post(srv, auth, "/api/analysis/analyze", {"track_id": parent["id"], "features": ["tempo"]})
-    eq(wait_job(srv, auth, r.json()["data"]["job_id"])["status"], "completed", "analysis")
+    eq(job_finished(srv, auth, r.json()["data"]["job_id"])["status"], "completed", "analysis")
     tempo = srv.client().get(f"/export/analysis/{parent['id']}", headers=auth).json()[
         "analysis"]["tempo"]
     r = post(srv, auth, "/api/processing/separate", {"track_id": parent["id"],
                                                      "model": "htdemucs"})
-    eq(wait_job(srv, auth, r.json()["data"]["job_id"])["status"], "completed", "separation")
+    eq(job_finished(srv, auth, r.json()["data"]["job_id"])["status"], "completed", "separation")
 
     target = round(tempo * 1.05, 1)
     r = post(srv, auth, "/api/processing/transform",
@@ -77,7 +67,7 @@ def shift_and_stretch_a_separated_track(srv):
     check(d["track"]["title"].startswith("Groove (+2 st, "), d["track"]["title"])
     ratio = d["track"]["transform"]["tempo_ratio"]
     check(abs(ratio - target / tempo) < 1e-5, f"ratio {ratio}, want {target / tempo}")
-    j = wait_job(srv, auth, d["job_id"])
+    j = job_finished(srv, auth, d["job_id"])
     eq(j["status"], "completed", j.get("error"))
     eq((j["track_id"], j["type"]), (d["track_id"], "transform"), "the job is the new track's")
     status, child = track(srv, auth, d["track_id"])
