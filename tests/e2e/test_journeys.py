@@ -20,7 +20,7 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (Server, Tap, check, eq, groove_wav, multipart, phx_until,  # noqa: E402
-                     processes_with, run_suite, sine_wav)
+                     processes_with, run_suite, settles, sine_wav)
 
 tap = Tap()
 PW = "correct horse battery"
@@ -258,7 +258,13 @@ def sigterm_ends_the_server_and_names_what_was_running(srv):
         s = socket.create_connection(("127.0.0.1", other.port))
         s.sendall((f"POST /api/tracks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}"
                    "\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-                   "Content-Length: 1000000\r\n\r\n--xyz\r\n").encode())
+                   "Content-Length: 1000000\r\n\r\n--xyz\r\nContent-Disposition: form-data; "
+                   "name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF").encode())
+        # The upload is under way once its scratch file exists (the handler is running).
+        parts = os.path.join(other.data_dir, "tmp", "uploads")
+        settles(lambda: any(n.endswith(".part") for n in (os.listdir(parts) if
+                                                            os.path.isdir(parts) else [])),
+                True, "the stalled upload's scratch file")
         eq(other.client().get("/health").status, 200, "health while the upload stalls")
         t0 = time.time()
         other.proc.send_signal(15)
