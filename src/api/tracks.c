@@ -1,5 +1,7 @@
 /* tracks.c - the user's library: GET/POST /api/tracks, GET/PATCH/DELETE /api/tracks/:id.
  *
+ * The list takes ?q (title or artist contains) and ?sort (newest (default), oldest, title,
+ * artist, duration, tempo, key: ascending, tracks without the value last).
  * List items carry what a library row shows beyond the track itself: "analysis" (tempo,
  * key, camelot of the latest analysis that has them, or null) and "stem_count" (stems of
  * the latest separation). */
@@ -17,16 +19,32 @@
 #include "util/err.h"
 #include "util/uuid.h"
 
+/* ?sort names, indexed by enum db_track_sort. */
+static const char *const sorts[] = {"newest", "oldest", "title", "artist",
+                                    "duration", "tempo", "key"};
+
 void api_tracks_list(struct http_ctx *ctx)
 {
 	struct page p;
 	if (!api_page(ctx, &p))
 		return;
+	const char *by = http_query(ctx, "sort");
+	size_t sort = 0;
+	while (by && *by && sort < sizeof sorts / sizeof *sorts && strcmp(by, sorts[sort]) != 0)
+		sort++;
+	if (sort == sizeof sorts / sizeof *sorts) {
+		http_error_details(ctx, 422, "validation_failed", "The sort order is invalid.",
+		                   json_pack("{s:[s]}", "sort",
+		                             "must be one of newest, oldest, title, artist, duration, "
+		                             "tempo, key"));
+		return;
+	}
 	struct db_track *t;
 	size_t n;
 	int64_t total = 0;
-	if (db_track_list(ctx->app->db, ctx->user.id, http_query(ctx, "q"), p.offset, p.page_size,
-	                  &ctx->arena, &t, &n, &total)) {
+	if (db_track_list(ctx->app->db, ctx->user.id, http_query(ctx, "q"),
+	                  (enum db_track_sort)sort, p.offset, p.page_size, &ctx->arena, &t, &n,
+	                  &total)) {
 		api_db_error(ctx);
 		return;
 	}

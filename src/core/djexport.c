@@ -235,7 +235,7 @@ static int collect_all(struct ctx *c, struct dj_export *out, char *err, size_t n
 		struct db_track *tracks;
 		struct db_track_summary *s = NULL;
 		size_t n_page = 0;
-		int rc = db_track_list(c->db, c->user_id, NULL, offset, PAGE, &page, &tracks, &n_page,
+		int rc = db_track_list(c->db, c->user_id, NULL, DB_SORT_NEWEST, offset, PAGE, &page, &tracks, &n_page,
 		                       &total);
 		if (!rc && offset == 0) {
 			if (total > DJ_MAX_TRACKS)

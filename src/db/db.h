@@ -131,12 +131,19 @@ struct db_track {
 
 int db_track_insert(struct db *db, const struct db_track *t);
 int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out);
-/* The user's tracks, newest first, whose title or artist contains q (NULL: all), skipping
+/* The orders of a library listing. By tempo and key (Camelot wheel: 1A, 1B, 2A ... 12B)
+ * the latest analysis that has them counts, and tracks without one come last; ties go
+ * newest first. */
+enum db_track_sort {
+	DB_SORT_NEWEST, DB_SORT_OLDEST, DB_SORT_TITLE, DB_SORT_ARTIST, DB_SORT_DURATION,
+	DB_SORT_TEMPO, DB_SORT_KEY,
+};
+/* The user's tracks in that order, whose title or artist contains q (NULL: all), skipping
  * offset and at most limit: *out (from a, NULL when none) holds *n_out rows; *total
  * receives the number matching. */
-int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
-                  int64_t limit, struct arena *a, struct db_track **out, size_t *n_out,
-                  int64_t *total);
+int db_track_list(struct db *db, const char *user_id, const char *q, enum db_track_sort sort,
+                  int64_t offset, int64_t limit, struct arena *a, struct db_track **out,
+                  size_t *n_out, int64_t *total);
 /* What a library row shows of a track beyond its own columns: tempo, key and Camelot code
  * of its latest analysis that has them (0 / "" when none), and how many stems its latest
  * separation made. */

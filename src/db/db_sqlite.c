@@ -748,12 +748,38 @@ static void like_pattern(const char *q, char *out, size_t n_out)
 	out[j] = '\0';
 }
 
-int db_track_list(struct db *db, const char *user_id, const char *q, int64_t offset,
-                  int64_t limit, struct arena *a, struct db_track **out, size_t *n_out,
-                  int64_t *total)
+/* The latest analysis's column c of the row's track, for ORDER BY. */
+#define LATEST_ANALYSIS(c)                                                                  \
+	"(SELECT " c " FROM analyses WHERE analyses.track_id = tracks.id AND " c " IS NOT NULL " \
+	"ORDER BY analyses.id DESC LIMIT 1)"
+
+int db_track_list(struct db *db, const char *user_id, const char *q, enum db_track_sort sort,
+                  int64_t offset, int64_t limit, struct arena *a, struct db_track **out,
+                  size_t *n_out, int64_t *total)
 {
+	/* indexed by enum db_track_sort; each ends in a unique key so pages never overlap */
+	static const char *const orders[] = {
+		"created_at DESC, rowid DESC",
+		"created_at ASC, rowid ASC",
+		"lower(title) ASC, created_at DESC, rowid DESC",
+		"lower(artist) = '' ASC, lower(artist) ASC, lower(title) ASC, rowid DESC",
+		"coalesce(nullif(audio_duration, 0), nullif(duration_s, 0)) IS NULL ASC, "
+		"coalesce(nullif(audio_duration, 0), nullif(duration_s, 0)) ASC, rowid DESC",
+		LATEST_ANALYSIS("tempo") " IS NULL ASC, " LATEST_ANALYSIS("tempo") " ASC, rowid DESC",
+		LATEST_ANALYSIS("camelot") " IS NULL ASC, "
+		"CAST(substr(" LATEST_ANALYSIS("camelot") ", 1, length(" LATEST_ANALYSIS("camelot")
+		") - 1) AS INTEGER) ASC, " LATEST_ANALYSIS("camelot") " ASC, rowid DESC",
+	};
+	if ((unsigned)sort >= sizeof orders / sizeof *orders)
+		return SFA_EINVAL;
 	char pat[600];
 	like_pattern(q ? q : "", pat, sizeof pat);
+	char sql[2048];
+	snprintf(sql, sizeof sql,
+	         "SELECT " TRACK_COLS " FROM tracks WHERE user_id = ? AND "
+	         "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\') "
+	         "ORDER BY %s LIMIT ? OFFSET ?",
+	         orders[sort]);
 	lock(db);
 	int rc = 0;
 	sqlite3_stmt *st = prep(db,
@@ -767,11 +793,7 @@ int db_track_list(struct db *db, const char *user_id, const char *q, int64_t off
 	}
 	*total = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	st = prep(db,
-	          "SELECT " TRACK_COLS " FROM tracks WHERE user_id = ? AND "
-	          "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\') "
-	          "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
-	          "ttii", user_id, pat, limit, offset);
+	st = prep(db, sql, "ttii", user_id, pat, limit, offset);
 	if (!st) {
 		rc = SFA_EDB;
 		goto out;

@@ -117,7 +117,7 @@ static void lists_are_arrays(void **state)
 	assert_int_equal(n, 0);
 	assert_null(jobs);
 	struct db_track *tracks;
-	assert_int_equal(db_track_list(f->db, f->user, "son", 0, 10, &a, &tracks, &n, &total), 0);
+	assert_int_equal(db_track_list(f->db, f->user, "son", DB_SORT_NEWEST, 0, 10, &a, &tracks, &n, &total), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(tracks[0].title, "Song");
 	/* A list larger than the arena allows fails cleanly. */
@@ -127,6 +127,74 @@ static void lists_are_arrays(void **state)
 	                             &total),
 	                 SFA_ENOMEM);
 	arena_free(&tiny);
+	arena_free(&a);
+}
+
+/* Every library order, with the tracks that lack the value last and pages that tile. */
+static void library_sorts(void **state)
+{
+	struct fixture *f = *state;
+	/* title, artist, duration, tempo, camelot ("": no analysis); the fixture's "Song" has
+	 * none of them and is the oldest */
+	static const struct {
+		const char *title, *artist;
+		double duration, tempo;
+		const char *camelot;
+	} rows[] = {
+	    {"beta", "Zed", 200, 128, "10A"},
+	    {"Alpha", "", 90, 0, ""},
+	    {"gamma", "abba", 300, 90.5, "2B"},
+	    {"Delta", "Moby", 0, 174, "2A"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		struct db_track t = {0};
+		uuid_v4(t.id);
+		str_copy(t.user_id, sizeof t.user_id, f->user);
+		str_copy(t.title, sizeof t.title, rows[i].title);
+		str_copy(t.artist, sizeof t.artist, rows[i].artist);
+		str_copy(t.source, sizeof t.source, "upload");
+		t.duration_s = (int64_t)rows[i].duration;
+		t.created_at = 10 + (int64_t)i;
+		assert_int_equal(db_track_insert(f->db, &t), 0);
+		if (rows[i].tempo > 0) {
+			char json[160], job[UUID_STR_LEN];
+			uuid_v4(job);
+			snprintf(json, sizeof json, "{\"tempo\": %g, \"key\": \"C major\", \"camelot\": \"%s\"}",
+			         rows[i].tempo, rows[i].camelot);
+			assert_int_equal(db_analysis_insert(f->db, f->user, t.id, job, json, 20), 0);
+		}
+	}
+	static const struct {
+		enum db_track_sort sort;
+		const char *want;
+	} cases[] = {
+	    {DB_SORT_NEWEST, "Delta gamma Alpha beta Song"},
+	    {DB_SORT_OLDEST, "Song beta Alpha gamma Delta"},
+	    {DB_SORT_TITLE, "Alpha beta Delta gamma Song"},
+	    {DB_SORT_ARTIST, "gamma Delta beta Alpha Song"},
+	    {DB_SORT_DURATION, "Alpha beta gamma Delta Song"},
+	    {DB_SORT_TEMPO, "gamma beta Delta Alpha Song"},
+	    {DB_SORT_KEY, "Delta gamma beta Alpha Song"},
+	};
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+		char got[1200] = "";
+		/* two rows a page: the pages together are the whole order */
+		for (int64_t off = 0; off < 5; off += 2) {
+			struct db_track *t;
+			size_t n;
+			int64_t total;
+			assert_int_equal(db_track_list(f->db, f->user, NULL, cases[c].sort, off, 2, &a,
+			                               &t, &n, &total),
+			                 0);
+			assert_int_equal(total, 5);
+			for (size_t i = 0; i < n; i++)
+				snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", *got ? " " : "",
+				         t[i].title);
+		}
+		assert_string_equal(got, cases[c].want);
+	}
 	arena_free(&a);
 }
 
@@ -320,6 +388,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
+		cmocka_unit_test_setup_teardown(library_sorts, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup, teardown),
