@@ -2,10 +2,9 @@
 // socket alive across views (links inside the studio change the view without a reload),
 // and turns every unexpected error into a notice instead of a silent console line.
 
-import { JobsPanel } from "./jobs.js";
+import { JobsPanel, jobsView } from "./jobs.js";
 import { libraryView } from "./library.js";
 import { importView } from "./importer.js";
-import { trackView } from "./track.js";
 import { modelsView } from "./models.js";
 import { h, replace, notify, errorText } from "./dom.js";
 import { get } from "./api.js";
@@ -31,16 +30,12 @@ const ctx = {
 const ROUTES = [
   [/^\/$/, () => libraryView(view, ctx), "Library"],
   [/^\/tracks\/?$/, () => libraryView(view, ctx), "Library"],
-  [/^\/tracks\/([0-9a-f-]{36})$/, (m) => trackView(view, ctx, m[1]), "Track"],
+  // The track page's waveform, chart and mixer libraries load only when a track is opened.
+  [/^\/tracks\/([0-9a-f-]{36})$/, async (m) => (await import("./track.js")).trackView(view, ctx, m[1]), "Track"],
   [/^\/(import|upload)$/, () => importView(view, ctx), "Import"],
-  [/^\/jobs$/, () => jobsView(), "Jobs"],
+  [/^\/jobs$/, () => jobsView(view, ctx), "Jobs"],
   [/^\/models$/, () => modelsView(view), "Models"],
 ];
-
-function jobsView() {
-  replace(view, h("section", {}, h("h1", {}, "Jobs"),
-    h("p", {}, "Your recent jobs are listed in the Jobs panel, updated live as they run. Cancel running jobs or retry failed ones there.")));
-}
 
 async function show(path) {
   for (const fn of leaving) fn();

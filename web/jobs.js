@@ -152,3 +152,75 @@ export class JobsPanel {
     }
   }
 }
+
+// /jobs: every job of the account, paged, filtered by status and type; rows follow the
+// panel's live events, and running or failed jobs can be cancelled or retried here too.
+const STATUSES = ["queued", "running", "downloading", "processing", "analyzing", "completed", "failed"];
+
+export async function jobsView(root, ctx) {
+  const state = { page: 1, status: "", type: "" };
+  const status = h("select", { id: "jobs-filter-status", "aria-label": "Status" },
+    h("option", { value: "" }, "Any status"), STATUSES.map((s) => h("option", { value: s }, s)));
+  const type = h("select", { id: "jobs-filter-type", "aria-label": "Type" },
+    h("option", { value: "" }, "Any type"), Object.entries(LABEL).map(([v, t]) => h("option", { value: v }, t)));
+  const body = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  replace(root, h("section", {}, h("h1", {}, "Jobs"),
+    h("div", { class: "row" }, h("div", {}, h("label", { for: "jobs-filter-status" }, "Status"), status),
+      h("div", {}, h("label", { for: "jobs-filter-type" }, "Type"), type)),
+    body, pager));
+  for (const [el, k] of [[status, "status"], [type, "type"]])
+    el.addEventListener("change", () => { state[k] = el.value; state.page = 1; load(); });
+
+  async function load() {
+    const q = new URLSearchParams({ page: state.page, page_size: 25 });
+    if (state.status) q.set("status", state.status);
+    if (state.type) q.set("type", state.type);
+    let res;
+    try {
+      res = await get(`/api/jobs?${q}`);
+    } catch (e) {
+      replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
+      return;
+    }
+    const panel = ctx.jobs;
+    // Titles of tracks this page has not seen yet (a deleted track stays "Track").
+    const unknown = [...new Set(res.data.map((j) => j.track_id).filter((id) => id && !panel.titles.has(id)))];
+    await Promise.all(unknown.map((id) => get(`/api/tracks/${id}`).then((r) => panel.titles.set(id, r.data.title), () => {})));
+    replace(body, res.data.length ? h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Job list" },
+      h("table", {},
+        h("caption", { class: "muted", style: "text-align:left" }, `${res.meta.total_count} jobs`),
+        h("thead", {}, h("tr", {}, ["Job", "Track", "Status", "Started", "Finished", ""].map((c) =>
+          h("th", { scope: "col" }, c || h("span", { class: "visually-hidden" }, "Actions"))))),
+        h("tbody", {}, res.data.map((j) => h("tr", { dataset: { jobId: j.id } },
+          h("td", {}, LABEL[j.type] || j.type),
+          h("td", {}, j.track_id ? h("a", { href: `/tracks/${j.track_id}`, "data-nav": "" }, panel.titles.get(j.track_id) || "Track") : "–"),
+          h("td", {}, h("span", { class: "badge" }, j.status),
+            RUNNING.has(j.status) && j.status !== "queued" ? ` ${j.progress}%${j.message ? ` · ${j.message}` : ""}` : "",
+            j.error ? h("div", { class: "error" }, j.error) : null),
+          h("td", {}, j.started_at ? new Date(j.started_at).toLocaleString() : "–"),
+          h("td", {}, j.finished_at ? new Date(j.finished_at).toLocaleString() : "–"),
+          h("td", {}, RUNNING.has(j.status)
+            ? h("button", { type: "button", class: "secondary", onclick: () => panel.cancel(j) }, `Cancel ${LABEL[j.type] || "job"}`)
+            : j.status === "failed"
+              ? h("button", { type: "button", class: "secondary", onclick: () => panel.retry(j) }, `Retry ${LABEL[j.type] || "job"}`)
+              : null)))))) : h("p", {}, state.status || state.type ? "No job matches these filters." : "No jobs yet."));
+    const m = res.meta;
+    replace(pager, m.total_pages > 1 ? [
+      h("button", { type: "button", class: "secondary", disabled: state.page <= 1, onclick: () => { state.page--; load(); } }, "Previous page"),
+      h("span", {}, `Page ${m.page} of ${m.total_pages}`),
+      h("button", { type: "button", class: "secondary", disabled: state.page >= m.total_pages, onclick: () => { state.page++; load(); } }, "Next page"),
+    ] : []);
+  }
+
+  // The panel's live events change what the rows show: read the page again, at most
+  // once per second while events stream in.
+  let again = null;
+  const off = ctx.jobs.onChange((kind) => {
+    if (kind === "progress" && again) return;
+    clearTimeout(again);
+    again = setTimeout(() => { again = null; load(); }, kind === "progress" ? 1000 : 200);
+  });
+  ctx.onLeave(() => { off(); clearTimeout(again); });
+  await load();
+}

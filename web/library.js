@@ -5,19 +5,15 @@ import { get, post, del } from "./api.js";
 import { h, replace, notify, errorText, fmtDuration } from "./dom.js";
 
 const PAGE_SIZE = 25;
-const SORTS = {
-  newest: null,
-  title: (a, b) => a.title.localeCompare(b.title),
-  artist: (a, b) => (a.artist || "").localeCompare(b.artist || ""),
-  tempo: (a, b) => (a.analysis?.tempo || 0) - (b.analysis?.tempo || 0),
-  key: (a, b) => (a.analysis?.camelot || "").localeCompare(b.analysis?.camelot || "", undefined, { numeric: true }),
-};
+// The server's orders (GET /api/tracks?sort=), across every page.
+const SORTS = { newest: "Newest first", oldest: "Oldest first", title: "Title", artist: "Artist",
+  duration: "Duration", tempo: "Tempo (BPM)", key: "Key (Camelot)" };
 
 export async function libraryView(root, ctx) {
   const state = { page: 1, q: "", sort: "newest", layout: localStorage.getItem("sfa.layout") || "list", tracks: [], meta: null, selected: new Set() };
   const search = h("input", { type: "search", id: "lib-q", placeholder: "Title or artist", "aria-label": "Search the library" });
   const sort = h("select", { id: "lib-sort", "aria-label": "Sort" },
-    Object.keys(SORTS).map((k) => h("option", { value: k }, `Sort: ${k}`)));
+    Object.entries(SORTS).map(([k, text]) => h("option", { value: k }, `Sort: ${text}`)));
   const layoutBtn = h("button", { type: "button", class: "secondary", "aria-pressed": String(state.layout === "grid") }, "Grid view");
   const body = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
   const bulk = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Selected tracks" });
@@ -35,7 +31,7 @@ export async function libraryView(root, ctx) {
     clearTimeout(timer);
     timer = setTimeout(() => { state.q = search.value.trim(); state.page = 1; load(); }, 250);
   });
-  sort.addEventListener("change", () => { state.sort = sort.value; draw(); });
+  sort.addEventListener("change", () => { state.sort = sort.value; state.page = 1; load(); });
   layoutBtn.addEventListener("click", () => {
     state.layout = state.layout === "grid" ? "list" : "grid";
     localStorage.setItem("sfa.layout", state.layout);
@@ -45,7 +41,7 @@ export async function libraryView(root, ctx) {
 
   async function load() {
     try {
-      const q = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE });
+      const q = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE, sort: state.sort });
       if (state.q) q.set("q", state.q);
       const res = await get(`/api/tracks?${q}`);
       state.tracks = res.data;
@@ -56,11 +52,6 @@ export async function libraryView(root, ctx) {
     } catch (e) {
       replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
     }
-  }
-
-  function sorted() {
-    const f = SORTS[state.sort];
-    return f ? [...state.tracks].sort(f) : state.tracks;
   }
 
   function checkbox(t) {
@@ -88,7 +79,7 @@ export async function libraryView(root, ctx) {
 
   function draw() {
     drawBulk();
-    const tracks = sorted();
+    const tracks = state.tracks;
     if (!tracks.length) {
       replace(body, h("p", {}, state.q ? `Nothing in your library matches “${state.q}”.` : "Your library is empty. ",
         state.q ? "" : h("a", { href: "/import" }, "Import some music.")));

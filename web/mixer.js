@@ -326,17 +326,35 @@ export class Mixer {
       else if (e.key === "y" || (e.key === "z" && e.shiftKey) || e.key === "Z") { e.preventDefault(); this.redo(); }
       return;
     }
-    if (tag === "BUTTON" || !this.lanes.length) return;
-    if (e.key === " ") { e.preventDefault(); this.playing ? this.pause() : this.play(); }
+    if (!this.lanes.length) return;
+    // (a focused button's own Space presses it)
+    if (e.key === " " && tag !== "BUTTON") { e.preventDefault(); this.playing ? this.pause() : this.play(); }
     else if (e.key === "Home") { e.preventDefault(); this.seek(0); }
     else if (e.key === "l" || e.key === "L") this.toggleLoop();
+    else if (e.key === "[" || e.key === "]") this.markLoop(e.key === "[" ? "start" : "end");
+  }
+
+  // The keyboard's way to choose the part to loop: [ and ] at the play position.
+  markLoop(edge) {
+    const t = this.position();
+    const sel = { start: 0, end: this.mixSeconds(), ...this.selection, [edge]: t };
+    if (sel.end <= sel.start) {
+      notify(`The loop's end must come after its start (${sel.start.toFixed(2)} s).`, "error");
+      return;
+    }
+    this.selection = sel;
+    this.loopText.textContent = `Selection ${sel.start.toFixed(2)}–${sel.end.toFixed(2)} s`;
+    if (this.loop) {
+      this.loop = { ...sel };
+      if (this.playing) this.play(this.position());
+    }
   }
 
   toggleLoop() {
     if (this.loop) this.loop = null;
     else if (this.selection && this.selection.end > this.selection.start) this.loop = { ...this.selection };
     else {
-      notify("Drag across a waveform to select the part to loop, then press Loop.", "info");
+      notify("Drag across a waveform (or press [ and ] while playing) to select the part to loop, then press Loop.", "info");
       return;
     }
     this.loopBtn.setAttribute("aria-pressed", String(!!this.loop));
@@ -350,6 +368,7 @@ export class Mixer {
     const pause = h("button", { type: "button", class: "secondary", onclick: () => this.pause() }, "Pause");
     this.loopBtn = h("button", { type: "button", class: "secondary", "aria-pressed": "false", onclick: () => this.toggleLoop() }, "Loop");
     this.timeEl = h("span", { "aria-live": "off" });
+    this.loopText = h("span", { class: "muted", role: "status" });
     this.seekEl = h("input", { type: "range", min: "0", step: "0.01", value: "0", "aria-label": "Position", style: "flex:1 1 12rem" });
     this.seekEl.addEventListener("input", () => this.seek(Number(this.seekEl.value)));
     const undo = h("button", { type: "button", class: "secondary", onclick: () => this.undo() }, "Undo");
@@ -361,8 +380,8 @@ export class Mixer {
     this.manifestEl = h("pre", { id: "manifest-json", tabindex: "0", "aria-label": "Manifest sent by Export mix" });
     replace(this.box,
       h("h2", { id: "mixer-title" }, "Stem mixer"),
-      h("div", { class: "toolbar", role: "toolbar", "aria-label": "Transport" }, play, pause, this.loopBtn, this.seekEl, this.timeEl),
-      h("p", { class: "muted" }, "Keys: Space play/pause · Home back to the start · L loop the selection · Ctrl+Z / Ctrl+Y undo/redo. Drag across a waveform to select a part."),
+      h("div", { class: "toolbar", role: "toolbar", "aria-label": "Transport" }, play, pause, this.loopBtn, this.seekEl, this.timeEl, this.loopText),
+      h("p", { class: "muted" }, "Keys: Space play/pause · Home back to the start · [ and ] mark the selection's start and end at the play position · L loop the selection · Ctrl+Z / Ctrl+Y undo/redo. Or drag across a waveform to select a part."),
       this.lanes.map((l) => this.drawLane(l)),
       h("h3", {}, "Export"),
       h("div", { class: "toolbar" }, undo, redo,
@@ -399,12 +418,16 @@ export class Mixer {
       peaks: [l.left], duration: l.left.length / RATE, plugins: [regions] });
     l.ws.on("interaction", (t) => this.seek(t));
     regions.enableDragSelection({ color: "rgba(91,60,196,0.2)" });
+    const select = (r) => {
+      this.selection = { start: r.start, end: r.end };
+      this.loopText.textContent = `Selection ${r.start.toFixed(2)}–${r.end.toFixed(2)} s`;
+      this.fillSelection(l, r.start, r.end);
+    };
     regions.on("region-created", (r) => {
       for (const other of regions.getRegions()) if (other !== r) other.remove();
-      this.selection = { start: r.start, end: r.end };
-      this.fillSelection(l, r.start, r.end);
+      select(r);
     });
-    regions.on("region-updated", (r) => { this.selection = { start: r.start, end: r.end }; this.fillSelection(l, r.start, r.end); });
+    regions.on("region-updated", select);
     return l.el;
   }
 

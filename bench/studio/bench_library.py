@@ -51,7 +51,7 @@ def main():
             raise SystemExit(out.stderr)
         runs = json.loads(out.stdout.strip().splitlines()[-1])
         api_ms = [int(m.group(1)) for line in srv.log
-                  for m in [re.search(r"GET /api/tracks\?page=1&page_size=25 200 \d+ (\d+)ms", line)]
+                  for m in [re.search(r"GET /api/tracks\?[^ ]*\bpage=1&[^ ]* 200 \d+ (\d+)ms", line)]
                   if m]
         ms = sorted(runs["interactive_ms"])
         print(f"library page, {N} tracks, 25 a page, {len(ms)} loads: interactive median "
