@@ -261,7 +261,19 @@ void api_tracks_upload(struct http_ctx *ctx)
 	json_error_t je;
 	json_t *info = json_loads(out, 0, &je);
 	const char *container = json_str(info, "container");
-	if (rc || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !container) {
+	/* The checker that did not run, or ran out of time or was killed, said nothing about
+	 * the file: that is the server's failure, not the file's. */
+	if (rc || !WIFEXITED(status) || (!json_str(info, "error") && !container)) {
+		log_error("upload: the audio check of %s did not finish (%s, %s %d)", u->tmp_path,
+		          rc == SFA_ETIMEOUT ? "timed out" : rc ? "could not start" : "ended",
+		          WIFSIGNALED(status) ? "signal" : "exit status",
+		          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		json_decref(info);
+		http_error(ctx, 503, "unavailable",
+		           "The server could not check the file right now; try the upload again.");
+		return;
+	}
+	if (WEXITSTATUS(status) != 0 || !container) {
 		const char *why = json_str(info, "error");
 		char msg[700];
 		snprintf(msg, sizeof msg, "The file is not audio this server can decode%s%s",
