@@ -79,6 +79,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.key_minor = nt > 4 ? tail[4] & 1 : 0,
 		.added_at = nt > 5 ? (int64_t)(unsigned char)tail[5] * 86400 * 200 : 0,
 	};
+	/* a cue named by outside text too */
+	struct dj_cue cue = {nt > 6 ? (double)(unsigned char)tail[6] * 0.5 : 0, t.album};
+	t.cues = nt > 6 ? &cue : NULL;
+	t.n_cues = nt > 6;
 	bool valid_location = dj_path_valid(t.location) != 0;
 	struct dj_track two[2] = {t, t};
 	char *doc = NULL;

@@ -1,4 +1,5 @@
-// track.js - a track's page (/tracks/:id): waveform with the beat grid, the analysis (tempo,
+// track.js - a track's page (/tracks/:id): waveform with the beat grid (bar starts darker)
+// and the sections, the analysis (tempo, time signature,
 // key, Camelot, energy, loudness (EBU R128), chroma and MFCC heatmaps, spectral centroid and rolloff over time),
 // starting an analysis or a separation, this track's separations, downloads, and the stem
 // mixer with its DAW editor (mixer.js).
@@ -208,7 +209,12 @@ export async function trackView(root, ctx, id) {
         stat("Loudness", full.loudness?.integrated_lufs != null ? `${full.loudness.integrated_lufs.toFixed(1)} LUFS` : null),
         stat("Loudness range", full.loudness ? `${full.loudness.range_lu.toFixed(1)} LU` : null),
         stat("True peak", full.loudness?.true_peak_dbtp != null ? `${full.loudness.true_peak_dbtp.toFixed(1)} dBTP` : null),
-        stat("Beats", full.beats ? String(full.beats.length) : null)),
+        stat("Beats", full.beats ? String(full.beats.length) : null),
+        stat("Time signature", full.time_signature)),
+      full.sections ? (full.sections.length
+        ? h("div", {}, h("h3", {}, "Sections"), h("ol", { class: "sections" }, full.sections.map((x) =>
+          h("li", {}, h("strong", {}, x.label), ` from ${fmtDuration(x.start) === "–" ? "0:00" : fmtDuration(x.start)} (bar ${x.bar})`))))
+        : h("p", { class: "muted" }, "No sections: the song is too short (they need at least 8 bars).")) : null,
       h("p", {}, h("a", { href: `/export/analysis/${track.id}`, download: "" }, "Download the analysis (JSON)")));
     const f = full.features || {};
     if (f.chroma) analysisBox.append(h("h3", {}, "Chroma"), heatmap(f.chroma, ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"], "Chroma heatmap: pitch classes over time"));
@@ -220,9 +226,16 @@ export async function trackView(root, ctx, id) {
       dropPlot = linePlot(el, f.frame_rate, f.spectral_centroid, f.spectral_rolloff);
     }
     if (wf && full.beats) {
+      // Beats as thin lines, bar starts darker, sections as labelled spans behind them.
+      const bars = new Set(full.downbeats || []);
+      const tint = { intro: "rgba(91,60,196,0.10)", build: "rgba(196,140,60,0.16)", drop: "rgba(196,60,122,0.16)",
+        breakdown: "rgba(60,140,196,0.14)", outro: "rgba(91,60,196,0.10)" };
       const mark = () => {
         wf.regions.clearRegions();
-        for (const b of full.beats) wf.regions.addRegion({ start: b, color: "rgba(29,29,40,0.35)", drag: false, resize: false });
+        for (const x of full.sections || [])
+          wf.regions.addRegion({ start: x.start, end: x.end, content: x.label, color: tint[x.label] || "rgba(0,0,0,0.06)", drag: false, resize: false });
+        for (const b of full.beats)
+          wf.regions.addRegion({ start: b, color: bars.has(b) ? "rgba(29,29,40,0.8)" : "rgba(29,29,40,0.3)", drag: false, resize: false });
       };
       wf.getDuration() ? mark() : wf.once("ready", mark);
     }

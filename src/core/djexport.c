@@ -2,6 +2,7 @@
 #include "core/djexport.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +20,31 @@ enum { PAGE = 200, BUNDLE_NAME_MAX = 180, ARENA_PAGE = 8 << 20 };
 
 /* "C# minor" (the analysis's key name, dsp_pitch_name + mode) -> 1, minor; -1 when there
  * is no key. */
+/* The analysis's sections ([{"start", "label", ...}], as stored) as cues; what is not
+ * such an entry is left out. False only when out of memory. */
+static bool parse_cues(const char *sections_json, struct dj_track *d, struct arena *a)
+{
+	d->cues = NULL;
+	d->n_cues = 0;
+	json_t *arr = sections_json ? json_loads(sections_json, 0, NULL) : NULL;
+	size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+	struct dj_cue *cues = n ? arena_alloc(a, n * sizeof *cues) : NULL;
+	bool ok = !n || cues;
+	for (size_t i = 0; ok && i < n; i++) {
+		json_t *e = json_array_get(arr, i);
+		const char *label = json_string_value(json_object_get(e, "label"));
+		json_t *start = json_object_get(e, "start");
+		if (!label || !json_is_number(start) || json_number_value(start) < 0)
+			continue;
+		cues[d->n_cues].start_s = json_number_value(start);
+		ok = (cues[d->n_cues].name = arena_strdup(a, label)) != NULL;
+		d->n_cues += ok;
+	}
+	d->cues = cues;
+	json_decref(arr);
+	return ok;
+}
+
 static void parse_key(const char *name, int *pc, int *minor)
 {
 	*pc = -1;
@@ -164,7 +190,8 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 	d->first_beat_s = s->first_beat_s;
 	parse_key(s->key, &d->key_pc, &d->key_minor);
 	d->added_at = t->created_at;
-	return 0;
+	return parse_cues(s->sections_json, d, c->a) ? 0 :
+	       sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 }
 
 /* ---- the list ------------------------------------------------------------------------ */

@@ -241,6 +241,14 @@ int dj_rekordbox_xml(const struct dj_track *tracks, size_t n, const char *playli
 			attr(&w, "Battito", "1");
 			end(&w);
 		}
+		for (size_t c = 0; c < t->n_cues; c++) { /* memory cues: Num -1 */
+			start(&w, "POSITION_MARK");
+			attr(&w, "Name", t->cues[c].name);
+			attr(&w, "Type", "0");
+			attrf(&w, "Start", "%.3f", t->cues[c].start_s);
+			attr(&w, "Num", "-1");
+			end(&w);
+		}
 		end(&w);
 	}
 	end(&w); /* COLLECTION */
@@ -382,6 +390,17 @@ int dj_traktor_nml(const struct dj_track *tracks, size_t n, const char *playlist
 			attr(&w, "LEN", "0.000000");
 			attr(&w, "REPEATS", "-1");
 			attr(&w, "HOTCUE", "0");
+			end(&w);
+		}
+		for (size_t c = 0; c < t->n_cues; c++) { /* stored cues (type 0), no hot cue */
+			start(&w, "CUE_V2");
+			attr(&w, "NAME", t->cues[c].name);
+			attrf(&w, "DISPL_ORDER", "%zu", c + 1);
+			attr(&w, "TYPE", "0");
+			attrf(&w, "START", "%.6f", t->cues[c].start_s * 1000.0);
+			attr(&w, "LEN", "0.000000");
+			attr(&w, "REPEATS", "-1");
+			attr(&w, "HOTCUE", "-1");
 			end(&w);
 		}
 		end(&w); /* ENTRY */

@@ -3,9 +3,9 @@
  * (escaping and encoding are libxml2's, never printf's).
  *
  * Each track carries its title, artist, album, duration, file size, average BPM, a beat
- * grid anchored at its first beat (taken as the first downbeat: the analysis finds beats,
- * not bars) and its key (Rekordbox's Tonality in classic notation, Traktor's MUSICAL_KEY
- * value). Where the file lies on the DJ's machine is `location`: an absolute POSIX path
+ * grid anchored at its first bar's start (its first beat when the analysis found no bars),
+ * its key (Rekordbox's Tonality in classic notation, Traktor's MUSICAL_KEY value) and a
+ * memory cue named after each section at its start. Where the file lies on the DJ's machine is `location`: an absolute POSIX path
  * ("/Users/dj/Music/a.mp3") or a Windows one ("C:/Music/a.mp3" or "C:\Music\a.mp3").
  *
  * The text fields come from users and services: control characters (which XML 1.0 cannot
@@ -18,6 +18,12 @@
 #include <stdint.h>
 
 enum { DJ_PATH_MAX = 2048, DJ_MAX_TRACKS = 10000 };
+
+/* A memory cue (Rekordbox POSITION_MARK, Traktor CUE_V2 of type cue) at a section start. */
+struct dj_cue {
+	double start_s;
+	const char *name;       /* "intro", "drop", ... */
+};
 
 struct dj_track {           /* the strings are the caller's; none is NULL */
 	const char *title;
@@ -34,6 +40,8 @@ struct dj_track {           /* the strings are the caller's; none is NULL */
 	int key_pc;                 /* 0 = C .. 11 = B; -1 when there is no key */
 	int key_minor;
 	int64_t added_at;           /* Unix seconds */
+	const struct dj_cue *cues;  /* n_cues of them, in time order; NULL when none */
+	size_t n_cues;
 };
 
 /* Whether path is an absolute POSIX or Windows path of at most DJ_PATH_MAX - 1 bytes of

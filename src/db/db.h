@@ -144,12 +144,15 @@ enum db_track_sort {
 int db_track_list(struct db *db, const char *user_id, const char *q, enum db_track_sort sort,
                   int64_t offset, int64_t limit, struct arena *a, struct db_track **out,
                   size_t *n_out, int64_t *total);
-/* What a library row shows of a track beyond its own columns: tempo, key and Camelot code
- * of its latest analysis that has them (0 / "" when none), and how many stems its latest
- * separation made. */
+/* What a library row (and a DJ export) shows of a track beyond its own columns: tempo,
+ * key and Camelot code of its latest analysis that has them (0 / "" when none), its grid
+ * anchor and sections, and how many stems its latest separation made. */
 struct db_track_summary {
 	double tempo_bpm;
-	double first_beat_s; /* of the analysis the tempo is from; -1 when it has no beat */
+	double first_beat_s; /* the first bar's start (else the first beat) of the analysis the
+	                        tempo is from; -1 when it has no beat */
+	const char *sections_json; /* the latest analysis's sections (a JSON array, from a);
+	                              NULL when none has them */
 	char key[32];
 	char camelot[8];
 	int n_stems;

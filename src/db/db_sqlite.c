@@ -142,6 +142,11 @@ static const char *const migrations[] = {
 	/* 8: a track rendered from another (key-shift, time-stretch) and how */
 	("ALTER TABLE tracks ADD COLUMN parent_id TEXT REFERENCES tracks(id) ON DELETE SET NULL;"
 	 "ALTER TABLE tracks ADD COLUMN transform TEXT;"),
+	/* 9: the first bar's start (the grid's true anchor) and the sections (cue points) */
+	("ALTER TABLE analyses ADD COLUMN first_downbeat REAL;"
+	 "ALTER TABLE analyses ADD COLUMN sections TEXT;"
+	 "UPDATE analyses SET first_downbeat = json_extract(result, '$.downbeats[0]'), "
+	 "  sections = json_extract(result, '$.sections');"),
 };
 
 /* The lock discipline (db.h): every function takes the connection's mutex for its whole
@@ -813,6 +818,18 @@ static void read_summary_analysis(sqlite3_stmt *st, void *out)
 	s->first_beat_s = sqlite3_column_double(st, 3);
 }
 
+struct summary_sections {
+	struct arena *a;
+	const char **out;
+};
+
+static void read_summary_sections(sqlite3_stmt *st, void *out)
+{
+	struct summary_sections *ss = out;
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	*ss->out = t ? arena_strdup(ss->a, (const char *)t) : NULL;
+}
+
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
                        size_t n, struct arena *a, struct db_track_summary **out)
 {
@@ -835,10 +852,24 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 		                  "track_id = ?2 AND key_name IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
 		                  "coalesce((SELECT camelot FROM analyses WHERE user_id = ?1 AND "
 		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
-		                  "coalesce((SELECT first_beat FROM analyses WHERE user_id = ?1 AND "
-		                  "track_id = ?2 AND tempo IS NOT NULL ORDER BY id DESC LIMIT 1), -1)",
+		                  "coalesce((SELECT coalesce(first_downbeat, first_beat) FROM analyses "
+		                  "WHERE user_id = ?1 AND track_id = ?2 AND tempo IS NOT NULL "
+		                  "ORDER BY id DESC LIMIT 1), -1)",
 		                  "tt", user_id, tracks[i].id),
 		             read_summary_analysis, &s[i]);
+		if (rc == 0) {
+			struct summary_sections ss = {a, &s[i].sections_json};
+			rc = one_row(db,
+			             prep(db,
+			                  "SELECT sections FROM analyses WHERE user_id = ?1 AND "
+			                  "track_id = ?2 AND sections IS NOT NULL ORDER BY id DESC LIMIT 1",
+			                  "tt", user_id, tracks[i].id),
+			             read_summary_sections, &ss);
+			if (rc == SFA_ENOTFOUND)
+				rc = 0;
+			else if (rc == 0 && !s[i].sections_json)
+				rc = SFA_ENOMEM;
+		}
 		if (rc == 0)
 			rc = one_row(db,
 			             prep(db,
@@ -1314,9 +1345,11 @@ int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
 		rc = run(db,
 		         prep(db,
 		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at, "
-		              "tempo, key_name, camelot, first_beat) VALUES (?1,?2,?3,?4,?5, "
+		              "tempo, key_name, camelot, first_beat, first_downbeat, sections) "
+		              "VALUES (?1,?2,?3,?4,?5, "
 		              "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
-		              "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'))",
+		              "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'), "
+		              "json_extract(?4, '$.downbeats[0]'), json_extract(?4, '$.sections'))",
 		              "tttti", user_id, track_id, job_id, result_json, now),
 		         false);
 	if (rc) {

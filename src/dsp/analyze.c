@@ -31,7 +31,7 @@ static const struct {
 } FEATURES[] = {
 	{"tempo", DSP_FEAT_TEMPO}, {"key", DSP_FEAT_KEY},       {"energy", DSP_FEAT_ENERGY},
 	{"spectral", DSP_FEAT_SPECTRAL}, {"mfcc", DSP_FEAT_MFCC}, {"chroma", DSP_FEAT_CHROMA},
-	{"loudness", DSP_FEAT_LOUDNESS}, {"all", DSP_FEAT_ALL},
+	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"all", DSP_FEAT_ALL},
 };
 
 unsigned dsp_feature_bit(const char *name)
@@ -173,6 +173,47 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	return 0;
 }
 
+/* Downbeats from the beats, then (when asked) the sections from the bars. Their memory is
+ * in both arenas' budgets for up to MAX_BEATS(T) beats, the most a tempo of at most 320
+ * BPM gives; should the tracker ever give more, the song simply has no bars. */
+#define MAX_BEATS(T) ((T) / 8 + 4)
+/* bars of the sections' grid: the downbeats, extended at least 16 frames a bar */
+#define MAX_GRID(T) (MAX_BEATS(T) / 3 + (T) / 16 + 8)
+static void analyze_structure(struct work *w, struct dsp_result *r, int sections)
+{
+	size_t nb = r->n_beats, T = r->n_frames;
+	float *work = nb ? ualloc(w->arena, dsp_downbeats_work_floats(nb), sizeof(float)) : NULL;
+	if (!work || !(r->downbeats = ualloc(&r->mem, nb, sizeof(int))))
+		return;
+	r->n_downbeats = dsp_downbeats(w->db, T, r->beats, nb, work, &r->beats_per_bar,
+	                               r->downbeats);
+	if (!r->n_downbeats)
+		r->beats_per_bar = 0;
+	size_t nd = r->n_downbeats;
+	if (!sections || nd < 2)
+		return;
+	/* The tracker leaves out quiet starts and ends; the sections need bars over the whole
+	 * song: the grid goes on at the bars' median length before and after. */
+	double P = dsp_median_bar_frames(r->downbeats, nd);
+	if (!(P >= 16.0))
+		return;
+	size_t cap = nd + (size_t)((double)T / P) + 4, ng = 0;
+	int *grid = ualloc(w->arena, cap, sizeof(int));
+	if (!grid)
+		return;
+	size_t before = (size_t)((double)r->downbeats[0] / P);
+	for (size_t k = before; k > 0; k--)
+		grid[ng++] = (int)lround((double)r->downbeats[0] - (double)k * P);
+	memcpy(grid + ng, r->downbeats, nd * sizeof(int));
+	ng += nd;
+	for (double t = r->downbeats[nd - 1] + P; t + P / 2 < (double)T && ng < cap; t += P)
+		grid[ng++] = (int)lround(t);
+	if (!(work = ualloc(w->arena, dsp_sections_work_floats(ng), sizeof(float))) ||
+	    !(r->sections = ualloc(&r->mem, dsp_sections_cap(ng), sizeof(struct dsp_section))))
+		return;
+	r->n_sections = dsp_sections(w->db, r->rms, T, grid, ng, work, r->sections);
+}
+
 static void analyze_key(struct dsp_result *r)
 {
 	size_t T = r->n_frames;
@@ -218,9 +259,11 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "Sample %zu is not a number between -1e6 and 1e6.", i);
 
-	int want_spec = (feat & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
+	/* sections stand on the beats and the level */
+	unsigned calc = feat & DSP_FEAT_SECTIONS ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY : feat;
+	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
 	                         DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
-	int want_mel = (feat & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
+	int want_mel = (calc & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
 	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
 	size_t T = dsp_n_frames(n);
 
@@ -237,6 +280,9 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	size_t res_bytes = ARENA_SLACK + T * (sizeof(float) * 4 + sizeof(double) * 2 + sizeof(int) * 2 +
 	                                  sizeof(float) * (DSP_N_MFCC + DSP_N_CHROMA)) +
 	                   sizeof(double) * DSP_TG_WIN;
+	if (calc & DSP_FEAT_TEMPO)
+		res_bytes += MAX_BEATS(T) * sizeof(int) +
+		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
 	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
@@ -244,7 +290,12 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	                    (want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
 	                    peaks_cap * sizeof(struct dsp_peak) +
 	                    DSP_N_BINS * DSP_N_CHROMA * sizeof(float) + dsp_beats_work_bytes(T) +
-	                    T * sizeof(float);
+	                    T * sizeof(float) +
+	                    ((calc & DSP_FEAT_TEMPO)
+	                         ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
+	                            dsp_sections_work_floats(MAX_GRID(T))) * sizeof(float) +
+	                               MAX_GRID(T) * sizeof(int)
+	                         : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -268,7 +319,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 		    !(r.chroma = zalloc(&r.mem, T * DSP_N_CHROMA, sizeof(float))))
 			goto nomem;
 	}
-	if (feat & DSP_FEAT_TEMPO) {
+	if (calc & DSP_FEAT_TEMPO) {
 		if (!(w->beat_work = ualloc(&wa, dsp_beats_work_bytes(T), 1)) ||
 		    !(r.onset_env = zalloc(&r.mem, T, sizeof(float))) ||
 		    !(r.tempogram_mean = zalloc(&r.mem, DSP_TG_WIN, sizeof(double))) ||
@@ -276,7 +327,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 		    !(r.beats_librosa = zalloc(&r.mem, T, sizeof(int))))
 			goto nomem;
 	}
-	if ((feat & DSP_FEAT_ENERGY) && !(r.rms = zalloc(&r.mem, T, sizeof(float))))
+	if ((calc & DSP_FEAT_ENERGY) && !(r.rms = zalloc(&r.mem, T, sizeof(float))))
 		goto nomem;
 	if ((feat & DSP_FEAT_SPECTRAL) && (!(r.zcr = zalloc(&r.mem, T, sizeof(float))) ||
 	                                   !(r.centroid = zalloc(&r.mem, T, sizeof(double))) ||
@@ -317,8 +368,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			if (w->db[i] < floor_db)
 				w->db[i] = floor_db;
 	}
-	if (feat & DSP_FEAT_TEMPO && (rc = analyze_tempo(w, &r, err, n_err)) != 0)
+	if (calc & DSP_FEAT_TEMPO && (rc = analyze_tempo(w, &r, err, n_err)) != 0)
 		goto out;
+	if (calc & DSP_FEAT_TEMPO)
+		analyze_structure(w, &r, feat & DSP_FEAT_SECTIONS);
 	if (r.mfcc) {
 		float c[DSP_N_MFCC];
 		for (size_t t = 0; t < T; t++) {

@@ -40,13 +40,14 @@ enum dsp_feature {
 	DSP_FEAT_MFCC = 1u << 4,     /* features.mfcc */
 	DSP_FEAT_CHROMA = 1u << 5,   /* features.chroma */
 	DSP_FEAT_LOUDNESS = 1u << 6, /* loudness (dsp_analyze_file only: it needs the file) */
-	DSP_FEAT_ALL = (1u << 7) - 1,
+	DSP_FEAT_SECTIONS = 1u << 7, /* sections (with the tempo's beats and downbeats) */
+	DSP_FEAT_ALL = (1u << 8) - 1,
 };
 /* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it. */
 const char *dsp_pitch_name(int pc);
 
 /* The names dsp_feature_bit knows, for error messages. */
-#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness or all"
+#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness, sections or all"
 
 /* EBU R128 / ITU-R BS.1770 loudness: integrated (LUFS; -inf for digital silence), loudness
  * range (LU) and true peak (dBTP; -inf for silence). */
@@ -54,6 +55,15 @@ struct dsp_loudness {
 	double integrated_lufs;
 	double range_lu;
 	double true_peak_dbtp;
+};
+
+/* A part of the song between two changes, starting on a bar (structure.c). */
+struct dsp_section {
+	double start_s, end_s;
+	int bar;        /* the bar it starts on, 1 = the first */
+	char label[12]; /* "intro", "build", "drop", "breakdown" or "outro" */
+	double level_db; /* its mean RMS level, dBFS */
+	double rise_db;  /* its second half's level minus its first half's */
 };
 
 #define DSP_SAMPLE_RATE_HZ 22050
@@ -86,6 +96,9 @@ struct dsp_result {
 	size_t n_beats;
 	int *beats_librosa;         /* librosa's beat frames (at tempo_librosa_bpm) */
 	size_t n_beats_librosa;
+	int *downbeats;             /* frames of the beats that start bars, ascending */
+	size_t n_downbeats;
+	int beats_per_bar;          /* 4 or 3 (time signature 4/4 or 3/4); 0 with no downbeats */
 	float *onset_env;           /* [n_frames], median-aggregated onset strength */
 	double *tempogram_mean;     /* [344], mean autocorrelation per lag */
 
@@ -114,12 +127,14 @@ struct dsp_result {
 	float *mfcc;                /* DSP_FEAT_MFCC: [13 * n_frames], row c at c * n_frames */
 	float *chroma;              /* DSP_FEAT_CHROMA or KEY: [12 * n_frames], rows C..B */
 	struct dsp_loudness loudness; /* DSP_FEAT_LOUDNESS */
+	struct dsp_section *sections; /* DSP_FEAT_SECTIONS, in order */
+	size_t n_sections;
 
 	struct arena mem;           /* owns every array above */
 };
 
 /* Bit for one feature name ("tempo", "key", "energy", "spectral", "mfcc", "chroma",
- * "all"), or 0 for an unknown name. */
+ * "loudness", "sections", "all"), or 0 for an unknown name. */
 unsigned dsp_feature_bit(const char *name);
 
 /* Parses a comma-separated list of feature names ("tempo,key", blanks around names

@@ -223,4 +223,22 @@ int dsp_key_kk(const double *chroma_mean, double *scores);
 /* Camelot code ("8A") of pitch class pc and mode into out[4]. */
 void dsp_camelot(int pc, int minor, char *out);
 
+/* ---- structure.c: downbeats and sections ------------------------------------------- */
+struct dsp_section; /* dsp.h */
+/* Floats of work dsp_downbeats needs for n_beats beats. */
+size_t dsp_downbeats_work_floats(size_t n_beats);
+/* The frames of the beats that start bars (into down, at most nb), and the beats per bar
+ * (4 or 3). db: the clamped mel dB matrix, frame-major. 0 when there are too few beats. */
+size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, float *work,
+                     int *beats_per_bar, int *down);
+/* The median length of the first bars (down: their first frames), in frames. */
+double dsp_median_bar_frames(const int *down, size_t nd);
+size_t dsp_sections_work_floats(size_t n_downbeats);
+/* Most sections dsp_sections can write for n_downbeats bars. */
+size_t dsp_sections_cap(size_t n_downbeats);
+/* The song's sections from its bars (down: their first frames), into out (at most
+ * dsp_sections_cap): labelled by level; see structure.c. 0 when it has too few bars. */
+size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down, size_t nd,
+                    float *work, struct dsp_section *out);
+
 #endif

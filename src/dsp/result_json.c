@@ -5,7 +5,9 @@
  *    "zero_crossing_rate": 0.06, "beats": [0.63, 1.23, ...], "duration": 12.0,
  *    "features": {"mfcc": [[...] x 13], "chroma": [[...] x 12], "frame_rate": 2}}
  *
- * Members appear only for requested features: tempo -> tempo, beats; key -> key,
+ * Members appear only for requested features: tempo -> tempo, beats, downbeats (the beats
+ * that start bars) and time_signature ("4/4", "3/4", null without bars); sections ->
+ * sections ([{"start", "end", "bar", "label"}], seconds, bar numbers from 1); key -> key,
  * key_confidence, camelot (all three null when there is no key); energy -> energy;
  * spectral -> spectral_centroid, spectral_rolloff, zero_crossing_rate (means) and
  * features.spectral_centroid/spectral_rolloff (Hz, one value per column, for plots over
@@ -106,6 +108,23 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 		bad |= set(o, "beats", b);
 		for (size_t i = 0; !bad && i < r->n_beats; i++)
 			bad |= json_array_append_new(b, real((double)r->beats[i] * DSP_HOP / DSP_SR_HZ));
+		json_t *d = bad ? NULL : json_array();
+		bad |= set(o, "downbeats", d);
+		for (size_t i = 0; !bad && i < r->n_downbeats; i++)
+			bad |= json_array_append_new(d, real((double)r->downbeats[i] * DSP_HOP / DSP_SR_HZ));
+		if (!bad)
+			bad |= set(o, "time_signature",
+			           r->beats_per_bar ? json_sprintf("%d/4", r->beats_per_bar) : json_null());
+	}
+	if (!bad && (f & DSP_FEAT_SECTIONS)) {
+		json_t *a = json_array();
+		bad |= set(o, "sections", a);
+		for (size_t i = 0; !bad && i < r->n_sections; i++) {
+			const struct dsp_section *s = &r->sections[i];
+			bad |= json_array_append_new(
+				a, json_pack("{s:o, s:o, s:i, s:s}", "start", real(s->start_s), "end",
+			                 real(s->end_s), "bar", s->bar, "label", s->label));
+		}
 	}
 	if (!bad && (f & DSP_FEAT_LOUDNESS)) {
 		const struct dsp_loudness *l = &r->loudness;

@@ -422,6 +422,85 @@ static void click_tempo_is_precise(void **state)
 	}
 }
 
+/* A 120 BPM song in bars of 2 s after a one-beat pick-up: intro (8 bars, quiet), build
+ * (8, kick on every beat, rising), drop (16), breakdown (8, quiet, no drums to speak of),
+ * drop (8), outro (8, quiet). Chords change on every bar. */
+static float *make_structured_song(size_t *n)
+{
+	static const struct {
+		int bars;
+		enum synth_pattern drums;
+		double drums_amp, chords, ramp_from; /* ramp_from < 1: the level rises to 1 */
+	} parts[] = {
+	    {8, SYNTH_BACKBEAT, 0.06, 0.12, 1},  {8, SYNTH_SNARE24, 0.3, 0.25, 0.4},
+	    {16, SYNTH_BACKBEAT, 0.5, 0.4, 1},   {8, SYNTH_BACKBEAT, 0.03, 0.12, 1},
+	    {8, SYNTH_BACKBEAT, 0.5, 0.4, 1},    {8, SYNTH_BACKBEAT, 0.06, 0.12, 1},
+	};
+	const double pickup = 0.5, bar = 2.0;
+	float *x = synth_alloc(pickup + 56 * bar, n);
+	assert_non_null(x);
+	static const int prog[4] = {1, 6, 4, 5};
+	size_t at = (size_t)(pickup * DSP_SAMPLE_RATE_HZ);
+	synth_chords(x, at, 0, 0, prog + 3, 1, bar, 0, 0.12); /* the pick-up: the last chord */
+	for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+		size_t len = (size_t)(parts[p].bars * bar * DSP_SAMPLE_RATE_HZ);
+		synth_drums(x + at, len, 120, parts[p].drums, parts[p].drums_amp, 7 + p);
+		synth_chords(x + at, len, 0, 0, prog, 4, bar, 0, parts[p].chords);
+		for (size_t i = 0; parts[p].ramp_from < 1 && i < len; i++)
+			x[at + i] *= (float)(parts[p].ramp_from + (1 - parts[p].ramp_from) * (double)i / len);
+		at += len;
+	}
+	return x;
+}
+
+/* Bars start where the chords change (after the pick-up), in 4/4; the sections are found
+ * within a bar of where the parts change and labelled by their level. */
+static void downbeats_and_sections(void **state)
+{
+	(void)state;
+	size_t n;
+	float *x = make_structured_song(&n);
+	struct dsp_options opt = {.features = DSP_FEAT_TEMPO | DSP_FEAT_SECTIONS};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	assert_int_equal(r.beats_per_bar, 4);
+	size_t near = 0;
+	for (size_t i = 0; i < r.n_downbeats; i++) {
+		double t = (double)r.downbeats[i] * 512 / DSP_SAMPLE_RATE_HZ;
+		double k = round((t - 0.5) / 2.0);
+		near += fabs(t - (0.5 + 2.0 * k)) <= 0.07;
+	}
+	printf("# %zu of %zu downbeats on the bar starts; %zu sections:", near, r.n_downbeats,
+	       r.n_sections);
+	for (size_t i = 0; i < r.n_sections; i++)
+		printf(" %s@%d", r.sections[i].label, r.sections[i].bar);
+	printf("\n");
+	assert_true(r.n_downbeats >= 40); /* the tracker leaves out the quiet intro's beats */
+	assert_true(near >= r.n_downbeats * 9 / 10);
+	static const int bars[] = {1, 9, 17, 33, 41, 49};
+	static const char *const labels[] = {"intro", "build", "drop", "breakdown", "drop", "outro"};
+	assert_int_equal(r.n_sections, 6);
+	for (size_t i = 0; i < 6; i++) {
+		if (abs(r.sections[i].bar - bars[i]) > 1)
+			fail_msg("section %zu starts on bar %d, not %d", i, r.sections[i].bar, bars[i]);
+		assert_string_equal(r.sections[i].label, labels[i]);
+	}
+	assert_true(r.sections[0].start_s == 0.0);
+	assert_true(fabs(r.sections[5].end_s - (double)n / DSP_SAMPLE_RATE_HZ) < 0.05);
+	/* JSON: downbeats and the time signature come with the beats, sections on request */
+	json_t *j;
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	assert_string_equal(json_string_value(json_object_get(j, "time_signature")), "4/4");
+	assert_int_equal(json_array_size(json_object_get(j, "downbeats")), r.n_downbeats);
+	json_t *s1 = json_array_get(json_object_get(j, "sections"), 1);
+	assert_string_equal(json_string_value(json_object_get(s1, "label")), "build");
+	assert_int_equal(json_integer_value(json_object_get(s1, "bar")), r.sections[1].bar);
+	json_decref(j);
+	dsp_result_free(&r);
+	free(x);
+}
+
 static float *make_song(double seconds, size_t *n)
 {
 	float *x = synth_alloc(seconds, n);
@@ -484,7 +563,8 @@ static void json_subset_and_pooling(void **state)
 	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
 	static const char *const keys[] = {"tempo", "key", "key_confidence", "camelot", "energy",
 	                                   "spectral_centroid", "spectral_rolloff",
-	                                   "zero_crossing_rate", "beats", "duration", "features"};
+	                                   "zero_crossing_rate", "beats", "downbeats",
+	                                   "time_signature", "sections", "duration", "features"};
 	const char *k;
 	json_t *v;
 	size_t i = 0;
@@ -664,6 +744,7 @@ int main(void)
 		cmocka_unit_test(onset_env_alignment),
 		cmocka_unit_test(tempo_and_beats_of_a_pulse_train),
 		cmocka_unit_test(click_tempo_is_precise),
+		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(acf_and_refinement),
 		cmocka_unit_test(key_profiles_and_camelot),
 		cmocka_unit_test(feature_names),

@@ -1,10 +1,11 @@
 // The studio in a real browser (Debian's Chromium through playwright-core), as a new user
-// walks it: register, import (an audio file and a file that is not audio), open the
-// track, analyse, separate with live progress in the Jobs region, play the stems in the
-// mixer (the AudioContext runs; each stem's gain follows mute, solo and volume), edit in
-// the DAW (fade, offset, undo, redo), export the mix (it equals the server's render of the
-// manifest the page shows), download all stems, delete the track. axe-core checks every
-// page at 1440 px and 390 px; screenshots of each page are kept.
+// walks it: register, import (an audio file and a file that is not audio), sort the
+// library, open the track, analyse, separate with live progress in the Jobs region, play
+// the stems in the mixer (the AudioContext runs; each stem's gain follows mute, solo and
+// volume; a loop marked from the keyboard), edit in the DAW (fade, offset, undo, redo),
+// reload (the mix is kept), export the mix (it equals the server's render of the manifest
+// the page shows), download all stems, the jobs page's filters, delete the track.
+// axe-core checks every page at 1440 px and 390 px; screenshots of each page are kept.
 //
 // Usage: node studio_flow.mjs BASE_URL AUDIO_FILE SHOTS_DIR SPOTIFY_TRACK_URL
 // Prints one JSON line with what it saw; exits non-zero with a sentence on failure.
@@ -45,7 +46,13 @@ async function checkPage(page, name) {
       fail(`axe found ${bad.length} serious/critical violation(s) on ${name} at ${width} px: ` +
         bad.map((v) => `${v.id} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")})`).join(", "));
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    if (overflow > 1) fail(`${name} is ${overflow} px wider than a ${width} px screen`);
+    if (overflow > 1) {
+      // Name the outermost elements that stick out, so the failure says where to look.
+      const wide = await page.evaluate(() => [...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !(e.parentElement?.getBoundingClientRect().right > window.innerWidth + 1))
+        .slice(0, 3).map((e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ""}${e.className ? `.${String(e.className).split(" ").join(".")}` : ""}`));
+      fail(`${name} is ${overflow} px wider than a ${width} px screen (${wide.join(", ")})`);
+    }
     await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
   }
   await page.setViewportSize({ width: 1440, height: 900 });
@@ -103,6 +110,13 @@ try {
   const rb = await page.request.get(`${base}${rbHref}`);
   if (rb.status() !== 200) fail(`the Rekordbox export of the selection: ${rb.status()} ${await rb.text()}`);
   if (!(await rb.text()).includes('<COLLECTION Entries="2">')) fail("the Rekordbox export does not hold the two selected tracks");
+  // The server sorts the whole library (not only the page shown).
+  const firstTitle = async () => (await page.locator("tbody tr a").first().textContent()).trim();
+  await page.getByLabel("Sort", { exact: true }).selectOption("oldest");
+  await page.waitForFunction((t) => document.querySelector("tbody tr a")?.textContent.trim() === t, title);
+  await page.getByLabel("Sort", { exact: true }).selectOption("title");
+  await page.waitForFunction(() => document.querySelector("tbody tr a")?.textContent.trim() === "Song Studio");
+  seen.sorted_first = await firstTitle();
   await page.getByRole("button", { name: "Analyze selected" }).click();
   await page.getByText("Analyze: 2 track(s) done.").waitFor();
   await page.getByRole("button", { name: "Grid view" }).click();
@@ -128,6 +142,8 @@ try {
   await page.getByRole("img", { name: /Chroma heatmap/ }).waitFor();
   await page.locator(".stat", { hasText: "Loudness" }).locator("b", { hasText: "LUFS" }).waitFor();
   await page.locator(".stat", { hasText: "True peak" }).locator("b", { hasText: "dBTP" }).waitFor();
+  await page.locator(".stat", { hasText: "Time signature" }).locator("b", { hasText: /^[34]\/4$/ }).waitFor();
+  await page.getByText("No sections: the song is too short").waitFor(); // 6 s: three bars
 
   await page.getByLabel("Model", { exact: true }).selectOption("htdemucs");
   await page.getByLabel("Engine", { exact: true }).selectOption("local");
@@ -172,6 +188,18 @@ try {
   if (Number(await page.locator('.lane[data-stem="vocals"]').getAttribute("data-pan-right")) !== 0.5) fail("pan -0.5 did not halve the right channel");
   await page.getByRole("button", { name: "Pause" }).click();
   seen.gains = soloGains;
+  // The loop from the keyboard: [ and ] at the play position, then L.
+  const seekTo = async (t) => page.getByRole("slider", { name: "Position" }).fill(String(t));
+  await seekTo(1);
+  await page.getByRole("button", { name: "Play" }).focus();
+  await page.keyboard.press("[");
+  await seekTo(2.5);
+  await page.getByRole("button", { name: "Play" }).focus();
+  await page.keyboard.press("]");
+  await page.getByText("Selection 1.00–2.50 s").waitFor();
+  await page.keyboard.press("l");
+  if ((await page.getByRole("button", { name: "Loop" }).getAttribute("aria-pressed")) !== "true") fail("L did not turn the loop on");
+  await page.keyboard.press("l");
 
   // DAW edits with undo/redo; the manifest on the page follows.
   await page.getByLabel("vocals edit type").selectOption("fade_in");
@@ -190,6 +218,12 @@ try {
     fail(`edits after redo: ${JSON.stringify(edits)}`);
   await page.getByLabel("Bit depth").selectOption("24");
   await checkPage(page, "mixer-edited");
+  // The mix settings and edits are kept for the track: a reload brings back the same mix.
+  const beforeReload = await page.locator("#manifest-json").textContent();
+  await page.reload();
+  await page.getByRole("slider", { name: "drums volume" }).waitFor({ timeout: 60000 });
+  if ((await page.locator("#manifest-json").textContent()) !== beforeReload) fail("the mix was not kept across a reload");
+  if ((await page.getByRole("slider", { name: "bass volume" }).inputValue()) !== "0.5") fail("the bass volume was not kept across a reload");
 
   // Export: the downloaded WAV equals the server's render of the manifest shown.
   const manifestText = await page.locator("#manifest-json").textContent();
@@ -224,6 +258,16 @@ try {
   await checkPage(page, "models");
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await page.getByRole("heading", { name: "Jobs", level: 1 }).waitFor();
+  // Every job, filtered: the separation is listed with its track; no download failed.
+  await page.getByLabel("Type", { exact: true }).selectOption("processing");
+  const jobList = page.getByRole("region", { name: "Job list" });
+  await jobList.getByRole("link", { name: title, exact: true }).first().waitFor();
+  if (await jobList.locator("tbody tr", { hasNotText: "Separation" }).count()) fail("the Separation filter lists other jobs");
+  await page.getByLabel("Type", { exact: true }).selectOption("download");
+  await page.getByLabel("Status", { exact: true }).selectOption("failed");
+  await page.getByText("No job matches these filters.").waitFor();
+  await page.getByLabel("Status", { exact: true }).selectOption("");
+  await jobList.getByRole("link", { name: "Song Studio", exact: true }).first().waitFor();
   await checkPage(page, "jobs");
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByRole("button", { name: "Create API key" }).waitFor();

@@ -50,7 +50,7 @@ def upload(srv, auth, title, artist, data, name="a.wav"):
 def analyse(srv, auth, tid):
     c = srv.client()
     r = c.request("POST", "/api/analysis/analyze", headers=auth,
-                  json_body={"track_id": tid, "features": ["tempo", "key"]})
+                  json_body={"track_id": tid, "features": ["tempo", "key", "sections"]})
     eq(r.status, 201, r.text)
     jid = r.json()["data"]["job_id"]
     deadline = time.time() + 60
@@ -78,7 +78,7 @@ def library(srv):
     """One user's library: an analysed track with a tricky title, a second of the same
     name (its bundle name must differ), and one never analysed."""
     uid, auth = new_user(srv)
-    a = upload(srv, auth, TRICKY, "Björk", groove_wav(8.0, 120))
+    a = upload(srv, auth, TRICKY, "Björk", groove_wav(20.0, 120))
     b = upload(srv, auth, TRICKY, "Björk", sine_wav(1.0), name="b.wav")
     c = upload(srv, auth, "Plain", "", sine_wav(0.5), name="c.wav")
     return uid, auth, a, b, c, analyse(srv, auth, a["id"])
@@ -111,13 +111,19 @@ def rekordbox_xml_carries_the_analysis(srv):
     tempo = first.find("TEMPO")
     eq((tempo.get("Bpm"), tempo.get("Metro"), tempo.get("Battito")),
        (f"{an['tempo']:.2f}", "4/4", "1"), "grid")
-    check(abs(float(tempo.get("Inizio")) - an["beats"][0]) < 0.0006,
-          f"grid anchored at {tempo.get('Inizio')}, first beat {an['beats'][0]}")
+    anchor = (an["downbeats"] or an["beats"])[0]
+    check(abs(float(tempo.get("Inizio")) - anchor) < 0.0006,
+          f"grid anchored at {tempo.get('Inizio')}, first bar {anchor}")
+    # A memory cue at each section's start, named after it.
+    check(an["sections"], f"the analysis found no sections: {an.get('sections')}")
+    eq([(m.get("Name"), m.get("Type"), m.get("Num"), round(float(m.get("Start")), 3))
+        for m in first.findall("POSITION_MARK")],
+       [(x["label"], "0", "-1", round(x["start"], 3)) for x in an["sections"]], "cues")
     if an["key"]:
         pc, minor = key_of(an)
         eq(first.get("Tonality"), (RB_MINOR if minor else RB_MAJOR)[pc], "key")
     eq(first.get("Kind"), "WAV File", "kind")
-    eq(int(first.get("TotalTime")), 8, "duration")
+    eq(int(first.get("TotalTime")), 20, "duration")
     plain = by_title["Plain"][0]
     eq((plain.get("AverageBpm"), plain.find("TEMPO"), plain.get("Tonality")),
        ("0.00", None, ""), "an unanalysed track has no grid")
@@ -154,9 +160,12 @@ def traktor_nml_with_a_windows_root(srv):
     tk = next(e for e in entries if e.find("TEMPO") is not None)
     eq(tk.get("TITLE"), TRICKY, "title")
     check(abs(float(tk.find("TEMPO").get("BPM")) - an["tempo"]) < 1e-4, "BPM")
-    grid = tk.find("CUE_V2")
+    grid, *cues = tk.findall("CUE_V2")
     eq((grid.get("TYPE"), grid.get("NAME")), ("4", "AutoGrid"), "grid marker")
-    check(abs(float(grid.get("START")) - an["beats"][0] * 1000) < 0.01, "grid in ms")
+    check(abs(float(grid.get("START")) - (an["downbeats"] or an["beats"])[0] * 1000) < 0.01,
+          "grid in ms")
+    eq([(q.get("NAME"), q.get("TYPE"), q.get("HOTCUE"), round(float(q.get("START")))) for q in cues],
+       [(x["label"], "0", "-1", round(x["start"] * 1000)) for x in an["sections"]], "cues")
     if an["key"]:
         pc, minor = key_of(an)
         eq(tk.find("MUSICAL_KEY").get("VALUE"), str(pc + 12 * minor), "Traktor key")

@@ -309,6 +309,13 @@ def track_search_and_patch(srv):
        ["100% Pure"], "a literal %")
     r = c.get("/api/tracks?page_size=2&page=2", headers=auth).json()
     eq(r["meta"], {"page": 2, "page_size": 2, "total_count": 3, "total_pages": 2}, "paging")
+    # Sorted by the server across pages: page 2 of the titles holds the last one.
+    eq([t["title"] for t in c.get("/api/tracks?sort=title&page_size=2&page=2",
+                                  headers=auth).json()["data"]], ["Midnight City"], "by title")
+    eq([t["artist"] for t in c.get("/api/tracks?sort=artist", headers=auth).json()["data"]],
+       ["Daft Punk", "M83", "Someone"], "by artist")
+    r = c.get("/api/tracks?sort=bpm", headers=auth)
+    eq((r.status, list(r.json()["details"])), (422, ["sort"]), "an unknown order")
     r = c.request("PATCH", f"/api/tracks/{a}", headers=auth,
                   json_body={"title": "Midnight City (Remix)", "unknown": 1})
     eq(r.status, 200, "patch")
