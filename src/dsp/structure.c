@@ -30,6 +30,7 @@
 
 #include "dsp/dsp.h"
 #include "dsp/dsp_internal.h"
+#include "util/str.h"
 
 enum {
 	DB_CHORD_BANDS = 80, /* mel bands 0..79: up to ~2.7 kHz */
@@ -301,7 +302,7 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 		                    : i + 1 == n                ? "outro"
 		                    : next_loud && out[i].rise_db > 1.5 ? "build"
 		                                                : "breakdown";
-		strcpy(out[i].label, label);
+		str_copy(out[i].label, sizeof out[i].label, label);
 	}
 	return n;
 }

@@ -404,8 +404,9 @@ def eq(actual, expected, what="value"):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
-def phx_until(srv, key, topic, event, timeout_ms=60000):
-    """Starts the official phoenix client joined to topic until event arrives, and returns
+def phx_until(srv, key, topic, event, timeout_ms=60000, job_type=None):
+    """Starts the official phoenix client joined to topic until event arrives (for a job of
+    job_type, when given: an earlier job's late event must not end the wait), and returns
     (thread, result dict filled when it ends) once the join has been answered."""
     for mod in ("phoenix", "ws"):
         check(os.path.isdir(os.path.join(ROOT, "node_modules", mod)),
@@ -413,7 +414,8 @@ def phx_until(srv, key, topic, event, timeout_ms=60000):
     out = {}
     ready = os.path.join(srv.data_dir, f"phx-ready-{os.urandom(8).hex()}")
     cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
-           "until": {"topic": topic, "event": event}, "timeoutMs": timeout_ms,
+           "until": {"topic": topic, "event": event, "job_type": job_type},
+           "timeoutMs": timeout_ms,
            "readyFile": ready}
 
     def run():

@@ -1,7 +1,7 @@
 // The official `phoenix` JavaScript client, with `ws` as its transport under Node,
 // against the real server. Usage: node phx_client.mjs '<json config>'
 //   config: {url, token?, authToken?, headers?, joins: [topic...], ping?: topic,
-//            heartbeats?: n, timeoutMs?, until?: {topic, event, job_id?}}
+//            heartbeats?: n, timeoutMs?, until?: {topic, event, job_id?, job_type?}}
 // With `until`, every job:* event pushed on a joined topic is recorded in `events`
 // ([{topic, event, payload}]) and the client stays connected until that event arrives.
 // Connects, joins each topic in order (recording each reply), pushes "ping" on the
@@ -85,7 +85,8 @@ for (const topic of cfg.joins) {
     if (event.startsWith("job:")) {
       result.events.push({ topic, event, payload });
       if (cfg.until && cfg.until.topic === topic && cfg.until.event === event &&
-          (!cfg.until.job_id || (payload && payload.job_id === cfg.until.job_id))) {
+          (!cfg.until.job_id || (payload && payload.job_id === cfg.until.job_id)) &&
+          (!cfg.until.job_type || (payload && payload.job_type === cfg.until.job_type))) {
         untilSeen = true;
         maybeDone();
       }

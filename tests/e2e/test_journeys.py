@@ -116,7 +116,7 @@ def full_local_journey(srv):
     eq(r.status, 200, r.text)
     check("tempo" in json.dumps(r.json()["data"]), "analysis result has a tempo")
 
-    t, seen = phx_until(srv, key, f"user:{uid}", "job:completed")
+    t, seen = phx_until(srv, key, f"user:{uid}", "job:completed", job_type="processing")
     r = post(srv, auth, "/api/processing/separate", {"track_id": tid, "model": "htdemucs"})
     eq(r.status, 201, r.text)
     sjid = r.json()["data"]["job_id"]
