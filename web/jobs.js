@@ -18,7 +18,7 @@ export class JobsPanel {
     this.jobs = new Map(); // id -> job (as the API shows it)
     this.titles = new Map(); // track id -> title
     this.listeners = new Set();
-    this.asked = new Set(); // ids of unlisted jobs already looked up
+    this.asked = new Set(); // ids of unlisted jobs and unnamed tracks already looked up
     this.list = h("ul");
     this.el = h("section", { id: "jobs", "aria-labelledby": "jobs-title" },
       h("h2", { id: "jobs-title" }, "Jobs"),
@@ -81,9 +81,22 @@ export class JobsPanel {
       const res = await get("/api/jobs?page_size=20");
       for (const j of res.data) this.jobs.set(j.id, j);
       this.render();
+      if (await this.learnTitles(res.data)) this.render();
     } catch (e) {
       this.status(errorText(e));
     }
+  }
+
+  // Looks up, once each, the titles of the jobs' tracks this page has not seen; true when
+  // it learnt any. A deleted track stays unnamed.
+  async learnTitles(jobs) {
+    const unknown = [...new Set(jobs.map((j) => j.track_id).filter((id) => id && !this.titles.has(id) && !this.asked.has(id)))];
+    for (const id of unknown) this.asked.add(id);
+    const got = await Promise.all(unknown.map((id) => get(`/api/tracks/${id}`).then((r) => {
+      this.titles.set(id, r.data.title);
+      return true;
+    }, () => false)));
+    return got.some(Boolean);
   }
 
   // A job this page just created: shown at once, before its first event.
@@ -184,9 +197,7 @@ export async function jobsView(root, ctx) {
       return;
     }
     const panel = ctx.jobs;
-    // Titles of tracks this page has not seen yet (a deleted track stays "Track").
-    const unknown = [...new Set(res.data.map((j) => j.track_id).filter((id) => id && !panel.titles.has(id)))];
-    await Promise.all(unknown.map((id) => get(`/api/tracks/${id}`).then((r) => panel.titles.set(id, r.data.title), () => {})));
+    await panel.learnTitles(res.data); // a deleted track stays "Track"
     replace(body, res.data.length ? h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Job list" },
       h("table", {},
         h("caption", { class: "muted", style: "text-align:left" }, `${res.meta.total_count} jobs`),
