@@ -98,6 +98,7 @@ static int cmd_serve(int argc, char **argv)
 		.n_threads = app.cfg.n_http_threads,
 		.grace_s = app.cfg.shutdown_grace_s,
 		.header_timeout_s = app.cfg.header_timeout_s,
+		.access_log_every = app.cfg.access_log_every,
 		.body_timeout_s = app.cfg.body_timeout_s,
 		.begin = routes_begin,
 		.dispatch = routes_dispatch,

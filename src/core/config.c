@@ -156,6 +156,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->shutdown_grace_s = 10;
 	c->max_duration_s = 1800;
 	c->header_timeout_s = 10;
+	c->access_log_every = 1;
 	c->body_timeout_s = 3600;
 	c->n_http_threads = 8;
 	c->jobs_download = 3;
@@ -186,6 +187,21 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 		c->https = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
 	if ((v = getenv("SFA_TRUSTED_PROXIES")) && (rc = parse_proxies(c, v, err, n_err)))
 		return rc;
+	if ((v = getenv("SFA_ACCESS_LOG")) && *v) {
+		long every = 0;
+		if (strcmp(v, "all") == 0)
+			c->access_log_every = 1;
+		else if (strcmp(v, "errors") == 0)
+			c->access_log_every = 0;
+		else if (strcmp(v, "off") == 0)
+			c->access_log_every = -1;
+		else if (strncmp(v, "sample:", 7) == 0 && !str_to_long(v + 7, 1, 1000000, &every))
+			c->access_log_every = (int)every;
+		else
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_ACCESS_LOG must be all, errors, off or sample:N (N from 1 to "
+			               "1000000: one successful request in N is logged).");
+	}
 	if ((rc = env_int("SFA_PORT", 0, 65535, &c->port, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_API", 1, 1000000, &c->rate_api, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000, &c->rate_heavy, err, n_err)) ||

@@ -32,6 +32,10 @@ struct config {
 	int header_timeout_s; /* SFA_HEADER_TIMEOUT_S: a request's headers must be in by then */
 	int body_timeout_s;   /* SFA_BODY_TIMEOUT_S: and its whole body by then */
 	int n_http_threads;
+	/* SFA_ACCESS_LOG: which request lines are logged: "all" (1, the default), "errors" (0:
+	 * statuses >= 400 and aborted requests only), "sample:N" (N: those plus one success in
+	 * N) or "off" (-1) */
+	int access_log_every;
 	int jobs_download;   /* concurrency per job type */
 	int jobs_processing;
 	int jobs_analysis;

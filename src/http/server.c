@@ -32,6 +32,7 @@
 
 /* Requests in flight, so that a shutdown can say which ones it is waiting for. */
 static atomic_int g_in_flight;
+static atomic_uint g_requests_seen; /* successful requests considered for the access log */
 
 struct framing {
 	int n_length;
@@ -390,11 +391,15 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_ctx *ctx = *con_cls;
 	if (!ctx)
 		return;
-	if (ctx->method) {
+	const struct server_opts *o = cls;
+	bool failed = ctx->status >= 400 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+	if (ctx->method && o->access_log_every >= 0 &&
+	    (failed || (o->access_log_every > 0 &&
+	                atomic_fetch_add(&g_requests_seen, 1) % (unsigned)o->access_log_every == 0))) {
 		char q[512] = "";
 		if (ctx->query && *ctx->query)
 			server_redact_query(ctx->query, q, sizeof q);
-		log_info("http %s %s%s%s %d %llu %lldms%s", ctx->method, ctx->path ? ctx->path : "?",
+		log_batched(LOG_INFO, "http %s %s%s%s %d %llu %lldms%s", ctx->method, ctx->path ? ctx->path : "?",
 		         *q ? "?" : "", q, ctx->status, (unsigned long long)ctx->resp_bytes,
 		         (long long)(time_mono_ms() - ctx->t0_ms),
 		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
@@ -494,7 +499,7 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		0, NULL, NULL, access_handler, (void *)o, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
-		uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, (void *)o,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)(128 * 1024), MHD_OPTION_END);
@@ -503,6 +508,7 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
 	}
 	log_info("listening on http://%s:%d", o->bind, port);
+	log_batch_start();
 	pthread_t reaper;
 	atomic_store(&g_reaper_stop, false);
 	bool reaping = o->header_timeout_s > 0 && pthread_create(&reaper, NULL, deadline_reaper,
@@ -538,6 +544,7 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 		atomic_store(&g_reaper_stop, true);
 		pthread_join(reaper, NULL);
 	}
+	log_batch_stop();
 	log_info("HTTP server stopped");
 	return 0;
 }

@@ -30,6 +30,9 @@ struct server_opts {
 	/* Whole-request deadlines from the request line: the headers, then the body. A client
 	 * that trickles them (slowloris) is disconnected when one passes. */
 	int header_timeout_s, body_timeout_s;
+	/* Request lines logged: 1 every one, N one success in N (failures and aborted ones
+	 * always), 0 failures only, -1 none. They are written in batches (log.h). */
+	int access_log_every;
 	/* Called when the headers are in; may set ctx->body_sink (stream the body there)
 	 * or answer early (ctx->early). NULL: every body is buffered. */
 	void (*begin)(struct http_ctx *ctx);

@@ -313,6 +313,36 @@ def oversized_body_is_413(srv):
 
 
 @tap.case
+def access_log_levels(srv):
+    """SFA_ACCESS_LOG=errors logs only failed requests; sample:3 one success in three; a
+    bad value stops the start with a sentence."""
+    s = Server(env={"SFA_ACCESS_LOG": "errors"}).start()
+    try:
+        c = s.client()
+        eq(c.get("/health?mark=ok").status, 200, "health")
+        eq(c.get("/no-such-page?mark=missing").status, 404, "a missing page")
+        check(s.wait_log("mark=missing"), "the 404 was not logged")
+        check(not any("mark=ok" in line for line in s.log), "a 200 was logged under errors")
+    finally:
+        s.cleanup()
+    s = Server(env={"SFA_ACCESS_LOG": "sample:3"}).start()
+    try:
+        c = s.client()
+        for i in range(9):  # any nine successes in a row hold three multiples of three
+            c.get(f"/health?n={i}")
+        c.get("/no-such-page?mark=missing")
+        check(s.wait_log("mark=missing"), "the 404 was not logged")
+        eq(len([line for line in s.log if "GET /health?n=" in line]), 3, "one success in three")
+    finally:
+        s.cleanup()
+    r = subprocess.run([SFA, "serve", "--port", "0"],
+                       env={**os.environ, "SFA_ACCESS_LOG": "some", "SFA_DATA_DIR": srv.data_dir},
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "SFA_ACCESS_LOG must be all, errors, off or sample:N" in r.stderr,
+          f"a bad setting: {r.returncode} {r.stderr[-300:]}")
+
+
+@tap.case
 def access_log_redacts_secrets(srv):
     c = srv.client()
     c.get("/health?token=sfa_supersecretvalue&page=2")
