@@ -88,7 +88,10 @@ static int cmd_serve(int argc, char **argv)
 	if (rc)
 		return rc;
 	app.rl = ratelimit_new(100000, 60);
-	if (!app.rl) {
+	app.keys = keycache_new(4096, 10 * 1000); /* a revoked key elsewhere: 10 s at most */
+	if (!app.rl || !app.keys) {
+		ratelimit_free(app.rl);
+		keycache_free(app.keys);
 		db_close(app.db);
 		return fail("out of memory");
 	}
@@ -108,6 +111,7 @@ static int cmd_serve(int argc, char **argv)
 	ssize_t n_exe = readlink("/proc/self/exe", app.exe, sizeof app.exe - 1);
 	if (n_exe <= 0) {
 		ratelimit_free(app.rl);
+		keycache_free(app.keys);
 		db_close(app.db);
 		return fail("cannot find the sfa executable to run jobs with");
 	}
@@ -121,12 +125,14 @@ static int cmd_serve(int argc, char **argv)
 		log_warn("could not clear %s of a previous run's scratch files", tmp);
 	if (scheduler_start(&app.cfg, app.db, app.exe, err, sizeof err)) {
 		ratelimit_free(app.rl);
+		keycache_free(app.keys);
 		db_close(app.db);
 		return fail(err);
 	}
 	rc = server_run(&o, err, sizeof err);
 	scheduler_stop();
 	ratelimit_free(app.rl);
+	keycache_free(app.keys);
 	db_close(app.db);
 	if (rc)
 		return fail(err);

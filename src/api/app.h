@@ -1,4 +1,5 @@
-/* app.h - the state every handler shares: configuration, database, rate limiter.
+/* app.h - the state every handler shares: configuration, database, rate limiter, the
+ * cache of verified API keys.
  *
  * Built once by `sfa serve` before the server starts and read-only afterwards (its
  * members are themselves thread-safe), so handlers on any worker thread may use it.
@@ -7,6 +8,7 @@
 #define SFA_API_APP_H
 
 #include "core/config.h"
+#include "core/keycache.h"
 #include "core/ratelimit.h"
 #include "db/db.h"
 
@@ -17,6 +19,7 @@ struct app {
 	char exe[PATH_MAX]; /* this binary, to start worker processes with */
 	struct db *db;
 	struct ratelimit *rl;
+	struct keycache *keys; /* API keys verified in the last few seconds */
 };
 
 #endif

@@ -444,6 +444,7 @@ void page_settings_update(struct http_ctx *ctx)
 		const char *id = http_form(ctx, "key_id");
 		char hash[TOKEN_HASH_LEN];
 		if (id && db_api_key_revoke(db, ctx->user.id, id, (int64_t)time(NULL), hash) == 0) {
+			keycache_forget(ctx->app->keys, hash);
 			socket_close_credential(hash);
 			page_redirect_with_flash(ctx, "/users/settings", "key_revoked");
 			return;

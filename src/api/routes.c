@@ -182,7 +182,8 @@ static bool authenticate(struct http_ctx *ctx, bool keys)
 	const char *authz = keys ? http_req_header(ctx, "Authorization") : NULL;
 	if (authz) {
 		if (strncasecmp(authz, "Bearer ", 7) != 0 ||
-		    accounts_api_key_user(ctx->app->db, authz + 7, now, &ctx->user) != 0) {
+		    accounts_api_key_user(ctx->app->db, ctx->app->keys, authz + 7, now, &ctx->user) !=
+		        0) {
 			http_error(ctx, 401, "unauthorized", "The API key is not valid or was revoked.");
 			return false;
 		}

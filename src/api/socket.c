@@ -473,7 +473,7 @@ void api_socket(struct http_ctx *ctx)
 	int64_t now = (int64_t)time(NULL);
 	struct db_user u;
 	if (key) {
-		if (accounts_api_key_user(ctx->app->db, key, now, &u) != 0) {
+		if (accounts_api_key_user(ctx->app->db, ctx->app->keys, key, now, &u) != 0) {
 			http_error(ctx, 403, "forbidden", "The API key is not valid or was revoked.");
 			return;
 		}
@@ -523,7 +523,7 @@ void api_socket(struct http_ctx *ctx)
 	/* Checked again now that a revocation would find it: one that landed between the
 	 * first check and open_add must not leave a socket open on a dead credential. */
 	struct db_user again;
-	if ((key ? accounts_api_key_user(ctx->app->db, key, now, &again)
+	if ((key ? accounts_api_key_user(ctx->app->db, NULL, key, now, &again) /* the database's word */
 	         : accounts_session_user(ctx->app->db, http_cookie(ctx, "_sfa_session"), now,
 	                                 &again)) != 0) {
 		ws_conn_discard(c); /* frees s through on_close */

@@ -10,6 +10,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/str.h"
+#include "util/timeutil.h"
 #include "util/uuid.h"
 
 void field_errors_add(struct field_errors *fe, const char *field, const char *message)
@@ -257,12 +258,18 @@ int accounts_api_key_create(struct db *db, const char *user_id, const char *name
 	return 0;
 }
 
-int accounts_api_key_user(struct db *db, const char *key, int64_t now, struct db_user *out)
+int accounts_api_key_user(struct db *db, struct keycache *kc, const char *key, int64_t now,
+                          struct db_user *out)
 {
 	if (!str_starts_with(key, "sfa_") || !token_plausible(key))
 		return SFA_EAUTH;
 	char h[TOKEN_HASH_LEN];
 	token_hash(key, h);
+	int64_t now_ms = time_mono_ms();
+	if (kc && keycache_get(kc, h, now_ms, out))
+		return 0;
 	int rc = db_api_key_user(db, h, now, out);
+	if (rc == 0 && kc)
+		keycache_put(kc, h, now_ms, out);
 	return rc == SFA_ENOTFOUND ? SFA_EAUTH : rc;
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/keycache.h"
 #include "core/token.h"
 #include "db/db.h"
 
@@ -73,6 +74,9 @@ int accounts_change_email(struct db *db, const struct db_user *u, const char *cu
 int accounts_api_key_create(struct db *db, const char *user_id, const char *name, int64_t now,
                             char key[TOKEN_STR_LEN], struct db_api_key *rec,
                             struct field_errors *fe);
-int accounts_api_key_user(struct db *db, const char *key, int64_t now, struct db_user *out);
+/* The active owner of an API key; kc (may be NULL) serves keys verified within its
+ * lifetime without asking the database. SFA_EAUTH for an unknown or revoked key. */
+int accounts_api_key_user(struct db *db, struct keycache *kc, const char *key, int64_t now,
+                          struct db_user *out);
 
 #endif

@@ -225,7 +225,9 @@ static void accounts_flow(void **state)
 	assert_int_equal(accounts_api_key_create(db, u.id, "", 1000, key, &rec, &ke), SFA_EINVAL);
 	struct field_errors ke2 = {0};
 	assert_int_equal(accounts_api_key_create(db, u.id, "laptop", 1000, key, &rec, &ke2), 0);
-	assert_int_equal(accounts_api_key_user(db, key, 1005, &v), 0);
+	struct keycache *kc = keycache_new(64, 60 * 1000);
+	assert_non_null(kc);
+	assert_int_equal(accounts_api_key_user(db, kc, key, 1005, &v), 0);
 	assert_string_equal(v.id, u.id);
 	struct db_api_key list[4];
 	size_t n = 0;
@@ -235,10 +237,24 @@ static void accounts_flow(void **state)
 	assert_int_equal(list[0].last_used_at, 1005);
 	assert_true(strncmp(key, list[0].prefix, strlen(list[0].prefix)) == 0);
 	assert_int_equal(db_api_key_revoke(db, "someone-else", rec.id, 1006, NULL), SFA_ENOTFOUND);
-	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1006, NULL), 0);
+	char hash[TOKEN_HASH_LEN];
+	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1006, hash), 0);
 	assert_int_equal(db_api_key_revoke(db, u.id, rec.id, 1007, NULL), SFA_ENOTFOUND);
-	assert_int_equal(accounts_api_key_user(db, key, 1008, &v), SFA_EAUTH);
-	assert_int_equal(accounts_api_key_user(db, "sfa_forged_key_value_that_is_long", 1008, &v), SFA_EAUTH);
+	/* The cache still vouches for it (as for a key revoked through another server, until
+	 * its entry ages out); the server that revokes forgets it at once. */
+	assert_int_equal(accounts_api_key_user(db, kc, key, 1008, &v), 0);
+	keycache_forget(kc, hash);
+	assert_int_equal(accounts_api_key_user(db, kc, key, 1008, &v), SFA_EAUTH);
+	assert_int_equal(accounts_api_key_user(db, NULL, key, 1008, &v), SFA_EAUTH);
+	assert_int_equal(accounts_api_key_user(db, kc, "sfa_forged_key_value_that_is_long", 1008, &v), SFA_EAUTH);
+	keycache_free(kc);
+	/* Entries serve for their lifetime only. */
+	kc = keycache_new(8, 1000);
+	keycache_put(kc, hash, 5000, &u);
+	assert_true(keycache_get(kc, hash, 5999, &v));
+	assert_false(keycache_get(kc, hash, 6000, &v));
+	assert_false(keycache_get(kc, "0000", 5500, &v));
+	keycache_free(kc);
 
 	/* Email change needs the current password and a free address. */
 	struct field_errors ee = {0};
