@@ -25,6 +25,8 @@ Measures (mir_eval's definitions):
   Acc2: within 4 % of it times 1, 2, 3, 1/2 or 1/3.
 - beat / downbeat F-measure: one-to-one matches within +-70 ms, beats in the first 5 s
   ignored on both sides (mir_eval's trim); "n/a" where the analyser gives none.
+- beat offset: the median of estimate - label over beats matched within 70 ms (a
+  systematic lag shows here before it costs F-measure).
 - precision: on constant-tempo songs, the median |estimate - label| in BPM over the songs
   within Acc1, and the share of constant-tempo songs within +-0.1 BPM.
 Prints Markdown tables: overall, then by mode, groove and condition.
@@ -126,13 +128,25 @@ def f_measure(ref, est, window=0.07, trim=5.0):
     return 2 * p * r / (p + r)
 
 
+def beat_offsets(ref, est, window=0.07):
+    """est - ref for each labelled beat with an estimate within the window."""
+    est = sorted(est)
+    offs, j = [], 0
+    for r in ref:
+        while j + 1 < len(est) and abs(est[j + 1] - r) <= abs(est[j] - r):
+            j += 1
+        if est and abs(est[j] - r) <= window:
+            offs.append(est[j] - r)
+    return offs
+
+
 def score(labels, out):
     """Per-song measures of one analyser's output (None fields where it gives none)."""
     ref_key = parse_key(labels["key"]["key"])
     s = {}
     if out is None:
         return {"key_exact": 0.0, "mirex": 0.0, "acc1": 0.0, "acc2": 0.0, "beat_f": 0.0,
-                "downbeat_f": None, "abs_err": None, "within_01": 0.0}
+                "downbeat_f": None, "abs_err": None, "within_01": 0.0, "offsets": []}
     if "key" in out:
         est = parse_key(out.get("key"))
         s["key_exact"] = 1.0 if est == ref_key else 0.0
@@ -141,6 +155,7 @@ def score(labels, out):
     s["acc1"] = 1.0 if tempo_ok(ref_t, est_t, [1]) else 0.0
     s["acc2"] = 1.0 if tempo_ok(ref_t, est_t, [1, 2, 3, 0.5, 1 / 3]) else 0.0
     s["beat_f"] = f_measure(labels["beats"], out.get("beats") or [])
+    s["offsets"] = beat_offsets(labels["beats"], out.get("beats") or [])
     s["downbeat_f"] = f_measure(labels["downbeats"], out["downbeats"]) \
         if out.get("downbeats") is not None else None
     if labels["tempo_constant"]:
@@ -254,9 +269,9 @@ def main():
     print("Corpus: %s, %d songs, %.1f minutes of audio, %d at constant tempo.\n"
           % (args.corpus_dir, len(ids), audio_s / 60, len(constant)))
     print("| analyser | key exact % | MIREX key | tempo Acc1 % | Acc2 % | beat F | "
-          "downbeat F | const. tempo: median abs err (BPM) | within 0.1 BPM % | "
-          "wall s (per song) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "beat offset ms | downbeat F | const. tempo: median abs err (BPM) | "
+          "within 0.1 BPM % | wall s (per song) | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in names:
         p = per[n]
         key_e = mean(p[s].get("key_exact") for s in ids) if has_key[n] else None
@@ -264,9 +279,11 @@ def main():
         errs = [p[s]["abs_err"] for s in constant if p[s]["abs_err"] is not None]
         walls = [results[n][s]["wall_s"] for s in ids]
         rss = max(results[n][s]["rss_kib"] for s in ids) / 1024
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f (%.2f) | %.0f |" % (
+        offs = [o for s in ids for o in p[s]["offsets"]]
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f (%.2f) | %.0f |" % (
             NAMES[n], pct(key_e), fmt3(mx), pct(mean(p[s]["acc1"] for s in ids)),
             pct(mean(p[s]["acc2"] for s in ids)), fmt3(mean(p[s]["beat_f"] for s in ids)),
+            "%+.0f" % (1000 * statistics.median(offs)) if offs else "n/a",
             fmt3(mean(p[s]["downbeat_f"] for s in ids)),
             "%.2f" % statistics.median(errs) if errs else "n/a",
             pct(mean(p[s].get("within_01") for s in constant)), sum(walls),
