@@ -339,7 +339,8 @@ def search_mode_picks_the_closest_duration_with_a_stub_ytdlp(_srv):
     log = os.path.join(tmp, "stub.log")
     s = Server(env={**fake.env(), "SFA_YTDLP": os.path.join(HERE, "stub_ytdlp.py"),
                     "STUB_YTDLP_LOG": log, "STUB_YTDLP_AUDIO": os.path.join(tmp, "src.wav"),
-                    "SFA_JOB_RETRY_BASE_S": "0"}).start()
+                    "SFA_JOB_RETRY_BASE_S": "0",
+                    "SFA_RATE_API": "100000"}).start()  # polled every 50 ms however slow
     try:
         auth = new_user(s)
         # okTrack lasts 212.5 s: results of 150, 230, 205 and 216 s; 216 is closest.
