@@ -3,11 +3,12 @@
  * Layers, bottom up:
  *  1. sp_attempt: one libcurl request (never following redirects, body capped at
  *     SPOTIFY_RESPONSE_MAX_BYTES, connect and total timeouts, NOSIGNAL for threads).
- *  2. sp_request: the retry policy. Network errors, 408, 429 and 5xx are retried up to
- *     max_tries with exponential backoff and jitter (429 waits Retry-After when given);
- *     a Retry-After above the cap fails at once, so a request never sleeps for a day.
- *     Requests marked not idempotent (the code exchange) are retried only when the
- *     failure happened before anything was sent.
+ *  2. sp_request: the retry policy, clients/http.c's http_perform shared with every
+ *     client. Network errors, 408, 429 and 5xx are retried up to max_tries with
+ *     exponential backoff and jitter (429 waits Retry-After when given); a Retry-After
+ *     above the cap fails at once, so a request never sleeps for a day. Requests marked
+ *     not idempotent (the code exchange) are retried only when the failure happened
+ *     before anything was sent.
  *  3. sp_api_get: an app read under the cached client-credentials token; a 401 drops the
  *     token (only if it is still the one that failed) and retries once with a new one.
  *  4. The public functions turn JSON into the plain structs of spotify.h.
@@ -89,20 +90,6 @@ static int dup_opt(const char *s, char **out)
 		return 0;
 	*out = strdup(s);
 	return *out ? 0 : SFA_ENOMEM;
-}
-
-static void sleep_ms(long ms)
-{
-	if (ms <= 0)
-		return;
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
-static long backoff_ms(const struct spotify_client *c, int attempt)
-{
-	return http_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt);
 }
 
 /* Appends s percent-encoded (RFC 3986 unreserved characters kept). */
@@ -272,42 +259,17 @@ struct sp_req {
 	bool idempotent;
 };
 
-struct sp_resp {
-	long status;
-	struct buf body;
-	long retry_after_s; /* 0 when absent */
-	char *location;     /* absolute redirect target (malloced) or NULL */
-	int body_rc;        /* SFA_ETOOBIG / SFA_ENOMEM when the body callback refused */
+/* One attempt's arguments for sp_attempt. */
+struct sp_call {
+	const struct spotify_client *c;
+	const struct sp_req *rq;
 };
 
-static void resp_init(struct sp_resp *rs, size_t cap)
+static CURLcode sp_attempt(void *arg, CURL *h, struct http_resp *rs)
 {
-	memset(rs, 0, sizeof *rs);
-	buf_init(&rs->body, cap);
-}
-
-static void resp_free(struct sp_resp *rs)
-{
-	buf_free(&rs->body);
-	free(rs->location);
-	rs->location = NULL;
-}
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-	struct sp_resp *rs = ud;
-	size_t n = size * nmemb;
-	int rc = buf_append(&rs->body, p, n);
-	if (rc) {
-		rs->body_rc = rc;
-		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
-	}
-	return n;
-}
-
-static CURLcode sp_attempt(const struct spotify_client *c, CURL *h, const struct sp_req *rq,
-                           struct sp_resp *rs)
-{
+	const struct sp_call *call = arg;
+	const struct spotify_client *c = call->c;
+	const struct sp_req *rq = call->rq;
 	char auth[TOKEN_MAX_BYTES + 32];
 	struct curl_slist *hdrs = NULL, *tmp;
 	CURLcode cc = CURLE_OUT_OF_MEMORY;
@@ -340,7 +302,7 @@ static CURLcode sp_attempt(const struct spotify_client *c, CURL *h, const struct
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "sound-forge-alchemy/0.1");
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_body_sink);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
 	if (rq->post) {
 		const char *form = rq->form ? rq->form : "";
@@ -348,18 +310,6 @@ static CURLcode sp_attempt(const struct spotify_client *c, CURL *h, const struct
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
 	}
 	cc = curl_easy_perform(h);
-	if (cc == CURLE_OK) {
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs->status);
-		curl_off_t ra = 0;
-		if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-			rs->retry_after_s = ra > 1000000 ? 1000000 : (long)ra;
-		char *loc = NULL;
-		if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc) {
-			rs->location = strdup(loc);
-			if (!rs->location)
-				rs->body_rc = SFA_ENOMEM;
-		}
-	}
 out:
 	http_headers_free(hdrs); /* it holds a copy of the Authorization header */
 	return cc;
@@ -367,91 +317,29 @@ out:
 
 /* ---- HTTP: retry policy --------------------------------------------------------------- */
 
-/* Failures that happen before the request left this machine: safe to retry anything. */
-static bool curl_before_send(CURLcode cc)
-{
-	return cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_CONNECT ||
-	       cc == CURLE_SSL_CONNECT_ERROR;
-}
-
-/* Performs rq with retries. Returns 0 with a response whose status is neither 408, 429
- * nor 5xx (the caller reads 2xx/3xx/4xx), or a negative code with a sentence. rs is
- * (re)initialised here; the caller frees it with resp_free in every case. */
+/* Performs rq under the shared retry policy (http_perform): 0 with an answer whose status
+ * is neither 408, 429 nor 5xx (the caller reads 2xx/3xx/4xx), or a negative code with a
+ * sentence. The caller frees rs with http_resp_free in every case. */
 static int sp_request(const struct spotify_client *c, CURL *h, const struct sp_req *rq,
-                      struct sp_resp *rs, char *err, size_t n_err)
+                      struct http_resp *rs, char *err, size_t n_err)
 {
-	int n_timeouts = 0;
-	for (int attempt = 1;; attempt++) {
-		resp_free(rs);
-		resp_init(rs, rq->max_body_bytes);
-		CURLcode cc = sp_attempt(c, h, rq, rs);
-		bool last = attempt >= c->max_tries;
-		if (rs->body_rc == SFA_ETOOBIG)
-			return sfa_err(err, n_err, SFA_ETOOBIG,
-			               "Spotify's answer is larger than the %zu KiB allowed.",
-			               rq->max_body_bytes >> 10);
-		if (rs->body_rc)
-			return sfa_err(err, n_err, SFA_ENOMEM,
-			               "Out of memory reading Spotify's answer.");
-		if (cc == CURLE_OUT_OF_MEMORY)
-			return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
-		if (cc != CURLE_OK) {
-			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
-			n_timeouts += timeout;
-			bool again = http_curl_retryable(cc) &&
-			             (rq->idempotent || curl_before_send(cc)) && !last &&
-			             n_timeouts < MAX_TIMEOUT_TRIES;
-			if (!again) {
-				if (timeout)
-					return sfa_err(
-					        err, n_err, SFA_ETIMEOUT,
-					        "Spotify did not answer within %ld ms (%d tries).",
-					        c->timeout_ms, attempt);
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "Could not talk to Spotify after %d tries: %s.",
-				               attempt, curl_easy_strerror(cc));
-			}
-			log_warn("spotify: %s, retrying (try %d of %d)", curl_easy_strerror(cc),
-			         attempt, c->max_tries);
-			sleep_ms(backoff_ms(c, attempt));
-			continue;
-		}
-		long st = rs->status;
-		if (st == 429) {
-			if (rs->retry_after_s > c->retry_after_cap_s)
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "Spotify is rate-limiting this app and asked to "
-				               "wait %ld s, longer than the %ld s we wait; try "
-				               "again later.",
-				               rs->retry_after_s, c->retry_after_cap_s);
-			if (last || !rq->idempotent)
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "Spotify is still rate-limiting this app after %d "
-				               "tries; try again later.",
-				               attempt);
-			long wait = rs->retry_after_s > 0 ? rs->retry_after_s * 1000
-			                                  : backoff_ms(c, attempt);
-			log_warn("spotify: rate-limited, waiting %ld ms (try %d of %d)", wait,
-			         attempt, c->max_tries);
-			sleep_ms(wait);
-			continue;
-		}
-		if (st == 408 || st >= 500) {
-			if (last || !rq->idempotent)
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "Spotify failed with HTTP %ld (%d tries).", st,
-				               attempt);
-			log_warn("spotify: HTTP %ld, retrying (try %d of %d)", st, attempt,
-			         c->max_tries);
-			sleep_ms(backoff_ms(c, attempt));
-			continue;
-		}
-		return 0;
-	}
+	struct http_policy p = {
+	        .service = "Spotify",
+	        .caller = "this app",
+	        .max_tries = c->max_tries,
+	        .max_timeouts = MAX_TIMEOUT_TRIES,
+	        .backoff_base_ms = c->backoff_base_ms,
+	        .backoff_max_ms = c->backoff_max_ms,
+	        .retry_after_cap_s = c->retry_after_cap_s,
+	        .timeout_ms = c->timeout_ms,
+	        .idempotent = rq->idempotent,
+	};
+	struct sp_call call = {c, rq};
+	return http_perform(&p, h, sp_attempt, &call, rq->max_body_bytes, rs, err, n_err);
 }
 
 /* Parses a response body as a JSON object. */
-static int parse_body(const struct sp_resp *rs, json_t **out, char *err, size_t n_err)
+static int parse_body(const struct http_resp *rs, json_t **out, char *err, size_t n_err)
 {
 	json_error_t je;
 	json_t *j = json_loadb(rs->body.data ? rs->body.data : "", rs->body.len, 0, &je);
@@ -472,7 +360,7 @@ static int parse_body(const struct sp_resp *rs, json_t **out, char *err, size_t 
 /* Copies Spotify's own error message ({"error": {"message"}} or the OAuth shape
  * {"error": "...", "error_description": "..."}) into msg; "" when there is none. The
  * OAuth error code goes into code (may be ""). */
-static void upstream_error(const struct sp_resp *rs, char *code, size_t n_code, char *msg,
+static void upstream_error(const struct http_resp *rs, char *code, size_t n_code, char *msg,
                            size_t n_msg)
 {
 	code[0] = msg[0] = '\0';
@@ -531,7 +419,7 @@ static int basic_credentials(const struct spotify_client *c, char **out)
 
 /* Turns a failed token answer into a code and sentence. what: "client id and secret",
  * "authorization code", ... */
-static int token_failure(const struct sp_resp *rs, bool refresh, char *err, size_t n_err)
+static int token_failure(const struct http_resp *rs, bool refresh, char *err, size_t n_err)
 {
 	char code[64], msg[256];
 	upstream_error(rs, code, sizeof code, msg, sizeof msg);
@@ -561,8 +449,7 @@ static int token_post(const struct spotify_client *c, CURL *h, const char *form,
 {
 	char *basic = NULL;
 	char url[1200];
-	struct sp_resp rs;
-	resp_init(&rs, 64 << 10);
+	struct http_resp rs = {0};
 	int rc;
 	snprintf(url, sizeof url, "%s/api/token", c->accounts_url);
 	if (with_basic && (rc = basic_credentials(c, &basic)) != 0) {
@@ -593,7 +480,7 @@ out:
 	}
 	if (rs.body.data)
 		sodium_memzero(rs.body.data, rs.body.len);
-	resp_free(&rs);
+	http_resp_free(&rs);
 	return rc;
 }
 
@@ -672,8 +559,7 @@ static void app_token_drop(struct spotify_client *c, const char *stale)
 static int api_get(struct spotify_client *c, CURL *h, const char *url, json_t **out, long *status,
                    char *err, size_t n_err)
 {
-	struct sp_resp rs;
-	resp_init(&rs, SPOTIFY_RESPONSE_MAX_BYTES);
+	struct http_resp rs = {0};
 	char *tok = NULL;
 	int rc = 0;
 	if (status)
@@ -723,7 +609,7 @@ out:
 		sodium_memzero(tok, strlen(tok));
 		free(tok);
 	}
-	resp_free(&rs);
+	http_resp_free(&rs);
 	return rc;
 }
 
@@ -1170,8 +1056,7 @@ int spotify_resolve_url(struct spotify_client *c, const char *input, struct spot
 	CURL *h = curl_easy_init();
 	if (!h)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
-	struct sp_resp rs;
-	resp_init(&rs, SHORT_LINK_BODY_MAX_BYTES);
+	struct http_resp rs = {0};
 	int rc = 0;
 	for (int hop = 0; hop < c->max_redirects; hop++) {
 		struct sp_req rq = {
@@ -1221,7 +1106,7 @@ int spotify_resolve_url(struct spotify_client *c, const char *input, struct spot
 	rc = sfa_err(err, n_err, SFA_EINVAL, "The short link redirects more than %d times.",
 	             c->max_redirects);
 out:
-	resp_free(&rs);
+	http_resp_free(&rs);
 	curl_easy_cleanup(h);
 	return rc;
 }
@@ -1455,8 +1340,7 @@ int spotify_get_me(struct spotify_client *c, const char *access_token, struct sp
 	CURL *h = curl_easy_init();
 	if (!h)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
-	struct sp_resp rs;
-	resp_init(&rs, 256 << 10);
+	struct http_resp rs = {0};
 	json_t *j = NULL;
 	struct sp_req rq = {
 	        .url = url,
@@ -1509,7 +1393,7 @@ int spotify_get_me(struct spotify_client *c, const char *access_token, struct sp
 	*out = me;
 out:
 	json_decref(j);
-	resp_free(&rs);
+	http_resp_free(&rs);
 	curl_easy_cleanup(h);
 	return rc;
 }
