@@ -43,6 +43,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "audio/mixer.h"
+#include "audio/mixer_manifest.h"
 #include "http/multipart.h"
 #include "util/err.h"
 #include "util/fs.h"
