@@ -1,4 +1,8 @@
-/* api.h - helpers shared by the /api handlers: JSON bodies, pagination, resource JSON. */
+/* api.h - helpers shared by the /api handlers: JSON bodies, pagination, resource JSON.
+ *
+ * Threading: called on the HTTP worker thread that serves the request; nothing here is
+ * shared between requests. Memory: json_t results are new references (caller decrefs);
+ * other request data lives in the request's arena, freed with it. */
 #ifndef SFA_API_API_H
 #define SFA_API_API_H
 
