@@ -1,5 +1,5 @@
-/* libFuzzer harness: the DAW manifest parser and the mixer that runs what it accepts
- * (audio/mixer.c).
+/* libFuzzer harness: the DAW manifest parser at the edge (audio/mixer_manifest.c) and the
+ * mixer that runs what it accepts (audio/mixer.c).
  *
  * Input layout: byte 0 is the number of uploaded files (mod 17), byte 1 seeds the source
  * lengths and says which stem ids the "database" knows; the rest is the manifest JSON.
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "audio/mixer.h"
+#include "audio/mixer_manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

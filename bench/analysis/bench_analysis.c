@@ -18,6 +18,7 @@
 
 #include "audio/audio.h"
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "synth.h"
 
 static double now_s(void)

@@ -6,6 +6,8 @@
 #include <strings.h>
 
 #include "core/csrf.h"
+#include "http/multipart.h"
+#include "util/err.h"
 #include "util/json.h"
 #include "util/str.h"
 #include "util/timeutil.h"
@@ -144,6 +146,48 @@ bool api_csrf_refused(struct http_ctx *ctx)
 		return false;
 	http_error(ctx, 403, "forbidden", API_CSRF_FIRST);
 	return true;
+}
+
+int api_multipart_begin(struct http_ctx *ctx, struct multipart *mp,
+                        const struct multipart_limits *lim, const struct multipart_callbacks *cb,
+                        void *arg, const char *usage)
+{
+	char boundary[MULTIPART_BOUNDARY_MAX + 1];
+	const char *ct = http_req_header(ctx, "Content-Type");
+	int rc = multipart_boundary(ct ? ct : "", boundary, sizeof boundary);
+	if (rc) {
+		http_error(ctx, rc == SFA_EUNSUPP ? 415 : 400,
+		           rc == SFA_EUNSUPP ? "unsupported_media_type" : "bad_request", usage);
+		return -1;
+	}
+	if (multipart_init(mp, boundary, lim, cb, arg)) {
+		http_error(ctx, 400, "bad_request", "The multipart boundary is not valid.");
+		return -1;
+	}
+	return 0;
+}
+
+void api_multipart_error(struct http_ctx *ctx, const struct multipart *mp, int rc)
+{
+	const char *msg = multipart_error(mp);
+	if (rc == SFA_EAUTH)
+		http_error(ctx, 403, "forbidden", msg);
+	else if (rc == SFA_ETOOBIG)
+		http_error(ctx, 413, "payload_too_large", msg);
+	else if (rc == SFA_EIO)
+		http_error(ctx, 500, "internal", msg);
+	else
+		http_error(ctx, 400, "bad_request", msg);
+}
+
+int api_multipart_feed(struct http_ctx *ctx, struct multipart *mp, const char *data, size_t n)
+{
+	int rc = multipart_feed(mp, data, n);
+	if (rc) {
+		api_multipart_error(ctx, mp, rc);
+		return -1;
+	}
+	return 0;
 }
 
 json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id)

@@ -1,4 +1,8 @@
-/* api.h - helpers shared by the /api handlers: JSON bodies, pagination, resource JSON. */
+/* api.h - helpers shared by the /api handlers: JSON bodies, pagination, resource JSON.
+ *
+ * Threading: called on the HTTP worker thread that serves the request; nothing here is
+ * shared between requests. Memory: json_t results are new references (caller decrefs);
+ * other request data lives in the request's arena, freed with it. */
 #ifndef SFA_API_API_H
 #define SFA_API_API_H
 
@@ -43,6 +47,22 @@ json_t *api_job_json(const struct db_job *j);
 	"_csrf_token field before the files."
 void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n);
 bool api_csrf_refused(struct http_ctx *ctx);
+
+/* Streamed multipart bodies (the upload, the DAW export): the route's body callback starts
+ * its parser with api_multipart_begin on the first chunk, which reads the boundary from
+ * Content-Type (415 or 400 with usage when there is none) and initialises *mp with the
+ * route's limits and callbacks. api_multipart_feed then feeds each chunk. Both return 0,
+ * or -1 having answered the error; api_multipart_error answers a parse failure rc from
+ * multipart_feed or multipart_finish (403, 413, 500 or 400, with the parser's sentence).
+ * *mp stays the route's to free (multipart_free), initialised or not. */
+struct multipart;
+struct multipart_limits;
+struct multipart_callbacks;
+int api_multipart_begin(struct http_ctx *ctx, struct multipart *mp,
+                        const struct multipart_limits *lim, const struct multipart_callbacks *cb,
+                        void *arg, const char *usage);
+int api_multipart_feed(struct http_ctx *ctx, struct multipart *mp, const char *data, size_t n);
+void api_multipart_error(struct http_ctx *ctx, const struct multipart *mp, int rc);
 /* A track's stems (one separation, or its latest with job_id NULL) as a JSON array; NULL
  * when the database fails. */
 json_t *api_stems_json(struct http_ctx *ctx, const char *track_id, const char *job_id);

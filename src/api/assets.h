@@ -3,6 +3,8 @@
  * Each file of web/ and each npm library the app imports is compiled into the binary and
  * served as /assets/<name>-<hash>.<ext>: the name changes whenever the bytes do, so
  * responses are cached for a year and `sfa serve` needs no files beside it.
+ *
+ * Threading: the table is constant and read from any thread; nothing is allocated.
  */
 #ifndef SFA_API_ASSETS_H
 #define SFA_API_ASSETS_H

@@ -43,6 +43,7 @@
 #include "api/api.h"
 #include "api/routes.h"
 #include "audio/mixer.h"
+#include "audio/mixer_manifest.h"
 #include "http/multipart.h"
 #include "util/err.h"
 #include "util/fs.h"
@@ -190,19 +191,6 @@ static int on_field(void *arg, const char *name, const char *value, size_t n)
 	return 0; /* unknown fields are ignored */
 }
 
-static void parse_error(struct http_ctx *ctx, struct daw_req *r, int rc)
-{
-	const char *msg = multipart_error(&r->mp);
-	if (rc == SFA_EAUTH)
-		http_error(ctx, 403, "forbidden", msg);
-	else if (rc == SFA_ETOOBIG)
-		http_error(ctx, 413, "payload_too_large", msg);
-	else if (rc == SFA_EIO)
-		http_error(ctx, 500, "internal", msg);
-	else
-		http_error(ctx, 400, "bad_request", msg);
-}
-
 static const char daw_usage[] =
 	"Send the export as multipart/form-data with track_id, the stems[] files and the "
 	"manifest.";
@@ -220,14 +208,6 @@ int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n)
 		r->ctx = ctx;
 		ctx->route_state = r;
 		ctx->route_state_free = daw_req_free;
-		char boundary[MULTIPART_BOUNDARY_MAX + 1];
-		const char *ct = http_req_header(ctx, "Content-Type");
-		int rc = multipart_boundary(ct ? ct : "", boundary, sizeof boundary);
-		if (rc) {
-			http_error(ctx, rc == SFA_EUNSUPP ? 415 : 400,
-			           rc == SFA_EUNSUPP ? "unsupported_media_type" : "bad_request", daw_usage);
-			return -1;
-		}
 		uint64_t per_file = (uint64_t)ctx->app->cfg.max_upload_bytes;
 		struct multipart_limits lim = multipart_default_limits;
 		lim.max_parts = MIXER_MAX_FILES + 8;
@@ -236,18 +216,11 @@ int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n)
 		lim.max_file_bytes = per_file;
 		lim.max_total_bytes = 2 * per_file + (1u << 20);
 		struct multipart_callbacks cb = {on_part_begin, on_file_data, on_field, on_part_end};
-		if (multipart_init(&r->mp, boundary, &lim, &cb, r)) {
-			http_error(ctx, 400, "bad_request", "The multipart boundary is not valid.");
+		if (api_multipart_begin(ctx, &r->mp, &lim, &cb, r, daw_usage))
 			return -1;
-		}
 		r->mp_ready = true;
 	}
-	int rc = multipart_feed(&r->mp, data, n);
-	if (rc) {
-		parse_error(ctx, r, rc);
-		return -1;
-	}
-	return 0;
+	return api_multipart_feed(ctx, &r->mp, data, n);
 }
 
 /* ---- the relay --------------------------------------------------------------------- */
@@ -568,7 +541,7 @@ void api_daw_export(struct http_ctx *ctx)
 	}
 	int rc = multipart_finish(&r->mp);
 	if (rc) {
-		parse_error(ctx, r, rc);
+		api_multipart_error(ctx, &r->mp, rc);
 		return;
 	}
 	if (api_csrf_refused(ctx))

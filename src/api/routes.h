@@ -1,5 +1,8 @@
 /* routes.h - the route table and the dispatcher that applies authentication, CSRF and
- * rate limits before calling a handler. */
+ * rate limits before calling a handler.
+ *
+ * Threading: the table is constant; the dispatcher runs on every HTTP worker thread at
+ * once, one request per call, and allocates only in that request's arena. */
 #ifndef SFA_API_ROUTES_H
 #define SFA_API_ROUTES_H
 

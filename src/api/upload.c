@@ -121,19 +121,8 @@ static int on_field(void *arg, const char *name, const char *value, size_t n)
 	return 0;
 }
 
-/* Answers the error of a failed parse. */
-static void parse_error(struct http_ctx *ctx, struct upload *u, int rc)
-{
-	const char *msg = multipart_error(&u->mp);
-	if (rc == SFA_EAUTH)
-		http_error(ctx, 403, "forbidden", msg);
-	else if (rc == SFA_ETOOBIG)
-		http_error(ctx, 413, "payload_too_large", msg);
-	else if (rc == SFA_EIO)
-		http_error(ctx, 500, "internal", msg);
-	else
-		http_error(ctx, 400, "bad_request", msg);
-}
+static const char upload_usage[] =
+	"Upload the song as multipart/form-data with the audio in a \"file\" field.";
 
 int api_tracks_upload_body(struct http_ctx *ctx, const char *data, size_t n)
 {
@@ -148,17 +137,6 @@ int api_tracks_upload_body(struct http_ctx *ctx, const char *data, size_t n)
 		u->ctx = ctx;
 		ctx->route_state = u;
 		ctx->route_state_free = upload_free;
-		char boundary[MULTIPART_BOUNDARY_MAX + 1];
-		const char *ct = http_req_header(ctx, "Content-Type");
-		int rc = multipart_boundary(ct ? ct : "", boundary, sizeof boundary);
-		if (rc) {
-			u->failed = true;
-			http_error(ctx, rc == SFA_EUNSUPP ? 415 : 400,
-			           rc == SFA_EUNSUPP ? "unsupported_media_type" : "bad_request",
-			           "Upload the song as multipart/form-data with the audio in a \"file\" "
-			           "field.");
-			return -1;
-		}
 		struct multipart_limits lim = multipart_default_limits;
 		lim.max_parts = 8;
 		lim.max_files = 1;
@@ -166,17 +144,14 @@ int api_tracks_upload_body(struct http_ctx *ctx, const char *data, size_t n)
 		lim.max_file_bytes = (uint64_t)ctx->app->cfg.max_upload_bytes;
 		lim.max_total_bytes = (uint64_t)ctx->app->cfg.max_upload_bytes + (1u << 20);
 		struct multipart_callbacks cb = {on_part_begin, on_file_data, on_field, NULL};
-		if (multipart_init(&u->mp, boundary, &lim, &cb, u)) {
+		if (api_multipart_begin(ctx, &u->mp, &lim, &cb, u, upload_usage)) {
 			u->failed = true;
-			http_error(ctx, 400, "bad_request", "The multipart boundary is not valid.");
 			return -1;
 		}
 		u->mp_ready = true;
 	}
-	int rc = multipart_feed(&u->mp, data, n);
-	if (rc) {
+	if (api_multipart_feed(ctx, &u->mp, data, n)) {
 		u->failed = true;
-		parse_error(ctx, u, rc);
 		return -1;
 	}
 	return 0;
@@ -223,13 +198,12 @@ void api_tracks_upload(struct http_ctx *ctx)
 {
 	struct upload *u = ctx->route_state;
 	if (!u) {
-		http_error(ctx, 400, "bad_request",
-		           "Upload the song as multipart/form-data with the audio in a \"file\" field.");
+		http_error(ctx, 400, "bad_request", upload_usage);
 		return;
 	}
 	int rc = multipart_finish(&u->mp);
 	if (rc) {
-		parse_error(ctx, u, rc);
+		api_multipart_error(ctx, &u->mp, rc);
 		return;
 	}
 	if (api_csrf_refused(ctx))

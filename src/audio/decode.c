@@ -767,9 +767,14 @@ int audio_probe_fd(int fd, struct audio_info *info, char *err, size_t n_err)
 	return rc;
 }
 
-int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
-                    struct audio_buf *out, char *err, size_t n_err)
+/* The set-up both decoders share: checks the wanted format, opens fd, decodes all of it
+ * (into d->out, or through sink when one is given) and flushes the resampler. d is
+ * zeroed here; the caller frees it with audio__dec_free whatever this returns. */
+static int audio__decode_all(struct audio__dec *d, int fd, int rate_hz, int n_channels,
+                             double max_duration_s, audio_sink_fn sink, void *arg,
+                             struct audio_stream_info *info, char *err, size_t n_err)
 {
+	memset(d, 0, sizeof *d);
 	pthread_once(&audio__once, audio__init_once);
 	if (rate_hz != 0 && (rate_hz < AUDIO__MIN_RATE_HZ || rate_hz > AUDIO__MAX_RATE_HZ))
 		return sfa_err(err, n_err, SFA_EINVAL, "the sample rate must be 0 or in [%d, %d] Hz",
@@ -777,24 +782,38 @@ int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
 	if (n_channels < 0 || n_channels > AUDIO__MAX_CHANNELS)
 		return sfa_err(err, n_err, SFA_EINVAL, "the channel count must be in [0, %d]",
 		               AUDIO__MAX_CHANNELS);
-	struct audio__dec d;
-	memset(&d, 0, sizeof d);
-	int rc = audio__check_cap(max_duration_s, &d.max_duration_s, err, n_err);
+	int rc = audio__check_cap(max_duration_s, &d->max_duration_s, err, n_err);
 	if (rc)
 		return rc;
-	d.want_rate_hz = rate_hz;
-	d.want_channels = n_channels;
-	d.store = true;
-	if ((rc = audio__open(&d, fd, err, n_err)) != 0)
-		goto out;
-	if ((rc = audio__run(&d, err, n_err)) != 0)
-		goto out;
-	if ((rc = audio__consume(&d, NULL, err, n_err)) != 0) /* flush the resampler */
-		goto out;
+	d->want_rate_hz = rate_hz;
+	d->want_channels = n_channels;
+	d->store = true;
+	d->sink = sink;
+	d->sink_arg = arg;
+	d->info = info;
+	if ((rc = audio__open(d, fd, err, n_err)) != 0)
+		return rc;
+	if ((rc = audio__run(d, err, n_err)) != 0)
+		return rc;
+	return audio__consume(d, NULL, err, n_err); /* flush the resampler */
+}
 
-	/* librosa's length rule: exactly ceil(n_in * rate_out / rate_in) frames. */
-	uint64_t n_target = ((uint64_t)d.n_in_frames * (uint64_t)d.out_rate_hz +
-	                     (uint64_t)d.in_rate_hz - 1) / (uint64_t)d.in_rate_hz;
+/* librosa's length rule: exactly ceil(n_in * rate_out / rate_in) frames. */
+static uint64_t audio__n_target(const struct audio__dec *d)
+{
+	return ((uint64_t)d->n_in_frames * (uint64_t)d->out_rate_hz + (uint64_t)d->in_rate_hz - 1) /
+	       (uint64_t)d->in_rate_hz;
+}
+
+int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
+                    struct audio_buf *out, char *err, size_t n_err)
+{
+	struct audio__dec d;
+	int rc = audio__decode_all(&d, fd, rate_hz, n_channels, max_duration_s, NULL, NULL, NULL,
+	                           err, n_err);
+	if (rc)
+		goto out;
+	uint64_t n_target = audio__n_target(&d);
 	if (n_target > d.out.n_frames) {
 		size_t pad = (size_t)n_target - d.out.n_frames;
 		if ((rc = audio__out_reserve(&d.out, pad)) != 0) {
@@ -821,37 +840,17 @@ int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_durat
                            audio_sink_fn sink, void *arg, struct audio_stream_info *info,
                            char *err, size_t n_err)
 {
-	pthread_once(&audio__once, audio__init_once);
 	if (!sink)
 		return sfa_err(err, n_err, SFA_EINVAL, "no sink for the decoded audio");
-	if (rate_hz != 0 && (rate_hz < AUDIO__MIN_RATE_HZ || rate_hz > AUDIO__MAX_RATE_HZ))
-		return sfa_err(err, n_err, SFA_EINVAL, "the sample rate must be 0 or in [%d, %d] Hz",
-		               AUDIO__MIN_RATE_HZ, AUDIO__MAX_RATE_HZ);
-	if (n_channels < 0 || n_channels > AUDIO__MAX_CHANNELS)
-		return sfa_err(err, n_err, SFA_EINVAL, "the channel count must be in [0, %d]",
-		               AUDIO__MAX_CHANNELS);
 	struct audio__dec d;
-	memset(&d, 0, sizeof d);
-	int rc = audio__check_cap(max_duration_s, &d.max_duration_s, err, n_err);
+	int rc = audio__decode_all(&d, fd, rate_hz, n_channels, max_duration_s, sink, arg, info,
+	                           err, n_err);
 	if (rc)
-		return rc;
-	d.want_rate_hz = rate_hz;
-	d.want_channels = n_channels;
-	d.store = true;
-	d.sink = sink;
-	d.sink_arg = arg;
-	d.info = info;
-	if ((rc = audio__open(&d, fd, err, n_err)) != 0)
-		goto out;
-	if ((rc = audio__run(&d, err, n_err)) != 0)
-		goto out;
-	if ((rc = audio__consume(&d, NULL, err, n_err)) != 0) /* flush the resampler */
 		goto out;
 	/* The same length rule as audio_decode_fd. Before the flush the resampler has emitted
 	 * at most what its input so far allows (it lags by its filter delay), so n_emitted
 	 * cannot have passed the target yet; the flush's surplus is cut here. */
-	uint64_t n_target = ((uint64_t)d.n_in_frames * (uint64_t)d.out_rate_hz +
-	                     (uint64_t)d.in_rate_hz - 1) / (uint64_t)d.in_rate_hz;
+	uint64_t n_target = audio__n_target(&d);
 	if (d.n_emitted > n_target) {
 		rc = sfa_err(err, n_err, SFA_EFORMAT, "the resampler produced too many samples");
 		goto out;

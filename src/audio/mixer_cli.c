@@ -21,6 +21,7 @@
 
 #include "audio/audio.h"
 #include "audio/mixer.h"
+#include "audio/mixer_manifest.h"
 #include "util/err.h"
 #include "util/fs.h"
 

@@ -25,6 +25,8 @@
  * The decoded stems of one export may fill at most 8 GiB of scratch disk (--max-decoded-mb
  * lowers that; tests use it): past it the answer is code "too_long".
  * Usage errors: a message on stderr, exit 2.
+ *
+ * Threading: the whole of a child process, on its main thread.
  */
 #ifndef SFA_AUDIO_MIXER_CLI_H
 #define SFA_AUDIO_MIXER_CLI_H

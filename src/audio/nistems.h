@@ -7,6 +7,9 @@
  * The MP4 itself is written by libavformat (audio_write_nistems in write.c); the 'stem'
  * box is added afterwards by nistems_insert_box, a small writer that rebuilds the moov box
  * (moov comes after mdat in what libavformat writes, so no chunk offset moves).
+ *
+ * Threading: no shared state; every call stands alone. Memory: what a function hands out
+ * is malloced and the caller frees it (see each).
  */
 #ifndef SFA_AUDIO_NISTEMS_H
 #define SFA_AUDIO_NISTEMS_H
@@ -21,13 +24,14 @@ extern const char *const nistems_names[NISTEMS_N_STEMS];
 
 /* The 'stem' box's JSON: {"version": 1, "mastering_dsp": {"compressor": {...},
  * "limiter": {...}}, "stems": [{"name", "color"} x 4]} (both DSP units disabled, so the
- * master plays as rendered). Malloced; NULL when out of memory. */
+ * master plays as rendered). Malloced, the caller frees it; NULL when out of memory. */
 char *nistems_metadata_json(void);
 
 /* moov (n bytes: one whole 'moov' box) with a 'stem' box holding json appended to its
  * 'udta' (made when it has none; a 'stem' box already there is replaced). *out is
- * malloced. SFA_EFORMAT when moov is not a well-formed moov box (sizes out of bounds, a
- * 64-bit size, a second udta), SFA_ETOOBIG past NISTEMS_MAX_MOOV or NISTEMS_MAX_JSON. */
+ * malloced; the caller frees it. SFA_EFORMAT when moov is not a well-formed moov box
+ * (sizes out of bounds, a 64-bit size, a second udta), SFA_ETOOBIG past NISTEMS_MAX_MOOV
+ * or NISTEMS_MAX_JSON. */
 int nistems_insert_box(const uint8_t *moov, size_t n, const char *json, uint8_t **out,
                        size_t *n_out);
 

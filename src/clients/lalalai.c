@@ -4,8 +4,9 @@
  *  1. la_attempt: one libcurl request. API calls have connect and total timeouts; the
  *     upload (a file streamed as the raw body) has a low-speed abort instead. A progress
  *     callback reports upload bytes and aborts the transfer when the abort flag is set.
- *  2. la_request: the retry policy (network errors, 408, 429, 5xx; Retry-After up to a
- *     cap; at most two time-outs), then turns any non-2xx answer into a code and a
+ *  2. la_request: the retry policy, clients/http.c's http_perform shared with every
+ *     client (network errors, 408, 429, 5xx; Retry-After up to a cap; at most two
+ *     time-outs; the abort flag ends the waits), then turns any non-2xx answer into a code and a
  *     sentence (401/403: the key; 400 {"detail","code"}; 422 {"detail": [...]}).
  *  3. The public calls build JSON with jansson and read the answers into plain structs.
  * Downloads have their own small loop (la_download_attempt), since they append to a file
@@ -37,7 +38,6 @@
 enum {
 	KEY_MAX_BYTES = 512,
 	MAX_TIMEOUT_TRIES = 2,
-	SLEEP_SLICE_MS = 50,
 };
 
 static const char KEY_REJECTED[] = "lal.ai rejected the license key; check it in Settings.";
@@ -60,17 +60,6 @@ struct lalalai_client {
 /* ---- Small helpers ------------------------------------------------------------------ */
 
 static bool aborted(const struct lalalai_client *c) { return c->abort_flag && *c->abort_flag; }
-
-/* Sleeps ms in short slices so that an abort is noticed quickly. */
-static void sleep_ms(const struct lalalai_client *c, long ms)
-{
-	while (ms > 0 && !aborted(c)) {
-		long slice = ms < SLEEP_SLICE_MS ? ms : SLEEP_SLICE_MS;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
-		nanosleep(&ts, NULL); /* EINTR (the cancel signal) just ends the slice */
-		ms -= slice;
-	}
-}
 
 static long backoff_ms(const struct lalalai_client *c, int attempt)
 {
@@ -162,13 +151,6 @@ struct la_req {
 	void *user;
 };
 
-struct la_resp {
-	long status;
-	struct buf body;
-	long retry_after_s;
-	int body_rc;
-};
-
 struct xfer {
 	const struct lalalai_client *c;
 	lalalai_progress_fn progress;
@@ -191,18 +173,6 @@ static int on_xfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ul
 			            dltotal > 0 ? x->offset + (int64_t)dltotal : 0);
 	}
 	return 0;
-}
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-	struct la_resp *rs = ud;
-	size_t n = size * nmemb;
-	int rc = buf_append(&rs->body, p, n);
-	if (rc) {
-		rs->body_rc = rc;
-		return 0;
-	}
-	return n;
 }
 
 static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
@@ -242,9 +212,17 @@ static void common_opts(const struct lalalai_client *c, CURL *h, const char *url
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xfer);
 }
 
-static CURLcode la_attempt(const struct lalalai_client *c, CURL *h, const struct la_req *rq,
-                           struct la_resp *rs)
+/* One attempt's arguments for la_attempt. */
+struct la_call {
+	const struct lalalai_client *c;
+	const struct la_req *rq;
+};
+
+static CURLcode la_attempt(void *arg, CURL *h, struct http_resp *rs)
 {
+	const struct la_call *call = arg;
+	const struct lalalai_client *c = call->c;
+	const struct la_req *rq = call->rq;
 	char line[KEY_MAX_BYTES + 2200];
 	struct curl_slist *hdrs = NULL;
 	CURLcode cc = CURLE_OUT_OF_MEMORY;
@@ -268,7 +246,7 @@ static CURLcode la_attempt(const struct lalalai_client *c, CURL *h, const struct
 	common_opts(c, h, rq->url, rq->upload != NULL);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_body_sink);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
 	curl_easy_setopt(h, CURLOPT_POST, 1L);
 	if (rq->upload) {
@@ -285,12 +263,6 @@ static CURLcode la_attempt(const struct lalalai_client *c, CURL *h, const struct
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	}
 	cc = curl_easy_perform(h);
-	if (cc == CURLE_OK) {
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs->status);
-		curl_off_t ra = 0;
-		if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-			rs->retry_after_s = ra > 1000000 ? 1000000 : (long)ra;
-	}
 out:
 	http_headers_free(hdrs);
 	return cc;
@@ -299,7 +271,7 @@ out:
 /* ---- HTTP: retries and error answers ------------------------------------------------------ */
 
 /* The sentence and code for a 4xx answer that is not retried. */
-static int answer_error(const struct la_resp *rs, char *err, size_t n_err)
+static int answer_error(const struct http_resp *rs, char *err, size_t n_err)
 {
 	if (rs->status == 401 || rs->status == 403)
 		return sfa_err(err, n_err, SFA_EAUTH, "%s", KEY_REJECTED);
@@ -355,101 +327,29 @@ static int answer_error(const struct la_resp *rs, char *err, size_t n_err)
 	               detail[0] ? ": " : "", detail);
 }
 
-/* Performs rq with retries. Returns 0 with a 2xx answer in rs (caller frees rs->body in
- * every case), or a negative code with a sentence. */
-static int la_request(const struct lalalai_client *c, const struct la_req *rq, struct la_resp *rs,
-                      char *err, size_t n_err)
+/* Performs rq under the shared retry policy. Returns 0 with a 2xx answer in rs, or a
+ * negative code with a sentence; the caller frees rs with http_resp_free in every case. */
+static int la_request(const struct lalalai_client *c, const struct la_req *rq,
+                      struct http_resp *rs, char *err, size_t n_err)
 {
-	memset(rs, 0, sizeof *rs);
-	buf_init(&rs->body, rq->max_body_bytes);
 	CURL *h = curl_easy_init();
 	if (!h)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
-	int n_timeouts = 0, rc = 0;
-	for (int attempt = 1;; attempt++) {
-		if (aborted(c)) {
-			rc = sfa_err(err, n_err, SFA_ECANCELED, "Cancelled.");
-			break;
-		}
-		buf_free(&rs->body);
-		buf_init(&rs->body, rq->max_body_bytes);
-		rs->status = 0;
-		rs->retry_after_s = 0;
-		rs->body_rc = 0;
-		CURLcode cc = la_attempt(c, h, rq, rs);
-		bool last = attempt >= c->max_tries;
-		if (rs->body_rc == SFA_ETOOBIG) {
-			rc = sfa_err(err, n_err, SFA_ETOOBIG, "lal.ai's answer is larger than %zu KiB.",
-			             rq->max_body_bytes >> 10);
-			break;
-		}
-		if (rs->body_rc || cc == CURLE_OUT_OF_MEMORY) {
-			rc = sfa_err(err, n_err, SFA_ENOMEM, "Out of memory reading lal.ai's answer.");
-			break;
-		}
-		if (cc == CURLE_ABORTED_BY_CALLBACK) {
-			rc = sfa_err(err, n_err, SFA_ECANCELED, "Cancelled.");
-			break;
-		}
-		if (cc == CURLE_READ_ERROR) {
-			rc = sfa_err(err, n_err, SFA_EIO, "The file to upload could not be read.");
-			break;
-		}
-		if (cc != CURLE_OK) {
-			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
-			n_timeouts += timeout;
-			if (!http_curl_retryable(cc) || last || n_timeouts >= MAX_TIMEOUT_TRIES) {
-				if (timeout)
-					rc = sfa_err(err, n_err, SFA_ETIMEOUT,
-					             "lal.ai did not answer in time (%d tries).", attempt);
-				else
-					rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-					             "Could not talk to lal.ai after %d tries: %s.", attempt,
-					             curl_easy_strerror(cc));
-				break;
-			}
-			log_warn("lal.ai: %s, retrying (try %d of %d)", curl_easy_strerror(cc), attempt,
-			         c->max_tries);
-			sleep_ms(c, backoff_ms(c, attempt));
-			continue;
-		}
-		long st = rs->status;
-		if (st == 429) {
-			if (rs->retry_after_s > c->retry_after_cap_s) {
-				rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-				             "lal.ai is rate-limiting this server and asked to wait %ld s; "
-				             "try again later.",
-				             rs->retry_after_s);
-				break;
-			}
-			if (last) {
-				rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-				             "lal.ai is still rate-limiting this server after %d tries; "
-				             "try again later.",
-				             attempt);
-				break;
-			}
-			long wait = rs->retry_after_s > 0 ? rs->retry_after_s * 1000
-			                                  : backoff_ms(c, attempt);
-			log_warn("lal.ai: rate-limited, waiting %ld ms (try %d of %d)", wait, attempt,
-			         c->max_tries);
-			sleep_ms(c, wait);
-			continue;
-		}
-		if (st == 408 || st >= 500) {
-			if (last) {
-				rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-				             "lal.ai failed with HTTP %ld (%d tries).", st, attempt);
-				break;
-			}
-			log_warn("lal.ai: HTTP %ld, retrying (try %d of %d)", st, attempt, c->max_tries);
-			sleep_ms(c, backoff_ms(c, attempt));
-			continue;
-		}
-		if (st < 200 || st >= 300)
-			rc = answer_error(rs, err, n_err);
-		break;
-	}
+	struct http_policy p = {
+	        .service = "lal.ai",
+	        .caller = "this server",
+	        .max_tries = c->max_tries,
+	        .max_timeouts = MAX_TIMEOUT_TRIES,
+	        .backoff_base_ms = c->backoff_base_ms,
+	        .backoff_max_ms = c->backoff_max_ms,
+	        .retry_after_cap_s = c->retry_after_cap_s,
+	        .idempotent = true, /* splits carry an idempotency key; the rest are reads */
+	        .abort_flag = c->abort_flag,
+	};
+	struct la_call call = {c, rq};
+	int rc = http_perform(&p, h, la_attempt, &call, rq->max_body_bytes, rs, err, n_err);
+	if (rc == 0 && (rs->status < 200 || rs->status >= 300))
+		rc = answer_error(rs, err, n_err);
 	curl_easy_cleanup(h);
 	return rc;
 }
@@ -469,7 +369,7 @@ static int post_json(struct lalalai_client *c, const char *path, json_t *body, j
 	}
 	struct la_req rq = {.url = url, .json = text ? text : "{}",
 	                    .max_body_bytes = LALALAI_RESPONSE_MAX_BYTES};
-	struct la_resp rs;
+	struct http_resp rs = {0};
 	int rc = la_request(c, &rq, &rs, err, n_err);
 	free(text);
 	if (rc == 0)
@@ -477,7 +377,7 @@ static int post_json(struct lalalai_client *c, const char *path, json_t *body, j
 		             ? sfa_err(err, n_err, SFA_EUPSTREAM,
 		                       "lal.ai sent an answer that is not a JSON object.")
 		             : 0;
-	buf_free(&rs.body);
+	http_resp_free(&rs);
 	return rc;
 }
 
@@ -545,13 +445,13 @@ int lalalai_upload(struct lalalai_client *c, const char *path, const char *file_
 	struct la_req rq = {.url = url, .upload = f, .upload_size = (int64_t)st.st_size,
 	                    .disposition = disp, .max_body_bytes = 64 << 10,
 	                    .progress = progress, .user = user};
-	struct la_resp rs;
+	struct http_resp rs = {0};
 	int rc = la_request(c, &rq, &rs, err, n_err);
 	fclose(f);
 	json_t *j = NULL;
 	if (rc == 0 && json_parse_object(rs.body.data ? rs.body.data : "", rs.body.len, &j, NULL, 0))
 		rc = sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai's upload answer is not a JSON object.");
-	buf_free(&rs.body);
+	http_resp_free(&rs);
 	if (rc)
 		return rc;
 	struct lalalai_source s = {.size = (int64_t)st.st_size};
@@ -934,7 +834,7 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 		}
 		log_warn("lal.ai: download interrupted at %lld bytes, retrying (try %d of %d)",
 		         (long long)d.have, attempt, c->max_tries);
-		sleep_ms(c, backoff_ms(c, attempt));
+		http_sleep_ms(backoff_ms(c, attempt), c->abort_flag);
 	}
 	curl_easy_cleanup(d.h);
 	if (fclose(d.f) != 0 && rc == 0)

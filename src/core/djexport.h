@@ -5,6 +5,9 @@
  * directory: right when the DJ software runs on the machine that serves). With a root they
  * are root/<bundle name>, the names the audio has in /export/library.zip, which unpacked
  * into root puts every file where the collection says.
+ *
+ * Threading: no shared state; a call belongs to its caller's thread, and everything it
+ * returns lives in the caller's arena.
  */
 #ifndef SFA_CORE_DJEXPORT_H
 #define SFA_CORE_DJEXPORT_H

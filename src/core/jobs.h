@@ -1,5 +1,7 @@
 /* jobs.h - queueing work: a job is a row the scheduler (jobs/jobs.h) claims and runs in a
- * child process. Every route and command that starts work goes through job_enqueue. */
+ * child process. Every route and command that starts work goes through job_enqueue.
+ *
+ * Threading: any thread; the database serialises the writes. */
 #ifndef SFA_CORE_JOBS_H
 #define SFA_CORE_JOBS_H
 

@@ -2,6 +2,9 @@
  *
  * Handlers parse and render; what a track is made of (its audio, stems, analyses, the
  * jobs that write them) and the order in which it is safely taken apart live here.
+ *
+ * Threading: called from any HTTP worker or the scheduler's thread; the database
+ * transactions serialise the writers.
  */
 #ifndef SFA_CORE_LIBRARY_H
 #define SFA_CORE_LIBRARY_H

@@ -6,6 +6,9 @@
  * windows keyed by strings such as "api:user:<id>" or "auth:ip:1.2.3.4", holding at most
  * max_keys entries (expired ones are swept when it fills; past that, new keys are let
  * through and counted in n_overflow, so a flood of addresses cannot exhaust memory).
+ *
+ * Threading: one struct ratelimit is shared by every HTTP worker thread; its mutex guards
+ * the table. Nothing is handed out.
  */
 #ifndef SFA_CORE_RATELIMIT_H
 #define SFA_CORE_RATELIMIT_H

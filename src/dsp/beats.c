@@ -32,21 +32,8 @@ size_t dsp_beats_work_bytes(size_t n_frames)
 	       2 * (2 * MAX_FPB + 2) * sizeof(double) + 64;
 }
 
-DSP_DEFINE_SELECT_KTH(select_kth_f64, double, DSP_SELF)
-
-/* np.median of doubles: average of the two middle values for even n. Reorders a. */
-static double median_f64(double *a, size_t n)
-{
-	size_t k = n / 2;
-	select_kth_f64(a, (ptrdiff_t)n, (ptrdiff_t)k);
-	if (n % 2)
-		return a[k];
-	double lower = a[0];
-	for (size_t i = 1; i < k; i++)
-		if (a[i] > lower)
-			lower = a[i];
-	return (lower + a[k]) / 2.0;
-}
+/* np.median of doubles. Reorders a. */
+DSP_DEFINE_MEDIAN(median_f64, double, DSP_SELF)
 
 size_t dsp_beat_track(const float *env, size_t n_frames, double bpm, void *work, int *beats)
 {

@@ -84,25 +84,16 @@ void dsp_peaks_frame(struct dsp_peaks *pk, const float *S)
 	}
 }
 
-/* Selection on the magnitudes, moving the bins along. */
+/* The median of the magnitudes, moving the bins along (float32, as np.median(mags)). */
 #define PEAK_MAG(p) ((p).mag)
-DSP_DEFINE_SELECT_KTH(select_peak, struct dsp_peak, PEAK_MAG)
+DSP_DEFINE_MEDIAN(median_peak_mag, struct dsp_peak, PEAK_MAG)
 
 double dsp_tuning_from_peaks(struct dsp_peaks *pk)
 {
 	if (pk->n == 0)
 		return 0.0; /* librosa: "Trying to estimate tuning from empty frequency set" */
-	/* threshold = np.median(mags) in float32 */
-	size_t n = pk->n, k = n / 2;
-	select_peak(pk->p, (ptrdiff_t)n, (ptrdiff_t)k);
-	float thr = pk->p[k].mag;
-	if (n % 2 == 0) {
-		float lo = pk->p[0].mag;
-		for (size_t i = 1; i < k; i++)
-			if (pk->p[i].mag > lo)
-				lo = pk->p[i].mag;
-		thr = (lo + thr) / 2.0f;
-	}
+	size_t n = pk->n;
+	float thr = median_peak_mag(pk->p, n);
 	size_t counts[DSP_TUNING_BINS] = {0};
 	for (size_t i = 0; i < n; i++)
 		if (pk->p[i].mag >= thr)

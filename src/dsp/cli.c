@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "util/err.h"
 #include "util/str.h"
 

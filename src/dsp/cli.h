@@ -6,6 +6,8 @@
  * Decodes FILE (any format the audio module accepts) to mono 22050 Hz, analyses it and
  * prints the API's analysis result object (API.md section 5) as one line of JSON on stdout
  * (indented with --pretty). Errors go to stderr as one sentence.
+ *
+ * Threading: the whole of the `sfa analyze` process, on its main thread.
  */
 #ifndef SFA_DSP_CLI_H
 #define SFA_DSP_CLI_H

@@ -21,13 +21,15 @@
  * length, freed before dsp_analyze returns) and its results in the result's own arena,
  * released by dsp_result_free. Time and memory are O(N). Nothing is allocated per frame.
  *
+ * The engine speaks C: results are struct dsp_result. Its JSON form (the API's analysis
+ * object) is built at the edges that answer in JSON with result_json.h.
+ *
  * Threading: dsp_analyze is reentrant; concurrent analyses share only the FFTW plans,
  * which are created once under a mutex. A dsp_result belongs to one thread at a time.
  */
 #ifndef SFA_DSP_DSP_H
 #define SFA_DSP_DSP_H
 
-#include <jansson.h>
 #include <stddef.h>
 
 #include "util/arena.h"
@@ -82,7 +84,7 @@ struct dsp_options {
 
 struct dsp_result {
 	unsigned features;  /* what was computed */
-	double frame_rate;  /* pooling rate used by dsp_result_to_json */
+	double frame_rate;  /* columns per second for pooled rows (result_json.h) */
 	size_t n_samples;
 	double duration_s;
 	size_t n_frames;    /* T = 1 + n_samples / 512 */
@@ -160,12 +162,5 @@ void dsp_result_free(struct dsp_result *r);
  * two. Errors as audio_decode's. */
 int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out,
                       char *err, size_t n_err);
-
-/* Builds the API's analysis result object (API.md section 5) from r, with only the
- * requested features. On success *out is a new reference the caller must json_decref. */
-int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size_t n_err);
-
-/* Number of pooled columns dsp_result_to_json writes for r's features.mfcc/chroma. */
-size_t dsp_pooled_columns(const struct dsp_result *r);
 
 #endif

@@ -54,13 +54,16 @@ int dsp_fft_plans(const struct dsp_plans **out, char *err, size_t n_err);
 float dsp_sum_pairwise_f32(const float *a, size_t n);
 /* numpy's float32 np.std(x, ddof=1). 0 for n < 2. */
 float dsp_std_ddof1_f32(const float *x, size_t n);
-/* Wirth's selection with a median-of-three pivot, for element type T ordered by KEY(x):
- * defines `static void NAME(T *a, ptrdiff_t n, ptrdiff_t k)`, which moves the k-th
- * smallest element of a[0..n) to a[k] with no larger element before it and no smaller one
- * after it. One algorithm for every median the engine takes (onsets, beat thresholds,
- * tuning peaks), so they all pick the same element for the same data. */
-#define DSP_DEFINE_SELECT_KTH(NAME, T, KEY)                                                  \
-	static void NAME(T *a, ptrdiff_t n, ptrdiff_t k)                                          \
+/* Wirth's selection with a median-of-three pivot, then numpy's np.median on top of it
+ * (the average of the two middle values for even n, in the element's own precision), for
+ * element type T ordered by KEY(x): defines `static R NAME(T *a, size_t n)`, R being the
+ * type of KEY(x), which reorders a and returns its median (0 for n = 0). One definition
+ * for every median the engine takes (onsets in float, beat thresholds in double, tuning
+ * peaks by magnitude), so they all pick the same element for the same data.
+ * Selection moves the k-th smallest element to a[k] with no larger element before it, so
+ * the lower middle of an even run is the largest of a[0..k). */
+#define DSP_DEFINE_MEDIAN(NAME, T, KEY)                                                      \
+	static void NAME##_select(T *a, ptrdiff_t n, ptrdiff_t k)                                 \
 	{                                                                                          \
 		ptrdiff_t lo = 0, hi = n - 1;                                                          \
 		while (lo < hi) {                                                                      \
@@ -87,6 +90,22 @@ float dsp_std_ddof1_f32(const float *x, size_t n);
 			if (k < i)                                                                         \
 				hi = j;                                                                        \
 		}                                                                                      \
+	}                                                                                          \
+	static __typeof__(KEY(*(T *)0)) NAME(T *a, size_t n)                                       \
+	{                                                                                          \
+		typedef __typeof__(KEY(a[0])) median_t;                                                \
+		if (n == 0)                                                                            \
+			return (median_t)0;                                                                \
+		size_t k = n / 2;                                                                      \
+		NAME##_select(a, (ptrdiff_t)n, (ptrdiff_t)k);                                          \
+		median_t mid = KEY(a[k]);                                                              \
+		if (n % 2)                                                                             \
+			return mid;                                                                        \
+		median_t lower = KEY(a[0]);                                                            \
+		for (size_t i = 1; i < k; i++)                                                         \
+			if (KEY(a[i]) > lower)                                                             \
+				lower = KEY(a[i]);                                                             \
+		return (lower + mid) / (median_t)2;                                                    \
 	}
 #define DSP_SELF(x) (x)
 

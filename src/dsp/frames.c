@@ -89,22 +89,9 @@ float dsp_std_ddof1_f32(const float *x, size_t n)
 	return sqrtf(var);
 }
 
-DSP_DEFINE_SELECT_KTH(select_kth, float, DSP_SELF)
+DSP_DEFINE_MEDIAN(median_f32, float, DSP_SELF)
 
-float dsp_median_f32(float *a, size_t n)
-{
-	if (n == 0)
-		return 0.0f;
-	size_t k = n / 2;
-	select_kth(a, (ptrdiff_t)n, (ptrdiff_t)k);
-	if (n % 2)
-		return a[k];
-	float lo = a[0];
-	for (size_t i = 1; i < k; i++)
-		if (a[i] > lo)
-			lo = a[i];
-	return (lo + a[k]) / 2.0f;
-}
+float dsp_median_f32(float *a, size_t n) { return median_f32(a, n); }
 
 /* scipy.signal.get_window('hann', n, fftbins=True): general_cosine over linspace(-pi, pi,
  * n + 1), truncated to n. */

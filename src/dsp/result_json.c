@@ -17,7 +17,7 @@
  * Pooling: frame t (time t * 512 / 22050 s) goes to column floor(time * frame_rate); a
  * column is the mean of its frames. So a 12-s file at 2 columns per second has 24 columns.
  */
-#include "dsp/dsp.h"
+#include "dsp/result_json.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,6 +4,8 @@
  * empty name, characters outside cookie-octet) are skipped rather than failing the whole
  * header, as browsers do; a header over COOKIE_HEADER_MAX bytes or with more than
  * COOKIE_MAX_PAIRS pairs is SFA_ETOOBIG. Values are not decoded: ours are base64url.
+ *
+ * Threading: pure functions; the arena (and so the pairs) is the caller's, one thread.
  */
 #ifndef SFA_HTTP_COOKIE_H
 #define SFA_HTTP_COOKIE_H

@@ -5,6 +5,8 @@
  * are rejected whole (SFA_EINVAL), more than max_pairs pairs is SFA_ETOOBIG, and an
  * exhausted arena is SFA_ENOMEM: the caller answers 400/413 and nothing half-parsed is
  * used. Pairs keep their order; repeated keys are kept (kv_get returns the first).
+ *
+ * Threading: pure functions; the arena (and so the pairs) is the caller's, one thread.
  */
 #ifndef SFA_HTTP_FORM_H
 #define SFA_HTTP_FORM_H

@@ -4,6 +4,8 @@
  * resource of size bytes. Several ranges ("bytes=0-1,5-6") are answered with the whole
  * resource (HTTP allows ignoring Range), other units or syntax errors likewise; only a
  * well-formed range that lies wholly past the end is unsatisfiable (416). Pure function.
+ *
+ * Threading: any thread; nothing is allocated.
  */
 #ifndef SFA_HTTP_RANGE_H
 #define SFA_HTTP_RANGE_H

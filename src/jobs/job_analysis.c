@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "jobs/workers.h"
 #include "util/err.h"
 #include "util/json.h"

@@ -143,6 +143,33 @@ static int not_started(struct dl *d, const char *what, int e)
 	            strerror(e));
 }
 
+/* Runs yt-dlp or ffmpeg (what names it) under the job's deadline. 0 when it ran to its end:
+ * *pr_out (caller frees) holds its exit code and stderr tail for the caller to judge.
+ * Otherwise the job's failure is already recorded (the run could not be made, the program
+ * could not be started, the deadline passed), the code is returned and *pr_out is NULL. */
+static int run_tool(struct dl *d, const char *what, const struct proc_opts *o,
+                    struct proc_result **pr_out)
+{
+	*pr_out = NULL;
+	struct proc_result *pr = malloc(sizeof *pr);
+	if (!pr)
+		return fail(d, true, SFA_ENOMEM, "The server ran out of memory.");
+	char err[256];
+	int rc = proc_run(o, pr, err, sizeof err);
+	if (rc)
+		rc = fail(d, true, rc, "%s", err);
+	else if (pr->exec_failed)
+		rc = not_started(d, what, pr->exec_errno);
+	else if (pr->timed_out)
+		rc = timeout_failure(d);
+	if (rc) {
+		free(pr);
+		return rc;
+	}
+	*pr_out = pr;
+	return 0;
+}
+
 /* ---- Finding the source ---------------------------------------------------------------- */
 
 static void on_search_line(void *arg, const char *line)
@@ -171,18 +198,11 @@ static int search_source(struct dl *d)
 	ytdlp_pick_init(&d->pick, (double)d->track.duration_s);
 	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .env_add = env,
 	                      .deadline_ms = d->deadline_ms, .on_line = on_search_line, .arg = d};
-	struct proc_result *pr = malloc(sizeof *pr);
-	if (!pr)
-		return fail(d, true, SFA_ENOMEM, "The server ran out of memory.");
-	char err[256];
-	int rc = proc_run(&o, pr, err, sizeof err);
-	if (rc) {
-		rc = fail(d, true, rc, "%s", err);
-	} else if (pr->exec_failed) {
-		rc = not_started(d, "yt-dlp", pr->exec_errno);
-	} else if (pr->timed_out) {
-		rc = timeout_failure(d);
-	} else if (pr->exit_code != 0 && !d->pick.found) {
+	struct proc_result *pr;
+	int rc = run_tool(d, "yt-dlp", &o, &pr);
+	if (rc)
+		return rc;
+	if (pr->exit_code != 0 && !d->pick.found) {
 		bool retry;
 		ytdlp_explain_failure(pr->stderr_tail, pr->exit_code, cfg->data_dir, d->r->error,
 		                      sizeof d->r->error, &retry);
@@ -288,19 +308,12 @@ static int download(struct dl *d, char *path_out, size_t n_path_out)
 	const char *env[] = {"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", NULL};
 	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .env_add = env,
 	                      .deadline_ms = d->deadline_ms, .on_line = on_download_line, .arg = d};
-	struct proc_result *pr = malloc(sizeof *pr);
-	if (!pr)
-		return fail(d, true, SFA_ENOMEM, "The server ran out of memory.");
 	report(d, 2, "downloading", "downloading");
-	char err[256];
-	int rc = proc_run(&o, pr, err, sizeof err);
-	if (rc) {
-		rc = fail(d, true, rc, "%s", err);
-	} else if (pr->exec_failed) {
-		rc = not_started(d, "yt-dlp", pr->exec_errno);
-	} else if (pr->timed_out) {
-		rc = timeout_failure(d);
-	} else if (pr->exit_code != 0) {
+	struct proc_result *pr;
+	int rc = run_tool(d, "yt-dlp", &o, &pr);
+	if (rc)
+		return rc;
+	if (pr->exit_code != 0) {
 		bool retry;
 		ytdlp_explain_failure(pr->stderr_tail, pr->exit_code, d->r->cfg->data_dir,
 		                      d->r->error, sizeof d->r->error, &retry);
@@ -391,18 +404,11 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 	argv[k] = NULL;
 	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .deadline_ms = d->deadline_ms,
 	                      .on_line = on_ffmpeg_line, .arg = d};
-	struct proc_result *pr = malloc(sizeof *pr);
-	if (!pr)
-		return fail(d, true, SFA_ENOMEM, "The server ran out of memory.");
-	char err[256];
-	int rc = proc_run(&o, pr, err, sizeof err);
-	if (rc) {
-		rc = fail(d, true, rc, "%s", err);
-	} else if (pr->exec_failed) {
-		rc = not_started(d, "ffmpeg", pr->exec_errno);
-	} else if (pr->timed_out) {
-		rc = timeout_failure(d);
-	} else if (pr->exit_code != 0) {
+	struct proc_result *pr;
+	int rc = run_tool(d, "ffmpeg", &o, &pr);
+	if (rc)
+		return rc;
+	if (pr->exit_code != 0) {
 		char why[256];
 		ffmpeg_reason(d, pr->stderr_tail, why, sizeof why);
 		rc = fail(d, false, SFA_EFORMAT, "The downloaded audio could not be converted to %s: "

@@ -2,6 +2,8 @@
  * gets, how many run at once and for how long (from the configuration), and what its
  * result holds. The scheduler, the worker process, job_enqueue, the API's filters and the
  * docs all read this table; a new type is one row here and one worker function.
+ *
+ * Threading: the table is constant, read from any thread and from job child processes.
  */
 #ifndef SFA_JOBS_REGISTRY_H
 #define SFA_JOBS_REGISTRY_H

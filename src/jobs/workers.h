@@ -1,4 +1,8 @@
-/* workers.h - the worker function of each job type (run by job-exec, see jobs.h). */
+/* workers.h - the worker function of each job type (run by job-exec, see jobs.h).
+ *
+ * Threading: a worker runs alone in its job's child process (the main thread; it may start
+ * threads of its own), so it shares nothing with the server; what it allocates ends with
+ * the process. */
 #ifndef SFA_JOBS_WORKERS_H
 #define SFA_JOBS_WORKERS_H
 

@@ -11,6 +11,10 @@
  * name before moving the file into place. verify re-checks installed files. Loading does
  * not hash (84 MB per load would be wasted time), so a test may install any checkpoint
  * under a signature.
+ *
+ * Threading: the built-in table is constant; lookups run on any thread. A fetch writes only
+ * its own .part files, so two fetches of the same model at once would collide: the CLI
+ * runs one at a time. Paths and names are written into the caller's buffers.
  */
 #ifndef SFA_NN_CATALOG_H
 #define SFA_NN_CATALOG_H

@@ -15,6 +15,10 @@
  *
  * HDemucs runs at any input length (apply_model does not pad its chunks to a training
  * length): the forward takes len >= 1 samples.
+ *
+ *
+ * Threading: as htdemucs.h: a built network is read-only, so several threads may run its
+ * forward at once, each with its own workspace.
  */
 #ifndef SFA_NN_HDEMUCS_H
 #define SFA_NN_HDEMUCS_H

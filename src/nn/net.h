@@ -4,6 +4,10 @@
  * checkpoint (dispatching on its klass), info, forward. The two classes differ in how
  * apply_model feeds them: HTDemucs always runs at its training length (chunks are padded
  * to it, centred), HDemucs runs at the chunk's own length (nn_net_fixed_length false).
+ *
+ *
+ * Threading: a built network is read-only; forwards run from several threads at once, each
+ * with its own workspace. nn_net_free releases what the builder allocated.
  */
 #ifndef SFA_NN_NET_H
 #define SFA_NN_NET_H

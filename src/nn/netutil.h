@@ -6,6 +6,9 @@
  * everything and checks once. Afterwards nn_binder_leftover() reports tensors that no
  * bind claimed. The kwargs readers fill the fields of the network info that every Demucs
  * model shares (sources, segment).
+ *
+ *
+ * Threading: a binder belongs to the one thread building a network.
  */
 #ifndef SFA_NN_NETUTIL_H
 #define SFA_NN_NETUTIL_H

@@ -4,7 +4,9 @@
  * fp32) are not kept resident: every member is loaded once at open time to check it, then
  * freed, and nn_separate() loads one member at a time, runs it over the whole track,
  * accumulates its weighted output and frees it before the next (peak: one member's weights
- * instead of four). Single networks and HTDemucs bags stay resident as before. */
+ * instead of four). Single networks and HTDemucs bags stay resident as before.
+ *
+ * Threading: as nn.h: a loaded model is read-only while nn_separate runs. */
 #ifndef SFA_NN_NETWORK_INTERNAL_H
 #define SFA_NN_NETWORK_INTERNAL_H
 

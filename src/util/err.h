@@ -4,6 +4,9 @@
  * write a sentence a user can act on into a caller-supplied buffer (char *err, size_t
  * n_err; err may be NULL). Out-parameters are written only on success. Modules never
  * map these to HTTP statuses: that happens in src/api/ only.
+ *
+ *
+ * Threading: constants and sfa_err, which writes only the caller's buffer.
  */
 #ifndef SFA_UTIL_ERR_H
 #define SFA_UTIL_ERR_H

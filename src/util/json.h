@@ -2,6 +2,9 @@
  *
  * Ownership follows jansson: functions returning json_t* return a new reference the
  * caller must json_decref. Strings returned by json_encode are malloced; caller frees.
+ *
+ *
+ * Threading: no shared state; a jansson value belongs to one thread at a time.
  */
 #ifndef SFA_UTIL_JSON_H
 #define SFA_UTIL_JSON_H

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "dsp/dsp_internal.h"
 #include "synth.h"
 

@@ -18,6 +18,7 @@
 #include "audio/audio.h"
 #include "dsp/cli.h"
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "dsp/dsp_internal.h"
 #include "synth.h"
 #include "util/err.h"

@@ -18,6 +18,7 @@
 
 #include "audio/audio.h"
 #include "dsp/dsp.h"
+#include "dsp/result_json.h"
 #include "util/err.h"
 
 enum { RATE = 48000 };

@@ -48,15 +48,15 @@ Test control: GET /_fake/stats -> {"hits": {path: n}, "tasks": {id: {"state", "c
 """
 
 import json
-import os
 import re
 import secrets
 import struct
-import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from fake_server import serve
 
 STALL_SECONDS = 10
 STEMS = {"vocals", "drum", "piano", "bass", "electric_guitar", "acoustic_guitar"}
@@ -377,23 +377,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    print(server.server_address[1], flush=True)
-
-    def watch_stdin():
-        try:
-            while sys.stdin.buffer.read(4096):
-                pass
-        except OSError:
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(Handler)
 
 
 if __name__ == "__main__":

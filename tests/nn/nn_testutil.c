@@ -12,7 +12,7 @@
 
 const char *nn_test_fixtures = "tests/fixtures/nn";
 
-float *nn_test_read_f32(const char *name, size_t *n)
+void *nn_test_read(const char *name, size_t *n_bytes)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "%s/%s", nn_test_fixtures, name);
@@ -22,11 +22,19 @@ float *nn_test_read_f32(const char *name, size_t *n)
 	fseek(f, 0, SEEK_END);
 	long len = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	float *d = malloc((size_t)len);
+	void *d = malloc((size_t)len);
 	assert_non_null(d);
 	assert_int_equal(fread(d, 1, (size_t)len, f), (size_t)len);
 	fclose(f);
-	*n = (size_t)len / sizeof(float);
+	*n_bytes = (size_t)len;
+	return d;
+}
+
+float *nn_test_read_f32(const char *name, size_t *n)
+{
+	size_t n_bytes;
+	float *d = nn_test_read(name, &n_bytes);
+	*n = n_bytes / sizeof(float);
 	return d;
 }
 

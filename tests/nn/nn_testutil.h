@@ -11,7 +11,9 @@
 
 extern const char *nn_test_fixtures; /* set by main from argv[1] */
 
-/* The float32 file fixtures/name, malloced; *n its number of floats. */
+/* The file fixtures/name, malloced (caller frees); *n_bytes its size. */
+void *nn_test_read(const char *name, size_t *n_bytes);
+/* The float32 file fixtures/name, malloced (caller frees); *n its number of floats. */
 float *nn_test_read_f32(const char *name, size_t *n);
 struct nn_model *nn_test_open_model(const char *name);
 float *nn_test_separate(const struct nn_model *m, const float *in, size_t frames,

@@ -20,25 +20,11 @@
 #include "nn/zip.h"
 #include "util/err.h"
 
+#include "nn_testutil.h"
+
 static const char *fixtures;
 
-static uint8_t *slurp(const char *name, size_t *n)
-{
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", fixtures, name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("missing fixture %s (copy it from the Demucs reference data)", path);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	uint8_t *d = malloc((size_t)len);
-	assert_non_null(d);
-	assert_int_equal(fread(d, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	*n = (size_t)len;
-	return d;
-}
+static uint8_t *slurp(const char *name, size_t *n) { return nn_test_read(name, n); }
 
 static void fixture_path(char *out, size_t n, const char *name)
 {
@@ -548,6 +534,7 @@ static void pickle_fractions_and_errors(void **state)
 int main(int argc, char **argv)
 {
 	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
+	nn_test_fixtures = fixtures;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(loads_tiny_htdemucs),
 		cmocka_unit_test(loads_tiny_6s_and_ft),
