@@ -160,7 +160,7 @@ static int db_setup(void **state)
 		return -1;
 	char path[128], err[256];
 	snprintf(path, sizeof path, "%s/sfa.db", f->dir);
-	if (db_open(path, &f->db, err, sizeof err)) {
+	if (db_open(path, 0, &f->db, err, sizeof err)) {
 		fprintf(stderr, "db_open: %s\n", err);
 		return -1;
 	}
