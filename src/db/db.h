@@ -19,10 +19,10 @@
  * db_track_upsert_spotify, db_analysis_insert) cannot be nested.
  *
  * Conventions: functions return 0 or a negative SFA_E* code (SFA_ENOTFOUND for a missing
- * row, SFA_ECONFLICT for a unique violation, SFA_EDB for anything else, with the reason
- * logged, never shown to users). Out-structs are written only on success. Times are unix
- * seconds. Every lookup of a user's resource takes the user id, so scoping cannot be
- * forgotten by a caller.
+ * row, SFA_ECONFLICT for a constraint violation such as a taken unique key, SFA_EDB for
+ * anything else, with the reason logged, never shown to users). Out-structs are written
+ * only on success. Times are unix seconds. Every lookup of a user's resource takes the
+ * user id, so scoping cannot be forgotten by a caller.
  */
 #ifndef SFA_DB_DB_H
 #define SFA_DB_DB_H

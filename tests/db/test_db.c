@@ -210,6 +210,7 @@ enum { N_CLAIM_JOBS = 60, N_CLAIMERS = 6 };
 
 struct claimer {
 	struct fixture *f;
+	struct db *db;
 	char ids[N_CLAIM_JOBS][UUID_STR_LEN];
 	int n;
 	int error;
@@ -220,7 +221,7 @@ static void *claimer_run(void *arg)
 	struct claimer *c = arg;
 	for (;;) {
 		struct db_job j;
-		int rc = db_job_claim(c->f->db, "analysis", 1000, &j);
+		int rc = db_job_claim(c->db, "analysis", 1000, &j);
 		if (rc == SFA_ENOTFOUND)
 			break;
 		if (rc || c->n == N_CLAIM_JOBS) {
@@ -232,9 +233,10 @@ static void *claimer_run(void *arg)
 	return NULL;
 }
 
-static void claims_never_overlap(void **state)
+/* Claims from N_CLAIMERS threads sharing db, which may have fewer connections than
+ * threads (they then wait their turn for one). */
+static void claim_from_threads(struct fixture *f, struct db *db)
 {
-	struct fixture *f = *state;
 	for (int i = 0; i < N_CLAIM_JOBS; i++)
 		add_job(f, "analysis", NULL);
 	struct claimer *c = calloc(N_CLAIMERS, sizeof *c);
@@ -242,6 +244,7 @@ static void claims_never_overlap(void **state)
 	pthread_t t[N_CLAIMERS];
 	for (int i = 0; i < N_CLAIMERS; i++) {
 		c[i].f = f;
+		c[i].db = db;
 		assert_int_equal(pthread_create(&t[i], NULL, claimer_run, &c[i]), 0);
 	}
 	int total = 0;
@@ -268,6 +271,18 @@ static void claims_never_overlap(void **state)
 	                 0);
 	assert_int_equal(queued, 0);
 	arena_free(&a);
+}
+
+static void claims_never_overlap(void **state)
+{
+	struct fixture *f = *state;
+	claim_from_threads(f, f->db);
+	/* Again through a second handle on the same database with a pool of two. */
+	struct db *small;
+	char err[512];
+	assert_int_equal(db_open(f->t.target, 2, &small, err, sizeof err), 0);
+	claim_from_threads(f, small);
+	db_close(small);
 }
 
 /* A transaction rolled back leaves none of its rows; the thread's calls in between joined
