@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "core/library.h"
 #include "db/db.h"
@@ -356,7 +357,8 @@ static void analysis_summary_extracted(void **state)
 	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job,
 	                                    "{\"tempo\": 128.52, \"key\": \"A minor\", "
 	                                    "\"camelot\": \"8A\", \"beats\": [0.3125, 0.78], "
-	                                    "\"energy\": 0.5}",
+	                                    "\"downbeats\": [0.78], \"sections\": [{\"start\": "
+	                                    "0.78, \"label\": \"intro\"}], \"energy\": 0.5}",
 	                                    30),
 	                 0);
 	/* A later analysis without tempo or key does not hide the earlier one's. */
@@ -369,7 +371,17 @@ static void analysis_summary_extracted(void **state)
 	struct db_track_summary *s;
 	assert_int_equal(db_track_summaries(f->db, f->user, &t, 1, &a, &s), 0);
 	assert_true(s[0].tempo_bpm == 128.52);
-	assert_true(s[0].first_beat_s == 0.3125);
+	assert_true(s[0].first_beat_s == 0.78); /* the first bar's start, before the first beat */
+	/* The sections come back as JSON text (spacing and key order are the engine's). */
+	assert_non_null(s[0].sections_json);
+	json_error_t jerr;
+	json_t *sections = json_loads(s[0].sections_json, 0, &jerr);
+	assert_non_null(sections);
+	assert_int_equal(json_array_size(sections), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(sections, 0), "label")),
+	                    "intro");
+	assert_true(json_real_value(json_object_get(json_array_get(sections, 0), "start")) == 0.78);
+	json_decref(sections);
 	assert_string_equal(s[0].key, "A minor");
 	assert_string_equal(s[0].camelot, "8A");
 	assert_int_equal(s[0].n_stems, 0);
@@ -384,6 +396,7 @@ static void analysis_summary_extracted(void **state)
 	assert_int_equal(db_track_summaries(f->db, f->user, &t, 1, &a, &s), 0);
 	assert_true(s[0].tempo_bpm == 99);
 	assert_true(s[0].first_beat_s == -1);
+	assert_non_null(s[0].sections_json); /* the earlier analysis's, still the latest with some */
 	assert_string_equal(s[0].key, "A minor");
 	arena_free(&a);
 }
