@@ -8,8 +8,9 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev nettle-dev libcmocka-dev
   libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
-  libebur128-dev librubberband-dev libxml2-dev
-  ffmpeg yt-dlp curl unzip python3 pyflakes3 chromium fluidsynth fluid-soundfont-gm libqm-dsp-dev libaubio-dev libsndfile1-dev
+  libebur128-dev librubberband-dev libxml2-dev libpq-dev postgresql
+  ffmpeg yt-dlp curl unzip python3 pyflakes3 chromium
+  fluidsynth fluid-soundfont-gm libqm-dsp-dev libaubio-dev libsndfile1-dev
 )
 
 missing=()

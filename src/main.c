@@ -76,7 +76,7 @@ static int open_app(struct app *app, int *argc, char **argv, bool serve)
 	}
 	if (config_prepare_data(&app->cfg, err, sizeof err))
 		return fail(err);
-	if (db_open(app->cfg.db_path, &app->db, err, sizeof err))
+	if (db_open(config_db_target(&app->cfg), app->cfg.db_pool, &app->db, err, sizeof err))
 		return fail(err);
 	return 0;
 }

@@ -159,6 +159,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->access_log_every = 1;
 	c->body_timeout_s = 3600;
 	c->n_http_threads = 8;
+	c->db_pool = 16;
 	c->jobs_download = 3;
 	c->jobs_processing = 1;
 	c->jobs_analysis = 2;
@@ -183,6 +184,15 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	}
 	if ((v = getenv("SFA_DATA_DIR")) && *v && (rc = set_data_dir(c, v, err, n_err)))
 		return rc;
+	if ((v = getenv("SFA_DATABASE_URL")) && *v) {
+		if (strncmp(v, "postgresql://", 13) != 0 && strncmp(v, "postgres://", 11) != 0)
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_DATABASE_URL must be a postgresql:// URL (unset it to use SQLite "
+			               "in the data directory).");
+		if (strlen(v) >= sizeof c->database_url)
+			return sfa_err(err, n_err, SFA_EINVAL, "SFA_DATABASE_URL is too long.");
+		str_copy(c->database_url, sizeof c->database_url, v);
+	}
 	if ((v = getenv("SFA_HTTPS")))
 		c->https = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
 	if ((v = getenv("SFA_TRUSTED_PROXIES")) && (rc = parse_proxies(c, v, err, n_err)))
@@ -210,6 +220,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_HEADER_TIMEOUT_S", 1, 600, &c->header_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_BODY_TIMEOUT_S", 1, 86400, &c->body_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_HTTP_THREADS", 1, 256, &c->n_http_threads, err, n_err)) ||
+	    (rc = env_int("SFA_DB_POOL", 1, 1024, &c->db_pool, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_DOWNLOAD", 1, 64, &c->jobs_download, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_PROCESSING", 1, 64, &c->jobs_processing, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_ANALYSIS", 1, 64, &c->jobs_analysis, err, n_err)) ||
@@ -351,4 +362,9 @@ bool config_is_trusted_proxy(const struct config *c, const char *ip)
 		if (strcmp(c->trusted_proxies[i], ip) == 0)
 			return true;
 	return false;
+}
+
+const char *config_db_target(const struct config *c)
+{
+	return c->database_url[0] ? c->database_url : c->db_path;
 }

@@ -20,7 +20,10 @@ struct config {
 	char bind[64];
 	int port;            /* 0: pick a free port (tests) */
 	char data_dir[PATH_MAX];
-	char db_path[PATH_MAX + 16];
+	char db_path[PATH_MAX + 16];  /* the SQLite file, <data_dir>/sfa.db */
+	char database_url[1024];      /* SFA_DATABASE_URL (postgresql://...): PostgreSQL
+	                                 instead of db_path; "" = SQLite */
+	int db_pool;                  /* SFA_DB_POOL: most PostgreSQL connections at once */
 	char models_dir[PATH_MAX + 16]; /* SFA_MODELS_DIR, else <data_dir>/models */
 	bool https;          /* SFA_HTTPS=1 behind a TLS proxy: cookies get Secure */
 	int rate_api;        /* requests per minute per caller */
@@ -79,5 +82,7 @@ int config_take_data_flag(struct config *c, int *argc, char **argv, char *err, s
 /* Creates the data dir, checks it is writable, loads/creates the secret. */
 int config_prepare_data(struct config *c, char *err, size_t n_err);
 bool config_is_trusted_proxy(const struct config *c, const char *ip);
+/* What db_open opens: SFA_DATABASE_URL when set, else the SQLite file in the data dir. */
+const char *config_db_target(const struct config *c);
 
 #endif

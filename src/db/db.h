@@ -1,27 +1,28 @@
 /* db.h - the database interface. Handlers and core logic see only this header.
  *
- * The only backend today is db_sqlite.c (SQLite in WAL mode, one connection guarded by
- * a mutex, so every function here is one atomic unit and may be called from any thread).
+ * db.c implements it once over a driver (driver.h): SQLite in WAL mode (driver_sqlite.c,
+ * one connection behind a mutex) by default, or PostgreSQL (driver_pg.c, a pool of
+ * connections) when db_open is given a postgresql:// URL. Every function here is one
+ * atomic unit and may be called from any thread.
  *
  * Re-entrancy: no function here calls back into its caller. Lists are returned whole, as
  * arrays allocated from the caller's arena, so a caller is free to call the database again
- * for each row. The functions are not re-entrant: the backend records which thread holds
- * its lock, and a second call on that thread while it is held (only possible from code
+ * for each row. The functions are not re-entrant: db.c records which thread holds a
+ * connection, and a second call on that thread while it holds one (only possible from code
  * the backend itself would call) aborts with a message naming both functions.
  *
  * Transactions: between db_tx_begin and db_tx_commit (or db_tx_rollback) the calling
- * thread holds the database; every function it calls joins the transaction, and other
- * threads wait. So a transaction must be short and call nothing but this header: never
- * wait for another thread inside one. Functions documented as transactions of their own
- * (db_track_cancel_jobs, db_track_upsert_spotify, db_analysis_insert) cannot be nested.
- * A PostgreSQL backend would be db_pg.c implementing the same functions, chosen at build
- * time, as Redis picks ae_epoll.c or ae_select.c behind ae.h.
+ * thread keeps its connection; every function it calls joins the transaction, and other
+ * threads' transactions wait (on SQLite every other call waits). So a transaction must be
+ * short and call nothing but this header: never wait for another thread inside one.
+ * Functions documented as transactions of their own (db_track_cancel_jobs,
+ * db_track_upsert_spotify, db_analysis_insert) cannot be nested.
  *
  * Conventions: functions return 0 or a negative SFA_E* code (SFA_ENOTFOUND for a missing
- * row, SFA_ECONFLICT for a unique violation, SFA_EDB for anything else, with the reason
- * logged, never shown to users). Out-structs are written only on success. Times are unix
- * seconds. Every lookup of a user's resource takes the user id, so scoping cannot be
- * forgotten by a caller.
+ * row, SFA_ECONFLICT for a constraint violation such as a taken unique key, SFA_EDB for
+ * anything else, with the reason logged, never shown to users). Out-structs are written
+ * only on success. Times are unix seconds. Every lookup of a user's resource takes the
+ * user id, so scoping cannot be forgotten by a caller.
  */
 #ifndef SFA_DB_DB_H
 #define SFA_DB_DB_H
@@ -62,8 +63,13 @@ int db_tx_begin(struct db *db);
 int db_tx_commit(struct db *db);
 void db_tx_rollback(struct db *db);
 
-/* Opens (creating) the database at path and applies pending migrations. */
-int db_open(const char *path, struct db **out, char *err, size_t n_err);
+enum { DB_POOL_DEFAULT = 16 };
+
+/* Opens the database and applies pending migrations. target is a SQLite file (created
+ * when missing) or a postgresql:// (postgres://) URL; n_pool is the most PostgreSQL
+ * connections open at once (<= 0: DB_POOL_DEFAULT; SQLite has one). err is a sentence for
+ * the user, naming a URL without its password. */
+int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n_err);
 void db_close(struct db *db);
 /* A cheap query proving the database answers; err says why not. */
 int db_ping(struct db *db, char *err, size_t n_err);
@@ -90,7 +96,8 @@ int db_session_delete_others(struct db *db, const char *user_id, const char *kee
 /* API keys, keyed by the hex SHA-256 of the key. */
 int db_api_key_insert(struct db *db, const char *user_id, const struct db_api_key *k,
                       const char *key_hash);
-/* The active owner of an unrevoked key; also records last use. */
+/* The active owner of an unrevoked key; also records last use (to the minute: the time is
+ * written when the stored one is a minute old or more). */
 int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_user *out);
 /* Lists up to n_max keys of the user, newest first. *n_out is the number written. */
 int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, size_t n_max,

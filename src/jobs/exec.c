@@ -54,7 +54,7 @@ int job_exec_main(const struct config *cfg, const char *job_id)
 	}
 	char err[512];
 	struct db *db = NULL;
-	if (db_open(cfg->db_path, &db, err, sizeof err)) {
+	if (db_open(config_db_target(cfg), cfg->db_pool, &db, err, sizeof err)) {
 		emit(json_pack("{s:s}", "error", "The worker could not open the database."));
 		log_error("job %s: %s", job_id, err);
 		return 1;

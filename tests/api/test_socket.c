@@ -328,7 +328,7 @@ static void db_job_owned_checks_the_owner(void **state)
 	snprintf(path, sizeof path, "%s/sfa.db", dir);
 	struct db *db;
 	char err[256];
-	assert_int_equal(db_open(path, &db, err, sizeof err), 0);
+	assert_int_equal(db_open(path, 0, &db, err, sizeof err), 0);
 	sqlite3 *raw;
 	assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
 	assert_int_equal(db_job_owned(db, USER, "job-1"), SFA_ENOTFOUND);

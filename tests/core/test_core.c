@@ -19,6 +19,7 @@
 #include "core/ratelimit.h"
 #include "core/token.h"
 #include "db/db.h"
+#include "../db/testdb.h"
 #include "util/err.h"
 
 static void tokens(void **state)
@@ -147,23 +148,19 @@ static void validation(void **state)
 	assert_int_equal(e3.n, 0);
 }
 
+/* The accounts flow runs on the suite's backend: SQLite as "core", PostgreSQL as
+ * "core-pg" (tests/db/testdb.h). */
 struct fixture {
-	char dir[64];
+	struct testdb t;
 	struct db *db;
 };
 
 static int db_setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sfa-test-core-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f || testdb_open(&f->t, 0))
 		return -1;
-	char path[128], err[256];
-	snprintf(path, sizeof path, "%s/sfa.db", f->dir);
-	if (db_open(path, &f->db, err, sizeof err)) {
-		fprintf(stderr, "db_open: %s\n", err);
-		return -1;
-	}
+	f->db = f->t.db;
 	*state = f;
 	return 0;
 }
@@ -171,12 +168,9 @@ static int db_setup(void **state)
 static int db_teardown(void **state)
 {
 	struct fixture *f = *state;
-	db_close(f->db);
-	char cmd[160];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = testdb_close(&f->t);
 	free(f);
-	return rc == 0 ? 0 : -1;
+	return rc;
 }
 
 static void accounts_flow(void **state)
@@ -235,6 +229,13 @@ static void accounts_flow(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].name, "laptop");
 	assert_int_equal(list[0].last_used_at, 1005);
+	/* Last use is written at most once a minute. */
+	assert_int_equal(accounts_api_key_user(db, NULL, key, 1030, &v), 0);
+	assert_int_equal(db_api_key_list(db, u.id, list, 4, &n), 0);
+	assert_int_equal(list[0].last_used_at, 1005);
+	assert_int_equal(accounts_api_key_user(db, NULL, key, 1065, &v), 0);
+	assert_int_equal(db_api_key_list(db, u.id, list, 4, &n), 0);
+	assert_int_equal(list[0].last_used_at, 1065);
 	assert_true(strncmp(key, list[0].prefix, strlen(list[0].prefix)) == 0);
 	assert_int_equal(db_api_key_revoke(db, "someone-else", rec.id, 1006, NULL), SFA_ENOTFOUND);
 	char hash[TOKEN_HASH_LEN];
@@ -292,6 +293,32 @@ static void config_env(void **state)
 	assert_int_equal(config_parse_serve_args(&c, 6, args3, err, sizeof err), 0);
 	assert_string_equal(c.data_dir, "/tmp/x");
 	assert_string_equal(c.db_path, "/tmp/x/sfa.db");
+	/* The database: SQLite in the data dir unless SFA_DATABASE_URL names PostgreSQL. */
+	assert_string_equal(config_db_target(&c), "/tmp/x/sfa.db");
+	assert_int_equal(c.db_pool, 16);
+	setenv("SFA_DATABASE_URL", "postgresql://sfa:secret@db.lan/sfa", 1);
+	setenv("SFA_DB_POOL", "4", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_string_equal(config_db_target(&c), "postgresql://sfa:secret@db.lan/sfa");
+	assert_int_equal(c.db_pool, 4);
+	setenv("SFA_DATABASE_URL", "mysql://sfa@db.lan/sfa", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "SFA_DATABASE_URL"));
+	unsetenv("SFA_DATABASE_URL");
+	unsetenv("SFA_DB_POOL");
+	/* A PostgreSQL that does not answer is a sentence naming the URL, not its password. */
+	struct db *db = NULL;
+	char dberr[768];
+	assert_int_equal(db_open("postgresql://sfa:hunter2@/sfa?host=/nonexistent-sfa-socket", 0, &db,
+	                         dberr, sizeof dberr),
+	                 SFA_EDB);
+	assert_null(db);
+	assert_non_null(strstr(dberr, "postgresql://sfa@/sfa?host=/nonexistent-sfa-socket"));
+	assert_null(strstr(dberr, "hunter2"));
+	assert_int_equal(db_open("postgres://u@/d?password=hunter2&host=/nonexistent-sfa-socket", 0,
+	                         &db, dberr, sizeof dberr),
+	                 SFA_EDB);
+	assert_null(strstr(dberr, "hunter2"));
 
 	/* A data directory that cannot be written is a clear error. */
 	if (geteuid() != 0) {
@@ -423,5 +450,11 @@ int main(void)
 		cmocka_unit_test(config_spotify_and_download),
 		cmocka_unit_test(sealed_values),
 	};
+	/* On PostgreSQL ("core-pg") only the tests that reach the database run again. */
+	const struct CMUnitTest db_tests[] = {
+		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
+	};
+	if (testdb_is_pg())
+		return cmocka_run_group_tests(db_tests, NULL, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

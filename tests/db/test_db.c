@@ -1,6 +1,9 @@
-/* test_db.c - db.h on SQLite: lists returned as arrays (the caller may call the database
- * again for every row, which once deadlocked the server) and a track's jobs cancelled
- * together. */
+/* test_db.c - db.h: lists returned as arrays (the caller may call the database again for
+ * every row, which once deadlocked the server), a track's jobs cancelled together, and the
+ * conformance cases where SQLite and PostgreSQL differ underneath (case-insensitive search,
+ * constraint conflicts, concurrent claims, rollback, the analysis summary, every library
+ * order). The same tests run once per backend: as "db" on SQLite, and as "db-pg" under
+ * tests/with-postgres.sh on a private PostgreSQL cluster (testdb.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 #include <pthread.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "core/library.h"
 #include "db/db.h"
@@ -23,8 +27,11 @@
 #include "util/str.h"
 #include "util/uuid.h"
 
+#include "testdb.h"
+
 struct fixture {
-	char dir[64];
+	struct testdb t;
+	char *dir;
 	struct db *db;
 	char user[UUID_STR_LEN];
 	char track[UUID_STR_LEN];
@@ -33,15 +40,10 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sfa-test-db-XXXXXX");
-	if (!f || !mkdtemp(f->dir))
+	if (!f || testdb_open(&f->t, 0))
 		return -1;
-	char path[128], err[256];
-	snprintf(path, sizeof path, "%s/sfa.db", f->dir);
-	if (db_open(path, &f->db, err, sizeof err)) {
-		fprintf(stderr, "db_open: %s\n", err);
-		return -1;
-	}
+	f->dir = f->t.dir;
+	f->db = f->t.db;
 	struct db_user u = {0};
 	uuid_v4(u.id);
 	str_copy(u.email, sizeof u.email, "db@example.com");
@@ -62,12 +64,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	db_close(f->db);
-	char cmd[160];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = testdb_close(&f->t);
 	free(f);
-	return rc == 0 ? 0 : -1;
+	return rc;
 }
 
 static void add_job(struct fixture *f, const char *type, char *id_out)
@@ -127,6 +126,278 @@ static void lists_are_arrays(void **state)
 	                             &total),
 	                 SFA_ENOMEM);
 	arena_free(&tiny);
+	arena_free(&a);
+}
+
+static void add_track(struct fixture *f, const char *title, const char *artist, char *id_out)
+{
+	struct db_track t = {0};
+	uuid_v4(t.id);
+	str_copy(t.user_id, sizeof t.user_id, f->user);
+	str_copy(t.title, sizeof t.title, title);
+	str_copy(t.artist, sizeof t.artist, artist);
+	str_copy(t.source, sizeof t.source, "upload");
+	assert_int_equal(db_track_insert(f->db, &t), 0);
+	if (id_out)
+		str_copy(id_out, UUID_STR_LEN, t.id);
+}
+
+static int64_t count_matches(struct fixture *f, const char *q)
+{
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_track *t;
+	size_t n;
+	int64_t total = -1;
+	assert_int_equal(db_track_list(f->db, f->user, q, DB_SORT_TITLE, 0, 10, &a, &t, &n, &total),
+	                 0);
+	assert_int_equal((int64_t)n, total);
+	arena_free(&a);
+	return total;
+}
+
+/* Search ignores case on both (PostgreSQL's LIKE does not by itself) and takes LIKE's
+ * wildcards literally. */
+static void search_ignores_case(void **state)
+{
+	struct fixture *f = *state;
+	add_track(f, "Hello World", "ABBA", NULL);
+	add_track(f, "100% Pure", "Moby", NULL);
+	add_track(f, "snake_case", "it's", NULL);
+	assert_int_equal(count_matches(f, "hello"), 1);
+	assert_int_equal(count_matches(f, "WORLD"), 1);
+	assert_int_equal(count_matches(f, "abba"), 1);
+	assert_int_equal(count_matches(f, "mOBY"), 1);
+	assert_int_equal(count_matches(f, "0% p"), 1);
+	assert_int_equal(count_matches(f, "%"), 1);
+	assert_int_equal(count_matches(f, "e_c"), 1);
+	assert_int_equal(count_matches(f, "_"), 1);
+	assert_int_equal(count_matches(f, "it's"), 1);
+	assert_int_equal(count_matches(f, "?"), 0);
+	assert_int_equal(count_matches(f, NULL), 4);
+}
+
+/* A second account with the same email in another case is a conflict, and the lookup
+ * ignores case; the failed insert leaves the connection usable. */
+static void email_conflict(void **state)
+{
+	struct fixture *f = *state;
+	struct db_user u = {0}, got;
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "Mixed@Example.com");
+	str_copy(u.password_hash, sizeof u.password_hash, "x");
+	u.created_at = 5;
+	assert_int_equal(db_user_insert(f->db, &u), 0);
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "mixed@EXAMPLE.COM");
+	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
+	assert_int_equal(db_user_by_email(f->db, "MIXED@example.com", &got), 0);
+	assert_string_equal(got.email, "Mixed@Example.com");
+	assert_int_equal(got.created_at, 5);
+	assert_true(got.password_set);
+	/* In a transaction the conflict is reported the same way; rolling back recovers. */
+	assert_int_equal(db_tx_begin(f->db), 0);
+	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
+	db_tx_rollback(f->db);
+	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
+	assert_int_equal(db_schema_version(f->db), 10);
+	char err[256];
+	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
+}
+
+/* Threads claiming from one queue at once never get the same job (PostgreSQL: FOR UPDATE
+ * SKIP LOCKED; SQLite: one writer at a time), and together they get every job. */
+enum { N_CLAIM_JOBS = 60, N_CLAIMERS = 6 };
+
+struct claimer {
+	struct fixture *f;
+	struct db *db;
+	char ids[N_CLAIM_JOBS][UUID_STR_LEN];
+	int n;
+	int error;
+};
+
+static void *claimer_run(void *arg)
+{
+	struct claimer *c = arg;
+	for (;;) {
+		struct db_job j;
+		int rc = db_job_claim(c->db, "analysis", 1000, &j);
+		if (rc == SFA_ENOTFOUND)
+			break;
+		if (rc || c->n == N_CLAIM_JOBS) {
+			c->error = rc ? rc : -1;
+			break;
+		}
+		str_copy(c->ids[c->n++], UUID_STR_LEN, j.id);
+	}
+	return NULL;
+}
+
+/* Claims from N_CLAIMERS threads sharing db, which may have fewer connections than
+ * threads (they then wait their turn for one). */
+static void claim_from_threads(struct fixture *f, struct db *db)
+{
+	for (int i = 0; i < N_CLAIM_JOBS; i++)
+		add_job(f, "analysis", NULL);
+	struct claimer *c = calloc(N_CLAIMERS, sizeof *c);
+	assert_non_null(c);
+	pthread_t t[N_CLAIMERS];
+	for (int i = 0; i < N_CLAIMERS; i++) {
+		c[i].f = f;
+		c[i].db = db;
+		assert_int_equal(pthread_create(&t[i], NULL, claimer_run, &c[i]), 0);
+	}
+	int total = 0;
+	for (int i = 0; i < N_CLAIMERS; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(c[i].error, 0);
+		total += c[i].n;
+	}
+	assert_int_equal(total, N_CLAIM_JOBS);
+	for (int i = 0; i < N_CLAIMERS; i++)
+		for (int k = 0; k < c[i].n; k++)
+			for (int i2 = i; i2 < N_CLAIMERS; i2++)
+				for (int k2 = i2 == i ? k + 1 : 0; k2 < c[i2].n; k2++)
+					if (strcmp(c[i].ids[k], c[i2].ids[k2]) == 0)
+						fail_msg("job %s was claimed twice", c[i].ids[k]);
+	free(c);
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_job *jobs;
+	size_t n;
+	int64_t queued;
+	assert_int_equal(db_job_list(f->db, f->user, "queued", NULL, NULL, 0, 1, &a, &jobs, &n,
+	                             &queued),
+	                 0);
+	assert_int_equal(queued, 0);
+	arena_free(&a);
+}
+
+static void claims_never_overlap(void **state)
+{
+	struct fixture *f = *state;
+	claim_from_threads(f, f->db);
+	/* Again through a second handle on the same database with a pool of two. */
+	struct db *small;
+	char err[512];
+	assert_int_equal(db_open(f->t.target, 2, &small, err, sizeof err), 0);
+	claim_from_threads(f, small);
+	db_close(small);
+}
+
+/* A transaction rolled back leaves none of its rows; the thread's calls in between joined
+ * it (they saw its rows), and other threads' calls go on afterwards. */
+struct reader {
+	struct db *db;
+	const char *user;
+	char track[UUID_STR_LEN];
+	int rc;
+};
+
+static void *reader_run(void *arg)
+{
+	struct reader *r = arg;
+	struct db_track t;
+	r->rc = db_track_get(r->db, r->user, r->track, &t);
+	return NULL;
+}
+
+static void rollback_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char track[UUID_STR_LEN], job[UUID_STR_LEN];
+	assert_int_equal(db_tx_begin(f->db), 0);
+	add_track(f, "Tentative", "", track);
+	struct db_job j = {0};
+	uuid_v4(j.id);
+	str_copy(j.user_id, sizeof j.user_id, f->user);
+	str_copy(j.track_id, sizeof j.track_id, track);
+	str_copy(j.type, sizeof j.type, "analysis");
+	j.max_attempts = 1;
+	assert_int_equal(db_job_insert(f->db, &j), 0);
+	str_copy(job, sizeof job, j.id);
+	struct db_track t;
+	assert_int_equal(db_track_get(f->db, f->user, track, &t), 0);
+	assert_int_equal(db_job_get(f->db, f->user, job, &j), 0);
+	db_tx_rollback(f->db);
+	assert_int_equal(db_track_get(f->db, f->user, track, &t), SFA_ENOTFOUND);
+	assert_int_equal(db_job_get(f->db, f->user, job, &j), SFA_ENOTFOUND);
+	/* A committed one stays, and another thread sees it. */
+	assert_int_equal(db_tx_begin(f->db), 0);
+	add_track(f, "Kept", "", track);
+	assert_int_equal(db_tx_commit(f->db), 0);
+	struct reader r = {.db = f->db, .user = f->user, .rc = -1};
+	str_copy(r.track, sizeof r.track, track);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, reader_run, &r), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(r.rc, 0);
+	/* A batch that fails halfway (the second track's id is the first's) keeps nothing. */
+	struct db_track batch[2];
+	memset(batch, 0, sizeof batch);
+	for (int i = 0; i < 2; i++) {
+		uuid_v4(batch[i].id);
+		snprintf(batch[i].spotify_id, sizeof batch[i].spotify_id, "sp%d", i);
+		str_copy(batch[i].title, sizeof batch[i].title, "Spot");
+		str_copy(batch[i].artist, sizeof batch[i].artist, "");
+		str_copy(batch[i].album, sizeof batch[i].album, "");
+	}
+	str_copy(batch[1].id, sizeof batch[1].id, batch[0].id);
+	assert_int_equal(db_track_upsert_spotify(f->db, f->user, batch, 2, 50), SFA_ECONFLICT);
+	assert_int_equal(count_matches(f, "spot"), 0);
+}
+
+/* The summary columns are read out of the analysis JSON by the database on both. */
+static void analysis_summary_extracted(void **state)
+{
+	struct fixture *f = *state;
+	char job[UUID_STR_LEN];
+	uuid_v4(job);
+	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job,
+	                                    "{\"tempo\": 128.52, \"key\": \"A minor\", "
+	                                    "\"camelot\": \"8A\", \"beats\": [0.3125, 0.78], "
+	                                    "\"downbeats\": [0.78], \"sections\": [{\"start\": "
+	                                    "0.78, \"label\": \"intro\"}], \"energy\": 0.5}",
+	                                    30),
+	                 0);
+	/* A later analysis without tempo or key does not hide the earlier one's. */
+	uuid_v4(job);
+	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"energy\": 0.7}", 31), 0);
+	struct db_track t;
+	assert_int_equal(db_track_get(f->db, f->user, f->track, &t), 0);
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_track_summary *s;
+	assert_int_equal(db_track_summaries(f->db, f->user, &t, 1, &a, &s), 0);
+	assert_true(s[0].tempo_bpm == 128.52);
+	assert_true(s[0].first_beat_s == 0.78); /* the first bar's start, before the first beat */
+	/* The sections come back as JSON text (spacing and key order are the engine's). */
+	assert_non_null(s[0].sections_json);
+	json_error_t jerr;
+	json_t *sections = json_loads(s[0].sections_json, 0, &jerr);
+	assert_non_null(sections);
+	assert_int_equal(json_array_size(sections), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(sections, 0), "label")),
+	                    "intro");
+	assert_true(json_real_value(json_object_get(json_array_get(sections, 0), "start")) == 0.78);
+	json_decref(sections);
+	assert_string_equal(s[0].key, "A minor");
+	assert_string_equal(s[0].camelot, "8A");
+	assert_int_equal(s[0].n_stems, 0);
+	char *json = NULL;
+	assert_int_equal(db_analysis_latest(f->db, f->user, f->track, &json), 0);
+	assert_string_equal(json, "{\"energy\": 0.7}");
+	free(json);
+	assert_int_equal(db_analysis_for_job(f->db, f->user, job, &json), 0);
+	free(json);
+	/* Retrying the job replaces its analysis. */
+	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"tempo\": 99}", 32), 0);
+	assert_int_equal(db_track_summaries(f->db, f->user, &t, 1, &a, &s), 0);
+	assert_true(s[0].tempo_bpm == 99);
+	assert_true(s[0].first_beat_s == -1);
+	assert_non_null(s[0].sections_json); /* the earlier analysis's, still the latest with some */
+	assert_string_equal(s[0].key, "A minor");
 	arena_free(&a);
 }
 
@@ -334,9 +605,19 @@ static void *racer_run(void *arg)
 		db_job_fail(f->db, r->a, "cancelled", 300);
 		return NULL;
 	}
-	add_job(f, "analysis", r->b);
+	/* Queued and started in one transaction, so the delete's cancel pass cannot fall
+	 * between the two (the race under test is a job that is already running). */
 	struct db_job j;
-	if (db_job_claim(f->db, "analysis", 300, &j) != 0) {
+	int crc = db_tx_begin(f->db);
+	if (!crc) {
+		add_job(f, "analysis", r->b);
+		crc = db_job_claim(f->db, "analysis", 300, &j);
+		if (crc)
+			db_tx_rollback(f->db);
+		else
+			crc = db_tx_commit(f->db);
+	}
+	if (crc != 0) {
 		r->failure = "the new job could not start";
 		db_job_fail(f->db, r->a, "cancelled", 300);
 		return NULL;
@@ -392,6 +673,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup, teardown),
+		cmocka_unit_test_setup_teardown(search_ignores_case, setup, teardown),
+		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),
+		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

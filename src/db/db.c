@@ -1,271 +1,379 @@
-/* db_sqlite.c - the SQLite backend of db.h.
+/* db.c - db.h written once, as SQL over a driver (driver.h): SQLite or PostgreSQL.
  *
- * One connection, opened with SQLITE_OPEN_FULLMUTEX and additionally guarded by our own
- * mutex so that a function's several statements form one unit: inside this process every
- * call, read or write, takes its turn (calls are short; none waits on anything outside).
- * WAL mode with synchronous=NORMAL lets other processes (the job workers, the CLI) read
- * while one writes, and a crash loses at most the last transaction, never corrupts. Migrations are numbered SQL scripts applied in order at
- * open inside one transaction each; schema_version holds the last applied number.
+ * db_open picks the driver from its target: a postgresql:// (or postgres://) URL selects
+ * driver_pg.c, anything else is a SQLite file (driver_sqlite.c). Every function below is
+ * the same SQL on both, in the subset the two engines share; what differs is chosen from
+ * the dialect table (below) and nowhere else, and placeholders are SQLite's (?, ?N), which
+ * the PostgreSQL driver rewrites to $N.
+ *
+ * The lock discipline (db.h): every function acquires a connection for its whole body and
+ * calls nothing outside this file while holding it. SQLite has one connection, so calls
+ * take turns; PostgreSQL has a pool, so calls of different threads run at once and the
+ * engine orders them. A thread that enters again while it holds a connection (a callback or
+ * a nested call that reached the database) would wait for itself forever on SQLite, so it
+ * aborts at once on both, naming both functions, and the mistake fails a test instead of
+ * freezing the server. db_tx_begin pins the thread's connection until commit or rollback:
+ * every call of that thread in between uses it, and so joins the transaction.
+ *
+ * Migrations are one numbered list for both engines, applied in order at open inside one
+ * transaction each; schema_version holds the last applied number. A migration has a
+ * PostgreSQL text of its own only where the engines cannot share one.
  */
 #include "db/db.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <time.h>
 
+#include "db/driver.h"
 #include "util/arena.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/str.h"
 
 struct db {
-	sqlite3 *conn;
-	pthread_mutex_t mu;
+	const struct db_driver *drv;
+	struct db_pool *pool;
 };
 
-static const char *const migrations[] = {
-	/* 1: accounts */
-	"CREATE TABLE users ("
-	"  id TEXT PRIMARY KEY,"
-	"  email TEXT NOT NULL,"
-	"  password_hash TEXT NOT NULL,"
-	"  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','suspended')),"
-	"  role TEXT NOT NULL DEFAULT 'user',"
-	"  created_at INTEGER NOT NULL,"
-	"  updated_at INTEGER NOT NULL);"
-	"CREATE UNIQUE INDEX users_email ON users (lower(email));"
-	"CREATE TABLE sessions ("
-	"  token_hash TEXT PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  remember INTEGER NOT NULL,"
-	"  created_at INTEGER NOT NULL,"
-	"  expires_at INTEGER NOT NULL);"
-	"CREATE INDEX sessions_user ON sessions (user_id);"
-	"CREATE TABLE api_keys ("
-	"  id TEXT PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  name TEXT NOT NULL,"
-	"  prefix TEXT NOT NULL,"
-	"  key_hash TEXT NOT NULL UNIQUE,"
-	"  created_at INTEGER NOT NULL,"
-	"  last_used_at INTEGER,"
-	"  revoked_at INTEGER);"
-	"CREATE INDEX api_keys_user ON api_keys (user_id);",
-	/* 2: library and jobs */
-	"CREATE TABLE tracks ("
-	"  id TEXT PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  spotify_id TEXT, title TEXT NOT NULL, artist TEXT NOT NULL DEFAULT '',"
-	"  album TEXT NOT NULL DEFAULT '', album_art_url TEXT, spotify_url TEXT, isrc TEXT,"
-	"  duration_s INTEGER,"
-	"  source TEXT NOT NULL CHECK (source IN ('spotify','upload')),"
-	"  audio_path TEXT, audio_format TEXT, audio_size INTEGER, audio_rate INTEGER,"
-	"  audio_channels INTEGER, audio_duration REAL,"
-	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-	"CREATE UNIQUE INDEX tracks_user_spotify ON tracks (user_id, spotify_id)"
-	"  WHERE spotify_id IS NOT NULL;"
-	"CREATE INDEX tracks_user ON tracks (user_id, created_at);"
-	"CREATE TABLE jobs ("
-	"  id TEXT PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  track_id TEXT REFERENCES tracks(id) ON DELETE CASCADE,"
-	"  type TEXT NOT NULL, status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0,"
-	"  message TEXT, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
-	"  run_at INTEGER NOT NULL, error TEXT, payload TEXT NOT NULL DEFAULT '{}', result TEXT,"
-	"  cancel_requested INTEGER NOT NULL DEFAULT 0,"
-	"  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);"
-	"CREATE INDEX jobs_queue ON jobs (type, status, run_at);"
-	"CREATE INDEX jobs_user ON jobs (user_id, created_at);"
-	"CREATE INDEX jobs_track ON jobs (track_id);"
-	"CREATE TABLE stems ("
-	"  id TEXT PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
-	"  job_id TEXT NOT NULL, stem_type TEXT NOT NULL, file_path TEXT NOT NULL,"
-	"  file_size INTEGER NOT NULL, format TEXT NOT NULL, duration REAL NOT NULL,"
-	"  engine TEXT NOT NULL, model TEXT NOT NULL, created_at INTEGER NOT NULL);"
-	"CREATE INDEX stems_track ON stems (track_id, created_at);"
-	"CREATE INDEX stems_path ON stems (file_path);"
-	"CREATE TABLE analyses ("
-	"  id INTEGER PRIMARY KEY,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
-	"  job_id TEXT NOT NULL, result TEXT NOT NULL, created_at INTEGER NOT NULL);"
-	"CREATE INDEX analyses_track ON analyses (track_id, id);"
-	"CREATE INDEX tracks_audio ON tracks (audio_path);",
-	/* 3: Spotify log-in: pending authorizations and linked accounts */
-	"CREATE TABLE oauth_states ("
-	"  state_hash TEXT PRIMARY KEY,"
-	"  browser_hash TEXT NOT NULL,"
-	"  user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
-	"  verifier TEXT NOT NULL, redirect_uri TEXT NOT NULL,"
-	"  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);"
-	"CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);"
-	"CREATE TABLE spotify_links ("
-	"  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
-	"  spotify_user_id TEXT NOT NULL UNIQUE,"
-	"  display_name TEXT, email TEXT,"
-	"  access_token TEXT NOT NULL, refresh_token TEXT, scope TEXT,"
-	"  expires_at INTEGER NOT NULL,"
-	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
-	/* 4: lal.ai: users' own license keys (sealed) and the tasks of lal.ai jobs */
-	"CREATE TABLE lalalai_keys ("
-	"  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
-	"  sealed_key TEXT NOT NULL, hint TEXT NOT NULL,"
-	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-	"CREATE TABLE lalalai_tasks ("
-	"  job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,"
-	"  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  idempotency_key TEXT NOT NULL, source_id TEXT, task_id TEXT,"
-	"  status TEXT NOT NULL DEFAULT 'pending', duration REAL NOT NULL DEFAULT 0,"
-	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-	"CREATE INDEX lalalai_tasks_task ON lalalai_tasks (task_id);"
-	"CREATE INDEX lalalai_tasks_user ON lalalai_tasks (user_id, created_at);",
-	/* 5: accounts created through Spotify log-in have no password of their own yet */
-	"ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1;",
-	/* 6: what a library row shows of an analysis, kept beside it so a page of the library
-	 * never parses whole analyses (their per-frame features make them ~100 KB) */
-	"ALTER TABLE analyses ADD COLUMN tempo REAL;"
-	"ALTER TABLE analyses ADD COLUMN key_name TEXT;"
+/* What the two engines spell differently, indexed by enum db_dialect. */
+static const struct dialect {
+	/* The summary columns of an analysis (tempo, key_name, camelot, first_beat,
+	 * first_downbeat, sections), read from its JSON result bound as ?4. The sections are
+	 * JSON text on both (PostgreSQL's jsonb spells it with other spacing and key order). */
+	const char *analysis_summary;
+	/* Ends the claim's choice of a job: on PostgreSQL, concurrent claims skip the row one
+	 * of them has locked instead of both taking it (SQLite runs one writer at a time). */
+	const char *claim_lock;
+} dialects[] = {
+	[DB_DIALECT_SQLITE] = {
+		.analysis_summary = "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
+		                    "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'), "
+		                    "json_extract(?4, '$.downbeats[0]'), json_extract(?4, '$.sections')",
+		.claim_lock = "",
+	},
+	[DB_DIALECT_PG] = {
+		.analysis_summary = "(?4::jsonb->>'tempo')::float8, ?4::jsonb->>'key', "
+		                    "?4::jsonb->>'camelot', (?4::jsonb->'beats'->>0)::float8, "
+		                    "(?4::jsonb->'downbeats'->>0)::float8, "
+		                    "(?4::jsonb->'sections')::text",
+		.claim_lock = " FOR UPDATE SKIP LOCKED",
+	},
+};
+
+static const struct dialect *dialect(const struct db *db) { return &dialects[db->drv->dialect]; }
+
+/* Unix times and sizes are BIGINT and fractions DOUBLE PRECISION: SQLite gives those
+ * names the same INTEGER and REAL affinity as before, PostgreSQL the 64-bit types. */
+#define M6_COLUMNS                                                                         \
+	"ALTER TABLE analyses ADD COLUMN tempo DOUBLE PRECISION;"                               \
+	"ALTER TABLE analyses ADD COLUMN key_name TEXT;"                                        \
 	"ALTER TABLE analyses ADD COLUMN camelot TEXT;"
-	"UPDATE analyses SET tempo = json_extract(result, '$.tempo'), "
-	"  key_name = json_extract(result, '$.key'), camelot = json_extract(result, '$.camelot');",
+#define M7_COLUMNS "ALTER TABLE analyses ADD COLUMN first_beat DOUBLE PRECISION;"
+#define M9_COLUMNS                                                                         \
+	"ALTER TABLE analyses ADD COLUMN first_downbeat DOUBLE PRECISION;"                      \
+	"ALTER TABLE analyses ADD COLUMN sections TEXT;"
+
+static const struct migration {
+	const char *sql;
+	const char *pg; /* PostgreSQL's own text; NULL: sql serves both */
+} migrations[] = {
+	/* 1: accounts */
+	{"CREATE TABLE users ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  email TEXT NOT NULL,"
+	 "  password_hash TEXT NOT NULL,"
+	 "  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','suspended')),"
+	 "  role TEXT NOT NULL DEFAULT 'user',"
+	 "  created_at BIGINT NOT NULL,"
+	 "  updated_at BIGINT NOT NULL);"
+	 "CREATE UNIQUE INDEX users_email ON users (lower(email));"
+	 "CREATE TABLE sessions ("
+	 "  token_hash TEXT PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  remember INTEGER NOT NULL,"
+	 "  created_at BIGINT NOT NULL,"
+	 "  expires_at BIGINT NOT NULL);"
+	 "CREATE INDEX sessions_user ON sessions (user_id);"
+	 "CREATE TABLE api_keys ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  name TEXT NOT NULL,"
+	 "  prefix TEXT NOT NULL,"
+	 "  key_hash TEXT NOT NULL UNIQUE,"
+	 "  created_at BIGINT NOT NULL,"
+	 "  last_used_at BIGINT,"
+	 "  revoked_at BIGINT);"
+	 "CREATE INDEX api_keys_user ON api_keys (user_id);", NULL},
+	/* 2: library and jobs */
+	{"CREATE TABLE tracks ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  spotify_id TEXT, title TEXT NOT NULL, artist TEXT NOT NULL DEFAULT '',"
+	 "  album TEXT NOT NULL DEFAULT '', album_art_url TEXT, spotify_url TEXT, isrc TEXT,"
+	 "  duration_s BIGINT,"
+	 "  source TEXT NOT NULL CHECK (source IN ('spotify','upload')),"
+	 "  audio_path TEXT, audio_format TEXT, audio_size BIGINT, audio_rate INTEGER,"
+	 "  audio_channels INTEGER, audio_duration DOUBLE PRECISION,"
+	 "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
+	 "CREATE UNIQUE INDEX tracks_user_spotify ON tracks (user_id, spotify_id)"
+	 "  WHERE spotify_id IS NOT NULL;"
+	 "CREATE INDEX tracks_user ON tracks (user_id, created_at);"
+	 "CREATE TABLE jobs ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  track_id TEXT REFERENCES tracks(id) ON DELETE CASCADE,"
+	 "  type TEXT NOT NULL, status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0,"
+	 "  message TEXT, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+	 "  run_at BIGINT NOT NULL, error TEXT, payload TEXT NOT NULL DEFAULT '{}', result TEXT,"
+	 "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+	 "  created_at BIGINT NOT NULL, started_at BIGINT, finished_at BIGINT);"
+	 "CREATE INDEX jobs_queue ON jobs (type, status, run_at);"
+	 "CREATE INDEX jobs_user ON jobs (user_id, created_at);"
+	 "CREATE INDEX jobs_track ON jobs (track_id);"
+	 "CREATE TABLE stems ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
+	 "  job_id TEXT NOT NULL, stem_type TEXT NOT NULL, file_path TEXT NOT NULL,"
+	 "  file_size BIGINT NOT NULL, format TEXT NOT NULL, duration DOUBLE PRECISION NOT NULL,"
+	 "  engine TEXT NOT NULL, model TEXT NOT NULL, created_at BIGINT NOT NULL);"
+	 "CREATE INDEX stems_track ON stems (track_id, created_at);"
+	 "CREATE INDEX stems_path ON stems (file_path);"
+	 "CREATE TABLE analyses ("
+	 "  id INTEGER PRIMARY KEY,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  track_id TEXT NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,"
+	 "  job_id TEXT NOT NULL, result TEXT NOT NULL, created_at BIGINT NOT NULL);"
+	 "CREATE INDEX analyses_track ON analyses (track_id, id);"
+	 "CREATE INDEX tracks_audio ON tracks (audio_path);", NULL},
+	/* 3: Spotify log-in: pending authorizations and linked accounts */
+	{"CREATE TABLE oauth_states ("
+	 "  state_hash TEXT PRIMARY KEY,"
+	 "  browser_hash TEXT NOT NULL,"
+	 "  user_id TEXT REFERENCES users(id) ON DELETE CASCADE,"
+	 "  verifier TEXT NOT NULL, redirect_uri TEXT NOT NULL,"
+	 "  created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);"
+	 "CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);"
+	 "CREATE TABLE spotify_links ("
+	 "  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	 "  spotify_user_id TEXT NOT NULL UNIQUE,"
+	 "  display_name TEXT, email TEXT,"
+	 "  access_token TEXT NOT NULL, refresh_token TEXT, scope TEXT,"
+	 "  expires_at BIGINT NOT NULL,"
+	 "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);", NULL},
+	/* 4: lal.ai: users' own license keys (sealed) and the tasks of lal.ai jobs */
+	{"CREATE TABLE lalalai_keys ("
+	 "  user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	 "  sealed_key TEXT NOT NULL, hint TEXT NOT NULL,"
+	 "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
+	 "CREATE TABLE lalalai_tasks ("
+	 "  job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,"
+	 "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	 "  idempotency_key TEXT NOT NULL, source_id TEXT, task_id TEXT,"
+	 "  status TEXT NOT NULL DEFAULT 'pending', duration DOUBLE PRECISION NOT NULL DEFAULT 0,"
+	 "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
+	 "CREATE INDEX lalalai_tasks_task ON lalalai_tasks (task_id);"
+	 "CREATE INDEX lalalai_tasks_user ON lalalai_tasks (user_id, created_at);", NULL},
+	/* 5: accounts created through Spotify log-in have no password of their own yet */
+	{"ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 1;", NULL},
+	/* 6: what a library row shows of an analysis, kept beside it so a page of the library
+	 * never parses whole analyses (their per-frame features make them ~100 KB). No
+	 * PostgreSQL database predates these columns, so it has no rows to fill. */
+	{M6_COLUMNS "UPDATE analyses SET tempo = json_extract(result, '$.tempo'), "
+	 "  key_name = json_extract(result, '$.key'), camelot = json_extract(result, '$.camelot');",
+	 M6_COLUMNS},
 	/* 7: the first beat, where a DJ program's beat grid is anchored */
-	("ALTER TABLE analyses ADD COLUMN first_beat REAL;"
-	 "UPDATE analyses SET first_beat = json_extract(result, '$.beats[0]');"),
+	{M7_COLUMNS "UPDATE analyses SET first_beat = json_extract(result, '$.beats[0]');",
+	 M7_COLUMNS},
 	/* 8: a track rendered from another (key-shift, time-stretch) and how */
-	("ALTER TABLE tracks ADD COLUMN parent_id TEXT REFERENCES tracks(id) ON DELETE SET NULL;"
-	 "ALTER TABLE tracks ADD COLUMN transform TEXT;"),
+	{"ALTER TABLE tracks ADD COLUMN parent_id TEXT REFERENCES tracks(id) ON DELETE SET NULL;"
+	 "ALTER TABLE tracks ADD COLUMN transform TEXT;", NULL},
 	/* 9: the first bar's start (the grid's true anchor) and the sections (cue points) */
-	("ALTER TABLE analyses ADD COLUMN first_downbeat REAL;"
-	 "ALTER TABLE analyses ADD COLUMN sections TEXT;"
-	 "UPDATE analyses SET first_downbeat = json_extract(result, '$.downbeats[0]'), "
-	 "  sections = json_extract(result, '$.sections');"),
+	{M9_COLUMNS "UPDATE analyses SET first_downbeat = json_extract(result, '$.downbeats[0]'), "
+	 "  sections = json_extract(result, '$.sections');",
+	 M9_COLUMNS},
+	/* 10: PostgreSQL lacks two things SQLite gives every table: an insertion order (rowid),
+	 * which the listings use to break ties of equal times, and INTEGER PRIMARY KEY's
+	 * numbering. A sequence column named rowid lets the same SQL order by insertion on
+	 * both; SQLite has nothing to do. */
+	{"SELECT 1;",
+	 "ALTER TABLE analyses ALTER COLUMN id TYPE BIGINT,"
+	 "  ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY;"
+	 "ALTER TABLE api_keys ADD COLUMN rowid BIGSERIAL;"
+	 "ALTER TABLE tracks ADD COLUMN rowid BIGSERIAL;"
+	 "ALTER TABLE jobs ADD COLUMN rowid BIGSERIAL;"
+	 "ALTER TABLE stems ADD COLUMN rowid BIGSERIAL;"
+	 "ALTER TABLE lalalai_tasks ADD COLUMN rowid BIGSERIAL;"},
 };
 
-/* The lock discipline (db.h): every function takes the connection's mutex for its whole
- * body and calls nothing outside this file while holding it. A thread that enters again
- * while it holds the lock (a callback or a nested call that reached the database) would
- * wait for itself forever; instead it aborts at once, naming both functions, so the
- * mistake fails a test instead of freezing the server. */
+/* See the lock discipline above. t_conn is the connection this thread acquired (NULL when
+ * none could be made: every statement then fails with SFA_EDB). */
 static _Thread_local const struct db *t_held;
 static _Thread_local const char *t_held_by;
+static _Thread_local struct db_conn *t_conn;
 static _Thread_local const struct db *t_tx; /* db_tx_begin on this thread: calls join it */
 
-#define lock(db) lock_as(db, __func__)
+#define acquire(db) acquire_as(db, __func__)
 
-static void lock_as(struct db *db, const char *fn)
+static void acquire_as(struct db *db, const char *fn)
 {
 	if (t_tx == db)
-		return; /* inside this thread's own transaction: the lock is already held */
+		return; /* inside this thread's own transaction: its connection is pinned */
 	if (t_held == db) {
 		fprintf(stderr,
-		        "sfa: database re-entered: %s was called while this thread holds the database "
-		        "lock taken by %s (a callback or nested call under the lock); aborting\n",
+		        "sfa: database re-entered: %s was called while this thread holds a database "
+		        "connection taken by %s (a callback or nested call under it); aborting\n",
 		        fn, t_held_by);
 		abort();
 	}
-	pthread_mutex_lock(&db->mu);
+	t_conn = (db->drv->acquire)(db->pool); /* the driver's, not the macro */
 	t_held = db;
 	t_held_by = fn;
 }
 
-static void unlock(struct db *db)
+static void release(struct db *db)
 {
 	if (t_tx == db)
 		return; /* released by db_tx_commit / db_tx_rollback */
+	if (t_conn)
+		db->drv->release(db->pool, t_conn);
+	t_conn = NULL;
 	t_held = NULL;
 	t_held_by = NULL;
-	pthread_mutex_unlock(&db->mu);
 }
 
-static int fail(struct db *db, const char *what)
-{
-	log_error("database: %s: %s", what, sqlite3_errmsg(db->conn));
-	return SFA_EDB;
-}
+/* Times the database stamps itself (updated_at); unixepoch() is SQLite's alone. */
+static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 static int exec(struct db *db, const char *sql)
 {
-	char *msg = NULL;
-	if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("database: %s", msg ? msg : "exec failed");
-		sqlite3_free(msg);
-		return SFA_EDB;
-	}
-	return 0;
+	return t_conn ? db->drv->exec(t_conn, sql) : SFA_EDB;
 }
+
+static int begin(struct db *db) { return t_conn ? db->drv->begin(t_conn) : SFA_EDB; }
+
+static int64_t changes(struct db *db) { return t_conn ? db->drv->changes(t_conn) : 0; }
+
+static int step(struct db_stmt *st) { return st->drv->step(st); }
+
+static void finalize(struct db_stmt *st)
+{
+	if (st)
+		st->drv->finalize(st);
+}
+
+static int64_t col_int64(struct db_stmt *st, int i) { return st->drv->col_int64(st, i); }
+
+static int col_int(struct db_stmt *st, int i) { return (int)st->drv->col_int64(st, i); }
+
+static double col_double(struct db_stmt *st, int i) { return st->drv->col_double(st, i); }
+
+/* Prepares sql on this thread's connection and binds arguments described by types (see
+ * driver.h). Returns NULL on failure (logged). */
+static struct db_stmt *prep(struct db *db, const char *sql, const char *types, ...)
+{
+	if (!t_conn)
+		return NULL;
+	va_list ap;
+	va_start(ap, types);
+	struct db_stmt *st = db->drv->prepare(t_conn, sql, types, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Steps a one-row query; 0 with the row read by read(), SFA_ENOTFOUND, or an error. */
+static int one_row(struct db *db, struct db_stmt *st, void (*read)(struct db_stmt *, void *),
+                   void *out)
+{
+	(void)db;
+	if (!st)
+		return SFA_EDB;
+	int rc = step(st);
+	if (rc == DB_ROW)
+		read(st, out);
+	finalize(st);
+	return rc == DB_ROW ? 0 : rc == DB_DONE ? SFA_ENOTFOUND : rc;
+}
+
+static void read_int_cb(struct db_stmt *st, void *out) { *(int *)out = col_int(st, 0); }
+
+static void read_int64_cb(struct db_stmt *st, void *out) { *(int64_t *)out = col_int64(st, 0); }
 
 static int query_int(struct db *db, const char *sql, int *out)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK)
-		return fail(db, "prepare");
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : SFA_ENOTFOUND;
+	return one_row(db, prep(db, sql, ""), read_int_cb, out);
 }
 
 static int migrate(struct db *db, char *err, size_t n_err)
 {
-	if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"))
-		return sfa_err(err, n_err, SFA_EDB, "Cannot create the schema_version table.");
-	int version = 0;
-	if (query_int(db, "SELECT version FROM schema_version", &version) == SFA_ENOTFOUND &&
-	    exec(db, "INSERT INTO schema_version VALUES (0)"))
-		return sfa_err(err, n_err, SFA_EDB, "Cannot initialise the schema version.");
+	int rc = 0;
+	acquire(db);
+	if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")) {
+		rc = sfa_err(err, n_err, SFA_EDB, "Cannot create the schema_version table.");
+		goto out;
+	}
 	int n = (int)(sizeof migrations / sizeof migrations[0]);
-	if (version > n)
-		return sfa_err(err, n_err, SFA_EDB,
-		               "The database was written by a newer sfa (schema %d, this build knows "
-		               "%d); upgrade sfa.",
-		               version, n);
-	for (int v = version; v < n; v++) {
-		char set[64];
-		snprintf(set, sizeof set, "UPDATE schema_version SET version = %d;", v + 1);
-		if (exec(db, "BEGIN IMMEDIATE") || exec(db, migrations[v]) || exec(db, set) ||
-		    exec(db, "COMMIT")) {
+	/* Each step reads the version inside its transaction, so two processes opening a new
+	 * database at once apply every migration exactly once. */
+	for (;;) {
+		int version = 0;
+		if (begin(db)) {
+			rc = sfa_err(err, n_err, SFA_EDB, "Cannot start a migration transaction.");
+			goto out;
+		}
+		int q = query_int(db, "SELECT version FROM schema_version", &version);
+		if (q == SFA_ENOTFOUND && exec(db, "INSERT INTO schema_version VALUES (0)"))
+			q = SFA_EDB;
+		else if (q == SFA_ENOTFOUND)
+			q = 0;
+		if (q) {
 			exec(db, "ROLLBACK");
-			return sfa_err(err, n_err, SFA_EDB, "Database migration %d failed.", v + 1);
+			rc = sfa_err(err, n_err, SFA_EDB, "Cannot read the schema version.");
+			goto out;
+		}
+		if (version >= n) {
+			exec(db, "ROLLBACK");
+			if (version > n)
+				rc = sfa_err(err, n_err, SFA_EDB,
+				             "The database was written by a newer sfa (schema %d, this build "
+				             "knows %d); upgrade sfa.",
+				             version, n);
+			goto out;
+		}
+		const struct migration *m = &migrations[version];
+		const char *sql = db->drv->dialect == DB_DIALECT_PG && m->pg ? m->pg : m->sql;
+		char set[64];
+		snprintf(set, sizeof set, "UPDATE schema_version SET version = %d;", version + 1);
+		if (exec(db, sql) || exec(db, set) || exec(db, "COMMIT")) {
+			exec(db, "ROLLBACK");
+			rc = sfa_err(err, n_err, SFA_EDB, "Database migration %d failed.", version + 1);
+			goto out;
 		}
 	}
-	return 0;
+out:
+	release(db);
+	return rc;
 }
 
-int db_open(const char *path, struct db **out, char *err, size_t n_err)
+static bool is_pg_url(const char *target)
+{
+	return strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0;
+}
+
+int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n_err)
 {
 	struct db *db = calloc(1, sizeof *db);
 	if (!db)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory opening the database.");
-	pthread_mutex_init(&db->mu, NULL);
-	/* Only the server's user may read the database: it holds password hashes and sealed
-	 * tokens. SQLite gives the -wal and -shm files the database file's permissions. */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		fchmod(fd, 0600);
-		close(fd);
+	db->drv = is_pg_url(target) ? &db_driver_pg : &db_driver_sqlite;
+	int rc = db->drv->open(target, n_pool > 0 ? n_pool : DB_POOL_DEFAULT, &db->pool, err, n_err);
+	if (rc) {
+		free(db);
+		return rc;
 	}
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-	if (sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
-		sfa_err(err, n_err, SFA_EDB, "Cannot open the database: %s.",
-		        db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
-		db_close(db);
-		return SFA_EDB;
-	}
-	sqlite3_busy_timeout(db->conn, 5000);
-	int rc = 0;
-	if (exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"))
-		rc = sfa_err(err, n_err, SFA_EDB, "Cannot configure the database (is it corrupt?).");
-	else
-		rc = migrate(db, err, n_err);
+	rc = migrate(db, err, n_err);
 	if (rc) {
 		db_close(db);
 		return rc;
@@ -278,40 +386,36 @@ void db_close(struct db *db)
 {
 	if (!db)
 		return;
-	if (db->conn) {
-		sqlite3_exec(db->conn, "PRAGMA optimize;", NULL, NULL, NULL);
-		sqlite3_close_v2(db->conn);
-	}
-	pthread_mutex_destroy(&db->mu);
+	db->drv->close(db->pool);
 	free(db);
 }
 
 int db_ping(struct db *db, char *err, size_t n_err)
 {
-	lock(db);
+	acquire(db);
 	int v = 0;
 	int rc = query_int(db, "SELECT count(*) FROM schema_version", &v);
 	if (rc)
 		sfa_err(err, n_err, SFA_EDB, "the database does not answer: %s",
-		        sqlite3_errmsg(db->conn));
-	unlock(db);
+		        t_conn ? db->drv->errmsg(t_conn) : "no connection could be made");
+	release(db);
 	return rc ? SFA_EDB : 0;
 }
 
 int db_schema_version(struct db *db)
 {
-	lock(db);
+	acquire(db);
 	int v = -1;
 	query_int(db, "SELECT version FROM schema_version", &v);
-	unlock(db);
+	release(db);
 	return v;
 }
 
 int db_tx_begin(struct db *db)
 {
-	lock(db);
-	if (exec(db, "BEGIN IMMEDIATE")) {
-		unlock(db);
+	acquire(db);
+	if (begin(db)) {
+		release(db);
 		return SFA_EDB;
 	}
 	t_tx = db;
@@ -324,7 +428,7 @@ int db_tx_commit(struct db *db)
 	int rc = exec(db, "COMMIT");
 	if (rc)
 		exec(db, "ROLLBACK");
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -332,72 +436,33 @@ void db_tx_rollback(struct db *db)
 {
 	t_tx = NULL;
 	exec(db, "ROLLBACK");
-	unlock(db);
+	release(db);
 }
 
-/* Prepares sql and binds arguments described by types: 't' text, 'z' text or NULL when
- * empty, 'i' int64, 'd' double, 'n' null. Returns NULL on failure (logged). */
-static sqlite3_stmt *prep(struct db *db, const char *sql, const char *types, ...)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
-		fail(db, sql);
-		return NULL;
-	}
-	va_list ap;
-	va_start(ap, types);
-	for (int i = 0; types[i]; i++) {
-		int rc = SQLITE_OK;
-		if (types[i] == 't')
-			rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-		else if (types[i] == 'i')
-			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-		else if (types[i] == 'd')
-			rc = sqlite3_bind_double(st, i + 1, va_arg(ap, double));
-		else if (types[i] == 'z') { /* text, or NULL when empty */
-			const char *z = va_arg(ap, const char *);
-			rc = z && *z ? sqlite3_bind_text(st, i + 1, z, -1, SQLITE_TRANSIENT)
-			             : sqlite3_bind_null(st, i + 1);
-		}
-		else
-			rc = sqlite3_bind_null(st, i + 1);
-		if (rc != SQLITE_OK) {
-			va_end(ap);
-			fail(db, "bind");
-			sqlite3_finalize(st);
-			return NULL;
-		}
-	}
-	va_end(ap);
-	return st;
-}
-
-/* Runs a statement that returns no rows; maps constraint violations to SFA_ECONFLICT and
- * "no row changed" to SFA_ENOTFOUND when need_change is set. */
-static int run(struct db *db, sqlite3_stmt *st, bool need_change)
+/* Runs a statement that returns no rows; constraint violations are SFA_ECONFLICT and
+ * "no row changed" is SFA_ENOTFOUND when need_change is set. */
+static int run(struct db *db, struct db_stmt *st, bool need_change)
 {
 	if (!st)
 		return SFA_EDB;
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_CONSTRAINT)
-		return SFA_ECONFLICT;
-	if (rc != SQLITE_DONE)
-		return fail(db, "step");
-	if (need_change && sqlite3_changes(db->conn) == 0)
+	int rc = step(st);
+	finalize(st);
+	if (rc < 0)
+		return rc;
+	if (need_change && changes(db) == 0)
 		return SFA_ENOTFOUND;
 	return 0;
 }
 
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
+static void col_text(struct db_stmt *st, int i, char *dst, size_t n)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
-	str_copy(dst, n, t ? (const char *)t : "");
+	const char *t = st->drv->col_text(st, i);
+	str_copy(dst, n, t ? t : "");
 }
 
 #define USER_COLS "u.id, u.email, u.password_hash, u.status, u.role, u.created_at, u.password_set"
 
-static void read_user_row(sqlite3_stmt *st, void *out)
+static void read_user_row(struct db_stmt *st, void *out)
 {
 	struct db_user *u = out;
 	col_text(st, 0, u->id, sizeof u->id);
@@ -405,37 +470,25 @@ static void read_user_row(sqlite3_stmt *st, void *out)
 	col_text(st, 2, u->password_hash, sizeof u->password_hash);
 	col_text(st, 3, u->status, sizeof u->status);
 	col_text(st, 4, u->role, sizeof u->role);
-	u->created_at = sqlite3_column_int64(st, 5);
-	u->password_set = sqlite3_column_int(st, 6) != 0;
+	u->created_at = col_int64(st, 5);
+	u->password_set = col_int(st, 6) != 0;
 }
 
 /* Steps a one-row query; 0 with the row read by read(), SFA_ENOTFOUND, or SFA_EDB. */
-static int one_row(struct db *db, sqlite3_stmt *st, void (*read)(sqlite3_stmt *, void *),
-                   void *out)
-{
-	if (!st)
-		return SFA_EDB;
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		read(st, out);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? SFA_ENOTFOUND : fail(db, "query");
-}
 
 /* Steps every row of st, reading each with read() into a growing array of row_size
  * elements, and hands the rows over as one array allocated from a. */
-static int all_rows(struct db *db, sqlite3_stmt *st, size_t row_size,
-                    void (*read)(sqlite3_stmt *, void *), struct arena *a, void **out,
+static int all_rows(struct db *db, struct db_stmt *st, size_t row_size,
+                    void (*read)(struct db_stmt *, void *), struct arena *a, void **out,
                     size_t *n_out, const char *what)
 {
+	(void)db, (void)what;
 	if (!st)
 		return SFA_EDB;
 	unsigned char *rows = NULL;
 	size_t n = 0, cap = 0;
-	int rc = 0, step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+	int rc = 0, s;
+	while ((s = step(st)) == DB_ROW) {
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
 			unsigned char *grown = realloc(rows, ncap * row_size);
@@ -449,9 +502,9 @@ static int all_rows(struct db *db, sqlite3_stmt *st, size_t row_size,
 		read(st, rows + n * row_size);
 		n++;
 	}
-	if (!rc && step != SQLITE_DONE)
-		rc = fail(db, what);
-	sqlite3_finalize(st);
+	if (!rc && s < 0)
+		rc = s;
+	finalize(st);
 	void *copy = NULL;
 	if (!rc && n) {
 		copy = arena_alloc(a, n * row_size);
@@ -468,16 +521,15 @@ static int all_rows(struct db *db, sqlite3_stmt *st, size_t row_size,
 	return rc;
 }
 
-static void read_int_cb(sqlite3_stmt *st, void *out) { *(int *)out = sqlite3_column_int(st, 0); }
 
-static int read_user(struct db *db, sqlite3_stmt *st, struct db_user *out)
+static int read_user(struct db *db, struct db_stmt *st, struct db_user *out)
 {
 	return one_row(db, st, read_user_row, out);
 }
 
 int db_user_insert(struct db *db, const struct db_user *u)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO users (id, email, password_hash, status, role, created_at, "
@@ -486,124 +538,124 @@ int db_user_insert(struct db *db, const struct db_user *u)
 	                  u->status[0] ? u->status : "active", u->role[0] ? u->role : "user",
 	                  u->created_at, u->created_at),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_user_by_email(struct db *db, const char *email, struct db_user *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = read_user(
 		db, prep(db, "SELECT " USER_COLS " FROM users u WHERE lower(u.email) = lower(?)", "t", email),
 		out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_user_by_id(struct db *db, const char *id, struct db_user *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = read_user(db, prep(db, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "t", id),
 	                   out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_user_mark_passwordless(struct db *db, const char *user_id)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "UPDATE users SET password_set = 0 WHERE id = ?", "t", user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_user_set_email(struct db *db, const char *user_id, const char *email)
 {
-	lock(db);
-	int rc = run(db, prep(db, "UPDATE users SET email = ?, updated_at = unixepoch() WHERE id = ?",
-	                      "tt", email, user_id),
+	acquire(db);
+	int rc = run(db, prep(db, "UPDATE users SET email = ?, updated_at = ? WHERE id = ?",
+	                      "tit", email, now_s(), user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_user_set_password(struct db *db, const char *user_id, const char *password_hash)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE users SET password_hash = ?, password_set = 1, "
-	                  "updated_at = unixepoch() WHERE id = ?",
-	                  "tt", password_hash, user_id),
+	                  "updated_at = ? WHERE id = ?",
+	                  "tit", password_hash, now_s(), user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_session_insert(struct db *db, const char *token_hash, const char *user_id,
                       int64_t expires_at, bool remember)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO sessions (token_hash, user_id, remember, created_at, expires_at) "
-	                  "VALUES (?, ?, ?, unixepoch(), ?)",
-	                  "ttii", token_hash, user_id, (int64_t)remember, expires_at),
+	                  "VALUES (?, ?, ?, ?, ?)",
+	                  "ttiii", token_hash, user_id, (int64_t)remember, now_s(), expires_at),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_session_user(struct db *db, const char *token_hash, int64_t now, struct db_user *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = read_user(db,
 	                   prep(db,
 	                        "SELECT " USER_COLS " FROM sessions s JOIN users u ON u.id = s.user_id "
 	                        "WHERE s.token_hash = ? AND s.expires_at > ? AND u.status = 'active'",
 	                        "ti", token_hash, now),
 	                   out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_session_delete(struct db *db, const char *token_hash)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM sessions WHERE token_hash = ?", "t", token_hash), false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_session_delete_others(struct db *db, const char *user_id, const char *keep_hash)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db, "DELETE FROM sessions WHERE user_id = ? AND token_hash <> ?", "tt",
 	                  user_id, keep_hash ? keep_hash : ""),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_api_key_insert(struct db *db, const char *user_id, const struct db_api_key *k,
                       const char *key_hash)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) "
 	                  "VALUES (?, ?, ?, ?, ?, ?)",
 	                  "ttttti", k->id, user_id, k->name, k->prefix, key_hash, k->created_at),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_user *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = read_user(db,
 	                   prep(db,
 	                        "SELECT " USER_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id "
@@ -612,18 +664,21 @@ int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_
 	                   out);
 	if (rc == 0)
 		run(db,
-		    prep(db, "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?", "it", now,
-		         key_hash),
+		    /* at most once a minute per key: a busy client does not write on every call */
+		    prep(db,
+		         "UPDATE api_keys SET last_used_at = ?1 WHERE key_hash = ?2 AND "
+		         "coalesce(last_used_at, 0) <= ?1 - 60",
+		         "it", now, key_hash),
 		    false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, size_t n_max,
                     size_t *n_out)
 {
-	lock(db);
-	sqlite3_stmt *st = prep(db,
+	acquire(db);
+	struct db_stmt *st = prep(db,
 	                        "SELECT id, name, prefix, created_at, coalesce(last_used_at, 0), "
 	                        "coalesce(revoked_at, 0) FROM api_keys WHERE user_id = ? "
 	                        "ORDER BY created_at DESC, rowid DESC",
@@ -634,37 +689,40 @@ int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, 
 		rc = SFA_EDB;
 		goto out;
 	}
-	int step;
-	while (n < n_max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+	int s;
+	while (n < n_max && (s = step(st)) == DB_ROW) {
 		struct db_api_key *k = &out[n++];
 		col_text(st, 0, k->id, sizeof k->id);
 		col_text(st, 1, k->name, sizeof k->name);
 		col_text(st, 2, k->prefix, sizeof k->prefix);
-		k->created_at = sqlite3_column_int64(st, 3);
-		k->last_used_at = sqlite3_column_int64(st, 4);
-		k->revoked_at = sqlite3_column_int64(st, 5);
+		k->created_at = col_int64(st, 3);
+		k->last_used_at = col_int64(st, 4);
+		k->revoked_at = col_int64(st, 5);
 	}
-	sqlite3_finalize(st);
-	*n_out = n;
+	finalize(st);
+	if (s < 0)
+		rc = s;
+	else
+		*n_out = n;
 out:
-	unlock(db);
+	release(db);
 	return rc;
 }
 
-static void read_hash_cb(sqlite3_stmt *st, void *out) { col_text(st, 0, out, 65); }
+static void read_hash_cb(struct db_stmt *st, void *out) { col_text(st, 0, out, 65); }
 
 int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, int64_t now,
                       char *key_hash)
 {
 	char hash[65];
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND "
 	                      "revoked_at IS NULL RETURNING key_hash",
 	                      "itt", now, key_id, user_id),
 	                 read_hash_cb, hash);
-	unlock(db);
+	release(db);
 	if (rc == 0 && key_hash)
 		memcpy(key_hash, hash, sizeof hash);
 	return rc;
@@ -679,7 +737,7 @@ int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, in
 	"coalesce(audio_rate,0), coalesce(audio_channels,0), coalesce(audio_duration,0), "       \
 	"created_at, updated_at, coalesce(parent_id,''), coalesce(transform,'')"
 
-static void read_track_row(sqlite3_stmt *st, struct db_track *t)
+static void read_track_row(struct db_stmt *st, struct db_track *t)
 {
 	col_text(st, 0, t->id, sizeof t->id);
 	col_text(st, 1, t->user_id, sizeof t->user_id);
@@ -690,25 +748,25 @@ static void read_track_row(sqlite3_stmt *st, struct db_track *t)
 	col_text(st, 6, t->album_art_url, sizeof t->album_art_url);
 	col_text(st, 7, t->spotify_url, sizeof t->spotify_url);
 	col_text(st, 8, t->isrc, sizeof t->isrc);
-	t->duration_s = sqlite3_column_int64(st, 9);
+	t->duration_s = col_int64(st, 9);
 	col_text(st, 10, t->source, sizeof t->source);
 	col_text(st, 11, t->audio_path, sizeof t->audio_path);
 	col_text(st, 12, t->audio_format, sizeof t->audio_format);
-	t->audio_size = sqlite3_column_int64(st, 13);
-	t->audio_rate_hz = sqlite3_column_int(st, 14);
-	t->audio_channels = sqlite3_column_int(st, 15);
-	t->audio_duration_s = sqlite3_column_double(st, 16);
-	t->created_at = sqlite3_column_int64(st, 17);
-	t->updated_at = sqlite3_column_int64(st, 18);
+	t->audio_size = col_int64(st, 13);
+	t->audio_rate_hz = col_int(st, 14);
+	t->audio_channels = col_int(st, 15);
+	t->audio_duration_s = col_double(st, 16);
+	t->created_at = col_int64(st, 17);
+	t->updated_at = col_int64(st, 18);
 	col_text(st, 19, t->parent_id, sizeof t->parent_id);
 	col_text(st, 20, t->transform, sizeof t->transform);
 }
 
-static void read_track_cb(sqlite3_stmt *st, void *out) { read_track_row(st, out); }
+static void read_track_cb(struct db_stmt *st, void *out) { read_track_row(st, out); }
 
 int db_track_insert(struct db *db, const struct db_track *t)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
@@ -722,18 +780,18 @@ int db_track_insert(struct db *db, const struct db_track *t)
 	                  (int64_t)t->audio_rate_hz, (int64_t)t->audio_channels, t->audio_duration_s,
 	                  t->created_at, t->created_at, t->parent_id, t->transform),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " TRACK_COLS " FROM tracks WHERE id = ? AND user_id = ?",
 	                      "tt", id, user_id),
 	                 read_track_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -780,42 +838,32 @@ int db_track_list(struct db *db, const char *user_id, const char *q, enum db_tra
 	char pat[600];
 	like_pattern(q ? q : "", pat, sizeof pat);
 	char sql[2048];
-	snprintf(sql, sizeof sql,
-	         "SELECT " TRACK_COLS " FROM tracks WHERE user_id = ? AND "
-	         "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\') "
-	         "ORDER BY %s LIMIT ? OFFSET ?",
+	/* PostgreSQL's LIKE is case-sensitive and SQLite's is not: lower() on both sides
+	 * makes the search the same on both. */
+#define TRACK_MATCH                                                                         \
+	" FROM tracks WHERE user_id = ? AND (lower(title) LIKE lower(?2) ESCAPE '\\' OR "       \
+	"lower(artist) LIKE lower(?2) ESCAPE '\\')"
+	snprintf(sql, sizeof sql, "SELECT " TRACK_COLS TRACK_MATCH " ORDER BY %s LIMIT ? OFFSET ?",
 	         orders[sort]);
-	lock(db);
-	int rc = 0;
-	sqlite3_stmt *st = prep(db,
-	                        "SELECT count(*) FROM tracks WHERE user_id = ? AND "
-	                        "(title LIKE ?2 ESCAPE '\\' OR artist LIKE ?2 ESCAPE '\\')",
-	                        "tt", user_id, pat);
-	if (!st || sqlite3_step(st) != SQLITE_ROW) {
-		rc = st ? fail(db, "count tracks") : SFA_EDB;
-		sqlite3_finalize(st);
+	acquire(db);
+	int rc = one_row(db, prep(db, "SELECT count(*)" TRACK_MATCH, "tt", user_id, pat),
+	                 read_int64_cb, total);
+	if (rc)
 		goto out;
-	}
-	*total = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	st = prep(db, sql, "ttii", user_id, pat, limit, offset);
-	if (!st) {
-		rc = SFA_EDB;
-		goto out;
-	}
+	struct db_stmt *st = prep(db, sql, "ttii", user_id, pat, limit, offset);
 	rc = all_rows(db, st, sizeof **out, read_track_cb, a, (void **)out, n_out, "list tracks");
 out:
-	unlock(db);
+	release(db);
 	return rc;
 }
 
-static void read_summary_analysis(sqlite3_stmt *st, void *out)
+static void read_summary_analysis(struct db_stmt *st, void *out)
 {
 	struct db_track_summary *s = out;
-	s->tempo_bpm = sqlite3_column_double(st, 0);
+	s->tempo_bpm = col_double(st, 0);
 	col_text(st, 1, s->key, sizeof s->key);
 	col_text(st, 2, s->camelot, sizeof s->camelot);
-	s->first_beat_s = sqlite3_column_double(st, 3);
+	s->first_beat_s = col_double(st, 3);
 }
 
 struct summary_sections {
@@ -823,11 +871,11 @@ struct summary_sections {
 	const char **out;
 };
 
-static void read_summary_sections(sqlite3_stmt *st, void *out)
+static void read_summary_sections(struct db_stmt *st, void *out)
 {
 	struct summary_sections *ss = out;
-	const unsigned char *t = sqlite3_column_text(st, 0);
-	*ss->out = t ? arena_strdup(ss->a, (const char *)t) : NULL;
+	const char *t = st->drv->col_text(st, 0);
+	*ss->out = t ? arena_strdup(ss->a, t) : NULL;
 }
 
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
@@ -841,7 +889,7 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 	if (!s)
 		return SFA_ENOMEM;
 	memset(s, 0, n * sizeof *s);
-	lock(db);
+	acquire(db);
 	int rc = 0;
 	for (size_t i = 0; i < n && (rc == 0 || rc == SFA_ENOTFOUND); i++) {
 		rc = one_row(db,
@@ -879,7 +927,7 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 			                  "tt", user_id, tracks[i].id),
 			             read_int_cb, &s[i].n_stems);
 	}
-	unlock(db);
+	release(db);
 	if (rc)
 		return rc == SFA_ENOTFOUND ? SFA_EDB : rc;
 	*out = s;
@@ -889,40 +937,40 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE tracks SET title = coalesce(?, title), artist = coalesce(?, artist), "
-	                  "album = coalesce(?, album), updated_at = unixepoch() "
+	                  "album = coalesce(?, album), updated_at = ? "
 	                  "WHERE id = ? AND user_id = ?",
-	                  "zzztt", title, artist, album, id, user_id),
+	                  "zzzitt", title, artist, album, now_s(), id, user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_track_set_audio(struct db *db, const char *id, const struct db_track *a)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE tracks SET audio_path = ?, audio_format = ?, audio_size = ?, "
 	                  "audio_rate = ?, audio_channels = ?, audio_duration = ?, "
-	                  "updated_at = unixepoch() WHERE id = ?",
-	                  "zziiidt", a->audio_path, a->audio_format, a->audio_size,
+	                  "updated_at = ? WHERE id = ?",
+	                  "zziiidit", a->audio_path, a->audio_format, a->audio_size,
 	                  (int64_t)a->audio_rate_hz, (int64_t)a->audio_channels, a->audio_duration_s,
-	                  id),
+	                  now_s(), id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_track_delete(struct db *db, const char *user_id, const char *id)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM tracks WHERE id = ? AND user_id = ?", "tt", id, user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -939,32 +987,32 @@ bool db_job_status_is_running(const char *status)
 	"attempts, max_attempts, run_at, coalesce(error,''), payload, coalesce(result,''), "    \
 	"cancel_requested, created_at, coalesce(started_at,0), coalesce(finished_at,0)"
 
-static void read_job_row(sqlite3_stmt *st, struct db_job *j)
+static void read_job_row(struct db_stmt *st, struct db_job *j)
 {
 	col_text(st, 0, j->id, sizeof j->id);
 	col_text(st, 1, j->user_id, sizeof j->user_id);
 	col_text(st, 2, j->track_id, sizeof j->track_id);
 	col_text(st, 3, j->type, sizeof j->type);
 	col_text(st, 4, j->status, sizeof j->status);
-	j->progress = sqlite3_column_int(st, 5);
+	j->progress = col_int(st, 5);
 	col_text(st, 6, j->message, sizeof j->message);
-	j->attempts = sqlite3_column_int(st, 7);
-	j->max_attempts = sqlite3_column_int(st, 8);
-	j->run_at = sqlite3_column_int64(st, 9);
+	j->attempts = col_int(st, 7);
+	j->max_attempts = col_int(st, 8);
+	j->run_at = col_int64(st, 9);
 	col_text(st, 10, j->error, sizeof j->error);
 	col_text(st, 11, j->payload, sizeof j->payload);
 	col_text(st, 12, j->result, sizeof j->result);
-	j->cancel_requested = sqlite3_column_int(st, 13) != 0;
-	j->created_at = sqlite3_column_int64(st, 14);
-	j->started_at = sqlite3_column_int64(st, 15);
-	j->finished_at = sqlite3_column_int64(st, 16);
+	j->cancel_requested = col_int(st, 13) != 0;
+	j->created_at = col_int64(st, 14);
+	j->started_at = col_int64(st, 15);
+	j->finished_at = col_int64(st, 16);
 }
 
-static void read_job_cb(sqlite3_stmt *st, void *out) { read_job_row(st, out); }
+static void read_job_cb(struct db_stmt *st, void *out) { read_job_row(st, out); }
 
 int db_job_insert(struct db *db, const struct db_job *j)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO jobs (id, user_id, track_id, type, status, progress, "
@@ -974,31 +1022,31 @@ int db_job_insert(struct db *db, const struct db_job *j)
 	                  (int64_t)j->max_attempts, j->run_at, j->payload[0] ? j->payload : "{}",
 	                  j->created_at),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 user_id ? prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
 	                                "tt", id, user_id)
 	                         : prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", "t", id),
 	                 read_job_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
-static void read_nothing(sqlite3_stmt *st, void *out) { (void)st, (void)out; }
+static void read_nothing(struct db_stmt *st, void *out) { (void)st, (void)out; }
 
 int db_job_owned(struct db *db, const char *user_id, const char *job_id)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db, prep(db, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", "tt", job_id,
 	                          user_id),
 	                 read_nothing, NULL);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1009,104 +1057,96 @@ int db_job_list(struct db *db, const char *user_id, const char *status, const ch
 	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
 	                            "AND (?3 IS NULL OR type = ?3) AND (?6 IS NULL OR track_id = ?6)";
 	char sql[512];
-	lock(db);
+	acquire(db);
 	int rc = 0;
 	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
-	sqlite3_stmt *st = prep(db, sql, "tzzinz", user_id, status, type, (int64_t)0, track_id);
-	if (!st || sqlite3_step(st) != SQLITE_ROW) {
-		rc = st ? fail(db, "count jobs") : SFA_EDB;
-		sqlite3_finalize(st);
+	rc = one_row(db, prep(db, sql, "tzzinz", user_id, status, type, (int64_t)0, track_id),
+	             read_int64_cb, total);
+	if (rc)
 		goto out;
-	}
-	*total = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
 	snprintf(sql, sizeof sql,
 	         "SELECT " JOB_COLS "%s ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5",
 	         where);
-	st = prep(db, sql, "tzziiz", user_id, status, type, limit, offset, track_id);
-	if (!st) {
-		rc = SFA_EDB;
-		goto out;
-	}
+	struct db_stmt *st = prep(db, sql, "tzziiz", user_id, status, type, limit, offset, track_id);
 	rc = all_rows(db, st, sizeof **out, read_job_cb, a, (void **)out, n_out, "list jobs");
 out:
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out)
 {
-	lock(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-	                      "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0 "
-	                      "WHERE id = (SELECT id FROM jobs WHERE type = ?1 AND status = 'queued' "
-	                      "AND run_at <= ?2 ORDER BY run_at, created_at, rowid LIMIT 1) "
-	                      "RETURNING " JOB_COLS,
-	                      "ti", type, now),
-	                 read_job_cb, out);
-	unlock(db);
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+	         "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+	         "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0 "
+	         "WHERE id = (SELECT id FROM jobs WHERE type = ?1 AND status = 'queued' "
+	         "AND run_at <= ?2 ORDER BY run_at, created_at, rowid LIMIT 1%s) "
+	         "RETURNING " JOB_COLS,
+	         dialect(db)->claim_lock);
+	acquire(db);
+	int rc = one_row(db, prep(db, sql, "ti", type, now), read_job_cb, out);
+	release(db);
 	return rc;
 }
 
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
                     const char *message)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = coalesce(?, status), progress = ?, message = ? "
 	                  "WHERE id = ? AND status NOT IN ('queued','completed','failed')",
 	                  "zizt", status, (int64_t)progress, message, id),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_complete(struct db *db, const char *id, const char *result_json, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
 	                  "result = ?, finished_at = ? WHERE id = ?",
 	                  "zit", result_json, now, id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_fail(struct db *db, const char *id, const char *error, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
 	                  "tit", error, now, id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_requeue(struct db *db, const char *id, int64_t run_at, const char *error,
                    bool refund_attempt)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'queued', run_at = ?, error = ?, progress = 0, "
 	                  "message = NULL, attempts = attempts - ? WHERE id = ?",
 	                  "izit", run_at, error, (int64_t)(refund_attempt ? 1 : 0), id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t now,
                   bool *was_running)
 {
-	lock(db);
+	acquire(db);
 	struct db_job j;
 	int rc = one_row(db,
 	                 prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?", "tt", id,
@@ -1129,7 +1169,7 @@ int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t no
 		rc = SFA_ECONFLICT;
 	}
 out:
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1137,8 +1177,8 @@ out:
 int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
                          int *n_running)
 {
-	lock(db);
-	int rc = exec(db, "BEGIN IMMEDIATE");
+	acquire(db);
+	int rc = begin(db);
 	if (!rc)
 		rc = run(db,
 		         prep(db,
@@ -1153,37 +1193,39 @@ int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_i
 		              "AND status NOT IN ('queued','completed','failed')",
 		              "tt", user_id, track_id),
 		         false);
-	int n = rc ? 0 : sqlite3_changes(db->conn);
+	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
 		rc = exec(db, "COMMIT");
 	if (rc)
 		exec(db, "ROLLBACK");
 	else
 		*n_running = n;
-	unlock(db);
+	release(db);
 	return rc;
 }
 
-static void read_two_ints_cb(sqlite3_stmt *st, void *out)
+static void read_two_ints_cb(struct db_stmt *st, void *out)
 {
 	int *v = out;
-	v[0] = sqlite3_column_int(st, 0);
-	v[1] = sqlite3_column_int(st, 1);
+	v[0] = col_int(st, 0);
+	v[1] = col_int(st, 1);
 }
 
 int db_track_job_counts(struct db *db, const char *user_id, const char *track_id, int *n_running,
                         int *n_queued)
 {
 	int v[2] = {0, 0};
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
-	                      "SELECT coalesce(sum(status NOT IN ('queued','completed','failed')), 0), "
-	                      "coalesce(sum(status = 'queued'), 0) FROM jobs "
+	                      "SELECT coalesce(sum(CASE WHEN status NOT IN "
+	                      "('queued','completed','failed') THEN 1 ELSE 0 END), 0), "
+	                      "coalesce(sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) "
+	                      "FROM jobs "
 	                      "WHERE user_id = ? AND track_id = ?",
 	                      "tt", user_id, track_id),
 	                 read_two_ints_cb, v);
-	unlock(db);
+	release(db);
 	*n_running = v[0];
 	*n_queued = v[1];
 	return rc;
@@ -1192,10 +1234,10 @@ int db_track_job_counts(struct db *db, const char *user_id, const char *track_id
 bool db_job_cancel_requested(struct db *db, const char *id)
 {
 	int v = 0;
-	lock(db);
+	acquire(db);
 	int rc = one_row(db, prep(db, "SELECT cancel_requested FROM jobs WHERE id = ?", "t", id),
 	                 read_int_cb, &v);
-	unlock(db);
+	release(db);
 	/* A job whose row is gone (its track was deleted) is cancelled too; a database error
 	 * is not a cancel (it is logged, and asked again on the next check). */
 	return rc == SFA_ENOTFOUND || (rc == 0 && v != 0);
@@ -1203,7 +1245,7 @@ bool db_job_cancel_requested(struct db *db, const char *id)
 
 int db_job_recover(struct db *db, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'failed', finished_at = ?, error = "
@@ -1212,7 +1254,7 @@ int db_job_recover(struct db *db, int64_t now)
 	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
 	                  "i", now),
 	             false);
-	int n = rc ? 0 : sqlite3_changes(db->conn);
+	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
 		rc = run(db,
 		         prep(db,
@@ -1222,15 +1264,15 @@ int db_job_recover(struct db *db, int64_t now)
 		              "i", now),
 		         false);
 	if (!rc)
-		n += sqlite3_changes(db->conn);
-	unlock(db);
+		n += (int)changes(db);
+	release(db);
 	return rc ? rc : n;
 }
 
 int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
                             const char *type, struct db_job *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " JOB_COLS " FROM jobs WHERE user_id = ? AND track_id = ? AND "
@@ -1238,7 +1280,7 @@ int db_job_active_for_track(struct db *db, const char *user_id, const char *trac
 	                      "ORDER BY created_at DESC LIMIT 1",
 	                      "ttt", user_id, track_id, type),
 	                 read_job_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1248,7 +1290,7 @@ int db_job_active_for_track(struct db *db, const char *user_id, const char *trac
 	"id, user_id, track_id, job_id, stem_type, file_path, file_size, format, duration, "    \
 	"engine, model, created_at"
 
-static void read_stem_row(sqlite3_stmt *st, struct db_stem *s)
+static void read_stem_row(struct db_stmt *st, struct db_stem *s)
 {
 	col_text(st, 0, s->id, sizeof s->id);
 	col_text(st, 1, s->user_id, sizeof s->user_id);
@@ -1256,19 +1298,19 @@ static void read_stem_row(sqlite3_stmt *st, struct db_stem *s)
 	col_text(st, 3, s->job_id, sizeof s->job_id);
 	col_text(st, 4, s->stem_type, sizeof s->stem_type);
 	col_text(st, 5, s->file_path, sizeof s->file_path);
-	s->file_size = sqlite3_column_int64(st, 6);
+	s->file_size = col_int64(st, 6);
 	col_text(st, 7, s->format, sizeof s->format);
-	s->duration_s = sqlite3_column_double(st, 8);
+	s->duration_s = col_double(st, 8);
 	col_text(st, 9, s->engine, sizeof s->engine);
 	col_text(st, 10, s->model, sizeof s->model);
-	s->created_at = sqlite3_column_int64(st, 11);
+	s->created_at = col_int64(st, 11);
 }
 
-static void read_stem_cb(sqlite3_stmt *st, void *out) { read_stem_row(st, out); }
+static void read_stem_cb(struct db_stmt *st, void *out) { read_stem_row(st, out); }
 
 int db_stem_insert(struct db *db, const struct db_stem *s)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO stems (" STEM_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -1276,33 +1318,33 @@ int db_stem_insert(struct db *db, const struct db_stem *s)
 	                  s->file_path, s->file_size, s->format, s->duration_s, s->engine, s->model,
 	                  s->created_at),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_stem_delete_for_job(struct db *db, const char *job_id)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM stems WHERE job_id = ?", "t", job_id), false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " STEM_COLS " FROM stems WHERE id = ? AND user_id = ?", "tt",
 	                      id, user_id),
 	                 read_stem_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
                  struct arena *a, struct db_stem **out, size_t *n_out)
 {
-	lock(db);
+	acquire(db);
 	int rc = all_rows(
 		db,
 		job_id ? prep(db,
@@ -1315,43 +1357,40 @@ int db_stem_list(struct db *db, const char *user_id, const char *track_id, const
 		              "ORDER BY created_at DESC, rowid DESC LIMIT 1) ORDER BY rowid",
 		              "tt", user_id, track_id),
 		sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
                      struct arena *a, struct db_stem **out, size_t *n_out)
 {
-	lock(db);
+	acquire(db);
 	int rc = all_rows(db,
 	                   prep(db,
 	                        "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
 	                        "ORDER BY rowid",
 	                        "tt", user_id, track_id),
 	                   sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
                        const char *job_id, const char *result_json, int64_t now)
 {
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO analyses (user_id, track_id, job_id, result, created_at, tempo, "
+	         "key_name, camelot, first_beat, first_downbeat, sections) "
+	         "VALUES (?1,?2,?3,?4,?5, %s)",
+	         dialect(db)->analysis_summary);
 	/* One analysis per job: a retried attempt replaces what a failed one stored. */
 	int rc = db_tx_begin(db);
 	if (rc)
 		return rc;
 	rc = run(db, prep(db, "DELETE FROM analyses WHERE job_id = ?", "t", job_id), false);
 	if (!rc)
-		rc = run(db,
-		         prep(db,
-		              "INSERT INTO analyses (user_id, track_id, job_id, result, created_at, "
-		              "tempo, key_name, camelot, first_beat, first_downbeat, sections) "
-		              "VALUES (?1,?2,?3,?4,?5, "
-		              "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
-		              "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'), "
-		              "json_extract(?4, '$.downbeats[0]'), json_extract(?4, '$.sections'))",
-		              "tttti", user_id, track_id, job_id, result_json, now),
-		         false);
+		rc = run(db, prep(db, sql, "tttti", user_id, track_id, job_id, result_json, now), false);
 	if (rc) {
 		db_tx_rollback(db);
 		return rc;
@@ -1359,10 +1398,10 @@ int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
 	return db_tx_commit(db);
 }
 
-static void read_text_dup(sqlite3_stmt *st, void *out)
+static void read_text_dup(struct db_stmt *st, void *out)
 {
-	const unsigned char *t = sqlite3_column_text(st, 0);
-	*(char **)out = t ? strdup((const char *)t) : NULL;
+	const char *t = st->drv->col_text(st, 0);
+	*(char **)out = t ? strdup(t) : NULL;
 }
 
 /* The newest analysis result matching `where` (user_id and one more key). */
@@ -1374,9 +1413,9 @@ static int analysis_text(struct db *db, const char *where, const char *user_id,
 	         "SELECT result FROM analyses WHERE user_id = ? AND %s = ? ORDER BY id DESC LIMIT 1",
 	         where);
 	char *s = NULL;
-	lock(db);
+	acquire(db);
 	int rc = one_row(db, prep(db, sql, "tt", user_id, key), read_text_dup, &s);
-	unlock(db);
+	release(db);
 	if (rc == 0 && !s)
 		return SFA_ENOMEM;
 	if (rc == 0)
@@ -1397,7 +1436,7 @@ int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id, 
 
 bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT 1 WHERE EXISTS (SELECT 1 FROM tracks WHERE user_id = ?1 AND "
@@ -1405,7 +1444,7 @@ bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 	                      "AND file_path = ?2)",
 	                      "tt", user_id, rel_path),
 	                 read_nothing, NULL);
-	unlock(db);
+	release(db);
 	return rc == 0;
 }
 
@@ -1414,8 +1453,8 @@ bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
                             size_t n, int64_t now)
 {
-	lock(db);
-	int rc = exec(db, "BEGIN IMMEDIATE");
+	acquire(db);
+	int rc = begin(db);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct db_track *t = &tracks[i];
 		struct db_track row;
@@ -1426,9 +1465,9 @@ int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track 
 		                  "updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'spotify',?11,?11) "
 		                  "ON CONFLICT (user_id, spotify_id) WHERE spotify_id IS NOT NULL "
 		                  "DO UPDATE SET album_art_url = coalesce(excluded.album_art_url, "
-		                  "album_art_url), spotify_url = coalesce(excluded.spotify_url, "
-		                  "spotify_url), isrc = coalesce(excluded.isrc, isrc), duration_s = "
-		                  "excluded.duration_s, updated_at = excluded.updated_at "
+		                  "tracks.album_art_url), spotify_url = coalesce(excluded.spotify_url, "
+		                  "tracks.spotify_url), isrc = coalesce(excluded.isrc, tracks.isrc), "
+		                  "duration_s = excluded.duration_s, updated_at = excluded.updated_at "
 		                  "RETURNING " TRACK_COLS,
 		                  "ttttttzzzii", t->id, user_id, t->spotify_id, t->title, t->artist,
 		                  t->album, t->album_art_url, t->spotify_url, t->isrc, t->duration_s,
@@ -1444,7 +1483,7 @@ int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track 
 		if (rc == SFA_ENOTFOUND)
 			rc = SFA_EDB;
 	}
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1452,7 +1491,7 @@ int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track 
 
 int db_oauth_state_insert(struct db *db, const struct db_oauth_state *st, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM oauth_states WHERE expires_at <= ?", "i", now), false);
 	if (rc == 0)
 		rc = run(db,
@@ -1462,11 +1501,11 @@ int db_oauth_state_insert(struct db *db, const struct db_oauth_state *st, int64_
 		              "ttzttii", st->state_hash, st->browser_hash, st->user_id, st->verifier,
 		              st->redirect_uri, now, st->expires_at),
 		         false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
-static void read_oauth_state_cb(sqlite3_stmt *st, void *out)
+static void read_oauth_state_cb(struct db_stmt *st, void *out)
 {
 	struct db_oauth_state *s = out;
 	col_text(st, 0, s->state_hash, sizeof s->state_hash);
@@ -1474,19 +1513,19 @@ static void read_oauth_state_cb(sqlite3_stmt *st, void *out)
 	col_text(st, 2, s->user_id, sizeof s->user_id);
 	col_text(st, 3, s->verifier, sizeof s->verifier);
 	col_text(st, 4, s->redirect_uri, sizeof s->redirect_uri);
-	s->expires_at = sqlite3_column_int64(st, 5);
+	s->expires_at = col_int64(st, 5);
 }
 
 int db_oauth_state_take(struct db *db, const char *state_hash, struct db_oauth_state *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "DELETE FROM oauth_states WHERE state_hash = ? RETURNING state_hash, "
 	                      "browser_hash, coalesce(user_id,''), verifier, redirect_uri, expires_at",
 	                      "t", state_hash),
 	                 read_oauth_state_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1494,7 +1533,7 @@ int db_oauth_state_take(struct db *db, const char *state_hash, struct db_oauth_s
 	"user_id, spotify_user_id, coalesce(display_name,''), coalesce(email,''), access_token, " \
 	"coalesce(refresh_token,''), coalesce(scope,''), expires_at, created_at, updated_at"
 
-static void read_link_cb(sqlite3_stmt *st, void *out)
+static void read_link_cb(struct db_stmt *st, void *out)
 {
 	struct db_spotify_link *l = out;
 	col_text(st, 0, l->user_id, sizeof l->user_id);
@@ -1504,14 +1543,14 @@ static void read_link_cb(sqlite3_stmt *st, void *out)
 	col_text(st, 4, l->access_token, sizeof l->access_token);
 	col_text(st, 5, l->refresh_token, sizeof l->refresh_token);
 	col_text(st, 6, l->scope, sizeof l->scope);
-	l->expires_at = sqlite3_column_int64(st, 7);
-	l->created_at = sqlite3_column_int64(st, 8);
-	l->updated_at = sqlite3_column_int64(st, 9);
+	l->expires_at = col_int64(st, 7);
+	l->created_at = col_int64(st, 8);
+	l->updated_at = col_int64(st, 9);
 }
 
 int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	/* The Spotify account may be linked to one user only: a link held by another user is
 	 * a conflict, never silently moved. */
 	int rc = one_row(db,
@@ -1530,58 +1569,59 @@ int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64
 		              "spotify_user_id = excluded.spotify_user_id, display_name = "
 		              "excluded.display_name, email = excluded.email, access_token = "
 		              "excluded.access_token, refresh_token = coalesce(excluded.refresh_token, "
-		              "refresh_token), scope = excluded.scope, expires_at = excluded.expires_at, "
+		              "spotify_links.refresh_token), scope = excluded.scope, expires_at = "
+		              "excluded.expires_at, "
 		              "updated_at = excluded.updated_at",
 		              "ttzztzzii", l->user_id, l->spotify_user_id, l->display_name, l->email,
 		              l->access_token, l->refresh_token, l->scope, l->expires_at, now),
 		         false);
 	}
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_link *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE user_id = ?", "t",
 	                      user_id),
 	                 read_link_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,
                                   struct db_spotify_link *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE spotify_user_id = ?",
 	                      "t", spotify_user_id),
 	                 read_link_cb, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *access_token,
                                const char *refresh_token, int64_t expires_at, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE spotify_links SET access_token = ?, refresh_token = coalesce(?, "
 	                  "refresh_token), expires_at = ?, updated_at = ? WHERE user_id = ?",
 	                  "tziit", access_token, refresh_token, expires_at, now, user_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_spotify_link_delete(struct db *db, const char *user_id)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM spotify_links WHERE user_id = ?", "t", user_id), true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1590,7 +1630,7 @@ int db_spotify_link_delete(struct db *db, const char *user_id)
 int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key,
                        const char *hint, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO lalalai_keys (user_id, sealed_key, hint, created_at, "
@@ -1599,7 +1639,7 @@ int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_ke
 	                  "excluded.updated_at",
 	                  "ttti", user_id, sealed_key, hint, now),
 	             false);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1610,7 +1650,7 @@ struct key_out {
 	size_t n_hint;
 };
 
-static void read_key_row(sqlite3_stmt *st, void *out)
+static void read_key_row(struct db_stmt *st, void *out)
 {
 	struct key_out *k = out;
 	if (k->sealed)
@@ -1623,20 +1663,20 @@ int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t 
                        char *hint, size_t n_hint)
 {
 	struct key_out k = {sealed, n_sealed, hint, n_hint};
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT sealed_key, hint FROM lalalai_keys WHERE user_id = ?", "t",
 	                      user_id),
 	                 read_key_row, &k);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_lalalai_key_delete(struct db *db, const char *user_id)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db, prep(db, "DELETE FROM lalalai_keys WHERE user_id = ?", "t", user_id), true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
@@ -1644,7 +1684,7 @@ int db_lalalai_key_delete(struct db *db, const char *user_id)
 	"t.job_id, t.user_id, t.idempotency_key, t.source_id, t.task_id, t.status, t.duration, " \
 	"t.created_at, t.updated_at, j.status"
 
-static void read_ltask_row(sqlite3_stmt *st, void *out)
+static void read_ltask_row(struct db_stmt *st, void *out)
 {
 	struct db_lalalai_task *t = out;
 	col_text(st, 0, t->job_id, sizeof t->job_id);
@@ -1653,16 +1693,16 @@ static void read_ltask_row(sqlite3_stmt *st, void *out)
 	col_text(st, 3, t->source_id, sizeof t->source_id);
 	col_text(st, 4, t->task_id, sizeof t->task_id);
 	col_text(st, 5, t->status, sizeof t->status);
-	t->duration_s = sqlite3_column_double(st, 6);
-	t->created_at = sqlite3_column_int64(st, 7);
-	t->updated_at = sqlite3_column_int64(st, 8);
+	t->duration_s = col_double(st, 6);
+	t->created_at = col_int64(st, 7);
+	t->updated_at = col_int64(st, 8);
 	col_text(st, 9, t->job_status, sizeof t->job_status);
 }
 
 int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_id,
                            const char *idempotency_key, int64_t now, struct db_lalalai_task *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "INSERT INTO lalalai_tasks (job_id, user_id, idempotency_key, created_at, "
@@ -1676,13 +1716,13 @@ int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_i
 		                  "t.job_id WHERE t.job_id = ?",
 		                  "t", job_id),
 		             read_ltask_row, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_lalalai_task_update(struct db *db, const struct db_lalalai_task *t, int64_t now)
 {
-	lock(db);
+	acquire(db);
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE lalalai_tasks SET source_id = ?, task_id = ?, status = ?, "
@@ -1690,70 +1730,70 @@ int db_lalalai_task_update(struct db *db, const struct db_lalalai_task *t, int64
 	                  "zztdit", t->source_id, t->task_id, t->status, t->duration_s, now,
 	                  t->job_id),
 	             true);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
                         struct db_lalalai_task *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
 	                      "t.job_id WHERE t.job_id = ? AND t.user_id = ?",
 	                      "tt", job_id, user_id),
 	                 read_ltask_row, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *task_id,
                                struct db_lalalai_task *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
 	                      "t.job_id WHERE t.task_id = ? AND t.user_id = ?",
 	                      "tt", task_id, user_id),
 	                 read_ltask_row, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
 
 int db_lalalai_task_list_active(struct db *db, const char *user_id,
                                 struct db_lalalai_task *out, size_t n_max, size_t *n_out)
 {
-	lock(db);
+	acquire(db);
 	*n_out = 0;
-	sqlite3_stmt *st = prep(db,
+	struct db_stmt *st = prep(db,
 	                        "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
 	                        "t.job_id WHERE t.user_id = ? AND j.status NOT IN "
 	                        "('completed','failed') ORDER BY t.created_at, t.rowid LIMIT ?",
 	                        "ti", user_id, (int64_t)n_max);
 	int rc = st ? 0 : SFA_EDB;
-	int step;
-	while (st && (step = sqlite3_step(st)) == SQLITE_ROW && *n_out < n_max)
+	int s = DB_DONE;
+	while (st && *n_out < n_max && (s = step(st)) == DB_ROW)
 		read_ltask_row(st, &out[(*n_out)++]);
-	if (st && step != SQLITE_DONE && step != SQLITE_ROW)
-		rc = fail(db, "list lal.ai tasks");
-	sqlite3_finalize(st);
-	unlock(db);
+	if (s < 0)
+		rc = s;
+	finalize(st);
+	release(db);
 	return rc;
 }
 
-static void read_double(sqlite3_stmt *st, void *out) { *(double *)out = sqlite3_column_double(st, 0); }
+static void read_double(struct db_stmt *st, void *out) { *(double *)out = col_double(st, 0); }
 
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out)
 {
-	lock(db);
+	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT coalesce(sum(duration), 0) FROM lalalai_tasks WHERE user_id = ? "
 	                      "AND status = 'success' AND updated_at >= ?",
 	                      "ti", user_id, since),
 	                 read_double, out);
-	unlock(db);
+	release(db);
 	return rc;
 }
