@@ -65,42 +65,43 @@ static size_t format_line(char *line, enum log_level level, const char *fmt, va_
 	return len;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+/* One line: batched when asked and a batch is running, else written at once after the
+ * batch (which it must not overtake). */
+static void vlog(enum log_level level, bool batched, const char *fmt, va_list ap)
 {
 	if (level < g_level)
 		return;
 	char line[LINE_MAX_BYTES];
-	va_list ap;
-	va_start(ap, fmt);
 	size_t len = format_line(line, level, fmt, ap);
-	va_end(ap);
 	pthread_mutex_lock(&g_mu);
+	if (batched && g_batching) {
+		if (g_batch_len + len > sizeof g_batch)
+			flush_locked();
+		memcpy(g_batch + g_batch_len, line, len);
+		g_batch_len += len;
+		pthread_mutex_unlock(&g_mu);
+		return;
+	}
 	if (g_batch_len)
 		flush_locked();
 	pthread_mutex_unlock(&g_mu);
 	write_all(line, len); /* one write(2): lines of different threads never interleave */
 }
 
-void log_batched(enum log_level level, const char *fmt, ...)
+void log_msg(enum log_level level, const char *fmt, ...)
 {
-	if (level < g_level)
-		return;
-	char line[LINE_MAX_BYTES];
 	va_list ap;
 	va_start(ap, fmt);
-	size_t len = format_line(line, level, fmt, ap);
+	vlog(level, false, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&g_mu);
-	if (!g_batching) {
-		pthread_mutex_unlock(&g_mu);
-		write_all(line, len);
-		return;
-	}
-	if (g_batch_len + len > sizeof g_batch)
-		flush_locked();
-	memcpy(g_batch + g_batch_len, line, len);
-	g_batch_len += len;
-	pthread_mutex_unlock(&g_mu);
+}
+
+void log_batched(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, true, fmt, ap);
+	va_end(ap);
 }
 
 static void *flusher(void *arg)
