@@ -261,8 +261,12 @@ try {
   // Every job, filtered: the separation is listed with its track; no download failed.
   await page.getByLabel("Type", { exact: true }).selectOption("processing");
   const jobList = page.getByRole("region", { name: "Job list" });
+  // The filtered page replaces the whole list once the server answers: wait for that.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('[aria-label="Job list"] tbody tr')];
+    return rows.length > 0 && rows.every((r) => r.textContent.includes("Separation"));
+  });
   await jobList.getByRole("link", { name: title, exact: true }).first().waitFor();
-  if (await jobList.locator("tbody tr", { hasNotText: "Separation" }).count()) fail("the Separation filter lists other jobs");
   await page.getByLabel("Type", { exact: true }).selectOption("download");
   await page.getByLabel("Status", { exact: true }).selectOption("failed");
   await page.getByText("No job matches these filters.").waitFor();
