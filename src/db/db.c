@@ -857,25 +857,22 @@ out:
 	return rc;
 }
 
-static void read_summary_analysis(struct db_stmt *st, void *out)
-{
-	struct db_track_summary *s = out;
-	s->tempo_bpm = col_double(st, 0);
-	col_text(st, 1, s->key, sizeof s->key);
-	col_text(st, 2, s->camelot, sizeof s->camelot);
-	s->first_beat_s = col_double(st, 3);
-}
-
-struct summary_sections {
-	struct arena *a;
-	const char **out;
+struct summary_row {
+	struct db_track_summary *s;
+	struct arena *a; /* for the sections' text */
+	bool nomem;      /* the sections could not be copied */
 };
 
-static void read_summary_sections(struct db_stmt *st, void *out)
+static void read_summary_analysis(struct db_stmt *st, void *out)
 {
-	struct summary_sections *ss = out;
-	const char *t = st->drv->col_text(st, 0);
-	*ss->out = t ? arena_strdup(ss->a, t) : NULL;
+	struct summary_row *r = out;
+	r->s->tempo_bpm = col_double(st, 0);
+	col_text(st, 1, r->s->key, sizeof r->s->key);
+	col_text(st, 2, r->s->camelot, sizeof r->s->camelot);
+	r->s->first_beat_s = col_double(st, 3);
+	const char *t = st->drv->col_text(st, 4);
+	r->s->sections_json = t ? arena_strdup(r->a, t) : NULL;
+	r->nomem = t && !r->s->sections_json;
 }
 
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
@@ -892,6 +889,7 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 	acquire(db);
 	int rc = 0;
 	for (size_t i = 0; i < n && (rc == 0 || rc == SFA_ENOTFOUND); i++) {
+		struct summary_row row = {&s[i], a, false};
 		rc = one_row(db,
 		             prep(db,
 		                  "SELECT coalesce((SELECT tempo FROM analyses WHERE user_id = ?1 AND "
@@ -902,22 +900,13 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
 		                  "coalesce((SELECT coalesce(first_downbeat, first_beat) FROM analyses "
 		                  "WHERE user_id = ?1 AND track_id = ?2 AND tempo IS NOT NULL "
-		                  "ORDER BY id DESC LIMIT 1), -1)",
+		                  "ORDER BY id DESC LIMIT 1), -1), "
+		                  "(SELECT sections FROM analyses WHERE user_id = ?1 AND track_id = ?2 "
+		                  "AND sections IS NOT NULL ORDER BY id DESC LIMIT 1)",
 		                  "tt", user_id, tracks[i].id),
-		             read_summary_analysis, &s[i]);
-		if (rc == 0) {
-			struct summary_sections ss = {a, &s[i].sections_json};
-			rc = one_row(db,
-			             prep(db,
-			                  "SELECT sections FROM analyses WHERE user_id = ?1 AND "
-			                  "track_id = ?2 AND sections IS NOT NULL ORDER BY id DESC LIMIT 1",
-			                  "tt", user_id, tracks[i].id),
-			             read_summary_sections, &ss);
-			if (rc == SFA_ENOTFOUND)
-				rc = 0;
-			else if (rc == 0 && !s[i].sections_json)
-				rc = SFA_ENOMEM;
-		}
+		             read_summary_analysis, &row);
+		if (rc == 0 && row.nomem)
+			rc = SFA_ENOMEM;
 		if (rc == 0)
 			rc = one_row(db,
 			             prep(db,

@@ -61,8 +61,9 @@ struct db_pool {
 	char shown[1024]; /* the URL without its password, for sentences and logs */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct db_conn **conns; /* n_open of n_max */
-	int n_max, n_open;
+	struct db_conn **conns; /* the n_kept connections made, to close at the end */
+	int n_max, n_open;       /* n_open: made or being made (at most n_max) */
+	int n_kept;
 	struct db_conn *free_list;
 };
 
@@ -159,7 +160,7 @@ static void pg_close(struct db_pool *p)
 {
 	if (!p)
 		return;
-	for (int i = 0; i < p->n_open; i++)
+	for (int i = 0; i < p->n_kept; i++)
 		conn_free(p->conns[i]);
 	free(p->conns);
 	pthread_cond_destroy(&p->cv);
@@ -190,7 +191,8 @@ static int pg_open(const char *url, int n_pool, struct db_pool **out, char *err,
 		pg_close(p);
 		return SFA_EDB;
 	}
-	p->conns[p->n_open++] = c;
+	p->conns[p->n_kept++] = c;
+	p->n_open++;
 	p->free_list = c;
 	*out = p;
 	return 0;
@@ -213,22 +215,20 @@ static struct db_conn *pg_acquire(struct db_pool *p)
 		}
 		return c;
 	}
-	int slot = p->n_open++; /* reserve the slot, connect outside the lock */
+	p->n_open++; /* reserve a place, connect outside the lock */
 	pthread_mutex_unlock(&p->mu);
 	char err[768];
 	c = conn_new(p, err, sizeof err);
 	pthread_mutex_lock(&p->mu);
 	if (c) {
-		p->conns[slot] = c;
+		p->conns[p->n_kept++] = c;
 	} else {
-		/* Give the slot back: move the last opened connection into it. */
-		p->n_open--;
-		p->conns[slot] = p->conns[p->n_open];
-		p->conns[p->n_open] = NULL;
+		p->n_open--; /* the place is free again for a waiting caller */
 		pthread_cond_signal(&p->cv);
-		log_error("database: %s", err);
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (!c)
+		log_error("database: %s", err); /* logged outside the pool's lock */
 	return c;
 }
 

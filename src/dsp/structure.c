@@ -25,7 +25,6 @@
  * of its diagonal, so no matrix is kept): a few ms per song.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "dsp/dsp.h"
@@ -115,22 +114,15 @@ size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, flo
 	return n;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-	int x = *(const int *)a, y = *(const int *)b;
-	return (x > y) - (x < y);
-}
-
 double dsp_median_bar_frames(const int *down, size_t nd)
 {
 	if (nd < 2)
 		return 0.0;
-	int d[64];
+	float d[64];
 	size_t n = 0;
 	for (size_t i = 1; i < nd && n < sizeof d / sizeof d[0]; i++)
-		d[n++] = down[i] - down[i - 1];
-	qsort(d, n, sizeof *d, cmp_int);
-	return n % 2 ? d[n / 2] : 0.5 * (d[n / 2 - 1] + d[n / 2]);
+		d[n++] = (float)(down[i] - down[i - 1]);
+	return dsp_median_f32(d, n);
 }
 
 size_t dsp_sections_work_floats(size_t n_downbeats)
