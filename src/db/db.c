@@ -7,9 +7,10 @@
  * the PostgreSQL driver rewrites to $N.
  *
  * The lock discipline (db.h): every function acquires a connection for its whole body and
- * calls nothing outside this file while holding it. SQLite has one connection, so calls
- * take turns; PostgreSQL has a pool, so calls of different threads run at once and the
- * engine orders them. A thread that enters again while it holds a connection (a callback or
+ * calls nothing outside this file while holding it. A function that only reads takes it
+ * with acquire_read. On SQLite the writing calls take turns on the one writer connection
+ * while reading calls run beside them on readers; PostgreSQL has a pool, so calls of
+ * different threads run at once and the engine orders them. A thread that enters again while it holds a connection (a callback or
  * a nested call that reached the database) would wait for itself forever on SQLite, so it
  * aborts at once on both, naming both functions, and the mistake fails a test instead of
  * freezing the server. db_tx_begin pins the thread's connection until commit or rollback:
@@ -46,12 +47,15 @@ static const struct dialect {
 	/* Ends the claim's choice of a job: on PostgreSQL, concurrent claims skip the row one
 	 * of them has locked instead of both taking it (SQLite runs one writer at a time). */
 	const char *claim_lock;
+	/* A table of one text column, tid, from the JSON array of strings bound as ?2. */
+	const char *id_table;
 } dialects[] = {
 	[DB_DIALECT_SQLITE] = {
 		.analysis_summary = "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
 		                    "json_extract(?4, '$.camelot'), json_extract(?4, '$.beats[0]'), "
 		                    "json_extract(?4, '$.downbeats[0]'), json_extract(?4, '$.sections')",
 		.claim_lock = "",
+		.id_table = "(SELECT value AS tid FROM json_each(?2))",
 	},
 	[DB_DIALECT_PG] = {
 		.analysis_summary = "(?4::jsonb->>'tempo')::float8, ?4::jsonb->>'key', "
@@ -59,6 +63,7 @@ static const struct dialect {
 		                    "(?4::jsonb->'downbeats'->>0)::float8, "
 		                    "(?4::jsonb->'sections')::text",
 		.claim_lock = " FOR UPDATE SKIP LOCKED",
+		.id_table = "(SELECT value AS tid FROM json_array_elements_text(?2::json) AS value)",
 	},
 };
 
@@ -215,9 +220,12 @@ static _Thread_local const char *t_held_by;
 static _Thread_local struct db_conn *t_conn;
 static _Thread_local const struct db *t_tx; /* db_tx_begin on this thread: calls join it */
 
-#define acquire(db) acquire_as(db, __func__)
+/* acquire for a function that writes (or reads what it is about to write); acquire_read
+ * for one that only reads, which on SQLite runs beside writes on a reader connection. */
+#define acquire(db) acquire_as(db, __func__, false)
+#define acquire_read(db) acquire_as(db, __func__, true)
 
-static void acquire_as(struct db *db, const char *fn)
+static void acquire_as(struct db *db, const char *fn, bool read_only)
 {
 	if (t_tx == db)
 		return; /* inside this thread's own transaction: its connection is pinned */
@@ -228,7 +236,8 @@ static void acquire_as(struct db *db, const char *fn)
 		        fn, t_held_by);
 		abort();
 	}
-	t_conn = (db->drv->acquire)(db->pool); /* the driver's, not the macro */
+	/* The driver's functions, not the macros: */
+	t_conn = read_only ? (db->drv->acquire_read)(db->pool) : (db->drv->acquire)(db->pool);
 	t_held = db;
 	t_held_by = fn;
 }
@@ -392,7 +401,7 @@ void db_close(struct db *db)
 
 int db_ping(struct db *db, char *err, size_t n_err)
 {
-	acquire(db);
+	acquire_read(db);
 	int v = 0;
 	int rc = query_int(db, "SELECT count(*) FROM schema_version", &v);
 	if (rc)
@@ -404,7 +413,7 @@ int db_ping(struct db *db, char *err, size_t n_err)
 
 int db_schema_version(struct db *db)
 {
-	acquire(db);
+	acquire_read(db);
 	int v = -1;
 	query_int(db, "SELECT version FROM schema_version", &v);
 	release(db);
@@ -474,8 +483,6 @@ static void read_user_row(struct db_stmt *st, void *out)
 	u->password_set = col_int(st, 6) != 0;
 }
 
-/* Steps a one-row query; 0 with the row read by read(), SFA_ENOTFOUND, or SFA_EDB. */
-
 /* Steps every row of st, reading each with read() into a growing array of row_size
  * elements, and hands the rows over as one array allocated from a. */
 static int all_rows(struct db *db, struct db_stmt *st, size_t row_size,
@@ -544,7 +551,7 @@ int db_user_insert(struct db *db, const struct db_user *u)
 
 int db_user_by_email(struct db *db, const char *email, struct db_user *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = read_user(
 		db, prep(db, "SELECT " USER_COLS " FROM users u WHERE lower(u.email) = lower(?)", "t", email),
 		out);
@@ -554,7 +561,7 @@ int db_user_by_email(struct db *db, const char *email, struct db_user *out)
 
 int db_user_by_id(struct db *db, const char *id, struct db_user *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = read_user(db, prep(db, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "t", id),
 	                   out);
 	release(db);
@@ -609,7 +616,7 @@ int db_session_insert(struct db *db, const char *token_hash, const char *user_id
 
 int db_session_user(struct db *db, const char *token_hash, int64_t now, struct db_user *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = read_user(db,
 	                   prep(db,
 	                        "SELECT " USER_COLS " FROM sessions s JOIN users u ON u.id = s.user_id "
@@ -677,7 +684,7 @@ int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_
 int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, size_t n_max,
                     size_t *n_out)
 {
-	acquire(db);
+	acquire_read(db);
 	struct db_stmt *st = prep(db,
 	                        "SELECT id, name, prefix, created_at, coalesce(last_used_at, 0), "
 	                        "coalesce(revoked_at, 0) FROM api_keys WHERE user_id = ? "
@@ -786,7 +793,7 @@ int db_track_insert(struct db *db, const struct db_track *t)
 
 int db_track_get(struct db *db, const char *user_id, const char *id, struct db_track *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " TRACK_COLS " FROM tracks WHERE id = ? AND user_id = ?",
 	                      "tt", id, user_id),
@@ -845,7 +852,7 @@ int db_track_list(struct db *db, const char *user_id, const char *q, enum db_tra
 	"lower(artist) LIKE lower(?2) ESCAPE '\\')"
 	snprintf(sql, sizeof sql, "SELECT " TRACK_COLS TRACK_MATCH " ORDER BY %s LIMIT ? OFFSET ?",
 	         orders[sort]);
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db, prep(db, "SELECT count(*)" TRACK_MATCH, "tt", user_id, pat),
 	                 read_int64_cb, total);
 	if (rc)
@@ -857,22 +864,32 @@ out:
 	return rc;
 }
 
-struct summary_row {
+struct summary_rows {
+	const struct db_track *tracks;
 	struct db_track_summary *s;
+	size_t n;
 	struct arena *a; /* for the sections' text */
 	bool nomem;      /* the sections could not be copied */
 };
 
-static void read_summary_analysis(struct db_stmt *st, void *out)
+static void read_summary(struct db_stmt *st, void *out)
 {
-	struct summary_row *r = out;
-	r->s->tempo_bpm = col_double(st, 0);
-	col_text(st, 1, r->s->key, sizeof r->s->key);
-	col_text(st, 2, r->s->camelot, sizeof r->s->camelot);
-	r->s->first_beat_s = col_double(st, 3);
-	const char *t = st->drv->col_text(st, 4);
-	r->s->sections_json = t ? arena_strdup(r->a, t) : NULL;
-	r->nomem = t && !r->s->sections_json;
+	struct summary_rows *r = out;
+	const char *id = st->drv->col_text(st, 0);
+	size_t i = 0;
+	while (id && i < r->n && strcmp(r->tracks[i].id, id) != 0)
+		i++;
+	if (!id || i == r->n)
+		return;
+	struct db_track_summary *s = &r->s[i];
+	s->tempo_bpm = col_double(st, 1);
+	col_text(st, 2, s->key, sizeof s->key);
+	col_text(st, 3, s->camelot, sizeof s->camelot);
+	s->first_beat_s = col_double(st, 4);
+	const char *t = st->drv->col_text(st, 5);
+	s->sections_json = t ? arena_strdup(r->a, t) : NULL;
+	r->nomem |= t && !s->sections_json;
+	s->n_stems = col_int(st, 6);
 }
 
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
@@ -883,42 +900,50 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 		return 0;
 	}
 	struct db_track_summary *s = arena_alloc(a, n * sizeof *s);
-	if (!s)
+	/* The tracks' ids as a JSON array of strings (ids are UUIDs: nothing to escape). */
+	size_t cap = n * (UUID_STR_LEN + 3) + 3;
+	char *ids = arena_alloc(a, cap);
+	if (!s || !ids)
 		return SFA_ENOMEM;
 	memset(s, 0, n * sizeof *s);
-	acquire(db);
-	int rc = 0;
-	for (size_t i = 0; i < n && (rc == 0 || rc == SFA_ENOTFOUND); i++) {
-		struct summary_row row = {&s[i], a, false};
-		rc = one_row(db,
-		             prep(db,
-		                  "SELECT coalesce((SELECT tempo FROM analyses WHERE user_id = ?1 AND "
-		                  "track_id = ?2 AND tempo IS NOT NULL ORDER BY id DESC LIMIT 1), 0), "
-		                  "coalesce((SELECT key_name FROM analyses WHERE user_id = ?1 AND "
-		                  "track_id = ?2 AND key_name IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
-		                  "coalesce((SELECT camelot FROM analyses WHERE user_id = ?1 AND "
-		                  "track_id = ?2 AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
-		                  "coalesce((SELECT coalesce(first_downbeat, first_beat) FROM analyses "
-		                  "WHERE user_id = ?1 AND track_id = ?2 AND tempo IS NOT NULL "
-		                  "ORDER BY id DESC LIMIT 1), -1), "
-		                  "(SELECT sections FROM analyses WHERE user_id = ?1 AND track_id = ?2 "
-		                  "AND sections IS NOT NULL ORDER BY id DESC LIMIT 1)",
-		                  "tt", user_id, tracks[i].id),
-		             read_summary_analysis, &row);
-		if (rc == 0 && row.nomem)
-			rc = SFA_ENOMEM;
-		if (rc == 0)
-			rc = one_row(db,
-			             prep(db,
-			                  "SELECT count(*) FROM stems WHERE user_id = ?1 AND track_id = ?2 "
-			                  "AND job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND "
-			                  "track_id = ?2 ORDER BY created_at DESC, rowid DESC LIMIT 1)",
-			                  "tt", user_id, tracks[i].id),
-			             read_int_cb, &s[i].n_stems);
-	}
+	size_t len = 1;
+	ids[0] = '[';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(ids + len, cap - len, "%s\"%s\"", i ? "," : "", tracks[i].id);
+	snprintf(ids + len, cap - len, "]");
+	/* One statement for the whole page: each track's latest analysis values and the stem
+	 * count of its latest separation. */
+	char sql[2048];
+	snprintf(sql, sizeof sql,
+	         "SELECT tid, "
+	         "coalesce((SELECT tempo FROM analyses WHERE user_id = ?1 AND track_id = tid AND "
+	         "tempo IS NOT NULL ORDER BY id DESC LIMIT 1), 0), "
+	         "coalesce((SELECT key_name FROM analyses WHERE user_id = ?1 AND track_id = tid "
+	         "AND key_name IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
+	         "coalesce((SELECT camelot FROM analyses WHERE user_id = ?1 AND track_id = tid "
+	         "AND camelot IS NOT NULL ORDER BY id DESC LIMIT 1), ''), "
+	         "coalesce((SELECT coalesce(first_downbeat, first_beat) FROM analyses "
+	         "WHERE user_id = ?1 AND track_id = tid AND tempo IS NOT NULL "
+	         "ORDER BY id DESC LIMIT 1), -1), "
+	         "(SELECT sections FROM analyses WHERE user_id = ?1 AND track_id = tid "
+	         "AND sections IS NOT NULL ORDER BY id DESC LIMIT 1), "
+	         "(SELECT count(*) FROM stems WHERE user_id = ?1 AND track_id = tid "
+	         "AND job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND "
+	         "track_id = tid ORDER BY created_at DESC, rowid DESC LIMIT 1)) "
+	         "FROM %s AS ids",
+	         dialect(db)->id_table);
+	struct summary_rows rows = {tracks, s, n, a, false};
+	acquire_read(db);
+	struct db_stmt *st = prep(db, sql, "tt", user_id, ids);
+	int rc = st ? 0 : SFA_EDB;
+	while (st && (rc = step(st)) == DB_ROW)
+		read_summary(st, &rows);
+	finalize(st);
 	release(db);
 	if (rc)
-		return rc == SFA_ENOTFOUND ? SFA_EDB : rc;
+		return rc;
+	if (rows.nomem)
+		return SFA_ENOMEM;
 	*out = s;
 	return 0;
 }
@@ -1017,7 +1042,7 @@ int db_job_insert(struct db *db, const struct db_job *j)
 
 int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 user_id ? prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
 	                                "tt", id, user_id)
@@ -1031,7 +1056,7 @@ static void read_nothing(struct db_stmt *st, void *out) { (void)st, (void)out; }
 
 int db_job_owned(struct db *db, const char *user_id, const char *job_id)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db, prep(db, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", "tt", job_id,
 	                          user_id),
 	                 read_nothing, NULL);
@@ -1046,7 +1071,7 @@ int db_job_list(struct db *db, const char *user_id, const char *status, const ch
 	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
 	                            "AND (?3 IS NULL OR type = ?3) AND (?6 IS NULL OR track_id = ?6)";
 	char sql[512];
-	acquire(db);
+	acquire_read(db);
 	int rc = 0;
 	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
 	rc = one_row(db, prep(db, sql, "tzzinz", user_id, status, type, (int64_t)0, track_id),
@@ -1204,7 +1229,7 @@ int db_track_job_counts(struct db *db, const char *user_id, const char *track_id
                         int *n_queued)
 {
 	int v[2] = {0, 0};
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT coalesce(sum(CASE WHEN status NOT IN "
@@ -1223,7 +1248,7 @@ int db_track_job_counts(struct db *db, const char *user_id, const char *track_id
 bool db_job_cancel_requested(struct db *db, const char *id)
 {
 	int v = 0;
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db, prep(db, "SELECT cancel_requested FROM jobs WHERE id = ?", "t", id),
 	                 read_int_cb, &v);
 	release(db);
@@ -1261,7 +1286,7 @@ int db_job_recover(struct db *db, int64_t now)
 int db_job_active_for_track(struct db *db, const char *user_id, const char *track_id,
                             const char *type, struct db_job *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " JOB_COLS " FROM jobs WHERE user_id = ? AND track_id = ? AND "
@@ -1321,7 +1346,7 @@ int db_stem_delete_for_job(struct db *db, const char *job_id)
 
 int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_stem *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " STEM_COLS " FROM stems WHERE id = ? AND user_id = ?", "tt",
 	                      id, user_id),
@@ -1333,7 +1358,7 @@ int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_st
 int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
                  struct arena *a, struct db_stem **out, size_t *n_out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = all_rows(
 		db,
 		job_id ? prep(db,
@@ -1353,7 +1378,7 @@ int db_stem_list(struct db *db, const char *user_id, const char *track_id, const
 int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
                      struct arena *a, struct db_stem **out, size_t *n_out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = all_rows(db,
 	                   prep(db,
 	                        "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
@@ -1402,7 +1427,7 @@ static int analysis_text(struct db *db, const char *where, const char *user_id,
 	         "SELECT result FROM analyses WHERE user_id = ? AND %s = ? ORDER BY id DESC LIMIT 1",
 	         where);
 	char *s = NULL;
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db, prep(db, sql, "tt", user_id, key), read_text_dup, &s);
 	release(db);
 	if (rc == 0 && !s)
@@ -1425,7 +1450,7 @@ int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id, 
 
 bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT 1 WHERE EXISTS (SELECT 1 FROM tracks WHERE user_id = ?1 AND "
@@ -1571,7 +1596,7 @@ int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64
 
 int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_link *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE user_id = ?", "t",
 	                      user_id),
@@ -1583,7 +1608,7 @@ int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_li
 int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,
                                   struct db_spotify_link *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE spotify_user_id = ?",
 	                      "t", spotify_user_id),
@@ -1652,7 +1677,7 @@ int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t 
                        char *hint, size_t n_hint)
 {
 	struct key_out k = {sealed, n_sealed, hint, n_hint};
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db, "SELECT sealed_key, hint FROM lalalai_keys WHERE user_id = ?", "t",
 	                      user_id),
@@ -1726,7 +1751,7 @@ int db_lalalai_task_update(struct db *db, const struct db_lalalai_task *t, int64
 int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
                         struct db_lalalai_task *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
@@ -1740,7 +1765,7 @@ int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
 int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *task_id,
                                struct db_lalalai_task *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
@@ -1754,7 +1779,7 @@ int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *t
 int db_lalalai_task_list_active(struct db *db, const char *user_id,
                                 struct db_lalalai_task *out, size_t n_max, size_t *n_out)
 {
-	acquire(db);
+	acquire_read(db);
 	*n_out = 0;
 	struct db_stmt *st = prep(db,
 	                        "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
@@ -1776,7 +1801,7 @@ static void read_double(struct db_stmt *st, void *out) { *(double *)out = col_do
 
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out)
 {
-	acquire(db);
+	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
 	                      "SELECT coalesce(sum(duration), 0) FROM lalalai_tasks WHERE user_id = ? "

@@ -1,9 +1,10 @@
 /* db.h - the database interface. Handlers and core logic see only this header.
  *
  * db.c implements it once over a driver (driver.h): SQLite in WAL mode (driver_sqlite.c,
- * one connection behind a mutex) by default, or PostgreSQL (driver_pg.c, a pool of
- * connections) when db_open is given a postgresql:// URL. Every function here is one
- * atomic unit and may be called from any thread.
+ * one writer connection behind a mutex and up to n_pool readers beside it) by default, or
+ * PostgreSQL (driver_pg.c, a pool of connections) when db_open is given a postgresql://
+ * URL. Every function here is one atomic unit and may be called from any thread; the ones
+ * that only read run at once on both, and never wait for a write.
  *
  * Re-entrancy: no function here calls back into its caller. Lists are returned whole, as
  * arrays allocated from the caller's arena, so a caller is free to call the database again
@@ -13,7 +14,7 @@
  *
  * Transactions: between db_tx_begin and db_tx_commit (or db_tx_rollback) the calling
  * thread keeps its connection; every function it calls joins the transaction, and other
- * threads' transactions wait (on SQLite every other call waits). So a transaction must be
+ * threads' transactions wait (on SQLite every other writing call waits). So a transaction must be
  * short and call nothing but this header: never wait for another thread inside one.
  * Functions documented as transactions of their own (db_track_cancel_jobs,
  * db_track_upsert_spotify, db_analysis_insert) cannot be nested.

@@ -14,8 +14,10 @@
  * NULL for SQL NULL and the text stays valid until the next step or finalize.
  *
  * Connections: a driver owns a pool of them. acquire blocks until one is free; the caller
- * uses it alone until release. SQLite has one connection (its pool is a mutex); PostgreSQL
- * has up to n_pool. Statements and connections belong to the thread that acquired them.
+ * uses it alone until release. acquire_read gives one for statements that only read, which
+ * may be a separate reader: SQLite has one writer connection (its pool is a mutex) and up
+ * to n_pool readers beside it; PostgreSQL has up to n_pool connections, any of which does
+ * either. Statements and connections belong to the thread that acquired them.
  */
 #ifndef SFA_DB_DRIVER_H
 #define SFA_DB_DRIVER_H
@@ -45,6 +47,8 @@ struct db_driver {
 	void (*close)(struct db_pool *p);
 	/* NULL when no connection can be made (logged). */
 	struct db_conn *(*acquire)(struct db_pool *p);
+	/* The same for a unit of read-only statements. NULL when none can be made (logged). */
+	struct db_conn *(*acquire_read)(struct db_pool *p);
 	void (*release)(struct db_pool *p, struct db_conn *c);
 	/* Runs SQL without parameters or rows (several statements allowed): 0 or SFA_EDB. */
 	int (*exec)(struct db_conn *c, const char *sql);

@@ -468,6 +468,7 @@ const struct db_driver db_driver_pg = {
 	.open = pg_open,
 	.close = pg_close,
 	.acquire = pg_acquire,
+	.acquire_read = pg_acquire,
 	.release = pg_release,
 	.exec = pg_exec,
 	.begin = pg_begin,

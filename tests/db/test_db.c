@@ -303,6 +303,37 @@ static void *reader_run(void *arg)
 	return NULL;
 }
 
+/* Reads track in another thread; fails the test if it has not answered within 20 s
+ * (it would be waiting for the caller's open write transaction). */
+static int read_in_thread(struct fixture *f, const char *track)
+{
+	struct reader r = {.db = f->db, .user = f->user, .rc = -1};
+	str_copy(r.track, sizeof r.track, track);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, reader_run, &r), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	if (pthread_timedjoin_np(th, NULL, &until) != 0)
+		fail_msg("a read waited for another thread's open write transaction");
+	return r.rc;
+}
+
+/* A read-only call does not queue behind a write: while this thread holds a write
+ * transaction, another thread reads at once, sees what was committed before and not what
+ * the transaction has not committed yet; after the commit it sees that too. */
+static void reads_run_beside_a_write(void **state)
+{
+	struct fixture *f = *state;
+	char pending[UUID_STR_LEN];
+	assert_int_equal(db_tx_begin(f->db), 0);
+	add_track(f, "Pending", "", pending);
+	assert_int_equal(read_in_thread(f, f->track), 0);
+	assert_int_equal(read_in_thread(f, pending), SFA_ENOTFOUND);
+	assert_int_equal(db_tx_commit(f->db), 0);
+	assert_int_equal(read_in_thread(f, pending), 0);
+}
+
 static void rollback_leaves_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -677,6 +708,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(reads_run_beside_a_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
