@@ -87,7 +87,7 @@ static int cmd_serve(int argc, char **argv)
 	int rc = open_app(&app, &argc, argv, true);
 	if (rc)
 		return rc;
-	app.rl = ratelimit_new(100000, 60);
+	app.rl = ratelimit_new(100000, 60, db_is_shared(app.db) ? app.db : NULL);
 	app.keys = keycache_new(4096, 10 * 1000); /* a revoked key elsewhere: 10 s at most */
 	if (!app.rl || !app.keys) {
 		ratelimit_free(app.rl);

@@ -2,8 +2,24 @@
 #include "core/ratelimit.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "db/db.h"
+#include "util/log.h"
+
+/* The verdict on a window opened at start that has had hits requests, this one included. */
+static void verdict(int64_t start, int hits, int limit, int window_s, int64_t now,
+                    struct rl_result *out)
+{
+	out->limit = limit;
+	out->reset_at = start + window_s;
+	out->allowed = hits <= limit;
+	out->remaining = out->allowed ? limit - hits : 0;
+	int64_t wait = out->reset_at - now;
+	out->retry_after_s = out->allowed ? 0 : wait < 1 ? 1 : (int)wait;
+}
 
 void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
                     struct rl_result *out)
@@ -12,19 +28,9 @@ void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
 		w->start = now;
 		w->count = 0;
 	}
-	out->limit = limit;
-	out->reset_at = w->start + window_s;
-	if (w->count < limit) {
+	if (w->count <= limit) /* past the limit the count stays: refused is refused */
 		w->count++;
-		out->allowed = true;
-		out->remaining = limit - w->count;
-		out->retry_after_s = 0;
-	} else {
-		out->allowed = false;
-		out->remaining = 0;
-		int64_t wait = out->reset_at - now;
-		out->retry_after_s = wait < 1 ? 1 : (int)wait;
-	}
+	verdict(w->start, w->count, limit, window_s, now, out);
 }
 
 struct rl_entry {
@@ -41,9 +47,14 @@ struct ratelimit {
 	size_t max_keys;
 	size_t n_overflow;
 	int window_s;
+	struct db *shared;          /* the windows live in this database instead (ratelimit.h) */
+	atomic_uint shared_hits;    /* to sweep ended windows from it now and then */
+	atomic_llong shared_logged; /* when a failure of it was last logged */
 };
 
-struct ratelimit *ratelimit_new(size_t max_keys, int window_s)
+enum { SHARED_SWEEP_EVERY = 4096 };
+
+struct ratelimit *ratelimit_new(size_t max_keys, int window_s, struct db *shared)
 {
 	struct ratelimit *rl = calloc(1, sizeof *rl);
 	if (!rl)
@@ -58,6 +69,7 @@ struct ratelimit *ratelimit_new(size_t max_keys, int window_s)
 	}
 	rl->max_keys = max_keys;
 	rl->window_s = window_s;
+	rl->shared = shared;
 	pthread_mutex_init(&rl->mu, NULL);
 	return rl;
 }
@@ -105,9 +117,34 @@ static void sweep(struct ratelimit *rl, int64_t now)
 	}
 }
 
+/* The window in the shared database. When the database cannot count, the request passes
+ * (it will meet the same database in its handler) and the failure is logged once a
+ * minute. */
+static void shared_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
+                       struct rl_result *out)
+{
+	int64_t start = now;
+	int hits = 1;
+	if (db_rate_hit(rl->shared, key, rl->window_s, now, &start, &hits)) {
+		long long last = atomic_load(&rl->shared_logged);
+		if (now - last >= 60 && atomic_compare_exchange_strong(&rl->shared_logged, &last, now))
+			log_error("rate limits: the database could not count a request; letting "
+			          "requests through until it can");
+		start = now;
+		hits = 1;
+	}
+	verdict(start, hits, limit, rl->window_s, now, out);
+	if (atomic_fetch_add(&rl->shared_hits, 1) % SHARED_SWEEP_EVERY == SHARED_SWEEP_EVERY - 1)
+		db_rate_sweep(rl->shared, rl->window_s, now);
+}
+
 void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
                    struct rl_result *out)
 {
+	if (rl->shared) {
+		shared_hit(rl, key, limit, now, out);
+		return;
+	}
 	pthread_mutex_lock(&rl->mu);
 	size_t b = hash(key) & (rl->n_buckets - 1);
 	struct rl_entry *e = rl->buckets[b];

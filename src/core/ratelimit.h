@@ -6,9 +6,15 @@
  * windows keyed by strings such as "api:user:<id>" or "auth:ip:1.2.3.4", holding at most
  * max_keys entries (expired ones are swept when it fills; past that, new keys are let
  * through and counted in n_overflow, so a flood of addresses cannot exhaust memory).
+ * Refused requests count too, so the arithmetic is the same whoever keeps the window.
+ *
+ * Shared mode: servers that share one database (db_is_shared: PostgreSQL) keep the windows
+ * in it instead (db_rate_hit, one atomic upsert per request), so a limit holds for the
+ * whole service, not per server; ended windows are swept now and then.
  *
  * Threading: one struct ratelimit is shared by every HTTP worker thread; its mutex guards
- * the table. Nothing is handed out.
+ * the table (the shared mode takes no lock of its own; it calls the database). Nothing is
+ * handed out.
  */
 #ifndef SFA_CORE_RATELIMIT_H
 #define SFA_CORE_RATELIMIT_H
@@ -34,8 +40,10 @@ void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
                     struct rl_result *out);
 
 struct ratelimit;
+struct db;
 
-struct ratelimit *ratelimit_new(size_t max_keys, int window_s);
+/* shared: the database to keep the windows in, or NULL for this process's own table. */
+struct ratelimit *ratelimit_new(size_t max_keys, int window_s, struct db *shared);
 void ratelimit_free(struct ratelimit *rl);
 void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
                    struct rl_result *out);

@@ -211,6 +211,9 @@ static const struct migration {
 	 "ALTER TABLE jobs ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE stems ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE lalalai_tasks ADD COLUMN rowid BIGSERIAL;"},
+	/* 11: rate-limit windows, for servers that share the database (db_rate_hit) */
+	{"CREATE TABLE rate_windows (key TEXT PRIMARY KEY, start BIGINT NOT NULL,"
+	 "  hits INTEGER NOT NULL);", NULL},
 };
 
 /* See the lock discipline above. t_conn is the connection this thread acquired (NULL when
@@ -1808,6 +1811,53 @@ int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, d
 	                      "AND status = 'success' AND updated_at >= ?",
 	                      "ti", user_id, since),
 	                 read_double, out);
+	release(db);
+	return rc;
+}
+
+bool db_is_shared(const struct db *db) { return db->drv->dialect == DB_DIALECT_PG; }
+
+struct rate_row {
+	int64_t start;
+	int hits;
+};
+
+static void read_rate_row(struct db_stmt *st, void *out)
+{
+	struct rate_row *r = out;
+	r->start = col_int64(st, 0);
+	r->hits = col_int(st, 1);
+}
+
+int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int64_t *start,
+                int *count)
+{
+	struct rate_row r = {0, 0};
+	acquire(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "INSERT INTO rate_windows (key, start, hits) VALUES (?1, ?2, 1) "
+	                      "ON CONFLICT (key) DO UPDATE SET "
+	                      "start = CASE WHEN rate_windows.start + ?3 <= ?2 THEN ?2 "
+	                      "ELSE rate_windows.start END, "
+	                      "hits = CASE WHEN rate_windows.start + ?3 <= ?2 THEN 1 "
+	                      "ELSE rate_windows.hits + 1 END "
+	                      "RETURNING start, hits",
+	                      "tii", key, now, (int64_t)window_s),
+	                 read_rate_row, &r);
+	release(db);
+	*start = r.start;
+	*count = r.hits;
+	return rc == SFA_ENOTFOUND ? SFA_EDB : rc;
+}
+
+int db_rate_sweep(struct db *db, int window_s, int64_t now)
+{
+	acquire(db);
+	int rc = run(db,
+	             prep(db, "DELETE FROM rate_windows WHERE start + ? <= ?", "ii",
+	                  (int64_t)window_s, now),
+	             false);
 	release(db);
 	return rc;
 }

@@ -364,6 +364,19 @@ int db_lalalai_task_list_active(struct db *db, const char *user_id,
 /* Seconds of audio of the user's successful tasks finished at or after since. */
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out);
 
+/* ---- Rate-limit windows shared by every server of one database (core/ratelimit.h) ---- */
+
+/* True when several servers may share this database as one service (PostgreSQL), so
+ * counters that must hold across them live in it. */
+bool db_is_shared(const struct db *db);
+/* Counts one hit in key's window of window_s seconds, opening a new window at now when
+ * there is none or the last has ended; gives the window's start and its hits, this one
+ * included. */
+int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int64_t *start,
+                int *count);
+/* Forgets the windows of window_s seconds that ended at or before now. */
+int db_rate_sweep(struct db *db, int window_s, int64_t now);
+
 /* Whether the user owns a file under the data dir (relative path), through a track's
  * audio or a stem. */
 bool db_file_owned(struct db *db, const char *user_id, const char *rel_path);

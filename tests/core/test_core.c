@@ -95,7 +95,7 @@ static void ratelimit_arithmetic(void **state)
 static void ratelimit_table(void **state)
 {
 	(void)state;
-	struct ratelimit *rl = ratelimit_new(4, 60);
+	struct ratelimit *rl = ratelimit_new(4, 60, NULL);
 	struct rl_result r;
 	ratelimit_hit(rl, "api:u1", 2, 100, &r);
 	ratelimit_hit(rl, "api:u1", 2, 100, &r);
@@ -435,6 +435,51 @@ static void config_spotify_and_download(void **state)
 	unsetenv("SFA_YTDLP");
 }
 
+/* Two servers sharing one database count one window: 30 requests on each make 60, the
+ * 61st is refused on either, a new window opens a minute on, other keys are apart, and
+ * ended windows are swept from the database. */
+static void ratelimit_shared(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(db_is_shared(f->db), testdb_is_pg());
+	struct ratelimit *a = ratelimit_new(16, 60, f->db), *b = ratelimit_new(16, 60, f->db);
+	assert_non_null(a);
+	assert_non_null(b);
+	struct rl_result r;
+	int64_t t0 = 1000000;
+	for (int i = 1; i <= 60; i++) {
+		ratelimit_hit(i % 2 ? a : b, "api:user:u1", 60, t0 + i / 10, &r);
+		assert_true(r.allowed);
+		assert_int_equal(r.remaining, 60 - i);
+		assert_int_equal(r.reset_at, t0 + 60);
+	}
+	ratelimit_hit(a, "api:user:u1", 60, t0 + 15, &r);
+	assert_false(r.allowed);
+	assert_int_equal(r.retry_after_s, 45);
+	ratelimit_hit(b, "api:user:u1", 60, t0 + 59, &r);
+	assert_false(r.allowed);
+	assert_int_equal(r.retry_after_s, 1);
+	ratelimit_hit(b, "api:user:u2", 60, t0 + 59, &r);
+	assert_true(r.allowed);
+	assert_int_equal(r.remaining, 59);
+	ratelimit_hit(a, "api:user:u1", 60, t0 + 60, &r); /* a new window */
+	assert_true(r.allowed);
+	assert_int_equal(r.remaining, 59);
+	assert_int_equal(r.reset_at, t0 + 120);
+	/* u2's window (opened at t0 + 59) has ended by t0 + 119; u1's (t0 + 60) has not. */
+	assert_int_equal(db_rate_sweep(f->db, 60, t0 + 119), 0);
+	int64_t start = 0;
+	int hits = 0;
+	assert_int_equal(db_rate_hit(f->db, "api:user:u1", 60, t0 + 119, &start, &hits), 0);
+	assert_int_equal(start, t0 + 60);
+	assert_int_equal(hits, 2);
+	assert_int_equal(db_rate_hit(f->db, "api:user:u2", 60, t0 + 100, &start, &hits), 0);
+	assert_int_equal(start, t0 + 100); /* swept, so a new window at once */
+	assert_int_equal(hits, 1);
+	ratelimit_free(a);
+	ratelimit_free(b);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -446,6 +491,7 @@ int main(void)
 		cmocka_unit_test(ratelimit_table),
 		cmocka_unit_test(validation),
 		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
+		cmocka_unit_test_setup_teardown(ratelimit_shared, db_setup, db_teardown),
 		cmocka_unit_test(config_env),
 		cmocka_unit_test(config_spotify_and_download),
 		cmocka_unit_test(sealed_values),
@@ -453,6 +499,7 @@ int main(void)
 	/* On PostgreSQL ("core-pg") only the tests that reach the database run again. */
 	const struct CMUnitTest db_tests[] = {
 		cmocka_unit_test_setup_teardown(accounts_flow, db_setup, db_teardown),
+		cmocka_unit_test_setup_teardown(ratelimit_shared, db_setup, db_teardown),
 	};
 	if (testdb_is_pg())
 		return cmocka_run_group_tests(db_tests, NULL, NULL);

@@ -200,7 +200,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 10);
+	assert_int_equal(db_schema_version(f->db), 11);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
