@@ -28,6 +28,7 @@
 #include "core/accounts.h"
 #include "http/server.h"
 #include "core/jobs.h"
+#include "jobs/bus.h"
 #include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -81,6 +82,17 @@ static int open_app(struct app *app, int *argc, char **argv, bool serve)
 	return 0;
 }
 
+/* Stops the scheduler (its children are queued again), then frees what handlers shared. */
+static void close_app(struct app *app)
+{
+	scheduler_free(app->sched);
+	app->sched = NULL;
+	bus_free(app->bus);
+	ratelimit_free(app->rl);
+	keycache_free(app->keys);
+	db_close(app->db);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct app app;
@@ -89,10 +101,9 @@ static int cmd_serve(int argc, char **argv)
 		return rc;
 	app.rl = ratelimit_new(100000, 60);
 	app.keys = keycache_new(4096, 10 * 1000); /* a revoked key elsewhere: 10 s at most */
-	if (!app.rl || !app.keys) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+	app.bus = bus_new();
+	if (!app.rl || !app.keys || !app.bus) {
+		close_app(&app);
 		return fail("out of memory");
 	}
 	struct server_opts o = {
@@ -110,9 +121,7 @@ static int cmd_serve(int argc, char **argv)
 	char err[512];
 	ssize_t n_exe = readlink("/proc/self/exe", app.exe, sizeof app.exe - 1);
 	if (n_exe <= 0) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+		close_app(&app);
 		return fail("cannot find the sfa executable to run jobs with");
 	}
 	app.exe[n_exe] = '\0';
@@ -123,17 +132,14 @@ static int cmd_serve(int argc, char **argv)
 	snprintf(tmp, sizeof tmp, "%s/tmp", app.cfg.data_dir);
 	if (fs_remove_tree(tmp) != 0)
 		log_warn("could not clear %s of a previous run's scratch files", tmp);
-	if (scheduler_start(&app.cfg, app.db, app.exe, err, sizeof err)) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe};
+	app.sched = scheduler_new(&so, err, sizeof err);
+	if (!app.sched) {
+		close_app(&app);
 		return fail(err);
 	}
 	rc = server_run(&o, err, sizeof err);
-	scheduler_stop();
-	ratelimit_free(app.rl);
-	keycache_free(app.keys);
-	db_close(app.db);
+	close_app(&app);
 	if (rc)
 		return fail(err);
 	log_info("database closed; bye");
@@ -278,7 +284,7 @@ static int cmd_job_enqueue(int argc, char **argv)
 		goto out;
 	}
 	struct db_job j;
-	if (job_enqueue(app.db, u.id, track, type, p, &j) != 0) {
+	if (job_enqueue(app.db, NULL, u.id, track, type, p, &j) != 0) {
 		rc = fail("could not queue the job");
 		goto out;
 	}

@@ -5,13 +5,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "jobs/jobs.h"
 #include "jobs/registry.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
-int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
+int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id, const char *type,
                 json_t *payload, struct db_job *out)
 {
 	struct db_job j;
@@ -39,7 +40,7 @@ int job_enqueue(struct db *db, const char *user_id, const char *track_id, const 
 	int rc = db_job_insert(db, &j);
 	if (rc)
 		return rc;
-	scheduler_wake();
+	scheduler_wake(sched);
 	*out = j;
 	return 0;
 }

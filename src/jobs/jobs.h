@@ -13,6 +13,13 @@
  *
  * The server process never does a job's work itself; a crash of a child fails only that
  * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover).
+ *
+ * A scheduler is a value (scheduler_new): `sfa serve` makes one, and a test may run two in
+ * one process against one database. It publishes on the bus it was given.
+ *
+ * Threading: scheduler_new and scheduler_free are called by the thread that owns the
+ * scheduler (main); scheduler_wake from any thread while it exists. Everything else runs on
+ * the scheduler's own thread.
  */
 #ifndef SFA_JOBS_JOBS_H
 #define SFA_JOBS_JOBS_H
@@ -25,13 +32,30 @@
 #include "core/config.h"
 #include "db/db.h"
 
-/* Scheduler (server side). exe is the path of the sfa binary to run children with. */
-int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
-                    size_t n_err);
-/* Kills running children (they are queued again, their attempt refunded) and joins. */
-void scheduler_stop(void);
-/* Wakes the scheduler now (after an enqueue or a cancel request). */
-void scheduler_wake(void);
+struct bus;
+struct scheduler;
+
+/* What a scheduler runs, and with what. Everything is borrowed and must outlive it. */
+struct scheduler_opts {
+	const struct config *cfg;
+	struct db *db;
+	struct bus *bus;   /* where job events are published */
+	const char *exe;   /* the sfa binary to run children with */
+	const char *types; /* comma-separated type names this node runs; NULL: every type,
+	                      "": none */
+	int concurrency;   /* > 0: how many jobs of each type run at once (else the type's
+	                      SFA_JOBS_* limit) */
+};
+
+/* Recovers the jobs of the last run, then starts the scheduler's thread. Returns the
+ * scheduler (freed by scheduler_free), or NULL with err set (a sentence). */
+struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_t n_err);
+/* Kills running children (they are queued again, their attempt refunded), joins the thread
+ * and frees s. NULL is a no-op. */
+void scheduler_free(struct scheduler *s);
+/* Wakes the scheduler now (after an enqueue or a cancel request). NULL is a no-op (a
+ * process without a scheduler: the CLI, or `sfa serve --no-jobs`). */
+void scheduler_wake(struct scheduler *s);
 
 /* Worker side: `sfa job-exec <id>`. Returns the process exit status. */
 int job_exec_main(const struct config *cfg, const char *job_id);

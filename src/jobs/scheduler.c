@@ -55,21 +55,23 @@ struct child {
 	char message[256];
 };
 
-static struct {
+struct scheduler {
 	pthread_t thread;
-	bool running;
 	int wake[2];
 	atomic_bool stop;
 	const struct config *cfg;
 	struct db *db;
+	struct bus *bus;
 	char exe[PATH_MAX];
+	bool run_type[JOB_TYPES_MAX]; /* by index in job_types: whether this node runs it */
+	int concurrency;              /* > 0: every type's limit */
 	struct child kids[MAX_CHILDREN];
-} S = {.wake = {-1, -1}};
+};
 
-void scheduler_wake(void)
+void scheduler_wake(struct scheduler *s)
 {
-	if (S.wake[1] >= 0) {
-		ssize_t w = write(S.wake[1], "x", 1);
+	if (s && s->wake[1] >= 0) {
+		ssize_t w = write(s->wake[1], "x", 1);
 		(void)w;
 	}
 }
@@ -82,7 +84,7 @@ static void checked(int rc, const char *what, const char *job_id)
 		log_error("job %s: the database did not record %s (%d)", job_id, what, rc);
 }
 
-static void publish(const struct db_job *j, const char *event, json_t *payload)
+static void publish(struct scheduler *s, const struct db_job *j, const char *event, json_t *payload)
 {
 	char *text = json_encode(payload);
 	json_decref(payload);
@@ -90,42 +92,42 @@ static void publish(const struct db_job *j, const char *event, json_t *payload)
 		return;
 	char topic[64];
 	snprintf(topic, sizeof topic, "jobs:%s", j->id);
-	bus_publish(topic, event, text);
+	bus_publish(s->bus, topic, event, text);
 	snprintf(topic, sizeof topic, "user:%s", j->user_id);
-	bus_publish(topic, event, text);
+	bus_publish(s->bus, topic, event, text);
 	free(text);
 }
 
-static void publish_progress(struct child *c)
+static void publish_progress(struct scheduler *s, struct child *c)
 {
-	publish(&c->job, "job:progress",
+	publish(s, &c->job, "job:progress",
 	        json_pack("{s:s, s:s, s:i, s:s}", "job_id", c->job.id, "status", c->phase,
 	                  "progress", c->progress, "message", c->message));
 }
 
-static void work_dir(const char *job_id, char *out, size_t n)
+static void work_dir(const struct scheduler *s, const char *job_id, char *out, size_t n)
 {
-	snprintf(out, n, "%s/tmp/jobs/%s", S.cfg->data_dir, job_id);
+	snprintf(out, n, "%s/tmp/jobs/%s", s->cfg->data_dir, job_id);
 }
 
 /* Forks and execs `sfa job-exec <id>` with the progress pipe on fd 3. */
-static int spawn(struct child *c)
+static int spawn(struct scheduler *s, struct child *c)
 {
 	char dir[PATH_MAX + 64];
-	work_dir(c->job.id, dir, sizeof dir);
+	work_dir(s, c->job.id, dir, sizeof dir);
 	fs_remove_tree(dir);
 	char parent[PATH_MAX + 64];
-	snprintf(parent, sizeof parent, "%s/tmp/jobs", S.cfg->data_dir);
+	snprintf(parent, sizeof parent, "%s/tmp/jobs", s->cfg->data_dir);
 	if (fs_mkdirs(parent, 0700) || mkdir(dir, 0700) != 0) {
 		log_error("job %s: cannot create its scratch directory: %s", c->job.id, strerror(errno));
 		return SFA_EIO;
 	}
-	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
-	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = S.cfg->job_memory_mb};
-	return proc_spawn(S.exe, argv, &po, &c->pid, &c->fd);
+	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)s->cfg->data_dir, NULL};
+	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = s->cfg->job_memory_mb};
+	return proc_spawn(s->exe, argv, &po, &c->pid, &c->fd);
 }
 
-static void handle_line(struct child *c, const char *line)
+static void handle_line(struct scheduler *s, struct child *c, const char *line)
 {
 	json_error_t je;
 	json_t *j = json_loads(line, 0, &je);
@@ -152,19 +154,19 @@ static void handle_line(struct child *c, const char *line)
 		str_copy(c->message, sizeof c->message, msg ? msg : "");
 		int64_t now = time_mono_ms();
 		if (now - c->last_write_ms >= 250 || c->progress == 100) {
-			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		} else {
 			c->progress_dirty = true; /* written by supervise() once the interval passed */
 		}
-		publish_progress(c);
+		publish_progress(s, c);
 	}
 	json_decref(j);
 }
 
-static void read_child(struct child *c)
+static void read_child(struct scheduler *s, struct child *c)
 {
 	char chunk[8192];
 	for (;;) {
@@ -181,7 +183,7 @@ static void read_child(struct child *c)
 		for (ssize_t i = 0; i < n; i++) {
 			if (chunk[i] == '\n') {
 				if (c->line.data)
-					handle_line(c, c->line.data);
+					handle_line(s, c, c->line.data);
 				c->line.len = 0;
 				if (c->line.data)
 					c->line.data[0] = '\0';
@@ -193,9 +195,9 @@ static void read_child(struct child *c)
 	}
 }
 
-static int64_t backoff_s(int attempts)
+static int64_t backoff_s(const struct scheduler *s, int attempts)
 {
-	int64_t base = S.cfg->job_retry_base_s;
+	int64_t base = s->cfg->job_retry_base_s;
 	int64_t d = base;
 	for (int i = 1; i < attempts && d < 3600; i++)
 		d *= 2;
@@ -204,7 +206,7 @@ static int64_t backoff_s(int attempts)
 	return d + (d > 1 ? (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1)) : 0);
 }
 
-static void finish(struct child *c)
+static void finish(struct scheduler *s, struct child *c)
 {
 	int64_t now = (int64_t)time(NULL);
 	struct db_job *j = &c->job;
@@ -214,19 +216,19 @@ static void finish(struct child *c)
 	/* The scratch folder goes first: whoever sees the job's final state (a client polling,
 	 * a track being deleted) can rely on it being gone. */
 	char dir[PATH_MAX + 64];
-	work_dir(j->id, dir, sizeof dir);
+	work_dir(s, j->id, dir, sizeof dir);
 	fs_remove_tree(dir);
 	if (c->cancelled) {
-		checked(db_job_fail(S.db, j->id, "cancelled", now), "its cancellation", j->id);
-		publish(j, "job:failed",
+		checked(db_job_fail(s->db, j->id, "cancelled", now), "its cancellation", j->id);
+		publish(s, j, "job:failed",
 		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 		                  "cancelled"));
 		log_info("job %s cancelled", j->id);
-	} else if (ok && (stored_rc = library_job_complete(S.db, j, c->result, now, &stored)) == 0) {
+	} else if (ok && (stored_rc = library_job_complete(s->db, j, c->result, now, &stored)) == 0) {
 		json_error_t je;
 		json_t *res = json_loads(stored, 0, &je);
 		free(stored);
-		publish(j, "job:completed",
+		publish(s, j, "job:completed",
 		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type", j->type,
 		                  "track_id", j->track_id[0] ? j->track_id : NULL, "result",
 		                  res ? res : json_object()));
@@ -258,22 +260,22 @@ static void finish(struct child *c)
 			snprintf(err, sizeof err, "The worker process stopped without a result (exit %d).",
 			         WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1);
 		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
-			checked(db_job_fail(S.db, j->id, err, now), "its failure", j->id);
-			publish(j, "job:failed",
+			checked(db_job_fail(s->db, j->id, err, now), "its failure", j->id);
+			publish(s, j, "job:failed",
 			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 			                  err));
 			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type, j->attempts,
 			         err);
 		} else {
-			int64_t delay = backoff_s(j->attempts);
-			checked(db_job_requeue(S.db, j->id, now + delay, err, false), "its retry", j->id);
+			int64_t delay = backoff_s(s, j->attempts);
+			checked(db_job_requeue(s->db, j->id, now + delay, err, false), "its retry", j->id);
 			char msg[256];
 			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s", j->attempts,
 			         j->max_attempts, (long long)delay);
 			str_copy(c->phase, sizeof c->phase, "queued");
 			str_copy(c->message, sizeof c->message, msg);
 			c->progress = 0;
-			publish_progress(c);
+			publish_progress(s, c);
 			log_info("job %s: %s: %s", j->id, msg, err);
 		}
 	}
@@ -293,21 +295,21 @@ static void signal_child(struct child *c, int64_t now)
 	c->kill_at_ms = now + KILL_GRACE_MS;
 }
 
-static void supervise(int64_t now)
+static void supervise(struct scheduler *s, int64_t now)
 {
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used || c->pid <= 0)
 			continue;
 		if (c->progress_dirty && now - c->last_write_ms >= 250) {
-			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		}
 		if (now >= c->next_check_ms) {
 			c->next_check_ms = now + 300;
-			if (!c->cancelled && db_job_cancel_requested(S.db, c->job.id)) {
+			if (!c->cancelled && db_job_cancel_requested(s->db, c->job.id)) {
 				c->cancelled = true;
 				signal_child(c, now);
 			}
@@ -321,10 +323,10 @@ static void supervise(int64_t now)
 	}
 }
 
-static void reap(void)
+static void reap(struct scheduler *s)
 {
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used)
 			continue;
 		if (c->pid > 0) {
@@ -339,38 +341,41 @@ static void reap(void)
 		}
 		if (c->pid == 0) {
 			if (c->fd >= 0)
-				read_child(c); /* whatever is left in the pipe */
-			finish(c);
+				read_child(s, c); /* whatever is left in the pipe */
+			finish(s, c);
 		}
 	}
 }
 
-static void start_due(int64_t now_ms)
+static void start_due(struct scheduler *s, int64_t now_ms)
 {
 	for (int k = 0; k < job_types_n; k++) {
 		const struct job_type *t = &job_types[k];
+		if (!s->run_type[k])
+			continue;
+		int limit = s->concurrency > 0 ? s->concurrency : t->limit(s->cfg);
 		int running = 0;
 		for (int i = 0; i < MAX_CHILDREN; i++)
-			running += S.kids[i].used && strcmp(S.kids[i].job.type, t->name) == 0;
-		while (running < t->limit(S.cfg)) {
+			running += s->kids[i].used && strcmp(s->kids[i].job.type, t->name) == 0;
+		while (running < limit) {
 			int slot = -1;
 			for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
-				if (!S.kids[i].used)
+				if (!s->kids[i].used)
 					slot = i;
 			if (slot < 0)
 				return;
-			struct child *c = &S.kids[slot];
+			struct child *c = &s->kids[slot];
 			memset(c, 0, sizeof *c);
 			c->fd = -1;
-			if (db_job_claim(S.db, t->name, (int64_t)time(NULL), &c->job) != 0)
+			if (db_job_claim(s->db, t->name, (int64_t)time(NULL), &c->job) != 0)
 				break;
 			c->used = true;
 			buf_init(&c->line, LINE_MAX_BYTES);
 			str_copy(c->phase, sizeof c->phase, "running");
-			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, S.cfg) * 1000;
-			if (spawn(c) != 0) {
-				checked(db_job_requeue(S.db, c->job.id,
-				                       (int64_t)time(NULL) + backoff_s(c->job.attempts),
+			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, s->cfg) * 1000;
+			if (spawn(s, c) != 0) {
+				checked(db_job_requeue(s->db, c->job.id,
+				                       (int64_t)time(NULL) + backoff_s(s, c->job.attempts),
 				                       "The worker process could not be started.", false),
 				        "its retry", c->job.id);
 				buf_free(&c->line);
@@ -380,7 +385,7 @@ static void start_due(int64_t now_ms)
 			}
 			log_info("job %s (%s) started, attempt %d of %d", c->job.id, c->job.type,
 			         c->job.attempts, c->job.max_attempts);
-			publish_progress(c);
+			publish_progress(s, c);
 			running++;
 		}
 	}
@@ -388,17 +393,17 @@ static void start_due(int64_t now_ms)
 
 static void *loop(void *arg)
 {
-	(void)arg;
+	struct scheduler *s = arg;
 	struct pollfd pfd[MAX_CHILDREN + 1];
 	int owner[MAX_CHILDREN + 1];
-	while (!atomic_load(&S.stop)) {
+	while (!atomic_load(&s->stop)) {
 		int n = 0;
-		pfd[n].fd = S.wake[0];
+		pfd[n].fd = s->wake[0];
 		pfd[n].events = POLLIN;
 		owner[n++] = -1;
 		for (int i = 0; i < MAX_CHILDREN; i++) {
-			if (S.kids[i].used && S.kids[i].fd >= 0) {
-				pfd[n].fd = S.kids[i].fd;
+			if (s->kids[i].used && s->kids[i].fd >= 0) {
+				pfd[n].fd = s->kids[i].fd;
 				pfd[n].events = POLLIN;
 				owner[n++] = i;
 			}
@@ -406,25 +411,25 @@ static void *loop(void *arg)
 		poll(pfd, (nfds_t)n, 200);
 		if (pfd[0].revents & POLLIN) {
 			char drain[64];
-			while (read(S.wake[0], drain, sizeof drain) > 0) {
+			while (read(s->wake[0], drain, sizeof drain) > 0) {
 			}
 		}
 		for (int k = 1; k < n; k++)
 			if (pfd[k].revents)
-				read_child(&S.kids[owner[k]]);
+				read_child(s, &s->kids[owner[k]]);
 		int64_t now = time_mono_ms();
-		reap();
-		supervise(now);
-		if (!atomic_load(&S.stop))
-			start_due(now);
+		reap(s);
+		supervise(s, now);
+		if (!atomic_load(&s->stop))
+			start_due(s, now);
 	}
 	/* Shutdown: running jobs go back to the queue, their attempt refunded. */
 	int64_t deadline = time_mono_ms() + KILL_GRACE_MS;
 	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (S.kids[i].used && S.kids[i].pid > 0)
-			kill(-S.kids[i].pid, SIGTERM);
+		if (s->kids[i].used && s->kids[i].pid > 0)
+			kill(-s->kids[i].pid, SIGTERM);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used)
 			continue;
 		while (c->pid > 0) {
@@ -436,13 +441,13 @@ static void *loop(void *arg)
 			struct timespec ts = {0, 20 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
-		checked(db_job_requeue(S.db, c->job.id, (int64_t)time(NULL),
+		checked(db_job_requeue(s->db, c->job.id, (int64_t)time(NULL),
 		                       "The server was stopped while this job ran; it was queued again.",
 		                       true),
 		        "its return to the queue", c->job.id);
 		log_info("job %s (%s) stopped with the server; queued again", c->job.id, c->job.type);
 		char dir[PATH_MAX + 64];
-		work_dir(c->job.id, dir, sizeof dir);
+		work_dir(s, c->job.id, dir, sizeof dir);
 		fs_remove_tree(dir);
 		if (c->fd >= 0)
 			close(c->fd);
@@ -453,37 +458,81 @@ static void *loop(void *arg)
 	return NULL;
 }
 
-int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
-                    size_t n_err)
+/* Sets which types s runs from a comma-separated list of names (NULL: every type). */
+static int choose_types(struct scheduler *s, const char *types, char *err, size_t n_err)
 {
-	S.cfg = cfg;
-	S.db = db;
-	str_copy(S.exe, sizeof S.exe, exe);
-	atomic_store(&S.stop, false);
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		S.kids[i].fd = -1;
-	int n = db_job_recover(db, (int64_t)time(NULL));
-	if (n < 0)
-		return sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
-	if (n > 0)
-		log_info("recovered %d job(s) left running by the previous run", n);
-	if (pipe2(S.wake, O_CLOEXEC | O_NONBLOCK) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
-	if (pthread_create(&S.thread, NULL, loop, NULL) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
-	S.running = true;
+	for (int k = 0; k < job_types_n; k++)
+		s->run_type[k] = types == NULL;
+	while (types && *types) {
+		size_t n = strcspn(types, ",");
+		bool known = false;
+		for (int k = 0; k < job_types_n; k++) {
+			if (strlen(job_types[k].name) == n && strncmp(job_types[k].name, types, n) == 0) {
+				s->run_type[k] = true;
+				known = true;
+			}
+		}
+		if (!known && n)
+			return sfa_err(err, n_err, SFA_EINVAL, "There is no job type \"%.*s\".", (int)n,
+			               types);
+		types += n;
+		if (*types == ',')
+			types++;
+	}
 	return 0;
 }
 
-void scheduler_stop(void)
+struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_t n_err)
 {
-	if (!S.running)
+	struct scheduler *s = calloc(1, sizeof *s);
+	if (!s) {
+		sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the job scheduler.");
+		return NULL;
+	}
+	s->cfg = o->cfg;
+	s->db = o->db;
+	s->bus = o->bus;
+	s->concurrency = o->concurrency;
+	s->wake[0] = s->wake[1] = -1;
+	str_copy(s->exe, sizeof s->exe, o->exe);
+	atomic_store(&s->stop, false);
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		s->kids[i].fd = -1;
+	if (choose_types(s, o->types, err, n_err))
+		goto fail;
+	int n = db_job_recover(s->db, (int64_t)time(NULL));
+	if (n < 0) {
+		sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
+		goto fail;
+	}
+	if (n > 0)
+		log_info("recovered %d job(s) left running by the previous run", n);
+	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
+		goto fail;
+	}
+	if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+		sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
+		goto fail;
+	}
+	return s;
+fail:
+	if (s->wake[0] >= 0) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+	}
+	free(s);
+	return NULL;
+}
+
+void scheduler_free(struct scheduler *s)
+{
+	if (!s)
 		return;
-	atomic_store(&S.stop, true);
-	scheduler_wake();
-	pthread_join(S.thread, NULL);
-	close(S.wake[0]);
-	close(S.wake[1]);
-	S.wake[0] = S.wake[1] = -1;
-	S.running = false;
+	atomic_store(&s->stop, true);
+	scheduler_wake(s);
+	pthread_join(s->thread, NULL);
+	close(s->wake[0]);
+	close(s->wake[1]);
+	free(s);
 }

@@ -650,7 +650,7 @@ static void delete_stops_a_job_started_meanwhile(void **state)
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, racer_run, &r), 0);
 	char err[256] = "";
-	int rc = library_track_delete(f->db, f->dir, f->user, f->track, err, sizeof err);
+	int rc = library_track_delete(f->db, NULL, f->dir, f->user, f->track, err, sizeof err);
 	pthread_join(t, NULL);
 	if (r.failure)
 		fail_msg("%s", r.failure);

@@ -1,0 +1,409 @@
+/* test_scheduler.c - jobs/jobs.h's scheduler, with real children: `sfa job-exec` of the
+ * built binary (SFA_BIN) runs jobs of the "probe" type (a diagnostic that reports steps and
+ * fails or crashes on request). Claiming and running a job end to end, cancelling a running
+ * one, retries with backoff, per-type concurrency and its override, a node running only
+ * some types, and two schedulers with two buses in one process. Every wait is for a bus
+ * event (or a row), with a deadline; nothing sleeps.
+ *
+ * Runs on SQLite as "jobs-scheduler" and on PostgreSQL as "jobs-scheduler-pg" (under
+ * tests/with-postgres.sh; testdb.h), where the children find the database through
+ * SFA_DATABASE_URL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+#include "core/jobs.h"
+#include "db/db.h"
+#include "jobs/bus.h"
+#include "jobs/jobs.h"
+#include "util/str.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+#include "../db/testdb.h"
+
+enum { MAX_EVENTS = 4096, WAIT_MS = 30000 };
+
+/* Every event published on one topic of one bus, in order. */
+struct collector {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+	char *event[MAX_EVENTS];
+	json_t *payload[MAX_EVENTS];
+	struct bus_sub *sub;
+};
+
+static void collect(void *arg, const char *topic, const char *event, const char *payload)
+{
+	(void)topic;
+	struct collector *c = arg;
+	json_error_t je;
+	json_t *p = payload ? json_loads(payload, 0, &je) : NULL;
+	char *e = strdup(event);
+	pthread_mutex_lock(&c->mu);
+	if (c->n < MAX_EVENTS) {
+		c->event[c->n] = e;
+		c->payload[c->n] = p;
+		c->n++;
+		e = NULL;
+		p = NULL;
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	free(e);
+	json_decref(p);
+}
+
+static void collector_start(struct collector *c, struct bus *b, const char *topic)
+{
+	memset(c, 0, sizeof *c);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->sub = bus_subscribe(b, topic, collect, c);
+	assert_non_null(c->sub);
+}
+
+static void collector_stop(struct collector *c)
+{
+	bus_unsubscribe(c->sub);
+	for (int i = 0; i < c->n; i++) {
+		free(c->event[i]);
+		json_decref(c->payload[i]);
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+}
+
+static bool matches(struct collector *c, int i, const char *event, const char *job_id)
+{
+	const char *id = json_string_value(json_object_get(c->payload[i], "job_id"));
+	return strcmp(c->event[i], event) == 0 && (!job_id || (id && strcmp(id, job_id) == 0));
+}
+
+/* The index of the first event at or after *from named event (for job_id, when given),
+ * waiting up to WAIT_MS for it; -1 when it never came. *from moves past it. */
+static int wait_event(struct collector *c, int *from, const char *event, const char *job_id)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	int found = -1;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		for (int i = *from; i < c->n && found < 0; i++)
+			if (matches(c, i, event, job_id))
+				found = i;
+		if (found >= 0 || pthread_cond_timedwait(&c->cv, &c->mu, &until) != 0)
+			break;
+	}
+	/* One more scan: the timed wait may have ended with the event just in. */
+	for (int i = *from; found < 0 && i < c->n; i++)
+		if (matches(c, i, event, job_id))
+			found = i;
+	pthread_mutex_unlock(&c->mu);
+	if (found >= 0)
+		*from = found + 1;
+	return found;
+}
+
+struct fixture {
+	struct testdb t;
+	struct config cfg;
+	char user[UUID_STR_LEN];
+	char topic[64];
+	const char *exe;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	if (!f || testdb_open(&f->t, 0))
+		return -1;
+	f->exe = getenv("SFA_BIN");
+	if (!f->exe || !*f->exe) {
+		fprintf(stderr, "SFA_BIN must name the built sfa binary\n");
+		return -1;
+	}
+	char err[512];
+	char *argv[] = {"--data", f->t.dir, NULL};
+	int argc = 2;
+	if (config_from_env(&f->cfg, err, sizeof err) ||
+	    config_take_data_flag(&f->cfg, &argc, argv, err, sizeof err) ||
+	    config_prepare_data(&f->cfg, err, sizeof err)) {
+		fprintf(stderr, "config: %s\n", err);
+		return -1;
+	}
+	if (testdb_is_pg()) {
+		/* The children open the database named by the environment. */
+		str_copy(f->cfg.database_url, sizeof f->cfg.database_url, f->t.target);
+		setenv("SFA_DATABASE_URL", f->t.target, 1);
+	}
+	f->cfg.job_retry_base_s = 0;
+	struct db_user u = {0};
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "sched@example.com");
+	str_copy(u.password_hash, sizeof u.password_hash, "x");
+	if (db_user_insert(f->t.db, &u))
+		return -1;
+	str_copy(f->user, sizeof f->user, u.id);
+	snprintf(f->topic, sizeof f->topic, "user:%s", u.id);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	int rc = testdb_close(&f->t);
+	free(f);
+	return rc;
+}
+
+static struct scheduler *start(struct fixture *f, struct bus *b, const char *types,
+                               int concurrency)
+{
+	char err[512] = "";
+	struct scheduler_opts o = {.cfg = &f->cfg, .db = f->t.db, .bus = b, .exe = f->exe,
+	                           .types = types, .concurrency = concurrency};
+	struct scheduler *s = scheduler_new(&o, err, sizeof err);
+	if (!s)
+		fprintf(stderr, "scheduler_new: %s\n", err);
+	assert_non_null(s);
+	return s;
+}
+
+static void enqueue(struct fixture *f, struct scheduler *s, const char *payload, char *id)
+{
+	json_error_t je;
+	struct db_job j;
+	assert_int_equal(job_enqueue(f->t.db, s, f->user, NULL, "probe", json_loads(payload, 0, &je),
+	                             &j),
+	                 0);
+	str_copy(id, UUID_STR_LEN, j.id);
+}
+
+static void runs_a_job_end_to_end(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, NULL, 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, s, "{\"steps\": 3}", id);
+	int at = 0;
+	int started = wait_event(&c, &at, "job:progress", id);
+	assert_true(started >= 0);
+	assert_string_equal(json_string_value(json_object_get(c.payload[started], "status")),
+	                    "running");
+	int done = wait_event(&c, &at, "job:completed", id);
+	assert_true(done >= 0);
+	json_t *res = json_object_get(c.payload[done], "result");
+	assert_int_equal(json_integer_value(json_object_get(res, "steps")), 3);
+	assert_int_equal(json_integer_value(json_object_get(res, "attempt")), 1);
+	/* Steps reported by the child came through as progress between start and end. */
+	int n_steps = 0;
+	for (int i = started + 1; i < done; i++)
+		n_steps += matches(&c, i, "job:progress", id);
+	assert_true(n_steps >= 3);
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_string_equal(j.status, "completed");
+	assert_int_equal(j.progress, 100);
+	assert_int_equal(j.attempts, 1);
+	assert_true(j.started_at > 0 && j.finished_at >= j.started_at);
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+static void cancels_a_running_job(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, NULL, 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, s, "{\"steps\": 200, \"step_ms\": 100}", id);
+	int at = 0;
+	assert_true(wait_event(&c, &at, "job:progress", id) >= 0);
+	bool was_running = false;
+	int64_t t0 = time_mono_ms();
+	assert_int_equal(db_job_cancel(f->t.db, f->user, id, (int64_t)time(NULL), &was_running), 0);
+	assert_true(was_running);
+	scheduler_wake(s);
+	int failed = wait_event(&c, &at, "job:failed", id);
+	assert_true(failed >= 0);
+	assert_true(time_mono_ms() - t0 < 5000);
+	assert_string_equal(json_string_value(json_object_get(c.payload[failed], "error")),
+	                    "cancelled");
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_string_equal(j.status, "failed");
+	assert_string_equal(j.error, "cancelled");
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+static void retries_a_failed_attempt_after_a_backoff(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.job_retry_base_s = 1;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, NULL, 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, s, "{\"fail_attempts\": 1}", id);
+	int at = 0;
+	int retry = -1;
+	/* The failed attempt is announced as a progress event back to "queued". */
+	while (retry < 0) {
+		int i = wait_event(&c, &at, "job:progress", id);
+		assert_true(i >= 0);
+		if (strcmp(json_string_value(json_object_get(c.payload[i], "status")), "queued") == 0)
+			retry = i;
+	}
+	int64_t announced = time_mono_ms();
+	const char *msg = json_string_value(json_object_get(c.payload[retry], "message"));
+	assert_non_null(strstr(msg, "attempt 1 of 2 failed; retrying in "));
+	int delay_s = (int)strtol(strstr(msg, "retrying in ") + 12, NULL, 10);
+	assert_true(delay_s >= 1 && delay_s <= 2); /* base 1 s, plus up to half of it as jitter */
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_string_equal(j.status, "queued");
+	assert_non_null(strstr(j.error, "failed on purpose"));
+	int done = wait_event(&c, &at, "job:completed", id);
+	assert_true(done >= 0);
+	/* Not before its time: run_at is in whole seconds, so at least delay - 1 s later. */
+	assert_true(time_mono_ms() - announced >= (delay_s - 1) * 1000);
+	json_t *res = json_object_get(c.payload[done], "result");
+	assert_int_equal(json_integer_value(json_object_get(res, "attempt")), 2);
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_int_equal(j.attempts, 2);
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+/* The most jobs running at once over the events: a job runs from its first progress event
+ * until its completion. */
+static int peak_running(struct fixture *f, struct scheduler *s, struct collector *c, int n_jobs)
+{
+	char ids[8][UUID_STR_LEN];
+	for (int i = 0; i < n_jobs; i++)
+		enqueue(f, s, "{\"steps\": 6, \"step_ms\": 100}", ids[i]);
+	for (int i = 0; i < n_jobs; i++) {
+		int at = 0;
+		assert_true(wait_event(c, &at, "job:completed", ids[i]) >= 0);
+	}
+	int running = 0, peak = 0;
+	bool started[8] = {false};
+	pthread_mutex_lock(&c->mu);
+	for (int e = 0; e < c->n; e++) {
+		for (int i = 0; i < n_jobs; i++) {
+			if (!started[i] && matches(c, e, "job:progress", ids[i])) {
+				started[i] = true;
+				running++;
+			} else if (matches(c, e, "job:completed", ids[i])) {
+				running--;
+			}
+		}
+		peak = running > peak ? running : peak;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return peak;
+}
+
+static void runs_each_type_up_to_its_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, NULL, 0);
+	assert_int_equal(peak_running(f, s, &c, 5), 2); /* probe: two at once */
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+static void concurrency_overrides_the_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, "probe", 3);
+	assert_int_equal(peak_running(f, s, &c, 5), 3);
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+/* Two schedulers on one database, each with its own bus: A runs analysis jobs only, B
+ * probes. A probe is run by B, and its events reach B's bus alone. */
+static void two_schedulers_two_buses(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *ba = bus_new(), *bb = bus_new();
+	struct collector ca, cb;
+	collector_start(&ca, ba, f->topic);
+	collector_start(&cb, bb, f->topic);
+	struct scheduler *sa = start(f, ba, "analysis", 0);
+	struct scheduler *sb = start(f, bb, "probe", 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, sa, "{\"steps\": 2}", id); /* wakes A, which does not run probes */
+	scheduler_wake(sb);
+	int at = 0;
+	assert_true(wait_event(&cb, &at, "job:completed", id) >= 0);
+	scheduler_free(sa);
+	scheduler_free(sb);
+	pthread_mutex_lock(&ca.mu);
+	assert_int_equal(ca.n, 0);
+	pthread_mutex_unlock(&ca.mu);
+	collector_stop(&ca);
+	collector_stop(&cb);
+	bus_free(ba);
+	bus_free(bb);
+}
+
+static void refuses_an_unknown_type(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	char err[512] = "";
+	struct scheduler_opts o = {.cfg = &f->cfg, .db = f->t.db, .bus = b, .exe = f->exe,
+	                           .types = "probe,nonesuch"};
+	assert_null(scheduler_new(&o, err, sizeof err));
+	assert_non_null(strstr(err, "nonesuch"));
+	bus_free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(runs_a_job_end_to_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(cancels_a_running_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(retries_a_failed_attempt_after_a_backoff, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(runs_each_type_up_to_its_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(concurrency_overrides_the_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(two_schedulers_two_buses, setup, teardown),
+		cmocka_unit_test_setup_teardown(refuses_an_unknown_type, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
