@@ -206,6 +206,13 @@ static const struct migration {
 	 "ALTER TABLE jobs ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE stems ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE lalalai_tasks ADD COLUMN rowid BIGSERIAL;"},
+	/* 11: job leases. A running job names the scheduler (node) that runs it and until when
+	 * its claim holds; the node renews it while the child runs, and any node re-queues a job
+	 * whose lease passed (its node died). Rows of earlier builds have no lease: start-up
+	 * recovery handles them as before. */
+	{"ALTER TABLE jobs ADD COLUMN lease_owner TEXT;"
+	 "ALTER TABLE jobs ADD COLUMN lease_expires_at BIGINT;"
+	 "CREATE INDEX jobs_lease ON jobs (lease_expires_at);", NULL},
 };
 
 /* See the lock discipline above. t_conn is the connection this thread acquired (NULL when
@@ -410,6 +417,8 @@ int db_schema_version(struct db *db)
 	release(db);
 	return v;
 }
+
+bool db_is_shared(const struct db *db) { return db->drv->dialect == DB_DIALECT_PG; }
 
 int db_tx_begin(struct db *db)
 {
@@ -1065,18 +1074,74 @@ out:
 
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out)
 {
+	return db_job_claim_leased(db, type, now, NULL, 0, out);
+}
+
+int db_job_claim_leased(struct db *db, const char *type, int64_t now, const char *owner,
+                        int64_t lease_expires_at, struct db_job *out)
+{
 	char sql[1024];
 	snprintf(sql, sizeof sql,
 	         "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-	         "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0 "
+	         "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0, "
+	         "lease_owner = ?3, lease_expires_at = nullif(?4, 0) "
 	         "WHERE id = (SELECT id FROM jobs WHERE type = ?1 AND status = 'queued' "
 	         "AND run_at <= ?2 ORDER BY run_at, created_at, rowid LIMIT 1%s) "
 	         "RETURNING " JOB_COLS,
 	         dialect(db)->claim_lock);
 	acquire(db);
-	int rc = one_row(db, prep(db, sql, "ti", type, now), read_job_cb, out);
+	int rc = one_row(db, prep(db, sql, "tizi", type, now, owner, owner ? lease_expires_at : 0),
+	                 read_job_cb, out);
 	release(db);
 	return rc;
+}
+
+int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease_expires_at,
+                 bool *cancel_requested)
+{
+	int v = 0;
+	acquire(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? "
+	                      "AND status NOT IN ('queued','completed','failed') "
+	                      "RETURNING cancel_requested",
+	                      "itt", lease_expires_at, id, owner),
+	                 read_int_cb, &v);
+	release(db);
+	if (!rc)
+		*cancel_requested = v != 0;
+	return rc;
+}
+
+int db_job_expire_leases(struct db *db, int64_t now)
+{
+	acquire(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	                  "lease_expires_at = NULL, error = CASE WHEN cancel_requested = 1 THEN "
+	                  "'cancelled' ELSE 'The node running this job stopped answering and it "
+	                  "has no attempts left; start it again.' END "
+	                  "WHERE lease_expires_at < ?1 AND status NOT IN ('queued','completed','failed') "
+	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
+	                  "i", now),
+	             false);
+	int n = rc ? 0 : (int)changes(db);
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, error = "
+		              "'The node running this job stopped answering; it was queued again.' "
+		              "WHERE lease_expires_at < ?1 AND status NOT IN "
+		              "('queued','completed','failed')",
+		              "i", now),
+		         false);
+	if (!rc)
+		n += (int)changes(db);
+	release(db);
+	return rc ? rc : n;
 }
 
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
@@ -1099,7 +1164,8 @@ int db_job_complete(struct db *db, const char *id, const char *result_json, int6
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
-	                  "result = ?, finished_at = ? WHERE id = ?",
+	                  "result = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+	                  "WHERE id = ?",
 	                  "zit", result_json, now, id),
 	             true);
 	release(db);
@@ -1111,7 +1177,8 @@ int db_job_fail(struct db *db, const char *id, const char *error, int64_t now)
 	acquire(db);
 	int rc = run(db,
 	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, "
+	                  "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
 	                  "tit", error, now, id),
 	             true);
 	release(db);
@@ -1125,7 +1192,8 @@ int db_job_requeue(struct db *db, const char *id, int64_t run_at, const char *er
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'queued', run_at = ?, error = ?, progress = 0, "
-	                  "message = NULL, attempts = attempts - ? WHERE id = ?",
+	                  "message = NULL, attempts = attempts - ?, lease_owner = NULL, "
+	                  "lease_expires_at = NULL WHERE id = ?",
 	                  "izit", run_at, error, (int64_t)(refund_attempt ? 1 : 0), id),
 	             true);
 	release(db);
@@ -1232,25 +1300,30 @@ bool db_job_cancel_requested(struct db *db, const char *id)
 	return rc == SFA_ENOTFOUND || (rc == 0 && v != 0);
 }
 
-int db_job_recover(struct db *db, int64_t now)
+int db_job_recover(struct db *db, int64_t now, const char *owner)
 {
+	/* ?2 NULL: every running job; else only the owner's and those without a lease. */
 	acquire(db);
 	int rc = run(db,
 	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', finished_at = ?, error = "
+	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	                  "lease_expires_at = NULL, error = "
 	                  "'The server stopped while this job was running and it has no attempts "
 	                  "left; start it again.' WHERE status NOT IN ('queued','completed','failed') "
+	                  "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2) "
 	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
-	                  "i", now),
+	                  "iz", now, owner),
 	             false);
 	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
 		rc = run(db,
 		         prep(db,
-		              "UPDATE jobs SET status = 'queued', run_at = ?, progress = 0, message = NULL, "
+		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, "
 		              "error = 'The server stopped while this job was running; it was queued "
-		              "again.' WHERE status NOT IN ('queued','completed','failed')",
-		              "i", now),
+		              "again.' WHERE status NOT IN ('queued','completed','failed') "
+		              "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2)",
+		              "iz", now, owner),
 		         false);
 	if (!rc)
 		n += (int)changes(db);

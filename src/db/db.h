@@ -74,6 +74,9 @@ void db_close(struct db *db);
 /* A cheap query proving the database answers; err says why not. */
 int db_ping(struct db *db, char *err, size_t n_err);
 int db_schema_version(struct db *db);
+/* True when processes on other machines may share this database (PostgreSQL), false for a
+ * SQLite file (one machine; one process runs its jobs). */
+bool db_is_shared(const struct db *db);
 
 /* Users. Emails are compared case-insensitively (stored as given, unique on lower()). */
 int db_user_insert(struct db *db, const struct db_user *u);
@@ -206,8 +209,22 @@ int db_job_owned(struct db *db, const char *user_id, const char *job_id);
 int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
                 const char *track_id, int64_t offset, int64_t limit, struct arena *a,
                 struct db_job **out, size_t *n_out, int64_t *total);
-/* Atomically moves the oldest due queued job of type to "running" (attempts + 1). */
+/* Atomically moves the oldest due queued job of type to "running" (attempts + 1), without a
+ * lease (as db_job_claim_leased with owner NULL). */
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out);
+/* The same, leased to owner (a scheduler's node id) until lease_expires_at: until then no
+ * other node touches it; afterwards db_job_expire_leases on any node takes it back. */
+int db_job_claim_leased(struct db *db, const char *type, int64_t now, const char *owner,
+                        int64_t lease_expires_at, struct db_job *out);
+/* Extends owner's lease of a running job to lease_expires_at and reads whether a cancel was
+ * requested. SFA_ENOTFOUND when the job is no longer owner's to run (it finished, its row
+ * is gone, or its lease passed and another node took it back). */
+int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease_expires_at,
+                 bool *cancel_requested);
+/* Running jobs whose lease passed before now (their node died or stalled) go back to the
+ * queue, or fail when out of attempts or cancelled. Returns the number touched, or a
+ * negative code. Any node may call it at any time. */
+int db_job_expire_leases(struct db *db, int64_t now);
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
                     const char *message);
 /* Final states. result may be NULL. */
@@ -222,8 +239,10 @@ int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t no
                   bool *was_running);
 bool db_job_cancel_requested(struct db *db, const char *id);
 /* Start-up recovery: running jobs go back to the queue, or fail when out of attempts.
+ * owner NULL: every running job (the one process that runs jobs on a SQLite database);
+ * else only jobs leased to owner (a node id that survived its restart) or without a lease.
  * Returns the number of jobs touched, or a negative code. */
-int db_job_recover(struct db *db, int64_t now);
+int db_job_recover(struct db *db, int64_t now, const char *owner);
 /* Cancels every active job of the track in one transaction: queued ones fail with
  * "cancelled" at once, running ones get cancel_requested (the scheduler stops them).
  * *n_running receives how many were running. */

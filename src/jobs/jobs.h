@@ -12,7 +12,18 @@
  * data/tmp/jobs/<id>, removed when its process ends, so no partial file outlives it.
  *
  * The server process never does a job's work itself; a crash of a child fails only that
- * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover).
+ * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover): on
+ * SQLite every running job (one process runs a SQLite database's jobs), on PostgreSQL only
+ * this node's own (SFA_NODE_ID) and unleased ones.
+ *
+ * Leases (several nodes on one PostgreSQL database): a claim leases the job to this
+ * scheduler's node id for SFA_JOB_LEASE_S seconds, renewed every third of that while the
+ * child runs. Every scheduler sweeps once a second for leases that passed (their node died
+ * or stalled) and puts those jobs back in the queue, or fails them when out of attempts or
+ * cancelled. A node that finds its lease gone stops its child and records nothing of that
+ * attempt. A cancel is a flag in the row, which the owning node reads every 300 ms, so a
+ * cancel on any node reaches the child within a second. Nodes' clocks must agree to well
+ * within a lease (NTP).
  *
  * A scheduler is a value (scheduler_new): `sfa serve` makes one, and a test may run two in
  * one process against one database. It publishes on the bus it was given.

@@ -35,7 +35,12 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 
-enum { MAX_CHILDREN = 64, LINE_MAX_BYTES = 64 * 1024, KILL_GRACE_MS = 3000 };
+enum {
+	MAX_CHILDREN = 64,
+	LINE_MAX_BYTES = 64 * 1024,
+	KILL_GRACE_MS = 3000,
+	SWEEP_MS = 1000, /* how often expired leases are looked for */
+};
 
 struct child {
 	bool used;
@@ -48,7 +53,8 @@ struct child {
 	char error[DB_ERROR_MAX];
 	bool no_retry;
 	bool cancelled, timed_out;
-	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms;
+	bool lost; /* its lease passed to another node: this attempt writes nothing more */
+	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms, next_renew_ms;
 	bool progress_dirty; /* a throttled update not yet written to the database */
 	int progress;
 	char phase[16];
@@ -65,6 +71,9 @@ struct scheduler {
 	char exe[PATH_MAX];
 	bool run_type[JOB_TYPES_MAX]; /* by index in job_types: whether this node runs it */
 	int concurrency;              /* > 0: every type's limit */
+	bool runs_jobs;               /* at least one type */
+	char node[128];               /* this scheduler's name in the jobs' lease_owner */
+	int64_t next_sweep_ms;        /* when to look for expired leases next */
 	struct child kids[MAX_CHILDREN];
 };
 
@@ -82,6 +91,37 @@ static void checked(int rc, const char *what, const char *job_id)
 {
 	if (rc && rc != SFA_ENOTFOUND) /* a job whose track was deleted meanwhile */
 		log_error("job %s: the database did not record %s (%d)", job_id, what, rc);
+}
+
+/* The lease a claim or renewal takes now, and how often it is renewed (a third of it, so
+ * two renewals may fail before it passes). */
+static int64_t lease_until(const struct scheduler *s)
+{
+	return (int64_t)time(NULL) + s->cfg->job_lease_s;
+}
+
+static int64_t renew_every_ms(const struct scheduler *s)
+{
+	int64_t ms = (int64_t)s->cfg->job_lease_s * 1000 / 3;
+	return ms < 300 ? 300 : ms;
+}
+
+/* Renews c's lease; a job no longer ours (its lease passed and another node took it back,
+ * or its row is gone) is stopped and forgotten without another write. */
+static void renew(struct scheduler *s, struct child *c, int64_t now_ms)
+{
+	bool cancel = false;
+	int rc = db_job_renew(s->db, c->job.id, s->node, lease_until(s), &cancel);
+	c->next_renew_ms = now_ms + renew_every_ms(s);
+	if (rc == SFA_ENOTFOUND && !c->lost) {
+		c->lost = true;
+		log_warn("job %s: this node (%s) no longer holds its lease; stopping its worker",
+		         c->job.id, s->node);
+	} else if (rc) {
+		checked(rc, "its lease renewal", c->job.id);
+	} else if (cancel) {
+		c->cancelled = true;
+	}
 }
 
 static void publish(struct scheduler *s, const struct db_job *j, const char *event, json_t *payload)
@@ -218,7 +258,17 @@ static void finish(struct scheduler *s, struct child *c)
 	char dir[PATH_MAX + 64];
 	work_dir(s, j->id, dir, sizeof dir);
 	fs_remove_tree(dir);
-	if (c->cancelled) {
+	/* Whatever the attempt ended with is written only while the job is still ours: a node
+	 * that stalled past its lease must not overwrite the attempt another node now runs. */
+	bool cancelled = c->cancelled; /* a cancel that came after the end changes nothing */
+	if (!c->lost)
+		renew(s, c, time_mono_ms());
+	c->cancelled = cancelled;
+	if (c->lost) {
+		log_info("job %s (%s): the attempt of this node ended after its lease passed; "
+		         "nothing recorded",
+		         j->id, j->type);
+	} else if (c->cancelled) {
 		checked(db_job_fail(s->db, j->id, "cancelled", now), "its cancellation", j->id);
 		publish(s, j, "job:failed",
 		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
@@ -307,13 +357,15 @@ static void supervise(struct scheduler *s, int64_t now)
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		}
+		if (now >= c->next_renew_ms)
+			renew(s, c, now);
 		if (now >= c->next_check_ms) {
 			c->next_check_ms = now + 300;
-			if (!c->cancelled && db_job_cancel_requested(s->db, c->job.id)) {
+			if (!c->cancelled && db_job_cancel_requested(s->db, c->job.id))
 				c->cancelled = true;
-				signal_child(c, now);
-			}
 		}
+		if (c->cancelled || c->lost)
+			signal_child(c, now);
 		if (!c->timed_out && now >= c->deadline_ms) {
 			c->timed_out = true;
 			signal_child(c, now);
@@ -367,8 +419,10 @@ static void start_due(struct scheduler *s, int64_t now_ms)
 			struct child *c = &s->kids[slot];
 			memset(c, 0, sizeof *c);
 			c->fd = -1;
-			if (db_job_claim(s->db, t->name, (int64_t)time(NULL), &c->job) != 0)
+			if (db_job_claim_leased(s->db, t->name, (int64_t)time(NULL), s->node, lease_until(s),
+			                        &c->job) != 0)
 				break;
+			c->next_renew_ms = now_ms + renew_every_ms(s);
 			c->used = true;
 			buf_init(&c->line, LINE_MAX_BYTES);
 			str_copy(c->phase, sizeof c->phase, "running");
@@ -389,6 +443,19 @@ static void start_due(struct scheduler *s, int64_t now_ms)
 			running++;
 		}
 	}
+}
+
+/* Takes back the jobs of nodes that died (their leases passed); any node does it. */
+static void sweep(struct scheduler *s, int64_t now_ms)
+{
+	s->next_sweep_ms = now_ms + SWEEP_MS;
+	int n = db_job_expire_leases(s->db, (int64_t)time(NULL));
+	if (n > 0)
+		log_info("%d job(s) whose node stopped renewing its lease went back to the queue (or "
+		         "failed, out of attempts)",
+		         n);
+	else if (n < 0)
+		checked(n, "the return of expired leases", "-");
 }
 
 static void *loop(void *arg)
@@ -420,6 +487,8 @@ static void *loop(void *arg)
 		int64_t now = time_mono_ms();
 		reap(s);
 		supervise(s, now);
+		if (now >= s->next_sweep_ms)
+			sweep(s, now);
 		if (!atomic_load(&s->stop))
 			start_due(s, now);
 	}
@@ -441,10 +510,12 @@ static void *loop(void *arg)
 			struct timespec ts = {0, 20 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
-		checked(db_job_requeue(s->db, c->job.id, (int64_t)time(NULL),
-		                       "The server was stopped while this job ran; it was queued again.",
-		                       true),
-		        "its return to the queue", c->job.id);
+		if (!c->lost)
+			checked(db_job_requeue(s->db, c->job.id, (int64_t)time(NULL),
+			                       "The server was stopped while this job ran; it was queued "
+			                       "again.",
+			                       true),
+			        "its return to the queue", c->job.id);
 		log_info("job %s (%s) stopped with the server; queued again", c->job.id, c->job.type);
 		char dir[PATH_MAX + 64];
 		work_dir(s, c->job.id, dir, sizeof dir);
@@ -500,17 +571,41 @@ struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_
 		s->kids[i].fd = -1;
 	if (choose_types(s, o->types, err, n_err))
 		goto fail;
-	int n = db_job_recover(s->db, (int64_t)time(NULL));
-	if (n < 0) {
-		sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
-		goto fail;
+	for (int k = 0; k < job_types_n; k++)
+		s->runs_jobs |= s->run_type[k];
+	if (s->cfg->node_id[0]) {
+		str_copy(s->node, sizeof s->node, s->cfg->node_id);
+	} else {
+		char host[64] = "";
+		gethostname(host, sizeof host - 1);
+		snprintf(s->node, sizeof s->node, "%s-%d-%08x", host[0] ? host : "node", (int)getpid(),
+		         randombytes_random());
 	}
-	if (n > 0)
-		log_info("recovered %d job(s) left running by the previous run", n);
+	if (s->runs_jobs) {
+		/* Jobs left running by a crash: on SQLite this is the one process that runs jobs, so
+		 * every running job is one of its last run's; on PostgreSQL other nodes may be running
+		 * theirs, so only this node's own (a fixed SFA_NODE_ID) and unleased ones; the others
+		 * come back when their leases pass. */
+		bool shared = db_is_shared(s->db);
+		int n = db_job_recover(s->db, (int64_t)time(NULL), shared ? s->node : NULL);
+		if (n < 0) {
+			sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
+			goto fail;
+		}
+		if (n > 0)
+			log_info("recovered %d job(s) left running by the previous run", n);
+	}
 	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
 		sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
 		goto fail;
 	}
+	char names[256] = "";
+	for (int k = 0; k < job_types_n; k++)
+		if (s->run_type[k])
+			snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			         names[0] ? "," : "", job_types[k].name);
+	log_info("job scheduler: node %s, lease %d s, runs %s", s->node, s->cfg->job_lease_s,
+	         names[0] ? names : "no jobs");
 	if (pthread_create(&s->thread, NULL, loop, s) != 0) {
 		sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
 		goto fail;

@@ -82,6 +82,55 @@ static void add_job(struct fixture *f, const char *type, char *id_out)
 		str_copy(id_out, UUID_STR_LEN, j.id);
 }
 
+/* Leases (migration 11): only the owner renews, a renewal reads a cancel request, a lease
+ * is taken back only once it passed (failing a cancelled job), and start-up recovery with
+ * an owner leaves other nodes' jobs alone. */
+static void job_leases(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = (int64_t)time(NULL);
+	char a_id[UUID_STR_LEN], b_id[UUID_STR_LEN], c_id[UUID_STR_LEN];
+	add_job(f, "probe", a_id);
+	add_job(f, "probe", b_id);
+	add_job(f, "probe", c_id);
+	struct db_job j;
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-a", now + 30, &j), 0);
+	assert_string_equal(j.id, a_id);
+	bool cancel = true;
+	assert_int_equal(db_job_renew(f->db, a_id, "node-b", now + 60, &cancel), SFA_ENOTFOUND);
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 60, &cancel), 0);
+	assert_false(cancel);
+	bool was_running = false;
+	assert_int_equal(db_job_cancel(f->db, f->user, a_id, now, &was_running), 0);
+	assert_true(was_running);
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 60, &cancel), 0);
+	assert_true(cancel);
+	/* Not yet passed: nothing to take back. Passed: the cancelled job fails. */
+	assert_int_equal(db_job_expire_leases(f->db, now + 60), 0);
+	assert_int_equal(db_job_expire_leases(f->db, now + 61), 1);
+	assert_int_equal(db_job_get(f->db, NULL, a_id, &j), 0);
+	assert_string_equal(j.status, "failed");
+	assert_string_equal(j.error, "cancelled");
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 90, &cancel), SFA_ENOTFOUND);
+	/* A finished job's lease is gone with it: no sweep ever touches it again. */
+	assert_int_equal(db_job_expire_leases(f->db, now + 100000), 0);
+	/* Start-up recovery of node-b takes back its own job only. */
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-b", now + 30, &j), 0);
+	assert_string_equal(j.id, b_id);
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-c", now + 30, &j), 0);
+	assert_string_equal(j.id, c_id);
+	assert_int_equal(db_job_recover(f->db, now, "node-b"), 1);
+	assert_int_equal(db_job_get(f->db, NULL, b_id, &j), 0);
+	assert_string_equal(j.status, "queued");
+	assert_int_equal(db_job_get(f->db, NULL, c_id, &j), 0);
+	assert_string_equal(j.status, "running");
+	assert_int_equal(db_job_renew(f->db, c_id, "node-c", now + 30, &cancel), 0);
+	/* Without an owner (one node on SQLite): every running job. */
+	assert_int_equal(db_job_recover(f->db, now, NULL), 1);
+	assert_int_equal(db_job_get(f->db, NULL, c_id, &j), 0);
+	assert_string_equal(j.status, "queued");
+}
+
 /* Every row of a list can be acted on with the database while iterating: the old
  * callback lists held the lock here and hung. */
 static void lists_are_arrays(void **state)
@@ -200,7 +249,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 10);
+	assert_int_equal(db_schema_version(f->db), 11);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
@@ -676,6 +725,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(search_ignores_case, setup, teardown),
 		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),
+		cmocka_unit_test_setup_teardown(job_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -381,6 +382,187 @@ static void two_schedulers_two_buses(void **state)
 	bus_free(bb);
 }
 
+/* A probe job queued to run in an hour (so no scheduler claims it), then claimed by a node
+ * "dead-node" whose lease is already over, as if that node had died running it. */
+static void claimed_by_a_dead_node(struct fixture *f, const char *payload, char *id)
+{
+	struct db_job j = {0};
+	uuid_v4(j.id);
+	str_copy(j.user_id, sizeof j.user_id, f->user);
+	str_copy(j.type, sizeof j.type, "probe");
+	str_copy(j.status, sizeof j.status, "queued");
+	str_copy(j.payload, sizeof j.payload, payload);
+	j.max_attempts = 2;
+	j.created_at = (int64_t)time(NULL);
+	j.run_at = j.created_at + 3600;
+	assert_int_equal(db_job_insert(f->t.db, &j), 0);
+	struct db_job claimed;
+	assert_int_equal(db_job_claim_leased(f->t.db, "probe", j.run_at, "dead-node",
+	                                     (int64_t)time(NULL) - 1, &claimed),
+	                 0);
+	assert_string_equal(claimed.id, j.id);
+	str_copy(id, UUID_STR_LEN, j.id);
+}
+
+static void takes_back_a_job_whose_lease_passed(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, "probe", 0);
+	char id[UUID_STR_LEN];
+	claimed_by_a_dead_node(f, "{\"steps\": 2}", id);
+	int at = 0;
+	int done = wait_event(&c, &at, "job:completed", id);
+	assert_true(done >= 0);
+	json_t *res = json_object_get(c.payload[done], "result");
+	assert_int_equal(json_integer_value(json_object_get(res, "attempt")), 2);
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_string_equal(j.status, "completed");
+	assert_int_equal(j.attempts, 2); /* the dead node's attempt counted */
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+}
+
+/* Waits until the job's row has status (nothing publishes what a sweep does to a dead
+ * node's job: the row is the event), polling it every 20 ms up to WAIT_MS. */
+static void wait_row(struct fixture *f, const char *id, const char *status, struct db_job *j)
+{
+	int64_t deadline = time_mono_ms() + WAIT_MS;
+	while (db_job_get(f->t.db, NULL, id, j) == 0 && strcmp(j->status, status) != 0 &&
+	       time_mono_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	assert_string_equal(j->status, status);
+}
+
+/* A scheduler that runs no probes still sweeps: it takes the job back from one dead node,
+ * and fails it when a second dead node held its last attempt. */
+static void a_dead_nodes_last_attempt_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct bus *b = bus_new();
+	struct scheduler *s = start(f, b, "analysis", 0);
+	char id[UUID_STR_LEN];
+	claimed_by_a_dead_node(f, "{}", id);
+	struct db_job j;
+	wait_row(f, id, "queued", &j);
+	assert_non_null(strstr(j.error, "stopped answering; it was queued again"));
+	assert_int_equal(db_job_claim_leased(f->t.db, "probe", (int64_t)time(NULL), "dead-node-2",
+	                                     (int64_t)time(NULL) - 1, &j),
+	                 0);
+	assert_string_equal(j.id, id);
+	assert_int_equal(j.attempts, 2);
+	wait_row(f, id, "failed", &j);
+	assert_non_null(strstr(j.error, "has no attempts left"));
+	scheduler_free(s);
+	bus_free(b);
+}
+
+/* A lease of 1 s, renewed every third of it, holds through a 3 s job while another
+ * scheduler sweeps for expired leases all along. */
+static void a_live_nodes_lease_is_renewed(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.job_lease_s = 1;
+	struct bus *b = bus_new(), *other = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, "probe", 0);
+	struct scheduler *sweeper = start(f, other, "analysis", 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, s, "{\"steps\": 15, \"step_ms\": 200}", id);
+	int at = 0;
+	assert_true(wait_event(&c, &at, "job:completed", id) >= 0);
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_int_equal(j.attempts, 1);
+	scheduler_free(sweeper);
+	scheduler_free(s);
+	collector_stop(&c);
+	bus_free(b);
+	bus_free(other);
+}
+
+/* Whether a `sfa job-exec <id>` process is alive (not a zombie). */
+static bool worker_alive(const char *id)
+{
+	DIR *d = opendir("/proc");
+	bool found = false;
+	struct dirent *e;
+	while (d && !found && (e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], argv[512] = "", stat[512] = "";
+		snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+		FILE *fp = fopen(path, "r");
+		size_t n = fp ? fread(argv, 1, sizeof argv - 1, fp) : 0;
+		if (fp)
+			fclose(fp);
+		argv[n] = '\0';
+		/* argv[0] "sfa", then "job-exec", then the id, NUL-separated */
+		const char *a1 = argv + strlen(argv) + 1;
+		if (n == 0 || a1 >= argv + n || strcmp(a1, "job-exec") != 0 ||
+		    strcmp(a1 + strlen(a1) + 1, id) != 0)
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		fp = fopen(path, "r");
+		n = fp ? fread(stat, 1, sizeof stat - 1, fp) : 0;
+		if (fp)
+			fclose(fp);
+		stat[n] = '\0';
+		const char *close_paren = strrchr(stat, ')');
+		found = close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z';
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* A node that finds its lease gone (another node took the job back while it stalled)
+ * stops its worker and records nothing of that attempt. */
+static void a_node_that_lost_its_lease_stops_its_worker(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.job_lease_s = 3;
+	struct bus *b = bus_new();
+	struct collector c;
+	collector_start(&c, b, f->topic);
+	struct scheduler *s = start(f, b, "probe", 0);
+	char id[UUID_STR_LEN];
+	enqueue(f, s, "{\"steps\": 300, \"step_ms\": 100}", id);
+	int at = 0;
+	assert_true(wait_event(&c, &at, "job:progress", id) >= 0); /* started */
+	assert_true(wait_event(&c, &at, "job:progress", id) >= 0); /* a step of the child's */
+	assert_true(worker_alive(id));
+	/* Another node's sweep with its clock an hour ahead: the job goes back to the queue, due
+	 * in an hour, so nobody claims it again during the test. */
+	assert_int_equal(db_job_expire_leases(f->t.db, (int64_t)time(NULL) + 3600), 1);
+	int64_t deadline = time_mono_ms() + WAIT_MS;
+	while (worker_alive(id) && time_mono_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	assert_false(worker_alive(id));
+	scheduler_free(s);
+	struct db_job j;
+	assert_int_equal(db_job_get(f->t.db, NULL, id, &j), 0);
+	assert_string_equal(j.status, "queued");
+	assert_non_null(strstr(j.error, "stopped answering"));
+	pthread_mutex_lock(&c.mu);
+	for (int i = 0; i < c.n; i++) {
+		assert_false(matches(&c, i, "job:completed", id));
+		assert_false(matches(&c, i, "job:failed", id));
+	}
+	pthread_mutex_unlock(&c.mu);
+	collector_stop(&c);
+	bus_free(b);
+}
+
 static void refuses_an_unknown_type(void **state)
 {
 	struct fixture *f = *state;
@@ -403,6 +585,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(runs_each_type_up_to_its_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrency_overrides_the_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(two_schedulers_two_buses, setup, teardown),
+		cmocka_unit_test_setup_teardown(takes_back_a_job_whose_lease_passed, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_dead_nodes_last_attempt_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_live_nodes_lease_is_renewed, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_node_that_lost_its_lease_stops_its_worker, setup,
+		                                teardown),
 		cmocka_unit_test_setup_teardown(refuses_an_unknown_type, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
