@@ -177,7 +177,7 @@ static int cmd_serve(int argc, char **argv)
 	/* With --no-jobs the scheduler runs no job; it still takes back the jobs of nodes that
 	 * died (leases), and relays other nodes' job events to this node's sockets. */
 	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe,
-	                            .types = app.cfg.run_jobs ? NULL : ""};
+	                            .types = app.cfg.run_jobs ? NULL : "", .relay = true};
 	app.sched = scheduler_new(&so, err, sizeof err);
 	if (!app.sched) {
 		close_app(&app);

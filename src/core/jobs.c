@@ -1,6 +1,7 @@
 /* jobs.c - see core/jobs.h. */
 #include "core/jobs.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,12 @@ int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, con
 	int rc = db_job_insert(db, &j);
 	if (rc)
 		return rc;
+	/* Idle schedulers of every node wake (inside a transaction: at its commit). A lost note
+	 * (db.c logged why) costs only latency: schedulers poll the queue too. Nothing is logged
+	 * here: the caller may hold a transaction. */
+	char note[DB_NOTIFY_MAX];
+	snprintf(note, sizeof note, "queued %s", j.type);
+	db_notify(db, JOBS_CHANNEL, note);
 	scheduler_wake(sched);
 	*out = j;
 	return 0;

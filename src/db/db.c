@@ -21,8 +21,11 @@
  */
 #include "db/db.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -35,6 +38,10 @@
 struct db {
 	const struct db_driver *drv;
 	struct db_pool *pool;
+	/* In-process notifications (drivers without listeners): lmu guards the list and every
+	 * listener's queue; nothing else is done under it. */
+	pthread_mutex_t lmu;
+	struct db_listener *listeners;
 };
 
 /* What the two engines spell differently, indexed by enum db_dialect. */
@@ -46,6 +53,8 @@ static const struct dialect {
 	/* Ends the claim's choice of a job: on PostgreSQL, concurrent claims skip the row one
 	 * of them has locked instead of both taking it (SQLite runs one writer at a time). */
 	const char *claim_lock;
+	/* Sends ?2 on channel ?1 to other processes; NULL: notifications stay in the process. */
+	const char *notify;
 } dialects[] = {
 	[DB_DIALECT_SQLITE] = {
 		.analysis_summary = "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
@@ -59,6 +68,7 @@ static const struct dialect {
 		                    "(?4::jsonb->'downbeats'->>0)::float8, "
 		                    "(?4::jsonb->'sections')::text",
 		.claim_lock = " FOR UPDATE SKIP LOCKED",
+		.notify = "SELECT pg_notify(?1, ?2)",
 	},
 };
 
@@ -375,8 +385,10 @@ int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n
 	if (!db)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory opening the database.");
 	db->drv = is_pg_url(target) ? &db_driver_pg : &db_driver_sqlite;
+	pthread_mutex_init(&db->lmu, NULL);
 	int rc = db->drv->open(target, n_pool > 0 ? n_pool : DB_POOL_DEFAULT, &db->pool, err, n_err);
 	if (rc) {
+		pthread_mutex_destroy(&db->lmu);
 		free(db);
 		return rc;
 	}
@@ -394,7 +406,134 @@ void db_close(struct db *db)
 	if (!db)
 		return;
 	db->drv->close(db->pool);
+	pthread_mutex_destroy(&db->lmu);
 	free(db);
+}
+
+/* ---- Notifications ------------------------------------------------------------------ */
+
+enum { QUEUE_MAX = 1024 }; /* in-process: notifications a listener may have unread */
+
+struct db_listener {
+	struct db *db;
+	struct db_listen_conn *conn; /* the driver's (PostgreSQL); NULL in-process */
+	/* In-process: a pipe whose byte says "something queued", and a ring of payloads. */
+	int pipe[2];
+	char channel[64];
+	char (*queue)[DB_NOTIFY_MAX];
+	unsigned head, n; /* guarded by db->lmu */
+	struct db_listener *next;
+};
+
+static int run(struct db *db, struct db_stmt *st, bool need_change);
+
+int db_notify(struct db *db, const char *channel, const char *payload)
+{
+	if (strlen(payload) >= DB_NOTIFY_MAX)
+		return SFA_EINVAL;
+	const char *sql = dialect(db)->notify;
+	if (sql) {
+		acquire(db);
+		int rc = run(db, prep(db, sql, "tt", channel, payload), false);
+		release(db);
+		return rc;
+	}
+	int n_dropped = 0;
+	pthread_mutex_lock(&db->lmu);
+	for (struct db_listener *l = db->listeners; l; l = l->next) {
+		if (strcmp(l->channel, channel) != 0)
+			continue;
+		if (l->n == QUEUE_MAX) {
+			n_dropped++; /* a listener that stopped reading: the row stays the truth */
+			continue;
+		}
+		str_copy(l->queue[(l->head + l->n) % QUEUE_MAX], DB_NOTIFY_MAX, payload);
+		l->n++;
+		ssize_t w = write(l->pipe[1], "x", 1); /* full pipe: a byte is already waiting */
+		(void)w;
+	}
+	pthread_mutex_unlock(&db->lmu);
+	if (n_dropped)
+		log_warn("database: %d listener(s) of %s are %d notifications behind; one dropped",
+		         n_dropped, channel, QUEUE_MAX);
+	return 0;
+}
+
+int db_listen(struct db *db, const char *channel, struct db_listener **out)
+{
+	struct db_listener *l = calloc(1, sizeof *l);
+	if (!l)
+		return SFA_ENOMEM;
+	l->db = db;
+	l->pipe[0] = l->pipe[1] = -1;
+	str_copy(l->channel, sizeof l->channel, channel);
+	if (db->drv->listen_open) {
+		l->conn = db->drv->listen_open(db->pool, channel);
+		if (!l->conn) {
+			free(l);
+			return SFA_ENOMEM;
+		}
+		*out = l;
+		return 0;
+	}
+	l->queue = calloc(QUEUE_MAX, sizeof *l->queue);
+	if (!l->queue || pipe2(l->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(l->queue);
+		free(l);
+		return SFA_EIO;
+	}
+	pthread_mutex_lock(&db->lmu);
+	l->next = db->listeners;
+	db->listeners = l;
+	pthread_mutex_unlock(&db->lmu);
+	*out = l;
+	return 0;
+}
+
+int db_listener_fd(struct db_listener *l)
+{
+	return l->conn ? l->db->drv->listen_fd(l->conn) : l->pipe[0];
+}
+
+int db_listener_next(struct db_listener *l, char *out, size_t n_out)
+{
+	if (l->conn)
+		return l->db->drv->listen_next(l->conn, out, n_out);
+	char drain[64];
+	while (read(l->pipe[0], drain, sizeof drain) > 0) {
+	}
+	int got = 0;
+	pthread_mutex_lock(&l->db->lmu);
+	if (l->n) {
+		str_copy(out, n_out, l->queue[l->head]);
+		l->head = (l->head + 1) % QUEUE_MAX;
+		l->n--;
+		got = 1;
+	}
+	pthread_mutex_unlock(&l->db->lmu);
+	return got;
+}
+
+void db_listener_close(struct db_listener *l)
+{
+	if (!l)
+		return;
+	if (l->conn) {
+		l->db->drv->listen_close(l->conn);
+	} else {
+		pthread_mutex_lock(&l->db->lmu);
+		for (struct db_listener **pp = &l->db->listeners; *pp; pp = &(*pp)->next) {
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&l->db->lmu);
+		close(l->pipe[0]);
+		close(l->pipe[1]);
+		free(l->queue);
+	}
+	free(l);
 }
 
 int db_ping(struct db *db, char *err, size_t n_err)

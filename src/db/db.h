@@ -78,6 +78,31 @@ int db_schema_version(struct db *db);
  * SQLite file (one machine; one process runs its jobs). */
 bool db_is_shared(const struct db *db);
 
+/* ---- Notifications between processes -------------------------------------------------- */
+
+/* A payload is shorter than this. Listeners read what arrived; a notification says that
+ * something changed (the rows are the truth), so one that is lost (a listener's connection
+ * broke) costs only latency, and every user of them keeps a slower poll as a safety net. */
+enum { DB_NOTIFY_MAX = 256 };
+
+struct db_listener;
+
+/* Sends payload on channel (a plain identifier) to every listener of the database: on
+ * PostgreSQL every process's (NOTIFY; inside a transaction it is sent at commit), on SQLite
+ * those of this process (db_listen on the same db). 0, SFA_EINVAL (too long) or SFA_EDB. */
+int db_notify(struct db *db, const char *channel, const char *payload);
+/* A new listener on channel (caller frees with db_listener_close, before db_close). On
+ * PostgreSQL it has a connection of its own, reconnected after a break. Threading: a
+ * listener is read by one thread; db_notify may run on any. */
+int db_listen(struct db *db, const char *channel, struct db_listener **out);
+/* The descriptor to poll for input; -1 while its connection is broken (then call
+ * db_listener_next now and then: it reconnects). */
+int db_listener_fd(struct db_listener *l);
+/* Copies the next payload into out: 1, 0 when none is waiting, or SFA_EDB when the
+ * connection is broken. Does not block (but to reconnect). */
+int db_listener_next(struct db_listener *l, char *out, size_t n_out);
+void db_listener_close(struct db_listener *l);
+
 /* Users. Emails are compared case-insensitively (stored as given, unique on lower()). */
 int db_user_insert(struct db *db, const struct db_user *u);
 int db_user_by_email(struct db *db, const char *email, struct db_user *out);

@@ -28,6 +28,13 @@
  * A scheduler is a value (scheduler_new): `sfa serve` makes one, and a test may run two in
  * one process against one database. It publishes on the bus it was given.
  *
+ * Notifications (db_notify on JOBS_CHANNEL; PostgreSQL's LISTEN/NOTIFY, within the process on
+ * SQLite): an enqueue wakes idle schedulers at once, so on PostgreSQL an idle node polls the
+ * queue only every 2 s as a safety net (on SQLite every 200 ms, as `sfa job enqueue` in
+ * another process cannot notify it). Each write of a running job's row is announced with the
+ * job id and event; a scheduler with relay set (`serve`, also with --no-jobs) reads the row
+ * and publishes the event on its own bus, so a socket on one node sees a job another runs.
+ *
  * Threading: scheduler_new and scheduler_free are called by the thread that owns the
  * scheduler (main); scheduler_wake from any thread while it exists. Everything else runs on
  * the scheduler's own thread.
@@ -56,7 +63,13 @@ struct scheduler_opts {
 	                      "": none */
 	int concurrency;   /* > 0: how many jobs of each type run at once (else the type's
 	                      SFA_JOBS_* limit) */
+	bool relay;        /* publish other nodes' job events on bus too (a node with sockets) */
 };
+
+/* The notification channel of the job queue (db_notify). Notes: "queued <type>" when a job
+ * is enqueued (idle schedulers wake and claim), "event <job id> <progress|completed|failed>
+ * <node id>" when a scheduler wrote a job's row (relays read the row and publish it). */
+#define JOBS_CHANNEL "sfa_jobs"
 
 /* Recovers the jobs of the last run, then starts the scheduler's thread. Returns the
  * scheduler (freed by scheduler_free), or NULL with err set (a sentence). */

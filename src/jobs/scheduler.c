@@ -40,6 +40,8 @@ enum {
 	LINE_MAX_BYTES = 64 * 1024,
 	KILL_GRACE_MS = 3000,
 	SWEEP_MS = 1000, /* how often expired leases are looked for */
+	TICK_MS = 200,   /* the loop's pace while children run (and on SQLite) */
+	IDLE_POLL_MS = 2000, /* an idle node's safety-net poll of a shared database */
 };
 
 struct child {
@@ -74,6 +76,9 @@ struct scheduler {
 	bool runs_jobs;               /* at least one type */
 	char node[128];               /* this scheduler's name in the jobs' lease_owner */
 	int64_t next_sweep_ms;        /* when to look for expired leases next */
+	bool relay;                   /* other nodes' job events go to this node's bus */
+	struct db_listener *listener; /* JOBS_CHANNEL; NULL when it could not be opened */
+	int64_t next_listen_ms;       /* a broken listener's next reconnection */
 	struct child kids[MAX_CHILDREN];
 };
 
@@ -124,7 +129,9 @@ static void renew(struct scheduler *s, struct child *c, int64_t now_ms)
 	}
 }
 
-static void publish(struct scheduler *s, const struct db_job *j, const char *event, json_t *payload)
+/* Publishes on this node's bus (topics jobs:<id> and user:<id>); consumes payload. */
+static void publish_local(struct scheduler *s, const struct db_job *j, const char *event,
+                          json_t *payload)
 {
 	char *text = json_encode(payload);
 	json_decref(payload);
@@ -136,6 +143,25 @@ static void publish(struct scheduler *s, const struct db_job *j, const char *eve
 	snprintf(topic, sizeof topic, "user:%s", j->user_id);
 	bus_publish(s->bus, topic, event, text);
 	free(text);
+}
+
+/* Tells every node's relay (this one's skips it) that job j's row changed: event is
+ * "progress", "completed" or "failed". The payload is small; readers take the row. */
+static void announce(struct scheduler *s, const struct db_job *j, const char *event)
+{
+	char note[DB_NOTIFY_MAX];
+	snprintf(note, sizeof note, "event %s %s %s", j->id, event, s->node);
+	checked(db_notify(s->db, JOBS_CHANNEL, note), "the notice of its event", j->id);
+}
+
+/* publish_local, and a final event (completed, failed) announced to the other nodes; a
+ * progress event is announced where its row is written. */
+static void publish(struct scheduler *s, const struct db_job *j, const char *event,
+                    json_t *payload)
+{
+	publish_local(s, j, event, payload);
+	if (strcmp(event, "job:progress") != 0)
+		announce(s, j, event + 4);
 }
 
 static void publish_progress(struct scheduler *s, struct child *c)
@@ -193,7 +219,8 @@ static void handle_line(struct scheduler *s, struct child *c, const char *line)
 		const char *msg = json_str(j, "message");
 		str_copy(c->message, sizeof c->message, msg ? msg : "");
 		int64_t now = time_mono_ms();
-		if (now - c->last_write_ms >= 250 || c->progress == 100) {
+		bool write = now - c->last_write_ms >= 250 || c->progress == 100;
+		if (write) {
 			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
@@ -202,6 +229,8 @@ static void handle_line(struct scheduler *s, struct child *c, const char *line)
 			c->progress_dirty = true; /* written by supervise() once the interval passed */
 		}
 		publish_progress(s, c);
+		if (write)
+			announce(s, &c->job, "progress");
 	}
 	json_decref(j);
 }
@@ -326,6 +355,7 @@ static void finish(struct scheduler *s, struct child *c)
 			str_copy(c->message, sizeof c->message, msg);
 			c->progress = 0;
 			publish_progress(s, c);
+			announce(s, j, "progress");
 			log_info("job %s: %s: %s", j->id, msg, err);
 		}
 	}
@@ -356,6 +386,7 @@ static void supervise(struct scheduler *s, int64_t now)
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
+			announce(s, &c->job, "progress");
 		}
 		if (now >= c->next_renew_ms)
 			renew(s, c, now);
@@ -440,6 +471,7 @@ static void start_due(struct scheduler *s, int64_t now_ms)
 			log_info("job %s (%s) started, attempt %d of %d", c->job.id, c->job.type,
 			         c->job.attempts, c->job.max_attempts);
 			publish_progress(s, c);
+			announce(s, &c->job, "progress");
 			running++;
 		}
 	}
@@ -458,33 +490,94 @@ static void sweep(struct scheduler *s, int64_t now_ms)
 		checked(n, "the return of expired leases", "-");
 }
 
+/* Another node's job event (see announce): published on this node's bus as that node did,
+ * from the row. A progress note read after the job ended is dropped (its end follows). */
+static void relay(struct scheduler *s, const char *id, const char *event)
+{
+	struct db_job j;
+	if (db_job_get(s->db, NULL, id, &j) != 0)
+		return;
+	json_error_t je;
+	if (strcmp(event, "progress") == 0 && (db_job_status_is_running(j.status) ||
+	                                       strcmp(j.status, "queued") == 0)) {
+		publish_local(s, &j, "job:progress",
+		              json_pack("{s:s, s:s, s:i, s:s}", "job_id", j.id, "status", j.status,
+		                        "progress", j.progress, "message", j.message));
+	} else if (strcmp(event, "completed") == 0 && strcmp(j.status, "completed") == 0) {
+		json_t *res = json_loads(j.result, 0, &je);
+		publish_local(s, &j, "job:completed",
+		              json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j.id, "job_type", j.type,
+		                        "track_id", j.track_id[0] ? j.track_id : NULL, "result",
+		                        res ? res : json_object()));
+	} else if (strcmp(event, "failed") == 0 && strcmp(j.status, "failed") == 0) {
+		publish_local(s, &j, "job:failed",
+		              json_pack("{s:s, s:s, s:s}", "job_id", j.id, "job_type", j.type, "error",
+		                        j.error));
+	}
+}
+
+/* Reads every note waiting on the jobs channel: "queued <type>" only wakes (the loop claims
+ * next), "event <job id> <event> <node>" is relayed when it is another node's. */
+static void read_notes(struct scheduler *s, int64_t now_ms)
+{
+	if (!s->listener)
+		return;
+	if (db_listener_fd(s->listener) < 0) {
+		if (now_ms < s->next_listen_ms)
+			return;
+		s->next_listen_ms = now_ms + IDLE_POLL_MS; /* reconnect at the safety-poll pace */
+	}
+	char note[DB_NOTIFY_MAX];
+	int rc;
+	while ((rc = db_listener_next(s->listener, note, sizeof note)) == 1) {
+		char id[UUID_STR_LEN], event[16], node[128];
+		if (s->relay && sscanf(note, "event %36s %15s %127s", id, event, node) == 3 &&
+		    strcmp(node, s->node) != 0)
+			relay(s, id, event);
+	}
+}
+
 static void *loop(void *arg)
 {
 	struct scheduler *s = arg;
-	struct pollfd pfd[MAX_CHILDREN + 1];
-	int owner[MAX_CHILDREN + 1];
+	struct pollfd pfd[MAX_CHILDREN + 2]; /* the wake pipe, children, the listener */
+	int owner[MAX_CHILDREN + 2];
 	while (!atomic_load(&s->stop)) {
 		int n = 0;
 		pfd[n].fd = s->wake[0];
 		pfd[n].events = POLLIN;
 		owner[n++] = -1;
+		int n_kids = 0;
 		for (int i = 0; i < MAX_CHILDREN; i++) {
+			n_kids += s->kids[i].used;
 			if (s->kids[i].used && s->kids[i].fd >= 0) {
 				pfd[n].fd = s->kids[i].fd;
 				pfd[n].events = POLLIN;
 				owner[n++] = i;
 			}
 		}
-		poll(pfd, (nfds_t)n, 200);
+		int listen_fd = s->listener ? db_listener_fd(s->listener) : -1;
+		if (listen_fd >= 0) {
+			pfd[n].fd = listen_fd;
+			pfd[n].events = POLLIN;
+			owner[n++] = -1;
+		}
+		/* Children need their timers (cancel checks, renewals, progress writes); an idle
+		 * node on a shared database is woken by notifications and polls the queue slowly as
+		 * a safety net; on SQLite the queue is polled as before (`sfa job enqueue` from
+		 * another process has no way to wake it). */
+		bool woken = db_is_shared(s->db) && listen_fd >= 0;
+		poll(pfd, (nfds_t)n, n_kids || !woken ? TICK_MS : IDLE_POLL_MS);
 		if (pfd[0].revents & POLLIN) {
 			char drain[64];
 			while (read(s->wake[0], drain, sizeof drain) > 0) {
 			}
 		}
 		for (int k = 1; k < n; k++)
-			if (pfd[k].revents)
+			if (pfd[k].revents && owner[k] >= 0)
 				read_child(s, &s->kids[owner[k]]);
 		int64_t now = time_mono_ms();
+		read_notes(s, now);
 		reap(s);
 		supervise(s, now);
 		if (now >= s->next_sweep_ms)
@@ -564,6 +657,7 @@ struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_
 	s->db = o->db;
 	s->bus = o->bus;
 	s->concurrency = o->concurrency;
+	s->relay = o->relay;
 	s->wake[0] = s->wake[1] = -1;
 	str_copy(s->exe, sizeof s->exe, o->exe);
 	atomic_store(&s->stop, false);
@@ -599,6 +693,9 @@ struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_
 		sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
 		goto fail;
 	}
+	/* Without a listener the node still works, at the safety-poll pace (and relays nothing). */
+	if (db_listen(s->db, JOBS_CHANNEL, &s->listener) != 0)
+		log_warn("job scheduler: cannot listen for job notifications; polling instead");
 	char names[256] = "";
 	for (int k = 0; k < job_types_n; k++)
 		if (s->run_type[k])
@@ -612,6 +709,7 @@ struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_
 	}
 	return s;
 fail:
+	db_listener_close(s->listener);
 	if (s->wake[0] >= 0) {
 		close(s->wake[0]);
 		close(s->wake[1]);
@@ -627,6 +725,7 @@ void scheduler_free(struct scheduler *s)
 	atomic_store(&s->stop, true);
 	scheduler_wake(s);
 	pthread_join(s->thread, NULL);
+	db_listener_close(s->listener);
 	close(s->wake[0]);
 	close(s->wake[1]);
 	free(s);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <poll.h>
 #include <pthread.h>
 
 #include <cmocka.h>
@@ -80,6 +81,58 @@ static void add_job(struct fixture *f, const char *type, char *id_out)
 	assert_int_equal(db_job_insert(f->db, &j), 0);
 	if (id_out)
 		str_copy(id_out, UUID_STR_LEN, j.id);
+}
+
+/* The next payload on l, waiting up to 10 s for it to arrive (poll on its descriptor). */
+static int next_note(struct db_listener *l, char *out, size_t n)
+{
+	for (int i = 0; i < 100; i++) {
+		int rc = db_listener_next(l, out, n);
+		if (rc != 0)
+			return rc;
+		struct pollfd p = {.fd = db_listener_fd(l), .events = POLLIN};
+		poll(&p, 1, 100);
+	}
+	return 0;
+}
+
+/* Notifications: in order, by channel, to every listener; none waiting reads as 0; a
+ * payload too long is refused. Between processes on PostgreSQL, within one on SQLite. */
+static void notifications(void **state)
+{
+	struct fixture *f = *state;
+	struct db_listener *a1, *a2, *b;
+	assert_int_equal(db_listen(f->db, "chan_a", &a1), 0);
+	assert_int_equal(db_listen(f->db, "chan_a", &a2), 0);
+	assert_int_equal(db_listen(f->db, "chan_b", &b), 0);
+	assert_true(db_listener_fd(a1) >= 0);
+	char note[DB_NOTIFY_MAX];
+	assert_int_equal(db_listener_next(a1, note, sizeof note), 0);
+	assert_int_equal(db_notify(f->db, "chan_a", "one"), 0);
+	assert_int_equal(db_notify(f->db, "chan_a", "two"), 0);
+	assert_int_equal(db_notify(f->db, "chan_b", "other"), 0);
+	struct db_listener *ls[] = {a1, a2};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(next_note(ls[i], note, sizeof note), 1);
+		assert_string_equal(note, "one");
+		assert_int_equal(next_note(ls[i], note, sizeof note), 1);
+		assert_string_equal(note, "two");
+	}
+	assert_int_equal(next_note(b, note, sizeof note), 1);
+	assert_string_equal(note, "other");
+	assert_int_equal(db_listener_next(a1, note, sizeof note), 0);
+	assert_int_equal(db_listener_next(b, note, sizeof note), 0);
+	char big[DB_NOTIFY_MAX + 1];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(db_notify(f->db, "chan_a", big), SFA_EINVAL);
+	db_listener_close(a1);
+	/* The others still hear after one closed. */
+	assert_int_equal(db_notify(f->db, "chan_a", "three"), 0);
+	assert_int_equal(next_note(a2, note, sizeof note), 1);
+	assert_string_equal(note, "three");
+	db_listener_close(a2);
+	db_listener_close(b);
 }
 
 /* Leases (migration 11): only the owner renews, a renewal reads a cancel request, a lease
@@ -726,6 +779,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),
 		cmocka_unit_test_setup_teardown(job_leases, setup, teardown),
+		cmocka_unit_test_setup_teardown(notifications, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};
