@@ -423,17 +423,19 @@ def eq(actual, expected, what="value"):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
-def phx_until(srv, key, topic, event, timeout_ms=60000, job_type=None):
+def phx_until(srv, key, topic, event, timeout_ms=60000, job_type=None, job_id=None, count=1):
     """Starts the official phoenix client joined to topic until event arrives (for a job of
-    job_type, when given: an earlier job's late event must not end the wait), and returns
-    (thread, result dict filled when it ends) once the join has been answered."""
+    job_type or the job job_id, when given: an earlier job's late event must not end the
+    wait; count times), and returns (thread, result dict filled when it ends) once the join
+    has been answered."""
     for mod in ("phoenix", "ws"):
         check(os.path.isdir(os.path.join(ROOT, "node_modules", mod)),
               f"node_modules/{mod} is missing: run `npm ci` in the repository root")
     out = {}
     ready = os.path.join(srv.data_dir, f"phx-ready-{os.urandom(8).hex()}")
     cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
-           "until": {"topic": topic, "event": event, "job_type": job_type},
+           "until": {"topic": topic, "event": event, "job_type": job_type, "job_id": job_id,
+                     "count": count},
            "timeoutMs": timeout_ms,
            "readyFile": ready}
 
