@@ -1,10 +1,14 @@
 /* scheduler.c - the server half of the job machinery; jobs.h explains the design.
  *
- * One thread owns every child: it polls their progress pipes and a wake pipe, reaps
- * exits, enforces cancellation and timeouts, and claims new work. All database writes
- * about a running job happen here, so there is exactly one writer per job. The job
- * table is the queue: polling it every tick (an indexed query) also picks up jobs that
- * another process enqueued, such as `sfa job enqueue`.
+ * One thread owns every child: it polls their progress pipes, a wake pipe and the jobs
+ * channel's listener, reaps exits, enforces cancellation, timeouts and leases, and claims
+ * new work. All database writes about a running job happen here, so there is exactly one
+ * writer per job (its lease's owner; a node that lost the lease writes nothing more). The
+ * job table is the queue: polling it (every tick on SQLite, every 2 s when idle on
+ * PostgreSQL, where notifications wake it) also picks up jobs that another process
+ * enqueued, such as `sfa job enqueue`. Other nodes' job events arrive as notes on the same
+ * listener and are published from the row (relay). The struct scheduler and its children
+ * belong to this thread; other threads only write to the wake pipe.
  */
 #include "jobs/jobs.h"
 
