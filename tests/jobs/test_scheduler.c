@@ -608,8 +608,8 @@ static void relays_events_of_jobs_run_elsewhere(void **state)
 }
 
 /* An idle node starts an enqueued job at once: woken by the enqueue's notification, not by
- * its safety poll (2 s on PostgreSQL: five starts under 500 ms each by polling alone would
- * happen once in a thousand runs). */
+ * its safety poll (2 s on PostgreSQL: eight starts under 1 s each by polling alone would
+ * happen four times in a thousand runs). */
 static void an_enqueue_wakes_an_idle_node(void **state)
 {
 	struct fixture *f = *state;
@@ -618,7 +618,7 @@ static void an_enqueue_wakes_an_idle_node(void **state)
 	collector_start(&c, b, f->topic);
 	struct scheduler *s = start(f, b, "probe", 0);
 	char line[256] = "# enqueue to start (ms):";
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < 8; k++) {
 		char id[UUID_STR_LEN];
 		int64_t t0 = time_mono_ms();
 		enqueue(f, NULL, "{\"steps\": 1}", id);
@@ -626,7 +626,7 @@ static void an_enqueue_wakes_an_idle_node(void **state)
 		assert_true(wait_event(&c, &at, "job:progress", id) >= 0);
 		int64_t waited = time_mono_ms() - t0;
 		snprintf(line + strlen(line), sizeof line - strlen(line), " %lld", (long long)waited);
-		assert_true(waited < 500);
+		assert_true(waited < 1000);
 		assert_true(wait_event(&c, &at, "job:completed", id) >= 0);
 	}
 	printf("%s\n", line);
