@@ -1,6 +1,7 @@
 /* main.c - the sfa command line: dispatch to subcommands only.
  *
- *   sfa serve [--port N] [--bind ADDR] [--data DIR]
+ *   sfa serve [--port N] [--bind ADDR] [--data DIR] [--no-jobs]
+ *   sfa worker [--types T,...] [--concurrency N] [--data DIR]    jobs, no HTTP
  *   sfa user create --email E --password P [--data DIR]     prints the user id
  *   sfa token create --email E [--name N] [--data DIR]      prints only the new API key
  *   sfa routes
@@ -9,6 +10,9 @@
  * Every setting also has an SFA_* environment variable (core/config.h). Errors are one
  * line on stderr; exit status 2 for usage errors, 1 for failures.
  */
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,17 +32,24 @@
 #include "core/accounts.h"
 #include "http/server.h"
 #include "core/jobs.h"
+#include "jobs/bus.h"
 #include "jobs/jobs.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/str.h"
 
 #define SFA_VERSION "0.1.0"
 
 static const char usage[] =
 	"usage: sfa <command>\n"
-	"  serve [--port N] [--bind ADDR] [--data DIR]   run the HTTP server\n"
+	"  serve [--port N] [--bind ADDR] [--data DIR] [--no-jobs]\n"
+	"                                                 run the HTTP server and the jobs\n"
+	"                                                 (--no-jobs or SFA_RUN_JOBS=0: no jobs)\n"
+	"  worker [--types download,processing,analysis,...] [--concurrency N] [--data DIR]\n"
+	"                                                 run jobs (every type, or those listed,\n"
+	"                                                 N of each at once) and no HTTP\n"
 	"  user create --email E --password P             create a user, print its id\n"
 	"  token create --email E [--name N]              create an API key, print it\n"
 	"  separate FILE --model M [--out DIR] [--format wav|wav24|f32|flac|mp3] [--shifts N]\n"
@@ -54,7 +65,8 @@ static const char usage[] =
 	"  routes                                         print the route table (JSON)\n"
 	"  version                                        print the version\n"
 	"Settings: SFA_PORT, SFA_BIND, SFA_DATA_DIR, SFA_SECRET_KEY_BASE, SFA_RATE_API,\n"
-	"SFA_RATE_HEAVY, SFA_RATE_AUTH, SFA_TRUSTED_PROXIES, SFA_HTTPS.\n";
+	"SFA_RATE_HEAVY, SFA_RATE_AUTH, SFA_TRUSTED_PROXIES, SFA_HTTPS; several nodes on one\n"
+	"PostgreSQL: SFA_DATABASE_URL, SFA_DB_POOL, SFA_RUN_JOBS, SFA_JOB_LEASE_S, SFA_NODE_ID.\n";
 
 static int fail(const char *msg)
 {
@@ -81,6 +93,56 @@ static int open_app(struct app *app, int *argc, char **argv, bool serve)
 	return 0;
 }
 
+/* Stops the scheduler (its children are queued again), then frees what handlers shared. */
+static void close_app(struct app *app)
+{
+	scheduler_free(app->sched);
+	app->sched = NULL;
+	bus_free(app->bus);
+	ratelimit_free(app->rl);
+	keycache_free(app->keys);
+	db_close(app->db);
+}
+
+/* Everything under data/tmp is scratch of a process and its children: tmp/jobs holds job
+ * work folders (of the process that runs jobs), the rest uploads and exports in progress (of
+ * the one serving HTTP). What a process that died (kill -9, a power cut) left there is
+ * removed before anything new is made; its children died with it. A shared database
+ * (PostgreSQL) means a data dir shared with other nodes, whose scratch this is too: nothing
+ * is removed then (a job's folder is emptied when the job runs again). */
+static void clear_scratch(const struct app *app, bool http, bool jobs)
+{
+	if (db_is_shared(app->db))
+		return;
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof tmp, "%s/tmp", app->cfg.data_dir);
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		bool is_jobs = strcmp(e->d_name, "jobs") == 0;
+		if (is_jobs ? !jobs : !http)
+			continue;
+		char path[PATH_MAX + 300];
+		snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+		if (fs_remove_tree(path) != 0)
+			log_warn("could not clear %s of a previous run's scratch files", path);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* This binary's path (children run it), into app->exe. */
+static int find_exe(struct app *app)
+{
+	ssize_t n_exe = readlink("/proc/self/exe", app->exe, sizeof app->exe - 1);
+	if (n_exe <= 0)
+		return -1;
+	app->exe[n_exe] = '\0';
+	return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct app app;
@@ -89,10 +151,9 @@ static int cmd_serve(int argc, char **argv)
 		return rc;
 	app.rl = ratelimit_new(100000, 60, db_is_shared(app.db) ? app.db : NULL);
 	app.keys = keycache_new(4096, 10 * 1000); /* a revoked key elsewhere: 10 s at most */
-	if (!app.rl || !app.keys) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+	app.bus = bus_new();
+	if (!app.rl || !app.keys || !app.bus) {
+		close_app(&app);
 		return fail("out of memory");
 	}
 	struct server_opts o = {
@@ -108,34 +169,81 @@ static int cmd_serve(int argc, char **argv)
 		.app = &app,
 	};
 	char err[512];
-	ssize_t n_exe = readlink("/proc/self/exe", app.exe, sizeof app.exe - 1);
-	if (n_exe <= 0) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+	if (find_exe(&app)) {
+		close_app(&app);
 		return fail("cannot find the sfa executable to run jobs with");
 	}
-	app.exe[n_exe] = '\0';
-	/* Everything under data/tmp is scratch of a server process and its children (job work
-	 * folders, uploads and exports in progress). What a process that died (kill -9, a power
-	 * cut) left there is removed before anything new is made; its children died with it. */
-	char tmp[PATH_MAX + 8];
-	snprintf(tmp, sizeof tmp, "%s/tmp", app.cfg.data_dir);
-	if (fs_remove_tree(tmp) != 0)
-		log_warn("could not clear %s of a previous run's scratch files", tmp);
-	if (scheduler_start(&app.cfg, app.db, app.exe, err, sizeof err)) {
-		ratelimit_free(app.rl);
-		keycache_free(app.keys);
-		db_close(app.db);
+	clear_scratch(&app, true, app.cfg.run_jobs);
+	/* With --no-jobs the scheduler runs no job; it still takes back the jobs of nodes that
+	 * died (leases), and relays other nodes' job events to this node's sockets. */
+	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe,
+	                            .types = app.cfg.run_jobs ? NULL : "", .relay = true};
+	app.sched = scheduler_new(&so, err, sizeof err);
+	if (!app.sched) {
+		close_app(&app);
 		return fail(err);
 	}
 	rc = server_run(&o, err, sizeof err);
-	scheduler_stop();
-	ratelimit_free(app.rl);
-	keycache_free(app.keys);
-	db_close(app.db);
+	close_app(&app);
 	if (rc)
 		return fail(err);
+	log_info("database closed; bye");
+	return 0;
+}
+
+static int check_flags(int argc, char **argv, const char *const *allowed);
+static const char *flag(int argc, char **argv, const char *name);
+
+/* `sfa worker`: a scheduler and no HTTP, until SIGTERM or SIGINT; then its running jobs go
+ * back to the queue (attempt refunded) as with `serve`. */
+static int cmd_worker(int argc, char **argv)
+{
+	struct app app;
+	int rc = open_app(&app, &argc, argv, false);
+	if (rc)
+		return rc;
+	static const char *const allowed[] = {"--types", "--concurrency", NULL};
+	if ((rc = check_flags(argc, argv, allowed))) {
+		close_app(&app);
+		return rc;
+	}
+	const char *types = flag(argc, argv, "--types");
+	const char *conc = flag(argc, argv, "--concurrency");
+	long n_conc = 0;
+	if (conc && str_to_long(conc, 1, 64, &n_conc)) {
+		fprintf(stderr, "sfa: --concurrency must be a number from 1 to 64, not \"%s\"\n", conc);
+		close_app(&app);
+		return 2;
+	}
+	app.bus = bus_new();
+	if (!app.bus || find_exe(&app)) {
+		close_app(&app);
+		return fail(app.bus ? "cannot find the sfa executable to run jobs with" : "out of memory");
+	}
+	clear_scratch(&app, false, true);
+	/* The stop signals are taken by sigwait below: blocked in every thread, the scheduler's
+	 * included (its children get a clean mask, util/proc.c). */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	char err[512];
+	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe,
+	                            .types = types, .concurrency = (int)n_conc};
+	app.sched = scheduler_new(&so, err, sizeof err);
+	if (!app.sched) {
+		close_app(&app);
+		fprintf(stderr, "sfa: %s\n", err);
+		return types ? 2 : 1;
+	}
+	log_info("worker ready (no HTTP); SIGTERM stops it");
+	int sig = 0;
+	sigwait(&stop, &sig);
+	log_info("worker stopping (%s): running jobs go back to the queue",
+	         sig == SIGINT ? "SIGINT" : "SIGTERM");
+	close_app(&app);
 	log_info("database closed; bye");
 	return 0;
 }
@@ -278,7 +386,7 @@ static int cmd_job_enqueue(int argc, char **argv)
 		goto out;
 	}
 	struct db_job j;
-	if (job_enqueue(app.db, u.id, track, type, p, &j) != 0) {
+	if (job_enqueue(app.db, NULL, u.id, track, type, p, &j) != 0) {
 		rc = fail("could not queue the job");
 		goto out;
 	}
@@ -364,6 +472,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "serve") == 0)
 		return cmd_serve(argc - 2, argv + 2);
+	if (strcmp(cmd, "worker") == 0)
+		return cmd_worker(argc - 2, argv + 2);
 	if (argc >= 3 && strcmp(cmd, "user") == 0 && strcmp(argv[2], "create") == 0)
 		return cmd_user_create(argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(cmd, "token") == 0 && strcmp(argv[2], "create") == 0)

@@ -65,7 +65,8 @@ void api_analysis_analyze(struct http_ctx *ctx)
 		json_object_set(payload, "frame_rate", fr);
 	json_decref(body);
 	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "analysis", payload, &j) != 0) {
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, t.id, "analysis", payload,
+	                &j) != 0) {
 		api_db_error(ctx);
 		return;
 	}

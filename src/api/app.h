@@ -1,5 +1,5 @@
 /* app.h - the state every handler shares: configuration, database, rate limiter, the
- * cache of verified API keys.
+ * cache of verified API keys, the bus of live job events and the job scheduler.
  *
  * Built once by `sfa serve` before the server starts and read-only afterwards (its
  * members are themselves thread-safe), so handlers on any worker thread may use it.
@@ -14,12 +14,18 @@
 
 #include <limits.h>
 
+struct bus;
+struct scheduler;
+
 struct app {
 	struct config cfg;
 	char exe[PATH_MAX]; /* this binary, to start worker processes with */
 	struct db *db;
 	struct ratelimit *rl;
 	struct keycache *keys; /* API keys verified in the last few seconds */
+	struct bus *bus;       /* live job events, for the sockets (jobs/bus.h) */
+	struct scheduler *sched; /* this process's job scheduler; NULL when it runs no jobs
+	                            (`serve --no-jobs`): enqueues then only write the row */
 };
 
 #endif

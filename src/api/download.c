@@ -37,7 +37,7 @@ static int download_job_for(struct http_ctx *ctx, const struct db_track *t, cons
 		return 0;
 	}
 	*created = true;
-	return job_enqueue(db, ctx->user.id, t->id, "download",
+	return job_enqueue(db, ctx->app->sched, ctx->user.id, t->id, "download",
 	                   json_pack("{s:s, s:s}", "quality", quality, "spotify_id", t->spotify_id),
 	                   out);
 }

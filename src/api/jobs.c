@@ -98,7 +98,7 @@ void api_jobs_cancel(struct http_ctx *ctx)
 		api_db_error(ctx);
 		return;
 	}
-	scheduler_wake();
+	scheduler_wake(ctx->app->sched);
 	struct db_job j;
 	db_job_get(ctx->app->db, ctx->user.id, id, &j);
 	http_data(ctx, was_running ? 202 : 200, api_job_json(&j));
@@ -123,8 +123,8 @@ void api_jobs_retry(struct http_ctx *ctx)
 	json_error_t je;
 	json_t *payload = json_loads(j.payload, 0, &je);
 	struct db_job again;
-	if (job_enqueue(ctx->app->db, ctx->user.id, j.track_id[0] ? j.track_id : NULL, j.type, payload,
-	                &again) != 0) {
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id,
+	                j.track_id[0] ? j.track_id : NULL, j.type, payload, &again) != 0) {
 		api_db_error(ctx);
 		return;
 	}

@@ -106,7 +106,7 @@ static bool cancel_job(struct http_ctx *ctx, struct db_lalalai_task *t, bool ups
 	if (db_job_cancel(ctx->app->db, ctx->user.id, t->job_id, (int64_t)time(NULL),
 	                  &was_running) != 0)
 		return false;
-	scheduler_wake();
+	scheduler_wake(ctx->app->sched);
 	return true;
 }
 

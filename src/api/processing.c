@@ -143,7 +143,7 @@ static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, con
 	char idem[UUID_STR_LEN];
 	uuid_v4(idem);
 	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->user.id, t->id, "processing",
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, t->id, "processing",
 	                json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
 	                          "output_format", format, "idempotency_key", idem),
 	                &j) != 0) {
@@ -244,7 +244,8 @@ void api_processing_separate(struct http_ctx *ctx)
 	                            "output_format", values[2]);
 	if (two[0])
 		json_object_set_new(payload, "two_stems", json_string(two));
-	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "processing", payload, &j) != 0) {
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, t.id, "processing", payload,
+	                &j) != 0) {
 		api_db_error(ctx);
 		return;
 	}
@@ -305,8 +306,8 @@ void api_processing_transform(struct http_ctx *ctx)
 		return;
 	struct db_job j;
 	char err[300];
-	int rc = library_transform_start(ctx->app->db, ctx->user.id, &parent, semitones, ratio,
-	                                 target, &child, &j, err, sizeof err);
+	int rc = library_transform_start(ctx->app->db, ctx->app->sched, ctx->user.id, &parent,
+	                                 semitones, ratio, target, &child, &j, err, sizeof err);
 	if (rc == SFA_EINVAL) {
 		http_error(ctx, 422, "validation_failed", err);
 		return;

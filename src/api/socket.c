@@ -334,7 +334,7 @@ static void join(struct phx_session *s, json_t *join_ref, json_t *ref, const cha
 	ch->n_prefix = n_head;
 	ch->s = s;
 	/* Subscribe before replying: no event published after the reply can be missed. */
-	ch->sub = bus_subscribe(topic, deliver, ch);
+	ch->sub = bus_subscribe(s->app->bus, topic, deliver, ch);
 	if (!ch->sub) {
 		free(ch->prefix);
 		free(ch);

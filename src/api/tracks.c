@@ -155,8 +155,9 @@ void api_tracks_delete(struct http_ctx *ctx)
 {
 	const char *id = http_param(ctx, "id");
 	char err[256];
-	int rc = uuid_valid(id) ? library_track_delete(ctx->app->db, ctx->app->cfg.data_dir,
-	                                               ctx->user.id, id, err, sizeof err)
+	int rc = uuid_valid(id) ? library_track_delete(ctx->app->db, ctx->app->sched,
+	                                               ctx->app->cfg.data_dir, ctx->user.id, id, err,
+	                                               sizeof err)
 	                        : SFA_ENOTFOUND;
 	if (rc == SFA_ENOTFOUND)
 		api_not_found(ctx, "The track");

@@ -145,6 +145,31 @@ static int parse_proxies(struct config *c, const char *list, char *err, size_t n
 	return 0;
 }
 
+/* Where jobs run (scale-out, README "Several machines"): the lease of a running job, whether
+ * `serve` runs jobs, and this node's name in the job table. */
+static int cluster_from_env(struct config *c, char *err, size_t n_err)
+{
+	c->job_lease_s = 30;
+	c->run_jobs = true;
+	int rc = env_int("SFA_JOB_LEASE_S", 1, 3600, &c->job_lease_s, err, n_err);
+	if (rc)
+		return rc;
+	const char *v = getenv("SFA_RUN_JOBS");
+	if (v && *v) {
+		if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_RUN_JOBS must be 1 (serve runs jobs) or 0 (it runs none).");
+		c->run_jobs = strcmp(v, "1") == 0;
+	}
+	if ((v = getenv("SFA_NODE_ID")) && *v) {
+		if (strlen(v) >= sizeof c->node_id)
+			return sfa_err(err, n_err, SFA_EINVAL, "SFA_NODE_ID is longer than %zu characters.",
+			               sizeof c->node_id - 1);
+		str_copy(c->node_id, sizeof c->node_id, v);
+	}
+	return 0;
+}
+
 int config_from_env(struct config *c, char *err, size_t n_err)
 {
 	memset(c, 0, sizeof *c);
@@ -231,6 +256,8 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_MAX_DURATION_S", 1, 24 * 3600, &c->max_duration_s, err, n_err)))
 		return rc;
 	c->max_upload_bytes = (int64_t)max_upload_mb << 20;
+	if ((rc = cluster_from_env(c, err, n_err)))
+		return rc;
 	return spotify_from_env(c, err, n_err);
 }
 
@@ -258,9 +285,13 @@ int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, 
 				if (rc)
 					return rc;
 			}
+		} else if (strcmp(a, "--no-jobs") == 0) {
+			c->run_jobs = false;
 		} else {
 			return sfa_err(err, n_err, SFA_EINVAL,
-			               "Unknown option \"%s\" (serve takes --port, --bind, --data).", a);
+			               "Unknown option \"%s\" (serve takes --port, --bind, --data, "
+			               "--no-jobs).",
+			               a);
 		}
 	}
 	return 0;

@@ -45,6 +45,11 @@ struct config {
 	int job_retry_base_s;  /* first retry delay; doubles each attempt */
 	int job_timeout_s;     /* 0: the type's default */
 	int job_memory_mb;     /* address-space limit of a job process */
+	int job_lease_s;       /* SFA_JOB_LEASE_S: a running job's claim lasts this long unless
+	                          its node renews it (every third of it) */
+	bool run_jobs;         /* SFA_RUN_JOBS (default 1); `serve --no-jobs` clears it */
+	char node_id[128];     /* SFA_NODE_ID: this process's name in the job table; "": made
+	                          up at start (host, pid, random) */
 	int64_t max_upload_bytes;
 	int max_duration_s; /* SFA_MAX_DURATION_S: the longest audio a track may have */
 	unsigned char csrf_key[32]; /* derived from the secret */
@@ -74,7 +79,7 @@ struct config {
 
 /* Fills c with defaults and the SFA_* environment. Errors name the variable. */
 int config_from_env(struct config *c, char *err, size_t n_err);
-/* Applies `serve` flags (--port N --bind ADDR --data DIR). Errors name the flag. */
+/* Applies `serve` flags (--port N --bind ADDR --data DIR --no-jobs). Errors name the flag. */
 int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, size_t n_err);
 /* Applies --data DIR only (the admin subcommands). Other flags are left in argv for the
  * caller: returns the new argc with --data removed. Negative code on error. */

@@ -1,17 +1,19 @@
 /* jobs.c - see core/jobs.h. */
 #include "core/jobs.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "jobs/jobs.h"
 #include "jobs/registry.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
-int job_enqueue(struct db *db, const char *user_id, const char *track_id, const char *type,
+int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id, const char *type,
                 json_t *payload, struct db_job *out)
 {
 	struct db_job j;
@@ -39,7 +41,13 @@ int job_enqueue(struct db *db, const char *user_id, const char *track_id, const 
 	int rc = db_job_insert(db, &j);
 	if (rc)
 		return rc;
-	scheduler_wake();
+	/* Idle schedulers of every node wake (inside a transaction: at its commit). A lost note
+	 * (db.c logged why) costs only latency: schedulers poll the queue too. Nothing is logged
+	 * here: the caller may hold a transaction. */
+	char note[DB_NOTIFY_MAX];
+	snprintf(note, sizeof note, "queued %s", j.type);
+	db_notify(db, JOBS_CHANNEL, note);
+	scheduler_wake(sched);
 	*out = j;
 	return 0;
 }

@@ -67,7 +67,7 @@ static int list_files(struct db *db, const char *data_dir, const char *user_id,
  * checks so again lists its files and deletes its rows. Cancelling again on every poll also
  * stops a job queued or started meanwhile; once the rows are gone no new job can be queued
  * for the track (a job's row needs its track's). */
-static int delete_rows(struct db *db, const char *data_dir, const char *user_id,
+static int delete_rows(struct db *db, struct scheduler *sched, const char *data_dir, const char *user_id,
                        const char *track_id, struct arena *a, char ***paths, size_t *n_paths)
 {
 	int64_t deadline = time_mono_ms() + LIBRARY_DELETE_WAIT_MS;
@@ -91,7 +91,7 @@ static int delete_rows(struct db *db, const char *data_dir, const char *user_id,
 		if (rc)
 			return rc;
 		if (n_running)
-			scheduler_wake();
+			scheduler_wake(sched); /* a local worker stops at once; a remote one polls */
 		if (time_mono_ms() > deadline)
 			return SFA_ETIMEOUT;
 		struct timespec ts = {0, 50 * 1000 * 1000};
@@ -181,8 +181,8 @@ int library_job_complete(struct db *db, const struct db_job *j, const char *resu
 	return 0;
 }
 
-int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
-                         const char *track_id, char *err, size_t n_err)
+int library_track_delete(struct db *db, struct scheduler *sched, const char *data_dir,
+                         const char *user_id, const char *track_id, char *err, size_t n_err)
 {
 	struct db_track t;
 	int rc = db_track_get(db, user_id, track_id, &t);
@@ -194,7 +194,7 @@ int library_track_delete(struct db *db, const char *data_dir, const char *user_i
 	arena_init(&a, ARENA_MAX);
 	char **paths = NULL;
 	size_t n_paths = 0;
-	rc = delete_rows(db, data_dir, user_id, track_id, &a, &paths, &n_paths);
+	rc = delete_rows(db, sched, data_dir, user_id, track_id, &a, &paths, &n_paths);
 	int n_failed = 0;
 	for (size_t i = 0; !rc && i < n_paths; i++)
 		n_failed += fs_remove_tree(paths[i]) != 0;
@@ -213,7 +213,8 @@ int library_track_delete(struct db *db, const char *data_dir, const char *user_i
 	return 0;
 }
 
-int library_transform_start(struct db *db, const char *user_id, const struct db_track *parent,
+int library_transform_start(struct db *db, struct scheduler *sched, const char *user_id,
+                            const struct db_track *parent,
                             double semitones, double tempo_ratio, double target_bpm,
                             struct db_track *child, struct db_job *job, char *err,
                             size_t n_err)
@@ -273,7 +274,7 @@ int library_transform_start(struct db *db, const char *user_id, const struct db_
 	if (!rc) {
 		rc = db_track_insert(db, child);
 		if (!rc)
-			rc = job_enqueue(db, user_id, child->id, "transform",
+			rc = job_enqueue(db, sched, user_id, child->id, "transform",
 			                 json_pack("{s:s, s:f, s:f}", "parent_id", parent->id, "semitones",
 			                           semitones, "tempo_ratio", tempo_ratio),
 			                 job);

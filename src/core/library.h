@@ -13,6 +13,8 @@
 
 #include "db/db.h"
 
+struct scheduler;
+
 /* How long a delete waits for the track's running jobs to stop (the scheduler ends a
  * cancelled worker within about 3 s: SIGTERM, then SIGKILL). */
 enum { LIBRARY_DELETE_WAIT_MS = 15000 };
@@ -24,8 +26,8 @@ enum { LIBRARY_DELETE_WAIT_MS = 15000 };
  * SFA_ENOTFOUND when the user has no such track; SFA_ETIMEOUT when its jobs did not stop in
  * time (nothing was removed; they stay cancelled, so a second try succeeds); err says why in
  * a sentence. */
-int library_track_delete(struct db *db, const char *data_dir, const char *user_id,
-                         const char *track_id, char *err, size_t n_err);
+int library_track_delete(struct db *db, struct scheduler *sched, const char *data_dir,
+                         const char *user_id, const char *track_id, char *err, size_t n_err);
 
 /* Completes job j with the result its worker reported, as one transaction written by the
  * scheduler alone: a separation's stems (result "stems": [{"stem_type", "file_path",
@@ -43,7 +45,8 @@ int library_job_complete(struct db *db, const struct db_job *j, const char *resu
  * a queued "transform" job for it, which renders its audio and the parent's latest stems
  * and analyses the result (jobs/job_transform.c). SFA_EINVAL (nothing to change, or a
  * ratio out of range), SFA_ECONFLICT (target_bpm but no analysed tempo); err says why. */
-int library_transform_start(struct db *db, const char *user_id, const struct db_track *parent,
+int library_transform_start(struct db *db, struct scheduler *sched, const char *user_id,
+                            const struct db_track *parent,
                             double semitones, double tempo_ratio, double target_bpm,
                             struct db_track *child, struct db_job *job, char *err,
                             size_t n_err);

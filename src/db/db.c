@@ -22,8 +22,11 @@
  */
 #include "db/db.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,6 +39,10 @@
 struct db {
 	const struct db_driver *drv;
 	struct db_pool *pool;
+	/* In-process notifications (drivers without listeners): lmu guards the list and every
+	 * listener's queue; nothing else is done under it. */
+	pthread_mutex_t lmu;
+	struct db_listener *listeners;
 };
 
 /* What the two engines spell differently, indexed by enum db_dialect. */
@@ -49,6 +56,8 @@ static const struct dialect {
 	const char *claim_lock;
 	/* A table of one text column, tid, from the JSON array of strings bound as ?2. */
 	const char *id_table;
+	/* Sends ?2 on channel ?1 to other processes; NULL: notifications stay in the process. */
+	const char *notify;
 } dialects[] = {
 	[DB_DIALECT_SQLITE] = {
 		.analysis_summary = "json_extract(?4, '$.tempo'), json_extract(?4, '$.key'), "
@@ -64,6 +73,7 @@ static const struct dialect {
 		                    "(?4::jsonb->'sections')::text",
 		.claim_lock = " FOR UPDATE SKIP LOCKED",
 		.id_table = "(SELECT value AS tid FROM json_array_elements_text(?2::json) AS value)",
+		.notify = "SELECT pg_notify(?1, ?2)",
 	},
 };
 
@@ -211,7 +221,14 @@ static const struct migration {
 	 "ALTER TABLE jobs ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE stems ADD COLUMN rowid BIGSERIAL;"
 	 "ALTER TABLE lalalai_tasks ADD COLUMN rowid BIGSERIAL;"},
-	/* 11: rate-limit windows, for servers that share the database (db_rate_hit) */
+	/* 11: job leases. A running job names the scheduler (node) that runs it and until when
+	 * its claim holds; the node renews it while the child runs, and any node re-queues a job
+	 * whose lease passed (its node died). Rows of earlier builds have no lease: start-up
+	 * recovery handles them as before. */
+	{"ALTER TABLE jobs ADD COLUMN lease_owner TEXT;"
+	 "ALTER TABLE jobs ADD COLUMN lease_expires_at BIGINT;"
+	 "CREATE INDEX jobs_lease ON jobs (lease_expires_at);", NULL},
+	/* 12: rate-limit windows, for servers that share the database (db_rate_hit) */
 	{"CREATE TABLE rate_windows (key TEXT PRIMARY KEY, start BIGINT NOT NULL,"
 	 "  hits INTEGER NOT NULL);", NULL},
 };
@@ -380,8 +397,10 @@ int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n
 	if (!db)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory opening the database.");
 	db->drv = is_pg_url(target) ? &db_driver_pg : &db_driver_sqlite;
+	pthread_mutex_init(&db->lmu, NULL);
 	int rc = db->drv->open(target, n_pool > 0 ? n_pool : DB_POOL_DEFAULT, &db->pool, err, n_err);
 	if (rc) {
+		pthread_mutex_destroy(&db->lmu);
 		free(db);
 		return rc;
 	}
@@ -399,7 +418,134 @@ void db_close(struct db *db)
 	if (!db)
 		return;
 	db->drv->close(db->pool);
+	pthread_mutex_destroy(&db->lmu);
 	free(db);
+}
+
+/* ---- Notifications ------------------------------------------------------------------ */
+
+enum { QUEUE_MAX = 1024 }; /* in-process: notifications a listener may have unread */
+
+struct db_listener {
+	struct db *db;
+	struct db_listen_conn *conn; /* the driver's (PostgreSQL); NULL in-process */
+	/* In-process: a pipe whose byte says "something queued", and a ring of payloads. */
+	int pipe[2];
+	char channel[64];
+	char (*queue)[DB_NOTIFY_MAX];
+	unsigned head, n; /* guarded by db->lmu */
+	struct db_listener *next;
+};
+
+static int run(struct db *db, struct db_stmt *st, bool need_change);
+
+int db_notify(struct db *db, const char *channel, const char *payload)
+{
+	if (strlen(payload) >= DB_NOTIFY_MAX)
+		return SFA_EINVAL;
+	const char *sql = dialect(db)->notify;
+	if (sql) {
+		acquire(db);
+		int rc = run(db, prep(db, sql, "tt", channel, payload), false);
+		release(db);
+		return rc;
+	}
+	int n_dropped = 0;
+	pthread_mutex_lock(&db->lmu);
+	for (struct db_listener *l = db->listeners; l; l = l->next) {
+		if (strcmp(l->channel, channel) != 0)
+			continue;
+		if (l->n == QUEUE_MAX) {
+			n_dropped++; /* a listener that stopped reading: the row stays the truth */
+			continue;
+		}
+		str_copy(l->queue[(l->head + l->n) % QUEUE_MAX], DB_NOTIFY_MAX, payload);
+		l->n++;
+		ssize_t w = write(l->pipe[1], "x", 1); /* full pipe: a byte is already waiting */
+		(void)w;
+	}
+	pthread_mutex_unlock(&db->lmu);
+	if (n_dropped)
+		log_warn("database: %d listener(s) of %s are %d notifications behind; one dropped",
+		         n_dropped, channel, QUEUE_MAX);
+	return 0;
+}
+
+int db_listen(struct db *db, const char *channel, struct db_listener **out)
+{
+	struct db_listener *l = calloc(1, sizeof *l);
+	if (!l)
+		return SFA_ENOMEM;
+	l->db = db;
+	l->pipe[0] = l->pipe[1] = -1;
+	str_copy(l->channel, sizeof l->channel, channel);
+	if (db->drv->listen_open) {
+		l->conn = db->drv->listen_open(db->pool, channel);
+		if (!l->conn) {
+			free(l);
+			return SFA_ENOMEM;
+		}
+		*out = l;
+		return 0;
+	}
+	l->queue = calloc(QUEUE_MAX, sizeof *l->queue);
+	if (!l->queue || pipe2(l->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(l->queue);
+		free(l);
+		return SFA_EIO;
+	}
+	pthread_mutex_lock(&db->lmu);
+	l->next = db->listeners;
+	db->listeners = l;
+	pthread_mutex_unlock(&db->lmu);
+	*out = l;
+	return 0;
+}
+
+int db_listener_fd(struct db_listener *l)
+{
+	return l->conn ? l->db->drv->listen_fd(l->conn) : l->pipe[0];
+}
+
+int db_listener_next(struct db_listener *l, char *out, size_t n_out)
+{
+	if (l->conn)
+		return l->db->drv->listen_next(l->conn, out, n_out);
+	char drain[64];
+	while (read(l->pipe[0], drain, sizeof drain) > 0) {
+	}
+	int got = 0;
+	pthread_mutex_lock(&l->db->lmu);
+	if (l->n) {
+		str_copy(out, n_out, l->queue[l->head]);
+		l->head = (l->head + 1) % QUEUE_MAX;
+		l->n--;
+		got = 1;
+	}
+	pthread_mutex_unlock(&l->db->lmu);
+	return got;
+}
+
+void db_listener_close(struct db_listener *l)
+{
+	if (!l)
+		return;
+	if (l->conn) {
+		l->db->drv->listen_close(l->conn);
+	} else {
+		pthread_mutex_lock(&l->db->lmu);
+		for (struct db_listener **pp = &l->db->listeners; *pp; pp = &(*pp)->next) {
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&l->db->lmu);
+		close(l->pipe[0]);
+		close(l->pipe[1]);
+		free(l->queue);
+	}
+	free(l);
 }
 
 int db_ping(struct db *db, char *err, size_t n_err)
@@ -422,6 +568,8 @@ int db_schema_version(struct db *db)
 	release(db);
 	return v;
 }
+
+bool db_is_shared(const struct db *db) { return db->drv->dialect == DB_DIALECT_PG; }
 
 int db_tx_begin(struct db *db)
 {
@@ -1093,18 +1241,74 @@ out:
 
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out)
 {
+	return db_job_claim_leased(db, type, now, NULL, 0, out);
+}
+
+int db_job_claim_leased(struct db *db, const char *type, int64_t now, const char *owner,
+                        int64_t lease_expires_at, struct db_job *out)
+{
 	char sql[1024];
 	snprintf(sql, sizeof sql,
 	         "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-	         "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0 "
+	         "started_at = ?2, progress = 0, message = NULL, cancel_requested = 0, "
+	         "lease_owner = ?3, lease_expires_at = nullif(?4, 0) "
 	         "WHERE id = (SELECT id FROM jobs WHERE type = ?1 AND status = 'queued' "
 	         "AND run_at <= ?2 ORDER BY run_at, created_at, rowid LIMIT 1%s) "
 	         "RETURNING " JOB_COLS,
 	         dialect(db)->claim_lock);
 	acquire(db);
-	int rc = one_row(db, prep(db, sql, "ti", type, now), read_job_cb, out);
+	int rc = one_row(db, prep(db, sql, "tizi", type, now, owner, owner ? lease_expires_at : 0),
+	                 read_job_cb, out);
 	release(db);
 	return rc;
+}
+
+int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease_expires_at,
+                 bool *cancel_requested)
+{
+	int v = 0;
+	acquire(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? "
+	                      "AND status NOT IN ('queued','completed','failed') "
+	                      "RETURNING cancel_requested",
+	                      "itt", lease_expires_at, id, owner),
+	                 read_int_cb, &v);
+	release(db);
+	if (!rc)
+		*cancel_requested = v != 0;
+	return rc;
+}
+
+int db_job_expire_leases(struct db *db, int64_t now)
+{
+	acquire(db);
+	int rc = run(db,
+	             prep(db,
+	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	                  "lease_expires_at = NULL, error = CASE WHEN cancel_requested = 1 THEN "
+	                  "'cancelled' ELSE 'The node running this job stopped answering and it "
+	                  "has no attempts left; start it again.' END "
+	                  "WHERE lease_expires_at < ?1 AND status NOT IN ('queued','completed','failed') "
+	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
+	                  "i", now),
+	             false);
+	int n = rc ? 0 : (int)changes(db);
+	if (!rc)
+		rc = run(db,
+		         prep(db,
+		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, error = "
+		              "'The node running this job stopped answering; it was queued again.' "
+		              "WHERE lease_expires_at < ?1 AND status NOT IN "
+		              "('queued','completed','failed')",
+		              "i", now),
+		         false);
+	if (!rc)
+		n += (int)changes(db);
+	release(db);
+	return rc ? rc : n;
 }
 
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
@@ -1127,7 +1331,8 @@ int db_job_complete(struct db *db, const char *id, const char *result_json, int6
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
-	                  "result = ?, finished_at = ? WHERE id = ?",
+	                  "result = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+	                  "WHERE id = ?",
 	                  "zit", result_json, now, id),
 	             true);
 	release(db);
@@ -1139,7 +1344,8 @@ int db_job_fail(struct db *db, const char *id, const char *error, int64_t now)
 	acquire(db);
 	int rc = run(db,
 	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+	                  "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, "
+	                  "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
 	                  "tit", error, now, id),
 	             true);
 	release(db);
@@ -1153,7 +1359,8 @@ int db_job_requeue(struct db *db, const char *id, int64_t run_at, const char *er
 	int rc = run(db,
 	             prep(db,
 	                  "UPDATE jobs SET status = 'queued', run_at = ?, error = ?, progress = 0, "
-	                  "message = NULL, attempts = attempts - ? WHERE id = ?",
+	                  "message = NULL, attempts = attempts - ?, lease_owner = NULL, "
+	                  "lease_expires_at = NULL WHERE id = ?",
 	                  "izit", run_at, error, (int64_t)(refund_attempt ? 1 : 0), id),
 	             true);
 	release(db);
@@ -1260,25 +1467,30 @@ bool db_job_cancel_requested(struct db *db, const char *id)
 	return rc == SFA_ENOTFOUND || (rc == 0 && v != 0);
 }
 
-int db_job_recover(struct db *db, int64_t now)
+int db_job_recover(struct db *db, int64_t now, const char *owner)
 {
+	/* ?2 NULL: every running job; else only the owner's and those without a lease. */
 	acquire(db);
 	int rc = run(db,
 	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', finished_at = ?, error = "
+	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	                  "lease_expires_at = NULL, error = "
 	                  "'The server stopped while this job was running and it has no attempts "
 	                  "left; start it again.' WHERE status NOT IN ('queued','completed','failed') "
+	                  "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2) "
 	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
-	                  "i", now),
+	                  "iz", now, owner),
 	             false);
 	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
 		rc = run(db,
 		         prep(db,
-		              "UPDATE jobs SET status = 'queued', run_at = ?, progress = 0, message = NULL, "
+		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, "
 		              "error = 'The server stopped while this job was running; it was queued "
-		              "again.' WHERE status NOT IN ('queued','completed','failed')",
-		              "i", now),
+		              "again.' WHERE status NOT IN ('queued','completed','failed') "
+		              "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2)",
+		              "iz", now, owner),
 		         false);
 	if (!rc)
 		n += (int)changes(db);
@@ -1815,7 +2027,6 @@ int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, d
 	return rc;
 }
 
-bool db_is_shared(const struct db *db) { return db->drv->dialect == DB_DIALECT_PG; }
 
 struct rate_row {
 	int64_t start;

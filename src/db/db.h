@@ -68,13 +68,42 @@ enum { DB_POOL_DEFAULT = 16 };
 
 /* Opens the database and applies pending migrations. target is a SQLite file (created
  * when missing) or a postgresql:// (postgres://) URL; n_pool is the most PostgreSQL
- * connections open at once (<= 0: DB_POOL_DEFAULT; SQLite has one). err is a sentence for
- * the user, naming a URL without its password. */
+ * connections open at once, or SQLite readers beside its one writer (<= 0:
+ * DB_POOL_DEFAULT). err is a sentence for the user, naming a URL without its password. */
 int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n_err);
 void db_close(struct db *db);
 /* A cheap query proving the database answers; err says why not. */
 int db_ping(struct db *db, char *err, size_t n_err);
 int db_schema_version(struct db *db);
+/* True when processes on other machines may share this database (PostgreSQL), false for a
+ * SQLite file (one machine; one process runs its jobs). Counters that must hold across
+ * servers (rate limits) then live in it. */
+bool db_is_shared(const struct db *db);
+
+/* ---- Notifications between processes -------------------------------------------------- */
+
+/* A payload is shorter than this. Listeners read what arrived; a notification says that
+ * something changed (the rows are the truth), so one that is lost (a listener's connection
+ * broke) costs only latency, and every user of them keeps a slower poll as a safety net. */
+enum { DB_NOTIFY_MAX = 256 };
+
+struct db_listener;
+
+/* Sends payload on channel (a plain identifier) to every listener of the database: on
+ * PostgreSQL every process's (NOTIFY; inside a transaction it is sent at commit), on SQLite
+ * those of this process (db_listen on the same db). 0, SFA_EINVAL (too long) or SFA_EDB. */
+int db_notify(struct db *db, const char *channel, const char *payload);
+/* A new listener on channel (caller frees with db_listener_close, before db_close). On
+ * PostgreSQL it has a connection of its own, reconnected after a break. Threading: a
+ * listener is read by one thread; db_notify may run on any. */
+int db_listen(struct db *db, const char *channel, struct db_listener **out);
+/* The descriptor to poll for input; -1 while its connection is broken (then call
+ * db_listener_next now and then: it reconnects). */
+int db_listener_fd(struct db_listener *l);
+/* Copies the next payload into out: 1, 0 when none is waiting, or SFA_EDB when the
+ * connection is broken. Does not block (but to reconnect). */
+int db_listener_next(struct db_listener *l, char *out, size_t n_out);
+void db_listener_close(struct db_listener *l);
 
 /* Users. Emails are compared case-insensitively (stored as given, unique on lower()). */
 int db_user_insert(struct db *db, const struct db_user *u);
@@ -207,8 +236,22 @@ int db_job_owned(struct db *db, const char *user_id, const char *job_id);
 int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
                 const char *track_id, int64_t offset, int64_t limit, struct arena *a,
                 struct db_job **out, size_t *n_out, int64_t *total);
-/* Atomically moves the oldest due queued job of type to "running" (attempts + 1). */
+/* Atomically moves the oldest due queued job of type to "running" (attempts + 1), without a
+ * lease (as db_job_claim_leased with owner NULL). */
 int db_job_claim(struct db *db, const char *type, int64_t now, struct db_job *out);
+/* The same, leased to owner (a scheduler's node id) until lease_expires_at: until then no
+ * other node touches it; afterwards db_job_expire_leases on any node takes it back. */
+int db_job_claim_leased(struct db *db, const char *type, int64_t now, const char *owner,
+                        int64_t lease_expires_at, struct db_job *out);
+/* Extends owner's lease of a running job to lease_expires_at and reads whether a cancel was
+ * requested. SFA_ENOTFOUND when the job is no longer owner's to run (it finished, its row
+ * is gone, or its lease passed and another node took it back). */
+int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease_expires_at,
+                 bool *cancel_requested);
+/* Running jobs whose lease passed before now (their node died or stalled) go back to the
+ * queue, or fail when out of attempts or cancelled. Returns the number touched, or a
+ * negative code. Any node may call it at any time. */
+int db_job_expire_leases(struct db *db, int64_t now);
 int db_job_progress(struct db *db, const char *id, const char *status, int progress,
                     const char *message);
 /* Final states. result may be NULL. */
@@ -223,8 +266,10 @@ int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t no
                   bool *was_running);
 bool db_job_cancel_requested(struct db *db, const char *id);
 /* Start-up recovery: running jobs go back to the queue, or fail when out of attempts.
+ * owner NULL: every running job (the one process that runs jobs on a SQLite database);
+ * else only jobs leased to owner (a node id that survived its restart) or without a lease.
  * Returns the number of jobs touched, or a negative code. */
-int db_job_recover(struct db *db, int64_t now);
+int db_job_recover(struct db *db, int64_t now, const char *owner);
 /* Cancels every active job of the track in one transaction: queued ones fail with
  * "cancelled" at once, running ones get cancel_requested (the scheduler stops them).
  * *n_running receives how many were running. */
@@ -366,9 +411,6 @@ int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, d
 
 /* ---- Rate-limit windows shared by every server of one database (core/ratelimit.h) ---- */
 
-/* True when several servers may share this database as one service (PostgreSQL), so
- * counters that must hold across them live in it. */
-bool db_is_shared(const struct db *db);
 /* Counts one hit in key's window of window_s seconds, opening a new window at now when
  * there is none or the last has ended; gives the window's start and its hits, this one
  * included. */

@@ -18,6 +18,12 @@
  * may be a separate reader: SQLite has one writer connection (its pool is a mutex) and up
  * to n_pool readers beside it; PostgreSQL has up to n_pool connections, any of which does
  * either. Statements and connections belong to the thread that acquired them.
+ *
+ * Listeners: a driver whose engine carries notifications between processes (PostgreSQL's
+ * LISTEN/NOTIFY) opens a listener on a connection of its own, outside the pool, and
+ * belonging to the one thread that reads it; db.c sends with the dialect's notify SQL. A
+ * driver without them (SQLite: one process) leaves the four functions NULL, and db.c
+ * delivers notifications within the process instead.
  */
 #ifndef SFA_DB_DRIVER_H
 #define SFA_DB_DRIVER_H
@@ -33,6 +39,7 @@ enum { DB_DONE = 0, DB_ROW = 1 };
 struct db_pool;
 struct db_conn;
 struct db_driver;
+struct db_listen_conn;
 
 /* Every driver's statement begins with this, so db.c can reach the driver from a row. */
 struct db_stmt {
@@ -67,6 +74,16 @@ struct db_driver {
 	int64_t (*changes)(struct db_conn *c);
 	/* The engine's last error on this connection, for logs and db_ping. */
 	const char *(*errmsg)(struct db_conn *c);
+	/* A new connection listening on channel (a plain identifier); NULL on failure (logged).
+	 * The caller closes it with listen_close. */
+	struct db_listen_conn *(*listen_open)(struct db_pool *p, const char *channel);
+	/* The descriptor to poll for input; -1 while the connection is broken. */
+	int (*listen_fd)(struct db_listen_conn *l);
+	/* Copies the next notification's payload into out: 1, 0 when none has arrived, or
+	 * SFA_EDB when the connection is broken (each call then tries to reconnect and listen
+	 * again; what was sent meanwhile is lost). Never blocks but to reconnect. */
+	int (*listen_next)(struct db_listen_conn *l, char *out, size_t n_out);
+	void (*listen_close)(struct db_listen_conn *l);
 };
 
 extern const struct db_driver db_driver_sqlite;

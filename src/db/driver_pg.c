@@ -16,8 +16,11 @@
  * is in driver_sqlite.c; anything else is SFA_EDB with the server's message logged. A URL
  * is only ever shown without its password.
  *
+ * Listeners (LISTEN/NOTIFY) have a connection each, outside the pool, reconnected and
+ * listening again after a break; libpq hands their notifications over with PQnotifies.
+ *
  * Threads: the pool is shared (its mutex guards the free list); a connection is used by
- * the one thread that acquired it.
+ * the one thread that acquired it; a listener by the one thread that opened it.
  */
 #include "db/driver.h"
 
@@ -459,6 +462,89 @@ static void pg_finalize(struct db_stmt *st)
 	free(st);
 }
 
+/* ---- Listeners: LISTEN on a connection of their own ---------------------------------- */
+
+struct db_listen_conn {
+	PGconn *pg;
+	char url[1024];
+	char shown[1024];
+	char channel[64];
+	bool listening;
+};
+
+/* (Re)issues LISTEN; false (logged) when the connection cannot. */
+static bool listen_start(struct db_listen_conn *l)
+{
+	char sql[96];
+	snprintf(sql, sizeof sql, "LISTEN %s", l->channel);
+	PGresult *r = PQexec(l->pg, sql);
+	l->listening = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!l->listening)
+		result_error(r, sql);
+	PQclear(r);
+	return l->listening;
+}
+
+static struct db_listen_conn *pg_listen_open(struct db_pool *p, const char *channel)
+{
+	struct db_listen_conn *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	str_copy(l->url, sizeof l->url, p->url);
+	str_copy(l->shown, sizeof l->shown, p->shown);
+	str_copy(l->channel, sizeof l->channel, channel);
+	l->pg = PQconnectdb(l->url);
+	if (!l->pg || PQstatus(l->pg) != CONNECTION_OK) {
+		log_error("database: cannot open a listening connection to %s: %s", l->shown,
+		          l->pg ? PQerrorMessage(l->pg) : "out of memory");
+	} else {
+		PQsetNoticeProcessor(l->pg, drop_notice, NULL);
+		listen_start(l);
+	}
+	return l; /* broken or not: listen_next reconnects */
+}
+
+static int pg_listen_fd(struct db_listen_conn *l)
+{
+	return l->pg && l->listening && PQstatus(l->pg) == CONNECTION_OK ? PQsocket(l->pg) : -1;
+}
+
+static int pg_listen_next(struct db_listen_conn *l, char *out, size_t n_out)
+{
+	if (!l->pg || PQstatus(l->pg) != CONNECTION_OK || !l->listening) {
+		if (!l->pg)
+			l->pg = PQconnectdb(l->url);
+		else
+			PQreset(l->pg);
+		if (!l->pg || PQstatus(l->pg) != CONNECTION_OK || !listen_start(l))
+			return SFA_EDB;
+		log_info("database: listening again on %s", l->shown);
+	}
+	PGnotify *nf = PQnotifies(l->pg);
+	if (!nf) {
+		if (!PQconsumeInput(l->pg)) {
+			log_error("database: the listening connection to %s broke: %s", l->shown,
+			          PQerrorMessage(l->pg));
+			l->listening = false;
+			return SFA_EDB;
+		}
+		nf = PQnotifies(l->pg);
+	}
+	if (!nf)
+		return 0;
+	str_copy(out, n_out, nf->extra ? nf->extra : "");
+	PQfreemem(nf);
+	return 1;
+}
+
+static void pg_listen_close(struct db_listen_conn *l)
+{
+	if (!l)
+		return;
+	PQfinish(l->pg);
+	free(l);
+}
+
 static int64_t pg_changes(struct db_conn *c) { return c->changes; }
 
 static const char *pg_errmsg(struct db_conn *c) { return PQerrorMessage(c->pg); }
@@ -480,4 +566,8 @@ const struct db_driver db_driver_pg = {
 	.finalize = pg_finalize,
 	.changes = pg_changes,
 	.errmsg = pg_errmsg,
+	.listen_open = pg_listen_open,
+	.listen_fd = pg_listen_fd,
+	.listen_next = pg_listen_next,
+	.listen_close = pg_listen_close,
 };

@@ -12,7 +12,32 @@
  * data/tmp/jobs/<id>, removed when its process ends, so no partial file outlives it.
  *
  * The server process never does a job's work itself; a crash of a child fails only that
- * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover).
+ * attempt. At start-up, jobs left running by a crash are queued again (db_job_recover): on
+ * SQLite every running job (one process runs a SQLite database's jobs), on PostgreSQL only
+ * this node's own (SFA_NODE_ID) and unleased ones.
+ *
+ * Leases (several nodes on one PostgreSQL database): a claim leases the job to this
+ * scheduler's node id for SFA_JOB_LEASE_S seconds, renewed every third of that while the
+ * child runs. Every scheduler sweeps once a second for leases that passed (their node died
+ * or stalled) and puts those jobs back in the queue, or fails them when out of attempts or
+ * cancelled. A node that finds its lease gone stops its child and records nothing of that
+ * attempt. A cancel is a flag in the row, which the owning node reads every 300 ms, so a
+ * cancel on any node reaches the child within a second. Nodes' clocks must agree to well
+ * within a lease (NTP).
+ *
+ * A scheduler is a value (scheduler_new): `sfa serve` makes one, and a test may run two in
+ * one process against one database. It publishes on the bus it was given.
+ *
+ * Notifications (db_notify on JOBS_CHANNEL; PostgreSQL's LISTEN/NOTIFY, within the process on
+ * SQLite): an enqueue wakes idle schedulers at once, so on PostgreSQL an idle node polls the
+ * queue only every 2 s as a safety net (on SQLite every 200 ms, as `sfa job enqueue` in
+ * another process cannot notify it). Each write of a running job's row is announced with the
+ * job id and event; a scheduler with relay set (`serve`, also with --no-jobs) reads the row
+ * and publishes the event on its own bus, so a socket on one node sees a job another runs.
+ *
+ * Threading: scheduler_new and scheduler_free are called by the thread that owns the
+ * scheduler (main); scheduler_wake from any thread while it exists. Everything else runs on
+ * the scheduler's own thread.
  */
 #ifndef SFA_JOBS_JOBS_H
 #define SFA_JOBS_JOBS_H
@@ -25,13 +50,36 @@
 #include "core/config.h"
 #include "db/db.h"
 
-/* Scheduler (server side). exe is the path of the sfa binary to run children with. */
-int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
-                    size_t n_err);
-/* Kills running children (they are queued again, their attempt refunded) and joins. */
-void scheduler_stop(void);
-/* Wakes the scheduler now (after an enqueue or a cancel request). */
-void scheduler_wake(void);
+struct bus;
+struct scheduler;
+
+/* What a scheduler runs, and with what. Everything is borrowed and must outlive it. */
+struct scheduler_opts {
+	const struct config *cfg;
+	struct db *db;
+	struct bus *bus;   /* where job events are published */
+	const char *exe;   /* the sfa binary to run children with */
+	const char *types; /* comma-separated type names this node runs; NULL: every type,
+	                      "": none */
+	int concurrency;   /* > 0: how many jobs of each type run at once (else the type's
+	                      SFA_JOBS_* limit) */
+	bool relay;        /* publish other nodes' job events on bus too (a node with sockets) */
+};
+
+/* The notification channel of the job queue (db_notify). Notes: "queued <type>" when a job
+ * is enqueued (idle schedulers wake and claim), "event <job id> <progress|completed|failed>
+ * <node id>" when a scheduler wrote a job's row (relays read the row and publish it). */
+#define JOBS_CHANNEL "sfa_jobs"
+
+/* Recovers the jobs of the last run, then starts the scheduler's thread. Returns the
+ * scheduler (freed by scheduler_free), or NULL with err set (a sentence). */
+struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_t n_err);
+/* Kills running children (they are queued again, their attempt refunded), joins the thread
+ * and frees s. NULL is a no-op. */
+void scheduler_free(struct scheduler *s);
+/* Wakes the scheduler now (after an enqueue or a cancel request). NULL is a no-op (a
+ * process without a scheduler: the CLI, or `sfa serve --no-jobs`). */
+void scheduler_wake(struct scheduler *s);
 
 /* Worker side: `sfa job-exec <id>`. Returns the process exit status. */
 int job_exec_main(const struct config *cfg, const char *job_id);

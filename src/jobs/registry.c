@@ -37,6 +37,8 @@ const struct job_type job_types[] = {
 	 "{\"steps\", \"attempt\", and the track's audio properties when it has audio}"},
 };
 const int job_types_n = (int)(sizeof job_types / sizeof job_types[0]);
+_Static_assert(sizeof job_types / sizeof job_types[0] <= JOB_TYPES_MAX,
+               "raise JOB_TYPES_MAX (registry.h)");
 
 const struct job_type *job_type_find(const char *name)
 {

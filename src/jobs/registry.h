@@ -22,6 +22,8 @@ struct job_type {
 	const char *result; /* what its result JSON holds */
 };
 
+enum { JOB_TYPES_MAX = 16 }; /* room for job_types_n (checked at start-up) */
+
 extern const struct job_type job_types[];
 extern const int job_types_n;
 

@@ -1,10 +1,14 @@
 /* scheduler.c - the server half of the job machinery; jobs.h explains the design.
  *
- * One thread owns every child: it polls their progress pipes and a wake pipe, reaps
- * exits, enforces cancellation and timeouts, and claims new work. All database writes
- * about a running job happen here, so there is exactly one writer per job. The job
- * table is the queue: polling it every tick (an indexed query) also picks up jobs that
- * another process enqueued, such as `sfa job enqueue`.
+ * One thread owns every child: it polls their progress pipes, a wake pipe and the jobs
+ * channel's listener, reaps exits, enforces cancellation, timeouts and leases, and claims
+ * new work. All database writes about a running job happen here, so there is exactly one
+ * writer per job (its lease's owner; a node that lost the lease writes nothing more). The
+ * job table is the queue: polling it (every tick on SQLite, every 2 s when idle on
+ * PostgreSQL, where notifications wake it) also picks up jobs that another process
+ * enqueued, such as `sfa job enqueue`. Other nodes' job events arrive as notes on the same
+ * listener and are published from the row (relay). The struct scheduler and its children
+ * belong to this thread; other threads only write to the wake pipe.
  */
 #include "jobs/jobs.h"
 
@@ -35,7 +39,14 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 
-enum { MAX_CHILDREN = 64, LINE_MAX_BYTES = 64 * 1024, KILL_GRACE_MS = 3000 };
+enum {
+	MAX_CHILDREN = 64,
+	LINE_MAX_BYTES = 64 * 1024,
+	KILL_GRACE_MS = 3000,
+	SWEEP_MS = 1000, /* how often expired leases are looked for */
+	TICK_MS = 200,   /* the loop's pace while children run (and on SQLite) */
+	IDLE_POLL_MS = 2000, /* an idle node's safety-net poll of a shared database */
+};
 
 struct child {
 	bool used;
@@ -48,28 +59,37 @@ struct child {
 	char error[DB_ERROR_MAX];
 	bool no_retry;
 	bool cancelled, timed_out;
-	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms;
+	bool lost; /* its lease passed to another node: this attempt writes nothing more */
+	int64_t deadline_ms, kill_at_ms, next_check_ms, last_write_ms, next_renew_ms;
 	bool progress_dirty; /* a throttled update not yet written to the database */
 	int progress;
 	char phase[16];
 	char message[256];
 };
 
-static struct {
+struct scheduler {
 	pthread_t thread;
-	bool running;
 	int wake[2];
 	atomic_bool stop;
 	const struct config *cfg;
 	struct db *db;
+	struct bus *bus;
 	char exe[PATH_MAX];
+	bool run_type[JOB_TYPES_MAX]; /* by index in job_types: whether this node runs it */
+	int concurrency;              /* > 0: every type's limit */
+	bool runs_jobs;               /* at least one type */
+	char node[128];               /* this scheduler's name in the jobs' lease_owner */
+	int64_t next_sweep_ms;        /* when to look for expired leases next */
+	bool relay;                   /* other nodes' job events go to this node's bus */
+	struct db_listener *listener; /* JOBS_CHANNEL; NULL when it could not be opened */
+	int64_t next_listen_ms;       /* a broken listener's next reconnection */
 	struct child kids[MAX_CHILDREN];
-} S = {.wake = {-1, -1}};
+};
 
-void scheduler_wake(void)
+void scheduler_wake(struct scheduler *s)
 {
-	if (S.wake[1] >= 0) {
-		ssize_t w = write(S.wake[1], "x", 1);
+	if (s && s->wake[1] >= 0) {
+		ssize_t w = write(s->wake[1], "x", 1);
 		(void)w;
 	}
 }
@@ -82,7 +102,40 @@ static void checked(int rc, const char *what, const char *job_id)
 		log_error("job %s: the database did not record %s (%d)", job_id, what, rc);
 }
 
-static void publish(const struct db_job *j, const char *event, json_t *payload)
+/* The lease a claim or renewal takes now, and how often it is renewed (a third of it, so
+ * two renewals may fail before it passes). */
+static int64_t lease_until(const struct scheduler *s)
+{
+	return (int64_t)time(NULL) + s->cfg->job_lease_s;
+}
+
+static int64_t renew_every_ms(const struct scheduler *s)
+{
+	int64_t ms = (int64_t)s->cfg->job_lease_s * 1000 / 3;
+	return ms < 300 ? 300 : ms;
+}
+
+/* Renews c's lease; a job no longer ours (its lease passed and another node took it back,
+ * or its row is gone) is stopped and forgotten without another write. */
+static void renew(struct scheduler *s, struct child *c, int64_t now_ms)
+{
+	bool cancel = false;
+	int rc = db_job_renew(s->db, c->job.id, s->node, lease_until(s), &cancel);
+	c->next_renew_ms = now_ms + renew_every_ms(s);
+	if (rc == SFA_ENOTFOUND && !c->lost) {
+		c->lost = true;
+		log_warn("job %s: this node (%s) no longer holds its lease; stopping its worker",
+		         c->job.id, s->node);
+	} else if (rc) {
+		checked(rc, "its lease renewal", c->job.id);
+	} else if (cancel) {
+		c->cancelled = true;
+	}
+}
+
+/* Publishes on this node's bus (topics jobs:<id> and user:<id>); consumes payload. */
+static void publish_local(struct scheduler *s, const struct db_job *j, const char *event,
+                          json_t *payload)
 {
 	char *text = json_encode(payload);
 	json_decref(payload);
@@ -90,42 +143,61 @@ static void publish(const struct db_job *j, const char *event, json_t *payload)
 		return;
 	char topic[64];
 	snprintf(topic, sizeof topic, "jobs:%s", j->id);
-	bus_publish(topic, event, text);
+	bus_publish(s->bus, topic, event, text);
 	snprintf(topic, sizeof topic, "user:%s", j->user_id);
-	bus_publish(topic, event, text);
+	bus_publish(s->bus, topic, event, text);
 	free(text);
 }
 
-static void publish_progress(struct child *c)
+/* Tells every node's relay (this one's skips it) that job j's row changed: event is
+ * "progress", "completed" or "failed". The payload is small; readers take the row. */
+static void announce(struct scheduler *s, const struct db_job *j, const char *event)
 {
-	publish(&c->job, "job:progress",
+	char note[DB_NOTIFY_MAX];
+	snprintf(note, sizeof note, "event %s %s %s", j->id, event, s->node);
+	checked(db_notify(s->db, JOBS_CHANNEL, note), "the notice of its event", j->id);
+}
+
+/* publish_local, and a final event (completed, failed) announced to the other nodes; a
+ * progress event is announced where its row is written. */
+static void publish(struct scheduler *s, const struct db_job *j, const char *event,
+                    json_t *payload)
+{
+	publish_local(s, j, event, payload);
+	if (strcmp(event, "job:progress") != 0)
+		announce(s, j, event + 4);
+}
+
+static void publish_progress(struct scheduler *s, struct child *c)
+{
+	publish(s, &c->job, "job:progress",
 	        json_pack("{s:s, s:s, s:i, s:s}", "job_id", c->job.id, "status", c->phase,
 	                  "progress", c->progress, "message", c->message));
 }
 
-static void work_dir(const char *job_id, char *out, size_t n)
+static void work_dir(const struct scheduler *s, const char *job_id, char *out, size_t n)
 {
-	snprintf(out, n, "%s/tmp/jobs/%s", S.cfg->data_dir, job_id);
+	snprintf(out, n, "%s/tmp/jobs/%s", s->cfg->data_dir, job_id);
 }
 
 /* Forks and execs `sfa job-exec <id>` with the progress pipe on fd 3. */
-static int spawn(struct child *c)
+static int spawn(struct scheduler *s, struct child *c)
 {
 	char dir[PATH_MAX + 64];
-	work_dir(c->job.id, dir, sizeof dir);
+	work_dir(s, c->job.id, dir, sizeof dir);
 	fs_remove_tree(dir);
 	char parent[PATH_MAX + 64];
-	snprintf(parent, sizeof parent, "%s/tmp/jobs", S.cfg->data_dir);
+	snprintf(parent, sizeof parent, "%s/tmp/jobs", s->cfg->data_dir);
 	if (fs_mkdirs(parent, 0700) || mkdir(dir, 0700) != 0) {
 		log_error("job %s: cannot create its scratch directory: %s", c->job.id, strerror(errno));
 		return SFA_EIO;
 	}
-	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)S.cfg->data_dir, NULL};
-	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = S.cfg->job_memory_mb};
-	return proc_spawn(S.exe, argv, &po, &c->pid, &c->fd);
+	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)s->cfg->data_dir, NULL};
+	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = s->cfg->job_memory_mb};
+	return proc_spawn(s->exe, argv, &po, &c->pid, &c->fd);
 }
 
-static void handle_line(struct child *c, const char *line)
+static void handle_line(struct scheduler *s, struct child *c, const char *line)
 {
 	json_error_t je;
 	json_t *j = json_loads(line, 0, &je);
@@ -151,20 +223,23 @@ static void handle_line(struct child *c, const char *line)
 		const char *msg = json_str(j, "message");
 		str_copy(c->message, sizeof c->message, msg ? msg : "");
 		int64_t now = time_mono_ms();
-		if (now - c->last_write_ms >= 250 || c->progress == 100) {
-			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+		bool write = now - c->last_write_ms >= 250 || c->progress == 100;
+		if (write) {
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		} else {
 			c->progress_dirty = true; /* written by supervise() once the interval passed */
 		}
-		publish_progress(c);
+		publish_progress(s, c);
+		if (write)
+			announce(s, &c->job, "progress");
 	}
 	json_decref(j);
 }
 
-static void read_child(struct child *c)
+static void read_child(struct scheduler *s, struct child *c)
 {
 	char chunk[8192];
 	for (;;) {
@@ -181,7 +256,7 @@ static void read_child(struct child *c)
 		for (ssize_t i = 0; i < n; i++) {
 			if (chunk[i] == '\n') {
 				if (c->line.data)
-					handle_line(c, c->line.data);
+					handle_line(s, c, c->line.data);
 				c->line.len = 0;
 				if (c->line.data)
 					c->line.data[0] = '\0';
@@ -193,9 +268,9 @@ static void read_child(struct child *c)
 	}
 }
 
-static int64_t backoff_s(int attempts)
+static int64_t backoff_s(const struct scheduler *s, int attempts)
 {
-	int64_t base = S.cfg->job_retry_base_s;
+	int64_t base = s->cfg->job_retry_base_s;
 	int64_t d = base;
 	for (int i = 1; i < attempts && d < 3600; i++)
 		d *= 2;
@@ -204,7 +279,7 @@ static int64_t backoff_s(int attempts)
 	return d + (d > 1 ? (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1)) : 0);
 }
 
-static void finish(struct child *c)
+static void finish(struct scheduler *s, struct child *c)
 {
 	int64_t now = (int64_t)time(NULL);
 	struct db_job *j = &c->job;
@@ -214,19 +289,29 @@ static void finish(struct child *c)
 	/* The scratch folder goes first: whoever sees the job's final state (a client polling,
 	 * a track being deleted) can rely on it being gone. */
 	char dir[PATH_MAX + 64];
-	work_dir(j->id, dir, sizeof dir);
+	work_dir(s, j->id, dir, sizeof dir);
 	fs_remove_tree(dir);
-	if (c->cancelled) {
-		checked(db_job_fail(S.db, j->id, "cancelled", now), "its cancellation", j->id);
-		publish(j, "job:failed",
+	/* Whatever the attempt ended with is written only while the job is still ours: a node
+	 * that stalled past its lease must not overwrite the attempt another node now runs. */
+	bool cancelled = c->cancelled; /* a cancel that came after the end changes nothing */
+	if (!c->lost)
+		renew(s, c, time_mono_ms());
+	c->cancelled = cancelled;
+	if (c->lost) {
+		log_info("job %s (%s): the attempt of this node ended after its lease passed; "
+		         "nothing recorded",
+		         j->id, j->type);
+	} else if (c->cancelled) {
+		checked(db_job_fail(s->db, j->id, "cancelled", now), "its cancellation", j->id);
+		publish(s, j, "job:failed",
 		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 		                  "cancelled"));
 		log_info("job %s cancelled", j->id);
-	} else if (ok && (stored_rc = library_job_complete(S.db, j, c->result, now, &stored)) == 0) {
+	} else if (ok && (stored_rc = library_job_complete(s->db, j, c->result, now, &stored)) == 0) {
 		json_error_t je;
 		json_t *res = json_loads(stored, 0, &je);
 		free(stored);
-		publish(j, "job:completed",
+		publish(s, j, "job:completed",
 		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type", j->type,
 		                  "track_id", j->track_id[0] ? j->track_id : NULL, "result",
 		                  res ? res : json_object()));
@@ -258,22 +343,23 @@ static void finish(struct child *c)
 			snprintf(err, sizeof err, "The worker process stopped without a result (exit %d).",
 			         WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1);
 		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
-			checked(db_job_fail(S.db, j->id, err, now), "its failure", j->id);
-			publish(j, "job:failed",
+			checked(db_job_fail(s->db, j->id, err, now), "its failure", j->id);
+			publish(s, j, "job:failed",
 			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
 			                  err));
 			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type, j->attempts,
 			         err);
 		} else {
-			int64_t delay = backoff_s(j->attempts);
-			checked(db_job_requeue(S.db, j->id, now + delay, err, false), "its retry", j->id);
+			int64_t delay = backoff_s(s, j->attempts);
+			checked(db_job_requeue(s->db, j->id, now + delay, err, false), "its retry", j->id);
 			char msg[256];
 			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s", j->attempts,
 			         j->max_attempts, (long long)delay);
 			str_copy(c->phase, sizeof c->phase, "queued");
 			str_copy(c->message, sizeof c->message, msg);
 			c->progress = 0;
-			publish_progress(c);
+			publish_progress(s, c);
+			announce(s, j, "progress");
 			log_info("job %s: %s: %s", j->id, msg, err);
 		}
 	}
@@ -293,25 +379,28 @@ static void signal_child(struct child *c, int64_t now)
 	c->kill_at_ms = now + KILL_GRACE_MS;
 }
 
-static void supervise(int64_t now)
+static void supervise(struct scheduler *s, int64_t now)
 {
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used || c->pid <= 0)
 			continue;
 		if (c->progress_dirty && now - c->last_write_ms >= 250) {
-			checked(db_job_progress(S.db, c->job.id, c->phase, c->progress, c->message),
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
+			announce(s, &c->job, "progress");
 		}
+		if (now >= c->next_renew_ms)
+			renew(s, c, now);
 		if (now >= c->next_check_ms) {
 			c->next_check_ms = now + 300;
-			if (!c->cancelled && db_job_cancel_requested(S.db, c->job.id)) {
+			if (!c->cancelled && db_job_cancel_requested(s->db, c->job.id))
 				c->cancelled = true;
-				signal_child(c, now);
-			}
 		}
+		if (c->cancelled || c->lost)
+			signal_child(c, now);
 		if (!c->timed_out && now >= c->deadline_ms) {
 			c->timed_out = true;
 			signal_child(c, now);
@@ -321,10 +410,10 @@ static void supervise(int64_t now)
 	}
 }
 
-static void reap(void)
+static void reap(struct scheduler *s)
 {
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used)
 			continue;
 		if (c->pid > 0) {
@@ -339,38 +428,43 @@ static void reap(void)
 		}
 		if (c->pid == 0) {
 			if (c->fd >= 0)
-				read_child(c); /* whatever is left in the pipe */
-			finish(c);
+				read_child(s, c); /* whatever is left in the pipe */
+			finish(s, c);
 		}
 	}
 }
 
-static void start_due(int64_t now_ms)
+static void start_due(struct scheduler *s, int64_t now_ms)
 {
 	for (int k = 0; k < job_types_n; k++) {
 		const struct job_type *t = &job_types[k];
+		if (!s->run_type[k])
+			continue;
+		int limit = s->concurrency > 0 ? s->concurrency : t->limit(s->cfg);
 		int running = 0;
 		for (int i = 0; i < MAX_CHILDREN; i++)
-			running += S.kids[i].used && strcmp(S.kids[i].job.type, t->name) == 0;
-		while (running < t->limit(S.cfg)) {
+			running += s->kids[i].used && strcmp(s->kids[i].job.type, t->name) == 0;
+		while (running < limit) {
 			int slot = -1;
 			for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
-				if (!S.kids[i].used)
+				if (!s->kids[i].used)
 					slot = i;
 			if (slot < 0)
 				return;
-			struct child *c = &S.kids[slot];
+			struct child *c = &s->kids[slot];
 			memset(c, 0, sizeof *c);
 			c->fd = -1;
-			if (db_job_claim(S.db, t->name, (int64_t)time(NULL), &c->job) != 0)
+			if (db_job_claim_leased(s->db, t->name, (int64_t)time(NULL), s->node, lease_until(s),
+			                        &c->job) != 0)
 				break;
+			c->next_renew_ms = now_ms + renew_every_ms(s);
 			c->used = true;
 			buf_init(&c->line, LINE_MAX_BYTES);
 			str_copy(c->phase, sizeof c->phase, "running");
-			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, S.cfg) * 1000;
-			if (spawn(c) != 0) {
-				checked(db_job_requeue(S.db, c->job.id,
-				                       (int64_t)time(NULL) + backoff_s(c->job.attempts),
+			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, s->cfg) * 1000;
+			if (spawn(s, c) != 0) {
+				checked(db_job_requeue(s->db, c->job.id,
+				                       (int64_t)time(NULL) + backoff_s(s, c->job.attempts),
 				                       "The worker process could not be started.", false),
 				        "its retry", c->job.id);
 				buf_free(&c->line);
@@ -380,51 +474,128 @@ static void start_due(int64_t now_ms)
 			}
 			log_info("job %s (%s) started, attempt %d of %d", c->job.id, c->job.type,
 			         c->job.attempts, c->job.max_attempts);
-			publish_progress(c);
+			publish_progress(s, c);
+			announce(s, &c->job, "progress");
 			running++;
 		}
 	}
 }
 
+/* Takes back the jobs of nodes that died (their leases passed); any node does it. */
+static void sweep(struct scheduler *s, int64_t now_ms)
+{
+	s->next_sweep_ms = now_ms + SWEEP_MS;
+	int n = db_job_expire_leases(s->db, (int64_t)time(NULL));
+	if (n > 0)
+		log_info("%d job(s) whose node stopped renewing its lease went back to the queue (or "
+		         "failed, out of attempts)",
+		         n);
+	else if (n < 0)
+		checked(n, "the return of expired leases", "-");
+}
+
+/* Another node's job event (see announce): published on this node's bus as that node did,
+ * from the row. A progress note read after the job ended is dropped (its end follows). */
+static void relay(struct scheduler *s, const char *id, const char *event)
+{
+	struct db_job j;
+	if (db_job_get(s->db, NULL, id, &j) != 0)
+		return;
+	json_error_t je;
+	if (strcmp(event, "progress") == 0 && (db_job_status_is_running(j.status) ||
+	                                       strcmp(j.status, "queued") == 0)) {
+		publish_local(s, &j, "job:progress",
+		              json_pack("{s:s, s:s, s:i, s:s}", "job_id", j.id, "status", j.status,
+		                        "progress", j.progress, "message", j.message));
+	} else if (strcmp(event, "completed") == 0 && strcmp(j.status, "completed") == 0) {
+		json_t *res = json_loads(j.result, 0, &je);
+		publish_local(s, &j, "job:completed",
+		              json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j.id, "job_type", j.type,
+		                        "track_id", j.track_id[0] ? j.track_id : NULL, "result",
+		                        res ? res : json_object()));
+	} else if (strcmp(event, "failed") == 0 && strcmp(j.status, "failed") == 0) {
+		publish_local(s, &j, "job:failed",
+		              json_pack("{s:s, s:s, s:s}", "job_id", j.id, "job_type", j.type, "error",
+		                        j.error));
+	}
+}
+
+/* Reads every note waiting on the jobs channel: "queued <type>" only wakes (the loop claims
+ * next), "event <job id> <event> <node>" is relayed when it is another node's. */
+static void read_notes(struct scheduler *s, int64_t now_ms)
+{
+	if (!s->listener)
+		return;
+	if (db_listener_fd(s->listener) < 0) {
+		if (now_ms < s->next_listen_ms)
+			return;
+		s->next_listen_ms = now_ms + IDLE_POLL_MS; /* reconnect at the safety-poll pace */
+	}
+	char note[DB_NOTIFY_MAX];
+	int rc;
+	while ((rc = db_listener_next(s->listener, note, sizeof note)) == 1) {
+		char id[UUID_STR_LEN], event[16], node[128];
+		if (s->relay && sscanf(note, "event %36s %15s %127s", id, event, node) == 3 &&
+		    strcmp(node, s->node) != 0)
+			relay(s, id, event);
+	}
+}
+
 static void *loop(void *arg)
 {
-	(void)arg;
-	struct pollfd pfd[MAX_CHILDREN + 1];
-	int owner[MAX_CHILDREN + 1];
-	while (!atomic_load(&S.stop)) {
+	struct scheduler *s = arg;
+	struct pollfd pfd[MAX_CHILDREN + 2]; /* the wake pipe, children, the listener */
+	int owner[MAX_CHILDREN + 2];
+	while (!atomic_load(&s->stop)) {
 		int n = 0;
-		pfd[n].fd = S.wake[0];
+		pfd[n].fd = s->wake[0];
 		pfd[n].events = POLLIN;
 		owner[n++] = -1;
+		int n_kids = 0;
 		for (int i = 0; i < MAX_CHILDREN; i++) {
-			if (S.kids[i].used && S.kids[i].fd >= 0) {
-				pfd[n].fd = S.kids[i].fd;
+			n_kids += s->kids[i].used;
+			if (s->kids[i].used && s->kids[i].fd >= 0) {
+				pfd[n].fd = s->kids[i].fd;
 				pfd[n].events = POLLIN;
 				owner[n++] = i;
 			}
 		}
-		poll(pfd, (nfds_t)n, 200);
+		int listen_fd = s->listener ? db_listener_fd(s->listener) : -1;
+		if (listen_fd >= 0) {
+			pfd[n].fd = listen_fd;
+			pfd[n].events = POLLIN;
+			owner[n++] = -1;
+		}
+		/* Children need their timers (cancel checks, renewals, progress writes); an idle
+		 * node on a shared database is woken by notifications and polls the queue slowly as
+		 * a safety net; on SQLite the queue is polled as before (`sfa job enqueue` from
+		 * another process has no way to wake it). */
+		bool woken = db_is_shared(s->db) && listen_fd >= 0;
+		poll(pfd, (nfds_t)n, n_kids || !woken ? TICK_MS : IDLE_POLL_MS);
 		if (pfd[0].revents & POLLIN) {
 			char drain[64];
-			while (read(S.wake[0], drain, sizeof drain) > 0) {
+			while (read(s->wake[0], drain, sizeof drain) > 0) {
 			}
 		}
 		for (int k = 1; k < n; k++)
-			if (pfd[k].revents)
-				read_child(&S.kids[owner[k]]);
+			if (pfd[k].revents && owner[k] >= 0)
+				read_child(s, &s->kids[owner[k]]);
 		int64_t now = time_mono_ms();
-		reap();
-		supervise(now);
-		if (!atomic_load(&S.stop))
-			start_due(now);
+		read_notes(s, now);
+		reap(s);
+		supervise(s, now);
+		if (now >= s->next_sweep_ms)
+			sweep(s, now);
+		if (!atomic_load(&s->stop))
+			start_due(s, now);
 	}
 	/* Shutdown: running jobs go back to the queue, their attempt refunded. */
 	int64_t deadline = time_mono_ms() + KILL_GRACE_MS;
 	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (S.kids[i].used && S.kids[i].pid > 0)
-			kill(-S.kids[i].pid, SIGTERM);
+		if (s->kids[i].used && s->kids[i].pid > 0)
+			kill(-s->kids[i].pid, SIGTERM);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
-		struct child *c = &S.kids[i];
+		struct child *c = &s->kids[i];
 		if (!c->used)
 			continue;
 		while (c->pid > 0) {
@@ -436,13 +607,15 @@ static void *loop(void *arg)
 			struct timespec ts = {0, 20 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
-		checked(db_job_requeue(S.db, c->job.id, (int64_t)time(NULL),
-		                       "The server was stopped while this job ran; it was queued again.",
-		                       true),
-		        "its return to the queue", c->job.id);
+		if (!c->lost)
+			checked(db_job_requeue(s->db, c->job.id, (int64_t)time(NULL),
+			                       "The server was stopped while this job ran; it was queued "
+			                       "again.",
+			                       true),
+			        "its return to the queue", c->job.id);
 		log_info("job %s (%s) stopped with the server; queued again", c->job.id, c->job.type);
 		char dir[PATH_MAX + 64];
-		work_dir(c->job.id, dir, sizeof dir);
+		work_dir(s, c->job.id, dir, sizeof dir);
 		fs_remove_tree(dir);
 		if (c->fd >= 0)
 			close(c->fd);
@@ -453,37 +626,111 @@ static void *loop(void *arg)
 	return NULL;
 }
 
-int scheduler_start(const struct config *cfg, struct db *db, const char *exe, char *err,
-                    size_t n_err)
+/* Sets which types s runs from a comma-separated list of names (NULL: every type). */
+static int choose_types(struct scheduler *s, const char *types, char *err, size_t n_err)
 {
-	S.cfg = cfg;
-	S.db = db;
-	str_copy(S.exe, sizeof S.exe, exe);
-	atomic_store(&S.stop, false);
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		S.kids[i].fd = -1;
-	int n = db_job_recover(db, (int64_t)time(NULL));
-	if (n < 0)
-		return sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
-	if (n > 0)
-		log_info("recovered %d job(s) left running by the previous run", n);
-	if (pipe2(S.wake, O_CLOEXEC | O_NONBLOCK) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
-	if (pthread_create(&S.thread, NULL, loop, NULL) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
-	S.running = true;
+	for (int k = 0; k < job_types_n; k++)
+		s->run_type[k] = types == NULL;
+	while (types && *types) {
+		size_t n = strcspn(types, ",");
+		bool known = false;
+		for (int k = 0; k < job_types_n; k++) {
+			if (strlen(job_types[k].name) == n && strncmp(job_types[k].name, types, n) == 0) {
+				s->run_type[k] = true;
+				known = true;
+			}
+		}
+		if (!known && n)
+			return sfa_err(err, n_err, SFA_EINVAL, "There is no job type \"%.*s\".", (int)n,
+			               types);
+		types += n;
+		if (*types == ',')
+			types++;
+	}
 	return 0;
 }
 
-void scheduler_stop(void)
+struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_t n_err)
 {
-	if (!S.running)
+	struct scheduler *s = calloc(1, sizeof *s);
+	if (!s) {
+		sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the job scheduler.");
+		return NULL;
+	}
+	s->cfg = o->cfg;
+	s->db = o->db;
+	s->bus = o->bus;
+	s->concurrency = o->concurrency;
+	s->relay = o->relay;
+	s->wake[0] = s->wake[1] = -1;
+	str_copy(s->exe, sizeof s->exe, o->exe);
+	atomic_store(&s->stop, false);
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		s->kids[i].fd = -1;
+	if (choose_types(s, o->types, err, n_err))
+		goto fail;
+	for (int k = 0; k < job_types_n; k++)
+		s->runs_jobs |= s->run_type[k];
+	if (s->cfg->node_id[0]) {
+		str_copy(s->node, sizeof s->node, s->cfg->node_id);
+	} else {
+		char host[64] = "";
+		gethostname(host, sizeof host - 1);
+		snprintf(s->node, sizeof s->node, "%s-%d-%08x", host[0] ? host : "node", (int)getpid(),
+		         randombytes_random());
+	}
+	if (s->runs_jobs) {
+		/* Jobs left running by a crash: on SQLite this is the one process that runs jobs, so
+		 * every running job is one of its last run's; on PostgreSQL other nodes may be running
+		 * theirs, so only this node's own (a fixed SFA_NODE_ID) and unleased ones; the others
+		 * come back when their leases pass. */
+		bool shared = db_is_shared(s->db);
+		int n = db_job_recover(s->db, (int64_t)time(NULL), shared ? s->node : NULL);
+		if (n < 0) {
+			sfa_err(err, n_err, SFA_EDB, "Could not recover the jobs of the last run.");
+			goto fail;
+		}
+		if (n > 0)
+			log_info("recovered %d job(s) left running by the previous run", n);
+	}
+	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		sfa_err(err, n_err, SFA_EIO, "Cannot create the scheduler's wake pipe.");
+		goto fail;
+	}
+	/* Without a listener the node still works, at the safety-poll pace (and relays nothing). */
+	if (db_listen(s->db, JOBS_CHANNEL, &s->listener) != 0)
+		log_warn("job scheduler: cannot listen for job notifications; polling instead");
+	char names[256] = "";
+	for (int k = 0; k < job_types_n; k++)
+		if (s->run_type[k])
+			snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			         names[0] ? "," : "", job_types[k].name);
+	log_info("job scheduler: node %s, lease %d s, runs %s", s->node, s->cfg->job_lease_s,
+	         names[0] ? names : "no jobs");
+	if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+		sfa_err(err, n_err, SFA_EIO, "Cannot start the job scheduler thread.");
+		goto fail;
+	}
+	return s;
+fail:
+	db_listener_close(s->listener);
+	if (s->wake[0] >= 0) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+	}
+	free(s);
+	return NULL;
+}
+
+void scheduler_free(struct scheduler *s)
+{
+	if (!s)
 		return;
-	atomic_store(&S.stop, true);
-	scheduler_wake();
-	pthread_join(S.thread, NULL);
-	close(S.wake[0]);
-	close(S.wake[1]);
-	S.wake[0] = S.wake[1] = -1;
-	S.running = false;
+	atomic_store(&s->stop, true);
+	scheduler_wake(s);
+	pthread_join(s->thread, NULL);
+	db_listener_close(s->listener);
+	close(s->wake[0]);
+	close(s->wake[1]);
+	free(s);
 }

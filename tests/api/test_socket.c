@@ -193,13 +193,13 @@ static void leave_unsubscribes(void **state)
 	struct fixture *fx = *state;
 	in(fx, "[\"1\",\"1\",\"jobs:job-7\",\"phx_join\",{}]");
 	fake_clear(&fx->f);
-	bus_publish("jobs:job-7", "job:progress", "{\"progress\":1}");
+	bus_publish(g_app.bus, "jobs:job-7", "job:progress", "{\"progress\":1}");
 	assert_int_equal(fx->f.n, 1);
 	fake_clear(&fx->f);
 	in(fx, "[\"1\",\"2\",\"jobs:job-7\",\"phx_leave\",{}]");
 	expect_last(&fx->f, "[\"1\",\"2\",\"jobs:job-7\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 	assert_int_equal(phx_session_n_topics(fx->s), 0);
-	bus_publish("jobs:job-7", "job:progress", "{\"progress\":2}");
+	bus_publish(g_app.bus, "jobs:job-7", "job:progress", "{\"progress\":2}");
 	assert_int_equal(fx->f.n, 0);
 }
 
@@ -209,22 +209,22 @@ static void bus_events_become_pushes(void **state)
 	in(fx, "[\"10\",\"10\",\"jobs:job-1\",\"phx_join\",{}]");
 	in(fx, "[\"11\",\"11\",\"user:" USER "\",\"phx_join\",{}]");
 	fake_clear(&fx->f);
-	bus_publish("jobs:job-1", "job:progress",
+	bus_publish(g_app.bus, "jobs:job-1", "job:progress",
 	            "{\"job_id\":\"job-1\",\"status\":\"running\",\"progress\":50,\"message\":\"half\"}");
 	expect_last(&fx->f, "[\"10\",null,\"jobs:job-1\",\"job:progress\",{\"job_id\":\"job-1\","
 	                    "\"status\":\"running\",\"progress\":50,\"message\":\"half\"}]");
-	bus_publish("user:" USER, "job:completed",
+	bus_publish(g_app.bus, "user:" USER, "job:completed",
 	            "{\"job_id\":\"job-1\",\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}");
 	expect_last(&fx->f, "[\"11\",null,\"user:" USER "\",\"job:completed\",{\"job_id\":\"job-1\","
 	                    "\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}]");
-	bus_publish("user:" USER, "job:failed", NULL);
+	bus_publish(g_app.bus, "user:" USER, "job:failed", NULL);
 	expect_last(&fx->f, "[\"11\",null,\"user:" USER "\",\"job:failed\",{}]");
 	/* Other topics never reach this session. */
-	bus_publish("user:" OTHER, "job:failed", "{}");
-	bus_publish("jobs:job-2", "job:progress", "{}");
+	bus_publish(g_app.bus, "user:" OTHER, "job:failed", "{}");
+	bus_publish(g_app.bus, "jobs:job-2", "job:progress", "{}");
 	assert_int_equal(fx->f.n, 0);
 	/* Event names are JSON-escaped. */
-	bus_publish("jobs:job-1", "odd\"name", "{}");
+	bus_publish(g_app.bus, "jobs:job-1", "odd\"name", "{}");
 	expect_last(&fx->f, "[\"10\",null,\"jobs:job-1\",\"odd\\\"name\",{}]");
 }
 
@@ -235,7 +235,7 @@ static void rejoin_replaces(void **state)
 	in(fx, "[\"5\",\"5\",\"jobs:job-1\",\"phx_join\",{}]");
 	assert_int_equal(phx_session_n_topics(fx->s), 1);
 	fake_clear(&fx->f);
-	bus_publish("jobs:job-1", "job:progress", "{}");
+	bus_publish(g_app.bus, "jobs:job-1", "job:progress", "{}");
 	expect_last(&fx->f, "[\"5\",null,\"jobs:job-1\",\"job:progress\",{}]");
 	/* A refused rejoin (the job changed hands, say) leaves the topic not joined at all. */
 	socket_job_owner_check = refuse_all;
@@ -243,7 +243,7 @@ static void rejoin_replaces(void **state)
 	assert_non_null(strstr(fx->f.sent[0], "\"unauthorized\""));
 	fake_clear(&fx->f);
 	assert_int_equal(phx_session_n_topics(fx->s), 0);
-	bus_publish("jobs:job-1", "job:progress", "{}");
+	bus_publish(g_app.bus, "jobs:job-1", "job:progress", "{}");
 	assert_int_equal(fx->f.n, 0);
 	socket_job_owner_check = fake_owner;
 }
@@ -266,7 +266,7 @@ static void topic_cap(void **state)
 	in(fx, "[\"y\",\"y\",\"jobs:job-3\",\"phx_join\",{}]");
 	assert_non_null(strstr(fx->f.sent[0], "\"ok\""));
 	fake_clear(&fx->f);
-	bus_publish("jobs:job-99", "job:progress", "{}");
+	bus_publish(g_app.bus, "jobs:job-99", "job:progress", "{}");
 	expect_last(&fx->f, "[\"99\",null,\"jobs:job-99\",\"job:progress\",{}]");
 }
 
@@ -312,8 +312,8 @@ static void free_unsubscribes_everything(void **state)
 	fake_clear(&f);
 	phx_session_free(s);
 	/* Under ASan a delivery to a freed session would be caught here. */
-	bus_publish("jobs:job-1", "job:progress", "{}");
-	bus_publish("user:" USER, "job:progress", "{}");
+	bus_publish(g_app.bus, "jobs:job-1", "job:progress", "{}");
+	bus_publish(g_app.bus, "user:" USER, "job:progress", "{}");
 	assert_int_equal(f.n, 0);
 	phx_session_free(NULL);
 	socket_job_owner_check = socket_job_owner_db;
@@ -395,5 +395,8 @@ int main(void)
 		cmocka_unit_test(db_job_owned_checks_the_owner),
 		cmocka_unit_test(per_user_socket_cap),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	g_app.bus = bus_new();
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	bus_free(g_app.bus);
+	return rc;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <poll.h>
 #include <pthread.h>
 
 #include <cmocka.h>
@@ -80,6 +81,107 @@ static void add_job(struct fixture *f, const char *type, char *id_out)
 	assert_int_equal(db_job_insert(f->db, &j), 0);
 	if (id_out)
 		str_copy(id_out, UUID_STR_LEN, j.id);
+}
+
+/* The next payload on l, waiting up to 10 s for it to arrive (poll on its descriptor). */
+static int next_note(struct db_listener *l, char *out, size_t n)
+{
+	for (int i = 0; i < 100; i++) {
+		int rc = db_listener_next(l, out, n);
+		if (rc != 0)
+			return rc;
+		struct pollfd p = {.fd = db_listener_fd(l), .events = POLLIN};
+		poll(&p, 1, 100);
+	}
+	return 0;
+}
+
+/* Notifications: in order, by channel, to every listener; none waiting reads as 0; a
+ * payload too long is refused. Between processes on PostgreSQL, within one on SQLite. */
+static void notifications(void **state)
+{
+	struct fixture *f = *state;
+	struct db_listener *a1, *a2, *b;
+	assert_int_equal(db_listen(f->db, "chan_a", &a1), 0);
+	assert_int_equal(db_listen(f->db, "chan_a", &a2), 0);
+	assert_int_equal(db_listen(f->db, "chan_b", &b), 0);
+	assert_true(db_listener_fd(a1) >= 0);
+	char note[DB_NOTIFY_MAX];
+	assert_int_equal(db_listener_next(a1, note, sizeof note), 0);
+	assert_int_equal(db_notify(f->db, "chan_a", "one"), 0);
+	assert_int_equal(db_notify(f->db, "chan_a", "two"), 0);
+	assert_int_equal(db_notify(f->db, "chan_b", "other"), 0);
+	struct db_listener *ls[] = {a1, a2};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(next_note(ls[i], note, sizeof note), 1);
+		assert_string_equal(note, "one");
+		assert_int_equal(next_note(ls[i], note, sizeof note), 1);
+		assert_string_equal(note, "two");
+	}
+	assert_int_equal(next_note(b, note, sizeof note), 1);
+	assert_string_equal(note, "other");
+	assert_int_equal(db_listener_next(a1, note, sizeof note), 0);
+	assert_int_equal(db_listener_next(b, note, sizeof note), 0);
+	char big[DB_NOTIFY_MAX + 1];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(db_notify(f->db, "chan_a", big), SFA_EINVAL);
+	db_listener_close(a1);
+	/* The others still hear after one closed. */
+	assert_int_equal(db_notify(f->db, "chan_a", "three"), 0);
+	assert_int_equal(next_note(a2, note, sizeof note), 1);
+	assert_string_equal(note, "three");
+	db_listener_close(a2);
+	db_listener_close(b);
+}
+
+/* Leases (migration 11): only the owner renews, a renewal reads a cancel request, a lease
+ * is taken back only once it passed (failing a cancelled job), and start-up recovery with
+ * an owner leaves other nodes' jobs alone. */
+static void job_leases(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = (int64_t)time(NULL);
+	char a_id[UUID_STR_LEN], b_id[UUID_STR_LEN], c_id[UUID_STR_LEN];
+	add_job(f, "probe", a_id);
+	add_job(f, "probe", b_id);
+	add_job(f, "probe", c_id);
+	struct db_job j;
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-a", now + 30, &j), 0);
+	assert_string_equal(j.id, a_id);
+	bool cancel = true;
+	assert_int_equal(db_job_renew(f->db, a_id, "node-b", now + 60, &cancel), SFA_ENOTFOUND);
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 60, &cancel), 0);
+	assert_false(cancel);
+	bool was_running = false;
+	assert_int_equal(db_job_cancel(f->db, f->user, a_id, now, &was_running), 0);
+	assert_true(was_running);
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 60, &cancel), 0);
+	assert_true(cancel);
+	/* Not yet passed: nothing to take back. Passed: the cancelled job fails. */
+	assert_int_equal(db_job_expire_leases(f->db, now + 60), 0);
+	assert_int_equal(db_job_expire_leases(f->db, now + 61), 1);
+	assert_int_equal(db_job_get(f->db, NULL, a_id, &j), 0);
+	assert_string_equal(j.status, "failed");
+	assert_string_equal(j.error, "cancelled");
+	assert_int_equal(db_job_renew(f->db, a_id, "node-a", now + 90, &cancel), SFA_ENOTFOUND);
+	/* A finished job's lease is gone with it: no sweep ever touches it again. */
+	assert_int_equal(db_job_expire_leases(f->db, now + 100000), 0);
+	/* Start-up recovery of node-b takes back its own job only. */
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-b", now + 30, &j), 0);
+	assert_string_equal(j.id, b_id);
+	assert_int_equal(db_job_claim_leased(f->db, "probe", now, "node-c", now + 30, &j), 0);
+	assert_string_equal(j.id, c_id);
+	assert_int_equal(db_job_recover(f->db, now, "node-b"), 1);
+	assert_int_equal(db_job_get(f->db, NULL, b_id, &j), 0);
+	assert_string_equal(j.status, "queued");
+	assert_int_equal(db_job_get(f->db, NULL, c_id, &j), 0);
+	assert_string_equal(j.status, "running");
+	assert_int_equal(db_job_renew(f->db, c_id, "node-c", now + 30, &cancel), 0);
+	/* Without an owner (one node on SQLite): every running job. */
+	assert_int_equal(db_job_recover(f->db, now, NULL), 1);
+	assert_int_equal(db_job_get(f->db, NULL, c_id, &j), 0);
+	assert_string_equal(j.status, "queued");
 }
 
 /* Every row of a list can be acted on with the database while iterating: the old
@@ -200,7 +302,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 11);
+	assert_int_equal(db_schema_version(f->db), 12);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
@@ -681,7 +783,7 @@ static void delete_stops_a_job_started_meanwhile(void **state)
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, racer_run, &r), 0);
 	char err[256] = "";
-	int rc = library_track_delete(f->db, f->dir, f->user, f->track, err, sizeof err);
+	int rc = library_track_delete(f->db, NULL, f->dir, f->user, f->track, err, sizeof err);
 	pthread_join(t, NULL);
 	if (r.failure)
 		fail_msg("%s", r.failure);
@@ -707,6 +809,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(search_ignores_case, setup, teardown),
 		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),
+		cmocka_unit_test_setup_teardown(job_leases, setup, teardown),
+		cmocka_unit_test_setup_teardown(notifications, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(reads_run_beside_a_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),

@@ -28,34 +28,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Server:
     """A running `sfa serve`; stderr (the log) is collected in self.log."""
 
-    def __init__(self, data_dir=None, env=None):
+    def __init__(self, data_dir=None, env=None, args=()):
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfa-e2e-")
         self.env = dict(os.environ)
         self.env.update(env or {})
+        self.args = list(args)  # more `serve` flags, such as --no-jobs
         self.log = []
         self.port = None
         self.proc = None
 
+    def command(self):
+        return [SFA, "serve", "--port", "0", "--data", self.data_dir, *self.args]
+
+    def ready(self, line):
+        """Whether this log line says the process is ready (for serve: its port)."""
+        m = re.search(r"listening on http://[^:]+:(\d+)", line)
+        if m:
+            self.port = int(m.group(1))
+        return bool(m)
+
     def start(self, timeout=15):
         self.proc = subprocess.Popen(
-            [SFA, "serve", "--port", "0", "--data", self.data_dir],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env, text=True,
-            errors="replace")
+            self.command(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env,
+            text=True, errors="replace")
         ready = threading.Event()
 
         def pump():
             for line in self.proc.stderr:
                 self.log.append(line.rstrip("\n"))
-                m = re.search(r"listening on http://[^:]+:(\d+)", line)
-                if m:
-                    self.port = int(m.group(1))
+                if not ready.is_set() and self.ready(line):
                     ready.set()
         self.pump = threading.Thread(target=pump, daemon=True)
         self.pump.start()
         if not ready.wait(timeout):
             self.proc.kill()
-            raise RuntimeError("sfa serve did not start: " + "\n".join(self.log[-20:]))
+            raise RuntimeError(" ".join(self.command()[1:2]) + " did not start: " +
+                               "\n".join(self.log[-20:]))
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
@@ -91,6 +100,16 @@ class Server:
     def cli(self, *args):
         return subprocess.run([SFA, *args, "--data", self.data_dir], capture_output=True,
                               text=True, env=self.env, timeout=60)
+
+
+class Worker(Server):
+    """A running `sfa worker` (jobs, no HTTP) on a data directory; args such as --types."""
+
+    def command(self):
+        return [SFA, "worker", "--data", self.data_dir, *self.args]
+
+    def ready(self, line):
+        return "worker ready" in line
 
 
 class Response:
@@ -404,17 +423,19 @@ def eq(actual, expected, what="value"):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
-def phx_until(srv, key, topic, event, timeout_ms=60000, job_type=None):
+def phx_until(srv, key, topic, event, timeout_ms=60000, job_type=None, job_id=None, count=1):
     """Starts the official phoenix client joined to topic until event arrives (for a job of
-    job_type, when given: an earlier job's late event must not end the wait), and returns
-    (thread, result dict filled when it ends) once the join has been answered."""
+    job_type or the job job_id, when given: an earlier job's late event must not end the
+    wait; count times), and returns (thread, result dict filled when it ends) once the join
+    has been answered."""
     for mod in ("phoenix", "ws"):
         check(os.path.isdir(os.path.join(ROOT, "node_modules", mod)),
               f"node_modules/{mod} is missing: run `npm ci` in the repository root")
     out = {}
     ready = os.path.join(srv.data_dir, f"phx-ready-{os.urandom(8).hex()}")
     cfg = {"url": f"ws://127.0.0.1:{srv.port}/socket", "token": key, "joins": [topic],
-           "until": {"topic": topic, "event": event, "job_type": job_type},
+           "until": {"topic": topic, "event": event, "job_type": job_type, "job_id": job_id,
+                     "count": count},
            "timeoutMs": timeout_ms,
            "readyFile": ready}
 

@@ -1,9 +1,10 @@
 // The official `phoenix` JavaScript client, with `ws` as its transport under Node,
 // against the real server. Usage: node phx_client.mjs '<json config>'
 //   config: {url, token?, authToken?, headers?, joins: [topic...], ping?: topic,
-//            heartbeats?: n, timeoutMs?, until?: {topic, event, job_id?, job_type?}}
+//            heartbeats?: n, timeoutMs?, until?: {topic, event, job_id?, job_type?, count?}}
 // With `until`, every job:* event pushed on a joined topic is recorded in `events`
-// ([{topic, event, payload}]) and the client stays connected until that event arrives.
+// ([{topic, event, payload}]) and the client stays connected until that event arrives
+// (`count` times, default once).
 // Connects, joins each topic in order (recording each reply), pushes "ping" on the
 // `ping` topic, waits until `heartbeats` heartbeat replies came back, then disconnects.
 // With `readyFile`, that file is written once every join has been answered, so a test
@@ -18,6 +19,7 @@ import { writeFileSync } from "node:fs";
 const cfg = JSON.parse(process.argv[2]);
 const result = { opened: false, opens: 0, errors: 0, errorMessages: [], joins: {}, ping: null, heartbeats: 0, events: [] };
 let untilSeen = !cfg.until;
+let untilCount = 0;
 
 // A transport that adds request headers (a browser's Cookie and Origin).
 class HeaderWebSocket extends WebSocket {
@@ -87,8 +89,11 @@ for (const topic of cfg.joins) {
       if (cfg.until && cfg.until.topic === topic && cfg.until.event === event &&
           (!cfg.until.job_id || (payload && payload.job_id === cfg.until.job_id)) &&
           (!cfg.until.job_type || (payload && payload.job_type === cfg.until.job_type))) {
-        untilSeen = true;
-        maybeDone();
+        untilCount += 1;
+        if (untilCount >= (cfg.until.count || 1)) {
+          untilSeen = true;
+          maybeDone();
+        }
       }
     }
     return payload;

@@ -1,0 +1,234 @@
+#!/usr/bin/python3
+"""Several nodes on one PostgreSQL database (issue 15): two API nodes (`sfa serve --no-jobs`)
+and two `sfa worker`s on loopback, sharing one data directory and secret, with a private
+PostgreSQL cluster (tests/with-postgres.sh; run alone, this file starts one itself).
+
+- Tracks uploaded on node A, analyses queued on node B: a Phoenix socket on node A sees
+  every job's progress and completion, though workers ran them (LISTEN/NOTIFY).
+- `kill -9` of the worker running a long job: the other takes the job back once its lease
+  (SFA_JOB_LEASE_S=3 here) has passed, and completes it.
+- A cancel on node B stops a job running on a worker within seconds.
+
+Waits are for log lines, events and job states, never fixed sleeps.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import Tap, check, eq, groove_wav, multipart, phx_until  # noqa: E402
+
+if not os.environ.get("SFA_TEST_PG_HOST"):
+    # Run alone: start the private cluster around this very script.
+    os.execvp("bash", ["bash", os.path.join(harness.ROOT, "tests", "with-postgres.sh"),
+                       sys.executable, os.path.abspath(__file__)])
+
+tap = Tap()
+STARTED = []
+PW = "correct horse battery"
+DATA = tempfile.mkdtemp(prefix="sfa-multinode-")
+ENV = {
+    "SFA_DATABASE_URL": f"postgresql://sfa@/postgres?host={os.environ['SFA_TEST_PG_HOST']}",
+    "SFA_SECRET_KEY_BASE": "multinode-" + "0123456789abcdef" * 3,
+    "SFA_JOB_LEASE_S": "3",
+    "SFA_JOB_RETRY_BASE_S": "0",
+    "SFA_RATE_API": "100000",
+    "SFA_RATE_HEAVY": "100000",
+}
+
+
+class Cluster:
+    def __init__(self):
+        self.api_a = self.api_b = None
+        self.workers = []
+
+    def start_worker(self, name):
+        w = harness.Worker(data_dir=DATA, env={**ENV, "SFA_NODE_ID": name},
+                           args=["--types", "analysis,probe"])
+        STARTED.append(w)
+        w.name = name
+        self.workers.append(w.start())
+        return w
+
+    def start(self):
+        for attr, name in (("api_a", "api-a"), ("api_b", "api-b")):
+            s = harness.Server(data_dir=DATA, env={**ENV, "SFA_NODE_ID": name},
+                               args=["--no-jobs"])
+            STARTED.append(s)
+            setattr(self, attr, s.start())
+        self.start_worker("worker-1")
+        self.start_worker("worker-2")
+        return self
+
+    def runner_of(self, jid):
+        """The live worker whose log says it started jid, if any."""
+        for w in self.workers:
+            if w.proc.poll() is None and any(f"job {jid} (probe) started" in l for l in w.log):
+                return w
+        return None
+
+    def stop(self):
+        for p in self.workers + [self.api_a, self.api_b]:
+            if p:
+                p.stop()
+
+
+def new_user(srv):
+    email = f"multi-{uuid.uuid4().hex[:10]}@example.com"
+    uid = srv.cli("user", "create", "--email", email, "--password", PW).stdout.strip()
+    key = srv.cli("token", "create", "--email", email).stdout.strip()
+    check(uid and key.startswith("sfa_"), "user and key creation failed")
+    return email, uid, key, {"Authorization": f"Bearer {key}"}
+
+
+def job(srv, auth, jid):
+    r = srv.client().get(f"/api/jobs/{jid}", headers=auth)
+    eq(r.status, 200, r.text)
+    return r.json()["data"]
+
+
+def wait_job(srv, auth, jid, want=("completed", "failed"), timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        j = job(srv, auth, jid)
+        if j["status"] in want:
+            return j
+        check(time.time() < deadline, f"job {jid} still {j['status']} after {timeout}s")
+        time.sleep(0.05)
+
+
+def enqueue_probe(srv, email, payload):
+    r = srv.cli("job", "enqueue", "--email", email, "--type", "probe", "--payload",
+                json.dumps(payload))
+    eq(r.returncode, 0, r.stderr)
+    return r.stdout.strip()
+
+
+def wait_until(fn, what, timeout=30):
+    deadline = time.time() + timeout
+    while not (v := fn()):
+        check(time.time() < deadline, what)
+        time.sleep(0.02)
+    return v
+
+
+C = Cluster()
+
+
+@tap.case
+def socket_on_a_sees_jobs_that_workers_run(_):
+    _, uid, key, auth = new_user(C.api_a)
+    tracks = []
+    for i in range(4):
+        body, h = multipart({"title": f"Groove {i}", "artist": "Lab"},
+                            {"file": (f"g{i}.wav", groove_wav(2.0, bpm=100 + 10 * i))})
+        r = C.api_a.client().request("POST", "/api/tracks", body=body, headers={**auth, **h})
+        eq(r.status, 201, r.text)
+        tracks.append(r.json()["data"]["id"])
+    t, seen = phx_until(C.api_a, key, f"user:{uid}", "job:completed", job_type="analysis",
+                        count=len(tracks), timeout_ms=90000)
+    jobs = []
+    for tid in tracks:
+        r = C.api_b.client().request("POST", "/api/analysis/analyze", headers=auth,
+                                     json_body={"track_id": tid, "features": ["tempo", "key"]})
+        eq(r.status, 201, r.text)
+        jobs.append(r.json()["data"]["job_id"])
+    t.join(120)
+    eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
+    events = seen["seen"]["events"]
+    check(not seen["seen"].get("timedOut"), f"the socket timed out: {events}")
+    for jid in jobs:
+        mine = [e for e in events if e["payload"].get("job_id") == jid]
+        kinds = [e["event"] for e in mine]
+        check("job:progress" in kinds, f"no progress of {jid} on node A's socket: {kinds}")
+        eq(kinds.count("job:completed"), 1, f"completions of {jid} on node A's socket")
+        done = next(e for e in mine if e["event"] == "job:completed")
+        check("tempo" in json.dumps(done["payload"]["result"]), done["payload"])
+        eq(job(C.api_a, auth, jid)["status"], "completed", f"job {jid}")
+    # Workers ran them; the API nodes ran none.
+    ran = {w.name: sum(f"job {jid} (analysis) completed" in l for l in w.log for jid in jobs)
+           for w in C.workers}
+    eq(sum(ran.values()), len(jobs), f"jobs completed by the workers: {ran}")
+    for api in (C.api_a, C.api_b):
+        check(not any("(analysis) started" in l for l in api.log), "an API node ran a job")
+
+
+@tap.case
+def kill_9_a_worker_and_the_other_finishes_its_job(_):
+    email, uid, key, auth = new_user(C.api_a)
+    jid = enqueue_probe(C.api_b, email, {"steps": 30, "step_ms": 100})
+    t, seen = phx_until(C.api_a, key, f"jobs:{jid}", "job:completed", job_id=jid,
+                        timeout_ms=60000)
+    victim = wait_until(lambda: C.runner_of(jid), f"no worker started {jid}")
+    wait_job(C.api_a, auth, jid, want=("running",))
+    other = next(w for w in C.workers if w is not victim and w.proc.poll() is None)
+    t0 = time.time()
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(10)
+    # Its child dies with it (PR_SET_PDEATHSIG); the job stays "running" until its lease
+    # passes and another node puts it back in the queue.
+    check(other.wait_log(f"job {jid} (probe) started, attempt 2 of 2", timeout=30),
+          "\n".join(other.log[-10:]))
+    taken_back_s = time.time() - t0
+    check(taken_back_s >= 2, f"taken back after {taken_back_s:.1f} s, before its lease passed")
+    j = wait_job(C.api_b, auth, jid)
+    eq((j["status"], j["attempts"]), ("completed", 2), "completed by the other worker")
+    check(other.wait_log(f"job {jid} (probe) completed"), "\n".join(other.log[-10:]))
+    t.join(60)
+    eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
+    kinds = [e["event"] for e in seen["seen"]["events"]]
+    check("job:completed" in kinds, f"node A's socket missed the completion: {kinds}")
+    print(f"# taken back {taken_back_s:.1f} s after kill -9 (lease 3 s)", flush=True)
+    C.workers.remove(victim)
+    C.start_worker("worker-3")
+
+
+@tap.case
+def cancel_on_b_stops_a_job_running_on_a_worker(_):
+    email, uid, key, auth = new_user(C.api_a)
+    jid = enqueue_probe(C.api_a, email, {"steps": 300, "step_ms": 100})
+    t, seen = phx_until(C.api_a, key, f"jobs:{jid}", "job:failed", job_id=jid,
+                        timeout_ms=60000)
+    runner = wait_until(lambda: C.runner_of(jid), f"no worker started {jid}")
+    wait_job(C.api_a, auth, jid, want=("running",))
+    t0 = time.time()
+    r = C.api_b.client().request("DELETE", f"/api/jobs/{jid}", headers=auth)
+    eq(r.status, 202, r.text)
+    j = wait_job(C.api_a, auth, jid, want=("failed",), timeout=10)
+    eq(j["error"], "cancelled", "error")
+    check(time.time() - t0 < 5, f"the cancel took {time.time() - t0:.1f} s")
+    check(runner.wait_log(f"job {jid} cancelled"), "\n".join(runner.log[-10:]))
+    wait_until(lambda: not harness.processes_with("job-exec", jid), "its worker process lives on",
+               timeout=10)
+    t.join(60)
+    eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
+    failed = [e for e in seen["seen"]["events"] if e["event"] == "job:failed"]
+    check(failed and failed[0]["payload"]["error"] == "cancelled", f"node A's socket: {failed}")
+
+
+@tap.case
+def no_sanitizer_reports(_):
+    bad = [line for p in STARTED for line in p.log
+           if "AddressSanitizer" in line or "LeakSanitizer" in line or "runtime error:" in line]
+    check(not bad, "sanitizer reports:\n" + "\n".join(bad[:20]))
+
+
+if __name__ == "__main__":
+    rc = 1
+    try:
+        C.start()
+        rc = tap.run(None)
+    finally:
+        C.stop()
+        subprocess.run(["rm", "-rf", DATA])
+    if rc:
+        for p in STARTED:
+            print(f"# log of {' '.join(p.command()[1:2])} {p.args}:\n# " +
+                  "\n# ".join(p.log[-25:]))
+    sys.exit(rc)
