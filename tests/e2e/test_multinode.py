@@ -8,6 +8,8 @@ PostgreSQL cluster (tests/with-postgres.sh; run alone, this file starts one itse
 - `kill -9` of the worker running a long job: the other takes the job back once its lease
   (SFA_JOB_LEASE_S=3 here) has passed, and completes it.
 - A cancel on node B stops a job running on a worker within seconds.
+- Rate limits hold across nodes: log-in attempts from one address, alternating between
+  nodes A and B, meet the limit after SFA_RATE_AUTH attempts in all, not per node.
 
 Waits are for log lines, events and job states, never fixed sleeps.
 """
@@ -40,6 +42,7 @@ ENV = {
     "SFA_JOB_RETRY_BASE_S": "0",
     "SFA_RATE_API": "100000",
     "SFA_RATE_HEAVY": "100000",
+    "SFA_RATE_AUTH": "6",
 }
 
 
@@ -210,6 +213,21 @@ def cancel_on_b_stops_a_job_running_on_a_worker(_):
     eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
     failed = [e for e in seen["seen"]["events"] if e["event"] == "job:failed"]
     check(failed and failed[0]["payload"]["error"] == "cancelled", f"node A's socket: {failed}")
+
+
+@tap.case
+def rate_limits_hold_across_nodes(_):
+    email, _, _, _ = new_user(C.api_a)
+    clients = [C.api_a.client(), C.api_b.client()]
+    statuses = []
+    for i in range(10):
+        r = clients[i % 2].log_in(email, "not the password")
+        statuses.append(r.status)
+    refused = [i for i, st in enumerate(statuses) if st == 429]
+    # 6 attempts in all pass (3 per node); per-node counting would let all 10 through.
+    eq(refused, list(range(6, 10)), f"attempts refused (statuses {statuses})")
+    r = clients[0].log_in(email, PW)
+    eq(r.status, 429, "the right password is refused too while the window lasts")
 
 
 @tap.case
