@@ -5,6 +5,7 @@ results as TAP so scripts/test-summary.py can count every case.
 Debian's /usr/bin/python3 standard library only.
 """
 import base64
+import hashlib
 import http.client
 import json
 import math
@@ -25,6 +26,26 @@ SFA = os.environ.get("SFA_BIN", "build/sfa")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# With SFA_E2E_ON_PG=1 under tests/with-postgres.sh (the "-pg" e2e suites), every server
+# keeps its state in the private PostgreSQL cluster instead of a SQLite file: one database
+# per data directory, made when first needed, so a restart on the same directory finds it,
+# and a fixed node id for it (SFA_NODE_ID), so a restarted server takes back its own jobs
+# at once, as a deployment's nodes do.
+PG_HOST = os.environ.get("SFA_TEST_PG_HOST") if os.environ.get("SFA_E2E_ON_PG") else None
+
+
+def pg_database(data_dir):
+    """(database URL, node id) of data_dir's database."""
+    name = "e2e_" + hashlib.sha1(os.path.realpath(data_dir).encode()).hexdigest()[:16]
+    psql = [shutil.which("psql") or "psql", "-h", PG_HOST, "-U", "sfa", "-d", "postgres",
+            "-v", "ON_ERROR_STOP=1", "-tAc"]
+    have = subprocess.run(psql + [f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if have != "1":
+        subprocess.run(psql + [f"CREATE DATABASE {name}"], capture_output=True, check=True)
+    return f"postgresql://sfa@/{name}?host={PG_HOST}", name
+
+
 class Server:
     """A running `sfa serve`; stderr (the log) is collected in self.log."""
 
@@ -33,6 +54,10 @@ class Server:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfa-e2e-")
         self.env = dict(os.environ)
         self.env.update(env or {})
+        if PG_HOST and "SFA_DATABASE_URL" not in (env or {}):
+            url, node = pg_database(self.data_dir)
+            self.env.setdefault("SFA_DATABASE_URL", url)
+            self.env.setdefault("SFA_NODE_ID", node)
         self.args = list(args)  # more `serve` flags, such as --no-jobs
         self.log = []
         self.port = None

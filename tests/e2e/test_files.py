@@ -41,7 +41,30 @@ def wav_bytes(n_frames, seed=0):
     return hdr + data
 
 
+class PgDb:
+    """The suite's rows on PostgreSQL (the -pg run): sqlite3's execute with ? placeholders,
+    committed when the with-block ends."""
+
+    def __init__(self, url):
+        import psycopg2  # Debian's python3-psycopg2 (scripts/deps.sh)
+        self.c = psycopg2.connect(url)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        (self.c.commit if kind is None else self.c.rollback)()
+        self.c.close()
+
+    def execute(self, sql, params=()):
+        cur = self.c.cursor()
+        cur.execute(sql.replace("?", "%s"), params)
+        return cur
+
+
 def db(srv):
+    if srv.env.get("SFA_DATABASE_URL"):
+        return PgDb(srv.env["SFA_DATABASE_URL"])
     c = sqlite3.connect(os.path.join(srv.data_dir, "sfa.db"), timeout=10)
     c.execute("PRAGMA foreign_keys=ON")
     return c
