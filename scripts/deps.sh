@@ -10,7 +10,7 @@ pkgs=(
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
   libebur128-dev librubberband-dev libxml2-dev libpq-dev postgresql
   ffmpeg yt-dlp curl unzip python3 pyflakes3 chromium
-  fluidsynth fluid-soundfont-gm libqm-dsp-dev libaubio-dev libsndfile1-dev
+  fluidsynth fluid-soundfont-gm libqm-dsp-dev libaubio-dev libsndfile1-dev python3-mido
 )
 
 missing=()

@@ -31,7 +31,8 @@ static const struct {
 } FEATURES[] = {
 	{"tempo", DSP_FEAT_TEMPO}, {"key", DSP_FEAT_KEY},       {"energy", DSP_FEAT_ENERGY},
 	{"spectral", DSP_FEAT_SPECTRAL}, {"mfcc", DSP_FEAT_MFCC}, {"chroma", DSP_FEAT_CHROMA},
-	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"all", DSP_FEAT_ALL},
+	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"chords", DSP_FEAT_CHORDS},
+	{"all", DSP_FEAT_ALL},
 };
 
 unsigned dsp_feature_bit(const char *name)
@@ -214,6 +215,17 @@ static void analyze_structure(struct work *w, struct dsp_result *r, int sections
 	r->n_sections = dsp_sections(w->db, r->rms, T, grid, ng, work, r->sections);
 }
 
+/* The chord timeline on the beats. Its memory is in both arenas' budgets for up to
+ * MAX_BEATS(T) beats; with more (never seen) the chords are taken without beats. */
+static void analyze_chords(struct work *w, struct dsp_result *r)
+{
+	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
+	void *work = ualloc(w->arena, dsp_chords_work_bytes(T, nb), 1);
+	if (!work || !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
+		return;
+	r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, work, r->chords);
+}
+
 static void analyze_key(struct dsp_result *r)
 {
 	size_t T = r->n_frames;
@@ -259,12 +271,14 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "Sample %zu is not a number between -1e6 and 1e6.", i);
 
-	/* sections stand on the beats and the level */
-	unsigned calc = feat & DSP_FEAT_SECTIONS ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY : feat;
+	/* sections and chords stand on the beats and the level */
+	unsigned calc = feat & (DSP_FEAT_SECTIONS | DSP_FEAT_CHORDS)
+	                    ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY
+	                    : feat;
 	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
 	                         DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
 	int want_mel = (calc & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
-	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
+	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_CHORDS)) != 0;
 	size_t T = dsp_n_frames(n);
 
 	struct dsp_result r;
@@ -283,6 +297,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	if (calc & DSP_FEAT_TEMPO)
 		res_bytes += MAX_BEATS(T) * sizeof(int) +
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
+	if (feat & DSP_FEAT_CHORDS)
+		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
 	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
@@ -295,7 +311,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	                         ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
 	                            dsp_sections_work_floats(MAX_GRID(T))) * sizeof(float) +
 	                               MAX_GRID(T) * sizeof(int)
-	                         : 0);
+	                         : 0) +
+	                    ((feat & DSP_FEAT_CHORDS) ? dsp_chords_work_bytes(T, MAX_BEATS(T)) : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -394,6 +411,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 		}
 		if (feat & DSP_FEAT_KEY)
 			analyze_key(&r);
+		if (feat & DSP_FEAT_CHORDS)
+			analyze_chords(w, &r);
 	}
 
 	if (r.rms)
