@@ -13,7 +13,7 @@
 #include "dsp/dsp.h"
 #include "util/err.h"
 
-enum { MAX_FILE_BYTES = 32 << 20, MAX_TEMPO_US = 0xFFFFFF };
+enum { MAX_FILE_BYTES = 32 << 20, MAX_TEMPO_US = 0xFFFFFF, MAX_TICK = 0x0FFFFFFF };
 
 /* ---- a growable byte buffer (capped) --------------------------------------------- */
 struct buf {
@@ -210,7 +210,8 @@ static uint32_t tick_of(const struct grid *g, int64_t t)
 	}
 	double beat = (double)lo + (double)(t - g->us[lo]) / (double)(g->us[lo + 1] - g->us[lo]);
 	double tick = beat * MIDI_PPQ;
-	return tick >= (double)UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)llround(tick);
+	/* a delta time is at most four bytes of VLQ: 0x0FFFFFFF ticks */
+	return tick >= (double)MAX_TICK ? MAX_TICK : (uint32_t)llround(tick);
 }
 
 static int64_t to_us(double s) { return (int64_t)llround(s * 1e6); }
