@@ -1,5 +1,5 @@
 // track.js - a track's page (/tracks/:id): waveform with the beat grid (bar starts darker)
-// and the sections, the analysis (tempo, time signature, a chord lane,
+// and the sections, the analysis (tempo, time signature, a chord lane, key changes,
 // key, Camelot, energy, loudness (EBU R128), chroma and MFCC heatmaps, spectral centroid and rolloff over time),
 // starting an analysis or a separation, this track's separations, downloads, and the stem
 // mixer with its DAW editor (mixer.js).
@@ -229,6 +229,10 @@ export async function trackView(root, ctx, id) {
           h("li", {}, h("strong", {}, x.label), ` from ${fmtDuration(x.start) === "–" ? "0:00" : fmtDuration(x.start)} (bar ${x.bar})`))))
         : h("p", { class: "muted" }, "No sections: the song is too short (they need at least 8 bars).")) : null,
       full.chords ? chordLane(full.chords) : null,
+      full.key_changes ? (full.key_changes.length > 1
+        ? h("div", {}, h("h3", {}, "Key changes"), h("ol", { class: "sections" }, full.key_changes.map((k) =>
+          h("li", {}, h("strong", {}, k.key), ` (${k.camelot}) from ${k.start.toFixed(1)} s`))))
+        : h("p", { class: "muted" }, full.key_changes.length ? `One key throughout: ${full.key_changes[0].key}.` : "No key changes: no key was found.")) : null,
       h("p", {}, h("a", { href: `/export/analysis/${track.id}`, download: "" }, "Download the analysis (JSON)"),
         full.beats?.length > 1 ? [" · ", h("a", { href: `/export/midi/${track.id}`, download: "" }, "Download the beat grid, chords and sections (MIDI)")] : null));
     const f = full.features || {};

@@ -7,7 +7,7 @@
 CORPUS_DIR holds songs made by make_corpus.py: sNNNN.flac with sNNNN.json labels. Each
 analyser runs once per song, one process at a time (wall time and peak RSS from wait4):
 
-    ours     build/sfa analyze FILE --features tempo,key,chords
+    ours     build/sfa analyze FILE --features tempo,key,chords,key_changes
     librosa  build/bench/analysis-accuracy/anchor_librosa: librosa's beat_track tempo and
              beats, Krumhansl-Kessler key on librosa's mean chroma (our rule before issue 17)
     qm       build/bench/analysis-accuracy/anchor_qm: Queen Mary's GetKeyMode and
@@ -33,6 +33,8 @@ Measures (mir_eval's definitions):
   must be N). Time under a label of another quality (dim, sus, ...) is left out, time the
   estimate does not cover counts as wrong. Totalled over the corpus by duration; "root"
   is the same with the root alone (N must still be N).
+- key over time (key_changes): the share of the song's time where the estimated stretch's
+  key is the labelled one (key_segments for a modulating song, else its key), by duration.
 - precision: on constant-tempo songs, the median |estimate - label| in BPM over the songs
   within Acc1, and the share of constant-tempo songs within +-0.1 BPM.
 Prints Markdown tables: overall, then by mode, groove and condition.
@@ -57,7 +59,7 @@ NAMES = {"ours": "ours (sfa analyze)", "librosa": "librosa (K-K key, beat_track)
 
 def command(name, build, path):
     if name == "ours":
-        return [os.path.join(build, "sfa"), "analyze", path, "--features", "tempo,key,chords"]
+        return [os.path.join(build, "sfa"), "analyze", path, "--features", "tempo,key,chords,key_changes"]
     return [os.path.join(build, "bench", "analysis-accuracy", "anchor_" + name), path]
 
 
@@ -211,6 +213,13 @@ def score(labels, out):
     s["offsets"] = beat_offsets(labels["beats"], out.get("beats") or [])
     s["downbeat_f"] = f_measure(labels["downbeats"], out["downbeats"]) \
         if out.get("downbeats") is not None else None
+    if out.get("key_changes") is not None:
+        segs = labels.get("key_segments") or [
+            {"start": 0.0, "end": labels["duration"], "key": labels["key"]["key"]}]
+        hit = sum(max(0.0, min(e["end"], r["end"]) - max(e["start"], r["start"]))
+                  for r in segs for e in out["key_changes"]
+                  if parse_key(e["key"]) == parse_key(r["key"]))
+        s["key_time"] = (hit, sum(r["end"] - r["start"] for r in segs))
     if out.get("chords") is not None:
         s["chords"] = chord_overlap(labels["chords"], out["chords"])
     if labels["tempo_constant"]:
@@ -376,6 +385,19 @@ def main():
             sids = group_ids[g]
             cells = ["%s / %s" % (pct(wcsr(n, sids, 0)), pct(wcsr(n, sids, 1)))
                      for n in chord_names]
+            print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
+    kt_names = [n for n in names if any("key_time" in per[n][s] for s in ids)]
+    if kt_names:
+        print("\nKey over time (key_changes): share of the time in the labelled key\n")
+        print("| group | songs | " + " | ".join(NAMES[n] for n in kt_names) + " |")
+        print("|---|---|" + "---|" * len(kt_names))
+        for g in ["all"] + order:
+            sids = group_ids[g]
+            cells = []
+            for n in kt_names:
+                parts = [per[n][s].get("key_time", (0.0, 0.0)) for s in sids]
+                tot = sum(p[1] for p in parts)
+                cells.append(pct(sum(p[0] for p in parts) / tot if tot else None))
             print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
     print("\nTempo and beats by group: Acc1 % / Acc2 % / beat F\n")
     print("| group | songs | " + " | ".join(NAMES[n] for n in names) + " |")

@@ -35,6 +35,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dsp/dsp.h"
@@ -287,6 +288,142 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 			c->label[k] = '\0';
 		}
 		s = e;
+	}
+	return n;
+}
+
+/* ---- key changes --------------------------------------------------------------------
+ * The same segments (beats, or half-seconds); each one's key evidence is the
+ * Krumhansl-Kessler correlation (key.c) of the mean chroma of the KEY_WINDOW segments on
+ * each side of it; a 24-state HMM (self-transition KEY_P_SELF, emissions
+ * exp(KEY_BETA * r)) decoded with Viterbi gives a key per segment, and a key that lasts
+ * less than KEY_MIN_S is given to the one before it (the first to the one after), so a
+ * borrowed chord or a passing tonicisation is not a key change. */
+enum { KEY_WINDOW = 16, KEY_STATES = 24 };
+#define KEY_BETA 10.0
+#define KEY_P_SELF 0.998
+#define KEY_MIN_S 16.0
+
+size_t dsp_key_changes_work_bytes(size_t T, size_t nb)
+{
+	size_t cap = dsp_chords_cap(T, nb);
+	return align8(cap * sizeof(int)) + align8(cap * 12 * sizeof(double)) +
+	       align8(cap * KEY_STATES * sizeof(float)) + align8(cap * KEY_STATES) +
+	       align8((nb + 1) * sizeof(float)) + align8(cap) + 64;
+}
+
+size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
+                       size_t nb, void *work, struct dsp_key_segment *out)
+{
+	if (T == 0)
+		return 0;
+	size_t cap = dsp_chords_cap(T, nb);
+	unsigned char *p = work;
+	int *seg = (int *)(void *)p;
+	p += align8(cap * sizeof(int));
+	double *x = (double *)(void *)p;
+	p += align8(cap * 12 * sizeof(double));
+	float *score = (float *)(void *)p;
+	p += align8(cap * KEY_STATES * sizeof(float));
+	uint8_t *back = p;
+	p += align8(cap * KEY_STATES);
+	float *iv = (float *)(void *)p;
+	p += align8((nb + 1) * sizeof(float));
+	uint8_t *path = p;
+
+	size_t ns = segments(beats, nb, T, iv, seg);
+	for (size_t s = 0; s < ns; s++) {
+		size_t a = (size_t)seg[s], b = s + 1 < ns ? (size_t)seg[s + 1] : T;
+		for (int c = 0; c < 12; c++) {
+			double sum = 0.0;
+			for (size_t t = a; t < b; t++)
+				sum += chroma[(size_t)c * T + t];
+			x[s * 12 + (size_t)c] = sum / (double)(b - a);
+		}
+	}
+	int any = 0;
+	for (size_t s = 0; s < ns; s++) {
+		size_t lo = s > KEY_WINDOW ? s - KEY_WINDOW : 0, hi = s + KEY_WINDOW + 1 < ns ? s + KEY_WINDOW + 1 : ns;
+		double mean[12] = {0}, sc[KEY_STATES];
+		for (size_t k = lo; k < hi; k++)
+			for (int c = 0; c < 12; c++)
+				mean[c] += x[k * 12 + (size_t)c];
+		int best = dsp_key_kk(mean, sc);
+		any |= best >= 0;
+		for (int j = 0; j < KEY_STATES; j++)
+			score[s * KEY_STATES + (size_t)j] = best >= 0 ? (float)sc[j] : 0.0f;
+	}
+	if (!any)
+		return 0;
+
+	const double l_self = log(KEY_P_SELF), l_move = log((1.0 - KEY_P_SELF) / (KEY_STATES - 1));
+	double delta[KEY_STATES], next[KEY_STATES];
+	for (int j = 0; j < KEY_STATES; j++)
+		delta[j] = KEY_BETA * score[j];
+	for (size_t s = 1; s < ns; s++) {
+		int best = 0;
+		for (int j = 1; j < KEY_STATES; j++)
+			if (delta[j] > delta[best])
+				best = j;
+		for (int j = 0; j < KEY_STATES; j++) {
+			double stay = delta[j] + l_self, move = delta[best] + l_move;
+			back[s * KEY_STATES + (size_t)j] = (uint8_t)(stay >= move ? j : best);
+			next[j] = (stay >= move ? stay : move) + KEY_BETA * score[s * KEY_STATES + (size_t)j];
+		}
+		memcpy(delta, next, sizeof delta);
+	}
+	int st = 0;
+	for (int j = 1; j < KEY_STATES; j++)
+		if (delta[j] > delta[st])
+			st = j;
+	for (size_t s = ns; s-- > 0;) {
+		path[s] = (uint8_t)st;
+		if (s > 0)
+			st = back[s * KEY_STATES + (size_t)st];
+	}
+
+	/* runs -> segments, the short ones given to a neighbour until none is left */
+	size_t n = 0;
+	for (size_t s = 0; s < ns;) {
+		size_t e = s;
+		while (e < ns && path[e] == path[s])
+			e++;
+		out[n].start_s = s == 0 ? 0.0 : (double)seg[s] * DSP_HOP / DSP_SR_HZ;
+		out[n].end_s = e < ns ? (double)seg[e] * DSP_HOP / DSP_SR_HZ : duration_s;
+		out[n].pc = path[s] / 2;
+		out[n].minor = path[s] % 2;
+		n++;
+		s = e;
+	}
+	for (;;) {
+		size_t shortest = n;
+		for (size_t i = 0; n > 1 && i < n; i++)
+			if (out[i].end_s - out[i].start_s < KEY_MIN_S &&
+			    (shortest == n || out[i].end_s - out[i].start_s <
+			                          out[shortest].end_s - out[shortest].start_s))
+				shortest = i;
+		if (shortest == n)
+			break;
+		if (shortest > 0)
+			out[shortest - 1].end_s = out[shortest].end_s;
+		else
+			out[1].start_s = out[0].start_s;
+		memmove(out + shortest, out + shortest + 1, (n - shortest - 1) * sizeof *out);
+		n--;
+		/* neighbours now in one key become one segment */
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (m > 0 && out[m - 1].pc == out[i].pc && out[m - 1].minor == out[i].minor)
+				out[m - 1].end_s = out[i].end_s;
+			else
+				out[m++] = out[i];
+		}
+		n = m;
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(out[i].key_name, sizeof out[i].key_name, "%s %s", dsp_pitch_name(out[i].pc),
+		         out[i].minor ? "minor" : "major");
+		dsp_camelot(out[i].pc, out[i].minor, out[i].camelot);
 	}
 	return n;
 }

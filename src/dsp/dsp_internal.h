@@ -270,5 +270,11 @@ size_t dsp_chords_work_bytes(size_t T, size_t nb);
  * they cover 0 .. duration_s. work: dsp_chords_work_bytes, 8-byte aligned. */
 size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
                   const int *beats, size_t nb, void *work, struct dsp_chord *out);
+/* The keys of the song's stretches (see chords.c), into out (at most dsp_chords_cap);
+ * 0 when the chroma has no key. work: dsp_key_changes_work_bytes. */
+struct dsp_key_segment; /* dsp.h */
+size_t dsp_key_changes_work_bytes(size_t T, size_t nb);
+size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
+                       size_t nb, void *work, struct dsp_key_segment *out);
 
 #endif

@@ -584,6 +584,49 @@ static void chords_of_a_progression(void **state)
 	free(x);
 }
 
+/* 24 s of I-vi-IV-V in C major, then 24 s of the same in A major, over drums: two keys,
+ * changing within two seconds of 24 s; a song in one key has one stretch. */
+static void key_changes_of_a_modulation(void **state)
+{
+	(void)state;
+	static const int prog[4] = {1, 6, 4, 5};
+	size_t n, half = 24 * DSP_SAMPLE_RATE_HZ;
+	float *x = synth_alloc(48.0, &n);
+	assert_non_null(x);
+	synth_drums(x, n, 120, SYNTH_BACKBEAT, 0.3, 5);
+	synth_chords(x, half, 0, 0, prog, 4, 2.0, 0, 0.35);
+	synth_chords(x + half, n - half, 9, 0, prog, 4, 2.0, 0, 0.35);
+	struct dsp_options opt = {.features = DSP_FEAT_KEY_CHANGES};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	printf("# key changes:");
+	for (size_t i = 0; i < r.n_key_changes; i++)
+		printf(" %s@%.2f", r.key_changes[i].key_name, r.key_changes[i].start_s);
+	printf("\n");
+	assert_int_equal(r.n_key_changes, 2);
+	assert_string_equal(r.key_changes[0].key_name, "C major");
+	assert_string_equal(r.key_changes[1].key_name, "A major");
+	assert_string_equal(r.key_changes[1].camelot, "11B");
+	assert_true(r.key_changes[0].start_s == 0.0);
+	assert_true(fabs(r.key_changes[1].start_s - 24.0) < 2.0);
+	assert_true(r.key_changes[0].end_s == r.key_changes[1].start_s);
+	assert_true(r.key_changes[1].end_s == r.duration_s);
+	json_t *j;
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	json_t *k1 = json_array_get(json_object_get(j, "key_changes"), 1);
+	assert_string_equal(json_string_value(json_object_get(k1, "key")), "A major");
+	assert_true(json_real_value(json_object_get(k1, "start")) == r.key_changes[1].start_s);
+	json_decref(j);
+	dsp_result_free(&r);
+	/* the first half alone: one key throughout */
+	assert_int_equal(dsp_analyze(x, half, &opt, &r, err, sizeof err), 0);
+	assert_int_equal(r.n_key_changes, 1);
+	assert_string_equal(r.key_changes[0].key_name, "C major");
+	dsp_result_free(&r);
+	free(x);
+}
+
 static void chord_labels_parse(void **state)
 {
 	(void)state;
@@ -671,8 +714,8 @@ static void json_subset_and_pooling(void **state)
 	static const char *const keys[] = {"tempo", "key", "key_confidence", "camelot", "energy",
 	                                   "spectral_centroid", "spectral_rolloff",
 	                                   "zero_crossing_rate", "beats", "downbeats",
-	                                   "time_signature", "sections", "chords", "duration",
-	                                   "features"};
+	                                   "time_signature", "sections", "chords", "key_changes",
+	                                   "duration", "features"};
 	const char *k;
 	json_t *v;
 	size_t i = 0;
@@ -855,6 +898,7 @@ int main(void)
 		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(chords_of_a_progression),
 		cmocka_unit_test(chord_labels_parse),
+		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(acf_and_refinement),
 		cmocka_unit_test(key_profiles_and_camelot),
 		cmocka_unit_test(feature_names),

@@ -158,6 +158,14 @@ try {
   if (midi.status() !== 200 || smf.subarray(0, 4).toString("latin1") !== "MThd" || smf.readUInt16BE(8) !== 1 || smf.readUInt16BE(10) !== 2)
     fail(`the MIDI export: ${midi.status()}, ${smf.subarray(0, 14).toString("hex")}`);
   seen.chords = laneLabels;
+  // Key changes: the stretches in one key, or the one key throughout.
+  if (!analysed.key_changes) fail("the analysis has no key_changes");
+  if (analysed.key_changes.length > 1) {
+    const shown = await page.getByRole("heading", { name: "Key changes" }).locator("xpath=..").locator("li strong").allTextContents();
+    if (JSON.stringify(shown) !== JSON.stringify(analysed.key_changes.map((k) => k.key))) fail(`key changes shown ${JSON.stringify(shown)}`);
+  } else {
+    await page.getByText(analysed.key_changes.length ? `One key throughout: ${analysed.key_changes[0].key}.` : "No key changes: no key was found.").waitFor();
+  }
 
   await page.getByLabel("Model", { exact: true }).selectOption("htdemucs");
   await page.getByLabel("Engine", { exact: true }).selectOption("local");
