@@ -9,7 +9,7 @@ pkgs=(
   libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
   libebur128-dev librubberband-dev libxml2-dev libpq-dev postgresql
-  ffmpeg yt-dlp curl unzip python3 pyflakes3 python3-psycopg2 chromium
+  ffmpeg yt-dlp curl unzip python3 pyflakes3 python3-psycopg2 python3-mido chromium
   fluidsynth fluid-soundfont-gm libqm-dsp-dev libaubio-dev libsndfile1-dev
 )
 

@@ -1,5 +1,5 @@
 // track.js - a track's page (/tracks/:id): waveform with the beat grid (bar starts darker)
-// and the sections, the analysis (tempo, time signature,
+// and the sections, the analysis (tempo, time signature, a chord lane, key changes,
 // key, Camelot, energy, loudness (EBU R128), chroma and MFCC heatmaps, spectral centroid and rolloff over time),
 // starting an analysis or a separation, this track's separations, downloads, and the stem
 // mixer with its DAW editor (mixer.js).
@@ -183,6 +183,19 @@ export async function trackView(root, ctx, id) {
     return ws;
   }
 
+  // The chords as a lane: one cell per chord, as wide as it lasts, shaded by confidence.
+  function chordLane(chords) {
+    if (!chords.length) return h("p", { class: "muted" }, "No chords found.");
+    const at = (t) => `${t.toFixed(1)} s`;
+    return h("div", {}, h("h3", {}, "Chords"),
+      h("ol", { class: "chord-lane", "aria-label": "Chords over time", tabindex: "0" }, chords.map((c) =>
+        h("li", {
+          class: c.label === "N" ? "none" : "",
+          style: `flex-grow:${Math.max(0.01, c.end - c.start).toFixed(3)};background:rgba(91,60,196,${(0.06 + 0.3 * c.confidence).toFixed(2)})`,
+          title: `${c.label === "N" ? "No chord" : c.label}, ${at(c.start)}–${at(c.end)}, confidence ${Math.round(100 * c.confidence)} %`,
+        }, h("span", { class: "chord" }, c.label), h("span", { class: "visually-hidden" }, ` from ${at(c.start)} to ${at(c.end)}`)))));
+  }
+
   async function drawAnalysis() {
     let full = null;
     try {
@@ -215,7 +228,13 @@ export async function trackView(root, ctx, id) {
         ? h("div", {}, h("h3", {}, "Sections"), h("ol", { class: "sections" }, full.sections.map((x) =>
           h("li", {}, h("strong", {}, x.label), ` from ${fmtDuration(x.start) === "–" ? "0:00" : fmtDuration(x.start)} (bar ${x.bar})`))))
         : h("p", { class: "muted" }, "No sections: the song is too short (they need at least 8 bars).")) : null,
-      h("p", {}, h("a", { href: `/export/analysis/${track.id}`, download: "" }, "Download the analysis (JSON)")));
+      full.chords ? chordLane(full.chords) : null,
+      full.key_changes ? (full.key_changes.length > 1
+        ? h("div", {}, h("h3", {}, "Key changes"), h("ol", { class: "sections" }, full.key_changes.map((k) =>
+          h("li", {}, h("strong", {}, k.key), ` (${k.camelot}) from ${k.start.toFixed(1)} s`))))
+        : h("p", { class: "muted" }, full.key_changes.length ? `One key throughout: ${full.key_changes[0].key}.` : "No key changes: no key was found.")) : null,
+      h("p", {}, h("a", { href: `/export/analysis/${track.id}`, download: "" }, "Download the analysis (JSON)"),
+        full.beats?.length > 1 ? [" · ", h("a", { href: `/export/midi/${track.id}`, download: "" }, "Download the beat grid, chords and sections (MIDI)")] : null));
     const f = full.features || {};
     if (f.chroma) analysisBox.append(h("h3", {}, "Chroma"), heatmap(f.chroma, ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"], "Chroma heatmap: pitch classes over time"));
     if (f.mfcc) analysisBox.append(h("h3", {}, "MFCC"), heatmap(f.mfcc, null, "MFCC heatmap: 13 coefficients over time"));

@@ -7,7 +7,7 @@
 CORPUS_DIR holds songs made by make_corpus.py: sNNNN.flac with sNNNN.json labels. Each
 analyser runs once per song, one process at a time (wall time and peak RSS from wait4):
 
-    ours     build/sfa analyze FILE --features tempo,key
+    ours     build/sfa analyze FILE --features tempo,key,chords,key_changes
     librosa  build/bench/analysis-accuracy/anchor_librosa: librosa's beat_track tempo and
              beats, Krumhansl-Kessler key on librosa's mean chroma (our rule before issue 17)
     qm       build/bench/analysis-accuracy/anchor_qm: Queen Mary's GetKeyMode and
@@ -27,6 +27,14 @@ Measures (mir_eval's definitions):
   ignored on both sides (mir_eval's trim); "n/a" where the analyser gives none.
 - beat offset: the median of estimate - label over beats matched within 70 ms (a
   systematic lag shows here before it costs F-measure).
+- chords (MIREX "majmin", weighted chord symbol recall): the share of the labelled time
+  where the estimate has the label's root and its triad's quality, major or minor (a
+  seventh counts as its triad: G:7 and G:maj7 are major, A:min7 and A:minmaj7 minor; N
+  must be N). Time under a label of another quality (dim, sus, ...) is left out, time the
+  estimate does not cover counts as wrong. Totalled over the corpus by duration; "root"
+  is the same with the root alone (N must still be N).
+- key over time (key_changes): the share of the song's time where the estimated stretch's
+  key is the labelled one (key_segments for a modulating song, else its key), by duration.
 - precision: on constant-tempo songs, the median |estimate - label| in BPM over the songs
   within Acc1, and the share of constant-tempo songs within +-0.1 BPM.
 Prints Markdown tables: overall, then by mode, groove and condition.
@@ -51,7 +59,7 @@ NAMES = {"ours": "ours (sfa analyze)", "librosa": "librosa (K-K key, beat_track)
 
 def command(name, build, path):
     if name == "ours":
-        return [os.path.join(build, "sfa"), "analyze", path, "--features", "tempo,key"]
+        return [os.path.join(build, "sfa"), "analyze", path, "--features", "tempo,key,chords,key_changes"]
     return [os.path.join(build, "bench", "analysis-accuracy", "anchor_" + name), path]
 
 
@@ -140,6 +148,53 @@ def beat_offsets(ref, est, window=0.07):
     return offs
 
 
+REF_MAJMIN = {"maj": "maj", "7": "maj", "maj7": "maj", "min": "min", "min7": "min",
+              "minmaj7": "min"}
+OUR_MAJMIN = {"": "maj", "7": "maj", "maj7": "maj", "m": "min", "m7": "min"}
+
+
+def ref_chord(label):
+    """Harte 'A#:min7' -> (10, 'min'); 'N' -> 'N'; None for a quality majmin leaves out."""
+    if label == "N":
+        return "N"
+    root, _, qual = label.partition(":")
+    root = FLAT.get(root, root)
+    if root not in PITCH or (qual or "maj") not in REF_MAJMIN:
+        return None
+    return PITCH.index(root), REF_MAJMIN[qual or "maj"]
+
+
+def our_chord(label):
+    """'A#m7' -> (10, 'min'); 'N' -> 'N'; None when unreadable."""
+    if label == "N":
+        return "N"
+    root = label[:2] if label[1:2] == "#" else label[:1]
+    qual = OUR_MAJMIN.get(label[len(root):])
+    if root not in PITCH or qual is None:
+        return None
+    return PITCH.index(root), qual
+
+
+def chord_overlap(ref, est):
+    """(seconds right on majmin, seconds right on the root, seconds evaluated)."""
+    est = sorted((c["start"], c["end"], our_chord(c["label"])) for c in est)
+    right = root = total = 0.0
+    for r in ref:
+        rc = ref_chord(r["label"])
+        if rc is None or r["end"] <= r["start"]:
+            continue
+        total += r["end"] - r["start"]
+        for a, b, ec in est:
+            ov = min(b, r["end"]) - max(a, r["start"])
+            if ov <= 0 or ec is None:
+                continue
+            if ec == rc:
+                right += ov
+            if ec == rc or (rc != "N" and ec != "N" and ec[0] == rc[0]):
+                root += ov
+    return right, root, total
+
+
 def score(labels, out):
     """Per-song measures of one analyser's output (None fields where it gives none)."""
     ref_key = parse_key(labels["key"]["key"])
@@ -158,6 +213,15 @@ def score(labels, out):
     s["offsets"] = beat_offsets(labels["beats"], out.get("beats") or [])
     s["downbeat_f"] = f_measure(labels["downbeats"], out["downbeats"]) \
         if out.get("downbeats") is not None else None
+    if out.get("key_changes") is not None:
+        segs = labels.get("key_segments") or [
+            {"start": 0.0, "end": labels["duration"], "key": labels["key"]["key"]}]
+        hit = sum(max(0.0, min(e["end"], r["end"]) - max(e["start"], r["start"]))
+                  for r in segs for e in out["key_changes"]
+                  if parse_key(e["key"]) == parse_key(r["key"]))
+        s["key_time"] = (hit, sum(r["end"] - r["start"] for r in segs))
+    if out.get("chords") is not None:
+        s["chords"] = chord_overlap(labels["chords"], out["chords"])
     if labels["tempo_constant"]:
         s["abs_err"] = abs(est_t - ref_t) if s["acc1"] else None
         s["within_01"] = 1.0 if abs(est_t - ref_t) <= 0.1 else 0.0
@@ -172,6 +236,8 @@ def groups(labels):
         g.append("tempo drift")
     if labels.get("key_segments"):
         g.append("modulating")
+    if (labels.get("harmony") or {}).get("sevenths"):
+        g.append("sevenths")
     if labels.get("pedal_sections"):
         g.append("pedal bass")
     if not labels.get("drums_in_intro", True):
@@ -304,6 +370,35 @@ def main():
         cells = ["%s / %s" % (pct(mean(per[n][s]["key_exact"] for s in sids)),
                               fmt3(mean(per[n][s]["mirex"] for s in sids))) for n in key_names]
         print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
+    chord_names = [n for n in names if any("chords" in per[n][s] for s in ids)]
+    if chord_names:
+        def wcsr(n, sids, k):
+            parts = [per[n][s].get("chords", (0.0, 0.0, 0.0)) for s in sids]
+            total = sum(p[2] for p in parts)
+            return sum(p[k] for p in parts) / total if total else None
+        print("\nChords: MIREX majmin weighted chord symbol recall / root only "
+              "(%.1f minutes of labels)\n" % (sum(per[chord_names[0]][s].get(
+                  "chords", (0, 0, 0))[2] for s in ids) / 60))
+        print("| group | songs | " + " | ".join(NAMES[n] for n in chord_names) + " |")
+        print("|---|---|" + "---|" * len(chord_names))
+        for g in ["all"] + order:
+            sids = group_ids[g]
+            cells = ["%s / %s" % (pct(wcsr(n, sids, 0)), pct(wcsr(n, sids, 1)))
+                     for n in chord_names]
+            print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
+    kt_names = [n for n in names if any("key_time" in per[n][s] for s in ids)]
+    if kt_names:
+        print("\nKey over time (key_changes): share of the time in the labelled key\n")
+        print("| group | songs | " + " | ".join(NAMES[n] for n in kt_names) + " |")
+        print("|---|---|" + "---|" * len(kt_names))
+        for g in ["all"] + order:
+            sids = group_ids[g]
+            cells = []
+            for n in kt_names:
+                parts = [per[n][s].get("key_time", (0.0, 0.0)) for s in sids]
+                tot = sum(p[1] for p in parts)
+                cells.append(pct(sum(p[0] for p in parts) / tot if tot else None))
+            print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
     print("\nTempo and beats by group: Acc1 % / Acc2 % / beat F\n")
     print("| group | songs | " + " | ".join(NAMES[n] for n in names) + " |")
     print("|---|---|" + "---|" * len(names))

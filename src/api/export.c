@@ -1,6 +1,7 @@
 /* export.c - the exports: /export/stem/:id (one stem, named for the track),
  * /export/stems/:track_id (every stem of a separation as a ZIP streamed while it is built),
- * /export/analysis/:track_id (the latest analysis as JSON), and the library for DJ
+ * /export/analysis/:track_id (the latest analysis as JSON), /export/midi/:track_id (its
+ * beat grid, chords and sections as a Standard MIDI File), and the library for DJ
  * software (core/djexport.h): /export/rekordbox.xml, /export/traktor.nml and
  * /export/library.zip (the audio under the names the collections give, with both beside
  * it), each for the whole library or ?track_ids=a,b,... and with ?root=.
@@ -28,6 +29,7 @@
 #include "api/routes.h"
 #include "audio/nistems.h"
 #include "core/djexport.h"
+#include "core/midiexport.h"
 #include "util/proc.h"
 #include "util/err.h"
 #include "util/fs.h"
@@ -571,4 +573,47 @@ void api_export_analysis(struct http_ctx *ctx)
 	http_json(ctx, 200,
 	          json_pack("{s:s, s:s, s:s, s:o}", "track_id", t.id, "title", t.title, "artist",
 	                    t.artist, "analysis", analysis));
+}
+
+void api_export_midi(struct http_ctx *ctx)
+{
+	const char *track_id = http_param(ctx, "track_id");
+	struct db_track t;
+	if (!uuid_valid(track_id) || db_track_get(ctx->app->db, ctx->user.id, track_id, &t) != 0) {
+		api_not_found(ctx, "The track");
+		return;
+	}
+	char *text = NULL;
+	json_t *analysis = NULL;
+	if (db_analysis_latest(ctx->app->db, ctx->user.id, t.id, &text) != 0 ||
+	    !(analysis = json_loads(text, 0, NULL))) {
+		free(text);
+		http_error(ctx, 409, "conflict",
+		           "This track has no analysis yet; run POST /api/analysis/analyze (with the "
+		           "tempo feature, or all) first.");
+		return;
+	}
+	free(text);
+	unsigned char *smf = NULL;
+	size_t len = 0;
+	char err[300];
+	int rc = midi_from_analysis(analysis, t.title, &smf, &len, err, sizeof err);
+	json_decref(analysis);
+	if (rc) {
+		http_error(ctx, rc == SFA_ECONFLICT ? 409 : 500, rc == SFA_ECONFLICT ? "conflict" : "internal",
+		           err);
+		return;
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, smf, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(smf);
+		http_error(ctx, 500, "internal", "Out of memory.");
+		return;
+	}
+	MHD_add_response_header(r, "Content-Type", "audio/midi");
+	char name[1200];
+	api_export_name(&t, NULL, "mid", name, sizeof name);
+	api_attachment_name(ctx, name);
+	ctx->resp_override = r;
+	ctx->status = 200;
 }

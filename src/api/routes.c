@@ -60,6 +60,7 @@ static const struct route routes[] = {
 	{"GET", "/export/stem/:id", api_export_stem, R_FILES},
 	{"GET", "/export/stems/:track_id", api_export_stems, R_FILES},
 	{"GET", "/export/analysis/:track_id", api_export_analysis, R_FILES},
+	{"GET", "/export/midi/:track_id", api_export_midi, R_FILES},
 	{"GET", "/export/nistems/:track_id", api_export_nistems, R_FILES | R_HEAVY},
 	{"GET", "/export/rekordbox.xml", api_export_rekordbox, R_FILES},
 	{"GET", "/export/traktor.nml", api_export_traktor, R_FILES},

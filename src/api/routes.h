@@ -53,6 +53,7 @@ void api_processing_transform(struct http_ctx *ctx);
 void api_export_stem(struct http_ctx *ctx);
 void api_export_stems(struct http_ctx *ctx);
 void api_export_analysis(struct http_ctx *ctx);
+void api_export_midi(struct http_ctx *ctx);
 void api_export_nistems(struct http_ctx *ctx);
 void api_export_rekordbox(struct http_ctx *ctx);
 void api_export_traktor(struct http_ctx *ctx);

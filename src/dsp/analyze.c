@@ -31,7 +31,8 @@ static const struct {
 } FEATURES[] = {
 	{"tempo", DSP_FEAT_TEMPO}, {"key", DSP_FEAT_KEY},       {"energy", DSP_FEAT_ENERGY},
 	{"spectral", DSP_FEAT_SPECTRAL}, {"mfcc", DSP_FEAT_MFCC}, {"chroma", DSP_FEAT_CHROMA},
-	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"all", DSP_FEAT_ALL},
+	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"chords", DSP_FEAT_CHORDS},
+	{"key_changes", DSP_FEAT_KEY_CHANGES}, {"all", DSP_FEAT_ALL},
 };
 
 unsigned dsp_feature_bit(const char *name)
@@ -221,6 +222,31 @@ static void analyze_structure(struct work *w, struct dsp_result *r, int sections
 	r->n_sections = dsp_sections(w->db, r->rms, T, grid, ng, work, r->sections);
 }
 
+/* The chord timeline on the beats. Its memory is in both arenas' budgets for up to
+ * MAX_BEATS(T) beats; with more (never seen) the chords are taken without beats. */
+static void analyze_chords(struct work *w, struct dsp_result *r)
+{
+	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
+	void *work = ualloc(w->arena, dsp_chords_work_bytes(T, nb), 1);
+	if (!work || !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
+		return;
+	r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, work, r->chords);
+}
+
+/* The key changes on the beats; memory as for the chords. Too short a song has none. */
+static void analyze_key_changes(struct work *w, struct dsp_result *r)
+{
+	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
+	if (r->duration_s < DSP_MIN_TEMPO_KEY_SECONDS)
+		return;
+	void *work = ualloc(w->arena, dsp_key_changes_work_bytes(T, nb), 1);
+	if (!work || !(r->key_changes = ualloc(&r->mem, dsp_chords_cap(T, nb),
+	                                       sizeof(struct dsp_key_segment))))
+		return;
+	r->n_key_changes = dsp_key_changes(r->chroma, T, r->duration_s, r->beats, nb, work,
+	                                   r->key_changes);
+}
+
 static void analyze_key(struct dsp_result *r)
 {
 	size_t T = r->n_frames;
@@ -266,12 +292,15 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "Sample %zu is not a number between -1e6 and 1e6.", i);
 
-	/* sections stand on the beats and the level */
-	unsigned calc = feat & DSP_FEAT_SECTIONS ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY : feat;
+	/* sections, chords and key changes stand on the beats and the level */
+	unsigned calc = feat & (DSP_FEAT_SECTIONS | DSP_FEAT_CHORDS | DSP_FEAT_KEY_CHANGES)
+	                    ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY
+	                    : feat;
 	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
 	                         DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
 	int want_mel = (calc & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
-	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
+	int want_chroma =
+		(feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_CHORDS | DSP_FEAT_KEY_CHANGES)) != 0;
 	size_t T = dsp_n_frames(n);
 
 	struct dsp_result r;
@@ -290,6 +319,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	if (calc & DSP_FEAT_TEMPO)
 		res_bytes += MAX_BEATS(T) * sizeof(int) +
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
+	if (feat & DSP_FEAT_CHORDS)
+		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
+	if (feat & DSP_FEAT_KEY_CHANGES)
+		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_key_segment);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
 	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
@@ -302,7 +335,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	                         ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
 	                            dsp_sections_work_floats(MAX_GRID(T))) * sizeof(float) +
 	                               MAX_GRID(T) * sizeof(int)
-	                         : 0);
+	                         : 0) +
+	                    ((feat & DSP_FEAT_CHORDS) ? dsp_chords_work_bytes(T, MAX_BEATS(T)) : 0) +
+	                    ((feat & DSP_FEAT_KEY_CHANGES) ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
+	                                                   : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -401,6 +437,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 		}
 		if (feat & DSP_FEAT_KEY)
 			analyze_key(&r);
+		if (feat & DSP_FEAT_CHORDS)
+			analyze_chords(w, &r);
+		if (feat & DSP_FEAT_KEY_CHANGES)
+			analyze_key_changes(w, &r);
 	}
 
 	if (r.rms)

@@ -17,7 +17,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: sfa analyze FILE [--features "
-	      "tempo,key,energy,spectral,mfcc,chroma,loudness,sections|all]\n"
+	      "tempo,key,energy,spectral,mfcc,chroma,loudness,sections,chords,key_changes|all]\n"
 	      "                        [--frame-rate N] [--pretty]\n"
 	      "Prints the analysis of FILE as JSON: tempo, key, energy, spectral features,\n"
 	      "loudness (EBU R128), beats and duration, with MFCC and chroma pooled to N\n"

@@ -43,13 +43,15 @@ enum dsp_feature {
 	DSP_FEAT_CHROMA = 1u << 5,   /* features.chroma */
 	DSP_FEAT_LOUDNESS = 1u << 6, /* loudness (dsp_analyze_file only: it needs the file) */
 	DSP_FEAT_SECTIONS = 1u << 7, /* sections (with the tempo's beats and downbeats) */
-	DSP_FEAT_ALL = (1u << 8) - 1,
+	DSP_FEAT_CHORDS = 1u << 8,   /* chords (on the tempo's beats) */
+	DSP_FEAT_KEY_CHANGES = 1u << 9, /* key_changes (on the tempo's beats) */
+	DSP_FEAT_ALL = (1u << 10) - 1,
 };
 /* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it. */
 const char *dsp_pitch_name(int pc);
 
 /* The names dsp_feature_bit knows, for error messages. */
-#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness, sections or all"
+#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness, sections, chords, key_changes or all"
 
 /* EBU R128 / ITU-R BS.1770 loudness: integrated (LUFS; -inf for digital silence), loudness
  * range (LU) and true peak (dBTP; -inf for silence). */
@@ -67,6 +69,30 @@ struct dsp_section {
 	double level_db; /* its mean RMS level, dBFS */
 	double rise_db;  /* its second half's level minus its first half's */
 };
+
+/* A chord segment (chords.c): the chord that sounds from start_s to end_s. */
+enum dsp_chord_quality {
+	DSP_CHORD_MAJ, DSP_CHORD_MIN, DSP_CHORD_DOM7, DSP_CHORD_MAJ7, DSP_CHORD_MIN7,
+	DSP_CHORD_NONE = -1,
+};
+struct dsp_chord {
+	double start_s, end_s;
+	char label[8];      /* "C", "Am", "G7", "Fmaj7", "Em7" (sharps as dsp_pitch_name), "N" */
+	int root_pc;        /* 0 = C .. 11 = B; -1 for N */
+	int quality;        /* enum dsp_chord_quality */
+	double confidence;  /* 0..1: how clearly the chroma shows this chord, on average */
+};
+/* A stretch of the song in one key (chords.c): a change lasts at least 16 s. */
+struct dsp_key_segment {
+	double start_s, end_s;
+	int pc, minor;      /* 0 = C .. 11 = B */
+	char key_name[12];  /* "A minor" */
+	char camelot[4];    /* "8A" */
+};
+/* Reads a chord label as struct dsp_chord spells it: the number of its notes (3 or 4),
+ * with the root into *root_pc and the notes' semitones above the root into iv; 0 for "N";
+ * -1 for anything else (nothing written then). */
+int dsp_chord_parse(const char *label, int *root_pc, int iv[4]);
 
 #define DSP_SAMPLE_RATE_HZ 22050
 #define DSP_DEFAULT_FRAME_RATE 2.0
@@ -131,12 +157,17 @@ struct dsp_result {
 	struct dsp_loudness loudness; /* DSP_FEAT_LOUDNESS */
 	struct dsp_section *sections; /* DSP_FEAT_SECTIONS, in order */
 	size_t n_sections;
+	struct dsp_chord *chords;   /* DSP_FEAT_CHORDS: in order, covering 0 .. duration_s */
+	size_t n_chords;
+	struct dsp_key_segment *key_changes; /* DSP_FEAT_KEY_CHANGES: in order, covering the
+	                                        song; none when it has no key */
+	size_t n_key_changes;
 
 	struct arena mem;           /* owns every array above */
 };
 
 /* Bit for one feature name ("tempo", "key", "energy", "spectral", "mfcc", "chroma",
- * "loudness", "sections", "all"), or 0 for an unknown name. */
+ * "loudness", "sections", "chords", "key_changes", "all"), or 0 for an unknown name. */
 unsigned dsp_feature_bit(const char *name);
 
 /* Parses a comma-separated list of feature names ("tempo,key", blanks around names

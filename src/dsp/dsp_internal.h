@@ -260,4 +260,21 @@ size_t dsp_sections_cap(size_t n_downbeats);
 size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down, size_t nd,
                     float *work, struct dsp_section *out);
 
+/* ---- chords.c: the chord timeline ------------------------------------------------ */
+struct dsp_chord; /* dsp.h */
+/* Most segments dsp_chords writes for T frames and nb beats, and the work it needs. */
+size_t dsp_chords_cap(size_t T, size_t nb);
+size_t dsp_chords_work_bytes(size_t T, size_t nb);
+/* The chord segments of a song from its chroma (row-major, 12 x T, as dsp_result keeps
+ * it), its per-frame RMS (NULL: no silence test) and its beats (nb may be 0), into out;
+ * they cover 0 .. duration_s. work: dsp_chords_work_bytes, 8-byte aligned. */
+size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
+                  const int *beats, size_t nb, void *work, struct dsp_chord *out);
+/* The keys of the song's stretches (see chords.c), into out (at most dsp_chords_cap);
+ * 0 when the chroma has no key. work: dsp_key_changes_work_bytes. */
+struct dsp_key_segment; /* dsp.h */
+size_t dsp_key_changes_work_bytes(size_t T, size_t nb);
+size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
+                       size_t nb, void *work, struct dsp_key_segment *out);
+
 #endif

@@ -7,7 +7,11 @@
  *
  * Members appear only for requested features: tempo -> tempo, beats, downbeats (the beats
  * that start bars) and time_signature ("4/4", "3/4", null without bars); sections ->
- * sections ([{"start", "end", "bar", "label"}], seconds, bar numbers from 1); key -> key,
+ * sections ([{"start", "end", "bar", "label"}], seconds, bar numbers from 1); chords ->
+ * chords ([{"start", "end", "label", "confidence"}]: "C", "Am", "G7", "Fmaj7", "Em7" or
+ * "N", confidence 0..1; they cover the whole song); key_changes -> key_changes
+ * ([{"start", "end", "key", "camelot"}], the song's stretches in one key, each at least
+ * 16 s; one for a song that stays in its key, none without a key); key -> key,
  * key_confidence, camelot (all three null when there is no key); energy -> energy;
  * spectral -> spectral_centroid, spectral_rolloff, zero_crossing_rate (means) and
  * features.spectral_centroid/spectral_rolloff (Hz, one value per column, for plots over
@@ -124,6 +128,27 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 			bad |= json_array_append_new(
 				a, json_pack("{s:o, s:o, s:i, s:s}", "start", real(s->start_s), "end",
 			                 real(s->end_s), "bar", s->bar, "label", s->label));
+		}
+	}
+	if (!bad && (f & DSP_FEAT_CHORDS)) {
+		json_t *a = json_array();
+		bad |= set(o, "chords", a);
+		for (size_t i = 0; !bad && i < r->n_chords; i++) {
+			const struct dsp_chord *c = &r->chords[i];
+			bad |= json_array_append_new(
+				a, json_pack("{s:o, s:o, s:s, s:o}", "start", real(c->start_s), "end",
+			                 real(c->end_s), "label", c->label, "confidence",
+			                 real(round(c->confidence * 1000.0) / 1000.0)));
+		}
+	}
+	if (!bad && (f & DSP_FEAT_KEY_CHANGES)) {
+		json_t *a = json_array();
+		bad |= set(o, "key_changes", a);
+		for (size_t i = 0; !bad && i < r->n_key_changes; i++) {
+			const struct dsp_key_segment *k = &r->key_changes[i];
+			bad |= json_array_append_new(
+				a, json_pack("{s:o, s:o, s:s, s:s}", "start", real(k->start_s), "end",
+			                 real(k->end_s), "key", k->key_name, "camelot", k->camelot));
 		}
 	}
 	if (!bad && (f & DSP_FEAT_LOUDNESS)) {

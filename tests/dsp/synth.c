@@ -209,6 +209,14 @@ void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degree
 	}
 }
 
+void synth_chord(float *x, size_t n, int root_pc, const int *iv, int n_iv, double amp)
+{
+	int base = 60 + root_pc;
+	for (int j = 0; j < n_iv; j++)
+		add_note(x, n, 0, n, 440.0 * pow(2.0, (base + iv[j] - 69) / 12.0), amp * 0.3);
+	add_note(x, n, 0, n, 440.0 * pow(2.0, (base - 12 - 69) / 12.0), amp * 0.35);
+}
+
 void synth_tone(float *x, size_t n, double hz, double amp)
 {
 	for (size_t i = 0; i < n; i++)

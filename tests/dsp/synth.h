@@ -48,6 +48,9 @@ void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double am
  * note. In minor, degree 5 is a major triad (harmonic minor) when harmonic_v is set. */
 void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degrees,
                   int n_degrees, double chord_s, int harmonic_v, double amp);
+/* One chord over the whole buffer: notes root_pc + iv[k] in the octave from C4, with the
+ * root an octave below as its bass (add it at x + offset for a chord from offset on). */
+void synth_chord(float *x, size_t n, int root_pc, const int *iv, int n_iv, double amp);
 /* A sine. */
 void synth_tone(float *x, size_t n, double hz, double amp);
 /* Uniform white noise in [-amp, amp). */

@@ -517,6 +517,155 @@ static void downbeats_and_sections(void **state)
 	free(x);
 }
 
+/* A 120 BPM song, a chord a bar (2 s) over rock drums, twice through C, Am, Fmaj7, G7, Em,
+ * Dm7, then 2 s of silence: each bar reads as its chord, the silence as N, and the
+ * segments tile the song. The major and minor sevenths must read as sevenths; the G7 (its
+ * root doubled by the bass, the snare's body near G) may read G: the cost a seventh pays
+ * (chords.c) is set on the corpus, where a false seventh is the commoner error. */
+static void chords_of_a_progression(void **state)
+{
+	(void)state;
+	static const struct {
+		int root, n, iv[4];
+		const char *label;
+	} prog[] = {
+	    {0, 3, {0, 4, 7}, "C"},      {9, 3, {0, 3, 7}, "Am"},     {5, 4, {0, 4, 7, 11}, "Fmaj7"},
+	    {7, 4, {0, 4, 7, 10}, "G7"}, {4, 3, {0, 3, 7}, "Em"},     {2, 4, {0, 3, 7, 10}, "Dm7"},
+	};
+	const size_t bar = 2 * DSP_SAMPLE_RATE_HZ, n_bars = 12;
+	size_t n;
+	float *x = synth_alloc(2.0 * (double)n_bars + 2.0, &n);
+	assert_non_null(x);
+	synth_drums(x, n_bars * bar, 120, SYNTH_BACKBEAT, 0.3, 11);
+	for (size_t b = 0; b < n_bars; b++)
+		synth_chord(x + b * bar, bar, prog[b % 6].root, prog[b % 6].iv, prog[b % 6].n, 0.35);
+	struct dsp_options opt = {.features = DSP_FEAT_CHORDS};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	assert_true(r.n_beats > 30); /* chords ask for the beats */
+	printf("# chords:");
+	for (size_t i = 0; i < r.n_chords; i++)
+		printf(" %s@%.2f(%.2f)", r.chords[i].label, r.chords[i].start_s, r.chords[i].confidence);
+	printf("\n");
+	assert_true(r.n_chords >= 13 && r.n_chords <= 20);
+	assert_true(r.chords[0].start_s == 0.0);
+	assert_true(r.chords[r.n_chords - 1].end_s == r.duration_s);
+	for (size_t i = 0; i < r.n_chords; i++) {
+		assert_true(r.chords[i].end_s > r.chords[i].start_s);
+		assert_true(r.chords[i].confidence >= 0.0 && r.chords[i].confidence <= 1.0);
+		if (i)
+			assert_true(r.chords[i].start_s == r.chords[i - 1].end_s);
+	}
+	/* the middle 1.4 s of every bar is inside one chord with the bar's label */
+	for (size_t b = 0; b < n_bars; b++) {
+		double a = 2.0 * (double)b + 0.3, z = 2.0 * (double)b + 1.7;
+		size_t i = 0;
+		while (i < r.n_chords && r.chords[i].end_s <= a)
+			i++;
+		assert_true(i < r.n_chords);
+		int same = strcmp(r.chords[i].label, prog[b % 6].label) == 0 ||
+		           (strcmp(prog[b % 6].label, "G7") == 0 && strcmp(r.chords[i].label, "G") == 0);
+		if (!same || r.chords[i].end_s < z)
+			fail_msg("bar %zu reads %s from %.2f to %.2f, not %s", b + 1, r.chords[i].label,
+			         r.chords[i].start_s, r.chords[i].end_s, prog[b % 6].label);
+	}
+	const struct dsp_chord *last = &r.chords[r.n_chords - 1];
+	assert_string_equal(last->label, "N");
+	assert_true(last->start_s < 2.0 * (double)n_bars + 0.3);
+	/* JSON: the chords alone, beside the duration */
+	json_t *j;
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	assert_null(json_object_get(j, "tempo"));
+	json_t *c1 = json_array_get(json_object_get(j, "chords"), 1);
+	assert_string_equal(json_string_value(json_object_get(c1, "label")), r.chords[1].label);
+	assert_true(json_real_value(json_object_get(c1, "start")) == r.chords[1].start_s);
+	assert_non_null(json_object_get(c1, "confidence"));
+	json_decref(j);
+	dsp_result_free(&r);
+
+	/* without beats (no onsets at all: a chord held for 6 s) the segments are half-seconds */
+	float *y = synth_alloc(6.0, &n);
+	assert_non_null(y);
+	for (size_t i = 0; i < n; i++)
+		y[i] = (float)(0.3 * sin(2.0 * M_PI * 261.63 * (double)i / DSP_SAMPLE_RATE_HZ) +
+		               0.3 * sin(2.0 * M_PI * 311.13 * (double)i / DSP_SAMPLE_RATE_HZ) +
+		               0.3 * sin(2.0 * M_PI * 392.00 * (double)i / DSP_SAMPLE_RATE_HZ));
+	assert_int_equal(dsp_analyze(y, n, &opt, &r, err, sizeof err), 0);
+	assert_int_equal(r.n_chords, 1);
+	assert_string_equal(r.chords[0].label, "Cm");
+	dsp_result_free(&r);
+	free(y);
+	free(x);
+}
+
+/* 24 s of I-vi-IV-V in C major, then 24 s of the same in A major, over drums: two keys,
+ * changing within two seconds of 24 s; a song in one key has one stretch. */
+static void key_changes_of_a_modulation(void **state)
+{
+	(void)state;
+	static const int prog[4] = {1, 6, 4, 5};
+	size_t n, half = 24 * DSP_SAMPLE_RATE_HZ;
+	float *x = synth_alloc(48.0, &n);
+	assert_non_null(x);
+	synth_drums(x, n, 120, SYNTH_BACKBEAT, 0.3, 5);
+	synth_chords(x, half, 0, 0, prog, 4, 2.0, 0, 0.35);
+	synth_chords(x + half, n - half, 9, 0, prog, 4, 2.0, 0, 0.35);
+	struct dsp_options opt = {.features = DSP_FEAT_KEY_CHANGES};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	printf("# key changes:");
+	for (size_t i = 0; i < r.n_key_changes; i++)
+		printf(" %s@%.2f", r.key_changes[i].key_name, r.key_changes[i].start_s);
+	printf("\n");
+	assert_int_equal(r.n_key_changes, 2);
+	assert_string_equal(r.key_changes[0].key_name, "C major");
+	assert_string_equal(r.key_changes[1].key_name, "A major");
+	assert_string_equal(r.key_changes[1].camelot, "11B");
+	assert_true(r.key_changes[0].start_s == 0.0);
+	assert_true(fabs(r.key_changes[1].start_s - 24.0) < 2.0);
+	assert_true(r.key_changes[0].end_s == r.key_changes[1].start_s);
+	assert_true(r.key_changes[1].end_s == r.duration_s);
+	json_t *j;
+	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
+	json_t *k1 = json_array_get(json_object_get(j, "key_changes"), 1);
+	assert_string_equal(json_string_value(json_object_get(k1, "key")), "A major");
+	assert_true(json_real_value(json_object_get(k1, "start")) == r.key_changes[1].start_s);
+	json_decref(j);
+	dsp_result_free(&r);
+	/* the first half alone: one key throughout */
+	assert_int_equal(dsp_analyze(x, half, &opt, &r, err, sizeof err), 0);
+	assert_int_equal(r.n_key_changes, 1);
+	assert_string_equal(r.key_changes[0].key_name, "C major");
+	dsp_result_free(&r);
+	free(x);
+}
+
+static void chord_labels_parse(void **state)
+{
+	(void)state;
+	int root = -7, iv[4] = {0};
+	assert_int_equal(dsp_chord_parse("N", &root, iv), 0);
+	assert_int_equal(root, -7);
+	assert_int_equal(dsp_chord_parse("C", &root, iv), 3);
+	assert_int_equal(root, 0);
+	assert_int_equal(iv[1], 4);
+	assert_int_equal(dsp_chord_parse("C#m7", &root, iv), 4);
+	assert_int_equal(root, 1);
+	assert_int_equal(iv[1], 3);
+	assert_int_equal(iv[3], 10);
+	assert_int_equal(dsp_chord_parse("A#maj7", &root, iv), 4);
+	assert_int_equal(root, 10);
+	assert_int_equal(iv[3], 11);
+	assert_int_equal(dsp_chord_parse("G7", &root, iv), 4);
+	assert_int_equal(iv[3], 10);
+	static const char *const bad[] = {"", "H", "Cm9", "c", "C#mm", "Db", "N7", "#"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(dsp_chord_parse(bad[i], &root, iv), -1);
+	assert_int_equal(dsp_chord_parse(NULL, &root, iv), -1);
+}
+
 static float *make_song(double seconds, size_t *n)
 {
 	float *x = synth_alloc(seconds, n);
@@ -580,7 +729,8 @@ static void json_subset_and_pooling(void **state)
 	static const char *const keys[] = {"tempo", "key", "key_confidence", "camelot", "energy",
 	                                   "spectral_centroid", "spectral_rolloff",
 	                                   "zero_crossing_rate", "beats", "downbeats",
-	                                   "time_signature", "sections", "duration", "features"};
+	                                   "time_signature", "sections", "chords", "key_changes",
+	                                   "duration", "features"};
 	const char *k;
 	json_t *v;
 	size_t i = 0;
@@ -761,6 +911,9 @@ int main(void)
 		cmocka_unit_test(tempo_and_beats_of_a_pulse_train),
 		cmocka_unit_test(click_tempo_is_precise),
 		cmocka_unit_test(downbeats_and_sections),
+		cmocka_unit_test(chords_of_a_progression),
+		cmocka_unit_test(chord_labels_parse),
+		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(acf_and_refinement),
 		cmocka_unit_test(key_profiles_and_camelot),
 		cmocka_unit_test(feature_names),

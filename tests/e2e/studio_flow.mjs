@@ -1,6 +1,6 @@
 // The studio in a real browser (Debian's Chromium through playwright-core), as a new user
 // walks it: register, import (an audio file and a file that is not audio), sort the
-// library, open the track, analyse, separate with live progress in the Jobs region, play
+// library, open the track, analyse (the chord lane, the MIDI export), separate with live progress in the Jobs region, play
 // the stems in the mixer (the AudioContext runs; each stem's gain follows mute, solo and
 // volume; a loop marked from the keyboard), edit in the DAW (fade, offset, undo, redo),
 // reload (the mix is kept), export the mix (it equals the server's render of the manifest
@@ -144,6 +144,28 @@ try {
   await page.locator(".stat", { hasText: "True peak" }).locator("b", { hasText: "dBTP" }).waitFor();
   await page.locator(".stat", { hasText: "Time signature" }).locator("b", { hasText: /^[34]\/4$/ }).waitFor();
   await page.getByText("No sections: the song is too short").waitFor(); // 6 s: three bars
+  // The chord lane shows the analysis's chords in order; the MIDI link gives a format-1 SMF.
+  const lane = page.getByRole("list", { name: "Chords over time" });
+  await lane.waitFor();
+  const analysed = (await (await page.request.get(`${base}/export/analysis/${page.url().split("/").pop()}`)).json()).analysis;
+  if (!analysed.chords?.length) fail(`the analysis has no chords: ${JSON.stringify(analysed.chords)}`);
+  const laneLabels = await lane.locator("li .chord").allTextContents();
+  if (JSON.stringify(laneLabels) !== JSON.stringify(analysed.chords.map((c) => c.label)))
+    fail(`the chord lane shows ${JSON.stringify(laneLabels)}, the analysis ${JSON.stringify(analysed.chords.map((c) => c.label))}`);
+  const midiHref = await page.getByRole("link", { name: /chords and sections \(MIDI\)/ }).getAttribute("href");
+  const midi = await page.request.get(`${base}${midiHref}`);
+  const smf = await midi.body();
+  if (midi.status() !== 200 || smf.subarray(0, 4).toString("latin1") !== "MThd" || smf.readUInt16BE(8) !== 1 || smf.readUInt16BE(10) !== 2)
+    fail(`the MIDI export: ${midi.status()}, ${smf.subarray(0, 14).toString("hex")}`);
+  seen.chords = laneLabels;
+  // Key changes: the stretches in one key, or the one key throughout.
+  if (!analysed.key_changes) fail("the analysis has no key_changes");
+  if (analysed.key_changes.length > 1) {
+    const shown = await page.getByRole("heading", { name: "Key changes" }).locator("xpath=..").locator("li strong").allTextContents();
+    if (JSON.stringify(shown) !== JSON.stringify(analysed.key_changes.map((k) => k.key))) fail(`key changes shown ${JSON.stringify(shown)}`);
+  } else {
+    await page.getByText(analysed.key_changes.length ? `One key throughout: ${analysed.key_changes[0].key}.` : "No key changes: no key was found.").waitFor();
+  }
 
   await page.getByLabel("Model", { exact: true }).selectOption("htdemucs");
   await page.getByLabel("Engine", { exact: true }).selectOption("local");
