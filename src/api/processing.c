@@ -6,7 +6,9 @@
  * The request is checked completely before a job is queued: the track is the caller's
  * and has audio, the model and engine are known, and for the local engine the model's
  * weight files are installed (else 422 model_not_installed with the command that
- * installs them). The work itself is the "processing" job (jobs/job_processing.c).
+ * installs them). The work itself is the "processing" job (jobs/job_processing.c), or with
+ * engine "lalalai" the "lalalai" job (jobs/job_lalalai.c), which clients also see as
+ * "processing".
  */
 #include <limits.h>
 #include <sodium.h>
@@ -21,6 +23,7 @@
 #include "core/library.h"
 #include "core/jobs.h"
 #include "jobs/jobs.h"
+#include "jobs/registry.h"
 #include "nn/bag.h"
 #include "nn/catalog.h"
 #include "util/err.h"
@@ -128,7 +131,8 @@ static const char *known(const char *v, const char *const *set)
 }
 
 /* engine "lalalai": no model files needed, only a key (the user's or the server's). The
- * payload carries the idempotency key of the job's one lal.ai split (jobs/job_lalalai.c). */
+ * job is of type "lalalai", with slots of its own, shown as "processing" (jobs/registry.h);
+ * its payload carries the idempotency key of its one lal.ai split (jobs/job_lalalai.c). */
 static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, const char *model,
                              const char *format)
 {
@@ -143,7 +147,7 @@ static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, con
 	char idem[UUID_STR_LEN];
 	uuid_v4(idem);
 	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->user.id, t->id, "processing",
+	if (job_enqueue(ctx->app->db, ctx->user.id, t->id, "lalalai",
 	                json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
 	                          "output_format", format, "idempotency_key", idem),
 	                &j) != 0) {
@@ -333,7 +337,7 @@ void api_processing_job(struct http_ctx *ctx)
 	const char *id = http_param(ctx, "id");
 	struct db_job j;
 	if (!uuid_valid(id) || db_job_get(ctx->app->db, ctx->user.id, id, &j) != 0 ||
-	    strcmp(j.type, "processing") != 0) {
+	    strcmp(job_type_shown(j.type), "processing") != 0) {
 		api_not_found(ctx, "The processing job");
 		return;
 	}

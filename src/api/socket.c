@@ -24,6 +24,7 @@
 #include "http/websocket.h"
 #include "http/ws_conn.h"
 #include "jobs/bus.h"
+#include "jobs/registry.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -270,6 +271,26 @@ static void reply_error(struct phx_session *s, json_t *join_ref, json_t *ref, co
 	reply(s, join_ref, ref, topic, "error", json_pack("{s:s}", "reason", reason));
 }
 
+/* The payload as clients may see it: the scheduler's job:completed and job:failed name
+ * the job's stored type, which for a "lalalai" job is not the contract's; it is shown as
+ * "processing" (jobs/registry.h, job_type_shown). A new string the caller frees, or NULL
+ * when payload is right as it is. Only those two events carry job_type, and they are rare,
+ * so the parse costs nothing next to progress events. */
+static char *shown_payload(const char *payload)
+{
+	if (!strstr(payload, "\"job_type\""))
+		return NULL;
+	json_error_t je;
+	json_t *o = json_loads(payload, 0, &je);
+	const char *type = json_string_value(json_object_get(o, "job_type"));
+	char *text = NULL;
+	if (type && strcmp(job_type_shown(type), type) != 0 &&
+	    json_object_set_new(o, "job_type", json_string(job_type_shown(type))) == 0)
+		text = json_encode(o);
+	json_decref(o);
+	return text;
+}
+
 /* A bus delivery, on the publisher's thread: queue the push and return. */
 static void deliver(void *arg, const char *topic, const char *event, const char *payload_json)
 {
@@ -282,12 +303,16 @@ static void deliver(void *arg, const char *topic, const char *event, const char 
 	struct buf b;
 	buf_init(&b, WS_QUEUE_MAX_BYTES);
 	const char *payload = payload_json && *payload_json ? payload_json : "{}";
+	char *shown = shown_payload(payload);
+	if (shown)
+		payload = shown;
 	if (buf_append(&b, ch->prefix, ch->n_prefix) == 0 && buf_puts(&b, ev_text) == 0 &&
 	    buf_puts(&b, ",") == 0 && buf_puts(&b, payload) == 0 && buf_puts(&b, "]") == 0)
 		ch->s->tr.send_text(ch->s->tr.arg, b.data, b.len);
 	else
 		log_warn("socket: a %s event on %s was too large to push", event, topic);
 	buf_free(&b);
+	free(shown);
 	free(ev_text);
 }
 

@@ -42,6 +42,7 @@ struct config {
 	int jobs_download;   /* concurrency per job type */
 	int jobs_processing;
 	int jobs_analysis;
+	int jobs_lalalai;    /* lal.ai separations: they mostly wait on the network */
 	int job_retry_base_s;  /* first retry delay; doubles each attempt */
 	int job_timeout_s;     /* 0: the type's default */
 	int job_memory_mb;     /* address-space limit of a job process */
