@@ -514,10 +514,8 @@ fail:
 
 void nn_hdemucs_free(struct nn_hdemucs *m)
 {
-	if (!m)
-		return;
-	nn_stft_free(m->stft);
-	nn_ckpt_free(&m->ckpt);
+	if (m)
+		nn_net_release(&m->ckpt, m->stft);
 	free(m);
 }
 
@@ -812,10 +810,9 @@ static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, in
 		conv_norm_glu(ws, &r, 0, NULL, NULL, y, ho, w, plane, y, ho, w, plane);
 	} else {
 		size_t mark = nn_ws_mark(ws);
-		float *copy = nn_ws_floats(ws, (size_t)l->chout * plane);
+		float *copy = nn_ws_copy(ws, y, (size_t)l->chout * plane);
 		if (!copy)
 			return;
-		memcpy(copy, y, (size_t)l->chout * plane * sizeof *copy);
 		conv_norm_glu(ws, &r, l->groups, l->n2w, l->n2b, copy, ho, w, plane, y, ho, w, plane);
 		nn_ws_release(ws, mark);
 	}

@@ -475,10 +475,8 @@ fail:
 
 void nn_htdemucs_free(struct nn_htdemucs *m)
 {
-	if (!m)
-		return;
-	nn_stft_free(m->stft);
-	nn_ckpt_free(&m->ckpt);
+	if (m)
+		nn_net_release(&m->ckpt, m->stft);
 	free(m);
 }
 
@@ -556,10 +554,9 @@ static void encoder_run(struct nn_ws *ws, const struct layer_w *l, int freq, con
 		conv_glu(ws, &r, y, ho, wo, plane, y, ho, wo, plane);
 	} else {
 		size_t mark = nn_ws_mark(ws);
-		float *copy = nn_ws_floats(ws, (size_t)l->chout * plane);
+		float *copy = nn_ws_copy(ws, y, (size_t)l->chout * plane);
 		if (!copy)
 			return;
-		memcpy(copy, y, (size_t)l->chout * plane * sizeof *copy);
 		conv_glu(ws, &r, copy, ho, wo, plane, y, ho, wo, plane);
 		nn_ws_release(ws, mark);
 	}

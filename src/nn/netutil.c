@@ -182,3 +182,9 @@ int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info,
 	memset(ckpt, 0, sizeof *ckpt);
 	return 0;
 }
+
+void nn_net_release(struct nn_ckpt *weights, struct nn_stft *stft)
+{
+	nn_stft_free(stft);
+	nn_ckpt_free(weights);
+}

@@ -55,6 +55,8 @@ int nn_net_read_segment(const struct nn_ckpt *c, struct nn_htdemucs_info *info, 
  * *dst with nn_ckpt_free). On failure nothing is taken. */
 int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info,
                 struct nn_ckpt *dst, struct nn_stft **stft, char *err, size_t n_err);
+/* Frees what nn_net_take gave the network. */
+void nn_net_release(struct nn_ckpt *weights, struct nn_stft *stft);
 
 /* Runs call (an int expression); when it is not 0, stores it in rc and jumps to label:
  * a builder reads its kwargs in a row and cleans up once. */
