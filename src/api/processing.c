@@ -130,6 +130,24 @@ static const char *known(const char *v, const char *const *set)
 	return NULL;
 }
 
+/* Queues a separation job of type (payload consumed) and answers 201 with its Location and
+ * the reference's fields, plus engine when not NULL. */
+static void enqueue_separation(struct http_ctx *ctx, const char *track_id, const char *type,
+                               json_t *payload, const char *model, const char *engine)
+{
+	struct db_job j;
+	if (job_enqueue(ctx->app->db, ctx->user.id, track_id, type, payload, &j) != 0) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201,
+	          json_pack("{s:s, s:s, s:s, s:s*, s:s}", "job_id", j.id, "track_id", track_id,
+	                    "model", model, "engine", engine, "status", "queued"));
+}
+
 /* engine "lalalai": no model files needed, only a key (the user's or the server's). The
  * job is of type "lalalai", with slots of its own, shown as "processing" (jobs/registry.h);
  * its payload carries the idempotency key of its one lal.ai split (jobs/job_lalalai.c). */
@@ -146,20 +164,10 @@ static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, con
 	}
 	char idem[UUID_STR_LEN];
 	uuid_v4(idem);
-	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->user.id, t->id, "lalalai",
-	                json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
-	                          "output_format", format, "idempotency_key", idem),
-	                &j) != 0) {
-		api_db_error(ctx);
-		return;
-	}
-	char loc[96];
-	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
-	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201,
-	          json_pack("{s:s, s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t->id, "model",
-	                    model, "engine", "lalalai", "status", "queued"));
+	enqueue_separation(ctx, t->id, "lalalai",
+	                   json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
+	                             "output_format", format, "idempotency_key", idem),
+	                   model, "lalalai");
 }
 
 void api_processing_separate(struct http_ctx *ctx)
@@ -243,21 +251,11 @@ void api_processing_separate(struct http_ctx *ctx)
 		http_error(ctx, 422, "model_not_installed", msg);
 		return;
 	}
-	struct db_job j;
 	json_t *payload = json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
 	                            "output_format", values[2]);
 	if (two[0])
 		json_object_set_new(payload, "two_stems", json_string(two));
-	if (job_enqueue(ctx->app->db, ctx->user.id, t.id, "processing", payload, &j) != 0) {
-		api_db_error(ctx);
-		return;
-	}
-	char loc[96];
-	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
-	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201,
-	          json_pack("{s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "model",
-	                    values[0], "status", "queued"));
+	enqueue_separation(ctx, t.id, "processing", payload, values[0], NULL);
 }
 
 /* A number field of body in [lo, hi] into *out (unchanged when absent); a detail when not. */

@@ -87,6 +87,17 @@ static atomic_int g_idle_ms = WS_IDLE_MS;
 static atomic_int g_close_wait_ms = WS_CLOSE_WAIT_MS;
 static atomic_size_t g_queue_max = WS_QUEUE_MAX_BYTES;
 
+/* Takes c out of the registry's list; the caller holds g_reg_mu. */
+static void unlink_locked(struct ws_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		g_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+}
+
 static void conn_free(struct ws_conn *c)
 {
 	if (c->efd >= 0)
@@ -391,12 +402,7 @@ static void *conn_main(void *arg)
 	if (c->h->on_close)
 		c->h->on_close(c->arg);
 	pthread_mutex_lock(&g_reg_mu);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		g_conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	unlink_locked(c);
 	pthread_mutex_unlock(&g_reg_mu);
 	if (c->urh)
 		MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -443,12 +449,7 @@ static int start(struct ws_conn *c, bool from_upgrade)
 		return 0;
 	log_error("websocket: cannot start a connection thread: %s", strerror(e));
 	pthread_mutex_lock(&g_reg_mu);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		g_conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	unlink_locked(c);
 	g_n_running--;
 	pthread_mutex_unlock(&g_reg_mu);
 	return SFA_EIO;
