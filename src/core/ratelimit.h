@@ -35,6 +35,7 @@ void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
 
 struct ratelimit;
 
+/* NULL when out of memory; the owner frees it with ratelimit_free. */
 struct ratelimit *ratelimit_new(size_t max_keys, int window_s);
 void ratelimit_free(struct ratelimit *rl);
 void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,

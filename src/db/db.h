@@ -68,7 +68,7 @@ enum { DB_POOL_DEFAULT = 16 };
 /* Opens the database and applies pending migrations. target is a SQLite file (created
  * when missing) or a postgresql:// (postgres://) URL; n_pool is the most PostgreSQL
  * connections open at once (<= 0: DB_POOL_DEFAULT; SQLite has one). err is a sentence for
- * the user, naming a URL without its password. */
+ * the user, naming a URL without its password. *out is the caller's: db_close frees it. */
 int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n_err);
 void db_close(struct db *db);
 /* A cheap query proving the database answers; err says why not. */

@@ -45,7 +45,8 @@ enum dsp_feature {
 	DSP_FEAT_SECTIONS = 1u << 7, /* sections (with the tempo's beats and downbeats) */
 	DSP_FEAT_ALL = (1u << 8) - 1,
 };
-/* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it. */
+/* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it; a
+ * static string. */
 const char *dsp_pitch_name(int pc);
 
 /* The names dsp_feature_bit knows, for error messages. */

@@ -86,7 +86,8 @@ struct http_ctx {
 	void *on_done_arg;
 };
 
-/* Request accessors. */
+/* Request accessors: the value, or NULL when absent. The strings belong to the request
+ * (its arena or libmicrohttpd's connection) and are valid until it ends. */
 const char *http_req_header(struct http_ctx *ctx, const char *name);
 const char *http_query(struct http_ctx *ctx, const char *name);
 const char *http_cookie(struct http_ctx *ctx, const char *name);

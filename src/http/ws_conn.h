@@ -55,7 +55,9 @@ struct ws_handler {
 };
 
 /* A connection not yet started. h must outlive it; arg may be set later with
- * ws_conn_set_arg (before ws_conn_accept). Returns NULL when out of memory. */
+ * ws_conn_set_arg (before ws_conn_accept). Returns NULL when out of memory. The caller
+ * hands it to ws_conn_accept or ws_conn_start_fd, which take it (it is freed when it
+ * ends), or frees it with ws_conn_discard. */
 struct ws_conn *ws_conn_new(const struct ws_handler *h, void *arg);
 void ws_conn_set_arg(struct ws_conn *c, void *arg);
 /* Discards a connection that was never accepted nor started; calls on_close. */

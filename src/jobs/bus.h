@@ -15,7 +15,8 @@ typedef void (*bus_deliver_fn)(void *arg, const char *topic, const char *event,
 
 struct bus_sub;
 
-/* Subscribes fn(arg, ...) to topic. Returns NULL when out of memory. */
+/* Subscribes fn(arg, ...) to topic. Returns NULL when out of memory; the subscription is
+ * freed by bus_unsubscribe. */
 struct bus_sub *bus_subscribe(const char *topic, bus_deliver_fn fn, void *arg);
 /* After this returns, fn is never called again for this subscription. NULL is a no-op. */
 void bus_unsubscribe(struct bus_sub *sub);

@@ -32,7 +32,7 @@ struct job_type {
 extern const struct job_type job_types[];
 extern const int job_types_n;
 
-/* The type named name, or NULL. */
+/* The type named name (a row of the static table), or NULL. */
 const struct job_type *job_type_find(const char *name);
 /* The type clients see for a job of stored type name (name itself when it is shown as
  * itself or unknown). Static storage or name: nothing to free. */

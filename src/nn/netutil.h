@@ -28,8 +28,8 @@ struct nn_binder {
 	int rc;
 };
 
-/* Returns the data of tensor `name` if its shape is exactly dims[0..nd), else NULL (and
- * records the first error). */
+/* Returns the data of tensor `name` (owned by the checkpoint) if its shape is exactly
+ * dims[0..nd), else NULL (and records the first error). */
 const float *nn_bindv(struct nn_binder *bd, const char *name, int nd, const long *dims);
 
 #define NN_BIND(bd, name, ...)                                                            \
