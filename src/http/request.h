@@ -41,6 +41,7 @@ struct http_ctx {
 	struct MHD_Connection *conn;
 	int64_t t0_ms;
 	struct http_ctx *live_prev, *live_next; /* the server's list of requests in flight */
+	struct ws_registry *ws_registry; /* the server's WebSocket connections (ws_conn.h) */
 	_Atomic int phase; /* HTTP_PHASE_*: what the request is waiting for */
 	bool deadline_hit; /* the reaper closed it (under the server's live-list lock) */
 

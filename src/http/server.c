@@ -46,6 +46,7 @@ struct server {
 	pthread_t reaper;
 	bool reaping;
 	atomic_bool reaper_stop;
+	struct ws_registry *ws; /* its WebSocket connections */
 };
 
 struct framing {
@@ -207,6 +208,7 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	if (!ctx)
 		return NULL;
 	ctx->t0_ms = time_mono_ms();
+	ctx->ws_registry = s->ws;
 	live_add(s, ctx);
 	arena_init(&ctx->arena, HTTP_ARENA_MAX_BYTES);
 	buf_init(&ctx->body, HTTP_BODY_MAX_BYTES);
@@ -516,11 +518,16 @@ int server_start(const struct server_opts *o, struct server **out, char *err, si
 	if (!s)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the HTTP server.");
 	s->o = *o;
+	if (!(s->ws = ws_registry_new())) {
+		free(s);
+		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the HTTP server.");
+	}
 	pthread_mutex_init(&s->live_mu, NULL);
 	int fd = -1;
 	int rc = listen_socket(o->bind, o->port, &fd, &s->port, err, n_err);
 	if (rc) {
 		pthread_mutex_destroy(&s->live_mu);
+		ws_registry_free(s->ws);
 		free(s);
 		return rc;
 	}
@@ -538,6 +545,7 @@ int server_start(const struct server_opts *o, struct server **out, char *err, si
 	if (!s->d) {
 		close(fd);
 		pthread_mutex_destroy(&s->live_mu);
+		ws_registry_free(s->ws);
 		free(s);
 		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
 	}
@@ -565,7 +573,7 @@ void server_stop(struct server *s)
 		close(lfd);
 	/* Upgraded connections count as in flight until their socket is handed back, and
 	 * libmicrohttpd cannot stop while one is open: close them first (1001). */
-	ws_conn_shutdown_all(WS_CLOSE_WAIT_MS + 1000);
+	int ws_left = ws_registry_shutdown(s->ws, WS_CLOSE_WAIT_MS + 1000);
 	int64_t deadline = time_mono_ms() + (int64_t)o->grace_s * 1000;
 	while (atomic_load(&s->in_flight) > 0 && time_mono_ms() < deadline) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
@@ -589,6 +597,8 @@ void server_stop(struct server *s)
 	if (left > 0)
 		return; /* stuck_exit still reads s; the process ends within STUCK_EXIT_MS */
 	pthread_mutex_destroy(&s->live_mu);
+	if (ws_left == 0)
+		ws_registry_free(s->ws); /* else connections still refer to it: left for the exit */
 	free(s);
 }
 

@@ -16,9 +16,8 @@
  *
  * Threading: dispatch runs on libmicrohttpd's worker threads, concurrently; the app it
  * gets must be thread-safe. server_start and server_stop are called by the thread that
- * owns the server (once each); server_port and server_in_flight from any thread. The
- * WebSocket connections are still one registry per process (ws_conn.h): stopping any
- * server closes them all.
+ * owns the server (once each); server_port and server_in_flight from any thread. Each
+ * server has its own registry of WebSocket connections (ws_conn.h), closed by its stop.
  */
 #ifndef SFA_HTTP_SERVER_H
 #define SFA_HTTP_SERVER_H

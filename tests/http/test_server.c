@@ -1,5 +1,6 @@
 /* test_server.c - the HTTP server is a value: two run in one process, each with its own
- * requests in flight, and stopping one leaves the other serving. */
+ * requests in flight and WebSocket connections, and stopping one leaves the other serving
+ * both. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 
 #include "http/request.h"
 #include "http/server.h"
+#include "http/ws_conn.h"
 
 /* What a server's dispatch answers, and a gate that holds its /hold requests until the
  * test opens it. */
@@ -28,9 +30,28 @@ struct tag {
 	bool open;
 };
 
+static void ws_message(void *arg, struct ws_conn *c, bool is_text, const uint8_t *data, size_t n)
+{
+	(void)arg, (void)c, (void)is_text, (void)data, (void)n;
+}
+
+static void ws_closed(void *arg) { (void)arg; }
+
+static const struct ws_handler ws_handler = {.on_message = ws_message, .on_close = ws_closed};
+
 static void dispatch(struct http_ctx *ctx)
 {
 	struct tag *t = (struct tag *)(void *)ctx->app;
+	if (strcmp(ctx->path, "/ws") == 0) {
+		if (ws_conn_check_request(ctx) == 0) {
+			struct ws_conn *c = ws_conn_new(&ws_handler, NULL);
+			if (c)
+				ws_conn_accept(ctx, c, NULL);
+			else
+				http_error(ctx, 500, "internal", "out of memory");
+		}
+		return;
+	}
 	if (strcmp(ctx->path, "/hold") == 0) {
 		pthread_mutex_lock(&t->mu);
 		t->n_held++;
@@ -96,6 +117,34 @@ static int get(int port, const char *path, char *body, size_t n_body)
 	return status;
 }
 
+/* Opens a WebSocket on 127.0.0.1:port/ws; returns the socket, with the answer's status in
+ * *status (101 when it was accepted). The caller closes the socket. */
+static int ws_open(int port, int *status)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	static const char req[] = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+	                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+	                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+	assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+	char head[1024];
+	size_t len = 0;
+	ssize_t r;
+	while (len < sizeof head - 1 && (r = read(fd, head + len, 1)) == 1) {
+		len++;
+		head[len] = '\0';
+		if (len >= 4 && strcmp(head + len - 4, "\r\n\r\n") == 0)
+			break;
+	}
+	head[len] = '\0';
+	*status = 0;
+	assert_int_equal(sscanf(head, "HTTP/1.1 %d", status), 1);
+	return fd;
+}
+
 struct held_get {
 	int port;
 	int status;
@@ -115,6 +164,7 @@ static void two_servers_in_one_process(void **state)
 	struct tag ta, tb;
 	tag_init(&ta, "A");
 	tag_init(&tb, "B");
+	ws_conn_set_limits(0, 200, 0); /* a stop waits 200 ms, not 2 s, for our close frame */
 	struct server *a = start(&ta), *b = start(&tb);
 	assert_int_not_equal(server_port(a), server_port(b));
 
@@ -135,9 +185,23 @@ static void two_servers_in_one_process(void **state)
 	assert_string_equal(body, "B");
 	assert_int_equal(server_in_flight(a), 1);
 
+	/* Each has its own WebSocket connections: stopping B closes B's (its socket then reads
+	 * B's close frame and the end) and leaves A taking new ones. */
+	int st;
+	int wb = ws_open(server_port(b), &st);
+	assert_int_equal(st, 101);
+
 	/* Stopping B leaves A's request running and A serving. */
 	server_stop(b);
 	assert_int_equal(server_in_flight(a), 1);
+	uint8_t frame[64];
+	ssize_t nf = read(wb, frame, sizeof frame);
+	assert_true(nf >= 4);
+	assert_int_equal(frame[0], 0x88); /* close */
+	assert_int_equal((frame[2] << 8) | frame[3], 1001);
+	close(wb);
+	int wa = ws_open(server_port(a), &st);
+	assert_int_equal(st, 101);
 	pthread_mutex_lock(&ta.mu);
 	ta.open = true;
 	pthread_cond_broadcast(&ta.cv);
@@ -148,6 +212,10 @@ static void two_servers_in_one_process(void **state)
 	assert_int_equal(get(server_port(a), "/", body, sizeof body), 200);
 	assert_string_equal(body, "A");
 	server_stop(a);
+	nf = read(wa, frame, sizeof frame);
+	assert_true(nf >= 4);
+	assert_int_equal(frame[0], 0x88);
+	close(wa);
 	tag_destroy(&ta);
 	tag_destroy(&tb);
 }
