@@ -7,6 +7,7 @@
 
 #include "core/csrf.h"
 #include "http/multipart.h"
+#include "jobs/registry.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/str.h"
@@ -212,8 +213,10 @@ json_t *api_stem_json(const struct db_stem *s)
 
 json_t *api_job_json(const struct db_job *j)
 {
+	/* The type clients know: a "lalalai" job is shown as "processing" (jobs/registry.h). */
 	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}", "id",
-	                      j->id, "type", j->type, "track_id", j->track_id[0] ? j->track_id : NULL,
+	                      j->id, "type", job_type_shown(j->type), "track_id",
+	                      j->track_id[0] ? j->track_id : NULL,
 	                      "status", j->status, "progress", j->progress, "message",
 	                      j->message[0] ? j->message : NULL, "error",
 	                      j->error[0] && strcmp(j->status, "completed") != 0 ? j->error : NULL,

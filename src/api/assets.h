@@ -23,8 +23,8 @@ struct web_asset {
 extern const struct web_asset web_assets[];
 extern const size_t web_assets_n;
 
-/* The hashed URL of an embedded file ("app.css" -> "/assets/app-<hash>.css"); NULL when
- * there is no such file. */
+/* The hashed URL of an embedded file ("app.css" -> "/assets/app-<hash>.css"), in static
+ * storage (nothing to free); NULL when there is no such file. */
 const char *web_asset_url(const char *name);
 
 #endif

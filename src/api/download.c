@@ -68,13 +68,9 @@ void api_download_track(struct http_ctx *ctx)
 		}
 		quality = q;
 	}
-	const char *url = api_spotify_url_field(ctx, body);
 	struct api_spotify_fetched f = {0};
-	if (!url || !api_spotify_fetch_into_library(ctx, url, &f)) {
-		json_decref(body);
+	if (!api_spotify_fetch_body(ctx, body, &f))
 		return;
-	}
-	json_decref(body);
 	const struct spotify_result *r = f.result;
 	if (r->kind == SPOTIFY_TRACK && r->n_tracks == 1) {
 		struct db_job j;

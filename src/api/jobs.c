@@ -40,11 +40,16 @@ void api_jobs_list(struct http_ctx *ctx)
 		json_object_set_new(details, "status",
 		                    json_pack("[s]", "must be one of queued, running, downloading, "
 		                                     "processing, analyzing, completed, failed"));
-	if (type && !job_type_find(type)) {
+	/* ?type names a type as clients see it; it selects every stored type shown so
+	 * ("processing": local and lal.ai separations). */
+	const char *types[DB_JOB_TYPES_MAX + 1];
+	if (type && job_types_shown_as(type, types, DB_JOB_TYPES_MAX + 1) == 0) {
 		char msg[160] = "must be one of";
+		int n_shown = 0;
 		for (int i = 0; i < job_types_n; i++)
-			snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s", i ? "," : "",
-			         job_types[i].name);
+			if (!job_types[i].shown_as)
+				snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s",
+				         n_shown++ ? "," : "", job_types[i].name);
 		json_object_set_new(details, "type", json_pack("[s]", msg));
 	}
 	if (track_id && !uuid_valid(track_id))
@@ -57,8 +62,8 @@ void api_jobs_list(struct http_ctx *ctx)
 	struct db_job *jobs;
 	size_t n;
 	int64_t total = 0;
-	if (db_job_list(ctx->app->db, ctx->user.id, status, type, track_id, p.offset, p.page_size,
-	                &ctx->arena, &jobs, &n, &total)) {
+	if (db_job_list(ctx->app->db, ctx->user.id, status, type ? types : NULL, track_id, p.offset,
+	                p.page_size, &ctx->arena, &jobs, &n, &total)) {
 		api_db_error(ctx);
 		return;
 	}

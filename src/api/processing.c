@@ -6,7 +6,9 @@
  * The request is checked completely before a job is queued: the track is the caller's
  * and has audio, the model and engine are known, and for the local engine the model's
  * weight files are installed (else 422 model_not_installed with the command that
- * installs them). The work itself is the "processing" job (jobs/job_processing.c).
+ * installs them). The work itself is the "processing" job (jobs/job_processing.c), or with
+ * engine "lalalai" the "lalalai" job (jobs/job_lalalai.c), which clients also see as
+ * "processing".
  */
 #include <limits.h>
 #include <sodium.h>
@@ -21,6 +23,7 @@
 #include "core/library.h"
 #include "core/jobs.h"
 #include "jobs/jobs.h"
+#include "jobs/registry.h"
 #include "nn/bag.h"
 #include "nn/catalog.h"
 #include "util/err.h"
@@ -127,8 +130,28 @@ static const char *known(const char *v, const char *const *set)
 	return NULL;
 }
 
+/* Queues a separation job of type (payload consumed) and answers 201 with its Location and
+ * the reference's fields, plus engine when not NULL. */
+static void enqueue_separation(struct http_ctx *ctx, const char *track_id, const char *type,
+                               json_t *payload, const char *model, const char *engine)
+{
+	struct db_job j;
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, track_id, type, payload,
+	                &j) != 0) {
+		api_db_error(ctx);
+		return;
+	}
+	char loc[96];
+	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
+	http_set_header(ctx, "Location", loc);
+	http_data(ctx, 201,
+	          json_pack("{s:s, s:s, s:s, s:s*, s:s}", "job_id", j.id, "track_id", track_id,
+	                    "model", model, "engine", engine, "status", "queued"));
+}
+
 /* engine "lalalai": no model files needed, only a key (the user's or the server's). The
- * payload carries the idempotency key of the job's one lal.ai split (jobs/job_lalalai.c). */
+ * job is of type "lalalai", with slots of its own, shown as "processing" (jobs/registry.h);
+ * its payload carries the idempotency key of its one lal.ai split (jobs/job_lalalai.c). */
 static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, const char *model,
                              const char *format)
 {
@@ -142,20 +165,10 @@ static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, con
 	}
 	char idem[UUID_STR_LEN];
 	uuid_v4(idem);
-	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, t->id, "processing",
-	                json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
-	                          "output_format", format, "idempotency_key", idem),
-	                &j) != 0) {
-		api_db_error(ctx);
-		return;
-	}
-	char loc[96];
-	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
-	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201,
-	          json_pack("{s:s, s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t->id, "model",
-	                    model, "engine", "lalalai", "status", "queued"));
+	enqueue_separation(ctx, t->id, "lalalai",
+	                   json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
+	                             "output_format", format, "idempotency_key", idem),
+	                   model, "lalalai");
 }
 
 void api_processing_separate(struct http_ctx *ctx)
@@ -239,22 +252,11 @@ void api_processing_separate(struct http_ctx *ctx)
 		http_error(ctx, 422, "model_not_installed", msg);
 		return;
 	}
-	struct db_job j;
 	json_t *payload = json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
 	                            "output_format", values[2]);
 	if (two[0])
 		json_object_set_new(payload, "two_stems", json_string(two));
-	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, t.id, "processing", payload,
-	                &j) != 0) {
-		api_db_error(ctx);
-		return;
-	}
-	char loc[96];
-	snprintf(loc, sizeof loc, "/api/processing/job/%s", j.id);
-	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201,
-	          json_pack("{s:s, s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "model",
-	                    values[0], "status", "queued"));
+	enqueue_separation(ctx, t.id, "processing", payload, values[0], NULL);
 }
 
 /* A number field of body in [lo, hi] into *out (unchanged when absent); a detail when not. */
@@ -334,7 +336,7 @@ void api_processing_job(struct http_ctx *ctx)
 	const char *id = http_param(ctx, "id");
 	struct db_job j;
 	if (!uuid_valid(id) || db_job_get(ctx->app->db, ctx->user.id, id, &j) != 0 ||
-	    strcmp(j.type, "processing") != 0) {
+	    strcmp(job_type_shown(j.type), "processing") != 0) {
 		api_not_found(ctx, "The processing job");
 		return;
 	}

@@ -24,6 +24,7 @@
 #include "http/websocket.h"
 #include "http/ws_conn.h"
 #include "jobs/bus.h"
+#include "jobs/registry.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/log.h"

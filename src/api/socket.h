@@ -76,7 +76,8 @@ bool socket_job_owner_db(struct app *app, const char *user_id, const char *job_i
 
 struct phx_session;
 
-/* A session for an authenticated user. The transport is copied. NULL when out of memory. */
+/* A session for an authenticated user; the caller frees it with phx_session_free. The
+ * transport is copied. NULL when out of memory. */
 struct phx_session *phx_session_new(struct app *app, const char *user_id,
                                     const struct phx_transport *tr);
 /* Handles one whole WebSocket message from the client. */

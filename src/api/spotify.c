@@ -59,7 +59,9 @@ void api_spotify_fetched_free(struct api_spotify_fetched *f)
 	f->tracks = NULL;
 }
 
-const char *api_spotify_url_field(struct http_ctx *ctx, json_t *body)
+/* Reads the "url" member of body: answers 422 and returns NULL when it is missing or not
+ * a non-empty string. The string is borrowed from body. */
+static const char *url_field(struct http_ctx *ctx, json_t *body)
 {
 	json_t *v = json_object_get(body, "url");
 	const char *msg = !v                  ? "can't be blank"
@@ -160,6 +162,14 @@ bool api_spotify_fetch_into_library(struct http_ctx *ctx, const char *url,
 	return true;
 }
 
+bool api_spotify_fetch_body(struct http_ctx *ctx, json_t *body, struct api_spotify_fetched *out)
+{
+	const char *url = url_field(ctx, body);
+	bool ok = url && api_spotify_fetch_into_library(ctx, url, out);
+	json_decref(body);
+	return ok;
+}
+
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
 /* The album or playlist around the tracks, as data.album / data.playlist. */
@@ -185,13 +195,9 @@ void api_spotify_fetch(struct http_ctx *ctx)
 	json_t *body;
 	if (!api_json_body(ctx, &body))
 		return;
-	const char *url = api_spotify_url_field(ctx, body);
 	struct api_spotify_fetched f = {0};
-	if (!url || !api_spotify_fetch_into_library(ctx, url, &f)) {
-		json_decref(body);
+	if (!api_spotify_fetch_body(ctx, body, &f))
 		return;
-	}
-	json_decref(body);
 	const struct spotify_result *r = f.result;
 	json_t *data;
 	if (r->kind == SPOTIFY_TRACK && r->n_tracks == 1) {

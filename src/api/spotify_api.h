@@ -33,9 +33,9 @@ void api_spotify_fetched_free(struct api_spotify_fetched *f);
 bool api_spotify_fetch_into_library(struct http_ctx *ctx, const char *url,
                                     struct api_spotify_fetched *out);
 
-/* Reads the "url" member of body: answers 422 and returns NULL when it is missing or not
- * a non-empty string. The string is borrowed from body. */
-const char *api_spotify_url_field(struct http_ctx *ctx, json_t *body);
+/* api_spotify_fetch_into_library of the request body's "url" member (422 when it is
+ * missing or not a non-empty string). Consumes body in every case. */
+bool api_spotify_fetch_body(struct http_ctx *ctx, json_t *body, struct api_spotify_fetched *out);
 
 /* Appends the settings page's Spotify section (link state, link / unlink) to b. */
 void page_spotify_settings(struct http_ctx *ctx, struct buf *b, const char *csrf_token);

@@ -104,6 +104,7 @@ int audio_write_wav(const char *path, const struct audio_buf *b, enum audio_samp
 enum audio_container { AUDIO_WAV, AUDIO_FLAC, AUDIO_MP3 };
 enum { AUDIO_MP3_BIT_RATE = 320000 };
 struct audio_enc;
+/* *out is the caller's until audio_enc_close, which frees it in every case. */
 int audio_enc_open(struct audio_enc **out, const char *path, enum audio_container kind,
                    enum audio_sample_format fmt, uint64_t n_frames, int n_channels, int rate_hz,
                    char *err, size_t n_err);
@@ -114,7 +115,7 @@ int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, siz
 int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err);
 /* The stem output formats by name: "wav" (16-bit), "wav24", "f32" (32-bit float WAV),
  * "flac" (16-bit), "mp3" (AUDIO_MP3_BIT_RATE). Fills the container, the sample format and
- * the file extension; SFA_EINVAL for another name. */
+ * the file extension (a static string); SFA_EINVAL for another name. */
 #define AUDIO_OUTPUT_FORMATS "wav, wav24, f32, flac or mp3"
 int audio_output_format(const char *name, enum audio_container *kind,
                         enum audio_sample_format *fmt, const char **ext);
@@ -130,7 +131,7 @@ int audio_write(const char *path, const struct audio_buf *b, enum audio_containe
  * out_path. */
 enum { AUDIO_NISTEMS_BIT_RATE = 256000, AUDIO_MAX_COVER_BYTES = 10 << 20 };
 /* The cover picture (JPEG or PNG, at most AUDIO_MAX_COVER_BYTES) a file carries in its
- * tags: *data malloced, *png tells which, with its size in pixels. SFA_ENOTFOUND when it
+ * tags: *data malloced (the caller frees it), *png tells which, with its size in pixels. SFA_ENOTFOUND when it
  * has none. */
 int audio_read_cover(const char *path, unsigned char **data, size_t *n, bool *png, int *width,
                      int *height, char *err, size_t n_err);

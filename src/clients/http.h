@@ -29,7 +29,7 @@ long http_backoff_ms(long base_ms, long max_ms, int attempt);
 /* Sleeps ms; with an abort flag, in short slices that end as soon as it is set. */
 void http_sleep_ms(long ms, const volatile sig_atomic_t *abort_flag);
 /* The protocols libcurl may use for url: "http" for http:// URLs (tests, mirrors on a
- * LAN), else "https". */
+ * LAN), else "https" (static strings). */
 const char *http_protocols_for(const char *url);
 /* Zeroes every header line (they may hold keys or tokens) and frees the list. */
 void http_headers_free(struct curl_slist *h);

@@ -37,7 +37,7 @@ struct field_errors {
 };
 
 void field_errors_add(struct field_errors *fe, const char *field, const char *message);
-/* The first message for field, or NULL. */
+/* The first message for field (borrowed from fe), or NULL. */
 const char *field_errors_get(const struct field_errors *fe, const char *field);
 
 /* Appends the reasons email / password are unacceptable to fe (nothing when valid). */

@@ -188,6 +188,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->jobs_download = 3;
 	c->jobs_processing = 1;
 	c->jobs_analysis = 2;
+	c->jobs_lalalai = 4;
 	c->job_retry_base_s = 10;
 	c->job_memory_mb = 32768; /* address space: the Demucs workspaces reserve 4+ GiB each */
 	str_copy(c->spotify_market, sizeof c->spotify_market, "US");
@@ -249,6 +250,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_JOBS_DOWNLOAD", 1, 64, &c->jobs_download, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_PROCESSING", 1, 64, &c->jobs_processing, err, n_err)) ||
 	    (rc = env_int("SFA_JOBS_ANALYSIS", 1, 64, &c->jobs_analysis, err, n_err)) ||
+	    (rc = env_int("SFA_JOBS_LALALAI", 1, 64, &c->jobs_lalalai, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_RETRY_BASE_S", 0, 86400, &c->job_retry_base_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_TIMEOUT_S", 0, 7 * 86400, &c->job_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_MEMORY_MB", 64, 1 << 20, &c->job_memory_mb, err, n_err)) ||

@@ -42,6 +42,7 @@ struct config {
 	int jobs_download;   /* concurrency per job type */
 	int jobs_processing;
 	int jobs_analysis;
+	int jobs_lalalai;    /* lal.ai separations: they mostly wait on the network */
 	int job_retry_base_s;  /* first retry delay; doubles each attempt */
 	int job_timeout_s;     /* 0: the type's default */
 	int job_memory_mb;     /* address-space limit of a job process */
@@ -87,7 +88,8 @@ int config_take_data_flag(struct config *c, int *argc, char **argv, char *err, s
 /* Creates the data dir, checks it is writable, loads/creates the secret. */
 int config_prepare_data(struct config *c, char *err, size_t n_err);
 bool config_is_trusted_proxy(const struct config *c, const char *ip);
-/* What db_open opens: SFA_DATABASE_URL when set, else the SQLite file in the data dir. */
+/* What db_open opens: SFA_DATABASE_URL when set, else the SQLite file in the data dir
+ * (points into c). */
 const char *config_db_target(const struct config *c);
 
 #endif

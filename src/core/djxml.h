@@ -49,11 +49,13 @@ struct dj_track {           /* the strings are the caller's; none is NULL */
 int dj_path_valid(const char *path);
 
 /* Rekordbox's Tonality ("Am", "F#m", "Db") and Traktor's MUSICAL_KEY value (0..11 major
- * C..B, 12..23 minor Cm..Bm) for a key; "" and -1 when key_pc < 0. */
+ * C..B, 12..23 minor Cm..Bm) for a key; "" and -1 when key_pc < 0. The names are static
+ * strings. */
 const char *dj_rekordbox_key(int key_pc, int key_minor);
 int dj_traktor_key(int key_pc, int key_minor);
 
-/* The collection as one document: *out (malloced, NUL-terminated, *n_out bytes) holds it.
+/* The collection as one document: *out (malloced, the caller frees it; NUL-terminated,
+ * *n_out bytes) holds it.
  * playlist names the one playlist listing every track. 0, SFA_EINVAL (more than
  * DJ_MAX_TRACKS or an invalid location) or SFA_ENOMEM. */
 int dj_rekordbox_xml(const struct dj_track *tracks, size_t n, const char *playlist, char **out,

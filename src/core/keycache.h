@@ -18,6 +18,7 @@
 
 struct keycache;
 
+/* NULL when out of memory; the owner frees it with keycache_free. */
 struct keycache *keycache_new(unsigned n_slots, int ttl_ms);
 void keycache_free(struct keycache *kc);
 /* The owner of key_hash when an entry younger than ttl_ms holds it. */

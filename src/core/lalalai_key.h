@@ -31,8 +31,9 @@ int lalalai_key_save(struct db *db, const unsigned char box_key[32], const char 
 int lalalai_key_resolve(struct db *db, const struct config *cfg, const char *user_id, char *out,
                         bool *own, char *err, size_t n_err);
 
-/* A client for user_id's key and the configured base URL (abort_flag may be NULL). Same
- * errors as lalalai_key_resolve, plus lalalai_client_new's. */
+/* A client for user_id's key and the configured base URL (abort_flag may be NULL); the
+ * caller frees *out with lalalai_client_free. Same errors as lalalai_key_resolve, plus
+ * lalalai_client_new's. */
 int lalalai_client_for_user(struct db *db, const struct config *cfg, const char *user_id,
                             const volatile sig_atomic_t *abort_flag, struct lalalai_client **out,
                             char *err, size_t n_err);

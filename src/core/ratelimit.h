@@ -42,7 +42,8 @@ void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
 struct ratelimit;
 struct db;
 
-/* shared: the database to keep the windows in, or NULL for this process's own table. */
+/* shared: the database to keep the windows in, or NULL for this process's own table.
+ * NULL when out of memory; the owner frees it with ratelimit_free. */
 struct ratelimit *ratelimit_new(size_t max_keys, int window_s, struct db *shared);
 void ratelimit_free(struct ratelimit *rl);
 void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,

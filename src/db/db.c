@@ -231,6 +231,12 @@ static const struct migration {
 	/* 12: rate-limit windows, for servers that share the database (db_rate_hit) */
 	{"CREATE TABLE rate_windows (key TEXT PRIMARY KEY, start BIGINT NOT NULL,"
 	 "  hits INTEGER NOT NULL);", NULL},
+	/* 13: lal.ai separations became jobs of their own type, "lalalai" (jobs/registry.h),
+	 * with slots of their own; earlier versions stored them as "processing" with engine
+	 * "lalalai" in the payload, which json_encode writes compactly. Clients see both as
+	 * "processing". */
+	{"UPDATE jobs SET type = 'lalalai' WHERE type = 'processing' "
+	 "  AND payload LIKE '%\"engine\":\"lalalai\"%';", NULL},
 };
 
 /* See the lock discipline above. t_conn is the connection this thread acquired (NULL when
@@ -1215,24 +1221,34 @@ int db_job_owned(struct db *db, const char *user_id, const char *job_id)
 	return rc;
 }
 
-int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
-                const char *track_id, int64_t offset, int64_t limit, struct arena *a,
-                struct db_job **out, size_t *n_out, int64_t *total)
+int db_job_list(struct db *db, const char *user_id, const char *status,
+                const char *const *types, const char *track_id, int64_t offset, int64_t limit,
+                struct arena *a, struct db_job **out, size_t *n_out, int64_t *total)
 {
+	/* ?3, ?7, ?8: up to DB_JOB_TYPES_MAX types (unused ones NULL, which match nothing). */
 	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
-	                            "AND (?3 IS NULL OR type = ?3) AND (?6 IS NULL OR track_id = ?6)";
+	                            "AND (?3 IS NULL OR type IN (?3, ?7, ?8)) "
+	                            "AND (?6 IS NULL OR track_id = ?6)";
+	const char *t[DB_JOB_TYPES_MAX] = {NULL, NULL, NULL};
+	for (int i = 0; types && types[i]; i++) {
+		if (i == DB_JOB_TYPES_MAX)
+			return SFA_EINVAL;
+		t[i] = types[i];
+	}
 	char sql[512];
 	acquire_read(db);
 	int rc = 0;
 	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
-	rc = one_row(db, prep(db, sql, "tzzinz", user_id, status, type, (int64_t)0, track_id),
+	rc = one_row(db, prep(db, sql, "tzzinzzz", user_id, status, t[0], (int64_t)0, track_id,
+	                      t[1], t[2]),
 	             read_int64_cb, total);
 	if (rc)
 		goto out;
 	snprintf(sql, sizeof sql,
 	         "SELECT " JOB_COLS "%s ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5",
 	         where);
-	struct db_stmt *st = prep(db, sql, "tzziiz", user_id, status, type, limit, offset, track_id);
+	struct db_stmt *st = prep(db, sql, "tzziizzz", user_id, status, t[0], limit, offset,
+	                          track_id, t[1], t[2]);
 	rc = all_rows(db, st, sizeof **out, read_job_cb, a, (void **)out, n_out, "list jobs");
 out:
 	release(db);

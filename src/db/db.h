@@ -69,7 +69,8 @@ enum { DB_POOL_DEFAULT = 16 };
 /* Opens the database and applies pending migrations. target is a SQLite file (created
  * when missing) or a postgresql:// (postgres://) URL; n_pool is the most PostgreSQL
  * connections open at once, or SQLite readers beside its one writer (<= 0:
- * DB_POOL_DEFAULT). err is a sentence for the user, naming a URL without its password. */
+ * DB_POOL_DEFAULT). err is a sentence for the user, naming a URL without its password.
+ * *out is the caller's: db_close frees it. */
 int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n_err);
 void db_close(struct db *db);
 /* A cheap query proving the database answers; err says why not. */
@@ -210,7 +211,7 @@ struct db_job {
 	char id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
 	char track_id[UUID_STR_LEN]; /* "" when none */
-	char type[16];     /* "download" | "processing" | "analysis" | "probe" */
+	char type[16];     /* a name in jobs/registry.h: "download", "processing", "lalalai"... */
 	char status[16];   /* "queued", a running phase ("running", "downloading",
 	                      "processing", "analyzing"), "completed" | "failed" */
 	int progress;      /* 0..100 */
@@ -231,9 +232,12 @@ int db_job_insert(struct db *db, const struct db_job *j);
 /* user_id NULL: any owner (the scheduler); else scoped to that user. */
 int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out);
 int db_job_owned(struct db *db, const char *user_id, const char *job_id);
-/* The user's jobs, newest first, optionally of one status, type and track (each NULL:
- * any); as db_track_list. */
-int db_job_list(struct db *db, const char *user_id, const char *status, const char *type,
+/* The user's jobs, newest first, optionally of one status, of some types (a NULL-terminated
+ * list of at most DB_JOB_TYPES_MAX stored type names: the API's ?type=processing selects
+ * local and lal.ai separations) and of one track (each NULL: any); as db_track_list. */
+enum { DB_JOB_TYPES_MAX = 3 };
+int db_job_list(struct db *db, const char *user_id, const char *status,
+                const char *const *types,
                 const char *track_id, int64_t offset, int64_t limit, struct arena *a,
                 struct db_job **out, size_t *n_out, int64_t *total);
 /* Atomically moves the oldest due queued job of type to "running" (attempts + 1), without a

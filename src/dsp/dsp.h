@@ -47,7 +47,8 @@ enum dsp_feature {
 	DSP_FEAT_KEY_CHANGES = 1u << 9, /* key_changes (on the tempo's beats) */
 	DSP_FEAT_ALL = (1u << 10) - 1,
 };
-/* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it. */
+/* The name of pitch class pc (0 = C .. 11 = B: "C", "C#", ...), as key_name spells it; a
+ * static string. */
 const char *dsp_pitch_name(int pc);
 
 /* The names dsp_feature_bit knows, for error messages. */

@@ -45,7 +45,8 @@ struct dsp_plans {
 	fftwf_plan acf_fwd; /* r2c, DSP_ACF_N */
 	fftwf_plan acf_inv; /* c2r, DSP_ACF_N */
 };
-/* Returns the process-wide plans, creating them on first use. Buffers passed to
+/* Returns the process-wide plans, creating them on first use; they live until exit
+ * (nothing to free). Buffers passed to
  * fftwf_execute_dft_* with them must come from fftwf_malloc (SIMD alignment). */
 int dsp_fft_plans(const struct dsp_plans **out, char *err, size_t n_err);
 

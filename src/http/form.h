@@ -31,6 +31,7 @@ enum { FORM_MAX_PAIRS = 256 };
 int form_parse(struct arena *a, const char *s, size_t n, size_t max_pairs, struct kv_list *out);
 /* Percent-decodes n bytes of s into the arena; plus_space turns '+' into ' '. */
 int url_decode(struct arena *a, const char *s, size_t n, bool plus_space, char **out);
+/* The value of key (in l's arena), or NULL. */
 const char *kv_get(const struct kv_list *l, const char *key);
 /* Appends s percent-encoded (RFC 3986 unreserved kept) to out; returns bytes written
  * or a negative code when out is too small. */

@@ -41,6 +41,7 @@ struct http_ctx {
 	struct MHD_Connection *conn;
 	int64_t t0_ms;
 	struct http_ctx *live_prev, *live_next; /* the server's list of requests in flight */
+	struct ws_registry *ws_registry; /* the server's WebSocket connections (ws_conn.h) */
 	_Atomic int phase; /* HTTP_PHASE_*: what the request is waiting for */
 	bool deadline_hit; /* the reaper closed it (under the server's live-list lock) */
 
@@ -86,7 +87,8 @@ struct http_ctx {
 	void *on_done_arg;
 };
 
-/* Request accessors. */
+/* Request accessors: the value, or NULL when absent. The strings belong to the request
+ * (its arena or libmicrohttpd's connection) and are valid until it ends. */
 const char *http_req_header(struct http_ctx *ctx, const char *name);
 const char *http_query(struct http_ctx *ctx, const char *name);
 const char *http_cookie(struct http_ctx *ctx, const char *name);

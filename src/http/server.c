@@ -1,5 +1,8 @@
 /* server.c - see server.h.
  *
+ * Everything a running server keeps is in its struct server, handed to libmicrohttpd's
+ * callbacks as their closure, so two servers can run in one process (the tests do).
+ *
  * libmicrohttpd calls the access handler at least twice per request: first with the
  * headers only (we set up and return), then once per body chunk, then a last time with
  * no data, where the response is queued. Answering on the first call would break
@@ -30,73 +33,103 @@
 #include "util/str.h"
 #include "util/timeutil.h"
 
-/* Requests in flight, so that a shutdown can say which ones it is waiting for. */
-static atomic_int g_in_flight;
-static atomic_uint g_requests_seen; /* successful requests considered for the access log */
+struct server {
+	struct server_opts o; /* a copy: the caller's may go */
+	struct MHD_Daemon *d;
+	int port;
+	/* Requests in flight (the live list, under live_mu), so that a shutdown can say which
+	 * ones it is waiting for and the reaper can find the ones past their deadline. */
+	atomic_int in_flight;
+	pthread_mutex_t live_mu;
+	struct http_ctx *live;
+	atomic_uint requests_seen; /* successful requests considered for the access log */
+	pthread_t reaper;
+	bool reaping;
+	atomic_bool reaper_stop;
+	struct ws_registry *ws; /* its WebSocket connections */
+};
 
 struct framing {
 	int n_length;
 	char length[32];
 	bool conflict, chunked;
 };
-static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct http_ctx *g_live;
 
 /* After the grace period, how long the rest of the shutdown (closing connections, the job
  * scheduler, the database) may take before the process ends regardless. */
 enum { STUCK_EXIT_MS = 5000 };
 
-static void live_add(struct http_ctx *ctx)
+static void live_add(struct server *s, struct http_ctx *ctx)
 {
-	pthread_mutex_lock(&g_live_mu);
-	ctx->live_next = g_live;
-	if (g_live)
-		g_live->live_prev = ctx;
-	g_live = ctx;
-	pthread_mutex_unlock(&g_live_mu);
-	atomic_fetch_add(&g_in_flight, 1);
+	pthread_mutex_lock(&s->live_mu);
+	ctx->live_next = s->live;
+	if (s->live)
+		s->live->live_prev = ctx;
+	s->live = ctx;
+	pthread_mutex_unlock(&s->live_mu);
+	atomic_fetch_add(&s->in_flight, 1);
 }
 
-static void live_remove(struct http_ctx *ctx)
+static void live_remove(struct server *s, struct http_ctx *ctx)
 {
-	pthread_mutex_lock(&g_live_mu);
+	pthread_mutex_lock(&s->live_mu);
 	if (ctx->live_prev)
 		ctx->live_prev->live_next = ctx->live_next;
 	else
-		g_live = ctx->live_next;
+		s->live = ctx->live_next;
 	if (ctx->live_next)
 		ctx->live_next->live_prev = ctx->live_prev;
-	pthread_mutex_unlock(&g_live_mu);
-	atomic_fetch_sub(&g_in_flight, 1);
+	pthread_mutex_unlock(&s->live_mu);
+	atomic_fetch_sub(&s->in_flight, 1);
 }
 
-static void log_live(void)
+/* Logs the requests still running. The lines are formatted under the lock (the list may
+ * change as soon as it is released) and logged after it. */
+static void log_live(struct server *s)
 {
+	enum { MAX_SHOWN = 32 };
+	char lines[MAX_SHOWN][160];
+	int n = 0, more = 0;
 	int64_t now = time_mono_ms();
-	pthread_mutex_lock(&g_live_mu);
-	for (struct http_ctx *c = g_live; c; c = c->live_next)
-		log_warn("still running: %s %s (for %lld s)", c->method ? c->method : "?",
-		         c->path ? c->path : "(request line not read yet)",
+	pthread_mutex_lock(&s->live_mu);
+	for (struct http_ctx *c = s->live; c; c = c->live_next) {
+		if (n == MAX_SHOWN) {
+			more++;
+			continue;
+		}
+		snprintf(lines[n++], sizeof lines[0], "%s %s (for %lld s)",
+		         c->method ? c->method : "?", c->path ? c->path : "(request line not read yet)",
 		         (long long)((now - c->t0_ms) / 1000));
-	pthread_mutex_unlock(&g_live_mu);
+	}
+	pthread_mutex_unlock(&s->live_mu);
+	for (int i = 0; i < n; i++)
+		log_warn("still running: %s", lines[i]);
+	if (more)
+		log_warn("still running: %d more request(s)", more);
 }
 
 /* Disconnects requests past their header or body deadline (slowloris: a client sending a
  * header line every few seconds would otherwise hold a connection and a slot for as long
  * as it likes, since libmicrohttpd's timeout only counts idle time). Shutting the socket
  * down makes libmicrohttpd see the connection fail and clean it up on its own thread; the
- * request cannot complete meanwhile, since completing takes g_live_mu. */
-static atomic_bool g_reaper_stop;
-
+ * request cannot complete meanwhile, since completing takes live_mu. The warnings are
+ * logged after the lock is released. */
 static void *deadline_reaper(void *arg)
 {
-	const struct server_opts *o = arg;
-	while (!atomic_load(&g_reaper_stop)) {
+	struct server *s = arg;
+	const struct server_opts *o = &s->o;
+	enum { MAX_CLOSED = 64 };
+	struct {
+		char ip[sizeof ((struct http_ctx *)0)->client_ip];
+		bool headers;
+	} closed[MAX_CLOSED];
+	while (!atomic_load(&s->reaper_stop)) {
 		struct timespec ts = {0, 250 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		int64_t now = time_mono_ms();
-		pthread_mutex_lock(&g_live_mu);
-		for (struct http_ctx *c = g_live; c; c = c->live_next) {
+		int n_closed = 0;
+		pthread_mutex_lock(&s->live_mu);
+		for (struct http_ctx *c = s->live; c && n_closed < MAX_CLOSED; c = c->live_next) {
 			int phase = atomic_load(&c->phase);
 			int64_t limit_ms = phase == HTTP_PHASE_HEADERS ? (int64_t)o->header_timeout_s * 1000
 			                   : phase == HTTP_PHASE_BODY  ? (int64_t)o->body_timeout_s * 1000
@@ -108,13 +141,16 @@ static void *deadline_reaper(void *arg)
 			if (!ci)
 				continue;
 			c->deadline_hit = true;
-			log_warn("closing a connection from %s: its %s did not arrive within %d s",
-			         c->client_ip[0] ? c->client_ip : "?",
-			         phase == HTTP_PHASE_HEADERS ? "headers" : "body",
-			         phase == HTTP_PHASE_HEADERS ? o->header_timeout_s : o->body_timeout_s);
+			str_copy(closed[n_closed].ip, sizeof closed[n_closed].ip,
+			         c->client_ip[0] ? c->client_ip : "?");
+			closed[n_closed++].headers = phase == HTTP_PHASE_HEADERS;
 			shutdown(ci->connect_fd, SHUT_RDWR);
 		}
-		pthread_mutex_unlock(&g_live_mu);
+		pthread_mutex_unlock(&s->live_mu);
+		for (int i = 0; i < n_closed; i++)
+			log_warn("closing a connection from %s: its %s did not arrive within %d s",
+			         closed[i].ip, closed[i].headers ? "headers" : "body",
+			         closed[i].headers ? o->header_timeout_s : o->body_timeout_s);
 	}
 	return NULL;
 }
@@ -124,18 +160,14 @@ static void *deadline_reaper(void *arg)
  * with it (PR_SET_PDEATHSIG) and their jobs are queued again at the next start. */
 static void *stuck_exit(void *arg)
 {
-	(void)arg;
+	struct server *s = arg;
 	struct timespec ts = {STUCK_EXIT_MS / 1000, (STUCK_EXIT_MS % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 	log_error("shutdown did not finish within %d s of the grace period; exiting now",
 	          STUCK_EXIT_MS / 1000);
-	log_live();
+	log_live(s);
 	_exit(1);
 }
-
-struct server_state {
-	const struct server_opts *o;
-};
 
 static const char *const secret_keys[] = {"token",  "key",         "api_key", "password",
                                           "code",   "state",       "secret",  "access_token",
@@ -171,11 +203,13 @@ void server_redact_query(const char *query, char *out, size_t n_out)
 
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+	struct server *s = cls;
 	struct http_ctx *ctx = calloc(1, sizeof *ctx);
 	if (!ctx)
 		return NULL;
 	ctx->t0_ms = time_mono_ms();
-	live_add(ctx);
+	ctx->ws_registry = s->ws;
+	live_add(s, ctx);
 	arena_init(&ctx->arena, HTTP_ARENA_MAX_BYTES);
 	buf_init(&ctx->body, HTTP_BODY_MAX_BYTES);
 	buf_init(&ctx->resp, 64u << 20);
@@ -331,7 +365,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
-	const struct server_opts *o = cls;
+	const struct server_opts *o = &((struct server *)cls)->o;
 	struct http_ctx *ctx = *con_cls;
 	if (!ctx)
 		return MHD_NO; /* out of memory in uri_logger */
@@ -391,11 +425,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_ctx *ctx = *con_cls;
 	if (!ctx)
 		return;
-	const struct server_opts *o = cls;
+	struct server *s = cls;
+	const struct server_opts *o = &s->o;
 	bool failed = ctx->status >= 400 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
 	if (ctx->method && o->access_log_every >= 0 &&
 	    (failed || (o->access_log_every > 0 &&
-	                atomic_fetch_add(&g_requests_seen, 1) % (unsigned)o->access_log_every == 0))) {
+	                atomic_fetch_add(&s->requests_seen, 1) % (unsigned)o->access_log_every == 0))) {
 		char q[512] = "";
 		if (ctx->query && *ctx->query)
 			server_redact_query(ctx->query, q, sizeof q);
@@ -414,7 +449,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	buf_free(&ctx->resp);
 	arena_free(&ctx->arena);
 	*con_cls = NULL;
-	live_remove(ctx);
+	live_remove(s, ctx);
 	free(ctx);
 }
 
@@ -477,13 +512,98 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	log_warn("libmicrohttpd: %s", line);
 }
 
+int server_start(const struct server_opts *o, struct server **out, char *err, size_t n_err)
+{
+	struct server *s = calloc(1, sizeof *s);
+	if (!s)
+		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the HTTP server.");
+	s->o = *o;
+	if (!(s->ws = ws_registry_new())) {
+		free(s);
+		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory starting the HTTP server.");
+	}
+	pthread_mutex_init(&s->live_mu, NULL);
+	int fd = -1;
+	int rc = listen_socket(o->bind, o->port, &fd, &s->port, err, n_err);
+	if (rc) {
+		pthread_mutex_destroy(&s->live_mu);
+		ws_registry_free(s->ws);
+		free(s);
+		return rc;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	s->d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			MHD_ALLOW_UPGRADE,
+		0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+		MHD_OPTION_LISTEN_SOCKET, fd,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
+		uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(128 * 1024), MHD_OPTION_END);
+	if (!s->d) {
+		close(fd);
+		pthread_mutex_destroy(&s->live_mu);
+		ws_registry_free(s->ws);
+		free(s);
+		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
+	}
+	log_info("listening on http://%s:%d", o->bind, s->port);
+	atomic_store(&s->reaper_stop, false);
+	s->reaping = o->header_timeout_s > 0 &&
+	             pthread_create(&s->reaper, NULL, deadline_reaper, s) == 0;
+	if (o->on_listen)
+		o->on_listen(s->port, o->on_listen_arg);
+	*out = s;
+	return 0;
+}
+
+int server_port(const struct server *s) { return s->port; }
+
+int server_in_flight(struct server *s) { return atomic_load(&s->in_flight); }
+
+void server_stop(struct server *s)
+{
+	if (!s)
+		return;
+	const struct server_opts *o = &s->o;
+	MHD_socket lfd = MHD_quiesce_daemon(s->d);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	/* Upgraded connections count as in flight until their socket is handed back, and
+	 * libmicrohttpd cannot stop while one is open: close them first (1001). */
+	int ws_left = ws_registry_shutdown(s->ws, WS_CLOSE_WAIT_MS + 1000);
+	int64_t deadline = time_mono_ms() + (int64_t)o->grace_s * 1000;
+	while (atomic_load(&s->in_flight) > 0 && time_mono_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	int left = atomic_load(&s->in_flight);
+	if (left > 0) {
+		log_warn("%d request(s) still running after %d s; closing them", left, o->grace_s);
+		log_live(s);
+		pthread_t t;
+		if (pthread_create(&t, NULL, stuck_exit, s) == 0)
+			pthread_detach(t);
+		else
+			left = 0;
+	}
+	MHD_stop_daemon(s->d);
+	if (s->reaping) {
+		atomic_store(&s->reaper_stop, true);
+		pthread_join(s->reaper, NULL);
+	}
+	if (left > 0)
+		return; /* stuck_exit still reads s; the process ends within STUCK_EXIT_MS */
+	pthread_mutex_destroy(&s->live_mu);
+	if (ws_left == 0)
+		ws_registry_free(s->ws); /* else connections still refer to it: left for the exit */
+	free(s);
+}
+
 int server_run(const struct server_opts *o, char *err, size_t n_err)
 {
-	int fd = -1, port = 0;
-	int rc = listen_socket(o->bind, o->port, &fd, &port, err, n_err);
-	if (rc)
-		return rc;
-
 	/* Block the stop signals in every thread (libmicrohttpd's inherit this mask) and
 	 * take them synchronously below. */
 	sigset_t set;
@@ -491,59 +611,18 @@ int server_run(const struct server_opts *o, char *err, size_t n_err)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-			MHD_ALLOW_UPGRADE,
-		0, NULL, NULL, access_handler, (void *)o, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-		MHD_OPTION_LISTEN_SOCKET, fd,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
-		uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, (void *)o,
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)(128 * 1024), MHD_OPTION_END);
-	if (!d) {
-		close(fd);
-		return sfa_err(err, n_err, SFA_EIO, "The HTTP server could not start.");
-	}
-	log_info("listening on http://%s:%d", o->bind, port);
 	log_batch_start();
-	pthread_t reaper;
-	atomic_store(&g_reaper_stop, false);
-	bool reaping = o->header_timeout_s > 0 && pthread_create(&reaper, NULL, deadline_reaper,
-	                                                         (void *)o) == 0;
-	if (o->on_listen)
-		o->on_listen(port, o->on_listen_arg);
-
+	struct server *s = NULL;
+	int rc = server_start(o, &s, err, n_err);
+	if (rc) {
+		log_batch_stop();
+		return rc;
+	}
 	int sig = 0;
 	sigwait(&set, &sig);
 	log_info("received %s: no new connections; finishing %d request(s) in flight",
-	         sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&g_in_flight));
-	MHD_socket lfd = MHD_quiesce_daemon(d);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
-	/* Upgraded connections count as in flight until their socket is handed back, and
-	 * libmicrohttpd cannot stop while one is open: close them first (1001). */
-	ws_conn_shutdown_all(WS_CLOSE_WAIT_MS + 1000);
-	int64_t deadline = time_mono_ms() + (int64_t)o->grace_s * 1000;
-	while (atomic_load(&g_in_flight) > 0 && time_mono_ms() < deadline) {
-		struct timespec ts = {0, 20 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
-	int left = atomic_load(&g_in_flight);
-	if (left > 0) {
-		log_warn("%d request(s) still running after %d s; closing them", left, o->grace_s);
-		log_live();
-		pthread_t t;
-		if (pthread_create(&t, NULL, stuck_exit, NULL) == 0)
-			pthread_detach(t);
-	}
-	MHD_stop_daemon(d);
-	if (reaping) {
-		atomic_store(&g_reaper_stop, true);
-		pthread_join(reaper, NULL);
-	}
+	         sig == SIGINT ? "SIGINT" : "SIGTERM", server_in_flight(s));
+	server_stop(s);
 	log_batch_stop();
 	log_info("HTTP server stopped");
 	return 0;

@@ -75,17 +75,35 @@ struct ws_conn {
 	int64_t last_rx_ms;
 	int64_t deadline_ms;
 
-	struct ws_conn *prev, *next; /* registry, under g_reg_mu */
+	struct ws_registry *reg;     /* whose connection it is */
+	struct ws_conn *prev, *next; /* reg's list, under reg->mu */
 };
 
-static pthread_mutex_t g_reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ws_conn *g_conns;
-static int g_n_running;
-static int g_n_pending; /* 101 queued, upgrade_cb not yet run nor the request ended */
-static bool g_stopping;
+struct ws_registry {
+	pthread_mutex_t mu;
+	struct ws_conn *conns;
+	int n_running;
+	int n_pending; /* 101 queued, upgrade_cb not yet run nor the request ended */
+	bool stopping;
+};
+
+/* Connections not accepted through a server's request (ws_conn_start_fd), and those of
+ * requests that carry no registry. */
+static struct ws_registry g_default = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static atomic_int g_idle_ms = WS_IDLE_MS;
 static atomic_int g_close_wait_ms = WS_CLOSE_WAIT_MS;
 static atomic_size_t g_queue_max = WS_QUEUE_MAX_BYTES;
+
+/* Takes c out of its registry's list; the caller holds c->reg->mu. */
+static void unlink_locked(struct ws_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->reg->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+}
 
 static void conn_free(struct ws_conn *c)
 {
@@ -111,6 +129,7 @@ struct ws_conn *ws_conn_new(const struct ws_handler *h, void *arg)
 	}
 	c->h = h;
 	c->arg = arg;
+	c->reg = &g_default;
 	c->fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	size_t q = atomic_load(&g_queue_max);
@@ -390,47 +409,44 @@ static void *conn_main(void *arg)
 	pthread_mutex_unlock(&c->mu);
 	if (c->h->on_close)
 		c->h->on_close(c->arg);
-	pthread_mutex_lock(&g_reg_mu);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		g_conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	pthread_mutex_unlock(&g_reg_mu);
+	struct ws_registry *reg = c->reg;
+	pthread_mutex_lock(&reg->mu);
+	unlink_locked(c);
+	pthread_mutex_unlock(&reg->mu);
 	if (c->urh)
 		MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
 	else if (c->release)
 		c->release(c->release_arg, c->fd);
 	conn_free(c);
-	pthread_mutex_lock(&g_reg_mu);
-	g_n_running--;
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_lock(&reg->mu);
+	reg->n_running--;
+	pthread_mutex_unlock(&reg->mu);
 	return NULL;
 }
 
-/* Registers c and starts its thread. from_upgrade: c was counted in g_n_pending, and is
+/* Registers c and starts its thread. from_upgrade: c was counted in reg->n_pending, and is
  * started even while stopping (with its stop flag set, so it at once says 1001 to a
  * client that already got its 101); otherwise a stopping server refuses it. On failure
  * the caller still owns c (and its socket). */
 static int start(struct ws_conn *c, bool from_upgrade)
 {
-	pthread_mutex_lock(&g_reg_mu);
+	struct ws_registry *reg = c->reg;
+	pthread_mutex_lock(&reg->mu);
 	if (from_upgrade)
-		g_n_pending--;
-	if (g_stopping && !from_upgrade) {
-		pthread_mutex_unlock(&g_reg_mu);
+		reg->n_pending--;
+	if (reg->stopping && !from_upgrade) {
+		pthread_mutex_unlock(&reg->mu);
 		return SFA_EIO;
 	}
-	if (g_stopping)
+	if (reg->stopping)
 		atomic_store(&c->stop, true);
 	c->prev = NULL;
-	c->next = g_conns;
-	if (g_conns)
-		g_conns->prev = c;
-	g_conns = c;
-	g_n_running++;
-	pthread_mutex_unlock(&g_reg_mu);
+	c->next = reg->conns;
+	if (reg->conns)
+		reg->conns->prev = c;
+	reg->conns = c;
+	reg->n_running++;
+	pthread_mutex_unlock(&reg->mu);
 
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
@@ -442,15 +458,10 @@ static int start(struct ws_conn *c, bool from_upgrade)
 	if (e == 0)
 		return 0;
 	log_error("websocket: cannot start a connection thread: %s", strerror(e));
-	pthread_mutex_lock(&g_reg_mu);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		g_conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	g_n_running--;
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_lock(&reg->mu);
+	unlink_locked(c);
+	reg->n_running--;
+	pthread_mutex_unlock(&reg->mu);
 	return SFA_EIO;
 }
 
@@ -499,9 +510,9 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
 	c->urh = urh;
 	int rc = set_extra(c, extra_in, extra_in_size);
 	if (rc) {
-		pthread_mutex_lock(&g_reg_mu);
-		g_n_pending--;
-		pthread_mutex_unlock(&g_reg_mu);
+		pthread_mutex_lock(&c->reg->mu);
+		c->reg->n_pending--;
+		pthread_mutex_unlock(&c->reg->mu);
 	}
 	if (rc || start(c, true)) {
 		ws_conn_discard(c);
@@ -512,10 +523,11 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
 /* The request ended without upgrade_cb: the client left before the 101 was sent. */
 static void request_done(void *arg)
 {
-	pthread_mutex_lock(&g_reg_mu);
-	g_n_pending--;
-	pthread_mutex_unlock(&g_reg_mu);
-	ws_conn_discard(arg);
+	struct ws_conn *c = arg;
+	pthread_mutex_lock(&c->reg->mu);
+	c->reg->n_pending--;
+	pthread_mutex_unlock(&c->reg->mu);
+	ws_conn_discard(c);
 }
 
 static bool has_token(const char *list, const char *token)
@@ -573,9 +585,11 @@ int ws_conn_check_request(struct http_ctx *ctx)
 
 int ws_conn_accept(struct http_ctx *ctx, struct ws_conn *c, const char *subprotocol)
 {
-	pthread_mutex_lock(&g_reg_mu);
-	bool refuse = g_stopping || g_n_running >= WS_MAX_CONNS;
-	pthread_mutex_unlock(&g_reg_mu);
+	struct ws_registry *reg = ctx->ws_registry ? ctx->ws_registry : &g_default;
+	c->reg = reg;
+	pthread_mutex_lock(&reg->mu);
+	bool refuse = reg->stopping || reg->n_running >= WS_MAX_CONNS;
+	pthread_mutex_unlock(&reg->mu);
 	if (refuse) {
 		http_set_header(ctx, "Retry-After", "5");
 		http_error(ctx, 503, "unavailable",
@@ -598,9 +612,9 @@ int ws_conn_accept(struct http_ctx *ctx, struct ws_conn *c, const char *subproto
 		ws_conn_discard(c);
 		return SFA_ENOMEM;
 	}
-	pthread_mutex_lock(&g_reg_mu);
-	g_n_pending++;
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_lock(&reg->mu);
+	reg->n_pending++;
+	pthread_mutex_unlock(&reg->mu);
 	ctx->status = 101;
 	ctx->resp_override = r;
 	ctx->on_done = request_done;
@@ -608,25 +622,41 @@ int ws_conn_accept(struct http_ctx *ctx, struct ws_conn *c, const char *subproto
 	return 0;
 }
 
-int ws_conn_shutdown_all(int wait_ms)
+struct ws_registry *ws_registry_new(void)
 {
-	pthread_mutex_lock(&g_reg_mu);
-	g_stopping = true;
-	int n = g_n_running + g_n_pending;
-	for (struct ws_conn *c = g_conns; c; c = c->next) {
+	struct ws_registry *r = calloc(1, sizeof *r);
+	if (r)
+		pthread_mutex_init(&r->mu, NULL);
+	return r;
+}
+
+void ws_registry_free(struct ws_registry *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+int ws_registry_shutdown(struct ws_registry *r, int wait_ms)
+{
+	pthread_mutex_lock(&r->mu);
+	r->stopping = true;
+	int n = r->n_running + r->n_pending;
+	for (struct ws_conn *c = r->conns; c; c = c->next) {
 		atomic_store(&c->stop, true);
 		wake(c);
 	}
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_unlock(&r->mu);
 	if (n)
 		log_info("closing %d WebSocket connection(s)", n);
 	/* Wait for the running ones, and for upgrades whose 101 is already on its way: those
 	 * start with their stop flag set (see start). */
 	int64_t deadline = time_mono_ms() + wait_ms;
 	for (;;) {
-		pthread_mutex_lock(&g_reg_mu);
-		n = g_n_running + g_n_pending;
-		pthread_mutex_unlock(&g_reg_mu);
+		pthread_mutex_lock(&r->mu);
+		n = r->n_running + r->n_pending;
+		pthread_mutex_unlock(&r->mu);
 		if (n == 0 || time_mono_ms() >= deadline)
 			break;
 		struct timespec ts = {0, 5 * 1000 * 1000};
@@ -637,13 +667,17 @@ int ws_conn_shutdown_all(int wait_ms)
 	return n;
 }
 
-int ws_conn_count(void)
+int ws_registry_count(struct ws_registry *r)
 {
-	pthread_mutex_lock(&g_reg_mu);
-	int n = g_n_running;
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_lock(&r->mu);
+	int n = r->n_running;
+	pthread_mutex_unlock(&r->mu);
 	return n;
 }
+
+int ws_conn_shutdown_all(int wait_ms) { return ws_registry_shutdown(&g_default, wait_ms); }
+
+int ws_conn_count(void) { return ws_registry_count(&g_default); }
 
 void ws_conn_set_limits(int idle_ms, int close_wait_ms, size_t queue_max_bytes)
 {
@@ -657,7 +691,7 @@ void ws_conn_set_limits(int idle_ms, int close_wait_ms, size_t queue_max_bytes)
 
 void ws_conn_reset_for_tests(void)
 {
-	pthread_mutex_lock(&g_reg_mu);
-	g_stopping = false;
-	pthread_mutex_unlock(&g_reg_mu);
+	pthread_mutex_lock(&g_default.mu);
+	g_default.stopping = false;
+	pthread_mutex_unlock(&g_default.mu);
 }

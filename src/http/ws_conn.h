@@ -19,9 +19,10 @@
  * frame or message above 1 MiB with 1009; after the server sends a close frame it waits
  * up to close_wait_ms for the client's, reading and discarding, then drops the socket.
  * No byte from the client for idle_ms closes with 1000 "idle timeout" (the phoenix
- * client's heartbeat is every 30 s). ws_conn_shutdown_all, called by the server before
- * it stops libmicrohttpd, closes every connection with 1001 and waits for their threads,
- * including connections whose 101 was already on its way (they start, say 1001, end).
+ * client's heartbeat is every 30 s). ws_registry_shutdown, called by the server before
+ * it stops libmicrohttpd, closes every connection of its registry with 1001 and waits for
+ * their threads, including connections whose 101 was already on its way (they start, say
+ * 1001, end).
  *
  * Threading: one thread per connection (their count is capped at WS_MAX_CONNS; each is
  * idle in poll() nearly always). on_message and on_close run on that thread; they may
@@ -55,7 +56,9 @@ struct ws_handler {
 };
 
 /* A connection not yet started. h must outlive it; arg may be set later with
- * ws_conn_set_arg (before ws_conn_accept). Returns NULL when out of memory. */
+ * ws_conn_set_arg (before ws_conn_accept). Returns NULL when out of memory. The caller
+ * hands it to ws_conn_accept or ws_conn_start_fd, which take it (it is freed when it
+ * ends), or frees it with ws_conn_discard. */
 struct ws_conn *ws_conn_new(const struct ws_handler *h, void *arg);
 void ws_conn_set_arg(struct ws_conn *c, void *arg);
 /* Discards a connection that was never accepted nor started; calls on_close. */
@@ -86,10 +89,22 @@ int ws_conn_send_text(struct ws_conn *c, const char *text, size_t n);
  * first). Any thread; later calls are ignored. */
 void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
 
+/* The connections of one server: each server has its own registry (server.c makes it and
+ * puts it in every request's ctx->ws_registry), so stopping one server never touches
+ * another's connections. ws_conn_start_fd, and requests without a registry, use a process
+ * default one, which ws_conn_shutdown_all and ws_conn_count below speak of.
+ * ws_registry_new returns NULL when out of memory; the owner frees it with
+ * ws_registry_free once ws_registry_shutdown returned 0 (no connection refers to it). */
+struct ws_registry;
+struct ws_registry *ws_registry_new(void);
+void ws_registry_free(struct ws_registry *r);
 /* Refuses new connections, closes the open ones with 1001 and waits up to wait_ms for
  * their threads to finish. Returns how many are still running (0 normally). */
-int ws_conn_shutdown_all(int wait_ms);
+int ws_registry_shutdown(struct ws_registry *r, int wait_ms);
 /* Connections whose thread is running. */
+int ws_registry_count(struct ws_registry *r);
+/* The same for the process default registry. */
+int ws_conn_shutdown_all(int wait_ms);
 int ws_conn_count(void);
 /* Test hooks: the idle timeout, the close wait and the queue cap (0: keep). Not for
  * production use while connections are open. */

@@ -1,4 +1,6 @@
-/* job_lalalai.c - the "processing" job with engine "lalalai": stem separation in the cloud.
+/* job_lalalai.c - the "lalalai" job: stem separation in the cloud. It has slots of its own
+ * (SFA_JOBS_LALALAI), so a cloud job that waits on lal.ai never holds up local separations;
+ * clients see it as a "processing" job with engine "lalalai" (registry.h, shown_as).
  *
  * Payload: {"model", "engine": "lalalai", "output_format", "idempotency_key"}. The model
  * picks the stem set, mapped onto lal.ai's multistem split:
@@ -11,7 +13,7 @@
  * often than that, within an overall SFA_LALALAI_DEADLINE_S), download every result track
  * to the scratch directory (70-90 %, "<file>.part" until complete, resumed after a cut),
  * decode each and write it in the requested format (90-98 %), then publish like the local
- * engine (job_processing_publish) with engine "lalalai".
+ * engine (job_stems_publish, stems.h) with engine "lalalai".
  *
  * Never paying twice: the lalalai_tasks row of the job (db.h) keeps the source id, the
  * task id and the job's idempotency key (created at enqueue, in the payload). A retried
@@ -35,6 +37,7 @@
 #include "audio/audio.h"
 #include "clients/lalalai.h"
 #include "core/lalalai_key.h"
+#include "jobs/stems.h"
 #include "jobs/workers.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -438,8 +441,7 @@ int job_worker_lalalai(struct job_run *r)
 		for (int o = 0; o < j.n_outs; o++)
 			names[o] = j.outs[o].name;
 		json_t *list = NULL;
-		rc = job_processing_publish(r, names, j.n_outs, j.ext, duration, "lalalai", j.model,
-		                            &list);
+		rc = job_stems_publish(r, names, j.n_outs, j.ext, duration, "lalalai", j.model, &list);
 		if (rc == 0) {
 			save_task(&j, "success");
 			r->result = json_pack("{s:s, s:s, s:s, s:o, s:f}", "model", j.model, "engine",

@@ -11,8 +11,8 @@
  * moved to data/uploads/stems/<job id>/<stem>.<ext> and recorded as stem rows. A cancel
  * (SIGTERM) at any point before that leaves nothing behind: the scheduler removes the
  * scratch directory. Earlier separations are never touched: each job has its own folder.
- * Payloads with engine "lalalai" go to job_worker_lalalai (job_lalalai.c), which shares
- * the last step, job_processing_publish.
+ * lal.ai separations are jobs of their own type, "lalalai" (job_lalalai.c); both end in
+ * job_stems_publish (stems.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "audio/audio.h"
+#include "jobs/stems.h"
 #include "jobs/workers.h"
 #include "nn/nn.h"
 #include "util/err.h"
@@ -38,45 +39,6 @@ static void on_progress(void *user, int done, int total)
 	char msg[64];
 	snprintf(msg, sizeof msg, "separating: %d of %d segments", done, total);
 	job_report(r, 10 + (total ? 80 * done / total : 0), "processing", msg);
-}
-
-int job_processing_publish(struct job_run *r, const char *const *names,
-                           int n_src, const char *ext, double duration, const char *engine,
-                           const char *model, json_t **out_list)
-{
-	/* Publish: move the folder into place. The rows are the scheduler's to write, with the
-	 * job's completion, in one transaction (library_job_complete). */
-	char rel_dir[128], dest[PATH_MAX * 2], parent[PATH_MAX + 64];
-	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
-	snprintf(parent, sizeof parent, "%s/uploads/stems", r->cfg->data_dir);
-	snprintf(dest, sizeof dest, "%s/uploads/%s", r->cfg->data_dir, rel_dir);
-	fs_remove_tree(dest); /* a previous attempt that died mid-publish */
-	if (fs_mkdirs(parent, 0700) || mkdir(dest, 0700) != 0) {
-		snprintf(r->error, sizeof r->error, "The stems folder could not be created.");
-		return SFA_EIO;
-	}
-	json_t *list = json_array();
-	for (int s = 0; s < n_src; s++) {
-		char from[PATH_MAX + 256], to[PATH_MAX * 3];
-		struct stat st;
-		if (snprintf(from, sizeof from, "%s/%s.%s", r->work_dir, names[s], ext) >=
-		        (int)sizeof from ||
-		    snprintf(to, sizeof to, "%s/%s.%s", dest, names[s], ext) >= (int)sizeof to ||
-		    rename(from, to) != 0 || stat(to, &st) != 0) {
-			fs_remove_tree(dest);
-			json_decref(list);
-			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");
-			return SFA_EIO;
-		}
-		char rel[DB_PATH_MAX];
-		snprintf(rel, sizeof rel, "%s/%s.%s", rel_dir, names[s], ext);
-		json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:s, s:f, s:s, s:s}", "stem_type",
-		                                      names[s], "file_path", rel, "file_size",
-		                                      (json_int_t)st.st_size, "format", ext, "duration",
-		                                      duration, "engine", engine, "model", model));
-	}
-	*out_list = list;
-	return 0;
 }
 
 struct stem_files {
@@ -138,8 +100,15 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 int job_worker_processing(struct job_run *r)
 {
 	const char *engine = json_string_value(json_object_get(r->payload, "engine"));
-	if (engine && strcmp(engine, "lalalai") == 0)
-		return job_worker_lalalai(r);
+	if (engine && strcmp(engine, "local") != 0) {
+		/* `sfa job enqueue --type processing` with another engine's payload: lal.ai's
+		 * separations are "lalalai" jobs (rows of older versions were migrated). */
+		snprintf(r->error, sizeof r->error,
+		         "A processing job runs the local engine only; %s separations are jobs of "
+		         "their own type.", engine);
+		r->retry = false;
+		return SFA_EINVAL;
+	}
 	const char *model = json_string_value(json_object_get(r->payload, "model"));
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
 	if (!format)
@@ -241,7 +210,7 @@ int job_worker_processing(struct job_run *r)
 		name_ptrs[s] = names[s];
 	double duration = (double)n_frames / samplerate;
 	json_t *list = NULL;
-	rc = job_processing_publish(r, name_ptrs, n_out, ext, duration, "local", model, &list);
+	rc = job_stems_publish(r, name_ptrs, n_out, ext, duration, "local", model, &list);
 	if (rc)
 		return rc;
 	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);

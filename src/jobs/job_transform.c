@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "audio/audio.h"
+#include "jobs/stems.h"
 #include "jobs/workers.h"
 #include "nn/nn.h"
 #include "util/arena.h"
@@ -133,7 +134,7 @@ int job_worker_transform(struct job_run *r)
 	double duration = t.audio_duration_s;
 	json_t *list = NULL;
 	if (!rc && n_stems)
-		rc = job_processing_publish(r, names, (int)n_stems, "flac", duration, "rubberband",
+		rc = job_stems_publish(r, names, (int)n_stems, "flac", duration, "rubberband",
 		                            model, &list);
 	arena_free(&a);
 	if (rc)

@@ -304,16 +304,17 @@ static void finish(struct scheduler *s, struct child *c)
 	} else if (c->cancelled) {
 		checked(db_job_fail(s->db, j->id, "cancelled", now), "its cancellation", j->id);
 		publish(s, j, "job:failed",
-		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
-		                  "cancelled"));
+		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type",
+		                  job_type_shown(j->type), "error", "cancelled"));
 		log_info("job %s cancelled", j->id);
 	} else if (ok && (stored_rc = library_job_complete(s->db, j, c->result, now, &stored)) == 0) {
 		json_error_t je;
 		json_t *res = json_loads(stored, 0, &je);
 		free(stored);
 		publish(s, j, "job:completed",
-		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type", j->type,
-		                  "track_id", j->track_id[0] ? j->track_id : NULL, "result",
+		        json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j->id, "job_type",
+		                  job_type_shown(j->type), "track_id",
+		                  j->track_id[0] ? j->track_id : NULL, "result",
 		                  res ? res : json_object()));
 		log_info("job %s (%s) completed", j->id, j->type);
 	} else {
@@ -345,8 +346,8 @@ static void finish(struct scheduler *s, struct child *c)
 		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
 			checked(db_job_fail(s->db, j->id, err, now), "its failure", j->id);
 			publish(s, j, "job:failed",
-			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type", j->type, "error",
-			                  err));
+			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type",
+			                  job_type_shown(j->type), "error", err));
 			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type, j->attempts,
 			         err);
 		} else {
@@ -510,13 +511,14 @@ static void relay(struct scheduler *s, const char *id, const char *event)
 	} else if (strcmp(event, "completed") == 0 && strcmp(j.status, "completed") == 0) {
 		json_t *res = json_loads(j.result, 0, &je);
 		publish_local(s, &j, "job:completed",
-		              json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j.id, "job_type", j.type,
-		                        "track_id", j.track_id[0] ? j.track_id : NULL, "result",
+		              json_pack("{s:s, s:s, s:s?, s:o}", "job_id", j.id, "job_type",
+		                        job_type_shown(j.type), "track_id",
+		                        j.track_id[0] ? j.track_id : NULL, "result",
 		                        res ? res : json_object()));
 	} else if (strcmp(event, "failed") == 0 && strcmp(j.status, "failed") == 0) {
 		publish_local(s, &j, "job:failed",
-		              json_pack("{s:s, s:s, s:s}", "job_id", j.id, "job_type", j.type, "error",
-		                        j.error));
+		              json_pack("{s:s, s:s, s:s}", "job_id", j.id, "job_type",
+		                        job_type_shown(j.type), "error", j.error));
 	}
 }
 

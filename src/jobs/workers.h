@@ -28,18 +28,11 @@ int job_analysis_store(struct job_run *r, const struct db_track *t,
  * (job_transform.c). */
 int job_worker_transform(struct job_run *r);
 
-/* "processing": stem separation with the native Demucs engine (job_processing.c), or
- * with lal.ai when the payload's engine is "lalalai" (job_lalalai.c). */
+/* "processing": stem separation with the native Demucs engine (job_processing.c). */
 int job_worker_processing(struct job_run *r);
+/* "lalalai": stem separation with lal.ai (job_lalalai.c); shown to clients as a
+ * "processing" job with engine "lalalai". */
 int job_worker_lalalai(struct job_run *r);
-/* The last step of a separation: moves work_dir/<names[i]>.<ext> into
- * data/uploads/stems/<job id>/. On success *out_list is a new array describing each stem
- * ({"stem_type", "file_path", "file_size", "format", "duration", "engine", "model"}), for
- * the result: the scheduler records the rows when it completes the job
- * (library_job_complete); on failure nothing is left behind. */
-int job_processing_publish(struct job_run *r, const char *const *names,
-                           int n_src, const char *ext, double duration, const char *engine,
-                           const char *model, json_t **out_list);
 /* "download": finds the track's audio with yt-dlp, converts it with ffmpeg to the
  * payload's "quality" and stores it as the track's audio (see job_download.c). */
 int job_worker_download(struct job_run *r);

@@ -36,6 +36,8 @@ struct nn_builtin {
 };
 
 int nn_builtin_count(void);
+/* The built-in definitions, in static storage: the i-th (NULL out of range), or the one
+ * named name (NULL when none). */
 const struct nn_builtin *nn_builtin_at(int i);
 const struct nn_builtin *nn_builtin_find(const char *name);
 
@@ -46,7 +48,8 @@ const char *nn_models_dir(void);
  * Writes the path; SFA_ENOTFOUND if neither exists. */
 int nn_models_find_member(const char *dir, const char *sig, char *path, size_t n_path);
 
-/* Loads a bag whose members live in dir. `what` names it in messages. */
+/* Loads a bag whose members live in dir. `what` names it in messages. On success *out is
+ * the caller's (nn_model_free). */
 struct nn_bag_spec;
 int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const char *what,
                       struct nn_model **out, char *err, size_t n_err);

@@ -57,6 +57,7 @@ int nn_ckpt_load(const char *path, struct nn_ckpt *c, char *err, size_t n_err);
 /* The same from a buffer (used by load and by the fuzzer). */
 int nn_ckpt_load_mem(const uint8_t *data, size_t n, struct nn_ckpt *c, char *err, size_t n_err);
 void nn_ckpt_free(struct nn_ckpt *c);
+/* The tensor named name (owned by c), or NULL. */
 struct nn_tensor *nn_ckpt_find(struct nn_ckpt *c, const char *name);
 
 /* Typed kwargs lookups. Each returns 0 and writes *out, writes def when the key is absent,
@@ -71,7 +72,7 @@ int nn_kw_double(const struct nn_ckpt *c, const char *key, double def, double *o
 /* Strings: *out points into the ckpt arena, or is def. None gives NULL. */
 int nn_kw_str(const struct nn_ckpt *c, const char *key, const char *def, const char **out,
               char *err, size_t n_err);
-/* The raw value, or NULL if absent. */
+/* The raw value (owned by c), or NULL if absent. */
 const struct nn_pk *nn_kw(const struct nn_ckpt *c, const char *key);
 
 /* IEEE half -> single, exact for every input (subnormals, inf, nan). */

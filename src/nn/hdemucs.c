@@ -304,11 +304,7 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 	bool rewrite, cac, hybrid, hybrid_old;
 	const struct nn_pk *ch_time = nn_kw(ckpt, "channels_time");
 	const struct nn_pk *mf = nn_kw(ckpt, "multi_freqs");
-#define KW(call)                                                                             \
-	do {                                                                                     \
-		if ((rc = (call)) != 0)                                                              \
-			goto fail;                                                                       \
-	} while (0)
+#define KW(call) NN_TRY(rc, call, fail)
 	KW(nn_kw_int(ckpt, "audio_channels", 2, &audio_channels, err, n_err));
 	KW(nn_kw_int(ckpt, "channels", 48, &channels, err, n_err));
 	KW(nn_kw_int(ckpt, "growth", 2, &growth, err, n_err));
@@ -506,12 +502,8 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 		             "layer");
 		goto fail;
 	}
-	if ((rc = nn_stft_new((int)nfft, &m->stft, err, n_err)) != 0)
+	if ((rc = nn_net_take(ckpt, (int)nfft, info, &m->ckpt, &m->stft, err, n_err)) != 0)
 		goto fail;
-	nn_ops_init();
-	info->n_params = ckpt->n_weight_floats;
-	m->ckpt = *ckpt;
-	memset(ckpt, 0, sizeof *ckpt);
 	*out = m;
 	return 0;
 fail:
@@ -522,10 +514,8 @@ fail:
 
 void nn_hdemucs_free(struct nn_hdemucs *m)
 {
-	if (!m)
-		return;
-	nn_stft_free(m->stft);
-	nn_ckpt_free(&m->ckpt);
+	if (m)
+		nn_net_release(&m->ckpt, m->stft);
 	free(m);
 }
 
@@ -820,10 +810,9 @@ static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, in
 		conv_norm_glu(ws, &r, 0, NULL, NULL, y, ho, w, plane, y, ho, w, plane);
 	} else {
 		size_t mark = nn_ws_mark(ws);
-		float *copy = nn_ws_floats(ws, (size_t)l->chout * plane);
+		float *copy = nn_ws_copy(ws, y, (size_t)l->chout * plane);
 		if (!copy)
 			return;
-		memcpy(copy, y, (size_t)l->chout * plane * sizeof *copy);
 		conv_norm_glu(ws, &r, l->groups, l->n2w, l->n2b, copy, ho, w, plane, y, ho, w, plane);
 		nn_ws_release(ws, mark);
 	}
@@ -845,14 +834,8 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 	if ((l->freq || !l->dc.n) && !l->groups && !pre && !l->empty) {
 		/* Row tiles (frequency rows, or stretches of samples for a time layer without
 		 * DConv): everything before the transposed conv is local to them. */
-		for (int co = 0; co < l->chout; co++)
-			for (size_t i = 0; i < oplane; i++)
-				z[(size_t)co * oplane + i] = l->b[co];
-		int nr = (int)(DEC_TILE / ((size_t)l->chin * w));
-		if (nr < 1)
-			nr = 1;
-		if (nr > h)
-			nr = h;
+		nn_fill_bias(z, l->b, l->chout, oplane);
+		int nr = nn_tile_rows(DEC_TILE, (size_t)l->chin * w, h);
 		float *y = nn_ws_floats(ws, (size_t)l->chin * nr * w);
 		if (!y)
 			return;
@@ -917,21 +900,6 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 	if (!last)
 		nn_gelu(z, (size_t)l->chout * oplane);
 	nn_ws_release(ws, mark);
-}
-
-static void mean_std(const float *x, size_t n, double *mean, double *std)
-{
-	double s = 0.0;
-	for (size_t i = 0; i < n; i++)
-		s += x[i];
-	double mu = s / (double)n;
-	double ss = 0.0;
-	for (size_t i = 0; i < n; i++) {
-		double d = x[i] - mu;
-		ss += d * d;
-	}
-	*mean = mu;
-	*std = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
 }
 
 /* openunmix's atan2 (v1.3.0, used by its wiener()): atan(y/x) with quadrant fixes, in
@@ -1020,10 +988,7 @@ static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float 
 				xf[(size_t)c * fplane + i] = hypotf(re[i], im[i]);
 	}
 	big_free(&z);
-	mean_std(xf, (size_t)cin * fplane, mean, std);
-	float fm = (float)*mean, fs = (float)(1e-5 + *std);
-	for (size_t i = 0; i < (size_t)cin * fplane; i++)
-		xf[i] = (xf[i] - fm) / fs;
+	nn_standardize(xf, (size_t)cin * fplane, xf, mean, std);
 	return 0;
 }
 
@@ -1169,17 +1134,8 @@ done:
 	big_free(&bim);
 }
 
-#define CHECK_LAYER()                                                                        \
-	do {                                                                                     \
-		if (ws->failed) {                                                                    \
-			rc = SFA_ENOMEM;                                                                 \
-			goto out;                                                                        \
-		}                                                                                    \
-		if (cancel && *cancel) {                                                             \
-			rc = SFA_ECANCELED;                                                              \
-			goto out;                                                                        \
-		}                                                                                    \
-	} while (0)
+/* A layer boundary: stop when the workspace ran out or a cancel came. */
+#define CHECK_LAYER() NN_TRY(rc, nn_layer_status(ws, cancel), out)
 #define BIG(p, n)                                                                            \
 	do {                                                                                     \
 		if (!((p) = big_new(n))) {                                                           \
@@ -1219,10 +1175,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	BIG(xt, (size_t)C * L);
 	if ((rc = spec_input(m, ws, mix, L, T, xf, &fmean, &fstd)) != 0)
 		goto out;
-	mean_std(mix, (size_t)C * L, &tmean, &tstd);
-	float tm = (float)tmean, ts = (float)(1e-5 + tstd);
-	for (size_t i = 0; i < (size_t)C * L; i++)
-		xt[i] = (mix[i] - tm) / ts;
+	nn_standardize(mix, (size_t)C * L, xt, &tmean, &tstd);
 	nn_debug_hook("time_in_norm", xt, (size_t)C * L);
 	nn_debug_hook("freq_in_norm", xf, (size_t)cin * fplane);
 	BIG(tskip[0], (size_t)m->ct[1] * sh.lt[1]);
@@ -1328,7 +1281,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	snprintf(name, sizeof name, "tdec%d_out", kc);
 	nn_debug_hook(name, out, (size_t)S * C * L);
 	big_free(&tskip[0]);
-	float tsd = (float)tstd;
+	float tsd = (float)tstd, tm = (float)tmean;
 	for (size_t i = 0; i < (size_t)S * C * L; i++)
 		out[i] = out[i] * tsd + tm;
 	CHECK_LAYER();

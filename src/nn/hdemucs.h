@@ -35,7 +35,8 @@ struct nn_hdemucs;
  * the checkpoint's weights (ckpt is emptied); on failure ckpt is left to the caller. */
 int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, size_t n_err);
 void nn_hdemucs_free(struct nn_hdemucs *m);
-/* The info fields are those of HTDemucs; training_length is the default chunk. */
+/* The info fields are those of HTDemucs; training_length is the default chunk. Points into
+ * m. */
 const struct nn_htdemucs_info *nn_hdemucs_info(const struct nn_hdemucs *m);
 
 /* mix: audio_channels planes of len samples; out: n_sources x audio_channels planes of len.

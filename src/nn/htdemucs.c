@@ -204,11 +204,7 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	const char *t_emb;
 	const struct nn_pk *ch_time = nn_kw(ckpt, "channels_time");
 	const struct nn_pk *mf = nn_kw(ckpt, "multi_freqs");
-#define KW(call)                                                                             \
-	do {                                                                                     \
-		if ((rc = (call)) != 0)                                                              \
-			goto fail;                                                                       \
-	} while (0)
+#define KW(call) NN_TRY(rc, call, fail)
 	KW(nn_kw_int(ckpt, "audio_channels", 2, &audio_channels, err, n_err));
 	KW(nn_kw_int(ckpt, "channels", 48, &channels, err, n_err));
 	KW(nn_kw_int(ckpt, "growth", 2, &growth, err, n_err));
@@ -466,37 +462,21 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		rc = bd.rc;
 		goto fail;
 	}
-	for (size_t i = 0; i < ckpt->n_tensors; i++) {
-		if (!ckpt->tensors[i].used) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "checkpoint has tensor '%s' that the architecture in its kwargs does "
-			             "not use",
-			             ckpt->tensors[i].name);
-			goto fail;
-		}
-	}
-	if ((rc = nn_stft_new((int)nfft, &m->stft, err, n_err)) != 0)
+	if ((rc = nn_binder_leftover(ckpt, err, n_err)) != 0 ||
+	    (rc = nn_net_take(ckpt, (int)nfft, info, &m->ckpt, &m->stft, err, n_err)) != 0)
 		goto fail;
-	nn_ops_init();
-	info->n_params = ckpt->n_weight_floats;
-	/* Take the weights: the bound pointers stay valid, the caller's struct is emptied. */
-	m->ckpt = *ckpt;
-	memset(ckpt, 0, sizeof *ckpt);
 	*out = m;
 	return 0;
 fail:
-	for (size_t i = 0; i < ckpt->n_tensors; i++)
-		ckpt->tensors[i].used = false;
+	nn_binder_reset(ckpt);
 	free(m);
 	return rc;
 }
 
 void nn_htdemucs_free(struct nn_htdemucs *m)
 {
-	if (!m)
-		return;
-	nn_stft_free(m->stft);
-	nn_ckpt_free(&m->ckpt);
+	if (m)
+		nn_net_release(&m->ckpt, m->stft);
 	free(m);
 }
 
@@ -574,10 +554,9 @@ static void encoder_run(struct nn_ws *ws, const struct layer_w *l, int freq, con
 		conv_glu(ws, &r, y, ho, wo, plane, y, ho, wo, plane);
 	} else {
 		size_t mark = nn_ws_mark(ws);
-		float *copy = nn_ws_floats(ws, (size_t)l->chout * plane);
+		float *copy = nn_ws_copy(ws, y, (size_t)l->chout * plane);
 		if (!copy)
 			return;
-		memcpy(copy, y, (size_t)l->chout * plane * sizeof *copy);
 		conv_glu(ws, &r, copy, ho, wo, plane, y, ho, wo, plane);
 		nn_ws_release(ws, mark);
 	}
@@ -594,14 +573,8 @@ static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, co
                          int h, int w, float *z, int hout)
 {
 	size_t plane = (size_t)h * w, oplane = (size_t)hout * w;
-	for (int co = 0; co < l->chout; co++)
-		for (size_t i = 0; i < oplane; i++)
-			z[(size_t)co * oplane + i] = l->b[co];
-	int nr = (int)(DEC_TILE / ((size_t)l->chin * w));
-	if (nr < 1)
-		nr = 1;
-	if (nr > h)
-		nr = h;
+	nn_fill_bias(z, l->b, l->chout, oplane);
+	int nr = nn_tile_rows(DEC_TILE, (size_t)l->chin * w, h);
 	size_t mark = nn_ws_mark(ws);
 	float *y = nn_ws_floats(ws, (size_t)l->chin * nr * w);
 	float *tmp = nn_ws_floats(ws, (size_t)2 * l->chin * nr * w);
@@ -880,32 +853,8 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 	nn_ws_release(ws, mark);
 }
 
-static void mean_std(const float *x, size_t n, double *mean, double *std)
-{
-	double s = 0.0;
-	for (size_t i = 0; i < n; i++)
-		s += x[i];
-	double mu = s / (double)n;
-	double ss = 0.0;
-	for (size_t i = 0; i < n; i++) {
-		double d = x[i] - mu;
-		ss += d * d;
-	}
-	*mean = mu;
-	*std = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0; /* unbiased, as torch.std */
-}
-
-#define CHECK_LAYER()                                                                        \
-	do {                                                                                     \
-		if (ws->failed) {                                                                    \
-			rc = SFA_ENOMEM;                                                                 \
-			goto out;                                                                        \
-		}                                                                                    \
-		if (cancel && *cancel) {                                                             \
-			rc = SFA_ECANCELED;                                                              \
-			goto out;                                                                        \
-		}                                                                                    \
-	} while (0)
+/* A layer boundary: stop when the workspace ran out or a cancel came. */
+#define CHECK_LAYER() NN_TRY(rc, nn_layer_status(ws, cancel), out)
 
 int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const float *mix,
                         int len, float *out, const volatile int *cancel)
@@ -941,14 +890,8 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 		             xf + (size_t)(2 * c + 1) * fplane);
 	CHECK_LAYER();
 	double fmean, fstd, tmean, tstd;
-	mean_std(xf, (size_t)2 * C * fplane, &fmean, &fstd);
-	float fm = (float)fmean, fs = (float)(1e-5 + fstd);
-	for (size_t i = 0; i < (size_t)2 * C * fplane; i++)
-		xf[i] = (xf[i] - fm) / fs;
-	mean_std(mix, (size_t)C * L, &tmean, &tstd);
-	float tm = (float)tmean, ts = (float)(1e-5 + tstd);
-	for (size_t i = 0; i < (size_t)C * L; i++)
-		xt[i] = (mix[i] - tm) / ts;
+	nn_standardize(xf, (size_t)2 * C * fplane, xf, &fmean, &fstd);
+	nn_standardize(mix, (size_t)C * L, xt, &tmean, &tstd);
 	nn_debug_hook("time_in_norm", xt, (size_t)C * L);
 	nn_debug_hook("freq_in_norm", xf, (size_t)2 * C * fplane);
 
@@ -1028,7 +971,7 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 	}
 	CHECK_LAYER();
 	nn_debug_hook("istft_out", out, (size_t)S * C * L);
-	float tsd = (float)tstd;
+	float tsd = (float)tstd, tm = (float)tmean;
 	for (size_t i = 0; i < (size_t)S * C * L; i++)
 		out[i] += zt[i] * tsd + tm;
 out:

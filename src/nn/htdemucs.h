@@ -38,6 +38,7 @@ struct nn_htdemucs_info {
  * (ckpt is emptied); on failure ckpt is left to the caller. */
 int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err, size_t n_err);
 void nn_htdemucs_free(struct nn_htdemucs *m);
+/* Points into m. */
 const struct nn_htdemucs_info *nn_htdemucs_info(const struct nn_htdemucs *m);
 
 /* mix: audio_channels planes of len samples (HTDemucs always runs at its training length,

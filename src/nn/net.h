@@ -25,6 +25,7 @@ struct nn_net;
  * caller's. SFA_EUNSUPP for other classes. */
 int nn_net_build(struct nn_ckpt *c, struct nn_net **out, char *err, size_t n_err);
 void nn_net_free(struct nn_net *n);
+/* Points into n. */
 const struct nn_htdemucs_info *nn_net_info(const struct nn_net *n);
 /* true: forward only at info->training_length (or a bag's segment); false: any length. */
 bool nn_net_fixed_length(const struct nn_net *n);

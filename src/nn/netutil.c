@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nn/ops.h"
 #include "util/err.h"
 
 /* Returns the data of tensor `name` if its shape is exactly dims[0..nd); records the
@@ -118,4 +119,72 @@ void nn_binder_reset(struct nn_ckpt *c)
 {
 	for (size_t i = 0; i < c->n_tensors; i++)
 		c->tensors[i].used = false;
+}
+
+int nn_layer_status(const struct nn_ws *ws, const volatile int *cancel)
+{
+	if (ws->failed)
+		return SFA_ENOMEM;
+	if (cancel && *cancel)
+		return SFA_ECANCELED;
+	return 0;
+}
+
+void nn_mean_std(const float *x, size_t n, double *mean, double *std)
+{
+	double s = 0.0;
+	for (size_t i = 0; i < n; i++)
+		s += x[i];
+	double mu = s / (double)n;
+	double ss = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		double d = x[i] - mu;
+		ss += d * d;
+	}
+	*mean = mu;
+	*std = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0; /* unbiased, as torch.std */
+}
+
+void nn_standardize(const float *x, size_t n, float *out, double *mean, double *std)
+{
+	nn_mean_std(x, n, mean, std);
+	float m = (float)*mean, sd = (float)(1e-5 + *std);
+	for (size_t i = 0; i < n; i++)
+		out[i] = (x[i] - m) / sd;
+}
+
+void nn_fill_bias(float *z, const float *b, int n_ch, size_t plane)
+{
+	for (int c = 0; c < n_ch; c++)
+		for (size_t i = 0; i < plane; i++)
+			z[(size_t)c * plane + i] = b[c];
+}
+
+int nn_tile_rows(size_t budget, size_t row_floats, int h)
+{
+	int nr = (int)(budget / row_floats);
+	if (nr < 1)
+		nr = 1;
+	if (nr > h)
+		nr = h;
+	return nr;
+}
+
+int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info,
+                struct nn_ckpt *dst, struct nn_stft **stft, char *err, size_t n_err)
+{
+	int rc = nn_stft_new(nfft, stft, err, n_err);
+	if (rc)
+		return rc;
+	nn_ops_init();
+	info->n_params = ckpt->n_weight_floats;
+	*dst = *ckpt;
+	memset(ckpt, 0, sizeof *ckpt);
+	return 0;
+}
+
+void nn_net_release(struct nn_ckpt *weights, struct nn_stft *stft)
+{
+	nn_stft_free(stft);
+	nn_ckpt_free(weights);
 }

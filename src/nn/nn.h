@@ -62,9 +62,10 @@ struct nn_model_info {
  * and how to fetch it. On success *out is the caller's (nn_model_free). */
 int nn_model_open(const char *spec, const char *models_dir, struct nn_model **out, char *err,
                   size_t n_err);
-/* Loads one checkpoint as a one-member bag. */
+/* Loads one checkpoint as a one-member bag; *out as nn_model_open's. */
 int nn_model_load(const char *path, struct nn_model **out, char *err, size_t n_err);
 void nn_model_free(struct nn_model *m);
+/* Points into m: valid until nn_model_free. */
 const struct nn_model_info *nn_model_info(const struct nn_model *m);
 
 struct nn_separate_opts {

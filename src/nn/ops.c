@@ -648,25 +648,10 @@ NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, flo
  * does not grow with n (rows reach 10^5 values in the time branch). */
 enum { SUM_BLOCK = 1024 };
 
-NN_CLONES double nn_sum(const float *p, size_t n)
-{
-	double s = 0.0;
-	size_t i = 0;
-	while (i + LANES <= n) {
-		float acc[LANES] = {0};
-		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
-		for (; i + LANES <= end; i += LANES)
-			for (int j = 0; j < LANES; j++)
-				acc[j] += p[i + j];
-		for (int j = 0; j < LANES; j++)
-			s += acc[j];
-	}
-	for (; i < n; i++)
-		s += p[i];
-	return s;
-}
-
-NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
+/* The one blocked loop behind both: with squares, of (p - mean)^2, else of p. Inlined
+ * into each clone with squares constant, so each keeps its own vectorised loop. */
+static inline __attribute__((always_inline)) double blocked_sum(const float *p, size_t n,
+                                                                bool squares, float mean)
 {
 	double s = 0.0;
 	size_t i = 0;
@@ -675,17 +660,32 @@ NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
 		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
 		for (; i + LANES <= end; i += LANES)
 			for (int j = 0; j < LANES; j++) {
-				float d = p[i + j] - mean;
-				acc[j] += d * d;
+				if (squares) {
+					float d = p[i + j] - mean;
+					acc[j] += d * d;
+				} else {
+					acc[j] += p[i + j];
+				}
 			}
 		for (int j = 0; j < LANES; j++)
 			s += acc[j];
 	}
 	for (; i < n; i++) {
-		double d = (double)p[i] - mean;
-		s += d * d;
+		if (squares) {
+			double d = (double)p[i] - mean;
+			s += d * d;
+		} else {
+			s += p[i];
+		}
 	}
 	return s;
+}
+
+NN_CLONES double nn_sum(const float *p, size_t n) { return blocked_sum(p, n, false, 0.0f); }
+
+NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
+{
+	return blocked_sum(p, n, true, mean);
 }
 
 NN_CLONES static void affine(float *p, size_t n, float sc, float sh)

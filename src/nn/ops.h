@@ -42,7 +42,8 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
  * nn_ops_team_splits), so results are bit-identical with or without a team. */
 enum { NN_TEAM_MAX_HELPERS = 15, NN_TEAM_MIN_MNK = 8 << 20 };
 struct nn_team;
-/* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory. */
+/* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory; the
+ * caller ends and frees it with nn_team_stop. */
 struct nn_team *nn_team_start(int n_helpers);
 /* Joins the helpers. NULL is ignored. */
 void nn_team_stop(struct nn_team *t);

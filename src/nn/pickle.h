@@ -108,9 +108,9 @@ int nn_pickle_load(const uint8_t *data, size_t n, struct arena *a, const struct 
                    char *err, size_t n_err);
 
 /* Dict lookup by string key (last occurrence wins, as in Python). NULL if d is not a dict
- * or the key is absent. */
+ * or the key is absent. The value belongs to d's tree. */
 const struct nn_pk *nn_pk_get(const struct nn_pk *d, const char *key);
-/* Human-readable dotted name of an allow-listed global. */
+/* Human-readable dotted name of an allow-listed global (a static string). */
 const char *nn_pk_global_name(enum nn_pk_global g);
 
 #endif

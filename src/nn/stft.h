@@ -23,6 +23,7 @@
 
 struct nn_stft;
 
+/* Plans the transforms of nfft points; *out is the caller's (nn_stft_free). */
 int nn_stft_new(int nfft, struct nn_stft **out, char *err, size_t n_err);
 void nn_stft_free(struct nn_stft *s);
 

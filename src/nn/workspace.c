@@ -2,6 +2,7 @@
 #include "nn/workspace.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -47,6 +48,14 @@ float *nn_ws_floats(struct nn_ws *ws, size_t n)
 		return NULL;
 	}
 	return nn_ws_bytes(ws, n * sizeof(float));
+}
+
+float *nn_ws_copy(struct nn_ws *ws, const float *x, size_t n)
+{
+	float *p = nn_ws_floats(ws, n);
+	if (p)
+		memcpy(p, x, n * sizeof *p);
+	return p;
 }
 
 size_t nn_ws_mark(const struct nn_ws *ws)

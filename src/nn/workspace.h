@@ -30,8 +30,12 @@ struct nn_ws {
 
 /* reserve_bytes: the most the stack may hold (0 = NN_WS_DEFAULT_RESERVE_MB). */
 void nn_ws_init(struct nn_ws *ws, size_t reserve_bytes);
-/* Returns n floats of uninitialised, 64-byte aligned memory, or NULL (and sets failed). */
+/* Returns n floats of uninitialised, 64-byte aligned memory, or NULL (and sets failed).
+ * The memory is the workspace's: it is given back by nn_ws_release to an earlier mark,
+ * never freed by the caller. */
 float *nn_ws_floats(struct nn_ws *ws, size_t n);
+/* nn_ws_floats(ws, n) holding a copy of x[0..n), or NULL. */
+float *nn_ws_copy(struct nn_ws *ws, const float *x, size_t n);
 void *nn_ws_bytes(struct nn_ws *ws, size_t n);
 size_t nn_ws_mark(const struct nn_ws *ws);
 void nn_ws_release(struct nn_ws *ws, size_t mark);

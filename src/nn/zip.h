@@ -38,7 +38,7 @@ struct nn_zip {
  * SFA_EUNSUPP (compressed or encrypted member), SFA_ETOOBIG (caps), SFA_ENOMEM. */
 int nn_zip_parse(const uint8_t *data, size_t n_bytes, struct nn_zip *z, char *err, size_t n_err);
 void nn_zip_free(struct nn_zip *z);
-/* Looks up an exact member name; NULL if absent. */
+/* Looks up an exact member name (the entry belongs to z); NULL if absent. */
 const struct nn_zip_entry *nn_zip_find(const struct nn_zip *z, const char *name, size_t name_len);
 
 #endif

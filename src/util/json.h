@@ -19,7 +19,8 @@ char *json_encode(const json_t *j);
 /* Parses n bytes as a JSON object. Fails with SFA_ETOOBIG past JSON_BODY_MAX_BYTES and
  * SFA_EINVAL (with jansson's line/column in err) for bad JSON or a non-object. */
 int json_parse_object(const char *text, size_t n, json_t **out, char *err, size_t n_err);
-/* Returns the string member `key` of obj, or NULL if absent, null or not a string. */
+/* Returns the string member `key` of obj (borrowed from obj), or NULL if absent, null or
+ * not a string. */
 const char *json_str(const json_t *obj, const char *key);
 
 #endif

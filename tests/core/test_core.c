@@ -19,6 +19,7 @@
 #include "core/ratelimit.h"
 #include "core/token.h"
 #include "db/db.h"
+#include "jobs/registry.h"
 #include "../db/testdb.h"
 #include "util/err.h"
 
@@ -480,6 +481,47 @@ static void ratelimit_shared(void **state)
 	ratelimit_free(b);
 }
 
+/* lal.ai separations have a type of their own, with their own slots (SFA_JOBS_LALALAI),
+ * shown to clients as "processing"; ?type=processing selects both kinds. */
+static void job_types_registry(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256];
+	unsetenv("SFA_JOBS_LALALAI");
+	setenv("SFA_JOBS_PROCESSING", "1", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	const struct job_type *local = job_type_find("processing"), *cloud = job_type_find("lalalai");
+	assert_non_null(local);
+	assert_non_null(cloud);
+	assert_int_equal(local->limit(&c), 1);
+	assert_int_equal(cloud->limit(&c), 4);
+	setenv("SFA_JOBS_LALALAI", "2", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_int_equal(cloud->limit(&c), 2);
+	assert_int_equal(local->limit(&c), 1);
+	setenv("SFA_JOBS_LALALAI", "0", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "SFA_JOBS_LALALAI"));
+	unsetenv("SFA_JOBS_LALALAI");
+	unsetenv("SFA_JOBS_PROCESSING");
+	assert_true(cloud->run != local->run);
+	assert_string_equal(job_type_shown("lalalai"), "processing");
+	assert_string_equal(job_type_shown("processing"), "processing");
+	assert_string_equal(job_type_shown("analysis"), "analysis");
+	assert_string_equal(job_type_shown("no-such-type"), "no-such-type");
+	const char *names[4];
+	assert_int_equal(job_types_shown_as("processing", names, 4), 2);
+	assert_string_equal(names[0], "processing");
+	assert_string_equal(names[1], "lalalai");
+	assert_null(names[2]);
+	assert_int_equal(job_types_shown_as("lalalai", names, 4), 0);
+	assert_null(names[0]);
+	assert_int_equal(job_types_shown_as("analysis", names, 4), 1);
+	assert_int_equal(job_types_shown_as("processing", names, 2), 1); /* room for one */
+	assert_null(names[1]);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -495,6 +537,7 @@ int main(void)
 		cmocka_unit_test(config_env),
 		cmocka_unit_test(config_spotify_and_download),
 		cmocka_unit_test(sealed_values),
+		cmocka_unit_test(job_types_registry),
 	};
 	/* On PostgreSQL ("core-pg") only the tests that reach the database run again. */
 	const struct CMUnitTest db_tests[] = {

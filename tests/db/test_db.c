@@ -206,7 +206,8 @@ static void lists_are_arrays(void **state)
 		assert_int_equal(db_job_cancel(f->db, f->user, jobs[i].id, 1, &was_running), 0);
 		assert_false(was_running);
 	}
-	assert_int_equal(db_job_list(f->db, f->user, "failed", "probe", NULL, 10, 10, &a, &jobs, &n,
+	const char *probes[] = {"probe", NULL};
+	assert_int_equal(db_job_list(f->db, f->user, "failed", probes, NULL, 10, 10, &a, &jobs, &n,
 	                             &total),
 	                 0);
 	assert_int_equal(total, 13);
@@ -228,6 +229,52 @@ static void lists_are_arrays(void **state)
 	                             &total),
 	                 SFA_ENOMEM);
 	arena_free(&tiny);
+	arena_free(&a);
+}
+
+/* A filter of several types (the API's ?type=processing: local and lal.ai separations)
+ * lists each of them and nothing else; the scheduler's claims stay per stored type, so a
+ * lal.ai job never takes a local one's slot. */
+static void job_list_of_several_types(void **state)
+{
+	struct fixture *f = *state;
+	char local[UUID_STR_LEN], cloud[UUID_STR_LEN];
+	add_job(f, "processing", local);
+	add_job(f, "lalalai", cloud);
+	add_job(f, "analysis", NULL);
+	add_job(f, "probe", NULL);
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_job *jobs;
+	size_t n;
+	int64_t total;
+	const char *seps[] = {"processing", "lalalai", NULL};
+	assert_int_equal(db_job_list(f->db, f->user, NULL, seps, NULL, 0, 10, &a, &jobs, &n, &total),
+	                 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(total, 2);
+	assert_true((strcmp(jobs[0].id, cloud) == 0 && strcmp(jobs[1].id, local) == 0) ||
+	            (strcmp(jobs[0].id, local) == 0 && strcmp(jobs[1].id, cloud) == 0));
+	const char *three[] = {"processing", "lalalai", "analysis", NULL};
+	assert_int_equal(db_job_list(f->db, f->user, NULL, three, NULL, 0, 10, &a, &jobs, &n, &total),
+	                 0);
+	assert_int_equal(total, 3);
+	const char *four[] = {"processing", "lalalai", "analysis", "probe", NULL};
+	assert_int_equal(db_job_list(f->db, f->user, NULL, four, NULL, 0, 10, &a, &jobs, &n, &total),
+	                 SFA_EINVAL);
+	const char *one[] = {"lalalai", NULL};
+	assert_int_equal(db_job_list(f->db, f->user, NULL, one, NULL, 0, 10, &a, &jobs, &n, &total),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(jobs[0].id, cloud);
+	struct db_job j;
+	assert_int_equal(db_job_claim(f->db, "lalalai", (int64_t)time(NULL) + 10, &j), 0);
+	assert_string_equal(j.id, cloud);
+	assert_string_equal(j.type, "lalalai");
+	assert_int_equal(db_job_claim(f->db, "lalalai", (int64_t)time(NULL) + 10, &j),
+	                 SFA_ENOTFOUND);
+	assert_int_equal(db_job_claim(f->db, "processing", (int64_t)time(NULL) + 10, &j), 0);
+	assert_string_equal(j.id, local);
 	arena_free(&a);
 }
 
@@ -302,7 +349,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 12);
+	assert_int_equal(db_schema_version(f->db), 13);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
@@ -802,6 +849,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
+		cmocka_unit_test_setup_teardown(job_list_of_several_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(library_sorts, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),

@@ -274,20 +274,26 @@ def requests_are_validated_and_scoped(srv):
     wait_done(srv, auth, d["job_id"])
 
 
-@tap.case
-def missing_ytdlp_is_explained(_srv):
-    s = Server(env={**fake.env(), "SFA_YTDLP": "/nonexistent/yt-dlp",
-                    "SFA_DOWNLOAD_QUERY": f"{audio.url}/{{spotify_id}}.wav"}).start()
+def download_fails_with(env, words):
+    """A download on a server with env fails, its error holding every one of words, and
+    leaves no file behind."""
+    s = Server(env={**fake.env(), "SFA_DOWNLOAD_QUERY": f"{audio.url}/{{spotify_id}}.wav",
+                    **env}).start()
     try:
         auth = new_user(s)
         d = start_download(s, auth, f"spotify:track:{OK_TRACK}").json()["data"]
         j = wait_done(s, auth, d["job_id"])
         eq(j["status"], "failed", "status")
-        check("yt-dlp was not found" in j["error"] and "pip install -U yt-dlp" in j["error"],
-              j["error"])
+        check(all(w in j["error"] for w in words), j["error"])
         no_files_left(s, d["track_id"], d["job_id"])
     finally:
         s.cleanup()
+
+
+@tap.case
+def missing_ytdlp_is_explained(_srv):
+    download_fails_with({"SFA_YTDLP": "/nonexistent/yt-dlp"},
+                        ["yt-dlp was not found", "pip install -U yt-dlp"])
 
 
 @tap.case
@@ -318,18 +324,10 @@ def timeout_kills_ytdlp_and_is_retried_later(_srv):
 @tap.case
 def missing_ffmpeg_is_explained(_srv):
     empty = tempfile.mkdtemp(prefix="sfa-nopath-")
-    s = Server(env={**fake.env(), "PATH": empty, "SFA_YTDLP": shutil.which("yt-dlp"),
-                    "SFA_DOWNLOAD_QUERY": f"{audio.url}/{{spotify_id}}.wav"}).start()
     try:
-        auth = new_user(s)
-        d = start_download(s, auth, f"spotify:track:{OK_TRACK}").json()["data"]
-        j = wait_done(s, auth, d["job_id"])
-        eq(j["status"], "failed", "status")
-        check("ffmpeg is not installed" in j["error"] and "apt-get install ffmpeg" in j["error"],
-              j["error"])
-        no_files_left(s, d["track_id"], d["job_id"])
+        download_fails_with({"PATH": empty, "SFA_YTDLP": shutil.which("yt-dlp")},
+                            ["ffmpeg is not installed", "apt-get install ffmpeg"])
     finally:
-        s.cleanup()
         os.rmdir(empty)
 
 

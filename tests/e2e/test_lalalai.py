@@ -7,11 +7,16 @@ track's title, which becomes the uploaded file's name (see the fake's magic word
 Covers: the settings key (set, masked, sealed at rest, replace, remove), 503 without a key,
 upload -> separate -> downloadable lal.ai stems (4 and 6 stems, wav and flac, a resumed
 download), failed tasks, cancel / cancel-all of only the caller's tasks, DELETE of a
-running job reaching lal.ai, the quota, a rejected key, and the server-wide key.
+running job reaching lal.ai, the quota, a rejected key, the server-wide key, and lal.ai's
+own job slots: a cloud job never holds up another user's local separation, it is shown as
+a "processing" job everywhere (job JSON, ?type, socket events), and a row an earlier
+version stored as "processing" still runs after the upgrade.
 """
 import io
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,10 +24,13 @@ import uuid
 import wave
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Server, Tap, check, eq, multipart, sine_wav  # noqa: E402
+from harness import Server, Tap, check, eq, multipart, phx_until, sine_wav  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "..", "fakes", "fake_lalalai.py")
+FIXTURES = os.environ.get("SFA_FIXTURES", os.path.join(HERE, "..", "fixtures"))
+TINY = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
+HTDEMUCS_SIG = "955717e8"  # the single member of the official htdemucs bag
 PW = "correct horse battery"
 tap = Tap()
 
@@ -316,14 +324,121 @@ def server_key_is_the_fallback(srv):
         s2.cleanup()
 
 
+@tap.case
+def socket_and_filters_show_a_processing_job(srv):
+    c, auth = user(srv, "key-e2e-shown-0008")
+    uid = c.get("/api/me", headers=auth).json()["data"]["id"]
+    key = auth["Authorization"].split(" ", 1)[1]
+    t, seen = phx_until(srv, key, f"user:{uid}", "job:completed", job_type="processing")
+    track = upload(srv, auth, "Tone")
+    jid = separate(srv, auth, track).json()["data"]["job_id"]
+    j, _ = wait(srv, auth, jid)
+    eq(j["status"], "completed", j.get("error"))
+    t.join(60)
+    eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
+    done = [e for e in seen["seen"].get("events", []) if e["event"] == "job:completed"]
+    eq([(e["payload"]["job_id"], e["payload"]["job_type"]) for e in done],
+       [(jid, "processing")], "the socket's job:completed")
+    cl = srv.client()
+    eq(cl.get(f"/api/jobs/{jid}", headers=auth).json()["data"]["type"], "processing", "type")
+    listed = cl.get("/api/jobs?type=processing", headers=auth).json()["data"]
+    eq([x["id"] for x in listed], [jid], "?type=processing lists the lal.ai job")
+    r = cl.get("/api/jobs?type=lalalai", headers=auth)
+    eq(r.status, 422, "the stored type is no filter clients know")
+    check("lalalai" not in r.json()["details"]["type"][0], r.text)
+
+
+def local_server(env_extra):
+    env = dict(BASE_ENV)
+    env.update(env_extra)
+    s = Server(env=env).start()
+    check(os.path.exists(TINY), f"missing test fixture {TINY}")
+    os.makedirs(os.path.join(s.data_dir, "models"), exist_ok=True)
+    shutil.copy(TINY, os.path.join(s.data_dir, "models", f"{HTDEMUCS_SIG}.th"))
+    return s
+
+
+@tap.case
+def a_cloud_job_never_holds_up_a_local_one(srv):
+    """One local slot (the default), one lal.ai slot: two users' stuck lal.ai jobs take
+    turns in theirs, while a third user's local separation runs and completes at once."""
+    s2 = local_server({"SFA_JOBS_PROCESSING": "1", "SFA_JOBS_LALALAI": "1"})
+    try:
+        _, alice = user(s2, "key-e2e-slots-0009")
+        _, bob = user(s2, "key-e2e-slots-0010")
+        first, first_task = stuck_job(s2, alice)
+        track = upload(s2, bob, "task-stuck")
+        second = separate(s2, bob, track).json()["data"]["job_id"]
+        _, carol = user(s2)
+        track = upload(s2, carol, "Tone")
+        r = s2.client().request("POST", "/api/processing/separate", headers=carol,
+                                json_body={"track_id": track["id"], "model": "htdemucs"})
+        eq(r.status, 201, r.text)
+        local, _ = wait(s2, carol, r.json()["data"]["job_id"], timeout=90)
+        eq(local["status"], "completed", local.get("error"))
+        eq(len(local["stems"]), 4, "the local stems")
+        eq(job(s2, alice, first)["status"], "processing", "the cloud job still runs")
+        eq(job(s2, bob, second)["status"], "queued", "SFA_JOBS_LALALAI=1: the next one waits")
+        eq(fake_task(first_task)["state"], "progress", "lal.ai still has the first task")
+        eq(s2.client().request("DELETE", f"/api/jobs/{first}", headers=alice).status, 202,
+           "cancel the first")
+        j, _ = wait(s2, bob, second, until=lambda j: j.get("lalalai_task_id"))
+        eq(j["status"], "processing", "the second got the freed lal.ai slot")
+        eq(s2.client().request("DELETE", f"/api/jobs/{second}", headers=bob).status, 202,
+           "cancel the second")
+        wait(s2, bob, second)
+    finally:
+        s2.cleanup()
+
+
+@tap.case
+def a_processing_row_of_an_earlier_version_still_runs(srv):
+    """Earlier versions stored lal.ai separations as type "processing": the upgrade's
+    migration makes them "lalalai" jobs, which run in lal.ai's slots and complete."""
+    s2 = Server(env=BASE_ENV).start()
+    try:
+        c, auth = user(s2, "key-e2e-upgrade-0011")
+        uid = c.get("/api/me", headers=auth).json()["data"]["id"]
+        track = upload(s2, auth, "Tone")
+        eq(s2.stop(), 0, "stopped")
+        jid = str(uuid.uuid4())
+        payload = json.dumps({"model": "htdemucs", "engine": "lalalai", "output_format": "wav",
+                              "idempotency_key": str(uuid.uuid4())}, separators=(",", ":"))
+        db = sqlite3.connect(os.path.join(s2.data_dir, "sfa.db"))
+        with db:
+            (version,) = db.execute("SELECT version FROM schema_version").fetchone()
+            # As the version before lal.ai's own type left it.
+            db.execute("UPDATE schema_version SET version = ?", (version - 1,))
+            db.execute("INSERT INTO jobs (id, user_id, track_id, type, status, max_attempts, "
+                       "run_at, payload, created_at) VALUES (?, ?, ?, 'processing', 'queued', "
+                       "2, 0, ?, ?)", (jid, uid, track["id"], payload, int(time.time())))
+        db.close()
+        s2.log.clear()
+        s2.start()
+        j, _ = wait(s2, auth, jid)
+        eq(j["status"], "completed", j.get("error"))
+        eq((j["engine"], len(j["stems"])), ("lalalai", 4), "lal.ai's stems")
+        check(fake_task(j["lalalai_task_id"]) is not None, "it ran at lal.ai")
+        eq(s2.client().get(f"/api/jobs/{jid}", headers=auth).json()["data"]["type"],
+           "processing", "still shown as processing")
+        check(any(f"job {jid} (lalalai) started" in line for line in s2.log),
+              "it ran as a lalalai job")
+    finally:
+        s2.cleanup()
+
+
+BASE_ENV = {}
+
+
 def main():
     global FAKE_LAL
     FAKE_LAL = FakeLalalai()
     FAKE_LAL.call("POST", "/_fake/config", {"check_limit": 100000})
     env = {"SFA_RATE_API": "100000", "SFA_RATE_HEAVY": "100000", "SFA_RATE_AUTH": "100000",
            "SFA_LALALAI_URL": FAKE_LAL.url, "SFA_LALALAI_CHECK_INTERVAL_MS": "100",
-           "SFA_JOBS_PROCESSING": "4", "SFA_JOB_RETRY_BASE_S": "0"}
-    srv = Server(env=env).start()
+           "SFA_JOB_RETRY_BASE_S": "0"}
+    BASE_ENV.update(env)
+    srv = Server(env={**env, "SFA_JOBS_LALALAI": "4"}).start()
     try:
         rc = tap.run(srv)
     finally:

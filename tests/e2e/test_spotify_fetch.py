@@ -11,7 +11,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakes import FakeSpotify, magic  # noqa: E402
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -184,15 +184,7 @@ def not_configured_or_rejected_credentials_are_503(srv):
 def main():
     global fake
     fake = FakeSpotify()
-    srv = Server(env={**fake.env(), "SFA_RATE_API": "100000"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-        fake.stop()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
+    return run_suite(tap, {**fake.env(), "SFA_RATE_API": "100000"}, stop=[fake.stop])
 
 
 if __name__ == "__main__":

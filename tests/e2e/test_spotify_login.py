@@ -16,7 +16,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakes import FakeSpotify, get_no_redirect  # noqa: E402
-from harness import Server, Tap, check, eq  # noqa: E402
+from harness import Server, Tap, check, eq, run_suite  # noqa: E402
 
 tap = Tap()
 PW = "correct horse battery"
@@ -263,16 +263,8 @@ def not_configured_is_explained(_srv):
 def main():
     global fake
     fake = FakeSpotify()
-    srv = Server(env={**fake.env(client_id="short-lived-client"), "SFA_RATE_API": "100000",
-                      "SFA_RATE_AUTH": "100000"}).start()
-    try:
-        rc = tap.run(srv)
-    finally:
-        srv.cleanup()
-        fake.stop()
-    if rc:
-        print("# server log tail:\n# " + "\n# ".join(srv.log[-40:]))
-    return rc
+    return run_suite(tap, {**fake.env(client_id="short-lived-client"), "SFA_RATE_API": "100000",
+                           "SFA_RATE_AUTH": "100000"}, stop=[fake.stop])
 
 
 if __name__ == "__main__":

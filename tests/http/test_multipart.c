@@ -470,12 +470,38 @@ static int filename_for(const char *params, char *out, size_t n_out, char *err, 
 	return rc;
 }
 
+/* A Content-Disposition's parameters and the file name they give (want), or for a refusal
+ * the words its error must contain (want). */
+struct fn_case {
+	const char *params, *want;
+};
+
+static void check_filenames(const struct fn_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char got[256], err[MULTIPART_ERR_MAX];
+		int rc = filename_for(cases[i].params, got, sizeof got, err, sizeof err);
+		if (rc != 0 || strcmp(got, cases[i].want) != 0)
+			fail_msg("%s: rc %d \"%s\", got \"%s\", want \"%s\"", cases[i].params, rc, err,
+			         rc ? "" : got, cases[i].want);
+	}
+}
+
+static void check_refused(const struct fn_case *bad, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char got[256], err[MULTIPART_ERR_MAX];
+		int rc = filename_for(bad[i].params, got, sizeof got, err, sizeof err);
+		if (rc != SFA_EINVAL || !strstr(err, bad[i].want))
+			fail_msg("%s: rc %d \"%s\", want EINVAL \"%s\"", bad[i].params, rc, err,
+			         bad[i].want);
+	}
+}
+
 static void filename_sanitisation(void **state)
 {
 	(void)state;
-	static const struct {
-		const char *params, *want;
-	} cases[] = {
+	static const struct fn_case cases[] = {
 		{"filename=\"../../etc/passwd\"", "passwd"},
 		{"filename=\"C:\\x\\y.wav\"", "y.wav"},     /* unescaped Windows path (browsers) */
 		{"filename=\"C:\\\\x\\\\y.wav\"", "y.wav"}, /* escaped Windows path */
@@ -492,16 +518,8 @@ static void filename_sanitisation(void **state)
 		{"filename=\"caf\xc3\xa9.wav\"", "caf\xc3\xa9.wav"}, /* raw UTF-8, as browsers send */
 		{"filename=\"100%22.wav\"", "100%22.wav"},           /* no percent-decoding here */
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char got[256], err[MULTIPART_ERR_MAX];
-		int rc = filename_for(cases[i].params, got, sizeof got, err, sizeof err);
-		if (rc != 0 || strcmp(got, cases[i].want) != 0)
-			fail_msg("%s: rc %d \"%s\", got \"%s\", want \"%s\"", cases[i].params, rc, err,
-			         rc ? "" : got, cases[i].want);
-	}
-	static const struct {
-		const char *params, *needle;
-	} bad[] = {
+	check_filenames(cases, sizeof cases / sizeof cases[0]);
+	static const struct fn_case bad[] = {
 		{"filename*=UTF-8''a%00b.wav", "NUL byte"},
 		{"filename*=UTF-8''a%0Ab.wav", "control character"},
 		{"filename=\"tab\there.wav\"", "control character"},
@@ -511,21 +529,13 @@ static void filename_sanitisation(void **state)
 		{"filename*=UTF-8''%C3.wav", "not valid UTF-8"},
 		{"filename=\"a.wav\"; filename=\"b.wav\"", "repeated"},
 	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char got[256], err[MULTIPART_ERR_MAX];
-		int rc = filename_for(bad[i].params, got, sizeof got, err, sizeof err);
-		if (rc != SFA_EINVAL || !strstr(err, bad[i].needle))
-			fail_msg("%s: rc %d \"%s\", want EINVAL \"%s\"", bad[i].params, rc, err,
-			         bad[i].needle);
-	}
+	check_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 static void rfc5987_filename_star(void **state)
 {
 	(void)state;
-	static const struct {
-		const char *params, *want;
-	} cases[] = {
+	static const struct fn_case cases[] = {
 		{"filename*=utf-8''%E2%82%AC%20rates.wav", "\xe2\x82\xac rates.wav"},
 		{"filename*=UTF-8'en'na%C3%AFve.mp3", "na\xc3\xafve.mp3"},
 		/* filename* wins over filename, in either order */
@@ -541,16 +551,8 @@ static void rfc5987_filename_star(void **state)
 		/* a quoted ext-value is tolerated */
 		{"filename*=\"UTF-8''q.wav\"", "q.wav"},
 	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char got[256], err[MULTIPART_ERR_MAX];
-		int rc = filename_for(cases[i].params, got, sizeof got, err, sizeof err);
-		if (rc != 0 || strcmp(got, cases[i].want) != 0)
-			fail_msg("%s: rc %d \"%s\", got \"%s\", want \"%s\"", cases[i].params, rc, err,
-			         rc ? "" : got, cases[i].want);
-	}
-	static const struct {
-		const char *params, *needle;
-	} bad[] = {
+	check_filenames(cases, sizeof cases / sizeof cases[0]);
+	static const struct fn_case bad[] = {
 		{"filename*=UTF-8''%E2%8", "bad %-escape"},
 		{"filename*=UTF-8''%zz.wav", "bad %-escape"},
 		{"filename*=UTF-8''a b.wav", "unparsable"},
@@ -559,13 +561,7 @@ static void rfc5987_filename_star(void **state)
 		{"filename*=no-quotes.wav", "charset''"},
 		{"filename*=KOI8-R''%C1.wav", "other than UTF-8"},
 	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char got[256], err[MULTIPART_ERR_MAX];
-		int rc = filename_for(bad[i].params, got, sizeof got, err, sizeof err);
-		if (rc != SFA_EINVAL || !strstr(err, bad[i].needle))
-			fail_msg("%s: rc %d \"%s\", want EINVAL \"%s\"", bad[i].params, rc, err,
-			         bad[i].needle);
-	}
+	check_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 /* Runs body with lim for every chunk size 1..n and expects rc and a message containing
