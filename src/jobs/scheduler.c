@@ -45,6 +45,7 @@ enum {
 	KILL_GRACE_MS = 3000,
 	SWEEP_MS = 1000, /* how often expired leases are looked for */
 	TICK_MS = 200,   /* the loop's pace while children run (and on SQLite) */
+	EXIT_POLL_MS = 5, /* while a child has closed its pipe but is not yet reapable */
 	IDLE_POLL_MS = 2000, /* an idle node's safety-net poll of a shared database */
 };
 
@@ -554,8 +555,10 @@ static void *loop(void *arg)
 		pfd[n].events = POLLIN;
 		owner[n++] = -1;
 		int n_kids = 0;
+		bool exiting = false; /* a child closed its pipe and is about to exit */
 		for (int i = 0; i < MAX_CHILDREN; i++) {
 			n_kids += s->kids[i].used;
+			exiting |= s->kids[i].used && s->kids[i].fd < 0 && s->kids[i].pid > 0;
 			if (s->kids[i].used && s->kids[i].fd >= 0) {
 				pfd[n].fd = s->kids[i].fd;
 				pfd[n].events = POLLIN;
@@ -573,7 +576,11 @@ static void *loop(void *arg)
 		 * a safety net; on SQLite the queue is polled as before (`sfa job enqueue` from
 		 * another process has no way to wake it). */
 		bool woken = db_is_shared(s->db) && listen_fd >= 0;
-		poll(pfd, (nfds_t)n, n_kids || !woken ? TICK_MS : IDLE_POLL_MS);
+		/* A child's end of the pipe closes just before it exits: reap it within
+		 * milliseconds then, not a whole tick later (its slot and its job's completion
+		 * wait on it). */
+		poll(pfd, (nfds_t)n,
+		     exiting ? EXIT_POLL_MS : n_kids || !woken ? TICK_MS : IDLE_POLL_MS);
 		if (pfd[0].revents & POLLIN) {
 			char drain[64];
 			while (read(s->wake[0], drain, sizeof drain) > 0) {
