@@ -551,6 +551,17 @@ void api_export_library(struct http_ctx *ctx)
 	zs_respond(ctx, z, "Sound Forge Alchemy library.zip");
 }
 
+/* The track's latest analysis, parsed (the caller decrefs it), or NULL when it has none. */
+static json_t *latest_analysis(struct http_ctx *ctx, const char *track_id)
+{
+	char *text = NULL;
+	json_t *a = NULL;
+	if (db_analysis_latest(ctx->app->db, ctx->user.id, track_id, &text) == 0)
+		a = json_loads(text, 0, NULL);
+	free(text);
+	return a;
+}
+
 void api_export_analysis(struct http_ctx *ctx)
 {
 	const char *track_id = http_param(ctx, "track_id");
@@ -559,17 +570,12 @@ void api_export_analysis(struct http_ctx *ctx)
 		api_not_found(ctx, "The track");
 		return;
 	}
-	char *text = NULL;
-	json_error_t je;
-	json_t *analysis = NULL;
-	if (db_analysis_latest(ctx->app->db, ctx->user.id, t.id, &text) != 0 ||
-	    !(analysis = json_loads(text, 0, &je))) {
-		free(text);
+	json_t *analysis = latest_analysis(ctx, t.id);
+	if (!analysis) {
 		http_error(ctx, 404, "not_found",
 		           "This track has no analysis yet; run POST /api/analysis/analyze first.");
 		return;
 	}
-	free(text);
 	http_json(ctx, 200,
 	          json_pack("{s:s, s:s, s:s, s:o}", "track_id", t.id, "title", t.title, "artist",
 	                    t.artist, "analysis", analysis));
@@ -583,25 +589,21 @@ void api_export_midi(struct http_ctx *ctx)
 		api_not_found(ctx, "The track");
 		return;
 	}
-	char *text = NULL;
-	json_t *analysis = NULL;
-	if (db_analysis_latest(ctx->app->db, ctx->user.id, t.id, &text) != 0 ||
-	    !(analysis = json_loads(text, 0, NULL))) {
-		free(text);
+	json_t *analysis = latest_analysis(ctx, t.id);
+	if (!analysis) {
 		http_error(ctx, 409, "conflict",
 		           "This track has no analysis yet; run POST /api/analysis/analyze (with the "
 		           "tempo feature, or all) first.");
 		return;
 	}
-	free(text);
 	unsigned char *smf = NULL;
 	size_t len = 0;
 	char err[300];
 	int rc = midi_from_analysis(analysis, t.title, &smf, &len, err, sizeof err);
 	json_decref(analysis);
 	if (rc) {
-		http_error(ctx, rc == SFA_ECONFLICT ? 409 : 500, rc == SFA_ECONFLICT ? "conflict" : "internal",
-		           err);
+		bool conflict = rc == SFA_ECONFLICT;
+		http_error(ctx, conflict ? 409 : 500, conflict ? "conflict" : "internal", err);
 		return;
 	}
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, smf, MHD_RESPMEM_MUST_FREE);
