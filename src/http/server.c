@@ -47,6 +47,7 @@ struct server {
 	bool reaping;
 	atomic_bool reaper_stop;
 	struct ws_registry *ws; /* its WebSocket connections */
+	atomic_bool closing;    /* server_stop began: new connections are turned away */
 };
 
 struct framing {
@@ -512,6 +513,14 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	log_warn("libmicrohttpd: %s", line);
 }
 
+/* libmicrohttpd's accept policy: every connection until server_stop begins, none after. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	(void)addr, (void)len;
+	struct server *s = cls;
+	return atomic_load(&s->closing) ? MHD_NO : MHD_YES;
+}
+
 int server_start(const struct server_opts *o, struct server **out, char *err, size_t n_err)
 {
 	struct server *s = calloc(1, sizeof *s);
@@ -532,10 +541,11 @@ int server_start(const struct server_opts *o, struct server **out, char *err, si
 		return rc;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	atomic_store(&s->closing, false);
 	s->d = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
 			MHD_ALLOW_UPGRADE,
-		0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+		0, accept_policy, s, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
 		uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
@@ -568,9 +578,11 @@ void server_stop(struct server *s)
 	if (!s)
 		return;
 	const struct server_opts *o = &s->o;
-	MHD_socket lfd = MHD_quiesce_daemon(s->d);
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
+	/* Not MHD_quiesce_daemon: on an epoll daemon with worker threads it races with the
+	 * workers removing the listening socket themselves and aborts the process (an open
+	 * libmicrohttpd defect; it did so here when a server stopped right after starting).
+	 * The accept policy turns new connections away instead, until MHD_stop_daemon. */
+	atomic_store(&s->closing, true);
 	/* Upgraded connections count as in flight until their socket is handed back, and
 	 * libmicrohttpd cannot stop while one is open: close them first (1001). */
 	int ws_left = ws_registry_shutdown(s->ws, WS_CLOSE_WAIT_MS + 1000);
