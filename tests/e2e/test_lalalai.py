@@ -238,6 +238,13 @@ def failed_tasks_explain_themselves(srv):
         eq(j["status"], "failed", title)
         check(words in (j["error"] or ""), f"{title}: {j['error']}")
         eq(j["stems"], [], "no stems")
+    # A retry is a new request to lal.ai (a new idempotency key): it fails for the task's
+    # own reason again, not because lal.ai saw its key before.
+    r = srv.client().request("POST", f"/api/jobs/{j['id']}/retry", headers=auth)
+    eq(r.status, 201, r.text)
+    j2, _ = wait(srv, auth, r.json()["data"]["id"])
+    eq(j2["status"], "failed", "the retried job")
+    check(words in (j2["error"] or ""), f"the retry: {j2['error']}")
 
 
 @tap.case
