@@ -305,7 +305,7 @@ void api_tracks_upload(struct http_ctx *ctx)
 	char dir[PATH_MAX + 64], final[PATH_MAX * 2];
 	snprintf(dir, sizeof dir, "%s/uploads/downloads/%s", ctx->app->cfg.data_dir, t.id);
 	snprintf(final, sizeof final, "%s/%s", dir, name);
-	if (fs_mkdirs(dir, 0700) || rename(u->tmp_path, final) != 0) {
+	if (fs_publish(u->tmp_path, final) != 0) {
 		log_error("upload: cannot move the file into place: %s", strerror(errno));
 		fs_remove_tree(dir);
 		http_error(ctx, 500, "internal", "The server could not store the upload.");

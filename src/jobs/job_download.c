@@ -421,48 +421,6 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 /* ---- Putting it in place --------------------------------------------------------------- */
 
 /* Copies src to dst (same directory as the final file) for a cross-device move. */
-static int copy_file(const char *src, const char *dst)
-{
-	int in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return SFA_EIO;
-	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out < 0) {
-		close(in);
-		return SFA_EIO;
-	}
-	char chunk[65536];
-	int rc = 0;
-	for (;;) {
-		ssize_t n = read(in, chunk, sizeof chunk);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? SFA_EIO : 0;
-			break;
-		}
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(out, chunk + off, (size_t)(n - off));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				rc = SFA_EIO;
-				break;
-			}
-			off += w;
-		}
-		if (rc)
-			break;
-	}
-	if (fsync(out) != 0)
-		rc = SFA_EIO;
-	close(out);
-	close(in);
-	if (rc)
-		unlink(dst);
-	return rc;
-}
-
 static int move_into_place(struct dl *d, const char *src, const struct audio_info *info,
                            struct stat *st)
 {
@@ -479,18 +437,9 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	    !fmt_fits(dir, sizeof dir, "%s/uploads/downloads/%s", data, id) ||
 	    !fmt_fits(dst, sizeof dst, "%s/uploads/%s", data, rel))
 		return fail(d, false, SFA_ETOOBIG, "The data directory path is too long.");
-	if (fs_mkdirs(dir, 0700) != 0)
-		return fail(d, true, SFA_EIO, "The download could not be stored: the library folder "
-		            "cannot be created.");
-	if (rename(src, dst) != 0) {
-		char tmp[PATH_MAX + 64];
-		snprintf(tmp, sizeof tmp, "%s/.incoming-%s", dir, d->r->job.id);
-		if (errno != EXDEV || copy_file(src, tmp) != 0 || rename(tmp, dst) != 0) {
-			unlink(tmp);
-			return fail(d, true, SFA_EIO, "The download could not be stored in the library "
-			            "folder (%s).", strerror(errno));
-		}
-	}
+	if (fs_publish(src, dst) != 0)
+		return fail(d, true, SFA_EIO, "The download could not be stored in the library "
+		            "folder (%s).", strerror(errno));
 	struct db_track audio;
 	memset(&audio, 0, sizeof audio);
 	str_copy(audio.audio_path, sizeof audio.audio_path, rel);

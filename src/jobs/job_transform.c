@@ -71,13 +71,12 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
  * render found out, in t's audio fields) as t's audio. */
 static int publish_audio(struct job_run *r, struct db_track *t)
 {
-	char dir[PATH_MAX + 128], from[PATH_MAX + 128], to[PATH_MAX + DB_PATH_MAX + 16];
-	snprintf(dir, sizeof dir, "%s/uploads/downloads/%s", r->cfg->data_dir, t->id);
+	char from[PATH_MAX + 128], to[PATH_MAX + DB_PATH_MAX + 16];
 	snprintf(from, sizeof from, "%s/audio.flac", r->work_dir);
 	snprintf(t->audio_path, sizeof t->audio_path, "downloads/%s/transformed.flac", t->id);
 	snprintf(to, sizeof to, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
 	struct stat st;
-	if (fs_mkdirs(dir, 0700) != 0 || rename(from, to) != 0 || stat(to, &st) != 0)
+	if (fs_publish(from, to) != 0 || stat(to, &st) != 0)
 		return fail(r, true, SFA_EIO, "The new track's audio could not be stored.");
 	str_copy(t->audio_format, sizeof t->audio_format, "flac");
 	t->audio_size = (int64_t)st.st_size;

@@ -30,7 +30,7 @@ int job_stems_publish(struct job_run *r, const char *const *names, int n_src, co
 		if (snprintf(from, sizeof from, "%s/%s.%s", r->work_dir, names[s], ext) >=
 		        (int)sizeof from ||
 		    snprintf(to, sizeof to, "%s/%s.%s", dest, names[s], ext) >= (int)sizeof to ||
-		    rename(from, to) != 0 || stat(to, &st) != 0) {
+		    fs_publish(from, to) != 0 || stat(to, &st) != 0) {
 			fs_remove_tree(dest);
 			json_decref(list);
 			snprintf(r->error, sizeof r->error, "The stems could not be moved into place.");

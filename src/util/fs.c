@@ -102,6 +102,84 @@ int fs_pread_all(int fd, void *p, size_t n, off_t off)
 	return 0;
 }
 
+/* Copies src to a new file dst (mode 0600) and syncs it. 0, or -1 with errno set. */
+static int copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -1;
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		int e = errno;
+		close(in);
+		errno = e;
+		return -1;
+	}
+	char chunk[65536];
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(in, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -1 : 0;
+			break;
+		}
+		if (fs_write_all(out, chunk, (size_t)n) != 0) {
+			rc = -1;
+			break;
+		}
+	}
+	if (rc == 0 && fsync(out) != 0)
+		rc = -1;
+	int e = errno;
+	close(out);
+	close(in);
+	if (rc)
+		unlink(dst);
+	errno = e;
+	return rc;
+}
+
+int fs_publish(const char *from, const char *to)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(to, '/');
+	if (slash && slash != to) {
+		size_t n = (size_t)(slash - to);
+		if (n >= sizeof dir) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(dir, to, n);
+		dir[n] = '\0';
+		if (fs_mkdirs(dir, 0700) != 0) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	if (rename(from, to) == 0)
+		return 0;
+	if (errno != EXDEV)
+		return -1;
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.incoming-%ld", to, (long)getpid()) >= (int)sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	unlink(tmp); /* left by a process of this id that died mid-copy */
+	if (copy_file(from, tmp) != 0)
+		return -1;
+	if (rename(tmp, to) != 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	unlink(from);
+	return 0;
+}
+
 int fs_tmpfile(const char *dir)
 {
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);

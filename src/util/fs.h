@@ -15,6 +15,14 @@ int fs_mkdirs(const char *path, mode_t mode);
 /* rm -rf without following symlinks; missing paths are fine. 0 or SFA_EIO. */
 int fs_remove_tree(const char *path);
 
+/* Puts the finished file `from` in place at `to`, whole or not at all: creates to's folder
+ * (mode 0700) and renames; when from is on another filesystem (a local scratch disk beside
+ * shared storage), copies it to a temporary name beside `to`, syncs it, renames that and
+ * removes from. A reader of `to` on any node sharing the folder sees no file or the whole
+ * one, never a part. Every stored file of the data dir comes in through here or through a
+ * temporary name beside its place. 0, or -1 with errno set (from is left as it was). */
+int fs_publish(const char *from, const char *to);
+
 /* write(2) until all n bytes are out, retrying on EINTR. 0, or -1 with errno set. */
 int fs_write_all(int fd, const void *p, size_t n);
 /* pwrite(2) / pread(2) of exactly n bytes at off, retrying on EINTR and short transfers.

@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/arena.h"
@@ -150,6 +152,68 @@ static void slugs(void **state)
 
 /* The scratch-file helpers: an anonymous file leaves no name behind, positioned writes
  * and reads move exact byte counts, a read past the end is an error. */
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_true(fputs(text, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void read_text(const char *path, char *out, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t k = fread(out, 1, n - 1, f);
+	out[k] = '\0';
+	fclose(f);
+}
+
+/* fs_publish: a finished file goes into place in a folder it makes, and from another
+ * filesystem (/dev/shm, a tmpfs, to /tmp) through a copy beside its place; nothing else is
+ * left behind, and a missing source is an error that touches nothing. */
+static void publish_files(void **state)
+{
+	(void)state;
+	char a[] = "/tmp/sfa-pub-XXXXXX", shm[] = "/dev/shm/sfa-pub-XXXXXX";
+	assert_non_null(mkdtemp(a));
+	assert_non_null(mkdtemp(shm));
+	struct stat sa, ss;
+	assert_int_equal(stat(a, &sa), 0);
+	assert_int_equal(stat(shm, &ss), 0);
+	if (sa.st_dev == ss.st_dev)
+		fail_msg("/tmp and /dev/shm are one filesystem here: the copy path needs two");
+	char from[128], to[160], got[64];
+	snprintf(from, sizeof from, "%s/part", a);
+	snprintf(to, sizeof to, "%s/deep/er/final.flac", a);
+	write_text(from, "same filesystem");
+	assert_int_equal(fs_publish(from, to), 0);
+	read_text(to, got, sizeof got);
+	assert_string_equal(got, "same filesystem");
+	assert_int_equal(access(from, F_OK), -1);
+	snprintf(from, sizeof from, "%s/part", shm);
+	write_text(from, "another filesystem");
+	assert_int_equal(fs_publish(from, to), 0); /* replaces the file */
+	read_text(to, got, sizeof got);
+	assert_string_equal(got, "another filesystem");
+	assert_int_equal(access(from, F_OK), -1);
+	char dir[160];
+	snprintf(dir, sizeof dir, "%s/deep/er", a);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(n, 1); /* no temporary copy left beside it */
+	assert_int_equal(fs_publish(from, to), -1);
+	assert_int_equal(errno, ENOENT);
+	read_text(to, got, sizeof got);
+	assert_string_equal(got, "another filesystem");
+	assert_int_equal(fs_remove_tree(a), 0);
+	assert_int_equal(fs_remove_tree(shm), 0);
+}
+
 static void scratch_files(void **state)
 {
 	(void)state;
@@ -224,6 +288,7 @@ int main(void)
 		cmocka_unit_test(json_parse_rules),   cmocka_unit_test(slugs),
 		cmocka_unit_test(utf8_lenient_text),
 		cmocka_unit_test(scratch_files),
+		cmocka_unit_test(publish_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
