@@ -127,13 +127,6 @@ void api_jobs_retry(struct http_ctx *ctx)
 	}
 	json_error_t je;
 	json_t *payload = json_loads(j.payload, 0, &je);
-	/* A new job is a new request to an outside service: lal.ai refuses a key it has seen
-	 * (the failed job's attempts used this one), so the retry gets its own. */
-	if (json_object_get(payload, "idempotency_key")) {
-		char idem[UUID_STR_LEN];
-		uuid_v4(idem);
-		json_object_set_new(payload, "idempotency_key", json_string(idem));
-	}
 	struct db_job again;
 	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id,
 	                j.track_id[0] ? j.track_id : NULL, j.type, payload, &again) != 0) {

@@ -151,7 +151,7 @@ static void enqueue_separation(struct http_ctx *ctx, const char *track_id, const
 
 /* engine "lalalai": no model files needed, only a key (the user's or the server's). The
  * job is of type "lalalai", with slots of its own, shown as "processing" (jobs/registry.h);
- * its payload carries the idempotency key of its one lal.ai split (jobs/job_lalalai.c). */
+ * its one lal.ai split is idempotent under the job's id (jobs/job_lalalai.c). */
 static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, const char *model,
                              const char *format)
 {
@@ -163,11 +163,9 @@ static void separate_lalalai(struct http_ctx *ctx, const struct db_track *t, con
 		http_error(ctx, 503, "not_configured", err);
 		return;
 	}
-	char idem[UUID_STR_LEN];
-	uuid_v4(idem);
 	enqueue_separation(ctx, t->id, "lalalai",
-	                   json_pack("{s:s, s:s, s:s, s:s}", "model", model, "engine", "lalalai",
-	                             "output_format", format, "idempotency_key", idem),
+	                   json_pack("{s:s, s:s, s:s}", "model", model, "engine", "lalalai",
+	                             "output_format", format),
 	                   model, "lalalai");
 }
 

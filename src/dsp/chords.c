@@ -138,6 +138,44 @@ static size_t segments(const int *beats, size_t nb, size_t T, float *iv, int *se
 	return ns;
 }
 
+/* The most likely state path of an HMM whose states stay with p_self and move to each
+ * other state alike, with emissions exp(beta * score): Viterbi in the log domain,
+ * delta_s(j) = beta * score_s(j) + max(delta_{s-1}(j) + log p_self,
+ *                                      max_k delta_{s-1}(k) + log p_move).
+ * score is [ns][n] (n <= VITERBI_MAX_STATES), back [ns][n] scratch, path [ns] the result. */
+enum { VITERBI_MAX_STATES = 64 };
+static void viterbi(const float *score, size_t ns, int n, double p_self, double beta,
+                    uint8_t *back, uint8_t *path)
+{
+	const double l_self = log(p_self), l_move = log((1.0 - p_self) / (n - 1));
+	double delta[VITERBI_MAX_STATES], next[VITERBI_MAX_STATES];
+	for (int j = 0; j < n; j++)
+		delta[j] = beta * score[j];
+	for (size_t s = 1; s < ns; s++) {
+		int best = 0;
+		for (int j = 1; j < n; j++)
+			if (delta[j] > delta[best])
+				best = j;
+		const float *sc = score + s * (size_t)n;
+		for (int j = 0; j < n; j++) {
+			double stay = delta[j] + l_self, move = delta[best] + l_move;
+			back[s * (size_t)n + (size_t)j] = (uint8_t)(stay >= move ? j : best);
+			next[j] = (stay >= move ? stay : move) + beta * sc[j];
+		}
+		memcpy(delta, next, (size_t)n * sizeof *delta);
+	}
+	int st = 0;
+	for (int j = 1; j < n; j++)
+		if (delta[j] > delta[st])
+			st = j;
+	for (size_t s = ns; s-- > 0;) {
+		path[s] = (uint8_t)st;
+		if (s > 0)
+			st = back[s * (size_t)n + (size_t)st];
+	}
+}
+_Static_assert((int)N_STATES <= (int)VITERBI_MAX_STATES, "the chord states fit viterbi()");
+
 size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
                   const int *beats, size_t nb, void *work, struct dsp_chord *out)
 {
@@ -224,34 +262,7 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 		sc[STATE_N] = silent ? 1.0f : (float)CHORD_N_SCORE;
 	}
 
-	/* Viterbi in the log domain: delta_s(j) = beta * score_s(j) + max(delta_{s-1}(j) +
-	 * log p_self, max_k delta_{s-1}(k) + log p_move) */
-	const double l_self = log(CHORD_P_SELF), l_move = log((1.0 - CHORD_P_SELF) / (N_STATES - 1));
-	double delta[N_STATES], next[N_STATES];
-	for (int j = 0; j < N_STATES; j++)
-		delta[j] = CHORD_BETA * score[j] - log((double)N_STATES);
-	for (size_t s = 1; s < ns; s++) {
-		int best = 0;
-		for (int j = 1; j < N_STATES; j++)
-			if (delta[j] > delta[best])
-				best = j;
-		const float *sc = score + s * N_STATES;
-		for (int j = 0; j < N_STATES; j++) {
-			double stay = delta[j] + l_self, move = delta[best] + l_move;
-			back[s * N_STATES + j] = (uint8_t)(stay >= move ? j : best);
-			next[j] = (stay >= move ? stay : move) + CHORD_BETA * sc[j];
-		}
-		memcpy(delta, next, sizeof delta);
-	}
-	int st = 0;
-	for (int j = 1; j < N_STATES; j++)
-		if (delta[j] > delta[st])
-			st = j;
-	for (size_t s = ns; s-- > 0;) {
-		path[s] = (uint8_t)st;
-		if (s > 0)
-			st = back[s * N_STATES + st];
-	}
+	viterbi(score, ns, N_STATES, CHORD_P_SELF, CHORD_BETA, back, path);
 
 	/* runs of one state -> segments */
 	size_t n = 0;
@@ -300,6 +311,7 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
  * less than KEY_MIN_S is given to the one before it (the first to the one after), so a
  * borrowed chord or a passing tonicisation is not a key change. */
 enum { KEY_WINDOW = 16, KEY_STATES = 24 };
+_Static_assert((int)KEY_STATES <= (int)VITERBI_MAX_STATES, "the key states fit viterbi()");
 #define KEY_BETA 10.0
 #define KEY_P_SELF 0.998
 #define KEY_MIN_S 16.0
@@ -356,31 +368,7 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 	if (!any)
 		return 0;
 
-	const double l_self = log(KEY_P_SELF), l_move = log((1.0 - KEY_P_SELF) / (KEY_STATES - 1));
-	double delta[KEY_STATES], next[KEY_STATES];
-	for (int j = 0; j < KEY_STATES; j++)
-		delta[j] = KEY_BETA * score[j];
-	for (size_t s = 1; s < ns; s++) {
-		int best = 0;
-		for (int j = 1; j < KEY_STATES; j++)
-			if (delta[j] > delta[best])
-				best = j;
-		for (int j = 0; j < KEY_STATES; j++) {
-			double stay = delta[j] + l_self, move = delta[best] + l_move;
-			back[s * KEY_STATES + (size_t)j] = (uint8_t)(stay >= move ? j : best);
-			next[j] = (stay >= move ? stay : move) + KEY_BETA * score[s * KEY_STATES + (size_t)j];
-		}
-		memcpy(delta, next, sizeof delta);
-	}
-	int st = 0;
-	for (int j = 1; j < KEY_STATES; j++)
-		if (delta[j] > delta[st])
-			st = j;
-	for (size_t s = ns; s-- > 0;) {
-		path[s] = (uint8_t)st;
-		if (s > 0)
-			st = back[s * KEY_STATES + (size_t)st];
-	}
+	viterbi(score, ns, KEY_STATES, KEY_P_SELF, KEY_BETA, back, path);
 
 	/* runs -> segments, the short ones given to a neighbour until none is left */
 	size_t n = 0;

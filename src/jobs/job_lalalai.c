@@ -2,7 +2,7 @@
  * (SFA_JOBS_LALALAI), so a cloud job that waits on lal.ai never holds up local separations;
  * clients see it as a "processing" job with engine "lalalai" (registry.h, shown_as).
  *
- * Payload: {"model", "engine": "lalalai", "output_format", "idempotency_key"}. The model
+ * Payload: {"model", "engine": "lalalai", "output_format"}. The model
  * picks the stem set, mapped onto lal.ai's multistem split:
  *   4-stem models: vocals, drum, bass → vocals, drums, bass; the remainder ("back",
  *                  no_multistem) → other
@@ -16,10 +16,12 @@
  * engine (job_stems_publish, stems.h) with engine "lalalai".
  *
  * Never paying twice: the lalalai_tasks row of the job (db.h) keeps the source id, the
- * task id and the job's idempotency key (created at enqueue, in the payload). A retried
- * attempt skips the upload when it has a source, and the split when it has a task; a
- * split that reached lal.ai but whose answer was lost is refused by lal.ai
- * (idempotency_key_used) instead of being charged again, and fails the job clearly.
+ * task id and the idempotency key of its one split: the job's id, the same for every
+ * attempt of the job and new for every job (a retry from the API is a new job, so lal.ai
+ * takes its split). A retried attempt skips the upload when it has a source, and the
+ * split when it has a task; a split that reached lal.ai but whose answer was lost is
+ * refused by lal.ai (idempotency_key_used) instead of being charged again, and fails the
+ * job clearly.
  *
  * Cancellation: the scheduler sends SIGTERM (SIGKILL 3 s later). The handler only sets a
  * flag; the client's transfers and sleeps watch it and stop at once, and the worker then
@@ -387,7 +389,6 @@ int job_worker_lalalai(struct job_run *r)
 	j.model = json_string_value(json_object_get(r->payload, "model"));
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
 	j.ext = format && (strcmp(format, "flac") == 0 || strcmp(format, "mp3") == 0) ? format : "wav";
-	const char *idem = json_string_value(json_object_get(r->payload, "idempotency_key"));
 	if (!j.model)
 		j.model = "htdemucs";
 	bool six_stems = strcmp(j.model, "htdemucs_6s") == 0;
@@ -395,8 +396,6 @@ int job_worker_lalalai(struct job_run *r)
 	j.n_outs = six_stems ? 6 : 4;
 	j.stem_list = six_stems ? six_list : four_list;
 	j.n_stem_list = six_stems ? 6 : 3;
-	if (!idem || !*idem || strlen(idem) >= sizeof j.task.idempotency_key)
-		return fail(&j, false, SFA_EINVAL, "The job has no idempotency key; start it again.");
 	if (db_track_get(r->db, r->job.user_id, r->job.track_id, &j.track) != 0 ||
 	    !j.track.audio_path[0])
 		return fail(&j, false, SFA_ENOTFOUND, "The track or its audio no longer exists.");
@@ -405,8 +404,8 @@ int job_worker_lalalai(struct job_run *r)
 	                                 sizeof err);
 	if (rc)
 		return fail(&j, false, rc, "%s", err);
-	rc = db_lalalai_task_ensure(r->db, r->job.id, r->job.user_id, idem, (int64_t)time(NULL),
-	                            &j.task);
+	rc = db_lalalai_task_ensure(r->db, r->job.id, r->job.user_id, r->job.id,
+	                            (int64_t)time(NULL), &j.task);
 	if (rc) {
 		lalalai_client_free(j.c);
 		return fail(&j, true, rc, "The lal.ai task could not be recorded.");
