@@ -243,26 +243,38 @@ static void analyze_key_changes(struct work *w, struct dsp_result *r)
 	if (!work || !(r->key_changes = ualloc(&r->mem, dsp_chords_cap(T, nb),
 	                                       sizeof(struct dsp_key_segment))))
 		return;
-	r->n_key_changes = dsp_key_changes(r->chroma, T, r->duration_s, r->beats, nb, work,
-	                                   r->key_changes);
+	r->n_key_changes = dsp_key_changes(r->chroma, T, r->duration_s, r->beats, nb, r->chords,
+	                                   r->n_chords, work, r->key_changes);
 }
 
+/* The key: librosa's Krumhansl-Kessler reading always, and the key of the chords when the
+ * song has a chord timeline (key.c). Runs after analyze_chords. */
 static void analyze_key(struct dsp_result *r)
 {
 	size_t T = r->n_frames;
 	for (int c = 0; c < DSP_N_CHROMA; c++)
 		r->chroma_mean[c] = mean_f32(r->chroma + (size_t)c * T, T);
-	r->key_pc = -1;
+	r->key_pc = r->key_kk_pc = -1;
 	if (r->duration_s < DSP_MIN_TEMPO_KEY_SECONDS)
 		return;
 	double scores[24];
 	int best = dsp_key_kk(r->chroma_mean, scores);
 	if (best < 0)
 		return;
-	memcpy(r->key_scores, scores, sizeof scores);
-	r->key_pc = best / 2;
-	r->key_minor = best % 2;
-	r->key_confidence = scores[best];
+	r->key_kk_pc = best / 2;
+	r->key_kk_minor = best % 2;
+	r->key_kk_r = scores[best];
+	snprintf(r->key_kk_name, sizeof r->key_kk_name, "%s %s", dsp_pitch_name(r->key_kk_pc),
+	         r->key_kk_minor ? "minor" : "major");
+	double conf = 0.0;
+	int k = dsp_key_chords(r->chords, r->n_chords, scores, &conf);
+	if (k < 0) {
+		k = best;
+		conf = r->key_kk_r > 0.0 ? r->key_kk_r : 0.0;
+	}
+	r->key_pc = k / 2;
+	r->key_minor = k % 2;
+	r->key_confidence = conf;
 	snprintf(r->key_name, sizeof r->key_name, "%s %s", dsp_pitch_name(r->key_pc),
 	         r->key_minor ? "minor" : "major");
 	dsp_camelot(r->key_pc, r->key_minor, r->camelot);
@@ -292,8 +304,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "Sample %zu is not a number between -1e6 and 1e6.", i);
 
-	/* sections, chords and key changes stand on the beats and the level */
-	unsigned calc = feat & (DSP_FEAT_SECTIONS | DSP_FEAT_CHORDS | DSP_FEAT_KEY_CHANGES)
+	/* sections, chords, the key (on the chords) and key changes stand on the beats and the
+	 * level */
+	unsigned calc = feat & (DSP_FEAT_SECTIONS | DSP_FEAT_CHORDS | DSP_FEAT_KEY |
+	                        DSP_FEAT_KEY_CHANGES)
 	                    ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY
 	                    : feat;
 	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
@@ -310,7 +324,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	r.n_samples = n;
 	r.duration_s = (double)n / DSP_SAMPLE_RATE_HZ;
 	r.n_frames = T;
-	r.key_pc = -1;
+	r.key_pc = r.key_kk_pc = -1;
 
 	/* sizes: every array of the result, plus slack for the arena's block rounding */
 	size_t res_bytes = ARENA_SLACK + T * (sizeof(float) * 4 + sizeof(double) * 2 + sizeof(int) * 2 +
@@ -319,7 +333,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	if (calc & DSP_FEAT_TEMPO)
 		res_bytes += MAX_BEATS(T) * sizeof(int) +
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
-	if (feat & DSP_FEAT_CHORDS)
+	if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
 	if (feat & DSP_FEAT_KEY_CHANGES)
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_key_segment);
@@ -336,7 +350,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	                            dsp_sections_work_floats(MAX_GRID(T))) * sizeof(float) +
 	                               MAX_GRID(T) * sizeof(int)
 	                         : 0) +
-	                    ((feat & DSP_FEAT_CHORDS) ? dsp_chords_work_bytes(T, MAX_BEATS(T)) : 0) +
+	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	                         ? dsp_chords_work_bytes(T, MAX_BEATS(T)) : 0) +
 	                    ((feat & DSP_FEAT_KEY_CHANGES) ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
 	                                                   : 0);
 	arena_init(&wa, work_bytes);
@@ -435,10 +450,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 			for (int k = 0; k < DSP_N_CHROMA; k++)
 				r.chroma[(size_t)k * T + t] = c[k];
 		}
+		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+			analyze_chords(w, &r);
 		if (feat & DSP_FEAT_KEY)
 			analyze_key(&r);
-		if (feat & DSP_FEAT_CHORDS)
-			analyze_chords(w, &r);
 		if (feat & DSP_FEAT_KEY_CHANGES)
 			analyze_key_changes(w, &r);
 	}

@@ -304,10 +304,15 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 }
 
 /* ---- key changes --------------------------------------------------------------------
- * The same segments (beats, or half-seconds); each one's key evidence is the
- * Krumhansl-Kessler correlation (key.c) of the mean chroma of the KEY_WINDOW segments on
- * each side of it; a 24-state HMM (self-transition KEY_P_SELF, emissions
- * exp(KEY_BETA * r)) decoded with Viterbi gives a key per segment, and a key that lasts
+ * The same segments (beats, or half-seconds); each one's key evidence is the chords' vote
+ * (key.c, the song's key rule) over the KEY_WINDOW segments on each side of it, each chord
+ * counted for the time it overlaps them, or without chords the Krumhansl-Kessler
+ * correlation (key.c) of the mean chroma of those segments. With chords, the song's own key
+ * (dsp_key_chords) gets KEY_HOME more: a window must lean clearly elsewhere to leave it
+ * (on the corpus of bench/analysis-accuracy, the labelled key's share of the time rises
+ * from 63 % without it to 83 %, where one key for the whole song would give 84 % but
+ * no modulation). A 24-state HMM (self-transition KEY_P_SELF, emissions
+ * exp(KEY_BETA * evidence)) decoded with Viterbi gives a key per segment, and a key that lasts
  * less than KEY_MIN_S is given to the one before it (the first to the one after), so a
  * borrowed chord or a passing tonicisation is not a key change. */
 enum { KEY_WINDOW = 16, KEY_STATES = 24 };
@@ -315,6 +320,7 @@ _Static_assert((int)KEY_STATES <= (int)VITERBI_MAX_STATES, "the key states fit v
 #define KEY_BETA 10.0
 #define KEY_P_SELF 0.998
 #define KEY_MIN_S 16.0
+#define KEY_HOME 0.25
 
 size_t dsp_key_changes_work_bytes(size_t T, size_t nb)
 {
@@ -324,8 +330,28 @@ size_t dsp_key_changes_work_bytes(size_t T, size_t nb)
 	       align8((nb + 1) * sizeof(float)) + align8(cap) + 64;
 }
 
+/* The chords' vote for every key over [a, b) seconds, per second of chord (no chord: 0). */
+static void chord_vote(const struct dsp_chord *c, size_t n, double a, double b, double *sc)
+{
+	double total = 0.0;
+	for (int k = 0; k < KEY_STATES; k++)
+		sc[k] = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		double lo = c[i].start_s > a ? c[i].start_s : a;
+		double hi = c[i].end_s < b ? c[i].end_s : b;
+		if (c[i].root_pc < 0 || !(hi > lo))
+			continue;
+		total += hi - lo;
+		for (int k = 0; k < KEY_STATES; k++)
+			sc[k] += (hi - lo) * dsp_key_chord_weight(&c[i], k / 2, k % 2);
+	}
+	for (int k = 0; total > 0.0 && k < KEY_STATES; k++)
+		sc[k] /= total;
+}
+
 size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
-                       size_t nb, void *work, struct dsp_key_segment *out)
+                       size_t nb, const struct dsp_chord *chords, size_t n_chords, void *work,
+                       struct dsp_key_segment *out)
 {
 	if (T == 0)
 		return 0;
@@ -354,13 +380,24 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 		}
 	}
 	int any = 0;
+	double conf, home_sc[KEY_STATES];
+	int home = n_chords > 0 ? dsp_key_chords(chords, n_chords, home_sc, &conf) : -1;
 	for (size_t s = 0; s < ns; s++) {
 		size_t lo = s > KEY_WINDOW ? s - KEY_WINDOW : 0, hi = s + KEY_WINDOW + 1 < ns ? s + KEY_WINDOW + 1 : ns;
 		double mean[12] = {0}, sc[KEY_STATES];
-		for (size_t k = lo; k < hi; k++)
-			for (int c = 0; c < 12; c++)
-				mean[c] += x[k * 12 + (size_t)c];
-		int best = dsp_key_kk(mean, sc);
+		int best = 0;
+		if (n_chords > 0) {
+			double a = (double)seg[lo] * DSP_HOP / DSP_SR_HZ;
+			double b = hi < ns ? (double)seg[hi] * DSP_HOP / DSP_SR_HZ : duration_s;
+			chord_vote(chords, n_chords, a, b, sc);
+			if (home >= 0)
+				sc[home] += KEY_HOME;
+		} else {
+			for (size_t k = lo; k < hi; k++)
+				for (int c = 0; c < 12; c++)
+					mean[c] += x[k * 12 + (size_t)c];
+			best = dsp_key_kk(mean, sc);
+		}
 		any |= best >= 0;
 		for (int j = 0; j < KEY_STATES; j++)
 			score[s * KEY_STATES + (size_t)j] = best >= 0 ? (float)sc[j] : 0.0f;

@@ -6,8 +6,8 @@
  * within the tolerances of tests/fixtures/dsp/README.md, tempo and beat frames exactly.
  * On top of librosa the engine reports an octave-corrected tempo refined off librosa's lag
  * grid (librosa halves back-beat patterns; see tempo.c), beats tracked at that tempo, and
- * the key by Krumhansl-Kessler correlation with a Camelot code (see key.c). librosa's own
- * tempo and beats stay available in the result.
+ * the key from the chord timeline with a Camelot code (see key.c). librosa's own tempo,
+ * beats and Krumhansl-Kessler key stay available in the result.
  *
  * `energy` is the mean of the per-frame RMS (librosa.feature.rms, frames of 2048), i.e.
  * the signal's typical RMS level on a 0..1 full-scale: 0.354 for a sine of amplitude 0.5,
@@ -131,13 +131,18 @@ struct dsp_result {
 	float *onset_env;           /* [n_frames], median-aggregated onset strength */
 	double *tempogram_mean;     /* [344], mean autocorrelation per lag */
 
-	/* DSP_FEAT_KEY (and the chroma it needs) */
+	/* DSP_FEAT_KEY (and the chroma, the beats and the chords it needs): the key of the
+	 * chords (key.c), or where a song has no chord timeline librosa's rule below */
 	int key_pc;                 /* 0 = C .. 11 = B; -1 when there is no key */
 	int key_minor;
-	double key_confidence;      /* Pearson r of the best profile, 0 when no key */
-	double key_scores[24];      /* [2 * pc + minor], 0 when no key */
+	double key_confidence;      /* 0..1 (key.c), 0 when no key */
 	char key_name[12];          /* "A minor"; "" when no key */
 	char camelot[4];            /* "8A"; "" when no key */
+	/* librosa's rule: Krumhansl-Kessler on the mean chroma (ANALYSIS.md) */
+	int key_kk_pc;              /* -1 when there is no key */
+	int key_kk_minor;
+	double key_kk_r;            /* Pearson r of the best profile */
+	char key_kk_name[12];
 	double tuning;              /* estimated tuning, fractions of a semitone */
 	double chroma_mean[12];
 

@@ -1,10 +1,28 @@
-/* key.c - musical key by Krumhansl-Kessler profile correlation, and Camelot codes.
+/* key.c - musical key: from the chord timeline, or by Krumhansl-Kessler correlation; Camelot.
  *
- * The mean chroma vector (C..B) is correlated (Pearson) with the 24 rotations of the
- * Krumhansl-Kessler major and minor profiles; the best correlation names the key and is
- * reported as key_confidence. The reference project's "argmax of the mean chroma plus
- * binary templates" confuses C major with G major and D major with B minor on clean
- * chords; the profiles weigh the tonic, fifth and third and do not (ANALYSIS.md).
+ * Krumhansl-Kessler (librosa's rule, ANALYSIS.md): the mean chroma vector (C..B) is
+ * correlated (Pearson) with the 24 rotations of the major and minor profiles; the best
+ * correlation names the key. The reference project's "argmax of the mean chroma plus binary
+ * templates" confuses C major with G major and D major with B minor on clean chords; the
+ * profiles weigh the tonic, fifth and third and do not. But a pitch profile cannot tell the
+ * modes of one scale apart: D dorian, G mixolydian and F lydian play the notes of C major,
+ * and on the labelled corpus of bench/analysis-accuracy (songs in modes, with borrowed
+ * chords, pedal bass and modulations) the rule is right on 52 % of the songs, reading
+ * mixolydian songs in the key a fourth up, lydian ones a fifth down and dorian ones as the
+ * parallel major.
+ *
+ * What names a key is which chord is home. dsp_key_chords lets every chord of the timeline
+ * (chords.c) vote, for the time it lasts, for each of the 24 keys by the function it has
+ * there: the tonic triad most, the chords on IV and V and the relative key's tonic less, the
+ * chords the modes and borrowings bring (bVII and v in major, IV and V in minor, bII, II...)
+ * little, and a chord with no function in the key against it. A song's first and last chords
+ * count once more if they are the key's tonic: songs open and close at home. The weights
+ * are musical, not fitted: their values were set by hand, and the three scalars (how much a
+ * foreign chord costs, the first and the last chord's bonus) were checked on the first 60
+ * songs of the corpus only. On the other 240 songs the key is right on 86 % (MIREX 0.89),
+ * with the labelled chords instead of ours on 96 %: what remains is mostly the chord
+ * recogniser's major/minor confusions. The confidence is the best key's lead (see
+ * MARGIN_SCALE).
  *
  * Camelot wheel: C major = 8B, A minor = 8A, each fifth up adds one hour (mod 12).
  */
@@ -12,6 +30,7 @@
 #include "dsp/dsp_internal.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 static const double KK_MAJOR[12] = {6.35, 2.23, 3.48, 2.33, 4.38, 4.09,
@@ -65,6 +84,87 @@ int dsp_key_kk(const double *chroma_mean, double *scores)
 		if (best < 0 || scores[i] > scores[best])
 			best = i;
 	}
+	return best;
+}
+
+/* Weight of a chord of quality major (0) or minor (1) on degree d (semitones above the
+ * tonic) in a major and in a minor key; a chord not listed gets FOREIGN. */
+static const double FUNC_MAJOR[12][2] = {
+	[0] = {1.0, 0.0},  /* I; i is the parallel minor's */
+	[2] = {0.3, 0.4},  /* II (lydian), ii */
+	[3] = {0.1, 0.0},  /* bIII (borrowed) */
+	[4] = {0.0, 0.3},  /* iii */
+	[5] = {0.6, 0.2},  /* IV, iv (borrowed) */
+	[7] = {0.6, 0.3},  /* V, v (mixolydian) */
+	[8] = {0.2, 0.0},  /* bVI (borrowed) */
+	[9] = {0.0, 0.5},  /* vi */
+	[10] = {0.4, 0.0}, /* bVII (mixolydian, borrowed) */
+};
+static const double FUNC_MINOR[12][2] = {
+	[0] = {0.1, 1.0},  /* I (picardy), i */
+	[1] = {0.3, 0.0},  /* bII (phrygian) */
+	[2] = {0.0, 0.2},  /* ii (dorian) */
+	[3] = {0.5, 0.0},  /* bIII */
+	[5] = {0.4, 0.5},  /* IV (dorian), iv */
+	[7] = {0.5, 0.4},  /* V (harmonic), v */
+	[8] = {0.5, 0.0},  /* bVI */
+	[10] = {0.5, 0.0}, /* bVII */
+};
+static const double FOREIGN = -0.3, FIRST_BONUS = 0.2, LAST_BONUS = 0.1;
+/* The confidence grows from 0.5 (two keys tied) towards 1 with the lead of the best key over
+ * the next (a margin of 0.1 gives 0.78, 0.2 gives 0.91). On the corpus the margin tells right
+ * from wrong with an AUC of 0.82: songs with a margin under 0.1 are right half of the time,
+ * above 0.2 95 % of the time. */
+static const double MARGIN_SCALE = 0.12;
+/* Chords shorter than this are passing ones; they neither vote nor open or close the song. */
+static const double MIN_CHORD_S = 0.3;
+
+double dsp_key_chord_weight(const struct dsp_chord *c, int pc, int minor)
+{
+	int d = ((c->root_pc - pc) % 12 + 12) % 12;
+	int q = c->quality == DSP_CHORD_MIN || c->quality == DSP_CHORD_MIN7;
+	double w = (minor ? FUNC_MINOR : FUNC_MAJOR)[d][q];
+	return w != 0.0 ? w : FOREIGN;
+}
+
+static bool is_tonic(const struct dsp_chord *c, int pc, int minor)
+{
+	int q = c->quality == DSP_CHORD_MIN || c->quality == DSP_CHORD_MIN7;
+	return c->root_pc == pc && q == minor;
+}
+
+int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *confidence)
+{
+	const struct dsp_chord *first = NULL, *last = NULL;
+	double total = 0.0;
+	for (int i = 0; i < 24; i++)
+		scores[i] = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		double len = c[i].end_s - c[i].start_s;
+		if (c[i].root_pc < 0 || c[i].root_pc > 11 || !(len > MIN_CHORD_S))
+			continue;
+		if (!first)
+			first = &c[i];
+		last = &c[i];
+		total += len;
+		for (int k = 0; k < 24; k++)
+			scores[k] += len * dsp_key_chord_weight(&c[i], k / 2, k % 2);
+	}
+	if (!first)
+		return -1;
+	int best = 0;
+	for (int k = 0; k < 24; k++) {
+		scores[k] /= total;
+		scores[k] += is_tonic(first, k / 2, k % 2) ? FIRST_BONUS : 0.0;
+		scores[k] += is_tonic(last, k / 2, k % 2) ? LAST_BONUS : 0.0;
+		if (scores[k] > scores[best])
+			best = k;
+	}
+	double second = -INFINITY;
+	for (int k = 0; k < 24; k++)
+		if (k != best && scores[k] > second)
+			second = scores[k];
+	*confidence = 1.0 - 0.5 * exp(-(scores[best] - second) / MARGIN_SCALE);
 	return best;
 }
 

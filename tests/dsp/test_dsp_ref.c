@@ -213,15 +213,15 @@ static void run_case(void **state)
 		json_t *kk = jpath(ref, "key_kk_stft", NULL);
 		json_t *key = json_object_get(kk, "key");
 		if (json_is_null(key)) {
-			assert_int_equal(r->key_pc, -1);
+			assert_int_equal(r->key_kk_pc, -1);
 			break;
 		}
-		if (r->key_pc < 0)
+		if (r->key_kk_pc < 0)
 			fail_msg("%s: no key, librosa %s", sig, json_string_value(key));
-		assert_string_equal(r->key_name, json_string_value(key));
+		assert_string_equal(r->key_kk_name, json_string_value(key));
 		double rv = jnum(json_object_get(kk, "r"));
-		if (fabs(r->key_confidence - rv) > 1e-5)
-			fail_msg("%s key r %.9g vs %.9g", sig, r->key_confidence, rv);
+		if (fabs(r->key_kk_r - rv) > 1e-5)
+			fail_msg("%s key r %.9g vs %.9g", sig, r->key_kk_r, rv);
 		break;
 	}
 	case Q_ONSET: {

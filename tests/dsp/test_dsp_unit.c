@@ -334,6 +334,71 @@ static void acf_and_refinement(void **state)
 
 /* ---- key -------------------------------------------------------------------------- */
 
+/* A timeline of 2-second chords from "G F C G"-style specs: root pitch class and minor. */
+static size_t chord_line(const int (*spec)[2], size_t n, struct dsp_chord *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		c[i] = (struct dsp_chord){.start_s = 2.0 * (double)i, .end_s = 2.0 * (double)(i + 1),
+		                          .root_pc = spec[i][0],
+		                          .quality = spec[i][1] ? DSP_CHORD_MIN : DSP_CHORD_MAJ,
+		                          .confidence = 0.9};
+		snprintf(c[i].label, sizeof c[i].label, "%s%s", dsp_pitch_name(spec[i][0]),
+		         spec[i][1] ? "m" : "");
+	}
+	return n;
+}
+
+/* The modes a pitch profile cannot tell apart: each progression plays the notes of C major
+ * (or of C major plus one borrowed note), and its key is its tonic's. */
+static void key_of_chords_in_modes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what;
+		int spec[8][2];
+		size_t n;
+		int key; /* 2 * pc + minor */
+	} cases[] = {
+		{"G mixolydian: G F C G", {{7, 0}, {5, 0}, {0, 0}, {7, 0}}, 4, 2 * 7},
+		{"D dorian: Dm G Dm C Dm", {{2, 1}, {7, 0}, {2, 1}, {0, 0}, {2, 1}}, 5, 2 * 2 + 1},
+		{"F lydian: F G F Em F", {{5, 0}, {7, 0}, {5, 0}, {4, 1}, {5, 0}}, 5, 2 * 5},
+		{"A aeolian: Am F C G Am", {{9, 1}, {5, 0}, {0, 0}, {7, 0}, {9, 1}}, 5, 2 * 9 + 1},
+		{"C ionian from vi: Am F C G C", {{9, 1}, {5, 0}, {0, 0}, {7, 0}, {0, 0}}, 5, 0},
+		{"E phrygian: Em F Em Dm Em", {{4, 1}, {5, 0}, {4, 1}, {2, 1}, {4, 1}}, 5, 2 * 4 + 1},
+	};
+	struct dsp_chord c[8];
+	double scores[24], conf = -1.0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t n = chord_line(cases[i].spec, cases[i].n, c);
+		int k = dsp_key_chords(c, n, scores, &conf);
+		if (k != cases[i].key)
+			fail_msg("%s: got %s %s", cases[i].what, dsp_pitch_name(k / 2),
+			         k % 2 ? "minor" : "major");
+		assert_true(conf > 0.5 && conf <= 1.0);
+	}
+
+	/* no chord long enough to vote: no key, the confidence untouched */
+	c[0] = (struct dsp_chord){.start_s = 0.0, .end_s = 10.0, .root_pc = -1,
+	                          .quality = DSP_CHORD_NONE, .label = "N"};
+	c[1] = (struct dsp_chord){.start_s = 10.0, .end_s = 10.2, .root_pc = 0,
+	                          .quality = DSP_CHORD_MAJ, .label = "C"};
+	conf = -1.0;
+	assert_int_equal(dsp_key_chords(c, 2, scores, &conf), -1);
+	assert_true(conf == -1.0);
+	assert_int_equal(dsp_key_chords(c, 0, scores, &conf), -1);
+
+	/* one chord throughout: its own key, far ahead; C and Am alternating, opening on C and
+	 * closing on Am: the opening chord decides, with a small lead */
+	static const int one[1][2] = {{0, 0}};
+	assert_int_equal(dsp_key_chords(c, chord_line(one, 1, c), scores, &conf), 0);
+	assert_true(conf > 0.99);
+	static const int alt[4][2] = {{0, 0}, {9, 1}, {0, 0}, {9, 1}};
+	double tied;
+	int k = dsp_key_chords(c, chord_line(alt, 4, c), scores, &tied);
+	assert_int_equal(k, 0);
+	assert_true(tied > 0.5 && tied < 0.8);
+}
+
 static void key_profiles_and_camelot(void **state)
 {
 	(void)state;
@@ -917,6 +982,7 @@ int main(void)
 		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(acf_and_refinement),
 		cmocka_unit_test(key_profiles_and_camelot),
+		cmocka_unit_test(key_of_chords_in_modes),
 		cmocka_unit_test(feature_names),
 		cmocka_unit_test(json_subset_and_pooling),
 		cmocka_unit_test(cli_prints_the_api_object),
