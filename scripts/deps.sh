@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential meson ninja-build pkg-config clang
+  build-essential meson ninja-build pkg-config clang clang-format
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev nettle-dev libcmocka-dev
   libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev

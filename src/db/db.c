@@ -46,6 +46,7 @@ struct db {
 };
 
 /* What the two engines spell differently, indexed by enum db_dialect. */
+/* clang-format off: the two dialects side by side */
 static const struct dialect {
 	/* The summary columns of an analysis (tempo, key_name, camelot, first_beat,
 	 * first_downbeat, sections), read from its JSON result bound as ?4. The sections are
@@ -76,6 +77,7 @@ static const struct dialect {
 		.notify = "SELECT pg_notify(?1, ?2)",
 	},
 };
+/* clang-format on */
 
 static const struct dialect *dialect(const struct db *db) { return &dialects[db->drv->dialect]; }
 
@@ -90,6 +92,7 @@ static const struct dialect *dialect(const struct db *db) { return &dialects[db-
 	"ALTER TABLE analyses ADD COLUMN first_downbeat DOUBLE PRECISION;"                      \
 	"ALTER TABLE analyses ADD COLUMN sections TEXT;"
 
+/* clang-format off: the migrations, one SQL statement per line */
 static const struct migration {
 	const char *sql;
 	const char *pg; /* PostgreSQL's own text; NULL: sql serves both */
@@ -238,6 +241,7 @@ static const struct migration {
 	{"UPDATE jobs SET type = 'lalalai' WHERE type = 'processing' "
 	 "  AND payload LIKE '%\"engine\":\"lalalai\"%';", NULL},
 };
+/* clang-format on */
 
 /* See the lock discipline above. t_conn is the connection this thread acquired (NULL when
  * none could be made: every statement then fails with SFA_EDB). */
