@@ -20,9 +20,11 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "core/library.h"
 #include "db/db.h"
+#include "db/driver.h"
 #include "util/arena.h"
 #include "util/err.h"
 #include "util/str.h"
@@ -483,6 +485,63 @@ static void reads_run_beside_a_write(void **state)
 	assert_int_equal(read_in_thread(f, pending), 0);
 }
 
+/* Ends every other client connection to the cluster (the pool's among them), as a server
+ * restart or a network break would. */
+static void kill_other_connections(void)
+{
+	char url[512];
+	snprintf(url, sizeof url, "postgresql://sfa@/postgres?host=%s", getenv("SFA_TEST_PG_HOST"));
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	                        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_true(PQntuples(r) >= 1);
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* PostgreSQL: a statement is prepared once per connection and run again from the cache; a
+ * connection that broke is reset with an empty cache, so its statements are prepared anew
+ * (running a cached name on the new session would fail on every call). */
+static void statements_prepared_once(void **state)
+{
+	(void)state;
+	if (!testdb_is_pg())
+		return; /* SQLite's statement cache has no server side to check (cmocka's skip()
+		         * prints a TAP line meson counts as a failure) */
+	struct testdb t;
+	assert_int_equal(testdb_open(&t, 1), 0); /* one connection: every call shares it */
+	struct db_user u = {0};
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "prep@example.com");
+	str_copy(u.password_hash, sizeof u.password_hash, "x");
+	assert_int_equal(db_user_insert(t.db, &u), 0);
+	struct db_user got;
+	uint64_t n0 = db_pg_n_prepares();
+	assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	uint64_t n_first = db_pg_n_prepares() - n0;
+	assert_true(n_first >= 1);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	assert_int_equal(db_pg_n_prepares() - n0, n_first);
+
+	kill_other_connections();
+	/* The call that finds the connection broken fails (the pool cannot know before it
+	 * asks); the next one gets it reset. */
+	int rc = db_user_by_id(t.db, u.id, &got);
+	if (rc)
+		rc = db_user_by_id(t.db, u.id, &got);
+	assert_int_equal(rc, 0);
+	assert_string_equal(got.email, "prep@example.com");
+	uint64_t n1 = db_pg_n_prepares();
+	assert_int_equal(n1 - n0, 2 * n_first);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	assert_int_equal(db_pg_n_prepares(), n1);
+	assert_int_equal(testdb_close(&t), 0);
+}
+
 static void rollback_leaves_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -860,6 +919,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(job_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(notifications, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
+		cmocka_unit_test(statements_prepared_once),
 		cmocka_unit_test_setup_teardown(reads_run_beside_a_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};
