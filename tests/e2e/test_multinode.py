@@ -10,6 +10,9 @@ PostgreSQL cluster (tests/with-postgres.sh; run alone, this file starts one itse
 - A cancel on node B stops a job running on a worker within seconds.
 - Rate limits hold across nodes: log-in attempts from one address, alternating between
   nodes A and B, meet the limit after SFA_RATE_AUTH attempts in all, not per node.
+- lal.ai's check budget is one per license key whichever node checks: three lal.ai
+  separations at once on the two workers (against tests/fakes/fake_lalalai.py) make their
+  check calls one interval apart in all, not one interval apart per job.
 
 Waits are for log lines, events and job states, never fixed sleeps.
 """
@@ -24,7 +27,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import Tap, check, eq, groove_wav, multipart, phx_until  # noqa: E402
+from harness import Tap, check, eq, groove_wav, multipart, phx_until, sine_wav  # noqa: E402
+from test_lalalai import FakeLalalai  # noqa: E402
 
 if not os.environ.get("SFA_TEST_PG_HOST"):
     # Run alone: start the private cluster around this very script.
@@ -43,7 +47,12 @@ ENV = {
     "SFA_RATE_API": "100000",
     "SFA_RATE_HEAVY": "100000",
     "SFA_RATE_AUTH": "6",
+    "SFA_LALALAI_LICENSE_KEY": "key-multinode-shared",
+    "SFA_LALALAI_CHECK_INTERVAL_MS": "300",
+    "SFA_JOBS_LALALAI": "2",
 }
+CHECK_INTERVAL_S = 0.3
+FAKE_LAL = None
 
 
 class Cluster:
@@ -53,7 +62,7 @@ class Cluster:
 
     def start_worker(self, name):
         w = harness.Worker(data_dir=DATA, env={**ENV, "SFA_NODE_ID": name},
-                           args=["--types", "analysis,probe"])
+                           args=["--types", "analysis,probe,lalalai"])
         STARTED.append(w)
         w.name = name
         self.workers.append(w.start())
@@ -231,6 +240,50 @@ def rate_limits_hold_across_nodes(_):
 
 
 @tap.case
+def lalalai_checks_of_one_key_are_spaced_across_nodes(_):
+    _, _, _, auth = new_user(C.api_a)
+    jobs = []
+    for i in range(3):
+        # "task-stuck" in the name: the fake's task stays in progress until cancelled, so
+        # the three jobs keep checking side by side for as long as the test watches.
+        body, h = multipart({"title": f"task-stuck {i}", "artist": "Lab"},
+                            {"file": (f"c{i}.wav", sine_wav(0.5))})
+        r = C.api_a.client().request("POST", "/api/tracks", body=body, headers={**auth, **h})
+        eq(r.status, 201, r.text)
+        r = C.api_b.client().request("POST", "/api/processing/separate", headers=auth,
+                                     json_body={"track_id": r.json()["data"]["id"],
+                                                "engine": "lalalai"})
+        eq(r.status, 201, r.text)
+        jobs.append(r.json()["data"]["job_id"])
+    mine = lambda st: {t: v for t, v in st["tasks"].items() if v["idempotency_key"] in jobs}
+    # From the moment all three tasks exist, all three jobs are checking.
+    st = wait_until(lambda: (s := FAKE_LAL.stats()) and len(mine(s)) == 3 and s,
+                    "the three lal.ai tasks were not all started", timeout=120)
+    n_from = len(st["check_times"])
+    checks_from = {t: v["checks"] for t, v in mine(st).items()}
+    st = wait_until(lambda: (s := FAKE_LAL.stats()) and all(
+        v["checks"] >= checks_from[t] + 3 for t, v in mine(s).items()) and s,
+        "the tasks were not checked three times more each", timeout=120)
+    times = st["check_times"][n_from:]
+    for jid in jobs:
+        r = C.api_b.client().request("DELETE", f"/api/jobs/{jid}", headers=auth)
+        eq(r.status, 202, r.text)
+    for jid in jobs:
+        wait_job(C.api_a, auth, jid, want=("failed",))
+    # Three jobs checking on their own would make three checks every interval, so gaps of
+    # about a third of it; sharing the key's slots keeps every gap about an interval (half
+    # of it allows for a call that reached the fake late).
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    check(min(gaps) >= CHECK_INTERVAL_S / 2,
+          f"checks {min(gaps) * 1000:.0f} ms apart (interval {CHECK_INTERVAL_S * 1000:.0f} ms)")
+    ran = {w.name: sum(f"job {jid} (lalalai) started" in l for l in w.log for jid in jobs)
+           for w in C.workers}
+    eq(sum(ran.values()), len(jobs), f"lal.ai jobs started by the workers: {ran}")
+    print(f"# lal.ai jobs per worker {ran}; {len(times)} checks, the closest "
+          f"{min(gaps) * 1000:.0f} ms apart", flush=True)
+
+
+@tap.case
 def no_sanitizer_reports(_):
     bad = [line for p in STARTED for line in p.log
            if "AddressSanitizer" in line or "LeakSanitizer" in line or "runtime error:" in line]
@@ -239,11 +292,15 @@ def no_sanitizer_reports(_):
 
 if __name__ == "__main__":
     rc = 1
+    FAKE_LAL = FakeLalalai()
+    FAKE_LAL.call("POST", "/_fake/config", {"check_limit": 100000})
+    ENV["SFA_LALALAI_URL"] = FAKE_LAL.url
     try:
         C.start()
         rc = tap.run(None)
     finally:
         C.stop()
+        FAKE_LAL.stop()
         subprocess.run(["rm", "-rf", DATA])
     if rc:
         for p in STARTED:
