@@ -14,6 +14,10 @@ target: 0), beside issue 19's goals (/api/me >= 30 k req/s, /api/tracks >= 10 k,
 Usage: /usr/bin/python3 bench/http/bench_http.py [SECONDS_PER_ENDPOINT] [MODELS_DIR MODEL]
 (run from the repository root after `make build`; SFA_BIN overrides build/sfa; wrk must be
 installed: apt-get install wrk).
+
+On PostgreSQL: the server takes SFA_DATABASE_URL from the environment; or, on a private
+cluster made for the run, as the -pg e2e suites do:
+  SFA_E2E_ON_PG=1 bash tests/with-postgres.sh /usr/bin/python3 bench/http/bench_http.py 10
 """
 import os
 import re
@@ -88,8 +92,10 @@ def main():
                 "processing":
             time.sleep(0.05)
         t0 = time.time()
+        backend = "PostgreSQL" if srv.env.get("SFA_DATABASE_URL") else "SQLite"
         print(f"wrk, 2 threads, 64 connections, {SECONDS} s per endpoint, while separating "
-              f"10 min of audio with {MODEL if MODELS_DIR else 'the tiny test checkpoint'}")
+              f"10 min of audio with {MODEL if MODELS_DIR else 'the tiny test checkpoint'}; "
+              f"database: {backend}")
         goals = {"/api/me": 30000, "/api/tracks": 10000, f"/api/jobs/{jid}": 20000}
         for path in ["/health", "/api/me", "/api/tracks", "/api/tracks?page_size=100",
                      f"/api/jobs/{jid}"]:

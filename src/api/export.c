@@ -9,7 +9,7 @@
  * The ZIPs are produced by libarchive pushing into a small buffer that libmicrohttpd's
  * content reader drains: each pull writes at most one 64 KiB chunk of one entry, so memory
  * stays constant whatever the archive's size, and no temporary file is written. Names are
- * UTF-8 and flagged so (hdrcharset).
+ * UTF-8 and flagged so (hdrcharset). Stored files are read through util/storage.h, by key.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -34,6 +34,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/storage.h"
 #include "util/uuid.h"
 
 void api_export_stem(struct http_ctx *ctx)
@@ -57,13 +58,14 @@ enum { ZIP_CHUNK = 64 * 1024, ZIP_ARENA_MAX = 64 << 20 };
 
 struct zip_entry {
 	const char *name; /* in the archive */
-	const char *path; /* a file to copy, or NULL for data */
+	const char *key;  /* a stored file to copy (storage.h), or NULL for data */
 	char *data;       /* an entry made in memory (malloced, the stream's) */
 	size_t len;
 };
 
 struct zipstream {
 	struct arena mem;   /* the entries and everything they point to */
+	struct storage store;
 	struct archive *a;
 	unsigned char *out; /* bytes libarchive produced, not yet handed to the client */
 	size_t out_len, out_off, out_cap;
@@ -100,16 +102,16 @@ static void zs_begin(struct zipstream *z, const struct zip_entry *e)
 {
 	int64_t size = (int64_t)e->len;
 	time_t mtime = time(NULL);
-	if (e->path) {
-		z->fd = open(e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		struct stat st;
-		if (z->fd < 0 || fstat(z->fd, &st) != 0) {
-			log_error("zip export: cannot open %s: %s", e->path, strerror(errno));
+	if (e->key) {
+		struct storage_stat st;
+		if (storage_open_read(&z->store, e->key, &z->fd, &st) != 0) {
+			log_error("zip export: cannot open the stored file %s", e->key);
+			z->fd = -1;
 			z->failed = true;
 			return;
 		}
-		size = st.st_size;
-		mtime = st.st_mtime;
+		size = st.size_bytes;
+		mtime = (time_t)(st.mtime_ns / 1000000000);
 	} else {
 		z->data = e->data;
 	}
@@ -196,12 +198,17 @@ static void zs_free(void *cls)
 	free(z);
 }
 
-/* A stream with room for cap entries; NULL when out of memory. */
-static struct zipstream *zs_new(size_t cap)
+/* A stream with room for cap entries, reading data_dir's stored files; NULL when out of
+ * memory. */
+static struct zipstream *zs_new(size_t cap, const char *data_dir)
 {
 	struct zipstream *z = calloc(1, sizeof *z);
 	if (!z)
 		return NULL;
+	if (storage_init(&z->store, data_dir) != 0) {
+		free(z);
+		return NULL;
+	}
 	z->fd = -1;
 	arena_init(&z->mem, ZIP_ARENA_MAX);
 	z->cap = cap;
@@ -213,15 +220,15 @@ static struct zipstream *zs_new(size_t cap)
 	return z;
 }
 
-/* Adds the file at path as name. */
-static bool zs_add(struct zipstream *z, const char *name, const char *path)
+/* Adds the stored file key as name. */
+static bool zs_add(struct zipstream *z, const char *name, const char *key)
 {
 	if (z->n == z->cap)
 		return false;
-	const char *n_copy = arena_strdup(&z->mem, name), *p_copy = arena_strdup(&z->mem, path);
-	if (!n_copy || !p_copy)
+	const char *n_copy = arena_strdup(&z->mem, name), *k_copy = arena_strdup(&z->mem, key);
+	if (!n_copy || !k_copy)
 		return false;
-	z->e[z->n++] = (struct zip_entry){.name = n_copy, .path = p_copy};
+	z->e[z->n++] = (struct zip_entry){.name = n_copy, .key = k_copy};
 	return true;
 }
 
@@ -298,19 +305,17 @@ void api_export_stems(struct http_ctx *ctx)
 	size_t n_stems;
 	if (!separation_stems(ctx, &t, &stems, &n_stems))
 		return;
-	struct zipstream *z = zs_new(n_stems);
+	struct zipstream *z = zs_new(n_stems, ctx->app->cfg.data_dir);
 	if (!z) {
 		http_error(ctx, 500, "internal", "Out of memory.");
 		return;
 	}
 	for (size_t i = 0; i < n_stems; i++) {
-		char path[PATH_MAX * 2], name[1200];
+		char name[1200];
 		if (!fs_rel_path_safe(stems[i].file_path, DB_PATH_MAX))
 			continue;
-		snprintf(path, sizeof path, "%s/uploads/%s", ctx->app->cfg.data_dir,
-		         stems[i].file_path);
 		api_export_name(&t, stems[i].stem_type, stems[i].format, name, sizeof name);
-		if (!zs_add(z, name, path)) {
+		if (!zs_add(z, name, stems[i].file_path)) {
 			zs_free(z);
 			http_error(ctx, 500, "internal", "Out of memory.");
 			return;
@@ -377,11 +382,15 @@ void api_export_nistems(struct http_ctx *ctx)
 		return;
 	}
 	/* Made once per separation, kept beside its stems (and deleted with them). */
-	char rel[128], cache[PATH_MAX * 2], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
+	char rel[128], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
 	ni_file(stems[0].job_id, rel, sizeof rel);
-	snprintf(cache, sizeof cache, "%s/uploads/%s", data, rel);
-	struct stat st;
-	if (stat(cache, &st) != 0) {
+	struct storage store;
+	struct storage_stat st;
+	if (storage_init(&store, data) != 0) {
+		http_error(ctx, 500, "internal", "The stored files cannot be reached.");
+		return;
+	}
+	if (storage_stat(&store, rel, &st) != 0) {
 		char token[UUID_STR_LEN];
 		uuid_v4(token);
 		snprintf(tmp, sizeof tmp, "%s/uploads/stems/%s/.nistems-%s.tmp", data, stems[0].job_id,
@@ -398,7 +407,7 @@ void api_export_nistems(struct http_ctx *ctx)
 		json_t *res = rc == 0 ? json_loads(out, 0, NULL) : NULL;
 		bool ok = rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
 		          json_is_number(json_object_get(res, "duration"));
-		if (ok && rename(tmp, cache) != 0)
+		if (ok && storage_publish(&store, tmp, rel) != 0)
 			ok = false;
 		if (!ok) {
 			const char *why = json_string_value(json_object_get(res, "error"));
@@ -419,24 +428,23 @@ void api_export_nistems(struct http_ctx *ctx)
 	api_send_owned(ctx, rel, name);
 }
 
-/* Whether the NI Stems file of the track's latest separation has been made: its path. */
-static bool ni_made(struct http_ctx *ctx, const char *track_id, char *path, size_t n_path)
+/* Whether the NI Stems file of the track's latest separation has been made: its key. */
+static bool ni_made(struct http_ctx *ctx, const char *track_id, char *key, size_t n_key)
 {
 	struct db_stem *stems;
 	size_t n;
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
-	struct stat st;
+	struct storage store;
+	struct storage_stat st;
 	struct arena a;
 	arena_init(&a, 1 << 20);
 	bool four = db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
 	            ni_order(ctx->app->cfg.data_dir, stems, n, paths);
-	char rel[128];
-	if (four) {
-		ni_file(stems[0].job_id, rel, sizeof rel);
-		snprintf(path, n_path, "%s/uploads/%s", ctx->app->cfg.data_dir, rel);
-	}
+	if (four)
+		ni_file(stems[0].job_id, key, n_key);
 	arena_free(&a);
-	return four && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	return four && storage_init(&store, ctx->app->cfg.data_dir) == 0 &&
+	       storage_stat(&store, key, &st) == 0;
 }
 
 /* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */
@@ -521,7 +529,7 @@ void api_export_library(struct http_ctx *ctx)
 		return;
 	char *rb = dj_document(ctx, &ex, dj_rekordbox_xml, &len_rb);
 	char *tk = rb ? dj_document(ctx, &ex, dj_traktor_nml, &len_tk) : NULL;
-	struct zipstream *z = tk ? zs_new(2 * ex.n + 2) : NULL;
+	struct zipstream *z = tk ? zs_new(2 * ex.n + 2, ctx->app->cfg.data_dir) : NULL;
 	if (!z) {
 		free(rb);
 		free(tk);
@@ -534,8 +542,8 @@ void api_export_library(struct http_ctx *ctx)
 	ok = zs_add_owned(z, "collection.nml", tk, len_tk) && ok;
 	for (size_t i = 0; ok && i < ex.n; i++) {
 		const struct dj_file *f = &ex.files[i];
-		ok = zs_add(z, f->bundle_name, f->audio_path);
-		char ni[PATH_MAX * 2], name[1200];
+		ok = zs_add(z, f->bundle_name, f->audio_key);
+		char ni[128], name[1200];
 		if (ok && ni_made(ctx, f->track_id, ni, sizeof ni)) {
 			const char *dot = strrchr(f->bundle_name, '.');
 			snprintf(name, sizeof name, "%.*s.stem.mp4",

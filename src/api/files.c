@@ -26,6 +26,7 @@
 #include "http/range.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
@@ -83,27 +84,18 @@ void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_
 		api_not_found(ctx, "The file");
 		return;
 	}
-	char root[PATH_MAX], path[PATH_MAX * 2], real[PATH_MAX];
-	snprintf(path, sizeof path, "%s/uploads", ctx->app->cfg.data_dir);
-	if (!realpath(path, root)) {
-		api_not_found(ctx, "The file");
-		return;
-	}
-	snprintf(path, sizeof path, "%s/%s", root, rel);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	size_t n_root = strlen(root);
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !realpath(path, real) ||
-	    strncmp(real, root, n_root) != 0 || real[n_root] != '/') {
-		if (fd >= 0)
-			close(fd);
+	struct storage store;
+	struct storage_stat st;
+	int fd = -1;
+	if (storage_init(&store, ctx->app->cfg.data_dir) != 0 ||
+	    storage_open_read(&store, rel, &fd, &st) != 0) {
 		api_not_found(ctx, "The file");
 		return;
 	}
 	char etag[64], modified[40];
-	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_size,
-	         (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec);
-	time_format_http(st.st_mtime, modified, sizeof modified);
+	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.size_bytes,
+	         (uint64_t)st.mtime_ns);
+	time_format_http((time_t)(st.mtime_ns / 1000000000), modified, sizeof modified);
 	http_set_header(ctx, "ETag", etag);
 	http_set_header(ctx, "Last-Modified", modified);
 	http_set_header(ctx, "Accept-Ranges", "bytes");
@@ -117,7 +109,7 @@ void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_
 		http_text(ctx, 304, mime_for(rel), "");
 		return;
 	}
-	uint64_t size = (uint64_t)st.st_size, first = 0, len = size;
+	uint64_t size = (uint64_t)st.size_bytes, first = 0, len = size;
 	const char *range = http_req_header(ctx, "Range");
 	const char *if_range = http_req_header(ctx, "If-Range");
 	if (if_range && strcmp(if_range, etag) != 0 && strcmp(if_range, modified) != 0)

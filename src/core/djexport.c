@@ -167,10 +167,11 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 	d->album = arena_strdup(c->a, t->album);
 	d->kind = arena_strdup(c->a, kind);
 	f->audio_path = arena_printf(c->a, "%s/%s", c->uploads, t->audio_path);
+	f->audio_key = arena_strdup(c->a, t->audio_path);
 	f->track_id = arena_strdup(c->a, t->id);
 	f->bundle_name = bundle_name(&c->names, t, ext[0] ? ext : "audio", c->a);
-	if (!d->title || !d->artist || !d->album || !d->kind || !f->audio_path || !f->bundle_name ||
-	    !f->track_id)
+	if (!d->title || !d->artist || !d->album || !d->kind || !f->audio_path || !f->audio_key ||
+	    !f->bundle_name || !f->track_id)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 	d->location = c->root ? arena_printf(c->a, "%s%s%s", c->root, c->sep, f->bundle_name)
 	                      : f->audio_path;

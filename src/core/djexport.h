@@ -22,6 +22,7 @@
 struct dj_file {
 	const char *track_id;
 	const char *audio_path;  /* the audio, absolute, on this server */
+	const char *audio_key;   /* the same as a stored file's key (util/storage.h) */
 	const char *bundle_name; /* "<artist> - <title>.<ext>", unique within the export */
 };
 

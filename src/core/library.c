@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
@@ -26,10 +27,10 @@
 
 enum { PAGE = 100, ARENA_MAX = 16 << 20 };
 
-/* The paths (under data_dir) of the track's files: each stem, each job's stems folder, the
- * downloaded audio's folder. Read inside the deleting transaction, removed after it. */
-static int list_files(struct db *db, const char *data_dir, const char *user_id,
-                      const char *track_id, struct arena *a, char ***paths, size_t *n_paths)
+/* The stored files' keys (util/storage.h) of the track: each stem, each job's stems folder,
+ * the downloaded audio's folder. Read inside the deleting transaction, removed after it. */
+static int list_files(struct db *db, const char *user_id, const char *track_id,
+                      struct arena *a, char ***paths, size_t *n_paths)
 {
 	struct db_stem *stems;
 	size_t n_stems, n_jobs;
@@ -46,15 +47,15 @@ static int list_files(struct db *db, const char *data_dir, const char *user_id,
 	size_t n = 0;
 	for (size_t i = 0; i < n_stems; i++) /* never outside uploads/, whatever a row says */
 		if (fs_rel_path_safe(stems[i].file_path, DB_PATH_MAX))
-			p[n++] = arena_printf(a, "%s/uploads/%s", data_dir, stems[i].file_path);
+			p[n++] = arena_strdup(a, stems[i].file_path);
 	for (int64_t offset = 0; !rc && offset < total; offset += PAGE) {
 		if (offset)
 			rc = db_job_list(db, user_id, NULL, NULL, track_id, offset, PAGE, a, &jobs,
 			                 &n_jobs, &total);
 		for (size_t i = 0; !rc && i < n_jobs; i++)
-			p[n++] = arena_printf(a, "%s/uploads/stems/%s", data_dir, jobs[i].id);
+			p[n++] = arena_printf(a, "stems/%s", jobs[i].id);
 	}
-	p[n++] = arena_printf(a, "%s/uploads/downloads/%s", data_dir, track_id);
+	p[n++] = arena_printf(a, "downloads/%s", track_id);
 	for (size_t i = 0; !rc && i < n; i++)
 		if (!p[i])
 			rc = SFA_ENOMEM;
@@ -67,7 +68,7 @@ static int list_files(struct db *db, const char *data_dir, const char *user_id,
  * checks so again lists its files and deletes its rows. Cancelling again on every poll also
  * stops a job queued or started meanwhile; once the rows are gone no new job can be queued
  * for the track (a job's row needs its track's). */
-static int delete_rows(struct db *db, struct scheduler *sched, const char *data_dir, const char *user_id,
+static int delete_rows(struct db *db, struct scheduler *sched, const char *user_id,
                        const char *track_id, struct arena *a, char ***paths, size_t *n_paths)
 {
 	int64_t deadline = time_mono_ms() + LIBRARY_DELETE_WAIT_MS;
@@ -77,7 +78,7 @@ static int delete_rows(struct db *db, struct scheduler *sched, const char *data_
 		if (!rc && !n_running && !(rc = db_tx_begin(db))) {
 			rc = db_track_job_counts(db, user_id, track_id, &n_running, &n_queued);
 			if (!rc && !n_running && !n_queued) {
-				rc = list_files(db, data_dir, user_id, track_id, a, paths, n_paths);
+				rc = list_files(db, user_id, track_id, a, paths, n_paths);
 				if (!rc)
 					rc = db_track_delete(db, user_id, track_id);
 				if (rc) {
@@ -194,10 +195,14 @@ int library_track_delete(struct db *db, struct scheduler *sched, const char *dat
 	arena_init(&a, ARENA_MAX);
 	char **paths = NULL;
 	size_t n_paths = 0;
-	rc = delete_rows(db, sched, data_dir, user_id, track_id, &a, &paths, &n_paths);
+	rc = delete_rows(db, sched, user_id, track_id, &a, &paths, &n_paths);
 	int n_failed = 0;
-	for (size_t i = 0; !rc && i < n_paths; i++)
-		n_failed += fs_remove_tree(paths[i]) != 0;
+	struct storage store;
+	if (!rc && storage_init(&store, data_dir) != 0)
+		n_failed = (int)n_paths;
+	else
+		for (size_t i = 0; !rc && i < n_paths; i++)
+			n_failed += storage_remove(&store, paths[i]) != 0;
 	arena_free(&a);
 	if (n_failed)
 		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);

@@ -240,6 +240,10 @@ static const struct migration {
 	 * "processing". */
 	{"UPDATE jobs SET type = 'lalalai' WHERE type = 'processing' "
 	 "  AND payload LIKE '%\"engine\":\"lalalai\"%';", NULL},
+	/* 14: lal.ai check slots per license key (its SHA-256), shared by every job process
+	 * of every node of one database (db_lalalai_check_slot) */
+	{"CREATE TABLE IF NOT EXISTS lalalai_check_slots (key_hash TEXT PRIMARY KEY,"
+	 "  next_at_ms BIGINT NOT NULL);", NULL},
 };
 /* clang-format on */
 
@@ -2047,6 +2051,28 @@ int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, d
 	return rc;
 }
 
+
+int db_lalalai_check_slot(struct db *db, const char *key_hash, int64_t now_ms, int interval_ms,
+                          int64_t *at_ms)
+{
+	int64_t next = 0;
+	acquire(db);
+	/* One statement: two processes reserving at once are ordered by the row's lock (on
+	 * SQLite by its one writer) and get slots interval_ms apart. */
+	int rc = one_row(db,
+	                 prep(db,
+	                      "INSERT INTO lalalai_check_slots (key_hash, next_at_ms) "
+	                      "VALUES (?1, ?2 + ?3) ON CONFLICT (key_hash) DO UPDATE SET "
+	                      "next_at_ms = CASE WHEN lalalai_check_slots.next_at_ms > ?2 "
+	                      "THEN lalalai_check_slots.next_at_ms ELSE ?2 END + ?3 "
+	                      "RETURNING next_at_ms",
+	                      "tii", key_hash, now_ms, (int64_t)interval_ms),
+	                 read_int64_cb, &next);
+	release(db);
+	if (rc == 0)
+		*at_ms = next - interval_ms;
+	return rc == SFA_ENOTFOUND ? SFA_EDB : rc;
+}
 
 struct rate_row {
 	int64_t start;

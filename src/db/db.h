@@ -413,6 +413,15 @@ int db_lalalai_task_list_active(struct db *db, const char *user_id,
 /* Seconds of audio of the user's successful tasks finished at or after since. */
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out);
 
+/* lal.ai allows 20 check calls a minute per license key, whichever process makes them:
+ * reserves the next check slot of the key whose SHA-256 (hex) is key_hash for a call at
+ * now_ms or later, interval_ms after the slot reserved before it. *at_ms: the slot, the
+ * later of now_ms and that one (milliseconds since the epoch; the caller waits for it).
+ * Every process of one database shares the slots, so their calls together stay spaced
+ * (their clocks must agree, as NTP keeps them, to well within interval_ms). */
+int db_lalalai_check_slot(struct db *db, const char *key_hash, int64_t now_ms, int interval_ms,
+                          int64_t *at_ms);
+
 /* ---- Rate-limit windows shared by every server of one database (core/ratelimit.h) ---- */
 
 /* Counts one hit in key's window of window_s seconds, opening a new window at now when

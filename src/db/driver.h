@@ -86,6 +86,11 @@ struct db_driver {
 	void (*listen_close)(struct db_listen_conn *l);
 };
 
+/* How many statements driver_pg.c has prepared (PQprepare) in this process, over all its
+ * pools: a test's proof that a statement run again on the same connection is not prepared
+ * again, and is after the connection was reset. */
+uint64_t db_pg_n_prepares(void);
+
 extern const struct db_driver db_driver_sqlite;
 extern const struct db_driver db_driver_pg;
 

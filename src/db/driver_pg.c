@@ -26,6 +26,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,11 @@ enum {
 
 /* TEXTOID, INT8OID, FLOAT8OID from the server's catalog (stable since forever). */
 enum { OID_TEXT = 25, OID_INT8 = 20, OID_FLOAT8 = 701 };
+
+/* PQprepare calls made by this process, for db_pg_n_prepares (tests). */
+static atomic_uint_fast64_t n_prepares;
+
+uint64_t db_pg_n_prepares(void) { return atomic_load(&n_prepares); }
 
 struct prepared {
 	char *key;  /* types, '\1', sql */
@@ -349,6 +355,7 @@ static const char *prepared_name(struct db_conn *c, const char *key, const char 
 		return NULL;
 	}
 	snprintf(e->name, sizeof e->name, "s%u", c->n_prepared++);
+	atomic_fetch_add(&n_prepares, 1);
 	PGresult *r = PQprepare(c->pg, e->name, sql, n_params, oids);
 	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
 		result_error(r, sql);

@@ -9,8 +9,7 @@
  *   htdemucs_6s:   adds piano → piano and electric_guitar + acoustic_guitar → guitar
  *                  (the two summed)
  * Steps, with progress: upload the track's audio (1-20 %), split, poll lal.ai's progress
- * with one batched check call every SFA_LALALAI_CHECK_INTERVAL_MS (20-70 %, never more
- * often than that, within an overall SFA_LALALAI_DEADLINE_S), download every result track
+ * with check calls (20-70 %, within an overall SFA_LALALAI_DEADLINE_S), download every result track
  * to the scratch directory (70-90 %, "<file>.part" until complete, resumed after a cut),
  * decode each and write it in the requested format (90-98 %), then publish like the local
  * engine (job_stems_publish, stems.h) with engine "lalalai".
@@ -22,6 +21,12 @@
  * split when it has a task; a split that reached lal.ai but whose answer was lost is
  * refused by lal.ai (idempotency_key_used) instead of being charged again, and fails the
  * job clearly.
+ *
+ * Check spacing: lal.ai allows 20 checks a minute per license key, counted over every job
+ * that uses the key on every node. Before each check a job reserves the key's next slot in
+ * the database (db_lalalai_check_slot, keyed by the key's SHA-256), so all the checks of
+ * one key, whichever process makes them, are SFA_LALALAI_CHECK_INTERVAL_MS apart; n jobs
+ * polling at once each check every n intervals.
  *
  * Cancellation: the scheduler sends SIGTERM (SIGKILL 3 s later). The handler only sets a
  * flag; the client's transfers and sleeps watch it and stop at once, and the worker then
@@ -39,6 +44,7 @@
 #include "audio/audio.h"
 #include "clients/lalalai.h"
 #include "core/lalalai_key.h"
+#include "core/token.h"
 #include "jobs/stems.h"
 #include "jobs/workers.h"
 #include "util/err.h"
@@ -93,6 +99,7 @@ struct lj {
 	size_t n_stem_list;
 	int last_pct;
 	char last_msg[128];
+	char key_hash[TOKEN_HASH_LEN]; /* the license key's SHA-256: its check slots' row */
 	/* download progress */
 	int n_downloads, i_download;
 };
@@ -239,16 +246,29 @@ static bool wait_until(int64_t until)
 	}
 }
 
+/* The monotonic time of this job's next check: the key's next free slot (see the top).
+ * Without the database, the job keeps one interval after its own last check. */
+static int64_t check_slot(struct lj *j)
+{
+	int interval_ms = j->r->cfg->lalalai_check_interval_ms;
+	int64_t now_ms = time_real_ms();
+	int64_t at_ms;
+	if (db_lalalai_check_slot(j->r->db, j->key_hash, now_ms, interval_ms, &at_ms) == 0)
+		return time_mono_ms() + (at_ms - now_ms);
+	log_warn("job %s: no lal.ai check slot from the database; waiting one interval",
+	         j->r->job.id);
+	return time_mono_ms() + interval_ms;
+}
+
 /* Polls the task until it ends; fills *st on success. */
 static int poll_task(struct lj *j, struct lalalai_status *st)
 {
 	const struct config *cfg = j->r->cfg;
 	int64_t deadline = time_mono_ms() + (int64_t)cfg->lalalai_deadline_s * 1000;
-	int64_t next = time_mono_ms();
 	const char *ids[] = {j->task.task_id};
 	char err[512];
 	for (;;) {
-		if (!wait_until(next))
+		if (!wait_until(check_slot(j)))
 			return cancelled(j);
 		if (time_mono_ms() > deadline) {
 			cancelled(j);
@@ -256,8 +276,6 @@ static int poll_task(struct lj *j, struct lalalai_status *st)
 			            "lal.ai did not finish the separation within %d s; it was cancelled.",
 			            cfg->lalalai_deadline_s);
 		}
-		/* One check call per interval at most: lal.ai allows 20 a minute. */
-		next = time_mono_ms() + cfg->lalalai_check_interval_ms;
 		int rc = lalalai_check(j->c, ids, 1, st, err, sizeof err);
 		if (rc == SFA_ECANCELED || g_cancel)
 			return cancelled(j);
@@ -400,8 +418,14 @@ int job_worker_lalalai(struct job_run *r)
 	    !j.track.audio_path[0])
 		return fail(&j, false, SFA_ENOTFOUND, "The track or its audio no longer exists.");
 	char err[512];
-	int rc = lalalai_client_for_user(r->db, r->cfg, r->job.user_id, &g_cancel, &j.c, err,
-	                                 sizeof err);
+	char key[LALALAI_KEY_MAX + 1];
+	int rc = lalalai_key_resolve(r->db, r->cfg, r->job.user_id, key, NULL, err, sizeof err);
+	if (rc == 0) {
+		token_hash(key, j.key_hash);
+		memset(key, 0, sizeof key);
+		rc = lalalai_client_for_user(r->db, r->cfg, r->job.user_id, &g_cancel, &j.c, err,
+		                             sizeof err);
+	}
 	if (rc)
 		return fail(&j, false, rc, "%s", err);
 	rc = db_lalalai_task_ensure(r->db, r->job.id, r->job.user_id, r->job.id,

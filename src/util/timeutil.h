@@ -12,5 +12,7 @@ void time_format_rfc3339(time_t t, char *out, size_t n_out);
 void time_format_http(time_t t, char *out, size_t n_out);
 /* Monotonic milliseconds, for durations only. */
 int64_t time_mono_ms(void);
+/* Wall-clock milliseconds since the epoch, for times other processes read. */
+int64_t time_real_ms(void);
 
 #endif

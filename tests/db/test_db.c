@@ -20,9 +20,11 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "core/library.h"
 #include "db/db.h"
+#include "db/driver.h"
 #include "util/arena.h"
 #include "util/err.h"
 #include "util/str.h"
@@ -349,7 +351,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 13);
+	assert_int_equal(db_schema_version(f->db), 14);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
@@ -481,6 +483,120 @@ static void reads_run_beside_a_write(void **state)
 	assert_int_equal(read_in_thread(f, pending), SFA_ENOTFOUND);
 	assert_int_equal(db_tx_commit(f->db), 0);
 	assert_int_equal(read_in_thread(f, pending), 0);
+}
+
+struct slot_taker {
+	struct db *db;
+	int64_t slots[10];
+	int rc;
+};
+
+static void *take_slots(void *arg)
+{
+	struct slot_taker *t = arg;
+	for (int i = 0; i < 10 && t->rc == 0; i++)
+		t->rc = db_lalalai_check_slot(t->db, "k-shared", 0, 1, &t->slots[i]);
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* lal.ai check slots: one key's are an interval apart whoever reserves them, a slot is
+ * never in the past, keys are independent; threads (as processes and nodes would) reserving
+ * at once get distinct slots, one interval apart. */
+static void lalalai_check_slots(void **state)
+{
+	struct fixture *f = *state;
+	int64_t at = -1;
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-a", 1000, 3000, &at), 0);
+	assert_int_equal(at, 1000);
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-a", 1000, 3000, &at), 0);
+	assert_int_equal(at, 4000);
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-a", 2000, 3000, &at), 0);
+	assert_int_equal(at, 7000);
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-b", 2000, 3000, &at), 0);
+	assert_int_equal(at, 2000);
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-a", 100000, 3000, &at), 0);
+	assert_int_equal(at, 100000);
+	assert_int_equal(db_lalalai_check_slot(f->db, "k-a", 100001, 3000, &at), 0);
+	assert_int_equal(at, 103000);
+
+	struct slot_taker takers[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		takers[i] = (struct slot_taker){.db = f->db};
+		assert_int_equal(pthread_create(&th[i], NULL, take_slots, &takers[i]), 0);
+	}
+	int64_t all[40];
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(takers[i].rc, 0);
+		memcpy(all + 10 * i, takers[i].slots, sizeof takers[i].slots);
+	}
+	qsort(all, 40, sizeof all[0], cmp_i64);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(all[i], i);
+}
+
+/* Ends every other client connection to the cluster (the pool's among them), as a server
+ * restart or a network break would. */
+static void kill_other_connections(void)
+{
+	char url[512];
+	snprintf(url, sizeof url, "postgresql://sfa@/postgres?host=%s", getenv("SFA_TEST_PG_HOST"));
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	                        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_true(PQntuples(r) >= 1);
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* PostgreSQL: a statement is prepared once per connection and run again from the cache; a
+ * connection that broke is reset with an empty cache, so its statements are prepared anew
+ * (running a cached name on the new session would fail on every call). */
+static void statements_prepared_once(void **state)
+{
+	(void)state;
+	if (!testdb_is_pg())
+		return; /* SQLite's statement cache has no server side to check (cmocka's skip()
+		         * prints a TAP line meson counts as a failure) */
+	struct testdb t;
+	assert_int_equal(testdb_open(&t, 1), 0); /* one connection: every call shares it */
+	struct db_user u = {0};
+	uuid_v4(u.id);
+	str_copy(u.email, sizeof u.email, "prep@example.com");
+	str_copy(u.password_hash, sizeof u.password_hash, "x");
+	assert_int_equal(db_user_insert(t.db, &u), 0);
+	struct db_user got;
+	uint64_t n0 = db_pg_n_prepares();
+	assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	uint64_t n_first = db_pg_n_prepares() - n0;
+	assert_true(n_first >= 1);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	assert_int_equal(db_pg_n_prepares() - n0, n_first);
+
+	kill_other_connections();
+	/* The call that finds the connection broken fails (the pool cannot know before it
+	 * asks); the next one gets it reset. */
+	int rc = db_user_by_id(t.db, u.id, &got);
+	if (rc)
+		rc = db_user_by_id(t.db, u.id, &got);
+	assert_int_equal(rc, 0);
+	assert_string_equal(got.email, "prep@example.com");
+	uint64_t n1 = db_pg_n_prepares();
+	assert_int_equal(n1 - n0, 2 * n_first);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(db_user_by_id(t.db, u.id, &got), 0);
+	assert_int_equal(db_pg_n_prepares(), n1);
+	assert_int_equal(testdb_close(&t), 0);
 }
 
 static void rollback_leaves_nothing(void **state)
@@ -860,6 +976,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(job_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(notifications, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_leaves_nothing, setup, teardown),
+		cmocka_unit_test(statements_prepared_once),
+		cmocka_unit_test_setup_teardown(lalalai_check_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(reads_run_beside_a_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(analysis_summary_extracted, setup, teardown),
 	};

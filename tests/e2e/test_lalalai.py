@@ -413,9 +413,9 @@ def a_processing_row_of_an_earlier_version_still_runs(srv):
                               "idempotency_key": str(uuid.uuid4())}, separators=(",", ":"))
         db = sqlite3.connect(os.path.join(s2.data_dir, "sfa.db"))
         with db:
-            (version,) = db.execute("SELECT version FROM schema_version").fetchone()
-            # As the version before lal.ai's own type left it.
-            db.execute("UPDATE schema_version SET version = ?", (version - 1,))
+            # As the version before lal.ai's own type (migration 13) left it; the later
+            # migrations run again too, so they must be repeatable (14: IF NOT EXISTS).
+            db.execute("UPDATE schema_version SET version = 12")
             db.execute("INSERT INTO jobs (id, user_id, track_id, type, status, max_attempts, "
                        "run_at, payload, created_at) VALUES (?, ?, ?, 'processing', 'queued', "
                        "2, 0, ?, ?)", (jid, uid, track["id"], payload, int(time.time())))

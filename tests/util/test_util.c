@@ -17,6 +17,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/utf8.h"
 #include "util/uuid.h"
@@ -253,6 +254,105 @@ static void scratch_files(void **state)
 	assert_int_equal(fs_remove_tree(dir), 0);
 }
 
+struct seen {
+	char keys[8][64];
+	int64_t sizes[8];
+	int n, stop_at;
+};
+
+static int see(void *arg, const char *key, const struct storage_stat *st)
+{
+	struct seen *v = arg;
+	if (v->n == 8)
+		return -1;
+	snprintf(v->keys[v->n], sizeof v->keys[v->n], "%s", key);
+	v->sizes[v->n++] = st->size_bytes;
+	return v->n == v->stop_at ? 7 : 0;
+}
+
+static bool seen_has(const struct seen *v, const char *key, int64_t size)
+{
+	for (int i = 0; i < v->n; i++)
+		if (strcmp(v->keys[i], key) == 0 && v->sizes[i] == size)
+			return true;
+	return false;
+}
+
+/* storage.h's local backend: stored files come in by key, are read, stat'ed, listed under a
+ * folder and removed with it; keys never reach outside the store, not with "..", not as an
+ * absolute path, and not through a symlink inside it. */
+static void storage_local(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/sfa-store-XXXXXX", out[] = "/tmp/sfa-outside-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(mkdtemp(out));
+	struct storage s;
+	assert_int_equal(storage_init(&s, dir), 0);
+	char from[128], path[PATH_MAX + 64], buf[32];
+	snprintf(from, sizeof from, "%s/scratch", dir);
+	write_text(from, "vocals!");
+	assert_int_equal(storage_publish(&s, from, "stems/j1/vocals.wav"), 0);
+	write_text(from, "drums");
+	assert_int_equal(storage_publish(&s, from, "stems/j1/drums.wav"), 0);
+	write_text(from, "song");
+	assert_int_equal(storage_publish(&s, from, "song.flac"), 0);
+	write_text(from, "x");
+	assert_int_equal(storage_publish(&s, from, "../escaped.wav"), SFA_EINVAL);
+
+	struct storage_stat st;
+	assert_int_equal(storage_stat(&s, "stems/j1/vocals.wav", &st), 0);
+	assert_int_equal(st.size_bytes, 7);
+	assert_true(st.mtime_ns > 0);
+	int fd = -1;
+	assert_int_equal(storage_open_read(&s, "stems/j1/drums.wav", &fd, &st), 0);
+	assert_int_equal(st.size_bytes, 5);
+	assert_int_equal(read(fd, buf, sizeof buf), 5);
+	assert_memory_equal(buf, "drums", 5);
+	close(fd);
+	assert_int_equal(storage_stat(&s, "stems/j1", &st), SFA_ENOTFOUND); /* a folder */
+	assert_int_equal(storage_stat(&s, "stems/j1/none.wav", &st), SFA_ENOTFOUND);
+	assert_int_equal(storage_stat(&s, "../uploads/song.flac", &st), SFA_ENOTFOUND);
+	assert_int_equal(storage_stat(&s, "/etc/passwd", &st), SFA_ENOTFOUND);
+	/* A symlinked folder inside the store that leads out of it. */
+	snprintf(path, sizeof path, "%s/secret", out);
+	write_text(path, "secret");
+	snprintf(path, sizeof path, "%s/link", s.root);
+	assert_int_equal(symlink(out, path), 0);
+	assert_int_equal(storage_open_read(&s, "link/secret", &fd, &st), SFA_ENOTFOUND);
+
+	struct seen v = {0};
+	assert_int_equal(storage_list(&s, "", see, &v), 0);
+	assert_int_equal(v.n, 3); /* not what the symlink leads to */
+	assert_true(seen_has(&v, "stems/j1/vocals.wav", 7));
+	assert_true(seen_has(&v, "stems/j1/drums.wav", 5));
+	assert_true(seen_has(&v, "song.flac", 4));
+	memset(&v, 0, sizeof v);
+	assert_int_equal(storage_list(&s, "stems", see, &v), 0);
+	assert_int_equal(v.n, 2);
+	memset(&v, 0, sizeof v);
+	v.stop_at = 1;
+	assert_int_equal(storage_list(&s, "stems", see, &v), 7); /* fn's nonzero stops it */
+	assert_int_equal(v.n, 1);
+	memset(&v, 0, sizeof v);
+	assert_int_equal(storage_list(&s, "stems/none", see, &v), 0);
+	assert_int_equal(v.n, 0);
+	assert_int_equal(storage_list(&s, "../", see, &v), SFA_EINVAL);
+
+	assert_int_equal(storage_remove(&s, "stems/j1"), 0);
+	assert_int_equal(storage_stat(&s, "stems/j1/vocals.wav", &st), SFA_ENOTFOUND);
+	assert_int_equal(storage_remove(&s, "stems/j1"), 0); /* missing is fine */
+	assert_int_equal(storage_remove(&s, ".."), SFA_EINVAL);
+	assert_int_equal(storage_remove(&s, "link"), 0); /* the link, not what it leads to */
+	snprintf(path, sizeof path, "%s/secret", out);
+	assert_int_equal(access(path, F_OK), 0);
+	memset(&v, 0, sizeof v);
+	assert_int_equal(storage_list(&s, "", see, &v), 0);
+	assert_int_equal(v.n, 1);
+	assert_int_equal(fs_remove_tree(dir), 0);
+	assert_int_equal(fs_remove_tree(out), 0);
+}
+
 /* Text from outside: valid UTF-8 kept (and never cut inside a character), anything else
  * read as ISO-8859-1, so a Latin-1 tag keeps its letters. */
 static void utf8_lenient_text(void **state)
@@ -289,6 +389,7 @@ int main(void)
 		cmocka_unit_test(utf8_lenient_text),
 		cmocka_unit_test(scratch_files),
 		cmocka_unit_test(publish_files),
+		cmocka_unit_test(storage_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
