@@ -133,6 +133,8 @@ struct work {
 	struct dsp_peaks peaks;
 	float *chroma_fb;        /* [1025 * 12] */
 	void *beat_work;
+	int chord_key;           /* the key of the chords' first reading (key.c), or -1 */
+	double chord_key_conf;   /* its confidence */
 };
 
 static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t n_err)
@@ -222,15 +224,23 @@ static void analyze_structure(struct work *w, struct dsp_result *r, int sections
 	r->n_sections = dsp_sections(w->db, r->rms, T, grid, ng, work, r->sections);
 }
 
-/* The chord timeline on the beats. Its memory is in both arenas' budgets for up to
- * MAX_BEATS(T) beats; with more (never seen) the chords are taken without beats. */
+/* The chord timeline on the beats, read twice: the key of the first reading (key.c) then
+ * weighs the chords of the second by their function in it (chords.c). Its memory is in both
+ * arenas' budgets for up to MAX_BEATS(T) beats; with more (never seen) the chords are taken
+ * without beats. */
 static void analyze_chords(struct work *w, struct dsp_result *r)
 {
 	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
 	void *work = ualloc(w->arena, dsp_chords_work_bytes(T, nb), 1);
 	if (!work || !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
 		return;
-	r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, work, r->chords);
+	r->n_chords =
+		dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, -1, work, r->chords);
+	double scores[24];
+	w->chord_key = dsp_key_chords(r->chords, r->n_chords, scores, &w->chord_key_conf);
+	if (w->chord_key >= 0)
+		r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb,
+		                         w->chord_key, work, r->chords);
 }
 
 /* The key changes on the beats; memory as for the chords. Too short a song has none. */
@@ -248,8 +258,8 @@ static void analyze_key_changes(struct work *w, struct dsp_result *r)
 }
 
 /* The key: librosa's Krumhansl-Kessler reading always, and the key of the chords when the
- * song has a chord timeline (key.c). Runs after analyze_chords. */
-static void analyze_key(struct dsp_result *r)
+ * song has a chord timeline (key.c, found by analyze_chords, which runs first). */
+static void analyze_key(const struct work *w, struct dsp_result *r)
 {
 	size_t T = r->n_frames;
 	for (int c = 0; c < DSP_N_CHROMA; c++)
@@ -266,8 +276,8 @@ static void analyze_key(struct dsp_result *r)
 	r->key_kk_r = scores[best];
 	snprintf(r->key_kk_name, sizeof r->key_kk_name, "%s %s", dsp_pitch_name(r->key_kk_pc),
 	         r->key_kk_minor ? "minor" : "major");
-	double conf = 0.0;
-	int k = dsp_key_chords(r->chords, r->n_chords, scores, &conf);
+	double conf = w->chord_key_conf;
+	int k = w->chord_key;
 	if (k < 0) {
 		k = best;
 		conf = r->key_kk_r > 0.0 ? r->key_kk_r : 0.0;
@@ -361,6 +371,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	if (!w)
 		goto nomem;
 	w->arena = &wa;
+	w->chord_key = -1;
 	if (want_spec && (rc = dsp_stft_init(&w->stft, err, n_err)) != 0)
 		goto out;
 	dsp_fft_freqs(w->freqs);
@@ -453,7 +464,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 			analyze_chords(w, &r);
 		if (feat & DSP_FEAT_KEY)
-			analyze_key(&r);
+			analyze_key(w, &r);
 		if (feat & DSP_FEAT_KEY_CHANGES)
 			analyze_key_changes(w, &r);
 	}

@@ -21,6 +21,12 @@
  *    The no-chord state N scores CHORD_N_SCORE: it wins where no template correlates
  *    better (flat chroma: drums alone, noise), and 1 in silence (a segment more than
  *    CHORD_SILENCE_DB under the song's loudest, or digital silence).
+ *    Given the song's key (the caller reads the chords once without one, takes their key,
+ *    key.c, and reads them again with it), every chord's score gains CHORD_KEY_WEIGHT
+ *    times its function's weight in that key (dsp_key_chord_weight: the tonic 1, IV and V
+ *    0.6, a foreign chord -0.3): of two chords the chroma shows about as well, the one that
+ *    belongs to the key wins. On the first 100 songs of the corpus majmin rose from 74.2 %
+ *    to 76.3 % (0.05: 75.3 %, 0.15: 76.1 %), and the key over time from 84.8 % to 86.9 %.
  * 4. An HMM over those 61 states, emissions exp(CHORD_BETA * score), a transition matrix
  *    that stays with probability CHORD_P_SELF and moves to each other state with equal
  *    probability; Viterbi gives the most likely path. With equal off-diagonal
@@ -53,6 +59,7 @@ enum {
 #define CHORD_SEVENTH_WEIGHT 0.6
 #define CHORD_SEVENTH_COST 0.08
 #define CHORD_N_SCORE 0.2
+#define CHORD_KEY_WEIGHT 0.1
 #define CHORD_SILENCE_DB 45.0
 
 static const struct {
@@ -177,7 +184,7 @@ static void viterbi(const float *score, size_t ns, int n, double p_self, double 
 _Static_assert((int)N_STATES <= (int)VITERBI_MAX_STATES, "the chord states fit viterbi()");
 
 size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
-                  const int *beats, size_t nb, void *work, struct dsp_chord *out)
+                  const int *beats, size_t nb, int key, void *work, struct dsp_chord *out)
 {
 	if (T == 0)
 		return 0;
@@ -257,6 +264,10 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 				v = silent ? 0.0 : v / sqrt(norm2);
 				if (QUAL[q].n == 4)
 					v -= CHORD_SEVENTH_COST;
+				if (key >= 0 && !silent) {
+					struct dsp_chord ch = {.root_pc = r, .quality = q};
+					v += CHORD_KEY_WEIGHT * dsp_key_chord_weight(&ch, key / 2, key % 2);
+				}
 				sc[q * 12 + r] = (float)v;
 			}
 		sc[STATE_N] = silent ? 1.0f : (float)CHORD_N_SCORE;

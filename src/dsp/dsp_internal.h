@@ -274,10 +274,11 @@ struct dsp_chord; /* dsp.h */
 size_t dsp_chords_cap(size_t T, size_t nb);
 size_t dsp_chords_work_bytes(size_t T, size_t nb);
 /* The chord segments of a song from its chroma (row-major, 12 x T, as dsp_result keeps
- * it), its per-frame RMS (NULL: no silence test) and its beats (nb may be 0), into out;
- * they cover 0 .. duration_s. work: dsp_chords_work_bytes, 8-byte aligned. */
+ * it), its per-frame RMS (NULL: no silence test), its beats (nb may be 0) and its key
+ * (2 * pc + minor, or -1 for none; see chords.c), into out; they cover 0 .. duration_s.
+ * work: dsp_chords_work_bytes, 8-byte aligned. */
 size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
-                  const int *beats, size_t nb, void *work, struct dsp_chord *out);
+                  const int *beats, size_t nb, int key, void *work, struct dsp_chord *out);
 /* The keys of the song's stretches (see chords.c), from its chord timeline (chords, n_chords
  * as dsp_chords gave them) or, with none, from the chroma; into out (at most
  * dsp_chords_cap); 0 when the song has no key. work: dsp_key_changes_work_bytes. */
