@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "nn/nn.h"
 #include "nn/workspace.h"
 
 enum { NN_OPS_TILE_FLOATS = 1 << 21 };
@@ -26,9 +27,22 @@ void nn_ops_init(void);
  * summed over all threads: the benchmark's GFLOP/s figure. */
 unsigned long long nn_ops_flop_count(void);
 
-/* C[m][n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. */
+/* C[m][n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. In the
+ * calling thread's bf16 mode (nn_ops_set_precision) the operands are rounded to bfloat16
+ * and the products summed in fp32 (gemm_bf16.h); otherwise cblas_sgemm. */
 void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The precision of the calling thread's nn_gemm calls (NN_PRECISION_FP32 until set; a
+ * thread-local, like the team). NN_PRECISION_BF16 only after nn_bf16_supported() said yes.
+ * A team's helpers take the precision of the thread whose product or parts they share. */
+void nn_ops_set_precision(enum nn_precision p);
+enum nn_precision nn_ops_precision(void);
+
+/* Whether this CPU runs the bf16 kernel (AVX512F and AVX512-BF16, as cpuid says). When it
+ * does not, or the environment sets SFA_CPU_NO_BF16=1 (to test the refusal on any CPU),
+ * false with a sentence in why. */
+bool nn_bf16_supported(char *why, size_t n_why);
 
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
  * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
