@@ -117,45 +117,87 @@ float nn_bf16_round(float f)
 	return r;
 }
 
+/* Transposes 16 x 16 32-bit elements: r[a] element b becomes r[b] element a. */
+static inline void transpose16(__m512i r[16])
+{
+	__m512i t[16], u[16];
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	/* u[4i + c], 128-bit lane L: column 4L + c of rows 4i .. 4i+3. */
+	for (int i = 0; i < 16; i += 4) {
+		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	for (int c = 0; c < 4; c++) {
+		__m512i w0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
+		__m512i w1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+		__m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+		__m512i w3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+		r[c] = _mm512_shuffle_i32x4(w0, w2, 0x88);
+		r[4 + c] = _mm512_shuffle_i32x4(w0, w2, 0xdd);
+		r[8 + c] = _mm512_shuffle_i32x4(w1, w3, 0x88);
+		r[12 + c] = _mm512_shuffle_i32x4(w1, w3, 0xdd);
+	}
+}
+
 /* Packs a block whose element (i, kk), i < n_i, kk < kc, is at src[i*ld + kk] (contiguous
- * along k) into panels of w rows: panel q holds, for pair p, the pairs of rows q*w .. q*w+w-1
- * at dst[q*kp*w + p*w + r]. Rows past n_i and the odd tail of k are zero. */
+ * along k) into panels of w (8 or 32) rows: panel q holds, for pair p, the pairs of rows
+ * q*w .. q*w+w-1 at dst[q*kp*w + p*w + r]. Rows past n_i and the odd tail of k are zero.
+ * Sixteen rows at a time: each row's 32 floats become 16 pairs in one VCVTNE2PS2BF16 (bf16
+ * in memory order are pairs already), then a 16 x 16 transpose puts them pair-major. The
+ * buffer must hold panels up to row roundup(n_i, 16) (MC and NC are multiples of 16). */
 static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, uint32_t *dst)
 {
 	int kp = (kc + 1) / 2;
-	uint32_t row[KP];
-	for (int q = 0; q * w < n_i; q++) {
-		uint32_t *panel = dst + (size_t)q * kp * w;
-		for (int r = 0; r < w; r++) {
-			int i = q * w + r;
-			if (i >= n_i) {
-				for (int p = 0; p < kp; p++)
-					panel[(size_t)p * w + r] = 0;
-				continue;
+	for (int i0 = 0; i0 < n_i; i0 += 16) {
+		int rows = n_i - i0 < 16 ? n_i - i0 : 16;
+		for (int kk = 0; kk < kc; kk += 32) {
+			int left = kc - kk;
+			__mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+			__mmask16 m1 = left >= 32   ? 0xffff
+			               : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
+			                           : 0;
+			__m512i r[16];
+			for (int a = 0; a < 16; a++) {
+				if (a >= rows) {
+					r[a] = _mm512_setzero_si512();
+					continue;
+				}
+				const float *s = src + (size_t)(i0 + a) * ld + kk;
+				__m512 x0 = _mm512_maskz_loadu_ps(m0, s);
+				__m512 x1 = _mm512_maskz_loadu_ps(m1, s + 16);
+				r[a] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 			}
-			const float *s = src + (size_t)i * ld;
-			for (int kk = 0; kk < kc; kk += 32) {
-				int left = kc - kk;
-				__mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-				__mmask16 m1 = left >= 32   ? 0xffff
-				               : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-				                           : 0;
-				__m512 x0 = _mm512_maskz_loadu_ps(m0, s + kk);
-				__m512 x1 = _mm512_maskz_loadu_ps(m1, s + kk + 16);
-				__m512bh h = _mm512_cvtne2ps_pbh(x1, x0);
-				_mm512_storeu_si512((void *)(row + kk / 2), (__m512i)h);
+			transpose16(r);
+			int p0 = kk / 2, np = kp - p0 < 16 ? kp - p0 : 16;
+			for (int p = 0; p < np; p++) {
+				if (w >= 16) {
+					uint32_t *d = dst + (size_t)(i0 / w) * kp * w + (size_t)(p0 + p) * w + i0 % w;
+					_mm512_storeu_si512((void *)d, r[p]);
+				} else { /* w == 8: rows i0 .. i0+7 and i0+8 .. i0+15 are two panels */
+					uint32_t *d = dst + (size_t)(i0 / w) * kp * w + (size_t)(p0 + p) * w;
+					_mm256_storeu_si256((__m256i *)d, _mm512_castsi512_si256(r[p]));
+					_mm256_storeu_si256((__m256i *)(d + (size_t)kp * w),
+					                    _mm512_extracti64x4_epi64(r[p], 1));
+				}
 			}
-			for (int p = 0; p < kp; p++)
-				panel[(size_t)p * w + r] = row[p];
 		}
 	}
 }
 
 /* Packs a block whose element (i, kk) is at src[kk*ld + i] (contiguous along i) into the
- * same panels as pack_kcontig. */
+ * same panels as pack_kcontig: for each pair of k rows, 16 columns of each convert in one
+ * VCVTNE2PS2BF16 and one word permutation interleaves them into pairs. */
 static void pack_icontig(const float *src, size_t ld, int n_i, int kc, int w, uint32_t *dst)
 {
 	int kp = (kc + 1) / 2;
+	const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
+	                                       9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
+	                                       17, 1, 16, 0);
 	for (int q = 0; q * w < n_i; q++) {
 		uint32_t *panel = dst + (size_t)q * kp * w;
 		for (int off = 0; off < w; off += 16) {
@@ -170,9 +212,8 @@ static void pack_icontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 				__m512 x0 = _mm512_maskz_loadu_ps(mv, s + (size_t)k0 * ld);
 				__m512 x1 = k0 + 1 < kc ? _mm512_maskz_loadu_ps(mv, s + (size_t)(k0 + 1) * ld)
 				                        : _mm512_setzero_ps();
-				__m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
-				__m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
-				__m512i pr = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+				__m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+				__m512i pr = _mm512_permutexvar_epi16(inter, h);
 				_mm512_mask_storeu_epi32(panel + (size_t)p * w + off, mw, pr);
 			}
 		}
