@@ -77,6 +77,10 @@ enum nn_precision {
 /* "fp32" / "bf16" -> *out; -1 for anything else. */
 int nn_precision_parse(const char *s, enum nn_precision *out);
 const char *nn_precision_name(enum nn_precision p);
+/* Whether this CPU runs bf16 products (AVX512F and AVX512-BF16, as cpuid says). When it
+ * does not, or the environment sets SFA_CPU_NO_BF16 (to anything but 0: to test the
+ * refusal on any CPU), false with a sentence for the user in why. Thread-safe. */
+bool nn_bf16_supported(char *why, size_t n_why);
 
 struct nn_separate_opts {
 	int shifts;        /* random time shifts averaged (Demucs default 1; 0 = none) */

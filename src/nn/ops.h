@@ -39,10 +39,6 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 void nn_ops_set_precision(enum nn_precision p);
 enum nn_precision nn_ops_precision(void);
 
-/* Whether this CPU runs the bf16 kernel (AVX512F and AVX512-BF16, as cpuid says). When it
- * does not, or the environment sets SFA_CPU_NO_BF16=1 (to test the refusal on any CPU),
- * false with a sentence in why. */
-bool nn_bf16_supported(char *why, size_t n_why);
 
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
  * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
