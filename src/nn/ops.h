@@ -8,6 +8,12 @@
  * Every kernel takes its scratch from the caller's workspace (workspace.h) and returns nothing:
  * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
  * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker.
+ *
+ * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
+ * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
+ * options), the AVX512-BF16 kernel of gemm_bf16.c. Nothing else changes: the weights stay
+ * fp32 in memory and are rounded as each product packs them (no second copy), and every
+ * elementwise kernel, normalisation and the STFT stay fp32.
  */
 #ifndef SFA_NN_OPS_H
 #define SFA_NN_OPS_H
@@ -49,7 +55,8 @@ enum nn_precision nn_ops_precision(void);
  * where OpenBLAS takes its blocked path whole or cut (its small-matrix and "direct" SGEMM
  * kernels stop below 28*512*512), and the k blocking does not depend on m or n; whether the
  * kernel then gives every element the same bits is checked at run time (see
- * nn_ops_team_splits), so results are bit-identical with or without a team. */
+ * nn_ops_team_splits), so results are bit-identical with or without a team. bf16 products
+ * are always cut (the bf16 kernel gives every element the same bits cut or whole). */
 enum { NN_TEAM_MAX_HELPERS = 15, NN_TEAM_MIN_MNK = 8 << 20 };
 struct nn_team;
 /* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory; the
