@@ -33,9 +33,9 @@ static double now_s(void)
 static const struct {
 	int ta, tb, m, n, k;
 } shapes[] = {
-	{0, 1, 512, 512, 2048}, {0, 1, 512, 2048, 512}, {0, 1, 256, 2688, 64},
-	{0, 0, 256, 64, 2688},  {0, 0, 768, 336, 3456}, {0, 0, 384, 1008, 1728},
-	{0, 1, 2688, 1536, 512}, {0, 0, 96, 4704, 432}, {1, 0, 1536, 1344, 384},
+	{0, 1, 512, 512, 2048},  {0, 1, 512, 2048, 512}, {0, 1, 256, 2688, 64},
+	{0, 0, 256, 64, 2688},   {0, 0, 768, 336, 3456}, {0, 0, 384, 1008, 1728},
+	{0, 1, 2688, 1536, 512}, {0, 0, 96, 4704, 432},  {1, 0, 1536, 1344, 384},
 	{0, 0, 96, 14563, 144},
 };
 
@@ -116,12 +116,14 @@ int main(int argc, char **argv)
 			b[i] = (float)(i % 7) * 0.1f - 0.3f;
 		int lda = ta ? m : k, ldb = tb ? k : n;
 		double flop = 2.0 * m * n * k;
-		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-		            m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+		            tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c,
+		            n);
 		double t0 = now_s();
 		for (int r = 0; r < reps; r++)
 			cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-			            tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+			            tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
+			            0.0f, c, n);
 		double s_fp32 = (now_s() - t0) / reps;
 		nn_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
 		t0 = now_s();

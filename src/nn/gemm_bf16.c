@@ -62,10 +62,7 @@ static void bufs_free(void *p)
 	free(b);
 }
 
-static void bufs_init(void)
-{
-	bufs_key_ok = pthread_key_create(&bufs_key, bufs_free) == 0;
-}
+static void bufs_init(void) { bufs_key_ok = pthread_key_create(&bufs_key, bufs_free) == 0; }
 
 /* The calling thread's buffers, allocated at its first call; NULL without memory. */
 static struct bufs *thread_bufs(void)
@@ -158,7 +155,7 @@ static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 		for (int kk = 0; kk < kc; kk += 32) {
 			int left = kc - kk;
 			__mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-			__mmask16 m1 = left >= 32   ? 0xffff
+			__mmask16 m1 = left >= 32  ? 0xffff
 			               : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
 			                           : 0;
 			__m512i r[16];
@@ -176,11 +173,14 @@ static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 			int p0 = kk / 2, np = kp - p0 < 16 ? kp - p0 : 16;
 			for (int p = 0; p < np; p++) {
 				if (w >= 16) {
-					uint32_t *d = dst + (size_t)(i0 / w) * kp * w + (size_t)(p0 + p) * w + i0 % w;
+					uint32_t *d = dst + (size_t)(i0 / w) * kp * w +
+					              (size_t)(p0 + p) * w + i0 % w;
 					_mm512_storeu_si512((void *)d, r[p]);
 				} else { /* w == 8: rows i0 .. i0+7 and i0+8 .. i0+15 are two panels */
-					uint32_t *d = dst + (size_t)(i0 / w) * kp * w + (size_t)(p0 + p) * w;
-					_mm256_storeu_si256((__m256i *)d, _mm512_castsi512_si256(r[p]));
+					uint32_t *d = dst + (size_t)(i0 / w) * kp * w +
+					              (size_t)(p0 + p) * w;
+					_mm256_storeu_si256((__m256i *)d,
+					                    _mm512_castsi512_si256(r[p]));
 					_mm256_storeu_si256((__m256i *)(d + (size_t)kp * w),
 					                    _mm512_extracti64x4_epi64(r[p], 1));
 				}
@@ -210,7 +210,8 @@ static void pack_icontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 			for (int p = 0; p < kp; p++) {
 				int k0 = 2 * p;
 				__m512 x0 = _mm512_maskz_loadu_ps(mv, s + (size_t)k0 * ld);
-				__m512 x1 = k0 + 1 < kc ? _mm512_maskz_loadu_ps(mv, s + (size_t)(k0 + 1) * ld)
+				__m512 x1 = k0 + 1 < kc ? _mm512_maskz_loadu_ps(
+								  mv, s + (size_t)(k0 + 1) * ld)
 				                        : _mm512_setzero_ps();
 				__m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 				__m512i pr = _mm512_permutexvar_epi16(inter, h);
@@ -266,8 +267,9 @@ void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const floa
 {
 	struct bufs *bf = thread_bufs();
 	if (!bf) {
-		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-		            m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+		            tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
+		            ldc);
 		return;
 	}
 	for (int jc = 0; jc < n; jc += NC) {
@@ -277,24 +279,28 @@ void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const floa
 			int kp = (kc + 1) / 2;
 			/* op(B) element (kk, j): b[kk*ldb + j], or b[j*ldb + kk] when transposed. */
 			if (tb)
-				pack_kcontig(b + (size_t)jc * ldb + pc, (size_t)ldb, nc, kc, NR, bf->pb);
+				pack_kcontig(b + (size_t)jc * ldb + pc, (size_t)ldb, nc, kc, NR,
+				             bf->pb);
 			else
-				pack_icontig(b + (size_t)pc * ldb + jc, (size_t)ldb, nc, kc, NR, bf->pb);
+				pack_icontig(b + (size_t)pc * ldb + jc, (size_t)ldb, nc, kc, NR,
+				             bf->pb);
 			for (int ic = 0; ic < m; ic += MC) {
 				int mc = m - ic < MC ? m - ic : MC;
 				/* op(A) element (i, kk): a[i*lda + kk], or a[kk*lda + i] when transposed. */
 				if (ta)
-					pack_icontig(a + (size_t)pc * lda + ic, (size_t)lda, mc, kc, MR, bf->pa);
+					pack_icontig(a + (size_t)pc * lda + ic, (size_t)lda, mc, kc,
+					             MR, bf->pa);
 				else
-					pack_kcontig(a + (size_t)ic * lda + pc, (size_t)lda, mc, kc, MR, bf->pa);
+					pack_kcontig(a + (size_t)ic * lda + pc, (size_t)lda, mc, kc,
+					             MR, bf->pa);
 				for (int jr = 0; jr < nc; jr += NR) {
 					const uint32_t *pb = bf->pb + (size_t)(jr / NR) * kp * NR;
 					int nr = nc - jr < NR ? nc - jr : NR;
 					for (int ir = 0; ir < mc; ir += MR) {
 						int mr = mc - ir < MR ? mc - ir : MR;
 						kernel(kp, bf->pa + (size_t)(ir / MR) * kp * MR, pb,
-						       c + (size_t)(ic + ir) * ldc + jc + jr, (size_t)ldc, mr, nr, alpha,
-						       beta, pc == 0);
+						       c + (size_t)(ic + ir) * ldc + jc + jr,
+						       (size_t)ldc, mr, nr, alpha, beta, pc == 0);
 					}
 				}
 			}

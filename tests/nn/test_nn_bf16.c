@@ -82,12 +82,13 @@ static void check_product(bool ta, bool tb, int m, int n, int k, float alpha, fl
 			double got = c[(size_t)i * ldc + j];
 			double tol_exact = fabs(alpha) * (0x1p-7 + 0x1p-15 + k * 0x1p-24) * mag +
 			                   0x1p-22 * (fabs(want) + fabs(cz)) + 1e-30;
-			double tol_r = fabs(alpha) * k * 0x1p-24 * magr + 0x1p-22 * (fabs(want_r) + fabs(cz)) +
-			               1e-30;
+			double tol_r = fabs(alpha) * k * 0x1p-24 * magr +
+			               0x1p-22 * (fabs(want_r) + fabs(cz)) + 1e-30;
 			if (!(fabs(got - want) <= tol_exact) || !(fabs(got - want_r) <= tol_r))
-				fail_msg("ta %d tb %d m %d n %d k %d: C[%d][%d] = %.9g, exact %.9g (tol %.3g), "
-				         "of rounded inputs %.9g (tol %.3g)",
-				         ta, tb, m, n, k, i, j, got, want, tol_exact, want_r, tol_r);
+				fail_msg(
+					"ta %d tb %d m %d n %d k %d: C[%d][%d] = %.9g, exact %.9g (tol %.3g), "
+					"of rounded inputs %.9g (tol %.3g)",
+					ta, tb, m, n, k, i, j, got, want, tol_exact, want_r, tol_r);
 			worst_exact = fmax(worst_exact, fabs(got - want) / tol_exact);
 			worst_rounded = fmax(worst_rounded, fabs(got - want_r) / tol_r);
 			max_dev = fmax(max_dev, fabs(got - want) / (fabs(alpha) * mag + 1e-30));
@@ -96,13 +97,15 @@ static void check_product(bool ta, bool tb, int m, int n, int k, float alpha, fl
 	/* The padding of C beyond column n is untouched. */
 	for (int i = 0; i < m; i++)
 		for (int j = n; j < ldc; j++)
-			if (memcmp(&c[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j], sizeof(float)) != 0)
-				fail_msg("m %d n %d k %d: C[%d][%d] past n was written", m, n, k, i, j);
+			if (memcmp(&c[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j],
+			           sizeof(float)) != 0)
+				fail_msg("m %d n %d k %d: C[%d][%d] past n was written", m, n, k, i,
+				         j);
 	/* The inputs really went through bf16: with k >= 8 random operands some element is
 	 * off the fp32 product by far more than fp32 summation could explain. */
 	if (k >= 8 && max_dev < 0x1p-14)
-		fail_msg("m %d n %d k %d: results within %.3g of fp32: were the inputs rounded?", m, n,
-		         k, max_dev);
+		fail_msg("m %d n %d k %d: results within %.3g of fp32: were the inputs rounded?", m,
+		         n, k, max_dev);
 	free(a);
 	free(b);
 	free(c);
@@ -135,8 +138,10 @@ static void team_cuts_are_bit_identical(void **state)
 	(void)state;
 	need_bf16();
 	int m = 192, n = 1100, k = 300; /* > 2 * NN_TEAM_MIN_MNK: cut along n */
-	float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * n);
-	float *c1 = malloc(sizeof(float) * (size_t)m * n), *c2 = malloc(sizeof(float) * (size_t)m * n);
+	float *a = malloc(sizeof(float) * (size_t)m * k),
+	      *b = malloc(sizeof(float) * (size_t)k * n);
+	float *c1 = malloc(sizeof(float) * (size_t)m * n),
+	      *c2 = malloc(sizeof(float) * (size_t)m * n);
 	assert_true(a && b && c1 && c2);
 	for (size_t i = 0; i < (size_t)m * k; i++)
 		a[i] = frand();
@@ -175,9 +180,10 @@ static float *make_mix(size_t n)
 	for (size_t i = 0; i < n; i++) {
 		double t = (double)i / 44100.0;
 		double burst = fmod(t, 0.125) < 0.02 ? frand() * 0.3 : 0.0;
-		x[i] = (float)(0.2 * sin(2 * M_PI * 110 * t) + 0.1 * sin(2 * M_PI * 440 * t) + burst);
-		x[n + i] = (float)(0.15 * sin(2 * M_PI * 165 * t + 1) + 0.1 * sin(2 * M_PI * 660 * t) +
-		                   burst);
+		x[i] = (float)(0.2 * sin(2 * M_PI * 110 * t) + 0.1 * sin(2 * M_PI * 440 * t) +
+		               burst);
+		x[n + i] = (float)(0.15 * sin(2 * M_PI * 165 * t + 1) +
+		                   0.1 * sin(2 * M_PI * 660 * t) + burst);
 	}
 	return x;
 }
@@ -211,11 +217,11 @@ static void tiny_separation_close_to_fp32(void **state)
 		double snr = 10 * log10(sig / fmax(noise, 1e-300));
 		print_message("# %s: SNR bf16 vs fp32 %.1f dB\n", info->sources[s], snr);
 		if (!(snr > 25.0))
-			fail_msg("%s: SNR of bf16 against fp32 is %.1f dB (want > 25)", info->sources[s],
-			         snr);
+			fail_msg("%s: SNR of bf16 against fp32 is %.1f dB (want > 25)",
+			         info->sources[s], snr);
 		if (snr > 120.0)
-			fail_msg("%s: bf16 output equals fp32 (%.1f dB): did bf16 run?", info->sources[s],
-			         snr);
+			fail_msg("%s: bf16 output equals fp32 (%.1f dB): did bf16 run?",
+			         info->sources[s], snr);
 	}
 	free(ref);
 	free(got);
