@@ -20,14 +20,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nn/gemm_bf16.h"
 #include "nn/nn.h"
 #include "nn/ops.h"
+#include "nn/workspace.h"
 #include "nn_testutil.h"
 #include "util/err.h"
 
@@ -172,6 +175,72 @@ static void team_cuts_are_bit_identical(void **state)
 	free(c2);
 }
 
+struct parts_seen {
+	enum nn_precision seen[64];
+	pthread_t caller;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool helper_ran, timed_out;
+};
+
+/* Records the precision each part runs in. The caller's first part waits until a helper
+ * has run one, so that helpers surely take parts whatever the scheduling (the wait has a
+ * 60 s guard only against a hang: with no helper it fails instead). */
+static void record_precision(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	struct parts_seen *ps = arg;
+	ps->seen[part] = nn_ops_precision();
+	pthread_mutex_lock(&ps->lock);
+	if (!pthread_equal(pthread_self(), ps->caller)) {
+		ps->helper_ran = true;
+		pthread_cond_broadcast(&ps->cond);
+	} else {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 60;
+		while (!ps->helper_ran && !ps->timed_out)
+			if (pthread_cond_timedwait(&ps->cond, &ps->lock, &until) != 0)
+				ps->timed_out = true;
+	}
+	pthread_mutex_unlock(&ps->lock);
+}
+
+/* The parts of nn_team_parts run on helper threads in the caller's precision (their own
+ * products are then bf16 too). Needs no AVX512-BF16: nothing is multiplied. */
+static void team_parts_take_the_callers_precision(void **state)
+{
+	(void)state;
+	struct parts_seen ps = {.caller = pthread_self()};
+	pthread_mutex_init(&ps.lock, NULL);
+	pthread_cond_init(&ps.cond, NULL);
+	struct nn_team *t = nn_team_start(2);
+	assert_non_null(t);
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_ops_team_attach(t);
+	for (int round = 0; round < 2; round++) {
+		enum nn_precision want = round ? NN_PRECISION_FP32 : NN_PRECISION_BF16;
+		nn_ops_set_precision(want);
+		ps.helper_ran = false;
+		for (int i = 0; i < 64; i++)
+			ps.seen[i] = (enum nn_precision) - 1;
+		nn_team_parts(&ws, 64, record_precision, &ps);
+		if (ps.timed_out)
+			fail_msg("no helper took a part of nn_team_parts");
+		for (int i = 0; i < 64; i++)
+			if (ps.seen[i] != want)
+				fail_msg("part %d ran in %s, the caller in %s", i,
+				         nn_precision_name(ps.seen[i]), nn_precision_name(want));
+	}
+	nn_ops_team_attach(NULL);
+	nn_ops_set_precision(NN_PRECISION_FP32);
+	nn_ws_free(&ws);
+	nn_team_stop(t);
+	pthread_cond_destroy(&ps.cond);
+	pthread_mutex_destroy(&ps.lock);
+}
+
 /* A generated stereo mix (chords, noise bursts), n frames. */
 static float *make_mix(size_t n)
 {
@@ -268,6 +337,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(refused_without_the_instructions),
 		cmocka_unit_test(kernel_against_reference),
 		cmocka_unit_test(team_cuts_are_bit_identical),
+		cmocka_unit_test(team_parts_take_the_callers_precision),
 		cmocka_unit_test(tiny_separation_close_to_fp32),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
