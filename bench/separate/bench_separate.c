@@ -2,7 +2,7 @@
  *
  *   bench_separate MODEL [--input RAW.f32 | --seconds N] [--ref OUT.f32] [--threads N]
  *                  [--shifts N] [--overlap F] [--segment S] [--nosplit] [--stream]
- *                  [--out OUT.f32]
+ *                  [--out OUT.f32] [--precision fp32|bf16] [--vs-fp32]
  *
  * MODEL is a .th/.yaml path or a model name. RAW.f32 is planar stereo float32 at 44.1 kHz
  * (the reference-data format); without it, N seconds (default 30) of a synthetic mix are
@@ -13,6 +13,13 @@
  * to 0 so that a run is comparable with the references. --stream hands the stems to a
  * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
  * so the peak RSS is the engine's own, not that of a whole-track output buffer.
+ * --precision bf16 runs the products in bfloat16 (nn.h); --vs-fp32 then separates the same
+ * input once more in fp32 (timed too) and prints, per stem, the SNR of the first output
+ * against the fp32 one: 10 log10(sum fp32^2 / sum (out - fp32)^2) over both channels.
+ *
+ * The bf16 figures (README): real-ish input, full-size checkpoint, 60 s at 2 threads:
+ *   bench_separate /work/shared/ref/demucs/full_htdemucs.th --input MIX.f32 --threads 2 \
+ *                  --precision bf16 --vs-fp32
  *
  * mdx_extra offline (the release files cannot be fetched everywhere): random weights with
  * the official architecture, ~670 MB in a temporary folder, never committed:
@@ -76,7 +83,8 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_separate MODEL [--input RAW.f32 | --seconds N] "
 		                "[--ref OUT.f32] [--threads N] [--shifts N] [--overlap F] "
-		                "[--segment S] [--nosplit] [--stream] [--out OUT.f32]\n");
+		                "[--segment S] [--nosplit] [--stream] [--out OUT.f32] "
+		                "[--precision fp32|bf16] [--vs-fp32]\n");
 		return 2;
 	}
 	const char *input = NULL, *ref = NULL, *out_path = NULL;
@@ -84,7 +92,7 @@ int main(int argc, char **argv)
 	struct nn_separate_opts o;
 	nn_separate_opts_init(&o);
 	o.shifts = 0;
-	int stream = 0;
+	int stream = 0, vs_fp32 = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--nosplit")) {
@@ -93,6 +101,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--stream")) {
 			stream = 1;
+			continue;
+		}
+		if (!strcmp(a, "--vs-fp32")) {
+			vs_fp32 = 1;
 			continue;
 		}
 		if (!v) {
@@ -116,7 +128,12 @@ int main(int argc, char **argv)
 			o.overlap = strtod(v, NULL);
 		else if (!strcmp(a, "--segment"))
 			o.segment_s = strtod(v, NULL);
-		else {
+		else if (!strcmp(a, "--precision")) {
+			if (nn_precision_parse(v, &o.precision)) {
+				fprintf(stderr, "--precision is fp32 or bf16\n");
+				return 2;
+			}
+		} else {
 			fprintf(stderr, "unknown option %s\n", a);
 			return 2;
 		}
@@ -155,8 +172,8 @@ int main(int argc, char **argv)
 	}
 	o.progress = on_progress;
 	if (stream) {
-		if (ref) {
-			fprintf(stderr, "--ref needs the whole output: drop --stream\n");
+		if (ref || vs_fp32) {
+			fprintf(stderr, "--ref and --vs-fp32 need the whole output: drop --stream\n");
 			return 2;
 		}
 		o.sink = drop_sink;
@@ -175,13 +192,39 @@ int main(int argc, char **argv)
 	double audio_s = (double)frames / info->samplerate;
 	printf("model %s: %d member(s), %zu parameters, %d sources, load %.2f s\n", argv[1],
 	       info->n_members, info->n_params, info->n_sources, t_load);
-	printf("audio %.2f s, threads %d, shifts %d, overlap %.2f%s\n", audio_s, o.n_threads,
-	       o.shifts, o.overlap, stream ? ", streamed output" : "");
+	printf("audio %.2f s, threads %d, shifts %d, overlap %.2f, precision %s%s\n", audio_s,
+	       o.n_threads, o.shifts, o.overlap, nn_precision_name(o.precision),
+	       stream ? ", streamed output" : "");
 	printf("wall %.2f s, %.3f s per audio second\n", wall, wall / audio_s);
 	printf("peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
 	printf("sgemm work %.1f GFLOP (%.1f per audio second), achieved %.1f GFLOP/s\n", gflop,
 	       gflop / audio_s, gflop / wall);
 	int rc = 0;
+	if (vs_fp32) {
+		struct nn_separate_opts o32 = o;
+		o32.precision = NN_PRECISION_FP32;
+		float *out32 = NULL;
+		double t2 = now_s();
+		if (nn_separate(m, mix, frames, &o32, &out32, err, sizeof err)) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		double wall32 = now_s() - t2;
+		printf("fp32 run: wall %.2f s, %.3f s per audio second (%s is %.2fx faster)\n", wall32,
+		       wall32 / audio_s, nn_precision_name(o.precision), wall32 / wall);
+		for (int si = 0; si < info->n_sources; si++) {
+			double sig = 0, noise = 0;
+			size_t base = (size_t)si * 2 * frames;
+			for (size_t i = 0; i < 2 * frames; i++) {
+				double d = (double)out[base + i] - out32[base + i];
+				sig += (double)out32[base + i] * out32[base + i];
+				noise += d * d;
+			}
+			printf("SNR %s vs fp32, %-8s %.1f dB\n", nn_precision_name(o.precision),
+			       info->sources[si], noise > 0 ? 10 * log10(sig / noise) : INFINITY);
+		}
+		free(out32);
+	}
 	if (out_path && out) {
 		FILE *f = fopen(out_path, "wb");
 		size_t k = (size_t)info->n_sources * 2 * frames;

@@ -26,6 +26,7 @@
 #include "jobs/registry.h"
 #include "nn/bag.h"
 #include "nn/catalog.h"
+#include "nn/nn.h"
 #include "util/err.h"
 #include "util/str.h"
 #include "util/uuid.h"
@@ -209,6 +210,16 @@ void api_processing_separate(struct http_ctx *ctx)
 	    (strcmp(values[2], "wav24") == 0 || strcmp(values[2], "f32") == 0))
 		json_object_set_new(details, "output_format",
 		                    json_pack("[s]", "must be wav, flac or mp3 with the lalalai engine"));
+	/* precision: "fp32" (default) or "bf16" (bfloat16 products, local engine only). */
+	enum nn_precision prec = NN_PRECISION_FP32;
+	json_t *jp = json_object_get(body, "precision");
+	if (jp && !json_is_null(jp)) {
+		if (!json_is_string(jp) || nn_precision_parse(json_string_value(jp), &prec) != 0)
+			json_object_set_new(details, "precision", json_pack("[s]", "must be fp32 or bf16"));
+		else if (prec == NN_PRECISION_BF16 && strcmp(values[1], "local") != 0)
+			json_object_set_new(details, "precision",
+			                    json_pack("[s]", "bf16 is for the local engine only"));
+	}
 	/* two_stems (as Demucs's --two-stems): that stem and its complement, "no_<stem>". */
 	char two[32] = "";
 	json_t *jt = json_object_get(body, "two_stems");
@@ -250,8 +261,17 @@ void api_processing_separate(struct http_ctx *ctx)
 		http_error(ctx, 422, "model_not_installed", msg);
 		return;
 	}
+	char why[256];
+	if (prec == NN_PRECISION_BF16 && !nn_bf16_supported(why, sizeof why)) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "This server cannot separate in bf16: %s.", why);
+		http_error(ctx, 422, "precision_unsupported", msg);
+		return;
+	}
 	json_t *payload = json_pack("{s:s, s:s, s:s}", "model", values[0], "engine", values[1],
 	                            "output_format", values[2]);
+	if (prec != NN_PRECISION_FP32)
+		json_object_set_new(payload, "precision", json_string(nn_precision_name(prec)));
 	if (two[0])
 		json_object_set_new(payload, "two_stems", json_string(two));
 	enqueue_separation(ctx, t.id, "processing", payload, values[0], NULL);

@@ -114,6 +114,21 @@ int job_worker_processing(struct job_run *r)
 	if (!format)
 		format = "wav";
 	const char *two_stems = json_string_value(json_object_get(r->payload, "two_stems"));
+	/* "precision": "bf16" asks for bfloat16 products (absent: fp32, as before). The API
+	 * checked its own CPU; a worker on another machine checks again here. */
+	const char *precision = json_string_value(json_object_get(r->payload, "precision"));
+	enum nn_precision prec = NN_PRECISION_FP32;
+	if (precision && nn_precision_parse(precision, &prec) != 0) {
+		snprintf(r->error, sizeof r->error, "Unknown precision %s: use fp32 or bf16.", precision);
+		r->retry = false;
+		return SFA_EINVAL;
+	}
+	char why[256];
+	if (prec == NN_PRECISION_BF16 && !nn_bf16_supported(why, sizeof why)) {
+		snprintf(r->error, sizeof r->error, "The separation cannot run in bf16 here: %s.", why);
+		r->retry = false;
+		return SFA_EUNSUPP;
+	}
 	struct db_track t;
 	if (!model || db_track_get(r->db, r->job.user_id, r->job.track_id, &t) != 0 ||
 	    !t.audio_path[0]) {
@@ -146,6 +161,7 @@ int job_worker_processing(struct job_run *r)
 	nn_separate_opts_init(&o);
 	o.progress = on_progress;
 	o.progress_user = r;
+	o.precision = prec;
 	enum audio_container kind;
 	enum audio_sample_format sample_fmt;
 	const char *ext;
@@ -213,7 +229,8 @@ int job_worker_processing(struct job_run *r)
 	rc = job_stems_publish(r, name_ptrs, n_out, ext, duration, "local", model, &list);
 	if (rc)
 		return rc;
-	r->result = json_pack("{s:s, s:o, s:f}", "model", model, "stems", list, "duration", duration);
+	r->result = json_pack("{s:s, s:o, s:f, s:s}", "model", model, "stems", list, "duration",
+	                      duration, "precision", nn_precision_name(prec));
 	job_report(r, 100, "processing", "done");
 	return 0;
 }

@@ -295,6 +295,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct separation *j = w->job;
+	nn_ops_set_precision(j->o->precision); /* this thread's products (and its team's) */
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		if (j->rc || j->next_item >= j->item_end) {
@@ -341,6 +342,7 @@ static void *worker_main(void *arg)
 		pthread_cond_broadcast(&j->turn);
 		pthread_mutex_unlock(&j->lock);
 	}
+	nn_ops_set_precision(NN_PRECISION_FP32); /* worker 0 is the caller's thread */
 	return NULL;
 }
 
@@ -571,6 +573,10 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 		return sfa_err(err, n_err, SFA_EINVAL, "shifts must be in [0, 100]");
 	if (!(o->segment_s >= 0.0) || o->segment_s > 3600)
 		return sfa_err(err, n_err, SFA_EINVAL, "segment must be positive");
+	if (o->precision != NN_PRECISION_FP32 && o->precision != NN_PRECISION_BF16)
+		return sfa_err(err, n_err, SFA_EINVAL, "precision must be fp32 or bf16");
+	if (o->precision == NN_PRECISION_BF16 && !nn_bf16_supported(err, n_err))
+		return SFA_EUNSUPP;
 	nn_ops_init();
 
 	struct separation j;

@@ -68,6 +68,20 @@ void nn_model_free(struct nn_model *m);
 /* Points into m: valid until nn_model_free. */
 const struct nn_model_info *nn_model_info(const struct nn_model *m);
 
+/* Precision of the matrix products (every convolution, linear and attention product). */
+enum nn_precision {
+	NN_PRECISION_FP32 = 0, /* OpenBLAS sgemm: the reference results */
+	NN_PRECISION_BF16 = 1, /* operands rounded to bfloat16, fp32 sums: needs AVX512-BF16 */
+};
+
+/* "fp32" / "bf16" -> *out; -1 for anything else. */
+int nn_precision_parse(const char *s, enum nn_precision *out);
+const char *nn_precision_name(enum nn_precision p);
+/* Whether this CPU runs bf16 products (AVX512F and AVX512-BF16, as cpuid says). When it
+ * does not, or the environment sets SFA_CPU_NO_BF16 (to anything but 0: to test the
+ * refusal on any CPU), false with a sentence for the user in why. Thread-safe. */
+bool nn_bf16_supported(char *why, size_t n_why);
+
 struct nn_separate_opts {
 	int shifts;        /* random time shifts averaged (Demucs default 1; 0 = none) */
 	double overlap;    /* between segments, in [0, 1) (default 0.25) */
@@ -92,6 +106,11 @@ struct nn_separate_opts {
 	            size_t n_frames);
 	void *sink_user;
 	const char *scratch_dir; /* for that file; NULL = $TMPDIR, else /tmp */
+	/* NN_PRECISION_FP32 (default) or NN_PRECISION_BF16: weights and activations rounded
+	 * to bfloat16 as each product packs them, sums in fp32; about 2x the product
+	 * throughput where the CPU has AVX512-BF16, refused (SFA_EUNSUPP) where it has not.
+	 * The cost in quality is measured in bench/separate (per-stem SNR against fp32). */
+	enum nn_precision precision;
 };
 
 void nn_separate_opts_init(struct nn_separate_opts *o);
@@ -100,7 +119,8 @@ void nn_separate_opts_init(struct nn_separate_opts *o);
  * (planar, channel c at mix + c*n_frames). On success *out is a malloced array of
  * n_sources * audio_channels planes of n_frames samples ([source][channel][frame], in the
  * model's source order); the caller frees it. With o->sink set, nothing is returned
- * (out may be NULL) and the stems go to the sink. Errors: SFA_EINVAL (bad options),
+ * (out may be NULL) and the stems go to the sink. Errors: SFA_EINVAL (bad options), SFA_EUNSUPP (bf16 on a CPU without
+ * AVX512-BF16),
  * SFA_ENOMEM, SFA_ECANCELED, SFA_EIO (the sink failed), and for an HDemucs bag whatever
  * loading a member file gives (SFA_EIO, SFA_EFORMAT, ... naming the file). */
 int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,

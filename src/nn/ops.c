@@ -8,11 +8,14 @@
 #include "nn/ops.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nn/gemm_bf16.h"
 
 static _Atomic unsigned long long ops_flops;
 
@@ -35,6 +38,7 @@ void nn_ops_init(void)
 
 struct gemm_part {
 	bool ta, tb;
+	bool bf16; /* nn_gemm_bf16 instead of cblas_sgemm */
 	int m, n, k;
 	float alpha, beta;
 	const float *a, *b;
@@ -57,15 +61,68 @@ struct nn_team {
 	/* nn_team_parts: fn over parts [0, fn_n), taken in turn by whoever is free. */
 	void (*fn)(void *arg, int part, struct nn_ws *ws);
 	void *fn_arg;
+	enum nn_precision fn_precision; /* the caller's, for the parts' own products */
 	int fn_n, fn_next;
 	bool fn_failed;                    /* a helper's workspace ran out */
 	struct nn_ws ws[NN_TEAM_MAX_HELPERS]; /* the helpers' own */
 };
 
 static _Thread_local struct nn_team *ops_team;
+static _Thread_local enum nn_precision ops_precision;
+
+void nn_ops_set_precision(enum nn_precision p)
+{
+	ops_precision = p;
+}
+
+enum nn_precision nn_ops_precision(void)
+{
+	return ops_precision;
+}
+
+bool nn_bf16_supported(char *why, size_t n_why)
+{
+	const char *off = getenv("SFA_CPU_NO_BF16");
+	if (off && *off && strcmp(off, "0") != 0) {
+		snprintf(why, n_why, "bf16 precision needs a CPU with AVX512-BF16, and "
+		                     "SFA_CPU_NO_BF16 says to act as if this one had none");
+		return false;
+	}
+	__builtin_cpu_init();
+	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16")) {
+		snprintf(why, n_why, "bf16 precision needs a CPU with AVX512-BF16 (Intel Cooper "
+		                     "Lake or Sapphire Rapids and later, AMD Zen 4 and later); this "
+		                     "one has none: use fp32");
+		return false;
+	}
+	return true;
+}
+
+int nn_precision_parse(const char *s, enum nn_precision *out)
+{
+	if (s && strcmp(s, "fp32") == 0) {
+		*out = NN_PRECISION_FP32;
+		return 0;
+	}
+	if (s && strcmp(s, "bf16") == 0) {
+		*out = NN_PRECISION_BF16;
+		return 0;
+	}
+	return -1;
+}
+
+const char *nn_precision_name(enum nn_precision p)
+{
+	return p == NN_PRECISION_BF16 ? "bf16" : "fp32";
+}
 
 static void run_part(const struct gemm_part *p)
 {
+	if (p->bf16) {
+		nn_gemm_bf16(p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
+		             p->beta, p->c, p->ldc);
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans,
 	            p->tb ? CblasTrans : CblasNoTrans, p->m, p->n, p->k, p->alpha, p->a, p->lda,
 	            p->b, p->ldb, p->beta, p->c, p->ldc);
@@ -106,6 +163,7 @@ static void *team_main(void *arg)
 			break;
 		seen = t->round;
 		if (t->fn) {
+			ops_precision = t->fn_precision;
 			take_parts(t, &t->ws[index - 1], true);
 			if (--t->pending == 0)
 				pthread_cond_signal(&t->done);
@@ -267,6 +325,7 @@ void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part
 	pthread_mutex_lock(&t->lock);
 	t->fn = fn;
 	t->fn_arg = arg;
+	t->fn_precision = ops_precision;
 	t->fn_n = n_parts;
 	t->fn_next = 0;
 	t->fn_failed = false;
@@ -329,9 +388,10 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
 	struct gemm_part whole = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .alpha = alpha,
 	                          .beta = beta, .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb,
-	                          .ldc = ldc};
+	                          .ldc = ldc, .bf16 = ops_precision == NN_PRECISION_BF16};
 	struct nn_team *t = ops_team;
-	if (!t || t->n_helpers == 0 || !t->splits || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
+	/* The bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c). */
+	if (!t || t->n_helpers == 0 || (!t->splits && !whole.bf16) || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
 		run_part(&whole);
 		return;
 	}

@@ -8,6 +8,12 @@
  * Every kernel takes its scratch from the caller's workspace (workspace.h) and returns nothing:
  * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
  * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker.
+ *
+ * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
+ * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
+ * options), the AVX512-BF16 kernel of gemm_bf16.c. Nothing else changes: the weights stay
+ * fp32 in memory and are rounded as each product packs them (no second copy), and every
+ * elementwise kernel, normalisation and the STFT stay fp32.
  */
 #ifndef SFA_NN_OPS_H
 #define SFA_NN_OPS_H
@@ -15,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "nn/nn.h"
 #include "nn/workspace.h"
 
 enum { NN_OPS_TILE_FLOATS = 1 << 21 };
@@ -26,9 +33,18 @@ void nn_ops_init(void);
  * summed over all threads: the benchmark's GFLOP/s figure. */
 unsigned long long nn_ops_flop_count(void);
 
-/* C[m][n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. */
+/* C[m][n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when ta/tb. In the
+ * calling thread's bf16 mode (nn_ops_set_precision) the operands are rounded to bfloat16
+ * and the products summed in fp32 (gemm_bf16.h); otherwise cblas_sgemm. */
 void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The precision of the calling thread's nn_gemm calls (NN_PRECISION_FP32 until set; a
+ * thread-local, like the team). NN_PRECISION_BF16 only after nn_bf16_supported() said yes.
+ * A team's helpers take the precision of the thread whose product or parts they share. */
+void nn_ops_set_precision(enum nn_precision p);
+enum nn_precision nn_ops_precision(void);
+
 
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
  * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
@@ -39,7 +55,8 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
  * where OpenBLAS takes its blocked path whole or cut (its small-matrix and "direct" SGEMM
  * kernels stop below 28*512*512), and the k blocking does not depend on m or n; whether the
  * kernel then gives every element the same bits is checked at run time (see
- * nn_ops_team_splits), so results are bit-identical with or without a team. */
+ * nn_ops_team_splits), so results are bit-identical with or without a team. bf16 products
+ * are always cut (the bf16 kernel gives every element the same bits cut or whole). */
 enum { NN_TEAM_MAX_HELPERS = 15, NN_TEAM_MIN_MNK = 8 << 20 };
 struct nn_team;
 /* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory; the

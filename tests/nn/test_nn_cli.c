@@ -20,6 +20,7 @@
 #include "audio/audio.h"
 #include "nn/cli.h"
 #include "nn/catalog.h"
+#include "nn/ops.h"
 #include "util/fs.h"
 
 static const char *fixtures;
@@ -213,6 +214,75 @@ static void separate_end_to_end(void **state)
 	assert_int_equal(nn_cli_separate(4, bad4), 1);
 }
 
+/* Runs fn(argc, argv) with stderr captured into *text (malloced). */
+static int run_stderr(int (*fn)(int, char **), int argc, char **argv, char **text)
+{
+	char path[300];
+	snprintf(path, sizeof path, "%s/stderr.txt", tmp);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	int rc = fn(argc, argv);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	size_t n;
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *buf = calloc(1, 1 << 16);
+	assert_non_null(buf);
+	n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	*text = buf;
+	return rc;
+}
+
+/* --precision: fp32|bf16 only (usage error otherwise); bf16 refused with a sentence on a
+ * CPU without AVX512-BF16 (forced here with SFA_CPU_NO_BF16=1, so this runs anywhere)
+ * before anything is written; where the CPU has it, bf16 runs and says so in the summary. */
+static void separate_precision(void **state)
+{
+	(void)state;
+	char from[1024], to[400], wav[1024], out[400];
+	fixture(from, sizeof from, "tiny_htdemucs.th");
+	snprintf(to, sizeof to, "%s/models/955717e8.th", tmp);
+	copy_file(from, to);
+	fixture(wav, sizeof wav, "tiny_input.wav");
+	snprintf(out, sizeof out, "%s/out_bf16", tmp);
+	char *text;
+	char *bad[] = {"separate", wav, "--model", "htdemucs", "--out", out, "--precision", "fp16"};
+	assert_int_equal(run_stderr(nn_cli_separate, 8, bad, &text), 2);
+	if (!strstr(text, "--precision must be fp32 or bf16"))
+		fail_msg("unexpected message for --precision fp16: %s", text);
+	free(text);
+	char *argv[] = {"separate", wav, "--model", "htdemucs", "--out", out, "--format", "f32",
+	                "--shifts", "0", "--precision", "bf16"};
+	setenv("SFA_CPU_NO_BF16", "1", 1);
+	int rc = run_stderr(nn_cli_separate, 12, argv, &text);
+	unsetenv("SFA_CPU_NO_BF16");
+	assert_int_equal(rc, 1);
+	if (!strstr(text, "AVX512-BF16"))
+		fail_msg("the refusal does not name what is missing: %s", text);
+	free(text);
+	struct stat st;
+	if (stat(out, &st) == 0)
+		fail_msg("a refused separation created %s", out);
+	char why[200];
+	if (!nn_bf16_supported(why, sizeof why))
+		fail_msg("the bf16 run needs AVX512-BF16 and cannot be tested here: %s", why);
+	assert_int_equal(run_captured(nn_cli_separate, 12, argv, &text), 0);
+	json_t *j = json_loads(text, 0, NULL);
+	if (!j)
+		fail_msg("separate printed no JSON: %s", text);
+	assert_string_equal(json_string_value(json_object_get(j, "precision")), "bf16");
+	json_decref(j);
+	free(text);
+}
+
 static void models_list_and_verify(void **state)
 {
 	(void)state;
@@ -378,6 +448,7 @@ int main(int argc, char **argv)
 	fixtures = argc > 1 ? argv[1] : "tests/fixtures/nn";
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(separate_end_to_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(separate_precision, setup, teardown),
 		cmocka_unit_test_setup_teardown(models_list_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(fetch_refuses_a_wrong_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(fetch_installs_and_resumes, setup, teardown),
