@@ -28,6 +28,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/proc.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/utf8.h"
 #include "util/uuid.h"
@@ -302,18 +303,18 @@ void api_tracks_upload(struct http_ctx *ctx)
 	snprintf(name, sizeof name, "%s%s%s.%s", a, *a && *b ? "-" : "", *b ? b : (*a ? "" : "track"),
 	         t.audio_format);
 	snprintf(t.audio_path, sizeof t.audio_path, "downloads/%s/%s", t.id, name);
-	char dir[PATH_MAX + 64], final[PATH_MAX * 2];
-	snprintf(dir, sizeof dir, "%s/uploads/downloads/%s", ctx->app->cfg.data_dir, t.id);
-	snprintf(final, sizeof final, "%s/%s", dir, name);
-	if (fs_publish(u->tmp_path, final) != 0) {
+	char dir[64];
+	struct storage store;
+	snprintf(dir, sizeof dir, "downloads/%s", t.id);
+	if (storage_init(&store, ctx->app->cfg.data_dir) != 0 ||
+	    storage_publish(&store, u->tmp_path, t.audio_path) != 0) {
 		log_error("upload: cannot move the file into place: %s", strerror(errno));
-		fs_remove_tree(dir);
 		http_error(ctx, 500, "internal", "The server could not store the upload.");
 		return;
 	}
 	u->tmp_path[0] = '\0'; /* it is the track's file now */
 	if (db_track_insert(ctx->app->db, &t) != 0) {
-		fs_remove_tree(dir);
+		storage_remove(&store, dir);
 		api_db_error(ctx);
 		return;
 	}

@@ -45,6 +45,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/proc.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 
@@ -432,12 +433,11 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	if (!str_slug(d->track.title, t, sizeof t))
 		str_copy(t, sizeof t, "track");
 	snprintf(name, sizeof name, "%s-%s.%s", a, t, d->q->ext);
-	char rel[DB_PATH_MAX], dir[PATH_MAX], dst[PATH_MAX + DB_PATH_MAX];
-	if (!fmt_fits(rel, sizeof rel, "downloads/%s/%s", id, name) ||
-	    !fmt_fits(dir, sizeof dir, "%s/uploads/downloads/%s", data, id) ||
-	    !fmt_fits(dst, sizeof dst, "%s/uploads/%s", data, rel))
-		return fail(d, false, SFA_ETOOBIG, "The data directory path is too long.");
-	if (fs_publish(src, dst) != 0)
+	char rel[DB_PATH_MAX];
+	struct storage store;
+	if (!fmt_fits(rel, sizeof rel, "downloads/%s/%s", id, name))
+		return fail(d, false, SFA_ETOOBIG, "The track's file name is too long.");
+	if (storage_init(&store, data) != 0 || storage_publish(&store, src, rel) != 0)
 		return fail(d, true, SFA_EIO, "The download could not be stored in the library "
 		            "folder (%s).", strerror(errno));
 	struct db_track audio;
@@ -450,8 +450,7 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	audio.audio_duration_s = info->duration_s;
 	int rc = db_track_set_audio(d->r->db, id, &audio);
 	if (rc) {
-		unlink(dst);
-		rmdir(dir);
+		storage_remove(&store, rel);
 		if (rc == SFA_ENOTFOUND)
 			return fail(d, false, rc, "The track was deleted during the download.");
 		return fail(d, true, rc, "The download could not be recorded in the database.");
@@ -460,11 +459,8 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	char prefix[UUID_STR_LEN + 16];
 	snprintf(prefix, sizeof prefix, "downloads/%s/", id);
 	const char *old = d->track.audio_path;
-	if (old[0] && strcmp(old, rel) != 0 && str_starts_with(old, prefix) && !strstr(old, "..")) {
-		char old_path[PATH_MAX + DB_PATH_MAX];
-		if (fmt_fits(old_path, sizeof old_path, "%s/uploads/%s", data, old))
-			unlink(old_path);
-	}
+	if (old[0] && strcmp(old, rel) != 0 && str_starts_with(old, prefix))
+		storage_remove(&store, old); /* refuses an unsafe key */
 	d->r->result = json_pack("{s:s+, s:I, s:s, s:s, s:s, s:I, s:i, s:i, s:f, s:s}",
 	                         "output_path", "/files/", rel, "file_size",
 	                         (json_int_t)st->st_size, "format", d->q->ext, "codec", info->codec,

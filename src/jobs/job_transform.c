@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audio/audio.h"
@@ -27,6 +26,7 @@
 #include "util/arena.h"
 #include "util/err.h"
 #include "util/fs.h"
+#include "util/storage.h"
 #include "util/str.h"
 
 static int fail(struct job_run *r, bool retry, int rc, const char *msg)
@@ -71,15 +71,17 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
  * render found out, in t's audio fields) as t's audio. */
 static int publish_audio(struct job_run *r, struct db_track *t)
 {
-	char from[PATH_MAX + 128], to[PATH_MAX + DB_PATH_MAX + 16];
+	char from[PATH_MAX + 128];
 	snprintf(from, sizeof from, "%s/audio.flac", r->work_dir);
 	snprintf(t->audio_path, sizeof t->audio_path, "downloads/%s/transformed.flac", t->id);
-	snprintf(to, sizeof to, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
-	struct stat st;
-	if (fs_publish(from, to) != 0 || stat(to, &st) != 0)
+	struct storage store;
+	struct storage_stat st;
+	if (storage_init(&store, r->cfg->data_dir) != 0 ||
+	    storage_publish(&store, from, t->audio_path) != 0 ||
+	    storage_stat(&store, t->audio_path, &st) != 0)
 		return fail(r, true, SFA_EIO, "The new track's audio could not be stored.");
 	str_copy(t->audio_format, sizeof t->audio_format, "flac");
-	t->audio_size = (int64_t)st.st_size;
+	t->audio_size = st.size_bytes;
 	int rc = db_track_set_audio(r->db, t->id, t);
 	if (rc == SFA_ENOTFOUND)
 		return fail(r, false, rc, "The track was deleted while it was rendered.");
