@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "nn/ops.h"
 #include "nn_testutil.h"
 #include "util/err.h"
 
@@ -109,6 +110,60 @@ static void thread_count_does_not_change_output(void **state)
 	free(a);
 	free(in);
 	nn_model_free(m);
+}
+
+/* Fewer segments than threads (a short clip, the last wave of a track): the idle threads
+ * join the running HTDemucs network as its team. The output is the 1-thread one bit for
+ * bit, and work was offered to the team's helpers (else the tail was not shared; whether
+ * a helper then took a part is up to the scheduler, so that is not asserted). */
+static void short_clip_tail_is_shared_by_a_team(void **state)
+{
+	(void)state;
+	const char *models[] = {"tiny_htdemucs.th"};
+	size_t n;
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2;
+	for (int mi = 0; mi < 1; mi++) {
+		struct nn_model *m = nn_test_open_model(models[mi]);
+		struct nn_separate_opts o;
+		nn_separate_opts_init(&o);
+		o.shifts = 0;
+		/* 0.4 s in 0.2 s segments, overlap 0.25: 3 chunks per member, so 2 threads run
+		 * one wave of 2 and a tail of 1; 4 threads a tail of 3 (fewer than 4). */
+		o.n_threads = 1;
+		unsigned long long before = nn_ops_team_shared_count();
+		float *a = nn_test_separate(m, in, frames, &o);
+		assert_true(nn_ops_team_shared_count() == before); /* one thread: no team */
+		size_t total = 4 * 2 * frames;
+		for (int t = 2; t <= 4; t += 2) {
+			o.n_threads = t;
+			before = nn_ops_team_shared_count();
+			float *b = nn_test_separate(m, in, frames, &o);
+			if (nn_ops_team_shared_count() == before)
+				fail_msg("%s, %d threads: the tail was not shared", models[mi], t);
+			assert_memory_equal(a, b, total * sizeof(float));
+			free(b);
+		}
+		/* A clip of one segment: the whole job is a tail. */
+		o.n_threads = 1;
+		size_t short_frames = frames / 4;
+		float *sh = malloc(2 * short_frames * sizeof *sh);
+		assert_non_null(sh);
+		for (int c = 0; c < 2; c++)
+			memcpy(sh + c * short_frames, in + c * frames, short_frames * sizeof *sh);
+		float *c1 = nn_test_separate(m, sh, short_frames, &o);
+		o.n_threads = 2;
+		before = nn_ops_team_shared_count();
+		float *c2 = nn_test_separate(m, sh, short_frames, &o);
+		assert_true(nn_ops_team_shared_count() > before);
+		assert_memory_equal(c1, c2, 4 * 2 * short_frames * sizeof(float));
+		free(c1);
+		free(c2);
+		free(sh);
+		free(a);
+		nn_model_free(m);
+	}
+	free(in);
 }
 
 static uint64_t splitmix64(uint64_t *s)
@@ -293,6 +348,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(htdemucs_6s_nosplit),
 		cmocka_unit_test(htdemucs_ft_bag_split),
 		cmocka_unit_test(thread_count_does_not_change_output),
+		cmocka_unit_test(short_clip_tail_is_shared_by_a_team),
 		cmocka_unit_test(shift_equals_zero_prefix),
 		cmocka_unit_test(streaming_output_equals_buffered),
 		cmocka_unit_test(cancel_stops_the_job),
