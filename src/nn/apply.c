@@ -18,12 +18,12 @@
  * of threads, so the result is bit-identical for 1 or 16 workers. Each worker owns one
  * workspace for the whole call (sized by its first item, reused afterwards).
  *
- * Members that are not resident (bags of HDemucs, see network_internal.h) run in phases: the
- * items of member k are all the items of its passes, consecutive in the list; the member is
- * loaded, the workers run its items, the member is freed, then the next one. The items, their
- * order and the commit order are those of the one-phase run, so the output is the same bit
- * for bit; the peak holds one member's weights instead of all of them. These bags are the
- * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.4 GB of activations each),
+ * Members that are not resident (bags of several networks, see network_internal.h) run in
+ * phases: the items of member k are all the items of its passes, consecutive in the list;
+ * the member is loaded, the workers run its items, the member is freed, then the next one.
+ * The items, their order and the commit order are those of the one-phase run, so the output
+ * is the same bit for bit; the peak holds one member's weights instead of all of them (the
+ * workspaces are trimmed while a member loads). HDemucs segments are long (mdx_extra: 44 s, ~0.4 GB of activations each),
  * so from NN_TEAM_SEGMENT_S on, or when there are fewer segments than threads, an HDemucs
  * network runs one segment at a time on worker 0 and the other threads join it as a GEMM
  * team (ops.h: the products are cut between threads, bit-identically, and tiles, attention
