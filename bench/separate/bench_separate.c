@@ -14,6 +14,9 @@
  * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
  * so the peak RSS is the engine's own, not that of a whole-track output buffer.
  *
+ * Beside PyTorch Demucs on the same input and settings (medians of 3, ratios; says what is
+ * missing when torch or demucs cannot be imported): bench/separate/vs_pytorch.py MODEL.
+ *
  * mdx_extra offline (the release files cannot be fetched everywhere): random weights with
  * the official architecture, ~670 MB in a temporary folder, never committed:
  *   bench/make_checkpoint.py /tmp/mdx --bag
