@@ -101,7 +101,7 @@ struct separation {
 	int item_end;        /* the current phase runs items [.., item_end) */
 	struct nn_net *nets[NN_MAX_MEMBERS]; /* the networks of the current phase */
 	int max_valid, max_seg;
-	int n_threads;       /* workers, plus helpers for a team when there are fewer items */
+	int n_threads; /* workers, plus helpers for a team when there are fewer items */
 	pthread_mutex_t lock;
 	pthread_cond_t turn;
 	int next_item, next_commit;

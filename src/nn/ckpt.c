@@ -107,15 +107,12 @@ static int valid_name(const struct nn_pk *k)
 
 /* The fp32 block: n floats (at least one) in a mapping of its own, asking for huge pages.
  * Freed with munmap(p, weights_bytes(n)). NULL without memory. */
-static size_t weights_bytes(size_t n)
-{
-	return (n ? n : 1) * sizeof(float);
-}
+static size_t weights_bytes(size_t n) { return (n ? n : 1) * sizeof(float); }
 
 static float *weights_new(size_t n)
 {
-	void *p = mmap(NULL, weights_bytes(n), PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, weights_bytes(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	               -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	madvise(p, weights_bytes(n), MADV_HUGEPAGE);

@@ -725,7 +725,12 @@ static void tlayer_run(struct nn_ws *ws, const struct nn_htdemucs *m, const stru
 	/* Feed-forward, in token blocks to bound the hidden activations (and to share them). */
 	const float *nw = kv ? w->n3w : w->n2w, *nb = kv ? w->n3b : w->n2b;
 	nn_layernorm(x, y, n, dim, nw, nb, LN_EPS);
-	struct ffn f = {.w = w, .y = y, .a = a, .n = n, .dim = dim, .hidden = hidden,
+	struct ffn f = {.w = w,
+	                .y = y,
+	                .a = a,
+	                .n = n,
+	                .dim = dim,
+	                .hidden = hidden,
 	                .tb = n < FFN_TOKENS ? n : FFN_TOKENS};
 	nn_team_parts(ws, (n + f.tb - 1) / f.tb, ffn_part, &f);
 	for (int i = 0; i < n; i++) {

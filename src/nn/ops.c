@@ -17,10 +17,7 @@
 static _Atomic unsigned long long ops_flops;
 static _Atomic unsigned long long ops_shared; /* work offered to helpers, all teams */
 
-unsigned long long nn_ops_team_shared_count(void)
-{
-	return ops_shared;
-}
+unsigned long long nn_ops_team_shared_count(void) { return ops_shared; }
 
 unsigned long long nn_ops_flop_count(void)
 {
@@ -492,8 +489,17 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 		rows = 1;
 	if (rows > (size_t)(h1 - h0))
 		rows = (size_t)(h1 - h0);
-	struct conv_tiles a = {.c = c, .x = x, .h = h, .w = w, .ldx = ldx, .h0 = h0, .h1 = h1,
-	                       .wo = wo, .rows = (int)rows, .y = y, .ldy = ldy};
+	struct conv_tiles a = {.c = c,
+	                       .x = x,
+	                       .h = h,
+	                       .w = w,
+	                       .ldx = ldx,
+	                       .h0 = h0,
+	                       .h1 = h1,
+	                       .wo = wo,
+	                       .rows = (int)rows,
+	                       .y = y,
+	                       .ldy = ldy};
 	nn_team_parts(ws, (int)((size_t)(h1 - h0 + (int)rows - 1) / rows), conv_tile, &a);
 }
 
@@ -855,8 +861,17 @@ void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float
                   const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo)
 {
 	int hd = dim / heads;
-	struct attn a = {.q = q, .k = k, .v = v, .out = out, .ldq = ldq, .ldk = ldk, .ldv = ldv,
-	                 .ldo = ldo, .nq = nq, .nk = nk, .hd = hd,
+	struct attn a = {.q = q,
+	                 .k = k,
+	                 .v = v,
+	                 .out = out,
+	                 .ldq = ldq,
+	                 .ldk = ldk,
+	                 .ldv = ldv,
+	                 .ldo = ldo,
+	                 .nq = nq,
+	                 .nk = nk,
+	                 .hd = hd,
 	                 .n_qb = (nq + ATTN_QBLOCK - 1) / ATTN_QBLOCK,
 	                 .scale = 1.0f / sqrtf((float)hd)};
 	nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
