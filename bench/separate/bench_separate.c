@@ -21,6 +21,9 @@
  *   bench_separate /work/shared/ref/demucs/full_htdemucs.th --input MIX.f32 --threads 2 \
  *                  --precision bf16 --vs-fp32
  *
+ * Beside PyTorch Demucs on the same input and settings (medians of 3, ratios; says what is
+ * missing when torch or demucs cannot be imported): bench/separate/vs_pytorch.py MODEL.
+ *
  * mdx_extra offline (the release files cannot be fetched everywhere): random weights with
  * the official architecture, ~670 MB in a temporary folder, never committed:
  *   bench/make_checkpoint.py /tmp/mdx --bag

@@ -18,17 +18,21 @@
  * of threads, so the result is bit-identical for 1 or 16 workers. Each worker owns one
  * workspace for the whole call (sized by its first item, reused afterwards).
  *
- * Members that are not resident (bags of HDemucs, see network_internal.h) run in phases: the
- * items of member k are all the items of its passes, consecutive in the list; the member is
- * loaded, the workers run its items, the member is freed, then the next one. The items, their
- * order and the commit order are those of the one-phase run, so the output is the same bit
- * for bit; the peak holds one member's weights instead of all of them. These bags are the
- * HDemucs ones. HDemucs segments are long (mdx_extra: 44 s, ~0.4 GB of activations each),
+ * Members that are not resident (bags of several networks, see network_internal.h) run in
+ * phases: the items of member k are all the items of its passes, consecutive in the list;
+ * the member is loaded, the workers run its items, the member is freed, then the next one.
+ * The items, their order and the commit order are those of the one-phase run, so the output
+ * is the same bit for bit; the peak holds one member's weights instead of all of them (the
+ * workspaces are trimmed while a member loads). HDemucs segments are long (mdx_extra: 44 s, ~0.4 GB of activations each),
  * so from NN_TEAM_SEGMENT_S on, or when there are fewer segments than threads, an HDemucs
  * network runs one segment at a time on worker 0 and the other threads join it as a GEMM
- * team (ops.h: the products are cut between threads, bit-identically): the working memory
- * is one workspace whatever the number of threads. HTDemucs is unchanged (one segment per
- * worker).
+ * team (ops.h: the products are cut between threads, bit-identically, and tiles, attention
+ * heads and token blocks are shared as parts): the working memory is one workspace
+ * whatever the number of threads. Other networks (HTDemucs) run whole waves one segment
+ * per worker, and the tail of a phase that does not fill a wave (fewer items left than
+ * threads: a short clip, the last wave) one segment at a time with the team, so that no
+ * thread idles; a job with fewer items than threads gets workers for its items only, the
+ * other threads being the team. The commit order is the item order either way.
  *
  * With a streaming sink and a single pass (one network, shifts <= 1), the output is a
  * window of one segment: after item c, every frame before chunk c+1's start is final, is
@@ -97,6 +101,7 @@ struct separation {
 	int item_end;        /* the current phase runs items [.., item_end) */
 	struct nn_net *nets[NN_MAX_MEMBERS]; /* the networks of the current phase */
 	int max_valid, max_seg;
+	int n_threads; /* workers, plus helpers for a team when there are fewer items */
 	pthread_mutex_t lock;
 	pthread_cond_t turn;
 	int next_item, next_commit;
@@ -362,27 +367,48 @@ static void run_phase(struct separation *j, struct worker *ws, int n_workers, in
 		pthread_join(ws[i].thread, NULL);
 }
 
-/* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
- * time with the other threads as its team (products and tiles shared): for HDemucs networks
- * when the segments are long (one segment's activations instead of one per thread: ~0.4 GB
- * each at 44 s) or when there are fewer segments than threads (team work is then free).
- * HTDemucs keeps one per worker. */
-static void run_items(struct separation *j, struct worker *ws, int n_workers, int at, int end)
+/* Items [next_item, end) one at a time on worker 0, the other threads its team. */
+static void run_team(struct separation *j, struct worker *ws, int end)
 {
-	bool team_ok = n_workers > 1;
-	for (int i = at; i < end && team_ok; i++)
-		if (j->m->fixed_len[j->passes[j->items[i].pass].member])
-			team_ok = false;
-	double seg_s = (double)j->max_seg / j->m->info.samplerate;
-	if (!team_ok || (end - at >= n_workers && seg_s < NN_TEAM_SEGMENT_S)) {
-		run_phase(j, ws, n_workers, end);
-		return;
-	}
-	struct nn_team *team = nn_team_start(n_workers - 1);
+	struct nn_team *team = nn_team_start(j->n_threads - 1);
 	nn_ops_team_attach(team);
 	run_phase(j, ws, 1, end);
 	nn_ops_team_attach(NULL);
 	nn_team_stop(team);
+}
+
+/* Items [at, end) with the networks in j->nets, one segment per worker, or one segment at a
+ * time with the other threads as its team (products and tiles shared):
+ *  - HDemucs networks run every item with a team when the segments are long (one
+ *    segment's activations instead of one per thread: ~0.4 GB each at 44 s) or when there
+ *    are fewer segments than threads (team work is then free);
+ *  - otherwise (HTDemucs, short HDemucs segments) the whole waves run one segment per
+ *    worker, and the tail that does not fill a wave (fewer items left than workers: a
+ *    short clip, the last wave of a track, of a bag member) one segment at a time with the
+ *    team, instead of leaving threads idle. The items of a full wave cost the same (every
+ *    HTDemucs chunk runs at the model's length), so the wave ends nearly together.
+ * Whoever computes an item, it is committed in item order with the same bits. */
+static void run_items(struct separation *j, struct worker *ws, int n_workers, int at, int end)
+{
+	bool hdemucs = true;
+	for (int i = at; i < end && hdemucs; i++)
+		if (j->m->fixed_len[j->passes[j->items[i].pass].member])
+			hdemucs = false;
+	double seg_s = (double)j->max_seg / j->m->info.samplerate;
+	int n = j->n_threads; /* n_workers, or more when the whole job has fewer items */
+	if (n < 2) {
+		run_phase(j, ws, n_workers, end);
+		return;
+	}
+	if (hdemucs && (end - at < n || seg_s >= NN_TEAM_SEGMENT_S)) {
+		run_team(j, ws, end);
+		return;
+	}
+	int tail = (end - at) % n;
+	if (end - tail > at)
+		run_phase(j, ws, n_workers, end - tail); /* whole waves: n_workers == n */
+	if (tail > 0 && !j->rc)
+		run_team(j, ws, end);
 }
 
 /* All the items: in one phase when every member is resident, else member by member, each
@@ -640,16 +666,17 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 	int want = o->n_threads > 0 ? o->n_threads : available_cpus();
 	if (want > MAX_THREADS)
 		want = MAX_THREADS;
-	if (want > j.n_items)
-		want = j.n_items;
-	ws = calloc((size_t)want, sizeof *ws);
+	/* Workers beyond the items would idle: the threads they would have had help the
+	 * running items as a team instead (run_items). */
+	int n_alloc = want > j.n_items ? j.n_items : want;
+	ws = calloc((size_t)n_alloc, sizeof *ws);
 	if (!ws) {
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 		goto out;
 	}
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.turn, NULL);
-	for (int i = 0; i < want; i++) {
+	for (int i = 0; i < n_alloc; i++) {
 		struct worker *w = &ws[i];
 		w->job = &j;
 		nn_ws_init(&w->ws, 0);
@@ -667,6 +694,7 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 		}
 		n_workers = i + 1;
 	}
+	j.n_threads = n_workers < n_alloc ? n_workers : want;
 	if (n_workers == 0)
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for the workers");
 	else

@@ -556,6 +556,55 @@ static float sigm(float v)
 	return 1.0f / (1.0f + expf(-v));
 }
 
+/* One direction of one layer of the BLSTM below: in (N, din) -> its half of out (N, 2H). */
+struct lstm_dir {
+	const struct lstm_w *w;
+	int H, layer, width, nfr;
+	size_t N;
+	const float *in;
+	float *out;
+};
+
+static void lstm_dir_part(void *arg, int dir, struct nn_ws *ws)
+{
+	const struct lstm_dir *a = arg;
+	const struct lstm_w *w = a->w;
+	int H = a->H, G = 4 * H, layer = a->layer, width = a->width, nfr = a->nfr;
+	int din = layer ? 2 * H : H;
+	size_t N = a->N;
+	float *g = nn_ws_floats(ws, N * 4 * H);
+	float *hs = nn_ws_floats(ws, (size_t)nfr * H);
+	float *cs = nn_ws_floats(ws, (size_t)nfr * H);
+	float *gs = nn_ws_floats(ws, (size_t)nfr * 4 * H);
+	if (!g || !hs || !cs || !gs)
+		return;
+	const float *bih = w->bih[layer][dir], *bhh = w->bhh[layer][dir];
+	for (size_t r = 0; r < N; r++)
+		for (int c = 0; c < G; c++)
+			g[r * G + c] = bih[c] + bhh[c];
+	nn_gemm(false, true, (int)N, G, din, 1.0f, a->in, din, w->wih[layer][dir], din, 1.0f, g, G);
+	memset(hs, 0, (size_t)nfr * H * sizeof *hs);
+	memset(cs, 0, (size_t)nfr * H * sizeof *cs);
+	for (int s = 0; s < width; s++) {
+		int j = dir ? width - 1 - s : s;
+		for (int f = 0; f < nfr; f++)
+			memcpy(gs + (size_t)f * G, g + ((size_t)f * width + j) * G, (size_t)G * sizeof *gs);
+		nn_gemm(false, true, nfr, G, H, 1.0f, hs, H, w->whh[layer][dir], H, 1.0f, gs, G);
+		for (int f = 0; f < nfr; f++) {
+			const float *gr = gs + (size_t)f * G;
+			float *hr = hs + (size_t)f * H, *cr = cs + (size_t)f * H;
+			float *o = a->out + ((size_t)f * width + j) * 2 * H + (size_t)dir * H;
+			for (int c = 0; c < H; c++) {
+				float ig = sigm(gr[c]), fg = sigm(gr[H + c]);
+				float gg = tanhf(gr[2 * H + c]), og = sigm(gr[3 * H + c]);
+				cr[c] = fg * cr[c] + ig * gg;
+				hr[c] = og * tanhf(cr[c]);
+				o[c] = hr[c];
+			}
+		}
+	}
+}
+
 /* BLSTM(dim=H, layers=2, max_steps=200, skip=True) in place on x (H, t), channels ld apart. */
 static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x, int t,
                       size_t ld)
@@ -567,11 +616,7 @@ static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x,
 	size_t mark = nn_ws_mark(ws);
 	float *in = nn_ws_floats(ws, N * 2 * H);
 	float *out = nn_ws_floats(ws, N * 2 * H);
-	float *g = nn_ws_floats(ws, N * 4 * H);
-	float *hs = nn_ws_floats(ws, (size_t)nfr * H);
-	float *cs = nn_ws_floats(ws, (size_t)nfr * H);
-	float *gs = nn_ws_floats(ws, (size_t)nfr * 4 * H);
-	if (!in || !out || !g || !hs || !cs || !gs)
+	if (!in || !out)
 		return;
 	for (int f = 0; f < nfr; f++)
 		for (int j = 0; j < width; j++) {
@@ -580,38 +625,12 @@ static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x,
 			for (int c = 0; c < H; c++)
 				row[c] = src < t ? x[(size_t)c * ld + src] : 0.0f;
 		}
-	int G = 4 * H;
 	for (int layer = 0; layer < 2; layer++) {
-		int din = layer ? 2 * H : H;
-		for (int dir = 0; dir < 2; dir++) {
-			const float *bih = w->bih[layer][dir], *bhh = w->bhh[layer][dir];
-			for (size_t r = 0; r < N; r++)
-				for (int c = 0; c < G; c++)
-					g[r * G + c] = bih[c] + bhh[c];
-			nn_gemm(false, true, (int)N, G, din, 1.0f, in, din, w->wih[layer][dir], din, 1.0f, g,
-			        G);
-			memset(hs, 0, (size_t)nfr * H * sizeof *hs);
-			memset(cs, 0, (size_t)nfr * H * sizeof *cs);
-			for (int s = 0; s < width; s++) {
-				int j = dir ? width - 1 - s : s;
-				for (int f = 0; f < nfr; f++)
-					memcpy(gs + (size_t)f * G, g + ((size_t)f * width + j) * G,
-					       (size_t)G * sizeof *gs);
-				nn_gemm(false, true, nfr, G, H, 1.0f, hs, H, w->whh[layer][dir], H, 1.0f, gs, G);
-				for (int f = 0; f < nfr; f++) {
-					const float *gr = gs + (size_t)f * G;
-					float *hr = hs + (size_t)f * H, *cr = cs + (size_t)f * H;
-					float *o = out + ((size_t)f * width + j) * 2 * H + (size_t)dir * H;
-					for (int c = 0; c < H; c++) {
-						float ig = sigm(gr[c]), fg = sigm(gr[H + c]);
-						float gg = tanhf(gr[2 * H + c]), og = sigm(gr[3 * H + c]);
-						cr[c] = fg * cr[c] + ig * gg;
-						hr[c] = og * tanhf(cr[c]);
-						o[c] = hr[c];
-					}
-				}
-			}
-		}
+		/* The two directions are independent (each writes its half of every output row):
+		 * parts of a team. */
+		struct lstm_dir a = {.w = w, .H = H, .layer = layer, .width = width, .nfr = nfr,
+		                     .N = N, .in = in, .out = out};
+		nn_team_parts(ws, 2, lstm_dir_part, &a);
 		float *tmp = in;
 		in = out;
 		out = tmp;
@@ -635,6 +654,41 @@ static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x,
 	nn_ws_release(ws, mark);
 }
 
+/* One head of LocalState below (heads are independent: parts of a team). */
+struct local_head {
+	const float *q, *k, *v, *dq;
+	float *res;
+	int hd, t;
+};
+
+static void local_head_part(void *arg, int h, struct nn_ws *ws)
+{
+	const struct local_head *a = arg;
+	int hd = a->hd, t = a->t, nd = ATTN_NDECAY;
+	float *dots = nn_ws_floats(ws, (size_t)t * t);
+	if (!dots)
+		return;
+	float scale = (float)sqrt((double)hd), sqnd = (float)sqrt((double)nd);
+	const float *qh = a->q + (size_t)h * hd * t, *kh = a->k + (size_t)h * hd * t;
+	/* dots[s][j]: query s, key j. */
+	nn_gemm(true, false, t, t, hd, 1.0f, qh, t, kh, t, 0.0f, dots, t);
+	const float *dqh = a->dq + (size_t)h * nd * t;
+	for (int s = 0; s < t; s++) {
+		float *row = dots + (size_t)s * t;
+		for (int j = 0; j < t; j++) {
+			float delta = fabsf((float)(j - s));
+			float acc = 0.0f;
+			for (int f = 0; f < nd; f++)
+				acc += (-(float)(f + 1) * delta / sqnd) * dqh[(size_t)f * t + s];
+			row[j] = row[j] / scale + acc;
+		}
+		row[s] = -100.0f;
+	}
+	nn_softmax_rows(dots, t, t, t);
+	nn_gemm(false, true, hd, t, t, 1.0f, a->v + (size_t)h * hd * t, t, dots, t, 0.0f,
+	        a->res + (size_t)h * hd * t, t);
+}
+
 /* LocalState(C, heads 4, ndecay 4) in place on x (C, t), channels ld apart. */
 static void localstate_run(struct nn_ws *ws, const struct attn_w *w, int C, float *x, int t,
                            size_t ld)
@@ -645,8 +699,7 @@ static void localstate_run(struct nn_ws *ws, const struct attn_w *w, int C, floa
 	float *q = nn_ws_floats(ws, n), *k = nn_ws_floats(ws, n), *v = nn_ws_floats(ws, n);
 	float *res = nn_ws_floats(ws, n);
 	float *dq = nn_ws_floats(ws, (size_t)ATTN_HEADS * nd * t);
-	float *dots = nn_ws_floats(ws, (size_t)t * t);
-	if (!q || !k || !v || !res || !dq || !dots)
+	if (!q || !k || !v || !res || !dq)
 		return;
 	conv1x1(w->qw, w->qb, C, C, x, ld, t, q);
 	conv1x1(w->kw, w->kb, C, C, x, ld, t, k);
@@ -654,27 +707,8 @@ static void localstate_run(struct nn_ws *ws, const struct attn_w *w, int C, floa
 	conv1x1(w->dw, w->db, C, ATTN_HEADS * nd, x, ld, t, dq);
 	for (size_t i = 0; i < (size_t)ATTN_HEADS * nd * t; i++)
 		dq[i] = sigm(dq[i]) / 2.0f;
-	float scale = (float)sqrt((double)hd), sqnd = (float)sqrt((double)nd);
-	for (int h = 0; h < ATTN_HEADS; h++) {
-		const float *qh = q + (size_t)h * hd * t, *kh = k + (size_t)h * hd * t;
-		/* dots[s][j]: query s, key j. */
-		nn_gemm(true, false, t, t, hd, 1.0f, qh, t, kh, t, 0.0f, dots, t);
-		const float *dqh = dq + (size_t)h * nd * t;
-		for (int s = 0; s < t; s++) {
-			float *row = dots + (size_t)s * t;
-			for (int j = 0; j < t; j++) {
-				float delta = fabsf((float)(j - s));
-				float acc = 0.0f;
-				for (int f = 0; f < nd; f++)
-					acc += (-(float)(f + 1) * delta / sqnd) * dqh[(size_t)f * t + s];
-				row[j] = row[j] / scale + acc;
-			}
-			row[s] = -100.0f;
-		}
-		nn_softmax_rows(dots, t, t, t);
-		nn_gemm(false, true, hd, t, t, 1.0f, v + (size_t)h * hd * t, t, dots, t, 0.0f,
-		        res + (size_t)h * hd * t, t);
-	}
+	struct local_head a = {.q = q, .k = k, .v = v, .dq = dq, .res = res, .hd = hd, .t = t};
+	nn_team_parts(ws, ATTN_HEADS, local_head_part, &a);
 	conv1x1(w->pw, w->pb, C, C, res, (size_t)t, t, q);
 	for (int c = 0; c < C; c++)
 		for (int i = 0; i < t; i++)

@@ -660,6 +660,29 @@ static void groupnorm_tokens(float *x, int n, int dim, const float *w, const flo
 
 enum { FFN_TOKENS = 512 };
 
+/* The feed-forward block of a transformer layer on tokens [t0, t0 + tb) of y into a: a part
+ * of a team (token blocks are independent; the same blocks with or without a team). */
+struct ffn {
+	const struct tlayer_w *w;
+	const float *y;
+	float *a;
+	int n, dim, hidden, tb;
+};
+
+static void ffn_part(void *arg, int part, struct nn_ws *ws)
+{
+	const struct ffn *f = arg;
+	int t0 = part * f->tb, nt = f->n - t0 < f->tb ? f->n - t0 : f->tb;
+	float *hb = nn_ws_floats(ws, (size_t)f->tb * f->hidden);
+	if (!hb)
+		return;
+	nn_linear(f->y + (size_t)t0 * f->dim, nt, f->dim, f->w->l1w, f->w->l1b, f->hidden, hb,
+	          f->hidden);
+	nn_gelu(hb, (size_t)nt * f->hidden);
+	nn_linear(hb, nt, f->hidden, f->w->l2w, f->w->l2b, f->dim, f->a + (size_t)t0 * f->dim,
+	          f->dim);
+}
+
 /* One transformer layer in place on x (n, dim). Self-attention when kv == NULL, else
  * cross-attention with keys/values from kv (nk, dim). Norm-first, LayerScale, norm_out. */
 static void tlayer_run(struct nn_ws *ws, const struct nn_htdemucs *m, const struct tlayer_w *w,
@@ -699,19 +722,17 @@ static void tlayer_run(struct nn_ws *ws, const struct nn_htdemucs *m, const stru
 		for (int c = 0; c < dim; c++)
 			xr[c] += w->g1[c] * yr[c];
 	}
-	/* Feed-forward, in token blocks to bound the hidden activations. */
+	/* Feed-forward, in token blocks to bound the hidden activations (and to share them). */
 	const float *nw = kv ? w->n3w : w->n2w, *nb = kv ? w->n3b : w->n2b;
 	nn_layernorm(x, y, n, dim, nw, nb, LN_EPS);
-	int tb = n < FFN_TOKENS ? n : FFN_TOKENS;
-	float *hb = nn_ws_floats(ws, (size_t)tb * hidden);
-	if (!hb)
-		return;
-	for (int t0 = 0; t0 < n; t0 += tb) {
-		int nt = n - t0 < tb ? n - t0 : tb;
-		nn_linear(y + (size_t)t0 * dim, nt, dim, w->l1w, w->l1b, hidden, hb, hidden);
-		nn_gelu(hb, (size_t)nt * hidden);
-		nn_linear(hb, nt, hidden, w->l2w, w->l2b, dim, a + (size_t)t0 * dim, dim);
-	}
+	struct ffn f = {.w = w,
+	                .y = y,
+	                .a = a,
+	                .n = n,
+	                .dim = dim,
+	                .hidden = hidden,
+	                .tb = n < FFN_TOKENS ? n : FFN_TOKENS};
+	nn_team_parts(ws, (n + f.tb - 1) / f.tb, ffn_part, &f);
 	for (int i = 0; i < n; i++) {
 		float *xr = x + (size_t)i * dim;
 		const float *ar = a + (size_t)i * dim;

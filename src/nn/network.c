@@ -1,9 +1,10 @@
 /* network.c - a loaded model: a bag of HTDemucs/HDemucs networks with per-source weights, and the
  * resolution of a user's model spec (name, .th or .yaml) into one. See nn.h, catalog.h.
  *
- * Bags whose members are all HDemucs keep only their checkpoint paths after open (each
- * member is loaded once there, checked, and freed); apply.c loads them one at a time with
- * nn_model_member(). See network_internal.h. */
+ * Bags of several members keep only their checkpoint paths after open (each member is
+ * loaded once there, checked, and freed); apply.c loads them one at a time with
+ * nn_model_member(), unless nn_model_keep_resident() loaded them for good. See
+ * network_internal.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -155,9 +156,9 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 	if (!m)
 		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 	int rc = 0;
-	/* Members are freed right after their check when the bag is all HDemucs and has more
-	 * than one member (decided once member 0 is known: a mixed bag keeps all resident). */
-	bool lazy = false;
+	/* Members of a bag of several are freed right after their check (HTDemucs and HDemucs
+	 * alike: apply.c loads them one at a time); a single network stays resident. */
+	bool lazy = spec->n_models > 1;
 	for (int i = 0; i < spec->n_models; i++) {
 		char path[4096];
 		if (nn_models_find_member(dir, spec->models[i], path, sizeof path) != 0) {
@@ -172,18 +173,6 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 		m->n = i + 1;
 		m->minfo[i] = *nn_net_info(m->nets[i]);
 		m->fixed_len[i] = nn_net_fixed_length(m->nets[i]);
-		if (i == 0)
-			lazy = spec->n_models > 1 && !m->fixed_len[0];
-		if (lazy && m->fixed_len[i]) {
-			/* Mixed bag: load the ones freed so far back and keep everything. */
-			lazy = false;
-			for (int k = 0; k < i; k++) {
-				if ((rc = load_net(m->paths[k], &m->nets[k], err, n_err)))
-					goto fail;
-				free(m->paths[k]);
-				m->paths[k] = NULL;
-			}
-		}
 		if (lazy) {
 			if (!(m->paths[i] = strdup(path))) {
 				rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
@@ -200,6 +189,21 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 fail:
 	nn_model_free(m);
 	return rc;
+}
+
+int nn_model_keep_resident(struct nn_model *m, char *err, size_t n_err)
+{
+	for (int k = 0; k < m->n; k++) {
+		if (m->nets[k])
+			continue;
+		struct nn_net *net;
+		bool owned;
+		int rc = nn_model_member(m, k, &net, &owned, err, n_err);
+		if (rc)
+			return rc;
+		m->nets[k] = net;
+	}
+	return 0;
 }
 
 void nn_model_free(struct nn_model *m)

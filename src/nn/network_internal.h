@@ -1,10 +1,12 @@
 /* network_internal.h - the layout of struct nn_model, shared by network.c and apply.c only.
  *
- * Bags of HDemucs networks (mdx_extra: four members of 83.6 M parameters, 335 MB each in
- * fp32) are not kept resident: every member is loaded once at open time to check it, then
- * freed, and nn_separate() loads one member at a time, runs it over the whole track,
- * accumulates its weighted output and frees it before the next (peak: one member's weights
- * instead of four). Single networks and HTDemucs bags stay resident as before.
+ * Bags of several networks are not kept resident (mdx_extra: four HDemucs of 83.6 M
+ * parameters, 335 MB each in fp32; htdemucs_ft: four HTDemucs, 168 MB each): every member
+ * is loaded once at open time to check it, then freed, and nn_separate() loads one member
+ * at a time, runs it over the whole track, accumulates its weighted output and frees it
+ * before the next (peak: one member's weights instead of all). Single networks stay
+ * resident, and so does every member after nn_model_keep_resident() (the same bits; no
+ * reloading per separation, for callers that prefer that to the memory).
  *
  * Threading: as nn.h: a loaded model is read-only while nn_separate runs. */
 #ifndef SFA_NN_NETWORK_INTERNAL_H

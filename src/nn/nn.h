@@ -16,13 +16,19 @@
  * results are overlap-added in a fixed order, so the output does not depend on the number
  * of threads.
  *
- * Bags of HDemucs networks (mdx_extra) are the exception, for memory: their members are
- * checked at open time and then kept only as file paths; nn_separate() loads one member,
- * runs it over the whole track (one 44 s segment at a time, the threads sharing its matrix
- * products), adds its weighted output, frees it and loads the next. The peak is then one
- * member's weights (335 MB) and one segment's activations (~0.4 GB at 44 s, nn/hdemucs.c),
- * plus the input; summed outputs go to a temporary file. The output is the same bit
- * for bit as with every member resident; each separation re-reads the member files.
+ * When fewer segments are left than threads (a short clip, the last wave), the idle threads
+ * join the running network as its team (they share its tiles and products), with the same
+ * bits.
+ *
+ * Bags of several networks (htdemucs_ft, mdx_extra) are the exception, for memory: their
+ * members are checked at open time and then kept only as file paths; nn_separate() loads
+ * one member, runs it over the whole track (mdx_extra: one 44 s segment at a time, the
+ * threads sharing its matrix products), adds its weighted output, frees it and loads the
+ * next. The peak is then one member's weights (mdx_extra 335 MB, htdemucs_ft 168 MB) and
+ * its activations (~0.4 GB at 44 s for mdx_extra, nn/hdemucs.c), plus the input; summed
+ * outputs go to a temporary file when streamed. The output is the same bit for bit as with
+ * every member resident (nn_model_keep_resident); each separation re-reads the member
+ * files.
  *
  * Threading: a loaded model is read-only and may be used by several nn_separate() calls
  * at once. The progress callback is called from worker threads, one call at a time, in
@@ -64,6 +70,12 @@ int nn_model_open(const char *spec, const char *models_dir, struct nn_model **ou
                   size_t n_err);
 /* Loads one checkpoint as a one-member bag; *out as nn_model_open's. */
 int nn_model_load(const char *path, struct nn_model **out, char *err, size_t n_err);
+/* Bags of several members are loaded one member at a time by every nn_separate() (the
+ * peak holds one member's weights, and each separation re-reads the member files); this
+ * loads every member now and keeps them for the model's life instead: faster repeated
+ * separations, all the members' memory, the same output bit for bit. Call it before any
+ * nn_separate() on m. 0, or the error of loading a member (naming its file). */
+int nn_model_keep_resident(struct nn_model *m, char *err, size_t n_err);
 void nn_model_free(struct nn_model *m);
 /* Points into m: valid until nn_model_free. */
 const struct nn_model_info *nn_model_info(const struct nn_model *m);

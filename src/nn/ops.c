@@ -18,6 +18,9 @@
 #include "nn/gemm_bf16.h"
 
 static _Atomic unsigned long long ops_flops;
+static _Atomic unsigned long long ops_shared; /* work offered to helpers, all teams */
+
+unsigned long long nn_ops_team_shared_count(void) { return ops_shared; }
 
 unsigned long long nn_ops_flop_count(void)
 {
@@ -322,6 +325,7 @@ void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part
 		return;
 	}
 	ops_team = NULL; /* the parts' own products run whole, on their thread */
+	ops_shared++;
 	pthread_mutex_lock(&t->lock);
 	t->fn = fn;
 	t->fn_arg = arg;
@@ -402,6 +406,7 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 		run_part(&whole);
 		return;
 	}
+	ops_shared++;
 	struct gemm_part mine = t->part[0];
 	t->pending = t->n_parts - 1;
 	t->round++;
@@ -500,6 +505,33 @@ static bool is_pointwise(const struct nn_conv *c)
 	return c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->ph == 0 && c->pw == 0;
 }
 
+/* The row tiles of a convolution: each im2col's its own rows into its own column matrix and
+ * writes its own output rows, so the tiles are parts of a team (the same tiles, hence the
+ * same products and bits, with or without one). */
+struct conv_tiles {
+	const struct nn_conv *c;
+	const float *x;
+	int h, w, h0, h1, wo, rows;
+	size_t ldx, ldy;
+	float *y;
+};
+
+static void conv_tile(void *arg, int part, struct nn_ws *ws)
+{
+	const struct conv_tiles *a = arg;
+	const struct nn_conv *c = a->c;
+	int kdim = c->cin * c->kh * c->kw;
+	int r0 = a->h0 + part * a->rows;
+	int r1 = r0 + a->rows < a->h1 ? r0 + a->rows : a->h1;
+	int n = (r1 - r0) * a->wo;
+	float *col = nn_ws_floats(ws, (size_t)kdim * n);
+	if (!col)
+		return;
+	im2col(c, a->x, a->h, a->w, a->ldx, r0, r1, a->wo, col);
+	nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, col, n, 1.0f,
+	        a->y + (size_t)(r0 - a->h0) * a->wo, (int)a->ldy);
+}
+
 void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
                     size_t ldx, int h0, int h1, int wo, float *y, size_t ldy)
 {
@@ -517,18 +549,18 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 		rows = 1;
 	if (rows > (size_t)(h1 - h0))
 		rows = (size_t)(h1 - h0);
-	size_t mark = nn_ws_mark(ws);
-	float *col = nn_ws_floats(ws, (size_t)kdim * rows * wo);
-	if (!col)
-		return;
-	for (int r0 = h0; r0 < h1; r0 += (int)rows) {
-		int r1 = r0 + (int)rows < h1 ? r0 + (int)rows : h1;
-		int n = (r1 - r0) * wo;
-		im2col(c, x, h, w, ldx, r0, r1, wo, col);
-		nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, col, n, 1.0f,
-		        y + (size_t)(r0 - h0) * wo, (int)ldy);
-	}
-	nn_ws_release(ws, mark);
+	struct conv_tiles a = {.c = c,
+	                       .x = x,
+	                       .h = h,
+	                       .w = w,
+	                       .ldx = ldx,
+	                       .h0 = h0,
+	                       .h1 = h1,
+	                       .wo = wo,
+	                       .rows = (int)rows,
+	                       .y = y,
+	                       .ldy = ldy};
+	nn_team_parts(ws, (int)((size_t)(h1 - h0 + (int)rows - 1) / rows), conv_tile, &a);
 }
 
 void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
@@ -855,32 +887,54 @@ NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float
 		sums[i] = (float)softmax_exp_row(x + (size_t)i * ld, d);
 }
 
-void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
-                  const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo)
+/* One (head, block of queries) of nn_attention: a part of a team; parts write disjoint
+ * output. */
+struct attn {
+	const float *q, *k, *v;
+	float *out;
+	int ldq, ldk, ldv, ldo, nq, nk, hd, n_qb;
+	float scale;
+};
+
+static void attn_part(void *arg, int part, struct nn_ws *ws)
 {
-	int hd = dim / heads;
-	float scale = 1.0f / sqrtf((float)hd);
-	size_t mark = nn_ws_mark(ws);
+	const struct attn *a = arg;
+	int h = part / a->n_qb, q0 = (part % a->n_qb) * ATTN_QBLOCK, hd = a->hd, nk = a->nk;
+	int nb = a->nq - q0 < ATTN_QBLOCK ? a->nq - q0 : ATTN_QBLOCK;
 	float *s = nn_ws_floats(ws, (size_t)ATTN_QBLOCK * nk);
 	float *sums = nn_ws_floats(ws, ATTN_QBLOCK);
 	if (!s || !sums)
 		return;
-	for (int h = 0; h < heads; h++) {
-		for (int q0 = 0; q0 < nq; q0 += ATTN_QBLOCK) {
-			int nb = nq - q0 < ATTN_QBLOCK ? nq - q0 : ATTN_QBLOCK;
-			nn_gemm(false, true, nb, nk, hd, scale, q + (size_t)q0 * ldq + h * hd, ldq,
-			        k + h * hd, ldk, 0.0f, s, nk);
-			softmax_unnormalised(s, nb, nk, nk, sums);
-			float *o = out + (size_t)q0 * ldo + h * hd;
-			nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, v + h * hd, ldv, 0.0f, o, ldo);
-			for (int i = 0; i < nb; i++) {
-				float inv = 1.0f / sums[i];
-				for (int e = 0; e < hd; e++)
-					o[(size_t)i * ldo + e] *= inv;
-			}
-		}
+	nn_gemm(false, true, nb, nk, hd, a->scale, a->q + (size_t)q0 * a->ldq + h * hd, a->ldq,
+	        a->k + h * hd, a->ldk, 0.0f, s, nk);
+	softmax_unnormalised(s, nb, nk, nk, sums);
+	float *o = a->out + (size_t)q0 * a->ldo + h * hd;
+	nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, a->v + h * hd, a->ldv, 0.0f, o, a->ldo);
+	for (int i = 0; i < nb; i++) {
+		float inv = 1.0f / sums[i];
+		for (int e = 0; e < hd; e++)
+			o[(size_t)i * a->ldo + e] *= inv;
 	}
-	nn_ws_release(ws, mark);
+}
+
+void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
+                  const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo)
+{
+	int hd = dim / heads;
+	struct attn a = {.q = q,
+	                 .k = k,
+	                 .v = v,
+	                 .out = out,
+	                 .ldq = ldq,
+	                 .ldk = ldk,
+	                 .ldv = ldv,
+	                 .ldo = ldo,
+	                 .nq = nq,
+	                 .nk = nk,
+	                 .hd = hd,
+	                 .n_qb = (nq + ATTN_QBLOCK - 1) / ATTN_QBLOCK,
+	                 .scale = 1.0f / sqrtf((float)hd)};
+	nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
 }
 
 void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,

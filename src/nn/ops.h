@@ -7,7 +7,9 @@
  *
  * Every kernel takes its scratch from the caller's workspace (workspace.h) and returns nothing:
  * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
- * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker.
+ * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker,
+ * or one segment with a team of threads (below): convolution row tiles, attention (head,
+ * query block) pairs and the DConv tiles are parts of a team (nn_team_parts).
  *
  * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
  * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
@@ -73,6 +75,11 @@ void nn_ops_team_attach(struct nn_team *t);
 bool nn_ops_team_splits(void);
 /* Parts run by the helpers so far (for tests: 0 means nothing was shared). */
 unsigned long long nn_team_helped(struct nn_team *t);
+/* How many times work was offered to a team's helpers since the process started (an
+ * nn_team_parts call of two parts or more, an nn_gemm cut in parts), over every team: for
+ * tests of code that makes its teams itself (nn_separate). Unlike nn_team_helped, it does
+ * not depend on whether a helper woke in time to take a part. */
+unsigned long long nn_ops_team_shared_count(void);
 /* Runs fn(arg, part, ws) for every part in [0, n_parts): with a team attached to the
  * calling thread, the caller and the helpers take parts in turn, each with a workspace of
  * its own (the caller's ws; a helper's own), and products inside a part run whole on its

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/nn.h"
+#include "nn/ops.h"
 #include "nn_testutil.h"
 #include "util/err.h"
 
@@ -109,6 +111,60 @@ static void thread_count_does_not_change_output(void **state)
 	free(a);
 	free(in);
 	nn_model_free(m);
+}
+
+/* Fewer segments than threads (a short clip, the last wave of a track): the idle threads
+ * join the running HTDemucs network as its team. The output is the 1-thread one bit for
+ * bit, and work was offered to the team's helpers (else the tail was not shared; whether
+ * a helper then took a part is up to the scheduler, so that is not asserted). */
+static void short_clip_tail_is_shared_by_a_team(void **state)
+{
+	(void)state;
+	const char *models[] = {"tiny_htdemucs.th", "tiny_htdemucs_ft.yaml"};
+	size_t n;
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2;
+	for (int mi = 0; mi < 2; mi++) {
+		struct nn_model *m = nn_test_open_model(models[mi]);
+		struct nn_separate_opts o;
+		nn_separate_opts_init(&o);
+		o.shifts = 0;
+		/* 0.4 s in 0.2 s segments, overlap 0.25: 3 chunks per member, so 2 threads run
+		 * one wave of 2 and a tail of 1; 4 threads a tail of 3 (fewer than 4). */
+		o.n_threads = 1;
+		unsigned long long before = nn_ops_team_shared_count();
+		float *a = nn_test_separate(m, in, frames, &o);
+		assert_true(nn_ops_team_shared_count() == before); /* one thread: no team */
+		size_t total = 4 * 2 * frames;
+		for (int t = 2; t <= 4; t += 2) {
+			o.n_threads = t;
+			before = nn_ops_team_shared_count();
+			float *b = nn_test_separate(m, in, frames, &o);
+			if (nn_ops_team_shared_count() == before)
+				fail_msg("%s, %d threads: the tail was not shared", models[mi], t);
+			assert_memory_equal(a, b, total * sizeof(float));
+			free(b);
+		}
+		/* A clip of one segment: the whole job is a tail. */
+		o.n_threads = 1;
+		size_t short_frames = frames / 4;
+		float *sh = malloc(2 * short_frames * sizeof *sh);
+		assert_non_null(sh);
+		for (int c = 0; c < 2; c++)
+			memcpy(sh + c * short_frames, in + c * frames, short_frames * sizeof *sh);
+		float *c1 = nn_test_separate(m, sh, short_frames, &o);
+		o.n_threads = 2;
+		before = nn_ops_team_shared_count();
+		float *c2 = nn_test_separate(m, sh, short_frames, &o);
+		assert_true(nn_ops_team_shared_count() > before);
+		assert_memory_equal(c1, c2, 4 * 2 * short_frames * sizeof(float));
+		free(c1);
+		free(c2);
+		free(sh);
+		free(a);
+		nn_model_free(m);
+	}
+	free(in);
 }
 
 static uint64_t splitmix64(uint64_t *s)
@@ -216,6 +272,78 @@ static void streaming_output_equals_buffered(void **state)
 	free(in);
 }
 
+/* A bag of HTDemucs runs one member at a time (loaded, run over the track, freed): the
+ * output is that of the resident bag bit for bit, buffered and streamed (the sums' file),
+ * at 1 and 2 threads; a member file gone since the open is reported by name. */
+static void htdemucs_bag_one_member_at_a_time(void **state)
+{
+	(void)state;
+	size_t n;
+	float *in = nn_test_read_f32("tiny_input.f32", &n);
+	size_t frames = n / 2, total = 4 * 2 * frames;
+	struct nn_model *res = nn_test_open_model("tiny_htdemucs_ft.yaml");
+	char err[256];
+	if (nn_model_keep_resident(res, err, sizeof err))
+		fail_msg("keep resident: %s", err);
+	struct nn_separate_opts o;
+	nn_separate_opts_init(&o);
+	o.shifts = 1;
+	o.seed = 11;
+	o.overlap = 0.5;
+	o.n_threads = 2;
+	float *a = nn_test_separate(res, in, frames, &o);
+	nn_model_free(res);
+	/* The bag from a copy of the fixtures, to remove a member afterwards. */
+	char dir[] = "/tmp/sfa-nn-bag-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	const char *files[] = {"tiny_htdemucs_ft.yaml", "tiny_htdemucs.th", "tiny_ft_b.th",
+	                       "tiny_ft_c.th", "tiny_ft_d.th"};
+	char path[512];
+	for (int i = 0; i < 5; i++) {
+		size_t nb;
+		void *data = nn_test_read(files[i], &nb);
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		FILE *f = fopen(path, "wb");
+		assert_non_null(f);
+		assert_int_equal(fwrite(data, 1, nb, f), nb);
+		fclose(f);
+		free(data);
+	}
+	snprintf(path, sizeof path, "%s/%s", dir, files[0]);
+	struct nn_model *lazy = NULL;
+	if (nn_model_open(path, NULL, &lazy, err, sizeof err))
+		fail_msg("%s: %s", path, err);
+	for (int t = 1; t <= 2; t++) {
+		o.n_threads = t;
+		float *b = nn_test_separate(lazy, in, frames, &o);
+		assert_memory_equal(a, b, total * sizeof(float));
+		free(b);
+	}
+	struct collect c = {.n = frames, .planes = 8};
+	c.buf = calloc(total, sizeof(float));
+	assert_non_null(c.buf);
+	o.sink = collect_sink;
+	o.sink_user = &c;
+	assert_int_equal(nn_separate(lazy, in, frames, &o, NULL, err, sizeof err), 0);
+	assert_memory_equal(a, c.buf, total * sizeof(float));
+	o.sink = NULL;
+	snprintf(path, sizeof path, "%s/%s", dir, files[3]);
+	assert_int_equal(unlink(path), 0);
+	float *gone = NULL;
+	assert_int_not_equal(nn_separate(lazy, in, frames, &o, &gone, err, sizeof err), 0);
+	assert_null(gone);
+	assert_non_null(strstr(err, "tiny_ft_c"));
+	nn_model_free(lazy);
+	for (int i = 0; i < 5; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+	free(c.buf);
+	free(a);
+	free(in);
+}
+
 static void cancel_stops_the_job(void **state)
 {
 	(void)state;
@@ -293,8 +421,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(htdemucs_6s_nosplit),
 		cmocka_unit_test(htdemucs_ft_bag_split),
 		cmocka_unit_test(thread_count_does_not_change_output),
+		cmocka_unit_test(short_clip_tail_is_shared_by_a_team),
 		cmocka_unit_test(shift_equals_zero_prefix),
 		cmocka_unit_test(streaming_output_equals_buffered),
+		cmocka_unit_test(htdemucs_bag_one_member_at_a_time),
 		cmocka_unit_test(cancel_stops_the_job),
 		cmocka_unit_test(bad_options_are_refused),
 	};
