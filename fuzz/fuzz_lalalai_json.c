@@ -33,12 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (lalalai_parse_check((const char *)data + 1, size - 1, ids, n, st, err, sizeof err) != 0)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		if (st[i].progress < 0 || st[i].progress > 100 || st[i].n_tracks > LALALAI_MAX_TRACKS)
+		if (st[i].progress < 0 || st[i].progress > 100 ||
+		    st[i].n_tracks > LALALAI_MAX_TRACKS)
 			abort();
 		must_be_printable(st[i].error);
 		for (size_t k = 0; k < st[i].n_tracks; k++) {
 			const struct lalalai_track *t = &st[i].tracks[k];
-			if (strncmp(t->url, "http://", 7) != 0 && strncmp(t->url, "https://", 8) != 0)
+			if (strncmp(t->url, "http://", 7) != 0 &&
+			    strncmp(t->url, "https://", 8) != 0)
 				abort();
 			must_be_printable(t->url);
 			must_be_printable(t->label);

@@ -36,9 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ytdlp_pick_feed(&p, line);
 		line = nl ? nl + 1 : NULL;
 	}
-	if (p.found && ((strncmp(p.best_url, "https://", 8) != 0 &&
-	                 strncmp(p.best_url, "http://", 7) != 0) ||
-	                strpbrk(p.best_url, " \t\r\n")))
+	if (p.found &&
+	    ((strncmp(p.best_url, "https://", 8) != 0 && strncmp(p.best_url, "http://", 7) != 0) ||
+	     strpbrk(p.best_url, " \t\r\n")))
 		abort();
 	memcpy(text, data, size);
 	char msg[512];

@@ -176,8 +176,12 @@ static int cmd_serve(int argc, char **argv)
 	clear_scratch(&app, true, app.cfg.run_jobs);
 	/* With --no-jobs the scheduler runs no job; it still takes back the jobs of nodes that
 	 * died (leases), and relays other nodes' job events to this node's sockets. */
-	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe,
-	                            .types = app.cfg.run_jobs ? NULL : "", .relay = true};
+	struct scheduler_opts so = {.cfg = &app.cfg,
+	                            .db = app.db,
+	                            .bus = app.bus,
+	                            .exe = app.exe,
+	                            .types = app.cfg.run_jobs ? NULL : "",
+	                            .relay = true};
 	app.sched = scheduler_new(&so, err, sizeof err);
 	if (!app.sched) {
 		close_app(&app);
@@ -211,14 +215,16 @@ static int cmd_worker(int argc, char **argv)
 	const char *conc = flag(argc, argv, "--concurrency");
 	long n_conc = 0;
 	if (conc && str_to_long(conc, 1, 64, &n_conc)) {
-		fprintf(stderr, "sfa: --concurrency must be a number from 1 to 64, not \"%s\"\n", conc);
+		fprintf(stderr, "sfa: --concurrency must be a number from 1 to 64, not \"%s\"\n",
+		        conc);
 		close_app(&app);
 		return 2;
 	}
 	app.bus = bus_new();
 	if (!app.bus || find_exe(&app)) {
 		close_app(&app);
-		return fail(app.bus ? "cannot find the sfa executable to run jobs with" : "out of memory");
+		return fail(app.bus ? "cannot find the sfa executable to run jobs with"
+		                    : "out of memory");
 	}
 	clear_scratch(&app, false, true);
 	/* The stop signals are taken by sigwait below: blocked in every thread, the scheduler's
@@ -230,8 +236,12 @@ static int cmd_worker(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	char err[512];
-	struct scheduler_opts so = {.cfg = &app.cfg, .db = app.db, .bus = app.bus, .exe = app.exe,
-	                            .types = types, .concurrency = (int)n_conc};
+	struct scheduler_opts so = {.cfg = &app.cfg,
+	                            .db = app.db,
+	                            .bus = app.bus,
+	                            .exe = app.exe,
+	                            .types = types,
+	                            .concurrency = (int)n_conc};
 	app.sched = scheduler_new(&so, err, sizeof err);
 	if (!app.sched) {
 		close_app(&app);
@@ -264,8 +274,8 @@ static int check_flags(int argc, char **argv, const char *const *allowed)
 		for (int j = 0; allowed[j]; j++)
 			ok |= strcmp(argv[i], allowed[j]) == 0;
 		if (!ok || i + 1 >= argc) {
-			fprintf(stderr, "sfa: %s \"%s\"\n%s", ok ? "missing value for" : "unknown option",
-			        argv[i], usage);
+			fprintf(stderr, "sfa: %s \"%s\"\n%s",
+			        ok ? "missing value for" : "unknown option", argv[i], usage);
 			return 2;
 		}
 	}
@@ -413,10 +423,10 @@ static int cmd_probe_audio(int argc, char **argv)
 		out = json_pack("{s:s}", "error", err);
 	else
 		out = json_pack("{s:s, s:s, s:i, s:i, s:f, s:I, s:s, s:s, s:s}", "container",
-		                info.container, "codec", info.codec, "sample_rate", info.sample_rate_hz,
-		                "channels", info.n_channels, "duration", info.duration_s, "bit_rate",
-		                (json_int_t)info.bit_rate, "title", info.title, "artist", info.artist,
-		                "album", info.album);
+		                info.container, "codec", info.codec, "sample_rate",
+		                info.sample_rate_hz, "channels", info.n_channels, "duration",
+		                info.duration_s, "bit_rate", (json_int_t)info.bit_rate, "title",
+		                info.title, "artist", info.artist, "album", info.album);
 	char *text = json_encode(out);
 	json_decref(out);
 	puts(text ? text : "{}");
@@ -437,7 +447,7 @@ static int cmd_engine(int argc, char **argv)
 	}
 	setenv("SFA_MODELS_DIR", cfg.models_dir, 1);
 	return strcmp(argv[0], "separate") == 0 ? nn_cli_separate(argc, argv)
-	                                         : nn_cli_models(argc, argv);
+	                                        : nn_cli_models(argc, argv);
 }
 
 static int cmd_job_exec(int argc, char **argv)

@@ -29,8 +29,8 @@
 #include <dsp/onsets/DetectionFunction.h>
 #include <dsp/tempotracking/TempoTrackV2.h>
 
-static const char *const PITCH[12] = {"C", "C#", "D", "D#", "E", "F",
-                                      "F#", "G", "G#", "A", "A#", "B"};
+static const char *const PITCH[12] = {"C",  "C#", "D",  "D#", "E",  "F",
+                                      "F#", "G",  "G#", "A",  "A#", "B"};
 
 /* GetKeyMode's answer: 1..12 C..B major, 13..24 C..B minor, else none. */
 static std::string key_name(int key)

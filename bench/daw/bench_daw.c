@@ -87,7 +87,8 @@ static int make_stem(const char *path, int idx, int rate, double seconds)
 		uint32_t k = n - i0 < B ? n - i0 : B;
 		for (uint32_t j = 0; j < k; j++) {
 			double t = (double)(i0 + j) / rate;
-			double v = 0.25 * sin(2 * M_PI * f0 * t) + 0.1 * sin(2 * M_PI * 2.01 * f0 * t) +
+			double v = 0.25 * sin(2 * M_PI * f0 * t) +
+			           0.1 * sin(2 * M_PI * 2.01 * f0 * t) +
 			           0.05 * sin(2 * M_PI * 3.03 * f0 * t);
 			v *= 0.75 + 0.25 * sin(2 * M_PI * (0.2 + 0.05 * idx) * t);
 			noise ^= noise << 13;
@@ -121,8 +122,9 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--keep") == 0)
 			keep = 1;
 		else {
-			fprintf(stderr, "usage: bench_daw [--minutes M] [--stems N] [--resample] [--keep] "
-			                "[--dir DIR]\n");
+			fprintf(stderr,
+			        "usage: bench_daw [--minutes M] [--stems N] [--resample] [--keep] "
+			        "[--dir DIR]\n");
 			return 2;
 		}
 	}
@@ -151,7 +153,8 @@ int main(int argc, char **argv)
 
 	/* The manifest: every stem edited; the mix lasts the full length. */
 	char manifest[8192];
-	size_t n = (size_t)snprintf(manifest, sizeof manifest, "{\"normalize\": true, \"stems\": [");
+	size_t n = (size_t)snprintf(manifest, sizeof manifest,
+	                            "{\"normalize\": true, \"stems\": [");
 	double ms = seconds * 1000.0;
 	for (int i = 0; i < n_stems; i++) {
 		n += (size_t)snprintf(
@@ -163,8 +166,8 @@ int main(int argc, char **argv)
 			"{\"type\": \"fade_in\", \"duration_ms\": 2000},"
 			"{\"type\": \"fade_out\", \"duration_ms\": 5000},"
 			"{\"type\": \"silence\", \"start_ms\": 120000, \"end_ms\": 121000}]}",
-			i ? "," : "", i, 0.5 + 0.1 * i, -0.6 + 0.25 * i,
-			100 * i, ms - 100.0 * (n_stems - i), 100 * i);
+			i ? "," : "", i, 0.5 + 0.1 * i, -0.6 + 0.25 * i, 100 * i,
+			ms - 100.0 * (n_stems - i), 100 * i);
 	}
 	snprintf(manifest + n, sizeof manifest - n, "]}");
 	char mpath[600];
@@ -243,9 +246,8 @@ int main(int argc, char **argv)
 	}
 	struct rusage self;
 	getrusage(RUSAGE_SELF, &self);
-	printf("input: %d stereo 16-bit WAV stems of %.1f min (%s), generated in %.2f s\n",
-	       n_stems, minutes, resample ? "half at 48 kHz, resampled to 44.1 kHz" : "44.1 kHz",
-	       t_gen);
+	printf("input: %d stereo 16-bit WAV stems of %.1f min (%s), generated in %.2f s\n", n_stems,
+	       minutes, resample ? "half at 48 kHz, resampled to 44.1 kHz" : "44.1 kHz", t_gen);
 	printf("renderer's first line: %s\n", line);
 	printf("time to first byte (decode %d stems + scan): %.2f s\n", n_stems, t_first);
 	printf("total export wall time: %.2f s (%.0fx real time; output %.1f MiB)\n", t_total,

@@ -167,8 +167,8 @@ int main(int argc, char **argv)
 			double t = (double)i / info->samplerate;
 			s = s * 6364136223846793005ull + 1442695040888963407ull;
 			double noise = ((double)(s >> 11) / 9007199254740992.0 - 0.5) * 0.05;
-			mix[i] = (float)(0.1 * sin(2 * M_PI * 220 * t) + 0.05 * sin(2 * M_PI * 1375 * t) +
-			                 noise);
+			mix[i] = (float)(0.1 * sin(2 * M_PI * 220 * t) +
+			                 0.05 * sin(2 * M_PI * 1375 * t) + noise);
 			mix[frames + i] = (float)(0.1 * sin(2 * M_PI * 277.18 * t + 1) +
 			                          0.04 * sin(2 * M_PI * 6000 * t) + noise * 0.7);
 		}
@@ -176,7 +176,8 @@ int main(int argc, char **argv)
 	o.progress = on_progress;
 	if (stream) {
 		if (ref || vs_fp32) {
-			fprintf(stderr, "--ref and --vs-fp32 need the whole output: drop --stream\n");
+			fprintf(stderr,
+			        "--ref and --vs-fp32 need the whole output: drop --stream\n");
 			return 2;
 		}
 		o.sink = drop_sink;
@@ -213,8 +214,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		double wall32 = now_s() - t2;
-		printf("fp32 run: wall %.2f s, %.3f s per audio second (%s is %.2fx faster)\n", wall32,
-		       wall32 / audio_s, nn_precision_name(o.precision), wall32 / wall);
+		printf("fp32 run: wall %.2f s, %.3f s per audio second (%s is %.2fx faster)\n",
+		       wall32, wall32 / audio_s, nn_precision_name(o.precision), wall32 / wall);
 		for (int si = 0; si < info->n_sources; si++) {
 			double sig = 0, noise = 0;
 			size_t base = (size_t)si * 2 * frames;
@@ -256,7 +257,8 @@ int main(int argc, char **argv)
 		}
 		double rel = sqrt(num / den);
 		int ok = md <= 1e-4 && rel <= 1e-5;
-		printf("reference: max|diff| %.3g, rel L2 %.3g -> %s\n", md, rel, ok ? "PASS" : "FAIL");
+		printf("reference: max|diff| %.3g, rel L2 %.3g -> %s\n", md, rel,
+		       ok ? "PASS" : "FAIL");
 		rc = !ok;
 		free(r);
 	}

@@ -35,22 +35,25 @@ void api_analysis_analyze(struct http_ctx *ctx)
 			if (!json_is_string(f) || !dsp_feature_bit(json_string_value(f))) {
 				char key[32];
 				snprintf(key, sizeof key, "features[%zu]", i);
-				json_object_set_new(details, key,
-				                    json_pack("[s]", "must be one of " DSP_FEATURE_NAMES));
+				json_object_set_new(
+					details, key,
+					json_pack("[s]", "must be one of " DSP_FEATURE_NAMES));
 			} else {
 				json_array_append(list, f);
 			}
 		}
 	}
 	json_t *fr = json_object_get(body, "frame_rate");
-	if (fr && (!json_is_number(fr) || json_number_value(fr) <= 0 || json_number_value(fr) > 100))
-		json_object_set_new(details, "frame_rate",
-		                    json_pack("[s]", "must be a number of columns per second, 0 to 100"));
+	if (fr &&
+	    (!json_is_number(fr) || json_number_value(fr) <= 0 || json_number_value(fr) > 100))
+		json_object_set_new(
+			details, "frame_rate",
+			json_pack("[s]", "must be a number of columns per second, 0 to 100"));
 	if (json_object_size(details)) {
 		json_decref(list);
 		json_decref(body);
-		http_error_details(ctx, 422, "validation_failed", "The analysis request is invalid.",
-		                   details);
+		http_error_details(ctx, 422, "validation_failed",
+		                   "The analysis request is invalid.", details);
 		return;
 	}
 	json_decref(details);
@@ -73,8 +76,9 @@ void api_analysis_analyze(struct http_ctx *ctx)
 	char loc[96];
 	snprintf(loc, sizeof loc, "/api/analysis/job/%s", j.id);
 	http_set_header(ctx, "Location", loc);
-	http_data(ctx, 201,
-	          json_pack("{s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "status", "queued"));
+	http_data(
+		ctx, 201,
+		json_pack("{s:s, s:s, s:s}", "job_id", j.id, "track_id", t.id, "status", "queued"));
 }
 
 void api_analysis_job(struct http_ctx *ctx)

@@ -39,22 +39,24 @@ bool api_page(struct http_ctx *ctx, struct page *p)
 	const char *s = http_query(ctx, "page");
 	if (s) {
 		if (str_to_long(s, 1, 1000000, &v))
-			json_object_set_new(details, "page",
-			                    json_pack("[s]", "must be a whole number of at least 1"));
+			json_object_set_new(
+				details, "page",
+				json_pack("[s]", "must be a whole number of at least 1"));
 		else
 			p->page = v;
 	}
 	s = http_query(ctx, "page_size");
 	if (s) {
 		if (str_to_long(s, 1, 100, &v))
-			json_object_set_new(details, "page_size",
-			                    json_pack("[s]", "must be a whole number from 1 to 100"));
+			json_object_set_new(
+				details, "page_size",
+				json_pack("[s]", "must be a whole number from 1 to 100"));
 		else
 			p->page_size = v;
 	}
 	if (json_object_size(details)) {
-		http_error_details(ctx, 422, "validation_failed", "The paging parameters are invalid.",
-		                   details);
+		http_error_details(ctx, 422, "validation_failed",
+		                   "The paging parameters are invalid.", details);
 		return false;
 	}
 	json_decref(details);
@@ -67,8 +69,8 @@ void api_list(struct http_ctx *ctx, json_t *items, const struct page *p, int64_t
 	int64_t pages = (total + p->page_size - 1) / p->page_size;
 	http_json(ctx, 200,
 	          json_pack("{s:o, s:{s:I, s:I, s:I, s:I}}", "data", items, "meta", "page",
-	                    (json_int_t)p->page, "page_size", (json_int_t)p->page_size, "total_count",
-	                    (json_int_t)total, "total_pages", (json_int_t)pages));
+	                    (json_int_t)p->page, "page_size", (json_int_t)p->page_size,
+	                    "total_count", (json_int_t)total, "total_pages", (json_int_t)pages));
 }
 
 void api_not_found(struct http_ctx *ctx, const char *what)
@@ -113,21 +115,21 @@ json_t *api_track_json(const struct db_track *t)
 {
 	json_t *audio = json_null();
 	if (t->audio_path[0])
-		audio = json_pack("{s:s+, s:s, s:I, s:i, s:i, s:f}", "url", "/files/", t->audio_path,
-		                  "format", t->audio_format, "file_size", (json_int_t)t->audio_size,
-		                  "sample_rate", t->audio_rate_hz, "channels", t->audio_channels,
-		                  "duration", t->audio_duration_s);
+		audio = json_pack("{s:s+, s:s, s:I, s:i, s:i, s:f}", "url", "/files/",
+		                  t->audio_path, "format", t->audio_format, "file_size",
+		                  (json_int_t)t->audio_size, "sample_rate", t->audio_rate_hz,
+		                  "channels", t->audio_channels, "duration", t->audio_duration_s);
 	json_t *transform = t->transform[0] ? json_loads(t->transform, 0, NULL) : NULL;
-	return json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
-	                 "s:o}",
-	                 "id", t->id, "spotify_id", str_or_null(t->spotify_id), "title", t->title,
-	                 "artist", t->artist, "album", t->album, "album_art_url",
-	                 str_or_null(t->album_art_url), "duration",
-	                 t->duration_s ? json_integer(t->duration_s) : json_null(), "spotify_url",
-	                 str_or_null(t->spotify_url), "isrc", str_or_null(t->isrc), "source",
-	                 t->source, "audio", audio, "created_at", api_time(t->created_at),
-	                 "updated_at", api_time(t->updated_at), "parent_id",
-	                 str_or_null(t->parent_id), "transform", transform ? transform : json_null());
+	return json_pack(
+		"{s:s, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
+		"s:o}",
+		"id", t->id, "spotify_id", str_or_null(t->spotify_id), "title", t->title, "artist",
+		t->artist, "album", t->album, "album_art_url", str_or_null(t->album_art_url),
+		"duration", t->duration_s ? json_integer(t->duration_s) : json_null(),
+		"spotify_url", str_or_null(t->spotify_url), "isrc", str_or_null(t->isrc), "source",
+		t->source, "audio", audio, "created_at", api_time(t->created_at), "updated_at",
+		api_time(t->updated_at), "parent_id", str_or_null(t->parent_id), "transform",
+		transform ? transform : json_null());
 }
 
 void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n)
@@ -214,15 +216,14 @@ json_t *api_stem_json(const struct db_stem *s)
 json_t *api_job_json(const struct db_job *j)
 {
 	/* The type clients know: a "lalalai" job is shown as "processing" (jobs/registry.h). */
-	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}", "id",
-	                      j->id, "type", job_type_shown(j->type), "track_id",
-	                      j->track_id[0] ? j->track_id : NULL,
-	                      "status", j->status, "progress", j->progress, "message",
-	                      j->message[0] ? j->message : NULL, "error",
+	json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:i, s:s?, s:s?, s:i, s:i, s:o, s:o, s:o}",
+	                      "id", j->id, "type", job_type_shown(j->type), "track_id",
+	                      j->track_id[0] ? j->track_id : NULL, "status", j->status, "progress",
+	                      j->progress, "message", j->message[0] ? j->message : NULL, "error",
 	                      j->error[0] && strcmp(j->status, "completed") != 0 ? j->error : NULL,
-	                      "attempts", j->attempts, "max_attempts", j->max_attempts, "created_at",
-	                      api_time(j->created_at), "started_at", api_time(j->started_at),
-	                      "finished_at", api_time(j->finished_at));
+	                      "attempts", j->attempts, "max_attempts", j->max_attempts,
+	                      "created_at", api_time(j->created_at), "started_at",
+	                      api_time(j->started_at), "finished_at", api_time(j->finished_at));
 	if (o && j->result[0]) {
 		json_error_t je;
 		json_t *r = json_loads(j->result, 0, &je);

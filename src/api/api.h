@@ -42,8 +42,8 @@ json_t *api_job_json(const struct db_job *j);
  * of the x-csrf-token header (API.md §2). The route's parser hands the field's value to
  * api_csrf_field; a file part may start only once it was valid (API_CSRF_FIRST says so),
  * and the handler calls api_csrf_refused first, which answers 403 when it never was. */
-#define API_CSRF_FIRST                                                                     \
-	"The CSRF token is missing or invalid; send it in the x-csrf-token header, or as a "  \
+#define API_CSRF_FIRST                                                                       \
+	"The CSRF token is missing or invalid; send it in the x-csrf-token header, or as a " \
 	"_csrf_token field before the files."
 void api_csrf_field(struct http_ctx *ctx, const char *value, size_t n);
 bool api_csrf_refused(struct http_ctx *ctx);

@@ -22,8 +22,8 @@ struct app {
 	char exe[PATH_MAX]; /* this binary, to start worker processes with */
 	struct db *db;
 	struct ratelimit *rl;
-	struct keycache *keys; /* API keys verified in the last few seconds */
-	struct bus *bus;       /* live job events, for the sockets (jobs/bus.h) */
+	struct keycache *keys;   /* API keys verified in the last few seconds */
+	struct bus *bus;         /* live job events, for the sockets (jobs/bus.h) */
 	struct scheduler *sched; /* this process's job scheduler; NULL when it runs no jobs
 	                            (`serve --no-jobs`): enqueues then only write the row */
 };

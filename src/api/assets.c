@@ -34,8 +34,8 @@ void api_asset(struct http_ctx *ctx)
 		http_text(ctx, 304, a->content_type, "");
 		return;
 	}
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(a->n_bytes, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(a->n_bytes, (void *)a->data,
+	                                                         MHD_RESPMEM_PERSISTENT);
 	if (!r) {
 		http_error(ctx, 500, "internal", "The file could not be sent.");
 		return;

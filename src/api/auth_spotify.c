@@ -62,7 +62,8 @@ static const char *redirect_uri(struct http_ctx *ctx)
 		return c->spotify_redirect_uri;
 	const char *host = http_req_header(ctx, "Host");
 	if (!host || !*host || strlen(host) > 255 ||
-	    host[strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")])
+	    host[strspn(host,
+	                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")])
 		return NULL;
 	return arena_printf(&ctx->arena, "%s://%s/auth/spotify/callback",
 	                    c->https ? "https" : "http", host);
@@ -98,15 +99,18 @@ void auth_spotify_start(struct http_ctx *ctx)
 	st.expires_at = now + STATE_TTL_S;
 	char *url = NULL;
 	char err[256];
-	int rc = sealed_seal(ctx->app->cfg.box_key, sctx, verifier, st.verifier, sizeof st.verifier);
+	int rc = sealed_seal(ctx->app->cfg.box_key, sctx, verifier, st.verifier,
+	                     sizeof st.verifier);
 	if (rc == 0)
 		rc = db_oauth_state_insert(ctx->app->db, &st, now);
 	if (rc == 0)
-		rc = spotify_authorize_url(c, redirect, state, verifier, NULL, &url, err, sizeof err);
+		rc = spotify_authorize_url(c, redirect, state, verifier, NULL, &url, err,
+		                           sizeof err);
 	sodium_memzero(verifier, sizeof verifier);
 	if (rc) {
 		log_error("spotify log-in could not start (%d)", rc);
-		error_page(ctx, 500, "Spotify log-in", "The log-in could not be started; try again.");
+		error_page(ctx, 500, "Spotify log-in",
+		           "The log-in could not be started; try again.");
 		return;
 	}
 	http_set_header(ctx, "Cache-Control", "no-store");
@@ -157,9 +161,10 @@ static int create_user(struct http_ctx *ctx, const struct spotify_me *me, struct
 		accounts_check_email(me->email, &fe, "email");
 		struct db_user existing;
 		if (fe.n == 0 && db_user_by_email(db, me->email, &existing) == 0) {
-			error_page(ctx, 409, "Log in with your password",
-			           "An account with the email of this Spotify account already exists. Log "
-			           "in with your password, then link Spotify on the settings page.");
+			error_page(
+				ctx, 409, "Log in with your password",
+				"An account with the email of this Spotify account already exists. Log "
+				"in with your password, then link Spotify on the settings page.");
 			return SFA_ECONFLICT;
 		}
 	}
@@ -199,7 +204,8 @@ void auth_spotify_callback(struct http_ctx *ctx)
 	const char *error = http_query(ctx, "error");
 	struct db *db = ctx->app->db;
 	if (!state || !*state || strlen(state) > 256) {
-		error_page(ctx, 400, "Spotify log-in", "The answer from Spotify carries no state; "
+		error_page(ctx, 400, "Spotify log-in",
+		           "The answer from Spotify carries no state; "
 		           "start the log-in again.");
 		return;
 	}
@@ -212,13 +218,15 @@ void auth_spotify_callback(struct http_ctx *ctx)
 	int rc = db_oauth_state_take(db, h, &st);
 	if (rc || st.expires_at <= now || ctx->csrf_cookie_new ||
 	    !str_secure_eq(st.browser_hash, browser)) {
-		error_page(ctx, 400, "Spotify log-in",
-		           "This log-in link has expired, was already used or was opened in another "
-		           "browser. Start the log-in with Spotify again.");
+		error_page(
+			ctx, 400, "Spotify log-in",
+			"This log-in link has expired, was already used or was opened in another "
+			"browser. Start the log-in with Spotify again.");
 		return;
 	}
 	if (st.user_id[0] && (ctx->auth != AUTH_SESSION || strcmp(st.user_id, ctx->user.id) != 0)) {
-		error_page(ctx, 400, "Spotify log-in", "You logged in or out while linking Spotify; "
+		error_page(ctx, 400, "Spotify log-in",
+		           "You logged in or out while linking Spotify; "
 		           "start again.");
 		return;
 	}
@@ -228,14 +236,16 @@ void auth_spotify_callback(struct http_ctx *ctx)
 		return;
 	}
 	if (!code || !*code || strlen(code) > 2048) {
-		error_page(ctx, 400, "Spotify log-in", "The answer from Spotify carries no code; start "
+		error_page(ctx, 400, "Spotify log-in",
+		           "The answer from Spotify carries no code; start "
 		           "the log-in again.");
 		return;
 	}
 	char sctx[96], verifier[256];
 	snprintf(sctx, sizeof sctx, "oauth-verifier:%s", st.state_hash);
 	if (sealed_open(ctx->app->cfg.box_key, sctx, st.verifier, verifier, sizeof verifier) != 0) {
-		error_page(ctx, 400, "Spotify log-in", "This log-in link can no longer be used; start "
+		error_page(ctx, 400, "Spotify log-in",
+		           "This log-in link can no longer be used; start "
 		           "again.");
 		return;
 	}
@@ -250,7 +260,8 @@ void auth_spotify_callback(struct http_ctx *ctx)
 		rc = spotify_get_me(c, tok.access_token, &me, err, sizeof err);
 	if (rc) {
 		log_info("spotify log-in failed: %s", c ? err : "no client");
-		error_page(ctx, 502, "Spotify log-in", "Spotify did not complete the log-in; try "
+		error_page(ctx, 502, "Spotify log-in",
+		           "Spotify did not complete the log-in; try "
 		           "again in a moment.");
 		goto out;
 	}
@@ -292,7 +303,8 @@ void auth_spotify_callback(struct http_ctx *ctx)
 		rc = spotify_link_save(db, ctx->app->cfg.box_key, u.id, &me, &tok, now, err,
 		                       sizeof err);
 	if (rc) {
-		error_page(ctx, 500, "Spotify log-in", "The log-in could not be completed; try again.");
+		error_page(ctx, 500, "Spotify log-in",
+		           "The log-in could not be completed; try again.");
 		goto out;
 	}
 	log_info("user %s logged in with Spotify", u.id);
@@ -306,7 +318,8 @@ void auth_spotify_unlink(struct http_ctx *ctx)
 {
 	int rc = db_spotify_link_delete(ctx->app->db, ctx->user.id);
 	if (rc && rc != SFA_ENOTFOUND) {
-		error_page(ctx, 500, "Spotify", "The Spotify link could not be removed; try again.");
+		error_page(ctx, 500, "Spotify",
+		           "The Spotify link could not be removed; try again.");
 		return;
 	}
 	if (rc == 0)
@@ -328,22 +341,22 @@ void api_spotify_me(struct http_ctx *ctx)
 		rc = spotify_get_me(c, token, &me, err, sizeof err);
 		if (rc == SFA_EAUTH) { /* revoked early or expired: one refresh, then once more */
 			rc = spotify_link_access_token(ctx->app->db, c, ctx->app->cfg.box_key,
-			                               ctx->user.id, true, now, token, &unlinked, err,
-			                               sizeof err);
+			                               ctx->user.id, true, now, token, &unlinked,
+			                               err, sizeof err);
 			if (rc == 0)
 				rc = spotify_get_me(c, token, &me, err, sizeof err);
 		}
 	}
 	sodium_memzero(token, sizeof token);
 	if (rc == SFA_ENOTFOUND) {
-		http_data(ctx, 200, json_pack("{s:b, s:s?}", "linked", 0, "message",
-		                              unlinked ? err : NULL));
+		http_data(ctx, 200,
+		          json_pack("{s:b, s:s?}", "linked", 0, "message", unlinked ? err : NULL));
 		return;
 	}
 	if (rc) {
 		spotify_me_free(&me);
-		http_error(ctx, rc == SFA_EAUTH ? 503 : 502, rc == SFA_EAUTH ? "unauthorized"
-		                                                            : "spotify_error",
+		http_error(ctx, rc == SFA_EAUTH ? 503 : 502,
+		           rc == SFA_EAUTH ? "unauthorized" : "spotify_error",
 		           c ? err : "The Spotify client could not be set up.");
 		return;
 	}
@@ -361,22 +374,24 @@ void page_spotify_settings(struct http_ctx *ctx, struct buf *b, const char *csrf
 		return;
 	buf_puts(b, "<section id=\"spotify\"><h2>Spotify</h2>");
 	if (db_spotify_link_get(ctx->app->db, ctx->user.id, l) == 0) {
-		buf_printf(b,
-		           "<p id=\"spotify-state\">Linked to the Spotify account <strong>%s</strong> "
-		           "(<code>%s</code>).</p>"
-		           "<form method=\"post\" action=\"/auth/spotify\">"
-		           "<input type=\"hidden\" name=\"_method\" value=\"delete\">"
-		           "<input type=\"hidden\" name=\"_csrf_token\" value=\"%s\">"
-		           "<button type=\"submit\">Unlink Spotify</button></form>",
-		           html_esc(&ctx->arena, l->display_name[0] ? l->display_name
-		                                                    : l->spotify_user_id),
-		           html_esc(&ctx->arena, l->spotify_user_id), csrf_token);
+		buf_printf(
+			b,
+			"<p id=\"spotify-state\">Linked to the Spotify account <strong>%s</strong> "
+			"(<code>%s</code>).</p>"
+			"<form method=\"post\" action=\"/auth/spotify\">"
+			"<input type=\"hidden\" name=\"_method\" value=\"delete\">"
+			"<input type=\"hidden\" name=\"_csrf_token\" value=\"%s\">"
+			"<button type=\"submit\">Unlink Spotify</button></form>",
+			html_esc(&ctx->arena,
+		                 l->display_name[0] ? l->display_name : l->spotify_user_id),
+			html_esc(&ctx->arena, l->spotify_user_id), csrf_token);
 	} else if (ctx->app->cfg.spotify_client_id[0]) {
 		buf_puts(b, "<p id=\"spotify-state\">Not linked.</p>"
 		            "<p><a href=\"/auth/spotify\">Link your Spotify account</a></p>");
 	} else {
-		buf_puts(b, "<p id=\"spotify-state\">Not linked. Spotify log-in is not configured on "
-		            "this server.</p>");
+		buf_puts(b,
+		         "<p id=\"spotify-state\">Not linked. Spotify log-in is not configured on "
+		         "this server.</p>");
 	}
 	buf_puts(b, "</section>");
 	sodium_memzero(l, sizeof *l);

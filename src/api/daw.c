@@ -55,13 +55,13 @@
 #include "util/uuid.h"
 
 enum {
-	DAW_FIELD_MAX = 64,                /* track_id */
-	DAW_LINE_MAX = 4096,               /* the child's first line */
-	DAW_RENDER_TIMEOUT_S = 600,        /* decoding and the scan */
-	DAW_RELAY_STALL_MS = 120 * 1000,   /* the child silent this long mid-stream: give up */
+	DAW_FIELD_MAX = 64,              /* track_id */
+	DAW_LINE_MAX = 4096,             /* the child's first line */
+	DAW_RENDER_TIMEOUT_S = 600,      /* decoding and the scan */
+	DAW_RELAY_STALL_MS = 120 * 1000, /* the child silent this long mid-stream: give up */
 	DAW_CPU_S = 1800,
 	DAW_RELAY_BLOCK = 64 * 1024,
-	DAW_EXIT_WAIT_MS = 2000,           /* a renderer that sent everything, to exit */
+	DAW_EXIT_WAIT_MS = 2000, /* a renderer that sent everything, to exit */
 };
 
 struct daw_req {
@@ -69,12 +69,12 @@ struct daw_req {
 	struct multipart mp;
 	bool mp_ready;
 	char dir[PATH_MAX + 64]; /* data/tmp/daw/<random>; "" until made, and once handed over */
-	int fd;              /* the stems[] part being written */
+	int fd;                  /* the stems[] part being written */
 	int n_files;
 	char names[MIXER_MAX_FILES][256];
 	char track_id[DAW_FIELD_MAX + 1];
 	bool have_track_id, track_id_too_long;
-	char *manifest;      /* malloced copy of the field */
+	char *manifest; /* malloced copy of the field */
 	size_t n_manifest;
 	bool have_manifest;
 };
@@ -84,7 +84,7 @@ struct daw_stream {
 	pid_t pid;
 	int fd;
 	char dir[PATH_MAX + 64];
-	char *head;       /* WAV bytes read together with the first line */
+	char *head; /* WAV bytes read together with the first line */
 	size_t n_head, off_head;
 	uint64_t total, sent;
 };
@@ -127,9 +127,10 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 	if (r->ctx->csrf_pending)
 		return multipart_fail(&r->mp, SFA_EAUTH, API_CSRF_FIRST);
 	if (strcmp(p->name, "stems[]") != 0 && strcmp(p->name, "stems") != 0)
-		return multipart_fail(&r->mp, SFA_EINVAL,
-		                      "Send the stem files in fields named \"stems[]\" (got \"%.64s\").",
-		                      p->name);
+		return multipart_fail(
+			&r->mp, SFA_EINVAL,
+			"Send the stem files in fields named \"stems[]\" (got \"%.64s\").",
+			p->name);
 	if (daw_make_dir(r) != 0)
 		return multipart_fail(&r->mp, SFA_EIO, "The server could not store the upload.");
 	char path[PATH_MAX + 96];
@@ -215,7 +216,8 @@ int api_daw_export_body(struct http_ctx *ctx, const char *data, size_t n)
 		lim.max_field_bytes = MIXER_MANIFEST_MAX_BYTES;
 		lim.max_file_bytes = per_file;
 		lim.max_total_bytes = 2 * per_file + (1u << 20);
-		struct multipart_callbacks cb = {on_part_begin, on_file_data, on_field, on_part_end};
+		struct multipart_callbacks cb = {on_part_begin, on_file_data, on_field,
+		                                 on_part_end};
 		if (api_multipart_begin(ctx, &r->mp, &lim, &cb, r, daw_usage))
 			return -1;
 		r->mp_ready = true;
@@ -235,7 +237,8 @@ static void daw_stream_free(void *cls)
 		 * its status says how it ended. Otherwise (a client gone mid-way) stop it now. */
 		int status = 0;
 		pid_t done = 0;
-		for (int i = 0; s->sent == s->total && i < DAW_EXIT_WAIT_MS / 10 && done == 0; i++) {
+		for (int i = 0; s->sent == s->total && i < DAW_EXIT_WAIT_MS / 10 && done == 0;
+		     i++) {
 			done = waitpid(s->pid, &status, WNOHANG);
 			if (done == 0) {
 				struct timespec ts = {0, 10 * 1000 * 1000};
@@ -248,7 +251,8 @@ static void daw_stream_free(void *cls)
 			}
 		}
 		if (s->sent == s->total && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-			log_warn("daw: the renderer ended with status %d after a complete mix", status);
+			log_warn("daw: the renderer ended with status %d after a complete mix",
+			         status);
 	}
 	if (s->dir[0])
 		fs_remove_tree(s->dir);
@@ -374,8 +378,8 @@ static void daw_reap(pid_t pid, int fd)
 }
 
 /* Answers the child's error line. */
-static void daw_child_error(struct http_ctx *ctx, struct daw_req *r,
-                            const struct mixer_manifest *m, json_t *line)
+static void daw_child_error(struct http_ctx *ctx, struct daw_req *r, const struct mixer_manifest *m,
+                            json_t *line)
 {
 	const char *code = json_str(line, "code");
 	const char *why = json_str(line, "error");
@@ -386,14 +390,17 @@ static void daw_child_error(struct http_ctx *ctx, struct daw_req *r,
 		char path[64], msg[900];
 		if (s->file >= 0) {
 			snprintf(path, sizeof path, "stems[%d].file", stem);
-			snprintf(msg, sizeof msg, "the uploaded file \"%.200s\" is not audio this server can "
-			         "decode: %.500s", r->names[s->file], why ? why : "unknown error");
+			snprintf(msg, sizeof msg,
+			         "the uploaded file \"%.200s\" is not audio this server can "
+			         "decode: %.500s",
+			         r->names[s->file], why ? why : "unknown error");
 		} else {
 			snprintf(path, sizeof path, "stems[%d].stem_id", stem);
 			snprintf(msg, sizeof msg, "the stored stem cannot be decoded: %.500s",
 			         why ? why : "unknown error");
 		}
-		http_error_details(ctx, 422, "invalid_audio", "A stem is not audio this server can decode.",
+		http_error_details(ctx, 422, "invalid_audio",
+		                   "A stem is not audio this server can decode.",
 		                   json_pack("{s:[s]}", path, msg));
 		return;
 	}
@@ -445,8 +452,8 @@ static void daw_render(struct http_ctx *ctx, struct daw_req *r, const struct mix
 		http_error(ctx, 500, "internal", "The server could not store the manifest.");
 		return;
 	}
-	struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb,
-	                       .cpu_s = DAW_CPU_S};
+	struct proc_spawn_opts po = {
+		.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb, .cpu_s = DAW_CPU_S};
 	pid_t pid;
 	int fd;
 	if (proc_spawn(ctx->app->exe, argv, &po, &pid, &fd) != 0) {
@@ -548,9 +555,8 @@ void api_daw_export(struct http_ctx *ctx)
 		return;
 	struct db_track t;
 	memset(&t, 0, sizeof t);
-	if (r->have_track_id &&
-	    (r->track_id_too_long || !uuid_valid(r->track_id) ||
-	     db_track_get(ctx->app->db, ctx->user.id, r->track_id, &t) != 0)) {
+	if (r->have_track_id && (r->track_id_too_long || !uuid_valid(r->track_id) ||
+	                         db_track_get(ctx->app->db, ctx->user.id, r->track_id, &t) != 0)) {
 		api_not_found(ctx, "The track");
 		return;
 	}
@@ -568,8 +574,8 @@ void api_daw_export(struct http_ctx *ctx)
 	if (!r->have_manifest || r->n_manifest == 0) {
 		mixer_errors_add(errs, "manifest", "can't be blank");
 	} else {
-		rc = mixer_manifest_parse(r->manifest, r->n_manifest, r->n_files, daw_check_stem, &sc,
-		                          &m, errs);
+		rc = mixer_manifest_parse(r->manifest, r->n_manifest, r->n_files, daw_check_stem,
+		                          &sc, &m, errs);
 		if (rc == SFA_ENOMEM) {
 			free(errs);
 			http_error(ctx, 500, "internal", "Out of memory.");
@@ -578,8 +584,8 @@ void api_daw_export(struct http_ctx *ctx)
 		have_m = rc == 0;
 	}
 	if (errs->n || errs->n_dropped) {
-		http_error_details(ctx, 422, "validation_failed", "The export request is not valid.",
-		                   daw_details(errs));
+		http_error_details(ctx, 422, "validation_failed",
+		                   "The export request is not valid.", daw_details(errs));
 		goto out;
 	}
 	if (daw_make_dir(r) != 0) {

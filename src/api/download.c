@@ -56,10 +56,12 @@ void api_download_track(struct http_ctx *ctx)
 	const char *quality = "high";
 	json_t *qv = json_object_get(body, "quality");
 	if (qv && !json_is_null(qv)) {
-		const char *q = json_is_string(qv) ? job_download_quality_valid(json_string_value(qv))
-		                                   : NULL;
+		const char *q = json_is_string(qv)
+		                        ? job_download_quality_valid(json_string_value(qv))
+		                        : NULL;
 		if (!q) {
-			http_error_details(ctx, 422, "validation_failed", "The quality is not one of "
+			http_error_details(ctx, 422, "validation_failed",
+			                   "The quality is not one of "
 			                   "lossless, high, medium or low.",
 			                   json_pack("{s:[s]}", "quality",
 			                             "must be one of lossless, high, medium, low"));
@@ -91,10 +93,11 @@ void api_download_track(struct http_ctx *ctx)
 	}
 	if (r->n_tracks > (size_t)ctx->app->cfg.download_max_tracks) {
 		char msg[300];
-		snprintf(msg, sizeof msg,
-		         "This %s has %zu tracks; one download request queues at most %d. Its tracks "
-		         "are in your library now: download them in smaller batches.",
-		         spotify_kind_name(r->kind), r->n_tracks, ctx->app->cfg.download_max_tracks);
+		snprintf(
+			msg, sizeof msg,
+			"This %s has %zu tracks; one download request queues at most %d. Its tracks "
+			"are in your library now: download them in smaller batches.",
+			spotify_kind_name(r->kind), r->n_tracks, ctx->app->cfg.download_max_tracks);
 		api_spotify_fetched_free(&f);
 		http_error(ctx, 422, "too_many_tracks", msg);
 		return;

@@ -64,7 +64,7 @@ struct zip_entry {
 };
 
 struct zipstream {
-	struct arena mem;   /* the entries and everything they point to */
+	struct arena mem; /* the entries and everything they point to */
 	struct storage store;
 	struct archive *a;
 	unsigned char *out; /* bytes libarchive produced, not yet handed to the client */
@@ -250,7 +250,8 @@ static void zs_respond(struct http_ctx *ctx, struct zipstream *z, const char *fi
 {
 	z->a = archive_write_new();
 	if (!z->a || archive_write_set_format_zip(z->a) != ARCHIVE_OK ||
-	    archive_write_set_options(z->a, "zip:compression=store,zip:hdrcharset=UTF-8") != ARCHIVE_OK ||
+	    archive_write_set_options(z->a, "zip:compression=store,zip:hdrcharset=UTF-8") !=
+	            ARCHIVE_OK ||
 	    archive_write_set_bytes_per_block(z->a, 0) != ARCHIVE_OK ||
 	    archive_write_open(z->a, z, NULL, zs_write, NULL) != ARCHIVE_OK) {
 		log_error("zip export: %s", z->a ? archive_error_string(z->a) : "out of memory");
@@ -258,8 +259,8 @@ static void zs_respond(struct http_ctx *ctx, struct zipstream *z, const char *fi
 		http_error(ctx, 500, "internal", "The ZIP archive could not be started.");
 		return;
 	}
-	struct MHD_Response *r =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, zs_read, z, zs_free);
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024,
+	                                                           zs_read, z, zs_free);
 	if (!r) {
 		zs_free(z);
 		http_error(ctx, 500, "internal", "The ZIP archive could not be started.");
@@ -291,8 +292,9 @@ static bool separation_stems(struct http_ctx *ctx, struct db_track *t, struct db
 		return false;
 	}
 	if (*n == 0) {
-		http_error(ctx, 404, "not_found",
-		           "This track has no stems yet; separate it with POST /api/processing/separate.");
+		http_error(
+			ctx, 404, "not_found",
+			"This track has no stems yet; separate it with POST /api/processing/separate.");
 		return false;
 	}
 	return true;
@@ -370,10 +372,11 @@ void api_export_nistems(struct http_ctx *ctx)
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
 	if (!ni_order(data, stems, n, paths)) {
 		char msg[300];
-		snprintf(msg, sizeof msg,
-		         "NI Stems hold four stems (drums, bass, other, vocals); this separation has "
-		         "%zu. Separate with htdemucs, htdemucs_ft or mdx_extra, without two_stems.",
-		         n);
+		snprintf(
+			msg, sizeof msg,
+			"NI Stems hold four stems (drums, bass, other, vocals); this separation has "
+			"%zu. Separate with htdemucs, htdemucs_ft or mdx_extra, without two_stems.",
+			n);
 		http_error(ctx, 422, "not_four_stems", msg);
 		return;
 	}
@@ -393,12 +396,24 @@ void api_export_nistems(struct http_ctx *ctx)
 	if (storage_stat(&store, rel, &st) != 0) {
 		char token[UUID_STR_LEN];
 		uuid_v4(token);
-		snprintf(tmp, sizeof tmp, "%s/uploads/stems/%s/.nistems-%s.tmp", data, stems[0].job_id,
-		         token);
+		snprintf(tmp, sizeof tmp, "%s/uploads/stems/%s/.nistems-%s.tmp", data,
+		         stems[0].job_id, token);
 		snprintf(master, sizeof master, "%s/uploads/%s", data, t.audio_path);
-		char *argv[] = {(char *)ctx->app->exe, "nistems-render", tmp, master, paths[0], paths[1],
-		                paths[2], paths[3], "--title", t.title, "--artist", t.artist, NULL};
-		struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb,
+		char *argv[] = {(char *)ctx->app->exe,
+		                "nistems-render",
+		                tmp,
+		                master,
+		                paths[0],
+		                paths[1],
+		                paths[2],
+		                paths[3],
+		                "--title",
+		                t.title,
+		                "--artist",
+		                t.artist,
+		                NULL};
+		struct proc_spawn_opts po = {.out_fd = 1,
+		                             .memory_mb = ctx->app->cfg.job_memory_mb,
 		                             .cpu_s = NISTEMS_CPU_S};
 		char out[2048];
 		int status = 0;
@@ -412,11 +427,15 @@ void api_export_nistems(struct http_ctx *ctx)
 		if (!ok) {
 			const char *why = json_string_value(json_object_get(res, "error"));
 			log_error("nistems: track %s: %s", t.id,
-			          rc == SFA_ETIMEOUT ? "timed out" : why ? why : "the renderer failed");
+			          rc == SFA_ETIMEOUT ? "timed out"
+			          : why              ? why
+			                             : "the renderer failed");
 			unlink(tmp);
 			char msg[700];
 			snprintf(msg, sizeof msg, "The NI Stems file could not be made: %s.",
-			         rc == SFA_ETIMEOUT ? "it took too long" : why ? why : "the renderer failed");
+			         rc == SFA_ETIMEOUT ? "it took too long"
+			         : why              ? why
+			                            : "the renderer failed");
 			json_decref(res);
 			http_error(ctx, 500, "internal", msg);
 			return;
@@ -456,10 +475,11 @@ static bool dj_tracks(struct http_ctx *ctx, bool need_root, struct dj_export *ex
 {
 	const char *root = http_query(ctx, "root");
 	if (need_root && !root) {
-		http_error_details(ctx, 422, "validation_failed", "The export request is invalid.",
-		                   json_pack("{s:[s]}", "root",
-		                             "is required: the folder the bundle is unpacked into on "
-		                             "your machine"));
+		http_error_details(
+			ctx, 422, "validation_failed", "The export request is invalid.",
+			json_pack("{s:[s]}", "root",
+		                  "is required: the folder the bundle is unpacked into on "
+		                  "your machine"));
 		return false;
 	}
 	char err[512];
@@ -498,8 +518,7 @@ static void dj_send(struct http_ctx *ctx, dj_writer write, const char *type, con
 	char *doc = dj_tracks(ctx, false, &ex) ? dj_document(ctx, &ex, write, &len) : NULL;
 	if (!doc)
 		return;
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, doc, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, doc, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(doc);
 		http_error(ctx, 500, "internal", "Out of memory.");
@@ -599,9 +618,10 @@ void api_export_midi(struct http_ctx *ctx)
 	}
 	json_t *analysis = latest_analysis(ctx, t.id);
 	if (!analysis) {
-		http_error(ctx, 409, "conflict",
-		           "This track has no analysis yet; run POST /api/analysis/analyze (with the "
-		           "tempo feature, or all) first.");
+		http_error(
+			ctx, 409, "conflict",
+			"This track has no analysis yet; run POST /api/analysis/analyze (with the "
+			"tempo feature, or all) first.");
 		return;
 	}
 	unsigned char *smf = NULL;

@@ -36,8 +36,8 @@ static const char *mime_for(const char *path)
 	static const struct {
 		const char *ext, *type;
 	} types[] = {
-		{".wav", "audio/wav"},  {".mp3", "audio/mpeg"}, {".flac", "audio/flac"},
-		{".m4a", "audio/mp4"},  {".ogg", "audio/ogg"},  {".opus", "audio/ogg"},
+		{".wav", "audio/wav"},   {".mp3", "audio/mpeg"},        {".flac", "audio/flac"},
+		{".m4a", "audio/mp4"},   {".ogg", "audio/ogg"},         {".opus", "audio/ogg"},
 		{".aiff", "audio/aiff"}, {".json", "application/json"}, {".zip", "application/zip"},
 		{".mp4", "audio/mp4"},
 	};
@@ -62,8 +62,8 @@ void api_attachment_name(struct http_ctx *ctx, const char *name)
 	if (url_encode(name, enc, sizeof enc) < 0)
 		enc[0] = '\0';
 	char v[1400];
-	snprintf(v, sizeof v, "attachment; filename=\"%s\"%s%s", ascii, *enc ? "; filename*=UTF-8''" : "",
-	         enc);
+	snprintf(v, sizeof v, "attachment; filename=\"%s\"%s%s", ascii,
+	         *enc ? "; filename*=UTF-8''" : "", enc);
 	http_set_header(ctx, "Content-Disposition", v);
 }
 

@@ -24,8 +24,9 @@ static bool one_of(const char *s, const char *const *names)
 
 void api_jobs_list(struct http_ctx *ctx)
 {
-	static const char *const statuses[] = {"queued",   "running",   "downloading", "processing",
-	                                       "analyzing", "completed", "failed",      NULL};
+	static const char *const statuses[] = {"queued",     "running",   "downloading",
+	                                       "processing", "analyzing", "completed",
+	                                       "failed",     NULL};
 	struct page p;
 	if (!api_page(ctx, &p))
 		return;
@@ -55,7 +56,8 @@ void api_jobs_list(struct http_ctx *ctx)
 	if (track_id && !uuid_valid(track_id))
 		json_object_set_new(details, "track_id", json_pack("[s]", "must be a track id"));
 	if (json_object_size(details)) {
-		http_error_details(ctx, 422, "validation_failed", "The job filters are invalid.", details);
+		http_error_details(ctx, 422, "validation_failed", "The job filters are invalid.",
+		                   details);
 		return;
 	}
 	json_decref(details);
@@ -96,7 +98,8 @@ void api_jobs_cancel(struct http_ctx *ctx)
 		return;
 	}
 	if (rc == SFA_ECONFLICT) {
-		http_error(ctx, 409, "conflict", "The job has already finished; there is nothing to cancel.");
+		http_error(ctx, 409, "conflict",
+		           "The job has already finished; there is nothing to cancel.");
 		return;
 	}
 	if (rc) {
@@ -121,7 +124,8 @@ void api_jobs_retry(struct http_ctx *ctx)
 	}
 	if (strcmp(j.status, "failed") != 0) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "Only a failed job can be retried; this one is %s.", j.status);
+		snprintf(msg, sizeof msg, "Only a failed job can be retried; this one is %s.",
+		         j.status);
 		http_error(ctx, 409, "conflict", msg);
 		return;
 	}

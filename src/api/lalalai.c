@@ -163,7 +163,8 @@ void api_lalalai_cancel_all(struct http_ctx *ctx)
 		return;
 	struct db_lalalai_task *ts = calloc(MAX_CANCEL, sizeof *ts);
 	size_t n = 0;
-	if (!ts || db_lalalai_task_list_active(ctx->app->db, ctx->user.id, ts, MAX_CANCEL, &n) != 0) {
+	if (!ts ||
+	    db_lalalai_task_list_active(ctx->app->db, ctx->user.id, ts, MAX_CANCEL, &n) != 0) {
 		free(ts);
 		lalalai_client_free(c);
 		api_db_error(ctx);
@@ -206,10 +207,11 @@ static void key_section(struct http_ctx *ctx, struct buf *b, const char *tok, co
 	bool own = db_lalalai_key_get(ctx->app->db, ctx->user.id, NULL, 0, hint, sizeof hint) == 0;
 	buf_puts(b, "<section id=\"lalalai\"><h2>lal.ai</h2>");
 	if (own)
-		buf_printf(b,
-		           "<p id=\"lalalai-state\">Your lal.ai license key <code>%s</code> is used for "
-		           "cloud separation.</p>",
-		           html_esc(&ctx->arena, hint));
+		buf_printf(
+			b,
+			"<p id=\"lalalai-state\">Your lal.ai license key <code>%s</code> is used for "
+			"cloud separation.</p>",
+			html_esc(&ctx->arena, hint));
 	else if (ctx->app->cfg.lalalai_license_key[0])
 		buf_puts(b, "<p id=\"lalalai-state\">You have no lal.ai key of your own; this "
 		            "server's key is used for cloud separation.</p>");
@@ -217,7 +219,8 @@ static void key_section(struct http_ctx *ctx, struct buf *b, const char *tok, co
 		buf_puts(b, "<p id=\"lalalai-state\">No lal.ai license key: add yours to separate "
 		            "tracks with lal.ai.</p>");
 	if (error)
-		buf_printf(b, "<p class=\"error\" role=\"alert\">%s</p>", html_esc(&ctx->arena, error));
+		buf_printf(b, "<p class=\"error\" role=\"alert\">%s</p>",
+		           html_esc(&ctx->arena, error));
 	buf_printf(b,
 	           "<form method=\"post\" action=\"/users/settings\">"
 	           "<input type=\"hidden\" name=\"_method\" value=\"put\">"

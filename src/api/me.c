@@ -25,6 +25,7 @@ void api_me(struct http_ctx *ctx)
 		sodium_memzero(link, sizeof *link);
 	free(link);
 	http_data(ctx, 200,
-	          json_pack("{s:s, s:s, s:s, s:b, s:b}", "id", ctx->user.id, "email", ctx->user.email,
-	                    "created_at", created, "lalalai", lalalai, "spotify", spotify));
+	          json_pack("{s:s, s:s, s:s, s:b, s:b}", "id", ctx->user.id, "email",
+	                    ctx->user.email, "created_at", created, "lalalai", lalalai, "spotify",
+	                    spotify));
 }

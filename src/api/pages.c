@@ -76,13 +76,14 @@ static const char *csrf_token(struct http_ctx *ctx)
 static void nav(struct http_ctx *ctx, struct buf *b)
 {
 	static const char *const links[][2] = {
-		{"/", "Library"},     {"/import", "Import"},          {"/jobs", "Jobs"},
+		{"/", "Library"},      {"/import", "Import"},           {"/jobs", "Jobs"},
 		{"/models", "Models"}, {"/users/settings", "Settings"},
 	};
 	buf_puts(b, "<nav aria-label=\"Main\">");
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
 		bool here = strcmp(ctx->path, links[i][0]) == 0 ||
-		            (strcmp(links[i][0], "/") == 0 && strncmp(ctx->path, "/tracks", 7) == 0);
+		            (strcmp(links[i][0], "/") == 0 &&
+		             strncmp(ctx->path, "/tracks", 7) == 0);
 		buf_printf(b, "<a href=\"%s\"%s>%s</a>", links[i][0],
 		           here ? " aria-current=\"page\"" : "", links[i][1]);
 	}
@@ -98,12 +99,13 @@ static void render(struct http_ctx *ctx, int status, const char *title, const ch
 	buf_init(&b, 1 << 20);
 	const char *tok = csrf_token(ctx);
 	const char *css = web_asset_url("app.css");
-	buf_printf(&b,
-	           "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-	           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-	           "<meta name=\"csrf-token\" content=\"%s\"><title>%s · Sound Forge Alchemy</title>"
-	           "<link rel=\"stylesheet\" href=\"%s\"><link rel=\"icon\" href=\"data:,\">",
-	           tok, html_esc(&ctx->arena, title), css ? css : "");
+	buf_printf(
+		&b,
+		"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+		"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+		"<meta name=\"csrf-token\" content=\"%s\"><title>%s · Sound Forge Alchemy</title>"
+		"<link rel=\"stylesheet\" href=\"%s\"><link rel=\"icon\" href=\"data:,\">",
+		tok, html_esc(&ctx->arena, title), css ? css : "");
 	const char *js = script ? web_asset_url(script) : NULL;
 	const char *plots = web_asset_url("vendor/uplot.css");
 	if (js)
@@ -123,11 +125,14 @@ static void render(struct http_ctx *ctx, int status, const char *title, const ch
 		           "<button type=\"submit\">Log out</button></form>",
 		           html_esc(&ctx->arena, ctx->user.email), tok);
 	else
-		buf_puts(&b, "<a href=\"/users/log-in\">Log in</a><a href=\"/users/register\">Register</a>");
+		buf_puts(
+			&b,
+			"<a href=\"/users/log-in\">Log in</a><a href=\"/users/register\">Register</a>");
 	buf_printf(&b, "</header><main%s>", main_attrs ? main_attrs : "");
 	const char *flash = flash_text(ctx);
 	if (flash)
-		buf_printf(&b, "<p class=\"flash\" role=\"status\">%s</p>", html_esc(&ctx->arena, flash));
+		buf_printf(&b, "<p class=\"flash\" role=\"status\">%s</p>",
+		           html_esc(&ctx->arena, flash));
 	buf_puts(&b, body);
 	buf_puts(&b, "</main><div id=\"notices\" aria-live=\"polite\"></div></body></html>");
 	http_html(ctx, status, buf_steal(&b));
@@ -143,9 +148,8 @@ void page_render(struct http_ctx *ctx, int status, const char *title, const char
  * JavaScript it says so. */
 void page_studio(struct http_ctx *ctx)
 {
-	const char *attrs = arena_printf(&ctx->arena,
-	                                 " class=\"studio\" id=\"app\" data-user-id=\"%s\"",
-	                                 ctx->user.id);
+	const char *attrs = arena_printf(
+		&ctx->arena, " class=\"studio\" id=\"app\" data-user-id=\"%s\"", ctx->user.id);
 	render(ctx, 200, "Studio",
 	       "<noscript><section><p>The studio needs JavaScript. Everything it does is also "
 	       "available through the REST API (see <a href=\"/users/settings\">Settings</a> for "
@@ -168,10 +172,11 @@ void page_home(struct http_ctx *ctx)
 		page_studio(ctx);
 		return;
 	}
-	page_render(ctx, 200, "Home",
-	       "<section><h1>Sound Forge Alchemy</h1><p>Separate songs into stems, analyse tempo and "
-	       "key, and mix stems into new tracks.</p><p><a href=\"/users/log-in\">Log in</a> or "
-	       "<a href=\"/users/register\">create an account</a>.</p></section>");
+	page_render(
+		ctx, 200, "Home",
+		"<section><h1>Sound Forge Alchemy</h1><p>Separate songs into stems, analyse tempo and "
+		"key, and mix stems into new tracks.</p><p><a href=\"/users/log-in\">Log in</a> or "
+		"<a href=\"/users/register\">create an account</a>.</p></section>");
 }
 
 static void register_form(struct http_ctx *ctx, int status, const char *email,
@@ -190,9 +195,10 @@ static void register_form(struct http_ctx *ctx, int status, const char *email,
 		"minlength=\"12\" maxlength=\"72\" autocomplete=\"new-password\">%s"
 		"<button type=\"submit\">Create account</button></form>"
 		"<p>Already registered? <a href=\"/users/log-in\">Log in</a>.</p></section>",
-		fe && fe->n ? "<p class=\"alert\" role=\"alert\">Oops, something went wrong! Please "
-		              "check the errors below.</p>"
-		            : "",
+		fe && fe->n
+			? "<p class=\"alert\" role=\"alert\">Oops, something went wrong! Please "
+			  "check the errors below.</p>"
+			: "",
 		csrf_token(ctx), html_esc(&ctx->arena, email ? email : ""),
 		field_error_html(ctx, fe, "email"), field_error_html(ctx, fe, "password"));
 	page_render(ctx, status, "Register", body);
@@ -228,7 +234,8 @@ void page_register(struct http_ctx *ctx)
 		return;
 	}
 	if (rc) {
-		http_text(ctx, 500, "text/plain; charset=utf-8", "Registration failed; try again.\n");
+		http_text(ctx, 500, "text/plain; charset=utf-8",
+		          "Registration failed; try again.\n");
 		return;
 	}
 	log_info("user %s registered", u.id);
@@ -252,7 +259,7 @@ static void log_in_form(struct http_ctx *ctx, int status, const char *email, con
 		"<button type=\"submit\">Log in</button></form>%s"
 		"<p>No account yet? <a href=\"/users/register\">Register</a>.</p></section>",
 		error ? arena_printf(&ctx->arena, "<p class=\"alert\" role=\"alert\">%s</p>",
-		                     html_esc(&ctx->arena, error))
+	                             html_esc(&ctx->arena, error))
 		      : "",
 		csrf_token(ctx), html_esc(&ctx->arena, email ? email : ""),
 		ctx->app->cfg.spotify_client_id[0]
@@ -269,14 +276,13 @@ void page_log_in(struct http_ctx *ctx)
 	const char *password = http_form(ctx, "user[password]");
 	const char *remember = http_form(ctx, "user[remember_me]");
 	struct db_user u;
-	if (!email || !password ||
-	    accounts_authenticate(ctx->app->db, email, password, &u) != 0) {
+	if (!email || !password || accounts_authenticate(ctx->app->db, email, password, &u) != 0) {
 		log_in_form(ctx, 401, email, "Invalid email or password");
 		return;
 	}
-	start_session(ctx, &u, remember && (strcmp(remember, "true") == 0 ||
-	                                    strcmp(remember, "on") == 0 ||
-	                                    strcmp(remember, "1") == 0),
+	start_session(ctx, &u,
+	              remember && (strcmp(remember, "true") == 0 || strcmp(remember, "on") == 0 ||
+	                           strcmp(remember, "1") == 0),
 	              "logged_in");
 }
 
@@ -301,19 +307,21 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	const char *tok = csrf_token(ctx);
-	buf_printf(&b,
-	           "<section><h1>Settings</h1><p>Signed in as <strong>%s</strong>.</p></section>"
-	           "<section><h2>Email</h2><form method=\"post\" action=\"/users/settings\">"
-	           "<input type=\"hidden\" name=\"_method\" value=\"put\">"
-	           "<input type=\"hidden\" name=\"_csrf_token\" value=\"%s\">"
-	           "<input type=\"hidden\" name=\"action\" value=\"update_email\">"
-	           "<label for=\"email_new\">New email</label>"
-	           "<input type=\"email\" id=\"email_new\" name=\"user[email]\" required>%s"
-	           "<label for=\"email_current\">Current password</label>"
-	           "<input type=\"password\" id=\"email_current\" name=\"current_password\" required>%s"
-	           "<button type=\"submit\">Change email</button></form></section>",
-	           html_esc(&ctx->arena, ctx->user.email), tok, field_error_html(ctx, email_fe, "email"),
-	           field_error_html(ctx, email_fe, "current_password"));
+	buf_printf(
+		&b,
+		"<section><h1>Settings</h1><p>Signed in as <strong>%s</strong>.</p></section>"
+		"<section><h2>Email</h2><form method=\"post\" action=\"/users/settings\">"
+		"<input type=\"hidden\" name=\"_method\" value=\"put\">"
+		"<input type=\"hidden\" name=\"_csrf_token\" value=\"%s\">"
+		"<input type=\"hidden\" name=\"action\" value=\"update_email\">"
+		"<label for=\"email_new\">New email</label>"
+		"<input type=\"email\" id=\"email_new\" name=\"user[email]\" required>%s"
+		"<label for=\"email_current\">Current password</label>"
+		"<input type=\"password\" id=\"email_current\" name=\"current_password\" required>%s"
+		"<button type=\"submit\">Change email</button></form></section>",
+		html_esc(&ctx->arena, ctx->user.email), tok,
+		field_error_html(ctx, email_fe, "email"),
+		field_error_html(ctx, email_fe, "current_password"));
 	buf_printf(&b,
 	           "<section><h2>Password</h2><form method=\"post\" action=\"/users/settings\">"
 	           "<input type=\"hidden\" name=\"_method\" value=\"put\">"
@@ -325,21 +333,22 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 	           "%s%s<button type=\"submit\">%s</button></form></section>",
 	           tok, field_error_html(ctx, pw_fe, "password"),
 	           ctx->user.password_set
-	               ? "<label for=\"password_current\">Current password</label>"
-	                 "<input type=\"password\" id=\"password_current\" "
-	                 "name=\"current_password\" required autocomplete=\"current-password\">"
-	               : "<p id=\"no-password\">This account logs in with Spotify and has no "
-	                 "password yet: set one to log in with your email too.</p>",
+	                   ? "<label for=\"password_current\">Current password</label>"
+	                     "<input type=\"password\" id=\"password_current\" "
+	                     "name=\"current_password\" required autocomplete=\"current-password\">"
+	                   : "<p id=\"no-password\">This account logs in with Spotify and has no "
+	                     "password yet: set one to log in with your email too.</p>",
 	           field_error_html(ctx, pw_fe, "current_password"),
 	           ctx->user.password_set ? "Change password" : "Set password");
 
 	buf_puts(&b, "<section><h2>API keys</h2>");
 	if (new_key)
-		buf_printf(&b,
-		           "<div class=\"flash\" role=\"status\"><p>New key <strong>%s</strong> created. "
-		           "Copy it now: it will not be shown again.</p><p class=\"key\" "
-		           "id=\"new-api-key\">%s</p></div>",
-		           html_esc(&ctx->arena, new_key_name), html_esc(&ctx->arena, new_key));
+		buf_printf(
+			&b,
+			"<div class=\"flash\" role=\"status\"><p>New key <strong>%s</strong> created. "
+			"Copy it now: it will not be shown again.</p><p class=\"key\" "
+			"id=\"new-api-key\">%s</p></div>",
+			html_esc(&ctx->arena, new_key_name), html_esc(&ctx->arena, new_key));
 	struct db_api_key keys[ACCOUNTS_MAX_API_KEYS];
 	size_t n_keys = 0;
 	db_api_key_list(ctx->app->db, ctx->user.id, keys, ACCOUNTS_MAX_API_KEYS, &n_keys);
@@ -366,8 +375,8 @@ static void settings_page(struct http_ctx *ctx, int status, const struct field_e
 		           "<input type=\"hidden\" name=\"action\" value=\"revoke_api_key\">"
 		           "<input type=\"hidden\" name=\"key_id\" value=\"%s\">"
 		           "<button type=\"submit\">Revoke</button></form></td></tr>",
-		           html_esc(&ctx->arena, keys[i].name), html_esc(&ctx->arena, keys[i].prefix),
-		           created, used, tok, keys[i].id);
+		           html_esc(&ctx->arena, keys[i].name),
+		           html_esc(&ctx->arena, keys[i].prefix), created, used, tok, keys[i].id);
 	}
 	if (n_active)
 		buf_puts(&b, "</tbody></table>");
@@ -403,8 +412,8 @@ void page_settings_update(struct http_ctx *ctx)
 	}
 	if (strcmp(action, "update_email") == 0) {
 		const char *email = http_form(ctx, "user[email]");
-		int rc = accounts_change_email(db, &ctx->user, current ? current : "", email ? email : "",
-		                               &fe);
+		int rc = accounts_change_email(db, &ctx->user, current ? current : "",
+		                               email ? email : "", &fe);
 		if (rc == 0) {
 			page_redirect_with_flash(ctx, "/users/settings", "email_changed");
 			return;
@@ -418,7 +427,8 @@ void page_settings_update(struct http_ctx *ctx)
 		                                  next ? next : "", ctx->session_token, &fe);
 		if (rc == 0) {
 			socket_close_user_sessions(ctx->user.id, ctx->session_token);
-			log_info("user %s changed the password; other sessions ended", ctx->user.id);
+			log_info("user %s changed the password; other sessions ended",
+			         ctx->user.id);
 			page_redirect_with_flash(ctx, "/users/settings", "password_changed");
 			return;
 		}

@@ -113,12 +113,12 @@ void api_processing_models(struct http_ctx *ctx)
 		json_t *names = stem_names(b);
 		char install[64];
 		snprintf(install, sizeof install, "sfa models fetch %s", b->name);
-		json_array_append_new(models,
-		                      json_pack("{s:s, s:s, s:I, s:b, s:o, s:i, s:s}", "name", b->name,
-		                                "description", catalogue[i].description, "stems",
-		                                (json_int_t)json_array_size(names), "installed",
-		                                installed, "stem_names", names, "download_mb",
-		                                catalogue[i].download_mb, "install_command", install));
+		json_array_append_new(
+			models, json_pack("{s:s, s:s, s:I, s:b, s:o, s:i, s:s}", "name", b->name,
+		                          "description", catalogue[i].description, "stems",
+		                          (json_int_t)json_array_size(names), "installed",
+		                          installed, "stem_names", names, "download_mb",
+		                          catalogue[i].download_mb, "install_command", install));
 	}
 	http_data(ctx, 200, json_pack("{s:o}", "models", models));
 }
@@ -137,8 +137,8 @@ static void enqueue_separation(struct http_ctx *ctx, const char *track_id, const
                                json_t *payload, const char *model, const char *engine)
 {
 	struct db_job j;
-	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, track_id, type, payload,
-	                &j) != 0) {
+	if (job_enqueue(ctx->app->db, ctx->app->sched, ctx->user.id, track_id, type, payload, &j) !=
+	    0) {
 		api_db_error(ctx);
 		return;
 	}
@@ -197,8 +197,8 @@ void api_processing_separate(struct http_ctx *ctx)
 		if (!k) {
 			char msg[160] = "must be one of";
 			for (int k2 = 0; sets[i][k2]; k2++)
-				snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s", k2 ? "," : "",
-				         sets[i][k2]);
+				snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s %s",
+				         k2 ? "," : "", sets[i][k2]);
 			json_object_set_new(details, fields[i], json_pack("[s]", msg));
 		} else {
 			values[i] = k;
@@ -208,14 +208,16 @@ void api_processing_separate(struct http_ctx *ctx)
 	 * FLAC or MP3. */
 	if (strcmp(values[1], "lalalai") == 0 &&
 	    (strcmp(values[2], "wav24") == 0 || strcmp(values[2], "f32") == 0))
-		json_object_set_new(details, "output_format",
-		                    json_pack("[s]", "must be wav, flac or mp3 with the lalalai engine"));
+		json_object_set_new(
+			details, "output_format",
+			json_pack("[s]", "must be wav, flac or mp3 with the lalalai engine"));
 	/* precision: "fp32" (default) or "bf16" (bfloat16 products, local engine only). */
 	enum nn_precision prec = NN_PRECISION_FP32;
 	json_t *jp = json_object_get(body, "precision");
 	if (jp && !json_is_null(jp)) {
 		if (!json_is_string(jp) || nn_precision_parse(json_string_value(jp), &prec) != 0)
-			json_object_set_new(details, "precision", json_pack("[s]", "must be fp32 or bf16"));
+			json_object_set_new(details, "precision",
+			                    json_pack("[s]", "must be fp32 or bf16"));
 		else if (prec == NN_PRECISION_BF16 && strcmp(values[1], "local") != 0)
 			json_object_set_new(details, "precision",
 			                    json_pack("[s]", "bf16 is for the local engine only"));
@@ -238,8 +240,8 @@ void api_processing_separate(struct http_ctx *ctx)
 	}
 	json_decref(body);
 	if (json_object_size(details)) {
-		http_error_details(ctx, 422, "validation_failed", "The separation request is invalid.",
-		                   details);
+		http_error_details(ctx, 422, "validation_failed",
+		                   "The separation request is invalid.", details);
 		return;
 	}
 	json_decref(details);
@@ -310,14 +312,15 @@ void api_processing_transform(struct http_ctx *ctx)
 	             "must be a number from 0.5 to 2", &ratio, details);
 	number_field(body, "target_bpm", 20, 400, "must be a tempo from 20 to 400 BPM", &target,
 	             details);
-	json_t *jr = json_object_get(body, "tempo_ratio"), *jb = json_object_get(body, "target_bpm");
+	json_t *jr = json_object_get(body, "tempo_ratio"),
+	       *jb = json_object_get(body, "target_bpm");
 	if (jr && !json_is_null(jr) && jb && !json_is_null(jb))
 		json_object_set_new(details, "target_bpm",
 		                    json_pack("[s]", "give tempo_ratio or target_bpm, not both"));
 	json_decref(body);
 	if (json_object_size(details)) {
-		http_error_details(ctx, 422, "validation_failed", "The transform request is invalid.",
-		                   details);
+		http_error_details(ctx, 422, "validation_failed",
+		                   "The transform request is invalid.", details);
 		return;
 	}
 	json_decref(details);
@@ -366,9 +369,8 @@ void api_processing_job(struct http_ctx *ctx)
 	bool cloud = engine && strcmp(engine, "lalalai") == 0 &&
 	             db_lalalai_task_get(ctx->app->db, ctx->user.id, j.id, &lt) == 0 &&
 	             lt.task_id[0];
-	json_t *stems = strcmp(j.status, "completed") == 0
-	                        ? api_stems_json(ctx, j.track_id, j.id)
-	                        : json_array();
+	json_t *stems = strcmp(j.status, "completed") == 0 ? api_stems_json(ctx, j.track_id, j.id)
+	                                                   : json_array();
 	if (!stems) {
 		json_decref(payload);
 		api_db_error(ctx);

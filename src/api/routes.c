@@ -121,7 +121,8 @@ static void not_found(struct http_ctx *ctx)
 {
 	if (is_json_space(ctx->path)) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "There is no route for %s %.100s.", ctx->method, ctx->path);
+		snprintf(msg, sizeof msg, "There is no route for %s %.100s.", ctx->method,
+		         ctx->path);
 		http_error(ctx, 404, "not_found", msg);
 		return;
 	}
@@ -143,8 +144,7 @@ static void set_rate_headers(struct http_ctx *ctx, const struct rl_result *r)
 
 /* Counts one request in bucket; on refusal answers 429 (an HTML page for the pages, JSON
  * elsewhere) and returns false. */
-static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, int limit,
-                    bool html)
+static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, int limit, bool html)
 {
 	char key[320];
 	snprintf(key, sizeof key, "%s:%s", bucket, who);
@@ -161,15 +161,15 @@ static bool rate_ok(struct http_ctx *ctx, const char *bucket, const char *who, i
 		snprintf(page, sizeof page,
 		         "<!doctype html><title>Too many attempts</title><h1>Too many attempts</h1>"
 		         "<p>Please wait %d seconds, then <a href=\"%s\">try again</a>.</p>",
-		         r.retry_after_s, strcmp(ctx->path, "/users/register") == 0
-		                              ? "/users/register"
-		                              : "/users/log-in");
+		         r.retry_after_s,
+		         strcmp(ctx->path, "/users/register") == 0 ? "/users/register"
+		                                                   : "/users/log-in");
 		http_text(ctx, 429, "text/html; charset=utf-8", page);
 		return false;
 	}
 	http_json(ctx, 429,
-	          json_pack("{s:s, s:s, s:i}", "error", "rate limit exceeded", "code", "rate_limited",
-	                    "retry_after", r.retry_after_s));
+	          json_pack("{s:s, s:s, s:i}", "error", "rate limit exceeded", "code",
+	                    "rate_limited", "retry_after", r.retry_after_s));
 	return false;
 }
 
@@ -183,9 +183,10 @@ static bool authenticate(struct http_ctx *ctx, bool keys)
 	const char *authz = keys ? http_req_header(ctx, "Authorization") : NULL;
 	if (authz) {
 		if (strncasecmp(authz, "Bearer ", 7) != 0 ||
-		    accounts_api_key_user(ctx->app->db, ctx->app->keys, authz + 7, now, &ctx->user) !=
-		        0) {
-			http_error(ctx, 401, "unauthorized", "The API key is not valid or was revoked.");
+		    accounts_api_key_user(ctx->app->db, ctx->app->keys, authz + 7, now,
+		                          &ctx->user) != 0) {
+			http_error(ctx, 401, "unauthorized",
+			           "The API key is not valid or was revoked.");
 			return false;
 		}
 		ctx->auth = AUTH_BEARER;
@@ -241,9 +242,10 @@ static bool gate(struct http_ctx *ctx)
 	bool write = http_is_write(ctx->method);
 	if (flags & (R_API | R_FILES)) {
 		if (ctx->auth == AUTH_NONE) {
-			http_error(ctx, 401, "unauthorized",
-			           "Authentication required: send \"Authorization: Bearer <API key>\" or log "
-			           "in.");
+			http_error(
+				ctx, 401, "unauthorized",
+				"Authentication required: send \"Authorization: Bearer <API key>\" or log "
+				"in.");
 			return false;
 		}
 		if (ctx->auth == AUTH_SESSION && write && !csrf_ok(ctx)) {
@@ -251,13 +253,15 @@ static bool gate(struct http_ctx *ctx)
 			if (ctx->streaming && !http_req_header(ctx, "x-csrf-token")) {
 				ctx->csrf_pending = true;
 			} else {
-				http_error(ctx, 403, "forbidden",
-				           "The CSRF token is missing or invalid; send it in the x-csrf-token "
-				           "header.");
+				http_error(
+					ctx, 403, "forbidden",
+					"The CSRF token is missing or invalid; send it in the x-csrf-token "
+					"header.");
 				return false;
 			}
 		}
-		if ((flags & R_API) && !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api, false))
+		if ((flags & R_API) &&
+		    !rate_ok(ctx, "api", ctx->user.id, ctx->app->cfg.rate_api, false))
 			return false;
 		if ((flags & R_HEAVY) &&
 		    !rate_ok(ctx, "heavy", ctx->user.id, ctx->app->cfg.rate_heavy, false))
@@ -266,10 +270,11 @@ static bool gate(struct http_ctx *ctx)
 	}
 	/* HTML pages. */
 	if (write && !csrf_ok(ctx)) {
-		http_text(ctx, 403, "text/html; charset=utf-8",
-		          "<!doctype html><title>Forbidden</title><h1>Forbidden</h1><p>The form expired "
-		          "or did not come from this site. <a href=\"/\">Reload the page</a> and try "
-		          "again.</p>");
+		http_text(
+			ctx, 403, "text/html; charset=utf-8",
+			"<!doctype html><title>Forbidden</title><h1>Forbidden</h1><p>The form expired "
+			"or did not come from this site. <a href=\"/\">Reload the page</a> and try "
+			"again.</p>");
 		return false;
 	}
 	if ((flags & R_PAGE_AUTH) && ctx->auth == AUTH_NONE) {
@@ -288,7 +293,9 @@ static bool gate(struct http_ctx *ctx)
 			char lower[DB_EMAIL_MAX + 1];
 			size_t i = 0;
 			for (; email[i] && i < DB_EMAIL_MAX; i++)
-				lower[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+				lower[i] = (char)((email[i] >= 'A' && email[i] <= 'Z')
+				                          ? email[i] + 32
+				                          : email[i]);
 			lower[i] = '\0';
 			if (!rate_ok(ctx, "auth:email", lower, ctx->app->cfg.rate_auth, true))
 				return false;
@@ -308,9 +315,9 @@ json_t *routes_table_json(void)
 		                     : (f & R_PAGE_AUTH) ? "page_auth"
 		                     : (f & R_GUEST)     ? "guest"
 		                                         : "page";
-		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b}", "method", routes[i].method,
-		                                   "path", routes[i].pattern, "access", access, "heavy",
-		                                   (f & R_HEAVY) != 0));
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b}", "method",
+		                                   routes[i].method, "path", routes[i].pattern,
+		                                   "access", access, "heavy", (f & R_HEAVY) != 0));
 	}
 	return a;
 }

@@ -88,7 +88,7 @@ static int close_matching(const char *cred_hash, const char *user_id, const char
 	for (struct phx_session *s = g_open; s; s = s->open_next) {
 		bool hit = cred_hash ? strcmp(s->cred_hash, cred_hash) == 0
 		                     : s->by_session && strcmp(s->user_id, user_id) == 0 &&
-		                           (!keep_hash || strcmp(s->cred_hash, keep_hash) != 0);
+		                               (!keep_hash || strcmp(s->cred_hash, keep_hash) != 0);
 		if (hit && s->conn) {
 			ws_conn_close(s->conn, WS_CLOSE_POLICY, "credentials revoked");
 			n++;
@@ -220,8 +220,7 @@ void phx_session_free(struct phx_session *s)
 	free(s);
 }
 
-static struct phx_chan *find_chan(struct phx_session *s, const char *topic,
-                                  struct phx_chan ***link)
+static struct phx_chan *find_chan(struct phx_session *s, const char *topic, struct phx_chan ***link)
 {
 	for (struct phx_chan **pp = &s->chans; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->topic, topic) == 0) {
@@ -348,13 +347,17 @@ static void join(struct phx_session *s, json_t *join_ref, json_t *ref, const cha
 	reply(s, join_ref, ref, topic, "ok", NULL);
 }
 
-static bool ref_ok(const json_t *r) { return json_is_null(r) || json_is_string(r) || json_is_integer(r); }
+static bool ref_ok(const json_t *r)
+{
+	return json_is_null(r) || json_is_string(r) || json_is_integer(r);
+}
 
 void phx_session_handle(struct phx_session *s, bool is_text, const uint8_t *data, size_t n)
 {
 	if (!is_text) {
-		s->tr.close(s->tr.arg, WS_CLOSE_UNSUPPORTED,
-		            "binary messages are not supported: use the JSON serializer (vsn=2.0.0)");
+		s->tr.close(
+			s->tr.arg, WS_CLOSE_UNSUPPORTED,
+			"binary messages are not supported: use the JSON serializer (vsn=2.0.0)");
 		return;
 	}
 	json_error_t je;
@@ -390,7 +393,10 @@ void phx_session_handle(struct phx_session *s, bool is_text, const uint8_t *data
 
 /* ---- HTTP: authentication and upgrade ---- */
 
-static int ws_send(void *arg, const char *text, size_t n) { return ws_conn_send_text(arg, text, n); }
+static int ws_send(void *arg, const char *text, size_t n)
+{
+	return ws_conn_send_text(arg, text, n);
+}
 
 static void ws_close(void *arg, uint16_t code, const char *reason)
 {
@@ -460,14 +466,15 @@ void api_socket(struct http_ctx *ctx)
 		return;
 	const char *vsn = http_query(ctx, "vsn");
 	if (!vsn || strcmp(vsn, "2.0.0") != 0) {
-		http_error(ctx, 400, "bad_request",
-		           "Only the Phoenix Channels v2 JSON serializer is spoken here: connect with "
-		           "vsn=2.0.0.");
+		http_error(
+			ctx, 400, "bad_request",
+			"Only the Phoenix Channels v2 JSON serializer is spoken here: connect with "
+			"vsn=2.0.0.");
 		return;
 	}
 	char proto_key[TOKEN_STR_LEN];
-	bool phoenix_proto =
-		scan_subprotocols(http_req_header(ctx, "Sec-WebSocket-Protocol"), proto_key);
+	bool phoenix_proto = scan_subprotocols(http_req_header(ctx, "Sec-WebSocket-Protocol"),
+	                                       proto_key);
 	const char *key = http_query(ctx, "token");
 	if (!key || !*key)
 		key = proto_key[0] ? proto_key : NULL;
@@ -475,21 +482,24 @@ void api_socket(struct http_ctx *ctx)
 	struct db_user u;
 	if (key) {
 		if (accounts_api_key_user(ctx->app->db, ctx->app->keys, key, now, &u) != 0) {
-			http_error(ctx, 403, "forbidden", "The API key is not valid or was revoked.");
+			http_error(ctx, 403, "forbidden",
+			           "The API key is not valid or was revoked.");
 			return;
 		}
 	} else {
 		const char *tok = http_cookie(ctx, "_sfa_session");
 		if (!tok) {
-			http_error(ctx, 403, "forbidden",
-			           "Authentication required: connect with token=<API key>, or from a page "
-			           "of this site while logged in.");
+			http_error(
+				ctx, 403, "forbidden",
+				"Authentication required: connect with token=<API key>, or from a page "
+				"of this site while logged in.");
 			return;
 		}
 		if (!same_origin(ctx)) {
-			http_error(ctx, 403, "forbidden",
-			           "A session cookie only authenticates a socket opened by this site's own "
-			           "pages (the Origin does not match).");
+			http_error(
+				ctx, 403, "forbidden",
+				"A session cookie only authenticates a socket opened by this site's own "
+				"pages (the Origin does not match).");
 			return;
 		}
 		if (accounts_session_user(ctx->app->db, tok, now, &u) != 0) {
@@ -499,9 +509,10 @@ void api_socket(struct http_ctx *ctx)
 	}
 	if (socket_user_acquire(u.id) != 0) {
 		char msg[160];
-		snprintf(msg, sizeof msg,
-		         "Too many open sockets for this account (the limit is %d); close some first.",
-		         PHX_MAX_SOCKETS_PER_USER);
+		snprintf(
+			msg, sizeof msg,
+			"Too many open sockets for this account (the limit is %d); close some first.",
+			PHX_MAX_SOCKETS_PER_USER);
 		http_error(ctx, 429, "rate_limited", msg);
 		return;
 	}
@@ -524,7 +535,8 @@ void api_socket(struct http_ctx *ctx)
 	/* Checked again now that a revocation would find it: one that landed between the
 	 * first check and open_add must not leave a socket open on a dead credential. */
 	struct db_user again;
-	if ((key ? accounts_api_key_user(ctx->app->db, NULL, key, now, &again) /* the database's word */
+	if ((key ? accounts_api_key_user(ctx->app->db, NULL, key, now,
+	                                 &again) /* the database's word */
 	         : accounts_session_user(ctx->app->db, http_cookie(ctx, "_sfa_session"), now,
 	                                 &again)) != 0) {
 		ws_conn_discard(c); /* frees s through on_close */

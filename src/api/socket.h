@@ -49,8 +49,8 @@
 struct app;
 
 enum {
-	PHX_MAX_TOPICS = 100,      /* joined topics per connection */
-	PHX_MAX_TOPIC_BYTES = 128, /* a longer topic is refused, never stored */
+	PHX_MAX_TOPICS = 100,          /* joined topics per connection */
+	PHX_MAX_TOPIC_BYTES = 128,     /* a longer topic is refused, never stored */
 	PHX_MAX_SOCKETS_PER_USER = 32, /* open sockets of one user (tabs, scripts): 429 past it */
 };
 

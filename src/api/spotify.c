@@ -37,7 +37,8 @@ struct spotify_client *api_spotify_client(const struct app *app)
 		const struct config *c = &app->cfg;
 		struct spotify_config sc = {
 			.client_id = c->spotify_client_id[0] ? c->spotify_client_id : NULL,
-			.client_secret = c->spotify_client_secret[0] ? c->spotify_client_secret : NULL,
+			.client_secret = c->spotify_client_secret[0] ? c->spotify_client_secret
+		                                                     : NULL,
 			.accounts_url = c->spotify_accounts_url[0] ? c->spotify_accounts_url : NULL,
 			.api_url = c->spotify_api_url[0] ? c->spotify_api_url : NULL,
 			.market = c->spotify_market,
@@ -64,8 +65,8 @@ void api_spotify_fetched_free(struct api_spotify_fetched *f)
 static const char *url_field(struct http_ctx *ctx, json_t *body)
 {
 	json_t *v = json_object_get(body, "url");
-	const char *msg = !v                  ? "can't be blank"
-	                  : !json_is_string(v) ? "must be a string"
+	const char *msg = !v                       ? "can't be blank"
+	                  : !json_is_string(v)     ? "must be a string"
 	                  : !*json_string_value(v) ? "can't be blank"
 	                                           : NULL;
 	if (!msg)
@@ -125,8 +126,8 @@ bool api_spotify_fetch_into_library(struct http_ctx *ctx, const char *url,
 		rc = spotify_fetch(c, &ref, &res, err, sizeof err);
 	if (rc) {
 		if (rc != SFA_EINVAL)
-			log_info("spotify fetch of %s %s failed: %s", spotify_kind_name(ref.kind), ref.id,
-			         err);
+			log_info("spotify fetch of %s %s failed: %s", spotify_kind_name(ref.kind),
+			         ref.id, err);
 		spotify_failure(ctx, rc, err);
 		return false;
 	}
@@ -149,9 +150,8 @@ bool api_spotify_fetch_into_library(struct http_ctx *ctx, const char *url,
 		copy_text(t->isrc, sizeof t->isrc, s->isrc);
 		t->duration_s = s->duration_s;
 	}
-	if (res->n_tracks &&
-	    db_track_upsert_spotify(ctx->app->db, ctx->user.id, tracks, res->n_tracks,
-	                            (int64_t)time(NULL)) != 0) {
+	if (res->n_tracks && db_track_upsert_spotify(ctx->app->db, ctx->user.id, tracks,
+	                                             res->n_tracks, (int64_t)time(NULL)) != 0) {
 		free(tracks);
 		spotify_result_free(res);
 		api_db_error(ctx);
@@ -201,14 +201,15 @@ void api_spotify_fetch(struct http_ctx *ctx)
 	const struct spotify_result *r = f.result;
 	json_t *data;
 	if (r->kind == SPOTIFY_TRACK && r->n_tracks == 1) {
-		data = json_pack("{s:s, s:o}", "type", "track", "track", api_track_json(&f.tracks[0]));
+		data = json_pack("{s:s, s:o}", "type", "track", "track",
+		                 api_track_json(&f.tracks[0]));
 	} else {
 		json_t *items = json_array();
 		for (size_t i = 0; i < r->n_tracks; i++)
 			json_array_append_new(items, api_track_json(&f.tracks[i]));
 		const char *kind = spotify_kind_name(r->kind);
-		data = json_pack("{s:s, s:o, s:o}", "type", kind, kind, collection_json(r), "tracks",
-		                 items);
+		data = json_pack("{s:s, s:o, s:o}", "type", kind, kind, collection_json(r),
+		                 "tracks", items);
 	}
 	api_spotify_fetched_free(&f);
 	http_data(ctx, 200, data);

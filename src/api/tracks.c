@@ -20,8 +20,8 @@
 #include "util/uuid.h"
 
 /* ?sort names, indexed by enum db_track_sort. */
-static const char *const sorts[] = {"newest", "oldest", "title", "artist",
-                                    "duration", "tempo", "key"};
+static const char *const sorts[] = {"newest",   "oldest", "title", "artist",
+                                    "duration", "tempo",  "key"};
 
 void api_tracks_list(struct http_ctx *ctx)
 {
@@ -33,10 +33,11 @@ void api_tracks_list(struct http_ctx *ctx)
 	while (by && *by && sort < sizeof sorts / sizeof *sorts && strcmp(by, sorts[sort]) != 0)
 		sort++;
 	if (sort == sizeof sorts / sizeof *sorts) {
-		http_error_details(ctx, 422, "validation_failed", "The sort order is invalid.",
-		                   json_pack("{s:[s]}", "sort",
-		                             "must be one of newest, oldest, title, artist, duration, "
-		                             "tempo, key"));
+		http_error_details(
+			ctx, 422, "validation_failed", "The sort order is invalid.",
+			json_pack("{s:[s]}", "sort",
+		                  "must be one of newest, oldest, title, artist, duration, "
+		                  "tempo, key"));
 		return;
 	}
 	struct db_track *t;
@@ -63,7 +64,8 @@ void api_tracks_list(struct http_ctx *ctx)
 			json_object_set_new(a, "key", json_string(sum[i].key));
 		if (sum[i].camelot[0])
 			json_object_set_new(a, "camelot", json_string(sum[i].camelot));
-		json_object_set_new(o, "analysis", json_object_size(a) ? a : (json_decref(a), json_null()));
+		json_object_set_new(o, "analysis",
+		                    json_object_size(a) ? a : (json_decref(a), json_null()));
 		json_object_set_new(o, "stem_count", json_integer(sum[i].n_stems));
 		json_array_append_new(items, o);
 	}
@@ -119,7 +121,8 @@ void api_tracks_patch(struct http_ctx *ctx)
 		if (!v)
 			continue;
 		if (!json_is_string(v))
-			json_object_set_new(details, fields[i], json_pack("[s]", "must be a string"));
+			json_object_set_new(details, fields[i],
+			                    json_pack("[s]", "must be a string"));
 		else if (strlen(json_string_value(v)) >= DB_TEXT_MAX)
 			json_object_set_new(details, fields[i],
 			                    json_pack("[s]", "must be at most 500 characters"));
@@ -156,8 +159,8 @@ void api_tracks_delete(struct http_ctx *ctx)
 	const char *id = http_param(ctx, "id");
 	char err[256];
 	int rc = uuid_valid(id) ? library_track_delete(ctx->app->db, ctx->app->sched,
-	                                               ctx->app->cfg.data_dir, ctx->user.id, id, err,
-	                                               sizeof err)
+	                                               ctx->app->cfg.data_dir, ctx->user.id, id,
+	                                               err, sizeof err)
 	                        : SFA_ENOTFOUND;
 	if (rc == SFA_ENOTFOUND)
 		api_not_found(ctx, "The track");

@@ -70,7 +70,8 @@ static int on_part_begin(void *arg, const struct multipart_part *p)
 		return multipart_fail(&u->mp, SFA_EAUTH, API_CSRF_FIRST);
 	if (strcmp(p->name, "file") != 0)
 		return multipart_fail(&u->mp, SFA_EINVAL,
-		                      "Send the audio in a field named \"file\" (got \"%s\").", p->name);
+		                      "Send the audio in a field named \"file\" (got \"%s\").",
+		                      p->name);
 	char dir[PATH_MAX + 16];
 	snprintf(dir, sizeof dir, "%s/tmp/uploads", u->ctx->app->cfg.data_dir);
 	char id[UUID_STR_LEN];
@@ -231,7 +232,8 @@ void api_tracks_upload(struct http_ctx *ctx)
 	char out[8192];
 	int status = 0;
 	char *argv[] = {"sfa", "probe-audio", u->tmp_path, NULL};
-	struct proc_spawn_opts po = {.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb, .cpu_s = 120};
+	struct proc_spawn_opts po = {
+		.out_fd = 1, .memory_mb = ctx->app->cfg.job_memory_mb, .cpu_s = 120};
 	rc = proc_capture(ctx->app->exe, argv, &po, 120 * 1000, out, sizeof out, &status);
 	json_error_t je;
 	json_t *info = json_loads(out, 0, &je);
@@ -240,7 +242,9 @@ void api_tracks_upload(struct http_ctx *ctx)
 	 * the file: that is the server's failure, not the file's. */
 	if (rc || !WIFEXITED(status) || (!json_str(info, "error") && !container)) {
 		log_error("upload: the audio check of %s did not finish (%s, %s %d)", u->tmp_path,
-		          rc == SFA_ETIMEOUT ? "timed out" : rc ? "could not start" : "ended",
+		          rc == SFA_ETIMEOUT ? "timed out"
+		          : rc               ? "could not start"
+		                             : "ended",
 		          WIFSIGNALED(status) ? "signal" : "exit status",
 		          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		json_decref(info);
@@ -260,10 +264,11 @@ void api_tracks_upload(struct http_ctx *ctx)
 	double seconds = json_real_value(json_object_get(info, "duration"));
 	if (seconds > ctx->app->cfg.max_duration_s) {
 		char msg[200];
-		snprintf(msg, sizeof msg,
-		         "The audio lasts %.0f minutes; this server accepts songs of up to %d minutes "
-		         "(SFA_MAX_DURATION_S).",
-		         seconds / 60, (ctx->app->cfg.max_duration_s + 59) / 60);
+		snprintf(
+			msg, sizeof msg,
+			"The audio lasts %.0f minutes; this server accepts songs of up to %d minutes "
+			"(SFA_MAX_DURATION_S).",
+			seconds / 60, (ctx->app->cfg.max_duration_s + 59) / 60);
 		json_decref(info);
 		http_error(ctx, 422, "too_long", msg);
 		return;
@@ -274,7 +279,7 @@ void api_tracks_upload(struct http_ctx *ctx)
 	str_copy(t.user_id, sizeof t.user_id, ctx->user.id);
 	str_copy(t.source, sizeof t.source, "upload");
 	const char *tag_title = json_str(info, "title"), *tag_artist = json_str(info, "artist"),
-	           *tag_album = json_str(info, "album");
+		   *tag_album = json_str(info, "album");
 	if (u->title[0])
 		str_copy(t.title, sizeof t.title, u->title);
 	else if (tag_title && *tag_title)
@@ -285,7 +290,10 @@ void api_tracks_upload(struct http_ctx *ctx)
 		if (dot && dot != t.title)
 			*dot = '\0';
 	}
-	str_copy(t.artist, sizeof t.artist, u->artist[0] ? u->artist : tag_artist ? tag_artist : "");
+	str_copy(t.artist, sizeof t.artist,
+	         u->artist[0] ? u->artist
+	         : tag_artist ? tag_artist
+	                      : "");
 	str_copy(t.album, sizeof t.album, u->album[0] ? u->album : tag_album ? tag_album : "");
 	const char *codec = json_str(info, "codec");
 	str_copy(t.audio_format, sizeof t.audio_format, extension(container, codec ? codec : ""));
@@ -300,8 +308,8 @@ void api_tracks_upload(struct http_ctx *ctx)
 	char a[96], b[96], name[240];
 	slug(t.artist, a, sizeof a);
 	slug(t.title, b, sizeof b);
-	snprintf(name, sizeof name, "%s%s%s.%s", a, *a && *b ? "-" : "", *b ? b : (*a ? "" : "track"),
-	         t.audio_format);
+	snprintf(name, sizeof name, "%s%s%s.%s", a, *a && *b ? "-" : "",
+	         *b ? b : (*a ? "" : "track"), t.audio_format);
 	snprintf(t.audio_path, sizeof t.audio_path, "downloads/%s/%s", t.id, name);
 	char dir[64];
 	struct storage store;

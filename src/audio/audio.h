@@ -25,12 +25,12 @@ struct audio_buf {
 };
 
 struct audio_info {
-	char container[32];  /* FFmpeg short name of the format, e.g. "mp3", "flac", "wav" */
-	char codec[32];      /* e.g. "mp3", "flac", "pcm_s16le", "aac", "opus", "vorbis" */
+	char container[32]; /* FFmpeg short name of the format, e.g. "mp3", "flac", "wav" */
+	char codec[32];     /* e.g. "mp3", "flac", "pcm_s16le", "aac", "opus", "vorbis" */
 	int sample_rate_hz;
 	int n_channels;
-	double duration_s;   /* from decoding when probed with audio_probe */
-	int64_t bit_rate;    /* bits per second, 0 when unknown */
+	double duration_s;                        /* from decoding when probed with audio_probe */
+	int64_t bit_rate;                         /* bits per second, 0 when unknown */
 	char title[256], artist[256], album[256]; /* tags, "" when absent */
 };
 
@@ -83,13 +83,13 @@ int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
  * success. */
 typedef int (*audio_sink_fn)(void *arg, const float *const *planes, size_t n_frames);
 struct audio_stream_info {
-	int in_rate_hz, in_channels; /* the file's */
+	int in_rate_hz, in_channels;    /* the file's */
 	int sample_rate_hz, n_channels; /* what the sink received */
-	uint64_t n_frames;             /* frames the sink received */
+	uint64_t n_frames;              /* frames the sink received */
 };
 int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
-                           audio_sink_fn sink, void *arg, struct audio_stream_info *info,
-                           char *err, size_t n_err);
+                           audio_sink_fn sink, void *arg, struct audio_stream_info *info, char *err,
+                           size_t n_err);
 
 /* Frees b->data and zeroes n_frames; safe on a zeroed or already freed buffer. */
 void audio_buf_free(struct audio_buf *b);
@@ -109,16 +109,16 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
                    enum audio_sample_format fmt, uint64_t n_frames, int n_channels, int rate_hz,
                    char *err, size_t n_err);
 /* Appends n frames from planar data: channel c at planes + c * stride. */
-int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n,
-                    char *err, size_t n_err);
+int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n, char *err,
+                    size_t n_err);
 /* Finishes (or with failed, abandons and removes) the file and frees e; NULL is fine. */
 int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err);
 /* The stem output formats by name: "wav" (16-bit), "wav24", "f32" (32-bit float WAV),
  * "flac" (16-bit), "mp3" (AUDIO_MP3_BIT_RATE). Fills the container, the sample format and
  * the file extension (a static string); SFA_EINVAL for another name. */
 #define AUDIO_OUTPUT_FORMATS "wav, wav24, f32, flac or mp3"
-int audio_output_format(const char *name, enum audio_container *kind,
-                        enum audio_sample_format *fmt, const char **ext);
+int audio_output_format(const char *name, enum audio_container *kind, enum audio_sample_format *fmt,
+                        const char **ext);
 /* Writes the whole of b in kind through the streaming writer. */
 int audio_write(const char *path, const struct audio_buf *b, enum audio_container kind,
                 enum audio_sample_format fmt, char *err, size_t n_err);
@@ -158,8 +158,8 @@ enum { AUDIO_WAV_HEADER_MAX = 80, AUDIO_WAV_MAX_CHANNELS = 16 };
 /* The RIFF/WAVE header for n_frames of n_channels at rate_hz in fmt (PCM, IEEE float with a
  * fact chunk, or EXTENSIBLE PCM above two channels). Returns its size, or 0 when the data
  * would not fit a WAV file (4 GiB). */
-size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_frames,
-                        int n_channels, int rate_hz, enum audio_sample_format fmt);
+size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_frames, int n_channels,
+                        int rate_hz, enum audio_sample_format fmt);
 /* Round to nearest at `bits`, clipped to full scale, NaN to 0; true when it clipped. */
 bool audio_quantize(float x, int bits, int32_t *out);
 /* Encodes n frames, sample (c, i) read at data[c * chan_stride + i * frame_stride] and

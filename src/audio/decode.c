@@ -61,7 +61,7 @@
 
 enum {
 	AUDIO__AVIO_BUF_BYTES = 64 * 1024,
-	AUDIO__MAX_CHANNELS = 16,       /* more than any music file; more is refused */
+	AUDIO__MAX_CHANNELS = 16, /* more than any music file; more is refused */
 	AUDIO__MIN_RATE_HZ = 1000,
 	AUDIO__MAX_RATE_HZ = 768000,
 	AUDIO__MAX_FRAME_SAMPLES = 1 << 20, /* per decoded frame; real codecs use < 65536 */
@@ -71,7 +71,7 @@ enum {
  * the file too short (a 232-byte WAV with a 4 GB LIST chunk cost 1.7 GB and 4 s). The largest
  * real need is a demuxer's index: 24 h of AAC in MP4 is about 4 million entries, under 100 MB. */
 #define AUDIO__MAX_AV_ALLOC ((size_t)256 << 20)
-#define AUDIO__MAX_CAP_S (24.0 * 3600.0) /* the largest duration cap a caller may ask */
+#define AUDIO__MAX_CAP_S    (24.0 * 3600.0) /* the largest duration cap a caller may ask */
 
 /* FFmpeg demuxer names (as in AVInputFormat.name lists) that may be opened. */
 static const char audio__format_whitelist[] =
@@ -153,7 +153,7 @@ static int64_t audio__io_seek(void *opaque, int64_t offset, int whence)
 /* ---- the growing planar output -------------------------------------------------- */
 
 struct audio__out {
-	float *data;       /* channel c at data[c * cap_frames] */
+	float *data; /* channel c at data[c * cap_frames] */
 	size_t n_frames;
 	size_t cap_frames;
 	size_t max_frames; /* hard cap, from the duration cap */
@@ -178,7 +178,8 @@ static int audio__out_reserve(struct audio__out *o, size_t n_more)
 		return SFA_ENOMEM;
 	/* Move channels up to their new stride, last first so nothing is overwritten. */
 	for (int c = o->n_channels - 1; c >= 1; c--)
-		memmove(p + (size_t)c * cap, p + (size_t)c * o->cap_frames, o->n_frames * sizeof(float));
+		memmove(p + (size_t)c * cap, p + (size_t)c * o->cap_frames,
+		        o->n_frames * sizeof(float));
 	o->data = p;
 	o->cap_frames = cap;
 	return 0;
@@ -263,7 +264,7 @@ struct audio__dec {
 	int want_rate_hz;  /* 0 = native */
 	int want_channels; /* 0 = native */
 	double max_duration_s;
-	bool store;        /* false: audio_probe, count only */
+	bool store; /* false: audio_probe, count only */
 
 	/* FFmpeg */
 	struct audio__io io;
@@ -278,8 +279,8 @@ struct audio__dec {
 	/* stream shape, fixed by the first decoded frame */
 	int in_rate_hz, in_channels;
 	int out_rate_hz, out_channels;
-	int n_work;                   /* channels fed to the resampler */
-	int work_of_out[2];           /* only used when out_channels == 2 from 1 work channel */
+	int n_work;         /* channels fed to the resampler */
+	int work_of_out[2]; /* only used when out_channels == 2 from 1 work channel */
 	size_t max_in_frames;
 
 	/* scratch: n_work planes of scratch_frames floats, plus one for conversion */
@@ -316,8 +317,8 @@ static int audio__setup(struct audio__dec *d, const AVFrame *f, char *err, size_
 	int rate = f->sample_rate;
 	int n_ch = f->ch_layout.nb_channels;
 	if (rate < AUDIO__MIN_RATE_HZ || rate > AUDIO__MAX_RATE_HZ)
-		return sfa_err(err, n_err, SFA_EFORMAT, "the audio has an unsupported sample rate (%d Hz)",
-		               rate);
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "the audio has an unsupported sample rate (%d Hz)", rate);
 	if (n_ch < 1 || n_ch > AUDIO__MAX_CHANNELS)
 		return sfa_err(err, n_err, SFA_EFORMAT,
 		               "the audio has an unsupported number of channels (%d)", n_ch);
@@ -337,8 +338,8 @@ static int audio__setup(struct audio__dec *d, const AVFrame *f, char *err, size_
 		d->n_work = n_ch;
 	} else {
 		return sfa_err(err, n_err, SFA_EINVAL,
-		               "cannot convert %d channels to %d (ask for 0, 1, 2 or %d)", n_ch, want,
-		               n_ch);
+		               "cannot convert %d channels to %d (ask for 0, 1, 2 or %d)", n_ch,
+		               want, n_ch);
 	}
 	d->out_channels = want;
 	d->out.n_channels = want;
@@ -373,14 +374,16 @@ static int audio__consume(struct audio__dec *d, const AVFrame *f, char *err, siz
 		if (!d->in_rate_hz && (rc = audio__setup(d, f, err, n_err)) != 0)
 			return rc;
 		if (f->sample_rate != d->in_rate_hz || f->ch_layout.nb_channels != d->in_channels)
-			return sfa_err(err, n_err, SFA_EFORMAT,
-			               "the audio changes its sample rate or channel count mid-stream");
+			return sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"the audio changes its sample rate or channel count mid-stream");
 		if (f->nb_samples < 0 || f->nb_samples > AUDIO__MAX_FRAME_SAMPLES)
 			return sfa_err(err, n_err, SFA_EFORMAT, "the audio has an oversized frame");
 		n = (size_t)f->nb_samples;
 		if (n > d->max_in_frames - d->n_in_frames)
 			return sfa_err(err, n_err, SFA_ETOOBIG,
-			               "the audio is longer than the %.0f s limit", d->max_duration_s);
+			               "the audio is longer than the %.0f s limit",
+			               d->max_duration_s);
 		d->n_in_frames += n;
 		if (!d->store || n == 0)
 			return 0;
@@ -442,7 +445,8 @@ static int audio__consume(struct audio__dec *d, const AVFrame *f, char *err, siz
 			return sfa_err(err, n_err, SFA_EFORMAT, "the resampler failed");
 		if (d->out_channels == 2 && d->n_work == 1)
 			memcpy(audio__out_plane(&d->out, 1) + d->out.n_frames,
-			       audio__out_plane(&d->out, 0) + d->out.n_frames, (size_t)got * sizeof(float));
+			       audio__out_plane(&d->out, 0) + d->out.n_frames,
+			       (size_t)got * sizeof(float));
 		d->out.n_frames += (size_t)got;
 		if (in || got == 0)
 			return 0;
@@ -454,7 +458,8 @@ out_rc:
 		               d->max_duration_s);
 	return sfa_err(err, n_err, rc, "out of memory while decoding");
 bad_fmt:
-	return sfa_err(err, n_err, SFA_EFORMAT, "the decoder produced an unsupported sample format");
+	return sfa_err(err, n_err, SFA_EFORMAT,
+	               "the decoder produced an unsupported sample format");
 }
 
 /* Hands the first n buffered frames to the sink and empties the buffer. */
@@ -575,8 +580,9 @@ static int audio__open(struct audio__dec *d, int fd, char *err, size_t n_err)
 	const AVInputFormat *ifmt = NULL;
 	if (av_probe_input_buffer2(d->avio, &ifmt, "", NULL, 0, 0) < 0 || !ifmt) {
 		av_dict_free(&opts);
-		return sfa_err(err, n_err, SFA_EFORMAT,
-		               "not a supported audio file (mp3, m4a/aac, flac, wav, ogg/opus, aiff)");
+		return sfa_err(
+			err, n_err, SFA_EFORMAT,
+			"not a supported audio file (mp3, m4a/aac, flac, wav, ogg/opus, aiff)");
 	}
 	if (av_match_list(ifmt->name, audio__format_whitelist, ',') <= 0) {
 		av_dict_free(&opts);
@@ -611,9 +617,10 @@ static int audio__open(struct audio__dec *d, int fd, char *err, size_t n_err)
 		for (unsigned i = 0; i < d->fmt->nb_streams; i++)
 			any_audio |= d->fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO;
 		if (any_audio)
-			return sfa_err(err, n_err, SFA_EFORMAT,
-			               "the audio codec is not supported (mp3, aac, alac, flac, vorbis, "
-			               "opus or PCM)");
+			return sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"the audio codec is not supported (mp3, aac, alac, flac, vorbis, "
+				"opus or PCM)");
 		return sfa_err(err, n_err, SFA_EFORMAT, "the file contains no audio stream");
 	}
 	for (unsigned i = 0; i < d->fmt->nb_streams; i++)
@@ -629,7 +636,8 @@ static int audio__open(struct audio__dec *d, int fd, char *err, size_t n_err)
 	if (!d->codec)
 		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory");
 	if (avcodec_parameters_to_context(d->codec, par) < 0)
-		return sfa_err(err, n_err, SFA_EFORMAT, "the audio stream's parameters are invalid");
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "the audio stream's parameters are invalid");
 	d->codec->thread_count = 1;
 	if (avcodec_open2(d->codec, dec, NULL) < 0)
 		return sfa_err(err, n_err, SFA_EFORMAT, "the audio stream cannot be decoded");
@@ -777,8 +785,9 @@ static int audio__decode_all(struct audio__dec *d, int fd, int rate_hz, int n_ch
 	memset(d, 0, sizeof *d);
 	pthread_once(&audio__once, audio__init_once);
 	if (rate_hz != 0 && (rate_hz < AUDIO__MIN_RATE_HZ || rate_hz > AUDIO__MAX_RATE_HZ))
-		return sfa_err(err, n_err, SFA_EINVAL, "the sample rate must be 0 or in [%d, %d] Hz",
-		               AUDIO__MIN_RATE_HZ, AUDIO__MAX_RATE_HZ);
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "the sample rate must be 0 or in [%d, %d] Hz", AUDIO__MIN_RATE_HZ,
+		               AUDIO__MAX_RATE_HZ);
 	if (n_channels < 0 || n_channels > AUDIO__MAX_CHANNELS)
 		return sfa_err(err, n_err, SFA_EINVAL, "the channel count must be in [0, %d]",
 		               AUDIO__MAX_CHANNELS);
@@ -822,7 +831,8 @@ int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
 			goto out;
 		}
 		for (int c = 0; c < d.out.n_channels; c++)
-			memset(audio__out_plane(&d.out, c) + d.out.n_frames, 0, pad * sizeof(float));
+			memset(audio__out_plane(&d.out, c) + d.out.n_frames, 0,
+			       pad * sizeof(float));
 	}
 	d.out.n_frames = (size_t)n_target;
 	audio__out_finish(&d.out);
@@ -837,8 +847,8 @@ out:
 }
 
 int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
-                           audio_sink_fn sink, void *arg, struct audio_stream_info *info,
-                           char *err, size_t n_err)
+                           audio_sink_fn sink, void *arg, struct audio_stream_info *info, char *err,
+                           size_t n_err)
 {
 	if (!sink)
 		return sfa_err(err, n_err, SFA_EINVAL, "no sink for the decoded audio");
@@ -861,7 +871,8 @@ int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_durat
 	if ((rc = audio__emit(&d, d.out.n_frames, err, n_err)) != 0)
 		goto out;
 	while (d.n_emitted < n_target) {
-		size_t pad = n_target - d.n_emitted > 4096 ? 4096 : (size_t)(n_target - d.n_emitted);
+		size_t pad = n_target - d.n_emitted > 4096 ? 4096
+		                                           : (size_t)(n_target - d.n_emitted);
 		if ((rc = audio__out_reserve(&d.out, pad)) != 0) {
 			rc = sfa_err(err, n_err, rc, "out of memory while decoding");
 			goto out;
@@ -948,8 +959,8 @@ int audio_read_cover(const char *path, unsigned char **data, size_t *n, bool *pn
 		const AVStream *st = d.fmt->streams[i];
 		enum AVCodecID id = st->codecpar->codec_id;
 		if (!(st->disposition & AV_DISPOSITION_ATTACHED_PIC) ||
-		    (id != AV_CODEC_ID_MJPEG && id != AV_CODEC_ID_PNG) || st->attached_pic.size <= 0 ||
-		    st->attached_pic.size > AUDIO_MAX_COVER_BYTES)
+		    (id != AV_CODEC_ID_MJPEG && id != AV_CODEC_ID_PNG) ||
+		    st->attached_pic.size <= 0 || st->attached_pic.size > AUDIO_MAX_COVER_BYTES)
 			continue;
 		if (!(*data = malloc((size_t)st->attached_pic.size))) {
 			rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for the cover picture");

@@ -44,8 +44,8 @@ enum mixer__op_kind { MIXER__OP_GAIN, MIXER__OP_FADE_IN, MIXER__OP_FADE_OUT };
 struct mixer__op {
 	enum mixer__op_kind kind;
 	int64_t a, b;
-	float level;   /* MIXER__OP_GAIN (0 for silence) */
-	double d;      /* fades: the fade's length in frames; gain at f is (f - a) / d for a
+	float level; /* MIXER__OP_GAIN (0 for silence) */
+	double d;    /* fades: the fade's length in frames; gain at f is (f - a) / d for a
 	                * fade-in, (b - 1 - f) / d for a fade-out */
 };
 
@@ -91,7 +91,8 @@ static int mixer__build_stem(const struct mixer_stem *ms, int rate, int64_t n_sr
 		const struct mixer_edit *e = &ms->edits[k];
 		int64_t len = ce - cs;
 		int64_t a = cs + mixer__min(mixer_ms_to_frames(e->start_ms, rate), len);
-		int64_t b = e->has_end ? cs + mixer__min(mixer_ms_to_frames(e->end_ms, rate), len) : ce;
+		int64_t b = e->has_end ? cs + mixer__min(mixer_ms_to_frames(e->end_ms, rate), len)
+		                       : ce;
 		if (b < a)
 			b = a;
 		struct mixer__op *op = &s->ops[s->n_ops];
@@ -118,7 +119,8 @@ static int mixer__build_stem(const struct mixer_stem *ms, int rate, int64_t n_sr
 			int64_t d = mixer_ms_to_frames(e->duration_ms, rate);
 			if (d <= 0 || len <= 0)
 				break;
-			op->kind = e->type == MIXER_FADE_IN ? MIXER__OP_FADE_IN : MIXER__OP_FADE_OUT;
+			op->kind = e->type == MIXER_FADE_IN ? MIXER__OP_FADE_IN
+			                                    : MIXER__OP_FADE_OUT;
 			op->a = e->type == MIXER_FADE_IN ? cs : mixer__max(ce - d, cs);
 			op->b = e->type == MIXER_FADE_IN ? mixer__min(cs + d, ce) : ce;
 			op->d = (double)d;
@@ -183,10 +185,11 @@ int mixer_plan_new(const struct mixer_manifest *m, int rate_hz, const int64_t *n
 	if (mixer__wav_bytes(p->bit_depth, p->n_frames) - 8 > 0xFFFFFFFFu) {
 		double s = (double)p->n_frames / rate_hz;
 		mixer_plan_free(p);
-		return sfa_err(err, n_err, SFA_ETOOBIG,
-		               "the mix would last %.0f s, too long for a %d-bit stereo WAV file at "
-		               "%d Hz (4 GiB)",
-		               s, m->bit_depth, rate_hz);
+		return sfa_err(
+			err, n_err, SFA_ETOOBIG,
+			"the mix would last %.0f s, too long for a %d-bit stereo WAV file at "
+			"%d Hz (4 GiB)",
+			s, m->bit_depth, rate_hz);
 	}
 	*out = p;
 	return 0;
@@ -222,8 +225,8 @@ static void mixer__apply_op(const struct mixer__op *op, int64_t f0, size_t n, fl
 	}
 }
 
-int mixer_render_block(struct mixer_plan *p, int64_t frame, size_t n, mixer_read_fn read,
-                       void *arg, float *lr)
+int mixer_render_block(struct mixer_plan *p, int64_t frame, size_t n, mixer_read_fn read, void *arg,
+                       float *lr)
 {
 	if (n > MIXER_BLOCK_FRAMES)
 		return SFA_EINVAL;

@@ -48,21 +48,21 @@
 #include <stdint.h>
 
 enum {
-	MIXER_MAX_STEMS = 32,           /* entries of manifest.stems */
-	MIXER_MAX_FILES = 16,           /* uploaded stems[] files */
-	MIXER_MAX_EDITS = 256,          /* per stem */
-	MIXER_MAX_ERRORS = 100,         /* kept; more are counted in n_dropped */
+	MIXER_MAX_STEMS = 32,   /* entries of manifest.stems */
+	MIXER_MAX_FILES = 16,   /* uploaded stems[] files */
+	MIXER_MAX_EDITS = 256,  /* per stem */
+	MIXER_MAX_ERRORS = 100, /* kept; more are counted in n_dropped */
 	MIXER_MANIFEST_MAX_BYTES = 256 * 1024,
 	MIXER_MIN_RATE_HZ = 8000,
 	MIXER_MAX_RATE_HZ = 192000,
-	MIXER_BLOCK_FRAMES = 4096,      /* frames rendered per mixer_render_block call at most */
+	MIXER_BLOCK_FRAMES = 4096, /* frames rendered per mixer_render_block call at most */
 	MIXER_WAV_HEADER_MAX = 64,
-	MIXER_STEM_ID_LEN = 37,         /* a UUID and its NUL */
+	MIXER_STEM_ID_LEN = 37, /* a UUID and its NUL */
 	MIXER_PATH_MAX = 48,
 	MIXER_MSG_MAX = 200,
 };
-#define MIXER_MAX_MS 3600000.0 /* any time or duration: one hour */
-#define MIXER_MAX_GAIN 4.0     /* volume and region gain levels */
+#define MIXER_MAX_MS   3600000.0 /* any time or duration: one hour */
+#define MIXER_MAX_GAIN 4.0       /* volume and region gain levels */
 
 enum mixer_edit_type {
 	MIXER_TRIM,
@@ -75,8 +75,8 @@ enum mixer_edit_type {
 
 struct mixer_edit {
 	enum mixer_edit_type type;
-	double start_ms;    /* trim, gain, silence (0 when absent) */
-	double end_ms;      /* trim, gain, silence; has_end false: the clip's end */
+	double start_ms; /* trim, gain, silence (0 when absent) */
+	double end_ms;   /* trim, gain, silence; has_end false: the clip's end */
 	bool has_end;
 	double position_ms; /* offset */
 	double duration_ms; /* fade_in, fade_out */
@@ -84,12 +84,12 @@ struct mixer_edit {
 };
 
 struct mixer_stem {
-	int file;                           /* index into the uploads, -1 when stem_id is used */
-	char stem_id[MIXER_STEM_ID_LEN];    /* "" when file is used */
+	int file;                        /* index into the uploads, -1 when stem_id is used */
+	char stem_id[MIXER_STEM_ID_LEN]; /* "" when file is used */
 	double volume, pan;
 	bool mute, solo;
 	int n_edits;
-	struct mixer_edit *edits;           /* malloced, n_edits long; mixer_manifest_free */
+	struct mixer_edit *edits; /* malloced, n_edits long; mixer_manifest_free */
 };
 
 struct mixer_manifest {
@@ -130,8 +130,8 @@ uint64_t mixer_plan_wav_bytes(const struct mixer_plan *p);
 /* Renders mix frames [frame, frame + n), n <= MIXER_BLOCK_FRAMES, as interleaved stereo
  * float into lr (before normalisation). Frames past the mix's end are 0. Returns 0 or the
  * read callback's error. */
-int mixer_render_block(struct mixer_plan *p, int64_t frame, size_t n, mixer_read_fn read,
-                       void *arg, float *lr);
+int mixer_render_block(struct mixer_plan *p, int64_t frame, size_t n, mixer_read_fn read, void *arg,
+                       float *lr);
 
 struct mixer_stats {
 	double peak;        /* max |sample| of the mix before normalisation */

@@ -33,9 +33,9 @@ enum { MIXER_CLI_MAX_SOURCES = MIXER_MAX_STEMS, MIXER_CLI_CHUNK = 32768 };
 
 struct mixer_cli_source {
 	const char *path;
-	int fd;           /* the decoded stereo float frames, -1 until decoded */
+	int fd; /* the decoded stereo float frames, -1 until decoded */
 	int64_t n_frames;
-	int first_stem;   /* the first manifest stem that uses it, for error messages */
+	int first_stem; /* the first manifest stem that uses it, for error messages */
 };
 
 struct mixer_cli {
@@ -132,8 +132,8 @@ static int mixer_cli_sink(void *arg, const float *const *planes, size_t n)
 }
 
 /* Decodes source s to stereo float at rate (0: its own rate, returned in *rate). */
-static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int *rate,
-                            char *err, size_t n_err)
+static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int *rate, char *err,
+                            size_t n_err)
 {
 	int in = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (in < 0)
@@ -153,12 +153,13 @@ static int mixer_cli_decode(struct mixer_cli *c, struct mixer_cli_source *s, int
 	if (rc == 0 && mixer_cli_flush(c) != 0)
 		rc = sfa_err(err, n_err, SFA_EIO, "no room for the decoded audio");
 	if (c->over_budget)
-		rc = sfa_err(err, n_err, SFA_ETOOBIG,
-		             "the stems are too long together: one export may decode at most %lld MiB "
-		             "of audio (about %.0f minutes of stereo at %d Hz)",
-		             (long long)(c->max_decoded_bytes >> 20),
-		             (double)c->max_decoded_bytes / 8.0 / (*rate ? *rate : 44100) / 60.0,
-		             *rate ? *rate : 44100);
+		rc = sfa_err(
+			err, n_err, SFA_ETOOBIG,
+			"the stems are too long together: one export may decode at most %lld MiB "
+			"of audio (about %.0f minutes of stereo at %d Hz)",
+			(long long)(c->max_decoded_bytes >> 20),
+			(double)c->max_decoded_bytes / 8.0 / (*rate ? *rate : 44100) / 60.0,
+			*rate ? *rate : 44100);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -176,7 +177,8 @@ static int mixer_cli_read(void *arg, int stem, int64_t frame, size_t n, float *l
 	const struct mixer_cli_source *s = &c->src[c->stem_src[stem]];
 	size_t want = 0;
 	if (frame >= 0 && frame < s->n_frames)
-		want = (size_t)(s->n_frames - frame < (int64_t)n ? s->n_frames - frame : (int64_t)n);
+		want = (size_t)(s->n_frames - frame < (int64_t)n ? s->n_frames - frame
+		                                                 : (int64_t)n);
 	off_t off = (off_t)frame * 2 * (off_t)sizeof(float);
 	if (want && fs_pread_all(s->fd, lr, want * 2 * sizeof(float), off) != 0)
 		return SFA_EIO;
@@ -286,7 +288,8 @@ int mixer_cli_render(int argc, char **argv)
 	int rc = mixer_manifest_parse(text, n_text, n_files, NULL, NULL, &m, errs);
 	if (rc) {
 		snprintf(err, sizeof err, "the manifest is not valid: %s %s",
-		         errs->n ? errs->e[0].path : "", errs->n ? errs->e[0].msg : "out of memory");
+		         errs->n ? errs->e[0].path : "",
+		         errs->n ? errs->e[0].msg : "out of memory");
 		mixer_cli_fail("validation_failed", -1, err);
 		goto out;
 	}
@@ -297,7 +300,8 @@ int mixer_cli_render(int argc, char **argv)
 			path = files[m.stems[i].file];
 		} else {
 			for (int k = 0; k < n_stem_ids && !path; k++)
-				if (strncmp(stem_ids[k], m.stems[i].stem_id, MIXER_STEM_ID_LEN - 1) == 0)
+				if (strncmp(stem_ids[k], m.stems[i].stem_id,
+				            MIXER_STEM_ID_LEN - 1) == 0)
 					path = stem_paths[k];
 		}
 		if (!path) {
@@ -357,7 +361,8 @@ int mixer_cli_render(int argc, char **argv)
 		goto out;
 	}
 	if (clipped != st.n_clipped)
-		fprintf(stderr, "sfa daw-render: the scan counted %llu clipped samples, the output %llu\n",
+		fprintf(stderr,
+		        "sfa daw-render: the scan counted %llu clipped samples, the output %llu\n",
 		        (unsigned long long)st.n_clipped, (unsigned long long)clipped);
 	status = 0;
 out:

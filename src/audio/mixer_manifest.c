@@ -127,7 +127,8 @@ static bool mixer__uuid_ok(const char *s)
 		return false;
 	for (int i = 0; i < 36; i++) {
 		char c = s[i];
-		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		           (c >= 'A' && c <= 'F');
 		if ((i == 8 || i == 13 || i == 18 || i == 23) ? c != '-' : !hex)
 			return false;
 	}
@@ -181,18 +182,20 @@ static void mixer__parse_edit(json_t *je, const char *base, struct mixer_edit *e
 			mixer__num(a, sizeof a, e->start_ms);
 			mixer__num(b, sizeof b, e->end_ms);
 			snprintf(path, sizeof path, "%.100s.end_ms", base);
-			mixer_errors_add(errs, path, "must be after start_ms (the range %s..%s is %s)", a,
-			                 b, e->end_ms == e->start_ms ? "empty" : "reversed");
+			mixer_errors_add(errs, path,
+			                 "must be after start_ms (the range %s..%s is %s)", a, b,
+			                 e->end_ms == e->start_ms ? "empty" : "reversed");
 		}
 		if (e->type == MIXER_GAIN) {
 			bool has_level = false;
 			e->level = 1.0;
 			if (mixer__number(je, "level", base, 0, MIXER_MAX_GAIN,
-			                  "must be between 0 and 4 (a linear gain)", &e->level, &has_level,
-			                  errs) &&
+			                  "must be between 0 and 4 (a linear gain)", &e->level,
+			                  &has_level, errs) &&
 			    !has_level) {
 				snprintf(path, sizeof path, "%.100s.level", base);
-				mixer_errors_add(errs, path, "can't be blank: give a linear gain from 0 to 4");
+				mixer_errors_add(errs, path,
+				                 "can't be blank: give a linear gain from 0 to 4");
 			}
 		}
 		break;
@@ -229,20 +232,23 @@ static void mixer__parse_stem(json_t *js, int i, int n_files, mixer_stem_check_f
 	if (jf) {
 		snprintf(path, sizeof path, "%.100s.file", base);
 		if (!json_is_integer(jf)) {
-			mixer_errors_add(errs, path, "must be a whole number: an index into stems[]");
+			mixer_errors_add(errs, path,
+			                 "must be a whole number: an index into stems[]");
 		} else {
 			json_int_t f = json_integer_value(jf);
 			if (n_files == 0)
-				mixer_errors_add(errs, path,
-				                 "file index %lld is out of range: no stems[] files were "
-				                 "uploaded",
-				                 (long long)f);
+				mixer_errors_add(
+					errs, path,
+					"file index %lld is out of range: no stems[] files were "
+					"uploaded",
+					(long long)f);
 			else if (f < 0 || f >= n_files)
-				mixer_errors_add(errs, path,
-				                 "file index %lld is out of range: %d file%s uploaded, use 0 "
-				                 "to %d",
-				                 (long long)f, n_files, n_files == 1 ? " was" : "s were",
-				                 n_files - 1);
+				mixer_errors_add(
+					errs, path,
+					"file index %lld is out of range: %d file%s uploaded, use 0 "
+					"to %d",
+					(long long)f, n_files, n_files == 1 ? " was" : "s were",
+					n_files - 1);
 			else
 				s->file = (int)f;
 		}
@@ -251,8 +257,10 @@ static void mixer__parse_stem(json_t *js, int i, int n_files, mixer_stem_check_f
 		snprintf(path, sizeof path, "%.100s.stem_id", base);
 		const char *why;
 		if (!json_is_string(jid) || !mixer__uuid_ok(json_string_value(jid)))
-			mixer_errors_add(errs, path, "must be the id of one of your stems (a UUID)");
-		else if (!jf && check && (why = check(check_arg, i, json_string_value(jid))) != NULL)
+			mixer_errors_add(errs, path,
+			                 "must be the id of one of your stems (a UUID)");
+		else if (!jf && check &&
+		         (why = check(check_arg, i, json_string_value(jid))) != NULL)
 			mixer_errors_add(errs, path, "%s", why);
 		else
 			snprintf(s->stem_id, sizeof s->stem_id, "%s", json_string_value(jid));
@@ -324,8 +332,8 @@ int mixer_manifest_parse(const char *text, size_t n, int n_files, mixer_stem_che
 				mixer__num(got, sizeof got, json_number_value(v));
 			mixer_errors_add(errs, "sample_rate",
 			                 "must be a whole number of Hz from %d to %d%s%s%s",
-			                 MIXER_MIN_RATE_HZ, MIXER_MAX_RATE_HZ, *got ? " (got " : "", got,
-			                 *got ? ")" : "");
+			                 MIXER_MIN_RATE_HZ, MIXER_MAX_RATE_HZ, *got ? " (got " : "",
+			                 got, *got ? ")" : "");
 		} else {
 			m->sample_rate_hz = (int)json_integer_value(v);
 		}
@@ -337,9 +345,10 @@ int mixer_manifest_parse(const char *text, size_t n, int n_files, mixer_stem_che
 			char got[40] = "";
 			if (json_is_number(v))
 				mixer__num(got, sizeof got, json_number_value(v));
-			mixer_errors_add(errs, "bit_depth",
-			                 "unsupported bit depth%s%s: use 16, 24 (PCM) or 32 (float)",
-			                 *got ? " " : "", got);
+			mixer_errors_add(
+				errs, "bit_depth",
+				"unsupported bit depth%s%s: use 16, 24 (PCM) or 32 (float)",
+				*got ? " " : "", got);
 		} else {
 			m->bit_depth = (int)b;
 		}
@@ -360,8 +369,8 @@ int mixer_manifest_parse(const char *text, size_t n, int n_files, mixer_stem_che
 			ns = MIXER_MAX_STEMS;
 		}
 		for (size_t i = 0; i < ns; i++) {
-			mixer__parse_stem(json_array_get(jstems, i), (int)i, n_files, check, check_arg,
-			                  &m->stems[i], errs);
+			mixer__parse_stem(json_array_get(jstems, i), (int)i, n_files, check,
+			                  check_arg, &m->stems[i], errs);
 			m->n_stems = (int)i + 1;
 			json_t *je2 = mixer__member(json_array_get(jstems, i), "edits");
 			if (json_is_array(je2) && json_array_size(je2) > 0 && !m->stems[i].edits) {

@@ -25,15 +25,15 @@ char *nistems_metadata_json(void)
 	                                                   "#56B4E9"};
 	json_t *stems = json_array();
 	for (int i = 0; stems && i < NISTEMS_N_STEMS; i++)
-		json_array_append_new(stems, json_pack("{s:s, s:s}", "name", LABEL[i], "color",
-		                                       COLOR[i]));
+		json_array_append_new(stems,
+		                      json_pack("{s:s, s:s}", "name", LABEL[i], "color", COLOR[i]));
 	json_t *j = json_pack(
 		"{s:i, s:{s:{s:b, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i}, s:{s:b, s:f, s:f, s:f}}, "
 		"s:o}",
 		"version", 1, "mastering_dsp", "compressor", "enabled", 0, "input_gain", 0.5,
-		"output_gain", 0.5, "threshold", 0.0, "dry_wet", 50, "attack", 0.003, "release", 0.3,
-		"ratio", 3.0, "hp_cutoff", 300, "limiter", "enabled", 0, "threshold", 0.0, "ceiling",
-		-0.35, "release", 0.05, "stems", stems);
+		"output_gain", 0.5, "threshold", 0.0, "dry_wet", 50, "attack", 0.003, "release",
+		0.3, "ratio", 3.0, "hp_cutoff", 300, "limiter", "enabled", 0, "threshold", 0.0,
+		"ceiling", -0.35, "release", 0.05, "stems", stems);
 	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
 	json_decref(j);
 	return text;
@@ -167,7 +167,8 @@ int nistems_insert_box_fd(int fd, const char *json, char *err, size_t n_err)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
-		return sfa_err(err, n_err, SFA_EIO, "cannot read the stems file: %s", strerror(errno));
+		return sfa_err(err, n_err, SFA_EIO, "cannot read the stems file: %s",
+		               strerror(errno));
 	/* find the last top-level box */
 	off_t at = 0, last = -1;
 	uint32_t last_size = 0;
@@ -178,7 +179,8 @@ int nistems_insert_box_fd(int fd, const char *json, char *err, size_t n_err)
 		uint64_t size = be32(h);
 		if (size == 1) {
 			if (fs_pread_all(fd, h + 8, 8, at + 8) != 0)
-				return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file is cut short");
+				return sfa_err(err, n_err, SFA_EFORMAT,
+				               "the MP4 file is cut short");
 			size = (uint64_t)be32(h + 8) << 32 | be32(h + 12);
 		} else if (size == 0) {
 			size = (uint64_t)(st.st_size - at);
@@ -186,24 +188,27 @@ int nistems_insert_box_fd(int fd, const char *json, char *err, size_t n_err)
 		if (size < 8 || size > (uint64_t)(st.st_size - at))
 			return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file has a bad box size");
 		last = at;
-		last_size = memcmp(h + 4, "moov", 4) == 0 && size <= NISTEMS_MAX_MOOV ? (uint32_t)size
-		                                                                      : 0;
+		last_size = memcmp(h + 4, "moov", 4) == 0 && size <= NISTEMS_MAX_MOOV
+		                    ? (uint32_t)size
+		                    : 0;
 		at += (off_t)size;
 	}
 	if (last < 0 || last_size == 0)
-		return sfa_err(err, n_err, SFA_EFORMAT, "the MP4 file does not end with its moov box");
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "the MP4 file does not end with its moov box");
 	uint8_t *moov = malloc(last_size), *out = NULL;
 	size_t n_out = 0;
 	int rc = moov && fs_pread_all(fd, moov, last_size, last) == 0 ? 0 : SFA_EIO;
 	if (!rc)
 		rc = nistems_insert_box(moov, last_size, json, &out, &n_out);
 	free(moov);
-	if (!rc && (fs_pwrite_all(fd, out, n_out, last) != 0 ||
-	            ftruncate(fd, last + (off_t)n_out) != 0))
+	if (!rc &&
+	    (fs_pwrite_all(fd, out, n_out, last) != 0 || ftruncate(fd, last + (off_t)n_out) != 0))
 		rc = SFA_EIO;
 	free(out);
 	if (rc)
-		return sfa_err(err, n_err, rc, "the stems metadata could not be added to the MP4 file");
+		return sfa_err(err, n_err, rc,
+		               "the stems metadata could not be added to the MP4 file");
 	return 0;
 }
 

@@ -60,7 +60,8 @@ int audio_transform(const struct audio_buf *in, double semitones, double tempo_r
 	size_t got = 0;
 	for (size_t at = 0; at < in->n_frames || got < n_out;) {
 		if (at < in->n_frames) {
-			size_t n = in->n_frames - at < STRETCH_BLOCK ? in->n_frames - at : STRETCH_BLOCK;
+			size_t n = in->n_frames - at < STRETCH_BLOCK ? in->n_frames - at
+			                                             : STRETCH_BLOCK;
 			for (size_t c = 0; c < n_ch; c++)
 				src[c] = in->data + c * in->n_frames + at;
 			rubberband_process(rb, src, (unsigned)n, at + n == in->n_frames);

@@ -30,10 +30,12 @@ int transform_cli(int argc, char **argv)
 		if (!strcmp(a, "--formants")) {
 			formants = true;
 		} else if (!strcmp(a, "--semitones") && i + 1 < argc) {
-			if (str_to_double(argv[++i], -AUDIO_MAX_SEMITONES, AUDIO_MAX_SEMITONES, &semitones))
+			if (str_to_double(argv[++i], -AUDIO_MAX_SEMITONES, AUDIO_MAX_SEMITONES,
+			                  &semitones))
 				return usage();
 		} else if (!strcmp(a, "--tempo-ratio") && i + 1 < argc) {
-			if (str_to_double(argv[++i], AUDIO_MIN_TEMPO_RATIO, AUDIO_MAX_TEMPO_RATIO, &ratio))
+			if (str_to_double(argv[++i], AUDIO_MIN_TEMPO_RATIO, AUDIO_MAX_TEMPO_RATIO,
+			                  &ratio))
 				return usage();
 		} else if (!strcmp(a, "--out") && i + 1 < argc) {
 			out_path = argv[++i];

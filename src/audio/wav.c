@@ -30,8 +30,8 @@ static int bits_of(enum audio_sample_format fmt)
 	return fmt == AUDIO_PCM16 ? 16 : fmt == AUDIO_PCM24 ? 24 : 32;
 }
 
-size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_frames,
-                        int n_channels, int rate_hz, enum audio_sample_format fmt)
+size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_frames, int n_channels,
+                        int rate_hz, enum audio_sample_format fmt)
 {
 	int bits = bits_of(fmt);
 	bool is_float = fmt == AUDIO_FLOAT32;
@@ -61,8 +61,8 @@ size_t audio_wav_header(unsigned char hdr[AUDIO_WAV_HEADER_MAX], uint64_t n_fram
 		p = le(p, (uint64_t)bits, 2); /* valid bits */
 		p = le(p, 0, 4);              /* channel mask: unspecified order */
 		/* KSDATAFORMAT_SUBTYPE_PCM: 00000001-0000-0010-8000-00aa00389b71 */
-		static const unsigned char guid[16] = {1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa,
-		                                       0, 0x38, 0x9b, 0x71};
+		static const unsigned char guid[16] = {1,    0, 0, 0,    0, 0,    0x10, 0,
+		                                       0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71};
 		memcpy(p, guid, 16);
 		p += 16;
 	}
@@ -131,16 +131,18 @@ int audio_wav_open(struct audio_wav_file *w, const char *path, uint64_t n_frames
 	if (!path || !*path)
 		return sfa_err(err, n_err, SFA_EINVAL, "no file name given");
 	if (n_channels < 1 || n_channels > AUDIO_WAV_MAX_CHANNELS)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)", n_channels,
-		               AUDIO_WAV_MAX_CHANNELS);
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)",
+		               n_channels, AUDIO_WAV_MAX_CHANNELS);
 	if (rate_hz < 1 || rate_hz > 768000)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz", rate_hz);
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz",
+		               rate_hz);
 	if (fmt != AUDIO_PCM16 && fmt != AUDIO_PCM24 && fmt != AUDIO_FLOAT32)
 		return sfa_err(err, n_err, SFA_EINVAL, "unknown WAV sample format");
 	unsigned char hdr[AUDIO_WAV_HEADER_MAX];
 	size_t nh = audio_wav_header(hdr, n_frames, n_channels, rate_hz, fmt);
 	if (!nh)
-		return sfa_err(err, n_err, SFA_ETOOBIG, "the audio is too long for a WAV file (4 GiB)");
+		return sfa_err(err, n_err, SFA_ETOOBIG,
+		               "the audio is too long for a WAV file (4 GiB)");
 	str_copy(w->path, sizeof w->path, path);
 	w->fmt = fmt;
 	w->n_channels = n_channels;
@@ -169,7 +171,8 @@ int audio_wav_write(struct audio_wav_file *w, const float *planes, size_t stride
 		size_t k = n - i0 < CHUNK ? n - i0 : CHUNK;
 		audio_wav_encode(planes + i0, stride, 1, k, w->n_channels, w->fmt, 1.0f, w->buf);
 		if (fs_write_all(w->fd, w->buf, k * block) != 0)
-			return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path, strerror(errno));
+			return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path,
+			               strerror(errno));
 	}
 	w->n_written += n;
 	return 0;
@@ -182,13 +185,18 @@ int audio_wav_close(struct audio_wav_file *w, bool failed, char *err, size_t n_e
 		size_t block = (size_t)w->n_channels * (size_t)bits_of(w->fmt) / 8;
 		unsigned char pad = 0;
 		if (!failed && w->n_written != w->n_frames)
-			rc = sfa_err(err, n_err, SFA_EINVAL, "fewer frames than the WAV header announced");
-		else if (!failed && ((w->n_frames * block) & 1) && fs_write_all(w->fd, &pad, 1) != 0)
-			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path, strerror(errno));
+			rc = sfa_err(err, n_err, SFA_EINVAL,
+			             "fewer frames than the WAV header announced");
+		else if (!failed && ((w->n_frames * block) & 1) &&
+		         fs_write_all(w->fd, &pad, 1) != 0)
+			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path,
+			             strerror(errno));
 		else if (!failed && fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS)
-			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path, strerror(errno));
+			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path,
+			             strerror(errno));
 		if (close(w->fd) != 0 && !rc && !failed)
-			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path, strerror(errno));
+			rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", w->path,
+			             strerror(errno));
 		if (failed || rc)
 			unlink(w->path);
 	}

@@ -102,8 +102,8 @@ struct audio__mux {
 };
 
 /* Creates path and a muxer of format on it. SFA_EIO (err says why) or SFA_ENOMEM. */
-static int audio__mux_open(struct audio__mux *m, const char *format, const char *path,
-                           char *err, size_t n_err)
+static int audio__mux_open(struct audio__mux *m, const char *format, const char *path, char *err,
+                           size_t n_err)
 {
 	memset(m, 0, sizeof *m);
 	m->wio.fd = audio__create(path, err, n_err);
@@ -213,8 +213,9 @@ static int audio__track_open(struct audio__track *t, struct audio__mux *m, const
 	if (!t->enc || !t->frame)
 		return SFA_ENOMEM;
 	AVCodecContext *e = t->enc;
-	e->sample_fmt = bits == 0 ? AV_SAMPLE_FMT_FLTP
-	                : bits == 16 ? AV_SAMPLE_FMT_S16 : AV_SAMPLE_FMT_S32;
+	e->sample_fmt = bits == 0    ? AV_SAMPLE_FMT_FLTP
+	                : bits == 16 ? AV_SAMPLE_FMT_S16
+	                             : AV_SAMPLE_FMT_S32;
 	if (bits)
 		e->bits_per_raw_sample = bits;
 	e->bit_rate = bit_rate;
@@ -254,8 +255,8 @@ static int audio__track_flush(struct audio__track *t, struct audio__mux *m)
 }
 
 /* Appends n frames: channel c at ch[c] (ch NULL: silence). SFA_EIO or SFA_ENOMEM. */
-static int audio__track_push(struct audio__track *t, struct audio__mux *m,
-                             const float *const *ch, size_t n)
+static int audio__track_push(struct audio__track *t, struct audio__mux *m, const float *const *ch,
+                             size_t n)
 {
 	size_t n_ch = (size_t)t->n_channels;
 	for (size_t i = 0; i < n;) {
@@ -266,14 +267,17 @@ static int audio__track_push(struct audio__track *t, struct audio__mux *m,
 			const float *x = ch ? ch[c] + i : NULL;
 			for (size_t k = 0; k < take; k++) {
 				float v = x ? x[k] : 0.0f;
-				if (t->bits == 0) { /* float codecs: a non-finite sample is silence */
-					((float *)t->frame->data[c])[at + k] = isfinite(v) ? v : 0.0f;
+				if (t->bits ==
+				    0) { /* float codecs: a non-finite sample is silence */
+					((float *)t->frame->data[c])[at + k] = isfinite(v) ? v
+					                                                   : 0.0f;
 					continue;
 				}
 				int32_t q;
 				audio_quantize(v, t->bits, &q);
 				if (t->bits == 16)
-					((int16_t *)t->frame->data[0])[(at + k) * n_ch + c] = (int16_t)q;
+					((int16_t *)t->frame->data[0])[(at + k) * n_ch + c] =
+						(int16_t)q;
 				else /* S32 with 24 significant bits: the sample sits in the top 24 */
 					((int32_t *)t->frame->data[0])[(at + k) * n_ch + c] =
 						(int32_t)((uint32_t)q << 8);
@@ -345,13 +349,15 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 	*out = NULL;
 	if (kind != AUDIO_WAV && kind != AUDIO_FLAC && kind != AUDIO_MP3)
 		return sfa_err(err, n_err, SFA_EINVAL, "unknown output container");
-	int max_ch = kind == AUDIO_WAV ? AUDIO_WAV_MAX_CHANNELS
-	             : kind == AUDIO_FLAC ? AUDIO__FLAC_MAX_CHANNELS : 2;
+	int max_ch = kind == AUDIO_WAV    ? AUDIO_WAV_MAX_CHANNELS
+	             : kind == AUDIO_FLAC ? AUDIO__FLAC_MAX_CHANNELS
+	                                  : 2;
 	if (n_channels < 1 || n_channels > max_ch)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)", n_channels,
-		               max_ch);
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write %d channels (1 to %d)",
+		               n_channels, max_ch);
 	if (rate_hz < 1 || rate_hz > 768000)
-		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz", rate_hz);
+		return sfa_err(err, n_err, SFA_EINVAL, "cannot write a sample rate of %d Hz",
+		               rate_hz);
 	if (kind == AUDIO_FLAC && fmt != AUDIO_PCM16 && fmt != AUDIO_PCM24)
 		return sfa_err(err, n_err, SFA_EINVAL, "FLAC is written at 16 or 24 bits only");
 	struct audio_enc *e = calloc(1, sizeof *e);
@@ -361,7 +367,8 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 	e->n_frames = n_frames;
 	e->mux.wio.fd = -1;
 	if (kind == AUDIO_WAV) {
-		int rc = audio_wav_open(&e->wav, path, n_frames, n_channels, rate_hz, fmt, err, n_err);
+		int rc = audio_wav_open(&e->wav, path, n_frames, n_channels, rate_hz, fmt, err,
+		                        n_err);
 		if (rc) {
 			free(e);
 			return rc;
@@ -369,7 +376,8 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 		*out = e;
 		return 0;
 	}
-	if (!path || !*path || snprintf(e->path, sizeof e->path, "%s", path) >= (int)sizeof e->path) {
+	if (!path || !*path ||
+	    snprintf(e->path, sizeof e->path, "%s", path) >= (int)sizeof e->path) {
 		free(e);
 		return sfa_err(err, n_err, SFA_EINVAL, "no file name given, or one too long");
 	}
@@ -383,7 +391,10 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 	}
 	int rc = audio__mux_open(&e->mux, mp3 ? "mp3" : "flac", path, err, n_err);
 	if (rc == 0) {
-		rc = audio__track_open(&e->track, &e->mux, codec, mp3 ? 0 : fmt == AUDIO_PCM16 ? 16 : 24,
+		rc = audio__track_open(&e->track, &e->mux, codec,
+		                       mp3                  ? 0
+		                       : fmt == AUDIO_PCM16 ? 16
+		                                            : 24,
 		                       rate_hz, n_channels, mp3 ? AUDIO_MP3_BIT_RATE : 0, NULL);
 		if (rc == SFA_EINVAL)
 			sfa_err(err, n_err, rc, "the %s encoder refused %d Hz, %d channels",
@@ -401,13 +412,14 @@ int audio_enc_open(struct audio_enc **out, const char *path, enum audio_containe
 	return 0;
 }
 
-int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n,
-                    char *err, size_t n_err)
+int audio_enc_write(struct audio_enc *e, const float *planes, size_t stride, size_t n, char *err,
+                    size_t n_err)
 {
 	if (e->kind == AUDIO_WAV)
 		return audio_wav_write(&e->wav, planes, stride, n, err, n_err);
 	if (n > e->n_frames - e->track.written)
-		return sfa_err(err, n_err, SFA_EINVAL, "more frames than announced for %s", e->path);
+		return sfa_err(err, n_err, SFA_EINVAL, "more frames than announced for %s",
+		               e->path);
 	const float *ch[AUDIO__FLAC_MAX_CHANNELS];
 	for (int c = 0; c < e->track.n_channels; c++)
 		ch[c] = planes + (size_t)c * stride;
@@ -443,16 +455,16 @@ int audio_enc_close(struct audio_enc *e, bool failed, char *err, size_t n_err)
 	return failed ? 0 : rc;
 }
 
-int audio_output_format(const char *name, enum audio_container *kind,
-                        enum audio_sample_format *fmt, const char **ext)
+int audio_output_format(const char *name, enum audio_container *kind, enum audio_sample_format *fmt,
+                        const char **ext)
 {
 	static const struct {
 		const char *name, *ext;
 		enum audio_container kind;
 		enum audio_sample_format fmt;
 	} FORMATS[] = {
-		{"wav", "wav", AUDIO_WAV, AUDIO_PCM16},     {"wav24", "wav", AUDIO_WAV, AUDIO_PCM24},
-		{"f32", "wav", AUDIO_WAV, AUDIO_FLOAT32},   {"flac", "flac", AUDIO_FLAC, AUDIO_PCM16},
+		{"wav", "wav", AUDIO_WAV, AUDIO_PCM16},   {"wav24", "wav", AUDIO_WAV, AUDIO_PCM24},
+		{"f32", "wav", AUDIO_WAV, AUDIO_FLOAT32}, {"flac", "flac", AUDIO_FLAC, AUDIO_PCM16},
 		{"mp3", "mp3", AUDIO_MP3, AUDIO_FLOAT32},
 	};
 	for (size_t i = 0; name && i < sizeof FORMATS / sizeof FORMATS[0]; i++)
@@ -469,12 +481,12 @@ int audio_write(const char *path, const struct audio_buf *b, enum audio_containe
                 enum audio_sample_format fmt, char *err, size_t n_err)
 {
 	int rc = !b || (b->n_frames > 0 && !b->data)
-	             ? sfa_err(err, n_err, SFA_EINVAL, "no audio to write")
-	             : 0;
+	                 ? sfa_err(err, n_err, SFA_EINVAL, "no audio to write")
+	                 : 0;
 	struct audio_enc *e = NULL;
 	if (!rc)
-		rc = audio_enc_open(&e, path, kind, fmt, b->n_frames, b->n_channels, b->sample_rate_hz,
-		                    err, n_err);
+		rc = audio_enc_open(&e, path, kind, fmt, b->n_frames, b->n_channels,
+		                    b->sample_rate_hz, err, n_err);
 	if (!rc)
 		rc = audio_enc_write(e, b->data, b->n_frames, b->n_frames, err, n_err);
 	if (e) {
@@ -563,7 +575,8 @@ int audio_write_nistems(const char *out_path, const char *const paths[5], const 
 		 * this bit rate. */
 		AVDictionary *aac_opts = NULL;
 		av_dict_set(&aac_opts, "aac_coder", "fast", 0);
-		rc = audio__track_open(&t[i], &m, codec, 0, RATE, 2, AUDIO_NISTEMS_BIT_RATE, &aac_opts);
+		rc = audio__track_open(&t[i], &m, codec, 0, RATE, 2, AUDIO_NISTEMS_BIT_RATE,
+		                       &aac_opts);
 		av_dict_free(&aac_opts);
 		if (rc == SFA_EINVAL)
 			what = "the AAC encoder refused 44.1 kHz stereo";
@@ -587,10 +600,12 @@ int audio_write_nistems(const char *out_path, const char *const paths[5], const 
 			goto out_set;
 		}
 		char derr[300];
-		rc = audio_decode_stream_fd(fd, RATE, 2, 0, ni_sink_fn, &s, NULL, derr, sizeof derr);
+		rc = audio_decode_stream_fd(fd, RATE, 2, 0, ni_sink_fn, &s, NULL, derr,
+		                            sizeof derr);
 		close(fd);
 		if (rc) {
-			rc = sfa_err(err, n_err, rc, "%s: %s", i == 0 ? "the track" : nistems_names[i - 1],
+			rc = sfa_err(err, n_err, rc, "%s: %s",
+			             i == 0 ? "the track" : nistems_names[i - 1],
 			             s.rc ? "the encoder failed" : derr);
 			goto out_set;
 		}
@@ -621,7 +636,8 @@ out_set:
 		audio__track_free(&t[i]);
 	int rc_close = audio__mux_free(&m);
 	if (rc_close && rc == 0)
-		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", out_path, strerror(rc_close));
+		rc = sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", out_path,
+		             strerror(rc_close));
 	if (rc)
 		unlink(out_path);
 	return rc;

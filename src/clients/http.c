@@ -35,8 +35,10 @@ bool http_curl_retryable(CURLcode cc)
 	case CURLE_PARTIAL_FILE:
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM: return true;
-	default: return false;
+	case CURLE_HTTP2_STREAM:
+		return true;
+	default:
+		return false;
 	}
 }
 
@@ -149,20 +151,24 @@ int http_perform(const struct http_policy *p, CURL *h, http_attempt_fn attempt, 
 		if (cc == CURLE_ABORTED_BY_CALLBACK)
 			return sfa_err(err, n_err, SFA_ECANCELED, "Cancelled.");
 		if (cc == CURLE_READ_ERROR)
-			return sfa_err(err, n_err, SFA_EIO, "The file to upload could not be read.");
+			return sfa_err(err, n_err, SFA_EIO,
+			               "The file to upload could not be read.");
 		if (cc != CURLE_OK) {
 			bool timeout = cc == CURLE_OPERATION_TIMEDOUT;
 			n_timeouts += timeout;
-			bool again = http_curl_retryable(cc) && (p->idempotent || curl_before_send(cc)) &&
-			             !last && n_timeouts < p->max_timeouts;
+			bool again = http_curl_retryable(cc) &&
+			             (p->idempotent || curl_before_send(cc)) && !last &&
+			             n_timeouts < p->max_timeouts;
 			if (!again) {
 				if (timeout && p->timeout_ms > 0)
-					return sfa_err(err, n_err, SFA_ETIMEOUT,
-					               "%s did not answer within %ld ms (%d tries).", who,
-					               p->timeout_ms, i);
+					return sfa_err(
+						err, n_err, SFA_ETIMEOUT,
+						"%s did not answer within %ld ms (%d tries).", who,
+						p->timeout_ms, i);
 				if (timeout)
 					return sfa_err(err, n_err, SFA_ETIMEOUT,
-					               "%s did not answer in time (%d tries).", who, i);
+					               "%s did not answer in time (%d tries).", who,
+					               i);
 				return sfa_err(err, n_err, SFA_EUPSTREAM,
 				               "Could not talk to %s after %d tries: %s.", who, i,
 				               curl_easy_strerror(cc));
@@ -176,18 +182,20 @@ int http_perform(const struct http_policy *p, CURL *h, http_attempt_fn attempt, 
 		long st = rs->status;
 		if (st == 429) {
 			if (rs->retry_after_s > p->retry_after_cap_s)
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "%s is rate-limiting %s and asked to wait %ld s, longer "
-				               "than the %ld s we wait; try again later.",
-				               who, p->caller, rs->retry_after_s, p->retry_after_cap_s);
+				return sfa_err(
+					err, n_err, SFA_EUPSTREAM,
+					"%s is rate-limiting %s and asked to wait %ld s, longer "
+					"than the %ld s we wait; try again later.",
+					who, p->caller, rs->retry_after_s, p->retry_after_cap_s);
 			if (last || !p->idempotent)
-				return sfa_err(err, n_err, SFA_EUPSTREAM,
-				               "%s is still rate-limiting %s after %d tries; try again "
-				               "later.",
-				               who, p->caller, i);
-			long wait = rs->retry_after_s > 0
-			                    ? rs->retry_after_s * 1000
-			                    : http_backoff_ms(p->backoff_base_ms, p->backoff_max_ms, i);
+				return sfa_err(
+					err, n_err, SFA_EUPSTREAM,
+					"%s is still rate-limiting %s after %d tries; try again "
+					"later.",
+					who, p->caller, i);
+			long wait = rs->retry_after_s > 0 ? rs->retry_after_s * 1000
+			                                  : http_backoff_ms(p->backoff_base_ms,
+			                                                    p->backoff_max_ms, i);
 			log_warn("%s: rate-limited, waiting %ld ms (try %d of %d)", who, wait, i,
 			         p->max_tries);
 			http_sleep_ms(wait, p->abort_flag);

@@ -52,10 +52,10 @@ size_t http_body_sink(char *p, size_t size, size_t nmemb, void *rs);
 typedef CURLcode (*http_attempt_fn)(void *arg, CURL *h, struct http_resp *rs);
 
 struct http_policy {
-	const char *service;   /* "Spotify", "lal.ai": names it in sentences and logs */
-	const char *caller;    /* who is rate-limited: "this app", "this server" */
-	int max_tries;         /* attempts in all (>= 1) */
-	int max_timeouts;      /* timeouts after which no other attempt is made */
+	const char *service; /* "Spotify", "lal.ai": names it in sentences and logs */
+	const char *caller;  /* who is rate-limited: "this app", "this server" */
+	int max_tries;       /* attempts in all (>= 1) */
+	int max_timeouts;    /* timeouts after which no other attempt is made */
 	long backoff_base_ms;
 	long backoff_max_ms;
 	long retry_after_cap_s; /* a longer Retry-After fails at once */

@@ -94,7 +94,8 @@ int lalalai_client_new(const struct lalalai_config *cfg, struct lalalai_client *
 		return sfa_err(err, n_err, SFA_EINVAL, "No lal.ai license key is configured.");
 	if (strlen(key) >= KEY_MAX_BYTES || strpbrk(key, "\r\n"))
 		return sfa_err(err, n_err, SFA_EINVAL, "The lal.ai license key is malformed.");
-	const char *base = (cfg->base_url && *cfg->base_url) ? cfg->base_url : "https://www.lalal.ai";
+	const char *base = (cfg->base_url && *cfg->base_url) ? cfg->base_url
+	                                                     : "https://www.lalal.ai";
 	if (!is_http_url(base) || strlen(base) > 1024)
 		return sfa_err(err, n_err, SFA_EINVAL,
 		               "The lal.ai base URL must start with https:// or http://.");
@@ -120,8 +121,8 @@ int lalalai_client_new(const struct lalalai_config *cfg, struct lalalai_client *
 	c->backoff_base_ms = cfg->backoff_base_ms > 0 ? cfg->backoff_base_ms : 1000;
 	c->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 60000;
 	c->retry_after_cap_s = cfg->retry_after_cap_s > 0 ? cfg->retry_after_cap_s : 60;
-	c->max_download_bytes =
-	        cfg->max_download_bytes > 0 ? cfg->max_download_bytes : (int64_t)2 << 30;
+	c->max_download_bytes = cfg->max_download_bytes > 0 ? cfg->max_download_bytes
+	                                                    : (int64_t)2 << 30;
 	c->abort_flag = cfg->abort_flag;
 	*out = c;
 	return 0;
@@ -142,8 +143,8 @@ void lalalai_client_free(struct lalalai_client *c)
 
 struct la_req {
 	const char *url;
-	const char *json;        /* POST body, or NULL (with upload NULL: an empty POST) */
-	FILE *upload;            /* POST this file as the raw body */
+	const char *json; /* POST body, or NULL (with upload NULL: an empty POST) */
+	FILE *upload;     /* POST this file as the raw body */
 	int64_t upload_size;
 	const char *disposition; /* Content-Disposition header value, or NULL */
 	size_t max_body_bytes;
@@ -288,7 +289,8 @@ static int answer_error(const struct http_resp *rs, char *err, size_t n_err)
 			char where[120] = "";
 			size_t i;
 			const json_t *part;
-			json_array_foreach (loc, i, part) {
+			json_array_foreach(loc, i, part)
+			{
 				char piece[48];
 				if (json_is_string(part))
 					snprintf(piece, sizeof piece, "%s%s", where[0] ? "." : "",
@@ -329,22 +331,22 @@ static int answer_error(const struct http_resp *rs, char *err, size_t n_err)
 
 /* Performs rq under the shared retry policy. Returns 0 with a 2xx answer in rs, or a
  * negative code with a sentence; the caller frees rs with http_resp_free in every case. */
-static int la_request(const struct lalalai_client *c, const struct la_req *rq,
-                      struct http_resp *rs, char *err, size_t n_err)
+static int la_request(const struct lalalai_client *c, const struct la_req *rq, struct http_resp *rs,
+                      char *err, size_t n_err)
 {
 	CURL *h = curl_easy_init();
 	if (!h)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
 	struct http_policy p = {
-	        .service = "lal.ai",
-	        .caller = "this server",
-	        .max_tries = c->max_tries,
-	        .max_timeouts = MAX_TIMEOUT_TRIES,
-	        .backoff_base_ms = c->backoff_base_ms,
-	        .backoff_max_ms = c->backoff_max_ms,
-	        .retry_after_cap_s = c->retry_after_cap_s,
-	        .idempotent = true, /* splits carry an idempotency key; the rest are reads */
-	        .abort_flag = c->abort_flag,
+		.service = "lal.ai",
+		.caller = "this server",
+		.max_tries = c->max_tries,
+		.max_timeouts = MAX_TIMEOUT_TRIES,
+		.backoff_base_ms = c->backoff_base_ms,
+		.backoff_max_ms = c->backoff_max_ms,
+		.retry_after_cap_s = c->retry_after_cap_s,
+		.idempotent = true, /* splits carry an idempotency key; the rest are reads */
+		.abort_flag = c->abort_flag,
 	};
 	struct la_call call = {c, rq};
 	int rc = http_perform(&p, h, la_attempt, &call, rq->max_body_bytes, rs, err, n_err);
@@ -367,7 +369,8 @@ static int post_json(struct lalalai_client *c, const char *path, json_t *body, j
 		if (!text)
 			return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
 	}
-	struct la_req rq = {.url = url, .json = text ? text : "{}",
+	struct la_req rq = {.url = url,
+	                    .json = text ? text : "{}",
 	                    .max_body_bytes = LALALAI_RESPONSE_MAX_BYTES};
 	struct http_resp rs = {0};
 	int rc = la_request(c, &rq, &rs, err, n_err);
@@ -428,29 +431,36 @@ static void disposition_for(const char *name, char *out, size_t n_out)
 }
 
 int lalalai_upload(struct lalalai_client *c, const char *path, const char *file_name,
-                   lalalai_progress_fn progress, void *user, struct lalalai_source *out,
-                   char *err, size_t n_err)
+                   lalalai_progress_fn progress, void *user, struct lalalai_source *out, char *err,
+                   size_t n_err)
 {
 	FILE *f = fopen(path, "rb");
 	struct stat st;
 	if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (f)
 			fclose(f);
-		return sfa_err(err, n_err, SFA_EIO, "The audio file to upload could not be opened.");
+		return sfa_err(err, n_err, SFA_EIO,
+		               "The audio file to upload could not be opened.");
 	}
 	char disp[2048];
 	disposition_for(file_name && *file_name ? file_name : "audio", disp, sizeof disp);
 	char url[1200];
 	snprintf(url, sizeof url, "%s/api/v1/upload/", c->base_url);
-	struct la_req rq = {.url = url, .upload = f, .upload_size = (int64_t)st.st_size,
-	                    .disposition = disp, .max_body_bytes = 64 << 10,
-	                    .progress = progress, .user = user};
+	struct la_req rq = {.url = url,
+	                    .upload = f,
+	                    .upload_size = (int64_t)st.st_size,
+	                    .disposition = disp,
+	                    .max_body_bytes = 64 << 10,
+	                    .progress = progress,
+	                    .user = user};
 	struct http_resp rs = {0};
 	int rc = la_request(c, &rq, &rs, err, n_err);
 	fclose(f);
 	json_t *j = NULL;
-	if (rc == 0 && json_parse_object(rs.body.data ? rs.body.data : "", rs.body.len, &j, NULL, 0))
-		rc = sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai's upload answer is not a JSON object.");
+	if (rc == 0 &&
+	    json_parse_object(rs.body.data ? rs.body.data : "", rs.body.len, &j, NULL, 0))
+		rc = sfa_err(err, n_err, SFA_EUPSTREAM,
+		             "lal.ai's upload answer is not a JSON object.");
 	http_resp_free(&rs);
 	if (rc)
 		return rc;
@@ -473,8 +483,9 @@ int lalalai_split(struct lalalai_client *c, const char *source_id, const char *c
 {
 	if (n_stems < 1 || n_stems > 6 || !source_id || !*source_id || !idempotency_key ||
 	    !*idempotency_key)
-		return sfa_err(err, n_err, SFA_EINVAL, "A split needs a source, 1 to 6 stems and an "
-		                                       "idempotency key.");
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "A split needs a source, 1 to 6 stems and an "
+		               "idempotency key.");
 	json_t *list = json_array();
 	/* The stem names are lal.ai's to check (422 names the bad one). */
 	for (size_t i = 0; i < n_stems; i++)
@@ -503,14 +514,16 @@ static int parse_track(const json_t *t, struct lalalai_track *out, char *err, si
 	if (!type || !label || !url || strlen(type) >= sizeof out->type ||
 	    strlen(label) >= sizeof out->label || strlen(url) >= sizeof out->url ||
 	    !is_http_url(url))
-		return sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai sent a result track without a "
-		                                          "usable type, label or URL.");
+		return sfa_err(err, n_err, SFA_EUPSTREAM,
+		               "lal.ai sent a result track without a "
+		               "usable type, label or URL.");
 	memset(out, 0, sizeof *out);
 	printable_copy(out->type, sizeof out->type, type);
 	printable_copy(out->label, sizeof out->label, label);
 	printable_copy(out->url, sizeof out->url, url);
 	const json_t *sz = json_object_get(t, "size");
-	out->size = json_is_integer(sz) && json_integer_value(sz) >= 0 ? json_integer_value(sz) : -1;
+	out->size = json_is_integer(sz) && json_integer_value(sz) >= 0 ? json_integer_value(sz)
+	                                                               : -1;
 	return 0;
 }
 
@@ -523,7 +536,8 @@ static int parse_status(const json_t *s, struct lalalai_status *out, char *err, 
 	}
 	const char *status = json_str(s, "status");
 	if (!status)
-		return sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai sent a task state without a status.");
+		return sfa_err(err, n_err, SFA_EUPSTREAM,
+		               "lal.ai sent a task state without a status.");
 	if (strcmp(status, "progress") == 0) {
 		out->state = LALALAI_PROGRESS;
 		const json_t *p = json_object_get(s, "progress");
@@ -540,14 +554,15 @@ static int parse_status(const json_t *s, struct lalalai_status *out, char *err, 
 			return sfa_err(err, n_err, SFA_EUPSTREAM,
 			               "lal.ai reported success without result tracks.");
 		if (json_array_size(tracks) > LALALAI_MAX_TRACKS)
-			return sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai sent more than %d tracks.",
-			               LALALAI_MAX_TRACKS);
+			return sfa_err(err, n_err, SFA_EUPSTREAM,
+			               "lal.ai sent more than %d tracks.", LALALAI_MAX_TRACKS);
 		const json_t *d = json_object_get(r, "duration");
 		if (json_is_number(d) && json_number_value(d) > 0 && json_number_value(d) < 1e7)
 			out->duration_s = json_number_value(d);
 		size_t i;
 		const json_t *t;
-		json_array_foreach (tracks, i, t) {
+		json_array_foreach(tracks, i, t)
+		{
 			int rc = parse_track(t, &out->tracks[i], err, n_err);
 			if (rc)
 				return rc;
@@ -560,14 +575,14 @@ static int parse_status(const json_t *s, struct lalalai_status *out, char *err, 
 		const json_t *e = json_object_get(s, "error");
 		char tmp[sizeof out->error];
 		if (json_is_object(e))
-			snprintf(tmp, sizeof tmp, "%s%s%s%s", json_str(e, "detail") ? json_str(e, "detail")
-			                                                             : "the task failed",
+			snprintf(tmp, sizeof tmp, "%s%s%s%s",
+			         json_str(e, "detail") ? json_str(e, "detail") : "the task failed",
 			         json_str(e, "code") ? " (" : "",
 			         json_str(e, "code") ? json_str(e, "code") : "",
 			         json_str(e, "code") ? ")" : "");
 		else
-			snprintf(tmp, sizeof tmp, "%s", json_is_string(e) ? json_string_value(e)
-			                                                   : "the task failed");
+			snprintf(tmp, sizeof tmp, "%s",
+			         json_is_string(e) ? json_string_value(e) : "the task failed");
 		printable_copy(out->error, sizeof out->error, tmp);
 		return 0;
 	}
@@ -579,7 +594,8 @@ static int parse_status(const json_t *s, struct lalalai_status *out, char *err, 
 		out->state = LALALAI_SERVER_ERROR;
 		const json_t *e = json_object_get(s, "error");
 		printable_copy(out->error, sizeof out->error,
-		               json_is_string(e) ? json_string_value(e) : "lal.ai had a server error");
+		               json_is_string(e) ? json_string_value(e)
+		                                 : "lal.ai had a server error");
 		return 0;
 	}
 	return sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai sent an unknown task status.");
@@ -590,11 +606,13 @@ int lalalai_parse_check(const char *body, size_t n_body, const char *const *ids,
 {
 	json_t *j = NULL;
 	if (json_parse_object(body, n_body, &j, NULL, 0))
-		return sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai's check answer is not a JSON object.");
+		return sfa_err(err, n_err, SFA_EUPSTREAM,
+		               "lal.ai's check answer is not a JSON object.");
 	const json_t *res = json_object_get(j, "result");
 	int rc = 0;
 	if (!json_is_object(res))
-		rc = sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai's check answer has no result object.");
+		rc = sfa_err(err, n_err, SFA_EUPSTREAM,
+		             "lal.ai's check answer has no result object.");
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = parse_status(json_object_get(res, ids[i]), &out[i], err, n_err);
 	json_decref(j);
@@ -629,8 +647,8 @@ int lalalai_check(struct lalalai_client *c, const char *const *ids, size_t n,
 	return rc;
 }
 
-int lalalai_cancel(struct lalalai_client *c, const char *const *ids, size_t n, bool *ok,
-                   char *err, size_t n_err)
+int lalalai_cancel(struct lalalai_client *c, const char *const *ids, size_t n, bool *ok, char *err,
+                   size_t n_err)
 {
 	if (n < 1 || n > LALALAI_MAX_TASKS)
 		return sfa_err(err, n_err, SFA_EINVAL, "A cancel covers 1 to %d tasks.",
@@ -650,8 +668,7 @@ int lalalai_cancel(struct lalalai_client *c, const char *const *ids, size_t n, b
 	return 0;
 }
 
-int lalalai_delete_source(struct lalalai_client *c, const char *source_id, char *err,
-                          size_t n_err)
+int lalalai_delete_source(struct lalalai_client *c, const char *source_id, char *err, size_t n_err)
 {
 	json_t *j = NULL;
 	int rc = post_json(c, "/api/v1/delete/", json_pack("{s:s}", "source_id", source_id), &j,
@@ -668,7 +685,8 @@ int lalalai_minutes_left(struct lalalai_client *c, double *minutes, char *err, s
 		return rc;
 	const json_t *m = json_object_get(j, "minutes_left");
 	if (!json_is_number(m) || json_number_value(m) < 0 || json_number_value(m) > 1e9)
-		rc = sfa_err(err, n_err, SFA_EUPSTREAM, "lal.ai's quota answer has no minutes_left.");
+		rc = sfa_err(err, n_err, SFA_EUPSTREAM,
+		             "lal.ai's quota answer has no minutes_left.");
 	else
 		*minutes = json_number_value(m);
 	json_decref(j);
@@ -680,10 +698,10 @@ int lalalai_minutes_left(struct lalalai_client *c, double *minutes, char *err, s
 struct dl_state {
 	CURL *h;
 	FILE *f;
-	int64_t have;   /* bytes in the file */
+	int64_t have; /* bytes in the file */
 	int64_t cap;
-	bool checked;   /* the status of this attempt was looked at */
-	bool keep;      /* this attempt's body goes into the file */
+	bool checked; /* the status of this attempt was looked at */
+	bool keep;    /* this attempt's body goes into the file */
 	bool too_big;
 	bool io_error;
 };
@@ -776,7 +794,8 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 			break;
 		}
 		if (d.io_error || fflush(d.f) != 0) {
-			rc = sfa_err(err, n_err, SFA_EIO, "A lal.ai result track could not be written.");
+			rc = sfa_err(err, n_err, SFA_EIO,
+			             "A lal.ai result track could not be written.");
 			break;
 		}
 		if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -788,9 +807,10 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 			if (clen >= 0 && d.have != total) {
 				cc = CURLE_PARTIAL_FILE; /* cannot happen with curl; be safe */
 			} else if (expect_size >= 0 && d.have != expect_size) {
-				rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-				             "A lal.ai result track has %lld bytes, not the %lld announced.",
-				             (long long)d.have, (long long)expect_size);
+				rc = sfa_err(
+					err, n_err, SFA_EUPSTREAM,
+					"A lal.ai result track has %lld bytes, not the %lld announced.",
+					(long long)d.have, (long long)expect_size);
 				break;
 			} else {
 				break; /* complete */
@@ -798,20 +818,25 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 		}
 		if (cc == CURLE_OK) {
 			if (st == 404 || st == 410) {
-				rc = sfa_err(err, n_err, SFA_ENOTFOUND,
-				             "A lal.ai result link expired or does not exist (HTTP %ld).", st);
+				rc = sfa_err(
+					err, n_err, SFA_ENOTFOUND,
+					"A lal.ai result link expired or does not exist (HTTP %ld).",
+					st);
 				break;
 			}
 			if (st == 416) { /* the resume point is past the end: start over once */
 				if (fflush(d.f) != 0 || ftruncate(fileno(d.f), 0) != 0 ||
 				    fseeko(d.f, 0, SEEK_SET) != 0) {
-					rc = sfa_err(err, n_err, SFA_EIO, "A download could not be restarted.");
+					rc = sfa_err(err, n_err, SFA_EIO,
+					             "A download could not be restarted.");
 					break;
 				}
 				d.have = 0;
 			} else if (!(st == 408 || st == 429 || st >= 500)) {
-				rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-				             "Downloading a lal.ai result track failed with HTTP %ld.", st);
+				rc = sfa_err(
+					err, n_err, SFA_EUPSTREAM,
+					"Downloading a lal.ai result track failed with HTTP %ld.",
+					st);
 				break;
 			}
 		} else {
@@ -820,16 +845,18 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 			if (!http_curl_retryable(cc) || n_timeouts >= MAX_TIMEOUT_TRIES) {
 				rc = sfa_err(err, n_err, timeout ? SFA_ETIMEOUT : SFA_EUPSTREAM,
 				             "Downloading a lal.ai result track failed: %s%s.",
-				             timeout ? "the transfer stalled" : curl_easy_strerror(cc),
+				             timeout ? "the transfer stalled"
+				                     : curl_easy_strerror(cc),
 				             attempt > 1 ? " (after retries)" : "");
 				break;
 			}
 		}
 		if (last) {
-			rc = sfa_err(err, n_err, SFA_EUPSTREAM,
-			             "Downloading a lal.ai result track still failed after %d tries "
-			             "(%lld bytes received).",
-			             attempt, (long long)d.have);
+			rc = sfa_err(
+				err, n_err, SFA_EUPSTREAM,
+				"Downloading a lal.ai result track still failed after %d tries "
+				"(%lld bytes received).",
+				attempt, (long long)d.have);
 			break;
 		}
 		log_warn("lal.ai: download interrupted at %lld bytes, retrying (try %d of %d)",
@@ -840,7 +867,8 @@ int lalalai_download(struct lalalai_client *c, const char *url, const char *dest
 	if (fclose(d.f) != 0 && rc == 0)
 		rc = sfa_err(err, n_err, SFA_EIO, "A lal.ai result track could not be written.");
 	if (rc == 0 && rename(part, dest) != 0)
-		rc = sfa_err(err, n_err, SFA_EIO, "A lal.ai result track could not be moved into place.");
+		rc = sfa_err(err, n_err, SFA_EIO,
+		             "A lal.ai result track could not be moved into place.");
 	if (rc)
 		unlink(part);
 	return rc;

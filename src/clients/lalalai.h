@@ -45,25 +45,25 @@
 
 enum {
 	LALALAI_EIDEMPOTENT = SFA_ECONFLICT,
-	LALALAI_ID_MAX = 128,              /* source and task ids (with the NUL) */
-	LALALAI_MAX_TASKS = 32,            /* per check / cancel call */
-	LALALAI_MAX_TRACKS = 16,           /* result tracks per task */
+	LALALAI_ID_MAX = 128,    /* source and task ids (with the NUL) */
+	LALALAI_MAX_TASKS = 32,  /* per check / cancel call */
+	LALALAI_MAX_TRACKS = 16, /* result tracks per task */
 	LALALAI_RESPONSE_MAX_BYTES = 1 << 20,
 	LALALAI_URL_MAX = 2048,
 };
 
 /* Configuration. Strings are copied by lalalai_client_new; NULL or 0 picks the default. */
 struct lalalai_config {
-	const char *base_url;      /* default https://www.lalal.ai (no trailing /) */
-	const char *license_key;   /* required */
-	long connect_timeout_ms;   /* default 10000 */
-	long timeout_ms;           /* whole-request limit of API calls; default 30000 */
-	long low_speed_time_s;     /* transfers: abort when slower than ... for this long; 30 */
-	long low_speed_bytes;      /* ... this many bytes per second; default 1024 */
-	int max_tries;             /* attempts per request incl. the first; default 5 */
-	long backoff_base_ms;      /* first retry delay before jitter; default 1000 */
-	long backoff_max_ms;       /* a single delay never exceeds this; default 60000 */
-	long retry_after_cap_s;    /* longest Retry-After honoured; default 60 */
+	const char *base_url;       /* default https://www.lalal.ai (no trailing /) */
+	const char *license_key;    /* required */
+	long connect_timeout_ms;    /* default 10000 */
+	long timeout_ms;            /* whole-request limit of API calls; default 30000 */
+	long low_speed_time_s;      /* transfers: abort when slower than ... for this long; 30 */
+	long low_speed_bytes;       /* ... this many bytes per second; default 1024 */
+	int max_tries;              /* attempts per request incl. the first; default 5 */
+	long backoff_base_ms;       /* first retry delay before jitter; default 1000 */
+	long backoff_max_ms;        /* a single delay never exceeds this; default 60000 */
+	long retry_after_cap_s;     /* longest Retry-After honoured; default 60 */
 	int64_t max_download_bytes; /* per result track; default 2 GiB */
 	/* When non-NULL and non-zero, every call stops as soon as it can (SFA_ECANCELED).
 	 * Set from a signal handler by the worker. */
@@ -91,8 +91,8 @@ struct lalalai_source {
 /* POST /api/v1/upload/ with the file at path as the raw body and file_name (UTF-8) in
  * Content-Disposition. */
 int lalalai_upload(struct lalalai_client *c, const char *path, const char *file_name,
-                   lalalai_progress_fn progress, void *user, struct lalalai_source *out,
-                   char *err, size_t n_err);
+                   lalalai_progress_fn progress, void *user, struct lalalai_source *out, char *err,
+                   size_t n_err);
 
 /* POST /api/v1/split/multistem/ with stem_list (n_stems of vocals, drum, piano, bass,
  * electric_guitar, acoustic_guitar), encoder_format wav. task_id receives the task. */
@@ -101,8 +101,8 @@ int lalalai_split(struct lalalai_client *c, const char *source_id, const char *c
                   char *err, size_t n_err);
 
 enum lalalai_state {
-	LALALAI_UNKNOWN = 0,   /* lal.ai did not mention the task */
-	LALALAI_PROGRESS,      /* queued (progress 0) or running */
+	LALALAI_UNKNOWN = 0, /* lal.ai did not mention the task */
+	LALALAI_PROGRESS,    /* queued (progress 0) or running */
 	LALALAI_SUCCESS,
 	LALALAI_ERROR,
 	LALALAI_CANCELLED,
@@ -110,19 +110,19 @@ enum lalalai_state {
 };
 
 struct lalalai_track {
-	char type[16];   /* "stem" | "back" */
-	char label[32];  /* "vocals", "drum", ..., "no_multistem" */
+	char type[16];  /* "stem" | "back" */
+	char label[32]; /* "vocals", "drum", ..., "no_multistem" */
 	char url[LALALAI_URL_MAX];
-	int64_t size;    /* -1 when not given */
+	int64_t size; /* -1 when not given */
 };
 
 struct lalalai_status {
 	enum lalalai_state state;
-	int progress;             /* 0..100 */
-	double duration_s;        /* success: lal.ai's duration */
+	int progress;      /* 0..100 */
+	double duration_s; /* success: lal.ai's duration */
 	struct lalalai_track tracks[LALALAI_MAX_TRACKS];
 	size_t n_tracks;
-	char error[256];          /* error / server_error: lal.ai's text (printable) */
+	char error[256]; /* error / server_error: lal.ai's text (printable) */
 };
 
 /* POST /api/v1/check/ for n task ids (1..LALALAI_MAX_TASKS); out[i] answers ids[i]. */
@@ -136,12 +136,11 @@ int lalalai_parse_check(const char *body, size_t n_body, const char *const *ids,
 
 /* POST /api/v1/cancel/ for n task ids. ok[i] is true when lal.ai cancelled ids[i], false
  * when it answered that the task is not in progress (finished or unknown). */
-int lalalai_cancel(struct lalalai_client *c, const char *const *ids, size_t n, bool *ok,
-                   char *err, size_t n_err);
+int lalalai_cancel(struct lalalai_client *c, const char *const *ids, size_t n, bool *ok, char *err,
+                   size_t n_err);
 
 /* POST /api/v1/delete/ {"source_id"}. */
-int lalalai_delete_source(struct lalalai_client *c, const char *source_id, char *err,
-                          size_t n_err);
+int lalalai_delete_source(struct lalalai_client *c, const char *source_id, char *err, size_t n_err);
 
 /* POST /api/v1/limits/minutes_left/. */
 int lalalai_minutes_left(struct lalalai_client *c, double *minutes, char *err, size_t n_err);

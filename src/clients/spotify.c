@@ -102,7 +102,8 @@ const char *spotify__widest_image(const json_t *images)
 	json_int_t best_w = -1;
 	size_t i;
 	const json_t *img;
-	json_array_foreach (images, i, img) {
+	json_array_foreach(images, i, img)
+	{
 		const char *url = json_str(img, "url");
 		if (!url)
 			continue;
@@ -274,15 +275,15 @@ int spotify__request(const struct spotify_client *c, CURL *h, const struct spoti
                      struct http_resp *rs, char *err, size_t n_err)
 {
 	struct http_policy p = {
-	        .service = "Spotify",
-	        .caller = "this app",
-	        .max_tries = c->max_tries,
-	        .max_timeouts = MAX_TIMEOUT_TRIES,
-	        .backoff_base_ms = c->backoff_base_ms,
-	        .backoff_max_ms = c->backoff_max_ms,
-	        .retry_after_cap_s = c->retry_after_cap_s,
-	        .timeout_ms = c->timeout_ms,
-	        .idempotent = rq->idempotent,
+		.service = "Spotify",
+		.caller = "this app",
+		.max_tries = c->max_tries,
+		.max_timeouts = MAX_TIMEOUT_TRIES,
+		.backoff_base_ms = c->backoff_base_ms,
+		.backoff_max_ms = c->backoff_max_ms,
+		.retry_after_cap_s = c->retry_after_cap_s,
+		.timeout_ms = c->timeout_ms,
+		.idempotent = rq->idempotent,
 	};
 	struct sp_call call = {c, rq};
 	return http_perform(&p, h, sp_attempt, &call, rq->max_body_bytes, rs, err, n_err);

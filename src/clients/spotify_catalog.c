@@ -63,7 +63,8 @@ static const char *join_artists(struct spotify_result *r, const json_t *artists,
 	buf_init(&b, 64 << 10);
 	size_t i;
 	const json_t *a;
-	json_array_foreach (artists, i, a) {
+	json_array_foreach(artists, i, a)
+	{
 		const char *name = json_str(a, "name");
 		if (!name || !*name)
 			continue;
@@ -126,7 +127,8 @@ static int result_add_track(struct spotify_result *r, const json_t *t,
 	if (json_is_object(album)) {
 		const char *an = json_str(album, "name");
 		tr->album = rdup(r, an ? an : "", &rc);
-		tr->album_art_url = rdup(r, spotify__widest_image(json_object_get(album, "images")), &rc);
+		tr->album_art_url = rdup(r, spotify__widest_image(json_object_get(album, "images")),
+		                         &rc);
 	} else if (parent) {
 		tr->album = parent->name; /* already in the arena */
 		tr->album_art_url = parent->art_url;
@@ -168,7 +170,8 @@ static int add_page_items(struct spotify_result *r, const json_t *page, bool ent
 	const json_t *items = json_object_get(page, "items");
 	size_t i;
 	const json_t *e;
-	json_array_foreach (items, i, e) {
+	json_array_foreach(items, i, e)
+	{
 		const json_t *t = e;
 		if (entry_tracks) {
 			t = json_object_get(e, "item");
@@ -338,9 +341,9 @@ static int fetch_playlist(struct spotify_client *c, CURL *h, const char *id,
 	int rc = spotify__api_get(c, h, url, &j, &st, err, n_err);
 	if (rc == SFA_ENOTFOUND && editorial_playlist(id))
 		return sfa_err(
-		        err, n_err, rc,
-		        "This playlist is not available through the Spotify API (Spotify's own "
-		        "editorial and algorithmic playlists cannot be read by apps).");
+			err, n_err, rc,
+			"This playlist is not available through the Spotify API (Spotify's own "
+			"editorial and algorithmic playlists cannot be read by apps).");
 	if (rc == SFA_ENOTFOUND)
 		return sfa_err(err, n_err, rc,
 		               "Spotify has no playlist with id %s (it may be private or deleted).",

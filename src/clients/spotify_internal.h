@@ -88,13 +88,12 @@ void spotify__upstream_error(const struct http_resp *rs, char *code, size_t n_co
                              size_t n_msg);
 /* POSTs a form to {accounts}/api/token and parses the JSON answer into *out (caller
  * decrefs); with_basic sends the app's credentials, refresh words the failures. */
-int spotify__token_post(const struct spotify_client *c, CURL *h, const char *form,
-                        bool with_basic, bool idempotent, bool refresh, json_t **out,
-                        char *err, size_t n_err);
+int spotify__token_post(const struct spotify_client *c, CURL *h, const char *form, bool with_basic,
+                        bool idempotent, bool refresh, json_t **out, char *err, size_t n_err);
 /* GETs url under the app token (one refresh on 401): 0 and a JSON object (caller decrefs)
  * for 2xx; otherwise a negative code, and *status (when not NULL) the HTTP status of a 4xx
  * answer (0 for other failures). */
-int spotify__api_get(struct spotify_client *c, CURL *h, const char *url, json_t **out,
-                     long *status, char *err, size_t n_err);
+int spotify__api_get(struct spotify_client *c, CURL *h, const char *url, json_t **out, long *status,
+                     char *err, size_t n_err);
 
 #endif

@@ -19,10 +19,10 @@
 #include "util/str.h"
 
 const char SPOTIFY_LOGIN_SCOPES[] = "user-read-email user-read-private playlist-read-private "
-                                    "playlist-read-collaborative user-library-read";
+				    "playlist-read-collaborative user-library-read";
 
 static const char no_client_id[] =
-        "Spotify log-in is not configured: this server has no Spotify client id.";
+	"Spotify log-in is not configured: this server has no Spotify client id.";
 
 /* ---- Log-in: authorization code with PKCE --------------------------------------------- */
 
@@ -35,7 +35,7 @@ static bool pkce_char(char ch)
 void spotify_pkce_verifier(char out[SPOTIFY_PKCE_VERIFIER_LEN + 1])
 {
 	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                               "0123456789-._~";
+				       "0123456789-._~";
 	for (int i = 0; i < SPOTIFY_PKCE_VERIFIER_LEN; i++)
 		out[i] = alphabet[randombytes_uniform((uint32_t)(sizeof alphabet - 1))];
 	out[SPOTIFY_PKCE_VERIFIER_LEN] = '\0';
@@ -167,8 +167,8 @@ static int user_token_call(struct spotify_client *c, struct buf *form, bool idem
 	if (!h)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
 	json_t *j = NULL;
-	rc = spotify__token_post(c, h, form->data, c->client_secret != NULL, idempotent, refresh, &j, err,
-	                n_err);
+	rc = spotify__token_post(c, h, form->data, c->client_secret != NULL, idempotent, refresh,
+	                         &j, err, n_err);
 	curl_easy_cleanup(h);
 	if (rc)
 		return rc;
@@ -256,11 +256,11 @@ int spotify_get_me(struct spotify_client *c, const char *access_token, struct sp
 	struct http_resp rs = {0};
 	json_t *j = NULL;
 	struct spotify__req rq = {
-	        .url = url,
-	        .bearer = access_token,
-	        .protocols = http_protocols_for(url),
-	        .max_body_bytes = 256 << 10,
-	        .idempotent = true,
+		.url = url,
+		.bearer = access_token,
+		.protocols = http_protocols_for(url),
+		.max_body_bytes = 256 << 10,
+		.idempotent = true,
 	};
 	int rc = spotify__request(c, h, &rq, &rs, err, n_err);
 	if (rc)
@@ -297,7 +297,8 @@ int spotify_get_me(struct spotify_client *c, const char *access_token, struct sp
 	if (!rc)
 		rc = spotify__dup_opt(json_str(j, "product"), &me.product);
 	if (!rc)
-		rc = spotify__dup_opt(spotify__widest_image(json_object_get(j, "images")), &me.image_url);
+		rc = spotify__dup_opt(spotify__widest_image(json_object_get(j, "images")),
+		                      &me.image_url);
 	if (rc) {
 		spotify_me_free(&me);
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");

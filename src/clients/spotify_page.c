@@ -72,10 +72,10 @@ int spotify_resolve_url(struct spotify_client *c, const char *input, struct spot
 	int rc = 0;
 	for (int hop = 0; hop < c->max_redirects; hop++) {
 		struct spotify__req rq = {
-		        .url = url,
-		        .protocols = c->allow_http_loopback ? "http,https" : "https",
-		        .max_body_bytes = SHORT_LINK_BODY_MAX_BYTES,
-		        .idempotent = true,
+			.url = url,
+			.protocols = c->allow_http_loopback ? "http,https" : "https",
+			.max_body_bytes = SHORT_LINK_BODY_MAX_BYTES,
+			.idempotent = true,
 		};
 		rc = spotify__request(c, h, &rq, &rs, err, n_err);
 		if (rc)
@@ -96,8 +96,8 @@ int spotify_resolve_url(struct spotify_client *c, const char *input, struct spot
 			if (!spotify_url_short_link(rs.location, c->allow_http_loopback, url,
 			                            sizeof url)) {
 				rc = sfa_err(
-				        err, n_err, SFA_EINVAL,
-				        "The short link leads away from Spotify (or off https).");
+					err, n_err, SFA_EINVAL,
+					"The short link leads away from Spotify (or off https).");
 				goto out;
 			}
 			continue;

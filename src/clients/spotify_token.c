@@ -69,10 +69,10 @@ static int token_failure(const struct http_resp *rs, bool refresh, char *err, si
 	if (strcmp(code, "invalid_grant") == 0) {
 		if (refresh)
 			return sfa_err(
-			        err, n_err, SPOTIFY_EREVOKED,
-			        "Spotify no longer accepts this account's refresh token (%s); "
-			        "the account has to be linked again.",
-			        msg[0] ? msg : code);
+				err, n_err, SPOTIFY_EREVOKED,
+				"Spotify no longer accepts this account's refresh token (%s); "
+				"the account has to be linked again.",
+				msg[0] ? msg : code);
 		return sfa_err(err, n_err, SFA_EAUTH,
 		               "Spotify rejected the authorization code (%s).",
 		               msg[0] ? msg : code);
@@ -82,9 +82,8 @@ static int token_failure(const struct http_resp *rs, bool refresh, char *err, si
 }
 
 /* POSTs a form to {accounts}/api/token and parses the JSON answer. */
-int spotify__token_post(const struct spotify_client *c, CURL *h, const char *form,
-                        bool with_basic, bool idempotent, bool refresh, json_t **out,
-                        char *err, size_t n_err)
+int spotify__token_post(const struct spotify_client *c, CURL *h, const char *form, bool with_basic,
+                        bool idempotent, bool refresh, json_t **out, char *err, size_t n_err)
 {
 	char *basic = NULL;
 	char url[1200];
@@ -96,13 +95,13 @@ int spotify__token_post(const struct spotify_client *c, CURL *h, const char *for
 		goto out;
 	}
 	struct spotify__req rq = {
-	        .post = true,
-	        .url = url,
-	        .basic = basic,
-	        .form = form,
-	        .protocols = http_protocols_for(url),
-	        .max_body_bytes = 64 << 10,
-	        .idempotent = idempotent,
+		.post = true,
+		.url = url,
+		.basic = basic,
+		.form = form,
+		.protocols = http_protocols_for(url),
+		.max_body_bytes = 64 << 10,
+		.idempotent = idempotent,
 	};
 	rc = spotify__request(c, h, &rq, &rs, err, n_err);
 	if (rc)
@@ -129,9 +128,9 @@ static int app_token(struct spotify_client *c, CURL *h, char **out, char *err, s
 {
 	if (!c->client_id || !c->client_secret)
 		return sfa_err(
-		        err, n_err, SFA_EAUTH,
-		        "Spotify is not configured: this server has no Spotify client id and "
-		        "secret.");
+			err, n_err, SFA_EAUTH,
+			"Spotify is not configured: this server has no Spotify client id and "
+			"secret.");
 	int rc = 0;
 	json_t *j = NULL;
 	pthread_mutex_lock(&c->token_mu);
@@ -139,7 +138,8 @@ static int app_token(struct spotify_client *c, CURL *h, char **out, char *err, s
 		goto copy;
 	free(c->token);
 	c->token = NULL;
-	rc = spotify__token_post(c, h, "grant_type=client_credentials", true, true, false, &j, err, n_err);
+	rc = spotify__token_post(c, h, "grant_type=client_credentials", true, true, false, &j, err,
+	                         n_err);
 	if (rc)
 		goto out;
 	const char *tok = json_str(j, "access_token");
@@ -195,8 +195,8 @@ static void app_token_drop(struct spotify_client *c, const char *stale)
 /* GETs url under the app token (one refresh on 401). Returns 0 and a JSON object for 2xx.
  * Otherwise a negative code; *status (when not NULL) receives the HTTP status of a 4xx
  * answer (0 for other failures) so callers can word 404s and fall back on 403s. */
-int spotify__api_get(struct spotify_client *c, CURL *h, const char *url, json_t **out,
-                     long *status, char *err, size_t n_err)
+int spotify__api_get(struct spotify_client *c, CURL *h, const char *url, json_t **out, long *status,
+                     char *err, size_t n_err)
 {
 	struct http_resp rs = {0};
 	char *tok = NULL;
@@ -209,11 +209,11 @@ int spotify__api_get(struct spotify_client *c, CURL *h, const char *url, json_t 
 			goto out;
 		assert(tok != NULL); /* app_token sets it on success */
 		struct spotify__req rq = {
-		        .url = url,
-		        .bearer = tok,
-		        .protocols = http_protocols_for(url),
-		        .max_body_bytes = SPOTIFY_RESPONSE_MAX_BYTES,
-		        .idempotent = true,
+			.url = url,
+			.bearer = tok,
+			.protocols = http_protocols_for(url),
+			.max_body_bytes = SPOTIFY_RESPONSE_MAX_BYTES,
+			.idempotent = true,
 		};
 		rc = spotify__request(c, h, &rq, &rs, err, n_err);
 		if (rc)

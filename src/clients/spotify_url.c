@@ -53,9 +53,12 @@ bool spotify_id_valid(const char *s, size_t n)
 const char *spotify_kind_name(enum spotify_kind kind)
 {
 	switch (kind) {
-	case SPOTIFY_TRACK: return "track";
-	case SPOTIFY_ALBUM: return "album";
-	case SPOTIFY_PLAYLIST: return "playlist";
+	case SPOTIFY_TRACK:
+		return "track";
+	case SPOTIFY_ALBUM:
+		return "album";
+	case SPOTIFY_PLAYLIST:
+		return "playlist";
 	}
 	return "unknown";
 }
@@ -148,8 +151,8 @@ static int parse_segments(const struct seg *segs, int n_segs, const char *what,
 	} else {
 		if (n_segs < 1 || !kind_of(segs[0], &kind))
 			return sfa_err(
-			        err, n_err, SFA_EINVAL,
-			        "Only Spotify track, album and playlist links are supported.");
+				err, n_err, SFA_EINVAL,
+				"Only Spotify track, album and playlist links are supported.");
 		if (n_segs != 2)
 			return sfa_err(err, n_err, SFA_EINVAL,
 			               "This %s does not end with a Spotify id.", what);

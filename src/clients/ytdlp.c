@@ -139,7 +139,8 @@ static const char *last_error_line(const char *text, size_t *n_out)
 			n -= (size_t)(close + 2 - best);
 			best = close + 2;
 			const char *colon = memchr(best, ':', n);
-			if (colon && colon[1] == ' ' && !memchr(best, ' ', (size_t)(colon - best))) {
+			if (colon && colon[1] == ' ' &&
+			    !memchr(best, ' ', (size_t)(colon - best))) {
 				n -= (size_t)(colon + 2 - best);
 				best = colon + 2;
 			}
@@ -221,8 +222,8 @@ static bool has(const char *s, size_t n, const char *needle)
 	return false;
 }
 
-void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *redact,
-                           char *msg, size_t n_msg, bool *retry)
+void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *redact, char *msg,
+                           size_t n_msg, bool *retry)
 {
 	static const char upgrade[] =
 		"install a current yt-dlp (python3 -m pip install -U yt-dlp, or the binary from "
@@ -236,21 +237,27 @@ void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *r
 		quote[0] = '\0';
 	*retry = false;
 	if (exit_code == 2) {
-		snprintf(msg, n_msg, "yt-dlp rejected the options it was given, so it is probably too "
-		         "old: %s.", upgrade);
+		snprintf(msg, n_msg,
+		         "yt-dlp rejected the options it was given, so it is probably too "
+		         "old: %s.",
+		         upgrade);
 		return;
 	}
 	if (!line) {
 		*retry = true;
-		snprintf(msg, n_msg, "yt-dlp failed (exit status %d) without saying why; the server "
-		         "log of the job may help.", exit_code);
+		snprintf(msg, n_msg,
+		         "yt-dlp failed (exit status %d) without saying why; the server "
+		         "log of the job may help.",
+		         exit_code);
 		return;
 	}
 	if (has(line, n, "ffprobe and ffmpeg not found") || has(line, n, "ffmpeg not found")) {
-		snprintf(msg, n_msg, "ffmpeg is not installed on the server; install it (apt-get "
+		snprintf(msg, n_msg,
+		         "ffmpeg is not installed on the server; install it (apt-get "
 		         "install ffmpeg) so downloads can be converted.");
 	} else if (has(line, n, "Requested format is not available")) {
-		snprintf(msg, n_msg, "The source offers no audio format yt-dlp can fetch: %s", quote);
+		snprintf(msg, n_msg, "The source offers no audio format yt-dlp can fetch: %s",
+		         quote);
 	} else if (has(line, n, "HTTP Error 404") || has(line, n, "HTTP Error 410")) {
 		snprintf(msg, n_msg, "The audio source is unavailable: %s", quote);
 	} else if (has(line, n, "Video unavailable") || has(line, n, "Private video") ||
@@ -259,15 +266,19 @@ void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *r
 		snprintf(msg, n_msg, "The video is unavailable: %s", quote);
 	} else if (has(line, n, "Sign in to confirm your age") || has(line, n, "age-restricted") ||
 	           has(line, n, "inappropriate for some users")) {
-		snprintf(msg, n_msg, "The video is age-restricted and cannot be downloaded without "
-		         "signing in: %s", quote);
-	} else if (has(line, n, "Unsupported URL")) {
-		snprintf(msg, n_msg, "The source is not audio or video that yt-dlp can download: %s",
+		snprintf(msg, n_msg,
+		         "The video is age-restricted and cannot be downloaded without "
+		         "signing in: %s",
 		         quote);
+	} else if (has(line, n, "Unsupported URL")) {
+		snprintf(msg, n_msg,
+		         "The source is not audio or video that yt-dlp can download: %s", quote);
 	} else if (has(line, n, "Sign in to confirm you") || has(line, n, "HTTP Error 403")) {
 		*retry = true;
-		snprintf(msg, n_msg, "The site refused the download (%s); it will be tried again, and "
-		         "if this keeps happening, %s.", quote, upgrade);
+		snprintf(msg, n_msg,
+		         "The site refused the download (%s); it will be tried again, and "
+		         "if this keeps happening, %s.",
+		         quote, upgrade);
 	} else {
 		/* Network trouble, throttling (429), a site hiccup: worth another attempt. */
 		*retry = true;

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define YTDLP_PROGRESS_TEMPLATE                                                              \
-	"download:PROG %(progress.downloaded_bytes)s %(progress.total_bytes)s "              \
+#define YTDLP_PROGRESS_TEMPLATE                                                 \
+	"download:PROG %(progress.downloaded_bytes)s %(progress.total_bytes)s " \
 	"%(progress.total_bytes_estimate)s"
 
 enum {
@@ -35,9 +35,9 @@ enum {
 bool ytdlp_parse_progress(const char *line, int64_t *done, int64_t *total);
 
 struct ytdlp_pick {
-	double want_s;            /* the duration to match; <= 0 takes the first result */
-	int n_results;            /* JSON objects seen */
-	int n_with_duration;      /* of which had a usable duration */
+	double want_s;       /* the duration to match; <= 0 takes the first result */
+	int n_results;       /* JSON objects seen */
+	int n_with_duration; /* of which had a usable duration */
 	bool found;
 	double best_diff_s;
 	double best_duration_s;
@@ -55,7 +55,7 @@ void ytdlp_pick_feed(struct ytdlp_pick *p, const char *line);
  * directory; may be NULL) in the quoted message is replaced by "…", so no server path is
  * shown. *retry says whether trying again later may help (network trouble, throttling)
  * or not (the video is gone, the URL is unsupported, the tool needs an upgrade). */
-void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *redact,
-                           char *msg, size_t n_msg, bool *retry);
+void ytdlp_explain_failure(const char *stderr_text, int exit_code, const char *redact, char *msg,
+                           size_t n_msg, bool *retry);
 
 #endif

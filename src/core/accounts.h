@@ -20,8 +20,8 @@
 enum {
 	ACCOUNTS_PASSWORD_MIN = 12,
 	ACCOUNTS_PASSWORD_MAX = 72,
-	ACCOUNTS_SESSION_S = 24 * 3600,          /* a browser session without "remember me" */
-	ACCOUNTS_REMEMBER_S = 14 * 24 * 3600,    /* with "remember me" */
+	ACCOUNTS_SESSION_S = 24 * 3600,       /* a browser session without "remember me" */
+	ACCOUNTS_REMEMBER_S = 14 * 24 * 3600, /* with "remember me" */
 	ACCOUNTS_MAX_FIELD_ERRORS = 8,
 	ACCOUNTS_MAX_API_KEYS = 100,
 };

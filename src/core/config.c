@@ -76,7 +76,8 @@ static int spotify_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_str("SFA_YTDLP", c->ytdlp, sizeof c->ytdlp, err, n_err)) ||
 	    (rc = env_str("SFA_DOWNLOAD_QUERY", c->download_query, sizeof c->download_query, err,
 	                  n_err)) ||
-	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err, n_err)) ||
+	    (rc = env_int("SFA_DOWNLOAD_TIMEOUT_S", 5, 86400, &c->download_timeout_s, err,
+	                  n_err)) ||
 	    (rc = env_int("SFA_DOWNLOAD_MAX_TRACKS", 1, 100000, &c->download_max_tracks, err,
 	                  n_err)) ||
 	    (rc = env_str("SFA_LALALAI_URL", c->lalalai_url, sizeof c->lalalai_url, err, n_err)) ||
@@ -89,30 +90,33 @@ static int spotify_from_env(struct config *c, char *err, size_t n_err)
 		return rc;
 	if (c->lalalai_url[0] && !str_starts_with(c->lalalai_url, "http://") &&
 	    !str_starts_with(c->lalalai_url, "https://"))
-		return sfa_err(err, n_err, SFA_EINVAL, "SFA_LALALAI_URL must be an http:// or https:// URL.");
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "SFA_LALALAI_URL must be an http:// or https:// URL.");
 	const char *urls[] = {c->spotify_accounts_url, c->spotify_api_url, c->spotify_redirect_uri};
 	const char *names[] = {"SFA_SPOTIFY_ACCOUNTS_URL", "SFA_SPOTIFY_API_URL",
 	                       "SFA_SPOTIFY_REDIRECT_URI"};
 	for (int i = 0; i < 3; i++)
 		if (*urls[i] && !str_starts_with(urls[i], "http://") &&
 		    !str_starts_with(urls[i], "https://"))
-			return sfa_err(err, n_err, SFA_EINVAL, "%s must be an http:// or https:// URL.",
-			               names[i]);
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "%s must be an http:// or https:// URL.", names[i]);
 	const char *m = c->spotify_market;
 	if (strlen(m) != 2 || m[0] < 'A' || m[0] > 'Z' || m[1] < 'A' || m[1] > 'Z')
 		return sfa_err(err, n_err, SFA_EINVAL,
 		               "SFA_SPOTIFY_MARKET must be a two-letter country code such as US.");
 	if (!download_query_valid(c->download_query))
-		return sfa_err(err, n_err, SFA_EINVAL,
-		               "SFA_DOWNLOAD_QUERY must be an http(s) URL holding {spotify_id} or a "
-		               "yt-dlp search prefix such as ytsearch5.");
+		return sfa_err(
+			err, n_err, SFA_EINVAL,
+			"SFA_DOWNLOAD_QUERY must be an http(s) URL holding {spotify_id} or a "
+			"yt-dlp search prefix such as ytsearch5.");
 	return 0;
 }
 
 static int set_data_dir(struct config *c, const char *dir, char *err, size_t n_err)
 {
 	if (!*dir || strlen(dir) >= sizeof c->data_dir)
-		return sfa_err(err, n_err, SFA_EINVAL, "The data directory path is empty or too long.");
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "The data directory path is empty or too long.");
 	str_copy(c->data_dir, sizeof c->data_dir, dir);
 	snprintf(c->db_path, sizeof c->db_path, "%s/sfa.db", c->data_dir);
 	const char *models = getenv("SFA_MODELS_DIR");
@@ -157,13 +161,15 @@ static int cluster_from_env(struct config *c, char *err, size_t n_err)
 	const char *v = getenv("SFA_RUN_JOBS");
 	if (v && *v) {
 		if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-			return sfa_err(err, n_err, SFA_EINVAL,
-			               "SFA_RUN_JOBS must be 1 (serve runs jobs) or 0 (it runs none).");
+			return sfa_err(
+				err, n_err, SFA_EINVAL,
+				"SFA_RUN_JOBS must be 1 (serve runs jobs) or 0 (it runs none).");
 		c->run_jobs = strcmp(v, "1") == 0;
 	}
 	if ((v = getenv("SFA_NODE_ID")) && *v) {
 		if (strlen(v) >= sizeof c->node_id)
-			return sfa_err(err, n_err, SFA_EINVAL, "SFA_NODE_ID is longer than %zu characters.",
+			return sfa_err(err, n_err, SFA_EINVAL,
+			               "SFA_NODE_ID is longer than %zu characters.",
 			               sizeof c->node_id - 1);
 		str_copy(c->node_id, sizeof c->node_id, v);
 	}
@@ -212,9 +218,10 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 		return rc;
 	if ((v = getenv("SFA_DATABASE_URL")) && *v) {
 		if (strncmp(v, "postgresql://", 13) != 0 && strncmp(v, "postgres://", 11) != 0)
-			return sfa_err(err, n_err, SFA_EINVAL,
-			               "SFA_DATABASE_URL must be a postgresql:// URL (unset it to use SQLite "
-			               "in the data directory).");
+			return sfa_err(
+				err, n_err, SFA_EINVAL,
+				"SFA_DATABASE_URL must be a postgresql:// URL (unset it to use SQLite "
+				"in the data directory).");
 		if (strlen(v) >= sizeof c->database_url)
 			return sfa_err(err, n_err, SFA_EINVAL, "SFA_DATABASE_URL is too long.");
 		str_copy(c->database_url, sizeof c->database_url, v);
@@ -234,9 +241,10 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 		else if (strncmp(v, "sample:", 7) == 0 && !str_to_long(v + 7, 1, 1000000, &every))
 			c->access_log_every = (int)every;
 		else
-			return sfa_err(err, n_err, SFA_EINVAL,
-			               "SFA_ACCESS_LOG must be all, errors, off or sample:N (N from 1 to "
-			               "1000000: one successful request in N is logged).");
+			return sfa_err(
+				err, n_err, SFA_EINVAL,
+				"SFA_ACCESS_LOG must be all, errors, off or sample:N (N from 1 to "
+				"1000000: one successful request in N is logged).");
 	}
 	if ((rc = env_int("SFA_PORT", 0, 65535, &c->port, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_API", 1, 1000000, &c->rate_api, err, n_err)) ||
@@ -268,19 +276,23 @@ int config_parse_serve_args(struct config *c, int argc, char **argv, char *err, 
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--port") == 0 || strcmp(a, "--bind") == 0 || strcmp(a, "--data") == 0) {
+		if (strcmp(a, "--port") == 0 || strcmp(a, "--bind") == 0 ||
+		    strcmp(a, "--data") == 0) {
 			if (!val)
 				return sfa_err(err, n_err, SFA_EINVAL, "%s needs a value.", a);
 			i++;
 			if (a[2] == 'p') {
 				long p;
 				if (str_to_long(val, 0, 65535, &p))
-					return sfa_err(err, n_err, SFA_EINVAL,
-					               "--port must be a number from 0 to 65535, not \"%s\".", val);
+					return sfa_err(
+						err, n_err, SFA_EINVAL,
+						"--port must be a number from 0 to 65535, not \"%s\".",
+						val);
 				c->port = (int)p;
 			} else if (a[2] == 'b') {
 				if (strlen(val) >= sizeof c->bind)
-					return sfa_err(err, n_err, SFA_EINVAL, "--bind is too long.");
+					return sfa_err(err, n_err, SFA_EINVAL,
+					               "--bind is too long.");
 				str_copy(c->bind, sizeof c->bind, val);
 			} else {
 				int rc = set_data_dir(c, val, err, n_err);
@@ -317,8 +329,7 @@ int config_take_data_flag(struct config *c, int *argc, char **argv, char *err, s
 	return 0;
 }
 
-static int read_or_create_secret(const char *path, char *hex, size_t n_hex, char *err,
-                                 size_t n_err)
+static int read_or_create_secret(const char *path, char *hex, size_t n_hex, char *err, size_t n_err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -357,8 +368,9 @@ int config_prepare_data(struct config *c, char *err, size_t n_err)
 	snprintf(probe, sizeof probe, "%s/.write-test", c->data_dir);
 	int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return sfa_err(err, n_err, SFA_EIO, "The data directory \"%s\" is not writable: %s.",
-		               c->data_dir, strerror(errno));
+		return sfa_err(err, n_err, SFA_EIO,
+		               "The data directory \"%s\" is not writable: %s.", c->data_dir,
+		               strerror(errno));
 	close(fd);
 	unlink(probe);
 
@@ -380,8 +392,8 @@ int config_prepare_data(struct config *c, char *err, size_t n_err)
 	unsigned char master[32];
 	crypto_generichash(master, sizeof master, (const unsigned char *)secret, strlen(secret),
 	                   NULL, 0);
-	crypto_generichash(c->csrf_key, sizeof c->csrf_key, (const unsigned char *)"sfa csrf v1", 11,
-	                   master, sizeof master);
+	crypto_generichash(c->csrf_key, sizeof c->csrf_key, (const unsigned char *)"sfa csrf v1",
+	                   11, master, sizeof master);
 	crypto_generichash(c->box_key, sizeof c->box_key, (const unsigned char *)"sfa box v1", 10,
 	                   master, sizeof master);
 	sodium_memzero(master, sizeof master);

@@ -18,15 +18,15 @@ enum { CONFIG_MAX_PROXIES = 16 };
 
 struct config {
 	char bind[64];
-	int port;            /* 0: pick a free port (tests) */
+	int port; /* 0: pick a free port (tests) */
 	char data_dir[PATH_MAX];
-	char db_path[PATH_MAX + 16];  /* the SQLite file, <data_dir>/sfa.db */
-	char database_url[1024];      /* SFA_DATABASE_URL (postgresql://...): PostgreSQL
+	char db_path[PATH_MAX + 16];    /* the SQLite file, <data_dir>/sfa.db */
+	char database_url[1024];        /* SFA_DATABASE_URL (postgresql://...): PostgreSQL
 	                                 instead of db_path; "" = SQLite */
-	int db_pool;                  /* SFA_DB_POOL: most PostgreSQL connections at once */
+	int db_pool;                    /* SFA_DB_POOL: most PostgreSQL connections at once */
 	char models_dir[PATH_MAX + 16]; /* SFA_MODELS_DIR, else <data_dir>/models */
-	bool https;          /* SFA_HTTPS=1 behind a TLS proxy: cookies get Secure */
-	int rate_api;        /* requests per minute per caller */
+	bool https;                     /* SFA_HTTPS=1 behind a TLS proxy: cookies get Secure */
+	int rate_api;                   /* requests per minute per caller */
 	int rate_heavy;
 	int rate_auth;
 	int n_trusted_proxies;
@@ -39,20 +39,20 @@ struct config {
 	 * statuses >= 400 and aborted requests only), "sample:N" (N: those plus one success in
 	 * N) or "off" (-1) */
 	int access_log_every;
-	int jobs_download;   /* concurrency per job type */
+	int jobs_download; /* concurrency per job type */
 	int jobs_processing;
 	int jobs_analysis;
-	int jobs_lalalai;    /* lal.ai separations: they mostly wait on the network */
-	int job_retry_base_s;  /* first retry delay; doubles each attempt */
-	int job_timeout_s;     /* 0: the type's default */
-	int job_memory_mb;     /* address-space limit of a job process */
-	int job_lease_s;       /* SFA_JOB_LEASE_S: a running job's claim lasts this long unless
+	int jobs_lalalai;     /* lal.ai separations: they mostly wait on the network */
+	int job_retry_base_s; /* first retry delay; doubles each attempt */
+	int job_timeout_s;    /* 0: the type's default */
+	int job_memory_mb;    /* address-space limit of a job process */
+	int job_lease_s;      /* SFA_JOB_LEASE_S: a running job's claim lasts this long unless
 	                          its node renews it (every third of it) */
-	bool run_jobs;         /* SFA_RUN_JOBS (default 1); `serve --no-jobs` clears it */
-	char node_id[128];     /* SFA_NODE_ID: this process's name in the job table; "": made
+	bool run_jobs;        /* SFA_RUN_JOBS (default 1); `serve --no-jobs` clears it */
+	char node_id[128];    /* SFA_NODE_ID: this process's name in the job table; "": made
 	                          up at start (host, pid, random) */
 	int64_t max_upload_bytes;
-	int max_duration_s; /* SFA_MAX_DURATION_S: the longest audio a track may have */
+	int max_duration_s;         /* SFA_MAX_DURATION_S: the longest audio a track may have */
 	unsigned char csrf_key[32]; /* derived from the secret */
 	unsigned char box_key[32];  /* for secretbox-encrypted columns */
 
@@ -70,12 +70,12 @@ struct config {
 	int download_max_tracks;        /* most jobs one album/playlist request may queue */
 
 	/* lal.ai cloud separation. */
-	char lalalai_url[512];          /* SFA_LALALAI_URL, "" = https://www.lalal.ai */
-	char lalalai_license_key[256];  /* SFA_LALALAI_LICENSE_KEY: fallback for users without
+	char lalalai_url[512];         /* SFA_LALALAI_URL, "" = https://www.lalal.ai */
+	char lalalai_license_key[256]; /* SFA_LALALAI_LICENSE_KEY: fallback for users without
 	                                   their own key; "" = none */
-	int lalalai_check_interval_ms;  /* between check calls (default 3000: lal.ai allows
+	int lalalai_check_interval_ms; /* between check calls (default 3000: lal.ai allows
 	                                   20 a minute); lower only against a test fake */
-	int lalalai_deadline_s;         /* a lal.ai task's overall limit (default 3600) */
+	int lalalai_deadline_s;        /* a lal.ai task's overall limit (default 3600) */
 };
 
 /* Fills c with defaults and the SFA_* environment. Errors name the variable. */

@@ -143,9 +143,9 @@ static const char *bundle_name(struct names *ns, const struct db_track *t, const
 struct ctx {
 	struct db *db;
 	const char *user_id;
-	const char *uploads;   /* absolute */
-	const char *root;      /* NULL, or the folder given */
-	const char *sep;       /* between the root and a name: "/", "\\" or "" */
+	const char *uploads; /* absolute */
+	const char *root;    /* NULL, or the folder given */
+	const char *sep;     /* between the root and a name: "/", "\\" or "" */
 	struct arena *a;
 	struct names names;
 };
@@ -178,21 +178,25 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 	if (!d->location)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
 	if (!dj_path_valid(d->location))
-		return sfa_err(err, n_err, SFA_EINVAL,
-		               "The path of “%s” would be longer than %d bytes; choose a shorter root.",
-		               t->title, DJ_PATH_MAX - 1);
+		return sfa_err(
+			err, n_err, SFA_EINVAL,
+			"The path of “%s” would be longer than %d bytes; choose a shorter root.",
+			t->title, DJ_PATH_MAX - 1);
 	d->size_bytes = t->audio_size;
 	d->duration_s = t->audio_duration_s > 0 ? t->audio_duration_s : (double)t->duration_s;
 	d->sample_rate_hz = t->audio_rate_hz;
 	d->bit_rate_kbps = d->duration_s > 0
-	                       ? (int)((double)t->audio_size * 8.0 / d->duration_s / 1000.0 + 0.5)
-	                       : 0;
+	                           ? (int)((double)t->audio_size * 8.0 / d->duration_s / 1000.0 +
+	                                   0.5)
+	                           : 0;
 	d->bpm = s->tempo_bpm;
 	d->first_beat_s = s->first_beat_s;
 	parse_key(s->key, &d->key_pc, &d->key_minor);
 	d->added_at = t->created_at;
-	return parse_cues(s->sections_json, d, c->a) ? 0 :
-	       sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while listing the library.");
+	return parse_cues(s->sections_json, d, c->a)
+	               ? 0
+	               : sfa_err(err, n_err, SFA_ENOMEM,
+	                         "Out of memory while listing the library.");
 }
 
 /* ---- the list ------------------------------------------------------------------------ */
@@ -227,22 +231,26 @@ static int collect_listed(struct ctx *c, const char *ids_csv, struct dj_export *
 			               "track_ids must be track ids separated by commas.");
 		for (size_t i = 0; i < n; i++)
 			if (strcmp(ids[i], id) == 0)
-				return sfa_err(err, n_err, SFA_EINVAL, "track_ids lists %s twice.", id);
+				return sfa_err(err, n_err, SFA_EINVAL, "track_ids lists %s twice.",
+				               id);
 		memcpy(ids[n], id, UUID_STR_LEN);
 		struct db_track t;
 		int rc = db_track_get(c->db, c->user_id, id, &t);
 		if (rc == SFA_ENOTFOUND)
 			return sfa_err(err, n_err, rc, "The track %s was not found.", id);
 		if (rc)
-			return sfa_err(err, n_err, rc, "The library could not be read (database error).");
+			return sfa_err(err, n_err, rc,
+			               "The library could not be read (database error).");
 		if (!t.audio_path[0])
-			return sfa_err(err, n_err, SFA_ECONFLICT,
-			               "The track “%s” has no audio yet; download or upload it first.",
-			               t.title);
+			return sfa_err(
+				err, n_err, SFA_ECONFLICT,
+				"The track “%s” has no audio yet; download or upload it first.",
+				t.title);
 		struct db_track_summary *s;
 		rc = db_track_summaries(c->db, c->user_id, &t, 1, c->a, &s);
 		if (rc)
-			return sfa_err(err, n_err, rc, "The library could not be read (database error).");
+			return sfa_err(err, n_err, rc,
+			               "The library could not be read (database error).");
 		if ((rc = add_item(c, &t, s, &out->tracks[n], &out->files[n], err, n_err)) != 0)
 			return rc;
 		out->n = ++n;
@@ -263,27 +271,31 @@ static int collect_all(struct ctx *c, struct dj_export *out, char *err, size_t n
 		struct db_track *tracks;
 		struct db_track_summary *s = NULL;
 		size_t n_page = 0;
-		int rc = db_track_list(c->db, c->user_id, NULL, DB_SORT_NEWEST, offset, PAGE, &page, &tracks, &n_page,
-		                       &total);
+		int rc = db_track_list(c->db, c->user_id, NULL, DB_SORT_NEWEST, offset, PAGE, &page,
+		                       &tracks, &n_page, &total);
 		if (!rc && offset == 0) {
 			if (total > DJ_MAX_TRACKS)
-				rc = sfa_err(err, n_err, SFA_EINVAL,
-				             "The library has %lld tracks; export at most %d at once with "
-				             "?track_ids=.",
-				             (long long)total, DJ_MAX_TRACKS);
+				rc = sfa_err(
+					err, n_err, SFA_EINVAL,
+					"The library has %lld tracks; export at most %d at once with "
+					"?track_ids=.",
+					(long long)total, DJ_MAX_TRACKS);
 			else if ((cap = (size_t)total) > 0 &&
-			         (!(out->tracks = arena_alloc(c->a, (size_t)total * sizeof *out->tracks)) ||
-			          !(out->files = arena_alloc(c->a, (size_t)total * sizeof *out->files))))
+			         (!(out->tracks = arena_alloc(c->a, (size_t)total *
+			                                                    sizeof *out->tracks)) ||
+			          !(out->files = arena_alloc(c->a,
+			                                     (size_t)total * sizeof *out->files))))
 				rc = sfa_err(err, n_err, SFA_ENOMEM,
 				             "Out of memory while listing the library.");
 		} else if (rc) {
-			rc = sfa_err(err, n_err, rc, "The library could not be read (database error).");
+			rc = sfa_err(err, n_err, rc,
+			             "The library could not be read (database error).");
 		}
 		if (!rc && n_page)
 			rc = db_track_summaries(c->db, c->user_id, tracks, n_page, &page, &s)
-			         ? sfa_err(err, n_err, SFA_EDB,
-			                   "The library could not be read (database error).")
-			         : 0;
+			             ? sfa_err(err, n_err, SFA_EDB,
+			                       "The library could not be read (database error).")
+			             : 0;
 		/* tracks added while the pages are read wait for the next export */
 		for (size_t i = 0; !rc && i < n_page && out->n < cap; i++)
 			if (tracks[i].audio_path[0] &&
@@ -297,9 +309,9 @@ static int collect_all(struct ctx *c, struct dj_export *out, char *err, size_t n
 	return 0;
 }
 
-int dj_export_collect(struct db *db, const char *data_dir, const char *user_id,
-                      const char *ids_csv, const char *root, struct arena *a,
-                      struct dj_export *out, char *err, size_t n_err)
+int dj_export_collect(struct db *db, const char *data_dir, const char *user_id, const char *ids_csv,
+                      const char *root, struct arena *a, struct dj_export *out, char *err,
+                      size_t n_err)
 {
 	memset(out, 0, sizeof *out);
 	struct ctx c = {.db = db, .user_id = user_id, .a = a, .sep = "/"};

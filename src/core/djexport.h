@@ -39,8 +39,8 @@ struct dj_export {
  * SFA_EINVAL: ids_csv or root malformed, or more than DJ_MAX_TRACKS; SFA_ENOTFOUND: an id
  * is not one of the user's tracks; SFA_ECONFLICT: a listed track has no audio yet. err
  * says which in a sentence. */
-int dj_export_collect(struct db *db, const char *data_dir, const char *user_id,
-                      const char *ids_csv, const char *root, struct arena *a,
-                      struct dj_export *out, char *err, size_t n_err);
+int dj_export_collect(struct db *db, const char *data_dir, const char *user_id, const char *ids_csv,
+                      const char *root, struct arena *a, struct dj_export *out, char *err,
+                      size_t n_err);
 
 #endif

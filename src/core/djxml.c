@@ -182,8 +182,9 @@ static void file_uri(const char *path, char *out, size_t n)
 	size_t o = (size_t)snprintf(out, n, "file://localhost%s", path[0] == '/' ? "" : "/");
 	for (const unsigned char *p = (const unsigned char *)path; *p && o + 4 < n; p++) {
 		unsigned char c = *p == '\\' ? '/' : *p;
-		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		            c == '-' || c == '.' || c == '_' || c == '~' || c == '/' ||
+		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+		            c == '~' || c == '/' ||
 		            (c == ':' && p == (const unsigned char *)path + 1);
 		if (keep) {
 			out[o++] = (char)c;

@@ -22,25 +22,25 @@ enum { DJ_PATH_MAX = 2048, DJ_MAX_TRACKS = 10000 };
 /* A memory cue (Rekordbox POSITION_MARK, Traktor CUE_V2 of type cue) at a section start. */
 struct dj_cue {
 	double start_s;
-	const char *name;       /* "intro", "drop", ... */
+	const char *name; /* "intro", "drop", ... */
 };
 
-struct dj_track {           /* the strings are the caller's; none is NULL */
+struct dj_track { /* the strings are the caller's; none is NULL */
 	const char *title;
 	const char *artist;
 	const char *album;
-	const char *location;   /* absolute path of the audio on the DJ's machine */
-	const char *kind;       /* "MP3 File", "WAV File", ... (Rekordbox's Kind) */
+	const char *location; /* absolute path of the audio on the DJ's machine */
+	const char *kind;     /* "MP3 File", "WAV File", ... (Rekordbox's Kind) */
 	int64_t size_bytes;
 	double duration_s;
-	int sample_rate_hz;         /* 0: unknown */
-	int bit_rate_kbps;          /* 0: unknown */
-	double bpm;                 /* 0: not analysed */
-	double first_beat_s;        /* the grid's anchor; < 0 when there is no beat */
-	int key_pc;                 /* 0 = C .. 11 = B; -1 when there is no key */
+	int sample_rate_hz;  /* 0: unknown */
+	int bit_rate_kbps;   /* 0: unknown */
+	double bpm;          /* 0: not analysed */
+	double first_beat_s; /* the grid's anchor; < 0 when there is no beat */
+	int key_pc;          /* 0 = C .. 11 = B; -1 when there is no key */
 	int key_minor;
-	int64_t added_at;           /* Unix seconds */
-	const struct dj_cue *cues;  /* n_cues of them, in time order; NULL when none */
+	int64_t added_at;          /* Unix seconds */
+	const struct dj_cue *cues; /* n_cues of them, in time order; NULL when none */
 	size_t n_cues;
 };
 

@@ -13,8 +13,8 @@
 #include "util/str.h"
 #include "util/uuid.h"
 
-int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id, const char *type,
-                json_t *payload, struct db_job *out)
+int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id,
+                const char *type, json_t *payload, struct db_job *out)
 {
 	struct db_job j;
 	memset(&j, 0, sizeof j);

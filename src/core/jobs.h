@@ -15,7 +15,7 @@ struct scheduler;
  * registry, and wakes sched (NULL: none in this process; another process's scheduler finds
  * the row). payload is consumed (may be NULL). SFA_EINVAL for an unknown type, SFA_ETOOBIG
  * for a payload over DB_JSON_SMALL. */
-int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id, const char *type,
-                json_t *payload, struct db_job *out);
+int job_enqueue(struct db *db, struct scheduler *sched, const char *user_id, const char *track_id,
+                const char *type, json_t *payload, struct db_job *out);
 
 #endif

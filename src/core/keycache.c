@@ -49,8 +49,7 @@ static struct slot *slot_of(struct keycache *kc, const char *h)
 	return &kc->slots[v % kc->n];
 }
 
-bool keycache_get(struct keycache *kc, const char *key_hash, int64_t now_ms,
-                  struct db_user *out)
+bool keycache_get(struct keycache *kc, const char *key_hash, int64_t now_ms, struct db_user *out)
 {
 	pthread_mutex_lock(&kc->mu);
 	struct slot *s = slot_of(kc, key_hash);
@@ -65,7 +64,7 @@ bool keycache_get(struct keycache *kc, const char *key_hash, int64_t now_ms,
 void keycache_put(struct keycache *kc, const char *key_hash, int64_t now_ms,
                   const struct db_user *u)
 {
-	if (strlen(key_hash) >= sizeof ((struct slot *)0)->hash)
+	if (strlen(key_hash) >= sizeof((struct slot *)0)->hash)
 		return;
 	pthread_mutex_lock(&kc->mu);
 	struct slot *s = slot_of(kc, key_hash);

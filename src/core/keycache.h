@@ -22,8 +22,7 @@ struct keycache;
 struct keycache *keycache_new(unsigned n_slots, int ttl_ms);
 void keycache_free(struct keycache *kc);
 /* The owner of key_hash when an entry younger than ttl_ms holds it. */
-bool keycache_get(struct keycache *kc, const char *key_hash, int64_t now_ms,
-                  struct db_user *out);
+bool keycache_get(struct keycache *kc, const char *key_hash, int64_t now_ms, struct db_user *out);
 void keycache_put(struct keycache *kc, const char *key_hash, int64_t now_ms,
                   const struct db_user *u);
 void keycache_forget(struct keycache *kc, const char *key_hash);

@@ -55,9 +55,10 @@ int lalalai_key_resolve(struct db *db, const struct config *cfg, const char *use
 		char ctx[96];
 		context_for(user_id, ctx, sizeof ctx);
 		if (sealed_open(cfg->box_key, ctx, sealed, out, LALALAI_KEY_MAX + 1) != 0)
-			return sfa_err(err, n_err, SFA_EAUTH,
-			               "Your stored lal.ai license key cannot be read any more (the "
-			               "server's secret changed); enter it again in Settings.");
+			return sfa_err(
+				err, n_err, SFA_EAUTH,
+				"Your stored lal.ai license key cannot be read any more (the "
+				"server's secret changed); enter it again in Settings.");
 		if (own)
 			*own = true;
 		return 0;
@@ -65,8 +66,9 @@ int lalalai_key_resolve(struct db *db, const struct config *cfg, const char *use
 	if (rc != SFA_ENOTFOUND)
 		return sfa_err(err, n_err, rc, "The lal.ai key could not be read.");
 	if (!cfg->lalalai_license_key[0])
-		return sfa_err(err, n_err, SFA_ENOTFOUND,
-		               "lal.ai is not configured: add your lal.ai license key in Settings.");
+		return sfa_err(
+			err, n_err, SFA_ENOTFOUND,
+			"lal.ai is not configured: add your lal.ai license key in Settings.");
 	if (strlen(cfg->lalalai_license_key) > LALALAI_KEY_MAX)
 		return sfa_err(err, n_err, SFA_EINVAL, "SFA_LALALAI_LICENSE_KEY is too long.");
 	str_copy(out, LALALAI_KEY_MAX + 1, cfg->lalalai_license_key);
@@ -83,8 +85,8 @@ int lalalai_client_for_user(struct db *db, const struct config *cfg, const char 
 	int rc = lalalai_key_resolve(db, cfg, user_id, key, NULL, err, n_err);
 	if (rc)
 		return rc;
-	struct lalalai_config lc = {.base_url = cfg->lalalai_url, .license_key = key,
-	                            .abort_flag = abort_flag};
+	struct lalalai_config lc = {
+		.base_url = cfg->lalalai_url, .license_key = key, .abort_flag = abort_flag};
 	rc = lalalai_client_new(&lc, out, err, n_err);
 	sodium_memzero(key, sizeof key);
 	return rc;

@@ -29,8 +29,8 @@ enum { PAGE = 100, ARENA_MAX = 16 << 20 };
 
 /* The stored files' keys (util/storage.h) of the track: each stem, each job's stems folder,
  * the downloaded audio's folder. Read inside the deleting transaction, removed after it. */
-static int list_files(struct db *db, const char *user_id, const char *track_id,
-                      struct arena *a, char ***paths, size_t *n_paths)
+static int list_files(struct db *db, const char *user_id, const char *track_id, struct arena *a,
+                      char ***paths, size_t *n_paths)
 {
 	struct db_stem *stems;
 	size_t n_stems, n_jobs;
@@ -38,7 +38,8 @@ static int list_files(struct db *db, const char *user_id, const char *track_id,
 	int64_t total;
 	int rc = db_stem_list_all(db, user_id, track_id, a, &stems, &n_stems);
 	if (!rc)
-		rc = db_job_list(db, user_id, NULL, NULL, track_id, 0, PAGE, a, &jobs, &n_jobs, &total);
+		rc = db_job_list(db, user_id, NULL, NULL, track_id, 0, PAGE, a, &jobs, &n_jobs,
+		                 &total);
 	if (rc)
 		return rc;
 	char **p = arena_alloc(a, (n_stems + (size_t)total + 1) * sizeof *p);
@@ -74,7 +75,8 @@ static int delete_rows(struct db *db, struct scheduler *sched, const char *user_
 	int64_t deadline = time_mono_ms() + LIBRARY_DELETE_WAIT_MS;
 	for (;;) {
 		int n_running = 0, n_queued = 0;
-		int rc = db_track_cancel_jobs(db, user_id, track_id, (int64_t)time(NULL), &n_running);
+		int rc = db_track_cancel_jobs(db, user_id, track_id, (int64_t)time(NULL),
+		                              &n_running);
 		if (!rc && !n_running && !(rc = db_tx_begin(db))) {
 			rc = db_track_job_counts(db, user_id, track_id, &n_running, &n_queued);
 			if (!rc && !n_running && !n_queued) {
@@ -92,7 +94,8 @@ static int delete_rows(struct db *db, struct scheduler *sched, const char *user_
 		if (rc)
 			return rc;
 		if (n_running)
-			scheduler_wake(sched); /* a local worker stops at once; a remote one polls */
+			scheduler_wake(
+				sched); /* a local worker stops at once; a remote one polls */
 		if (time_mono_ms() > deadline)
 			return SFA_ETIMEOUT;
 		struct timespec ts = {0, 50 * 1000 * 1000};
@@ -154,8 +157,8 @@ int library_job_complete(struct db *db, const struct db_job *j, const char *resu
 	if (!rc && n) {
 		json_t *shown = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(shown, json_pack("{s:s, s:s}", "id", rows[i].id, "stem_type",
-			                                       rows[i].stem_type));
+			json_array_append_new(shown, json_pack("{s:s, s:s}", "id", rows[i].id,
+			                                       "stem_type", rows[i].stem_type));
 		json_object_set_new(res, "stems", shown);
 	}
 	if (!rc && !(text = json_dumps(res, JSON_COMPACT)))
@@ -205,7 +208,8 @@ int library_track_delete(struct db *db, struct scheduler *sched, const char *dat
 			n_failed += storage_remove(&store, paths[i]) != 0;
 	arena_free(&a);
 	if (n_failed)
-		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id, n_failed);
+		log_warn("track %s: %d file(s) or folder(s) could not be removed", track_id,
+		         n_failed);
 	if (rc == SFA_ETIMEOUT)
 		return sfa_err(err, n_err, rc,
 		               "The track's jobs were cancelled but have not stopped yet; try "
@@ -219,10 +223,9 @@ int library_track_delete(struct db *db, struct scheduler *sched, const char *dat
 }
 
 int library_transform_start(struct db *db, struct scheduler *sched, const char *user_id,
-                            const struct db_track *parent,
-                            double semitones, double tempo_ratio, double target_bpm,
-                            struct db_track *child, struct db_job *job, char *err,
-                            size_t n_err)
+                            const struct db_track *parent, double semitones, double tempo_ratio,
+                            double target_bpm, struct db_track *child, struct db_job *job,
+                            char *err, size_t n_err)
 {
 	if (target_bpm > 0) {
 		struct arena a;
@@ -232,18 +235,20 @@ int library_transform_start(struct db *db, struct scheduler *sched, const char *
 		double tempo = rc ? 0 : s->tempo_bpm;
 		arena_free(&a);
 		if (rc)
-			return sfa_err(err, n_err, rc, "The track could not be read (database error).");
+			return sfa_err(err, n_err, rc,
+			               "The track could not be read (database error).");
 		if (!(tempo > 0))
 			return sfa_err(err, n_err, SFA_ECONFLICT,
 			               "The track has no tempo yet; analyse it first, or give "
 			               "tempo_ratio instead of target_bpm.");
 		tempo_ratio = target_bpm / tempo;
 		if (!(tempo_ratio >= AUDIO_MIN_TEMPO_RATIO && tempo_ratio <= AUDIO_MAX_TEMPO_RATIO))
-			return sfa_err(err, n_err, SFA_EINVAL,
-			               "From %.1f BPM, %.1f BPM needs a tempo ratio of %.2f; it must be "
-			               "from %.1f to %.1f.",
-			               tempo, target_bpm, tempo_ratio, AUDIO_MIN_TEMPO_RATIO,
-			               AUDIO_MAX_TEMPO_RATIO);
+			return sfa_err(
+				err, n_err, SFA_EINVAL,
+				"From %.1f BPM, %.1f BPM needs a tempo ratio of %.2f; it must be "
+				"from %.1f to %.1f.",
+				tempo, target_bpm, tempo_ratio, AUDIO_MIN_TEMPO_RATIO,
+				AUDIO_MAX_TEMPO_RATIO);
 	}
 	/* What is recorded with the track is what is rendered. */
 	tempo_ratio = round(tempo_ratio * 1e6) / 1e6;
@@ -271,17 +276,18 @@ int library_transform_start(struct db *db, struct scheduler *sched, const char *
 	str_copy(child->parent_id, sizeof child->parent_id, parent->id);
 	snprintf(child->transform, sizeof child->transform,
 	         "{\"semitones\":%.6g,\"tempo_ratio\":%.7g}", semitones, tempo_ratio);
-	child->duration_s = parent->duration_s ? (int64_t)llround((double)parent->duration_s /
-	                                                          tempo_ratio)
-	                                       : 0;
+	child->duration_s = parent->duration_s
+	                            ? (int64_t)llround((double)parent->duration_s / tempo_ratio)
+	                            : 0;
 	child->created_at = (int64_t)time(NULL);
 	int rc = db_tx_begin(db);
 	if (!rc) {
 		rc = db_track_insert(db, child);
 		if (!rc)
 			rc = job_enqueue(db, sched, user_id, child->id, "transform",
-			                 json_pack("{s:s, s:f, s:f}", "parent_id", parent->id, "semitones",
-			                           semitones, "tempo_ratio", tempo_ratio),
+			                 json_pack("{s:s, s:f, s:f}", "parent_id", parent->id,
+			                           "semitones", semitones, "tempo_ratio",
+			                           tempo_ratio),
 			                 job);
 		if (rc)
 			db_tx_rollback(db);
@@ -289,6 +295,7 @@ int library_transform_start(struct db *db, struct scheduler *sched, const char *
 			rc = db_tx_commit(db);
 	}
 	if (rc)
-		return sfa_err(err, n_err, rc, "The new track could not be created (database error).");
+		return sfa_err(err, n_err, rc,
+		               "The new track could not be created (database error).");
 	return 0;
 }

@@ -46,9 +46,8 @@ int library_job_complete(struct db *db, const struct db_job *j, const char *resu
  * and analyses the result (jobs/job_transform.c). SFA_EINVAL (nothing to change, or a
  * ratio out of range), SFA_ECONFLICT (target_bpm but no analysed tempo); err says why. */
 int library_transform_start(struct db *db, struct scheduler *sched, const char *user_id,
-                            const struct db_track *parent,
-                            double semitones, double tempo_ratio, double target_bpm,
-                            struct db_track *child, struct db_job *job, char *err,
-                            size_t n_err);
+                            const struct db_track *parent, double semitones, double tempo_ratio,
+                            double target_bpm, struct db_track *child, struct db_job *job,
+                            char *err, size_t n_err);
 
 #endif

@@ -42,7 +42,11 @@ static void put(struct buf *b, const void *data, size_t n)
 	b->n += n;
 }
 
-static void put_u8(struct buf *b, unsigned v) { unsigned char c = (unsigned char)v; put(b, &c, 1); }
+static void put_u8(struct buf *b, unsigned v)
+{
+	unsigned char c = (unsigned char)v;
+	put(b, &c, 1);
+}
 
 static void put_be(struct buf *b, uint32_t v, int bytes)
 {
@@ -67,11 +71,11 @@ enum { ORD_OFF, ORD_META, ORD_ON };
 
 struct event {
 	uint32_t tick;
-	uint32_t seq;      /* insertion order, for a stable sort */
-	uint8_t ord;       /* ORD_* */
-	uint8_t n;         /* bytes in b (channel events, short metas) */
+	uint32_t seq; /* insertion order, for a stable sort */
+	uint8_t ord;  /* ORD_* */
+	uint8_t n;    /* bytes in b (channel events, short metas) */
 	uint8_t b[6];
-	uint8_t meta;      /* text metas: the type, text in text/n_text */
+	uint8_t meta; /* text metas: the type, text in text/n_text */
 	const char *text;
 	size_t n_text;
 };
@@ -187,7 +191,7 @@ static double seconds(const json_t *v)
 
 /* The beat grid as whole microseconds, lead beats included (see midiexport.h). */
 struct grid {
-	int64_t *us;   /* us[j]: the time of quarter note j */
+	int64_t *us; /* us[j]: the time of quarter note j */
 	size_t n;
 };
 
@@ -238,9 +242,10 @@ int midi_from_analysis(const json_t *analysis, const char *title, unsigned char 
 			beats[nb++] = s;
 	}
 	if (nb < 2) {
-		rc = sfa_err(err, n_err, SFA_ECONFLICT,
-		             "This track's analysis has no beats to make a tempo map from; analyse it "
-		             "with the tempo feature (or all) first.");
+		rc = sfa_err(
+			err, n_err, SFA_ECONFLICT,
+			"This track's analysis has no beats to make a tempo map from; analyse it "
+			"with the tempo feature (or all) first.");
 		goto out;
 	}
 
@@ -273,11 +278,13 @@ int midi_from_analysis(const json_t *analysis, const char *title, unsigned char 
 	if (title && *title)
 		add_text(&t0, 0, 0x03, title);
 	if (pickup) {
-		add_bytes(&t0, 0, ORD_META, (const uint8_t[]){0xFF, 0x58, 4, (uint8_t)pickup, 2, 24, 8}, 7);
+		add_bytes(&t0, 0, ORD_META,
+		          (const uint8_t[]){0xFF, 0x58, 4, (uint8_t)pickup, 2, 24, 8}, 7);
 		add_bytes(&t0, (uint32_t)(pickup * MIDI_PPQ), ORD_META,
 		          (const uint8_t[]){0xFF, 0x58, 4, (uint8_t)bpb, 2, 24, 8}, 7);
 	} else {
-		add_bytes(&t0, 0, ORD_META, (const uint8_t[]){0xFF, 0x58, 4, (uint8_t)bpb, 2, 24, 8}, 7);
+		add_bytes(&t0, 0, ORD_META,
+		          (const uint8_t[]){0xFF, 0x58, 4, (uint8_t)bpb, 2, 24, 8}, 7);
 	}
 	int64_t last_tempo = -1;
 	for (size_t j = 0; j + 1 < g.n; j++) {
@@ -289,10 +296,12 @@ int midi_from_analysis(const json_t *analysis, const char *title, unsigned char 
 		last_tempo = q;
 		add_bytes(&t0, (uint32_t)(j * MIDI_PPQ), ORD_META,
 		          (const uint8_t[]){0xFF, 0x51, 3, (uint8_t)(q >> 16), (uint8_t)(q >> 8),
-		                            (uint8_t)q}, 6);
+		                            (uint8_t)q},
+		          6);
 	}
 	const json_t *js = json_object_get(analysis, "sections");
-	for (size_t i = 0; json_is_array(js) && i < json_array_size(js) && i < MIDI_MAX_SECTIONS; i++) {
+	for (size_t i = 0; json_is_array(js) && i < json_array_size(js) && i < MIDI_MAX_SECTIONS;
+	     i++) {
 		const json_t *x = json_array_get(js, i);
 		const char *label = json_string_value(json_object_get(x, "label"));
 		double s = seconds(json_object_get(x, "start"));
@@ -304,10 +313,12 @@ int midi_from_analysis(const json_t *analysis, const char *title, unsigned char 
 	add_text(&t1, 0, 0x03, "Chords");
 	add_bytes(&t1, 0, ORD_META, (const uint8_t[]){0xC0, 0}, 2); /* piano */
 	const json_t *jc = json_object_get(analysis, "chords");
-	for (size_t i = 0; json_is_array(jc) && i < json_array_size(jc) && i < MIDI_MAX_CHORDS; i++) {
+	for (size_t i = 0; json_is_array(jc) && i < json_array_size(jc) && i < MIDI_MAX_CHORDS;
+	     i++) {
 		const json_t *x = json_array_get(jc, i);
 		const char *label = json_string_value(json_object_get(x, "label"));
-		double a = seconds(json_object_get(x, "start")), b = seconds(json_object_get(x, "end"));
+		double a = seconds(json_object_get(x, "start")),
+		       b = seconds(json_object_get(x, "end"));
 		int root, iv[4], n;
 		if (!label || a < 0.0 || b <= a || (n = dsp_chord_parse(label, &root, iv)) <= 0)
 			continue;

@@ -28,10 +28,10 @@
 
 enum {
 	MIDI_PPQ = 480,
-	MIDI_MAX_BEATS = 60000,    /* 2 hours at 500 BPM */
+	MIDI_MAX_BEATS = 60000, /* 2 hours at 500 BPM */
 	MIDI_MAX_CHORDS = 60000,
 	MIDI_MAX_SECTIONS = 2000,
-	MIDI_MAX_TEXT = 120,       /* bytes of a name or label; longer ones are cut */
+	MIDI_MAX_TEXT = 120, /* bytes of a name or label; longer ones are cut */
 };
 
 /* The SMF of analysis into *out (malloced, caller frees) and *n_out. title names the

@@ -127,7 +127,8 @@ static void shared_hit(struct ratelimit *rl, const char *key, int limit, int64_t
 	int hits = 1;
 	if (db_rate_hit(rl->shared, key, rl->window_s, now, &start, &hits)) {
 		long long last = atomic_load(&rl->shared_logged);
-		if (now - last >= 60 && atomic_compare_exchange_strong(&rl->shared_logged, &last, now))
+		if (now - last >= 60 &&
+		    atomic_compare_exchange_strong(&rl->shared_logged, &last, now))
 			log_error("rate limits: the database could not count a request; letting "
 			          "requests through until it can");
 		start = now;

@@ -31,9 +31,9 @@ struct rl_window {
 struct rl_result {
 	bool allowed;
 	int limit;
-	int remaining;      /* after this request */
-	int64_t reset_at;   /* unix seconds when the window ends */
-	int retry_after_s;  /* > 0 only when refused */
+	int remaining;     /* after this request */
+	int64_t reset_at;  /* unix seconds when the window ends */
+	int retry_after_s; /* > 0 only when refused */
 };
 
 void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,

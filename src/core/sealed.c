@@ -7,16 +7,19 @@
 
 #include "util/err.h"
 
-enum { NONCE = crypto_secretbox_NONCEBYTES, MAC = crypto_secretbox_MACBYTES,
-       MAX_PLAIN = 64 * 1024 };
+enum {
+	NONCE = crypto_secretbox_NONCEBYTES,
+	MAC = crypto_secretbox_MACBYTES,
+	MAX_PLAIN = 64 * 1024
+};
 
 static void subkey(const unsigned char key[32], const char *context, unsigned char out[32])
 {
 	crypto_generichash(out, 32, (const unsigned char *)context, strlen(context), key, 32);
 }
 
-int sealed_seal(const unsigned char key[32], const char *context, const char *plaintext,
-                char *out, size_t n_out)
+int sealed_seal(const unsigned char key[32], const char *context, const char *plaintext, char *out,
+                size_t n_out)
 {
 	size_t n = strlen(plaintext);
 	if (n > MAX_PLAIN || n_out < SEALED_TEXT_LEN(n))
@@ -64,7 +67,8 @@ int sealed_open(const unsigned char key[32], const char *context, const char *se
 	}
 	unsigned char k[32];
 	subkey(key, context, k);
-	int bad = crypto_secretbox_open_easy((unsigned char *)out, box + NONCE, n_box - NONCE, box, k);
+	int bad = crypto_secretbox_open_easy((unsigned char *)out, box + NONCE, n_box - NONCE, box,
+	                                     k);
 	sodium_memzero(k, sizeof k);
 	if (bad) {
 		sodium_memzero(out, n_out);

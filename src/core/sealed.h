@@ -17,8 +17,8 @@
 
 /* Seals plaintext into out (n_out bytes, at least SEALED_TEXT_LEN(strlen(plaintext))).
  * Returns 0, or SFA_ETOOBIG when out is too small. */
-int sealed_seal(const unsigned char key[32], const char *context, const char *plaintext,
-                char *out, size_t n_out);
+int sealed_seal(const unsigned char key[32], const char *context, const char *plaintext, char *out,
+                size_t n_out);
 
 /* Opens a sealed text into out (n_out bytes incl. the NUL). Returns 0, SFA_ETOOBIG when
  * out is too small, or SFA_EAUTH when the text is malformed, was sealed under another key

@@ -78,8 +78,8 @@ static int seal_tokens(const unsigned char key[32], const char *user_id, const c
 }
 
 int spotify_link_save(struct db *db, const unsigned char box_key[32], const char *user_id,
-                      const struct spotify_me *me, const struct spotify_user_tokens *t,
-                      int64_t now, char *err, size_t n_err)
+                      const struct spotify_me *me, const struct spotify_user_tokens *t, int64_t now,
+                      char *err, size_t n_err)
 {
 	struct db_spotify_link *l = calloc(1, sizeof *l);
 	if (!l)
@@ -96,7 +96,8 @@ int spotify_link_save(struct db *db, const unsigned char box_key[32], const char
 	if (rc)
 		sfa_err(err, n_err, rc, "Spotify sent a token or account id too long to store.");
 	else if ((rc = db_spotify_link_upsert(db, l, now)) == SFA_ECONFLICT)
-		sfa_err(err, n_err, rc, "This Spotify account is already linked to another Sound "
+		sfa_err(err, n_err, rc,
+		        "This Spotify account is already linked to another Sound "
 		        "Forge Alchemy account.");
 	else if (rc)
 		sfa_err(err, n_err, rc, "The Spotify link could not be saved.");
@@ -129,14 +130,16 @@ int spotify_link_access_token(struct db *db, struct spotify_client *c,
 	}
 	if (!force_refresh && l->expires_at - 60 > now) {
 		context(ctx, sizeof ctx, "access", user_id);
-		if (sealed_open(box_key, ctx, l->access_token, token, SPOTIFY_LINK_TOKEN_MAX + 1) == 0)
+		if (sealed_open(box_key, ctx, l->access_token, token, SPOTIFY_LINK_TOKEN_MAX + 1) ==
+		    0)
 			goto out;
 		/* Unreadable: fall through and try a refresh. */
 	}
 	context(ctx, sizeof ctx, "refresh", user_id);
 	if (!l->refresh_token[0] ||
 	    sealed_open(box_key, ctx, l->refresh_token, refresh, SPOTIFY_LINK_TOKEN_MAX + 1) != 0) {
-		rc = sfa_err(err, n_err, SFA_EAUTH, "The stored Spotify tokens cannot be used any more; "
+		rc = sfa_err(err, n_err, SFA_EAUTH,
+		             "The stored Spotify tokens cannot be used any more; "
 		             "link your Spotify account again.");
 		goto out;
 	}
@@ -144,10 +147,13 @@ int spotify_link_access_token(struct db *db, struct spotify_client *c,
 	if (rc == SPOTIFY_EREVOKED) {
 		db_spotify_link_delete(db, user_id);
 		*unlinked = true;
-		log_info("user %s: Spotify revoked the refresh token; the link was removed", user_id);
-		rc = sfa_err(err, n_err, SFA_ENOTFOUND, "Spotify no longer accepts this link (access "
-		             "was revoked or expired), so it was removed; link your Spotify account "
-		             "again.");
+		log_info("user %s: Spotify revoked the refresh token; the link was removed",
+		         user_id);
+		rc = sfa_err(
+			err, n_err, SFA_ENOTFOUND,
+			"Spotify no longer accepts this link (access "
+			"was revoked or expired), so it was removed; link your Spotify account "
+			"again.");
 		goto out;
 	}
 	if (rc)

@@ -25,8 +25,8 @@ enum { SPOTIFY_LINK_TOKEN_MAX = 1024 }; /* longest plain access token accepted *
  * SFA_ECONFLICT when that Spotify account is linked to another user; SFA_ETOOBIG for an
  * absurdly long token. */
 int spotify_link_save(struct db *db, const unsigned char box_key[32], const char *user_id,
-                      const struct spotify_me *me, const struct spotify_user_tokens *t,
-                      int64_t now, char *err, size_t n_err);
+                      const struct spotify_me *me, const struct spotify_user_tokens *t, int64_t now,
+                      char *err, size_t n_err);
 
 /* Writes a valid access token of user_id's link into token (SPOTIFY_LINK_TOKEN_MAX + 1
  * bytes). force_refresh refreshes even an unexpired token. Returns 0; SFA_ENOTFOUND when

@@ -46,7 +46,8 @@ struct db {
 };
 
 /* What the two engines spell differently, indexed by enum db_dialect. */
-/* clang-format off: the two dialects side by side */
+/* the two dialects side by side, hand-aligned */
+/* clang-format off */
 static const struct dialect {
 	/* The summary columns of an analysis (tempo, key_name, camelot, first_beat,
 	 * first_downbeat, sections), read from its JSON result bound as ?4. The sections are
@@ -83,16 +84,17 @@ static const struct dialect *dialect(const struct db *db) { return &dialects[db-
 
 /* Unix times and sizes are BIGINT and fractions DOUBLE PRECISION: SQLite gives those
  * names the same INTEGER and REAL affinity as before, PostgreSQL the 64-bit types. */
-#define M6_COLUMNS                                                                         \
-	"ALTER TABLE analyses ADD COLUMN tempo DOUBLE PRECISION;"                               \
-	"ALTER TABLE analyses ADD COLUMN key_name TEXT;"                                        \
+#define M6_COLUMNS                                                \
+	"ALTER TABLE analyses ADD COLUMN tempo DOUBLE PRECISION;" \
+	"ALTER TABLE analyses ADD COLUMN key_name TEXT;"          \
 	"ALTER TABLE analyses ADD COLUMN camelot TEXT;"
 #define M7_COLUMNS "ALTER TABLE analyses ADD COLUMN first_beat DOUBLE PRECISION;"
-#define M9_COLUMNS                                                                         \
-	"ALTER TABLE analyses ADD COLUMN first_downbeat DOUBLE PRECISION;"                      \
+#define M9_COLUMNS                                                         \
+	"ALTER TABLE analyses ADD COLUMN first_downbeat DOUBLE PRECISION;" \
 	"ALTER TABLE analyses ADD COLUMN sections TEXT;"
 
-/* clang-format off: the migrations, one SQL statement per line */
+/* the migrations, one SQL statement per line, hand-aligned */
+/* clang-format off */
 static const struct migration {
 	const char *sql;
 	const char *pg; /* PostgreSQL's own text; NULL: sql serves both */
@@ -256,7 +258,7 @@ static _Thread_local const struct db *t_tx; /* db_tx_begin on this thread: calls
 
 /* acquire for a function that writes (or reads what it is about to write); acquire_read
  * for one that only reads, which on SQLite runs beside writes on a reader connection. */
-#define acquire(db) acquire_as(db, __func__, false)
+#define acquire(db)      acquire_as(db, __func__, false)
 #define acquire_read(db) acquire_as(db, __func__, true)
 
 static void acquire_as(struct db *db, const char *fn, bool read_only)
@@ -379,10 +381,11 @@ static int migrate(struct db *db, char *err, size_t n_err)
 		if (version >= n) {
 			exec(db, "ROLLBACK");
 			if (version > n)
-				rc = sfa_err(err, n_err, SFA_EDB,
-				             "The database was written by a newer sfa (schema %d, this build "
-				             "knows %d); upgrade sfa.",
-				             version, n);
+				rc = sfa_err(
+					err, n_err, SFA_EDB,
+					"The database was written by a newer sfa (schema %d, this build "
+					"knows %d); upgrade sfa.",
+					version, n);
 			goto out;
 		}
 		const struct migration *m = &migrations[version];
@@ -391,7 +394,8 @@ static int migrate(struct db *db, char *err, size_t n_err)
 		snprintf(set, sizeof set, "UPDATE schema_version SET version = %d;", version + 1);
 		if (exec(db, sql) || exec(db, set) || exec(db, "COMMIT")) {
 			exec(db, "ROLLBACK");
-			rc = sfa_err(err, n_err, SFA_EDB, "Database migration %d failed.", version + 1);
+			rc = sfa_err(err, n_err, SFA_EDB, "Database migration %d failed.",
+			             version + 1);
 			goto out;
 		}
 	}
@@ -412,7 +416,8 @@ int db_open(const char *target, int n_pool, struct db **out, char *err, size_t n
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory opening the database.");
 	db->drv = is_pg_url(target) ? &db_driver_pg : &db_driver_sqlite;
 	pthread_mutex_init(&db->lmu, NULL);
-	int rc = db->drv->open(target, n_pool > 0 ? n_pool : DB_POOL_DEFAULT, &db->pool, err, n_err);
+	int rc = db->drv->open(target, n_pool > 0 ? n_pool : DB_POOL_DEFAULT, &db->pool, err,
+	                       n_err);
 	if (rc) {
 		pthread_mutex_destroy(&db->lmu);
 		free(db);
@@ -693,7 +698,6 @@ static int all_rows(struct db *db, struct db_stmt *st, size_t row_size,
 	return rc;
 }
 
-
 static int read_user(struct db *db, struct db_stmt *st, struct db_user *out)
 {
 	return one_row(db, st, read_user_row, out);
@@ -717,9 +721,11 @@ int db_user_insert(struct db *db, const struct db_user *u)
 int db_user_by_email(struct db *db, const char *email, struct db_user *out)
 {
 	acquire_read(db);
-	int rc = read_user(
-		db, prep(db, "SELECT " USER_COLS " FROM users u WHERE lower(u.email) = lower(?)", "t", email),
-		out);
+	int rc = read_user(db,
+	                   prep(db,
+	                        "SELECT " USER_COLS " FROM users u WHERE lower(u.email) = lower(?)",
+	                        "t", email),
+	                   out);
 	release(db);
 	return rc;
 }
@@ -727,8 +733,8 @@ int db_user_by_email(struct db *db, const char *email, struct db_user *out)
 int db_user_by_id(struct db *db, const char *id, struct db_user *out)
 {
 	acquire_read(db);
-	int rc = read_user(db, prep(db, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "t", id),
-	                   out);
+	int rc = read_user(
+		db, prep(db, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "t", id), out);
 	release(db);
 	return rc;
 }
@@ -745,8 +751,9 @@ int db_user_mark_passwordless(struct db *db, const char *user_id)
 int db_user_set_email(struct db *db, const char *user_id, const char *email)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "UPDATE users SET email = ?, updated_at = ? WHERE id = ?",
-	                      "tit", email, now_s(), user_id),
+	int rc = run(db,
+	             prep(db, "UPDATE users SET email = ?, updated_at = ? WHERE id = ?", "tit",
+	                  email, now_s(), user_id),
 	             true);
 	release(db);
 	return rc;
@@ -769,12 +776,13 @@ int db_session_insert(struct db *db, const char *token_hash, const char *user_id
                       int64_t expires_at, bool remember)
 {
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "INSERT INTO sessions (token_hash, user_id, remember, created_at, expires_at) "
-	                  "VALUES (?, ?, ?, ?, ?)",
-	                  "ttiii", token_hash, user_id, (int64_t)remember, now_s(), expires_at),
-	             false);
+	int rc = run(
+		db,
+		prep(db,
+	             "INSERT INTO sessions (token_hash, user_id, remember, created_at, expires_at) "
+	             "VALUES (?, ?, ?, ?, ?)",
+	             "ttiii", token_hash, user_id, (int64_t)remember, now_s(), expires_at),
+		false);
 	release(db);
 	return rc;
 }
@@ -782,12 +790,13 @@ int db_session_insert(struct db *db, const char *token_hash, const char *user_id
 int db_session_user(struct db *db, const char *token_hash, int64_t now, struct db_user *out)
 {
 	acquire_read(db);
-	int rc = read_user(db,
-	                   prep(db,
-	                        "SELECT " USER_COLS " FROM sessions s JOIN users u ON u.id = s.user_id "
-	                        "WHERE s.token_hash = ? AND s.expires_at > ? AND u.status = 'active'",
-	                        "ti", token_hash, now),
-	                   out);
+	int rc = read_user(
+		db,
+		prep(db,
+	             "SELECT " USER_COLS " FROM sessions s JOIN users u ON u.id = s.user_id "
+	             "WHERE s.token_hash = ? AND s.expires_at > ? AND u.status = 'active'",
+	             "ti", token_hash, now),
+		out);
 	release(db);
 	return rc;
 }
@@ -795,7 +804,8 @@ int db_session_user(struct db *db, const char *token_hash, int64_t now, struct d
 int db_session_delete(struct db *db, const char *token_hash)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "DELETE FROM sessions WHERE token_hash = ?", "t", token_hash), false);
+	int rc = run(db, prep(db, "DELETE FROM sessions WHERE token_hash = ?", "t", token_hash),
+	             false);
 	release(db);
 	return rc;
 }
@@ -828,12 +838,13 @@ int db_api_key_insert(struct db *db, const char *user_id, const struct db_api_ke
 int db_api_key_user(struct db *db, const char *key_hash, int64_t now, struct db_user *out)
 {
 	acquire(db);
-	int rc = read_user(db,
-	                   prep(db,
-	                        "SELECT " USER_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id "
-	                        "WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.status = 'active'",
-	                        "t", key_hash),
-	                   out);
+	int rc = read_user(
+		db,
+		prep(db,
+	             "SELECT " USER_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id "
+	             "WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.status = 'active'",
+	             "t", key_hash),
+		out);
 	if (rc == 0)
 		run(db,
 		    /* at most once a minute per key: a busy client does not write on every call */
@@ -851,10 +862,10 @@ int db_api_key_list(struct db *db, const char *user_id, struct db_api_key *out, 
 {
 	acquire_read(db);
 	struct db_stmt *st = prep(db,
-	                        "SELECT id, name, prefix, created_at, coalesce(last_used_at, 0), "
-	                        "coalesce(revoked_at, 0) FROM api_keys WHERE user_id = ? "
-	                        "ORDER BY created_at DESC, rowid DESC",
-	                        "t", user_id);
+	                          "SELECT id, name, prefix, created_at, coalesce(last_used_at, 0), "
+	                          "coalesce(revoked_at, 0) FROM api_keys WHERE user_id = ? "
+	                          "ORDER BY created_at DESC, rowid DESC",
+	                          "t", user_id);
 	int rc = 0;
 	size_t n = 0;
 	if (!st) {
@@ -902,11 +913,11 @@ int db_api_key_revoke(struct db *db, const char *user_id, const char *key_id, in
 
 /* ---- Tracks ------------------------------------------------------------------------ */
 
-#define TRACK_COLS                                                                          \
+#define TRACK_COLS                                                                                 \
 	"id, user_id, coalesce(spotify_id,''), title, artist, album, coalesce(album_art_url,''), " \
-	"coalesce(spotify_url,''), coalesce(isrc,''), coalesce(duration_s,0), source, "          \
-	"coalesce(audio_path,''), coalesce(audio_format,''), coalesce(audio_size,0), "           \
-	"coalesce(audio_rate,0), coalesce(audio_channels,0), coalesce(audio_duration,0), "       \
+	"coalesce(spotify_url,''), coalesce(isrc,''), coalesce(duration_s,0), source, "            \
+	"coalesce(audio_path,''), coalesce(audio_format,''), coalesce(audio_size,0), "             \
+	"coalesce(audio_rate,0), coalesce(audio_channels,0), coalesce(audio_duration,0), "         \
 	"created_at, updated_at, coalesce(parent_id,''), coalesce(transform,'')"
 
 static void read_track_row(struct db_stmt *st, struct db_track *t)
@@ -946,11 +957,14 @@ int db_track_insert(struct db *db, const struct db_track *t)
 	                  "audio_format, audio_size, audio_rate, audio_channels, audio_duration, "
 	                  "created_at, updated_at, parent_id, transform) "
 	                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	                  "ttzttt" "zzzitzziiidii" "zz", t->id, t->user_id, t->spotify_id, t->title,
-	                  t->artist, t->album, t->album_art_url, t->spotify_url, t->isrc,
-	                  t->duration_s, t->source, t->audio_path, t->audio_format, t->audio_size,
-	                  (int64_t)t->audio_rate_hz, (int64_t)t->audio_channels, t->audio_duration_s,
-	                  t->created_at, t->created_at, t->parent_id, t->transform),
+	                  "ttzttt"
+	                  "zzzitzziiidii"
+	                  "zz",
+	                  t->id, t->user_id, t->spotify_id, t->title, t->artist, t->album,
+	                  t->album_art_url, t->spotify_url, t->isrc, t->duration_s, t->source,
+	                  t->audio_path, t->audio_format, t->audio_size, (int64_t)t->audio_rate_hz,
+	                  (int64_t)t->audio_channels, t->audio_duration_s, t->created_at,
+	                  t->created_at, t->parent_id, t->transform),
 	             false);
 	release(db);
 	return rc;
@@ -984,7 +998,7 @@ static void like_pattern(const char *q, char *out, size_t n_out)
 }
 
 /* The latest analysis's column c of the row's track, for ORDER BY. */
-#define LATEST_ANALYSIS(c)                                                                  \
+#define LATEST_ANALYSIS(c)                                                                       \
 	"(SELECT " c " FROM analyses WHERE analyses.track_id = tracks.id AND " c " IS NOT NULL " \
 	"ORDER BY analyses.id DESC LIMIT 1)"
 
@@ -1000,10 +1014,12 @@ int db_track_list(struct db *db, const char *user_id, const char *q, enum db_tra
 		"lower(artist) = '' ASC, lower(artist) ASC, lower(title) ASC, rowid DESC",
 		"coalesce(nullif(audio_duration, 0), nullif(duration_s, 0)) IS NULL ASC, "
 		"coalesce(nullif(audio_duration, 0), nullif(duration_s, 0)) ASC, rowid DESC",
-		LATEST_ANALYSIS("tempo") " IS NULL ASC, " LATEST_ANALYSIS("tempo") " ASC, rowid DESC",
-		LATEST_ANALYSIS("camelot") " IS NULL ASC, "
-		"CAST(substr(" LATEST_ANALYSIS("camelot") ", 1, length(" LATEST_ANALYSIS("camelot")
-		") - 1) AS INTEGER) ASC, " LATEST_ANALYSIS("camelot") " ASC, rowid DESC",
+		LATEST_ANALYSIS("tempo") " IS NULL ASC, " LATEST_ANALYSIS(
+			"tempo") " ASC, rowid DESC",
+		LATEST_ANALYSIS(
+			"camelot") " IS NULL ASC, "
+				   "CAST(substr(" LATEST_ANALYSIS("camelot") ", 1, length(" LATEST_ANALYSIS(
+					   "camelot") ") - 1) AS INTEGER) ASC, " LATEST_ANALYSIS("camelot") " ASC, rowid DESC",
 	};
 	if ((unsigned)sort >= sizeof orders / sizeof *orders)
 		return SFA_EINVAL;
@@ -1012,8 +1028,8 @@ int db_track_list(struct db *db, const char *user_id, const char *q, enum db_tra
 	char sql[2048];
 	/* PostgreSQL's LIKE is case-sensitive and SQLite's is not: lower() on both sides
 	 * makes the search the same on both. */
-#define TRACK_MATCH                                                                         \
-	" FROM tracks WHERE user_id = ? AND (lower(title) LIKE lower(?2) ESCAPE '\\' OR "       \
+#define TRACK_MATCH                                                                       \
+	" FROM tracks WHERE user_id = ? AND (lower(title) LIKE lower(?2) ESCAPE '\\' OR " \
 	"lower(artist) LIKE lower(?2) ESCAPE '\\')"
 	snprintf(sql, sizeof sql, "SELECT " TRACK_COLS TRACK_MATCH " ORDER BY %s LIMIT ? OFFSET ?",
 	         orders[sort]);
@@ -1057,8 +1073,8 @@ static void read_summary(struct db_stmt *st, void *out)
 	s->n_stems = col_int(st, 6);
 }
 
-int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
-                       size_t n, struct arena *a, struct db_track_summary **out)
+int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks, size_t n,
+                       struct arena *a, struct db_track_summary **out)
 {
 	if (n == 0) {
 		*out = NULL;
@@ -1074,7 +1090,8 @@ int db_track_summaries(struct db *db, const char *user_id, const struct db_track
 	size_t len = 1;
 	ids[0] = '[';
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(ids + len, cap - len, "%s\"%s\"", i ? "," : "", tracks[i].id);
+		len += (size_t)snprintf(ids + len, cap - len, "%s\"%s\"", i ? "," : "",
+		                        tracks[i].id);
 	snprintf(ids + len, cap - len, "]");
 	/* One statement for the whole page: each track's latest analysis values and the stem
 	 * count of its latest separation. */
@@ -1117,13 +1134,14 @@ int db_track_update_meta(struct db *db, const char *user_id, const char *id, con
                          const char *artist, const char *album)
 {
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "UPDATE tracks SET title = coalesce(?, title), artist = coalesce(?, artist), "
-	                  "album = coalesce(?, album), updated_at = ? "
-	                  "WHERE id = ? AND user_id = ?",
-	                  "zzzitt", title, artist, album, now_s(), id, user_id),
-	             true);
+	int rc = run(
+		db,
+		prep(db,
+	             "UPDATE tracks SET title = coalesce(?, title), artist = coalesce(?, artist), "
+	             "album = coalesce(?, album), updated_at = ? "
+	             "WHERE id = ? AND user_id = ?",
+	             "zzzitt", title, artist, album, now_s(), id, user_id),
+		true);
 	release(db);
 	return rc;
 }
@@ -1137,8 +1155,8 @@ int db_track_set_audio(struct db *db, const char *id, const struct db_track *a)
 	                  "audio_rate = ?, audio_channels = ?, audio_duration = ?, "
 	                  "updated_at = ? WHERE id = ?",
 	                  "zziiidit", a->audio_path, a->audio_format, a->audio_size,
-	                  (int64_t)a->audio_rate_hz, (int64_t)a->audio_channels, a->audio_duration_s,
-	                  now_s(), id),
+	                  (int64_t)a->audio_rate_hz, (int64_t)a->audio_channels,
+	                  a->audio_duration_s, now_s(), id),
 	             true);
 	release(db);
 	return rc;
@@ -1147,7 +1165,8 @@ int db_track_set_audio(struct db *db, const char *id, const struct db_track *a)
 int db_track_delete(struct db *db, const char *user_id, const char *id)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "DELETE FROM tracks WHERE id = ? AND user_id = ?", "tt", id, user_id),
+	int rc = run(db,
+	             prep(db, "DELETE FROM tracks WHERE id = ? AND user_id = ?", "tt", id, user_id),
 	             true);
 	release(db);
 	return rc;
@@ -1161,9 +1180,9 @@ bool db_job_status_is_running(const char *status)
 	       strcmp(status, "failed") != 0;
 }
 
-#define JOB_COLS                                                                           \
-	"id, user_id, coalesce(track_id,''), type, status, progress, coalesce(message,''), "    \
-	"attempts, max_attempts, run_at, coalesce(error,''), payload, coalesce(result,''), "    \
+#define JOB_COLS                                                                             \
+	"id, user_id, coalesce(track_id,''), type, status, progress, coalesce(message,''), " \
+	"attempts, max_attempts, run_at, coalesce(error,''), payload, coalesce(result,''), " \
 	"cancel_requested, created_at, coalesce(started_at,0), coalesce(finished_at,0)"
 
 static void read_job_row(struct db_stmt *st, struct db_job *j)
@@ -1208,11 +1227,12 @@ int db_job_insert(struct db *db, const struct db_job *j)
 int db_job_get(struct db *db, const char *user_id, const char *id, struct db_job *out)
 {
 	acquire_read(db);
-	int rc = one_row(db,
-	                 user_id ? prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
-	                                "tt", id, user_id)
-	                         : prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", "t", id),
-	                 read_job_cb, out);
+	int rc = one_row(
+		db,
+		user_id ? prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
+	                       "tt", id, user_id)
+			: prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", "t", id),
+		read_job_cb, out);
 	release(db);
 	return rc;
 }
@@ -1222,21 +1242,22 @@ static void read_nothing(struct db_stmt *st, void *out) { (void)st, (void)out; }
 int db_job_owned(struct db *db, const char *user_id, const char *job_id)
 {
 	acquire_read(db);
-	int rc = one_row(db, prep(db, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", "tt", job_id,
-	                          user_id),
-	                 read_nothing, NULL);
+	int rc = one_row(
+		db,
+		prep(db, "SELECT 1 FROM jobs WHERE id = ? AND user_id = ?", "tt", job_id, user_id),
+		read_nothing, NULL);
 	release(db);
 	return rc;
 }
 
-int db_job_list(struct db *db, const char *user_id, const char *status,
-                const char *const *types, const char *track_id, int64_t offset, int64_t limit,
-                struct arena *a, struct db_job **out, size_t *n_out, int64_t *total)
+int db_job_list(struct db *db, const char *user_id, const char *status, const char *const *types,
+                const char *track_id, int64_t offset, int64_t limit, struct arena *a,
+                struct db_job **out, size_t *n_out, int64_t *total)
 {
 	/* ?3, ?7, ?8: up to DB_JOB_TYPES_MAX types (unused ones NULL, which match nothing). */
 	static const char where[] = " FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) "
-	                            "AND (?3 IS NULL OR type IN (?3, ?7, ?8)) "
-	                            "AND (?6 IS NULL OR track_id = ?6)";
+				    "AND (?3 IS NULL OR type IN (?3, ?7, ?8)) "
+				    "AND (?6 IS NULL OR track_id = ?6)";
 	const char *t[DB_JOB_TYPES_MAX] = {NULL, NULL, NULL};
 	for (int i = 0; types && types[i]; i++) {
 		if (i == DB_JOB_TYPES_MAX)
@@ -1247,9 +1268,10 @@ int db_job_list(struct db *db, const char *user_id, const char *status,
 	acquire_read(db);
 	int rc = 0;
 	snprintf(sql, sizeof sql, "SELECT count(*)%s", where);
-	rc = one_row(db, prep(db, sql, "tzzinzzz", user_id, status, t[0], (int64_t)0, track_id,
-	                      t[1], t[2]),
-	             read_int64_cb, total);
+	rc = one_row(
+		db,
+		prep(db, sql, "tzzinzzz", user_id, status, t[0], (int64_t)0, track_id, t[1], t[2]),
+		read_int64_cb, total);
 	if (rc)
 		goto out;
 	snprintf(sql, sizeof sql,
@@ -1292,13 +1314,14 @@ int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease
 {
 	int v = 0;
 	acquire(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? "
-	                      "AND status NOT IN ('queued','completed','failed') "
-	                      "RETURNING cancel_requested",
-	                      "itt", lease_expires_at, id, owner),
-	                 read_int_cb, &v);
+	int rc = one_row(
+		db,
+		prep(db,
+	             "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? "
+	             "AND status NOT IN ('queued','completed','failed') "
+	             "RETURNING cancel_requested",
+	             "itt", lease_expires_at, id, owner),
+		read_int_cb, &v);
 	release(db);
 	if (!rc)
 		*cancel_requested = v != 0;
@@ -1308,27 +1331,29 @@ int db_job_renew(struct db *db, const char *id, const char *owner, int64_t lease
 int db_job_expire_leases(struct db *db, int64_t now)
 {
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
-	                  "lease_expires_at = NULL, error = CASE WHEN cancel_requested = 1 THEN "
-	                  "'cancelled' ELSE 'The node running this job stopped answering and it "
-	                  "has no attempts left; start it again.' END "
-	                  "WHERE lease_expires_at < ?1 AND status NOT IN ('queued','completed','failed') "
-	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
-	                  "i", now),
-	             false);
+	int rc = run(
+		db,
+		prep(db,
+	             "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	             "lease_expires_at = NULL, error = CASE WHEN cancel_requested = 1 THEN "
+	             "'cancelled' ELSE 'The node running this job stopped answering and it "
+	             "has no attempts left; start it again.' END "
+	             "WHERE lease_expires_at < ?1 AND status NOT IN ('queued','completed','failed') "
+	             "AND (attempts >= max_attempts OR cancel_requested = 1)",
+	             "i", now),
+		false);
 	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
-		rc = run(db,
-		         prep(db,
-		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
-		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, error = "
-		              "'The node running this job stopped answering; it was queued again.' "
-		              "WHERE lease_expires_at < ?1 AND status NOT IN "
-		              "('queued','completed','failed')",
-		              "i", now),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		             "message = NULL, lease_owner = NULL, lease_expires_at = NULL, error = "
+		             "'The node running this job stopped answering; it was queued again.' "
+		             "WHERE lease_expires_at < ?1 AND status NOT IN "
+		             "('queued','completed','failed')",
+		             "i", now),
+			false);
 	if (!rc)
 		n += (int)changes(db);
 	release(db);
@@ -1352,13 +1377,14 @@ int db_job_progress(struct db *db, const char *id, const char *status, int progr
 int db_job_complete(struct db *db, const char *id, const char *result_json, int64_t now)
 {
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
-	                  "result = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL "
-	                  "WHERE id = ?",
-	                  "zit", result_json, now, id),
-	             true);
+	int rc = run(
+		db,
+		prep(db,
+	             "UPDATE jobs SET status = 'completed', progress = 100, error = NULL, "
+	             "result = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+	             "WHERE id = ?",
+	             "zit", result_json, now, id),
+		true);
 	release(db);
 	return rc;
 }
@@ -1397,21 +1423,23 @@ int db_job_cancel(struct db *db, const char *user_id, const char *id, int64_t no
 	acquire(db);
 	struct db_job j;
 	int rc = one_row(db,
-	                 prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?", "tt", id,
-	                      user_id),
+	                 prep(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ? AND user_id = ?",
+	                      "tt", id, user_id),
 	                 read_job_cb, &j);
 	if (rc)
 		goto out;
 	if (strcmp(j.status, "queued") == 0) {
-		rc = run(db,
-		         prep(db,
-		              "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
-		              "WHERE id = ? AND status = 'queued'",
-		              "it", now, id),
-		         true);
+		rc = run(
+			db,
+			prep(db,
+		             "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
+		             "WHERE id = ? AND status = 'queued'",
+		             "it", now, id),
+			true);
 		*was_running = false;
 	} else if (db_job_status_is_running(j.status)) {
-		rc = run(db, prep(db, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", "t", id), true);
+		rc = run(db, prep(db, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", "t", id),
+		         true);
 		*was_running = true;
 	} else {
 		rc = SFA_ECONFLICT;
@@ -1421,26 +1449,27 @@ out:
 	return rc;
 }
 
-
 int db_track_cancel_jobs(struct db *db, const char *user_id, const char *track_id, int64_t now,
                          int *n_running)
 {
 	acquire(db);
 	int rc = begin(db);
 	if (!rc)
-		rc = run(db,
-		         prep(db,
-		              "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
-		              "WHERE user_id = ? AND track_id = ? AND status = 'queued'",
-		              "itt", now, user_id, track_id),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "UPDATE jobs SET status = 'failed', error = 'cancelled', finished_at = ? "
+		             "WHERE user_id = ? AND track_id = ? AND status = 'queued'",
+		             "itt", now, user_id, track_id),
+			false);
 	if (!rc)
-		rc = run(db,
-		         prep(db,
-		              "UPDATE jobs SET cancel_requested = 1 WHERE user_id = ? AND track_id = ? "
-		              "AND status NOT IN ('queued','completed','failed')",
-		              "tt", user_id, track_id),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "UPDATE jobs SET cancel_requested = 1 WHERE user_id = ? AND track_id = ? "
+		             "AND status NOT IN ('queued','completed','failed')",
+		             "tt", user_id, track_id),
+			false);
 	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
 		rc = exec(db, "COMMIT");
@@ -1495,27 +1524,29 @@ int db_job_recover(struct db *db, int64_t now, const char *owner)
 {
 	/* ?2 NULL: every running job; else only the owner's and those without a lease. */
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
-	                  "lease_expires_at = NULL, error = "
-	                  "'The server stopped while this job was running and it has no attempts "
-	                  "left; start it again.' WHERE status NOT IN ('queued','completed','failed') "
-	                  "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2) "
-	                  "AND (attempts >= max_attempts OR cancel_requested = 1)",
-	                  "iz", now, owner),
-	             false);
+	int rc = run(
+		db,
+		prep(db,
+	             "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
+	             "lease_expires_at = NULL, error = "
+	             "'The server stopped while this job was running and it has no attempts "
+	             "left; start it again.' WHERE status NOT IN ('queued','completed','failed') "
+	             "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2) "
+	             "AND (attempts >= max_attempts OR cancel_requested = 1)",
+	             "iz", now, owner),
+		false);
 	int n = rc ? 0 : (int)changes(db);
 	if (!rc)
-		rc = run(db,
-		         prep(db,
-		              "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
-		              "message = NULL, lease_owner = NULL, lease_expires_at = NULL, "
-		              "error = 'The server stopped while this job was running; it was queued "
-		              "again.' WHERE status NOT IN ('queued','completed','failed') "
-		              "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2)",
-		              "iz", now, owner),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "UPDATE jobs SET status = 'queued', run_at = ?1, progress = 0, "
+		             "message = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+		             "error = 'The server stopped while this job was running; it was queued "
+		             "again.' WHERE status NOT IN ('queued','completed','failed') "
+		             "AND (?2 IS NULL OR lease_owner IS NULL OR lease_owner = ?2)",
+		             "iz", now, owner),
+			false);
 	if (!rc)
 		n += (int)changes(db);
 	release(db);
@@ -1528,7 +1559,8 @@ int db_job_active_for_track(struct db *db, const char *user_id, const char *trac
 	acquire_read(db);
 	int rc = one_row(db,
 	                 prep(db,
-	                      "SELECT " JOB_COLS " FROM jobs WHERE user_id = ? AND track_id = ? AND "
+	                      "SELECT " JOB_COLS
+	                      " FROM jobs WHERE user_id = ? AND track_id = ? AND "
 	                      "type = ? AND status NOT IN ('completed','failed') "
 	                      "ORDER BY created_at DESC LIMIT 1",
 	                      "ttt", user_id, track_id, type),
@@ -1539,8 +1571,8 @@ int db_job_active_for_track(struct db *db, const char *user_id, const char *trac
 
 /* ---- Stems and analyses ------------------------------------------------------------ */
 
-#define STEM_COLS                                                                          \
-	"id, user_id, track_id, job_id, stem_type, file_path, file_size, format, duration, "    \
+#define STEM_COLS                                                                            \
+	"id, user_id, track_id, job_id, stem_type, file_path, file_size, format, duration, " \
 	"engine, model, created_at"
 
 static void read_stem_row(struct db_stmt *st, struct db_stem *s)
@@ -1565,8 +1597,7 @@ int db_stem_insert(struct db *db, const struct db_stem *s)
 {
 	acquire(db);
 	int rc = run(db,
-	             prep(db,
-	                  "INSERT INTO stems (" STEM_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+	             prep(db, "INSERT INTO stems (" STEM_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
 	                  "ttttttitdtti", s->id, s->user_id, s->track_id, s->job_id, s->stem_type,
 	                  s->file_path, s->file_size, s->format, s->duration_s, s->engine, s->model,
 	                  s->created_at),
@@ -1587,8 +1618,8 @@ int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_st
 {
 	acquire_read(db);
 	int rc = one_row(db,
-	                 prep(db, "SELECT " STEM_COLS " FROM stems WHERE id = ? AND user_id = ?", "tt",
-	                      id, user_id),
+	                 prep(db, "SELECT " STEM_COLS " FROM stems WHERE id = ? AND user_id = ?",
+	                      "tt", id, user_id),
 	                 read_stem_cb, out);
 	release(db);
 	return rc;
@@ -1601,35 +1632,37 @@ int db_stem_list(struct db *db, const char *user_id, const char *track_id, const
 	int rc = all_rows(
 		db,
 		job_id ? prep(db,
-		              "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? AND "
-		              "job_id = ? ORDER BY rowid",
-		              "ttt", user_id, track_id, job_id)
+	                      "SELECT " STEM_COLS
+	                      " FROM stems WHERE user_id = ? AND track_id = ? AND "
+	                      "job_id = ? ORDER BY rowid",
+	                      "ttt", user_id, track_id, job_id)
 		       : prep(db,
-		              "SELECT " STEM_COLS " FROM stems WHERE user_id = ?1 AND track_id = ?2 AND "
-		              "job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND track_id = ?2 "
-		              "ORDER BY created_at DESC, rowid DESC LIMIT 1) ORDER BY rowid",
-		              "tt", user_id, track_id),
+	                      "SELECT " STEM_COLS
+	                      " FROM stems WHERE user_id = ?1 AND track_id = ?2 AND "
+	                      "job_id = (SELECT job_id FROM stems WHERE user_id = ?1 AND track_id = ?2 "
+	                      "ORDER BY created_at DESC, rowid DESC LIMIT 1) ORDER BY rowid",
+	                      "tt", user_id, track_id),
 		sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
 	release(db);
 	return rc;
 }
 
-int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
-                     struct arena *a, struct db_stem **out, size_t *n_out)
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, struct arena *a,
+                     struct db_stem **out, size_t *n_out)
 {
 	acquire_read(db);
 	int rc = all_rows(db,
-	                   prep(db,
-	                        "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
-	                        "ORDER BY rowid",
-	                        "tt", user_id, track_id),
-	                   sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
+	                  prep(db,
+	                       "SELECT " STEM_COLS " FROM stems WHERE user_id = ? AND track_id = ? "
+	                       "ORDER BY rowid",
+	                       "tt", user_id, track_id),
+	                  sizeof **out, read_stem_cb, a, (void **)out, n_out, "list stems");
 	release(db);
 	return rc;
 }
 
-int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
-                       const char *job_id, const char *result_json, int64_t now)
+int db_analysis_insert(struct db *db, const char *user_id, const char *track_id, const char *job_id,
+                       const char *result_json, int64_t now)
 {
 	char sql[512];
 	snprintf(sql, sizeof sql,
@@ -1643,7 +1676,8 @@ int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
 		return rc;
 	rc = run(db, prep(db, "DELETE FROM analyses WHERE job_id = ?", "t", job_id), false);
 	if (!rc)
-		rc = run(db, prep(db, sql, "tttti", user_id, track_id, job_id, result_json, now), false);
+		rc = run(db, prep(db, sql, "tttti", user_id, track_id, job_id, result_json, now),
+		         false);
 	if (rc) {
 		db_tx_rollback(db);
 		return rc;
@@ -1658,13 +1692,14 @@ static void read_text_dup(struct db_stmt *st, void *out)
 }
 
 /* The newest analysis result matching `where` (user_id and one more key). */
-static int analysis_text(struct db *db, const char *where, const char *user_id,
-                         const char *key, char **out_json)
+static int analysis_text(struct db *db, const char *where, const char *user_id, const char *key,
+                         char **out_json)
 {
 	char sql[200];
-	snprintf(sql, sizeof sql,
-	         "SELECT result FROM analyses WHERE user_id = ? AND %s = ? ORDER BY id DESC LIMIT 1",
-	         where);
+	snprintf(
+		sql, sizeof sql,
+		"SELECT result FROM analyses WHERE user_id = ? AND %s = ? ORDER BY id DESC LIMIT 1",
+		where);
 	char *s = NULL;
 	acquire_read(db);
 	int rc = one_row(db, prep(db, sql, "tt", user_id, key), read_text_dup, &s);
@@ -1676,8 +1711,7 @@ static int analysis_text(struct db *db, const char *where, const char *user_id,
 	return rc;
 }
 
-int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
-                       char **out_json)
+int db_analysis_latest(struct db *db, const char *user_id, const char *track_id, char **out_json)
 {
 	return analysis_text(db, "track_id", user_id, track_id, out_json);
 }
@@ -1703,29 +1737,30 @@ bool db_file_owned(struct db *db, const char *user_id, const char *rel_path)
 
 /* ---- Spotify ----------------------------------------------------------------------- */
 
-int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
-                            size_t n, int64_t now)
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks, size_t n,
+                            int64_t now)
 {
 	acquire(db);
 	int rc = begin(db);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct db_track *t = &tracks[i];
 		struct db_track row;
-		rc = one_row(db,
-		             prep(db,
-		                  "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
-		                  "album_art_url, spotify_url, isrc, duration_s, source, created_at, "
-		                  "updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'spotify',?11,?11) "
-		                  "ON CONFLICT (user_id, spotify_id) WHERE spotify_id IS NOT NULL "
-		                  "DO UPDATE SET album_art_url = coalesce(excluded.album_art_url, "
-		                  "tracks.album_art_url), spotify_url = coalesce(excluded.spotify_url, "
-		                  "tracks.spotify_url), isrc = coalesce(excluded.isrc, tracks.isrc), "
-		                  "duration_s = excluded.duration_s, updated_at = excluded.updated_at "
-		                  "RETURNING " TRACK_COLS,
-		                  "ttttttzzzii", t->id, user_id, t->spotify_id, t->title, t->artist,
-		                  t->album, t->album_art_url, t->spotify_url, t->isrc, t->duration_s,
-		                  now),
-		             read_track_cb, &row);
+		rc = one_row(
+			db,
+			prep(db,
+		             "INSERT INTO tracks (id, user_id, spotify_id, title, artist, album, "
+		             "album_art_url, spotify_url, isrc, duration_s, source, created_at, "
+		             "updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'spotify',?11,?11) "
+		             "ON CONFLICT (user_id, spotify_id) WHERE spotify_id IS NOT NULL "
+		             "DO UPDATE SET album_art_url = coalesce(excluded.album_art_url, "
+		             "tracks.album_art_url), spotify_url = coalesce(excluded.spotify_url, "
+		             "tracks.spotify_url), isrc = coalesce(excluded.isrc, tracks.isrc), "
+		             "duration_s = excluded.duration_s, updated_at = excluded.updated_at "
+		             "RETURNING " TRACK_COLS,
+		             "ttttttzzzii", t->id, user_id, t->spotify_id, t->title, t->artist,
+		             t->album, t->album_art_url, t->spotify_url, t->isrc, t->duration_s,
+		             now),
+			read_track_cb, &row);
 		if (rc == 0)
 			*t = row;
 	}
@@ -1745,15 +1780,17 @@ int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track 
 int db_oauth_state_insert(struct db *db, const struct db_oauth_state *st, int64_t now)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "DELETE FROM oauth_states WHERE expires_at <= ?", "i", now), false);
+	int rc = run(db, prep(db, "DELETE FROM oauth_states WHERE expires_at <= ?", "i", now),
+	             false);
 	if (rc == 0)
-		rc = run(db,
-		         prep(db,
-		              "INSERT INTO oauth_states (state_hash, browser_hash, user_id, verifier, "
-		              "redirect_uri, created_at, expires_at) VALUES (?,?,?,?,?,?,?)",
-		              "ttzttii", st->state_hash, st->browser_hash, st->user_id, st->verifier,
-		              st->redirect_uri, now, st->expires_at),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "INSERT INTO oauth_states (state_hash, browser_hash, user_id, verifier, "
+		             "redirect_uri, created_at, expires_at) VALUES (?,?,?,?,?,?,?)",
+		             "ttzttii", st->state_hash, st->browser_hash, st->user_id, st->verifier,
+		             st->redirect_uri, now, st->expires_at),
+			false);
 	release(db);
 	return rc;
 }
@@ -1772,17 +1809,18 @@ static void read_oauth_state_cb(struct db_stmt *st, void *out)
 int db_oauth_state_take(struct db *db, const char *state_hash, struct db_oauth_state *out)
 {
 	acquire(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "DELETE FROM oauth_states WHERE state_hash = ? RETURNING state_hash, "
-	                      "browser_hash, coalesce(user_id,''), verifier, redirect_uri, expires_at",
-	                      "t", state_hash),
-	                 read_oauth_state_cb, out);
+	int rc = one_row(
+		db,
+		prep(db,
+	             "DELETE FROM oauth_states WHERE state_hash = ? RETURNING state_hash, "
+	             "browser_hash, coalesce(user_id,''), verifier, redirect_uri, expires_at",
+	             "t", state_hash),
+		read_oauth_state_cb, out);
 	release(db);
 	return rc;
 }
 
-#define LINK_COLS                                                                           \
+#define LINK_COLS                                                                                 \
 	"user_id, spotify_user_id, coalesce(display_name,''), coalesce(email,''), access_token, " \
 	"coalesce(refresh_token,''), coalesce(scope,''), expires_at, created_at, updated_at"
 
@@ -1806,28 +1844,29 @@ int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64
 	acquire(db);
 	/* The Spotify account may be linked to one user only: a link held by another user is
 	 * a conflict, never silently moved. */
-	int rc = one_row(db,
-	                 prep(db,
-	                      "SELECT 1 FROM spotify_links WHERE spotify_user_id = ? AND user_id <> ?",
-	                      "tt", l->spotify_user_id, l->user_id),
-	                 read_nothing, NULL);
+	int rc = one_row(
+		db,
+		prep(db, "SELECT 1 FROM spotify_links WHERE spotify_user_id = ? AND user_id <> ?",
+	             "tt", l->spotify_user_id, l->user_id),
+		read_nothing, NULL);
 	if (rc == 0) {
 		rc = SFA_ECONFLICT;
 	} else if (rc == SFA_ENOTFOUND) {
-		rc = run(db,
-		         prep(db,
-		              "INSERT INTO spotify_links (user_id, spotify_user_id, display_name, email, "
-		              "access_token, refresh_token, scope, expires_at, created_at, updated_at) "
-		              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9) ON CONFLICT (user_id) DO UPDATE SET "
-		              "spotify_user_id = excluded.spotify_user_id, display_name = "
-		              "excluded.display_name, email = excluded.email, access_token = "
-		              "excluded.access_token, refresh_token = coalesce(excluded.refresh_token, "
-		              "spotify_links.refresh_token), scope = excluded.scope, expires_at = "
-		              "excluded.expires_at, "
-		              "updated_at = excluded.updated_at",
-		              "ttzztzzii", l->user_id, l->spotify_user_id, l->display_name, l->email,
-		              l->access_token, l->refresh_token, l->scope, l->expires_at, now),
-		         false);
+		rc = run(
+			db,
+			prep(db,
+		             "INSERT INTO spotify_links (user_id, spotify_user_id, display_name, email, "
+		             "access_token, refresh_token, scope, expires_at, created_at, updated_at) "
+		             "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9) ON CONFLICT (user_id) DO UPDATE SET "
+		             "spotify_user_id = excluded.spotify_user_id, display_name = "
+		             "excluded.display_name, email = excluded.email, access_token = "
+		             "excluded.access_token, refresh_token = coalesce(excluded.refresh_token, "
+		             "spotify_links.refresh_token), scope = excluded.scope, expires_at = "
+		             "excluded.expires_at, "
+		             "updated_at = excluded.updated_at",
+		             "ttzztzzii", l->user_id, l->spotify_user_id, l->display_name, l->email,
+		             l->access_token, l->refresh_token, l->scope, l->expires_at, now),
+			false);
 	}
 	release(db);
 	return rc;
@@ -1836,10 +1875,10 @@ int db_spotify_link_upsert(struct db *db, const struct db_spotify_link *l, int64
 int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_link *out)
 {
 	acquire_read(db);
-	int rc = one_row(db,
-	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE user_id = ?", "t",
-	                      user_id),
-	                 read_link_cb, out);
+	int rc = one_row(
+		db,
+		prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE user_id = ?", "t", user_id),
+		read_link_cb, out);
 	release(db);
 	return rc;
 }
@@ -1849,7 +1888,8 @@ int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,
 {
 	acquire_read(db);
 	int rc = one_row(db,
-	                 prep(db, "SELECT " LINK_COLS " FROM spotify_links WHERE spotify_user_id = ?",
+	                 prep(db,
+	                      "SELECT " LINK_COLS " FROM spotify_links WHERE spotify_user_id = ?",
 	                      "t", spotify_user_id),
 	                 read_link_cb, out);
 	release(db);
@@ -1873,15 +1913,16 @@ int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *a
 int db_spotify_link_delete(struct db *db, const char *user_id)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "DELETE FROM spotify_links WHERE user_id = ?", "t", user_id), true);
+	int rc = run(db, prep(db, "DELETE FROM spotify_links WHERE user_id = ?", "t", user_id),
+	             true);
 	release(db);
 	return rc;
 }
 
 /* ---- lal.ai ------------------------------------------------------------------------ */
 
-int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key,
-                       const char *hint, int64_t now)
+int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key, const char *hint,
+                       int64_t now)
 {
 	acquire(db);
 	int rc = run(db,
@@ -1918,8 +1959,8 @@ int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t 
 	struct key_out k = {sealed, n_sealed, hint, n_hint};
 	acquire_read(db);
 	int rc = one_row(db,
-	                 prep(db, "SELECT sealed_key, hint FROM lalalai_keys WHERE user_id = ?", "t",
-	                      user_id),
+	                 prep(db, "SELECT sealed_key, hint FROM lalalai_keys WHERE user_id = ?",
+	                      "t", user_id),
 	                 read_key_row, &k);
 	release(db);
 	return rc;
@@ -1928,12 +1969,13 @@ int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t 
 int db_lalalai_key_delete(struct db *db, const char *user_id)
 {
 	acquire(db);
-	int rc = run(db, prep(db, "DELETE FROM lalalai_keys WHERE user_id = ?", "t", user_id), true);
+	int rc = run(db, prep(db, "DELETE FROM lalalai_keys WHERE user_id = ?", "t", user_id),
+	             true);
 	release(db);
 	return rc;
 }
 
-#define LTASK_COLS                                                                            \
+#define LTASK_COLS                                                                               \
 	"t.job_id, t.user_id, t.idempotency_key, t.source_id, t.task_id, t.status, t.duration, " \
 	"t.created_at, t.updated_at, j.status"
 
@@ -1956,16 +1998,18 @@ int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_i
                            const char *idempotency_key, int64_t now, struct db_lalalai_task *out)
 {
 	acquire(db);
-	int rc = run(db,
-	             prep(db,
-	                  "INSERT INTO lalalai_tasks (job_id, user_id, idempotency_key, created_at, "
-	                  "updated_at) VALUES (?1,?2,?3,?4,?4) ON CONFLICT (job_id) DO NOTHING",
-	                  "ttti", job_id, user_id, idempotency_key, now),
-	             false);
+	int rc = run(
+		db,
+		prep(db,
+	             "INSERT INTO lalalai_tasks (job_id, user_id, idempotency_key, created_at, "
+	             "updated_at) VALUES (?1,?2,?3,?4,?4) ON CONFLICT (job_id) DO NOTHING",
+	             "ttti", job_id, user_id, idempotency_key, now),
+		false);
 	if (rc == 0)
 		rc = one_row(db,
 		             prep(db,
-		                  "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+		                  "SELECT " LTASK_COLS
+		                  " FROM lalalai_tasks t JOIN jobs j ON j.id = "
 		                  "t.job_id WHERE t.job_id = ?",
 		                  "t", job_id),
 		             read_ltask_row, out);
@@ -2015,16 +2059,17 @@ int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *t
 	return rc;
 }
 
-int db_lalalai_task_list_active(struct db *db, const char *user_id,
-                                struct db_lalalai_task *out, size_t n_max, size_t *n_out)
+int db_lalalai_task_list_active(struct db *db, const char *user_id, struct db_lalalai_task *out,
+                                size_t n_max, size_t *n_out)
 {
 	acquire_read(db);
 	*n_out = 0;
 	struct db_stmt *st = prep(db,
-	                        "SELECT " LTASK_COLS " FROM lalalai_tasks t JOIN jobs j ON j.id = "
-	                        "t.job_id WHERE t.user_id = ? AND j.status NOT IN "
-	                        "('completed','failed') ORDER BY t.created_at, t.rowid LIMIT ?",
-	                        "ti", user_id, (int64_t)n_max);
+	                          "SELECT " LTASK_COLS
+	                          " FROM lalalai_tasks t JOIN jobs j ON j.id = "
+	                          "t.job_id WHERE t.user_id = ? AND j.status NOT IN "
+	                          "('completed','failed') ORDER BY t.created_at, t.rowid LIMIT ?",
+	                          "ti", user_id, (int64_t)n_max);
 	int rc = st ? 0 : SFA_EDB;
 	int s = DB_DONE;
 	while (st && *n_out < n_max && (s = step(st)) == DB_ROW)
@@ -2041,16 +2086,16 @@ static void read_double(struct db_stmt *st, void *out) { *(double *)out = col_do
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out)
 {
 	acquire_read(db);
-	int rc = one_row(db,
-	                 prep(db,
-	                      "SELECT coalesce(sum(duration), 0) FROM lalalai_tasks WHERE user_id = ? "
-	                      "AND status = 'success' AND updated_at >= ?",
-	                      "ti", user_id, since),
-	                 read_double, out);
+	int rc = one_row(
+		db,
+		prep(db,
+	             "SELECT coalesce(sum(duration), 0) FROM lalalai_tasks WHERE user_id = ? "
+	             "AND status = 'success' AND updated_at >= ?",
+	             "ti", user_id, since),
+		read_double, out);
 	release(db);
 	return rc;
 }
-
 
 int db_lalalai_check_slot(struct db *db, const char *key_hash, int64_t now_ms, int interval_ms,
                           int64_t *at_ms)

@@ -145,15 +145,15 @@ enum { DB_TEXT_MAX = 512, DB_URL_MAX = 1024, DB_PATH_MAX = 1024 };
 struct db_track {
 	char id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
-	char spotify_id[32];    /* "" when none */
+	char spotify_id[32]; /* "" when none */
 	char title[DB_TEXT_MAX];
 	char artist[DB_TEXT_MAX];
 	char album[DB_TEXT_MAX];
 	char album_art_url[DB_URL_MAX];
 	char spotify_url[256];
 	char isrc[32];
-	int64_t duration_s;     /* 0: unknown */
-	char source[16];        /* "spotify" | "upload" */
+	int64_t duration_s;           /* 0: unknown */
+	char source[16];              /* "spotify" | "upload" */
 	char audio_path[DB_PATH_MAX]; /* relative to data/uploads (the /files/ URL space);
 	                                 "" until there is audio */
 	char audio_format[32];
@@ -173,8 +173,13 @@ int db_track_get(struct db *db, const char *user_id, const char *id, struct db_t
  * the latest analysis that has them counts, and tracks without one come last; ties go
  * newest first. */
 enum db_track_sort {
-	DB_SORT_NEWEST, DB_SORT_OLDEST, DB_SORT_TITLE, DB_SORT_ARTIST, DB_SORT_DURATION,
-	DB_SORT_TEMPO, DB_SORT_KEY,
+	DB_SORT_NEWEST,
+	DB_SORT_OLDEST,
+	DB_SORT_TITLE,
+	DB_SORT_ARTIST,
+	DB_SORT_DURATION,
+	DB_SORT_TEMPO,
+	DB_SORT_KEY,
 };
 /* The user's tracks in that order, whose title or artist contains q (NULL: all), skipping
  * offset and at most limit: *out (from a, NULL when none) holds *n_out rows; *total
@@ -196,8 +201,8 @@ struct db_track_summary {
 	int n_stems;
 };
 /* One summary per track of tracks[0..n), in the same order, into *out (from a). */
-int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks,
-                       size_t n, struct arena *a, struct db_track_summary **out);
+int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks, size_t n,
+                       struct arena *a, struct db_track_summary **out);
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album);
 int db_track_set_audio(struct db *db, const char *id, const struct db_track *audio);
@@ -211,10 +216,10 @@ struct db_job {
 	char id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
 	char track_id[UUID_STR_LEN]; /* "" when none */
-	char type[16];     /* a name in jobs/registry.h: "download", "processing", "lalalai"... */
-	char status[16];   /* "queued", a running phase ("running", "downloading",
+	char type[16];   /* a name in jobs/registry.h: "download", "processing", "lalalai"... */
+	char status[16]; /* "queued", a running phase ("running", "downloading",
 	                      "processing", "analyzing"), "completed" | "failed" */
-	int progress;      /* 0..100 */
+	int progress;    /* 0..100 */
 	char message[256];
 	int attempts;
 	int max_attempts;
@@ -236,8 +241,7 @@ int db_job_owned(struct db *db, const char *user_id, const char *job_id);
  * list of at most DB_JOB_TYPES_MAX stored type names: the API's ?type=processing selects
  * local and lal.ai separations) and of one track (each NULL: any); as db_track_list. */
 enum { DB_JOB_TYPES_MAX = 3 };
-int db_job_list(struct db *db, const char *user_id, const char *status,
-                const char *const *types,
+int db_job_list(struct db *db, const char *user_id, const char *status, const char *const *types,
                 const char *track_id, int64_t offset, int64_t limit, struct arena *a,
                 struct db_job **out, size_t *n_out, int64_t *total);
 /* Atomically moves the oldest due queued job of type to "running" (attempts + 1), without a
@@ -312,18 +316,16 @@ int db_stem_get(struct db *db, const char *user_id, const char *id, struct db_st
 int db_stem_list(struct db *db, const char *user_id, const char *track_id, const char *job_id,
                  struct arena *a, struct db_stem **out, size_t *n_out);
 /* Every stem of the track, of every separation; as db_stem_list. */
-int db_stem_list_all(struct db *db, const char *user_id, const char *track_id,
-                     struct arena *a, struct db_stem **out, size_t *n_out);
+int db_stem_list_all(struct db *db, const char *user_id, const char *track_id, struct arena *a,
+                     struct db_stem **out, size_t *n_out);
 
 /* Stores the analysis a job made, replacing one an earlier attempt of that job stored. */
-int db_analysis_insert(struct db *db, const char *user_id, const char *track_id,
-                       const char *job_id, const char *result_json, int64_t now);
+int db_analysis_insert(struct db *db, const char *user_id, const char *track_id, const char *job_id,
+                       const char *result_json, int64_t now);
 /* The latest analysis of the track: *out_json is malloced (caller frees). */
-int db_analysis_latest(struct db *db, const char *user_id, const char *track_id,
-                       char **out_json);
+int db_analysis_latest(struct db *db, const char *user_id, const char *track_id, char **out_json);
 /* The analysis a job produced: *out_json is malloced (caller frees). */
-int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id,
-                        char **out_json);
+int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id, char **out_json);
 
 /* ---- Spotify ----------------------------------------------------------------------- */
 
@@ -332,8 +334,8 @@ int db_analysis_for_job(struct db *db, const char *user_id, const char *job_id,
  * id used only when the track is new. An existing track keeps its id, audio and the
  * title/artist/album the user may have edited; its album art, link, ISRC and duration
  * are refreshed. Out: each tracks[i] is overwritten with the stored row. */
-int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks,
-                            size_t n, int64_t now);
+int db_track_upsert_spotify(struct db *db, const char *user_id, struct db_track *tracks, size_t n,
+                            int64_t now);
 
 /* Pending Spotify log-ins (authorization code + PKCE), keyed by the hex SHA-256 of the
  * state sent to Spotify. browser_hash binds the state to the browser that started it;
@@ -360,7 +362,7 @@ struct db_spotify_link {
 	char access_token[2048];
 	char refresh_token[2048]; /* "" when Spotify gave none */
 	char scope[512];
-	int64_t expires_at;       /* when the access token expires (unix s) */
+	int64_t expires_at; /* when the access token expires (unix s) */
 	int64_t created_at, updated_at;
 };
 /* Links (or re-links) l->user_id to l->spotify_user_id. An empty refresh_token keeps the
@@ -378,8 +380,8 @@ int db_spotify_link_delete(struct db *db, const char *user_id);
 /* ---- lal.ai ------------------------------------------------------------------------ */
 
 /* A user's own lal.ai license key: sealed text (core/sealed.h) and a masked hint. */
-int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key,
-                       const char *hint, int64_t now);
+int db_lalalai_key_set(struct db *db, const char *user_id, const char *sealed_key, const char *hint,
+                       int64_t now);
 /* Either out buffer may be NULL. SFA_ENOTFOUND when the user has no key. */
 int db_lalalai_key_get(struct db *db, const char *user_id, char *sealed, size_t n_sealed,
                        char *hint, size_t n_hint);
@@ -391,12 +393,12 @@ struct db_lalalai_task {
 	char job_id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
 	char idempotency_key[64];
-	char source_id[128];  /* "" until uploaded */
-	char task_id[128];    /* "" until split */
-	char status[16];      /* pending | progress | success | error | cancelled */
-	double duration_s;    /* of the uploaded audio */
+	char source_id[128]; /* "" until uploaded */
+	char task_id[128];   /* "" until split */
+	char status[16];     /* pending | progress | success | error | cancelled */
+	double duration_s;   /* of the uploaded audio */
 	int64_t created_at, updated_at;
-	char job_status[16];  /* the job's status (read only) */
+	char job_status[16]; /* the job's status (read only) */
 };
 /* Creates the row for job_id unless it exists, then reads it. */
 int db_lalalai_task_ensure(struct db *db, const char *job_id, const char *user_id,
@@ -408,8 +410,8 @@ int db_lalalai_task_get(struct db *db, const char *user_id, const char *job_id,
 int db_lalalai_task_by_task_id(struct db *db, const char *user_id, const char *task_id,
                                struct db_lalalai_task *out);
 /* The user's tasks whose job is queued or running, oldest first (at most n_max). */
-int db_lalalai_task_list_active(struct db *db, const char *user_id,
-                                struct db_lalalai_task *out, size_t n_max, size_t *n_out);
+int db_lalalai_task_list_active(struct db *db, const char *user_id, struct db_lalalai_task *out,
+                                size_t n_max, size_t *n_out);
 /* Seconds of audio of the user's successful tasks finished at or after since. */
 int db_lalalai_used_seconds(struct db *db, const char *user_id, int64_t since, double *out);
 

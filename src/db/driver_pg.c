@@ -37,9 +37,9 @@
 #include "util/str.h"
 
 enum {
-	N_BUCKETS = 256,      /* prepared-statement cache buckets per connection */
-	SQL_MAX = 16384,      /* longest SQL text db.c writes, after rewriting */
-	PARAMS_MAX = 32,      /* most arguments of one statement */
+	N_BUCKETS = 256,          /* prepared-statement cache buckets per connection */
+	SQL_MAX = 16384,          /* longest SQL text db.c writes, after rewriting */
+	PARAMS_MAX = 32,          /* most arguments of one statement */
 	BEGIN_LOCK_KEY = 7160823, /* advisory lock that serialises begun transactions */
 };
 
@@ -52,7 +52,7 @@ static atomic_uint_fast64_t n_prepares;
 uint64_t db_pg_n_prepares(void) { return atomic_load(&n_prepares); }
 
 struct prepared {
-	char *key;  /* types, '\1', sql */
+	char *key; /* types, '\1', sql */
 	char name[16];
 	struct prepared *next;
 };
@@ -71,7 +71,7 @@ struct db_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct db_conn **conns; /* the n_kept connections made, to close at the end */
-	int n_max, n_open;       /* n_open: made or being made (at most n_max) */
+	int n_max, n_open;      /* n_open: made or being made (at most n_max) */
 	int n_kept;
 	struct db_conn *free_list;
 };
@@ -187,7 +187,8 @@ static int pg_open(const char *url, int n_pool, struct db_pool **out, char *err,
 	redact_url(url, p->shown, sizeof p->shown);
 	if (strlen(url) >= sizeof p->url) {
 		pg_close(p);
-		return sfa_err(err, n_err, SFA_EINVAL, "SFA_DATABASE_URL is longer than %zu characters.",
+		return sfa_err(err, n_err, SFA_EINVAL,
+		               "SFA_DATABASE_URL is longer than %zu characters.",
 		               sizeof p->url - 1);
 	}
 	str_copy(p->url, sizeof p->url, url);
@@ -217,7 +218,8 @@ static struct db_conn *pg_acquire(struct db_pool *p)
 		p->free_list = c->next_free;
 		pthread_mutex_unlock(&p->mu);
 		if (PQstatus(c->pg) != CONNECTION_OK) {
-			log_error("database: the connection to %s was lost; reconnecting", p->shown);
+			log_error("database: the connection to %s was lost; reconnecting",
+			          p->shown);
 			forget_prepared(c);
 			c->n_prepared = 0;
 			PQreset(c->pg);
@@ -370,8 +372,7 @@ static const char *prepared_name(struct db_conn *c, const char *key, const char 
 	return e->name;
 }
 
-static struct db_stmt *pg_prepare(struct db_conn *c, const char *sql, const char *types,
-                                  va_list ap)
+static struct db_stmt *pg_prepare(struct db_conn *c, const char *sql, const char *types, va_list ap)
 {
 	size_t n_types = strlen(types);
 	size_t n_sql = strlen(sql);

@@ -35,11 +35,11 @@ struct lite_stmt {
 	struct db_stmt base;
 	sqlite3_stmt *st;
 	sqlite3 *conn;
-	bool cached;    /* a slot of its connection's cache (else freed when finalized) */
-	bool in_use;    /* handed out by prepare, not yet finalized */
-	uint64_t hash;  /* of sql */
-	uint64_t used;  /* the connection's clock when last handed out */
-	char *sql;      /* cached slots: the statement's text */
+	bool cached;   /* a slot of its connection's cache (else freed when finalized) */
+	bool in_use;   /* handed out by prepare, not yet finalized */
+	uint64_t hash; /* of sql */
+	uint64_t used; /* the connection's clock when last handed out */
+	char *sql;     /* cached slots: the statement's text */
 };
 
 struct db_conn {
@@ -53,8 +53,8 @@ struct db_pool {
 	struct db_conn writer;
 	pthread_mutex_t writer_mu;
 	char *path;
-	int n_readers;            /* at most */
-	struct db_conn *readers;  /* n_readers slots; conn NULL until first needed */
+	int n_readers;           /* at most */
+	struct db_conn *readers; /* n_readers slots; conn NULL until first needed */
 	pthread_mutex_t readers_mu;
 	pthread_cond_t reader_free;
 };
@@ -133,11 +133,12 @@ static int lite_open(const char *path, int n_pool, struct db_pool **out, char *e
 		return SFA_EDB;
 	}
 	sqlite3_busy_timeout(p->writer.conn, 5000);
-	if (lite_exec(&p->writer,
-	              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")) {
+	if (lite_exec(
+		    &p->writer,
+		    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")) {
 		lite_close(p);
-		return sfa_err(err, n_err, SFA_EDB, "Cannot configure the database %s (is it corrupt?).",
-		               path);
+		return sfa_err(err, n_err, SFA_EDB,
+		               "Cannot configure the database %s (is it corrupt?).", path);
 	}
 	*out = p;
 	return 0;
@@ -265,9 +266,14 @@ static struct lite_stmt *stmt_get(struct db_conn *c, const char *sql)
 	if (copy) {
 		sqlite3_finalize(slot->st);
 		free(slot->sql);
-		*slot = (struct lite_stmt){.base.drv = &db_driver_sqlite, .st = st, .conn = c->conn,
-		                           .cached = true, .in_use = true, .hash = h,
-		                           .used = ++c->clock, .sql = copy};
+		*slot = (struct lite_stmt){.base.drv = &db_driver_sqlite,
+		                           .st = st,
+		                           .conn = c->conn,
+		                           .cached = true,
+		                           .in_use = true,
+		                           .hash = h,
+		                           .used = ++c->clock,
+		                           .sql = copy};
 		return slot;
 	}
 	struct lite_stmt *s = calloc(1, sizeof *s);
@@ -275,8 +281,8 @@ static struct lite_stmt *stmt_get(struct db_conn *c, const char *sql)
 		sqlite3_finalize(st);
 		return NULL;
 	}
-	*s = (struct lite_stmt){.base.drv = &db_driver_sqlite, .st = st, .conn = c->conn,
-	                        .in_use = true};
+	*s = (struct lite_stmt){
+		.base.drv = &db_driver_sqlite, .st = st, .conn = c->conn, .in_use = true};
 	return s;
 }
 
@@ -302,7 +308,8 @@ static struct db_stmt *lite_prepare(struct db_conn *c, const char *sql, const ch
 	for (int i = 0; types[i]; i++) {
 		int rc = SQLITE_OK;
 		if (types[i] == 't') {
-			rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+			rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+			                       SQLITE_TRANSIENT);
 		} else if (types[i] == 'i') {
 			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
 		} else if (types[i] == 'd') {
@@ -315,7 +322,8 @@ static struct db_stmt *lite_prepare(struct db_conn *c, const char *sql, const ch
 			rc = sqlite3_bind_null(st, i + 1);
 		}
 		if (rc != SQLITE_OK) {
-			log_error("database: bind %d of %s: %s", i + 1, sql, sqlite3_errmsg(c->conn));
+			log_error("database: bind %d of %s: %s", i + 1, sql,
+			          sqlite3_errmsg(c->conn));
 			stmt_put(s);
 			return NULL;
 		}

@@ -29,10 +29,12 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } FEATURES[] = {
-	{"tempo", DSP_FEAT_TEMPO}, {"key", DSP_FEAT_KEY},       {"energy", DSP_FEAT_ENERGY},
-	{"spectral", DSP_FEAT_SPECTRAL}, {"mfcc", DSP_FEAT_MFCC}, {"chroma", DSP_FEAT_CHROMA},
-	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS}, {"chords", DSP_FEAT_CHORDS},
-	{"key_changes", DSP_FEAT_KEY_CHANGES}, {"all", DSP_FEAT_ALL},
+	{"tempo", DSP_FEAT_TEMPO},       {"key", DSP_FEAT_KEY},
+	{"energy", DSP_FEAT_ENERGY},     {"spectral", DSP_FEAT_SPECTRAL},
+	{"mfcc", DSP_FEAT_MFCC},         {"chroma", DSP_FEAT_CHROMA},
+	{"loudness", DSP_FEAT_LOUDNESS}, {"sections", DSP_FEAT_SECTIONS},
+	{"chords", DSP_FEAT_CHORDS},     {"key_changes", DSP_FEAT_KEY_CHANGES},
+	{"all", DSP_FEAT_ALL},
 };
 
 unsigned dsp_feature_bit(const char *name)
@@ -67,8 +69,7 @@ int dsp_features_parse(const char *csv, unsigned *mask, char *err, size_t n_err)
 		unsigned bit = dsp_feature_bit(name);
 		if (!bit)
 			return sfa_err(err, n_err, SFA_EINVAL,
-			               "Unknown feature '%s': use " DSP_FEATURE_NAMES ".",
-			               name);
+			               "Unknown feature '%s': use " DSP_FEATURE_NAMES ".", name);
 		m |= bit;
 		if (!comma)
 			break;
@@ -126,15 +127,15 @@ struct work {
 	double freqs[DSP_N_BINS];
 	float mag[DSP_N_BINS], pow[DSP_N_BINS];
 	float scratch[DSP_N_MELS];
-	struct arena *arena;     /* the work arena, for late allocations */
-	float *db;               /* [T * 128] */
-	float db_max;            /* its maximum before the top_db clamp */
-	float *flux;             /* [T], kick-aware onset envelope (tempo.c) */
+	struct arena *arena; /* the work arena, for late allocations */
+	float *db;           /* [T * 128] */
+	float db_max;        /* its maximum before the top_db clamp */
+	float *flux;         /* [T], kick-aware onset envelope (tempo.c) */
 	struct dsp_peaks peaks;
-	float *chroma_fb;        /* [1025 * 12] */
+	float *chroma_fb; /* [1025 * 12] */
 	void *beat_work;
-	int chord_key;           /* the key of the chords' first reading (key.c), or -1 */
-	double chord_key_conf;   /* its confidence */
+	int chord_key;         /* the key of the chords' first reading (key.c), or -1 */
+	double chord_key_conf; /* its confidence */
 };
 
 static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t n_err)
@@ -155,8 +156,8 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	int lag = dsp_tempo_lag(r->tempogram_mean);
 	r->tempo_librosa_lag = lag;
 	r->tempo_librosa_bpm = dsp_lag_bpm(lag);
-	r->n_beats_librosa =
-		dsp_beat_track(r->onset_env, T, r->tempo_librosa_bpm, w->beat_work, r->beats_librosa);
+	r->n_beats_librosa = dsp_beat_track(r->onset_env, T, r->tempo_librosa_bpm, w->beat_work,
+	                                    r->beats_librosa);
 
 	if (!(w->flux = ualloc(w->arena, T, sizeof(float))))
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory for the analysis.");
@@ -232,10 +233,11 @@ static void analyze_chords(struct work *w, struct dsp_result *r)
 {
 	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
 	void *work = ualloc(w->arena, dsp_chords_work_bytes(T, nb), 1);
-	if (!work || !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
+	if (!work ||
+	    !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
 		return;
-	r->n_chords =
-		dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, -1, work, r->chords);
+	r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, -1, work,
+	                         r->chords);
 	double scores[24];
 	w->chord_key = dsp_key_chords(r->chords, r->n_chords, scores, &w->chord_key_conf);
 	if (w->chord_key >= 0)
@@ -290,17 +292,18 @@ static void analyze_key(const struct work *w, struct dsp_result *r)
 	dsp_camelot(r->key_pc, r->key_minor, r->camelot);
 }
 
-int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
-                struct dsp_result *out, char *err, size_t n_err)
+int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct dsp_result *out,
+                char *err, size_t n_err)
 {
 	unsigned feat = (opt && opt->features) ? opt->features : DSP_FEAT_ALL;
 	double fr = (opt && opt->frame_rate != 0.0) ? opt->frame_rate : DSP_DEFAULT_FRAME_RATE;
 	if (feat & ~(unsigned)DSP_FEAT_ALL)
 		return sfa_err(err, n_err, SFA_EINVAL, "Unknown analysis feature bits 0x%x.", feat);
 	if (!(fr > 0.0) || fr > DSP_MAX_FRAME_RATE)
-		return sfa_err(err, n_err, SFA_EINVAL,
-		               "The frame rate must be above 0 and at most %.2f columns per second.",
-		               DSP_MAX_FRAME_RATE);
+		return sfa_err(
+			err, n_err, SFA_EINVAL,
+			"The frame rate must be above 0 and at most %.2f columns per second.",
+			DSP_MAX_FRAME_RATE);
 	if ((double)n > DSP_MAX_SECONDS * DSP_SAMPLE_RATE_HZ)
 		return sfa_err(err, n_err, SFA_ETOOBIG,
 		               "The audio is longer than the analysis limit of %.0f minutes.",
@@ -318,13 +321,13 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	 * level */
 	unsigned calc = feat & (DSP_FEAT_SECTIONS | DSP_FEAT_CHORDS | DSP_FEAT_KEY |
 	                        DSP_FEAT_KEY_CHANGES)
-	                    ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY
-	                    : feat;
-	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO |
-	                         DSP_FEAT_KEY | DSP_FEAT_CHROMA)) != 0;
+	                        ? feat | DSP_FEAT_TEMPO | DSP_FEAT_ENERGY
+	                        : feat;
+	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO | DSP_FEAT_KEY |
+	                         DSP_FEAT_CHROMA)) != 0;
 	int want_mel = (calc & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
-	int want_chroma =
-		(feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_CHORDS | DSP_FEAT_KEY_CHANGES)) != 0;
+	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_CHORDS |
+	                           DSP_FEAT_KEY_CHANGES)) != 0;
 	size_t T = dsp_n_frames(n);
 
 	struct dsp_result r;
@@ -337,8 +340,9 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	r.key_pc = r.key_kk_pc = -1;
 
 	/* sizes: every array of the result, plus slack for the arena's block rounding */
-	size_t res_bytes = ARENA_SLACK + T * (sizeof(float) * 4 + sizeof(double) * 2 + sizeof(int) * 2 +
-	                                  sizeof(float) * (DSP_N_MFCC + DSP_N_CHROMA)) +
+	size_t res_bytes = ARENA_SLACK +
+	                   T * (sizeof(float) * 4 + sizeof(double) * 2 + sizeof(int) * 2 +
+	                        sizeof(float) * (DSP_N_MFCC + DSP_N_CHROMA)) +
 	                   sizeof(double) * DSP_TG_WIN;
 	if (calc & DSP_FEAT_TEMPO)
 		res_bytes += MAX_BEATS(T) * sizeof(int) +
@@ -355,15 +359,17 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt,
 	                    peaks_cap * sizeof(struct dsp_peak) +
 	                    DSP_N_BINS * DSP_N_CHROMA * sizeof(float) + dsp_beats_work_bytes(T) +
 	                    T * sizeof(float) +
-	                    ((calc & DSP_FEAT_TEMPO)
-	                         ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
-	                            dsp_sections_work_floats(MAX_GRID(T))) * sizeof(float) +
-	                               MAX_GRID(T) * sizeof(int)
-	                         : 0) +
+	                    ((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
+	                                                dsp_sections_work_floats(MAX_GRID(T))) *
+	                                                               sizeof(float) +
+	                                                       MAX_GRID(T) * sizeof(int)
+	                                             : 0) +
 	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
-	                         ? dsp_chords_work_bytes(T, MAX_BEATS(T)) : 0) +
-	                    ((feat & DSP_FEAT_KEY_CHANGES) ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
-	                                                   : 0);
+	                             ? dsp_chords_work_bytes(T, MAX_BEATS(T))
+	                             : 0) +
+	                    ((feat & DSP_FEAT_KEY_CHANGES)
+	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
+	                             : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;

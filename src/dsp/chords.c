@@ -51,23 +51,23 @@ enum {
 	N_QUAL = 5,                 /* maj, min, 7, maj7, m7 */
 	N_STATES = N_QUAL * 12 + 1, /* + N, the last */
 	STATE_N = N_STATES - 1,
-	CHORD_NOBEAT_FRAMES = 22,   /* ~0.51 s */
+	CHORD_NOBEAT_FRAMES = 22, /* ~0.51 s */
 };
 
-#define CHORD_BETA 30.0
-#define CHORD_P_SELF 0.9
+#define CHORD_BETA           30.0
+#define CHORD_P_SELF         0.9
 #define CHORD_SEVENTH_WEIGHT 0.6
-#define CHORD_SEVENTH_COST 0.08
-#define CHORD_N_SCORE 0.2
-#define CHORD_KEY_WEIGHT 0.1
-#define CHORD_SILENCE_DB 45.0
+#define CHORD_SEVENTH_COST   0.08
+#define CHORD_N_SCORE        0.2
+#define CHORD_KEY_WEIGHT     0.1
+#define CHORD_SILENCE_DB     45.0
 
 static const struct {
 	const char *suffix;
 	int n;
 	int iv[4];
 } QUAL[N_QUAL] = {
-	{"", 3, {0, 4, 7}},          {"m", 3, {0, 3, 7}},          {"7", 4, {0, 4, 7, 10}},
+	{"", 3, {0, 4, 7}},         {"m", 3, {0, 3, 7}},      {"7", 4, {0, 4, 7, 10}},
 	{"maj7", 4, {0, 4, 7, 11}}, {"m7", 4, {0, 3, 7, 10}},
 };
 
@@ -103,11 +103,11 @@ static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 size_t dsp_chords_work_bytes(size_t T, size_t nb)
 {
 	size_t cap = dsp_chords_cap(T, nb);
-	return align8(cap * sizeof(int)) +                  /* segment starts */
-	       align8(cap * N_STATES * sizeof(float)) +     /* scores */
-	       align8(cap * N_STATES) +                     /* back-pointers */
-	       align8((nb + 1) * sizeof(float)) +           /* beat intervals */
-	       align8(cap * sizeof(uint8_t)) +              /* the path */
+	return align8(cap * sizeof(int)) +              /* segment starts */
+	       align8(cap * N_STATES * sizeof(float)) + /* scores */
+	       align8(cap * N_STATES) +                 /* back-pointers */
+	       align8((nb + 1) * sizeof(float)) +       /* beat intervals */
+	       align8(cap * sizeof(uint8_t)) +          /* the path */
 	       64;
 }
 
@@ -138,7 +138,8 @@ static size_t segments(const int *beats, size_t nb, size_t T, float *iv, int *se
 			seg[ns++] = (int)f;
 	}
 	for (size_t i = 0; i < nb; i++)
-		if ((double)beats[i] > seg[ns - 1] + (ns == 1 ? P / 2 : 0.0) && (size_t)beats[i] < T)
+		if ((double)beats[i] > seg[ns - 1] + (ns == 1 ? P / 2 : 0.0) &&
+		    (size_t)beats[i] < T)
 			seg[ns++] = beats[i];
 	for (double f = (double)seg[ns - 1] + P; f + P / 2 < (double)T; f += P)
 		seg[ns++] = (int)lround(f);
@@ -151,8 +152,8 @@ static size_t segments(const int *beats, size_t nb, size_t T, float *iv, int *se
  *                                      max_k delta_{s-1}(k) + log p_move).
  * score is [ns][n] (n <= VITERBI_MAX_STATES), back [ns][n] scratch, path [ns] the result. */
 enum { VITERBI_MAX_STATES = 64 };
-static void viterbi(const float *score, size_t ns, int n, double p_self, double beta,
-                    uint8_t *back, uint8_t *path)
+static void viterbi(const float *score, size_t ns, int n, double p_self, double beta, uint8_t *back,
+                    uint8_t *path)
 {
 	const double l_self = log(p_self), l_move = log((1.0 - p_self) / (n - 1));
 	double delta[VITERBI_MAX_STATES], next[VITERBI_MAX_STATES];
@@ -266,7 +267,8 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 					v -= CHORD_SEVENTH_COST;
 				if (key >= 0 && !silent) {
 					struct dsp_chord ch = {.root_pc = r, .quality = q};
-					v += CHORD_KEY_WEIGHT * dsp_key_chord_weight(&ch, key / 2, key % 2);
+					v += CHORD_KEY_WEIGHT *
+					     dsp_key_chord_weight(&ch, key / 2, key % 2);
 				}
 				sc[q * 12 + r] = (float)v;
 			}
@@ -303,9 +305,11 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 			c->root_pc = j % 12;
 			c->quality = j / 12;
 			size_t k = 0;
-			for (const char *q = dsp_pitch_name(c->root_pc); *q && k < sizeof c->label - 1;)
+			for (const char *q = dsp_pitch_name(c->root_pc);
+			     *q && k < sizeof c->label - 1;)
 				c->label[k++] = *q++;
-			for (const char *q = QUAL[c->quality].suffix; *q && k < sizeof c->label - 1;)
+			for (const char *q = QUAL[c->quality].suffix;
+			     *q && k < sizeof c->label - 1;)
 				c->label[k++] = *q++;
 			c->label[k] = '\0';
 		}
@@ -328,10 +332,10 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
  * borrowed chord or a passing tonicisation is not a key change. */
 enum { KEY_WINDOW = 16, KEY_STATES = 24 };
 _Static_assert((int)KEY_STATES <= (int)VITERBI_MAX_STATES, "the key states fit viterbi()");
-#define KEY_BETA 10.0
+#define KEY_BETA   10.0
 #define KEY_P_SELF 0.998
-#define KEY_MIN_S 16.0
-#define KEY_HOME 0.25
+#define KEY_MIN_S  16.0
+#define KEY_HOME   0.25
 
 size_t dsp_key_changes_work_bytes(size_t T, size_t nb)
 {
@@ -394,7 +398,8 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 	double conf, home_sc[KEY_STATES];
 	int home = n_chords > 0 ? dsp_key_chords(chords, n_chords, home_sc, &conf) : -1;
 	for (size_t s = 0; s < ns; s++) {
-		size_t lo = s > KEY_WINDOW ? s - KEY_WINDOW : 0, hi = s + KEY_WINDOW + 1 < ns ? s + KEY_WINDOW + 1 : ns;
+		size_t lo = s > KEY_WINDOW ? s - KEY_WINDOW : 0,
+		       hi = s + KEY_WINDOW + 1 < ns ? s + KEY_WINDOW + 1 : ns;
 		double mean[12] = {0}, sc[KEY_STATES];
 		int best = 0;
 		if (n_chords > 0) {
@@ -436,7 +441,7 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 		for (size_t i = 0; n > 1 && i < n; i++)
 			if (out[i].end_s - out[i].start_s < KEY_MIN_S &&
 			    (shortest == n || out[i].end_s - out[i].start_s <
-			                          out[shortest].end_s - out[shortest].start_s))
+			                              out[shortest].end_s - out[shortest].start_s))
 				shortest = i;
 		if (shortest == n)
 			break;
@@ -457,8 +462,8 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 		n = m;
 	}
 	for (size_t i = 0; i < n; i++) {
-		snprintf(out[i].key_name, sizeof out[i].key_name, "%s %s", dsp_pitch_name(out[i].pc),
-		         out[i].minor ? "minor" : "major");
+		snprintf(out[i].key_name, sizeof out[i].key_name, "%s %s",
+		         dsp_pitch_name(out[i].pc), out[i].minor ? "minor" : "major");
 		dsp_camelot(out[i].pc, out[i].minor, out[i].camelot);
 	}
 	return n;

@@ -52,7 +52,8 @@ enum dsp_feature {
 const char *dsp_pitch_name(int pc);
 
 /* The names dsp_feature_bit knows, for error messages. */
-#define DSP_FEATURE_NAMES "tempo, key, energy, spectral, mfcc, chroma, loudness, sections, chords, key_changes or all"
+#define DSP_FEATURE_NAMES \
+	"tempo, key, energy, spectral, mfcc, chroma, loudness, sections, chords, key_changes or all"
 
 /* EBU R128 / ITU-R BS.1770 loudness: integrated (LUFS; -inf for digital silence), loudness
  * range (LU) and true peak (dBTP; -inf for silence). */
@@ -65,111 +66,115 @@ struct dsp_loudness {
 /* A part of the song between two changes, starting on a bar (structure.c). */
 struct dsp_section {
 	double start_s, end_s;
-	int bar;        /* the bar it starts on, 1 = the first */
-	char label[12]; /* "intro", "build", "drop", "breakdown" or "outro" */
+	int bar;         /* the bar it starts on, 1 = the first */
+	char label[12];  /* "intro", "build", "drop", "breakdown" or "outro" */
 	double level_db; /* its mean RMS level, dBFS */
 	double rise_db;  /* its second half's level minus its first half's */
 };
 
 /* A chord segment (chords.c): the chord that sounds from start_s to end_s. */
 enum dsp_chord_quality {
-	DSP_CHORD_MAJ, DSP_CHORD_MIN, DSP_CHORD_DOM7, DSP_CHORD_MAJ7, DSP_CHORD_MIN7,
+	DSP_CHORD_MAJ,
+	DSP_CHORD_MIN,
+	DSP_CHORD_DOM7,
+	DSP_CHORD_MAJ7,
+	DSP_CHORD_MIN7,
 	DSP_CHORD_NONE = -1,
 };
 struct dsp_chord {
 	double start_s, end_s;
-	char label[8];      /* "C", "Am", "G7", "Fmaj7", "Em7" (sharps as dsp_pitch_name), "N" */
-	int root_pc;        /* 0 = C .. 11 = B; -1 for N */
-	int quality;        /* enum dsp_chord_quality */
-	double confidence;  /* 0..1: how clearly the chroma shows this chord, on average */
+	char label[8];     /* "C", "Am", "G7", "Fmaj7", "Em7" (sharps as dsp_pitch_name), "N" */
+	int root_pc;       /* 0 = C .. 11 = B; -1 for N */
+	int quality;       /* enum dsp_chord_quality */
+	double confidence; /* 0..1: how clearly the chroma shows this chord, on average */
 };
 /* A stretch of the song in one key (chords.c): a change lasts at least 16 s. */
 struct dsp_key_segment {
 	double start_s, end_s;
-	int pc, minor;      /* 0 = C .. 11 = B */
-	char key_name[12];  /* "A minor" */
-	char camelot[4];    /* "8A" */
+	int pc, minor;     /* 0 = C .. 11 = B */
+	char key_name[12]; /* "A minor" */
+	char camelot[4];   /* "8A" */
 };
 /* Reads a chord label as struct dsp_chord spells it: the number of its notes (3 or 4),
  * with the root into *root_pc and the notes' semitones above the root into iv; 0 for "N";
  * -1 for anything else (nothing written then). */
 int dsp_chord_parse(const char *label, int *root_pc, int iv[4]);
 
-#define DSP_SAMPLE_RATE_HZ 22050
+#define DSP_SAMPLE_RATE_HZ     22050
 #define DSP_DEFAULT_FRAME_RATE 2.0
 /* features.frame_rate may not exceed the analysis frame rate, 22050 / 512 per second */
-#define DSP_MAX_FRAME_RATE (22050.0 / 512.0)
-#define DSP_MAX_SECONDS (2.0 * 3600.0)
+#define DSP_MAX_FRAME_RATE        (22050.0 / 512.0)
+#define DSP_MAX_SECONDS           (2.0 * 3600.0)
 #define DSP_MIN_TEMPO_KEY_SECONDS 2.0
 /* samples must be finite and within +-DSP_MAX_SAMPLE_ABS (full scale is 1) */
 #define DSP_MAX_SAMPLE_ABS 1e6f
 
 struct dsp_options {
-	unsigned features;  /* DSP_FEAT_* bits; 0 means DSP_FEAT_ALL */
-	double frame_rate;  /* columns per second of features.mfcc/chroma; 0 means 2 */
+	unsigned features; /* DSP_FEAT_* bits; 0 means DSP_FEAT_ALL */
+	double frame_rate; /* columns per second of features.mfcc/chroma; 0 means 2 */
 };
 
 struct dsp_result {
-	unsigned features;  /* what was computed */
-	double frame_rate;  /* columns per second for pooled rows (result_json.h) */
+	unsigned features; /* what was computed */
+	double frame_rate; /* columns per second for pooled rows (result_json.h) */
 	size_t n_samples;
 	double duration_s;
-	size_t n_frames;    /* T = 1 + n_samples / 512 */
+	size_t n_frames; /* T = 1 + n_samples / 512 */
 
 	/* DSP_FEAT_TEMPO */
-	double tempo_bpm;           /* octave-corrected, refined tempo; 0 when there is none */
-	double tempo_librosa_bpm;   /* librosa.beat.beat_track's tempo (a lag-grid value), or 0 */
-	int tempo_librosa_lag;      /* its lag in frames, 0 when none */
-	int tempo_doubled;          /* 1 when the octave correction doubled librosa's tempo */
-	int *beats;                 /* beat frames at tempo_bpm, ascending */
+	double tempo_bpm;         /* octave-corrected, refined tempo; 0 when there is none */
+	double tempo_librosa_bpm; /* librosa.beat.beat_track's tempo (a lag-grid value), or 0 */
+	int tempo_librosa_lag;    /* its lag in frames, 0 when none */
+	int tempo_doubled;        /* 1 when the octave correction doubled librosa's tempo */
+	int *beats;               /* beat frames at tempo_bpm, ascending */
 	size_t n_beats;
-	int *beats_librosa;         /* librosa's beat frames (at tempo_librosa_bpm) */
+	int *beats_librosa; /* librosa's beat frames (at tempo_librosa_bpm) */
 	size_t n_beats_librosa;
-	int *downbeats;             /* frames of the beats that start bars, ascending */
+	int *downbeats; /* frames of the beats that start bars, ascending */
 	size_t n_downbeats;
-	int beats_per_bar;          /* 4 or 3 (time signature 4/4 or 3/4); 0 with no downbeats */
-	float *onset_env;           /* [n_frames], median-aggregated onset strength */
-	double *tempogram_mean;     /* [344], mean autocorrelation per lag */
+	int beats_per_bar;      /* 4 or 3 (time signature 4/4 or 3/4); 0 with no downbeats */
+	float *onset_env;       /* [n_frames], median-aggregated onset strength */
+	double *tempogram_mean; /* [344], mean autocorrelation per lag */
 
 	/* DSP_FEAT_KEY (and the chroma, the beats and the chords it needs): the key of the
 	 * chords (key.c), or where a song has no chord timeline librosa's rule below */
-	int key_pc;                 /* 0 = C .. 11 = B; -1 when there is no key */
+	int key_pc; /* 0 = C .. 11 = B; -1 when there is no key */
 	int key_minor;
-	double key_confidence;      /* 0..1 (key.c), 0 when no key */
-	char key_name[12];          /* "A minor"; "" when no key */
-	char camelot[4];            /* "8A"; "" when no key */
+	double key_confidence; /* 0..1 (key.c), 0 when no key */
+	char key_name[12];     /* "A minor"; "" when no key */
+	char camelot[4];       /* "8A"; "" when no key */
 	/* librosa's rule: Krumhansl-Kessler on the mean chroma (ANALYSIS.md) */
-	int key_kk_pc;              /* -1 when there is no key */
+	int key_kk_pc; /* -1 when there is no key */
 	int key_kk_minor;
-	double key_kk_r;            /* Pearson r of the best profile */
+	double key_kk_r; /* Pearson r of the best profile */
 	char key_kk_name[12];
-	double tuning;              /* estimated tuning, fractions of a semitone */
+	double tuning; /* estimated tuning, fractions of a semitone */
 	double chroma_mean[12];
 
 	/* DSP_FEAT_ENERGY */
-	double energy;              /* mean RMS */
-	float *rms;                 /* [n_frames] */
+	double energy; /* mean RMS */
+	float *rms;    /* [n_frames] */
 
 	/* DSP_FEAT_SPECTRAL */
 	double spectral_centroid_hz;
 	double spectral_rolloff_hz;
 	double zero_crossing_rate;
-	float *zcr;                 /* [n_frames] */
-	double *centroid;           /* [n_frames], Hz */
-	double *rolloff;            /* [n_frames], Hz */
+	float *zcr;       /* [n_frames] */
+	double *centroid; /* [n_frames], Hz */
+	double *rolloff;  /* [n_frames], Hz */
 
-	float *mfcc;                /* DSP_FEAT_MFCC: [13 * n_frames], row c at c * n_frames */
-	float *chroma;              /* DSP_FEAT_CHROMA or KEY: [12 * n_frames], rows C..B */
+	float *mfcc;                  /* DSP_FEAT_MFCC: [13 * n_frames], row c at c * n_frames */
+	float *chroma;                /* DSP_FEAT_CHROMA or KEY: [12 * n_frames], rows C..B */
 	struct dsp_loudness loudness; /* DSP_FEAT_LOUDNESS */
 	struct dsp_section *sections; /* DSP_FEAT_SECTIONS, in order */
 	size_t n_sections;
-	struct dsp_chord *chords;   /* DSP_FEAT_CHORDS: in order, covering 0 .. duration_s */
+	struct dsp_chord *chords; /* DSP_FEAT_CHORDS: in order, covering 0 .. duration_s */
 	size_t n_chords;
 	struct dsp_key_segment *key_changes; /* DSP_FEAT_KEY_CHANGES: in order, covering the
 	                                        song; none when it has no key */
 	size_t n_key_changes;
 
-	struct arena mem;           /* owns every array above */
+	struct arena mem; /* owns every array above */
 };
 
 /* Bit for one feature name ("tempo", "key", "energy", "spectral", "mfcc", "chroma",
@@ -197,7 +202,7 @@ void dsp_result_free(struct dsp_result *r);
 /* Measures path's loudness (see struct dsp_loudness), decoding it as a stream at its own
  * rate to two channels: mono counts as dual mono, more than two channels as their first
  * two. Errors as audio_decode's. */
-int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out,
-                      char *err, size_t n_err);
+int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out, char *err,
+                      size_t n_err);
 
 #endif

@@ -28,11 +28,11 @@ enum {
 	DSP_N_MELS = 128,
 	DSP_N_MFCC = 13,
 	DSP_N_CHROMA = 12,
-	DSP_TG_WIN = 344,   /* floor(8 s * 22050 / 512): tempogram window, in frames */
-	DSP_ACF_N = 768,    /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
-	DSP_MIN_LAG = 9,    /* first lag whose bpm is below 320 */
-	DSP_PIP_LO = 14,    /* first bin at or above 150 Hz */
-	DSP_PIP_HI = 371,   /* last bin below 4000 Hz */
+	DSP_TG_WIN = 344, /* floor(8 s * 22050 / 512): tempogram window, in frames */
+	DSP_ACF_N = 768,  /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
+	DSP_MIN_LAG = 9,  /* first lag whose bpm is below 320 */
+	DSP_PIP_LO = 14,  /* first bin at or above 150 Hz */
+	DSP_PIP_HI = 371, /* last bin below 4000 Hz */
 	DSP_TUNING_BINS = 100,
 };
 
@@ -63,50 +63,50 @@ float dsp_std_ddof1_f32(const float *x, size_t n);
  * peaks by magnitude), so they all pick the same element for the same data.
  * Selection moves the k-th smallest element to a[k] with no larger element before it, so
  * the lower middle of an even run is the largest of a[0..k). */
-#define DSP_DEFINE_MEDIAN(NAME, T, KEY)                                                      \
-	static void NAME##_select(T *a, ptrdiff_t n, ptrdiff_t k)                                 \
-	{                                                                                          \
-		ptrdiff_t lo = 0, hi = n - 1;                                                          \
-		while (lo < hi) {                                                                      \
-			__typeof__(KEY(a[0])) x = KEY(a[lo]), y = KEY(a[lo + (hi - lo) / 2]),              \
-			                      z = KEY(a[hi]);                                              \
-			__typeof__(KEY(a[0])) pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))              \
-			                                      : ((x < z) ? x : (y < z ? z : y));             \
-			ptrdiff_t i = lo, j = hi;                                                          \
-			do {                                                                               \
-				while (KEY(a[i]) < pivot)                                                      \
-					i++;                                                                       \
-				while (pivot < KEY(a[j]))                                                      \
-					j--;                                                                       \
-				if (i <= j) {                                                                  \
-					T tmp = a[i];                                                              \
-					a[i] = a[j];                                                               \
-					a[j] = tmp;                                                                \
-					i++;                                                                       \
-					j--;                                                                       \
-				}                                                                              \
-			} while (i <= j);                                                                  \
-			if (j < k)                                                                         \
-				lo = i;                                                                        \
-			if (k < i)                                                                         \
-				hi = j;                                                                        \
-		}                                                                                      \
-	}                                                                                          \
-	static __typeof__(KEY(*(T *)0)) NAME(T *a, size_t n)                                       \
-	{                                                                                          \
-		typedef __typeof__(KEY(a[0])) median_t;                                                \
-		if (n == 0)                                                                            \
-			return (median_t)0;                                                                \
-		size_t k = n / 2;                                                                      \
-		NAME##_select(a, (ptrdiff_t)n, (ptrdiff_t)k);                                          \
-		median_t mid = KEY(a[k]);                                                              \
-		if (n % 2)                                                                             \
-			return mid;                                                                        \
-		median_t lower = KEY(a[0]);                                                            \
-		for (size_t i = 1; i < k; i++)                                                         \
-			if (KEY(a[i]) > lower)                                                             \
-				lower = KEY(a[i]);                                                             \
-		return (lower + mid) / (median_t)2;                                                    \
+#define DSP_DEFINE_MEDIAN(NAME, T, KEY)                                                          \
+	static void NAME##_select(T *a, ptrdiff_t n, ptrdiff_t k)                                \
+	{                                                                                        \
+		ptrdiff_t lo = 0, hi = n - 1;                                                    \
+		while (lo < hi) {                                                                \
+			__typeof__(KEY(a[0])) x = KEY(a[lo]), y = KEY(a[lo + (hi - lo) / 2]),    \
+					      z = KEY(a[hi]);                                    \
+			__typeof__(KEY(a[0])) pivot = (x < y) ? ((y < z) ? y : (x < z ? z : x))  \
+			                                      : ((x < z) ? x : (y < z ? z : y)); \
+			ptrdiff_t i = lo, j = hi;                                                \
+			do {                                                                     \
+				while (KEY(a[i]) < pivot)                                        \
+					i++;                                                     \
+				while (pivot < KEY(a[j]))                                        \
+					j--;                                                     \
+				if (i <= j) {                                                    \
+					T tmp = a[i];                                            \
+					a[i] = a[j];                                             \
+					a[j] = tmp;                                              \
+					i++;                                                     \
+					j--;                                                     \
+				}                                                                \
+			} while (i <= j);                                                        \
+			if (j < k)                                                               \
+				lo = i;                                                          \
+			if (k < i)                                                               \
+				hi = j;                                                          \
+		}                                                                                \
+	}                                                                                        \
+	static __typeof__(KEY(*(T *)0)) NAME(T *a, size_t n)                                     \
+	{                                                                                        \
+		typedef __typeof__(KEY(a[0])) median_t;                                          \
+		if (n == 0)                                                                      \
+			return (median_t)0;                                                      \
+		size_t k = n / 2;                                                                \
+		NAME##_select(a, (ptrdiff_t)n, (ptrdiff_t)k);                                    \
+		median_t mid = KEY(a[k]);                                                        \
+		if (n % 2)                                                                       \
+			return mid;                                                              \
+		median_t lower = KEY(a[0]);                                                      \
+		for (size_t i = 1; i < k; i++)                                                   \
+			if (KEY(a[i]) > lower)                                                   \
+				lower = KEY(a[i]);                                               \
+		return (lower + mid) / (median_t)2;                                              \
 	}
 #define DSP_SELF(x) (x)
 
@@ -125,14 +125,13 @@ void dsp_frame_copy(const float *x, size_t n, size_t t, float *frame);
 struct dsp_stft {
 	const struct dsp_plans *plans;
 	float window[DSP_N_FFT];
-	float *in;            /* fftwf_malloc, 2048 */
-	fftwf_complex *spec;  /* fftwf_malloc, 1025 */
+	float *in;           /* fftwf_malloc, 2048 */
+	fftwf_complex *spec; /* fftwf_malloc, 1025 */
 };
 int dsp_stft_init(struct dsp_stft *s, char *err, size_t n_err);
 void dsp_stft_free(struct dsp_stft *s);
 /* Magnitude |X| (float32, as np.abs of complex64) and power |X|^2 of frame t. */
-void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag,
-                    float *pow);
+void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag, float *pow);
 
 /* librosa.feature.rms of frame t (constant padding). */
 float dsp_rms_frame(const float *x, size_t n, size_t t);
@@ -149,8 +148,8 @@ double dsp_rolloff_frame(const float *mag, const double *freqs);
 struct dsp_melbank {
 	uint16_t lo[DSP_N_MELS];
 	uint16_t len[DSP_N_MELS];
-	uint32_t off[DSP_N_MELS];   /* offset of band m's weights in w */
-	float w[4 * DSP_N_BINS];    /* nonzero weights, band after band */
+	uint32_t off[DSP_N_MELS]; /* offset of band m's weights in w */
+	float w[4 * DSP_N_BINS];  /* nonzero weights, band after band */
 	size_t n_w;
 };
 /* librosa.filters.mel(sr=22050, n_fft=2048, n_mels=128), float32 like librosa. */
@@ -195,15 +194,14 @@ void dsp_onset_env(const float *db, size_t n_frames, float *env, float *scratch)
 /* Mean autocorrelation tempogram (librosa.feature.tempogram, win 344, then np.mean over
  * time) in tg[344]. work: fftwf_malloc'ed buffers from dsp_tempogram_work_*. */
 struct dsp_tg_work {
-	float *frame;          /* DSP_ACF_N */
-	fftwf_complex *spec;   /* DSP_ACF_N / 2 + 1 */
-	float *acf;            /* DSP_ACF_N */
+	float *frame;        /* DSP_ACF_N */
+	fftwf_complex *spec; /* DSP_ACF_N / 2 + 1 */
+	float *acf;          /* DSP_ACF_N */
 	double window[DSP_TG_WIN];
 };
 int dsp_tg_work_init(struct dsp_tg_work *w, char *err, size_t n_err);
 void dsp_tg_work_free(struct dsp_tg_work *w);
-void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames,
-                        double *tg);
+void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames, double *tg);
 /* bpm of a lag in frames. */
 double dsp_lag_bpm(int lag);
 /* librosa's tempo: the lag maximising log1p(1e6 tg) + log-normal prior (120 BPM, 1 oct). */

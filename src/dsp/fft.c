@@ -34,7 +34,8 @@ int dsp_fft_plans(const struct dsp_plans **out, char *err, size_t n_err)
 			g_plans.acf_fwd = fftwf_plan_dft_r2c_1d(DSP_ACF_N, r, c, FFTW_ESTIMATE);
 			g_plans.acf_inv = fftwf_plan_dft_c2r_1d(DSP_ACF_N, c, r, FFTW_ESTIMATE);
 			if (!g_plans.stft || !g_plans.acf_fwd || !g_plans.acf_inv)
-				rc = sfa_err(err, n_err, SFA_EUNSUPP, "FFTW could not plan the transforms.");
+				rc = sfa_err(err, n_err, SFA_EUNSUPP,
+				             "FFTW could not plan the transforms.");
 			else
 				g_ready = 1;
 		}

@@ -141,8 +141,7 @@ void dsp_stft_free(struct dsp_stft *s)
 	s->spec = NULL;
 }
 
-void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag,
-                    float *pow)
+void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag, float *pow)
 {
 	dsp_frame_copy(x, n, t, s->in);
 	for (size_t i = 0; i < DSP_N_FFT; i++)

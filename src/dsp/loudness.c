@@ -25,8 +25,8 @@ enum { LOUDNESS_CHANNELS = 2 };
 
 struct meter {
 	const struct audio_stream_info *info; /* the decoder's: the rate, from the first call */
-	ebur128_state *st;                     /* made at the first call */
-	float *inter; /* interleaved frames for libebur128 */
+	ebur128_state *st;                    /* made at the first call */
+	float *inter;                         /* interleaved frames for libebur128 */
 	size_t cap_frames;
 	bool failed; /* the sink ran out of memory */
 };
@@ -59,8 +59,8 @@ static int meter_sink(void *arg, const float *const *planes, size_t n_frames)
 	return 0;
 }
 
-int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out,
-                      char *err, size_t n_err)
+int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out, char *err,
+                      size_t n_err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -87,7 +87,8 @@ void dsp_melbank_dense(const struct dsp_melbank *mb, float *dense)
 	memset(dense, 0, sizeof(float) * DSP_N_MELS * DSP_N_BINS);
 	for (int m = 0; m < DSP_N_MELS; m++)
 		for (int j = 0; j < mb->len[m]; j++)
-			dense[(size_t)m * DSP_N_BINS + mb->lo[m] + (size_t)j] = mb->w[mb->off[m] + (size_t)j];
+			dense[(size_t)m * DSP_N_BINS + mb->lo[m] + (size_t)j] =
+				mb->w[mb->off[m] + (size_t)j];
 }
 
 void dsp_mel_db_frame(const struct dsp_melbank *mb, const float *pow, float *db)
@@ -109,7 +110,8 @@ void dsp_dct_init(double *basis)
 	for (int k = 0; k < DSP_N_MFCC; k++) {
 		double scale = (k == 0) ? sqrt(1.0 / n) : sqrt(2.0 / n);
 		for (int i = 0; i < DSP_N_MELS; i++)
-			basis[k * DSP_N_MELS + i] = scale * cos(M_PI * k * (2.0 * i + 1.0) / (2.0 * n));
+			basis[k * DSP_N_MELS + i] = scale *
+			                            cos(M_PI * k * (2.0 * i + 1.0) / (2.0 * n));
 	}
 }
 

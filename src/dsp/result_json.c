@@ -111,23 +111,27 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 		json_t *b = json_array();
 		bad |= set(o, "beats", b);
 		for (size_t i = 0; !bad && i < r->n_beats; i++)
-			bad |= json_array_append_new(b, real((double)r->beats[i] * DSP_HOP / DSP_SR_HZ));
+			bad |= json_array_append_new(
+				b, real((double)r->beats[i] * DSP_HOP / DSP_SR_HZ));
 		json_t *d = bad ? NULL : json_array();
 		bad |= set(o, "downbeats", d);
 		for (size_t i = 0; !bad && i < r->n_downbeats; i++)
-			bad |= json_array_append_new(d, real((double)r->downbeats[i] * DSP_HOP / DSP_SR_HZ));
+			bad |= json_array_append_new(
+				d, real((double)r->downbeats[i] * DSP_HOP / DSP_SR_HZ));
 		if (!bad)
 			bad |= set(o, "time_signature",
-			           r->beats_per_bar ? json_sprintf("%d/4", r->beats_per_bar) : json_null());
+			           r->beats_per_bar ? json_sprintf("%d/4", r->beats_per_bar)
+			                            : json_null());
 	}
 	if (!bad && (f & DSP_FEAT_SECTIONS)) {
 		json_t *a = json_array();
 		bad |= set(o, "sections", a);
 		for (size_t i = 0; !bad && i < r->n_sections; i++) {
 			const struct dsp_section *s = &r->sections[i];
-			bad |= json_array_append_new(
-				a, json_pack("{s:o, s:o, s:i, s:s}", "start", real(s->start_s), "end",
-			                 real(s->end_s), "bar", s->bar, "label", s->label));
+			bad |= json_array_append_new(a, json_pack("{s:o, s:o, s:i, s:s}", "start",
+			                                          real(s->start_s), "end",
+			                                          real(s->end_s), "bar", s->bar,
+			                                          "label", s->label));
 		}
 	}
 	if (!bad && (f & DSP_FEAT_CHORDS)) {
@@ -136,9 +140,9 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 		for (size_t i = 0; !bad && i < r->n_chords; i++) {
 			const struct dsp_chord *c = &r->chords[i];
 			bad |= json_array_append_new(
-				a, json_pack("{s:o, s:o, s:s, s:o}", "start", real(c->start_s), "end",
-			                 real(c->end_s), "label", c->label, "confidence",
-			                 real(round(c->confidence * 1000.0) / 1000.0)));
+				a, json_pack("{s:o, s:o, s:s, s:o}", "start", real(c->start_s),
+			                     "end", real(c->end_s), "label", c->label, "confidence",
+			                     real(round(c->confidence * 1000.0) / 1000.0)));
 		}
 	}
 	if (!bad && (f & DSP_FEAT_KEY_CHANGES)) {
@@ -147,8 +151,9 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 		for (size_t i = 0; !bad && i < r->n_key_changes; i++) {
 			const struct dsp_key_segment *k = &r->key_changes[i];
 			bad |= json_array_append_new(
-				a, json_pack("{s:o, s:o, s:s, s:s}", "start", real(k->start_s), "end",
-			                 real(k->end_s), "key", k->key_name, "camelot", k->camelot));
+				a, json_pack("{s:o, s:o, s:s, s:s}", "start", real(k->start_s),
+			                     "end", real(k->end_s), "key", k->key_name, "camelot",
+			                     k->camelot));
 		}
 	}
 	if (!bad && (f & DSP_FEAT_LOUDNESS)) {
@@ -182,7 +187,8 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 	}
 	if (bad) {
 		json_decref(o);
-		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory while building the JSON result.");
+		return sfa_err(err, n_err, SFA_ENOMEM,
+		               "Out of memory while building the JSON result.");
 	}
 	*out = o;
 	return 0;

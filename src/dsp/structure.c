@@ -60,10 +60,7 @@ static size_t beat_end(const int *beats, size_t nb, size_t i, size_t T)
 	return end > T ? T : end;
 }
 
-size_t dsp_downbeats_work_floats(size_t n_beats)
-{
-	return n_beats * (DB_CHORD_BANDS + 1);
-}
+size_t dsp_downbeats_work_floats(size_t n_beats) { return n_beats * (DB_CHORD_BANDS + 1); }
 
 size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, float *work,
                      int *beats_per_bar, int *down)
@@ -71,8 +68,8 @@ size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, flo
 	*beats_per_bar = 4;
 	if (nb < 8)
 		return 0;
-	float *feat = work;                                /* [nb * DB_CHORD_BANDS] */
-	float *ev = work + nb * DB_CHORD_BANDS;            /* [nb] */
+	float *feat = work;                     /* [nb * DB_CHORD_BANDS] */
+	float *ev = work + nb * DB_CHORD_BANDS; /* [nb] */
 	for (size_t i = 0; i < nb; i++)
 		seg_mean(db, (size_t)beats[i], beat_end(beats, nb, i, T), DB_CHORD_BANDS,
 		         feat + i * DB_CHORD_BANDS);
@@ -99,7 +96,8 @@ size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, flo
 				else
 					off += ev[i], n_off++;
 			}
-			double score = (n_on ? on / (double)n_on : 0) - (n_off ? off / (double)n_off : 0);
+			double score = (n_on ? on / (double)n_on : 0) -
+			               (n_off ? off / (double)n_off : 0);
 			if (score > best[M]) {
 				best[M] = score;
 				phase[M] = p;
@@ -125,15 +123,9 @@ double dsp_median_bar_frames(const int *down, size_t nd)
 	return dsp_median_f32(d, n);
 }
 
-size_t dsp_sections_work_floats(size_t n_downbeats)
-{
-	return n_downbeats * (DSP_N_MELS + 3);
-}
+size_t dsp_sections_work_floats(size_t n_downbeats) { return n_downbeats * (DSP_N_MELS + 3); }
 
-size_t dsp_sections_cap(size_t n_downbeats)
-{
-	return n_downbeats / MIN_SECTION_BARS + 2;
-}
+size_t dsp_sections_cap(size_t n_downbeats) { return n_downbeats / MIN_SECTION_BARS + 2; }
 
 static double level_db(const float *rms, size_t t0, size_t t1)
 {
@@ -148,11 +140,11 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 {
 	if (nd < 2 * MIN_SECTION_BARS || T == 0)
 		return 0;
-	size_t B = nd; /* bar k spans down[k] .. down[k+1] (the last: to the end) */
-	float *F = work;                        /* [B * 128] bar spectra, then standardised */
-	float *lev = F + B * DSP_N_MELS;        /* [B] bar level, dB */
-	float *nov = lev + B;                   /* [B] novelty */
-	float *lev_nov = nov + B;               /* [B] the level's change, then the boundaries */
+	size_t B = nd;   /* bar k spans down[k] .. down[k+1] (the last: to the end) */
+	float *F = work; /* [B * 128] bar spectra, then standardised */
+	float *lev = F + B * DSP_N_MELS; /* [B] bar level, dB */
+	float *nov = lev + B;            /* [B] novelty */
+	float *lev_nov = nov + B;        /* [B] the level's change, then the boundaries */
 	for (size_t k = 0; k < B; k++) {
 		size_t t0 = (size_t)down[k], t1 = k + 1 < B ? (size_t)down[k + 1] : T;
 		seg_mean(db, t0, t1, DSP_N_MELS, F + k * DSP_N_MELS);
@@ -177,7 +169,8 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 		}
 		double sd = sqrt(var / (double)B) + 1e-6;
 		for (size_t k = 0; k < B; k++)
-			F[k * DSP_N_MELS + (size_t)m] = (float)((F[k * DSP_N_MELS + (size_t)m] - mean) / sd);
+			F[k * DSP_N_MELS + (size_t)m] =
+				(float)((F[k * DSP_N_MELS + (size_t)m] - mean) / sd);
 	}
 	for (size_t k = 0; k < B; k++) { /* unit rows: a dot product is the cosine */
 		double nn = 0;
@@ -205,9 +198,11 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 				long b = (long)k + j;
 				if (b < 0 || b >= (long)B)
 					continue;
-				double w = exp(-0.5 * ((i + 0.5) * (i + 0.5) + (j + 0.5) * (j + 0.5)) /
+				double w = exp(-0.5 *
+				               ((i + 0.5) * (i + 0.5) + (j + 0.5) * (j + 0.5)) /
 				               (double)(K * K)); /* Gaussian taper */
-				double cos_ab = 0; /* the self-similarity matrix, only near its diagonal */
+				double cos_ab =
+					0; /* the self-similarity matrix, only near its diagonal */
 				for (int m = 0; m < DSP_N_MELS; m++)
 					cos_ab += (double)F[(size_t)a * DSP_N_MELS + (size_t)m] *
 					          F[(size_t)b * DSP_N_MELS + (size_t)m];
@@ -215,9 +210,8 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 			}
 		}
 		nov[k] = (float)(f > 0 ? f : 0);
-		lev_nov[k] = (float)(n_before && n_after
-		                         ? fabs(after / n_after - before / n_before)
-		                         : 0.0);
+		lev_nov[k] = (float)(n_before && n_after ? fabs(after / n_after - before / n_before)
+		                                         : 0.0);
 		if (nov[k] > max_f)
 			max_f = nov[k];
 		if (lev_nov[k] > max_e)
@@ -244,8 +238,8 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 			int peak = nov[k] > best_v;
 			for (size_t j = k > 2 ? k - 2 : 0; peak && j <= k + 2 && j < B; j++)
 				peak = j == k || nov[j] <= nov[k];
-			for (size_t j = k - MIN_SECTION_BARS + 1; peak && j < k + MIN_SECTION_BARS && j < B;
-			     j++)
+			for (size_t j = k - MIN_SECTION_BARS + 1;
+			     peak && j < k + MIN_SECTION_BARS && j < B; j++)
 				peak = lev_nov[j] == 0;
 			if (peak) {
 				best = k;
@@ -255,7 +249,8 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 		if (!best)
 			break;
 		/* to the nearest phrase start when it is nearly as strong and still free */
-		size_t r = best % PHRASE_BARS, snap = r <= PHRASE_BARS / 2 ? best - r : best + PHRASE_BARS - r;
+		size_t r = best % PHRASE_BARS,
+		       snap = r <= PHRASE_BARS / 2 ? best - r : best + PHRASE_BARS - r;
 		int free_snap = snap >= MIN_SECTION_BARS && snap + MIN_SECTION_BARS <= B &&
 		                nov[snap] >= 0.7 * nov[best];
 		for (size_t j = snap >= MIN_SECTION_BARS ? snap - MIN_SECTION_BARS + 1 : 0;
@@ -272,9 +267,11 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 			continue;
 		struct dsp_section *s = &out[n++];
 		s->start_s = first_bar == 0 ? 0.0 : (double)down[first_bar] * DSP_HOP / DSP_SR_HZ;
-		s->end_s = k < B ? (double)down[k] * DSP_HOP / DSP_SR_HZ : (double)T * DSP_HOP / DSP_SR_HZ;
+		s->end_s = k < B ? (double)down[k] * DSP_HOP / DSP_SR_HZ
+		                 : (double)T * DSP_HOP / DSP_SR_HZ;
 		s->bar = (int)first_bar + 1;
-		size_t t0 = first_bar == 0 ? 0 : (size_t)down[first_bar], t1 = k < B ? (size_t)down[k] : T;
+		size_t t0 = first_bar == 0 ? 0 : (size_t)down[first_bar],
+		       t1 = k < B ? (size_t)down[k] : T;
 		s->level_db = level_db(rms, t0, t1);
 		size_t mid = t0 + (t1 - t0) / 2;
 		s->rise_db = level_db(rms, mid, t1) - level_db(rms, t0, mid);
@@ -289,11 +286,11 @@ size_t dsp_sections(const float *db, const float *rms, size_t T, const int *down
 	for (size_t i = 0; i < n; i++) {
 		int loud = out[i].level_db >= mid_level;
 		int next_loud = i + 1 < n && out[i + 1].level_db >= mid_level;
-		const char *label = loud                        ? "drop"
-		                    : i == 0                    ? "intro"
-		                    : i + 1 == n                ? "outro"
+		const char *label = loud                                ? "drop"
+		                    : i == 0                            ? "intro"
+		                    : i + 1 == n                        ? "outro"
 		                    : next_loud && out[i].rise_db > 1.5 ? "build"
-		                                                : "breakdown";
+		                                                        : "breakdown";
 		str_copy(out[i].label, sizeof out[i].label, label);
 	}
 	return n;

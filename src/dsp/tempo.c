@@ -79,8 +79,7 @@ static float padded_env(const float *env, size_t n, long i)
 	return (float)((double)(PAD - 1 - j) * ((double)env[n - 1] / PAD));
 }
 
-void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames,
-                        double *tg)
+void dsp_tempogram_mean(struct dsp_tg_work *w, const float *env, size_t n_frames, double *tg)
 {
 	const struct dsp_plans *plans = NULL;
 	memset(tg, 0, sizeof(double) * DSP_TG_WIN);
@@ -195,7 +194,8 @@ void dsp_flux_env(const float *db, size_t n_frames, float db_max, float *flux)
 		const float *cur = db + (t - 2) * DSP_N_MELS, *prev = db + (t - 3) * DSP_N_MELS;
 		double s = 0.0;
 		for (int m = 0; m < DSP_N_MELS; m++) {
-			float d = flux_lookup(table, cur[m] - db_max) - flux_lookup(table, prev[m] - db_max);
+			float d = flux_lookup(table, cur[m] - db_max) -
+			          flux_lookup(table, prev[m] - db_max);
 			if (d > 0.0f)
 				s += d;
 		}

@@ -60,7 +60,8 @@ int form_parse(struct arena *a, const char *s, size_t n, size_t max_pairs, struc
 			if (rc)
 				return rc;
 			if (eq)
-				rc = url_decode(a, eq + 1, (size_t)(s + end - (eq + 1)), true, &val);
+				rc = url_decode(a, eq + 1, (size_t)(s + end - (eq + 1)), true,
+				                &val);
 			else
 				rc = url_decode(a, "", 0, true, &val);
 			if (rc)
@@ -92,8 +93,8 @@ int url_encode(const char *s, char *out, size_t n_out)
 	size_t j = 0;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		            c == '-' || c == '.' || c == '_' || c == '~';
+		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
 		size_t need = keep ? 1 : 3;
 		if (j + need >= n_out)
 			return SFA_ETOOBIG;

@@ -474,10 +474,12 @@ static int sanitise_filename(struct multipart *m, char *s)
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x20 || c == 0x7F)
 			return fail(m, SFA_EINVAL,
-			            "The file name in part %zu contains a control character.", m->n_parts);
+			            "The file name in part %zu contains a control character.",
+			            m->n_parts);
 	}
 	if (!valid_utf8((const unsigned char *)s, n))
-		return fail(m, SFA_EINVAL, "The file name in part %zu is not valid UTF-8.", m->n_parts);
+		return fail(m, SFA_EINVAL, "The file name in part %zu is not valid UTF-8.",
+		            m->n_parts);
 	size_t base = 0;
 	for (size_t i = 0; i < n; i++)
 		if (s[i] == '/' || s[i] == '\\')
@@ -550,9 +552,10 @@ static int parse_disposition(struct multipart *m, const char *v, size_t n)
 		if (!unsupported)
 			filename = filename_ext;
 		else if (!filename)
-			return fail(m, SFA_EINVAL,
-			            "The file name in part %zu uses a character set other than UTF-8.",
-			            m->n_parts);
+			return fail(
+				m, SFA_EINVAL,
+				"The file name in part %zu uses a character set other than UTF-8.",
+				m->n_parts);
 	}
 	if (filename) {
 		int rc = sanitise_filename(m, filename);
@@ -660,9 +663,11 @@ static int emit(struct multipart *m, const char *p, size_t n)
 			}
 		}
 		if (over) {
-			clip(m->part.filename[0] ? m->part.filename : m->part.name, what, sizeof what);
+			clip(m->part.filename[0] ? m->part.filename : m->part.name, what,
+			     sizeof what);
 			fmt_size(m->lim.max_file_bytes, size, sizeof size);
-			return fail(m, SFA_ETOOBIG, "The file \"%s\" is larger than %s.", what, size);
+			return fail(m, SFA_ETOOBIG, "The file \"%s\" is larger than %s.", what,
+			            size);
 		}
 		return 0;
 	}
@@ -780,7 +785,8 @@ static int step(struct multipart *m, char c)
 		if (m->n_header_bytes == m->lim.max_header_bytes) {
 			char size[32];
 			fmt_size(m->lim.max_header_bytes, size, sizeof size);
-			return fail(m, SFA_ETOOBIG, "The headers of part %zu of the upload are larger than %s.",
+			return fail(m, SFA_ETOOBIG,
+			            "The headers of part %zu of the upload are larger than %s.",
 			            m->n_parts, size);
 		}
 		m->n_header_bytes++;
@@ -864,5 +870,6 @@ int multipart_finish(struct multipart *m)
 		return 0;
 	if (m->state == ST_PREAMBLE)
 		return fail(m, SFA_EINVAL, "The upload is empty or has no multipart boundary.");
-	return fail(m, SFA_EINVAL, "The upload ended before its closing boundary (was it cut off?).");
+	return fail(m, SFA_EINVAL,
+	            "The upload ended before its closing boundary (was it cut off?).");
 }

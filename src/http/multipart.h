@@ -59,11 +59,11 @@ int multipart_boundary(const char *content_type, char *out, size_t n_out);
 
 /* Every limit is enforced exactly: a value equal to the limit is accepted. */
 struct multipart_limits {
-	size_t max_parts;        /* parts of any kind */
-	size_t max_files;        /* parts with a filename */
-	size_t max_header_bytes; /* header section of one part, CRLFs included */
-	size_t max_field_bytes;  /* value of one plain field (buffered whole) */
-	uint64_t max_file_bytes; /* data of one file part */
+	size_t max_parts;         /* parts of any kind */
+	size_t max_files;         /* parts with a filename */
+	size_t max_header_bytes;  /* header section of one part, CRLFs included */
+	size_t max_field_bytes;   /* value of one plain field (buffered whole) */
+	uint64_t max_file_bytes;  /* data of one file part */
 	uint64_t max_total_bytes; /* everything fed, preamble and epilogue included */
 };
 

@@ -39,7 +39,8 @@ bool http_is_write(const char *method)
 void http_set_header(struct http_ctx *ctx, const char *name, const char *value)
 {
 	for (int i = 0; i < ctx->n_headers; i++) {
-		if (strcasecmp(ctx->header_names[i], name) == 0 && strcasecmp(name, "Set-Cookie") != 0) {
+		if (strcasecmp(ctx->header_names[i], name) == 0 &&
+		    strcasecmp(name, "Set-Cookie") != 0) {
 			ctx->header_values[i] = arena_strdup(&ctx->arena, value);
 			return;
 		}
@@ -64,7 +65,8 @@ static void set_body(struct http_ctx *ctx, int status, const char *type, const c
 		ctx->status = 500;
 		ctx->content_type = "application/json";
 		ctx->resp.len = 0;
-		buf_puts(&ctx->resp, "{\"error\":\"The response could not be built.\",\"code\":\"internal\"}");
+		buf_puts(&ctx->resp,
+		         "{\"error\":\"The response could not be built.\",\"code\":\"internal\"}");
 	}
 }
 
@@ -74,7 +76,8 @@ void http_json(struct http_ctx *ctx, int status, json_t *body)
 	json_decref(body);
 	if (!s) {
 		set_body(ctx, 500, "application/json",
-		         "{\"error\":\"The response could not be built.\",\"code\":\"internal\"}", 62);
+		         "{\"error\":\"The response could not be built.\",\"code\":\"internal\"}",
+		         62);
 		return;
 	}
 	set_body(ctx, status, "application/json", s, strlen(s));

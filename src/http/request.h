@@ -28,7 +28,9 @@ struct MHD_Response;
 
 enum {
 	HTTP_ARENA_MAX_BYTES = 4 << 20,
-	HTTP_PHASE_HEADERS = 0, HTTP_PHASE_BODY = 1, HTTP_PHASE_HANDLER = 2,
+	HTTP_PHASE_HEADERS = 0,
+	HTTP_PHASE_BODY = 1,
+	HTTP_PHASE_HANDLER = 2,
 	HTTP_BODY_MAX_BYTES = 1 << 20, /* JSON and form bodies */
 	HTTP_MAX_RESP_HEADERS = 24,
 };
@@ -41,8 +43,8 @@ struct http_ctx {
 	struct MHD_Connection *conn;
 	int64_t t0_ms;
 	struct http_ctx *live_prev, *live_next; /* the server's list of requests in flight */
-	struct ws_registry *ws_registry; /* the server's WebSocket connections (ws_conn.h) */
-	_Atomic int phase; /* HTTP_PHASE_*: what the request is waiting for */
+	struct ws_registry *ws_registry;        /* the server's WebSocket connections (ws_conn.h) */
+	_Atomic int phase;                      /* HTTP_PHASE_*: what the request is waiting for */
 	bool deadline_hit; /* the reaper closed it (under the server's live-list lock) */
 
 	/* request */
@@ -52,15 +54,15 @@ struct http_ctx {
 	char client_ip[64];
 	struct kv_list query_args;
 	struct kv_list cookies;
-	struct kv_list form;     /* parsed urlencoded body, when the body is a form */
+	struct kv_list form; /* parsed urlencoded body, when the body is a form */
 	struct buf body;
 	bool body_too_large;
 	struct route_match match;
 	/* streamed bodies (routes with a body function) */
-	bool streaming;            /* matched and gated when the headers arrived */
-	bool early;                /* the response was decided then: discard the body */
+	bool streaming; /* matched and gated when the headers arrived */
+	bool early;     /* the response was decided then: discard the body */
 	http_body_fn body_sink;
-	void *route_state;         /* the streaming route's own state */
+	void *route_state;                     /* the streaming route's own state */
 	void (*route_state_free)(void *state); /* called when the request ends */
 
 	/* authentication, filled by the dispatcher */

@@ -102,8 +102,8 @@ static bool match_pattern(const char *pattern, const struct segments *segs, stru
 	return si == segs->n;
 }
 
-int router_match(const struct route *routes, size_t n_routes, const char *method,
-                 const char *path, struct arena *a, struct route_match *m)
+int router_match(const struct route *routes, size_t n_routes, const char *method, const char *path,
+                 struct arena *a, struct route_match *m)
 {
 	struct segments segs;
 	int rc = split_path(path, a, &segs);
@@ -131,7 +131,8 @@ int router_match(const struct route *routes, size_t n_routes, const char *method
 			if (used + add < sizeof m->allow) {
 				if (used)
 					strncat(m->allow, ", ", sizeof m->allow - used - 1);
-				strncat(m->allow, routes[i].method, sizeof m->allow - strlen(m->allow) - 1);
+				strncat(m->allow, routes[i].method,
+				        sizeof m->allow - strlen(m->allow) - 1);
 			}
 		}
 		path_seen = true;

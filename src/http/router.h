@@ -41,8 +41,8 @@ enum router_result { ROUTER_FOUND = 0, ROUTER_NO_PATH = 1, ROUTER_NO_METHOD = 2 
 
 /* Returns a router_result, or SFA_ENOMEM/SFA_ETOOBIG (negative) on arena exhaustion or a
  * path longer than ROUTER_PATH_MAX. */
-int router_match(const struct route *routes, size_t n_routes, const char *method,
-                 const char *path, struct arena *a, struct route_match *m);
+int router_match(const struct route *routes, size_t n_routes, const char *method, const char *path,
+                 struct arena *a, struct route_match *m);
 /* The value of :name in the matched path (in m's arena), or NULL. */
 const char *route_param(const struct route_match *m, const char *name);
 

@@ -99,7 +99,8 @@ static void log_live(struct server *s)
 			continue;
 		}
 		snprintf(lines[n++], sizeof lines[0], "%s %s (for %lld s)",
-		         c->method ? c->method : "?", c->path ? c->path : "(request line not read yet)",
+		         c->method ? c->method : "?",
+		         c->path ? c->path : "(request line not read yet)",
 		         (long long)((now - c->t0_ms) / 1000));
 	}
 	pthread_mutex_unlock(&s->live_mu);
@@ -121,7 +122,7 @@ static void *deadline_reaper(void *arg)
 	const struct server_opts *o = &s->o;
 	enum { MAX_CLOSED = 64 };
 	struct {
-		char ip[sizeof ((struct http_ctx *)0)->client_ip];
+		char ip[sizeof((struct http_ctx *)0)->client_ip];
 		bool headers;
 	} closed[MAX_CLOSED];
 	while (!atomic_load(&s->reaper_stop)) {
@@ -132,13 +133,15 @@ static void *deadline_reaper(void *arg)
 		pthread_mutex_lock(&s->live_mu);
 		for (struct http_ctx *c = s->live; c && n_closed < MAX_CLOSED; c = c->live_next) {
 			int phase = atomic_load(&c->phase);
-			int64_t limit_ms = phase == HTTP_PHASE_HEADERS ? (int64_t)o->header_timeout_s * 1000
-			                   : phase == HTTP_PHASE_BODY  ? (int64_t)o->body_timeout_s * 1000
-			                                               : 0;
+			int64_t limit_ms = phase == HTTP_PHASE_HEADERS
+			                           ? (int64_t)o->header_timeout_s * 1000
+			                   : phase == HTTP_PHASE_BODY
+			                           ? (int64_t)o->body_timeout_s * 1000
+			                           : 0;
 			if (!limit_ms || now - c->t0_ms <= limit_ms || c->deadline_hit)
 				continue;
-			const union MHD_ConnectionInfo *ci =
-				MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+			const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+				c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 			if (!ci)
 				continue;
 			c->deadline_hit = true;
@@ -170,8 +173,8 @@ static void *stuck_exit(void *arg)
 	_exit(1);
 }
 
-static const char *const secret_keys[] = {"token",  "key",         "api_key", "password",
-                                          "code",   "state",       "secret",  "access_token",
+static const char *const secret_keys[] = {"token",         "key",         "api_key", "password",
+                                          "code",          "state",       "secret",  "access_token",
                                           "refresh_token", "_csrf_token", NULL};
 
 void server_redact_query(const char *query, char *out, size_t n_out)
@@ -184,7 +187,8 @@ void server_redact_query(const char *query, char *out, size_t n_out)
 		size_t klen = strcspn(p, "=&");
 		bool secret = false;
 		for (int i = 0; secret_keys[i]; i++)
-			if (strlen(secret_keys[i]) == klen && strncasecmp(p, secret_keys[i], klen) == 0)
+			if (strlen(secret_keys[i]) == klen &&
+			    strncasecmp(p, secret_keys[i], klen) == 0)
 				secret = true;
 		if (b.len)
 			buf_append(&b, "&", 1);
@@ -224,8 +228,8 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 
 static void client_ip(struct http_ctx *ctx)
 {
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(ctx->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		ctx->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	str_copy(ctx->client_ip, sizeof ctx->client_ip, "unknown");
 	if (!ci || !ci->client_addr)
 		return;
@@ -242,8 +246,8 @@ static enum MHD_Result queue(struct http_ctx *ctx)
 {
 	struct MHD_Response *r = ctx->resp_override;
 	if (!r) {
-		r = MHD_create_response_from_buffer(ctx->resp.len, ctx->resp.data ? ctx->resp.data : "",
-		                                    MHD_RESPMEM_MUST_COPY);
+		r = MHD_create_response_from_buffer(
+			ctx->resp.len, ctx->resp.data ? ctx->resp.data : "", MHD_RESPMEM_MUST_COPY);
 		if (!r)
 			return MHD_NO;
 		ctx->resp_bytes = ctx->resp.len;
@@ -335,8 +339,9 @@ static enum MHD_Result finish(const struct server_opts *o, struct http_ctx *ctx)
 	if (ctx->early)
 		return queue(ctx);
 	if (ctx->body_too_large) {
-		http_error(ctx, 413, "payload_too_large",
-		           "The request body is too large (the limit is 1 MiB for forms and JSON).");
+		http_error(
+			ctx, 413, "payload_too_large",
+			"The request body is too large (the limit is 1 MiB for forms and JSON).");
 		return queue(ctx);
 	}
 	if (!ctx->streaming && is_form(ctx)) {
@@ -396,7 +401,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 			o->begin(ctx);
 		if (ctx->early && ctx->streaming)
 			return queue(ctx); /* refused before its (large) body: MHD closes after */
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		                                             "Content-Length");
 		long n;
 		if (!ctx->body_sink && cl && str_to_long(cl, 0, (long)1 << 40, &n) == 0 &&
 		    n > HTTP_BODY_MAX_BYTES)
@@ -430,15 +436,17 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	const struct server_opts *o = &s->o;
 	bool failed = ctx->status >= 400 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
 	if (ctx->method && o->access_log_every >= 0 &&
-	    (failed || (o->access_log_every > 0 &&
-	                atomic_fetch_add(&s->requests_seen, 1) % (unsigned)o->access_log_every == 0))) {
+	    (failed ||
+	     (o->access_log_every > 0 &&
+	      atomic_fetch_add(&s->requests_seen, 1) % (unsigned)o->access_log_every == 0))) {
 		char q[512] = "";
 		if (ctx->query && *ctx->query)
 			server_redact_query(ctx->query, q, sizeof q);
-		log_batched(LOG_INFO, "http %s %s%s%s %d %llu %lldms%s", ctx->method, ctx->path ? ctx->path : "?",
-		         *q ? "?" : "", q, ctx->status, (unsigned long long)ctx->resp_bytes,
-		         (long long)(time_mono_ms() - ctx->t0_ms),
-		         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+		log_batched(LOG_INFO, "http %s %s%s%s %d %llu %lldms%s", ctx->method,
+		            ctx->path ? ctx->path : "?", *q ? "?" : "", q, ctx->status,
+		            (unsigned long long)ctx->resp_bytes,
+		            (long long)(time_mono_ms() - ctx->t0_ms),
+		            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	}
 	if (ctx->on_done)
 		ctx->on_done(ctx->on_done_arg);
@@ -465,10 +473,11 @@ static int listen_socket(const char *bind_addr, int port, int *out_fd, int *out_
 	snprintf(ps, sizeof ps, "%d", port);
 	int gai = getaddrinfo(bind_addr, ps, &hints, &res);
 	if (gai)
-		return sfa_err(err, n_err, SFA_EINVAL,
-		               "Cannot listen on \"%s\": it is not an IP address (use e.g. 127.0.0.1 or "
-		               "0.0.0.0).",
-		               bind_addr);
+		return sfa_err(
+			err, n_err, SFA_EINVAL,
+			"Cannot listen on \"%s\": it is not an IP address (use e.g. 127.0.0.1 or "
+			"0.0.0.0).",
+			bind_addr);
 	int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
 	if (fd < 0) {
 		freeaddrinfo(res);
@@ -481,13 +490,16 @@ static int listen_socket(const char *bind_addr, int port, int *out_fd, int *out_
 		freeaddrinfo(res);
 		close(fd);
 		if (e == EADDRINUSE)
-			return sfa_err(err, n_err, SFA_EIO,
-			               "Port %d on %s is already in use; stop the other server or pick "
-			               "another port with --port.",
-			               port, bind_addr);
+			return sfa_err(
+				err, n_err, SFA_EIO,
+				"Port %d on %s is already in use; stop the other server or pick "
+				"another port with --port.",
+				port, bind_addr);
 		if (e == EACCES)
-			return sfa_err(err, n_err, SFA_EIO,
-			               "Permission denied to listen on port %d; use a port above 1023.", port);
+			return sfa_err(
+				err, n_err, SFA_EIO,
+				"Permission denied to listen on port %d; use a port above 1023.",
+				port);
 		return sfa_err(err, n_err, SFA_EIO, "Cannot listen on %s:%d: %s.", bind_addr, port,
 		               strerror(e));
 	}
@@ -545,11 +557,10 @@ int server_start(const struct server_opts *o, struct server **out, char *err, si
 	s->d = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
 			MHD_ALLOW_UPGRADE,
-		0, accept_policy, s, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-		MHD_OPTION_LISTEN_SOCKET, fd,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK,
-		uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		0, accept_policy, s, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+		NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)(128 * 1024), MHD_OPTION_END);
 	if (!s->d) {

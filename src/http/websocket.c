@@ -32,8 +32,9 @@ int ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN])
 		n--;
 	unsigned char nonce[18];
 	size_t n_nonce = 0;
-	if (n != 24 || sodium_base642bin(nonce, sizeof nonce, client_key, n, NULL, &n_nonce, NULL,
-	                                 sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	if (n != 24 ||
+	    sodium_base642bin(nonce, sizeof nonce, client_key, n, NULL, &n_nonce, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    n_nonce != 16)
 		return SFA_EINVAL;
 	struct sha1_ctx sha;
@@ -42,7 +43,8 @@ int ws_accept_key(const char *client_key, char out[WS_ACCEPT_LEN])
 	sha1_update(&sha, n, (const uint8_t *)client_key);
 	sha1_update(&sha, sizeof ws_guid - 1, (const uint8_t *)ws_guid);
 	sha1_digest(&sha, sizeof digest, digest);
-	sodium_bin2base64(out, WS_ACCEPT_LEN, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(out, WS_ACCEPT_LEN, digest, sizeof digest,
+	                  sodium_base64_VARIANT_ORIGINAL);
 	return 0;
 }
 
@@ -155,7 +157,8 @@ static uint16_t finish_header(struct ws_parser *p, const char **why)
 		if (need > p->msg_alloc) {
 			size_t alloc = p->msg_alloc ? p->msg_alloc : 256;
 			while (alloc < need)
-				alloc = alloc > p->max_message_bytes / 2 ? p->max_message_bytes : alloc * 2;
+				alloc = alloc > p->max_message_bytes / 2 ? p->max_message_bytes
+				                                         : alloc * 2;
 			uint8_t *m = realloc(p->msg, alloc);
 			if (!m) {
 				*why = "out of memory";
@@ -199,7 +202,8 @@ static bool finish_frame(struct ws_parser *p, struct ws_event *ev)
 				return true;
 			}
 			if (!utf8_valid(ev->data, ev->len)) {
-				fail(p, ev, WS_CLOSE_INVALID_DATA, "close reason is not valid UTF-8", 0);
+				fail(p, ev, WS_CLOSE_INVALID_DATA,
+				     "close reason is not valid UTF-8", 0);
 				return true;
 			}
 			ev->code = (uint16_t)code;
@@ -209,7 +213,8 @@ static bool finish_frame(struct ws_parser *p, struct ws_event *ev)
 		if (!p->fin)
 			return false;
 		if (p->msg_opcode == WS_OP_TEXT && p->utf8.need) {
-			fail(p, ev, WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence", 0);
+			fail(p, ev, WS_CLOSE_INVALID_DATA,
+			     "text message ends inside a UTF-8 sequence", 0);
 			return true;
 		}
 		ev->type = p->msg_opcode == WS_OP_TEXT ? WS_EV_TEXT : WS_EV_BINARY;

@@ -270,7 +270,8 @@ static void pull_requests(struct ws_conn *c)
 	if (c->phase != PH_OPEN)
 		return;
 	if (overflow)
-		start_close(c, WS_CLOSE_POLICY, "outgoing queue overflow: the client reads too slowly");
+		start_close(c, WS_CLOSE_POLICY,
+		            "outgoing queue overflow: the client reads too slowly");
 	else if (atomic_load(&c->stop))
 		start_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 	else if (close_req)
@@ -322,7 +323,8 @@ static void consume(struct ws_conn *c, const uint8_t *data, size_t n)
 			continue;
 		handle_event(c, &ev);
 		if (ev.type == WS_EV_TEXT || ev.type == WS_EV_BINARY)
-			pull_requests(c); /* act on a close the handler asked for before the next message */
+			pull_requests(
+				c); /* act on a close the handler asked for before the next message */
 	}
 }
 
@@ -557,9 +559,10 @@ int ws_conn_check_request(struct http_ctx *ctx)
 		return SFA_EINVAL;
 	}
 	if (!has_token(http_req_header(ctx, "Upgrade"), "websocket")) {
-		http_error(ctx, 426, "upgrade_required",
-		           "This is a WebSocket endpoint: connect with a WebSocket client (Upgrade: "
-		           "websocket).");
+		http_error(
+			ctx, 426, "upgrade_required",
+			"This is a WebSocket endpoint: connect with a WebSocket client (Upgrade: "
+			"websocket).");
 		return SFA_EINVAL;
 	}
 	if (!has_token(http_req_header(ctx, "Connection"), "upgrade")) {

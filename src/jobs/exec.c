@@ -49,7 +49,8 @@ void job_report(struct job_run *r, int progress, const char *status, const char 
 int job_exec_main(const struct config *cfg, const char *job_id)
 {
 	if (fcntl(3, F_GETFD) < 0) {
-		fprintf(stderr, "sfa: job-exec is run by the server's scheduler (no progress pipe on fd 3)\n");
+		fprintf(stderr,
+		        "sfa: job-exec is run by the server's scheduler (no progress pipe on fd 3)\n");
 		return 2;
 	}
 	char err[512];

@@ -17,9 +17,8 @@
 #include "util/err.h"
 #include "util/json.h"
 
-int job_analysis_store(struct job_run *r, const struct db_track *t,
-                       const struct dsp_options *opt, int progress_from, int progress_to,
-                       json_t **out)
+int job_analysis_store(struct job_run *r, const struct db_track *t, const struct dsp_options *opt,
+                       int progress_from, int progress_to, json_t **out)
 {
 	char path[PATH_MAX * 2];
 	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
@@ -37,7 +36,8 @@ int job_analysis_store(struct job_run *r, const struct db_track *t,
 	rc = dsp_result_to_json(&res, &full, err, sizeof err);
 	dsp_result_free(&res);
 	if (rc) {
-		snprintf(r->error, sizeof r->error, "The analysis result could not be encoded: %s", err);
+		snprintf(r->error, sizeof r->error, "The analysis result could not be encoded: %s",
+		         err);
 		return rc;
 	}
 	char *text = json_encode(full);
@@ -63,7 +63,8 @@ int job_worker_analysis(struct job_run *r)
 		return SFA_ENOTFOUND;
 	}
 	if (!t.audio_path[0]) {
-		snprintf(r->error, sizeof r->error, "The track has no audio yet; download or upload it first.");
+		snprintf(r->error, sizeof r->error,
+		         "The track has no audio yet; download or upload it first.");
 		r->retry = false;
 		return SFA_EINVAL;
 	}

@@ -83,7 +83,8 @@ struct dl {
 };
 
 /* snprintf that says whether everything fit (paths must never be cut short). */
-static bool fmt_fits(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fmt_fits(char *out, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static bool fmt_fits(char *out, size_t n, const char *fmt, ...)
 {
@@ -192,13 +193,25 @@ static int search_source(struct dl *d)
 	char query[sizeof cfg->download_query + 2 * DB_TEXT_MAX + 8];
 	fmt_fits(query, sizeof query, "%s:%s %s", cfg->download_query, d->track.title,
 	         d->track.artist);
-	const char *argv[] = {d->ytdlp, "--ignore-config", "--no-cache-dir", "--no-warnings",
-	                      "--flat-playlist", "--dump-json", "--socket-timeout", "30", "--",
-	                      query, NULL};
+	const char *argv[] = {d->ytdlp,
+	                      "--ignore-config",
+	                      "--no-cache-dir",
+	                      "--no-warnings",
+	                      "--flat-playlist",
+	                      "--dump-json",
+	                      "--socket-timeout",
+	                      "30",
+	                      "--",
+	                      query,
+	                      NULL};
 	const char *env[] = {"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", NULL};
 	ytdlp_pick_init(&d->pick, (double)d->track.duration_s);
-	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .env_add = env,
-	                      .deadline_ms = d->deadline_ms, .on_line = on_search_line, .arg = d};
+	struct proc_opts o = {.argv = argv,
+	                      .cwd = d->r->work_dir,
+	                      .env_add = env,
+	                      .deadline_ms = d->deadline_ms,
+	                      .on_line = on_search_line,
+	                      .arg = d};
 	struct proc_result *pr;
 	int rc = run_tool(d, "yt-dlp", &o, &pr);
 	if (rc)
@@ -213,19 +226,21 @@ static int search_source(struct dl *d)
 		char want[48];
 		fmt_duration((double)d->track.duration_s, want, sizeof want);
 		if (d->pick.n_results == 0)
-			rc = fail(d, false, SFA_ENOTFOUND,
-			          "No audio was found: the search for \"%s\" by %s gave no results.",
-			          d->track.title, d->track.artist);
+			rc = fail(
+				d, false, SFA_ENOTFOUND,
+				"No audio was found: the search for \"%s\" by %s gave no results.",
+				d->track.title, d->track.artist);
 		else
-			rc = fail(d, false, SFA_ENOTFOUND,
-			          "No match: none of the %d search results for \"%s\" by %s is within "
-			          "%d s of the track's length (%s).",
-			          d->pick.n_results, d->track.title, d->track.artist,
-			          YTDLP_MATCH_TOLERANCE_S, want);
+			rc = fail(
+				d, false, SFA_ENOTFOUND,
+				"No match: none of the %d search results for \"%s\" by %s is within "
+				"%d s of the track's length (%s).",
+				d->pick.n_results, d->track.title, d->track.artist,
+				YTDLP_MATCH_TOLERANCE_S, want);
 	} else {
 		str_copy(d->source_url, sizeof d->source_url, d->pick.best_url);
-		log_info("job %s: search picked %s (%.0f s for %lld s)", d->r->job.id, d->source_url,
-		         d->pick.best_duration_s, (long long)d->track.duration_s);
+		log_info("job %s: search picked %s (%.0f s for %lld s)", d->r->job.id,
+		         d->source_url, d->pick.best_duration_s, (long long)d->track.duration_s);
 	}
 	free(pr);
 	return rc;
@@ -250,7 +265,8 @@ static int template_source(struct dl *d)
 		str_copy(d->source_url, sizeof d->source_url, b.data);
 	buf_free(&b);
 	if (rc)
-		return fail(d, false, SFA_EINVAL, "The download URL made from SFA_DOWNLOAD_QUERY is "
+		return fail(d, false, SFA_EINVAL,
+		            "The download URL made from SFA_DOWNLOAD_QUERY is "
 		            "too long.");
 	return 0;
 }
@@ -284,11 +300,13 @@ static bool find_download(const char *dir, char *out, size_t n_out)
 	while (!found && (e = readdir(dp)) != NULL) {
 		const char *n = e->d_name;
 		size_t len = strlen(n);
-		if (strncmp(n, "source.", 7) != 0 || (len > 5 && strcmp(n + len - 5, ".part") == 0) ||
+		if (strncmp(n, "source.", 7) != 0 ||
+		    (len > 5 && strcmp(n + len - 5, ".part") == 0) ||
 		    (len > 5 && strcmp(n + len - 5, ".ytdl") == 0))
 			continue;
 		struct stat st;
-		found = fmt_fits(out, n_out, "%s/%s", dir, n) && stat(out, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+		found = fmt_fits(out, n_out, "%s/%s", dir, n) && stat(out, &st) == 0 &&
+		        S_ISREG(st.st_mode) && st.st_size > 0;
 	}
 	closedir(dp);
 	return found;
@@ -301,14 +319,34 @@ static int download(struct dl *d, char *path_out, size_t n_path_out)
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return fail(d, true, SFA_EIO, "The job's scratch space could not be prepared.");
 	snprintf(tmpl, sizeof tmpl, "%s/source.%%(ext)s", dir);
-	const char *argv[] = {d->ytdlp, "--ignore-config", "--no-cache-dir", "--no-playlist",
-	                      "--no-mtime", "--quiet", "--progress", "--newline",
-	                      "--progress-template", YTDLP_PROGRESS_TEMPLATE, "-f", "bestaudio/best",
-	                      "--socket-timeout", "30", "--retries", "3", "-o", tmpl, "--",
-	                      d->source_url, NULL};
+	const char *argv[] = {d->ytdlp,
+	                      "--ignore-config",
+	                      "--no-cache-dir",
+	                      "--no-playlist",
+	                      "--no-mtime",
+	                      "--quiet",
+	                      "--progress",
+	                      "--newline",
+	                      "--progress-template",
+	                      YTDLP_PROGRESS_TEMPLATE,
+	                      "-f",
+	                      "bestaudio/best",
+	                      "--socket-timeout",
+	                      "30",
+	                      "--retries",
+	                      "3",
+	                      "-o",
+	                      tmpl,
+	                      "--",
+	                      d->source_url,
+	                      NULL};
 	const char *env[] = {"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", NULL};
-	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .env_add = env,
-	                      .deadline_ms = d->deadline_ms, .on_line = on_download_line, .arg = d};
+	struct proc_opts o = {.argv = argv,
+	                      .cwd = d->r->work_dir,
+	                      .env_add = env,
+	                      .deadline_ms = d->deadline_ms,
+	                      .on_line = on_download_line,
+	                      .arg = d};
 	report(d, 2, "downloading", "downloading");
 	struct proc_result *pr;
 	int rc = run_tool(d, "yt-dlp", &o, &pr);
@@ -388,10 +426,18 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 	snprintf(album, sizeof album, "album=%s", d->track.album);
 	const char *argv[40];
 	int k = 0;
-	const char *head[] = {d->ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-	                      "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata",
-	                      "-1", "-metadata", title, "-metadata", artist, "-metadata", album,
-	                      "-c:a", d->q->codec};
+	const char *head[] = {d->ffmpeg,      "-nostdin",
+	                      "-hide_banner", "-loglevel",
+	                      "error",        "-y",
+	                      "-i",           src,
+	                      "-map",         "0:a:0",
+	                      "-vn",          "-sn",
+	                      "-dn",          "-map_metadata",
+	                      "-1",           "-metadata",
+	                      title,          "-metadata",
+	                      artist,         "-metadata",
+	                      album,          "-c:a",
+	                      d->q->codec};
 	for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
 		argv[k++] = head[i];
 	if (d->q->bitrate) {
@@ -403,8 +449,11 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 	argv[k++] = "-nostats";
 	argv[k++] = dst;
 	argv[k] = NULL;
-	struct proc_opts o = {.argv = argv, .cwd = d->r->work_dir, .deadline_ms = d->deadline_ms,
-	                      .on_line = on_ffmpeg_line, .arg = d};
+	struct proc_opts o = {.argv = argv,
+	                      .cwd = d->r->work_dir,
+	                      .deadline_ms = d->deadline_ms,
+	                      .on_line = on_ffmpeg_line,
+	                      .arg = d};
 	struct proc_result *pr;
 	int rc = run_tool(d, "ffmpeg", &o, &pr);
 	if (rc)
@@ -412,8 +461,10 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 	if (pr->exit_code != 0) {
 		char why[256];
 		ffmpeg_reason(d, pr->stderr_tail, why, sizeof why);
-		rc = fail(d, false, SFA_EFORMAT, "The downloaded audio could not be converted to %s: "
-		          "%s", d->q->label, why[0] ? why : "ffmpeg failed");
+		rc = fail(d, false, SFA_EFORMAT,
+		          "The downloaded audio could not be converted to %s: "
+		          "%s",
+		          d->q->label, why[0] ? why : "ffmpeg failed");
 	}
 	free(pr);
 	return rc;
@@ -438,8 +489,10 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	if (!fmt_fits(rel, sizeof rel, "downloads/%s/%s", id, name))
 		return fail(d, false, SFA_ETOOBIG, "The track's file name is too long.");
 	if (storage_init(&store, data) != 0 || storage_publish(&store, src, rel) != 0)
-		return fail(d, true, SFA_EIO, "The download could not be stored in the library "
-		            "folder (%s).", strerror(errno));
+		return fail(d, true, SFA_EIO,
+		            "The download could not be stored in the library "
+		            "folder (%s).",
+		            strerror(errno));
 	struct db_track audio;
 	memset(&audio, 0, sizeof audio);
 	str_copy(audio.audio_path, sizeof audio.audio_path, rel);
@@ -505,7 +558,8 @@ int job_worker_download(struct job_run *r)
 		goto out;
 	}
 	if (!proc_find_program("ffmpeg", d->ffmpeg, sizeof d->ffmpeg)) {
-		rc = fail(d, false, SFA_EUNSUPP, "ffmpeg is not installed on the server; install it "
+		rc = fail(d, false, SFA_EUNSUPP,
+		          "ffmpeg is not installed on the server; install it "
 		          "(apt-get install ffmpeg) so downloads can be converted.");
 		goto out;
 	}
@@ -517,7 +571,8 @@ int job_worker_download(struct job_run *r)
 	d->deadline_ms = time_mono_ms() + (int64_t)r->cfg->download_timeout_s * 1000;
 	bool url_mode = strstr(r->cfg->download_query, "{spotify_id}") != NULL;
 	if (url_mode && !d->track.spotify_id[0]) {
-		rc = fail(d, false, SFA_EINVAL, "The track has no Spotify id to build the download "
+		rc = fail(d, false, SFA_EINVAL,
+		          "The track has no Spotify id to build the download "
 		          "URL from.");
 		goto out;
 	}
@@ -531,12 +586,15 @@ int job_worker_download(struct job_run *r)
 	struct audio_info in, res;
 	char err[512];
 	if (audio_probe(src, &in, err, sizeof err) != 0) {
-		rc = fail(d, false, SFA_EFORMAT, "The downloaded file is not audio that can be "
-		          "decoded: %s.", err);
+		rc = fail(d, false, SFA_EFORMAT,
+		          "The downloaded file is not audio that can be "
+		          "decoded: %s.",
+		          err);
 		goto out;
 	}
 	if (in.duration_s > r->cfg->max_duration_s) {
-		rc = fail(d, false, SFA_ETOOBIG, "The audio found lasts %.0f minutes; this server keeps "
+		rc = fail(d, false, SFA_ETOOBIG,
+		          "The audio found lasts %.0f minutes; this server keeps "
 		          "songs of up to %d minutes (SFA_MAX_DURATION_S).",
 		          in.duration_s / 60, (r->cfg->max_duration_s + 59) / 60);
 		goto out;

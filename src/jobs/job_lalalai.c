@@ -83,8 +83,8 @@ static const struct out_stem six[] = {
 	{"piano", {"piano", NULL}},
 };
 static const char *const four_list[] = {"vocals", "drum", "bass"};
-static const char *const six_list[] = {"vocals", "drum", "bass", "piano", "electric_guitar",
-                                       "acoustic_guitar"};
+static const char *const six_list[] = {"vocals",          "drum",           "bass", "piano",
+                                       "electric_guitar", "acoustic_guitar"};
 
 struct lj {
 	struct job_run *r;
@@ -104,7 +104,8 @@ struct lj {
 	int n_downloads, i_download;
 };
 
-static void report(struct lj *j, int pct, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void report(struct lj *j, int pct, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void report(struct lj *j, int pct, const char *fmt, ...)
 {
@@ -159,14 +160,17 @@ static int cancelled(struct lj *j)
 		if (lalalai_key_resolve(j->r->db, j->r->cfg, j->r->job.user_id, key, NULL, err,
 		                        sizeof err) == 0) {
 			struct lalalai_config lc = {.base_url = j->r->cfg->lalalai_url,
-			                            .license_key = key, .timeout_ms = 2000,
-			                            .connect_timeout_ms = 1000, .max_tries = 1};
+			                            .license_key = key,
+			                            .timeout_ms = 2000,
+			                            .connect_timeout_ms = 1000,
+			                            .max_tries = 1};
 			struct lalalai_client *c = NULL;
 			if (lalalai_client_new(&lc, &c, err, sizeof err) == 0) {
 				const char *ids[] = {j->task.task_id};
 				bool ok = false;
 				if (lalalai_cancel(c, ids, 1, &ok, err, sizeof err) != 0)
-					log_warn("job %s: lal.ai cancel failed: %s", j->r->job.id, err);
+					log_warn("job %s: lal.ai cancel failed: %s", j->r->job.id,
+					         err);
 				lalalai_client_free(c);
 			}
 			memset(key, 0, sizeof key);
@@ -180,8 +184,8 @@ static void on_upload(void *user, int64_t done, int64_t total)
 {
 	struct lj *j = user;
 	if (total > 0)
-		report(j, 1 + (int)((PCT_UPLOAD_END - 1) * done / total), "uploading to lal.ai: %d %%",
-		       (int)(100 * done / total));
+		report(j, 1 + (int)((PCT_UPLOAD_END - 1) * done / total),
+		       "uploading to lal.ai: %d %%", (int)(100 * done / total));
 }
 
 static void on_download(void *user, int64_t done, int64_t total)
@@ -189,7 +193,8 @@ static void on_download(void *user, int64_t done, int64_t total)
 	struct lj *j = user;
 	int span = PCT_DOWNLOAD_END - PCT_TASK_END;
 	int base = PCT_TASK_END + span * j->i_download / (j->n_downloads ? j->n_downloads : 1);
-	int part = total > 0 ? (int)(span * done / total) / (j->n_downloads ? j->n_downloads : 1) : 0;
+	int part = total > 0 ? (int)(span * done / total) / (j->n_downloads ? j->n_downloads : 1)
+	                     : 0;
 	report(j, base + part, "downloading stems from lal.ai: %d of %d", j->i_download + 1,
 	       j->n_downloads);
 }
@@ -202,10 +207,12 @@ static int start(struct lj *j)
 	int rc;
 	if (!j->task.source_id[0]) {
 		char path[PATH_MAX * 2], name[2 * DB_TEXT_MAX + 16];
-		snprintf(path, sizeof path, "%s/uploads/%s", j->r->cfg->data_dir, j->track.audio_path);
+		snprintf(path, sizeof path, "%s/uploads/%s", j->r->cfg->data_dir,
+		         j->track.audio_path);
 		const char *dot = strrchr(j->track.audio_path, '.');
 		snprintf(name, sizeof name, "%s%s%s%s", j->track.artist,
-		         j->track.artist[0] ? " - " : "", j->track.title[0] ? j->track.title : "audio",
+		         j->track.artist[0] ? " - " : "",
+		         j->track.title[0] ? j->track.title : "audio",
 		         dot && strlen(dot) < 8 ? dot : "");
 		report(j, 1, "uploading to lal.ai");
 		struct lalalai_source src;
@@ -213,7 +220,8 @@ static int start(struct lj *j)
 		if (rc)
 			return client_fail(j, rc, "The upload to lal.ai failed", err);
 		str_copy(j->task.source_id, sizeof j->task.source_id, src.id);
-		j->task.duration_s = src.duration_s > 0 ? src.duration_s : j->track.audio_duration_s;
+		j->task.duration_s = src.duration_s > 0 ? src.duration_s
+		                                        : j->track.audio_duration_s;
 		save_task(j, "pending");
 	}
 	char task_id[LALALAI_ID_MAX];
@@ -272,9 +280,10 @@ static int poll_task(struct lj *j, struct lalalai_status *st)
 			return cancelled(j);
 		if (time_mono_ms() > deadline) {
 			cancelled(j);
-			return fail(j, false, SFA_ETIMEOUT,
-			            "lal.ai did not finish the separation within %d s; it was cancelled.",
-			            cfg->lalalai_deadline_s);
+			return fail(
+				j, false, SFA_ETIMEOUT,
+				"lal.ai did not finish the separation within %d s; it was cancelled.",
+				cfg->lalalai_deadline_s);
 		}
 		int rc = lalalai_check(j->c, ids, 1, st, err, sizeof err);
 		if (rc == SFA_ECANCELED || g_cancel)
@@ -284,7 +293,9 @@ static int poll_task(struct lj *j, struct lalalai_status *st)
 		switch (st->state) {
 		case LALALAI_PROGRESS:
 		case LALALAI_UNKNOWN: /* not visible yet right after the split */
-			report(j, PCT_UPLOAD_END + (PCT_TASK_END - PCT_UPLOAD_END) * st->progress / 100,
+			report(j,
+			       PCT_UPLOAD_END +
+			               (PCT_TASK_END - PCT_UPLOAD_END) * st->progress / 100,
 			       "lal.ai task %s: %s%d %%", j->task.task_id,
 			       st->progress == 0 ? "queued, " : "", st->progress);
 			continue;
@@ -295,8 +306,8 @@ static int poll_task(struct lj *j, struct lalalai_status *st)
 			return 0;
 		case LALALAI_ERROR:
 			save_task(j, "error");
-			return fail(j, false, SFA_EUPSTREAM, "lal.ai could not separate this track: %s",
-			            st->error);
+			return fail(j, false, SFA_EUPSTREAM,
+			            "lal.ai could not separate this track: %s", st->error);
 		case LALALAI_CANCELLED:
 			save_task(j, "cancelled");
 			return fail(j, false, SFA_ECANCELED, "cancelled");
@@ -329,7 +340,8 @@ static int download_all(struct lj *j, const struct lalalai_status *st)
 			const struct lalalai_track *t = find_track(st, j->outs[o].labels[k]);
 			if (!t)
 				return fail(j, false, SFA_EUPSTREAM,
-				            "lal.ai's result has no %s track.", j->outs[o].labels[k]);
+				            "lal.ai's result has no %s track.",
+				            j->outs[o].labels[k]);
 			need[n] = t;
 			labels[n++] = j->outs[o].labels[k];
 		}
@@ -339,8 +351,8 @@ static int download_all(struct lj *j, const struct lalalai_status *st)
 		char dest[PATH_MAX + 128], err[512];
 		snprintf(dest, sizeof dest, "%s/lal_%s.src", j->r->work_dir, labels[i]);
 		on_download(j, 0, 0);
-		int rc = lalalai_download(j->c, need[i]->url, dest, need[i]->size, on_download, j, err,
-		                          sizeof err);
+		int rc = lalalai_download(j->c, need[i]->url, dest, need[i]->size, on_download, j,
+		                          err, sizeof err);
 		if (rc)
 			return client_fail(j, rc, "Downloading the stems from lal.ai failed", err);
 	}
@@ -356,7 +368,8 @@ static int convert_one(struct lj *j, const struct out_stem *o, double *duration)
 		char src[PATH_MAX + 128];
 		snprintf(src, sizeof src, "%s/lal_%s.src", j->r->work_dir, o->labels[k]);
 		struct audio_buf b = {0};
-		int rc = audio_decode(src, sum.data ? sum.sample_rate_hz : 0, 2, 0, &b, err, sizeof err);
+		int rc = audio_decode(src, sum.data ? sum.sample_rate_hz : 0, 2, 0, &b, err,
+		                      sizeof err);
 		if (rc) {
 			audio_buf_free(&sum);
 			return fail(j, false, rc, "lal.ai's %s track could not be decoded: %s",
@@ -375,7 +388,8 @@ static int convert_one(struct lj *j, const struct out_stem *o, double *duration)
 		}
 		for (int c = 0; c < 2; c++)
 			for (size_t i = 0; i < b.n_frames; i++)
-				sum.data[(size_t)c * sum.n_frames + i] += b.data[(size_t)c * b.n_frames + i];
+				sum.data[(size_t)c * sum.n_frames + i] +=
+					b.data[(size_t)c * b.n_frames + i];
 		audio_buf_free(&b);
 	}
 	char out[PATH_MAX + 128];
@@ -406,7 +420,8 @@ int job_worker_lalalai(struct job_run *r)
 	j.last_pct = -1;
 	j.model = json_string_value(json_object_get(r->payload, "model"));
 	const char *format = json_string_value(json_object_get(r->payload, "output_format"));
-	j.ext = format && (strcmp(format, "flac") == 0 || strcmp(format, "mp3") == 0) ? format : "wav";
+	j.ext = format && (strcmp(format, "flac") == 0 || strcmp(format, "mp3") == 0) ? format
+	                                                                              : "wav";
 	if (!j.model)
 		j.model = "htdemucs";
 	bool six_stems = strcmp(j.model, "htdemucs_6s") == 0;
@@ -451,7 +466,8 @@ int job_worker_lalalai(struct job_run *r)
 		rc = download_all(&j, st);
 	double duration = 0;
 	for (int o = 0; rc == 0 && o < j.n_outs; o++) {
-		report(&j, PCT_DOWNLOAD_END + 8 * o / j.n_outs, "converting the %s stem", j.outs[o].name);
+		report(&j, PCT_DOWNLOAD_END + 8 * o / j.n_outs, "converting the %s stem",
+		       j.outs[o].name);
 		double d = 0;
 		rc = convert_one(&j, &j.outs[o], &d);
 		if (d > duration)
@@ -464,15 +480,17 @@ int job_worker_lalalai(struct job_run *r)
 		for (int o = 0; o < j.n_outs; o++)
 			names[o] = j.outs[o].name;
 		json_t *list = NULL;
-		rc = job_stems_publish(r, names, j.n_outs, j.ext, duration, "lalalai", j.model, &list);
+		rc = job_stems_publish(r, names, j.n_outs, j.ext, duration, "lalalai", j.model,
+		                       &list);
 		if (rc == 0) {
 			save_task(&j, "success");
-			r->result = json_pack("{s:s, s:s, s:s, s:o, s:f}", "model", j.model, "engine",
-			                      "lalalai", "lalalai_task_id", j.task.task_id, "stems", list,
-			                      "duration", duration);
+			r->result = json_pack("{s:s, s:s, s:s, s:o, s:f}", "model", j.model,
+			                      "engine", "lalalai", "lalalai_task_id",
+			                      j.task.task_id, "stems", list, "duration", duration);
 			/* The upload is no longer needed at lal.ai: remove it (best effort). */
 			if (lalalai_delete_source(j.c, j.task.source_id, err, sizeof err) != 0)
-				log_warn("job %s: deleting the lal.ai upload failed: %s", r->job.id, err);
+				log_warn("job %s: deleting the lal.ai upload failed: %s", r->job.id,
+				         err);
 			job_report(r, 100, "processing", "done");
 		}
 	}

@@ -26,7 +26,8 @@ int job_worker_probe(struct job_run *r)
 		abort();
 	for (json_int_t i = 1; i <= steps; i++) {
 		if (step_ms) {
-			struct timespec ts = {(time_t)(step_ms / 1000), (long)(step_ms % 1000) * 1000000L};
+			struct timespec ts = {(time_t)(step_ms / 1000),
+			                      (long)(step_ms % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 		}
 		char msg[64];
@@ -34,26 +35,31 @@ int job_worker_probe(struct job_run *r)
 		job_report(r, (int)(i * 100 / (steps + 1)), "running", msg);
 	}
 	if (r->job.attempts <= fail_attempts) {
-		snprintf(r->error, sizeof r->error, "Probe attempt %d failed on purpose (fail_attempts=%lld).",
+		snprintf(r->error, sizeof r->error,
+		         "Probe attempt %d failed on purpose (fail_attempts=%lld).",
 		         r->job.attempts, (long long)fail_attempts);
 		return SFA_EINVAL;
 	}
 	r->result = json_pack("{s:I, s:i}", "steps", steps, "attempt", r->job.attempts);
 	if (r->job.track_id[0]) {
 		struct db_track t;
-		if (db_track_get(r->db, r->job.user_id, r->job.track_id, &t) == 0 && t.audio_path[0]) {
+		if (db_track_get(r->db, r->job.user_id, r->job.track_id, &t) == 0 &&
+		    t.audio_path[0]) {
 			char path[8192];
-			snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t.audio_path);
+			snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir,
+			         t.audio_path);
 			struct audio_info info;
 			char err[512];
 			if (audio_probe(path, &info, err, sizeof err)) {
-				snprintf(r->error, sizeof r->error, "The track's audio cannot be decoded: %s", err);
+				snprintf(r->error, sizeof r->error,
+				         "The track's audio cannot be decoded: %s", err);
 				r->retry = false;
 				return SFA_EFORMAT;
 			}
 			json_object_set_new(r->result, "audio",
-			                    json_pack("{s:s, s:s, s:i, s:i, s:f}", "container", info.container,
-			                              "codec", info.codec, "sample_rate", info.sample_rate_hz,
+			                    json_pack("{s:s, s:s, s:i, s:i, s:f}", "container",
+			                              info.container, "codec", info.codec,
+			                              "sample_rate", info.sample_rate_hz,
 			                              "channels", info.n_channels, "duration",
 			                              info.duration_s));
 		}

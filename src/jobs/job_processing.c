@@ -44,16 +44,16 @@ static void on_progress(void *user, int done, int total)
 struct stem_files {
 	struct audio_enc *files[NN_MAX_STEMS];
 	int n_sources, n_ch;
-	int two;           /* two_stems: the kept source's index, else -1 */
-	float *rest;       /* two_stems: the complement of one stretch (n_ch x cap floats) */
+	int two;     /* two_stems: the kept source's index, else -1 */
+	float *rest; /* two_stems: the complement of one stretch (n_ch x cap floats) */
 	size_t rest_cap;
 };
 
 /* two_stems: the complement of source `two` in planes (n_src sources of n_ch rows of
  * stride floats), summed in source order from zero as Demucs's --two-stems does, into
  * out (n_ch rows of stride floats), for the first n frames. */
-static void complement(const float *planes, int n_src, int n_ch, size_t stride, size_t n,
-                       int two, float *out)
+static void complement(const float *planes, int n_src, int n_ch, size_t stride, size_t n, int two,
+                       float *out)
 {
 	for (int c = 0; c < n_ch; c++) {
 		float *o = out + (size_t)c * stride;
@@ -85,14 +85,16 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 			sf->rest_cap = plane;
 		}
 		complement(data, sf->n_sources, sf->n_ch, stride, n, sf->two, sf->rest);
-		return audio_enc_write(sf->files[0], data + (size_t)sf->two * plane, stride, n, NULL,
-		                       0) != 0 ||
-		               audio_enc_write(sf->files[1], sf->rest, stride, n, NULL, 0) != 0
-		           ? -1
-		           : 0;
+		return audio_enc_write(sf->files[0], data + (size_t)sf->two * plane, stride, n,
+		                       NULL, 0) != 0 ||
+		                       audio_enc_write(sf->files[1], sf->rest, stride, n, NULL,
+		                                       0) != 0
+		               ? -1
+		               : 0;
 	}
 	for (int s = 0; s < sf->n_sources; s++)
-		if (audio_enc_write(sf->files[s], data + (size_t)s * plane, stride, n, NULL, 0) != 0)
+		if (audio_enc_write(sf->files[s], data + (size_t)s * plane, stride, n, NULL, 0) !=
+		    0)
 			return -1;
 	return 0;
 }
@@ -105,7 +107,8 @@ int job_worker_processing(struct job_run *r)
 		 * separations are "lalalai" jobs (rows of older versions were migrated). */
 		snprintf(r->error, sizeof r->error,
 		         "A processing job runs the local engine only; %s separations are jobs of "
-		         "their own type.", engine);
+		         "their own type.",
+		         engine);
 		r->retry = false;
 		return SFA_EINVAL;
 	}
@@ -119,13 +122,15 @@ int job_worker_processing(struct job_run *r)
 	const char *precision = json_string_value(json_object_get(r->payload, "precision"));
 	enum nn_precision prec = NN_PRECISION_FP32;
 	if (precision && nn_precision_parse(precision, &prec) != 0) {
-		snprintf(r->error, sizeof r->error, "Unknown precision %s: use fp32 or bf16.", precision);
+		snprintf(r->error, sizeof r->error, "Unknown precision %s: use fp32 or bf16.",
+		         precision);
 		r->retry = false;
 		return SFA_EINVAL;
 	}
 	char why[256];
 	if (prec == NN_PRECISION_BF16 && !nn_bf16_supported(why, sizeof why)) {
-		snprintf(r->error, sizeof r->error, "The separation cannot run in bf16 here: %s.", why);
+		snprintf(r->error, sizeof r->error, "The separation cannot run in bf16 here: %s.",
+		         why);
 		r->retry = false;
 		return SFA_EUNSUPP;
 	}
@@ -141,7 +146,8 @@ int job_worker_processing(struct job_run *r)
 	char err[512];
 	int rc = nn_model_open(model, r->cfg->models_dir, &m, err, sizeof err);
 	if (rc) {
-		snprintf(r->error, sizeof r->error, "The %s model could not be loaded: %s", model, err);
+		snprintf(r->error, sizeof r->error, "The %s model could not be loaded: %s", model,
+		         err);
 		r->retry = false;
 		return rc;
 	}
@@ -153,7 +159,8 @@ int job_worker_processing(struct job_run *r)
 	rc = audio_decode(path, info->samplerate, info->audio_channels, 0, &in, err, sizeof err);
 	if (rc) {
 		nn_model_free(m);
-		snprintf(r->error, sizeof r->error, "The track's audio could not be decoded: %s", err);
+		snprintf(r->error, sizeof r->error, "The track's audio could not be decoded: %s",
+		         err);
 		r->retry = false;
 		return rc;
 	}
@@ -168,7 +175,8 @@ int job_worker_processing(struct job_run *r)
 	if (audio_output_format(format, &kind, &sample_fmt, &ext) != 0) {
 		audio_buf_free(&in);
 		nn_model_free(m);
-		snprintf(r->error, sizeof r->error, "Unknown output format: use " AUDIO_OUTPUT_FORMATS ".");
+		snprintf(r->error, sizeof r->error,
+		         "Unknown output format: use " AUDIO_OUTPUT_FORMATS ".");
 		r->retry = false;
 		return SFA_EINVAL;
 	}
@@ -181,7 +189,8 @@ int job_worker_processing(struct job_run *r)
 	if (two_stems && two < 0) {
 		audio_buf_free(&in);
 		nn_model_free(m);
-		snprintf(r->error, sizeof r->error, "The %s model has no %s stem.", model, two_stems);
+		snprintf(r->error, sizeof r->error, "The %s model has no %s stem.", model,
+		         two_stems);
 		r->retry = false;
 		return SFA_EINVAL;
 	}
@@ -190,7 +199,8 @@ int job_worker_processing(struct job_run *r)
 	char names[NN_MAX_STEMS][64], files[NN_MAX_STEMS][PATH_MAX + 128];
 	for (int s = 0; s < n_out; s++) {
 		if (two >= 0)
-			snprintf(names[s], sizeof names[s], "%s%s", s ? "no_" : "", info->sources[two]);
+			snprintf(names[s], sizeof names[s], "%s%s", s ? "no_" : "",
+			         info->sources[two]);
 		else
 			str_copy(names[s], sizeof names[s], info->sources[s]);
 		if (snprintf(files[s], sizeof files[s], "%s/%s.%s", r->work_dir, names[s], ext) >=
@@ -202,8 +212,8 @@ int job_worker_processing(struct job_run *r)
 	struct stem_files sf = {.n_sources = n_src, .n_ch = n_ch, .two = two};
 	int opened = 0;
 	for (; opened < n_out && rc == 0; opened++)
-		rc = audio_enc_open(&sf.files[opened], files[opened], kind, sample_fmt, n_frames, n_ch,
-		                    samplerate, err, sizeof err);
+		rc = audio_enc_open(&sf.files[opened], files[opened], kind, sample_fmt, n_frames,
+		                    n_ch, samplerate, err, sizeof err);
 	o.sink = stem_sink;
 	o.sink_user = &sf;
 	o.scratch_dir = r->work_dir; /* bags sum their members there */
@@ -214,7 +224,8 @@ int job_worker_processing(struct job_run *r)
 	if (rc == 0)
 		job_report(r, 92, "processing", "writing the stems");
 	for (int s = 0; s < opened; s++)
-		if (audio_enc_close(sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
+		if (audio_enc_close(sf.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 &&
+		    rc == 0)
 			rc = SFA_EIO;
 	free(sf.rest);
 	if (rc) {

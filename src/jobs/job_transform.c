@@ -43,7 +43,8 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
 {
 	char in_path[PATH_MAX * 2], out_path[PATH_MAX + 128], err[512];
 	if (!fs_rel_path_safe(rel, DB_PATH_MAX))
-		return fail(r, false, SFA_EINVAL, "A file of the original track is outside the library.");
+		return fail(r, false, SFA_EINVAL,
+		            "A file of the original track is outside the library.");
 	snprintf(in_path, sizeof in_path, "%s/uploads/%s", r->cfg->data_dir, rel);
 	snprintf(out_path, sizeof out_path, "%s/%s.flac", r->work_dir, name);
 	struct audio_buf in = {0}, out = {0};
@@ -136,7 +137,7 @@ int job_worker_transform(struct job_run *r)
 	json_t *list = NULL;
 	if (!rc && n_stems)
 		rc = job_stems_publish(r, names, (int)n_stems, "flac", duration, "rubberband",
-		                            model, &list);
+		                       model, &list);
 	arena_free(&a);
 	if (rc)
 		return rc;

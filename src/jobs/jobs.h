@@ -89,11 +89,11 @@ struct job_run {
 	const struct config *cfg;
 	struct db *db;
 	struct db_job job;
-	json_t *payload;     /* the job's payload object (borrowed) */
+	json_t *payload;              /* the job's payload object (borrowed) */
 	char work_dir[PATH_MAX + 64]; /* scratch, removed after the job */
-	json_t *result;      /* set by the worker on success (owned by job_run) */
-	char error[1024];    /* set by the worker on failure: a sentence for the user */
-	bool retry;          /* whether a failure may be retried (default true) */
+	json_t *result;               /* set by the worker on success (owned by job_run) */
+	char error[1024];             /* set by the worker on failure: a sentence for the user */
+	bool retry;                   /* whether a failure may be retried (default true) */
 };
 
 /* Reports progress (clamped to 0..100; status NULL keeps the current phase). */

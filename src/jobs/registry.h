@@ -19,13 +19,13 @@
 
 struct job_type {
 	const char *name;
-	job_worker_fn run;  /* its worker, run by `sfa job-exec` (workers.h) */
+	job_worker_fn run; /* its worker, run by `sfa job-exec` (workers.h) */
 	int max_attempts;
 	/* Jobs of this type run at once, and the wall-clock limit of one attempt (before
 	 * SFA_JOB_TIMEOUT_S, which overrides every type's), from the configuration. */
 	int (*limit)(const struct config *c);
 	int (*timeout_s)(const struct config *c);
-	const char *result; /* what its result JSON holds */
+	const char *result;   /* what its result JSON holds */
 	const char *shown_as; /* the type clients see; NULL: name */
 };
 

@@ -43,9 +43,9 @@ enum {
 	MAX_CHILDREN = 64,
 	LINE_MAX_BYTES = 64 * 1024,
 	KILL_GRACE_MS = 3000,
-	SWEEP_MS = 1000, /* how often expired leases are looked for */
-	TICK_MS = 200,   /* the loop's pace while children run (and on SQLite) */
-	EXIT_POLL_MS = 5, /* while a child has closed its pipe but is not yet reapable */
+	SWEEP_MS = 1000,     /* how often expired leases are looked for */
+	TICK_MS = 200,       /* the loop's pace while children run (and on SQLite) */
+	EXIT_POLL_MS = 5,    /* while a child has closed its pipe but is not yet reapable */
 	IDLE_POLL_MS = 2000, /* an idle node's safety-net poll of a shared database */
 };
 
@@ -56,7 +56,7 @@ struct child {
 	int status;        /* waitpid status once reaped */
 	int fd;            /* progress pipe, -1 after EOF */
 	struct buf line;
-	char *result;      /* JSON text of the reported result */
+	char *result; /* JSON text of the reported result */
 	char error[DB_ERROR_MAX];
 	bool no_retry;
 	bool cancelled, timed_out;
@@ -161,8 +161,7 @@ static void announce(struct scheduler *s, const struct db_job *j, const char *ev
 
 /* publish_local, and a final event (completed, failed) announced to the other nodes; a
  * progress event is announced where its row is written. */
-static void publish(struct scheduler *s, const struct db_job *j, const char *event,
-                    json_t *payload)
+static void publish(struct scheduler *s, const struct db_job *j, const char *event, json_t *payload)
 {
 	publish_local(s, j, event, payload);
 	if (strcmp(event, "job:progress") != 0)
@@ -190,7 +189,8 @@ static int spawn(struct scheduler *s, struct child *c)
 	char parent[PATH_MAX + 64];
 	snprintf(parent, sizeof parent, "%s/tmp/jobs", s->cfg->data_dir);
 	if (fs_mkdirs(parent, 0700) || mkdir(dir, 0700) != 0) {
-		log_error("job %s: cannot create its scratch directory: %s", c->job.id, strerror(errno));
+		log_error("job %s: cannot create its scratch directory: %s", c->job.id,
+		          strerror(errno));
 		return SFA_EIO;
 	}
 	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)s->cfg->data_dir, NULL};
@@ -226,12 +226,14 @@ static void handle_line(struct scheduler *s, struct child *c, const char *line)
 		int64_t now = time_mono_ms();
 		bool write = now - c->last_write_ms >= 250 || c->progress == 100;
 		if (write) {
-			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress,
+			                        c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
 		} else {
-			c->progress_dirty = true; /* written by supervise() once the interval passed */
+			c->progress_dirty =
+				true; /* written by supervise() once the interval passed */
 		}
 		publish_progress(s, c);
 		if (write)
@@ -308,7 +310,8 @@ static void finish(struct scheduler *s, struct child *c)
 		        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type",
 		                  job_type_shown(j->type), "error", "cancelled"));
 		log_info("job %s cancelled", j->id);
-	} else if (ok && (stored_rc = library_job_complete(s->db, j, c->result, now, &stored)) == 0) {
+	} else if (ok &&
+	           (stored_rc = library_job_complete(s->db, j, c->result, now, &stored)) == 0) {
 		json_error_t je;
 		json_t *res = json_loads(stored, 0, &je);
 		free(stored);
@@ -322,41 +325,48 @@ static void finish(struct scheduler *s, struct child *c)
 		if (ok) {
 			/* The worker succeeded but its result could not be recorded: a retry redoes it
 			 * (the stems folder and rows of this job are replaced, never duplicated). */
-			log_error("job %s: its result could not be recorded (%d)", j->id, stored_rc);
-			c->no_retry = stored_rc == SFA_EINVAL; /* a malformed result would be again */
+			log_error("job %s: its result could not be recorded (%d)", j->id,
+			          stored_rc);
+			c->no_retry = stored_rc ==
+			              SFA_EINVAL; /* a malformed result would be again */
 			str_copy(c->error, sizeof c->error,
-			         stored_rc == SFA_EINVAL ? "The worker reported a malformed result."
-			                                 : "The result could not be saved in the database.");
+			         stored_rc == SFA_EINVAL
+			                 ? "The worker reported a malformed result."
+			                 : "The result could not be saved in the database.");
 		}
 		char err[DB_ERROR_MAX];
 		if (c->timed_out)
-			snprintf(err, sizeof err,
-			         "The job ran longer than its time limit and was stopped; try a shorter "
-			         "file or raise SFA_JOB_TIMEOUT_S.");
+			snprintf(
+				err, sizeof err,
+				"The job ran longer than its time limit and was stopped; try a shorter "
+				"file or raise SFA_JOB_TIMEOUT_S.");
 		else if (c->error[0])
 			str_copy(err, sizeof err, c->error);
 		else if (WIFSIGNALED(c->status))
-			snprintf(err, sizeof err,
-			         "The worker process crashed (signal %d: %s); the server log has details.",
-			         WTERMSIG(c->status), strsignal(WTERMSIG(c->status)));
+			snprintf(
+				err, sizeof err,
+				"The worker process crashed (signal %d: %s); the server log has details.",
+				WTERMSIG(c->status), strsignal(WTERMSIG(c->status)));
 		else if (WIFEXITED(c->status) && WEXITSTATUS(c->status) == 127)
 			snprintf(err, sizeof err, "The worker process could not be started.");
 		else
-			snprintf(err, sizeof err, "The worker process stopped without a result (exit %d).",
+			snprintf(err, sizeof err,
+			         "The worker process stopped without a result (exit %d).",
 			         WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1);
 		if (c->no_retry || c->timed_out || j->attempts >= j->max_attempts) {
 			checked(db_job_fail(s->db, j->id, err, now), "its failure", j->id);
 			publish(s, j, "job:failed",
 			        json_pack("{s:s, s:s, s:s}", "job_id", j->id, "job_type",
 			                  job_type_shown(j->type), "error", err));
-			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type, j->attempts,
-			         err);
+			log_info("job %s (%s) failed after %d attempt(s): %s", j->id, j->type,
+			         j->attempts, err);
 		} else {
 			int64_t delay = backoff_s(s, j->attempts);
-			checked(db_job_requeue(s->db, j->id, now + delay, err, false), "its retry", j->id);
+			checked(db_job_requeue(s->db, j->id, now + delay, err, false), "its retry",
+			        j->id);
 			char msg[256];
-			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s", j->attempts,
-			         j->max_attempts, (long long)delay);
+			snprintf(msg, sizeof msg, "attempt %d of %d failed; retrying in %lld s",
+			         j->attempts, j->max_attempts, (long long)delay);
 			str_copy(c->phase, sizeof c->phase, "queued");
 			str_copy(c->message, sizeof c->message, msg);
 			c->progress = 0;
@@ -388,7 +398,8 @@ static void supervise(struct scheduler *s, int64_t now)
 		if (!c->used || c->pid <= 0)
 			continue;
 		if (c->progress_dirty && now - c->last_write_ms >= 250) {
-			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress, c->message),
+			checked(db_job_progress(s->db, c->job.id, c->phase, c->progress,
+			                        c->message),
 			        "its progress", c->job.id);
 			c->last_write_ms = now;
 			c->progress_dirty = false;
@@ -456,18 +467,20 @@ static void start_due(struct scheduler *s, int64_t now_ms)
 			struct child *c = &s->kids[slot];
 			memset(c, 0, sizeof *c);
 			c->fd = -1;
-			if (db_job_claim_leased(s->db, t->name, (int64_t)time(NULL), s->node, lease_until(s),
-			                        &c->job) != 0)
+			if (db_job_claim_leased(s->db, t->name, (int64_t)time(NULL), s->node,
+			                        lease_until(s), &c->job) != 0)
 				break;
 			c->next_renew_ms = now_ms + renew_every_ms(s);
 			c->used = true;
 			buf_init(&c->line, LINE_MAX_BYTES);
 			str_copy(c->phase, sizeof c->phase, "running");
-			c->deadline_ms = now_ms + (int64_t)job_type_attempt_timeout_s(t, s->cfg) * 1000;
+			c->deadline_ms = now_ms +
+			                 (int64_t)job_type_attempt_timeout_s(t, s->cfg) * 1000;
 			if (spawn(s, c) != 0) {
-				checked(db_job_requeue(s->db, c->job.id,
-				                       (int64_t)time(NULL) + backoff_s(s, c->job.attempts),
-				                       "The worker process could not be started.", false),
+				checked(db_job_requeue(
+						s->db, c->job.id,
+						(int64_t)time(NULL) + backoff_s(s, c->job.attempts),
+						"The worker process could not be started.", false),
 				        "its retry", c->job.id);
 				buf_free(&c->line);
 				memset(c, 0, sizeof *c);
@@ -489,9 +502,10 @@ static void sweep(struct scheduler *s, int64_t now_ms)
 	s->next_sweep_ms = now_ms + SWEEP_MS;
 	int n = db_job_expire_leases(s->db, (int64_t)time(NULL));
 	if (n > 0)
-		log_info("%d job(s) whose node stopped renewing its lease went back to the queue (or "
-		         "failed, out of attempts)",
-		         n);
+		log_info(
+			"%d job(s) whose node stopped renewing its lease went back to the queue (or "
+			"failed, out of attempts)",
+			n);
 	else if (n < 0)
 		checked(n, "the return of expired leases", "-");
 }
@@ -504,8 +518,8 @@ static void relay(struct scheduler *s, const char *id, const char *event)
 	if (db_job_get(s->db, NULL, id, &j) != 0)
 		return;
 	json_error_t je;
-	if (strcmp(event, "progress") == 0 && (db_job_status_is_running(j.status) ||
-	                                       strcmp(j.status, "queued") == 0)) {
+	if (strcmp(event, "progress") == 0 &&
+	    (db_job_status_is_running(j.status) || strcmp(j.status, "queued") == 0)) {
 		publish_local(s, &j, "job:progress",
 		              json_pack("{s:s, s:s, s:i, s:s}", "job_id", j.id, "status", j.status,
 		                        "progress", j.progress, "message", j.message));
@@ -580,7 +594,9 @@ static void *loop(void *arg)
 		 * milliseconds then, not a whole tick later (its slot and its job's completion
 		 * wait on it). */
 		poll(pfd, (nfds_t)n,
-		     exiting ? EXIT_POLL_MS : n_kids || !woken ? TICK_MS : IDLE_POLL_MS);
+		     exiting            ? EXIT_POLL_MS
+		     : n_kids || !woken ? TICK_MS
+		                        : IDLE_POLL_MS);
 		if (pfd[0].revents & POLLIN) {
 			char drain[64];
 			while (read(s->wake[0], drain, sizeof drain) > 0) {
@@ -617,12 +633,14 @@ static void *loop(void *arg)
 			nanosleep(&ts, NULL);
 		}
 		if (!c->lost)
-			checked(db_job_requeue(s->db, c->job.id, (int64_t)time(NULL),
-			                       "The server was stopped while this job ran; it was queued "
-			                       "again.",
-			                       true),
+			checked(db_job_requeue(
+					s->db, c->job.id, (int64_t)time(NULL),
+					"The server was stopped while this job ran; it was queued "
+					"again.",
+					true),
 			        "its return to the queue", c->job.id);
-		log_info("job %s (%s) stopped with the server; queued again", c->job.id, c->job.type);
+		log_info("job %s (%s) stopped with the server; queued again", c->job.id,
+		         c->job.type);
 		char dir[PATH_MAX + 64];
 		work_dir(s, c->job.id, dir, sizeof dir);
 		fs_remove_tree(dir);
@@ -644,14 +662,15 @@ static int choose_types(struct scheduler *s, const char *types, char *err, size_
 		size_t n = strcspn(types, ",");
 		bool known = false;
 		for (int k = 0; k < job_types_n; k++) {
-			if (strlen(job_types[k].name) == n && strncmp(job_types[k].name, types, n) == 0) {
+			if (strlen(job_types[k].name) == n &&
+			    strncmp(job_types[k].name, types, n) == 0) {
 				s->run_type[k] = true;
 				known = true;
 			}
 		}
 		if (!known && n)
-			return sfa_err(err, n_err, SFA_EINVAL, "There is no job type \"%.*s\".", (int)n,
-			               types);
+			return sfa_err(err, n_err, SFA_EINVAL, "There is no job type \"%.*s\".",
+			               (int)n, types);
 		types += n;
 		if (*types == ',')
 			types++;
@@ -685,8 +704,8 @@ struct scheduler *scheduler_new(const struct scheduler_opts *o, char *err, size_
 	} else {
 		char host[64] = "";
 		gethostname(host, sizeof host - 1);
-		snprintf(s->node, sizeof s->node, "%s-%d-%08x", host[0] ? host : "node", (int)getpid(),
-		         randombytes_random());
+		snprintf(s->node, sizeof s->node, "%s-%d-%08x", host[0] ? host : "node",
+		         (int)getpid(), randombytes_random());
 	}
 	if (s->runs_jobs) {
 		/* Jobs left running by a crash: on SQLite this is the one process that runs jobs, so

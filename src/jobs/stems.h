@@ -19,7 +19,6 @@
  * scheduler records the rows when it completes the job (library_job_complete). On failure
  * r->error is filled, nothing is left in the stems folder and *out_list is untouched. */
 int job_stems_publish(struct job_run *r, const char *const *names, int n_src, const char *ext,
-                      double duration, const char *engine, const char *model,
-                      json_t **out_list);
+                      double duration, const char *engine, const char *model, json_t **out_list);
 
 #endif

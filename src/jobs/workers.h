@@ -19,9 +19,8 @@ int job_worker_probe(struct job_run *r);
 int job_worker_analysis(struct job_run *r);
 /* Analyses track t's audio with opt and stores the result as its analysis (made by this
  * job), reporting progress_from then progress_to. *out: the whole result (caller owns). */
-int job_analysis_store(struct job_run *r, const struct db_track *t,
-                       const struct dsp_options *opt, int progress_from, int progress_to,
-                       json_t **out);
+int job_analysis_store(struct job_run *r, const struct db_track *t, const struct dsp_options *opt,
+                       int progress_from, int progress_to, json_t **out);
 
 /* "transform": renders a track from its parent (payload parent_id, semitones,
  * tempo_ratio) and the parent's latest stems with librubberband, then analyses it

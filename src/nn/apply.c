@@ -67,10 +67,10 @@ enum { MAX_THREADS = 64, FILE_BLOCK_FRAMES = 16384 };
 
 struct pass {
 	int member;
-	int delay;      /* d: the track starts at d in the virtual signal */
-	long long lv;   /* virtual length N + d */
-	int seglen;     /* chunk length */
-	int valid;      /* forward length of a full chunk (fixed-length nets pad to it) */
+	int delay;    /* d: the track starts at d in the virtual signal */
+	long long lv; /* virtual length N + d */
+	int seglen;   /* chunk length */
+	int valid;    /* forward length of a full chunk (fixed-length nets pad to it) */
 	int stride;
 	int n_chunks;
 	int split;
@@ -90,15 +90,15 @@ struct separation {
 	const float *mix; /* the caller's input, C planes of n */
 	float mean, div;  /* standardisation applied on the fly: (x - mean) / div */
 	size_t n;
-	float *out;          /* planes of out_stride frames holding track frames from out_base */
+	float *out; /* planes of out_stride frames holding track frames from out_base */
 	size_t out_stride;
 	long long out_base;
-	int streaming;       /* out is a window flushed to the sink after each item */
-	int acc_fd;          /* >= 0: the sums live in this file (out is one span's scratch) */
+	int streaming; /* out is a window flushed to the sink after each item */
+	int acc_fd;    /* >= 0: the sums live in this file (out is one span's scratch) */
 	struct pass *passes;
 	struct item *items;
 	int n_items;
-	int item_end;        /* the current phase runs items [.., item_end) */
+	int item_end;                        /* the current phase runs items [.., item_end) */
 	struct nn_net *nets[NN_MAX_MEMBERS]; /* the networks of the current phase */
 	int max_valid, max_seg;
 	int n_threads; /* workers, plus helpers for a team when there are fewer items */
@@ -116,10 +116,7 @@ struct worker {
 	pthread_t thread;
 };
 
-unsigned long long nn_flop_count(void)
-{
-	return nn_ops_flop_count();
-}
+unsigned long long nn_flop_count(void) { return nn_ops_flop_count(); }
 
 void nn_separate_opts_init(struct nn_separate_opts *o)
 {
@@ -187,7 +184,8 @@ static int run_item(struct worker *w, int idx)
 		float *dst = w->in + (size_t)ch * valid;
 		for (int i = 0; i < valid; i++) {
 			long long t = start + i - p->delay; /* index into the track */
-			dst[i] = (t >= 0 && t < (long long)j->n) ? (src[t] - j->mean) / j->div : 0.0f;
+			dst[i] = (t >= 0 && t < (long long)j->n) ? (src[t] - j->mean) / j->div
+			                                         : 0.0f;
 		}
 	}
 	int rc = nn_net_forward(j->nets[p->member], &w->ws, w->in, valid, w->y, j->o->cancel);
@@ -336,10 +334,11 @@ static void *worker_main(void *arg)
 			j->o->progress(j->o->progress_user, idx + 1, j->n_items);
 		pthread_mutex_lock(&j->lock);
 		if (crc || frc) {
-			fail_job(j, SFA_EIO,
-			         crc ? "the temporary file of the summed stems could not be read or "
-			               "written (is the scratch disk full?)"
-			             : "the output could not be written");
+			fail_job(
+				j, SFA_EIO,
+				crc ? "the temporary file of the summed stems could not be read or "
+				      "written (is the scratch disk full?)"
+				    : "the output could not be written");
 			pthread_mutex_unlock(&j->lock);
 			break;
 		}
@@ -413,7 +412,8 @@ static void run_items(struct separation *j, struct worker *ws, int n_workers, in
 
 /* All the items: in one phase when every member is resident, else member by member, each
  * loaded just before its items and freed just after. */
-static int run_phases(struct separation *j, struct worker *ws, int n_workers, char *err, size_t n_err)
+static int run_phases(struct separation *j, struct worker *ws, int n_workers, char *err,
+                      size_t n_err)
 {
 	const struct nn_model *m = j->m;
 	bool resident = true;
@@ -495,7 +495,8 @@ static int plan(struct separation *j, char *err, size_t n_err)
 			p->member = mi;
 			p->delay = 0;
 			if (o->shifts > 0)
-				p->delay = max_shift - (int)(splitmix64(&rng) % (uint64_t)(max_shift + 1));
+				p->delay = max_shift -
+				           (int)(splitmix64(&rng) % (uint64_t)(max_shift + 1));
 			p->lv = (long long)j->n + p->delay;
 			p->seglen = seglen;
 			p->stride = stride;
@@ -510,10 +511,11 @@ static int plan(struct separation *j, char *err, size_t n_err)
 				if (!m->fixed_len[mi] && p->lv <= (long long)NN_MAX_SEGMENT_S * sr)
 					p->valid = (int)p->lv;
 				if (p->lv > p->valid)
-					return sfa_err(err, n_err, SFA_EINVAL,
-					               "without split the input (plus shift) must fit one "
-					               "segment of %.2f s",
-					               (double)valid / sr);
+					return sfa_err(
+						err, n_err, SFA_EINVAL,
+						"without split the input (plus shift) must fit one "
+						"segment of %.2f s",
+						(double)valid / sr);
 				p->n_chunks = 1;
 			}
 			for (int k = 0; k < S; k++)
@@ -550,9 +552,10 @@ static int open_sums_file(struct separation *j, char *err, size_t n_err)
 	off_t size = (off_t)((size_t)planes * j->n * sizeof(float));
 	j->acc_fd = fs_tmpfile(dir);
 	if (j->acc_fd < 0 || ftruncate(j->acc_fd, size) != 0)
-		return sfa_err(err, n_err, SFA_EIO,
-		               "cannot make a %lld MB temporary file in %s for the summed stems: %s",
-		               (long long)(size >> 20), dir, strerror(errno));
+		return sfa_err(
+			err, n_err, SFA_EIO,
+			"cannot make a %lld MB temporary file in %s for the summed stems: %s",
+			(long long)(size >> 20), dir, strerror(errno));
 	return 0;
 }
 
@@ -571,9 +574,10 @@ static int drain_sums_file(struct separation *j, char *err, size_t n_err)
 			float *row = buf + (size_t)p * block;
 			off_t at = (off_t)(((size_t)p * j->n + f0) * sizeof(float));
 			if (fs_pread_all(j->acc_fd, row, nb * sizeof *row, at) != 0)
-				rc = sfa_err(err, n_err, SFA_EIO,
-				             "the temporary file of the summed stems could not be read: %s",
-				             strerror(errno));
+				rc = sfa_err(
+					err, n_err, SFA_EIO,
+					"the temporary file of the summed stems could not be read: %s",
+					strerror(errno));
 			for (size_t i = 0; i < nb && rc == 0; i++)
 				row[i] = row[i] * j->div + j->mean;
 		}
@@ -634,7 +638,8 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 	}
 	res = calloc(n_res, sizeof *res);
 	if (!res) {
-		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for a %zu-frame track", n_frames);
+		rc = sfa_err(err, n_err, SFA_ENOMEM, "out of memory for a %zu-frame track",
+		             n_frames);
 		goto out;
 	}
 	float mean = 0.0f, div = 1.0f;
@@ -714,7 +719,8 @@ int nn_separate(const struct nn_model *m, const float *mix, size_t n_frames,
 			res[i] = res[i] * div + mean;
 		if (o->sink) {
 			if (o->sink(o->sink_user, res, n_frames, 0, n_frames))
-				rc = sfa_err(err, n_err, SFA_EIO, "the output could not be written");
+				rc = sfa_err(err, n_err, SFA_EIO,
+				             "the output could not be written");
 		} else {
 			*out = res;
 			res = NULL;

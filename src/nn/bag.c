@@ -20,9 +20,9 @@ enum { MAX_ITEMS = 64, MAX_NEST = 3, SCALAR_BYTES = 128 };
 
 struct val {
 	int is_list;
-	int n;                    /* list items */
-	struct val *items;        /* malloced when a list */
-	char s[SCALAR_BYTES];     /* scalar text */
+	int n;                /* list items */
+	struct val *items;    /* malloced when a list */
+	char s[SCALAR_BYTES]; /* scalar text */
 };
 
 struct rd {
@@ -86,7 +86,8 @@ static int read_scalar(struct rd *r, struct val *v, int in_flow)
 	} else {
 		while (r->p < r->end) {
 			char c = *r->p;
-			if (c == '\n' || c == '#' || (in_flow && (c == ',' || c == ']' || c == '[')))
+			if (c == '\n' || c == '#' ||
+			    (in_flow && (c == ',' || c == ']' || c == '[')))
 				break;
 			if (k + 1 >= SCALAR_BYTES)
 				return rd_fail(r, "value too long");
@@ -204,7 +205,8 @@ static int apply_key(struct rd *r, const char *key, struct val *v, struct nn_bag
 			return rd_fail(r, "'models' must be a list of 1 to 8 names");
 		for (int i = 0; i < v->n; i++) {
 			if (v->items[i].is_list || !valid_member(v->items[i].s))
-				return rd_fail(r, "'models' has a name that is not a plain file name");
+				return rd_fail(r,
+				               "'models' has a name that is not a plain file name");
 			memcpy(out->models[i], v->items[i].s, strlen(v->items[i].s) + 1);
 		}
 		out->n_models = v->n;
@@ -222,7 +224,9 @@ static int apply_key(struct rd *r, const char *key, struct val *v, struct nn_bag
 				double d;
 				if (row->items[j].is_list ||
 				    str_to_double(row->items[j].s, -DBL_MAX, DBL_MAX, &d) || d < 0)
-					return rd_fail(r, "'weights' holds something that is not a number >= 0");
+					return rd_fail(
+						r,
+						"'weights' holds something that is not a number >= 0");
 				out->weights[i][j] = d;
 			}
 		}
@@ -231,7 +235,8 @@ static int apply_key(struct rd *r, const char *key, struct val *v, struct nn_bag
 		out->n_weight_rows = v->n;
 	} else if (strcmp(key, "segment") == 0) {
 		double d;
-		if (v->is_list || str_to_double(v->s, -DBL_MAX, DBL_MAX, &d) || !(d > 0) || d > 3600)
+		if (v->is_list || str_to_double(v->s, -DBL_MAX, DBL_MAX, &d) || !(d > 0) ||
+		    d > 3600)
 			return rd_fail(r, "'segment' must be a number of seconds");
 		out->has_segment = true;
 		out->segment_s = d;
@@ -297,9 +302,8 @@ int nn_bag_parse(const char *text, size_t n, struct nn_bag_spec *out, char *err,
 	if (spec.n_models == 0)
 		return sfa_err(err, n_err, SFA_EFORMAT, "bag file has no 'models' list");
 	if (spec.has_weights && spec.n_weight_rows != spec.n_models)
-		return sfa_err(err, n_err, SFA_EFORMAT,
-		               "bag file has %d weight rows for %d models", spec.n_weight_rows,
-		               spec.n_models);
+		return sfa_err(err, n_err, SFA_EFORMAT, "bag file has %d weight rows for %d models",
+		               spec.n_weight_rows, spec.n_models);
 	*out = spec;
 	return 0;
 }

@@ -32,16 +32,16 @@ static const struct nn_builtin builtins[] = {
 		.description = "htdemucs fine-tuned per source (4 models, 4x slower, a bit better)",
 		.stems = "drums,bass,other,vocals",
 		.yaml = "models: ['f7e0c4bc', 'd12395a8', '92cfc3b6', '04573f0d']\n"
-		        "weights: [\n"
-		        "  [1., 0., 0., 0.],\n"
-		        "  [0., 1., 0., 0.],\n"
-		        "  [0., 0., 1., 0.],\n"
-		        "  [0., 0., 0., 1.],\n"
-		        "]\n",
+			"weights: [\n"
+			"  [1., 0., 0., 0.],\n"
+			"  [0., 1., 0., 0.],\n"
+			"  [0., 0., 1., 0.],\n"
+			"  [0., 0., 0., 1.],\n"
+			"]\n",
 		.files = {"hybrid_transformer/f7e0c4bc-ba3fe64a.th",
-		          "hybrid_transformer/d12395a8-e57c48e6.th",
-		          "hybrid_transformer/92cfc3b6-ef3bcb9c.th",
-		          "hybrid_transformer/04573f0d-f3cf25b2.th"},
+                          "hybrid_transformer/d12395a8-e57c48e6.th",
+                          "hybrid_transformer/92cfc3b6-ef3bcb9c.th",
+                          "hybrid_transformer/04573f0d-f3cf25b2.th"},
 		.supported = true,
 	},
 	{
@@ -57,17 +57,14 @@ static const struct nn_builtin builtins[] = {
 		.description = "Hybrid Demucs v3 bag trained with extra data",
 		.stems = "drums,bass,other,vocals",
 		.yaml = "models: ['e51eebcc', 'a1d90b5c', '5d2d6c55', 'cfa93e08']\n"
-		        "segment: 44\n",
+			"segment: 44\n",
 		.files = {"mdx_final/e51eebcc-c1b80bdd.th", "mdx_final/a1d90b5c-ae9d2452.th",
-		          "mdx_final/5d2d6c55-db83574e.th", "mdx_final/cfa93e08-61801ae1.th"},
+                          "mdx_final/5d2d6c55-db83574e.th", "mdx_final/cfa93e08-61801ae1.th"},
 		.supported = true,
 	},
 };
 
-int nn_builtin_count(void)
-{
-	return (int)(sizeof builtins / sizeof builtins[0]);
-}
+int nn_builtin_count(void) { return (int)(sizeof builtins / sizeof builtins[0]); }
 
 const struct nn_builtin *nn_builtin_at(int i)
 {
@@ -112,7 +109,8 @@ int nn_models_find_member(const char *dir, const char *sig, char *path, size_t n
 				closedir(d);
 				return k > 0 && (size_t)k < n_path ? 0 : SFA_ENOTFOUND;
 			}
-			if (strlen(n) == ns + 3 && strncmp(n, sig, ns) == 0 && strcmp(n + ns, ".th") == 0)
+			if (strlen(n) == ns + 3 && strncmp(n, sig, ns) == 0 &&
+			    strcmp(n + ns, ".th") == 0)
 				found_plain = 1;
 		}
 		closedir(d);
@@ -150,10 +148,7 @@ int nn_models_sha256_file(const char *path, char hex[65], char *err, size_t n_er
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 struct dl {
 	FILE *f;
@@ -175,8 +170,7 @@ static size_t dl_write(char *p, size_t size, size_t n, void *user)
 	return k;
 }
 
-static int dl_progress(void *user, curl_off_t total, curl_off_t now, curl_off_t ut,
-                       curl_off_t un)
+static int dl_progress(void *user, curl_off_t total, curl_off_t now, curl_off_t ut, curl_off_t un)
 {
 	(void)ut;
 	(void)un;
@@ -200,7 +194,8 @@ static int fetch_once(const char *url, const char *part_path, const char *file, 
 	struct dl d = {.file = file, .base = have, .progress = progress, .user = user};
 	d.f = fopen(part_path, have ? "ab" : "wb");
 	if (!d.f)
-		return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", part_path, strerror(errno));
+		return sfa_err(err, n_err, SFA_EIO, "cannot write %s: %s", part_path,
+		               strerror(errno));
 	CURL *c = curl_easy_init();
 	if (!c) {
 		fclose(d.f);
@@ -268,7 +263,8 @@ int nn_models_fetch_files(const char *const *files, int n_files, const char *dir
 		if (stat(final_path, &sb) == 0)
 			continue; /* installed; `verify` checks it */
 		snprintf(part, sizeof part, "%s.part", final_path);
-		snprintf(url, sizeof url, "%s%s%s", base, nb && base[nb - 1] == '/' ? "" : "/", rel);
+		snprintf(url, sizeof url, "%s%s%s", base, nb && base[nb - 1] == '/' ? "" : "/",
+		         rel);
 		long http = 0;
 		int rc = fetch_once(url, part, file, 1, progress, user, &http, err, n_err);
 		if (rc == SFA_ECONFLICT) /* the server would not resume: start over */
@@ -280,10 +276,11 @@ int nn_models_fetch_files(const char *const *files, int n_files, const char *dir
 			return rc;
 		if (strncmp(hex, want, 8) != 0) {
 			unlink(part);
-			return sfa_err(err, n_err, SFA_EFORMAT,
-			               "%s: sha256 starts with %.8s, the file name says %s (corrupt or "
-			               "wrong download; removed)",
-			               file, hex, want);
+			return sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"%s: sha256 starts with %.8s, the file name says %s (corrupt or "
+				"wrong download; removed)",
+				file, hex, want);
 		}
 		if (rename(part, final_path) != 0)
 			return sfa_err(err, n_err, SFA_EIO, "cannot move %s into place: %s", part,
@@ -293,8 +290,7 @@ int nn_models_fetch_files(const char *const *files, int n_files, const char *dir
 }
 
 int nn_models_fetch(const char *name, const char *dir,
-                    void (*progress)(void *user, const char *file, long long done,
-                                     long long total),
+                    void (*progress)(void *user, const char *file, long long done, long long total),
                     void *user, char *err, size_t n_err)
 {
 	const struct nn_builtin *b = nn_builtin_find(name);

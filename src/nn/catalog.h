@@ -29,10 +29,10 @@
 struct nn_builtin {
 	const char *name;
 	const char *description;
-	const char *stems;          /* comma-separated, for listings */
-	const char *yaml;           /* the official bag file */
+	const char *stems;                 /* comma-separated, for listings */
+	const char *yaml;                  /* the official bag file */
 	const char *files[NN_MAX_MEMBERS]; /* download paths under the base URL, NULL-ended */
-	bool supported;             /* false: the engine cannot run it (all built-ins can) */
+	bool supported;                    /* false: the engine cannot run it (all built-ins can) */
 };
 
 int nn_builtin_count(void);
@@ -61,8 +61,7 @@ int nn_models_sha256_file(const char *path, char hex[65], char *err, size_t n_er
  * progress(user, file, done_bytes, total_bytes) is called as bytes arrive (total may be
  * 0 when unknown). */
 int nn_models_fetch(const char *name, const char *dir,
-                    void (*progress)(void *user, const char *file, long long done,
-                                     long long total),
+                    void (*progress)(void *user, const char *file, long long done, long long total),
                     void *user, char *err, size_t n_err);
 /* What nn_models_fetch does for each file: files are paths under the base URL whose last
  * part is <sig>-<first 8 hex digits of its sha256>.th; an installed file is skipped, a

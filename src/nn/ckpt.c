@@ -73,7 +73,8 @@ static void gather(const uint8_t *src, enum nn_pk_dtype dt, const struct nn_pk *
 			dst[i] = nn_half_to_float(h);
 		} else {
 			uint32_t b = (uint32_t)src[4 * off] | ((uint32_t)src[4 * off + 1] << 8) |
-			             ((uint32_t)src[4 * off + 2] << 16) | ((uint32_t)src[4 * off + 3] << 24);
+			             ((uint32_t)src[4 * off + 2] << 16) |
+			             ((uint32_t)src[4 * off + 3] << 24);
 			memcpy(&dst[i], &b, sizeof b);
 		}
 		/* Odometer over the dimensions, last fastest. */
@@ -142,8 +143,9 @@ int nn_ckpt_load_mem(const uint8_t *data, size_t n, struct nn_ckpt *c, char *err
 		if (e->name_len > k && memcmp(e->name + e->name_len - k, suffix, k) == 0 &&
 		    !memchr(e->name, '/', e->name_len - k)) {
 			if (pkl) {
-				rc = sfa_err(err, n_err, SFA_EFORMAT,
-				             "not a Demucs checkpoint: the archive holds several data.pkl");
+				rc = sfa_err(
+					err, n_err, SFA_EFORMAT,
+					"not a Demucs checkpoint: the archive holds several data.pkl");
 				goto fail;
 			}
 			pkl = e;
@@ -201,12 +203,13 @@ int nn_ckpt_load_mem(const uint8_t *data, size_t n, struct nn_ckpt *c, char *err
 	for (size_t i = 0; i < nt; i++) {
 		const struct nn_pk *k = state->u.dict.keys[i], *v = state->u.dict.vals[i];
 		if (!valid_name(k)) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT, "checkpoint state has a malformed name");
+			rc = sfa_err(err, n_err, SFA_EFORMAT,
+			             "checkpoint state has a malformed name");
 			goto fail;
 		}
 		if (v->type != NN_PK_TENSOR) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT, "checkpoint state '%s' is not a tensor",
-			             k->u.str.p);
+			rc = sfa_err(err, n_err, SFA_EFORMAT,
+			             "checkpoint state '%s' is not a tensor", k->u.str.p);
 			goto fail;
 		}
 		c->tensors[i].name = k->u.str.p;
@@ -251,20 +254,22 @@ int nn_ckpt_load_mem(const uint8_t *data, size_t n, struct nn_ckpt *c, char *err
 		const struct nn_pk *st = v->u.tensor.storage;
 		int len = snprintf(member, sizeof member, "%.*sdata/%s", (int)prefix_len, pkl->name,
 		                   st->u.storage.key);
-		const struct nn_zip_entry *e =
-			len > 0 && (size_t)len < sizeof member ? nn_zip_find(&z, member, (size_t)len) : NULL;
+		const struct nn_zip_entry *e = len > 0 && (size_t)len < sizeof member
+		                                       ? nn_zip_find(&z, member, (size_t)len)
+		                                       : NULL;
 		if (!e) {
 			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt checkpoint: the storage of '%s' (data/%s) is missing", t->name,
-			             st->u.storage.key);
+			             "corrupt checkpoint: the storage of '%s' (data/%s) is missing",
+			             t->name, st->u.storage.key);
 			goto fail;
 		}
 		size_t el = st->u.storage.dtype == NN_PK_F16 ? 2 : 4;
 		if (e->size_bytes != (uint64_t)st->u.storage.numel * el) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt checkpoint: the storage of '%s' has %llu bytes, expected %llu",
-			             t->name, (unsigned long long)e->size_bytes,
-			             (unsigned long long)st->u.storage.numel * el);
+			rc = sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"corrupt checkpoint: the storage of '%s' has %llu bytes, expected %llu",
+				t->name, (unsigned long long)e->size_bytes,
+				(unsigned long long)st->u.storage.numel * el);
 			goto fail;
 		}
 		t->data = c->weights + at;
@@ -386,12 +391,21 @@ int nn_kw_double(const struct nn_ckpt *c, const char *key, double def, double *o
 		return 0;
 	}
 	switch (v->type) {
-	case NN_PK_INT: *out = (double)v->u.i; return 0;
-	case NN_PK_FLOAT: *out = v->u.f; return 0;
-	case NN_PK_BOOL: *out = v->u.b; return 0;
-	case NN_PK_FRACTION: *out = (double)v->u.frac.num / (double)v->u.frac.den; return 0;
+	case NN_PK_INT:
+		*out = (double)v->u.i;
+		return 0;
+	case NN_PK_FLOAT:
+		*out = v->u.f;
+		return 0;
+	case NN_PK_BOOL:
+		*out = v->u.b;
+		return 0;
+	case NN_PK_FRACTION:
+		*out = (double)v->u.frac.num / (double)v->u.frac.den;
+		return 0;
 	default:
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwarg '%s' is not a number", key);
+		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwarg '%s' is not a number",
+		               key);
 	}
 }
 

@@ -34,8 +34,8 @@ struct nn_tensor {
 	int ndim;
 	int64_t shape[NN_PK_MAX_DIMS];
 	size_t numel;
-	float *data; /* into nn_ckpt.weights, C order */
-	bool used;   /* set by the network builder, to report leftovers */
+	float *data;             /* into nn_ckpt.weights, C order */
+	bool used;               /* set by the network builder, to report leftovers */
 	const struct nn_pk *src; /* the pickled view (in the ckpt arena) */
 };
 
@@ -46,7 +46,7 @@ struct nn_ckpt {
 	const struct nn_pk *kwargs; /* dict */
 	struct nn_tensor *tensors;  /* malloced, sorted by name */
 	size_t n_tensors;
-	float *weights;             /* malloced, all tensors back to back */
+	float *weights; /* malloced, all tensors back to back */
 	size_t n_weight_floats;
 };
 

@@ -114,17 +114,14 @@ static int stem_sink(void *user, const float *data, size_t stride, size_t frame0
 	(void)frame0;
 	struct stem_sink *ss = user;
 	for (int s = 0; s < ss->n_sources; s++)
-		if (audio_enc_write(ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n, NULL,
-		                    0) != 0)
+		if (audio_enc_write(ss->files[s], data + (size_t)s * ss->n_ch * stride, stride, n,
+		                    NULL, 0) != 0)
 			return -1;
 	return 0;
 }
 
 /* Model label for folder names: the name, or a path's file stem. */
-static void model_label(const char *spec, char *out, size_t n)
-{
-	track_name(spec, out, n);
-}
+static void model_label(const char *spec, char *out, size_t n) { track_name(spec, out, n); }
 
 int nn_cli_separate(int argc, char **argv)
 {
@@ -159,7 +156,9 @@ int nn_cli_separate(int argc, char **argv)
 			enum audio_sample_format fmt;
 			const char *ext;
 			if (audio_output_format(v, &kind, &fmt, &ext) != 0) {
-				fprintf(stderr, "sfa separate: --format must be " AUDIO_OUTPUT_FORMATS "\n");
+				fprintf(stderr,
+				        "sfa separate: --format must be " AUDIO_OUTPUT_FORMATS
+				        "\n");
 				return 2;
 			}
 			format = v;
@@ -196,7 +195,7 @@ int nn_cli_separate(int argc, char **argv)
 			return usage_separate();
 		}
 		continue;
-	bad:
+bad:
 		fprintf(stderr, "sfa separate: bad value '%s' for %s\n", v, a);
 		return 2;
 	}
@@ -261,7 +260,8 @@ int nn_cli_separate(int argc, char **argv)
 		rc = nn_separate(m, in.data, in.n_frames, &o, NULL, err, sizeof err);
 	double t_sep = now_s() - t1;
 	for (int s = 0; s < opened; s++)
-		if (audio_enc_close(ss.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 && rc == 0)
+		if (audio_enc_close(ss.files[s], rc != 0, rc ? NULL : err, sizeof err) != 0 &&
+		    rc == 0)
 			rc = SFA_EIO;
 	if (rc)
 		fprintf(stderr, "sfa separate: %s\n", err);
@@ -272,16 +272,16 @@ int nn_cli_separate(int argc, char **argv)
 		json_t *src = json_array();
 		for (int s = 0; s < info->n_sources; s++)
 			json_array_append_new(src, json_string(info->sources[s]));
-		json_t *j = json_pack("{s:s, s:s, s:o, s:i, s:I, s:f, s:s, s:s, s:O, s:i, s:f, s:f, "
-		                      "s:I, s:s, s:f, s:f}",
-		                      "input", input, "model", model, "sources", src, "samplerate",
-		                      info->samplerate, "frames", (json_int_t)in.n_frames,
-		                      "duration_s", dur, "format", format, "out_dir", dir, "files",
-		                      files, "shifts", o.shifts, "overlap", o.overlap, "segment_s",
-		                      o.segment_s > 0 ? o.segment_s : info->segment_s, "seed",
-		                      (json_int_t)o.seed, "precision", nn_precision_name(o.precision),
-		                      "separate_s", t_sep, "total_s",
-		                      now_s() - t0);
+		json_t *j = json_pack(
+			"{s:s, s:s, s:o, s:i, s:I, s:f, s:s, s:s, s:O, s:i, s:f, s:f, "
+			"s:I, s:s, s:f, s:f}",
+			"input", input, "model", model, "sources", src, "samplerate",
+			info->samplerate, "frames", (json_int_t)in.n_frames, "duration_s", dur,
+			"format", format, "out_dir", dir, "files", files, "shifts", o.shifts,
+			"overlap", o.overlap, "segment_s",
+			o.segment_s > 0 ? o.segment_s : info->segment_s, "seed", (json_int_t)o.seed,
+			"precision", nn_precision_name(o.precision), "separate_s", t_sep, "total_s",
+			now_s() - t0);
 		char *text = j ? json_encode(j) : NULL;
 		if (text)
 			printf("%s\n", text);
@@ -377,11 +377,11 @@ static int models_list(const char *dir, int as_json)
 		const char *stems = b ? b->stems : "?";
 		if (as_json) {
 			json_array_append_new(
-				arr, json_pack("{s:s, s:s, s:b, s:I, s:i, s:i, s:b, s:s}", "name", names[i],
-			                   "stems", stems, "installed", installed, "bytes",
-			                   (json_int_t)size, "members", ok ? spec.n_models : 0,
-			                   "members_installed", have, "supported",
-			                   b ? b->supported : 1, "note", note));
+				arr, json_pack("{s:s, s:s, s:b, s:I, s:i, s:i, s:b, s:s}", "name",
+			                       names[i], "stems", stems, "installed", installed,
+			                       "bytes", (json_int_t)size, "members",
+			                       ok ? spec.n_models : 0, "members_installed", have,
+			                       "supported", b ? b->supported : 1, "note", note));
 		} else {
 			char inst[32];
 			if (installed)
@@ -461,7 +461,8 @@ static int verify_file(const char *dir, const char *fname, int *bad)
 	snprintf(path, sizeof path, "%s/%s", dir, fname);
 	const char *dash = strrchr(fname, '-');
 	size_t l = strlen(fname);
-	if (!dash || l < 4 || strcmp(fname + l - 3, ".th") != 0 || (size_t)(fname + l - 3 - dash) != 9) {
+	if (!dash || l < 4 || strcmp(fname + l - 3, ".th") != 0 ||
+	    (size_t)(fname + l - 3 - dash) != 9) {
 		printf("%-32s unverifiable (no hash in the file name)\n", fname);
 		return 0;
 	}
@@ -513,7 +514,8 @@ static int models_verify(const char *dir, int argc, char **argv)
 		for (int k = 0; k < spec.n_models; k++) {
 			char path[4096];
 			if (nn_models_find_member(dir, spec.models[k], path, sizeof path) != 0) {
-				printf("%-32s MISSING (run `sfa models fetch %s`)\n", spec.models[k], argv[i]);
+				printf("%-32s MISSING (run `sfa models fetch %s`)\n",
+				       spec.models[k], argv[i]);
 				bad = 1;
 				continue;
 			}

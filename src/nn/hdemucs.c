@@ -75,14 +75,14 @@ struct dconv {
 };
 
 struct hlayer {
-	int chin, chout;     /* enc: conv chin -> chout; dec: the layer's chin -> conv_tr chout */
-	int freq;            /* the conv runs along frequency rows (2-D) */
+	int chin, chout; /* enc: conv chin -> chout; dec: the layer's chin -> conv_tr chout */
+	int freq;        /* the conv runs along frequency rows (2-D) */
 	int ker, stride, pad;
-	int empty;           /* bare conv (enc) / bare conv_tr + norm (dec) */
-	int groups;          /* GroupNorm groups, 0 = Identity */
-	const float *w, *b;  /* conv or conv_tr */
+	int empty;            /* bare conv (enc) / bare conv_tr + norm (dec) */
+	int groups;           /* GroupNorm groups, 0 = Identity */
+	const float *w, *b;   /* conv or conv_tr */
 	const float *rw, *rb; /* rewrite, NULL without */
-	int rk;              /* rewrite kernel (square when freq) */
+	int rk;               /* rewrite kernel (square when freq) */
 	const float *n1w, *n1b, *n2w, *n2b;
 	struct dconv dc;
 };
@@ -92,8 +92,8 @@ struct nn_hdemucs {
 	struct nn_ckpt ckpt; /* owns the weights */
 	struct nn_stft *stft;
 	int nfft, depth, kc, cac, hybrid_old, time_stride, kernel, stride;
-	float freq_emb_scale;   /* freq_emb * emb_scale; 0 = none */
-	const float *freq_emb;  /* (fz[1], cz[1]) */
+	float freq_emb_scale;  /* freq_emb * emb_scale; 0 = none */
+	const float *freq_emb; /* (fz[1], cz[1]) */
 	struct hlayer enc[MAX_LEVELS], dec[MAX_LEVELS], tenc[MAX_LEVELS], tdec[MAX_LEVELS];
 	int cz[MAX_LEVELS + 1]; /* main-branch channels entering level k */
 	int fz[MAX_LEVELS + 1]; /* rows entering level k (1 above kc) */
@@ -101,15 +101,12 @@ struct nn_hdemucs {
 };
 
 struct shapes {
-	int frames;               /* STFT frames T */
-	int w[MAX_LEVELS + 1];    /* main-branch width entering level k */
-	int lt[MAX_LEVELS + 1];   /* time-branch length entering level k (k <= kc + 1) */
+	int frames;             /* STFT frames T */
+	int w[MAX_LEVELS + 1];  /* main-branch width entering level k */
+	int lt[MAX_LEVELS + 1]; /* time-branch length entering level k (k <= kc + 1) */
 };
 
-static int round_up(int l, int s)
-{
-	return l % s ? l + s - l % s : l;
-}
+static int round_up(int l, int s) { return l % s ? l + s - l % s : l; }
 
 static int make_shapes(const struct nn_hdemucs *m, int len, struct shapes *sh)
 {
@@ -120,7 +117,8 @@ static int make_shapes(const struct nn_hdemucs *m, int len, struct shapes *sh)
 	sh->lt[0] = len;
 	for (int k = 0; k <= m->kc; k++) {
 		const struct hlayer *t = &m->tenc[k];
-		sh->lt[k + 1] = nn_conv_out(round_up(sh->lt[k], t->stride), t->ker, t->stride, t->pad, 1);
+		sh->lt[k + 1] = nn_conv_out(round_up(sh->lt[k], t->stride), t->ker, t->stride,
+		                            t->pad, 1);
 		if (sh->lt[k + 1] < 1)
 			return -1;
 	}
@@ -130,7 +128,8 @@ static int make_shapes(const struct nn_hdemucs *m, int len, struct shapes *sh)
 		sh->w[k] = sh->frames;
 	for (int k = m->kc + 1; k < m->depth; k++) {
 		const struct hlayer *e = &m->enc[k];
-		sh->w[k + 1] = nn_conv_out(round_up(sh->w[k], e->stride), e->ker, e->stride, e->pad, 1);
+		sh->w[k + 1] = nn_conv_out(round_up(sh->w[k], e->stride), e->ker, e->stride, e->pad,
+		                           1);
 		if (sh->w[k + 1] < 1)
 			return -1;
 	}
@@ -164,14 +163,18 @@ static void bind_dconv(struct nn_binder *bd, struct dconv *dc, const char *prefi
 				for (int dir = 0; dir < 2; dir++) {
 					const char *sfx = dir ? "_reverse" : "";
 					int din = layer ? 2 * hid : hid;
-					l->wih[layer][dir] =
-						NN_BIND(bd, DN("%d.lstm.weight_ih_l%d%s", at, layer, sfx), 4 * hid, din);
-					l->whh[layer][dir] =
-						NN_BIND(bd, DN("%d.lstm.weight_hh_l%d%s", at, layer, sfx), 4 * hid, hid);
-					l->bih[layer][dir] =
-						NN_BIND(bd, DN("%d.lstm.bias_ih_l%d%s", at, layer, sfx), 4 * hid);
-					l->bhh[layer][dir] =
-						NN_BIND(bd, DN("%d.lstm.bias_hh_l%d%s", at, layer, sfx), 4 * hid);
+					l->wih[layer][dir] = NN_BIND(
+						bd, DN("%d.lstm.weight_ih_l%d%s", at, layer, sfx),
+						4 * hid, din);
+					l->whh[layer][dir] = NN_BIND(
+						bd, DN("%d.lstm.weight_hh_l%d%s", at, layer, sfx),
+						4 * hid, hid);
+					l->bih[layer][dir] = NN_BIND(
+						bd, DN("%d.lstm.bias_ih_l%d%s", at, layer, sfx),
+						4 * hid);
+					l->bhh[layer][dir] = NN_BIND(
+						bd, DN("%d.lstm.bias_hh_l%d%s", at, layer, sfx),
+						4 * hid);
 				}
 			}
 			l->lin_w = NN_BIND(bd, DN("%d.linear.weight", at), hid, 2 * hid);
@@ -186,9 +189,10 @@ static void bind_dconv(struct nn_binder *bd, struct dconv *dc, const char *prefi
 			a->qb = NN_BIND(bd, DN("%d.query.bias", at), hid);
 			a->kw = NN_BIND(bd, DN("%d.key.weight", at), hid, hid, 1);
 			a->kb = NN_BIND(bd, DN("%d.key.bias", at), hid);
-			a->dw = NN_BIND(bd, DN("%d.query_decay.weight", at), ATTN_HEADS * ATTN_NDECAY, hid,
-			                1);
-			a->db = NN_BIND(bd, DN("%d.query_decay.bias", at), ATTN_HEADS * ATTN_NDECAY);
+			a->dw = NN_BIND(bd, DN("%d.query_decay.weight", at),
+			                ATTN_HEADS * ATTN_NDECAY, hid, 1);
+			a->db = NN_BIND(bd, DN("%d.query_decay.bias", at),
+			                ATTN_HEADS * ATTN_NDECAY);
 			a->pw = NN_BIND(bd, DN("%d.proj.weight", at), hid, hid, 1);
 			a->pb = NN_BIND(bd, DN("%d.proj.bias", at), hid);
 			at++;
@@ -212,8 +216,14 @@ static void bind_enc(struct nn_binder *bd, struct hlayer *l, const char *prefix,
                      const struct layer_cfg *cfg)
 {
 	char n[160];
-	*l = (struct hlayer){.chin = chin, .chout = chout, .freq = freq, .ker = ker,
-	                     .stride = stride, .pad = pad, .empty = empty, .groups = groups,
+	*l = (struct hlayer){.chin = chin,
+	                     .chout = chout,
+	                     .freq = freq,
+	                     .ker = ker,
+	                     .stride = stride,
+	                     .pad = pad,
+	                     .empty = empty,
+	                     .groups = groups,
 	                     .rk = 1 + 2 * cfg->ctx};
 	snprintf(n, sizeof n, "%s.conv.weight", prefix);
 	l->w = freq ? NN_BIND(bd, n, chout, chin, ker, 1) : NN_BIND(bd, n, chout, chin, ker);
@@ -250,8 +260,14 @@ static void bind_dec(struct nn_binder *bd, struct hlayer *l, const char *prefix,
                      const struct layer_cfg *cfg)
 {
 	char n[160];
-	*l = (struct hlayer){.chin = chin, .chout = chout, .freq = freq, .ker = ker,
-	                     .stride = stride, .pad = pad, .empty = empty, .groups = groups,
+	*l = (struct hlayer){.chin = chin,
+	                     .chout = chout,
+	                     .freq = freq,
+	                     .ker = ker,
+	                     .stride = stride,
+	                     .pad = pad,
+	                     .empty = empty,
+	                     .groups = groups,
 	                     .rk = 1 + 2 * cfg->ctx};
 	snprintf(n, sizeof n, "%s.conv_tr.weight", prefix);
 	l->w = freq ? NN_BIND(bd, n, chin, chout, ker, 1) : NN_BIND(bd, n, chin, chout, ker);
@@ -298,8 +314,8 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 	struct nn_htdemucs_info *info = &m->info;
 	int rc;
 	long audio_channels, channels, growth, nfft, depth, kernel, stride, time_stride, context,
-		context_enc, norm_starts, norm_groups, dconv_mode, dconv_depth, dconv_comp, dconv_attn,
-		dconv_lstm, samplerate, wiener_iters, multi_depth;
+		context_enc, norm_starts, norm_groups, dconv_mode, dconv_depth, dconv_comp,
+		dconv_attn, dconv_lstm, samplerate, wiener_iters, multi_depth;
 	double freq_emb, emb_scale;
 	bool rewrite, cac, hybrid, hybrid_old;
 	const struct nn_pk *ch_time = nn_kw(ckpt, "channels_time");
@@ -383,9 +399,13 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 	char n[64];
 	m->fz[0] = (int)freqs;
 	for (int k = 0; k < depth; k++) {
-		struct layer_cfg cfg = {.dconv = 0, .ctx = (int)context_enc, .rewrite = rewrite,
-		                        .depth = (int)dconv_depth, .comp = (int)dconv_comp,
-		                        .lstm = k >= dconv_lstm, .attn = k >= dconv_attn};
+		struct layer_cfg cfg = {.dconv = 0,
+		                        .ctx = (int)context_enc,
+		                        .rewrite = rewrite,
+		                        .depth = (int)dconv_depth,
+		                        .comp = (int)dconv_comp,
+		                        .lstm = k >= dconv_lstm,
+		                        .attn = k >= dconv_attn};
 		int groups = k >= norm_starts ? (int)norm_groups : 0;
 		int freq = freqs > 1;
 		int ker = (int)kernel, stri = (int)stride, pad = 1, last_freq = 0;
@@ -403,14 +423,18 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 			chout_z = chout > chout_z ? chout : chout_z;
 			chout = chout_z;
 		}
-		if (chout_z > 65536 || (cfg.lstm || cfg.attn ? (chout_z / dconv_comp) % ATTN_HEADS : 0) ||
+		if (chout_z > 65536 ||
+		    (cfg.lstm || cfg.attn ? (chout_z / dconv_comp) % ATTN_HEADS : 0) ||
 		    chout_z / dconv_comp < 1) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP, "HDemucs channel counts not supported");
+			rc = sfa_err(err, n_err, SFA_EUNSUPP,
+			             "HDemucs channel counts not supported");
 			goto fail;
 		}
-		if (groups && (chout_z % groups || chout % groups || chin_z % groups || chin % groups)) {
+		if (groups &&
+		    (chout_z % groups || chout % groups || chin_z % groups || chin % groups)) {
 			rc = sfa_err(err, n_err, SFA_EUNSUPP,
-			             "HDemucs norm_groups %ld does not divide the channels", norm_groups);
+			             "HDemucs norm_groups %ld does not divide the channels",
+			             norm_groups);
 			goto fail;
 		}
 		m->cz[k] = (int)chin_z;
@@ -418,12 +442,12 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 			m->ct[k] = (int)chin;
 		cfg.dconv = dconv_mode & 1;
 		snprintf(n, sizeof n, "encoder.%d", k);
-		bind_enc(&bd, &m->enc[k], n, (int)chin_z, (int)chout_z, ker, stri, pad ? ker / 4 : 0,
-		         freq, 0, groups, &cfg);
+		bind_enc(&bd, &m->enc[k], n, (int)chin_z, (int)chout_z, ker, stri,
+		         pad ? ker / 4 : 0, freq, 0, groups, &cfg);
 		if (freq) {
 			snprintf(n, sizeof n, "tencoder.%d", k);
-			bind_enc(&bd, &m->tenc[k], n, (int)chin, (int)chout, (int)kernel, (int)stride,
-			         (int)kernel / 4, 0, last_freq, groups, &cfg);
+			bind_enc(&bd, &m->tenc[k], n, (int)chin, (int)chout, (int)kernel,
+			         (int)stride, (int)kernel / 4, 0, last_freq, groups, &cfg);
 		}
 		if (k == 0) {
 			chin = (long)C * S;
@@ -432,8 +456,8 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 		cfg.dconv = (dconv_mode & 2) != 0;
 		cfg.ctx = (int)context;
 		snprintf(n, sizeof n, "decoder.%d", (int)depth - 1 - k);
-		bind_dec(&bd, &m->dec[k], n, (int)chout_z, (int)chin_z, ker, stri, pad ? ker / 4 : 0,
-		         freq, 0, groups, &cfg);
+		bind_dec(&bd, &m->dec[k], n, (int)chout_z, (int)chin_z, ker, stri,
+		         pad ? ker / 4 : 0, freq, 0, groups, &cfg);
 		if (freq) {
 			/* tdecoder is filled by insert(0): level k is tdecoder[kc - k] (kc known at
 			 * the end; renamed below). */
@@ -451,9 +475,10 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 		m->fz[k + 1] = (int)freqs;
 		if (freq && !last_freq &&
 		    nn_conv_out(m->fz[k], ker, stri, ker / 4, 1) != m->fz[k + 1]) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP,
-			             "HDemucs frequency sizes do not round-trip (nfft %ld, stride %ld)",
-			             nfft, stride);
+			rc = sfa_err(
+				err, n_err, SFA_EUNSUPP,
+				"HDemucs frequency sizes do not round-trip (nfft %ld, stride %ld)",
+				nfft, stride);
 			goto fail;
 		}
 		if (k == 0 && freq_emb != 0.0) {
@@ -463,16 +488,16 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 	}
 	m->cz[depth] = (int)chin_z;
 	if (m->kc < 0) {
-		rc = sfa_err(err, n_err, SFA_EUNSUPP,
-		             "HDemucs depth %ld does not collapse the frequency axis (not supported)",
-		             depth);
+		rc = sfa_err(
+			err, n_err, SFA_EUNSUPP,
+			"HDemucs depth %ld does not collapse the frequency axis (not supported)",
+			depth);
 		goto fail;
 	}
 	/* The forward computes level 0 in row tiles (see enc0_rows); every release model
 	 * fits: the collapse is deeper, GroupNorm starts later, the encoder rewrite is 1x1. */
 	if (m->kc == 0 || norm_starts < 1 || context_enc != 0) {
-		rc = sfa_err(err, n_err, SFA_EUNSUPP,
-		             "HDemucs with %s is not supported",
+		rc = sfa_err(err, n_err, SFA_EUNSUPP, "HDemucs with %s is not supported",
 		             m->kc == 0        ? "the frequency axis collapsed at the first layer"
 		             : norm_starts < 1 ? "norm_starts 0"
 		                               : "context_enc > 0");
@@ -480,9 +505,12 @@ int nn_hdemucs_build(struct nn_ckpt *ckpt, struct nn_hdemucs **out, char *err, s
 	}
 	/* The time decoders, now that their indices are known. */
 	for (int k = 0; k <= m->kc; k++) {
-		struct layer_cfg cfg = {.dconv = (dconv_mode & 2) != 0, .ctx = (int)context,
-		                        .rewrite = rewrite, .depth = (int)dconv_depth,
-		                        .comp = (int)dconv_comp, .lstm = k >= dconv_lstm,
+		struct layer_cfg cfg = {.dconv = (dconv_mode & 2) != 0,
+		                        .ctx = (int)context,
+		                        .rewrite = rewrite,
+		                        .depth = (int)dconv_depth,
+		                        .comp = (int)dconv_comp,
+		                        .lstm = k >= dconv_lstm,
 		                        .attn = k >= dconv_attn};
 		struct hlayer t = m->tdec[k];
 		snprintf(n, sizeof n, "tdecoder.%d", m->kc - k);
@@ -519,10 +547,7 @@ void nn_hdemucs_free(struct nn_hdemucs *m)
 	free(m);
 }
 
-const struct nn_htdemucs_info *nn_hdemucs_info(const struct nn_hdemucs *m)
-{
-	return &m->info;
-}
+const struct nn_htdemucs_info *nn_hdemucs_info(const struct nn_hdemucs *m) { return &m->info; }
 
 /* ---------------------------------------------------------------------------------- */
 /* Kernels.                                                                           */
@@ -542,8 +567,8 @@ static void groupnorm(float *x, int c, size_t n, int groups, const float *w, con
 }
 
 /* y (cout, t) = w (cout, cin) x (cin, t) + b, x channels ldx apart. */
-static void conv1x1(const float *w, const float *b, int cin, int cout, const float *x,
-                    size_t ldx, int t, float *y)
+static void conv1x1(const float *w, const float *b, int cin, int cout, const float *x, size_t ldx,
+                    int t, float *y)
 {
 	for (int c = 0; c < cout; c++)
 		for (int i = 0; i < t; i++)
@@ -551,10 +576,7 @@ static void conv1x1(const float *w, const float *b, int cin, int cout, const flo
 	nn_gemm(false, false, cout, t, cin, 1.0f, w, cin, x, (int)ldx, 1.0f, y, t);
 }
 
-static float sigm(float v)
-{
-	return 1.0f / (1.0f + expf(-v));
-}
+static float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 /* One direction of one layer of the BLSTM below: in (N, din) -> its half of out (N, 2H). */
 struct lstm_dir {
@@ -588,7 +610,8 @@ static void lstm_dir_part(void *arg, int dir, struct nn_ws *ws)
 	for (int s = 0; s < width; s++) {
 		int j = dir ? width - 1 - s : s;
 		for (int f = 0; f < nfr; f++)
-			memcpy(gs + (size_t)f * G, g + ((size_t)f * width + j) * G, (size_t)G * sizeof *gs);
+			memcpy(gs + (size_t)f * G, g + ((size_t)f * width + j) * G,
+			       (size_t)G * sizeof *gs);
 		nn_gemm(false, true, nfr, G, H, 1.0f, hs, H, w->whh[layer][dir], H, 1.0f, gs, G);
 		for (int f = 0; f < nfr; f++) {
 			const float *gr = gs + (size_t)f * G;
@@ -606,8 +629,7 @@ static void lstm_dir_part(void *arg, int dir, struct nn_ws *ws)
 }
 
 /* BLSTM(dim=H, layers=2, max_steps=200, skip=True) in place on x (H, t), channels ld apart. */
-static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x, int t,
-                      size_t ld)
+static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x, int t, size_t ld)
 {
 	int framed = t > LSTM_MAX_STEPS;
 	int width = framed ? LSTM_MAX_STEPS : t, fs = LSTM_MAX_STEPS / 2;
@@ -628,8 +650,14 @@ static void blstm_run(struct nn_ws *ws, const struct lstm_w *w, int H, float *x,
 	for (int layer = 0; layer < 2; layer++) {
 		/* The two directions are independent (each writes its half of every output row):
 		 * parts of a team. */
-		struct lstm_dir a = {.w = w, .H = H, .layer = layer, .width = width, .nfr = nfr,
-		                     .N = N, .in = in, .out = out};
+		struct lstm_dir a = {.w = w,
+		                     .H = H,
+		                     .layer = layer,
+		                     .width = width,
+		                     .nfr = nfr,
+		                     .N = N,
+		                     .in = in,
+		                     .out = out};
 		nn_team_parts(ws, 2, lstm_dir_part, &a);
 		float *tmp = in;
 		in = out;
@@ -728,8 +756,18 @@ static void dconv_layer_seq(struct nn_ws *ws, const struct dconv *dc, int d, flo
 	float *z = nn_ws_floats(ws, (size_t)2 * ch * t);
 	if (!h || !z)
 		return;
-	struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1, .kw = 3,
-	                     .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1, .dw = dil};
+	struct nn_conv c1 = {.w = w->c1w,
+	                     .b = w->c1b,
+	                     .cin = ch,
+	                     .cout = hid,
+	                     .kh = 1,
+	                     .kw = 3,
+	                     .sh = 1,
+	                     .sw = 1,
+	                     .ph = 0,
+	                     .pw = dil,
+	                     .dh = 1,
+	                     .dw = dil};
 	nn_conv2d(ws, &c1, x, 1, t, ld, h, 1, t, (size_t)t);
 	nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, GN_EPS);
 	nn_gelu(h, (size_t)hid * t);
@@ -746,8 +784,8 @@ static void dconv_layer_seq(struct nn_ws *ws, const struct dconv *dc, int d, flo
 }
 
 /* DConv in place on x (ch, rows, t), channel stride ld; it runs along t, per row. */
-static void dconv_run(struct nn_ws *ws, const struct dconv *dc, float *x, int ch, int rows,
-                      int t, size_t ld)
+static void dconv_run(struct nn_ws *ws, const struct dconv *dc, float *x, int ch, int rows, int t,
+                      size_t ld)
 {
 	if (!dc->n)
 		return;
@@ -794,9 +832,9 @@ static void cng_part(void *arg, int part, struct nn_ws *ws)
 /* dst (cout/2, ho, wo) = GLU(norm(conv(src))). Without GroupNorm the conv runs in row
  * tiles (shared by a team); with it the whole output is needed for the statistics. src
  * may equal dst only for a pointwise conv. */
-static void conv_norm_glu(struct nn_ws *ws, const struct nn_conv *c, int groups,
-                          const float *gw, const float *gb, const float *src, int h, int w,
-                          size_t lds, float *dst, int ho, int wo, size_t ldd)
+static void conv_norm_glu(struct nn_ws *ws, const struct nn_conv *c, int groups, const float *gw,
+                          const float *gb, const float *src, int h, int w, size_t lds, float *dst,
+                          int ho, int wo, size_t ldd)
 {
 	size_t per_row = (size_t)c->cout * wo;
 	int rows = groups ? ho : (int)(NN_OPS_TILE_FLOATS / per_row);
@@ -804,8 +842,19 @@ static void conv_norm_glu(struct nn_ws *ws, const struct nn_conv *c, int groups,
 		rows = 1;
 	if (rows > ho)
 		rows = ho;
-	struct cng a = {.c = c, .groups = groups, .gw = gw, .gb = gb, .src = src, .h = h, .w = w,
-	                .lds = lds, .dst = dst, .ho = ho, .wo = wo, .ldd = ldd, .rows = rows};
+	struct cng a = {.c = c,
+	                .groups = groups,
+	                .gw = gw,
+	                .gb = gb,
+	                .src = src,
+	                .h = h,
+	                .w = w,
+	                .lds = lds,
+	                .dst = dst,
+	                .ho = ho,
+	                .wo = wo,
+	                .ldd = ldd,
+	                .rows = rows};
 	nn_team_parts(ws, (ho + rows - 1) / rows, cng_part, &a);
 }
 
@@ -815,8 +864,17 @@ static void conv_norm_glu(struct nn_ws *ws, const struct nn_conv *c, int groups,
 static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, int h, int w,
                     float *y, int ho, const float *inject)
 {
-	struct nn_conv c = {.w = l->w, .b = l->b, .cin = l->chin, .cout = l->chout, .kh = l->ker,
-	                    .kw = 1, .sh = l->stride, .sw = 1, .ph = l->pad, .pw = 0, .dh = 1,
+	struct nn_conv c = {.w = l->w,
+	                    .b = l->b,
+	                    .cin = l->chin,
+	                    .cout = l->chout,
+	                    .kh = l->ker,
+	                    .kw = 1,
+	                    .sh = l->stride,
+	                    .sw = 1,
+	                    .ph = l->pad,
+	                    .pw = 0,
+	                    .dh = 1,
 	                    .dw = 1};
 	size_t plane = (size_t)ho * w;
 	nn_conv2d(ws, &c, x, h, w, (size_t)h * w, y, ho, w, plane);
@@ -826,7 +884,8 @@ static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, in
 		for (int co = 0; co < l->chout; co++)
 			for (int r = 0; r < ho; r++)
 				for (int j = 0; j < w; j++)
-					y[(size_t)co * plane + (size_t)r * w + j] += inject[(size_t)co * w + j];
+					y[(size_t)co * plane + (size_t)r * w + j] +=
+						inject[(size_t)co * w + j];
 	if (l->groups)
 		groupnorm(y, l->chout, plane, l->groups, l->n1w, l->n1b);
 	nn_gelu(y, (size_t)l->chout * plane);
@@ -837,9 +896,18 @@ static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, in
 	if (!l->rw)
 		return;
 	int ctx = l->rk / 2;
-	struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chout, .cout = 2 * l->chout,
-	                    .kh = l->rk, .kw = l->freq ? l->rk : 1, .sh = 1, .sw = 1, .ph = ctx,
-	                    .pw = l->freq ? ctx : 0, .dh = 1, .dw = 1};
+	struct nn_conv r = {.w = l->rw,
+	                    .b = l->rb,
+	                    .cin = l->chout,
+	                    .cout = 2 * l->chout,
+	                    .kh = l->rk,
+	                    .kw = l->freq ? l->rk : 1,
+	                    .sh = 1,
+	                    .sw = 1,
+	                    .ph = ctx,
+	                    .pw = l->freq ? ctx : 0,
+	                    .dh = 1,
+	                    .dw = 1};
 	if (ctx == 0 && !l->groups) {
 		conv_norm_glu(ws, &r, 0, NULL, NULL, y, ho, w, plane, y, ho, w, plane);
 	} else {
@@ -847,7 +915,8 @@ static void enc_run(struct nn_ws *ws, const struct hlayer *l, const float *x, in
 		float *copy = nn_ws_copy(ws, y, (size_t)l->chout * plane);
 		if (!copy)
 			return;
-		conv_norm_glu(ws, &r, l->groups, l->n2w, l->n2b, copy, ho, w, plane, y, ho, w, plane);
+		conv_norm_glu(ws, &r, l->groups, l->n2w, l->n2b, copy, ho, w, plane, y, ho, w,
+		              plane);
 		nn_ws_release(ws, mark);
 	}
 }
@@ -861,9 +930,18 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 {
 	size_t plane = (size_t)h * w, oplane = (size_t)hout * w;
 	int ctx = l->rk / 2;
-	struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chin, .cout = 2 * l->chin,
-	                    .kh = l->rk, .kw = l->freq ? l->rk : 1, .sh = 1, .sw = 1, .ph = ctx,
-	                    .pw = l->freq ? ctx : 0, .dh = 1, .dw = 1};
+	struct nn_conv r = {.w = l->rw,
+	                    .b = l->rb,
+	                    .cin = l->chin,
+	                    .cout = 2 * l->chin,
+	                    .kh = l->rk,
+	                    .kw = l->freq ? l->rk : 1,
+	                    .sh = 1,
+	                    .sw = 1,
+	                    .ph = ctx,
+	                    .pw = l->freq ? ctx : 0,
+	                    .dh = 1,
+	                    .dw = 1};
 	size_t mark = nn_ws_mark(ws);
 	if ((l->freq || !l->dc.n) && !l->groups && !pre && !l->empty) {
 		/* Row tiles (frequency rows, or stretches of samples for a time layer without
@@ -888,12 +966,13 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 				nn_ws_release(ws, m2);
 			} else {
 				for (int c = 0; c < l->chin; c++)
-					memcpy(y + (size_t)c * n, k + (size_t)c * plane + (size_t)r0 * w,
+					memcpy(y + (size_t)c * n,
+					       k + (size_t)c * plane + (size_t)r0 * w,
 					       n * sizeof *y);
 			}
 			dconv_run(ws, &l->dc, y, l->chin, r1 - r0, w, n);
-			nn_convtr_h_rows(ws, l->w, l->chin, l->chout, l->ker, l->stride, l->pad, y, n, r0,
-			                 r1 - r0, w, z, hout);
+			nn_convtr_h_rows(ws, l->w, l->chin, l->chout, l->ker, l->stride, l->pad, y,
+			                 n, r0, r1 - r0, w, z, hout);
 		}
 	} else {
 		const float *y = k;
@@ -902,8 +981,8 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 			if (!yb)
 				return;
 			if (l->rw)
-				conv_norm_glu(ws, &r, l->groups, l->n1w, l->n1b, k, h, w, plane, yb, h, w,
-				              plane);
+				conv_norm_glu(ws, &r, l->groups, l->n1w, l->n1b, k, h, w, plane, yb,
+				              h, w, plane);
 			else
 				memcpy(yb, k, (size_t)l->chin * plane * sizeof *yb);
 			if (l->freq)
@@ -920,15 +999,16 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 			float *full = nn_ws_floats(ws, (size_t)l->chout * fplane);
 			if (!full)
 				return;
-			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, 0, y, h, w, full,
-			            hfull);
+			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, 0, y, h,
+			            w, full, hfull);
 			groupnorm(full, l->chout, fplane, l->groups, l->n2w, l->n2b);
 			for (int co = 0; co < l->chout; co++)
-				memcpy(z + (size_t)co * oplane, full + (size_t)co * fplane + (size_t)l->pad * w,
+				memcpy(z + (size_t)co * oplane,
+				       full + (size_t)co * fplane + (size_t)l->pad * w,
 				       oplane * sizeof *z);
 		} else {
-			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, l->pad, y, h, w,
-			            z, hout);
+			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, l->pad, y,
+			            h, w, z, hout);
 		}
 	}
 	if (!last)
@@ -1006,8 +1086,8 @@ static void add_to(float *dst, const float *src, size_t n)
 /* The network's frequency input (cin planes of fz[0] x T): the mixture's spectrogram, as
  * re/im channels (CaC) or magnitudes, standardised; its mean and std come back for the
  * output. 0 or SFA_ENOMEM. */
-static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float *mix, int L,
-                      int T, float *xf, double *mean, double *std)
+static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float *mix, int L, int T,
+                      float *xf, double *mean, double *std)
 {
 	int C = m->info.audio_channels, cin = m->cac ? 2 * C : C;
 	size_t fplane = (size_t)m->fz[0] * T;
@@ -1031,12 +1111,21 @@ static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float 
  * (nn_hdemucs_build refuses GroupNorm or a wider rewrite there), so the level can run in
  * row tiles; the tiles are always the same (enc0_tile_rows), hence the same bits whether
  * it runs for the encoder or again for the decoder. */
-static void enc0_rows(struct nn_ws *ws, const struct nn_hdemucs *m, const float *xf, int T,
-                      int r0, int r1, float *dst, size_t ldd)
+static void enc0_rows(struct nn_ws *ws, const struct nn_hdemucs *m, const float *xf, int T, int r0,
+                      int r1, float *dst, size_t ldd)
 {
 	const struct hlayer *l = &m->enc[0];
-	struct nn_conv c = {.w = l->w, .b = l->b, .cin = l->chin, .cout = l->chout, .kh = l->ker,
-	                    .kw = 1, .sh = l->stride, .sw = 1, .ph = l->pad, .pw = 0, .dh = 1,
+	struct nn_conv c = {.w = l->w,
+	                    .b = l->b,
+	                    .cin = l->chin,
+	                    .cout = l->chout,
+	                    .kh = l->ker,
+	                    .kw = 1,
+	                    .sh = l->stride,
+	                    .sw = 1,
+	                    .ph = l->pad,
+	                    .pw = 0,
+	                    .dh = 1,
 	                    .dw = 1};
 	int nr = r1 - r0;
 	size_t n = (size_t)nr * T;
@@ -1045,8 +1134,16 @@ static void enc0_rows(struct nn_ws *ws, const struct nn_hdemucs *m, const float 
 		nn_gelu(dst + (size_t)co * ldd, n);
 	dconv_run(ws, &l->dc, dst, l->chout, nr, T, ldd);
 	if (l->rw) {
-		struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chout, .cout = 2 * l->chout,
-		                    .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv r = {.w = l->rw,
+		                    .b = l->rb,
+		                    .cin = l->chout,
+		                    .cout = 2 * l->chout,
+		                    .kh = 1,
+		                    .kw = 1,
+		                    .sh = 1,
+		                    .sw = 1,
+		                    .dh = 1,
+		                    .dw = 1};
 		conv_norm_glu(ws, &r, 0, NULL, NULL, dst, nr, T, ldd, dst, nr, T, ldd);
 	}
 }
@@ -1131,8 +1228,8 @@ static void dec0_source(void *arg, int s, struct nn_ws *ws)
 	}
 	/* The source's slice of the (chin, chout * ker) weights. */
 	for (int ci = 0; ci < d0->chin; ci++)
-		memcpy(wsub + (size_t)ci * wrow, d0->w + (size_t)ci * d0->chout * d0->ker + s * wrow,
-		       wrow * sizeof *wsub);
+		memcpy(wsub + (size_t)ci * wrow,
+		       d0->w + (size_t)ci * d0->chout * d0->ker + s * wrow, wrow * sizeof *wsub);
 	nn_convtr_h(ws, wsub, d0->b + (size_t)s * cs, d0->chin, cs, d0->ker, d0->stride, d0->pad,
 	            a->y, m->fz[1], T, zs, m->fz[0]);
 	if (a->dbg_dec)
@@ -1158,7 +1255,8 @@ static void dec0_source(void *arg, int s, struct nn_ws *ws)
 		nn_stft_ispec_ex(m->stft, ws, re, im, T, L, m->hybrid_old, audio);
 		float *o = a->out + (size_t)(s * C + c) * L;
 		if (a->dbg_istft)
-			memcpy(a->dbg_istft + (size_t)(s * C + c) * L, audio, (size_t)L * sizeof *audio);
+			memcpy(a->dbg_istft + (size_t)(s * C + c) * L, audio,
+			       (size_t)L * sizeof *audio);
 		for (int i = 0; i < L; i++)
 			o[i] = audio[i] + o[i];
 	}
@@ -1170,12 +1268,12 @@ done:
 
 /* A layer boundary: stop when the workspace ran out or a cancel came. */
 #define CHECK_LAYER() NN_TRY(rc, nn_layer_status(ws, cancel), out)
-#define BIG(p, n)                                                                            \
-	do {                                                                                     \
-		if (!((p) = big_new(n))) {                                                           \
-			rc = SFA_ENOMEM;                                                                 \
-			goto out;                                                                        \
-		}                                                                                    \
+#define BIG(p, n)                          \
+	do {                               \
+		if (!((p) = big_new(n))) { \
+			rc = SFA_ENOMEM;   \
+			goto out;          \
+		}                          \
 	} while (0)
 
 /* The order of the forward pass is chosen for memory (mdx_extra, 44 s segment, in MiB):
@@ -1230,12 +1328,14 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		const float *inject = NULL;
 		if (k < kc) {
 			BIG(tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
-			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, tskip[k], sh.lt[k + 1], NULL);
+			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, tskip[k], sh.lt[k + 1],
+			        NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
 			nn_debug_hook(name, tskip[k], (size_t)m->ct[k + 1] * sh.lt[k + 1]);
 		} else if (k == kc) {
 			BIG(inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
-			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, inj, sh.lt[k + 1], NULL);
+			enc_run(ws, &m->tenc[k], tskip[k - 1], sh.lt[k], 1, inj, sh.lt[k + 1],
+			        NULL);
 			snprintf(name, sizeof name, "tenc%d_out", k);
 			nn_debug_hook(name, inj, (size_t)m->tenc[k].chout * sh.lt[k + 1]);
 			inject = inj;
@@ -1243,9 +1343,11 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		size_t plane = (size_t)m->fz[k + 1] * sh.w[k + 1];
 		BIG(skip[k], (size_t)m->cz[k + 1] * plane);
 		if (k <= kc)
-			enc_run(ws, &m->enc[k], skip[k - 1], m->fz[k], T, skip[k], m->fz[k + 1], inject);
+			enc_run(ws, &m->enc[k], skip[k - 1], m->fz[k], T, skip[k], m->fz[k + 1],
+			        inject);
 		else
-			enc_run(ws, &m->enc[k], skip[k - 1], sh.w[k], 1, skip[k], sh.w[k + 1], NULL);
+			enc_run(ws, &m->enc[k], skip[k - 1], sh.w[k], 1, skip[k], sh.w[k + 1],
+			        NULL);
 		snprintf(name, sizeof name, "enc%d_out", k);
 		nn_debug_hook(name, skip[k], (size_t)m->cz[k + 1] * plane);
 		big_free(&inj);
@@ -1337,10 +1439,20 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	BIG(y, (size_t)d0->chin * plane1);
 	if (d0->rw) {
 		int ctx = d0->rk / 2;
-		struct nn_conv r = {.w = d0->rw, .b = d0->rb, .cin = d0->chin, .cout = 2 * d0->chin,
-		                    .kh = d0->rk, .kw = d0->rk, .sh = 1, .sw = 1, .ph = ctx,
-		                    .pw = ctx, .dh = 1, .dw = 1};
-		conv_norm_glu(ws, &r, 0, NULL, NULL, zf, m->fz[1], T, plane1, y, m->fz[1], T, plane1);
+		struct nn_conv r = {.w = d0->rw,
+		                    .b = d0->rb,
+		                    .cin = d0->chin,
+		                    .cout = 2 * d0->chin,
+		                    .kh = d0->rk,
+		                    .kw = d0->rk,
+		                    .sh = 1,
+		                    .sw = 1,
+		                    .ph = ctx,
+		                    .pw = ctx,
+		                    .dh = 1,
+		                    .dw = 1};
+		conv_norm_glu(ws, &r, 0, NULL, NULL, zf, m->fz[1], T, plane1, y, m->fz[1], T,
+		              plane1);
 	} else {
 		memcpy(y, zf, (size_t)d0->chin * plane1 * sizeof *y);
 	}
@@ -1352,14 +1464,22 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 		BIG(zm, (size_t)2 * C * fplane);
 		for (int c = 0; c < C; c++)
 			nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old,
-			                zm + (size_t)(2 * c) * fplane, zm + (size_t)(2 * c + 1) * fplane);
+			                zm + (size_t)(2 * c) * fplane,
+			                zm + (size_t)(2 * c + 1) * fplane);
 	}
 	if (nn_htdemucs_debug_hook) {
 		BIG(dbg_dec, (size_t)S * cs * fplane);
 		BIG(dbg_istft, (size_t)S * C * L);
 	}
-	struct dec0_job dj = {.m = m, .y = y, .zm = zm, .out = out, .T = T, .L = L,
-	                      .fmean = fmean, .fstd = fstd, .dbg_dec = dbg_dec,
+	struct dec0_job dj = {.m = m,
+	                      .y = y,
+	                      .zm = zm,
+	                      .out = out,
+	                      .T = T,
+	                      .L = L,
+	                      .fmean = fmean,
+	                      .fstd = fstd,
+	                      .dbg_dec = dbg_dec,
 	                      .dbg_istft = dbg_istft};
 	nn_team_parts(ws, S, dec0_source, &dj);
 	CHECK_LAYER();

@@ -157,16 +157,16 @@ static void bind_tlayer(struct nn_binder *bd, struct tlayer_w *w, const char *pr
 }
 
 /* Refuses a kwarg whose value differs from the only one this engine implements. */
-static int require_bool(const struct nn_ckpt *c, const char *key, bool def, bool want,
-                        char *err, size_t n_err)
+static int require_bool(const struct nn_ckpt *c, const char *key, bool def, bool want, char *err,
+                        size_t n_err)
 {
 	bool v;
 	int rc = nn_kw_bool(c, key, def, &v, err, n_err);
 	if (rc)
 		return rc;
 	if (v != want)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs option %s=%s is not supported", key,
-		               v ? "True" : "False");
+		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs option %s=%s is not supported",
+		               key, v ? "True" : "False");
 	return 0;
 }
 
@@ -178,11 +178,10 @@ static int require_int(const struct nn_ckpt *c, const char *key, long def, long 
 	if (rc)
 		return rc;
 	if (v != want)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs option %s=%ld is not supported", key,
-		               v);
+		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs option %s=%ld is not supported",
+		               key, v);
 	return 0;
 }
-
 
 int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err, size_t n_err)
 {
@@ -197,8 +196,8 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	struct nn_htdemucs_info *info = &m->info;
 	int rc;
 	long audio_channels, channels, growth, nfft, depth, kernel, stride, context, context_enc,
-		norm_starts, dconv_mode, dconv_depth, dconv_comp, bottom, t_layers, t_heads, samplerate,
-		t_sin_shift;
+		norm_starts, dconv_mode, dconv_depth, dconv_comp, bottom, t_layers, t_heads,
+		samplerate, t_sin_shift;
 	double freq_emb, emb_scale, t_hidden_scale, t_max_period, t_weight_pos;
 	bool rewrite, cac, t_cross_first;
 	const char *t_emb;
@@ -258,22 +257,24 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	}
 	if (mf && !((mf->type == NN_PK_LIST || mf->type == NN_PK_TUPLE) && mf->u.seq.n == 0) &&
 	    mf->type != NN_PK_NONE) {
-		rc = sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs option multi_freqs is not supported");
+		rc = sfa_err(err, n_err, SFA_EUNSUPP,
+		             "HTDemucs option multi_freqs is not supported");
 		goto fail;
 	}
 	if (ch_time && ch_time->type != NN_PK_NONE &&
 	    !(ch_time->type == NN_PK_INT && ch_time->u.i == channels)) {
-		rc = sfa_err(err, n_err, SFA_EUNSUPP,
-		             "HTDemucs option channels_time different from channels is not supported");
+		rc = sfa_err(
+			err, n_err, SFA_EUNSUPP,
+			"HTDemucs option channels_time different from channels is not supported");
 		goto fail;
 	}
 	if (audio_channels < 1 || audio_channels > 8 || channels < 1 || channels > 4096 ||
-	    growth < 1 || growth > 8 || depth < 1 || depth > MAX_DEPTH || kernel < 2 || kernel > 64 ||
-	    stride < 1 || stride > kernel || context < 0 || context > 8 || context_enc < 0 ||
-	    context_enc > 8 || dconv_depth < 0 || dconv_depth > MAX_DCONV || dconv_comp < 1 ||
-	    bottom < 0 || bottom > 8192 || t_layers < 0 || t_layers > MAX_TLAYERS || t_heads < 1 ||
-	    samplerate < 1000 || samplerate > 384000 || (dconv_mode & ~3L) || nfft < 16 ||
-	    nfft > 65536 || (nfft & (nfft - 1))) {
+	    growth < 1 || growth > 8 || depth < 1 || depth > MAX_DEPTH || kernel < 2 ||
+	    kernel > 64 || stride < 1 || stride > kernel || context < 0 || context > 8 ||
+	    context_enc < 0 || context_enc > 8 || dconv_depth < 0 || dconv_depth > MAX_DCONV ||
+	    dconv_comp < 1 || bottom < 0 || bottom > 8192 || t_layers < 0 ||
+	    t_layers > MAX_TLAYERS || t_heads < 1 || samplerate < 1000 || samplerate > 384000 ||
+	    (dconv_mode & ~3L) || nfft < 16 || nfft > 65536 || (nfft & (nfft - 1))) {
 		rc = sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs hyper-parameters out of range");
 		goto fail;
 	}
@@ -286,7 +287,8 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	}
 	info->audio_channels = (int)audio_channels;
 	info->samplerate = (int)samplerate;
-	if ((rc = nn_net_read_sources(ckpt, info, err, n_err)) || (rc = nn_net_read_segment(ckpt, info, err, n_err)))
+	if ((rc = nn_net_read_sources(ckpt, info, err, n_err)) ||
+	    (rc = nn_net_read_segment(ckpt, info, err, n_err)))
 		goto fail;
 	m->nfft = (int)nfft;
 	m->depth = (int)depth;
@@ -311,17 +313,19 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	long chout = channels, chout_z = channels;
 	for (int k = 0; k < depth; k++) {
 		if (m->fz[k] <= kernel) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP,
-			             "HTDemucs depth %ld collapses the frequency axis (not supported)",
-			             depth);
+			rc = sfa_err(
+				err, n_err, SFA_EUNSUPP,
+				"HTDemucs depth %ld collapses the frequency axis (not supported)",
+				depth);
 			goto fail;
 		}
 		m->fz[k + 1] = nn_conv_out(m->fz[k], (int)kernel, (int)stride, (int)kernel / 4, 1);
 		if ((m->fz[k + 1] - 1) * stride + kernel - 2 * (kernel / 4) != m->fz[k] ||
 		    chout_z > 65536) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP,
-			             "HTDemucs frequency sizes do not round-trip (nfft %ld, stride %ld)",
-			             nfft, stride);
+			rc = sfa_err(
+				err, n_err, SFA_EUNSUPP,
+				"HTDemucs frequency sizes do not round-trip (nfft %ld, stride %ld)",
+				nfft, stride);
 			goto fail;
 		}
 		m->cz[k + 1] = (int)chout_z;
@@ -337,8 +341,8 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 	m->dim = bottom ? (int)bottom : m->cz[depth];
 	m->hidden = (int)(m->dim * t_hidden_scale);
 	if (m->dim % m->heads || m->dim % 4 || m->hidden < 1 || m->hidden > 65536) {
-		rc = sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs transformer width %d is not supported",
-		             m->dim);
+		rc = sfa_err(err, n_err, SFA_EUNSUPP,
+		             "HTDemucs transformer width %d is not supported", m->dim);
 		goto fail;
 	}
 
@@ -351,8 +355,12 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		/* Frequency encoder k: Conv2d (k,1) then rewrite. */
 		struct layer_w *e = &m->enc[k];
 		int ci = m->cz[k], co = m->cz[k + 1];
-		*e = (struct layer_w){.chin = ci, .chout = co, .ker = (int)kernel, .stride = (int)stride,
-		                      .pad = pad, .rk = rk};
+		*e = (struct layer_w){.chin = ci,
+		                      .chout = co,
+		                      .ker = (int)kernel,
+		                      .stride = (int)stride,
+		                      .pad = pad,
+		                      .rk = rk};
 		snprintf(n, sizeof n, "encoder.%d.conv.weight", k);
 		e->w = NN_BIND(&bd, n, co, ci, kernel, 1);
 		snprintf(n, sizeof n, "encoder.%d.conv.bias", k);
@@ -371,8 +379,12 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		struct layer_w *te = &m->tenc[k];
 		ci = m->ct[k];
 		co = m->ct[k + 1];
-		*te = (struct layer_w){.chin = ci, .chout = co, .ker = (int)kernel,
-		                       .stride = (int)stride, .pad = pad, .rk = rk};
+		*te = (struct layer_w){.chin = ci,
+		                       .chout = co,
+		                       .ker = (int)kernel,
+		                       .stride = (int)stride,
+		                       .pad = pad,
+		                       .rk = rk};
 		snprintf(n, sizeof n, "tencoder.%d.conv.weight", k);
 		te->w = NN_BIND(&bd, n, co, ci, kernel);
 		snprintf(n, sizeof n, "tencoder.%d.conv.bias", k);
@@ -392,8 +404,12 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		int rkd = 1 + 2 * (int)context;
 		struct layer_w *d = &m->dec[k];
 		int chl = m->cz[k + 1], cod = k == 0 ? S * C * 2 : m->cz[k];
-		*d = (struct layer_w){.chin = chl, .chout = cod, .ker = (int)kernel,
-		                      .stride = (int)stride, .pad = pad, .rk = rkd};
+		*d = (struct layer_w){.chin = chl,
+		                      .chout = cod,
+		                      .ker = (int)kernel,
+		                      .stride = (int)stride,
+		                      .pad = pad,
+		                      .rk = rkd};
 		snprintf(n, sizeof n, "decoder.%d.conv_tr.weight", di);
 		d->w = NN_BIND(&bd, n, chl, cod, kernel, 1);
 		snprintf(n, sizeof n, "decoder.%d.conv_tr.bias", di);
@@ -411,8 +427,12 @@ int nn_htdemucs_build(struct nn_ckpt *ckpt, struct nn_htdemucs **out, char *err,
 		struct layer_w *td = &m->tdec[k];
 		chl = m->ct[k + 1];
 		cod = k == 0 ? S * C : m->ct[k];
-		*td = (struct layer_w){.chin = chl, .chout = cod, .ker = (int)kernel,
-		                       .stride = (int)stride, .pad = pad, .rk = rkd};
+		*td = (struct layer_w){.chin = chl,
+		                       .chout = cod,
+		                       .ker = (int)kernel,
+		                       .stride = (int)stride,
+		                       .pad = pad,
+		                       .rk = rkd};
 		snprintf(n, sizeof n, "tdecoder.%d.conv_tr.weight", di);
 		td->w = NN_BIND(&bd, n, chl, cod, kernel);
 		snprintf(n, sizeof n, "tdecoder.%d.conv_tr.bias", di);
@@ -480,23 +500,21 @@ void nn_htdemucs_free(struct nn_htdemucs *m)
 	free(m);
 }
 
-const struct nn_htdemucs_info *nn_htdemucs_info(const struct nn_htdemucs *m)
-{
-	return &m->info;
-}
+const struct nn_htdemucs_info *nn_htdemucs_info(const struct nn_htdemucs *m) { return &m->info; }
 
 /* ---------------------------------------------------------------------------------- */
 /* Forward pass.                                                                      */
 
-static void dconv_run(struct nn_ws *ws, const struct layer_w *l, float *x, int ch, int rows,
-                      int t, size_t ld)
+static void dconv_run(struct nn_ws *ws, const struct layer_w *l, float *x, int ch, int rows, int t,
+                      size_t ld)
 {
 	if (!l->n_dconv)
 		return;
 	if (rows == 1)
 		nn_dconv_long(ws, l->dconv, l->n_dconv, l->dconv_hidden, x, ch, t, GN_EPS);
 	else
-		nn_dconv_rows(ws, l->dconv, l->n_dconv, l->dconv_hidden, x, ch, rows, t, ld, GN_EPS);
+		nn_dconv_rows(ws, l->dconv, l->n_dconv, l->dconv_hidden, x, ch, rows, t, ld,
+		              GN_EPS);
 }
 
 /* dst (ch, ho, wo) = GLU(conv(src)) for a conv with 2*ch outputs, in row tiles. src may
@@ -529,12 +547,21 @@ static void conv_glu(struct nn_ws *ws, const struct nn_conv *c, const float *src
 /* Encoder layer (HEncLayer without norm/inject). x (chin, h, w) -> y (chout, ho, w).
  * freq: conv along h with kernel (ker, 1) over (chin, F, T); time: (chin, L) viewed as
  * (chin, L, 1), so every time-branch conv also runs along h and tiles by rows. */
-static void encoder_run(struct nn_ws *ws, const struct layer_w *l, int freq, const float *x,
-                        int h, int w, float *y, int ho)
+static void encoder_run(struct nn_ws *ws, const struct layer_w *l, int freq, const float *x, int h,
+                        int w, float *y, int ho)
 {
 	int wo = w;
-	struct nn_conv c = {.w = l->w, .b = l->b, .cin = l->chin, .cout = l->chout, .kh = l->ker,
-	                    .kw = 1, .sh = l->stride, .sw = 1, .ph = l->pad, .pw = 0, .dh = 1,
+	struct nn_conv c = {.w = l->w,
+	                    .b = l->b,
+	                    .cin = l->chin,
+	                    .cout = l->chout,
+	                    .kh = l->ker,
+	                    .kw = 1,
+	                    .sh = l->stride,
+	                    .sw = 1,
+	                    .ph = l->pad,
+	                    .pw = 0,
+	                    .dh = 1,
 	                    .dw = 1};
 	size_t plane = (size_t)ho * wo;
 	nn_conv2d(ws, &c, x, h, w, (size_t)h * w, y, ho, wo, plane);
@@ -547,9 +574,18 @@ static void encoder_run(struct nn_ws *ws, const struct layer_w *l, int freq, con
 	if (!l->rw)
 		return;
 	int ctx = l->rk / 2;
-	struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chout, .cout = 2 * l->chout,
-	                    .kh = l->rk, .kw = freq ? l->rk : 1, .sh = 1, .sw = 1, .ph = ctx,
-	                    .pw = freq ? ctx : 0, .dh = 1, .dw = 1};
+	struct nn_conv r = {.w = l->rw,
+	                    .b = l->rb,
+	                    .cin = l->chout,
+	                    .cout = 2 * l->chout,
+	                    .kh = l->rk,
+	                    .kw = freq ? l->rk : 1,
+	                    .sh = 1,
+	                    .sw = 1,
+	                    .ph = ctx,
+	                    .pw = freq ? ctx : 0,
+	                    .dh = 1,
+	                    .dw = 1};
 	if (ctx == 0) {
 		conv_glu(ws, &r, y, ho, wo, plane, y, ho, wo, plane);
 	} else {
@@ -569,8 +605,8 @@ enum { DEC_TILE = 1 << 20 };
  * Everything before the transposed conv is row-local (DConv runs per frequency row, the
  * rewrite only reads neighbouring rows of k), so the layer runs in row tiles and never
  * holds its whole intermediate activation. */
-static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, const float *k,
-                         int h, int w, float *z, int hout)
+static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, const float *k, int h,
+                         int w, float *z, int hout)
 {
 	size_t plane = (size_t)h * w, oplane = (size_t)hout * w;
 	nn_fill_bias(z, l->b, l->chout, oplane);
@@ -581,17 +617,26 @@ static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, co
 	if (!y || !tmp)
 		return;
 	int ctx = l->rk / 2;
-	struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chin, .cout = 2 * l->chin,
-	                    .kh = l->rk, .kw = l->rk, .sh = 1, .sw = 1, .ph = ctx, .pw = ctx,
-	                    .dh = 1, .dw = 1};
+	struct nn_conv r = {.w = l->rw,
+	                    .b = l->rb,
+	                    .cin = l->chin,
+	                    .cout = 2 * l->chin,
+	                    .kh = l->rk,
+	                    .kw = l->rk,
+	                    .sh = 1,
+	                    .sw = 1,
+	                    .ph = ctx,
+	                    .pw = ctx,
+	                    .dh = 1,
+	                    .dw = 1};
 	for (int r0 = 0; r0 < h; r0 += nr) {
 		int r1 = r0 + nr < h ? r0 + nr : h;
 		size_t n = (size_t)(r1 - r0) * w;
 		if (l->rw) {
 			nn_conv2d_rows(ws, &r, k, h, w, plane, r0, r1, w, tmp, n);
 			for (int c = 0; c < l->chin; c++)
-				nn_glu(tmp + (size_t)c * n, tmp + (size_t)(c + l->chin) * n, y + (size_t)c * n,
-				       n);
+				nn_glu(tmp + (size_t)c * n, tmp + (size_t)(c + l->chin) * n,
+				       y + (size_t)c * n, n);
 		} else {
 			for (int c = 0; c < l->chin; c++)
 				memcpy(y + (size_t)c * n, k + (size_t)c * plane + (size_t)r0 * w,
@@ -620,9 +665,18 @@ static void decoder_time(struct nn_ws *ws, const struct layer_w *l, int last, co
 			return;
 		if (l->rw) {
 			int ctx = l->rk / 2;
-			struct nn_conv r = {.w = l->rw, .b = l->rb, .cin = l->chin, .cout = 2 * l->chin,
-			                    .kh = l->rk, .kw = 1, .sh = 1, .sw = 1, .ph = ctx, .pw = 0,
-			                    .dh = 1, .dw = 1};
+			struct nn_conv r = {.w = l->rw,
+			                    .b = l->rb,
+			                    .cin = l->chin,
+			                    .cout = 2 * l->chin,
+			                    .kh = l->rk,
+			                    .kw = 1,
+			                    .sh = 1,
+			                    .sw = 1,
+			                    .ph = ctx,
+			                    .pw = 0,
+			                    .dh = 1,
+			                    .dw = 1};
 			conv_glu(ws, &r, k, len, 1, (size_t)len, yb, len, 1, (size_t)len);
 		} else {
 			memcpy(yb, k, (size_t)l->chin * len * sizeof *yb);
@@ -700,8 +754,8 @@ static void tlayer_run(struct nn_ws *ws, const struct nn_htdemucs *m, const stru
 		if (!qkv)
 			return;
 		nn_linear(y, n, dim, w->in_w, w->in_b, 3 * dim, qkv, 3 * dim);
-		nn_attention(ws, qkv, 3 * dim, n, qkv + dim, 3 * dim, qkv + 2 * dim, 3 * dim, n, dim,
-		             m->heads, a, dim);
+		nn_attention(ws, qkv, 3 * dim, n, qkv + dim, 3 * dim, qkv + 2 * dim, 3 * dim, n,
+		             dim, m->heads, a, dim);
 	} else {
 		float *q = nn_ws_floats(ws, (size_t)n * dim);
 		float *yk = nn_ws_floats(ws, (size_t)nk * dim);
@@ -780,9 +834,8 @@ static void add_pos_1d(float *x, int n, int dim, float max_period, float weight)
 
 /* Cross transformer on the bottom activations. xf (cb, fb, t) and xt (cb, lb) are read;
  * the results (cb, fb, t) and (cb, lb) go to of and ot. */
-static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
-                            const struct shapes *sh, const float *xf, const float *xt, float *of,
-                            float *ot)
+static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m, const struct shapes *sh,
+                            const float *xf, const float *xt, float *of, float *ot)
 {
 	int cb = m->cz[m->depth], fb = m->fz[m->depth], t = sh->frames, lb = sh->lt[m->depth];
 	int dim = m->dim;
@@ -794,11 +847,27 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 		float *bt = nn_ws_floats(ws, (size_t)dim * lb);
 		if (!bf || !bt)
 			return;
-		struct nn_conv up = {.w = m->up_w, .b = m->up_b, .cin = cb, .cout = dim, .kh = 1,
-		                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv up = {.w = m->up_w,
+		                     .b = m->up_b,
+		                     .cin = cb,
+		                     .cout = dim,
+		                     .kh = 1,
+		                     .kw = 1,
+		                     .sh = 1,
+		                     .sw = 1,
+		                     .dh = 1,
+		                     .dw = 1};
 		nn_conv2d(ws, &up, xf, 1, (int)nf, nf, bf, 1, (int)nf, nf);
-		struct nn_conv upt = {.w = m->upt_w, .b = m->upt_b, .cin = cb, .cout = dim, .kh = 1,
-		                      .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv upt = {.w = m->upt_w,
+		                      .b = m->upt_b,
+		                      .cin = cb,
+		                      .cout = dim,
+		                      .kh = 1,
+		                      .kw = 1,
+		                      .sh = 1,
+		                      .sw = 1,
+		                      .dh = 1,
+		                      .dw = 1};
 		nn_conv2d(ws, &upt, xt, 1, lb, (size_t)lb, bt, 1, lb, (size_t)lb);
 		nn_debug_hook("channel_upsampler_out", bf, (size_t)dim * nf);
 		nn_debug_hook("channel_upsampler_t_out", bt, (size_t)dim * lb);
@@ -817,7 +886,8 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 	for (int c = 0; c < dim; c++)
 		for (int f = 0; f < fb; f++)
 			for (int j = 0; j < t; j++)
-				x1[((size_t)j * fb + f) * dim + c] = uf[(size_t)c * nf + (size_t)f * t + j];
+				x1[((size_t)j * fb + f) * dim + c] =
+					uf[(size_t)c * nf + (size_t)f * t + j];
 	for (int c = 0; c < dim; c++)
 		for (int j = 0; j < n2; j++)
 			x2[(size_t)j * dim + c] = ut[(size_t)c * n2 + j];
@@ -846,7 +916,8 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 	for (int c = 0; c < dim; c++)
 		for (int f = 0; f < fb; f++)
 			for (int j = 0; j < t; j++)
-				old[(size_t)c * nf + (size_t)f * t + j] = x1[((size_t)j * fb + f) * dim + c];
+				old[(size_t)c * nf + (size_t)f * t + j] =
+					x1[((size_t)j * fb + f) * dim + c];
 	nn_debug_hook("transformer_out_freq", old, (size_t)dim * nf);
 	if (m->bottom) {
 		float *bt = nn_ws_floats(ws, (size_t)dim * n2);
@@ -856,11 +927,27 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 			for (int j = 0; j < n2; j++)
 				bt[(size_t)c * n2 + j] = x2[(size_t)j * dim + c];
 		nn_debug_hook("transformer_out_time", bt, (size_t)dim * n2);
-		struct nn_conv dn = {.w = m->down_w, .b = m->down_b, .cin = dim, .cout = cb, .kh = 1,
-		                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv dn = {.w = m->down_w,
+		                     .b = m->down_b,
+		                     .cin = dim,
+		                     .cout = cb,
+		                     .kh = 1,
+		                     .kw = 1,
+		                     .sh = 1,
+		                     .sw = 1,
+		                     .dh = 1,
+		                     .dw = 1};
 		nn_conv2d(ws, &dn, old, 1, (int)nf, nf, of, 1, (int)nf, nf);
-		struct nn_conv dnt = {.w = m->downt_w, .b = m->downt_b, .cin = dim, .cout = cb,
-		                      .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv dnt = {.w = m->downt_w,
+		                      .b = m->downt_b,
+		                      .cin = dim,
+		                      .cout = cb,
+		                      .kh = 1,
+		                      .kw = 1,
+		                      .sh = 1,
+		                      .sw = 1,
+		                      .dh = 1,
+		                      .dw = 1};
 		nn_conv2d(ws, &dnt, bt, 1, n2, (size_t)n2, ot, 1, n2, (size_t)n2);
 	} else {
 		memcpy(of, old, (size_t)dim * nf * sizeof *of);
@@ -877,8 +964,8 @@ static void transformer_run(struct nn_ws *ws, const struct nn_htdemucs *m,
 /* A layer boundary: stop when the workspace ran out or a cancel came. */
 #define CHECK_LAYER() NN_TRY(rc, nn_layer_status(ws, cancel), out)
 
-int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const float *mix,
-                        int len, float *out, const volatile int *cancel)
+int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const float *mix, int len,
+                        float *out, const volatile int *cancel)
 {
 	const struct nn_htdemucs_info *info = &m->info;
 	struct shapes sh;
@@ -945,7 +1032,8 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 	}
 
 	/* Bottleneck. */
-	size_t nb = (size_t)m->cz[depth] * m->fz[depth] * T, nbt = (size_t)m->ct[depth] * sh.lt[depth];
+	size_t nb = (size_t)m->cz[depth] * m->fz[depth] * T,
+	       nbt = (size_t)m->ct[depth] * sh.lt[depth];
 	float *bf = nn_ws_floats(ws, nb);
 	float *bt = nn_ws_floats(ws, nbt);
 	CHECK_LAYER();
@@ -987,7 +1075,8 @@ int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const flo
 	for (int s = 0; s < S; s++) {
 		for (int c = 0; c < C; c++) {
 			const float *re = zf + (size_t)((s * C + c) * 2) * fplane;
-			nn_stft_ispec(m->stft, ws, re, re + fplane, T, L, out + (size_t)(s * C + c) * L);
+			nn_stft_ispec(m->stft, ws, re, re + fplane, T, L,
+			              out + (size_t)(s * C + c) * L);
 		}
 	}
 	CHECK_LAYER();

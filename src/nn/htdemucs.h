@@ -45,8 +45,8 @@ const struct nn_htdemucs_info *nn_htdemucs_info(const struct nn_htdemucs *m);
  * or at a bag's segment override). out: n_sources x audio_channels planes of len samples.
  * Returns 0, SFA_EINVAL (len too short for the network), SFA_ENOMEM (workspace) or
  * SFA_ECANCELED when *cancel became non-zero (checked between layers; may be NULL). */
-int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const float *mix,
-                        int len, float *out, const volatile int *cancel);
+int nn_htdemucs_forward(const struct nn_htdemucs *m, struct nn_ws *ws, const float *mix, int len,
+                        float *out, const volatile int *cancel);
 
 /* Debugging aid for the layer-dump comparison tool: when set, called with every named
  * intermediate ("tenc0_out", "enc0_out", ..., "istft_out") in execution order. */

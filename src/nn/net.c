@@ -43,13 +43,10 @@ const struct nn_htdemucs_info *nn_net_info(const struct nn_net *n)
 	return n->hd ? nn_hdemucs_info(n->hd) : nn_htdemucs_info(n->ht);
 }
 
-bool nn_net_fixed_length(const struct nn_net *n)
-{
-	return n->hd == NULL;
-}
+bool nn_net_fixed_length(const struct nn_net *n) { return n->hd == NULL; }
 
-int nn_net_forward(const struct nn_net *n, struct nn_ws *ws, const float *mix, int len,
-                   float *out, const volatile int *cancel)
+int nn_net_forward(const struct nn_net *n, struct nn_ws *ws, const float *mix, int len, float *out,
+                   const volatile int *cancel)
 {
 	if (n->hd)
 		return nn_hdemucs_forward(n->hd, ws, mix, len, out, cancel);

@@ -29,7 +29,7 @@ void nn_net_free(struct nn_net *n);
 const struct nn_htdemucs_info *nn_net_info(const struct nn_net *n);
 /* true: forward only at info->training_length (or a bag's segment); false: any length. */
 bool nn_net_fixed_length(const struct nn_net *n);
-int nn_net_forward(const struct nn_net *n, struct nn_ws *ws, const float *mix, int len,
-                   float *out, const volatile int *cancel);
+int nn_net_forward(const struct nn_net *n, struct nn_ws *ws, const float *mix, int len, float *out,
+                   const volatile int *cancel);
 
 #endif

@@ -21,7 +21,8 @@ const float *nn_bindv(struct nn_binder *bd, const char *name, int nd, const long
 		o += (size_t)snprintf(want + o, sizeof want - o, "%s%ld", i ? ", " : "", dims[i]);
 	if (!t) {
 		bd->rc = sfa_err(bd->err, bd->n_err, SFA_EFORMAT,
-		                 "checkpoint lacks tensor '%s' (%s) that its kwargs imply", name, want);
+		                 "checkpoint lacks tensor '%s' (%s) that its kwargs imply", name,
+		                 want);
 		return NULL;
 	}
 	int ok = t->ndim == nd;
@@ -32,17 +33,15 @@ const float *nn_bindv(struct nn_binder *bd, const char *name, int nd, const long
 		for (int i = 0; i < t->ndim && o < sizeof got; i++)
 			o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
 			                      (long long)t->shape[i]);
-		bd->rc = sfa_err(bd->err, bd->n_err, SFA_EFORMAT,
-		                 "checkpoint tensor '%s' has shape (%s), the architecture needs (%s)",
-		                 name, got, want);
+		bd->rc = sfa_err(
+			bd->err, bd->n_err, SFA_EFORMAT,
+			"checkpoint tensor '%s' has shape (%s), the architecture needs (%s)", name,
+			got, want);
 		return NULL;
 	}
 	t->used = true;
 	return t->data;
 }
-
-
-
 
 int nn_net_read_sources(const struct nn_ckpt *c, struct nn_htdemucs_info *info, char *err,
                         size_t n_err)
@@ -51,24 +50,29 @@ int nn_net_read_sources(const struct nn_ckpt *c, struct nn_htdemucs_info *info, 
 	if (!src && c->args && c->args->u.seq.n >= 1)
 		src = c->args->u.seq.items[0];
 	if (c->args && c->args->u.seq.n > 1)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "HTDemucs with positional arguments beyond "
-		                                        "'sources' is not supported");
+		return sfa_err(err, n_err, SFA_EUNSUPP,
+		               "HTDemucs with positional arguments beyond "
+		               "'sources' is not supported");
 	if (!src || (src->type != NN_PK_LIST && src->type != NN_PK_TUPLE))
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwargs lack the list of sources");
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "checkpoint kwargs lack the list of sources");
 	if (src->u.seq.n < 1 || src->u.seq.n > NN_MAX_SOURCES)
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint has %zu sources (1..%d allowed)",
-		               src->u.seq.n, NN_MAX_SOURCES);
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "checkpoint has %zu sources (1..%d allowed)", src->u.seq.n,
+		               NN_MAX_SOURCES);
 	info->n_sources = (int)src->u.seq.n;
 	for (size_t i = 0; i < src->u.seq.n; i++) {
 		const struct nn_pk *s = src->u.seq.items[i];
 		if (s->type != NN_PK_STR || s->u.str.n == 0 || s->u.str.n >= NN_SOURCE_NAME_BYTES)
-			return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint source %zu has a bad name", i);
+			return sfa_err(err, n_err, SFA_EFORMAT,
+			               "checkpoint source %zu has a bad name", i);
 		for (size_t j = 0; j < s->u.str.n; j++) {
 			char ch = s->u.str.p[j];
 			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 			      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
 				return sfa_err(err, n_err, SFA_EFORMAT,
-				               "checkpoint source name '%s' has unsafe characters", s->u.str.p);
+				               "checkpoint source name '%s' has unsafe characters",
+				               s->u.str.p);
 		}
 		memcpy(info->sources[i], s->u.str.p, s->u.str.n + 1);
 	}
@@ -92,12 +96,13 @@ int nn_net_read_segment(const struct nn_ckpt *c, struct nn_htdemucs_info *info, 
 			num = (long)len;
 			den = info->samplerate;
 		} else {
-			return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint kwarg 'segment' is not usable");
+			return sfa_err(err, n_err, SFA_EFORMAT,
+			               "checkpoint kwarg 'segment' is not usable");
 		}
 	}
 	if (num <= 0 || den <= 0 || num / den > 3600)
-		return sfa_err(err, n_err, SFA_EFORMAT, "checkpoint segment %ld/%ld is out of range",
-		               num, den);
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "checkpoint segment %ld/%ld is out of range", num, den);
 	info->segment_num = num;
 	info->segment_den = den;
 	info->training_length = (int)((long long)num * info->samplerate / den);
@@ -108,10 +113,11 @@ int nn_binder_leftover(const struct nn_ckpt *c, char *err, size_t n_err)
 {
 	for (size_t i = 0; i < c->n_tensors; i++)
 		if (!c->tensors[i].used)
-			return sfa_err(err, n_err, SFA_EFORMAT,
-			               "checkpoint has tensor '%s' that the architecture in its kwargs "
-			               "does not use",
-			               c->tensors[i].name);
+			return sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"checkpoint has tensor '%s' that the architecture in its kwargs "
+				"does not use",
+				c->tensors[i].name);
 	return 0;
 }
 
@@ -170,8 +176,8 @@ int nn_tile_rows(size_t budget, size_t row_floats, int h)
 	return nr;
 }
 
-int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info,
-                struct nn_ckpt *dst, struct nn_stft **stft, char *err, size_t n_err)
+int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info, struct nn_ckpt *dst,
+                struct nn_stft **stft, char *err, size_t n_err)
 {
 	int rc = nn_stft_new(nfft, stft, err, n_err);
 	if (rc)

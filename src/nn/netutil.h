@@ -32,9 +32,9 @@ struct nn_binder {
  * dims[0..nd), else NULL (and records the first error). */
 const float *nn_bindv(struct nn_binder *bd, const char *name, int nd, const long *dims);
 
-#define NN_BIND(bd, name, ...)                                                            \
-	nn_bindv((bd), (name), (int)(sizeof((long[]){__VA_ARGS__}) / sizeof(long)),              \
-	      (long[]){__VA_ARGS__})
+#define NN_BIND(bd, name, ...)                                                      \
+	nn_bindv((bd), (name), (int)(sizeof((long[]){__VA_ARGS__}) / sizeof(long)), \
+	         (long[]){__VA_ARGS__})
 
 /* Names the first checkpoint tensor that no bind claimed: SFA_EFORMAT, or 0 if none. */
 int nn_binder_leftover(const struct nn_ckpt *c, char *err, size_t n_err);
@@ -53,17 +53,17 @@ int nn_net_read_segment(const struct nn_ckpt *c, struct nn_htdemucs_info *info, 
  * *stft (the network frees it with nn_stft_free), sets info->n_params, and takes the
  * weights into *dst (the bound pointers stay valid; *ckpt is emptied, and the network frees
  * *dst with nn_ckpt_free). On failure nothing is taken. */
-int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info,
-                struct nn_ckpt *dst, struct nn_stft **stft, char *err, size_t n_err);
+int nn_net_take(struct nn_ckpt *ckpt, int nfft, struct nn_htdemucs_info *info, struct nn_ckpt *dst,
+                struct nn_stft **stft, char *err, size_t n_err);
 /* Frees what nn_net_take gave the network. */
 void nn_net_release(struct nn_ckpt *weights, struct nn_stft *stft);
 
 /* Runs call (an int expression); when it is not 0, stores it in rc and jumps to label:
  * a builder reads its kwargs in a row and cleans up once. */
-#define NN_TRY(rc, call, label)                                                           \
-	do {                                                                                     \
-		if (((rc) = (call)) != 0)                                                            \
-			goto label;                                                                      \
+#define NN_TRY(rc, call, label)           \
+	do {                              \
+		if (((rc) = (call)) != 0) \
+			goto label;       \
 	} while (0)
 
 /* Why a forward pass must stop at this layer boundary: SFA_ENOMEM when ws ran out

@@ -50,8 +50,8 @@ static int load_net(const char *path, struct nn_net **net, char *err, size_t n_e
 	return 0;
 }
 
-int nn_model_member(const struct nn_model *m, int k, struct nn_net **net, bool *owned,
-                    char *err, size_t n_err)
+int nn_model_member(const struct nn_model *m, int k, struct nn_net **net, bool *owned, char *err,
+                    size_t n_err)
 {
 	if (m->nets[k]) {
 		*net = m->nets[k];
@@ -96,7 +96,8 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 			               "bag members disagree on sources, sample rate or channels");
 		for (int s = 0; s < mi->n_sources; s++)
 			if (strcmp(mi->sources[s], first->sources[s]) != 0)
-				return sfa_err(err, n_err, SFA_EFORMAT, "bag members disagree on sources");
+				return sfa_err(err, n_err, SFA_EFORMAT,
+				               "bag members disagree on sources");
 		double seg = (double)mi->segment_num / (double)mi->segment_den;
 		int len = mi->training_length;
 		if (spec && spec->has_segment) {
@@ -115,15 +116,16 @@ static int finish(struct nn_model *m, const struct nn_bag_spec *spec, char *err,
 			m->w[i][s] = spec && spec->has_weights ? (float)spec->weights[i][s] : 1.0f;
 	}
 	if (spec && spec->has_weights && spec->n_weight_cols != first->n_sources)
-		return sfa_err(err, n_err, SFA_EFORMAT, "bag weights have %d columns for %d sources",
-		               spec->n_weight_cols, first->n_sources);
+		return sfa_err(err, n_err, SFA_EFORMAT,
+		               "bag weights have %d columns for %d sources", spec->n_weight_cols,
+		               first->n_sources);
 	for (int s = 0; s < first->n_sources; s++) {
 		double t = 0;
 		for (int i = 0; i < m->n; i++)
 			t += m->w[i][s];
 		if (!(t > 0))
-			return sfa_err(err, n_err, SFA_EFORMAT, "bag weights give source '%s' no model",
-			               first->sources[s]);
+			return sfa_err(err, n_err, SFA_EFORMAT,
+			               "bag weights give source '%s' no model", first->sources[s]);
 		m->totals[s] = (float)t;
 	}
 	info->segment_s = m->seg_s[0];
@@ -162,10 +164,11 @@ int nn_model_load_bag(const char *dir, const struct nn_bag_spec *spec, const cha
 	for (int i = 0; i < spec->n_models; i++) {
 		char path[4096];
 		if (nn_models_find_member(dir, spec->models[i], path, sizeof path) != 0) {
-			rc = sfa_err(err, n_err, SFA_ENOTFOUND,
-			             "model '%s' needs %s.th (or %s-<hash>.th) in %s; run `sfa models "
-			             "fetch %s`",
-			             what, spec->models[i], spec->models[i], dir, what);
+			rc = sfa_err(
+				err, n_err, SFA_ENOTFOUND,
+				"model '%s' needs %s.th (or %s-<hash>.th) in %s; run `sfa models "
+				"fetch %s`",
+				what, spec->models[i], spec->models[i], dir, what);
 			goto fail;
 		}
 		if ((rc = load_net(path, &m->nets[i], err, n_err)))
@@ -217,10 +220,7 @@ void nn_model_free(struct nn_model *m)
 	free(m);
 }
 
-const struct nn_model_info *nn_model_info(const struct nn_model *m)
-{
-	return &m->info;
-}
+const struct nn_model_info *nn_model_info(const struct nn_model *m) { return &m->info; }
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -312,7 +312,8 @@ int nn_model_open(const char *spec, const char *models_dir, struct nn_model **ou
 	for (const char *p = spec; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
-			return sfa_err(err, n_err, SFA_EINVAL, "'%s' is not a valid model name", spec);
+			return sfa_err(err, n_err, SFA_EINVAL, "'%s' is not a valid model name",
+			               spec);
 	if (nn_models_find_member(dir, spec, path, sizeof path) == 0)
 		return nn_model_load(path, out, err, n_err);
 	return sfa_err(err, n_err, SFA_ENOTFOUND,

@@ -56,9 +56,9 @@ struct nn_model_info {
 	int audio_channels;                /* 2 for every release model */
 	int samplerate;                    /* 44100 */
 	int n_members;
-	double segment_s;                  /* default chunk length in seconds */
-	double max_segment_s;              /* longest chunk the networks accept */
-	size_t n_params;                   /* all members */
+	double segment_s;     /* default chunk length in seconds */
+	double max_segment_s; /* longest chunk the networks accept */
+	size_t n_params;      /* all members */
 };
 
 /* Opens `spec`: a path to a .th checkpoint or a bag .yaml (members are looked up next to
@@ -95,13 +95,13 @@ const char *nn_precision_name(enum nn_precision p);
 bool nn_bf16_supported(char *why, size_t n_why);
 
 struct nn_separate_opts {
-	int shifts;        /* random time shifts averaged (Demucs default 1; 0 = none) */
-	double overlap;    /* between segments, in [0, 1) (default 0.25) */
-	double segment_s;  /* chunk length in seconds; 0 = the model's */
-	bool split;        /* false: one forward over the whole input (must fit a segment) */
-	bool normalize;    /* standardise by the mono mix first (default true, as `separate`) */
-	uint64_t seed;     /* for the shift offsets */
-	int n_threads;     /* 0 = one per available core */
+	int shifts;       /* random time shifts averaged (Demucs default 1; 0 = none) */
+	double overlap;   /* between segments, in [0, 1) (default 0.25) */
+	double segment_s; /* chunk length in seconds; 0 = the model's */
+	bool split;       /* false: one forward over the whole input (must fit a segment) */
+	bool normalize;   /* standardise by the mono mix first (default true, as `separate`) */
+	uint64_t seed;    /* for the shift offsets */
+	int n_threads;    /* 0 = one per available core */
 	/* Progress: done of total forward passes. May be NULL. */
 	void (*progress)(void *user, int done, int total);
 	void *progress_user;
@@ -114,8 +114,7 @@ struct nn_separate_opts {
 	 * only one segment of output is held in memory; otherwise (bags, shifts) the passes
 	 * are summed in an anonymous temporary file in scratch_dir, one segment at a time,
 	 * and handed over at the end: the memory does not grow with the track either way. */
-	int (*sink)(void *user, const float *data, size_t stride, size_t frame0,
-	            size_t n_frames);
+	int (*sink)(void *user, const float *data, size_t stride, size_t frame0, size_t n_frames);
 	void *sink_user;
 	const char *scratch_dir; /* for that file; NULL = $TMPDIR, else /tmp */
 	/* NN_PRECISION_FP32 (default) or NN_PRECISION_BF16: weights and activations rounded

@@ -22,22 +22,13 @@ static _Atomic unsigned long long ops_shared; /* work offered to helpers, all te
 
 unsigned long long nn_ops_team_shared_count(void) { return ops_shared; }
 
-unsigned long long nn_ops_flop_count(void)
-{
-	return ops_flops;
-}
+unsigned long long nn_ops_flop_count(void) { return ops_flops; }
 
 static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
 
-static void ops_init_once(void)
-{
-	openblas_set_num_threads(1);
-}
+static void ops_init_once(void) { openblas_set_num_threads(1); }
 
-void nn_ops_init(void)
-{
-	pthread_once(&ops_once, ops_init_once);
-}
+void nn_ops_init(void) { pthread_once(&ops_once, ops_init_once); }
 
 struct gemm_part {
 	bool ta, tb;
@@ -55,9 +46,9 @@ struct nn_team {
 	int n_helpers, n_started;
 	pthread_t th[NN_TEAM_MAX_HELPERS];
 	struct gemm_part part[NN_TEAM_MAX_HELPERS + 1];
-	int n_parts;              /* of the current product (part 0 is the caller's) */
-	unsigned long long round; /* bumped for every product or nn_team_parts call */
-	int pending;              /* helpers not finished yet */
+	int n_parts;               /* of the current product (part 0 is the caller's) */
+	unsigned long long round;  /* bumped for every product or nn_team_parts call */
+	int pending;               /* helpers not finished yet */
 	unsigned long long helped; /* parts run by helpers */
 	bool quit;
 	bool splits; /* nn_ops_team_splits() */
@@ -66,36 +57,32 @@ struct nn_team {
 	void *fn_arg;
 	enum nn_precision fn_precision; /* the caller's, for the parts' own products */
 	int fn_n, fn_next;
-	bool fn_failed;                    /* a helper's workspace ran out */
+	bool fn_failed;                       /* a helper's workspace ran out */
 	struct nn_ws ws[NN_TEAM_MAX_HELPERS]; /* the helpers' own */
 };
 
 static _Thread_local struct nn_team *ops_team;
 static _Thread_local enum nn_precision ops_precision;
 
-void nn_ops_set_precision(enum nn_precision p)
-{
-	ops_precision = p;
-}
+void nn_ops_set_precision(enum nn_precision p) { ops_precision = p; }
 
-enum nn_precision nn_ops_precision(void)
-{
-	return ops_precision;
-}
+enum nn_precision nn_ops_precision(void) { return ops_precision; }
 
 bool nn_bf16_supported(char *why, size_t n_why)
 {
 	const char *off = getenv("SFA_CPU_NO_BF16");
 	if (off && *off && strcmp(off, "0") != 0) {
-		snprintf(why, n_why, "bf16 precision needs a CPU with AVX512-BF16, and "
-		                     "SFA_CPU_NO_BF16 says to act as if this one had none");
+		snprintf(why, n_why,
+		         "bf16 precision needs a CPU with AVX512-BF16, and "
+		         "SFA_CPU_NO_BF16 says to act as if this one had none");
 		return false;
 	}
 	__builtin_cpu_init();
 	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16")) {
-		snprintf(why, n_why, "bf16 precision needs a CPU with AVX512-BF16 (Intel Cooper "
-		                     "Lake or Sapphire Rapids and later, AMD Zen 4 and later); this "
-		                     "one has none: use fp32");
+		snprintf(why, n_why,
+		         "bf16 precision needs a CPU with AVX512-BF16 (Intel Cooper "
+		         "Lake or Sapphire Rapids and later, AMD Zen 4 and later); this "
+		         "one has none: use fp32");
 		return false;
 	}
 	return true;
@@ -217,13 +204,26 @@ static void probe_splits(void)
 			probe_ok = false;
 		} else {
 			for (size_t i = 0; i < (size_t)m * k; i++)
-				a[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+				a[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) /
+				               16777216.0f -
+				       0.5f;
 			for (size_t i = 0; i < (size_t)k * n; i++)
-				b[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-			struct gemm_part whole = {.ta = shapes[si].ta, .tb = shapes[si].tb, .m = m,
-			                          .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .a = a,
-			                          .b = b, .c = c1, .lda = shapes[si].ta ? m : k,
-			                          .ldb = shapes[si].tb ? k : n, .ldc = n};
+				b[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) /
+				               16777216.0f -
+				       0.5f;
+			struct gemm_part whole = {.ta = shapes[si].ta,
+			                          .tb = shapes[si].tb,
+			                          .m = m,
+			                          .n = n,
+			                          .k = k,
+			                          .alpha = 1.0f,
+			                          .beta = 0.0f,
+			                          .a = a,
+			                          .b = b,
+			                          .c = c1,
+			                          .lda = shapes[si].ta ? m : k,
+			                          .ldb = shapes[si].tb ? k : n,
+			                          .ldc = n};
 			run_part(&whole);
 			for (int helpers = 1; helpers <= 3 && probe_ok; helpers += 2) {
 				struct gemm_part parts[4];
@@ -306,10 +306,7 @@ unsigned long long nn_team_helped(struct nn_team *t)
 	return n;
 }
 
-void nn_ops_team_attach(struct nn_team *t)
-{
-	ops_team = t;
-}
+void nn_ops_team_attach(struct nn_team *t) { ops_team = t; }
 
 void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part, struct nn_ws *ws),
                    void *arg)
@@ -386,16 +383,30 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	if (k <= 0) {
 		for (int i = 0; i < m; i++)
 			for (int j = 0; j < n; j++)
-				c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+				c[(size_t)i * ldc + j] = beta == 0.0f
+				                                 ? 0.0f
+				                                 : beta * c[(size_t)i * ldc + j];
 		return;
 	}
 	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
-	struct gemm_part whole = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .alpha = alpha,
-	                          .beta = beta, .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb,
-	                          .ldc = ldc, .bf16 = ops_precision == NN_PRECISION_BF16};
+	struct gemm_part whole = {.ta = ta,
+	                          .tb = tb,
+	                          .m = m,
+	                          .n = n,
+	                          .k = k,
+	                          .alpha = alpha,
+	                          .beta = beta,
+	                          .a = a,
+	                          .b = b,
+	                          .c = c,
+	                          .lda = lda,
+	                          .ldb = ldb,
+	                          .ldc = ldc,
+	                          .bf16 = ops_precision == NN_PRECISION_BF16};
 	struct nn_team *t = ops_team;
 	/* The bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c). */
-	if (!t || t->n_helpers == 0 || (!t->splits && !whole.bf16) || (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
+	if (!t || t->n_helpers == 0 || (!t->splits && !whole.bf16) ||
+	    (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
 		run_part(&whole);
 		return;
 	}
@@ -445,8 +456,10 @@ static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t
 					const float *src = x + (size_t)ci * ldx;
 					int base = -c->ph + i * c->dh;
 					if (c->sh == 1) {
-						int lo = -base - h0 > 0 ? -base - h0 : 0; /* first in-range row */
-						int hi = h - base - h0;                  /* end of in-range rows */
+						int lo = -base - h0 > 0
+						                 ? -base - h0
+						                 : 0;   /* first in-range row */
+						int hi = h - base - h0; /* end of in-range rows */
 						int nrow = h1 - h0;
 						lo = lo > nrow ? nrow : lo;
 						hi = hi > nrow ? nrow : (hi < lo ? lo : hi);
@@ -456,11 +469,13 @@ static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t
 							memcpy(dst + lo, src + h0 + lo + base,
 							       (size_t)(hi - lo) * sizeof *dst);
 						if (nrow > hi)
-							memset(dst + hi, 0, (size_t)(nrow - hi) * sizeof *dst);
+							memset(dst + hi, 0,
+							       (size_t)(nrow - hi) * sizeof *dst);
 					} else {
 						for (int oh = h0; oh < h1; oh++) {
 							int ih = oh * c->sh + base;
-							dst[oh - h0] = (ih >= 0 && ih < h) ? src[ih] : 0.0f;
+							dst[oh - h0] = (ih >= 0 && ih < h) ? src[ih]
+							                                   : 0.0f;
 						}
 					}
 					continue;
@@ -485,13 +500,16 @@ static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t
 						if (lo)
 							memset(dst, 0, (size_t)lo * sizeof *dst);
 						if (hi > lo)
-							memcpy(dst + lo, src + lo + off_w, (size_t)(hi - lo) * sizeof *dst);
+							memcpy(dst + lo, src + lo + off_w,
+							       (size_t)(hi - lo) * sizeof *dst);
 						if (wo > hi)
-							memset(dst + hi, 0, (size_t)(wo - hi) * sizeof *dst);
+							memset(dst + hi, 0,
+							       (size_t)(wo - hi) * sizeof *dst);
 					} else {
 						for (int ow = 0; ow < wo; ow++) {
 							int iw = ow * c->sw + off_w;
-							dst[ow] = (iw >= 0 && iw < w) ? src[iw] : 0.0f;
+							dst[ow] = (iw >= 0 && iw < w) ? src[iw]
+							                              : 0.0f;
 						}
 					}
 				}
@@ -540,8 +558,8 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 	fill_bias(y, c->cout, c->b, n_all, ldy);
 	if (is_pointwise(c) && wo == w) {
 		/* No im2col: the input rows are the columns. */
-		nn_gemm(false, false, c->cout, (int)n_all, kdim, 1.0f, c->w, kdim, x + (size_t)h0 * w,
-		        (int)ldx, 1.0f, y, (int)ldy);
+		nn_gemm(false, false, c->cout, (int)n_all, kdim, 1.0f, c->w, kdim,
+		        x + (size_t)h0 * w, (int)ldx, 1.0f, y, (int)ldy);
 		return;
 	}
 	size_t rows = NN_OPS_TILE_FLOATS / ((size_t)kdim * wo);
@@ -563,15 +581,14 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 	nn_team_parts(ws, (int)((size_t)(h1 - h0 + (int)rows - 1) / rows), conv_tile, &a);
 }
 
-void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
-               size_t ldx, float *y, int ho, int wo, size_t ldy)
+void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w, size_t ldx,
+               float *y, int ho, int wo, size_t ldy)
 {
 	nn_conv2d_rows(ws, c, x, h, w, ldx, 0, ho, wo, y, ldy);
 }
 
-void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s,
-                      int crop, const float *x, size_t ldx, int ih0, int nrows, int w, float *y,
-                      int hout)
+void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s, int crop,
+                      const float *x, size_t ldx, int ih0, int nrows, int w, float *y, int hout)
 {
 	size_t plane = (size_t)hout * w;
 	int m = cout * k;
@@ -588,7 +605,8 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 		int r1 = r0 + (int)rows < nrows ? r0 + (int)rows : nrows;
 		int n = (r1 - r0) * w;
 		/* p (cout*k, n) = wt^T (cout*k, cin) x[:, r0:r1, :] (cin, n). */
-		nn_gemm(true, false, m, n, cin, 1.0f, wt, m, x + (size_t)r0 * w, (int)ldx, 0.0f, p, n);
+		nn_gemm(true, false, m, n, cin, 1.0f, wt, m, x + (size_t)r0 * w, (int)ldx, 0.0f, p,
+		        n);
 		for (int co = 0; co < cout; co++) {
 			for (int i = 0; i < k; i++) {
 				const float *src = p + (size_t)(co * k + i) * n;
@@ -607,8 +625,8 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 	nn_ws_release(ws, mark);
 }
 
-void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k,
-                 int s, int crop, const float *x, int h, int w, float *y, int hout)
+void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k, int s,
+                 int crop, const float *x, int h, int w, float *y, int hout)
 {
 	size_t plane = (size_t)hout * w;
 	fill_bias(y, cout, b, plane, plane);
@@ -655,10 +673,7 @@ static inline float exp_f(float x)
 	return p * s1.f * s2.f;
 }
 
-static inline float sigmoid_f(float x)
-{
-	return 1.0f / (1.0f + exp_f(-x));
-}
+static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 
 /* GELU(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)), the exact (erf) form, evaluated as
  * x/2 erfc(-x/sqrt 2) so that negative x do not lose precision to 1 + erf cancelling.
@@ -728,8 +743,7 @@ NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
 		out[i] = a[i] * sigmoid_f(g[i]);
 }
 
-NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst,
-                                size_t n)
+NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		dst[i] += scale * (a[i] * sigmoid_f(g[i]));
@@ -808,7 +822,8 @@ void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const
 		double mean = sum / cnt;
 		double ss = 0.0;
 		for (int c = 0; c < n_c; c++)
-			ss += nn_ssd(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t, (float)mean);
+			ss += nn_ssd(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t,
+			             (float)mean);
 		double inv = 1.0 / sqrt(ss / cnt + eps);
 		for (int c = 0; c < n_c; c++) {
 			double g = gamma ? gamma[c] : 1.0;
@@ -995,8 +1010,18 @@ static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float
                              int hid, int t, int dil, float *h, int tile, float eps)
 {
 	/* (ch, t, 1) orientation: the conv runs along h. */
-	struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 3,
-	                     .kw = 1, .sh = 1, .sw = 1, .ph = dil, .pw = 0, .dh = dil, .dw = 1};
+	struct nn_conv c1 = {.w = w->c1w,
+	                     .b = w->c1b,
+	                     .cin = ch,
+	                     .cout = hid,
+	                     .kh = 3,
+	                     .kw = 1,
+	                     .sh = 1,
+	                     .sw = 1,
+	                     .ph = dil,
+	                     .pw = 0,
+	                     .dh = dil,
+	                     .dw = 1};
 	nn_conv2d(ws, &c1, x, t, 1, (size_t)t, h, t, 1, (size_t)t);
 	nn_groupnorm1_slices(h, hid, 1, t, (size_t)t, w->g1w, w->g1b, eps);
 	nn_gelu(h, (size_t)hid * t);
@@ -1005,8 +1030,16 @@ static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float
 	double *stats = nn_ws_bytes(ws, (size_t)n_tiles * 2 * sizeof *stats);
 	if (!stats)
 		return;
-	struct dconv_long a = {.w = w, .x = x, .h = h, .ch = ch, .hid = hid, .t = t, .tile = tile,
-	                       .tmean = stats, .tm2 = stats + n_tiles, .eps = eps};
+	struct dconv_long a = {.w = w,
+	                       .x = x,
+	                       .h = h,
+	                       .ch = ch,
+	                       .hid = hid,
+	                       .t = t,
+	                       .tile = tile,
+	                       .tmean = stats,
+	                       .tm2 = stats + n_tiles,
+	                       .eps = eps};
 	nn_team_parts(ws, n_tiles, dconv_long_part, &a);
 	double mean = 0.0, m2 = 0.0, cnt = 0.0;
 	for (int i = 0; i < n_tiles; i++) {
@@ -1064,14 +1097,31 @@ static void dconv_rows_part(void *arg, int part, struct nn_ws *ws)
 	for (int d = 0; d < a->n_layers; d++) {
 		const struct nn_dconv_w *w = &layers[d];
 		int dil = 1 << d;
-		struct nn_conv c1 = {.w = w->c1w, .b = w->c1b, .cin = ch, .cout = hid, .kh = 1,
-		                     .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = dil, .dh = 1,
+		struct nn_conv c1 = {.w = w->c1w,
+		                     .b = w->c1b,
+		                     .cin = ch,
+		                     .cout = hid,
+		                     .kh = 1,
+		                     .kw = 3,
+		                     .sh = 1,
+		                     .sw = 1,
+		                     .ph = 0,
+		                     .pw = dil,
+		                     .dh = 1,
 		                     .dw = dil};
 		nn_conv2d(ws, &c1, xt, nr, t, ld, h, nr, t, n);
 		nn_groupnorm1_slices(h, hid, nr, t, n, w->g1w, w->g1b, eps);
 		nn_gelu(h, (size_t)hid * n);
-		struct nn_conv c2 = {.w = w->c2w, .b = w->c2b, .cin = hid, .cout = 2 * ch, .kh = 1,
-		                     .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+		struct nn_conv c2 = {.w = w->c2w,
+		                     .b = w->c2b,
+		                     .cin = hid,
+		                     .cout = 2 * ch,
+		                     .kh = 1,
+		                     .kw = 1,
+		                     .sh = 1,
+		                     .sw = 1,
+		                     .dh = 1,
+		                     .dw = 1};
 		nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
 		nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, eps);
 		for (int c = 0; c < ch; c++)
@@ -1089,7 +1139,15 @@ void nn_dconv_rows(struct nn_ws *ws, const struct nn_dconv_w *layers, int n_laye
 		nf = 1;
 	if (nf > rows)
 		nf = rows;
-	struct dconv_rows a = {.layers = layers, .n_layers = n_layers, .hid = hid, .ch = ch,
-	                       .rows = rows, .t = t, .nf = nf, .x = x, .ld = ld, .eps = eps};
+	struct dconv_rows a = {.layers = layers,
+	                       .n_layers = n_layers,
+	                       .hid = hid,
+	                       .ch = ch,
+	                       .rows = rows,
+	                       .t = t,
+	                       .nf = nf,
+	                       .x = x,
+	                       .ld = ld,
+	                       .eps = eps};
 	nn_team_parts(ws, (rows + nf - 1) / nf, dconv_rows_part, &a);
 }

@@ -47,7 +47,6 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 void nn_ops_set_precision(enum nn_precision p);
 enum nn_precision nn_ops_precision(void);
 
-
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
  * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
  * activations per segment). While a team is attached to a thread (nn_ops_team_attach), its
@@ -87,8 +86,8 @@ unsigned long long nn_ops_team_shared_count(void);
  * released after it; parts must write disjoint memory. Since every part is computed by
  * the same code either way, the results are the same bits with or without a team (on
  * any SGEMM kernel: nothing is cut). A workspace that ran out sets ws->failed. */
-void nn_team_parts(struct nn_ws *ws, int n_parts,
-                   void (*fn)(void *arg, int part, struct nn_ws *ws), void *arg);
+void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part, struct nn_ws *ws),
+                   void *arg);
 
 /* A 2-D convolution (Conv1d is h = T, w = 1, or h = 1, w = T). Weights (cout, cin*kh*kw). */
 struct nn_conv {
@@ -104,8 +103,8 @@ static inline int nn_conv_out(int in, int k, int s, int p, int d)
 
 /* y (cout, ho, wo) = conv(x (cin, h, w)). Channel ci of x starts at x + ci*ldx, channel co
  * of y at y + co*ldy (ldx = h*w, ldy = ho*wo for whole tensors). y must not overlap x. */
-void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
-               size_t ldx, float *y, int ho, int wo, size_t ldy);
+void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w, size_t ldx,
+               float *y, int ho, int wo, size_t ldy);
 /* The same for output rows [h0, h1) only; y points at row h0 of channel 0. */
 void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
                     size_t ldx, int h0, int h1, int wo, float *y, size_t ldy);
@@ -113,14 +112,13 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 /* Transposed convolution along h with kernel (k, 1), stride (s, 1), then a crop:
  * y[co][ho][j] = b[co] + sum over ci, hi, i with hi*s + i - crop == ho of
  * wt[ci][co][i] * x[ci][hi][j], for ho in [0, hout). wt is (cin, cout*k). */
-void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k,
-                 int s, int crop, const float *x, int h, int w, float *y, int hout);
+void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int cout, int k, int s,
+                 int crop, const float *x, int h, int w, float *y, int hout);
 
 /* The accumulation part of nn_convtr_h for input rows [ih0, ih0 + nrows): x points at row
  * ih0 of channel 0, channels ldx apart; y must already hold the bias (or partial sums). */
-void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s,
-                      int crop, const float *x, size_t ldx, int ih0, int nrows, int w, float *y,
-                      int hout);
+void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s, int crop,
+                      const float *x, size_t ldx, int ih0, int nrows, int w, float *y, int hout);
 
 /* In-place exact GELU, x * (1 + erf(x / sqrt 2)) / 2. */
 void nn_gelu(float *x, size_t n);
@@ -159,8 +157,8 @@ double nn_sum(const float *p, size_t n);
 double nn_ssd(const float *p, size_t n, float mean);
 
 /* LayerNorm over the last dim of (n, d) rows; out may alias x. */
-void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma,
-                  const float *beta, float eps);
+void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma, const float *beta,
+                  float eps);
 /* Row softmax of (n, d) in place. */
 void nn_softmax_rows(float *x, int n, int d, int ld);
 

@@ -48,15 +48,24 @@ static const struct {
 const char *nn_pk_global_name(enum nn_pk_global g)
 {
 	switch (g) {
-	case NN_PKG_ORDERED_DICT: return "collections.OrderedDict";
-	case NN_PKG_REBUILD_TENSOR_V2: return "torch._utils._rebuild_tensor_v2";
-	case NN_PKG_REBUILD_PARAMETER: return "torch._utils._rebuild_parameter";
-	case NN_PKG_HALF_STORAGE: return "torch.HalfStorage";
-	case NN_PKG_FLOAT_STORAGE: return "torch.FloatStorage";
-	case NN_PKG_FRACTION: return "fractions.Fraction";
-	case NN_PKG_HTDEMUCS: return "demucs.htdemucs.HTDemucs";
-	case NN_PKG_HDEMUCS: return "demucs.hdemucs.HDemucs";
-	case NN_PKG_DEMUCS: return "demucs.demucs.Demucs";
+	case NN_PKG_ORDERED_DICT:
+		return "collections.OrderedDict";
+	case NN_PKG_REBUILD_TENSOR_V2:
+		return "torch._utils._rebuild_tensor_v2";
+	case NN_PKG_REBUILD_PARAMETER:
+		return "torch._utils._rebuild_parameter";
+	case NN_PKG_HALF_STORAGE:
+		return "torch.HalfStorage";
+	case NN_PKG_FLOAT_STORAGE:
+		return "torch.FloatStorage";
+	case NN_PKG_FRACTION:
+		return "fractions.Fraction";
+	case NN_PKG_HTDEMUCS:
+		return "demucs.htdemucs.HTDemucs";
+	case NN_PKG_HDEMUCS:
+		return "demucs.hdemucs.HDemucs";
+	case NN_PKG_DEMUCS:
+		return "demucs.demucs.Demucs";
 	}
 	return "?";
 }
@@ -249,10 +258,7 @@ static int do_global(struct pk_vm *vm, const char *mod, size_t n_mod, const char
 	               vm->op_pos);
 }
 
-static int is_int(const struct nn_pk *o)
-{
-	return o && o->type == NN_PK_INT;
-}
+static int is_int(const struct nn_pk *o) { return o && o->type == NN_PK_INT; }
 
 static int64_t gcd64(int64_t a, int64_t b)
 {
@@ -449,7 +455,8 @@ static int do_persid(struct pk_vm *vm)
 		return fail(vm, SFA_EFORMAT, "persistent id is not a storage");
 	if (it[1]->type != NN_PK_GLOBAL ||
 	    (it[1]->u.global != NN_PKG_HALF_STORAGE && it[1]->u.global != NN_PKG_FLOAT_STORAGE))
-		return fail(vm, SFA_EFORMAT, "storage of an unsupported type (only half and float)");
+		return fail(vm, SFA_EFORMAT,
+		            "storage of an unsupported type (only half and float)");
 	if (it[2]->type != NN_PK_STR || it[2]->u.str.n == 0 || it[2]->u.str.n > 64 ||
 	    strchr(it[2]->u.str.p, '/'))
 		return fail(vm, SFA_EFORMAT, "storage with a bad key");
@@ -621,8 +628,8 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 			rc = memo_get(vm, rd_le(vm->d + vm->pos, 4));
 			vm->pos += 4;
 			break;
-		case 'J': /* BININT */
-		case 'K': /* BININT1 */
+		case 'J':   /* BININT */
+		case 'K':   /* BININT1 */
 		case 'M': { /* BININT2 */
 			int k = op == 'J' ? 4 : op == 'K' ? 1 : 2;
 			if ((rc = need(vm, (size_t)k)))
@@ -687,7 +694,7 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 		case 'N': /* NONE */
 			rc = push(vm, new_obj(vm, NN_PK_NONE));
 			break;
-		case 0x88: /* NEWTRUE */
+		case 0x88:   /* NEWTRUE */
 		case 0x89: { /* NEWFALSE */
 			struct nn_pk *o = new_obj(vm, NN_PK_BOOL);
 			if (o)
@@ -701,7 +708,8 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 			struct nn_pk *v = vm->stack[--vm->n_stack];
 			struct nn_pk *l = vm->stack[vm->n_stack - 1];
 			if (l->type != NN_PK_LIST)
-				return fail(vm, SFA_EFORMAT, "APPEND to something that is not a list");
+				return fail(vm, SFA_EFORMAT,
+				            "APPEND to something that is not a list");
 			rc = seq_append(vm, l, v);
 			break;
 		}
@@ -711,7 +719,8 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 				return fail(vm, SFA_EFORMAT, "APPENDS without a mark");
 			size_t base = vm->marks[vm->n_marks - 1];
 			if (base == 0 || vm->stack[base - 1]->type != NN_PK_LIST)
-				return fail(vm, SFA_EFORMAT, "APPENDS to something that is not a list");
+				return fail(vm, SFA_EFORMAT,
+				            "APPENDS to something that is not a list");
 			struct nn_pk *l = vm->stack[base - 1];
 			for (size_t i = base; i < vm->n_stack && rc == 0; i++)
 				rc = seq_append(vm, l, vm->stack[i]);
@@ -726,17 +735,20 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 			struct nn_pk *k = vm->stack[--vm->n_stack];
 			struct nn_pk *d = vm->stack[vm->n_stack - 1];
 			if (d->type != NN_PK_DICT)
-				return fail(vm, SFA_EFORMAT, "SETITEM on something that is not a dict");
+				return fail(vm, SFA_EFORMAT,
+				            "SETITEM on something that is not a dict");
 			rc = dict_set(vm, d, k, v);
 			break;
 		}
 		case 'u': { /* SETITEMS */
 			long k = above_mark(vm);
 			if (k < 0 || (k & 1))
-				return fail(vm, SFA_EFORMAT, "SETITEMS without a mark or with an odd count");
+				return fail(vm, SFA_EFORMAT,
+				            "SETITEMS without a mark or with an odd count");
 			size_t base = vm->marks[vm->n_marks - 1];
 			if (base == 0 || vm->stack[base - 1]->type != NN_PK_DICT)
-				return fail(vm, SFA_EFORMAT, "SETITEMS on something that is not a dict");
+				return fail(vm, SFA_EFORMAT,
+				            "SETITEMS on something that is not a dict");
 			struct nn_pk *d = vm->stack[base - 1];
 			for (size_t i = base; i + 1 < vm->n_stack && rc == 0; i += 2)
 				rc = dict_set(vm, d, vm->stack[i], vm->stack[i + 1]);
@@ -747,7 +759,8 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 		case 'c': { /* GLOBAL "module\nname\n" */
 			const char *mod = NULL, *name = NULL;
 			size_t n_mod = 0, n_name = 0;
-			if ((rc = read_line(vm, &mod, &n_mod)) || (rc = read_line(vm, &name, &n_name)))
+			if ((rc = read_line(vm, &mod, &n_mod)) ||
+			    (rc = read_line(vm, &name, &n_name)))
 				break;
 			rc = do_global(vm, mod, n_mod, name, n_name);
 			break;
@@ -759,7 +772,8 @@ static int run(struct pk_vm *vm, const struct nn_pk **out)
 			struct nn_pk *mod = vm->stack[--vm->n_stack];
 			if (name->type != NN_PK_STR || mod->type != NN_PK_STR)
 				return fail(vm, SFA_EFORMAT, "STACK_GLOBAL without two strings");
-			rc = do_global(vm, mod->u.str.p, mod->u.str.n, name->u.str.p, name->u.str.n);
+			rc = do_global(vm, mod->u.str.p, mod->u.str.n, name->u.str.p,
+			               name->u.str.n);
 			break;
 		}
 		case 'R': /* REDUCE */

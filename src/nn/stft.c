@@ -65,10 +65,7 @@ void nn_stft_free(struct nn_stft *s)
 	free(s);
 }
 
-int nn_stft_frames(const struct nn_stft *s, int len)
-{
-	return (len + s->hop - 1) / s->hop;
-}
+int nn_stft_frames(const struct nn_stft *s, int len) { return (len + s->hop - 1) / s->hop; }
 
 /* Demucs pad1d(x, (pl, pr), mode='reflect') into out (len + pl + pr values). */
 static void pad_reflect(const float *x, int len, int pl, int pr, float *out)
@@ -140,12 +137,12 @@ void nn_stft_ispec(const struct nn_stft *s, struct nn_ws *ws, const float *re, c
 	nn_stft_ispec_ex(s, ws, re, im, le, len, false, y);
 }
 
-void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re,
-                      const float *im, int le, int len, bool old_crop, float *y)
+void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re, const float *im,
+                      int le, int len, bool old_crop, float *y)
 {
 	int nfft = s->nfft, hop = s->hop, nf = nfft / 2;
 	int pad = hop / 2 * 3;
-	int n_frames = le + 4;                      /* two zero frames each side */
+	int n_frames = le + 4; /* two zero frames each side */
 	size_t n_ola = (size_t)(n_frames - 1) * hop + nfft;
 	size_t mark = nn_ws_mark(ws);
 	float *ola = nn_ws_floats(ws, n_ola);

@@ -45,7 +45,7 @@ void nn_stft_ispec(const struct nn_stft *s, struct nn_ws *ws, const float *re, c
 
 /* HDemucs hybrid_old variant: old_crop keeps istft's first len samples instead of
  * skipping 3h/2 (hybrid_old ran istft at length h*le and cropped [:len]). */
-void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re,
-                      const float *im, int le, int len, bool old_crop, float *y);
+void nn_stft_ispec_ex(const struct nn_stft *s, struct nn_ws *ws, const float *re, const float *im,
+                      int le, int len, bool old_crop, float *y);
 
 #endif

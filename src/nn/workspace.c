@@ -11,8 +11,8 @@ enum { WS_ALIGN = 64 };
 void nn_ws_init(struct nn_ws *ws, size_t reserve_bytes)
 {
 	ws->base = NULL;
-	ws->reserve_bytes =
-		reserve_bytes ? reserve_bytes : (size_t)NN_WS_DEFAULT_RESERVE_MB * 1024 * 1024;
+	ws->reserve_bytes = reserve_bytes ? reserve_bytes
+	                                  : (size_t)NN_WS_DEFAULT_RESERVE_MB * 1024 * 1024;
 	ws->top_bytes = 0;
 	ws->peak_bytes = 0;
 	ws->failed = false;
@@ -58,10 +58,7 @@ float *nn_ws_copy(struct nn_ws *ws, const float *x, size_t n)
 	return p;
 }
 
-size_t nn_ws_mark(const struct nn_ws *ws)
-{
-	return ws->top_bytes;
-}
+size_t nn_ws_mark(const struct nn_ws *ws) { return ws->top_bytes; }
 
 void nn_ws_release(struct nn_ws *ws, size_t mark)
 {

@@ -25,7 +25,7 @@ struct nn_ws {
 	size_t reserve_bytes;
 	size_t top_bytes;
 	size_t peak_bytes;
-	bool failed;         /* an allocation failed since the last reset */
+	bool failed; /* an allocation failed since the last reset */
 };
 
 /* reserve_bytes: the most the stack may hold (0 = NN_WS_DEFAULT_RESERVE_MB). */

@@ -13,10 +13,7 @@
 
 #include "util/err.h"
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -24,16 +21,10 @@ static uint32_t rd32(const uint8_t *p)
 	       ((uint32_t)p[3] << 24);
 }
 
-static uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
-}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
 
 /* True when [off, off+len) lies inside a buffer of n bytes. */
-static int in_bounds(uint64_t off, uint64_t len, size_t n)
-{
-	return off <= n && len <= n - off;
-}
+static int in_bounds(uint64_t off, uint64_t len, size_t n) { return off <= n && len <= n - off; }
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -107,7 +98,8 @@ int nn_zip_parse(const uint8_t *d, size_t n, struct nn_zip *z, char *err, size_t
 	uint64_t cd_size = rd32(d + eocd + 12);
 	uint64_t cd_off = rd32(d + eocd + 16);
 	if (rd16(d + eocd + 4) != 0 || rd16(d + eocd + 6) != 0)
-		return sfa_err(err, n_err, SFA_EUNSUPP, "multi-disk zip archives are not supported");
+		return sfa_err(err, n_err, SFA_EUNSUPP,
+		               "multi-disk zip archives are not supported");
 
 	/* zip64: the locator sits right before the EOCD when present. */
 	if (eocd >= 20 && rd32(d + eocd - 20) == 0x07064b50) {
@@ -148,9 +140,10 @@ int nn_zip_parse(const uint8_t *d, size_t n, struct nn_zip *z, char *err, size_t
 		uint64_t lho = rd32(h + 42);
 		uint64_t var = (uint64_t)nlen + xlen + clen;
 		if (p + 46 + var > cd_end) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt zip: central directory entry %llu runs past the directory",
-			             (unsigned long long)i);
+			rc = sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"corrupt zip: central directory entry %llu runs past the directory",
+				(unsigned long long)i);
 			goto out;
 		}
 		if (nlen == 0 || nlen > NN_ZIP_MAX_NAME_BYTES) {
@@ -164,37 +157,41 @@ int nn_zip_parse(const uint8_t *d, size_t n, struct nn_zip *z, char *err, size_t
 		                     usize == 0xFFFFFFFFu, csize == 0xFFFFFFFFu,
 		                     lho == 0xFFFFFFFFu) != 0) {
 			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt zip: entry '%.*s' has a damaged zip64 field", (int)nlen, name);
+			             "corrupt zip: entry '%.*s' has a damaged zip64 field",
+			             (int)nlen, name);
 			goto out;
 		}
 		if (flags & 1) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP, "zip entry '%.*s' is encrypted", (int)nlen,
-			             name);
+			rc = sfa_err(err, n_err, SFA_EUNSUPP, "zip entry '%.*s' is encrypted",
+			             (int)nlen, name);
 			goto out;
 		}
 		if (method != 0) {
-			rc = sfa_err(err, n_err, SFA_EUNSUPP,
-			             "zip entry '%.*s' is compressed (method %u); only stored entries "
-			             "are supported",
-			             (int)nlen, name, (unsigned)method);
+			rc = sfa_err(
+				err, n_err, SFA_EUNSUPP,
+				"zip entry '%.*s' is compressed (method %u); only stored entries "
+				"are supported",
+				(int)nlen, name, (unsigned)method);
 			goto out;
 		}
 		if (csize != usize) {
 			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt zip: stored entry '%.*s' has different sizes", (int)nlen,
-			             name);
+			             "corrupt zip: stored entry '%.*s' has different sizes",
+			             (int)nlen, name);
 			goto out;
 		}
 		if (!in_bounds(lho, 30, n) || rd32(d + lho) != 0x04034b50) {
 			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt zip: the local header of '%.*s' is missing", (int)nlen, name);
+			             "corrupt zip: the local header of '%.*s' is missing",
+			             (int)nlen, name);
 			goto out;
 		}
 		uint64_t data_off = lho + 30 + (uint64_t)rd16(d + lho + 26) + rd16(d + lho + 28);
 		if (!in_bounds(data_off, usize, n)) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT,
-			             "corrupt zip: the data of '%.*s' lies outside the file (truncated?)",
-			             (int)nlen, name);
+			rc = sfa_err(
+				err, n_err, SFA_EFORMAT,
+				"corrupt zip: the data of '%.*s' lies outside the file (truncated?)",
+				(int)nlen, name);
 			goto out;
 		}
 		ents[i].name = name;
@@ -206,7 +203,8 @@ int nn_zip_parse(const uint8_t *d, size_t n, struct nn_zip *z, char *err, size_t
 	qsort(ents, n_ent, sizeof *ents, cmp_entry);
 	for (uint64_t i = 1; i < n_ent; i++) {
 		if (cmp_entry(&ents[i - 1], &ents[i]) == 0) {
-			rc = sfa_err(err, n_err, SFA_EFORMAT, "corrupt zip: entry '%.*s' appears twice",
+			rc = sfa_err(err, n_err, SFA_EFORMAT,
+			             "corrupt zip: entry '%.*s' appears twice",
 			             (int)ents[i].name_len, ents[i].name);
 			goto out;
 		}

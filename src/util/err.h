@@ -15,19 +15,19 @@
 
 enum {
 	SFA_OK = 0,
-	SFA_EINVAL = -1,    /* bad input: parse error, out of range, wrong type */
-	SFA_ENOMEM = -2,    /* allocation failed */
-	SFA_EIO = -3,       /* file or socket error */
-	SFA_ENOTFOUND = -4, /* no such row, file or key */
-	SFA_ECONFLICT = -5, /* unique constraint, state conflict */
-	SFA_ETOOBIG = -6,   /* a size cap was hit */
-	SFA_EFORMAT = -7,   /* foreign or corrupt file format */
-	SFA_EUNSUPP = -8,   /* valid but not supported by this build */
-	SFA_EDB = -9,       /* database failure */
-	SFA_EAUTH = -10,    /* credentials rejected */
-	SFA_EUPSTREAM = -11,/* an external service failed */
-	SFA_ECANCELED = -12,/* cancelled by the user */
-	SFA_ETIMEOUT = -13, /* a deadline passed */
+	SFA_EINVAL = -1,     /* bad input: parse error, out of range, wrong type */
+	SFA_ENOMEM = -2,     /* allocation failed */
+	SFA_EIO = -3,        /* file or socket error */
+	SFA_ENOTFOUND = -4,  /* no such row, file or key */
+	SFA_ECONFLICT = -5,  /* unique constraint, state conflict */
+	SFA_ETOOBIG = -6,    /* a size cap was hit */
+	SFA_EFORMAT = -7,    /* foreign or corrupt file format */
+	SFA_EUNSUPP = -8,    /* valid but not supported by this build */
+	SFA_EDB = -9,        /* database failure */
+	SFA_EAUTH = -10,     /* credentials rejected */
+	SFA_EUPSTREAM = -11, /* an external service failed */
+	SFA_ECANCELED = -12, /* cancelled by the user */
+	SFA_ETIMEOUT = -13,  /* a deadline passed */
 };
 
 /* Writes a printf-style message into err (if err != NULL and n_err > 0) and returns

@@ -69,10 +69,7 @@ static int write_all_at(int fd, const void *p, size_t n, off_t off)
 	return 0;
 }
 
-int fs_write_all(int fd, const void *p, size_t n)
-{
-	return write_all_at(fd, p, n, -1);
-}
+int fs_write_all(int fd, const void *p, size_t n) { return write_all_at(fd, p, n, -1); }
 
 int fs_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {

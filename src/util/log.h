@@ -17,15 +17,14 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_batched(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_batched(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Starts the batch's flusher thread; stop writes what is left and joins it. */
 void log_batch_start(void);
 void log_batch_stop(void);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -69,7 +69,8 @@ bool proc_find_program(const char *name, char *path_out, size_t n_path_out)
 			memcpy(cand, path, n);
 			cand[n] = '/';
 			str_copy(cand + n + 1, sizeof cand - n - 1, name);
-			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0) {
+			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+			    access(cand, X_OK) == 0) {
 				if (path_out)
 					str_copy(path_out, n_path_out, cand);
 				return true;
@@ -204,7 +205,8 @@ int proc_run(const struct proc_opts *o, struct proc_result *out, char *err, size
 	if (pid < 0) {
 		if (devnull >= 0)
 			close(devnull);
-		rc = sfa_err(err, n_err, SFA_EIO, "Cannot start %s: %s.", o->argv[0], strerror(errno));
+		rc = sfa_err(err, n_err, SFA_EIO, "Cannot start %s: %s.", o->argv[0],
+		             strerror(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -286,7 +288,8 @@ int proc_run(const struct proc_opts *o, struct proc_result *out, char *err, size
 				continue;
 			if (n <= 0) {
 				if (i == 0)
-					line_feed(&lb, o, "\n", 1); /* a last line without newline */
+					line_feed(&lb, o, "\n",
+					          1); /* a last line without newline */
 				close(fds[i]);
 				fds[i] = -1;
 				continue;

@@ -24,21 +24,21 @@
 enum { PROC_LINE_MAX_BYTES = 64 * 1024, PROC_STDERR_MAX_BYTES = 16 * 1024 };
 
 struct proc_opts {
-	const char *const *argv;     /* argv[0]: a path, or a name looked up on PATH */
-	const char *cwd;             /* working directory of the child; NULL: inherit */
-	const char *const *env_add;  /* extra "NAME=value" entries, NULL-terminated; may be NULL */
-	int64_t deadline_ms;         /* time_mono_ms() value; 0: no limit */
+	const char *const *argv;    /* argv[0]: a path, or a name looked up on PATH */
+	const char *cwd;            /* working directory of the child; NULL: inherit */
+	const char *const *env_add; /* extra "NAME=value" entries, NULL-terminated; may be NULL */
+	int64_t deadline_ms;        /* time_mono_ms() value; 0: no limit */
 	/* Called for each stdout line without its newline (NUL-terminated). May be NULL. */
 	void (*on_line)(void *arg, const char *line);
 	void *arg;
 };
 
 struct proc_result {
-	bool exec_failed;  /* the program could not be started: exec_errno says why */
-	int exec_errno;    /* ENOENT: not found; EACCES: not executable */
-	bool timed_out;    /* the deadline passed and the group was killed */
-	int exit_code;     /* when it exited normally, else -1 */
-	int term_signal;   /* when a signal ended it, else 0 */
+	bool exec_failed; /* the program could not be started: exec_errno says why */
+	int exec_errno;   /* ENOENT: not found; EACCES: not executable */
+	bool timed_out;   /* the deadline passed and the group was killed */
+	int exit_code;    /* when it exited normally, else -1 */
+	int term_signal;  /* when a signal ended it, else 0 */
 	char stderr_tail[PROC_STDERR_MAX_BYTES + 1]; /* the last bytes of its stderr */
 };
 

@@ -52,8 +52,7 @@ static bool inside(const struct storage *s, const char *path)
 	return realpath(path, real) && strncmp(real, s->root, n_root) == 0 && real[n_root] == '/';
 }
 
-int storage_open_read(const struct storage *s, const char *key, int *fd,
-                      struct storage_stat *st)
+int storage_open_read(const struct storage *s, const char *key, int *fd, struct storage_stat *st)
 {
 	char path[PATH_MAX * 2];
 	if (!key_path(s, key, path, sizeof path))

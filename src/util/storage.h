@@ -44,8 +44,7 @@ int storage_stat(const struct storage *s, const char *key, struct storage_stat *
 
 /* Opens a stored file for reading: *fd (the caller closes it) and its stat. 0 or
  * SFA_ENOTFOUND as storage_stat. */
-int storage_open_read(const struct storage *s, const char *key, int *fd,
-                      struct storage_stat *st);
+int storage_open_read(const struct storage *s, const char *key, int *fd, struct storage_stat *st);
 
 /* Removes the file or every file under the folder key; a missing key is fine. 0, SFA_EINVAL
  * for an unsafe key, SFA_EIO when something stayed. */

@@ -166,7 +166,8 @@ bool str_secure_eq(const char *a, const char *b)
 size_t str_slug(const char *in, char *out, size_t n_out)
 {
 	/* U+00C0..U+00FF without their accents ('-' for the two signs among them). */
-	static const char latin1[] = "aaaaaaaceeeeiiiidnooooo-ouuuuytsaaaaaaaceeeeiiiidnooooo-ouuuuyty";
+	static const char latin1[] =
+		"aaaaaaaceeeeiiiidnooooo-ouuuuytsaaaaaaaceeeeiiiidnooooo-ouuuuyty";
 	if (n_out == 0)
 		return 0;
 	size_t k = 0;

@@ -60,7 +60,7 @@ static void expect_last(struct fake *f, const char *want)
 	fake_clear(f);
 }
 
-#define USER "11111111-1111-4111-8111-111111111111"
+#define USER  "11111111-1111-4111-8111-111111111111"
 #define OTHER "22222222-2222-4222-8222-222222222222"
 
 static struct app g_app;
@@ -71,10 +71,7 @@ static bool fake_owner(struct app *app, const char *user_id, const char *job_id)
 	return strcmp(user_id, USER) == 0 && strncmp(job_id, "job-", 4) == 0;
 }
 
-static bool refuse_all(struct app *app, const char *user_id, const char *job_id)
-{
-	return false;
-}
+static bool refuse_all(struct app *app, const char *user_id, const char *job_id) { return false; }
 
 struct fixture {
 	struct fake f;
@@ -111,23 +108,26 @@ static void join_own_user_topic(void **state)
 {
 	struct fixture *fx = *state;
 	in(fx, "[\"1\",\"1\",\"user:" USER "\",\"phx_join\",{}]");
-	expect_last(&fx->f, "[\"1\",\"1\",\"user:" USER "\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
+	expect_last(&fx->f, "[\"1\",\"1\",\"user:" USER
+	                    "\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 	assert_int_equal(phx_session_n_topics(fx->s), 1);
 }
 
 static void joins_refused(void **state)
 {
 	struct fixture *fx = *state;
-	const char *topics[] = {"user:" OTHER, "user:", "user:" USER "x", "jobs:other-9", "jobs:",
-	                        "rooms:lobby", "phoenix", "", "USER:" USER};
+	const char *topics[] = {"user:" OTHER,  "user:", "user:" USER "x",
+	                        "jobs:other-9", "jobs:", "rooms:lobby",
+	                        "phoenix",      "",      "USER:" USER};
 	for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
 		char msg[256], want[300];
 		snprintf(msg, sizeof msg, "[\"3\",\"4\",\"%s\",\"phx_join\",{}]", topics[i]);
 		in(fx, msg);
-		snprintf(want, sizeof want,
-		         "[\"3\",\"4\",\"%s\",\"phx_reply\",{\"status\":\"error\",\"response\":{\"reason\":"
-		         "\"unauthorized\"}}]",
-		         topics[i]);
+		snprintf(
+			want, sizeof want,
+			"[\"3\",\"4\",\"%s\",\"phx_reply\",{\"status\":\"error\",\"response\":{\"reason\":"
+			"\"unauthorized\"}}]",
+			topics[i]);
 		expect_last(&fx->f, want);
 	}
 	/* A topic longer than the cap is refused without being looked at. */
@@ -146,7 +146,9 @@ static void join_own_job(void **state)
 {
 	struct fixture *fx = *state;
 	in(fx, "[\"5\",\"5\",\"jobs:job-1\",\"phx_join\",{\"x\":1}]");
-	expect_last(&fx->f, "[\"5\",\"5\",\"jobs:job-1\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
+	expect_last(
+		&fx->f,
+		"[\"5\",\"5\",\"jobs:job-1\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 	assert_int_equal(phx_session_n_topics(fx->s), 1);
 }
 
@@ -154,18 +156,21 @@ static void heartbeat_and_ping(void **state)
 {
 	struct fixture *fx = *state;
 	in(fx, "[null,\"7\",\"phoenix\",\"heartbeat\",{}]");
-	expect_last(&fx->f, "[null,\"7\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
+	expect_last(&fx->f,
+	            "[null,\"7\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 	in(fx, "[\"1\",\"1\",\"user:" USER "\",\"phx_join\",{}]");
 	fake_clear(&fx->f);
 	in(fx, "[\"1\",\"8\",\"user:" USER "\",\"ping\",{}]");
 	expect_last(&fx->f, "[\"1\",\"8\",\"user:" USER
 	                    "\",\"phx_reply\",{\"status\":\"ok\",\"response\":{\"pong\":true}}]");
 	in(fx, "[null,\"9\",\"phoenix\",\"ping\",{}]");
-	expect_last(&fx->f,
-	            "[null,\"9\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{\"pong\":true}}]");
+	expect_last(
+		&fx->f,
+		"[null,\"9\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{\"pong\":true}}]");
 	/* Integer refs are echoed as they came. */
 	in(fx, "[null,12,\"phoenix\",\"heartbeat\",{}]");
-	expect_last(&fx->f, "[null,12,\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
+	expect_last(&fx->f,
+	            "[null,12,\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 }
 
 static void unknown_events_and_unmatched_topics(void **state)
@@ -174,14 +179,17 @@ static void unknown_events_and_unmatched_topics(void **state)
 	in(fx, "[\"1\",\"1\",\"jobs:job-1\",\"phx_join\",{}]");
 	fake_clear(&fx->f);
 	in(fx, "[\"1\",\"2\",\"jobs:job-1\",\"explode\",{}]");
-	expect_last(&fx->f, "[\"1\",\"2\",\"jobs:job-1\",\"phx_reply\",{\"status\":\"error\",\"response\":"
-	                    "{\"reason\":\"unknown event\"}}]");
+	expect_last(&fx->f,
+	            "[\"1\",\"2\",\"jobs:job-1\",\"phx_reply\",{\"status\":\"error\",\"response\":"
+	            "{\"reason\":\"unknown event\"}}]");
 	in(fx, "[\"1\",\"3\",\"jobs:job-2\",\"ping\",{}]");
-	expect_last(&fx->f, "[\"1\",\"3\",\"jobs:job-2\",\"phx_reply\",{\"status\":\"error\",\"response\":"
-	                    "{\"reason\":\"unmatched topic\"}}]");
+	expect_last(&fx->f,
+	            "[\"1\",\"3\",\"jobs:job-2\",\"phx_reply\",{\"status\":\"error\",\"response\":"
+	            "{\"reason\":\"unmatched topic\"}}]");
 	in(fx, "[\"1\",\"4\",\"jobs:job-2\",\"phx_leave\",{}]");
-	expect_last(&fx->f, "[\"1\",\"4\",\"jobs:job-2\",\"phx_reply\",{\"status\":\"error\",\"response\":"
-	                    "{\"reason\":\"unmatched topic\"}}]");
+	expect_last(&fx->f,
+	            "[\"1\",\"4\",\"jobs:job-2\",\"phx_reply\",{\"status\":\"error\",\"response\":"
+	            "{\"reason\":\"unmatched topic\"}}]");
 	in(fx, "[null,\"5\",\"phoenix\",\"whatever\",{}]");
 	assert_non_null(strstr(fx->f.sent[0], "\"status\":\"error\""));
 	fake_clear(&fx->f);
@@ -197,7 +205,9 @@ static void leave_unsubscribes(void **state)
 	assert_int_equal(fx->f.n, 1);
 	fake_clear(&fx->f);
 	in(fx, "[\"1\",\"2\",\"jobs:job-7\",\"phx_leave\",{}]");
-	expect_last(&fx->f, "[\"1\",\"2\",\"jobs:job-7\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
+	expect_last(
+		&fx->f,
+		"[\"1\",\"2\",\"jobs:job-7\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]");
 	assert_int_equal(phx_session_n_topics(fx->s), 0);
 	bus_publish(g_app.bus, "jobs:job-7", "job:progress", "{\"progress\":2}");
 	assert_int_equal(fx->f.n, 0);
@@ -209,14 +219,17 @@ static void bus_events_become_pushes(void **state)
 	in(fx, "[\"10\",\"10\",\"jobs:job-1\",\"phx_join\",{}]");
 	in(fx, "[\"11\",\"11\",\"user:" USER "\",\"phx_join\",{}]");
 	fake_clear(&fx->f);
-	bus_publish(g_app.bus, "jobs:job-1", "job:progress",
-	            "{\"job_id\":\"job-1\",\"status\":\"running\",\"progress\":50,\"message\":\"half\"}");
+	bus_publish(
+		g_app.bus, "jobs:job-1", "job:progress",
+		"{\"job_id\":\"job-1\",\"status\":\"running\",\"progress\":50,\"message\":\"half\"}");
 	expect_last(&fx->f, "[\"10\",null,\"jobs:job-1\",\"job:progress\",{\"job_id\":\"job-1\","
 	                    "\"status\":\"running\",\"progress\":50,\"message\":\"half\"}]");
-	bus_publish(g_app.bus, "user:" USER, "job:completed",
-	            "{\"job_id\":\"job-1\",\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}");
-	expect_last(&fx->f, "[\"11\",null,\"user:" USER "\",\"job:completed\",{\"job_id\":\"job-1\","
-	                    "\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}]");
+	bus_publish(
+		g_app.bus, "user:" USER, "job:completed",
+		"{\"job_id\":\"job-1\",\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}");
+	expect_last(&fx->f,
+	            "[\"11\",null,\"user:" USER "\",\"job:completed\",{\"job_id\":\"job-1\","
+	            "\"job_type\":\"probe\",\"track_id\":null,\"result\":{}}]");
 	bus_publish(g_app.bus, "user:" USER, "job:failed", NULL);
 	expect_last(&fx->f, "[\"11\",null,\"user:" USER "\",\"job:failed\",{}]");
 	/* Other topics never reach this session. */
@@ -253,7 +266,8 @@ static void topic_cap(void **state)
 	struct fixture *fx = *state;
 	char msg[128];
 	for (int i = 0; i < PHX_MAX_TOPICS; i++) {
-		snprintf(msg, sizeof msg, "[\"%d\",\"%d\",\"jobs:job-%d\",\"phx_join\",{}]", i, i, i);
+		snprintf(msg, sizeof msg, "[\"%d\",\"%d\",\"jobs:job-%d\",\"phx_join\",{}]", i, i,
+		         i);
 		in(fx, msg);
 		assert_non_null(strstr(fx->f.sent[fx->f.n - 1], "\"ok\""));
 	}
@@ -274,11 +288,19 @@ static void malformed_messages_close(void **state)
 {
 	struct fixture *fx = *state;
 	const char *bad[] = {
-		"hello", "", "{}", "[]", "[null,null,\"phoenix\",\"heartbeat\"]",
-		"[null,null,\"phoenix\",\"heartbeat\",{},1]", "[null,\"1\",7,\"heartbeat\",{}]",
-		"[null,\"1\",\"phoenix\",null,{}]", "[{},\"1\",\"phoenix\",\"heartbeat\",{}]",
-		"[null,[1],\"phoenix\",\"heartbeat\",{}]", "[null,1.5,\"phoenix\",\"heartbeat\",{}]",
-		"[null,\"1\",\"phoenix\",\"heartbeat\",{}", "[null,\"1\",\"phoenix\",\"heartbeat\",{}]x",
+		"hello",
+		"",
+		"{}",
+		"[]",
+		"[null,null,\"phoenix\",\"heartbeat\"]",
+		"[null,null,\"phoenix\",\"heartbeat\",{},1]",
+		"[null,\"1\",7,\"heartbeat\",{}]",
+		"[null,\"1\",\"phoenix\",null,{}]",
+		"[{},\"1\",\"phoenix\",\"heartbeat\",{}]",
+		"[null,[1],\"phoenix\",\"heartbeat\",{}]",
+		"[null,1.5,\"phoenix\",\"heartbeat\",{}]",
+		"[null,\"1\",\"phoenix\",\"heartbeat\",{}",
+		"[null,\"1\",\"phoenix\",\"heartbeat\",{}]x",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		in(fx, bad[i]);
@@ -334,7 +356,8 @@ static void db_job_owned_checks_the_owner(void **state)
 	assert_int_equal(db_job_owned(db, USER, "job-1"), SFA_ENOTFOUND);
 	int rc = sqlite3_exec(raw,
 	                      "INSERT INTO jobs (id, user_id, type, status, max_attempts, run_at, "
-	                      "created_at) VALUES ('job-1', '" USER "', 'probe', 'queued', 1, 0, 0),"
+	                      "created_at) VALUES ('job-1', '" USER
+	                      "', 'probe', 'queued', 1, 0, 0),"
 	                      " ('job-2', '" OTHER "', 'probe', 'queued', 1, 0, 0)",
 	                      NULL, NULL, NULL);
 	assert_int_equal(rc, SQLITE_OK);
@@ -385,7 +408,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(joins_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(join_own_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(heartbeat_and_ping, setup, teardown),
-		cmocka_unit_test_setup_teardown(unknown_events_and_unmatched_topics, setup, teardown),
+		cmocka_unit_test_setup_teardown(unknown_events_and_unmatched_topics, setup,
+	                                        teardown),
 		cmocka_unit_test_setup_teardown(leave_unsubscribes, setup, teardown),
 		cmocka_unit_test_setup_teardown(bus_events_become_pushes, setup, teardown),
 		cmocka_unit_test_setup_teardown(rejoin_replaces, setup, teardown),

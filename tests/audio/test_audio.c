@@ -57,10 +57,7 @@ static struct audio_buf make_buf(size_t n_frames, int n_ch, int rate)
 	return b;
 }
 
-static float *ch(const struct audio_buf *b, int c)
-{
-	return b->data + (size_t)c * b->n_frames;
-}
+static float *ch(const struct audio_buf *b, int c) { return b->data + (size_t)c * b->n_frames; }
 
 /* A sine of freq_hz and amplitude amp on every channel (channel c scaled by 1 - 0.25c). */
 static struct audio_buf make_sine(double seconds, int rate, int n_ch, double freq_hz, double amp)
@@ -210,12 +207,12 @@ static void wav16_round_trip_is_exact(void **state)
 		ch(&b, 0)[i] = (float)((int)(i * 37 % 65536) - 32768) / 32768.0f;
 		ch(&b, 1)[i] = (float)((int)(i * 101 % 65536) - 32768) / 32768.0f;
 	}
-	ch(&b, 0)[0] = 1.5f;   /* clips to 32767 */
-	ch(&b, 1)[0] = -2.0f;  /* clips to -32768 */
+	ch(&b, 0)[0] = 1.5f;             /* clips to 32767 */
+	ch(&b, 1)[0] = -2.0f;            /* clips to -32768 */
 	ch(&b, 0)[1] = 0.4f / 32768.0f;  /* rounds to 0 */
 	ch(&b, 1)[1] = 0.6f / 32768.0f;  /* rounds to 1 */
 	ch(&b, 0)[2] = -0.6f / 32768.0f; /* rounds to -1 */
-	ch(&b, 1)[2] = NAN;               /* becomes 0 */
+	ch(&b, 1)[2] = NAN;              /* becomes 0 */
 	char err[256] = "";
 	const char *p = tmp_path("r16.wav");
 	assert_int_equal(audio_write_wav(p, &b, AUDIO_PCM16, err, sizeof err), 0);
@@ -233,7 +230,8 @@ static void wav16_round_trip_is_exact(void **state)
 	for (size_t i = 3; i < b.n_frames; i++)
 		for (int c = 0; c < 2; c++)
 			if (ch(&d, c)[i] != ch(&b, c)[i])
-				fail_msg("frame %zu channel %d: %g != %g", i, c, ch(&d, c)[i], ch(&b, c)[i]);
+				fail_msg("frame %zu channel %d: %g != %g", i, c, ch(&d, c)[i],
+				         ch(&b, c)[i]);
 	struct audio_info info;
 	assert_int_equal(audio_probe(p, &info, err, sizeof err), 0);
 	assert_string_equal(info.container, "wav");
@@ -251,7 +249,8 @@ static void wav24_round_trip_is_exact(void **state)
 	(void)state;
 	struct audio_buf b = make_buf(4000, 1, 48000);
 	for (size_t i = 0; i < b.n_frames; i++)
-		ch(&b, 0)[i] = (float)((int32_t)((i * 2654435761u) % 16777216u) - 8388608) / 8388608.0f;
+		ch(&b, 0)[i] = (float)((int32_t)((i * 2654435761u) % 16777216u) - 8388608) /
+		               8388608.0f;
 	ch(&b, 0)[0] = 0.49f / 8388608.0f; /* rounds to 0 */
 	ch(&b, 0)[1] = 1.51f / 8388608.0f; /* rounds to 2 */
 	char err[256] = "";
@@ -320,8 +319,8 @@ static void flac_round_trips_are_exact(void **state)
 		for (size_t i = 0; i < b.n_frames * 2; i++)
 			b.data[i] = (float)(nearbyint(b.data[i] * scale) / scale);
 		const char *p = tmp_path(depth ? "r24.flac" : "r16.flac");
-		assert_int_equal(audio_write(p, &b, AUDIO_FLAC, depth ? AUDIO_PCM24 : AUDIO_PCM16, err,
-		                                  sizeof err),
+		assert_int_equal(audio_write(p, &b, AUDIO_FLAC, depth ? AUDIO_PCM24 : AUDIO_PCM16,
+		                             err, sizeof err),
 		                 0);
 		struct audio_info info;
 		assert_int_equal(audio_probe(p, &info, err, sizeof err), 0);
@@ -334,21 +333,24 @@ static void flac_round_trips_are_exact(void **state)
 		assert_int_equal(d.n_channels, 2);
 		for (size_t i = 0; i < b.n_frames * 2; i++)
 			if (d.data[i] != b.data[i])
-				fail_msg("%d-bit FLAC: sample %zu: %.9g != %.9g", bits, i, d.data[i],
-				         b.data[i]);
+				fail_msg("%d-bit FLAC: sample %zu: %.9g != %.9g", bits, i,
+				         d.data[i], b.data[i]);
 		/* (STREAMINFO's sample count, filled in at the end, is checked by the truncated-FLAC
 		 * case in bad_files_give_clean_errors: without it no truncation is seen.) */
 		audio_buf_free(&d);
 		audio_buf_free(&b);
 	}
 	struct audio_buf b = make_buf(10, 1, 44100);
-	assert_int_equal(audio_write(tmp_path("bad.flac"), &b, AUDIO_FLAC, AUDIO_FLOAT32, err, sizeof err),
-	                 SFA_EINVAL);
-	assert_int_equal(audio_write_wav("/nonexistent-dir/x.wav", &b, AUDIO_PCM16, err, sizeof err),
-	                 SFA_EIO);
-	assert_non_null(strstr(err, "cannot create"));
 	assert_int_equal(
-		audio_write("/nonexistent-dir/x.flac", &b, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err), SFA_EIO);
+		audio_write(tmp_path("bad.flac"), &b, AUDIO_FLAC, AUDIO_FLOAT32, err, sizeof err),
+		SFA_EINVAL);
+	assert_int_equal(
+		audio_write_wav("/nonexistent-dir/x.wav", &b, AUDIO_PCM16, err, sizeof err),
+		SFA_EIO);
+	assert_non_null(strstr(err, "cannot create"));
+	assert_int_equal(audio_write("/nonexistent-dir/x.flac", &b, AUDIO_FLAC, AUDIO_PCM16, err,
+	                             sizeof err),
+	                 SFA_EIO);
 	audio_buf_free(&b);
 }
 
@@ -373,7 +375,8 @@ static void streaming_writer(void **state)
 	size_t at = 0;
 	for (size_t k = 0; at < b.n_frames; k++) {
 		size_t n = chunks[k % 5] < b.n_frames - at ? chunks[k % 5] : b.n_frames - at;
-		assert_int_equal(audio_enc_write(e, b.data + at, b.n_frames, n, err, sizeof err), 0);
+		assert_int_equal(audio_enc_write(e, b.data + at, b.n_frames, n, err, sizeof err),
+		                 0);
 		at += n;
 	}
 	assert_int_equal(audio_enc_close(e, false, err, sizeof err), 0);
@@ -489,8 +492,8 @@ static void output_length_is_ceil_rule(void **state)
 		assert_int_equal(audio_write_wav(p, &b, AUDIO_PCM16, err, sizeof err), 0);
 		struct audio_buf d;
 		assert_int_equal(audio_decode(p, cases[k].rate_out, 2, 0, &d, err, sizeof err), 0);
-		assert_int_equal(d.n_frames, ceil_len(cases[k].n_in, cases[k].rate_out,
-		                                      cases[k].rate_in));
+		assert_int_equal(d.n_frames,
+		                 ceil_len(cases[k].n_in, cases[k].rate_out, cases[k].rate_in));
 		audio_buf_free(&d);
 		audio_buf_free(&b);
 	}
@@ -517,9 +520,11 @@ static void resample_matches_libsoxr_hq_exactly(void **state)
 			s = s * 1664525u + 1013904223u;
 			double noise = ((double)(s >> 8) / 16777216.0 - 0.5) * 0.2;
 			double t = (double)i / rin;
-			ch(&b, 0)[i] = (float)(nearbyint((0.4 * sin(2 * M_PI * 220 * t) + noise) * 32768) /
+			ch(&b, 0)[i] = (float)(nearbyint((0.4 * sin(2 * M_PI * 220 * t) + noise) *
+			                                 32768) /
 			                       32768);
-			ch(&b, 1)[i] = (float)(nearbyint((0.3 * sin(2 * M_PI * 7000 * t) - noise) * 32768) /
+			ch(&b, 1)[i] = (float)(nearbyint((0.3 * sin(2 * M_PI * 7000 * t) - noise) *
+			                                 32768) /
 			                       32768);
 		}
 		const char *p = tmp_path("soxr.wav");
@@ -535,8 +540,8 @@ static void resample_matches_libsoxr_hq_exactly(void **state)
 		soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
 		soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
 		size_t idone = 0, odone = 0;
-		soxr_error_t e = soxr_oneshot(rin, rout, 1, mono, n, &idone, ref, n_out, &odone, &io,
-		                              &q, NULL);
+		soxr_error_t e = soxr_oneshot(rin, rout, 1, mono, n, &idone, ref, n_out, &odone,
+		                              &io, &q, NULL);
 		assert_null(e);
 		assert_int_equal(d.n_frames, n_out);
 		size_t n_diff = 0;
@@ -547,8 +552,8 @@ static void resample_matches_libsoxr_hq_exactly(void **state)
 			max_d = dd > max_d ? dd : max_d;
 		}
 		if (n_diff)
-			fail_msg("%d -> %d Hz: %zu of %zu samples differ from libsoxr HQ (max %g)", rin,
-			         rout, n_diff, n_out, max_d);
+			fail_msg("%d -> %d Hz: %zu of %zu samples differ from libsoxr HQ (max %g)",
+			         rin, rout, n_diff, n_out, max_d);
 		free(ref);
 		free(mono);
 		audio_buf_free(&d);
@@ -729,11 +734,12 @@ static void tags_are_read(void **state)
 	struct audio_buf b = make_sine(0.5, 44100, 1, 440, 0.3);
 	const char *src = tmp_path("tag_src.wav");
 	assert_int_equal(audio_write_wav(src, &b, AUDIO_PCM16, err, sizeof err), 0);
-	static const char *const mp3[] = {"-c:a", "libmp3lame", "-metadata", "title=Song Ä",
-	                                  "-metadata", "artist=The Band", "-metadata",
-	                                  "album=First", NULL};
-	static const char *const ogg[] = {"-c:a", "libvorbis", "-metadata", "title=Ogg Title",
-	                                  "-metadata", "artist=Ogg Artist", NULL};
+	static const char *const mp3[] = {"-c:a",         "libmp3lame",  "-metadata",
+	                                  "title=Song Ä", "-metadata",   "artist=The Band",
+	                                  "-metadata",    "album=First", NULL};
+	static const char *const ogg[] = {
+		"-c:a",      "libvorbis",         "-metadata", "title=Ogg Title",
+		"-metadata", "artist=Ogg Artist", NULL};
 	const char *p1 = tmp_path("tag.mp3"), *p2 = tmp_path("tag.ogg");
 	ffmpeg_convert(src, p1, mp3);
 	ffmpeg_convert(src, p2, ogg);
@@ -762,16 +768,18 @@ static void picture_and_video_streams_are_ignored(void **state)
 	const char *src = tmp_path("pv_src.wav");
 	assert_int_equal(audio_write_wav(src, &b, AUDIO_PCM16, err, sizeof err), 0);
 	const char *png = tmp_path("cover.png");
-	static const char *const pic[] = {"-f", "lavfi", "-i", "color=c=blue:s=32x32:d=0.04",
-	                                  "-frames:v", "1", NULL};
+	static const char *const pic[] = {"-f",        "lavfi", "-i", "color=c=blue:s=32x32:d=0.04",
+	                                  "-frames:v", "1",     NULL};
 	ffmpeg_convert(NULL, png, pic);
-	const char *const mp3[] = {"-i", png, "-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame",
-	                           "-b:a", "320k", "-c:v", "png", "-disposition:v", "attached_pic",
-	                           NULL};
+	const char *const mp3[] = {"-i",   png,    "-map",           "0:a",          "-map",
+	                           "1:v",  "-c:a", "libmp3lame",     "-b:a",         "320k",
+	                           "-c:v", "png",  "-disposition:v", "attached_pic", NULL};
 	const char *p1 = tmp_path("cover.mp3");
 	ffmpeg_convert(src, p1, mp3);
-	const char *const mp4[] = {"-f", "lavfi", "-i", "testsrc=s=32x32:d=1", "-map", "0:a",
-	                           "-map", "1:v", "-c:a", "aac", "-c:v", "mpeg4", NULL};
+	const char *const mp4[] = {"-f",   "lavfi", "-i",   "testsrc=s=32x32:d=1",
+	                           "-map", "0:a",   "-map", "1:v",
+	                           "-c:a", "aac",   "-c:v", "mpeg4",
+	                           NULL};
 	const char *p2 = tmp_path("video.mp4");
 	ffmpeg_convert(src, p2, mp4);
 	const char *paths[] = {p1, p2};
@@ -916,7 +924,8 @@ static void bad_files_give_clean_errors(void **state)
 	expect_format_error(p, "truncated M4A");
 	static const char *const m4afs[] = {"-c:a", "aac", "-movflags", "+faststart", NULL};
 	const char *m4a2 = tmp_path("tr_src_fs.m4a");
-	ffmpeg_convert(wav, m4a2, m4afs); /* moov first: the cut leaves the index pointing past EOF */
+	ffmpeg_convert(wav, m4a2,
+	               m4afs); /* moov first: the cut leaves the index pointing past EOF */
 	p = tmp_path("trunc_fs.m4a");
 	copy_prefix(m4a2, p, 0.5);
 	expect_format_error(p, "truncated M4A (faststart)");
@@ -954,8 +963,8 @@ static void bad_files_give_clean_errors(void **state)
 	p = tmp_path("x.au");
 	ffmpeg_convert(wav, p, au);
 	expect_format_error(p, "Sun AU file");
-	static const char *const vid[] = {"-f", "lavfi", "-i", "color=c=red:s=16x16:d=0.2",
-	                                  "-c:v", "ffv1", NULL};
+	static const char *const vid[] = {"-f",   "lavfi", "-i", "color=c=red:s=16x16:d=0.2",
+	                                  "-c:v", "ffv1",  NULL};
 	p = tmp_path("video.mkv");
 	ffmpeg_convert(NULL, p, vid);
 	expect_format_error(p, "video-only Matroska");

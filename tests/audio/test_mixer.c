@@ -103,7 +103,11 @@ static float *make_src(int64_t n, float (*value)(int64_t i))
 	return p;
 }
 
-static float ones(int64_t i) { (void)i; return 1.0f; }
+static float ones(int64_t i)
+{
+	(void)i;
+	return 1.0f;
+}
 static float ramp(int64_t i) { return (float)i / 100.0f; }
 
 /* Renders the whole mix of manifest text at 1000 Hz into a malloced interleaved buffer. */
@@ -141,12 +145,13 @@ static void defaults_and_fields(void **state)
 {
 	(void)state;
 	struct mixer_manifest m;
-	parse_ok("{\"stems\": [{\"file\": 1}, {\"stem_id\": \"0b6f8f5e-2f9a-4c43-9d7e-1a2b3c4d5e6f\","
-	         " \"volume\": 2.5, \"pan\": -0.25, \"mute\": true, \"solo\": false, \"extra\": 1,"
-	         " \"edits\": [{\"type\": \"trim\", \"end_ms\": 10}, {\"type\": \"gain\","
-	         " \"level\": 0, \"start_ms\": 1.5}, {\"type\": \"offset\", \"position_ms\": 0}]}],"
-	         " \"sample_rate\": null, \"whatever\": [1]}",
-	         2, &m);
+	parse_ok(
+		"{\"stems\": [{\"file\": 1}, {\"stem_id\": \"0b6f8f5e-2f9a-4c43-9d7e-1a2b3c4d5e6f\","
+		" \"volume\": 2.5, \"pan\": -0.25, \"mute\": true, \"solo\": false, \"extra\": 1,"
+		" \"edits\": [{\"type\": \"trim\", \"end_ms\": 10}, {\"type\": \"gain\","
+		" \"level\": 0, \"start_ms\": 1.5}, {\"type\": \"offset\", \"position_ms\": 0}]}],"
+		" \"sample_rate\": null, \"whatever\": [1]}",
+		2, &m);
 	assert_int_equal(m.sample_rate_hz, 0);
 	assert_int_equal(m.bit_depth, 16);
 	assert_false(m.normalize);
@@ -164,7 +169,8 @@ static void defaults_and_fields(void **state)
 	assert_true(m.stems[1].edits[1].start_ms == 1.5 && m.stems[1].edits[1].level == 0);
 	mixer_manifest_free(&m);
 	parse_ok("{\"sample_rate\": 48000, \"bit_depth\": 32, \"normalize\": true,"
-	         " \"stems\": [{\"file\": 0}]}", 1, &m);
+	         " \"stems\": [{\"file\": 0}]}",
+	         1, &m);
 	assert_int_equal(m.sample_rate_hz, 48000);
 	assert_int_equal(m.bit_depth, 32);
 	assert_true(m.normalize);
@@ -190,13 +196,15 @@ static void every_error_is_reported_with_its_path(void **state)
 	expect_err(e, "sample_rate", "whole number of Hz");
 	expect_err(e, "bit_depth", "unsupported bit depth 8");
 	expect_err(e, "normalize", "true or false");
-	expect_err(e, "stems[0].file", "file index 3 is out of range: 2 files were uploaded, use 0 "
-	                               "to 1");
+	expect_err(e, "stems[0].file",
+	           "file index 3 is out of range: 2 files were uploaded, use 0 "
+	           "to 1");
 	expect_err(e, "stems[0].volume", "between 0 and 4 (a linear gain) (got 4.01)");
 	expect_err(e, "stems[0].pan", "between -1 (left) and 1 (right) (got 2)");
 	expect_err(e, "stems[0].solo", "true or false");
-	expect_err(e, "stems[0].edits[0].type", "unknown edit type \"reverse\": use trim, offset, "
-	                                        "gain, fade_in, fade_out or silence");
+	expect_err(e, "stems[0].edits[0].type",
+	           "unknown edit type \"reverse\": use trim, offset, "
+	           "gain, fade_in, fade_out or silence");
 	expect_err(e, "stems[0].edits[1].type", "must be a string");
 	expect_err(e, "stems[0].edits[2].type", "can't be blank");
 	expect_err(e, "stems[0].edits[3].start_ms", "must not be negative (got -1)");
@@ -222,7 +230,8 @@ static void every_error_is_reported_with_its_path(void **state)
 	assert_int_equal(e->n, 1);
 	free(e);
 	e = parse_bad("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"gain\", \"level\": 1,"
-	              " \"start_ms\": 3, \"end_ms\": 3}]}]}", 1);
+	              " \"start_ms\": 3, \"end_ms\": 3}]}]}",
+	              1);
 	expect_err(e, "stems[0].edits[0].end_ms", "empty");
 	free(e);
 }
@@ -326,8 +335,8 @@ static void ms_round_to_nearest_frame(void **state)
 	assert_int_equal(mixer_ms_to_frames(2.5, 1000), 3); /* halves up, not to even */
 	assert_int_equal(mixer_ms_to_frames(1000, 44100), 44100);
 	assert_int_equal(mixer_ms_to_frames(10, 44100), 441);
-	assert_int_equal(mixer_ms_to_frames(0.0113, 44100), 0);  /* 0.498 frames */
-	assert_int_equal(mixer_ms_to_frames(0.0114, 44100), 1);  /* 0.503 frames */
+	assert_int_equal(mixer_ms_to_frames(0.0113, 44100), 0); /* 0.498 frames */
+	assert_int_equal(mixer_ms_to_frames(0.0114, 44100), 1); /* 0.503 frames */
 	assert_int_equal(mixer_ms_to_frames(3600000, 192000), 691200000);
 }
 
@@ -340,20 +349,23 @@ static void trim_offset_and_length(void **state)
 	struct mem_src src = {{a, b}, {10, 4}, 0};
 	int64_t n;
 	/* a: keep 2..7, then 1..4 of that (source 3..5) at 3; b muted at 8: length 12. */
-	float *lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\","
-	                   " \"start_ms\": 2, \"end_ms\": 7}, {\"type\": \"offset\", \"position_ms\": 3},"
-	                   " {\"type\": \"trim\", \"start_ms\": 1, \"end_ms\": 4}]},"
-	                   " {\"file\": 1, \"mute\": true, \"edits\": [{\"type\": \"offset\","
-	                   " \"position_ms\": 8}]}]}",
-	                   &src, &n);
+	float *lr = render(
+		"{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\","
+		" \"start_ms\": 2, \"end_ms\": 7}, {\"type\": \"offset\", \"position_ms\": 3},"
+		" {\"type\": \"trim\", \"start_ms\": 1, \"end_ms\": 4}]},"
+		" {\"file\": 1, \"mute\": true, \"edits\": [{\"type\": \"offset\","
+		" \"position_ms\": 8}]}]}",
+		&src, &n);
 	assert_int_equal(n, 12);
 	const float want[12] = {0, 0, 0, .03f, .04f, .05f, 0, 0, 0, 0, 0, 0};
 	expect_left(lr, want, 12);
 	assert_true(fabsf(lr[2 * 4 + 1] + .04f) < 1e-6f); /* right channel: its own samples */
 	free(lr);
 	/* A trim past the end leaves an empty clip; the other stem sets the length. */
-	lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\", \"start_ms\": 20}]},"
-	            " {\"file\": 1}]}", &src, &n);
+	lr = render(
+		"{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\", \"start_ms\": 20}]},"
+		" {\"file\": 1}]}",
+		&src, &n);
 	assert_int_equal(n, 4);
 	const float w2[4] = {1, 1, 1, 1};
 	expect_left(lr, w2, 4);
@@ -377,14 +389,16 @@ static void fades_are_linear_and_mirrored(void **state)
 	/* Overlapping fades multiply; a fade longer than the clip keeps its slope. */
 	lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\", \"end_ms\": 4},"
 	            " {\"type\": \"fade_in\", \"duration_ms\": 8}, {\"type\": \"fade_out\","
-	            " \"duration_ms\": 2}]}]}", &src, &n);
+	            " \"duration_ms\": 2}]}]}",
+	            &src, &n);
 	assert_int_equal(n, 4);
 	const float w2[4] = {0, .125f, .25f * .5f, 0};
 	expect_left(lr, w2, 4);
 	free(lr);
 	/* A fade after a trim starts at the trimmed clip's start. */
 	lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"trim\", \"start_ms\": 5},"
-	            " {\"type\": \"fade_in\", \"duration_ms\": 2}]}]}", &src, &n);
+	            " {\"type\": \"fade_in\", \"duration_ms\": 2}]}]}",
+	            &src, &n);
 	const float w3[5] = {0, .5f, 1, 1, 1};
 	expect_left(lr, w3, 5);
 	free(lr);
@@ -409,9 +423,10 @@ static void gain_and_silence_stay_with_their_samples(void **state)
 	expect_left(lr, want, 8);
 	free(lr);
 	/* Ranges past the clip's end are cut at it. */
-	lr = render("{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"gain\", \"start_ms\": 8,"
-	            " \"end_ms\": 100, \"level\": 2}, {\"type\": \"silence\", \"start_ms\": 50}]}]}",
-	            &src, &n);
+	lr = render(
+		"{\"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"gain\", \"start_ms\": 8,"
+		" \"end_ms\": 100, \"level\": 2}, {\"type\": \"silence\", \"start_ms\": 50}]}]}",
+		&src, &n);
 	assert_int_equal(n, 10);
 	const float w2[10] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 2};
 	expect_left(lr, w2, 10);
@@ -456,15 +471,16 @@ static void volume_pan_solo_mute(void **state)
 	};
 	for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
 		char text[512];
-		snprintf(text, sizeof text,
-		         "{\"stems\": [{\"file\": 0, \"volume\": 1 %s%s},"
-		         " {\"file\": 0, \"volume\": 2 %s%s},"
-		         " {\"file\": 0, \"volume\": 4 %s%s}, {\"file\": 0, \"volume\": 3.5, \"edits\":"
-		         " [{\"type\": \"gain\", \"level\": 2},"
-		         " {\"type\": \"gain\", \"level\": 1.142857}] %s%s}]}",
-		         *mix[i].flags[0] ? "," : "", mix[i].flags[0], *mix[i].flags[1] ? "," : "",
-		         mix[i].flags[1], *mix[i].flags[2] ? "," : "", mix[i].flags[2],
-		         *mix[i].flags[3] ? "," : "", mix[i].flags[3]);
+		snprintf(
+			text, sizeof text,
+			"{\"stems\": [{\"file\": 0, \"volume\": 1 %s%s},"
+			" {\"file\": 0, \"volume\": 2 %s%s},"
+			" {\"file\": 0, \"volume\": 4 %s%s}, {\"file\": 0, \"volume\": 3.5, \"edits\":"
+			" [{\"type\": \"gain\", \"level\": 2},"
+			" {\"type\": \"gain\", \"level\": 1.142857}] %s%s}]}",
+			*mix[i].flags[0] ? "," : "", mix[i].flags[0], *mix[i].flags[1] ? "," : "",
+			mix[i].flags[1], *mix[i].flags[2] ? "," : "", mix[i].flags[2],
+			*mix[i].flags[3] ? "," : "", mix[i].flags[3]);
 		float *lr = render(text, &src, &n);
 		if (fabsf(lr[0] - mix[i].l) > 1e-4f)
 			fail_msg("case %zu: left %g, expected %g", i, lr[0], mix[i].l);
@@ -511,8 +527,8 @@ static void blocks_do_not_change_samples(void **state)
 	assert_int_equal(mixer_plan_new(&m, 1000, src.n, &p, err, sizeof err), 0);
 	int64_t n = mixer_plan_frames(p);
 	assert_int_equal(n, 333 + 11900);
-	float *whole = calloc((size_t)(2 * n), sizeof(float)), *piece = calloc((size_t)(2 * n),
-	                                                                        sizeof(float));
+	float *whole = calloc((size_t)(2 * n), sizeof(float)),
+	      *piece = calloc((size_t)(2 * n), sizeof(float));
 	for (int64_t t = 0; t < n; t += MIXER_BLOCK_FRAMES) {
 		size_t k = (size_t)(n - t < MIXER_BLOCK_FRAMES ? n - t : MIXER_BLOCK_FRAMES);
 		assert_int_equal(mixer_render_block(p, t, k, mem_read, &src, whole + 2 * t), 0);
@@ -543,14 +559,16 @@ static void blocks_do_not_change_samples(void **state)
 static void quantisation_rounds_and_counts_clipping(void **state)
 {
 	(void)state;
-	const float in[] = {0.5f,  1.0f,  -1.0f, -1.00002f, 0.5f / 32768, 1.5f / 32768,
-	                    -0.5f / 32768, 32767.49f / 32768, NAN, INFINITY, -INFINITY, 0};
+	const float in[] = {0.5f,         1.0f,         -1.0f,         -1.00002f,
+	                    0.5f / 32768, 1.5f / 32768, -0.5f / 32768, 32767.49f / 32768,
+	                    NAN,          INFINITY,     -INFINITY,     0};
 	int16_t out[12];
 	unsigned char bytes[24];
 	uint64_t clipped = 0;
 	mixer_encode(in, 6, 1.0f, 16, bytes, &clipped);
 	memcpy(out, bytes, sizeof out);
-	const int16_t want[12] = {16384, 32767, -32768, -32768, 0, 2, 0, 32767, 0, 32767, -32768, 0};
+	const int16_t want[12] = {16384, 32767, -32768, -32768, 0,      2,
+	                          0,     32767, 0,      32767,  -32768, 0};
 	for (int i = 0; i < 12; i++)
 		if (out[i] != want[i])
 			fail_msg("sample %d: %d, expected %d", i, out[i], want[i]);
@@ -649,7 +667,8 @@ static void scan_normalise_and_write(void **state)
 	assert_int_equal(last_l, (int)lrint(pow(10, -1.0 / 20) * 32768)); /* -1 dBFS */
 	mixer_plan_free(p);
 	/* Not normalised and too loud: the scan and the output count the same samples. */
-	parse_ok("{\"stems\": [{\"file\": 0, \"volume\": 4}, {\"file\": 1, \"volume\": 4}]}", 2, &m);
+	parse_ok("{\"stems\": [{\"file\": 0, \"volume\": 4}, {\"file\": 1, \"volume\": 4}]}", 2,
+	         &m);
 	assert_int_equal(mixer_plan_new(&m, 1000, src.n, &p, err, sizeof err), 0);
 	mixer_manifest_free(&m);
 	assert_int_equal(mixer_scan(p, mem_read, &src, &st), 0);
@@ -657,8 +676,10 @@ static void scan_normalise_and_write(void **state)
 	/* 8 * i / 100 >= 1 for i = 13..: none of 0..9, so make it louder with a gain edit. */
 	assert_int_equal(st.n_clipped, 0);
 	mixer_plan_free(p);
-	parse_ok("{\"stems\": [{\"file\": 0, \"volume\": 4, \"edits\": [{\"type\": \"gain\", \"level\":"
-	         " 3.9}]}, {\"file\": 1, \"volume\": 4}]}", 2, &m);
+	parse_ok(
+		"{\"stems\": [{\"file\": 0, \"volume\": 4, \"edits\": [{\"type\": \"gain\", \"level\":"
+		" 3.9}]}, {\"file\": 1, \"volume\": 4}]}",
+		2, &m);
 	assert_int_equal(mixer_plan_new(&m, 1000, src.n, &p, err, sizeof err), 0);
 	mixer_manifest_free(&m);
 	assert_int_equal(mixer_scan(p, mem_read, &src, &st), 0);
@@ -670,7 +691,8 @@ static void scan_normalise_and_write(void **state)
 	/* A writer error stops the output. */
 	out.n = 0;
 	out.cap = 50;
-	assert_int_equal(mixer_write_wav(p, mem_read, &src, &st, mem_write, &out, NULL), SFA_ETOOBIG);
+	assert_int_equal(mixer_write_wav(p, mem_read, &src, &st, mem_write, &out, NULL),
+	                 SFA_ETOOBIG);
 	mixer_plan_free(p);
 	/* A silent mix is not normalised. */
 	parse_ok("{\"normalize\": true, \"stems\": [{\"file\": 0, \"mute\": true}]}", 1, &m);
@@ -687,7 +709,8 @@ static void plans_refuse_what_a_wav_cannot_hold(void **state)
 	(void)state;
 	struct mixer_manifest m;
 	parse_ok("{\"bit_depth\": 32, \"stems\": [{\"file\": 0, \"edits\": [{\"type\": \"offset\","
-	         " \"position_ms\": 3600000}]}]}", 1, &m);
+	         " \"position_ms\": 3600000}]}]}",
+	         1, &m);
 	struct mixer_plan *p = NULL;
 	char err[256];
 	int64_t len[1] = {(int64_t)192000 * 3600};
@@ -744,13 +767,16 @@ static void streaming_decode_equals_whole_decode(void **state)
 		char err[256];
 		if (audio_decode(path, rates[r], 2, 0, &whole, err, sizeof err) != 0)
 			fail_msg("the fixture %s is missing or does not decode: %s", path, err);
-		struct collect c = {{malloc((whole.n_frames + 1) * 4), malloc((whole.n_frames + 1) * 4)},
-		                    0, whole.n_frames + 1, 0};
+		struct collect c = {
+			{malloc((whole.n_frames + 1) * 4), malloc((whole.n_frames + 1) * 4)},
+			0,
+			whole.n_frames + 1,
+			0};
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		assert_true(fd >= 0);
 		struct audio_stream_info info;
-		assert_int_equal(audio_decode_stream_fd(fd, rates[r], 2, 0, collect_sink, &c, &info, err,
-		                                        sizeof err),
+		assert_int_equal(audio_decode_stream_fd(fd, rates[r], 2, 0, collect_sink, &c, &info,
+		                                        err, sizeof err),
 		                 0);
 		assert_int_equal(c.n, whole.n_frames);
 		assert_int_equal(info.n_frames, whole.n_frames);
@@ -761,8 +787,8 @@ static void streaming_decode_equals_whole_decode(void **state)
 		assert_memory_equal(c.lr[0], whole.data, whole.n_frames * 4);
 		assert_memory_equal(c.lr[1], whole.data + whole.n_frames, whole.n_frames * 4);
 		/* A sink that stops the decode. */
-		assert_int_equal(audio_decode_stream_fd(fd, rates[r], 2, 0, stop_sink, NULL, NULL, err,
-		                                        sizeof err),
+		assert_int_equal(audio_decode_stream_fd(fd, rates[r], 2, 0, stop_sink, NULL, NULL,
+		                                        err, sizeof err),
 		                 SFA_ECANCELED);
 		close(fd);
 		free(c.lr[0]);

@@ -42,7 +42,7 @@ static void box_writer(void **state)
 	k += box(inner + k, "trak", zeros, 16);
 	size_t n = box(moov, "moov", inner, k);
 	assert_int_equal(nistems_insert_box(moov, n, "{\"a\":1}", &out, &n_out), 0);
-	assert_int_equal(n_out, n + 8 + 8 + 7); /* + udta + stem */
+	assert_int_equal(n_out, n + 8 + 8 + 7);        /* + udta + stem */
 	assert_memory_equal(out + 8, moov + 8, n - 8); /* children kept, udta last */
 	assert_memory_equal(out + n + 4, "udta", 4);
 	assert_memory_equal(out + n + 12, "stem{\"a\":1}", 11);

@@ -28,7 +28,8 @@ static struct audio_buf sine(double seconds, double hz, int n_ch)
 	assert_non_null(b.data);
 	for (int c = 0; c < n_ch; c++)
 		for (size_t i = 0; i < n; i++)
-			b.data[(size_t)c * n + i] = (float)(0.5 * sin(2.0 * M_PI * hz * (double)i / RATE));
+			b.data[(size_t)c * n + i] = (float)(0.5 * sin(2.0 * M_PI * hz * (double)i /
+			                                              RATE));
 	return b;
 }
 
@@ -60,13 +61,15 @@ static void shift_by_semitones(void **state)
 	struct audio_buf in = sine(3.0, 440.0, 2), out;
 	static const double steps[] = {2.0, -3.5, 0.5};
 	for (size_t k = 0; k < 3; k++) {
-		assert_int_equal(audio_transform(&in, steps[k], 1.0, false, &out, err, sizeof err), 0);
+		assert_int_equal(audio_transform(&in, steps[k], 1.0, false, &out, err, sizeof err),
+		                 0);
 		assert_int_equal(out.n_frames, in.n_frames);
 		assert_int_equal(out.n_channels, 2);
 		double want = 440.0 * pow(2.0, steps[k] / 12.0), got = frequency(&out);
 		printf("# %+.1f semitones: %.2f Hz (want %.2f)\n", steps[k], got, want);
 		if (fabs(got / want - 1.0) > 0.002)
-			fail_msg("%+.1f semitones: %.3f Hz, want %.3f Hz +- 0.2 %%", steps[k], got, want);
+			fail_msg("%+.1f semitones: %.3f Hz, want %.3f Hz +- 0.2 %%", steps[k], got,
+			         want);
 		audio_buf_free(&out);
 	}
 	/* formants kept: still the shifted pitch */

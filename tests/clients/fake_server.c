@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int fake_server_start(const char *script, const char *what, pid_t *pid, int *stdin_fd,
-                      char *base, size_t n_base)
+int fake_server_start(const char *script, const char *what, pid_t *pid, int *stdin_fd, char *base,
+                      size_t n_base)
 {
 	int out[2], in[2];
 	if (pipe(out) != 0 || pipe(in) != 0)

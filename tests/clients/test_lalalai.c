@@ -61,7 +61,8 @@ static void write_wav(const char *path, int frames)
 	fwrite("data", 1, 4, f);
 	fwrite(&data, 4, 1, f);
 	for (int i = 0; i < frames; i++) {
-		int16_t s[2] = {(int16_t)((i * 37) % 2000 - 1000), (int16_t)((i * 53) % 2000 - 1000)};
+		int16_t s[2] = {(int16_t)((i * 37) % 2000 - 1000),
+		                (int16_t)((i * 53) % 2000 - 1000)};
 		fwrite(s, 2, 2, f);
 	}
 	fclose(f);
@@ -113,8 +114,8 @@ static size_t collect(char *p, size_t size, size_t nmemb, void *ud)
 }
 
 /* A plain request to the fake, not through the client. body: 64 KiB. */
-static long fake_call(const char *method, const char *path, const char *post,
-                      const char *header, char *body)
+static long fake_call(const char *method, const char *path, const char *post, const char *header,
+                      char *body)
 {
 	CURL *h = curl_easy_init();
 	assert_non_null(h);
@@ -157,10 +158,15 @@ static long stat_hits(const char *path)
 static struct lalalai_client *client_with(const char *key, int max_tries,
                                           const volatile sig_atomic_t *flag)
 {
-	struct lalalai_config cfg = {.base_url = base, .license_key = key, .max_tries = max_tries,
-	                             .backoff_base_ms = 10, .backoff_max_ms = 40,
-	                             .timeout_ms = 10000, .low_speed_time_s = 1,
-	                             .low_speed_bytes = 1000, .abort_flag = flag};
+	struct lalalai_config cfg = {.base_url = base,
+	                             .license_key = key,
+	                             .max_tries = max_tries,
+	                             .backoff_base_ms = 10,
+	                             .backoff_max_ms = 40,
+	                             .timeout_ms = 10000,
+	                             .low_speed_time_s = 1,
+	                             .low_speed_bytes = 1000,
+	                             .abort_flag = flag};
 	struct lalalai_client *c = NULL;
 	char err[256];
 	assert_int_equal(lalalai_client_new(&cfg, &c, err, sizeof err), 0);
@@ -236,9 +242,8 @@ static void upload_names(void **state)
 	struct lalalai_client *c = client();
 	char err[256], body[65536];
 	/* The fake refuses an upload without a file name, as lal.ai does. */
-	assert_int_equal(fake_call("POST", "/api/v1/upload/", "abc", "X-License-Key: key-main",
-	                           body),
-	                 400);
+	assert_int_equal(
+		fake_call("POST", "/api/v1/upload/", "abc", "X-License-Key: key-main", body), 400);
 	struct lalalai_source src;
 	int64_t seen[2] = {0, 0};
 	assert_int_equal(lalalai_upload(c, wav_path, "Sigur Rós – Hoppípolla.wav",
@@ -261,9 +266,9 @@ static void upload_names(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(ups, n - 1), "size")),
 	                 wav_size);
 	json_decref(j);
-	assert_int_equal(lalalai_upload(c, "/nonexistent/x.wav", "x.wav", NULL, NULL, &src, err,
-	                                sizeof err),
-	                 SFA_EIO);
+	assert_int_equal(
+		lalalai_upload(c, "/nonexistent/x.wav", "x.wav", NULL, NULL, &src, err, sizeof err),
+		SFA_EIO);
 	lalalai_client_free(c);
 }
 
@@ -292,9 +297,9 @@ static void split_validation_and_idempotency(void **state)
 	int with_key = 0;
 	const char *k;
 	json_t *t;
-	json_object_foreach (json_object_get(j, "tasks"), k, t)
+	json_object_foreach(json_object_get(j, "tasks"), k, t)
 		with_key += strcmp(json_string_value(json_object_get(t, "idempotency_key")),
-		                   "idem-once") == 0;
+	                           "idem-once") == 0;
 	assert_int_equal(with_key, 1);
 	json_decref(j);
 	assert_int_equal(lalalai_split(c, src.id, FOUR, 0, "idem-y", task, err, sizeof err),
@@ -347,7 +352,8 @@ static void final_states(void **state)
 {
 	(void)state;
 	struct lalalai_client *c = client_with("key-final", 3, NULL);
-	const char *names[] = {"x task-error.wav", "x task-cancelled.wav", "x task-server-error.wav"};
+	const char *names[] = {"x task-error.wav", "x task-cancelled.wav",
+	                       "x task-server-error.wav"};
 	enum lalalai_state want[] = {LALALAI_ERROR, LALALAI_CANCELLED, LALALAI_SERVER_ERROR};
 	for (int i = 0; i < 3; i++) {
 		char task[LALALAI_ID_MAX];
@@ -492,22 +498,28 @@ static void parse_check_rejects_bad_answers(void **state)
 	struct lalalai_status st;
 	char err[256];
 	const char *bad[] = {
-	        "", "[]", "{}", "{\"result\": []}", "{\"result\": {\"t1\": {}}}",
-	        "{\"result\": {\"t1\": {\"status\": \"weird\"}}}",
-	        "{\"result\": {\"t1\": {\"status\": \"success\"}}}",
-	        ("{\"result\": {\"t1\": {\"status\": \"success\", \"result\": {\"tracks\": "
+		"",
+		"[]",
+		"{}",
+		"{\"result\": []}",
+		"{\"result\": {\"t1\": {}}}",
+		"{\"result\": {\"t1\": {\"status\": \"weird\"}}}",
+		"{\"result\": {\"t1\": {\"status\": \"success\"}}}",
+		("{\"result\": {\"t1\": {\"status\": \"success\", \"result\": {\"tracks\": "
 	         "[{\"type\": \"stem\", \"label\": \"vocals\", \"url\": \"file:///etc/passwd\"}]}}}}"),
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		assert_int_equal(lalalai_parse_check(bad[i], strlen(bad[i]), ids, 1, &st, err, sizeof err),
-		                 SFA_EUPSTREAM);
-	const char *good = "{\"result\": {\"t1\": {\"status\": \"progress\", \"progress\": 142.5}}}";
+		assert_int_equal(
+			lalalai_parse_check(bad[i], strlen(bad[i]), ids, 1, &st, err, sizeof err),
+			SFA_EUPSTREAM);
+	const char *good =
+		"{\"result\": {\"t1\": {\"status\": \"progress\", \"progress\": 142.5}}}";
 	assert_int_equal(lalalai_parse_check(good, strlen(good), ids, 1, &st, err, sizeof err), 0);
 	assert_int_equal(st.progress, 100);
 	const char *err_state = "{\"result\": {\"t1\": {\"status\": \"error\", \"error\": "
-	                        "{\"code\": \"c\", \"detail\": \"bad\\nthing\"}}}}";
+				"{\"code\": \"c\", \"detail\": \"bad\\nthing\"}}}}";
 	assert_int_equal(
-	        lalalai_parse_check(err_state, strlen(err_state), ids, 1, &st, err, sizeof err), 0);
+		lalalai_parse_check(err_state, strlen(err_state), ids, 1, &st, err, sizeof err), 0);
 	assert_int_equal(st.state, LALALAI_ERROR);
 	assert_string_equal(st.error, "bad thing (c)");
 }
@@ -518,18 +530,18 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(config_is_checked),
-	        cmocka_unit_test(bad_key_rejected),
-	        cmocka_unit_test(upload_names),
-	        cmocka_unit_test(split_validation_and_idempotency),
-	        cmocka_unit_test(progress_then_success),
-	        cmocka_unit_test(final_states),
-	        cmocka_unit_test(check_rate_limit),
-	        cmocka_unit_test(quota_and_cancel),
-	        cmocka_unit_test(downloads_resume_and_fail_cleanly),
-	        cmocka_unit_test(abort_flag_stops_calls),
-	        cmocka_unit_test(delete_source),
-	        cmocka_unit_test(parse_check_rejects_bad_answers),
+		cmocka_unit_test(config_is_checked),
+		cmocka_unit_test(bad_key_rejected),
+		cmocka_unit_test(upload_names),
+		cmocka_unit_test(split_validation_and_idempotency),
+		cmocka_unit_test(progress_then_success),
+		cmocka_unit_test(final_states),
+		cmocka_unit_test(check_rate_limit),
+		cmocka_unit_test(quota_and_cancel),
+		cmocka_unit_test(downloads_resume_and_fail_cleanly),
+		cmocka_unit_test(abort_flag_stops_calls),
+		cmocka_unit_test(delete_source),
+		cmocka_unit_test(parse_check_rejects_bad_answers),
 	};
 	int rc = cmocka_run_group_tests(tests, start_fake, stop_fake);
 	curl_global_cleanup();

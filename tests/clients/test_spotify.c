@@ -33,22 +33,22 @@
 #include "clients/spotify.h"
 #include "util/err.h"
 
-#define OK_TRACK "okTrack000000000000000"
-#define RATE429_TWICE "rate429twice0000000000"
-#define RATE429_FOREVER "rate429forever00000000"
-#define FAIL503_TWICE "fail503twice0000000000"
-#define FAIL500_ALWAYS "fail500always000000000"
-#define BAD_REQUEST "badRequest000000000000"
-#define SLOW_TRACK "slowTrack0000000000000"
-#define TRUNCATED_JSON "truncatedJson000000000"
-#define CUT_BODY "cutBody000000000000000"
-#define MISSING "missing000000000000000"
-#define BIG_ALBUM "bigAlbum00000000000000"
-#define STRAY_ALBUM "strayNextAlbum00000000"
-#define BIG_PLAYLIST "bigPlaylist00000000000"
-#define LEGACY_PLAYLIST "legacyPlaylist00000000"
-#define FORBIDDEN_PLAYLIST "forbiddenPlaylist00000"
-#define EDITORIAL_PLAYLIST "37i9dQZF1DXcBWIGoYBM5M"
+#define OK_TRACK            "okTrack000000000000000"
+#define RATE429_TWICE       "rate429twice0000000000"
+#define RATE429_FOREVER     "rate429forever00000000"
+#define FAIL503_TWICE       "fail503twice0000000000"
+#define FAIL500_ALWAYS      "fail500always000000000"
+#define BAD_REQUEST         "badRequest000000000000"
+#define SLOW_TRACK          "slowTrack0000000000000"
+#define TRUNCATED_JSON      "truncatedJson000000000"
+#define CUT_BODY            "cutBody000000000000000"
+#define MISSING             "missing000000000000000"
+#define BIG_ALBUM           "bigAlbum00000000000000"
+#define STRAY_ALBUM         "strayNextAlbum00000000"
+#define BIG_PLAYLIST        "bigPlaylist00000000000"
+#define LEGACY_PLAYLIST     "legacyPlaylist00000000"
+#define FORBIDDEN_PLAYLIST  "forbiddenPlaylist00000"
+#define EDITORIAL_PLAYLIST  "37i9dQZF1DXcBWIGoYBM5M"
 #define EDITORIAL_PLAYLIST2 "37i9dQZEVXbMDoHDwVN2tF"
 
 static const char *fake_script;
@@ -179,15 +179,15 @@ static long token_requests(void)
 static struct spotify_config test_config(void)
 {
 	struct spotify_config cfg = {
-	        .client_id = "fake-client-id",
-	        .client_secret = "fake-client-secret",
-	        .accounts_url = base,
-	        .api_url = base,
-	        .connect_timeout_ms = 2000,
-	        .timeout_ms = 5000,
-	        .backoff_base_ms = 10,
-	        .backoff_max_ms = 40,
-	        .allow_http_loopback = true,
+		.client_id = "fake-client-id",
+		.client_secret = "fake-client-secret",
+		.accounts_url = base,
+		.api_url = base,
+		.connect_timeout_ms = 2000,
+		.timeout_ms = 5000,
+		.backoff_base_ms = 10,
+		.backoff_max_ms = 40,
+		.allow_http_loopback = true,
 	};
 	return cfg;
 }
@@ -540,9 +540,9 @@ static void playlist_falls_back_to_tracks(void **state)
 	assert_int_equal(r->n_skipped, 0);
 	spotify_result_free(r);
 	assert_int_equal(
-	        hits(path_of(path, sizeof path, "/v1/playlists/%s/items", LEGACY_PLAYLIST)), 1);
+		hits(path_of(path, sizeof path, "/v1/playlists/%s/items", LEGACY_PLAYLIST)), 1);
 	assert_int_equal(
-	        hits(path_of(path, sizeof path, "/v1/playlists/%s/tracks", LEGACY_PLAYLIST)), 2);
+		hits(path_of(path, sizeof path, "/v1/playlists/%s/tracks", LEGACY_PLAYLIST)), 2);
 
 	expect_fail(c, SPOTIFY_PLAYLIST, FORBIDDEN_PLAYLIST, SFA_EUPSTREAM, "403");
 	spotify_client_free(c);
@@ -749,8 +749,8 @@ static void login_exchange_refresh_me(void **state)
 	/* A code works once. */
 	struct spotify_user_tokens again = {0};
 	assert_int_equal(
-	        spotify_exchange_code(c, code, REDIRECT, verifier, &again, err, sizeof err),
-	        SFA_EAUTH);
+		spotify_exchange_code(c, code, REDIRECT, verifier, &again, err, sizeof err),
+		SFA_EAUTH);
 
 	struct spotify_me me = {0};
 	rc = spotify_get_me(c, tok.access_token, &me, err, sizeof err);
@@ -839,16 +839,16 @@ static void login_denied_and_misconfigured(void **state)
 	assert_int_equal(fake_call("GET", url, body, NULL), 400);
 	free(url);
 	assert_int_equal(
-	        spotify_authorize_url(c, REDIRECT, "s", "too-short", NULL, &url, err, sizeof err),
-	        SFA_EINVAL);
+		spotify_authorize_url(c, REDIRECT, "s", "too-short", NULL, &url, err, sizeof err),
+		SFA_EINVAL);
 	spotify_client_free(c);
 
 	cfg = test_config();
 	cfg.client_id = NULL;
 	c = client_with(cfg);
 	assert_int_equal(
-	        spotify_authorize_url(c, REDIRECT, "s", verifier, NULL, &url, err, sizeof err),
-	        SFA_EAUTH);
+		spotify_authorize_url(c, REDIRECT, "s", verifier, NULL, &url, err, sizeof err),
+		SFA_EAUTH);
 	spotify_client_free(c);
 }
 
@@ -858,28 +858,28 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(config_is_checked),
-	        cmocka_unit_test(track_fields),
-	        cmocka_unit_test(token_is_cached),
-	        cmocka_unit_test(token_refreshed_once_on_401),
-	        cmocka_unit_test(short_lived_token_renewed_before_use),
-	        cmocka_unit_test(bad_or_missing_credentials),
-	        cmocka_unit_test(rate_limit_honoured),
-	        cmocka_unit_test(rate_limit_beyond_cap_fails_at_once),
-	        cmocka_unit_test(server_errors_retried),
-	        cmocka_unit_test(other_4xx_not_retried),
-	        cmocka_unit_test(slow_answer_times_out),
-	        cmocka_unit_test(truncated_answers_fail_cleanly),
-	        cmocka_unit_test(album_pagination),
-	        cmocka_unit_test(playlist_items_and_skips),
-	        cmocka_unit_test(playlist_falls_back_to_tracks),
-	        cmocka_unit_test(editorial_playlists_explained),
-	        cmocka_unit_test(threads_share_one_token),
-	        cmocka_unit_test(short_links_followed),
-	        cmocka_unit_test(pkce_challenge_matches_rfc7636),
-	        cmocka_unit_test(login_exchange_refresh_me),
-	        cmocka_unit_test(login_public_client_rotates),
-	        cmocka_unit_test(login_denied_and_misconfigured),
+		cmocka_unit_test(config_is_checked),
+		cmocka_unit_test(track_fields),
+		cmocka_unit_test(token_is_cached),
+		cmocka_unit_test(token_refreshed_once_on_401),
+		cmocka_unit_test(short_lived_token_renewed_before_use),
+		cmocka_unit_test(bad_or_missing_credentials),
+		cmocka_unit_test(rate_limit_honoured),
+		cmocka_unit_test(rate_limit_beyond_cap_fails_at_once),
+		cmocka_unit_test(server_errors_retried),
+		cmocka_unit_test(other_4xx_not_retried),
+		cmocka_unit_test(slow_answer_times_out),
+		cmocka_unit_test(truncated_answers_fail_cleanly),
+		cmocka_unit_test(album_pagination),
+		cmocka_unit_test(playlist_items_and_skips),
+		cmocka_unit_test(playlist_falls_back_to_tracks),
+		cmocka_unit_test(editorial_playlists_explained),
+		cmocka_unit_test(threads_share_one_token),
+		cmocka_unit_test(short_links_followed),
+		cmocka_unit_test(pkce_challenge_matches_rfc7636),
+		cmocka_unit_test(login_exchange_refresh_me),
+		cmocka_unit_test(login_public_client_rotates),
+		cmocka_unit_test(login_denied_and_misconfigured),
 	};
 	int rc = cmocka_run_group_tests(tests, start_fake, stop_fake);
 	curl_global_cleanup();

@@ -20,81 +20,81 @@ struct accept_case {
 };
 
 static const struct accept_case accepted[] = {
-        {"https://open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/album/" ID, SPOTIFY_ALBUM, ID},
-        {"https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M", SPOTIFY_PLAYLIST,
+	{"https://open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/album/" ID, SPOTIFY_ALBUM, ID},
+	{"https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M", SPOTIFY_PLAYLIST,
          "37i9dQZF1DXcBWIGoYBM5M"},
-        {"https://open.spotify.com/track/" ID "?si=1a2b3c4d5e6f", SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/track/" ID "?si=abc&context=spotify%3Aalbum%3A" ID,
+	{"https://open.spotify.com/track/" ID "?si=1a2b3c4d5e6f", SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/track/" ID "?si=abc&context=spotify%3Aalbum%3A" ID,
          SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/album/" ID "?si=x&nd=1", SPOTIFY_ALBUM, ID},
-        {"https://open.spotify.com/track/" ID "#fragment", SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/track/" ID "/", SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/intl-de/track/" ID, SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/intl-pt-BR/album/" ID "?si=q", SPOTIFY_ALBUM, ID},
-        {"https://open.spotify.com/embed/playlist/" ID, SPOTIFY_PLAYLIST, ID},
-        {"https://open.spotify.com/intl-fr/embed/track/" ID, SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/user/spotify/playlist/" ID, SPOTIFY_PLAYLIST, ID},
-        {"https://open.spotify.com/user/some.user_name-1/playlist/" ID "?si=z", SPOTIFY_PLAYLIST,
+	{"https://open.spotify.com/album/" ID "?si=x&nd=1", SPOTIFY_ALBUM, ID},
+	{"https://open.spotify.com/track/" ID "#fragment", SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/track/" ID "/", SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/intl-de/track/" ID, SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/intl-pt-BR/album/" ID "?si=q", SPOTIFY_ALBUM, ID},
+	{"https://open.spotify.com/embed/playlist/" ID, SPOTIFY_PLAYLIST, ID},
+	{"https://open.spotify.com/intl-fr/embed/track/" ID, SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/user/spotify/playlist/" ID, SPOTIFY_PLAYLIST, ID},
+	{"https://open.spotify.com/user/some.user_name-1/playlist/" ID "?si=z", SPOTIFY_PLAYLIST,
          ID},
-        {"http://open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
-        {"HTTPS://OPEN.SPOTIFY.COM/track/" ID, SPOTIFY_TRACK, ID},
-        {"open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
-        {"open.spotify.com/intl-ja/playlist/" ID, SPOTIFY_PLAYLIST, ID},
-        {"  https://open.spotify.com/track/" ID "\n", SPOTIFY_TRACK, ID},
-        {"spotify:track:" ID, SPOTIFY_TRACK, ID},
-        {"spotify:album:" ID, SPOTIFY_ALBUM, ID},
-        {"spotify:playlist:" ID, SPOTIFY_PLAYLIST, ID},
-        {"Spotify:track:" ID, SPOTIFY_TRACK, ID},
-        {"spotify:user:spotify:playlist:" ID, SPOTIFY_PLAYLIST, ID},
-        {"spotify%3Atrack%3A" ID, SPOTIFY_TRACK, ID},
-        {"spotify%3auser%3aalice%3aplaylist%3a" ID, SPOTIFY_PLAYLIST, ID},
-        {"https%3A%2F%2Fopen.spotify.com%2Ftrack%2F" ID, SPOTIFY_TRACK, ID},
-        {"https://open.spotify.com/track/0000000000000000000000", SPOTIFY_TRACK,
+	{"http://open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
+	{"HTTPS://OPEN.SPOTIFY.COM/track/" ID, SPOTIFY_TRACK, ID},
+	{"open.spotify.com/track/" ID, SPOTIFY_TRACK, ID},
+	{"open.spotify.com/intl-ja/playlist/" ID, SPOTIFY_PLAYLIST, ID},
+	{"  https://open.spotify.com/track/" ID "\n", SPOTIFY_TRACK, ID},
+	{"spotify:track:" ID, SPOTIFY_TRACK, ID},
+	{"spotify:album:" ID, SPOTIFY_ALBUM, ID},
+	{"spotify:playlist:" ID, SPOTIFY_PLAYLIST, ID},
+	{"Spotify:track:" ID, SPOTIFY_TRACK, ID},
+	{"spotify:user:spotify:playlist:" ID, SPOTIFY_PLAYLIST, ID},
+	{"spotify%3Atrack%3A" ID, SPOTIFY_TRACK, ID},
+	{"spotify%3auser%3aalice%3aplaylist%3a" ID, SPOTIFY_PLAYLIST, ID},
+	{"https%3A%2F%2Fopen.spotify.com%2Ftrack%2F" ID, SPOTIFY_TRACK, ID},
+	{"https://open.spotify.com/track/0000000000000000000000", SPOTIFY_TRACK,
          "0000000000000000000000"},
-        {"https://open.spotify.com/track/zzzzzzzzzzzzzzzzzzzzzz?", SPOTIFY_TRACK,
+	{"https://open.spotify.com/track/zzzzzzzzzzzzzzzzzzzzzz?", SPOTIFY_TRACK,
          "zzzzzzzzzzzzzzzzzzzzzz"},
-        {"spotify:track:" ID "?si=abc", SPOTIFY_TRACK, ID},
+	{"spotify:track:" ID "?si=abc", SPOTIFY_TRACK, ID},
 };
 
 static const char *const rejected[] = {
-        "",
-        "   ",
-        "not a url",
-        "https://open.spotify.com/",
-        "https://open.spotify.com/track/",
-        "https://open.spotify.com/track/" ID "x",                /* 23 characters */
-        "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQ",  /* 21 characters */
-        "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKU-C", /* not base62 */
-        "https://open.spotify.com/artist/" ID,                   /* unsupported kind */
-        "https://open.spotify.com/episode/" ID,
-        "https://open.spotify.com/show/" ID,
-        "https://open.spotify.com/Track/" ID, /* paths are case-sensitive */
-        "https://open.spotify.com/track/" ID "/extra",
-        "https://open.spotify.com/track//" ID,
-        "https://open.spotify.com/intl-/track/" ID,
-        "https://open.spotify.com/intl-deu/track/" ID,
-        "https://open.spotify.com/intl-de-/track/" ID,
-        "https://open.spotify.com/embed/embed/track/" ID,
-        "https://open.spotify.com/user/playlist/" ID, /* no user name */
-        "https://open.spotify.com/user/x/album/" ID,
-        "https://open.spotify.com.evil.example/track/" ID,
-        "https://evil.example/open.spotify.com/track/" ID,
-        "https://evil.example@open.spotify.com/track/" ID,
-        "https://open.spotify.com:8443/track/" ID,
-        "ftp://open.spotify.com/track/" ID,
-        "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
-        "https://spotify.link/abcDEF123", /* needs resolving */
-        "spotify:artist:" ID,
-        "spotify:track:",
-        "spotify:track:" ID ":extra",
-        "spotify:user:alice:playlist",
-        "spotify:user::playlist:" ID,
-        "spotify%3Gtrack%3A" ID, /* broken escape */
-        "spotify:track:%",
-        "https://open.spotify.com/track/" ID "%00",
-        "https://open.spotify.com/tr ack/" ID,
-        "https://open.spotify.com/track/%20" ID,
+	"",
+	"   ",
+	"not a url",
+	"https://open.spotify.com/",
+	"https://open.spotify.com/track/",
+	"https://open.spotify.com/track/" ID "x",                /* 23 characters */
+	"https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQ",  /* 21 characters */
+	"https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKU-C", /* not base62 */
+	"https://open.spotify.com/artist/" ID,                   /* unsupported kind */
+	"https://open.spotify.com/episode/" ID,
+	"https://open.spotify.com/show/" ID,
+	"https://open.spotify.com/Track/" ID, /* paths are case-sensitive */
+	"https://open.spotify.com/track/" ID "/extra",
+	"https://open.spotify.com/track//" ID,
+	"https://open.spotify.com/intl-/track/" ID,
+	"https://open.spotify.com/intl-deu/track/" ID,
+	"https://open.spotify.com/intl-de-/track/" ID,
+	"https://open.spotify.com/embed/embed/track/" ID,
+	"https://open.spotify.com/user/playlist/" ID, /* no user name */
+	"https://open.spotify.com/user/x/album/" ID,
+	"https://open.spotify.com.evil.example/track/" ID,
+	"https://evil.example/open.spotify.com/track/" ID,
+	"https://evil.example@open.spotify.com/track/" ID,
+	"https://open.spotify.com:8443/track/" ID,
+	"ftp://open.spotify.com/track/" ID,
+	"https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+	"https://spotify.link/abcDEF123", /* needs resolving */
+	"spotify:artist:" ID,
+	"spotify:track:",
+	"spotify:track:" ID ":extra",
+	"spotify:user:alice:playlist",
+	"spotify:user::playlist:" ID,
+	"spotify%3Gtrack%3A" ID, /* broken escape */
+	"spotify:track:%",
+	"https://open.spotify.com/track/" ID "%00",
+	"https://open.spotify.com/tr ack/" ID,
+	"https://open.spotify.com/track/%20" ID,
 };
 
 static void accepts_every_form(void **state)
@@ -163,7 +163,7 @@ static void short_links(void **state)
 	(void)state;
 	char url[SPOTIFY_URL_MAX_BYTES + 16];
 	assert_true(
-	        spotify_url_short_link("https://spotify.link/abcDEF123", false, url, sizeof url));
+		spotify_url_short_link("https://spotify.link/abcDEF123", false, url, sizeof url));
 	assert_string_equal(url, "https://spotify.link/abcDEF123");
 	assert_true(spotify_url_short_link(" spotify.link/abc ", false, url, sizeof url));
 	assert_string_equal(url, "https://spotify.link/abc");
@@ -175,9 +175,9 @@ static void short_links(void **state)
 	assert_false(spotify_url_short_link("https://spotify.link/", false, NULL, 0));
 	assert_false(spotify_url_short_link("https://spotify.link", false, NULL, 0));
 	assert_false(
-	        spotify_url_short_link("https://spotify.link.evil.example/abc", false, NULL, 0));
+		spotify_url_short_link("https://spotify.link.evil.example/abc", false, NULL, 0));
 	assert_false(
-	        spotify_url_short_link("https://evil.example/spotify.link/abc", false, NULL, 0));
+		spotify_url_short_link("https://evil.example/spotify.link/abc", false, NULL, 0));
 	assert_false(spotify_url_short_link("ftp://spotify.link/abc", false, NULL, 0));
 	assert_false(spotify_url_short_link("https://spotify.link/a b", false, NULL, 0));
 	assert_false(spotify_url_short_link("https://open.spotify.com/track/" ID, false, NULL, 0));
@@ -210,12 +210,12 @@ static void helpers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(accepts_every_form),
-	        cmocka_unit_test(rejects_everything_else),
-	        cmocka_unit_test(rejects_null_and_overlong),
-	        cmocka_unit_test(messages_say_why),
-	        cmocka_unit_test(short_links),
-	        cmocka_unit_test(helpers),
+		cmocka_unit_test(accepts_every_form),
+		cmocka_unit_test(rejects_everything_else),
+		cmocka_unit_test(rejects_null_and_overlong),
+		cmocka_unit_test(messages_say_why),
+		cmocka_unit_test(short_links),
+		cmocka_unit_test(helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

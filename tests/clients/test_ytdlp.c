@@ -24,9 +24,17 @@ static void progress_lines(void **state)
 	assert_true(ytdlp_parse_progress("PROG 0 None 10", &done, &total));
 	assert_int_equal(total, 10);
 	static const char *const bad[] = {
-		"[download]  45.0% of 3.00MiB", "PROG", "PROG 1 2", "PROG 1 2 3 4", "PROG x 2 3",
-		"PROG -5 10 10", "PROG 1e300 10 10", "PROG nan 1 1", "PROG 1 2 3trailing",
-		"prog 1 2 3", "",
+		"[download]  45.0% of 3.00MiB",
+		"PROG",
+		"PROG 1 2",
+		"PROG 1 2 3 4",
+		"PROG x 2 3",
+		"PROG -5 10 10",
+		"PROG 1e300 10 10",
+		"PROG nan 1 1",
+		"PROG 1 2 3trailing",
+		"prog 1 2 3",
+		"",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		done = total = -7;
@@ -75,7 +83,8 @@ static void search_picks_closest_within_tolerance(void **state)
 
 	/* Duplicate keys, a URL with spaces and a non-YouTube id are refused. */
 	ytdlp_pick_init(&p, 50);
-	ytdlp_pick_feed(&p, "{\"url\": \"https://a/1\", \"url\": \"https://a/2\", \"duration\": 50}");
+	ytdlp_pick_feed(&p,
+	                "{\"url\": \"https://a/1\", \"url\": \"https://a/2\", \"duration\": 50}");
 	ytdlp_pick_feed(&p, "{\"url\": \"https://a/ b\", \"duration\": 50}");
 	ytdlp_pick_feed(&p, "{\"id\": \"ddddddddddd\", \"ie_key\": \"Vimeo\", \"duration\": 50}");
 	assert_false(p.found);
@@ -93,41 +102,42 @@ static void failures_become_sentences(void **state)
 	(void)state;
 	static const struct failure_case cases[] = {
 		{"ERROR: [generic] None: Unable to download webpage: HTTP Error 404: Not Found (caused "
-		 "by <HTTPError 404: 'Not Found'>); please report this issue on  https://github.com/"
-		 "yt-dlp/yt-dlp/issues?q= , filling out the appropriate issue template.\n",
-		 1, false, "The audio source is unavailable: Unable to download webpage: HTTP Error 404: "
-		           "Not Found"},
+	         "by <HTTPError 404: 'Not Found'>); please report this issue on  https://github.com/"
+	         "yt-dlp/yt-dlp/issues?q= , filling out the appropriate issue template.\n",
+	         1, false,
+	         "The audio source is unavailable: Unable to download webpage: HTTP Error 404: "
+	         "Not Found"},
 		{"[youtube] abc: Downloading webpage\nERROR: [youtube] dQw4w9WgXcQ: Video unavailable\n",
-		 1, false, "The video is unavailable: Video unavailable"},
+	         1, false, "The video is unavailable: Video unavailable"},
 		{"ERROR: [youtube] x: Sign in to confirm your age. This video may be inappropriate for "
-		 "some users.\n",
-		 1, false, "age-restricted"},
+	         "some users.\n",
+	         1, false, "age-restricted"},
 		{"ERROR: Unsupported URL: http://127.0.0.1:1/page.html\n", 1, false,
-		 "not audio or video"},
+	         "not audio or video"},
 		{"ERROR: [youtube] x: Requested format is not available. Use --list-formats for a list "
-		 "of available formats\n",
-		 1, false, "no audio format"},
+	         "of available formats\n",
+	         1, false, "no audio format"},
 		{"ERROR: Postprocessing: ffprobe and ffmpeg not found. Please install or provide the "
-		 "path using --ffmpeg-location\n",
-		 1, false, "apt-get install ffmpeg"},
+	         "path using --ffmpeg-location\n",
+	         1, false, "apt-get install ffmpeg"},
 		{"ERROR: unable to download video data: HTTP Error 403: Forbidden\n", 1, true,
-		 "pip install -U yt-dlp"},
+	         "pip install -U yt-dlp"},
 		{"ERROR: [generic] None: Unable to download webpage: <urlopen error [Errno 111] "
-		 "Connection refused>\n",
-		 1, true, "Connection refused"},
-		{"Usage: yt-dlp [OPTIONS] URL\nyt-dlp: error: no such option: --frobnicate\n", 2, false,
-		 "too old"},
+	         "Connection refused>\n",
+	         1, true, "Connection refused"},
+		{"Usage: yt-dlp [OPTIONS] URL\nyt-dlp: error: no such option: --frobnicate\n", 2,
+	         false, "too old"},
 		{"", 1, true, "exit status 1"},
 		{"WARNING: x\n", 101, true, "exit status 101"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char msg[1024];
 		bool retry = !cases[i].retry;
-		ytdlp_explain_failure(cases[i].stderr_text, cases[i].exit_code, NULL, msg, sizeof msg,
-		                      &retry);
+		ytdlp_explain_failure(cases[i].stderr_text, cases[i].exit_code, NULL, msg,
+		                      sizeof msg, &retry);
 		if (!strstr(msg, cases[i].must_say) || retry != cases[i].retry)
-			fail_msg("case %zu: \"%s\" (retry %d), wanted \"%s\" (retry %d)", i, msg, retry,
-			         cases[i].must_say, cases[i].retry);
+			fail_msg("case %zu: \"%s\" (retry %d), wanted \"%s\" (retry %d)", i, msg,
+			         retry, cases[i].must_say, cases[i].retry);
 		assert_null(strstr(msg, "please report"));
 		assert_null(strstr(msg, "caused by"));
 	}
@@ -138,9 +148,10 @@ static void paths_are_redacted_and_quotes_capped(void **state)
 	(void)state;
 	char msg[1024];
 	bool retry;
-	ytdlp_explain_failure("ERROR: unable to open for writing: [Errno 28] No space left on device: "
-	                      "'/srv/sfa-data/tmp/jobs/1234/dl/source.webm.part'\n",
-	                      1, "/srv/sfa-data", msg, sizeof msg, &retry);
+	ytdlp_explain_failure(
+		"ERROR: unable to open for writing: [Errno 28] No space left on device: "
+		"'/srv/sfa-data/tmp/jobs/1234/dl/source.webm.part'\n",
+		1, "/srv/sfa-data", msg, sizeof msg, &retry);
 	assert_null(strstr(msg, "/srv/sfa-data"));
 	assert_non_null(strstr(msg, "No space left on device"));
 	assert_true(retry);

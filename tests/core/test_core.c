@@ -58,9 +58,9 @@ static void csrf(void **state)
 	csrf_token_for(k1, "cookie-value", t);
 	assert_int_equal(strlen(t), 43);
 	assert_true(csrf_valid(k1, "cookie-value", t));
-	assert_false(csrf_valid(k2, "cookie-value", t));     /* other server secret */
-	assert_false(csrf_valid(k1, "other-cookie", t));     /* other browser */
-	assert_false(csrf_valid(k1, "cookie-value", NULL));  /* missing */
+	assert_false(csrf_valid(k2, "cookie-value", t));    /* other server secret */
+	assert_false(csrf_valid(k1, "other-cookie", t));    /* other browser */
+	assert_false(csrf_valid(k1, "cookie-value", NULL)); /* missing */
 	assert_false(csrf_valid(k1, "cookie-value", ""));
 	assert_false(csrf_valid(k1, NULL, t));
 	t[5] ^= 1;
@@ -127,8 +127,8 @@ static void validation(void **state)
 	accounts_check_password("twelve chars", &fe, "password");
 	accounts_check_password("ünïcödé-pässwörd", &fe, "password");
 	assert_int_equal(fe.n, 0);
-	const char *bad_emails[] = {"", "no-at-sign", "@example.com", "a@b", "a@@b.co",
-	                            "a b@c.co", "a@b.", "a@.co"};
+	const char *bad_emails[] = {"",        "no-at-sign", "@example.com", "a@b",
+	                            "a@@b.co", "a b@c.co",   "a@b.",         "a@.co"};
 	for (size_t i = 0; i < sizeof bad_emails / sizeof bad_emails[0]; i++) {
 		struct field_errors e = {0};
 		accounts_check_email(bad_emails[i], &e, "email");
@@ -182,15 +182,20 @@ static void accounts_flow(void **state)
 	assert_int_equal(db_ping(db, NULL, 0), 0);
 	struct field_errors fe = {0};
 	struct db_user u, v;
-	assert_int_equal(accounts_register(db, "DJ@Example.com", "correct horse battery", 1000, &u, &fe), 0);
+	assert_int_equal(
+		accounts_register(db, "DJ@Example.com", "correct horse battery", 1000, &u, &fe), 0);
 	/* The same email in another case is taken. */
-	assert_int_equal(accounts_register(db, "dj@example.COM", "correct horse battery", 1000, &v, &fe),
-	                 SFA_EINVAL);
+	assert_int_equal(
+		accounts_register(db, "dj@example.COM", "correct horse battery", 1000, &v, &fe),
+		SFA_EINVAL);
 	assert_string_equal(field_errors_get(&fe, "email"), "has already been taken");
-	assert_int_equal(accounts_authenticate(db, "dj@EXAMPLE.com", "correct horse battery", &v), 0);
+	assert_int_equal(accounts_authenticate(db, "dj@EXAMPLE.com", "correct horse battery", &v),
+	                 0);
 	assert_string_equal(v.id, u.id);
-	assert_int_equal(accounts_authenticate(db, "dj@example.com", "wrong password!!", &v), SFA_EAUTH);
-	assert_int_equal(accounts_authenticate(db, "nobody@example.com", "whatever1234", &v), SFA_EAUTH);
+	assert_int_equal(accounts_authenticate(db, "dj@example.com", "wrong password!!", &v),
+	                 SFA_EAUTH);
+	assert_int_equal(accounts_authenticate(db, "nobody@example.com", "whatever1234", &v),
+	                 SFA_EAUTH);
 
 	/* Sessions: valid until expiry; ended by log-out; other sessions end on password change. */
 	char s1[TOKEN_STR_LEN], s2[TOKEN_STR_LEN];
@@ -199,14 +204,17 @@ static void accounts_flow(void **state)
 	assert_int_equal(accounts_session_user(db, s1, 1001, &v), 0);
 	assert_int_equal(accounts_session_user(db, s1, 1000 + ACCOUNTS_SESSION_S, &v), SFA_EAUTH);
 	assert_int_equal(accounts_session_user(db, s2, 1000 + ACCOUNTS_SESSION_S, &v), 0);
-	assert_int_equal(accounts_session_user(db, "not-a-real-session-token", 1001, &v), SFA_EAUTH);
+	assert_int_equal(accounts_session_user(db, "not-a-real-session-token", 1001, &v),
+	                 SFA_EAUTH);
 	struct field_errors pe = {0};
-	assert_int_equal(accounts_change_password(db, &u, "bad current", "new password 123", s2, &pe),
-	                 SFA_EINVAL);
+	assert_int_equal(
+		accounts_change_password(db, &u, "bad current", "new password 123", s2, &pe),
+		SFA_EINVAL);
 	assert_non_null(field_errors_get(&pe, "current_password"));
 	struct field_errors pe2 = {0};
-	assert_int_equal(
-		accounts_change_password(db, &u, "correct horse battery", "new password 123", s2, &pe2), 0);
+	assert_int_equal(accounts_change_password(db, &u, "correct horse battery",
+	                                          "new password 123", s2, &pe2),
+	                 0);
 	assert_int_equal(accounts_session_user(db, s1, 1001, &v), SFA_EAUTH);
 	assert_int_equal(accounts_session_user(db, s2, 1001, &v), 0);
 	assert_int_equal(accounts_authenticate(db, "dj@example.com", "new password 123", &u), 0);
@@ -248,7 +256,9 @@ static void accounts_flow(void **state)
 	keycache_forget(kc, hash);
 	assert_int_equal(accounts_api_key_user(db, kc, key, 1008, &v), SFA_EAUTH);
 	assert_int_equal(accounts_api_key_user(db, NULL, key, 1008, &v), SFA_EAUTH);
-	assert_int_equal(accounts_api_key_user(db, kc, "sfa_forged_key_value_that_is_long", 1008, &v), SFA_EAUTH);
+	assert_int_equal(
+		accounts_api_key_user(db, kc, "sfa_forged_key_value_that_is_long", 1008, &v),
+		SFA_EAUTH);
 	keycache_free(kc);
 	/* Entries serve for their lifetime only. */
 	kc = keycache_new(8, 1000);
@@ -260,7 +270,8 @@ static void accounts_flow(void **state)
 
 	/* Email change needs the current password and a free address. */
 	struct field_errors ee = {0};
-	assert_int_equal(accounts_change_email(db, &u, "new password 123", "fresh@example.com", &ee), 0);
+	assert_int_equal(
+		accounts_change_email(db, &u, "new password 123", "fresh@example.com", &ee), 0);
 	assert_int_equal(db_user_by_email(db, "FRESH@example.com", &v), 0);
 }
 
@@ -310,8 +321,8 @@ static void config_env(void **state)
 	/* A PostgreSQL that does not answer is a sentence naming the URL, not its password. */
 	struct db *db = NULL;
 	char dberr[768];
-	assert_int_equal(db_open("postgresql://sfa:hunter2@/sfa?host=/nonexistent-sfa-socket", 0, &db,
-	                         dberr, sizeof dberr),
+	assert_int_equal(db_open("postgresql://sfa:hunter2@/sfa?host=/nonexistent-sfa-socket", 0,
+	                         &db, dberr, sizeof dberr),
 	                 SFA_EDB);
 	assert_null(db);
 	assert_non_null(strstr(dberr, "postgresql://sfa@/sfa?host=/nonexistent-sfa-socket"));
@@ -372,7 +383,8 @@ static void sealed_values(void **state)
 	char tampered[sizeof text];
 	memcpy(tampered, text, sizeof text);
 	tampered[10] = tampered[10] == 'A' ? 'B' : 'A';
-	assert_int_equal(sealed_open(key, "spotify-access:u1", tampered, out, sizeof out), SFA_EAUTH);
+	assert_int_equal(sealed_open(key, "spotify-access:u1", tampered, out, sizeof out),
+	                 SFA_EAUTH);
 	assert_int_equal(sealed_open(key, "x", "v2.abc", out, sizeof out), SFA_EAUTH);
 	assert_int_equal(sealed_open(key, "x", "v1.!!!", out, sizeof out), SFA_EAUTH);
 	assert_int_equal(sealed_open(key, "x", "v1.", out, sizeof out), SFA_EAUTH);
@@ -491,7 +503,8 @@ static void job_types_registry(void **state)
 	unsetenv("SFA_JOBS_LALALAI");
 	setenv("SFA_JOBS_PROCESSING", "1", 1);
 	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
-	const struct job_type *local = job_type_find("processing"), *cloud = job_type_find("lalalai");
+	const struct job_type *local = job_type_find("processing"),
+			      *cloud = job_type_find("lalalai");
 	assert_non_null(local);
 	assert_non_null(cloud);
 	assert_int_equal(local->limit(&c), 1);

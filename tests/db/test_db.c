@@ -198,8 +198,8 @@ static void lists_are_arrays(void **state)
 	struct db_job *jobs;
 	size_t n;
 	int64_t total;
-	assert_int_equal(db_job_list(f->db, f->user, "queued", NULL, f->track, 0, 100, &a, &jobs, &n,
-	                             &total),
+	assert_int_equal(db_job_list(f->db, f->user, "queued", NULL, f->track, 0, 100, &a, &jobs,
+	                             &n, &total),
 	                 0);
 	assert_int_equal(n, 25);
 	assert_int_equal(total, 25);
@@ -209,27 +209,29 @@ static void lists_are_arrays(void **state)
 		assert_false(was_running);
 	}
 	const char *probes[] = {"probe", NULL};
-	assert_int_equal(db_job_list(f->db, f->user, "failed", probes, NULL, 10, 10, &a, &jobs, &n,
-	                             &total),
-	                 0);
+	assert_int_equal(
+		db_job_list(f->db, f->user, "failed", probes, NULL, 10, 10, &a, &jobs, &n, &total),
+		0);
 	assert_int_equal(total, 13);
 	assert_int_equal(n, 3);
 	/* Another user's filter sees nothing; an empty list is NULL with n 0. */
-	assert_int_equal(db_job_list(f->db, "00000000-0000-4000-8000-000000000000", NULL, NULL, NULL,
-	                             0, 10, &a, &jobs, &n, &total),
+	assert_int_equal(db_job_list(f->db, "00000000-0000-4000-8000-000000000000", NULL, NULL,
+	                             NULL, 0, 10, &a, &jobs, &n, &total),
 	                 0);
 	assert_int_equal(n, 0);
 	assert_null(jobs);
 	struct db_track *tracks;
-	assert_int_equal(db_track_list(f->db, f->user, "son", DB_SORT_NEWEST, 0, 10, &a, &tracks, &n, &total), 0);
+	assert_int_equal(db_track_list(f->db, f->user, "son", DB_SORT_NEWEST, 0, 10, &a, &tracks,
+	                               &n, &total),
+	                 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(tracks[0].title, "Song");
 	/* A list larger than the arena allows fails cleanly. */
 	struct arena tiny;
 	arena_init(&tiny, 1024);
-	assert_int_equal(db_job_list(f->db, f->user, NULL, NULL, NULL, 0, 100, &tiny, &jobs, &n,
-	                             &total),
-	                 SFA_ENOMEM);
+	assert_int_equal(
+		db_job_list(f->db, f->user, NULL, NULL, NULL, 0, 100, &tiny, &jobs, &n, &total),
+		SFA_ENOMEM);
 	arena_free(&tiny);
 	arena_free(&a);
 }
@@ -251,19 +253,20 @@ static void job_list_of_several_types(void **state)
 	size_t n;
 	int64_t total;
 	const char *seps[] = {"processing", "lalalai", NULL};
-	assert_int_equal(db_job_list(f->db, f->user, NULL, seps, NULL, 0, 10, &a, &jobs, &n, &total),
-	                 0);
+	assert_int_equal(
+		db_job_list(f->db, f->user, NULL, seps, NULL, 0, 10, &a, &jobs, &n, &total), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(total, 2);
 	assert_true((strcmp(jobs[0].id, cloud) == 0 && strcmp(jobs[1].id, local) == 0) ||
 	            (strcmp(jobs[0].id, local) == 0 && strcmp(jobs[1].id, cloud) == 0));
 	const char *three[] = {"processing", "lalalai", "analysis", NULL};
-	assert_int_equal(db_job_list(f->db, f->user, NULL, three, NULL, 0, 10, &a, &jobs, &n, &total),
-	                 0);
+	assert_int_equal(
+		db_job_list(f->db, f->user, NULL, three, NULL, 0, 10, &a, &jobs, &n, &total), 0);
 	assert_int_equal(total, 3);
 	const char *four[] = {"processing", "lalalai", "analysis", "probe", NULL};
-	assert_int_equal(db_job_list(f->db, f->user, NULL, four, NULL, 0, 10, &a, &jobs, &n, &total),
-	                 SFA_EINVAL);
+	assert_int_equal(
+		db_job_list(f->db, f->user, NULL, four, NULL, 0, 10, &a, &jobs, &n, &total),
+		SFA_EINVAL);
 	const char *one[] = {"lalalai", NULL};
 	assert_int_equal(db_job_list(f->db, f->user, NULL, one, NULL, 0, 10, &a, &jobs, &n, &total),
 	                 0);
@@ -418,9 +421,8 @@ static void claim_from_threads(struct fixture *f, struct db *db)
 	struct db_job *jobs;
 	size_t n;
 	int64_t queued;
-	assert_int_equal(db_job_list(f->db, f->user, "queued", NULL, NULL, 0, 1, &a, &jobs, &n,
-	                             &queued),
-	                 0);
+	assert_int_equal(
+		db_job_list(f->db, f->user, "queued", NULL, NULL, 0, 1, &a, &jobs, &n, &queued), 0);
 	assert_int_equal(queued, 0);
 	arena_free(&a);
 }
@@ -550,8 +552,9 @@ static void kill_other_connections(void)
 	snprintf(url, sizeof url, "postgresql://sfa@/postgres?host=%s", getenv("SFA_TEST_PG_HOST"));
 	PGconn *c = PQconnectdb(url);
 	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-	                        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+	PGresult *r = PQexec(c,
+	                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	                     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	assert_true(PQntuples(r) >= 1);
 	PQclear(r);
@@ -659,7 +662,8 @@ static void analysis_summary_extracted(void **state)
 	                 0);
 	/* A later analysis without tempo or key does not hide the earlier one's. */
 	uuid_v4(job);
-	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"energy\": 0.7}", 31), 0);
+	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"energy\": 0.7}", 31),
+	                 0);
 	struct db_track t;
 	assert_int_equal(db_track_get(f->db, f->user, f->track, &t), 0);
 	struct arena a;
@@ -674,8 +678,8 @@ static void analysis_summary_extracted(void **state)
 	json_t *sections = json_loads(s[0].sections_json, 0, &jerr);
 	assert_non_null(sections);
 	assert_int_equal(json_array_size(sections), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(sections, 0), "label")),
-	                    "intro");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(sections, 0), "label")), "intro");
 	assert_true(json_real_value(json_object_get(json_array_get(sections, 0), "start")) == 0.78);
 	json_decref(sections);
 	assert_string_equal(s[0].key, "A minor");
@@ -688,11 +692,13 @@ static void analysis_summary_extracted(void **state)
 	assert_int_equal(db_analysis_for_job(f->db, f->user, job, &json), 0);
 	free(json);
 	/* Retrying the job replaces its analysis. */
-	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"tempo\": 99}", 32), 0);
+	assert_int_equal(db_analysis_insert(f->db, f->user, f->track, job, "{\"tempo\": 99}", 32),
+	                 0);
 	assert_int_equal(db_track_summaries(f->db, f->user, &t, 1, &a, &s), 0);
 	assert_true(s[0].tempo_bpm == 99);
 	assert_true(s[0].first_beat_s == -1);
-	assert_non_null(s[0].sections_json); /* the earlier analysis's, still the latest with some */
+	assert_non_null(
+		s[0].sections_json); /* the earlier analysis's, still the latest with some */
 	assert_string_equal(s[0].key, "A minor");
 	arena_free(&a);
 }
@@ -708,10 +714,10 @@ static void library_sorts(void **state)
 		double duration, tempo;
 		const char *camelot;
 	} rows[] = {
-	    {"beta", "Zed", 200, 128, "10A"},
-	    {"Alpha", "", 90, 0, ""},
-	    {"gamma", "abba", 300, 90.5, "2B"},
-	    {"Delta", "Moby", 0, 174, "2A"},
+		{"beta", "Zed", 200, 128, "10A"},
+		{"Alpha", "", 90, 0, ""},
+		{"gamma", "abba", 300, 90.5, "2B"},
+		{"Delta", "Moby", 0, 174, "2A"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
 		struct db_track t = {0};
@@ -726,22 +732,24 @@ static void library_sorts(void **state)
 		if (rows[i].tempo > 0) {
 			char json[160], job[UUID_STR_LEN];
 			uuid_v4(job);
-			snprintf(json, sizeof json, "{\"tempo\": %g, \"key\": \"C major\", \"camelot\": \"%s\"}",
+			snprintf(json, sizeof json,
+			         "{\"tempo\": %g, \"key\": \"C major\", \"camelot\": \"%s\"}",
 			         rows[i].tempo, rows[i].camelot);
-			assert_int_equal(db_analysis_insert(f->db, f->user, t.id, job, json, 20), 0);
+			assert_int_equal(db_analysis_insert(f->db, f->user, t.id, job, json, 20),
+			                 0);
 		}
 	}
 	static const struct {
 		enum db_track_sort sort;
 		const char *want;
 	} cases[] = {
-	    {DB_SORT_NEWEST, "Delta gamma Alpha beta Song"},
-	    {DB_SORT_OLDEST, "Song beta Alpha gamma Delta"},
-	    {DB_SORT_TITLE, "Alpha beta Delta gamma Song"},
-	    {DB_SORT_ARTIST, "gamma Delta beta Alpha Song"},
-	    {DB_SORT_DURATION, "Alpha beta gamma Delta Song"},
-	    {DB_SORT_TEMPO, "gamma beta Delta Alpha Song"},
-	    {DB_SORT_KEY, "Delta gamma beta Alpha Song"},
+		{DB_SORT_NEWEST, "Delta gamma Alpha beta Song"},
+		{DB_SORT_OLDEST, "Song beta Alpha gamma Delta"},
+		{DB_SORT_TITLE, "Alpha beta Delta gamma Song"},
+		{DB_SORT_ARTIST, "gamma Delta beta Alpha Song"},
+		{DB_SORT_DURATION, "Alpha beta gamma Delta Song"},
+		{DB_SORT_TEMPO, "gamma beta Delta Alpha Song"},
+		{DB_SORT_KEY, "Delta gamma beta Alpha Song"},
 	};
 	struct arena a;
 	arena_init(&a, 1 << 20);
@@ -752,13 +760,13 @@ static void library_sorts(void **state)
 			struct db_track *t;
 			size_t n;
 			int64_t total;
-			assert_int_equal(db_track_list(f->db, f->user, NULL, cases[c].sort, off, 2, &a,
-			                               &t, &n, &total),
+			assert_int_equal(db_track_list(f->db, f->user, NULL, cases[c].sort, off, 2,
+			                               &a, &t, &n, &total),
 			                 0);
 			assert_int_equal(total, 5);
 			for (size_t i = 0; i < n; i++)
-				snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", *got ? " " : "",
-				         t[i].title);
+				snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s",
+				         *got ? " " : "", t[i].title);
 		}
 		assert_string_equal(got, cases[c].want);
 	}
@@ -822,13 +830,14 @@ static void completion_is_one_transaction(void **state)
 	str_copy(stray.model, sizeof stray.model, "htdemucs");
 	assert_int_equal(db_stem_insert(f->db, &stray), 0);
 	char result[1024];
-	snprintf(result, sizeof result,
-	         "{\"model\":\"htdemucs\",\"stems\":["
-	         "{\"stem_type\":\"drums\",\"file_path\":\"stems/%s/drums.wav\",\"file_size\":10,"
-	         "\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"},"
-	         "{\"stem_type\":\"bass\",\"file_path\":\"stems/%s/bass.wav\",\"file_size\":11,"
-	         "\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"}]}",
-	         id, id);
+	snprintf(
+		result, sizeof result,
+		"{\"model\":\"htdemucs\",\"stems\":["
+		"{\"stem_type\":\"drums\",\"file_path\":\"stems/%s/drums.wav\",\"file_size\":10,"
+		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"},"
+		"{\"stem_type\":\"bass\",\"file_path\":\"stems/%s/bass.wav\",\"file_size\":11,"
+		"\"format\":\"wav\",\"duration\":1.5,\"engine\":\"local\",\"model\":\"htdemucs\"}]}",
+		id, id);
 	char *stored = NULL;
 	assert_int_equal(library_job_complete(f->db, &j, result, 20, &stored), 0);
 	struct arena a;
@@ -969,7 +978,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(library_sorts, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
-		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup, teardown),
+		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup,
+	                                        teardown),
 		cmocka_unit_test_setup_teardown(search_ignores_case, setup, teardown),
 		cmocka_unit_test_setup_teardown(email_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(claims_never_overlap, setup, teardown),

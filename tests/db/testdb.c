@@ -57,16 +57,17 @@ int testdb_open(struct testdb *t, int n_pool)
 		if (n_made++ == 0)
 			snprintf(sql, sizeof sql, "CREATE SCHEMA %s", t->name);
 		else
-			snprintf(sql, sizeof sql,
-			         "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tablename FROM pg_tables "
-			         "WHERE schemaname = '%s' AND tablename <> 'schema_version' LOOP "
-			         "EXECUTE format('DELETE FROM %s.%%I', r.tablename); END LOOP; END $$",
-			         t->name, t->name);
+			snprintf(
+				sql, sizeof sql,
+				"DO $$ DECLARE r record; BEGIN FOR r IN SELECT tablename FROM pg_tables "
+				"WHERE schemaname = '%s' AND tablename <> 'schema_version' LOOP "
+				"EXECUTE format('DELETE FROM %s.%%I', r.tablename); END LOOP; END $$",
+				t->name, t->name);
 		if (admin(sql))
 			return -1;
 		snprintf(t->target, sizeof t->target,
-		         "postgresql://sfa@/postgres?host=%s&options=-csearch_path%%3D%s", pg_host(),
-		         t->name);
+		         "postgresql://sfa@/postgres?host=%s&options=-csearch_path%%3D%s",
+		         pg_host(), t->name);
 	} else {
 		snprintf(t->target, sizeof t->target, "%s/sfa.db", t->dir);
 	}

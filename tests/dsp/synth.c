@@ -119,8 +119,7 @@ static const uint8_t PATTERNS[SYNTH_N_PATTERNS][16] = {
 	{K, 0, 0, 0, K | S, 0, 0, 0, K, 0, 0, 0, K | S, 0, 0, 0},
 };
 
-void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double amp,
-                 uint64_t seed)
+void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double amp, uint64_t seed)
 {
 	struct rng r;
 	seed_rng(&r, seed);
@@ -144,8 +143,8 @@ void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double am
 		if (ev & O)
 			add_hat(x, n, at, amp * 0.8 * vel, 0.12, &r);
 		if (ev & T3)
-			add_hat(x, n, (size_t)llround(pos + 4.0 * step * 2.0 / 3.0), amp * 0.8 * vel, 0.03,
-			        &r);
+			add_hat(x, n, (size_t)llround(pos + 4.0 * step * 2.0 / 3.0),
+			        amp * 0.8 * vel, 0.03, &r);
 	}
 }
 
@@ -161,8 +160,8 @@ static void add_note(float *x, size_t n, size_t at, size_t len, double hz, doubl
 	for (int k = 1; k <= 4 && hz * k < 0.45 * SYNTH_SR; k++, nh++) {
 		double w = 2.0 * M_PI * hz * k / SYNTH_SR;
 		c2[nh] = 2.0 * cos(w);
-		s0[nh] = 0.0;        /* sin(0) */
-		s1[nh] = -sin(w);    /* sin(-w) */
+		s0[nh] = 0.0;     /* sin(0) */
+		s1[nh] = -sin(w); /* sin(-w) */
 	}
 	for (size_t i = 0; i < len && at + i < n; i++) {
 		double t = (double)i / SYNTH_SR;
@@ -181,8 +180,8 @@ static void add_note(float *x, size_t n, size_t at, size_t len, double hz, doubl
 	}
 }
 
-void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degrees,
-                  int n_degrees, double chord_s, int harmonic_v, double amp)
+void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degrees, int n_degrees,
+                  double chord_s, int harmonic_v, double amp)
 {
 	const int *steps = minor ? MINOR_STEPS : MAJOR_STEPS;
 	size_t len = (size_t)(chord_s * SYNTH_SR);

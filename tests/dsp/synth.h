@@ -41,13 +41,12 @@ float *synth_alloc(double seconds, size_t *n);
 /* Broadband clicks (1 ms decaying noise bursts) on every beat. */
 void synth_clicks(float *x, size_t n, double bpm, double amp, uint64_t seed);
 /* A drum pattern at bpm, starting at time 0, with slight velocity variation. */
-void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double amp,
-                 uint64_t seed);
+void synth_drums(float *x, size_t n, double bpm, enum synth_pattern p, double amp, uint64_t seed);
 /* A chord progression in a key: degrees are 1-based scale degrees (1 = tonic), each chord
  * lasting chord_s seconds, looped to fill the buffer. Triads of harmonic tones over a bass
  * note. In minor, degree 5 is a major triad (harmonic minor) when harmonic_v is set. */
-void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degrees,
-                  int n_degrees, double chord_s, int harmonic_v, double amp);
+void synth_chords(float *x, size_t n, int tonic_pc, int minor, const int *degrees, int n_degrees,
+                  double chord_s, int harmonic_v, double amp);
 /* One chord over the whole buffer: notes root_pc + iv[k] in the octave from C4, with the
  * root an octave below as its bass (add it at x + offset for a chord from offset on). */
 void synth_chord(float *x, size_t n, int root_pc, const int *iv, int n_iv, double amp);

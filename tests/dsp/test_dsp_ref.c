@@ -26,9 +26,18 @@
 static const char *g_dir;
 
 static const char *const SIGNALS[] = {
-	"clicks_120",       "drums_128_fourfloor", "drums_90_hiphop",        "drums_174_dnb",
-	"chords_C_major",   "chords_A_minor",      "song_100_D_major",       "tone_440",
-	"noise_white",      "silence",             "song_140_E_minor_st44k", "drums_120_fourfloor_st44k",
+	"clicks_120",
+	"drums_128_fourfloor",
+	"drums_90_hiphop",
+	"drums_174_dnb",
+	"chords_C_major",
+	"chords_A_minor",
+	"song_100_D_major",
+	"tone_440",
+	"noise_white",
+	"silence",
+	"song_140_E_minor_st44k",
+	"drums_120_fourfloor_st44k",
 };
 enum { N_SIGNALS = sizeof SIGNALS / sizeof SIGNALS[0] };
 
@@ -81,12 +90,26 @@ static double jnum(json_t *v) { return json_is_null(v) ? NAN : json_number_value
 /* ---- one test per (signal, quantity) ------------------------------------------------ */
 
 enum quantity {
-	Q_SAMPLES, Q_RMS, Q_ZCR, Q_CENTROID, Q_ROLLOFF, Q_MEANS, Q_MFCC, Q_TUNING, Q_CHROMA,
-	Q_CHROMA_MEAN, Q_KEY, Q_ONSET, Q_TEMPOGRAM, Q_TEMPO, Q_BEATS, N_Q
+	Q_SAMPLES,
+	Q_RMS,
+	Q_ZCR,
+	Q_CENTROID,
+	Q_ROLLOFF,
+	Q_MEANS,
+	Q_MFCC,
+	Q_TUNING,
+	Q_CHROMA,
+	Q_CHROMA_MEAN,
+	Q_KEY,
+	Q_ONSET,
+	Q_TEMPOGRAM,
+	Q_TEMPO,
+	Q_BEATS,
+	N_Q
 };
 static const char *const QNAMES[N_Q] = {
-	"samples", "rms", "zcr", "centroid", "rolloff", "means", "mfcc", "tuning", "chroma",
-	"chroma_mean", "key", "onset_env", "tempogram", "tempo", "beats",
+	"samples", "rms",         "zcr", "centroid",  "rolloff",   "means", "mfcc",  "tuning",
+	"chroma",  "chroma_mean", "key", "onset_env", "tempogram", "tempo", "beats",
 };
 
 struct tcase {
@@ -96,8 +119,8 @@ struct tcase {
 };
 static struct tcase g_cases[N_SIGNALS * N_Q];
 
-static void check_frames_f(const char *what, const char *sig, json_t *ref, const float *x,
-                           size_t T, double abs_tol, double rel_tol)
+static void check_frames_f(const char *what, const char *sig, json_t *ref, const float *x, size_t T,
+                           double abs_tol, double rel_tol)
 {
 	assert_int_equal(json_array_size(ref), T);
 	double worst = 0.0;
@@ -111,8 +134,8 @@ static void check_frames_f(const char *what, const char *sig, json_t *ref, const
 		}
 	}
 	if (worst > 1.0)
-		fail_msg("%s %s: frame %zu off by %.3g of the tolerance (got %.9g, librosa %.9g)", sig,
-		         what, worst_t, worst, (double)x[worst_t],
+		fail_msg("%s %s: frame %zu off by %.3g of the tolerance (got %.9g, librosa %.9g)",
+		         sig, what, worst_t, worst, (double)x[worst_t],
 		         jnum(json_array_get(ref, worst_t)));
 }
 
@@ -135,15 +158,16 @@ static void run_case(void **state)
 		check_frames_f("rms", sig, jpath(ref, "frames", "rms"), r->rms, T, 1e-7, 1e-4);
 		break;
 	case Q_ZCR:
-		check_frames_f("zcr", sig, jpath(ref, "frames", "zero_crossing_rate"), r->zcr, T, 0, 0);
+		check_frames_f("zcr", sig, jpath(ref, "frames", "zero_crossing_rate"), r->zcr, T, 0,
+		               0);
 		break;
 	case Q_CENTROID: {
 		json_t *a = jpath(ref, "frames", "spectral_centroid");
 		for (size_t t = 0; t < T; t++) {
 			double rv = jnum(json_array_get(a, t));
 			if (fabs(r->centroid[t] - rv) > 1e-3 + 1e-4 * fabs(rv))
-				fail_msg("%s centroid frame %zu: %.9g vs librosa %.9g", sig, t, r->centroid[t],
-				         rv);
+				fail_msg("%s centroid frame %zu: %.9g vs librosa %.9g", sig, t,
+				         r->centroid[t], rv);
 		}
 		break;
 	}
@@ -154,8 +178,8 @@ static void run_case(void **state)
 			double rv = jnum(json_array_get(a, t));
 			double bins = fabs(r->rolloff[t] - rv) / (22050.0 / 2048);
 			if (bins > 1.01)
-				fail_msg("%s rolloff frame %zu: %.3f Hz vs librosa %.3f Hz", sig, t, r->rolloff[t],
-				         rv);
+				fail_msg("%s rolloff frame %zu: %.3f Hz vs librosa %.3f Hz", sig, t,
+				         r->rolloff[t], rv);
 			off += bins > 0.01;
 		}
 		if ((double)off > 0.005 * (double)T)
@@ -166,12 +190,14 @@ static void run_case(void **state)
 		json_t *m = jpath(ref, "means", NULL);
 		double got[4] = {r->energy, r->zero_crossing_rate, r->spectral_centroid_hz,
 		                 r->spectral_rolloff_hz};
-		const char *k[4] = {"rms", "zero_crossing_rate", "spectral_centroid", "spectral_rolloff"};
+		const char *k[4] = {"rms", "zero_crossing_rate", "spectral_centroid",
+		                    "spectral_rolloff"};
 		double tol[4] = {1e-5, 1e-5, 1e-5, 1e-4};
 		for (int i = 0; i < 4; i++) {
 			double rv = jnum(json_object_get(m, k[i]));
 			if (fabs(got[i] - rv) > tol[i] * fabs(rv) + 1e-12)
-				fail_msg("%s mean %s: %.12g vs librosa %.12g", sig, k[i], got[i], rv);
+				fail_msg("%s mean %s: %.12g vs librosa %.12g", sig, k[i], got[i],
+				         rv);
 		}
 		break;
 	}
@@ -181,7 +207,8 @@ static void run_case(void **state)
 		for (size_t k = 0; k < 13; k++) {
 			char what[16];
 			snprintf(what, sizeof what, "mfcc[%zu]", k);
-			check_frames_f(what, sig, json_array_get(a, k), r->mfcc + k * T, T, 2e-3, 2e-6);
+			check_frames_f(what, sig, json_array_get(a, k), r->mfcc + k * T, T, 2e-3,
+			               2e-6);
 		}
 		break;
 	}
@@ -196,7 +223,8 @@ static void run_case(void **state)
 		for (size_t k = 0; k < 12; k++) {
 			char what[16];
 			snprintf(what, sizeof what, "chroma[%zu]", k);
-			check_frames_f(what, sig, json_array_get(a, k), r->chroma + k * T, T, 1e-4, 0);
+			check_frames_f(what, sig, json_array_get(a, k), r->chroma + k * T, T, 1e-4,
+			               0);
 		}
 		break;
 	}
@@ -205,7 +233,8 @@ static void run_case(void **state)
 		for (size_t k = 0; k < 12; k++) {
 			double rv = jnum(json_array_get(a, k));
 			if (fabs(r->chroma_mean[k] - rv) > 1e-5)
-				fail_msg("%s chroma mean %zu: %.9g vs %.9g", sig, k, r->chroma_mean[k], rv);
+				fail_msg("%s chroma mean %zu: %.9g vs %.9g", sig, k,
+				         r->chroma_mean[k], rv);
 		}
 		break;
 	}
@@ -259,10 +288,11 @@ static void run_case(void **state)
 		char got[2048] = "", want[2048] = "";
 		size_t ng = 0, nw = 0;
 		for (size_t i = 0; i < r->n_beats_librosa; i++)
-			ng += (size_t)snprintf(got + ng, ng < sizeof got ? sizeof got - ng : 0, " %d",
-			                       r->beats_librosa[i]);
+			ng += (size_t)snprintf(got + ng, ng < sizeof got ? sizeof got - ng : 0,
+			                       " %d", r->beats_librosa[i]);
 		for (size_t i = 0; i < json_array_size(a); i++)
-			nw += (size_t)snprintf(want + nw, nw < sizeof want ? sizeof want - nw : 0, " %d",
+			nw += (size_t)snprintf(want + nw, nw < sizeof want ? sizeof want - nw : 0,
+			                       " %d",
 			                       (int)json_integer_value(json_array_get(a, i)));
 		if (strcmp(got, want) != 0)
 			fail_msg("%s beats:\n  got   %s\n  want  %s", sig, got, want);
@@ -332,7 +362,8 @@ int main(int argc, char **argv)
 	g_dir = argv[1];
 	static struct CMUnitTest tests[N_SIGNALS * N_Q + 1];
 	size_t n = 0;
-	tests[n++] = (struct CMUnitTest){"mel_db_matches_librosa", mel_db_matches, NULL, NULL, NULL};
+	tests[n++] = (struct CMUnitTest){"mel_db_matches_librosa", mel_db_matches, NULL, NULL,
+	                                 NULL};
 	for (int s = 0; s < N_SIGNALS; s++) {
 		for (int q = 0; q < N_Q; q++) {
 			struct tcase *c = &g_cases[s * N_Q + q];

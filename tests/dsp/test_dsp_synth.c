@@ -47,7 +47,7 @@ struct tempo_case {
 	char name[48];
 	enum synth_pattern pattern; /* SYNTH_N_PATTERNS: clicks */
 	double bpm;
-	int with_chords;            /* a "song": drums + chords in D major */
+	int with_chords; /* a "song": drums + chords in D major */
 };
 
 static struct tempo_case g_tempo_cases[64];
@@ -91,8 +91,8 @@ static void tempo_within_4pct(void **state)
 	              r.tempo_librosa_bpm, r.tempo_bpm, r.tempo_doubled ? " (doubled)" : "",
 	              r.n_beats);
 	if (err_rel > 0.04)
-		fail_msg("%s: tempo %.2f BPM, truth %.1f (librosa %.2f)", c->name, r.tempo_bpm, c->bpm,
-		         r.tempo_librosa_bpm);
+		fail_msg("%s: tempo %.2f BPM, truth %.1f (librosa %.2f)", c->name, r.tempo_bpm,
+		         c->bpm, r.tempo_librosa_bpm);
 	/* beats follow the corrected tempo: their median spacing is one corrected beat */
 	assert_true(r.n_beats >= 10);
 	int gaps[512];
@@ -116,7 +116,7 @@ static void tempo_within_4pct(void **state)
 static void tempo_grid_summary(void **state)
 {
 	(void)state;
-	static const double tempos[] = {60, 70, 80, 85, 90, 95, 100, 110, 120,
+	static const double tempos[] = {60,  70,  80,  85,  90,  95,  100, 110, 120,
 	                                128, 135, 140, 150, 160, 170, 174, 180};
 	int ok_lib = 0, ok_cor = 0, total = 0, broken = 0;
 	for (int p = 0; p <= SYNTH_N_PATTERNS; p++) {
@@ -132,10 +132,12 @@ static void tempo_grid_summary(void **state)
 			broken += lib_ok && !ok;
 			ok_cor += ok;
 			if (!ok)
-				print_message("# grid miss: %s at %g BPM: librosa %.2f, corrected %.2f\n",
-				              p == SYNTH_N_PATTERNS ? "clicks"
-				                                    : synth_pattern_name((enum synth_pattern)p),
-				              c.bpm, r.tempo_librosa_bpm, r.tempo_bpm);
+				print_message(
+					"# grid miss: %s at %g BPM: librosa %.2f, corrected %.2f\n",
+					p == SYNTH_N_PATTERNS
+						? "clicks"
+						: synth_pattern_name((enum synth_pattern)p),
+					c.bpm, r.tempo_librosa_bpm, r.tempo_bpm);
 			total++;
 			dsp_result_free(&r);
 			free(x);
@@ -163,11 +165,13 @@ static void key_accuracy(void **state)
 				float *x = synth_alloc(8.0, &n);
 				assert_non_null(x);
 				if (pg < 3) {
-					synth_chords(x, n, pc, minor, minor ? MIN[pg] : MAJ[pg], 4, 2.0,
-					             minor ? MIN_HARM[pg] : 0, 0.5);
+					synth_chords(x, n, pc, minor, minor ? MIN[pg] : MAJ[pg], 4,
+					             2.0, minor ? MIN_HARM[pg] : 0, 0.5);
 				} else { /* a song: rock drums under I-V-vi-IV / i-iv-V-i */
-					synth_drums(x, n, 100 + 5 * pc, SYNTH_BACKBEAT, 0.35, (uint64_t)pc);
-					synth_chords(x, n, pc, minor, minor ? MIN[0] : MAJ[0], 4, 2.0, 1, 0.4);
+					synth_drums(x, n, 100 + 5 * pc, SYNTH_BACKBEAT, 0.35,
+					            (uint64_t)pc);
+					synth_chords(x, n, pc, minor, minor ? MIN[0] : MAJ[0], 4,
+					             2.0, 1, 0.4);
 				}
 				struct dsp_result r;
 				analyze(x, n, DSP_FEAT_KEY, &r);
@@ -177,15 +181,18 @@ static void key_accuracy(void **state)
 				int rel = r.key_pc >= 0 && r.key_minor != minor &&
 				          r.key_pc == (minor ? (pc + 3) % 12 : (pc + 9) % 12);
 				int fifth = r.key_pc >= 0 && r.key_minor == minor &&
-				            (r.key_pc == (pc + 7) % 12 || r.key_pc == (pc + 5) % 12);
+				            (r.key_pc == (pc + 7) % 12 ||
+				             r.key_pc == (pc + 5) % 12);
 				exact += same;
 				near += !same && (rel || fifth);
 				if (!same)
-					print_message("# %s %s (%s): got %s, r %.3f\n", dsp_pitch_name(pc),
-					              minor ? "minor" : "major", pg < 3 ? "chords" : "song",
-					              r.key_name, r.key_confidence);
+					print_message("# %s %s (%s): got %s, r %.3f\n",
+					              dsp_pitch_name(pc), minor ? "minor" : "major",
+					              pg < 3 ? "chords" : "song", r.key_name,
+					              r.key_confidence);
 				if (r.key_pc >= 0) {
-					assert_true(r.key_confidence > 0.0 && r.key_confidence <= 1.0);
+					assert_true(r.key_confidence > 0.0 &&
+					            r.key_confidence <= 1.0);
 					assert_int_equal(strlen(r.camelot) >= 2, 1);
 				}
 				dsp_result_free(&r);
@@ -345,9 +352,9 @@ static void bad_input_is_rejected(void **state)
 	assert_int_equal(dsp_analyze(x, 4096, &o, &r, err, sizeof err), -1);
 	assert_int_equal(dsp_analyze(NULL, 10, NULL, &r, err, sizeof err), -1);
 	/* more than DSP_MAX_SECONDS is refused before anything is read */
-	assert_int_equal(dsp_analyze(x, (size_t)(DSP_MAX_SECONDS * 22050) + 1, NULL, &r, err,
-	                             sizeof err),
-	                 -6);
+	assert_int_equal(
+		dsp_analyze(x, (size_t)(DSP_MAX_SECONDS * 22050) + 1, NULL, &r, err, sizeof err),
+		-6);
 }
 
 int main(void)
@@ -381,8 +388,8 @@ int main(void)
 	add_tempo(SYNTH_DNB, 172, 1);
 	add_tempo(SYNTH_SHUFFLE, 96, 1);
 	for (size_t i = 0; i < g_n_tempo; i++)
-		tests[n++] = (struct CMUnitTest){g_tempo_cases[i].name, tempo_within_4pct, NULL, NULL,
-		                                 &g_tempo_cases[i]};
+		tests[n++] = (struct CMUnitTest){g_tempo_cases[i].name, tempo_within_4pct, NULL,
+		                                 NULL, &g_tempo_cases[i]};
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(tempo_grid_summary);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(key_accuracy);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(tone_features);

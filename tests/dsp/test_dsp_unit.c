@@ -242,7 +242,8 @@ static void chroma_fb_and_tuning(void **state)
 	/* tuning of a sine 0.3 semitones sharp of A4, and of silence */
 	static float x[22050 * 3];
 	for (size_t i = 0; i < 22050 * 3; i++)
-		x[i] = (float)(0.5 * sin(2 * M_PI * 440.0 * pow(2.0, 0.3 / 12) * (double)i / 22050));
+		x[i] = (float)(0.5 *
+		               sin(2 * M_PI * 440.0 * pow(2.0, 0.3 / 12) * (double)i / 22050));
 	struct dsp_stft st;
 	char err[128];
 	assert_int_equal(dsp_stft_init(&st, err, sizeof err), 0);
@@ -338,7 +339,8 @@ static void acf_and_refinement(void **state)
 static size_t chord_line(const int (*spec)[2], size_t n, struct dsp_chord *c)
 {
 	for (size_t i = 0; i < n; i++) {
-		c[i] = (struct dsp_chord){.start_s = 2.0 * (double)i, .end_s = 2.0 * (double)(i + 1),
+		c[i] = (struct dsp_chord){.start_s = 2.0 * (double)i,
+		                          .end_s = 2.0 * (double)(i + 1),
 		                          .root_pc = spec[i][0],
 		                          .quality = spec[i][1] ? DSP_CHORD_MIN : DSP_CHORD_MAJ,
 		                          .confidence = 0.9};
@@ -364,7 +366,10 @@ static void key_of_chords_in_modes(void **state)
 		{"F lydian: F G F Em F", {{5, 0}, {7, 0}, {5, 0}, {4, 1}, {5, 0}}, 5, 2 * 5},
 		{"A aeolian: Am F C G Am", {{9, 1}, {5, 0}, {0, 0}, {7, 0}, {9, 1}}, 5, 2 * 9 + 1},
 		{"C ionian from vi: Am F C G C", {{9, 1}, {5, 0}, {0, 0}, {7, 0}, {0, 0}}, 5, 0},
-		{"E phrygian: Em F Em Dm Em", {{4, 1}, {5, 0}, {4, 1}, {2, 1}, {4, 1}}, 5, 2 * 4 + 1},
+		{"E phrygian: Em F Em Dm Em",
+	         {{4, 1}, {5, 0}, {4, 1}, {2, 1}, {4, 1}},
+	         5,
+	         2 * 4 + 1},
 	};
 	struct dsp_chord c[8];
 	double scores[24], conf = -1.0;
@@ -378,10 +383,16 @@ static void key_of_chords_in_modes(void **state)
 	}
 
 	/* no chord long enough to vote: no key, the confidence untouched */
-	c[0] = (struct dsp_chord){.start_s = 0.0, .end_s = 10.0, .root_pc = -1,
-	                          .quality = DSP_CHORD_NONE, .label = "N"};
-	c[1] = (struct dsp_chord){.start_s = 10.0, .end_s = 10.2, .root_pc = 0,
-	                          .quality = DSP_CHORD_MAJ, .label = "C"};
+	c[0] = (struct dsp_chord){.start_s = 0.0,
+	                          .end_s = 10.0,
+	                          .root_pc = -1,
+	                          .quality = DSP_CHORD_NONE,
+	                          .label = "N"};
+	c[1] = (struct dsp_chord){.start_s = 10.0,
+	                          .end_s = 10.2,
+	                          .root_pc = 0,
+	                          .quality = DSP_CHORD_MAJ,
+	                          .label = "C"};
 	conf = -1.0;
 	assert_int_equal(dsp_key_chords(c, 2, scores, &conf), -1);
 	assert_true(conf == -1.0);
@@ -416,10 +427,10 @@ static void key_profiles_and_camelot(void **state)
 	chroma[3] = NAN;
 	assert_int_equal(dsp_key_kk(chroma, scores), -1);
 
-	static const char *const MAJ[12] = {"8B", "3B", "10B", "5B", "12B", "7B",
-	                                    "2B", "9B", "4B",  "11B", "6B", "1B"};
-	static const char *const MIN[12] = {"5A", "12A", "7A", "2A", "9A", "4A",
-	                                    "11A", "6A", "1A", "8A", "3A", "10A"};
+	static const char *const MAJ[12] = {"8B", "3B", "10B", "5B",  "12B", "7B",
+	                                    "2B", "9B", "4B",  "11B", "6B",  "1B"};
+	static const char *const MIN[12] = {"5A",  "12A", "7A", "2A", "9A", "4A",
+	                                    "11A", "6A",  "1A", "8A", "3A", "10A"};
 	char buf[4];
 	for (int pc = 0; pc < 12; pc++) {
 		dsp_camelot(pc, 0, buf);
@@ -513,9 +524,9 @@ static float *make_structured_song(size_t *n)
 		enum synth_pattern drums;
 		double drums_amp, chords, ramp_from; /* ramp_from < 1: the level rises to 1 */
 	} parts[] = {
-	    {8, SYNTH_BACKBEAT, 0.06, 0.12, 1},  {8, SYNTH_SNARE24, 0.3, 0.25, 0.4},
-	    {16, SYNTH_BACKBEAT, 0.5, 0.4, 1},   {8, SYNTH_BACKBEAT, 0.03, 0.12, 1},
-	    {8, SYNTH_BACKBEAT, 0.5, 0.4, 1},    {8, SYNTH_BACKBEAT, 0.06, 0.12, 1},
+		{8, SYNTH_BACKBEAT, 0.06, 0.12, 1}, {8, SYNTH_SNARE24, 0.3, 0.25, 0.4},
+		{16, SYNTH_BACKBEAT, 0.5, 0.4, 1},  {8, SYNTH_BACKBEAT, 0.03, 0.12, 1},
+		{8, SYNTH_BACKBEAT, 0.5, 0.4, 1},   {8, SYNTH_BACKBEAT, 0.06, 0.12, 1},
 	};
 	const double pickup = 0.5, bar = 2.0;
 	float *x = synth_alloc(pickup + 56 * bar, n);
@@ -528,7 +539,8 @@ static float *make_structured_song(size_t *n)
 		synth_drums(x + at, len, 120, parts[p].drums, parts[p].drums_amp, 7 + p);
 		synth_chords(x + at, len, 0, 0, prog, 4, bar, 0, parts[p].chords);
 		for (size_t i = 0; parts[p].ramp_from < 1 && i < len; i++)
-			x[at + i] *= (float)(parts[p].ramp_from + (1 - parts[p].ramp_from) * (double)i / len);
+			x[at + i] *= (float)(parts[p].ramp_from +
+			                     (1 - parts[p].ramp_from) * (double)i / len);
 		at += len;
 	}
 	return x;
@@ -560,11 +572,13 @@ static void downbeats_and_sections(void **state)
 	assert_true(r.n_downbeats >= 40); /* the tracker leaves out the quiet intro's beats */
 	assert_true(near >= r.n_downbeats * 9 / 10);
 	static const int bars[] = {1, 9, 17, 33, 41, 49};
-	static const char *const labels[] = {"intro", "build", "drop", "breakdown", "drop", "outro"};
+	static const char *const labels[] = {"intro",     "build", "drop",
+	                                     "breakdown", "drop",  "outro"};
 	assert_int_equal(r.n_sections, 6);
 	for (size_t i = 0; i < 6; i++) {
 		if (abs(r.sections[i].bar - bars[i]) > 1)
-			fail_msg("section %zu starts on bar %d, not %d", i, r.sections[i].bar, bars[i]);
+			fail_msg("section %zu starts on bar %d, not %d", i, r.sections[i].bar,
+			         bars[i]);
 		assert_string_equal(r.sections[i].label, labels[i]);
 	}
 	assert_true(r.sections[0].start_s == 0.0);
@@ -594,8 +608,9 @@ static void chords_of_a_progression(void **state)
 		int root, n, iv[4];
 		const char *label;
 	} prog[] = {
-	    {0, 3, {0, 4, 7}, "C"},      {9, 3, {0, 3, 7}, "Am"},     {5, 4, {0, 4, 7, 11}, "Fmaj7"},
-	    {7, 4, {0, 4, 7, 10}, "G7"}, {4, 3, {0, 3, 7}, "Em"},     {2, 4, {0, 3, 7, 10}, "Dm7"},
+		{0, 3, {0, 4, 7}, "C"},         {9, 3, {0, 3, 7}, "Am"},
+		{5, 4, {0, 4, 7, 11}, "Fmaj7"}, {7, 4, {0, 4, 7, 10}, "G7"},
+		{4, 3, {0, 3, 7}, "Em"},        {2, 4, {0, 3, 7, 10}, "Dm7"},
 	};
 	const size_t bar = 2 * DSP_SAMPLE_RATE_HZ, n_bars = 12;
 	size_t n;
@@ -603,7 +618,8 @@ static void chords_of_a_progression(void **state)
 	assert_non_null(x);
 	synth_drums(x, n_bars * bar, 120, SYNTH_BACKBEAT, 0.3, 11);
 	for (size_t b = 0; b < n_bars; b++)
-		synth_chord(x + b * bar, bar, prog[b % 6].root, prog[b % 6].iv, prog[b % 6].n, 0.35);
+		synth_chord(x + b * bar, bar, prog[b % 6].root, prog[b % 6].iv, prog[b % 6].n,
+		            0.35);
 	struct dsp_options opt = {.features = DSP_FEAT_CHORDS};
 	struct dsp_result r;
 	char err[256];
@@ -611,7 +627,8 @@ static void chords_of_a_progression(void **state)
 	assert_true(r.n_beats > 30); /* chords ask for the beats */
 	printf("# chords:");
 	for (size_t i = 0; i < r.n_chords; i++)
-		printf(" %s@%.2f(%.2f)", r.chords[i].label, r.chords[i].start_s, r.chords[i].confidence);
+		printf(" %s@%.2f(%.2f)", r.chords[i].label, r.chords[i].start_s,
+		       r.chords[i].confidence);
 	printf("\n");
 	assert_true(r.n_chords >= 13 && r.n_chords <= 20);
 	assert_true(r.chords[0].start_s == 0.0);
@@ -630,10 +647,12 @@ static void chords_of_a_progression(void **state)
 			i++;
 		assert_true(i < r.n_chords);
 		int same = strcmp(r.chords[i].label, prog[b % 6].label) == 0 ||
-		           (strcmp(prog[b % 6].label, "G7") == 0 && strcmp(r.chords[i].label, "G") == 0);
+		           (strcmp(prog[b % 6].label, "G7") == 0 &&
+		            strcmp(r.chords[i].label, "G") == 0);
 		if (!same || r.chords[i].end_s < z)
-			fail_msg("bar %zu reads %s from %.2f to %.2f, not %s", b + 1, r.chords[i].label,
-			         r.chords[i].start_s, r.chords[i].end_s, prog[b % 6].label);
+			fail_msg("bar %zu reads %s from %.2f to %.2f, not %s", b + 1,
+			         r.chords[i].label, r.chords[i].start_s, r.chords[i].end_s,
+			         prog[b % 6].label);
 	}
 	const struct dsp_chord *last = &r.chords[r.n_chords - 1];
 	assert_string_equal(last->label, "N");
@@ -792,15 +811,27 @@ static void json_subset_and_pooling(void **state)
 	o.frame_rate = 0.5;
 	assert_int_equal(dsp_analyze(x, n, &o, &r, err, sizeof err), 0);
 	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
-	static const char *const keys[] = {"tempo", "key", "key_confidence", "camelot", "energy",
-	                                   "spectral_centroid", "spectral_rolloff",
-	                                   "zero_crossing_rate", "beats", "downbeats",
-	                                   "time_signature", "sections", "chords", "key_changes",
-	                                   "duration", "features"};
+	static const char *const keys[] = {"tempo",
+	                                   "key",
+	                                   "key_confidence",
+	                                   "camelot",
+	                                   "energy",
+	                                   "spectral_centroid",
+	                                   "spectral_rolloff",
+	                                   "zero_crossing_rate",
+	                                   "beats",
+	                                   "downbeats",
+	                                   "time_signature",
+	                                   "sections",
+	                                   "chords",
+	                                   "key_changes",
+	                                   "duration",
+	                                   "features"};
 	const char *k;
 	json_t *v;
 	size_t i = 0;
-	json_object_foreach(j, k, v) {
+	json_object_foreach(j, k, v)
+	{
 		assert_true(i < sizeof keys / sizeof keys[0]);
 		assert_string_equal(k, keys[i]);
 		i++;
@@ -859,9 +890,9 @@ static void cli_prints_the_api_object(void **state)
 	assert_non_null(j);
 	assert_non_null(json_object_get(j, "tempo"));
 	assert_non_null(json_object_get(j, "camelot"));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "features"),
-	                                                    "frame_rate")),
-	                 2);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(j, "features"), "frame_rate")),
+		2);
 	/* the same object as the library builds from the same samples */
 	struct dsp_result r;
 	assert_int_equal(dsp_analyze_file(wav, NULL, &r, err, sizeof err), 0);
@@ -953,7 +984,8 @@ static void concurrent_analyses_agree(void **state)
 		assert_true(a->tempo_bpm == b->tempo_bpm && a->n_beats == b->n_beats);
 		assert_memory_equal(a->beats, b->beats, sizeof(int) * a->n_beats);
 		assert_memory_equal(a->mfcc, b->mfcc, sizeof(float) * DSP_N_MFCC * a->n_frames);
-		assert_memory_equal(a->chroma, b->chroma, sizeof(float) * DSP_N_CHROMA * a->n_frames);
+		assert_memory_equal(a->chroma, b->chroma,
+		                    sizeof(float) * DSP_N_CHROMA * a->n_frames);
 	}
 	for (int i = 0; i < 4; i++)
 		dsp_result_free(&jobs[i].r);

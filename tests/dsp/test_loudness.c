@@ -24,7 +24,7 @@
 enum { RATE = 48000 };
 
 struct segment {
-	double dbfs;      /* peak level of the sine; -INFINITY for silence */
+	double dbfs; /* peak level of the sine; -INFINITY for silence */
 	double seconds;
 };
 
@@ -48,7 +48,8 @@ static const char *write_tone(const struct segment *seg, size_t n_seg, double fr
 		double amp = isfinite(seg[s].dbfs) ? pow(10.0, seg[s].dbfs / 20.0) : 0.0;
 		size_t end = i + (size_t)llround(seg[s].seconds * RATE);
 		for (; i < end; i++) {
-			float v = (float)(amp * sin(2.0 * M_PI * freq_hz * (double)i / RATE + phase0));
+			float v = (float)(amp *
+			                  sin(2.0 * M_PI * freq_hz * (double)i / RATE + phase0));
 			for (int c = 0; c < n_channels; c++)
 				x[(size_t)c * n + i] = v;
 		}
@@ -181,12 +182,9 @@ static void analysis_reports_it(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(sine_levels),
-		cmocka_unit_test(gating),
-		cmocka_unit_test(loudness_range),
-		cmocka_unit_test(true_peak_between_samples),
-		cmocka_unit_test(mono_is_dual_mono),
-		cmocka_unit_test(silence_has_none),
+		cmocka_unit_test(sine_levels),         cmocka_unit_test(gating),
+		cmocka_unit_test(loudness_range),      cmocka_unit_test(true_peak_between_samples),
+		cmocka_unit_test(mono_is_dual_mono),   cmocka_unit_test(silence_has_none),
 		cmocka_unit_test(analysis_reports_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

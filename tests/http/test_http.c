@@ -141,7 +141,8 @@ static void cookie_parsing(void **state)
 	arena_init(&a, 1 << 20);
 	struct kv_list l;
 	assert_int_equal(
-		cookie_parse(&a, "_sfa_session=abc_-1; other=\"quoted\";bad;=novalue; sp=a b; x=1", &l),
+		cookie_parse(&a, "_sfa_session=abc_-1; other=\"quoted\";bad;=novalue; sp=a b; x=1",
+	                     &l),
 		0);
 	assert_string_equal(kv_get(&l, "_sfa_session"), "abc_-1");
 	assert_string_equal(kv_get(&l, "other"), "quoted");
@@ -166,7 +167,8 @@ static void cookie_parsing(void **state)
 	free(huge);
 	char sc[200];
 	assert_int_equal(cookie_format(sc, sizeof sc, "_sfa_session", "tok", 1209600, true), 0);
-	assert_string_equal(sc, "_sfa_session=tok; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax; Secure");
+	assert_string_equal(
+		sc, "_sfa_session=tok; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax; Secure");
 	assert_int_equal(cookie_format(sc, sizeof sc, "n", "v", -1, false), 0);
 	assert_string_equal(sc, "n=v; Path=/; HttpOnly; SameSite=Lax");
 	assert_int_equal(cookie_format(sc, 10, "n", "v", -1, false), SFA_ETOOBIG);

@@ -41,7 +41,8 @@ static int rec_begin(void *arg, const struct multipart_part *p)
 	assert_non_null(p->name);
 	assert_true(p->name[0] != '\0');
 	buf_printf(&r->log, "<B %zu name=%s file=%s ct=%s>", p->index, p->name,
-	           p->filename ? p->filename : "(none)", p->content_type ? p->content_type : "(none)");
+	           p->filename ? p->filename : "(none)",
+	           p->content_type ? p->content_type : "(none)");
 	return 0;
 }
 
@@ -106,9 +107,8 @@ static int parse_cuts(const char *boundary, const struct multipart_limits *lim, 
 	return rc;
 }
 
-static int parse_chunked(const char *boundary, const struct multipart_limits *lim,
-                         const char *body, size_t n, size_t chunk, struct rec *r, char *err,
-                         size_t n_err)
+static int parse_chunked(const char *boundary, const struct multipart_limits *lim, const char *body,
+                         size_t n, size_t chunk, struct rec *r, char *err, size_t n_err)
 {
 	struct multipart m;
 	r->m = &m;
@@ -139,8 +139,8 @@ static void expect_error(const char *body, int code, const char *needle)
 	char err[MULTIPART_ERR_MAX];
 	int rc = parse_whole("XyZ", NULL, body, &r, err, sizeof err);
 	if (rc != code || !strstr(err, needle))
-		fail_msg("body %s: rc %d (want %d), message \"%s\" (want \"%s\")", body, rc, code, err,
-		         needle);
+		fail_msg("body %s: rc %d (want %d), message \"%s\" (want \"%s\")", body, rc, code,
+		         err, needle);
 	buf_free(&r.log);
 }
 
@@ -155,11 +155,10 @@ static const char basic_body[] =
 	"--XyZ\r\n" CD "name=\"artist\"\r\n\r\n\r\n"
 	"--XyZ--\r\nepilogue --XyZ junk";
 
-static const char basic_log[] =
-	"<B 0 name=title file=(none) ct=(none)><F title=My Song><E>"
-	"<B 1 name=file file=song.wav ct=audio/wav>"
-	"RIFF\r\n--Xy\r\r\n--X--XyZ\n-\r\n-\r\n--xyz\r\r<E>"
-	"<B 2 name=artist file=(none) ct=(none)><F artist=><E>";
+static const char basic_log[] = "<B 0 name=title file=(none) ct=(none)><F title=My Song><E>"
+				"<B 1 name=file file=song.wav ct=audio/wav>"
+				"RIFF\r\n--Xy\r\r\n--X--XyZ\n-\r\n-\r\n--xyz\r\r<E>"
+				"<B 2 name=artist file=(none) ct=(none)><F artist=><E>";
 
 /* ---- tests ----------------------------------------------------------------------------- */
 
@@ -170,8 +169,9 @@ static void boundary_from_content_type(void **state)
 	assert_int_equal(multipart_boundary("multipart/form-data; boundary=abc", b, sizeof b), 0);
 	assert_string_equal(b, "abc");
 	assert_int_equal(
-		multipart_boundary("Multipart/Form-Data;BOUNDARY=----WebKitFormBoundary7MA4YWxkTrZu0gW",
-	                           b, sizeof b),
+		multipart_boundary(
+			"Multipart/Form-Data;BOUNDARY=----WebKitFormBoundary7MA4YWxkTrZu0gW", b,
+			sizeof b),
 		0);
 	assert_string_equal(b, "----WebKitFormBoundary7MA4YWxkTrZu0gW");
 	assert_int_equal(multipart_boundary("multipart/form-data; charset=utf-8; "
@@ -180,12 +180,13 @@ static void boundary_from_content_type(void **state)
 	                 0);
 	assert_string_equal(b, "gc0p4Jq0M:2Yt08j U534c0p");
 	/* quoted-pair inside the quoted form, whitespace around '=' and a trailing ';' */
-	assert_int_equal(multipart_boundary("  multipart/form-data ; boundary = \"a\\bc\" ;", b, sizeof b),
-	                 0);
+	assert_int_equal(
+		multipart_boundary("  multipart/form-data ; boundary = \"a\\bc\" ;", b, sizeof b),
+		0);
 	assert_string_equal(b, "abc");
 	/* unquoted boundaries with characters outside token, as some clients send */
-	assert_int_equal(multipart_boundary("multipart/form-data; boundary==_Part_1/x?y", b, sizeof b),
-	                 0);
+	assert_int_equal(
+		multipart_boundary("multipart/form-data; boundary==_Part_1/x?y", b, sizeof b), 0);
 	assert_string_equal(b, "=_Part_1/x?y");
 	/* 70 characters is the maximum */
 	char ct[200], seventy[71];
@@ -196,8 +197,9 @@ static void boundary_from_content_type(void **state)
 	assert_string_equal(b, seventy);
 	/* out too small */
 	char small[3];
-	assert_int_equal(multipart_boundary("multipart/form-data; boundary=abc", small, sizeof small),
-	                 SFA_ETOOBIG);
+	assert_int_equal(
+		multipart_boundary("multipart/form-data; boundary=abc", small, sizeof small),
+		SFA_ETOOBIG);
 }
 
 static void boundary_bad_content_types(void **state)
@@ -205,8 +207,14 @@ static void boundary_bad_content_types(void **state)
 	(void)state;
 	char b[MULTIPART_BOUNDARY_MAX + 1] = "untouched";
 	static const char *const unsupp[] = {
-		NULL, "", "application/json", "text/plain; boundary=abc",
-		"multipart/mixed; boundary=abc", "multipart", "multipart/", "multipart/form-datax; boundary=a",
+		NULL,
+		"",
+		"application/json",
+		"text/plain; boundary=abc",
+		"multipart/mixed; boundary=abc",
+		"multipart",
+		"multipart/",
+		"multipart/form-datax; boundary=a",
 	};
 	for (size_t i = 0; i < sizeof unsupp / sizeof unsupp[0]; i++)
 		if (multipart_boundary(unsupp[i], b, sizeof b) != SFA_EUNSUPP)
@@ -277,7 +285,8 @@ static void every_split_point(void **state)
 		rec_init(&r);
 		size_t cuts[1] = {a};
 		assert_int_equal(parse_cuts("XyZ", NULL, basic_body, n, cuts, 1, &r, NULL, 0), 0);
-		if (r.log.len != sizeof basic_log - 1 || memcmp(r.log.data, basic_log, r.log.len) != 0)
+		if (r.log.len != sizeof basic_log - 1 ||
+		    memcmp(r.log.data, basic_log, r.log.len) != 0)
 			fail_msg("split at %zu: log differs", a);
 		buf_free(&r.log);
 	}
@@ -289,7 +298,8 @@ static void every_split_point(void **state)
 			struct rec r;
 			rec_init(&r);
 			size_t cuts[2] = {a, b};
-			assert_int_equal(parse_cuts("XyZ", NULL, basic_body, n, cuts, 2, &r, NULL, 0), 0);
+			assert_int_equal(
+				parse_cuts("XyZ", NULL, basic_body, n, cuts, 2, &r, NULL, 0), 0);
 			if (r.log.len != sizeof basic_log - 1 ||
 			    memcmp(r.log.data, basic_log, r.log.len) != 0)
 				fail_msg("splits at %zu, %zu: log differs", a, b);
@@ -306,10 +316,12 @@ static void fixed_chunk_sizes_and_one_byte(void **state)
 		struct rec r;
 		rec_init(&r);
 		assert_int_equal(parse_chunked("XyZ", NULL, basic_body, n, chunk, &r, NULL, 0), 0);
-		if (r.log.len != sizeof basic_log - 1 || memcmp(r.log.data, basic_log, r.log.len) != 0)
+		if (r.log.len != sizeof basic_log - 1 ||
+		    memcmp(r.log.data, basic_log, r.log.len) != 0)
 			fail_msg("chunk size %zu: log differs", chunk);
 		if (chunk == 1)
-			assert_true(r.n_max_piece <= 1 + 8); /* at most a held-back delimiter prefix */
+			assert_true(r.n_max_piece <=
+			            1 + 8); /* at most a held-back delimiter prefix */
 		buf_free(&r.log);
 	}
 }
@@ -330,8 +342,9 @@ static void boundary_like_data_is_data(void **state)
 	for (size_t chunk = 1; chunk <= sizeof body; chunk++) {
 		struct rec r;
 		rec_init(&r);
-		assert_int_equal(parse_chunked("boundary", NULL, body, sizeof body - 1, chunk, &r, NULL, 0),
-		                 0);
+		assert_int_equal(
+			parse_chunked("boundary", NULL, body, sizeof body - 1, chunk, &r, NULL, 0),
+			0);
 		assert_int_equal(r.log.len, sizeof want - 1);
 		assert_memory_equal(r.log.data, want, sizeof want - 1);
 		buf_free(&r.log);
@@ -348,10 +361,12 @@ static void crlf_handling(void **state)
 	struct rec r;
 	/* transport padding after a delimiter; CR LF inside data preserved; headers with
 	 * odd case and spacing */
-	static const char ok[] = "--XyZ \t\r\ncOnTeNt-DiSpOsItIoN:   FORM-DATA ;NAME=a ; x=\"y;z\"  \r\n"
-	                         "X-Other: whatever\r\n\r\nline1\r\nline2\r\n\r\n--XyZ--";
+	static const char ok[] =
+		"--XyZ \t\r\ncOnTeNt-DiSpOsItIoN:   FORM-DATA ;NAME=a ; x=\"y;z\"  \r\n"
+		"X-Other: whatever\r\n\r\nline1\r\nline2\r\n\r\n--XyZ--";
 	assert_int_equal(parse_whole("XyZ", NULL, ok, &r, NULL, 0), 0);
-	assert_string_equal(r.log.data, "<B 0 name=a file=(none) ct=(none)><F a=line1\r\nline2\r\n><E>");
+	assert_string_equal(r.log.data,
+	                    "<B 0 name=a file=(none) ct=(none)><F a=line1\r\nline2\r\n><E>");
 	buf_free(&r.log);
 
 	expect_error("--XyZ\n" CD "name=\"a\"\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
@@ -376,8 +391,8 @@ static void empty_file_and_empty_body(void **state)
 	struct rec r;
 	/* an empty file (and the empty file input browsers send: filename="") */
 	static const char body[] = "--XyZ\r\n" CD "name=\"f\"; filename=\"e.wav\"\r\n\r\n\r\n"
-	                           "--XyZ\r\n" CD "name=\"g\"; filename=\"\"\r\n"
-	                           "Content-Type: application/octet-stream\r\n\r\n\r\n--XyZ--\r\n";
+				   "--XyZ\r\n" CD "name=\"g\"; filename=\"\"\r\n"
+				   "Content-Type: application/octet-stream\r\n\r\n\r\n--XyZ--\r\n";
 	assert_int_equal(parse_whole("XyZ", NULL, body, &r, NULL, 0), 0);
 	assert_string_equal(r.log.data, "<B 0 name=f file=e.wav ct=(none)><E>"
 	                                "<B 1 name=g file= ct=application/octet-stream><E>");
@@ -395,7 +410,8 @@ static void missing_close_delimiter(void **state)
 	expect_error("", SFA_EINVAL, "empty or has no multipart boundary");
 	expect_error("just some text", SFA_EINVAL, "empty or has no multipart boundary");
 	expect_error("--XyZ\r\n", SFA_EINVAL, "ended before its closing boundary");
-	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n", SFA_EINVAL, "ended before its closing boundary");
+	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n", SFA_EINVAL,
+	             "ended before its closing boundary");
 	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n\r\nvalue", SFA_EINVAL,
 	             "ended before its closing boundary");
 	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n\r\nvalue\r\n--XyZ", SFA_EINVAL,
@@ -417,15 +433,16 @@ static void bad_part_headers(void **state)
 	expect_error("--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
 	             "has no name");
 	expect_error("--XyZ\r\n" CD "name=\"\"\r\n\r\nx\r\n--XyZ--", SFA_EINVAL, "has no name");
-	expect_error("--XyZ\r\n" CD "filename=\"a.wav\"\r\n\r\nx\r\n--XyZ--", SFA_EINVAL, "has no name");
+	expect_error("--XyZ\r\n" CD "filename=\"a.wav\"\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
+	             "has no name");
 	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n  folded\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
 	             "folded header line");
-	expect_error("--XyZ\r\n" CD "name=\"a\"\r\nX-Thing: a\r\n\tb\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
-	             "folded header line");
+	expect_error("--XyZ\r\n" CD "name=\"a\"\r\nX-Thing: a\r\n\tb\r\n\r\nx\r\n--XyZ--",
+	             SFA_EINVAL, "folded header line");
 	expect_error("--XyZ\r\nno colon here\r\n\r\nx\r\n--XyZ--", SFA_EINVAL, "\"Name: value\"");
 	expect_error("--XyZ\r\n: empty name\r\n\r\nx\r\n--XyZ--", SFA_EINVAL, "\"Name: value\"");
-	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n" CD "name=\"b\"\r\n\r\nx\r\n--XyZ--", SFA_EINVAL,
-	             "two Content-Disposition headers");
+	expect_error("--XyZ\r\n" CD "name=\"a\"\r\n" CD "name=\"b\"\r\n\r\nx\r\n--XyZ--",
+	             SFA_EINVAL, "two Content-Disposition headers");
 	expect_error("--XyZ\r\n" CD "name=\"a\"\r\nContent-Type: a/b\r\nContent-type: c/d\r\n\r\n"
 	             "x\r\n--XyZ--",
 	             SFA_EINVAL, "two Content-Type headers");
@@ -445,7 +462,7 @@ static void bad_part_headers(void **state)
 	/* identity transfer encodings and quoted names with escapes are fine */
 	struct rec r;
 	static const char ok[] = "--XyZ\r\n" CD "name=\"a\\\"b\\\\c\"\r\n"
-	                         "Content-Transfer-Encoding: Binary\r\n\r\nv\r\n--XyZ--";
+				 "Content-Transfer-Encoding: Binary\r\n\r\nv\r\n--XyZ--";
 	assert_int_equal(parse_whole("XyZ", NULL, ok, &r, NULL, 0), 0);
 	assert_string_equal(r.log.data, "<B 0 name=a\"b\\c file=(none) ct=(none)><F a\"b\\c=v><E>");
 	buf_free(&r.log);
@@ -482,8 +499,8 @@ static void check_filenames(const struct fn_case *cases, size_t n)
 		char got[256], err[MULTIPART_ERR_MAX];
 		int rc = filename_for(cases[i].params, got, sizeof got, err, sizeof err);
 		if (rc != 0 || strcmp(got, cases[i].want) != 0)
-			fail_msg("%s: rc %d \"%s\", got \"%s\", want \"%s\"", cases[i].params, rc, err,
-			         rc ? "" : got, cases[i].want);
+			fail_msg("%s: rc %d \"%s\", got \"%s\", want \"%s\"", cases[i].params, rc,
+			         err, rc ? "" : got, cases[i].want);
 	}
 }
 
@@ -515,8 +532,9 @@ static void filename_sanitisation(void **state)
 		{"filename=\"semi;colon.mp3\"", "semi;colon.mp3"},
 		{"filename=plain.ogg", "plain.ogg"},
 		{"FileName=\"caps.wav\"", "caps.wav"},
-		{"filename=\"caf\xc3\xa9.wav\"", "caf\xc3\xa9.wav"}, /* raw UTF-8, as browsers send */
-		{"filename=\"100%22.wav\"", "100%22.wav"},           /* no percent-decoding here */
+		{"filename=\"caf\xc3\xa9.wav\"",
+	         "caf\xc3\xa9.wav"},                       /* raw UTF-8, as browsers send */
+		{"filename=\"100%22.wav\"", "100%22.wav"}, /* no percent-decoding here */
 	};
 	check_filenames(cases, sizeof cases / sizeof cases[0]);
 	static const struct fn_case bad[] = {
@@ -524,8 +542,8 @@ static void filename_sanitisation(void **state)
 		{"filename*=UTF-8''a%0Ab.wav", "control character"},
 		{"filename=\"tab\there.wav\"", "control character"},
 		{"filename=\"\xff\xfe.wav\"", "not valid UTF-8"},
-		{"filename=\"\xc0\xaf.wav\"", "not valid UTF-8"},            /* overlong '/' */
-		{"filename=\"\xed\xa0\x80.wav\"", "not valid UTF-8"},        /* surrogate */
+		{"filename=\"\xc0\xaf.wav\"", "not valid UTF-8"},     /* overlong '/' */
+		{"filename=\"\xed\xa0\x80.wav\"", "not valid UTF-8"}, /* surrogate */
 		{"filename*=UTF-8''%C3.wav", "not valid UTF-8"},
 		{"filename=\"a.wav\"; filename=\"b.wav\"", "repeated"},
 	};
@@ -582,11 +600,11 @@ static void expect_limit(const struct multipart_limits *lim, const char *body, i
 	}
 }
 
-static const char three_parts[] =
-	"--XyZ\r\n" CD "name=\"a\"\r\n\r\n12345\r\n"
-	"--XyZ\r\n" CD "name=\"f\"; filename=\"x.wav\"\r\n\r\n0123456789\r\n"
-	"--XyZ\r\n" CD "name=\"g\"; filename=\"y.wav\"\r\n\r\nab\r\n"
-	"--XyZ--\r\n";
+static const char three_parts[] = "--XyZ\r\n" CD "name=\"a\"\r\n\r\n12345\r\n"
+				  "--XyZ\r\n" CD
+				  "name=\"f\"; filename=\"x.wav\"\r\n\r\n0123456789\r\n"
+				  "--XyZ\r\n" CD "name=\"g\"; filename=\"y.wav\"\r\n\r\nab\r\n"
+				  "--XyZ--\r\n";
 
 static void limit_parts_and_files(void **state)
 {
@@ -619,8 +637,8 @@ static void limit_header_bytes(void **state)
 	expect_limit(&lim, "--XyZ\r\n" CD "name=\"a\"\r\n\r\n12345\r\n--XyZ--", 0, NULL);
 	lim.max_header_bytes = n_hdr - 1;
 	char want[128];
-	snprintf(want, sizeof want, "The headers of part 1 of the upload are larger than %zu bytes.",
-	         n_hdr - 1);
+	snprintf(want, sizeof want,
+	         "The headers of part 1 of the upload are larger than %zu bytes.", n_hdr - 1);
 	expect_limit(&lim, "--XyZ\r\n" CD "name=\"a\"\r\n\r\n12345\r\n--XyZ--", SFA_ETOOBIG, want);
 	/* the default cap, 8 KiB: an endless header line is refused, not buffered */
 	size_t n_big = 20000;
@@ -660,8 +678,9 @@ static void limit_field_bytes(void **state)
 		int rc = parse_chunked("XyZ", NULL, body, n, 4096, &r, err, sizeof err);
 		if (extra == 0) {
 			assert_int_equal(rc, 0);
-			assert_int_equal(r.log.len, strlen("<B 0 name=manifest file=(none) ct=(none)>") +
-			                                    strlen("<F manifest=>") + n_val + strlen("<E>"));
+			assert_int_equal(r.log.len,
+			                 strlen("<B 0 name=manifest file=(none) ct=(none)>") +
+			                         strlen("<F manifest=>") + n_val + strlen("<E>"));
 		} else {
 			assert_int_equal(rc, SFA_ETOOBIG);
 			assert_string_equal(err, "The field \"manifest\" is larger than 1 MB.");
@@ -754,7 +773,8 @@ static void callback_abort(void **state)
 		int rc = parse_cuts("XyZ", NULL, three_parts, strlen(three_parts), NULL, 0, &r, err,
 		                    sizeof err);
 		assert_int_equal(rc, SFA_ECONFLICT);
-		assert_string_equal(err, with_msg ? "Part \"f\" is not wanted." : "The upload was rejected.");
+		assert_string_equal(err, with_msg ? "Part \"f\" is not wanted."
+		                                  : "The upload was rejected.");
 		/* part 0 completed, nothing of part 1 was delivered */
 		assert_string_equal(r.log.data, "<B 0 name=a file=(none) ct=(none)><F a=12345><E>");
 		buf_free(&r.log);
@@ -829,9 +849,9 @@ static void large_file_streamed(void **state)
 	(void)state;
 	const char boundary[] = "----sfa-boundary-0123456789";
 	const size_t n_file = 20u << 20, chunk = 64u << 10;
-	const char head[] = "------sfa-boundary-0123456789\r\n"
-	                    CD "name=\"file\"; filename=\"big.wav\"\r\n"
-	                    "Content-Type: audio/wav\r\n\r\n";
+	const char head[] = "------sfa-boundary-0123456789\r\n" CD
+			    "name=\"file\"; filename=\"big.wav\"\r\n"
+			    "Content-Type: audio/wav\r\n\r\n";
 	const char tail[] = "\r\n------sfa-boundary-0123456789--\r\n";
 	size_t n = sizeof head - 1 + n_file + sizeof tail - 1;
 	char *body = malloc(n);
@@ -876,8 +896,9 @@ static void preamble_epilogue_and_sticky_errors(void **state)
 {
 	(void)state;
 	struct rec r;
-	static const char body[] = "This is the preamble.\r\n--XyZ\r\n" CD "name=\"a\"\r\n\r\nv\r\n"
-	                           "--XyZ--  \r\nThis is the epilogue, with --XyZ and \r\n--XyZ\r\n.";
+	static const char body[] =
+		"This is the preamble.\r\n--XyZ\r\n" CD "name=\"a\"\r\n\r\nv\r\n"
+		"--XyZ--  \r\nThis is the epilogue, with --XyZ and \r\n--XyZ\r\n.";
 	assert_int_equal(parse_whole("XyZ", NULL, body, &r, NULL, 0), 0);
 	assert_string_equal(r.log.data, "<B 0 name=a file=(none) ct=(none)><F a=v><E>");
 	buf_free(&r.log);

@@ -79,9 +79,14 @@ static void tag_destroy(struct tag *t)
 
 static struct server *start(struct tag *t)
 {
-	struct server_opts o = {.bind = "127.0.0.1", .port = 0, .n_threads = 2, .grace_s = 5,
-	                        .header_timeout_s = 10, .body_timeout_s = 10,
-	                        .access_log_every = -1, .dispatch = dispatch,
+	struct server_opts o = {.bind = "127.0.0.1",
+	                        .port = 0,
+	                        .n_threads = 2,
+	                        .grace_s = 5,
+	                        .header_timeout_s = 10,
+	                        .body_timeout_s = 10,
+	                        .access_log_every = -1,
+	                        .dispatch = dispatch,
 	                        .app = (struct app *)(void *)t};
 	struct server *s = NULL;
 	char err[256];
@@ -127,8 +132,8 @@ static int ws_open(int port, int *status)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
 	static const char req[] = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-	                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-	                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+				  "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+				  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 	assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
 	char head[1024];
 	size_t len = 0;
@@ -227,8 +232,11 @@ static void port_in_use(void **state)
 	struct tag ta;
 	tag_init(&ta, "A");
 	struct server *a = start(&ta);
-	struct server_opts o = {.bind = "127.0.0.1", .port = server_port(a), .n_threads = 1,
-	                        .dispatch = dispatch, .app = (struct app *)(void *)&ta};
+	struct server_opts o = {.bind = "127.0.0.1",
+	                        .port = server_port(a),
+	                        .n_threads = 1,
+	                        .dispatch = dispatch,
+	                        .app = (struct app *)(void *)&ta};
 	struct server *b = NULL;
 	char err[256];
 	assert_int_not_equal(server_start(&o, &b, err, sizeof err), 0);

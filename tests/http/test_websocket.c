@@ -60,8 +60,7 @@ struct seen {
 };
 
 /* Feeds in[0..n) in chunks of `chunk` bytes, collecting every event. */
-static void feed_all(struct ws_parser *p, const uint8_t *in, size_t n, size_t chunk,
-                     struct seen *s)
+static void feed_all(struct ws_parser *p, const uint8_t *in, size_t n, size_t chunk, struct seen *s)
 {
 	memset(s, 0, sizeof *s);
 	for (size_t at = 0; at < n;) {
@@ -122,7 +121,7 @@ static void accept_key_rfc_example(void **state)
 	assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 	assert_int_equal(ws_accept_key(NULL, out), SFA_EINVAL);
 	assert_int_equal(ws_accept_key("", out), SFA_EINVAL);
-	assert_int_equal(ws_accept_key("dG9vc2hvcnQ=", out), SFA_EINVAL);      /* 8 bytes */
+	assert_int_equal(ws_accept_key("dG9vc2hvcnQ=", out), SFA_EINVAL);             /* 8 bytes */
 	assert_int_equal(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ!!", out), SFA_EINVAL); /* not b64 */
 	assert_int_equal(ws_accept_key("dGhlIHNhbXBsZSBub25jZXMh", out), SFA_EINVAL); /* 18 bytes */
 }
@@ -199,7 +198,10 @@ static void fragments_with_control_frames_between(void **state)
 	n += client_frame(buf + n, WS_OP_CONT, true, "lo", 2, true, 0);
 	n += client_frame(buf + n, WS_OP_BINARY, false, "\x01", 1, true, 0);
 	n += client_frame(buf + n, WS_OP_CONT, true, "\x02", 1, true, 0);
-	n += client_frame(buf + n, WS_OP_CLOSE, true, "\x03\xe8" "bye", 5, true, 0);
+	n += client_frame(buf + n, WS_OP_CLOSE, true,
+	                  "\x03\xe8"
+	                  "bye",
+	                  5, true, 0);
 	for (size_t chunk = 1; chunk <= n; chunk++) {
 		struct ws_parser p;
 		ws_parser_init(&p, 0, 0);
@@ -298,10 +300,14 @@ static void invalid_utf8_closes_1007(void **state)
 {
 	(void)state;
 	const char *bad[] = {
-		"\xff",             "\xc0\x80",         /* overlong NUL */
-		"\xe0\x80\xaf",     /* overlong '/' */   "\xed\xa0\x80", /* surrogate */
-		"\xf4\x90\x80\x80", /* > U+10FFFF */     "\xf8\x88\x80\x80\x80",
-		"a\x80",            "\xc3\x28",
+		"\xff",
+		"\xc0\x80", /* overlong NUL */
+		"\xe0\x80\xaf",
+		/* overlong '/' */ "\xed\xa0\x80", /* surrogate */
+		"\xf4\x90\x80\x80",
+		/* > U+10FFFF */ "\xf8\x88\x80\x80\x80",
+		"a\x80",
+		"\xc3\x28",
 	};
 	uint8_t f[64];
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -315,7 +321,10 @@ static void invalid_utf8_closes_1007(void **state)
 	/* Fail fast: the error comes on the bad byte, before the frame is complete. */
 	struct ws_parser p;
 	ws_parser_init(&p, 0, 0);
-	n = client_frame(f, WS_OP_TEXT, true, "ab\xff" "cdefgh", 9, true, 0);
+	n = client_frame(f, WS_OP_TEXT, true,
+	                 "ab\xff"
+	                 "cdefgh",
+	                 9, true, 0);
 	struct ws_event ev;
 	size_t used = ws_parser_feed(&p, f, n, &ev);
 	assert_int_equal(ev.type, WS_EV_ERROR);
@@ -413,7 +422,10 @@ static void frame_builders(void **state)
 
 	uint8_t pl[WS_MAX_CONTROL_BYTES];
 	assert_int_equal(ws_close_payload(pl, 1001, "bye"), 5);
-	assert_memory_equal(pl, "\x03\xe9" "bye", 5);
+	assert_memory_equal(pl,
+	                    "\x03\xe9"
+	                    "bye",
+	                    5);
 	assert_int_equal(ws_close_payload(pl, 1000, NULL), 2);
 	/* A long reason is cut at a character boundary: 61 two-byte characters = 122 bytes
 	 * fit, the 62nd would end at byte 124 of 123. */
@@ -430,8 +442,7 @@ static void frame_builders(void **state)
 
 static atomic_int g_closed;
 
-static void echo_message(void *arg, struct ws_conn *c, bool is_text, const uint8_t *data,
-                         size_t n)
+static void echo_message(void *arg, struct ws_conn *c, bool is_text, const uint8_t *data, size_t n)
 {
 	(void)arg;
 	if (n == 5 && memcmp(data, "flood", 5) == 0) {
@@ -582,7 +593,10 @@ static void conn_echo_ping_close(void **state)
 	send_frame(fd, WS_OP_PING, "abc", 3, true);
 	assert_int_equal(read_frame(fd, buf, sizeof buf, &n), WS_OP_PONG);
 	assert_memory_equal(buf, "abc", 3);
-	send_frame(fd, WS_OP_CLOSE, "\x0f\xa0" "done", 6, true); /* 4000 */
+	send_frame(fd, WS_OP_CLOSE,
+	           "\x0f\xa0"
+	           "done",
+	           6, true); /* 4000 */
 	assert_int_equal(read_frame(fd, buf, sizeof buf, &n), WS_OP_CLOSE);
 	assert_int_equal(n, 2);
 	assert_memory_equal(buf, "\x0f\xa0", 2); /* the code is echoed */

@@ -175,8 +175,13 @@ static struct scheduler *start_relay(struct fixture *f, struct bus *b, const cha
                                      int concurrency, bool relay)
 {
 	char err[512] = "";
-	struct scheduler_opts o = {.cfg = &f->cfg, .db = f->t.db, .bus = b, .exe = f->exe,
-	                           .types = types, .concurrency = concurrency, .relay = relay};
+	struct scheduler_opts o = {.cfg = &f->cfg,
+	                           .db = f->t.db,
+	                           .bus = b,
+	                           .exe = f->exe,
+	                           .types = types,
+	                           .concurrency = concurrency,
+	                           .relay = relay};
 	struct scheduler *s = scheduler_new(&o, err, sizeof err);
 	if (!s)
 		fprintf(stderr, "scheduler_new: %s\n", err);
@@ -184,8 +189,7 @@ static struct scheduler *start_relay(struct fixture *f, struct bus *b, const cha
 	return s;
 }
 
-static struct scheduler *start(struct fixture *f, struct bus *b, const char *types,
-                               int concurrency)
+static struct scheduler *start(struct fixture *f, struct bus *b, const char *types, int concurrency)
 {
 	return start_relay(f, b, types, concurrency, false);
 }
@@ -194,9 +198,9 @@ static void enqueue(struct fixture *f, struct scheduler *s, const char *payload,
 {
 	json_error_t je;
 	struct db_job j;
-	assert_int_equal(job_enqueue(f->t.db, s, f->user, NULL, "probe", json_loads(payload, 0, &je),
-	                             &j),
-	                 0);
+	assert_int_equal(
+		job_enqueue(f->t.db, s, f->user, NULL, "probe", json_loads(payload, 0, &je), &j),
+		0);
 	str_copy(id, UUID_STR_LEN, j.id);
 }
 
@@ -281,7 +285,8 @@ static void retries_a_failed_attempt_after_a_backoff(void **state)
 	while (retry < 0) {
 		int i = wait_event(&c, &at, "job:progress", id);
 		assert_true(i >= 0);
-		if (strcmp(json_string_value(json_object_get(c.payload[i], "status")), "queued") == 0)
+		if (strcmp(json_string_value(json_object_get(c.payload[i], "status")), "queued") ==
+		    0)
 			retry = i;
 	}
 	int64_t announced = time_mono_ms();
@@ -625,7 +630,8 @@ static void an_enqueue_wakes_an_idle_node(void **state)
 		int at = 0;
 		assert_true(wait_event(&c, &at, "job:progress", id) >= 0);
 		int64_t waited = time_mono_ms() - t0;
-		snprintf(line + strlen(line), sizeof line - strlen(line), " %lld", (long long)waited);
+		snprintf(line + strlen(line), sizeof line - strlen(line), " %lld",
+		         (long long)waited);
 		assert_true(waited < 1000);
 		assert_true(wait_event(&c, &at, "job:completed", id) >= 0);
 	}
@@ -640,8 +646,8 @@ static void refuses_an_unknown_type(void **state)
 	struct fixture *f = *state;
 	struct bus *b = bus_new();
 	char err[512] = "";
-	struct scheduler_opts o = {.cfg = &f->cfg, .db = f->t.db, .bus = b, .exe = f->exe,
-	                           .types = "probe,nonesuch"};
+	struct scheduler_opts o = {
+		.cfg = &f->cfg, .db = f->t.db, .bus = b, .exe = f->exe, .types = "probe,nonesuch"};
 	assert_null(scheduler_new(&o, err, sizeof err));
 	assert_non_null(strstr(err, "nonesuch"));
 	bus_free(b);
@@ -653,16 +659,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(runs_a_job_end_to_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(cancels_a_running_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(retries_a_failed_attempt_after_a_backoff, setup,
-		                                teardown),
+	                                        teardown),
 		cmocka_unit_test_setup_teardown(runs_each_type_up_to_its_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrency_overrides_the_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(two_schedulers_two_buses, setup, teardown),
-		cmocka_unit_test_setup_teardown(takes_back_a_job_whose_lease_passed, setup, teardown),
+		cmocka_unit_test_setup_teardown(takes_back_a_job_whose_lease_passed, setup,
+	                                        teardown),
 		cmocka_unit_test_setup_teardown(a_dead_nodes_last_attempt_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_live_nodes_lease_is_renewed, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_node_that_lost_its_lease_stops_its_worker, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(relays_events_of_jobs_run_elsewhere, setup, teardown),
+	                                        teardown),
+		cmocka_unit_test_setup_teardown(relays_events_of_jobs_run_elsewhere, setup,
+	                                        teardown),
 		cmocka_unit_test_setup_teardown(an_enqueue_wakes_an_idle_node, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_an_unknown_type, setup, teardown),
 	};

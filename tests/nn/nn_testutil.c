@@ -91,7 +91,8 @@ void nn_test_run_case(const char *model, const char *input, int split, const cha
 	printf("# %-32s %-8s max|diff| %.3g  rel L2 %.3g\n", model, split ? "split" : "nosplit", md,
 	       rel);
 	if (!(md <= 1e-4 && rel <= 1e-5))
-		fail_msg("%s: max|diff| %.3g (limit 1e-4), rel L2 %.3g (limit 1e-5)", model, md, rel);
+		fail_msg("%s: max|diff| %.3g (limit 1e-4), rel L2 %.3g (limit 1e-5)", model, md,
+		         rel);
 	free(ref);
 	free(out);
 	free(in);

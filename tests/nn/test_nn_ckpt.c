@@ -91,7 +91,8 @@ static void loads_tiny_htdemucs(void **state)
 static void loads_tiny_6s_and_ft(void **state)
 {
 	(void)state;
-	const char *names[] = {"tiny_htdemucs_6s.th", "tiny_ft_b.th", "tiny_ft_c.th", "tiny_ft_d.th"};
+	const char *names[] = {"tiny_htdemucs_6s.th", "tiny_ft_b.th", "tiny_ft_c.th",
+	                       "tiny_ft_d.th"};
 	for (size_t i = 0; i < 4; i++) {
 		char path[1024], err[512] = "";
 		fixture_path(path, sizeof path, names[i]);
@@ -223,8 +224,8 @@ static void refuses_foreign_files(void **state)
 	/* A valid zip without data.pkl: one stored member "a/b.txt" holding "hi". */
 	uint8_t z[200];
 	size_t p = 0;
-	const uint8_t lh[] = {'P', 'K', 3, 4, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	                      2,   0,   0, 0, 2, 0, 0, 0, 7, 0, 0, 0};
+	const uint8_t lh[] = {'P', 'K', 3, 4, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	                      0,   0,   0, 2, 0,  0, 0, 2, 0, 0, 0, 7, 0, 0, 0};
 	memcpy(z + p, lh, sizeof lh);
 	p += sizeof lh;
 	memcpy(z + p, "a/b.txtHI", 9);
@@ -291,8 +292,7 @@ static void random_corruption_never_crashes(void **state)
 }
 
 /* Patches bytes of the pickle (same length) and tries to build the network. */
-static int build_patched(const char *from, size_t n_from, const char *to, char *err,
-                         size_t n_err)
+static int build_patched(const char *from, size_t n_from, const char *to, char *err, size_t n_err)
 {
 	size_t n;
 	uint8_t *d = slurp("tiny_htdemucs.th", &n);
@@ -325,7 +325,8 @@ static void architecture_is_checked_both_ways(void **state)
 	(void)state;
 	char err[512];
 	/* Unpatched: builds, with the kwargs' shapes. */
-	assert_int_equal(build_patched("bottom_channels", 15, "bottom_channels", err, sizeof err), 0);
+	assert_int_equal(build_patched("bottom_channels", 15, "bottom_channels", err, sizeof err),
+	                 0);
 	/* bottom_channels 32 -> 16: the bottleneck convs no longer fit. */
 	static const char bc[] = "bottom_channelsq!K ", bc2[] = "bottom_channelsq!K\x10";
 	assert_int_equal(build_patched(bc, sizeof bc - 1, bc2, err, sizeof err), SFA_EFORMAT);
@@ -333,9 +334,9 @@ static void architecture_is_checked_both_ways(void **state)
 	assert_non_null(strstr(err, "(32, 64, 1)"));
 	assert_non_null(strstr(err, "(16, 64, 1)"));
 	/* A tensor renamed: the expected one is missing. */
-	assert_int_equal(build_patched("encoder.0.conv.bias", 19, "encoder.0.conv.biaz", err,
-	                               sizeof err),
-	                 SFA_EFORMAT);
+	assert_int_equal(
+		build_patched("encoder.0.conv.bias", 19, "encoder.0.conv.biaz", err, sizeof err),
+		SFA_EFORMAT);
 	assert_non_null(strstr(err, "lacks tensor 'encoder.0.conv.bias'"));
 	/* t_layers 5 -> 3: layers 3 and 4 are left over. */
 	static const char tl[] = "t_layersq\"K\x05", tl2[] = "t_layersq\"K\x03";
@@ -396,8 +397,8 @@ static void bag_files(void **state)
 	struct nn_bag_spec b;
 	char err[256];
 	static const char ft[] = "models: ['f7e0c4bc', 'd12395a8', '92cfc3b6', '04573f0d']\n"
-	                         "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n"
-	                         "  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n";
+				 "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n"
+				 "  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n";
 	assert_int_equal(nn_bag_parse(ft, sizeof ft - 1, &b, err, sizeof err), 0);
 	assert_int_equal(b.n_models, 4);
 	assert_string_equal(b.models[2], "92cfc3b6");
@@ -406,25 +407,25 @@ static void bag_files(void **state)
 	assert_true(b.weights[3][3] == 1.0 && b.weights[3][0] == 0.0);
 	assert_false(b.has_segment);
 	static const char mdx[] = "models: ['e51eebcc', 'a1d90b5c', '5d2d6c55', 'cfa93e08']\n"
-	                          "segment: 44\n";
+				  "segment: 44\n";
 	assert_int_equal(nn_bag_parse(mdx, sizeof mdx - 1, &b, err, sizeof err), 0);
 	assert_true(b.has_segment && b.segment_s == 44.0);
 	static const char blk[] = "# comment\nmodels:\n- a1\n- \"b2\"  # two\nweights:\n"
-	                          "- [1, 0.5]\n- [0., 2]\nsegment: 7.8\nignored: [x, [y]]\n";
+				  "- [1, 0.5]\n- [0., 2]\nsegment: 7.8\nignored: [x, [y]]\n";
 	assert_int_equal(nn_bag_parse(blk, sizeof blk - 1, &b, err, sizeof err), 0);
 	assert_int_equal(b.n_models, 2);
 	assert_string_equal(b.models[1], "b2");
 	assert_true(b.weights[1][1] == 2.0 && b.segment_s == 7.8);
 	const char *bad[] = {
-		"models: ['../etc/passwd']\n",       /* not a plain file name */
-		"models: [a, b]\nweights: [[1]]\n",  /* one row for two models */
-		"models: [a]\nweights: [[1, x]]\n",  /* not a number */
-		"models: [a\n",                      /* unterminated */
-		"weights: [[1]]\n",                  /* no models */
-		"models: 'abc\n",                    /* unterminated quote */
-		"  models: [a]\n",                   /* key not at column 0 */
-		"models: [[[[a]]]]\n",               /* too deep */
-		"segment: -1\nmodels: [a]\n",        /* bad segment */
+		"models: ['../etc/passwd']\n",      /* not a plain file name */
+		"models: [a, b]\nweights: [[1]]\n", /* one row for two models */
+		"models: [a]\nweights: [[1, x]]\n", /* not a number */
+		"models: [a\n",                     /* unterminated */
+		"weights: [[1]]\n",                 /* no models */
+		"models: 'abc\n",                   /* unterminated quote */
+		"  models: [a]\n",                  /* key not at column 0 */
+		"models: [[[[a]]]]\n",              /* too deep */
+		"segment: -1\nmodels: [a]\n",       /* bad segment */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int rc = nn_bag_parse(bad[i], strlen(bad[i]), &b, err, sizeof err);
@@ -470,28 +471,28 @@ static void pickle_fractions_and_errors(void **state)
 	char err[512];
 	/* Fraction('39/5') as older Pythons pickle it. */
 	static const char s1[] = "\x80\x02"
-	                         "cfractions\nFraction\nX\x04\x00\x00\x00"
-	                         "39/5\x85R.";
+				 "cfractions\nFraction\nX\x04\x00\x00\x00"
+				 "39/5\x85R.";
 	assert_int_equal(pk(s1, sizeof s1 - 1, &a, &o, err), 0);
 	assert_int_equal(o->type, NN_PK_FRACTION);
 	assert_int_equal(o->u.frac.num, 39);
 	assert_int_equal(o->u.frac.den, 5);
 	/* Fraction(78, 10) reduces. */
 	static const char s2[] = "\x80\x02"
-	                         "cfractions\nFraction\nKNK\x0a\x86R.";
+				 "cfractions\nFraction\nKNK\x0a\x86R.";
 	assert_int_equal(pk(s2, sizeof s2 - 1, &a, &o, err), 0);
 	assert_int_equal(o->u.frac.num, 39);
 	assert_int_equal(o->u.frac.den, 5);
 	/* A decimal string. */
 	static const char s3[] = "\x80\x02"
-	                         "cfractions\nFraction\nX\x03\x00\x00\x00"
-	                         "7.8\x85R.";
+				 "cfractions\nFraction\nX\x03\x00\x00\x00"
+				 "7.8\x85R.";
 	assert_int_equal(pk(s3, sizeof s3 - 1, &a, &o, err), 0);
 	assert_int_equal(o->u.frac.num, 39);
 	assert_int_equal(o->u.frac.den, 5);
 	/* os.system is the classic pickle exploit. */
 	static const char s4[] = "\x80\x02"
-	                         "cos\nsystem\nX\x02\x00\x00\x00ls\x85R.";
+				 "cos\nsystem\nX\x02\x00\x00\x00ls\x85R.";
 	assert_int_equal(pk(s4, sizeof s4 - 1, &a, &o, err), SFA_EFORMAT);
 	assert_non_null(strstr(err, "'os.system' is not allowed"));
 	/* Unknown opcode (INST 'i'). */
@@ -511,14 +512,15 @@ static void pickle_fractions_and_errors(void **state)
 	assert_int_equal(pk(s8, sizeof s8 - 1, &a, &o, err), SFA_EFORMAT);
 	static const char s9[] = "\x80\x02h\x07.";
 	assert_int_equal(pk(s9, sizeof s9 - 1, &a, &o, err), SFA_EFORMAT);
-	static const char s10[] = "\x80\x02" "cdemucs.htdemucs\nHTDemucs\n)R.";
+	static const char s10[] = "\x80\x02"
+				  "cdemucs.htdemucs\nHTDemucs\n)R.";
 	assert_int_equal(pk(s10, sizeof s10 - 1, &a, &o, err), SFA_EFORMAT);
 	assert_non_null(strstr(err, "calling"));
 	/* Containers, memo, LONG1, floats, nested dicts. */
 	static const char s11[] = "\x80\x02}q\x00(X\x01\x00\x00\x00"
-	                          "a]q\x01(K\x01\x8a\x02\xff\x7fG?\xf0\x00\x00\x00\x00\x00\x00"
-	                          "eX\x01\x00\x00\x00"
-	                          "bh\x01u.";
+				  "a]q\x01(K\x01\x8a\x02\xff\x7fG?\xf0\x00\x00\x00\x00\x00\x00"
+				  "eX\x01\x00\x00\x00"
+				  "bh\x01u.";
 	assert_int_equal(pk(s11, sizeof s11 - 1, &a, &o, err), 0);
 	assert_int_equal(o->type, NN_PK_DICT);
 	const struct nn_pk *l = nn_pk_get(o, "a");

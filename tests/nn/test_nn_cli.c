@@ -122,8 +122,8 @@ static void separate_end_to_end(void **state)
 	copy_file(from, to); /* installed under the htdemucs signature */
 	fixture(wav, sizeof wav, "tiny_input.wav");
 	snprintf(out, sizeof out, "%s/out", tmp);
-	char *argv[] = {"separate", wav,       "--model", "htdemucs", "--out", out,
-	                "--format", "f32",     "--shifts", "0",       "--threads", "2"};
+	char *argv[] = {"separate", wav,   "--model",  "htdemucs", "--out",     out,
+	                "--format", "f32", "--shifts", "0",        "--threads", "2"};
 	char *text;
 	int rc = run_captured(nn_cli_separate, 12, argv, &text);
 	assert_int_equal(rc, 0);
@@ -167,8 +167,8 @@ static void separate_end_to_end(void **state)
 	for (int fi = 0; fi < 2; fi++) {
 		char out2[400];
 		snprintf(out2, sizeof out2, "%s/out2", tmp);
-		char *argv2[] = {"separate", wav,       "--model", "htdemucs", "--out", out2,
-		                 "--format", (char *)fmts[fi], "--shifts", "0"};
+		char *argv2[] = {"separate", wav,        "--model",        "htdemucs", "--out",
+		                 out2,       "--format", (char *)fmts[fi], "--shifts", "0"};
 		assert_int_equal(run_captured(nn_cli_separate, 10, argv2, &text), 0);
 		free(text);
 		for (int s = 0; s < 4; s++) {
@@ -179,8 +179,8 @@ static void separate_end_to_end(void **state)
 			struct audio_buf b = {0};
 			char err[512];
 			assert_int_equal(audio_decode(pf, 0, 0, 0, &b, err, sizeof err), 0);
-			assert_int_equal(audio_write_wav(pr, &b, fi ? AUDIO_PCM24 : AUDIO_PCM16, err,
-			                                 sizeof err),
+			assert_int_equal(audio_write_wav(pr, &b, fi ? AUDIO_PCM24 : AUDIO_PCM16,
+			                                 err, sizeof err),
 			                 0);
 			audio_buf_free(&b);
 			FILE *fa = fopen(pw, "rb"), *fb = fopen(pr, "rb");
@@ -192,7 +192,8 @@ static void separate_end_to_end(void **state)
 				ca = fgetc(fa);
 				cb = fgetc(fb);
 				if (ca != cb)
-					fail_msg("%s differs from audio_write_wav at byte %ld", pw, at);
+					fail_msg("%s differs from audio_write_wav at byte %ld", pw,
+					         at);
 				at++;
 			} while (ca != EOF);
 			fclose(fa);
@@ -259,8 +260,8 @@ static void separate_precision(void **state)
 	if (!strstr(text, "--precision must be fp32 or bf16"))
 		fail_msg("unexpected message for --precision fp16: %s", text);
 	free(text);
-	char *argv[] = {"separate", wav, "--model", "htdemucs", "--out", out, "--format", "f32",
-	                "--shifts", "0", "--precision", "bf16"};
+	char *argv[] = {"separate", wav,   "--model",  "htdemucs", "--out",       out,
+	                "--format", "f32", "--shifts", "0",        "--precision", "bf16"};
 	setenv("SFA_CPU_NO_BF16", "1", 1);
 	int rc = run_stderr(nn_cli_separate, 12, argv, &text);
 	unsetenv("SFA_CPU_NO_BF16");

@@ -26,27 +26,29 @@
 static void cac_split(void **state)
 {
 	(void)state;
-	nn_test_run_case("tiny_hdemucs_cac.th", "tiny_input.f32", 1, "out_tiny_hdemucs_cac_split.f32");
+	nn_test_run_case("tiny_hdemucs_cac.th", "tiny_input.f32", 1,
+	                 "out_tiny_hdemucs_cac_split.f32");
 }
 
 static void cac_nosplit(void **state)
 {
 	(void)state;
 	nn_test_run_case("tiny_hdemucs_cac.th", "tiny_segment_input.f32", 0,
-	         "out_tiny_hdemucs_cac_nosplit.f32");
+	                 "out_tiny_hdemucs_cac_nosplit.f32");
 }
 
 static void mag_split(void **state)
 {
 	(void)state;
-	nn_test_run_case("tiny_hdemucs_mag.th", "tiny_input.f32", 1, "out_tiny_hdemucs_mag_split.f32");
+	nn_test_run_case("tiny_hdemucs_mag.th", "tiny_input.f32", 1,
+	                 "out_tiny_hdemucs_mag_split.f32");
 }
 
 static void mag_old_split(void **state)
 {
 	(void)state;
 	nn_test_run_case("tiny_hdemucs_mag_old.th", "tiny_input.f32", 1,
-	         "out_tiny_hdemucs_mag_old_split.f32");
+	                 "out_tiny_hdemucs_mag_old_split.f32");
 }
 
 static struct nn_hdemucs *load_hd(const char *name)

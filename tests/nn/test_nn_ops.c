@@ -56,13 +56,13 @@ static void conv_against_naive(void **state)
 {
 	(void)state;
 	const struct conv_case cases[] = {
-		{4, 6, 64, 9, 8, 1, 4, 1, 2, 0, 1, 1},      /* frequency encoder */
-		{3, 5, 101, 1, 8, 1, 4, 1, 2, 0, 1, 1},     /* time encoder, (C, L, 1) */
-		{5, 7, 6, 33, 1, 3, 1, 1, 0, 2, 1, 2},      /* DConv, dilation 2 along w */
-		{5, 4, 77, 1, 3, 1, 1, 1, 2, 0, 2, 1},      /* DConv on a column, dilation 2 */
-		{6, 12, 10, 11, 3, 3, 1, 1, 1, 1, 1, 1},    /* decoder rewrite 3x3 */
-		{8, 16, 7, 13, 1, 1, 1, 1, 0, 0, 1, 1},     /* pointwise */
-		{16, 8, 400, 512, 8, 1, 4, 1, 2, 0, 1, 1},  /* big enough to tile */
+		{4, 6, 64, 9, 8, 1, 4, 1, 2, 0, 1, 1},     /* frequency encoder */
+		{3, 5, 101, 1, 8, 1, 4, 1, 2, 0, 1, 1},    /* time encoder, (C, L, 1) */
+		{5, 7, 6, 33, 1, 3, 1, 1, 0, 2, 1, 2},     /* DConv, dilation 2 along w */
+		{5, 4, 77, 1, 3, 1, 1, 1, 2, 0, 2, 1},     /* DConv on a column, dilation 2 */
+		{6, 12, 10, 11, 3, 3, 1, 1, 1, 1, 1, 1},   /* decoder rewrite 3x3 */
+		{8, 16, 7, 13, 1, 1, 1, 1, 0, 0, 1, 1},    /* pointwise */
+		{16, 8, 400, 512, 8, 1, 4, 1, 2, 0, 1, 1}, /* big enough to tile */
 	};
 	struct nn_ws ws;
 	nn_ws_init(&ws, 0);
@@ -70,7 +70,8 @@ static void conv_against_naive(void **state)
 		const struct conv_case *k = &cases[ci];
 		int ho = nn_conv_out(k->h, k->kh, k->sh, k->ph, k->dh);
 		int wo = nn_conv_out(k->w, k->kw, k->sw, k->pw, k->dw);
-		size_t nx = (size_t)k->cin * k->h * k->w, nw = (size_t)k->cout * k->cin * k->kh * k->kw;
+		size_t nx = (size_t)k->cin * k->h * k->w,
+		       nw = (size_t)k->cout * k->cin * k->kh * k->kw;
 		float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf((size_t)k->cout);
 		size_t ny = (size_t)k->cout * ho * wo;
 		float *y = malloc(ny * sizeof *y);
@@ -82,18 +83,37 @@ static void conv_against_naive(void **state)
 					for (int c = 0; c < k->cin; c++)
 						for (int i = 0; i < k->kh; i++)
 							for (int j = 0; j < k->kw; j++) {
-								int ih = oh * k->sh - k->ph + i * k->dh;
-								int iw = ow * k->sw - k->pw + j * k->dw;
-								if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
+								int ih = oh * k->sh - k->ph +
+								         i * k->dh;
+								int iw = ow * k->sw - k->pw +
+								         j * k->dw;
+								if (ih < 0 || ih >= k->h ||
+								    iw < 0 || iw >= k->w)
 									continue;
-								acc += (double)w[((size_t)(co * k->cin + c) * k->kh + i) * k->kw + j] *
-								       x[((size_t)c * k->h + ih) * k->w + iw];
+								acc += (double)w
+								               [((size_t)(co * k->cin +
+								                          c) *
+								                         k->kh +
+								                 i) * k->kw +
+								                j] *
+								       x[((size_t)c * k->h + ih) *
+								                 k->w +
+								         iw];
 							}
 					ref[((size_t)co * ho + oh) * wo + ow] = acc;
 				}
-		struct nn_conv c = {.w = w, .b = b, .cin = k->cin, .cout = k->cout, .kh = k->kh,
-		                    .kw = k->kw, .sh = k->sh, .sw = k->sw, .ph = k->ph, .pw = k->pw,
-		                    .dh = k->dh, .dw = k->dw};
+		struct nn_conv c = {.w = w,
+		                    .b = b,
+		                    .cin = k->cin,
+		                    .cout = k->cout,
+		                    .kh = k->kh,
+		                    .kw = k->kw,
+		                    .sh = k->sh,
+		                    .sw = k->sw,
+		                    .ph = k->ph,
+		                    .pw = k->pw,
+		                    .dh = k->dh,
+		                    .dw = k->dw};
 		nn_conv2d(&ws, &c, x, k->h, k->w, (size_t)k->h * k->w, y, ho, wo, (size_t)ho * wo);
 		assert_false(ws.failed);
 		char label[32];
@@ -108,7 +128,8 @@ static void conv_against_naive(void **state)
 		for (int co = 0; co < k->cout; co++)
 			for (size_t i = 0; i < (size_t)(h1 - h0) * wo; i++)
 				assert_true(fabsf(part[(size_t)co * (h1 - h0) * wo + i] -
-				                  y[(size_t)co * ho * wo + (size_t)h0 * wo + i]) < 1e-4f);
+				                  y[(size_t)co * ho * wo + (size_t)h0 * wo + i]) <
+				            1e-4f);
 		free(part);
 		free(x);
 		free(w);
@@ -141,7 +162,9 @@ static void convtr_against_naive(void **state)
 						continue;
 					for (int j = 0; j < w; j++)
 						ref[((size_t)co * hout + oh) * w + j] +=
-							(double)wt[((size_t)c * cout + co) * k + i] * x[((size_t)c * h + ih) * w + j];
+							(double)wt[((size_t)c * cout + co) * k +
+						                   i] *
+							x[((size_t)c * h + ih) * w + j];
 				}
 	float *y = malloc(ny * sizeof *y);
 	struct nn_ws ws;
@@ -230,7 +253,8 @@ static void softmax_norms_attention(void **state)
 	close_to(y, ref, (size_t)n * d, 2e-5, "layernorm");
 	/* GroupNorm(1) over slices (c, rows, t). */
 	int c = 5, rows = 4, t = 3000;
-	float *z = rand_buf((size_t)c * rows * t), *gg = rand_buf((size_t)c), *bb = rand_buf((size_t)c);
+	float *z = rand_buf((size_t)c * rows * t), *gg = rand_buf((size_t)c),
+	      *bb = rand_buf((size_t)c);
 	double *zr = malloc((size_t)c * rows * t * sizeof *zr);
 	for (int r = 0; r < rows; r++) {
 		double m = 0, v = 0;
@@ -265,7 +289,8 @@ static void softmax_norms_attention(void **state)
 			for (int j = 0; j < nk; j++) {
 				double dot = 0;
 				for (int e = 0; e < hd; e++)
-					dot += (double)q[i * dim + h * hd + e] * kk[j * dim + h * hd + e];
+					dot += (double)q[i * dim + h * hd + e] *
+					       kk[j * dim + h * hd + e];
 				sc[j] = dot / sqrt((double)hd);
 				mx = fmax(mx, sc[j]);
 			}
@@ -315,13 +340,15 @@ static void stft_matches_its_definition(void **state)
 	for (int i = 0; i < len; i++)
 		x[i] = (float)(0.3 * sin(0.05 * i) + 0.2 * cos(0.31 * i + 1));
 	int nf = nfft / 2;
-	float *re = malloc((size_t)nf * le * sizeof *re), *im = malloc((size_t)nf * le * sizeof *im);
+	float *re = malloc((size_t)nf * le * sizeof *re),
+	      *im = malloc((size_t)nf * le * sizeof *im);
 	struct nn_ws ws;
 	nn_ws_init(&ws, 0);
 	nn_stft_spec(s, &ws, x, len, re, im);
 	/* Reflect-padded by 3*hop/2 on the left; frame t covers padded [t*hop, t*hop + nfft). */
 	int pad = hop / 2 * 3;
-	double *dre = malloc((size_t)nf * le * sizeof *dre), *dim_ = malloc((size_t)nf * le * sizeof *dim_);
+	double *dre = malloc((size_t)nf * le * sizeof *dre),
+	       *dim_ = malloc((size_t)nf * le * sizeof *dim_);
 	for (int t = 0; t < le; t++)
 		for (int f = 0; f < nf; f++) {
 			double ar = 0, ai = 0;
@@ -374,7 +401,7 @@ static void workspace_stack(void **state)
 	assert_true(b >= a + 3);
 	nn_ws_release(&ws, m);
 	float *c = nn_ws_floats(&ws, 10);
-	assert_ptr_equal(b, c); /* popped and reused */
+	assert_ptr_equal(b, c);                  /* popped and reused */
 	assert_null(nn_ws_floats(&ws, 1 << 20)); /* past the reservation */
 	assert_true(ws.failed);
 	nn_ws_reset(&ws);
@@ -467,7 +494,7 @@ struct parts_probe {
 	pthread_cond_t cond;
 	int runs[64];
 	int started;
-	bool concurrent; /* part 0 saw another part start while it was running */
+	bool concurrent;    /* part 0 saw another part start while it was running */
 	bool ran_out, wait; /* part 5 asks too much; part 0 waits for company */
 };
 
@@ -521,14 +548,14 @@ static void team_parts_share_work_bit_identically(void **state)
 	struct nn_dconv_w layers[2];
 	float *wbuf[2][9];
 	for (int d = 0; d < nl; d++) {
-		size_t sizes[9] = {(size_t)hid * ch * 3, (size_t)hid, (size_t)hid, (size_t)hid,
-		                   (size_t)2 * ch * hid, (size_t)2 * ch, (size_t)2 * ch,
-		                   (size_t)2 * ch, (size_t)ch};
+		size_t sizes[9] = {(size_t)hid * ch * 3, (size_t)hid,          (size_t)hid,
+		                   (size_t)hid,          (size_t)2 * ch * hid, (size_t)2 * ch,
+		                   (size_t)2 * ch,       (size_t)2 * ch,       (size_t)ch};
 		for (int i = 0; i < 9; i++)
 			wbuf[d][i] = rand_buf(sizes[i]);
-		layers[d] = (struct nn_dconv_w){wbuf[d][0], wbuf[d][1], wbuf[d][2], wbuf[d][3],
-		                                wbuf[d][4], wbuf[d][5], wbuf[d][6], wbuf[d][7],
-		                                wbuf[d][8]};
+		layers[d] = (struct nn_dconv_w){wbuf[d][0], wbuf[d][1], wbuf[d][2],
+		                                wbuf[d][3], wbuf[d][4], wbuf[d][5],
+		                                wbuf[d][6], wbuf[d][7], wbuf[d][8]};
 	}
 	size_t n = (size_t)ch * rows * t;
 	float *x1 = rand_buf(n), *x2 = malloc(n * sizeof *x2);

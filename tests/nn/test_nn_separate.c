@@ -27,20 +27,22 @@ static void htdemucs_split(void **state)
 static void htdemucs_nosplit(void **state)
 {
 	(void)state;
-	nn_test_run_case("tiny_htdemucs.th", "tiny_segment_input.f32", 0, "out_tiny_htdemucs_nosplit.f32");
+	nn_test_run_case("tiny_htdemucs.th", "tiny_segment_input.f32", 0,
+	                 "out_tiny_htdemucs_nosplit.f32");
 }
 
 static void htdemucs_6s_split(void **state)
 {
 	(void)state;
-	nn_test_run_case("tiny_htdemucs_6s.th", "tiny_input.f32", 1, "out_tiny_htdemucs_6s_split.f32");
+	nn_test_run_case("tiny_htdemucs_6s.th", "tiny_input.f32", 1,
+	                 "out_tiny_htdemucs_6s_split.f32");
 }
 
 static void htdemucs_6s_nosplit(void **state)
 {
 	(void)state;
 	nn_test_run_case("tiny_htdemucs_6s.th", "tiny_segment_input.f32", 0,
-	         "out_tiny_htdemucs_6s_nosplit.f32");
+	                 "out_tiny_htdemucs_6s_nosplit.f32");
 }
 
 static void htdemucs_ft_bag_split(void **state)
@@ -52,7 +54,8 @@ static void htdemucs_ft_bag_split(void **state)
 	assert_int_equal(info->n_sources, 4);
 	assert_string_equal(info->sources[3], "vocals");
 	nn_model_free(m);
-	nn_test_run_case("tiny_htdemucs_ft.yaml", "tiny_input.f32", 1, "out_tiny_htdemucs_ft_split.f32");
+	nn_test_run_case("tiny_htdemucs_ft.yaml", "tiny_input.f32", 1,
+	                 "out_tiny_htdemucs_ft_split.f32");
 }
 
 struct prog {

@@ -46,12 +46,12 @@ static void fail_each_allocation(const char *name, parse_fn parse)
 		alloc_fail_at(0);
 		n_runs++;
 		if (alloc_fail_live() != live)
-			fail_msg("%s: with allocation %ld failing, %ld blocks were left allocated", name,
-			         n, alloc_fail_live() - live);
+			fail_msg("%s: with allocation %ld failing, %ld blocks were left allocated",
+			         name, n, alloc_fail_live() - live);
 		if (!hit) {
 			if (rc != 0)
-				fail_msg("%s: the input is refused (%d) with no allocation failing", name,
-				         rc);
+				fail_msg("%s: the input is refused (%d) with no allocation failing",
+				         name, rc);
 			printf("# %s: %ld allocations, each failed once", name, n - 1);
 			if (n_lexer)
 				printf(" (%ld time%s jansson's lexer dropped a byte and the parse went on)",
@@ -64,7 +64,8 @@ static void fail_each_allocation(const char *name, parse_fn parse)
 			continue;
 		}
 		if (rc >= 0)
-			fail_msg("%s: allocation %ld failed, yet the parse returned %d", name, n, rc);
+			fail_msg("%s: allocation %ld failed, yet the parse returned %d", name, n,
+			         rc);
 	}
 	fail_msg("%s: still allocating after %ld runs", name, n_runs);
 }
@@ -154,10 +155,11 @@ static int parse_pickle(void)
 {
 	/* {'a': [1, 2.5, 'x'], 'b': (None, True), 'c': {'d': b'zz'}}, protocol 2, memoised */
 	static const uint8_t pk[] = {
-		0x80, 0x02, '}', 'q', 0x00, '(', 'X', 0x01, 0, 0, 0, 'a', 'q', 0x01, ']', 'q', 0x02,
-		'(', 'K', 0x01, 'G', 0x40, 0x04, 0, 0, 0, 0, 0, 0, 'X', 0x01, 0, 0, 0, 'x', 'e',
-		'X', 0x01, 0, 0, 0, 'b', 'N', 0x88, 0x86, 'X', 0x01, 0, 0, 0, 'c', '}', 'q', 0x03,
-		'X', 0x01, 0, 0, 0, 'd', 'C', 0x02, 'z', 'z', 's', 'u', '.'};
+		0x80, 0x02, '}',  'q', 0x00, '(',  'X', 0x01, 0,    0,    0,   'a',  'q', 0x01,
+		']',  'q',  0x02, '(', 'K',  0x01, 'G', 0x40, 0x04, 0,    0,   0,    0,   0,
+		0,    'X',  0x01, 0,   0,    0,    'x', 'e',  'X',  0x01, 0,   0,    0,   'b',
+		'N',  0x88, 0x86, 'X', 0x01, 0,    0,   0,    'c',  '}',  'q', 0x03, 'X', 0x01,
+		0,    0,    0,    'd', 'C',  0x02, 'z', 'z',  's',  'u',  '.'};
 	struct arena a;
 	arena_init(&a, 1 << 20);
 	const struct nn_pk *root = NULL;
@@ -241,9 +243,9 @@ int main(void)
 	/* jansson allocates inside its shared library, out of --wrap's reach. */
 	json_set_alloc_funcs(alloc_fail_malloc, alloc_fail_free);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(manifest),    cmocka_unit_test(form),
-		cmocka_unit_test(cookie),      cmocka_unit_test(multipart),
-		cmocka_unit_test(pickle),      cmocka_unit_test(spotify_url),
+		cmocka_unit_test(manifest),     cmocka_unit_test(form),
+		cmocka_unit_test(cookie),       cmocka_unit_test(multipart),
+		cmocka_unit_test(pickle),       cmocka_unit_test(spotify_url),
 		cmocka_unit_test(spotify_page),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

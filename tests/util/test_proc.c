@@ -34,7 +34,10 @@ static struct proc_result *run(const char *const *argv, struct lines *l, int64_t
 {
 	struct proc_result *r = malloc(sizeof *r);
 	assert_non_null(r);
-	struct proc_opts o = {.argv = argv, .on_line = collect, .arg = l, .env_add = env,
+	struct proc_opts o = {.argv = argv,
+	                      .on_line = collect,
+	                      .arg = l,
+	                      .env_add = env,
 	                      .cwd = cwd,
 	                      .deadline_ms = limit_ms ? time_mono_ms() + limit_ms : 0};
 	char err[256];

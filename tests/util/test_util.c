@@ -119,7 +119,8 @@ static void json_parse_rules(void **state)
 	assert_string_equal(err, "The JSON body must be an object.");
 	assert_int_equal(json_parse_object("{\"a\":", 5, &j, err, sizeof err), SFA_EINVAL);
 	assert_non_null(strstr(err, "not valid JSON"));
-	assert_int_equal(json_parse_object("{\"a\":1,\"a\":2}", 13, &j, err, sizeof err), SFA_EINVAL);
+	assert_int_equal(json_parse_object("{\"a\":1,\"a\":2}", 13, &j, err, sizeof err),
+	                 SFA_EINVAL);
 	assert_null(j);
 }
 
@@ -135,10 +136,10 @@ static void slugs(void **state)
 		{"  AC/DC -- Back in Black!  ", "ac-dc-back-in-black"},
 		{"Beyonc\xc3\xa9 & Jay-Z", "beyonce-jay-z"},
 		{"\xc3\x85ngstr\xc3\xb6m \xc3\x9f", "angstrom-s"},
-		{"\xe6\x9d\xb1\xe4\xba\xac", ""},       /* no Latin letters at all */
+		{"\xe6\x9d\xb1\xe4\xba\xac", ""}, /* no Latin letters at all */
 		{"../../etc/passwd", "etc-passwd"},
-		{"a\xc3", "a"},                            /* a cut UTF-8 sequence */
-		{"x\xc3\x97y", "x-y"},                    /* the multiplication sign */
+		{"a\xc3", "a"},        /* a cut UTF-8 sequence */
+		{"x\xc3\x97y", "x-y"}, /* the multiplication sign */
 		{"0123456789012345678901234567890123456789", "0123456789012345678901234567890"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -246,8 +247,8 @@ static void scratch_files(void **state)
 	/* paths that stay inside their folder */
 	assert_true(fs_rel_path_safe("stems/job/drums.wav", 64));
 	assert_true(fs_rel_path_safe("a..b/c", 64));
-	static const char *const escaping[] = {"", "/etc/passwd", "../x", "a/../b", "a/./b",
-	                                       "a//b", "a\\b", "..", "."};
+	static const char *const escaping[] = {"",     "/etc/passwd", "../x", "a/../b", "a/./b",
+	                                       "a//b", "a\\b",        "..",   "."};
 	for (size_t i = 0; i < sizeof escaping / sizeof escaping[0]; i++)
 		assert_false(fs_rel_path_safe(escaping[i], 64));
 	assert_false(fs_rel_path_safe("stems/job/drums.wav", 8)); /* too long */
@@ -386,10 +387,8 @@ int main(void)
 		cmocka_unit_test(arena_respects_cap), cmocka_unit_test(buf_caps_and_grows),
 		cmocka_unit_test(str_helpers),        cmocka_unit_test(uuid_format),
 		cmocka_unit_test(json_parse_rules),   cmocka_unit_test(slugs),
-		cmocka_unit_test(utf8_lenient_text),
-		cmocka_unit_test(scratch_files),
-		cmocka_unit_test(publish_files),
-		cmocka_unit_test(storage_local),
+		cmocka_unit_test(utf8_lenient_text),  cmocka_unit_test(scratch_files),
+		cmocka_unit_test(publish_files),      cmocka_unit_test(storage_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
