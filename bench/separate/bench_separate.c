@@ -36,25 +36,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "rawf32.h"
 #include "nn/nn.h"
-
-static float *read_f32(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *d = malloc((size_t)len);
-	if (d && fread(d, 1, (size_t)len, f) != (size_t)len) {
-		free(d);
-		d = NULL;
-	}
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return d;
-}
 
 static int drop_sink(void *user, const float *data, size_t stride, size_t frame0, size_t n)
 {
@@ -153,7 +136,7 @@ int main(int argc, char **argv)
 	size_t n = 0, frames;
 	float *mix;
 	if (input) {
-		mix = read_f32(input, &n);
+		mix = raw_f32_read(input, &n);
 		if (!mix) {
 			fprintf(stderr, "cannot read %s\n", input);
 			return 1;
@@ -242,7 +225,7 @@ int main(int argc, char **argv)
 	}
 	if (ref) {
 		size_t nr;
-		float *r = read_f32(ref, &nr);
+		float *r = raw_f32_read(ref, &nr);
 		size_t total = (size_t)info->n_sources * 2 * frames;
 		if (!r || nr != total) {
 			fprintf(stderr, "reference %s missing or of the wrong size\n", ref);

@@ -14,30 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rawf32.h"
 #include "nn/ckpt.h"
 #include "nn/htdemucs.h"
 #include "nn/net.h"
 #include "nn/workspace.h"
 
 static const char *dump_dir;
-
-static float *read_f32(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	float *d = malloc((size_t)len);
-	if (d && fread(d, 1, (size_t)len, f) != (size_t)len) {
-		free(d);
-		d = NULL;
-	}
-	fclose(f);
-	*n = (size_t)len / sizeof(float);
-	return d;
-}
 
 static void on_layer(const char *name, const float *data, size_t n)
 {
@@ -62,7 +45,7 @@ static void on_layer(const char *name, const float *data, size_t n)
 		return;
 	}
 	size_t nr;
-	float *ref = read_f32(path, &nr);
+	float *ref = raw_f32_read(path, &nr);
 	if (!ref || nr != n) {
 		printf("%-36s size mismatch: ours %zu, dump %zu\n", name, n, nr);
 		free(ref);
@@ -105,7 +88,7 @@ int main(int argc, char **argv)
 	}
 	const struct nn_htdemucs_info *info = nn_net_info(m);
 	size_t n;
-	float *in = read_f32(argv[2], &n);
+	float *in = raw_f32_read(argv[2], &n);
 	int C = info->audio_channels;
 	int L = nn_net_fixed_length(m) ? info->training_length : (int)(n / (size_t)C);
 	if (!in || n != (size_t)C * L || L < 1) {
