@@ -26,7 +26,8 @@ void routes_begin(struct http_ctx *ctx);
 void routes_dispatch(struct http_ctx *ctx);
 /* The route table as JSON, one object per route: {"method", "path", "access": "public" |
  * "api" | "files" | "page" | "page_auth" | "guest", "heavy": bool}. `sfa routes` prints it;
- * the authorization matrix test is generated from it. Returns a new array. */
+ * the authorization matrix test is generated from it. Returns a new array (the caller
+ * releases it with json_decref). */
 json_t *routes_table_json(void);
 
 /* Handlers, one file per resource. */

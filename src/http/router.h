@@ -43,7 +43,8 @@ enum router_result { ROUTER_FOUND = 0, ROUTER_NO_PATH = 1, ROUTER_NO_METHOD = 2 
  * path longer than ROUTER_PATH_MAX. */
 int router_match(const struct route *routes, size_t n_routes, const char *method, const char *path,
                  struct arena *a, struct route_match *m);
-/* The value of :name in the matched path (in m's arena), or NULL. */
+/* The value of :name in the matched path, or NULL: it lives in the arena m was matched
+ * in, freed with it. */
 const char *route_param(const struct route_match *m, const char *name);
 
 #endif
