@@ -343,9 +343,9 @@ static void ni_file(const char *job_id, char *rel, size_t n)
 	snprintf(rel, n, "stems/%s/%s.stem.mp4", job_id, job_id);
 }
 
-/* The four stem paths (absolute) of a separation in NI's order, or false when its stems
- * are not drums, bass, other and vocals. */
-static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
+/* The four stems' local files (the renderer reads paths) in NI's order, or false when the
+ * stems are not drums, bass, other and vocals. */
+static bool ni_order(const struct storage *store, const struct db_stem *s, size_t n,
                      char paths[NISTEMS_N_STEMS][PATH_MAX * 2])
 {
 	if (n != NISTEMS_N_STEMS)
@@ -354,9 +354,9 @@ static bool ni_order(const char *data_dir, const struct db_stem *s, size_t n,
 		size_t i = 0;
 		while (i < n && strcmp(s[i].stem_type, nistems_names[k]) != 0)
 			i++;
-		if (i == n || !fs_rel_path_safe(s[i].file_path, DB_PATH_MAX))
+		if (i == n ||
+		    storage_local_path(store, s[i].file_path, paths[k], sizeof paths[k]) != 0)
 			return false;
-		snprintf(paths[k], sizeof paths[k], "%s/uploads/%s", data_dir, s[i].file_path);
 	}
 	return true;
 }
@@ -368,9 +368,13 @@ void api_export_nistems(struct http_ctx *ctx)
 	size_t n;
 	if (!separation_stems(ctx, &t, &stems, &n))
 		return;
-	const char *data = ctx->app->cfg.data_dir;
+	struct storage store;
+	if (storage_init(&store, ctx->app->cfg.data_dir) != 0) {
+		http_error(ctx, 500, "internal", "The stored files cannot be reached.");
+		return;
+	}
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
-	if (!ni_order(data, stems, n, paths)) {
+	if (!ni_order(&store, stems, n, paths)) {
 		char msg[300];
 		snprintf(
 			msg, sizeof msg,
@@ -380,25 +384,24 @@ void api_export_nistems(struct http_ctx *ctx)
 		http_error(ctx, 422, "not_four_stems", msg);
 		return;
 	}
-	if (!fs_rel_path_safe(t.audio_path, DB_PATH_MAX)) {
+	char rel[128], tmp_key[160], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
+	if (!t.audio_path[0] ||
+	    storage_local_path(&store, t.audio_path, master, sizeof master) != 0) {
 		http_error(ctx, 409, "audio_not_ready", "The track has no audio of its own.");
 		return;
 	}
 	/* Made once per separation, kept beside its stems (and deleted with them). */
-	char rel[128], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
 	ni_file(stems[0].job_id, rel, sizeof rel);
-	struct storage store;
 	struct storage_stat st;
-	if (storage_init(&store, data) != 0) {
-		http_error(ctx, 500, "internal", "The stored files cannot be reached.");
-		return;
-	}
 	if (storage_stat(&store, rel, &st) != 0) {
 		char token[UUID_STR_LEN];
 		uuid_v4(token);
-		snprintf(tmp, sizeof tmp, "%s/uploads/stems/%s/.nistems-%s.tmp", data,
-		         stems[0].job_id, token);
-		snprintf(master, sizeof master, "%s/uploads/%s", data, t.audio_path);
+		snprintf(tmp_key, sizeof tmp_key, "stems/%s/.nistems-%s.tmp", stems[0].job_id,
+		         token);
+		if (storage_local_path(&store, tmp_key, tmp, sizeof tmp) != 0) {
+			http_error(ctx, 500, "internal", "The stored files cannot be reached.");
+			return;
+		}
 		char *argv[] = {(char *)ctx->app->exe,
 		                "nistems-render",
 		                tmp,
@@ -457,13 +460,13 @@ static bool ni_made(struct http_ctx *ctx, const char *track_id, char *key, size_
 	struct storage_stat st;
 	struct arena a;
 	arena_init(&a, 1 << 20);
-	bool four = db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
-	            ni_order(ctx->app->cfg.data_dir, stems, n, paths);
+	bool four = storage_init(&store, ctx->app->cfg.data_dir) == 0 &&
+	            db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
+	            ni_order(&store, stems, n, paths);
 	if (four)
 		ni_file(stems[0].job_id, key, n_key);
 	arena_free(&a);
-	return four && storage_init(&store, ctx->app->cfg.data_dir) == 0 &&
-	       storage_stat(&store, key, &st) == 0;
+	return four && storage_stat(&store, key, &st) == 0;
 }
 
 /* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */

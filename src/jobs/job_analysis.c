@@ -16,12 +16,19 @@
 #include "jobs/workers.h"
 #include "util/err.h"
 #include "util/json.h"
+#include "util/storage.h"
 
 int job_analysis_store(struct job_run *r, const struct db_track *t, const struct dsp_options *opt,
                        int progress_from, int progress_to, json_t **out)
 {
 	char path[PATH_MAX * 2];
-	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t->audio_path);
+	struct storage store;
+	if (storage_init(&store, r->cfg->data_dir) != 0 ||
+	    storage_local_path(&store, t->audio_path, path, sizeof path) != 0) {
+		snprintf(r->error, sizeof r->error, "The track's audio is outside the library.");
+		r->retry = false;
+		return SFA_EINVAL;
+	}
 	job_report(r, progress_from, "analyzing", "decoding the audio");
 	struct dsp_result res;
 	char err[512];

@@ -49,6 +49,7 @@
 #include "jobs/workers.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/timeutil.h"
 
@@ -207,8 +208,11 @@ static int start(struct lj *j)
 	int rc;
 	if (!j->task.source_id[0]) {
 		char path[PATH_MAX * 2], name[2 * DB_TEXT_MAX + 16];
-		snprintf(path, sizeof path, "%s/uploads/%s", j->r->cfg->data_dir,
-		         j->track.audio_path);
+		struct storage store;
+		if (storage_init(&store, j->r->cfg->data_dir) != 0 ||
+		    storage_local_path(&store, j->track.audio_path, path, sizeof path) != 0)
+			return fail(j, false, SFA_EINVAL,
+			            "The track's audio is outside the library.");
 		const char *dot = strrchr(j->track.audio_path, '.');
 		snprintf(name, sizeof name, "%s%s%s%s", j->track.artist,
 		         j->track.artist[0] ? " - " : "",

@@ -6,6 +6,7 @@
 #include "audio/audio.h"
 #include "jobs/workers.h"
 #include "util/err.h"
+#include "util/storage.h"
 
 static json_int_t knob(json_t *payload, const char *key, json_int_t lo, json_int_t hi,
                        json_int_t dflt)
@@ -46,11 +47,12 @@ int job_worker_probe(struct job_run *r)
 		if (db_track_get(r->db, r->job.user_id, r->job.track_id, &t) == 0 &&
 		    t.audio_path[0]) {
 			char path[8192];
-			snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir,
-			         t.audio_path);
+			struct storage store;
 			struct audio_info info;
-			char err[512];
-			if (audio_probe(path, &info, err, sizeof err)) {
+			char err[512] = "it is outside the library";
+			if (storage_init(&store, r->cfg->data_dir) != 0 ||
+			    storage_local_path(&store, t.audio_path, path, sizeof path) != 0 ||
+			    audio_probe(path, &info, err, sizeof err)) {
 				snprintf(r->error, sizeof r->error,
 				         "The track's audio cannot be decoded: %s", err);
 				r->retry = false;

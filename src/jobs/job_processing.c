@@ -30,6 +30,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
@@ -154,7 +155,14 @@ int job_worker_processing(struct job_run *r)
 	const struct nn_model_info *info = nn_model_info(m);
 	job_report(r, 5, "processing", "decoding the audio");
 	char path[PATH_MAX * 2];
-	snprintf(path, sizeof path, "%s/uploads/%s", r->cfg->data_dir, t.audio_path);
+	struct storage store;
+	if (storage_init(&store, r->cfg->data_dir) != 0 ||
+	    storage_local_path(&store, t.audio_path, path, sizeof path) != 0) {
+		nn_model_free(m);
+		snprintf(r->error, sizeof r->error, "The track's audio is outside the library.");
+		r->retry = false;
+		return SFA_EINVAL;
+	}
 	struct audio_buf in = {0};
 	rc = audio_decode(path, info->samplerate, info->audio_channels, 0, &in, err, sizeof err);
 	if (rc) {

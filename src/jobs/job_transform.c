@@ -25,7 +25,6 @@
 #include "nn/nn.h"
 #include "util/arena.h"
 #include "util/err.h"
-#include "util/fs.h"
 #include "util/storage.h"
 #include "util/str.h"
 
@@ -42,10 +41,11 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
                   double ratio, bool formants, struct db_track *audio)
 {
 	char in_path[PATH_MAX * 2], out_path[PATH_MAX + 128], err[512];
-	if (!fs_rel_path_safe(rel, DB_PATH_MAX))
+	struct storage store;
+	if (storage_init(&store, r->cfg->data_dir) != 0 ||
+	    storage_local_path(&store, rel, in_path, sizeof in_path) != 0)
 		return fail(r, false, SFA_EINVAL,
 		            "A file of the original track is outside the library.");
-	snprintf(in_path, sizeof in_path, "%s/uploads/%s", r->cfg->data_dir, rel);
 	snprintf(out_path, sizeof out_path, "%s/%s.flac", r->work_dir, name);
 	struct audio_buf in = {0}, out = {0};
 	int rc = audio_decode(in_path, 0, 0, r->cfg->max_duration_s, &in, err, sizeof err);

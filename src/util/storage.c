@@ -144,6 +144,11 @@ int storage_list(const struct storage *s, const char *prefix,
 	return S_ISDIR(sb.st_mode) ? walk_dir(&w, strlen(w.path)) : 0;
 }
 
+int storage_local_path(const struct storage *s, const char *key, char *out, size_t n_out)
+{
+	return key_path(s, key, out, n_out) ? 0 : SFA_EINVAL;
+}
+
 int storage_publish(const struct storage *s, const char *from, const char *key)
 {
 	char path[PATH_MAX * 2];

@@ -12,7 +12,8 @@
  * GET, ranged by the caller (here a descriptor it may pread and sendfile; an object store
  * would hand back a stream instead, which is why readers take the size and time from
  * here rather than from fstat), storage_remove = DELETE of the key or LIST + DELETE of
- * every key under the prefix, storage_list = LIST with the prefix. Nothing here renames,
+ * every key under the prefix, storage_list = LIST with the prefix, storage_local_path = GET
+ * into a temporary file. Nothing here renames,
  * appends or locks: an object store has none of those.
  *
  * Threads: a struct storage is read-only once made; any thread may use it.
@@ -21,6 +22,7 @@
 #define SFA_UTIL_STORAGE_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { STORAGE_KEY_MAX = 1024 };
@@ -55,6 +57,12 @@ int storage_remove(const struct storage *s, const char *key);
  * were seen (also for a missing prefix), SFA_EINVAL for an unsafe prefix, SFA_EIO. */
 int storage_list(const struct storage *s, const char *prefix,
                  int (*fn)(void *arg, const char *key, const struct storage_stat *st), void *arg);
+
+/* The local file of a key, for what can only read a path (the decoders, ffmpeg, the NI
+ * Stems renderer): out gets the file's path under the root (existing or not). 0, or
+ * SFA_EINVAL for an unsafe key or one too long for out. An object-store backend would fetch
+ * the object into a temporary file here, and a call to give it back would remove it. */
+int storage_local_path(const struct storage *s, const char *key, char *out, size_t n_out);
 
 /* Stores the finished local file `from` under key, whole or not at all (fs_publish); from
  * is consumed on success. 0, SFA_EINVAL for an unsafe key, SFA_EIO. */

@@ -6,6 +6,8 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,6 +313,18 @@ static void storage_local(void **state)
 	assert_int_equal(read(fd, buf, sizeof buf), 5);
 	assert_memory_equal(buf, "drums", 5);
 	close(fd);
+	/* the local file of a key, for decoders: the same bytes; an unsafe key has none */
+	char local[PATH_MAX * 2], tiny[8];
+	assert_int_equal(storage_local_path(&s, "stems/j1/drums.wav", local, sizeof local), 0);
+	fd = open(local, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof buf), 5);
+	assert_memory_equal(buf, "drums", 5);
+	close(fd);
+	assert_int_equal(storage_local_path(&s, "../uploads/song.flac", local, sizeof local),
+	                 SFA_EINVAL);
+	assert_int_equal(storage_local_path(&s, "/etc/passwd", local, sizeof local), SFA_EINVAL);
+	assert_int_equal(storage_local_path(&s, "song.flac", tiny, sizeof tiny), SFA_EINVAL);
 	assert_int_equal(storage_stat(&s, "stems/j1", &st), SFA_ENOTFOUND); /* a folder */
 	assert_int_equal(storage_stat(&s, "stems/j1/none.wav", &st), SFA_ENOTFOUND);
 	assert_int_equal(storage_stat(&s, "../uploads/song.flac", &st), SFA_ENOTFOUND);
