@@ -13,6 +13,7 @@
 
 #include "dsp/dsp.h"
 #include "util/err.h"
+#include "util/storage.h"
 #include "util/str.h"
 #include "util/uuid.h"
 
@@ -143,9 +144,9 @@ static const char *bundle_name(struct names *ns, const struct db_track *t, const
 struct ctx {
 	struct db *db;
 	const char *user_id;
-	const char *uploads; /* absolute */
-	const char *root;    /* NULL, or the folder given */
-	const char *sep;     /* between the root and a name: "/", "\\" or "" */
+	struct storage store; /* the stored files; a file's local path is its location */
+	const char *root;     /* NULL, or the folder given */
+	const char *sep;      /* between the root and a name: "/", "\\" or "" */
 	struct arena *a;
 	struct names names;
 };
@@ -166,7 +167,11 @@ static int add_item(struct ctx *c, const struct db_track *t, const struct db_tra
 	d->artist = arena_strdup(c->a, t->artist);
 	d->album = arena_strdup(c->a, t->album);
 	d->kind = arena_strdup(c->a, kind);
-	f->audio_path = arena_printf(c->a, "%s/%s", c->uploads, t->audio_path);
+	char local[PATH_MAX * 2];
+	if (storage_local_path(&c->store, t->audio_path, local, sizeof local) != 0)
+		return sfa_err(err, n_err, SFA_EINVAL, "The file of \"%s\" is outside the library.",
+		               t->title);
+	f->audio_path = arena_strdup(c->a, local);
 	f->audio_key = arena_strdup(c->a, t->audio_path);
 	f->track_id = arena_strdup(c->a, t->id);
 	f->bundle_name = bundle_name(&c->names, t, ext[0] ? ext : "audio", c->a);
@@ -327,13 +332,11 @@ int dj_export_collect(struct db *db, const char *data_dir, const char *user_id, 
 			c.sep = "\\";
 		c.root = root;
 	}
-	char abs[PATH_MAX];
-	if (!realpath(data_dir, abs))
+	if (storage_init(&c.store, data_dir) != 0)
 		return sfa_err(err, n_err, SFA_EIO, "The data folder cannot be found.");
-	c.uploads = arena_printf(a, "%s/uploads", abs);
 	c.names.cap = 2 * (size_t)DJ_MAX_TRACKS + 1;
 	c.names.slot = arena_alloc(a, c.names.cap * sizeof *c.names.slot);
-	if (!c.uploads || !c.names.slot)
+	if (!c.names.slot)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory.");
 	memset(c.names.slot, 0, c.names.cap * sizeof *c.names.slot);
 	return ids_csv ? collect_listed(&c, ids_csv, out, err, n_err)
