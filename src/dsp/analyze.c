@@ -256,7 +256,7 @@ static void analyze_key_changes(struct work *w, struct dsp_result *r)
 	                                       sizeof(struct dsp_key_segment))))
 		return;
 	r->n_key_changes = dsp_key_changes(r->chroma, T, r->duration_s, r->beats, nb, r->chords,
-	                                   r->n_chords, work, r->key_changes);
+	                                   r->n_chords, w->chord_key, work, r->key_changes);
 }
 
 /* The key: librosa's Krumhansl-Kessler reading always, and the key of the chords when the

@@ -265,11 +265,9 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 				v = silent ? 0.0 : v / sqrt(norm2);
 				if (QUAL[q].n == 4)
 					v -= CHORD_SEVENTH_COST;
-				if (key >= 0 && !silent) {
-					struct dsp_chord ch = {.root_pc = r, .quality = q};
+				if (key >= 0 && !silent)
 					v += CHORD_KEY_WEIGHT *
-					     dsp_key_chord_weight(&ch, key / 2, key % 2);
-				}
+					     dsp_key_chord_weight(r, q, key / 2, key % 2);
 				sc[q * 12 + r] = (float)v;
 			}
 		sc[STATE_N] = silent ? 1.0f : (float)CHORD_N_SCORE;
@@ -322,8 +320,8 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
  * The same segments (beats, or half-seconds); each one's key evidence is the chords' vote
  * (key.c, the song's key rule) over the KEY_WINDOW segments on each side of it, each chord
  * counted for the time it overlaps them, or without chords the Krumhansl-Kessler
- * correlation (key.c) of the mean chroma of those segments. With chords, the song's own key
- * (dsp_key_chords) gets KEY_HOME more: a window must lean clearly elsewhere to leave it
+ * correlation (key.c) of the mean chroma of those segments. The song's own key (the caller's
+ * `home`, the key it reports) gets KEY_HOME more: a window must lean clearly elsewhere to leave it
  * (on the corpus of bench/analysis-accuracy, the labelled key's share of the time rises
  * from 63 % without it to 83 %, where one key for the whole song would give 84 % but
  * no modulation). A 24-state HMM (self-transition KEY_P_SELF, emissions
@@ -358,15 +356,16 @@ static void chord_vote(const struct dsp_chord *c, size_t n, double a, double b, 
 			continue;
 		total += hi - lo;
 		for (int k = 0; k < KEY_STATES; k++)
-			sc[k] += (hi - lo) * dsp_key_chord_weight(&c[i], k / 2, k % 2);
+			sc[k] += (hi - lo) *
+			         dsp_key_chord_weight(c[i].root_pc, c[i].quality, k / 2, k % 2);
 	}
 	for (int k = 0; total > 0.0 && k < KEY_STATES; k++)
 		sc[k] /= total;
 }
 
 size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
-                       size_t nb, const struct dsp_chord *chords, size_t n_chords, void *work,
-                       struct dsp_key_segment *out)
+                       size_t nb, const struct dsp_chord *chords, size_t n_chords, int home,
+                       void *work, struct dsp_key_segment *out)
 {
 	if (T == 0)
 		return 0;
@@ -395,8 +394,6 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
 		}
 	}
 	int any = 0;
-	double conf, home_sc[KEY_STATES];
-	int home = n_chords > 0 ? dsp_key_chords(chords, n_chords, home_sc, &conf) : -1;
 	for (size_t s = 0; s < ns; s++) {
 		size_t lo = s > KEY_WINDOW ? s - KEY_WINDOW : 0,
 		       hi = s + KEY_WINDOW + 1 < ns ? s + KEY_WINDOW + 1 : ns;

@@ -243,8 +243,9 @@ int dsp_key_kk(const double *chroma_mean, double *scores);
  * or -1 when no chord lasts long enough to vote (no key; *confidence untouched). */
 struct dsp_chord; /* dsp.h */
 int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *confidence);
-/* The vote of chord c (a chord with a root) for the key pc, minor, per second it lasts. */
-double dsp_key_chord_weight(const struct dsp_chord *c, int pc, int minor);
+/* The vote of a chord (root 0..11, enum dsp_chord_quality) for the key pc, minor, per second
+ * it lasts: its function's weight there (key.c), negative for a chord foreign to the key. */
+double dsp_key_chord_weight(int root_pc, int quality, int pc, int minor);
 /* Camelot code ("8A") of pitch class pc and mode into out[4]. */
 void dsp_camelot(int pc, int minor, char *out);
 
@@ -278,12 +279,13 @@ size_t dsp_chords_work_bytes(size_t T, size_t nb);
 size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
                   const int *beats, size_t nb, int key, void *work, struct dsp_chord *out);
 /* The keys of the song's stretches (see chords.c), from its chord timeline (chords, n_chords
- * as dsp_chords gave them) or, with none, from the chroma; into out (at most
- * dsp_chords_cap); 0 when the song has no key. work: dsp_key_changes_work_bytes. */
+ * as dsp_chords gave them) or, with none, from the chroma, favouring the song's key home
+ * (2 * pc + minor, or -1); into out (at most dsp_chords_cap); 0 when the song has no key.
+ * work: dsp_key_changes_work_bytes. */
 struct dsp_key_segment; /* dsp.h */
 size_t dsp_key_changes_work_bytes(size_t T, size_t nb);
 size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const int *beats,
-                       size_t nb, const struct dsp_chord *chords, size_t n_chords, void *work,
-                       struct dsp_key_segment *out);
+                       size_t nb, const struct dsp_chord *chords, size_t n_chords, int home,
+                       void *work, struct dsp_key_segment *out);
 
 #endif

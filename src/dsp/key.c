@@ -119,18 +119,22 @@ static const double MARGIN_SCALE = 0.12;
 /* Chords shorter than this are passing ones; they neither vote nor open or close the song. */
 static const double MIN_CHORD_S = 0.3;
 
-double dsp_key_chord_weight(const struct dsp_chord *c, int pc, int minor)
+/* 1 for the chord qualities with a minor third (m, m7), 0 for the major ones. */
+static int minor_quality(int quality)
 {
-	int d = ((c->root_pc - pc) % 12 + 12) % 12;
-	int q = c->quality == DSP_CHORD_MIN || c->quality == DSP_CHORD_MIN7;
-	double w = (minor ? FUNC_MINOR : FUNC_MAJOR)[d][q];
+	return quality == DSP_CHORD_MIN || quality == DSP_CHORD_MIN7;
+}
+
+double dsp_key_chord_weight(int root_pc, int quality, int pc, int minor)
+{
+	int d = ((root_pc - pc) % 12 + 12) % 12;
+	double w = (minor ? FUNC_MINOR : FUNC_MAJOR)[d][minor_quality(quality)];
 	return w != 0.0 ? w : FOREIGN;
 }
 
 static bool is_tonic(const struct dsp_chord *c, int pc, int minor)
 {
-	int q = c->quality == DSP_CHORD_MIN || c->quality == DSP_CHORD_MIN7;
-	return c->root_pc == pc && q == minor;
+	return c->root_pc == pc && minor_quality(c->quality) == minor;
 }
 
 int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *confidence)
@@ -148,7 +152,8 @@ int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *
 		last = &c[i];
 		total += len;
 		for (int k = 0; k < 24; k++)
-			scores[k] += len * dsp_key_chord_weight(&c[i], k / 2, k % 2);
+			scores[k] += len *
+			             dsp_key_chord_weight(c[i].root_pc, c[i].quality, k / 2, k % 2);
 	}
 	if (!first)
 		return -1;
