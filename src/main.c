@@ -88,6 +88,8 @@ static int open_app(struct app *app, int *argc, char **argv, bool serve)
 	}
 	if (config_prepare_data(&app->cfg, err, sizeof err))
 		return fail(err);
+	if (storage_init(&app->store, app->cfg.data_dir) != 0)
+		return fail("the data folder's uploads/ cannot be reached");
 	if (db_open(config_db_target(&app->cfg), app->cfg.db_pool, &app->db, err, sizeof err))
 		return fail(err);
 	return 0;

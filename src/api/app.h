@@ -11,6 +11,7 @@
 #include "core/keycache.h"
 #include "core/ratelimit.h"
 #include "db/db.h"
+#include "util/storage.h"
 
 #include <limits.h>
 
@@ -21,6 +22,7 @@ struct app {
 	struct config cfg;
 	char exe[PATH_MAX]; /* this binary, to start worker processes with */
 	struct db *db;
+	struct storage store; /* the stored files, resolved once at start */
 	struct ratelimit *rl;
 	struct keycache *keys;   /* API keys verified in the last few seconds */
 	struct bus *bus;         /* live job events, for the sockets (jobs/bus.h) */

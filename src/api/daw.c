@@ -533,10 +533,8 @@ static const char *daw_check_stem(void *arg, int i, const char *stem_id)
 	struct db_stem s;
 	if (db_stem_get(ctx->app->db, ctx->user.id, stem_id, &s) != 0)
 		return "is not one of your stems";
-	struct storage store;
 	char local[PATH_MAX * 2];
-	if (storage_init(&store, ctx->app->cfg.data_dir) != 0 ||
-	    storage_local_path(&store, s.file_path, local, sizeof local) != 0)
+	if (storage_local_path(&ctx->app->store, s.file_path, local, sizeof local) != 0)
 		return "this stem has no audio file";
 	sc->args[i] = arena_printf(&ctx->arena, "%s=%s", s.id, local);
 	return sc->args[i] ? NULL : "could not be looked up (out of memory)";

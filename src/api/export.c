@@ -64,8 +64,8 @@ struct zip_entry {
 };
 
 struct zipstream {
-	struct arena mem; /* the entries and everything they point to */
-	struct storage store;
+	struct arena mem;            /* the entries and everything they point to */
+	const struct storage *store; /* the app's */
 	struct archive *a;
 	unsigned char *out; /* bytes libarchive produced, not yet handed to the client */
 	size_t out_len, out_off, out_cap;
@@ -104,7 +104,7 @@ static void zs_begin(struct zipstream *z, const struct zip_entry *e)
 	time_t mtime = time(NULL);
 	if (e->key) {
 		struct storage_stat st;
-		if (storage_open_read(&z->store, e->key, &z->fd, &st) != 0) {
+		if (storage_open_read(z->store, e->key, &z->fd, &st) != 0) {
 			log_error("zip export: cannot open the stored file %s", e->key);
 			z->fd = -1;
 			z->failed = true;
@@ -198,17 +198,14 @@ static void zs_free(void *cls)
 	free(z);
 }
 
-/* A stream with room for cap entries, reading data_dir's stored files; NULL when out of
- * memory. */
-static struct zipstream *zs_new(size_t cap, const char *data_dir)
+/* A stream with room for cap entries, reading store's files (which must outlive it: the
+ * app's); NULL when out of memory. */
+static struct zipstream *zs_new(size_t cap, const struct storage *store)
 {
 	struct zipstream *z = calloc(1, sizeof *z);
 	if (!z)
 		return NULL;
-	if (storage_init(&z->store, data_dir) != 0) {
-		free(z);
-		return NULL;
-	}
+	z->store = store;
 	z->fd = -1;
 	arena_init(&z->mem, ZIP_ARENA_MAX);
 	z->cap = cap;
@@ -307,7 +304,7 @@ void api_export_stems(struct http_ctx *ctx)
 	size_t n_stems;
 	if (!separation_stems(ctx, &t, &stems, &n_stems))
 		return;
-	struct zipstream *z = zs_new(n_stems, ctx->app->cfg.data_dir);
+	struct zipstream *z = zs_new(n_stems, &ctx->app->store);
 	if (!z) {
 		http_error(ctx, 500, "internal", "Out of memory.");
 		return;
@@ -368,13 +365,9 @@ void api_export_nistems(struct http_ctx *ctx)
 	size_t n;
 	if (!separation_stems(ctx, &t, &stems, &n))
 		return;
-	struct storage store;
-	if (storage_init(&store, ctx->app->cfg.data_dir) != 0) {
-		http_error(ctx, 500, "internal", "The stored files cannot be reached.");
-		return;
-	}
+	const struct storage *store = &ctx->app->store;
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
-	if (!ni_order(&store, stems, n, paths)) {
+	if (!ni_order(store, stems, n, paths)) {
 		char msg[300];
 		snprintf(
 			msg, sizeof msg,
@@ -386,19 +379,19 @@ void api_export_nistems(struct http_ctx *ctx)
 	}
 	char rel[128], tmp_key[160], tmp[PATH_MAX * 2], master[PATH_MAX * 2];
 	if (!t.audio_path[0] ||
-	    storage_local_path(&store, t.audio_path, master, sizeof master) != 0) {
+	    storage_local_path(store, t.audio_path, master, sizeof master) != 0) {
 		http_error(ctx, 409, "audio_not_ready", "The track has no audio of its own.");
 		return;
 	}
 	/* Made once per separation, kept beside its stems (and deleted with them). */
 	ni_file(stems[0].job_id, rel, sizeof rel);
 	struct storage_stat st;
-	if (storage_stat(&store, rel, &st) != 0) {
+	if (storage_stat(store, rel, &st) != 0) {
 		char token[UUID_STR_LEN];
 		uuid_v4(token);
 		snprintf(tmp_key, sizeof tmp_key, "stems/%s/.nistems-%s.tmp", stems[0].job_id,
 		         token);
-		if (storage_local_path(&store, tmp_key, tmp, sizeof tmp) != 0) {
+		if (storage_local_path(store, tmp_key, tmp, sizeof tmp) != 0) {
 			http_error(ctx, 500, "internal", "The stored files cannot be reached.");
 			return;
 		}
@@ -425,7 +418,7 @@ void api_export_nistems(struct http_ctx *ctx)
 		json_t *res = rc == 0 ? json_loads(out, 0, NULL) : NULL;
 		bool ok = rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
 		          json_is_number(json_object_get(res, "duration"));
-		if (ok && storage_publish(&store, tmp, rel) != 0)
+		if (ok && storage_publish(store, tmp, rel) != 0)
 			ok = false;
 		if (!ok) {
 			const char *why = json_string_value(json_object_get(res, "error"));
@@ -456,17 +449,15 @@ static bool ni_made(struct http_ctx *ctx, const char *track_id, char *key, size_
 	struct db_stem *stems;
 	size_t n;
 	char paths[NISTEMS_N_STEMS][PATH_MAX * 2];
-	struct storage store;
 	struct storage_stat st;
 	struct arena a;
 	arena_init(&a, 1 << 20);
-	bool four = storage_init(&store, ctx->app->cfg.data_dir) == 0 &&
-	            db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
-	            ni_order(&store, stems, n, paths);
+	bool four = db_stem_list(ctx->app->db, ctx->user.id, track_id, NULL, &a, &stems, &n) == 0 &&
+	            ni_order(&ctx->app->store, stems, n, paths);
 	if (four)
 		ni_file(stems[0].job_id, key, n_key);
 	arena_free(&a);
-	return four && storage_stat(&store, key, &st) == 0;
+	return four && storage_stat(&ctx->app->store, key, &st) == 0;
 }
 
 /* ---- DJ software: Rekordbox XML, Traktor NML, the bundle ---------------------------- */
@@ -551,7 +542,7 @@ void api_export_library(struct http_ctx *ctx)
 		return;
 	char *rb = dj_document(ctx, &ex, dj_rekordbox_xml, &len_rb);
 	char *tk = rb ? dj_document(ctx, &ex, dj_traktor_nml, &len_tk) : NULL;
-	struct zipstream *z = tk ? zs_new(2 * ex.n + 2, ctx->app->cfg.data_dir) : NULL;
+	struct zipstream *z = tk ? zs_new(2 * ex.n + 2, &ctx->app->store) : NULL;
 	if (!z) {
 		free(rb);
 		free(tk);

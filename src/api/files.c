@@ -84,11 +84,9 @@ void api_send_owned(struct http_ctx *ctx, const char *rel, const char *download_
 		api_not_found(ctx, "The file");
 		return;
 	}
-	struct storage store;
 	struct storage_stat st;
 	int fd = -1;
-	if (storage_init(&store, ctx->app->cfg.data_dir) != 0 ||
-	    storage_open_read(&store, rel, &fd, &st) != 0) {
+	if (storage_open_read(&ctx->app->store, rel, &fd, &st) != 0) {
 		api_not_found(ctx, "The file");
 		return;
 	}

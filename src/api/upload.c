@@ -312,17 +312,15 @@ void api_tracks_upload(struct http_ctx *ctx)
 	         *b ? b : (*a ? "" : "track"), t.audio_format);
 	snprintf(t.audio_path, sizeof t.audio_path, "downloads/%s/%s", t.id, name);
 	char dir[64];
-	struct storage store;
 	snprintf(dir, sizeof dir, "downloads/%s", t.id);
-	if (storage_init(&store, ctx->app->cfg.data_dir) != 0 ||
-	    storage_publish(&store, u->tmp_path, t.audio_path) != 0) {
+	if (storage_publish(&ctx->app->store, u->tmp_path, t.audio_path) != 0) {
 		log_error("upload: cannot move the file into place: %s", strerror(errno));
 		http_error(ctx, 500, "internal", "The server could not store the upload.");
 		return;
 	}
 	u->tmp_path[0] = '\0'; /* it is the track's file now */
 	if (db_track_insert(ctx->app->db, &t) != 0) {
-		storage_remove(&store, dir);
+		storage_remove(&ctx->app->store, dir);
 		api_db_error(ctx);
 		return;
 	}

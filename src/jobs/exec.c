@@ -79,7 +79,10 @@ int job_exec_main(const struct config *cfg, const char *job_id)
 	}
 	snprintf(r.work_dir, sizeof r.work_dir, "%s/tmp/jobs/%s", cfg->data_dir, job_id);
 	const struct job_type *type = job_type_find(r.job.type);
-	if (!type) {
+	if (storage_init(&r.store, cfg->data_dir) != 0) {
+		str_copy(r.error, sizeof r.error, "The stored files cannot be reached.");
+		rc = SFA_EIO;
+	} else if (!type) {
 		snprintf(r.error, sizeof r.error, "This server cannot run %s jobs.", r.job.type);
 		r.retry = false;
 		rc = SFA_EUNSUPP;

@@ -22,9 +22,7 @@ int job_analysis_store(struct job_run *r, const struct db_track *t, const struct
                        int progress_from, int progress_to, json_t **out)
 {
 	char path[PATH_MAX * 2];
-	struct storage store;
-	if (storage_init(&store, r->cfg->data_dir) != 0 ||
-	    storage_local_path(&store, t->audio_path, path, sizeof path) != 0) {
+	if (storage_local_path(&r->store, t->audio_path, path, sizeof path) != 0) {
 		snprintf(r->error, sizeof r->error, "The track's audio is outside the library.");
 		r->retry = false;
 		return SFA_EINVAL;

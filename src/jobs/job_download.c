@@ -476,7 +476,6 @@ static int convert(struct dl *d, const char *src, const struct audio_info *in, c
 static int move_into_place(struct dl *d, const char *src, const struct audio_info *info,
                            struct stat *st)
 {
-	const char *data = d->r->cfg->data_dir;
 	const char *id = d->track.id;
 	char a[120], t[120], name[260];
 	if (!str_slug(d->track.artist, a, sizeof a))
@@ -485,10 +484,9 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 		str_copy(t, sizeof t, "track");
 	snprintf(name, sizeof name, "%s-%s.%s", a, t, d->q->ext);
 	char rel[DB_PATH_MAX];
-	struct storage store;
 	if (!fmt_fits(rel, sizeof rel, "downloads/%s/%s", id, name))
 		return fail(d, false, SFA_ETOOBIG, "The track's file name is too long.");
-	if (storage_init(&store, data) != 0 || storage_publish(&store, src, rel) != 0)
+	if (storage_publish(&d->r->store, src, rel) != 0)
 		return fail(d, true, SFA_EIO,
 		            "The download could not be stored in the library "
 		            "folder (%s).",
@@ -503,7 +501,7 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	audio.audio_duration_s = info->duration_s;
 	int rc = db_track_set_audio(d->r->db, id, &audio);
 	if (rc) {
-		storage_remove(&store, rel);
+		storage_remove(&d->r->store, rel);
 		if (rc == SFA_ENOTFOUND)
 			return fail(d, false, rc, "The track was deleted during the download.");
 		return fail(d, true, rc, "The download could not be recorded in the database.");
@@ -513,7 +511,7 @@ static int move_into_place(struct dl *d, const char *src, const struct audio_inf
 	snprintf(prefix, sizeof prefix, "downloads/%s/", id);
 	const char *old = d->track.audio_path;
 	if (old[0] && strcmp(old, rel) != 0 && str_starts_with(old, prefix))
-		storage_remove(&store, old); /* refuses an unsafe key */
+		storage_remove(&d->r->store, old); /* refuses an unsafe key */
 	d->r->result = json_pack("{s:s+, s:I, s:s, s:s, s:s, s:I, s:i, s:i, s:f, s:s}",
 	                         "output_path", "/files/", rel, "file_size",
 	                         (json_int_t)st->st_size, "format", d->q->ext, "codec", info->codec,

@@ -208,9 +208,7 @@ static int start(struct lj *j)
 	int rc;
 	if (!j->task.source_id[0]) {
 		char path[PATH_MAX * 2], name[2 * DB_TEXT_MAX + 16];
-		struct storage store;
-		if (storage_init(&store, j->r->cfg->data_dir) != 0 ||
-		    storage_local_path(&store, j->track.audio_path, path, sizeof path) != 0)
+		if (storage_local_path(&j->r->store, j->track.audio_path, path, sizeof path) != 0)
 			return fail(j, false, SFA_EINVAL,
 			            "The track's audio is outside the library.");
 		const char *dot = strrchr(j->track.audio_path, '.');

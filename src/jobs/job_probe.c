@@ -47,11 +47,9 @@ int job_worker_probe(struct job_run *r)
 		if (db_track_get(r->db, r->job.user_id, r->job.track_id, &t) == 0 &&
 		    t.audio_path[0]) {
 			char path[8192];
-			struct storage store;
 			struct audio_info info;
 			char err[512] = "it is outside the library";
-			if (storage_init(&store, r->cfg->data_dir) != 0 ||
-			    storage_local_path(&store, t.audio_path, path, sizeof path) != 0 ||
+			if (storage_local_path(&r->store, t.audio_path, path, sizeof path) != 0 ||
 			    audio_probe(path, &info, err, sizeof err)) {
 				snprintf(r->error, sizeof r->error,
 				         "The track's audio cannot be decoded: %s", err);

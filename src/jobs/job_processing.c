@@ -155,9 +155,7 @@ int job_worker_processing(struct job_run *r)
 	const struct nn_model_info *info = nn_model_info(m);
 	job_report(r, 5, "processing", "decoding the audio");
 	char path[PATH_MAX * 2];
-	struct storage store;
-	if (storage_init(&store, r->cfg->data_dir) != 0 ||
-	    storage_local_path(&store, t.audio_path, path, sizeof path) != 0) {
+	if (storage_local_path(&r->store, t.audio_path, path, sizeof path) != 0) {
 		nn_model_free(m);
 		snprintf(r->error, sizeof r->error, "The track's audio is outside the library.");
 		r->retry = false;

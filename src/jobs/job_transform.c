@@ -41,9 +41,7 @@ static int render(struct job_run *r, const char *rel, const char *name, double s
                   double ratio, bool formants, struct db_track *audio)
 {
 	char in_path[PATH_MAX * 2], out_path[PATH_MAX + 128], err[512];
-	struct storage store;
-	if (storage_init(&store, r->cfg->data_dir) != 0 ||
-	    storage_local_path(&store, rel, in_path, sizeof in_path) != 0)
+	if (storage_local_path(&r->store, rel, in_path, sizeof in_path) != 0)
 		return fail(r, false, SFA_EINVAL,
 		            "A file of the original track is outside the library.");
 	snprintf(out_path, sizeof out_path, "%s/%s.flac", r->work_dir, name);
@@ -75,11 +73,9 @@ static int publish_audio(struct job_run *r, struct db_track *t)
 	char from[PATH_MAX + 128];
 	snprintf(from, sizeof from, "%s/audio.flac", r->work_dir);
 	snprintf(t->audio_path, sizeof t->audio_path, "downloads/%s/transformed.flac", t->id);
-	struct storage store;
 	struct storage_stat st;
-	if (storage_init(&store, r->cfg->data_dir) != 0 ||
-	    storage_publish(&store, from, t->audio_path) != 0 ||
-	    storage_stat(&store, t->audio_path, &st) != 0)
+	if (storage_publish(&r->store, from, t->audio_path) != 0 ||
+	    storage_stat(&r->store, t->audio_path, &st) != 0)
 		return fail(r, true, SFA_EIO, "The new track's audio could not be stored.");
 	str_copy(t->audio_format, sizeof t->audio_format, "flac");
 	t->audio_size = st.size_bytes;

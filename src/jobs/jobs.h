@@ -49,6 +49,7 @@
 
 #include "core/config.h"
 #include "db/db.h"
+#include "util/storage.h"
 
 struct bus;
 struct scheduler;
@@ -88,6 +89,7 @@ int job_exec_main(const struct config *cfg, const char *job_id);
 struct job_run {
 	const struct config *cfg;
 	struct db *db;
+	struct storage store; /* the stored files (uploads, stems) */
 	struct db_job job;
 	json_t *payload;              /* the job's payload object (borrowed) */
 	char work_dir[PATH_MAX + 64]; /* scratch, removed after the job */

@@ -13,10 +13,9 @@ int job_stems_publish(struct job_run *r, const char *const *names, int n_src, co
 	/* Publish: move the folder into place. The rows are the scheduler's to write, with the
 	 * job's completion, in one transaction (library_job_complete). */
 	char rel_dir[128];
-	struct storage store;
 	snprintf(rel_dir, sizeof rel_dir, "stems/%s", r->job.id);
 	/* a previous attempt that died mid-publish */
-	if (storage_init(&store, r->cfg->data_dir) != 0 || storage_remove(&store, rel_dir) != 0) {
+	if (storage_remove(&r->store, rel_dir) != 0) {
 		snprintf(r->error, sizeof r->error, "The stems folder could not be created.");
 		return SFA_EIO;
 	}
@@ -28,9 +27,9 @@ int job_stems_publish(struct job_run *r, const char *const *names, int n_src, co
 		            (int)sizeof from ||
 		    snprintf(rel, sizeof rel, "%s/%s.%s", rel_dir, names[s], ext) >=
 		            (int)sizeof rel ||
-		    storage_publish(&store, from, rel) != 0 ||
-		    storage_stat(&store, rel, &st) != 0) {
-			storage_remove(&store, rel_dir);
+		    storage_publish(&r->store, from, rel) != 0 ||
+		    storage_stat(&r->store, rel, &st) != 0) {
+			storage_remove(&r->store, rel_dir);
 			json_decref(list);
 			snprintf(r->error, sizeof r->error,
 			         "The stems could not be moved into place.");
