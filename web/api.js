@@ -52,6 +52,18 @@ export async function api(method, path, body, { raw = false } = {}) {
 }
 
 export const get = (path) => api("GET", path);
+
+// For a view that reloads as the user changes its query (filters, sort, search, pages):
+// `const begin = newest()` once; each load calls `const stale = begin()` and, after every
+// await, returns if stale(): an older request answering after a newer one began is never
+// drawn over it (nor is its error).
+export function newest() {
+  let n = 0;
+  return () => {
+    const mine = ++n;
+    return () => mine !== n;
+  };
+}
 export const post = (path, body) => api("POST", path, body);
 export const del = (path) => api("DELETE", path);
 export const patch = (path, body) => api("PATCH", path, body);

@@ -5,7 +5,7 @@
 // phoenix client reconnects by itself; only while it is down does the panel poll.
 
 import { Socket } from "./vendor/phoenix.js";
-import { get, post, del } from "./api.js";
+import { get, post, del, newest } from "./api.js";
 import { h, replace, notify, errorText } from "./dom.js";
 
 const RUNNING = new Set(["queued", "running", "downloading", "processing", "analyzing"]);
@@ -185,7 +185,9 @@ export async function jobsView(root, ctx) {
   for (const [el, k] of [[status, "status"], [type, "type"]])
     el.addEventListener("change", () => { state[k] = el.value; state.page = 1; load(); });
 
+  const begin = newest();
   async function load() {
+    const stale = begin();
     const q = new URLSearchParams({ page: state.page, page_size: 25 });
     if (state.status) q.set("status", state.status);
     if (state.type) q.set("type", state.type);
@@ -193,11 +195,13 @@ export async function jobsView(root, ctx) {
     try {
       res = await get(`/api/jobs?${q}`);
     } catch (e) {
-      replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
+      if (!stale()) replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
       return;
     }
+    if (stale()) return;
     const panel = ctx.jobs;
     await panel.learnTitles(res.data); // a deleted track stays "Track"
+    if (stale()) return;
     replace(body, res.data.length ? h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Job list" },
       h("table", {},
         h("caption", { class: "muted", style: "text-align:left" }, `${res.meta.total_count} jobs`),

@@ -1,7 +1,7 @@
 // library.js - the library (/): the user's tracks as a list or a grid, with search, sort,
 // paging, and bulk analyse / separate / delete of the selected tracks.
 
-import { get, post, del } from "./api.js";
+import { get, post, del, newest } from "./api.js";
 import { h, replace, notify, errorText, fmtDuration } from "./dom.js";
 
 const PAGE_SIZE = 25;
@@ -39,18 +39,21 @@ export async function libraryView(root, ctx) {
     draw();
   });
 
+  const begin = newest();
   async function load() {
+    const stale = begin();
     try {
       const q = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE, sort: state.sort });
       if (state.q) q.set("q", state.q);
       const res = await get(`/api/tracks?${q}`);
+      if (stale()) return;
       state.tracks = res.data;
       state.meta = res.meta;
       for (const t of res.data) ctx.jobs.titles.set(t.id, t.title);
       state.selected = new Set([...state.selected].filter((id) => res.data.some((t) => t.id === id)));
       draw();
     } catch (e) {
-      replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
+      if (!stale()) replace(body, h("p", { class: "error", role: "alert" }, errorText(e)));
     }
   }
 
