@@ -103,6 +103,7 @@ static void close_app(struct app *app)
 	bus_free(app->bus);
 	ratelimit_free(app->rl);
 	keycache_free(app->keys);
+	respcache_free(app->lists);
 	db_close(app->db);
 }
 
@@ -153,8 +154,9 @@ static int cmd_serve(int argc, char **argv)
 		return rc;
 	app.rl = ratelimit_new(100000, 60, db_is_shared(app.db) ? app.db : NULL);
 	app.keys = keycache_new(4096, 10 * 1000); /* a revoked key elsewhere: 10 s at most */
+	app.lists = respcache_new(1024, 32 << 20);
 	app.bus = bus_new();
-	if (!app.rl || !app.keys || !app.bus) {
+	if (!app.rl || !app.keys || !app.lists || !app.bus) {
 		close_app(&app);
 		return fail("out of memory");
 	}

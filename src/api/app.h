@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/keycache.h"
+#include "core/respcache.h"
 #include "core/ratelimit.h"
 #include "db/db.h"
 #include "util/storage.h"
@@ -25,6 +26,7 @@ struct app {
 	struct storage store; /* the stored files, resolved once at start */
 	struct ratelimit *rl;
 	struct keycache *keys;   /* API keys verified in the last few seconds */
+	struct respcache *lists; /* rendered library lists; NULL: none kept */
 	struct bus *bus;         /* live job events, for the sockets (jobs/bus.h) */
 	struct scheduler *sched; /* this process's job scheduler; NULL when it runs no jobs
 	                            (`serve --no-jobs`): enqueues then only write the row */

@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "api/api.h"
 #include "api/app.h"
 #include "api/routes.h"
 #include "core/lalalai_key.h"
@@ -15,15 +16,17 @@ void api_me(struct http_ctx *ctx)
 {
 	char created[32];
 	time_format_rfc3339((time_t)ctx->user.created_at, created, sizeof created);
+	bool own_key = false, spotify = false;
+	if (db_user_links(ctx->app->db, ctx->user.id, &own_key, &spotify)) {
+		api_db_error(ctx);
+		return;
+	}
+	/* An own key counts only when it still opens (the server's secret may have changed). */
 	char key[LALALAI_KEY_MAX + 1];
-	bool lalalai = lalalai_key_resolve(ctx->app->db, &ctx->app->cfg, ctx->user.id, key, NULL,
-	                                   NULL, 0) == 0;
+	bool lalalai = (own_key ? lalalai_key_resolve(ctx->app->db, &ctx->app->cfg, ctx->user.id,
+	                                              key, NULL, NULL, 0)
+	                        : lalalai_server_key(&ctx->app->cfg, key, NULL, NULL, 0)) == 0;
 	sodium_memzero(key, sizeof key);
-	struct db_spotify_link *link = calloc(1, sizeof *link);
-	bool spotify = link && db_spotify_link_get(ctx->app->db, ctx->user.id, link) == 0;
-	if (link)
-		sodium_memzero(link, sizeof *link);
-	free(link);
 	http_data(ctx, 200,
 	          json_pack("{s:s, s:s, s:s, s:b, s:b}", "id", ctx->user.id, "email",
 	                    ctx->user.email, "created_at", created, "lalalai", lalalai, "spotify",

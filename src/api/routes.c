@@ -232,7 +232,9 @@ static bool gate(struct http_ctx *ctx)
 		return true;
 	if (!authenticate(ctx, (flags & (R_API | R_FILES)) != 0))
 		return false;
-	ensure_csrf_cookie(ctx);
+	/* A bearer key's client is no browser: it needs no CSRF cookie. */
+	if (ctx->auth != AUTH_BEARER)
+		ensure_csrf_cookie(ctx);
 	if (ctx->csrf_cookie_new) {
 		char sc[256];
 		if (cookie_format(sc, sizeof sc, "_sfa_csrf", ctx->csrf_cookie, -1,

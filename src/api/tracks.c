@@ -40,12 +40,32 @@ void api_tracks_list(struct http_ctx *ctx)
 		                  "tempo, key"));
 		return;
 	}
+	/* A repeated list of an unchanged library is answered as rendered last time. The
+	 * version is read before the rows: a write in between makes the kept answer newer
+	 * than its version says, never older. */
+	char key[UUID_STR_LEN + 700];
+	int64_t version = 0;
+	bool cacheable = ctx->app->lists &&
+	                 db_library_version(ctx->app->db, ctx->user.id, &version) == 0;
+	const char *q = http_query(ctx, "q");
+	if (cacheable) {
+		int n_key = snprintf(key, sizeof key, "tracks\n%s\n%lld\n%lld\n%zu\n%s",
+		                     ctx->user.id, (long long)p.page, (long long)p.page_size, sort,
+		                     q ? q : "");
+		cacheable = n_key > 0 && (size_t)n_key < sizeof key;
+	}
+	struct respcache_body *kept = cacheable ? respcache_get(ctx->app->lists, key, version)
+	                                        : NULL;
+	if (kept) {
+		http_json_text(ctx, 200, kept->data, kept->len);
+		respcache_release(kept);
+		return;
+	}
 	struct db_track *t;
 	size_t n;
 	int64_t total = 0;
-	if (db_track_list(ctx->app->db, ctx->user.id, http_query(ctx, "q"),
-	                  (enum db_track_sort)sort, p.offset, p.page_size, &ctx->arena, &t, &n,
-	                  &total)) {
+	if (db_track_list(ctx->app->db, ctx->user.id, q, (enum db_track_sort)sort, p.offset,
+	                  p.page_size, &ctx->arena, &t, &n, &total)) {
 		api_db_error(ctx);
 		return;
 	}
@@ -70,6 +90,8 @@ void api_tracks_list(struct http_ctx *ctx)
 		json_array_append_new(items, o);
 	}
 	api_list(ctx, items, &p, total);
+	if (cacheable && ctx->status == 200)
+		respcache_put(ctx->app->lists, key, version, ctx->resp.data, ctx->resp.len);
 }
 
 /* The fields of an analysis result that summarise it (no per-frame features). */

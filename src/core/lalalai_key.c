@@ -65,6 +65,11 @@ int lalalai_key_resolve(struct db *db, const struct config *cfg, const char *use
 	}
 	if (rc != SFA_ENOTFOUND)
 		return sfa_err(err, n_err, rc, "The lal.ai key could not be read.");
+	return lalalai_server_key(cfg, out, own, err, n_err);
+}
+
+int lalalai_server_key(const struct config *cfg, char *out, bool *own, char *err, size_t n_err)
+{
 	if (!cfg->lalalai_license_key[0])
 		return sfa_err(
 			err, n_err, SFA_ENOTFOUND,

@@ -30,6 +30,8 @@ int lalalai_key_save(struct db *db, const unsigned char box_key[32], const char 
  * when the stored key cannot be opened (the server secret changed: store it again). */
 int lalalai_key_resolve(struct db *db, const struct config *cfg, const char *user_id, char *out,
                         bool *own, char *err, size_t n_err);
+/* The server's key (SFA_LALALAI_LICENSE_KEY) alone, as lalalai_key_resolve falls back to. */
+int lalalai_server_key(const struct config *cfg, char *out, bool *own, char *err, size_t n_err);
 
 /* A client for user_id's key and the configured base URL (abort_flag may be NULL); the
  * caller frees *out with lalalai_client_free. Same errors as lalalai_key_resolve, plus

@@ -93,6 +93,20 @@ static const struct dialect *dialect(const struct db *db) { return &dialects[db-
 	"ALTER TABLE analyses ADD COLUMN first_downbeat DOUBLE PRECISION;" \
 	"ALTER TABLE analyses ADD COLUMN sections TEXT;"
 
+/* Migration 15's triggers: a write to table t raises its user's library version. */
+/* clang-format off */
+#define LIBRARY_TOUCH(row) \
+	" BEGIN INSERT INTO library_versions (user_id, version) VALUES (" row ".user_id, 1)" \
+	" ON CONFLICT (user_id) DO UPDATE SET version = version + 1; END;"
+#define LIBRARY_TRIGGERS(t) \
+	"CREATE TRIGGER IF NOT EXISTS " t "_library_i AFTER INSERT ON " t LIBRARY_TOUCH("NEW") \
+	"CREATE TRIGGER IF NOT EXISTS " t "_library_u AFTER UPDATE ON " t LIBRARY_TOUCH("NEW") \
+	"CREATE TRIGGER IF NOT EXISTS " t "_library_d AFTER DELETE ON " t LIBRARY_TOUCH("OLD")
+#define PG_LIBRARY_TRIGGER(t) \
+	"CREATE OR REPLACE TRIGGER " t "_library AFTER INSERT OR UPDATE OR DELETE ON " t \
+	" FOR EACH ROW EXECUTE FUNCTION sfa_library_touch();"
+/* clang-format on */
+
 /* the migrations, one SQL statement per line, hand-aligned */
 /* clang-format off */
 static const struct migration {
@@ -246,6 +260,30 @@ static const struct migration {
 	 * of every node of one database (db_lalalai_check_slot) */
 	{"CREATE TABLE IF NOT EXISTS lalalai_check_slots (key_hash TEXT PRIMARY KEY,"
 	 "  next_at_ms BIGINT NOT NULL);", NULL},
+	/* 15: a version of each user's library, raised by every write to their tracks,
+	 * analyses and stems from any process or server (db_library_version); repeatable */
+	{"CREATE TABLE IF NOT EXISTS library_versions (user_id TEXT PRIMARY KEY,"
+	 "  version BIGINT NOT NULL);"
+	 LIBRARY_TRIGGERS("tracks") LIBRARY_TRIGGERS("analyses") LIBRARY_TRIGGERS("stems")
+	 "CREATE TRIGGER IF NOT EXISTS users_library_d AFTER DELETE ON users"
+	 "  BEGIN DELETE FROM library_versions WHERE user_id = OLD.id; END;",
+	 "CREATE TABLE IF NOT EXISTS library_versions (user_id TEXT PRIMARY KEY,"
+	 "  version BIGINT NOT NULL);"
+	 "CREATE OR REPLACE FUNCTION sfa_library_touch() RETURNS trigger LANGUAGE plpgsql"
+	 "  SET search_path FROM CURRENT AS $$"
+	 "  DECLARE uid TEXT;"
+	 "  BEGIN"
+	 "    IF TG_OP = 'DELETE' THEN uid := OLD.user_id; ELSE uid := NEW.user_id; END IF;"
+	 "    INSERT INTO library_versions (user_id, version) VALUES (uid, 1)"
+	 "      ON CONFLICT (user_id) DO UPDATE SET version = library_versions.version + 1;"
+	 "    RETURN NULL;"
+	 "  END $$;"
+	 PG_LIBRARY_TRIGGER("tracks") PG_LIBRARY_TRIGGER("analyses") PG_LIBRARY_TRIGGER("stems")
+	 "CREATE OR REPLACE FUNCTION sfa_library_forget() RETURNS trigger LANGUAGE plpgsql"
+	 "  SET search_path FROM CURRENT AS $$"
+	 "  BEGIN DELETE FROM library_versions WHERE user_id = OLD.id; RETURN NULL; END $$;"
+	 "CREATE OR REPLACE TRIGGER users_library AFTER DELETE ON users"
+	 "  FOR EACH ROW EXECUTE FUNCTION sfa_library_forget();"},
 };
 /* clang-format on */
 
@@ -1881,6 +1919,44 @@ int db_spotify_link_get(struct db *db, const char *user_id, struct db_spotify_li
 		read_link_cb, out);
 	release(db);
 	return rc;
+}
+
+struct user_links {
+	bool *lalalai_key, *spotify;
+};
+
+static void read_links_cb(struct db_stmt *st, void *out)
+{
+	struct user_links *l = out;
+	*l->lalalai_key = col_int(st, 0) != 0;
+	*l->spotify = col_int(st, 1) != 0;
+}
+
+int db_user_links(struct db *db, const char *user_id, bool *lalalai_key, bool *spotify)
+{
+	struct user_links l = {lalalai_key, spotify};
+	acquire_read(db);
+	int rc = one_row(db,
+	                 prep(db,
+	                      "SELECT CASE WHEN EXISTS (SELECT 1 FROM lalalai_keys WHERE "
+	                      "user_id = ?1) THEN 1 ELSE 0 END, CASE WHEN EXISTS (SELECT 1 "
+	                      "FROM spotify_links WHERE user_id = ?1) THEN 1 ELSE 0 END",
+	                      "t", user_id),
+	                 read_links_cb, &l);
+	release(db);
+	return rc;
+}
+
+int db_library_version(struct db *db, const char *user_id, int64_t *out)
+{
+	acquire_read(db);
+	*out = 0;
+	int rc = one_row(
+		db,
+		prep(db, "SELECT version FROM library_versions WHERE user_id = ?", "t", user_id),
+		read_int64_cb, out);
+	release(db);
+	return rc == SFA_ENOTFOUND ? 0 : rc;
 }
 
 int db_spotify_link_by_spotify_id(struct db *db, const char *spotify_user_id,

@@ -203,6 +203,10 @@ struct db_track_summary {
 /* One summary per track of tracks[0..n), in the same order, into *out (from a). */
 int db_track_summaries(struct db *db, const char *user_id, const struct db_track *tracks, size_t n,
                        struct arena *a, struct db_track_summary **out);
+/* The version of the user's library: the database raises it on every write to the user's
+ * tracks, analyses and stems (triggers, so writes by job processes and other servers
+ * count too); 0 before the first. Read it before the rows it versions. */
+int db_library_version(struct db *db, const char *user_id, int64_t *out);
 int db_track_update_meta(struct db *db, const char *user_id, const char *id, const char *title,
                          const char *artist, const char *album);
 int db_track_set_audio(struct db *db, const char *id, const struct db_track *audio);
@@ -376,6 +380,9 @@ int db_spotify_link_set_tokens(struct db *db, const char *user_id, const char *a
                                const char *refresh_token, int64_t expires_at, int64_t now);
 /* SFA_ENOTFOUND when the user had no link. */
 int db_spotify_link_delete(struct db *db, const char *user_id);
+/* Whether the user stored a lal.ai key of their own and linked a Spotify account, in one
+ * query (GET /api/me answers both on every call). */
+int db_user_links(struct db *db, const char *user_id, bool *lalalai_key, bool *spotify);
 
 /* ---- lal.ai ------------------------------------------------------------------------ */
 

@@ -84,6 +84,11 @@ void http_json(struct http_ctx *ctx, int status, json_t *body)
 	free(s);
 }
 
+void http_json_text(struct http_ctx *ctx, int status, const char *s, size_t n)
+{
+	set_body(ctx, status, "application/json", s, n);
+}
+
 void http_data(struct http_ctx *ctx, int status, json_t *data)
 {
 	http_json(ctx, status, json_pack("{s:o}", "data", data));

@@ -101,6 +101,8 @@ bool http_is_write(const char *method);
 /* Response builders. The json_t passed in is consumed (decref'd) by the call. */
 void http_set_header(struct http_ctx *ctx, const char *name, const char *value);
 void http_json(struct http_ctx *ctx, int status, json_t *body);
+/* A JSON body already rendered (n bytes of s, copied). */
+void http_json_text(struct http_ctx *ctx, int status, const char *s, size_t n);
 void http_data(struct http_ctx *ctx, int status, json_t *data); /* {"data": data} */
 void http_error(struct http_ctx *ctx, int status, const char *code, const char *message);
 /* Validation error: details is {"field": ["message", ...]} and is consumed. */

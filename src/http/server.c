@@ -562,7 +562,7 @@ int server_start(const struct server_opts *o, struct server **out, char *err, si
 		(unsigned)o->n_threads, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)(128 * 1024), MHD_OPTION_END);
+		(size_t)(32 * 1024), MHD_OPTION_END);
 	if (!s->d) {
 		close(fd);
 		pthread_mutex_destroy(&s->live_mu);

@@ -17,6 +17,7 @@
 #include "core/sealed.h"
 #include "core/csrf.h"
 #include "core/ratelimit.h"
+#include "core/respcache.h"
 #include "core/token.h"
 #include "db/db.h"
 #include "jobs/registry.h"
@@ -535,6 +536,55 @@ static void job_types_registry(void **state)
 	assert_null(names[1]);
 }
 
+/* Rendered lists: a hit needs the same key and version; a body outlives its slot while a
+ * reader holds it; the table starts over instead of passing its byte budget. */
+static void respcache_rules(void **state)
+{
+	(void)state;
+	struct respcache *c = respcache_new(8, 100);
+	assert_non_null(c);
+	assert_null(respcache_get(c, "a", 1));
+	respcache_put(c, "a", 1, "[1]", 3);
+	struct respcache_body *b = respcache_get(c, "a", 1);
+	assert_non_null(b);
+	assert_int_equal(b->len, 3);
+	assert_memory_equal(b->data, "[1]", 3);
+	assert_null(respcache_get(c, "a", 2)); /* the library changed since */
+	assert_null(respcache_get(c, "b", 1));
+	/* Replaced while b is held: b stays readable until released. */
+	respcache_put(c, "a", 2, "[22]", 4);
+	assert_memory_equal(b->data, "[1]", 3);
+	respcache_release(b);
+	b = respcache_get(c, "a", 2);
+	assert_non_null(b);
+	assert_int_equal(b->len, 4);
+	respcache_release(b);
+	/* Too large for the budget: not kept. */
+	char big[101];
+	memset(big, 'x', sizeof big);
+	respcache_put(c, "big", 1, big, sizeof big);
+	assert_null(respcache_get(c, "big", 1));
+	/* Filling past the budget starts over: the newest body is kept, the bytes stay
+	 * within the budget. */
+	char key[16];
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		respcache_put(c, key, 1, big, 40);
+		b = respcache_get(c, key, 1);
+		assert_non_null(b);
+		respcache_release(b);
+	}
+	int kept = 0;
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		b = respcache_get(c, key, 1);
+		kept += b != NULL;
+		respcache_release(b);
+	}
+	assert_true(kept >= 1 && kept <= 2);
+	respcache_free(c);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -551,6 +601,7 @@ int main(void)
 		cmocka_unit_test(config_spotify_and_download),
 		cmocka_unit_test(sealed_values),
 		cmocka_unit_test(job_types_registry),
+		cmocka_unit_test(respcache_rules),
 	};
 	/* On PostgreSQL ("core-pg") only the tests that reach the database run again. */
 	const struct CMUnitTest db_tests[] = {

@@ -354,7 +354,7 @@ static void email_conflict(void **state)
 	assert_int_equal(db_user_insert(f->db, &u), SFA_ECONFLICT);
 	db_tx_rollback(f->db);
 	assert_int_equal(db_user_by_id(f->db, got.id, &got), 0);
-	assert_int_equal(db_schema_version(f->db), 14);
+	assert_int_equal(db_schema_version(f->db), 15);
 	char err[256];
 	assert_int_equal(db_ping(f->db, err, sizeof err), 0);
 }
@@ -703,6 +703,69 @@ static void analysis_summary_extracted(void **state)
 	arena_free(&a);
 }
 
+static int64_t library_version(struct fixture *f, const char *user_id)
+{
+	int64_t v = -1;
+	assert_int_equal(db_library_version(f->db, user_id, &v), 0);
+	return v;
+}
+
+/* Every write to a user's tracks, analyses and stems raises that user's library version
+ * (the database's triggers, so job processes and other servers count too); reads and other
+ * users' writes do not. */
+static void library_version_follows_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct db_user other = {0};
+	uuid_v4(other.id);
+	str_copy(other.email, sizeof other.email, "other@example.com");
+	str_copy(other.password_hash, sizeof other.password_hash, "x");
+	assert_int_equal(db_user_insert(f->db, &other), 0);
+	int64_t v = library_version(f, f->user), o = library_version(f, other.id);
+	char tid[UUID_STR_LEN];
+	add_track(f, "Versioned", "Lab", tid);
+	assert_true(library_version(f, f->user) > v);
+	v = library_version(f, f->user);
+	assert_int_equal(db_track_update_meta(f->db, f->user, tid, "Renamed", NULL, NULL), 0);
+	assert_true(library_version(f, f->user) > v);
+	v = library_version(f, f->user);
+	char job[UUID_STR_LEN];
+	add_job(f, "analysis", job);
+	assert_int_equal(library_version(f, f->user), v); /* jobs are not the library */
+	assert_int_equal(db_analysis_insert(f->db, f->user, tid, job, "{\"tempo\": 120}", 40), 0);
+	assert_true(library_version(f, f->user) > v);
+	v = library_version(f, f->user);
+	add_job(f, "processing", job);
+	struct db_stem st = {0};
+	uuid_v4(st.id);
+	str_copy(st.user_id, sizeof st.user_id, f->user);
+	str_copy(st.track_id, sizeof st.track_id, tid);
+	str_copy(st.job_id, sizeof st.job_id, job);
+	str_copy(st.stem_type, sizeof st.stem_type, "vocals");
+	str_copy(st.file_path, sizeof st.file_path, "stems/x/vocals.wav");
+	str_copy(st.format, sizeof st.format, "wav");
+	assert_int_equal(db_stem_insert(f->db, &st), 0);
+	assert_true(library_version(f, f->user) > v);
+	v = library_version(f, f->user);
+	assert_int_equal(db_stem_delete_for_job(f->db, job), 0);
+	assert_true(library_version(f, f->user) > v);
+	v = library_version(f, f->user);
+	struct arena a;
+	arena_init(&a, 1 << 20);
+	struct db_track *t;
+	size_t n;
+	int64_t total;
+	assert_int_equal(
+		db_track_list(f->db, f->user, "", DB_SORT_NEWEST, 0, 10, &a, &t, &n, &total), 0);
+	arena_free(&a);
+	assert_int_equal(library_version(f, f->user), v);
+	assert_int_equal(db_track_delete(f->db, f->user, tid), 0);
+	assert_true(library_version(f, f->user) > v);
+	assert_int_equal(library_version(f, other.id), o);
+	assert_int_equal(db_library_version(f->db, "no such user", &v), 0);
+	assert_int_equal(v, 0);
+}
+
 /* Every library order, with the tracks that lack the value last and pages that tile. */
 static void library_sorts(void **state)
 {
@@ -976,6 +1039,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(lists_are_arrays, setup, teardown),
 		cmocka_unit_test_setup_teardown(job_list_of_several_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(library_sorts, setup, teardown),
+		cmocka_unit_test_setup_teardown(library_version_follows_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(track_jobs_cancel_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(completion_is_one_transaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(delete_stops_a_job_started_meanwhile, setup,

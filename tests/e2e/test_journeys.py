@@ -95,6 +95,14 @@ def gone(srv, *rel):
         check(not os.path.exists(os.path.join(srv.data_dir, p)), f"{p} is still there")
 
 
+def library_row(srv, auth, tid):
+    r = srv.client().get("/api/tracks", headers=auth)
+    eq(r.status, 200, r.text)
+    rows = [t for t in r.json()["data"] if t["id"] == tid]
+    eq(len(rows), 1, f"track {tid} in the library list")
+    return rows[0]
+
+
 def server_still_answers(srv, auth):
     eq(srv.client().get("/health").status, 200, "health after the journey")
     eq(srv.client().get("/api/tracks", headers=auth).status, 200, "library after the journey")
@@ -108,10 +116,19 @@ def full_local_journey(srv):
     uid, key, auth = new_user(srv)
     track = upload(srv, auth, groove_wav(4.0, bpm=120))
     tid = track["id"]
+    # The library list is read after every step: a repeated list of an unchanged library
+    # is answered from the rendered-list cache, and each write (by this server or by a job
+    # process) must show in the next list.
+    row = library_row(srv, auth, tid)
+    eq((row["analysis"], row["stem_count"]), (None, 0), "the library row before any job")
+    eq(library_row(srv, auth, tid), row, "the same list twice")
     r = post(srv, auth, "/api/analysis/analyze", {"track_id": tid, "features": ["tempo", "key"]})
     eq(r.status, 201, r.text)
     ajid = r.json()["data"]["job_id"]
     wait_job(srv, auth, ajid)
+    row = library_row(srv, auth, tid)
+    check(row["analysis"] and row["analysis"].get("tempo", 0) > 0,
+          f"the library row after the analysis (written by its job process): {row}")
     r = srv.client().get(f"/api/analysis/job/{ajid}", headers=auth)
     eq(r.status, 200, r.text)
     check("tempo" in json.dumps(r.json()["data"]), "analysis result has a tempo")
@@ -137,6 +154,10 @@ def full_local_journey(srv):
     eq((row["id"], row["stem_count"], sorted(row["analysis"])), (tid, 4, ["camelot", "key", "tempo"]),
        "the library row shows the analysis summary and the stem count")
     stem_paths = [s["file_path"][len("/files/"):] for s in stems]
+    r = srv.client().request("PATCH", f"/api/tracks/{tid}", headers=auth,
+                             json_body={"title": "Renamed"})
+    eq(r.status, 200, r.text)
+    eq(library_row(srv, auth, tid)["title"], "Renamed", "the library row after a rename")
 
     manifest = {"stems": [{"stem_id": s["id"], "volume": 0.5} for s in stems]}
     body, h = multipart({"track_id": tid, "manifest": json.dumps(manifest)}, {})
@@ -152,6 +173,9 @@ def full_local_journey(srv):
     r = srv.client().request("DELETE", f"/api/tracks/{tid}", headers=auth)
     eq(r.status, 204, r.text)
     eq(srv.client().get(f"/api/tracks/{tid}", headers=auth).status, 404, "track gone")
+    r = srv.client().get("/api/tracks", headers=auth)
+    eq((r.status, r.json()["data"], r.json()["meta"]["total_count"]), (200, [], 0),
+       "the library list after the delete")
     eq(srv.client().get(f"/api/jobs/{sjid}", headers=auth).status, 404, "its jobs gone")
     eq(srv.client().get(f"/export/stems/{tid}", headers=auth).status, 404, "its ZIP gone")
     eq(srv.client().get(stems[0]["file_path"], headers=auth).status, 404, "its stem URL gone")

@@ -150,6 +150,12 @@ def upload(srv, auth, i, seconds):
     return r.json()["data"]["id"]
 
 
+def library(srv, auth):
+    r = srv.client().get("/api/tracks?page_size=100", headers=auth)
+    eq(r.status, 200, r.text)
+    return {t["id"]: t for t in r.json()["data"]}
+
+
 def separation(srv, auth, jid):
     r = srv.client().get(f"/api/processing/job/{jid}", headers=auth)
     eq(r.status, 200, r.text)
@@ -167,6 +173,11 @@ def separate(srv, auth, tid):
 def socket_on_a_sees_jobs_that_workers_run(_):
     _, uid, key, auth = new_user(C.api_a)
     tracks = [upload(C.api_a, auth, i, 1.0) for i in range(8)]
+    # Node A's library list before the jobs, twice (the second from its rendered-list cache).
+    for _ in range(2):
+        rows = library(C.api_a, auth)
+        eq([(rows[tid]["analysis"], rows[tid]["stem_count"]) for tid in tracks],
+           [(None, 0)] * 8, "node A's library list before any job")
     t, seen = phx_until(C.api_a, key, f"user:{uid}", "job:completed", count=10,
                         timeout_ms=180000)
     analyses, separations = [], []
@@ -198,6 +209,17 @@ def socket_on_a_sees_jobs_that_workers_run(_):
             eq((r.status, r.body[:4]), (200, b"RIFF"), f"{s['stem_type']} of {jid} from node B")
         r = C.api_a.client().get(f"/export/stems/{tid}", headers=auth)
         eq((r.status, r.body[:2]), (200, b"PK"), f"the stems of {jid} as a ZIP from node A")
+    # What the workers wrote, and a rename on node B, show in node A's list at once.
+    # (One second of audio is too short for a tempo: the analyses leave the rows' summary
+    # empty, the separations' stems show.)
+    rows = library(C.api_a, auth)
+    eq([rows[tid]["stem_count"] for tid in tracks], [4, 4] + [0] * 6,
+       "stem counts in node A's library list")
+    r = C.api_b.client().request("PATCH", f"/api/tracks/{tracks[0]}", headers=auth,
+                                 json_body={"title": "Renamed on B"})
+    eq(r.status, 200, r.text)
+    eq(library(C.api_a, auth)[tracks[0]]["title"], "Renamed on B",
+       "node A's library list after a rename on node B")
     # Workers ran them; the API nodes ran none.
     ran = {w.name: sum(f"job {jid} (" in l and ") completed" in l for l in w.log
                        for jid in analyses + separations) for w in C.workers}
