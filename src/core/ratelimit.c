@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,9 @@ void ratelimit_step(struct rl_window *w, int limit, int window_s, int64_t now,
 
 struct rl_entry {
 	struct rl_entry *next;
-	struct rl_window w;
+	struct rl_window w; /* shared mode: the window as the database last gave it */
+	int pending;        /* shared mode: hits let through here, not yet counted there */
+	bool refused;       /* shared mode: the database said the window is full */
 	char key[];
 };
 
@@ -48,7 +51,7 @@ struct ratelimit {
 	size_t n_overflow;
 	int window_s;
 	struct db *shared;          /* the windows live in this database instead (ratelimit.h) */
-	atomic_uint shared_hits;    /* to sweep ended windows from it now and then */
+	atomic_uint shared_hits;    /* writes to it, to sweep ended windows now and then */
 	atomic_llong shared_logged; /* when a failure of it was last logged */
 };
 
@@ -117,24 +120,94 @@ static void sweep(struct ratelimit *rl, int64_t now)
 	}
 }
 
-/* The window in the shared database. When the database cannot count, the request passes
- * (it will meet the same database in its handler) and the failure is logged once a
- * minute. */
+/* key's entry, made when missing (mutex held); NULL when the table is full. */
+static struct rl_entry *entry(struct ratelimit *rl, const char *key, int64_t now)
+{
+	size_t b = hash(key) & (rl->n_buckets - 1);
+	struct rl_entry *e = rl->buckets[b];
+	while (e && strcmp(e->key, key) != 0)
+		e = e->next;
+	if (e)
+		return e;
+	if (rl->n_keys >= rl->max_keys)
+		sweep(rl, now);
+	size_t n = strlen(key);
+	if (rl->n_keys >= rl->max_keys || !(e = malloc(sizeof *e + n + 1)))
+		return NULL;
+	memcpy(e->key, key, n + 1);
+	e->w.start = 0;
+	e->w.count = 0;
+	e->pending = 0;
+	e->refused = false;
+	e->next = rl->buckets[b];
+	rl->buckets[b] = e;
+	rl->n_keys++;
+	return e;
+}
+
+/* Whether a hit on e may pass without asking the database (mutex held; ratelimit.h): the
+ * window is known and either full, or this server's uncounted hits stay under an eighth of
+ * what is left of the first half of the limit. */
+static bool shared_local(struct ratelimit *rl, struct rl_entry *e, int limit, int64_t now,
+                         struct rl_result *out)
+{
+	if (e->w.start == 0 || now >= e->w.start + rl->window_s) {
+		e->w.start = 0;
+		e->pending = 0;
+		e->refused = false;
+		return false;
+	}
+	if (e->refused) {
+		verdict(e->w.start, limit + 1, limit, rl->window_s, now, out);
+		return true;
+	}
+	if (e->pending + 1 > (limit / 2 - e->w.count) / 8)
+		return false;
+	e->pending++;
+	verdict(e->w.start, e->w.count + e->pending, limit, rl->window_s, now, out);
+	return true;
+}
+
+/* The window in the shared database, told this server's uncounted hits and this one. When
+ * the database cannot count, the request passes (it will meet the same database in its
+ * handler) and the failure is logged once a minute. */
 static void shared_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
                        struct rl_result *out)
 {
+	pthread_mutex_lock(&rl->mu);
+	struct rl_entry *e = entry(rl, key, now);
+	if (e && shared_local(rl, e, limit, now, out)) {
+		pthread_mutex_unlock(&rl->mu);
+		return;
+	}
+	int n = 1;
+	if (e) {
+		n += e->pending;
+		e->pending = 0;
+	}
+	pthread_mutex_unlock(&rl->mu);
 	int64_t start = now;
-	int hits = 1;
-	if (db_rate_hit(rl->shared, key, rl->window_s, now, &start, &hits)) {
+	int hits = n;
+	if (db_rate_hit(rl->shared, key, rl->window_s, now, n, &start, &hits)) {
 		long long last = atomic_load(&rl->shared_logged);
 		if (now - last >= 60 &&
 		    atomic_compare_exchange_strong(&rl->shared_logged, &last, now))
 			log_error("rate limits: the database could not count a request; letting "
 			          "requests through until it can");
-		start = now;
-		hits = 1;
+		verdict(now, 1, limit, rl->window_s, now, out);
+		return;
 	}
 	verdict(start, hits, limit, rl->window_s, now, out);
+	pthread_mutex_lock(&rl->mu);
+	/* Looked up again: the entry may have been swept meanwhile. Another thread's answer
+	 * may be newer than this one; the higher count of one window wins. */
+	if ((e = entry(rl, key, now)) &&
+	    (e->w.start != start || hits > e->w.count || e->w.start == 0)) {
+		e->w.start = start;
+		e->w.count = hits;
+		e->refused = hits >= limit;
+	}
+	pthread_mutex_unlock(&rl->mu);
 	if (atomic_fetch_add(&rl->shared_hits, 1) % SHARED_SWEEP_EVERY == SHARED_SWEEP_EVERY - 1)
 		db_rate_sweep(rl->shared, rl->window_s, now);
 }
@@ -147,23 +220,7 @@ void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now
 		return;
 	}
 	pthread_mutex_lock(&rl->mu);
-	size_t b = hash(key) & (rl->n_buckets - 1);
-	struct rl_entry *e = rl->buckets[b];
-	while (e && strcmp(e->key, key) != 0)
-		e = e->next;
-	if (!e) {
-		if (rl->n_keys >= rl->max_keys)
-			sweep(rl, now);
-		size_t n = strlen(key);
-		if (rl->n_keys < rl->max_keys && (e = malloc(sizeof *e + n + 1))) {
-			memcpy(e->key, key, n + 1);
-			e->w.start = 0;
-			e->w.count = 0;
-			e->next = rl->buckets[b];
-			rl->buckets[b] = e;
-			rl->n_keys++;
-		}
-	}
+	struct rl_entry *e = entry(rl, key, now);
 	if (e) {
 		ratelimit_step(&e->w, limit, rl->window_s, now, out);
 	} else {
@@ -173,6 +230,8 @@ void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now
 	}
 	pthread_mutex_unlock(&rl->mu);
 }
+
+size_t ratelimit_shared_writes(struct ratelimit *rl) { return atomic_load(&rl->shared_hits); }
 
 size_t ratelimit_overflows(struct ratelimit *rl)
 {

@@ -9,11 +9,17 @@
  * Refused requests count too, so the arithmetic is the same whoever keeps the window.
  *
  * Shared mode: servers that share one database (db_is_shared: PostgreSQL) keep the windows
- * in it instead (db_rate_hit, one atomic upsert per request), so a limit holds for the
- * whole service, not per server; ended windows are swept now and then.
+ * in it instead (db_rate_hit, an atomic upsert), so a limit holds for the whole service,
+ * not per server; ended windows are swept now and then. Not every request writes: while a
+ * window is in the first half of its limit, a server lets hits through on its own and
+ * tells the database their number with a later one (at most an eighth of what is left of
+ * that half: with up to 8 servers the limit still holds), and once the database has said
+ * a window is full, the server refuses until it ends without asking again. Past the first
+ * half every hit is counted there at once, so small limits (log-in attempts) are exact.
+ * "remaining" is then this server's view of the window.
  *
  * Threading: one struct ratelimit is shared by every HTTP worker thread; its mutex guards
- * the table (the shared mode takes no lock of its own; it calls the database). Nothing is
+ * the table (in shared mode too, which calls the database with it released). Nothing is
  * handed out.
  */
 #ifndef SFA_CORE_RATELIMIT_H
@@ -49,5 +55,7 @@ void ratelimit_free(struct ratelimit *rl);
 void ratelimit_hit(struct ratelimit *rl, const char *key, int limit, int64_t now,
                    struct rl_result *out);
 size_t ratelimit_overflows(struct ratelimit *rl);
+/* Shared mode: how many times the database was told of hits (for tests). */
+size_t ratelimit_shared_writes(struct ratelimit *rl);
 
 #endif

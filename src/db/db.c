@@ -2207,21 +2207,21 @@ static void read_rate_row(struct db_stmt *st, void *out)
 	r->hits = col_int(st, 1);
 }
 
-int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int64_t *start,
+int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int n, int64_t *start,
                 int *count)
 {
 	struct rate_row r = {0, 0};
 	acquire(db);
 	int rc = one_row(db,
 	                 prep(db,
-	                      "INSERT INTO rate_windows (key, start, hits) VALUES (?1, ?2, 1) "
+	                      "INSERT INTO rate_windows (key, start, hits) VALUES (?1, ?2, ?4) "
 	                      "ON CONFLICT (key) DO UPDATE SET "
 	                      "start = CASE WHEN rate_windows.start + ?3 <= ?2 THEN ?2 "
 	                      "ELSE rate_windows.start END, "
-	                      "hits = CASE WHEN rate_windows.start + ?3 <= ?2 THEN 1 "
-	                      "ELSE rate_windows.hits + 1 END "
+	                      "hits = CASE WHEN rate_windows.start + ?3 <= ?2 THEN ?4 "
+	                      "ELSE rate_windows.hits + ?4 END "
 	                      "RETURNING start, hits",
-	                      "tii", key, now, (int64_t)window_s),
+	                      "tiii", key, now, (int64_t)window_s, (int64_t)n),
 	                 read_rate_row, &r);
 	release(db);
 	*start = r.start;

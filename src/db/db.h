@@ -433,10 +433,10 @@ int db_lalalai_check_slot(struct db *db, const char *key_hash, int64_t now_ms, i
 
 /* ---- Rate-limit windows shared by every server of one database (core/ratelimit.h) ---- */
 
-/* Counts one hit in key's window of window_s seconds, opening a new window at now when
- * there is none or the last has ended; gives the window's start and its hits, this one
+/* Counts n hits in key's window of window_s seconds, opening a new window at now when
+ * there is none or the last has ended; gives the window's start and its hits, these
  * included. */
-int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int64_t *start,
+int db_rate_hit(struct db *db, const char *key, int window_s, int64_t now, int n, int64_t *start,
                 int *count);
 /* Forgets the windows of window_s seconds that ended at or before now. */
 int db_rate_sweep(struct db *db, int window_s, int64_t now);
