@@ -51,7 +51,7 @@ struct nn_team {
 	int pending;               /* helpers not finished yet */
 	unsigned long long helped; /* parts run by helpers */
 	bool quit;
-	bool splits; /* nn_ops_team_splits() */
+	int unit; /* fp32 products are cut at multiples of this many rows; 0: not cut */
 	/* nn_team_parts: fn over parts [0, fn_n), taken in turn by whoever is free. */
 	void (*fn)(void *arg, int part, struct nn_ws *ws);
 	void *fn_arg;
@@ -173,14 +173,23 @@ static void *team_main(void *arg)
 	return NULL;
 }
 
-static int cut(const struct gemm_part *whole, int n_helpers, struct gemm_part *parts);
+static int cut(const struct gemm_part *whole, int n_helpers, int unit, struct gemm_part *parts);
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static bool probe_ok;
+static int probe_unit;
 
-/* Whether this OpenBLAS kernel gives the same bits for a product cut in parts as whole:
- * true of the SkylakeX SGEMM kernels, false of the Haswell and Zen ones (0.3.21: elements
- * away from the cut change). Probed once, on every transposition, as nn_gemm would cut. */
+/* Whether c1 and c2 (m x n, ldc n) hold the same bits. */
+static bool same(const float *c1, const float *c2, int m, int n)
+{
+	return memcmp(c1, c2, sizeof(float) * (size_t)m * n) == 0;
+}
+
+/* The row unit at which this OpenBLAS kernel gives a product cut along m the bits of the
+ * whole: a row of C is computed by the same instructions whatever rows share its call only
+ * when the cut falls on a multiple of the kernel's register block (0.3.21: any multiple of
+ * 12 on the Haswell and Zen kernels, which differ elsewhere, e.g. at 32 or 64; cuts along
+ * n differ at every point there). Probed once, on every transposition, at several cut
+ * points and as nn_gemm would cut for one and three helpers; 0 when no unit holds. */
 static void probe_splits(void)
 {
 	static const struct {
@@ -192,16 +201,20 @@ static void probe_splits(void)
 		{true, false, 600, 160, 200},
 		{true, true, 330, 300, 257},
 	};
-	probe_ok = true;
+	static const int units[] = {8, 12, 16, 24, 32, 48, 64};
+	bool ok[sizeof units / sizeof units[0]];
+	for (size_t u = 0; u < sizeof units / sizeof units[0]; u++)
+		ok[u] = true;
 	uint32_t rng = 12345;
-	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0] && probe_ok; si++) {
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
 		int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
 		float *a = malloc(sizeof(float) * (size_t)m * k);
 		float *b = malloc(sizeof(float) * (size_t)k * n);
 		float *c1 = malloc(sizeof(float) * (size_t)m * n);
 		float *c2 = malloc(sizeof(float) * (size_t)m * n);
 		if (!a || !b || !c1 || !c2) {
-			probe_ok = false;
+			for (size_t u = 0; u < sizeof units / sizeof units[0]; u++)
+				ok[u] = false;
 		} else {
 			for (size_t i = 0; i < (size_t)m * k; i++)
 				a[i] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) /
@@ -225,14 +238,29 @@ static void probe_splits(void)
 			                          .ldb = shapes[si].tb ? k : n,
 			                          .ldc = n};
 			run_part(&whole);
-			for (int helpers = 1; helpers <= 3 && probe_ok; helpers += 2) {
-				struct gemm_part parts[4];
-				whole.c = c2;
-				int np = cut(&whole, helpers, parts);
-				for (int i = 0; i < np; i++)
-					run_part(&parts[i]);
-				if (np < 2 || memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
-					probe_ok = false;
+			whole.c = c2;
+			for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+				/* Two parts cut at 1, 2, 3 and 5 units. */
+				for (int f = 1; f <= 5 && ok[u]; f += f == 3 ? 2 : 1) {
+					int at = f * units[u];
+					if (at >= m)
+						break;
+					struct gemm_part p[2] = {whole, whole};
+					p[0].m = at;
+					p[1].m = m - at;
+					p[1].a = whole.ta ? a + at : a + (size_t)at * whole.lda;
+					p[1].c = c2 + (size_t)at * n;
+					run_part(&p[0]);
+					run_part(&p[1]);
+					ok[u] = same(c1, c2, m, n);
+				}
+				for (int helpers = 1; helpers <= 3 && ok[u]; helpers += 2) {
+					struct gemm_part parts[4];
+					int np = cut(&whole, helpers, units[u], parts);
+					for (int i = 0; i < np; i++)
+						run_part(&parts[i]);
+					ok[u] = same(c1, c2, m, n);
+				}
 			}
 		}
 		free(a);
@@ -240,14 +268,19 @@ static void probe_splits(void)
 		free(c1);
 		free(c2);
 	}
+	for (size_t u = 0; u < sizeof units / sizeof units[0] && !probe_unit; u++)
+		if (ok[u])
+			probe_unit = units[u];
 }
 
-bool nn_ops_team_splits(void)
+int nn_ops_team_unit(void)
 {
 	nn_ops_init();
 	pthread_once(&probe_once, probe_splits);
-	return probe_ok;
+	return probe_unit;
 }
+
+bool nn_ops_team_splits(void) { return nn_ops_team_unit() > 0; }
 
 struct nn_team *nn_team_start(int n_helpers)
 {
@@ -276,7 +309,7 @@ struct nn_team *nn_team_start(int n_helpers)
 		t->n_started = i + 1;
 	}
 	t->n_helpers = t->n_started; /* fewer helpers if some could not start */
-	t->splits = nn_ops_team_splits();
+	t->unit = nn_ops_team_unit();
 	return t;
 }
 
@@ -343,18 +376,21 @@ void nn_team_parts(struct nn_ws *ws, int n_parts, void (*fn)(void *arg, int part
 	ops_team = t;
 }
 
-/* Cuts the product into up to 1 + n_helpers parts along m or n (whichever is larger), at
- * multiples of 64, each of at least NN_TEAM_MIN_MNK multiply-adds. Returns the count. */
-static int cut(const struct gemm_part *whole, int n_helpers, struct gemm_part *parts)
+/* Cuts the product into up to 1 + n_helpers parts, each of at least NN_TEAM_MIN_MNK
+ * multiply-adds: along m at multiples of unit rows when unit > 0 (fp32: the probed unit,
+ * see probe_splits), else (bf16, whose kernel gives every element the same bits however
+ * it is cut) along the larger of m and n at multiples of 64. Returns the count. */
+static int cut(const struct gemm_part *whole, int n_helpers, int unit, struct gemm_part *parts)
 {
 	double mnk = (double)whole->m * whole->n * whole->k;
-	bool along_n = whole->n >= whole->m;
+	bool along_n = unit == 0 && whole->n >= whole->m;
+	int step_unit = unit > 0 ? unit : 64;
 	int len = along_n ? whole->n : whole->m;
 	int want = 1 + n_helpers;
-	while (want > 1 && (mnk / want < (double)NN_TEAM_MIN_MNK || len / want < 64))
+	while (want > 1 && (mnk / want < (double)NN_TEAM_MIN_MNK || len / want < step_unit))
 		want--;
-	int step = (len / want) / 64 * 64;
-	if (want < 2 || step < 64) {
+	int step = (len / want) / step_unit * step_unit;
+	if (want < 2 || step < step_unit) {
 		parts[0] = *whole;
 		return 1;
 	}
@@ -405,13 +441,13 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	                          .bf16 = ops_precision == NN_PRECISION_BF16};
 	struct nn_team *t = ops_team;
 	/* The bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c). */
-	if (!t || t->n_helpers == 0 || (!t->splits && !whole.bf16) ||
+	if (!t || t->n_helpers == 0 || (!t->unit && !whole.bf16) ||
 	    (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
 		run_part(&whole);
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	t->n_parts = cut(&whole, t->n_helpers, t->part);
+	t->n_parts = cut(&whole, t->n_helpers, whole.bf16 ? 0 : t->unit, t->part);
 	if (t->n_parts < 2) {
 		pthread_mutex_unlock(&t->lock);
 		run_part(&whole);

@@ -50,14 +50,14 @@ enum nn_precision nn_ops_precision(void);
 /* A GEMM team: helper threads that share the large products of one forward pass, for when
  * running one segment per core would not fit in memory (HDemucs on 44 s segments: ~0.4 GB of
  * activations per segment). While a team is attached to a thread (nn_ops_team_attach), its
- * nn_gemm calls of at least NN_TEAM_MIN_MNK multiply-adds per part are cut along the larger
- * of m and n, at multiples of 64, and the parts run at once on the calling thread and the
- * helpers. Each part is an ordinary single-threaded cblas_sgemm with the full k, at sizes
- * where OpenBLAS takes its blocked path whole or cut (its small-matrix and "direct" SGEMM
- * kernels stop below 28*512*512), and the k blocking does not depend on m or n; whether the
- * kernel then gives every element the same bits is checked at run time (see
- * nn_ops_team_splits), so results are bit-identical with or without a team. bf16 products
- * are always cut (the bf16 kernel gives every element the same bits cut or whole). */
+ * nn_gemm calls of at least NN_TEAM_MIN_MNK multiply-adds per part are cut in parts that
+ * run at once on the calling thread and the helpers. Each part is an ordinary
+ * single-threaded cblas_sgemm with the full k. fp32 products are cut along m at multiples
+ * of a row unit probed at run time (nn_ops_team_unit): OpenBLAS does not promise that a
+ * part gives the bits of the whole, but its kernels do when the cut falls on their register
+ * block, so results are bit-identical with or without a team. bf16 products are cut along
+ * the larger of m and n at multiples of 64 (the bf16 kernel gives every element the same
+ * bits cut or whole). */
 enum { NN_TEAM_MAX_HELPERS = 15, NN_TEAM_MIN_MNK = 8 << 20 };
 struct nn_team;
 /* Starts n_helpers threads (0 allowed: nn_gemm then runs alone). NULL without memory; the
@@ -67,10 +67,11 @@ struct nn_team *nn_team_start(int n_helpers);
 void nn_team_stop(struct nn_team *t);
 /* Attaches t (or NULL to detach) to the calling thread; one thread per team at a time. */
 void nn_ops_team_attach(struct nn_team *t);
-/* Whether products are really cut: OpenBLAS does not promise that a product cut in parts
- * gives the bits of the whole (its SkylakeX SGEMM kernels do, its Haswell and Zen ones do
- * not), so this is probed once per process on a few products; where it fails, a team's
- * nn_gemm runs whole on the calling thread (no speed-up, same results). */
+/* The row unit at which fp32 products are cut (probed once per process on a few products
+ * of every transposition: 12 on OpenBLAS 0.3.21's Haswell and Zen kernels), or 0 where no
+ * unit gives the bits of the whole: a team's fp32 nn_gemm then runs whole on the calling
+ * thread (no speed-up, same results). nn_ops_team_splits: whether the unit is not 0. */
+int nn_ops_team_unit(void);
 bool nn_ops_team_splits(void);
 /* Parts run by the helpers so far (for tests: 0 means nothing was shared). */
 unsigned long long nn_team_helped(struct nn_team *t);

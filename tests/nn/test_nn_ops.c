@@ -422,9 +422,9 @@ static void workspace_stack(void **state)
 	nn_ws_free(&ws);
 }
 
-/* A GEMM team cuts large products between threads: the result must be the one of a
- * single call bit for bit (every transposition, odd sizes, cuts along n and along m,
- * beta 0 and 1), and the helpers must really have run parts of it. */
+/* A GEMM team cuts large products between threads (fp32: along m at the probed row unit):
+ * the result must be the one of a single call bit for bit (every transposition, odd sizes,
+ * few rows and many, beta 0 and 1), and the helpers must really have run parts of it. */
 static void gemm_team_is_bit_identical(void **state)
 {
 	(void)state;
@@ -434,9 +434,9 @@ static void gemm_team_is_bit_identical(void **state)
 		int m, n, k;
 		float beta;
 	} cases[] = {
-		{false, false, 96, 5461, 384, 0.0f}, /* conv tile shape, cut along n */
+		{false, false, 96, 5461, 384, 0.0f}, /* conv tile shape: few rows, long n */
 		{false, true, 200, 1037, 513, 0.0f}, /* odd sizes */
-		{true, false, 1100, 300, 129, 1.0f}, /* cut along m, accumulate */
+		{true, false, 1100, 300, 129, 1.0f}, /* accumulate */
 		{true, true, 640, 700, 257, 0.0f},
 		{false, false, 4000, 1536, 64, 0.0f}, /* cut along m into 3 with 2 helpers */
 	};
@@ -486,7 +486,8 @@ static void gemm_team_is_bit_identical(void **state)
 	assert_true(nn_team_helped(team) == before);
 	nn_team_stop(team);
 	nn_team_stop(NULL);
-	printf("# GEMM team cuts products here: %s\n", nn_ops_team_splits() ? "yes" : "no");
+	printf("# GEMM team cuts fp32 products here: %s (row unit %d)\n",
+	       nn_ops_team_splits() ? "yes" : "no", nn_ops_team_unit());
 }
 
 struct parts_probe {
