@@ -8,7 +8,9 @@
  * corrected tempo; and MFCC.
  * Pass 2, only for key/chroma: the tuning from the peaks, the chroma filterbank, then every
  * frame's power spectrum again (recomputing one FFT per frame is cheaper than keeping a
- * 1025 x T spectrogram) and its chroma; the mean chroma gives the key.
+ * 1025 x T spectrogram) and its chroma, and for the chords a treble chroma (the bins from
+ * DSP_TREBLE_BIN up) and the bass signal (chords.c); the chords give the key, the mean
+ * chroma librosa's Krumhansl-Kessler key.
  *
  * Memory: every buffer comes from two arenas sized before the first frame: `work` (freed
  * on return) and the result's own (freed by dsp_result_free). The big buffers are the mel
@@ -134,6 +136,9 @@ struct work {
 	struct dsp_peaks peaks;
 	float *chroma_fb; /* [1025 * 12] */
 	void *beat_work;
+	float *treble; /* [12 * T] treble chroma for the chords, or NULL */
+	float *low;    /* the bass signal (dsp_bass_signal), or NULL */
+	size_t n_low;
 	int chord_key;         /* the key of the chords' first reading (key.c), or -1 */
 	double chord_key_conf; /* its confidence */
 };
@@ -236,13 +241,14 @@ static void analyze_chords(struct work *w, struct dsp_result *r)
 	if (!work ||
 	    !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
 		return;
-	r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb, -1, work,
-	                         r->chords);
+	r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms, T,
+	                         r->duration_s, r->beats, nb, -1, work, r->chords);
 	double scores[24];
 	w->chord_key = dsp_key_chords(r->chords, r->n_chords, scores, &w->chord_key_conf);
 	if (w->chord_key >= 0)
-		r->n_chords = dsp_chords(r->chroma, r->rms, T, r->duration_s, r->beats, nb,
-		                         w->chord_key, work, r->chords);
+		r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms,
+		                         T, r->duration_s, r->beats, nb, w->chord_key, work,
+		                         r->chords);
 }
 
 /* The key changes on the beats; memory as for the chords. Too short a song has none. */
@@ -354,22 +360,21 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
 	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
-	size_t work_bytes = ARENA_SLACK + sizeof(struct work) +
-	                    (want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
-	                    peaks_cap * sizeof(struct dsp_peak) +
-	                    DSP_N_BINS * DSP_N_CHROMA * sizeof(float) + dsp_beats_work_bytes(T) +
-	                    T * sizeof(float) +
-	                    ((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
-	                                                dsp_sections_work_floats(MAX_GRID(T))) *
-	                                                               sizeof(float) +
-	                                                       MAX_GRID(T) * sizeof(int)
-	                                             : 0) +
-	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
-	                             ? dsp_chords_work_bytes(T, MAX_BEATS(T))
-	                             : 0) +
-	                    ((feat & DSP_FEAT_KEY_CHANGES)
-	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
-	                             : 0);
+	size_t work_bytes =
+		ARENA_SLACK + sizeof(struct work) +
+		(want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
+		peaks_cap * sizeof(struct dsp_peak) + DSP_N_BINS * DSP_N_CHROMA * sizeof(float) +
+		dsp_beats_work_bytes(T) + T * sizeof(float) +
+		((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
+	                                    dsp_sections_work_floats(MAX_GRID(T))) *
+	                                                   sizeof(float) +
+	                                           MAX_GRID(T) * sizeof(int)
+	                                 : 0) +
+		((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	                 ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
+	                           (T * DSP_N_CHROMA + dsp_bass_signal_len(n)) * sizeof(float)
+	                 : 0) +
+		((feat & DSP_FEAT_KEY_CHANGES) ? dsp_key_changes_work_bytes(T, MAX_BEATS(T)) : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -460,12 +465,24 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	if (want_chroma) {
 		r.tuning = dsp_tuning_from_peaks(&w->peaks);
 		dsp_chroma_fb(r.tuning, w->chroma_fb);
-		float c[DSP_N_CHROMA];
+		float c[DSP_N_CHROMA], ct[DSP_N_CHROMA];
+		int want_chords = (feat &
+		                   (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
+		if (want_chords) {
+			w->n_low = dsp_bass_signal_len(n);
+			if (!(w->treble = ualloc(&wa, T * DSP_N_CHROMA, sizeof(float))) ||
+			    !(w->low = ualloc(&wa, w->n_low ? w->n_low : 1, sizeof(float))))
+				goto nomem;
+			dsp_bass_signal(x, n, w->low);
+		}
 		for (size_t t = 0; t < T; t++) {
 			dsp_stft_frame(&w->stft, x, n, t, w->mag, w->pow);
-			dsp_chroma_frame(w->chroma_fb, w->pow, c);
+			dsp_chroma_frame_treble(w->chroma_fb, w->pow, DSP_TREBLE_BIN, c,
+			                        w->treble ? ct : NULL);
 			for (int k = 0; k < DSP_N_CHROMA; k++)
 				r.chroma[(size_t)k * T + t] = c[k];
+			for (int k = 0; w->treble && k < DSP_N_CHROMA; k++)
+				w->treble[(size_t)k * T + t] = ct[k];
 		}
 		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 			analyze_chords(w, &r);

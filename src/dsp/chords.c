@@ -21,6 +21,18 @@
  *    The no-chord state N scores CHORD_N_SCORE: it wins where no template correlates
  *    better (flat chroma: drums alone, noise), and 1 in silence (a segment more than
  *    CHORD_SILENCE_DB under the song's loudest, or digital silence).
+ *    The bass (below): every chord's score gains CHORD_BASS_WEIGHT times the segment's
+ *    bass weight times (the bass chroma on its root, plus CHORD_BASS_INV times the larger
+ *    on its third or fifth for an inversion, less the bass chroma's mean). The chroma the
+ *    templates see is half chroma_stft and half a treble chroma (the same filterbank over
+ *    the bins from 183 Hz up, analyze.c), less CHORD_HARMONIC5 times the note a major
+ *    third below each pitch class (a note's fifth harmonic, which makes a minor chord's
+ *    root sound its major third). On the first 100 songs of the corpus these took majmin
+ *    from 76.3 % to 85.0 % (root 79.0 % to 88.2 %) and the key from 87 % to 91 %: the bass
+ *    alone 0.2-0.8 gave 80-81 %; the treble chroma alone made it worse (75.6 % at 0.5,
+ *    72.4 % alone), with the bass better (82.2 %); the bass weighed by its level and the
+ *    pedal test 84.6 %; a weight of 0.8 then 85.3 %; the harmonic 0.1 / 0.2 / 0.3 / 0.4
+ *    moved majmin by -0.2..+0.1 and the key from 90 % to 89 / 92 / 92 / 90 %.
  *    Given the song's key (the caller reads the chords once without one, takes their key,
  *    key.c, and reads them again with it), every chord's score gains CHORD_KEY_WEIGHT
  *    times its function's weight in that key (dsp_key_chord_weight: the tonic 1, IV and V
@@ -35,6 +47,20 @@
  * 5. Runs of one state become chord segments; a segment's confidence is the mean over its
  *    beats of the state's posterior under the emissions alone (a softmax of the scores),
  *    so a clear triad reads near 1 and a segment the smoothing carried reads low.
+ *
+ * The bass: chroma_stft's 2048-point frames are 10.8 Hz apart, more than the semitones
+ * below 180 Hz, so the bass notes that name a chord's root smear over their neighbours
+ * there. dsp_bass_signal low-passes the song (three moving means of 16 samples: nulls on
+ * the multiples of 1378 Hz, so little folds onto the bass) and keeps every 16th sample;
+ * each segment's bass chroma is the power of the notes C2 (65 Hz) to F#3 (185 Hz) at the
+ * song's tuning, by Goertzel over the segment (at least BASS_MIN_S, Hann window), summed
+ * by pitch class and divided by the largest. Lower notes are left out because a kick
+ * drum's tail sits there (a bass under C2 still shows by its octave). The bass counts
+ * fully from CHORD_BASS_REL times the song's median bass power up (a segment without bass
+ * has no say), and less where its strongest note is the strongest in more than
+ * CHORD_PEDAL_SHARE of the 2 * CHORD_PEDAL_WINDOW + 1 segments around it: a pedal note
+ * held under changing chords is not their root (the 12 pedal songs of the first 100 read
+ * 67.7 % without the bass, 61-63 % with the bass trusted throughout, 74 % with the test).
  *
  * Memory: the caller's work buffer (dsp_chords_work_bytes) and output array
  * (dsp_chords_cap); nothing is allocated here. Threading: reentrant.
@@ -61,6 +87,20 @@ enum {
 #define CHORD_N_SCORE        0.2
 #define CHORD_KEY_WEIGHT     0.1
 #define CHORD_SILENCE_DB     45.0
+
+#define CHORD_TREBLE      0.5
+#define CHORD_HARMONIC5   0.2
+#define CHORD_BASS_WEIGHT 0.8
+#define CHORD_BASS_INV    0.3
+#define CHORD_BASS_REL    0.5
+#define CHORD_PEDAL_SHARE 0.6
+enum { CHORD_PEDAL_WINDOW = 8 };
+
+/* the bass: a signal at DSP_SR_HZ / BASS_DECIM (1378 Hz), notes BASS_LO (C2, 65 Hz) to
+ * BASS_HI (F#3, 185 Hz), over at least BASS_MIN_S and at most BASS_MAX_LEN samples */
+enum { BASS_DECIM = 16, BASS_LO = 36, BASS_HI = 54, BASS_MAX_LEN = 4096, BASS_COLS = 14 };
+#define BASS_SR    ((double)DSP_SR_HZ / BASS_DECIM)
+#define BASS_MIN_S 0.4
 
 static const struct {
 	const char *suffix;
@@ -103,11 +143,13 @@ static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 size_t dsp_chords_work_bytes(size_t T, size_t nb)
 {
 	size_t cap = dsp_chords_cap(T, nb);
-	return align8(cap * sizeof(int)) +              /* segment starts */
-	       align8(cap * N_STATES * sizeof(float)) + /* scores */
-	       align8(cap * N_STATES) +                 /* back-pointers */
-	       align8((nb + 1) * sizeof(float)) +       /* beat intervals */
-	       align8(cap * sizeof(uint8_t)) +          /* the path */
+	return align8(cap * sizeof(int)) +               /* segment starts */
+	       align8(cap * N_STATES * sizeof(float)) +  /* scores */
+	       align8(cap * N_STATES) +                  /* back-pointers */
+	       align8((nb + 1) * sizeof(float)) +        /* beat intervals */
+	       align8(cap * sizeof(uint8_t)) +           /* the path */
+	       align8(cap * BASS_COLS * sizeof(float)) + /* bass chroma, power, weight */
+	       align8(cap * sizeof(float)) +             /* the bass powers, to sort */
 	       64;
 }
 
@@ -184,8 +226,87 @@ static void viterbi(const float *score, size_t ns, int n, double p_self, double 
 }
 _Static_assert((int)N_STATES <= (int)VITERBI_MAX_STATES, "the chord states fit viterbi()");
 
-size_t dsp_chords(const float *chroma, const float *rms, size_t T, double duration_s,
-                  const int *beats, size_t nb, int key, void *work, struct dsp_chord *out)
+/* ---- the bass ---------------------------------------------------------------------- */
+size_t dsp_bass_signal_len(size_t n) { return n / BASS_DECIM; }
+
+void dsp_bass_signal(const float *x, size_t n, float *low)
+{
+	/* three moving means of BASS_DECIM samples, then every BASS_DECIM-th sample */
+	double ring[3][BASS_DECIM], sum[3] = {0.0, 0.0, 0.0};
+	memset(ring, 0, sizeof ring);
+	size_t m = dsp_bass_signal_len(n);
+	for (size_t i = 0; i < m * BASS_DECIM; i++) {
+		double v = x[i];
+		int slot = (int)(i % BASS_DECIM);
+		for (int st = 0; st < 3; st++) {
+			sum[st] += v - ring[st][slot];
+			ring[st][slot] = v;
+			v = sum[st] / BASS_DECIM;
+		}
+		if (slot == BASS_DECIM - 1)
+			low[i / BASS_DECIM] = (float)v;
+	}
+}
+
+/* The bass chroma of low[j0, j1) (dsp_bass_signal): the power of every note from
+ * BASS_LO to BASS_HI (coef: Goertzel's 2 cos(w) of each, at the song's tuning) under a Hann
+ * window, summed by pitch class and divided by the largest; all 0 when there is none. */
+static double bass_chroma(const float *low, size_t n_low, long j0, long j1, const double *coef,
+                          float *out)
+{
+	for (int c = 0; c < 12; c++)
+		out[c] = 0.0f;
+	long min_len = (long)(BASS_MIN_S * BASS_SR);
+	if (j1 - j0 < min_len) {
+		long mid = (j0 + j1) / 2;
+		j0 = mid - min_len / 2;
+		j1 = j0 + min_len;
+	}
+	if (j0 < 0)
+		j0 = 0;
+	if (j1 > (long)n_low)
+		j1 = (long)n_low;
+	double acc[12] = {0};
+	if (j1 - j0 > BASS_MAX_LEN) {
+		j0 = (j0 + j1) / 2 - BASS_MAX_LEN / 2;
+		j1 = j0 + BASS_MAX_LEN;
+	}
+	long len = j1 - j0;
+	if (len < 16)
+		return 0.0;
+	/* the Hann window by rotating (cos, sin) of the phase 2 pi (j + 0.5) / len */
+	double xw[BASS_MAX_LEN], step = 2.0 * M_PI / (double)len;
+	double wc = cos(0.5 * step), ws = sin(0.5 * step), cs = cos(step), ss = sin(step);
+	for (long j = 0; j < len; j++) {
+		xw[j] = (0.5 - 0.5 * wc) * low[j0 + j];
+		double next = wc * cs - ws * ss;
+		ws = ws * cs + wc * ss;
+		wc = next;
+	}
+	for (int m = BASS_LO; m <= BASS_HI; m++) {
+		double cw = coef[m - BASS_LO], s1 = 0.0, s2 = 0.0;
+		for (long j = 0; j < len; j++) {
+			double s0 = xw[j] + cw * s1 - s2;
+			s2 = s1;
+			s1 = s0;
+		}
+		double p = s1 * s1 + s2 * s2 - cw * s1 * s2;
+		acc[m % 12] += p > 0.0 ? p : 0.0;
+	}
+	double mx = 0.0, total = 0.0;
+	for (int c = 0; c < 12; c++) {
+		total += acc[c];
+		if (acc[c] > mx)
+			mx = acc[c];
+	}
+	for (int c = 0; c < 12; c++)
+		out[c] = mx > 0.0 ? (float)(acc[c] / mx) : 0.0f;
+	return total / (double)len;
+}
+
+size_t dsp_chords(const float *chroma, const float *treble, const float *low, size_t n_low,
+                  double tuning, const float *rms, size_t T, double duration_s, const int *beats,
+                  size_t nb, int key, void *work, struct dsp_chord *out)
 {
 	if (T == 0)
 		return 0;
@@ -200,8 +321,49 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 	float *iv = (float *)(void *)p;
 	p += align8((nb + 1) * sizeof(float));
 	uint8_t *path = p;
+	p += align8(cap * sizeof(uint8_t));
+	float *bass = (float *)(void *)p; /* [ns][BASS_COLS]: chroma, power, weight */
+	p += align8(cap * BASS_COLS * sizeof(float));
+	float *tmp = (float *)(void *)p;
 
 	size_t ns = segments(beats, nb, T, iv, seg);
+
+	/* the bass of every segment (its chroma, its power, the weight it gets): full weight
+	 * from CHORD_BASS_REL times the song's median power up, and less where the segment's
+	 * bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments around it
+	 * (a pedal: the weight falls from full at that share to none when all of them have it) */
+	double coef[BASS_HI - BASS_LO + 1]; /* Goertzel's 2 cos(w) of every note */
+	for (int m = BASS_LO; m <= BASS_HI; m++)
+		coef[m - BASS_LO] = 2.0 *
+		                    cos(2.0 * M_PI * 440.0 *
+		                        pow(2.0, ((double)m - 69.0 + tuning) / 12.0) / BASS_SR);
+	for (size_t s = 0; low && s < ns; s++) {
+		size_t a = (size_t)seg[s], b = s + 1 < ns ? (size_t)seg[s + 1] : T;
+		float *bs = bass + s * BASS_COLS;
+		bs[12] = (float)bass_chroma(low, n_low, (long)a * (DSP_HOP / BASS_DECIM),
+		                            (long)b * (DSP_HOP / BASS_DECIM), coef, bs);
+		tmp[s] = bs[12];
+	}
+	double med = low ? dsp_median_f32(tmp, ns) : 0.0;
+	for (size_t s = 0; low && s < ns; s++) {
+		float *bs = bass + s * BASS_COLS;
+		double w = med > 0.0 ? bs[12] / (CHORD_BASS_REL * med) : 0.0;
+		int dom = 0;
+		for (int c = 1; c < 12; c++)
+			if (bs[c] > bs[dom])
+				dom = c;
+		long same = 0, all = 0;
+		for (long k = (long)s - CHORD_PEDAL_WINDOW; k <= (long)s + CHORD_PEDAL_WINDOW; k++)
+			if (k >= 0 && k < (long)ns) {
+				all++;
+				same += bass[(size_t)k * BASS_COLS + (size_t)dom] >= 1.0f;
+			}
+		double share = (double)same / (double)all;
+		double pedal = share > CHORD_PEDAL_SHARE
+		                       ? (share - CHORD_PEDAL_SHARE) / (1.0 - CHORD_PEDAL_SHARE)
+		                       : 0.0;
+		bs[13] = (float)((w < 1.0 ? w : 1.0) * (1.0 - pedal));
+	}
 
 	/* the silence threshold: the loudest segment's mean RMS less CHORD_SILENCE_DB */
 	double loudest = 0.0;
@@ -243,8 +405,23 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 			for (size_t t = a; t < b; t++)
 				sum += chroma[(size_t)c * T + t];
 			x[c] = sum / (double)(b - a);
-			mean += x[c];
+			if (treble) {
+				double st = 0.0;
+				for (size_t t = a; t < b; t++)
+					st += treble[(size_t)c * T + t];
+				x[c] = (1.0 - CHORD_TREBLE) * x[c] +
+				       CHORD_TREBLE * st / (double)(b - a);
+			}
 		}
+		/* less each note's fifth harmonic, two octaves and a major third up */
+		double y[12];
+		for (int c = 0; c < 12; c++) {
+			y[c] = x[c] - CHORD_HARMONIC5 * x[(c + 8) % 12];
+			y[c] = y[c] > 0.0 ? y[c] : 0.0;
+		}
+		memcpy(x, y, sizeof y);
+		for (int c = 0; c < 12; c++)
+			mean += x[c];
 		mean /= 12.0;
 		double norm2 = 0.0;
 		for (int c = 0; c < 12; c++) {
@@ -254,6 +431,14 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 		for (size_t t = a; rms && t < b; t++)
 			e += rms[t];
 		e /= (double)(b - a);
+		double bc[12] = {0}, bmean = 0.0, bw = 0.0;
+		if (low) {
+			bw = bass[s * BASS_COLS + 13];
+			for (int c = 0; c < 12; c++) {
+				bc[c] = bass[s * BASS_COLS + (size_t)c];
+				bmean += bc[c] / 12.0;
+			}
+		}
 		float *sc = score + s * N_STATES;
 		int silent = (rms && (e <= quiet || e < 1e-5)) || !(norm2 > 1e-12 * mean * mean) ||
 		             !(mean > 0.0);
@@ -265,6 +450,15 @@ size_t dsp_chords(const float *chroma, const float *rms, size_t T, double durati
 				v = silent ? 0.0 : v / sqrt(norm2);
 				if (QUAL[q].n == 4)
 					v -= CHORD_SEVENTH_COST;
+				if (!silent && bw > 0.0) {
+					/* the bass on the root, or on the third or fifth (an
+					 * inversion) for CHORD_BASS_INV of it */
+					double third = bc[(r + QUAL[q].iv[1]) % 12],
+					       fifth = bc[(r + 7) % 12];
+					double bb = bc[r] + CHORD_BASS_INV *
+					                            (third > fifth ? third : fifth);
+					v += CHORD_BASS_WEIGHT * bw * (bb - bmean);
+				}
 				if (key >= 0 && !silent)
 					v += CHORD_KEY_WEIGHT *
 					     dsp_key_chord_weight(r, q, key / 2, key % 2);

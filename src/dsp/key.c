@@ -20,9 +20,10 @@
  * are musical, not fitted: their values were set by hand, and the three scalars (how much a
  * foreign chord costs, the first and the last chord's bonus) were checked on the first 60
  * songs of the corpus only. On the other 240 songs the key is right on 86 % (MIREX 0.89),
- * with the labelled chords instead of ours on 96 %: what remains is mostly the chord
- * recogniser's major/minor confusions. The confidence is the best key's lead (see
- * MARGIN_SCALE).
+ * with the labelled chords instead of ours on 96 %: what remained was mostly the chord
+ * recogniser's major/minor confusions, and with its bass chroma and treble chroma
+ * (chords.c) the key is right on 90.7 % of all 300 (MIREX 0.927). The confidence is the
+ * best key's lead (see MARGIN_SCALE).
  *
  * Camelot wheel: C major = 8B, A minor = 8A, each fifth up adds one hour (mod 12).
  */

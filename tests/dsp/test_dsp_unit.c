@@ -684,6 +684,77 @@ static void chords_of_a_progression(void **state)
 	free(x);
 }
 
+/* The same four notes above two bass lines: C E G A over an A (Am7) in the even bars and
+ * over a C (C6) in the odd ones, at 120 BPM over drums. Chroma_stft's 2048-point frames
+ * smear the bass over its neighbours, so without the bass chroma (chords.c) both bars read
+ * alike; with it the A bars have the root A and the C bars the root C. */
+static void chords_root_from_the_bass(void **state)
+{
+	(void)state;
+	static const double upper_hz[4] = {261.63, 329.63, 392.00, 440.00}; /* C4 E4 G4 A4 */
+	const size_t bar = 2 * DSP_SAMPLE_RATE_HZ, n_bars = 8;
+	size_t n;
+	float *x = synth_alloc(2.0 * (double)n_bars, &n);
+	assert_non_null(x);
+	synth_drums(x, n_bars * bar, 120, SYNTH_BACKBEAT, 0.3, 3);
+	for (size_t b = 0; b < n_bars; b++) {
+		for (int j = 0; j < 4; j++)
+			synth_tone(x + b * bar, bar, upper_hz[j], 0.08);
+		/* A1 and A2 (the bass chroma hears A2: below C2 it leaves the kick drum's
+		 * tail out), or C2 and C3 */
+		double f = b % 2 ? 65.41 : 55.0;
+		synth_tone(x + b * bar, bar, f, 0.25);
+		synth_tone(x + b * bar, bar, 2.0 * f, 0.12);
+	}
+	struct dsp_options opt = {.features = DSP_FEAT_CHORDS};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	printf("# chords:");
+	for (size_t i = 0; i < r.n_chords; i++)
+		printf(" %s@%.2f", r.chords[i].label, r.chords[i].start_s);
+	printf("\n");
+	/* the middle second of every bar is inside one chord on the bass note's root */
+	for (size_t b = 0; b < n_bars; b++) {
+		double a = 2.0 * (double)b + 0.5, z = a + 1.0;
+		size_t i = 0;
+		while (i < r.n_chords && r.chords[i].end_s <= a)
+			i++;
+		assert_true(i < r.n_chords);
+		if (r.chords[i].root_pc != (b % 2 ? 0 : 9) || r.chords[i].end_s < z)
+			fail_msg("bar %zu: %s from %.2f to %.2f", b, r.chords[i].label,
+			         r.chords[i].start_s, r.chords[i].end_s);
+	}
+	dsp_result_free(&r);
+	free(x);
+}
+
+/* The bass signal keeps the bass and drops what would fold onto it: a 100 Hz sine comes
+ * through at about its level, a 1300 Hz one (which would alias to 78 Hz) 25 dB down. */
+static void bass_signal_filters(void **state)
+{
+	(void)state;
+	size_t n = 4 * DSP_SAMPLE_RATE_HZ, m = dsp_bass_signal_len(n);
+	assert_int_equal(m, n / 16);
+	float *x = calloc(n, sizeof *x), *low = calloc(m, sizeof *low);
+	assert_non_null(x);
+	assert_non_null(low);
+	const double hz[2] = {100.0, 1300.0}, lo[2] = {0.9, 0.0}, hi[2] = {1.01, 0.056};
+	for (int k = 0; k < 2; k++) {
+		memset(x, 0, n * sizeof *x);
+		synth_tone(x, n, hz[k], 0.5);
+		dsp_bass_signal(x, n, low);
+		double e = 0.0;
+		for (size_t j = m / 4; j < m; j++)
+			e += (double)low[j] * low[j];
+		double gain = sqrt(e / (double)(m - m / 4)) / (0.5 / sqrt(2.0));
+		if (!(gain >= lo[k] && gain <= hi[k]))
+			fail_msg("%.0f Hz: gain %.4f", hz[k], gain);
+	}
+	free(x);
+	free(low);
+}
+
 /* 24 s of I-vi-IV-V in C major, then 24 s of the same in A major, over drums: two keys,
  * changing within two seconds of 24 s; a song in one key has one stretch. */
 static void key_changes_of_a_modulation(void **state)
@@ -1010,6 +1081,8 @@ int main(void)
 		cmocka_unit_test(click_tempo_is_precise),
 		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(chords_of_a_progression),
+		cmocka_unit_test(chords_root_from_the_bass),
+		cmocka_unit_test(bass_signal_filters),
 		cmocka_unit_test(chord_labels_parse),
 		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(acf_and_refinement),
