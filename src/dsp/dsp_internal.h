@@ -224,6 +224,11 @@ double dsp_refine_lag(const double *tg, int lag);
  * unchanged when the beats do not fit one steady tempo (fewer than 8 on the grid, more than
  * a fifth off it, or a slope more than 3 % away). */
 double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
+/* How sure the tempo is, 0..1 (see tempo.c): from the kick-aware envelope flux[n], the beats
+ * tracked at the tempo (frames, ascending, as the tracker gives them) and the beat period
+ * in frames. 0 when period is not positive. */
+double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb,
+                            double period);
 
 /* ---- beats.c ------------------------------------------------------------------------ */
 /* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to

@@ -282,3 +282,96 @@ double dsp_refine_lag(const double *tg, int lag)
 		off = -0.5;
 	return lag + off;
 }
+
+/* ---- tempo confidence ---------------------------------------------------------------
+ *
+ * How sure the tempo is, 0..1. Almost every wrong tempo is a wrong metrical level (double,
+ * half, 2/3 or 4/3 of the labelled one), rarely noise, so the confidence asks whether the
+ * period P we report behaves like a beat. On the kick-aware envelope flux (a(L): its
+ * normalised autocorrelation at lag L frames, a*(L) the largest at the whole lags from
+ * floor(L) - 1 to ceil(L) + 1):
+ *
+ *   A = a(P)                          the onsets repeat at the beat;
+ *   S = max(a*(P/2), a*(P/3), pulse)  the beat is divided, in two or three: a reading at
+ *                                     twice the tempo has no onsets left between its beats;
+ *   R = max(a(2P/3), a(4P/3))         a rival level that is not an octave: tresillo and
+ *                                     breakbeat kicks read at 4/3 or 2/3 of the beat;
+ *   cv                                the tracked beats' interval std / mean (steadiness);
+ *
+ * and pulse stands in for S when the onsets are a bare pulse of equal beats (a metronome:
+ * nothing to divide): 0.6 clip((pur - 0.9) / 0.1) clip(1 - alt / 0.1), with pur = 1 - (the
+ * envelope's mean peak (+-1 frame) half-way between beats / its mean peak on the beats) and
+ * alt = |even beats' mean peak - odd beats'| / their sum (a reading at twice the tempo
+ * alternates strong and weak beats). Then
+ *
+ *   confidence = 1 / (1 + exp(-z)),  z = 8.3 S - 4.9 R - 1.3 ln(cv + 0.005) + 2.3 A - 7.0.
+ *
+ * The weights are a logistic regression for "within 4 % of the label" (Acc1) fitted on the
+ * 300 songs of bench/analysis-accuracy; five-fold cross-validated, its AUC there is 0.85
+ * for Acc1 and 0.87 for Acc2 (see that README for the figures of the current tempo). Click
+ * tracks read 0.96-1, white noise 0.04, a bare 3-3-2 click pattern 0.19. */
+
+/* The largest autocorrelation at the whole lags around lag. */
+static double acf_near(const float *env, size_t n, double lag)
+{
+	double best = -1.0;
+	for (double l = floor(lag) - 1.0; l <= ceil(lag) + 1.0; l += 1.0) {
+		double a = dsp_acf_at(env, n, l);
+		if (a > best)
+			best = a;
+	}
+	return best;
+}
+
+/* The envelope's peak within +-1 frame of t. */
+static double peak_near(const float *env, size_t n, long t)
+{
+	double m = 0.0;
+	for (long j = t - 1; j <= t + 1; j++)
+		if (j >= 0 && j < (long)n && env[j] > m)
+			m = env[j];
+	return m;
+}
+
+static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
+
+double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb, double period)
+{
+	if (!(period > 0.0) || n < 2)
+		return 0.0;
+	double A = dsp_acf_at(flux, n, period);
+	double S = fmax(acf_near(flux, n, period / 2.0), acf_near(flux, n, period / 3.0));
+	double R = fmax(dsp_acf_at(flux, n, period * 2.0 / 3.0),
+	                dsp_acf_at(flux, n, period * 4.0 / 3.0));
+	double cv = 1.0, on = 0.0, mid = 0.0, parity[2] = {0.0, 0.0};
+	size_t n_parity[2] = {0, 0};
+	if (nb >= 2) {
+		double s1 = 0.0, s2 = 0.0;
+		for (size_t i = 1; i < nb; i++) {
+			double d = (double)(beats[i] - beats[i - 1]);
+			s1 += d;
+			s2 += d * d;
+		}
+		double mu = s1 / (double)(nb - 1), var = s2 / (double)(nb - 1) - mu * mu;
+		cv = mu > 0.0 ? sqrt(var > 0.0 ? var : 0.0) / mu : 1.0;
+	}
+	for (size_t i = 0; i < nb; i++) {
+		double p = peak_near(flux, n, beats[i]);
+		parity[i % 2] += p;
+		n_parity[i % 2]++;
+		if (i + 1 < nb) {
+			on += p;
+			mid += peak_near(flux, n, ((long)beats[i] + beats[i + 1]) / 2);
+		}
+	}
+	double pur = on > 0.0 ? 1.0 - mid / on : 0.0;
+	double e = n_parity[0] ? parity[0] / (double)n_parity[0] : 0.0;
+	double o = n_parity[1] ? parity[1] / (double)n_parity[1] : 0.0;
+	double alt = e + o > 0.0 ? fabs(e - o) / (e + o) : 0.0;
+	double pulse = 0.6 * clip01((pur - 0.9) / 0.1) * clip01(1.0 - alt / 0.1);
+	if (pulse > S)
+		S = pulse;
+	double z = 8.3 * S - 4.9 * R - 1.3 * log(cv + 0.005) + 2.3 * A - 7.0;
+	double c = 1.0 / (1.0 + exp(-z));
+	return isfinite(c) ? c : 0.0;
+}
