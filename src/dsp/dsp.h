@@ -126,7 +126,8 @@ struct dsp_result {
 	double tempo_confidence;  /* 0..1 (tempo.c), 0 when there is no tempo */
 	double tempo_librosa_bpm; /* librosa.beat.beat_track's tempo (a lag-grid value), or 0 */
 	int tempo_librosa_lag;    /* its lag in frames, 0 when none */
-	int tempo_doubled;        /* 1 when the octave correction doubled librosa's tempo */
+	int tempo_doubled;        /* 1 when the octave rule doubled librosa's tempo (before the
+	                             metrical level is chosen, tempo.c) */
 	int *beats;               /* beat frames at tempo_bpm, ascending */
 	size_t n_beats;
 	int *beats_librosa; /* librosa's beat frames (at tempo_librosa_bpm) */

@@ -229,6 +229,16 @@ double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
  * in frames. 0 when period is not positive. */
 double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb,
                             double period);
+/* The logit behind it (-inf when period is not positive), with its terms into comp: S, R,
+ * cv, A, then a*(P/2), a*(P/3), pur and pulse (see tempo.c). */
+enum { DSP_TEMPO_TERMS = 8 };
+double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t nb, double period,
+                          double comp[DSP_TEMPO_TERMS]);
+/* The beat period (frames) among p0 and the metrical levels around it that looks most like
+ * the beat (see tempo.c). env: librosa's onset envelope, flux: the kick-aware one, both
+ * [n]; beat_work: dsp_beats_work_bytes(n) bytes; beats: scratch for n beat frames. */
+double dsp_tempo_choose_period(const float *env, const float *flux, size_t n, double p0,
+                               void *beat_work, int *beats);
 
 /* ---- beats.c ------------------------------------------------------------------------ */
 /* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to
