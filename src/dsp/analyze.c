@@ -176,10 +176,12 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	r->tempo_bpm = 60.0 * DSP_FPS / dsp_refine_period_from_beats(r->beats, r->n_beats, period);
 	/* then the metrical level: twice, half, 4/3, 3/4, 3/2 or 2/3 of it may be the beat */
 	int *scratch = ualloc(w->arena, T, sizeof(int));
-	if (!scratch)
+	float *hi = ualloc(w->arena, T, sizeof(float));
+	if (!scratch || !hi)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory for the analysis.");
+	dsp_hi_flux_env(w->db, T, hi);
 	double p0 = 60.0 * DSP_FPS / r->tempo_bpm;
-	period = dsp_tempo_choose_period(r->onset_env, w->flux, T, p0, w->beat_work, scratch);
+	period = dsp_tempo_choose_period(r->onset_env, w->flux, hi, T, p0, w->beat_work, scratch);
 	if (period != p0) {
 		r->n_beats = dsp_beat_track(r->onset_env, T, 60.0 * DSP_FPS / period, w->beat_work,
 		                            r->beats);
@@ -372,7 +374,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	                    (want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
 	                    peaks_cap * sizeof(struct dsp_peak) +
 	                    DSP_N_BINS * DSP_N_CHROMA * sizeof(float) + dsp_beats_work_bytes(T) +
-	                    T * (sizeof(float) + sizeof(int)) +
+	                    T * (2 * sizeof(float) + sizeof(int)) +
 	                    ((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
 	                                                dsp_sections_work_floats(MAX_GRID(T))) *
 	                                                               sizeof(float) +
