@@ -77,6 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_finite(r.spectral_rolloff_hz);
 	check_finite(r.zero_crossing_rate);
 	check_finite(r.key_confidence);
+	check_finite(r.tempo_confidence);
 	for (size_t i = 0; r.mfcc && i < r.n_frames * 13; i++)
 		check_finite(r.mfcc[i]);
 	for (size_t i = 0; r.chroma && i < r.n_frames * 12; i++)

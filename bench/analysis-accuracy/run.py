@@ -228,6 +228,17 @@ def score(labels, out):
     return s
 
 
+def auc(scores, right):
+    """Area under the ROC curve: the chance that a right answer scores above a wrong one
+    (ties count half); None when either class is empty."""
+    pos = [c for c, r in zip(scores, right) if r]
+    neg = [c for c, r in zip(scores, right) if not r]
+    if not pos or not neg:
+        return None
+    wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
 def groups(labels):
     g = ["all", "mode: " + labels["key"]["mode"], "groove: " + labels["groove"]]
     if abs(labels.get("tuning_cents", 0)) >= 8:
@@ -399,6 +410,28 @@ def main():
                 tot = sum(p[1] for p in parts)
                 cells.append(pct(sum(p[0] for p in parts) / tot if tot else None))
             print("| %s | %d | %s |" % (g, len(sids), " | ".join(cells)))
+    conf_names = [n for n in names
+                  if any((results[n][s]["out"] or {}).get("tempo_confidence") is not None
+                         for s in ids)]
+    if conf_names:
+        print("\nTempo confidence: AUC for telling right tempos from wrong, and the share "
+              "right by confidence\n")
+        bins = [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
+        print("| analyser | AUC Acc1 | AUC Acc2 | " + " | ".join(
+            "%.1f-%.1f: songs, Acc1 %%, Acc2 %%" % (lo, min(hi, 1.0)) for lo, hi in bins) + " |")
+        print("|---|---|---|" + "---|" * len(bins))
+        for n in conf_names:
+            conf = {s: (results[n][s]["out"] or {}).get("tempo_confidence") or 0.0 for s in ids}
+            cells = []
+            for lo, hi in bins:
+                sids = [s for s in ids if lo <= conf[s] < hi]
+                cells.append("%d, %s, %s" % (len(sids), pct(mean(per[n][s]["acc1"] for s in sids)),
+                                             pct(mean(per[n][s]["acc2"] for s in sids)))
+                             if sids else "0")
+            print("| %s | %s | %s | %s |" % (
+                NAMES[n], fmt3(auc([conf[s] for s in ids], [per[n][s]["acc1"] for s in ids])),
+                fmt3(auc([conf[s] for s in ids], [per[n][s]["acc2"] for s in ids])),
+                " | ".join(cells)))
     print("\nTempo and beats by group: Acc1 % / Acc2 % / beat F\n")
     print("| group | songs | " + " | ".join(NAMES[n] for n in names) + " |")
     print("|---|---|" + "---|" * len(names))

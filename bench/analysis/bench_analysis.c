@@ -105,12 +105,12 @@ int main(int argc, char **argv)
 	printf("JSON result build + encode: %.4f s\n", t_json);
 	printf("peak RSS: %.1f MiB (input alone: %.1f MiB)\n", peak_rss_kib() / 1024.0,
 	       rss_input / 1024.0);
-	printf("result: tempo %.2f BPM (librosa %.2f), key %s (%s, confidence %.3f; librosa "
-	       "%s, r %.3f), %zu beats, %zu sections, %zu chord segments\n",
-	       r.tempo_bpm, r.tempo_librosa_bpm, r.key_pc >= 0 ? r.key_name : "none",
-	       r.key_pc >= 0 ? r.camelot : "-", r.key_confidence,
-	       r.key_kk_pc >= 0 ? r.key_kk_name : "none", r.key_kk_r, r.n_beats, r.n_sections,
-	       r.n_chords);
+	printf("result: tempo %.2f BPM (confidence %.3f; librosa %.2f), key %s (%s, confidence "
+	       "%.3f; librosa %s, r %.3f), %zu beats, %zu sections, %zu chord segments\n",
+	       r.tempo_bpm, r.tempo_confidence, r.tempo_librosa_bpm,
+	       r.key_pc >= 0 ? r.key_name : "none", r.key_pc >= 0 ? r.camelot : "-",
+	       r.key_confidence, r.key_kk_pc >= 0 ? r.key_kk_name : "none", r.key_kk_r, r.n_beats,
+	       r.n_sections, r.n_chords);
 	printf("target: a 4-minute song under 1 s -> %s\n",
 	       best / minutes * 4.0 < 1.0 ? "met" : "NOT met");
 	dsp_result_free(&r);

@@ -35,7 +35,7 @@
 #include "util/arena.h"
 
 enum dsp_feature {
-	DSP_FEAT_TEMPO = 1u << 0,    /* tempo, beats */
+	DSP_FEAT_TEMPO = 1u << 0,    /* tempo, tempo_confidence, beats */
 	DSP_FEAT_KEY = 1u << 1,      /* key, key_confidence, camelot */
 	DSP_FEAT_ENERGY = 1u << 2,   /* energy */
 	DSP_FEAT_SPECTRAL = 1u << 3, /* spectral_centroid, spectral_rolloff, zero_crossing_rate */
@@ -123,9 +123,11 @@ struct dsp_result {
 
 	/* DSP_FEAT_TEMPO */
 	double tempo_bpm;         /* octave-corrected, refined tempo; 0 when there is none */
+	double tempo_confidence;  /* 0..1 (tempo.c), 0 when there is no tempo */
 	double tempo_librosa_bpm; /* librosa.beat.beat_track's tempo (a lag-grid value), or 0 */
 	int tempo_librosa_lag;    /* its lag in frames, 0 when none */
-	int tempo_doubled;        /* 1 when the octave correction doubled librosa's tempo */
+	int tempo_doubled;        /* 1 when the octave rule doubled librosa's tempo (before the
+	                             metrical level is chosen, tempo.c) */
 	int *beats;               /* beat frames at tempo_bpm, ascending */
 	size_t n_beats;
 	int *beats_librosa; /* librosa's beat frames (at tempo_librosa_bpm) */

@@ -229,6 +229,26 @@ double dsp_refine_lag(const double *tg, int lag);
  * unchanged when the beats do not fit one steady tempo (fewer than 8 on the grid, more than
  * a fifth off it, or a slope more than 3 % away). */
 double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
+/* How sure the tempo is, 0..1 (see tempo.c): from the kick-aware envelope flux[n], the beats
+ * tracked at the tempo (frames, ascending, as the tracker gives them) and the beat period
+ * in frames. 0 when period is not positive. */
+double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb,
+                            double period);
+/* The logit behind it (-inf when period is not positive), with its terms into comp: S, R,
+ * cv, A, then a*(P/2), a*(P/3), pur and pulse (see tempo.c). */
+enum { DSP_TEMPO_TERMS = 8 };
+double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t nb, double period,
+                          double comp[DSP_TEMPO_TERMS]);
+/* The beat period (frames) among p0 and the metrical levels around it that looks most like
+ * the beat (see tempo.c). env: librosa's onset envelope, flux: the kick-aware one, hi:
+ * the high band's (dsp_hi_flux_env), all [n]; beat_work: dsp_beats_work_bytes(n) bytes;
+ * beats: scratch for n beat frames. */
+double dsp_tempo_choose_period(const float *env, const float *flux, const float *hi, size_t n,
+                               double p0, void *beat_work, int *beats);
+/* The high band's onset envelope: the mean positive dB rise of mel bands DSP_HI_MEL..127
+ * (about 5 kHz up: hats and cymbals), aligned like librosa's envelope. */
+enum { DSP_HI_MEL = 96 };
+void dsp_hi_flux_env(const float *db, size_t n_frames, float *hi);
 
 /* ---- beats.c ------------------------------------------------------------------------ */
 /* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to

@@ -1,12 +1,14 @@
 /* result_json.c - a dsp_result as the API's analysis result object (API.md section 5).
  *
- *   {"tempo": 128.0, "key": "A minor", "key_confidence": 0.87, "camelot": "8A",
- *    "energy": 0.17, "spectral_centroid": 1589.2, "spectral_rolloff": 3607.2,
- *    "zero_crossing_rate": 0.06, "beats": [0.63, 1.23, ...], "duration": 12.0,
- *    "features": {"mfcc": [[...] x 13], "chroma": [[...] x 12], "frame_rate": 2}}
+ *   {"tempo": 128.0, "tempo_confidence": 0.93, "key": "A minor", "key_confidence": 0.87,
+ *    "camelot": "8A", "energy": 0.17, "spectral_centroid": 1589.2,
+ *    "spectral_rolloff": 3607.2, "zero_crossing_rate": 0.06, "beats": [0.63, 1.23, ...],
+ *    "duration": 12.0, "features": {"mfcc": [[...] x 13], "chroma": [[...] x 12],
+ *    "frame_rate": 2}}
  *
- * Members appear only for requested features: tempo -> tempo, beats, downbeats (the beats
- * that start bars) and time_signature ("4/4", "3/4", null without bars); sections ->
+ * Members appear only for requested features: tempo -> tempo, tempo_confidence (0..1, three
+ * decimals: how sure the tempo is, see tempo.c; 0 with no tempo), beats, downbeats (the
+ * beats that start bars) and time_signature ("4/4", "3/4", null without bars); sections ->
  * sections ([{"start", "end", "bar", "label"}], seconds, bar numbers from 1); chords ->
  * chords ([{"start", "end", "label", "confidence"}]: "C", "Am", "G7", "Fmaj7", "Em7" or
  * "N", confidence 0..1; they cover the whole song); key_changes -> key_changes
@@ -87,8 +89,12 @@ int dsp_result_to_json(const struct dsp_result *r, json_t **out, char *err, size
 	json_t *o = json_object();
 	int bad = !o;
 	unsigned f = r->features;
-	if (!bad && (f & DSP_FEAT_TEMPO))
+	if (!bad && (f & DSP_FEAT_TEMPO)) {
 		bad |= set(o, "tempo", real(r->tempo_bpm));
+		if (!bad)
+			bad |= set(o, "tempo_confidence",
+			           real(round(r->tempo_confidence * 1000.0) / 1000.0));
+	}
 	if (!bad && (f & DSP_FEAT_KEY)) {
 		if (r->key_pc >= 0) {
 			bad |= set(o, "key", json_string(r->key_name));

@@ -113,6 +113,53 @@ static void tempo_within_4pct(void **state)
 	free(x);
 }
 
+/* tempo_confidence: a metronome is sure; white noise (no tempo) and a bare 3-3-2 pattern (is
+ * the beat its half bar, the dotted eighth, or a third of a bar?) are not. */
+static double confidence_of(const float *x, size_t n, double *bpm)
+{
+	struct dsp_result r;
+	analyze(x, n, DSP_FEAT_TEMPO, &r);
+	double c = r.tempo_confidence;
+	*bpm = r.tempo_bpm;
+	dsp_result_free(&r);
+	assert_true(c >= 0.0 && c <= 1.0);
+	return c;
+}
+
+static void tempo_confidence_ranks(void **state)
+{
+	(void)state;
+	size_t n;
+	double bpm, lowest_click = 1.0;
+	static const double tempos[] = {70, 90, 120, 128, 174};
+	for (size_t k = 0; k < sizeof tempos / sizeof tempos[0]; k++) {
+		float *x = synth_alloc(15.0, &n);
+		synth_clicks(x, n, tempos[k], 0.5, 11 + k);
+		double c = confidence_of(x, n, &bpm);
+		print_message("# clicks at %g BPM: %.2f BPM, confidence %.3f\n", tempos[k], bpm, c);
+		assert_true(fabs(bpm / tempos[k] - 1.0) <= 0.04);
+		assert_true(c >= 0.8);
+		lowest_click = fmin(lowest_click, c);
+		free(x);
+	}
+	float *x = synth_alloc(15.0, &n);
+	synth_noise(x, n, 0.5, 3);
+	double noise = confidence_of(x, n, &bpm);
+	print_message("# white noise: %.2f BPM, confidence %.3f\n", bpm, noise);
+	assert_true(noise < 0.3);
+	free(x);
+	/* 3-3-2 sixteenths at 120 BPM: three click trains a half note apart, offset 0, 3, 6 */
+	x = synth_alloc(15.0, &n);
+	for (int k = 0; k < 3; k++) {
+		size_t off = (size_t)(k * 3 * 0.125 * SYNTH_SR);
+		synth_clicks(x + off, n - off, 60.0, 0.5, 21 + (uint64_t)k);
+	}
+	double tres = confidence_of(x, n, &bpm);
+	print_message("# 3-3-2 clicks: %.2f BPM, confidence %.3f\n", bpm, tres);
+	assert_true(tres < 0.5 && tres < lowest_click - 0.3);
+	free(x);
+}
+
 static void tempo_grid_summary(void **state)
 {
 	(void)state;
@@ -211,7 +258,8 @@ static void assert_finite_result(const struct dsp_result *r)
 {
 	assert_true(isfinite(r->tempo_bpm) && isfinite(r->energy) &&
 	            isfinite(r->spectral_centroid_hz) && isfinite(r->spectral_rolloff_hz) &&
-	            isfinite(r->zero_crossing_rate) && isfinite(r->key_confidence));
+	            isfinite(r->zero_crossing_rate) && isfinite(r->key_confidence) &&
+	            r->tempo_confidence >= 0.0 && r->tempo_confidence <= 1.0);
 	size_t T = r->n_frames;
 	for (size_t i = 0; r->mfcc && i < T * DSP_N_MFCC; i++)
 		assert_true(isfinite(r->mfcc[i]));
@@ -280,6 +328,7 @@ static void silence_is_defined(void **state)
 	assert_true(json_is_null(json_object_get(j, "camelot")));
 	assert_true(json_is_null(json_object_get(j, "key_confidence")));
 	assert_true(json_real_value(json_object_get(j, "tempo")) == 0.0);
+	assert_true(json_real_value(json_object_get(j, "tempo_confidence")) == 0.0);
 	assert_int_equal(json_array_size(json_object_get(j, "beats")), 0);
 	json_decref(j);
 	dsp_result_free(&r);
@@ -393,6 +442,7 @@ int main(void)
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(tempo_grid_summary);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(key_accuracy);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(tone_features);
+	tests[n++] = (struct CMUnitTest)cmocka_unit_test(tempo_confidence_ranks);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(noise_features);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(silence_is_defined);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(short_inputs_are_defined);

@@ -883,6 +883,7 @@ static void json_subset_and_pooling(void **state)
 	assert_int_equal(dsp_analyze(x, n, &o, &r, err, sizeof err), 0);
 	assert_int_equal(dsp_result_to_json(&r, &j, err, sizeof err), 0);
 	static const char *const keys[] = {"tempo",
+	                                   "tempo_confidence",
 	                                   "key",
 	                                   "key_confidence",
 	                                   "camelot",

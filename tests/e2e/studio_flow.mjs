@@ -139,6 +139,7 @@ try {
 
   await page.getByRole("button", { name: "Analyze" }).click();
   await page.locator(".stat", { hasText: "Tempo" }).locator("b", { hasText: "BPM" }).waitFor({ timeout: 60000 });
+  await page.locator(".stat", { hasText: "Tempo confidence" }).locator("b", { hasText: /^\d{1,3} %$/ }).waitFor();
   await page.getByRole("img", { name: /Chroma heatmap/ }).waitFor();
   await page.locator(".stat", { hasText: "Loudness" }).locator("b", { hasText: "LUFS" }).waitFor();
   await page.locator(".stat", { hasText: "True peak" }).locator("b", { hasText: "dBTP" }).waitFor();

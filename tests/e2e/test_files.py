@@ -512,6 +512,8 @@ def analysis_job_end_to_end(srv):
     eq(j["status"], "completed", j.get("error"))
     res = j["result"]
     check(abs(res["tempo"] - 120) <= 120 * 0.04, f"tempo {res['tempo']}")
+    check(isinstance(res.get("tempo_confidence"), float) and 0.0 <= res["tempo_confidence"] <= 1.0,
+          f"tempo_confidence {res.get('tempo_confidence')}")
     check("features" not in res and "spectral_centroid" not in res, "unrequested features")
     check(isinstance(res["energy"], float), "energy")
     check(res["beats"] and all(b2 > b1 for b1, b2 in zip(res["beats"], res["beats"][1:])),
