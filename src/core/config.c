@@ -197,6 +197,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	c->jobs_lalalai = 4;
 	c->job_retry_base_s = 10;
 	c->job_memory_mb = 32768; /* address space: the Demucs workspaces reserve 4+ GiB each */
+	c->job_nice = 10;
 	str_copy(c->spotify_market, sizeof c->spotify_market, "US");
 	str_copy(c->ytdlp, sizeof c->ytdlp, "yt-dlp");
 	str_copy(c->download_query, sizeof c->download_query, "ytsearch5");
@@ -262,6 +263,7 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 	    (rc = env_int("SFA_JOB_RETRY_BASE_S", 0, 86400, &c->job_retry_base_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_TIMEOUT_S", 0, 7 * 86400, &c->job_timeout_s, err, n_err)) ||
 	    (rc = env_int("SFA_JOB_MEMORY_MB", 64, 1 << 20, &c->job_memory_mb, err, n_err)) ||
+	    (rc = env_int("SFA_JOB_NICE", 0, 19, &c->job_nice, err, n_err)) ||
 	    (rc = env_int("SFA_MAX_UPLOAD_MB", 1, 1 << 20, &max_upload_mb, err, n_err)) ||
 	    (rc = env_int("SFA_MAX_DURATION_S", 1, 24 * 3600, &c->max_duration_s, err, n_err)))
 		return rc;

@@ -46,6 +46,7 @@ struct config {
 	int job_retry_base_s; /* first retry delay; doubles each attempt */
 	int job_timeout_s;    /* 0: the type's default */
 	int job_memory_mb;    /* address-space limit of a job process */
+	int job_nice;         /* job processes' niceness: requests go first (0-19) */
 	int job_lease_s;      /* SFA_JOB_LEASE_S: a running job's claim lasts this long unless
 	                          its node renews it (every third of it) */
 	bool run_jobs;        /* SFA_RUN_JOBS (default 1); `serve --no-jobs` clears it */

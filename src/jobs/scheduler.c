@@ -194,7 +194,8 @@ static int spawn(struct scheduler *s, struct child *c)
 		return SFA_EIO;
 	}
 	char *argv[] = {"sfa", "job-exec", c->job.id, "--data", (char *)s->cfg->data_dir, NULL};
-	struct proc_spawn_opts po = {.out_fd = 3, .memory_mb = s->cfg->job_memory_mb};
+	struct proc_spawn_opts po = {
+		.out_fd = 3, .memory_mb = s->cfg->job_memory_mb, .nice = s->cfg->job_nice};
 	return proc_spawn(s->exe, argv, &po, &c->pid, &c->fd);
 }
 

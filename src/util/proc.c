@@ -355,6 +355,8 @@ int proc_spawn(const char *exe, char *const argv[], const struct proc_spawn_opts
 			struct rlimit cpu = {(rlim_t)o->cpu_s, (rlim_t)o->cpu_s + 5};
 			setrlimit(RLIMIT_CPU, &cpu);
 		}
+		if (o->nice > getpriority(PRIO_PROCESS, 0))
+			setpriority(PRIO_PROCESS, 0, o->nice);
 		execv(exe, argv);
 		_exit(127);
 	}

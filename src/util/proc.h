@@ -67,6 +67,7 @@ struct proc_spawn_opts {
 	int out_fd;        /* the pipe's descriptor number in the child (>= 1) */
 	int64_t memory_mb; /* RLIMIT_AS; 0: none */
 	int cpu_s;         /* RLIMIT_CPU; 0: none */
+	int nice;          /* the child's niceness (0-19), if above the parent's */
 };
 
 int proc_spawn(const char *exe, char *const argv[], const struct proc_spawn_opts *o, pid_t *pid,

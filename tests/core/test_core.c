@@ -286,6 +286,14 @@ static void config_env(void **state)
 	assert_int_equal(c.port, 4000);
 	assert_string_equal(c.bind, "127.0.0.1");
 	assert_int_equal(c.rate_api, 60);
+	assert_int_equal(c.job_nice, 10);
+	setenv("SFA_JOB_NICE", "20", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), SFA_EINVAL);
+	assert_non_null(strstr(err, "SFA_JOB_NICE"));
+	setenv("SFA_JOB_NICE", "0", 1);
+	assert_int_equal(config_from_env(&c, err, sizeof err), 0);
+	assert_int_equal(c.job_nice, 0);
+	unsetenv("SFA_JOB_NICE");
 	setenv("SFA_PORT", "70000", 1);
 	assert_int_equal(config_from_env(&c, err, sizeof err), SFA_EINVAL);
 	assert_non_null(strstr(err, "SFA_PORT"));

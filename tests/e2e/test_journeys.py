@@ -212,7 +212,15 @@ def delete_track_during_separation(srv):
     eq(r.status, 201, r.text)
     jid = r.json()["data"]["job_id"]
     wait_job(srv, auth, jid, pred=lambda j: j["status"] == "processing" and j["progress"] > 0)
-    check(job_processes(jid), "the separation's worker process is running")
+    pids = job_processes(jid)
+    check(pids, "the separation's worker process is running")
+    # Requests go first: job processes run at SFA_JOB_NICE (10 by default), or at the
+    # server's own niceness when that is higher.
+    def niceness(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[16])
+    for pid in pids:
+        eq(niceness(pid), max(10, niceness(srv.proc.pid)), f"niceness of the job process {pid}")
     r = srv.client().request("DELETE", f"/api/tracks/{tid}", headers=auth)
     eq(r.status, 204, r.text)
     eq(job_processes(jid), [], "no worker process of the job is left")
