@@ -247,9 +247,9 @@ static void analyze_structure(struct work *w, struct dsp_result *r, int sections
 }
 
 /* The chord timeline on the beats, read twice: the key of the first reading (key.c) then
- * weighs the chords of the second by their function in it (chords.c). Its memory is in both
- * arenas' budgets for up to MAX_BEATS(T) beats; with more (never seen) the chords are taken
- * without beats. */
+ * weighs the chords of the second by their function in it (chords.c), which reuses the
+ * first reading's bass from work. Its memory is in both arenas' budgets for up to
+ * MAX_BEATS(T) beats; with more (never seen) the chords are taken without beats. */
 static void analyze_chords(struct work *w, struct dsp_result *r)
 {
 	size_t T = r->n_frames, nb = r->n_beats <= MAX_BEATS(T) ? r->n_beats : 0;
@@ -258,12 +258,12 @@ static void analyze_chords(struct work *w, struct dsp_result *r)
 	    !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
 		return;
 	r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms, T,
-	                         r->duration_s, r->beats, nb, -1, work, r->chords);
+	                         r->duration_s, r->beats, nb, -1, 0, work, r->chords);
 	double scores[24];
 	w->chord_key = dsp_key_chords(r->chords, r->n_chords, scores, &w->chord_key_conf);
 	if (w->chord_key >= 0)
 		r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms,
-		                         T, r->duration_s, r->beats, nb, w->chord_key, work,
+		                         T, r->duration_s, r->beats, nb, w->chord_key, 1, work,
 		                         r->chords);
 }
 

@@ -306,7 +306,7 @@ static double bass_chroma(const float *low, size_t n_low, long j0, long j1, cons
 
 size_t dsp_chords(const float *chroma, const float *treble, const float *low, size_t n_low,
                   double tuning, const float *rms, size_t T, double duration_s, const int *beats,
-                  size_t nb, int key, void *work, struct dsp_chord *out)
+                  size_t nb, int key, int bass_ready, void *work, struct dsp_chord *out)
 {
 	if (T == 0)
 		return 0;
@@ -331,21 +331,22 @@ size_t dsp_chords(const float *chroma, const float *treble, const float *low, si
 	/* the bass of every segment (its chroma, its power, the weight it gets): full weight
 	 * from CHORD_BASS_REL times the song's median power up, and less where the segment's
 	 * bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments around it
-	 * (a pedal: the weight falls from full at that share to none when all of them have it) */
+	 * (a pedal: the weight falls from full at that share to none when all of them have it);
+	 * with bass_ready, work holds them from a call on the same beats */
 	double coef[BASS_HI - BASS_LO + 1]; /* Goertzel's 2 cos(w) of every note */
 	for (int m = BASS_LO; m <= BASS_HI; m++)
 		coef[m - BASS_LO] = 2.0 *
 		                    cos(2.0 * M_PI * 440.0 *
 		                        pow(2.0, ((double)m - 69.0 + tuning) / 12.0) / BASS_SR);
-	for (size_t s = 0; low && s < ns; s++) {
+	for (size_t s = 0; low && !bass_ready && s < ns; s++) {
 		size_t a = (size_t)seg[s], b = s + 1 < ns ? (size_t)seg[s + 1] : T;
 		float *bs = bass + s * BASS_COLS;
 		bs[12] = (float)bass_chroma(low, n_low, (long)a * (DSP_HOP / BASS_DECIM),
 		                            (long)b * (DSP_HOP / BASS_DECIM), coef, bs);
 		tmp[s] = bs[12];
 	}
-	double med = low ? dsp_median_f32(tmp, ns) : 0.0;
-	for (size_t s = 0; low && s < ns; s++) {
+	double med = low && !bass_ready ? dsp_median_f32(tmp, ns) : 0.0;
+	for (size_t s = 0; low && !bass_ready && s < ns; s++) {
 		float *bs = bass + s * BASS_COLS;
 		double w = med > 0.0 ? bs[12] / (CHORD_BASS_REL * med) : 0.0;
 		int dom = 0;

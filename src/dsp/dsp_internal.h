@@ -300,10 +300,11 @@ size_t dsp_chords_work_bytes(size_t T, size_t nb);
 /* The chord segments of a song from its chroma (row-major, 12 x T, as dsp_result keeps
  * it), its per-frame RMS (NULL: no silence test), its beats (nb may be 0) and its key
  * (2 * pc + minor, or -1 for none; see chords.c), into out; they cover 0 .. duration_s.
- * work: dsp_chords_work_bytes, 8-byte aligned. */
+ * work: dsp_chords_work_bytes, 8-byte aligned. bass_ready: work holds the bass of a call
+ * on the same low, tuning, T and beats (the chords' second reading), not computed again. */
 size_t dsp_chords(const float *chroma, const float *treble, const float *low, size_t n_low,
                   double tuning, const float *rms, size_t T, double duration_s, const int *beats,
-                  size_t nb, int key, void *work, struct dsp_chord *out);
+                  size_t nb, int key, int bass_ready, void *work, struct dsp_chord *out);
 /* The bass signal: x (22050 Hz) low-passed and decimated by 16, dsp_bass_signal_len(n)
  * samples. */
 size_t dsp_bass_signal_len(size_t n);
