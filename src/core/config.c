@@ -248,8 +248,8 @@ int config_from_env(struct config *c, char *err, size_t n_err)
 				"1000000: one successful request in N is logged).");
 	}
 	if ((rc = env_int("SFA_PORT", 0, 65535, &c->port, err, n_err)) ||
-	    (rc = env_int("SFA_RATE_API", 1, 1000000, &c->rate_api, err, n_err)) ||
-	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000, &c->rate_heavy, err, n_err)) ||
+	    (rc = env_int("SFA_RATE_API", 1, 1000000000, &c->rate_api, err, n_err)) ||
+	    (rc = env_int("SFA_RATE_HEAVY", 1, 1000000000, &c->rate_heavy, err, n_err)) ||
 	    (rc = env_int("SFA_RATE_AUTH", 1, 1000000, &c->rate_auth, err, n_err)) ||
 	    (rc = env_int("SFA_SHUTDOWN_GRACE_S", 0, 3600, &c->shutdown_grace_s, err, n_err)) ||
 	    (rc = env_int("SFA_HEADER_TIMEOUT_S", 1, 600, &c->header_timeout_s, err, n_err)) ||
