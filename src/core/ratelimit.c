@@ -200,9 +200,9 @@ static void shared_hit(struct ratelimit *rl, const char *key, int limit, int64_t
 	verdict(start, hits, limit, rl->window_s, now, out);
 	pthread_mutex_lock(&rl->mu);
 	/* Looked up again: the entry may have been swept meanwhile. Another thread's answer
-	 * may be newer than this one; the higher count of one window wins. */
+	 * may be newer than this one: the later window, then the higher count, wins. */
 	if ((e = entry(rl, key, now)) &&
-	    (e->w.start != start || hits > e->w.count || e->w.start == 0)) {
+	    (start > e->w.start || (start == e->w.start && hits > e->w.count))) {
 		e->w.start = start;
 		e->w.count = hits;
 		e->refused = hits >= limit;

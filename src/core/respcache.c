@@ -37,12 +37,12 @@ void respcache_release(struct respcache_body *b)
 		free(b);
 }
 
-/* Empties s, handing its body to *drop (released by the caller after unlocking). */
-static void clear_slot(struct respcache *c, struct slot *s, struct respcache_body **drop)
+/* Empties s, dropping its reference to the body (a reader may still hold one). */
+static void clear_slot(struct respcache *c, struct slot *s)
 {
 	if (s->body)
 		c->bytes -= s->body->len;
-	*drop = s->body;
+	respcache_release(s->body);
 	free(s->key);
 	*s = (struct slot){0};
 }
@@ -51,11 +51,8 @@ void respcache_free(struct respcache *c)
 {
 	if (!c)
 		return;
-	for (unsigned i = 0; i < c->n; i++) {
-		struct respcache_body *b;
-		clear_slot(c, &c->slots[i], &b);
-		respcache_release(b);
-	}
+	for (unsigned i = 0; i < c->n; i++)
+		clear_slot(c, &c->slots[i]);
 	pthread_mutex_destroy(&c->mu);
 	free(c->slots);
 	free(c);
@@ -98,29 +95,13 @@ void respcache_put(struct respcache *c, const char *key, int64_t version, const 
 	atomic_init(&b->refs, 1);
 	b->len = len;
 	memcpy(b->data, body, len);
-	struct respcache_body *drop = NULL, **dropped = NULL;
-	unsigned n_dropped = 0;
 	pthread_mutex_lock(&c->mu);
 	struct slot *s = slot_of(c, key);
-	clear_slot(c, s, &drop);
-	if (c->bytes + len > c->max_bytes) {
-		/* Full: start over. The bodies are released after unlocking. */
-		dropped = malloc(c->n * sizeof *dropped);
-		for (unsigned i = 0; dropped && i < c->n; i++)
-			if (c->slots[i].key)
-				clear_slot(c, &c->slots[i], &dropped[n_dropped++]);
-	}
-	if (c->bytes + len <= c->max_bytes) {
-		*s = (struct slot){.key = k, .version = version, .body = b};
-		c->bytes += len;
-		k = NULL;
-		b = NULL;
-	}
+	clear_slot(c, s);
+	if (c->bytes + len > c->max_bytes) /* full: start over */
+		for (unsigned i = 0; i < c->n; i++)
+			clear_slot(c, &c->slots[i]);
+	*s = (struct slot){.key = k, .version = version, .body = b};
+	c->bytes += len;
 	pthread_mutex_unlock(&c->mu);
-	for (unsigned i = 0; i < n_dropped; i++)
-		respcache_release(dropped[i]);
-	free(dropped);
-	respcache_release(drop);
-	respcache_release(b);
-	free(k);
 }

@@ -8,8 +8,8 @@
  * database) and the body. A get for another version misses, so an answer is never older
  * than the library the database holds when the get asks. A fixed table of slots chosen by
  * the key's hash: a colliding key takes the slot; when the bodies would pass max_bytes the
- * table starts over. Thread-safe: one mutex, held for compares and reference counts
- * (bodies are shared, not copied). respcache_new's result is freed with respcache_free;
+ * table starts over. Thread-safe: one mutex, held for compares, reference counts and
+ * frees (bodies are shared, not copied). respcache_new's result is freed with respcache_free;
  * a body from respcache_get with respcache_release.
  */
 #ifndef SFA_CORE_RESPCACHE_H

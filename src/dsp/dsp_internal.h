@@ -235,16 +235,17 @@ double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
 double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb,
                             double period);
 /* The logit behind it (-inf when period is not positive), with its terms into comp: S, R,
- * cv, A, then a*(P/2), a*(P/3), pur and pulse (see tempo.c). */
-enum { DSP_TEMPO_TERMS = 8 };
+ * cv and A (see tempo.c). */
+enum { DSP_TEMPO_TERMS = 4 };
 double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t nb, double period,
                           double comp[DSP_TEMPO_TERMS]);
 /* The beat period (frames) among p0 and the metrical levels around it that looks most like
  * the beat (see tempo.c). env: librosa's onset envelope, flux: the kick-aware one, hi:
  * the high band's (dsp_hi_flux_env), all [n]; beat_work: dsp_beats_work_bytes(n) bytes;
- * beats: scratch for n beat frames. */
+ * beats: scratch for n beat frames. When another level than p0 wins, its beats (as
+ * dsp_beat_track gives them at that period) are copied to out[*n_out]; else out is left. */
 double dsp_tempo_choose_period(const float *env, const float *flux, const float *hi, size_t n,
-                               double p0, void *beat_work, int *beats);
+                               double p0, void *beat_work, int *beats, int *out, size_t *n_out);
 /* The high band's onset envelope: the mean positive dB rise of mel bands DSP_HI_MEL..127
  * (about 5 kHz up: hats and cymbals), aligned like librosa's envelope. */
 enum { DSP_HI_MEL = 96 };

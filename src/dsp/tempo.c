@@ -380,10 +380,6 @@ double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t 
 	comp[1] = R;
 	comp[2] = cv;
 	comp[3] = A;
-	comp[4] = half;
-	comp[5] = third;
-	comp[6] = pur;
-	comp[7] = pulse;
 	return 8.3 * S - 4.9 * R - 1.3 * log(cv + 0.005) + 2.3 * A - 7.0;
 }
 
@@ -458,7 +454,7 @@ static double division(const float *flux, const float *hi, size_t n, const int *
 }
 
 double dsp_tempo_choose_period(const float *env, const float *flux, const float *hi, size_t n,
-                               double p0, void *beat_work, int *beats)
+                               double p0, void *beat_work, int *beats, int *out, size_t *n_out)
 {
 	double best = p0, best_score = -INFINITY;
 	for (size_t i = 0; i < sizeof LEVELS / sizeof LEVELS[0]; i++) {
@@ -482,6 +478,10 @@ double dsp_tempo_choose_period(const float *env, const float *flux, const float 
 		if (score > best_score) {
 			best_score = score;
 			best = p;
+			if (i > 0) { /* p0 comes first: once beaten, it cannot win again */
+				memcpy(out, beats, nb * sizeof *beats);
+				*n_out = nb;
+			}
 		}
 	}
 	return best;

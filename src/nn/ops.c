@@ -280,8 +280,6 @@ int nn_ops_team_unit(void)
 	return probe_unit;
 }
 
-bool nn_ops_team_splits(void) { return nn_ops_team_unit() > 0; }
-
 struct nn_team *nn_team_start(int n_helpers)
 {
 	if (n_helpers < 0)

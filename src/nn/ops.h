@@ -70,9 +70,8 @@ void nn_ops_team_attach(struct nn_team *t);
 /* The row unit at which fp32 products are cut (probed once per process on a few products
  * of every transposition: 12 on OpenBLAS 0.3.21's Haswell and Zen kernels), or 0 where no
  * unit gives the bits of the whole: a team's fp32 nn_gemm then runs whole on the calling
- * thread (no speed-up, same results). nn_ops_team_splits: whether the unit is not 0. */
+ * thread (no speed-up, same results). */
 int nn_ops_team_unit(void);
-bool nn_ops_team_splits(void);
 /* Parts run by the helpers so far (for tests: 0 means nothing was shared). */
 unsigned long long nn_team_helped(struct nn_team *t);
 /* How many times work was offered to a team's helpers since the process started (an
