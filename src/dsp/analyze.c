@@ -203,7 +203,7 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	return 0;
 }
 
-/* Downbeats from the beats, then (when asked) the sections from the bars. Their memory is
+/* The beats' phase and the downbeats, then (when asked) the sections from the bars. Their memory is
  * in both arenas' budgets for up to MAX_BEATS(T) beats, the most a tempo of at most 320
  * BPM gives; should the tracker ever give more, the song simply has no bars. */
 #define MAX_BEATS(T) ((T) / 8 + 4)
@@ -212,10 +212,10 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 static void analyze_structure(struct work *w, struct dsp_result *r, int sections)
 {
 	size_t nb = r->n_beats, T = r->n_frames;
-	float *work = nb ? ualloc(w->arena, dsp_downbeats_work_floats(nb), sizeof(float)) : NULL;
+	float *work = nb ? ualloc(w->arena, dsp_downbeats_work_floats(nb, T), sizeof(float)) : NULL;
 	if (!work || !(r->downbeats = ualloc(&r->mem, nb, sizeof(int))))
 		return;
-	r->n_downbeats = dsp_downbeats(w->db, T, r->beats, nb, work, &r->beats_per_bar,
+	r->n_downbeats = dsp_downbeats(w->db, T, r->beats, &r->n_beats, work, &r->beats_per_bar,
 	                               r->downbeats);
 	if (!r->n_downbeats)
 		r->beats_per_bar = 0;
@@ -379,7 +379,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		(want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
 		peaks_cap * sizeof(struct dsp_peak) + DSP_N_BINS * DSP_N_CHROMA * sizeof(float) +
 		dsp_beats_work_bytes(T) + T * (2 * sizeof(float) + sizeof(int)) +
-		((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T)) +
+		((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T), T) +
 	                                    dsp_sections_work_floats(MAX_GRID(T))) *
 	                                                   sizeof(float) +
 	                                           MAX_GRID(T) * sizeof(int)

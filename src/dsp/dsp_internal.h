@@ -277,11 +277,14 @@ void dsp_camelot(int pc, int minor, char *out);
 
 /* ---- structure.c: downbeats and sections ------------------------------------------- */
 struct dsp_section; /* dsp.h */
-/* Floats of work dsp_downbeats needs for n_beats beats. */
-size_t dsp_downbeats_work_floats(size_t n_beats);
-/* The frames of the beats that start bars (into down, at most nb), and the beats per bar
- * (4 or 3). db: the clamped mel dB matrix, frame-major. 0 when there are too few beats. */
-size_t dsp_downbeats(const float *db, size_t T, const int *beats, size_t nb, float *work,
+/* Floats of work dsp_downbeats needs for n_beats beats of T frames. */
+size_t dsp_downbeats_work_floats(size_t n_beats, size_t T);
+/* The beats' phase and the bars (see structure.c): moves the *n_beats beats by part of a
+ * beat when their off-beats look more like beats (the count may drop by one at the end),
+ * then writes the frames of the beats that start bars into down (at most *n_beats) and
+ * the beats per bar (4 or 3). db: the clamped mel dB matrix, frame-major. 0 when there are
+ * too few beats (fewer than 8), the beats untouched. */
+size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, float *work,
                      int *beats_per_bar, int *down);
 /* The median length of the first bars (down: their first frames), in frames. */
 double dsp_median_bar_frames(const int *down, size_t nd);
