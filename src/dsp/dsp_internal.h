@@ -279,11 +279,12 @@ void dsp_camelot(int pc, int minor, char *out);
 struct dsp_section; /* dsp.h */
 /* Floats of work dsp_downbeats needs for n_beats beats of T frames. */
 size_t dsp_downbeats_work_floats(size_t n_beats, size_t T);
-/* The beats' phase and the bars (see structure.c): moves the *n_beats beats by part of a
- * beat when their off-beats look more like beats (the count may drop by one at the end),
- * then writes the frames of the beats that start bars into down (at most *n_beats) and
- * the beats per bar (4 or 3). db: the clamped mel dB matrix, frame-major. 0 when there are
- * too few beats (fewer than 8), the beats untouched. */
+/* The beats' phase and the bars (see structure.c): moves the *n_beats beats, stretch by
+ * stretch, by part of a beat where their off-beats look more like beats (beats that then
+ * collide are dropped, so *n_beats may shrink), then writes the frames of the beats that
+ * start bars into down (at most *n_beats) and the beats per bar (4 or 3, the meter of most
+ * beats). db: the clamped mel dB matrix, frame-major. 0 when there are too few beats
+ * (fewer than 8), the beats untouched. */
 size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, float *work,
                      int *beats_per_bar, int *down);
 /* The median length of the first bars (down: their first frames), in frames. */

