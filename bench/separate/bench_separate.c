@@ -6,9 +6,10 @@
  *
  * MODEL is a .th/.yaml path or a model name. RAW.f32 is planar stereo float32 at 44.1 kHz
  * (the reference-data format); without it, N seconds (default 30) of a synthetic mix are
- * generated. Prints wall time, seconds per audio second, peak RSS, the engine's achieved
- * GFLOP/s (sgemm work / wall time) and, with --ref, the comparison with a reference output
- * (max |diff| and relative L2, the issue's tolerances being 1e-4 and 1e-5); --out writes the
+ * generated. Prints wall time, seconds per audio second, CPU time and cores busy (CPU time /
+ * wall time of the separation), peak RSS, the engine's achieved GFLOP/s (sgemm work / wall
+ * time) and, with --ref, the comparison with a reference output (max |diff| and relative
+ * L2, the issue's tolerances being 1e-4 and 1e-5); --out writes the
  * stems in that same raw format (to compare two builds bit for bit with cmp). Shifts default
  * to 0 so that a run is comparable with the references. --stream hands the stems to a
  * sink that drops them (what `sfa separate` does with WAV output, writing them instead),
@@ -54,6 +55,15 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* User and system time of the whole process so far. */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static void on_progress(void *user, int done, int total)
@@ -167,12 +177,12 @@ int main(int argc, char **argv)
 	}
 	float *out = NULL;
 	unsigned long long f0 = nn_flop_count();
-	double t1 = now_s();
+	double c1 = cpu_s(), t1 = now_s();
 	if (nn_separate(m, mix, frames, &o, stream ? NULL : &out, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	double wall = now_s() - t1;
+	double wall = now_s() - t1, cpu = cpu_s() - c1;
 	double gflop = (double)(nn_flop_count() - f0) / 1e9;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -183,6 +193,7 @@ int main(int argc, char **argv)
 	       o.n_threads, o.shifts, o.overlap, nn_precision_name(o.precision),
 	       stream ? ", streamed output" : "");
 	printf("wall %.2f s, %.3f s per audio second\n", wall, wall / audio_s);
+	printf("cpu %.2f s, %.2f cores busy\n", cpu, cpu / wall);
 	printf("peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
 	printf("sgemm work %.1f GFLOP (%.1f per audio second), achieved %.1f GFLOP/s\n", gflop,
 	       gflop / audio_s, gflop / wall);

@@ -77,5 +77,10 @@ const struct nn_pk *nn_kw(const struct nn_ckpt *c, const char *key);
 
 /* IEEE half -> single, exact for every input (subnormals, inf, nan). */
 float nn_half_to_float(uint16_t h);
+/* Converts elements [first, first + n) (C order) of the tensor view v, whose storage is the
+ * little-endian bytes at src, to fp32 in dst: the view's offset and strides must lie inside
+ * the storage (pickle.c checks them). Views laid out back to back take a vectorised loop,
+ * others walk their strides; both give nn_half_to_float's bits. */
+void nn_ckpt_gather(const uint8_t *src, const struct nn_pk *v, float *dst, size_t first, size_t n);
 
 #endif

@@ -119,6 +119,106 @@ static void half_conversion_is_exact(void **state)
 	assert_true(nn_half_to_float(0x3555) == 0x1.554p-2f);
 }
 
+/* A view of storage st: offset, then (size, stride) pairs for nd dimensions. */
+static struct nn_pk view(const struct nn_pk *st, int64_t offset, int nd, const int64_t *size_stride)
+{
+	struct nn_pk v = {.type = NN_PK_TENSOR};
+	v.u.tensor.storage = st;
+	v.u.tensor.offset = offset;
+	v.u.tensor.ndim = nd;
+	for (int k = 0; k < nd; k++) {
+		v.u.tensor.size[k] = size_stride[2 * k];
+		v.u.tensor.stride[k] = size_stride[2 * k + 1];
+	}
+	return v;
+}
+
+static uint32_t bits_of(float f)
+{
+	uint32_t b;
+	memcpy(&b, &f, sizeof b);
+	return b;
+}
+
+/* The vectorised path (views laid out back to back) against nn_half_to_float on every fp16
+ * pattern (subnormals, inf, signalling and quiet nan) and against the raw bits of fp32, and
+ * the stride walk over permuted and strided views of the same storage against it; both
+ * also in pieces, as the two loading threads cut them. */
+static void gather_paths_agree(void **state)
+{
+	(void)state;
+	enum { N = 1 << 16, R = 256 };
+	uint8_t *bytes = malloc(4 * N);
+	float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *p = malloc(N * sizeof *p);
+	assert_non_null(bytes);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(p);
+	uint64_t rng = 12345;
+	for (int dt = 0; dt < 2; dt++) {
+		struct nn_pk st = {.type = NN_PK_STORAGE};
+		st.u.storage.dtype = dt == 0 ? NN_PK_F16 : NN_PK_F32;
+		st.u.storage.numel = N;
+		uint32_t raw[8] = {0x7f800000u, 0xff800000u, 0x7f800001u, 0x7fc00000u,
+		                   0x00000001u, 0x807fffffu, 0x80000000u, 0x3f800000u};
+		for (uint32_t k = 0; k < N; k++) {
+			if (dt == 0) {
+				bytes[2 * k] = (uint8_t)k;
+				bytes[2 * k + 1] = (uint8_t)(k >> 8);
+			} else {
+				rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+				uint32_t r = k < 8 ? raw[k] : (uint32_t)(rng >> 32);
+				for (int i = 0; i < 4; i++)
+					bytes[4 * k + i] = (uint8_t)(r >> (8 * i));
+			}
+		}
+		/* Back to back: (R, R) in C order. */
+		struct nn_pk va = view(&st, 0, 2, (const int64_t[]){R, R, R, 1});
+		nn_ckpt_gather(bytes, &va, a, 0, N);
+		for (uint32_t k = 0; k < N; k++) {
+			uint32_t want;
+			if (dt == 0)
+				want = bits_of(nn_half_to_float((uint16_t)k));
+			else
+				want = (uint32_t)bytes[4 * k] | (uint32_t)bytes[4 * k + 1] << 8 |
+				       (uint32_t)bytes[4 * k + 2] << 16 |
+				       (uint32_t)bytes[4 * k + 3] << 24;
+			assert_int_equal(bits_of(a[k]), want);
+		}
+		/* Transposed: the stride walk. */
+		struct nn_pk vb = view(&st, 0, 2, (const int64_t[]){R, 1, R, R});
+		nn_ckpt_gather(bytes, &vb, b, 0, N);
+		for (int i = 0; i < R; i++)
+			for (int j = 0; j < R; j++)
+				assert_int_equal(bits_of(b[i * R + j]), bits_of(a[j * R + i]));
+		/* Both again in pieces cut anywhere. */
+		const struct nn_pk *vs[2] = {&va, &vb};
+		size_t cuts[] = {0, 1, 7777, 30001, N - 3, N};
+		for (int w = 0; w < 2; w++) {
+			for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++)
+				nn_ckpt_gather(bytes, vs[w], p + cuts[c], cuts[c],
+				               cuts[c + 1] - cuts[c]);
+			assert_memory_equal(p, w ? b : a, N * sizeof *p);
+		}
+		/* Offset and strided (the walk), and back to back behind a size-1 dimension of
+		 * any stride (the vectorised loop). */
+		struct nn_pk vc = view(&st, 7, 3, (const int64_t[]){5, 600, 30, 2, 3, 61});
+		nn_ckpt_gather(bytes, &vc, p, 0, 450);
+		for (int i = 0; i < 5; i++)
+			for (int j = 0; j < 30; j++)
+				for (int k = 0; k < 3; k++)
+					assert_int_equal(bits_of(p[(i * 30 + j) * 3 + k]),
+					                 bits_of(a[7 + 600 * i + 2 * j + 61 * k]));
+		struct nn_pk vd = view(&st, 1001, 3, (const int64_t[]){1, 5, 300, 7, 7, 1});
+		nn_ckpt_gather(bytes, &vd, p, 5, 2095);
+		assert_memory_equal(p, a + 1001 + 5, 2095 * sizeof *p);
+	}
+	free(bytes);
+	free(a);
+	free(b);
+	free(p);
+}
+
 static int load_buf(const uint8_t *d, size_t n, char *err, size_t n_err)
 {
 	struct nn_ckpt c;
@@ -541,6 +641,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(loads_tiny_htdemucs),
 		cmocka_unit_test(loads_tiny_6s_and_ft),
 		cmocka_unit_test(half_conversion_is_exact),
+		cmocka_unit_test(gather_paths_agree),
 		cmocka_unit_test(refuses_truncated_files),
 		cmocka_unit_test(refuses_flipped_structures),
 		cmocka_unit_test(refuses_foreign_globals_and_quantised),
