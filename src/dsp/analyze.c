@@ -184,7 +184,7 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	float *hi = ualloc(w->arena, T, sizeof(float));
 	if (!scratch || !hi)
 		return sfa_err(err, n_err, SFA_ENOMEM, "Out of memory for the analysis.");
-	dsp_hi_flux_env(w->db, T, hi);
+	dsp_band_onsets(w->db, T, DSP_HI_MEL, DSP_N_MELS, hi);
 	double p0 = 60.0 * DSP_FPS / r->tempo_bpm;
 	period = dsp_tempo_choose_period(r->onset_env, w->flux, hi, T, p0, w->beat_work, scratch,
 	                                 r->beats, &r->n_beats);

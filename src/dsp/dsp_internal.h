@@ -241,15 +241,18 @@ double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t 
                           double comp[DSP_TEMPO_TERMS]);
 /* The beat period (frames) among p0 and the metrical levels around it that looks most like
  * the beat (see tempo.c). env: librosa's onset envelope, flux: the kick-aware one, hi:
- * the high band's (dsp_hi_flux_env), all [n]; beat_work: dsp_beats_work_bytes(n) bytes;
+ * the high band's (dsp_band_onsets from DSP_HI_MEL), all [n]; beat_work: dsp_beats_work_bytes(n) bytes;
  * beats: scratch for n beat frames. When another level than p0 wins, its beats (as
  * dsp_beat_track gives them at that period) are copied to out[*n_out]; else out is left. */
 double dsp_tempo_choose_period(const float *env, const float *flux, const float *hi, size_t n,
                                double p0, void *beat_work, int *beats, int *out, size_t *n_out);
-/* The high band's onset envelope: the mean positive dB rise of mel bands DSP_HI_MEL..127
- * (about 5 kHz up: hats and cymbals), aligned like librosa's envelope. */
+/* The onset envelope of mel bands [m0, m1) of the T frames of db into out[T]: their mean
+ * positive dB rise, aligned like librosa's envelope (frame t compares frames t-2 and t-3).
+ * The high band, DSP_HI_MEL up (about 5 kHz: hats and cymbals), is the tempo's. */
 enum { DSP_HI_MEL = 96 };
-void dsp_hi_flux_env(const float *db, size_t n_frames, float *hi);
+void dsp_band_onsets(const float *db, size_t T, int m0, int m1, float *out);
+/* The largest value of env[n] in frames t0..t1 (clipped to the envelope), at least 0. */
+double dsp_env_peak(const float *env, size_t n, long t0, long t1);
 
 /* ---- beats.c ------------------------------------------------------------------------ */
 /* librosa's Ellis DP beat tracker at bpm on onset envelope env; writes beat frames to

@@ -80,32 +80,6 @@ size_t dsp_downbeats_work_floats(size_t n_beats, size_t T)
 	       2 * n_windows(n_beats) * N_HYP;
 }
 
-/* The onset envelope of mel bands [m0, m1): their mean positive dB rise, aligned like
- * librosa's (frame t compares frames t-2 and t-3). */
-static void band_onsets(const float *db, size_t T, int m0, int m1, float *out)
-{
-	for (size_t t = 0; t < T && t < 3; t++)
-		out[t] = 0.0f;
-	for (size_t t = 3; t < T; t++) {
-		const float *cur = db + (t - 2) * DSP_N_MELS, *prev = db + (t - 3) * DSP_N_MELS;
-		double s = 0.0;
-		for (int m = m0; m < m1; m++)
-			if (cur[m] > prev[m])
-				s += cur[m] - prev[m];
-		out[t] = (float)(s / (m1 - m0));
-	}
-}
-
-/* The envelope's largest value in frames t-1 .. t+2 (a beat sits a frame before its peak). */
-static double onset_peak(const float *e, size_t T, long t)
-{
-	double m = 0.0;
-	for (long j = t - 1; j <= t + 2; j++)
-		if (j >= 0 && j < (long)T && e[j] > m)
-			m = e[j];
-	return m;
-}
-
 /* clang-format off */
 /* weights: log mean peak per envelope (kick, low, mid, high-mid, high, all); contrast of
  * the bar starts for harmony change, low level and the six peaks; 4/4; no shift */
@@ -148,7 +122,8 @@ static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], co
 		x[0] = (float)sqrt(d2 / DB_CHORD_BANDS);
 		x[1] = (float)lo;
 		for (int b = 0; b < BAR_BANDS; b++)
-			x[2 + b] = pk[i * BAR_BANDS + b] = (float)onset_peak(env[b], T, t0);
+			x[2 + b] = pk[i * BAR_BANDS + b] = (float)dsp_env_peak(env[b], T, t0 - 1,
+			                                                       t0 + 2);
 		memcpy(prev, cur, sizeof(float) * DB_CHORD_BANDS);
 	}
 	for (int k = 0; k < BAR_TERMS; k++) {
@@ -218,7 +193,7 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 	float *env[BAR_BANDS];
 	for (int b = 0; b < BAR_BANDS; b++) {
 		env[b] = work + (size_t)b * T;
-		band_onsets(db, T, BANDS[b][0], BANDS[b][1], env[b]);
+		dsp_band_onsets(db, T, BANDS[b][0], BANDS[b][1], env[b]);
 	}
 	size_t nw = n_windows(nb);
 	float *f = work + BAR_BANDS * T, *pk = f + nb * BAR_TERMS, *bt = pk + nb * BAR_BANDS;

@@ -326,11 +326,7 @@ static double acf_near(const float *env, size_t n, double lag)
 /* The envelope's peak within +-1 frame of t. */
 static double peak_near(const float *env, size_t n, long t)
 {
-	double m = 0.0;
-	for (long j = t - 1; j <= t + 1; j++)
-		if (j >= 0 && j < (long)n && env[j] > m)
-			m = env[j];
-	return m;
+	return dsp_env_peak(env, n, t - 1, t + 1);
 }
 
 static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
@@ -423,19 +419,27 @@ double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_
  * see the README there. */
 static const double LEVELS[] = {1.0, 2.0, 0.5, 4.0 / 3.0, 0.75, 1.5, 2.0 / 3.0};
 
-void dsp_hi_flux_env(const float *db, size_t n_frames, float *hi)
+void dsp_band_onsets(const float *db, size_t T, int m0, int m1, float *out)
 {
-	memset(hi, 0, sizeof(float) * n_frames);
-	for (size_t t = 3; t < n_frames; t++) {
+	for (size_t t = 0; t < T && t < 3; t++)
+		out[t] = 0.0f;
+	for (size_t t = 3; t < T; t++) {
 		const float *cur = db + (t - 2) * DSP_N_MELS, *prev = db + (t - 3) * DSP_N_MELS;
 		double s = 0.0;
-		for (int m = DSP_HI_MEL; m < DSP_N_MELS; m++) {
-			float d = cur[m] - prev[m];
-			if (d > 0.0f)
-				s += d;
-		}
-		hi[t] = (float)(s / (DSP_N_MELS - DSP_HI_MEL));
+		for (int m = m0; m < m1; m++)
+			if (cur[m] > prev[m])
+				s += cur[m] - prev[m];
+		out[t] = (float)(s / (m1 - m0));
 	}
+}
+
+double dsp_env_peak(const float *env, size_t n, long t0, long t1)
+{
+	double m = 0.0;
+	for (long j = t0 < 0 ? 0 : t0; j <= t1 && j < (long)n; j++)
+		if (env[j] > m)
+			m = env[j];
+	return m;
 }
 
 /* The high band's mean peak at fraction f of each beat interval, relative to its peak on
