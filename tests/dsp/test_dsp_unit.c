@@ -523,6 +523,50 @@ static void click_tempo_is_precise(void **state)
 	}
 }
 
+/* House with the bass on the off-beats, louder there than the kick is on the beats, over
+ * chords held a bar each: librosa's tracker follows its envelope's strongest onsets and
+ * puts every beat half a beat early. The beats must be on the kicks, the bars on the
+ * chord changes. */
+static void offbeat_bass_keeps_the_beats_on_the_kicks(void **state)
+{
+	(void)state;
+	const double bpm = 124.0, beat = 60.0 / bpm;
+	size_t n;
+	float *x = synth_alloc(24.0, &n);
+	assert_non_null(x);
+	synth_drums(x, n, bpm, SYNTH_FOURFLOOR, 0.3, 5);
+	static const int prog[4] = {6, 4, 1, 5}; /* vi IV I V in C, a bar each */
+	synth_chords(x, n, 0, 0, prog, 4, 4 * beat, 0, 0.2);
+	static const int roots[4] = {9, 5, 0, 7};
+	size_t len = (size_t)(0.16 * DSP_SAMPLE_RATE_HZ);
+	for (int k = 0; (k + 0.5) * beat + 0.2 < (double)n / DSP_SAMPLE_RATE_HZ; k++) {
+		size_t at = (size_t)((k + 0.5) * beat * DSP_SAMPLE_RATE_HZ);
+		double hz = 55.0 * pow(2.0, ((roots[(k / 4) % 4] + 3) % 12) / 12.0);
+		synth_tone(x + at, len, hz, 0.8);
+		synth_tone(x + at, len, 2.0 * hz, 0.8 / 2);
+	}
+	struct dsp_options opt = {.features = DSP_FEAT_TEMPO};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	size_t on = 0, down = 0;
+	for (size_t b = 0; b < r.n_beats; b++) {
+		double t = (double)r.beats[b] * DSP_HOP / DSP_SR_HZ;
+		on += fabs(t - round(t / beat) * beat) <= 0.07;
+	}
+	for (size_t b = 0; b < r.n_downbeats; b++) {
+		double t = (double)r.downbeats[b] * DSP_HOP / DSP_SR_HZ;
+		down += fabs(t - round(t / (4 * beat)) * 4 * beat) <= 0.07;
+	}
+	printf("# %.2f BPM: %zu of %zu beats on the kicks, %zu of %zu downbeats on bar starts\n",
+	       r.tempo_bpm, on, r.n_beats, down, r.n_downbeats);
+	assert_true(fabs(r.tempo_bpm / bpm - 1.0) <= 0.04);
+	assert_true(r.n_beats >= 30 && on >= r.n_beats * 9 / 10);
+	assert_true(r.n_downbeats >= 8 && down >= r.n_downbeats * 9 / 10);
+	dsp_result_free(&r);
+	free(x);
+}
+
 /* A 120 BPM song in bars of 2 s after a one-beat pick-up: intro (8 bars, quiet), build
  * (8, kick on every beat, rising), drop (16), breakdown (8, quiet, no drums to speak of),
  * drop (8), outro (8, quiet). Chords change on every bar. */
@@ -1089,6 +1133,7 @@ int main(void)
 		cmocka_unit_test(onset_env_alignment),
 		cmocka_unit_test(tempo_and_beats_of_a_pulse_train),
 		cmocka_unit_test(click_tempo_is_precise),
+		cmocka_unit_test(offbeat_bass_keeps_the_beats_on_the_kicks),
 		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(chords_of_a_progression),
 		cmocka_unit_test(chords_root_from_the_bass),
