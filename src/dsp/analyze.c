@@ -213,12 +213,25 @@ static void analyze_structure(struct work *w, struct dsp_result *r, int sections
 {
 	size_t nb = r->n_beats, T = r->n_frames;
 	float *work = nb ? ualloc(w->arena, dsp_downbeats_work_floats(nb, T), sizeof(float)) : NULL;
-	if (!work || !(r->downbeats = ualloc(&r->mem, nb, sizeof(int))))
+	size_t beat_cap = nb > MAX_BEATS(T) ? nb : MAX_BEATS(T);
+	if (!work || !(r->downbeats = ualloc(&r->mem, beat_cap, sizeof(int))))
 		return;
 	r->n_downbeats = dsp_downbeats(w->db, T, r->beats, &r->n_beats, work, &r->beats_per_bar,
 	                               r->downbeats);
-	if (!r->n_downbeats)
+	if (!r->n_downbeats) {
 		r->beats_per_bar = 0;
+		return;
+	}
+	/* the grid back to the start, bars on every beats_per_bar-th beat as after it */
+	size_t first = 0;
+	while (first + 1 < r->n_beats && r->beats[first] != r->downbeats[0])
+		first++;
+	size_t added = dsp_beats_from_start(w->db, T, w->db_max, r->beats, &r->n_beats, beat_cap);
+	size_t add = (first + added) / (size_t)r->beats_per_bar;
+	memmove(r->downbeats + add, r->downbeats, r->n_downbeats * sizeof(int));
+	for (size_t i = 0; i < add; i++)
+		r->downbeats[i] = r->beats[first + added - (add - i) * (size_t)r->beats_per_bar];
+	r->n_downbeats += add;
 	size_t nd = r->n_downbeats;
 	if (!sections || nd < 2)
 		return;

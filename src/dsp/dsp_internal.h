@@ -290,6 +290,12 @@ size_t dsp_downbeats_work_floats(size_t n_beats, size_t T);
  * (fewer than 8), the beats untouched. */
 size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, float *work,
                      int *beats_per_bar, int *down);
+/* The tracker leaves out a quiet start (an intro without drums); DJ software runs the grid
+ * from the start. Adds beats before the first at the median of its first 8 intervals, back
+ * to the first frame with sound (a mel band within 50 dB of db_max, the loudest before the
+ * clamp), as long as *n_beats stays within cap; returns how many. Needs 9 beats. */
+size_t dsp_beats_from_start(const float *db, size_t T, float db_max, int *beats, size_t *n_beats,
+                            size_t cap);
 /* The median length of the first bars (down: their first frames), in frames. */
 double dsp_median_bar_frames(const int *down, size_t nd);
 size_t dsp_sections_work_floats(size_t n_downbeats);

@@ -251,6 +251,39 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 	return n;
 }
 
+size_t dsp_beats_from_start(const float *db, size_t T, float db_max, int *beats, size_t *n_beats,
+                            size_t cap)
+{
+	size_t nb = *n_beats;
+	if (nb < 9)
+		return 0;
+	float d[8];
+	for (int i = 0; i < 8; i++)
+		d[i] = (float)(beats[i + 1] - beats[i]);
+	double p = dsp_median_f32(d, 8);
+	size_t start = 0; /* the first frame with sound: a band within 50 dB of the loudest */
+	while (start < T) {
+		float m = db[start * DSP_N_MELS];
+		for (int b = 1; b < DSP_N_MELS; b++)
+			m = fmaxf(m, db[start * DSP_N_MELS + (size_t)b]);
+		if (m >= db_max - 50.0f)
+			break;
+		start++;
+	}
+	if (!(p >= 1.0))
+		return 0;
+	size_t k = 0;
+	while (nb + k < cap && (double)beats[0] - (double)(k + 1) * p >= (double)start)
+		k++;
+	if (!k)
+		return 0;
+	memmove(beats + k, beats, nb * sizeof *beats);
+	for (size_t i = 0; i < k; i++)
+		beats[i] = (int)lround((double)beats[k] - (double)(k - i) * p);
+	*n_beats = nb + k;
+	return k;
+}
+
 double dsp_median_bar_frames(const int *down, size_t nd)
 {
 	if (nd < 2)
