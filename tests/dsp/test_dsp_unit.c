@@ -567,6 +567,42 @@ static void offbeat_bass_keeps_the_beats_on_the_kicks(void **state)
 	free(x);
 }
 
+/* An intro of held chords without drums, then drums: librosa's tracker starts its beats
+ * with the drums; the grid must run from the first chord, on the drums' phase. */
+static void beat_grid_covers_an_intro_without_drums(void **state)
+{
+	(void)state;
+	const double bpm = 120.0, beat = 0.5, intro = 8.0;
+	size_t n;
+	float *x = synth_alloc(24.0, &n);
+	assert_non_null(x);
+	static const int prog[4] = {1, 5, 6, 4};
+	synth_chords(x, n, 2, 0, prog, 4, 4 * beat, 0, 0.3);
+	size_t at = (size_t)(intro * DSP_SAMPLE_RATE_HZ);
+	synth_drums(x + at, n - at, bpm, SYNTH_BACKBEAT, 0.5, 3);
+	struct dsp_options opt = {.features = DSP_FEAT_TEMPO};
+	struct dsp_result r;
+	char err[256];
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	size_t in_intro = 0, on = 0;
+	for (size_t b = 0; b < r.n_beats; b++) {
+		double t = (double)r.beats[b] * DSP_HOP / DSP_SR_HZ;
+		in_intro += t < intro;
+		on += fabs(t - round(t / beat) * beat) <= 0.07;
+	}
+	double first = r.n_beats ? (double)r.beats[0] * DSP_HOP / DSP_SR_HZ : 99.0;
+	printf("# first beat %.2f s, %zu beats in the intro, %zu of %zu on the grid\n", first,
+	       in_intro, on, r.n_beats);
+	assert_true(first <= beat + 0.07);
+	assert_true(in_intro >= 15);
+	assert_true(on >= r.n_beats * 9 / 10);
+	/* the bars go back with the beats: a downbeat every 4 beats from the start */
+	assert_true(r.n_downbeats >= 11);
+	assert_true((double)r.downbeats[0] * DSP_HOP / DSP_SR_HZ <= 4 * beat + 0.07);
+	dsp_result_free(&r);
+	free(x);
+}
+
 /* A 120 BPM song in bars of 2 s after a one-beat pick-up: intro (8 bars, quiet), build
  * (8, kick on every beat, rising), drop (16), breakdown (8, quiet, no drums to speak of),
  * drop (8), outro (8, quiet). Chords change on every bar. */
@@ -1134,6 +1170,7 @@ int main(void)
 		cmocka_unit_test(tempo_and_beats_of_a_pulse_train),
 		cmocka_unit_test(click_tempo_is_precise),
 		cmocka_unit_test(offbeat_bass_keeps_the_beats_on_the_kicks),
+		cmocka_unit_test(beat_grid_covers_an_intro_without_drums),
 		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(chords_of_a_progression),
 		cmocka_unit_test(chords_root_from_the_bass),
