@@ -946,7 +946,7 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 	if ((l->freq || !l->dc.n) && !l->groups && !pre && !l->empty) {
 		/* Row tiles (frequency rows, or stretches of samples for a time layer without
 		 * DConv): everything before the transposed conv is local to them. */
-		nn_fill_bias(z, l->b, l->chout, oplane);
+		nn_fill_channels(z, l->chout, l->b, oplane, oplane);
 		int nr = nn_tile_rows(DEC_TILE, (size_t)l->chin * w, h);
 		float *y = nn_ws_floats(ws, (size_t)l->chin * nr * w);
 		if (!y)
@@ -960,9 +960,7 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 				if (!tmp)
 					return;
 				nn_conv2d_rows(ws, &r, k, h, w, plane, r0, r1, w, tmp, n);
-				for (int c = 0; c < l->chin; c++)
-					nn_glu(tmp + (size_t)c * n, tmp + (size_t)(c + l->chin) * n,
-					       y + (size_t)c * n, n);
+				nn_glu_channels(tmp, l->chin, n, y, n);
 				nn_ws_release(ws, m2);
 			} else {
 				for (int c = 0; c < l->chin; c++)
@@ -1083,6 +1081,36 @@ static void add_to(float *dst, const float *src, size_t n)
 		dst[i] += src[i];
 }
 
+/* The spectrogram of one channel of mix (a part of a team: the channels are independent):
+ * re and im into planes 2c and 2c+1 of dst, or with mag its magnitude into plane c (the
+ * complex planes then in a buffer of the part's own, one per thread at most: below the
+ * level-1 peak). */
+struct spec_job {
+	const struct nn_hdemucs *m;
+	const float *mix;
+	int L, T, mag;
+	float *dst;
+	_Atomic int failed;
+};
+
+static void spec_channel(void *arg, int c, struct nn_ws *ws)
+{
+	struct spec_job *a = arg;
+	const struct nn_hdemucs *m = a->m;
+	size_t fplane = (size_t)m->fz[0] * a->T;
+	float *z = a->mag ? big_new(2 * fplane) : NULL;
+	if (a->mag && !z) {
+		a->failed = 1;
+		return;
+	}
+	float *re = a->mag ? z : a->dst + (size_t)(2 * c) * fplane, *im = re + fplane;
+	nn_stft_spec_ex(m->stft, ws, a->mix + (size_t)c * a->L, a->L, m->hybrid_old, re, im);
+	if (a->mag)
+		for (size_t i = 0; i < fplane; i++)
+			a->dst[(size_t)c * fplane + i] = hypotf(re[i], im[i]);
+	big_free(&z);
+}
+
 /* The network's frequency input (cin planes of fz[0] x T): the mixture's spectrogram, as
  * re/im channels (CaC) or magnitudes, standardised; its mean and std come back for the
  * output. 0 or SFA_ENOMEM. */
@@ -1090,19 +1118,11 @@ static int spec_input(const struct nn_hdemucs *m, struct nn_ws *ws, const float 
                       float *xf, double *mean, double *std)
 {
 	int C = m->info.audio_channels, cin = m->cac ? 2 * C : C;
-	size_t fplane = (size_t)m->fz[0] * T;
-	float *z = m->cac ? NULL : big_new(2 * fplane);
-	if (!m->cac && !z)
+	struct spec_job a = {.m = m, .mix = mix, .L = L, .T = T, .dst = xf, .mag = !m->cac};
+	nn_team_parts(ws, C, spec_channel, &a);
+	if (a.failed)
 		return SFA_ENOMEM;
-	for (int c = 0; c < C; c++) {
-		float *re = m->cac ? xf + (size_t)(2 * c) * fplane : z, *im = re + fplane;
-		nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old, re, im);
-		if (!m->cac)
-			for (size_t i = 0; i < fplane; i++)
-				xf[(size_t)c * fplane + i] = hypotf(re[i], im[i]);
-	}
-	big_free(&z);
-	nn_standardize(xf, (size_t)cin * fplane, xf, mean, std);
+	nn_standardize(xf, (size_t)cin * (size_t)m->fz[0] * T, xf, mean, std);
 	return 0;
 }
 
@@ -1462,10 +1482,8 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	int cs = C * cz_out; /* output channels of one source */
 	if (!m->cac) {
 		BIG(zm, (size_t)2 * C * fplane);
-		for (int c = 0; c < C; c++)
-			nn_stft_spec_ex(m->stft, ws, mix + (size_t)c * L, L, m->hybrid_old,
-			                zm + (size_t)(2 * c) * fplane,
-			                zm + (size_t)(2 * c + 1) * fplane);
+		struct spec_job sj = {.m = m, .mix = mix, .L = L, .T = T, .dst = zm};
+		nn_team_parts(ws, C, spec_channel, &sj);
 	}
 	if (nn_htdemucs_debug_hook) {
 		BIG(dbg_dec, (size_t)S * cs * fplane);

@@ -609,7 +609,7 @@ static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, co
                          int w, float *z, int hout)
 {
 	size_t plane = (size_t)h * w, oplane = (size_t)hout * w;
-	nn_fill_bias(z, l->b, l->chout, oplane);
+	nn_fill_channels(z, l->chout, l->b, oplane, oplane);
 	int nr = nn_tile_rows(DEC_TILE, (size_t)l->chin * w, h);
 	size_t mark = nn_ws_mark(ws);
 	float *y = nn_ws_floats(ws, (size_t)l->chin * nr * w);
@@ -634,9 +634,7 @@ static void decoder_freq(struct nn_ws *ws, const struct layer_w *l, int last, co
 		size_t n = (size_t)(r1 - r0) * w;
 		if (l->rw) {
 			nn_conv2d_rows(ws, &r, k, h, w, plane, r0, r1, w, tmp, n);
-			for (int c = 0; c < l->chin; c++)
-				nn_glu(tmp + (size_t)c * n, tmp + (size_t)(c + l->chin) * n,
-				       y + (size_t)c * n, n);
+			nn_glu_channels(tmp, l->chin, n, y, n);
 		} else {
 			for (int c = 0; c < l->chin; c++)
 				memcpy(y + (size_t)c * n, k + (size_t)c * plane + (size_t)r0 * w,

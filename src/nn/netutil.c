@@ -159,13 +159,6 @@ void nn_standardize(const float *x, size_t n, float *out, double *mean, double *
 		out[i] = (x[i] - m) / sd;
 }
 
-void nn_fill_bias(float *z, const float *b, int n_ch, size_t plane)
-{
-	for (int c = 0; c < n_ch; c++)
-		for (size_t i = 0; i < plane; i++)
-			z[(size_t)c * plane + i] = b[c];
-}
-
 int nn_tile_rows(size_t budget, size_t row_floats, int h)
 {
 	int nr = (int)(budget / row_floats);

@@ -76,9 +76,6 @@ void nn_mean_std(const float *x, size_t n, double *mean, double *std);
 /* out[i] = (x[i] - mean) / (1e-5 + std) in float, with x's nn_mean_std into *mean, *std:
  * how the models standardise their inputs. out may be x. */
 void nn_standardize(const float *x, size_t n, float *out, double *mean, double *std);
-/* z[c * plane + i] = b[c] for c < n_ch, i < plane: each output channel starts at its bias
- * (a transposed convolution then adds into it). */
-void nn_fill_bias(float *z, const float *b, int n_ch, size_t plane);
 /* The rows of row_floats floats each that a tile of at most budget floats holds, within
  * [1, h]. */
 int nn_tile_rows(size_t budget, size_t row_floats, int h);

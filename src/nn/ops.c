@@ -464,14 +464,46 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	pthread_mutex_unlock(&t->lock);
 }
 
-static void fill_bias(float *y, int cout, const float *b, size_t n, size_t ld)
+/* Elementwise work on whole tensors is cut into parts of SPAN_FLOATS for a team. */
+enum { SPAN_FLOATS = 1 << 18 };
+
+/* Channels per part of a per-channel pass of `per_ch` floats each: about SPAN_FLOATS, so
+ * that a small tensor stays one part (on the calling thread). */
+static int channel_group(int n_ch, size_t per_ch)
 {
-	for (int co = 0; co < cout; co++) {
-		float v = b ? b[co] : 0.0f;
-		float *row = y + (size_t)co * ld;
-		for (size_t i = 0; i < n; i++)
+	size_t g = SPAN_FLOATS / (per_ch ? per_ch : 1);
+	if (g < 1)
+		g = 1;
+	return g < (size_t)n_ch ? (int)g : (n_ch > 0 ? n_ch : 1);
+}
+
+struct fill {
+	float *y;
+	const float *b;
+	size_t n, ld;
+	int cout, group;
+};
+
+static void fill_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct fill *a = arg;
+	int c0 = part * a->group, c1 = c0 + a->group < a->cout ? c0 + a->group : a->cout;
+	for (int co = c0; co < c1; co++) {
+		float v = a->b ? a->b[co] : 0.0f;
+		float *row = a->y + (size_t)co * a->ld;
+		for (size_t i = 0; i < a->n; i++)
 			row[i] = v;
 	}
+}
+
+/* The outputs' first touch: shared by a team, which also spreads the page faults of fresh
+ * buffers (most of the kernel time of a forward pass) over its threads. */
+void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld)
+{
+	struct fill a = {.y = y, .b = b, .n = n, .ld = ld, .cout = cout};
+	a.group = channel_group(cout, n);
+	nn_team_parts(NULL, (cout + a.group - 1) / a.group, fill_part, &a);
 }
 
 /* Fills the column matrix for output rows [h0, h1). */
@@ -589,7 +621,7 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 {
 	int kdim = c->cin * c->kh * c->kw;
 	size_t n_all = (size_t)(h1 - h0) * wo;
-	fill_bias(y, c->cout, c->b, n_all, ldy);
+	nn_fill_channels(y, c->cout, c->b, n_all, ldy);
 	if (is_pointwise(c) && wo == w) {
 		/* No im2col: the input rows are the columns. */
 		nn_gemm(false, false, c->cout, (int)n_all, kdim, 1.0f, c->w, kdim,
@@ -621,6 +653,38 @@ void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h,
 	nn_conv2d_rows(ws, c, x, h, w, ldx, 0, ho, wo, y, ldy);
 }
 
+/* The overlap-add of nn_convtr_h_rows for one tile of input rows: output channels are
+ * disjoint, each summed in the same order wherever it runs, so groups of channels are
+ * parts of a team. */
+struct scatter {
+	const float *p;
+	float *y;
+	size_t plane;
+	int cout, k, s, crop, ih0, r0, r1, w, hout, group;
+};
+
+static void scatter_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct scatter *a = arg;
+	int k = a->k, w = a->w, n = (a->r1 - a->r0) * w;
+	int c0 = part * a->group, c1 = c0 + a->group < a->cout ? c0 + a->group : a->cout;
+	for (int co = c0; co < c1; co++) {
+		for (int i = 0; i < k; i++) {
+			const float *src = a->p + (size_t)(co * k + i) * n;
+			for (int r = a->r0; r < a->r1; r++) {
+				int oh = (a->ih0 + r) * a->s + i - a->crop;
+				if (oh < 0 || oh >= a->hout)
+					continue;
+				float *dst = a->y + (size_t)co * a->plane + (size_t)oh * w;
+				const float *sr = src + (size_t)(r - a->r0) * w;
+				for (int j = 0; j < w; j++)
+					dst[j] += sr[j];
+			}
+		}
+	}
+}
+
 void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int k, int s, int crop,
                       const float *x, size_t ldx, int ih0, int nrows, int w, float *y, int hout)
 {
@@ -641,20 +705,20 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 		/* p (cout*k, n) = wt^T (cout*k, cin) x[:, r0:r1, :] (cin, n). */
 		nn_gemm(true, false, m, n, cin, 1.0f, wt, m, x + (size_t)r0 * w, (int)ldx, 0.0f, p,
 		        n);
-		for (int co = 0; co < cout; co++) {
-			for (int i = 0; i < k; i++) {
-				const float *src = p + (size_t)(co * k + i) * n;
-				for (int r = r0; r < r1; r++) {
-					int oh = (ih0 + r) * s + i - crop;
-					if (oh < 0 || oh >= hout)
-						continue;
-					float *dst = y + (size_t)co * plane + (size_t)oh * w;
-					const float *sr = src + (size_t)(r - r0) * w;
-					for (int j = 0; j < w; j++)
-						dst[j] += sr[j];
-				}
-			}
-		}
+		struct scatter a = {.p = p,
+		                    .y = y,
+		                    .plane = plane,
+		                    .cout = cout,
+		                    .k = k,
+		                    .s = s,
+		                    .crop = crop,
+		                    .ih0 = ih0,
+		                    .r0 = r0,
+		                    .r1 = r1,
+		                    .w = w,
+		                    .hout = hout,
+		                    .group = channel_group(cout, (size_t)k * n)};
+		nn_team_parts(NULL, (cout + a.group - 1) / a.group, scatter_part, &a);
 	}
 	nn_ws_release(ws, mark);
 }
@@ -663,7 +727,7 @@ void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int
                  int crop, const float *x, int h, int w, float *y, int hout)
 {
 	size_t plane = (size_t)hout * w;
-	fill_bias(y, cout, b, plane, plane);
+	nn_fill_channels(y, cout, b, plane, plane);
 	nn_convtr_h_rows(ws, wt, cin, cout, k, s, crop, x, (size_t)h * w, 0, h, w, y, hout);
 }
 
@@ -749,9 +813,6 @@ NN_CLONES static void gelu_run(float *x, size_t n)
 		x[i] = gelu_f(x[i]);
 }
 
-/* Elementwise work on whole tensors is cut into parts of SPAN_FLOATS for a team. */
-enum { SPAN_FLOATS = 1 << 18 };
-
 struct span {
 	float *x;
 	size_t n;
@@ -775,6 +836,30 @@ NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		out[i] = a[i] * sigmoid_f(g[i]);
+}
+
+struct glu_ch {
+	const float *x;
+	float *out;
+	size_t n, ldo;
+	int ch, group;
+};
+
+static void glu_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct glu_ch *a = arg;
+	int c0 = part * a->group, c1 = c0 + a->group < a->ch ? c0 + a->group : a->ch;
+	for (int c = c0; c < c1; c++)
+		nn_glu(a->x + (size_t)c * a->n, a->x + (size_t)(c + a->ch) * a->n,
+		       a->out + (size_t)c * a->ldo, a->n);
+}
+
+void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo)
+{
+	struct glu_ch a = {.x = x, .out = out, .n = n, .ldo = ldo, .ch = ch};
+	a.group = channel_group(ch, 2 * n);
+	nn_team_parts(NULL, (ch + a.group - 1) / a.group, glu_part, &a);
 }
 
 NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n)
@@ -845,26 +930,77 @@ void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, dou
 	}
 }
 
+/* One slice of nn_groupnorm1_slices in three passes over its channels (sums, squared
+ * deviations, affine), each pass shared by a team in groups of channels. The per-channel
+ * sums are kept, a block of channels at a time, and added in channel order on the calling
+ * thread: the same additions as one thread making them. */
+enum { GN1_BLOCK = 256 };
+
+struct gn1 {
+	float *x; /* the slice's channel 0 */
+	size_t ld;
+	int n_t, c0, c1, group, pass;
+	float mean;
+	double dmean, inv;
+	const float *gamma, *beta;
+	double out[GN1_BLOCK]; /* pass 0 / 1: the block's per-channel values */
+};
+
+static void gn1_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	struct gn1 *a = arg;
+	int c0 = a->c0 + part * a->group, c1 = c0 + a->group < a->c1 ? c0 + a->group : a->c1;
+	for (int c = c0; c < c1; c++) {
+		float *row = a->x + (size_t)c * a->ld;
+		if (a->pass == 0) {
+			a->out[c - a->c0] = nn_sum(row, (size_t)a->n_t);
+		} else if (a->pass == 1) {
+			a->out[c - a->c0] = nn_ssd(row, (size_t)a->n_t, a->mean);
+		} else {
+			double g = a->gamma ? a->gamma[c] : 1.0;
+			float sc = (float)(a->inv * g);
+			float sh = (float)((a->beta ? a->beta[c] : 0.0) - a->dmean * a->inv * g);
+			affine(row, (size_t)a->n_t, sc, sh);
+		}
+	}
+}
+
+/* Runs one pass over channels [0, n_c); returns the sum of the per-channel values (passes
+ * 0 and 1) in channel order. */
+static double gn1_pass(struct gn1 *a, int pass, int n_c)
+{
+	double acc = 0.0;
+	a->pass = pass;
+	for (int b0 = 0; b0 < n_c; b0 += GN1_BLOCK) {
+		a->c0 = b0;
+		a->c1 = b0 + GN1_BLOCK < n_c ? b0 + GN1_BLOCK : n_c;
+		nn_team_parts(NULL, (a->c1 - b0 + a->group - 1) / a->group, gn1_part, a);
+		if (pass < 2)
+			for (int c = b0; c < a->c1; c++)
+				acc += a->out[c - b0];
+	}
+	return acc;
+}
+
 void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const float *gamma,
                           const float *beta, float eps)
 {
+	int group = channel_group(n_c, (size_t)n_t);
 	for (int r = 0; r < rows; r++) {
-		double sum = 0.0;
-		for (int c = 0; c < n_c; c++)
-			sum += nn_sum(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t);
+		struct gn1 a = {.x = x + (size_t)r * n_t,
+		                .ld = ld,
+		                .n_t = n_t,
+		                .group = group < GN1_BLOCK ? group : GN1_BLOCK,
+		                .gamma = gamma,
+		                .beta = beta};
 		double cnt = (double)n_c * n_t;
-		double mean = sum / cnt;
-		double ss = 0.0;
-		for (int c = 0; c < n_c; c++)
-			ss += nn_ssd(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t,
-			             (float)mean);
-		double inv = 1.0 / sqrt(ss / cnt + eps);
-		for (int c = 0; c < n_c; c++) {
-			double g = gamma ? gamma[c] : 1.0;
-			float sc = (float)(inv * g);
-			float sh = (float)((beta ? beta[c] : 0.0) - mean * inv * g);
-			affine(x + (size_t)c * ld + (size_t)r * n_t, (size_t)n_t, sc, sh);
-		}
+		double mean = gn1_pass(&a, 0, n_c) / cnt;
+		a.mean = (float)mean;
+		double ss = gn1_pass(&a, 1, n_c);
+		a.dmean = mean;
+		a.inv = 1.0 / sqrt(ss / cnt + eps);
+		gn1_pass(&a, 2, n_c);
 	}
 }
 

@@ -9,7 +9,9 @@
  * an allocation failure sets ws->failed, which the caller checks once per layer. OpenBLAS
  * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker,
  * or one segment with a team of threads (below): convolution row tiles, attention (head,
- * query block) pairs and the DConv tiles are parts of a team (nn_team_parts).
+ * query block) pairs and the DConv tiles are parts of a team (nn_team_parts), and so are
+ * groups of channels of the per-channel passes (bias fill, transposed-conv overlap-add,
+ * GLU, GroupNorm(1)), which would otherwise leave the helpers idle.
  *
  * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
  * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
@@ -109,6 +111,10 @@ void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h,
 void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
                     size_t ldx, int h0, int h1, int wo, float *y, size_t ldy);
 
+/* y[co][i] = b[co] (0 without b) for i < n, channels ld apart; groups of channels are
+ * parts of a team. */
+void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld);
+
 /* Transposed convolution along h with kernel (k, 1), stride (s, 1), then a crop:
  * y[co][ho][j] = b[co] + sum over ci, hi, i with hi*s + i - crop == ho of
  * wt[ci][co][i] * x[ci][hi][j], for ho in [0, hout). wt is (cin, cout*k). */
@@ -124,6 +130,9 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 void nn_gelu(float *x, size_t n);
 /* out[i] = a[i] * sigmoid(g[i]) for i < n (GLU halves). out may alias a. */
 void nn_glu(const float *a, const float *g, float *out, size_t n);
+/* GLU over channels: out channel c (ldo apart) = x[c] * sigmoid(x[c + ch]), x (2 ch, n)
+ * contiguous; groups of channels are parts of a team. out may alias x (ldo = n). */
+void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo);
 
 /* dst[i] += scale * a[i] * sigmoid(g[i]) (GLU then LayerScale, added to a residual). */
 void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n);

@@ -597,6 +597,58 @@ static void team_parts_share_work_bit_identically(void **state)
 	nn_ws_free(&ws);
 }
 
+/* The passes cut into groups of channels for a team (bias fill, transposed-conv
+ * overlap-add, GLU, GroupNorm(1) statistics and affine over more channels than one block
+ * of per-channel sums) give the single thread's bits. */
+static void channel_groups_are_bit_identical(void **state)
+{
+	(void)state;
+	struct nn_ws ws;
+	nn_ws_init(&ws, 64 << 20);
+	struct nn_team *team = nn_team_start(2);
+	assert_non_null(team);
+	int cin = 16, cout = 8, k = 8, s = 4, h = 3000, w = 24, hout = (h - 1) * s + k - 2 * s;
+	size_t ny = (size_t)cout * hout * w;
+	float *wt = rand_buf((size_t)cin * cout * k), *b = rand_buf((size_t)cout);
+	float *x = rand_buf((size_t)cin * h * w);
+	int nc = 300, nt = 5000; /* GroupNorm(1): 300 channels, blocks of 256 sums */
+	float *g = rand_buf((size_t)nc * nt), *gw = rand_buf((size_t)nc),
+	      *gb = rand_buf((size_t)nc);
+	float *y[2], *u[2], *gn[2];
+	unsigned long long before = nn_team_helped(team);
+	for (int with_team = 0; with_team < 2; with_team++) {
+		y[with_team] = malloc(ny * sizeof(float));
+		u[with_team] = malloc(ny / 2 * sizeof(float));
+		gn[with_team] = malloc((size_t)nc * nt * sizeof(float));
+		assert_true(y[with_team] && u[with_team] && gn[with_team]);
+		memcpy(gn[with_team], g, (size_t)nc * nt * sizeof(float));
+		nn_ops_team_attach(with_team ? team : NULL);
+		nn_convtr_h(&ws, wt, b, cin, cout, k, s, s, x, h, w, y[with_team], hout);
+		nn_glu_channels(y[with_team], cout / 2, (size_t)hout * w, u[with_team],
+		                (size_t)hout * w);
+		nn_groupnorm1_slices(gn[with_team], nc, 1, nt, (size_t)nt, gw, gb, 1e-5f);
+		nn_ops_team_attach(NULL);
+	}
+	assert_false(ws.failed);
+	assert_true(nn_team_helped(team) > before);
+	assert_memory_equal(y[0], y[1], ny * sizeof(float));
+	assert_memory_equal(u[0], u[1], ny / 2 * sizeof(float));
+	assert_memory_equal(gn[0], gn[1], (size_t)nc * nt * sizeof(float));
+	for (int i = 0; i < 2; i++) {
+		free(y[i]);
+		free(u[i]);
+		free(gn[i]);
+	}
+	free(wt);
+	free(b);
+	free(x);
+	free(g);
+	free(gw);
+	free(gb);
+	nn_team_stop(team);
+	nn_ws_free(&ws);
+}
+
 int main(void)
 {
 	nn_ops_init();
@@ -609,6 +661,7 @@ int main(void)
 		cmocka_unit_test(workspace_stack),
 		cmocka_unit_test(gemm_team_is_bit_identical),
 		cmocka_unit_test(team_parts_share_work_bit_identically),
+		cmocka_unit_test(channel_groups_are_bit_identical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
