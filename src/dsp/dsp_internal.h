@@ -234,11 +234,6 @@ double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
  * in frames. 0 when period is not positive. */
 double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb,
                             double period);
-/* The logit behind it (-inf when period is not positive), with its terms into comp: S, R,
- * cv and A (see tempo.c). */
-enum { DSP_TEMPO_TERMS = 4 };
-double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t nb, double period,
-                          double comp[DSP_TEMPO_TERMS]);
 /* The beat period (frames) among p0 and the metrical levels around it that looks most like
  * the beat (see tempo.c). env: librosa's onset envelope, flux: the kick-aware one, hi:
  * the high band's (dsp_band_onsets from DSP_HI_MEL), all [n]; beat_work: dsp_beats_work_bytes(n) bytes;

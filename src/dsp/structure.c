@@ -89,11 +89,11 @@ static const double W_FOUR = 0.99, W_NO_SHIFT = 1.12, SWITCH_COST = 8.0;
 static const int SHIFTS[] = {0, 6, 8, 12, 16, 18}; /* in 24ths of a beat */
 /* clang-format on */
 
-/* The nb beats shifted by s/24 of their interval (the last by the one before), at most to
- * the last frame but one, into bt. */
-static void shift_beats(const int *beats, size_t nb, int s, size_t T, float *bt)
+/* Beats [a, e) of the nb beats shifted by s/24 of their interval (the last by the one
+ * before), at most to the last frame but one, into bt[a, e). */
+static void shift_beats(const int *beats, size_t nb, size_t a, size_t e, int s, size_t T, float *bt)
 {
-	for (size_t i = 0; i < nb; i++) {
+	for (size_t i = a; i < e; i++) {
 		int iv = i + 1 < nb ? beats[i + 1] - beats[i] : beats[i] - beats[i - 1];
 		double t = beats[i] + (double)iv * s / 24.0;
 		bt[i] = (float)fmin(t, (double)T - 2.0);
@@ -139,10 +139,10 @@ static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], co
 	}
 }
 
-/* Hypothesis h: its shift's index, meter and bar phase. */
-static void hypothesis(int h, int *si, int *M, int *p)
+/* Hypothesis h: shift SHIFTS[h / 7]; then meter and bar phase from h % 7 (3/4 phases 0..2,
+ * 4/4 phases 0..3). */
+static void meter_phase(int h, int *M, int *p)
 {
-	*si = h / 7;
 	*M = h % 7 < 3 ? 3 : 4;
 	*p = h % 7 < 3 ? h % 7 : h % 7 - 3;
 }
@@ -161,8 +161,8 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 			base += W_PEAK[b] * log(m / (double)(e - a) + 1e-3);
 		}
 		for (int h = si * 7; h < si * 7 + 7; h++) {
-			int s_, M, p;
-			hypothesis(h, &s_, &M, &p);
+			int M, p;
+			meter_phase(h, &M, &p);
 			double on[BAR_TERMS] = {0}, off[BAR_TERMS] = {0};
 			size_t n_on = 0;
 			for (size_t i = a; i < e; i++) {
@@ -200,7 +200,7 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 	float *prev = bt + nb, *cur = prev + DB_CHORD_BANDS, *sc = cur + DB_CHORD_BANDS;
 	int *back = (int *)(sc + nw * N_HYP), *out = back + nw * N_HYP, *is_down = out + nb;
 	for (int si = 0; si < N_SHIFTS; si++) {
-		shift_beats(beats, nb, SHIFTS[si], T, bt);
+		shift_beats(beats, nb, 0, nb, SHIFTS[si], T, bt);
 		bar_terms(db, T, env, bt, nb, f, pk, prev, cur);
 		score_windows(f, pk, nb, si, sc);
 	}
@@ -225,10 +225,10 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 			h = j;
 	int meter[2] = {0, 0}; /* beats in 3/4 and in 4/4 hypotheses */
 	for (size_t k = nw; k-- > 0;) {
-		int si, M, p;
-		hypothesis(h, &si, &M, &p);
+		int M, p;
+		meter_phase(h, &M, &p);
 		size_t a = k * nb / nw, e = (k + 1) * nb / nw;
-		shift_beats(beats, nb, SHIFTS[si], T, bt);
+		shift_beats(beats, nb, a, e, SHIFTS[h / 7], T, bt);
 		for (size_t i = a; i < e; i++) {
 			out[i] = (int)lround(bt[i]);
 			is_down[i] = (int)(i % (size_t)M) == p;
@@ -261,6 +261,8 @@ size_t dsp_beats_from_start(const float *db, size_t T, float db_max, int *beats,
 	for (int i = 0; i < 8; i++)
 		d[i] = (float)(beats[i + 1] - beats[i]);
 	double p = dsp_median_f32(d, 8);
+	if (!(p >= 1.0))
+		return 0;
 	size_t start = 0; /* the first frame with sound: a band within 50 dB of the loudest */
 	while (start < T) {
 		float m = db[start * DSP_N_MELS];
@@ -270,8 +272,6 @@ size_t dsp_beats_from_start(const float *db, size_t T, float db_max, int *beats,
 			break;
 		start++;
 	}
-	if (!(p >= 1.0))
-		return 0;
 	size_t k = 0;
 	while (nb + k < cap && (double)beats[0] - (double)(k + 1) * p >= (double)start)
 		k++;

@@ -331,31 +331,36 @@ static double peak_near(const float *env, size_t n, long t)
 
 static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
 
-double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t nb, double period,
-                          double comp[DSP_TEMPO_TERMS])
+/* std / mean of the nb beats' intervals (1 with fewer than 2 beats). */
+static double beat_cv(const int *beats, size_t nb)
 {
-	for (int i = 0; i < DSP_TEMPO_TERMS; i++)
-		comp[i] = 0.0;
-	comp[2] = 1.0;
-	if (!(period > 0.0) || n < 2)
-		return -INFINITY;
-	double A = dsp_acf_at(flux, n, period);
-	double half = acf_near(flux, n, period / 2.0), third = acf_near(flux, n, period / 3.0);
-	double S = fmax(half, third);
-	double R = fmax(dsp_acf_at(flux, n, period * 2.0 / 3.0),
-	                dsp_acf_at(flux, n, period * 4.0 / 3.0));
-	double cv = 1.0, on = 0.0, mid = 0.0, parity[2] = {0.0, 0.0};
-	size_t n_parity[2] = {0, 0};
-	if (nb >= 2) {
-		double s1 = 0.0, s2 = 0.0;
-		for (size_t i = 1; i < nb; i++) {
-			double d = (double)(beats[i] - beats[i - 1]);
-			s1 += d;
-			s2 += d * d;
-		}
-		double mu = s1 / (double)(nb - 1), var = s2 / (double)(nb - 1) - mu * mu;
-		cv = mu > 0.0 ? sqrt(var > 0.0 ? var : 0.0) / mu : 1.0;
+	if (nb < 2)
+		return 1.0;
+	double s1 = 0.0, s2 = 0.0;
+	for (size_t i = 1; i < nb; i++) {
+		double d = (double)(beats[i] - beats[i - 1]);
+		s1 += d;
+		s2 += d * d;
 	}
+	double mu = s1 / (double)(nb - 1), var = s2 / (double)(nb - 1) - mu * mu;
+	return mu > 0.0 ? sqrt(var > 0.0 ? var : 0.0) / mu : 1.0;
+}
+
+/* R: the rival levels at 2/3 and 4/3 of the period. */
+static double rival(const float *flux, size_t n, double period)
+{
+	return fmax(dsp_acf_at(flux, n, period * 2.0 / 3.0),
+	            dsp_acf_at(flux, n, period * 4.0 / 3.0));
+}
+
+double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb, double period)
+{
+	if (!(period > 0.0) || n < 2)
+		return 0.0;
+	double A = dsp_acf_at(flux, n, period);
+	double S = fmax(acf_near(flux, n, period / 2.0), acf_near(flux, n, period / 3.0));
+	double on = 0.0, mid = 0.0, parity[2] = {0.0, 0.0};
+	size_t n_parity[2] = {0, 0};
 	for (size_t i = 0; i < nb; i++) {
 		double p = peak_near(flux, n, beats[i]);
 		parity[i % 2] += p;
@@ -372,17 +377,8 @@ double dsp_tempo_evidence(const float *flux, size_t n, const int *beats, size_t 
 	double pulse = 0.6 * clip01((pur - 0.9) / 0.1) * clip01(1.0 - alt / 0.1);
 	if (pulse > S)
 		S = pulse;
-	comp[0] = S;
-	comp[1] = R;
-	comp[2] = cv;
-	comp[3] = A;
-	return 8.3 * S - 4.9 * R - 1.3 * log(cv + 0.005) + 2.3 * A - 7.0;
-}
-
-double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_t nb, double period)
-{
-	double comp[DSP_TEMPO_TERMS];
-	double z = dsp_tempo_evidence(flux, n, beats, nb, period, comp);
+	double z = 8.3 * S - 4.9 * rival(flux, n, period) - 1.3 * log(beat_cv(beats, nb) + 0.005) +
+	           2.3 * A - 7.0;
 	double c = 1.0 / (1.0 + exp(-z));
 	return isfinite(c) ? c : 0.0;
 }
@@ -454,14 +450,11 @@ static double at_fraction(const float *hi, size_t n, const int *beats, size_t nb
 	return on > 0.0 ? fmin(m / on, cap) : cap;
 }
 
-/* The level's score (see above); nb >= 2. */
+/* The level's score (see above); nb >= 2, p and pr > 0. */
 static double level_score(const float *flux, const float *hi, size_t n, const int *beats, size_t nb,
                           double p, double pr, int is_p0)
 {
-	double comp[DSP_TEMPO_TERMS];
-	if (!isfinite(dsp_tempo_evidence(flux, n, beats, nb, pr, comp)))
-		return -INFINITY;
-	double R = comp[1], cv = comp[2], A = comp[3];
+	double R = rival(flux, n, pr), cv = beat_cv(beats, nb), A = dsp_acf_at(flux, n, pr);
 	double on = 0.0;
 	for (size_t b = 0; b + 1 < nb; b++)
 		on += peak_near(hi, n, beats[b]);

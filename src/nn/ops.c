@@ -477,6 +477,19 @@ static int channel_group(int n_ch, size_t per_ch)
 	return g < (size_t)n_ch ? (int)g : (n_ch > 0 ? n_ch : 1);
 }
 
+/* The channels [*c0, *c1) of part `part` of [first, end) cut into groups of `group`. */
+static void part_channels(int part, int group, int first, int end, int *c0, int *c1)
+{
+	*c0 = first + part * group;
+	*c1 = *c0 + group < end ? *c0 + group : end;
+}
+
+/* Runs fn over [0, n_ch) in parts of `group` channels, on the calling thread's team. */
+static void channel_parts(int n_ch, int group, void (*fn)(void *, int, struct nn_ws *), void *arg)
+{
+	nn_team_parts(NULL, (n_ch + group - 1) / group, fn, arg);
+}
+
 struct fill {
 	float *y;
 	const float *b;
@@ -488,7 +501,8 @@ static void fill_part(void *arg, int part, struct nn_ws *ws)
 {
 	(void)ws;
 	const struct fill *a = arg;
-	int c0 = part * a->group, c1 = c0 + a->group < a->cout ? c0 + a->group : a->cout;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->cout, &c0, &c1);
 	for (int co = c0; co < c1; co++) {
 		float v = a->b ? a->b[co] : 0.0f;
 		float *row = a->y + (size_t)co * a->ld;
@@ -503,7 +517,7 @@ void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld)
 {
 	struct fill a = {.y = y, .b = b, .n = n, .ld = ld, .cout = cout};
 	a.group = channel_group(cout, n);
-	nn_team_parts(NULL, (cout + a.group - 1) / a.group, fill_part, &a);
+	channel_parts(cout, a.group, fill_part, &a);
 }
 
 /* Fills the column matrix for output rows [h0, h1). */
@@ -668,7 +682,8 @@ static void scatter_part(void *arg, int part, struct nn_ws *ws)
 	(void)ws;
 	const struct scatter *a = arg;
 	int k = a->k, w = a->w, n = (a->r1 - a->r0) * w;
-	int c0 = part * a->group, c1 = c0 + a->group < a->cout ? c0 + a->group : a->cout;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->cout, &c0, &c1);
 	for (int co = c0; co < c1; co++) {
 		for (int i = 0; i < k; i++) {
 			const float *src = a->p + (size_t)(co * k + i) * n;
@@ -718,7 +733,7 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 		                    .w = w,
 		                    .hout = hout,
 		                    .group = channel_group(cout, (size_t)k * n)};
-		nn_team_parts(NULL, (cout + a.group - 1) / a.group, scatter_part, &a);
+		channel_parts(cout, a.group, scatter_part, &a);
 	}
 	nn_ws_release(ws, mark);
 }
@@ -849,7 +864,8 @@ static void glu_part(void *arg, int part, struct nn_ws *ws)
 {
 	(void)ws;
 	const struct glu_ch *a = arg;
-	int c0 = part * a->group, c1 = c0 + a->group < a->ch ? c0 + a->group : a->ch;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->ch, &c0, &c1);
 	for (int c = c0; c < c1; c++)
 		nn_glu(a->x + (size_t)c * a->n, a->x + (size_t)(c + a->ch) * a->n,
 		       a->out + (size_t)c * a->ldo, a->n);
@@ -859,7 +875,7 @@ void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo)
 {
 	struct glu_ch a = {.x = x, .out = out, .n = n, .ldo = ldo, .ch = ch};
 	a.group = channel_group(ch, 2 * n);
-	nn_team_parts(NULL, (ch + a.group - 1) / a.group, glu_part, &a);
+	channel_parts(ch, a.group, glu_part, &a);
 }
 
 NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n)
@@ -950,7 +966,8 @@ static void gn1_part(void *arg, int part, struct nn_ws *ws)
 {
 	(void)ws;
 	struct gn1 *a = arg;
-	int c0 = a->c0 + part * a->group, c1 = c0 + a->group < a->c1 ? c0 + a->group : a->c1;
+	int c0, c1;
+	part_channels(part, a->group, a->c0, a->c1, &c0, &c1);
 	for (int c = c0; c < c1; c++) {
 		float *row = a->x + (size_t)c * a->ld;
 		if (a->pass == 0) {
@@ -975,7 +992,7 @@ static double gn1_pass(struct gn1 *a, int pass, int n_c)
 	for (int b0 = 0; b0 < n_c; b0 += GN1_BLOCK) {
 		a->c0 = b0;
 		a->c1 = b0 + GN1_BLOCK < n_c ? b0 + GN1_BLOCK : n_c;
-		nn_team_parts(NULL, (a->c1 - b0 + a->group - 1) / a->group, gn1_part, a);
+		channel_parts(a->c1 - b0, a->group, gn1_part, a);
 		if (pass < 2)
 			for (int c = b0; c < a->c1; c++)
 				acc += a->out[c - b0];
