@@ -9,16 +9,19 @@
  * of a shift gets eight terms: how far the mean mel spectrum up to ~2.7 kHz (chords and
  * bass) of its beat differs from the beat before, the level of the lowest bands, and the
  * onset envelopes' peaks at the beat in five bands (under ~125 Hz: kicks; ~125-300 Hz;
- * ~300 Hz-1.8 kHz; ~1.8-4.5 kHz; and above: hats) and over all bands. On each window of 16
- * beats a hypothesis is scored by the terms' contrast between its bar starts and the other
- * beats (each term standardised over the song's beats: harmony changes and kicks fall on
- * bar starts), the log mean peak of each envelope on its beats (kicks and snares fall on
+ * ~300 Hz-1.8 kHz; ~1.8-4.5 kHz; and above: hats) and over all bands. The same six
+ * envelopes of the percussive part of the spectrum (each band's level above its median
+ * over 17 frames, as in harmonic/percussive separation) hear the drums without the bass
+ * notes and chord stabs that start with them. On each window of 16 beats a hypothesis is
+ * scored by the terms' contrast between its bar starts and the other beats (each term
+ * standardised over the song's beats: harmony changes and kicks fall on bar starts), the
+ * log mean peak of each of the twelve envelopes on its beats (kicks and snares fall on
  * beats), and a preference for 4/4 and for no shift; Viterbi over the windows picks one
- * hypothesis per window, a change costing 8. The weights are a conditional logistic
+ * hypothesis per window, a change costing 6. The weights are a conditional logistic
  * regression fitted on the 300 songs of bench/analysis-accuracy with one hypothesis per
- * song (the one with the best beat plus downbeat F-measure the positive; five-fold
- * cross-validated, beat F 0.823 -> 0.855, downbeat F 0.730 -> 0.785); the windows and the
- * cost were then chosen on the same songs (0.870, 0.826); see that README.
+ * song (the one with the best beat plus downbeat F-measure the positive); with the
+ * percussive envelopes, five-fold cross-validated per window, beat F 0.870 -> 0.890 and
+ * downbeat F 0.826 -> 0.833 (offline, on the tracker's beats); see that README.
  *
  * Sections. Bars are described by their mean mel spectrum (all bands, each standardised
  * across the bars) and their level (mean RMS, dB). A Gaussian-tapered checkerboard kernel
@@ -34,7 +37,8 @@
  * "breakdown".
  *
  * Both are linear in the song's length (the self-similarity is only needed within 4 bars
- * of its diagonal, so no matrix is kept): a few ms per song.
+ * of its diagonal, so no matrix is kept; the median filter keeps 17 sorted values per
+ * band): a few ms per song.
  */
 #include <math.h>
 #include <string.h>
@@ -67,6 +71,8 @@ static void seg_mean(const float *db, size_t t0, size_t t1, int nb, float *out)
 enum {
 	BAR_TERMS = 8,
 	BAR_BANDS = 6,
+	N_ENVS = 2 * BAR_BANDS, /* each band's onsets in the whole and the percussive spectrum */
+	HARM_FRAMES = 17,       /* the horizontal median filter's length */
 	N_SHIFTS = 6,
 	N_HYP = N_SHIFTS * 7, /* each shift x (3/4: phases 0..2, 4/4: phases 0..3) */
 	BAR_WINDOW = 16,      /* beats a phase holds at least (unless the song is shorter) */
@@ -76,16 +82,18 @@ static size_t n_windows(size_t nb) { return nb / BAR_WINDOW > 0 ? nb / BAR_WINDO
 
 size_t dsp_downbeats_work_floats(size_t n_beats, size_t T)
 {
-	return BAR_BANDS * T + n_beats * (BAR_TERMS + BAR_BANDS + 3) + 2 * DB_CHORD_BANDS +
+	return (N_ENVS + 1) * T + n_beats * (BAR_TERMS + N_ENVS + 3) + 2 * DB_CHORD_BANDS +
 	       2 * n_windows(n_beats) * N_HYP;
 }
 
 /* clang-format off */
-/* weights: log mean peak per envelope (kick, low, mid, high-mid, high, all); contrast of
- * the bar starts for harmony change, low level and the six peaks; 4/4; no shift */
-static const double W_PEAK[BAR_BANDS] = {1.21, -0.26, -0.16, 0.40, 0.39, 0.30};
-static const double W_BAR[BAR_TERMS] = {3.49, 1.22, 1.59, -1.29, 0.66, 1.02, 0.20, -2.12};
-static const double W_FOUR = 0.99, W_NO_SHIFT = 1.12, SWITCH_COST = 8.0;
+/* weights: log mean peak per envelope (kick, low, mid, high-mid, high, all; then the same
+ * bands' percussive part); contrast of the bar starts for harmony change, low level and the
+ * first six peaks; 4/4; no shift */
+static const double W_PEAK[N_ENVS] = {0.63, -0.59, -0.57, -0.12, 0.19, -0.06,
+                                      0.70, 0.60,  0.34,  0.75,  -0.04, 0.24};
+static const double W_BAR[BAR_TERMS] = {3.42, 1.08, 1.48, -1.18, 0.51, 0.92, 0.09, -1.67};
+static const double W_FOUR = 0.99, W_NO_SHIFT = 1.06, SWITCH_COST = 6.0;
 static const int SHIFTS[] = {0, 6, 8, 12, 16, 18}; /* in 24ths of a beat */
 /* clang-format on */
 
@@ -101,8 +109,8 @@ static void shift_beats(const int *beats, size_t nb, size_t a, size_t e, int s, 
 }
 
 /* The eight terms of each of the nb beats bt into f[nb * BAR_TERMS], each standardised
- * over the beats, and the raw onset peaks into pk[nb * BAR_BANDS]. */
-static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], const float *bt,
+ * over the beats, and the raw peaks of all N_ENVS envelopes into pk[nb * N_ENVS]. */
+static void bar_terms(const float *db, size_t T, float *const env[N_ENVS], const float *bt,
                       size_t nb, float *f, float *pk, float *prev, float *cur)
 {
 	for (size_t i = 0; i < nb; i++) {
@@ -121,9 +129,10 @@ static void bar_terms(const float *db, size_t T, float *const env[BAR_BANDS], co
 			lo += cur[m] / 5.0;
 		x[0] = (float)sqrt(d2 / DB_CHORD_BANDS);
 		x[1] = (float)lo;
+		for (int b = 0; b < N_ENVS; b++)
+			pk[i * N_ENVS + b] = (float)dsp_env_peak(env[b], T, t0 - 1, t0 + 2);
 		for (int b = 0; b < BAR_BANDS; b++)
-			x[2 + b] = pk[i * BAR_BANDS + b] = (float)dsp_env_peak(env[b], T, t0 - 1,
-			                                                       t0 + 2);
+			x[2 + b] = pk[i * N_ENVS + b];
 		memcpy(prev, cur, sizeof(float) * DB_CHORD_BANDS);
 	}
 	for (int k = 0; k < BAR_TERMS; k++) {
@@ -154,10 +163,10 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 	for (size_t k = 0; k < nw; k++) {
 		size_t a = k * nb / nw, e = (k + 1) * nb / nw;
 		double base = SHIFTS[si] == 0 ? W_NO_SHIFT : 0.0;
-		for (int b = 0; b < BAR_BANDS; b++) {
+		for (int b = 0; b < N_ENVS; b++) {
 			double m = 0.0;
 			for (size_t i = a; i < e; i++)
-				m += pk[i * BAR_BANDS + b];
+				m += pk[i * N_ENVS + b];
 			base += W_PEAK[b] * log(m / (double)(e - a) + 1e-3);
 		}
 		for (int h = si * 7; h < si * 7 + 7; h++) {
@@ -181,6 +190,53 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 	}
 }
 
+/* Band m's value in frame j of the frame-major dB matrix, the edges repeating the first and
+ * last frame. */
+static float at_frame(const float *db, size_t T, int m, long j)
+{
+	size_t t = j < 0 ? 0 : (j >= (long)T ? T - 1 : (size_t)j);
+	return db[t * DSP_N_MELS + (size_t)m];
+}
+
+void dsp_percussive_onsets(const float *db, size_t T, const int bands[][2], int n_bands, float *col,
+                           float *const env[])
+{
+	enum { H = HARM_FRAMES / 2 };
+	for (int b = 0; b < n_bands; b++)
+		memset(env[b], 0, T * sizeof(float));
+	for (int m = 0; m < DSP_N_MELS; m++) {
+		float win[HARM_FRAMES]; /* the window's values in order */
+		for (int k = 0; k < HARM_FRAMES; k++) {
+			float v = at_frame(db, T, m, k - H);
+			int j = k;
+			for (; j > 0 && win[j - 1] > v; j--)
+				win[j] = win[j - 1];
+			win[j] = v;
+		}
+		for (size_t t = 0; t < T; t++) {
+			col[t] = fmaxf(db[t * DSP_N_MELS + (size_t)m] - win[H], 0.0f);
+			float out = at_frame(db, T, m, (long)t - H),
+			      in = at_frame(db, T, m, (long)t + H + 1);
+			int j = 0;
+			while (j + 1 < HARM_FRAMES && win[j] != out)
+				j++;
+			for (; j + 1 < HARM_FRAMES && win[j + 1] < in; j++)
+				win[j] = win[j + 1];
+			for (; j > 0 && win[j - 1] > in; j--)
+				win[j] = win[j - 1];
+			win[j] = in;
+		}
+		for (int b = 0; b < n_bands; b++)
+			if (m >= bands[b][0] && m < bands[b][1])
+				for (size_t t = 3; t < T; t++)
+					if (col[t - 2] > col[t - 3])
+						env[b][t] += col[t - 2] - col[t - 3];
+	}
+	for (int b = 0; b < n_bands; b++)
+		for (size_t t = 3; t < T; t++)
+			env[b][t] /= (float)(bands[b][1] - bands[b][0]);
+}
+
 size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, float *work,
                      int *beats_per_bar, int *down)
 {
@@ -190,13 +246,14 @@ size_t dsp_downbeats(const float *db, size_t T, int *beats, size_t *n_beats, flo
 		return 0;
 	static const int BANDS[BAR_BANDS][2] = {{0, 5},   {5, 12},   {12, 40},
 	                                        {40, 96}, {96, 128}, {0, 128}};
-	float *env[BAR_BANDS];
-	for (int b = 0; b < BAR_BANDS; b++) {
+	float *env[N_ENVS];
+	for (int b = 0; b < N_ENVS; b++)
 		env[b] = work + (size_t)b * T;
+	for (int b = 0; b < BAR_BANDS; b++)
 		dsp_band_onsets(db, T, BANDS[b][0], BANDS[b][1], env[b]);
-	}
+	dsp_percussive_onsets(db, T, BANDS, BAR_BANDS, work + N_ENVS * T, env + BAR_BANDS);
 	size_t nw = n_windows(nb);
-	float *f = work + BAR_BANDS * T, *pk = f + nb * BAR_TERMS, *bt = pk + nb * BAR_BANDS;
+	float *f = work + (N_ENVS + 1) * T, *pk = f + nb * BAR_TERMS, *bt = pk + nb * N_ENVS;
 	float *prev = bt + nb, *cur = prev + DB_CHORD_BANDS, *sc = cur + DB_CHORD_BANDS;
 	int *back = (int *)(sc + nw * N_HYP), *out = back + nw * N_HYP, *is_down = out + nb;
 	for (int si = 0; si < N_SHIFTS; si++) {

@@ -604,6 +604,33 @@ static void beat_grid_covers_an_intro_without_drums(void **state)
 	free(x);
 }
 
+/* The percussive part's onsets: a held chord entering rises in every band of the whole
+ * spectrum but not above the band's median over 17 frames; a kick does. */
+static void percussive_onsets_ignore_held_notes(void **state)
+{
+	(void)state;
+	enum { T = 200, CHORD_AT = 50, KICK_AT = 150 };
+	static float db[T * DSP_N_MELS];
+	for (size_t t = 0; t < T; t++)
+		for (int m = 0; m < DSP_N_MELS; m++)
+			db[t * DSP_N_MELS + (size_t)m] =
+				-80.0f + (t >= CHORD_AT && m >= 10 && m < 60 ? 50.0f : 0.0f) +
+				(t >= KICK_AT && t < KICK_AT + 2 && m < 40 ? 60.0f : 0.0f);
+	static const int bands[1][2] = {{0, DSP_N_MELS}};
+	static float whole[T], perc[T], col[T];
+	float *env[1] = {perc};
+	dsp_band_onsets(db, T, 0, DSP_N_MELS, whole);
+	dsp_percussive_onsets(db, T, bands, 1, col, env);
+	/* both envelopes see frame t - 2's rise at t */
+	printf("# chord: whole %.2f, percussive %.2f; kick: whole %.2f, percussive %.2f\n",
+	       whole[CHORD_AT + 2], perc[CHORD_AT + 2], whole[KICK_AT + 2], perc[KICK_AT + 2]);
+	assert_true(whole[CHORD_AT + 2] > 15.0f);
+	for (size_t t = 0; t < KICK_AT; t++)
+		assert_true(perc[t] == 0.0f);
+	assert_true(perc[KICK_AT + 2] > 15.0f);
+	assert_true(fabsf(perc[KICK_AT + 2] - whole[KICK_AT + 2]) < 1e-3f);
+}
+
 /* A 120 BPM song in bars of 2 s after a one-beat pick-up: intro (8 bars, quiet), build
  * (8, kick on every beat, rising), drop (16), breakdown (8, quiet, no drums to speak of),
  * drop (8), outro (8, quiet). Chords change on every bar. */
@@ -1172,6 +1199,7 @@ int main(void)
 		cmocka_unit_test(click_tempo_is_precise),
 		cmocka_unit_test(offbeat_bass_keeps_the_beats_on_the_kicks),
 		cmocka_unit_test(beat_grid_covers_an_intro_without_drums),
+		cmocka_unit_test(percussive_onsets_ignore_held_notes),
 		cmocka_unit_test(downbeats_and_sections),
 		cmocka_unit_test(chords_of_a_progression),
 		cmocka_unit_test(chords_root_from_the_bass),
