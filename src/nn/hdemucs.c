@@ -777,9 +777,7 @@ static void dconv_layer_seq(struct nn_ws *ws, const struct dconv *dc, int d, flo
 		localstate_run(ws, &e->attn, hid, h, t, (size_t)t);
 	conv1x1(w->c2w, w->c2b, hid, 2 * ch, h, (size_t)t, t, z);
 	nn_groupnorm1_slices(z, 2 * ch, 1, t, (size_t)t, w->g2w, w->g2b, GN_EPS);
-	for (int c = 0; c < ch; c++)
-		nn_glu_scale_add(z + (size_t)c * t, z + (size_t)(c + ch) * t, w->scale[c],
-		                 x + (size_t)c * ld, (size_t)t);
+	nn_glu_scale_add_channels(z, ch, (size_t)t, w->scale, x, ld);
 	nn_ws_release(ws, mark);
 }
 
@@ -824,9 +822,7 @@ static void cng_part(void *arg, int part, struct nn_ws *ws)
 	nn_conv2d_rows(ws, a->c, a->src, a->h, a->w, a->lds, r0, r1, a->wo, tmp, n);
 	if (a->groups)
 		groupnorm(tmp, a->c->cout, n, a->groups, a->gw, a->gb);
-	for (int k = 0; k < ch; k++)
-		nn_glu(tmp + (size_t)k * n, tmp + (size_t)(k + ch) * n,
-		       a->dst + (size_t)k * a->ldd + (size_t)r0 * a->wo, n);
+	nn_glu_channels(tmp, ch, n, a->dst + (size_t)r0 * a->wo, a->ldd);
 }
 
 /* dst (cout/2, ho, wo) = GLU(norm(conv(src))). Without GroupNorm the conv runs in row
@@ -990,7 +986,7 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 			y = yb;
 		}
 		if (pre)
-			memcpy(pre, y, (size_t)l->chin * plane * sizeof *pre);
+			nn_copy_channels(pre, plane, y, plane, l->chin, plane);
 		int hfull = (h - 1) * l->stride + l->ker;
 		if (l->groups) {
 			size_t fplane = (size_t)hfull * w;
@@ -1000,10 +996,8 @@ static void dec_run(struct nn_ws *ws, const struct hlayer *l, int last, const fl
 			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, 0, y, h,
 			            w, full, hfull);
 			groupnorm(full, l->chout, fplane, l->groups, l->n2w, l->n2b);
-			for (int co = 0; co < l->chout; co++)
-				memcpy(z + (size_t)co * oplane,
-				       full + (size_t)co * fplane + (size_t)l->pad * w,
-				       oplane * sizeof *z);
+			nn_copy_channels(z, oplane, full + (size_t)l->pad * w, fplane, l->chout,
+			                 oplane);
 		} else {
 			nn_convtr_h(ws, l->w, l->b, l->chin, l->chout, l->ker, l->stride, l->pad, y,
 			            h, w, z, hout);
@@ -1073,12 +1067,6 @@ static void big_free(float **pp)
 	const size_t *h = (const size_t *)(void *)(*pp - BIG_HEADER_FLOATS);
 	munmap((void *)(uintptr_t)h[0], h[1]);
 	*pp = NULL;
-}
-
-static void add_to(float *dst, const float *src, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		dst[i] += src[i];
 }
 
 /* The spectrogram of one channel of mix (a part of a team: the channels are independent):
@@ -1215,7 +1203,7 @@ static void enc0_part(void *arg, int part, struct nn_ws *ws)
 	enc0_rows(ws, m, a->xf, T, r0, r1, t0, n);
 	add_freq_emb(m, t0, n, r0, r1, T);
 	for (int c = 0; c < m->cz[1]; c++)
-		add_to(a->add + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * n, n);
+		nn_add(a->add + (size_t)c * plane1 + (size_t)r0 * T, t0 + (size_t)c * n, n);
 }
 
 /* The outermost frequency decoder after its rewrite (y), one source per part of a team:
@@ -1381,11 +1369,11 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 	for (int k = depth - 1; k >= 1; k--) {
 		int idx = depth - 1 - k;
 		if (zf) {
-			add_to(skip[k], zf, (size_t)m->cz[k + 1] * m->fz[k + 1] * sh.w[k + 1]);
+			nn_add(skip[k], zf, (size_t)m->cz[k + 1] * m->fz[k + 1] * sh.w[k + 1]);
 			big_free(&zf);
 		}
 		if (k < kc && zt) {
-			add_to(tskip[k], zt, (size_t)m->ct[k + 1] * sh.lt[k + 1]);
+			nn_add(tskip[k], zt, (size_t)m->ct[k + 1] * sh.lt[k + 1]);
 			big_free(&zt);
 		}
 		const struct hlayer *d = &m->dec[k];
@@ -1398,7 +1386,7 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 			dec_run(ws, td, 0, tskip[k], sh.lt[k + 1], 1, zn, sh.lt[k], NULL);
 			snprintf(name, sizeof name, "tdec%d_out", kc - k);
 			nn_debug_hook(name, zn, (size_t)td->chout * sh.lt[k]);
-			add_to(tskip[k - 1], zn, (size_t)td->chout * sh.lt[k]);
+			nn_add(tskip[k - 1], zn, (size_t)td->chout * sh.lt[k]);
 			big_free(&zn);
 			big_free(&tskip[k]);
 		}
@@ -1430,16 +1418,14 @@ int nn_hdemucs_forward(const struct nn_hdemucs *m, struct nn_ws *ws, const float
 
 	/* Level 0, time: its decoder writes the sources' time part straight into out. */
 	if (zt) {
-		add_to(tskip[0], zt, (size_t)m->ct[1] * sh.lt[1]);
+		nn_add(tskip[0], zt, (size_t)m->ct[1] * sh.lt[1]);
 		big_free(&zt);
 	}
 	dec_run(ws, &m->tdec[0], 1, tskip[0], sh.lt[1], 1, out, L, NULL);
 	snprintf(name, sizeof name, "tdec%d_out", kc);
 	nn_debug_hook(name, out, (size_t)S * C * L);
 	big_free(&tskip[0]);
-	float tsd = (float)tstd, tm = (float)tmean;
-	for (size_t i = 0; i < (size_t)S * C * L; i++)
-		out[i] = out[i] * tsd + tm;
+	nn_affine(out, (size_t)S * C * L, (float)tstd, (float)tmean);
 	CHECK_LAYER();
 
 	/* Level 0, frequency: the decoder's input is the level-1 output plus the level-0 skip,

@@ -409,6 +409,19 @@ static int cut(const struct gemm_part *whole, int n_helpers, int unit, struct ge
 	return want;
 }
 
+/* Whether the calling thread's team shares a product of this shape (cut in two parts or
+ * more; bf16 in the calling thread's precision mode). */
+static bool team_cuts(int m, int n, int k)
+{
+	const struct nn_team *t = ops_team;
+	bool bf16 = ops_precision == NN_PRECISION_BF16;
+	if (!t || t->n_helpers == 0 || (!t->unit && !bf16) ||
+	    (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK)
+		return false;
+	struct gemm_part whole = {.m = m, .n = n, .k = k}, parts[1 + NN_TEAM_MAX_HELPERS];
+	return cut(&whole, t->n_helpers, bf16 ? 0 : t->unit, parts) > 1;
+}
+
 void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -437,20 +450,14 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	                          .ldb = ldb,
 	                          .ldc = ldc,
 	                          .bf16 = ops_precision == NN_PRECISION_BF16};
-	struct nn_team *t = ops_team;
 	/* The bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c). */
-	if (!t || t->n_helpers == 0 || (!t->unit && !whole.bf16) ||
-	    (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK) {
+	if (!team_cuts(m, n, k)) {
 		run_part(&whole);
 		return;
 	}
+	struct nn_team *t = ops_team;
 	pthread_mutex_lock(&t->lock);
 	t->n_parts = cut(&whole, t->n_helpers, whole.bf16 ? 0 : t->unit, t->part);
-	if (t->n_parts < 2) {
-		pthread_mutex_unlock(&t->lock);
-		run_part(&whole);
-		return;
-	}
 	ops_shared++;
 	struct gemm_part mine = t->part[0];
 	t->pending = t->n_parts - 1;
@@ -490,6 +497,27 @@ static void channel_parts(int n_ch, int group, void (*fn)(void *, int, struct nn
 	nn_team_parts(NULL, (n_ch + group - 1) / group, fn, arg);
 }
 
+/* Runs fn over n_tiles tiles whose main work is a product of (m, n, k) each: as parts of
+ * the calling thread's team when there are enough of them to keep it busy (twice its
+ * threads), else one after the other on the calling thread with the team still attached,
+ * which then shares each tile's product (if it cuts it) and its channel passes: two or
+ * three uneven tiles as parts would leave a thread idle. Either way every tile is
+ * computed by the same code, hence the same bits. */
+static void tile_parts(struct nn_ws *ws, int n_tiles, int m, int n, int k,
+                       void (*fn)(void *, int, struct nn_ws *), void *arg)
+{
+	const struct nn_team *t = ops_team;
+	if (!t || n_tiles >= 2 * (1 + t->n_helpers) || !team_cuts(m, n, k)) {
+		nn_team_parts(ws, n_tiles, fn, arg);
+		return;
+	}
+	for (int p = 0; p < n_tiles; p++) {
+		size_t mark = nn_ws_mark(ws);
+		fn(arg, p, ws);
+		nn_ws_release(ws, mark);
+	}
+}
+
 struct fill {
 	float *y;
 	const float *b;
@@ -520,12 +548,13 @@ void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld)
 	channel_parts(cout, a.group, fill_part, &a);
 }
 
-/* Fills the column matrix for output rows [h0, h1). */
+/* Fills the rows of input channels [ci0, ci1) of the column matrix for output rows
+ * [h0, h1). */
 static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t ldx, int h0,
-                   int h1, int wo, float *col)
+                   int h1, int wo, int ci0, int ci1, float *col)
 {
 	size_t n = (size_t)(h1 - h0) * (size_t)wo;
-	for (int ci = 0; ci < c->cin; ci++) {
+	for (int ci = ci0; ci < ci1; ci++) {
 		for (int i = 0; i < c->kh; i++) {
 			for (int j = 0; j < c->kw; j++) {
 				float *dst = col + ((size_t)(ci * c->kh + i) * c->kw + j) * n;
@@ -614,6 +643,23 @@ struct conv_tiles {
 	float *y;
 };
 
+/* The column matrix of one tile, groups of input channels as parts of a team. */
+struct cols {
+	const struct conv_tiles *t;
+	int r0, r1, group;
+	float *col;
+};
+
+static void cols_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct cols *a = arg;
+	const struct conv_tiles *t = a->t;
+	int c0, c1;
+	part_channels(part, a->group, 0, t->c->cin, &c0, &c1);
+	im2col(t->c, t->x, t->h, t->w, t->ldx, a->r0, a->r1, t->wo, c0, c1, a->col);
+}
+
 static void conv_tile(void *arg, int part, struct nn_ws *ws)
 {
 	const struct conv_tiles *a = arg;
@@ -622,11 +668,13 @@ static void conv_tile(void *arg, int part, struct nn_ws *ws)
 	int r0 = a->h0 + part * a->rows;
 	int r1 = r0 + a->rows < a->h1 ? r0 + a->rows : a->h1;
 	int n = (r1 - r0) * a->wo;
-	float *col = nn_ws_floats(ws, (size_t)kdim * n);
-	if (!col)
+	struct cols k = {.t = a, .r0 = r0, .r1 = r1};
+	k.col = nn_ws_floats(ws, (size_t)kdim * n);
+	if (!k.col)
 		return;
-	im2col(c, a->x, a->h, a->w, a->ldx, r0, r1, a->wo, col);
-	nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, col, n, 1.0f,
+	k.group = channel_group(c->cin, (size_t)c->kh * c->kw * n);
+	channel_parts(c->cin, k.group, cols_part, &k);
+	nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, k.col, n, 1.0f,
 	        a->y + (size_t)(r0 - a->h0) * a->wo, (int)a->ldy);
 }
 
@@ -658,7 +706,8 @@ void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, i
 	                       .rows = (int)rows,
 	                       .y = y,
 	                       .ldy = ldy};
-	nn_team_parts(ws, (int)((size_t)(h1 - h0 + (int)rows - 1) / rows), conv_tile, &a);
+	tile_parts(ws, (int)((size_t)(h1 - h0 + (int)rows - 1) / rows), c->cout, (int)rows * wo,
+	           kdim, conv_tile, &a);
 }
 
 void nn_conv2d(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w, size_t ldx,
@@ -828,9 +877,12 @@ NN_CLONES static void gelu_run(float *x, size_t n)
 		x[i] = gelu_f(x[i]);
 }
 
+/* A stretch of whole-tensor elementwise work (x, its other operand src, the constants). */
 struct span {
 	float *x;
+	const float *src;
 	size_t n;
+	float sc, sh;
 };
 
 static void gelu_part(void *arg, int part, struct nn_ws *ws)
@@ -843,8 +895,73 @@ static void gelu_part(void *arg, int part, struct nn_ws *ws)
 
 void nn_gelu(float *x, size_t n)
 {
-	struct span a = {x, n};
+	struct span a = {.x = x, .n = n};
 	nn_team_parts(NULL, (int)((n + SPAN_FLOATS - 1) / SPAN_FLOATS), gelu_part, &a);
+}
+
+NN_CLONES static void affine(float *p, size_t n, float sc, float sh)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = p[i] * sc + sh;
+}
+
+NN_CLONES static void add_run(float *dst, const float *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += src[i];
+}
+
+static void add_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct span *a = arg;
+	size_t i0 = (size_t)part * SPAN_FLOATS;
+	add_run(a->x + i0, a->src + i0, a->n - i0 < SPAN_FLOATS ? a->n - i0 : SPAN_FLOATS);
+}
+
+void nn_add(float *dst, const float *src, size_t n)
+{
+	struct span a = {.x = dst, .src = src, .n = n};
+	nn_team_parts(NULL, (int)((n + SPAN_FLOATS - 1) / SPAN_FLOATS), add_part, &a);
+}
+
+static void affine_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct span *a = arg;
+	size_t i0 = (size_t)part * SPAN_FLOATS;
+	affine(a->x + i0, a->n - i0 < SPAN_FLOATS ? a->n - i0 : SPAN_FLOATS, a->sc, a->sh);
+}
+
+void nn_affine(float *x, size_t n, float sc, float sh)
+{
+	struct span a = {.x = x, .n = n, .sc = sc, .sh = sh};
+	nn_team_parts(NULL, (int)((n + SPAN_FLOATS - 1) / SPAN_FLOATS), affine_part, &a);
+}
+
+struct copy_ch {
+	float *dst;
+	const float *src;
+	size_t n, ldd, lds;
+	int group, n_ch;
+};
+
+static void copy_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct copy_ch *a = arg;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->n_ch, &c0, &c1);
+	for (int c = c0; c < c1; c++)
+		memcpy(a->dst + (size_t)c * a->ldd, a->src + (size_t)c * a->lds,
+		       a->n * sizeof(float));
+}
+
+void nn_copy_channels(float *dst, size_t ldd, const float *src, size_t lds, int n_ch, size_t n)
+{
+	struct copy_ch a = {.dst = dst, .src = src, .n = n, .ldd = ldd, .lds = lds, .n_ch = n_ch};
+	a.group = channel_group(n_ch, n);
+	channel_parts(n_ch, a.group, copy_part, &a);
 }
 
 NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
@@ -878,10 +995,37 @@ void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo)
 	channel_parts(ch, a.group, glu_part, &a);
 }
 
-NN_CLONES void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n)
+NN_CLONES static void glu_scale_add(const float *a, const float *g, float scale, float *dst,
+                                    size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		dst[i] += scale * (a[i] * sigmoid_f(g[i]));
+}
+
+struct glu_add {
+	const float *z, *scale;
+	float *x;
+	size_t n, ldx;
+	int ch, group;
+};
+
+static void glu_add_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct glu_add *a = arg;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->ch, &c0, &c1);
+	for (int c = c0; c < c1; c++)
+		glu_scale_add(a->z + (size_t)c * a->n, a->z + (size_t)(c + a->ch) * a->n,
+		              a->scale[c], a->x + (size_t)c * a->ldx, a->n);
+}
+
+void nn_glu_scale_add_channels(const float *z, int ch, size_t n, const float *scale, float *x,
+                               size_t ldx)
+{
+	struct glu_add a = {.z = z, .scale = scale, .x = x, .n = n, .ldx = ldx, .ch = ch};
+	a.group = channel_group(ch, 3 * n);
+	channel_parts(ch, a.group, glu_add_part, &a);
 }
 
 /* Sum and sum of squared deviations from `mean` of n floats: float lanes (vectorised) over
@@ -929,27 +1073,47 @@ NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
 	return blocked_sum(p, n, true, mean);
 }
 
-NN_CLONES static void affine(float *p, size_t n, float sc, float sh)
+/* The affine step of a GroupNorm, groups of channels as parts of a team. */
+struct gn_apply {
+	float *x;
+	size_t n, ld;
+	int n_c, group;
+	double mean, inv;
+	const float *gamma, *beta;
+};
+
+static void gn_apply_part(void *arg, int part, struct nn_ws *ws)
 {
-	for (size_t i = 0; i < n; i++)
-		p[i] = p[i] * sc + sh;
+	(void)ws;
+	const struct gn_apply *a = arg;
+	int c0, c1;
+	part_channels(part, a->group, 0, a->n_c, &c0, &c1);
+	for (int c = c0; c < c1; c++) {
+		double g = a->gamma ? a->gamma[c] : 1.0;
+		affine(a->x + (size_t)c * a->ld, a->n, (float)(a->inv * g),
+		       (float)((a->beta ? a->beta[c] : 0.0) - a->mean * a->inv * g));
+	}
 }
 
 void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, double var,
                         const float *gamma, const float *beta, float eps)
 {
-	double inv = 1.0 / sqrt(var + eps);
-	for (int c = 0; c < n_c; c++) {
-		double g = gamma ? gamma[c] : 1.0;
-		affine(x + (size_t)c * ld, n, (float)(inv * g),
-		       (float)((beta ? beta[c] : 0.0) - mean * inv * g));
-	}
+	struct gn_apply a = {.x = x,
+	                     .n = n,
+	                     .ld = ld,
+	                     .n_c = n_c,
+	                     .mean = mean,
+	                     .inv = 1.0 / sqrt(var + eps),
+	                     .gamma = gamma,
+	                     .beta = beta};
+	a.group = channel_group(n_c, n);
+	channel_parts(n_c, a.group, gn_apply_part, &a);
 }
 
 /* One slice of nn_groupnorm1_slices in three passes over its channels (sums, squared
- * deviations, affine), each pass shared by a team in groups of channels. The per-channel
- * sums are kept, a block of channels at a time, and added in channel order on the calling
- * thread: the same additions as one thread making them. */
+ * deviations, then nn_groupnorm_apply), each pass shared by a team in groups of channels.
+ * The per-channel sums are kept, a block of channels at a time, and added in channel order
+ * on the calling thread: the same additions as one thread making them. */
 enum { GN1_BLOCK = 256 };
 
 struct gn1 {
@@ -957,9 +1121,7 @@ struct gn1 {
 	size_t ld;
 	int n_t, c0, c1, group, pass;
 	float mean;
-	double dmean, inv;
-	const float *gamma, *beta;
-	double out[GN1_BLOCK]; /* pass 0 / 1: the block's per-channel values */
+	double out[GN1_BLOCK]; /* the block's per-channel values */
 };
 
 static void gn1_part(void *arg, int part, struct nn_ws *ws)
@@ -970,21 +1132,13 @@ static void gn1_part(void *arg, int part, struct nn_ws *ws)
 	part_channels(part, a->group, a->c0, a->c1, &c0, &c1);
 	for (int c = c0; c < c1; c++) {
 		float *row = a->x + (size_t)c * a->ld;
-		if (a->pass == 0) {
-			a->out[c - a->c0] = nn_sum(row, (size_t)a->n_t);
-		} else if (a->pass == 1) {
-			a->out[c - a->c0] = nn_ssd(row, (size_t)a->n_t, a->mean);
-		} else {
-			double g = a->gamma ? a->gamma[c] : 1.0;
-			float sc = (float)(a->inv * g);
-			float sh = (float)((a->beta ? a->beta[c] : 0.0) - a->dmean * a->inv * g);
-			affine(row, (size_t)a->n_t, sc, sh);
-		}
+		a->out[c - a->c0] = a->pass ? nn_ssd(row, (size_t)a->n_t, a->mean)
+		                            : nn_sum(row, (size_t)a->n_t);
 	}
 }
 
-/* Runs one pass over channels [0, n_c); returns the sum of the per-channel values (passes
- * 0 and 1) in channel order. */
+/* Runs one pass over channels [0, n_c); returns the sum of the per-channel values in
+ * channel order. */
 static double gn1_pass(struct gn1 *a, int pass, int n_c)
 {
 	double acc = 0.0;
@@ -993,9 +1147,8 @@ static double gn1_pass(struct gn1 *a, int pass, int n_c)
 		a->c0 = b0;
 		a->c1 = b0 + GN1_BLOCK < n_c ? b0 + GN1_BLOCK : n_c;
 		channel_parts(a->c1 - b0, a->group, gn1_part, a);
-		if (pass < 2)
-			for (int c = b0; c < a->c1; c++)
-				acc += a->out[c - b0];
+		for (int c = b0; c < a->c1; c++)
+			acc += a->out[c - b0];
 	}
 	return acc;
 }
@@ -1008,16 +1161,12 @@ void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const
 		struct gn1 a = {.x = x + (size_t)r * n_t,
 		                .ld = ld,
 		                .n_t = n_t,
-		                .group = group < GN1_BLOCK ? group : GN1_BLOCK,
-		                .gamma = gamma,
-		                .beta = beta};
+		                .group = group < GN1_BLOCK ? group : GN1_BLOCK};
 		double cnt = (double)n_c * n_t;
 		double mean = gn1_pass(&a, 0, n_c) / cnt;
 		a.mean = (float)mean;
 		double ss = gn1_pass(&a, 1, n_c);
-		a.dmean = mean;
-		a.inv = 1.0 / sqrt(ss / cnt + eps);
-		gn1_pass(&a, 2, n_c);
+		nn_groupnorm_apply(a.x, n_c, (size_t)n_t, ld, mean, ss / cnt, gamma, beta, eps);
 	}
 }
 
@@ -1175,9 +1324,7 @@ static void dconv_long_part(void *arg, int part, struct nn_ws *ws)
 	float *z = nn_ws_floats(ws, nz);
 	if (!z)
 		return;
-	for (int c = 0; c < 2 * ch; c++)
-		for (int i = 0; i < nt; i++)
-			z[(size_t)c * nt + i] = w->c2b[c];
+	nn_fill_channels(z, 2 * ch, w->c2b, (size_t)nt, (size_t)nt);
 	nn_gemm(false, false, 2 * ch, nt, a->hid, 1.0f, w->c2w, a->hid, a->h + t0, a->t, 1.0f, z,
 	        nt);
 	if (a->pass == 0) {
@@ -1188,9 +1335,7 @@ static void dconv_long_part(void *arg, int part, struct nn_ws *ws)
 	}
 	nn_groupnorm_apply(z, 2 * ch, (size_t)nt, (size_t)nt, a->mean, a->var, w->g2w, w->g2b,
 	                   a->eps);
-	for (int c = 0; c < ch; c++)
-		nn_glu_scale_add(z + (size_t)c * nt, z + (size_t)(c + ch) * nt, w->scale[c],
-		                 a->x + (size_t)c * a->t + t0, (size_t)nt);
+	nn_glu_scale_add_channels(z, ch, (size_t)nt, w->scale, a->x + t0, (size_t)a->t);
 }
 
 static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float *x, int ch,
@@ -1227,7 +1372,7 @@ static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float
 	                       .tmean = stats,
 	                       .tm2 = stats + n_tiles,
 	                       .eps = eps};
-	nn_team_parts(ws, n_tiles, dconv_long_part, &a);
+	tile_parts(ws, n_tiles, 2 * ch, tile, hid, dconv_long_part, &a);
 	double mean = 0.0, m2 = 0.0, cnt = 0.0;
 	for (int i = 0; i < n_tiles; i++) {
 		int nt = t - i * tile < tile ? t - i * tile : tile;
@@ -1239,7 +1384,7 @@ static void dconv_long_layer(struct nn_ws *ws, const struct nn_dconv_w *w, float
 	a.pass = 1;
 	a.mean = mean;
 	a.var = m2 / cnt;
-	nn_team_parts(ws, n_tiles, dconv_long_part, &a);
+	tile_parts(ws, n_tiles, 2 * ch, tile, hid, dconv_long_part, &a);
 	nn_ws_release(ws, mark);
 }
 
@@ -1311,9 +1456,7 @@ static void dconv_rows_part(void *arg, int part, struct nn_ws *ws)
 		                     .dw = 1};
 		nn_conv2d(ws, &c2, h, nr, t, n, z, nr, t, n);
 		nn_groupnorm1_slices(z, 2 * ch, nr, t, n, w->g2w, w->g2b, eps);
-		for (int c = 0; c < ch; c++)
-			nn_glu_scale_add(z + (size_t)c * n, z + (size_t)(c + ch) * n, w->scale[c],
-			                 xt + (size_t)c * ld, n);
+		nn_glu_scale_add_channels(z, ch, n, w->scale, xt, ld);
 	}
 }
 

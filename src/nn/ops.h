@@ -10,8 +10,11 @@
  * must run single-threaded (nn_ops_init); parallelism lives above, one segment per worker,
  * or one segment with a team of threads (below): convolution row tiles, attention (head,
  * query block) pairs and the DConv tiles are parts of a team (nn_team_parts), and so are
- * groups of channels of the per-channel passes (bias fill, transposed-conv overlap-add,
- * GLU, GroupNorm(1)), which would otherwise leave the helpers idle.
+ * groups of channels of the per-channel passes (bias fill, im2col, transposed-conv
+ * overlap-add, GLU, GroupNorm statistics and affine, copies) and stretches of the
+ * whole-tensor ones (GELU, add, affine), which would otherwise leave the helpers idle.
+ * Two or three tiles (a convolution's, a long DConv's) are too few to be shared evenly as
+ * parts: they run one after the other, each one's product and passes shared instead.
  *
  * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
  * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
@@ -134,8 +137,19 @@ void nn_glu(const float *a, const float *g, float *out, size_t n);
  * contiguous; groups of channels are parts of a team. out may alias x (ldo = n). */
 void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo);
 
-/* dst[i] += scale * a[i] * sigmoid(g[i]) (GLU then LayerScale, added to a residual). */
-void nn_glu_scale_add(const float *a, const float *g, float scale, float *dst, size_t n);
+/* x[c][i] += scale[c] * z[c][i] * sigmoid(z[c + ch][i]) for c < ch, i < n (GLU then
+ * LayerScale, added to a residual): z (2 ch, n) contiguous, x channels ldx apart; groups
+ * of channels are parts of a team. */
+void nn_glu_scale_add_channels(const float *z, int ch, size_t n, const float *scale, float *x,
+                               size_t ldx);
+
+/* Whole-tensor elementwise passes, cut into stretches that are parts of a team:
+ * dst[i] += src[i], and x[i] = x[i] * sc + sh. */
+void nn_add(float *dst, const float *src, size_t n);
+void nn_affine(float *x, size_t n, float sc, float sh);
+/* n floats of each of n_ch channels from src (channels lds apart) to dst (ldd apart);
+ * groups of channels are parts of a team. */
+void nn_copy_channels(float *dst, size_t ldd, const float *src, size_t lds, int n_ch, size_t n);
 
 /* The weights of one DConv residual layer (HTDemucs and HDemucs alike). */
 struct nn_dconv_w {
@@ -158,7 +172,8 @@ void nn_dconv_long(struct nn_ws *ws, const struct nn_dconv_w *layers, int n, int
  * x[c*ld + r*n_t + t]. gamma/beta per channel (may be NULL for none). Biased variance. */
 void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const float *gamma,
                           const float *beta, float eps);
-/* GroupNorm(1) with known statistics over n_c channels of n values (channel stride ld). */
+/* GroupNorm(1) with known statistics over n_c channels of n values (channel stride ld);
+ * groups of channels are parts of a team. */
 void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, double var,
                         const float *gamma, const float *beta, float eps);
 /* Sum of n floats, and sum of squared deviations from mean (vectorised, double result). */

@@ -597,9 +597,32 @@ static void team_parts_share_work_bit_identically(void **state)
 	nn_ws_free(&ws);
 }
 
-/* The passes cut into groups of channels for a team (bias fill, transposed-conv
- * overlap-add, GLU, GroupNorm(1) statistics and affine over more channels than one block
- * of per-channel sums) give the single thread's bits. */
+/* Runs `call` without the team, then with it (which must share it: the test fails if a
+ * pass ran alone), and compares the n floats at out of both runs; the inputs are set up
+ * again by `setup` before each run. */
+#define BOTH_WAYS(team, out, n, setup, call)                             \
+	do {                                                             \
+		float *alone_ = malloc((n) * sizeof(float));             \
+		assert_non_null(alone_);                                 \
+		setup;                                                   \
+		call;                                                    \
+		memcpy(alone_, out, (n) * sizeof(float));                \
+		setup;                                                   \
+		unsigned long long shared_ = nn_ops_team_shared_count(); \
+		nn_ops_team_attach(team);                                \
+		call;                                                    \
+		nn_ops_team_attach(NULL);                                \
+		assert_true(nn_ops_team_shared_count() > shared_);       \
+		assert_memory_equal(alone_, out, (n) * sizeof(float));   \
+		free(alone_);                                            \
+	} while (0)
+
+/* The passes cut into groups of channels or stretches for a team give the single
+ * thread's bits: bias fill, transposed-conv overlap-add, GLU, GroupNorm(1) statistics
+ * (over more channels than one block of per-channel sums) and affine, GLU + LayerScale
+ * added to a residual, copies, adds and affine maps of whole tensors, and a convolution
+ * of three row tiles (too few to be parts: its im2col by groups of input channels, its
+ * products cut by the team). */
 static void channel_groups_are_bit_identical(void **state)
 {
 	(void)state;
@@ -608,43 +631,105 @@ static void channel_groups_are_bit_identical(void **state)
 	struct nn_team *team = nn_team_start(2);
 	assert_non_null(team);
 	int cin = 16, cout = 8, k = 8, s = 4, h = 3000, w = 24, hout = (h - 1) * s + k - 2 * s;
-	size_t ny = (size_t)cout * hout * w;
+	size_t ny = (size_t)cout * hout * w, nu = ny / 2;
 	float *wt = rand_buf((size_t)cin * cout * k), *b = rand_buf((size_t)cout);
-	float *x = rand_buf((size_t)cin * h * w);
-	int nc = 300, nt = 5000; /* GroupNorm(1): 300 channels, blocks of 256 sums */
-	float *g = rand_buf((size_t)nc * nt), *gw = rand_buf((size_t)nc),
-	      *gb = rand_buf((size_t)nc);
-	float *y[2], *u[2], *gn[2];
-	unsigned long long before = nn_team_helped(team);
-	for (int with_team = 0; with_team < 2; with_team++) {
-		y[with_team] = malloc(ny * sizeof(float));
-		u[with_team] = malloc(ny / 2 * sizeof(float));
-		gn[with_team] = malloc((size_t)nc * nt * sizeof(float));
-		assert_true(y[with_team] && u[with_team] && gn[with_team]);
-		memcpy(gn[with_team], g, (size_t)nc * nt * sizeof(float));
-		nn_ops_team_attach(with_team ? team : NULL);
-		nn_convtr_h(&ws, wt, b, cin, cout, k, s, s, x, h, w, y[with_team], hout);
-		nn_glu_channels(y[with_team], cout / 2, (size_t)hout * w, u[with_team],
-		                (size_t)hout * w);
-		nn_groupnorm1_slices(gn[with_team], nc, 1, nt, (size_t)nt, gw, gb, 1e-5f);
-		nn_ops_team_attach(NULL);
+	float *x = rand_buf((size_t)cin * h * w), *y = malloc(ny * sizeof(float));
+	float *u = malloc(nu * sizeof(float));
+	assert_true(y && u);
+	BOTH_WAYS(team, y, ny, (void)0,
+	          nn_convtr_h(&ws, wt, b, cin, cout, k, s, s, x, h, w, y, hout));
+	BOTH_WAYS(team, u, nu, (void)0,
+	          nn_glu_channels(y, cout / 2, (size_t)hout * w, u, (size_t)hout * w));
+
+	int nc = 300, nt = 5000; /* 300 channels, blocks of 256 sums */
+	size_t ng = (size_t)nc * nt;
+	float *g0 = rand_buf(ng), *g = malloc(ng * sizeof(float));
+	float *gw = rand_buf((size_t)nc), *gb = rand_buf((size_t)nc);
+	assert_non_null(g);
+	BOTH_WAYS(team, g, ng, memcpy(g, g0, ng * sizeof(float)),
+	          nn_groupnorm1_slices(g, nc, 1, nt, (size_t)nt, gw, gb, 1e-5f));
+	/* The passes below are also checked against plain loops doing the same arithmetic in
+	 * one piece (ref), so that a split that changed it fails even where it would do so
+	 * alike with and without a team. */
+	float *ref = malloc(ng * sizeof(float)), *glu = malloc((size_t)nt * sizeof(float));
+	assert_true(ref && glu);
+	BOTH_WAYS(team, g, ng, memcpy(g, g0, ng * sizeof(float)),
+	          nn_groupnorm_apply(g, nc, (size_t)nt, (size_t)nt, 0.25, 2.0, gw, gb, 1e-5f));
+	double inv = 1.0 / sqrt(2.0 + 1e-5f);
+	for (int c = 0; c < nc; c++) {
+		double gg = gw[c];
+		float sc = (float)(inv * gg), sh = (float)((double)gb[c] - 0.25 * inv * gg);
+		for (int i = 0; i < nt; i++)
+			ref[(size_t)c * nt + i] = g0[(size_t)c * nt + i] * sc + sh;
 	}
+	assert_memory_equal(ref, g, ng * sizeof(float));
+	/* GLU + LayerScale of 150 channels of 5000 into the first half of g's rows. */
+	BOTH_WAYS(team, g, ng, memcpy(g, g0, ng * sizeof(float)),
+	          nn_glu_scale_add_channels(g0, nc / 2, (size_t)nt, gw, g, (size_t)2 * nt));
+	memcpy(ref, g0, ng * sizeof(float));
+	for (int c = 0; c < nc / 2; c++) {
+		nn_glu(g0 + (size_t)c * nt, g0 + (size_t)(c + nc / 2) * nt, glu, (size_t)nt);
+		for (int i = 0; i < nt; i++)
+			ref[(size_t)c * 2 * nt + i] += gw[c] * glu[i];
+	}
+	assert_memory_equal(ref, g, ng * sizeof(float));
+	BOTH_WAYS(team, g, ng, memset(g, 0, ng * sizeof(float)),
+	          nn_copy_channels(g, (size_t)nt, g0 + 7, (size_t)nt, nc - 1, (size_t)nt - 9));
+	memset(ref, 0, ng * sizeof(float));
+	for (int c = 0; c < nc - 1; c++)
+		memcpy(ref + (size_t)c * nt, g0 + 7 + (size_t)c * nt,
+		       (size_t)(nt - 9) * sizeof(float));
+	assert_memory_equal(ref, g, ng * sizeof(float));
+	BOTH_WAYS(team, g, ng, memcpy(g, g0, ng * sizeof(float)), nn_add(g, g0 + 5, ng - 5));
+	memcpy(ref, g0, ng * sizeof(float));
+	for (size_t i = 0; i < ng - 5; i++)
+		ref[i] += g0[i + 5];
+	assert_memory_equal(ref, g, ng * sizeof(float));
+	BOTH_WAYS(team, g, ng, memcpy(g, g0, ng * sizeof(float)),
+	          nn_affine(g, ng - 5, 1.7f, -0.3f));
+	memcpy(ref, g0, ng * sizeof(float));
+	for (size_t i = 0; i < ng - 5; i++)
+		ref[i] = g0[i] * 1.7f + -0.3f;
+	assert_memory_equal(ref, g, ng * sizeof(float));
+	free(ref);
+	free(glu);
+
+	/* A time-branch convolution (kernel 3 along h, 64 -> 96 channels): 3 row tiles. */
+	int tc_in = 64, tc_out = 96, tl = 25000;
+	float *tw = rand_buf((size_t)tc_out * tc_in * 3), *tb = rand_buf((size_t)tc_out);
+	float *tx = rand_buf((size_t)tc_in * tl), *ty = malloc((size_t)tc_out * tl * sizeof(float));
+	assert_non_null(ty);
+	struct nn_conv c = {.w = tw,
+	                    .b = tb,
+	                    .cin = tc_in,
+	                    .cout = tc_out,
+	                    .kh = 3,
+	                    .kw = 1,
+	                    .sh = 1,
+	                    .sw = 1,
+	                    .ph = 1,
+	                    .pw = 0,
+	                    .dh = 1,
+	                    .dw = 1};
+	assert_int_equal((tl + (int)(NN_OPS_TILE_FLOATS / (3 * tc_in)) - 1) /
+	                         (int)(NN_OPS_TILE_FLOATS / (3 * tc_in)),
+	                 3);
+	BOTH_WAYS(team, ty, (size_t)tc_out * tl, (void)0,
+	          nn_conv2d(&ws, &c, tx, tl, 1, (size_t)tl, ty, tl, 1, (size_t)tl));
 	assert_false(ws.failed);
-	assert_true(nn_team_helped(team) > before);
-	assert_memory_equal(y[0], y[1], ny * sizeof(float));
-	assert_memory_equal(u[0], u[1], ny / 2 * sizeof(float));
-	assert_memory_equal(gn[0], gn[1], (size_t)nc * nt * sizeof(float));
-	for (int i = 0; i < 2; i++) {
-		free(y[i]);
-		free(u[i]);
-		free(gn[i]);
-	}
+	free(y);
+	free(u);
 	free(wt);
 	free(b);
 	free(x);
+	free(g0);
 	free(g);
 	free(gw);
 	free(gb);
+	free(tw);
+	free(tb);
+	free(tx);
+	free(ty);
 	nn_team_stop(team);
 	nn_ws_free(&ws);
 }
