@@ -472,8 +472,12 @@ static double level_score(const float *flux, const float *hi, size_t n, const in
                           double p, double pr, int is_p0)
 {
 	double R = rival(flux, n, pr), cv = beat_cv(beats, nb), A = dsp_acf_at(flux, n, pr);
-	double on = on_beats(hi, n, beats, nb);
-	double half = at_fraction(hi, n, beats, nb, 0.5, on, 2.0);
+	/* the high band half-way, a third and two thirds of the way between the beats */
+	static const double DIV[] = {0.5, 1.0 / 3.0, 2.0 / 3.0};
+	double on = on_beats(hi, n, beats, nb), h[3];
+	for (size_t k = 0; k < 3; k++)
+		h[k] = at_fraction(hi, n, beats, nb, DIV[k], on, 2.0);
+	double half = h[0];
 	double quarters = (at_fraction(hi, n, beats, nb, 0.25, on, 4.0) +
 	                   at_fraction(hi, n, beats, nb, 0.75, on, 4.0)) /
 	                  2.0;
@@ -481,11 +485,9 @@ static double level_score(const float *flux, const float *hi, size_t n, const in
 	/* a divided beat: hats half-way or a third of the way that the kick-aware envelope has
 	 * weaker than the beats (a click track's every click is a beat) */
 	double fon = on_beats(flux, n, beats, nb), divided = 0.0;
-	static const double DIV[] = {0.5, 1.0 / 3.0, 2.0 / 3.0};
-	for (size_t k = 0; k < sizeof DIV / sizeof DIV[0]; k++) {
-		double h = at_fraction(hi, n, beats, nb, DIV[k], on, 2.0);
+	for (size_t k = 0; k < 3; k++) {
 		double f = at_fraction(flux, n, beats, nb, DIV[k], fon, 1.0);
-		divided = fmax(divided, (1.0 - f) * log((h + 0.05) / 0.05));
+		divided = fmax(divided, (1.0 - f) * log((h[k] + 0.05) / 0.05));
 	}
 	double lp = log2(60.0 * DSP_FPS / pr / 135.0);
 	double bars = fmax(dsp_acf_at(flux, n, 3.0 * p), dsp_acf_at(flux, n, 4.0 * p));
