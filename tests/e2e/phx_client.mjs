@@ -11,13 +11,18 @@
 // can start the work whose events it waits for only after the client listens.
 // Prints one JSON line: {opened, errors, errorMessages, joins: {topic: {status,
 // response}}, ping, heartbeats, opens}. A refused connection prints opened: false after
-// the first error (the client would otherwise retry forever).
+// the first error (the client would otherwise retry forever). `closes` counts the
+// connection's closes before the end: phoenix.js closes it when a heartbeat is not answered
+// within the heartbeat interval, and this client then waits 60 s to reconnect, missing
+// what was pushed meanwhile. So heartbeats go every 500 ms only when the test counts them,
+// and otherwise at phoenix.js's default of 30 s (a slow machine under a sanitizer can take
+// over 100 ms to answer one).
 import { Socket } from "phoenix";
 import { WebSocket } from "ws";
 import { writeFileSync } from "node:fs";
 
 const cfg = JSON.parse(process.argv[2]);
-const result = { opened: false, opens: 0, errors: 0, errorMessages: [], joins: {}, ping: null, heartbeats: 0, events: [] };
+const result = { opened: false, opens: 0, closes: 0, errors: 0, errorMessages: [], joins: {}, ping: null, heartbeats: 0, events: [] };
 let untilSeen = !cfg.until;
 let untilCount = 0;
 
@@ -30,7 +35,7 @@ class HeaderWebSocket extends WebSocket {
 
 const opts = {
   transport: cfg.headers ? HeaderWebSocket : WebSocket,
-  heartbeatIntervalMs: 100,
+  heartbeatIntervalMs: cfg.heartbeats ? 500 : 30000,
   reconnectAfterMs: () => 60000,
   rejoinAfterMs: () => 60000,
 };
@@ -55,6 +60,9 @@ const timer = setTimeout(() => {
 socket.onOpen(() => {
   result.opened = true;
   result.opens += 1;
+});
+socket.onClose(() => {
+  if (!finished) result.closes += 1;
 });
 socket.onError((e) => {
   result.errors += 1;
