@@ -362,12 +362,15 @@ struct corpus_excerpt {
 };
 static const struct corpus_excerpt BALLAD = {"corpus_ballad_68.flac", 68.34};
 static const struct corpus_excerpt TRESILLO = {"corpus_tresillo_124.flac", 124.0};
+static const struct corpus_excerpt SHUFFLE = {"corpus_shuffle_75.flac", 75.42};
 
 /* The ballad (s0012, 10-25 s): kick on 1 and the "and" of 3, snare on 2 and 4, hats on
  * the eighths, its tempo drifting 71.8 -> 66.7 BPM. Read at 140 its beats fall on every
  * hat with nothing between them; the level's score must see that its beats are divided
  * (hats half-way that the whole spectrum has weaker). The tresillo (s0002, 10-25 s): kicks
- * 3-3-2 in sixteenths; its tempogram's peak is 5 sixteenths (99 BPM), 4/5 of the beat. */
+ * 3-3-2 in sixteenths; its tempogram's peak is 5 sixteenths (99 BPM), 4/5 of the beat.
+ * The shuffle (s0232, 10-25 s): swung eighths on a triplet grid, drifting 74.7-76.5 BPM.
+ * Read at 3/2 (113 BPM) its beats fall on every second triplet, one in three on nothing. */
 static void corpus_excerpt_tempo(void **state)
 {
 	const struct corpus_excerpt *c = *state;
@@ -394,7 +397,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	g_dir = argv[1];
-	static struct CMUnitTest tests[N_SIGNALS * N_Q + 3];
+	static struct CMUnitTest tests[N_SIGNALS * N_Q + 4];
 	size_t n = 0;
 	tests[n++] = (struct CMUnitTest){"mel_db_matches_librosa", mel_db_matches, NULL, NULL,
 	                                 NULL};
@@ -402,6 +405,8 @@ int main(int argc, char **argv)
 	                                 corpus_excerpt_tempo, NULL, NULL, (void *)&BALLAD};
 	tests[n++] = (struct CMUnitTest){"corpus_tresillo_reads_its_beat", corpus_excerpt_tempo,
 	                                 NULL, NULL, (void *)&TRESILLO};
+	tests[n++] = (struct CMUnitTest){"corpus_shuffle_reads_its_beat", corpus_excerpt_tempo,
+	                                 NULL, NULL, (void *)&SHUFFLE};
 	for (int s = 0; s < N_SIGNALS; s++) {
 		for (int q = 0; q < N_Q; q++) {
 			struct tcase *c = &g_cases[s * N_Q + q];
