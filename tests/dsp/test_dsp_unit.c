@@ -371,6 +371,12 @@ static void key_of_chords_in_modes(void **state)
 	         {{0, 0}, {5, 0}, {7, 0}, {0, 0}, {2, 0}, {7, 0}, {9, 0}, {2, 0}},
 	         8,
 	         0},
+		/* a minor chord on the tonic of a major key counts for it (a borrowed i, or the
+		 * recogniser hearing the tonic's third wrong); against it, F major won */
+		{"C ionian, its tonic once heard as minor: F C Cm C",
+	         {{5, 0}, {0, 0}, {0, 1}, {0, 0}},
+	         4,
+	         0},
 		{"E phrygian: Em F Em Dm Em",
 	         {{4, 1}, {5, 0}, {4, 1}, {2, 1}, {4, 1}},
 	         5,
