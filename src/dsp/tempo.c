@@ -475,7 +475,7 @@ static double at_fraction(const float *env, size_t n, const int *beats, size_t n
 }
 
 /* The lowest mean of an envelope's peaks on the beats 3k + j over j = 0, 1, 2 (the beats but
- * the last), relative to their mean on all of them; 1 with fewer than three beats. */
+ * the last), relative to their mean on all of them; 1 with fewer than three such beats. */
 static double weakest_third(const float *env, size_t n, const int *beats, size_t nb)
 {
 	double sum[3] = {0.0, 0.0, 0.0}, all = 0.0;

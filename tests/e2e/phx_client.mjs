@@ -10,7 +10,7 @@
 // With `readyFile`, that file is written once every join has been answered, so a test
 // can start the work whose events it waits for only after the client listens.
 // Prints one JSON line: {opened, errors, errorMessages, joins: {topic: {status,
-// response}}, ping, heartbeats, opens}. A refused connection prints opened: false after
+// response}}, ping, heartbeats, opens, closes, events}. A refused connection prints opened: false after
 // the first error (the client would otherwise retry forever). `closes` counts the
 // connection's closes before the end: phoenix.js closes it when a heartbeat is not answered
 // within the heartbeat interval, and this client then waits 60 s to reconnect, missing

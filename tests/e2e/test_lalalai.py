@@ -345,7 +345,8 @@ def socket_and_filters_show_a_processing_job(srv):
     eq(seen.get("rc"), 0, f"phoenix client: {seen.get('stderr', '')[-400:]}")
     done = [e for e in seen["seen"].get("events", []) if e["event"] == "job:completed"]
     eq([(e["payload"]["job_id"], e["payload"]["job_type"]) for e in done],
-       [(jid, "processing")], "the socket's job:completed")
+       [(jid, "processing")],
+       f"the socket's job:completed (the connection closed {seen['seen'].get('closes')} times)")
     cl = srv.client()
     eq(cl.get(f"/api/jobs/{jid}", headers=auth).json()["data"]["type"], "processing", "type")
     listed = cl.get("/api/jobs?type=processing", headers=auth).json()["data"]
