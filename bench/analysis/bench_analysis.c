@@ -2,12 +2,16 @@
  *
  * Usage: bench_analysis [FILE] [--runs N]
  *
- * With FILE, decodes it (mono, 22050 Hz, as `sfa analyze` does; timed separately) and
- * analyses it. Without, analyses a generated 4-minute song (rock drums at 120 BPM over an
- * A minor progression, plus a little noise). Prints the decode time, the best and mean
- * analysis wall time over N runs (default 3), seconds of analysis per minute of audio,
- * the JSON build time and the process's peak RSS. The issue's target: a 4-minute song
- * under 1 s on one core (the reference project's librosa path takes tens of seconds).
+ * With FILE, decodes it (mono, 22050 Hz, as `sfa analyze` does; timed separately), analyses
+ * it, and measures its loudness (EBU R128 from its own decode at the file's rate, as `sfa
+ * analyze` does for `loudness`, timed separately). Without, analyses a generated 4-minute
+ * song (rock drums at 120 BPM over an A minor progression, plus a little noise); there is
+ * no file to decode or to measure. Prints the decode time, the best and mean analysis wall
+ * time over N runs (default 3), seconds of analysis per minute of audio, the loudness time,
+ * the JSON build time and the process's peak RSS. The issue's target: the whole process
+ * (decode included) with every feature, for a 4-minute song, under 1 s on one core (the
+ * reference project's librosa path takes tens of seconds); it is judged on decode + the best
+ * analysis + loudness scaled to 4 minutes, so only with a FILE.
  */
 #include <math.h>
 #include <stdio.h>
@@ -102,6 +106,18 @@ int main(int argc, char **argv)
 	printf("analysis (all features, 1 thread): best %.3f s, mean %.3f s over %d runs\n", best,
 	       sum / runs, runs);
 	printf("seconds per minute of audio: %.4f\n", best / minutes);
+	double t_loud = 0.0;
+	if (path) {
+		struct dsp_loudness loud;
+		double t0 = now_s();
+		if (dsp_loudness_file(path, DSP_MAX_SECONDS, &loud, err, sizeof err) != 0) {
+			fprintf(stderr, "bench_analysis: %s\n", err);
+			return 1;
+		}
+		t_loud = now_s() - t0;
+		printf("loudness (EBU R128 with true peak, its own decode): %.3f s (%.1f LUFS)\n",
+		       t_loud, loud.integrated_lufs);
+	}
 	printf("JSON result build + encode: %.4f s\n", t_json);
 	printf("peak RSS: %.1f MiB (input alone: %.1f MiB)\n", peak_rss_kib() / 1024.0,
 	       rss_input / 1024.0);
@@ -111,8 +127,18 @@ int main(int argc, char **argv)
 	       r.key_pc >= 0 ? r.key_name : "none", r.key_pc >= 0 ? r.camelot : "-",
 	       r.key_confidence, r.key_kk_pc >= 0 ? r.key_kk_name : "none", r.key_kk_r, r.n_beats,
 	       r.n_sections, r.n_chords);
-	printf("target: a 4-minute song under 1 s -> %s\n",
-	       best / minutes * 4.0 < 1.0 ? "met" : "NOT met");
+	if (path) {
+		double whole = (t_decode + best + t_loud) / minutes * 4.0;
+		printf("whole process for a 4-minute song (decode + analysis + loudness): %.3f s "
+		       "(without loudness %.3f s)\n",
+		       whole, (t_decode + best) / minutes * 4.0);
+		printf("target: a 4-minute song under 1 s, every feature, decode included -> %s\n",
+		       whole < 1.0 ? "met" : "NOT met");
+	} else {
+		printf("target: needs a FILE (decode and loudness are part of it); the analysis "
+		       "alone: %.3f s for 4 minutes\n",
+		       best / minutes * 4.0);
+	}
 	dsp_result_free(&r);
 	if (path)
 		audio_buf_free(&buf);
