@@ -325,7 +325,9 @@ def restart_in_the_middle_of_a_separation(_srv):
         eq(srv.stop(), 0, "a clean stop")
         eq(job_processes(jid), [], "the stop ended the worker")
         srv.start()
-        j = wait_job(srv, auth, jid, timeout=180)
+        # a bound for a hang, not a timing test: the rerun separates 10 minutes of audio, which
+        # under ASan on a slow 2-core machine took over 3 minutes (CI, 2026-12-06)
+        j = wait_job(srv, auth, jid, timeout=600)
         eq(j["attempts"], 1, "the interrupted attempt was refunded")
         stems = srv.client().get(f"/api/processing/job/{jid}", headers=auth).json()["data"]["stems"]
         eq(sorted(s["stem_type"] for s in stems), ["bass", "drums", "other", "vocals"], "stems")
