@@ -475,25 +475,22 @@ static double at_fraction(const float *env, size_t n, const int *beats, size_t n
 }
 
 /* The lowest mean of an envelope's peaks on the beats 3k + j over j = 0, 1, 2 (the beats but
- * the last), relative to their mean on all of them; 1 with fewer than three such beats. */
-static double weakest_third(const float *env, size_t n, const int *beats, size_t nb)
+ * the last), relative to on, their mean on all of them (on_beats); 1 with fewer than three
+ * such beats or no peaks. */
+static double weakest_third(const float *env, size_t n, const int *beats, size_t nb, double on)
 {
-	double sum[3] = {0.0, 0.0, 0.0}, all = 0.0;
+	double sum[3] = {0.0, 0.0, 0.0};
 	size_t cnt[3] = {0, 0, 0};
-	if (nb < 4)
+	if (nb < 4 || !(on > 0.0))
 		return 1.0;
 	for (size_t b = 0; b + 1 < nb; b++) {
-		double v = peak_near(env, n, beats[b]);
-		sum[b % 3] += v;
+		sum[b % 3] += peak_near(env, n, beats[b]);
 		cnt[b % 3]++;
-		all += v;
 	}
-	if (!(all > 0.0))
-		return 1.0;
 	double low = INFINITY;
 	for (size_t j = 0; j < 3; j++)
 		low = fmin(low, sum[j] / (double)cnt[j]);
-	return low / (all / (double)(nb - 1));
+	return low / on;
 }
 
 /* The level's score (see above); nb >= 2, p and pr > 0. */
@@ -526,7 +523,7 @@ static double level_score(const float *flux, const float *hi, size_t n, const in
 	       3.3653 * dsp_acf_at(flux, n, 1.5 * p) + 3.4682 * dsp_acf_at(hi, n, p / 2.0) -
 	       4.9612 * dsp_acf_at(hi, n, p / 4.0) - 8.6504 * dsp_acf_at(hi, n, p / 8.0) +
 	       1.5929 * dsp_acf_at(hi, n, 2.0 * p) + 1.5892 * half - 3.1597 * quarters +
-	       0.5 * divided - 30.0 * fmax(0.0, 0.5 - weakest_third(flux, n, beats, nb));
+	       0.5 * divided - 30.0 * fmax(0.0, 0.5 - weakest_third(flux, n, beats, nb, fon));
 }
 
 double dsp_tempo_choose_period(const float *env, const float *flux, const float *hi, size_t n,

@@ -10,8 +10,8 @@
 // With `readyFile`, that file is written once every join has been answered, so a test
 // can start the work whose events it waits for only after the client listens.
 // Prints one JSON line: {opened, errors, errorMessages, joins: {topic: {status,
-// response}}, ping, heartbeats, opens, closes, events}. A refused connection prints opened: false after
-// the first error (the client would otherwise retry forever). `closes` counts the
+// response}}, ping, heartbeats, opens, closes, events}. A refused connection prints
+// opened: false after the first error (the client would otherwise retry forever). `closes` counts the
 // connection's closes before the end: phoenix.js closes it when a heartbeat is not answered
 // within the heartbeat interval, and this client then waits 60 s to reconnect, missing
 // what was pushed meanwhile. So heartbeats go every 500 ms only when the test counts them,
