@@ -91,6 +91,16 @@ int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_durat
                            audio_sink_fn sink, void *arg, struct audio_stream_info *info, char *err,
                            size_t n_err);
 
+/* audio_decode, and tap receives the file's own samples as they are decoded, before any
+ * channel mapping or resampling: every channel, at the file's rate, float32 (exactly what
+ * the mapping reads, so one decode serves two consumers, e.g. the analysis at 22050 Hz mono
+ * and a loudness meter at the file's rate). tap_info (may be NULL) is filled before each
+ * call as in audio_decode_stream_fd, with sample_rate_hz and n_channels the file's. A tap
+ * returning non-zero stops decoding as a sink does. */
+int audio_decode_tap(const char *path, int rate_hz, int n_channels, double max_duration_s,
+                     audio_sink_fn tap, void *tap_arg, struct audio_stream_info *tap_info,
+                     struct audio_buf *out, char *err, size_t n_err);
+
 /* Frees b->data and zeroes n_frames; safe on a zeroed or already freed buffer. */
 void audio_buf_free(struct audio_buf *b);
 

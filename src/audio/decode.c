@@ -283,13 +283,19 @@ struct audio__dec {
 	int work_of_out[2]; /* only used when out_channels == 2 from 1 work channel */
 	size_t max_in_frames;
 
-	/* scratch: n_work planes of scratch_frames floats, plus one for conversion */
+	/* scratch: the mono mix and every input channel, scratch_frames floats each */
 	float *scratch;
 	size_t scratch_frames;
 
 	size_t n_in_frames;
 	size_t n_packets, n_bad_packets;
 	struct audio__out out;
+
+	/* audio_decode_tap: the file's own samples, before mapping and resampling */
+	audio_sink_fn tap;
+	void *tap_arg;
+	struct audio_stream_info *tap_info;
+	uint64_t n_tapped;
 
 	/* audio_decode_stream_fd: out is handed to sink after every decoded frame and emptied */
 	audio_sink_fn sink;
@@ -302,7 +308,7 @@ static int audio__scratch_reserve(struct audio__dec *d, size_t n)
 {
 	if (n <= d->scratch_frames)
 		return 0;
-	size_t planes = (size_t)d->n_work + 1;
+	size_t planes = 1 + (size_t)d->in_channels; /* the mono mix, every channel */
 	float *p = realloc(d->scratch, n * planes * sizeof(float));
 	if (!p)
 		return SFA_ENOMEM;
@@ -362,6 +368,34 @@ static int audio__setup(struct audio__dec *d, const AVFrame *f, char *err, size_
 	return 0;
 }
 
+/* The mono mix: the mean of the channels in float32, summed in channel order, then divided. */
+static void audio__mean(float *m, float *const *ch, int n_ch, size_t n)
+{
+	memcpy(m, ch[0], n * sizeof *m);
+	for (int c = 1; c < n_ch; c++)
+		for (size_t i = 0; i < n; i++)
+			m[i] += ch[c][i];
+	float k = (float)n_ch;
+	for (size_t i = 0; i < n; i++)
+		m[i] = m[i] / k;
+}
+
+/* Hands one decoded frame's own samples to the tap. */
+static int audio__tap(struct audio__dec *d, float *const *own, size_t n, char *err, size_t n_err)
+{
+	if (d->tap_info) {
+		d->tap_info->in_rate_hz = d->tap_info->sample_rate_hz = d->in_rate_hz;
+		d->tap_info->in_channels = d->tap_info->n_channels = d->in_channels;
+		d->tap_info->n_frames = d->n_tapped;
+	}
+	int rc = d->tap(d->tap_arg, (const float *const *)own, n);
+	if (rc)
+		return sfa_err(err, n_err, rc < 0 ? rc : SFA_ECANCELED,
+		               "the decoded audio could not be measured");
+	d->n_tapped += n;
+	return 0;
+}
+
 /* Converts, maps channels, resamples and stores one decoded frame (or flushes the
  * resampler when f is NULL). */
 static int audio__consume(struct audio__dec *d, const AVFrame *f, char *err, size_t n_err)
@@ -390,27 +424,23 @@ static int audio__consume(struct audio__dec *d, const AVFrame *f, char *err, siz
 
 		if ((rc = audio__scratch_reserve(d, n)) != 0)
 			return sfa_err(err, n_err, rc, "out of memory while decoding");
-		for (int w = 0; w < d->n_work; w++)
-			work[w] = d->scratch + (size_t)w * d->scratch_frames;
-		float *tmp = d->scratch + (size_t)d->n_work * d->scratch_frames;
+		/* Every channel converted once (the tap sees them all), then mapped: the first
+		 * n_work channels as they are, or their mean for mono. */
+		float *own[AUDIO__MAX_CHANNELS];
+		for (int c = 0; c < d->in_channels; c++) {
+			own[c] = d->scratch + (size_t)(1 + c) * d->scratch_frames;
+			if (!audio__frame_to_float(f, c, d->in_channels, own[c]))
+				return sfa_err(err, n_err, SFA_EFORMAT,
+				               "the decoder produced an unsupported sample format");
+		}
+		if (d->tap && (rc = audio__tap(d, own, n, err, n_err)) != 0)
+			return rc;
 		if (d->out_channels == 1 && d->in_channels > 1) {
-			/* Mean of the channels in float32: sum in channel order, then divide. */
-			float *m = work[0];
-			if (!audio__frame_to_float(f, 0, d->in_channels, m))
-				goto bad_fmt;
-			for (int c = 1; c < d->in_channels; c++) {
-				if (!audio__frame_to_float(f, c, d->in_channels, tmp))
-					goto bad_fmt;
-				for (size_t i = 0; i < n; i++)
-					m[i] += tmp[i];
-			}
-			float k = (float)d->in_channels;
-			for (size_t i = 0; i < n; i++)
-				m[i] = m[i] / k;
+			work[0] = d->scratch;
+			audio__mean(work[0], own, d->in_channels, n);
 		} else {
 			for (int w = 0; w < d->n_work; w++)
-				if (!audio__frame_to_float(f, w, d->in_channels, work[w]))
-					goto bad_fmt;
+				work[w] = own[w];
 		}
 	} else if (!d->swr) {
 		return 0; /* nothing buffered without a resampler */
@@ -457,9 +487,6 @@ out_rc:
 		return sfa_err(err, n_err, rc, "the audio is longer than the %.0f s limit",
 		               d->max_duration_s);
 	return sfa_err(err, n_err, rc, "out of memory while decoding");
-bad_fmt:
-	return sfa_err(err, n_err, SFA_EFORMAT,
-	               "the decoder produced an unsupported sample format");
 }
 
 /* Hands the first n buffered frames to the sink and empties the buffer. */
@@ -782,7 +809,6 @@ static int audio__decode_all(struct audio__dec *d, int fd, int rate_hz, int n_ch
                              double max_duration_s, audio_sink_fn sink, void *arg,
                              struct audio_stream_info *info, char *err, size_t n_err)
 {
-	memset(d, 0, sizeof *d);
 	pthread_once(&audio__once, audio__init_once);
 	if (rate_hz != 0 && (rate_hz < AUDIO__MIN_RATE_HZ || rate_hz > AUDIO__MAX_RATE_HZ))
 		return sfa_err(err, n_err, SFA_EINVAL,
@@ -814,10 +840,16 @@ static uint64_t audio__n_target(const struct audio__dec *d)
 	       (uint64_t)d->in_rate_hz;
 }
 
-int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
-                    struct audio_buf *out, char *err, size_t n_err)
+/* audio_decode_fd with a tap (NULL for none). */
+static int audio__decode_buf(int fd, int rate_hz, int n_channels, double max_duration_s,
+                             audio_sink_fn tap, void *tap_arg, struct audio_stream_info *tap_info,
+                             struct audio_buf *out, char *err, size_t n_err)
 {
 	struct audio__dec d;
+	memset(&d, 0, sizeof d);
+	d.tap = tap;
+	d.tap_arg = tap_arg;
+	d.tap_info = tap_info;
 	int rc = audio__decode_all(&d, fd, rate_hz, n_channels, max_duration_s, NULL, NULL, NULL,
 	                           err, n_err);
 	if (rc)
@@ -846,6 +878,13 @@ out:
 	return rc;
 }
 
+int audio_decode_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
+                    struct audio_buf *out, char *err, size_t n_err)
+{
+	return audio__decode_buf(fd, rate_hz, n_channels, max_duration_s, NULL, NULL, NULL, out,
+	                         err, n_err);
+}
+
 int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_duration_s,
                            audio_sink_fn sink, void *arg, struct audio_stream_info *info, char *err,
                            size_t n_err)
@@ -853,6 +892,7 @@ int audio_decode_stream_fd(int fd, int rate_hz, int n_channels, double max_durat
 	if (!sink)
 		return sfa_err(err, n_err, SFA_EINVAL, "no sink for the decoded audio");
 	struct audio__dec d;
+	memset(&d, 0, sizeof d);
 	int rc = audio__decode_all(&d, fd, rate_hz, n_channels, max_duration_s, sink, arg, info,
 	                           err, n_err);
 	if (rc)
@@ -929,6 +969,21 @@ int audio_decode(const char *path, int rate_hz, int n_channels, double max_durat
 	if (fd < 0)
 		return fd;
 	int rc = audio_decode_fd(fd, rate_hz, n_channels, max_duration_s, out, err, n_err);
+	close(fd);
+	return rc;
+}
+
+int audio_decode_tap(const char *path, int rate_hz, int n_channels, double max_duration_s,
+                     audio_sink_fn tap, void *tap_arg, struct audio_stream_info *tap_info,
+                     struct audio_buf *out, char *err, size_t n_err)
+{
+	if (!tap)
+		return sfa_err(err, n_err, SFA_EINVAL, "no tap for the decoded audio");
+	int fd = audio__open_path(path, err, n_err);
+	if (fd < 0)
+		return fd;
+	int rc = audio__decode_buf(fd, rate_hz, n_channels, max_duration_s, tap, tap_arg, tap_info,
+	                           out, err, n_err);
 	close(fd);
 	return rc;
 }

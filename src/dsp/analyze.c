@@ -556,20 +556,30 @@ void dsp_result_free(struct dsp_result *r)
 int dsp_analyze_file(const char *path, const struct dsp_options *opt, struct dsp_result *out,
                      char *err, size_t n_err)
 {
+	/* One decode: the analysis gets 22050 Hz mono, the loudness meter (when asked) the
+	 * file's own samples through the decoder's tap. */
+	unsigned feat = (opt && opt->features) ? opt->features : DSP_FEAT_ALL;
+	struct audio_stream_info info = {0};
+	struct dsp_meter *meter = NULL;
+	if ((feat & DSP_FEAT_LOUDNESS) && !(meter = dsp_meter_new(&info)))
+		return sfa_err(err, n_err, SFA_ENOMEM, "out of memory while decoding");
 	struct audio_buf buf;
 	memset(&buf, 0, sizeof buf);
-	int rc = audio_decode(path, DSP_SAMPLE_RATE_HZ, 1, DSP_MAX_SECONDS, &buf, err, n_err);
-	if (rc)
-		return rc;
-	rc = dsp_analyze(buf.data, buf.n_frames, opt, out, err, n_err);
+	int rc = meter ? audio_decode_tap(path, DSP_SAMPLE_RATE_HZ, 1, DSP_MAX_SECONDS,
+	                                  dsp_meter_sink, meter, &info, &buf, err, n_err)
+	               : audio_decode(path, DSP_SAMPLE_RATE_HZ, 1, DSP_MAX_SECONDS, &buf, err,
+	                              n_err);
+	struct dsp_loudness loudness;
+	if (!rc && meter)
+		rc = dsp_meter_finish(meter, &loudness, err, n_err);
+	else
+		dsp_meter_free(meter);
+	if (!rc)
+		rc = dsp_analyze(buf.data, buf.n_frames, opt, out, err, n_err);
 	audio_buf_free(&buf);
-	unsigned feat = (opt && opt->features) ? opt->features : DSP_FEAT_ALL;
-	if (!rc && (feat & DSP_FEAT_LOUDNESS)) {
-		rc = dsp_loudness_file(path, DSP_MAX_SECONDS, &out->loudness, err, n_err);
-		if (rc)
-			dsp_result_free(out);
-		else
-			out->features |= DSP_FEAT_LOUDNESS;
+	if (!rc && meter) {
+		out->loudness = loudness;
+		out->features |= DSP_FEAT_LOUDNESS;
 	}
 	return rc;
 }

@@ -334,4 +334,17 @@ size_t dsp_key_changes(const float *chroma, size_t T, double duration_s, const i
                        size_t nb, const struct dsp_chord *chords, size_t n_chords, int home,
                        void *work, struct dsp_key_segment *out);
 
+/* ---- loudness.c: the meter, fed the file's own samples by a decoder ------------------------ */
+struct audio_stream_info;
+struct dsp_loudness;
+struct dsp_meter;
+/* A meter reading the rate and channels from info (the decoder's, filled before each sink
+ * call). NULL when out of memory. */
+struct dsp_meter *dsp_meter_new(const struct audio_stream_info *info);
+/* An audio_sink_fn: measures n frames of the file's own channels. */
+int dsp_meter_sink(void *meter, const float *const *planes, size_t n);
+/* Writes the loudness of everything measured and frees the meter. */
+int dsp_meter_finish(struct dsp_meter *m, struct dsp_loudness *out, char *err, size_t n_err);
+void dsp_meter_free(struct dsp_meter *m);
+
 #endif

@@ -106,12 +106,16 @@ void dsp_hann_periodic(double *w, size_t n)
 
 void dsp_frame_copy(const float *x, size_t n, size_t t, float *frame)
 {
-	/* frame sample i is input sample t*512 - 1024 + i */
+	/* frame sample i is input sample t*512 - 1024 + i; zeros outside the input */
 	long long start = (long long)t * DSP_HOP - DSP_N_FFT / 2;
-	for (size_t i = 0; i < DSP_N_FFT; i++) {
-		long long s = start + (long long)i;
-		frame[i] = (s >= 0 && s < (long long)n) ? x[s] : 0.0f;
-	}
+	long long lo = start < 0 ? -start : 0;
+	long long hi = (long long)n - start;
+	hi = hi < 0 ? 0 : hi > DSP_N_FFT ? DSP_N_FFT : hi;
+	if (lo > hi)
+		lo = hi;
+	memset(frame, 0, (size_t)lo * sizeof *frame);
+	memcpy(frame + lo, x + (start + lo), (size_t)(hi - lo) * sizeof *frame);
+	memset(frame + hi, 0, (size_t)(DSP_N_FFT - hi) * sizeof *frame);
 }
 
 int dsp_stft_init(struct dsp_stft *s, char *err, size_t n_err)
@@ -148,8 +152,11 @@ void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, floa
 		s->in[i] *= s->window[i];
 	fftwf_execute_dft_r2c(s->plans->stft, s->in, s->spec);
 	for (size_t k = 0; k < DSP_N_BINS; k++) {
-		/* np.abs(complex64) is hypotf; librosa squares the magnitude for power */
-		float m = hypotf(s->spec[k][0], s->spec[k][1]);
+		/* np.abs(complex64) is hypotf, and glibc's hypotf is exactly this (the products
+		 * are exact in double; bit for bit on 2e8 random pairs), which vectorises;
+		 * librosa squares the magnitude for power */
+		double re = s->spec[k][0], im = s->spec[k][1];
+		float m = (float)sqrt(re * re + im * im);
 		mag[k] = m;
 		pow[k] = m * m;
 	}
@@ -170,22 +177,21 @@ float dsp_zcr_frame(const float *x, size_t n, size_t t)
 {
 	if (n == 0)
 		return 0.0f;
+	/* librosa pads with the edge samples here */
 	long long start = (long long)t * DSP_HOP - DSP_N_FFT / 2;
-	int count = 0, prev_neg = 0;
-	for (size_t i = 0; i < DSP_N_FFT; i++) {
-		long long s = start + (long long)i;
-		if (s < 0)
-			s = 0;
-		if (s >= (long long)n)
-			s = (long long)n - 1;
-		float v = x[s];
-		if (fabsf(v) <= 1e-10f)
-			v = 0.0f;
-		int neg = signbit(v) ? 1 : 0;
-		if (i > 0 && neg != prev_neg)
-			count++;
-		prev_neg = neg;
+	float edge[DSP_N_FFT];
+	const float *v = x + (start > 0 ? start : 0);
+	if (start < 0 || start + DSP_N_FFT > (long long)n) {
+		for (size_t i = 0; i < DSP_N_FFT; i++) {
+			long long s = start + (long long)i;
+			edge[i] = x[s < 0 ? 0 : s >= (long long)n ? (long long)n - 1 : s];
+		}
+		v = edge;
 	}
+	/* A sample within 1e-10 of zero counts as +0, so "negative" is v < -1e-10. */
+	int count = 0;
+	for (size_t i = 1; i < DSP_N_FFT; i++)
+		count += (v[i] < -1e-10f) != (v[i - 1] < -1e-10f);
 	return (float)count / (float)DSP_N_FFT;
 }
 

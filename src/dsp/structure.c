@@ -190,33 +190,35 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 	}
 }
 
-/* Band m's value in frame j of the frame-major dB matrix, the edges repeating the first and
- * last frame. */
-static float at_frame(const float *db, size_t T, int m, long j)
-{
-	size_t t = j < 0 ? 0 : (j >= (long)T ? T - 1 : (size_t)j);
-	return db[t * DSP_N_MELS + (size_t)m];
-}
-
 void dsp_percussive_onsets(const float *db, size_t T, const int bands[][2], int n_bands, float *col,
                            float *const env[])
 {
 	enum { H = HARM_FRAMES / 2 };
 	for (int b = 0; b < n_bands; b++)
 		memset(env[b], 0, T * sizeof(float));
+	if (T == 0)
+		return;
 	for (int m = 0; m < DSP_N_MELS; m++) {
-		float win[HARM_FRAMES]; /* the window's values in order */
+		/* The band's levels, contiguous (one strided pass over db); each is replaced by
+		 * its percussive level once read, and the window's leaving values are kept in a
+		 * ring of the last H + 1 levels. */
+		for (size_t t = 0; t < T; t++)
+			col[t] = db[t * DSP_N_MELS + (size_t)m];
+		float first = col[0], ring[H + 1];
+		float win[HARM_FRAMES]; /* the window's values in order, the edges repeating */
 		for (int k = 0; k < HARM_FRAMES; k++) {
-			float v = at_frame(db, T, m, k - H);
+			long i = k - H;
+			float v = col[i < 0 ? 0 : i >= (long)T ? T - 1 : (size_t)i];
 			int j = k;
 			for (; j > 0 && win[j - 1] > v; j--)
 				win[j] = win[j - 1];
 			win[j] = v;
 		}
 		for (size_t t = 0; t < T; t++) {
-			col[t] = fmaxf(db[t * DSP_N_MELS + (size_t)m] - win[H], 0.0f);
-			float out = at_frame(db, T, m, (long)t - H),
-			      in = at_frame(db, T, m, (long)t + H + 1);
+			float v = col[t], in = col[t + H + 1 < T ? t + H + 1 : T - 1];
+			float out = t < H ? first : ring[(t - H) % (H + 1)];
+			ring[t % (H + 1)] = v;
+			col[t] = fmaxf(v - win[H], 0.0f);
 			int j = 0;
 			while (j + 1 < HARM_FRAMES && win[j] != out)
 				j++;

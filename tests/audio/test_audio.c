@@ -1024,6 +1024,76 @@ static void decode_fd_works(void **state)
 	audio_buf_free(&b);
 }
 
+/* The tap: one decode, two consumers. It sees every channel at the file's rate exactly as
+ * a native decode gives them, while the buffer is exactly what audio_decode gives. */
+struct tap_log {
+	struct audio_stream_info info;
+	float *planes[4];
+	size_t n, calls;
+	int stop_after; /* a non-zero return from this call on (0: never) */
+};
+
+static int tap_collect(void *arg, const float *const *planes, size_t n)
+{
+	struct tap_log *t = arg;
+	assert_int_equal(t->info.n_frames, t->n); /* filled before the call */
+	for (int c = 0; c < t->info.n_channels; c++) {
+		t->planes[c] = realloc(t->planes[c], (t->n + n) * sizeof(float));
+		assert_non_null(t->planes[c]);
+		memcpy(t->planes[c] + t->n, planes[c], n * sizeof(float));
+	}
+	t->n += n;
+	t->calls++;
+	return t->stop_after && (int)t->calls >= t->stop_after ? 1 : 0;
+}
+
+static void decode_tap_feeds_two_consumers(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct audio_buf q = make_buf(44100 * 3, 3, 44100);
+	for (int c = 0; c < 3; c++)
+		for (size_t i = 0; i < q.n_frames; i++)
+			ch(&q, c)[i] = (float)(0.3 * sin(0.01 * (c + 1) * (double)i) +
+			                       0.1 * sin(0.37 * (double)i * (c + 1)));
+	const char *p = tmp_path("tap.flac");
+	assert_int_equal(audio_write(p, &q, AUDIO_FLAC, AUDIO_PCM16, err, sizeof err), 0);
+	struct audio_buf want, native, got;
+	assert_int_equal(audio_decode(p, 22050, 1, 0, &want, err, sizeof err), 0);
+	assert_int_equal(audio_decode(p, 0, 0, 0, &native, err, sizeof err), 0);
+	struct tap_log t = {0};
+	assert_int_equal(
+		audio_decode_tap(p, 22050, 1, 0, tap_collect, &t, &t.info, &got, err, sizeof err),
+		0);
+	assert_int_equal(got.n_frames, want.n_frames);
+	assert_int_equal(got.sample_rate_hz, 22050);
+	assert_memory_equal(got.data, want.data, want.n_frames * sizeof(float));
+	assert_int_equal(t.info.in_rate_hz, 44100);
+	assert_int_equal(t.info.sample_rate_hz, 44100);
+	assert_int_equal(t.info.n_channels, 3);
+	assert_int_equal(t.n, native.n_frames);
+	assert_true(t.calls > 1);
+	for (int c = 0; c < 3; c++)
+		assert_memory_equal(t.planes[c], ch(&native, c), t.n * sizeof(float));
+
+	/* A tap that gives up stops the decode with a sentence. */
+	struct tap_log stop = {.stop_after = 2};
+	struct audio_buf none = {0};
+	assert_int_equal(audio_decode_tap(p, 22050, 1, 0, tap_collect, &stop, &stop.info, &none,
+	                                  err, sizeof err),
+	                 SFA_ECANCELED);
+	assert_non_null(strstr(err, "could not be measured"));
+	assert_null(none.data);
+	for (int c = 0; c < 4; c++) {
+		free(t.planes[c]);
+		free(stop.planes[c]);
+	}
+	audio_buf_free(&got);
+	audio_buf_free(&native);
+	audio_buf_free(&want);
+	audio_buf_free(&q);
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static void remove_tree(const char *dir)
@@ -1062,6 +1132,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(header_claiming_gigabytes_costs_no_memory),
 		cmocka_unit_test(duration_cap),
 		cmocka_unit_test(decode_fd_works),
+		cmocka_unit_test(decode_tap_feeds_two_consumers),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	remove_tree(g_dir);
