@@ -6,6 +6,8 @@
  *   -> decode (libavcodec, allow-listed codec ids only)
  *   -> convert to float32 planar here, by hand (x / 2^15 for s16, x / 2^31 for s32, ...),
  *      so the values are exactly those of librosa / soundfile for PCM input
+ *   -> (audio_decode_tap only) every converted channel handed to the caller's tap, so one
+ *      decode can feed a second consumer at the file's own rate
  *   -> channel mapping here, in float32: mono is the mean of all channels,
  *      m = (L + R) / 2 for stereo, computed *before* resampling (that is the order
  *      librosa.load uses, and doing it after would change the samples)

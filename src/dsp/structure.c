@@ -133,7 +133,9 @@ static void bar_terms(const float *db, size_t T, float *const env[N_ENVS], const
 			pk[i * N_ENVS + b] = (float)dsp_env_peak(env[b], T, t0 - 1, t0 + 2);
 		for (int b = 0; b < BAR_BANDS; b++)
 			x[2 + b] = pk[i * N_ENVS + b];
-		memcpy(prev, cur, sizeof(float) * DB_CHORD_BANDS);
+		float *was = prev; /* this beat's bands are the next one's previous */
+		prev = cur;
+		cur = was;
 	}
 	for (int k = 0; k < BAR_TERMS; k++) {
 		double s1 = 0.0, s2 = 0.0;
