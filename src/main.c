@@ -27,6 +27,7 @@
 #include "audio/transform_cli.h"
 #include "dsp/cli.h"
 #include "nn/cli.h"
+#include "nn/nn.h"
 #include "api/routes.h"
 #include "jobs/registry.h"
 #include "core/accounts.h"
@@ -473,6 +474,7 @@ static int cmd_job_exec(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	nn_blas_pick_core(argv);
 	if (sodium_init() < 0)
 		return fail("libsodium could not initialise");
 	if (argc < 2) {

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "nn/gemm_bf16.h"
+#include "nn/nn.h"
 #include "nn/ops.h"
 
 #ifdef HAVE_DNNL
@@ -89,6 +90,7 @@ static double dnnl_ms(dnnl_engine_t eng, dnnl_stream_t st, int ta, int tb, int m
 
 int main(int argc, char **argv)
 {
+	nn_blas_pick_core(argv);
 	int reps = argc > 1 ? atoi(argv[1]) : 20;
 	char why[160];
 	if (!nn_bf16_supported(why, sizeof why)) {

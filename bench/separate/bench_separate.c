@@ -76,6 +76,7 @@ static void on_progress(void *user, int done, int total)
 
 int main(int argc, char **argv)
 {
+	nn_blas_pick_core(argv);
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_separate MODEL [--input RAW.f32 | --seconds N] "
 		                "[--ref OUT.f32] [--threads N] [--shifts N] [--overlap F] "

@@ -94,6 +94,16 @@ const char *nn_precision_name(enum nn_precision p);
  * refusal on any CPU), false with a sentence for the user in why. Thread-safe. */
 bool nn_bf16_supported(char *why, size_t n_why);
 
+/* OpenBLAS picks its kernels by CPU model when it loads (before main) and falls back to
+ * the SSE3 "Prescott" ones on models newer than it knows: Debian 12's 0.3.21 on family 6
+ * model 207 (Emerald Rapids) runs sgemm at 31 GFLOP/s a core instead of the 150 its
+ * AVX-512 kernels give. It reads OPENBLAS_CORETYPE only then, so a program calls this first
+ * thing in main: when OpenBLAS fell back to Prescott on a CPU with AVX-512 (or AVX2 and
+ * FMA), it sets OPENBLAS_CORETYPE to SkylakeX (or Haswell) and re-executes itself, same
+ * pid and arguments; children inherit the setting. Otherwise (a known CPU, the variable
+ * already set, no /proc) it returns and nothing changes. */
+void nn_blas_pick_core(char **argv);
+
 struct nn_separate_opts {
 	int shifts;       /* random time shifts averaged (Demucs default 1; 0 = none) */
 	double overlap;   /* between segments, in [0, 1) (default 0.25) */

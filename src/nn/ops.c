@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "nn/gemm_bf16.h"
 
@@ -29,6 +31,27 @@ static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
 static void ops_init_once(void) { openblas_set_num_threads(1); }
 
 void nn_ops_init(void) { pthread_once(&ops_once, ops_init_once); }
+
+void nn_blas_pick_core(char **argv)
+{
+	if (getenv("OPENBLAS_CORETYPE"))
+		return;
+	const char *core = openblas_get_corename();
+	if (!core || strcasecmp(core, "Prescott") != 0)
+		return;
+	__builtin_cpu_init();
+	const char *want = NULL;
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+	    __builtin_cpu_supports("avx512cd"))
+		want = "SkylakeX";
+	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		want = "Haswell";
+	if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	unsetenv("OPENBLAS_CORETYPE"); /* no exec: carry on with the kernels loaded */
+}
 
 struct gemm_part {
 	bool ta, tb;

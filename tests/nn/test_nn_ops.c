@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include <cblas.h>
+
+#include "nn/nn.h"
 #include "nn/ops.h"
 #include "nn/stft.h"
 #include "nn/workspace.h"
@@ -734,10 +738,30 @@ static void channel_groups_are_bit_identical(void **state)
 	nn_ws_free(&ws);
 }
 
-int main(void)
+/* OpenBLAS runs kernels this CPU has: on one with AVX2 and FMA, never the SSE3 "Prescott"
+ * fallback that OpenBLAS 0.3.21 takes for CPU models newer than it knows (main() calls
+ * nn_blas_pick_core first, as sfa does, so every test here runs on those kernels). */
+static void blas_runs_the_cpus_kernels(void **state)
 {
+	(void)state;
+	__builtin_cpu_init();
+	const char *core = openblas_get_corename();
+	assert_non_null(core);
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	    strcasecmp(core, "Prescott") == 0)
+		fail_msg("OpenBLAS runs its Prescott (SSE3) kernels on a CPU with AVX2 and FMA "
+		         "(OPENBLAS_CORETYPE=%s)",
+		         getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+	print_message("# OpenBLAS core: %s\n", core);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	nn_blas_pick_core(argv);
 	nn_ops_init();
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(blas_runs_the_cpus_kernels),
 		cmocka_unit_test(conv_against_naive),
 		cmocka_unit_test(convtr_against_naive),
 		cmocka_unit_test(gelu_glu_are_accurate),
