@@ -83,23 +83,16 @@ static int meter_start(struct dsp_meter *m)
 	return 0;
 }
 
-/* Grows the interleaving and oversampling buffers to n frames in and n_up out. */
-static int meter_reserve(struct dsp_meter *m, size_t n, size_t n_up)
+/* Grows a buffer of two planes (or two interleaved channels) to n frames each. */
+static int grow2(float **buf, size_t *cap, size_t n)
 {
-	if (n > m->cap_frames) {
-		float *p = realloc(m->inter, n * 2 * sizeof *p);
-		if (!p)
-			return SFA_ENOMEM;
-		m->inter = p;
-		m->cap_frames = n;
-	}
-	if (n_up > m->cap_up) {
-		float *p = realloc(m->up, n_up * 2 * sizeof *p);
-		if (!p)
-			return SFA_ENOMEM;
-		m->up = p;
-		m->cap_up = n_up;
-	}
+	if (n <= *cap)
+		return 0;
+	float *p = realloc(*buf, n * 2 * sizeof *p);
+	if (!p)
+		return SFA_ENOMEM;
+	*buf = p;
+	*cap = n;
 	return 0;
 }
 
@@ -125,7 +118,7 @@ static int meter_oversample(struct dsp_meter *m, const float *const *planes, siz
 {
 	for (;;) {
 		int bound = swr_get_out_samples(m->swr, (int)n);
-		if (bound < 0 || meter_reserve(m, 0, (size_t)bound + 64))
+		if (bound < 0 || grow2(&m->up, &m->cap_up, (size_t)bound + 64))
 			return SFA_ENOMEM;
 		uint8_t *out[2] = {(uint8_t *)m->up, (uint8_t *)(m->up + m->cap_up)};
 		int got = swr_convert(m->swr, out, bound + 64, (const uint8_t **)planes, (int)n);
@@ -147,7 +140,7 @@ int dsp_meter_sink(void *arg, const float *const *planes, size_t n)
 	const float *ch[2] = {planes[0], planes[m->n_channels - 1]};
 	const float *frames = ch[0];
 	if (m->n_channels == 2) {
-		if ((rc = meter_reserve(m, n, 0)) != 0)
+		if ((rc = grow2(&m->inter, &m->cap_frames, n)) != 0)
 			goto fail;
 		for (size_t i = 0; i < n; i++) {
 			m->inter[2 * i] = ch[0][i];
