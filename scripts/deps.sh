@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential meson ninja-build pkg-config clang clang-format
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev nettle-dev libcmocka-dev
-  libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev
+  libcurl4-openssl-dev libarchive-dev libfftw3-dev libopenblas-dev libdnnl-dev
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libsoxr-dev
   libebur128-dev librubberband-dev libxml2-dev libpq-dev postgresql
   ffmpeg yt-dlp curl unzip python3 pyflakes3 python3-psycopg2 python3-mido chromium

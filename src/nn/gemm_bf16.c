@@ -1,9 +1,10 @@
 /* gemm_bf16.c - C = alpha op(A) op(B) + beta C with A and B rounded to bfloat16 and the
  * products summed in fp32, on AVX512-BF16 (VDPBF16PS). See gemm_bf16.h.
  *
- * This is the only file built with -mavx512f -mavx512bf16 (its own static library): the
- * rest of the engine stays baseline x86-64, and nn_gemm calls in here only after
- * nn_bf16_supported() said the CPU has the instructions.
+ * This file and gemm_amx.c are the only ones built with -mavx512f -mavx512bf16 (their own
+ * static library): the rest of the engine stays baseline x86-64, and nn_gemm calls in here
+ * only after nn_bf16_supported() said the CPU has the instructions. nn_gemm_bf16 runs the
+ * product on AMX through oneDNN where it can (gemm_amx.c), else here.
  *
  * Blocking (GotoBLAS order): for each NC-column block of B, each KC-deep slice of k: B's
  * block is rounded and packed once into panels of NR = 32 columns, in k-pairs (the two
@@ -264,6 +265,13 @@ static void kernel(int kp, const uint32_t *pa, const uint32_t *pb, float *c, siz
 
 void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc)
+{
+	if (!nn_gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+		nn_gemm_bf16_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
 	struct bufs *bf = thread_bufs();
 	if (!bf) {

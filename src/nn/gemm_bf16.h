@@ -5,8 +5,10 @@
  * the products summed in fp32: |error| <= (2^-7 + 2^-16) sum |a||b| per element from the
  * rounding of the inputs (unit roundoff 2^-8 each), plus fp32 summation. Callers must have checked
  * nn_bf16_supported() (ops.h): on a CPU without AVX512-BF16 this faults (SIGILL).
- * Results do not depend on where a product is cut along m or n (see gemm_bf16.c), so a
- * GEMM team may share bf16 products. Threading: reentrant, per-thread buffers.
+ * It runs on AMX tiles through oneDNN where the CPU has them (gemm_amx.c), else on our
+ * AVX512-BF16 kernel, whose results do not depend on where a product is cut along m or n
+ * (see gemm_bf16.c), so that a GEMM team may share its products (nn_gemm_bf16_cuttable).
+ * Threading: reentrant, per-thread buffers.
  */
 #ifndef SFA_NN_GEMM_BF16_H
 #define SFA_NN_GEMM_BF16_H
@@ -17,6 +19,21 @@
  * does not read C. */
 void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The same product by our AVX512-BF16 kernel (gemm_bf16.c), which nn_gemm_bf16 runs where
+ * oneDNN has no AMX matmul. */
+void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The same product on AMX tiles through oneDNN (gemm_amx.c), with the operands rounded as
+ * above; false (C untouched) where oneDNN builds no AMX matmul (no AMX-BF16, or the
+ * environment sets SFA_BF16_NO_AMX to anything but 0) or runs out of memory. */
+bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Whether a bf16 product gives the bits of the whole when cut along m or n: true for our
+ * kernel, false where products run on AMX (oneDNN may block a cut product differently). */
+bool nn_gemm_bf16_cuttable(void);
 
 /* f rounded to the nearest bfloat16 the way the packing rounds it (for tests). */
 float nn_bf16_round(float f);

@@ -438,7 +438,7 @@ static bool team_cuts(int m, int n, int k)
 {
 	const struct nn_team *t = ops_team;
 	bool bf16 = ops_precision == NN_PRECISION_BF16;
-	if (!t || t->n_helpers == 0 || (!t->unit && !bf16) ||
+	if (!t || t->n_helpers == 0 || (!t->unit && !bf16) || (bf16 && !nn_gemm_bf16_cuttable()) ||
 	    (double)m * n * k < 2.0 * NN_TEAM_MIN_MNK)
 		return false;
 	struct gemm_part whole = {.m = m, .n = n, .k = k}, parts[1 + NN_TEAM_MAX_HELPERS];
@@ -473,7 +473,8 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	                          .ldb = ldb,
 	                          .ldc = ldc,
 	                          .bf16 = ops_precision == NN_PRECISION_BF16};
-	/* The bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c). */
+	/* Our bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c); AMX
+	 * products are not cut (team_cuts). */
 	if (!team_cuts(m, n, k)) {
 		run_part(&whole);
 		return;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <cpuid.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -51,7 +52,13 @@ static void need_bf16(void)
 		fail_msg("this test needs AVX512-BF16 and cannot run here: %s", why);
 }
 
-/* One product through nn_gemm_bf16 checked element by element against both references. */
+typedef void product_fn(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+/* The product the shapes below go through: nn_gemm_bf16 (AMX where the CPU has it), or our
+ * AVX512-BF16 kernel alone. */
+static product_fn *product = nn_gemm_bf16;
+
+/* One product checked element by element against both references. */
 static void check_product(bool ta, bool tb, int m, int n, int k, float alpha, float beta)
 {
 	int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2; /* padded rows */
@@ -66,7 +73,7 @@ static void check_product(bool ta, bool tb, int m, int n, int k, float alpha, fl
 		b[i] = frand() * 4.0f;
 	for (size_t i = 0; i < nc; i++)
 		c0[i] = c[i] = beta == 0.0f ? NAN : frand(); /* beta 0 must not read C */
-	nn_gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	double worst_exact = 0, worst_rounded = 0, max_dev = 0;
 	for (int i = 0; i < m; i++) {
 		for (int j = 0; j < n; j++) {
@@ -136,6 +143,33 @@ static void kernel_against_reference(void **state)
 	}
 }
 
+/* Where products run on AMX, our own kernel is checked on the same shapes too (it is what
+ * runs on CPUs without AMX); elsewhere this repeats the test above. */
+static void own_kernel_against_reference(void **state)
+{
+	product = nn_gemm_bf16_avx512;
+	kernel_against_reference(state);
+	product = nn_gemm_bf16;
+}
+
+/* On a CPU with AMX-BF16 the products run there (oneDNN built an AMX matmul), unless the
+ * environment turned it off. */
+static void amx_runs_where_the_cpu_has_it(void **state)
+{
+	(void)state;
+	need_bf16();
+	unsigned eax, ebx, ecx, edx; /* AMX-BF16: cpuid leaf 7, EDX bit 22 */
+	bool amx = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx & (1u << 22));
+	const char *off = getenv("SFA_BF16_NO_AMX");
+	bool want = amx && !(off && *off && strcmp(off, "0"));
+	if (want && nn_gemm_bf16_cuttable())
+		fail_msg("this CPU has AMX-BF16 but the bf16 products do not run on it (oneDNN "
+		         "built no AMX matmul)");
+	if (!want && !nn_gemm_bf16_cuttable())
+		fail_msg("bf16 products run through oneDNN on a CPU without AMX-BF16");
+	print_message("# bf16 products on %s\n", want ? "AMX (oneDNN)" : "our AVX512-BF16 kernel");
+}
+
 static void team_cuts_are_bit_identical(void **state)
 {
 	(void)state;
@@ -161,8 +195,11 @@ static void team_cuts_are_bit_identical(void **state)
 	unsigned long long helped = nn_team_helped(t);
 	nn_team_stop(t);
 	nn_ops_set_precision(NN_PRECISION_FP32);
-	if (helped == 0)
+	/* Our kernel's products are shared; AMX ones are not cut (nn_gemm_bf16_cuttable). */
+	if (nn_gemm_bf16_cuttable() && helped == 0)
 		fail_msg("the team did not share the bf16 product");
+	if (!nn_gemm_bf16_cuttable() && helped != 0)
+		fail_msg("the team cut a bf16 product that runs on AMX");
 	if (memcmp(c1, c2, sizeof(float) * (size_t)m * n) != 0)
 		fail_msg("a bf16 product cut between threads differs from the whole");
 	/* And the mode was bf16 indeed: the fp32 product differs. */
@@ -336,6 +373,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(refused_without_the_instructions),
 		cmocka_unit_test(kernel_against_reference),
+		cmocka_unit_test(own_kernel_against_reference),
+		cmocka_unit_test(amx_runs_where_the_cpu_has_it),
 		cmocka_unit_test(team_cuts_are_bit_identical),
 		cmocka_unit_test(team_parts_take_the_callers_precision),
 		cmocka_unit_test(tiny_separation_close_to_fp32),
