@@ -474,14 +474,18 @@ static int cmd_job_exec(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	nn_blas_pick_core(argv);
-	if (sodium_init() < 0)
-		return fail("libsodium could not initialise");
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;
 	}
 	const char *cmd = argv[1];
+	/* The commands that may run a separation get OpenBLAS's kernels for this CPU (a
+	 * re-exec, about 60 ms); the others (analyze, the upload probe, ...) need no sgemm. */
+	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0 ||
+	    strcmp(cmd, "separate") == 0 || strcmp(cmd, "job-exec") == 0)
+		nn_blas_pick_core(argv);
+	if (sodium_init() < 0)
+		return fail("libsodium could not initialise");
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		puts("sfa " SFA_VERSION);
 		return 0;
