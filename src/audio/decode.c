@@ -370,11 +370,13 @@ static int audio__setup(struct audio__dec *d, const AVFrame *f, char *err, size_
 	return 0;
 }
 
-/* The mono mix: the mean of the channels in float32, summed in channel order, then divided. */
+/* The mono mix of n_ch >= 2 channels: their mean in float32, summed in channel order, then
+ * divided. */
 static void audio__mean(float *m, float *const *ch, int n_ch, size_t n)
 {
-	memcpy(m, ch[0], n * sizeof *m);
-	for (int c = 1; c < n_ch; c++)
+	for (size_t i = 0; i < n; i++)
+		m[i] = ch[0][i] + ch[1][i];
+	for (int c = 2; c < n_ch; c++)
 		for (size_t i = 0; i < n; i++)
 			m[i] += ch[c][i];
 	float k = (float)n_ch;

@@ -201,10 +201,4 @@ int dsp_analyze_file(const char *path, const struct dsp_options *opt, struct dsp
 
 void dsp_result_free(struct dsp_result *r);
 
-/* Measures path's loudness (see struct dsp_loudness), decoding it as a stream at its own
- * rate to two channels: mono counts as dual mono, more than two channels as their first
- * two. Errors as audio_decode's. */
-int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out, char *err,
-                      size_t n_err);
-
 #endif

@@ -1,10 +1,10 @@
 /* loudness.c - EBU R128 / ITU-R BS.1770 loudness of an audio file.
  *
  * The meter is fed the file's own samples at its own rate (libebur128 adapts the
- * K-weighting to it; resampling first would move the peaks between samples), either by the
- * analysis's decode through its tap (one decode for both) or by a decode of its own
- * (dsp_loudness_file). A mono file is measured as dual mono (as it plays on a stereo
- * system), a file with more than two channels on its first two.
+ * K-weighting to it; resampling first would move the peaks between samples) by the
+ * analysis's decode, through its tap (dsp_analyze_file: one decode for both). A mono file is
+ * measured as dual mono (as it plays on a stereo system), a file with more than two
+ * channels on its first two.
  *
  * Integrated loudness and loudness range are libebur128's. The true peak is BS.1770's
  * recipe, oversampling by 4 below 96 kHz (2 below 192 kHz) and taking the largest
@@ -15,14 +15,11 @@
  */
 #include "dsp/dsp.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <ebur128.h>
 #include <libavutil/channel_layout.h>
@@ -196,28 +193,4 @@ int dsp_meter_finish(struct dsp_meter *m, struct dsp_loudness *out, char *err, s
 	}
 	dsp_meter_free(m);
 	return rc;
-}
-
-int dsp_loudness_file(const char *path, double max_duration_s, struct dsp_loudness *out, char *err,
-                      size_t n_err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sfa_err(err, n_err, errno == ENOENT ? SFA_ENOTFOUND : SFA_EIO,
-		               "cannot open the audio file: %s", strerror(errno));
-	struct audio_stream_info info = {0};
-	struct dsp_meter *m = dsp_meter_new(&info);
-	if (!m) {
-		close(fd);
-		return sfa_err(err, n_err, SFA_ENOMEM,
-		               "out of memory while measuring the loudness");
-	}
-	int rc = audio_decode_stream_fd(fd, 0, 0, max_duration_s, dsp_meter_sink, m, &info, err,
-	                                n_err);
-	close(fd);
-	if (rc && !m->failed) {
-		dsp_meter_free(m);
-		return rc;
-	}
-	return dsp_meter_finish(m, out, err, n_err);
 }

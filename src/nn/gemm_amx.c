@@ -89,8 +89,7 @@ static void amx_init(void)
 		return;
 	if (dnnl_engine_create(&amx_engine, dnnl_cpu, 0) != dnnl_success)
 		return;
-	omp_set_num_threads(1);
-	amx_ok = probe_amx();
+	amx_ok = probe_amx(); /* builds a primitive, runs nothing: no OpenMP threads yet */
 }
 
 bool nn_gemm_bf16_cuttable(void)
