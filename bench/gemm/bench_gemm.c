@@ -127,10 +127,10 @@ int main(int argc, char **argv)
 			            tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
 			            0.0f, c, n);
 		double s_fp32 = (now_s() - t0) / reps;
-		nn_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+		nn_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n, 0);
 		t0 = now_s();
 		for (int r = 0; r < reps; r++)
-			nn_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+			nn_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n, 0);
 		double s_bf16 = (now_s() - t0) / reps;
 		double g_dnnl = 0;
 #ifdef HAVE_DNNL

@@ -19,7 +19,6 @@
 #include "nn/gemm_bf16.h"
 
 #include <cpuid.h>
-#include <immintrin.h>
 #include <stdbool.h>
 #include <omp.h>
 #include <pthread.h>
@@ -130,43 +129,39 @@ static bool grow(uint16_t **p, size_t *cap, size_t n)
 /* rows x cols floats (row stride ld) to bf16, packed rows x cols. */
 static void to_bf16(const float *x, size_t ld, int rows, int cols, uint16_t *out)
 {
-	for (int r = 0; r < rows; r++) {
-		const float *s = x + (size_t)r * ld;
-		uint16_t *d = out + (size_t)r * cols;
-		int c = 0;
-		for (; c + 32 <= cols; c += 32) {
-			__m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + c + 16),
-			                                 _mm512_loadu_ps(s + c));
-			_mm512_storeu_si512(d + c, (__m512i)v);
-		}
-		if (c < cols) {
-			int left = cols - c;
-			__mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-			__mmask16 m1 = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-			__m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + c + 16),
-			                                 _mm512_maskz_loadu_ps(m0, s + c));
-			_mm512_mask_storeu_epi16(d + c, (__mmask32)(((uint64_t)1 << left) - 1),
-			                         (__m512i)v);
-		}
-	}
+	for (int r = 0; r < rows; r++)
+		nn_bf16_convert(x + (size_t)r * ld, (size_t)cols, out + (size_t)r * cols);
 }
 
-bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc)
+bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
+                 const void *b, int ldb, float beta, float *c, int ldc, unsigned ops)
 {
 	pthread_once(&amx_once, amx_init);
 	struct amx_thread *t;
 	if (!amx_ok || !(t = amx_thread()))
 		return false;
-	/* op(A) is m x k: stored m x k, or k x m when transposed; op(B) k x n likewise. */
+	/* op(A) is m x k: stored m x k, or k x m when transposed; op(B) k x n likewise. Floats
+	 * are rounded into the thread's buffers, packed (row stride = columns); bfloat16
+	 * operands are read where they are, with their own stride. */
 	int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-	if (!grow(&t->a, &t->cap_a, (size_t)ar * ac) || !grow(&t->b, &t->cap_b, (size_t)br * bc))
-		return false;
-	to_bf16(a, (size_t)lda, ar, ac, t->a);
-	to_bf16(b, (size_t)ldb, br, bc, t->b);
+	const void *a16 = a, *b16 = b;
+	if (!(ops & NN_BF16_A)) {
+		if (!grow(&t->a, &t->cap_a, (size_t)ar * ac))
+			return false;
+		to_bf16(a, (size_t)lda, ar, ac, t->a);
+		a16 = t->a;
+		lda = ac;
+	}
+	if (!(ops & NN_BF16_B)) {
+		if (!grow(&t->b, &t->cap_b, (size_t)br * bc))
+			return false;
+		to_bf16(b, (size_t)ldb, br, bc, t->b);
+		b16 = t->b;
+		ldb = bc;
+	}
 	dnnl_memory_desc_t ad, bd, cd;
 	dnnl_dims_t a_dims = {m, k}, b_dims = {k, n}, c_dims = {m, n};
-	dnnl_dims_t a_str = {ta ? 1 : ac, ta ? ac : 1}, b_str = {tb ? 1 : bc, tb ? bc : 1};
+	dnnl_dims_t a_str = {ta ? 1 : lda, ta ? lda : 1}, b_str = {tb ? 1 : ldb, tb ? ldb : 1};
 	dnnl_dims_t c_str = {ldc, 1};
 	dnnl_matmul_desc_t md;
 	dnnl_primitive_attr_t attr = NULL;
@@ -190,8 +185,8 @@ bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const float
 		     dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
 	ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, amx_engine, NULL) == dnnl_success &&
 	     dnnl_primitive_create(&prim, pd) == dnnl_success &&
-	     dnnl_memory_create(&am, &ad, amx_engine, t->a) == dnnl_success &&
-	     dnnl_memory_create(&bm, &bd, amx_engine, t->b) == dnnl_success &&
+	     dnnl_memory_create(&am, &ad, amx_engine, (void *)a16) == dnnl_success &&
+	     dnnl_memory_create(&bm, &bd, amx_engine, (void *)b16) == dnnl_success &&
 	     dnnl_memory_create(&cm, &cd, amx_engine, c) == dnnl_success;
 	if (ok) {
 		/* Past this point C may be written: a failure cannot fall back (beta would read

@@ -147,8 +147,9 @@ static inline void transpose16(__m512i r[16])
  * q*w .. q*w+w-1 at dst[q*kp*w + p*w + r]. Rows past n_i and the odd tail of k are zero.
  * Sixteen rows at a time: each row's 32 floats become 16 pairs in one VCVTNE2PS2BF16 (bf16
  * in memory order are pairs already), then a 16 x 16 transpose puts them pair-major. The
- * buffer must hold panels up to row roundup(n_i, 16) (MC and NC are multiples of 16). */
-static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, uint32_t *dst)
+ * buffer must hold panels up to row roundup(n_i, 16) (MC and NC are multiples of 16).
+ * A bfloat16 source (bf) is in that order already: 32 of a row load as they are. */
+static void pack_kcontig(const void *src, bool bf, size_t ld, int n_i, int kc, int w, uint32_t *dst)
 {
 	int kp = (kc + 1) / 2;
 	for (int i0 = 0; i0 < n_i; i0 += 16) {
@@ -165,7 +166,14 @@ static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 					r[a] = _mm512_setzero_si512();
 					continue;
 				}
-				const float *s = src + (size_t)(i0 + a) * ld + kk;
+				size_t at = (size_t)(i0 + a) * ld + kk;
+				if (bf) {
+					r[a] = _mm512_maskz_loadu_epi16((__mmask32)m0 |
+					                                        (__mmask32)m1 << 16,
+					                                (const uint16_t *)src + at);
+					continue;
+				}
+				const float *s = (const float *)src + at;
 				__m512 x0 = _mm512_maskz_loadu_ps(m0, s);
 				__m512 x1 = _mm512_maskz_loadu_ps(m1, s + 16);
 				r[a] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
@@ -192,8 +200,9 @@ static void pack_kcontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 
 /* Packs a block whose element (i, kk) is at src[kk*ld + i] (contiguous along i) into the
  * same panels as pack_kcontig: for each pair of k rows, 16 columns of each convert in one
- * VCVTNE2PS2BF16 and one word permutation interleaves them into pairs. */
-static void pack_icontig(const float *src, size_t ld, int n_i, int kc, int w, uint32_t *dst)
+ * VCVTNE2PS2BF16 and one word permutation interleaves them into pairs (from a bfloat16
+ * source, bf, the two rows load side by side instead). */
+static void pack_icontig(const void *src, bool bf, size_t ld, int n_i, int kc, int w, uint32_t *dst)
 {
 	int kp = (kc + 1) / 2;
 	const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
@@ -207,14 +216,27 @@ static void pack_icontig(const float *src, size_t ld, int n_i, int kc, int w, ui
 			valid = valid < 0 ? 0 : valid > cw ? cw : valid;
 			__mmask16 mv = (__mmask16)((1u << valid) - 1);
 			__mmask16 mw = (__mmask16)((1u << cw) - 1);
-			const float *s = src + (size_t)q * w + off;
+			size_t at = (size_t)q * w + off;
 			for (int p = 0; p < kp; p++) {
 				int k0 = 2 * p;
-				__m512 x0 = _mm512_maskz_loadu_ps(mv, s + (size_t)k0 * ld);
-				__m512 x1 = k0 + 1 < kc ? _mm512_maskz_loadu_ps(
+				bool odd = k0 + 1 < kc; /* row k0 + 1 exists */
+				__m512i h;
+				if (bf) {
+					const uint16_t *s = (const uint16_t *)src + at;
+					__m256i x0 = _mm256_maskz_loadu_epi16(mv,
+					                                      s + (size_t)k0 * ld);
+					__m256i x1 = odd ? _mm256_maskz_loadu_epi16(
+								   mv, s + (size_t)(k0 + 1) * ld)
+					                 : _mm256_setzero_si256();
+					h = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+				} else {
+					const float *s = (const float *)src + at;
+					__m512 x0 = _mm512_maskz_loadu_ps(mv, s + (size_t)k0 * ld);
+					__m512 x1 = odd ? _mm512_maskz_loadu_ps(
 								  mv, s + (size_t)(k0 + 1) * ld)
-				                        : _mm512_setzero_ps();
-				__m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+					                : _mm512_setzero_ps();
+					h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+				}
 				__m512i pr = _mm512_permutexvar_epi16(inter, h);
 				_mm512_mask_storeu_epi32(panel + (size_t)p * w + off, mw, pr);
 			}
@@ -263,23 +285,61 @@ static void kernel(int kp, const uint32_t *pa, const uint32_t *pb, float *c, siz
 	}
 }
 
-void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc)
+void nn_gemm_bf16(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
+                  const void *b, int ldb, float beta, float *c, int ldc, unsigned ops)
 {
-	if (!nn_gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-		nn_gemm_bf16_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	if (!nn_gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ops))
+		nn_gemm_bf16_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ops);
 }
 
-void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *b, int ldb, float beta, float *c, int ldc)
+/* Element i of an operand of floats or (bf) bfloat16, as a float. */
+static float operand_value(const void *p, bool bf, size_t i)
 {
-	struct bufs *bf = thread_bufs();
-	if (!bf) {
+	if (!bf)
+		return ((const float *)p)[i];
+	uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* The product without packing buffers (their allocation failed): OpenBLAS on floats, or
+ * the plain sums of the rounded operands when either is bfloat16 already. Correct, slow,
+ * and only ever reached out of memory. */
+static void product_unpacked(bool ta, bool tb, int m, int n, int k, float alpha, const void *a,
+                             int lda, const void *b, int ldb, float beta, float *c, int ldc,
+                             unsigned ops)
+{
+	if (!ops) {
 		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 		            tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
 		            ldc);
 		return;
 	}
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			float sum = 0.0f;
+			for (int p = 0; p < k; p++)
+				sum += nn_bf16_round(operand_value(a, ops & NN_BF16_A,
+				                                   ta ? (size_t)p * lda + i
+				                                      : (size_t)i * lda + p)) *
+				       nn_bf16_round(operand_value(b, ops & NN_BF16_B,
+				                                   tb ? (size_t)j * ldb + p
+				                                      : (size_t)p * ldb + j));
+			float *cij = c + (size_t)i * ldc + j;
+			*cij = alpha * sum + (beta == 0.0f ? 0.0f : beta * *cij);
+		}
+}
+
+void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
+                         const void *b, int ldb, float beta, float *c, int ldc, unsigned ops)
+{
+	struct bufs *bf = thread_bufs();
+	if (!bf) {
+		product_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ops);
+		return;
+	}
+	bool a16 = ops & NN_BF16_A, b16 = ops & NN_BF16_B;
 	for (int jc = 0; jc < n; jc += NC) {
 		int nc = n - jc < NC ? n - jc : NC;
 		for (int pc = 0; pc < k; pc += KC) {
@@ -287,20 +347,20 @@ void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, con
 			int kp = (kc + 1) / 2;
 			/* op(B) element (kk, j): b[kk*ldb + j], or b[j*ldb + kk] when transposed. */
 			if (tb)
-				pack_kcontig(b + (size_t)jc * ldb + pc, (size_t)ldb, nc, kc, NR,
-				             bf->pb);
+				pack_kcontig(nn_operand_at(b, b16, (size_t)jc * ldb + pc), b16,
+				             (size_t)ldb, nc, kc, NR, bf->pb);
 			else
-				pack_icontig(b + (size_t)pc * ldb + jc, (size_t)ldb, nc, kc, NR,
-				             bf->pb);
+				pack_icontig(nn_operand_at(b, b16, (size_t)pc * ldb + jc), b16,
+				             (size_t)ldb, nc, kc, NR, bf->pb);
 			for (int ic = 0; ic < m; ic += MC) {
 				int mc = m - ic < MC ? m - ic : MC;
 				/* op(A) element (i, kk): a[i*lda + kk], or a[kk*lda + i] when transposed. */
 				if (ta)
-					pack_icontig(a + (size_t)pc * lda + ic, (size_t)lda, mc, kc,
-					             MR, bf->pa);
+					pack_icontig(nn_operand_at(a, a16, (size_t)pc * lda + ic),
+					             a16, (size_t)lda, mc, kc, MR, bf->pa);
 				else
-					pack_kcontig(a + (size_t)ic * lda + pc, (size_t)lda, mc, kc,
-					             MR, bf->pa);
+					pack_kcontig(nn_operand_at(a, a16, (size_t)ic * lda + pc),
+					             a16, (size_t)lda, mc, kc, MR, bf->pa);
 				for (int jr = 0; jr < nc; jr += NR) {
 					const uint32_t *pb = bf->pb + (size_t)(jr / NR) * kp * NR;
 					int nr = nc - jr < NR ? nc - jr : NR;
@@ -313,5 +373,24 @@ void nn_gemm_bf16_avx512(bool ta, bool tb, int m, int n, int k, float alpha, con
 				}
 			}
 		}
+	}
+}
+
+void nn_bf16_convert(const float *x, size_t n, uint16_t *out)
+{
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16),
+		                                 _mm512_loadu_ps(x + i));
+		_mm512_storeu_si512(out + i, (__m512i)v);
+	}
+	if (i < n) {
+		size_t left = n - i;
+		__mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+		__mmask16 m1 = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+		__m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + i + 16),
+		                                 _mm512_maskz_loadu_ps(m0, x + i));
+		_mm512_mask_storeu_epi16(out + i, (__mmask32)(((uint64_t)1 << left) - 1),
+		                         (__m512i)v);
 	}
 }

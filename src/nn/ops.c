@@ -55,10 +55,11 @@ void nn_blas_pick_core(char **argv)
 
 struct gemm_part {
 	bool ta, tb;
-	bool bf16; /* nn_gemm_bf16 instead of cblas_sgemm */
+	bool bf16;    /* nn_gemm_bf16 instead of cblas_sgemm */
+	unsigned ops; /* NN_BF16_A / NN_BF16_B: that operand holds bfloat16 (bf16 only) */
 	int m, n, k;
 	float alpha, beta;
-	const float *a, *b;
+	const void *a, *b;
 	float *c;
 	int lda, ldb, ldc;
 };
@@ -133,7 +134,7 @@ static void run_part(const struct gemm_part *p)
 {
 	if (p->bf16) {
 		nn_gemm_bf16(p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
-		             p->beta, p->c, p->ldc);
+		             p->beta, p->c, p->ldc, p->ops);
 		return;
 	}
 	cblas_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans,
@@ -421,11 +422,13 @@ static int cut(const struct gemm_part *whole, int n_helpers, int unit, struct ge
 		*p = *whole;
 		if (along_n) {
 			p->n = s1 - s0;
-			p->b = whole->tb ? whole->b + (size_t)s0 * whole->ldb : whole->b + s0;
+			p->b = nn_operand_at(whole->b, whole->ops & NN_BF16_B,
+			                     whole->tb ? (size_t)s0 * whole->ldb : (size_t)s0);
 			p->c = whole->c + s0;
 		} else {
 			p->m = s1 - s0;
-			p->a = whole->ta ? whole->a + s0 : whole->a + (size_t)s0 * whole->lda;
+			p->a = nn_operand_at(whole->a, whole->ops & NN_BF16_A,
+			                     whole->ta ? (size_t)s0 : (size_t)s0 * whole->lda);
 			p->c = whole->c + (size_t)s0 * whole->ldc;
 		}
 	}
@@ -445,8 +448,11 @@ static bool team_cuts(int m, int n, int k)
 	return cut(&whole, t->n_helpers, bf16 ? 0 : t->unit, parts) > 1;
 }
 
-void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
-             const float *b, int ldb, float beta, float *c, int ldc)
+/* nn_gemm whose operands may hold bfloat16 already (ops: NN_BF16_A, NN_BF16_B), for the
+ * calling thread's bf16 mode only: an operand that feeds several products, or is built for
+ * one, is rounded once as it is built instead of by every product that packs it. */
+static void gemm_ops(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
+                     const void *b, int ldb, float beta, float *c, int ldc, unsigned ops)
 {
 	if (m <= 0 || n <= 0)
 		return;
@@ -472,7 +478,8 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	                          .lda = lda,
 	                          .ldb = ldb,
 	                          .ldc = ldc,
-	                          .bf16 = ops_precision == NN_PRECISION_BF16};
+	                          .bf16 = ops_precision == NN_PRECISION_BF16,
+	                          .ops = ops};
 	/* Our bf16 kernel gives the same bits cut or whole on every CPU (gemm_bf16.c); AMX
 	 * products are not cut (team_cuts). */
 	if (!team_cuts(m, n, k)) {
@@ -493,6 +500,18 @@ void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 	while (t->pending > 0)
 		pthread_cond_wait(&t->done, &t->lock);
 	pthread_mutex_unlock(&t->lock);
+}
+
+void nn_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc)
+{
+	gemm_ops(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0);
+}
+
+/* n bfloat16 from a workspace (as floats: two to one), or NULL. */
+static uint16_t *ws_bf16(struct nn_ws *ws, size_t n)
+{
+	return (uint16_t *)nn_ws_floats(ws, (n + 1) / 2);
 }
 
 /* Elementwise work on whole tensors is cut into parts of SPAN_FLOATS for a team. */
@@ -573,7 +592,7 @@ void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld)
 }
 
 /* Fills the rows of input channels [ci0, ci1) of the column matrix for output rows
- * [h0, h1). */
+ * [h0, h1), from col (the rows of channel ci0). */
 static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t ldx, int h0,
                    int h1, int wo, int ci0, int ci1, float *col)
 {
@@ -581,7 +600,8 @@ static void im2col(const struct nn_conv *c, const float *x, int h, int w, size_t
 	for (int ci = ci0; ci < ci1; ci++) {
 		for (int i = 0; i < c->kh; i++) {
 			for (int j = 0; j < c->kw; j++) {
-				float *dst = col + ((size_t)(ci * c->kh + i) * c->kw + j) * n;
+				float *dst = col +
+				             ((size_t)((ci - ci0) * c->kh + i) * c->kw + j) * n;
 				int off_w = j * c->dw - c->pw;
 				if (w == 1 && wo == 1 && off_w == 0) {
 					/* A column vector (the time branch as (C, L, 1)): a strided gather,
@@ -667,21 +687,34 @@ struct conv_tiles {
 	float *y;
 };
 
-/* The column matrix of one tile, groups of input channels as parts of a team. */
+/* The column matrix of one tile, groups of input channels as parts of a team; in bf16 mode
+ * (col16) each group is built in floats in its thread's workspace and rounded into place,
+ * so that the product reads it as it is. */
 struct cols {
 	const struct conv_tiles *t;
 	int r0, r1, group;
 	float *col;
+	uint16_t *col16;
 };
 
 static void cols_part(void *arg, int part, struct nn_ws *ws)
 {
-	(void)ws;
 	const struct cols *a = arg;
 	const struct conv_tiles *t = a->t;
 	int c0, c1;
 	part_channels(part, a->group, 0, t->c->cin, &c0, &c1);
-	im2col(t->c, t->x, t->h, t->w, t->ldx, a->r0, a->r1, t->wo, c0, c1, a->col);
+	size_t row0 = (size_t)c0 * t->c->kh * t->c->kw, n = (size_t)(a->r1 - a->r0) * t->wo;
+	if (!a->col16) {
+		im2col(t->c, t->x, t->h, t->w, t->ldx, a->r0, a->r1, t->wo, c0, c1,
+		       a->col + row0 * n);
+		return;
+	}
+	size_t len = (size_t)(c1 - c0) * t->c->kh * t->c->kw * n;
+	float *tmp = nn_ws_floats(ws, len);
+	if (!tmp)
+		return;
+	im2col(t->c, t->x, t->h, t->w, t->ldx, a->r0, a->r1, t->wo, c0, c1, tmp);
+	nn_bf16_convert(tmp, len, a->col16 + row0 * n);
 }
 
 static void conv_tile(void *arg, int part, struct nn_ws *ws)
@@ -693,13 +726,19 @@ static void conv_tile(void *arg, int part, struct nn_ws *ws)
 	int r1 = r0 + a->rows < a->h1 ? r0 + a->rows : a->h1;
 	int n = (r1 - r0) * a->wo;
 	struct cols k = {.t = a, .r0 = r0, .r1 = r1};
-	k.col = nn_ws_floats(ws, (size_t)kdim * n);
-	if (!k.col)
+	if (ops_precision == NN_PRECISION_BF16)
+		k.col16 = ws_bf16(ws, (size_t)kdim * n);
+	else
+		k.col = nn_ws_floats(ws, (size_t)kdim * n);
+	if (!k.col && !k.col16)
 		return;
 	k.group = channel_group(c->cin, (size_t)c->kh * c->kw * n);
-	channel_parts(c->cin, k.group, cols_part, &k);
-	nn_gemm(false, false, c->cout, n, kdim, 1.0f, c->w, kdim, k.col, n, 1.0f,
-	        a->y + (size_t)(r0 - a->h0) * a->wo, (int)a->ldy);
+	/* The workspace is for the bf16 groups' floats (the caller's part takes ws, helpers
+	 * their own). */
+	nn_team_parts(ws, (c->cin + k.group - 1) / k.group, cols_part, &k);
+	gemm_ops(false, false, c->cout, n, kdim, 1.0f, c->w, kdim,
+	         k.col16 ? (const void *)k.col16 : k.col, n, 1.0f,
+	         a->y + (size_t)(r0 - a->h0) * a->wo, (int)a->ldy, k.col16 ? NN_BF16_B : 0);
 }
 
 void nn_conv2d_rows(struct nn_ws *ws, const struct nn_conv *c, const float *x, int h, int w,
@@ -1255,21 +1294,57 @@ NN_CLONES void nn_softmax_rows(float *x, int n, int d, int ld)
 enum { ATTN_QBLOCK = 256 };
 
 /* exp(x - max) over each row in place; the row sums go to sums[] (no normalisation:
- * the caller scales the much narrower output rows instead). */
-NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums)
+ * the caller scales the much narrower output rows instead). With x16, each row is also
+ * rounded to bf16 there (same stride) while it is in cache. */
+NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums,
+                                           uint16_t *x16)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		sums[i] = (float)softmax_exp_row(x + (size_t)i * ld, d);
+		if (x16)
+			nn_bf16_convert(x + (size_t)i * ld, (size_t)d, x16 + (size_t)i * ld);
+	}
 }
 
 /* One (head, block of queries) of nn_attention: a part of a team; parts write disjoint
- * output. */
+ * output. In bf16 mode the queries, keys and values are rounded once, head by head
+ * (q16, k16, v16: head h's rows of hd at h * rows * hd), and each block's weights as the
+ * softmax leaves them, instead of by every product that packs them (the keys and values
+ * of a head feed every block of its queries). */
 struct attn {
 	const float *q, *k, *v;
+	uint16_t *q16, *k16, *v16;
 	float *out;
-	int ldq, ldk, ldv, ldo, nq, nk, hd, n_qb;
+	int ldq, ldk, ldv, ldo, nq, nk, hd, heads, n_qb;
 	float scale;
 };
+
+enum { ATTN_ROWS = 64 }; /* rows of q, k and v per part of their rounding */
+
+/* Rows [r0, r0 + ATTN_ROWS) of x (n rows, stride ld) to bf16, head-major, into x16. */
+static void heads_to_bf16(const float *x, int ld, int n, int r0, int heads, int hd, uint16_t *x16)
+{
+	int r1 = r0 + ATTN_ROWS < n ? r0 + ATTN_ROWS : n;
+	for (int h = 0; h < heads; h++)
+		for (int r = r0; r < r1; r++)
+			nn_bf16_convert(x + (size_t)r * ld + (size_t)h * hd, (size_t)hd,
+			                x16 + ((size_t)h * n + r) * hd);
+}
+
+static void attn_round_part(void *arg, int part, struct nn_ws *ws)
+{
+	(void)ws;
+	const struct attn *a = arg;
+	int nq_parts = (a->nq + ATTN_ROWS - 1) / ATTN_ROWS;
+	int nk_parts = (a->nk + ATTN_ROWS - 1) / ATTN_ROWS;
+	if (part < nq_parts)
+		heads_to_bf16(a->q, a->ldq, a->nq, part * ATTN_ROWS, a->heads, a->hd, a->q16);
+	else if ((part -= nq_parts) < nk_parts)
+		heads_to_bf16(a->k, a->ldk, a->nk, part * ATTN_ROWS, a->heads, a->hd, a->k16);
+	else
+		heads_to_bf16(a->v, a->ldv, a->nk, (part - nk_parts) * ATTN_ROWS, a->heads, a->hd,
+		              a->v16);
+}
 
 static void attn_part(void *arg, int part, struct nn_ws *ws)
 {
@@ -1278,13 +1353,23 @@ static void attn_part(void *arg, int part, struct nn_ws *ws)
 	int nb = a->nq - q0 < ATTN_QBLOCK ? a->nq - q0 : ATTN_QBLOCK;
 	float *s = nn_ws_floats(ws, (size_t)ATTN_QBLOCK * nk);
 	float *sums = nn_ws_floats(ws, ATTN_QBLOCK);
-	if (!s || !sums)
+	uint16_t *s16 = a->q16 ? ws_bf16(ws, (size_t)ATTN_QBLOCK * nk) : NULL;
+	if (!s || !sums || (a->q16 && !s16))
 		return;
-	nn_gemm(false, true, nb, nk, hd, a->scale, a->q + (size_t)q0 * a->ldq + h * hd, a->ldq,
-	        a->k + h * hd, a->ldk, 0.0f, s, nk);
-	softmax_unnormalised(s, nb, nk, nk, sums);
 	float *o = a->out + (size_t)q0 * a->ldo + h * hd;
-	nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, a->v + h * hd, a->ldv, 0.0f, o, a->ldo);
+	if (a->q16) {
+		gemm_ops(false, true, nb, nk, hd, a->scale, a->q16 + ((size_t)h * a->nq + q0) * hd,
+		         hd, a->k16 + (size_t)h * nk * hd, hd, 0.0f, s, nk, NN_BF16_A | NN_BF16_B);
+		softmax_unnormalised(s, nb, nk, nk, sums, s16);
+		gemm_ops(false, false, nb, hd, nk, 1.0f, s16, nk, a->v16 + (size_t)h * nk * hd, hd,
+		         0.0f, o, a->ldo, NN_BF16_A | NN_BF16_B);
+	} else {
+		nn_gemm(false, true, nb, nk, hd, a->scale, a->q + (size_t)q0 * a->ldq + h * hd,
+		        a->ldq, a->k + h * hd, a->ldk, 0.0f, s, nk);
+		softmax_unnormalised(s, nb, nk, nk, sums, NULL);
+		nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, a->v + h * hd, a->ldv, 0.0f, o,
+		        a->ldo);
+	}
 	for (int i = 0; i < nb; i++) {
 		float inv = 1.0f / sums[i];
 		for (int e = 0; e < hd; e++)
@@ -1307,9 +1392,25 @@ void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float
 	                 .nq = nq,
 	                 .nk = nk,
 	                 .hd = hd,
+	                 .heads = heads,
 	                 .n_qb = (nq + ATTN_QBLOCK - 1) / ATTN_QBLOCK,
 	                 .scale = 1.0f / sqrtf((float)hd)};
-	nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
+	size_t mark = nn_ws_mark(ws);
+	bool ok = true;
+	if (ops_precision == NN_PRECISION_BF16) {
+		a.q16 = ws_bf16(ws, (size_t)nq * heads * hd);
+		a.k16 = ws_bf16(ws, (size_t)nk * heads * hd);
+		a.v16 = ws_bf16(ws, (size_t)nk * heads * hd);
+		ok = a.q16 && a.k16 && a.v16; /* if not, ws says it failed */
+		if (ok)
+			nn_team_parts(ws,
+			              (nq + ATTN_ROWS - 1) / ATTN_ROWS +
+			                      2 * ((nk + ATTN_ROWS - 1) / ATTN_ROWS),
+			              attn_round_part, &a);
+	}
+	if (ok)
+		nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
+	nn_ws_release(ws, mark);
 }
 
 void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,

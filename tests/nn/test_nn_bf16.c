@@ -52,8 +52,8 @@ static void need_bf16(void)
 		fail_msg("this test needs AVX512-BF16 and cannot run here: %s", why);
 }
 
-typedef void product_fn(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
-                        const float *b, int ldb, float beta, float *c, int ldc);
+typedef void product_fn(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
+                        const void *b, int ldb, float beta, float *c, int ldc, unsigned ops);
 /* The product the shapes below go through: nn_gemm_bf16 (AMX where the CPU has it), or our
  * AVX512-BF16 kernel alone. */
 static product_fn *product = nn_gemm_bf16;
@@ -73,7 +73,39 @@ static void check_product(bool ta, bool tb, int m, int n, int k, float alpha, fl
 		b[i] = frand() * 4.0f;
 	for (size_t i = 0; i < nc; i++)
 		c0[i] = c[i] = beta == 0.0f ? NAN : frand(); /* beta 0 must not read C */
-	product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	product(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0);
+	/* Operands rounded beforehand (nn_bf16_convert, same strides) give the same bits. */
+	uint16_t *a16 = malloc(na * sizeof *a16), *b16 = malloc(nb * sizeof *b16);
+	float *c16 = malloc(nc * sizeof *c16);
+	assert_true(a16 && b16 && c16);
+	nn_bf16_convert(a, na, a16);
+	nn_bf16_convert(b, nb, b16);
+	for (size_t i = 0; i < na; i++) { /* the conversion rounds as the products do */
+		float r = nn_bf16_round(a[i]);
+		uint32_t want;
+		memcpy(&want, &r, sizeof want);
+		if ((uint32_t)a16[i] << 16 != want)
+			fail_msg("nn_bf16_convert(%.9g) = 0x%04x, the products round it to 0x%04x",
+			         a[i], a16[i], want >> 16);
+	}
+	for (unsigned ops = 1; ops <= (NN_BF16_A | NN_BF16_B); ops++) {
+		memcpy(c16, c0, nc * sizeof *c16);
+		product(ta, tb, m, n, k, alpha, ops & NN_BF16_A ? (const void *)a16 : a, lda,
+		        ops & NN_BF16_B ? (const void *)b16 : b, ldb, beta, c16, ldc, ops);
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < n; j++)
+				if (memcmp(&c16[(size_t)i * ldc + j], &c[(size_t)i * ldc + j],
+				           sizeof(float)) != 0)
+					fail_msg(
+						"ta %d tb %d m %d n %d k %d, operands %s%s in bf16: "
+						"C[%d][%d] = %.9g, from floats %.9g",
+						ta, tb, m, n, k, ops & NN_BF16_A ? "A" : "",
+						ops & NN_BF16_B ? "B" : "", i, j,
+						c16[(size_t)i * ldc + j], c[(size_t)i * ldc + j]);
+	}
+	free(a16);
+	free(b16);
+	free(c16);
 	double worst_exact = 0, worst_rounded = 0, max_dev = 0;
 	for (int i = 0; i < m; i++) {
 		for (int j = 0; j < n; j++) {
@@ -278,6 +310,191 @@ static void team_parts_take_the_callers_precision(void **state)
 	pthread_mutex_destroy(&ps.lock);
 }
 
+/* A convolution in bf16 mode builds its columns in bf16 (rounded once, in parts that a
+ * team shares): the bits equal those of the fp32 columns multiplied by the bf16 product,
+ * which rounds them as it packs them, with or without a team. Shapes: a frequency
+ * encoder's, a dilated DConv's on a column, and one big enough to be cut into tiles whose
+ * columns are built in several channel groups. */
+static void conv_columns_rounded_once(void **state)
+{
+	(void)state;
+	need_bf16();
+	nn_ops_init();
+	struct {
+		int cin, cout, h, w, kh, kw, sh, ph, dh;
+	} cases[] = {{4, 6, 64, 9, 8, 1, 4, 2, 1},
+	             {5, 4, 77, 1, 3, 1, 1, 2, 2},
+	             {48, 16, 3000, 1, 3, 1, 1, 1, 1}};
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	struct nn_team *team = nn_team_start(2);
+	assert_non_null(team);
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		int cin = cases[ci].cin, cout = cases[ci].cout, h = cases[ci].h, w = cases[ci].w;
+		int kh = cases[ci].kh, kw = cases[ci].kw, sh = cases[ci].sh, ph = cases[ci].ph;
+		int dh = cases[ci].dh;
+		int ho = nn_conv_out(h, kh, sh, ph, dh), wo = nn_conv_out(w, kw, 1, 0, 1);
+		int kdim = cin * kh * kw, n = ho * wo;
+		float *x = malloc(sizeof(float) * (size_t)cin * h * w);
+		float *wt = malloc(sizeof(float) * (size_t)cout * kdim);
+		float *bias = malloc(sizeof(float) * (size_t)cout);
+		float *col = malloc(sizeof(float) * (size_t)kdim * n);
+		float *want = malloc(sizeof(float) * (size_t)cout * n);
+		float *got = malloc(sizeof(float) * (size_t)cout * n);
+		assert_true(x && wt && bias && col && want && got);
+		for (size_t i = 0; i < (size_t)cin * h * w; i++)
+			x[i] = frand();
+		for (size_t i = 0; i < (size_t)cout * kdim; i++)
+			wt[i] = frand();
+		for (int i = 0; i < cout; i++)
+			bias[i] = frand();
+		for (int c = 0; c < cin; c++) /* the column matrix, by its definition */
+			for (int i = 0; i < kh; i++)
+				for (int j = 0; j < kw; j++)
+					for (int oh = 0; oh < ho; oh++)
+						for (int ow = 0; ow < wo; ow++) {
+							int ih = oh * sh - ph + i * dh, iw = ow + j;
+							col[((size_t)(c * kh + i) * kw + j) * n +
+							    (size_t)oh * wo + ow] =
+								ih < 0 || ih >= h || iw >= w
+									? 0.0f
+									: x[((size_t)c * h + ih) *
+							                            w +
+							                    iw];
+						}
+		for (int co = 0; co < cout; co++)
+			for (int i = 0; i < n; i++)
+				want[(size_t)co * n + i] = bias[co];
+		struct nn_conv cv = {.w = wt,
+		                     .b = bias,
+		                     .cin = cin,
+		                     .cout = cout,
+		                     .kh = kh,
+		                     .kw = kw,
+		                     .sh = sh,
+		                     .sw = 1,
+		                     .ph = ph,
+		                     .pw = 0,
+		                     .dh = dh,
+		                     .dw = 1};
+		nn_ops_set_precision(NN_PRECISION_BF16);
+		nn_gemm(false, false, cout, n, kdim, 1.0f, wt, kdim, col, n, 1.0f, want, n);
+		for (int with_team = 0; with_team < 2; with_team++) {
+			nn_ops_team_attach(with_team ? team : NULL);
+			nn_conv2d(&ws, &cv, x, h, w, (size_t)h * w, got, ho, wo, (size_t)n);
+			nn_ops_team_attach(NULL);
+			assert_false(ws.failed);
+			for (size_t i = 0; i < (size_t)cout * n; i++)
+				if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+					fail_msg("case %zu%s: y[%zu] = %.9g, the product of its "
+					         "columns %.9g",
+					         ci, with_team ? " with a team" : "", i, got[i],
+					         want[i]);
+		}
+		nn_ops_set_precision(NN_PRECISION_FP32);
+		free(x);
+		free(wt);
+		free(bias);
+		free(col);
+		free(want);
+		free(got);
+	}
+	nn_team_stop(team);
+	assert_int_equal(ws.top_bytes, 0);
+	nn_ws_free(&ws);
+}
+
+/* Attention in bf16 mode (queries, keys, values and the softmax's weights rounded once
+ * each) against the attention of the rounded queries, keys and values in double: each
+ * weight is rounded to bf16 (relative error <= 2^-8), so an output is off by at most about
+ * 2^-8 sum_j w_j |v_j| / sum_j w_j, plus the fp32 scores' error (tolerance 2^-7 of it).
+ * Three heads of 8 over 300 queries (two blocks) and 270 keys, with and without a team,
+ * which must give the same bits. */
+static void attention_in_bf16(void **state)
+{
+	(void)state;
+	need_bf16();
+	nn_ops_init();
+	int nq = 300, nk = 270, dim = 24, heads = 3, hd = 8;
+	float *q = malloc(sizeof(float) * (size_t)nq * dim);
+	float *kk = malloc(sizeof(float) * (size_t)nk * dim);
+	float *vv = malloc(sizeof(float) * (size_t)nk * dim);
+	float *out = malloc(sizeof(float) * (size_t)nq * dim);
+	float *out2 = malloc(sizeof(float) * (size_t)nq * dim);
+	double *sc = malloc(sizeof(double) * (size_t)nk);
+	assert_true(q && kk && vv && out && out2 && sc);
+	for (size_t i = 0; i < (size_t)nq * dim; i++)
+		q[i] = frand() * 2.0f;
+	for (size_t i = 0; i < (size_t)nk * dim; i++) {
+		kk[i] = frand() * 2.0f;
+		vv[i] = frand();
+	}
+	struct nn_ws ws;
+	nn_ws_init(&ws, 0);
+	nn_ops_set_precision(NN_PRECISION_BF16);
+	nn_attention(&ws, q, dim, nq, kk, dim, vv, dim, nk, dim, heads, out, dim);
+	struct nn_team *team = nn_team_start(2);
+	assert_non_null(team);
+	nn_ops_team_attach(team);
+	nn_attention(&ws, q, dim, nq, kk, dim, vv, dim, nk, dim, heads, out2, dim);
+	nn_ops_team_attach(NULL);
+	nn_team_stop(team);
+	nn_ops_set_precision(NN_PRECISION_FP32);
+	assert_false(ws.failed);
+	assert_int_equal(ws.top_bytes, 0);
+	if (memcmp(out, out2, sizeof(float) * (size_t)nq * dim) != 0)
+		fail_msg("bf16 attention with a team differs from the same without one");
+	double worst = 0, far = 0;
+	for (int h = 0; h < heads; h++)
+		for (int i = 0; i < nq; i++) {
+			double mx = -1e300, s = 0;
+			for (int j = 0; j < nk; j++) {
+				double dot = 0;
+				for (int e = 0; e < hd; e++)
+					dot += (double)nn_bf16_round(q[i * dim + h * hd + e]) *
+					       nn_bf16_round(kk[j * dim + h * hd + e]);
+				sc[j] = dot / sqrt((double)hd);
+				mx = fmax(mx, sc[j]);
+			}
+			for (int j = 0; j < nk; j++) {
+				sc[j] = exp(sc[j] - mx);
+				s += sc[j];
+			}
+			for (int e = 0; e < hd; e++) {
+				double acc = 0, mag = 0;
+				for (int j = 0; j < nk; j++) {
+					double v = nn_bf16_round(vv[j * dim + h * hd + e]);
+					acc += sc[j] * v;
+					mag += sc[j] * fabs(v);
+				}
+				double want = acc / s, tol = 0x1p-7 * mag / s + 1e-6;
+				double got = out[i * dim + h * hd + e];
+				if (!(fabs(got - want) <= tol))
+					fail_msg(
+						"head %d query %d: out[%d] = %.9g, want %.9g (tol %.3g)",
+						h, i, e, got, want, tol);
+				worst = fmax(worst, fabs(got - want) / tol);
+				/* against the fp32 inputs: the rounding shows */
+				double acc32 = 0;
+				for (int j = 0; j < nk; j++)
+					acc32 += sc[j] * vv[j * dim + h * hd + e];
+				far = fmax(far, fabs(got - acc32 / s));
+			}
+		}
+	if (far < 1e-5)
+		fail_msg("bf16 attention is within %.3g of the unrounded values' attention: were "
+		         "the values rounded?",
+		         far);
+	print_message("# bf16 attention: worst error %.2f of its tolerance\n", worst);
+	nn_ws_free(&ws);
+	free(q);
+	free(kk);
+	free(vv);
+	free(out);
+	free(out2);
+	free(sc);
+}
+
 /* A generated stereo mix (chords, noise bursts), n frames. */
 static float *make_mix(size_t n)
 {
@@ -377,6 +594,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(amx_runs_where_the_cpu_has_it),
 		cmocka_unit_test(team_cuts_are_bit_identical),
 		cmocka_unit_test(team_parts_take_the_callers_precision),
+		cmocka_unit_test(conv_columns_rounded_once),
+		cmocka_unit_test(attention_in_bf16),
 		cmocka_unit_test(tiny_separation_close_to_fp32),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
