@@ -598,8 +598,10 @@ static void lstm_dir_part(void *arg, int dir, struct nn_ws *ws)
 	float *hs = nn_ws_floats(ws, (size_t)nfr * H);
 	float *cs = nn_ws_floats(ws, (size_t)nfr * H);
 	float *gs = nn_ws_floats(ws, (size_t)nfr * 4 * H);
-	if (!g || !hs || !cs || !gs)
+	float *whh = nn_ws_floats(ws, NN_FEW_ROWS_FLOATS(G, H));
+	if (!g || !hs || !cs || !gs || !whh)
 		return;
+	nn_few_rows_pack(w->whh[layer][dir], G, H, H, whh);
 	const float *bih = w->bih[layer][dir], *bhh = w->bhh[layer][dir];
 	for (size_t r = 0; r < N; r++)
 		for (int c = 0; c < G; c++)
@@ -612,18 +614,12 @@ static void lstm_dir_part(void *arg, int dir, struct nn_ws *ws)
 		for (int f = 0; f < nfr; f++)
 			memcpy(gs + (size_t)f * G, g + ((size_t)f * width + j) * G,
 			       (size_t)G * sizeof *gs);
-		nn_gemm(false, true, nfr, G, H, 1.0f, hs, H, w->whh[layer][dir], H, 1.0f, gs, G);
+		nn_gemm_few_rows(nfr, G, H, hs, H, whh, gs, G);
 		for (int f = 0; f < nfr; f++) {
-			const float *gr = gs + (size_t)f * G;
-			float *hr = hs + (size_t)f * H, *cr = cs + (size_t)f * H;
-			float *o = a->out + ((size_t)f * width + j) * 2 * H + (size_t)dir * H;
-			for (int c = 0; c < H; c++) {
-				float ig = sigm(gr[c]), fg = sigm(gr[H + c]);
-				float gg = tanhf(gr[2 * H + c]), og = sigm(gr[3 * H + c]);
-				cr[c] = fg * cr[c] + ig * gg;
-				hr[c] = og * tanhf(cr[c]);
-				o[c] = hr[c];
-			}
+			float *hr = hs + (size_t)f * H;
+			nn_lstm_cell(gs + (size_t)f * G, cs + (size_t)f * H, hr, H);
+			memcpy(a->out + ((size_t)f * width + j) * 2 * H + (size_t)dir * H, hr,
+			       (size_t)H * sizeof *hr);
 		}
 	}
 }

@@ -900,6 +900,32 @@ static inline float exp_f(float x)
 
 static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 
+/* tanh(x) within a few ulp: Cephes' odd polynomial below |x| = 0.625, 1 - 2/(e^2|x| + 1)
+ * beyond (exp_f saturates, giving +-1 for large |x|); both are computed and one chosen,
+ * so that the loop vectorises. */
+static inline float tanh_f(float x)
+{
+	float z = x < 0 ? -x : x, z2 = x * x;
+	float p = -5.70498872745e-3f;
+	p = p * z2 + 2.06390887954e-2f;
+	p = p * z2 + -5.37397155531e-2f;
+	p = p * z2 + 1.33314422036e-1f;
+	p = p * z2 + -3.33332819422e-1f;
+	float near0 = x + x * z2 * p;
+	float far = 1.0f - 2.0f / (exp_f(2.0f * z) + 1.0f);
+	return z < 0.625f ? near0 : (x < 0 ? -far : far);
+}
+
+NN_CLONES void nn_lstm_cell(const float *gates, float *c, float *h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		float ig = sigmoid_f(gates[i]), fg = sigmoid_f(gates[n + i]);
+		float gg = tanh_f(gates[2 * n + i]), og = sigmoid_f(gates[3 * n + i]);
+		c[i] = fg * c[i] + ig * gg;
+		h[i] = og * tanh_f(c[i]);
+	}
+}
+
 /* GELU(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)), the exact (erf) form, evaluated as
  * x/2 erfc(-x/sqrt 2) so that negative x do not lose precision to 1 + erf cancelling.
  * erfc(z), z >= 0, is t exp(-z^2 + P(t)) with t = 1/(1 + z/2) and P the Chebyshev fit of
@@ -1411,6 +1437,69 @@ void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float
 	if (ok)
 		nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
 	nn_ws_release(ws, mark);
+}
+
+enum { FEW_COLS = 64, FEW_ROWS = 4 }; /* a block of w's columns; rows of x per pass */
+
+void nn_few_rows_pack(const float *w, int n, int k, int ldw, float *packed)
+{
+	/* packed[(block * k + p) * FEW_COLS + c] = w[block * FEW_COLS + c][p], 0 past n */
+	for (int c0 = 0; c0 < n; c0 += FEW_COLS) {
+		float *blk = packed + (size_t)(c0 / FEW_COLS) * k * FEW_COLS;
+		for (int c = 0; c < FEW_COLS; c++) {
+			const float *row = c0 + c < n ? w + (size_t)(c0 + c) * ldw : NULL;
+			for (int p = 0; p < k; p++)
+				blk[(size_t)p * FEW_COLS + c] = row ? row[p] : 0.0f;
+		}
+	}
+}
+
+/* nr (<= FEW_ROWS, a constant where inlined) rows of x against one packed block of
+ * FEW_COLS columns: the sums stay in registers, the block is read once. */
+static inline __attribute__((always_inline)) void few_rows_block(int nr, int k, const float *x,
+                                                                 int ldx, const float *blk,
+                                                                 float *y, int ldy, int nc)
+{
+	float acc[FEW_ROWS][FEW_COLS] = {{0}};
+	for (int p = 0; p < k; p++) {
+		const float *wp = blk + (size_t)p * FEW_COLS;
+		for (int r = 0; r < nr; r++) {
+			float xv = x[(size_t)r * ldx + p];
+			for (int c = 0; c < FEW_COLS; c++)
+				acc[r][c] += xv * wp[c];
+		}
+	}
+	for (int r = 0; r < nr; r++)
+		for (int c = 0; c < nc; c++)
+			y[(size_t)r * ldy + c] += acc[r][c];
+}
+
+NN_CLONES void nn_gemm_few_rows(int m, int n, int k, const float *x, int ldx, const float *packed,
+                                float *y, int ldy)
+{
+	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
+	for (int c0 = 0; c0 < n; c0 += FEW_COLS) {
+		const float *blk = packed + (size_t)(c0 / FEW_COLS) * k * FEW_COLS;
+		int nc = n - c0 < FEW_COLS ? n - c0 : FEW_COLS;
+		for (int r0 = 0; r0 < m; r0 += FEW_ROWS) {
+			const float *xr = x + (size_t)r0 * ldx;
+			float *yr = y + (size_t)r0 * ldy + c0;
+			switch (m - r0 < FEW_ROWS ? m - r0 : FEW_ROWS) {
+			case 1:
+				few_rows_block(1, k, xr, ldx, blk, yr, ldy, nc);
+				break;
+			case 2:
+				few_rows_block(2, k, xr, ldx, blk, yr, ldy, nc);
+				break;
+			case 3:
+				few_rows_block(3, k, xr, ldx, blk, yr, ldy, nc);
+				break;
+			default:
+				few_rows_block(4, k, xr, ldx, blk, yr, ldy, nc);
+				break;
+			}
+		}
+	}
 }
 
 void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,

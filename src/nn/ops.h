@@ -194,6 +194,22 @@ void nn_softmax_rows(float *x, int n, int d, int ld);
 void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float *k, int ldk,
                   const float *v, int ldv, int nk, int dim, int heads, float *out, int ldo);
 
+/* Products with few rows (an LSTM step: one row per sequence, 3-6 of them), which OpenBLAS
+ * runs at a tenth of its speed because it packs all of w at every call: w (n, k), as
+ * nn_gemm's transposed B, is packed once (nn_few_rows_pack, NN_FEW_ROWS_FLOATS(n, k) floats)
+ * and every product then reads it once, in order: y (m, n) += x (m, k) w^T. Each element
+ * is its k products summed in order, then added to y, whatever m and the CPU (fp32 in
+ * either precision mode). */
+#define NN_FEW_ROWS_FLOATS(n, k) ((size_t)(((n) + 63) / 64) * 64 * (size_t)(k))
+void nn_few_rows_pack(const float *w, int n, int k, int ldw, float *packed);
+void nn_gemm_few_rows(int m, int n, int k, const float *x, int ldx, const float *packed, float *y,
+                      int ldy);
+
+/* One step of an LSTM cell for one sequence (PyTorch's gate order: input, forget, cell,
+ * output; gates (4n) already summed): c = f c + i g, h = o tanh(c), in place. Vectorised
+ * sigmoid and tanh (a few ulp). */
+void nn_lstm_cell(const float *gates, float *c, float *h, int n);
+
 /* y (n, dout) = x (n, din) w^T + b, w (dout, din). */
 void nn_linear(const float *x, int n, int din, const float *w, const float *b, int dout, float *y,
                int ldy);

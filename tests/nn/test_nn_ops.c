@@ -219,6 +219,77 @@ static void gelu_glu_are_accurate(void **state)
 	free(o);
 }
 
+/* An LSTM step's kernels: the few-rows product (packed weights, every row count of a
+ * pass of four and past it, a column count off the 64-column blocks) against double sums,
+ * and the cell (sigmoid and tanh over their whole useful range, both tanh branches) against
+ * the cell in double. */
+static void lstm_step_kernels(void **state)
+{
+	(void)state;
+	int n = 150, k = 37;
+	float *w = rand_buf((size_t)n * (k + 3)); /* rows k + 3 apart */
+	float *packed = malloc(NN_FEW_ROWS_FLOATS(n, k) * sizeof *packed);
+	assert_non_null(packed);
+	nn_few_rows_pack(w, n, k, k + 3, packed);
+	for (int m = 1; m <= 9; m++) {
+		float *x = rand_buf((size_t)m * k), *y = rand_buf((size_t)m * (n + 1));
+		double *want = malloc((size_t)m * (n + 1) * sizeof *want);
+		double worst = 0;
+		for (int r = 0; r < m; r++)
+			for (int c = 0; c < n; c++) {
+				double sum = 0;
+				for (int p = 0; p < k; p++)
+					sum += (double)x[r * k + p] * w[(size_t)c * (k + 3) + p];
+				want[r * (n + 1) + c] = y[r * (n + 1) + c] + sum;
+				want[r * (n + 1) + n] = y[r * (n + 1) + n]; /* past n: untouched */
+			}
+		nn_gemm_few_rows(m, n, k, x, k, packed, y, n + 1);
+		for (int i = 0; i < m * (n + 1); i++)
+			worst = fmax(worst, fabs(y[i] - want[i]));
+		/* k products summed in float: |error| <= k 2^-24 sum|x w| + 2^-24 |y|, sum|x w| <= k */
+		if (worst > (double)k * k * 0x1p-24 + 0x1p-22)
+			fail_msg("few-rows product, %d rows: max |diff| %.3g", m, worst);
+		free(x);
+		free(y);
+		free(want);
+	}
+	/* The cell: gates over [-12, 12] (tanh's polynomial below 0.625, its exp form beyond,
+	 * saturation), c over [-3, 3]. */
+	enum { H = 4001 };
+	float *gates = malloc(4 * H * sizeof *gates), *c = malloc(H * sizeof *c),
+	      *h = malloc(H * sizeof *h), *c0 = malloc(H * sizeof *c0);
+	assert_true(gates && c && h && c0);
+	for (int i = 0; i < H; i++) {
+		for (int g = 0; g < 4; g++)
+			gates[g * H + i] = (float)(-12.0 +
+			                           24.0 * ((i * (g + 1) * 37) % H) / (H - 1));
+		c0[i] = c[i] = 3.0f * frand();
+	}
+	gates[2 * H] = 0.3f; /* exact cases of the polynomial branch */
+	gates[2 * H + 1] = -0.6f;
+	nn_lstm_cell(gates, c, h, H);
+	double worst_c = 0, worst_h = 0;
+	for (int i = 0; i < H; i++) {
+		double ig = 1 / (1 + exp(-(double)gates[i])),
+		       fg = 1 / (1 + exp(-(double)gates[H + i]));
+		double gg = tanh((double)gates[2 * H + i]),
+		       og = 1 / (1 + exp(-(double)gates[3 * H + i]));
+		double cw = fg * c0[i] + ig * gg;
+		/* relative to its terms' size: f c and i g may cancel */
+		worst_c = fmax(worst_c, fabs(c[i] - cw) / (fabs(fg * c0[i]) + fabs(ig * gg)));
+		worst_h = fmax(worst_h, fabs(h[i] - og * tanh((double)c[i])));
+	}
+	if (worst_c > 1e-6 || worst_h > 3e-7)
+		fail_msg("LSTM cell: c relative error %.3g, h error %.3g", worst_c, worst_h);
+	print_message("# LSTM cell: c relative error %.3g, h error %.3g\n", worst_c, worst_h);
+	free(gates);
+	free(c);
+	free(h);
+	free(c0);
+	free(w);
+	free(packed);
+}
+
 static void softmax_norms_attention(void **state)
 {
 	(void)state;
@@ -766,6 +837,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(convtr_against_naive),
 		cmocka_unit_test(gelu_glu_are_accurate),
 		cmocka_unit_test(softmax_norms_attention),
+		cmocka_unit_test(lstm_step_kernels),
 		cmocka_unit_test(stft_matches_its_definition),
 		cmocka_unit_test(workspace_stack),
 		cmocka_unit_test(gemm_team_is_bit_identical),
