@@ -133,6 +133,20 @@ static void to_bf16(const float *x, size_t ld, int rows, int cols, uint16_t *out
 		nn_bf16_convert(x + (size_t)r * ld, (size_t)cols, out + (size_t)r * cols);
 }
 
+/* An operand of rows x cols (row stride *ld) in bf16: itself when it is (is16), else
+ * rounded into the thread's buffer *buf, packed (*ld becomes cols); NULL without memory. */
+static const void *operand16(const void *x, bool is16, int rows, int cols, int *ld, uint16_t **buf,
+                             size_t *cap)
+{
+	if (is16)
+		return x;
+	if (!grow(buf, cap, (size_t)rows * cols))
+		return NULL;
+	to_bf16(x, (size_t)*ld, rows, cols, *buf);
+	*ld = cols;
+	return *buf;
+}
+
 bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const void *a, int lda,
                  const void *b, int ldb, float beta, float *c, int ldc, unsigned ops)
 {
@@ -143,22 +157,12 @@ bool nn_gemm_amx(bool ta, bool tb, int m, int n, int k, float alpha, const void 
 	/* op(A) is m x k: stored m x k, or k x m when transposed; op(B) k x n likewise. Floats
 	 * are rounded into the thread's buffers, packed (row stride = columns); bfloat16
 	 * operands are read where they are, with their own stride. */
-	int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-	const void *a16 = a, *b16 = b;
-	if (!(ops & NN_BF16_A)) {
-		if (!grow(&t->a, &t->cap_a, (size_t)ar * ac))
-			return false;
-		to_bf16(a, (size_t)lda, ar, ac, t->a);
-		a16 = t->a;
-		lda = ac;
-	}
-	if (!(ops & NN_BF16_B)) {
-		if (!grow(&t->b, &t->cap_b, (size_t)br * bc))
-			return false;
-		to_bf16(b, (size_t)ldb, br, bc, t->b);
-		b16 = t->b;
-		ldb = bc;
-	}
+	const void *a16 = operand16(a, ops & NN_BF16_A, ta ? k : m, ta ? m : k, &lda, &t->a,
+	                            &t->cap_a);
+	const void *b16 = operand16(b, ops & NN_BF16_B, tb ? n : k, tb ? k : n, &ldb, &t->b,
+	                            &t->cap_b);
+	if (!a16 || !b16)
+		return false;
 	dnnl_memory_desc_t ad, bd, cd;
 	dnnl_dims_t a_dims = {m, k}, b_dims = {k, n}, c_dims = {m, n};
 	dnnl_dims_t a_str = {ta ? 1 : lda, ta ? lda : 1}, b_str = {tb ? 1 : ldb, tb ? ldb : 1};
