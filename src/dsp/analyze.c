@@ -293,7 +293,11 @@ static void analyze_key_changes(struct work *w, struct dsp_result *r)
 }
 
 /* The key: librosa's Krumhansl-Kessler reading always, and the key of the chords when the
- * song has a chord timeline (key.c, found by analyze_chords, which runs first). */
+ * song has a chord timeline (key.c, found by analyze_chords, which runs first), unless the
+ * key changes (analyze_key_changes, which runs before) spend longer in another key: a
+ * song's key is the one it stays in longest (a modulation for the last drop or chorus
+ * may or may not outlast the key before it). Its confidence is then the vote's times the
+ * share of the song in that key. */
 static void analyze_key(const struct work *w, struct dsp_result *r)
 {
 	size_t T = r->n_frames;
@@ -316,6 +320,12 @@ static void analyze_key(const struct work *w, struct dsp_result *r)
 	if (k < 0) {
 		k = best;
 		conf = r->key_kk_r > 0.0 ? r->key_kk_r : 0.0;
+	}
+	double share;
+	int longest = dsp_key_longest(r->key_changes, r->n_key_changes, k, &share);
+	if (longest != k) {
+		k = longest;
+		conf *= share;
 	}
 	r->key_pc = k / 2;
 	r->key_minor = k % 2;
@@ -382,26 +392,29 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
 	if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
-	if (feat & DSP_FEAT_KEY_CHANGES)
+	if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_key_segment);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
 	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
-	size_t work_bytes =
-		ARENA_SLACK + sizeof(struct work) +
-		(want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
-		peaks_cap * sizeof(struct dsp_peak) + DSP_N_BINS * DSP_N_CHROMA * sizeof(float) +
-		dsp_beats_work_bytes(T) + T * (2 * sizeof(float) + sizeof(int)) +
-		((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T), T) +
-	                                    dsp_sections_work_floats(MAX_GRID(T))) *
-	                                                   sizeof(float) +
-	                                           MAX_GRID(T) * sizeof(int)
-	                                 : 0) +
-		((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
-	                 ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
-	                           (T * DSP_N_CHROMA + dsp_bass_signal_len(n)) * sizeof(float)
-	                 : 0) +
-		((feat & DSP_FEAT_KEY_CHANGES) ? dsp_key_changes_work_bytes(T, MAX_BEATS(T)) : 0);
+	size_t work_bytes = ARENA_SLACK + sizeof(struct work) +
+	                    (want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
+	                    peaks_cap * sizeof(struct dsp_peak) +
+	                    DSP_N_BINS * DSP_N_CHROMA * sizeof(float) + dsp_beats_work_bytes(T) +
+	                    T * (2 * sizeof(float) + sizeof(int)) +
+	                    ((calc & DSP_FEAT_TEMPO) ? (dsp_downbeats_work_floats(MAX_BEATS(T), T) +
+	                                                dsp_sections_work_floats(MAX_GRID(T))) *
+	                                                               sizeof(float) +
+	                                                       MAX_GRID(T) * sizeof(int)
+	                                             : 0) +
+	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	                             ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
+	                                       (T * DSP_N_CHROMA + dsp_bass_signal_len(n)) *
+	                                               sizeof(float)
+	                             : 0) +
+	                    ((feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
+	                             : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -513,10 +526,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		}
 		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 			analyze_chords(w, &r);
+		if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+			analyze_key_changes(w, &r); /* the key is the one that lasts longest */
 		if (feat & DSP_FEAT_KEY)
 			analyze_key(w, &r);
-		if (feat & DSP_FEAT_KEY_CHANGES)
-			analyze_key_changes(w, &r);
 	}
 
 	if (r.rms)

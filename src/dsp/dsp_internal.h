@@ -276,6 +276,11 @@ int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *
 /* The vote of a chord (root 0..11, enum dsp_chord_quality) for the key pc, minor, per second
  * it lasts: its function's weight there (key.c), negative for a chord foreign to the key. */
 double dsp_key_chord_weight(int root_pc, int quality, int pc, int minor);
+/* The key (2 * pc + minor) that the n key segments s spend longest in, summed over its
+ * stretches, with *share its part of their total length; vote when none lasts longer than
+ * it (ties too), or when n is 0 (*share 1 then). */
+struct dsp_key_segment; /* dsp.h */
+int dsp_key_longest(const struct dsp_key_segment *s, size_t n, int vote, double *share);
 /* Camelot code ("8A") of pitch class pc and mode into out[4]. */
 void dsp_camelot(int pc, int minor, char *out);
 

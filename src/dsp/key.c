@@ -201,6 +201,21 @@ int dsp_key_chords(const struct dsp_chord *c, size_t n, double *scores, double *
 	return best;
 }
 
+int dsp_key_longest(const struct dsp_key_segment *s, size_t n, int vote, double *share)
+{
+	double in_key[24] = {0}, total = 0.0;
+	for (size_t i = 0; i < n; i++) {
+		in_key[2 * s[i].pc + s[i].minor] += s[i].end_s - s[i].start_s;
+		total += s[i].end_s - s[i].start_s;
+	}
+	int best = vote;
+	for (int k = 0; k < 24; k++)
+		if (in_key[k] > in_key[best])
+			best = k;
+	*share = total > 0.0 ? in_key[best] / total : 1.0;
+	return best;
+}
+
 void dsp_camelot(int pc, int minor, char *out)
 {
 	/* fifths above the wheel's 8 o'clock key: C for major, A for minor */

@@ -918,7 +918,58 @@ static void key_changes_of_a_modulation(void **state)
 	assert_int_equal(r.n_key_changes, 1);
 	assert_string_equal(r.key_changes[0].key_name, "C major");
 	dsp_result_free(&r);
+	/* 20 s of C major, then 28 s of A major (I-vi-IV-V, which the chords also read as F#
+	 * minor): the song's key is the key of its longer stretch, asked for with its key
+	 * changes or alone */
+	size_t third = 20 * DSP_SAMPLE_RATE_HZ;
+	memset(x, 0, n * sizeof *x);
+	synth_drums(x, n, 120, SYNTH_BACKBEAT, 0.3, 5);
+	synth_chords(x, third, 0, 0, prog, 4, 2.0, 0, 0.35);
+	synth_chords(x + third, n - third, 9, 0, prog, 4, 2.0, 0, 0.35);
+	opt.features = DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES;
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	assert_int_equal(r.n_key_changes, 2);
+	const struct dsp_key_segment *s0 = &r.key_changes[0], *s1 = &r.key_changes[1];
+	assert_string_equal(s0->key_name, "C major");
+	assert_true(s1->end_s - s1->start_s > s0->end_s - s0->start_s);
+	assert_string_equal(r.key_name, s1->key_name);
+	assert_string_equal(r.camelot, s1->camelot);
+	char key[12];
+	snprintf(key, sizeof key, "%s", r.key_name);
+	double conf = r.key_confidence;
+	dsp_result_free(&r);
+	opt.features = DSP_FEAT_KEY;
+	assert_int_equal(dsp_analyze(x, n, &opt, &r, err, sizeof err), 0);
+	assert_string_equal(r.key_name, key);
+	assert_true(r.key_confidence == conf);
+	dsp_result_free(&r);
 	free(x);
+}
+
+/* The key a song stays in longest, over its key segments (C = 0, A major = 18). */
+static void key_lasting_longest(void **state)
+{
+	(void)state;
+	double share = -1;
+	assert_int_equal(dsp_key_longest(NULL, 0, 7, &share), 7); /* no segments: the vote */
+	assert_true(share == 1.0);
+	struct dsp_key_segment one[] = {{0, 40, 5, 0, "F major", "7B"}};
+	assert_int_equal(dsp_key_longest(one, 1, 2 * 5 + 1, &share), 10); /* vote F minor */
+	assert_true(share == 1.0);
+	struct dsp_key_segment mod[] = {{0, 16, 0, 0, "C major", "8B"},
+	                                {16, 48, 9, 0, "A major", "11B"}};
+	assert_int_equal(dsp_key_longest(mod, 2, 0, &share), 18);
+	assert_true(fabs(share - 32.0 / 48.0) < 1e-12);
+	struct dsp_key_segment back[] = {{0, 10, 0, 0, "C major", "8B"},
+	                                 {10, 20, 9, 0, "A major", "11B"},
+	                                 {20, 40, 0, 0, "C major", "8B"}};
+	assert_int_equal(dsp_key_longest(back, 3, 18, &share), 0); /* stretches add up */
+	assert_true(fabs(share - 0.75) < 1e-12);
+	struct dsp_key_segment tie[] = {{0, 20, 0, 0, "C major", "8B"},
+	                                {20, 40, 9, 0, "A major", "11B"}};
+	assert_int_equal(dsp_key_longest(tie, 2, 18, &share), 18); /* a tie keeps the vote */
+	assert_int_equal(dsp_key_longest(tie, 2, 0, &share), 0);
+	assert_int_equal(dsp_key_longest(tie, 2, 4, &share), 0); /* a vote in no segment */
 }
 
 static void chord_labels_parse(void **state)
@@ -1212,6 +1263,7 @@ int main(void)
 		cmocka_unit_test(bass_signal_filters),
 		cmocka_unit_test(chord_labels_parse),
 		cmocka_unit_test(key_changes_of_a_modulation),
+		cmocka_unit_test(key_lasting_longest),
 		cmocka_unit_test(acf_and_refinement),
 		cmocka_unit_test(key_profiles_and_camelot),
 		cmocka_unit_test(key_of_chords_in_modes),
