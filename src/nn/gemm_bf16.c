@@ -21,14 +21,13 @@
  * subnormals flushed to zero, by VCVTNE2PS2BF16 and by the scalar fallback alike.
  *
  * Memory: each thread has its own packing buffers (~580 KB), allocated at its first call
- * and freed when the thread ends; if that allocation fails the product falls back to fp32
- * cblas_sgemm (the results stay correct, only slower and not bf16).
+ * and freed when the thread ends; if that allocation fails the product is summed plainly,
+ * element by element, from the same rounded operands (correct, slow, still bf16).
  *
  * Threading: reentrant; one thread's call uses only that thread's buffers.
  */
 #include "nn/gemm_bf16.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -303,19 +302,12 @@ static float operand_value(const void *p, bool bf, size_t i)
 	return f;
 }
 
-/* The product without packing buffers (their allocation failed): OpenBLAS on floats, or
- * the plain sums of the rounded operands when either is bfloat16 already. Correct, slow,
- * and only ever reached out of memory. */
+/* The product without packing buffers (their allocation failed): the plain sums of the
+ * rounded operands. Correct, slow, and only ever reached out of memory. */
 static void product_unpacked(bool ta, bool tb, int m, int n, int k, float alpha, const void *a,
                              int lda, const void *b, int ldb, float beta, float *c, int ldc,
                              unsigned ops)
 {
-	if (!ops) {
-		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-		            tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
-		            ldc);
-		return;
-	}
 	for (int i = 0; i < m; i++)
 		for (int j = 0; j < n; j++) {
 			float sum = 0.0f;

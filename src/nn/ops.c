@@ -534,10 +534,13 @@ static void part_channels(int part, int group, int first, int end, int *c0, int 
 	*c1 = *c0 + group < end ? *c0 + group : end;
 }
 
-/* Runs fn over [0, n_ch) in parts of `group` channels, on the calling thread's team. */
-static void channel_parts(int n_ch, int group, void (*fn)(void *, int, struct nn_ws *), void *arg)
+/* Runs fn over [0, n_ch) in parts of `group` channels, on the calling thread's team; ws is
+ * the calling thread's part's workspace (NULL for parts that need none; helpers use their
+ * own). */
+static void channel_parts(struct nn_ws *ws, int n_ch, int group,
+                          void (*fn)(void *, int, struct nn_ws *), void *arg)
 {
-	nn_team_parts(NULL, (n_ch + group - 1) / group, fn, arg);
+	nn_team_parts(ws, (n_ch + group - 1) / group, fn, arg);
 }
 
 /* Runs fn over n_tiles tiles whose main work is a product of (m, n, k) each: as parts of
@@ -588,7 +591,7 @@ void nn_fill_channels(float *y, int cout, const float *b, size_t n, size_t ld)
 {
 	struct fill a = {.y = y, .b = b, .n = n, .ld = ld, .cout = cout};
 	a.group = channel_group(cout, n);
-	channel_parts(cout, a.group, fill_part, &a);
+	channel_parts(NULL, cout, a.group, fill_part, &a);
 }
 
 /* Fills the rows of input channels [ci0, ci1) of the column matrix for output rows
@@ -733,9 +736,7 @@ static void conv_tile(void *arg, int part, struct nn_ws *ws)
 	if (!k.col && !k.col16)
 		return;
 	k.group = channel_group(c->cin, (size_t)c->kh * c->kw * n);
-	/* The workspace is for the bf16 groups' floats (the caller's part takes ws, helpers
-	 * their own). */
-	nn_team_parts(ws, (c->cin + k.group - 1) / k.group, cols_part, &k);
+	channel_parts(ws, c->cin, k.group, cols_part, &k); /* ws: the bf16 groups' floats */
 	gemm_ops(false, false, c->cout, n, kdim, 1.0f, c->w, kdim,
 	         k.col16 ? (const void *)k.col16 : k.col, n, 1.0f,
 	         a->y + (size_t)(r0 - a->h0) * a->wo, (int)a->ldy, k.col16 ? NN_BF16_B : 0);
@@ -845,7 +846,7 @@ void nn_convtr_h_rows(struct nn_ws *ws, const float *wt, int cin, int cout, int 
 		                    .w = w,
 		                    .hout = hout,
 		                    .group = channel_group(cout, (size_t)k * n)};
-		channel_parts(cout, a.group, scatter_part, &a);
+		channel_parts(NULL, cout, a.group, scatter_part, &a);
 	}
 	nn_ws_release(ws, mark);
 }
@@ -1050,7 +1051,7 @@ void nn_copy_channels(float *dst, size_t ldd, const float *src, size_t lds, int 
 {
 	struct copy_ch a = {.dst = dst, .src = src, .n = n, .ldd = ldd, .lds = lds, .n_ch = n_ch};
 	a.group = channel_group(n_ch, n);
-	channel_parts(n_ch, a.group, copy_part, &a);
+	channel_parts(NULL, n_ch, a.group, copy_part, &a);
 }
 
 NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
@@ -1081,7 +1082,7 @@ void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo)
 {
 	struct glu_ch a = {.x = x, .out = out, .n = n, .ldo = ldo, .ch = ch};
 	a.group = channel_group(ch, 2 * n);
-	channel_parts(ch, a.group, glu_part, &a);
+	channel_parts(NULL, ch, a.group, glu_part, &a);
 }
 
 NN_CLONES static void glu_scale_add(const float *a, const float *g, float scale, float *dst,
@@ -1114,7 +1115,7 @@ void nn_glu_scale_add_channels(const float *z, int ch, size_t n, const float *sc
 {
 	struct glu_add a = {.z = z, .scale = scale, .x = x, .n = n, .ldx = ldx, .ch = ch};
 	a.group = channel_group(ch, 3 * n);
-	channel_parts(ch, a.group, glu_add_part, &a);
+	channel_parts(NULL, ch, a.group, glu_add_part, &a);
 }
 
 /* Sum and sum of squared deviations from `mean` of n floats: float lanes (vectorised) over
@@ -1196,7 +1197,7 @@ void nn_groupnorm_apply(float *x, int n_c, size_t n, size_t ld, double mean, dou
 	                     .gamma = gamma,
 	                     .beta = beta};
 	a.group = channel_group(n_c, n);
-	channel_parts(n_c, a.group, gn_apply_part, &a);
+	channel_parts(NULL, n_c, a.group, gn_apply_part, &a);
 }
 
 /* One slice of nn_groupnorm1_slices in three passes over its channels (sums, squared
@@ -1235,7 +1236,7 @@ static double gn1_pass(struct gn1 *a, int pass, int n_c)
 	for (int b0 = 0; b0 < n_c; b0 += GN1_BLOCK) {
 		a->c0 = b0;
 		a->c1 = b0 + GN1_BLOCK < n_c ? b0 + GN1_BLOCK : n_c;
-		channel_parts(a->c1 - b0, a->group, gn1_part, a);
+		channel_parts(NULL, a->c1 - b0, a->group, gn1_part, a);
 		for (int c = b0; c < a->c1; c++)
 			acc += a->out[c - b0];
 	}
@@ -1341,35 +1342,38 @@ struct attn {
 	const float *q, *k, *v;
 	uint16_t *q16, *k16, *v16;
 	float *out;
-	int ldq, ldk, ldv, ldo, nq, nk, hd, heads, n_qb;
+	int ldq, ldk, ldv, ldo, nq, nk, hd, n_qb;
 	float scale;
 };
 
-enum { ATTN_ROWS = 64 }; /* rows of q, k and v per part of their rounding */
+enum { ATTN_ROWS = 64 }; /* rows per part of rounding q, k or v */
 
-/* Rows [r0, r0 + ATTN_ROWS) of x (n rows, stride ld) to bf16, head-major, into x16. */
-static void heads_to_bf16(const float *x, int ld, int n, int r0, int heads, int hd, uint16_t *x16)
-{
-	int r1 = r0 + ATTN_ROWS < n ? r0 + ATTN_ROWS : n;
-	for (int h = 0; h < heads; h++)
-		for (int r = r0; r < r1; r++)
-			nn_bf16_convert(x + (size_t)r * ld + (size_t)h * hd, (size_t)hd,
-			                x16 + ((size_t)h * n + r) * hd);
-}
+/* x (n rows of heads * hd, stride ld) to bf16, head-major (head h's rows at h * n * hd), in
+ * parts of ATTN_ROWS rows. */
+struct heads16 {
+	const float *x;
+	int ld, n, heads, hd;
+	uint16_t *out;
+};
 
-static void attn_round_part(void *arg, int part, struct nn_ws *ws)
+static void heads16_part(void *arg, int part, struct nn_ws *ws)
 {
 	(void)ws;
-	const struct attn *a = arg;
-	int nq_parts = (a->nq + ATTN_ROWS - 1) / ATTN_ROWS;
-	int nk_parts = (a->nk + ATTN_ROWS - 1) / ATTN_ROWS;
-	if (part < nq_parts)
-		heads_to_bf16(a->q, a->ldq, a->nq, part * ATTN_ROWS, a->heads, a->hd, a->q16);
-	else if ((part -= nq_parts) < nk_parts)
-		heads_to_bf16(a->k, a->ldk, a->nk, part * ATTN_ROWS, a->heads, a->hd, a->k16);
-	else
-		heads_to_bf16(a->v, a->ldv, a->nk, (part - nk_parts) * ATTN_ROWS, a->heads, a->hd,
-		              a->v16);
+	const struct heads16 *a = arg;
+	int r0 = part * ATTN_ROWS, r1 = r0 + ATTN_ROWS < a->n ? r0 + ATTN_ROWS : a->n;
+	for (int h = 0; h < a->heads; h++)
+		for (int r = r0; r < r1; r++)
+			nn_bf16_convert(a->x + (size_t)r * a->ld + (size_t)h * a->hd, (size_t)a->hd,
+			                a->out + ((size_t)h * a->n + r) * a->hd);
+}
+
+/* x as struct heads16 says, into n * heads * hd bfloat16 from ws; NULL without memory. */
+static uint16_t *heads_to_bf16(struct nn_ws *ws, const float *x, int ld, int n, int heads, int hd)
+{
+	struct heads16 a = {.x = x, .ld = ld, .n = n, .heads = heads, .hd = hd};
+	if ((a.out = ws_bf16(ws, (size_t)n * heads * hd)))
+		nn_team_parts(ws, (n + ATTN_ROWS - 1) / ATTN_ROWS, heads16_part, &a);
+	return a.out;
 }
 
 static void attn_part(void *arg, int part, struct nn_ws *ws)
@@ -1383,19 +1387,20 @@ static void attn_part(void *arg, int part, struct nn_ws *ws)
 	if (!s || !sums || (a->q16 && !s16))
 		return;
 	float *o = a->out + (size_t)q0 * a->ldo + h * hd;
-	if (a->q16) {
-		gemm_ops(false, true, nb, nk, hd, a->scale, a->q16 + ((size_t)h * a->nq + q0) * hd,
-		         hd, a->k16 + (size_t)h * nk * hd, hd, 0.0f, s, nk, NN_BF16_A | NN_BF16_B);
-		softmax_unnormalised(s, nb, nk, nk, sums, s16);
-		gemm_ops(false, false, nb, hd, nk, 1.0f, s16, nk, a->v16 + (size_t)h * nk * hd, hd,
-		         0.0f, o, a->ldo, NN_BF16_A | NN_BF16_B);
-	} else {
-		nn_gemm(false, true, nb, nk, hd, a->scale, a->q + (size_t)q0 * a->ldq + h * hd,
-		        a->ldq, a->k + h * hd, a->ldk, 0.0f, s, nk);
-		softmax_unnormalised(s, nb, nk, nk, sums, NULL);
-		nn_gemm(false, false, nb, hd, nk, 1.0f, s, nk, a->v + h * hd, a->ldv, 0.0f, o,
-		        a->ldo);
-	}
+	/* this head's queries of the block, keys and values: floats, or the rounded copies */
+	bool bf = a->q16;
+	const void *q = bf ? (const void *)(a->q16 + ((size_t)h * a->nq + q0) * hd)
+	                   : (const void *)(a->q + (size_t)q0 * a->ldq + h * hd);
+	const void *k = bf ? (const void *)(a->k16 + (size_t)h * nk * hd)
+	                   : (const void *)(a->k + h * hd);
+	const void *v = bf ? (const void *)(a->v16 + (size_t)h * nk * hd)
+	                   : (const void *)(a->v + h * hd);
+	unsigned ops = bf ? NN_BF16_A | NN_BF16_B : 0;
+	gemm_ops(false, true, nb, nk, hd, a->scale, q, bf ? hd : a->ldq, k, bf ? hd : a->ldk, 0.0f,
+	         s, nk, ops);
+	softmax_unnormalised(s, nb, nk, nk, sums, s16);
+	gemm_ops(false, false, nb, hd, nk, 1.0f, bf ? (const void *)s16 : s, nk, v,
+	         bf ? hd : a->ldv, 0.0f, o, a->ldo, ops);
 	for (int i = 0; i < nb; i++) {
 		float inv = 1.0f / sums[i];
 		for (int e = 0; e < hd; e++)
@@ -1418,22 +1423,14 @@ void nn_attention(struct nn_ws *ws, const float *q, int ldq, int nq, const float
 	                 .nq = nq,
 	                 .nk = nk,
 	                 .hd = hd,
-	                 .heads = heads,
 	                 .n_qb = (nq + ATTN_QBLOCK - 1) / ATTN_QBLOCK,
 	                 .scale = 1.0f / sqrtf((float)hd)};
 	size_t mark = nn_ws_mark(ws);
 	bool ok = true;
-	if (ops_precision == NN_PRECISION_BF16) {
-		a.q16 = ws_bf16(ws, (size_t)nq * heads * hd);
-		a.k16 = ws_bf16(ws, (size_t)nk * heads * hd);
-		a.v16 = ws_bf16(ws, (size_t)nk * heads * hd);
-		ok = a.q16 && a.k16 && a.v16; /* if not, ws says it failed */
-		if (ok)
-			nn_team_parts(ws,
-			              (nq + ATTN_ROWS - 1) / ATTN_ROWS +
-			                      2 * ((nk + ATTN_ROWS - 1) / ATTN_ROWS),
-			              attn_round_part, &a);
-	}
+	if (ops_precision == NN_PRECISION_BF16)
+		ok = (a.q16 = heads_to_bf16(ws, q, ldq, nq, heads, hd)) &&
+		     (a.k16 = heads_to_bf16(ws, k, ldk, nk, heads, hd)) &&
+		     (a.v16 = heads_to_bf16(ws, v, ldv, nk, heads, hd)); /* if not, ws failed */
 	if (ok)
 		nn_team_parts(ws, heads * a.n_qb, attn_part, &a);
 	nn_ws_release(ws, mark);
