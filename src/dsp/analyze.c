@@ -188,9 +188,8 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 	double p0 = 60.0 * DSP_FPS / r->tempo_bpm;
 	period = dsp_tempo_choose_period(r->onset_env, w->flux, hi, T, p0, w->beat_work, scratch,
 	                                 r->beats, &r->n_beats);
-	if (period != p0)
-		r->tempo_bpm = 60.0 * DSP_FPS /
-		               dsp_refine_period_from_beats(r->beats, r->n_beats, period);
+	r->tempo_bpm = 60.0 * DSP_FPS /
+	               dsp_precise_period(r->onset_env, T, r->beats, r->n_beats, period);
 	r->tempo_confidence = dsp_tempo_confidence(w->flux, T, r->beats, r->n_beats,
 	                                           60.0 * DSP_FPS / r->tempo_bpm);
 	/* The tracker puts a beat on the frame where the onset envelope peaks, about a frame

@@ -229,6 +229,15 @@ double dsp_refine_lag(const double *tg, int lag);
  * unchanged when the beats do not fit one steady tempo (fewer than 8 on the grid, more than
  * a fifth off it, or a slope more than 3 % away). */
 double dsp_refine_period_from_beats(const int *beats, size_t n, double period);
+/* The reported beat period (frames), as precise as DJ software shows it. Each tracked beat
+ * moves to where the onset envelope env (T frames) peaks within a sixth of a beat, to a
+ * fraction of a frame; the beats are cut into stretches wherever a step is more than 1.5
+ * frames off a whole number of beats (the tracker's slips: a fill it followed, a phase it
+ * lost and found again half a beat away), and one least-squares slope is fitted through
+ * all stretches of at least 8 beats, each with its own phase. Returns period unchanged when
+ * those stretches hold under four fifths of the beats or the slope is more than 3 % away.
+ * (dsp_refine_period_from_beats stays what the metrical level's score was fitted with.) */
+double dsp_precise_period(const float *env, size_t T, const int *beats, size_t n, double period);
 /* How sure the tempo is, 0..1 (see tempo.c): from the kick-aware envelope flux[n], the beats
  * tracked at the tempo (frames, ascending, as the tracker gives them) and the beat period
  * in frames. 0 when period is not positive. */

@@ -181,7 +181,12 @@ int dsp_tempo_lag(const double *tg)
  * The reported tempo is then refined off librosa's lag grid by a parabola through the
  * tempogram around its peak (the grid steps are 2-4 % near 120-200 BPM), and then by the
  * slope through the tracked beats (dsp_refine_period_from_beats), which DJ software's
- * precision needs: a 128 BPM click track read 128.52 from the parabola alone. */
+ * precision needs: a 128 BPM click track read 128.52 from the parabola alone. The tempo
+ * finally reported takes the slope through the onsets at the beats instead, a stretch of
+ * steady beats at a time (dsp_precise_period): librosa's tracker keeps a whole number of
+ * frames per beat and follows fills, so one line through all its beats read constant-tempo
+ * songs up to 2 BPM off (on the six corpora of bench/analysis-accuracy, 71-86 % of them
+ * within 0.1 BPM; 86-95 % now). */
 
 void dsp_flux_env(const float *db, size_t n_frames, float db_max, float *flux)
 {
@@ -264,6 +269,60 @@ double dsp_refine_period_from_beats(const int *beats, size_t n, double period)
 	if (!(den > 0.0))
 		return period;
 	double slope = (m * skb - sk * sb) / den;
+	return fabs(slope / period - 1.0) <= 0.03 ? slope : period;
+}
+
+/* Where the envelope peaks within w frames of frame b, to a fraction of a frame (a parabola
+ * through the highest local maximum and its neighbours); b itself when nothing peaks there. */
+static double onset_near(const float *env, size_t T, int b, int w)
+{
+	long best = -1;
+	for (long t = b - w > 1 ? b - w : 1; t <= b + w && t + 1 < (long)T; t++)
+		if (env[t] > env[t - 1] && env[t] >= env[t + 1] && (best < 0 || env[t] > env[best]))
+			best = t;
+	if (best < 0)
+		return b;
+	double a = env[best - 1], c = env[best], d = env[best + 1], den = a - 2.0 * c + d;
+	return den < 0.0 ? (double)best + 0.5 * (a - d) / den : (double)best;
+}
+
+double dsp_precise_period(const float *env, size_t T, const int *beats, size_t n, double period)
+{
+	enum { MIN_STRETCH = 8 };
+	const double SLIP = 1.5; /* frames off a whole number of beats that start a new stretch */
+	if (n < MIN_STRETCH || !(period > 0.0))
+		return period;
+	int w = (int)lround(period / 6.0);
+	double sxy = 0.0, sxx = 0.0, prev = 0.0, m = 0.0, sk = 0.0, sb = 0.0, skk = 0.0, skb = 0.0;
+	long k = 0;
+	size_t kept = 0;
+	for (size_t i = 0; i <= n; i++) {
+		double at = i < n ? onset_near(env, T, beats[i], w) : 0.0;
+		long whole = m > 0.0 && i < n ? lround((at - prev) / period) : 0;
+		if (i == n ||
+		    (m > 0.0 && (whole < 1 || fabs(at - prev - (double)whole * period) > SLIP))) {
+			if (m >=
+			    MIN_STRETCH) { /* the stretch's centred sums join the common slope */
+				sxy += skb - sk * sb / m;
+				sxx += skk - sk * sk / m;
+				kept += (size_t)m;
+			}
+			if (i == n)
+				break;
+			m = sk = sb = skk = skb = 0.0;
+			k = whole = 0;
+		}
+		k += whole;
+		prev = at;
+		m += 1.0;
+		sk += (double)k;
+		sb += at;
+		skk += (double)k * (double)k;
+		skb += (double)k * at;
+	}
+	if (kept * 5 < n * 4 || !(sxx > 0.0))
+		return period; /* over a fifth of the beats in no long stretch: no steady tempo */
+	double slope = sxy / sxx;
 	return fabs(slope / period - 1.0) <= 0.03 ? slope : period;
 }
 

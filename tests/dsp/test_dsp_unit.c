@@ -333,6 +333,43 @@ static void acf_and_refinement(void **state)
 	assert_true(dsp_refine_lag(tg, 30) == 30.0);
 }
 
+/* The reported tempo through the tracker's slips: onsets every 19.38 frames (133.33 BPM),
+ * tracked at whole frames; after beat 50 the tracker follows a fill, four steps of 17.3
+ * frames, and goes on 0.43 of a beat early. The slope through all beats (the level score's
+ * refinement) counts the fill's steps as whole beats and reads the tempo fast; the stretches
+ * on either side, each with its own phase, give it within 0.01 BPM. */
+static void precise_period_through_slips(void **state)
+{
+	(void)state;
+	enum { NB = 120, T = 2500 };
+	const double P = 19.38, bpm = 60.0 * DSP_FPS / P;
+	static float env[T];
+	int beats[NB];
+	for (int t = 0; t < T; t++)
+		for (int j = 0; j < NB + 2; j++) {
+			double d = t - (30.0 + j * P);
+			env[t] += (float)exp(-0.5 * d * d);
+		}
+	for (int j = 0; j < NB; j++) {
+		double at = 30.0 + j * P;
+		if (j >= 50 && j < 54)
+			at = 30.0 + 50 * P + (j - 50) * (P - 2.1);
+		else if (j >= 54)
+			at = 30.0 + 50 * P + 4 * (P - 2.1) + (j - 54) * P;
+		beats[j] = (int)lround(at);
+	}
+	double whole = 60.0 * DSP_FPS / dsp_refine_period_from_beats(beats, NB, 19.0);
+	double precise = 60.0 * DSP_FPS / dsp_precise_period(env, T, beats, NB, 19.0);
+	print_message("# %.2f BPM: one slope %.3f, stretches %.3f\n", bpm, whole, precise);
+	assert_true(fabs(whole - bpm) > 0.1);
+	assert_true(fabs(precise - bpm) < 0.01);
+	/* no steady stretch of 8 beats: the period comes back as it was */
+	int jumpy[NB];
+	for (int j = 0; j < NB; j++)
+		jumpy[j] = (int)lround(30.0 + j * P + (j % 5 == 4 ? 6.0 : 0.0));
+	assert_true(dsp_precise_period(env, T, jumpy, NB, 19.0) == 19.0);
+}
+
 /* ---- key -------------------------------------------------------------------------- */
 
 /* A timeline of 2-second chords from "G F C G"-style specs: root pitch class and minor. */
@@ -1265,6 +1302,7 @@ int main(void)
 		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(key_lasting_longest),
 		cmocka_unit_test(acf_and_refinement),
+		cmocka_unit_test(precise_period_through_slips),
 		cmocka_unit_test(key_profiles_and_camelot),
 		cmocka_unit_test(key_of_chords_in_modes),
 		cmocka_unit_test(feature_names),
