@@ -301,8 +301,8 @@ double dsp_precise_period(const float *env, size_t T, const int *beats, size_t n
 		long whole = m > 0.0 && i < n ? lround((at - prev) / period) : 0;
 		if (i == n ||
 		    (m > 0.0 && (whole < 1 || fabs(at - prev - (double)whole * period) > SLIP))) {
-			if (m >=
-			    MIN_STRETCH) { /* the stretch's centred sums join the common slope */
+			/* a long enough stretch's centred sums join the common slope */
+			if (m >= MIN_STRETCH) {
 				sxy += skb - sk * sb / m;
 				sxx += skk - sk * sk / m;
 				kept += (size_t)m;
