@@ -366,6 +366,18 @@ static const struct corpus_excerpt SHUFFLE = {"corpus_shuffle_75.flac", 75.42};
 static const struct corpus_excerpt BREAKBEAT = {"corpus_breakbeat_126.flac", 126.0};
 static const struct corpus_excerpt SHUFFLE_114 = {"corpus_shuffle_114.flac", 114.0};
 
+/* Decodes an excerpt into buf and analyses its tempo and beats into r. */
+static void analyze_excerpt(const struct corpus_excerpt *c, struct audio_buf *buf,
+                            struct dsp_result *r)
+{
+	char path[4096], err[512];
+	snprintf(path, sizeof path, "%s/%s", g_dir, c->file);
+	if (audio_decode(path, 22050, 1, 0, buf, err, sizeof err) != 0)
+		fail_msg("cannot decode %s: %s", path, err);
+	struct dsp_options opt = {.features = DSP_FEAT_TEMPO};
+	assert_int_equal(dsp_analyze(buf->data, buf->n_frames, &opt, r, err, sizeof err), 0);
+}
+
 /* The ballad (s0012, 10-25 s): kick on 1 and the "and" of 3, snare on 2 and 4, hats on
  * the eighths, its tempo drifting 71.8 -> 66.7 BPM. Read at 140 its beats fall on every
  * hat with nothing between them; the level's score must see that its beats are divided
@@ -376,14 +388,9 @@ static const struct corpus_excerpt SHUFFLE_114 = {"corpus_shuffle_114.flac", 114
 static void corpus_excerpt_tempo(void **state)
 {
 	const struct corpus_excerpt *c = *state;
-	char path[4096], err[512];
-	snprintf(path, sizeof path, "%s/%s", g_dir, c->file);
 	struct audio_buf buf;
-	if (audio_decode(path, 22050, 1, 0, &buf, err, sizeof err) != 0)
-		fail_msg("cannot decode %s: %s", path, err);
-	struct dsp_options opt = {.features = DSP_FEAT_TEMPO};
 	struct dsp_result r;
-	assert_int_equal(dsp_analyze(buf.data, buf.n_frames, &opt, &r, err, sizeof err), 0);
+	analyze_excerpt(c, &buf, &r);
 	print_message("# %s (%.1f BPM): %.2f BPM, librosa %.2f\n", c->file, c->bpm, r.tempo_bpm,
 	              r.tempo_librosa_bpm);
 	if (fabs(r.tempo_bpm / c->bpm - 1.0) > 0.04)
@@ -401,14 +408,9 @@ static void corpus_excerpt_tempo(void **state)
 static void corpus_excerpt_beats_on_the_beat(void **state)
 {
 	const struct corpus_excerpt *c = *state;
-	char path[4096], err[512];
-	snprintf(path, sizeof path, "%s/%s", g_dir, c->file);
 	struct audio_buf buf;
-	if (audio_decode(path, 22050, 1, 0, &buf, err, sizeof err) != 0)
-		fail_msg("cannot decode %s: %s", path, err);
-	struct dsp_options opt = {.features = DSP_FEAT_TEMPO};
 	struct dsp_result r;
-	assert_int_equal(dsp_analyze(buf.data, buf.n_frames, &opt, &r, err, sizeof err), 0);
+	analyze_excerpt(c, &buf, &r);
 	double period = 60.0 / c->bpm, end = (double)buf.n_frames / 22050.0;
 	size_t n = 0, hits = 0, n_ref = 0;
 	for (double t = 0.0; t < end; t += period)
