@@ -241,15 +241,47 @@ int dsp_tempo_should_double(const float *med, const float *flux, size_t n_frames
 	return af >= 0.15 && af - am >= 0.12;
 }
 
+/* Sums for a least-squares line through points (k, b): its slope from the centred sums. */
+struct line_fit {
+	double m, sk, sb, skk, skb;
+};
+
+static void line_add(struct line_fit *l, double k, double b)
+{
+	l->m += 1.0;
+	l->sk += k;
+	l->sb += b;
+	l->skk += k * k;
+	l->skb += k * b;
+}
+
+/* Sum of (k - mean k)(b - mean b) into *sxy and of (k - mean k)^2 into *sxx. */
+static void line_centred(const struct line_fit *l, double *sxy, double *sxx)
+{
+	*sxy += l->skb - l->sk * l->sb / l->m;
+	*sxx += l->skk - l->sk * l->sk / l->m;
+}
+
+/* The offset (-0.5..0.5) of the vertex of the parabola through (-1, a), (0, b), (1, c)
+ * when b is its peak; 0 when it is not. */
+static double vertex_offset(double a, double b, double c)
+{
+	double den = a - 2.0 * b + c;
+	if (!(den < 0.0) || b < a || b < c)
+		return 0.0;
+	double off = 0.5 * (a - c) / den;
+	return off > 0.5 ? 0.5 : off < -0.5 ? -0.5 : off;
+}
+
 double dsp_refine_period_from_beats(const int *beats, size_t n, double period)
 {
 	if (n < 8 || !(period > 0.0))
 		return period;
-	double sk = 0, sb = 0, skk = 0, skb = 0;
+	struct line_fit l = {0};
 	long k = 0;
-	size_t kept = 0, last = 0;
+	size_t last = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (kept > 0) {
+		if (l.m > 0.0) {
 			double steps = (double)(beats[i] - beats[last]) / period;
 			long whole = lround(steps);
 			if (whole < 1 || fabs(steps - (double)whole) > 0.12)
@@ -257,18 +289,15 @@ double dsp_refine_period_from_beats(const int *beats, size_t n, double period)
 			k += whole;
 		}
 		last = i;
-		kept++;
-		sk += (double)k;
-		sb += beats[i];
-		skk += (double)k * (double)k;
-		skb += (double)k * beats[i];
+		line_add(&l, (double)k, beats[i]);
 	}
-	if (kept < 8 || kept * 5 < n * 4)
+	if (l.m < 8.0 || l.m * 5.0 < (double)n * 4.0)
 		return period; /* over a fifth off the grid: not one steady tempo */
-	double m = (double)kept, den = m * skk - sk * sk;
-	if (!(den > 0.0))
+	double sxy = 0.0, sxx = 0.0;
+	line_centred(&l, &sxy, &sxx);
+	if (!(sxx > 0.0))
 		return period;
-	double slope = (m * skb - sk * sb) / den;
+	double slope = sxy / sxx;
 	return fabs(slope / period - 1.0) <= 0.03 ? slope : period;
 }
 
@@ -282,8 +311,7 @@ static double onset_near(const float *env, size_t T, int b, int w)
 			best = t;
 	if (best < 0)
 		return b;
-	double a = env[best - 1], c = env[best], d = env[best + 1], den = a - 2.0 * c + d;
-	return den < 0.0 ? (double)best + 0.5 * (a - d) / den : (double)best;
+	return (double)best + vertex_offset(env[best - 1], env[best], env[best + 1]);
 }
 
 double dsp_precise_period(const float *env, size_t T, const int *beats, size_t n, double period)
@@ -293,32 +321,28 @@ double dsp_precise_period(const float *env, size_t T, const int *beats, size_t n
 	if (n < MIN_STRETCH || !(period > 0.0))
 		return period;
 	int w = (int)lround(period / 6.0);
-	double sxy = 0.0, sxx = 0.0, prev = 0.0, m = 0.0, sk = 0.0, sb = 0.0, skk = 0.0, skb = 0.0;
+	struct line_fit l = {0}; /* the current stretch */
+	double sxy = 0.0, sxx = 0.0, prev = 0.0;
 	long k = 0;
 	size_t kept = 0;
 	for (size_t i = 0; i <= n; i++) {
 		double at = i < n ? onset_near(env, T, beats[i], w) : 0.0;
-		long whole = m > 0.0 && i < n ? lround((at - prev) / period) : 0;
+		long whole = l.m > 0.0 && i < n ? lround((at - prev) / period) : 0;
 		if (i == n ||
-		    (m > 0.0 && (whole < 1 || fabs(at - prev - (double)whole * period) > SLIP))) {
+		    (l.m > 0.0 && (whole < 1 || fabs(at - prev - (double)whole * period) > SLIP))) {
 			/* a long enough stretch's centred sums join the common slope */
-			if (m >= MIN_STRETCH) {
-				sxy += skb - sk * sb / m;
-				sxx += skk - sk * sk / m;
-				kept += (size_t)m;
+			if (l.m >= MIN_STRETCH) {
+				line_centred(&l, &sxy, &sxx);
+				kept += (size_t)l.m;
 			}
 			if (i == n)
 				break;
-			m = sk = sb = skk = skb = 0.0;
+			l = (struct line_fit){0};
 			k = whole = 0;
 		}
 		k += whole;
 		prev = at;
-		m += 1.0;
-		sk += (double)k;
-		sb += at;
-		skk += (double)k * (double)k;
-		skb += (double)k * at;
+		line_add(&l, (double)k, at);
 	}
 	if (kept * 5 < n * 4 || !(sxx > 0.0))
 		return period; /* over a fifth of the beats in no long stretch: no steady tempo */
@@ -330,16 +354,8 @@ double dsp_refine_lag(const double *tg, int lag)
 {
 	if (lag <= 1 || lag >= DSP_TG_WIN - 1)
 		return lag;
-	double a = tg[lag - 1], b = tg[lag], c = tg[lag + 1];
-	double den = a - 2.0 * b + c;
-	if (!(den < 0.0) || b < a || b < c)
-		return lag; /* not a peak of the tempogram: keep the grid value */
-	double off = 0.5 * (a - c) / den;
-	if (off > 0.5)
-		off = 0.5;
-	if (off < -0.5)
-		off = -0.5;
-	return lag + off;
+	/* a parabola through the peak (the grid value when lag is no peak of the tempogram) */
+	return lag + vertex_offset(tg[lag - 1], tg[lag], tg[lag + 1]);
 }
 
 /* ---- tempo confidence ---------------------------------------------------------------

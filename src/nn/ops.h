@@ -19,8 +19,8 @@
  * Precision: every product goes through nn_gemm, which runs cblas_sgemm or, in a thread set
  * to bf16 (nn_ops_set_precision; apply.c sets it on each worker from the separation's
  * options), the bf16 product of gemm_bf16.h; the one exception is the LSTM step's product
- * of a few rows (nn_gemm_few_rows), fp32 in both modes. Nothing else changes: the weights stay fp32 in
- * memory and are rounded as each product packs them (no second copy), and every
+ * of a few rows (nn_gemm_few_rows), fp32 in both modes. Nothing else changes: the weights
+ * stay fp32 in memory and are rounded as each product packs them (no second copy), and every
  * elementwise kernel, normalisation and the STFT stay fp32. Operands built only for
  * products (a convolution's columns; attention's queries, keys, values and weights) are
  * rounded once as they are built, which gives the same values.
