@@ -258,7 +258,8 @@ void dsp_band_onsets(const float *db, size_t T, int m0, int m1, float *out);
 /* The same onsets in the percussive part of db, for n_bands bands [m0, m1) into env[b]: a
  * band's level above its median over 17 frames (the harmonic part: the horizontal median
  * filter of harmonic/percussive separation, the edges repeating the first and last frame)
- * is its percussive level. col: T floats of work. */
+ * is its percussive level. col: DSP_PERC_LANES * T floats of work. */
+enum { DSP_PERC_LANES = 16 };
 void dsp_percussive_onsets(const float *db, size_t T, const int bands[][2], int n_bands, float *col,
                            float *const env[]);
 /* The largest value of env[n] in frames t0..t1 (clipped to the envelope), at least 0. */

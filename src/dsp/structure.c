@@ -83,8 +83,8 @@ static size_t n_windows(size_t nb) { return nb / BAR_WINDOW > 0 ? nb / BAR_WINDO
 
 size_t dsp_downbeats_work_floats(size_t n_beats, size_t T)
 {
-	return (N_ENVS + 1) * T + n_beats * (BAR_TERMS + N_ENVS + 3) + 2 * DB_CHORD_BANDS +
-	       2 * n_windows(n_beats) * N_HYP;
+	return (N_ENVS + DSP_PERC_LANES) * T + n_beats * (BAR_TERMS + N_ENVS + 3) +
+	       2 * DB_CHORD_BANDS + 2 * n_windows(n_beats) * N_HYP;
 }
 
 /* clang-format off */
@@ -193,49 +193,90 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 	}
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PERC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PERC_CLONES
+#endif
+
+/* The percussive levels of DSP_PERC_LANES bands side by side, x[t * DSP_PERC_LANES + l] replaced by
+ * max(x - the median of its HARM_FRAMES-frame window, 0). Each lane keeps its window
+ * sorted: a step takes out the value leaving (at its rank, the count of values below it)
+ * and puts in the one entering (at its rank among the rest), with compares and selects
+ * over the lanes instead of branches. The sorted window of a multiset is unique, so the
+ * medians are those of any exact median filter. */
+PERC_CLONES static void percussive_lanes(float *x, size_t T)
+{
+	enum { H = HARM_FRAMES / 2, L = DSP_PERC_LANES };
+	float win[HARM_FRAMES][L], ring[H + 1][L], first[L];
+	for (int l = 0; l < L; l++) {
+		first[l] = x[l];
+		for (int k = 0; k < HARM_FRAMES; k++) { /* insertion sort of the first window */
+			long i = k - H;
+			float v = x[(i < 0 ? 0 : i >= (long)T ? T - 1 : (size_t)i) * L + (size_t)l];
+			int j = k;
+			for (; j > 0 && win[j - 1][l] > v; j--)
+				win[j][l] = win[j - 1][l];
+			win[j][l] = v;
+		}
+	}
+	for (size_t t = 0; t < T; t++) {
+		float *v = x + t * L;
+		const float *in = x + (t + H + 1 < T ? t + H + 1 : T - 1) * L;
+		const float *out = t < H ? first : ring[(t - H) % (H + 1)];
+		float *keep = ring[t % (H + 1)];
+		int r[L], q[L];
+		for (int l = 0; l < L; l++) {
+			keep[l] = v[l];
+			float p = v[l] - win[H][l];
+			v[l] = p > 0.0f ? p : 0.0f;
+			r[l] = q[l] = 0;
+		}
+		if (t + 1 == T)
+			break; /* (in is this very row, now replaced: no window follows) */
+		for (int j = 0; j < HARM_FRAMES; j++)
+			for (int l = 0; l < L; l++) {
+				r[l] += win[j][l] < out[l];
+				q[l] += win[j][l] < in[l];
+			}
+		/* in's rank among the window without out: one less when out was below it */
+		for (int l = 0; l < L; l++)
+			q[l] -= out[l] < in[l];
+		float next[HARM_FRAMES][L];
+		for (int j = 0; j < HARM_FRAMES; j++)
+			for (int l = 0; l < L; l++) {
+				/* the window without out: rest(j) = win[j] below r, win[j + 1] from it */
+				float at = j < r[l] ? win[j][l]
+				                    : win[j + 1 < HARM_FRAMES ? j + 1 : j][l];
+				float before = j - 1 < r[l] ? win[j > 0 ? j - 1 : 0][l] : win[j][l];
+				next[j][l] = j < q[l] ? at : j == q[l] ? in[l] : before;
+			}
+		memcpy(win, next, sizeof win);
+	}
+}
+
 void dsp_percussive_onsets(const float *db, size_t T, const int bands[][2], int n_bands, float *col,
                            float *const env[])
 {
-	enum { H = HARM_FRAMES / 2 };
 	for (int b = 0; b < n_bands; b++)
 		memset(env[b], 0, T * sizeof(float));
 	if (T == 0)
 		return;
-	for (int m = 0; m < DSP_N_MELS; m++) {
-		/* The band's levels, contiguous (one strided pass over db); each is replaced by
-		 * its percussive level once read, and the window's leaving values are kept in a
-		 * ring of the last H + 1 levels. */
+	for (int m0 = 0; m0 < DSP_N_MELS; m0 += DSP_PERC_LANES) {
 		for (size_t t = 0; t < T; t++)
-			col[t] = db[t * DSP_N_MELS + (size_t)m];
-		float first = col[0], ring[H + 1];
-		float win[HARM_FRAMES]; /* the window's values in order, the edges repeating */
-		for (int k = 0; k < HARM_FRAMES; k++) {
-			long i = k - H;
-			float v = col[i < 0 ? 0 : i >= (long)T ? T - 1 : (size_t)i];
-			int j = k;
-			for (; j > 0 && win[j - 1] > v; j--)
-				win[j] = win[j - 1];
-			win[j] = v;
-		}
-		for (size_t t = 0; t < T; t++) {
-			float v = col[t], in = col[t + H + 1 < T ? t + H + 1 : T - 1];
-			float out = t < H ? first : ring[(t - H) % (H + 1)];
-			ring[t % (H + 1)] = v;
-			col[t] = fmaxf(v - win[H], 0.0f);
-			int j = 0;
-			while (j + 1 < HARM_FRAMES && win[j] != out)
-				j++;
-			for (; j + 1 < HARM_FRAMES && win[j + 1] < in; j++)
-				win[j] = win[j + 1];
-			for (; j > 0 && win[j - 1] > in; j--)
-				win[j] = win[j - 1];
-			win[j] = in;
-		}
-		for (int b = 0; b < n_bands; b++)
-			if (m >= bands[b][0] && m < bands[b][1])
-				for (size_t t = 3; t < T; t++)
-					if (col[t - 2] > col[t - 3])
-						env[b][t] += col[t - 2] - col[t - 3];
+			memcpy(col + t * DSP_PERC_LANES, db + t * DSP_N_MELS + (size_t)m0,
+			       DSP_PERC_LANES * sizeof *col);
+		percussive_lanes(col, T);
+		for (int l = 0; l < DSP_PERC_LANES; l++)
+			for (int b = 0, m = m0 + l; b < n_bands; b++)
+				if (m >= bands[b][0] && m < bands[b][1])
+					for (size_t t = 3; t < T; t++) {
+						float d =
+							col[(t - 2) * DSP_PERC_LANES + (size_t)l] -
+							col[(t - 3) * DSP_PERC_LANES + (size_t)l];
+						if (d > 0.0f)
+							env[b][t] += d;
+					}
 	}
 	for (int b = 0; b < n_bands; b++)
 		for (size_t t = 3; t < T; t++)

@@ -156,8 +156,8 @@ static void true_peak_between_samples(void **state)
 
 /* A song-like stereo signal at 44.1 kHz (tones, a bass and noise bursts, different on each
  * side), measured by the analysis (its decode's tap feeding the meter): the loudness is
- * exactly libebur128's own on the decoded samples, and the true peak (oversampled by
- * libswresample) reads as libebur128's interpolator does within 0.25 dB. */
+ * exactly libebur128's own on the decoded samples, and the true peak (oversampled by BS.1770-4
+ * Annex 2's interpolator) reads as libebur128's own interpolator does within 0.25 dB. */
 static void agrees_with_libebur128(void **state)
 {
 	(void)state;
