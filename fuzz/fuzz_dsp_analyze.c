@@ -1,11 +1,14 @@
 /* fuzz_dsp_analyze - libFuzzer harness for the analysis engine (src/dsp).
  *
- * Input layout: byte 0 = feature mask (low 6 bits; 0 = all) and sample format (bit 7:
- * raw little-endian float32, which reaches the NaN/infinity/range checks; else int16);
- * byte 1 = frame-rate selector; then the samples. Inputs shorter than 3 s are repeated
- * to 3 s so that the tempo, beat and key paths run. The same bytes also go through
- * dsp_features_parse as a string. Invariants checked: an accepted input gives finite
- * numbers everywhere and a JSON object; a rejected one leaves an error message.
+ * Input layout: byte 0 = feature mask (low 6 bits; 0 = all), the loudness meter (bit 6)
+ * and sample format (bit 7: raw little-endian float32, which reaches the NaN/infinity/range
+ * checks; else int16); byte 1 = frame-rate selector; then the samples. Inputs shorter than
+ * 3 s are repeated to 3 s so that the tempo, beat and key paths run. The same bytes also go
+ * through dsp_features_parse as a string. With bit 6 the samples also feed the loudness
+ * meter (loudness.c) as a file's would, at a rate (8 to 192 kHz: every true-peak
+ * oversampling), a channel count and a chunk size picked by byte 1. Invariants checked: an
+ * accepted input gives finite numbers everywhere and a JSON object; a rejected one leaves
+ * an error message; the meter's readings are finite or -inf (silence), a peak not NaN.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc fuzz/fuzz_dsp_analyze.c
  *   src/dsp/{fft,frames,mel,chroma,onset,tempo,beats,key,analyze,result_json,cli}.c
@@ -19,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audio/audio.h"
 #include "dsp/dsp.h"
+#include "dsp/dsp_internal.h"
 #include "dsp/result_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,6 +32,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_finite(double v)
 {
 	if (!isfinite(v))
+		abort();
+}
+
+/* The samples x[0..n) as a file of the rate and channels that sel picks (planar: the first
+ * half of x on the left, the rest on the right for stereo), in chunks of 1 to 4097 frames. */
+static void meter(const float *x, size_t n, unsigned sel)
+{
+	static const int rates[] = {8000, 22050, 44100, 48000, 96000, 192000};
+	struct audio_stream_info info = {.in_rate_hz = rates[sel % 6],
+	                                 .in_channels = 1 + (int)(sel / 6 % 3)};
+	size_t frames = info.in_channels > 1 ? n / 2 : n, chunk = 1 + (sel * 257u) % 4097u;
+	struct dsp_meter *m = dsp_meter_new(&info);
+	if (!m)
+		return;
+	for (size_t i = 0; i < frames; i += chunk) {
+		size_t k = frames - i < chunk ? frames - i : chunk;
+		const float *planes[3] = {x + i, x + frames + i, x + frames + i};
+		if (dsp_meter_sink(m, planes, k) != 0)
+			break;
+	}
+	struct dsp_loudness l;
+	char err[256];
+	if (dsp_meter_finish(m, &l, err, sizeof err) != 0) {
+		if (err[0] == '\0')
+			abort();
+		return;
+	}
+	if (isnan(l.integrated_lufs) || l.integrated_lufs == HUGE_VAL || !isfinite(l.range_lu) ||
+	    isnan(l.true_peak_dbtp))
 		abort();
 }
 
@@ -64,6 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			x[i] = (float)(int16_t)(uint16_t)(s[0] | s[1] << 8) / 32768.0f;
 		}
 	}
+	if (data[0] & 0x40)
+		meter(x, n, data[1]);
 	struct dsp_result r;
 	if (dsp_analyze(x, n, &opt, &r, err, sizeof err) != 0) {
 		if (err[0] == '\0')
