@@ -47,6 +47,7 @@
 #include "dsp/dsp.h"
 #include "dsp/dsp_internal.h"
 #include "util/str.h"
+#include "util/simd.h"
 
 enum {
 	DB_CHORD_BANDS = 80, /* mel bands 0..79: up to ~2.7 kHz */
@@ -193,19 +194,13 @@ static void score_windows(const float *f, const float *pk, size_t nb, int si, fl
 	}
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PERC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PERC_CLONES
-#endif
-
-/* The percussive levels of DSP_PERC_LANES bands side by side, x[t * DSP_PERC_LANES + l] replaced by
- * max(x - the median of its HARM_FRAMES-frame window, 0). Each lane keeps its window
- * sorted: a step takes out the value leaving (at its rank, the count of values below it)
+/* The percussive levels of DSP_PERC_LANES bands side by side: x[t * DSP_PERC_LANES + l]
+ * replaced by max(x - the median of its HARM_FRAMES-frame window, 0). Each lane keeps its
+ * window sorted: a step takes out the value leaving (at its rank, the count of values below it)
  * and puts in the one entering (at its rank among the rest), with compares and selects
  * over the lanes instead of branches. The sorted window of a multiset is unique, so the
  * medians are those of any exact median filter. */
-PERC_CLONES static void percussive_lanes(float *x, size_t T)
+SFA_CLONES static void percussive_lanes(float *x, size_t T)
 {
 	enum { H = HARM_FRAMES / 2, L = DSP_PERC_LANES };
 	float win[HARM_FRAMES][L], ring[H + 1][L], first[L];

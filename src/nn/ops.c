@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "nn/gemm_bf16.h"
+#include "util/simd.h"
 
 static _Atomic unsigned long long ops_flops;
 static _Atomic unsigned long long ops_shared; /* work offered to helpers, all teams */
@@ -859,15 +860,8 @@ void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int
 	nn_convtr_h_rows(ws, wt, cin, cout, k, s, crop, x, (size_t)h * w, 0, h, w, y, hout);
 }
 
-/* Elementwise kernels. They are written as plain loops over independent lanes so that the
- * compiler vectorises them, and cloned for AVX-512 and AVX2 with a runtime choice (the
- * default build targets baseline x86-64). IEEE arithmetic throughout, no FMA contraction:
- * results do not depend on which clone runs. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NN_CLONES
-#endif
+/* Elementwise kernels: plain loops over independent lanes, cloned per CPU (SFA_CLONES,
+ * util/simd.h). */
 
 enum { LANES = 16 };
 
@@ -917,7 +911,7 @@ static inline float tanh_f(float x)
 	return z < 0.625f ? near0 : (x < 0 ? -far : far);
 }
 
-NN_CLONES void nn_lstm_cell(const float *gates, float *c, float *h, int n)
+SFA_CLONES void nn_lstm_cell(const float *gates, float *c, float *h, int n)
 {
 	for (int i = 0; i < n; i++) {
 		float ig = sigmoid_f(gates[i]), fg = sigmoid_f(gates[n + i]);
@@ -961,7 +955,7 @@ static inline float gelu_f(float x)
 	return 0.5f * x * erfc;
 }
 
-NN_CLONES static void gelu_run(float *x, size_t n)
+SFA_CLONES static void gelu_run(float *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		x[i] = gelu_f(x[i]);
@@ -989,13 +983,13 @@ void nn_gelu(float *x, size_t n)
 	nn_team_parts(NULL, (int)((n + SPAN_FLOATS - 1) / SPAN_FLOATS), gelu_part, &a);
 }
 
-NN_CLONES static void affine(float *p, size_t n, float sc, float sh)
+SFA_CLONES static void affine(float *p, size_t n, float sc, float sh)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = p[i] * sc + sh;
 }
 
-NN_CLONES static void add_run(float *dst, const float *src, size_t n)
+SFA_CLONES static void add_run(float *dst, const float *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		dst[i] += src[i];
@@ -1054,7 +1048,7 @@ void nn_copy_channels(float *dst, size_t ldd, const float *src, size_t lds, int 
 	channel_parts(NULL, n_ch, a.group, copy_part, &a);
 }
 
-NN_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
+SFA_CLONES void nn_glu(const float *a, const float *g, float *out, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		out[i] = a[i] * sigmoid_f(g[i]);
@@ -1085,8 +1079,8 @@ void nn_glu_channels(const float *x, int ch, size_t n, float *out, size_t ldo)
 	channel_parts(NULL, ch, a.group, glu_part, &a);
 }
 
-NN_CLONES static void glu_scale_add(const float *a, const float *g, float scale, float *dst,
-                                    size_t n)
+SFA_CLONES static void glu_scale_add(const float *a, const float *g, float scale, float *dst,
+                                     size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		dst[i] += scale * (a[i] * sigmoid_f(g[i]));
@@ -1156,9 +1150,9 @@ static inline __attribute__((always_inline)) double blocked_sum(const float *p, 
 	return s;
 }
 
-NN_CLONES double nn_sum(const float *p, size_t n) { return blocked_sum(p, n, false, 0.0f); }
+SFA_CLONES double nn_sum(const float *p, size_t n) { return blocked_sum(p, n, false, 0.0f); }
 
-NN_CLONES double nn_ssd(const float *p, size_t n, float mean)
+SFA_CLONES double nn_ssd(const float *p, size_t n, float mean)
 {
 	return blocked_sum(p, n, true, mean);
 }
@@ -1260,8 +1254,8 @@ void nn_groupnorm1_slices(float *x, int n_c, int rows, int n_t, size_t ld, const
 	}
 }
 
-NN_CLONES void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma,
-                            const float *beta, float eps)
+SFA_CLONES void nn_layernorm(const float *x, float *out, int n, int d, const float *gamma,
+                             const float *beta, float eps)
 {
 	for (int i = 0; i < n; i++) {
 		const float *p = x + (size_t)i * d;
@@ -1308,7 +1302,7 @@ static inline __attribute__((always_inline)) double softmax_exp_row(float *p, in
 	return sum;
 }
 
-NN_CLONES void nn_softmax_rows(float *x, int n, int d, int ld)
+SFA_CLONES void nn_softmax_rows(float *x, int n, int d, int ld)
 {
 	for (int i = 0; i < n; i++) {
 		float *p = x + (size_t)i * ld;
@@ -1323,8 +1317,8 @@ enum { ATTN_QBLOCK = 256 };
 /* exp(x - max) over each row in place; the row sums go to sums[] (no normalisation:
  * the caller scales the much narrower output rows instead). With x16, each row is also
  * rounded to bf16 there (same stride) while it is in cache. */
-NN_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums,
-                                           uint16_t *x16)
+SFA_CLONES static void softmax_unnormalised(float *x, int n, int d, int ld, float *sums,
+                                            uint16_t *x16)
 {
 	for (int i = 0; i < n; i++) {
 		sums[i] = (float)softmax_exp_row(x + (size_t)i * ld, d);
@@ -1471,8 +1465,8 @@ static inline __attribute__((always_inline)) void few_rows_block(int nr, int k, 
 			y[(size_t)r * ldy + c] += acc[r][c];
 }
 
-NN_CLONES void nn_gemm_few_rows(int m, int n, int k, const float *x, int ldx, const float *packed,
-                                float *y, int ldy)
+SFA_CLONES void nn_gemm_few_rows(int m, int n, int k, const float *x, int ldx, const float *packed,
+                                 float *y, int ldy)
 {
 	ops_flops += 2ull * (unsigned long long)m * (unsigned long long)n * (unsigned long long)k;
 	for (int c0 = 0; c0 < n; c0 += FEW_COLS) {

@@ -1,0 +1,20 @@
+/* simd.h - one way to vectorise a kernel for the CPU it runs on.
+ *
+ * The build targets baseline x86-64. A function marked SFA_CLONES is compiled three times
+ * (AVX-512, AVX2, baseline) and the loader picks the best the CPU has. Write such kernels
+ * as plain loops over independent lanes so that each clone vectorises them. No clone
+ * enables FMA, so products and sums round as in the baseline: results do not depend on
+ * which clone runs. One exception seen with GCC 12.2: its AVX-512 clone of a vectorised
+ * loop dropped a (double)(float) rounding (no cvtpd2ps), so a cloned loop that narrows
+ * must be checked against the baseline clone's output.
+ */
+#ifndef SFA_UTIL_SIMD_H
+#define SFA_UTIL_SIMD_H
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SFA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SFA_CLONES
+#endif
+
+#endif
