@@ -864,13 +864,16 @@ void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int
  * util/simd.h). */
 
 enum { LANES = 16 };
+typedef float v16sf __attribute__((vector_size(LANES * sizeof(float))));
+typedef int v16si __attribute__((vector_size(LANES * sizeof(int))));
 
-/* exp(x) for float, within 2 ulp over the whole range (flushes to 0 below -87.3).
+/* exp(x) for float, within 2 ulp; flushes to 0 below -87.3 and saturates at 2.4e38 from
+ * 88.376 up (so that 2^n, n in [-126, 127], is one normal float: a single scaling).
  * Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6 polynomial. */
 static inline float exp_f(float x)
 {
 	x = x < -87.33654f ? -87.33654f : x;
-	x = x > 88.72283f ? 88.72283f : x;
+	x = x > 88.37626f ? 88.37626f : x;
 	float fn = x * 1.44269504f + 12582912.0f; /* round to nearest via the 1.5*2^23 trick */
 	fn -= 12582912.0f;
 	float r = x - fn * 0.693359375f;
@@ -883,14 +886,11 @@ static inline float exp_f(float x)
 	p = p * r + 5.0000001201e-1f;
 	p = p * (r * r) + r;
 	p = p + 1.0f;
-	int n = (int)fn;
-	/* 2^n in two steps so that n = -127 and 128 do not overflow the exponent field. */
-	int n1 = n / 2, n2 = n - n1;
 	union {
 		uint32_t u;
 		float f;
-	} s1 = {.u = (uint32_t)(n1 + 127) << 23}, s2 = {.u = (uint32_t)(n2 + 127) << 23};
-	return p * s1.f * s2.f;
+	} s = {.u = (uint32_t)((int)fn + 127) << 23};
+	return p * s.f;
 }
 
 static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
@@ -924,11 +924,11 @@ SFA_CLONES void nn_lstm_cell(const float *gates, float *c, float *h, int n)
 /* GELU(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)), the exact (erf) form, evaluated as
  * x/2 erfc(-x/sqrt 2) so that negative x do not lose precision to 1 + erf cancelling.
  * erfc(z), z >= 0, is t exp(-z^2 + P(t)) with t = 1/(1 + z/2) and P the Chebyshev fit of
- * Numerical Recipes (relative error < 1.2e-7 for every z); z^2 is split as
- * s^2 + (z - s)(z + s) with s = z rounded to 12 bits, so that exp's argument is exact and
- * the result keeps float precision (a few ulp) even where exp(-z^2) is tiny. Vectorised,
- * unlike libm's erfcf, which cost 6% of a forward pass. (PyTorch's own CPU GELU uses a
- * 1.5e-7-absolute erf approximation; this is closer to exact.) */
+ * Numerical Recipes (relative error < 1.2e-7 for every z). Rounding z^2 moves the result
+ * by at most z^2 * 6e-8 relative, half what rounding x/sqrt 2 to float already does, so
+ * the result keeps the precision its argument has, down into the far negative tail.
+ * Vectorised, unlike libm's erfcf, which cost 6% of a forward pass. (PyTorch's own CPU
+ * GELU uses a 1.5e-7-absolute erf approximation; this is closer to exact.) */
 static inline float gelu_f(float x)
 {
 	float y = x * -0.70710678118654752f;
@@ -944,13 +944,7 @@ static inline float gelu_f(float x)
 	p = p * t + 0.37409196f;
 	p = p * t + 1.00002368f;
 	p = p * t + -1.26551223f;
-	union {
-		float f;
-		uint32_t u;
-	} sv = {.f = z};
-	sv.u &= 0xfffff000u; /* s: z with 12 significant bits, s*s exact */
-	float s = sv.f;
-	float e = t * exp_f(-s * s) * exp_f((s - z) * (s + z) + p);
+	float e = t * exp_f(p - z * z);
 	float erfc = y >= 0 ? e : 2.0f - e;
 	return 0.5f * x * erfc;
 }
@@ -1112,32 +1106,47 @@ void nn_glu_scale_add_channels(const float *z, int ch, size_t n, const float *sc
 	channel_parts(NULL, ch, a.group, glu_add_part, &a);
 }
 
-/* Sum and sum of squared deviations from `mean` of n floats: float lanes (vectorised) over
- * blocks of SUM_BLOCK values, each block's lanes then added in double, so that rounding
- * does not grow with n (rows reach 10^5 values in the time branch). */
+/* Sum and sum of squared deviations from `mean` of n floats: four chains of float lanes
+ * (vectorised; four, so that the adds do not wait on one another) over blocks of SUM_BLOCK
+ * values, each block's lanes then added in double, pairwise, so that rounding does not
+ * grow with n (rows reach 10^5 values in the time branch). */
 enum { SUM_BLOCK = 1024 };
 
 /* The one blocked loop behind both: with squares, of (p - mean)^2, else of p. Inlined
- * into each clone with squares constant, so each keeps its own vectorised loop. */
+ * into each clone with squares constant, so each keeps its own vectorised loop. Written
+ * with GCC's vector extension: GCC 12 vectorised the same loop on float[LANES] poorly
+ * (about 5x slower). */
+static inline __attribute__((always_inline)) void add_lanes(v16sf *acc, const float *p,
+                                                            bool squares, float mean)
+{
+	v16sf v;
+	memcpy(&v, p, sizeof v);
+	if (squares)
+		v = (v - mean) * (v - mean);
+	*acc += v;
+}
+
 static inline __attribute__((always_inline)) double blocked_sum(const float *p, size_t n,
                                                                 bool squares, float mean)
 {
 	double s = 0.0;
 	size_t i = 0;
 	while (i + LANES <= n) {
-		float acc[LANES] = {0};
+		v16sf acc[4] = {{0}};
 		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
+		for (; i + 4 * LANES <= end; i += 4 * LANES)
+			for (int c = 0; c < 4; c++)
+				add_lanes(&acc[c], p + i + (size_t)c * LANES, squares, mean);
 		for (; i + LANES <= end; i += LANES)
-			for (int j = 0; j < LANES; j++) {
-				if (squares) {
-					float d = p[i + j] - mean;
-					acc[j] += d * d;
-				} else {
-					acc[j] += p[i + j];
-				}
-			}
+			add_lanes(&acc[0], p + i, squares, mean);
+		v16sf a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+		double d[LANES];
 		for (int j = 0; j < LANES; j++)
-			s += acc[j];
+			d[j] = a[j];
+		for (int w = LANES / 2; w > 0; w /= 2)
+			for (int j = 0; j < w; j++)
+				d[j] += d[j + w];
+		s += d[0];
 	}
 	for (; i < n; i++) {
 		if (squares) {
@@ -1272,13 +1281,18 @@ SFA_CLONES void nn_layernorm(const float *x, float *out, int n, int d, const flo
  * below so that it is vectorised for the clone's target. */
 static inline __attribute__((always_inline)) double softmax_exp_row(float *p, int d)
 {
-	float mx[LANES];
+	/* The maximum in vector lanes, written with GCC's vector extension: GCC 12 leaves
+	 * the same loop on float[LANES] scalar (its max of floats does not vectorise). */
+	v16sf mx;
 	for (int j = 0; j < LANES; j++)
 		mx[j] = p[0];
 	int k = 0;
-	for (; k + LANES <= d; k += LANES)
-		for (int j = 0; j < LANES; j++)
-			mx[j] = p[k + j] > mx[j] ? p[k + j] : mx[j];
+	for (; k + LANES <= d; k += LANES) {
+		v16sf v;
+		memcpy(&v, p + k, sizeof v);
+		v16si gt = v > mx;
+		mx = (v16sf)(((v16si)v & gt) | ((v16si)mx & ~gt));
+	}
 	float m = mx[0];
 	for (int j = 1; j < LANES; j++)
 		m = mx[j] > m ? mx[j] : m;
