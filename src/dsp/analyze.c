@@ -8,9 +8,8 @@
  * level (tempo.c) -> beats at the corrected tempo -> tempo_confidence; and MFCC.
  * Pass 2, only for key/chroma: the tuning from the peaks, the chroma filterbank, then every
  * frame's power spectrum again (recomputing one FFT per frame is cheaper than keeping a
- * 1025 x T spectrogram) and its chroma, and for the chords a treble chroma (the bins from
- * DSP_TREBLE_BIN up) and the bass signal (chords.c); the chords give the key, the mean
- * chroma librosa's Krumhansl-Kessler key.
+ * 1025 x T spectrogram) and its chroma, and for the chords the bass and mid signals
+ * (chords.c); the chords give the key, the mean chroma librosa's Krumhansl-Kessler key.
  *
  * Memory: every buffer comes from two arenas sized before the first frame: `work` (freed
  * on return) and the result's own (freed by dsp_result_free). The big buffers are the mel
@@ -136,9 +135,9 @@ struct work {
 	struct dsp_peaks peaks;
 	float *chroma_fb; /* [1025 * 12] */
 	void *beat_work;
-	float *treble; /* [12 * T] treble chroma for the chords, or NULL */
-	float *low;    /* the bass signal (dsp_bass_signal), or NULL */
-	size_t n_low;
+	float *low; /* the bass signal (dsp_bass_signal), or NULL */
+	float *mid; /* the mid signal (dsp_mid_signal), or NULL */
+	size_t n_low, n_mid;
 	int chord_key;         /* the key of the chords' first reading (key.c), or -1 */
 	double chord_key_conf; /* its confidence */
 };
@@ -267,13 +266,13 @@ static void analyze_chords(struct work *w, struct dsp_result *r)
 	if (!work ||
 	    !(r->chords = ualloc(&r->mem, dsp_chords_cap(T, nb), sizeof(struct dsp_chord))))
 		return;
-	r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms, T,
+	r->n_chords = dsp_chords(w->low, w->n_low, w->mid, w->n_mid, r->tuning, r->rms, T,
 	                         r->duration_s, r->beats, nb, -1, 0, work, r->chords);
 	double scores[24];
 	w->chord_key = dsp_key_chords(r->chords, r->n_chords, scores, &w->chord_key_conf);
 	if (w->chord_key >= 0)
-		r->n_chords = dsp_chords(r->chroma, w->treble, w->low, w->n_low, r->tuning, r->rms,
-		                         T, r->duration_s, r->beats, nb, w->chord_key, 1, work,
+		r->n_chords = dsp_chords(w->low, w->n_low, w->mid, w->n_mid, r->tuning, r->rms, T,
+		                         r->duration_s, r->beats, nb, w->chord_key, 1, work,
 		                         r->chords);
 }
 
@@ -408,8 +407,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	                                             : 0) +
 	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 	                             ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
-	                                       (T * DSP_N_CHROMA + dsp_bass_signal_len(n)) *
-	                                               sizeof(float)
+	                                       (dsp_bass_signal_len(n) + dsp_mid_signal_len(n) +
+	                                        2) * sizeof(float)
 	                             : 0) +
 	                    ((feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
@@ -504,24 +503,23 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	if (want_chroma) {
 		r.tuning = dsp_tuning_from_peaks(&w->peaks);
 		dsp_chroma_fb(r.tuning, w->chroma_fb);
-		float c[DSP_N_CHROMA], ct[DSP_N_CHROMA];
+		float c[DSP_N_CHROMA];
 		int want_chords = (feat &
 		                   (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
 		if (want_chords) {
 			w->n_low = dsp_bass_signal_len(n);
-			if (!(w->treble = ualloc(&wa, T * DSP_N_CHROMA, sizeof(float))) ||
-			    !(w->low = ualloc(&wa, w->n_low ? w->n_low : 1, sizeof(float))))
+			w->n_mid = dsp_mid_signal_len(n);
+			if (!(w->low = ualloc(&wa, w->n_low ? w->n_low : 1, sizeof(float))) ||
+			    !(w->mid = ualloc(&wa, w->n_mid ? w->n_mid : 1, sizeof(float))))
 				goto nomem;
 			dsp_bass_signal(x, n, w->low);
+			dsp_mid_signal(x, n, w->mid);
 		}
 		for (size_t t = 0; t < T; t++) {
 			dsp_stft_frame(&w->stft, x, n, t, w->mag, w->pow);
-			dsp_chroma_frame_treble(w->chroma_fb, w->pow, DSP_TREBLE_BIN, c,
-			                        w->treble ? ct : NULL);
+			dsp_chroma_frame(w->chroma_fb, w->pow, c);
 			for (int k = 0; k < DSP_N_CHROMA; k++)
 				r.chroma[(size_t)k * T + t] = c[k];
-			for (int k = 0; w->treble && k < DSP_N_CHROMA; k++)
-				w->treble[(size_t)k * T + t] = ct[k];
 		}
 		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 			analyze_chords(w, &r);

@@ -1,11 +1,11 @@
-/* chords.c - a chord timeline: beat-synchronous chroma, template matching, HMM smoothing.
+/* chords.c - a chord timeline: beat-synchronous notes, template matching, HMM smoothing.
  *
  * 1. Segments: one per beat. The beat tracker leaves out quiet starts and ends, so the
  *    beats are extended before the first and after the last at their median interval,
  *    and the first segment starts at frame 0. Without beats (no tempo, or an analysis
  *    without them) the segments are CHORD_NOBEAT_FRAMES long (half a second).
- * 2. Each segment's chroma is the mean of its frames' chroma_stft (each frame already
- *    divided by its max, so quiet frames count like loud ones).
+ * 2. Each segment's chroma is that of its notes (below): the magnitude of every note from
+ *    F#3 to B5 over the segment, summed by pitch class and divided by the largest.
  * 3. Emission: the Pearson correlation of that vector with each of 60 chord templates
  *    (12 roots x major, minor, dominant seventh, major seventh, minor seventh;
  *    pitch-class masks, 1 on the triad's notes and CHORD_SEVENTH_WEIGHT on the seventh).
@@ -16,23 +16,25 @@
  *    (a triad's harmonics put some energy on its major seventh: E's third harmonic is B).
  *    The constants were chosen on the first 60 songs of the bench/analysis-accuracy
  *    corpus: majmin 69 % with equal weights, beta 12 and a cost of 0.06; 72.6 % as they
- *    are, where the time read as a seventh is the labelled seventh 45 % of the time (23 %
- *    without the cost, for 73.4 % majmin: majmin does not see a false seventh).
+ *    were, where the time read as a seventh was the labelled seventh 45 % of the time (23 %
+ *    without the cost, for 73.4 % majmin: majmin does not see a false seventh). With the
+ *    notes' chroma the cost is 0.04: on seeds 18-20 of the corpus the time read as a
+ *    seventh is the labelled one 72-85 % of the time and reads 40-49 % of the labelled
+ *    sevenths' time (the chroma_stft before: 45 % and 27 % on seed 18; with the cost at
+ *    0.08, 77 % and 26 %, at 0.02, 67 % and 48 %; at 0.03 the key one song worse on 17).
  *    The no-chord state N scores CHORD_N_SCORE: it wins where no template correlates
  *    better (flat chroma: drums alone, noise), and 1 in silence (a segment more than
  *    CHORD_SILENCE_DB under the song's loudest, or digital silence).
  *    The bass (below): every chord's score gains CHORD_BASS_WEIGHT times the segment's
  *    bass weight times (the bass chroma on its root, plus CHORD_BASS_INV times the larger
  *    on its third or fifth for an inversion, less the bass chroma's mean). The chroma the
- *    templates see is half chroma_stft and half a treble chroma (the same filterbank over
- *    the bins from 183 Hz up, analyze.c), less CHORD_HARMONIC5 times the note a major
- *    third below each pitch class (a note's fifth harmonic, which makes a minor chord's
- *    root sound its major third). On the first 100 songs of the corpus these took majmin
- *    from 76.3 % to 85.0 % (root 79.0 % to 88.2 %) and the key from 87 % to 91 %: the bass
- *    alone 0.2-0.8 gave 80-81 %; the treble chroma alone made it worse (75.6 % at 0.5,
- *    72.4 % alone), with the bass better (82.2 %); the bass weighed by its level and the
- *    pedal test 84.6 %; a weight of 0.8 then 85.3 %; the harmonic 0.1 / 0.2 / 0.3 / 0.4
- *    moved majmin by -0.2..+0.1 and the key from 90 % to 89 / 92 / 92 / 90 %.
+ *    templates see is the notes' chroma less CHORD_HARMONIC5 times the note a major third
+ *    below each pitch class (a note's fifth harmonic, which makes a minor chord's root
+ *    sound its major third). On the first 100 songs of the corpus these took majmin from
+ *    76.3 % to 85.0 % (root 79.0 % to 88.2 %) and the key from 87 % to 91 % (with a chroma
+ *    from the STFT then): the bass alone 0.2-0.8 gave 80-81 %; the bass weighed by its
+ *    level and the pedal test 84.6 %; a weight of 0.8 then 85.3 %; the harmonic 0.1 / 0.2
+ *    / 0.3 / 0.4 moved majmin by -0.2..+0.1 and the key from 90 % to 89 / 92 / 92 / 90 %.
  *    Given the song's key (the caller reads the chords once without one, takes their key,
  *    key.c, and reads them again with it), every chord's score gains CHORD_KEY_WEIGHT
  *    times its function's weight in that key (dsp_key_chord_weight: the tonic 1, IV and V
@@ -62,6 +64,20 @@
  * held under changing chords is not their root (the 12 pedal songs of the first 100 read
  * 67.7 % without the bass, 61-63 % with the bass trusted throughout, 74 % with the test).
  *
+ * The notes above the bass: chroma_stft's bins are a semitone wide at 185 Hz, and a
+ * harmonic-rich sound smears its partials over the neighbouring pitch classes there.
+ * dsp_mid_signal low-passes the song the same way (three moving means of 4 samples) and
+ * keeps every 4th sample (5513 Hz); each segment's notes F#3 (185 Hz) to B5 (988 Hz) at the
+ * song's tuning are taken by Goertzel over the segment (at least MID_MIN_S, Hann window:
+ * a main lobe of +-4 Hz over a 0.5 s beat, against 11 Hz between semitones at F#3), their
+ * magnitudes (not powers: a chord's quieter notes still count) summed by pitch class.
+ * Against half chroma_stft and half a treble chroma of its bins from 183 Hz up (seeds
+ * 17-22 of the corpus, 800 songs; 21 and 22 held out while the choice was made): majmin
+ * +4.6..+7.9 points on every seed, the key exact on 96.3 / 95 / 91 / 93 / 93 / 92 % against
+ * 95.3 / 92 / 90 / 91 / 87 / 93 %. Powers instead of magnitudes gave +0.8 / -0.3 / +1.1
+ * majmin and the key -3..0 songs on seeds 18-20; half STFT chroma and half the notes'
+ * chroma, -1.1..-0.3 majmin against the notes alone and the key -2..0 songs.
+ *
  * Memory: the caller's work buffer (dsp_chords_work_bytes) and output array
  * (dsp_chords_cap); nothing is allocated here. Threading: reentrant.
  */
@@ -72,6 +88,7 @@
 
 #include "dsp/dsp.h"
 #include "dsp/dsp_internal.h"
+#include "util/simd.h"
 
 enum {
 	N_QUAL = 5,                 /* maj, min, 7, maj7, m7 */
@@ -83,12 +100,11 @@ enum {
 #define CHORD_BETA           30.0
 #define CHORD_P_SELF         0.9
 #define CHORD_SEVENTH_WEIGHT 0.6
-#define CHORD_SEVENTH_COST   0.08
+#define CHORD_SEVENTH_COST   0.04
 #define CHORD_N_SCORE        0.2
 #define CHORD_KEY_WEIGHT     0.1
 #define CHORD_SILENCE_DB     45.0
 
-#define CHORD_TREBLE      0.5
 #define CHORD_HARMONIC5   0.2
 #define CHORD_BASS_WEIGHT 0.8
 #define CHORD_BASS_INV    0.3
@@ -97,10 +113,21 @@ enum {
 enum { CHORD_PEDAL_WINDOW = 8 };
 
 /* the bass: a signal at DSP_SR_HZ / BASS_DECIM (1378 Hz), notes BASS_LO (C2, 65 Hz) to
- * BASS_HI (F#3, 185 Hz), over at least BASS_MIN_S and at most BASS_MAX_LEN samples */
-enum { BASS_DECIM = 16, BASS_LO = 36, BASS_HI = 54, BASS_MAX_LEN = 4096, BASS_COLS = 14 };
+ * BASS_HI (F#3, 185 Hz), over at least BASS_MIN_S and at most BASS_MAX_LEN samples; the
+ * notes above: a signal at DSP_SR_HZ / MID_DECIM (5513 Hz), notes MID_LO (F#3) to MID_HI
+ * (B5, 988 Hz), over at least MID_MIN_S and at most MID_MAX_LEN samples. Per segment
+ * (SEG_COLS floats): the bass chroma, its power, its weight, then the notes' chroma. */
+enum { BASS_DECIM = 16, BASS_LO = 36, BASS_HI = 54, BASS_MAX_LEN = 4096 };
+enum { MID_DECIM = 4, MID_LO = 54, MID_HI = 83, MID_MAX_LEN = 8192 };
+enum { SEG_POWER = 12, SEG_WEIGHT = 13, SEG_MID = 14, SEG_COLS = SEG_MID + 12 };
+enum { BANK_MAX = 32 }; /* notes one Goertzel bank takes */
 #define BASS_SR    ((double)DSP_SR_HZ / BASS_DECIM)
 #define BASS_MIN_S 0.4
+#define MID_SR     ((double)DSP_SR_HZ / MID_DECIM)
+#define MID_MIN_S  0.25
+_Static_assert(BASS_HI - BASS_LO + 1 <= BANK_MAX && MID_HI - MID_LO + 1 <= BANK_MAX,
+               "the notes fit a Goertzel bank");
+_Static_assert((int)BASS_MAX_LEN <= (int)MID_MAX_LEN, "the window buffer holds the bass's");
 
 static const struct {
 	const char *suffix;
@@ -143,13 +170,14 @@ static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 size_t dsp_chords_work_bytes(size_t T, size_t nb)
 {
 	size_t cap = dsp_chords_cap(T, nb);
-	return align8(cap * sizeof(int)) +               /* segment starts */
-	       align8(cap * N_STATES * sizeof(float)) +  /* scores */
-	       align8(cap * N_STATES) +                  /* back-pointers */
-	       align8((nb + 1) * sizeof(float)) +        /* beat intervals */
-	       align8(cap * sizeof(uint8_t)) +           /* the path */
-	       align8(cap * BASS_COLS * sizeof(float)) + /* bass chroma, power, weight */
-	       align8(cap * sizeof(float)) +             /* the bass powers, to sort */
+	return align8(cap * sizeof(int)) +              /* segment starts */
+	       align8(cap * N_STATES * sizeof(float)) + /* scores */
+	       align8(cap * N_STATES) +                 /* back-pointers */
+	       align8((nb + 1) * sizeof(float)) +       /* beat intervals */
+	       align8(cap * sizeof(uint8_t)) +          /* the path */
+	       align8(cap * SEG_COLS * sizeof(float)) + /* bass and notes, per segment */
+	       align8(cap * sizeof(float)) +            /* the bass powers, to sort */
+	       align8(MID_MAX_LEN * sizeof(double)) +   /* a windowed segment */
 	       64;
 }
 
@@ -228,35 +256,61 @@ _Static_assert((int)N_STATES <= (int)VITERBI_MAX_STATES, "the chord states fit v
 
 /* ---- the bass ---------------------------------------------------------------------- */
 size_t dsp_bass_signal_len(size_t n) { return n / BASS_DECIM; }
+size_t dsp_mid_signal_len(size_t n) { return n / MID_DECIM; }
 
-void dsp_bass_signal(const float *x, size_t n, float *low)
+/* three moving means of `factor` samples, then every factor-th sample */
+static void decimate(const float *x, size_t n, int factor, float *out)
 {
-	/* three moving means of BASS_DECIM samples, then every BASS_DECIM-th sample */
 	double ring[3][BASS_DECIM], sum[3] = {0.0, 0.0, 0.0};
 	memset(ring, 0, sizeof ring);
-	size_t m = dsp_bass_signal_len(n);
-	for (size_t i = 0; i < m * BASS_DECIM; i++) {
+	size_t m = n / (size_t)factor;
+	for (size_t i = 0; i < m * (size_t)factor; i++) {
 		double v = x[i];
-		int slot = (int)(i % BASS_DECIM);
+		int slot = (int)(i % (size_t)factor);
 		for (int st = 0; st < 3; st++) {
 			sum[st] += v - ring[st][slot];
 			ring[st][slot] = v;
-			v = sum[st] / BASS_DECIM;
+			v = sum[st] / factor;
 		}
-		if (slot == BASS_DECIM - 1)
-			low[i / BASS_DECIM] = (float)v;
+		if (slot == factor - 1)
+			out[i / (size_t)factor] = (float)v;
 	}
 }
 
-/* The bass chroma of low[j0, j1) (dsp_bass_signal): the power of every note from
- * BASS_LO to BASS_HI (coef: Goertzel's 2 cos(w) of each, at the song's tuning) under a Hann
- * window, summed by pitch class and divided by the largest; all 0 when there is none. */
-static double bass_chroma(const float *low, size_t n_low, long j0, long j1, const double *coef,
-                          float *out)
+void dsp_bass_signal(const float *x, size_t n, float *low) { decimate(x, n, BASS_DECIM, low); }
+void dsp_mid_signal(const float *x, size_t n, float *mid) { decimate(x, n, MID_DECIM, mid); }
+
+/* Goertzel's power of n notes (coef: each one's 2 cos(w)) over xw[0, len): the notes in
+ * lanes, each its own recurrence in the same order as one at a time, so every clone gives
+ * the same bits. */
+SFA_CLONES static void goertzel_bank(const double *xw, long len, const double *coef, int n,
+                                     double *power)
+{
+	double cw[BANK_MAX] = {0}, s1[BANK_MAX] = {0}, s2[BANK_MAX] = {0};
+	memcpy(cw, coef, (size_t)n * sizeof *cw);
+	for (long j = 0; j < len; j++)
+		for (int m = 0; m < BANK_MAX; m++) {
+			double s0 = xw[j] + cw[m] * s1[m] - s2[m];
+			s2[m] = s1[m];
+			s1[m] = s0;
+		}
+	for (int m = 0; m < n; m++) {
+		double p = s1[m] * s1[m] + s2[m] * s2[m] - cw[m] * s1[m] * s2[m];
+		power[m] = p > 0.0 ? p : 0.0;
+	}
+}
+
+/* The notes lo..hi (coef: Goertzel's 2 cos(w) of each, at the song's tuning) in sig[j0, j1)
+ * of a signal at sr, the span widened to min_s around its middle and cut to max_len, under
+ * a Hann window (xw: max_len doubles), by pitch class into acc: their power, or with
+ * magnitude its square root. Returns the span's length (0: too short, acc all 0). */
+static long note_classes(const float *sig, size_t n_sig, long j0, long j1, double sr, double min_s,
+                         long max_len, int lo, int hi, const double *coef, int magnitude,
+                         double *xw, double *acc)
 {
 	for (int c = 0; c < 12; c++)
-		out[c] = 0.0f;
-	long min_len = (long)(BASS_MIN_S * BASS_SR);
+		acc[c] = 0.0;
+	long min_len = (long)(min_s * sr);
 	if (j1 - j0 < min_len) {
 		long mid = (j0 + j1) / 2;
 		j0 = mid - min_len / 2;
@@ -264,35 +318,34 @@ static double bass_chroma(const float *low, size_t n_low, long j0, long j1, cons
 	}
 	if (j0 < 0)
 		j0 = 0;
-	if (j1 > (long)n_low)
-		j1 = (long)n_low;
-	double acc[12] = {0};
-	if (j1 - j0 > BASS_MAX_LEN) {
-		j0 = (j0 + j1) / 2 - BASS_MAX_LEN / 2;
-		j1 = j0 + BASS_MAX_LEN;
+	if (j1 > (long)n_sig)
+		j1 = (long)n_sig;
+	if (j1 - j0 > max_len) {
+		j0 = (j0 + j1) / 2 - max_len / 2;
+		j1 = j0 + max_len;
 	}
 	long len = j1 - j0;
 	if (len < 16)
-		return 0.0;
+		return 0;
 	/* the Hann window by rotating (cos, sin) of the phase 2 pi (j + 0.5) / len */
-	double xw[BASS_MAX_LEN], step = 2.0 * M_PI / (double)len;
+	double step = 2.0 * M_PI / (double)len;
 	double wc = cos(0.5 * step), ws = sin(0.5 * step), cs = cos(step), ss = sin(step);
 	for (long j = 0; j < len; j++) {
-		xw[j] = (0.5 - 0.5 * wc) * low[j0 + j];
+		xw[j] = (0.5 - 0.5 * wc) * sig[j0 + j];
 		double next = wc * cs - ws * ss;
 		ws = ws * cs + wc * ss;
 		wc = next;
 	}
-	for (int m = BASS_LO; m <= BASS_HI; m++) {
-		double cw = coef[m - BASS_LO], s1 = 0.0, s2 = 0.0;
-		for (long j = 0; j < len; j++) {
-			double s0 = xw[j] + cw * s1 - s2;
-			s2 = s1;
-			s1 = s0;
-		}
-		double p = s1 * s1 + s2 * s2 - cw * s1 * s2;
-		acc[m % 12] += p > 0.0 ? p : 0.0;
-	}
+	double power[BANK_MAX];
+	goertzel_bank(xw, len, coef, hi - lo + 1, power);
+	for (int m = lo; m <= hi; m++)
+		acc[m % 12] += magnitude ? sqrt(power[m - lo]) : power[m - lo];
+	return len;
+}
+
+/* acc divided by its largest into out (all 0 when there is none); returns their sum. */
+static double by_largest(const double *acc, float *out)
+{
 	double mx = 0.0, total = 0.0;
 	for (int c = 0; c < 12; c++) {
 		total += acc[c];
@@ -301,12 +354,20 @@ static double bass_chroma(const float *low, size_t n_low, long j0, long j1, cons
 	}
 	for (int c = 0; c < 12; c++)
 		out[c] = mx > 0.0 ? (float)(acc[c] / mx) : 0.0f;
-	return total / (double)len;
+	return total;
 }
 
-size_t dsp_chords(const float *chroma, const float *treble, const float *low, size_t n_low,
-                  double tuning, const float *rms, size_t T, double duration_s, const int *beats,
-                  size_t nb, int key, int bass_ready, void *work, struct dsp_chord *out)
+/* Goertzel's 2 cos(w) of the notes lo..hi at the song's tuning, for a signal at sr. */
+static void note_coefs(int lo, int hi, double tuning, double sr, double *coef)
+{
+	for (int m = lo; m <= hi; m++)
+		coef[m - lo] = 2.0 * cos(2.0 * M_PI * 440.0 *
+		                         pow(2.0, ((double)m - 69.0 + tuning) / 12.0) / sr);
+}
+
+size_t dsp_chords(const float *low, size_t n_low, const float *mid, size_t n_mid, double tuning,
+                  const float *rms, size_t T, double duration_s, const int *beats, size_t nb,
+                  int key, int notes_ready, void *work, struct dsp_chord *out)
 {
 	if (T == 0)
 		return 0;
@@ -322,33 +383,40 @@ size_t dsp_chords(const float *chroma, const float *treble, const float *low, si
 	p += align8((nb + 1) * sizeof(float));
 	uint8_t *path = p;
 	p += align8(cap * sizeof(uint8_t));
-	float *bass = (float *)(void *)p; /* [ns][BASS_COLS]: chroma, power, weight */
-	p += align8(cap * BASS_COLS * sizeof(float));
+	float *notes = (float *)(void *)p; /* [ns][SEG_COLS] */
+	p += align8(cap * SEG_COLS * sizeof(float));
 	float *tmp = (float *)(void *)p;
+	p += align8(cap * sizeof(float));
+	double *xw = (double *)(void *)p;
 
 	size_t ns = segments(beats, nb, T, iv, seg);
 
-	/* the bass of every segment (its chroma, its power, the weight it gets): full weight
-	 * from CHORD_BASS_REL times the song's median power up, and less where the segment's
-	 * bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments around it
-	 * (a pedal: the weight falls from full at that share to none when all of them have it);
-	 * with bass_ready, work holds them from a call on the same beats */
-	double coef[BASS_HI - BASS_LO + 1]; /* Goertzel's 2 cos(w) of every note */
-	for (int m = BASS_LO; m <= BASS_HI; m++)
-		coef[m - BASS_LO] = 2.0 *
-		                    cos(2.0 * M_PI * 440.0 *
-		                        pow(2.0, ((double)m - 69.0 + tuning) / 12.0) / BASS_SR);
-	for (size_t s = 0; low && !bass_ready && s < ns; s++) {
-		size_t a = (size_t)seg[s], b = s + 1 < ns ? (size_t)seg[s + 1] : T;
-		float *bs = bass + s * BASS_COLS;
-		bs[12] = (float)bass_chroma(low, n_low, (long)a * (DSP_HOP / BASS_DECIM),
-		                            (long)b * (DSP_HOP / BASS_DECIM), coef, bs);
-		tmp[s] = bs[12];
+	/* every segment's notes (with notes_ready, work holds them from a call on the same
+	 * beats): the notes' chroma, and the bass (its chroma, its power, the weight it gets):
+	 * full weight from CHORD_BASS_REL times the song's median power up, and less where the
+	 * segment's bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments
+	 * around it (a pedal: the weight falls from full at that share to none when all of
+	 * them have it) */
+	double bass_coef[BANK_MAX], mid_coef[BANK_MAX], acc[12];
+	note_coefs(BASS_LO, BASS_HI, tuning, BASS_SR, bass_coef);
+	note_coefs(MID_LO, MID_HI, tuning, MID_SR, mid_coef);
+	for (size_t s = 0; !notes_ready && s < ns; s++) {
+		long a = seg[s], b = s + 1 < ns ? seg[s + 1] : (long)T;
+		float *bs = notes + s * SEG_COLS;
+		long len = note_classes(low, n_low, a * (DSP_HOP / BASS_DECIM),
+		                        b * (DSP_HOP / BASS_DECIM), BASS_SR, BASS_MIN_S,
+		                        BASS_MAX_LEN, BASS_LO, BASS_HI, bass_coef, 0, xw, acc);
+		double total = by_largest(acc, bs);
+		bs[SEG_POWER] = len ? (float)(total / (double)len) : 0.0f;
+		tmp[s] = bs[SEG_POWER];
+		note_classes(mid, n_mid, a * (DSP_HOP / MID_DECIM), b * (DSP_HOP / MID_DECIM),
+		             MID_SR, MID_MIN_S, MID_MAX_LEN, MID_LO, MID_HI, mid_coef, 1, xw, acc);
+		by_largest(acc, bs + SEG_MID);
 	}
-	double med = low && !bass_ready ? dsp_median_f32(tmp, ns) : 0.0;
-	for (size_t s = 0; low && !bass_ready && s < ns; s++) {
-		float *bs = bass + s * BASS_COLS;
-		double w = med > 0.0 ? bs[12] / (CHORD_BASS_REL * med) : 0.0;
+	double med = !notes_ready ? dsp_median_f32(tmp, ns) : 0.0;
+	for (size_t s = 0; !notes_ready && s < ns; s++) {
+		float *bs = notes + s * SEG_COLS;
+		double w = med > 0.0 ? bs[SEG_POWER] / (CHORD_BASS_REL * med) : 0.0;
 		int dom = 0;
 		for (int c = 1; c < 12; c++)
 			if (bs[c] > bs[dom])
@@ -357,13 +425,13 @@ size_t dsp_chords(const float *chroma, const float *treble, const float *low, si
 		for (long k = (long)s - CHORD_PEDAL_WINDOW; k <= (long)s + CHORD_PEDAL_WINDOW; k++)
 			if (k >= 0 && k < (long)ns) {
 				all++;
-				same += bass[(size_t)k * BASS_COLS + (size_t)dom] >= 1.0f;
+				same += notes[(size_t)k * SEG_COLS + (size_t)dom] >= 1.0f;
 			}
 		double share = (double)same / (double)all;
 		double pedal = share > CHORD_PEDAL_SHARE
 		                       ? (share - CHORD_PEDAL_SHARE) / (1.0 - CHORD_PEDAL_SHARE)
 		                       : 0.0;
-		bs[13] = (float)((w < 1.0 ? w : 1.0) * (1.0 - pedal));
+		bs[SEG_WEIGHT] = (float)((w < 1.0 ? w : 1.0) * (1.0 - pedal));
 	}
 
 	/* the silence threshold: the loudest segment's mean RMS less CHORD_SILENCE_DB */
@@ -400,27 +468,13 @@ size_t dsp_chords(const float *chroma, const float *treble, const float *low, si
 
 	for (size_t s = 0; s < ns; s++) {
 		size_t a = (size_t)seg[s], b = s + 1 < ns ? (size_t)seg[s + 1] : T;
+		const float *bs = notes + s * SEG_COLS;
 		double x[12], mean = 0.0, e = 0.0;
+		/* the notes less each one's fifth harmonic, two octaves and a major third up */
 		for (int c = 0; c < 12; c++) {
-			double sum = 0.0;
-			for (size_t t = a; t < b; t++)
-				sum += chroma[(size_t)c * T + t];
-			x[c] = sum / (double)(b - a);
-			if (treble) {
-				double st = 0.0;
-				for (size_t t = a; t < b; t++)
-					st += treble[(size_t)c * T + t];
-				x[c] = (1.0 - CHORD_TREBLE) * x[c] +
-				       CHORD_TREBLE * st / (double)(b - a);
-			}
+			x[c] = bs[SEG_MID + c] - CHORD_HARMONIC5 * bs[SEG_MID + (c + 8) % 12];
+			x[c] = x[c] > 0.0 ? x[c] : 0.0;
 		}
-		/* less each note's fifth harmonic, two octaves and a major third up */
-		double y[12];
-		for (int c = 0; c < 12; c++) {
-			y[c] = x[c] - CHORD_HARMONIC5 * x[(c + 8) % 12];
-			y[c] = y[c] > 0.0 ? y[c] : 0.0;
-		}
-		memcpy(x, y, sizeof y);
 		for (int c = 0; c < 12; c++)
 			mean += x[c];
 		mean /= 12.0;
@@ -432,13 +486,10 @@ size_t dsp_chords(const float *chroma, const float *treble, const float *low, si
 		for (size_t t = a; rms && t < b; t++)
 			e += rms[t];
 		e /= (double)(b - a);
-		double bc[12] = {0}, bmean = 0.0, bw = 0.0;
-		if (low) {
-			bw = bass[s * BASS_COLS + 13];
-			for (int c = 0; c < 12; c++) {
-				bc[c] = bass[s * BASS_COLS + (size_t)c];
-				bmean += bc[c] / 12.0;
-			}
+		double bc[12], bmean = 0.0, bw = bs[SEG_WEIGHT];
+		for (int c = 0; c < 12; c++) {
+			bc[c] = bs[c];
+			bmean += bc[c] / 12.0;
 		}
 		float *sc = score + s * N_STATES;
 		int silent = (rms && (e <= quiet || e < 1e-5)) || !(norm2 > 1e-12 * mean * mean) ||

@@ -144,19 +144,8 @@ void dsp_chroma_fb(double tuning, float *fb)
 
 void dsp_chroma_frame(const float *fb, const float *pow, float *chroma)
 {
-	dsp_chroma_frame_treble(fb, pow, 0, chroma, NULL);
-}
-
-/* The treble chroma is the same sum over the bins from k0 up: the sum over all bins less
- * the one over the bins under k0, taken on the way (in double, so the difference keeps
- * far more precision than float32 chroma has). */
-void dsp_chroma_frame_treble(const float *fb, const float *pow, int k0, float *chroma,
-                             float *treble)
-{
-	double acc[DSP_N_CHROMA] = {0}, below[DSP_N_CHROMA] = {0};
+	double acc[DSP_N_CHROMA] = {0};
 	for (size_t k = 0; k < DSP_N_BINS; k++) {
-		if (k == (size_t)k0)
-			memcpy(below, acc, sizeof below);
 		const float *f = fb + k * DSP_N_CHROMA;
 		double p = pow[k];
 		for (int c = 0; c < DSP_N_CHROMA; c++)
@@ -174,14 +163,4 @@ void dsp_chroma_frame_treble(const float *fb, const float *pow, int k0, float *c
 		mx = 1.0;
 	for (int c = 0; c < DSP_N_CHROMA; c++)
 		chroma[c] = (float)((double)raw[c] / mx);
-	if (!treble)
-		return;
-	double hi[DSP_N_CHROMA], tmx = 0.0;
-	for (int c = 0; c < DSP_N_CHROMA; c++) {
-		hi[c] = acc[c] - below[c];
-		if (hi[c] > tmx)
-			tmx = hi[c];
-	}
-	for (int c = 0; c < DSP_N_CHROMA; c++)
-		treble[c] = tmx > 1e-30 ? (float)(hi[c] / tmx) : 0.0f;
 }

@@ -28,12 +28,11 @@ enum {
 	DSP_N_MELS = 128,
 	DSP_N_MFCC = 13,
 	DSP_N_CHROMA = 12,
-	DSP_TG_WIN = 344,    /* floor(8 s * 22050 / 512): tempogram window, in frames */
-	DSP_ACF_N = 768,     /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
-	DSP_MIN_LAG = 9,     /* first lag whose bpm is below 320 */
-	DSP_PIP_LO = 14,     /* first bin at or above 150 Hz */
-	DSP_TREBLE_BIN = 17, /* first bin of the chords' treble chroma: 183 Hz, above the bass */
-	DSP_PIP_HI = 371,    /* last bin below 4000 Hz */
+	DSP_TG_WIN = 344, /* floor(8 s * 22050 / 512): tempogram window, in frames */
+	DSP_ACF_N = 768,  /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
+	DSP_MIN_LAG = 9,  /* first lag whose bpm is below 320 */
+	DSP_PIP_LO = 14,  /* first bin at or above 150 Hz */
+	DSP_PIP_HI = 371, /* last bin below 4000 Hz */
 	DSP_TUNING_BINS = 100,
 };
 
@@ -185,10 +184,6 @@ double dsp_tuning_from_peaks(struct dsp_peaks *pk);
 void dsp_chroma_fb(double tuning, float *fb);
 /* One chroma frame (12 values, each divided by the frame's max). */
 void dsp_chroma_frame(const float *fb, const float *pow, float *chroma);
-/* dsp_chroma_frame, and into treble (unless NULL) the same sum over the bins from k0 up
- * divided by its own max (all 0 when there is nothing there): the chords' treble chroma. */
-void dsp_chroma_frame_treble(const float *fb, const float *pow, int k0, float *chroma,
-                             float *treble);
 
 /* ---- onset.c ------------------------------------------------------------------------ */
 /* Onset strength with median aggregation from the clamped mel dB matrix db[t * 128 + m].
@@ -327,18 +322,20 @@ struct dsp_chord; /* dsp.h */
 /* Most segments dsp_chords writes for T frames and nb beats, and the work it needs. */
 size_t dsp_chords_cap(size_t T, size_t nb);
 size_t dsp_chords_work_bytes(size_t T, size_t nb);
-/* The chord segments of a song from its chroma (row-major, 12 x T, as dsp_result keeps
- * it), its per-frame RMS (NULL: no silence test), its beats (nb may be 0) and its key
+/* The chord segments of a song of T frames from its bass and mid signals (below), its
+ * tuning, its per-frame RMS (NULL: no silence test), its beats (nb may be 0) and its key
  * (2 * pc + minor, or -1 for none; see chords.c), into out; they cover 0 .. duration_s.
- * work: dsp_chords_work_bytes, 8-byte aligned. bass_ready: work holds the bass of a call
- * on the same low, tuning, T and beats (the chords' second reading), not computed again. */
-size_t dsp_chords(const float *chroma, const float *treble, const float *low, size_t n_low,
-                  double tuning, const float *rms, size_t T, double duration_s, const int *beats,
-                  size_t nb, int key, int bass_ready, void *work, struct dsp_chord *out);
+ * work: dsp_chords_work_bytes, 8-byte aligned. notes_ready: work holds the notes of a call
+ * on the same signals, tuning, T and beats (the chords' second reading), not taken again. */
+size_t dsp_chords(const float *low, size_t n_low, const float *mid, size_t n_mid, double tuning,
+                  const float *rms, size_t T, double duration_s, const int *beats, size_t nb,
+                  int key, int notes_ready, void *work, struct dsp_chord *out);
 /* The bass signal: x (22050 Hz) low-passed and decimated by 16, dsp_bass_signal_len(n)
- * samples. */
+ * samples; the mid signal the same, decimated by 4. */
 size_t dsp_bass_signal_len(size_t n);
 void dsp_bass_signal(const float *x, size_t n, float *low);
+size_t dsp_mid_signal_len(size_t n);
+void dsp_mid_signal(const float *x, size_t n, float *mid);
 /* The keys of the song's stretches (see chords.c), from its chord timeline (chords, n_chords
  * as dsp_chords gave them) or, with none, from the chroma, favouring the song's key home
  * (2 * pc + minor, or -1); into out (at most dsp_chords_cap); 0 when the song has no key.

@@ -981,6 +981,33 @@ static void bass_signal_filters(void **state)
 	free(low);
 }
 
+/* The mid signal (the chords' notes F#3-B5) keeps them and drops what would fold onto
+ * them: a 440 Hz sine comes through at about its level (the three 4-sample means: 0.97),
+ * a 5000 Hz one (which would alias to 513 Hz) more than 40 dB down. */
+static void mid_signal_filters(void **state)
+{
+	(void)state;
+	size_t n = 4 * DSP_SAMPLE_RATE_HZ, m = dsp_mid_signal_len(n);
+	assert_int_equal(m, n / 4);
+	float *x = calloc(n, sizeof *x), *mid = calloc(m, sizeof *mid);
+	assert_non_null(x);
+	assert_non_null(mid);
+	const double hz[2] = {440.0, 5000.0}, lo[2] = {0.95, 0.0}, hi[2] = {1.0, 0.01};
+	for (int k = 0; k < 2; k++) {
+		memset(x, 0, n * sizeof *x);
+		synth_tone(x, n, hz[k], 0.5);
+		dsp_mid_signal(x, n, mid);
+		double e = 0.0;
+		for (size_t j = m / 4; j < m; j++)
+			e += (double)mid[j] * mid[j];
+		double gain = sqrt(e / (double)(m - m / 4)) / (0.5 / sqrt(2.0));
+		if (!(gain >= lo[k] && gain <= hi[k]))
+			fail_msg("%.0f Hz: gain %.4f", hz[k], gain);
+	}
+	free(x);
+	free(mid);
+}
+
 /* 24 s of I-vi-IV-V in C major, then 24 s of the same in A major, over drums: two keys,
  * changing within two seconds of 24 s; a song in one key has one stretch. */
 static void key_changes_of_a_modulation(void **state)
@@ -1365,6 +1392,7 @@ int main(void)
 		cmocka_unit_test(chords_of_a_progression),
 		cmocka_unit_test(chords_root_from_the_bass),
 		cmocka_unit_test(bass_signal_filters),
+		cmocka_unit_test(mid_signal_filters),
 		cmocka_unit_test(chord_labels_parse),
 		cmocka_unit_test(key_changes_of_a_modulation),
 		cmocka_unit_test(key_lasting_longest),
