@@ -521,7 +521,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 			for (int k = 0; k < DSP_N_CHROMA; k++)
 				r.chroma[(size_t)k * T + t] = c[k];
 		}
-		if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+		if (want_chords)
 			analyze_chords(w, &r);
 		if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 			analyze_key_changes(w, &r); /* the key is the one that lasts longest */

@@ -254,7 +254,7 @@ static void viterbi(const float *score, size_t ns, int n, double p_self, double 
 }
 _Static_assert((int)N_STATES <= (int)VITERBI_MAX_STATES, "the chord states fit viterbi()");
 
-/* ---- the bass ---------------------------------------------------------------------- */
+/* ---- the bass and the notes -------------------------------------------------------- */
 size_t dsp_bass_signal_len(size_t n) { return n / BASS_DECIM; }
 size_t dsp_mid_signal_len(size_t n) { return n / MID_DECIM; }
 
@@ -365,6 +365,54 @@ static void note_coefs(int lo, int hi, double tuning, double sr, double *coef)
 		                         pow(2.0, ((double)m - 69.0 + tuning) / 12.0) / sr);
 }
 
+/* Every segment's notes into notes[s * SEG_COLS ..] (tmp: ns floats, xw: MID_MAX_LEN
+ * doubles): the notes' chroma, and the bass (its chroma, its power, the weight it gets):
+ * full weight from CHORD_BASS_REL times the song's median power up, and less where the
+ * segment's bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments
+ * around it (a pedal: the weight falls from full at that share to none when all of them
+ * have it). */
+static void take_notes(const float *low, size_t n_low, const float *mid, size_t n_mid,
+                       double tuning, const int *seg, size_t ns, size_t T, float *notes, float *tmp,
+                       double *xw)
+{
+	double bass_coef[BANK_MAX], mid_coef[BANK_MAX], acc[12];
+	note_coefs(BASS_LO, BASS_HI, tuning, BASS_SR, bass_coef);
+	note_coefs(MID_LO, MID_HI, tuning, MID_SR, mid_coef);
+	for (size_t s = 0; s < ns; s++) {
+		long a = seg[s], b = s + 1 < ns ? seg[s + 1] : (long)T;
+		float *bs = notes + s * SEG_COLS;
+		long len = note_classes(low, n_low, a * (DSP_HOP / BASS_DECIM),
+		                        b * (DSP_HOP / BASS_DECIM), BASS_SR, BASS_MIN_S,
+		                        BASS_MAX_LEN, BASS_LO, BASS_HI, bass_coef, 0, xw, acc);
+		double total = by_largest(acc, bs);
+		bs[SEG_POWER] = len ? (float)(total / (double)len) : 0.0f;
+		tmp[s] = bs[SEG_POWER];
+		note_classes(mid, n_mid, a * (DSP_HOP / MID_DECIM), b * (DSP_HOP / MID_DECIM),
+		             MID_SR, MID_MIN_S, MID_MAX_LEN, MID_LO, MID_HI, mid_coef, 1, xw, acc);
+		by_largest(acc, bs + SEG_MID);
+	}
+	double med = dsp_median_f32(tmp, ns);
+	for (size_t s = 0; s < ns; s++) {
+		float *bs = notes + s * SEG_COLS;
+		double w = med > 0.0 ? bs[SEG_POWER] / (CHORD_BASS_REL * med) : 0.0;
+		int dom = 0;
+		for (int c = 1; c < 12; c++)
+			if (bs[c] > bs[dom])
+				dom = c;
+		long same = 0, all = 0;
+		for (long k = (long)s - CHORD_PEDAL_WINDOW; k <= (long)s + CHORD_PEDAL_WINDOW; k++)
+			if (k >= 0 && k < (long)ns) {
+				all++;
+				same += notes[(size_t)k * SEG_COLS + (size_t)dom] >= 1.0f;
+			}
+		double share = (double)same / (double)all;
+		double pedal = share > CHORD_PEDAL_SHARE
+		                       ? (share - CHORD_PEDAL_SHARE) / (1.0 - CHORD_PEDAL_SHARE)
+		                       : 0.0;
+		bs[SEG_WEIGHT] = (float)((w < 1.0 ? w : 1.0) * (1.0 - pedal));
+	}
+}
+
 size_t dsp_chords(const float *low, size_t n_low, const float *mid, size_t n_mid, double tuning,
                   const float *rms, size_t T, double duration_s, const int *beats, size_t nb,
                   int key, int notes_ready, void *work, struct dsp_chord *out)
@@ -391,48 +439,8 @@ size_t dsp_chords(const float *low, size_t n_low, const float *mid, size_t n_mid
 
 	size_t ns = segments(beats, nb, T, iv, seg);
 
-	/* every segment's notes (with notes_ready, work holds them from a call on the same
-	 * beats): the notes' chroma, and the bass (its chroma, its power, the weight it gets):
-	 * full weight from CHORD_BASS_REL times the song's median power up, and less where the
-	 * segment's bass note is the strongest in more than CHORD_PEDAL_SHARE of the segments
-	 * around it (a pedal: the weight falls from full at that share to none when all of
-	 * them have it) */
-	double bass_coef[BANK_MAX], mid_coef[BANK_MAX], acc[12];
-	note_coefs(BASS_LO, BASS_HI, tuning, BASS_SR, bass_coef);
-	note_coefs(MID_LO, MID_HI, tuning, MID_SR, mid_coef);
-	for (size_t s = 0; !notes_ready && s < ns; s++) {
-		long a = seg[s], b = s + 1 < ns ? seg[s + 1] : (long)T;
-		float *bs = notes + s * SEG_COLS;
-		long len = note_classes(low, n_low, a * (DSP_HOP / BASS_DECIM),
-		                        b * (DSP_HOP / BASS_DECIM), BASS_SR, BASS_MIN_S,
-		                        BASS_MAX_LEN, BASS_LO, BASS_HI, bass_coef, 0, xw, acc);
-		double total = by_largest(acc, bs);
-		bs[SEG_POWER] = len ? (float)(total / (double)len) : 0.0f;
-		tmp[s] = bs[SEG_POWER];
-		note_classes(mid, n_mid, a * (DSP_HOP / MID_DECIM), b * (DSP_HOP / MID_DECIM),
-		             MID_SR, MID_MIN_S, MID_MAX_LEN, MID_LO, MID_HI, mid_coef, 1, xw, acc);
-		by_largest(acc, bs + SEG_MID);
-	}
-	double med = !notes_ready ? dsp_median_f32(tmp, ns) : 0.0;
-	for (size_t s = 0; !notes_ready && s < ns; s++) {
-		float *bs = notes + s * SEG_COLS;
-		double w = med > 0.0 ? bs[SEG_POWER] / (CHORD_BASS_REL * med) : 0.0;
-		int dom = 0;
-		for (int c = 1; c < 12; c++)
-			if (bs[c] > bs[dom])
-				dom = c;
-		long same = 0, all = 0;
-		for (long k = (long)s - CHORD_PEDAL_WINDOW; k <= (long)s + CHORD_PEDAL_WINDOW; k++)
-			if (k >= 0 && k < (long)ns) {
-				all++;
-				same += notes[(size_t)k * SEG_COLS + (size_t)dom] >= 1.0f;
-			}
-		double share = (double)same / (double)all;
-		double pedal = share > CHORD_PEDAL_SHARE
-		                       ? (share - CHORD_PEDAL_SHARE) / (1.0 - CHORD_PEDAL_SHARE)
-		                       : 0.0;
-		bs[SEG_WEIGHT] = (float)((w < 1.0 ? w : 1.0) * (1.0 - pedal));
-	}
+	if (!notes_ready)
+		take_notes(low, n_low, mid, n_mid, tuning, seg, ns, T, notes, tmp, xw);
 
 	/* the silence threshold: the loudest segment's mean RMS less CHORD_SILENCE_DB */
 	double loudest = 0.0;

@@ -864,8 +864,7 @@ void nn_convtr_h(struct nn_ws *ws, const float *wt, const float *b, int cin, int
  * util/simd.h). */
 
 enum { LANES = 16 };
-typedef float v16sf __attribute__((vector_size(LANES * sizeof(float))));
-typedef int v16si __attribute__((vector_size(LANES * sizeof(int))));
+_Static_assert(sizeof(sfa_f32x16) == LANES * sizeof(float), "a vector holds LANES floats");
 
 /* exp(x) for float, within 2 ulp; flushes to 0 below -87.3 and saturates at 2.4e38 from
  * 88.376 up (so that 2^n, n in [-126, 127], is one normal float: a single scaling).
@@ -1116,10 +1115,10 @@ enum { SUM_BLOCK = 1024 };
  * into each clone with squares constant, so each keeps its own vectorised loop. Written
  * with GCC's vector extension: GCC 12 vectorised the same loop on float[LANES] poorly
  * (about 5x slower). */
-static inline __attribute__((always_inline)) void add_lanes(v16sf *acc, const float *p,
+static inline __attribute__((always_inline)) void add_lanes(sfa_f32x16 *acc, const float *p,
                                                             bool squares, float mean)
 {
-	v16sf v;
+	sfa_f32x16 v;
 	memcpy(&v, p, sizeof v);
 	if (squares)
 		v = (v - mean) * (v - mean);
@@ -1132,14 +1131,14 @@ static inline __attribute__((always_inline)) double blocked_sum(const float *p, 
 	double s = 0.0;
 	size_t i = 0;
 	while (i + LANES <= n) {
-		v16sf acc[4] = {{0}};
+		sfa_f32x16 acc[4] = {{0}};
 		size_t end = i + SUM_BLOCK < n ? i + SUM_BLOCK : n;
 		for (; i + 4 * LANES <= end; i += 4 * LANES)
 			for (int c = 0; c < 4; c++)
 				add_lanes(&acc[c], p + i + (size_t)c * LANES, squares, mean);
 		for (; i + LANES <= end; i += LANES)
 			add_lanes(&acc[0], p + i, squares, mean);
-		v16sf a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+		sfa_f32x16 a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
 		double d[LANES];
 		for (int j = 0; j < LANES; j++)
 			d[j] = a[j];
@@ -1283,15 +1282,15 @@ static inline __attribute__((always_inline)) double softmax_exp_row(float *p, in
 {
 	/* The maximum in vector lanes, written with GCC's vector extension: GCC 12 leaves
 	 * the same loop on float[LANES] scalar (its max of floats does not vectorise). */
-	v16sf mx;
+	sfa_f32x16 mx;
 	for (int j = 0; j < LANES; j++)
 		mx[j] = p[0];
 	int k = 0;
 	for (; k + LANES <= d; k += LANES) {
-		v16sf v;
+		sfa_f32x16 v;
 		memcpy(&v, p + k, sizeof v);
-		v16si gt = v > mx;
-		mx = (v16sf)(((v16si)v & gt) | ((v16si)mx & ~gt));
+		sfa_i32x16 gt = v > mx;
+		mx = (sfa_f32x16)(((sfa_i32x16)v & gt) | ((sfa_i32x16)mx & ~gt));
 	}
 	float m = mx[0];
 	for (int j = 1; j < LANES; j++)

@@ -7,6 +7,11 @@
  * which clone runs. One exception seen with GCC 12.2: its AVX-512 clone of a vectorised
  * loop dropped a (double)(float) rounding (no cvtpd2ps), so a cloned loop that narrows
  * must be checked against the baseline clone's output.
+ *
+ * Where GCC leaves such a loop scalar or vectorises it poorly (GCC 12: a maximum over
+ * float lanes, a sum over float[16] lanes), write it with GCC's vector extension on
+ * sfa_f32x16 (a comparison gives sfa_i32x16 masks); each clone still picks its own
+ * instructions for it, with the same rounding.
  */
 #ifndef SFA_UTIL_SIMD_H
 #define SFA_UTIL_SIMD_H
@@ -16,5 +21,8 @@
 #else
 #define SFA_CLONES
 #endif
+
+typedef float sfa_f32x16 __attribute__((vector_size(16 * sizeof(float))));
+typedef int sfa_i32x16 __attribute__((vector_size(16 * sizeof(int))));
 
 #endif
