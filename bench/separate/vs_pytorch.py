@@ -3,22 +3,29 @@
 
     bench/separate/vs_pytorch.py MODEL [--seconds N | --input RAW.f32] [--threads N]
                                  [--overlap F] [--segment S] [--repeats N] [--stream]
-                                 [--bench PATH] [--python PATH]
+                                 [--precision fp32|bf16] [--bench PATH] [--python PATH]
 
 MODEL is what bench_separate takes: a .th checkpoint, a bag .yaml (members beside it) or a
 model name (looked up in $SFA_MODELS_DIR, else data/models, which PyTorch then uses as its
 local repo). Both engines separate the same planar stereo float32 input at 44.1 kHz (RAW.f32,
 or N seconds, default 30, of the synthetic mix bench_separate makes, written to a temporary
 file) with the same settings: shifts 0, the given overlap and segment, split, `--threads`
-threads (torch.set_num_threads for PyTorch, which also gets num_workers=0). Each run is a
-fresh process; the figures are the medians of --repeats runs (default 3): wall time of the
-separation alone (model loading excluded on both sides), seconds per audio second and peak
-RSS, then the ratios ours / PyTorch.
+threads (torch.set_num_threads for PyTorch, which also gets num_workers=0); --precision is
+ours (PyTorch runs fp32, as the Python project does). Each run is a fresh process, ours and
+PyTorch's taking turns so that both see the same phases of a shared machine; the figures are
+the medians of --repeats runs each (default 3): wall time of the separation alone (model
+loading excluded on both sides), seconds per audio second and peak RSS, then the ratios
+ours / PyTorch.
 
 PyTorch's side runs under --python, else $SFA_PYTORCH_PYTHON, else /usr/bin/python3, and
-needs `import torch` and `import demucs` to work there; when they do not, the script still
-reports our figures and says exactly what is missing and how to get it. Exit status: 0 when
-our engine ran (whether or not PyTorch could), 1 when it failed, 2 on bad usage.
+needs `import torch` and `import demucs.apply` to work there; when they do not, the script
+still reports our figures and says exactly what is missing and how to get it. On Debian 12:
+`apt install python3-torch python3-omegaconf python3-tqdm` (PyTorch 1.13.1), and on
+PYTHONPATH the facebookresearch/demucs sources with what they import from other
+repositories: the einops and julius packages, openunmix/filtering.py alone (beside an empty
+openunmix/__init__.py; the package's own imports torchaudio), and dora.log's `fatal` and
+`bold`, which only print (stubs of a line each do). Exit status: 0 when our engine ran
+(whether or not PyTorch could), 1 when it failed, 2 on bad usage.
 """
 import argparse
 import math
@@ -94,7 +101,7 @@ def synthetic_mix(seconds, path):
 
 def run_ours(bench, model, inp, a):
     cmd = [bench, model, '--input', inp, '--threads', str(a.threads), '--shifts', '0',
-           '--overlap', str(a.overlap)]
+           '--overlap', str(a.overlap), '--precision', a.precision]
     if a.segment > 0:
         cmd += ['--segment', str(a.segment)]
     if a.stream:
@@ -123,10 +130,11 @@ def torch_missing(python):
     if not (os.path.isfile(python) and os.access(python, os.X_OK)) and not shutil.which(python):
         return ['no Python at %s (give one with --python or $SFA_PYTORCH_PYTHON)' % python]
     missing = []
-    for mod, how in (('torch', 'pip install torch (CPU wheels: --index-url '
-                               'https://download.pytorch.org/whl/cpu)'),
-                     ('demucs', 'pip install demucs, or the facebookresearch/demucs sources '
-                                'on PYTHONPATH')):
+    for mod, how in (('torch', 'on Debian 12 `apt install python3-torch`, elsewhere '
+                               '`pip install torch`'),
+                     ('demucs.apply', '`pip install demucs`, or the facebookresearch/demucs '
+                                      'sources and what they import on PYTHONPATH (see the '
+                                      'top of this script)')):
         r = subprocess.run([python, '-c', 'import ' + mod], stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
         if r.returncode != 0:
@@ -148,6 +156,7 @@ def main():
     ap.add_argument('--overlap', type=float, default=0.25)
     ap.add_argument('--segment', type=float, default=0.0)
     ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--precision', choices=('fp32', 'bf16'), default='fp32')
     ap.add_argument('--stream', action='store_true',
                     help='ours streams the stems to a sink that drops them (engine RSS only)')
     ap.add_argument('--bench', default=os.path.join(ROOT, 'build', 'bench', 'separate',
@@ -171,28 +180,35 @@ def main():
             repo = os.environ.get('SFA_MODELS_DIR') or os.path.join(ROOT, 'data', 'models')
             if not os.path.isdir(repo):
                 repo = None
-        print('model %s, threads %d, overlap %.2f, segment %s, shifts 0, median of %d'
-              % (a.model, a.threads, a.overlap, a.segment or 'default', a.repeats))
-        try:
-            ours = [run_ours(a.bench, a.model, inp, a) for _ in range(a.repeats)]
-        except (RuntimeError, AttributeError) as e:
-            print('ours: %s' % e, file=sys.stderr)
-            return 1
+        print('model %s, %s, threads %d, overlap %.2f, segment %s, shifts 0, median of %d'
+              % (a.model, a.precision, a.threads, a.overlap, a.segment or 'default',
+                 a.repeats))
+        missing = torch_missing(a.python)
+        ours, theirs, failed = [], [], None
+        for _ in range(a.repeats):
+            try:
+                ours.append(run_ours(a.bench, a.model, inp, a))
+            except (RuntimeError, AttributeError) as e:
+                print('ours: %s' % e, file=sys.stderr)
+                return 1
+            if missing or failed:
+                continue
+            try:
+                theirs.append(run_torch(a.python, a.model, inp, a, repo))
+            except (RuntimeError, ValueError) as e:
+                failed = str(e)
         audio = ours[0]['audio']
         print('audio %.2f s' % audio)
         row = '%-8s wall %8.2f s   %6.3f s per audio second   peak RSS %6.0f MB'
         print(row % ('ours', median(ours, 'wall'), median(ours, 'wall') / audio,
                      median(ours, 'rss_mb')))
-        missing = torch_missing(a.python)
         if missing:
             print('pytorch  not run:')
             for m in missing:
                 print('  - ' + m)
             return 0
-        try:
-            theirs = [run_torch(a.python, a.model, inp, a, repo) for _ in range(a.repeats)]
-        except (RuntimeError, ValueError) as e:
-            print('pytorch  not run: %s' % e)
+        if failed:
+            print('pytorch  not run: %s' % failed)
             return 0
         print(row % ('pytorch', median(theirs, 'wall'), median(theirs, 'wall') / audio,
                      median(theirs, 'rss_mb')))
