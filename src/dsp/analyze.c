@@ -178,7 +178,7 @@ static int analyze_tempo(struct work *w, struct dsp_result *r, char *err, size_t
 		r->n_beats = dsp_beat_track(r->onset_env, T, r->tempo_bpm, w->beat_work, r->beats);
 	}
 	r->tempo_bpm = 60.0 * DSP_FPS / dsp_refine_period_from_beats(r->beats, r->n_beats, period);
-	/* then the metrical level: 2, 1/2, 4/3, 3/4, 3/2, 2/3, 5/4 or 4/5 of it may be the beat */
+	/* then the metrical level: 2, 1/2, 4/3, 3/4, 3/2, 2/3 or 4/5 of it may be the beat */
 	int *scratch = ualloc(w->arena, T, sizeof(int));
 	float *hi = ualloc(w->arena, T, sizeof(float));
 	if (!scratch || !hi)

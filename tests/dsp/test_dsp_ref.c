@@ -353,7 +353,7 @@ static void mel_db_matches(void **state)
 	json_decref(ref);
 }
 
-/* Excerpts of songs of the analysis corpus (bench/analysis-accuracy, seeds 17-19; 15 s,
+/* Excerpts of songs of the analysis corpus (bench/analysis-accuracy, seeds 17-22; 15 s,
  * resampled to 22050 Hz) whose metrical level or beat phase was read wrong, with the tempo
  * of their labelled beats. */
 struct corpus_excerpt {
@@ -365,6 +365,7 @@ static const struct corpus_excerpt TRESILLO = {"corpus_tresillo_124.flac", 124.0
 static const struct corpus_excerpt SHUFFLE = {"corpus_shuffle_75.flac", 75.42};
 static const struct corpus_excerpt BREAKBEAT = {"corpus_breakbeat_126.flac", 126.0};
 static const struct corpus_excerpt SHUFFLE_114 = {"corpus_shuffle_114.flac", 114.0};
+static const struct corpus_excerpt FOUR_ON_FLOOR = {"corpus_four_on_floor_127.flac", 127.0};
 
 /* Decodes an excerpt into buf and analyses its tempo and beats into r. */
 static void analyze_excerpt(const struct corpus_excerpt *c, struct audio_buf *buf,
@@ -384,7 +385,10 @@ static void analyze_excerpt(const struct corpus_excerpt *c, struct audio_buf *bu
  * (hats half-way that the whole spectrum has weaker). The tresillo (s0002, 10-25 s): kicks
  * 3-3-2 in sixteenths; its tempogram's peak is 5 sixteenths (99 BPM), 4/5 of the beat.
  * The shuffle (s0232, 10-25 s): swung eighths on a triplet grid, drifting 74.7-76.5 BPM.
- * Read at 3/2 (113 BPM) its beats fall on every second triplet, one in three on nothing. */
+ * Read at 3/2 (113 BPM) its beats fall on every second triplet, one in three on nothing.
+ * The four-on-the-floor (seed 22 s0010, 0-15 s): an intro of off-beat sixteenths, bass and
+ * stabs, then the kick on every beat; it read 102 BPM (5/4 of its beat period) while the
+ * level chooser had a 5/4 level. */
 static void corpus_excerpt_tempo(void **state)
 {
 	const struct corpus_excerpt *c = *state;
@@ -439,7 +443,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	g_dir = argv[1];
-	static struct CMUnitTest tests[N_SIGNALS * N_Q + 6];
+	static struct CMUnitTest tests[N_SIGNALS * N_Q + 7];
 	size_t n = 0;
 	tests[n++] = (struct CMUnitTest){"mel_db_matches_librosa", mel_db_matches, NULL, NULL,
 	                                 NULL};
@@ -449,6 +453,8 @@ int main(int argc, char **argv)
 	                                 NULL, NULL, (void *)&TRESILLO};
 	tests[n++] = (struct CMUnitTest){"corpus_shuffle_reads_its_beat", corpus_excerpt_tempo,
 	                                 NULL, NULL, (void *)&SHUFFLE};
+	tests[n++] = (struct CMUnitTest){"corpus_four_on_floor_reads_its_beat",
+	                                 corpus_excerpt_tempo, NULL, NULL, (void *)&FOUR_ON_FLOOR};
 	tests[n++] = (struct CMUnitTest){"corpus_breakbeat_beats_on_the_beat",
 	                                 corpus_excerpt_beats_on_the_beat, NULL, NULL,
 	                                 (void *)&BREAKBEAT};
