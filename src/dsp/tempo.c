@@ -502,9 +502,10 @@ double dsp_tempo_confidence(const float *flux, size_t n, const int *beats, size_
  * falls where the groove has no hit (0.29 and 0.37 on the two such songs); the true level's
  * lowest third is 0.54 or more on every song of both corpora (a waltz's weak beats). Acc1
  * 96.7 -> 97.3 %, Acc2 99.3 -> 100 %; no other song of either corpus changed, for any
- * threshold 0.45-0.5 and weight 25-60. The level 5/4 went again: it is the beat only where
- * the tempogram peaks at 4/5 of it (3.2 sixteenths), which no groove does, and in 800
- * songs (seeds 17-22) it won once, wrongly: a four-on-the-floor at 127 BPM read 101.9. */
+ * threshold 0.45-0.5 and weight 25-60. Later the level 5/4 was dropped: it is the beat only
+ * where the tempogram peaks at 4/5 of the beat (3.2 sixteenths), which no groove does, and
+ * in 800 songs (seeds 17-22) it won once, wrongly (a four-on-the-floor at 127 BPM read
+ * 101.9). */
 static const double LEVELS[] = {1.0, 2.0, 0.5, 4.0 / 3.0, 0.75, 1.5, 2.0 / 3.0, 0.8};
 
 void dsp_band_onsets(const float *db, size_t T, int m0, int m1, float *out)
