@@ -90,8 +90,9 @@ int main(int argc, char **argv)
 	}
 	/* one core, for this process and the sfa processes it starts */
 	cpu_set_t one;
+	int cpu = sched_getcpu();
 	CPU_ZERO(&one);
-	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+	CPU_SET(cpu >= 0 ? cpu : 0, &one);
 	sched_setaffinity(0, sizeof one, &one);
 	float *x = NULL;
 	size_t n = 0;

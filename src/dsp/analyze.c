@@ -6,10 +6,11 @@
  * Between the passes: clamp the mel dB matrix, then onset envelope -> tempogram -> tempo
  * (librosa's) -> beats; the kick-aware flux envelope -> octave correction -> the metrical
  * level (tempo.c) -> beats at the corrected tempo -> tempo_confidence; and MFCC.
- * Pass 2, only for key/chroma: the tuning from the peaks, the chroma filterbank, then every
+ * Pass 2, only for chroma, key and chords: the tuning from the peaks; for the chroma
+ * (itself, librosa's key, key changes without chords) the chroma filterbank, then every
  * frame's power spectrum again (recomputing one FFT per frame is cheaper than keeping a
- * 1025 x T spectrogram) and its chroma, and for the chords the bass and mid signals
- * (chords.c); the chords give the key, the mean chroma librosa's Krumhansl-Kessler key.
+ * 1025 x T spectrogram) and its chroma; for the chords the bass and mid signals
+ * (chords.c). The chords give the key, the mean chroma librosa's Krumhansl-Kessler key.
  *
  * Memory: every buffer comes from two arenas sized before the first frame: `work` (freed
  * on return) and the result's own (freed by dsp_result_free). The big buffers are the mel
@@ -367,8 +368,11 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	int want_spec = (calc & (DSP_FEAT_SPECTRAL | DSP_FEAT_MFCC | DSP_FEAT_TEMPO | DSP_FEAT_KEY |
 	                         DSP_FEAT_CHROMA)) != 0;
 	int want_mel = (calc & (DSP_FEAT_MFCC | DSP_FEAT_TEMPO)) != 0;
-	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_CHORDS |
-	                           DSP_FEAT_KEY_CHANGES)) != 0;
+	/* the chords read their notes at the song's tuning (from pass 1's peaks); chroma_stft is
+	 * for the chroma itself, librosa's key and key changes without chords */
+	int want_chords = (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
+	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_KEY_CHANGES)) != 0;
+	int want_tuning = want_chords || want_chroma;
 	size_t T = dsp_n_frames(n);
 
 	struct dsp_result r;
@@ -388,13 +392,13 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	if (calc & DSP_FEAT_TEMPO)
 		res_bytes += MAX_BEATS(T) * sizeof(int) +
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
-	if (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	if (want_chords)
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
 	if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_key_segment);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
-	size_t peaks_cap = want_chroma ? dsp_peaks_cap(T) : 0;
+	size_t peaks_cap = want_tuning ? dsp_peaks_cap(T) : 0;
 	size_t work_bytes = ARENA_SLACK + sizeof(struct work) +
 	                    (want_mel ? T * DSP_N_MELS * sizeof(float) : 0) +
 	                    peaks_cap * sizeof(struct dsp_peak) +
@@ -405,11 +409,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	                                                               sizeof(float) +
 	                                                       MAX_GRID(T) * sizeof(int)
 	                                             : 0) +
-	                    ((feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
-	                             ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
-	                                       (dsp_bass_signal_len(n) + dsp_mid_signal_len(n) +
-	                                        2) * sizeof(float)
-	                             : 0) +
+	                    (want_chords ? dsp_chords_work_bytes(T, MAX_BEATS(T)) +
+	                                           (dsp_bass_signal_len(n) + dsp_mid_signal_len(n) +
+	                                            2) * sizeof(float)
+	                                 : 0) +
 	                    ((feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
 	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
 	                             : 0);
@@ -430,13 +433,15 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		if (!(w->db = ualloc(&wa, T * DSP_N_MELS, sizeof(float))))
 			goto nomem;
 	}
-	if (want_chroma) {
+	if (want_tuning) {
 		w->peaks.cap = peaks_cap;
-		if (!(w->peaks.p = ualloc(&wa, peaks_cap, sizeof(struct dsp_peak))) ||
-		    !(w->chroma_fb = ualloc(&wa, DSP_N_BINS * DSP_N_CHROMA, sizeof(float))) ||
-		    !(r.chroma = zalloc(&r.mem, T * DSP_N_CHROMA, sizeof(float))))
+		if (!(w->peaks.p = ualloc(&wa, peaks_cap, sizeof(struct dsp_peak))))
 			goto nomem;
 	}
+	if (want_chroma &&
+	    (!(w->chroma_fb = ualloc(&wa, DSP_N_BINS * DSP_N_CHROMA, sizeof(float))) ||
+	     !(r.chroma = zalloc(&r.mem, T * DSP_N_CHROMA, sizeof(float)))))
+		goto nomem;
 	if (calc & DSP_FEAT_TEMPO) {
 		if (!(w->beat_work = ualloc(&wa, dsp_beats_work_bytes(T), 1)) ||
 		    !(r.onset_env = zalloc(&r.mem, T, sizeof(float))) ||
@@ -475,7 +480,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 				if (db[m] > db_max)
 					db_max = db[m];
 		}
-		if (want_chroma)
+		if (want_tuning)
 			dsp_peaks_frame(&w->peaks, w->pow);
 	}
 
@@ -500,12 +505,8 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	}
 
 	/* pass 2 */
-	if (want_chroma) {
+	if (want_tuning) {
 		r.tuning = dsp_tuning_from_peaks(&w->peaks);
-		dsp_chroma_fb(r.tuning, w->chroma_fb);
-		float c[DSP_N_CHROMA];
-		int want_chords = (feat &
-		                   (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
 		if (want_chords) {
 			w->n_low = dsp_bass_signal_len(n);
 			w->n_mid = dsp_mid_signal_len(n);
@@ -515,7 +516,10 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 			dsp_bass_signal(x, n, w->low);
 			dsp_mid_signal(x, n, w->mid);
 		}
-		for (size_t t = 0; t < T; t++) {
+		if (want_chroma)
+			dsp_chroma_fb(r.tuning, w->chroma_fb);
+		for (size_t t = 0; want_chroma && t < T; t++) {
+			float c[DSP_N_CHROMA];
 			dsp_stft_frame(&w->stft, x, n, t, w->mag, w->pow);
 			dsp_chroma_frame(w->chroma_fb, w->pow, c);
 			for (int k = 0; k < DSP_N_CHROMA; k++)

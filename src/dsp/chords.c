@@ -128,6 +128,7 @@ enum { BANK_MAX = 32 }; /* notes one Goertzel bank takes */
 _Static_assert(BASS_HI - BASS_LO + 1 <= BANK_MAX && MID_HI - MID_LO + 1 <= BANK_MAX,
                "the notes fit a Goertzel bank");
 _Static_assert((int)BASS_MAX_LEN <= (int)MID_MAX_LEN, "the window buffer holds the bass's");
+_Static_assert((int)MID_DECIM <= (int)BASS_DECIM, "decimate's rings hold either factor");
 
 static const struct {
 	const char *suffix;
