@@ -125,7 +125,7 @@ struct work {
 	struct dsp_stft stft;
 	struct dsp_tg_work tg;
 	struct dsp_melbank mel;
-	double dct[DSP_N_MFCC * DSP_N_MELS];
+	double dct[DSP_DCT_STRIDE * DSP_N_MELS];
 	double freqs[DSP_N_BINS];
 	float mag[DSP_N_BINS], pow[DSP_N_BINS];
 	float scratch[DSP_N_MELS];

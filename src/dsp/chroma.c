@@ -18,6 +18,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "util/simd.h"
+
 enum { PEAKS_PER_FRAME = (DSP_PIP_HI - DSP_PIP_LO + 2) / 2 + 1 };
 
 size_t dsp_peaks_cap(size_t n_frames) { return n_frames * PEAKS_PER_FRAME; }
@@ -142,19 +144,26 @@ void dsp_chroma_fb(double tuning, float *fb)
 	}
 }
 
-void dsp_chroma_frame(const float *fb, const float *pow, float *chroma)
+_Static_assert(DSP_N_CHROMA == 12, "the chroma's sums are three vectors of four");
+
+/* Each chroma bin is its own sum over the bins k in order, in double (the products are
+ * exact there); the twelve sums side by side in three vectors of four, which GCC 12 leaves
+ * scalar when written as a loop over the bins. */
+SFA_CLONES void dsp_chroma_frame(const float *fb, const float *pow, float *chroma)
 {
-	double acc[DSP_N_CHROMA] = {0};
+	sfa_f64x4 acc[3] = {{0}};
 	for (size_t k = 0; k < DSP_N_BINS; k++) {
-		const float *f = fb + k * DSP_N_CHROMA;
 		double p = pow[k];
-		for (int c = 0; c < DSP_N_CHROMA; c++)
-			acc[c] += (double)f[c] * p;
+		for (int v = 0; v < 3; v++) {
+			sfa_f32x4 f;
+			memcpy(&f, fb + k * DSP_N_CHROMA + 4 * v, sizeof f);
+			acc[v] += __builtin_convertvector(f, sfa_f64x4) * p;
+		}
 	}
 	float raw[DSP_N_CHROMA];
 	double mx = 0.0;
 	for (int c = 0; c < DSP_N_CHROMA; c++) {
-		raw[c] = (float)acc[c];
+		raw[c] = (float)acc[c / 4][c % 4];
 		double m = fabs((double)raw[c]);
 		if (m > mx)
 			mx = m;

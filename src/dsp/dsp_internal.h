@@ -27,6 +27,7 @@ enum {
 	DSP_N_BINS = DSP_N_FFT / 2 + 1, /* 1025 */
 	DSP_N_MELS = 128,
 	DSP_N_MFCC = 13,
+	DSP_DCT_STRIDE = 16, /* the DCT basis's coefficients per band: 13, zero-padded to vectors */
 	DSP_N_CHROMA = 12,
 	DSP_TG_WIN = 344, /* floor(8 s * 22050 / 512): tempogram window, in frames */
 	DSP_ACF_N = 768,  /* FFT length for one tempogram frame: >= 2 * 344 - 1 */
@@ -158,7 +159,8 @@ void dsp_melbank_init(struct dsp_melbank *mb);
 void dsp_melbank_dense(const struct dsp_melbank *mb, float *dense);
 /* mel power of one power frame, then 10*log10(max(1e-10, x)) (float32), not clamped. */
 void dsp_mel_db_frame(const struct dsp_melbank *mb, const float *pow, float *db);
-/* Orthonormal DCT-II basis, 13 x 128, row-major. */
+/* Orthonormal DCT-II basis, 13 x 128, stored band by band: basis[band * DSP_DCT_STRIDE +
+ * coefficient], DSP_DCT_STRIDE * 128 doubles, the padding zero. */
 void dsp_dct_init(double *basis);
 /* One MFCC frame from one clamped dB frame. */
 void dsp_mfcc_frame(const double *basis, const float *db, float *mfcc);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/simd.h"
 
 /* numpy/core/src/umath/loops_utils.h.src: @TYPE@_pairwise_sum, PW_BLOCKSIZE 128. */
 float dsp_sum_pairwise_f32(const float *a, size_t n)
@@ -145,7 +146,8 @@ void dsp_stft_free(struct dsp_stft *s)
 	s->spec = NULL;
 }
 
-void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag, float *pow)
+SFA_CLONES void dsp_stft_frame(struct dsp_stft *s, const float *x, size_t n, size_t t, float *mag,
+                               float *pow)
 {
 	dsp_frame_copy(x, n, t, s->in);
 	for (size_t i = 0; i < DSP_N_FFT; i++)

@@ -13,6 +13,10 @@
  * interpolator cost 2.1 of the 3.3 s of a 4-minute song's whole analysis, libswresample's
  * general polyphase resampler (the route of FFmpeg's ebur128 filter) 0.17 s, this 0.035 s
  * (bench/analysis), and both read Tech 3341's inter-sample sines alike (test_loudness.c).
+ * A block of samples whose interpolated points cannot reach the peak found so far is not
+ * interpolated at all: no point exceeds TP_GAIN (the largest phase's sum of |taps|) times
+ * the largest sample magnitude within its taps' reach, so such a block cannot change the
+ * result, which is the same peak, bit for bit, as interpolating every block.
  */
 #include "dsp/dsp.h"
 
@@ -33,7 +37,13 @@
 enum {
 	TP_TAPS = 12, /* per phase of BS.1770-4 Annex 2's interpolator */
 	TP_HIST = TP_TAPS - 1,
+	TP_BLOCK = 256, /* samples judged at a time for the bound (at least TP_HIST) */
 };
+_Static_assert(TP_BLOCK >= TP_HIST, "a block's taps reach back no further than the block before");
+
+/* Sum of |taps| of phase 1 (and 2), 2.0228..., the largest of the four (phase 0: 1.434), with
+ * room for the float rounding of a point's twelve products and sums (under 1e-6 relative). */
+static const double TP_GAIN = 2.0228271484375 * (1.0 + 1e-5);
 
 /* Phases 0 and 1 of the Annex's interpolator (tap 0 weighs the newest sample): phase p
  * interpolates p/4 of a sample period on. Phases 3 and 2 are them reversed. */
@@ -148,19 +158,38 @@ SFA_CLONES static float tp_peak(const float *x, size_t n, int factor, float peak
 	return peak;
 }
 
-/* Raises the peak by channel c's n new samples x oversampled, and keeps the last TP_HIST
- * samples as the history. The first TP_HIST points need the history before x (a few floats
- * put together here); the rest read x itself, uncopied. */
-static void meter_oversample(struct dsp_meter *m, int c, const float *x, size_t n)
+/* Raises the peak by channel c's n new samples x and by the points between them
+ * oversampled, block by block; keeps the last TP_HIST samples as the history. A block is
+ * interpolated only when TP_GAIN times the largest magnitude its points' taps reach (the
+ * block and the TP_HIST samples before it, covered by the block before or the history) can
+ * exceed the peak. The first block's points need the history before x (a few floats put
+ * together here); the rest read x itself, uncopied. */
+static void meter_channel(struct dsp_meter *m, int c, const float *x, size_t n)
 {
-	float head[2 * TP_HIST];
-	size_t nh = n < TP_HIST ? n : TP_HIST;
-	memcpy(head, m->hist[c], sizeof m->hist[c]);
-	memcpy(head + TP_HIST, x, nh * sizeof *x);
-	m->peak = tp_peak(head, nh, m->oversample, m->peak);
-	if (n > TP_HIST)
-		m->peak = tp_peak(x, n - TP_HIST, m->oversample, m->peak);
-	memcpy(m->hist[c], n >= TP_HIST ? x + n - TP_HIST : head + n, sizeof m->hist[c]);
+	float before = peak_of(m->hist[c], TP_HIST, 0.0f);
+	for (size_t i0 = 0; i0 < n; i0 += TP_BLOCK) {
+		size_t nb = n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK;
+		float top = peak_of(x + i0, nb, 0.0f);
+		m->peak = top > m->peak ? top : m->peak;
+		float reach = top > before ? top : before;
+		before = top;
+		if (m->oversample == 1 || (double)reach * TP_GAIN < (double)m->peak)
+			continue; /* no point here can reach the peak (NaN compares false) */
+		if (i0 >= TP_HIST) {
+			m->peak = tp_peak(x + i0 - TP_HIST, nb, m->oversample, m->peak);
+			continue;
+		}
+		float head[TP_HIST + TP_BLOCK];
+		memcpy(head, m->hist[c], sizeof m->hist[c]);
+		memcpy(head + TP_HIST, x, nb * sizeof *x);
+		m->peak = tp_peak(head, nb, m->oversample, m->peak);
+	}
+	if (n >= TP_HIST) {
+		memcpy(m->hist[c], x + n - TP_HIST, sizeof m->hist[c]);
+	} else {
+		memmove(m->hist[c], m->hist[c] + n, (TP_HIST - n) * sizeof *x);
+		memcpy(m->hist[c] + TP_HIST - n, x, n * sizeof *x);
+	}
 }
 
 int dsp_meter_sink(void *arg, const float *const *planes, size_t n)
@@ -185,9 +214,7 @@ int dsp_meter_sink(void *arg, const float *const *planes, size_t n)
 		goto fail;
 	}
 	for (int c = 0; c < m->n_channels; c++)
-		m->peak = peak_of(ch[c], n, m->peak);
-	for (int c = 0; c < m->n_channels && m->oversample > 1; c++)
-		meter_oversample(m, c, ch[c], n);
+		meter_channel(m, c, ch[c], n);
 	return 0;
 fail:
 	m->failed = true;
@@ -216,8 +243,8 @@ int dsp_meter_finish(struct dsp_meter *m, struct dsp_loudness *out, char *err, s
 	         ebur128_loudness_range(m->st, &range) != EBUR128_SUCCESS)
 		rc = sfa_err(err, n_err, SFA_ENOMEM, "the loudness could not be computed");
 	static const float TAIL[TP_HIST]; /* zeros: the filter's last points */
-	for (int c = 0; !rc && c < m->n_channels && m->oversample > 1; c++)
-		meter_oversample(m, c, TAIL, TP_HIST);
+	for (int c = 0; !rc && c < m->n_channels; c++)
+		meter_channel(m, c, TAIL, TP_HIST);
 	if (!rc) {
 		/* Silence (every block gated away) has no integrated loudness: -inf, shown as
 		 * null. */

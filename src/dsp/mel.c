@@ -17,6 +17,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "util/simd.h"
+
 static const double F_SP = 200.0 / 3;
 static const double MIN_LOG_HZ = 1000.0;
 
@@ -107,21 +109,31 @@ void dsp_mel_db_frame(const struct dsp_melbank *mb, const float *pow, float *db)
 void dsp_dct_init(double *basis)
 {
 	const double n = DSP_N_MELS;
+	memset(basis, 0, sizeof(double) * DSP_DCT_STRIDE * DSP_N_MELS);
 	for (int k = 0; k < DSP_N_MFCC; k++) {
 		double scale = (k == 0) ? sqrt(1.0 / n) : sqrt(2.0 / n);
 		for (int i = 0; i < DSP_N_MELS; i++)
-			basis[k * DSP_N_MELS + i] = scale *
-			                            cos(M_PI * k * (2.0 * i + 1.0) / (2.0 * n));
+			basis[i * DSP_DCT_STRIDE + k] = scale *
+			                                cos(M_PI * k * (2.0 * i + 1.0) / (2.0 * n));
 	}
 }
 
-void dsp_mfcc_frame(const double *basis, const float *db, float *mfcc)
+_Static_assert(DSP_DCT_STRIDE % 4 == 0 && DSP_DCT_STRIDE >= DSP_N_MFCC,
+               "the coefficients' sums are whole vectors of four");
+
+/* Each coefficient is its own sum over the mel bands in order, in double; the thirteen sums
+ * side by side in vectors of four (the basis is stored band by band for that). */
+SFA_CLONES void dsp_mfcc_frame(const double *basis, const float *db, float *mfcc)
 {
-	for (int k = 0; k < DSP_N_MFCC; k++) {
-		const double *b = basis + k * DSP_N_MELS;
-		double acc = 0.0;
-		for (int i = 0; i < DSP_N_MELS; i++)
-			acc += b[i] * (double)db[i];
-		mfcc[k] = (float)acc;
+	sfa_f64x4 acc[DSP_DCT_STRIDE / 4] = {{0}};
+	for (int i = 0; i < DSP_N_MELS; i++) {
+		double d = db[i];
+		for (int v = 0; v < DSP_DCT_STRIDE / 4; v++) {
+			sfa_f64x4 b;
+			memcpy(&b, basis + i * DSP_DCT_STRIDE + 4 * v, sizeof b);
+			acc[v] += b * d;
+		}
 	}
+	for (int k = 0; k < DSP_N_MFCC; k++)
+		mfcc[k] = (float)acc[k / 4][k % 4];
 }

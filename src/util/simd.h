@@ -10,8 +10,8 @@
  *
  * Where GCC leaves such a loop scalar or vectorises it poorly (GCC 12: a maximum over
  * float lanes, a sum over float[16] lanes), write it with GCC's vector extension on
- * sfa_f32x16 (a comparison gives sfa_i32x16 masks); each clone still picks its own
- * instructions for it, with the same rounding.
+ * sfa_f32x16 (a comparison gives sfa_i32x16 masks), or for sums in double on sfa_f64x4;
+ * each clone still picks its own instructions for it, with the same rounding.
  */
 #ifndef SFA_UTIL_SIMD_H
 #define SFA_UTIL_SIMD_H
@@ -24,5 +24,8 @@
 
 typedef float sfa_f32x16 __attribute__((vector_size(16 * sizeof(float))));
 typedef int sfa_i32x16 __attribute__((vector_size(16 * sizeof(int))));
+/* Four lanes, for sums in double of float data (__builtin_convertvector between them). */
+typedef float sfa_f32x4 __attribute__((vector_size(4 * sizeof(float))));
+typedef double sfa_f64x4 __attribute__((vector_size(4 * sizeof(double))));
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "audio/audio.h"
 #include "dsp/dsp.h"
+#include "dsp/dsp_internal.h"
 #include "dsp/result_json.h"
 #include "util/err.h"
 
@@ -152,6 +153,47 @@ static void true_peak_between_samples(void **state)
 				"true peak of a %.2f dBTP sine at fs/%.0f, %.1f degrees: %.2f dBTP",
 				c[k].dbtp, c[k].div, c[k].phase_deg, tp);
 	}
+}
+
+/* The true peak skips the blocks whose points cannot reach the peak so far, by a bound:
+ * the largest sum of |taps| of a phase (phase 1's, 2.0228) times the largest sample within
+ * the taps' reach. Here that bound is met exactly: a 0.8 sample first sets the peak, then,
+ * blocks later, twelve samples of 0.4 signed as phase 1's taps (- + - + - + + - + - + -
+ * from the newest back) put one point at 0.4 x 2.0228 = 0.809, above it. With a bound any
+ * tighter (phase 0's 1.434, say) that block would be skipped and 0.8 read. Fed in chunks
+ * of several sizes (chunks shorter than the taps, the pattern across a chunk's edge), to
+ * both channels and to one. */
+static void true_peak_bound_keeps_the_worst_point(void **state)
+{
+	(void)state;
+	static const int sign_h1[12] = {-1, 1,  -1, 1,  -1, 1,
+	                                1,  -1, 1,  -1, 1,  -1}; /* tap 0 newest */
+	enum { N = 4096, AT = 1000 };
+	float x[N] = {0};
+	x[0] = 0.8f;
+	for (int k = 0; k < 12; k++)
+		x[AT + 11 - k] = 0.4f * (float)sign_h1[k];
+	const double want = 20.0 * log10(0.4 * 2.0228271484375);
+	const size_t chunks[] = {N, 5, 256, 1003, 4095};
+	for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++)
+		for (int ch = 1; ch <= 2; ch++) {
+			struct audio_stream_info info = {.in_rate_hz = RATE, .in_channels = ch};
+			struct dsp_meter *m = dsp_meter_new(&info);
+			assert_non_null(m);
+			for (size_t i = 0; i < N; i += chunks[c]) {
+				size_t k = N - i < chunks[c] ? N - i : chunks[c];
+				const float *planes[2] = {x + i, x + i};
+				assert_int_equal(dsp_meter_sink(m, planes, k), 0);
+			}
+			struct dsp_loudness l;
+			char err[256];
+			assert_int_equal(dsp_meter_finish(m, &l, err, sizeof err), 0);
+			if (!(fabs(l.true_peak_dbtp - want) < 1e-4))
+				fail_msg(
+					"true peak %.5f dBTP in chunks of %zu, %d channel(s); expected "
+					"%.5f (the 0.8 sample alone: %.5f)",
+					l.true_peak_dbtp, chunks[c], ch, want, 20.0 * log10(0.8));
+		}
 }
 
 /* From 96 kHz the samples are oversampled by 2 (the Annex's half-sample phase), from
@@ -298,6 +340,7 @@ int main(void)
 		cmocka_unit_test(loudness_range),
 		cmocka_unit_test(true_peak_between_samples),
 		cmocka_unit_test(true_peak_at_high_rates),
+		cmocka_unit_test(true_peak_bound_keeps_the_worst_point),
 		cmocka_unit_test(mono_is_dual_mono),
 		cmocka_unit_test(silence_has_none),
 		cmocka_unit_test(analysis_reports_it),
