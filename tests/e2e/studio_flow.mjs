@@ -4,7 +4,8 @@
 // the stems in the mixer (the AudioContext runs; each stem's gain follows mute, solo and
 // volume; a loop marked from the keyboard), edit in the DAW (fade, offset, undo, redo),
 // reload (the mix is kept), export the mix (it equals the server's render of the manifest
-// the page shows), download all stems, the jobs page's filters, delete the track.
+// the page shows), download all stems, the jobs page's filters, a longer song's sections,
+// delete the track.
 // axe-core checks every page at 1440 px and 390 px; screenshots of each page are kept.
 //
 // Usage: node studio_flow.mjs BASE_URL AUDIO_FILE SHOTS_DIR SPOTIFY_TRACK_URL
@@ -299,6 +300,24 @@ try {
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByRole("button", { name: "Create API key" }).waitFor();
   await checkPage(page, "settings");
+
+  // A song long enough for sections (the Spotify download, a 15 s breakbeat of 8 bars and
+  // more, analysed with the selection): its page lists them as the analysis has them.
+  await page.getByRole("link", { name: "Library" }).click();
+  await page.getByRole("link", { name: "Song Studio", exact: true }).click();
+  const sectionsHeading = page.getByRole("heading", { name: "Sections" });
+  await sectionsHeading.waitFor();
+  const studioId = page.url().split("/").pop();
+  const studioSong = (await (await page.request.get(`${base}/export/analysis/${studioId}`)).json()).analysis;
+  if (!studioSong.sections?.length) fail(`the 15 s song has no sections: ${JSON.stringify(studioSong.sections)}`);
+  const sectionItems = sectionsHeading.locator("xpath=..").locator("li");
+  const shownLabels = await sectionItems.locator("strong").allTextContents();
+  const shownBars = (await sectionItems.allTextContents()).map((t) => Number(/\(bar (\d+)\)$/.exec(t)?.[1]));
+  if (JSON.stringify(shownLabels) !== JSON.stringify(studioSong.sections.map((x) => x.label)) ||
+      JSON.stringify(shownBars) !== JSON.stringify(studioSong.sections.map((x) => x.bar)))
+    fail(`sections shown ${JSON.stringify(shownLabels)} at bars ${JSON.stringify(shownBars)}, the analysis ${JSON.stringify(studioSong.sections)}`);
+  seen.sections = shownLabels;
+  await checkPage(page, "track-sections");
 
   // Delete the track from its page: back to an empty library.
   await page.goto(`${base}/tracks/${trackId}`);

@@ -20,6 +20,8 @@ FIXTURES = os.environ.get("SFA_FIXTURES", os.path.join(ROOT, "tests", "fixtures"
 TINY = os.path.join(FIXTURES, "nn", "tiny_htdemucs.th")
 ARTIFACTS = os.environ.get("SFA_ARTIFACTS") or tempfile.mkdtemp(prefix="sfa-studio-")
 SPOTIFY_TRACK = magic("okStudio")  # the fake Spotify's "Song Studio", 30 s
+# what its download gives: a 15 s rendered breakbeat, long enough for sections
+STUDIO_SONG = os.path.join(FIXTURES, "dsp", "corpus_breakbeat_126.flac")
 
 
 def node_ready():
@@ -55,11 +57,13 @@ def studio_journey_in_chromium(srv):
 def main():
     """The server talks to the fake Spotify, and downloads (the real yt-dlp and ffmpeg)
     come from a local audio server in URL-template mode."""
-    audio_src = AudioServer({f"/{SPOTIFY_TRACK}.wav": ("audio/wav", groove_wav(3.0, 100))})
+    check(os.path.exists(STUDIO_SONG), f"missing test fixture {STUDIO_SONG}")
+    with open(STUDIO_SONG, "rb") as f:
+        audio_src = AudioServer({f"/{SPOTIFY_TRACK}.flac": ("audio/flac", f.read())})
     fake = FakeSpotify()
     return run_suite(tap, {**fake.env(), "SFA_RATE_AUTH": "100000", "SFA_RATE_API": "100000",
                            "SFA_RATE_HEAVY": "100000",
-                           "SFA_DOWNLOAD_QUERY": f"{audio_src.url}/{{spotify_id}}.wav"},
+                           "SFA_DOWNLOAD_QUERY": f"{audio_src.url}/{{spotify_id}}.flac"},
                      stop=(fake.stop, audio_src.stop))
 
 
