@@ -371,7 +371,9 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	/* the chords read their notes at the song's tuning (from pass 1's peaks); chroma_stft is
 	 * for the chroma itself, librosa's key and key changes without chords */
 	int want_chords = (feat & (DSP_FEAT_CHORDS | DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
-	int want_chroma = (feat & (DSP_FEAT_KEY | DSP_FEAT_CHROMA | DSP_FEAT_KEY_CHANGES)) != 0;
+	/* the key is the key change that lasts longest */
+	int want_key_changes = (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES)) != 0;
+	int want_chroma = want_key_changes || (feat & DSP_FEAT_CHROMA) != 0;
 	int want_tuning = want_chords || want_chroma;
 	size_t T = dsp_n_frames(n);
 
@@ -394,7 +396,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		             dsp_sections_cap(MAX_GRID(T)) * sizeof(struct dsp_section);
 	if (want_chords)
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_chord);
-	if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+	if (want_key_changes)
 		res_bytes += dsp_chords_cap(T, MAX_BEATS(T)) * sizeof(struct dsp_key_segment);
 	arena_init(&r.mem, res_bytes);
 	struct arena wa;
@@ -413,9 +415,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 	                                           (dsp_bass_signal_len(n) + dsp_mid_signal_len(n) +
 	                                            2) * sizeof(float)
 	                                 : 0) +
-	                    ((feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
-	                             ? dsp_key_changes_work_bytes(T, MAX_BEATS(T))
-	                             : 0);
+	                    (want_key_changes ? dsp_key_changes_work_bytes(T, MAX_BEATS(T)) : 0);
 	arena_init(&wa, work_bytes);
 
 	int rc = 0;
@@ -527,7 +527,7 @@ int dsp_analyze(const float *x, size_t n, const struct dsp_options *opt, struct 
 		}
 		if (want_chords)
 			analyze_chords(w, &r);
-		if (feat & (DSP_FEAT_KEY | DSP_FEAT_KEY_CHANGES))
+		if (want_key_changes)
 			analyze_key_changes(w, &r); /* the key is the one that lasts longest */
 		if (feat & DSP_FEAT_KEY)
 			analyze_key(w, &r);

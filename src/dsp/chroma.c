@@ -144,17 +144,17 @@ void dsp_chroma_fb(double tuning, float *fb)
 	}
 }
 
-_Static_assert(DSP_N_CHROMA == 12, "the chroma's sums are three vectors of four");
+_Static_assert(DSP_N_CHROMA % 4 == 0, "the chroma's sums are whole vectors of four");
 
 /* Each chroma bin is its own sum over the bins k in order, in double (the products are
  * exact there); the twelve sums side by side in three vectors of four, which GCC 12 leaves
  * scalar when written as a loop over the bins. */
 SFA_CLONES void dsp_chroma_frame(const float *fb, const float *pow, float *chroma)
 {
-	sfa_f64x4 acc[3] = {{0}};
+	sfa_f64x4 acc[DSP_N_CHROMA / 4] = {{0}};
 	for (size_t k = 0; k < DSP_N_BINS; k++) {
 		double p = pow[k];
-		for (int v = 0; v < 3; v++) {
+		for (int v = 0; v < DSP_N_CHROMA / 4; v++) {
 			sfa_f32x4 f;
 			memcpy(&f, fb + k * DSP_N_CHROMA + 4 * v, sizeof f);
 			acc[v] += __builtin_convertvector(f, sfa_f64x4) * p;

@@ -14,7 +14,7 @@
  * general polyphase resampler (the route of FFmpeg's ebur128 filter) 0.17 s, this 0.035 s
  * (bench/analysis), and both read Tech 3341's inter-sample sines alike (test_loudness.c).
  * A block of samples whose interpolated points cannot reach the peak found so far is not
- * interpolated at all: no point exceeds TP_GAIN (the largest phase's sum of |taps|) times
+ * interpolated at all: no point exceeds the largest phase's sum of |taps| times
  * the largest sample magnitude within its taps' reach, so such a block cannot change the
  * result, which is the same peak, bit for bit, as interpolating every block.
  */
@@ -41,10 +41,6 @@ enum {
 };
 _Static_assert(TP_BLOCK >= TP_HIST, "a block's taps reach back no further than the block before");
 
-/* Sum of |taps| of phase 1 (and 2), 2.0228..., the largest of the four (phase 0: 1.434), with
- * room for the float rounding of a point's twelve products and sums (under 1e-6 relative). */
-static const double TP_GAIN = 2.0228271484375 * (1.0 + 1e-5);
-
 /* Phases 0 and 1 of the Annex's interpolator (tap 0 weighs the newest sample): phase p
  * interpolates p/4 of a sample period on. Phases 3 and 2 are them reversed. */
 static const float TP_PHASE[2][TP_TAPS] = {
@@ -63,6 +59,7 @@ struct dsp_meter {
 	ebur128_state *st;                    /* made at the first call */
 	float *inter;                         /* interleaved frames for libebur128 */
 	size_t cap_inter;
+	double tp_gain;         /* no point exceeds this times the largest sample in its reach */
 	float hist[2][TP_HIST]; /* each channel's last TP_HIST samples (zeros before the first) */
 	float peak;             /* the largest magnitude so far, sampled or oversampled */
 	bool failed;            /* the sink ran out of memory */
@@ -89,6 +86,15 @@ static int meter_start(struct dsp_meter *m)
 	    ebur128_set_channel(m->st, 0, EBUR128_DUAL_MONO) != EBUR128_SUCCESS)
 		return SFA_ENOMEM;
 	m->oversample = rate < 96000 ? 4 : rate < 192000 ? 2 : 1; /* 192 kHz+: the samples */
+	/* the largest phase's sum of |taps| (phase 1's, 2.0228; phase 0's is 1.434), with room
+	 * for the float rounding of a point's twelve products and sums (under 1e-6 relative) */
+	for (int p = 0; p < 2; p++) {
+		double sum = 0.0;
+		for (int k = 0; k < TP_TAPS; k++)
+			sum += fabs((double)TP_PHASE[p][k]);
+		m->tp_gain = sum > m->tp_gain ? sum : m->tp_gain;
+	}
+	m->tp_gain *= 1.0 + 1e-5;
 	return 0;
 }
 
@@ -160,7 +166,7 @@ SFA_CLONES static float tp_peak(const float *x, size_t n, int factor, float peak
 
 /* Raises the peak by channel c's n new samples x and by the points between them
  * oversampled, block by block; keeps the last TP_HIST samples as the history. A block is
- * interpolated only when TP_GAIN times the largest magnitude its points' taps reach (the
+ * interpolated only when tp_gain times the largest magnitude its points' taps reach (the
  * block and the TP_HIST samples before it, covered by the block before or the history) can
  * exceed the peak. The first block's points need the history before x (a few floats put
  * together here); the rest read x itself, uncopied. */
@@ -173,16 +179,20 @@ static void meter_channel(struct dsp_meter *m, int c, const float *x, size_t n)
 		m->peak = top > m->peak ? top : m->peak;
 		float reach = top > before ? top : before;
 		before = top;
-		if (m->oversample == 1 || (double)reach * TP_GAIN < (double)m->peak)
+		if (m->oversample == 1 || (double)reach * m->tp_gain < (double)m->peak)
 			continue; /* no point here can reach the peak (NaN compares false) */
-		if (i0 >= TP_HIST) {
-			m->peak = tp_peak(x + i0 - TP_HIST, nb, m->oversample, m->peak);
-			continue;
+		size_t from = i0; /* the block's first point whose taps lie in x */
+		if (i0 == 0) {
+			float head[2 * TP_HIST];
+			size_t nh = nb < TP_HIST ? nb : TP_HIST;
+			memcpy(head, m->hist[c], sizeof m->hist[c]);
+			memcpy(head + TP_HIST, x, nh * sizeof *x);
+			m->peak = tp_peak(head, nh, m->oversample, m->peak);
+			from = nh;
 		}
-		float head[TP_HIST + TP_BLOCK];
-		memcpy(head, m->hist[c], sizeof m->hist[c]);
-		memcpy(head + TP_HIST, x, nb * sizeof *x);
-		m->peak = tp_peak(head, nb, m->oversample, m->peak);
+		if (i0 + nb > from)
+			m->peak = tp_peak(x + from - TP_HIST, i0 + nb - from, m->oversample,
+			                  m->peak);
 	}
 	if (n >= TP_HIST) {
 		memcpy(m->hist[c], x + n - TP_HIST, sizeof m->hist[c]);
